@@ -1,1 +1,51 @@
+"""The jobplane client SDK: `Client` (blocking) and `AsyncClient` (asyncio), job files, typed errors.
 
+    from jobplane.client import Client, load_job_file
+
+    with Client.connect() as client:
+        job = client.submit_job(load_job_file("hello.toml").spec)
+        job = client.wait_job(job.id)
+
+Methods return the `jobplane.v1` messages; failed calls raise a `JobplaneError` subclass.
+"""
+
+from jobplane.client.aio import AsyncClient
+from jobplane.client.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FileProblem,
+    InvalidArgument,
+    JobFileError,
+    JobplaneError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from jobplane.client.events import is_finished
+from jobplane.client.jobfile import JobFile, job_spec_from_mapping, load_job_file, parse_job_file
+from jobplane.client.sync import Client
+
+__all__ = [
+    "AlreadyExists",
+    "AsyncClient",
+    "Client",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FileProblem",
+    "InvalidArgument",
+    "JobFile",
+    "JobFileError",
+    "JobplaneError",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "is_finished",
+    "job_spec_from_mapping",
+    "load_job_file",
+    "parse_job_file",
+]

@@ -1,12 +1,17 @@
-"""Channel setup shared by the SDK, the CLI and the agent."""
+"""Channel setup shared by the SDK, the CLI and the agent, and where to find the server."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 DEFAULT_TARGET = "localhost:7070"
+# `jobplane up` records its address here (inside the data dir) for other commands on this machine.
+UP_STATE_FILE = "up.json"
 # Jobs with many tasks and batched agent messages are larger than gRPC's 4 MiB default.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -23,9 +28,62 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
+@dataclass(frozen=True)
+class ServerTarget:
+    """A server address and where it came from (for messages such as "nothing listens at ...")."""
+
+    address: str
+    source: str
+
+
+def default_data_dir() -> Path:
+    """$JOBPLANE_HOME, else ~/.local/share/jobplane: where `jobplane up` keeps its state."""
+    home = os.environ.get("JOBPLANE_HOME")
+    return Path(home) if home else Path.home() / ".local" / "share" / "jobplane"
+
+
+def up_state_path(data_dir: Path | None = None) -> Path:
+    """The file in which a running `jobplane up` records its address and pid."""
+    return (data_dir or default_data_dir()) / UP_STATE_FILE
+
+
+def read_up_state(path: Path) -> dict | None:
+    """The state of the `jobplane up` recorded at `path`, or None if absent, unreadable or stale."""
+    try:
+        state = json.loads(path.read_text())
+        address, pid = state["server"], int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(address, str) or not _process_exists(pid):
+        return None  # left behind by an `up` that was killed
+    return state
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def locate_server(target: str | None) -> ServerTarget:
+    """The server to talk to: the flag, else $JOBPLANE_SERVER, else the local `up`, else the default."""
+    if target:
+        return ServerTarget(target, "--server")
+    if env := os.environ.get("JOBPLANE_SERVER"):
+        return ServerTarget(env, "$JOBPLANE_SERVER")
+    path = up_state_path()
+    if state := read_up_state(path):
+        return ServerTarget(state["server"], f"jobplane up, {path}")
+    return ServerTarget(DEFAULT_TARGET, "default")
+
+
 def resolve_target(target: str | None) -> str:
-    """The server address: the argument, else $JOBPLANE_SERVER, else the default."""
-    return target or os.environ.get("JOBPLANE_SERVER") or DEFAULT_TARGET
+    """The server address: the argument, else $JOBPLANE_SERVER, else the local `up`, else the default."""
+    return locate_server(target).address
 
 
 def open_channel(target: str) -> grpc.Channel:

@@ -1,6 +1,13 @@
-"""Typed errors for SDK users: every failed call raises a JobplaneError subclass carrying its code."""
+"""Typed errors for SDK users: every failed call raises a JobplaneError subclass carrying its code.
+
+A malformed job file raises JobFileError, an InvalidArgument found before anything is sent.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import grpc
 
@@ -74,6 +81,32 @@ class DeadlineExceeded(JobplaneError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    """One thing wrong with a job file: where (file, line, field path) and what to do about it."""
+
+    file: str | None
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = ":".join(str(part) for part in (self.file, self.line) if part is not None)
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{where}: {text}" if where else text
+
+
+class JobFileError(InvalidArgument):
+    """A job file or job mapping is malformed; nothing was submitted. Lists every problem found."""
+
+    def __init__(self, problems: Sequence[FileProblem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 _BY_CODE: dict[grpc.StatusCode, type[JobplaneError]] = {
     cls.code: cls
     for cls in (
@@ -96,3 +129,12 @@ def from_rpc_error(error: grpc.RpcError) -> JobplaneError:
     details = error.details() if callable(getattr(error, "details", None)) else str(error)
     cls = _BY_CODE.get(code, JobplaneError)
     return cls(details or code.name, code)
+
+
+@contextmanager
+def rpc_errors() -> Iterator[None]:
+    """Re-raise any gRPC error inside the block as its typed JobplaneError (sync and aio alike)."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from error

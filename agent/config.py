@@ -1,0 +1,41 @@
+"""The agent's configuration: one frozen dataclass, built by the CLI or by a library user."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from jobplane.client.channel import resolve_target
+
+
+def _default_slots() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """How an agent connects, what it calls itself and how much it runs at once."""
+
+    server: str = field(default_factory=lambda: resolve_target(None))
+    name: str = field(default_factory=socket.gethostname)
+    slots: int = field(default_factory=_default_slots)
+    labels: dict[str, str] = field(default_factory=dict)
+    # The agent promises a heartbeat at least this often (seconds).
+    heartbeat_interval: float = 1.0
+    # Seconds between SIGTERM and SIGKILL when stopping a command task.
+    kill_grace: float = 3.0
+    # Default working directory of tasks; also put on sys.path of Python workers.
+    work_dir: str = field(default_factory=os.getcwd)
+
+    def __post_init__(self) -> None:
+        if not self.server:
+            raise ValueError("server: must be HOST:PORT, e.g. localhost:7070")
+        if not self.name:
+            raise ValueError("name: must not be empty")
+        if self.slots < 1:
+            raise ValueError(f"slots: must be at least 1, got {self.slots}")
+        if self.heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval: must be > 0, got {self.heartbeat_interval}")
+        if self.kill_grace < 0:
+            raise ValueError(f"kill_grace: must be >= 0, got {self.kill_grace}")

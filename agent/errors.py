@@ -1,0 +1,15 @@
+"""The agent's error tree: errors that end `Agent.run()` instead of being retried."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """The agent cannot go on; the message says why and what to do."""
+
+
+class NameInUse(AgentError):
+    """Another agent with this name is connected to the server (ALREADY_EXISTS)."""
+
+
+class HelloRejected(AgentError):
+    """The server rejected the agent's hello as invalid (INVALID_ARGUMENT)."""

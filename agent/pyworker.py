@@ -1,0 +1,178 @@
+"""The code of one Python worker process: import `module:function` once, call it on request.
+
+This module runs in the spawned worker, not in the agent; it talks to the pool over one pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+from .results import TAIL_LIMIT
+
+
+class Call(NamedTuple):
+    """A request from the pool: what to call, with which JSON arguments, env and cwd."""
+
+    target: str
+    args_json: str
+    env: Mapping[str, str]
+    cwd: str
+
+
+class Reply(NamedTuple):
+    """A worker's answer: "ok" with the JSON result, or "error" with the exception."""
+
+    status: str
+    result_json: str = ""
+    exception_type: str = ""
+    error: str = ""
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+
+# The first message a worker sends: it is up and can take calls.
+READY = "ready"
+
+
+def serve(conn: Connection, work_dir: str) -> None:
+    """The worker's main loop: answer calls until the pool closes the pipe."""
+    # Own session: the terminal's Ctrl-C reaches only the agent, and killing the group on
+    # cancel also takes anything the function started.
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if work_dir and work_dir not in sys.path:
+        sys.path.insert(0, work_dir)
+    functions: dict[str, Callable[..., Any]] = {}
+    conn.send(READY)
+    while True:
+        try:
+            call = conn.recv()
+        except (EOFError, OSError):
+            return  # the agent has gone
+        if call is None:
+            return
+        conn.send(run_call(functions, call))
+
+
+def run_call(functions: dict[str, Callable[..., Any]], call: Call) -> Reply:
+    """Resolve, call and JSON-encode, turning every failure into an "error" reply."""
+    try:
+        function = functions.get(call.target) or resolve(call.target)
+    except BaseException as exc:
+        return Reply("error", exception_type=type(exc).__name__,
+                     error=f"cannot load {call.target!r}: {_describe(exc)}")
+    functions[call.target] = function
+    try:
+        args, kwargs = parse_args(call.args_json)
+    except ValueError as exc:
+        return Reply("error", exception_type="ValueError", error=f"args_json: {exc}")
+    stdout, stderr = _TailWriter(), _TailWriter()
+    try:
+        with _task_context(call.env, call.cwd, stdout, stderr):
+            reply = _invoke(function, args, kwargs, call.target, stderr)
+    except OSError as exc:  # entering the working directory failed; the function never ran
+        return Reply("error", exception_type=type(exc).__name__,
+                     error=f"cannot enter working directory {call.cwd!r}: {exc.strerror}")
+    return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text())
+
+
+def _invoke(
+    function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], target: str,
+    stderr: io.TextIOBase,
+) -> Reply:
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as exc:  # SystemExit too: the task failed, the worker lives on
+        traceback.print_exc(file=stderr)
+        return Reply("error", exception_type=type(exc).__name__, error=_describe(exc))
+    try:
+        return Reply("ok", result_json=json.dumps(value))
+    except Exception as exc:  # TypeError, ValueError (circular), RecursionError
+        return Reply("error", exception_type=type(exc).__name__,
+                     error=f"the return value of {target} is not JSON-serialisable: {exc}")
+
+
+def resolve(target: str) -> Callable[..., Any]:
+    """The callable named by "package.module:function" (the function may be dotted: Class.method)."""
+    module_name, sep, qualname = target.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"expected 'module:function', got {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for attr in qualname.split("."):
+        obj = getattr(obj, attr)
+    if not callable(obj):
+        raise TypeError(f"{target} is a {type(obj).__name__}, not a callable")
+    return obj
+
+
+def parse_args(args_json: str) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments from args_json: an array, an object, or nothing."""
+    if not args_json.strip():
+        return [], {}
+    value = json.loads(args_json)
+    if isinstance(value, list):
+        return value, {}
+    if isinstance(value, dict):
+        return [], value
+    raise ValueError(f"must be a JSON object or array, got {type(value).__name__}")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _task_context(
+    env: Mapping[str, str], cwd: str, stdout: io.TextIOBase, stderr: io.TextIOBase
+) -> Iterator[None]:
+    """Run with the task's environment, working directory and captured output; restore after."""
+    saved_env = {key: os.environ.get(key) for key in env}
+    saved_cwd = os.getcwd() if cwd else ""
+    os.environ.update(env)
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            yield
+    finally:
+        if saved_cwd:
+            os.chdir(saved_cwd)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _TailWriter(io.TextIOBase):
+    """A text stream that keeps only the last TAIL_LIMIT characters written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[str] = []
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size > 4 * TAIL_LIMIT:
+            self._parts = [self.text()]
+            self._size = len(self._parts[0])
+        return len(text)
+
+    def text(self) -> str:
+        """What is left: the last TAIL_LIMIT characters."""
+        return "".join(self._parts)[-TAIL_LIMIT:]

@@ -1,0 +1,300 @@
+"""A pool of spawned worker processes that run Python-callable tasks, bridged to asyncio.
+
+Each worker holds one pipe to the agent and runs one call at a time. The agent learns of a
+reply through `loop.add_reader` on the pipe, so a call costs no thread and no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+from . import pyworker
+from .results import AttemptResult, Outcome, StopRequest, request_stop
+
+log = logging.getLogger(__name__)
+
+# A worker that dies before it is ready is respawned after this pause, not in a tight loop.
+_RESPAWN_PAUSE = 1.0
+
+
+@dataclass(frozen=True)
+class PyCall:
+    """One Python-callable attempt: "module:function", JSON arguments, env additions, cwd, timeout."""
+
+    target: str
+    args_json: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    timeout: float = 0.0
+
+
+class _Worker:
+    """The agent's side of one worker process."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.fd = conn.fileno()
+        self.ready = False
+        self.alive = True
+        # Resolved with a pyworker.Reply, a StopRequest (killed) or an int|None (died: exit code).
+        self.reply: asyncio.Future[object] | None = None
+
+
+class WorkerPool:
+    """`size` spawned worker processes; each runs one call at a time and is replaced if killed."""
+
+    def __init__(self, size: int, *, work_dir: str = "") -> None:
+        self._size = size
+        self._work_dir = os.path.abspath(work_dir) if work_dir else ""
+        # Never fork: the agent has gRPC threads, and a forked child would inherit their locks.
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: set[_Worker] = set()
+        self._reaping: set[asyncio.Task] = set()
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Queue[_Worker] | None = None
+
+    def start(self) -> None:
+        """Spawn the workers; call it from the event loop that will use the pool."""
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Queue()
+        # Workers are not daemonic (tasks may start processes of their own), so make sure
+        # they die with the agent even if nobody calls close().
+        atexit.register(self._kill_all)
+        for _ in range(self._size):
+            self._spawn()
+
+    async def run(
+        self,
+        call: PyCall,
+        *,
+        stop: asyncio.Future[StopRequest] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> AttemptResult:
+        """Run the call in a free worker until it returns, raises, times out or is stopped."""
+        assert self._loop is not None, "WorkerPool.start() was not called"
+        stop = stop if stop is not None else self._loop.create_future()
+        worker = await self._dispatch(call, stop)
+        if worker is None:
+            return stop.result().result()
+        if on_start is not None:
+            on_start()
+        return await self._await_reply(worker, call, stop)
+
+    async def close(self) -> None:
+        """Kill every worker and wait until they are reaped."""
+        self._kill_all()
+        atexit.unregister(self._kill_all)
+        if self._reaping:
+            await asyncio.wait(self._reaping, timeout=5.0)
+
+    async def _dispatch(self, call: PyCall, stop: asyncio.Future[StopRequest]) -> _Worker | None:
+        """Hand the call to an idle worker; None if the attempt was stopped before that."""
+        request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd)
+        while (worker := await self._next_idle(stop)) is not None:
+            worker.reply = self._loop.create_future()  # type: ignore[union-attr]
+            try:
+                worker.conn.send(request)
+            except OSError:
+                self._lost(worker)  # it died while idle; try the next one
+                continue
+            return worker
+        return None
+
+    async def _next_idle(self, stop: asyncio.Future[StopRequest]) -> _Worker | None:
+        assert self._idle is not None
+        while not stop.done():
+            try:
+                worker = self._idle.get_nowait()
+            except asyncio.QueueEmpty:
+                getter = asyncio.ensure_future(self._idle.get())
+                await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return None
+                worker = getter.result()
+            if not worker.alive:
+                continue
+            if stop.done():
+                self._idle.put_nowait(worker)
+                return None
+            return worker
+        return None
+
+    async def _await_reply(
+        self, worker: _Worker, call: PyCall, stop: asyncio.Future[StopRequest]
+    ) -> AttemptResult:
+        reply = worker.reply
+        assert reply is not None and self._loop is not None
+
+        def on_stop(_: asyncio.Future) -> None:
+            if not reply.done():
+                reply.set_result(stop.result())
+                self._kill(worker)
+
+        stop.add_done_callback(on_stop)
+        timer = None
+        if call.timeout > 0:
+            timer = self._loop.call_later(
+                call.timeout, request_stop, stop, StopRequest.timeout(call.timeout)
+            )
+        try:
+            answer = await reply
+        finally:
+            stop.remove_done_callback(on_stop)
+            if timer is not None:
+                timer.cancel()
+            if reply.cancelled():  # our caller was cancelled mid-call: the worker is busy
+                self._kill(worker)
+        return self._settle(worker, call, answer)
+
+    def _settle(self, worker: _Worker, call: PyCall, answer: object) -> AttemptResult:
+        if isinstance(answer, pyworker.Reply):
+            worker.reply = None
+            self._idle.put_nowait(worker)  # type: ignore[union-attr]
+            return _from_reply(answer)
+        if isinstance(answer, StopRequest):
+            return answer.result()
+        return _died(call.target, answer)  # type: ignore[arg-type]
+
+    def _spawn(self) -> None:
+        if self._closing:
+            return
+        parent, child = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=pyworker.serve, args=(child, self._work_dir), name="jobplane-pyworker"
+        )
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self._workers.add(worker)
+        self._loop.add_reader(worker.fd, self._on_readable, worker)  # type: ignore[union-attr]
+
+    def _on_readable(self, worker: _Worker) -> None:
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            self._lost(worker)
+            return
+        if message == pyworker.READY:
+            worker.ready = True
+            self._idle.put_nowait(worker)  # type: ignore[union-attr]
+        elif worker.reply is not None and not worker.reply.done():
+            worker.reply.set_result(message)
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died on its own (crash, os._exit, killed from outside): replace it."""
+        if not worker.alive:
+            return
+        self._retire(worker)
+        reaped = self._reap(worker)
+        if worker.ready:
+            log.warning("python worker %d died; starting a replacement", worker.process.pid)
+            self._spawn()
+        else:
+            log.error("python worker %d died while starting; retrying in %.0f s",
+                      worker.process.pid, _RESPAWN_PAUSE)
+            self._loop.call_later(_RESPAWN_PAUSE, self._spawn)  # type: ignore[union-attr]
+        reply = worker.reply
+        if reply is not None and not reply.done():
+            reaped.add_done_callback(lambda t: reply.done() or reply.set_result(t.result()))
+
+    def _kill(self, worker: _Worker) -> None:
+        """Kill a worker (and whatever its call started) and start a replacement."""
+        if not worker.alive:
+            return
+        self._retire(worker)
+        _kill_process_group(worker.process)
+        self._reap(worker)
+        self._spawn()
+
+    def _kill_all(self) -> None:
+        self._closing = True
+        for worker in list(self._workers):
+            if worker.reply is not None and not worker.reply.done():
+                worker.reply.set_result(StopRequest.shutdown())
+            self._retire(worker)
+            _kill_process_group(worker.process)
+            if self._loop is not None and not self._loop.is_closed():
+                self._reap(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        """Stop listening to a worker and forget it."""
+        worker.alive = False
+        self._workers.discard(worker)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(worker.fd)
+        worker.conn.close()
+
+    def _reap(self, worker: _Worker) -> asyncio.Task[int | None]:
+        task = asyncio.ensure_future(_wait_exit(worker.process), loop=self._loop)
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+        return task
+
+
+async def _wait_exit(process: multiprocessing.process.BaseProcess) -> int | None:
+    """Wait (without blocking the loop) for a worker process to exit; its exit code."""
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    sentinel = process.sentinel
+    loop.add_reader(sentinel, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(sentinel)
+    process.join()
+    code = process.exitcode
+    process.close()
+    return code
+
+
+def _kill_process_group(process: multiprocessing.process.BaseProcess) -> None:
+    # A worker leads its own process group once it has started; before that it is alone.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.kill()
+    except (ProcessLookupError, ValueError):
+        pass
+
+
+def _from_reply(reply: pyworker.Reply) -> AttemptResult:
+    if reply.status == "ok":
+        return AttemptResult(
+            outcome=Outcome.SUCCEEDED,
+            result_json=reply.result_json,
+            stdout_tail=reply.stdout_tail,
+            stderr_tail=reply.stderr_tail,
+            raw={"state": "returned"},
+        )
+    return AttemptResult(
+        outcome=Outcome.FAILED,
+        error=reply.error,
+        stdout_tail=reply.stdout_tail,
+        stderr_tail=reply.stderr_tail,
+        raw={"state": "raised", "exception_type": reply.exception_type},
+    )
+
+
+def _died(target: str, exit_code: int | None) -> AttemptResult:
+    if exit_code is not None and exit_code < 0:
+        how = f"was killed by {signal.Signals(-exit_code).name}"
+    else:
+        how = f"exited with code {exit_code}"
+    return AttemptResult(
+        outcome=Outcome.FAILED,
+        error=f"the python worker running {target} {how}",
+        raw={"state": "crashed"},
+    )

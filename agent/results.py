@@ -1,0 +1,71 @@
+"""What running an attempt produces, and how an attempt is asked to stop early."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+
+# Bytes (commands) or characters (Python tasks) kept of each output stream.
+TAIL_LIMIT = 4096
+
+
+class Outcome(enum.Enum):
+    """How an attempt ended; mirrors AttemptOutcome on the wire."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """The end of one attempt: outcome, details and the raw properties the runner saw."""
+
+    outcome: Outcome
+    exit_code: int | None = None
+    result_json: str = ""
+    error: str = ""
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Why an attempt is being stopped from outside: the outcome to report and the raw state."""
+
+    outcome: Outcome
+    reason: str
+    raw_state: str
+
+    @classmethod
+    def cancel(cls, reason: str) -> StopRequest:
+        """The server cancelled the attempt."""
+        return cls(Outcome.CANCELLED, reason or "cancelled", "cancelled")
+
+    @classmethod
+    def timeout(cls, seconds: float) -> StopRequest:
+        """The attempt ran past its spec's timeout."""
+        return cls(Outcome.TIMED_OUT, f"timed out after {seconds:g} s", "timed_out")
+
+    @classmethod
+    def shutdown(cls) -> StopRequest:
+        """The agent is shutting down."""
+        return cls(Outcome.FAILED, "agent shutting down", "agent_shutdown")
+
+    def result(self, raw: dict[str, str] | None = None, **details: object) -> AttemptResult:
+        """The result of an attempt stopped for this reason."""
+        return AttemptResult(
+            outcome=self.outcome,
+            error=self.reason,
+            raw={"state": self.raw_state, **(raw or {})},
+            **details,  # type: ignore[arg-type]
+        )
+
+
+def request_stop(stop: asyncio.Future[StopRequest], request: StopRequest) -> None:
+    """Ask an attempt to stop; the first request wins, later ones are ignored."""
+    if not stop.done():
+        stop.set_result(request)

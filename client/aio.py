@@ -1,0 +1,143 @@
+"""The asyncio SDK client: the twin of `Client` with the same method names."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import grpc
+
+from jobplane.client.channel import open_aio_channel, resolve_target
+from jobplane.client.errors import Unavailable, rpc_errors
+from jobplane.client.events import is_finished, is_job_end
+from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.v1 import (
+    continuation_pb2,
+    continuation_pb2_grpc,
+    event_pb2,
+    job_pb2,
+    job_pb2_grpc,
+    provider_pb2,
+    provider_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+
+
+class AsyncClient:
+    """An asyncio connection to a jobplane server; see `Client` for the semantics of each method."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, target: str, timeout: float = 10.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = channel
+        self._jobs = job_pb2_grpc.JobServiceStub(channel)
+        self._tasks = task_pb2_grpc.TaskServiceStub(channel)
+        self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
+        self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
+
+    @classmethod
+    async def connect(cls, target: str | None = None, *, timeout: float = 10.0) -> AsyncClient:
+        """Open a channel to `target` (default: `channel.resolve_target`); connects lazily."""
+        address = resolve_target(target)
+        return cls(open_aio_channel(address), target=address, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Jobs
+
+    async def submit_job(self, spec: job_pb2.JobSpec | Mapping[str, Any]) -> job_pb2.Job:
+        if not isinstance(spec, job_pb2.JobSpec):
+            spec = job_spec_from_mapping(spec)
+        return (await self._unary(self._jobs.SubmitJob, job_pb2.SubmitJobRequest(spec=spec))).job
+
+    async def get_job(self, job_id: str) -> job_pb2.Job:
+        return (await self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))).job
+
+    def list_jobs(self, *, filter: str = "", page_size: int = 100) -> AsyncIterator[job_pb2.Job]:
+        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._jobs.ListJobs, request, "jobs")
+
+    async def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
+        request = job_pb2.CancelJobRequest(job_id=job_id, reason=reason)
+        return (await self._unary(self._jobs.CancelJob, request)).job
+
+    async def watch(
+        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[event_pb2.Event]:
+        request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=after_event_id)
+        call = self._jobs.WatchEvents(request, timeout=timeout)
+        try:
+            with rpc_errors():
+                async for response in call:
+                    for event in response.events:
+                        yield event
+        finally:
+            call.cancel()
+
+    async def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
+        job = await self.get_job(job_id)
+        if is_finished(job):
+            return job
+        events = self.watch(job_id, timeout=timeout)
+        try:
+            async for event in events:
+                if is_job_end(event, job_id):
+                    break
+        finally:
+            await events.aclose()
+        job = await self.get_job(job_id)
+        if not is_finished(job):
+            raise Unavailable(f"the event stream closed before job {job_id} finished")
+        return job
+
+    # Tasks
+
+    def list_tasks(self, job_id: str, *, filter: str = "", page_size: int = 100) -> AsyncIterator[task_pb2.Task]:
+        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, page_size=page_size)
+        return self._pages(self._tasks.ListTasks, request, "tasks")
+
+    async def get_task(self, task_id: str) -> task_pb2.Task:
+        return (await self._unary(self._tasks.GetTask, task_pb2.GetTaskRequest(task_id=task_id))).task
+
+    # Providers and continuations
+
+    def list_providers(self, *, filter: str = "", page_size: int = 100) -> AsyncIterator[provider_pb2.Provider]:
+        request = provider_pb2.ListProvidersRequest(filter=filter, page_size=page_size)
+        return self._pages(self._providers.ListProviders, request, "providers")
+
+    async def get_provider(self, provider_id: str) -> provider_pb2.Provider:
+        request = provider_pb2.GetProviderRequest(provider_id=provider_id)
+        return (await self._unary(self._providers.GetProvider, request)).provider
+
+    def list_continuations(
+        self, *, filter: str = "", page_size: int = 100
+    ) -> AsyncIterator[continuation_pb2.Continuation]:
+        request = continuation_pb2.ListContinuationsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._continuations.ListContinuations, request, "continuations")
+
+    async def get_continuation(self, continuation_id: str) -> continuation_pb2.Continuation:
+        request = continuation_pb2.GetContinuationRequest(continuation_id=continuation_id)
+        return (await self._unary(self._continuations.GetContinuation, request)).continuation
+
+    # Plumbing
+
+    async def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+        with rpc_errors():
+            return await method(request, timeout=self.timeout)
+
+    async def _pages(self, method: Callable[..., Any], request: Any, field: str) -> AsyncIterator[Any]:
+        while True:
+            response = await self._unary(method, request)
+            for item in getattr(response, field):
+                yield item
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token

@@ -1,0 +1,123 @@
+"""`jobplane jobs list|get` and `jobplane cancel JOB`."""
+
+from __future__ import annotations
+
+import argparse
+
+from jobplane.client import output
+from jobplane.client.command import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    add_output_option,
+    add_server_option,
+    connect,
+    wants_json,
+)
+from jobplane.v1 import job_pb2
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("jobs", help="list and inspect jobs", description="Jobs.")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="list jobs, newest first", description="List jobs.")
+    listing.add_argument(
+        "--filter",
+        default="",
+        metavar="F",
+        help="space-separated key=value terms, all must hold; keys: state, status, name; "
+        "a value may end with * (e.g. `state=RUNNING name=nightly*`)",
+    )
+    listing.set_defaults(run=run_list)
+
+    get = actions.add_parser("get", help="show one job and its task counts", description="Show one job.")
+    get.add_argument("job", metavar="JOB", help="job id")
+    get.add_argument("--wait", action="store_true", help="wait until the job ends; exit 1 unless it succeeded")
+    get.set_defaults(run=run_get)
+
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a job",
+        description="Cancel every unfinished task of a job; running attempts are killed.",
+    )
+    cancel.add_argument("job", metavar="JOB", help="job id")
+    cancel.add_argument("--reason", default="", help="why, recorded on the job and its tasks")
+    cancel.set_defaults(run=run_cancel)
+
+    for parser in (listing, get, cancel):
+        add_server_option(parser)
+        add_output_option(parser)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        jobs = list(client.list_jobs(filter=args.filter))
+    if wants_json(args):
+        print(output.json_document(jobs))
+    elif jobs:
+        print(job_table(jobs))
+    elif args.filter:
+        print(f"no jobs match `{args.filter}`")
+    else:
+        print("no jobs yet; submit one with `jobplane submit FILE`")
+    return EXIT_OK
+
+
+def run_get(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        job = client.wait_job(args.job) if args.wait else client.get_job(args.job)
+    print(output.json_document(job) if wants_json(args) else job_details(job))
+    if args.wait and job.state != job_pb2.JOB_STATE_SUCCEEDED:
+        return EXIT_JOB_FAILED
+    return EXIT_OK
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        job = client.cancel_job(args.job, reason=args.reason)
+    if wants_json(args):
+        print(output.json_document(job))
+    else:
+        print(f'cancelled job {job.id} "{job.spec.name}": now {output.job_state(job.state)}, {progress(job.counts)}')
+    return EXIT_OK
+
+
+def job_table(jobs: list[job_pb2.Job]) -> str:
+    rows = (
+        (job.id, job.spec.name, output.status(job.status), job.spec.priority, progress(job.counts), output.age(job.submit_time))
+        for job in jobs
+    )
+    return output.table(("ID", "NAME", "STATUS", "PRIORITY", "TASKS", "SUBMITTED"), rows)
+
+
+def job_details(job: job_pb2.Job) -> str:
+    counts = job.counts
+    return output.fields(
+        [
+            ("ID", job.id),
+            ("Name", job.spec.name),
+            ("Status", f"{output.status(job.status)} ({output.job_state(job.state)})"),
+            ("Priority", job.spec.priority),
+            ("Labels", output.labels(job.spec.labels)),
+            ("Submitted", output.moment(job.submit_time)),
+            ("Started", output.moment(job.start_time)),
+            ("Ended", output.moment(job.end_time)),
+            ("Took", output.span(job.start_time, job.end_time)),
+            ("Reason", job.reason),
+            (
+                "Tasks",
+                f"{counts.total} total: {counts.waiting} waiting, {counts.running} running, "
+                f"{counts.success} succeeded, {counts.failure} failed, {counts.cancel} cancelled",
+            ),
+        ]
+    )
+
+
+def progress(counts: job_pb2.TaskCounts) -> str:
+    """`3/5 done` plus failures and cancellations when there are any."""
+    text = f"{counts.success}/{counts.total} done"
+    if counts.failure:
+        text += f", {counts.failure} failed"
+    if counts.cancel:
+        text += f", {counts.cancel} cancelled"
+    return text

@@ -1,0 +1,97 @@
+"""`jobplane submit FILE [--watch]`: check a job file, submit it, optionally follow it to the end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import closing
+
+from jobplane.client import output
+from jobplane.client.cmd_tasks import print_job_tasks
+from jobplane.client.command import (
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    add_output_option,
+    add_server_option,
+    connect,
+    wants_json,
+)
+from jobplane.client.errors import InvalidArgument, JobFileError
+from jobplane.client.events import is_job_end
+from jobplane.client.jobfile import JobFile, load_job_file
+from jobplane.client.sync import Client
+from jobplane.v1 import job_pb2
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "submit",
+        help="submit a job file (TOML or JSON)",
+        description="Check a job file and submit it. Nothing is sent when the file has a problem; "
+        "each problem is reported as FILE:LINE: field: what to fix.",
+    )
+    parser.add_argument("file", metavar="FILE", help="job file: .toml, or .json for the JSON form")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the job's events until it ends, then show its tasks; exit 1 unless it succeeded",
+    )
+    add_server_option(parser)
+    add_output_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    job_file = load_job_file(args.file)  # before connecting: a bad file never reaches a server
+    with connect(args) as client:
+        job = submit(client, job_file)
+        if wants_json(args) and not args.watch:
+            print(output.json_document(job))
+            return EXIT_OK
+        if not wants_json(args):
+            print(f'submitted job {job.id} "{job.spec.name}" ({task_count(client, job)} tasks)')
+        if not args.watch:
+            print(f"follow it with `jobplane watch {job.id}`; see it with `jobplane jobs get {job.id}`")
+            return EXIT_OK
+        try:
+            job = follow(client, job.id, as_json=wants_json(args))
+        except KeyboardInterrupt:
+            print(f"\nstopped watching; job {job.id} keeps running (`jobplane cancel {job.id}` stops it)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return EXIT_OK if job.state == job_pb2.JOB_STATE_SUCCEEDED else EXIT_JOB_FAILED
+
+
+def submit(client: Client, job_file: JobFile) -> job_pb2.Job:
+    """Submit the file's spec; a rejected field is reported at its line in the file."""
+    try:
+        return client.submit_job(job_file.spec)
+    except InvalidArgument as error:
+        raise JobFileError([job_file.locate(error.message)]) from error
+
+
+def task_count(client: Client, job: job_pb2.Job) -> int:
+    """Tasks after expansion (sweeps and chunks), as the server counts them."""
+    return job.counts.total or sum(1 for _ in client.list_tasks(job.id))
+
+
+def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float | None = None) -> job_pb2.Job:
+    """Print the job's events from its first until it ends, then its tasks; return the final job."""
+    with closing(client.watch(job_id, timeout=timeout)) as events:
+        for event in events:
+            print(output.json_line(event) if as_json else output.event_line(event, with_job=False), flush=True)
+            if is_job_end(event, job_id):
+                break
+    job = client.get_job(job_id)
+    if not as_json:
+        print()
+        print_job_tasks(client, job_id)
+        print()
+        print(outcome(job))
+    return job
+
+
+def outcome(job: job_pb2.Job) -> str:
+    """`job 12 SUCCEEDED after 3.2s` / `job 12 FAILED after 1m: task build exited with code 2`."""
+    text = f"job {job.id} {output.job_state(job.state)} after {output.span(job.submit_time, job.end_time)}"
+    return f"{text}: {job.reason}" if job.reason else text

@@ -1,0 +1,47 @@
+"""`jobplane watch [JOB] [--from ID]`: follow the event stream."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import closing
+
+from jobplane.client import output
+from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.events import is_job_end
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "watch",
+        help="follow events (statuses of jobs, tasks, providers; failovers)",
+        description="Print events as they happen, until Ctrl-C; with JOB, only that job's, "
+        "from its first event until it ends. Statuses are the normalized ones.",
+    )
+    parser.add_argument("job", metavar="JOB", nargs="?", default="", help="only this job; stop when it ends")
+    parser.add_argument(
+        "--from",
+        dest="after",
+        type=int,
+        default=0,
+        metavar="ID",
+        help="start after event ID (with -o json each line carries its id, to resume from)",
+    )
+    add_server_option(parser)
+    add_output_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        if args.job:
+            client.get_job(args.job)  # NOT_FOUND now rather than an endless silent stream
+        try:
+            with closing(client.watch(args.job, after_event_id=args.after)) as events:
+                for event in events:
+                    line = output.json_line(event) if wants_json(args) else output.event_line(event, with_job=not args.job)
+                    print(line, flush=True)
+                    if args.job and is_job_end(event, args.job):
+                        break
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how an open-ended watch ends
+    return EXIT_OK

@@ -1,0 +1,25 @@
+"""What events and states mean to a client: when a job is over."""
+
+from __future__ import annotations
+
+from jobplane.v1 import event_pb2, job_pb2
+
+TERMINAL_JOB_STATES = frozenset(
+    {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED}
+)
+# JOB events carry the JobState short name as raw_status.
+TERMINAL_JOB_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+def is_job_end(event: event_pb2.Event, job_id: str) -> bool:
+    """True for the event that says job `job_id` reached a terminal state."""
+    return (
+        event.kind == event_pb2.EVENT_KIND_JOB
+        and event.job_id == job_id
+        and event.raw_status in TERMINAL_JOB_STATUSES
+    )
+
+
+def is_finished(job: job_pb2.Job) -> bool:
+    """True once the job succeeded, failed or was cancelled."""
+    return job.state in TERMINAL_JOB_STATES

@@ -1,0 +1,362 @@
+"""Job files: TOML or JSON documents describing a job, checked and converted to a JobSpec.
+
+The client checks the shape (syntax, known keys, types, required fields) and names the line of
+each problem; what the tasks mean together (cycles, unknown `after`, duplicate names) is the
+server's to check. `JobFile.locate` maps the field path of a server INVALID_ARGUMENT back to a line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobplane.client.errors import FileProblem, JobFileError
+from jobplane.client.locate import FieldPath, LineIndex
+from jobplane.v1 import job_pb2
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """A parsed, checked job file: its JobSpec plus what it takes to point back at its lines."""
+
+    name: str
+    spec: job_pb2.JobSpec
+    document: Mapping[str, Any]
+    lines: LineIndex
+
+    def locate(self, message: str) -> FileProblem:
+        """Map a server message such as `spec.tasks[2].after[0]: unknown task "x"` to a file line."""
+        match = _SERVER_PATH.match(message)
+        if not match:
+            return FileProblem(self.name, None, "", message)
+        path, line_path = _file_path(_proto_path(match.group("path")), self.document)
+        line = self.lines.line_of(line_path) if line_path else None
+        return FileProblem(self.name, line, format_path(path), match.group("rest"))
+
+
+def load_job_file(path: str | Path) -> JobFile:
+    """Read and check a `.toml` or `.json` job file; raises JobFileError naming file and line."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise JobFileError([FileProblem(name, None, "", f"cannot read the job file: {error}")]) from error
+    return parse_job_file(text, name=name, syntax="json" if name.endswith(".json") else "toml")
+
+
+def parse_job_file(text: str, *, name: str = "<job file>", syntax: str = "toml") -> JobFile:
+    """Check and convert job-file text (`syntax` "toml" or "json"); raises JobFileError."""
+    if syntax == "json":
+        document, lines = _parse_json(text, name), LineIndex.for_json(text)
+    else:
+        document, lines = _parse_toml(text, name), LineIndex.for_toml(text)
+    spec = _Converter(syntax, lines, name).job_spec(document)
+    return JobFile(name, spec, document, lines)
+
+
+def job_spec_from_mapping(document: Mapping[str, Any]) -> job_pb2.JobSpec:
+    """Convert a parsed job-file mapping (the dict a TOML or JSON file gives) to a JobSpec."""
+    return _Converter("python", LineIndex({}), None).job_spec(document)
+
+
+def format_path(path: FieldPath) -> str:
+    """("tasks", 1, "command") -> "tasks[1].command"."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def _parse_toml(text: str, name: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", message)
+        line = int(where.group(1)) if where else None
+        problem = message[: where.start()].strip() if where else message
+        column = f" (column {where.group(2)})" if where else ""
+        raise JobFileError([FileProblem(name, line, "", f"invalid TOML: {problem}{column}")]) from error
+
+
+def _parse_json(text: str, name: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        problem = FileProblem(name, error.lineno, "", f"invalid JSON: {error.msg} (column {error.colno})")
+        raise JobFileError([problem]) from error
+
+
+class _Invalid(Exception):
+    """One value of the document has the wrong shape."""
+
+    def __init__(self, path: FieldPath, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+_TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
+
+
+class _Converter:
+    """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
+
+    def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
+        self._syntax = syntax
+        self._lines = lines
+        self._name = name
+        self._problems: list[FileProblem] = []
+
+    def job_spec(self, document: Any) -> job_pb2.JobSpec:
+        if not isinstance(document, Mapping):
+            raise JobFileError([self._problem(_Invalid((), f"expected {self._table} at the top; got {self._kind(document)}"))])
+        fields = self._fields(document, (), _JOB_FIELDS, required=("name", "tasks"))
+        if self._problems:
+            raise JobFileError(self._problems)
+        return job_pb2.JobSpec(**fields)
+
+    @property
+    def _table(self) -> str:
+        return _TABLE_WORD[self._syntax]
+
+    def _problem(self, invalid: _Invalid) -> FileProblem:
+        line = self._lines.line_of(invalid.path)
+        return FileProblem(self._name, line, format_path(invalid.path), invalid.message)
+
+    def _fields(
+        self, table: Mapping[str, Any], path: FieldPath, known: Mapping[str, _Field], required: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """Converted proto fields of `table`; problems are recorded, not raised."""
+        converted: dict[str, Any] = {}
+        for key, value in table.items():
+            field = known.get(key)
+            try:
+                if field is None:
+                    raise _Invalid(path + (key,), _unknown_key(key, known))
+                converted[field.proto_name] = field.convert(self, value, path + (key,))
+            except _Invalid as invalid:
+                self._problems.append(self._problem(invalid))
+        for key in required:
+            if key not in table:
+                self._problems.append(self._problem(_Invalid(path + (key,), f"missing; {_REQUIRED_HINT[key]}")))
+        return converted
+
+    def _kind(self, value: Any) -> str:
+        return _kind(value, self._table)
+
+    # Converters: each takes the value and its path and returns the proto value or raises _Invalid.
+
+    def string(self, value: Any, path: FieldPath) -> str:
+        if not isinstance(value, str):
+            raise _Invalid(path, f"expected a string; got {self._kind(value)}")
+        return value
+
+    def integer(self, value: Any, path: FieldPath) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(path, f"expected an integer; got {self._kind(value)}")
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise _Invalid(path, f"expected an integer between {INT32_MIN} and {INT32_MAX}; got {value}")
+        return value
+
+    def seconds(self, value: Any, path: FieldPath) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(path, f"expected a number of seconds; got {self._kind(value)}")
+        return float(value)
+
+    def string_map(self, value: Any, path: FieldPath) -> dict[str, str]:
+        """A table of strings; numbers and booleans become the strings they are written as."""
+        if not isinstance(value, Mapping):
+            raise _Invalid(path, f"expected {self._table} of strings; got {self._kind(value)}")
+        return {str(key): self._label_value(item, path + (key,)) for key, item in value.items()}
+
+    def _label_value(self, value: Any, path: FieldPath) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise _Invalid(path, f"expected a string; got {self._kind(value)}")
+
+    def names(self, value: Any, path: FieldPath) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise _Invalid(path, f"expected a list of task names; got {self._kind(value)}")
+        return value
+
+    def command(self, value: Any, path: FieldPath) -> list[str]:
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as error:
+                raise _Invalid(path, f"cannot split the command string: {error}; check its quotes") from error
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise _Invalid(path, f"expected a list of strings or a string; got {self._kind(value)}")
+
+    def json_args(self, value: Any, path: FieldPath) -> str:
+        if not isinstance(value, (Mapping, list)):
+            raise _Invalid(
+                path, f"expected {self._table} (keyword arguments) or a list (positional arguments); got {self._kind(value)}"
+            )
+        return self._json(value, path)
+
+    def json_list(self, value: Any, path: FieldPath) -> str:
+        if not isinstance(value, list):
+            raise _Invalid(path, f"expected a list; got {self._kind(value)}")
+        return self._json(value, path)
+
+    def matrix(self, value: Any, path: FieldPath) -> list[job_pb2.MatrixParameter]:
+        if not isinstance(value, Mapping):
+            raise _Invalid(path, f"expected {self._table} of lists, e.g. {{ lr = [0.1, 0.01] }}; got {self._kind(value)}")
+        parameters = []
+        for name, values in value.items():
+            if not isinstance(values, list):
+                raise _Invalid(path + (name,), f"expected a list of values to sweep; got {self._kind(values)}")
+            parameters.append(job_pb2.MatrixParameter(name=name, values_json=self._json(values, path + (name,))))
+        return parameters
+
+    def _json(self, value: Any, path: FieldPath) -> str:
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError) as error:
+            raise _Invalid(path, f"expected values JSON can carry (no dates or times): {error}") from error
+
+    def tasks(self, value: Any, path: FieldPath) -> list[job_pb2.TaskSpec]:
+        if not isinstance(value, list):
+            raise _Invalid(path, f"expected a list of tasks ([[tasks]] tables); got {self._kind(value)}")
+        specs = []
+        for index, task in enumerate(value):
+            task_path = path + (index,)
+            if not isinstance(task, Mapping):
+                self._problems.append(self._problem(_Invalid(task_path, f"expected {self._table}; got {self._kind(task)}")))
+                continue
+            fields = self._fields(task, task_path, _TASK_FIELDS, required=("name",))
+            self._check_program(task, task_path)
+            specs.append(job_pb2.TaskSpec(**fields))
+        return specs
+
+    def _check_program(self, task: Mapping[str, Any], path: FieldPath) -> None:
+        if "command" in task and "python" in task:
+            self._problems.append(self._problem(_Invalid(path + ("python",), "set either command or python, not both")))
+        elif "command" not in task and "python" not in task:
+            self._problems.append(
+                self._problem(_Invalid(path, 'missing command or python; add command = ["..."] or python = "module:function"'))
+            )
+
+
+@dataclass(frozen=True)
+class _Field:
+    proto_name: str
+    convert: Callable[[_Converter, Any, FieldPath], Any]
+
+
+_JOB_FIELDS = {
+    "name": _Field("name", _Converter.string),
+    "priority": _Field("priority", _Converter.integer),
+    "labels": _Field("labels", _Converter.string_map),
+    "tasks": _Field("tasks", _Converter.tasks),
+}
+
+_TASK_FIELDS = {
+    "name": _Field("name", _Converter.string),
+    "command": _Field("command", _Converter.command),
+    "python": _Field("python", _Converter.string),
+    "args": _Field("args_json", _Converter.json_args),
+    "env": _Field("env", _Converter.string_map),
+    "cwd": _Field("cwd", _Converter.string),
+    "timeout": _Field("timeout_seconds", _Converter.seconds),
+    "after": _Field("after", _Converter.names),
+    "requires": _Field("requires", _Converter.string_map),
+    "max_attempts": _Field("max_attempts", _Converter.integer),
+    "matrix": _Field("matrix", _Converter.matrix),
+    "items": _Field("items_json", _Converter.json_list),
+    "chunk_size": _Field("chunk_size", _Converter.integer),
+}
+
+_REQUIRED_HINT = {
+    "name": 'add name = "..."',
+    "tasks": "add at least one [[tasks]] table",
+}
+
+
+def _unknown_key(key: str, known: Mapping[str, _Field]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f'did you mean "{close[0]}"?' if close else f"expected one of {', '.join(known)}"
+    return f"unknown key; {hint}"
+
+
+def _kind(value: Any, table: str) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return table
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
+
+
+# A field path at the start of a server message: `spec.tasks[2].after[0]: ...`.
+_SERVER_PATH = re.compile(r'^(?P<path>[A-Za-z_]\w*(?:\.[\w-]+|\[\d+\]|\["[^"]*"\])*):\s*(?P<rest>.*)$', re.DOTALL)
+_PROTO_PART = re.compile(r'([\w-]+)|\[(\d+)\]|\["([^"]*)"\]')
+_FILE_NAMES = {"args_json": "args", "timeout_seconds": "timeout", "items_json": "items"}
+# Repeated scalars whose element index the message names anyway (`unknown task "x"`).
+_SCALAR_LISTS = {"after", "command"}
+
+
+def _proto_path(text: str) -> FieldPath:
+    parts: list[str | int] = []
+    for name, index, key in _PROTO_PART.findall(text):
+        parts.append(int(index) if index else key or name)
+    return tuple(parts)
+
+
+def _file_path(proto: FieldPath, document: Mapping[str, Any]) -> tuple[FieldPath, FieldPath]:
+    """The file's spelling of a proto field path: (path to show, path to look up the line of)."""
+    parts = list(proto[1:] if proto[:1] == ("spec",) else proto)
+    shown: list[str | int] = []
+    line: list[str | int] = []
+    while parts:
+        part = parts.pop(0)
+        if part == "matrix" and parts and isinstance(parts[0], int):
+            part = _matrix_key(document, line, parts.pop(0))
+            shown += ["matrix", part] if part else ["matrix"]
+            line += ["matrix", part] if part else ["matrix"]
+            del parts[:]  # `.values_json` / `.name` of the parameter
+            continue
+        part = _FILE_NAMES.get(part, part) if isinstance(part, str) else part
+        line.append(part)
+        if not (isinstance(part, int) and shown and shown[-1] in _SCALAR_LISTS):
+            shown.append(part)
+    return tuple(shown), tuple(line)
+
+
+def _matrix_key(document: Mapping[str, Any], task_path: list[str | int], index: int) -> str | None:
+    """The name of the index-th matrix parameter of the task at `task_path`, in file order."""
+    node: Any = document
+    for part in task_path + ["matrix"]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    keys = list(node) if isinstance(node, Mapping) else []
+    return keys[index] if 0 <= index < len(keys) else None

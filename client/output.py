@@ -1,0 +1,173 @@
+"""How the CLI shows things: tables, key/value blocks, JSON, times, statuses and event lines."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
+
+from jobplane.v1 import event_pb2, job_pb2, provider_pb2, status_pb2, task_pb2
+
+NONE = "-"
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """The proto3 JSON form of a message, with the .proto field names and every field present."""
+    return json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+
+
+def json_document(value: Message | Sequence[Message]) -> str:
+    """One JSON document: an object for a message, an array for a list of them."""
+    if isinstance(value, Message):
+        return json.dumps(message_dict(value), indent=2)
+    return json.dumps([message_dict(item) for item in value], indent=2)
+
+
+def json_line(message: Message) -> str:
+    """One line of a JSON-lines stream."""
+    return json.dumps(message_dict(message), separators=(",", ":"))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces, headers in capitals."""
+    cells = [[str(cell) for cell in headers]] + [[_cell(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def fields(pairs: Iterable[tuple[str, Any]]) -> str:
+    """A key/value block, as `jobs get` and friends print it."""
+    pairs = list(pairs)
+    width = max(len(key) for key, _ in pairs)
+    return "\n".join(f"{key.ljust(width)}  {_cell(value)}" for key, value in pairs)
+
+
+def _cell(value: Any) -> str:
+    return NONE if value is None or value == "" else str(value).replace("\n", " ")
+
+
+# Enums: users see short names (RUNNING, not NORMALIZED_STATUS_RUNNING).
+
+
+def short_name(enum: Any, value: int) -> str:
+    """`short_name(job_pb2.JobState, 2)` -> "RUNNING"; the zero value shows as "-"."""
+    if value == 0:
+        return NONE
+    if value not in enum.values():
+        return str(value)
+    prefix = enum.Name(0).removesuffix("UNSPECIFIED")  # "JOB_STATE_"
+    return enum.Name(value).removeprefix(prefix)
+
+
+def status(value: int) -> str:
+    return short_name(status_pb2.NormalizedStatus, value)
+
+
+def job_state(value: int) -> str:
+    return short_name(job_pb2.JobState, value)
+
+
+def task_state(value: int) -> str:
+    return short_name(task_pb2.TaskState, value)
+
+
+def provider_state(value: int) -> str:
+    return short_name(provider_pb2.ProviderState, value)
+
+
+# Times: absolute ones in local time, recent ones as ages.
+
+
+def _is_set(stamp: timestamp_pb2.Timestamp) -> bool:
+    return stamp.seconds != 0 or stamp.nanos != 0
+
+
+def _local(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=timezone.utc).astimezone()
+
+
+def clock(stamp: timestamp_pb2.Timestamp) -> str:
+    """HH:MM:SS in local time, for event lines."""
+    return _local(stamp).strftime("%H:%M:%S") if _is_set(stamp) else NONE
+
+
+def moment(stamp: timestamp_pb2.Timestamp, *, now: float | None = None) -> str:
+    """`2026-11-21 09:17:05 (3s ago)` in local time, or "-" when unset."""
+    if not _is_set(stamp):
+        return NONE
+    return f"{_local(stamp):%Y-%m-%d %H:%M:%S} ({age(stamp, now=now)})"
+
+
+def age(stamp: timestamp_pb2.Timestamp, *, now: float | None = None) -> str:
+    """How long ago: `4s ago`, `3m ago`, `2h ago`, `5d ago`; "-" when unset."""
+    if not _is_set(stamp):
+        return NONE
+    seconds = max(0.0, (time.time() if now is None else now) - stamp.ToNanoseconds() / 1e9)
+    return f"{duration(seconds)} ago"
+
+
+def duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:.1f}s" if seconds < 10 else f"{int(seconds)}s"
+
+
+def span(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp) -> str:
+    """How long from start to end (or until now while running)."""
+    if not _is_set(start):
+        return NONE
+    stop = end.ToNanoseconds() / 1e9 if _is_set(end) else time.time()
+    return duration(max(0.0, stop - start.ToNanoseconds() / 1e9))
+
+
+def labels(values: Mapping[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(values.items())) or NONE
+
+
+def exit_code(message: Message) -> str:
+    """The optional exit_code of a Task or Attempt, "-" when it has none."""
+    return str(message.exit_code) if message.HasField("exit_code") else NONE
+
+
+# Event lines: `12:00:01  task build[0]  RUNNING  on local-1  exited with code 2`.
+
+_SUBJECT_WIDTH = 24
+
+
+def event_line(event: event_pb2.Event, *, with_job: bool = True) -> str:
+    """One readable line per event; `with_job` names the job of task events (for all-job watches)."""
+    subject, details = _event_subject(event, with_job)
+    shown = status(event.status) if event.status else event.raw_status or NONE
+    parts = [clock(event.time), subject.ljust(_SUBJECT_WIDTH), shown.ljust(8), *details]
+    return "  ".join(parts).rstrip()
+
+
+def _event_subject(event: event_pb2.Event, with_job: bool) -> tuple[str, list[str]]:
+    kind = event.kind
+    if kind == event_pb2.EVENT_KIND_JOB:
+        return f"job {event.job_id}", [event.message] if event.message else []
+    if kind == event_pb2.EVENT_KIND_TASK:
+        name = event.task_name or f"#{event.task_id}"
+        subject = f"job {event.job_id} task {name}" if with_job else f"task {name}"
+        details = [f"on {event.provider_id}"] if event.provider_id else []
+        if event.attempt > 1:
+            details.append(f"attempt {event.attempt}")
+        return subject, details + ([event.message] if event.message else [])
+    if kind == event_pb2.EVENT_KIND_PROVIDER:
+        return f"provider {event.provider_id}", [event.message] if event.message else []
+    if kind == event_pb2.EVENT_KIND_CONTINUATION:
+        details = [f"from {event.provider_id}"] if event.provider_id else []
+        return "continuation", details + ([event.message] if event.message else [])
+    return "event", [event.message] if event.message else []

@@ -1,0 +1,155 @@
+"""The blocking SDK client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
+from typing import Any
+
+import grpc
+
+from jobplane.client.channel import open_channel, resolve_target
+from jobplane.client.errors import Unavailable, rpc_errors
+from jobplane.client.events import is_finished, is_job_end
+from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.v1 import (
+    continuation_pb2,
+    continuation_pb2_grpc,
+    event_pb2,
+    job_pb2,
+    job_pb2_grpc,
+    provider_pb2,
+    provider_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+
+
+class Client:
+    """A connection to a jobplane server. Unary calls get `timeout` as deadline; streams get none.
+
+    Every failed call raises a `jobplane.client.JobplaneError` subclass (NotFound, Unavailable, ...).
+    """
+
+    def __init__(self, channel: grpc.Channel, *, target: str, timeout: float = 10.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = channel
+        self._jobs = job_pb2_grpc.JobServiceStub(channel)
+        self._tasks = task_pb2_grpc.TaskServiceStub(channel)
+        self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
+        self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
+
+    @classmethod
+    def connect(cls, target: str | None = None, *, timeout: float = 10.0) -> Client:
+        """Open a channel to `target` (default: `channel.resolve_target`). Connects lazily:
+        an unreachable server shows as Unavailable on the first call."""
+        address = resolve_target(target)
+        return cls(open_channel(address), target=address, timeout=timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Jobs
+
+    def submit_job(self, spec: job_pb2.JobSpec | Mapping[str, Any]) -> job_pb2.Job:
+        """Submit a job; a mapping is the parsed job-file dict (raises JobFileError if malformed)."""
+        if not isinstance(spec, job_pb2.JobSpec):
+            spec = job_spec_from_mapping(spec)
+        return self._unary(self._jobs.SubmitJob, job_pb2.SubmitJobRequest(spec=spec)).job
+
+    def get_job(self, job_id: str) -> job_pb2.Job:
+        return self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job
+
+    def list_jobs(self, *, filter: str = "", page_size: int = 100) -> Iterator[job_pb2.Job]:
+        """Jobs matching `filter` (e.g. `state=RUNNING name=nightly*`), fetched page by page."""
+        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._jobs.ListJobs, request, "jobs")
+
+    def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
+        return self._unary(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id, reason=reason)).job
+
+    def watch(
+        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None
+    ) -> Iterator[event_pb2.Event]:
+        """Events (of one job, or all) after `after_event_id`, then live; endless unless `timeout`.
+
+        Stopping the iteration (break, close) cancels the stream.
+        """
+        request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=after_event_id)
+        call = self._jobs.WatchEvents(request, timeout=timeout)
+        try:
+            with rpc_errors():
+                for response in call:
+                    yield from response.events
+        finally:
+            call.cancel()
+
+    def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
+        """Block until the job succeeded, failed or was cancelled and return it.
+
+        Raises DeadlineExceeded after `timeout` seconds, NotFound for an unknown job.
+        """
+        job = self.get_job(job_id)
+        if is_finished(job):
+            return job
+        # From event 0: a job that ends between get_job and here still shows its end event.
+        with closing(self.watch(job_id, timeout=timeout)) as events:
+            for event in events:
+                if is_job_end(event, job_id):
+                    break
+        job = self.get_job(job_id)
+        if not is_finished(job):
+            raise Unavailable(f"the event stream closed before job {job_id} finished")
+        return job
+
+    # Tasks
+
+    def list_tasks(self, job_id: str, *, filter: str = "", page_size: int = 100) -> Iterator[task_pb2.Task]:
+        """Tasks of a job matching `filter` (e.g. `status=FAILURE provider=local-1`)."""
+        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, page_size=page_size)
+        return self._pages(self._tasks.ListTasks, request, "tasks")
+
+    def get_task(self, task_id: str) -> task_pb2.Task:
+        return self._unary(self._tasks.GetTask, task_pb2.GetTaskRequest(task_id=task_id)).task
+
+    # Providers and continuations
+
+    def list_providers(self, *, filter: str = "", page_size: int = 100) -> Iterator[provider_pb2.Provider]:
+        """Providers matching `filter` (e.g. `state=ACTIVE label.gpu=true`)."""
+        request = provider_pb2.ListProvidersRequest(filter=filter, page_size=page_size)
+        return self._pages(self._providers.ListProviders, request, "providers")
+
+    def get_provider(self, provider_id: str) -> provider_pb2.Provider:
+        request = provider_pb2.GetProviderRequest(provider_id=provider_id)
+        return self._unary(self._providers.GetProvider, request).provider
+
+    def list_continuations(
+        self, *, filter: str = "", page_size: int = 100
+    ) -> Iterator[continuation_pb2.Continuation]:
+        request = continuation_pb2.ListContinuationsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._continuations.ListContinuations, request, "continuations")
+
+    def get_continuation(self, continuation_id: str) -> continuation_pb2.Continuation:
+        request = continuation_pb2.GetContinuationRequest(continuation_id=continuation_id)
+        return self._unary(self._continuations.GetContinuation, request).continuation
+
+    # Plumbing
+
+    def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+        with rpc_errors():
+            return method(request, timeout=self.timeout)
+
+    def _pages(self, method: Callable[..., Any], request: Any, field: str) -> Iterator[Any]:
+        while True:
+            response = self._unary(method, request)
+            yield from getattr(response, field)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token

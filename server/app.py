@@ -1,0 +1,122 @@
+"""The server object: owns the store, engine, core and event hub, and serves the
+jobplane.v1 services with health checking and reflection on one grpc.aio server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
+from jobplane.v1 import provider_pb2_grpc, task_pb2, task_pb2_grpc
+
+from .config import ServerConfig
+from .core import Core
+from .domain.engine import Engine, EngineConfig
+from .events import EventHub
+from .services.base import Deps
+from .services.continuations import ContinuationService
+from .services.jobs import JobService
+from .services.providers import ProviderService
+from .services.tasks import TaskService
+from .store.db import open_database
+from .store.repo import Store, runtime_from_snapshot
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SERVICE_NAMES = [
+    job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+    provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
+    continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
+]
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.address = ""
+        self._grpc: grpc.aio.Server | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
+        self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
+        self.store = Store(open_database(config.database_url))
+        self.hub = EventHub()
+        self.engine = Engine(EngineConfig(reconnect_grace=config.reconnect_grace))
+        self.core: Core | None = None
+        self._health = health.aio.HealthServicer()
+
+    async def start(self) -> str:
+        """Open the database, resume unfinished work, and listen; returns HOST:PORT."""
+        loop = asyncio.get_running_loop()
+        snapshot = await loop.run_in_executor(self._writer, self._load)
+        counters, jobs, tasks, providers = runtime_from_snapshot(snapshot)
+        self.engine.ids = counters
+        self.hub.last_id = counters.event - 1
+        self.engine.begin(time.time())
+        self.engine.restore(jobs, tasks, providers)
+        providers_service = ProviderService(None)  # deps set below (it is also the deliverer)
+        self.core = Core(self.engine, self.store, self.hub, self._writer, providers_service.deliver)
+        deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
+        providers_service.d = deps
+        self.core.start()
+        await self.core.call(lambda engine: None)  # commit what the restore changed
+        self._grpc = grpc.aio.server(options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ])
+        job_pb2_grpc.add_JobServiceServicer_to_server(JobService(deps), self._grpc)
+        task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
+        provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
+        continuation_pb2_grpc.add_ContinuationServiceServicer_to_server(ContinuationService(deps), self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        reflection.enable_server_reflection(
+            SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._grpc)
+        port = self._grpc.add_insecure_port(self.config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self._grpc.start()
+        self.address = f"{self.config.listen.rsplit(':', 1)[0]}:{port}"
+        for name in [""] + SERVICE_NAMES:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._write_address_file()
+        log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
+        return self.address
+
+    def _load(self):
+        self.store.create_schema()
+        return self.store.load()
+
+    def _write_address_file(self) -> None:
+        path = self.config.address_file
+        if path is None:
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.address + "\n")
+        os.replace(tmp, path)
+
+    async def wait(self) -> None:
+        """Until the server stops (or the core stops after a database failure)."""
+        if self._grpc is not None:
+            await self._grpc.wait_for_termination()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        await self._health.enter_graceful_shutdown()
+        self.hub.close()
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self.core is not None:
+            await self.core.stop()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self.store.close)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=False)

@@ -1,0 +1,29 @@
+"""Server configuration: one dataclass, built from flags and environment in main."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """$JOBPLANE_HOME, else ~/.local/share/jobplane (shared with `jobplane up`)."""
+    home = os.environ.get("JOBPLANE_HOME")
+    return Path(home) if home else Path.home() / ".local" / "share" / "jobplane"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:7070"
+    data_dir: Path = Path("jobplane-data")
+    db_url: str = ""  # empty: sqlite:///<data_dir>/jobplane.db
+    reconnect_grace: float = 1.0
+    default_max_attempts: int = 1
+    max_tasks_per_job: int = 100_000
+    address_file: Path | None = None
+    reader_threads: int = 2
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'jobplane.db'}"

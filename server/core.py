@@ -1,0 +1,102 @@
+"""The core loop: applies queued operations to the engine in batches, commits each
+batch's changes in one transaction on the writer thread, and only then answers callers,
+tells providers and publishes events. One batch at a time, so the engine never sees
+a half-committed state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .domain.engine import Engine
+from .domain.state import ChangeSet
+from .errors import JobplaneError, StoreFailure
+from .events import EventHub
+from .store.repo import Store
+
+log = logging.getLogger(__name__)
+
+Op = Callable[[Engine], Any]
+
+
+class Core:
+    def __init__(self, engine: Engine, store: Store, hub: EventHub, writer: ThreadPoolExecutor,
+                 deliver: Callable[[ChangeSet], None]) -> None:
+        self.engine = engine
+        self.store = store
+        self.hub = hub
+        self._writer = writer
+        self._deliver = deliver
+        self._pending: list[tuple[Op, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.failed: BaseException | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="jobplane-core")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def enqueue(self, op: Op) -> asyncio.Future:
+        """Schedule `op(engine)`; the future resolves once its changes are committed."""
+        fut = asyncio.get_running_loop().create_future()
+        if self.failed is not None:
+            fut.set_exception(StoreFailure(f"the server stopped after a database failure: {self.failed}"))
+            return fut
+        self._pending.append((op, fut))
+        self._wake.set()
+        return fut
+
+    async def call(self, op: Op) -> Any:
+        return await self.enqueue(op)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            try:
+                await self._apply(batch)
+            except StoreFailure as exc:
+                self.failed = exc
+                for _, fut in batch + self._pending:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                log.critical("stopping: %s", exc)
+                return
+
+    async def _apply(self, batch: list[tuple[Op, asyncio.Future]]) -> None:
+        self.engine.begin(time.time())
+        outcomes = []
+        for op, fut in batch:
+            try:
+                outcomes.append((fut, op(self.engine), None))
+            except JobplaneError as exc:
+                outcomes.append((fut, None, exc))
+        cs = self.engine.take_changes()
+        if cs.persisted():
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs)
+            except Exception as exc:  # the engine is now ahead of the database: stop
+                raise StoreFailure(f"commit failed: {exc}") from exc
+        self._deliver(cs)
+        self.hub.publish(cs.events)
+        loop = asyncio.get_running_loop()
+        for delay, timer_op in cs.timers:
+            loop.call_later(delay, self.enqueue, timer_op)
+        for fut, result, exc in outcomes:
+            if fut.done():
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)

@@ -1,0 +1,54 @@
+"""The ready queue: queued tasks grouped by their label requirements, each group a heap
+ordered by job priority (higher first), then submit order."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Iterable
+
+Requirement = frozenset  # of (label, value) pairs
+
+
+class ReadyQueue:
+    def __init__(self) -> None:
+        self._groups: dict[Requirement, list[tuple[int, int, int, int]]] = {}
+        self._queued: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def push(self, task_id: int, requires: dict[str, str], priority: int, job_id: int, idx: int) -> None:
+        if task_id in self._queued:
+            return
+        self._queued.add(task_id)
+        key = frozenset(requires.items())
+        heapq.heappush(self._groups.setdefault(key, []), (-priority, job_id, idx, task_id))
+
+    def discard(self, task_id: int) -> None:
+        """Forget a task (cancelled while queued); its heap entry is skipped lazily."""
+        self._queued.discard(task_id)
+
+    def pop_for(self, labels: dict[str, str]) -> int | None:
+        """The best queued task whose requirements `labels` satisfy, or None."""
+        best_key, best = None, None
+        for key, heap in self._matching(labels):
+            while heap and heap[0][3] not in self._queued:
+                heapq.heappop(heap)
+            if heap and (best is None or heap[0] < best):
+                best_key, best = key, heap[0]
+        if best is None:
+            return None
+        heapq.heappop(self._groups[best_key])
+        self._queued.discard(best[3])
+        return best[3]
+
+    def unmet(self) -> Iterable[Requirement]:
+        return [k for k, heap in self._groups.items() if any(e[3] in self._queued for e in heap)]
+
+    def _matching(self, labels: dict[str, str]):
+        for key, heap in list(self._groups.items()):
+            if not heap:
+                del self._groups[key]
+                continue
+            if all(labels.get(k) == v for k, v in key):
+                yield key, heap

@@ -1,0 +1,446 @@
+"""The engine: every state change of jobs, tasks, attempts and providers happens here,
+synchronously, into a ChangeSet that the core commits before anything is announced.
+It knows nothing of gRPC, asyncio or SQL."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from .dispatch import ReadyQueue
+from .model import (
+    TASK_DONE,
+    TASK_OUT,
+    Event,
+    EventKind,
+    Hello,
+    JobSpec,
+    JobState,
+    Outcome,
+    ProviderState,
+    Report,
+    ReportKind,
+    Status,
+    TaskDraft,
+    TaskState,
+)
+from .state import AttemptRt, ChangeSet, ContinuationRec, JobRt, ProviderRt, TaskRt
+from .status import COUNT_BUCKETS, job_status, provider_status, task_status
+
+log = logging.getLogger(__name__)
+
+MAX_LOST_ATTEMPTS = 20
+
+
+@dataclass
+class Counters:
+    """Next ids; loaded from the database's maxima on start."""
+
+    job: int = 1
+    task: int = 1
+    attempt: int = 1
+    event: int = 1
+    continuation: int = 1
+
+    def take(self, name: str, n: int = 1) -> int:
+        first = getattr(self, name)
+        setattr(self, name, first + n)
+        return first
+
+
+@dataclass
+class EngineConfig:
+    reconnect_grace: float = 1.0
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
+        self.config = config
+        self.ids = counters or Counters()
+        self.jobs: dict[int, JobRt] = {}
+        self.tasks: dict[int, TaskRt] = {}
+        self.providers: dict[str, ProviderRt] = {}
+        self.ready = ReadyQueue()
+        self.now = 0.0
+        self._cs = ChangeSet()
+        self._dispatch_wanted = False
+
+    # ----- restart -------------------------------------------------------------------
+
+    def restore(self, jobs: list[JobRt], tasks: list[TaskRt], providers: list[ProviderRt]) -> None:
+        """Resume from the database: queued work is queued again; work that was out at a
+        provider waits for that provider to reconnect within the grace, else goes on elsewhere."""
+        self.providers = {p.id: p for p in providers}
+        self.jobs = {j.id: j for j in jobs}
+        self.tasks = {t.id: t for t in tasks}
+        orphans = []
+        for task in tasks:
+            job = self.jobs[task.job_id]
+            job.task_ids.append(task.id)
+            task.pending = sum(1 for d in task.deps if self.tasks[d].state != TaskState.SUCCEEDED)
+            for dep in task.deps:
+                self.tasks[dep].dependents.append(task.id)
+            if task.state in TASK_DONE:
+                continue
+            job.open += 1
+            if task.state == TaskState.QUEUED:
+                self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
+            elif task.state in TASK_OUT:
+                provider = self.providers.get(task.provider or "")
+                if provider is not None and task.current is not None and provider.state != ProviderState.LOST:
+                    provider.in_flight.add(task.id)
+                else:
+                    orphans.append(task)
+        self.tasks = {t.id: t for t in tasks if t.state not in TASK_DONE}
+        for provider in self.providers.values():
+            provider.conn_id, provider.accepting = 0, False
+            if provider.state != ProviderState.LOST:
+                self._suspect(provider, "server restarted")
+        for task in orphans:
+            if task.current is None:
+                self._set_task(task, TaskState.QUEUED, "its attempt was not recorded; queued again")
+            else:
+                self._lose(task, f"provider {task.provider} is gone")
+        for job in list(self.jobs.values()):
+            if job.open == 0:
+                self._finish_job(job)
+        self._dispatch_wanted = True
+
+    # ----- batches -------------------------------------------------------------------
+
+    def begin(self, now: float) -> None:
+        self.now = now
+
+    def take_changes(self) -> ChangeSet:
+        if self._dispatch_wanted:
+            self._dispatch_wanted = False
+            self.dispatch()
+        cs, self._cs = self._cs, ChangeSet()
+        return cs
+
+    # ----- jobs ----------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, drafts: list[TaskDraft]) -> JobRt:
+        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now)
+        job.counts = {"total": len(drafts)}
+        self.jobs[job.id] = job
+        self._cs.job(job, new=True)
+        self._event(EventKind.JOB, job_id=job.id, raw_status="QUEUED", status=Status.WAITING,
+                    message=f"submitted with {len(drafts)} tasks")
+        first = self.ids.take("task", len(drafts))
+        by_group: dict[str, list[int]] = {}
+        for i, draft in enumerate(drafts):
+            by_group.setdefault(draft.group, []).append(first + i)
+        for i, draft in enumerate(drafts):
+            deps = [d for g in draft.after_groups for d in by_group[g]]
+            self._add_task(job, TaskRt(first + i, job.id, i, draft.name, draft.group, draft.spec, deps,
+                                       draft.max_attempts, TaskState.BLOCKED))
+        return job
+
+    def _add_task(self, job: JobRt, task: TaskRt) -> None:
+        self.tasks[task.id] = task
+        job.task_ids.append(task.id)
+        job.open += 1
+        task.pending = len(task.deps)
+        for dep in task.deps:
+            self.tasks[dep].dependents.append(task.id)
+        state = TaskState.QUEUED if task.pending == 0 else TaskState.BLOCKED
+        task.state = TaskState.BLOCKED  # counted below as a change from "nothing"
+        task.status = Status.UNKNOWN
+        self._cs.task(task, new=True)
+        self._set_task(task, state, "" if state == TaskState.QUEUED else "waiting for " + ", ".join(
+            sorted({self.tasks[d].group for d in task.deps})))
+
+    def cancel_job(self, job_id: int, reason: str) -> JobRt:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to cancel")
+        job.cancelled = True
+        job.reason = reason or "cancelled by request"
+        for tid in job.task_ids:
+            task = self.tasks.get(tid)
+            if task is not None and task.state not in TASK_DONE:
+                self._cancel_task(task, job.reason)
+        return job
+
+    def _cancel_task(self, task: TaskRt, reason: str) -> None:
+        if task.state in TASK_OUT and task.current is not None:
+            self._cs.cancels.setdefault(task.current.provider, []).append((task.id, task.current.number, reason))
+        self.ready.discard(task.id)
+        self._set_task(task, TaskState.CANCELLED, reason)
+        self._task_done(task)
+
+    # ----- task state ----------------------------------------------------------------
+
+    def _set_task(self, task: TaskRt, state: TaskState, reason: str = "", raw: dict | None = None) -> None:
+        job = self.jobs[task.job_id]
+        old = COUNT_BUCKETS.get(task.status)
+        task.state = state
+        task.status = task_status(state, task.attempt)
+        task.reason = reason
+        new = COUNT_BUCKETS.get(task.status)
+        if old != new:
+            if old:
+                job.counts[old] = job.counts.get(old, 0) - 1
+            if new:
+                job.counts[new] = job.counts.get(new, 0) + 1
+            self._cs.job(job)
+        self._cs.task(task)
+        if state == TaskState.QUEUED:
+            self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
+            self._dispatch_wanted = True
+        self._event(EventKind.TASK, job_id=job.id, task_id=task.id, task_name=task.name,
+                    provider_id=task.provider or "", attempt=task.attempt, raw_status=state.name,
+                    raw=raw or {}, status=task.status, message=reason)
+
+    def _task_done(self, task: TaskRt) -> None:
+        """A task reached a final state: release or cancel dependents, finish the job."""
+        job = self.jobs[task.job_id]
+        for dep_id in task.dependents:
+            dep = self.tasks.get(dep_id)
+            if dep is None or dep.state != TaskState.BLOCKED:
+                continue
+            if task.state == TaskState.SUCCEEDED:
+                dep.pending -= 1
+                if dep.pending == 0:
+                    self._set_task(dep, TaskState.QUEUED)
+            else:
+                self._set_task(dep, TaskState.CANCELLED, f"upstream task {task.name} did not succeed")
+                self._task_done(dep)
+        if task.state == TaskState.FAILED and not job.reason:
+            job.reason = f"task {task.name} {task.reason}"
+        job.open -= 1
+        if job.open == 0:
+            self._finish_job(job)
+
+    def _finish_job(self, job: JobRt) -> None:
+        if job.cancelled:
+            state = JobState.CANCELLED
+        elif job.counts.get("failure", 0) or job.counts.get("cancel", 0):
+            state = JobState.FAILED
+        else:
+            state = JobState.SUCCEEDED
+        self._set_job(job, state, job.reason if state != JobState.SUCCEEDED else "")
+        job.end_time = self.now
+        del self.jobs[job.id]
+        for tid in job.task_ids:
+            task = self.tasks.get(tid)
+            if task is not None and task.current is None:
+                del self.tasks[tid]
+
+    def _set_job(self, job: JobRt, state: JobState, message: str = "") -> None:
+        job.state = state
+        self._cs.job(job)
+        self._event(EventKind.JOB, job_id=job.id, raw_status=state.name, status=job_status(state), message=message)
+
+    # ----- dispatch ------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Hand queued tasks to providers with free slots, one per provider per round,
+        so a job's tasks spread across providers."""
+        candidates = [p for p in self.providers.values() if p.free > 0]
+        while candidates and len(self.ready):
+            candidates.sort(key=lambda p: -p.free)
+            still = []
+            for provider in candidates:
+                tid = self.ready.pop_for(provider.labels)
+                if tid is None:
+                    continue
+                self._assign(self.tasks[tid], provider)
+                if provider.free > 0:
+                    still.append(provider)
+            candidates = still
+
+    def _assign(self, task: TaskRt, provider: ProviderRt) -> None:
+        task.attempt += 1
+        task.provider = provider.id
+        attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now)
+        task.current = attempt
+        provider.in_flight.add(task.id)
+        self._cs.attempt(attempt, new=True)
+        self._cs.assignments.setdefault(provider.id, []).append((task, attempt.number))
+        self._set_task(task, TaskState.ASSIGNED, f"assigned to {provider.id}")
+
+    # ----- reports -------------------------------------------------------------------
+
+    def report(self, provider_id: str, conn_id: int, reports: list[Report]) -> None:
+        provider = self.providers.get(provider_id)
+        if provider is None or provider.conn_id != conn_id:
+            return
+        provider.last_seen = self.now
+        for report in reports:
+            task = self.tasks.get(report.task_id)
+            attempt = task.current if task is not None else None
+            if attempt is None or attempt.number != report.attempt or attempt.provider != provider_id:
+                self._stale(provider_id, report)
+            elif report.kind == ReportKind.STARTED:
+                self._started(task, attempt)
+            else:
+                self._finished(task, attempt, report)
+
+    def _stale(self, provider_id: str, report: Report) -> None:
+        """A report from a superseded attempt: never accepted; the agent must stop it."""
+        log.info("rejected report for task %s attempt %s from %s: not the current attempt",
+                 report.task_id, report.attempt, provider_id)
+        if report.kind == ReportKind.STARTED:
+            self._cs.cancels.setdefault(provider_id, []).append(
+                (report.task_id, report.attempt, "attempt superseded"))
+
+    def _started(self, task: TaskRt, attempt: AttemptRt) -> None:
+        if task.state != TaskState.ASSIGNED:
+            return
+        attempt.start_time = self.now
+        self._cs.attempt(attempt)
+        job = self.jobs[task.job_id]
+        if job.state == JobState.QUEUED:
+            job.start_time = self.now
+            self._set_job(job, JobState.RUNNING)
+        self._set_task(task, TaskState.RUNNING, f"running on {attempt.provider}")
+
+    def _finished(self, task: TaskRt, attempt: AttemptRt, report: Report) -> None:
+        outcome = report.outcome or Outcome.FAILED
+        self._close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
+        if task.state == TaskState.CANCELLED:
+            self._forget_if_done(task)
+            return
+        task.exit_code = report.exit_code
+        task.result_json, task.error = report.result_json, report.error
+        task.stdout_tail, task.stderr_tail = report.stdout_tail, report.stderr_tail
+        if outcome == Outcome.SUCCEEDED:
+            self._set_task(task, TaskState.SUCCEEDED, "", report.raw)
+            self._task_done(task)
+        else:
+            self._failed(task, _describe_failure(outcome, report), report.raw)
+
+    def _failed(self, task: TaskRt, reason: str, raw: dict) -> None:
+        if task.attempt - task.lost_attempts < task.max_attempts:
+            self._set_task(task, TaskState.QUEUED, f"attempt {task.attempt} {reason}; retrying", raw)
+        else:
+            self._set_task(task, TaskState.FAILED, reason, raw)
+            self._task_done(task)
+
+    def _close_attempt(self, task: TaskRt, attempt: AttemptRt, outcome: int, exit_code: int | None, reason: str) -> None:
+        attempt.end_time = self.now
+        attempt.outcome = outcome
+        attempt.exit_code = exit_code
+        attempt.reason = reason
+        self._cs.attempt(attempt)
+        task.current = None
+        provider = self.providers.get(attempt.provider)
+        if provider is not None:
+            provider.in_flight.discard(task.id)
+            self._dispatch_wanted = True
+
+    def _forget_if_done(self, task: TaskRt) -> None:
+        if task.job_id not in self.jobs and task.current is None:
+            self.tasks.pop(task.id, None)
+
+    # ----- providers -----------------------------------------------------------------
+
+    def connect(self, hello: Hello, conn_id: int) -> ProviderRt:
+        provider = self.providers.get(hello.name)
+        if provider is not None and provider.conn_id:
+            raise AlreadyExists(f"provider {hello.name!r} is connected already; start this agent with another --name")
+        if provider is None:
+            provider = self.providers[hello.name] = ProviderRt(hello.name, ProviderState.ACTIVE)
+        provider.facts, provider.labels = dict(hello.facts), dict(hello.labels)
+        provider.slots, provider.heartbeat = hello.slots, hello.heartbeat
+        provider.connect_time = provider.last_seen = self.now
+        provider.conn_id, provider.accepting = conn_id, False
+        provider.epoch += 1
+        self._reconcile(provider, set(hello.running))
+        self._set_provider(provider, ProviderState.ACTIVE, f"connected with {hello.slots} slots")
+        return provider
+
+    def _reconcile(self, provider: ProviderRt, held: set[tuple[int, int]]) -> None:
+        """Keep what a reconnecting agent still runs; hand on what it lost; stop what is stale."""
+        for tid in list(provider.in_flight):
+            task = self.tasks[tid]
+            if (tid, task.current.number) not in held:
+                self._lose(task, f"provider {provider.id} came back without it")
+        for tid, number in held:
+            task = self.tasks.get(tid)
+            current = task.current if task is not None else None
+            if current is None or current.number != number or current.provider != provider.id:
+                self._cs.cancels.setdefault(provider.id, []).append((tid, number, "attempt superseded"))
+
+    def ready_signal(self, provider_id: str, conn_id: int) -> None:
+        provider = self.providers.get(provider_id)
+        if provider is not None and provider.conn_id == conn_id:
+            provider.accepting = True
+            provider.last_seen = self.now
+            self._dispatch_wanted = True
+
+    def disconnect(self, provider_id: str, conn_id: int) -> None:
+        provider = self.providers.get(provider_id)
+        if provider is None or provider.conn_id != conn_id:
+            return
+        provider.conn_id, provider.accepting = 0, False
+        self._suspect(provider, "stream closed")
+
+    def _suspect(self, provider: ProviderRt, why: str) -> None:
+        provider.epoch += 1
+        grace = self.config.reconnect_grace
+        self._set_provider(provider, ProviderState.SUSPECT, f"{why}; waiting {grace:g}s for it to reconnect")
+        epoch = provider.epoch
+        self._cs.timers.append((grace, lambda engine: engine.expire(provider.id, epoch)))
+
+    def expire(self, provider_id: str, epoch: int) -> None:
+        """The reconnection grace passed: the provider is lost and its tasks go on elsewhere."""
+        provider = self.providers.get(provider_id)
+        if provider is None or provider.epoch != epoch or provider.state != ProviderState.SUSPECT:
+            return
+        reason = f"provider {provider_id} lost: no reconnection within {self.config.reconnect_grace:g}s"
+        self._set_provider(provider, ProviderState.LOST, reason)
+        handed = []
+        for tid in sorted(provider.in_flight, key=self._continuation_order):
+            task = self.tasks[tid]
+            handed.append((tid, task.job_id, task.current.number))
+            self._lose(task, reason)
+        if handed:
+            rec = ContinuationRec(self.ids.take("continuation"), provider_id, self.now, reason, tuple(handed))
+            self._cs.continuations.append(rec)
+            self._event(EventKind.CONTINUATION, provider_id=provider_id, raw_status="CONTINUED",
+                        status=Status.RESTART, message=f"{len(handed)} tasks handed on (continuation {rec.id})",
+                        raw={"continuation_id": str(rec.id)})
+
+    def _continuation_order(self, tid: int) -> tuple:
+        task = self.tasks[tid]
+        job = self.jobs.get(task.job_id)
+        return (-(job.priority if job else 0), task.job_id, task.idx)
+
+    def _lose(self, task: TaskRt, reason: str) -> None:
+        """The attempt's provider is gone: the attempt ends, the task waits for another."""
+        self._close_attempt(task, task.current, 0, None, reason)
+        if task.state == TaskState.CANCELLED:
+            self._forget_if_done(task)
+            return
+        task.lost_attempts += 1
+        if task.lost_attempts > MAX_LOST_ATTEMPTS:
+            self._set_task(task, TaskState.FAILED, f"lost with {MAX_LOST_ATTEMPTS} providers in a row")
+            self._task_done(task)
+        else:
+            self._set_task(task, TaskState.QUEUED, reason)
+
+    def _set_provider(self, provider: ProviderRt, state: ProviderState, message: str) -> None:
+        provider.state = state
+        self._cs.providers[provider.id] = provider
+        self._event(EventKind.PROVIDER, provider_id=provider.id, raw_status=state.name,
+                    status=provider_status(state), message=message)
+
+    # ----- events --------------------------------------------------------------------
+
+    def _event(self, kind: EventKind, **fields) -> None:
+        self._cs.events.append(Event(self.ids.take("event"), self.now, kind, **fields))
+
+
+def _describe_failure(outcome: Outcome, report: Report) -> str:
+    if outcome == Outcome.TIMED_OUT:
+        return "timed out"
+    if report.exit_code is not None:
+        return f"exited with code {report.exit_code}"
+    return report.error.strip().splitlines()[0] if report.error.strip() else outcome.name.lower()
+
+
+__all__ = ["Counters", "Engine", "EngineConfig", "NotFound"]

@@ -1,0 +1,209 @@
+"""Validate a job spec and extract its concrete tasks: explicit tasks, parameter
+sweeps (`matrix`) and chunked inputs (`items_json` + `chunk_size`), with `after`
+dependencies checked for unknown names and cycles."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import replace
+
+from ..errors import InvalidArgument
+from .model import JobSpec, TaskDraft, TaskSpec
+
+NAME_MAX = 200
+PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -> list[TaskDraft]:
+    """The job's concrete tasks, in submit order; raises InvalidArgument naming the field."""
+    _check_name("spec.name", spec.name)
+    if not spec.tasks:
+        raise InvalidArgument("spec.tasks", "a job needs at least one task; add a [[tasks]] entry")
+    groups = _check_groups(spec.tasks)
+    drafts: list[TaskDraft] = []
+    for i, template in enumerate(spec.tasks):
+        path = f"spec.tasks[{i}]"
+        _check_task(path, template, groups)
+        attempts = template.max_attempts or default_max_attempts
+        for name, expanded in _expand(path, template):
+            drafts.append(TaskDraft(name, template.name, expanded, template.after, attempts))
+            if len(drafts) > max_tasks:
+                raise InvalidArgument("spec.tasks", f"the job expands to more than {max_tasks} tasks; split it into several jobs")
+    _check_unique([d.name for d in drafts])
+    _check_acyclic(spec.tasks)
+    return drafts
+
+
+def _check_name(path: str, name: str) -> None:
+    if not name.strip():
+        raise InvalidArgument(path, "must not be empty; give it a name")
+    if len(name) > NAME_MAX:
+        raise InvalidArgument(path, f"is {len(name)} characters; use at most {NAME_MAX}")
+
+
+def _check_groups(tasks: tuple[TaskSpec, ...]) -> set[str]:
+    seen: set[str] = set()
+    for i, task in enumerate(tasks):
+        _check_name(f"spec.tasks[{i}].name", task.name)
+        if task.name in seen:
+            raise InvalidArgument(f"spec.tasks[{i}].name", f"duplicate task name {task.name!r}; task names must be unique in a job")
+        seen.add(task.name)
+    return seen
+
+
+def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
+    if bool(task.command) == bool(task.python):
+        raise InvalidArgument(f"{path}.command", "set exactly one of command (argv) and python (module:function)")
+    if task.command and not task.command[0]:
+        raise InvalidArgument(f"{path}.command[0]", "the program name must not be empty")
+    if task.python and not PYTHON_TARGET.match(task.python):
+        raise InvalidArgument(f"{path}.python", f"{task.python!r} is not module:function, e.g. 'mypkg.jobs:run'")
+    if task.args_json:
+        _check_args(path, task)
+    if not math.isfinite(task.timeout_seconds) or task.timeout_seconds < 0:
+        raise InvalidArgument(f"{path}.timeout_seconds", "must be a number of seconds >= 0 (0 = no limit)")
+    if not 0 <= task.max_attempts <= 100:
+        raise InvalidArgument(f"{path}.max_attempts", "must be between 1 and 100 (0 = server default)")
+    for j, dep in enumerate(task.after):
+        if dep == task.name:
+            raise InvalidArgument(f"{path}.after[{j}]", "a task cannot run after itself; remove it")
+        if dep not in groups:
+            raise InvalidArgument(f"{path}.after[{j}]", f"unknown task {dep!r}; name a task of this job")
+    for key in task.requires:
+        if not key:
+            raise InvalidArgument(f"{path}.requires", "label names must not be empty")
+
+
+def _check_args(path: str, task: TaskSpec) -> None:
+    if task.command:
+        raise InvalidArgument(f"{path}.args_json", "args are for python tasks; put command arguments in command")
+    try:
+        args = json.loads(task.args_json)
+    except ValueError as exc:
+        raise InvalidArgument(f"{path}.args_json", f"not valid JSON ({exc})") from exc
+    if not isinstance(args, (dict, list)):
+        raise InvalidArgument(f"{path}.args_json", "must be a JSON object (keyword args) or array (positional args)")
+
+
+def _expand(path: str, task: TaskSpec) -> list[tuple[str, TaskSpec]]:
+    if task.matrix and task.items_json:
+        raise InvalidArgument(f"{path}.items_json", "a task is either a sweep (matrix) or chunked (items), not both")
+    if task.chunk_size and not task.items_json:
+        raise InvalidArgument(f"{path}.chunk_size", "chunk_size needs items to split")
+    base = replace(task, matrix=(), items_json="", chunk_size=0, after=())
+    if task.matrix:
+        return _expand_matrix(path, task, base)
+    if task.items_json:
+        return _expand_chunks(path, task, base)
+    return [(task.name, base)]
+
+
+def _json_list(path: str, text: str) -> list:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgument(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(value, list) or not value:
+        raise InvalidArgument(path, "must be a non-empty JSON array")
+    return value
+
+
+def _expand_matrix(path: str, task: TaskSpec, base: TaskSpec) -> list[tuple[str, TaskSpec]]:
+    names, axes = [], []
+    for k, (name, values_json) in enumerate(task.matrix):
+        if not PARAM_NAME.match(name):
+            raise InvalidArgument(f"{path}.matrix[{k}].name", f"{name!r} is not an identifier (letters, digits, _)")
+        if name in names:
+            raise InvalidArgument(f"{path}.matrix[{k}].name", f"duplicate parameter {name!r}")
+        values = _json_list(f"{path}.matrix[{k}].values_json", values_json)
+        if any(isinstance(v, (dict, list)) for v in values):
+            raise InvalidArgument(f"{path}.matrix[{k}].values_json", "values must be strings, numbers or booleans")
+        names.append(name)
+        axes.append(values)
+    _require_object_args(path, task)
+    out = []
+    for combo in itertools.product(*axes):
+        params = dict(zip(names, combo))
+        label = ",".join(f"{k}={_text(v)}" for k, v in params.items())
+        out.append((f"{task.name}[{label}]", _substitute(base, params, extra_kwargs=params)))
+    return out
+
+
+def _expand_chunks(path: str, task: TaskSpec, base: TaskSpec) -> list[tuple[str, TaskSpec]]:
+    items = _json_list(f"{path}.items_json", task.items_json)
+    if task.chunk_size < 1:
+        raise InvalidArgument(f"{path}.chunk_size", "must be >= 1 when items are given")
+    _require_object_args(path, task)
+    out = []
+    for n, start in enumerate(range(0, len(items), task.chunk_size)):
+        chunk = items[start:start + task.chunk_size]
+        spec = _substitute(base, {"chunk": n}, extra_kwargs={"items": chunk}, items=chunk)
+        out.append((f"{task.name}[{n}]", spec))
+    return out
+
+
+def _require_object_args(path: str, task: TaskSpec) -> None:
+    if task.python and task.args_json and not isinstance(json.loads(task.args_json), dict):
+        raise InvalidArgument(f"{path}.args_json", "sweeps and chunks pass keyword arguments; use a JSON object")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _fill(text: str, params: dict[str, object]) -> str:
+    return PLACEHOLDER.sub(lambda m: _text(params[m.group(1)]) if m.group(1) in params else m.group(0), text)
+
+
+def _substitute(base: TaskSpec, params: dict, *, extra_kwargs: dict, items: list | None = None) -> TaskSpec:
+    """Fill `{param}` placeholders; python tasks also get the values as keyword args."""
+    command: list[str] = []
+    for arg in base.command:
+        if items is not None and arg == "{items}":
+            command.extend(_text(v) for v in items)
+        else:
+            command.append(_fill(arg, params))
+    env = {k: _fill(v, params) for k, v in base.env.items()}
+    if items is not None and base.command:
+        env["JOBPLANE_ITEMS"] = json.dumps(items)
+    args_json = base.args_json
+    if base.python:
+        kwargs = json.loads(base.args_json) if base.args_json else {}
+        kwargs = {k: _fill(v, params) if isinstance(v, str) else v for k, v in kwargs.items()}
+        kwargs.update(extra_kwargs)
+        args_json = json.dumps(kwargs)
+    return replace(base, command=tuple(command), env=env, cwd=_fill(base.cwd, params), args_json=args_json)
+
+
+def _check_unique(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidArgument("spec.tasks", f"two tasks expand to the name {name!r}; rename one of them")
+        seen.add(name)
+
+
+def _check_acyclic(tasks: tuple[TaskSpec, ...]) -> None:
+    after = {t.name: t.after for t in tasks}
+    state: dict[str, int] = {}  # 1 = on the path, 2 = done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in after[name]:
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep] if dep in path else [name, dep]
+                raise InvalidArgument("spec.tasks", f"dependency cycle {' -> '.join(cycle)}; remove one of these after entries")
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[name] = 2
+
+    for task in tasks:
+        if task.name not in state:
+            visit(task.name, [task.name])

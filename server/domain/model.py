@@ -1,0 +1,149 @@
+"""Domain values and states. Enum numbers equal the jobplane.v1 proto numbers, so the
+service edge converts by value (tests/unit/test_domain_enums.py holds that true)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class JobState(IntEnum):
+    QUEUED = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELLED = 5
+
+
+class TaskState(IntEnum):
+    BLOCKED = 1
+    QUEUED = 2
+    ASSIGNED = 3
+    RUNNING = 4
+    SUCCEEDED = 5
+    FAILED = 6
+    CANCELLED = 7
+
+
+class ProviderState(IntEnum):
+    ACTIVE = 1
+    SUSPECT = 2
+    LOST = 3
+
+
+class Status(IntEnum):
+    """The normalized vocabulary."""
+
+    RUNNING = 1
+    FAILURE = 2
+    WAITING = 3
+    SUCCESS = 4
+    CANCEL = 5
+    RESTART = 6
+    ON_HOLD = 7
+    LATE_TO_START = 8
+    RUNNING_LATE = 9
+    INACTIVE = 10
+    UNKNOWN = 11
+
+
+class Outcome(IntEnum):
+    SUCCEEDED = 1
+    FAILED = 2
+    CANCELLED = 3
+    TIMED_OUT = 4
+
+
+class EventKind(IntEnum):
+    JOB = 1
+    TASK = 2
+    PROVIDER = 3
+    CONTINUATION = 4
+
+
+class ReportKind(IntEnum):
+    STARTED = 1
+    FINISHED = 2
+
+
+JOB_DONE = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TASK_DONE = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+TASK_OUT = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as submitted (possibly a template) or as expanded for a provider."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    python: str = ""
+    args_json: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    timeout_seconds: float = 0.0
+    after: tuple[str, ...] = ()
+    requires: dict[str, str] = field(default_factory=dict)
+    max_attempts: int = 0
+    matrix: tuple[tuple[str, str], ...] = ()  # (parameter name, JSON array of values)
+    items_json: str = ""
+    chunk_size: int = 0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    tasks: tuple[TaskSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    """One concrete task extracted from a job spec, before it has an id."""
+
+    name: str
+    group: str
+    spec: TaskSpec
+    after_groups: tuple[str, ...]
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Hello:
+    name: str
+    facts: dict[str, object]
+    labels: dict[str, str]
+    slots: int
+    heartbeat: float
+    running: tuple[tuple[int, int], ...]  # (task id, attempt) the agent still holds
+
+
+@dataclass(frozen=True)
+class Report:
+    task_id: int
+    attempt: int
+    kind: ReportKind
+    outcome: Outcome | None = None
+    exit_code: int | None = None
+    result_json: str = ""
+    error: str = ""
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    time: float
+    kind: EventKind
+    job_id: int | None = None
+    task_id: int | None = None
+    task_name: str = ""
+    provider_id: str = ""
+    attempt: int = 0
+    raw_status: str = ""
+    raw: dict[str, str] = field(default_factory=dict)
+    status: Status = Status.UNKNOWN
+    message: str = ""

@@ -1,0 +1,138 @@
+"""The engine's in-memory view of unfinished work, and the change set one batch produces.
+The database is the truth; this is rebuilt from it on start (see Engine.restore)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .model import Event, JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
+
+
+@dataclass(eq=False)
+class JobRt:
+    id: int
+    name: str
+    priority: int
+    spec: JobSpec
+    state: JobState
+    submit_time: float
+    task_ids: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    open: int = 0
+    start_time: float | None = None
+    end_time: float | None = None
+    reason: str = ""
+    cancelled: bool = False
+
+    @property
+    def status(self) -> Status:
+        from .status import job_status
+
+        return job_status(self.state)
+
+
+@dataclass(eq=False)
+class AttemptRt:
+    id: int
+    task_id: int
+    number: int
+    provider: str
+    assign_time: float
+    start_time: float | None = None
+    end_time: float | None = None
+    outcome: int = 0
+    exit_code: int | None = None
+    reason: str = ""
+
+
+@dataclass(eq=False)
+class TaskRt:
+    id: int
+    job_id: int
+    idx: int
+    name: str
+    group: str
+    spec: TaskSpec
+    deps: list[int]
+    max_attempts: int
+    state: TaskState
+    status: Status = Status.WAITING
+    attempt: int = 0
+    lost_attempts: int = 0
+    provider: str | None = None
+    exit_code: int | None = None
+    result_json: str = ""
+    error: str = ""
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    reason: str = ""
+    current: AttemptRt | None = None  # the attempt out at a provider
+    dependents: list[int] = field(default_factory=list)
+    pending: int = 0  # predecessors not yet succeeded
+
+
+@dataclass(eq=False)
+class ProviderRt:
+    id: str
+    state: ProviderState
+    facts: dict = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    slots: int = 0
+    heartbeat: float = 1.0
+    connect_time: float | None = None
+    last_seen: float | None = None
+    conn_id: int = 0  # the live stream; 0 = none
+    accepting: bool = False
+    in_flight: set[int] = field(default_factory=set)
+    epoch: int = 0  # bumps on every (dis)connect so stale grace timers do nothing
+
+    @property
+    def free(self) -> int:
+        return self.slots - len(self.in_flight) if self.accepting and self.state == ProviderState.ACTIVE else 0
+
+
+@dataclass(frozen=True)
+class ContinuationRec:
+    id: int
+    provider: str
+    time: float
+    reason: str
+    tasks: tuple[tuple[int, int, int], ...]  # (task id, job id, lost attempt number)
+
+
+@dataclass
+class ChangeSet:
+    """What one batch changed: persisted in one transaction, then announced."""
+
+    jobs: dict[int, JobRt] = field(default_factory=dict)
+    new_jobs: set[int] = field(default_factory=set)
+    tasks: dict[int, TaskRt] = field(default_factory=dict)
+    new_tasks: set[int] = field(default_factory=set)
+    attempts: dict[int, AttemptRt] = field(default_factory=dict)
+    new_attempts: set[int] = field(default_factory=set)
+    providers: dict[str, ProviderRt] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    continuations: list[ContinuationRec] = field(default_factory=list)
+    # Not persisted: what to tell providers and when to look again, after the commit.
+    assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
+    cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    timers: list[tuple[float, Callable]] = field(default_factory=list)
+
+    def persisted(self) -> bool:
+        return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events or self.continuations)
+
+    def job(self, job: JobRt, new: bool = False) -> None:
+        self.jobs[job.id] = job
+        if new:
+            self.new_jobs.add(job.id)
+
+    def task(self, task: TaskRt, new: bool = False) -> None:
+        self.tasks[task.id] = task
+        if new:
+            self.new_tasks.add(task.id)
+
+    def attempt(self, attempt: AttemptRt, new: bool = False) -> None:
+        self.attempts[attempt.id] = attempt
+        if new:
+            self.new_attempts.add(attempt.id)

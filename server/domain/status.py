@@ -1,0 +1,56 @@
+"""The built-in normalization of jobplane's own states onto the vocabulary.
+Configurable policies (default / group / user) replace this in a later step."""
+
+from __future__ import annotations
+
+from .model import JobState, ProviderState, Status, TaskState
+
+_JOB = {
+    JobState.QUEUED: Status.WAITING,
+    JobState.RUNNING: Status.RUNNING,
+    JobState.SUCCEEDED: Status.SUCCESS,
+    JobState.FAILED: Status.FAILURE,
+    JobState.CANCELLED: Status.CANCEL,
+}
+
+_TASK = {
+    TaskState.BLOCKED: Status.WAITING,
+    TaskState.QUEUED: Status.WAITING,
+    TaskState.ASSIGNED: Status.WAITING,
+    TaskState.RUNNING: Status.RUNNING,
+    TaskState.SUCCEEDED: Status.SUCCESS,
+    TaskState.FAILED: Status.FAILURE,
+    TaskState.CANCELLED: Status.CANCEL,
+}
+
+_PROVIDER = {
+    ProviderState.ACTIVE: Status.RUNNING,
+    ProviderState.SUSPECT: Status.UNKNOWN,
+    ProviderState.LOST: Status.INACTIVE,
+}
+
+# Buckets of Job.counts, by normalized status.
+COUNT_BUCKETS = {
+    Status.WAITING: "waiting",
+    Status.RESTART: "waiting",
+    Status.RUNNING: "running",
+    Status.SUCCESS: "success",
+    Status.FAILURE: "failure",
+    Status.CANCEL: "cancel",
+}
+
+
+def job_status(state: JobState) -> Status:
+    return _JOB.get(state, Status.UNKNOWN)
+
+
+def task_status(state: TaskState, attempt: int) -> Status:
+    """A task waiting again after an attempt ended is RESTART, not WAITING."""
+    if state in (TaskState.QUEUED, TaskState.ASSIGNED) and attempt >= 1:
+        if state == TaskState.QUEUED or attempt > 1:
+            return Status.RESTART
+    return _TASK.get(state, Status.UNKNOWN)
+
+
+def provider_status(state: ProviderState) -> Status:
+    return _PROVIDER.get(state, Status.UNKNOWN)

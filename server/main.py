@@ -1,0 +1,64 @@
+"""`jobplane-server`: run the control plane."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .app import Server
+from .config import ServerConfig, default_data_dir
+from .errors import ConfigError
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    p = argparse.ArgumentParser(prog="jobplane-server", description="Run the jobplane control plane.")
+    p.add_argument("--listen", default="127.0.0.1:7070", help="HOST:PORT to serve on (port 0 picks a free one)")
+    p.add_argument("--data-dir", type=Path, default=None, help="state directory (default $JOBPLANE_HOME or ~/.local/share/jobplane)")
+    p.add_argument("--db", default="", help="database URL: sqlite:///PATH (default DATA_DIR/jobplane.db) or postgresql://USER@HOST/DB")
+    p.add_argument("--reconnect-grace", type=float, default=1.0, help="seconds a disconnected agent has to come back with its tasks")
+    p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
+    p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    a = p.parse_args(argv)
+    if a.reconnect_grace < 0:
+        p.error("--reconnect-grace must be >= 0")
+    if a.max_attempts < 1:
+        p.error("--max-attempts must be >= 1")
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return ServerConfig(listen=a.listen, data_dir=a.data_dir or default_data_dir(), db_url=a.db,
+                        reconnect_grace=a.reconnect_grace, default_max_attempts=a.max_attempts,
+                        address_file=a.address_file)
+
+
+async def serve(config: ServerConfig) -> None:
+    server = Server(config)
+    await server.start()
+    print(f"jobplane-server listening on {server.address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = loop.create_task(server.wait())
+    await asyncio.wait([waiter, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"jobplane-server: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"jobplane-server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

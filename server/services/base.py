@@ -1,0 +1,97 @@
+"""What every servicer shares: domain errors to status codes, reads off the loop, paging."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import grpc
+
+from ..core import Core
+from ..errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    JobplaneError,
+    NotFound,
+    ResourceExhausted,
+    StoreFailure,
+)
+from ..events import EventHub
+from ..store.repo import Store
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: list[tuple[type[JobplaneError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StoreFailure, grpc.StatusCode.UNAVAILABLE),
+]
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def status_code(exc: JobplaneError) -> grpc.StatusCode:
+    for cls, code in STATUS_OF:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def rpc(method: Callable) -> Callable:
+    """Map domain errors raised by a unary handler to their status codes."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context):
+        try:
+            return await method(self, request, context)
+        except JobplaneError as exc:
+            await context.abort(status_code(exc), str(exc))
+
+    return handler
+
+
+class Deps:
+    """What a servicer needs from the server: the core, the store, the event hub, readers."""
+
+    def __init__(self, core: Core, store: Store, hub: EventHub, readers: ThreadPoolExecutor, config) -> None:
+        self.core = core
+        self.store = store
+        self.hub = hub
+        self.readers = readers
+        self.config = config
+
+    async def read(self, fn: Callable[..., Any], *args) -> Any:
+        """Run a blocking store read on the reader threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.readers, functools.partial(fn, *args))
+
+
+def page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("page_size", f"must be >= 0 (0 = {DEFAULT_PAGE}), got {value}")
+    return min(value or DEFAULT_PAGE, MAX_PAGE)
+
+
+def encode_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"jp1:{last_id}".encode()).decode()
+
+
+def decode_token(token: str) -> int | None:
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        tag, _, value = text.partition(":")
+        if tag == "jp1" and value.isdigit():
+            return int(value)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument("page_token", "not a token from a previous response; pass next_page_token as returned")

@@ -1,0 +1,138 @@
+"""Conversions between jobplane.v1 messages, domain values and stored rows."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobplane.v1 import continuation_pb2, event_pb2, job_pb2, provider_pb2, task_pb2
+
+from ..domain.model import Event, EventKind, Hello, JobSpec, Outcome, Report, ReportKind, Status, TaskSpec
+from ..domain.state import ProviderRt
+from ..errors import InvalidArgument
+from ..store.codec import load_job_spec, load_task_spec
+
+
+def ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def parse_id(field: str, value: str, what: str) -> int:
+    """Ids are decimal strings; anything else is the caller's mistake."""
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidArgument(field, f"{value!r} is not a {what} id; use the id the server returned (e.g. \"12\")")
+    return int(value)
+
+
+# ----- specs -------------------------------------------------------------------------
+
+def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
+    return TaskSpec(
+        name=m.name, command=tuple(m.command), python=m.python, args_json=m.args_json, env=dict(m.env),
+        cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
+        max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
+        items_json=m.items_json, chunk_size=m.chunk_size)
+
+
+def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
+    return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks))
+
+
+def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
+    return job_pb2.TaskSpec(
+        name=s.name, command=list(s.command), python=s.python, args_json=s.args_json, env=s.env, cwd=s.cwd,
+        timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
+        matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
+        items_json=s.items_json, chunk_size=s.chunk_size)
+
+
+def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
+    return job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
+                           tasks=[task_spec_to_proto(t) for t in s.tasks])
+
+
+# ----- resources ---------------------------------------------------------------------
+
+def job_to_proto(row) -> job_pb2.Job:
+    counts = json.loads(row.counts)
+    return job_pb2.Job(
+        id=str(row.id), spec=job_spec_to_proto(load_job_spec(row.spec)), state=row.state, status=row.status,
+        counts=job_pb2.TaskCounts(**{k: counts.get(k, 0) for k in ("total", "waiting", "running", "success", "failure", "cancel")}),
+        submit_time=ts(row.submit_time), start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason)
+
+
+def attempt_to_proto(row) -> task_pb2.Attempt:
+    m = task_pb2.Attempt(number=row.number, provider_id=row.provider, assign_time=ts(row.assign_time),
+                         start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason)
+    if row.exit_code is not None:
+        m.exit_code = row.exit_code
+    return m
+
+
+def task_to_proto(row, attempts=()) -> task_pb2.Task:
+    m = task_pb2.Task(
+        id=str(row.id), job_id=str(row.job), name=row.name, group=row.group, spec=task_spec_to_proto(load_task_spec(row.spec)),
+        state=row.state, status=row.status, provider_id=row.provider or "", attempt=row.attempt,
+        result_json=row.result_json, error=row.error, stdout_tail=row.stdout_tail, stderr_tail=row.stderr_tail,
+        attempts=[attempt_to_proto(a) for a in attempts], reason=row.reason)
+    if row.exit_code is not None:
+        m.exit_code = row.exit_code
+    return m
+
+
+def provider_to_proto(p: ProviderRt) -> provider_pb2.Provider:
+    f = p.facts
+    facts = provider_pb2.ProviderFacts(
+        hostname=str(f.get("hostname", "")), os=str(f.get("os", "")), arch=str(f.get("arch", "")),
+        cpu_count=int(f.get("cpu_count", 0)), memory_bytes=int(f.get("memory_bytes", 0)),
+        python_version=str(f.get("python_version", "")))
+    return provider_pb2.Provider(
+        id=p.id, state=int(p.state), facts=facts, labels=p.labels, slots=p.slots, slots_in_use=len(p.in_flight),
+        heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen))
+
+
+def continuation_to_proto(row, tasks) -> continuation_pb2.Continuation:
+    return continuation_pb2.Continuation(
+        id=str(row.id), provider_id=row.provider, failure_time=ts(row.time), reason=row.reason,
+        tasks=[continuation_pb2.ContinuedTask(
+            task_id=str(ct.task), job_id=str(ct.job), from_attempt=ct.from_attempt,
+            to_provider_id=nxt.provider if nxt else "", dispatch_time=ts(nxt.assign_time) if nxt else None)
+            for ct, nxt in tasks])
+
+
+# ----- events ------------------------------------------------------------------------
+
+def event_from_row(row) -> Event:
+    return Event(row.id, row.time, EventKind(row.kind), row.job, row.task, row.task_name, row.provider,
+                 row.attempt, row.raw_status, json.loads(row.raw), Status(row.status), row.message)
+
+
+def event_to_proto(e: Event) -> event_pb2.Event:
+    return event_pb2.Event(
+        id=e.id, time=ts(e.time), kind=int(e.kind), job_id=str(e.job_id) if e.job_id else "",
+        task_id=str(e.task_id) if e.task_id else "", provider_id=e.provider_id, raw_status=e.raw_status,
+        raw=e.raw, status=int(e.status), message=e.message, attempt=e.attempt, task_name=e.task_name)
+
+
+# ----- the agent link ----------------------------------------------------------------
+
+def hello_from_proto(m) -> Hello:
+    f = m.facts
+    facts = {"hostname": f.hostname, "os": f.os, "arch": f.arch, "cpu_count": f.cpu_count,
+             "memory_bytes": f.memory_bytes, "python_version": f.python_version}
+    running = tuple((int(r.task_id), r.attempt) for r in m.running if r.task_id.isdigit())
+    return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running)
+
+
+def report_from_proto(m) -> Report | None:
+    if not m.task_id.isdigit() or m.kind == 0:
+        return None
+    outcome = Outcome(m.outcome) if m.outcome in Outcome._value2member_map_ else None
+    return Report(int(m.task_id), m.attempt, ReportKind(m.kind) if m.kind in (1, 2) else ReportKind.FINISHED, outcome,
+                  m.exit_code if m.HasField("exit_code") else None, m.result_json, m.error,
+                  m.stdout_tail, m.stderr_tail, dict(m.raw))

@@ -1,0 +1,97 @@
+"""JobService: submit, get, list, cancel, and the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from jobplane.v1 import job_pb2, job_pb2_grpc
+
+from ..domain.extract import extract_tasks
+from ..domain.filters import parse_filter
+from ..domain.model import JobState, Status
+from ..errors import InvalidArgument, NotFound
+from ..store.queries import job_where
+from . import convert
+from .base import Deps, decode_token, encode_token, page_size, rpc
+
+JOB_FILTER_KEYS = {"state": JobState, "status": Status, "name": None}
+REPLAY_PAGE = 1000
+
+
+class JobService(job_pb2_grpc.JobServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+
+    @rpc
+    async def SubmitJob(self, request, context):
+        if not request.HasField("spec"):
+            raise InvalidArgument("spec", "missing; send the job spec to run")
+        spec = convert.job_spec_from_proto(request.spec)
+        cfg = self.d.config
+        drafts = await asyncio.to_thread(
+            extract_tasks, spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
+        job = await self.d.core.call(lambda engine: engine.submit(spec, drafts))
+        return job_pb2.SubmitJobResponse(job=await self._job(job.id))
+
+    @rpc
+    async def GetJob(self, request, context):
+        return job_pb2.GetJobResponse(job=await self._job(convert.parse_id("job_id", request.job_id, "job")))
+
+    @rpc
+    async def ListJobs(self, request, context):
+        size = page_size(request.page_size)
+        before = decode_token(request.page_token)
+        where = job_where(parse_filter(request.filter, JOB_FILTER_KEYS))
+        rows = await self.d.read(self.d.store.list_jobs, where, before, size + 1)
+        token = encode_token(rows[size - 1].id) if len(rows) > size else ""
+        return job_pb2.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in rows[:size]], next_page_token=token)
+
+    @rpc
+    async def CancelJob(self, request, context):
+        job_id = convert.parse_id("job_id", request.job_id, "job")
+        await self._job(job_id)
+        await self.d.core.call(lambda engine: engine.cancel_job(job_id, request.reason))
+        return job_pb2.CancelJobResponse(job=await self._job(job_id))
+
+    async def _job(self, job_id: int) -> job_pb2.Job:
+        row = await self.d.read(self.d.store.get_job, job_id)
+        if row is None:
+            raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+        return convert.job_to_proto(row)
+
+    async def WatchEvents(self, request, context):
+        job_id = None
+        try:
+            if request.job_id:
+                job_id = convert.parse_id("job_id", request.job_id, "job")
+                await self._job(job_id)
+            if request.after_event_id < 0:
+                raise InvalidArgument("after_event_id", "must be >= 0 (0 = from the beginning)")
+        except (InvalidArgument, NotFound) as exc:
+            code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(exc, InvalidArgument) else grpc.StatusCode.NOT_FOUND
+            await context.abort(code, str(exc))
+        sub = self.d.hub.subscribe(job_id)  # before the replay, so nothing falls in between
+        try:
+            last = request.after_event_id
+            while True:
+                rows = await self.d.read(self.d.store.events_after, last, job_id, REPLAY_PAGE)
+                if rows:
+                    last = rows[-1].id
+                    yield job_pb2.WatchEventsResponse(events=[convert.event_to_proto(convert.event_from_row(r)) for r in rows])
+                if len(rows) < REPLAY_PAGE:
+                    break
+            while True:
+                batch = await sub.queue.get()
+                if batch is None:
+                    if sub.overflowed:
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                            f"watcher fell behind; resume with after_event_id={last}")
+                    return
+                fresh = [e for e in batch if e.id > last]
+                if fresh:
+                    last = fresh[-1].id
+                    yield job_pb2.WatchEventsResponse(events=[convert.event_to_proto(e) for e in fresh])
+        finally:
+            self.d.hub.unsubscribe(sub)

@@ -1,0 +1,160 @@
+"""ProviderService: the agent stream (Connect) and the provider registry."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from jobplane.v1 import provider_pb2, provider_pb2_grpc
+
+from ..domain.filters import parse_filter
+from ..domain.model import ProviderState
+from ..domain.state import ChangeSet
+from ..errors import InvalidArgument, JobplaneError, NotFound
+from . import convert
+from .base import Deps, page_size, decode_token, encode_token, rpc, status_code
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+HELLO_DEADLINE = 10.0
+MAX_SLOTS = 10_000
+
+
+@dataclass(eq=False)
+class Connection:
+    id: int
+    provider: str
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+        self._ids = itertools.count(1)
+        self._conns: dict[str, Connection] = {}
+
+    # ----- the agent stream ----------------------------------------------------------
+
+    async def Connect(self, request_iterator, context):
+        try:
+            hello = await self._hello(context)
+            conn = Connection(next(self._ids), hello.name)
+            provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id))
+        except JobplaneError as exc:
+            await context.abort(status_code(exc), str(exc))
+        except asyncio.TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_DEADLINE:g}s")
+        self._conns[hello.name] = conn
+        reader = asyncio.get_running_loop().create_task(self._read(context, conn))
+        try:
+            yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
+                provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat))
+            while (message := await conn.queue.get()) is not None:
+                yield message
+        finally:
+            reader.cancel()
+            if self._conns.get(conn.provider) is conn:
+                del self._conns[conn.provider]
+            self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
+
+    async def _hello(self, context):
+        first = await asyncio.wait_for(context.read(), HELLO_DEADLINE)
+        if first is grpc.aio.EOF or first.WhichOneof("message") != "hello":
+            raise InvalidArgument("hello", "the first message on Connect must be hello")
+        h = first.hello
+        if not NAME.match(h.name):
+            raise InvalidArgument("hello.name", f"{h.name!r} is not a provider name: 1-128 letters, digits, '.', '_' or '-'")
+        if not 1 <= h.slots <= MAX_SLOTS:
+            raise InvalidArgument("hello.slots", f"must be between 1 and {MAX_SLOTS}, got {h.slots}")
+        hb = h.heartbeat_interval_seconds
+        if not (math.isfinite(hb) and 0 < hb <= 3600):
+            raise InvalidArgument("hello.heartbeat_interval_seconds", f"must be in (0, 3600], got {hb}")
+        return convert.hello_from_proto(h)
+
+    async def _read(self, context, conn: Connection) -> None:
+        try:
+            while True:
+                message = await context.read()
+                if message is grpc.aio.EOF:
+                    break
+                self._handle(conn, message)
+        except (asyncio.CancelledError, grpc.RpcError):
+            pass
+        finally:
+            conn.queue.put_nowait(None)
+
+    def _handle(self, conn: Connection, message) -> None:
+        which = message.WhichOneof("message")
+        if which == "reports":
+            reports = [r for r in map(convert.report_from_proto, message.reports.reports) if r is not None]
+            seq = message.reports.seq
+            fut = self.d.core.enqueue(lambda engine: engine.report(conn.provider, conn.id, reports))
+            fut.add_done_callback(lambda f: self._ack(conn, seq, f))
+        elif which == "ready":
+            self.d.core.enqueue(lambda engine: engine.ready_signal(conn.provider, conn.id))
+        elif which == "heartbeat":
+            provider = self.d.core.engine.providers.get(conn.provider)
+            if provider is not None and provider.conn_id == conn.id:
+                provider.last_seen = time.time()
+
+    @staticmethod
+    def _ack(conn: Connection, seq: int, fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            conn.queue.put_nowait(provider_pb2.ConnectResponse(ack=provider_pb2.Ack(seq=seq)))
+
+    def deliver(self, cs: ChangeSet) -> None:
+        """After a commit: send each provider its new assignments and cancellations."""
+        for provider_id, items in cs.assignments.items():
+            conn = self._conns.get(provider_id)
+            if conn is not None:
+                conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=[
+                    provider_pb2.Assignment(task_id=str(t.id), attempt=n, job_id=str(t.job_id), task_name=t.name,
+                                            spec=convert.task_spec_to_proto(t.spec)) for t, n in items])))
+        for provider_id, items in cs.cancels.items():
+            conn = self._conns.get(provider_id)
+            if conn is not None:
+                for reason, group in itertools.groupby(sorted(items, key=lambda i: i[2]), key=lambda i: i[2]):
+                    conn.queue.put_nowait(provider_pb2.ConnectResponse(cancel=provider_pb2.Cancellations(
+                        attempts=[provider_pb2.AttemptRef(task_id=str(t), attempt=n) for t, n, _ in group],
+                        reason=reason)))
+
+    # ----- the registry --------------------------------------------------------------
+
+    @rpc
+    async def ListProviders(self, request, context):
+        size = page_size(request.page_size)
+        after = decode_token(request.page_token)
+        terms = parse_filter(request.filter, {"state": ProviderState, "label.*": None})
+        providers = sorted(self.d.core.engine.providers.values(), key=lambda p: p.id)
+        chosen = [p for p in providers if _matches(p, terms)]
+        start = after or 0
+        page = chosen[start:start + size]
+        token = encode_token(start + size) if len(chosen) > start + size else ""
+        return provider_pb2.ListProvidersResponse(providers=[convert.provider_to_proto(p) for p in page],
+                                                  next_page_token=token)
+
+    @rpc
+    async def GetProvider(self, request, context):
+        provider = self.d.core.engine.providers.get(request.provider_id)
+        if provider is None:
+            raise NotFound(f"provider {request.provider_id!r} not found; `jobplane providers list` shows them")
+        return provider_pb2.GetProviderResponse(provider=convert.provider_to_proto(provider))
+
+
+def _matches(provider, terms) -> bool:
+    for t in terms:
+        if t.key == "state":
+            value = provider.state.name
+        else:
+            value = provider.labels.get(t.key.split(".", 1)[1], "")
+        if not (value.startswith(t.value) if t.prefix else value == t.value):
+            return False
+    return True

@@ -1,0 +1,43 @@
+"""TaskService: a job's tasks and their attempts."""
+
+from __future__ import annotations
+
+from jobplane.v1 import task_pb2, task_pb2_grpc
+
+from ..domain.filters import parse_filter
+from ..domain.model import Status, TaskState
+from ..errors import NotFound
+from ..store.queries import task_where
+from . import convert
+from .base import Deps, decode_token, encode_token, page_size, rpc
+
+TASK_FILTER_KEYS = {"state": TaskState, "status": Status, "name": None, "provider": None}
+
+
+class TaskService(task_pb2_grpc.TaskServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+
+    @rpc
+    async def ListTasks(self, request, context):
+        job_id = convert.parse_id("job_id", request.job_id, "job")
+        size = page_size(request.page_size)
+        after = decode_token(request.page_token)
+        where = task_where(parse_filter(request.filter, TASK_FILTER_KEYS))
+        if await self.d.read(self.d.store.get_job, job_id) is None:
+            raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+        rows = await self.d.read(self.d.store.list_tasks, job_id, where, after, size + 1)
+        token = encode_token(rows[size - 1].id) if len(rows) > size else ""
+        rows = rows[:size]
+        attempts = await self.d.read(self.d.store.attempts_of, [r.id for r in rows])
+        return task_pb2.ListTasksResponse(
+            tasks=[convert.task_to_proto(r, attempts[r.id]) for r in rows], next_page_token=token)
+
+    @rpc
+    async def GetTask(self, request, context):
+        task_id = convert.parse_id("task_id", request.task_id, "task")
+        row = await self.d.read(self.d.store.get_task, task_id)
+        if row is None:
+            raise NotFound(f"task {task_id} not found; `jobplane tasks list JOB` shows a job's tasks")
+        attempts = await self.d.read(self.d.store.attempts_of, [task_id])
+        return task_pb2.GetTaskResponse(task=convert.task_to_proto(row, attempts[task_id]))

@@ -1,0 +1,145 @@
+"""peewee models. They bind to `database` (a DatabaseProxy) so they can be declared
+before the server picks SQLite or PostgreSQL from its URL."""
+
+from __future__ import annotations
+
+from peewee import (
+    BlobField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class JobRow(BaseModel):
+    id = IntegerField(primary_key=True)
+    name = CharField(max_length=200)
+    priority = IntegerField(default=0)
+    spec = BlobField()  # serialized jobplane.v1.JobSpec as submitted
+    state = IntegerField(index=True)
+    status = IntegerField(index=True)  # normalized, kept current for filters
+    counts = TextField(default="{}")  # JSON: tasks per normalized bucket
+    reason = TextField(default="")
+    submit_time = DoubleField()
+    start_time = DoubleField(null=True)
+    end_time = DoubleField(null=True)
+
+    class Meta:
+        table_name = "job"
+
+
+class TaskRow(BaseModel):
+    id = IntegerField(primary_key=True)
+    job = IntegerField()
+    idx = IntegerField()  # position within the job
+    name = CharField(max_length=400)
+    group = CharField(max_length=200)
+    spec = BlobField()  # serialized, expanded jobplane.v1.TaskSpec
+    deps = TextField(default="[]")  # JSON list of task ids that must succeed first
+    max_attempts = IntegerField(default=1)
+    state = IntegerField()
+    status = IntegerField()
+    attempt = IntegerField(default=0)
+    lost_attempts = IntegerField(default=0)
+    provider = CharField(max_length=200, null=True)
+    exit_code = IntegerField(null=True)
+    result_json = TextField(default="")
+    error = TextField(default="")
+    stdout_tail = TextField(default="")
+    stderr_tail = TextField(default="")
+    reason = TextField(default="")
+
+    class Meta:
+        table_name = "task"
+        indexes = (
+            (("job", "idx"), True),
+            (("state",), False),
+            (("provider", "state"), False),
+        )
+
+
+class AttemptRow(BaseModel):
+    id = IntegerField(primary_key=True)
+    task = IntegerField()
+    number = IntegerField()
+    provider = CharField(max_length=200)
+    assign_time = DoubleField()
+    start_time = DoubleField(null=True)
+    end_time = DoubleField(null=True)
+    outcome = IntegerField(default=0)
+    exit_code = IntegerField(null=True)
+    reason = TextField(default="")
+
+    class Meta:
+        table_name = "attempt"
+        indexes = ((("task", "number"), True),)
+
+
+class ProviderRow(BaseModel):
+    id = CharField(max_length=200, primary_key=True)
+    state = IntegerField()
+    facts = TextField(default="{}")
+    labels = TextField(default="{}")
+    slots = IntegerField(default=0)
+    heartbeat = DoubleField(default=1.0)
+    connect_time = DoubleField(null=True)
+    last_seen = DoubleField(null=True)
+
+    class Meta:
+        table_name = "provider"
+
+
+class EventRow(BaseModel):
+    id = IntegerField(primary_key=True)  # assigned by the server: monotonic
+    time = DoubleField()
+    kind = IntegerField()
+    job = IntegerField(null=True)
+    task = IntegerField(null=True)
+    task_name = CharField(max_length=400, default="")
+    provider = CharField(max_length=200, default="")
+    attempt = IntegerField(default=0)
+    raw_status = CharField(max_length=64, default="")
+    raw = TextField(default="{}")
+    status = IntegerField(default=0)
+    message = TextField(default="")
+
+    class Meta:
+        table_name = "event"
+        indexes = ((("job", "id"), False),)
+
+
+class ContinuationRow(BaseModel):
+    id = IntegerField(primary_key=True)
+    provider = CharField(max_length=200, index=True)
+    time = DoubleField()
+    reason = TextField(default="")
+
+    class Meta:
+        table_name = "continuation"
+
+
+class ContinuedTaskRow(BaseModel):
+    id = IntegerField(primary_key=True)
+    continuation = IntegerField(index=True)
+    task = IntegerField()
+    job = IntegerField()
+    from_attempt = IntegerField()
+    handed_on = BooleanField(default=True)
+
+    class Meta:
+        table_name = "continued_task"
+
+
+ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow]

@@ -1,0 +1,246 @@
+"""The repository: every query the server runs. Writes arrive as one ChangeSet per batch
+and are committed in one transaction (group commit); reads return rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from peewee import Database, fn
+
+from ..domain.model import JobState, TaskState
+from ..domain.state import ChangeSet, ContinuationRec
+from .codec import dump_job_spec, dump_task_spec
+from .models import (
+    ALL_MODELS,
+    AttemptRow,
+    ContinuationRow,
+    ContinuedTaskRow,
+    EventRow,
+    JobRow,
+    ProviderRow,
+    TaskRow,
+    database,
+)
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 400
+ACTIVE_JOB_STATES = (int(JobState.QUEUED), int(JobState.RUNNING))
+
+
+@dataclass
+class Snapshot:
+    """Everything the engine needs to resume after a restart."""
+
+    max_ids: dict[str, int]
+    providers: list[ProviderRow]
+    jobs: list[JobRow]
+    tasks: list[TaskRow]
+    attempts: list[AttemptRow]  # the current attempt of each task out at a provider
+    extra: dict = field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        database.initialize(db)
+
+    # ----- lifecycle -----------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        with self.db.connection_context():
+            self.db.create_tables(ALL_MODELS, safe=True)
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    def load(self) -> Snapshot:
+        self.db.connect(reuse_if_open=True)
+        max_ids = {
+            name: model.select(fn.COALESCE(fn.MAX(model.id), 0)).scalar()
+            for name, model in (("job", JobRow), ("task", TaskRow), ("attempt", AttemptRow),
+                                ("event", EventRow), ("continuation", ContinuationRow))
+        }
+        jobs = list(JobRow.select().where(JobRow.state.in_(ACTIVE_JOB_STATES)).order_by(JobRow.id))
+        job_ids = [j.id for j in jobs]
+        tasks = []
+        for i in range(0, len(job_ids), INSERT_CHUNK):
+            chunk = job_ids[i:i + INSERT_CHUNK]
+            tasks += list(TaskRow.select().where(TaskRow.job.in_(chunk)).order_by(TaskRow.id))
+        out = [t for t in tasks if t.state in (int(TaskState.ASSIGNED), int(TaskState.RUNNING))]
+        attempts = []
+        for t in out:
+            row = AttemptRow.get_or_none((AttemptRow.task == t.id) & (AttemptRow.number == t.attempt))
+            if row is not None:
+                attempts.append(row)
+        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts)
+
+    # ----- writes --------------------------------------------------------------------
+
+    def apply(self, cs: ChangeSet) -> None:
+        """Persist one batch atomically."""
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            self._insert(JobRow, [_job_row(cs.jobs[i]) for i in sorted(cs.new_jobs)])
+            self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
+            self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
+            self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])
+            self._update_tasks([t for i, t in cs.tasks.items() if i not in cs.new_tasks])
+            self._update_attempts([a for i, a in cs.attempts.items() if i not in cs.new_attempts])
+            self._upsert_providers(cs)
+            self._insert(EventRow, [_event_row(e) for e in cs.events])
+            self._insert_continuations(cs.continuations)
+
+    def _insert(self, model, rows: list[dict]) -> None:
+        for i in range(0, len(rows), INSERT_CHUNK):
+            model.insert_many(rows[i:i + INSERT_CHUNK]).execute()
+
+    def _executemany(self, sql: str, params: list[tuple]) -> None:
+        if params:
+            sql = sql.replace("?", self.db.param)
+            self.db.cursor().executemany(sql, params)
+
+    def _update_jobs(self, jobs) -> None:
+        self._executemany(
+            "UPDATE job SET state=?, status=?, counts=?, reason=?, start_time=?, end_time=? WHERE id=?",
+            [(int(j.state), int(j.status), json.dumps(j.counts), j.reason, j.start_time, j.end_time, j.id)
+             for j in jobs])
+
+    def _update_tasks(self, tasks) -> None:
+        self._executemany(
+            "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
+            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=? WHERE id=?",
+            [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code,
+              t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.id) for t in tasks])
+
+    def _update_attempts(self, attempts) -> None:
+        self._executemany(
+            "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=? WHERE id=?",
+            [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.id) for a in attempts])
+
+    def _upsert_providers(self, cs: ChangeSet) -> None:
+        for p in cs.providers.values():
+            row = {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
+                   "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
+                   "last_seen": p.last_seen}
+            (ProviderRow.insert(row)
+             .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
+             .execute())
+
+    def _insert_continuations(self, recs: list[ContinuationRec]) -> None:
+        for rec in recs:
+            ContinuationRow.insert(id=rec.id, provider=rec.provider, time=rec.time, reason=rec.reason).execute()
+            self._insert(ContinuedTaskRow, [
+                {"continuation": rec.id, "task": t, "job": j, "from_attempt": n} for t, j, n in rec.tasks])
+
+    # ----- reads ---------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRow | None:
+        return JobRow.get_or_none(JobRow.id == job_id)
+
+    def list_jobs(self, where, before_id: int | None, limit: int) -> list[JobRow]:
+        q = JobRow.select()
+        if where is not None:
+            q = q.where(where)
+        if before_id is not None:
+            q = q.where(JobRow.id < before_id)
+        return list(q.order_by(JobRow.id.desc()).limit(limit))
+
+    def get_task(self, task_id: int) -> TaskRow | None:
+        return TaskRow.get_or_none(TaskRow.id == task_id)
+
+    def list_tasks(self, job_id: int, where, after_id: int | None, limit: int) -> list[TaskRow]:
+        q = TaskRow.select().where(TaskRow.job == job_id)
+        if where is not None:
+            q = q.where(where)
+        if after_id is not None:
+            q = q.where(TaskRow.id > after_id)
+        return list(q.order_by(TaskRow.id).limit(limit))
+
+    def attempts_of(self, task_ids: list[int]) -> dict[int, list[AttemptRow]]:
+        out: dict[int, list[AttemptRow]] = {t: [] for t in task_ids}
+        for i in range(0, len(task_ids), INSERT_CHUNK):
+            chunk = task_ids[i:i + INSERT_CHUNK]
+            for row in AttemptRow.select().where(AttemptRow.task.in_(chunk)).order_by(AttemptRow.task, AttemptRow.number):
+                out[row.task].append(row)
+        return out
+
+    def events_after(self, after_id: int, job_id: int | None, limit: int) -> list[EventRow]:
+        q = EventRow.select().where(EventRow.id > after_id)
+        if job_id is not None:
+            q = q.where(EventRow.job == job_id)
+        return list(q.order_by(EventRow.id).limit(limit))
+
+    def get_continuation(self, cid: int) -> tuple[ContinuationRow, list[tuple[ContinuedTaskRow, AttemptRow | None]]] | None:
+        row = ContinuationRow.get_or_none(ContinuationRow.id == cid)
+        return None if row is None else (row, self._continued(row.id))
+
+    def list_continuations(self, provider: str | None, before_id: int | None, limit: int):
+        q = ContinuationRow.select()
+        if provider:
+            q = q.where(ContinuationRow.provider == provider)
+        if before_id is not None:
+            q = q.where(ContinuationRow.id < before_id)
+        return [(row, self._continued(row.id)) for row in q.order_by(ContinuationRow.id.desc()).limit(limit)]
+
+    def _continued(self, cid: int) -> list[tuple[ContinuedTaskRow, AttemptRow | None]]:
+        out = []
+        for ct in ContinuedTaskRow.select().where(ContinuedTaskRow.continuation == cid).order_by(ContinuedTaskRow.id):
+            nxt = AttemptRow.get_or_none((AttemptRow.task == ct.task) & (AttemptRow.number == ct.from_attempt + 1))
+            out.append((ct, nxt))
+        return out
+
+
+def _job_row(j) -> dict:
+    return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec),
+            "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
+            "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time}
+
+
+def _task_row(t) -> dict:
+    return {"id": t.id, "job": t.job_id, "idx": t.idx, "name": t.name, "group": t.group,
+            "spec": dump_task_spec(t.spec), "deps": json.dumps(t.deps), "max_attempts": t.max_attempts,
+            "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
+            "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
+            "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason}
+
+
+def _attempt_row(a) -> dict:
+    return {"id": a.id, "task": a.task_id, "number": a.number, "provider": a.provider,
+            "assign_time": a.assign_time, "start_time": a.start_time, "end_time": a.end_time,
+            "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason}
+
+
+def _event_row(e) -> dict:
+    return {"id": e.id, "time": e.time, "kind": int(e.kind), "job": e.job_id, "task": e.task_id,
+            "task_name": e.task_name, "provider": e.provider_id, "attempt": e.attempt,
+            "raw_status": e.raw_status, "raw": json.dumps(e.raw), "status": int(e.status), "message": e.message}
+
+
+def runtime_from_snapshot(snap: Snapshot):
+    """Rows to the engine's runtime objects: (counters, jobs, tasks, providers)."""
+    from ..domain.engine import Counters
+    from ..domain.model import JobState as JS, ProviderState, Status, TaskState as TS
+    from ..domain.state import AttemptRt, JobRt, ProviderRt, TaskRt
+    from .codec import load_job_spec, load_task_spec
+
+    ids = snap.max_ids
+    counters = Counters(ids["job"] + 1, ids["task"] + 1, ids["attempt"] + 1, ids["event"] + 1, ids["continuation"] + 1)
+    jobs = [JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JS(r.state), r.submit_time,
+                  counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason) for r in snap.jobs]
+    current = {a.task: a for a in snap.attempts}
+    tasks = []
+    for r in snap.tasks:
+        t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
+                   r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
+                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason)
+        a = current.get(r.id)
+        if a is not None:
+            t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time)
+        tasks.append(t)
+    providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
+                            r.heartbeat, r.connect_time, r.last_seen) for r in snap.providers]
+    return counters, jobs, tasks, providers
