@@ -1,0 +1,129 @@
+"""Fixtures: a database per test (SQLite file, and PostgreSQL when configured), and a
+cluster of real processes. PostgreSQL tests skip on a laptop without one but fail in CI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from support import AgentProc, ServerProc, wait_until
+
+PG_ENV = "JOBPLANE_TEST_PG_URL"
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _pg_admin_url() -> str:
+    url = os.environ.get(PG_ENV, "")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{PG_ENV} is not set: CI must run the PostgreSQL tests (.ci/run starts one)")
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}=postgresql://USER@HOST:PORT/postgres")
+    return url
+
+
+def _create_pg_database(admin_url: str) -> tuple[str, callable]:
+    import psycopg2
+    from urllib.parse import urlparse, urlunparse
+
+    name = f"jobplane_test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+    def drop() -> None:
+        c = psycopg2.connect(admin_url)
+        c.autocommit = True
+        c.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.close()
+
+    parts = urlparse(admin_url)
+    return urlunparse(parts._replace(path=f"/{name}")), drop
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path: Path):
+    """A fresh, empty database URL for each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobplane.db'}"
+        return
+    url, drop = _create_pg_database(_pg_admin_url())
+    yield url
+    drop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'jobplane.db'}"
+
+
+class Cluster:
+    """A real jobplane-server plus agents, and a client connected to the server."""
+
+    def __init__(self, workdir: Path, db_url: str) -> None:
+        from jobplane.client import Client
+
+        self.workdir = workdir
+        self.db_url = db_url
+        self.server: ServerProc | None = None
+        self.agents: dict[str, AgentProc] = {}
+        self._client_cls = Client
+        self.client = None
+
+    def start_server(self, **kwargs) -> ServerProc:
+        self.server = ServerProc(self.workdir, self.db_url, **kwargs)
+        if self.client is not None:
+            self.client.close()
+        self.client = self._client_cls.connect(self.server.address, timeout=10)
+        return self.server
+
+    def add_agent(self, name: str, *, slots: int = 2, labels: dict[str, str] | None = None,
+                  wait: bool = True, extra: list[str] = ()) -> AgentProc:
+        agent = AgentProc(self.workdir, self.server.address, name, slots=slots, labels=labels, extra=extra)
+        self.agents[name] = agent
+        if wait:
+            self.wait_active(name)
+        return agent
+
+    def wait_active(self, *names: str, timeout: float = 20) -> None:
+        def active():
+            for name in names:
+                agent = self.agents.get(name)
+                if agent is not None and not agent.alive():
+                    raise AssertionError(f"agent {name} exited:\n{agent.output()}")
+            states = {p.id: p.state for p in self.client.list_providers()}
+            return all(states.get(n) == 1 for n in names)  # PROVIDER_STATE_ACTIVE
+
+        wait_until(active, timeout, f"providers {names} to be ACTIVE")
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        if self.client is not None:
+            self.client.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, db_url: str, request):
+    """A running server (on each backend) with no agents yet."""
+    c = Cluster(tmp_path, db_url)
+    c.start_server()
+    yield c
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print("---- server log ----\n" + c.server.output()[-6000:])
+        for name, agent in c.agents.items():
+            print(f"---- agent {name} log ----\n" + agent.output()[-3000:])
+    c.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -1,0 +1,166 @@
+"""The engine's rules, driven directly: placement, slots, order, retries, fencing, loss."""
+
+from jobplane.server.domain.engine import Engine, EngineConfig
+from jobplane.server.domain.extract import extract_tasks
+from jobplane.server.domain.model import (
+    Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
+
+
+def engine():
+    e = Engine(EngineConfig(reconnect_grace=1.0))
+    e.begin(100.0)
+    return e
+
+
+def provider(e, name, slots=2, labels=None, running=()):
+    e.connect(Hello(name, {}, labels or {}, slots, 1.0, tuple(running)), conn_id=hash(name) & 0xFFFF)
+    e.ready_signal(name, hash(name) & 0xFFFF)
+    return hash(name) & 0xFFFF
+
+
+def submit(e, *tasks, priority=0, name="job"):
+    spec = JobSpec(name, priority, {}, tuple(tasks))
+    return e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+
+
+def cmd(name, **kw):
+    return TaskSpec(name, command=("true",), **kw)
+
+
+def assigned(cs):
+    return {p: [(t.name, n) for t, n in items] for p, items in cs.assignments.items()}
+
+
+def finish(e, name, conn, task_name, outcome=Outcome.SUCCEEDED, attempt=1, exit_code=0):
+    task = next(t for t in e.tasks.values() if t.name == task_name)
+    e.report(name, conn, [Report(task.id, attempt, ReportKind.STARTED),
+                          Report(task.id, attempt, ReportKind.FINISHED, outcome, exit_code)])
+    return task
+
+
+def test_tasks_spread_over_providers_and_never_exceed_slots():
+    e = engine()
+    provider(e, "a", slots=2)
+    provider(e, "b", slots=2)
+    submit(e, *[cmd(f"t{i}") for i in range(6)])
+    cs = e.take_changes()
+    assert sorted(len(v) for v in assigned(cs).values()) == [2, 2]
+    assert len(e.ready) == 2
+
+
+def test_labels_route_tasks():
+    e = engine()
+    provider(e, "cpu", labels={"gpu": "false"})
+    provider(e, "gpu", labels={"gpu": "true"})
+    submit(e, cmd("x", requires={"gpu": "true"}), cmd("y", requires={"gpu": "true"}))
+    assert list(assigned(e.take_changes())) == ["gpu"]
+
+
+def test_higher_priority_first_then_fifo():
+    e = engine()
+    submit(e, cmd("low1"), name="low")
+    submit(e, cmd("high1"), priority=5, name="high")
+    submit(e, cmd("low2"), name="low2")
+    e.take_changes()
+    provider(e, "a", slots=3)
+    assert assigned(e.take_changes())["a"] == [("high1", 1), ("low1", 1), ("low2", 1)]
+
+
+def test_dag_releases_dependents_only_after_success():
+    e = engine()
+    conn = provider(e, "a", slots=4)
+    job = submit(e, cmd("extract"), cmd("load", after=("extract",)))
+    assert assigned(e.take_changes())["a"] == [("extract", 1)]
+    finish(e, "a", conn, "extract")
+    assert assigned(e.take_changes())["a"] == [("load", 1)]
+    finish(e, "a", conn, "load")
+    e.take_changes()
+    assert job.state == JobState.SUCCEEDED
+
+
+def test_failure_fails_job_and_cancels_dependents():
+    e = engine()
+    conn = provider(e, "a")
+    job = submit(e, cmd("build"), cmd("deploy", after=("build",)))
+    e.take_changes()
+    finish(e, "a", conn, "build", Outcome.FAILED, exit_code=3)
+    e.take_changes()
+    assert job.state == JobState.FAILED
+    assert job.reason == "task build exited with code 3"
+    assert job.counts["failure"] == 1 and job.counts["cancel"] == 1
+
+
+def test_retry_until_max_attempts():
+    e = engine()
+    conn = provider(e, "a")
+    job = submit(e, cmd("flaky", max_attempts=2))
+    e.take_changes()
+    task = finish(e, "a", conn, "flaky", Outcome.FAILED, exit_code=1)
+    e.take_changes()
+    assert task.state == TaskState.ASSIGNED and task.attempt == 2  # re-queued and dispatched again
+    finish(e, "a", conn, "flaky", Outcome.SUCCEEDED, attempt=2)
+    e.take_changes()
+    assert job.state == JobState.SUCCEEDED
+
+
+def test_report_from_a_superseded_attempt_is_rejected_and_stopped():
+    e = engine()
+    conn = provider(e, "a")
+    submit(e, cmd("t", max_attempts=3))
+    e.take_changes()
+    task = finish(e, "a", conn, "t", Outcome.FAILED, exit_code=1)  # attempt 2 now out
+    e.take_changes()
+    e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    cs = e.take_changes()
+    assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
+    e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
+    assert task.state == TaskState.ASSIGNED and task.attempt == 2
+
+
+def test_lost_provider_hands_tasks_on_without_using_retries():
+    e = engine()
+    conn_a = provider(e, "a", slots=1)
+    job = submit(e, cmd("t"))
+    e.take_changes()
+    e.disconnect("a", conn_a)
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.SUSPECT
+    (delay, timer), = cs.timers
+    timer(e)
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.LOST
+    assert cs.continuations[0].tasks[0][2] == 1
+    conn_b = provider(e, "b", slots=1)
+    assert assigned(e.take_changes())["b"] == [("t", 2)]
+    finish(e, "b", conn_b, "t", attempt=2)
+    e.take_changes()
+    assert job.state == JobState.SUCCEEDED
+
+
+def test_reconnect_within_grace_keeps_running_tasks():
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    task = next(iter(e.tasks.values()))
+    e.disconnect("a", conn)
+    (_, timer), = e.take_changes().timers
+    provider(e, "a", slots=1, running=[(task.id, 1)])
+    timer(e)  # the old grace timer fires after the reconnect: nothing happens
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.ACTIVE
+    assert task.attempt == 1 and task.current is not None and not cs.assignments
+
+
+def test_cancel_job_cancels_queued_and_stops_running():
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    job = submit(e, cmd("run"), cmd("wait"))
+    e.take_changes()
+    e.cancel_job(job.id, "")
+    cs = e.take_changes()
+    assert job.state == JobState.CANCELLED
+    run = next(t for t in cs.tasks.values() if t.name == "run")
+    assert cs.cancels["a"] == [(run.id, 1, "cancelled by request")]
+    finish(e, "a", conn, "run", Outcome.CANCELLED)
+    assert not e.providers["a"].in_flight
