@@ -39,20 +39,24 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
         self._ids = itertools.count(1)
-        self._conns: dict[str, Connection] = {}
+        self._conns: dict[int, Connection] = {}  # by connection id; the engine knows which is current
 
     # ----- the agent stream ----------------------------------------------------------
 
     async def Connect(self, request_iterator, context):
+        conn = Connection(next(self._ids), "")
+        # Registered before the connect op, so what that op sends (e.g. stop stale attempts) arrives.
+        self._conns[conn.id] = conn
         try:
             hello = await self._hello(context)
-            conn = Connection(next(self._ids), hello.name)
+            conn.provider = hello.name
             provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id))
         except JobplaneError as exc:
+            del self._conns[conn.id]
             await context.abort(status_code(exc), str(exc))
         except asyncio.TimeoutError:
+            del self._conns[conn.id]
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_DEADLINE:g}s")
-        self._conns[hello.name] = conn
         reader = asyncio.get_running_loop().create_task(self._read(context, conn))
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
@@ -61,8 +65,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                 yield message
         finally:
             reader.cancel()
-            if self._conns.get(conn.provider) is conn:
-                del self._conns[conn.provider]
+            self._conns.pop(conn.id, None)
             self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
 
     async def _hello(self, context):
@@ -113,18 +116,22 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     def deliver(self, cs: ChangeSet) -> None:
         """After a commit: send each provider its new assignments and cancellations."""
         for provider_id, items in cs.assignments.items():
-            conn = self._conns.get(provider_id)
+            conn = self._current(provider_id)
             if conn is not None:
                 conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=[
                     provider_pb2.Assignment(task_id=str(t.id), attempt=n, job_id=str(t.job_id), task_name=t.name,
                                             spec=convert.task_spec_to_proto(t.spec)) for t, n in items])))
         for provider_id, items in cs.cancels.items():
-            conn = self._conns.get(provider_id)
+            conn = self._current(provider_id)
             if conn is not None:
                 for reason, group in itertools.groupby(sorted(items, key=lambda i: i[2]), key=lambda i: i[2]):
                     conn.queue.put_nowait(provider_pb2.ConnectResponse(cancel=provider_pb2.Cancellations(
                         attempts=[provider_pb2.AttemptRef(task_id=str(t), attempt=n) for t, n, _ in group],
                         reason=reason)))
+
+    def _current(self, provider_id: str) -> Connection | None:
+        provider = self.d.core.engine.providers.get(provider_id)
+        return self._conns.get(provider.conn_id) if provider is not None else None
 
     # ----- the registry --------------------------------------------------------------
 
