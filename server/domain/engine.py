@@ -260,7 +260,7 @@ class Engine:
         provider.in_flight.add(task.id)
         self._cs.attempt(attempt, new=True)
         self._cs.assignments.setdefault(provider.id, []).append((task, attempt.number))
-        self._set_task(task, TaskState.ASSIGNED, f"assigned to {provider.id}")
+        self._set_task(task, TaskState.ASSIGNED)
 
     # ----- reports -------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ class Engine:
         if job.state == JobState.QUEUED:
             job.start_time = self.now
             self._set_job(job, JobState.RUNNING)
-        self._set_task(task, TaskState.RUNNING, f"running on {attempt.provider}")
+        self._set_task(task, TaskState.RUNNING)
 
     def _finished(self, task: TaskRt, attempt: AttemptRt, report: Report) -> None:
         outcome = report.outcome or Outcome.FAILED
