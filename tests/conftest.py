@@ -108,10 +108,8 @@ class Cluster:
             self.server.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, db_url: str, request):
-    """A running server (on each backend) with no agents yet."""
-    c = Cluster(tmp_path, db_url)
+def _run_cluster(tmp_path: Path, url: str, request):
+    c = Cluster(tmp_path, url)
     c.start_server()
     yield c
     failed = getattr(request.node, "rep_call", None)
@@ -120,6 +118,18 @@ def cluster(tmp_path: Path, db_url: str, request):
         for name, agent in c.agents.items():
             print(f"---- agent {name} log ----\n" + agent.output()[-3000:])
     c.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, db_url: str, request):
+    """A running server (on each backend) with no agents yet."""
+    yield from _run_cluster(tmp_path, db_url, request)
+
+
+@pytest.fixture
+def sqlite_cluster(tmp_path: Path, sqlite_url: str, request):
+    """A running server on SQLite only, for tests whose subject is not the database."""
+    yield from _run_cluster(tmp_path, sqlite_url, request)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,0 +1,121 @@
+"""The `jobplane` CLI end to end, as a user runs it: real processes, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import pid_alive, wait_until
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def jobplane(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobplane.client.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def two_agents(sqlite_cluster):
+    sqlite_cluster.add_agent("a")
+    sqlite_cluster.add_agent("b")
+    return sqlite_cluster
+
+
+def test_submit_watch_succeeds_with_exit_0(two_agents):
+    r = jobplane("submit", str(EXAMPLES / "dag.toml"), "--watch", "--server", two_agents.server.address)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
+
+
+def test_submit_watch_of_a_failing_job_exits_1(two_agents, tmp_path):
+    f = tmp_path / "fail.toml"
+    f.write_text('name = "fail"\n[[tasks]]\nname = "boom"\ncommand = ["sh", "-c", "exit 4"]\n')
+    r = jobplane("submit", str(f), "--watch", "--server", two_agents.server.address)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "exited with code 4" in r.stdout + r.stderr
+
+
+def test_json_output_of_lists(two_agents):
+    addr = two_agents.server.address
+    r = jobplane("submit", str(EXAMPLES / "hello.json"), "--watch", "--server", addr, "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = json.loads(jobplane("jobs", "list", "--server", addr, "-o", "json").stdout)
+    job = jobs[0] if isinstance(jobs, list) else jobs["jobs"][0]
+    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    tasks = json.loads(jobplane("tasks", "list", job["id"], "--server", addr, "-o", "json").stdout)
+    tasks = tasks if isinstance(tasks, list) else tasks["tasks"]
+    assert all(t["status"] == "NORMALIZED_STATUS_SUCCESS" for t in tasks)
+    providers = json.loads(jobplane("providers", "list", "--server", addr, "-o", "json").stdout)
+    providers = providers if isinstance(providers, list) else providers["providers"]
+    assert {p["id"] for p in providers} == {"a", "b"}
+
+
+def test_cancel_from_the_cli(sqlite_cluster, tmp_path):
+    f = tmp_path / "long.toml"
+    f.write_text('name = "long"\n[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
+    addr = sqlite_cluster.server.address
+    r = jobplane("submit", str(f), "--server", addr, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout)["id"]
+    r = jobplane("cancel", job_id, "--server", addr)
+    assert r.returncode == 0, r.stderr
+    assert sqlite_cluster.client.get_job(job_id).state == 5  # CANCELLED
+
+
+def test_bad_file_is_reported_with_its_line_and_nothing_is_submitted(sqlite_cluster, tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text('name = "bad"\n\n[[tasks]]\nname = "a"\ncommand = 3\n')
+    r = jobplane("submit", str(f), "--server", sqlite_cluster.server.address)
+    assert r.returncode == 2
+    assert f"{f}:5" in r.stderr and "command" in r.stderr
+    assert list(sqlite_cluster.client.list_jobs()) == []
+
+
+def test_server_side_rejection_is_mapped_back_to_the_line(sqlite_cluster, tmp_path):
+    f = tmp_path / "after.toml"
+    f.write_text('name = "x"\n[[tasks]]\nname = "a"\ncommand = ["true"]\nafter = ["missing"]\n')
+    r = jobplane("submit", str(f), "--server", sqlite_cluster.server.address)
+    assert r.returncode == 2
+    assert f"{f}:5" in r.stderr and "missing" in r.stderr
+    assert list(sqlite_cluster.client.list_jobs()) == []
+
+
+def test_unreachable_server_says_how_to_start_one(tmp_path):
+    from support import free_port
+
+    r = jobplane("jobs", "list", "--server", f"127.0.0.1:{free_port()}", timeout=60)
+    assert r.returncode == 3
+    assert "jobplane up" in r.stderr
+
+
+def test_demo_runs_to_success(tmp_path):
+    r = jobplane("demo", env={"JOBPLANE_HOME": str(tmp_path)}, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
+
+
+def test_up_serves_other_commands_until_interrupted(tmp_path):
+    env = {**os.environ, "JOBPLANE_HOME": str(tmp_path)}
+    up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--listen", "127.0.0.1:0",
+                           "--agents", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (tmp_path / "up.json").exists() or up.poll() is not None, 30, "up.json")
+        assert up.poll() is None, up.stdout.read()
+        r = jobplane("submit", str(EXAMPLES / "hello.toml"), "--watch", env={"JOBPLANE_HOME": str(tmp_path)})
+        assert r.returncode == 0, r.stdout + r.stderr
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True,
+                                                    text=True).stdout.split()]
+        assert len(children) == 3  # the server and two agents
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(30)
+    assert code == 0
+    assert not (tmp_path / "up.json").exists()
+    wait_until(lambda: not any(pid_alive(p) for p in children), 15, "up's children to exit")
