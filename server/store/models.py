@@ -63,11 +63,8 @@ class TaskRow(BaseModel):
 
     class Meta:
         table_name = "task"
-        indexes = (
-            (("job", "idx"), True),
-            (("state",), False),
-            (("provider", "state"), False),
-        )
+        # Only what the hot queries use: every extra index is written on each task update.
+        indexes = ((("job", "idx"), True),)
 
 
 class AttemptRow(BaseModel):
