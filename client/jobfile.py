@@ -49,7 +49,8 @@ def load_job_file(path: str | Path) -> JobFile:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise JobFileError([FileProblem(name, None, "", f"cannot read the job file: {error}")]) from error
+        problem = FileProblem(name, None, "", f"cannot read the job file: {error}")
+        raise JobFileError([problem]) from error
     return parse_job_file(text, name=name, syntax="json" if name.endswith(".json") else "toml")
 
 
@@ -119,19 +120,24 @@ class _Converter:
 
     def job_spec(self, document: Any) -> job_pb2.JobSpec:
         if not isinstance(document, Mapping):
-            raise JobFileError([self._problem(_Invalid((), f"expected {self._table} at the top; got {self._kind(document)}"))])
+            raise JobFileError([self._problem((), f"expected {self._table} at the top; got {self._kind(document)}")])
         fields = self._fields(document, (), _JOB_FIELDS, required=("name", "tasks"))
         if self._problems:
-            raise JobFileError(self._problems)
+            raise JobFileError(sorted(self._problems, key=lambda problem: problem.line or 0))
         return job_pb2.JobSpec(**fields)
 
     @property
     def _table(self) -> str:
         return _TABLE_WORD[self._syntax]
 
-    def _problem(self, invalid: _Invalid) -> FileProblem:
-        line = self._lines.line_of(invalid.path)
-        return FileProblem(self._name, line, format_path(invalid.path), invalid.message)
+    def _problem(self, path: FieldPath, message: str) -> FileProblem:
+        line = self._lines.line_of(path)
+        if line is None and self._name is not None:
+            line = 1  # a top-level key that is missing belongs at the top
+        return FileProblem(self._name, line, format_path(path), message)
+
+    def _report(self, path: FieldPath, message: str) -> None:
+        self._problems.append(self._problem(path, message))
 
     def _fields(
         self, table: Mapping[str, Any], path: FieldPath, known: Mapping[str, _Field], required: tuple[str, ...]
@@ -145,10 +151,10 @@ class _Converter:
                     raise _Invalid(path + (key,), _unknown_key(key, known))
                 converted[field.proto_name] = field.convert(self, value, path + (key,))
             except _Invalid as invalid:
-                self._problems.append(self._problem(invalid))
+                self._report(invalid.path, invalid.message)
         for key in required:
             if key not in table:
-                self._problems.append(self._problem(_Invalid(path + (key,), f"missing; {_REQUIRED_HINT[key]}")))
+                self._report(path + (key,), f"missing; {_REQUIRED_HINT[key]}")
         return converted
 
     def _kind(self, value: Any) -> str:
@@ -168,6 +174,11 @@ class _Converter:
             raise _Invalid(path, f"expected an integer; got {self._kind(value)}")
         if not INT32_MIN <= value <= INT32_MAX:
             raise _Invalid(path, f"expected an integer between {INT32_MIN} and {INT32_MAX}; got {value}")
+        return value
+
+    def boolean(self, value: Any, path: FieldPath) -> bool:
+        if not isinstance(value, bool):
+            raise _Invalid(path, f"expected true or false; got {self._kind(value)}")
         return value
 
     def seconds(self, value: Any, path: FieldPath) -> float:
@@ -207,9 +218,8 @@ class _Converter:
 
     def json_args(self, value: Any, path: FieldPath) -> str:
         if not isinstance(value, (Mapping, list)):
-            raise _Invalid(
-                path, f"expected {self._table} (keyword arguments) or a list (positional arguments); got {self._kind(value)}"
-            )
+            expected = f"{self._table} (keyword arguments) or a list (positional arguments)"
+            raise _Invalid(path, f"expected {expected}; got {self._kind(value)}")
         return self._json(value, path)
 
     def json_list(self, value: Any, path: FieldPath) -> str:
@@ -219,12 +229,14 @@ class _Converter:
 
     def matrix(self, value: Any, path: FieldPath) -> list[job_pb2.MatrixParameter]:
         if not isinstance(value, Mapping):
-            raise _Invalid(path, f"expected {self._table} of lists, e.g. {{ lr = [0.1, 0.01] }}; got {self._kind(value)}")
+            expected = f"{self._table} of lists, e.g. {{ lr = [0.1, 0.01] }}"
+            raise _Invalid(path, f"expected {expected}; got {self._kind(value)}")
         parameters = []
         for name, values in value.items():
             if not isinstance(values, list):
                 raise _Invalid(path + (name,), f"expected a list of values to sweep; got {self._kind(values)}")
-            parameters.append(job_pb2.MatrixParameter(name=name, values_json=self._json(values, path + (name,))))
+            values_json = self._json(values, path + (name,))
+            parameters.append(job_pb2.MatrixParameter(name=name, values_json=values_json))
         return parameters
 
     def _json(self, value: Any, path: FieldPath) -> str:
@@ -240,7 +252,7 @@ class _Converter:
         for index, task in enumerate(value):
             task_path = path + (index,)
             if not isinstance(task, Mapping):
-                self._problems.append(self._problem(_Invalid(task_path, f"expected {self._table}; got {self._kind(task)}")))
+                self._report(task_path, f"expected {self._table}; got {self._kind(task)}")
                 continue
             fields = self._fields(task, task_path, _TASK_FIELDS, required=("name",))
             self._check_program(task, task_path)
@@ -248,12 +260,12 @@ class _Converter:
         return specs
 
     def _check_program(self, task: Mapping[str, Any], path: FieldPath) -> None:
+        if any(key not in _TASK_FIELDS for key in task):
+            return  # a misspelt `comand` is reported as such, not also as a missing command
         if "command" in task and "python" in task:
-            self._problems.append(self._problem(_Invalid(path + ("python",), "set either command or python, not both")))
+            self._report(path + ("python",), "set either command or python, not both")
         elif "command" not in task and "python" not in task:
-            self._problems.append(
-                self._problem(_Invalid(path, 'missing command or python; add command = ["..."] or python = "module:function"'))
-            )
+            self._report(path, 'missing command or python; add command = ["..."] or python = "module:function"')
 
 
 @dataclass(frozen=True)
@@ -267,6 +279,7 @@ _JOB_FIELDS = {
     "priority": _Field("priority", _Converter.integer),
     "labels": _Field("labels", _Converter.string_map),
     "tasks": _Field("tasks", _Converter.tasks),
+    "wait_for_providers": _Field("wait_for_providers", _Converter.boolean),
 }
 
 _TASK_FIELDS = {
@@ -283,6 +296,9 @@ _TASK_FIELDS = {
     "matrix": _Field("matrix", _Converter.matrix),
     "items": _Field("items_json", _Converter.json_list),
     "chunk_size": _Field("chunk_size", _Converter.integer),
+    "expected": _Field("expected_seconds", _Converter.seconds),
+    "retry_backoff": _Field("retry_backoff_seconds", _Converter.seconds),
+    "retry_on": _Field("retry_on", _Converter.names),
 }
 
 _REQUIRED_HINT = {
@@ -303,7 +319,7 @@ def _kind(value: Any, table: str) -> str:
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
-        return "a number with a fraction"
+        return "a number"
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):
@@ -318,7 +334,8 @@ def _kind(value: Any, table: str) -> str:
 # A field path at the start of a server message: `spec.tasks[2].after[0]: ...`.
 _SERVER_PATH = re.compile(r'^(?P<path>[A-Za-z_]\w*(?:\.[\w-]+|\[\d+\]|\["[^"]*"\])*):\s*(?P<rest>.*)$', re.DOTALL)
 _PROTO_PART = re.compile(r'([\w-]+)|\[(\d+)\]|\["([^"]*)"\]')
-_FILE_NAMES = {"args_json": "args", "timeout_seconds": "timeout", "items_json": "items"}
+_FILE_NAMES = {"args_json": "args", "timeout_seconds": "timeout", "items_json": "items",
+               "expected_seconds": "expected", "retry_backoff_seconds": "retry_backoff"}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command"}
 

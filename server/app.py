@@ -20,6 +20,7 @@ from .config import ServerConfig
 from .core import Core
 from .domain.engine import Engine, EngineConfig
 from .events import EventHub
+from .hooks import ScaleOutHook
 from .services.base import Deps
 from .services.continuations import ContinuationService
 from .services.jobs import JobService
@@ -48,8 +49,13 @@ class Server:
         self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
         self.store = Store(open_database(config.database_url))
         self.hub = EventHub()
-        self.engine = Engine(EngineConfig(reconnect_grace=config.reconnect_grace))
+        self.engine = Engine(EngineConfig(
+            reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
+            probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,
+            retry_backoff=config.retry_backoff))
         self.core: Core | None = None
+        self._ticker: asyncio.Task | None = None
+        self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
 
     async def start(self) -> str:
@@ -62,11 +68,16 @@ class Server:
         self.engine.begin(time.time())
         self.engine.restore(jobs, tasks, providers)
         providers_service = ProviderService(None)  # deps set below (it is also the deliverer)
-        self.core = Core(self.engine, self.store, self.hub, self._writer, providers_service.deliver)
+        def deliver(cs) -> None:
+            providers_service.deliver(cs)
+            self._scale_out.maybe_run(cs.unmet)
+
+        self.core = Core(self.engine, self.store, self.hub, self._writer, deliver)
         deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
         providers_service.d = deps
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
+        self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
         self._grpc = grpc.aio.server(options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -92,6 +103,12 @@ class Server:
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
 
+    async def _supervise(self) -> None:
+        """Hold providers to their promised heartbeats and check on overdue tasks."""
+        while True:
+            await asyncio.sleep(self.config.supervise_interval)
+            self.core.enqueue(lambda engine: engine.supervise())
+
     def _load(self):
         self.store.create_schema()
         return self.store.load()
@@ -111,6 +128,8 @@ class Server:
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._health.enter_graceful_shutdown()
+        if self._ticker is not None:
+            self._ticker.cancel()
         self.hub.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)

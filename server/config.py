@@ -19,6 +19,13 @@ class ServerConfig:
     data_dir: Path = Path("jobplane-data")
     db_url: str = ""  # empty: sqlite:///<data_dir>/jobplane.db
     reconnect_grace: float = 1.0
+    heartbeat_tolerance: float = 2.0
+    probe_deadline: float = 1.0
+    standby_idle: float = 5.0
+    retry_backoff: float = 1.0
+    scale_out_hook: str = ""  # shell command run when queued work exceeds every free slot
+    scale_out_interval: float = 30.0
+    supervise_interval: float = 0.1
     default_max_attempts: int = 1
     max_tasks_per_job: int = 100_000
     address_file: Path | None = None

@@ -20,6 +20,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--data-dir", type=Path, default=None, help="state directory (default $JOBPLANE_HOME or ~/.local/share/jobplane)")
     p.add_argument("--db", default="", help="database URL: sqlite:///PATH (default DATA_DIR/jobplane.db) or postgresql://USER@HOST/DB")
     p.add_argument("--reconnect-grace", type=float, default=1.0, help="seconds a disconnected agent has to come back with its tasks")
+    p.add_argument("--heartbeat-tolerance", type=float, default=2.0,
+                   help="a provider silent for longer than its promised heartbeat x this is probed")
+    p.add_argument("--probe-deadline", type=float, default=1.0, help="seconds a probed provider has to answer")
+    p.add_argument("--standby-idle", type=float, default=5.0, help="seconds an activated standby idles before standing by again")
+    p.add_argument("--retry-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles, with jitter)")
+    p.add_argument("--scale-out-hook", default="", help="shell command run when queued work exceeds capacity "
+                   "($JOBPLANE_UNMET_TASKS holds how many tasks wait)")
     p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -28,9 +35,16 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--reconnect-grace must be >= 0")
     if a.max_attempts < 1:
         p.error("--max-attempts must be >= 1")
+    for flag in ("heartbeat_tolerance", "probe_deadline"):
+        if getattr(a, flag) <= 0:
+            p.error(f"--{flag.replace('_', '-')} must be > 0")
+    if a.standby_idle < 0 or a.retry_backoff < 0:
+        p.error("--standby-idle and --retry-backoff must be >= 0")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(listen=a.listen, data_dir=a.data_dir or default_data_dir(), db_url=a.db,
-                        reconnect_grace=a.reconnect_grace, default_max_attempts=a.max_attempts,
+                        reconnect_grace=a.reconnect_grace, heartbeat_tolerance=a.heartbeat_tolerance,
+                        probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff,
+                        scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
                         address_file=a.address_file)
 
 

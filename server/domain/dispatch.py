@@ -4,8 +4,6 @@ ordered by job priority (higher first), then submit order."""
 from __future__ import annotations
 
 import heapq
-from typing import Iterable
-
 Requirement = frozenset  # of (label, value) pairs
 
 
@@ -42,8 +40,15 @@ class ReadyQueue:
         self._queued.discard(best[3])
         return best[3]
 
-    def unmet(self) -> Iterable[Requirement]:
-        return [k for k, heap in self._groups.items() if any(e[3] in self._queued for e in heap)]
+    def peek_for(self, labels: dict[str, str]) -> int | None:
+        """The task pop_for would return, left in place."""
+        best = None
+        for _, heap in self._matching(labels):
+            while heap and heap[0][3] not in self._queued:
+                heapq.heappop(heap)
+            if heap and (best is None or heap[0] < best):
+                best = heap[0]
+        return None if best is None else best[3]
 
     def _matching(self, labels: dict[str, str]):
         for key, heap in list(self._groups.items()):

@@ -7,14 +7,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..errors import FailedPrecondition
 from .dispatch import ReadyQueue
 from .model import (
     TASK_DONE,
     TASK_OUT,
     Event,
     EventKind,
-    Hello,
     JobSpec,
     JobState,
     Outcome,
@@ -25,12 +24,12 @@ from .model import (
     TaskDraft,
     TaskState,
 )
-from .state import AttemptRt, ChangeSet, ContinuationRec, JobRt, ProviderRt, TaskRt
-from .status import COUNT_BUCKETS, job_status, provider_status, task_status
+from .providers import CONNECTED, ProviderRules
+from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
+from .status import COUNT_BUCKETS, job_status, task_status
+from .supervision import Supervision
 
 log = logging.getLogger(__name__)
-
-MAX_LOST_ATTEMPTS = 20
 
 
 @dataclass
@@ -42,6 +41,7 @@ class Counters:
     attempt: int = 1
     event: int = 1
     continuation: int = 1
+    probe: int = 1
 
     def take(self, name: str, n: int = 1) -> int:
         first = getattr(self, name)
@@ -52,9 +52,15 @@ class Counters:
 @dataclass
 class EngineConfig:
     reconnect_grace: float = 1.0
+    heartbeat_tolerance: float = 2.0
+    probe_deadline: float = 1.0
+    standby_idle: float = 5.0
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 60.0
+    terminate_grace: float = 5.0
 
 
-class Engine:
+class Engine(ProviderRules, Supervision):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -65,6 +71,8 @@ class Engine:
         self.now = 0.0
         self._cs = ChangeSet()
         self._dispatch_wanted = False
+        self._watch: dict[int, float] = {}  # task id -> when to check on it
+        self._awaiting: set[int] = set()  # overdue tasks whose provider was probed
 
     # ----- restart -------------------------------------------------------------------
 
@@ -122,6 +130,11 @@ class Engine:
     # ----- jobs ----------------------------------------------------------------------
 
     def submit(self, spec: JobSpec, drafts: list[TaskDraft]) -> JobRt:
+        unmet = self._unmet_requirements(drafts)
+        if unmet and not spec.wait_for_providers:
+            index, why = next(iter(unmet.values()))
+            raise FailedPrecondition(f"spec.tasks[{index}].requires: {why}; start a matching agent "
+                                     "or set wait_for_providers = true to queue the job until one joins")
         job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now)
         job.counts = {"total": len(drafts)}
         self.jobs[job.id] = job
@@ -134,11 +147,28 @@ class Engine:
             by_group.setdefault(draft.group, []).append(first + i)
         for i, draft in enumerate(drafts):
             deps = [d for g in draft.after_groups for d in by_group[g]]
-            self._add_task(job, TaskRt(first + i, job.id, i, draft.name, draft.group, draft.spec, deps,
-                                       draft.max_attempts, TaskState.BLOCKED))
+            task = TaskRt(first + i, job.id, i, draft.name, draft.group, draft.spec, deps,
+                          draft.max_attempts, TaskState.BLOCKED)
+            waiting = unmet.get(frozenset(draft.spec.requires.items()))
+            self._add_task(job, task, f"waiting: {waiting[1]}" if waiting else "")
         return job
 
-    def _add_task(self, job: JobRt, task: TaskRt) -> None:
+    def _unmet_requirements(self, drafts: list[TaskDraft]) -> dict[frozenset, tuple[int, str]]:
+        """Requirement sets no connected or standby provider satisfies: (template index, why)."""
+        live = [p for p in self.providers.values() if p.state in CONNECTED]
+        unmet: dict[frozenset, tuple[int, str]] = {}
+        for draft in drafts:
+            key = frozenset(draft.spec.requires.items())
+            if key in unmet or any(all(p.labels.get(k) == v for k, v in key) for p in live):
+                continue
+            if not live:
+                why = "no provider is connected"
+            else:
+                why = "no connected or standby provider has " + ", ".join(f"{k}={v}" for k, v in sorted(key))
+            unmet[key] = (draft.template_index, why)
+        return unmet
+
+    def _add_task(self, job: JobRt, task: TaskRt, why_waiting: str = "") -> None:
         self.tasks[task.id] = task
         job.task_ids.append(task.id)
         job.open += 1
@@ -149,8 +179,9 @@ class Engine:
         task.state = TaskState.BLOCKED  # counted below as a change from "nothing"
         task.status = Status.UNKNOWN
         self._cs.task(task, new=True)
-        self._set_task(task, state, "" if state == TaskState.QUEUED else "waiting for " + ", ".join(
-            sorted({self.tasks[d].group for d in task.deps})))
+        if state == TaskState.BLOCKED:
+            why_waiting = "waiting for " + ", ".join(sorted({self.tasks[d].group for d in task.deps}))
+        self._set_task(task, state, why_waiting)
 
     def cancel_job(self, job_id: int, reason: str) -> JobRt:
         job = self.jobs.get(job_id)
@@ -173,7 +204,8 @@ class Engine:
 
     # ----- task state ----------------------------------------------------------------
 
-    def _set_task(self, task: TaskRt, state: TaskState, reason: str = "", raw: dict | None = None) -> None:
+    def _set_task(self, task: TaskRt, state: TaskState, reason: str = "", raw: dict | None = None,
+                  push: bool = True) -> None:
         job = self.jobs[task.job_id]
         old = COUNT_BUCKETS.get(task.status)
         task.state = state
@@ -187,7 +219,7 @@ class Engine:
                 job.counts[new] = job.counts.get(new, 0) + 1
             self._cs.job(job)
         self._cs.task(task)
-        if state == TaskState.QUEUED:
+        if state == TaskState.QUEUED and push:
             self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
             self._dispatch_wanted = True
         self._event(EventKind.TASK, job_id=job.id, task_id=task.id, task_name=task.name,
@@ -239,6 +271,13 @@ class Engine:
     def dispatch(self) -> None:
         """Hand queued tasks to providers with free slots, one per provider per round,
         so a job's tasks spread across providers."""
+        self._dispatch_round()
+        while len(self.ready) and self._activate_standby():
+            self._dispatch_round()
+        self._cs.unmet = len(self.ready) if len(self.ready) and not any(
+            p.free > 0 for p in self.providers.values()) else 0
+
+    def _dispatch_round(self) -> None:
         candidates = [p for p in self.providers.values() if p.free > 0]
         while candidates and len(self.ready):
             candidates.sort(key=lambda p: -p.free)
@@ -297,6 +336,7 @@ class Engine:
             job.start_time = self.now
             self._set_job(job, JobState.RUNNING)
         self._set_task(task, TaskState.RUNNING)
+        self._watch_task(task)
 
     def _finished(self, task: TaskRt, attempt: AttemptRt, report: Report) -> None:
         outcome = report.outcome or Outcome.FAILED
@@ -311,11 +351,18 @@ class Engine:
             self._set_task(task, TaskState.SUCCEEDED, "", report.raw)
             self._task_done(task)
         else:
-            self._failed(task, _describe_failure(outcome, report), report.raw)
+            self._failed(task, _describe_failure(outcome, report), report.raw,
+                         timed_out=outcome == Outcome.TIMED_OUT, exit_code=report.exit_code)
 
-    def _failed(self, task: TaskRt, reason: str, raw: dict) -> None:
-        if task.attempt - task.lost_attempts < task.max_attempts:
-            self._set_task(task, TaskState.QUEUED, f"attempt {task.attempt} {reason}; retrying", raw)
+    def _failed(self, task: TaskRt, reason: str, raw: dict, *, timed_out: bool = False,
+                exit_code: int | None = None) -> None:
+        left = task.attempt - task.lost_attempts < task.max_attempts
+        if left and _retryable(task.spec.retry_on, timed_out, exit_code):
+            delay = self._backoff(task)
+            self._set_task(task, TaskState.QUEUED, f"attempt {task.attempt} {reason}; retrying in {delay:.1f}s",
+                           raw, push=False)
+            attempt = task.attempt
+            self._cs.timers.append((delay, lambda engine: engine.release(task.id, attempt)))
         else:
             self._set_task(task, TaskState.FAILED, reason, raw)
             self._task_done(task)
@@ -327,6 +374,7 @@ class Engine:
         attempt.reason = reason
         self._cs.attempt(attempt)
         task.current = None
+        self._unwatch(task.id)
         provider = self.providers.get(attempt.provider)
         if provider is not None:
             provider.in_flight.discard(task.id)
@@ -336,103 +384,18 @@ class Engine:
         if task.job_id not in self.jobs and task.current is None:
             self.tasks.pop(task.id, None)
 
-    # ----- providers -----------------------------------------------------------------
-
-    def connect(self, hello: Hello, conn_id: int) -> ProviderRt:
-        provider = self.providers.get(hello.name)
-        if provider is not None and provider.conn_id:
-            raise AlreadyExists(f"provider {hello.name!r} is connected already; start this agent with another --name")
-        if provider is None:
-            provider = self.providers[hello.name] = ProviderRt(hello.name, ProviderState.ACTIVE)
-        provider.facts, provider.labels = dict(hello.facts), dict(hello.labels)
-        provider.slots, provider.heartbeat = hello.slots, hello.heartbeat
-        provider.connect_time = provider.last_seen = self.now
-        provider.conn_id, provider.accepting = conn_id, False
-        provider.epoch += 1
-        self._reconcile(provider, set(hello.running))
-        self._set_provider(provider, ProviderState.ACTIVE, f"connected with {hello.slots} slots")
-        return provider
-
-    def _reconcile(self, provider: ProviderRt, held: set[tuple[int, int]]) -> None:
-        """Keep what a reconnecting agent still runs; hand on what it lost; stop what is stale."""
-        for tid in list(provider.in_flight):
-            task = self.tasks[tid]
-            if (tid, task.current.number) not in held:
-                self._lose(task, f"provider {provider.id} came back without it")
-        for tid, number in held:
-            task = self.tasks.get(tid)
-            current = task.current if task is not None else None
-            if current is None or current.number != number or current.provider != provider.id:
-                self._cs.cancels.setdefault(provider.id, []).append((tid, number, "attempt superseded"))
-
-    def ready_signal(self, provider_id: str, conn_id: int) -> None:
-        provider = self.providers.get(provider_id)
-        if provider is not None and provider.conn_id == conn_id:
-            provider.accepting = True
-            provider.last_seen = self.now
-            self._dispatch_wanted = True
-
-    def disconnect(self, provider_id: str, conn_id: int) -> None:
-        provider = self.providers.get(provider_id)
-        if provider is None or provider.conn_id != conn_id:
-            return
-        provider.conn_id, provider.accepting = 0, False
-        self._suspect(provider, "stream closed")
-
-    def _suspect(self, provider: ProviderRt, why: str) -> None:
-        provider.epoch += 1
-        grace = self.config.reconnect_grace
-        self._set_provider(provider, ProviderState.SUSPECT, f"{why}; waiting {grace:g}s for it to reconnect")
-        epoch = provider.epoch
-        self._cs.timers.append((grace, lambda engine: engine.expire(provider.id, epoch)))
-
-    def expire(self, provider_id: str, epoch: int) -> None:
-        """The reconnection grace passed: the provider is lost and its tasks go on elsewhere."""
-        provider = self.providers.get(provider_id)
-        if provider is None or provider.epoch != epoch or provider.state != ProviderState.SUSPECT:
-            return
-        reason = f"provider {provider_id} lost: no reconnection within {self.config.reconnect_grace:g}s"
-        self._set_provider(provider, ProviderState.LOST, reason)
-        handed = []
-        for tid in sorted(provider.in_flight, key=self._continuation_order):
-            task = self.tasks[tid]
-            handed.append((tid, task.job_id, task.current.number))
-            self._lose(task, reason)
-        if handed:
-            rec = ContinuationRec(self.ids.take("continuation"), provider_id, self.now, reason, tuple(handed))
-            self._cs.continuations.append(rec)
-            self._event(EventKind.CONTINUATION, provider_id=provider_id, raw_status="CONTINUED",
-                        status=Status.RESTART, message=f"{len(handed)} tasks handed on (continuation {rec.id})",
-                        raw={"continuation_id": str(rec.id)})
-
-    def _continuation_order(self, tid: int) -> tuple:
-        task = self.tasks[tid]
-        job = self.jobs.get(task.job_id)
-        return (-(job.priority if job else 0), task.job_id, task.idx)
-
-    def _lose(self, task: TaskRt, reason: str) -> None:
-        """The attempt's provider is gone: the attempt ends, the task waits for another."""
-        self._close_attempt(task, task.current, 0, None, reason)
-        if task.state == TaskState.CANCELLED:
-            self._forget_if_done(task)
-            return
-        task.lost_attempts += 1
-        if task.lost_attempts > MAX_LOST_ATTEMPTS:
-            self._set_task(task, TaskState.FAILED, f"lost with {MAX_LOST_ATTEMPTS} providers in a row")
-            self._task_done(task)
-        else:
-            self._set_task(task, TaskState.QUEUED, reason)
-
-    def _set_provider(self, provider: ProviderRt, state: ProviderState, message: str) -> None:
-        provider.state = state
-        self._cs.providers[provider.id] = provider
-        self._event(EventKind.PROVIDER, provider_id=provider.id, raw_status=state.name,
-                    status=provider_status(state), message=message)
-
     # ----- events --------------------------------------------------------------------
 
     def _event(self, kind: EventKind, **fields) -> None:
         self._cs.events.append(Event(self.ids.take("event"), self.now, kind, **fields))
+
+
+def _retryable(retry_on: tuple[str, ...], timed_out: bool, exit_code: int | None) -> bool:
+    if not retry_on or "error" in retry_on:
+        return True
+    if timed_out:
+        return "timeout" in retry_on
+    return exit_code is not None and f"exit_code:{exit_code}" in retry_on
 
 
 def _describe_failure(outcome: Outcome, report: Report) -> str:
@@ -443,4 +406,4 @@ def _describe_failure(outcome: Outcome, report: Report) -> str:
     return report.error.strip().splitlines()[0] if report.error.strip() else outcome.name.lower()
 
 
-__all__ = ["Counters", "Engine", "EngineConfig", "NotFound"]
+__all__ = ["Counters", "Engine", "EngineConfig"]

@@ -16,6 +16,7 @@ from .model import JobSpec, TaskDraft, TaskSpec
 NAME_MAX = 200
 PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RETRY_EXIT = re.compile(r"^exit_code:-?\d+$")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -31,7 +32,7 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
         _check_task(path, template, groups)
         attempts = template.max_attempts or default_max_attempts
         for name, expanded in _expand(path, template):
-            drafts.append(TaskDraft(name, template.name, expanded, template.after, attempts))
+            drafts.append(TaskDraft(name, template.name, expanded, template.after, attempts, i))
             if len(drafts) > max_tasks:
                 raise InvalidArgument("spec.tasks", f"the job expands to more than {max_tasks} tasks; split it into several jobs")
     _check_unique([d.name for d in drafts])
@@ -67,6 +68,13 @@ def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
         _check_args(path, task)
     if not math.isfinite(task.timeout_seconds) or task.timeout_seconds < 0:
         raise InvalidArgument(f"{path}.timeout_seconds", "must be a number of seconds >= 0 (0 = no limit)")
+    for field_name in ("expected_seconds", "retry_backoff_seconds"):
+        value = getattr(task, field_name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{path}.{field_name}", "must be a number of seconds >= 0 (0 = none)")
+    for j, rule in enumerate(task.retry_on):
+        if rule not in ("error", "timeout") and not RETRY_EXIT.match(rule):
+            raise InvalidArgument(f"{path}.retry_on[{j}]", f"unknown {rule!r}; use error, timeout or exit_code:N")
     if not 0 <= task.max_attempts <= 100:
         raise InvalidArgument(f"{path}.max_attempts", "must be between 1 and 100 (0 = server default)")
     for j, dep in enumerate(task.after):

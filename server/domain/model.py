@@ -29,6 +29,7 @@ class ProviderState(IntEnum):
     ACTIVE = 1
     SUSPECT = 2
     LOST = 3
+    STANDBY = 4
 
 
 class Status(IntEnum):
@@ -88,6 +89,9 @@ class TaskSpec:
     matrix: tuple[tuple[str, str], ...] = ()  # (parameter name, JSON array of values)
     items_json: str = ""
     chunk_size: int = 0
+    expected_seconds: float = 0.0
+    retry_backoff_seconds: float = 0.0
+    retry_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class JobSpec:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     tasks: tuple[TaskSpec, ...] = ()
+    wait_for_providers: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class TaskDraft:
     spec: TaskSpec
     after_groups: tuple[str, ...]
     max_attempts: int
+    template_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class Hello:
     slots: int
     heartbeat: float
     running: tuple[tuple[int, int], ...]  # (task id, attempt) the agent still holds
+    standby: bool = False
 
 
 @dataclass(frozen=True)

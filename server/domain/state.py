@@ -70,6 +70,8 @@ class TaskRt:
     current: AttemptRt | None = None  # the attempt out at a provider
     dependents: list[int] = field(default_factory=list)
     pending: int = 0  # predecessors not yet succeeded
+    started_at: float = 0.0  # when the current attempt started, for overdue checks
+    progress: int = 0  # the attempt's progress at the last check
 
 
 @dataclass(eq=False)
@@ -86,6 +88,11 @@ class ProviderRt:
     accepting: bool = False
     in_flight: set[int] = field(default_factory=set)
     epoch: int = 0  # bumps on every (dis)connect so stale grace timers do nothing
+    standby: bool = False  # started with --standby
+    was_standby: bool = False  # its state before it fell silent
+    idle_since: float | None = None
+    probe_id: int = 0  # an unanswered probe, if any
+    probe_deadline: float = 0.0
 
     @property
     def free(self) -> int:
@@ -117,7 +124,10 @@ class ChangeSet:
     # Not persisted: what to tell providers and when to look again, after the commit.
     assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
     cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    probes: dict[str, int] = field(default_factory=dict)
+    closes: list[int] = field(default_factory=list)  # connection ids to hang up
     timers: list[tuple[float, Callable]] = field(default_factory=list)
+    unmet: int = 0  # queued tasks no free slot could take, for the scale-out hook
 
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events or self.continuations)

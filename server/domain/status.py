@@ -27,6 +27,7 @@ _PROVIDER = {
     ProviderState.ACTIVE: Status.RUNNING,
     ProviderState.SUSPECT: Status.UNKNOWN,
     ProviderState.LOST: Status.INACTIVE,
+    ProviderState.STANDBY: Status.ON_HOLD,
 }
 
 # Buckets of Job.counts, by normalized status.

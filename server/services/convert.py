@@ -36,11 +36,13 @@ def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
         name=m.name, command=tuple(m.command), python=m.python, args_json=m.args_json, env=dict(m.env),
         cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
         max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
-        items_json=m.items_json, chunk_size=m.chunk_size)
+        items_json=m.items_json, chunk_size=m.chunk_size, expected_seconds=m.expected_seconds,
+        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on))
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
-    return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks))
+    return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks),
+                   m.wait_for_providers)
 
 
 def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
@@ -48,12 +50,13 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         name=s.name, command=list(s.command), python=s.python, args_json=s.args_json, env=s.env, cwd=s.cwd,
         timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
         matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
-        items_json=s.items_json, chunk_size=s.chunk_size)
+        items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
+        retry_backoff_seconds=s.retry_backoff_seconds, retry_on=list(s.retry_on))
 
 
 def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
     return job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
-                           tasks=[task_spec_to_proto(t) for t in s.tasks])
+                           tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers)
 
 
 # ----- resources ---------------------------------------------------------------------
@@ -126,7 +129,11 @@ def hello_from_proto(m) -> Hello:
     facts = {"hostname": f.hostname, "os": f.os, "arch": f.arch, "cpu_count": f.cpu_count,
              "memory_bytes": f.memory_bytes, "python_version": f.python_version}
     running = tuple((int(r.task_id), r.attempt) for r in m.running if r.task_id.isdigit())
-    return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running)
+    return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby)
+
+
+def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:
+    return [(int(s.task_id), s.attempt, s.progress) for s in m.running if s.task_id.isdigit()]
 
 
 def report_from_proto(m) -> Report | None:

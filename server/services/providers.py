@@ -107,6 +107,10 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             provider = self.d.core.engine.providers.get(conn.provider)
             if provider is not None and provider.conn_id == conn.id:
                 provider.last_seen = time.time()
+        elif which == "probe_reply":
+            reply = message.probe_reply
+            running = convert.probe_reply_from_proto(reply)
+            self.d.core.enqueue(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
 
     @staticmethod
     def _ack(conn: Connection, seq: int, fut: asyncio.Future) -> None:
@@ -114,7 +118,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             conn.queue.put_nowait(provider_pb2.ConnectResponse(ack=provider_pb2.Ack(seq=seq)))
 
     def deliver(self, cs: ChangeSet) -> None:
-        """After a commit: send each provider its new assignments and cancellations."""
+        """After a commit: send each provider its assignments, cancellations and probes;
+        hang up on the streams of providers given up on."""
         for provider_id, items in cs.assignments.items():
             conn = self._current(provider_id)
             if conn is not None:
@@ -128,6 +133,15 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                     conn.queue.put_nowait(provider_pb2.ConnectResponse(cancel=provider_pb2.Cancellations(
                         attempts=[provider_pb2.AttemptRef(task_id=str(t), attempt=n) for t, n, _ in group],
                         reason=reason)))
+
+        for provider_id, probe_id in cs.probes.items():
+            conn = self._current(provider_id)
+            if conn is not None:
+                conn.queue.put_nowait(provider_pb2.ConnectResponse(probe=provider_pb2.Probe(probe_id=probe_id)))
+        for conn_id in cs.closes:
+            conn = self._conns.get(conn_id)
+            if conn is not None:
+                conn.queue.put_nowait(None)
 
     def _current(self, provider_id: str) -> Connection | None:
         provider = self.d.core.engine.providers.get(provider_id)

@@ -22,7 +22,8 @@ def dump_job_spec(spec: JobSpec) -> bytes:
 
 def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
     d = json.loads(bytes(data) if not isinstance(data, str) else data)
-    return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]))
+    return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]),
+                   d.get("wait_for_providers", False))
 
 
 def _task(d: dict) -> TaskSpec:
@@ -30,4 +31,5 @@ def _task(d: dict) -> TaskSpec:
     d["command"] = tuple(d["command"])
     d["after"] = tuple(d["after"])
     d["matrix"] = tuple(tuple(m) for m in d["matrix"])
+    d["retry_on"] = tuple(d.get("retry_on", ()))
     return TaskSpec(**d)

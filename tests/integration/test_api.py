@@ -57,7 +57,8 @@ def test_cancel_of_a_finished_job_is_a_failed_precondition(cluster):
 
 
 def test_list_jobs_pages_and_filters(cluster):
-    ids = [cluster.client.submit_job({"name": f"n{i}", "tasks": [{"name": "t", "command": ["true"]}]}).id
+    ids = [cluster.client.submit_job({"name": f"n{i}", "wait_for_providers": True,
+                                      "tasks": [{"name": "t", "command": ["true"]}]}).id
            for i in range(5)]
     assert [j.id for j in cluster.client.list_jobs(page_size=2)] == ids[::-1]
     assert [j.spec.name for j in cluster.client.list_jobs(filter="name=n3")] == ["n3"]

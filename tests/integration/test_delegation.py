@@ -113,8 +113,10 @@ def test_slots_are_never_exceeded(cluster, tmp_path):
 def test_higher_priority_job_runs_first(cluster, tmp_path):
     order = tmp_path / "order"
     record = lambda tag: ["sh", "-c", f"echo {tag} >> {order}"]  # noqa: E731
-    low = cluster.client.submit_job({"name": "low", "tasks": [{"name": "t", "command": record("low")}]})
-    high = cluster.client.submit_job({"name": "high", "priority": 10, "tasks": [{"name": "t", "command": record("high")}]})
+    low = cluster.client.submit_job({"name": "low", "wait_for_providers": True,
+                                     "tasks": [{"name": "t", "command": record("low")}]})
+    high = cluster.client.submit_job({"name": "high", "priority": 10, "wait_for_providers": True,
+                                      "tasks": [{"name": "t", "command": record("high")}]})
     cluster.add_agent("a", slots=1)
     for job in (low, high):
         assert cluster.client.wait_job(job.id, timeout=60).state == SUCCEEDED

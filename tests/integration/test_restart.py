@@ -6,7 +6,7 @@ SUCCEEDED = 3
 
 
 def test_queued_work_completes_after_kill_and_restart(cluster):
-    job = cluster.client.submit_job({"name": "queued", "tasks": [
+    job = cluster.client.submit_job({"name": "queued", "wait_for_providers": True, "tasks": [
         {"name": f"t{i}", "command": ["true"]} for i in range(5)]})
     cluster.server.kill()  # kill -9: the job was acknowledged, so it must survive
     cluster.start_server()

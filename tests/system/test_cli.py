@@ -59,7 +59,7 @@ def test_json_output_of_lists(two_agents):
 
 def test_cancel_from_the_cli(sqlite_cluster, tmp_path):
     f = tmp_path / "long.toml"
-    f.write_text('name = "long"\n[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
+    f.write_text('name = "long"\nwait_for_providers = true\n[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
     addr = sqlite_cluster.server.address
     r = jobplane("submit", str(f), "--server", addr, "-o", "json")
     assert r.returncode == 0, r.stderr

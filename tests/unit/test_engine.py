@@ -1,9 +1,12 @@
 """The engine's rules, driven directly: placement, slots, order, retries, fencing, loss."""
 
+import pytest
+
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
     Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
+from jobplane.server.errors import FailedPrecondition
 
 
 def engine():
@@ -12,14 +15,14 @@ def engine():
     return e
 
 
-def provider(e, name, slots=2, labels=None, running=()):
-    e.connect(Hello(name, {}, labels or {}, slots, 1.0, tuple(running)), conn_id=hash(name) & 0xFFFF)
+def provider(e, name, slots=2, labels=None, running=(), standby=False):
+    e.connect(Hello(name, {}, labels or {}, slots, 1.0, tuple(running), standby), conn_id=hash(name) & 0xFFFF)
     e.ready_signal(name, hash(name) & 0xFFFF)
     return hash(name) & 0xFFFF
 
 
-def submit(e, *tasks, priority=0, name="job"):
-    spec = JobSpec(name, priority, {}, tuple(tasks))
+def submit(e, *tasks, priority=0, name="job", wait=False):
+    spec = JobSpec(name, priority, {}, tuple(tasks), wait_for_providers=wait)
     return e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
 
 
@@ -58,9 +61,9 @@ def test_labels_route_tasks():
 
 def test_higher_priority_first_then_fifo():
     e = engine()
-    submit(e, cmd("low1"), name="low")
-    submit(e, cmd("high1"), priority=5, name="high")
-    submit(e, cmd("low2"), name="low2")
+    submit(e, cmd("low1"), name="low", wait=True)
+    submit(e, cmd("high1"), priority=5, name="high", wait=True)
+    submit(e, cmd("low2"), name="low2", wait=True)
     e.take_changes()
     provider(e, "a", slots=3)
     assert assigned(e.take_changes())["a"] == [("high1", 1), ("low1", 1), ("low2", 1)]
@@ -96,8 +99,11 @@ def test_retry_until_max_attempts():
     job = submit(e, cmd("flaky", max_attempts=2))
     e.take_changes()
     task = finish(e, "a", conn, "flaky", Outcome.FAILED, exit_code=1)
+    (delay, release), = e.take_changes().timers
+    assert 0.8 <= delay <= 1.2 and task.state == TaskState.QUEUED  # waits out the backoff
+    release(e)
     e.take_changes()
-    assert task.state == TaskState.ASSIGNED and task.attempt == 2  # re-queued and dispatched again
+    assert task.state == TaskState.ASSIGNED and task.attempt == 2  # then dispatched again
     finish(e, "a", conn, "flaky", Outcome.SUCCEEDED, attempt=2)
     e.take_changes()
     assert job.state == JobState.SUCCEEDED
@@ -108,8 +114,10 @@ def test_report_from_a_superseded_attempt_is_rejected_and_stopped():
     conn = provider(e, "a")
     submit(e, cmd("t", max_attempts=3))
     e.take_changes()
-    task = finish(e, "a", conn, "t", Outcome.FAILED, exit_code=1)  # attempt 2 now out
-    e.take_changes()
+    task = finish(e, "a", conn, "t", Outcome.FAILED, exit_code=1)
+    (_, release), = e.take_changes().timers
+    release(e)
+    e.take_changes()  # attempt 2 now out
     e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
     cs = e.take_changes()
     assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
@@ -164,3 +172,118 @@ def test_cancel_job_cancels_queued_and_stops_running():
     assert cs.cancels["a"] == [(run.id, 1, "cancelled by request")]
     finish(e, "a", conn, "run", Outcome.CANCELLED)
     assert not e.providers["a"].in_flight
+
+
+def test_submit_without_a_matching_provider_is_refused_unless_asked_to_wait():
+    e = engine()
+    provider(e, "cpu", labels={"gpu": "false"})
+    with pytest.raises(FailedPrecondition, match=r"spec.tasks\[1\].requires: no connected or standby provider has gpu=true"):
+        submit(e, cmd("a"), cmd("b", requires={"gpu": "true"}))
+    assert not e.jobs
+    job = submit(e, cmd("b", requires={"gpu": "true"}), wait=True)
+    cs = e.take_changes()
+    assert not cs.assignments and "waiting: no connected or standby provider has gpu=true" in cs.events[-1].message
+    provider(e, "gpu", labels={"gpu": "true"})
+    assert assigned(e.take_changes()) == {"gpu": [("b", 1)]}
+    assert job.state == JobState.QUEUED
+
+
+def test_retry_on_limits_which_failures_retry():
+    e = engine()
+    conn = provider(e, "a")
+    job = submit(e, cmd("t", max_attempts=3, retry_on=("exit_code:75",)))
+    e.take_changes()
+    finish(e, "a", conn, "t", Outcome.FAILED, exit_code=75)
+    (_, release), = e.take_changes().timers
+    release(e)
+    e.take_changes()
+    finish(e, "a", conn, "t", Outcome.FAILED, attempt=2, exit_code=1)  # not retryable
+    e.take_changes()
+    assert job.state == JobState.FAILED
+
+
+def test_silent_provider_is_probed_then_lost_and_its_stream_closed():
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    e.begin(100 + 2.5)  # promised 1s, tolerance 2: silent too long
+    e.supervise()
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.SUSPECT and "a" in cs.probes
+    e.begin(100 + 3.6)  # probe deadline (1s) passed
+    e.supervise()
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.LOST and cs.closes == [conn]
+    assert next(iter(e.tasks.values())).state == TaskState.QUEUED
+
+
+def test_probe_answer_restores_the_provider_and_moves_nothing():
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    task = next(iter(e.tasks.values()))
+    e.begin(102.5)
+    e.supervise()
+    probe_id = e.take_changes().probes["a"]
+    e.probe_reply("a", conn, probe_id, [(task.id, 1, 0)])
+    e.take_changes()
+    assert e.providers["a"].state == ProviderState.ACTIVE and task.attempt == 1 and task.current
+
+
+@pytest.mark.parametrize("progress, decision, state", [(5, "wait", TaskState.RUNNING), (0, "reassign", TaskState.ASSIGNED)])
+def test_overdue_task_is_waited_on_if_progressing_else_reassigned(progress, decision, state):
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    provider(e, "b", slots=1)
+    submit(e, cmd("slow", expected_seconds=10))
+    cs = e.take_changes()
+    (where, items), = cs.assignments.items()
+    task = items[0][0]
+    e.report(where, hash(where) & 0xFFFF, [Report(task.id, 1, ReportKind.STARTED)])
+    e.take_changes()
+    e.begin(111)
+    e.providers[where].last_seen = 111
+    e.supervise()
+    probe_id = e.take_changes().probes[where]
+    e.probe_reply(where, hash(where) & 0xFFFF, probe_id, [(task.id, 1, progress)])
+    cs = e.take_changes()
+    assert [ev.raw for ev in cs.events if ev.raw.get("decision")] == [{"decision": decision}]
+    assert task.state == state
+
+
+def test_past_hard_timeout_the_server_terminates_the_attempt():
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    job = submit(e, cmd("stuck", timeout_seconds=2))
+    e.take_changes()
+    task = next(iter(e.tasks.values()))
+    e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    e.take_changes()
+    e.begin(100 + 2 + 5.1)
+    e.providers["a"].last_seen = e.now
+    e.supervise()
+    cs = e.take_changes()
+    assert cs.cancels["a"][0][:2] == (task.id, 1) and "hard timeout" in cs.cancels["a"][0][2]
+    assert job.state == JobState.FAILED
+
+
+def test_standby_takes_work_only_beyond_active_capacity_and_returns_when_idle():
+    e = engine()
+    a = provider(e, "a", slots=1)
+    provider(e, "s", slots=1, standby=True)
+    assert e.providers["s"].state == ProviderState.STANDBY
+    submit(e, cmd("one"))
+    assert assigned(e.take_changes()) == {"a": [("one", 1)]}
+    submit(e, cmd("two"))
+    assert assigned(e.take_changes()) == {"s": [("two", 1)]}
+    assert e.providers["s"].state == ProviderState.ACTIVE
+    finish(e, "s", hash("s") & 0xFFFF, "two")
+    e.take_changes()
+    for t in (101, 107):
+        e.begin(t)
+        e.providers["s"].last_seen = e.providers["a"].last_seen = t
+        e.supervise()
+    e.take_changes()
+    assert e.providers["s"].state == ProviderState.STANDBY

@@ -55,6 +55,8 @@ def test_command_chunks_expand_items_placeholder_and_env():
     ((TaskSpec("a", command=("x",), matrix=(("p", "[]"),)),), "spec.tasks[0].matrix[0].values_json", "non-empty"),
     ((TaskSpec("a", command=("x",), items_json="[1]"),), "spec.tasks[0].chunk_size", ">= 1"),
     ((TaskSpec("a", command=("x",), chunk_size=3),), "spec.tasks[0].chunk_size", "needs items"),
+    ((TaskSpec("a", command=("x",), retry_on=("sometimes",)),), "spec.tasks[0].retry_on[0]", "use error, timeout or exit_code:N"),
+    ((TaskSpec("a", command=("x",), expected_seconds=-1),), "spec.tasks[0].expected_seconds", ">= 0"),
 ])
 def test_bad_specs_name_the_field(tasks, field, words):
     with pytest.raises(InvalidArgument) as err:

@@ -17,6 +17,7 @@ class ProviderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROVIDER_STATE_ACTIVE: _ClassVar[ProviderState]
     PROVIDER_STATE_SUSPECT: _ClassVar[ProviderState]
     PROVIDER_STATE_LOST: _ClassVar[ProviderState]
+    PROVIDER_STATE_STANDBY: _ClassVar[ProviderState]
 
 class TaskReportKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +36,7 @@ PROVIDER_STATE_UNSPECIFIED: ProviderState
 PROVIDER_STATE_ACTIVE: ProviderState
 PROVIDER_STATE_SUSPECT: ProviderState
 PROVIDER_STATE_LOST: ProviderState
+PROVIDER_STATE_STANDBY: ProviderState
 TASK_REPORT_KIND_UNSPECIFIED: TaskReportKind
 TASK_REPORT_KIND_STARTED: TaskReportKind
 TASK_REPORT_KIND_FINISHED: TaskReportKind
@@ -98,7 +100,7 @@ class AttemptRef(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running")
+    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,13 +114,15 @@ class Hello(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_FIELD_NUMBER: _ClassVar[int]
     name: str
     facts: ProviderFacts
     labels: _containers.ScalarMap[str, str]
     slots: int
     heartbeat_interval_seconds: float
     running: _containers.RepeatedCompositeFieldContainer[AttemptRef]
-    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ...) -> None: ...
+    standby: bool
+    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ...) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("free_slots",)
@@ -175,17 +179,39 @@ class TaskReports(_message.Message):
     reports: _containers.RepeatedCompositeFieldContainer[TaskReport]
     def __init__(self, seq: _Optional[int] = ..., reports: _Optional[_Iterable[_Union[TaskReport, _Mapping]]] = ...) -> None: ...
 
+class AttemptStatus(_message.Message):
+    __slots__ = ("task_id", "attempt", "progress", "running_seconds")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    attempt: int
+    progress: int
+    running_seconds: float
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., progress: _Optional[int] = ..., running_seconds: _Optional[float] = ...) -> None: ...
+
+class ProbeReply(_message.Message):
+    __slots__ = ("probe_id", "running")
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    probe_id: int
+    running: _containers.RepeatedCompositeFieldContainer[AttemptStatus]
+    def __init__(self, probe_id: _Optional[int] = ..., running: _Optional[_Iterable[_Union[AttemptStatus, _Mapping]]] = ...) -> None: ...
+
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "ready", "heartbeat", "reports")
+    __slots__ = ("hello", "ready", "heartbeat", "reports", "probe_reply")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_REPLY_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     ready: Ready
     heartbeat: Heartbeat
     reports: TaskReports
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ...) -> None: ...
+    probe_reply: ProbeReply
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ..., probe_reply: _Optional[_Union[ProbeReply, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("provider_id", "heartbeat_interval_seconds")
@@ -229,17 +255,25 @@ class Ack(_message.Message):
     seq: int
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
+class Probe(_message.Message):
+    __slots__ = ("probe_id",)
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    probe_id: int
+    def __init__(self, probe_id: _Optional[int] = ...) -> None: ...
+
 class ConnectResponse(_message.Message):
-    __slots__ = ("welcome", "assign", "cancel", "ack")
+    __slots__ = ("welcome", "assign", "cancel", "ack", "probe")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: Assignments
     cancel: Cancellations
     ack: Ack
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    probe: Probe
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "filter")

@@ -1,0 +1,131 @@
+"""Provider rules: connect and reconcile, standby, disconnect and the reconnection grace,
+loss and handing unfinished tasks on. A mixin of Engine: it shares the engine's state."""
+
+from __future__ import annotations
+
+from .model import EventKind, Hello, ProviderState, Status, TaskState
+from .state import ContinuationRec, ProviderRt, TaskRt
+from .status import provider_status
+from ..errors import AlreadyExists
+
+MAX_LOST_ATTEMPTS = 20
+CONNECTED = (ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.SUSPECT)
+
+
+class ProviderRules:
+    def connect(self, hello: Hello, conn_id: int) -> ProviderRt:
+        provider = self.providers.get(hello.name)
+        if provider is not None and provider.conn_id:
+            raise AlreadyExists(f"provider {hello.name!r} is connected already; start this agent with another --name")
+        if provider is None:
+            provider = self.providers[hello.name] = ProviderRt(hello.name, ProviderState.ACTIVE)
+        provider.facts, provider.labels = dict(hello.facts), dict(hello.labels)
+        provider.slots, provider.heartbeat, provider.standby = hello.slots, hello.heartbeat, hello.standby
+        provider.connect_time = provider.last_seen = self.now
+        provider.conn_id, provider.accepting, provider.probe_id = conn_id, False, 0
+        provider.epoch += 1
+        self._reconcile(provider, set(hello.running))
+        state = ProviderState.STANDBY if hello.standby and not provider.in_flight else ProviderState.ACTIVE
+        kind = "standby, " if hello.standby else ""
+        self._set_provider(provider, state, f"connected ({kind}{hello.slots} slots, heartbeat every {hello.heartbeat:g}s)")
+        return provider
+
+    def _reconcile(self, provider: ProviderRt, held: set[tuple[int, int]]) -> None:
+        """Keep what a reconnecting agent still holds; hand on what it lost; stop what is stale."""
+        for tid in list(provider.in_flight):
+            task = self.tasks[tid]
+            if (tid, task.current.number) not in held:
+                self._lose(task, f"provider {provider.id} came back without it")
+        for tid, number in held:
+            if not self._is_current(tid, number, provider.id):
+                self._stop_attempt(provider.id, tid, number, "attempt superseded")
+
+    def _is_current(self, task_id: int, number: int, provider_id: str) -> bool:
+        task = self.tasks.get(task_id)
+        current = task.current if task is not None else None
+        return current is not None and current.number == number and current.provider == provider_id
+
+    def _stop_attempt(self, provider_id: str, task_id: int, number: int, reason: str) -> None:
+        self._cs.cancels.setdefault(provider_id, []).append((task_id, number, reason))
+
+    def ready_signal(self, provider_id: str, conn_id: int) -> None:
+        provider = self.providers.get(provider_id)
+        if provider is not None and provider.conn_id == conn_id:
+            provider.accepting = True
+            provider.last_seen = self.now
+            self._dispatch_wanted = True
+
+    def disconnect(self, provider_id: str, conn_id: int) -> None:
+        provider = self.providers.get(provider_id)
+        if provider is None or provider.conn_id != conn_id:
+            return
+        provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
+        self._suspect(provider, "stream closed")
+
+    def _suspect(self, provider: ProviderRt, why: str) -> None:
+        provider.epoch += 1
+        grace = self.config.reconnect_grace
+        self._set_provider(provider, ProviderState.SUSPECT, f"{why}; waiting {grace:g}s for it to reconnect")
+        epoch = provider.epoch
+        self._cs.timers.append((grace, lambda engine: engine.expire(provider.id, epoch)))
+
+    def expire(self, provider_id: str, epoch: int) -> None:
+        """The reconnection grace passed: the provider is lost and its tasks go on elsewhere."""
+        provider = self.providers.get(provider_id)
+        if provider is None or provider.epoch != epoch or provider.state != ProviderState.SUSPECT:
+            return
+        self._lost(provider, f"provider {provider_id} lost: no reconnection within {self.config.reconnect_grace:g}s")
+
+    def _lost(self, provider: ProviderRt, reason: str) -> None:
+        """Mark the provider LOST, close its stream if open, and hand its tasks on."""
+        if provider.conn_id:
+            self._cs.closes.append(provider.conn_id)
+        provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
+        provider.epoch += 1
+        self._set_provider(provider, ProviderState.LOST, reason)
+        handed = []
+        for tid in sorted(provider.in_flight, key=self._continuation_order):
+            task = self.tasks[tid]
+            handed.append((tid, task.job_id, task.current.number))
+            self._lose(task, reason)
+        if handed:
+            rec = ContinuationRec(self.ids.take("continuation"), provider.id, self.now, reason, tuple(handed))
+            self._cs.continuations.append(rec)
+            self._event(EventKind.CONTINUATION, provider_id=provider.id, raw_status="CONTINUED",
+                        status=Status.RESTART, message=f"{len(handed)} tasks handed on (continuation {rec.id})",
+                        raw={"continuation_id": str(rec.id)})
+
+    def _continuation_order(self, tid: int) -> tuple:
+        task = self.tasks[tid]
+        job = self.jobs.get(task.job_id)
+        return (-(job.priority if job else 0), task.job_id, task.idx)
+
+    def _lose(self, task: TaskRt, reason: str) -> None:
+        """The attempt's provider is gone (or gave up on it): the task waits for another."""
+        self._close_attempt(task, task.current, 0, None, reason)
+        if task.state == TaskState.CANCELLED:
+            self._forget_if_done(task)
+            return
+        task.lost_attempts += 1
+        if task.lost_attempts > MAX_LOST_ATTEMPTS:
+            self._set_task(task, TaskState.FAILED, f"lost with {MAX_LOST_ATTEMPTS} providers in a row")
+            self._task_done(task)
+        else:
+            self._set_task(task, TaskState.QUEUED, reason)
+
+    def _activate_standby(self) -> bool:
+        """Queued work beyond active capacity: wake a standby provider that can take it."""
+        for provider in self.providers.values():
+            if (provider.state == ProviderState.STANDBY and provider.conn_id and provider.accepting
+                    and self.ready.peek_for(provider.labels) is not None):
+                provider.idle_since = None
+                self._set_provider(provider, ProviderState.ACTIVE,
+                                   f"activated: {len(self.ready)} tasks waiting beyond active capacity")
+                return True
+        return False
+
+    def _set_provider(self, provider: ProviderRt, state: ProviderState, message: str) -> None:
+        provider.state = state
+        self._cs.providers[provider.id] = provider
+        self._event(EventKind.PROVIDER, provider_id=provider.id, raw_status=state.name,
+                    status=provider_status(state), message=message)
