@@ -122,9 +122,18 @@ class Server:
         os.replace(tmp, path)
 
     async def wait(self) -> None:
-        """Until the server stops (or the core stops after a database failure)."""
+        """Until the server stops, or the core stops after a database failure (then the
+        process should exit: a restart resumes from what the database holds)."""
+        waits = [asyncio.ensure_future(self.core.dead.wait())]
         if self._grpc is not None:
-            await self._grpc.wait_for_termination()
+            waits.append(asyncio.ensure_future(self._grpc.wait_for_termination()))
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for fut in pending:
+            fut.cancel()
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self.core.failed if self.core is not None else None
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._health.enter_graceful_shutdown()

@@ -34,6 +34,7 @@ class Core:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.failed: BaseException | None = None
+        self.dead = asyncio.Event()  # set when a database failure stopped the core
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="jobplane-core")
@@ -72,6 +73,7 @@ class Core:
                     if not fut.done():
                         fut.set_exception(exc)
                 log.critical("stopping: %s", exc)
+                self.dead.set()
                 return
 
     async def _apply(self, batch: list[tuple[Op, asyncio.Future]]) -> None:

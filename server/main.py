@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         address_file=a.address_file)
 
 
-async def serve(config: ServerConfig) -> None:
+async def serve(config: ServerConfig) -> int:
     server = Server(config)
     await server.start()
     print(f"jobplane-server listening on {server.address}", flush=True)
@@ -59,19 +59,22 @@ async def serve(config: ServerConfig) -> None:
     waiter = loop.create_task(server.wait())
     await asyncio.wait([waiter, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     await server.stop()
+    if server.failed is not None:
+        print(f"jobplane-server: stopped after a database failure: {server.failed}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     try:
-        asyncio.run(serve(config))
+        return asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"jobplane-server: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"jobplane-server: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ before the server picks SQLite or PostgreSQL from its URL."""
 from __future__ import annotations
 
 from peewee import (
+    AutoField,
     BlobField,
-    BooleanField,
     CharField,
     DatabaseProxy,
     DoubleField,
@@ -128,12 +128,11 @@ class ContinuationRow(BaseModel):
 
 
 class ContinuedTaskRow(BaseModel):
-    id = IntegerField(primary_key=True)
+    id = AutoField()
     continuation = IntegerField(index=True)
     task = IntegerField()
     job = IntegerField()
     from_attempt = IntegerField()
-    handed_on = BooleanField(default=True)
 
     class Meta:
         table_name = "continued_task"

@@ -96,7 +96,8 @@ class Store:
 
     def _insert(self, model, rows: list[dict]) -> None:
         """Bulk insert with one prepared statement: peewee's per-row SQL building costs
-        more than SQLite itself at thousands of rows a second."""
+        more than SQLite itself at thousands of rows a second. Rows must name every
+        column without a database default: peewee's Python-side defaults do not apply."""
         if not rows:
             return
         columns = list(rows[0])

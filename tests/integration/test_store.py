@@ -1,0 +1,56 @@
+"""The store on each backend: every kind of change persists, and a reload gives the
+engine back the unfinished work exactly as it was."""
+
+from jobplane.server.domain.engine import Engine, EngineConfig
+from jobplane.server.domain.extract import extract_tasks
+from jobplane.server.domain.model import Hello, JobSpec, JobState, Report, ReportKind, TaskSpec, TaskState
+from jobplane.server.store.db import open_database
+from jobplane.server.store.repo import Store, runtime_from_snapshot
+
+
+def test_changes_round_trip_through_the_database(db_url):
+    store = Store(open_database(db_url))
+    store.create_schema()
+    engine = Engine(EngineConfig())
+    engine.begin(1000.0)
+
+    def commit():
+        cs = engine.take_changes()
+        store.apply(cs)
+        return cs
+
+    engine.connect(Hello("a", {"hostname": "h"}, {"zone": "x"}, 2, 1.0, ()), conn_id=1)
+    engine.ready_signal("a", 1)
+    spec = JobSpec("j", 3, {"team": "t"}, (TaskSpec("first", command=("true",)),
+                                           TaskSpec("second", python="m:f", args_json='{"k": 1}', after=("first",)),
+                                           TaskSpec("third", command=("sleep", "9"), retry_on=("timeout",))),
+                   wait_for_providers=True)
+    job = engine.submit(spec, extract_tasks(spec, max_tasks=10, default_max_attempts=2))
+    commit()
+    first, second, third = (engine.tasks[t] for t in job.task_ids)
+    engine.report("a", 1, [Report(first.id, 1, ReportKind.STARTED), Report(third.id, 1, ReportKind.STARTED)])
+    engine.report("a", 1, [Report(first.id, 1, ReportKind.FINISHED, 1, 0, "", "", "out", "")])
+    commit()
+    engine.disconnect("a", 1)
+    (_, expire), = commit().timers
+    expire(engine)
+    cs = commit()
+    assert cs.continuations, "losing the provider hands its running tasks on"
+
+    store.close()
+    store = Store(open_database(db_url))
+    counters, jobs, tasks, providers = runtime_from_snapshot(store.load())
+    assert counters.event == engine.ids.event and counters.task == engine.ids.task
+    (j,) = jobs
+    assert (j.id, j.state, j.spec, j.counts) == (job.id, JobState.RUNNING, spec, job.counts)
+    by_name = {t.name: t for t in tasks}
+    assert by_name["first"].state == TaskState.SUCCEEDED and by_name["first"].stdout_tail == "out"
+    assert by_name["second"].state == TaskState.QUEUED and by_name["second"].attempt == 1
+    assert by_name["third"].state == TaskState.QUEUED and by_name["third"].spec.retry_on == ("timeout",)
+    (p,) = providers
+    assert (p.id, p.labels, p.facts["hostname"]) == ("a", {"zone": "x"}, "h")
+    (cont, moved), = store.list_continuations(None, None, 10)
+    assert cont.provider == "a" and sorted(ct.task for ct, _ in moved) == sorted([second.id, third.id])
+    events = store.events_after(0, job.id, 1000)
+    assert [e.id for e in events] == sorted(e.id for e in events) and events[-1].raw_status == "QUEUED"
+    store.close()

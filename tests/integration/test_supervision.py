@@ -1,0 +1,173 @@
+"""Provider supervision with real agents and real signals: kill -9, SIGSTOP/SIGCONT, a
+cut connection, overdue and timed-out tasks, admission, standby activation."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from jobplane.client import FailedPrecondition
+from support import AgentProc, TcpProxy, pid_alive, wait_until
+
+ACTIVE, SUSPECT, LOST, STANDBY = 1, 2, 3, 4
+SUCCEEDED, FAILED = 3, 4
+TASK_RUNNING = 4
+
+
+def provider_state(cluster, name):
+    return cluster.client.get_provider(name).state
+
+
+def running_on(cluster, job_id, name):
+    return [t for t in cluster.client.list_tasks(job_id) if t.state == TASK_RUNNING and t.provider_id == name]
+
+
+def pid_script(pids, body):
+    """A task that records its shell's pid (per attempt) before running `body`."""
+    return ["sh", "-c", f"echo $$ > {pids}/$JOBPLANE_TASK_ID.$JOBPLANE_ATTEMPT; {body}"]
+
+
+def test_killed_agent_is_lost_and_its_tasks_finish_elsewhere_once(cluster, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    cluster.add_agent("a", slots=2)
+    job = cluster.client.submit_job({"name": "k", "tasks": [
+        {"name": f"t{i}", "command": pid_script(pids, "sleep 1.5")} for i in range(2)]})
+    wait_until(lambda: len(running_on(cluster, job.id, "a")) == 2, 30, "two tasks running on a")
+    cluster.add_agent("b", slots=2)
+    try:
+        cluster.agents["a"].kill()
+        wait_until(lambda: provider_state(cluster, "a") == LOST, 5, "a to be LOST")
+        done = cluster.client.wait_job(job.id, timeout=60)
+        assert done.state == SUCCEEDED
+        for task in cluster.client.list_tasks(job.id):
+            assert task.provider_id == "b"
+            ended = [a for a in task.attempts if a.provider_id == "b"]
+            assert len(ended) == 1 and task.attempts[0].provider_id == "a" and "lost" in task.attempts[0].reason
+        (cont,) = list(cluster.client.list_continuations())
+        assert cont.provider_id == "a" and {t.to_provider_id for t in cont.tasks} == {"b"}
+    finally:  # the killed agent's task processes were orphaned; tidy them up
+        for f in pids.glob("*.1"):
+            _kill_group(int(f.read_text()))
+
+
+def test_stopped_agent_is_probed_lost_and_told_to_kill_its_attempt_on_resume(cluster, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    body = 'if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 120; fi'
+    cluster.add_agent("a", slots=1, extra=["--heartbeat", "0.5"])
+    job = cluster.client.submit_job({"name": "s", "tasks": [{"name": "t", "command": pid_script(pids, body)}]})
+    wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+    cluster.add_agent("b", slots=1)
+    agent = cluster.agents["a"]
+    agent.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: provider_state(cluster, "a") == SUSPECT, 5, "a to be SUSPECT after 2 x 0.5s of silence")
+        wait_until(lambda: provider_state(cluster, "a") == LOST, 5, "a to be LOST when the probe goes unanswered")
+        done = cluster.client.wait_job(job.id, timeout=30)
+        assert done.state == SUCCEEDED
+    finally:
+        agent.signal(signal.SIGCONT)
+    (task,) = list(cluster.client.list_tasks(job.id))
+    assert task.provider_id == "b" and task.attempt == 2
+    first = int((pids / f"{task.id}.1").read_text())
+    wait_until(lambda: not pid_alive(first), 5, "the superseded attempt's process to be killed after SIGCONT")
+
+
+def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(cluster, tmp_path):
+    proxy = TcpProxy(cluster.server.address)
+    try:
+        agent = AgentProc(tmp_path, proxy.address, "a", slots=1)
+        cluster.agents["a"] = agent
+        cluster.wait_active("a")
+        job = cluster.client.submit_job({"name": "c", "tasks": [{"name": "t", "command": ["sleep", "1.5"]}]})
+        wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+        proxy.cut()
+        done = cluster.client.wait_job(job.id, timeout=30)
+        assert done.state == SUCCEEDED
+        (task,) = list(cluster.client.list_tasks(job.id))
+        assert task.attempt == 1 and len(task.attempts) == 1, "nothing was reassigned"
+        assert list(cluster.client.list_continuations()) == []
+    finally:
+        proxy.close()
+
+
+def decisions(cluster, job_id):
+    return [(e.raw.get("decision"), e.message) for e in _events(cluster, job_id) if e.raw.get("decision")]
+
+
+def _events(cluster, job_id):
+    """The job's stored events, once it has ended (the deadline is in wait_job)."""
+    cluster.client.wait_job(job_id, timeout=30)
+    out = []
+    for e in cluster.client.watch(job_id):
+        out.append(e)
+        if e.kind == 1 and e.raw_status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return out
+
+
+def test_overdue_task_that_progresses_is_waited_on(cluster):
+    cluster.add_agent("a", slots=1)
+    job = cluster.client.submit_job({"name": "o", "tasks": [{"name": "t", "expected": 0.5,
+        "command": ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 0.2; done"]}]})
+    found = decisions(cluster, job.id)
+    assert found and found[0][0] == "wait" and "progressing" in found[0][1]
+    assert cluster.client.get_job(job.id).state == SUCCEEDED
+
+
+def test_overdue_silent_task_is_reassigned(cluster):
+    cluster.add_agent("a", slots=1)
+    cluster.add_agent("b", slots=1)
+    job = cluster.client.submit_job({"name": "o", "tasks": [{"name": "t", "expected": 0.5,
+        "command": ["sh", "-c", 'if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 60; fi']}]})
+    found = decisions(cluster, job.id)
+    assert found[0][0] == "reassign" and "no progress" in found[0][1]
+    (task,) = list(cluster.client.list_tasks(job.id))
+    assert task.state == 5 and task.attempt == 2
+
+
+def test_task_past_its_hard_timeout_is_terminated(cluster):
+    cluster.add_agent("a", slots=1)
+    job = cluster.client.submit_job({"name": "h", "tasks": [{"name": "t", "timeout": 0.5, "command": ["sleep", "60"]}]})
+    done = cluster.client.wait_job(job.id, timeout=30)
+    assert done.state == FAILED and "timed out" in done.reason
+
+
+def test_unmeetable_requirement_is_refused_or_waits_for_a_matching_agent(cluster):
+    cluster.add_agent("cpu", labels={"gpu": "false"})
+    spec = {"name": "g", "tasks": [{"name": "t", "command": ["true"], "requires": {"gpu": "true"}}]}
+    with pytest.raises(FailedPrecondition, match=r"spec.tasks\[0\].requires: no connected or standby provider has gpu=true"):
+        cluster.client.submit_job(spec)
+    job = cluster.client.submit_job({**spec, "wait_for_providers": True})
+    (task,) = list(cluster.client.list_tasks(job.id))
+    assert task.status == 3 and "gpu=true" in task.reason  # WAITING, saying why
+    cluster.add_agent("gpu", labels={"gpu": "true"})
+    assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+
+
+def test_standby_agent_takes_overflow_work_then_stands_by_again(tmp_path, db_url):
+    from conftest import Cluster
+
+    cluster = Cluster(tmp_path, db_url)
+    try:
+        cluster.start_server(extra=["--standby-idle", "0.5"])
+        cluster.add_agent("a", slots=1)
+        cluster.add_agent("s", slots=1, extra=["--standby"], wait=False)
+        wait_until(lambda: provider_state(cluster, "s") == STANDBY, 20, "s to be STANDBY")
+        job = cluster.client.submit_job({"name": "sb", "tasks": [
+            {"name": f"t{i}", "command": ["sleep", "0.5"]} for i in range(2)]})
+        assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert {t.provider_id for t in cluster.client.list_tasks(job.id)} == {"a", "s"}
+        wait_until(lambda: provider_state(cluster, "s") == STANDBY, 10, "s to stand by again when idle")
+    finally:
+        cluster.close()
+
+
+def _kill_group(pid: int) -> None:
+    import os
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
