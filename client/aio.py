@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
 
 from jobplane.client.channel import open_aio_channel, resolve_target
-from jobplane.client.errors import Unavailable, rpc_errors
-from jobplane.client.events import is_finished, is_job_end
+from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
+from jobplane.client.events import Deadline, is_finished, is_job_end
 from jobplane.client.jobfile import job_spec_from_mapping
 from jobplane.v1 import (
     continuation_pb2,
@@ -22,6 +23,8 @@ from jobplane.v1 import (
     task_pb2,
     task_pb2_grpc,
 )
+
+log = logging.getLogger(__name__)
 
 
 class AsyncClient:
@@ -72,15 +75,22 @@ class AsyncClient:
     async def watch(
         self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None
     ) -> AsyncIterator[event_pb2.Event]:
-        request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=after_event_id)
-        call = self._jobs.WatchEvents(request, timeout=timeout)
-        try:
-            with rpc_errors():
-                async for response in call:
-                    for event in response.events:
-                        yield event
-        finally:
-            call.cancel()
+        deadline = Deadline(timeout)
+        last = after_event_id
+        while True:
+            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
+            call = self._jobs.WatchEvents(request, timeout=deadline.remaining())
+            try:
+                with rpc_errors():
+                    async for response in call:
+                        for event in response.events:
+                            last = event.id
+                            yield event
+                return
+            except ResourceExhausted:
+                log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+            finally:
+                call.cancel()
 
     async def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
         job = await self.get_job(job_id)

@@ -84,7 +84,14 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def job_table(jobs: list[job_pb2.Job]) -> str:
     rows = (
-        (job.id, job.spec.name, output.status(job.status), job.spec.priority, progress(job.counts), output.age(job.submit_time))
+        (
+            job.id,
+            job.spec.name,
+            output.status(job.status),
+            job.spec.priority,
+            progress(job.counts),
+            output.age(job.submit_time),
+        )
         for job in jobs
     )
     return output.table(("ID", "NAME", "STATUS", "PRIORITY", "TASKS", "SUBMITTED"), rows)

@@ -17,7 +17,7 @@ from jobplane.client.command import (
     connect,
     wants_json,
 )
-from jobplane.client.errors import InvalidArgument, JobFileError
+from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError, Unavailable
 from jobplane.client.events import is_job_end
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
@@ -50,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
             print(output.json_document(job))
             return EXIT_OK
         if not wants_json(args):
-            print(f'submitted job {job.id} "{job.spec.name}" ({task_count(client, job)} tasks)')
+            print(submitted(client, job))
         if not args.watch:
             print(f"follow it with `jobplane watch {job.id}`; see it with `jobplane jobs get {job.id}`")
             return EXIT_OK
         try:
             job = follow(client, job.id, as_json=wants_json(args))
         except KeyboardInterrupt:
-            print(f"\nstopped watching; job {job.id} keeps running (`jobplane cancel {job.id}` stops it)", file=sys.stderr)
+            hint = f"stopped watching; job {job.id} keeps running (`jobplane cancel {job.id}` stops it)"
+            print(f"\n{hint}", file=sys.stderr)
             return EXIT_INTERRUPTED
     return EXIT_OK if job.state == job_pb2.JOB_STATE_SUCCEEDED else EXIT_JOB_FAILED
 
@@ -68,20 +69,26 @@ def submit(client: Client, job_file: JobFile) -> job_pb2.Job:
         return client.submit_job(job_file.spec)
     except InvalidArgument as error:
         raise JobFileError([job_file.locate(error.message)]) from error
+    except FailedPrecondition as error:  # e.g. `spec.tasks[0].requires: no provider is connected`
+        raise FailedPrecondition(str(job_file.locate(error.message))) from error
 
 
-def task_count(client: Client, job: job_pb2.Job) -> int:
-    """Tasks after expansion (sweeps and chunks), as the server counts them."""
-    return job.counts.total or sum(1 for _ in client.list_tasks(job.id))
+def submitted(client: Client, job: job_pb2.Job) -> str:
+    """`submitted job 12 "nightly" (5 tasks)`, counting tasks after sweeps and chunks expanded."""
+    tasks = job.counts.total or sum(1 for _ in client.list_tasks(job.id))
+    return f'submitted job {job.id} "{job.spec.name}" ({output.count(tasks, "task")})'
 
 
 def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float | None = None) -> job_pb2.Job:
     """Print the job's events from its first until it ends, then its tasks; return the final job."""
+    line = output.json_line if as_json else _event_lines(client, job_id)
     with closing(client.watch(job_id, timeout=timeout)) as events:
         for event in events:
-            print(output.json_line(event) if as_json else output.event_line(event, with_job=False), flush=True)
+            print(line(event), flush=True)
             if is_job_end(event, job_id):
                 break
+        else:
+            raise Unavailable(f"the server ended the event stream before job {job_id} finished")
     job = client.get_job(job_id)
     if not as_json:
         print()
@@ -89,6 +96,12 @@ def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float
         print()
         print(outcome(job))
     return job
+
+
+def _event_lines(client: Client, job_id: str) -> output.EventLines:
+    """Event lines whose task column fits the job's longest task name (`train[lr=0.1,batch=16]`)."""
+    width = max((len(f"task {task.name}") for task in client.list_tasks(job_id)), default=0)
+    return output.EventLines(with_job=False, width=width)
 
 
 def outcome(job: job_pb2.Job) -> str:

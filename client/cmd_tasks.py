@@ -40,7 +40,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        client.get_job(args.job)  # NOT_FOUND for an unknown job rather than an empty list
         tasks = list(client.list_tasks(args.job, filter=args.filter))
     if wants_json(args):
         print(output.json_document(tasks))
@@ -93,7 +92,7 @@ def task_details(task: task_pb2.Task) -> str:
                 ("Attempt", task.attempt or None),
                 ("Exit code", output.exit_code(task)),
                 ("Reason", task.reason),
-                ("Error", task.error),
+                ("Error", task.error if task.error != task.reason else None),
                 ("Result", task.result_json),
                 ("Runs", _program(task.spec)),
             ]

@@ -7,6 +7,7 @@ from contextlib import closing
 
 from jobplane.client import output
 from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.errors import Unavailable
 from jobplane.client.events import is_job_end
 
 
@@ -33,15 +34,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        if args.job:
-            client.get_job(args.job)  # NOT_FOUND now rather than an endless silent stream
+        line = output.json_line if wants_json(args) else output.EventLines(with_job=not args.job)
         try:
             with closing(client.watch(args.job, after_event_id=args.after)) as events:
                 for event in events:
-                    line = output.json_line(event) if wants_json(args) else output.event_line(event, with_job=not args.job)
-                    print(line, flush=True)
+                    print(line(event), flush=True)
                     if args.job and is_job_end(event, args.job):
-                        break
+                        return EXIT_OK
         except KeyboardInterrupt:
-            pass  # Ctrl-C is how an open-ended watch ends
-    return EXIT_OK
+            return EXIT_OK  # Ctrl-C is how an open-ended watch ends
+    raise Unavailable("the server ended the event stream (is it shutting down?)")

@@ -17,7 +17,8 @@ def add_server_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         metavar="ADDR",
-        help="server address host:port (default: $JOBPLANE_SERVER, then the local `jobplane up`, then localhost:7070)",
+        help="server address host:port (default: $JOBPLANE_SERVER, then the local `jobplane up`, "
+        "then localhost:7070)",
     )
 
 

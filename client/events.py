@@ -1,6 +1,8 @@
-"""What events and states mean to a client: when a job is over."""
+"""What events and states mean to a client: when a job is over; how long a watch may still run."""
 
 from __future__ import annotations
+
+import time
 
 from jobplane.v1 import event_pb2, job_pb2
 
@@ -23,3 +25,13 @@ def is_job_end(event: event_pb2.Event, job_id: str) -> bool:
 def is_finished(job: job_pb2.Job) -> bool:
     """True once the job succeeded, failed or was cancelled."""
     return job.state in TERMINAL_JOB_STATES
+
+
+class Deadline:
+    """A time budget shared by the streams of one watch (None: no limit)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self._end is None else max(0.0, self._end - time.monotonic())

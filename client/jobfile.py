@@ -200,10 +200,17 @@ class _Converter:
         raise _Invalid(path, f"expected a string; got {self._kind(value)}")
 
     def names(self, value: Any, path: FieldPath) -> list[str]:
+        return self._strings(value, path, "a list of task names")
+
+    def strings(self, value: Any, path: FieldPath) -> list[str]:
+        return self._strings(value, path, "a list of strings")
+
+    def _strings(self, value: Any, path: FieldPath, expected: str) -> list[str]:
+        """A list of strings; a single string is a list of one."""
         if isinstance(value, str):
             return [value]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise _Invalid(path, f"expected a list of task names; got {self._kind(value)}")
+            raise _Invalid(path, f"expected {expected}; got {self._kind(value)}")
         return value
 
     def command(self, value: Any, path: FieldPath) -> list[str]:
@@ -298,7 +305,7 @@ _TASK_FIELDS = {
     "chunk_size": _Field("chunk_size", _Converter.integer),
     "expected": _Field("expected_seconds", _Converter.seconds),
     "retry_backoff": _Field("retry_backoff_seconds", _Converter.seconds),
-    "retry_on": _Field("retry_on", _Converter.names),
+    "retry_on": _Field("retry_on", _Converter.strings),
 }
 
 _REQUIRED_HINT = {
@@ -334,10 +341,10 @@ def _kind(value: Any, table: str) -> str:
 # A field path at the start of a server message: `spec.tasks[2].after[0]: ...`.
 _SERVER_PATH = re.compile(r'^(?P<path>[A-Za-z_]\w*(?:\.[\w-]+|\[\d+\]|\["[^"]*"\])*):\s*(?P<rest>.*)$', re.DOTALL)
 _PROTO_PART = re.compile(r'([\w-]+)|\[(\d+)\]|\["([^"]*)"\]')
-_FILE_NAMES = {"args_json": "args", "timeout_seconds": "timeout", "items_json": "items",
-               "expected_seconds": "expected", "retry_backoff_seconds": "retry_backoff"}
+# Proto field name -> the file's key (`timeout_seconds` -> `timeout`).
+_FILE_NAMES = {field.proto_name: key for key, field in (_JOB_FIELDS | _TASK_FIELDS).items()}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
-_SCALAR_LISTS = {"after", "command"}
+_SCALAR_LISTS = {"after", "command", "retry_on"}
 
 
 def _proto_path(text: str) -> FieldPath:

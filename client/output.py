@@ -132,6 +132,11 @@ def span(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp) -> str:
     return duration(max(0.0, stop - start.ToNanoseconds() / 1e9))
 
 
+def count(number: int, noun: str) -> str:
+    """`1 task`, `4 tasks`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def labels(values: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(values.items())) or NONE
 
@@ -143,31 +148,34 @@ def exit_code(message: Message) -> str:
 
 # Event lines: `12:00:01  task build[0]  RUNNING  on local-1  exited with code 2`.
 
-_SUBJECT_WIDTH = 24
 
+class EventLines:
+    """Formats a stream of events as aligned lines; the subject column widens when it must."""
 
-def event_line(event: event_pb2.Event, *, with_job: bool = True) -> str:
-    """One readable line per event; `with_job` names the job of task events (for all-job watches)."""
-    subject, details = _event_subject(event, with_job)
-    shown = status(event.status) if event.status else event.raw_status or NONE
-    parts = [clock(event.time), subject.ljust(_SUBJECT_WIDTH), shown.ljust(8), *details]
-    return "  ".join(parts).rstrip()
+    def __init__(self, *, with_job: bool = True, width: int = 20) -> None:
+        self._with_job = with_job  # name the job on task lines (watching all jobs)
+        self._width = width
+
+    def __call__(self, event: event_pb2.Event) -> str:
+        subject, details = _event_subject(event, self._with_job)
+        self._width = max(self._width, len(subject))
+        shown = status(event.status) if event.status else event.raw_status or NONE
+        return "  ".join([clock(event.time), subject.ljust(self._width), shown.ljust(8), *details]).rstrip()
 
 
 def _event_subject(event: event_pb2.Event, with_job: bool) -> tuple[str, list[str]]:
+    message = [event.message] if event.message else []
     kind = event.kind
     if kind == event_pb2.EVENT_KIND_JOB:
-        return f"job {event.job_id}", [event.message] if event.message else []
+        return f"job {event.job_id}", message
     if kind == event_pb2.EVENT_KIND_TASK:
         name = event.task_name or f"#{event.task_id}"
-        subject = f"job {event.job_id} task {name}" if with_job else f"task {name}"
         details = [f"on {event.provider_id}"] if event.provider_id else []
         if event.attempt > 1:
             details.append(f"attempt {event.attempt}")
-        return subject, details + ([event.message] if event.message else [])
+        return (f"job {event.job_id} task {name}" if with_job else f"task {name}"), details + message
     if kind == event_pb2.EVENT_KIND_PROVIDER:
-        return f"provider {event.provider_id}", [event.message] if event.message else []
+        return f"provider {event.provider_id}", message
     if kind == event_pb2.EVENT_KIND_CONTINUATION:
-        details = [f"from {event.provider_id}"] if event.provider_id else []
-        return "continuation", details + ([event.message] if event.message else [])
-    return "event", [event.message] if event.message else []
+        return "continuation", ([f"from {event.provider_id}"] if event.provider_id else []) + message
+    return "event", message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 import grpc
 
 from jobplane.client.channel import open_channel, resolve_target
-from jobplane.client.errors import Unavailable, rpc_errors
-from jobplane.client.events import is_finished, is_job_end
+from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
+from jobplane.client.events import Deadline, is_finished, is_job_end
 from jobplane.client.jobfile import job_spec_from_mapping
 from jobplane.v1 import (
     continuation_pb2,
@@ -23,6 +24,8 @@ from jobplane.v1 import (
     task_pb2,
     task_pb2_grpc,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -80,16 +83,25 @@ class Client:
     ) -> Iterator[event_pb2.Event]:
         """Events (of one job, or all) after `after_event_id`, then live; endless unless `timeout`.
 
+        A watcher the server cut off for falling behind resumes from the last event it got.
         Stopping the iteration (break, close) cancels the stream.
         """
-        request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=after_event_id)
-        call = self._jobs.WatchEvents(request, timeout=timeout)
-        try:
-            with rpc_errors():
-                for response in call:
-                    yield from response.events
-        finally:
-            call.cancel()
+        deadline = Deadline(timeout)
+        last = after_event_id
+        while True:
+            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
+            call = self._jobs.WatchEvents(request, timeout=deadline.remaining())
+            try:
+                with rpc_errors():
+                    for response in call:
+                        for event in response.events:
+                            last = event.id
+                            yield event
+                return
+            except ResourceExhausted:
+                log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+            finally:
+                call.cancel()
 
     def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
         """Block until the job succeeded, failed or was cancelled and return it.

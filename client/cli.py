@@ -1,0 +1,90 @@
+"""`jobplane`: the command line. Parses arguments, dispatches to a cmd_* module, maps errors to exit codes.
+
+Exit codes: 0 done; 1 the job did not succeed (submit --watch, jobs get --wait) or `up`/`demo`
+failed; 2 bad input (usage, a bad job file, INVALID_ARGUMENT); 3 any other server error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from jobplane import __version__
+from jobplane.client import (
+    cmd_continuations,
+    cmd_demo,
+    cmd_jobs,
+    cmd_providers,
+    cmd_submit,
+    cmd_tasks,
+    cmd_up,
+    cmd_watch,
+)
+from jobplane.client.channel import locate_server
+from jobplane.client.command import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_SERVER_ERROR
+from jobplane.client.errors import InvalidArgument, JobFileError, JobplaneError, Unavailable
+
+COMMAND_GROUPS = (cmd_submit, cmd_jobs, cmd_tasks, cmd_watch, cmd_providers, cmd_continuations, cmd_up, cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobplane",
+        description="Submit and follow batch jobs on a jobplane control plane. "
+        "New here? `jobplane demo` shows it all in under a minute.",
+    )
+    parser.add_argument("--version", action="version", version=f"jobplane {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.run(args)
+    except JobFileError as error:
+        _complain(str(error))
+        return EXIT_BAD_INPUT
+    except InvalidArgument as error:
+        _complain(f"jobplane: {error.message}")
+        return EXIT_BAD_INPUT
+    except Unavailable as error:
+        _complain(_unreachable(args, error))
+        return EXIT_SERVER_ERROR
+    except JobplaneError as error:
+        # The typed errors' messages say what happened; an unexpected code is worth showing.
+        _complain(f"jobplane: {error if type(error) is JobplaneError else error.message}")
+        return EXIT_SERVER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`jobplane watch | head`); say nothing more on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _unreachable(args: argparse.Namespace, error: Unavailable) -> str:
+    target = locate_server(getattr(args, "server", None))
+    return (
+        f"jobplane: cannot reach a jobplane server at {target.address} (from {target.source}): {error.message}\n"
+        "Start one on this machine with `jobplane up`, or point --server or $JOBPLANE_SERVER at a running one."
+    )
+
+
+def _complain(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""`jobplane demo`: the guided tour, start to finish in under a minute."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from jobplane.client.cmd_providers import provider_table
+from jobplane.client.cmd_submit import follow, submit, submitted
+from jobplane.client.command import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
+from jobplane.client.errors import JobplaneError
+from jobplane.client.jobfile import parse_job_file
+from jobplane.client.local import LocalConfig, LocalPlane, LocalPlaneError, exit_report, sigterm_as_interrupt
+from jobplane.client.sync import Client
+from jobplane.v1 import job_pb2, provider_pb2
+
+AGENTS = 2
+SLOTS = 2
+PROVIDERS_TIMEOUT = 20.0
+JOB_TIMEOUT = 60.0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="a guided tour: start a control plane, run a small job, stop (under a minute)",
+        description="Start a throwaway server and 2 agents, run examples/demo.toml while showing its events, "
+        "then shut everything down. Exits 0 when the job succeeded.",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="jobplane-demo-"))
+    config = LocalConfig(data_dir=data_dir, listen="127.0.0.1:0", agents=AGENTS, slots=SLOTS)
+    with sigterm_as_interrupt():
+        with LocalPlane(config) as plane:
+            code = _tour_or_report(plane)
+            _say("Stopping the agents and the server.")
+    if code == EXIT_OK:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    else:
+        _say(f"The logs are kept in {plane.log_dir}")
+    return code
+
+
+def _tour_or_report(plane: LocalPlane) -> int:
+    try:
+        return _tour(plane)
+    except KeyboardInterrupt:
+        print()
+        return EXIT_INTERRUPTED
+    except LocalPlaneError as error:
+        print(f"jobplane demo: {error}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    except JobplaneError as error:
+        print(f"jobplane demo: {error}", file=sys.stderr)
+        if child := plane.exited():  # the likely cause
+            print(f"jobplane demo: {exit_report(child)}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+
+
+def _tour(plane: LocalPlane) -> int:
+    _say(
+        f"Welcome to jobplane. This tour starts a server and {AGENTS} agents ({SLOTS} slots each) "
+        f"in {plane.config.data_dir}, runs one job, and stops."
+    )
+    address = plane.start()
+    _say(f"The server stores everything in SQLite and listens on {address}.")
+    with Client.connect(address) as client:
+        _say("Agents connect, say what their machine offers, and become providers:")
+        print(provider_table(_wait_for_providers(client, plane)))
+
+        demo = resources.files("jobplane.examples").joinpath("demo.toml").read_text()
+        job_file = parse_job_file(demo, name="demo.toml")
+        _say(
+            "Submitting demo.toml: shell commands and Python calls, a parameter sweep and chunked items, "
+            "wired into a small graph with `after`."
+        )
+        job = submit(client, job_file)
+        print(submitted(client, job))
+
+        _say("Each task's status, normalized (WAITING, RUNNING, SUCCESS, ...), as the server reports it:")
+        job = follow(client, job.id, timeout=JOB_TIMEOUT)
+
+    if job.state != job_pb2.JOB_STATE_SUCCEEDED:
+        _say("The job did not succeed; the table above says which task failed and why.")
+        return EXIT_JOB_FAILED
+    _say(
+        "That is the loop: submit a file, watch statuses, inspect tasks. To keep a control plane running, "
+        "use `jobplane up`, then `jobplane submit FILE --watch` from another terminal."
+    )
+    return EXIT_OK
+
+
+def _wait_for_providers(client: Client, plane: LocalPlane) -> list[provider_pb2.Provider]:
+    """The ACTIVE providers, once all local agents are; raises LocalPlaneError past the deadline."""
+    deadline = time.monotonic() + PROVIDERS_TIMEOUT
+    while time.monotonic() < deadline:
+        if child := plane.exited():
+            raise LocalPlaneError(exit_report(child))
+        active = list(client.list_providers(filter="state=ACTIVE"))
+        if len(active) >= plane.config.agents:
+            return active
+        time.sleep(0.2)
+    raise LocalPlaneError(f"the agents did not become ACTIVE providers within {PROVIDERS_TIMEOUT:g}s")
+
+
+def _say(text: str) -> None:
+    print(f"\n==> {text}", flush=True)

@@ -1,0 +1,86 @@
+"""`jobplane providers list|get`: the agents that run tasks."""
+
+from __future__ import annotations
+
+import argparse
+
+from jobplane.client import output
+from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.v1 import provider_pb2
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("providers", help="list and inspect providers (agents)", description="Providers.")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="list providers", description="List providers.")
+    listing.add_argument(
+        "--filter",
+        default="",
+        metavar="F",
+        help="space-separated key=value terms, all must hold; keys: state, label.KEY "
+        "(e.g. `state=ACTIVE label.gpu=true`)",
+    )
+    listing.set_defaults(run=run_list)
+
+    get = actions.add_parser("get", help="show one provider and its machine", description="Show one provider.")
+    get.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
+    get.set_defaults(run=run_get)
+
+    for parser in (listing, get):
+        add_server_option(parser)
+        add_output_option(parser)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        providers = list(client.list_providers(filter=args.filter))
+    if wants_json(args):
+        print(output.json_document(providers))
+    elif providers:
+        print(provider_table(providers))
+    else:
+        print("no providers; start agents with `jobplane up` or `jobplane-agent --server ADDR`")
+    return EXIT_OK
+
+
+def run_get(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        provider = client.get_provider(args.provider)
+    print(output.json_document(provider) if wants_json(args) else provider_details(provider))
+    return EXIT_OK
+
+
+def provider_table(providers: list[provider_pb2.Provider]) -> str:
+    rows = (
+        (
+            provider.id,
+            output.provider_state(provider.state),
+            f"{provider.slots_in_use}/{provider.slots}",
+            output.labels(provider.labels),
+            output.age(provider.last_seen_time),
+            provider.facts.hostname,
+        )
+        for provider in providers
+    )
+    return output.table(("ID", "STATE", "SLOTS USED", "LABELS", "LAST SEEN", "HOST"), rows)
+
+
+def provider_details(provider: provider_pb2.Provider) -> str:
+    facts = provider.facts
+    return output.fields(
+        [
+            ("ID", provider.id),
+            ("State", output.provider_state(provider.state)),
+            ("Slots used", f"{provider.slots_in_use}/{provider.slots}"),
+            ("Labels", output.labels(provider.labels)),
+            ("Heartbeat", f"every {heartbeat:g}s" if (heartbeat := provider.heartbeat_interval_seconds) else None),
+            ("Connected", output.moment(provider.connect_time)),
+            ("Last seen", output.age(provider.last_seen_time)),
+            ("Host", facts.hostname),
+            ("OS / arch", f"{facts.os} {facts.arch}".strip()),
+            ("CPUs", facts.cpu_count or None),
+            ("Memory", f"{facts.memory_bytes / 2**30:.1f} GiB" if facts.memory_bytes else None),
+            ("Python", facts.python_version),
+        ]
+    )

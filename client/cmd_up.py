@@ -1,0 +1,126 @@
+"""`jobplane up`: a server and local agents on this machine, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from jobplane.client import output
+from jobplane.client.channel import default_data_dir, read_up_state, up_state_path
+from jobplane.client.command import EXIT_JOB_FAILED, EXIT_OK
+from jobplane.client.local import LocalConfig, LocalPlane, LocalPlaneError, exit_report, sigterm_as_interrupt
+
+EXIT_PLANE_FAILED = EXIT_JOB_FAILED  # "what you asked for did not work"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "up",
+        help="run a server and local agents on this machine until Ctrl-C",
+        description="Run an embedded control plane: a server (SQLite in DATA_DIR) and N local agents. "
+        "Other jobplane commands on this machine find it through DATA_DIR/up.json.",
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:7070", metavar="ADDR", help="server address; port 0 picks one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--agents", type=_at_least(0), default=2, metavar="N", help="local agents to run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--slots", type=_at_least(1), default=2, metavar="N", help="tasks each agent runs at once (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="database, logs and up.json (default: $JOBPLANE_HOME or ~/.local/share/jobplane)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir or default_data_dir()
+    state_path = up_state_path(data_dir)
+    if state := read_up_state(state_path):
+        print(
+            f"jobplane up: already running for {data_dir} (pid {state['pid']}, server {state['server']}); "
+            "stop it first, or pass another --data-dir",
+            file=sys.stderr,
+        )
+        return EXIT_PLANE_FAILED
+    config = LocalConfig(data_dir=data_dir, listen=args.listen, agents=args.agents, slots=args.slots)
+    with sigterm_as_interrupt():
+        with LocalPlane(config) as plane:
+            try:
+                code = _serve(plane, state_path)
+            finally:
+                state_path.unlink(missing_ok=True)
+            print("stopping the agents and the server...", flush=True)
+        print("stopped")
+    return code
+
+
+def _serve(plane: LocalPlane, state_path: Path) -> int:
+    try:
+        address = plane.start()
+        _write_state(state_path, address)
+        print(_banner(plane, state_path), flush=True)
+        child = plane.wait_for_exit()
+    except KeyboardInterrupt:
+        print()
+        return EXIT_OK
+    except LocalPlaneError as error:
+        print(f"jobplane up: {error}", file=sys.stderr)
+        return EXIT_PLANE_FAILED
+    print(f"jobplane up: {exit_report(child)}", file=sys.stderr)
+    return EXIT_PLANE_FAILED
+
+
+def _write_state(path: Path, address: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"server": address, "pid": os.getpid()}) + "\n")
+    temporary.replace(path)  # readers never see half a file
+
+
+def _banner(plane: LocalPlane, state_path: Path) -> str:
+    config = plane.config
+    agents = ", ".join(plane.agent_names) or "none"
+    if config.data_dir == default_data_dir():
+        finding = f"other jobplane commands on this machine find it through {state_path}"
+    else:
+        finding = f"point other commands at it: export JOBPLANE_SERVER={plane.address}"
+    return "\n".join(
+        [
+            f"jobplane is up: server on {plane.address}, {output.count(config.agents, 'agent')} ({agents}) "
+            f"with {output.count(config.slots, 'slot')} each",
+            f"  data and logs:  {config.data_dir} (logs in {plane.log_dir})",
+            f"  submit a job:   jobplane submit {example_path('hello.toml')} --watch",
+            "  look around:    jobplane jobs list | jobplane providers list | jobplane watch",
+            f"  {finding}",
+            "Press Ctrl-C to stop.",
+        ]
+    )
+
+
+def example_path(name: str) -> str:
+    """Where an example job file is on disk (just its name if the package is not on disk)."""
+    example = resources.files("jobplane.examples") / name
+    return str(example) if isinstance(example, Path) else name
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse

@@ -1,0 +1,75 @@
+"""`jobplane watch` over a real gRPC channel to a scripted JobService: resume after a cutoff, stop at the end."""
+
+from __future__ import annotations
+
+import json
+from concurrent import futures
+
+import grpc
+import pytest
+
+from jobplane.client.cli import main
+from jobplane.v1 import event_pb2, job_pb2, job_pb2_grpc, status_pb2
+
+CUTOFF_AFTER = 5  # the server cuts the watcher off after this many events, once
+
+
+def job_event(event_id: int, raw_status: str) -> event_pb2.Event:
+    return event_pb2.Event(id=event_id, kind=event_pb2.EVENT_KIND_JOB, job_id="7", raw_status=raw_status,
+                           status=status_pb2.NORMALIZED_STATUS_RUNNING)
+
+
+class ScriptedJobs(job_pb2_grpc.JobServiceServicer):
+    """Serves a fixed event log; the first stream is cut off as a slow watcher's would be."""
+
+    def __init__(self, log: list[event_pb2.Event]) -> None:
+        self.log = log
+        self.requests: list[int] = []
+
+    def WatchEvents(self, request, context):
+        self.requests.append(request.after_event_id)
+        events = [event for event in self.log if event.id > request.after_event_id]
+        first_stream = len(self.requests) == 1
+        for event in events[:CUTOFF_AFTER] if first_stream else events:
+            yield job_pb2.WatchEventsResponse(events=[event])
+        if first_stream:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"watcher fell behind; resume with after_event_id={CUTOFF_AFTER}")
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(log: list[event_pb2.Event]) -> tuple[str, ScriptedJobs]:
+        jobs = ScriptedJobs(log)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        job_pb2_grpc.add_JobServiceServicer_to_server(jobs, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}", jobs
+
+    yield start
+    for server in servers:
+        server.stop(None)
+
+
+def test_a_watcher_cut_off_for_falling_behind_resumes_without_gap_or_duplicate(serve, capsys):
+    address, jobs = serve([job_event(i, "RUNNING") for i in range(1, 9)])
+
+    code = main(["watch", "--server", address, "-o", "json"])
+
+    ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert ids == list(range(1, 9))
+    assert jobs.requests == [0, CUTOFF_AFTER]
+    assert code == 3  # the server then ended the stream: said, not silently exited 0
+
+
+def test_watching_a_job_stops_at_its_terminal_event(serve, capsys):
+    address, _ = serve([job_event(1, "RUNNING"), job_event(2, "SUCCEEDED"), job_event(3, "RUNNING")])
+
+    code = main(["watch", "7", "--server", address])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert [line.split()[1:3] for line in lines] == [["job", "7"], ["job", "7"]]

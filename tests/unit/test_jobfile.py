@@ -1,0 +1,262 @@
+"""Job files: the examples convert, bad files are reported at the right line, server paths map back."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from jobplane.client import JobFileError, job_spec_from_mapping, load_job_file, parse_job_file
+
+EXAMPLES = resources.files("jobplane.examples")
+EXAMPLE_FILES = sorted(item.name for item in EXAMPLES.iterdir() if item.name.endswith((".toml", ".json")))
+# What the examples may run: present on any Debian/Ubuntu.
+PORTABLE_PROGRAMS = {"sh", "echo", "sleep", "true", "false"}
+
+
+def example(name: str):
+    return parse_job_file(
+        EXAMPLES.joinpath(name).read_text(), name=name, syntax="json" if name.endswith(".json") else "toml"
+    )
+
+
+def problems(text: str, syntax: str = "toml") -> list[str]:
+    with pytest.raises(JobFileError) as caught:
+        parse_job_file(text, name="job." + syntax, syntax=syntax)
+    return [str(problem) for problem in caught.value.problems]
+
+
+# The examples
+
+
+def test_the_examples_include_every_documented_file():
+    expected = {"hello.toml", "hello.json", "sweep.toml", "chunks.toml", "dag.toml", "python.toml", "demo.toml"}
+    assert expected <= set(EXAMPLE_FILES)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_FILES)
+def test_every_example_runs_only_portable_programs_and_existing_callables(name):
+    for task in example(name).spec.tasks:
+        if task.command:
+            assert task.command[0] in PORTABLE_PROGRAMS, f"{name}: {task.name} runs {task.command[0]}"
+        else:
+            module, _, function = task.python.partition(":")
+            assert callable(getattr(importlib.import_module(module), function)), f"{name}: {task.python}"
+
+
+def test_hello_json_is_the_same_job_as_hello_toml():
+    assert example("hello.json").spec == example("hello.toml").spec
+    assert list(example("hello.toml").spec.tasks[0].command) == ["echo", "hello from jobplane"]
+
+
+def test_sweep_keeps_the_matrix_in_file_order_and_the_placeholders_for_the_server():
+    (train,) = example("sweep.toml").spec.tasks
+    assert [(p.name, json.loads(p.values_json)) for p in train.matrix] == [("lr", [0.1, 0.01]), ("batch", [16, 32])]
+    assert "lr={lr}" in train.command[2]
+    assert train.env["RUN"] == "lr-{lr}-batch-{batch}"
+    assert train.timeout_seconds == 60
+
+
+def test_chunks_become_items_json_and_chunk_size():
+    (task,) = example("chunks.toml").spec.tasks
+    assert task.python == "jobplane.examples.funcs:sum_items"
+    assert json.loads(task.items_json) == list(range(1, 11))
+    assert task.chunk_size == 3
+
+
+def test_dag_wires_load_after_both_transforms():
+    spec = example("dag.toml").spec
+    after = {task.name: list(task.after) for task in spec.tasks}
+    assert after == {
+        "extract": [],
+        "transform_left": ["extract"],
+        "transform_right": ["extract"],
+        "load": ["transform_left", "transform_right"],
+    }
+    assert spec.priority == 5
+    assert spec.tasks[0].command[:2] == ["sh", "-c"]  # a command string is split like a shell would
+
+
+def test_python_args_table_is_keyword_arguments_and_array_is_positional():
+    tasks = {task.name: task for task in example("python.toml").spec.tasks}
+    assert json.loads(tasks["square"].args_json) == {"x": 7}
+    assert json.loads(tasks["add"].args_json) == [2, 3]
+
+
+def test_the_example_callables_compute_what_their_names_say():
+    funcs = importlib.import_module("jobplane.examples.funcs")
+    assert (funcs.square(3), funcs.add(2, 3), funcs.sum_items([1, 2, 3]), funcs.noop()) == (9, 5, 6, None)
+    with pytest.raises(RuntimeError, match="boom"):
+        funcs.fail("boom")
+
+
+def test_demo_is_a_small_graph_of_commands_and_python_calls():
+    tasks = example("demo.toml").spec.tasks
+    assert {bool(task.command) for task in tasks} == {True, False}
+    assert any(task.matrix for task in tasks) and any(task.items_json for task in tasks)
+    assert any(task.after for task in tasks)
+
+
+# Conversion details
+
+
+def test_numbers_and_booleans_in_env_requires_and_labels_become_strings():
+    spec = parse_job_file(
+        'name = "j"\nlabels = { tier = 1 }\n[[tasks]]\nname = "t"\ncommand = "true"\n'
+        "env = { RETRIES = 3, RATIO = 0.5 }\nrequires = { gpu = false }\n"
+    ).spec
+    assert dict(spec.labels) == {"tier": "1"}
+    assert dict(spec.tasks[0].env) == {"RETRIES": "3", "RATIO": "0.5"}
+    assert dict(spec.tasks[0].requires) == {"gpu": "false"}
+
+
+def test_supervision_settings_convert_to_their_proto_fields():
+    spec = parse_job_file(
+        'name = "j"\nwait_for_providers = true\n[[tasks]]\nname = "t"\ncommand = "true"\n'
+        'expected = 30\nretry_backoff = 0.5\nretry_on = ["timeout", "exit_code:3"]\n'
+    ).spec
+    assert spec.wait_for_providers
+    (task,) = spec.tasks
+    assert (task.expected_seconds, task.retry_backoff_seconds, list(task.retry_on)) == (30, 0.5, ["timeout", "exit_code:3"])
+    job_file = parse_job_file('name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nexpected = 30\n', name="job.toml")
+    assert str(job_file.locate("spec.tasks[0].expected_seconds: must be > 0")) == "job.toml:5: tasks[0].expected: must be > 0"
+
+
+def test_a_mapping_converts_like_a_file_and_reports_paths_without_lines():
+    spec = job_spec_from_mapping({"name": "j", "tasks": [{"name": "t", "command": "echo 'a b'"}]})
+    assert list(spec.tasks[0].command) == ["echo", "a b"]
+    with pytest.raises(JobFileError) as caught:
+        job_spec_from_mapping({"name": "j", "tasks": [{"name": "t", "command": 3}]})
+    assert str(caught.value) == "tasks[0].command: expected a list of strings or a string; got an integer"
+
+
+def test_load_job_file_reads_by_extension_and_names_the_file(tmp_path: Path):
+    path = tmp_path / "job.json"
+    path.write_text('{"name": "j", "tasks": [{"name": "t", "command": ["true"]}]}')
+    assert load_job_file(path).spec.tasks[0].name == "t"
+    with pytest.raises(JobFileError, match=r"missing\.toml: cannot read the job file"):
+        load_job_file(tmp_path / "missing.toml")
+
+
+# Bad files: every problem names its field and line
+
+
+def test_toml_syntax_error_names_the_line():
+    assert problems('name = "j"\n[[tasks]]\nname = \n') == ["job.toml:3: invalid TOML: Invalid value (column 8)"]
+
+
+def test_json_syntax_error_names_the_line():
+    (problem,) = problems('{"name": "j",\n "tasks": [\n  {"name": "t"\n  "command": []}]}', "json")
+    assert problem.startswith("job.json:4: invalid JSON: Expecting ',' delimiter")
+
+
+def test_unknown_key_names_its_line_and_suggests_the_known_one():
+    text = 'name = "j"\n[[tasks]]\nname = "t"\ncomand = ["true"]\n'
+    assert problems(text) == ['job.toml:4: tasks[0].comand: unknown key; did you mean "command"?']
+
+
+def test_wrong_types_name_the_field_path_and_line():
+    text = 'name = "j"\npriority = "high"\n[[tasks]]\nname = "a"\ncommand = ["true"]\n[[tasks]]\nname = "b"\ncommand = 3\n'
+    assert problems(text) == [
+        "job.toml:2: priority: expected an integer; got a string",
+        "job.toml:8: tasks[1].command: expected a list of strings or a string; got an integer",
+    ]
+
+
+def test_env_value_of_the_wrong_type_in_a_subtable_points_at_its_line():
+    text = 'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\n[tasks.env]\nA = "1"\nB = [2]\n'
+    assert problems(text) == ["job.toml:7: tasks[0].env.B: expected a string; got a list"]
+
+
+def test_missing_names_point_at_the_top_and_at_the_task_header():
+    assert problems('priority = 1\n[[tasks]]\ncommand = "true"\n[[tasks]]\nname = "b"\ncommand = "true"\n') == [
+        'job.toml:1: name: missing; add name = "..."',
+        'job.toml:2: tasks[0].name: missing; add name = "..."',
+    ]
+
+
+def test_a_job_without_tasks_is_reported():
+    assert problems('name = "j"\n') == ["job.toml:1: tasks: missing; add at least one [[tasks]] table"]
+
+
+@pytest.mark.parametrize(
+    ("matrix", "problem"),
+    [
+        ("matrix = [1, 2]", "job.toml:5: tasks[0].matrix: expected a table of lists, e.g. { lr = [0.1, 0.01] }; got a list"),
+        ("matrix = { lr = 0.1 }", "job.toml:5: tasks[0].matrix.lr: expected a list of values to sweep; got a number"),
+    ],
+)
+def test_matrix_must_be_a_table_of_lists(matrix, problem):
+    assert problems(f'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\n{matrix}\n') == [problem]
+
+
+def test_a_task_needs_exactly_one_of_command_and_python():
+    text = 'name = "j"\n[[tasks]]\nname = "a"\n[[tasks]]\nname = "b"\ncommand = "true"\npython = "m:f"\n'
+    assert problems(text) == [
+        'job.toml:2: tasks[0]: missing command or python; add command = ["..."] or python = "module:function"',
+        "job.toml:7: tasks[1].python: set either command or python, not both",
+    ]
+
+
+def test_json_problems_point_at_the_exact_line_of_nested_values():
+    text = '{\n  "name": "j",\n  "tasks": [\n    {"name": "t",\n     "command": ["true"],\n     "env": {\n       "X": {"y": 1}\n     }}\n  ]\n}\n'
+    assert problems(text, "json") == ["job.json:7: tasks[0].env.X: expected a string; got an object"]
+
+
+def test_key_lookalikes_inside_multiline_arrays_and_strings_do_not_move_lines():
+    text = (
+        'name = "j"\n'
+        "[[tasks]]\n"
+        'name = "t"\n'
+        'command = [\n  "sh",\n  "-c",\n  """\ntimeout = 1\n""",\n]\n'
+        "timeout = true\n"
+    )
+    assert problems(text) == ["job.toml:11: tasks[0].timeout: expected a number of seconds; got a boolean"]
+
+
+# Server INVALID_ARGUMENT paths back to file lines
+
+
+DAG = """name = "j"
+
+[[tasks]]
+name = "a"
+command = ["true"]
+
+[[tasks]]
+name = "b"
+python = "m:f"
+args = { x = 1 }
+matrix = { lr = [0.1], batch = [] }
+after = [
+  "a",
+  "x",
+]
+"""
+
+
+@pytest.mark.parametrize(
+    ("message", "located"),
+    [
+        (
+            'spec.tasks[1].after[0]: unknown task "x"; name a task of this job',
+            'job.toml:12: tasks[1].after: unknown task "x"; name a task of this job',
+        ),
+        ("spec.tasks[1].args_json: must be an object or an array", "job.toml:10: tasks[1].args: must be an object or an array"),
+        ("spec.tasks[1].timeout_seconds: must be >= 0", "job.toml:7: tasks[1].timeout: must be >= 0"),
+        ("spec.tasks[1].matrix[1].values_json: must not be empty", "job.toml:11: tasks[1].matrix.batch: must not be empty"),
+        ("spec.name: must not be empty; give the job a name", "job.toml:1: name: must not be empty; give the job a name"),
+        ("job rejected", "job.toml: job rejected"),
+    ],
+)
+def test_server_field_paths_map_back_to_file_names_and_lines(message, located):
+    assert str(parse_job_file(DAG, name="job.toml").locate(message)) == located
+
+
+def test_server_paths_find_exact_lines_in_json_files():
+    text = '{"name": "j",\n "tasks": [\n  {"name": "a", "command": ["true"]},\n  {"name": "b", "command": ["true"],\n   "after": ["x"]}\n ]}\n'
+    job_file = parse_job_file(text, name="job.json", syntax="json")
+    assert str(job_file.locate('spec.tasks[1].after[0]: unknown task "x"')) == 'job.json:5: tasks[1].after: unknown task "x"'
