@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .results import TAIL_LIMIT, AttemptResult, Outcome, StopRequest
+from .results import TAIL_LIMIT, AttemptResult, Outcome, Started, StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,11 @@ class Tail:
     def __init__(self, limit: int = TAIL_LIMIT) -> None:
         self._limit = limit
         self._buffer = bytearray()
+        self.total = 0  # bytes ever fed
 
     def feed(self, chunk: bytes) -> None:
         """Append a chunk, forgetting what falls off the front."""
+        self.total += len(chunk)
         self._buffer += chunk
         if len(self._buffer) > self._limit:
             del self._buffer[: -self._limit]
@@ -57,34 +59,56 @@ async def run_command(
     *,
     kill_grace: float = 3.0,
     stop: asyncio.Future[StopRequest] | None = None,
-    on_start: Callable[[], None] | None = None,
+    on_start: Callable[[Started], None] | None = None,
 ) -> AttemptResult:
     """Run the command to its end, a timeout or a stop request, and describe how it ended."""
     try:
-        proc = await _spawn(spec)
+        transport, protocol = await _spawn(spec)
     except (OSError, ValueError) as exc:
         return _failed_to_start(spec, exc)
-    if on_start is not None:
-        on_start()
+    pid = transport.get_pid()
     stdout, stderr = Tail(), Tail()
+    if on_start is not None:
+        on_start(Started(pid, lambda: stdout.total + stderr.total))
     readers = [
-        asyncio.create_task(stdout.drain(proc.stdout)),  # type: ignore[arg-type]
-        asyncio.create_task(stderr.drain(proc.stderr)),  # type: ignore[arg-type]
+        asyncio.create_task(stdout.drain(protocol.stdout)),  # type: ignore[arg-type]
+        asyncio.create_task(stderr.drain(protocol.stderr)),  # type: ignore[arg-type]
     ]
     try:
-        stopped = await _wait(proc, spec.timeout, stop, kill_grace)
+        stopped = await _wait(pid, protocol.exited, spec.timeout, stop, kill_grace)
     finally:
         # Whatever the task left behind in its group goes with it, so nothing holds its
         # pipes open and no orphan outlives the attempt.
-        _signal_group(proc.pid, signal.SIGKILL)
+        _signal_group(pid, signal.SIGKILL)
         await _finish_readers(readers)
-    return _result(proc.returncode, stopped, stdout.text(), stderr.text())
+        transport.close()
+    return _result(transport.get_returncode(), stopped, stdout.text(), stderr.text())
 
 
-async def _spawn(spec: CommandSpec) -> asyncio.subprocess.Process:
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Stream protocol that also says when the process exits.
+
+    Process.wait() (Python 3.11) returns only once the pipes close too, which a grandchild
+    can hold open forever; `exited` resolves when the task's own process ends.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=_READ_CHUNK, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _spawn(spec: CommandSpec) -> tuple[asyncio.SubprocessTransport, _Protocol]:
+    """Start the command, as asyncio.create_subprocess_exec does, with our protocol."""
     if not spec.argv:
-        raise ValueError("the command is empty")
-    return await asyncio.create_subprocess_exec(
+        raise ValueError("the command is empty (spec.command has no argv)")
+    loop = asyncio.get_running_loop()
+    return await loop.subprocess_exec(  # type: ignore[return-value]
+        lambda: _Protocol(loop),
         *spec.argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -97,13 +121,13 @@ async def _spawn(spec: CommandSpec) -> asyncio.subprocess.Process:
 
 
 async def _wait(
-    proc: asyncio.subprocess.Process,
+    pid: int,
+    exited: asyncio.Future[None],
     timeout: float,
     stop: asyncio.Future[StopRequest] | None,
     kill_grace: float,
 ) -> StopRequest | None:
     """Wait for the process to exit; if it is stopped first, kill it and say why."""
-    exited = asyncio.create_task(proc.wait())
     watched: set[asyncio.Future] = {exited}
     if stop is not None:
         watched.add(stop)
@@ -113,11 +137,11 @@ async def _wait(
     if exited in done:
         return None
     request = stop.result() if stop is not None and stop in done else StopRequest.timeout(timeout)
-    await _terminate(proc.pid, exited, kill_grace)
+    await _terminate(pid, exited, kill_grace)
     return request
 
 
-async def _terminate(pid: int, exited: asyncio.Task, kill_grace: float) -> None:
+async def _terminate(pid: int, exited: asyncio.Future[None], kill_grace: float) -> None:
     """SIGTERM the process group, then SIGKILL it if the leader outlives the grace period."""
     _signal_group(pid, signal.SIGTERM)
     done, _ = await asyncio.wait({exited}, timeout=kill_grace)
@@ -148,7 +172,8 @@ def _result(
 ) -> AttemptResult:
     raw, exit_code = _exit_status(returncode)
     if stopped is not None:
-        return stopped.result(raw, exit_code=exit_code, stdout_tail=stdout, stderr_tail=stderr)
+        # We ended it, so its exit status is no verdict on the task: it stays in `raw` only.
+        return stopped.result(raw, stdout_tail=stdout, stderr_tail=stderr)
     if exit_code == 0:
         outcome, error = Outcome.SUCCEEDED, ""
     elif exit_code is not None:
@@ -183,7 +208,11 @@ def _signal_name(signum: int) -> str:
 
 
 def _failed_to_start(spec: CommandSpec, exc: OSError | ValueError) -> AttemptResult:
-    program = spec.argv[0] if spec.argv else ""
+    if not spec.argv:
+        return AttemptResult(
+            outcome=Outcome.FAILED, error=f"cannot start: {exc}", raw={"state": "failed_to_start"}
+        )
+    program = spec.argv[0]
     if isinstance(exc, OSError):
         why = exc.strerror or str(exc)
         if spec.cwd and exc.filename == spec.cwd:

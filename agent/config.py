@@ -27,6 +27,8 @@ class AgentConfig:
     kill_grace: float = 3.0
     # Default working directory of tasks; also put on sys.path of Python workers.
     work_dir: str = field(default_factory=os.getcwd)
+    # Take work only when the server activates this provider (queued demand beyond capacity).
+    standby: bool = False
 
     def __post_init__(self) -> None:
         if not self.server:

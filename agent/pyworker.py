@@ -61,17 +61,22 @@ def serve(conn: Connection, work_dir: str) -> None:
             return  # the agent has gone
         if call is None:
             return
-        conn.send(run_call(functions, call))
+        reply = run_call(functions, call)
+        try:
+            conn.send(reply)
+        except OSError:
+            return  # the agent went away while the call ran
 
 
 def run_call(functions: dict[str, Callable[..., Any]], call: Call) -> Reply:
     """Resolve, call and JSON-encode, turning every failure into an "error" reply."""
-    try:
-        function = functions.get(call.target) or resolve(call.target)
-    except BaseException as exc:
-        return Reply("error", exception_type=type(exc).__name__,
-                     error=f"cannot load {call.target!r}: {_describe(exc)}")
-    functions[call.target] = function
+    if call.target not in functions:
+        try:
+            functions[call.target] = resolve(call.target)
+        except BaseException as exc:  # ImportError, AttributeError, SyntaxError, SystemExit...
+            return Reply("error", exception_type=type(exc).__name__,
+                         error=f"cannot load {call.target!r}: {_describe(exc)}")
+    function = functions[call.target]
     try:
         args, kwargs = parse_args(call.args_json)
     except ValueError as exc:
@@ -93,7 +98,8 @@ def _invoke(
     try:
         value = function(*args, **kwargs)
     except BaseException as exc:  # SystemExit too: the task failed, the worker lives on
-        traceback.print_exc(file=stderr)
+        # The traceback starts at the task's own code, not at this frame.
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=stderr)
         return Reply("error", exception_type=type(exc).__name__, error=_describe(exc))
     try:
         return Reply("ok", result_json=json.dumps(value))
@@ -137,15 +143,17 @@ def _task_context(
 ) -> Iterator[None]:
     """Run with the task's environment, working directory and captured output; restore after."""
     saved_env = {key: os.environ.get(key) for key in env}
-    saved_cwd = os.getcwd() if cwd else ""
+    # Most calls run in the agent's work dir, where the worker already is: no chdir then.
+    saved_cwd = os.getcwd()
+    moved = bool(cwd) and cwd != saved_cwd
     os.environ.update(env)
     try:
-        if cwd:
+        if moved:
             os.chdir(cwd)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             yield
     finally:
-        if saved_cwd:
+        if moved or os.getcwd() != saved_cwd:  # the function may have moved, too
             os.chdir(saved_cwd)
         for key, value in saved_env.items():
             if value is None:

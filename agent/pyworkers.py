@@ -14,10 +14,11 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 
 from . import pyworker
-from .results import AttemptResult, Outcome, StopRequest, request_stop
+from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class WorkerPool:
         call: PyCall,
         *,
         stop: asyncio.Future[StopRequest] | None = None,
-        on_start: Callable[[], None] | None = None,
+        on_start: Callable[[Started], None] | None = None,
     ) -> AttemptResult:
         """Run the call in a free worker until it returns, raises, times out or is stopped."""
         assert self._loop is not None, "WorkerPool.start() was not called"
@@ -87,7 +88,7 @@ class WorkerPool:
         if worker is None:
             return stop.result().result()
         if on_start is not None:
-            on_start()
+            on_start(Started(worker.process.pid))  # type: ignore[arg-type]
         return await self._await_reply(worker, call, stop)
 
     async def close(self) -> None:
@@ -101,12 +102,13 @@ class WorkerPool:
         """Hand the call to an idle worker; None if the attempt was stopped before that."""
         request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd)
         while (worker := await self._next_idle(stop)) is not None:
-            worker.reply = self._loop.create_future()  # type: ignore[union-attr]
             try:
                 worker.conn.send(request)
             except OSError:
                 self._lost(worker)  # it died while idle; try the next one
                 continue
+            # Set before the loop next runs, so before _on_readable can see the answer.
+            worker.reply = self._loop.create_future()  # type: ignore[union-attr]
             return worker
         return None
 
@@ -195,18 +197,20 @@ class WorkerPool:
         """A worker died on its own (crash, os._exit, killed from outside): replace it."""
         if not worker.alive:
             return
+        pid = worker.process.pid
         self._retire(worker)
         reaped = self._reap(worker)
         if worker.ready:
-            log.warning("python worker %d died; starting a replacement", worker.process.pid)
+            log.warning("python worker %d died; starting a replacement", pid)
             self._spawn()
         else:
             log.error("python worker %d died while starting; retrying in %.0f s",
-                      worker.process.pid, _RESPAWN_PAUSE)
+                      pid, _RESPAWN_PAUSE)
             self._loop.call_later(_RESPAWN_PAUSE, self._spawn)  # type: ignore[union-attr]
         reply = worker.reply
-        if reply is not None and not reply.done():
-            reaped.add_done_callback(lambda t: reply.done() or reply.set_result(t.result()))
+        if reply is not None:
+            # Its call fails once we know how the worker ended (the exit code).
+            reaped.add_done_callback(partial(_answer_with_exit_code, reply))
 
     def _kill(self, worker: _Worker) -> None:
         """Kill a worker (and whatever its call started) and start a replacement."""
@@ -288,9 +292,18 @@ def _from_reply(reply: pyworker.Reply) -> AttemptResult:
     )
 
 
+def _answer_with_exit_code(reply: asyncio.Future[object], reaped: asyncio.Task) -> None:
+    if not reply.done():
+        failed = reaped.cancelled() or reaped.exception() is not None
+        reply.set_result(None if failed else reaped.result())
+
+
 def _died(target: str, exit_code: int | None) -> AttemptResult:
     if exit_code is not None and exit_code < 0:
-        how = f"was killed by {signal.Signals(-exit_code).name}"
+        try:
+            how = f"was killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            how = f"was killed by signal {-exit_code}"
     else:
         how = f"exited with code {exit_code}"
     return AttemptResult(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Bytes (commands) or characters (Python tasks) kept of each output stream.
@@ -32,6 +33,20 @@ class AttemptResult:
     raw: dict[str, str] = field(default_factory=dict)
 
 
+def _no_output() -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a runner says when an attempt starts: where it runs, and how to count its output."""
+
+    # The process group running it (a command's own group, or its Python worker's).
+    pgid: int
+    # Bytes of output so far; grows while the attempt does something observable.
+    output_bytes: Callable[[], int] = _no_output
+
+
 @dataclass(frozen=True)
 class StopRequest:
     """Why an attempt is being stopped from outside: the outcome to report and the raw state."""
@@ -55,13 +70,16 @@ class StopRequest:
         """The agent is shutting down."""
         return cls(Outcome.FAILED, "agent shutting down", "agent_shutdown")
 
-    def result(self, raw: dict[str, str] | None = None, **details: object) -> AttemptResult:
-        """The result of an attempt stopped for this reason."""
+    def result(
+        self, raw: dict[str, str] | None = None, *, stdout_tail: str = "", stderr_tail: str = ""
+    ) -> AttemptResult:
+        """The result of an attempt stopped for this reason; `raw` adds what the runner saw."""
         return AttemptResult(
             outcome=self.outcome,
             error=self.reason,
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
             raw={"state": self.raw_state, **(raw or {})},
-            **details,  # type: ignore[arg-type]
         )
 
 

@@ -51,5 +51,4 @@ def _postgres(parsed) -> PostgresqlDatabase:
         password=parsed.password,
         host=parsed.hostname,
         port=parsed.port,
-        autorollback=True,
     )

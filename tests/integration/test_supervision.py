@@ -16,7 +16,8 @@ TASK_RUNNING = 4
 
 
 def provider_state(cluster, name):
-    return cluster.client.get_provider(name).state
+    """The provider's state, or None before it first connected."""
+    return next((p.state for p in cluster.client.list_providers() if p.id == name), None)
 
 
 def running_on(cluster, job_id, name):

@@ -1,0 +1,227 @@
+"""The Agent: runs what the server assigns, within its slots, and reports how each attempt ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from jobplane.v1 import provider_pb2
+
+from .commands import CommandSpec, run_command
+from .config import AgentConfig
+from .link import Link
+from .outbox import Outbox
+from .procstat import cpu_ticks_by_group
+from .pyworkers import PyCall, WorkerPool
+from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
+
+log = logging.getLogger(__name__)
+
+# On shutdown, how long to wait for the server to acknowledge the last reports.
+SHUTDOWN_FLUSH_SECONDS = 2.0
+# On shutdown, how long the server has to end the stream after our goodbye.
+SHUTDOWN_CLOSE_SECONDS = 1.0
+
+AttemptKey = tuple[str, int]
+
+
+@dataclass
+class _Attempt:
+    """An attempt the agent holds: its stop handle, the task running it, and once it runs, where."""
+
+    stop: asyncio.Future[StopRequest]
+    task: asyncio.Task[None]
+    started: Started | None = None
+    started_at: float = 0.0
+
+
+class Agent:
+    """Connects to the server, runs the attempts it assigns and reports how they end."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self._outbox = Outbox()
+        self._pool = WorkerPool(config.slots, work_dir=config.work_dir)
+        self._link = Link(config, self._outbox, self)
+        self._slots = asyncio.Semaphore(config.slots)
+        self._attempts: dict[AttemptKey, _Attempt] = {}
+        self._running = 0
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._started = False
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Run until `stop()` is called; raises NameInUse or HelloRejected if the server refuses us."""
+        if self._started:
+            raise RuntimeError("an Agent can run only once")
+        self._started = True
+        self._pool.start()
+        link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            await asyncio.wait({link, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            await self._shutdown(link)
+            self._stopped.set()
+        if not link.cancelled():
+            link.result()
+
+    async def stop(self) -> None:
+        """Stop running attempts, report them, disconnect, and wait until `run()` is done."""
+        self._stop_requested.set()
+        if self._started:
+            await self._stopped.wait()
+
+    # The LinkHandler side: called by the link for the server.
+
+    def held_attempts(self) -> list[AttemptKey]:
+        """Attempts running or queued here, or finished with the report not yet acknowledged."""
+        # Finished ones count as held so that a reconnect keeps them with us until their
+        # re-sent FINISHED report lands, instead of the server handing them on and rerunning them.
+        return list(self._attempts) + self._outbox.finishing()
+
+    def free_slots(self) -> int:
+        """Slots not taken by a running or queued attempt."""
+        return max(0, self.config.slots - len(self._attempts))
+
+    def running_count(self) -> int:
+        """Attempts running right now."""
+        return self._running
+
+    def on_assign(self, assignments: list[provider_pb2.Assignment]) -> None:
+        """Start each assignment, or queue it until a slot is free."""
+        loop = asyncio.get_running_loop()
+        for assignment in assignments:
+            key = (assignment.task_id, assignment.attempt)
+            if key in self._attempts:
+                log.warning("ignoring a second assignment of task %s attempt %d", *key)
+            elif self._stopping:
+                self._outbox.finished(*key, StopRequest.shutdown().result())
+            else:
+                stop: asyncio.Future[StopRequest] = loop.create_future()
+                task = asyncio.create_task(self._run_attempt(assignment, stop))
+                self._attempts[key] = _Attempt(stop, task)
+
+    def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
+        """Stop each attempt that is running or queued here; others are not ours to stop."""
+        for ref in attempts:
+            attempt = self._attempts.get((ref.task_id, ref.attempt))
+            if attempt is not None:
+                request_stop(attempt.stop, StopRequest.cancel(reason))
+
+    async def running_status(self) -> list[provider_pb2.AttemptStatus]:
+        """How far each running attempt has got: its output bytes plus its CPU ticks."""
+        running = [(key, a) for key, a in self._attempts.items() if a.started is not None]
+        groups = {a.started.pgid for _, a in running}  # type: ignore[union-attr]
+        ticks = await asyncio.to_thread(cpu_ticks_by_group, groups) if groups else {}
+        now = time.monotonic()
+        return [
+            provider_pb2.AttemptStatus(
+                task_id=task_id,
+                attempt=number,
+                progress=a.started.output_bytes() + ticks.get(a.started.pgid, 0),  # type: ignore[union-attr]
+                running_seconds=now - a.started_at,
+            )
+            for (task_id, number), a in running
+        ]
+
+    # Running attempts.
+
+    async def _run_attempt(
+        self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
+    ) -> None:
+        key = (assignment.task_id, assignment.attempt)
+        try:
+            async with self._slots:  # more assignments than slots wait here
+                result = await self._execute(assignment, stop)
+        except Exception as exc:  # a bug here must not leave the attempt unreported
+            log.exception("task %s attempt %d failed inside the agent", *key)
+            result = AttemptResult(Outcome.FAILED, error=f"agent error: {exc!r}",
+                                   raw={"state": "agent_error"})
+        log.debug("task %s attempt %d: %s %s", *key, result.outcome.value, result.error)
+        self._outbox.finished(*key, result)
+        del self._attempts[key]
+
+    async def _execute(
+        self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
+    ) -> AttemptResult:
+        if stop.done():  # cancelled while it waited for a slot
+            return stop.result().result()
+        spec = assignment.spec
+        if bool(spec.command) == bool(spec.python):
+            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"},
+                                 error="the task spec must set exactly one of command and python")
+        key = (assignment.task_id, assignment.attempt)
+
+        def on_start(started: Started) -> None:
+            self._attempts[key].started, self._attempts[key].started_at = started, time.monotonic()
+            self._outbox.started(*key)
+
+        self._running += 1
+        try:
+            if spec.python:
+                return await self._pool.run(self._py_call(assignment), stop=stop, on_start=on_start)
+            return await run_command(self._command(assignment), kill_grace=self.config.kill_grace,
+                                     stop=stop, on_start=on_start)
+        finally:
+            self._running -= 1
+
+    def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
+        spec = assignment.spec
+        env = {**os.environ, **spec.env, **_task_env(assignment)}
+        return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds)
+
+    def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
+        spec = assignment.spec
+        env = {**spec.env, **_task_env(assignment)}
+        return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds)
+
+    def _cwd(self, cwd: str) -> str:
+        # A relative spec.cwd is taken relative to the agent's work dir.
+        return os.path.join(self.config.work_dir, cwd) if cwd else self.config.work_dir
+
+    # Shutting down.
+
+    async def _shutdown(self, link: asyncio.Task[None]) -> None:
+        self._stopping = True
+        await self._stop_attempts()
+        if not link.done():
+            await self._say_goodbye(link)
+        await self._pool.close()
+
+    async def _stop_attempts(self) -> None:
+        """Stop every attempt held here; each reports FAILED "agent shutting down"."""
+        for attempt in self._attempts.values():
+            request_stop(attempt.stop, StopRequest.shutdown())
+        tasks = [attempt.task for attempt in self._attempts.values()]
+        if tasks:
+            log.info("stopping %d running attempts", len(tasks))
+            await asyncio.wait(tasks)
+
+    async def _say_goodbye(self, link: asyncio.Task[None]) -> None:
+        """Deliver the last reports if the stream is up (best effort), then close it."""
+        if not await self._link.flush(SHUTDOWN_FLUSH_SECONDS) and self._outbox.unacknowledged():
+            log.warning("%d reports were not acknowledged before shutdown",
+                        self._outbox.unacknowledged())
+        try:
+            await asyncio.wait_for(self._link.close(), SHUTDOWN_CLOSE_SECONDS)
+            await asyncio.wait({link}, timeout=SHUTDOWN_CLOSE_SECONDS)
+        except TimeoutError:
+            pass  # a server that does not read; cancelling the stream below is goodbye enough
+        link.cancel()
+        await asyncio.gather(link, return_exceptions=True)
+
+
+def _task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
+    """The variables that tell a task who it is."""
+    return {
+        "JOBPLANE_TASK_ID": assignment.task_id,
+        "JOBPLANE_JOB_ID": assignment.job_id,
+        "JOBPLANE_ATTEMPT": str(assignment.attempt),
+        "JOBPLANE_TASK_NAME": assignment.task_name,
+    }

@@ -1,0 +1,255 @@
+"""The agent's end of ProviderService.Connect: hello, heartbeats, reports and acks, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import grpc
+
+from jobplane.client.channel import open_aio_channel
+from jobplane.v1 import provider_pb2, provider_pb2_grpc
+
+from .config import AgentConfig
+from .errors import HelloRejected, NameInUse
+from .facts import load_average, machine_facts
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.1
+BACKOFF_CAP = 2.0
+# ALREADY_EXISTS may be our own previous stream that the server has not torn down yet.
+NAME_IN_USE_PATIENCE = 3.0
+# After half-closing the stream, how long the server has to end it before we cancel it.
+CLOSE_GRACE = 1.0
+
+
+class LinkHandler(Protocol):
+    """What the link needs from the agent that owns it."""
+
+    def held_attempts(self) -> list[tuple[str, int]]:
+        """(task_id, attempt) of every attempt held: running, queued, or finished but unacknowledged."""
+
+    def free_slots(self) -> int:
+        """Slots neither running nor holding a queued attempt."""
+
+    def running_count(self) -> int:
+        """Attempts running right now."""
+
+    def on_assign(self, assignments: list[provider_pb2.Assignment]) -> None:
+        """Start (or queue) these attempts."""
+
+    def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
+        """Stop these attempts if they are running."""
+
+    async def running_status(self) -> list[provider_pb2.AttemptStatus]:
+        """Progress of every running attempt, for a probe."""
+
+
+class _StreamEnded(Exception):
+    """The server ended the stream without an error status."""
+
+
+class Link:
+    """Keeps one Connect stream open to the server, reconnecting with backoff until closed."""
+
+    def __init__(self, config: AgentConfig, outbox: Outbox, handler: LinkHandler) -> None:
+        self._config = config
+        self._outbox = outbox
+        self._handler = handler
+        self._facts = machine_facts()
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._write_lock = asyncio.Lock()
+        self._welcomed = False
+        self._closing = False
+        # Failed attempts to connect since the last welcome; only the first is logged loudly.
+        self._failures = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether a stream is open and welcomed."""
+        return self._welcomed and self._call is not None
+
+    async def run(self) -> None:
+        """Stay connected (reconnecting with backoff) until close(); raises NameInUse, HelloRejected."""
+        channel = open_aio_channel(self._config.server)
+        stub = provider_pb2_grpc.ProviderServiceStub(channel)
+        delay = BACKOFF_FIRST
+        name_in_use_since: float | None = None
+        try:
+            while not self._closing:
+                try:
+                    await self._session(stub)
+                except grpc.aio.AioRpcError as exc:
+                    name_in_use_since = self._check_permanent(exc, name_in_use_since)
+                    self._log_disconnect(f"{exc.code().name}: {exc.details()}")
+                except _StreamEnded as exc:
+                    self._log_disconnect(str(exc))
+                except Exception:  # a bug or an unforeseen gRPC failure: stay up, say it loudly
+                    log.exception("the link to %s failed unexpectedly; reconnecting",
+                                  self._config.server)
+                if self._welcomed:
+                    delay = BACKOFF_FIRST
+                    self._welcomed = False
+                if not self._closing:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, BACKOFF_CAP)
+        finally:
+            await channel.close()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every report is sent and acknowledged; False if disconnected or too slow."""
+        if not self.connected:
+            return False
+        try:
+            await asyncio.wait_for(self._outbox.wait_settled(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Half-close the stream so the server sees a clean goodbye; `run()` then returns."""
+        self._closing = True
+        async with self._write_lock:
+            if self._call is not None and not self._call.done():
+                try:
+                    await self._call.done_writing()
+                except (grpc.aio.AioRpcError, grpc.aio.UsageError):
+                    pass
+
+    async def _session(self, stub: provider_pb2_grpc.ProviderServiceStub) -> None:
+        """One stream, from hello to its end."""
+        call = stub.Connect()
+        self._call = call
+        try:
+            await self._write(call, provider_pb2.ConnectRequest(hello=self._hello()))
+            await self._read_welcome(call)
+            for batch in self._outbox.resend_batches():
+                await self._write(call, provider_pb2.ConnectRequest(reports=batch))
+            ready = provider_pb2.Ready(free_slots=self._handler.free_slots())
+            await self._write(call, provider_pb2.ConnectRequest(ready=ready))
+            await _until_first_ends(
+                self._send_reports(call), self._send_heartbeats(call), self._receive(call)
+            )
+        finally:
+            self._call = None
+            call.cancel()
+
+    def _hello(self) -> provider_pb2.Hello:
+        config = self._config
+        return provider_pb2.Hello(
+            name=config.name,
+            facts=self._facts,
+            labels=config.labels,
+            slots=config.slots,
+            heartbeat_interval_seconds=config.heartbeat_interval,
+            standby=config.standby,
+            running=[
+                provider_pb2.AttemptRef(task_id=task_id, attempt=attempt)
+                for task_id, attempt in self._handler.held_attempts()
+            ],
+        )
+
+    async def _read_welcome(self, call: grpc.aio.StreamStreamCall) -> None:
+        response = await call.read()
+        if response is grpc.aio.EOF:
+            raise _StreamEnded("the server closed the stream before its welcome")
+        if response.WhichOneof("message") != "welcome":
+            raise _StreamEnded(f"expected a welcome, got {response.WhichOneof('message')}")
+        self._welcomed = True
+        self._failures = 0
+        config = self._config
+        log.info("connected to %s as %s with %d slots", config.server, config.name, config.slots)
+
+    async def _send_reports(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            batch = await self._outbox.next_batch()
+            await self._write(call, provider_pb2.ConnectRequest(reports=batch))
+
+    async def _send_heartbeats(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            await asyncio.sleep(self._config.heartbeat_interval)
+            heartbeat = provider_pb2.Heartbeat(
+                free_slots=self._handler.free_slots(),
+                running=self._handler.running_count(),
+                load_average=load_average(),
+            )
+            await self._write(call, provider_pb2.ConnectRequest(heartbeat=heartbeat))
+
+    async def _receive(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                raise _StreamEnded("the server closed the stream")
+            if response.WhichOneof("message") == "probe":
+                await self._answer_probe(call, response.probe.probe_id)
+            else:
+                self._dispatch(response)
+
+    async def _answer_probe(self, call: grpc.aio.StreamStreamCall, probe_id: int) -> None:
+        """Answer "are you there?" with how each running attempt is doing."""
+        running = await self._handler.running_status()
+        reply = provider_pb2.ProbeReply(probe_id=probe_id, running=running)
+        await self._write(call, provider_pb2.ConnectRequest(probe_reply=reply))
+
+    def _dispatch(self, response: provider_pb2.ConnectResponse) -> None:
+        kind = response.WhichOneof("message")
+        if kind == "assign":
+            self._handler.on_assign(list(response.assign.assignments))
+        elif kind == "cancel":
+            self._handler.on_cancel(list(response.cancel.attempts), response.cancel.reason)
+        elif kind == "ack":
+            self._outbox.ack(response.ack.seq)
+        else:
+            log.debug("ignoring an unexpected %s from the server", kind)
+
+    async def _write(
+        self, call: grpc.aio.StreamStreamCall, request: provider_pb2.ConnectRequest
+    ) -> None:
+        # gRPC allows one write in flight per call; reports and heartbeats share the stream.
+        async with self._write_lock:
+            if self._closing:
+                return
+            await call.write(request)
+
+    def _check_permanent(self, exc: grpc.aio.AioRpcError, since: float | None) -> float | None:
+        """Raise if the error will not go away by retrying; when ALREADY_EXISTS began."""
+        code = exc.code()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            raise HelloRejected(f"the server rejected this agent's hello: {exc.details()}")
+        if code != grpc.StatusCode.ALREADY_EXISTS:
+            return None
+        now = time.monotonic()
+        if since is not None and now - since >= NAME_IN_USE_PATIENCE:
+            raise NameInUse(
+                f"an agent named {self._config.name!r} is already connected to "
+                f"{self._config.server}; give this one another --name"
+            )
+        return since if since is not None else now
+
+    def _log_disconnect(self, why: str) -> None:
+        if self._closing:
+            return
+        if self._welcomed:
+            log.warning("lost the connection to %s (%s); reconnecting", self._config.server, why)
+            return
+        self._failures += 1
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        log.log(level, "cannot connect to %s (%s); retrying", self._config.server, why)
+
+
+async def _until_first_ends(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines until one ends; cancel the others and raise its error, if any."""
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()

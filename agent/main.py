@@ -1,0 +1,155 @@
+"""The `jobplane-agent` command: parse flags, configure logging, run an Agent until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from jobplane.client.channel import resolve_target
+
+from .agent import Agent
+from .config import AgentConfig
+from .errors import AgentError
+
+log = logging.getLogger("jobplane.agent")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the agent; 0 after a clean shutdown, 1 if the server refused it."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = config_from_args(args)
+    _watch_children_with_pidfds()
+    try:
+        asyncio.run(_serve(config))
+    except AgentError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, validated; argparse exits with a message naming a bad flag."""
+    parser = argparse.ArgumentParser(
+        prog="jobplane-agent",
+        description="Connect to a jobplane server and run the tasks it assigns.",
+    )
+    parser.add_argument("--server", default=resolve_target(None),
+                        help="HOST:PORT of the server (default: $JOBPLANE_SERVER or %(default)s)")
+    parser.add_argument("--name", default=socket.gethostname(),
+                        help="unique agent name (default: the hostname, %(default)s)")
+    parser.add_argument("--slots", type=_positive_int, default=os.cpu_count() or 1,
+                        help="tasks run at once (default: CPU count, %(default)s)")
+    parser.add_argument("--label", dest="labels", action="append", type=_label, default=[],
+                        metavar="K=V", help="a label tasks can require; repeatable")
+    parser.add_argument("--heartbeat", type=_positive_float, default=1.0, metavar="SECONDS",
+                        help="heartbeat interval promised to the server (default: %(default)s)")
+    parser.add_argument("--kill-grace", type=_non_negative_float, default=3.0, metavar="SECONDS",
+                        help="SIGTERM to SIGKILL delay when stopping a command (default: %(default)s)")
+    parser.add_argument("--work-dir", default=os.getcwd(), metavar="DIR",
+                        help="working directory of tasks without a cwd (default: current directory)")
+    parser.add_argument("--standby", action="store_true",
+                        help="take work only when the server's queued demand exceeds active capacity")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.work_dir):
+        parser.error(f"argument --work-dir: {args.work_dir!r} is not a directory")
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    """The AgentConfig the flags describe."""
+    return AgentConfig(
+        server=args.server,
+        name=args.name,
+        slots=args.slots,
+        labels=dict(args.labels),
+        heartbeat_interval=args.heartbeat,
+        kill_grace=args.kill_grace,
+        work_dir=os.path.abspath(args.work_dir),
+        standby=args.standby,
+    )
+
+
+async def _serve(config: AgentConfig) -> None:
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stopping:
+            log.info("already shutting down")
+            return
+        log.info("received %s; shutting down", signum.name)
+        stopping.append(loop.create_task(agent.stop()))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await agent.run()
+
+
+def _watch_children_with_pidfds() -> None:
+    """On Python 3.11, reap command tasks through pidfds instead of one thread per child.
+
+    It spawns commands about a third faster; Python 3.12 does this by itself (and deprecates
+    setting a watcher), and kernels before Linux 5.3 have no pidfds.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected K=V, got {text!r}")
+    return key, value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

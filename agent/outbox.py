@@ -1,0 +1,143 @@
+"""Task reports on their way to the server: batched per message, kept until acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from jobplane.v1 import provider_pb2
+
+from .results import AttemptResult, Outcome
+
+_OUTCOMES = {
+    Outcome.SUCCEEDED: provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
+    Outcome.FAILED: provider_pb2.ATTEMPT_OUTCOME_FAILED,
+    Outcome.CANCELLED: provider_pb2.ATTEMPT_OUTCOME_CANCELLED,
+    Outcome.TIMED_OUT: provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT,
+}
+
+# Caps on one TaskReports message, well under gRPC's default 4 MiB receive limit.
+MAX_BATCH_REPORTS = 1000
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+class Outbox:
+    """Reports queued for sending; FINISHED ones stay until the server acknowledges their seq.
+
+    STARTED reports are sent once and forgotten: the hello's `running` list covers them
+    after a reconnect. seq grows by one per TaskReports message for the outbox's lifetime.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[provider_pb2.TaskReport] = asyncio.Queue()
+        self._seq = 0
+        # FINISHED reports sent but not acknowledged, in the order (and with the seq) sent.
+        self._in_flight: OrderedDict[tuple[str, int], tuple[int, provider_pb2.TaskReport]] = (
+            OrderedDict()
+        )
+        # Attempts whose FINISHED report is queued or in flight: still ours until acknowledged.
+        self._finishing: set[tuple[str, int]] = set()
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    def started(self, task_id: str, attempt: int) -> None:
+        """Queue a STARTED report."""
+        self._put(
+            provider_pb2.TaskReport(
+                task_id=task_id, attempt=attempt, kind=provider_pb2.TASK_REPORT_KIND_STARTED
+            )
+        )
+
+    def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
+        """Queue a FINISHED report; it is kept until acknowledged."""
+        report = provider_pb2.TaskReport(
+            task_id=task_id,
+            attempt=attempt,
+            kind=provider_pb2.TASK_REPORT_KIND_FINISHED,
+            outcome=_OUTCOMES[result.outcome],
+            result_json=result.result_json,
+            error=result.error,
+            stdout_tail=result.stdout_tail,
+            stderr_tail=result.stderr_tail,
+            raw=result.raw,
+        )
+        if result.exit_code is not None:
+            report.exit_code = result.exit_code
+        self._finishing.add((task_id, attempt))
+        self._put(report)
+
+    async def next_batch(self) -> provider_pb2.TaskReports:
+        """Wait for a report, then take it and everything queued behind it as one message."""
+        reports = [await self._queue.get()]
+        size = _size(reports[0])
+        while len(reports) < MAX_BATCH_REPORTS and size < MAX_BATCH_BYTES:
+            try:
+                report = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            reports.append(report)
+            size += _size(report)
+        return self._stamp(reports)
+
+    def resend_batches(self) -> list[provider_pb2.TaskReports]:
+        """After a reconnect: every unacknowledged FINISHED report again, under new seqs."""
+        pending = [report for _, report in self._in_flight.values()]
+        self._in_flight.clear()
+        batches: list[list[provider_pb2.TaskReport]] = [[]]
+        size = 0
+        for report in pending:
+            if len(batches[-1]) >= MAX_BATCH_REPORTS or size >= MAX_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(report)
+            size += _size(report)
+        return [self._stamp(batch) for batch in batches if batch]
+
+    def ack(self, seq: int) -> None:
+        """The server committed every report sent with a seq up to and including `seq`."""
+        while self._in_flight:
+            key, (sent_seq, _) = next(iter(self._in_flight.items()))
+            if sent_seq > seq:
+                break
+            del self._in_flight[key]
+            self._finishing.discard(key)
+        self._update_settled()
+
+    def finishing(self) -> list[tuple[str, int]]:
+        """(task_id, attempt) of attempts whose FINISHED report is not acknowledged yet."""
+        return list(self._finishing)
+
+    def unacknowledged(self) -> int:
+        """How many reports are queued or waiting for an acknowledgement."""
+        return self._queue.qsize() + len(self._in_flight)
+
+    async def wait_settled(self) -> None:
+        """Wait until every report has been sent and every FINISHED one acknowledged."""
+        await self._settled.wait()
+
+    def _put(self, report: provider_pb2.TaskReport) -> None:
+        self._queue.put_nowait(report)
+        self._settled.clear()
+
+    def _stamp(self, reports: list[provider_pb2.TaskReport]) -> provider_pb2.TaskReports:
+        self._seq += 1
+        for report in reports:
+            if report.kind == provider_pb2.TASK_REPORT_KIND_FINISHED:
+                key = (report.task_id, report.attempt)
+                self._in_flight.pop(key, None)  # keep the order of sending
+                self._in_flight[key] = (self._seq, report)
+        self._update_settled()
+        return provider_pb2.TaskReports(seq=self._seq, reports=reports)
+
+    def _update_settled(self) -> None:
+        if self._queue.empty() and not self._in_flight:
+            self._settled.set()
+        else:
+            self._settled.clear()
+
+
+def _size(report: provider_pb2.TaskReport) -> int:
+    """A cheap estimate of a report's encoded size."""
+    return 64 + len(report.result_json) + len(report.error) + len(report.stdout_tail) + len(
+        report.stderr_tail
+    )

@@ -1,0 +1,99 @@
+"""jobplane-agent's flags and the AgentConfig they build; the machine facts in the hello."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from support import Proc, free_port, pid_alive, wait_until
+
+from jobplane.agent import AgentConfig
+from jobplane.agent.facts import machine_facts
+from jobplane.agent.main import config_from_args, parse_args
+from jobplane.agent.procstat import cpu_ticks_by_group
+
+
+def test_flags_build_the_config(tmp_path):
+    args = parse_args(["--server", "h:1", "--name", "n1", "--slots", "3", "--label", "gpu=true",
+                       "--label", "zone=a=b", "--heartbeat", "0.5", "--kill-grace", "0",
+                       "--work-dir", str(tmp_path), "--standby"])
+    assert config_from_args(args) == AgentConfig(
+        server="h:1", name="n1", slots=3, labels={"gpu": "true", "zone": "a=b"},
+        heartbeat_interval=0.5, kill_grace=0.0, work_dir=str(tmp_path), standby=True)
+
+
+def test_server_defaults_to_the_environment(monkeypatch):
+    monkeypatch.setenv("JOBPLANE_SERVER", "elsewhere:7070")
+    assert parse_args([]).server == "elsewhere:7070"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--slots", "0"], "argument --slots: must be at least 1"),
+    (["--slots", "two"], "argument --slots: expected a whole number"),
+    (["--heartbeat", "0"], "argument --heartbeat: must be greater than 0"),
+    (["--kill-grace", "-1"], "argument --kill-grace: must be 0 or more"),
+    (["--label", "gpu"], "argument --label: expected K=V"),
+    (["--work-dir", "/no/such/dir"], "argument --work-dir:"),
+])
+def test_bad_flags_are_refused_naming_the_flag(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_config_rejects_impossible_values():
+    with pytest.raises(ValueError, match="slots"):
+        AgentConfig(server="h:1", slots=0)
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        AgentConfig(server="h:1", heartbeat_interval=0)
+
+
+def test_cpu_time_of_a_busy_process_group_is_counted():
+    busy = Proc([sys.executable, "-c", "while True: pass"], Path(os.devnull))  # its own session
+    try:
+        wait_until(lambda: cpu_ticks_by_group({busy.pid})[busy.pid] > 0, 30, "CPU ticks to show")
+        assert cpu_ticks_by_group({busy.pid + 10**7}) == {busy.pid + 10**7: 0}
+    finally:
+        busy.kill()
+        busy.stop()
+
+
+def test_facts_describe_this_machine():
+    facts = machine_facts()
+    assert facts.hostname and facts.os and facts.arch and facts.python_version
+    assert facts.cpu_count == os.cpu_count()
+    assert facts.memory_bytes > 0
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is `pid`, from the process table."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_stops_the_agent_and_its_workers_with_exit_code_zero(tmp_path):
+    # Nothing listens at the port: the agent keeps retrying until it is told to stop.
+    agent = Proc([sys.executable, "-m", "jobplane.agent", "--server", f"127.0.0.1:{free_port()}",
+                  "--name", "cli-test", "--slots", "2", "--work-dir", str(tmp_path)],
+                 tmp_path / "agent.log")
+    try:
+        workers = wait_until(lambda: len(children(agent.pid)) >= 2 and children(agent.pid), 60,
+                             "the agent to start its python workers")
+        wait_until(lambda: "cannot connect" in agent.output(), 60, "the agent to try to connect")
+        agent.signal(signal.SIGTERM)
+        assert agent.p.wait(60) == 0, agent.output()
+        wait_until(lambda: not any(pid_alive(pid) for pid in workers), 30, "the workers to exit")
+    finally:
+        agent.kill()
+        agent.stop()

@@ -1,0 +1,285 @@
+"""The agent's side of the Connect protocol, against a scripted stand-in for the server.
+
+The stand-in only plays back what the protocol says a server does, so these tests pin the
+agent's half (hello, ready, heartbeats, batched reports, acks, cancels, reconnects, refusals,
+shutdown) without depending on the real server; tests/integration runs both together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from jobplane.agent import Agent, AgentConfig
+from jobplane.agent.errors import HelloRejected, NameInUse
+from jobplane.v1 import job_pb2, provider_pb2, provider_pb2_grpc
+
+STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
+FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
+DEADLINE = 30.0
+END, BREAK = "end", "break"
+
+
+class Stream:
+    """One Connect stream as the stand-in server sees it."""
+
+    def __init__(self, hello: provider_pb2.Hello) -> None:
+        self.hello = hello
+        self.signals: asyncio.Queue[provider_pb2.ConnectRequest] = asyncio.Queue()
+        self.batches: asyncio.Queue[provider_pb2.TaskReports] = asyncio.Queue()
+        self.seen: list[tuple[int, provider_pb2.TaskReport]] = []
+        self.outgoing: asyncio.Queue[provider_pb2.ConnectResponse | str] = asyncio.Queue()
+        self.half_closed = asyncio.Event()
+        # Acknowledge every batch as it arrives, as a server does once it has committed it.
+        self.auto_ack = False
+
+    def send(self, **message) -> None:
+        self.outgoing.put_nowait(provider_pb2.ConnectResponse(**message))
+
+    def assign(self, task_id: str, **spec) -> None:
+        self.send(assign=provider_pb2.Assignments(assignments=[provider_pb2.Assignment(
+            task_id=task_id, attempt=1, job_id="j1", task_name=f"name-{task_id}",
+            spec=job_pb2.TaskSpec(**spec))]))
+
+    def break_(self) -> None:
+        """End the stream with UNAVAILABLE, as a server going away does."""
+        self.outgoing.put_nowait(BREAK)
+
+    async def signal(self, kind: str) -> provider_pb2.ConnectRequest:
+        """The next ready or heartbeat (heartbeats are skipped unless asked for)."""
+        while True:
+            message = await asyncio.wait_for(self.signals.get(), DEADLINE)
+            if message.WhichOneof("message") == kind:
+                return message
+            assert message.WhichOneof("message") == "heartbeat", message
+
+    async def report(self, task_id: str, kind: int) -> tuple[int, provider_pb2.TaskReport]:
+        """The seq and report of `task_id`'s report of this kind."""
+        while True:
+            for seq, report in self.seen:
+                if (report.task_id, report.kind) == (task_id, kind):
+                    return seq, report
+            batch = await asyncio.wait_for(self.batches.get(), DEADLINE)
+            self.seen += [(batch.seq, report) for report in batch.reports]
+
+
+class StandIn(provider_pb2_grpc.ProviderServiceServicer):
+    """Accepts every hello (or refuses with the queued codes) and lets the test drive the stream."""
+
+    def __init__(self) -> None:
+        self.streams: asyncio.Queue[Stream] = asyncio.Queue()
+        self.refusals: list[grpc.StatusCode] = []
+
+    async def next_stream(self) -> Stream:
+        return await asyncio.wait_for(self.streams.get(), DEADLINE)
+
+    async def Connect(self, request_iterator, context):
+        first = await context.read()
+        if self.refusals:
+            await context.abort(self.refusals.pop(0), "refused by the test")
+        stream = Stream(first.hello)
+        self.streams.put_nowait(stream)
+        pump = asyncio.ensure_future(self._pump(context, stream))
+        try:
+            yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
+                provider_id=first.hello.name, heartbeat_interval_seconds=1.0))
+            while not isinstance(message := await stream.outgoing.get(), str):
+                yield message
+            if message == BREAK:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the test broke the stream")
+        finally:
+            pump.cancel()
+
+    @staticmethod
+    async def _pump(context, stream: Stream) -> None:
+        while (message := await context.read()) is not grpc.aio.EOF:
+            if message.WhichOneof("message") == "reports":
+                stream.batches.put_nowait(message.reports)
+                if stream.auto_ack:
+                    stream.send(ack=provider_pb2.Ack(seq=message.reports.seq))
+            else:
+                stream.signals.put_nowait(message)
+        stream.half_closed.set()
+        stream.outgoing.put_nowait(END)  # the agent said goodbye: end the stream cleanly
+
+
+Scenario = Callable[[StandIn, Agent, "asyncio.Task[None]"], Awaitable[object]]
+
+
+def with_agent(work_dir: Path, scenario: Scenario, **config) -> object:
+    """Run the scenario against an agent connected to a fresh stand-in server."""
+
+    async def main() -> object:
+        service = StandIn()
+        server = grpc.aio.server()
+        provider_pb2_grpc.add_ProviderServiceServicer_to_server(service, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        options = dict(name="a1", slots=2, heartbeat_interval=0.2, kill_grace=1.0)
+        agent = Agent(AgentConfig(server=f"127.0.0.1:{port}", work_dir=str(work_dir),
+                                  **{**options, **config}))
+        running = asyncio.create_task(agent.run())
+        try:
+            return await asyncio.wait_for(scenario(service, agent, running), 2 * DEADLINE)
+        finally:
+            await agent.stop()
+            await server.stop(None)
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    (tmp_path / "link_tasks.py").write_text(textwrap.dedent("""
+        def double(x):
+            return 2 * x
+    """))
+    return tmp_path
+
+
+def test_hello_describes_the_agent_then_ready_then_heartbeats(work_dir):
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        return stream.hello, await stream.signal("ready"), await stream.signal("heartbeat")
+
+    hello, ready, heartbeat = with_agent(work_dir, scenario, labels={"gpu": "true"}, standby=True)
+    assert (hello.name, hello.slots, dict(hello.labels)) == ("a1", 2, {"gpu": "true"})
+    assert hello.standby
+    assert hello.heartbeat_interval_seconds == 0.2 and list(hello.running) == []
+    assert hello.facts.cpu_count > 0 and hello.facts.memory_bytes > 0 and hello.facts.os
+    assert ready.ready.free_slots == 2
+    assert (heartbeat.heartbeat.free_slots, heartbeat.heartbeat.running) == (2, 0)
+
+
+def test_assigned_commands_and_callables_run_and_are_reported(work_dir):
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        await stream.signal("ready")
+        stream.assign("1", command=["sh", "-c", 'echo "$JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT"'])
+        stream.assign("2", python="link_tasks:double", args_json="[21]")
+        reports = [await stream.report(task, kind)
+                   for task in ("1", "2") for kind in (STARTED, FINISHED)]
+        stream.send(ack=provider_pb2.Ack(seq=max(seq for seq, _ in reports)))
+        return [report for _, report in reports]
+
+    started_1, command, started_2, call = with_agent(work_dir, scenario)
+    assert started_1.attempt == 1 and started_2.attempt == 1
+    assert command.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert command.exit_code == 0 and command.stdout_tail == "name-1 1\n"
+    assert dict(command.raw) == {"state": "exited", "exit_code": "0"}
+    assert call.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert call.result_json == "42" and not call.HasField("exit_code")
+
+
+def test_a_cancel_stops_the_attempt_and_reports_the_reason(work_dir):
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        stream.assign("1", command=["sleep", "300"])
+        await stream.report("1", STARTED)
+        stream.send(cancel=provider_pb2.Cancellations(
+            attempts=[provider_pb2.AttemptRef(task_id="1", attempt=1),
+                      provider_pb2.AttemptRef(task_id="404", attempt=1)],
+            reason="job cancelled"))
+        return (await stream.report("1", FINISHED))[1]
+
+    report = with_agent(work_dir, scenario)
+    assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
+    assert report.error == "job cancelled"
+    assert report.raw["state"] == "cancelled"
+
+
+def test_a_probe_is_answered_with_the_progress_of_running_attempts(work_dir):
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        await stream.signal("ready")
+        stream.assign("1", command=["sh", "-c", "echo working; sleep 300"])
+        await stream.report("1", STARTED)
+        for probe_id in range(1, 1000):  # until the agent has read the task's output
+            stream.send(probe=provider_pb2.Probe(probe_id=probe_id))
+            reply = (await stream.signal("probe_reply")).probe_reply
+            if reply.running and reply.running[0].progress >= len("working\n"):
+                return reply
+        raise AssertionError("the task's output never showed as progress")
+
+    reply = with_agent(work_dir, scenario)
+    assert reply.probe_id > 0
+    (status,) = reply.running
+    assert (status.task_id, status.attempt) == ("1", 1)
+    assert status.running_seconds >= 0
+
+
+def test_after_a_reconnect_held_attempts_are_listed_and_unacked_reports_resent(work_dir):
+    async def scenario(service, agent, running):
+        first = await service.next_stream()
+        first.assign("quick", command=["true"])
+        first.assign("long", command=["sleep", "300"])
+        old_seq, _ = await first.report("quick", FINISHED)
+        await first.report("long", STARTED)
+        first.break_()  # before acknowledging the quick task's FINISHED report
+        second = await service.next_stream()
+        new_seq, resent = await second.report("quick", FINISHED)
+        ready = await second.signal("ready")
+        second.auto_ack = True
+        return second.hello, old_seq, new_seq, resent, ready
+
+    hello, old_seq, new_seq, resent, ready = with_agent(work_dir, scenario)
+    held = {(ref.task_id, ref.attempt) for ref in hello.running}
+    assert held == {("long", 1), ("quick", 1)}  # running, and finished but unacknowledged
+    assert new_seq > old_seq
+    assert resent.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert ready.ready.free_slots == 1
+
+
+def test_stop_reports_running_attempts_as_failed_and_closes_the_stream(work_dir):
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.assign("1", command=["sleep", "300"])
+        await stream.report("1", STARTED)
+        stopping = asyncio.create_task(agent.stop())
+        seq, report = await stream.report("1", FINISHED)
+        stream.send(ack=provider_pb2.Ack(seq=seq))
+        await asyncio.wait_for(stream.half_closed.wait(), DEADLINE)
+        await stopping
+        return report, running.done()
+
+    report, run_returned = with_agent(work_dir, scenario)
+    assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
+    assert report.error == "agent shutting down"
+    assert run_returned
+
+
+def test_an_invalid_hello_ends_the_agent(work_dir):
+    async def scenario(service, agent, running):
+        service.refusals = [grpc.StatusCode.INVALID_ARGUMENT]
+        with pytest.raises(HelloRejected, match="refused by the test"):
+            await running
+
+    with_agent(work_dir, scenario)
+
+
+def test_a_name_in_use_is_retried_briefly_then_ends_the_agent(work_dir):
+    async def scenario(service, agent, running):
+        service.refusals = [grpc.StatusCode.ALREADY_EXISTS] * 1000
+        with pytest.raises(NameInUse, match="--name"):
+            await running
+        return len(service.refusals)
+
+    refusals_left = with_agent(work_dir, scenario)
+    assert 1000 - refusals_left > 1  # it tried again before giving up
+
+
+def test_a_name_in_use_that_frees_up_soon_is_not_an_error(work_dir):
+    async def scenario(service, agent, running):
+        service.refusals = [grpc.StatusCode.ALREADY_EXISTS] * 2
+        stream = await service.next_stream()
+        return stream.hello.name, running.done()
+
+    name, ended = with_agent(work_dir, scenario)
+    assert (name, ended) == ("a1", False)

@@ -1,0 +1,99 @@
+"""The outbox: reports batched per message, FINISHED ones kept until acknowledged and re-sent."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobplane.agent.outbox import MAX_BATCH_REPORTS, Outbox
+from jobplane.agent.results import AttemptResult, Outcome
+from jobplane.v1 import provider_pb2
+
+STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
+FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
+OK = AttemptResult(Outcome.SUCCEEDED, exit_code=0, raw={"state": "exited", "exit_code": "0"})
+
+
+def refs(batch: provider_pb2.TaskReports) -> list[tuple[str, int, int]]:
+    return [(r.task_id, r.attempt, r.kind) for r in batch.reports]
+
+
+def test_everything_queued_goes_out_in_one_message_and_seq_counts_messages():
+    async def main():
+        outbox = Outbox()
+        outbox.started("1", 1)
+        outbox.started("2", 1)
+        outbox.finished("1", 1, OK)
+        first = await outbox.next_batch()
+        outbox.finished("2", 1, OK)
+        return first, await outbox.next_batch()
+
+    first, second = asyncio.run(main())
+    assert first.seq == 1 and refs(first) == [("1", 1, STARTED), ("2", 1, STARTED), ("1", 1, FINISHED)]
+    assert second.seq == 2 and refs(second) == [("2", 1, FINISHED)]
+
+
+def test_a_finished_report_carries_the_result():
+    async def main():
+        outbox = Outbox()
+        outbox.finished("9", 2, AttemptResult(
+            Outcome.FAILED, exit_code=3, error="exited with code 3", stdout_tail="out",
+            stderr_tail="err", raw={"state": "exited", "exit_code": "3"}))
+        outbox.finished("10", 1, AttemptResult(Outcome.TIMED_OUT, error="timed out after 1 s"))
+        return await outbox.next_batch()
+
+    failed, timed_out = asyncio.run(main()).reports
+    assert failed.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
+    assert failed.HasField("exit_code") and failed.exit_code == 3
+    assert (failed.error, failed.stdout_tail, failed.stderr_tail) == ("exited with code 3", "out", "err")
+    assert dict(failed.raw) == {"state": "exited", "exit_code": "3"}
+    assert timed_out.outcome == provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT
+    assert not timed_out.HasField("exit_code")
+
+
+def test_large_backlogs_are_split_into_capped_messages():
+    async def main():
+        outbox = Outbox()
+        for i in range(MAX_BATCH_REPORTS + 5):
+            outbox.started(str(i), 1)
+        return await outbox.next_batch(), await outbox.next_batch()
+
+    first, second = asyncio.run(main())
+    assert len(first.reports) == MAX_BATCH_REPORTS and len(second.reports) == 5
+
+
+def test_acknowledged_reports_are_forgotten_and_the_rest_are_resent_under_new_seqs():
+    async def main():
+        outbox = Outbox()
+        outbox.started("1", 1)
+        outbox.finished("1", 1, OK)
+        await outbox.next_batch()  # seq 1
+        outbox.finished("2", 1, OK)
+        await outbox.next_batch()  # seq 2
+        outbox.finished("3", 1, OK)
+        await outbox.next_batch()  # seq 3
+        outbox.ack(1)
+        held = sorted(outbox.finishing())
+        return held, outbox.resend_batches()
+
+    held, resent = asyncio.run(main())
+    assert held == [("2", 1), ("3", 1)]
+    assert [b.seq for b in resent] == [4]
+    assert refs(resent[0]) == [("2", 1, FINISHED), ("3", 1, FINISHED)]
+
+
+def test_the_outbox_settles_only_once_every_finished_report_is_acknowledged():
+    async def main():
+        outbox = Outbox()
+        outbox.started("1", 1)
+        outbox.finished("1", 1, OK)
+        batch = await outbox.next_batch()
+        settled = asyncio.ensure_future(outbox.wait_settled())
+        await asyncio.sleep(0)  # one turn of the loop: the waiter is now blocked, if it blocks
+        waited_for_the_ack = not settled.done()
+        outbox.ack(batch.seq)
+        await asyncio.wait_for(settled, 30)
+        return waited_for_the_ack, outbox.resend_batches(), outbox.finishing()
+
+    waited_for_the_ack, resent, held = asyncio.run(main())
+    assert waited_for_the_ack
+    assert resent == [] and held == []  # STARTED reports are never re-sent

@@ -1,0 +1,196 @@
+"""The Python worker pool: real spawned workers calling functions from a module in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from support import pid_alive, wait_until
+
+from jobplane.agent.pyworkers import PyCall, WorkerPool
+from jobplane.agent.results import Outcome, StopRequest, request_stop
+
+TASKS = '''
+import os, time
+
+def add(a, b):
+    return a + b
+
+def boom():
+    raise ValueError("boom")
+
+def chatty():
+    print("hello from the task")
+    return "done"
+
+def whoami():
+    return {"task": os.environ.get("JOBPLANE_TASK_ID"), "cwd": os.getcwd()}
+
+def a_set():
+    return {1, 2}
+
+def hang(pidfile):
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(300)
+
+def crash():
+    os._exit(7)
+'''
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    """A directory holding the importable module `agent_tasks` (the pool puts it on sys.path)."""
+    (tmp_path / "agent_tasks.py").write_text(textwrap.dedent(TASKS))
+    return tmp_path
+
+
+def with_pool(work_dir: Path, body: Callable[[WorkerPool], Awaitable[object]], size: int = 1):
+    """Run `body(pool)` against a fresh pool of `size` workers, closing it afterwards."""
+
+    async def main() -> object:
+        pool = WorkerPool(size, work_dir=str(work_dir))
+        pool.start()
+        try:
+            return await body(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def run_one(work_dir: Path, call: PyCall):
+    return with_pool(work_dir, lambda pool: pool.run(call))
+
+
+def test_keyword_and_positional_arguments_and_the_json_result(work_dir):
+    async def body(pool):
+        return [await pool.run(PyCall("agent_tasks:add", '{"a": 1, "b": 2}')),
+                await pool.run(PyCall("agent_tasks:add", '["x", "y"]'))]
+
+    by_keyword, by_position = with_pool(work_dir, body)
+    assert by_keyword.outcome == Outcome.SUCCEEDED and by_keyword.result_json == "3"
+    assert by_position.result_json == '"xy"'
+    assert by_keyword.raw == {"state": "returned"}
+    assert by_keyword.exit_code is None
+
+
+def test_an_exception_fails_the_task_with_its_type_message_and_traceback(work_dir):
+    result = run_one(work_dir, PyCall("agent_tasks:boom"))
+    assert result.outcome == Outcome.FAILED
+    assert result.error == "ValueError: boom"
+    assert result.raw == {"state": "raised", "exception_type": "ValueError"}
+    assert "Traceback" in result.stderr_tail and 'raise ValueError("boom")' in result.stderr_tail
+
+
+def test_printed_output_is_captured(work_dir):
+    result = run_one(work_dir, PyCall("agent_tasks:chatty"))
+    assert result.stdout_tail == "hello from the task\n"
+    assert result.result_json == '"done"'
+
+
+def test_env_and_cwd_apply_to_the_call_only(work_dir, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("cwd")
+
+    async def body(pool):
+        return [await pool.run(PyCall("agent_tasks:whoami", env={"JOBPLANE_TASK_ID": "7"},
+                                      cwd=str(elsewhere))),
+                await pool.run(PyCall("agent_tasks:whoami"))]
+
+    first, second = with_pool(work_dir, body)
+    assert first.result_json == f'{{"task": "7", "cwd": "{elsewhere}"}}'
+    assert '"task": null' in second.result_json and str(elsewhere) not in second.result_json
+
+
+@pytest.mark.parametrize("target, words", [
+    ("agent_tasks_missing:add", "cannot load 'agent_tasks_missing:add': ModuleNotFoundError"),
+    ("agent_tasks:nope", "cannot load 'agent_tasks:nope': AttributeError"),
+    ("agent_tasks", "expected 'module:function'"),
+])
+def test_a_bad_target_fails_naming_it(work_dir, target, words):
+    result = run_one(work_dir, PyCall(target))
+    assert result.outcome == Outcome.FAILED
+    assert words in result.error
+
+
+def test_bad_args_json_fails_naming_the_field(work_dir):
+    result = run_one(work_dir, PyCall("agent_tasks:add", '"just a string"'))
+    assert result.outcome == Outcome.FAILED
+    assert result.error.startswith("args_json: must be a JSON object or array")
+
+
+def test_a_return_value_that_is_not_json_fails_clearly(work_dir):
+    result = run_one(work_dir, PyCall("agent_tasks:a_set"))
+    assert result.outcome == Outcome.FAILED
+    assert "the return value of agent_tasks:a_set is not JSON-serialisable" in result.error
+
+
+def test_timeout_kills_the_worker_and_the_pool_keeps_working(work_dir, tmp_path):
+    pidfile = tmp_path / "hang.pid"
+
+    async def body(pool):
+        timed_out = await pool.run(PyCall("agent_tasks:hang", f'["{pidfile}"]', timeout=1.0))
+        return timed_out, await pool.run(PyCall("agent_tasks:add", "[2, 3]"))
+
+    timed_out, after = with_pool(work_dir, body)
+    assert timed_out.outcome == Outcome.TIMED_OUT
+    assert timed_out.error == "timed out after 1 s"
+    assert timed_out.raw == {"state": "timed_out"}
+    assert after.result_json == "5"
+    worker = int(pidfile.read_text())
+    wait_until(lambda: not pid_alive(worker), 30, "the timed-out worker to be gone")
+
+
+def test_a_stop_request_kills_the_call_and_reports_the_reason(work_dir, tmp_path):
+    pidfile = tmp_path / "hang.pid"
+
+    async def body(pool):
+        stop = asyncio.get_running_loop().create_future()
+        running = asyncio.create_task(pool.run(PyCall("agent_tasks:hang", f'["{pidfile}"]'), stop=stop))
+        await asyncio.to_thread(wait_until, pidfile.exists, 30, "the call to start")
+        request_stop(stop, StopRequest.cancel("no longer needed"))
+        return await running, await pool.run(PyCall("agent_tasks:add", "[1, 1]"))
+
+    cancelled, after = with_pool(work_dir, body)
+    assert cancelled.outcome == Outcome.CANCELLED
+    assert cancelled.error == "no longer needed"
+    assert cancelled.raw == {"state": "cancelled"}
+    assert after.result_json == "2"
+    worker = int(pidfile.read_text())
+    wait_until(lambda: not pid_alive(worker), 30, "the cancelled worker to be gone")
+
+
+def test_a_stop_request_before_dispatch_never_runs_the_call(work_dir):
+    async def body(pool):
+        stop = asyncio.get_running_loop().create_future()
+        request_stop(stop, StopRequest.cancel("changed my mind"))
+        return await pool.run(PyCall("agent_tasks:add", "[1, 1]"), stop=stop,
+                              on_start=lambda _: pytest.fail("the call started"))
+
+    result = with_pool(work_dir, body)
+    assert (result.outcome, result.error) == (Outcome.CANCELLED, "changed my mind")
+
+
+def test_a_worker_that_dies_fails_its_call_and_is_replaced(work_dir):
+    async def body(pool):
+        crashed = await pool.run(PyCall("agent_tasks:crash"))
+        return crashed, await pool.run(PyCall("agent_tasks:add", "[1, 2]"))
+
+    crashed, after = with_pool(work_dir, body)
+    assert crashed.outcome == Outcome.FAILED
+    assert crashed.error == "the python worker running agent_tasks:crash exited with code 7"
+    assert crashed.raw == {"state": "crashed"}
+    assert after.result_json == "3"
+
+
+def test_calls_beyond_the_pool_size_wait_for_a_free_worker(work_dir):
+    async def body(pool):
+        calls = [pool.run(PyCall("agent_tasks:add", f"[{i}, 0]")) for i in range(20)]
+        return await asyncio.gather(*calls)
+
+    results = with_pool(work_dir, body, size=2)
+    assert [r.result_json for r in results] == [str(i) for i in range(20)]
