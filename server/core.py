@@ -63,6 +63,7 @@ class Core:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(0)  # let reads that already arrived join this batch
             self._wake.clear()
             batch, self._pending = self._pending, []
             try:

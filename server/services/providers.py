@@ -61,8 +61,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
                 provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat))
-            while (message := await conn.queue.get()) is not None:
-                yield message
+            while (first := await conn.queue.get()) is not None:
+                messages, closing = _coalesce(first, conn.queue)
+                for message in messages:
+                    yield message
+                if closing:
+                    break
         finally:
             reader.cancel()
             self._conns.pop(conn.id, None)
@@ -168,6 +172,30 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if provider is None:
             raise NotFound(f"provider {request.provider_id!r} not found; `jobplane providers list` shows them")
         return provider_pb2.GetProviderResponse(provider=convert.provider_to_proto(provider))
+
+
+def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
+    """Everything queued for one stream as few messages as possible: the message rate,
+    not the task count, is what Python gRPC runs out of. Assignments merge into one
+    message; acks are cumulative, so only the last is sent. True if the stream should close."""
+    assigned, acks, others, closing = [], None, [], False
+    message = first
+    while True:
+        which = message.WhichOneof("message")
+        if which == "assign":
+            assigned.extend(message.assign.assignments)
+        elif which == "ack":
+            acks = message
+        else:
+            others.append(message)
+        if queue.empty():
+            break
+        message = queue.get_nowait()
+        if message is None:
+            closing = True
+            break
+    out = [provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=assigned))] if assigned else []
+    return out + others + ([acks] if acks is not None else []), closing
 
 
 def _matches(provider, terms) -> bool:
