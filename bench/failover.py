@@ -42,6 +42,7 @@ def run(sig: int, agents: int, tasks: int) -> None:
             wait_until(lambda: client.get_job(job.id).counts.running == tasks, 60, "all tasks running")
             victim = max(procs, key=lambda a: sum(t.provider_id == a.name for t in client.list_tasks(job.id)))
             moved = {t.id for t in client.list_tasks(job.id) if t.provider_id == victim.name}
+            count = len(moved)
             restarts: list[float] = []
             watcher = threading.Thread(target=_watch, args=(client, job.id, moved, restarts), daemon=True)
             watcher.start()
@@ -50,7 +51,7 @@ def run(sig: int, agents: int, tasks: int) -> None:
             os.kill(victim.pid, sig)
             watcher.join(120)
             name = {signal.SIGKILL: "kill -9", signal.SIGSTOP: "SIGSTOP"}[sig]
-            print(f"{name:8} {victim.name} ({len(moved)} tasks): first running elsewhere after "
+            print(f"{name:8} {victim.name} ({count} tasks): first running elsewhere after "
                   f"{restarts[0] - t0:.2f}s, last after {restarts[-1] - t0:.2f}s")
         finally:
             if sig == signal.SIGSTOP:
