@@ -59,11 +59,12 @@ def provider_table(providers: list[provider_pb2.Provider]) -> str:
             f"{provider.slots_in_use}/{provider.slots}",
             output.labels(provider.labels),
             output.age(provider.last_seen_time),
+            f"{provider.heartbeat_interval_seconds:g}s",
             provider.facts.hostname,
         )
         for provider in providers
     )
-    return output.table(("ID", "STATE", "SLOTS USED", "LABELS", "LAST SEEN", "HOST"), rows)
+    return output.table(("ID", "STATE", "SLOTS USED", "LABELS", "LAST SEEN", "PROMISED", "HOST"), rows)
 
 
 def provider_details(provider: provider_pb2.Provider) -> str:

@@ -172,3 +172,20 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def test_scale_out_hook_runs_with_the_unmet_demand(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    marker = tmp_path / "scaled"
+    cluster = Cluster(tmp_path, sqlite_url)
+    try:
+        cluster.start_server(extra=["--scale-out-hook", f'echo "$JOBPLANE_UNMET_TASKS" > {marker}'])
+        cluster.add_agent("a", slots=1)
+        job = cluster.client.submit_job({"name": "many", "tasks": [
+            {"name": f"t{i}", "command": ["sleep", "0.3"]} for i in range(4)]})
+        unmet = int(wait_until(lambda: marker.exists() and marker.read_text().strip(), 15, "the scale-out hook"))
+        assert 1 <= unmet <= 3
+        assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    finally:
+        cluster.close()
