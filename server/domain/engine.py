@@ -5,7 +5,7 @@ It knows nothing of gRPC, asyncio or SQL."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import FailedPrecondition
 from .dispatch import ReadyQueue

@@ -10,13 +10,11 @@ from jobplane.v1 import job_pb2, job_pb2_grpc
 
 from ..domain.extract import extract_tasks
 from ..domain.filters import parse_filter
-from ..domain.model import JobState, Status
 from ..errors import InvalidArgument, NotFound
-from ..store.queries import job_where
+from ..store.queries import JOB_COLUMNS, JOB_FILTER_KEYS, where
 from . import convert
 from .base import Deps, decode_token, encode_token, page_size, rpc
 
-JOB_FILTER_KEYS = {"state": JobState, "status": Status, "name": None}
 REPLAY_PAGE = 1000
 
 
@@ -43,8 +41,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def ListJobs(self, request, context):
         size = page_size(request.page_size)
         before = decode_token(request.page_token)
-        where = job_where(parse_filter(request.filter, JOB_FILTER_KEYS))
-        rows = await self.d.read(self.d.store.list_jobs, where, before, size + 1)
+        cond = where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS)
+        rows = await self.d.read(self.d.store.list_jobs, cond, before, size + 1)
         token = encode_token(rows[size - 1].id) if len(rows) > size else ""
         return job_pb2.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in rows[:size]], next_page_token=token)
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 from jobplane.v1 import task_pb2, task_pb2_grpc
 
 from ..domain.filters import parse_filter
-from ..domain.model import Status, TaskState
 from ..errors import NotFound
-from ..store.queries import task_where
+from ..store.queries import TASK_COLUMNS, TASK_FILTER_KEYS, where
 from . import convert
 from .base import Deps, decode_token, encode_token, page_size, rpc
 
-TASK_FILTER_KEYS = {"state": TaskState, "status": Status, "name": None, "provider": None}
 
 
 class TaskService(task_pb2_grpc.TaskServiceServicer):
@@ -23,10 +21,10 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         job_id = convert.parse_id("job_id", request.job_id, "job")
         size = page_size(request.page_size)
         after = decode_token(request.page_token)
-        where = task_where(parse_filter(request.filter, TASK_FILTER_KEYS))
+        cond = where(parse_filter(request.filter, TASK_FILTER_KEYS), TASK_COLUMNS)
         if await self.d.read(self.d.store.get_job, job_id) is None:
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
-        rows = await self.d.read(self.d.store.list_tasks, job_id, where, after, size + 1)
+        rows = await self.d.read(self.d.store.list_tasks, job_id, cond, after, size + 1)
         token = encode_token(rows[size - 1].id) if len(rows) > size else ""
         rows = rows[:size]
         attempts = await self.d.read(self.d.store.attempts_of, [r.id for r in rows])

@@ -1,4 +1,4 @@
-"""Filter terms to peewee conditions, one function per listable resource."""
+"""Filter terms to peewee conditions: one table of columns per listable resource."""
 
 from __future__ import annotations
 
@@ -9,36 +9,22 @@ from ..domain.filters import Term
 from ..domain.model import JobState, Status, TaskState
 from .models import JobRow, TaskRow
 
+# filter key -> (column, the enum its values name, or None for text with `*` prefixes)
+JOB_COLUMNS = {"state": (JobRow.state, JobState), "status": (JobRow.status, Status), "name": (JobRow.name, None)}
+TASK_COLUMNS = {"state": (TaskRow.state, TaskState), "status": (TaskRow.status, Status),
+                "name": (TaskRow.name, None), "provider": (TaskRow.provider, None)}
 
-def _match(field, term: Term):
-    return field.startswith(term.value) if term.prefix else field == term.value
+JOB_FILTER_KEYS = {key: enum for key, (_, enum) in JOB_COLUMNS.items()}
+TASK_FILTER_KEYS = {key: enum for key, (_, enum) in TASK_COLUMNS.items()}
 
 
-def _and(conds):
+def where(terms: list[Term], columns: dict):
+    """The conjunction of `terms` over `columns`, or None when there are none."""
+    conds = []
+    for t in terms:
+        column, enum = columns[t.key]
+        if enum is not None:
+            conds.append(column == int(enum[t.value]))
+        else:
+            conds.append(column.startswith(t.value) if t.prefix else column == t.value)
     return reduce(operator.and_, conds) if conds else None
-
-
-def job_where(terms: list[Term]):
-    conds = []
-    for t in terms:
-        if t.key == "state":
-            conds.append(JobRow.state == int(JobState[t.value]))
-        elif t.key == "status":
-            conds.append(JobRow.status == int(Status[t.value]))
-        elif t.key == "name":
-            conds.append(_match(JobRow.name, t))
-    return _and(conds)
-
-
-def task_where(terms: list[Term]):
-    conds = []
-    for t in terms:
-        if t.key == "state":
-            conds.append(TaskRow.state == int(TaskState[t.value]))
-        elif t.key == "status":
-            conds.append(TaskRow.status == int(Status[t.value]))
-        elif t.key == "name":
-            conds.append(_match(TaskRow.name, t))
-        elif t.key == "provider":
-            conds.append(_match(TaskRow.provider, t))
-    return _and(conds)

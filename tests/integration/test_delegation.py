@@ -2,7 +2,6 @@
 
 import json
 
-from support import wait_until
 
 SUCCEEDED, FAILED = 3, 4  # JobState
 TASK_SUCCEEDED, TASK_CANCELLED = 5, 7

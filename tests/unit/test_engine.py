@@ -235,7 +235,7 @@ def test_probe_answer_restores_the_provider_and_moves_nothing():
 @pytest.mark.parametrize("progress, decision, state", [(5, "wait", TaskState.RUNNING), (0, "reassign", TaskState.ASSIGNED)])
 def test_overdue_task_is_waited_on_if_progressing_else_reassigned(progress, decision, state):
     e = engine()
-    conn = provider(e, "a", slots=1)
+    provider(e, "a", slots=1)
     provider(e, "b", slots=1)
     submit(e, cmd("slow", expected_seconds=10))
     cs = e.take_changes()
@@ -271,7 +271,7 @@ def test_past_hard_timeout_the_server_terminates_the_attempt():
 
 def test_standby_takes_work_only_beyond_active_capacity_and_returns_when_idle():
     e = engine()
-    a = provider(e, "a", slots=1)
+    provider(e, "a", slots=1)
     provider(e, "s", slots=1, standby=True)
     assert e.providers["s"].state == ProviderState.STANDBY
     submit(e, cmd("one"))
