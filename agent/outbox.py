@@ -69,6 +69,7 @@ class Outbox:
     async def next_batch(self) -> provider_pb2.TaskReports:
         """Wait for a report, then take it and everything queued behind it as one message."""
         reports = [await self._queue.get()]
+        await asyncio.sleep(0)  # let reports produced in this loop iteration join the message
         size = _size(reports[0])
         while len(reports) < MAX_BATCH_REPORTS and size < MAX_BATCH_BYTES:
             try:

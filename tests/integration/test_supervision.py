@@ -185,7 +185,7 @@ def test_scale_out_hook_runs_with_the_unmet_demand(tmp_path, sqlite_url):
         job = cluster.client.submit_job({"name": "many", "tasks": [
             {"name": f"t{i}", "command": ["sleep", "0.3"]} for i in range(4)]})
         unmet = int(wait_until(lambda: marker.exists() and marker.read_text().strip(), 15, "the scale-out hook"))
-        assert 1 <= unmet <= 3
+        assert 1 <= unmet <= 4  # the agent may not have signalled its free slot yet
         assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
     finally:
         cluster.close()
