@@ -98,6 +98,8 @@ class Engine(ProviderRules, Supervision):
                 provider = self.providers.get(task.provider or "")
                 if provider is not None and task.current is not None and provider.state != ProviderState.LOST:
                     provider.in_flight.add(task.id)
+                    if task.state == TaskState.RUNNING:
+                        self._watch_task(task, since=task.current.start_time)
                 else:
                     orphans.append(task)
         self.tasks = {t.id: t for t in tasks if t.state not in TASK_DONE}

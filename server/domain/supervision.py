@@ -70,16 +70,17 @@ class Supervision:
 
     # ----- tasks -------------------------------------------------------------------------
 
-    def _watch_task(self, task: TaskRt) -> None:
-        """Called when a task starts: remember when to look at it again."""
+    def _watch_task(self, task: TaskRt, since: float | None = None) -> None:
+        """Called when a task starts (or is restored running): remember when to look again."""
         spec = task.spec
+        start = since or self.now
         checks = []
         if spec.expected_seconds > 0:
-            checks.append(self.now + spec.expected_seconds)
+            checks.append(start + spec.expected_seconds)
         if spec.timeout_seconds > 0:
-            checks.append(self.now + spec.timeout_seconds + self.config.terminate_grace)
+            checks.append(start + spec.timeout_seconds + self.config.terminate_grace)
         if checks:
-            task.started_at, task.progress = self.now, 0
+            task.started_at, task.progress = start, 0
             self._watch[task.id] = min(checks)
 
     def _unwatch(self, task_id: int) -> None:

@@ -287,3 +287,23 @@ def test_standby_takes_work_only_beyond_active_capacity_and_returns_when_idle():
         e.supervise()
     e.take_changes()
     assert e.providers["s"].state == ProviderState.STANDBY
+
+
+def test_a_restored_running_task_is_still_held_to_its_timeout():
+    from jobplane.server.domain.state import AttemptRt, JobRt, ProviderRt, TaskRt
+
+    e = engine()
+    spec = JobSpec("j", tasks=(cmd("stuck", timeout_seconds=2),))
+    job = JobRt(1, "j", 0, spec, JobState.RUNNING, 90.0, counts={"total": 1, "running": 1})
+    task = TaskRt(1, 1, 0, "stuck", "stuck", cmd("stuck", timeout_seconds=2), [], 1, TaskState.RUNNING, attempt=1,
+                  provider="a")
+    task.current = AttemptRt(1, 1, 1, "a", 95.0, start_time=95.0)
+    e.restore([job], [task], [ProviderRt("a", ProviderState.ACTIVE, slots=1)])
+    e.take_changes()
+    provider(e, "a", slots=1, running=[(1, 1)])  # the agent comes back with it
+    e.take_changes()
+    e.begin(95 + 2 + 5.1)
+    e.providers["a"].last_seen = e.now
+    e.supervise()
+    e.take_changes()
+    assert job.state == JobState.FAILED and "hard timeout" in job.reason
