@@ -127,6 +127,12 @@ class AsyncClient:
         request = provider_pb2.GetProviderRequest(provider_id=provider_id)
         return (await self._unary(self._providers.GetProvider, request)).provider
 
+    async def drain_provider(
+        self, provider_id: str, *, wait: bool = False, deadline: float = 0.0
+    ) -> provider_pb2.Provider:
+        request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
+        return (await self._unary(self._providers.DrainProvider, request)).provider
+
     def list_continuations(
         self, *, filter: str = "", page_size: int = 100
     ) -> AsyncIterator[continuation_pb2.Continuation]:

@@ -27,7 +27,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     get.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
     get.set_defaults(run=run_get)
 
-    for parser in (listing, get):
+    drain = actions.add_parser("drain", help="stop new work to a provider and move its tasks off it",
+                               description="Drain a provider: no new work; its running tasks are handed on to "
+                               "other providers now, or with --wait allowed to finish first.")
+    drain.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
+    drain.add_argument("--wait", action="store_true", help="let running tasks finish instead of handing them on")
+    drain.add_argument("--deadline", type=float, default=0.0, metavar="SECONDS",
+                       help="with --wait: hand on whatever still runs after this long (default: no limit)")
+    drain.set_defaults(run=run_drain)
+
+    for parser in (listing, get, drain):
         add_server_option(parser)
         add_output_option(parser)
 
@@ -41,6 +50,16 @@ def run_list(args: argparse.Namespace) -> int:
         print(provider_table(providers))
     else:
         print("no providers; start agents with `jobplane up` or `jobplane-agent --server ADDR`")
+    return EXIT_OK
+
+
+def run_drain(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        provider = client.drain_provider(args.provider, wait=args.wait, deadline=args.deadline)
+    if wants_json(args):
+        print(output.json_document(provider))
+    else:
+        print(f"provider {provider.id} is {output.provider_state(provider.state)}")
     return EXIT_OK
 
 

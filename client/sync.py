@@ -142,6 +142,11 @@ class Client:
         request = provider_pb2.GetProviderRequest(provider_id=provider_id)
         return self._unary(self._providers.GetProvider, request).provider
 
+    def drain_provider(self, provider_id: str, *, wait: bool = False, deadline: float = 0.0) -> provider_pb2.Provider:
+        """No new work to the provider; its tasks go on elsewhere now, or (wait) finish first."""
+        request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
+        return self._unary(self._providers.DrainProvider, request).provider
+
     def list_continuations(
         self, *, filter: str = "", page_size: int = 100
     ) -> Iterator[continuation_pb2.Continuation]:

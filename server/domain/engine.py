@@ -381,6 +381,7 @@ class Engine(ProviderRules, Supervision):
         if provider is not None:
             provider.in_flight.discard(task.id)
             self._dispatch_wanted = True
+            self._maybe_drained(provider)
 
     def _forget_if_done(self, task: TaskRt) -> None:
         if task.job_id not in self.jobs and task.current is None:

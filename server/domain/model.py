@@ -30,6 +30,8 @@ class ProviderState(IntEnum):
     SUSPECT = 2
     LOST = 3
     STANDBY = 4
+    DRAINING = 5
+    DRAINED = 6
 
 
 class Status(IntEnum):

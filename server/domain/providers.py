@@ -3,13 +3,14 @@ loss and handing unfinished tasks on. A mixin of Engine: it shares the engine's 
 
 from __future__ import annotations
 
+from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from .model import EventKind, Hello, ProviderState, Status, TaskState
 from .state import ContinuationRec, ProviderRt, TaskRt
 from .status import provider_status
-from ..errors import AlreadyExists
 
 MAX_LOST_ATTEMPTS = 20
 CONNECTED = (ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.SUSPECT)
+SUPERVISED = (ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.DRAINING)
 
 
 class ProviderRules:
@@ -25,7 +26,12 @@ class ProviderRules:
         provider.conn_id, provider.accepting, provider.probe_id = conn_id, False, 0
         provider.epoch += 1
         self._reconcile(provider, set(hello.running))
-        state = ProviderState.STANDBY if hello.standby and not provider.in_flight else ProviderState.ACTIVE
+        if provider.drained:
+            state = ProviderState.DRAINING if provider.in_flight else ProviderState.DRAINED
+        elif hello.standby and not provider.in_flight:
+            state = ProviderState.STANDBY
+        else:
+            state = ProviderState.ACTIVE
         kind = "standby, " if hello.standby else ""
         self._set_provider(provider, state, f"connected ({kind}{hello.slots} slots, heartbeat every {hello.heartbeat:g}s)")
         return provider
@@ -83,10 +89,17 @@ class ProviderRules:
         provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
         provider.epoch += 1
         self._set_provider(provider, ProviderState.LOST, reason)
+        self._hand_on(provider, reason, stop=False)
+
+    def _hand_on(self, provider: ProviderRt, reason: str, *, stop: bool) -> None:
+        """Every unfinished task of the provider goes on elsewhere, most important first;
+        `stop` tells the agent to kill the attempts it still runs."""
         handed = []
         for tid in sorted(provider.in_flight, key=self._continuation_order):
             task = self.tasks[tid]
             handed.append((tid, task.job_id, task.current.number))
+            if stop:
+                self._stop_attempt(provider.id, tid, task.current.number, reason)
             self._lose(task, reason)
         if handed:
             rec = ContinuationRec(self.ids.take("continuation"), provider.id, self.now, reason, tuple(handed))
@@ -112,6 +125,38 @@ class ProviderRules:
             self._task_done(task)
         else:
             self._set_task(task, TaskState.QUEUED, reason)
+
+    def drain(self, provider_id: str, wait: bool, deadline: float) -> ProviderRt:
+        """No new work to the provider; its tasks finish (wait) or go on elsewhere now."""
+        provider = self.providers.get(provider_id)
+        if provider is None:
+            raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
+        if provider.state == ProviderState.LOST:
+            raise FailedPrecondition(f"provider {provider_id!r} is lost; its tasks were handed on already")
+        if provider.drained:
+            return provider
+        provider.drained = True
+        if not wait:
+            self._set_provider(provider, ProviderState.DRAINING, "draining: handing its tasks on")
+            self._hand_on(provider, f"provider {provider_id} drained", stop=True)
+        else:
+            limit = f" for up to {deadline:g}s" if deadline else ""
+            self._set_provider(provider, ProviderState.DRAINING, f"draining: letting its tasks finish{limit}")
+            if deadline:
+                epoch = provider.epoch
+                self._cs.timers.append((deadline, lambda engine: engine._drain_deadline(provider_id, epoch)))
+        self._maybe_drained(provider)
+        return provider
+
+    def _drain_deadline(self, provider_id: str, epoch: int) -> None:
+        provider = self.providers.get(provider_id)
+        if provider is not None and provider.epoch == epoch and provider.state == ProviderState.DRAINING:
+            self._hand_on(provider, f"provider {provider_id} drained: its tasks did not finish in time", stop=True)
+            self._maybe_drained(provider)
+
+    def _maybe_drained(self, provider: ProviderRt) -> None:
+        if provider.state == ProviderState.DRAINING and not provider.in_flight:
+            self._set_provider(provider, ProviderState.DRAINED, "drained: no tasks left")
 
     def _activate_standby(self) -> bool:
         """Queued work beyond active capacity: wake a standby provider that can take it."""

@@ -89,7 +89,8 @@ class ProviderRt:
     in_flight: set[int] = field(default_factory=set)
     epoch: int = 0  # bumps on every (dis)connect so stale grace timers do nothing
     standby: bool = False  # started with --standby
-    was_standby: bool = False  # its state before it fell silent
+    drained: bool = False  # an operator drained it: no work until further notice
+    before_suspect: ProviderState = ProviderState.ACTIVE  # its state before it fell silent
     idle_since: float | None = None
     probe_id: int = 0  # an unanswered probe, if any
     probe_deadline: float = 0.0

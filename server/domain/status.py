@@ -28,6 +28,8 @@ _PROVIDER = {
     ProviderState.SUSPECT: Status.UNKNOWN,
     ProviderState.LOST: Status.INACTIVE,
     ProviderState.STANDBY: Status.ON_HOLD,
+    ProviderState.DRAINING: Status.ON_HOLD,
+    ProviderState.DRAINED: Status.INACTIVE,
 }
 
 # Buckets of Job.counts, by normalized status.

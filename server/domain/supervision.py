@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 from .model import EventKind, ProviderState, TaskState
+from .providers import SUPERVISED
 from .state import ProviderRt, TaskRt
 
 
@@ -29,8 +30,8 @@ class Supervision:
                 self._lost(p, f"provider {p.id} lost: no answer to a probe within {self.config.probe_deadline:g}s")
             return
         silent = self.now - (p.last_seen or self.now)
-        if silent > p.heartbeat * self.config.heartbeat_tolerance and p.state in (ProviderState.ACTIVE, ProviderState.STANDBY):
-            p.was_standby = p.state == ProviderState.STANDBY
+        if silent > p.heartbeat * self.config.heartbeat_tolerance and p.state in SUPERVISED:
+            p.before_suspect = p.state
             self._set_provider(p, ProviderState.SUSPECT,
                                f"silent for {silent:.1f}s, promised a signal every {p.heartbeat:g}s; probing")
             self._probe(p)
@@ -60,8 +61,7 @@ class Supervision:
             return
         p.probe_id, p.last_seen = 0, self.now
         if p.state == ProviderState.SUSPECT:
-            back = ProviderState.STANDBY if p.was_standby else ProviderState.ACTIVE
-            self._set_provider(p, back, f"answered the probe; {len(running)} tasks running")
+            self._set_provider(p, p.before_suspect, f"answered the probe; {len(running)} tasks running")
         for tid, number, progress in running:
             if not self._is_current(tid, number, provider_id):
                 self._stop_attempt(provider_id, tid, number, "attempt superseded")

@@ -167,6 +167,18 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                                                   next_page_token=token)
 
     @rpc
+    async def DrainProvider(self, request, context):
+        if not request.provider_id:
+            raise InvalidArgument("provider_id", "must not be empty; name the provider to drain")
+        if not math.isfinite(request.deadline_seconds) or request.deadline_seconds < 0:
+            raise InvalidArgument("deadline_seconds", "must be a number of seconds >= 0 (0 = no limit)")
+        if request.deadline_seconds and not request.wait:
+            raise InvalidArgument("deadline_seconds", "only applies with wait; without it tasks are handed on at once")
+        provider = await self.d.core.call(
+            lambda engine: engine.drain(request.provider_id, request.wait, request.deadline_seconds))
+        return provider_pb2.DrainProviderResponse(provider=convert.provider_to_proto(provider))
+
+    @rpc
     async def GetProvider(self, request, context):
         provider = self.d.core.engine.providers.get(request.provider_id)
         if provider is None:

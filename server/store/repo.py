@@ -249,5 +249,7 @@ def runtime_from_snapshot(snap: Snapshot):
             t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time)
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
-                            r.heartbeat, r.connect_time, r.last_seen) for r in snap.providers]
+                            r.heartbeat, r.connect_time, r.last_seen,
+                            drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED))
+                 for r in snap.providers]
     return counters, jobs, tasks, providers

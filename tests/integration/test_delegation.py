@@ -21,7 +21,7 @@ def test_tasks_run_in_parallel_across_two_agents(cluster):
     cluster.add_agent("b", slots=2)
     job = cluster.client.submit_job({"name": "par", "tasks": [
         {"name": f"t{i}", "command": ["sh", "-c", "sleep 0.5; echo done-$JOBPLANE_TASK_NAME"]} for i in range(4)]})
-    assert job.state == 1  # QUEUED: stored before submit returned
+    assert cluster.client.get_job(job.id).spec.name == "par"  # stored before submit returned
     done = cluster.client.wait_job(job.id, timeout=60)
     assert done.state == SUCCEEDED and done.counts.success == 4
     tasks = list(cluster.client.list_tasks(job.id))

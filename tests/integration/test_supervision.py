@@ -189,3 +189,42 @@ def test_scale_out_hook_runs_with_the_unmet_demand(tmp_path, sqlite_url):
         assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
     finally:
         cluster.close()
+
+
+DRAINING, DRAINED = 5, 6
+
+
+def test_drain_moves_running_tasks_off_and_kills_them_there(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    cluster.add_agent("a", slots=1)
+    job = cluster.client.submit_job({"name": "d", "tasks": [{"name": "t", "command": pid_script(
+        pids, 'if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 120; fi')}]})
+    wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+    cluster.add_agent("b", slots=1)
+    r = subprocess.run([sys.executable, "-m", "jobplane.client.cli", "providers", "drain", "a",
+                        "--server", cluster.server.address], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    (task,) = list(cluster.client.list_tasks(job.id))
+    assert task.provider_id == "b" and task.attempt == 2
+    assert provider_state(cluster, "a") == DRAINED
+    first = int((pids / f"{task.id}.1").read_text())
+    wait_until(lambda: not pid_alive(first), 10, "the drained attempt's process to be killed")
+
+
+def test_drain_with_wait_lets_the_task_finish_and_sends_new_work_elsewhere(cluster):
+    cluster.add_agent("a", slots=1)
+    first = cluster.client.submit_job({"name": "w", "tasks": [{"name": "t", "command": ["sleep", "1"]}]})
+    wait_until(lambda: running_on(cluster, first.id, "a"), 30, "the task running on a")
+    cluster.add_agent("b", slots=1)
+    assert cluster.client.drain_provider("a", wait=True).state == DRAINING
+    later = cluster.client.submit_job({"name": "later", "tasks": [{"name": "t", "command": ["true"]}]})
+    assert cluster.client.wait_job(first.id, timeout=30).state == SUCCEEDED
+    assert [t.provider_id for t in cluster.client.list_tasks(first.id)] == ["a"]
+    assert cluster.client.wait_job(later.id, timeout=30).state == SUCCEEDED
+    assert [t.provider_id for t in cluster.client.list_tasks(later.id)] == ["b"]
+    wait_until(lambda: provider_state(cluster, "a") == DRAINED, 10, "a to be DRAINED")

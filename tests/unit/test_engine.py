@@ -307,3 +307,34 @@ def test_a_restored_running_task_is_still_held_to_its_timeout():
     e.supervise()
     e.take_changes()
     assert job.state == JobState.FAILED and "hard timeout" in job.reason
+
+
+def test_drain_hands_running_tasks_on_and_takes_no_new_work():
+    e = engine()
+    provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    provider(e, "b", slots=1)
+    e.drain("a", wait=False, deadline=0)
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.DRAINED
+    assert cs.cancels["a"][0][:2] == (next(iter(e.tasks)), 1) and assigned(cs) == {"b": [("t", 2)]}
+    assert cs.continuations and cs.continuations[0].provider == "a"
+    submit(e, cmd("later"))
+    assert "a" not in assigned(e.take_changes())
+
+
+def test_drain_with_wait_lets_tasks_finish_then_hands_on_at_the_deadline():
+    e = engine()
+    conn = provider(e, "a", slots=2)
+    submit(e, cmd("quick"), cmd("slow"))
+    e.take_changes()
+    e.drain("a", wait=True, deadline=30)
+    (_, deadline), = e.take_changes().timers
+    assert e.providers["a"].state == ProviderState.DRAINING
+    finish(e, "a", conn, "quick")
+    e.take_changes()
+    assert e.providers["a"].state == ProviderState.DRAINING  # slow still runs
+    deadline(e)
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.DRAINED and cs.cancels["a"]

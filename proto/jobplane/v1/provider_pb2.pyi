@@ -18,6 +18,8 @@ class ProviderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROVIDER_STATE_SUSPECT: _ClassVar[ProviderState]
     PROVIDER_STATE_LOST: _ClassVar[ProviderState]
     PROVIDER_STATE_STANDBY: _ClassVar[ProviderState]
+    PROVIDER_STATE_DRAINING: _ClassVar[ProviderState]
+    PROVIDER_STATE_DRAINED: _ClassVar[ProviderState]
 
 class TaskReportKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +39,8 @@ PROVIDER_STATE_ACTIVE: ProviderState
 PROVIDER_STATE_SUSPECT: ProviderState
 PROVIDER_STATE_LOST: ProviderState
 PROVIDER_STATE_STANDBY: ProviderState
+PROVIDER_STATE_DRAINING: ProviderState
+PROVIDER_STATE_DRAINED: ProviderState
 TASK_REPORT_KIND_UNSPECIFIED: TaskReportKind
 TASK_REPORT_KIND_STARTED: TaskReportKind
 TASK_REPORT_KIND_FINISHED: TaskReportKind
@@ -300,6 +304,22 @@ class GetProviderRequest(_message.Message):
     def __init__(self, provider_id: _Optional[str] = ...) -> None: ...
 
 class GetProviderResponse(_message.Message):
+    __slots__ = ("provider",)
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    provider: Provider
+    def __init__(self, provider: _Optional[_Union[Provider, _Mapping]] = ...) -> None: ...
+
+class DrainProviderRequest(_message.Message):
+    __slots__ = ("provider_id", "wait", "deadline_seconds")
+    PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    provider_id: str
+    wait: bool
+    deadline_seconds: float
+    def __init__(self, provider_id: _Optional[str] = ..., wait: _Optional[bool] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
+
+class DrainProviderResponse(_message.Message):
     __slots__ = ("provider",)
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     provider: Provider

@@ -50,6 +50,11 @@ class ProviderServiceStub:
                 request_serializer=jobplane_dot_v1_dot_provider__pb2.GetProviderRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_provider__pb2.GetProviderResponse.FromString,
                 _registered_method=True)
+        self.DrainProvider = channel.unary_unary(
+                '/jobplane.v1.ProviderService/DrainProvider',
+                request_serializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -77,6 +82,14 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainProvider(self, request, context):
+        """Stop new work to the provider and hand its running tasks on (or, with `wait`,
+        let them finish until the deadline); then it is DRAINED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.GetProvider,
                     request_deserializer=jobplane_dot_v1_dot_provider__pb2.GetProviderRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_provider__pb2.GetProviderResponse.SerializeToString,
+            ),
+            'DrainProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainProvider,
+                    request_deserializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +196,33 @@ class ProviderService:
             '/jobplane.v1.ProviderService/GetProvider',
             jobplane_dot_v1_dot_provider__pb2.GetProviderRequest.SerializeToString,
             jobplane_dot_v1_dot_provider__pb2.GetProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.ProviderService/DrainProvider',
+            jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.SerializeToString,
+            jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.FromString,
             options,
             channel_credentials,
             insecure,
