@@ -26,10 +26,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def SubmitJob(self, request, context):
         if not request.HasField("spec"):
             raise InvalidArgument("spec", "missing; send the job spec to run")
-        spec = convert.job_spec_from_proto(request.spec)
-        cfg = self.d.config
-        drafts = await asyncio.to_thread(
-            extract_tasks, spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
+        spec, drafts = await asyncio.to_thread(self._prepare, request.spec)
         job = await self.d.core.call(lambda engine: engine.submit(spec, drafts))
         return job_pb2.SubmitJobResponse(job=await self._job(job.id))
 
@@ -42,9 +39,12 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         size = page_size(request.page_size)
         before = decode_token(request.page_token)
         cond = where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS)
-        rows = await self.d.read(self.d.store.list_jobs, cond, before, size + 1)
-        token = encode_token(rows[size - 1].id) if len(rows) > size else ""
-        return job_pb2.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in rows[:size]], next_page_token=token)
+        def page():  # on a reader thread: decoding specs is O(tasks)
+            rows = self.d.store.list_jobs(cond, before, size + 1)
+            token = encode_token(rows[size - 1].id) if len(rows) > size else ""
+            return job_pb2.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in rows[:size]], next_page_token=token)
+
+        return await self.d.read(page)
 
     @rpc
     async def CancelJob(self, request, context):
@@ -53,11 +53,26 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         await self.d.core.call(lambda engine: engine.cancel_job(job_id, request.reason))
         return job_pb2.CancelJobResponse(job=await self._job(job_id))
 
+    def _replay_page(self, after_id: int, job_id: int | None) -> list:
+        """On a reader thread: the next stored events, as messages."""
+        rows = self.d.store.events_after(after_id, job_id, REPLAY_PAGE)
+        return [convert.event_to_proto(convert.event_from_row(r)) for r in rows]
+
+    def _prepare(self, spec_message: job_pb2.JobSpec):
+        """Off the event loop: the spec and its extracted tasks (both O(tasks))."""
+        spec = convert.job_spec_from_proto(spec_message)
+        cfg = self.d.config
+        return spec, extract_tasks(spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
+
     async def _job(self, job_id: int) -> job_pb2.Job:
-        row = await self.d.read(self.d.store.get_job, job_id)
-        if row is None:
+        def get():
+            row = self.d.store.get_job(job_id)
+            return None if row is None else convert.job_to_proto(row)
+
+        job = await self.d.read(get)
+        if job is None:
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
-        return convert.job_to_proto(row)
+        return job
 
     async def WatchEvents(self, request, context):
         job_id = None
@@ -74,11 +89,11 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         try:
             last = request.after_event_id
             while True:
-                rows = await self.d.read(self.d.store.events_after, last, job_id, REPLAY_PAGE)
-                if rows:
-                    last = rows[-1].id
-                    yield job_pb2.WatchEventsResponse(events=[convert.event_to_proto(convert.event_from_row(r)) for r in rows])
-                if len(rows) < REPLAY_PAGE:
+                events = await self.d.read(self._replay_page, last, job_id)
+                if events:
+                    last = events[-1].id
+                    yield job_pb2.WatchEventsResponse(events=events)
+                if len(events) < REPLAY_PAGE:
                     break
             while True:
                 batch = await sub.queue.get()

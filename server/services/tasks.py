@@ -24,12 +24,16 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         cond = where(parse_filter(request.filter, TASK_FILTER_KEYS), TASK_COLUMNS)
         if await self.d.read(self.d.store.get_job, job_id) is None:
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
-        rows = await self.d.read(self.d.store.list_tasks, job_id, cond, after, size + 1)
-        token = encode_token(rows[size - 1].id) if len(rows) > size else ""
-        rows = rows[:size]
-        attempts = await self.d.read(self.d.store.attempts_of, [r.id for r in rows])
-        return task_pb2.ListTasksResponse(
-            tasks=[convert.task_to_proto(r, attempts[r.id]) for r in rows], next_page_token=token)
+
+        def page():  # on a reader thread, conversion included
+            rows = self.d.store.list_tasks(job_id, cond, after, size + 1)
+            token = encode_token(rows[size - 1].id) if len(rows) > size else ""
+            rows = rows[:size]
+            attempts = self.d.store.attempts_of([r.id for r in rows])
+            return task_pb2.ListTasksResponse(
+                tasks=[convert.task_to_proto(r, attempts[r.id]) for r in rows], next_page_token=token)
+
+        return await self.d.read(page)
 
     @rpc
     async def GetTask(self, request, context):
