@@ -6,7 +6,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from jobplane.client.errors import JobplaneError
 from jobplane.client.jobfile import parse_job_file
 from jobplane.client.local import LocalConfig, LocalPlane, LocalPlaneError, exit_report, sigterm_as_interrupt
 from jobplane.client.sync import Client
-from jobplane.v1 import job_pb2, provider_pb2
+from jobplane.v1 import job_pb2
 
 AGENTS = 2
 SLOTS = 2
@@ -74,7 +73,7 @@ def _tour(plane: LocalPlane) -> int:
     _say(f"The server stores everything in SQLite and listens on {address}.")
     with Client.connect(address) as client:
         _say("Agents connect, say what their machine offers, and become providers:")
-        print(provider_table(_wait_for_providers(client, plane)))
+        print(provider_table(plane.wait_for_agents(client, PROVIDERS_TIMEOUT)))
 
         demo = resources.files("jobplane.examples").joinpath("demo.toml").read_text()
         job_file = parse_job_file(demo, name="demo.toml")
@@ -96,19 +95,6 @@ def _tour(plane: LocalPlane) -> int:
         "use `jobplane up`, then `jobplane submit FILE --watch` from another terminal."
     )
     return EXIT_OK
-
-
-def _wait_for_providers(client: Client, plane: LocalPlane) -> list[provider_pb2.Provider]:
-    """The ACTIVE providers, once all local agents are; raises LocalPlaneError past the deadline."""
-    deadline = time.monotonic() + PROVIDERS_TIMEOUT
-    while time.monotonic() < deadline:
-        if child := plane.exited():
-            raise LocalPlaneError(exit_report(child))
-        active = list(client.list_providers(filter="state=ACTIVE"))
-        if len(active) >= plane.config.agents:
-            return active
-        time.sleep(0.2)
-    raise LocalPlaneError(f"the agents did not become ACTIVE providers within {PROVIDERS_TIMEOUT:g}s")
 
 
 def _say(text: str) -> None:

@@ -14,6 +14,7 @@ from jobplane.client import output
 from jobplane.client.channel import default_data_dir, read_up_state, up_state_path
 from jobplane.client.command import EXIT_JOB_FAILED, EXIT_OK
 from jobplane.client.local import LocalConfig, LocalPlane, LocalPlaneError, exit_report, sigterm_as_interrupt
+from jobplane.client.sync import Client
 
 EXIT_PLANE_FAILED = EXIT_JOB_FAILED  # "what you asked for did not work"
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 def _serve(plane: LocalPlane, state_path: Path) -> int:
     try:
         address = plane.start()
+        with Client.connect(address) as client:
+            plane.wait_for_agents(client)  # announce only once jobs can be accepted
         _write_state(state_path, address)
         print(_banner(plane, state_path), flush=True)
         child = plane.wait_for_exit()

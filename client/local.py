@@ -109,6 +109,19 @@ class LocalPlane:
             self._agents.append(self._spawn(f"agent {name}", ["-m", "jobplane.agent", *arguments]))
         return self.address
 
+    def wait_for_agents(self, client, timeout: float = 20.0) -> list:
+        """The ACTIVE providers, once every local agent is one: until then the server
+        refuses jobs (no provider could run them). Raises LocalPlaneError past the deadline."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child := self.exited():
+                raise LocalPlaneError(exit_report(child))
+            active = list(client.list_providers(filter="state=ACTIVE"))
+            if len(active) >= self.config.agents:
+                return active
+            time.sleep(0.1)
+        raise LocalPlaneError(f"the agents did not become ACTIVE providers within {timeout:g}s")
+
     def exited(self) -> Child | None:
         """The first child that has stopped, if any."""
         return next((child for child in self._children() if child.process.poll() is not None), None)
