@@ -34,7 +34,8 @@ def test_killed_agent_is_lost_and_its_tasks_finish_elsewhere_once(cluster, tmp_p
     pids.mkdir()
     cluster.add_agent("a", slots=2)
     job = cluster.client.submit_job({"name": "k", "tasks": [
-        {"name": f"t{i}", "command": pid_script(pids, "sleep 1.5")} for i in range(2)]})
+        {"name": f"t{i}", "command": pid_script(pids, 'if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 120; fi')}
+        for i in range(2)]})
     wait_until(lambda: len(running_on(cluster, job.id, "a")) == 2, 30, "two tasks running on a")
     cluster.add_agent("b", slots=2)
     try:
@@ -76,7 +77,11 @@ def test_stopped_agent_is_probed_lost_and_told_to_kill_its_attempt_on_resume(clu
     wait_until(lambda: not pid_alive(first), 5, "the superseded attempt's process to be killed after SIGCONT")
 
 
-def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(cluster, tmp_path):
+def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(tmp_path, db_url):
+    from conftest import Cluster
+
+    cluster = Cluster(tmp_path, db_url)
+    cluster.start_server(grace=5.0)  # the claim holds for any grace; 5 s keeps a loaded machine in it
     proxy = TcpProxy(cluster.server.address)
     try:
         agent = AgentProc(tmp_path, proxy.address, "a", slots=1)
@@ -92,6 +97,7 @@ def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(cluster, t
         assert list(cluster.client.list_continuations()) == []
     finally:
         proxy.close()
+        cluster.close()
 
 
 def decisions(cluster, job_id):
@@ -123,7 +129,9 @@ def test_overdue_silent_task_is_reassigned(cluster):
     job = cluster.client.submit_job({"name": "o", "tasks": [{"name": "t", "expected": 0.5,
         "command": ["sh", "-c", 'if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 60; fi']}]})
     found = decisions(cluster, job.id)
-    assert found[0][0] == "reassign" and "no progress" in found[0][1]
+    # A first "wait" is fair if starting the shell registered CPU time; then it stalls.
+    reassigned = [why for decision, why in found if decision == "reassign"]
+    assert reassigned and "no progress" in reassigned[0]
     (task,) = list(cluster.client.list_tasks(job.id))
     assert task.state == 5 and task.attempt == 2
 
@@ -217,10 +225,11 @@ def test_drain_moves_running_tasks_off_and_kills_them_there(cluster, tmp_path):
 
 
 def test_drain_with_wait_lets_the_task_finish_and_sends_new_work_elsewhere(cluster):
-    cluster.add_agent("a", slots=1)
-    first = cluster.client.submit_job({"name": "w", "tasks": [{"name": "t", "command": ["sleep", "1"]}]})
-    wait_until(lambda: running_on(cluster, first.id, "a"), 30, "the task running on a")
+    cluster.add_agent("a", slots=1, labels={"node": "a"})
     cluster.add_agent("b", slots=1)
+    first = cluster.client.submit_job({"name": "w", "tasks": [
+        {"name": "t", "command": ["sleep", "1"], "requires": {"node": "a"}}]})
+    wait_until(lambda: running_on(cluster, first.id, "a"), 30, "the task running on a")
     assert cluster.client.drain_provider("a", wait=True).state == DRAINING
     later = cluster.client.submit_job({"name": "later", "tasks": [{"name": "t", "command": ["true"]}]})
     assert cluster.client.wait_job(first.id, timeout=30).state == SUCCEEDED
