@@ -39,7 +39,7 @@ def pid_alive(pid: int) -> bool:
         return False
     try:  # a zombie is dead for our purposes
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):  # it vanished while we looked
         return False
 
 
