@@ -28,27 +28,27 @@ class ReadyQueue:
 
     def pop_for(self, labels: dict[str, str]) -> int | None:
         """The best queued task whose requirements `labels` satisfy, or None."""
+        key, best = self._best(labels)
+        if best is None:
+            return None
+        heapq.heappop(self._groups[key])
+        self._queued.discard(best[3])
+        return best[3]
+
+    def peek_for(self, labels: dict[str, str]) -> int | None:
+        """The task pop_for would return, left in place."""
+        best = self._best(labels)[1]
+        return None if best is None else best[3]
+
+    def _best(self, labels: dict[str, str]):
+        """(group key, heap entry) of the best matching queued task; stale heads are dropped."""
         best_key, best = None, None
         for key, heap in self._matching(labels):
             while heap and heap[0][3] not in self._queued:
                 heapq.heappop(heap)
             if heap and (best is None or heap[0] < best):
                 best_key, best = key, heap[0]
-        if best is None:
-            return None
-        heapq.heappop(self._groups[best_key])
-        self._queued.discard(best[3])
-        return best[3]
-
-    def peek_for(self, labels: dict[str, str]) -> int | None:
-        """The task pop_for would return, left in place."""
-        best = None
-        for _, heap in self._matching(labels):
-            while heap and heap[0][3] not in self._queued:
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
-        return None if best is None else best[3]
+        return best_key, best
 
     def _matching(self, labels: dict[str, str]):
         for key, heap in list(self._groups.items()):

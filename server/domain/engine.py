@@ -199,7 +199,7 @@ class Engine(ProviderRules, Supervision):
 
     def _cancel_task(self, task: TaskRt, reason: str) -> None:
         if task.state in TASK_OUT and task.current is not None:
-            self._cs.cancels.setdefault(task.current.provider, []).append((task.id, task.current.number, reason))
+            self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
         self.ready.discard(task.id)
         self._set_task(task, TaskState.CANCELLED, reason)
         self._task_done(task)
@@ -325,8 +325,7 @@ class Engine(ProviderRules, Supervision):
         log.info("rejected report for task %s attempt %s from %s: not the current attempt",
                  report.task_id, report.attempt, provider_id)
         if report.kind == ReportKind.STARTED:
-            self._cs.cancels.setdefault(provider_id, []).append(
-                (report.task_id, report.attempt, "attempt superseded"))
+            self._stop_attempt(provider_id, report.task_id, report.attempt, "attempt superseded")
 
     def _started(self, task: TaskRt, attempt: AttemptRt) -> None:
         if task.state != TaskState.ASSIGNED:

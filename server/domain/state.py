@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .model import Event, JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
+from .status import job_status
 
 
 @dataclass(eq=False)
@@ -27,8 +28,6 @@ class JobRt:
 
     @property
     def status(self) -> Status:
-        from .status import job_status
-
         return job_status(self.state)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from peewee import Database, fn
 
@@ -39,7 +39,6 @@ class Snapshot:
     jobs: list[JobRow]
     tasks: list[TaskRow]
     attempts: list[AttemptRow]  # the current attempt of each task out at a provider
-    extra: dict = field(default_factory=dict)
 
 
 class Store:
