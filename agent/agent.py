@@ -6,17 +6,20 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from jobplane.v1 import provider_pb2
 
-from .commands import CommandSpec, run_command
+from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .link import Link
 from .outbox import Outbox
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
 from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
+from .statedir import StateDir, default_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,8 @@ class Agent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self._outbox = Outbox()
+        self._state = StateDir(config.state_dir or default_state_dir(config.work_dir, config.name))
+        self._outbox = Outbox(on_acked=self._state.discard)
         self._pool = WorkerPool(config.slots, work_dir=config.work_dir)
         self._link = Link(config, self._outbox, self)
         self._slots = asyncio.Semaphore(config.slots)
@@ -59,6 +63,8 @@ class Agent:
         if self._started:
             raise RuntimeError("an Agent can run only once")
         self._started = True
+        self._state.lock()
+        self._adopt_leftovers()
         self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
         stop = asyncio.create_task(self._stop_requested.wait())
@@ -67,6 +73,7 @@ class Agent:
         finally:
             stop.cancel()
             await self._shutdown(link)
+            self._state.unlock()
             self._stopped.set()
         if not link.cancelled():
             link.result()
@@ -132,13 +139,42 @@ class Agent:
 
     # Running attempts.
 
+    def _adopt_leftovers(self) -> None:
+        """Take over the commands an earlier process of this agent started and did not report.
+
+        They go into the hello's `running` list, so the server keeps them with us.
+        """
+        loop = asyncio.get_running_loop()
+        for key, leftover in self._state.leftovers().items():
+            log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
+            stop: asyncio.Future[StopRequest] = loop.create_future()
+            task = asyncio.create_task(self._report(key, self._resume(key, leftover, stop)))
+            self._attempts[key] = _Attempt(stop, task)
+
+    async def _resume(self, key: AttemptKey, leftover: Leftover,
+                      stop: asyncio.Future[StopRequest]) -> AttemptResult:
+        self._running += 1
+        try:
+            return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
+                                        on_start=self._on_start(key, report=False))
+        finally:
+            self._running -= 1
+
     async def _run_attempt(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
     ) -> None:
         key = (assignment.task_id, assignment.attempt)
+        await self._report(key, self._in_slot(assignment, stop))
+
+    async def _in_slot(self, assignment: provider_pb2.Assignment,
+                       stop: asyncio.Future[StopRequest]) -> AttemptResult:
+        async with self._slots:  # more assignments than slots wait here
+            return await self._execute(assignment, stop)
+
+    async def _report(self, key: AttemptKey, running: Coroutine[Any, Any, AttemptResult]) -> None:
+        """Await the attempt and queue its FINISHED report, whatever happens."""
         try:
-            async with self._slots:  # more assignments than slots wait here
-                result = await self._execute(assignment, stop)
+            result = await running
         except Exception as exc:  # a bug here must not leave the attempt unreported
             log.exception("task %s attempt %d failed inside the agent", *key)
             result = AttemptResult(Outcome.FAILED, error=f"agent error: {exc!r}",
@@ -157,11 +193,7 @@ class Agent:
             return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"},
                                  error="the task spec must set exactly one of command and python")
         key = (assignment.task_id, assignment.attempt)
-
-        def on_start(started: Started) -> None:
-            self._attempts[key].started, self._attempts[key].started_at = started, time.monotonic()
-            self._outbox.started(*key)
-
+        on_start = self._on_start(key, report=True)
         self._running += 1
         try:
             if spec.python:
@@ -171,10 +203,20 @@ class Agent:
         finally:
             self._running -= 1
 
+    def _on_start(self, key: AttemptKey, *, report: bool) -> Callable[[Started], None]:
+        def on_start(started: Started) -> None:
+            self._attempts[key].started, self._attempts[key].started_at = started, time.monotonic()
+            if report:
+                self._outbox.started(*key)
+
+        return on_start
+
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
         env = {**os.environ, **spec.env, **_task_env(assignment)}
-        return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds)
+        key = (assignment.task_id, assignment.attempt)
+        return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
+                           self._state.attempt_dir(key))
 
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
         spec = assignment.spec

@@ -29,6 +29,9 @@ class AgentConfig:
     work_dir: str = field(default_factory=os.getcwd)
     # Take work only when the server activates this provider (queued demand beyond capacity).
     standby: bool = False
+    # Where attempts keep their pid, output and exit status, so that the agent started
+    # again after a crash adopts them; empty: <work_dir>/.jobplane-agent/<name>.
+    state_dir: str = ""
 
     def __post_init__(self) -> None:
         if not self.server:

@@ -12,4 +12,4 @@ class NameInUse(AgentError):
 
 
 class HelloRejected(AgentError):
-    """The server rejected the agent's hello as invalid (INVALID_ARGUMENT)."""
+    """The server rejected the agent's hello (INVALID_ARGUMENT) or refuses it (PERMISSION_DENIED)."""

@@ -203,6 +203,10 @@ class Link:
         elif kind == "cancel":
             self._handler.on_cancel(list(response.cancel.attempts), response.cancel.reason)
         elif kind == "ack":
+            for rejected in response.ack.rejected:
+                log.warning("the server rejected the report on task %s attempt %d (%s): %s",
+                            rejected.attempt.task_id, rejected.attempt.attempt, rejected.code,
+                            rejected.reason)
             self._outbox.ack(response.ack.seq)
         else:
             log.debug("ignoring an unexpected %s from the server", kind)
@@ -219,8 +223,8 @@ class Link:
     def _check_permanent(self, exc: grpc.aio.AioRpcError, since: float | None) -> float | None:
         """Raise if the error will not go away by retrying; when ALREADY_EXISTS began."""
         code = exc.code()
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            raise HelloRejected(f"the server rejected this agent's hello: {exc.details()}")
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
+            raise HelloRejected(f"the server refused this agent: {exc.details()}")
         if code != grpc.StatusCode.ALREADY_EXISTS:
             return None
         now = time.monotonic()

@@ -57,6 +57,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="SIGTERM to SIGKILL delay when stopping a command (default: %(default)s)")
     parser.add_argument("--work-dir", default=os.getcwd(), metavar="DIR",
                         help="working directory of tasks without a cwd (default: current directory)")
+    parser.add_argument("--state-dir", default="", metavar="DIR",
+                        help="where running commands keep their pid, output and exit status, so "
+                             "that the agent started again after a crash adopts them "
+                             "(default: WORK_DIR/.jobplane-agent/NAME)")
     parser.add_argument("--standby", action="store_true",
                         help="take work only when the server's queued demand exceeds active capacity")
     parser.add_argument("--log-level", default="info",
@@ -78,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         kill_grace=args.kill_grace,
         work_dir=os.path.abspath(args.work_dir),
         standby=args.standby,
+        state_dir=os.path.abspath(args.state_dir) if args.state_dir else "",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 from jobplane.v1 import provider_pb2
 
@@ -28,7 +29,9 @@ class Outbox:
     after a reconnect. seq grows by one per TaskReports message for the outbox's lifetime.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_acked: Callable[[Iterable[tuple[str, int]]], None] | None = None) -> None:
+        # Told which attempts' FINISHED reports the server has just acknowledged.
+        self._on_acked = on_acked
         self._queue: asyncio.Queue[provider_pb2.TaskReport] = asyncio.Queue()
         self._seq = 0
         # FINISHED reports sent but not acknowledged, in the order (and with the seq) sent.
@@ -96,13 +99,17 @@ class Outbox:
 
     def ack(self, seq: int) -> None:
         """The server committed every report sent with a seq up to and including `seq`."""
+        acked = []
         while self._in_flight:
             key, (sent_seq, _) = next(iter(self._in_flight.items()))
             if sent_seq > seq:
                 break
             del self._in_flight[key]
             self._finishing.discard(key)
+            acked.append(key)
         self._update_settled()
+        if acked and self._on_acked is not None:
+            self._on_acked(acked)
 
     def finishing(self) -> list[tuple[str, int]]:
         """(task_id, attempt) of attempts whose FINISHED report is not acknowledged yet."""

@@ -105,7 +105,8 @@ class LocalPlane:
         )
         self.address = self._wait_for_address(self._server, address_file)
         for name in self.agent_names:
-            arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots)]
+            arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),
+                         "--state-dir", str(self.config.data_dir / "agents" / name)]
             self._agents.append(self._spawn(f"agent {name}", ["-m", "jobplane.agent", *arguments]))
         return self.address
 

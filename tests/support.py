@@ -107,7 +107,8 @@ class AgentProc(Proc):
     def __init__(self, workdir: Path, server: str, name: str, *, slots: int = 2,
                  labels: dict[str, str] | None = None, extra: list[str] = ()) -> None:
         self.name = name
-        argv = [sys.executable, "-m", "jobplane.agent", "--server", server, "--name", name, "--slots", str(slots)]
+        argv = [sys.executable, "-m", "jobplane.agent", "--server", server, "--name", name, "--slots", str(slots),
+                "--state-dir", str(workdir / f"agent-{name}.state")]
         for k, v in (labels or {}).items():
             argv += ["--label", f"{k}={v}"]
         super().__init__(argv + list(extra), workdir / f"agent-{name}.log")

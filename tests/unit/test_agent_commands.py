@@ -33,12 +33,13 @@ def test_exit_code_zero_succeeds_with_the_output_tails():
     assert result.raw == {"state": "exited", "exit_code": "0"}
 
 
-def test_the_start_handle_names_the_process_group_and_counts_output():
+def test_the_start_handle_names_the_process_group_and_counts_output(tmp_path):
     started = []
-    spec = CommandSpec(["sh", "-c", "printf abc; printf de >&2; echo $$"])
+    spec = CommandSpec(["sh", "-c", "printf abc; printf de >&2; ps -o pgid= -p $$ | tr -d ' '"],
+                       attempt_dir=str(tmp_path / "attempt"))
     result = asyncio.run(run_command(spec, on_start=started.append))
     (handle,) = started
-    assert result.stdout_tail == f"abc{handle.pgid}\n"  # the shell leads its own group
+    assert result.stdout_tail == f"abc{handle.pgid}\n"  # the task has a group of its own
     assert handle.output_bytes() == len(result.stdout_tail) + len(result.stderr_tail)
 
 

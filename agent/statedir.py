@@ -1,0 +1,116 @@
+"""The agent's state directory: one subdirectory per command attempt, locked to one agent.
+
+`<work-dir>/.jobplane-agent/<name>/` by default. Each attempt's directory holds its pid,
+output and exit status (see commands.py). It is removed once the server has acknowledged
+the attempt's result, so what a new agent process finds there after a crash is exactly the
+work the old one had not finished reporting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from .commands import Leftover, read_leftover
+from .errors import AgentError
+
+log = logging.getLogger(__name__)
+
+AttemptKey = tuple[str, int]
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_ENTRY = re.compile(r"^(?P<task>.+)\.(?P<attempt>\d+)$")
+
+
+def default_state_dir(work_dir: str, name: str) -> str:
+    """Where an agent named `name` keeps its attempts when not told otherwise."""
+    return os.path.join(work_dir, ".jobplane-agent", _UNSAFE.sub("_", name))
+
+
+class StateLocked(AgentError):
+    """Another running agent uses the same state directory."""
+
+
+class StateDir:
+    """Attempt directories under one root, which one agent process holds a lock on."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+        self._lock_fd: int | None = None
+        self._doomed: set[Path] = set()
+        self._made: set[AttemptKey] = set()  # attempts given a directory, not yet discarded
+        self._sweeping = False
+
+    def lock(self) -> None:
+        """Take the directory for this process; raises StateLocked if another agent has it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateLocked(f"another agent is running with state directory {self.root}; "
+                              "give this one another --name or --state-dir") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def attempt_dir(self, key: AttemptKey) -> str:
+        """The directory of one attempt (created by the command runner)."""
+        self._made.add(key)
+        return self._path(key)
+
+    def _path(self, key: AttemptKey) -> str:
+        task_id, attempt = key
+        return str(self.root / f"{_UNSAFE.sub('_', task_id)}.{attempt}")
+
+    def leftovers(self) -> dict[AttemptKey, Leftover]:
+        """What earlier agent processes left: attempts running or finished but not reported.
+
+        Directories of commands that never started, or whose wrapper died without an exit
+        status, are removed: the server hands those attempts on when we do not claim them.
+        """
+        found: dict[AttemptKey, Leftover] = {}
+        for entry in sorted(self.root.iterdir()):
+            match = _ENTRY.match(entry.name)
+            if not entry.is_dir() or match is None:
+                continue
+            leftover = read_leftover(entry)
+            if leftover.exit_status is not None or leftover.alive():
+                key = (match["task"], int(match["attempt"]))
+                found[key] = leftover
+                self._made.add(key)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        return found
+
+    def discard(self, keys: Iterable[AttemptKey]) -> None:
+        """Remove these attempts' directories soon, off the event loop, in batches."""
+        for key in keys:
+            if key in self._made:
+                self._made.discard(key)
+                self._doomed.add(Path(self._path(key)))
+        if self._doomed and not self._sweeping:
+            self._sweeping = True
+            asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        try:
+            while self._doomed:
+                batch, self._doomed = self._doomed, set()
+                await asyncio.to_thread(_remove_all, batch)
+        finally:
+            self._sweeping = False
+
+
+def _remove_all(paths: Iterable[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
