@@ -133,6 +133,10 @@ class AsyncClient:
         request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
         return (await self._unary(self._providers.DrainProvider, request)).provider
 
+    async def revoke_provider(self, provider_id: str, *, reason: str = "") -> provider_pb2.Provider:
+        request = provider_pb2.RevokeProviderRequest(provider_id=provider_id, reason=reason)
+        return (await self._unary(self._providers.RevokeProvider, request)).provider
+
     def list_continuations(
         self, *, filter: str = "", page_size: int = 100
     ) -> AsyncIterator[continuation_pb2.Continuation]:

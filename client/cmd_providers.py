@@ -1,4 +1,4 @@
-"""`jobplane providers list|get`: the agents that run tasks."""
+"""`jobplane providers list|get|drain|revoke`: the agents that run tasks."""
 
 from __future__ import annotations
 
@@ -36,7 +36,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="with --wait: hand on whatever still runs after this long (default: no limit)")
     drain.set_defaults(run=run_drain)
 
-    for parser in (listing, get, drain):
+    revoke = actions.add_parser("revoke", help="disconnect a provider for good and move its tasks off it",
+                                description="Revoke a provider: its stream is closed, its running tasks are "
+                                "handed on to other providers, and it may not connect again.")
+    revoke.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
+    revoke.add_argument("--reason", default="", help="why; recorded in the provider's event")
+    revoke.set_defaults(run=run_revoke)
+
+    for parser in (listing, get, drain, revoke):
         add_server_option(parser)
         add_output_option(parser)
 
@@ -56,6 +63,16 @@ def run_list(args: argparse.Namespace) -> int:
 def run_drain(args: argparse.Namespace) -> int:
     with connect(args) as client:
         provider = client.drain_provider(args.provider, wait=args.wait, deadline=args.deadline)
+    return _print_state(args, provider)
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        provider = client.revoke_provider(args.provider, reason=args.reason)
+    return _print_state(args, provider)
+
+
+def _print_state(args: argparse.Namespace, provider: provider_pb2.Provider) -> int:
     if wants_json(args):
         print(output.json_document(provider))
     else:

@@ -147,6 +147,11 @@ class Client:
         request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
         return self._unary(self._providers.DrainProvider, request).provider
 
+    def revoke_provider(self, provider_id: str, *, reason: str = "") -> provider_pb2.Provider:
+        """Close the provider's stream, hand its tasks on and refuse it from now on."""
+        request = provider_pb2.RevokeProviderRequest(provider_id=provider_id, reason=reason)
+        return self._unary(self._providers.RevokeProvider, request).provider
+
     def list_continuations(
         self, *, filter: str = "", page_size: int = 100
     ) -> Iterator[continuation_pb2.Continuation]:

@@ -27,6 +27,10 @@ class AlreadyExists(JobplaneError):
     """The resource exists already (e.g. a provider name that is connected)."""
 
 
+class PermissionDenied(JobplaneError):
+    """The caller may not do this (e.g. a revoked provider connecting)."""
+
+
 class FailedPrecondition(JobplaneError):
     """The request is valid but the system is not in a state to honour it."""
 

@@ -105,7 +105,7 @@ class Engine(ProviderRules, Supervision):
         self.tasks = {t.id: t for t in tasks if t.state not in TASK_DONE}
         for provider in self.providers.values():
             provider.conn_id, provider.accepting = 0, False
-            if provider.state != ProviderState.LOST:
+            if provider.state not in (ProviderState.LOST, ProviderState.REVOKED):
                 self._suspect(provider, "server restarted")
         for task in orphans:
             if task.current is None:
@@ -305,20 +305,26 @@ class Engine(ProviderRules, Supervision):
 
     # ----- reports -------------------------------------------------------------------
 
-    def report(self, provider_id: str, conn_id: int, reports: list[Report]) -> None:
+    def report(self, provider_id: str, conn_id: int, reports: list[Report]) -> list[tuple[int, int, str]]:
+        """Accept each report from the provider holding the current attempt; the others are
+        rejected: returned as (task id, attempt, reason)."""
         provider = self.providers.get(provider_id)
         if provider is None or provider.conn_id != conn_id:
-            return
+            return []
         provider.last_seen = self.now
+        rejected = []
         for report in reports:
             task = self.tasks.get(report.task_id)
             attempt = task.current if task is not None else None
             if attempt is None or attempt.number != report.attempt or attempt.provider != provider_id:
                 self._stale(provider_id, report)
+                rejected.append((report.task_id, report.attempt, f"attempt {report.attempt} of task "
+                                 f"{report.task_id} is not the current attempt on {provider_id}"))
             elif report.kind == ReportKind.STARTED:
                 self._started(task, attempt)
             else:
                 self._finished(task, attempt, report)
+        return rejected
 
     def _stale(self, provider_id: str, report: Report) -> None:
         """A report from a superseded attempt: never accepted; the agent must stop it."""

@@ -32,6 +32,8 @@ class ProviderState(IntEnum):
     STANDBY = 4
     DRAINING = 5
     DRAINED = 6
+    CONNECTING = 7
+    REVOKED = 8
 
 
 class Status(IntEnum):

@@ -3,19 +3,22 @@ loss and handing unfinished tasks on. A mixin of Engine: it shares the engine's 
 
 from __future__ import annotations
 
-from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from .model import EventKind, Hello, ProviderState, Status, TaskState
 from .state import ContinuationRec, ProviderRt, TaskRt
 from .status import provider_status
 
 MAX_LOST_ATTEMPTS = 20
-CONNECTED = (ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.SUSPECT)
-SUPERVISED = (ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.DRAINING)
+CONNECTED = (ProviderState.CONNECTING, ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.SUSPECT)
+SUPERVISED = (ProviderState.CONNECTING, ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.DRAINING)
 
 
 class ProviderRules:
     def connect(self, hello: Hello, conn_id: int) -> ProviderRt:
         provider = self.providers.get(hello.name)
+        if provider is not None and provider.state == ProviderState.REVOKED:
+            raise PermissionDenied(f"provider {hello.name!r} was revoked and may not connect again; "
+                                   "ask an operator, or run this agent under another --name")
         if provider is not None and provider.conn_id:
             raise AlreadyExists(f"provider {hello.name!r} is connected already; start this agent with another --name")
         if provider is None:
@@ -28,12 +31,11 @@ class ProviderRules:
         self._reconcile(provider, set(hello.running))
         if provider.drained:
             state = ProviderState.DRAINING if provider.in_flight else ProviderState.DRAINED
-        elif hello.standby and not provider.in_flight:
-            state = ProviderState.STANDBY
         else:
-            state = ProviderState.ACTIVE
+            state = ProviderState.CONNECTING
         kind = "standby, " if hello.standby else ""
-        self._set_provider(provider, state, f"connected ({kind}{hello.slots} slots, heartbeat every {hello.heartbeat:g}s)")
+        self._set_provider(provider, state, f"connected ({kind}{hello.slots} slots, heartbeat every "
+                                            f"{hello.heartbeat:g}s, holding {len(provider.in_flight)} tasks)")
         return provider
 
     def _reconcile(self, provider: ProviderRt, held: set[tuple[int, int]]) -> None:
@@ -60,13 +62,18 @@ class ProviderRules:
             provider.accepting = True
             provider.last_seen = self.now
             self._dispatch_wanted = True
+            if provider.state == ProviderState.CONNECTING:
+                standby = provider.standby and not provider.in_flight
+                self._set_provider(provider, ProviderState.STANDBY if standby else ProviderState.ACTIVE,
+                                   "ready: standing by" if standby else "ready: taking work")
 
     def disconnect(self, provider_id: str, conn_id: int) -> None:
         provider = self.providers.get(provider_id)
         if provider is None or provider.conn_id != conn_id:
             return
         provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
-        self._suspect(provider, "stream closed")
+        if provider.state != ProviderState.REVOKED:
+            self._suspect(provider, "stream closed")
 
     def _suspect(self, provider: ProviderRt, why: str) -> None:
         provider.epoch += 1
@@ -146,6 +153,23 @@ class ProviderRules:
                 epoch = provider.epoch
                 self._cs.timers.append((deadline, lambda engine: engine._drain_deadline(provider_id, epoch)))
         self._maybe_drained(provider)
+        return provider
+
+    def revoke(self, provider_id: str, reason: str) -> ProviderRt:
+        """Close the provider's stream, hand its tasks on and refuse it from now on."""
+        provider = self.providers.get(provider_id)
+        if provider is None:
+            raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
+        if provider.state == ProviderState.REVOKED:
+            return provider
+        why = f"provider {provider_id} revoked" + (f": {reason}" if reason else "")
+        provider.epoch += 1
+        provider.accepting, provider.probe_id = False, 0
+        self._set_provider(provider, ProviderState.REVOKED, why)
+        # Told to stop its attempts before its stream closes; reports it sends meanwhile are stale.
+        self._hand_on(provider, why, stop=True)
+        if provider.conn_id:
+            self._cs.closes.append(provider.conn_id)
         return provider
 
     def _drain_deadline(self, provider_id: str, epoch: int) -> None:

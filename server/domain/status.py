@@ -24,9 +24,11 @@ _TASK = {
 }
 
 _PROVIDER = {
+    ProviderState.CONNECTING: Status.WAITING,
     ProviderState.ACTIVE: Status.RUNNING,
     ProviderState.SUSPECT: Status.UNKNOWN,
     ProviderState.LOST: Status.INACTIVE,
+    ProviderState.REVOKED: Status.INACTIVE,
     ProviderState.STANDBY: Status.ON_HOLD,
     ProviderState.DRAINING: Status.ON_HOLD,
     ProviderState.DRAINED: Status.INACTIVE,

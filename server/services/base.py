@@ -15,6 +15,7 @@ from ..core import Core
 from ..errors import (
     AlreadyExists,
     FailedPrecondition,
+    PermissionDenied,
     InvalidArgument,
     JobplaneError,
     NotFound,
@@ -31,6 +32,7 @@ STATUS_OF: list[tuple[type[JobplaneError], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreFailure, grpc.StatusCode.UNAVAILABLE),
 ]

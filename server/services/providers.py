@@ -118,8 +118,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
 
     @staticmethod
     def _ack(conn: Connection, seq: int, fut: asyncio.Future) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            conn.queue.put_nowait(provider_pb2.ConnectResponse(ack=provider_pb2.Ack(seq=seq)))
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        rejected = [provider_pb2.RejectedReport(attempt=provider_pb2.AttemptRef(task_id=str(t), attempt=n),
+                                                code="FAILED_PRECONDITION", reason=reason)
+                    for t, n, reason in fut.result() or ()]
+        conn.queue.put_nowait(provider_pb2.ConnectResponse(ack=provider_pb2.Ack(seq=seq, rejected=rejected)))
 
     def deliver(self, cs: ChangeSet) -> None:
         """After a commit: send each provider its assignments, cancellations and probes;
@@ -179,6 +183,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         return provider_pb2.DrainProviderResponse(provider=convert.provider_to_proto(provider))
 
     @rpc
+    async def RevokeProvider(self, request, context):
+        if not request.provider_id:
+            raise InvalidArgument("provider_id", "must not be empty; name the provider to revoke")
+        provider = await self.d.core.call(lambda engine: engine.revoke(request.provider_id, request.reason))
+        return provider_pb2.RevokeProviderResponse(provider=convert.provider_to_proto(provider))
+
+    @rpc
     async def GetProvider(self, request, context):
         provider = self.d.core.engine.providers.get(request.provider_id)
         if provider is None:
@@ -189,7 +200,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
 def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
     """Everything queued for one stream as few messages as possible: the message rate,
     not the task count, is what Python gRPC runs out of. Assignments merge into one
-    message; acks are cumulative, so only the last is sent. True if the stream should close."""
+    message; acks are cumulative, so only the last is sent (carrying every rejection).
+    True if the stream should close."""
     assigned, acks, others, closing = [], None, [], False
     message = first
     while True:
@@ -197,6 +209,8 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
         if which == "assign":
             assigned.extend(message.assign.assignments)
         elif which == "ack":
+            if acks is not None:
+                message.ack.rejected[:0] = acks.ack.rejected
             acks = message
         else:
             others.append(message)

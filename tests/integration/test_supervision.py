@@ -4,13 +4,15 @@ cut connection, overdue and timed-out tasks, admission, standby activation."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from jobplane.client import FailedPrecondition
 from support import AgentProc, TcpProxy, pid_alive, wait_until
 
-ACTIVE, SUSPECT, LOST, STANDBY = 1, 2, 3, 4
+ACTIVE, SUSPECT, LOST, STANDBY, CONNECTING, REVOKED = 1, 2, 3, 4, 7, 8
 SUCCEEDED, FAILED = 3, 4
 TASK_RUNNING = 4
 
@@ -98,6 +100,81 @@ def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(tmp_path, 
     finally:
         proxy.close()
         cluster.close()
+
+
+def test_agent_restarted_within_the_grace_adopts_its_tasks(tmp_path, db_url):
+    from conftest import Cluster
+
+    cluster = Cluster(tmp_path, db_url)
+    cluster.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
+    go = tmp_path / "go"
+    body = f"echo started $JOBPLANE_TASK_NAME; while [ ! -e {go} ]; do sleep 0.05; done; echo finished"
+    try:
+        cluster.add_agent("a", slots=2)
+        job = cluster.client.submit_job({"name": "r", "tasks": [
+            {"name": f"t{i}", "command": ["sh", "-c", body]} for i in range(2)]})
+        wait_until(lambda: len(running_on(cluster, job.id, "a")) == 2, 30, "two tasks running on a")
+        crashed = cluster.agents["a"]
+        crashed.kill()
+        crashed.stop()
+        cluster.add_agent("a", slots=2)  # the same name and state directory
+        go.touch()
+        done = cluster.client.wait_job(job.id, timeout=30)
+        assert done.state == SUCCEEDED
+        for task in cluster.client.list_tasks(job.id):
+            assert task.attempt == 1 and len(task.attempts) == 1, "nothing was reassigned"
+            assert task.stdout_tail == f"started {task.name}\nfinished\n", "the same process ran it to the end"
+        assert list(cluster.client.list_continuations()) == []
+    finally:
+        go.touch()
+        cluster.close()
+
+
+def test_a_provider_is_connecting_from_its_hello_until_it_signals_ready(cluster):
+    import queue
+
+    import grpc
+
+    from jobplane.v1 import provider_pb2, provider_pb2_grpc
+
+    outgoing: queue.Queue = queue.Queue()
+    hello = provider_pb2.Hello(name="raw", slots=1, heartbeat_interval_seconds=5)
+    outgoing.put(provider_pb2.ConnectRequest(hello=hello))
+    with grpc.insecure_channel(cluster.server.address) as channel:
+        stream = provider_pb2_grpc.ProviderServiceStub(channel).Connect(iter(outgoing.get, None), timeout=60)
+        try:
+            assert next(stream).WhichOneof("message") == "welcome"
+            assert provider_state(cluster, "raw") == CONNECTING
+            outgoing.put(provider_pb2.ConnectRequest(ready=provider_pb2.Ready()))
+            wait_until(lambda: provider_state(cluster, "raw") == ACTIVE, 10, "raw to be ACTIVE once ready")
+        finally:
+            outgoing.put(None)
+            stream.cancel()
+
+
+def test_revoked_agent_is_cut_off_its_task_moves_and_it_may_not_return(cluster, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    cluster.add_agent("a", slots=1)
+    job = cluster.client.submit_job({"name": "v", "tasks": [
+        {"name": "t", "command": pid_script(pids, 'if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 120; fi')}]})
+    wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+    cluster.add_agent("b", slots=1)
+    revoke = subprocess.run([sys.executable, "-m", "jobplane.client.cli", "providers", "revoke", "a",
+                             "--reason", "key leaked", "--server", cluster.server.address],
+                            capture_output=True, text=True, timeout=60)
+    assert revoke.returncode == 0 and "REVOKED" in revoke.stdout, revoke.stderr
+    agent = cluster.agents["a"]
+    wait_until(lambda: not agent.alive(), 5, "the revoked agent to be cut off and refused")
+    assert agent.p.returncode == 1 and "was revoked" in agent.output()
+    first = int((pids / f"{next(iter(cluster.client.list_tasks(job.id))).id}.1").read_text())
+    wait_until(lambda: not pid_alive(first), 5, "the revoked agent's attempt to be killed")
+    assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    (task,) = list(cluster.client.list_tasks(job.id))
+    assert task.provider_id == "b" and "revoked: key leaked" in task.attempts[0].reason
+    again = cluster.add_agent("a", wait=False)
+    wait_until(lambda: not again.alive(), 20, "a new agent under the revoked name to be refused")
+    assert again.p.returncode == 1 and provider_state(cluster, "a") == REVOKED
 
 
 def decisions(cluster, job_id):

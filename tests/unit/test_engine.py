@@ -6,7 +6,7 @@ from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
     Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
-from jobplane.server.errors import FailedPrecondition
+from jobplane.server.errors import FailedPrecondition, PermissionDenied
 
 
 def engine():
@@ -118,10 +118,11 @@ def test_report_from_a_superseded_attempt_is_rejected_and_stopped():
     (_, release), = e.take_changes().timers
     release(e)
     e.take_changes()  # attempt 2 now out
-    e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    (rejected,) = e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    assert rejected[:2] == (task.id, 1) and "not the current attempt" in rejected[2]
     cs = e.take_changes()
     assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
-    e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
+    assert len(e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])) == 1
     assert task.state == TaskState.ASSIGNED and task.attempt == 2
 
 
@@ -158,6 +159,35 @@ def test_reconnect_within_grace_keeps_running_tasks():
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.ACTIVE
     assert task.attempt == 1 and task.current is not None and not cs.assignments
+
+
+def test_a_provider_is_connecting_until_ready_and_gets_no_work_before():
+    e = engine()
+    submit(e, cmd("t"), wait=True)
+    e.take_changes()
+    e.connect(Hello("a", {}, {}, 1, 1.0, (), False), conn_id=7)
+    assert e.providers["a"].state == ProviderState.CONNECTING
+    assert not e.take_changes().assignments
+    e.ready_signal("a", 7)
+    assert e.providers["a"].state == ProviderState.ACTIVE
+    assert assigned(e.take_changes())["a"] == [("t", 1)]
+
+
+def test_a_revoked_provider_loses_its_tasks_and_may_not_connect_again():
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    task = next(iter(e.tasks.values()))
+    e.revoke("a", "key leaked")
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.REVOKED
+    assert cs.cancels["a"] == [(task.id, 1, "provider a revoked: key leaked")] and cs.closes == [conn]
+    assert task.state == TaskState.QUEUED and cs.continuations
+    e.disconnect("a", conn)  # its stream ends: it stays revoked, with no grace
+    assert e.providers["a"].state == ProviderState.REVOKED and not e.take_changes().timers
+    with pytest.raises(PermissionDenied, match="revoked"):
+        e.connect(Hello("a", {}, {}, 1, 1.0, (), False), conn_id=8)
 
 
 def test_cancel_job_cancels_queued_and_stops_running():

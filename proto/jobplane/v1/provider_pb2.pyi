@@ -20,6 +20,8 @@ class ProviderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROVIDER_STATE_STANDBY: _ClassVar[ProviderState]
     PROVIDER_STATE_DRAINING: _ClassVar[ProviderState]
     PROVIDER_STATE_DRAINED: _ClassVar[ProviderState]
+    PROVIDER_STATE_CONNECTING: _ClassVar[ProviderState]
+    PROVIDER_STATE_REVOKED: _ClassVar[ProviderState]
 
 class TaskReportKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +43,8 @@ PROVIDER_STATE_LOST: ProviderState
 PROVIDER_STATE_STANDBY: ProviderState
 PROVIDER_STATE_DRAINING: ProviderState
 PROVIDER_STATE_DRAINED: ProviderState
+PROVIDER_STATE_CONNECTING: ProviderState
+PROVIDER_STATE_REVOKED: ProviderState
 TASK_REPORT_KIND_UNSPECIFIED: TaskReportKind
 TASK_REPORT_KIND_STARTED: TaskReportKind
 TASK_REPORT_KIND_FINISHED: TaskReportKind
@@ -254,10 +258,22 @@ class Cancellations(_message.Message):
     def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("seq",)
+    __slots__ = ("seq", "rejected")
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
     seq: int
-    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+    rejected: _containers.RepeatedCompositeFieldContainer[RejectedReport]
+    def __init__(self, seq: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedReport, _Mapping]]] = ...) -> None: ...
+
+class RejectedReport(_message.Message):
+    __slots__ = ("attempt", "code", "reason")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    attempt: AttemptRef
+    code: str
+    reason: str
+    def __init__(self, attempt: _Optional[_Union[AttemptRef, _Mapping]] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Probe(_message.Message):
     __slots__ = ("probe_id",)
@@ -320,6 +336,20 @@ class DrainProviderRequest(_message.Message):
     def __init__(self, provider_id: _Optional[str] = ..., wait: _Optional[bool] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
 
 class DrainProviderResponse(_message.Message):
+    __slots__ = ("provider",)
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    provider: Provider
+    def __init__(self, provider: _Optional[_Union[Provider, _Mapping]] = ...) -> None: ...
+
+class RevokeProviderRequest(_message.Message):
+    __slots__ = ("provider_id", "reason")
+    PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    provider_id: str
+    reason: str
+    def __init__(self, provider_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeProviderResponse(_message.Message):
     __slots__ = ("provider",)
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     provider: Provider

@@ -55,6 +55,11 @@ class ProviderServiceStub:
                 request_serializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.FromString,
                 _registered_method=True)
+        self.RevokeProvider = channel.unary_unary(
+                '/jobplane.v1.ProviderService/RevokeProvider',
+                request_serializer=jobplane_dot_v1_dot_provider__pb2.RevokeProviderRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_provider__pb2.RevokeProviderResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -90,6 +95,13 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeProvider(self, request, context):
+        """Close the provider's stream, hand its tasks on and refuse it from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +124,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.DrainProvider,
                     request_deserializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.SerializeToString,
+            ),
+            'RevokeProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeProvider,
+                    request_deserializer=jobplane_dot_v1_dot_provider__pb2.RevokeProviderRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_provider__pb2.RevokeProviderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +240,33 @@ class ProviderService:
             '/jobplane.v1.ProviderService/DrainProvider',
             jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.SerializeToString,
             jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.ProviderService/RevokeProvider',
+            jobplane_dot_v1_dot_provider__pb2.RevokeProviderRequest.SerializeToString,
+            jobplane_dot_v1_dot_provider__pb2.RevokeProviderResponse.FromString,
             options,
             channel_credentials,
             insecure,
