@@ -3,9 +3,32 @@
 Run it as ``jobplane-agent --server HOST:PORT`` or from Python::
 
     asyncio.run(Agent(AgentConfig(server="localhost:7070")).run())
+
+`Agent` and `AgentConfig` are imported on first use, so that tasks importing
+``jobplane.agent.checkpoint`` do not pay for gRPC.
 """
 
-from .agent import Agent
-from .config import AgentConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .config import AgentConfig
 
 __all__ = ["Agent", "AgentConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Agent":
+        from .agent import Agent as value
+    elif name == "AgentConfig":
+        from .config import AgentConfig as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

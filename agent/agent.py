@@ -12,6 +12,8 @@ from typing import Any
 
 from jobplane.v1 import provider_pb2
 
+from .checkpoint import CHECKPOINT_ENV, CHECKPOINT_FILE_ENV
+from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .link import Link
@@ -50,6 +52,7 @@ class Agent:
         self._outbox = Outbox(on_acked=self._state.discard)
         self._pool = WorkerPool(config.slots, work_dir=config.work_dir)
         self._link = Link(config, self._outbox, self)
+        self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._running = 0
@@ -67,12 +70,15 @@ class Agent:
         self._adopt_leftovers()
         self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
+        watcher = asyncio.create_task(self._checkpoints.run(), name="jobplane-agent-checkpoints")
         stop = asyncio.create_task(self._stop_requested.wait())
         try:
             await asyncio.wait({link, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             await self._shutdown(link)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             self._state.unlock()
             self._stopped.set()
         if not link.cancelled():
@@ -148,6 +154,7 @@ class Agent:
         for key, leftover in self._state.leftovers().items():
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
             stop: asyncio.Future[StopRequest] = loop.create_future()
+            self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
             task = asyncio.create_task(self._report(key, self._resume(key, leftover, stop)))
             self._attempts[key] = _Attempt(stop, task)
 
@@ -172,13 +179,17 @@ class Agent:
             return await self._execute(assignment, stop)
 
     async def _report(self, key: AttemptKey, running: Coroutine[Any, Any, AttemptResult]) -> None:
-        """Await the attempt and queue its FINISHED report, whatever happens."""
+        """Await the attempt and queue its last checkpoint and FINISHED report, whatever happens."""
         try:
             result = await running
         except Exception as exc:  # a bug here must not leave the attempt unreported
             log.exception("task %s attempt %d failed inside the agent", *key)
             result = AttemptResult(Outcome.FAILED, error=f"agent error: {exc!r}",
                                    raw={"state": "agent_error"})
+        try:
+            await self._checkpoints.finish(key)  # the last checkpoint goes before the result
+        except Exception:
+            log.exception("cannot read the last checkpoint of task %s attempt %d", *key)
         log.debug("task %s attempt %d: %s %s", *key, result.outcome.value, result.error)
         self._outbox.finished(*key, result)
         del self._attempts[key]
@@ -197,9 +208,13 @@ class Agent:
         self._running += 1
         try:
             if spec.python:
-                return await self._pool.run(self._py_call(assignment), stop=stop, on_start=on_start)
-            return await run_command(self._command(assignment), kill_grace=self.config.kill_grace,
-                                     stop=stop, on_start=on_start)
+                return await self._pool.run(
+                    self._py_call(assignment), stop=stop, on_start=on_start,
+                    on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
+            command = self._command(assignment)
+            self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
+            return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
+                                     on_start=on_start)
         finally:
             self._running -= 1
 
@@ -213,15 +228,20 @@ class Agent:
 
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
-        env = {**os.environ, **spec.env, **_task_env(assignment)}
-        key = (assignment.task_id, assignment.attempt)
+        attempt_dir = self._state.attempt_dir((assignment.task_id, assignment.attempt))
+        env = {**os.environ, **spec.env}
+        env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
+        env |= _task_env(assignment)
+        env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
-                           self._state.attempt_dir(key))
+                           attempt_dir)
 
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
         spec = assignment.spec
         env = {**spec.env, **_task_env(assignment)}
-        return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds)
+        return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
+                      assignment.task_id, assignment.job_id, assignment.attempt,
+                      assignment.checkpoint_json)
 
     def _cwd(self, cwd: str) -> str:
         # A relative spec.cwd is taken relative to the agent's work dir.
@@ -260,10 +280,13 @@ class Agent:
 
 
 def _task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
-    """The variables that tell a task who it is."""
-    return {
+    """The variables that tell a task who it is, and where it resumes from."""
+    env = {
         "JOBPLANE_TASK_ID": assignment.task_id,
         "JOBPLANE_JOB_ID": assignment.job_id,
         "JOBPLANE_ATTEMPT": str(assignment.attempt),
         "JOBPLANE_TASK_NAME": assignment.task_name,
     }
+    if assignment.checkpoint_json:
+        env[CHECKPOINT_ENV] = assignment.checkpoint_json
+    return env

@@ -21,9 +21,17 @@ _OUTCOMES = {
 MAX_BATCH_REPORTS = 1000
 MAX_BATCH_BYTES = 1024 * 1024
 
+_STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
+_FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
+_CHECKPOINT = provider_pb2.TASK_REPORT_KIND_CHECKPOINT
+
+# A report kept until acknowledged: (kind, task_id, attempt).
+_Kept = tuple[int, str, int]
+
 
 class Outbox:
-    """Reports queued for sending; FINISHED ones stay until the server acknowledges their seq.
+    """Reports queued for sending; FINISHED ones, and the latest CHECKPOINT of each attempt,
+    stay until the server acknowledges their seq.
 
     STARTED reports are sent once and forgotten: the hello's `running` list covers them
     after a reconnect. seq grows by one per TaskReports message for the outbox's lifetime.
@@ -34,10 +42,9 @@ class Outbox:
         self._on_acked = on_acked
         self._queue: asyncio.Queue[provider_pb2.TaskReport] = asyncio.Queue()
         self._seq = 0
-        # FINISHED reports sent but not acknowledged, in the order (and with the seq) sent.
-        self._in_flight: OrderedDict[tuple[str, int], tuple[int, provider_pb2.TaskReport]] = (
-            OrderedDict()
-        )
+        # Kept reports sent but not acknowledged, in the order (and with the seq) sent; so an
+        # attempt's checkpoint is re-sent before its FINISHED report.
+        self._in_flight: OrderedDict[_Kept, tuple[int, provider_pb2.TaskReport]] = OrderedDict()
         # Attempts whose FINISHED report is queued or in flight: still ours until acknowledged.
         self._finishing: set[tuple[str, int]] = set()
         self._settled = asyncio.Event()
@@ -45,18 +52,21 @@ class Outbox:
 
     def started(self, task_id: str, attempt: int) -> None:
         """Queue a STARTED report."""
-        self._put(
-            provider_pb2.TaskReport(
-                task_id=task_id, attempt=attempt, kind=provider_pb2.TASK_REPORT_KIND_STARTED
-            )
-        )
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STARTED))
+
+    def checkpoint(self, task_id: str, attempt: int, checkpoint_json: str) -> None:
+        """Queue a CHECKPOINT report; the latest of each attempt is kept until acknowledged."""
+        if (task_id, attempt) in self._finishing:
+            return  # the attempt has ended: its result is the last word
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_CHECKPOINT,
+                                          checkpoint_json=checkpoint_json))
 
     def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
         """Queue a FINISHED report; it is kept until acknowledged."""
         report = provider_pb2.TaskReport(
             task_id=task_id,
             attempt=attempt,
-            kind=provider_pb2.TASK_REPORT_KIND_FINISHED,
+            kind=_FINISHED,
             outcome=_OUTCOMES[result.outcome],
             result_json=result.result_json,
             error=result.error,
@@ -81,10 +91,10 @@ class Outbox:
                 break
             reports.append(report)
             size += _size(report)
-        return self._stamp(reports)
+        return self._stamp(_latest_checkpoints(reports))
 
     def resend_batches(self) -> list[provider_pb2.TaskReports]:
-        """After a reconnect: every unacknowledged FINISHED report again, under new seqs."""
+        """After a reconnect: every unacknowledged kept report again, in order, under new seqs."""
         pending = [report for _, report in self._in_flight.values()]
         self._in_flight.clear()
         batches: list[list[provider_pb2.TaskReport]] = [[]]
@@ -101,12 +111,14 @@ class Outbox:
         """The server committed every report sent with a seq up to and including `seq`."""
         acked = []
         while self._in_flight:
-            key, (sent_seq, _) = next(iter(self._in_flight.items()))
+            kept, (sent_seq, _) = next(iter(self._in_flight.items()))
             if sent_seq > seq:
                 break
-            del self._in_flight[key]
-            self._finishing.discard(key)
-            acked.append(key)
+            del self._in_flight[kept]
+            kind, task_id, attempt = kept
+            if kind == _FINISHED:
+                self._finishing.discard((task_id, attempt))
+                acked.append((task_id, attempt))
         self._update_settled()
         if acked and self._on_acked is not None:
             self._on_acked(acked)
@@ -130,10 +142,10 @@ class Outbox:
     def _stamp(self, reports: list[provider_pb2.TaskReport]) -> provider_pb2.TaskReports:
         self._seq += 1
         for report in reports:
-            if report.kind == provider_pb2.TASK_REPORT_KIND_FINISHED:
-                key = (report.task_id, report.attempt)
-                self._in_flight.pop(key, None)  # keep the order of sending
-                self._in_flight[key] = (self._seq, report)
+            if report.kind in (_FINISHED, _CHECKPOINT):
+                kept = (report.kind, report.task_id, report.attempt)
+                self._in_flight.pop(kept, None)  # keep the order of sending; a newer one replaces
+                self._in_flight[kept] = (self._seq, report)
         self._update_settled()
         return provider_pb2.TaskReports(seq=self._seq, reports=reports)
 
@@ -144,8 +156,22 @@ class Outbox:
             self._settled.clear()
 
 
+def _latest_checkpoints(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.TaskReport]:
+    """The reports without checkpoints that a later one of the same attempt supersedes."""
+    latest: set[tuple[str, int]] = set()
+    kept = []
+    for report in reversed(reports):
+        if report.kind == _CHECKPOINT:
+            key = (report.task_id, report.attempt)
+            if key in latest:
+                continue
+            latest.add(key)
+        kept.append(report)
+    kept.reverse()
+    return kept
+
+
 def _size(report: provider_pb2.TaskReport) -> int:
     """A cheap estimate of a report's encoded size."""
-    return 64 + len(report.result_json) + len(report.error) + len(report.stdout_tail) + len(
-        report.stderr_tail
-    )
+    return (64 + len(report.result_json) + len(report.error) + len(report.stdout_tail)
+            + len(report.stderr_tail) + len(report.checkpoint_json))

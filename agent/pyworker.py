@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import json
 import os
@@ -17,16 +18,35 @@ from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from .checkpoint import TaskContext
 from .results import TAIL_LIMIT
 
 
 class Call(NamedTuple):
-    """A request from the pool: what to call, with which JSON arguments, env and cwd."""
+    """A request from the pool: what to call, with which JSON arguments, env and cwd, for whom."""
 
     target: str
     args_json: str
     env: Mapping[str, str]
     cwd: str
+    task_id: str = ""
+    job_id: str = ""
+    attempt: int = 0
+    # The checkpoint to resume from ("" = from the start); `ctx.resume` decoded.
+    checkpoint_json: str = ""
+
+
+class Checkpoint(NamedTuple):
+    """A message from a worker while its call runs: the task's latest state (ctx.checkpoint)."""
+
+    checkpoint_json: str
+
+
+class _Target(NamedTuple):
+    """A resolved `module:function`, and whether it takes a `ctx` parameter."""
+
+    function: Callable[..., Any]
+    takes_ctx: bool
 
 
 class Reply(NamedTuple):
@@ -52,7 +72,7 @@ def serve(conn: Connection, work_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if work_dir and work_dir not in sys.path:
         sys.path.insert(0, work_dir)
-    functions: dict[str, Callable[..., Any]] = {}
+    functions: dict[str, _Target] = {}
     conn.send(READY)
     while True:
         try:
@@ -61,46 +81,76 @@ def serve(conn: Connection, work_dir: str) -> None:
             return  # the agent has gone
         if call is None:
             return
-        reply = run_call(functions, call)
+        reply = run_call(functions, call, lambda text: conn.send(Checkpoint(text)))
         try:
             conn.send(reply)
         except OSError:
             return  # the agent went away while the call ran
 
 
-def run_call(functions: dict[str, Callable[..., Any]], call: Call) -> Reply:
-    """Resolve, call and JSON-encode, turning every failure into an "error" reply."""
+def run_call(functions: dict[str, _Target], call: Call,
+             send_checkpoint: Callable[[str], None]) -> Reply:
+    """Resolve, call and JSON-encode, turning every failure into an "error" reply.
+
+    A function with a `ctx` parameter gets a TaskContext whose checkpoints go to `send_checkpoint`.
+    """
     if call.target not in functions:
         try:
-            functions[call.target] = resolve(call.target)
+            function = resolve(call.target)
         except BaseException as exc:  # ImportError, AttributeError, SyntaxError, SystemExit...
             return Reply("error", exception_type=type(exc).__name__,
                          error=f"cannot load {call.target!r}: {_describe(exc)}")
-    function = functions[call.target]
+        functions[call.target] = _Target(function, _takes_ctx(function))
+    target = functions[call.target]
     try:
         args, kwargs = parse_args(call.args_json)
+        ctx = _context(call, send_checkpoint) if target.takes_ctx else None
     except ValueError as exc:
-        return Reply("error", exception_type="ValueError", error=f"args_json: {exc}")
+        return Reply("error", exception_type="ValueError", error=str(exc))
     stdout, stderr = _TailWriter(), _TailWriter()
     try:
         with _task_context(call.env, call.cwd, stdout, stderr):
-            reply = _invoke(function, args, kwargs, call.target, stderr)
+            reply = _invoke(target.function, args, kwargs, ctx, call.target, stderr)
     except OSError as exc:  # entering the working directory failed; the function never ran
         return Reply("error", exception_type=type(exc).__name__,
                      error=f"cannot enter working directory {call.cwd!r}: {exc.strerror}")
     return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text())
 
 
+def _takes_ctx(function: Callable[..., Any]) -> bool:
+    """Whether the function has a parameter named `ctx` that can be passed by keyword."""
+    try:
+        parameter = inspect.signature(function).parameters.get("ctx")
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _context(call: Call, send_checkpoint: Callable[[str], None]) -> TaskContext:
+    try:
+        resume = json.loads(call.checkpoint_json) if call.checkpoint_json else None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint_json: the state to resume from is not JSON: {exc}") from exc
+    return TaskContext(task_id=call.task_id, job_id=call.job_id, attempt=call.attempt,
+                       resume=resume, send=send_checkpoint)
+
+
 def _invoke(
-    function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], target: str,
-    stderr: io.TextIOBase,
+    function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+    ctx: TaskContext | None, target: str, stderr: io.TextIOBase,
 ) -> Reply:
+    if ctx is not None:
+        kwargs = {**kwargs, "ctx": ctx}
     try:
         value = function(*args, **kwargs)
     except BaseException as exc:  # SystemExit too: the task failed, the worker lives on
         # The traceback starts at the task's own code, not at this frame.
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=stderr)
         return Reply("error", exception_type=type(exc).__name__, error=_describe(exc))
+    finally:
+        if ctx is not None:
+            ctx.close()  # a thread the task left behind cannot checkpoint over the reply
     try:
         return Reply("ok", result_json=json.dumps(value))
     except Exception as exc:  # TypeError, ValueError (circular), RecursionError
@@ -125,12 +175,15 @@ def parse_args(args_json: str) -> tuple[list[Any], dict[str, Any]]:
     """Positional and keyword arguments from args_json: an array, an object, or nothing."""
     if not args_json.strip():
         return [], {}
-    value = json.loads(args_json)
+    try:
+        value = json.loads(args_json)
+    except ValueError as exc:
+        raise ValueError(f"args_json: {exc}") from exc
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):
         return [], value
-    raise ValueError(f"must be a JSON object or array, got {type(value).__name__}")
+    raise ValueError(f"args_json: must be a JSON object or array, got {type(value).__name__}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -35,6 +35,11 @@ class PyCall:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = ""
     timeout: float = 0.0
+    task_id: str = ""
+    job_id: str = ""
+    attempt: int = 0
+    # The checkpoint to resume from ("" = from the start): the task's `ctx.resume`.
+    checkpoint_json: str = ""
 
 
 class _Worker:
@@ -48,6 +53,8 @@ class _Worker:
         self.alive = True
         # Resolved with a pyworker.Reply, a StopRequest (killed) or an int|None (died: exit code).
         self.reply: asyncio.Future[object] | None = None
+        # Told each checkpoint the running call makes.
+        self.on_checkpoint: Callable[[str], None] | None = None
 
 
 class WorkerPool:
@@ -80,11 +87,15 @@ class WorkerPool:
         *,
         stop: asyncio.Future[StopRequest] | None = None,
         on_start: Callable[[Started], None] | None = None,
+        on_checkpoint: Callable[[str], None] | None = None,
     ) -> AttemptResult:
-        """Run the call in a free worker until it returns, raises, times out or is stopped."""
+        """Run the call in a free worker until it returns, raises, times out or is stopped.
+
+        `on_checkpoint` gets the JSON of each `ctx.checkpoint(state)` the call makes.
+        """
         assert self._loop is not None, "WorkerPool.start() was not called"
         stop = stop if stop is not None else self._loop.create_future()
-        worker = await self._dispatch(call, stop)
+        worker = await self._dispatch(call, stop, on_checkpoint)
         if worker is None:
             return stop.result().result()
         if on_start is not None:
@@ -98,9 +109,13 @@ class WorkerPool:
         if self._reaping:
             await asyncio.wait(self._reaping, timeout=5.0)
 
-    async def _dispatch(self, call: PyCall, stop: asyncio.Future[StopRequest]) -> _Worker | None:
+    async def _dispatch(
+        self, call: PyCall, stop: asyncio.Future[StopRequest],
+        on_checkpoint: Callable[[str], None] | None,
+    ) -> _Worker | None:
         """Hand the call to an idle worker; None if the attempt was stopped before that."""
-        request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd)
+        request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd,
+                                call.task_id, call.job_id, call.attempt, call.checkpoint_json)
         while (worker := await self._next_idle(stop)) is not None:
             try:
                 worker.conn.send(request)
@@ -109,6 +124,7 @@ class WorkerPool:
                 continue
             # Set before the loop next runs, so before _on_readable can see the answer.
             worker.reply = self._loop.create_future()  # type: ignore[union-attr]
+            worker.on_checkpoint = on_checkpoint
             return worker
         return None
 
@@ -152,6 +168,7 @@ class WorkerPool:
         try:
             answer = await reply
         finally:
+            worker.on_checkpoint = None
             stop.remove_done_callback(on_stop)
             if timer is not None:
                 timer.cancel()
@@ -190,6 +207,9 @@ class WorkerPool:
         if message == pyworker.READY:
             worker.ready = True
             self._idle.put_nowait(worker)  # type: ignore[union-attr]
+        elif isinstance(message, pyworker.Checkpoint):
+            if worker.on_checkpoint is not None:
+                worker.on_checkpoint(message.checkpoint_json)
         elif worker.reply is not None and not worker.reply.done():
             worker.reply.set_result(message)
 

@@ -2,7 +2,12 @@
 a second run, frozen with SIGSTOP). Prints the time from the signal to the first and the
 last of its tasks running again on another provider, with default server settings.
 
-    python bench/failover.py [--agents 3] [--tasks 12]
+A third run kills a provider running --order-tasks one-task jobs with shuffled continuation
+priorities, while the two receivers have half as many slots as there are tasks (each
+continued task ends at once): it prints the time to the first and the last continuation
+dispatched, and whether the dispatch order was exactly the priority order.
+
+    python bench/failover.py [--agents 3] [--tasks 12] [--order-tasks 200]
 
 Targets: kill -> first task running elsewhere <= 1.5 s; silent agent -> <= 2 x the
 promised heartbeat + the probe deadline + 0.5 s (1 s, 1 s: <= 3.5 s).
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -60,11 +66,61 @@ def run(sig: int, agents: int, tasks: int) -> None:
             for agent in procs:
                 agent.stop()
             server.stop()
-            for f in pids.iterdir():
-                try:
-                    os.killpg(int(f.read_text()), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+            _kill_groups(pids)
+
+
+def run_order(tasks: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        pids = work / "pids"
+        pids.mkdir()
+        server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
+        victim = AgentProc(work, server.address, "victim", slots=tasks)
+        receivers: list[AgentProc] = []
+        client = Client.connect(server.address)
+        try:
+            wait_until(lambda: client.list_providers() and list(client.list_providers())[0].state == 1, 30, "agent")
+            script = f'echo $$ > {pids}/$JOBPLANE_TASK_ID.$JOBPLANE_ATTEMPT; if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 600; fi'
+            priorities = random.sample(range(tasks), tasks)
+            jobs = {client.submit_job({"name": f"p{p}", "continuation_priority": p, "tasks": [
+                {"name": "t", "command": ["sh", "-c", script]}]}).id: p for p in priorities}
+            wait_until(lambda: client.get_provider("victim").slots_in_use == tasks, 60, "all tasks running")
+            receivers = [AgentProc(work, server.address, f"r{i}", slots=max(1, tasks // 4)) for i in range(2)]
+            wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 3, 30, "receivers")
+            dispatched: list[tuple[float, int]] = []
+            watcher = threading.Thread(target=_watch_continuations, args=(client, jobs, dispatched), daemon=True)
+            watcher.start()
+            time.sleep(0.5)
+            t0 = time.time()
+            victim.kill()
+            watcher.join(120)
+            in_order = [p for _, p in dispatched] == sorted(jobs.values())
+            print(f"kill -9 with {tasks} tasks, {2 * max(1, tasks // 4)} free slots: first continuation dispatched "
+                  f"after {dispatched[0][0] - t0:.2f}s, last after {dispatched[-1][0] - t0:.2f}s; "
+                  f"dispatch order {'matched' if in_order else 'DID NOT match'} priority order")
+        finally:
+            client.close()
+            for agent in (victim, *receivers):
+                agent.stop()
+            server.stop()
+            _kill_groups(pids)
+
+
+def _watch_continuations(client: Client, jobs: dict[str, int], out: list[tuple[float, int]]) -> None:
+    for event in client.watch_continuations():
+        if event.task_id and event.job_id in jobs:
+            out.append((event.time.ToNanoseconds() / 1e9, jobs[event.job_id]))
+            if len(out) == len(jobs):
+                return
+
+
+def _kill_groups(pids: Path) -> None:
+    """Kill the orphaned first attempts: each task's process group (led by its wrapper)."""
+    for f in pids.iterdir():
+        try:
+            os.killpg(os.getpgid(int(f.read_text())), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def _watch(client: Client, job_id: str, moved: set[str], restarts: list[float]) -> None:
@@ -80,9 +136,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", type=int, default=3)
     p.add_argument("--tasks", type=int, default=12)
+    p.add_argument("--order-tasks", type=int, default=200)
     a = p.parse_args()
     run(signal.SIGKILL, a.agents, a.tasks)
     run(signal.SIGSTOP, a.agents, a.tasks)
+    run_order(a.order_tasks)
 
 
 if __name__ == "__main__":

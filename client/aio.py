@@ -10,7 +10,7 @@ import grpc
 
 from jobplane.client.channel import open_aio_channel, resolve_target
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
-from jobplane.client.events import Deadline, is_finished, is_job_end
+from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping
 from jobplane.v1 import (
     continuation_pb2,
@@ -75,11 +75,29 @@ class AsyncClient:
     async def watch(
         self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None
     ) -> AsyncIterator[event_pb2.Event]:
+        def open_stream(last: int, remaining: float | None) -> Any:
+            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
+            return self._jobs.WatchEvents(request, timeout=remaining)
+
+        async for event in self._events(open_stream, after_event_id, timeout):
+            yield event
+
+    async def watch_continuations(
+        self, *, after_event_id: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[event_pb2.Event]:
+        def open_stream(last: int, remaining: float | None) -> Any:
+            request = continuation_pb2.WatchContinuationsRequest(after_event_id=last)
+            return self._continuations.WatchContinuations(request, timeout=remaining)
+
+        async for event in self._events(open_stream, after_event_id, timeout):
+            yield event
+
+    async def _events(self, open_stream: Callable[[int, float | None], Any], after_event_id: int,
+                      timeout: float | None) -> AsyncIterator[event_pb2.Event]:
         deadline = Deadline(timeout)
         last = after_event_id
         while True:
-            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
-            call = self._jobs.WatchEvents(request, timeout=deadline.remaining())
+            call = open_stream(last, deadline.remaining())
             try:
                 with rpc_errors():
                     async for response in call:
@@ -146,6 +164,11 @@ class AsyncClient:
     async def get_continuation(self, continuation_id: str) -> continuation_pb2.Continuation:
         request = continuation_pb2.GetContinuationRequest(continuation_id=continuation_id)
         return (await self._unary(self._continuations.GetContinuation, request)).continuation
+
+    async def plan_continuation(
+        self, provider_id: str, *, at: float | None = None
+    ) -> continuation_pb2.PlanContinuationResponse:
+        return await self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
 
     # Plumbing
 

@@ -1,10 +1,11 @@
-"""What events and states mean to a client: when a job is over; how long a watch may still run."""
+"""What events and states mean to a client: when a job is over; how long a watch may still run;
+how to ask for a continuation plan."""
 
 from __future__ import annotations
 
 import time
 
-from jobplane.v1 import event_pb2, job_pb2
+from jobplane.v1 import continuation_pb2, event_pb2, job_pb2
 
 TERMINAL_JOB_STATES = frozenset(
     {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED}
@@ -35,3 +36,11 @@ class Deadline:
 
     def remaining(self) -> float | None:
         return None if self._end is None else max(0.0, self._end - time.monotonic())
+
+
+def plan_request(provider_id: str, at: float | None) -> continuation_pb2.PlanContinuationRequest:
+    """A PlanContinuation request; `at` (Unix seconds) replaces the server's clock for timing rules."""
+    request = continuation_pb2.PlanContinuationRequest(provider_id=provider_id)
+    if at is not None:
+        request.at.FromNanoseconds(int(at * 1e9))
+    return request

@@ -266,6 +266,20 @@ class _Converter:
             specs.append(job_pb2.TaskSpec(**fields))
         return specs
 
+    def rules(self, value: Any, path: FieldPath) -> list[job_pb2.ContinuationRule]:
+        if not isinstance(value, list):
+            raise _Invalid(path, 'expected a list of rules, e.g. [{ kind = "end_of_month", priority = 2 }]; '
+                                 f"got {self._kind(value)}")
+        rules = []
+        for index, rule in enumerate(value):
+            rule_path = path + (index,)
+            if not isinstance(rule, Mapping):
+                self._report(rule_path, f"expected {self._table} with kind and priority; got {self._kind(rule)}")
+                continue
+            rules.append(job_pb2.ContinuationRule(**self._fields(rule, rule_path, _RULE_FIELDS,
+                                                                 required=("kind", "priority"))))
+        return rules
+
     def _check_program(self, task: Mapping[str, Any], path: FieldPath) -> None:
         if any(key not in _TASK_FIELDS for key in task):
             return  # a misspelt `comand` is reported as such, not also as a missing command
@@ -287,6 +301,15 @@ _JOB_FIELDS = {
     "labels": _Field("labels", _Converter.string_map),
     "tasks": _Field("tasks", _Converter.tasks),
     "wait_for_providers": _Field("wait_for_providers", _Converter.boolean),
+    "continuation_priority": _Field("continuation_priority", _Converter.integer),
+    "continuation_rules": _Field("continuation_rules", _Converter.rules),
+}
+
+_RULE_FIELDS = {
+    "kind": _Field("kind", _Converter.string),
+    "priority": _Field("priority", _Converter.integer),
+    "value": _Field("value", _Converter.string),
+    "days": _Field("days", _Converter.integer),
 }
 
 _TASK_FIELDS = {
@@ -311,6 +334,8 @@ _TASK_FIELDS = {
 _REQUIRED_HINT = {
     "name": 'add name = "..."',
     "tasks": "add at least one [[tasks]] table",
+    "kind": 'add kind = "end_of_month" (or end_of_quarter, end_of_year, end_of_period, date, cron)',
+    "priority": "add priority = N (smaller is more important)",
 }
 
 

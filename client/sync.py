@@ -11,7 +11,7 @@ import grpc
 
 from jobplane.client.channel import open_channel, resolve_target
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
-from jobplane.client.events import Deadline, is_finished, is_job_end
+from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping
 from jobplane.v1 import (
     continuation_pb2,
@@ -86,11 +86,29 @@ class Client:
         A watcher the server cut off for falling behind resumes from the last event it got.
         Stopping the iteration (break, close) cancels the stream.
         """
+        def open_stream(last: int, remaining: float | None) -> Any:
+            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
+            return self._jobs.WatchEvents(request, timeout=remaining)
+
+        return self._events(open_stream, after_event_id, timeout)
+
+    def watch_continuations(
+        self, *, after_event_id: int = 0, timeout: float | None = None
+    ) -> Iterator[event_pb2.Event]:
+        """Failover events after `after_event_id`, then live; endless unless `timeout`."""
+
+        def open_stream(last: int, remaining: float | None) -> Any:
+            request = continuation_pb2.WatchContinuationsRequest(after_event_id=last)
+            return self._continuations.WatchContinuations(request, timeout=remaining)
+
+        return self._events(open_stream, after_event_id, timeout)
+
+    def _events(self, open_stream: Callable[[int, float | None], Any], after_event_id: int,
+                timeout: float | None) -> Iterator[event_pb2.Event]:
         deadline = Deadline(timeout)
         last = after_event_id
         while True:
-            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
-            call = self._jobs.WatchEvents(request, timeout=deadline.remaining())
+            call = open_stream(last, deadline.remaining())
             try:
                 with rpc_errors():
                     for response in call:
@@ -161,6 +179,13 @@ class Client:
     def get_continuation(self, continuation_id: str) -> continuation_pb2.Continuation:
         request = continuation_pb2.GetContinuationRequest(continuation_id=continuation_id)
         return self._unary(self._continuations.GetContinuation, request).continuation
+
+    def plan_continuation(
+        self, provider_id: str, *, at: float | None = None
+    ) -> continuation_pb2.PlanContinuationResponse:
+        """What would continue where, in what order, if the provider failed now (or at the
+        Unix time `at`). Changes nothing."""
+        return self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
 
     # Plumbing
 

@@ -52,7 +52,7 @@ class Server:
         self.engine = Engine(EngineConfig(
             reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
             probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,
-            retry_backoff=config.retry_backoff))
+            retry_backoff=config.retry_backoff, timezone=config.timezone, period_ends=config.period_ends))
         self.core: Core | None = None
         self._ticker: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
@@ -62,11 +62,11 @@ class Server:
         """Open the database, resume unfinished work, and listen; returns HOST:PORT."""
         loop = asyncio.get_running_loop()
         snapshot = await loop.run_in_executor(self._writer, self._load)
-        counters, jobs, tasks, providers = runtime_from_snapshot(snapshot)
+        counters, jobs, tasks, providers, waiting = runtime_from_snapshot(snapshot)
         self.engine.ids = counters
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
-        self.engine.restore(jobs, tasks, providers)
+        self.engine.restore(jobs, tasks, providers, waiting)
         providers_service = ProviderService(None)  # deps set below (it is also the deliverer)
         def deliver(cs) -> None:
             providers_service.deliver(cs)

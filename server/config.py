@@ -29,6 +29,10 @@ class ServerConfig:
     default_max_attempts: int = 1
     max_tasks_per_job: int = 100_000
     address_file: Path | None = None
+    # The calendar continuation timing rules are read in: an IANA time zone, and fiscal
+    # period ends as MM-DD (every year) or YYYY-MM-DD (once).
+    timezone: str = "UTC"
+    period_ends: tuple[str, ...] = ()
     reader_threads: int = 2
 
     @property

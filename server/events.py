@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from .domain.model import Event
+from .domain.model import Event, EventKind
 
 WATCHER_QUEUE_BATCHES = 10_000
 
@@ -14,6 +14,7 @@ WATCHER_QUEUE_BATCHES = 10_000
 @dataclass(eq=False)
 class Subscription:
     job_id: int | None
+    kind: EventKind | None = None
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE_BATCHES))
     overflowed: bool = False
 
@@ -23,8 +24,8 @@ class EventHub:
         self._subs: set[Subscription] = set()
         self.last_id = 0
 
-    def subscribe(self, job_id: int | None) -> Subscription:
-        sub = Subscription(job_id)
+    def subscribe(self, job_id: int | None, kind: EventKind | None = None) -> Subscription:
+        sub = Subscription(job_id, kind)
         self._subs.add(sub)
         return sub
 
@@ -37,6 +38,8 @@ class EventHub:
         self.last_id = events[-1].id
         for sub in list(self._subs):
             batch = events if sub.job_id is None else [e for e in events if e.job_id == sub.job_id]
+            if sub.kind is not None:
+                batch = [e for e in batch if e.kind == sub.kind]
             if not batch:
                 continue
             try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .app import Server
 from .config import ServerConfig, default_data_dir
+from .domain.timing import Calendar
 from .errors import ConfigError
 
 
@@ -28,6 +29,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--scale-out-hook", default="", help="shell command run when queued work exceeds capacity "
                    "($JOBPLANE_UNMET_TASKS holds how many tasks wait)")
     p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
+    p.add_argument("--timezone", default="UTC",
+                   help="IANA time zone continuation timing rules are read in (default: %(default)s)")
+    p.add_argument("--period-end", dest="period_ends", action="append", default=[], metavar="MM-DD",
+                   help="a fiscal period end for `end_of_period` rules: MM-DD every year or YYYY-MM-DD once; repeatable")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
@@ -40,12 +45,17 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
             p.error(f"--{flag.replace('_', '-')} must be > 0")
     if a.standby_idle < 0 or a.retry_backoff < 0:
         p.error("--standby-idle and --retry-backoff must be >= 0")
+    try:
+        Calendar.parse(a.timezone, a.period_ends)
+    except ValueError as exc:
+        p.error(f"--timezone/--period-end: {exc}")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(listen=a.listen, data_dir=a.data_dir or default_data_dir(), db_url=a.db,
                         reconnect_grace=a.reconnect_grace, heartbeat_tolerance=a.heartbeat_tolerance,
                         probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff,
                         scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
-                        address_file=a.address_file)
+                        address_file=a.address_file, timezone=a.timezone.strip(),
+                        period_ends=tuple(e.strip() for e in a.period_ends))
 
 
 async def serve(config: ServerConfig) -> int:

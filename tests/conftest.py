@@ -110,7 +110,8 @@ class Cluster:
 
 def _run_cluster(tmp_path: Path, url: str, request):
     c = Cluster(tmp_path, url)
-    c.start_server()
+    marker = request.node.get_closest_marker("server_args")
+    c.start_server(extra=list(marker.args) if marker else [])
     yield c
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:

@@ -5,6 +5,7 @@ It knows nothing of gRPC, asyncio or SQL."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import FailedPrecondition
@@ -24,12 +25,16 @@ from .model import (
     TaskDraft,
     TaskState,
 )
+from .continuation import Continuations, Pending
 from .providers import CONNECTED, ProviderRules
 from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
 from .status import COUNT_BUCKETS, job_status, task_status
 from .supervision import Supervision
+from .timing import Calendar
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_MAX = 1024 * 1024  # bytes of JSON; the agent refuses larger ones too
 
 
 @dataclass
@@ -58,9 +63,12 @@ class EngineConfig:
     retry_backoff: float = 1.0
     retry_backoff_max: float = 60.0
     terminate_grace: float = 5.0
+    # The calendar continuation timing rules are read in.
+    timezone: str = "UTC"
+    period_ends: tuple[str, ...] = ()
 
 
-class Engine(ProviderRules, Supervision):
+class Engine(ProviderRules, Supervision, Continuations):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -73,12 +81,18 @@ class Engine(ProviderRules, Supervision):
         self._dispatch_wanted = False
         self._watch: dict[int, float] = {}  # task id -> when to check on it
         self._awaiting: set[int] = set()  # overdue tasks whose provider was probed
+        self._pending: list[Pending] = []  # tasks waiting to continue, in continuation order
+        self.calendar = Calendar(config.timezone, config.period_ends)
 
     # ----- restart -------------------------------------------------------------------
 
-    def restore(self, jobs: list[JobRt], tasks: list[TaskRt], providers: list[ProviderRt]) -> None:
-        """Resume from the database: queued work is queued again; work that was out at a
-        provider waits for that provider to reconnect within the grace, else goes on elsewhere."""
+    def restore(self, jobs: list[JobRt], tasks: list[TaskRt], providers: list[ProviderRt],
+                pending: Sequence[Pending] = ()) -> None:
+        """Resume from the database: queued work is queued again, waiting continuations keep
+        their order; work that was out at a provider waits for that provider to reconnect
+        within the grace, else goes on elsewhere."""
+        self._pending = sorted(pending)
+        continuing = {p.task_id for p in pending}
         self.providers = {p.id: p for p in providers}
         self.jobs = {j.id: j for j in jobs}
         self.tasks = {t.id: t for t in tasks}
@@ -92,7 +106,7 @@ class Engine(ProviderRules, Supervision):
             if task.state in TASK_DONE:
                 continue
             job.open += 1
-            if task.state == TaskState.QUEUED:
+            if task.state == TaskState.QUEUED and task.id not in continuing:
                 self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
             elif task.state in TASK_OUT:
                 provider = self.providers.get(task.provider or "")
@@ -201,6 +215,8 @@ class Engine(ProviderRules, Supervision):
         if task.state in TASK_OUT and task.current is not None:
             self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
         self.ready.discard(task.id)
+        if self._pending:
+            self._drop_continuation(task.id)
         self._set_task(task, TaskState.CANCELLED, reason)
         self._task_done(task)
 
@@ -271,8 +287,9 @@ class Engine(ProviderRules, Supervision):
     # ----- dispatch ------------------------------------------------------------------
 
     def dispatch(self) -> None:
-        """Hand queued tasks to providers with free slots, one per provider per round,
-        so a job's tasks spread across providers."""
+        """Hand waiting continuations out first, then queued tasks to providers with free
+        slots, one per provider per round, so a job's tasks spread across providers."""
+        self._dispatch_continuations()
         self._dispatch_round()
         while len(self.ready) and self._activate_standby():
             self._dispatch_round()
@@ -296,7 +313,8 @@ class Engine(ProviderRules, Supervision):
     def _assign(self, task: TaskRt, provider: ProviderRt) -> None:
         task.attempt += 1
         task.provider = provider.id
-        attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now)
+        attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now,
+                            resumed_from=task.checkpoint)
         task.current = attempt
         provider.in_flight.add(task.id)
         self._cs.attempt(attempt, new=True)
@@ -322,6 +340,11 @@ class Engine(ProviderRules, Supervision):
                                  f"{report.task_id} is not the current attempt on {provider_id}"))
             elif report.kind == ReportKind.STARTED:
                 self._started(task, attempt)
+            elif report.kind == ReportKind.CHECKPOINT and len(report.checkpoint_json) > CHECKPOINT_MAX:
+                rejected.append((report.task_id, report.attempt, f"checkpoint of {len(report.checkpoint_json)} "
+                                 f"bytes is over the limit of {CHECKPOINT_MAX}; keep less state"))
+            elif report.kind == ReportKind.CHECKPOINT:
+                self._checkpoint(task, attempt, report.checkpoint_json)
             else:
                 self._finished(task, attempt, report)
         return rejected
@@ -330,8 +353,15 @@ class Engine(ProviderRules, Supervision):
         """A report from a superseded attempt: never accepted; the agent must stop it."""
         log.info("rejected report for task %s attempt %s from %s: not the current attempt",
                  report.task_id, report.attempt, provider_id)
-        if report.kind == ReportKind.STARTED:
+        if report.kind != ReportKind.FINISHED:  # it still runs somewhere: stop it
             self._stop_attempt(provider_id, report.task_id, report.attempt, "attempt superseded")
+
+    def _checkpoint(self, task: TaskRt, attempt: AttemptRt, state: str) -> None:
+        """The latest progress state of the current attempt: the next attempt starts there."""
+        attempt.checkpoint = task.checkpoint = state
+        task.checkpoints += 1
+        self._cs.attempt(attempt)
+        self._cs.task(task)
 
     def _started(self, task: TaskRt, attempt: AttemptRt) -> None:
         if task.state != TaskState.ASSIGNED:

@@ -12,8 +12,11 @@ from dataclasses import replace
 
 from ..errors import InvalidArgument
 from .model import JobSpec, TaskDraft, TaskSpec
+from .timing import check_rule
 
 NAME_MAX = 200
+PRIORITY_MAX = 1_000_000
+RULES_MAX = 50
 PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RETRY_EXIT = re.compile(r"^exit_code:-?\d+$")
@@ -23,6 +26,7 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -> list[TaskDraft]:
     """The job's concrete tasks, in submit order; raises InvalidArgument naming the field."""
     _check_name("spec.name", spec.name)
+    _check_continuation(spec)
     if not spec.tasks:
         raise InvalidArgument("spec.tasks", "a job needs at least one task; add a [[tasks]] entry")
     groups = _check_groups(spec.tasks)
@@ -38,6 +42,18 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
     _check_unique([d.name for d in drafts])
     _check_acyclic(spec.tasks)
     return drafts
+
+
+def _check_continuation(spec: JobSpec) -> None:
+    values = [spec.continuation_priority] if spec.continuation_priority is not None else []
+    values += [rule.priority for rule in spec.continuation_rules]
+    if any(abs(v) > PRIORITY_MAX for v in values):
+        raise InvalidArgument("spec.continuation_priority",
+                              f"continuation priorities must be between -{PRIORITY_MAX} and {PRIORITY_MAX}")
+    if len(spec.continuation_rules) > RULES_MAX:
+        raise InvalidArgument("spec.continuation_rules", f"at most {RULES_MAX} rules; merge some")
+    for i, rule in enumerate(spec.continuation_rules):
+        check_rule(f"spec.continuation_rules[{i}]", rule)
 
 
 def _check_name(path: str, name: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from .timing import TimingRule
+
 
 class JobState(IntEnum):
     QUEUED = 1
@@ -69,6 +71,7 @@ class EventKind(IntEnum):
 class ReportKind(IntEnum):
     STARTED = 1
     FINISHED = 2
+    CHECKPOINT = 3
 
 
 JOB_DONE = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
@@ -105,6 +108,8 @@ class JobSpec:
     labels: dict[str, str] = field(default_factory=dict)
     tasks: tuple[TaskSpec, ...] = ()
     wait_for_providers: bool = False
+    continuation_priority: int | None = None  # None: the default (continuation.DEFAULT_PRIORITY)
+    continuation_rules: tuple[TimingRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ class Report:
     stdout_tail: str = ""
     stderr_tail: str = ""
     raw: dict[str, str] = field(default_factory=dict)
+    checkpoint_json: str = ""
 
 
 @dataclass(frozen=True)

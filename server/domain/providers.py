@@ -4,8 +4,9 @@ loss and handing unfinished tasks on. A mixin of Engine: it shares the engine's 
 from __future__ import annotations
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
-from .model import EventKind, Hello, ProviderState, Status, TaskState
-from .state import ContinuationRec, ProviderRt, TaskRt
+from .model import EventKind, Hello, ProviderState, TaskState
+from .continuation import Pending
+from .state import ProviderRt, TaskRt
 from .status import provider_status
 
 MAX_LOST_ATTEMPTS = 20
@@ -98,30 +99,9 @@ class ProviderRules:
         self._set_provider(provider, ProviderState.LOST, reason)
         self._hand_on(provider, reason, stop=False)
 
-    def _hand_on(self, provider: ProviderRt, reason: str, *, stop: bool) -> None:
-        """Every unfinished task of the provider goes on elsewhere, most important first;
-        `stop` tells the agent to kill the attempts it still runs."""
-        handed = []
-        for tid in sorted(provider.in_flight, key=self._continuation_order):
-            task = self.tasks[tid]
-            handed.append((tid, task.job_id, task.current.number))
-            if stop:
-                self._stop_attempt(provider.id, tid, task.current.number, reason)
-            self._lose(task, reason)
-        if handed:
-            rec = ContinuationRec(self.ids.take("continuation"), provider.id, self.now, reason, tuple(handed))
-            self._cs.continuations.append(rec)
-            self._event(EventKind.CONTINUATION, provider_id=provider.id, raw_status="CONTINUED",
-                        status=Status.RESTART, message=f"{len(handed)} tasks handed on (continuation {rec.id})",
-                        raw={"continuation_id": str(rec.id)})
-
-    def _continuation_order(self, tid: int) -> tuple:
-        task = self.tasks[tid]
-        job = self.jobs.get(task.job_id)
-        return (-(job.priority if job else 0), task.job_id, task.idx)
-
-    def _lose(self, task: TaskRt, reason: str) -> None:
-        """The attempt's provider is gone (or gave up on it): the task waits for another."""
+    def _lose(self, task: TaskRt, reason: str, continue_as: Pending | None = None) -> None:
+        """The attempt's provider is gone (or gave up on it): the task waits for another,
+        as a continuation in priority order when `continue_as` says so."""
         self._close_attempt(task, task.current, 0, None, reason)
         if task.state == TaskState.CANCELLED:
             self._forget_if_done(task)
@@ -130,6 +110,8 @@ class ProviderRules:
         if task.lost_attempts > MAX_LOST_ATTEMPTS:
             self._set_task(task, TaskState.FAILED, f"lost with {MAX_LOST_ATTEMPTS} providers in a row")
             self._task_done(task)
+        elif continue_as is not None:
+            self._wait_to_continue(task, continue_as, reason)
         else:
             self._set_task(task, TaskState.QUEUED, reason)
 

@@ -43,6 +43,8 @@ class AttemptRt:
     outcome: int = 0
     exit_code: int | None = None
     reason: str = ""
+    checkpoint: str = ""  # the latest checkpoint this attempt reported
+    resumed_from: str = ""  # the checkpoint it started from
 
 
 @dataclass(eq=False)
@@ -71,6 +73,8 @@ class TaskRt:
     pending: int = 0  # predecessors not yet succeeded
     started_at: float = 0.0  # when the current attempt started, for overdue checks
     progress: int = 0  # the attempt's progress at the last check
+    checkpoint: str = ""  # the latest checkpoint of any attempt: where the next one starts
+    checkpoints: int = 0  # checkpoints received since the server started, counted as progress
 
 
 @dataclass(eq=False)
@@ -93,10 +97,24 @@ class ProviderRt:
     idle_since: float | None = None
     probe_id: int = 0  # an unanswered probe, if any
     probe_deadline: float = 0.0
+    took_continuations: bool = False  # a standby given continuations: promoted once none is left
 
     @property
     def free(self) -> int:
         return self.slots - len(self.in_flight) if self.accepting and self.state == ProviderState.ACTIVE else 0
+
+
+@dataclass(frozen=True)
+class ContinuedRec:
+    """One task of a continuation, as ordered at the failure."""
+
+    task_id: int
+    job_id: int
+    task_name: str
+    from_attempt: int
+    position: int
+    priority: int
+    rule: str
 
 
 @dataclass(frozen=True)
@@ -105,7 +123,7 @@ class ContinuationRec:
     provider: str
     time: float
     reason: str
-    tasks: tuple[tuple[int, int, int], ...]  # (task id, job id, lost attempt number)
+    tasks: tuple[ContinuedRec, ...]
 
 
 @dataclass
@@ -121,6 +139,8 @@ class ChangeSet:
     providers: dict[str, ProviderRt] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     continuations: list[ContinuationRec] = field(default_factory=list)
+    # Continuations dispatched: (continuation id, task id, provider, attempt, time, checkpoint).
+    continued: list[tuple[int, int, str, int, float, str]] = field(default_factory=list)
     # Not persisted: what to tell providers and when to look again, after the commit.
     assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
     cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
@@ -130,7 +150,8 @@ class ChangeSet:
     unmet: int = 0  # queued tasks no free slot could take, for the scale-out hook
 
     def persisted(self) -> bool:
-        return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events or self.continuations)
+        return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
+                    or self.continuations or self.continued)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

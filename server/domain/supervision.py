@@ -65,8 +65,8 @@ class Supervision:
         for tid, number, progress in running:
             if not self._is_current(tid, number, provider_id):
                 self._stop_attempt(provider_id, tid, number, "attempt superseded")
-            elif tid in self._awaiting:
-                self._judge(self.tasks[tid], progress)
+            elif tid in self._awaiting:  # checkpoints count as progress too
+                self._judge(self.tasks[tid], progress + self.tasks[tid].checkpoints)
 
     # ----- tasks -------------------------------------------------------------------------
 

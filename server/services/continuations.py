@@ -1,13 +1,20 @@
-"""ContinuationService: what happened to the unfinished work of lost providers."""
+"""ContinuationService: what happened (and what would happen) to the unfinished work of
+failed or drained providers."""
 
 from __future__ import annotations
+
+import time
+
+import grpc
 
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc
 
 from ..domain.filters import parse_filter
-from ..errors import NotFound
+from ..domain.model import EventKind
+from ..errors import InvalidArgument, NotFound
 from . import convert
 from .base import Deps, decode_token, encode_token, page_size, rpc
+from .watch import stream_events
 
 
 class ContinuationService(continuation_pb2_grpc.ContinuationServiceServicer):
@@ -32,3 +39,20 @@ class ContinuationService(continuation_pb2_grpc.ContinuationServiceServicer):
         if found is None:
             raise NotFound(f"continuation {cid} not found; `jobplane continuations list` shows them")
         return continuation_pb2.GetContinuationResponse(continuation=convert.continuation_to_proto(*found))
+
+    async def WatchContinuations(self, request, context):
+        if request.after_event_id < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "after_event_id: must be >= 0 (0 = from the beginning)")
+        async for events in stream_events(self.d, context, request.after_event_id, kind=EventKind.CONTINUATION):
+            yield continuation_pb2.WatchContinuationsResponse(events=events)
+
+    @rpc
+    async def PlanContinuation(self, request, context):
+        if not request.provider_id:
+            raise InvalidArgument("provider_id", "must not be empty; name the provider to plan the failure of")
+        at = request.at.ToNanoseconds() / 1e9 if request.HasField("at") else time.time()
+        planned = await self.d.core.call(lambda engine: engine.plan(request.provider_id, at))
+        return continuation_pb2.PlanContinuationResponse(
+            provider_id=request.provider_id, at=convert.ts(at),
+            tasks=[convert.planned_task_to_proto(p) for p in planned])

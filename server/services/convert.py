@@ -9,7 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobplane.v1 import continuation_pb2, event_pb2, job_pb2, provider_pb2, task_pb2
 
 from ..domain.model import Event, EventKind, Hello, JobSpec, Outcome, Report, ReportKind, Status, TaskSpec
+from ..domain.continuation import PlannedTask
 from ..domain.state import ProviderRt
+from ..domain.timing import TimingRule
 from ..errors import InvalidArgument
 from ..store.codec import load_job_spec, load_task_spec
 
@@ -41,8 +43,10 @@ def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
+    priority = m.continuation_priority if m.HasField("continuation_priority") else None
+    rules = tuple(TimingRule(r.kind, r.priority, r.value, r.days or 1) for r in m.continuation_rules)
     return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks),
-                   m.wait_for_providers)
+                   m.wait_for_providers, priority, rules)
 
 
 def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
@@ -55,8 +59,13 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
 
 
 def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
-    return job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
-                           tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers)
+    m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
+                        tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
+                        continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
+                                                                     days=r.days) for r in s.continuation_rules])
+    if s.continuation_priority is not None:
+        m.continuation_priority = s.continuation_priority
+    return m
 
 
 # ----- resources ---------------------------------------------------------------------
@@ -71,7 +80,8 @@ def job_to_proto(row) -> job_pb2.Job:
 
 def attempt_to_proto(row) -> task_pb2.Attempt:
     m = task_pb2.Attempt(number=row.number, provider_id=row.provider, assign_time=ts(row.assign_time),
-                         start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason)
+                         start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
+                         checkpoint_json=row.checkpoint, resumed_from_json=row.resumed_from)
     if row.exit_code is not None:
         m.exit_code = row.exit_code
     return m
@@ -82,7 +92,7 @@ def task_to_proto(row, attempts=()) -> task_pb2.Task:
         id=str(row.id), job_id=str(row.job), name=row.name, group=row.group, spec=task_spec_to_proto(load_task_spec(row.spec)),
         state=row.state, status=row.status, provider_id=row.provider or "", attempt=row.attempt,
         result_json=row.result_json, error=row.error, stdout_tail=row.stdout_tail, stderr_tail=row.stderr_tail,
-        attempts=[attempt_to_proto(a) for a in attempts], reason=row.reason)
+        attempts=[attempt_to_proto(a) for a in attempts], reason=row.reason, checkpoint_json=row.checkpoint)
     if row.exit_code is not None:
         m.exit_code = row.exit_code
     return m
@@ -102,10 +112,24 @@ def provider_to_proto(p: ProviderRt) -> provider_pb2.Provider:
 def continuation_to_proto(row, tasks) -> continuation_pb2.Continuation:
     return continuation_pb2.Continuation(
         id=str(row.id), provider_id=row.provider, failure_time=ts(row.time), reason=row.reason,
-        tasks=[continuation_pb2.ContinuedTask(
-            task_id=str(ct.task), job_id=str(ct.job), from_attempt=ct.from_attempt,
-            to_provider_id=nxt.provider if nxt else "", dispatch_time=ts(nxt.assign_time) if nxt else None)
-            for ct, nxt in tasks])
+        tasks=[continued_task_to_proto(ct, nxt, row.time) for ct, nxt in tasks])
+
+
+def continued_task_to_proto(ct, nxt, failure_time: float) -> continuation_pb2.ContinuedTask:
+    """`nxt` is the attempt it continued as; it restarted when that attempt started running."""
+    started = nxt.start_time if nxt is not None else None
+    return continuation_pb2.ContinuedTask(
+        task_id=str(ct.task), job_id=str(ct.job), task_name=ct.task_name, from_attempt=ct.from_attempt,
+        to_provider_id=ct.to_provider, dispatch_time=ts(ct.dispatch_time), position=ct.position,
+        effective_priority=ct.priority, rule=ct.rule, checkpoint_json=ct.checkpoint,
+        seconds_to_restart=started - failure_time if started is not None else 0.0)
+
+
+def planned_task_to_proto(p: PlannedTask) -> continuation_pb2.PlannedTask:
+    return continuation_pb2.PlannedTask(
+        task_id=str(p.task_id), job_id=str(p.job_id), task_name=p.task_name, position=p.position,
+        effective_priority=p.priority, rule=p.rule, to_provider_id=p.to_provider or "",
+        checkpoint_json=p.checkpoint, from_provider=p.from_provider)
 
 
 # ----- events ------------------------------------------------------------------------
@@ -140,6 +164,7 @@ def report_from_proto(m) -> Report | None:
     if not m.task_id.isdigit() or m.kind == 0:
         return None
     outcome = Outcome(m.outcome) if m.outcome in Outcome._value2member_map_ else None
-    return Report(int(m.task_id), m.attempt, ReportKind(m.kind) if m.kind in (1, 2) else ReportKind.FINISHED, outcome,
+    kind = ReportKind(m.kind) if m.kind in ReportKind._value2member_map_ else ReportKind.FINISHED
+    return Report(int(m.task_id), m.attempt, kind, outcome,
                   m.exit_code if m.HasField("exit_code") else None, m.result_json, m.error,
-                  m.stdout_tail, m.stderr_tail, dict(m.raw))
+                  m.stdout_tail, m.stderr_tail, dict(m.raw), m.checkpoint_json)

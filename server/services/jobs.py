@@ -14,8 +14,7 @@ from ..errors import InvalidArgument, NotFound
 from ..store.queries import JOB_COLUMNS, JOB_FILTER_KEYS, where
 from . import convert
 from .base import Deps, decode_token, encode_token, page_size, rpc
-
-REPLAY_PAGE = 1000
+from .watch import stream_events
 
 
 class JobService(job_pb2_grpc.JobServiceServicer):
@@ -53,11 +52,6 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         await self.d.core.call(lambda engine: engine.cancel_job(job_id, request.reason))
         return job_pb2.CancelJobResponse(job=await self._job(job_id))
 
-    def _replay_page(self, after_id: int, job_id: int | None) -> list:
-        """On a reader thread: the next stored events, as messages."""
-        rows = self.d.store.events_after(after_id, job_id, REPLAY_PAGE)
-        return [convert.event_to_proto(convert.event_from_row(r)) for r in rows]
-
     def _prepare(self, spec_message: job_pb2.JobSpec):
         """Off the event loop: the spec and its extracted tasks (both O(tasks))."""
         spec = convert.job_spec_from_proto(spec_message)
@@ -85,26 +79,5 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         except (InvalidArgument, NotFound) as exc:
             code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(exc, InvalidArgument) else grpc.StatusCode.NOT_FOUND
             await context.abort(code, str(exc))
-        sub = self.d.hub.subscribe(job_id)  # before the replay, so nothing falls in between
-        try:
-            last = request.after_event_id
-            while True:
-                events = await self.d.read(self._replay_page, last, job_id)
-                if events:
-                    last = events[-1].id
-                    yield job_pb2.WatchEventsResponse(events=events)
-                if len(events) < REPLAY_PAGE:
-                    break
-            while True:
-                batch = await sub.queue.get()
-                if batch is None:
-                    if sub.overflowed:
-                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                            f"watcher fell behind; resume with after_event_id={last}")
-                    return
-                fresh = [e for e in batch if e.id > last]
-                if fresh:
-                    last = fresh[-1].id
-                    yield job_pb2.WatchEventsResponse(events=[convert.event_to_proto(e) for e in fresh])
-        finally:
-            self.d.hub.unsubscribe(sub)
+        async for events in stream_events(self.d, context, request.after_event_id, job_id=job_id):
+            yield job_pb2.WatchEventsResponse(events=events)

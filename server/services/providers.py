@@ -133,7 +133,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             if conn is not None:
                 conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=[
                     provider_pb2.Assignment(task_id=str(t.id), attempt=n, job_id=str(t.job_id), task_name=t.name,
-                                            spec=convert.task_spec_to_proto(t.spec)) for t, n in items])))
+                                            spec=convert.task_spec_to_proto(t.spec), checkpoint_json=t.checkpoint)
+                    for t, n in items])))
         for provider_id, items in cs.cancels.items():
             conn = self._current(provider_id)
             if conn is not None:

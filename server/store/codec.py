@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 
 from ..domain.model import JobSpec, TaskSpec
+from ..domain.timing import TimingRule
 
 
 def dump_task_spec(spec: TaskSpec) -> bytes:
@@ -22,8 +23,9 @@ def dump_job_spec(spec: JobSpec) -> bytes:
 
 def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
     d = json.loads(bytes(data) if not isinstance(data, str) else data)
+    rules = tuple(TimingRule(**r) for r in d.get("continuation_rules", ()))
     return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]),
-                   d.get("wait_for_providers", False))
+                   d.get("wait_for_providers", False), d.get("continuation_priority"), rules)
 
 
 def _task(d: dict) -> TaskSpec:

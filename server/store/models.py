@@ -60,6 +60,7 @@ class TaskRow(BaseModel):
     stdout_tail = TextField(default="")
     stderr_tail = TextField(default="")
     reason = TextField(default="")
+    checkpoint = TextField(default="")  # the latest, JSON: where the next attempt starts
 
     class Meta:
         table_name = "task"
@@ -78,6 +79,8 @@ class AttemptRow(BaseModel):
     outcome = IntegerField(default=0)
     exit_code = IntegerField(null=True)
     reason = TextField(default="")
+    checkpoint = TextField(default="")  # the latest this attempt reported
+    resumed_from = TextField(default="")  # the checkpoint it started from
 
     class Meta:
         table_name = "attempt"
@@ -132,7 +135,16 @@ class ContinuedTaskRow(BaseModel):
     continuation = IntegerField(index=True)
     task = IntegerField()
     job = IntegerField()
+    task_name = CharField(max_length=400, default="")
     from_attempt = IntegerField()
+    position = IntegerField(default=0)
+    priority = IntegerField(default=0)  # the effective continuation priority at the failure
+    rule = CharField(max_length=200, default="")  # the timing rule that set it, if any
+    # Filled in when the task is dispatched again; empty/null while it waits.
+    to_provider = CharField(max_length=200, default="", index=True)
+    to_attempt = IntegerField(default=0)
+    dispatch_time = DoubleField(null=True)
+    checkpoint = TextField(default="")
 
     class Meta:
         table_name = "continued_task"

@@ -39,6 +39,7 @@ class Snapshot:
     jobs: list[JobRow]
     tasks: list[TaskRow]
     attempts: list[AttemptRow]  # the current attempt of each task out at a provider
+    waiting: list[ContinuedTaskRow]  # continuations not dispatched yet
 
 
 class Store:
@@ -75,7 +76,10 @@ class Store:
             row = AttemptRow.get_or_none((AttemptRow.task == t.id) & (AttemptRow.number == t.attempt))
             if row is not None:
                 attempts.append(row)
-        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts)
+        queued = {t.id for t in tasks if t.state == int(TaskState.QUEUED)}
+        waiting = [row for row in ContinuedTaskRow.select().where(ContinuedTaskRow.to_provider == "")
+                   .order_by(ContinuedTaskRow.id) if row.task in queued]
+        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts, waiting)
 
     # ----- writes --------------------------------------------------------------------
 
@@ -92,6 +96,11 @@ class Store:
             self._upsert_providers(cs)
             self._insert(EventRow, [_event_row(e) for e in cs.events])
             self._insert_continuations(cs.continuations)
+            self._executemany(
+                "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
+                " WHERE continuation=? AND task=?",
+                [(provider, number, when, checkpoint, cid, tid)
+                 for cid, tid, provider, number, when, checkpoint in cs.continued])
 
     def _insert(self, model, rows: list[dict]) -> None:
         """Bulk insert with one prepared statement: peewee's per-row SQL building costs
@@ -118,14 +127,14 @@ class Store:
     def _update_tasks(self, tasks) -> None:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
-            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=? WHERE id=?",
+            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=? WHERE id=?",
             [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code,
-              t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.id) for t in tasks])
+              t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.id) for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
         self._executemany(
-            "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=? WHERE id=?",
-            [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.id) for a in attempts])
+            "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=?, checkpoint=? WHERE id=?",
+            [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.checkpoint, a.id) for a in attempts])
 
     def _upsert_providers(self, cs: ChangeSet) -> None:
         for p in cs.providers.values():
@@ -140,7 +149,10 @@ class Store:
         for rec in recs:
             ContinuationRow.insert(id=rec.id, provider=rec.provider, time=rec.time, reason=rec.reason).execute()
             self._insert(ContinuedTaskRow, [
-                {"continuation": rec.id, "task": t, "job": j, "from_attempt": n} for t, j, n in rec.tasks])
+                {"continuation": rec.id, "task": t.task_id, "job": t.job_id, "task_name": t.task_name,
+                 "from_attempt": t.from_attempt, "position": t.position, "priority": t.priority, "rule": t.rule,
+                 "to_provider": "", "to_attempt": 0, "dispatch_time": None, "checkpoint": ""}
+                for t in rec.tasks])
 
     # ----- reads ---------------------------------------------------------------------
 
@@ -174,13 +186,17 @@ class Store:
                 out[row.task].append(row)
         return out
 
-    def events_after(self, after_id: int, job_id: int | None, limit: int) -> list[EventRow]:
+    def events_after(self, after_id: int, job_id: int | None, limit: int, kind: int | None = None) -> list[EventRow]:
         q = EventRow.select().where(EventRow.id > after_id)
         if job_id is not None:
             q = q.where(EventRow.job == job_id)
+        if kind is not None:
+            q = q.where(EventRow.kind == int(kind))
         return list(q.order_by(EventRow.id).limit(limit))
 
-    def get_continuation(self, cid: int) -> tuple[ContinuationRow, list[tuple[ContinuedTaskRow, AttemptRow | None]]] | None:
+    def get_continuation(
+        self, cid: int
+    ) -> tuple[ContinuationRow, list[tuple[ContinuedTaskRow, AttemptRow | None]]] | None:
         row = ContinuationRow.get_or_none(ContinuationRow.id == cid)
         return None if row is None else (row, self._continued(row.id))
 
@@ -193,9 +209,11 @@ class Store:
         return [(row, self._continued(row.id)) for row in q.order_by(ContinuationRow.id.desc()).limit(limit)]
 
     def _continued(self, cid: int) -> list[tuple[ContinuedTaskRow, AttemptRow | None]]:
+        """The continuation's tasks in order, each with the attempt it continued as."""
         out = []
-        for ct in ContinuedTaskRow.select().where(ContinuedTaskRow.continuation == cid).order_by(ContinuedTaskRow.id):
-            nxt = AttemptRow.get_or_none((AttemptRow.task == ct.task) & (AttemptRow.number == ct.from_attempt + 1))
+        for ct in (ContinuedTaskRow.select().where(ContinuedTaskRow.continuation == cid)
+                   .order_by(ContinuedTaskRow.position, ContinuedTaskRow.id)):
+            nxt = AttemptRow.get_or_none((AttemptRow.task == ct.task) & (AttemptRow.number == ct.to_attempt))
             out.append((ct, nxt))
         return out
 
@@ -211,13 +229,15 @@ def _task_row(t) -> dict:
             "spec": dump_task_spec(t.spec), "deps": json.dumps(t.deps), "max_attempts": t.max_attempts,
             "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
-            "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason}
+            "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
+            "checkpoint": t.checkpoint}
 
 
 def _attempt_row(a) -> dict:
     return {"id": a.id, "task": a.task_id, "number": a.number, "provider": a.provider,
             "assign_time": a.assign_time, "start_time": a.start_time, "end_time": a.end_time,
-            "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason}
+            "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason, "checkpoint": a.checkpoint,
+            "resumed_from": a.resumed_from}
 
 
 def _event_row(e) -> dict:
@@ -242,13 +262,26 @@ def runtime_from_snapshot(snap: Snapshot):
     for r in snap.tasks:
         t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
                    r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
-                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason)
+                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
+                   checkpoint=r.checkpoint)
         a = current.get(r.id)
         if a is not None:
-            t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time)
+            t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time,
+                                  checkpoint=a.checkpoint, resumed_from=a.resumed_from)
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,
                             drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED))
                  for r in snap.providers]
-    return counters, jobs, tasks, providers
+    by_job, by_task = {j.id: j for j in jobs}, {t.id: t for t in tasks}
+    waiting = [_waiting(r, by_job[r.job], by_task[r.task]) for r in snap.waiting
+               if r.job in by_job and r.task in by_task]
+    return counters, jobs, tasks, providers, waiting
+
+
+def _waiting(row: ContinuedTaskRow, job, task):
+    """A continuation that had not gone out yet, in its place in line (as at the failure)."""
+    from ..domain.continuation import Pending
+
+    key = (row.priority, -job.priority, job.submit_time, job.id, task.idx)
+    return Pending(key, task.id, row.continuation, row.priority, row.rule, dict(task.spec.requires))

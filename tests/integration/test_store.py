@@ -4,6 +4,7 @@ engine back the unfinished work exactly as it was."""
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import Hello, JobSpec, JobState, Report, ReportKind, TaskSpec, TaskState
+from jobplane.server.domain.timing import TimingRule
 from jobplane.server.store.db import open_database
 from jobplane.server.store.repo import Store, runtime_from_snapshot
 
@@ -24,12 +25,14 @@ def test_changes_round_trip_through_the_database(db_url):
     spec = JobSpec("j", 3, {"team": "t"}, (TaskSpec("first", command=("true",)),
                                            TaskSpec("second", python="m:f", args_json='{"k": 1}', after=("first",)),
                                            TaskSpec("third", command=("sleep", "9"), retry_on=("timeout",))),
-                   wait_for_providers=True)
+                   wait_for_providers=True, continuation_priority=7,
+                   continuation_rules=(TimingRule("end_of_month", 2, days=3), TimingRule("cron", 1, "0 * * * *")))
     job = engine.submit(spec, extract_tasks(spec, max_tasks=10, default_max_attempts=2))
     commit()
     first, second, third = (engine.tasks[t] for t in job.task_ids)
     engine.report("a", 1, [Report(first.id, 1, ReportKind.STARTED), Report(third.id, 1, ReportKind.STARTED)])
     engine.report("a", 1, [Report(first.id, 1, ReportKind.FINISHED, 1, 0, "", "", "out", "")])
+    engine.report("a", 1, [Report(third.id, 1, ReportKind.CHECKPOINT, checkpoint_json='{"i": 4}')])
     commit()
     engine.disconnect("a", 1)
     (_, expire), = commit().timers
@@ -39,7 +42,7 @@ def test_changes_round_trip_through_the_database(db_url):
 
     store.close()
     store = Store(open_database(db_url))
-    counters, jobs, tasks, providers = runtime_from_snapshot(store.load())
+    counters, jobs, tasks, providers, waiting = runtime_from_snapshot(store.load())
     assert counters.event == engine.ids.event and counters.task == engine.ids.task
     (j,) = jobs
     assert (j.id, j.state, j.spec, j.counts) == (job.id, JobState.RUNNING, spec, job.counts)
@@ -47,10 +50,17 @@ def test_changes_round_trip_through_the_database(db_url):
     assert by_name["first"].state == TaskState.SUCCEEDED and by_name["first"].stdout_tail == "out"
     assert by_name["second"].state == TaskState.QUEUED and by_name["second"].attempt == 1
     assert by_name["third"].state == TaskState.QUEUED and by_name["third"].spec.retry_on == ("timeout",)
+    assert by_name["third"].checkpoint == '{"i": 4}', "the next attempt starts from the checkpoint"
+    assert [(w.task_id, w.priority, w.continuation_id) for w in sorted(waiting)] == [
+        (second.id, 7, cs.continuations[0].id), (third.id, 7, cs.continuations[0].id)]
     (p,) = providers
     assert (p.id, p.labels, p.facts["hostname"]) == ("a", {"zone": "x"}, "h")
     (cont, moved), = store.list_continuations(None, None, 10)
-    assert cont.provider == "a" and sorted(ct.task for ct, _ in moved) == sorted([second.id, third.id])
+    assert cont.provider == "a" and [ct.task for ct, _ in moved] == [second.id, third.id]
+    assert [(ct.position, ct.priority, ct.to_provider, nxt) for ct, nxt in moved] == [
+        (1, 7, "", None), (2, 7, "", None)]
+    (attempt,) = store.attempts_of([third.id])[third.id]
+    assert attempt.checkpoint == '{"i": 4}'
     events = store.events_after(0, job.id, 1000)
     assert [e.id for e in events] == sorted(e.id for e in events) and events[-1].raw_status == "QUEUED"
     store.close()

@@ -251,10 +251,11 @@ def test_standby_agent_takes_overflow_work_then_stands_by_again(tmp_path, db_url
 
 
 def _kill_group(pid: int) -> None:
+    """Kill the process group `pid` runs in (the task's, led by the agent's wrapper)."""
     import os
 
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 

@@ -41,10 +41,10 @@ class Stream:
     def send(self, **message) -> None:
         self.outgoing.put_nowait(provider_pb2.ConnectResponse(**message))
 
-    def assign(self, task_id: str, **spec) -> None:
+    def assign(self, task_id: str, *, checkpoint_json: str = "", **spec) -> None:
         self.send(assign=provider_pb2.Assignments(assignments=[provider_pb2.Assignment(
             task_id=task_id, attempt=1, job_id="j1", task_name=f"name-{task_id}",
-            spec=job_pb2.TaskSpec(**spec))]))
+            spec=job_pb2.TaskSpec(**spec), checkpoint_json=checkpoint_json)]))
 
     def break_(self) -> None:
         """End the stream with UNAVAILABLE, as a server going away does."""
@@ -60,12 +60,30 @@ class Stream:
 
     async def report(self, task_id: str, kind: int) -> tuple[int, provider_pb2.TaskReport]:
         """The seq and report of `task_id`'s report of this kind."""
+        return await self.first(lambda report: (report.task_id, report.kind) == (task_id, kind))
+
+    async def first(
+        self, match: Callable[[provider_pb2.TaskReport], bool]
+    ) -> tuple[int, provider_pb2.TaskReport]:
+        """The seq and report of the first report that matches."""
         while True:
             for seq, report in self.seen:
-                if (report.task_id, report.kind) == (task_id, kind):
+                if match(report):
                     return seq, report
-            batch = await asyncio.wait_for(self.batches.get(), DEADLINE)
-            self.seen += [(batch.seq, report) for report in batch.reports]
+            await self._next_batch()
+
+    async def reports_until(self, task_id: str, kind: int) -> list[provider_pb2.TaskReport]:
+        """`task_id`'s reports, in the order sent, up to and including its first of this kind."""
+        while True:
+            mine = [report for _, report in self.seen if report.task_id == task_id]
+            ends = [i for i, report in enumerate(mine) if report.kind == kind]
+            if ends:
+                return mine[:ends[0] + 1]
+            await self._next_batch()
+
+    async def _next_batch(self) -> None:
+        batch = await asyncio.wait_for(self.batches.get(), DEADLINE)
+        self.seen += [(batch.seq, report) for report in batch.reports]
 
 
 class StandIn(provider_pb2_grpc.ProviderServiceServicer):

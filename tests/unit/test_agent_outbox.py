@@ -97,3 +97,75 @@ def test_the_outbox_settles_only_once_every_finished_report_is_acknowledged():
     waited_for_the_ack, resent, held = asyncio.run(main())
     assert waited_for_the_ack
     assert resent == [] and held == []  # STARTED reports are never re-sent
+
+
+CHECKPOINT = provider_pb2.TASK_REPORT_KIND_CHECKPOINT
+
+
+def test_a_checkpoint_report_carries_the_state_and_does_not_hold_the_attempt():
+    async def main():
+        outbox = Outbox()
+        outbox.checkpoint("1", 2, '{"i": 5}')
+        return await outbox.next_batch(), outbox.finishing()
+
+    batch, held = asyncio.run(main())
+    assert refs(batch) == [("1", 2, CHECKPOINT)]
+    assert batch.reports[0].checkpoint_json == '{"i": 5}'
+    assert held == []  # a checkpoint says the attempt runs, not that it ended
+
+
+def test_several_checkpoints_of_one_attempt_in_one_message_go_as_the_latest():
+    async def main():
+        outbox = Outbox()
+        outbox.checkpoint("1", 1, '{"i": 1}')
+        outbox.checkpoint("2", 1, '{"i": 1}')
+        outbox.checkpoint("1", 1, '{"i": 2}')
+        outbox.finished("1", 1, OK)
+        return await outbox.next_batch()
+
+    batch = asyncio.run(main())
+    assert refs(batch) == [("2", 1, CHECKPOINT), ("1", 1, CHECKPOINT), ("1", 1, FINISHED)]
+    assert batch.reports[1].checkpoint_json == '{"i": 2}'
+
+
+def test_the_latest_unacknowledged_checkpoint_is_resent_before_the_result():
+    async def main():
+        outbox = Outbox()
+        outbox.checkpoint("1", 1, '{"i": 1}')
+        await outbox.next_batch()  # seq 1
+        outbox.checkpoint("1", 1, '{"i": 2}')
+        await outbox.next_batch()  # seq 2
+        outbox.finished("1", 1, OK)
+        await outbox.next_batch()  # seq 3; then the stream breaks
+        return outbox.resend_batches()
+
+    (resent,) = asyncio.run(main())
+    assert refs(resent) == [("1", 1, CHECKPOINT), ("1", 1, FINISHED)]
+    assert resent.reports[0].checkpoint_json == '{"i": 2}'
+
+
+def test_an_acknowledged_checkpoint_is_forgotten():
+    async def main():
+        outbox = Outbox()
+        outbox.checkpoint("1", 1, '{"i": 1}')
+        outbox.checkpoint("2", 1, '{"i": 1}')
+        first = await outbox.next_batch()
+        outbox.checkpoint("2", 1, '{"i": 2}')
+        await outbox.next_batch()
+        outbox.ack(first.seq)
+        return outbox.resend_batches(), outbox.unacknowledged()
+
+    resent, unacknowledged = asyncio.run(main())
+    assert [refs(b) for b in resent] == [[("2", 1, CHECKPOINT)]]
+    assert resent[0].reports[0].checkpoint_json == '{"i": 2}'
+    assert unacknowledged == 1
+
+
+def test_a_checkpoint_after_the_result_is_dropped():
+    async def main():
+        outbox = Outbox()
+        outbox.finished("1", 1, OK)
+        outbox.checkpoint("1", 1, '{"i": 9}')
+        return await outbox.next_batch()
+
+    assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]

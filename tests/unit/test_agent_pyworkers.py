@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +40,18 @@ def hang(pidfile):
 
 def crash():
     os._exit(7)
+
+def steps(n, ctx):
+    for i in range(n):
+        ctx.checkpoint({"step": i})
+    return {"resume": ctx.resume, "who": [ctx.task_id, ctx.job_id, ctx.attempt],
+            "env": os.environ.get("JOBPLANE_CHECKPOINT")}
+
+def bad_checkpoint(ctx):
+    ctx.checkpoint({1, 2})
+
+def any_kwargs(**kwargs):
+    return sorted(kwargs)
 '''
 
 
@@ -194,3 +207,30 @@ def test_calls_beyond_the_pool_size_wait_for_a_free_worker(work_dir):
 
     results = with_pool(work_dir, body, size=2)
     assert [r.result_json for r in results] == [str(i) for i in range(20)]
+
+
+def test_a_function_with_ctx_checkpoints_through_it_and_sees_where_to_resume(work_dir):
+    checkpoints: list[str] = []
+
+    async def body(pool):
+        call = PyCall("agent_tasks:steps", "[3]", env={"JOBPLANE_CHECKPOINT": '{"step": 7}'},
+                      task_id="t1", job_id="j1", attempt=2, checkpoint_json='{"step": 7}')
+        return await pool.run(call, on_checkpoint=checkpoints.append)
+
+    result = with_pool(work_dir, body)
+    assert result.outcome == Outcome.SUCCEEDED
+    assert json.loads(result.result_json) == {
+        "resume": {"step": 7}, "who": ["t1", "j1", 2], "env": '{"step": 7}'}
+    assert [json.loads(c) for c in checkpoints] == [{"step": 0}, {"step": 1}, {"step": 2}]
+
+
+def test_a_state_that_is_not_json_fails_the_task_with_a_type_error(work_dir):
+    result = run_one(work_dir, PyCall("agent_tasks:bad_checkpoint"))
+    assert result.outcome == Outcome.FAILED
+    assert result.raw["exception_type"] == "TypeError"
+    assert "the checkpoint state is not JSON-serialisable" in result.error
+
+
+def test_only_a_parameter_named_ctx_gets_the_context(work_dir):
+    result = run_one(work_dir, PyCall("agent_tasks:any_kwargs"))
+    assert result.result_json == "[]"

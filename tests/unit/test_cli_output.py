@@ -53,7 +53,8 @@ def test_json_uses_proto_field_names_and_shows_zero_values():
     job = job_pb2.Job(id="3", spec=job_pb2.JobSpec(name="j"), submit_time=Timestamp(seconds=1_700_000_000))
     document = json.loads(output.json_document([job]))[0]
     assert document["submit_time"] == "2023-11-14T22:13:20Z"
-    assert document["spec"] == {"name": "j", "priority": 0, "labels": {}, "tasks": [], "wait_for_providers": False}
+    assert document["spec"] == {"name": "j", "priority": 0, "labels": {}, "tasks": [], "wait_for_providers": False,
+                                "continuation_rules": []}
     assert document["reason"] == ""
 
 

@@ -138,7 +138,7 @@ def test_lost_provider_hands_tasks_on_without_using_retries():
     timer(e)
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.LOST
-    assert cs.continuations[0].tasks[0][2] == 1
+    assert cs.continuations[0].tasks[0].from_attempt == 1
     conn_b = provider(e, "b", slots=1)
     assert assigned(e.take_changes())["b"] == [("t", 2)]
     finish(e, "b", conn_b, "t", attempt=2)

@@ -23,27 +23,38 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from jobplane.v1 import event_pb2 as jobplane_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobplane/v1/continuation.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\rContinuedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_attempt\x18\x03 \x01(\x05\x12\x16\n\x0eto_provider_id\x18\x04 \x01(\t\x12\x31\n\rdispatch_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x01\n\x0c\x43ontinuation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12\x30\n\x0c\x66\x61ilure_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12)\n\x05tasks\x18\x05 \x03(\x0b\x32\x1a.jobplane.v1.ContinuedTask\"Q\n\x18ListContinuationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"f\n\x19ListContinuationsResponse\x12\x30\n\rcontinuations\x18\x01 \x03(\x0b\x32\x19.jobplane.v1.Continuation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x16GetContinuationRequest\x12\x17\n\x0f\x63ontinuation_id\x18\x01 \x01(\t\"J\n\x17GetContinuationResponse\x12/\n\x0c\x63ontinuation\x18\x01 \x01(\x0b\x32\x19.jobplane.v1.Continuation2\xd7\x01\n\x13\x43ontinuationService\x12\x62\n\x11ListContinuations\x12%.jobplane.v1.ListContinuationsRequest\x1a&.jobplane.v1.ListContinuationsResponse\x12\\\n\x0fGetContinuation\x12#.jobplane.v1.GetContinuationRequest\x1a$.jobplane.v1.GetContinuationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobplane/v1/continuation.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jobplane/v1/event.proto\"\x95\x02\n\rContinuedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_attempt\x18\x03 \x01(\x05\x12\x16\n\x0eto_provider_id\x18\x04 \x01(\t\x12\x31\n\rdispatch_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08position\x18\x06 \x01(\x05\x12\x1a\n\x12\x65\x66\x66\x65\x63tive_priority\x18\x07 \x01(\x05\x12\x0c\n\x04rule\x18\x08 \x01(\t\x12\x17\n\x0f\x63heckpoint_json\x18\t \x01(\t\x12\x1a\n\x12seconds_to_restart\x18\n \x01(\x01\x12\x11\n\ttask_name\x18\x0b \x01(\t\"\x9c\x01\n\x0c\x43ontinuation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12\x30\n\x0c\x66\x61ilure_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12)\n\x05tasks\x18\x05 \x03(\x0b\x32\x1a.jobplane.v1.ContinuedTask\"Q\n\x18ListContinuationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"f\n\x19ListContinuationsResponse\x12\x30\n\rcontinuations\x18\x01 \x03(\x0b\x32\x19.jobplane.v1.Continuation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x16GetContinuationRequest\x12\x17\n\x0f\x63ontinuation_id\x18\x01 \x01(\t\"J\n\x17GetContinuationResponse\x12/\n\x0c\x63ontinuation\x18\x01 \x01(\x0b\x32\x19.jobplane.v1.Continuation\"3\n\x19WatchContinuationsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\x03\"@\n\x1aWatchContinuationsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event\"V\n\x17PlanContinuationRequest\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0bPlannedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x11\n\ttask_name\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x05\x12\x1a\n\x12\x65\x66\x66\x65\x63tive_priority\x18\x05 \x01(\x05\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x16\n\x0eto_provider_id\x18\x07 \x01(\t\x12\x17\n\x0f\x63heckpoint_json\x18\x08 \x01(\t\x12\x15\n\rfrom_provider\x18\t \x01(\x08\"\x80\x01\n\x18PlanContinuationResponse\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05tasks\x18\x03 \x03(\x0b\x32\x18.jobplane.v1.PlannedTask2\xa1\x03\n\x13\x43ontinuationService\x12\x62\n\x11ListContinuations\x12%.jobplane.v1.ListContinuationsRequest\x1a&.jobplane.v1.ListContinuationsResponse\x12\\\n\x0fGetContinuation\x12#.jobplane.v1.GetContinuationRequest\x1a$.jobplane.v1.GetContinuationResponse\x12g\n\x12WatchContinuations\x12&.jobplane.v1.WatchContinuationsRequest\x1a\'.jobplane.v1.WatchContinuationsResponse0\x01\x12_\n\x10PlanContinuation\x12$.jobplane.v1.PlanContinuationRequest\x1a%.jobplane.v1.PlanContinuationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobplane.v1.continuation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTINUEDTASK']._serialized_start=81
-  _globals['_CONTINUEDTASK']._serialized_end=226
-  _globals['_CONTINUATION']._serialized_start=229
-  _globals['_CONTINUATION']._serialized_end=385
-  _globals['_LISTCONTINUATIONSREQUEST']._serialized_start=387
-  _globals['_LISTCONTINUATIONSREQUEST']._serialized_end=468
-  _globals['_LISTCONTINUATIONSRESPONSE']._serialized_start=470
-  _globals['_LISTCONTINUATIONSRESPONSE']._serialized_end=572
-  _globals['_GETCONTINUATIONREQUEST']._serialized_start=574
-  _globals['_GETCONTINUATIONREQUEST']._serialized_end=623
-  _globals['_GETCONTINUATIONRESPONSE']._serialized_start=625
-  _globals['_GETCONTINUATIONRESPONSE']._serialized_end=699
-  _globals['_CONTINUATIONSERVICE']._serialized_start=702
-  _globals['_CONTINUATIONSERVICE']._serialized_end=917
+  _globals['_CONTINUEDTASK']._serialized_start=106
+  _globals['_CONTINUEDTASK']._serialized_end=383
+  _globals['_CONTINUATION']._serialized_start=386
+  _globals['_CONTINUATION']._serialized_end=542
+  _globals['_LISTCONTINUATIONSREQUEST']._serialized_start=544
+  _globals['_LISTCONTINUATIONSREQUEST']._serialized_end=625
+  _globals['_LISTCONTINUATIONSRESPONSE']._serialized_start=627
+  _globals['_LISTCONTINUATIONSRESPONSE']._serialized_end=729
+  _globals['_GETCONTINUATIONREQUEST']._serialized_start=731
+  _globals['_GETCONTINUATIONREQUEST']._serialized_end=780
+  _globals['_GETCONTINUATIONRESPONSE']._serialized_start=782
+  _globals['_GETCONTINUATIONRESPONSE']._serialized_end=856
+  _globals['_WATCHCONTINUATIONSREQUEST']._serialized_start=858
+  _globals['_WATCHCONTINUATIONSREQUEST']._serialized_end=909
+  _globals['_WATCHCONTINUATIONSRESPONSE']._serialized_start=911
+  _globals['_WATCHCONTINUATIONSRESPONSE']._serialized_end=975
+  _globals['_PLANCONTINUATIONREQUEST']._serialized_start=977
+  _globals['_PLANCONTINUATIONREQUEST']._serialized_end=1063
+  _globals['_PLANNEDTASK']._serialized_start=1066
+  _globals['_PLANNEDTASK']._serialized_end=1263
+  _globals['_PLANCONTINUATIONRESPONSE']._serialized_start=1266
+  _globals['_PLANCONTINUATIONRESPONSE']._serialized_end=1394
+  _globals['_CONTINUATIONSERVICE']._serialized_start=1397
+  _globals['_CONTINUATIONSERVICE']._serialized_end=1814
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ContinuationServiceStub:
-    """ContinuationService: what happened to the unfinished work of lost providers.
+    """ContinuationService: what happens to the unfinished work of a failed or drained
+    provider: which tasks continued where, in what order, and from which checkpoint.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,21 @@ class ContinuationServiceStub:
                 request_serializer=jobplane_dot_v1_dot_continuation__pb2.GetContinuationRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_continuation__pb2.GetContinuationResponse.FromString,
                 _registered_method=True)
+        self.WatchContinuations = channel.unary_stream(
+                '/jobplane.v1.ContinuationService/WatchContinuations',
+                request_serializer=jobplane_dot_v1_dot_continuation__pb2.WatchContinuationsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_continuation__pb2.WatchContinuationsResponse.FromString,
+                _registered_method=True)
+        self.PlanContinuation = channel.unary_unary(
+                '/jobplane.v1.ContinuationService/PlanContinuation',
+                request_serializer=jobplane_dot_v1_dot_continuation__pb2.PlanContinuationRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_continuation__pb2.PlanContinuationResponse.FromString,
+                _registered_method=True)
 
 
 class ContinuationServiceServicer:
-    """ContinuationService: what happened to the unfinished work of lost providers.
+    """ContinuationService: what happens to the unfinished work of a failed or drained
+    provider: which tasks continued where, in what order, and from which checkpoint.
     """
 
     def ListContinuations(self, request, context):
@@ -59,6 +71,22 @@ class ContinuationServiceServicer:
 
     def GetContinuation(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchContinuations(self, request, context):
+        """Failover events (they also appear in JobService.WatchEvents): replayed after
+        `after_event_id`, then live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanContinuation(self, request, context):
+        """What if the provider failed now (or at `at`): what would continue where, in
+        what order, and what would wait. Changes nothing.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -76,6 +104,16 @@ def add_ContinuationServiceServicer_to_server(servicer, server):
                     request_deserializer=jobplane_dot_v1_dot_continuation__pb2.GetContinuationRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_continuation__pb2.GetContinuationResponse.SerializeToString,
             ),
+            'WatchContinuations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchContinuations,
+                    request_deserializer=jobplane_dot_v1_dot_continuation__pb2.WatchContinuationsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_continuation__pb2.WatchContinuationsResponse.SerializeToString,
+            ),
+            'PlanContinuation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanContinuation,
+                    request_deserializer=jobplane_dot_v1_dot_continuation__pb2.PlanContinuationRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_continuation__pb2.PlanContinuationResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jobplane.v1.ContinuationService', rpc_method_handlers)
@@ -85,7 +123,8 @@ def add_ContinuationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ContinuationService:
-    """ContinuationService: what happened to the unfinished work of lost providers.
+    """ContinuationService: what happens to the unfinished work of a failed or drained
+    provider: which tasks continued where, in what order, and from which checkpoint.
     """
 
     @staticmethod
@@ -132,6 +171,60 @@ class ContinuationService:
             '/jobplane.v1.ContinuationService/GetContinuation',
             jobplane_dot_v1_dot_continuation__pb2.GetContinuationRequest.SerializeToString,
             jobplane_dot_v1_dot_continuation__pb2.GetContinuationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchContinuations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobplane.v1.ContinuationService/WatchContinuations',
+            jobplane_dot_v1_dot_continuation__pb2.WatchContinuationsRequest.SerializeToString,
+            jobplane_dot_v1_dot_continuation__pb2.WatchContinuationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanContinuation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.ContinuationService/PlanContinuation',
+            jobplane_dot_v1_dot_continuation__pb2.PlanContinuationRequest.SerializeToString,
+            jobplane_dot_v1_dot_continuation__pb2.PlanContinuationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,7 +86,7 @@ class TaskSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,12 +99,28 @@ class JobSpec(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATION_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATION_RULES_FIELD_NUMBER: _ClassVar[int]
     name: str
     priority: int
     labels: _containers.ScalarMap[str, str]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskSpec]
     wait_for_providers: bool
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ...) -> None: ...
+    continuation_priority: int
+    continuation_rules: _containers.RepeatedCompositeFieldContainer[ContinuationRule]
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ...) -> None: ...
+
+class ContinuationRule(_message.Message):
+    __slots__ = ("kind", "priority", "value", "days")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    priority: int
+    value: str
+    days: int
+    def __init__(self, kind: _Optional[str] = ..., priority: _Optional[int] = ..., value: _Optional[str] = ..., days: _Optional[int] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("total", "waiting", "running", "success", "failure", "cancel")

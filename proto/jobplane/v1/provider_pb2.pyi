@@ -28,6 +28,7 @@ class TaskReportKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_REPORT_KIND_UNSPECIFIED: _ClassVar[TaskReportKind]
     TASK_REPORT_KIND_STARTED: _ClassVar[TaskReportKind]
     TASK_REPORT_KIND_FINISHED: _ClassVar[TaskReportKind]
+    TASK_REPORT_KIND_CHECKPOINT: _ClassVar[TaskReportKind]
 
 class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +49,7 @@ PROVIDER_STATE_REVOKED: ProviderState
 TASK_REPORT_KIND_UNSPECIFIED: TaskReportKind
 TASK_REPORT_KIND_STARTED: TaskReportKind
 TASK_REPORT_KIND_FINISHED: TaskReportKind
+TASK_REPORT_KIND_CHECKPOINT: TaskReportKind
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
@@ -149,7 +151,7 @@ class Heartbeat(_message.Message):
     def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ..., load_average: _Optional[float] = ...) -> None: ...
 
 class TaskReport(_message.Message):
-    __slots__ = ("task_id", "attempt", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw")
+    __slots__ = ("task_id", "attempt", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw", "checkpoint_json")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +169,7 @@ class TaskReport(_message.Message):
     STDOUT_TAIL_FIELD_NUMBER: _ClassVar[int]
     STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     kind: TaskReportKind
@@ -177,7 +180,8 @@ class TaskReport(_message.Message):
     stdout_tail: str
     stderr_tail: str
     raw: _containers.ScalarMap[str, str]
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., kind: _Optional[_Union[TaskReportKind, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    checkpoint_json: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., kind: _Optional[_Union[TaskReportKind, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
 
 class TaskReports(_message.Message):
     __slots__ = ("seq", "reports")
@@ -230,18 +234,20 @@ class Welcome(_message.Message):
     def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec")
+    __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     job_id: str
     task_name: str
     spec: _job_pb2.TaskSpec
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    checkpoint_json: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
 
 class Assignments(_message.Message):
     __slots__ = ("assignments",)

@@ -32,7 +32,7 @@ TASK_STATE_FAILED: TaskState
 TASK_STATE_CANCELLED: TaskState
 
 class Attempt(_message.Message):
-    __slots__ = ("number", "provider_id", "assign_time", "start_time", "end_time", "exit_code", "reason")
+    __slots__ = ("number", "provider_id", "assign_time", "start_time", "end_time", "exit_code", "reason", "checkpoint_json", "resumed_from_json")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,8 @@ class Attempt(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FROM_JSON_FIELD_NUMBER: _ClassVar[int]
     number: int
     provider_id: str
     assign_time: _timestamp_pb2.Timestamp
@@ -47,10 +49,12 @@ class Attempt(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     exit_code: int
     reason: str
-    def __init__(self, number: _Optional[int] = ..., provider_id: _Optional[str] = ..., assign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    checkpoint_json: str
+    resumed_from_json: str
+    def __init__(self, number: _Optional[int] = ..., provider_id: _Optional[str] = ..., assign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., resumed_from_json: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "job_id", "name", "group", "spec", "state", "status", "provider_id", "attempt", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "attempts", "reason")
+    __slots__ = ("id", "job_id", "name", "group", "spec", "state", "status", "provider_id", "attempt", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "attempts", "reason", "checkpoint_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +71,7 @@ class Task(_message.Message):
     STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     job_id: str
     name: str
@@ -83,7 +88,8 @@ class Task(_message.Message):
     stderr_tail: str
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     reason: str
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., group: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., provider_id: _Optional[str] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    checkpoint_json: str
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., group: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., provider_id: _Optional[str] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("job_id", "page_size", "page_token", "filter")

@@ -1,0 +1,205 @@
+"""Continuation: when a provider fails or is drained, its unfinished tasks continue on
+others one by one, most important first, from their last checkpoint.
+
+The order is the effective continuation priority (a smaller number is more important;
+timing rules may replace a job's own priority at the moment of failover), then job
+priority (higher first), then submit time. Continuations go out before ordinary queued
+work, to standby providers first; a continuation no free slot can take waits, keeping its
+place. A standby that took continuations is promoted to ACTIVE once none is left for it.
+A mixin of Engine: it shares the engine's state.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ..errors import FailedPrecondition, NotFound
+from .model import EventKind, ProviderState, Status, TaskState
+from .state import ContinuationRec, ContinuedRec, JobRt, ProviderRt, TaskRt
+from .timing import effective_priority
+
+DEFAULT_PRIORITY = 100
+RECEIVING = (ProviderState.ACTIVE, ProviderState.STANDBY)
+
+
+@dataclass(order=True)
+class Pending:
+    """A task waiting to continue; instances sort in continuation order."""
+
+    key: tuple
+    task_id: int = field(compare=False)
+    continuation_id: int = field(compare=False)
+    priority: int = field(compare=False)
+    rule: str = field(compare=False)
+    requires: dict[str, str] = field(compare=False)
+    waiting_noted: bool = field(default=False, compare=False)
+
+
+@dataclass
+class Receiver:
+    """A provider that can take continuations now, and how many."""
+
+    id: str
+    labels: dict[str, str]
+    free: int
+    standby: bool
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    task_id: int
+    job_id: int
+    task_name: str
+    position: int
+    priority: int
+    rule: str
+    to_provider: str | None
+    checkpoint: str
+    from_provider: bool
+
+
+def place(pending: Sequence[Pending], receivers: list[Receiver]) -> list[str | None]:
+    """Where each pending task (in order) goes now: the standby, else the receiver with the
+    most free slots, whose labels meet its requirements; None when it has to wait."""
+    out: list[str | None] = []
+    for entry in pending:
+        fits = [r for r in receivers if r.free > 0 and all(r.labels.get(k) == v for k, v in entry.requires.items())]
+        if not fits:
+            out.append(None)
+            continue
+        chosen = min(fits, key=lambda r: (not r.standby, -r.free, r.id))
+        chosen.free -= 1
+        out.append(chosen.id)
+    return out
+
+
+class Continuations:
+    # ----- failover ------------------------------------------------------------------
+
+    def _hand_on(self, provider: ProviderRt, reason: str, *, stop: bool) -> None:
+        """Every unfinished task of the provider continues elsewhere, in continuation order;
+        `stop` tells the agent to kill the attempts it still runs."""
+        if not provider.in_flight:
+            return
+        now = datetime.fromtimestamp(self.now, timezone.utc)
+        entries = sorted(self._pending_entry(self.tasks[tid], 0, now) for tid in provider.in_flight)
+        cid = self.ids.take("continuation")
+        records = []
+        for position, entry in enumerate(entries, 1):
+            task = self.tasks[entry.task_id]
+            entry.continuation_id = cid
+            records.append(ContinuedRec(task.id, task.job_id, task.name, task.current.number, position,
+                                        entry.priority, entry.rule))
+            if stop:
+                self._stop_attempt(provider.id, task.id, task.current.number, reason)
+            self._lose(task, f"{reason}; continuing in priority order ({position} of {len(entries)})",
+                       continue_as=entry)
+        self._cs.continuations.append(ContinuationRec(cid, provider.id, self.now, reason, tuple(records)))
+        self._event(EventKind.CONTINUATION, provider_id=provider.id, raw_status="CONTINUED",
+                    status=Status.RESTART, message=f"{len(entries)} tasks to continue elsewhere (continuation {cid})",
+                    raw={"continuation_id": str(cid)})
+
+    def _pending_entry(self, task: TaskRt, cid: int, when: datetime) -> Pending:
+        job = self.jobs[task.job_id]
+        priority, rule = self._effective(job, when)
+        key = (priority, -job.priority, job.submit_time, job.id, task.idx)
+        return Pending(key, task.id, cid, priority, rule, dict(task.spec.requires))
+
+    def _effective(self, job: JobRt, when: datetime) -> tuple[int, str]:
+        spec = job.spec
+        base = DEFAULT_PRIORITY if spec.continuation_priority is None else spec.continuation_priority
+        return effective_priority(base, spec.continuation_rules, when, self.calendar)
+
+    def _wait_to_continue(self, task: TaskRt, entry: Pending, reason: str) -> None:
+        self._set_task(task, TaskState.QUEUED, reason, push=False)
+        bisect.insort(self._pending, entry)
+        self._dispatch_wanted = True
+
+    def _drop_continuation(self, task_id: int) -> None:
+        self._pending = [p for p in self._pending if p.task_id != task_id]
+
+    # ----- dispatch ------------------------------------------------------------------
+
+    def _dispatch_continuations(self) -> None:
+        """Send waiting continuations, in order, to providers with free slots."""
+        if not self._pending:
+            return
+        targets = place(self._pending, self._receivers(exclude=None))
+        waiting = []
+        for entry, target in zip(self._pending, targets):
+            if target is None:
+                waiting.append(entry)
+                self._note_waiting(entry, len(waiting))
+                continue
+            task = self.tasks[entry.task_id]
+            provider = self.providers[target]
+            if provider.state == ProviderState.STANDBY:
+                provider.took_continuations = True
+            self._assign(task, provider)
+            self._cs.continued.append((entry.continuation_id, task.id, target, task.attempt, self.now,
+                                       task.checkpoint))
+            self._event(EventKind.CONTINUATION, job_id=task.job_id, task_id=task.id, task_name=task.name,
+                        provider_id=target, attempt=task.attempt, raw_status="CONTINUED", status=Status.RESTART,
+                        message=_continued_message(entry, target, task.checkpoint),
+                        raw={"continuation_id": str(entry.continuation_id), "priority": str(entry.priority),
+                             "rule": entry.rule})
+        self._pending = waiting
+        self._promote_standbys()
+
+    def _receivers(self, exclude: str | None) -> list[Receiver]:
+        out = []
+        for p in self.providers.values():
+            free = p.slots - len(p.in_flight)
+            if p.id != exclude and p.accepting and p.state in RECEIVING and not p.drained and free > 0:
+                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY))
+        return out
+
+    def _note_waiting(self, entry: Pending, place_in_line: int) -> None:
+        if entry.waiting_noted:
+            return
+        entry.waiting_noted = True
+        task = self.tasks[entry.task_id]
+        self._set_task(task, TaskState.QUEUED, f"waiting for a free slot to continue (continuation "
+                       f"{entry.continuation_id}, priority {entry.priority}, next in line: {place_in_line})",
+                       push=False)
+
+    def _promote_standbys(self) -> None:
+        for p in self.providers.values():
+            if p.state != ProviderState.STANDBY or not p.took_continuations:
+                continue
+            if not any(all(p.labels.get(k) == v for k, v in e.requires.items()) for e in self._pending):
+                p.took_continuations = False
+                p.idle_since = None
+                self._set_provider(p, ProviderState.ACTIVE, "promoted: no continuation left to start")
+
+    # ----- what if -------------------------------------------------------------------
+
+    def plan(self, provider_id: str, at: float | None = None) -> list[PlannedTask]:
+        """What would continue where, in what order, if the provider failed now (or at `at`);
+        continuations already waiting are included. Changes nothing."""
+        provider = self.providers.get(provider_id)
+        if provider is None:
+            raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
+        if provider.state in (ProviderState.LOST, ProviderState.REVOKED):
+            raise FailedPrecondition(f"provider {provider_id!r} is {provider.state.name.lower()} already; "
+                                     "`jobplane continuations list` shows what happened to its tasks")
+        when = datetime.fromtimestamp(self.now if at is None else at, timezone.utc)
+        mine = {tid for tid in provider.in_flight if self.tasks[tid].current is not None}
+        entries = sorted([*self._pending, *(self._pending_entry(self.tasks[tid], 0, when) for tid in mine)])
+        targets = place(entries, self._receivers(exclude=provider_id))
+        return [self._planned(entry, position, target, entry.task_id in mine)
+                for position, (entry, target) in enumerate(zip(entries, targets), 1)]
+
+    def _planned(self, entry: Pending, position: int, target: str | None, mine: bool) -> PlannedTask:
+        task = self.tasks[entry.task_id]
+        return PlannedTask(task.id, task.job_id, task.name, position, entry.priority, entry.rule, target,
+                           task.checkpoint, mine)
+
+
+def _continued_message(entry: Pending, target: str, checkpoint: str) -> str:
+    why = f"rule {entry.rule}" if entry.rule else "its job's continuation priority"
+    start = f"from checkpoint {checkpoint}" if checkpoint else "from the beginning"
+    return f"continues on {target} {start} (priority {entry.priority}, by {why})"
