@@ -58,7 +58,8 @@ class _Worker:
 
 
 class WorkerPool:
-    """`size` spawned worker processes; each runs one call at a time and is replaced if killed."""
+    """Up to `size` spawned worker processes, started when calls need them; each runs one
+    call at a time and is replaced if killed."""
 
     def __init__(self, size: int, *, work_dir: str = "") -> None:
         self._size = size
@@ -72,14 +73,13 @@ class WorkerPool:
         self._idle: asyncio.Queue[_Worker] | None = None
 
     def start(self) -> None:
-        """Spawn the workers; call it from the event loop that will use the pool."""
+        """Ready the pool; call it from the event loop that will use the pool. Workers start
+        on demand: an agent that runs only commands never pays for Python interpreters."""
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Queue()
         # Workers are not daemonic (tasks may start processes of their own), so make sure
         # they die with the agent even if nobody calls close().
         atexit.register(self._kill_all)
-        for _ in range(self._size):
-            self._spawn()
 
     async def run(
         self,
@@ -116,6 +116,8 @@ class WorkerPool:
         """Hand the call to an idle worker; None if the attempt was stopped before that."""
         request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd,
                                 call.task_id, call.job_id, call.attempt, call.checkpoint_json)
+        if self._idle.empty() and len(self._workers) < self._size:  # type: ignore[union-attr]
+            self._spawn()  # it joins the idle queue once it says it is ready
         while (worker := await self._next_idle(stop)) is not None:
             try:
                 worker.conn.send(request)

@@ -79,7 +79,7 @@ def run_order(tasks: int) -> None:
         receivers: list[AgentProc] = []
         client = Client.connect(server.address)
         try:
-            wait_until(lambda: client.list_providers() and list(client.list_providers())[0].state == 1, 30, "agent")
+            wait_until(lambda: [p.state for p in client.list_providers()] == [1], 30, "the agent")
             script = f'echo $$ > {pids}/$JOBPLANE_TASK_ID.$JOBPLANE_ATTEMPT; if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 600; fi'
             priorities = random.sample(range(tasks), tasks)
             jobs = {client.submit_job({"name": f"p{p}", "continuation_priority": p, "tasks": [
@@ -94,7 +94,11 @@ def run_order(tasks: int) -> None:
             t0 = time.time()
             victim.kill()
             watcher.join(120)
-            in_order = [p for _, p in dispatched] == sorted(jobs.values())
+            order = [p for _, p in dispatched]
+            in_order = order == sorted(jobs.values())
+            if not in_order:
+                bad = next(i for i, (a, b) in enumerate(zip(order, sorted(jobs.values()))) if a != b)
+                print(len(order), bad, order[max(0, bad - 3):bad + 5])
             print(f"kill -9 with {tasks} tasks, {2 * max(1, tasks // 4)} free slots: first continuation dispatched "
                   f"after {dispatched[0][0] - t0:.2f}s, last after {dispatched[-1][0] - t0:.2f}s; "
                   f"dispatch order {'matched' if in_order else 'DID NOT match'} priority order")

@@ -210,8 +210,9 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
         if which == "assign":
             assigned.extend(message.assign.assignments)
         elif which == "ack":
-            if acks is not None:
-                message.ack.rejected[:0] = acks.ack.rejected
+            if acks is not None and acks.ack.rejected:
+                rejected = [*acks.ack.rejected, *message.ack.rejected]
+                message = provider_pb2.ConnectResponse(ack=provider_pb2.Ack(seq=message.ack.seq, rejected=rejected))
             acks = message
         else:
             others.append(message)
