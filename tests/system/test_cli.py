@@ -119,3 +119,24 @@ def test_up_serves_other_commands_until_interrupted(tmp_path):
     assert code == 0
     assert not (tmp_path / "up.json").exists()
     wait_until(lambda: not any(pid_alive(p) for p in children), 15, "up's children to exit")
+
+
+def test_continuations_plan_from_the_cli(sqlite_cluster, tmp_path):
+    sqlite_cluster.add_agent("a", slots=1)
+    f = tmp_path / "plan.toml"
+    f.write_text('name = "planned"\ncontinuation_priority = 3\n'
+                 'continuation_rules = [{ kind = "date", value = "2026-09-30", priority = 1 }]\n'
+                 '[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
+    addr = sqlite_cluster.server.address
+    r = jobplane("submit", str(f), "--server", addr, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout)["id"]
+    wait_until(lambda: sqlite_cluster.client.get_provider("a").slots_in_use == 1, 30, "the task running on a")
+    r = jobplane("continuations", "plan", "a", "--server", addr)
+    assert r.returncode == 0 and "would wait" in r.stdout and "planned" not in r.stderr, r.stderr
+    r = jobplane("continuations", "plan", "a", "--at", "2026-09-30T12:00+00:00", "--server", addr, "-o", "json")
+    (task,) = json.loads(r.stdout)["tasks"]
+    assert (task["job_id"], task["effective_priority"], task["rule"]) == (job_id, 1, "date 2026-09-30")
+    r = jobplane("continuations", "plan", "nobody", "--server", addr)
+    assert r.returncode == 3 and "not found" in r.stderr
+    jobplane("cancel", job_id, "--server", addr)

@@ -201,3 +201,21 @@ def finish(e, name, conn, task, attempt=1):
 
 def assigned(cs):
     return {p: [t.id for t, _ in items] for p, items in cs.assignments.items()}
+
+
+def test_a_superseded_attempt_that_comes_back_is_never_counted_beside_its_continuation():
+    e = engine()
+    conn_a = connect(e, "a", slots=1)
+    job = submit(e, "once")
+    e.take_changes()
+    task = tasks_of(e, job)[0]
+    connect(e, "b", slots=1)
+    lose(e, "a", conn_a)  # continued on b as attempt 2
+    back = connect(e, "a", slots=1, running=[(task.id, 1)])  # the old process was alive all along
+    cs = e.take_changes()
+    assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
+    assert len(e.report("a", back, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])) == 1
+    finish(e, "b", 2, task, attempt=2)
+    cs = e.take_changes()
+    assert job.counts["success"] == 1 and job.counts["total"] == 1
+    assert [t.task_id for rec in cs.continuations for t in rec.tasks] == []  # no second continuation
