@@ -1,8 +1,11 @@
 """The jobplane agent: connects to a server, runs the tasks it assigns, streams their status.
 
-Run it as ``jobplane-agent --server HOST:PORT`` or from Python::
+Run it as ``jobplane-agent --server HOST:PORT --token SECRET --ca ca-bundle.crt`` (once; the
+certificate it enrolls for is kept in its state directory) or from Python::
 
-    asyncio.run(Agent(AgentConfig(server="localhost:7070")).run())
+    asyncio.run(Agent(AgentConfig(server="localhost:7070", token=secret, ca_file=path)).run())
+
+Against a server started with ``--insecure``, pass ``--insecure`` (``insecure=True``) instead.
 
 `Agent` and `AgentConfig` are imported on first use, so that tasks importing
 ``jobplane.agent.checkpoint`` do not pay for gRPC.

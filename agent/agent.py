@@ -16,12 +16,13 @@ from .checkpoint import CHECKPOINT_ENV, CHECKPOINT_FILE_ENV
 from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
+from .credentials import open_credentials
 from .link import Link
 from .outbox import Outbox
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
 from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
-from .statedir import StateDir, default_state_dir
+from .statedir import StateDir, state_root
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ class Agent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self._state = StateDir(config.state_dir or default_state_dir(config.work_dir, config.name))
+        self._state = StateDir(state_root(config))
         self._outbox = Outbox(on_acked=self._state.discard)
         self._pool = WorkerPool(config.slots, work_dir=config.work_dir)
-        self._link = Link(config, self._outbox, self)
+        self._link = Link(config, self._outbox, self, open_credentials(config))
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
@@ -62,7 +63,8 @@ class Agent:
         self._stopping = False
 
     async def run(self) -> None:
-        """Run until `stop()` is called; raises NameInUse or HelloRejected if the server refuses us."""
+        """Run until `stop()` is called; raises AgentError (NameInUse, HelloRejected, NotEnrolled,
+        EnrollmentRefused) if the server refuses us or we cannot prove who we are."""
         if self._started:
             raise RuntimeError("an Agent can run only once")
         self._started = True

@@ -32,6 +32,12 @@ class AgentConfig:
     # Where attempts keep their pid, output and exit status, so that the agent started
     # again after a crash adopts them; empty: <work_dir>/.jobplane-agent/<name>.
     state_dir: str = ""
+    # Mutual TLS (the default): the join token that enrolls the agent when it has no usable
+    # certificate in its state directory, and the CA bundle that verifies the server then.
+    token: str = field(default="", repr=False)
+    ca_file: str = ""
+    # Plaintext to the server's only port, no enrollment: for servers started with --insecure.
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if not self.server:
@@ -44,3 +50,5 @@ class AgentConfig:
             raise ValueError(f"heartbeat_interval: must be > 0, got {self.heartbeat_interval}")
         if self.kill_grace < 0:
             raise ValueError(f"kill_grace: must be >= 0, got {self.kill_grace}")
+        if self.insecure and self.token:
+            raise ValueError("token: an insecure agent does not enroll; drop the token or insecure")

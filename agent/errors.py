@@ -12,4 +12,13 @@ class NameInUse(AgentError):
 
 
 class HelloRejected(AgentError):
-    """The server rejected the agent's hello (INVALID_ARGUMENT) or refuses it (PERMISSION_DENIED)."""
+    """The server rejected the agent's hello (INVALID_ARGUMENT) or refuses it (PERMISSION_DENIED,
+    UNAUTHENTICATED: e.g. its certificate was revoked)."""
+
+
+class NotEnrolled(AgentError):
+    """The agent has no usable certificate and nothing to enroll with (no join token or CA)."""
+
+
+class EnrollmentRefused(AgentError):
+    """The server refused the join token or the name, or its TLS cannot be trusted."""

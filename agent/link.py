@@ -6,15 +6,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 
-from jobplane.client.channel import open_aio_channel
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from .config import AgentConfig
-from .errors import HelloRejected, NameInUse
+from .errors import AgentError, HelloRejected, NameInUse
 from .facts import load_average, machine_facts
 from .outbox import Outbox
 
@@ -26,6 +26,9 @@ BACKOFF_CAP = 2.0
 NAME_IN_USE_PATIENCE = 3.0
 # After half-closing the stream, how long the server has to end it before we cancel it.
 CLOSE_GRACE = 1.0
+# Errors that retrying does not cure: a bad hello, or credentials the server refuses (revoked).
+_REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.UNAUTHENTICATED)
 
 
 class LinkHandler(Protocol):
@@ -50,19 +53,59 @@ class LinkHandler(Protocol):
         """Progress of every running attempt, for a probe."""
 
 
+class Credentials(Protocol):
+    """How the link reaches the server (credentials.py): plaintext, or mutual TLS kept renewed."""
+
+    @property
+    def target(self) -> str:
+        """HOST:PORT the link connects to."""
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever the credentials change (a renewed certificate)."""
+
+    async def ready(self) -> None:
+        """Load or obtain the credentials; raises AgentError if that is impossible."""
+
+    def open_channel(self) -> grpc.aio.Channel:
+        """A channel to `target` with the current credentials."""
+
+    async def changed(self, generation: int) -> None:
+        """Return once the credentials are newer than `generation`."""
+
+    async def keep_renewed(self) -> None:
+        """Renew the credentials before they expire, for as long as the link runs."""
+
+
 class _StreamEnded(Exception):
     """The server ended the stream without an error status."""
 
 
-class Link:
-    """Keeps one Connect stream open to the server, reconnecting with backoff until closed."""
+@dataclass
+class _Stream:
+    """One Connect stream, on a channel of its own with the credentials it was opened with."""
 
-    def __init__(self, config: AgentConfig, outbox: Outbox, handler: LinkHandler) -> None:
+    channel: grpc.aio.Channel
+    call: grpc.aio.StreamStreamCall
+    generation: int
+
+
+class Link:
+    """Keeps one Connect stream open to the server, reconnecting with backoff until closed.
+
+    When the credentials are renewed, a second stream is opened with the new ones; once it is
+    welcomed (the server's takeover ends the old stream), it carries on in the old one's place.
+    Running attempts never notice; unacknowledged reports are re-sent on the new stream.
+    """
+
+    def __init__(self, config: AgentConfig, outbox: Outbox, handler: LinkHandler,
+                 credentials: Credentials) -> None:
         self._config = config
         self._outbox = outbox
         self._handler = handler
+        self._credentials = credentials
         self._facts = machine_facts()
-        self._call: grpc.aio.StreamStreamCall | None = None
+        self._calls: set[grpc.aio.StreamStreamCall] = set()
         self._write_lock = asyncio.Lock()
         self._welcomed = False
         self._closing = False
@@ -72,34 +115,41 @@ class Link:
     @property
     def connected(self) -> bool:
         """Whether a stream is open and welcomed."""
-        return self._welcomed and self._call is not None
+        return self._welcomed and bool(self._calls)
 
     async def run(self) -> None:
-        """Stay connected (reconnecting with backoff) until close(); raises NameInUse, HelloRejected."""
-        channel = open_aio_channel(self._config.server)
-        stub = provider_pb2_grpc.ProviderServiceStub(channel)
+        """Obtain credentials, then stay connected until close(); raises AgentError subclasses
+        (NotEnrolled, EnrollmentRefused, NameInUse, HelloRejected)."""
+        await self._credentials.ready()
+        renewing = asyncio.create_task(self._credentials.keep_renewed(),
+                                       name="jobplane-agent-renewal")
+        try:
+            await self._stay_connected()
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _stay_connected(self) -> None:
         delay = BACKOFF_FIRST
         name_in_use_since: float | None = None
-        try:
-            while not self._closing:
-                try:
-                    await self._session(stub)
-                except grpc.aio.AioRpcError as exc:
+        while not self._closing:
+            try:
+                await self._session()
+            except (grpc.aio.AioRpcError, _StreamEnded) as exc:
+                if isinstance(exc, grpc.aio.AioRpcError):
                     name_in_use_since = self._check_permanent(exc, name_in_use_since)
-                    self._log_disconnect(f"{exc.code().name}: {exc.details()}")
-                except _StreamEnded as exc:
-                    self._log_disconnect(str(exc))
-                except Exception:  # a bug or an unforeseen gRPC failure: stay up, say it loudly
-                    log.exception("the link to %s failed unexpectedly; reconnecting",
-                                  self._config.server)
-                if self._welcomed:
-                    delay = BACKOFF_FIRST
-                    self._welcomed = False
-                if not self._closing:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, BACKOFF_CAP)
-        finally:
-            await channel.close()
+                self._log_disconnect(_why(exc))
+            except AgentError:
+                raise
+            except Exception:  # a bug or an unforeseen gRPC failure: stay up, say it loudly
+                log.exception("the link to %s failed unexpectedly; reconnecting",
+                              self._credentials.target)
+            if self._welcomed:
+                delay = BACKOFF_FIRST
+                self._welcomed = False
+            if not self._closing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every report is sent and acknowledged; False if disconnected or too slow."""
@@ -112,32 +162,105 @@ class Link:
         return True
 
     async def close(self) -> None:
-        """Half-close the stream so the server sees a clean goodbye; `run()` then returns."""
+        """Half-close the stream(s) so the server sees a clean goodbye; `run()` then returns."""
         self._closing = True
         async with self._write_lock:
-            if self._call is not None and not self._call.done():
-                try:
-                    await self._call.done_writing()
-                except (grpc.aio.AioRpcError, grpc.aio.UsageError):
-                    pass
+            for call in list(self._calls):
+                if not call.done():
+                    try:
+                        await call.done_writing()
+                    except (grpc.aio.AioRpcError, grpc.aio.UsageError):
+                        pass
 
-    async def _session(self, stub: provider_pb2_grpc.ProviderServiceStub) -> None:
-        """One stream, from hello to its end."""
-        call = stub.Connect()
-        self._call = call
+    async def _session(self) -> None:
+        """Streams from hello to the end, handing over to a new one when the credentials change."""
+        stream = await self._open_stream()
         try:
-            await self._write(call, provider_pb2.ConnectRequest(hello=self._hello()))
-            await self._read_welcome(call)
-            for batch in self._outbox.resend_batches():
-                await self._write(call, provider_pb2.ConnectRequest(reports=batch))
-            ready = provider_pb2.Ready(free_slots=self._handler.free_slots())
-            await self._write(call, provider_pb2.ConnectRequest(ready=ready))
-            await _until_first_ends(
-                self._send_reports(call), self._send_heartbeats(call), self._receive(call)
-            )
+            while True:
+                await self._resume(stream.call)
+                successor = await self._serve(stream)
+                await self._drop(stream)
+                stream = successor
         finally:
-            self._call = None
-            call.cancel()
+            await self._drop(stream)
+
+    async def _open_stream(self, *, handover: bool = False) -> _Stream:
+        """A channel with the current credentials, and a Connect stream on it that is welcomed."""
+        generation = self._credentials.generation
+        channel = self._credentials.open_channel()
+        stream = _Stream(channel, provider_pb2_grpc.ProviderServiceStub(channel).Connect(),
+                         generation)
+        self._calls.add(stream.call)
+        try:
+            await self._write(stream.call, provider_pb2.ConnectRequest(hello=self._hello()))
+            await self._read_welcome(stream.call, announce=not handover)
+        except BaseException:
+            await self._drop(stream)
+            raise
+        return stream
+
+    async def _drop(self, stream: _Stream) -> None:
+        self._calls.discard(stream.call)
+        stream.call.cancel()
+        await stream.channel.close()
+
+    async def _resume(self, call: grpc.aio.StreamStreamCall) -> None:
+        """After the welcome: re-send unacknowledged reports, then say how many slots are free."""
+        for batch in self._outbox.resend_batches():
+            await self._write(call, provider_pb2.ConnectRequest(reports=batch))
+        ready = provider_pb2.Ready(free_slots=self._handler.free_slots())
+        await self._write(call, provider_pb2.ConnectRequest(ready=ready))
+
+    async def _serve(self, stream: _Stream) -> _Stream:
+        """Carry the stream until it ends (raises why) or a successor with newer credentials is
+        welcomed (returned)."""
+        call = stream.call
+        pumps = asyncio.create_task(_until_first_ends(
+            self._send_reports(call), self._send_heartbeats(call), self._receive(call)))
+        begun = asyncio.Event()
+        handover = asyncio.create_task(self._handover(stream.generation, begun, pumps))
+        try:
+            await asyncio.wait({pumps, handover}, return_when=asyncio.FIRST_COMPLETED)
+            if begun.is_set() and not handover.done():
+                await asyncio.wait({handover})  # the takeover ended the old stream; wait for the new
+            if handover.done():
+                return handover.result()
+            pumps.result()
+            raise _StreamEnded("the stream ended")
+        finally:
+            for task in (pumps, handover):
+                task.cancel()
+            await asyncio.gather(pumps, handover, return_exceptions=True)
+
+    async def _handover(self, generation: int, begun: asyncio.Event,
+                        old: asyncio.Task[None]) -> _Stream:
+        """Once the credentials change, a welcomed stream that uses them.
+
+        Failures are retried with backoff while the old stream lives; once it has ended (or
+        the server refuses us for good) they are raised.
+        """
+        delay, failures = BACKOFF_FIRST, 0
+        while True:
+            await self._credentials.changed(generation)
+            begun.set()
+            try:
+                stream = await self._open_stream(handover=True)
+            except (grpc.aio.AioRpcError, _StreamEnded) as exc:
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    self._check_permanent(exc, None)  # raises if the server refuses us for good
+                if old.done():
+                    raise
+                begun.clear()
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "cannot switch the link to the renewed certificate yet (%s); the current "
+                        "stream carries on", _why(exc))
+            else:
+                log.info("switched the link to %s to the renewed certificate",
+                         self._credentials.target)
+                return stream
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_CAP)
 
     def _hello(self) -> provider_pb2.Hello:
         config = self._config
@@ -154,7 +277,7 @@ class Link:
             ],
         )
 
-    async def _read_welcome(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read_welcome(self, call: grpc.aio.StreamStreamCall, *, announce: bool) -> None:
         response = await call.read()
         if response is grpc.aio.EOF:
             raise _StreamEnded("the server closed the stream before its welcome")
@@ -162,8 +285,10 @@ class Link:
             raise _StreamEnded(f"expected a welcome, got {response.WhichOneof('message')}")
         self._welcomed = True
         self._failures = 0
-        config = self._config
-        log.info("connected to %s as %s with %d slots", config.server, config.name, config.slots)
+        if announce:
+            config = self._config
+            log.info("connected to %s as %s with %d slots", self._credentials.target, config.name,
+                     config.slots)
 
     async def _send_reports(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
@@ -223,7 +348,7 @@ class Link:
     def _check_permanent(self, exc: grpc.aio.AioRpcError, since: float | None) -> float | None:
         """Raise if the error will not go away by retrying; when ALREADY_EXISTS began."""
         code = exc.code()
-        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
+        if code in _REFUSED:
             raise HelloRejected(f"the server refused this agent: {exc.details()}")
         if code != grpc.StatusCode.ALREADY_EXISTS:
             return None
@@ -239,11 +364,17 @@ class Link:
         if self._closing:
             return
         if self._welcomed:
-            log.warning("lost the connection to %s (%s); reconnecting", self._config.server, why)
+            log.warning("lost the connection to %s (%s); reconnecting", self._credentials.target, why)
             return
         self._failures += 1
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "cannot connect to %s (%s); retrying", self._config.server, why)
+        log.log(level, "cannot connect to %s (%s); retrying", self._credentials.target, why)
+
+
+def _why(exc: grpc.aio.AioRpcError | _StreamEnded) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc)
 
 
 async def _until_first_ends(*coroutines: Coroutine[Any, Any, None]) -> None:

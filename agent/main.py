@@ -11,11 +11,15 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from jobplane.client.channel import resolve_target
+from jobplane.client.channel import default_data_dir, resolve_target
+from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
+from jobplane.client.errors import CredentialsError
 
 from .agent import Agent
 from .config import AgentConfig
+from .credentials import ENROLL_HINT, identity_dir
 from .errors import AgentError
+from .identity import IdentityStore
 
 log = logging.getLogger("jobplane.agent")
 
@@ -65,10 +69,74 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="take work only when the server's queued demand exceeds active capacity")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    _add_security_flags(parser)
     args = parser.parse_args(argv)
     if not os.path.isdir(args.work_dir):
         parser.error(f"argument --work-dir: {args.work_dir!r} is not a directory")
+    _check_security(parser, args)
     return args
+
+
+def _add_security_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "security", "Agents enroll once with a join token and then connect with mutual TLS; the "
+        "key and certificate are kept in the state directory and renewed, so a restarted agent "
+        "needs no new token.")
+    how = group.add_mutually_exclusive_group()
+    how.add_argument("--token", metavar="SECRET",
+                     help="join token from `jobplane tokens create --role agent`, used only if this "
+                          "agent has no valid certificate yet; @PATH reads it from a file "
+                          "(default: $JOBPLANE_TOKEN)")
+    how.add_argument("--token-file", metavar="PATH", help="read the join token from this file")
+    how.add_argument("--insecure", action="store_true",
+                     help="plaintext to a server started with --insecure: no enrollment, no "
+                          "encryption, no proof of who anyone is")
+    group.add_argument("--ca", metavar="PATH",
+                       help="CA bundle that verifies the server when enrolling (default: $JOBPLANE_CA, "
+                            f"else {default_data_dir() / CA_BUNDLE_FILE} if it exists)")
+
+
+def _check_security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Resolve the token and CA into args.token and args.ca; refuse what cannot work."""
+    if args.insecure:
+        if args.ca:
+            parser.error("argument --ca: not allowed with --insecure (plaintext verifies nothing)")
+        args.token, args.ca = "", ""
+        return
+    args.token = _token(parser, args)
+    args.ca = _ca_file(parser, args.ca)
+    if IdentityStore(identity_dir(config_from_args(args))).exists():
+        return  # whether it is still good (server, name, expiry) is checked on start
+    if not args.token:
+        parser.error(f"this agent is not enrolled yet: {ENROLL_HINT}")
+    if not args.ca:
+        parser.error("argument --ca: enrolling needs the CA that signed the server's certificate: "
+                     "pass --ca PATH (the server's DATA_DIR/ca-bundle.crt) or set JOBPLANE_CA")
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """--token-file, else --token, else $JOBPLANE_TOKEN; the latter two may be `@PATH` too."""
+    if args.token_file:
+        source, value = "argument --token-file", f"@{args.token_file}"
+    elif args.token:
+        source, value = "argument --token", args.token
+    else:
+        source, value = "$JOBPLANE_TOKEN", os.environ.get("JOBPLANE_TOKEN", "")
+    try:
+        return read_token(value) if value else ""
+    except CredentialsError as exc:
+        parser.error(f"{source}: {exc}")
+
+
+def _ca_file(parser: argparse.ArgumentParser, flag: str | None) -> str:
+    """--ca, else $JOBPLANE_CA, else the local data directory's bundle if there is one."""
+    for path, source in ((flag, "argument --ca"), (os.environ.get("JOBPLANE_CA"), "$JOBPLANE_CA")):
+        if path:
+            if not os.path.isfile(path):
+                parser.error(f"{source}: no such file: {path}")
+            return os.path.abspath(path)
+    default = default_data_dir() / CA_BUNDLE_FILE
+    return str(default) if default.is_file() else ""
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
@@ -83,6 +151,9 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         work_dir=os.path.abspath(args.work_dir),
         standby=args.standby,
         state_dir=os.path.abspath(args.state_dir) if args.state_dir else "",
+        token=args.token or "",
+        ca_file=args.ca or "",
+        insecure=args.insecure,
     )
 
 

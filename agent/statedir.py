@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .commands import Leftover, read_leftover
+from .config import AgentConfig
 from .errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ _ENTRY = re.compile(r"^(?P<task>.+)\.(?P<attempt>\d+)$")
 def default_state_dir(work_dir: str, name: str) -> str:
     """Where an agent named `name` keeps its attempts when not told otherwise."""
     return os.path.join(work_dir, ".jobplane-agent", _UNSAFE.sub("_", name))
+
+
+def state_root(config: AgentConfig) -> str:
+    """The agent's state directory: --state-dir, else the default for its work dir and name."""
+    return config.state_dir or default_state_dir(config.work_dir, config.name)
 
 
 class StateLocked(AgentError):

@@ -38,8 +38,8 @@ def run(sig: int, agents: int, tasks: int) -> None:
         pids = work / "pids"
         pids.mkdir()
         server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
-        procs = [AgentProc(work, server.address, f"a{i}", slots=tasks) for i in range(agents)]
-        client = Client.connect(server.address)
+        procs = [AgentProc(work, server, f"a{i}", slots=tasks) for i in range(agents)]
+        client = server.client()
         try:
             wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == agents, 30, "agents")
             script = f'echo $$ > {pids}/$JOBPLANE_TASK_ID.$JOBPLANE_ATTEMPT; if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 600; fi'
@@ -75,9 +75,9 @@ def run_order(tasks: int) -> None:
         pids = work / "pids"
         pids.mkdir()
         server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
-        victim = AgentProc(work, server.address, "victim", slots=tasks)
+        victim = AgentProc(work, server, "victim", slots=tasks)
         receivers: list[AgentProc] = []
-        client = Client.connect(server.address)
+        client = server.client()
         try:
             wait_until(lambda: [p.state for p in client.list_providers()] == [1], 30, "the agent")
             script = f'echo $$ > {pids}/$JOBPLANE_TASK_ID.$JOBPLANE_ATTEMPT; if [ "$JOBPLANE_ATTEMPT" = 1 ]; then sleep 600; fi'
@@ -85,7 +85,7 @@ def run_order(tasks: int) -> None:
             jobs = {client.submit_job({"name": f"p{p}", "continuation_priority": p, "tasks": [
                 {"name": "t", "command": ["sh", "-c", script]}]}).id: p for p in priorities}
             wait_until(lambda: client.get_provider("victim").slots_in_use == tasks, 60, "all tasks running")
-            receivers = [AgentProc(work, server.address, f"r{i}", slots=max(1, tasks // 4)) for i in range(2)]
+            receivers = [AgentProc(work, server, f"r{i}", slots=max(1, tasks // 4)) for i in range(2)]
             wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 3, 30, "receivers")
             dispatched: list[tuple[float, int]] = []
             watcher = threading.Thread(target=_watch_continuations, args=(client, jobs, dispatched), daemon=True)

@@ -46,8 +46,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
-        agents = [AgentProc(work, server.address, f"bench-{i}", slots=a.slots) for i in range(a.agents)]
-        client = Client.connect(server.address)
+        agents = [AgentProc(work, server, f"bench-{i}", slots=a.slots) for i in range(a.agents)]
+        client = server.client()
         try:
             wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == a.agents, 30, "agents")
             print(f"server + {a.agents} agents x {a.slots} slots, {a.tasks} tasks per job, SQLite synchronous=FULL")

@@ -7,11 +7,14 @@
         job = client.wait_job(job.id)
 
 Methods return the `jobplane.v1` messages; failed calls raise a `JobplaneError` subclass.
+`Client.connect` finds its credentials (token, CA bundle) as the CLI does: arguments, then
+$JOBPLANE_TOKEN / $JOBPLANE_CA / $JOBPLANE_INSECURE, then the local `jobplane up`.
 """
 
 from jobplane.client.aio import AsyncClient
 from jobplane.client.errors import (
     AlreadyExists,
+    CredentialsError,
     DeadlineExceeded,
     FailedPrecondition,
     FileProblem,
@@ -26,12 +29,14 @@ from jobplane.client.errors import (
 )
 from jobplane.client.events import is_finished
 from jobplane.client.jobfile import JobFile, job_spec_from_mapping, load_job_file, parse_job_file
+from jobplane.client.security import ROLES, parse_role
 from jobplane.client.sync import Client
 
 __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "Client",
+    "CredentialsError",
     "DeadlineExceeded",
     "FailedPrecondition",
     "FileProblem",
@@ -41,6 +46,7 @@ __all__ = [
     "JobplaneError",
     "NotFound",
     "PermissionDenied",
+    "ROLES",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
@@ -48,4 +54,5 @@ __all__ = [
     "job_spec_from_mapping",
     "load_job_file",
     "parse_job_file",
+    "parse_role",
 ]

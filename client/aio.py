@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-from jobplane.client.channel import open_aio_channel, resolve_target
+from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_target
+from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.client.security import token_request
 from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
@@ -20,6 +24,8 @@ from jobplane.v1 import (
     job_pb2_grpc,
     provider_pb2,
     provider_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
 )
@@ -30,20 +36,35 @@ log = logging.getLogger(__name__)
 class AsyncClient:
     """An asyncio connection to a jobplane server; see `Client` for the semantics of each method."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, target: str, timeout: float = 10.0) -> None:
+    def __init__(self, channel: grpc.aio.Channel, *, target: str, timeout: float = 10.0,
+                 credentials: Credentials | None = None) -> None:
         self.target = target
         self.timeout = timeout
+        self.credentials = credentials  # None when built from a channel: unknown
         self._channel = channel
         self._jobs = job_pb2_grpc.JobServiceStub(channel)
         self._tasks = task_pb2_grpc.TaskServiceStub(channel)
         self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
         self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
+        self._security = security_pb2_grpc.SecurityServiceStub(channel)
 
     @classmethod
-    async def connect(cls, target: str | None = None, *, timeout: float = 10.0) -> AsyncClient:
-        """Open a channel to `target` (default: `channel.resolve_target`); connects lazily."""
-        address = resolve_target(target)
-        return cls(open_aio_channel(address), target=address, timeout=timeout)
+    async def connect(
+        cls,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        ca: str | Path | bytes | None = None,
+        insecure: bool = False,
+        cert: str | Path | bytes | None = None,
+        key: str | Path | bytes | None = None,
+        timeout: float = 10.0,
+    ) -> AsyncClient:
+        """Open a channel to `address`; connects lazily. Credentials as for `Client.connect`."""
+        target = resolve_target(address)
+        given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
+        credentials = locate_credentials(target, given)
+        return cls(open_aio_channel(target, credentials), target=target, timeout=timeout, credentials=credentials)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -169,6 +190,40 @@ class AsyncClient:
         self, provider_id: str, *, at: float | None = None
     ) -> continuation_pb2.PlanContinuationResponse:
         return await self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
+
+    # Security
+
+    async def create_token(
+        self,
+        role: str | int,
+        *,
+        user: str = "",
+        groups: Iterable[str] = (),
+        ttl: float | timedelta = 0,
+        uses: int = 0,
+        name_prefix: str = "",
+    ) -> security_pb2.CreateTokenResponse:
+        request = token_request(role, user=user, groups=groups, ttl=ttl, uses=uses, name_prefix=name_prefix)
+        return await self._unary(self._security.CreateToken, request)
+
+    def list_tokens(self, *, page_size: int = 100) -> AsyncIterator[security_pb2.Token]:
+        return self._pages(self._security.ListTokens, security_pb2.ListTokensRequest(page_size=page_size), "tokens")
+
+    async def revoke_token(self, token_id: str) -> security_pb2.Token:
+        request = security_pb2.RevokeTokenRequest(token_id=token_id)
+        return (await self._unary(self._security.RevokeToken, request)).token
+
+    def list_audit_records(
+        self, *, filter: str = "", page_size: int = 100
+    ) -> AsyncIterator[security_pb2.AuditRecord]:
+        request = security_pb2.ListAuditRecordsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._security.ListAuditRecords, request, "records")
+
+    async def get_authority(self) -> security_pb2.GetAuthorityResponse:
+        return await self._unary(self._security.GetAuthority, security_pb2.GetAuthorityRequest())
+
+    async def whoami(self) -> security_pb2.WhoAmIResponse:
+        return await self._unary(self._security.WhoAmI, security_pb2.WhoAmIRequest())
 
     # Plumbing
 

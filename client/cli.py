@@ -1,7 +1,8 @@
 """`jobplane`: the command line. Parses arguments, dispatches to a cmd_* module, maps errors to exit codes.
 
 Exit codes: 0 done; 1 the job did not succeed (submit --watch, jobs get --wait) or `up`/`demo`
-failed; 2 bad input (usage, a bad job file, INVALID_ARGUMENT); 3 any other server error.
+failed; 2 bad input (usage, a bad job file, unreadable credentials, INVALID_ARGUMENT); 3 any other
+server error (UNAUTHENTICATED and PERMISSION_DENIED included).
 """
 
 from __future__ import annotations
@@ -13,20 +14,35 @@ import sys
 
 from jobplane import __version__
 from jobplane.client import (
+    cmd_audit,
+    cmd_ca,
     cmd_continuations,
     cmd_demo,
     cmd_jobs,
     cmd_providers,
     cmd_submit,
     cmd_tasks,
+    cmd_tokens,
     cmd_up,
     cmd_watch,
+    cmd_whoami,
 )
-from jobplane.client.channel import locate_server
-from jobplane.client.command import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_SERVER_ERROR
-from jobplane.client.errors import InvalidArgument, JobFileError, JobplaneError, Unavailable
+from jobplane.client.channel import locate_server, transport_hint
+from jobplane.client.command import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_SERVER_ERROR, credentials
+from jobplane.client.credentials import Credentials
+from jobplane.client.errors import (
+    CredentialsError,
+    InvalidArgument,
+    JobFileError,
+    JobplaneError,
+    Unauthenticated,
+    Unavailable,
+)
 
-COMMAND_GROUPS = (cmd_submit, cmd_jobs, cmd_tasks, cmd_watch, cmd_providers, cmd_continuations, cmd_up, cmd_demo)
+COMMAND_GROUPS = (
+    cmd_submit, cmd_jobs, cmd_tasks, cmd_watch, cmd_providers, cmd_continuations,
+    cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except Unavailable as error:
         _complain(_unreachable(args, error))
         return EXIT_SERVER_ERROR
+    except Unauthenticated as error:
+        _complain(_unauthenticated(args, error))
+        return EXIT_SERVER_ERROR
     except JobplaneError as error:
         # The typed errors' messages say what happened; an unexpected code is worth showing.
         _complain(f"jobplane: {error if type(error) is JobplaneError else error.message}")
@@ -71,10 +90,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def _unreachable(args: argparse.Namespace, error: Unavailable) -> str:
     target = locate_server(getattr(args, "server", None))
-    return (
-        f"jobplane: cannot reach a jobplane server at {target.address} (from {target.source}): {error.message}\n"
+    hint = transport_hint(_credentials_used(args), error.message) or (
         "Start one on this machine with `jobplane up`, or point --server or $JOBPLANE_SERVER at a running one."
     )
+    return f"jobplane: cannot reach a jobplane server at {target.address} (from {target.source}): {error.message}\n{hint}"
+
+
+def _unauthenticated(args: argparse.Namespace, error: Unauthenticated) -> str:
+    used = _credentials_used(args)
+    sent = f"This client's credentials: {used.origin}." if used.token else "This client sent no token (none given or found)."
+    return (
+        f"jobplane: {error.message}\n{sent} Pass an API token with --token SECRET, --token-file FILE or "
+        "$JOBPLANE_TOKEN; an admin creates one with `jobplane tokens create --role viewer --user NAME`."
+    )
+
+
+def _credentials_used(args: argparse.Namespace) -> Credentials:
+    """The credentials the failed call used (none, should a token file have vanished since)."""
+    try:
+        return credentials(args)
+    except CredentialsError:
+        return Credentials()
 
 
 def _complain(message: str) -> None:

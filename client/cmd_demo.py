@@ -14,8 +14,14 @@ from jobplane.client.cmd_submit import follow, submit, submitted
 from jobplane.client.command import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK
 from jobplane.client.errors import JobplaneError
 from jobplane.client.jobfile import parse_job_file
-from jobplane.client.local import LocalConfig, LocalPlane, LocalPlaneError, exit_report, sigterm_as_interrupt
-from jobplane.client.sync import Client
+from jobplane.client.local import (
+    INSECURE_WARNING,
+    LocalConfig,
+    LocalPlane,
+    LocalPlaneError,
+    exit_report,
+    sigterm_as_interrupt,
+)
 from jobplane.v1 import job_pb2
 
 AGENTS = 2
@@ -31,12 +37,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Start a throwaway server and 2 agents, run examples/demo.toml while showing its events, "
         "then shut everything down. Exits 0 when the job succeeded.",
     )
+    parser.add_argument("--insecure", action="store_true",
+                        help="run the server and agents in plaintext with no authentication (debugging only)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="jobplane-demo-"))
-    config = LocalConfig(data_dir=data_dir, listen="127.0.0.1:0", agents=AGENTS, slots=SLOTS)
+    config = LocalConfig(data_dir=data_dir, listen="127.0.0.1:0", agents=AGENTS, slots=SLOTS, insecure=args.insecure)
     with sigterm_as_interrupt():
         with LocalPlane(config) as plane:
             code = _tour_or_report(plane)
@@ -71,7 +79,14 @@ def _tour(plane: LocalPlane) -> int:
     )
     address = plane.start()
     _say(f"The server stores everything in SQLite and listens on {address}.")
-    with Client.connect(address) as client:
+    if plane.config.insecure:
+        print(INSECURE_WARNING.format(address=address), file=sys.stderr, flush=True)
+    else:
+        _say(
+            f"It made its own CA and an admin token in {plane.config.data_dir}; the agents enroll with a "
+            "join token and from then on talk to it over mutual TLS."
+        )
+    with plane.connect() as client:
         _say("Agents connect, say what their machine offers, and become providers:")
         print(provider_table(plane.wait_for_agents(client, PROVIDERS_TIMEOUT)))
 

@@ -13,8 +13,14 @@ from pathlib import Path
 from jobplane.client import output
 from jobplane.client.channel import default_data_dir, read_up_state, up_state_path
 from jobplane.client.command import EXIT_JOB_FAILED, EXIT_OK
-from jobplane.client.local import LocalConfig, LocalPlane, LocalPlaneError, exit_report, sigterm_as_interrupt
-from jobplane.client.sync import Client
+from jobplane.client.local import (
+    INSECURE_WARNING,
+    LocalConfig,
+    LocalPlane,
+    LocalPlaneError,
+    exit_report,
+    sigterm_as_interrupt,
+)
 
 EXIT_PLANE_FAILED = EXIT_JOB_FAILED  # "what you asked for did not work"
 
@@ -39,7 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--data-dir",
         type=Path,
         metavar="DIR",
-        help="database, logs and up.json (default: $JOBPLANE_HOME or ~/.local/share/jobplane)",
+        help="database, CA, admin token, logs and up.json (default: $JOBPLANE_HOME or ~/.local/share/jobplane)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext and no authentication (everyone is admin): only for debugging, e.g. with grpcurl -plaintext",
     )
     parser.set_defaults(run=run)
 
@@ -54,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_PLANE_FAILED
-    config = LocalConfig(data_dir=data_dir, listen=args.listen, agents=args.agents, slots=args.slots)
+    config = LocalConfig(data_dir=data_dir, listen=args.listen, agents=args.agents, slots=args.slots,
+                         insecure=args.insecure)
     with sigterm_as_interrupt():
         with LocalPlane(config) as plane:
             try:
@@ -69,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
 def _serve(plane: LocalPlane, state_path: Path) -> int:
     try:
         address = plane.start()
-        with Client.connect(address) as client:
+        if plane.config.insecure:
+            print(INSECURE_WARNING.format(address=address), file=sys.stderr, flush=True)
+        with plane.connect() as client:
             plane.wait_for_agents(client)  # announce only once jobs can be accepted
-        _write_state(state_path, address)
+        _write_state(state_path, up_state(plane))
         print(_banner(plane, state_path), flush=True)
         child = plane.wait_for_exit()
     except KeyboardInterrupt:
@@ -84,9 +98,17 @@ def _serve(plane: LocalPlane, state_path: Path) -> int:
     return EXIT_PLANE_FAILED
 
 
-def _write_state(path: Path, address: str) -> None:
+def up_state(plane: LocalPlane) -> dict:
+    """What up.json tells other commands on this machine: the address, and how to authenticate."""
+    state = {"server": plane.address, "pid": os.getpid(), "insecure": plane.config.insecure}
+    if not plane.config.insecure:
+        state.update(ca=str(plane.ca_bundle), token_file=str(plane.admin_token_file))
+    return state
+
+
+def _write_state(path: Path, state: dict) -> None:
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"server": address, "pid": os.getpid()}) + "\n")
+    temporary.write_text(json.dumps(state) + "\n")
     temporary.replace(path)  # readers never see half a file
 
 
@@ -96,12 +118,18 @@ def _banner(plane: LocalPlane, state_path: Path) -> str:
     if config.data_dir == default_data_dir():
         finding = f"other jobplane commands on this machine find it through {state_path}"
     else:
-        finding = f"point other commands at it: export JOBPLANE_SERVER={plane.address}"
+        finding = f"point other commands at it: export JOBPLANE_HOME={config.data_dir}"
+    security = (
+        "INSECURE: plaintext, no authentication"
+        if config.insecure
+        else f"TLS; CA {plane.ca_bundle}, admin token {plane.admin_token_file}"
+    )
     return "\n".join(
         [
             f"jobplane is up: server on {plane.address}, {output.count(config.agents, 'agent')} ({agents}) "
             f"with {output.count(config.slots, 'slot')} each",
             f"  data and logs:  {config.data_dir} (logs in {plane.log_dir})",
+            f"  security:       {security}",
             f"  submit a job:   jobplane submit {example_path('hello.toml')} --watch",
             "  look around:    jobplane jobs list | jobplane providers list | jobplane watch",
             f"  {finding}",

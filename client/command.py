@@ -1,9 +1,11 @@
-"""What every CLI command shares: the --server and -o options, the client they lead to, exit codes."""
+"""What every CLI command shares: the --server, credential and -o options, the client they lead to, exit codes."""
 
 from __future__ import annotations
 
 import argparse
 
+from jobplane.client.channel import locate_credentials, resolve_target
+from jobplane.client.credentials import Credentials
 from jobplane.client.sync import Client
 
 EXIT_OK = 0
@@ -14,11 +16,26 @@ EXIT_INTERRUPTED = 130
 
 
 def add_server_option(parser: argparse.ArgumentParser) -> None:
+    """--server and the credentials to present to it."""
     parser.add_argument(
         "--server",
         metavar="ADDR",
         help="server address host:port (default: $JOBPLANE_SERVER, then the local `jobplane up`, "
         "then localhost:7070)",
+    )
+    security = parser.add_argument_group(
+        "credentials",
+        "Default: $JOBPLANE_TOKEN, $JOBPLANE_CA, $JOBPLANE_INSECURE=1; then, for a server on this machine, "
+        "the running `jobplane up` and the server's data directory (ca-bundle.crt, admin.token).",
+    )
+    token = security.add_mutually_exclusive_group()
+    token.add_argument("--token", metavar="SECRET", help="API token (or @FILE to read it from FILE)")
+    token.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
+    security.add_argument("--ca", metavar="FILE", help="PEM CA bundle to trust (the server's DATA_DIR/ca-bundle.crt)")
+    security.add_argument("--cert", metavar="FILE", help="PEM client certificate (with --key) instead of a token")
+    security.add_argument("--key", metavar="FILE", help="PEM private key of --cert")
+    security.add_argument(
+        "--insecure", action="store_true", help="plaintext, no credentials: only for a server run with --insecure"
     )
 
 
@@ -32,8 +49,27 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def credentials(args: argparse.Namespace) -> Credentials:
+    """What `connect` presents: the command line's credentials, completed by discovery."""
+    given = Credentials.from_options(
+        token=_token_option(args),
+        ca=getattr(args, "ca", None),
+        cert=getattr(args, "cert", None),
+        key=getattr(args, "key", None),
+        insecure=getattr(args, "insecure", False),
+    )
+    return locate_credentials(resolve_target(getattr(args, "server", None)), given)
+
+
 def connect(args: argparse.Namespace) -> Client:
-    return Client.connect(args.server)
+    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable)."""
+    return Client.connect(args.server, token=_token_option(args), ca=args.ca, cert=args.cert, key=args.key,
+                          insecure=args.insecure)
+
+
+def _token_option(args: argparse.Namespace) -> str | None:
+    token_file = getattr(args, "token_file", None)
+    return f"@{token_file}" if token_file else getattr(args, "token", None)
 
 
 def wants_json(args: argparse.Namespace) -> bool:

@@ -107,6 +107,13 @@ class JobFileError(InvalidArgument):
         return self.message
 
 
+class CredentialsError(InvalidArgument):
+    """A token, CA or certificate option is contradictory or its file cannot be read; nothing was sent."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
 _BY_CODE: dict[grpc.StatusCode, type[JobplaneError]] = {
     cls.code: cls
     for cls in (

@@ -3,6 +3,10 @@
 Used by `jobplane up` and `jobplane demo`. Each child runs in its own process group, so a
 Ctrl-C at the terminal reaches only this process, which then stops the agents before the
 server (SIGTERM, a grace period, then SIGKILL). Child output goes to DATA_DIR/logs/.
+
+Secure by default: the server makes its CA, certificate and bootstrap admin token in DATA_DIR;
+this process uses the admin token to create one join token for the local agents
+(DATA_DIR/agents/join.token), which they enroll with. `insecure` runs everything in plaintext.
 """
 
 from __future__ import annotations
@@ -19,9 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from jobplane.client.credentials import ADMIN_TOKEN_FILE, CA_BUNDLE_FILE
+from jobplane.client.errors import JobplaneError
+from jobplane.client.sync import Client
+
 log = logging.getLogger(__name__)
 
 ADDRESS_FILE = "server.addr"
+JOIN_TOKEN_FILE = "join.token"
+AGENT_NAME_PREFIX = "local-"
+JOIN_TOKEN_TTL = 600.0  # long enough for the agents to start, short enough not to linger
+INSECURE_WARNING = (
+    "WARNING: --insecure: the server speaks plaintext and asks for no credentials; anyone who can reach {address} "
+    "acts as admin. Use it only for debugging, on a machine you trust."
+)
 _POLL_SECONDS = 0.05
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
 
@@ -40,6 +55,7 @@ class LocalConfig:
     slots: int = 2
     startup_timeout: float = 20.0
     stop_grace: float = 5.0
+    insecure: bool = False  # plaintext and no authentication, for debugging
 
 
 @dataclass
@@ -81,11 +97,33 @@ class LocalPlane:
 
     @property
     def agent_names(self) -> list[str]:
-        return [f"local-{number}" for number in range(1, self.config.agents + 1)]
+        return [f"{AGENT_NAME_PREFIX}{number}" for number in range(1, self.config.agents + 1)]
 
     @property
     def log_dir(self) -> Path:
         return self.config.data_dir / "logs"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The CA bundle the server writes for clients and agents to trust."""
+        return self.config.data_dir / CA_BUNDLE_FILE
+
+    @property
+    def admin_token_file(self) -> Path:
+        """The server's bootstrap admin token (mode 0600), which this process and local CLIs use."""
+        return self.config.data_dir / ADMIN_TOKEN_FILE
+
+    @property
+    def join_token_file(self) -> Path:
+        return self.config.data_dir / "agents" / JOIN_TOKEN_FILE
+
+    def connect(self) -> Client:
+        """A client of the local server with its admin credentials (or in plaintext if insecure)."""
+        if self.address is None:
+            raise LocalPlaneError("the server has not been started")
+        if self.config.insecure:
+            return Client.connect(self.address, insecure=True)
+        return Client.connect(self.address, token=f"@{self.admin_token_file}", ca=self.ca_bundle)
 
     def __enter__(self) -> LocalPlane:
         return self
@@ -98,17 +136,33 @@ class LocalPlane:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         address_file = self.config.data_dir / ADDRESS_FILE
         address_file.unlink(missing_ok=True)
+        insecure = ["--insecure"] if self.config.insecure else []
         self._server = self._spawn(
             "server",
             ["-m", "jobplane.server", "--listen", self.config.listen,
-             "--data-dir", str(self.config.data_dir), "--address-file", str(address_file)],
+             "--data-dir", str(self.config.data_dir), "--address-file", str(address_file), *insecure],
         )
         self.address = self._wait_for_address(self._server, address_file)
+        agent_credentials = insecure if self.config.insecure else self._enrollment()
         for name in self.agent_names:
             arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),
-                         "--state-dir", str(self.config.data_dir / "agents" / name)]
+                         "--state-dir", str(self.config.data_dir / "agents" / name), *agent_credentials]
             self._agents.append(self._spawn(f"agent {name}", ["-m", "jobplane.agent", *arguments]))
         return self.address
+
+    def _enrollment(self) -> list[str]:
+        """The agents' flags to enroll with: one join token, good for each local agent once."""
+        if not self.agent_names:
+            return []
+        self._wait_for_file(self.admin_token_file)
+        try:
+            with self.connect() as client:
+                created = client.create_token("agent", uses=len(self.agent_names), ttl=JOIN_TOKEN_TTL,
+                                              name_prefix=AGENT_NAME_PREFIX)
+        except JobplaneError as error:
+            raise LocalPlaneError(f"cannot create a join token for the local agents: {error}") from error
+        write_secret(self.join_token_file, created.secret)
+        return ["--token-file", str(self.join_token_file), "--ca", str(self.ca_bundle)]
 
     def wait_for_agents(self, client, timeout: float = 20.0) -> list:
         """The ACTIVE providers, once every local agent is one: until then the server
@@ -159,22 +213,32 @@ class LocalPlane:
         return Child(name, process, log_path, log_file)
 
     def _wait_for_address(self, server: Child, address_file: Path) -> str:
-        """The address the server wrote once listening ("host:port\\n"; a partial line is not yet it)."""
+        """The main address the server wrote once listening: the first line, once complete
+        ("host:port\\n"); a second line (the agent address) is for the agents to learn on enrollment."""
         deadline = time.monotonic() + self.config.startup_timeout
         while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise LocalPlaneError(exit_report(server, "before it was listening"))
-            try:
-                text = address_file.read_text()
-            except FileNotFoundError:
-                text = ""
-            if text.endswith("\n") and text.strip():
-                return dialable(text.strip())
+            self._check_server(server, "before it was listening")
+            if address := read_address(address_file):
+                return dialable(address)
             time.sleep(_POLL_SECONDS)
         raise LocalPlaneError(
             f"the server did not report an address within {self.config.startup_timeout:g}s "
             f"(expected in {address_file}); its log is {server.log_path}"
         )
+
+    def _wait_for_file(self, path: Path) -> None:
+        """Until the server has written `path` (it does so before listening; this is a safety net)."""
+        deadline = time.monotonic() + self.config.startup_timeout
+        while not path.exists():
+            self._check_server(self._server, "before it wrote " + path.name)
+            if time.monotonic() > deadline:
+                raise LocalPlaneError(f"the server did not write {path}; its log is {self._server.log_path}")
+            time.sleep(_POLL_SECONDS)
+
+    @staticmethod
+    def _check_server(server: Child, when: str) -> None:
+        if server.process.poll() is not None:
+            raise LocalPlaneError(exit_report(server, when))
 
     def _terminate(self, children: list[Child]) -> None:
         running = [child for child in children if child.process.poll() is None]
@@ -191,6 +255,24 @@ class LocalPlane:
                 log.warning("%s did not stop within %gs; killing it", child.name, self.config.stop_grace)
                 child.signal(signal.SIGKILL)
                 child.process.wait()
+
+
+def read_address(path: Path) -> str | None:
+    """The main address in a server's address file: its first line, once complete; else None."""
+    try:
+        first, newline, _ = path.read_text().partition("\n")
+    except FileNotFoundError:
+        return None
+    return first.strip() if newline and first.strip() else None
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write `secret` to `path`, created with mode 0600 so that only this user can read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # a file left by an earlier run may have other permissions
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
 
 
 def dialable(address: str) -> str:

@@ -103,10 +103,10 @@ def clock(stamp: timestamp_pb2.Timestamp) -> str:
 
 
 def moment(stamp: timestamp_pb2.Timestamp, *, now: float | None = None) -> str:
-    """`2026-11-21 09:17:05 (3s ago)` in local time, or "-" when unset."""
+    """`2026-11-21 09:17:05 (3s ago)` in local time (`(in 9d)` if still ahead), or "-" when unset."""
     if not _is_set(stamp):
         return NONE
-    return f"{_local(stamp):%Y-%m-%d %H:%M:%S} ({age(stamp, now=now)})"
+    return f"{_local(stamp):%Y-%m-%d %H:%M:%S} ({until(stamp, now=now)})"
 
 
 def age(stamp: timestamp_pb2.Timestamp, *, now: float | None = None) -> str:
@@ -115,6 +115,14 @@ def age(stamp: timestamp_pb2.Timestamp, *, now: float | None = None) -> str:
         return NONE
     seconds = max(0.0, (time.time() if now is None else now) - stamp.ToNanoseconds() / 1e9)
     return f"{duration(seconds)} ago"
+
+
+def until(stamp: timestamp_pb2.Timestamp, *, now: float | None = None) -> str:
+    """How long from now: `in 59m`, or as `age` once past; "-" when unset."""
+    if not _is_set(stamp):
+        return NONE
+    seconds = stamp.ToNanoseconds() / 1e9 - (time.time() if now is None else now)
+    return f"in {duration(round(seconds))}" if seconds > 0 else age(stamp, now=now)
 
 
 def duration(seconds: float) -> str:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-from jobplane.client.channel import open_channel, resolve_target
+from jobplane.client.channel import locate_credentials, open_channel, resolve_target
+from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.client.security import token_request
 from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
@@ -21,6 +25,8 @@ from jobplane.v1 import (
     job_pb2_grpc,
     provider_pb2,
     provider_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
 )
@@ -34,21 +40,43 @@ class Client:
     Every failed call raises a `jobplane.client.JobplaneError` subclass (NotFound, Unavailable, ...).
     """
 
-    def __init__(self, channel: grpc.Channel, *, target: str, timeout: float = 10.0) -> None:
+    def __init__(self, channel: grpc.Channel, *, target: str, timeout: float = 10.0,
+                 credentials: Credentials | None = None) -> None:
         self.target = target
         self.timeout = timeout
+        self.credentials = credentials  # None when built from a channel: unknown
         self._channel = channel
         self._jobs = job_pb2_grpc.JobServiceStub(channel)
         self._tasks = task_pb2_grpc.TaskServiceStub(channel)
         self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
         self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
+        self._security = security_pb2_grpc.SecurityServiceStub(channel)
 
     @classmethod
-    def connect(cls, target: str | None = None, *, timeout: float = 10.0) -> Client:
-        """Open a channel to `target` (default: `channel.resolve_target`). Connects lazily:
-        an unreachable server shows as Unavailable on the first call."""
-        address = resolve_target(target)
-        return cls(open_channel(address), target=address, timeout=timeout)
+    def connect(
+        cls,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        ca: str | Path | bytes | None = None,
+        insecure: bool = False,
+        cert: str | Path | bytes | None = None,
+        key: str | Path | bytes | None = None,
+        timeout: float = 10.0,
+    ) -> Client:
+        """Open a channel to `address` (default: `channel.resolve_target`). Connects lazily:
+        an unreachable server shows as Unavailable on the first call.
+
+        `token` is the secret or `@PATH` of a file holding it; `ca` the CA bundle (a path or PEM);
+        `cert`/`key` a client certificate. What is not given comes from $JOBPLANE_TOKEN,
+        $JOBPLANE_CA and $JOBPLANE_INSECURE, then for a server on this machine from the running
+        `jobplane up` or the server's data directory (see `channel.locate_credentials`).
+        Raises CredentialsError (an InvalidArgument) for unreadable or contradictory options.
+        """
+        target = resolve_target(address)
+        given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
+        credentials = locate_credentials(target, given)
+        return cls(open_channel(target, credentials), target=target, timeout=timeout, credentials=credentials)
 
     def close(self) -> None:
         self._channel.close()
@@ -186,6 +214,48 @@ class Client:
         """What would continue where, in what order, if the provider failed now (or at the
         Unix time `at`). Changes nothing."""
         return self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
+
+    # Security
+
+    def create_token(
+        self,
+        role: str | int,
+        *,
+        user: str = "",
+        groups: Iterable[str] = (),
+        ttl: float | timedelta = 0,
+        uses: int = 0,
+        name_prefix: str = "",
+    ) -> security_pb2.CreateTokenResponse:
+        """Admin: a join token (role "agent") or an API token (other roles; needs `user`).
+
+        `ttl`/`uses` 0 take the server's defaults (join tokens: 1 hour, one use; API tokens: no
+        limit). The response holds the secret, which the server never shows again.
+        Raises ValueError for an unknown role.
+        """
+        request = token_request(role, user=user, groups=groups, ttl=ttl, uses=uses, name_prefix=name_prefix)
+        return self._unary(self._security.CreateToken, request)
+
+    def list_tokens(self, *, page_size: int = 100) -> Iterator[security_pb2.Token]:
+        """Admin: every token, with what it may do and how long it lasts (never its secret)."""
+        return self._pages(self._security.ListTokens, security_pb2.ListTokensRequest(page_size=page_size), "tokens")
+
+    def revoke_token(self, token_id: str) -> security_pb2.Token:
+        """Admin: the token stops working now."""
+        return self._unary(self._security.RevokeToken, security_pb2.RevokeTokenRequest(token_id=token_id)).token
+
+    def list_audit_records(self, *, filter: str = "", page_size: int = 100) -> Iterator[security_pb2.AuditRecord]:
+        """Admin: mutating calls, newest first, matching `filter` (e.g. `identity=alice code=OK`)."""
+        request = security_pb2.ListAuditRecordsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._security.ListAuditRecords, request, "records")
+
+    def get_authority(self) -> security_pb2.GetAuthorityResponse:
+        """The CA bundle agents and clients should trust, with its subject, fingerprint and validity."""
+        return self._unary(self._security.GetAuthority, security_pb2.GetAuthorityRequest())
+
+    def whoami(self) -> security_pb2.WhoAmIResponse:
+        """Who the server takes this client for: identity, role, groups, and how it authenticated."""
+        return self._unary(self._security.WhoAmI, security_pb2.WhoAmIRequest())
 
     # Plumbing
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,36 +15,44 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
-from jobplane.v1 import provider_pb2_grpc, task_pb2, task_pb2_grpc
+from jobplane.v1 import provider_pb2_grpc, security_pb2, security_pb2_grpc, task_pb2, task_pb2_grpc
 
 from .config import ServerConfig
 from .core import Core
 from .domain.engine import Engine, EngineConfig
 from .events import EventHub
 from .hooks import ScaleOutHook
+from .security.access import CA_BUNDLE_FILE, Access
+from .security.interceptor import AuthInterceptor, Limits
+from .security.pki import Authority
 from .services.base import Deps
 from .services.continuations import ContinuationService
 from .services.jobs import JobService
 from .services.providers import ProviderService
+from .services.security import SecurityService
 from .services.tasks import TaskService
 from .store.db import open_database
 from .store.repo import Store, runtime_from_snapshot
+from .store.security import SecurityStore
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SERVICE_NAMES = [
     job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
     continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
+    security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
 ]
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.address = ""
+        self.agent_address = ""
+        self.ca_bundle = config.data_dir / CA_BUNDLE_FILE
         self._grpc: grpc.aio.Server | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
         self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
@@ -78,12 +87,20 @@ class Server:
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
         self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
-        self._grpc = grpc.aio.server(options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ])
+        self.access = await self._security()
+        limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
+        self._grpc = grpc.aio.server(
+            interceptors=[AuthInterceptor(self.access, self.core.audit, limits)],
+            options=[
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ])
+        port, agent_port = self._listen()
+        providers_service.access = self.access
+        security_pb2_grpc.add_SecurityServiceServicer_to_server(
+            SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobService(deps), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
@@ -92,16 +109,54 @@ class Server:
         reflection.enable_server_reflection(
             SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self._grpc)
-        port = self._grpc.add_insecure_port(self.config.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
         await self._grpc.start()
         self.address = f"{self.config.listen.rsplit(':', 1)[0]}:{port}"
+        self.agent_address = f"{self.config.agent_address.rsplit(':', 1)[0]}:{agent_port}"
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
+
+    async def _security(self) -> Access:
+        """The CA and server certificate (created on first start), the token cache and,
+        on first start, the bootstrap admin token."""
+        loop = asyncio.get_running_loop()
+        authority = None
+        if not self.config.insecure:
+            authority = await loop.run_in_executor(self._writer, self._authority)
+        access = Access(SecurityStore(self.store.db), self._writer, authority,
+                        agent_cert_ttl=self.config.agent_cert_ttl)
+        await access.load()
+        await access.bootstrap(self.config.data_dir)
+        return access
+
+    def _authority(self) -> Authority:
+        pki = self.config.data_dir / "pki"
+        authority = Authority.load_or_create(pki)
+        hosts = [h for h in (self.config.listen.rsplit(":", 1)[0], self.config.agent_address.rsplit(":", 1)[0],
+                             socket.gethostname(), *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
+        self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])
+        tmp = self.ca_bundle.with_name(CA_BUNDLE_FILE + ".tmp")
+        tmp.write_bytes(authority.trust_bundle())
+        os.replace(tmp, self.ca_bundle)
+        return authority
+
+    def _listen(self) -> tuple[int, int]:
+        """Bind the main address (TLS; bearer tokens) and the agent address (mutual TLS)."""
+        if self.config.insecure:
+            port = self._grpc.add_insecure_port(self.config.listen)
+            if port == 0:
+                raise OSError(f"cannot listen on {self.config.listen}")
+            return port, port
+        key, cert = self._server_files.key.read_bytes(), self._server_files.cert.read_bytes()
+        bundle = self.access.authority.trust_bundle()
+        port = self._grpc.add_secure_port(self.config.listen, grpc.ssl_server_credentials([(key, cert)]))
+        agent_port = self._grpc.add_secure_port(self.config.agent_address, grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=bundle, require_client_auth=True))
+        if port == 0 or agent_port == 0:
+            raise OSError(f"cannot listen on {self.config.listen} and {self.config.agent_address}")
+        return port, agent_port
 
     async def _supervise(self) -> None:
         """Hold providers to their promised heartbeats and check on overdue tasks."""
@@ -118,7 +173,7 @@ class Server:
         if path is None:
             return
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.address + "\n")
+        tmp.write_text(self.address + "\n" + (self.agent_address + "\n" if not self.config.insecure else ""))
         os.replace(tmp, path)
 
     async def wait(self) -> None:

@@ -33,6 +33,23 @@ class ServerConfig:
     # period ends as MM-DD (every year) or YYYY-MM-DD (once).
     timezone: str = "UTC"
     period_ends: tuple[str, ...] = ()
+    # Security: --insecure serves plaintext with no authentication (debugging only).
+    insecure: bool = False
+    agent_listen: str = ""  # the mutual-TLS address for agents; empty: listen port + 1 (or 0)
+    tls_hosts: tuple[str, ...] = ()  # extra names/addresses for the server certificate
+    agent_cert_ttl: float = 86400.0
+    # Limits.
+    max_message_bytes: int = 64 * 1024 * 1024
+    submit_rate: float = 50.0
+    enroll_rate: float = 5.0
+    max_streams: int = 64
+
+    @property
+    def agent_address(self) -> str:
+        if self.agent_listen:
+            return self.agent_listen
+        host, _, port = self.listen.rpartition(":")
+        return f"{host}:{int(port) + 1 if int(port) else 0}"
     reader_threads: int = 2
 
     @property

@@ -31,6 +31,7 @@ class Core:
         self._writer = writer
         self._deliver = deliver
         self._pending: list[tuple[Op, asyncio.Future]] = []
+        self._audits: list[dict] = []  # audit rows for the next batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.failed: BaseException | None = None
@@ -56,6 +57,11 @@ class Core:
         self._pending.append((op, fut))
         self._wake.set()
         return fut
+
+    def audit(self, row: dict) -> None:
+        """Record an audit row with the next batch (group commit, like every other write)."""
+        self._audits.append(row)
+        self._wake.set()
 
     async def call(self, op: Op) -> Any:
         return await self.enqueue(op)
@@ -86,6 +92,7 @@ class Core:
             except JobplaneError as exc:
                 outcomes.append((fut, None, exc))
         cs = self.engine.take_changes()
+        cs.audits, self._audits = self._audits, []
         if cs.persisted():
             try:
                 await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs)

@@ -27,6 +27,10 @@ class AlreadyExists(JobplaneError):
     """The resource exists already (e.g. a provider name that is connected)."""
 
 
+class Unauthenticated(JobplaneError):
+    """The caller's credentials are missing, unknown, expired or revoked."""
+
+
 class PermissionDenied(JobplaneError):
     """The caller may not do this (e.g. a revoked provider connecting)."""
 

@@ -33,6 +33,19 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="IANA time zone continuation timing rules are read in (default: %(default)s)")
     p.add_argument("--period-end", dest="period_ends", action="append", default=[], metavar="MM-DD",
                    help="a fiscal period end for `end_of_period` rules: MM-DD every year or YYYY-MM-DD once; repeatable")
+    p.add_argument("--insecure", action="store_true",
+                   help="DEBUGGING ONLY: plaintext, no authentication, every caller is admin")
+    p.add_argument("--agent-listen", default="", metavar="HOST:PORT",
+                   help="mutual-TLS address agents connect to (default: the --listen port + 1)")
+    p.add_argument("--tls-san", dest="tls_hosts", action="append", default=[], metavar="NAME",
+                   help="another host name or IP clients use to reach the server; repeatable")
+    p.add_argument("--agent-cert-ttl", type=float, default=86400.0, metavar="SECONDS",
+                   help="lifetime of agent certificates; agents renew at 70%% of it (default: %(default)s)")
+    p.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024,
+                   help="largest request accepted (default: %(default)s)")
+    p.add_argument("--submit-rate", type=float, default=50.0, help="SubmitJob calls per second per identity")
+    p.add_argument("--enroll-rate", type=float, default=5.0, help="Enroll calls per second per address")
+    p.add_argument("--max-streams", type=int, default=64, help="open streams (watches, agent links) per identity")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
@@ -43,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     for flag in ("heartbeat_tolerance", "probe_deadline"):
         if getattr(a, flag) <= 0:
             p.error(f"--{flag.replace('_', '-')} must be > 0")
+    if a.agent_cert_ttl < 2:
+        p.error("--agent-cert-ttl must be at least 2 seconds")
+    if a.max_message_bytes < 1024 or a.max_streams < 1:
+        p.error("--max-message-bytes must be >= 1024 and --max-streams >= 1")
     if a.standby_idle < 0 or a.retry_backoff < 0:
         p.error("--standby-idle and --retry-backoff must be >= 0")
     try:
@@ -55,13 +72,20 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff,
                         scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
                         address_file=a.address_file, timezone=a.timezone.strip(),
-                        period_ends=tuple(e.strip() for e in a.period_ends))
+                        period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,
+                        agent_listen=a.agent_listen, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
+                        max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
+                        enroll_rate=a.enroll_rate, max_streams=a.max_streams)
 
 
 async def serve(config: ServerConfig) -> int:
     server = Server(config)
     await server.start()
-    print(f"jobplane-server listening on {server.address}", flush=True)
+    if config.insecure:
+        print("jobplane-server: WARNING: --insecure: plaintext, no authentication, everyone is admin. "
+              "Never use this beyond a debugging session on a trusted machine.", file=sys.stderr, flush=True)
+    print(f"jobplane-server listening on {server.address}"
+          + ("" if config.insecure else f" (agents: {server.agent_address}, CA: {server.ca_bundle})"), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -64,25 +64,22 @@ class Cluster:
     """A real jobplane-server plus agents, and a client connected to the server."""
 
     def __init__(self, workdir: Path, db_url: str) -> None:
-        from jobplane.client import Client
-
         self.workdir = workdir
         self.db_url = db_url
         self.server: ServerProc | None = None
         self.agents: dict[str, AgentProc] = {}
-        self._client_cls = Client
         self.client = None
 
     def start_server(self, **kwargs) -> ServerProc:
         self.server = ServerProc(self.workdir, self.db_url, **kwargs)
         if self.client is not None:
             self.client.close()
-        self.client = self._client_cls.connect(self.server.address, timeout=10)
+        self.client = self.server.client(timeout=10)
         return self.server
 
     def add_agent(self, name: str, *, slots: int = 2, labels: dict[str, str] | None = None,
                   wait: bool = True, extra: list[str] = ()) -> AgentProc:
-        agent = AgentProc(self.workdir, self.server.address, name, slots=slots, labels=labels, extra=extra)
+        agent = AgentProc(self.workdir, self.server, name, slots=slots, labels=labels, extra=extra)
         self.agents[name] = agent
         if wait:
             self.wait_active(name)
@@ -111,7 +108,9 @@ class Cluster:
 def _run_cluster(tmp_path: Path, url: str, request):
     c = Cluster(tmp_path, url)
     marker = request.node.get_closest_marker("server_args")
-    c.start_server(extra=list(marker.args) if marker else [])
+    args = list(marker.args) if marker else []
+    insecure = "--insecure" in args
+    c.start_server(extra=[a for a in args if a != "--insecure"], insecure=insecure)
     yield c
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:

@@ -83,32 +83,71 @@ class Proc:
 
 
 class ServerProc(Proc):
-    def __init__(self, workdir: Path, db_url: str, *, port: int = 0, grace: float = 1.0, extra: list[str] = ()) -> None:
+    """A jobplane-server, secure (TLS, tokens, mTLS for agents) unless `insecure`."""
+
+    def __init__(self, workdir: Path, db_url: str, *, port: int = 0, grace: float = 1.0, extra: list[str] = (),
+                 insecure: bool = False) -> None:
         self.workdir = workdir
         self.db_url = db_url
         self.port = port
+        self.insecure = insecure
+        self.data_dir = workdir / "data"
         self.address_file = workdir / f"server-{time.monotonic_ns()}.addr"
         argv = [sys.executable, "-m", "jobplane.server", "--listen", f"127.0.0.1:{port}",
-                "--data-dir", str(workdir / "data"), "--db", db_url, "--address-file", str(self.address_file),
-                "--reconnect-grace", str(grace), *extra]
+                "--data-dir", str(self.data_dir), "--db", db_url, "--address-file", str(self.address_file),
+                "--reconnect-grace", str(grace), *(["--insecure"] if insecure else []), *extra]
         super().__init__(argv, workdir / "server.log")
-        self.address = self._await_address()
+        self.address, self.agent_address = self._await_addresses()
+        self.ca = self.data_dir / "ca-bundle.crt"
+        self.token = "" if insecure else (self.data_dir / "admin.token").read_text().strip()
+        self._join_token_file: Path | None = None
 
-    def _await_address(self) -> str:
+    def _await_addresses(self) -> tuple[str, str]:
         def ready():
             if not self.alive():
                 raise AssertionError(f"jobplane-server exited early:\n{self.output()}")
-            return self.address_file.exists() and self.address_file.read_text().strip()
+            return self.address_file.exists() and self.address_file.read_text().split()
 
-        return wait_until(ready, 20, "the server to listen")
+        lines = wait_until(ready, 20, "the server to listen")
+        return lines[0], lines[-1]
+
+    def client(self, **options):
+        """A Client with the bootstrap admin token (or plaintext for an insecure server)."""
+        from jobplane.client import Client
+
+        if self.insecure:
+            return Client.connect(self.address, insecure=True, **options)
+        return Client.connect(self.address, token=self.token, ca=self.ca, **options)
+
+    def env(self) -> dict[str, str]:
+        """What a `jobplane` CLI process needs in its environment to act as admin here."""
+        if self.insecure:
+            return {"JOBPLANE_INSECURE": "1"}
+        return {"JOBPLANE_TOKEN": self.token, "JOBPLANE_CA": str(self.ca)}
+
+    def agent_args(self) -> list[str]:
+        """Flags that let an agent join: a many-use join token (made once) and the CA."""
+        if self.insecure:
+            return ["--insecure"]
+        if self._join_token_file is None:
+            with self.client() as admin:
+                secret = admin.create_token("agent", uses=1000, ttl=3600).secret
+            self._join_token_file = self.workdir / f"join-{time.monotonic_ns()}.token"
+            fd = os.open(self._join_token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secret + "\n")
+        return ["--token-file", str(self._join_token_file), "--ca", str(self.ca)]
 
 
 class AgentProc(Proc):
-    def __init__(self, workdir: Path, server: str, name: str, *, slots: int = 2,
-                 labels: dict[str, str] | None = None, extra: list[str] = ()) -> None:
+    """A jobplane-agent joined to `server` (enrolled with a join token unless it is insecure);
+    `address` replaces the server's address (e.g. a proxy in front of an insecure server)."""
+
+    def __init__(self, workdir: Path, server: ServerProc, name: str, *, slots: int = 2,
+                 labels: dict[str, str] | None = None, extra: list[str] = (), address: str = "") -> None:
         self.name = name
-        argv = [sys.executable, "-m", "jobplane.agent", "--server", server, "--name", name, "--slots", str(slots),
-                "--state-dir", str(workdir / f"agent-{name}.state")]
+        argv = [sys.executable, "-m", "jobplane.agent", "--server", address or server.address, "--name", name,
+                "--slots", str(slots), "--state-dir", str(workdir / f"agent-{name}.state"), *server.agent_args()]
         for k, v in (labels or {}).items():
             argv += ["--label", f"{k}={v}"]
         super().__init__(argv + list(extra), workdir / f"agent-{name}.log")
@@ -173,3 +212,35 @@ class TcpProxy:
         self._closed = True
         self._listener.close()
         self.cut()
+
+
+def agent_certificate(server: ServerProc, name: str, **options) -> tuple[bytes, bytes]:
+    """(key, certificate) for provider `name` from the server's own CA (tests may read its key);
+    `options` go to Authority.sign_csr (lifetime, now) plus `authority` for another CA."""
+    from datetime import timedelta
+
+    from jobplane.client.tls import make_key_and_csr
+    from jobplane.server.security.pki import Authority
+
+    authority = options.pop("authority", None) or Authority.load_or_create(server.data_dir / "pki")
+    key, csr = make_key_and_csr(name)
+    options.setdefault("lifetime", timedelta(hours=1))
+    return key, authority.sign_csr(csr, identity=name, role="agent", **options)
+
+
+def agent_channel(server: ServerProc, key: bytes | None, cert: bytes | None):
+    """A channel to the server's agent (mutual TLS) address, presenting `cert` if given."""
+    import grpc
+
+    return grpc.secure_channel(server.agent_address, grpc.ssl_channel_credentials(server.ca.read_bytes(), key, cert))
+
+
+def admin_channel(server: ServerProc):
+    """A raw channel to the main address with the admin token (plaintext for an insecure server)."""
+    import grpc
+
+    if server.insecure:
+        return grpc.insecure_channel(server.address)
+    creds = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(server.ca.read_bytes()),
+                                               grpc.access_token_call_credentials(server.token))
+    return grpc.secure_channel(server.address, creds)

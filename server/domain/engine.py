@@ -145,13 +145,13 @@ class Engine(ProviderRules, Supervision, Continuations):
 
     # ----- jobs ----------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, drafts: list[TaskDraft]) -> JobRt:
+    def submit(self, spec: JobSpec, drafts: list[TaskDraft], owner: str = "") -> JobRt:
         unmet = self._unmet_requirements(drafts)
         if unmet and not spec.wait_for_providers:
             index, why = next(iter(unmet.values()))
             raise FailedPrecondition(f"spec.tasks[{index}].requires: {why}; start a matching agent "
                                      "or set wait_for_providers = true to queue the job until one joins")
-        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now)
+        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner)
         job.counts = {"total": len(drafts)}
         self.jobs[job.id] = job
         self._cs.job(job, new=True)
@@ -323,9 +323,9 @@ class Engine(ProviderRules, Supervision, Continuations):
 
     # ----- reports -------------------------------------------------------------------
 
-    def report(self, provider_id: str, conn_id: int, reports: list[Report]) -> list[tuple[int, int, str]]:
+    def report(self, provider_id: str, conn_id: int, reports: list[Report]) -> list[tuple[int, int, str, str]]:
         """Accept each report from the provider holding the current attempt; the others are
-        rejected: returned as (task id, attempt, reason)."""
+        rejected: returned as (task id, attempt, gRPC code name, reason)."""
         provider = self.providers.get(provider_id)
         if provider is None or provider.conn_id != conn_id:
             return []
@@ -334,15 +334,18 @@ class Engine(ProviderRules, Supervision, Continuations):
         for report in reports:
             task = self.tasks.get(report.task_id)
             attempt = task.current if task is not None else None
-            if attempt is None or attempt.number != report.attempt or attempt.provider != provider_id:
+            if attempt is not None and attempt.provider != provider_id and report.attempt >= attempt.number:
+                rejected.append((report.task_id, report.attempt, "PERMISSION_DENIED",
+                                 f"task {report.task_id} is assigned to another provider, not {provider_id}"))
+            elif attempt is None or attempt.number != report.attempt or attempt.provider != provider_id:
                 self._stale(provider_id, report)
-                rejected.append((report.task_id, report.attempt, f"attempt {report.attempt} of task "
-                                 f"{report.task_id} is not the current attempt on {provider_id}"))
+                rejected.append((report.task_id, report.attempt, "FAILED_PRECONDITION", f"attempt {report.attempt} "
+                                 f"of task {report.task_id} is not the current attempt on {provider_id}"))
             elif report.kind == ReportKind.STARTED:
                 self._started(task, attempt)
             elif report.kind == ReportKind.CHECKPOINT and len(report.checkpoint_json) > CHECKPOINT_MAX:
-                rejected.append((report.task_id, report.attempt, f"checkpoint of {len(report.checkpoint_json)} "
-                                 f"bytes is over the limit of {CHECKPOINT_MAX}; keep less state"))
+                rejected.append((report.task_id, report.attempt, "INVALID_ARGUMENT", f"checkpoint of "
+                                 f"{len(report.checkpoint_json)} bytes is over the limit of {CHECKPOINT_MAX}"))
             elif report.kind == ReportKind.CHECKPOINT:
                 self._checkpoint(task, attempt, report.checkpoint_json)
             else:

@@ -15,12 +15,16 @@ SUPERVISED = (ProviderState.CONNECTING, ProviderState.ACTIVE, ProviderState.STAN
 
 
 class ProviderRules:
-    def connect(self, hello: Hello, conn_id: int) -> ProviderRt:
+    def connect(self, hello: Hello, conn_id: int, takeover: bool = False) -> ProviderRt:
+        """A provider's stream opened with its hello. `takeover`: the caller is proven (by its
+        certificate) to be this provider, so a stream of its that is still open is replaced."""
         provider = self.providers.get(hello.name)
         if provider is not None and provider.state == ProviderState.REVOKED:
             raise PermissionDenied(f"provider {hello.name!r} was revoked and may not connect again; "
                                    "ask an operator, or run this agent under another --name")
-        if provider is not None and provider.conn_id:
+        if provider is not None and provider.conn_id and takeover:
+            self._cs.closes.append(provider.conn_id)
+        elif provider is not None and provider.conn_id:
             raise AlreadyExists(f"provider {hello.name!r} is connected already; start this agent with another --name")
         if provider is None:
             provider = self.providers[hello.name] = ProviderRt(hello.name, ProviderState.ACTIVE)

@@ -25,6 +25,7 @@ class JobRt:
     end_time: float | None = None
     reason: str = ""
     cancelled: bool = False
+    owner: str = ""  # the submitting user
 
     @property
     def status(self) -> Status:
@@ -141,6 +142,7 @@ class ChangeSet:
     continuations: list[ContinuationRec] = field(default_factory=list)
     # Continuations dispatched: (continuation id, task id, provider, attempt, time, checkpoint).
     continued: list[tuple[int, int, str, int, float, str]] = field(default_factory=list)
+    audits: list[dict] = field(default_factory=list)  # audit rows (see store.models.AuditRow)
     # Not persisted: what to tell providers and when to look again, after the commit.
     assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
     cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
@@ -151,7 +153,7 @@ class ChangeSet:
 
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
-                    or self.continuations or self.continued)
+                    or self.continuations or self.continued or self.audits)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

@@ -16,6 +16,7 @@ from ..errors import (
     AlreadyExists,
     FailedPrecondition,
     PermissionDenied,
+    Unauthenticated,
     InvalidArgument,
     JobplaneError,
     NotFound,
@@ -23,6 +24,7 @@ from ..errors import (
     StoreFailure,
 )
 from ..events import EventHub
+from ..security.policy import current_caller
 from ..store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,19 @@ STATUS_OF: list[tuple[type[JobplaneError], grpc.StatusCode]] = [
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreFailure, grpc.StatusCode.UNAVAILABLE),
 ]
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+
+
+def may_see(owner: str) -> bool:
+    """Tenancy: whether the caller may see a job owned by `owner` (else it is NOT_FOUND to them)."""
+    caller = current_caller.get()
+    return caller.sees_all_jobs() or owner == caller.identity
 
 
 def status_code(exc: JobplaneError) -> grpc.StatusCode:

@@ -75,7 +75,8 @@ def job_to_proto(row) -> job_pb2.Job:
     return job_pb2.Job(
         id=str(row.id), spec=job_spec_to_proto(load_job_spec(row.spec)), state=row.state, status=row.status,
         counts=job_pb2.TaskCounts(**{k: counts.get(k, 0) for k in ("total", "waiting", "running", "success", "failure", "cancel")}),
-        submit_time=ts(row.submit_time), start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason)
+        submit_time=ts(row.submit_time), start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
+        owner=row.owner)
 
 
 def attempt_to_proto(row) -> task_pb2.Attempt:

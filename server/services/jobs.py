@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 
 from jobplane.v1 import job_pb2, job_pb2_grpc
 
 from ..domain.extract import extract_tasks
 from ..domain.filters import parse_filter
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument, NotFound, PermissionDenied
+from ..security.policy import current_caller
+from ..store.models import JobRow
 from ..store.queries import JOB_COLUMNS, JOB_FILTER_KEYS, where
 from . import convert
-from .base import Deps, decode_token, encode_token, page_size, rpc
+from .base import Deps, decode_token, encode_token, may_see, page_size, rpc, status_code
 from .watch import stream_events
 
 
@@ -26,7 +27,9 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         if not request.HasField("spec"):
             raise InvalidArgument("spec", "missing; send the job spec to run")
         spec, drafts = await asyncio.to_thread(self._prepare, request.spec)
-        job = await self.d.core.call(lambda engine: engine.submit(spec, drafts))
+        caller = current_caller.get()
+        owner = "" if caller.method == "insecure" else caller.identity
+        job = await self.d.core.call(lambda engine: engine.submit(spec, drafts, owner))
         return job_pb2.SubmitJobResponse(job=await self._job(job.id))
 
     @rpc
@@ -38,6 +41,11 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         size = page_size(request.page_size)
         before = decode_token(request.page_token)
         cond = where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS)
+        caller = current_caller.get()
+        if not caller.sees_all_jobs():
+            mine = JobRow.owner == caller.identity
+            cond = mine if cond is None else cond & mine
+
         def page():  # on a reader thread: decoding specs is O(tasks)
             rows = self.d.store.list_jobs(cond, before, size + 1)
             token = encode_token(rows[size - 1].id) if len(rows) > size else ""
@@ -64,7 +72,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             return None if row is None else convert.job_to_proto(row)
 
         job = await self.d.read(get)
-        if job is None:
+        if job is None or not may_see(job.owner):
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
         return job
 
@@ -74,10 +82,12 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             if request.job_id:
                 job_id = convert.parse_id("job_id", request.job_id, "job")
                 await self._job(job_id)
+            elif not current_caller.get().sees_all_jobs():
+                raise PermissionDenied("watching every job's events needs the role viewer or above; "
+                                       "pass the id of one of your jobs")
             if request.after_event_id < 0:
                 raise InvalidArgument("after_event_id", "must be >= 0 (0 = from the beginning)")
-        except (InvalidArgument, NotFound) as exc:
-            code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(exc, InvalidArgument) else grpc.StatusCode.NOT_FOUND
-            await context.abort(code, str(exc))
+        except (InvalidArgument, NotFound, PermissionDenied) as exc:
+            await context.abort(status_code(exc), str(exc))
         async for events in stream_events(self.d, context, request.after_event_id, job_id=job_id):
             yield job_pb2.WatchEventsResponse(events=events)

@@ -17,7 +17,8 @@ from jobplane.v1 import provider_pb2, provider_pb2_grpc
 from ..domain.filters import parse_filter
 from ..domain.model import ProviderState
 from ..domain.state import ChangeSet
-from ..errors import InvalidArgument, JobplaneError, NotFound
+from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
+from ..security.policy import current_caller
 from . import convert
 from .base import Deps, page_size, decode_token, encode_token, rpc, status_code
 
@@ -40,6 +41,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         self.d = deps
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}  # by connection id; the engine knows which is current
+        self.access = None  # set by the server: revoking a provider also revokes its certificates
 
     # ----- the agent stream ----------------------------------------------------------
 
@@ -49,8 +51,9 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         self._conns[conn.id] = conn
         try:
             hello = await self._hello(context)
+            takeover = _check_identity(hello.name)
             conn.provider = hello.name
-            provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id))
+            provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id, takeover=takeover))
         except JobplaneError as exc:
             del self._conns[conn.id]
             await context.abort(status_code(exc), str(exc))
@@ -121,8 +124,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if fut.cancelled() or fut.exception() is not None:
             return
         rejected = [provider_pb2.RejectedReport(attempt=provider_pb2.AttemptRef(task_id=str(t), attempt=n),
-                                                code="FAILED_PRECONDITION", reason=reason)
-                    for t, n, reason in fut.result() or ()]
+                                                code=code, reason=reason)
+                    for t, n, code, reason in fut.result() or ()]
         conn.queue.put_nowait(provider_pb2.ConnectResponse(ack=provider_pb2.Ack(seq=seq, rejected=rejected)))
 
     def deliver(self, cs: ChangeSet) -> None:
@@ -188,6 +191,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to revoke")
         provider = await self.d.core.call(lambda engine: engine.revoke(request.provider_id, request.reason))
+        if self.access is not None and not self.access.insecure:
+            await self.access.revoke_identity(request.provider_id)
         return provider_pb2.RevokeProviderResponse(provider=convert.provider_to_proto(provider))
 
     @rpc
@@ -196,6 +201,18 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if provider is None:
             raise NotFound(f"provider {request.provider_id!r} not found; `jobplane providers list` shows them")
         return provider_pb2.GetProviderResponse(provider=convert.provider_to_proto(provider))
+
+
+def _check_identity(name: str) -> bool:
+    """The hello must name the provider the certificate was issued to; True if the caller is
+    proven by a certificate, so a new stream of theirs may take over an old one."""
+    caller = current_caller.get()
+    if caller.method != "certificate":
+        return False
+    if name != caller.identity:
+        raise PermissionDenied(f"this certificate was issued to provider {caller.identity!r}; "
+                               f"the hello names {name!r}")
+    return True
 
 
 def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:

@@ -8,7 +8,7 @@ from ..domain.filters import parse_filter
 from ..errors import NotFound
 from ..store.queries import TASK_COLUMNS, TASK_FILTER_KEYS, where
 from . import convert
-from .base import Deps, decode_token, encode_token, page_size, rpc
+from .base import Deps, decode_token, encode_token, may_see, page_size, rpc
 
 
 
@@ -22,7 +22,8 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         size = page_size(request.page_size)
         after = decode_token(request.page_token)
         cond = where(parse_filter(request.filter, TASK_FILTER_KEYS), TASK_COLUMNS)
-        if await self.d.read(self.d.store.get_job, job_id) is None:
+        job = await self.d.read(self.d.store.get_job, job_id)
+        if job is None or not may_see(job.owner):
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
 
         def page():  # on a reader thread, conversion included
@@ -39,7 +40,8 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
     async def GetTask(self, request, context):
         task_id = convert.parse_id("task_id", request.task_id, "task")
         row = await self.d.read(self.d.store.get_task, task_id)
-        if row is None:
+        job = await self.d.read(self.d.store.get_job, row.job) if row is not None else None
+        if row is None or job is None or not may_see(job.owner):
             raise NotFound(f"task {task_id} not found; `jobplane tasks list JOB` shows a job's tasks")
         attempts = await self.d.read(self.d.store.attempts_of, [task_id])
         return task_pb2.GetTaskResponse(task=convert.task_to_proto(row, attempts[task_id]))

@@ -35,6 +35,7 @@ class JobRow(BaseModel):
     submit_time = DoubleField()
     start_time = DoubleField(null=True)
     end_time = DoubleField(null=True)
+    owner = CharField(max_length=200, default="", index=True)  # the submitting user
 
     class Meta:
         table_name = "job"
@@ -150,4 +151,51 @@ class ContinuedTaskRow(BaseModel):
         table_name = "continued_task"
 
 
-ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow]
+class TokenRow(BaseModel):
+    """A join token (role agent) or an API token; only the secret's hash is kept."""
+
+    id = CharField(max_length=32, primary_key=True)  # public: the secret's id part
+    secret_hash = CharField(max_length=64)
+    role = IntegerField()
+    user = CharField(max_length=200, default="")
+    groups = TextField(default="[]")  # JSON list
+    name_prefix = CharField(max_length=200, default="")
+    create_time = DoubleField()
+    expire_time = DoubleField(null=True)
+    uses_left = IntegerField(default=-1)  # -1: unlimited
+    revoked = IntegerField(default=0)
+    created_by = CharField(max_length=200, default="")
+
+    class Meta:
+        table_name = "token"
+
+
+class CertificateRow(BaseModel):
+    """A certificate the CA issued to an agent; revoked ones are refused."""
+
+    serial = CharField(max_length=64, primary_key=True)  # decimal
+    identity = CharField(max_length=200, index=True)
+    role = IntegerField()
+    not_after = DoubleField()
+    revoked = IntegerField(default=0)
+
+    class Meta:
+        table_name = "certificate"
+
+
+class AuditRow(BaseModel):
+    id = AutoField()
+    time = DoubleField()
+    identity = CharField(max_length=200)
+    role = IntegerField(default=0)
+    method = CharField(max_length=200)
+    target = CharField(max_length=400, default="")
+    code = CharField(max_length=32)
+    message = TextField(default="")
+
+    class Meta:
+        table_name = "audit"
+
+
+ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
+              TokenRow, CertificateRow, AuditRow]

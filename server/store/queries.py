@@ -7,14 +7,18 @@ from functools import reduce
 
 from ..domain.filters import Term
 from ..domain.model import JobState, Status, TaskState
-from .models import JobRow, TaskRow
+from .models import AuditRow, JobRow, TaskRow
 
 # filter key -> (column, the enum its values name, or None for text with `*` prefixes)
 JOB_COLUMNS = {"state": (JobRow.state, JobState), "status": (JobRow.status, Status), "name": (JobRow.name, None)}
 TASK_COLUMNS = {"state": (TaskRow.state, TaskState), "status": (TaskRow.status, Status),
                 "name": (TaskRow.name, None), "provider": (TaskRow.provider, None)}
 
+AUDIT_COLUMNS = {"identity": (AuditRow.identity, None), "method": (AuditRow.method, None),
+                 "code": (AuditRow.code, None), "target": (AuditRow.target, None)}
+
 JOB_FILTER_KEYS = {key: enum for key, (_, enum) in JOB_COLUMNS.items()}
+AUDIT_FILTER_KEYS = {key: enum for key, (_, enum) in AUDIT_COLUMNS.items()}
 TASK_FILTER_KEYS = {key: enum for key, (_, enum) in TASK_COLUMNS.items()}
 
 

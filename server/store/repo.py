@@ -15,6 +15,7 @@ from .codec import dump_job_spec, dump_task_spec
 from .models import (
     ALL_MODELS,
     AttemptRow,
+    AuditRow,
     ContinuationRow,
     ContinuedTaskRow,
     EventRow,
@@ -96,6 +97,7 @@ class Store:
             self._upsert_providers(cs)
             self._insert(EventRow, [_event_row(e) for e in cs.events])
             self._insert_continuations(cs.continuations)
+            self._insert(AuditRow, cs.audits)
             self._executemany(
                 "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
                 " WHERE continuation=? AND task=?",
@@ -221,7 +223,7 @@ class Store:
 def _job_row(j) -> dict:
     return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec),
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
-            "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time}
+            "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner}
 
 
 def _task_row(t) -> dict:
@@ -256,7 +258,8 @@ def runtime_from_snapshot(snap: Snapshot):
     ids = snap.max_ids
     counters = Counters(ids["job"] + 1, ids["task"] + 1, ids["attempt"] + 1, ids["event"] + 1, ids["continuation"] + 1)
     jobs = [JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JS(r.state), r.submit_time,
-                  counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason) for r in snap.jobs]
+                  counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason, owner=r.owner)
+            for r in snap.jobs]
     current = {a.task: a for a in snap.attempts}
     tasks = []
     for r in snap.tasks:

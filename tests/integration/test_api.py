@@ -6,6 +6,7 @@ import pytest
 
 from jobplane.client import FailedPrecondition, InvalidArgument, NotFound
 from jobplane.v1 import job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc
+from support import admin_channel, agent_certificate, agent_channel
 
 
 @pytest.mark.parametrize("spec, words", [
@@ -72,17 +73,19 @@ def test_list_jobs_pages_and_filters(cluster):
     (provider_pb2.Hello(name="ok", slots=1, heartbeat_interval_seconds=0), "INVALID_ARGUMENT", "hello.heartbeat"),
 ])
 def test_bad_agent_hello_is_refused(cluster, hello, code, words):
-    stub = provider_pb2_grpc.ProviderServiceStub(cluster.client._channel)
-    stream = stub.Connect(iter([provider_pb2.ConnectRequest(hello=hello)]), timeout=10)
-    with pytest.raises(grpc.RpcError) as err:
-        next(stream)
+    with agent_channel(cluster.server, *agent_certificate(cluster.server, "ok")) as channel:
+        stub = provider_pb2_grpc.ProviderServiceStub(channel)
+        stream = stub.Connect(iter([provider_pb2.ConnectRequest(hello=hello)]), timeout=10)
+        with pytest.raises(grpc.RpcError) as err:
+            next(stream)
     assert err.value.code().name == code and words in err.value.details()
     assert list(cluster.client.list_providers()) == []
 
 
+@pytest.mark.server_args("--insecure")  # with certificates, a name is proven: a new stream takes over
 def test_second_agent_with_a_connected_name_is_refused(cluster):
     cluster.add_agent("a")
-    stub = provider_pb2_grpc.ProviderServiceStub(cluster.client._channel)
+    stub = provider_pb2_grpc.ProviderServiceStub(admin_channel(cluster.server))
     hello = provider_pb2.Hello(name="a", slots=1, heartbeat_interval_seconds=1)
     stream = stub.Connect(iter([provider_pb2.ConnectRequest(hello=hello)]), timeout=10)
     with pytest.raises(grpc.RpcError) as err:
@@ -94,12 +97,13 @@ def test_reflection_lists_the_services_and_health_is_serving(cluster):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    channel = grpc.insecure_channel(cluster.server.address)
+    # Reflection and health need no token (TLS still applies), as for grpcurl and buf curl.
+    channel = grpc.secure_channel(cluster.server.address, grpc.ssl_channel_credentials(cluster.server.ca.read_bytes()))
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name for s in next(responses).list_services_response.service}
     assert {"jobplane.v1.JobService", "jobplane.v1.TaskService", "jobplane.v1.ProviderService",
-            "jobplane.v1.ContinuationService", "grpc.health.v1.Health"} <= names
+            "jobplane.v1.ContinuationService", "jobplane.v1.SecurityService", "grpc.health.v1.Health"} <= names
     health = health_pb2_grpc.HealthStub(channel)
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
     assert health.Check(health_pb2.HealthCheckRequest(service="jobplane.v1.JobService"), timeout=5).status == \

@@ -3,6 +3,7 @@ cut connection, overdue and timed-out tasks, admission, standby activation."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -83,10 +84,11 @@ def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(tmp_path, 
     from conftest import Cluster
 
     cluster = Cluster(tmp_path, db_url)
-    cluster.start_server(grace=5.0)  # the claim holds for any grace; 5 s keeps a loaded machine in it
+    # The proxy carries plaintext: with TLS the agent's stream would go to its own mTLS port.
+    cluster.start_server(grace=5.0, insecure=True)  # 5 s keeps a loaded machine within the grace
     proxy = TcpProxy(cluster.server.address)
     try:
-        agent = AgentProc(tmp_path, proxy.address, "a", slots=1)
+        agent = AgentProc(tmp_path, cluster.server, "a", slots=1, address=proxy.address)
         cluster.agents["a"] = agent
         cluster.wait_active("a")
         job = cluster.client.submit_job({"name": "c", "tasks": [{"name": "t", "command": ["sleep", "1.5"]}]})
@@ -133,14 +135,13 @@ def test_agent_restarted_within_the_grace_adopts_its_tasks(tmp_path, db_url):
 def test_a_provider_is_connecting_from_its_hello_until_it_signals_ready(cluster):
     import queue
 
-    import grpc
-
     from jobplane.v1 import provider_pb2, provider_pb2_grpc
+    from support import agent_certificate, agent_channel
 
     outgoing: queue.Queue = queue.Queue()
     hello = provider_pb2.Hello(name="raw", slots=1, heartbeat_interval_seconds=5)
     outgoing.put(provider_pb2.ConnectRequest(hello=hello))
-    with grpc.insecure_channel(cluster.server.address) as channel:
+    with agent_channel(cluster.server, *agent_certificate(cluster.server, "raw")) as channel:
         stream = provider_pb2_grpc.ProviderServiceStub(channel).Connect(iter(outgoing.get, None), timeout=60)
         try:
             assert next(stream).WhichOneof("message") == "welcome"
@@ -162,7 +163,7 @@ def test_revoked_agent_is_cut_off_its_task_moves_and_it_may_not_return(cluster, 
     cluster.add_agent("b", slots=1)
     revoke = subprocess.run([sys.executable, "-m", "jobplane.client.cli", "providers", "revoke", "a",
                              "--reason", "key leaked", "--server", cluster.server.address],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env={**os.environ, **cluster.server.env()})
     assert revoke.returncode == 0 and "REVOKED" in revoke.stdout, revoke.stderr
     agent = cluster.agents["a"]
     wait_until(lambda: not agent.alive(), 5, "the revoked agent to be cut off and refused")
@@ -252,8 +253,6 @@ def test_standby_agent_takes_overflow_work_then_stands_by_again(tmp_path, db_url
 
 def _kill_group(pid: int) -> None:
     """Kill the process group `pid` runs in (the task's, led by the agent's wrapper)."""
-    import os
-
     try:
         os.killpg(os.getpgid(pid), signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -292,7 +291,8 @@ def test_drain_moves_running_tasks_off_and_kills_them_there(cluster, tmp_path):
     wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
     cluster.add_agent("b", slots=1)
     r = subprocess.run([sys.executable, "-m", "jobplane.client.cli", "providers", "drain", "a",
-                        "--server", cluster.server.address], capture_output=True, text=True, timeout=30)
+                        "--server", cluster.server.address], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, **cluster.server.env()})
     assert r.returncode == 0, r.stderr
     assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
     (task,) = list(cluster.client.list_tasks(job.id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,8 @@ def two_agents(sqlite_cluster):
 
 
 def test_submit_watch_succeeds_with_exit_0(two_agents):
-    r = jobplane("submit", str(EXAMPLES / "dag.toml"), "--watch", "--server", two_agents.server.address)
+    r = jobplane("submit", str(EXAMPLES / "dag.toml"), "--watch", "--server", two_agents.server.address,
+                 env=two_agents.server.env())
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout
 
@@ -37,22 +39,22 @@ def test_submit_watch_succeeds_with_exit_0(two_agents):
 def test_submit_watch_of_a_failing_job_exits_1(two_agents, tmp_path):
     f = tmp_path / "fail.toml"
     f.write_text('name = "fail"\n[[tasks]]\nname = "boom"\ncommand = ["sh", "-c", "exit 4"]\n')
-    r = jobplane("submit", str(f), "--watch", "--server", two_agents.server.address)
+    r = jobplane("submit", str(f), "--watch", "--server", two_agents.server.address, env=two_agents.server.env())
     assert r.returncode == 1, r.stdout + r.stderr
     assert "exited with code 4" in r.stdout + r.stderr
 
 
 def test_json_output_of_lists(two_agents):
-    addr = two_agents.server.address
-    r = jobplane("submit", str(EXAMPLES / "hello.json"), "--watch", "--server", addr, "-o", "json")
+    addr, env = two_agents.server.address, two_agents.server.env()
+    r = jobplane("submit", str(EXAMPLES / "hello.json"), "--watch", "--server", addr, "-o", "json", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    jobs = json.loads(jobplane("jobs", "list", "--server", addr, "-o", "json").stdout)
+    jobs = json.loads(jobplane("jobs", "list", "--server", addr, "-o", "json", env=env).stdout)
     job = jobs[0] if isinstance(jobs, list) else jobs["jobs"][0]
     assert job["state"] == "JOB_STATE_SUCCEEDED"
-    tasks = json.loads(jobplane("tasks", "list", job["id"], "--server", addr, "-o", "json").stdout)
+    tasks = json.loads(jobplane("tasks", "list", job["id"], "--server", addr, "-o", "json", env=env).stdout)
     tasks = tasks if isinstance(tasks, list) else tasks["tasks"]
     assert all(t["status"] == "NORMALIZED_STATUS_SUCCESS" for t in tasks)
-    providers = json.loads(jobplane("providers", "list", "--server", addr, "-o", "json").stdout)
+    providers = json.loads(jobplane("providers", "list", "--server", addr, "-o", "json", env=env).stdout)
     providers = providers if isinstance(providers, list) else providers["providers"]
     assert {p["id"] for p in providers} == {"a", "b"}
 
@@ -60,11 +62,11 @@ def test_json_output_of_lists(two_agents):
 def test_cancel_from_the_cli(sqlite_cluster, tmp_path):
     f = tmp_path / "long.toml"
     f.write_text('name = "long"\nwait_for_providers = true\n[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
-    addr = sqlite_cluster.server.address
-    r = jobplane("submit", str(f), "--server", addr, "-o", "json")
+    addr, env = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    r = jobplane("submit", str(f), "--server", addr, "-o", "json", env=env)
     assert r.returncode == 0, r.stderr
     job_id = json.loads(r.stdout)["id"]
-    r = jobplane("cancel", job_id, "--server", addr)
+    r = jobplane("cancel", job_id, "--server", addr, env=env)
     assert r.returncode == 0, r.stderr
     assert sqlite_cluster.client.get_job(job_id).state == 5  # CANCELLED
 
@@ -72,7 +74,7 @@ def test_cancel_from_the_cli(sqlite_cluster, tmp_path):
 def test_bad_file_is_reported_with_its_line_and_nothing_is_submitted(sqlite_cluster, tmp_path):
     f = tmp_path / "bad.toml"
     f.write_text('name = "bad"\n\n[[tasks]]\nname = "a"\ncommand = 3\n')
-    r = jobplane("submit", str(f), "--server", sqlite_cluster.server.address)
+    r = jobplane("submit", str(f), "--server", sqlite_cluster.server.address, env=sqlite_cluster.server.env())
     assert r.returncode == 2
     assert f"{f}:5" in r.stderr and "command" in r.stderr
     assert list(sqlite_cluster.client.list_jobs()) == []
@@ -81,7 +83,7 @@ def test_bad_file_is_reported_with_its_line_and_nothing_is_submitted(sqlite_clus
 def test_server_side_rejection_is_mapped_back_to_the_line(sqlite_cluster, tmp_path):
     f = tmp_path / "after.toml"
     f.write_text('name = "x"\n[[tasks]]\nname = "a"\ncommand = ["true"]\nafter = ["missing"]\n')
-    r = jobplane("submit", str(f), "--server", sqlite_cluster.server.address)
+    r = jobplane("submit", str(f), "--server", sqlite_cluster.server.address, env=sqlite_cluster.server.env())
     assert r.returncode == 2
     assert f"{f}:5" in r.stderr and "missing" in r.stderr
     assert list(sqlite_cluster.client.list_jobs()) == []
@@ -108,8 +110,14 @@ def test_up_serves_other_commands_until_interrupted(tmp_path):
     try:
         wait_until(lambda: (tmp_path / "up.json").exists() or up.poll() is not None, 30, "up.json")
         assert up.poll() is None, up.stdout.read()
+        state = json.loads((tmp_path / "up.json").read_text())
+        assert (state["ca"], state["token_file"], state["insecure"]) == (
+            str(tmp_path / "ca-bundle.crt"), str(tmp_path / "admin.token"), False)
+        assert stat.S_IMODE((tmp_path / "agents" / "join.token").stat().st_mode) == 0o600
         r = jobplane("submit", str(EXAMPLES / "hello.toml"), "--watch", env={"JOBPLANE_HOME": str(tmp_path)})
         assert r.returncode == 0, r.stdout + r.stderr
+        r = jobplane("whoami", "-o", "json", env={"JOBPLANE_HOME": str(tmp_path)})
+        assert json.loads(r.stdout)["role"] == "ROLE_ADMIN", r.stderr
         children = [int(p) for p in subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True,
                                                     text=True).stdout.split()]
         assert len(children) == 3  # the server and two agents
@@ -127,16 +135,68 @@ def test_continuations_plan_from_the_cli(sqlite_cluster, tmp_path):
     f.write_text('name = "planned"\ncontinuation_priority = 3\n'
                  'continuation_rules = [{ kind = "date", value = "2026-09-30", priority = 1 }]\n'
                  '[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
-    addr = sqlite_cluster.server.address
-    r = jobplane("submit", str(f), "--server", addr, "-o", "json")
+    addr, env = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    r = jobplane("submit", str(f), "--server", addr, "-o", "json", env=env)
     assert r.returncode == 0, r.stderr
     job_id = json.loads(r.stdout)["id"]
     wait_until(lambda: sqlite_cluster.client.get_provider("a").slots_in_use == 1, 30, "the task running on a")
-    r = jobplane("continuations", "plan", "a", "--server", addr)
+    r = jobplane("continuations", "plan", "a", "--server", addr, env=env)
     assert r.returncode == 0 and "would wait" in r.stdout and "planned" not in r.stderr, r.stderr
-    r = jobplane("continuations", "plan", "a", "--at", "2026-09-30T12:00+00:00", "--server", addr, "-o", "json")
+    r = jobplane("continuations", "plan", "a", "--at", "2026-09-30T12:00+00:00", "--server", addr, "-o", "json",
+                 env=env)
     (task,) = json.loads(r.stdout)["tasks"]
     assert (task["job_id"], task["effective_priority"], task["rule"]) == (job_id, 1, "date 2026-09-30")
-    r = jobplane("continuations", "plan", "nobody", "--server", addr)
+    r = jobplane("continuations", "plan", "nobody", "--server", addr, env=env)
     assert r.returncode == 3 and "not found" in r.stderr
-    jobplane("cancel", job_id, "--server", addr)
+    jobplane("cancel", job_id, "--server", addr, env=env)
+
+
+def test_up_insecure_says_so_and_needs_no_credentials(tmp_path):
+    env = {**os.environ, "JOBPLANE_HOME": str(tmp_path)}
+    up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--insecure", "--listen", "127.0.0.1:0",
+                           "--agents", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (tmp_path / "up.json").exists() or up.poll() is not None, 30, "up.json")
+        assert up.poll() is None, up.stdout.read()
+        assert json.loads((tmp_path / "up.json").read_text())["insecure"] is True
+        r = jobplane("whoami", "-o", "json", env={"JOBPLANE_HOME": str(tmp_path)})
+        assert json.loads(r.stdout)["method"] == "insecure", r.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(30)
+    assert "WARNING" in up.stdout.read()
+
+
+def test_tokens_roles_and_audit_from_the_cli(sqlite_cluster, tmp_path):
+    addr, admin = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    r = jobplane("tokens", "create", "--role", "viewer", "--user", "vera", "--server", addr, "-o", "json", env=admin)
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    viewer = {"JOBPLANE_TOKEN": created["secret"], "JOBPLANE_CA": admin["JOBPLANE_CA"]}
+    me = json.loads(jobplane("whoami", "--server", addr, "-o", "json", env=viewer).stdout)
+    assert (me["identity"], me["role"]) == ("vera", "ROLE_VIEWER")
+    assert jobplane("jobs", "list", "--server", addr, env=viewer).returncode == 0
+    r = jobplane("tokens", "create", "--role", "admin", "--user", "eve", "--server", addr, env=viewer)
+    assert r.returncode == 3 and "admin" in r.stderr, r.stderr  # PERMISSION_DENIED names the role needed
+    assert jobplane("tokens", "revoke", created["token"]["id"], "--server", addr, env=admin).returncode == 0
+    r = jobplane("whoami", "--server", addr, env=viewer)
+    assert r.returncode == 3 and "--token" in r.stderr, r.stderr  # UNAUTHENTICATED, and how to pass one
+    records = json.loads(jobplane("audit", "list", "--server", addr, "-o", "json", env=admin).stdout)
+    assert any(record["method"].endswith("CreateToken") and record["code"] == "OK" for record in records)
+
+
+def test_ca_show_matches_the_bundle_on_disk(sqlite_cluster):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    addr, admin = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    shown = json.loads(jobplane("ca", "show", "--server", addr, "-o", "json", env=admin).stdout)
+    ca = x509.load_pem_x509_certificates(sqlite_cluster.server.ca.read_bytes())[0]
+    assert shown["fingerprint"] == ca.fingerprint(hashes.SHA256()).hex()
+
+
+def test_a_client_without_the_ca_is_told_to_pass_it(sqlite_cluster, tmp_path):
+    nothing_here = {"JOBPLANE_HOME": str(tmp_path / "elsewhere")}
+    r = jobplane("jobs", "list", "--server", sqlite_cluster.server.address, env=nothing_here)
+    assert r.returncode == 3
+    assert "--ca" in r.stderr

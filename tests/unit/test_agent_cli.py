@@ -16,18 +16,75 @@ from jobplane.agent.main import config_from_args, parse_args
 from jobplane.agent.procstat import cpu_ticks_by_group
 
 
+@pytest.fixture(autouse=True)
+def no_credentials_around(monkeypatch, tmp_path):
+    """Flags alone decide: no token, CA or `jobplane up` data directory from the environment."""
+    for name in ("JOBPLANE_TOKEN", "JOBPLANE_CA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JOBPLANE_HOME", str(tmp_path / "home"))
+
+
 def test_flags_build_the_config(tmp_path):
     args = parse_args(["--server", "h:1", "--name", "n1", "--slots", "3", "--label", "gpu=true",
                        "--label", "zone=a=b", "--heartbeat", "0.5", "--kill-grace", "0",
-                       "--work-dir", str(tmp_path), "--standby"])
+                       "--work-dir", str(tmp_path), "--standby", "--insecure"])
     assert config_from_args(args) == AgentConfig(
         server="h:1", name="n1", slots=3, labels={"gpu": "true", "zone": "a=b"},
-        heartbeat_interval=0.5, kill_grace=0.0, work_dir=str(tmp_path), standby=True)
+        heartbeat_interval=0.5, kill_grace=0.0, work_dir=str(tmp_path), standby=True,
+        insecure=True)
 
 
 def test_server_defaults_to_the_environment(monkeypatch):
     monkeypatch.setenv("JOBPLANE_SERVER", "elsewhere:7070")
-    assert parse_args([]).server == "elsewhere:7070"
+    assert parse_args(["--insecure"]).server == "elsewhere:7070"
+
+
+def test_a_token_and_a_ca_configure_enrollment(tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("PEM")
+    config = config_from_args(parse_args(["--token", "jpa_x", "--ca", str(ca),
+                                          "--work-dir", str(tmp_path)]))
+    assert (config.token, config.ca_file, config.insecure) == ("jpa_x", str(ca), False)
+    assert "jpa_x" not in repr(config)
+
+
+def test_the_token_and_ca_come_from_a_file_the_environment_or_the_data_directory(
+        tmp_path, monkeypatch):
+    (tmp_path / "token").write_text("jpa_from_file\n")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "ca-bundle.crt").write_text("PEM")
+    from_file = parse_args(["--token-file", str(tmp_path / "token"), "--work-dir", str(tmp_path)])
+    assert (from_file.token, from_file.ca) == ("jpa_from_file", str(tmp_path / "home" / "ca-bundle.crt"))
+    monkeypatch.setenv("JOBPLANE_TOKEN", "jpa_from_env")
+    monkeypatch.setenv("JOBPLANE_CA", str(tmp_path / "token"))
+    from_env = parse_args(["--work-dir", str(tmp_path)])
+    assert (from_env.token, from_env.ca) == ("jpa_from_env", str(tmp_path / "token"))
+    monkeypatch.setenv("JOBPLANE_TOKEN", f"@{tmp_path / 'token'}")
+    assert parse_args(["--work-dir", str(tmp_path)]).token == "jpa_from_file"
+
+
+def test_an_enrolled_agent_needs_no_token(tmp_path):
+    identity = tmp_path / "state" / "identity"
+    identity.mkdir(parents=True)
+    (identity / "endpoint.json").write_text("{}")
+    args = parse_args(["--state-dir", str(tmp_path / "state"), "--work-dir", str(tmp_path)])
+    assert (args.token, args.insecure) == ("", False)
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "this agent is not enrolled yet: pass --token (from `jobplane tokens create --role agent`) "
+         "and --ca"),
+    (["--token", "jpa_x"], "argument --ca: enrolling needs the CA that signed the server's certificate"),
+    (["--token", "jpa_x", "--ca", "/no/such.crt"], "argument --ca: no such file: /no/such.crt"),
+    (["--token-file", "/no/such/token"], "argument --token-file: cannot read the token file /no/such/token"),
+    (["--insecure", "--token", "jpa_x"], "argument --token: not allowed with argument --insecure"),
+    (["--insecure", "--ca", "ca.crt"], "argument --ca: not allowed with --insecure"),
+])
+def test_missing_or_conflicting_credentials_are_refused(capsys, tmp_path, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv + ["--work-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert words in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -85,7 +142,7 @@ def children(pid: int) -> list[int]:
 def test_sigterm_stops_the_agent_with_exit_code_zero_and_no_python_workers_started(tmp_path):
     # Nothing listens at the port: the agent keeps retrying until it is told to stop.
     agent = Proc([sys.executable, "-m", "jobplane.agent", "--server", f"127.0.0.1:{free_port()}",
-                  "--name", "cli-test", "--slots", "2", "--work-dir", str(tmp_path)],
+                  "--name", "cli-test", "--slots", "2", "--work-dir", str(tmp_path), "--insecure"],
                  tmp_path / "agent.log")
     try:
         wait_until(lambda: "cannot connect" in agent.output(), 60, "the agent to try to connect")

@@ -22,7 +22,7 @@ from jobplane.v1 import job_pb2, provider_pb2, provider_pb2_grpc
 STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
 FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
 DEADLINE = 30.0
-END, BREAK = "end", "break"
+END, BREAK, TAKEN_OVER = "end", "break", "taken over"
 
 
 class Stream:
@@ -92,6 +92,9 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
     def __init__(self) -> None:
         self.streams: asyncio.Queue[Stream] = asyncio.Queue()
         self.refusals: list[grpc.StatusCode] = []
+        # As the real server does: a new stream of a provider ends its older one.
+        self.take_over = False
+        self._live: dict[str, Stream] = {}
 
     async def next_stream(self) -> Stream:
         return await asyncio.wait_for(self.streams.get(), DEADLINE)
@@ -101,6 +104,9 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
         if self.refusals:
             await context.abort(self.refusals.pop(0), "refused by the test")
         stream = Stream(first.hello)
+        if self.take_over and (older := self._live.get(first.hello.name)) is not None:
+            older.outgoing.put_nowait(TAKEN_OVER)
+        self._live[first.hello.name] = stream
         self.streams.put_nowait(stream)
         pump = asyncio.ensure_future(self._pump(context, stream))
         try:
@@ -110,6 +116,8 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
                 yield message
             if message == BREAK:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the test broke the stream")
+            if message == TAKEN_OVER:
+                await context.abort(grpc.StatusCode.ABORTED, "a newer stream of this provider took over")
         finally:
             pump.cancel()
 
@@ -138,7 +146,7 @@ def with_agent(work_dir: Path, scenario: Scenario, **config) -> object:
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        options = dict(name="a1", slots=2, heartbeat_interval=0.2, kill_grace=1.0)
+        options = dict(name="a1", slots=2, heartbeat_interval=0.2, kill_grace=1.0, insecure=True)
         agent = Agent(AgentConfig(server=f"127.0.0.1:{port}", work_dir=str(work_dir),
                                   **{**options, **config}))
         running = asyncio.create_task(agent.run())

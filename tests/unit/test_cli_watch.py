@@ -57,7 +57,7 @@ def serve():
 def test_a_watcher_cut_off_for_falling_behind_resumes_without_gap_or_duplicate(serve, capsys):
     address, jobs = serve([job_event(i, "RUNNING") for i in range(1, 9)])
 
-    code = main(["watch", "--server", address, "-o", "json"])
+    code = main(["watch", "--server", address, "--insecure", "-o", "json"])
 
     ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
     assert ids == list(range(1, 9))
@@ -68,7 +68,7 @@ def test_a_watcher_cut_off_for_falling_behind_resumes_without_gap_or_duplicate(s
 def test_watching_a_job_stops_at_its_terminal_event(serve, capsys):
     address, _ = serve([job_event(1, "RUNNING"), job_event(2, "SUCCEEDED"), job_event(3, "RUNNING")])
 
-    code = main(["watch", "7", "--server", address])
+    code = main(["watch", "7", "--server", address, "--insecure"])
 
     lines = capsys.readouterr().out.splitlines()
     assert code == 0

@@ -6,7 +6,7 @@ from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
     Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
-from jobplane.server.errors import FailedPrecondition, PermissionDenied
+from jobplane.server.errors import AlreadyExists, FailedPrecondition, PermissionDenied
 
 
 def engine():
@@ -119,7 +119,7 @@ def test_report_from_a_superseded_attempt_is_rejected_and_stopped():
     release(e)
     e.take_changes()  # attempt 2 now out
     (rejected,) = e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
-    assert rejected[:2] == (task.id, 1) and "not the current attempt" in rejected[2]
+    assert rejected[:3] == (task.id, 1, "FAILED_PRECONDITION") and "not the current attempt" in rejected[3]
     cs = e.take_changes()
     assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
     assert len(e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])) == 1
@@ -368,3 +368,30 @@ def test_drain_with_wait_lets_tasks_finish_then_hands_on_at_the_deadline():
     deadline(e)
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.DRAINED and cs.cancels["a"]
+
+
+def test_a_proven_provider_takes_over_its_own_open_stream():
+    e = engine()
+    old = provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    task = next(iter(e.tasks.values()))
+    with pytest.raises(AlreadyExists):
+        e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),), False), conn_id=old + 1)
+    e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),), False), conn_id=old + 1, takeover=True)
+    cs = e.take_changes()
+    assert cs.closes == [old] and task.current is not None and task.attempt == 1
+    e.disconnect("a", old)  # the old stream's end changes nothing
+    assert e.providers["a"].conn_id == old + 1 and not e.take_changes().timers
+
+
+def test_a_report_on_another_providers_task_is_denied_and_changes_nothing():
+    e = engine()
+    provider(e, "a", slots=1)
+    b = provider(e, "b", slots=1)
+    submit(e, cmd("t"), cmd("u"))
+    e.take_changes()
+    theirs = next(t for t in e.tasks.values() if t.provider == "a")
+    (rejected,) = e.report("b", b, [Report(theirs.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
+    assert rejected[2] == "PERMISSION_DENIED" and theirs.state == TaskState.ASSIGNED
+    assert "a" not in e.take_changes().cancels

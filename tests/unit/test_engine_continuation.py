@@ -153,13 +153,13 @@ def test_a_checkpoint_from_a_superseded_attempt_is_rejected_and_the_attempt_stop
     conn_b = connect(e, "b", slots=1)
     e.take_changes()
     (rejected,) = e.report("a", conn_a, [Report(task.id, 1, ReportKind.CHECKPOINT, checkpoint_json='{"i": 9}')])
-    assert rejected[:2] == (task.id, 1) and task.checkpoint == ""
+    assert rejected[:3] == (task.id, 1, "FAILED_PRECONDITION") and task.checkpoint == ""
     assert e.take_changes().cancels["a"] == [(task.id, 1, "attempt superseded")]
     e.report("b", conn_b, [Report(task.id, 2, ReportKind.CHECKPOINT, checkpoint_json='{"i": 1}')])
     assert task.checkpoint == task.current.checkpoint == '{"i": 1}'
     huge = '"' + "x" * (1024 * 1024) + '"'
     (rejected,) = e.report("b", conn_b, [Report(task.id, 2, ReportKind.CHECKPOINT, checkpoint_json=huge)])
-    assert "over the limit" in rejected[2] and task.checkpoint == '{"i": 1}'
+    assert "over the limit" in rejected[3] and task.checkpoint == '{"i": 1}'
 
 
 def test_the_plan_is_what_the_failure_then_does_and_changes_nothing():

@@ -1,0 +1,198 @@
+"""Authentication and credentials: who a caller is (a bearer token or a certificate the
+built-in CA issued), join tokens traded for agent certificates, API tokens, revocation.
+
+Tokens and revoked certificate serials are cached in memory (one server per database);
+every change is committed on the writer thread before it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography import x509
+
+from ..errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from ..store.models import TokenRow
+from ..store.security import SecurityStore, token_groups
+from .pki import Authority, identity_of, write_private
+from .policy import INSECURE, Caller, Role
+from .tokens import TokenKind, hash_secret, new_token, parse, verify
+
+log = logging.getLogger(__name__)
+
+JOIN_TOKEN_TTL = 3600.0
+ADMIN_TOKEN_FILE = "admin.token"
+CA_BUNDLE_FILE = "ca-bundle.crt"
+NAME_MAX = 128
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate the CA just signed for an agent."""
+
+    certificate_pem: bytes
+    ca_bundle_pem: bytes
+    expire_time: float
+    identity: str
+
+
+class Access:
+    def __init__(self, store: SecurityStore, writer: ThreadPoolExecutor, authority: Authority | None,
+                 *, agent_cert_ttl: float) -> None:
+        self._store = store
+        self._writer = writer
+        self.authority = authority  # None: --insecure
+        self._agent_cert_ttl = agent_cert_ttl
+        self._tokens: dict[str, TokenRow] = {}
+        self._revoked: set[int] = set()
+
+    @property
+    def insecure(self) -> bool:
+        return self.authority is None
+
+    async def load(self) -> None:
+        rows = await self._write(self._store.tokens)
+        self._tokens = {row.id: row for row in rows}
+        self._revoked = await self._write(self._store.revoked_serials, time.time())
+
+    async def bootstrap(self, data_dir: Path) -> None:
+        """First start: an admin API token whose secret is written to DATA_DIR/admin.token (0600)."""
+        if self.insecure or any(row.role == Role.ADMIN for row in self._tokens.values()):
+            return
+        secret, _ = await self.create_token("bootstrap", Role.ADMIN, user="admin", uses=-1, ttl=0)
+        write_private(data_dir / ADMIN_TOKEN_FILE, (secret + "\n").encode())
+        log.info("created the first admin token in %s", data_dir / ADMIN_TOKEN_FILE)
+
+    # ----- who is calling ------------------------------------------------------------
+
+    def authenticate(self, metadata: Any, auth_context: dict) -> Caller:
+        """The caller an RPC's credentials prove; raises Unauthenticated."""
+        if self.insecure:
+            return INSECURE
+        certificates = auth_context.get("x509_pem_cert") or []
+        if certificates:
+            return self._certificate_caller(certificates[0])
+        return self._token_caller(_bearer(metadata))
+
+    def _certificate_caller(self, pem: bytes) -> Caller:
+        role, identity, serial = identity_of(pem)
+        if serial in self._revoked:
+            raise Unauthenticated(f"the certificate of {identity} was revoked")
+        if role != "agent":
+            raise Unauthenticated("client certificates are not accepted yet; use an API token")
+        return Caller(identity, Role.AGENT, method="certificate", serial=serial)
+
+    def _token_caller(self, secret: str) -> Caller:
+        row = self._valid(secret)
+        if row.role == Role.AGENT:
+            raise Unauthenticated("a join token only enrolls an agent (jobplane-agent --token); "
+                                  "API calls need an API token")
+        return Caller(row.user, Role(row.role), token_groups(row))
+
+    def _valid(self, secret: str) -> TokenRow:
+        """The stored token `secret` is, if it is still good; raises Unauthenticated."""
+        try:
+            _, token_id = parse(secret)
+        except ValueError as exc:
+            raise Unauthenticated(str(exc)) from None
+        row = self._tokens.get(token_id)
+        if row is None or not verify(secret, row.secret_hash):
+            raise Unauthenticated("unknown token; create one with `jobplane tokens create`")
+        if row.revoked:
+            raise Unauthenticated(f"token {token_id} was revoked")
+        if row.expire_time is not None and row.expire_time <= time.time():
+            raise Unauthenticated(f"token {token_id} has expired; create a new one")
+        return row
+
+    # ----- tokens --------------------------------------------------------------------
+
+    async def create_token(self, creator: str, role: Role, *, user: str = "", groups: tuple[str, ...] = (),
+                           ttl: float = 0.0, uses: int = 0, name_prefix: str = "") -> tuple[str, TokenRow]:
+        """(secret, stored row) of a new token; defaults: join tokens 1 use, 1 hour."""
+        agent = role == Role.AGENT
+        if not agent and not user:
+            raise InvalidArgument("user", "API tokens act as a user; name one (e.g. --user alice)")
+        if ttl < 0 or uses < -1:
+            raise InvalidArgument("ttl_seconds" if ttl < 0 else "uses", "must not be negative")
+        secret, token_id = new_token(TokenKind.AGENT if agent else TokenKind.USER)
+        now = time.time()
+        ttl = ttl or (JOIN_TOKEN_TTL if agent else 0.0)
+        row = {"id": token_id, "secret_hash": hash_secret(secret), "role": int(role), "user": user,
+               "groups": json.dumps(list(groups)), "name_prefix": name_prefix, "create_time": now,
+               "expire_time": now + ttl if ttl else None, "uses_left": uses or (1 if agent else -1),
+               "revoked": 0, "created_by": creator}
+        stored = await self._write(self._store.add_token, row)
+        self._tokens[token_id] = stored
+        return secret, stored
+
+    def tokens(self) -> list[TokenRow]:
+        return sorted(self._tokens.values(), key=lambda r: (-r.create_time, r.id))
+
+    async def revoke_token(self, token_id: str) -> TokenRow:
+        if token_id not in self._tokens:
+            raise NotFound(f"token {token_id!r} not found; `jobplane tokens list` shows them")
+        row = await self._write(self._store.revoke_token, token_id)
+        self._tokens[token_id] = row
+        return row
+
+    # ----- certificates --------------------------------------------------------------
+
+    async def enroll(self, secret: str, name: str, csr_pem: bytes) -> Issued:
+        """Spend one use of a join token on a certificate for provider `name`."""
+        authority = self._require_authority()
+        row = self._valid(secret)
+        if row.role != Role.AGENT:
+            raise PermissionDenied("only a join token (jobplane tokens create --role agent) enrolls an agent")
+        if not name or len(name) > NAME_MAX or not name.startswith(row.name_prefix):
+            raise PermissionDenied(f"provider name {name!r} is not allowed by this token; "
+                                   f"it must start with {row.name_prefix!r}")
+        used = await self._write(self._store.use_token, row.id)
+        if used is None:
+            raise Unauthenticated(f"token {row.id} has no uses left; create a new one")
+        self._tokens[row.id] = used
+        return await self._issue(authority, name, csr_pem)
+
+    async def renew(self, caller: Caller, csr_pem: bytes) -> Issued:
+        return await self._issue(self._require_authority(), caller.identity, csr_pem)
+
+    async def _issue(self, authority: Authority, name: str, csr_pem: bytes) -> Issued:
+        try:
+            pem = authority.sign_csr(csr_pem, identity=name, role="agent",
+                                     lifetime=timedelta(seconds=self._agent_cert_ttl))
+        except ValueError as exc:
+            raise InvalidArgument("csr_pem", str(exc)) from None
+        cert = x509.load_pem_x509_certificate(pem)
+        not_after = cert.not_valid_after_utc.timestamp()
+        await self._write(self._store.add_certificate, cert.serial_number, name, int(Role.AGENT), not_after)
+        return Issued(pem, authority.trust_bundle(), not_after, name)
+
+    async def revoke_identity(self, identity: str) -> None:
+        """Refuse every certificate issued to `identity` from now on."""
+        self._revoked |= set(await self._write(self._store.revoke_certificates, identity))
+
+    def _require_authority(self) -> Authority:
+        if self.authority is None:
+            raise PermissionDenied("this server runs with --insecure: there are no certificates to issue")
+        return self.authority
+
+    async def _write(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise Unauthenticated("the authorization metadata must read `Bearer <token>`")
+    raise Unauthenticated("no credentials: pass an API token (--token, JOBPLANE_TOKEN) over TLS; "
+                          "`jobplane tokens create` makes one")

@@ -1,0 +1,208 @@
+"""The one interceptor: authenticates every call, authorizes it (policy.authorize), applies
+the per-identity limits, sets `current_caller` for the handler and records mutating calls
+in the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from ..errors import JobplaneError, ResourceExhausted
+from .access import Access
+from .policy import ANONYMOUS, MUTATING, Caller, authorize, current_caller, is_public
+
+log = logging.getLogger(__name__)
+
+SUBMIT = "/jobplane.v1.JobService/SubmitJob"
+ENROLL = "/jobplane.v1.SecurityService/Enroll"
+
+
+@dataclass(frozen=True)
+class Limits:
+    submit_rate: float = 50.0  # SubmitJob calls per second per identity (bursts of 2 seconds' worth)
+    enroll_rate: float = 5.0  # Enroll calls per second per peer address
+    max_streams: int = 64  # open streaming calls per identity
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` per second, bursts of `2 × rate` (at least 1)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        burst = max(1.0, 2 * self.rate)
+        level, last = self._buckets.get(key, (burst, now))
+        level = min(burst, level + (now - last) * self.rate)
+        if level < 1:
+            self._buckets[key] = (level, now)
+            return False
+        self._buckets[key] = (level - 1, now)
+        return True
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, access: Access, audit: Callable[[dict], None], limits: Limits) -> None:
+        self._access = access
+        self._audit = audit
+        self._limits = limits
+        self._submits = RateLimiter(limits.submit_rate)
+        self._enrolls = RateLimiter(limits.enroll_rate)
+        self._streams: defaultdict[str, int] = defaultdict(int)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
+            return handler
+        return _wrapped(handler, method, self)
+
+    # ----- what each call goes through -----------------------------------------------
+
+    def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+        """Who is calling; raises Unauthenticated (or ValueError for a certificate without an identity)."""
+        if is_public(method):
+            return ANONYMOUS
+        return self._access.authenticate(context.invocation_metadata(), context.auth_context())
+
+    def admit(self, method: str, caller: Caller, context: grpc.aio.ServicerContext) -> None:
+        """Raise PermissionDenied or ResourceExhausted unless the caller may make this call now."""
+        if not is_public(method):
+            authorize(caller, method)
+        if method == SUBMIT and not self._submits.allow(caller.identity):
+            raise ResourceExhausted(f"more than {self._limits.submit_rate:g} submits per second from "
+                                    f"{caller.identity}; slow down and retry")
+        if method == ENROLL and not self._enrolls.allow(_peer_host(context.peer())):
+            raise ResourceExhausted(f"more than {self._limits.enroll_rate:g} enrollments per second from "
+                                    "this address; retry in a moment")
+
+    def open_stream(self, caller: Caller) -> None:
+        if self._streams[caller.identity] >= self._limits.max_streams:
+            raise ResourceExhausted(f"{caller.identity} has {self._limits.max_streams} streams open already; "
+                                    "close some (or raise --max-streams)")
+        self._streams[caller.identity] += 1
+
+    def close_stream(self, caller: Caller) -> None:
+        self._streams[caller.identity] -= 1
+
+    def record(self, method: str, caller: Caller, request: Any, context, error: BaseException | None) -> None:
+        if method not in MUTATING:
+            return
+        code = _code(context, error)
+        self._audit({"time": time.time(), "identity": caller.identity, "role": int(caller.role),
+                     "method": method, "target": _target(request), "code": code,
+                     "message": "" if code == "OK" else str(context.details() or error or "")[:500]})
+
+
+def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _unary(handler.unary_unary, method, guard),
+            request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _streaming(handler.unary_stream, method, guard),
+            request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            _streaming(handler.stream_stream, method, guard),
+            request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    return handler  # client streaming: not used by jobplane
+
+
+def _unary(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
+    async def call(request, context):
+        caller = await _admit(guard, method, context, request)
+        token = current_caller.set(caller)
+        error: BaseException | None = None
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            current_caller.reset(token)
+            guard.record(method, caller, request, context, error)
+
+    return call
+
+
+def _streaming(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
+    async def call(request, context):
+        caller = await _admit(guard, method, context, request)
+        try:
+            guard.open_stream(caller)
+        except JobplaneError as exc:
+            await _deny(guard, method, caller, request, context, exc)
+        current_caller.set(caller)  # this generator runs in the call's own task
+        guard.record(method, caller, request if not hasattr(request, "__aiter__") else None, context, None)
+        try:
+            async for response in behavior(request, context):
+                yield response
+        finally:
+            guard.close_stream(caller)
+
+    return call
+
+
+async def _admit(guard: AuthInterceptor, method: str, context, request) -> Caller:
+    caller = ANONYMOUS
+    try:
+        caller = guard.authenticate(method, context)
+        guard.admit(method, caller, context)
+        return caller
+    except (JobplaneError, ValueError) as exc:  # ValueError: a certificate without a jobplane identity
+        await _deny(guard, method, caller, request, context, exc)
+    raise AssertionError("unreachable: context.abort raises")
+
+
+async def _deny(guard: AuthInterceptor, method: str, caller: Caller, request, context, exc: Exception) -> None:
+    from ..services.base import status_code  # the one mapping of domain errors to codes
+
+    code = status_code(exc) if isinstance(exc, JobplaneError) else grpc.StatusCode.UNAUTHENTICATED
+    if method in MUTATING:
+        guard._audit({"time": time.time(), "identity": caller.identity if caller is not ANONYMOUS else
+                      _peer_host(context.peer()), "role": 0, "method": method,
+                      "target": _target(request if not hasattr(request, "__aiter__") else None),
+                      "code": code.name, "message": str(exc)[:500]})
+    await context.abort(code, str(exc))
+
+
+def _code(context, error: BaseException | None) -> str:
+    """The status the call ended with: what the handler set, else OK, CANCELLED or UNKNOWN."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if error is None:
+        return "OK"
+    return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
+
+
+def _target(request: Any) -> str:
+    """The resource a request names, for the audit log."""
+    for field in ("job_id", "provider_id", "token_id", "name", "user"):
+        value = getattr(request, field, "")
+        if value:
+            return f"{field.removesuffix('_id')} {value}"
+    spec = getattr(request, "spec", None)
+    if spec is not None and getattr(spec, "name", ""):
+        return f"job named {spec.name}"
+    role = getattr(request, "role", 0)
+    return f"role {role}" if role else ""
+
+
+def _peer_host(peer: str) -> str:
+    """`ipv4:127.0.0.1:5555` -> `127.0.0.1`."""
+    kind, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0] if kind in ("ipv4", "ipv6") else peer

@@ -1,0 +1,106 @@
+"""SecurityService: enrollment and certificate renewal, tokens, the audit log, the CA."""
+
+from __future__ import annotations
+
+import json
+
+from jobplane.v1 import security_pb2, security_pb2_grpc
+
+from ..domain.filters import parse_filter
+from ..errors import AlreadyExists, InvalidArgument
+from ..security.access import Access, Issued
+from ..security.policy import Role, current_caller
+from ..store.queries import AUDIT_FILTER_KEYS
+from ..store.security import SecurityStore
+from . import convert
+from .base import Deps, decode_token, encode_token, page_size, rpc
+
+
+class SecurityService(security_pb2_grpc.SecurityServiceServicer):
+    def __init__(self, deps: Deps, access: Access, store: SecurityStore, agent_port: int) -> None:
+        self.d = deps
+        self._access = access
+        self._store = store
+        self._agent_port = agent_port
+
+    @rpc
+    async def Enroll(self, request, context):
+        if not request.token:
+            raise InvalidArgument("token", "pass the join token `jobplane tokens create --role agent` printed")
+        connected = self.d.core.engine.providers.get(request.name)
+        if connected is not None and connected.conn_id:
+            raise AlreadyExists(f"provider {request.name!r} is connected; give this agent another --name")
+        issued = await self._access.enroll(request.token, request.name, request.csr_pem)
+        return security_pb2.EnrollResponse(
+            provider_id=issued.identity, certificate_pem=issued.certificate_pem, ca_bundle_pem=issued.ca_bundle_pem,
+            expire_time=convert.ts(issued.expire_time), agent_port=self._agent_port)
+
+    @rpc
+    async def RenewCertificate(self, request, context):
+        issued = await self._access.renew(current_caller.get(), request.csr_pem)
+        return security_pb2.RenewCertificateResponse(**_certificate(issued))
+
+    @rpc
+    async def CreateToken(self, request, context):
+        if request.role not in Role._value2member_map_:
+            raise InvalidArgument("role", "must be ROLE_ADMIN, ROLE_OPERATOR, ROLE_SUBMITTER, ROLE_VIEWER or ROLE_AGENT")
+        secret, row = await self._access.create_token(
+            current_caller.get().identity, Role(request.role), user=request.user, groups=tuple(request.groups),
+            ttl=request.ttl_seconds, uses=request.uses, name_prefix=request.name_prefix)
+        return security_pb2.CreateTokenResponse(token=token_to_proto(row), secret=secret)
+
+    @rpc
+    async def ListTokens(self, request, context):
+        size, start = page_size(request.page_size), decode_token(request.page_token) or 0
+        rows = self._access.tokens()
+        token = encode_token(start + size) if len(rows) > start + size else ""
+        return security_pb2.ListTokensResponse(tokens=[token_to_proto(r) for r in rows[start:start + size]],
+                                               next_page_token=token)
+
+    @rpc
+    async def RevokeToken(self, request, context):
+        row = await self._access.revoke_token(request.token_id)
+        return security_pb2.RevokeTokenResponse(token=token_to_proto(row))
+
+    @rpc
+    async def ListAuditRecords(self, request, context):
+        size, before = page_size(request.page_size), decode_token(request.page_token)
+        terms = parse_filter(request.filter, AUDIT_FILTER_KEYS)
+        rows = await self.d.read(self._store.audit_records, terms, before, size + 1)
+        token = encode_token(rows[size - 1].id) if len(rows) > size else ""
+        return security_pb2.ListAuditRecordsResponse(records=[audit_to_proto(r) for r in rows[:size]],
+                                                     next_page_token=token)
+
+    @rpc
+    async def GetAuthority(self, request, context):
+        authority = self._access.authority
+        if authority is None:
+            return security_pb2.GetAuthorityResponse(subject="none: the server runs with --insecure")
+        cert = authority.cert
+        return security_pb2.GetAuthorityResponse(
+            ca_bundle_pem=authority.trust_bundle(), subject=cert.subject.rfc4514_string(),
+            fingerprint=authority.fingerprint(), not_before=convert.ts(cert.not_valid_before_utc.timestamp()),
+            not_after=convert.ts(cert.not_valid_after_utc.timestamp()))
+
+    @rpc
+    async def WhoAmI(self, request, context):
+        caller = current_caller.get()
+        return security_pb2.WhoAmIResponse(identity=caller.identity, role=int(caller.role),
+                                           groups=list(caller.groups), method=caller.method)
+
+
+def _certificate(issued: Issued) -> dict:
+    return {"certificate_pem": issued.certificate_pem, "ca_bundle_pem": issued.ca_bundle_pem,
+            "expire_time": convert.ts(issued.expire_time)}
+
+
+def token_to_proto(row) -> security_pb2.Token:
+    return security_pb2.Token(
+        id=row.id, role=row.role, user=row.user, groups=json.loads(row.groups), name_prefix=row.name_prefix,
+        create_time=convert.ts(row.create_time), expire_time=convert.ts(row.expire_time),
+        uses_left=row.uses_left, revoked=bool(row.revoked), created_by=row.created_by)
+
+
+def audit_to_proto(row) -> security_pb2.AuditRecord:
+    return security_pb2.AuditRecord(id=row.id, time=convert.ts(row.time), identity=row.identity, role=row.role,
+                                    method=row.method, target=row.target, code=row.code, message=row.message)

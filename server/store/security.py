@@ -1,0 +1,88 @@
+"""Queries for tokens, issued certificates and the audit log. Writes run on the writer
+thread, each in its own transaction, so a join token's use is committed before the
+enrollment it allowed is answered."""
+
+from __future__ import annotations
+
+import json
+
+from peewee import Database
+
+from .models import AuditRow, CertificateRow, TokenRow
+from .queries import AUDIT_COLUMNS, where
+
+
+class SecurityStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ----- tokens --------------------------------------------------------------------
+
+    def add_token(self, row: dict) -> TokenRow:
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            TokenRow.insert(row).execute()
+        return TokenRow.get_by_id(row["id"])
+
+    def tokens(self) -> list[TokenRow]:
+        self.db.connect(reuse_if_open=True)
+        return list(TokenRow.select().order_by(TokenRow.create_time.desc(), TokenRow.id))
+
+    def has_admin_token(self, admin_role: int) -> bool:
+        self.db.connect(reuse_if_open=True)
+        return TokenRow.select().where(TokenRow.role == admin_role).exists()
+
+    def use_token(self, token_id: str) -> TokenRow | None:
+        """Spend one use of a token with uses left; None if it has none (or is unknown)."""
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            row = TokenRow.get_or_none(TokenRow.id == token_id)
+            if row is None or row.uses_left == 0:
+                return None
+            if row.uses_left > 0:
+                row.uses_left -= 1
+                TokenRow.update(uses_left=row.uses_left).where(TokenRow.id == token_id).execute()
+        return row
+
+    def revoke_token(self, token_id: str) -> TokenRow | None:
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            TokenRow.update(revoked=1).where(TokenRow.id == token_id).execute()
+        return TokenRow.get_or_none(TokenRow.id == token_id)
+
+    # ----- certificates --------------------------------------------------------------
+
+    def add_certificate(self, serial: int, identity: str, role: int, not_after: float) -> None:
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            CertificateRow.insert(serial=str(serial), identity=identity, role=role, not_after=not_after,
+                                  revoked=0).execute()
+
+    def revoke_certificates(self, identity: str) -> list[int]:
+        """Revoke every certificate issued to `identity`; their serials."""
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            CertificateRow.update(revoked=1).where(CertificateRow.identity == identity).execute()
+        return [int(r.serial) for r in CertificateRow.select().where(CertificateRow.identity == identity)]
+
+    def revoked_serials(self, now: float) -> set[int]:
+        """Serials of revoked certificates that have not expired (expired ones fail TLS anyway)."""
+        self.db.connect(reuse_if_open=True)
+        rows = CertificateRow.select().where((CertificateRow.revoked == 1) & (CertificateRow.not_after > now))
+        return {int(r.serial) for r in rows}
+
+    # ----- audit ---------------------------------------------------------------------
+
+    def audit_records(self, terms, before_id: int | None, limit: int) -> list[AuditRow]:
+        self.db.connect(reuse_if_open=True)
+        q = AuditRow.select()
+        condition = where(terms, AUDIT_COLUMNS)
+        if condition is not None:
+            q = q.where(condition)
+        if before_id is not None:
+            q = q.where(AuditRow.id < before_id)
+        return list(q.order_by(AuditRow.id.desc()).limit(limit))
+
+
+def token_groups(row: TokenRow) -> tuple[str, ...]:
+    return tuple(json.loads(row.groups))
