@@ -19,6 +19,7 @@ from jobplane.v1 import provider_pb2_grpc, security_pb2, security_pb2_grpc, task
 
 from .config import ServerConfig
 from .core import Core
+from .errors import ConfigError
 from .domain.engine import Engine, EngineConfig
 from .events import EventHub
 from .hooks import ScaleOutHook
@@ -133,7 +134,16 @@ class Server:
 
     def _authority(self) -> Authority:
         pki = self.config.data_dir / "pki"
-        authority = Authority.load_or_create(pki)
+        if self.config.ca_cert is not None:
+            try:
+                authority = Authority.from_files(self.config.ca_cert, self.config.ca_key)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"--ca-cert/--ca-key: {exc}") from None
+        else:
+            authority = Authority.load_or_create(pki)
+            if self.config.rotate_ca:
+                authority = authority.rotate(pki)
+                log.info("rotated the CA: new fingerprint %s; the previous CA stays trusted", authority.fingerprint())
         hosts = [h for h in (self.config.listen.rsplit(":", 1)[0], self.config.agent_address.rsplit(":", 1)[0],
                              socket.gethostname(), *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
         self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])

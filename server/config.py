@@ -38,6 +38,9 @@ class ServerConfig:
     agent_listen: str = ""  # the mutual-TLS address for agents; empty: listen port + 1 (or 0)
     tls_hosts: tuple[str, ...] = ()  # extra names/addresses for the server certificate
     agent_cert_ttl: float = 86400.0
+    ca_cert: Path | None = None  # use this existing CA (with ca_key) instead of the built-in one
+    ca_key: Path | None = None
+    rotate_ca: bool = False  # make a new built-in CA on this start; the old one stays trusted
     # Limits.
     max_message_bytes: int = 64 * 1024 * 1024
     submit_rate: float = 50.0

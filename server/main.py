@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="mutual-TLS address agents connect to (default: the --listen port + 1)")
     p.add_argument("--tls-san", dest="tls_hosts", action="append", default=[], metavar="NAME",
                    help="another host name or IP clients use to reach the server; repeatable")
+    p.add_argument("--ca-cert", type=Path, default=None, metavar="PEM",
+                   help="use this existing CA certificate (with --ca-key) instead of the built-in CA")
+    p.add_argument("--ca-key", type=Path, default=None, metavar="PEM", help="the existing CA's private key")
+    p.add_argument("--rotate-ca", action="store_true",
+                   help="start with a new built-in CA; certificates of the old one stay valid until they expire")
     p.add_argument("--agent-cert-ttl", type=float, default=86400.0, metavar="SECONDS",
                    help="lifetime of agent certificates; agents renew at 70%% of it (default: %(default)s)")
     p.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024,
@@ -56,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     for flag in ("heartbeat_tolerance", "probe_deadline"):
         if getattr(a, flag) <= 0:
             p.error(f"--{flag.replace('_', '-')} must be > 0")
+    if (a.ca_cert is None) != (a.ca_key is None):
+        p.error("--ca-cert and --ca-key go together")
+    if a.rotate_ca and a.ca_cert is not None:
+        p.error("--rotate-ca rotates the built-in CA; with --ca-cert, rotate your CA yourself")
     if a.agent_cert_ttl < 2:
         p.error("--agent-cert-ttl must be at least 2 seconds")
     if a.max_message_bytes < 1024 or a.max_streams < 1:
@@ -73,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
                         address_file=a.address_file, timezone=a.timezone.strip(),
                         period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,
-                        agent_listen=a.agent_listen, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
+                        agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams)
 

@@ -161,7 +161,10 @@ class Authority:
         if not (files.cert.exists() and files.key.exists()):
             return False
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-        if cert.not_valid_after_utc - _now() <= SERVER_MIN_REMAINING or not _issued_by(cert, self.cert):
+        # A certificate from the previous CA stays in use after a rotation: peers that still trust
+        # only that CA keep connecting until they renew (and learn the new bundle).
+        issuers = [self.cert] + ([self.previous] if self.previous is not None else [])
+        if cert.not_valid_after_utc - _now() <= SERVER_MIN_REMAINING or not any(_issued_by(cert, i) for i in issuers):
             return False
         return set(map(_general_name, wanted)) <= set(_sans(cert))
 

@@ -197,3 +197,39 @@ def test_oversized_messages_and_submit_bursts_are_refused_and_the_server_stays_h
         for _ in range(5):
             cluster.client.submit_job(small)
     assert cluster.client.whoami().identity == "admin"
+
+
+def test_a_rotated_ca_keeps_enrolled_agents_and_signs_new_ones(tmp_path, sqlite_url):
+    from conftest import Cluster
+    from support import free_port
+
+    cluster = Cluster(tmp_path, sqlite_url)
+    port = free_port()
+    cluster.start_server(port=port, grace=10.0)
+    try:
+        cluster.add_agent("a1", slots=1)
+        old = cluster.client.get_authority().fingerprint
+        cluster.server.stop()
+        cluster.start_server(port=port, grace=10.0, extra=["--rotate-ca"])
+        assert cluster.client.get_authority().fingerprint != old
+        cluster.wait_active("a1")  # its certificate is from the old CA: still trusted
+        cluster.add_agent("a2", slots=1)  # enrolled by the new CA
+        jobs = [cluster.client.submit_job({"name": f"j{i}", "tasks": [{"name": "t", "command": ["true"]}]})
+                for i in range(2)]
+        assert all(cluster.client.wait_job(j.id, timeout=30).state == SUCCEEDED for j in jobs)
+    finally:
+        cluster.close()
+
+
+def test_an_existing_ca_can_be_used_instead_of_the_built_in_one(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    ours = Authority.load_or_create(tmp_path / "corporate-ca")
+    cluster = Cluster(tmp_path, sqlite_url)
+    cluster.start_server(extra=["--ca-cert", str(tmp_path / "corporate-ca" / "ca.crt"),
+                                "--ca-key", str(tmp_path / "corporate-ca" / "ca.key")])
+    try:
+        assert cluster.client.get_authority().fingerprint == ours.fingerprint()
+        cluster.add_agent("a1", slots=1)
+    finally:
+        cluster.close()
