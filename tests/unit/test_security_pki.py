@@ -163,15 +163,18 @@ def test_rotation_keeps_the_old_ca_in_the_trust_bundle(tmp_path):
     assert mode(tmp_path / "ca.key") == 0o600
 
 
-def test_rotation_reissues_the_server_cert_under_the_new_ca(tmp_path):
+def test_after_a_rotation_the_old_server_cert_serves_until_its_ca_leaves_the_bundle(tmp_path):
     old = Authority.load_or_create(tmp_path / "ca")
     before = old.issue_server(tmp_path, ["jobs"]).cert.read_bytes()
 
     new = old.rotate(tmp_path / "ca")
+    kept = new.issue_server(tmp_path, ["jobs"]).cert.read_bytes()
+    assert kept == before, "peers trusting only the old CA keep connecting"
 
-    after = cert(new.issue_server(tmp_path, ["jobs"]).cert.read_bytes())
+    newest = new.rotate(tmp_path / "ca")  # the first CA is no longer trusted
+    after = cert(newest.issue_server(tmp_path, ["jobs"]).cert.read_bytes())
     assert after != cert(before)
-    after.verify_directly_issued_by(new.cert)
+    after.verify_directly_issued_by(newest.cert)
 
 
 def test_renew_at_is_seventy_percent_through_the_lifetime(ca):
