@@ -16,7 +16,7 @@ import grpc
 
 from ..errors import JobplaneError, ResourceExhausted
 from .access import Access
-from .policy import ANONYMOUS, MUTATING, Caller, authorize, current_caller, is_public
+from .policy import ANONYMOUS, MUTATING, Caller, Role, authorize, current_caller, is_public
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if method not in MUTATING:
             return
         code = _code(context, error)
+        if method == ENROLL:  # no caller yet: the join token vouches for the name it asks for
+            caller = Caller(getattr(request, "name", "") or "?", Role.AGENT, method="join token")
         self._audit({"time": time.time(), "identity": caller.identity, "role": int(caller.role),
                      "method": method, "target": _target(request), "code": code,
                      "message": "" if code == "OK" else str(context.details() or error or "")[:500]})
