@@ -19,6 +19,7 @@ from .config import AgentConfig
 from .credentials import open_credentials
 from .link import Link
 from .outbox import Outbox
+from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
 from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
@@ -199,12 +200,10 @@ class Agent:
     async def _execute(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
     ) -> AttemptResult:
-        if stop.done():  # cancelled while it waited for a slot
-            return stop.result().result()
+        refusal = await self._refusal(assignment, stop)
+        if refusal is not None:
+            return refusal
         spec = assignment.spec
-        if bool(spec.command) == bool(spec.python):
-            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"},
-                                 error="the task spec must set exactly one of command and python")
         key = (assignment.task_id, assignment.attempt)
         on_start = self._on_start(key, report=True)
         self._running += 1
@@ -219,6 +218,39 @@ class Agent:
                                      on_start=on_start)
         finally:
             self._running -= 1
+
+    async def _refusal(self, assignment: provider_pb2.Assignment,
+                       stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
+        """Why the attempt must not start after all; None if it may."""
+        if stop.done():  # cancelled while it waited for a slot
+            return stop.result().result()
+        spec = assignment.spec
+        if bool(spec.command) == bool(spec.python):
+            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"},
+                                 error="the task spec must set exactly one of command and python")
+        if spec.prerequisites:
+            return await self._recheck(assignment, stop)
+        return None
+
+    async def _recheck(self, assignment: provider_pb2.Assignment,
+                       stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
+        """Scan the attempt's prerequisites again, as the machine may have lost one since the
+        server's inventory saw it; None if all are here. A cancel or shutdown cuts it short."""
+        check = asyncio.ensure_future(
+            missing_prerequisites(assignment.spec.prerequisites, self.config.scan_limits))
+        try:
+            await asyncio.wait({check, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            check.cancel()
+            await asyncio.gather(check, return_exceptions=True)
+        if stop.done():
+            return stop.result().result()
+        missing = check.result()
+        if not missing:
+            return None
+        log.info("not running task %s attempt %d: prerequisite %d is missing (%s)",
+                 assignment.task_id, assignment.attempt, *missing[0])
+        return prerequisite_missing(missing)
 
     def _on_start(self, key: AttemptKey, *, report: bool) -> Callable[[Started], None]:
         def on_start(started: Started) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from jobplane.client.channel import resolve_target
 
+from .scan import ScanLimits
+
 
 def _default_slots() -> int:
     return os.cpu_count() or 1
@@ -38,6 +40,8 @@ class AgentConfig:
     ca_file: str = ""
     # Plaintext to the server's only port, no enrollment: for servers started with --insecure.
     insecure: bool = False
+    # How far each prerequisite check may go: time, directory entries visited, bytes hashed.
+    scan_limits: ScanLimits = field(default_factory=ScanLimits)
 
     def __post_init__(self) -> None:
         if not self.server:

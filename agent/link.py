@@ -17,6 +17,7 @@ from .config import AgentConfig
 from .errors import AgentError, HelloRejected, NameInUse
 from .facts import load_average, machine_facts
 from .outbox import Outbox
+from .prerequisites import ScanQueue
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class Link:
         self._credentials = credentials
         self._facts = machine_facts()
         self._calls: set[grpc.aio.StreamStreamCall] = set()
+        # Scans the server asks for; they outlive a stream, their reports go on the current one.
+        self._scans = ScanQueue(config.scan_limits)
         self._write_lock = asyncio.Lock()
         self._welcomed = False
         self._closing = False
@@ -123,11 +126,13 @@ class Link:
         await self._credentials.ready()
         renewing = asyncio.create_task(self._credentials.keep_renewed(),
                                        name="jobplane-agent-renewal")
+        scanning = asyncio.create_task(self._scans.run(), name="jobplane-agent-scans")
         try:
             await self._stay_connected()
         finally:
-            renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
+            for task in (renewing, scanning):
+                task.cancel()
+            await asyncio.gather(renewing, scanning, return_exceptions=True)
 
     async def _stay_connected(self) -> None:
         delay = BACKOFF_FIRST
@@ -216,7 +221,8 @@ class Link:
         welcomed (returned)."""
         call = stream.call
         pumps = asyncio.create_task(_until_first_ends(
-            self._send_reports(call), self._send_heartbeats(call), self._receive(call)))
+            self._send_reports(call), self._send_heartbeats(call), self._send_scan_reports(call),
+            self._receive(call)))
         begun = asyncio.Event()
         handover = asyncio.create_task(self._handover(stream.generation, begun, pumps))
         try:
@@ -295,6 +301,13 @@ class Link:
             batch = await self._outbox.next_batch()
             await self._write(call, provider_pb2.ConnectRequest(reports=batch))
 
+    async def _send_scan_reports(self, call: grpc.aio.StreamStreamCall) -> None:
+        # A report taken here and lost with a broken stream is not sent again: the server
+        # asks again for what its inventory still lacks.
+        while True:
+            report = await self._scans.next_report()
+            await self._write(call, provider_pb2.ConnectRequest(scan_report=report))
+
     async def _send_heartbeats(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
             await asyncio.sleep(self._config.heartbeat_interval)
@@ -325,6 +338,9 @@ class Link:
         kind = response.WhichOneof("message")
         if kind == "assign":
             self._handler.on_assign(list(response.assign.assignments))
+            self._scans.request(response.assign.scan)
+        elif kind == "scan":
+            self._scans.request(response.scan.signatures)
         elif kind == "cancel":
             self._handler.on_cancel(list(response.cancel.attempts), response.cancel.reason)
         elif kind == "ack":

@@ -258,7 +258,7 @@ class _FileWant:
 
 def _check_file(check: _Check) -> dict:
     pattern = _field(check.sig, "path", str, required=True)
-    roots = _strings(check.sig, "roots") or []
+    roots = [_expand_root(r) for r in _strings(check.sig, "roots") or []]
     if not os.path.isabs(pattern) and not roots:
         raise _BadSignature(f"'path' {pattern!r} is relative: give it 'roots' to search")
     want = _file_want(check.sig)
@@ -274,6 +274,13 @@ def _check_file(check: _Check) -> dict:
         return _absent("; ".join(filter(None, [_rejections(rejected), str(exc)])))
     where = f" under {', '.join(roots)}" if not os.path.isabs(pattern) else ""
     return _absent(_rejections(rejected) or f"no file matches {pattern}{where}")
+
+
+def _expand_root(root: str) -> str:
+    """`$DATA/refs` -> this agent's value of DATA; a variable the agent lacks leaves a root
+    that matches nothing (the reason names it)."""
+    expanded = os.path.expandvars(root)
+    return expanded if os.path.isabs(expanded) else f"/nonexistent/unset {root}"
 
 
 def _file_want(sig: dict) -> _FileWant:

@@ -14,12 +14,14 @@ from jobplane.client.channel import locate_credentials, open_aio_channel, resolv
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
-from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
 from jobplane.client.security import token_request
 from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
     event_pb2,
+    inventory_pb2,
+    inventory_pb2_grpc,
     job_pb2,
     job_pb2_grpc,
     provider_pb2,
@@ -47,6 +49,7 @@ class AsyncClient:
         self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
         self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
         self._security = security_pb2_grpc.SecurityServiceStub(channel)
+        self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
 
     @classmethod
     async def connect(
@@ -190,6 +193,18 @@ class AsyncClient:
         self, provider_id: str, *, at: float | None = None
     ) -> continuation_pb2.PlanContinuationResponse:
         return await self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
+
+    # Inventory
+
+    def list_inventory(
+        self, *, filter: str = "", page_size: int = 100
+    ) -> AsyncIterator[inventory_pb2.InventoryEntry]:
+        request = inventory_pb2.ListInventoryRequest(filter=filter, page_size=page_size)
+        return self._pages(self._inventory.ListInventory, request, "entries")
+
+    async def scan_provider(self, provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> list[str]:
+        request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
+        return list((await self._unary(self._inventory.ScanProvider, request)).signature_ids)
 
     # Security
 

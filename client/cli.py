@@ -18,6 +18,7 @@ from jobplane.client import (
     cmd_ca,
     cmd_continuations,
     cmd_demo,
+    cmd_inventory,
     cmd_jobs,
     cmd_providers,
     cmd_submit,
@@ -40,7 +41,7 @@ from jobplane.client.errors import (
 )
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_tasks, cmd_watch, cmd_providers, cmd_continuations,
+    cmd_submit, cmd_jobs, cmd_tasks, cmd_watch, cmd_providers, cmd_inventory, cmd_continuations,
     cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
 )
 

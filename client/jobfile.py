@@ -1,8 +1,10 @@
 """Job files: TOML or JSON documents describing a job, checked and converted to a JobSpec.
 
 The client checks the shape (syntax, known keys, types, required fields) and names the line of
-each problem; what the tasks mean together (cycles, unknown `after`, duplicate names) is the
-server's to check. `JobFile.locate` maps the field path of a server INVALID_ARGUMENT back to a line.
+each problem; what the tasks mean together (cycles, unknown `after`, duplicate names) and what a
+prerequisite signature says are the server's to check. `JobFile.locate` maps the field path of a
+server INVALID_ARGUMENT back to a line. Signature files (`jobplane inventory scan --file`) hold
+`signatures = [...]` checked and located the same way.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import json
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from google.protobuf import json_format, struct_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.locate import FieldPath, LineIndex
@@ -46,12 +50,7 @@ class JobFile:
 def load_job_file(path: str | Path) -> JobFile:
     """Read and check a `.toml` or `.json` job file; raises JobFileError naming file and line."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        problem = FileProblem(name, None, "", f"cannot read the job file: {error}")
-        raise JobFileError([problem]) from error
-    return parse_job_file(text, name=name, syntax="json" if name.endswith(".json") else "toml")
+    return parse_job_file(_read(path, "job file"), name=name, syntax="json" if name.endswith(".json") else "toml")
 
 
 def parse_job_file(text: str, *, name: str = "<job file>", syntax: str = "toml") -> JobFile:
@@ -69,12 +68,60 @@ def job_spec_from_mapping(document: Mapping[str, Any]) -> job_pb2.JobSpec:
     return _Converter("python", LineIndex({}), None).job_spec(document)
 
 
+@dataclass(frozen=True)
+class SignatureFile:
+    """A checked signature file: its signatures plus what it takes to point back at its lines."""
+
+    name: str
+    signatures: tuple[struct_pb2.Struct, ...]
+    lines: LineIndex
+
+    def locate(self, message: str) -> FileProblem | None:
+        """Map a server message such as `signatures[1].version: ...` to a file line; None if the
+        message names no signature (e.g. `provider_id: ...`)."""
+        match = _SERVER_PATH.match(message)
+        path = _proto_path(match.group("path")) if match else ()
+        if not match or path[:1] != ("signatures",):
+            return None
+        return FileProblem(self.name, self.lines.line_of(path), format_path(path), match.group("rest"))
+
+
+def load_signature_file(path: str | Path) -> SignatureFile:
+    """Read and check a signature file: TOML `signatures = [...]` (or `[[signatures]]` tables), or
+    JSON, a list or `{"signatures": [...]}`. Raises JobFileError naming file and line."""
+    name = str(path)
+    syntax = "json" if name.endswith(".json") else "toml"
+    text = _read(path, "signature file")
+    if syntax == "json":
+        document, lines = _parse_json(text, name), LineIndex.for_json(text)
+        if isinstance(document, list):
+            document, lines = {"signatures": document}, lines.nested("signatures")
+    else:
+        document, lines = _parse_toml(text, name), LineIndex.for_toml(text)
+    signatures = _Converter(syntax, lines, name).signature_file(document)
+    return SignatureFile(name, tuple(signatures), lines)
+
+
+def signature_structs(signatures: Iterable[Mapping[str, Any]]) -> list[struct_pb2.Struct]:
+    """Check (each a mapping with a string `kind`) and convert signatures given as mappings;
+    Structs pass as they are. Raises JobFileError naming e.g. `signatures[1].kind`."""
+    converter = _Converter("python", LineIndex({}), None)
+    return converter.signature_file({"signatures": list(signatures)})
+
+
 def format_path(path: FieldPath) -> str:
     """("tasks", 1, "command") -> "tasks[1].command"."""
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
     return text
+
+
+def _read(path: str | Path, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise JobFileError([FileProblem(str(path), None, "", f"cannot read the {what}: {error}")]) from error
 
 
 def _parse_toml(text: str, name: str) -> dict[str, Any]:
@@ -122,9 +169,20 @@ class _Converter:
         if not isinstance(document, Mapping):
             raise JobFileError([self._problem((), f"expected {self._table} at the top; got {self._kind(document)}")])
         fields = self._fields(document, (), _JOB_FIELDS, required=("name", "tasks"))
+        self._raise_problems()
+        return job_pb2.JobSpec(**fields)
+
+    def signature_file(self, document: Any) -> list[struct_pb2.Struct]:
+        if not isinstance(document, Mapping):
+            expected = f"{self._table} with signatures, or a list of signatures"
+            raise JobFileError([self._problem((), f"expected {expected}; got {self._kind(document)}")])
+        fields = self._fields(document, (), _SIGNATURE_FILE_FIELDS, required=("signatures",))
+        self._raise_problems()
+        return fields["signatures"]
+
+    def _raise_problems(self) -> None:
         if self._problems:
             raise JobFileError(sorted(self._problems, key=lambda problem: problem.line or 0))
-        return job_pb2.JobSpec(**fields)
 
     @property
     def _table(self) -> str:
@@ -280,6 +338,29 @@ class _Converter:
                                                                  required=("kind", "priority"))))
         return rules
 
+    def prerequisites(self, value: Any, path: FieldPath) -> list[struct_pb2.Struct]:
+        """Signatures as Structs; only their shape is checked here, their fields by the server."""
+        if not isinstance(value, list):
+            raise _Invalid(path, f"expected a list of signature tables, e.g. [{_SIGNATURE_EXAMPLE}]; "
+                                 f"got {self._kind(value)}")
+        signatures = []
+        for index, signature in enumerate(value):
+            try:
+                signatures.append(self._signature(signature, path + (index,)))
+            except _Invalid as invalid:
+                self._report(invalid.path, invalid.message)
+        return signatures
+
+    def _signature(self, value: Any, path: FieldPath) -> struct_pb2.Struct:
+        if isinstance(value, struct_pb2.Struct):
+            return value  # an SDK caller's, already converted
+        if not isinstance(value, Mapping):
+            raise _Invalid(path, f"expected {self._table} such as {_SIGNATURE_EXAMPLE}; got {self._kind(value)}")
+        if "kind" not in value:
+            raise _Invalid(path + ("kind",), 'missing; add kind = "file", "executable", "python_package", ...')
+        self.string(value["kind"], path + ("kind",))
+        return json_format.ParseDict(json.loads(self._json(value, path)), struct_pb2.Struct())
+
     def _check_program(self, task: Mapping[str, Any], path: FieldPath) -> None:
         if any(key not in _TASK_FIELDS for key in task):
             return  # a misspelt `comand` is reported as such, not also as a missing command
@@ -329,13 +410,18 @@ _TASK_FIELDS = {
     "expected": _Field("expected_seconds", _Converter.seconds),
     "retry_backoff": _Field("retry_backoff_seconds", _Converter.seconds),
     "retry_on": _Field("retry_on", _Converter.strings),
+    "prerequisites": _Field("prerequisites", _Converter.prerequisites),
 }
+
+_SIGNATURE_FILE_FIELDS = {"signatures": _Field("signatures", _Converter.prerequisites)}
+_SIGNATURE_EXAMPLE = '{ kind = "file", path = "/data/ref.fa" }'
 
 _REQUIRED_HINT = {
     "name": 'add name = "..."',
     "tasks": "add at least one [[tasks]] table",
     "kind": 'add kind = "end_of_month" (or end_of_quarter, end_of_year, end_of_period, date, cron)',
     "priority": "add priority = N (smaller is more important)",
+    "signatures": f"add signatures = [{_SIGNATURE_EXAMPLE}, ...]",
 }
 
 
@@ -370,6 +456,8 @@ _PROTO_PART = re.compile(r'([\w-]+)|\[(\d+)\]|\["([^"]*)"\]')
 _FILE_NAMES = {field.proto_name: key for key, field in (_JOB_FIELDS | _TASK_FIELDS).items()}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command", "retry_on"}
+# Fields whose insides are the file's own keys, carried as Structs: nothing below them is renamed.
+_VERBATIM = {"prerequisites"}
 
 
 def _proto_path(text: str) -> FieldPath:
@@ -392,6 +480,10 @@ def _file_path(proto: FieldPath, document: Mapping[str, Any]) -> tuple[FieldPath
             line += ["matrix", part] if part else ["matrix"]
             del parts[:]  # `.values_json` / `.name` of the parameter
             continue
+        if part in _VERBATIM:
+            shown += [part, *parts]
+            line += [part, *parts]
+            break
         part = _FILE_NAMES.get(part, part) if isinstance(part, str) else part
         line.append(part)
         if not (isinstance(part, int) and shown and shown[-1] in _SCALAR_LISTS):

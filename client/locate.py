@@ -2,8 +2,8 @@
 
 Error messages point at lines, but neither tomllib nor json reports where a value came from.
 These indexers re-read the text (already known to parse) and note the line of every key,
-`[[tasks]]` header and (JSON) array element they see; a lookup falls back to the nearest
-enclosing path that has a line.
+`[[tasks]]` header and array element they see; a lookup falls back to the nearest enclosing
+path that has a line.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class LineIndex:
     def for_json(cls, text: str) -> LineIndex:
         return cls(_JsonIndexer(text).index())
 
+    def nested(self, key: str) -> LineIndex:
+        """This index as the value of `key` in an enclosing document (a JSON list read as `{key: [...]}`)."""
+        return LineIndex({(key, *path): line for path, line in self._lines.items()})
+
     def line_of(self, path: FieldPath) -> int | None:
         """The line of `path`, else of its nearest ancestor with a known line, else None."""
         for end in range(len(path), 0, -1):
@@ -46,6 +50,7 @@ class LineIndex:
 
 def _index_toml(text: str) -> dict[FieldPath, int]:
     lines: dict[FieldPath, int] = {}
+    rows = text.splitlines()
     table: FieldPath = ()
     array_lengths: dict[tuple[str, ...], int] = {}  # `[[name]]` tables seen so far, by dotted name
     for number, line in _toml_statement_lines(text):
@@ -53,13 +58,41 @@ def _index_toml(text: str) -> dict[FieldPath, int]:
             names = _toml_key_parts(header.group(2))
             if header.group(1) == "[[":
                 array_lengths[names] = array_lengths.get(names, 0) + 1
+                _restart_nested_arrays(array_lengths, names)
             table = _toml_table_path(names, array_lengths)
             lines.setdefault(table, number)
         elif key := _TOML_KEY.match(line):
             names = _toml_key_parts(key.group(1))
             for end in range(1, len(names) + 1):
                 lines.setdefault(table + names[:end], number)
+            for index, element_line in enumerate(_toml_array_elements(rows, number - 1, key.end())):
+                lines.setdefault(table + names + (index,), element_line)
     return lines
+
+
+def _restart_nested_arrays(array_lengths: dict[tuple[str, ...], int], names: tuple[str, ...]) -> None:
+    """A new `[[tasks]]` starts its own `[[tasks.prerequisites]]` from 0."""
+    for nested in [other for other in array_lengths if len(other) > len(names) and other[: len(names)] == names]:
+        del array_lengths[nested]
+
+
+def _toml_array_elements(rows: list[str], row: int, column: int) -> list[int]:
+    """The line of each element of the array that opens at (`row`, `column`), if one does."""
+    found: list[int] = []
+    depth, expecting, quote = 0, True, None
+    for number in range(row, len(rows)):
+        tokens, quote = _toml_tokens(rows[number], quote, column if number == row else 0)
+        for token in tokens:
+            if depth == 0 and token != "[":
+                return []  # not an array value
+            if depth == 1 and expecting and token not in ",]":
+                found.append(number + 1)
+                expecting = False
+            depth += (token in "[{") - (token in "]}")
+            if depth == 0:
+                return found
+            expecting = expecting or (depth == 1 and token == ",")
+    return found
 
 
 def _toml_table_path(names: tuple[str, ...], array_lengths: dict[tuple[str, ...], int]) -> FieldPath:
@@ -90,26 +123,37 @@ def _toml_statement_lines(text: str) -> Iterator[tuple[int, str]]:
 
 def _toml_scan(line: str, depth: int, quote: str | None) -> tuple[int, str | None]:
     """Bracket depth and open multi-line string after `line`, skipping strings and comments."""
-    i = 0
+    tokens, quote = _toml_tokens(line, quote)
+    return depth + sum((token in "[{") - (token in "]}") for token in tokens), quote
+
+
+def _toml_tokens(line: str, quote: str | None, start: int = 0) -> tuple[list[str], str | None]:
+    """The characters of `line` from `start` outside strings and comments, one `"` standing for
+    each string that begins; and the multi-line string (its quotes) still open at the end."""
+    tokens: list[str] = []
+    i = start
     while i < len(line):
         if quote is not None:
             end = line.find(quote, i)
             if end < 0:
-                return depth, quote
+                return tokens, quote
             i, quote = end + 3, None
             continue
         char = line[i]
         if char == "#":
             break
         if line.startswith(('"""', "'''"), i):
+            tokens.append('"')
             quote, i = line[i : i + 3], i + 3
             continue
         if char in "\"'":
+            tokens.append('"')
             i = _skip_string(line, i)
             continue
-        depth += (char in "[{") - (char in "]}")
+        if not char.isspace():
+            tokens.append(char)
         i += 1
-    return depth, quote
+    return tokens, quote
 
 
 def _skip_string(line: str, start: int) -> int:

@@ -140,6 +140,15 @@ def span(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp) -> str:
     return duration(max(0.0, stop - start.ToNanoseconds() / 1e9))
 
 
+def size(number: float) -> str:
+    """A byte count in binary units: `512 B`, `1.5 GiB`."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if number < 1024:
+            return f"{number:.0f} B" if unit == "B" else f"{number:.1f} {unit}"
+        number /= 1024
+    return f"{number:.1f} TiB"
+
+
 def count(number: int, noun: str) -> str:
     """`1 task`, `4 tasks`."""
     return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -15,12 +15,14 @@ from jobplane.client.channel import locate_credentials, open_channel, resolve_ta
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
-from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
 from jobplane.client.security import token_request
 from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
     event_pb2,
+    inventory_pb2,
+    inventory_pb2_grpc,
     job_pb2,
     job_pb2_grpc,
     provider_pb2,
@@ -51,6 +53,7 @@ class Client:
         self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
         self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
         self._security = security_pb2_grpc.SecurityServiceStub(channel)
+        self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
 
     @classmethod
     def connect(
@@ -214,6 +217,23 @@ class Client:
         """What would continue where, in what order, if the provider failed now (or at the
         Unix time `at`). Changes nothing."""
         return self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
+
+    # Inventory
+
+    def list_inventory(self, *, filter: str = "", page_size: int = 100) -> Iterator[inventory_pb2.InventoryEntry]:
+        """What providers were last found to have, matching `filter` (e.g. `provider=gpu-1 present=true`;
+        keys: provider, signature, present)."""
+        request = inventory_pb2.ListInventoryRequest(filter=filter, page_size=page_size)
+        return self._pages(self._inventory.ListInventory, request, "entries")
+
+    def scan_provider(self, provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Ask a provider to scan these signatures (dicts such as `{"kind": "file", "path": "/data/ref.fa"}`)
+        now; returns the signature ids the results will show under in `list_inventory`.
+
+        Raises JobFileError for a signature that is not a mapping with a string `kind`, before sending.
+        """
+        request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
+        return list(self._unary(self._inventory.ScanProvider, request).signature_ids)
 
     # Security
 

@@ -15,7 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
-from jobplane.v1 import provider_pb2_grpc, security_pb2, security_pb2_grpc, task_pb2, task_pb2_grpc
+from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, provider_pb2_grpc, security_pb2, security_pb2_grpc
+from jobplane.v1 import task_pb2, task_pb2_grpc
 
 from .config import ServerConfig
 from .core import Core
@@ -28,6 +29,7 @@ from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
 from .services.base import Deps
 from .services.continuations import ContinuationService
+from .services.inventory import InventoryService
 from .services.jobs import JobService
 from .services.providers import ProviderService
 from .services.security import SecurityService
@@ -44,6 +46,7 @@ SERVICE_NAMES = [
     provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
     continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
     security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
+    inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
@@ -62,7 +65,8 @@ class Server:
         self.engine = Engine(EngineConfig(
             reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
             probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,
-            retry_backoff=config.retry_backoff, timezone=config.timezone, period_ends=config.period_ends))
+            retry_backoff=config.retry_backoff, timezone=config.timezone, period_ends=config.period_ends,
+            inventory_ttl=config.inventory_ttl))
         self.core: Core | None = None
         self._ticker: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
@@ -103,6 +107,7 @@ class Server:
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobService(deps), self._grpc)
+        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
         continuation_pb2_grpc.add_ContinuationServiceServicer_to_server(ContinuationService(deps), self._grpc)

@@ -46,6 +46,7 @@ class ServerConfig:
     submit_rate: float = 50.0
     enroll_rate: float = 5.0
     max_streams: int = 64
+    inventory_ttl: float = 300.0  # seconds a provider's scan result counts as fresh
 
     @property
     def agent_address(self) -> str:

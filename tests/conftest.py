@@ -78,8 +78,8 @@ class Cluster:
         return self.server
 
     def add_agent(self, name: str, *, slots: int = 2, labels: dict[str, str] | None = None,
-                  wait: bool = True, extra: list[str] = ()) -> AgentProc:
-        agent = AgentProc(self.workdir, self.server, name, slots=slots, labels=labels, extra=extra)
+                  wait: bool = True, extra: list[str] = (), env: dict[str, str] | None = None) -> AgentProc:
+        agent = AgentProc(self.workdir, self.server, name, slots=slots, labels=labels, extra=extra, env=env)
         self.agents[name] = agent
         if wait:
             self.wait_active(name)

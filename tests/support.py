@@ -46,11 +46,12 @@ def pid_alive(pid: int) -> bool:
 class Proc:
     """A child process whose output goes to a log file we can show when a test fails."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.log = log
         self._out = open(log, "ab")
-        self.p = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.p = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, **env} if env else None)
 
     @property
     def pid(self) -> int:
@@ -144,13 +145,14 @@ class AgentProc(Proc):
     `address` replaces the server's address (e.g. a proxy in front of an insecure server)."""
 
     def __init__(self, workdir: Path, server: ServerProc, name: str, *, slots: int = 2,
-                 labels: dict[str, str] | None = None, extra: list[str] = (), address: str = "") -> None:
+                 labels: dict[str, str] | None = None, extra: list[str] = (), address: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         argv = [sys.executable, "-m", "jobplane.agent", "--server", address or server.address, "--name", name,
                 "--slots", str(slots), "--state-dir", str(workdir / f"agent-{name}.state"), *server.agent_args()]
         for k, v in (labels or {}).items():
             argv += ["--label", f"{k}={v}"]
-        super().__init__(argv + list(extra), workdir / f"agent-{name}.log")
+        super().__init__(argv + list(extra), workdir / f"agent-{name}.log", env)
 
 
 class TcpProxy:

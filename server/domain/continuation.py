@@ -12,7 +12,7 @@ A mixin of Engine: it shares the engine's state.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -35,6 +35,7 @@ class Pending:
     priority: int = field(compare=False)
     rule: str = field(compare=False)
     requires: dict[str, str] = field(compare=False)
+    prerequisites: frozenset = field(default=frozenset(), compare=False)
     waiting_noted: bool = field(default=False, compare=False)
 
 
@@ -46,6 +47,7 @@ class Receiver:
     labels: dict[str, str]
     free: int
     standby: bool
+    has: Callable[[frozenset], bool] = lambda ids: True  # whether it has these prerequisites
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def place(pending: Sequence[Pending], receivers: list[Receiver]) -> list[str | N
     most free slots, whose labels meet its requirements; None when it has to wait."""
     out: list[str | None] = []
     for entry in pending:
-        fits = [r for r in receivers if r.free > 0 and all(r.labels.get(k) == v for k, v in entry.requires.items())]
+        fits = [r for r in receivers if r.free > 0 and all(r.labels.get(k) == v for k, v in entry.requires.items())
+                and (not entry.prerequisites or r.has(entry.prerequisites))]
         if not fits:
             out.append(None)
             continue
@@ -106,7 +109,7 @@ class Continuations:
         job = self.jobs[task.job_id]
         priority, rule = self._effective(job, when)
         key = (priority, -job.priority, job.submit_time, job.id, task.idx)
-        return Pending(key, task.id, cid, priority, rule, dict(task.spec.requires))
+        return Pending(key, task.id, cid, priority, rule, dict(task.spec.requires), task.spec.prerequisite_ids)
 
     def _effective(self, job: JobRt, when: datetime) -> tuple[int, str]:
         spec = job.spec
@@ -154,7 +157,7 @@ class Continuations:
         for p in self.providers.values():
             free = p.slots - len(p.in_flight)
             if p.id != exclude and p.accepting and p.state in RECEIVING and not p.drained and free > 0:
-                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY))
+                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY, self.has_all(p)))
         return out
 
     def _note_waiting(self, entry: Pending, place_in_line: int) -> None:

@@ -1,10 +1,19 @@
-"""The ready queue: queued tasks grouped by their label requirements, each group a heap
-ordered by job priority (higher first), then submit order."""
+"""The ready queue: queued tasks grouped by what they require of a provider (labels and
+prerequisite signatures), each group a heap ordered by job priority (higher first), then
+submit order."""
 
 from __future__ import annotations
 
 import heapq
-Requirement = frozenset  # of (label, value) pairs
+from collections.abc import Callable, Iterator
+
+# (frozenset of (label, value) pairs, frozenset of prerequisite signature ids)
+Requirement = tuple[frozenset, frozenset]
+HasAll = Callable[[frozenset], bool]  # whether a provider has every prerequisite in the set
+
+
+def _no_check(ids: frozenset) -> bool:
+    return True
 
 
 class ReadyQueue:
@@ -15,45 +24,52 @@ class ReadyQueue:
     def __len__(self) -> int:
         return len(self._queued)
 
-    def push(self, task_id: int, requires: dict[str, str], priority: int, job_id: int, idx: int) -> None:
+    def push(self, task_id: int, requires: dict[str, str], priority: int, job_id: int, idx: int,
+             prerequisites: frozenset = frozenset()) -> None:
         if task_id in self._queued:
             return
         self._queued.add(task_id)
-        key = frozenset(requires.items())
+        key = (frozenset(requires.items()), prerequisites)
         heapq.heappush(self._groups.setdefault(key, []), (-priority, job_id, idx, task_id))
 
     def discard(self, task_id: int) -> None:
         """Forget a task (cancelled while queued); its heap entry is skipped lazily."""
         self._queued.discard(task_id)
 
-    def pop_for(self, labels: dict[str, str]) -> int | None:
-        """The best queued task whose requirements `labels` satisfy, or None."""
-        key, best = self._best(labels)
+    def pop_for(self, labels: dict[str, str], has: HasAll = _no_check) -> int | None:
+        """The best queued task whose requirements `labels` (and `has`) satisfy, or None."""
+        key, best = self._best(labels, has)
         if best is None:
             return None
         heapq.heappop(self._groups[key])
         self._queued.discard(best[3])
         return best[3]
 
-    def peek_for(self, labels: dict[str, str]) -> int | None:
+    def peek_for(self, labels: dict[str, str], has: HasAll = _no_check) -> int | None:
         """The task pop_for would return, left in place."""
-        best = self._best(labels)[1]
+        best = self._best(labels, has)[1]
         return None if best is None else best[3]
 
-    def _best(self, labels: dict[str, str]):
+    def prerequisite_groups(self) -> Iterator[Requirement]:
+        """The requirement keys with prerequisites that still have queued tasks."""
+        for key, heap in self._groups.items():
+            if key[1] and any(entry[3] in self._queued for entry in heap):
+                yield key
+
+    def _best(self, labels: dict[str, str], has: HasAll):
         """(group key, heap entry) of the best matching queued task; stale heads are dropped."""
         best_key, best = None, None
-        for key, heap in self._matching(labels):
+        for key, heap in self._matching(labels, has):
             while heap and heap[0][3] not in self._queued:
                 heapq.heappop(heap)
             if heap and (best is None or heap[0] < best):
                 best_key, best = key, heap[0]
         return best_key, best
 
-    def _matching(self, labels: dict[str, str]):
+    def _matching(self, labels: dict[str, str], has: HasAll):
         for key, heap in list(self._groups.items()):
             if not heap:
                 del self._groups[key]
                 continue
-            if all(labels.get(k) == v for k, v in key):
+            if all(labels.get(k) == v for k, v in key[0]) and (not key[1] or has(key[1])):
                 yield key, heap

@@ -26,6 +26,7 @@ from .model import (
     TaskState,
 )
 from .continuation import Continuations, Pending
+from .inventory import InventoryRules
 from .providers import CONNECTED, ProviderRules
 from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
 from .status import COUNT_BUCKETS, job_status, task_status
@@ -66,9 +67,10 @@ class EngineConfig:
     # The calendar continuation timing rules are read in.
     timezone: str = "UTC"
     period_ends: tuple[str, ...] = ()
+    inventory_ttl: float = 300.0  # seconds a scan result counts as fresh
 
 
-class Engine(ProviderRules, Supervision, Continuations):
+class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -83,6 +85,8 @@ class Engine(ProviderRules, Supervision, Continuations):
         self._awaiting: set[int] = set()  # overdue tasks whose provider was probed
         self._pending: list[Pending] = []  # tasks waiting to continue, in continuation order
         self.calendar = Calendar(config.timezone, config.period_ends)
+        self.signatures: dict = {}  # id -> Signature of every prerequisite of unfinished work
+        self._prereq_tasks: set[int] = set()  # unfinished tasks with prerequisites
 
     # ----- restart -------------------------------------------------------------------
 
@@ -106,8 +110,9 @@ class Engine(ProviderRules, Supervision, Continuations):
             if task.state in TASK_DONE:
                 continue
             job.open += 1
+            self._remember_signatures(task)
             if task.state == TaskState.QUEUED and task.id not in continuing:
-                self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
+                self._enqueue(task, job)
             elif task.state in TASK_OUT:
                 provider = self.providers.get(task.provider or "")
                 if provider is not None and task.current is not None and provider.state != ProviderState.LOST:
@@ -151,6 +156,10 @@ class Engine(ProviderRules, Supervision, Continuations):
             index, why = next(iter(unmet.values()))
             raise FailedPrecondition(f"spec.tasks[{index}].requires: {why}; start a matching agent "
                                      "or set wait_for_providers = true to queue the job until one joins")
+        lacking = self._unmet_prerequisites(drafts)
+        if lacking and not spec.wait_for_providers:
+            raise FailedPrecondition(f"spec.tasks[{lacking[0]}].prerequisites: {lacking[1]}; provide it on an "
+                                     "agent or set wait_for_providers = true to queue the job until one has it")
         job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner)
         job.counts = {"total": len(drafts)}
         self.jobs[job.id] = job
@@ -166,7 +175,11 @@ class Engine(ProviderRules, Supervision, Continuations):
             task = TaskRt(first + i, job.id, i, draft.name, draft.group, draft.spec, deps,
                           draft.max_attempts, TaskState.BLOCKED)
             waiting = unmet.get(frozenset(draft.spec.requires.items()))
-            self._add_task(job, task, f"waiting: {waiting[1]}" if waiting else "")
+            self._remember_signatures(task)
+            why = f"waiting: {waiting[1]}" if waiting else ""
+            if not why and draft.spec.prerequisites and not self._someone_has(draft.spec.prerequisite_ids):
+                why = self._waiting_reason(draft.spec.prerequisites)
+            self._add_task(job, task, why)
         return job
 
     def _unmet_requirements(self, drafts: list[TaskDraft]) -> dict[frozenset, tuple[int, str]]:
@@ -238,11 +251,14 @@ class Engine(ProviderRules, Supervision, Continuations):
             self._cs.job(job)
         self._cs.task(task)
         if state == TaskState.QUEUED and push:
-            self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
+            self._enqueue(task, job)
             self._dispatch_wanted = True
         self._event(EventKind.TASK, job_id=job.id, task_id=task.id, task_name=task.name,
                     provider_id=task.provider or "", attempt=task.attempt, raw_status=state.name,
                     raw=raw or {}, status=task.status, message=reason)
+
+    def _enqueue(self, task: TaskRt, job: JobRt) -> None:
+        self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids)
 
     def _task_done(self, task: TaskRt) -> None:
         """A task reached a final state: release or cancel dependents, finish the job."""
@@ -293,6 +309,7 @@ class Engine(ProviderRules, Supervision, Continuations):
         self._dispatch_round()
         while len(self.ready) and self._activate_standby():
             self._dispatch_round()
+        self._plan_scans()
         self._cs.unmet = len(self.ready) if len(self.ready) and not any(
             p.free > 0 for p in self.providers.values()) else 0
 
@@ -302,7 +319,7 @@ class Engine(ProviderRules, Supervision, Continuations):
             candidates.sort(key=lambda p: -p.free)
             still = []
             for provider in candidates:
-                tid = self.ready.pop_for(provider.labels)
+                tid = self.ready.pop_for(provider.labels, self.has_all(provider))
                 if tid is None:
                     continue
                 self._assign(self.tasks[tid], provider)
@@ -379,6 +396,9 @@ class Engine(ProviderRules, Supervision, Continuations):
         self._watch_task(task)
 
     def _finished(self, task: TaskRt, attempt: AttemptRt, report: Report) -> None:
+        if report.raw.get("state") == "prerequisite_missing" and task.state != TaskState.CANCELLED:
+            self._prerequisite_vanished(task, attempt.provider, report.raw.get("missing", ""), report.error)
+            return
         outcome = report.outcome or Outcome.FAILED
         self._close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
         if task.state == TaskState.CANCELLED:

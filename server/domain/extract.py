@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from ..errors import InvalidArgument
 from .model import JobSpec, TaskDraft, TaskSpec
+from .signatures import parse_signatures
 from .timing import check_rule
 
 NAME_MAX = 200
@@ -34,6 +35,9 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
     for i, template in enumerate(spec.tasks):
         path = f"spec.tasks[{i}]"
         _check_task(path, template, groups)
+        if template.prerequisites:
+            template = replace(template, prerequisites=parse_signatures(f"{path}.prerequisites",
+                                                                        template.prerequisites))
         attempts = template.max_attempts or default_max_attempts
         for name, expanded in _expand(path, template):
             drafts.append(TaskDraft(name, template.name, expanded, template.after, attempts, i))

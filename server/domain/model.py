@@ -99,6 +99,12 @@ class TaskSpec:
     expected_seconds: float = 0.0
     retry_backoff_seconds: float = 0.0
     retry_on: tuple[str, ...] = ()
+    # Signatures once validated (extract.py); the raw dicts from the request before that.
+    prerequisites: tuple = ()
+
+    @property
+    def prerequisite_ids(self) -> frozenset[str]:
+        return frozenset(getattr(s, "id", "") for s in self.prerequisites)
 
 
 @dataclass(frozen=True)

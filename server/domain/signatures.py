@@ -26,6 +26,7 @@ from functools import cached_property
 
 from ..errors import InvalidArgument
 
+ENV_ROOT = re.compile(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)(/.*)?$")
 KINDS: tuple[str, ...] = (
     "file", "executable", "python_package", "debian_package", "env", "port", "disk", "memory", "os", "arch", "kernel",
 )
@@ -223,6 +224,15 @@ def _absolute(where: str, value: object) -> str:
     if not text.startswith("/"):
         raise InvalidArgument(where, f"{text!r} is not an absolute path; write it from '/', e.g. '/usr/local/bin'")
     return text
+
+
+def _root(where: str, value: object) -> str:
+    """An absolute directory, or one that starts with an agent environment variable
+    (`$DATA` or `${DATA}/refs`): each machine may keep its data somewhere else."""
+    text = _text(where, value)
+    if text.startswith("$") and ENV_ROOT.match(text):
+        return text
+    return _absolute(where, text)
 
 
 def _list_of(item: _Parser) -> _Parser:
@@ -425,7 +435,7 @@ def _choices(word: str, options: Sequence[str]) -> str:
 
 _SPECS: dict[str, _Kind] = {
     "file": _Kind(
-        {"path": _text, "roots": _list_of(_absolute), "size": _size, "sha256": _sha256, "min_mtime": _number},
+        {"path": _text, "roots": _list_of(_root), "size": _size, "sha256": _sha256, "min_mtime": _number},
         ("path",), _describe_file, _check_file),
     "executable": _Kind(
         {"name": _executable_name, "dirs": _list_of(_absolute), "version_args": _list_of(_text),

@@ -99,6 +99,8 @@ class ProviderRt:
     probe_id: int = 0  # an unanswered probe, if any
     probe_deadline: float = 0.0
     took_continuations: bool = False  # a standby given continuations: promoted once none is left
+    inventory: dict = field(default_factory=dict)  # signature id -> inventory.InvEntry
+    scanning: dict = field(default_factory=dict)  # signature id -> (asked at, source), not yet answered
 
     @property
     def free(self) -> int:
@@ -143,6 +145,10 @@ class ChangeSet:
     # Continuations dispatched: (continuation id, task id, provider, attempt, time, checkpoint).
     continued: list[tuple[int, int, str, int, float, str]] = field(default_factory=list)
     audits: list[dict] = field(default_factory=list)  # audit rows (see store.models.AuditRow)
+    inventory: list[tuple] = field(default_factory=list)  # (provider, signature id, InvEntry, signature dict)
+    # Not persisted: scans to ask for, explicitly or along with this batch's assignments.
+    scans: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
+    piggyback: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
     # Not persisted: what to tell providers and when to look again, after the commit.
     assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
     cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
@@ -153,7 +159,7 @@ class ChangeSet:
 
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
-                    or self.continuations or self.continued or self.audits)
+                    or self.continuations or self.continued or self.audits or self.inventory)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

@@ -146,5 +146,5 @@ class Supervision:
         task = self.tasks.get(task_id)
         job = self.jobs.get(task.job_id) if task is not None else None
         if job is not None and task.state == TaskState.QUEUED and task.attempt == attempt:
-            self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx)
+            self._enqueue(task, job)
             self._dispatch_wanted = True

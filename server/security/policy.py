@@ -68,6 +68,8 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}ContinuationService/GetContinuation": OBSERVE,
     f"{_V1}ContinuationService/WatchContinuations": OBSERVE,
     f"{_V1}ContinuationService/PlanContinuation": OPERATE,
+    f"{_V1}InventoryService/ListInventory": OBSERVE,
+    f"{_V1}InventoryService/ScanProvider": OPERATE,
     f"{_V1}SecurityService/Enroll": PUBLIC,
     f"{_V1}SecurityService/RenewCertificate": AGENT,
     f"{_V1}SecurityService/CreateToken": ADMIN,

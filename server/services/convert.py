@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobplane.v1 import continuation_pb2, event_pb2, job_pb2, provider_pb2, task_pb2
+from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, provider_pb2, task_pb2
 
 from ..domain.model import Event, EventKind, Hello, JobSpec, Outcome, Report, ReportKind, Status, TaskSpec
 from ..domain.continuation import PlannedTask
+from ..domain.inventory import ScanResult
 from ..domain.state import ProviderRt
 from ..domain.timing import TimingRule
 from ..errors import InvalidArgument
-from ..store.codec import load_job_spec, load_task_spec
+from ..store.codec import as_plain, load_job_spec, load_task_spec
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -39,7 +41,8 @@ def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
         cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
         max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
         items_json=m.items_json, chunk_size=m.chunk_size, expected_seconds=m.expected_seconds,
-        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on))
+        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on),
+        prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites))
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
@@ -55,7 +58,14 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
         matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
         items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
-        retry_backoff_seconds=s.retry_backoff_seconds, retry_on=list(s.retry_on))
+        retry_backoff_seconds=s.retry_backoff_seconds, retry_on=list(s.retry_on),
+        prerequisites=[struct(as_plain(p)) for p in s.prerequisites])
+
+
+def struct(value: dict) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
 
 
 def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
@@ -169,3 +179,15 @@ def report_from_proto(m) -> Report | None:
     return Report(int(m.task_id), m.attempt, kind, outcome,
                   m.exit_code if m.HasField("exit_code") else None, m.result_json, m.error,
                   m.stdout_tail, m.stderr_tail, dict(m.raw), m.checkpoint_json)
+
+
+def scan_results_from_proto(m) -> list[ScanResult]:
+    return [ScanResult(r.signature_id, r.present, dict(r.details), r.reason,
+                       r.scan_time.ToNanoseconds() / 1e9 if r.HasField("scan_time") else 0.0)
+            for r in m.results if r.signature_id]
+
+
+def inventory_entry_to_proto(provider_id: str, signature_id: str, e) -> inventory_pb2.InventoryEntry:
+    return inventory_pb2.InventoryEntry(
+        provider_id=provider_id, signature_id=signature_id, description=e.description, present=e.present,
+        details=e.details, reason=e.reason, scan_time=ts(e.scan_time), expire_time=ts(e.expires), source=e.source)

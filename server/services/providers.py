@@ -114,6 +114,9 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             provider = self.d.core.engine.providers.get(conn.provider)
             if provider is not None and provider.conn_id == conn.id:
                 provider.last_seen = time.time()
+        elif which == "scan_report":
+            results = convert.scan_results_from_proto(message.scan_report)
+            self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))
         elif which == "probe_reply":
             reply = message.probe_reply
             running = convert.probe_reply_from_proto(reply)
@@ -137,7 +140,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                 conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=[
                     provider_pb2.Assignment(task_id=str(t.id), attempt=n, job_id=str(t.job_id), task_name=t.name,
                                             spec=convert.task_spec_to_proto(t.spec), checkpoint_json=t.checkpoint)
-                    for t, n in items])))
+                    for t, n in items], scan=_to_scan(cs.piggyback.get(provider_id, ())))))
+        for provider_id, items in cs.scans.items():
+            conn = self._current(provider_id)
+            if conn is not None:
+                conn.queue.put_nowait(provider_pb2.ConnectResponse(scan=provider_pb2.ScanRequest(
+                    signatures=_to_scan(items))))
         for provider_id, items in cs.cancels.items():
             conn = self._current(provider_id)
             if conn is not None:
@@ -203,6 +211,11 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         return provider_pb2.GetProviderResponse(provider=convert.provider_to_proto(provider))
 
 
+def _to_scan(items) -> list[provider_pb2.SignatureToScan]:
+    return [provider_pb2.SignatureToScan(signature_id=sid, signature=convert.struct(signature))
+            for sid, signature in items]
+
+
 def _check_identity(name: str) -> bool:
     """The hello must name the provider the certificate was issued to; True if the caller is
     proven by a certificate, so a new stream of theirs may take over an old one."""
@@ -220,12 +233,13 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
     not the task count, is what Python gRPC runs out of. Assignments merge into one
     message; acks are cumulative, so only the last is sent (carrying every rejection).
     True if the stream should close."""
-    assigned, acks, others, closing = [], None, [], False
+    assigned, scans, acks, others, closing = [], [], None, [], False
     message = first
     while True:
         which = message.WhichOneof("message")
         if which == "assign":
             assigned.extend(message.assign.assignments)
+            scans.extend(message.assign.scan)
         elif which == "ack":
             if acks is not None and acks.ack.rejected:
                 rejected = [*acks.ack.rejected, *message.ack.rejected]
@@ -239,7 +253,8 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
         if message is None:
             closing = True
             break
-    out = [provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=assigned))] if assigned else []
+    merged = provider_pb2.Assignments(assignments=assigned, scan=scans)
+    out = [provider_pb2.ConnectResponse(assign=merged)] if assigned else []
     return out + others + ([acks] if acks is not None else []), closing
 
 

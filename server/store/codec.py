@@ -6,11 +6,23 @@ import json
 from dataclasses import asdict
 
 from ..domain.model import JobSpec, TaskSpec
+from ..domain.signatures import parse_signature
 from ..domain.timing import TimingRule
 
 
 def dump_task_spec(spec: TaskSpec) -> bytes:
-    return json.dumps(asdict(spec), separators=(",", ":")).encode()
+    return json.dumps(_task_dict(spec), separators=(",", ":")).encode()
+
+
+def _task_dict(spec: TaskSpec) -> dict:
+    d = asdict(spec)
+    d["prerequisites"] = [as_plain(s) for s in spec.prerequisites]
+    return d
+
+
+def as_plain(signature) -> dict:
+    """A prerequisite as a plain dict: a Signature's own, or the raw dict not yet validated."""
+    return signature.as_dict() if hasattr(signature, "as_dict") else dict(signature)
 
 
 def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
@@ -18,7 +30,9 @@ def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
 
 
 def dump_job_spec(spec: JobSpec) -> bytes:
-    return json.dumps(asdict(spec), separators=(",", ":")).encode()
+    d = asdict(spec)
+    d["tasks"] = [_task_dict(t) for t in spec.tasks]
+    return json.dumps(d, separators=(",", ":")).encode()
 
 
 def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
@@ -34,4 +48,5 @@ def _task(d: dict) -> TaskSpec:
     d["after"] = tuple(d["after"])
     d["matrix"] = tuple(tuple(m) for m in d["matrix"])
     d["retry_on"] = tuple(d.get("retry_on", ()))
+    d["prerequisites"] = tuple(parse_signature("stored", s) for s in d.get("prerequisites", ()))
     return TaskSpec(**d)

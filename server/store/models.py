@@ -197,5 +197,25 @@ class AuditRow(BaseModel):
         table_name = "audit"
 
 
+class InventoryRow(BaseModel):
+    """What a provider's last scan of one prerequisite signature found."""
+
+    id = AutoField()
+    provider = CharField(max_length=200)
+    signature = CharField(max_length=32)
+    signature_json = TextField()  # the signature itself, to rebuild it after a restart
+    description = TextField(default="")
+    present = IntegerField()
+    details = TextField(default="{}")
+    reason = TextField(default="")
+    scan_time = DoubleField()
+    expire_time = DoubleField()
+    source = CharField(max_length=16, default="request")
+
+    class Meta:
+        table_name = "inventory"
+        indexes = ((("provider", "signature"), True),)
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
-              TokenRow, CertificateRow, AuditRow]
+              TokenRow, CertificateRow, AuditRow, InventoryRow]

@@ -19,6 +19,7 @@ from .models import (
     ContinuationRow,
     ContinuedTaskRow,
     EventRow,
+    InventoryRow,
     JobRow,
     ProviderRow,
     TaskRow,
@@ -41,6 +42,7 @@ class Snapshot:
     tasks: list[TaskRow]
     attempts: list[AttemptRow]  # the current attempt of each task out at a provider
     waiting: list[ContinuedTaskRow]  # continuations not dispatched yet
+    inventory: list[InventoryRow]
 
 
 class Store:
@@ -80,7 +82,8 @@ class Store:
         queued = {t.id for t in tasks if t.state == int(TaskState.QUEUED)}
         waiting = [row for row in ContinuedTaskRow.select().where(ContinuedTaskRow.to_provider == "")
                    .order_by(ContinuedTaskRow.id) if row.task in queued]
-        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts, waiting)
+        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts, waiting,
+                        list(InventoryRow.select()))
 
     # ----- writes --------------------------------------------------------------------
 
@@ -98,6 +101,7 @@ class Store:
             self._insert(EventRow, [_event_row(e) for e in cs.events])
             self._insert_continuations(cs.continuations)
             self._insert(AuditRow, cs.audits)
+            self._upsert_inventory(cs.inventory)
             self._executemany(
                 "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
                 " WHERE continuation=? AND task=?",
@@ -145,6 +149,17 @@ class Store:
                    "last_seen": p.last_seen}
             (ProviderRow.insert(row)
              .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
+             .execute())
+
+    def _upsert_inventory(self, entries: list[tuple]) -> None:
+        for provider, sid, e, signature in entries:
+            signature_json = json.dumps(signature, sort_keys=True)
+            row = {"provider": provider, "signature": sid, "signature_json": signature_json,
+                   "description": e.description, "present": int(e.present), "details": json.dumps(e.details),
+                   "reason": e.reason, "scan_time": e.scan_time, "expire_time": e.expires, "source": e.source}
+            (InventoryRow.insert(row)
+             .on_conflict(conflict_target=[InventoryRow.provider, InventoryRow.signature],
+                          update={k: v for k, v in row.items() if k not in ("provider", "signature")})
              .execute())
 
     def _insert_continuations(self, recs: list[ContinuationRec]) -> None:
@@ -276,10 +291,20 @@ def runtime_from_snapshot(snap: Snapshot):
                             r.heartbeat, r.connect_time, r.last_seen,
                             drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED))
                  for r in snap.providers]
+    _restore_inventory(snap.inventory, {p.id: p for p in providers})
     by_job, by_task = {j.id: j for j in jobs}, {t.id: t for t in tasks}
     waiting = [_waiting(r, by_job[r.job], by_task[r.task]) for r in snap.waiting
                if r.job in by_job and r.task in by_task]
     return counters, jobs, tasks, providers, waiting
+
+
+def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:
+    from ..domain.inventory import InvEntry
+
+    for r in rows:
+        if r.provider in providers:
+            providers[r.provider].inventory[r.signature] = InvEntry(
+                bool(r.present), r.scan_time, r.expire_time, json.loads(r.details), r.reason, r.source, r.description)
 
 
 def _waiting(row: ContinuedTaskRow, job, task):
@@ -287,4 +312,5 @@ def _waiting(row: ContinuedTaskRow, job, task):
     from ..domain.continuation import Pending
 
     key = (row.priority, -job.priority, job.submit_time, job.id, task.idx)
-    return Pending(key, task.id, row.continuation, row.priority, row.rule, dict(task.spec.requires))
+    return Pending(key, task.id, row.continuation, row.priority, row.rule, dict(task.spec.requires),
+                   task.spec.prerequisite_ids)

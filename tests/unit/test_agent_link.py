@@ -2,18 +2,20 @@
 
 The stand-in only plays back what the protocol says a server does, so these tests pin the
 agent's half (hello, ready, heartbeats, batched reports, acks, cancels, reconnects, refusals,
-shutdown) without depending on the real server; tests/integration runs both together.
+shutdown; scan requests and reports are in test_agent_prerequisites.py) without depending on
+the real server; tests/integration runs both together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from jobplane.agent import Agent, AgentConfig
 from jobplane.agent.errors import HelloRejected, NameInUse
@@ -32,6 +34,7 @@ class Stream:
         self.hello = hello
         self.signals: asyncio.Queue[provider_pb2.ConnectRequest] = asyncio.Queue()
         self.batches: asyncio.Queue[provider_pb2.TaskReports] = asyncio.Queue()
+        self.scan_reports: asyncio.Queue[provider_pb2.ScanReport] = asyncio.Queue()
         self.seen: list[tuple[int, provider_pb2.TaskReport]] = []
         self.outgoing: asyncio.Queue[provider_pb2.ConnectResponse | str] = asyncio.Queue()
         self.half_closed = asyncio.Event()
@@ -41,10 +44,22 @@ class Stream:
     def send(self, **message) -> None:
         self.outgoing.put_nowait(provider_pb2.ConnectResponse(**message))
 
-    def assign(self, task_id: str, *, checkpoint_json: str = "", **spec) -> None:
+    def assign(self, task_id: str, *, checkpoint_json: str = "",
+               scan: dict[str, dict] | None = None, prerequisites: Sequence[dict] = (),
+               **spec) -> None:
+        """Assign attempt 1 of `task_id`, with `scan` ({signature_id: signature}) on the side."""
+        task_spec = job_pb2.TaskSpec(prerequisites=[struct(p) for p in prerequisites], **spec)
         self.send(assign=provider_pb2.Assignments(assignments=[provider_pb2.Assignment(
             task_id=task_id, attempt=1, job_id="j1", task_name=f"name-{task_id}",
-            spec=job_pb2.TaskSpec(**spec), checkpoint_json=checkpoint_json)]))
+            spec=task_spec, checkpoint_json=checkpoint_json)], scan=to_scan(scan or {})))
+
+    def scan(self, signatures: dict[str, dict]) -> None:
+        """Ask for a scan of {signature_id: signature}."""
+        self.send(scan=provider_pb2.ScanRequest(signatures=to_scan(signatures)))
+
+    async def scan_report(self) -> provider_pb2.ScanReport:
+        """The next scan report the agent sends."""
+        return await asyncio.wait_for(self.scan_reports.get(), DEADLINE)
 
     def break_(self) -> None:
         """End the stream with UNAVAILABLE, as a server going away does."""
@@ -128,10 +143,23 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
                 stream.batches.put_nowait(message.reports)
                 if stream.auto_ack:
                     stream.send(ack=provider_pb2.Ack(seq=message.reports.seq))
+            elif message.WhichOneof("message") == "scan_report":
+                stream.scan_reports.put_nowait(message.scan_report)
             else:
                 stream.signals.put_nowait(message)
         stream.half_closed.set()
         stream.outgoing.put_nowait(END)  # the agent said goodbye: end the stream cleanly
+
+
+def struct(value: dict) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def to_scan(signatures: dict[str, dict]) -> list[provider_pb2.SignatureToScan]:
+    return [provider_pb2.SignatureToScan(signature_id=signature_id, signature=struct(signature))
+            for signature_id, signature in signatures.items()]
 
 
 Scenario = Callable[[StandIn, Agent, "asyncio.Task[None]"], Awaitable[object]]

@@ -440,3 +440,14 @@ def test_a_check_stuck_in_the_kernel_is_abandoned_and_the_scan_goes_on(monkeypat
         release.set()
     assert not results[0]["present"] and "abandoned" in results[0]["reason"]
     assert results[1]["present"]
+
+
+def test_roots_name_the_agents_own_directories_through_its_environment(tmp_path, monkeypatch):
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "ref.fa").write_text(">x\n")
+    signature = {"kind": "file", "path": "ref.fa", "roots": ["${JP_TEST_DATA}/refs"]}
+    monkeypatch.setenv("JP_TEST_DATA", str(tmp_path))
+    assert scan_one(signature)["present"]
+    monkeypatch.delenv("JP_TEST_DATA")
+    result = scan_one(signature)
+    assert not result["present"] and "JP_TEST_DATA" in result["reason"]

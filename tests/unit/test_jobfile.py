@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import tomllib
 from importlib import resources
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format, struct_pb2
 
 from jobplane.client import JobFileError, job_spec_from_mapping, load_job_file, parse_job_file
+from jobplane.client.jobfile import load_signature_file, signature_structs
 
 EXAMPLES = resources.files("jobplane.examples")
 EXAMPLE_FILES = sorted(item.name for item in EXAMPLES.iterdir() if item.name.endswith((".toml", ".json")))
@@ -242,8 +245,8 @@ after = [
     ("message", "located"),
     [
         (
-            'spec.tasks[1].after[0]: unknown task "x"; name a task of this job',
-            'job.toml:12: tasks[1].after: unknown task "x"; name a task of this job',
+            'spec.tasks[1].after[1]: unknown task "x"; name a task of this job',
+            'job.toml:14: tasks[1].after: unknown task "x"; name a task of this job',
         ),
         ("spec.tasks[1].args_json: must be an object or an array", "job.toml:10: tasks[1].args: must be an object or an array"),
         ("spec.tasks[1].timeout_seconds: must be >= 0", "job.toml:7: tasks[1].timeout: must be >= 0"),
@@ -260,3 +263,169 @@ def test_server_paths_find_exact_lines_in_json_files():
     text = '{"name": "j",\n "tasks": [\n  {"name": "a", "command": ["true"]},\n  {"name": "b", "command": ["true"],\n   "after": ["x"]}\n ]}\n'
     job_file = parse_job_file(text, name="job.json", syntax="json")
     assert str(job_file.locate('spec.tasks[1].after[0]: unknown task "x"')) == 'job.json:5: tasks[1].after: unknown task "x"'
+
+
+# Prerequisites: a list of signature tables, carried as Structs; the server checks their fields
+
+
+ALIGN = """name = "j"
+
+[[tasks]]
+name = "align"
+command = "true"
+prerequisites = [
+  { kind = "file", path = "/data/ref.fa" },
+  { kind = "executable", name = "samtools", version_args = ["--version"], version = ">=1.10" },
+]
+"""
+
+
+def test_prerequisites_become_structs_with_the_file_keys_and_values():
+    (task,) = parse_job_file(ALIGN).spec.tasks
+    assert [json_format.MessageToDict(signature) for signature in task.prerequisites] == [
+        {"kind": "file", "path": "/data/ref.fa"},
+        {"kind": "executable", "name": "samtools", "version_args": ["--version"], "version": ">=1.10"},
+    ]
+
+
+def test_prerequisites_read_the_same_from_toml_tables_json_and_a_mapping():
+    tables = (
+        'name = "j"\n[[tasks]]\nname = "align"\ncommand = "true"\n'
+        '[[tasks.prerequisites]]\nkind = "file"\npath = "/data/ref.fa"\n'
+        '[[tasks.prerequisites]]\nkind = "executable"\nname = "samtools"\nversion_args = ["--version"]\n'
+        'version = ">=1.10"\n'
+    )
+    document = tomllib.loads(ALIGN)
+    expected = parse_job_file(ALIGN).spec
+    assert parse_job_file(tables).spec == expected
+    assert parse_job_file(json.dumps(document), syntax="json").spec == expected
+    assert job_spec_from_mapping(document) == expected
+
+
+def test_prerequisites_problems_are_structural_only_and_name_their_lines():
+    text = (
+        'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nprerequisites = [\n'
+        '  { kind = "file", path = "/a" },\n'
+        '  { name = "samtools" },\n'
+        '  "samtools",\n'
+        "  { kind = 3 },\n"
+        '  { kind = "file", path = "/b", newer_than = 2026-01-01 },\n'
+        '  { kind = "no-such-kind", whatever = [1, { x = true }] },\n'  # the server's to judge
+        "]\n"
+    )
+    assert problems(text) == [
+        'job.toml:7: tasks[0].prerequisites[1].kind: missing; add kind = "file", "executable", "python_package", ...',
+        'job.toml:8: tasks[0].prerequisites[2]: expected a table such as { kind = "file", path = "/data/ref.fa" }; '
+        "got a string",
+        "job.toml:9: tasks[0].prerequisites[3].kind: expected a string; got an integer",
+        "job.toml:10: tasks[0].prerequisites[4]: expected values JSON can carry (no dates or times): "
+        "Object of type date is not JSON serializable",
+    ]
+    assert problems('name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nprerequisites = { kind = "file" }\n') == [
+        'job.toml:5: tasks[0].prerequisites: expected a list of signature tables, e.g. [{ kind = "file", '
+        'path = "/data/ref.fa" }]; got a table'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "located"),
+    [
+        (
+            "spec.tasks[0].prerequisites[1].version: '>=1.x' is not a version constraint",
+            "job.toml:8: tasks[0].prerequisites[1].version: '>=1.x' is not a version constraint",
+        ),
+        (
+            "spec.tasks[0].prerequisites[1].version_args[0]: is empty",
+            "job.toml:8: tasks[0].prerequisites[1].version_args[0]: is empty",
+        ),
+        ("spec.tasks[0].prerequisites[0]: repeats", "job.toml:7: tasks[0].prerequisites[0]: repeats"),
+        ("spec.tasks[0].prerequisites: has 51 prerequisites", "job.toml:6: tasks[0].prerequisites: has 51 prerequisites"),
+    ],
+)
+def test_server_paths_inside_prerequisites_find_the_line_of_their_signature(message, located):
+    assert str(parse_job_file(ALIGN, name="job.toml").locate(message)) == located
+
+
+def test_keys_inside_a_prerequisite_are_shown_as_written_not_renamed_like_task_fields():
+    text = ALIGN.replace('path = "/data/ref.fa"', 'path = "/data/ref.fa", timeout_seconds = 1')
+    located = parse_job_file(text, name="job.toml").locate("spec.tasks[0].prerequisites[0].timeout_seconds: unknown")
+    assert str(located) == "job.toml:7: tasks[0].prerequisites[0].timeout_seconds: unknown"
+
+
+def test_prerequisite_tables_of_a_later_task_are_counted_from_zero():
+    text = (
+        'name = "j"\n'
+        '[[tasks]]\nname = "a"\ncommand = "true"\n[[tasks.prerequisites]]\nkind = "file"\npath = "/a"\n'
+        '[[tasks]]\nname = "b"\ncommand = "true"\n[[tasks.prerequisites]]\nkind = "file"\npath = "/b"\n'
+        '[[tasks.prerequisites]]\nkind = "env"\nname = "HOME"\n'
+    )
+    job_file = parse_job_file(text, name="job.toml")
+    assert str(job_file.locate("spec.tasks[1].prerequisites[0].path: x")) == "job.toml:13: tasks[1].prerequisites[0].path: x"
+    assert str(job_file.locate("spec.tasks[1].prerequisites[1]: y")) == "job.toml:14: tasks[1].prerequisites[1]: y"
+
+
+def test_server_paths_inside_prerequisites_find_exact_lines_in_json_files():
+    text = (
+        '{"name": "j", "tasks": [{"name": "t", "command": ["true"],\n'
+        ' "prerequisites": [\n'
+        '  {"kind": "file", "path": "/a"},\n'
+        '  {"kind": "executable",\n'
+        '   "name": "samtools",\n'
+        '   "version": ">=x"}]}]}\n'
+    )
+    job_file = parse_job_file(text, name="job.json", syntax="json")
+    assert str(job_file.locate("spec.tasks[0].prerequisites[1].version: bad")) == (
+        "job.json:6: tasks[0].prerequisites[1].version: bad")
+
+
+# Signature files (`jobplane inventory scan --file`)
+
+
+def test_signature_files_in_toml_and_both_json_forms_read_the_same(tmp_path: Path):
+    signatures = [{"kind": "file", "path": "/data/ref.fa"}, {"kind": "port", "port": 5432}]
+    files = {
+        "sigs.toml": 'signatures = [\n  { kind = "file", path = "/data/ref.fa" },\n  { kind = "port", port = 5432 },\n]\n',
+        "tables.toml": '[[signatures]]\nkind = "file"\npath = "/data/ref.fa"\n[[signatures]]\nkind = "port"\nport = 5432\n',
+        "list.json": json.dumps(signatures),
+        "object.json": json.dumps({"signatures": signatures}),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        loaded = load_signature_file(tmp_path / name)
+        assert [json_format.MessageToDict(s) for s in loaded.signatures] == signatures, name
+
+
+def test_signature_file_problems_name_their_lines(tmp_path: Path):
+    path = tmp_path / "sigs.json"
+    path.write_text('[\n  {"kind": "file", "path": "/a"},\n  {"path": "/b"}\n]\n')
+    with pytest.raises(JobFileError) as caught:
+        load_signature_file(path)
+    assert str(caught.value) == f'{path}:3: signatures[1].kind: missing; add kind = "file", "executable", "python_package", ...'
+
+    path = tmp_path / "sigs.toml"
+    path.write_text('[[signature]]\nkind = "file"\n')
+    with pytest.raises(JobFileError) as caught:
+        load_signature_file(path)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f'{path}:1: signature: unknown key; did you mean "signatures"?',
+        f'{path}:1: signatures: missing; add signatures = [{{ kind = "file", path = "/data/ref.fa" }}, ...]',
+    ]
+
+
+def test_server_paths_map_back_to_signature_file_lines_and_others_are_not_the_files(tmp_path: Path):
+    path = tmp_path / "sigs.json"
+    path.write_text('[\n  {"kind": "file", "path": "/a"},\n  {"kind": "executable", "name": "tool",\n   "version": "1"}\n]\n')
+    signature_file = load_signature_file(path)
+    assert str(signature_file.locate("signatures[1].version: clause '1' has no operator")) == (
+        f"{path}:4: signatures[1].version: clause '1' has no operator")
+    assert signature_file.locate("provider_id: must not be empty") is None
+
+
+def test_signature_mappings_are_checked_and_structs_pass_as_they_are():
+    struct = struct_pb2.Struct()
+    struct.update({"kind": "env", "name": "HOME"})
+    converted = signature_structs([{"kind": "os", "value": "linux"}, struct])
+    assert [json_format.MessageToDict(s) for s in converted] == [{"kind": "os", "value": "linux"},
+                                                                 {"kind": "env", "name": "HOME"}]
+    with pytest.raises(JobFileError, match=r"^signatures\[0\]\.kind: missing"):
+        signature_structs([{"name": "HOME"}])

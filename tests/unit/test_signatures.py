@@ -275,3 +275,10 @@ def test_prerequisites_must_be_a_list(raws):
     with pytest.raises(InvalidArgument, match="must be a list") as caught:
         parse_signatures(TASK, raws)
     assert caught.value.field == TASK
+
+
+def test_roots_may_start_with_an_agent_environment_variable():
+    for root in ("$DATA", "${DATA}/refs", "/srv/data"):
+        assert parse_signature("p", {"kind": "file", "path": "ref.fa", "roots": [root]}).as_dict()["roots"] == [root]
+    with pytest.raises(InvalidArgument, match=r"p\.roots\[0\]"):
+        parse_signature("p", {"kind": "file", "path": "ref.fa", "roots": ["$1DATA"]})

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from jobplane.v1 import event_pb2 as jobplane_dot_v1_dot_event__pb2
 from jobplane.v1 import status_pb2 as jobplane_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15jobplane/v1/job.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jobplane/v1/event.proto\x1a\x18jobplane/v1/status.proto\"4\n\x0fMatrixParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bvalues_json\x18\x02 \x01(\t\"\xf9\x03\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0e\n\x06python\x18\x03 \x01(\t\x12\x11\n\targs_json\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.jobplane.v1.TaskSpec.EnvEntry\x12\x0b\n\x03\x63wd\x18\x06 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x01\x12\r\n\x05\x61\x66ter\x18\x08 \x03(\t\x12\x35\n\x08requires\x18\t \x03(\x0b\x32#.jobplane.v1.TaskSpec.RequiresEntry\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12,\n\x06matrix\x18\x0b \x03(\x0b\x32\x1c.jobplane.v1.MatrixParameter\x12\x12\n\nitems_json\x18\x0c \x01(\t\x12\x12\n\nchunk_size\x18\r \x01(\x05\x12\x18\n\x10\x65xpected_seconds\x18\x0e \x01(\x01\x12\x1d\n\x15retry_backoff_seconds\x18\x0f \x01(\x01\x12\x10\n\x08retry_on\x18\x10 \x03(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rRequiresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x02\n\x07JobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x30\n\x06labels\x18\x03 \x03(\x0b\x32 .jobplane.v1.JobSpec.LabelsEntry\x12$\n\x05tasks\x18\x04 \x03(\x0b\x32\x15.jobplane.v1.TaskSpec\x12\x1a\n\x12wait_for_providers\x18\x05 \x01(\x08\x12\"\n\x15\x63ontinuation_priority\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x39\n\x12\x63ontinuation_rules\x18\x07 \x03(\x0b\x32\x1d.jobplane.v1.ContinuationRule\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_continuation_priority\"O\n\x10\x43ontinuationRule\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\"o\n\nTaskCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0f\n\x07success\x18\x04 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\x05\x12\x0e\n\x06\x63\x61ncel\x18\x06 \x01(\x05\"\xe1\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.jobplane.v1.JobState\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\'\n\x06\x63ounts\x18\x05 \x01(\x0b\x32\x17.jobplane.v1.TaskCounts\x12/\n\x0bsubmit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\x12\r\n\x05owner\x18\n \x01(\t\"6\n\x10SubmitJobRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.jobplane.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"<\n\x12WatchEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x84\x03\n\nJobService\x12J\n\tSubmitJob\x12\x1d.jobplane.v1.SubmitJobRequest\x1a\x1e.jobplane.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.jobplane.v1.GetJobRequest\x1a\x1b.jobplane.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.jobplane.v1.ListJobsRequest\x1a\x1d.jobplane.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.jobplane.v1.CancelJobRequest\x1a\x1e.jobplane.v1.CancelJobResponse\x12R\n\x0bWatchEvents\x12\x1f.jobplane.v1.WatchEventsRequest\x1a .jobplane.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15jobplane/v1/job.proto\x12\x0bjobplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jobplane/v1/event.proto\x1a\x18jobplane/v1/status.proto\"4\n\x0fMatrixParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bvalues_json\x18\x02 \x01(\t\"\xa9\x04\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0e\n\x06python\x18\x03 \x01(\t\x12\x11\n\targs_json\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.jobplane.v1.TaskSpec.EnvEntry\x12\x0b\n\x03\x63wd\x18\x06 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x01\x12\r\n\x05\x61\x66ter\x18\x08 \x03(\t\x12\x35\n\x08requires\x18\t \x03(\x0b\x32#.jobplane.v1.TaskSpec.RequiresEntry\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12,\n\x06matrix\x18\x0b \x03(\x0b\x32\x1c.jobplane.v1.MatrixParameter\x12\x12\n\nitems_json\x18\x0c \x01(\t\x12\x12\n\nchunk_size\x18\r \x01(\x05\x12\x18\n\x10\x65xpected_seconds\x18\x0e \x01(\x01\x12\x1d\n\x15retry_backoff_seconds\x18\x0f \x01(\x01\x12\x10\n\x08retry_on\x18\x10 \x03(\t\x12.\n\rprerequisites\x18\x11 \x03(\x0b\x32\x17.google.protobuf.Struct\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rRequiresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x02\n\x07JobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x30\n\x06labels\x18\x03 \x03(\x0b\x32 .jobplane.v1.JobSpec.LabelsEntry\x12$\n\x05tasks\x18\x04 \x03(\x0b\x32\x15.jobplane.v1.TaskSpec\x12\x1a\n\x12wait_for_providers\x18\x05 \x01(\x08\x12\"\n\x15\x63ontinuation_priority\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x39\n\x12\x63ontinuation_rules\x18\x07 \x03(\x0b\x32\x1d.jobplane.v1.ContinuationRule\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_continuation_priority\"O\n\x10\x43ontinuationRule\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\"o\n\nTaskCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0f\n\x07success\x18\x04 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\x05\x12\x0e\n\x06\x63\x61ncel\x18\x06 \x01(\x05\"\xe1\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.jobplane.v1.JobState\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\'\n\x06\x63ounts\x18\x05 \x01(\x0b\x32\x17.jobplane.v1.TaskCounts\x12/\n\x0bsubmit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\x12\r\n\x05owner\x18\n \x01(\t\"6\n\x10SubmitJobRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.jobplane.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"<\n\x12WatchEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x84\x03\n\nJobService\x12J\n\tSubmitJob\x12\x1d.jobplane.v1.SubmitJobRequest\x1a\x1e.jobplane.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.jobplane.v1.GetJobRequest\x1a\x1b.jobplane.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.jobplane.v1.ListJobsRequest\x1a\x1d.jobplane.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.jobplane.v1.CancelJobRequest\x1a\x1e.jobplane.v1.CancelJobResponse\x12R\n\x0bWatchEvents\x12\x1f.jobplane.v1.WatchEventsRequest\x1a .jobplane.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,46 +41,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSPEC_REQUIRESENTRY']._serialized_options = b'8\001'
   _globals['_JOBSPEC_LABELSENTRY']._loaded_options = None
   _globals['_JOBSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2129
-  _globals['_JOBSTATE']._serialized_end=2283
-  _globals['_MATRIXPARAMETER']._serialized_start=122
-  _globals['_MATRIXPARAMETER']._serialized_end=174
-  _globals['_TASKSPEC']._serialized_start=177
-  _globals['_TASKSPEC']._serialized_end=682
-  _globals['_TASKSPEC_ENVENTRY']._serialized_start=591
-  _globals['_TASKSPEC_ENVENTRY']._serialized_end=633
-  _globals['_TASKSPEC_REQUIRESENTRY']._serialized_start=635
-  _globals['_TASKSPEC_REQUIRESENTRY']._serialized_end=682
-  _globals['_JOBSPEC']._serialized_start=685
-  _globals['_JOBSPEC']._serialized_end=1010
-  _globals['_JOBSPEC_LABELSENTRY']._serialized_start=939
-  _globals['_JOBSPEC_LABELSENTRY']._serialized_end=984
-  _globals['_CONTINUATIONRULE']._serialized_start=1012
-  _globals['_CONTINUATIONRULE']._serialized_end=1091
-  _globals['_TASKCOUNTS']._serialized_start=1093
-  _globals['_TASKCOUNTS']._serialized_end=1204
-  _globals['_JOB']._serialized_start=1207
-  _globals['_JOB']._serialized_end=1560
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1562
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1616
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=1618
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=1668
-  _globals['_GETJOBREQUEST']._serialized_start=1670
-  _globals['_GETJOBREQUEST']._serialized_end=1701
-  _globals['_GETJOBRESPONSE']._serialized_start=1703
-  _globals['_GETJOBRESPONSE']._serialized_end=1750
-  _globals['_LISTJOBSREQUEST']._serialized_start=1752
-  _globals['_LISTJOBSREQUEST']._serialized_end=1824
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1826
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1901
-  _globals['_CANCELJOBREQUEST']._serialized_start=1903
-  _globals['_CANCELJOBREQUEST']._serialized_end=1953
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1955
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2005
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2007
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2067
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2069
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2126
-  _globals['_JOBSERVICE']._serialized_start=2286
-  _globals['_JOBSERVICE']._serialized_end=2674
+  _globals['_JOBSTATE']._serialized_start=2207
+  _globals['_JOBSTATE']._serialized_end=2361
+  _globals['_MATRIXPARAMETER']._serialized_start=152
+  _globals['_MATRIXPARAMETER']._serialized_end=204
+  _globals['_TASKSPEC']._serialized_start=207
+  _globals['_TASKSPEC']._serialized_end=760
+  _globals['_TASKSPEC_ENVENTRY']._serialized_start=669
+  _globals['_TASKSPEC_ENVENTRY']._serialized_end=711
+  _globals['_TASKSPEC_REQUIRESENTRY']._serialized_start=713
+  _globals['_TASKSPEC_REQUIRESENTRY']._serialized_end=760
+  _globals['_JOBSPEC']._serialized_start=763
+  _globals['_JOBSPEC']._serialized_end=1088
+  _globals['_JOBSPEC_LABELSENTRY']._serialized_start=1017
+  _globals['_JOBSPEC_LABELSENTRY']._serialized_end=1062
+  _globals['_CONTINUATIONRULE']._serialized_start=1090
+  _globals['_CONTINUATIONRULE']._serialized_end=1169
+  _globals['_TASKCOUNTS']._serialized_start=1171
+  _globals['_TASKCOUNTS']._serialized_end=1282
+  _globals['_JOB']._serialized_start=1285
+  _globals['_JOB']._serialized_end=1638
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1640
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1694
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=1696
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=1746
+  _globals['_GETJOBREQUEST']._serialized_start=1748
+  _globals['_GETJOBREQUEST']._serialized_end=1779
+  _globals['_GETJOBRESPONSE']._serialized_start=1781
+  _globals['_GETJOBRESPONSE']._serialized_end=1828
+  _globals['_LISTJOBSREQUEST']._serialized_start=1830
+  _globals['_LISTJOBSREQUEST']._serialized_end=1902
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1904
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1979
+  _globals['_CANCELJOBREQUEST']._serialized_start=1981
+  _globals['_CANCELJOBREQUEST']._serialized_end=2031
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2033
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2083
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2085
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2145
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2147
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2204
+  _globals['_JOBSERVICE']._serialized_start=2364
+  _globals['_JOBSERVICE']._serialized_end=2752
 # @@protoc_insertion_point(module_scope)

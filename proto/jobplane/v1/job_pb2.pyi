@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from jobplane.v1 import event_pb2 as _event_pb2
 from jobplane.v1 import status_pb2 as _status_pb2
@@ -36,7 +37,7 @@ class MatrixParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values_json: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on")
+    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +68,7 @@ class TaskSpec(_message.Message):
     EXPECTED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RETRY_BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RETRY_ON_FIELD_NUMBER: _ClassVar[int]
+    PREREQUISITES_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     python: str
@@ -83,7 +85,8 @@ class TaskSpec(_message.Message):
     expected_seconds: float
     retry_backoff_seconds: float
     retry_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    prerequisites: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules")

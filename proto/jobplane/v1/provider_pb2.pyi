@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from jobplane.v1 import job_pb2 as _job_pb2
 from google.protobuf.internal import containers as _containers
@@ -212,18 +213,61 @@ class ProbeReply(_message.Message):
     def __init__(self, probe_id: _Optional[int] = ..., running: _Optional[_Iterable[_Union[AttemptStatus, _Mapping]]] = ...) -> None: ...
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "ready", "heartbeat", "reports", "probe_reply")
+    __slots__ = ("hello", "ready", "heartbeat", "reports", "probe_reply", "scan_report")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
     PROBE_REPLY_FIELD_NUMBER: _ClassVar[int]
+    SCAN_REPORT_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     ready: Ready
     heartbeat: Heartbeat
     reports: TaskReports
     probe_reply: ProbeReply
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ..., probe_reply: _Optional[_Union[ProbeReply, _Mapping]] = ...) -> None: ...
+    scan_report: ScanReport
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ..., probe_reply: _Optional[_Union[ProbeReply, _Mapping]] = ..., scan_report: _Optional[_Union[ScanReport, _Mapping]] = ...) -> None: ...
+
+class ScanReport(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ScanResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ScanResult, _Mapping]]] = ...) -> None: ...
+
+class ScanResult(_message.Message):
+    __slots__ = ("signature_id", "present", "details", "reason", "scan_time")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SIGNATURE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SCAN_TIME_FIELD_NUMBER: _ClassVar[int]
+    signature_id: str
+    present: bool
+    details: _containers.ScalarMap[str, str]
+    reason: str
+    scan_time: _timestamp_pb2.Timestamp
+    def __init__(self, signature_id: _Optional[str] = ..., present: _Optional[bool] = ..., details: _Optional[_Mapping[str, str]] = ..., reason: _Optional[str] = ..., scan_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SignatureToScan(_message.Message):
+    __slots__ = ("signature_id", "signature")
+    SIGNATURE_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    signature_id: str
+    signature: _struct_pb2.Struct
+    def __init__(self, signature_id: _Optional[str] = ..., signature: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("signatures",)
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    signatures: _containers.RepeatedCompositeFieldContainer[SignatureToScan]
+    def __init__(self, signatures: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("provider_id", "heartbeat_interval_seconds")
@@ -250,10 +294,12 @@ class Assignment(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
 
 class Assignments(_message.Message):
-    __slots__ = ("assignments",)
+    __slots__ = ("assignments", "scan")
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    SCAN_FIELD_NUMBER: _ClassVar[int]
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
-    def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
+    scan: _containers.RepeatedCompositeFieldContainer[SignatureToScan]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., scan: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ...) -> None: ...
 
 class Cancellations(_message.Message):
     __slots__ = ("attempts", "reason")
@@ -288,18 +334,20 @@ class Probe(_message.Message):
     def __init__(self, probe_id: _Optional[int] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("welcome", "assign", "cancel", "ack", "probe")
+    __slots__ = ("welcome", "assign", "cancel", "ack", "probe", "scan")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
+    SCAN_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: Assignments
     cancel: Cancellations
     ack: Ack
     probe: Probe
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ...) -> None: ...
+    scan: ScanRequest
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "filter")
