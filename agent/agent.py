@@ -17,6 +17,7 @@ from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
+from .external import run_external
 from .link import Link
 from .outbox import Outbox
 from .prerequisites import missing_prerequisites, prerequisite_missing
@@ -203,21 +204,31 @@ class Agent:
         refusal = await self._refusal(assignment, stop)
         if refusal is not None:
             return refusal
+        self._running += 1
+        try:
+            return await self._adapt(assignment, stop)
+        finally:
+            self._running -= 1
+
+    async def _adapt(self, assignment: provider_pb2.Assignment,
+                     stop: asyncio.Future[StopRequest]) -> AttemptResult:
+        """Run the attempt through its environment's adapter: python, external or process."""
         spec = assignment.spec
         key = (assignment.task_id, assignment.attempt)
         on_start = self._on_start(key, report=True)
-        self._running += 1
-        try:
-            if spec.python:
-                return await self._pool.run(
-                    self._py_call(assignment), stop=stop, on_start=on_start,
-                    on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
-            command = self._command(assignment)
-            self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
-            return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
-                                     on_start=on_start)
-        finally:
-            self._running -= 1
+        if spec.python:
+            return await self._pool.run(
+                self._py_call(assignment), stop=stop, on_start=on_start,
+                on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
+        if spec.HasField("external"):
+            return await run_external(
+                spec.external, env=self._env(assignment), cwd=self._cwd(spec.cwd), stop=stop,
+                on_start=on_start, on_status=lambda raw: self._outbox.status(*key, raw),
+                kill_grace=self.config.kill_grace, timeout=spec.timeout_seconds)
+        command = self._command(assignment)
+        self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
+        return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
+                                 on_start=on_start)
 
     async def _refusal(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
@@ -225,9 +236,9 @@ class Agent:
         if stop.done():  # cancelled while it waited for a slot
             return stop.result().result()
         spec = assignment.spec
-        if bool(spec.command) == bool(spec.python):
-            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"},
-                                 error="the task spec must set exactly one of command and python")
+        if [bool(spec.command), bool(spec.python), spec.HasField("external")].count(True) != 1:
+            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
+                "the task spec must set exactly one of command, python and external"))
         if spec.prerequisites:
             return await self._recheck(assignment, stop)
         return None
@@ -263,12 +274,16 @@ class Agent:
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
         attempt_dir = self._state.attempt_dir((assignment.task_id, assignment.attempt))
-        env = {**os.environ, **spec.env}
-        env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
-        env |= _task_env(assignment)
+        env = self._env(assignment)
         env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
                            attempt_dir)
+
+    def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
+        """The environment of a task's processes: the agent's, the spec's, the task's own."""
+        env = {**os.environ, **assignment.spec.env}
+        env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
+        return env | _task_env(assignment)
 
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
         spec = assignment.spec

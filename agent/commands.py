@@ -158,7 +158,7 @@ async def _supervise(
         stopped = await _wait(process.pid, process.exited, timeout, stop, kill_grace)
     finally:
         # Whatever the task left behind in its group goes with it: no orphan outlives it.
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         process.close()
     return _result(process.returncode(), stopped, *_tails(process.dir))
 
@@ -233,14 +233,15 @@ async def _wait(
 
 async def _terminate(pid: int, exited: asyncio.Future[None], kill_grace: float) -> None:
     """SIGTERM the process group, then SIGKILL it if the leader outlives the grace period."""
-    _signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGTERM)
     done, _ = await asyncio.wait({exited}, timeout=kill_grace)
     if not done:
-        _signal_group(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
         await exited
 
 
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
+def signal_group(pgid: int, signum: signal.Signals) -> None:
+    """Send a signal to a process group; a group that is gone already is no error."""
     try:
         os.killpg(pgid, signum)
     except ProcessLookupError:

@@ -24,6 +24,9 @@ MAX_BATCH_BYTES = 1024 * 1024
 _STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
 _FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
 _CHECKPOINT = provider_pb2.TASK_REPORT_KIND_CHECKPOINT
+_STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
+# Kinds of which only the latest of an attempt in one message matters.
+_LATEST_ONLY = (_CHECKPOINT, _STATUS)
 
 # A report kept until acknowledged: (kind, task_id, attempt).
 _Kept = tuple[int, str, int]
@@ -33,8 +36,9 @@ class Outbox:
     """Reports queued for sending; FINISHED ones, and the latest CHECKPOINT of each attempt,
     stay until the server acknowledges their seq.
 
-    STARTED reports are sent once and forgotten: the hello's `running` list covers them
-    after a reconnect. seq grows by one per TaskReports message for the outbox's lifetime.
+    STARTED and STATUS reports are sent once and forgotten: after a reconnect the hello's
+    `running` list covers the former, and the attempt's FINISHED report the latter. seq grows
+    by one per TaskReports message for the outbox's lifetime.
     """
 
     def __init__(self, on_acked: Callable[[Iterable[tuple[str, int]]], None] | None = None) -> None:
@@ -60,6 +64,12 @@ class Outbox:
             return  # the attempt has ended: its result is the last word
         self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_CHECKPOINT,
                                           checkpoint_json=checkpoint_json))
+
+    def status(self, task_id: str, attempt: int, raw: dict[str, str]) -> None:
+        """Queue a STATUS report: the attempt's raw properties changed while it runs."""
+        if (task_id, attempt) in self._finishing:
+            return  # the FINISHED report carries the last raw properties
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STATUS, raw=raw))
 
     def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
         """Queue a FINISHED report; it is kept until acknowledged."""
@@ -91,7 +101,7 @@ class Outbox:
                 break
             reports.append(report)
             size += _size(report)
-        return self._stamp(_latest_checkpoints(reports))
+        return self._stamp(_latest_only(reports))
 
     def resend_batches(self) -> list[provider_pb2.TaskReports]:
         """After a reconnect: every unacknowledged kept report again, in order, under new seqs."""
@@ -156,13 +166,14 @@ class Outbox:
             self._settled.clear()
 
 
-def _latest_checkpoints(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.TaskReport]:
-    """The reports without checkpoints that a later one of the same attempt supersedes."""
-    latest: set[tuple[str, int]] = set()
+def _latest_only(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.TaskReport]:
+    """The reports without checkpoints and statuses that a later one of the same kind and
+    attempt supersedes."""
+    latest: set[_Kept] = set()
     kept = []
     for report in reversed(reports):
-        if report.kind == _CHECKPOINT:
-            key = (report.task_id, report.attempt)
+        if report.kind in _LATEST_ONLY:
+            key = (report.kind, report.task_id, report.attempt)
             if key in latest:
                 continue
             latest.add(key)
@@ -174,4 +185,5 @@ def _latest_checkpoints(reports: list[provider_pb2.TaskReport]) -> list[provider
 def _size(report: provider_pb2.TaskReport) -> int:
     """A cheap estimate of a report's encoded size."""
     return (64 + len(report.result_json) + len(report.error) + len(report.stdout_tail)
-            + len(report.stderr_tail) + len(report.checkpoint_json))
+            + len(report.stderr_tail) + len(report.checkpoint_json)
+            + sum(len(key) + len(value) for key, value in report.raw.items()))

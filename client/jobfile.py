@@ -16,10 +16,11 @@ import shlex
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.locate import FieldPath, LineIndex
@@ -361,13 +362,33 @@ class _Converter:
         self.string(value["kind"], path + ("kind",))
         return json_format.ParseDict(json.loads(self._json(value, path)), struct_pb2.Struct())
 
+    def external(self, value: Any, path: FieldPath) -> job_pb2.ExternalSpec:
+        if not isinstance(value, Mapping):
+            raise _Invalid(path, f'expected {self._table} with submit, poll and cancel commands; got {self._kind(value)}')
+        return job_pb2.ExternalSpec(**self._fields(value, path, _EXTERNAL_FIELDS, required=("submit", "poll")))
+
+    def moment(self, value: Any, path: FieldPath) -> timestamp_pb2.Timestamp:
+        """A TOML date-time, or an ISO 8601 string; without a zone, this machine's local time."""
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise _Invalid(path, f"expected a time like 2026-12-24T18:00:00+01:00; got {value!r}") from None
+        if not isinstance(value, datetime):
+            raise _Invalid(path, f"expected a date-time (e.g. 2026-12-24T18:00:00Z); got {self._kind(value)}")
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromNanoseconds(int((value if value.tzinfo else value.astimezone()).timestamp() * 1e9))
+        return stamp
+
     def _check_program(self, task: Mapping[str, Any], path: FieldPath) -> None:
         if any(key not in _TASK_FIELDS for key in task):
             return  # a misspelt `comand` is reported as such, not also as a missing command
-        if "command" in task and "python" in task:
-            self._report(path + ("python",), "set either command or python, not both")
-        elif "command" not in task and "python" not in task:
-            self._report(path, 'missing command or python; add command = ["..."] or python = "module:function"')
+        given = [key for key in ("command", "python", "external") if key in task]
+        if len(given) > 1:
+            self._report(path + (given[1],), f"set only one of command, python and external, not {' and '.join(given)}")
+        elif not given:
+            self._report(path, 'missing command or python; add command = ["..."], python = "module:function" '
+                               "or external = { submit = [...], poll = [...] }")
 
 
 @dataclass(frozen=True)
@@ -384,6 +405,17 @@ _JOB_FIELDS = {
     "wait_for_providers": _Field("wait_for_providers", _Converter.boolean),
     "continuation_priority": _Field("continuation_priority", _Converter.integer),
     "continuation_rules": _Field("continuation_rules", _Converter.rules),
+    "start_by": _Field("start_by", _Converter.moment),
+    "finish_by": _Field("finish_by", _Converter.moment),
+    "max_wait": _Field("max_wait_seconds", _Converter.seconds),
+    "max_runtime": _Field("max_runtime_seconds", _Converter.seconds),
+}
+
+_EXTERNAL_FIELDS = {
+    "submit": _Field("submit", _Converter.command),
+    "poll": _Field("poll", _Converter.command),
+    "cancel": _Field("cancel", _Converter.command),
+    "poll_interval": _Field("poll_interval_seconds", _Converter.seconds),
 }
 
 _RULE_FIELDS = {
@@ -411,6 +443,11 @@ _TASK_FIELDS = {
     "retry_backoff": _Field("retry_backoff_seconds", _Converter.seconds),
     "retry_on": _Field("retry_on", _Converter.strings),
     "prerequisites": _Field("prerequisites", _Converter.prerequisites),
+    "external": _Field("external", _Converter.external),
+    "start_by": _Field("start_by", _Converter.moment),
+    "finish_by": _Field("finish_by", _Converter.moment),
+    "max_wait": _Field("max_wait_seconds", _Converter.seconds),
+    "max_runtime": _Field("max_runtime_seconds", _Converter.seconds),
 }
 
 _SIGNATURE_FILE_FIELDS = {"signatures": _Field("signatures", _Converter.prerequisites)}

@@ -27,9 +27,11 @@ from .model import (
 )
 from .continuation import Continuations, Pending
 from .inventory import InventoryRules
+from .lateness import NOT_STARTED, LatenessRules
+from .policies import normalize
 from .providers import CONNECTED, ProviderRules
 from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
-from .status import COUNT_BUCKETS, job_status, task_status
+from .status import COUNT_BUCKETS, task_status
 from .supervision import Supervision
 from .timing import Calendar
 
@@ -70,7 +72,7 @@ class EngineConfig:
     inventory_ttl: float = 300.0  # seconds a scan result counts as fresh
 
 
-class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
+class Engine(ProviderRules, Supervision, Continuations, InventoryRules, LatenessRules):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -131,6 +133,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
                 self._set_task(task, TaskState.QUEUED, "its attempt was not recorded; queued again")
             else:
                 self._lose(task, f"provider {task.provider} is gone")
+        for job in self.jobs.values():
+            self._restore_lateness(job, [self.tasks[t] for t in job.task_ids if t in self.tasks])
         for job in list(self.jobs.values()):
             if job.open == 0:
                 self._finish_job(job)
@@ -165,7 +169,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
         self.jobs[job.id] = job
         self._cs.job(job, new=True)
         self._event(EventKind.JOB, job_id=job.id, raw_status="QUEUED", status=Status.WAITING,
-                    message=f"submitted with {len(drafts)} tasks")
+                    message=f"submitted with {len(drafts)} tasks", environment="jobplane")
+        self._watch_start(job)
         first = self.ids.take("task", len(drafts))
         by_group: dict[str, list[int]] = {}
         for i, draft in enumerate(drafts):
@@ -180,6 +185,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
             if not why and draft.spec.prerequisites and not self._someone_has(draft.spec.prerequisite_ids):
                 why = self._waiting_reason(draft.spec.prerequisites)
             self._add_task(job, task, why)
+            if draft.spec.lateness:
+                self._watch_start(job, task)
         return job
 
     def _unmet_requirements(self, drafts: list[TaskDraft]) -> dict[frozenset, tuple[int, str]]:
@@ -241,6 +248,10 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
         old = COUNT_BUCKETS.get(task.status)
         task.state = state
         task.status = task_status(state, task.attempt)
+        if task.late == "start" and state in NOT_STARTED:
+            task.status = Status.LATE_TO_START
+        elif task.late == "run" and state == TaskState.RUNNING:
+            task.status = Status.RUNNING_LATE
         task.reason = reason
         new = COUNT_BUCKETS.get(task.status)
         if old != new:
@@ -255,7 +266,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
             self._dispatch_wanted = True
         self._event(EventKind.TASK, job_id=job.id, task_id=task.id, task_name=task.name,
                     provider_id=task.provider or "", attempt=task.attempt, raw_status=state.name,
-                    raw=raw or {}, status=task.status, message=reason)
+                    raw=raw or {}, status=task.status, message=reason,
+                    environment=task.spec.environment if raw else "jobplane")
 
     def _enqueue(self, task: TaskRt, job: JobRt) -> None:
         self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids)
@@ -298,7 +310,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
     def _set_job(self, job: JobRt, state: JobState, message: str = "") -> None:
         job.state = state
         self._cs.job(job)
-        self._event(EventKind.JOB, job_id=job.id, raw_status=state.name, status=job_status(state), message=message)
+        self._event(EventKind.JOB, job_id=job.id, raw_status=state.name, status=job.status, message=message,
+                    environment="jobplane")
 
     # ----- dispatch ------------------------------------------------------------------
 
@@ -365,6 +378,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
                                  f"{len(report.checkpoint_json)} bytes is over the limit of {CHECKPOINT_MAX}"))
             elif report.kind == ReportKind.CHECKPOINT:
                 self._checkpoint(task, attempt, report.checkpoint_json)
+            elif report.kind == ReportKind.STATUS:
+                self._raw_status(task, report.raw)
             else:
                 self._finished(task, attempt, report)
         return rejected
@@ -383,6 +398,16 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
         self._cs.attempt(attempt)
         self._cs.task(task)
 
+    def _raw_status(self, task: TaskRt, raw: dict[str, str]) -> None:
+        """The environment's raw properties changed (e.g. an external scheduler's queue and
+        status): an event with them and their normalized status under the default policy."""
+        environment = task.spec.environment
+        decision = normalize(environment, raw, user=None)
+        self._event(EventKind.TASK, job_id=task.job_id, task_id=task.id, task_name=task.name,
+                    provider_id=task.provider or "", attempt=task.attempt,
+                    raw_status=raw.get("status") or raw.get("state", ""), raw=dict(raw), status=decision.status,
+                    message=decision.reason, environment=environment)
+
     def _started(self, task: TaskRt, attempt: AttemptRt) -> None:
         if task.state != TaskState.ASSIGNED:
             return
@@ -392,8 +417,11 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules):
         if job.state == JobState.QUEUED:
             job.start_time = self.now
             self._set_job(job, JobState.RUNNING)
+            self._watch_finish(job, None, self.now)
         self._set_task(task, TaskState.RUNNING)
         self._watch_task(task)
+        if task.spec.lateness:
+            self._watch_finish(job, task, self.now)
 
     def _finished(self, task: TaskRt, attempt: AttemptRt, report: Report) -> None:
         if report.raw.get("state") == "prerequisite_missing" and task.state != TaskState.CANCELLED:

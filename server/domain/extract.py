@@ -28,6 +28,7 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
     """The job's concrete tasks, in submit order; raises InvalidArgument naming the field."""
     _check_name("spec.name", spec.name)
     _check_continuation(spec)
+    _check_lateness("spec", spec.lateness)
     if not spec.tasks:
         raise InvalidArgument("spec.tasks", "a job needs at least one task; add a [[tasks]] entry")
     groups = _check_groups(spec.tasks)
@@ -60,6 +61,24 @@ def _check_continuation(spec: JobSpec) -> None:
         check_rule(f"spec.continuation_rules[{i}]", rule)
 
 
+def _check_external(path: str, external) -> None:
+    for name in ("submit", "poll"):
+        argv = getattr(external, name)
+        if not argv or not argv[0]:
+            raise InvalidArgument(f"{path}.{name}", f"the {name} command (argv) is required, e.g. [\"./{name}.sh\"]")
+    if not math.isfinite(external.poll_interval_seconds) or external.poll_interval_seconds < 0:
+        raise InvalidArgument(f"{path}.poll_interval_seconds", "must be a number of seconds >= 0 (0 = 1 second)")
+
+
+def _check_lateness(path: str, lateness) -> None:
+    for name in ("max_wait_seconds", "max_runtime_seconds"):
+        value = getattr(lateness, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{path}.{name}", "must be a number of seconds >= 0 (0 = no limit)")
+    if lateness.start_by and lateness.finish_by and lateness.finish_by < lateness.start_by:
+        raise InvalidArgument(f"{path}.finish_by", "is before start_by; a job cannot finish before it starts")
+
+
 def _check_name(path: str, name: str) -> None:
     if not name.strip():
         raise InvalidArgument(path, "must not be empty; give it a name")
@@ -78,8 +97,12 @@ def _check_groups(tasks: tuple[TaskSpec, ...]) -> set[str]:
 
 
 def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
-    if bool(task.command) == bool(task.python):
-        raise InvalidArgument(f"{path}.command", "set exactly one of command (argv) and python (module:function)")
+    if sum(map(bool, (task.command, task.python, task.external))) != 1:
+        raise InvalidArgument(f"{path}.command", "set exactly one of command (argv), python (module:function) "
+                                                 "and external (submit/poll/cancel commands)")
+    if task.external:
+        _check_external(f"{path}.external", task.external)
+    _check_lateness(path, task.lateness)
     if task.command and not task.command[0]:
         raise InvalidArgument(f"{path}.command[0]", "the program name must not be empty")
     if task.python and not PYTHON_TARGET.match(task.python):

@@ -72,6 +72,30 @@ class ReportKind(IntEnum):
     STARTED = 1
     FINISHED = 2
     CHECKPOINT = 3
+    STATUS = 4
+
+
+@dataclass(frozen=True)
+class ExternalSpec:
+    """A task run by an outside scheduler through submit/poll/cancel commands that speak JSON."""
+
+    submit: tuple[str, ...] = ()
+    poll: tuple[str, ...] = ()
+    cancel: tuple[str, ...] = ()
+    poll_interval_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """When a job or task counts as late: absolute times and/or relative limits (0 = none)."""
+
+    start_by: float | None = None
+    finish_by: float | None = None
+    max_wait_seconds: float = 0.0
+    max_runtime_seconds: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.start_by or self.finish_by or self.max_wait_seconds or self.max_runtime_seconds)
 
 
 JOB_DONE = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
@@ -101,6 +125,13 @@ class TaskSpec:
     retry_on: tuple[str, ...] = ()
     # Signatures once validated (extract.py); the raw dicts from the request before that.
     prerequisites: tuple = ()
+    external: ExternalSpec | None = None
+    lateness: Lateness = field(default_factory=Lateness)
+
+    @property
+    def environment(self) -> str:
+        """Where the task's raw status comes from: process, python or external."""
+        return "external" if self.external else "python" if self.python else "process"
 
     @property
     def prerequisite_ids(self) -> frozenset[str]:
@@ -116,6 +147,7 @@ class JobSpec:
     wait_for_providers: bool = False
     continuation_priority: int | None = None  # None: the default (continuation.DEFAULT_PRIORITY)
     continuation_rules: tuple[TimingRule, ...] = ()
+    lateness: Lateness = field(default_factory=Lateness)
 
 
 @dataclass(frozen=True)
@@ -170,3 +202,4 @@ class Event:
     raw: dict[str, str] = field(default_factory=dict)
     status: Status = Status.UNKNOWN
     message: str = ""
+    environment: str = ""

@@ -26,9 +26,14 @@ class JobRt:
     reason: str = ""
     cancelled: bool = False
     owner: str = ""  # the submitting user
+    late: str = ""  # "start" past its start deadline, "run" past its finish deadline
 
     @property
     def status(self) -> Status:
+        if self.late == "start" and self.state == JobState.QUEUED:
+            return Status.LATE_TO_START
+        if self.late == "run" and self.state == JobState.RUNNING:
+            return Status.RUNNING_LATE
         return job_status(self.state)
 
 
@@ -76,6 +81,7 @@ class TaskRt:
     progress: int = 0  # the attempt's progress at the last check
     checkpoint: str = ""  # the latest checkpoint of any attempt: where the next one starts
     checkpoints: int = 0  # checkpoints received since the server started, counted as progress
+    late: str = ""  # "start" past its start deadline, "run" past its finish deadline
 
 
 @dataclass(eq=False)

@@ -38,7 +38,9 @@ _PROVIDER = {
 COUNT_BUCKETS = {
     Status.WAITING: "waiting",
     Status.RESTART: "waiting",
+    Status.LATE_TO_START: "waiting",
     Status.RUNNING: "running",
+    Status.RUNNING_LATE: "running",
     Status.SUCCESS: "success",
     Status.FAILURE: "failure",
     Status.CANCEL: "cancel",

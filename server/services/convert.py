@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, provider_pb2, task_pb2
 
-from ..domain.model import Event, EventKind, Hello, JobSpec, Outcome, Report, ReportKind, Status, TaskSpec
+from ..domain.model import (
+    Event, EventKind, ExternalSpec, Hello, JobSpec, Lateness, Outcome, Report, ReportKind, Status, TaskSpec)
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.state import ProviderRt
@@ -42,14 +43,32 @@ def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
         max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
         items_json=m.items_json, chunk_size=m.chunk_size, expected_seconds=m.expected_seconds,
         retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on),
-        prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites))
+        prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
+        external=_external_from_proto(m.external) if m.HasField("external") else None,
+        lateness=_lateness_from_proto(m))
+
+
+def _external_from_proto(m) -> ExternalSpec:
+    return ExternalSpec(tuple(m.submit), tuple(m.poll), tuple(m.cancel), m.poll_interval_seconds)
+
+
+def _lateness_from_proto(m) -> Lateness:
+    def when(name: str) -> float | None:
+        return getattr(m, name).ToNanoseconds() / 1e9 if m.HasField(name) else None
+
+    return Lateness(when("start_by"), when("finish_by"), m.max_wait_seconds, m.max_runtime_seconds)
+
+
+def _lateness_fields(lateness: Lateness) -> dict:
+    return {"start_by": ts(lateness.start_by), "finish_by": ts(lateness.finish_by),
+            "max_wait_seconds": lateness.max_wait_seconds, "max_runtime_seconds": lateness.max_runtime_seconds}
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
     rules = tuple(TimingRule(r.kind, r.priority, r.value, r.days or 1) for r in m.continuation_rules)
     return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks),
-                   m.wait_for_providers, priority, rules)
+                   m.wait_for_providers, priority, rules, _lateness_from_proto(m))
 
 
 def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
@@ -59,7 +78,11 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
         items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
         retry_backoff_seconds=s.retry_backoff_seconds, retry_on=list(s.retry_on),
-        prerequisites=[struct(as_plain(p)) for p in s.prerequisites])
+        prerequisites=[struct(as_plain(p)) for p in s.prerequisites],
+        external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
+                                      cancel=list(s.external.cancel),
+                                      poll_interval_seconds=s.external.poll_interval_seconds) if s.external else None,
+        **_lateness_fields(s.lateness))
 
 
 def struct(value: dict) -> struct_pb2.Struct:
@@ -72,7 +95,8 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
     m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
                         tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
                         continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
-                                                                     days=r.days) for r in s.continuation_rules])
+                                                                     days=r.days) for r in s.continuation_rules],
+                        **_lateness_fields(s.lateness))
     if s.continuation_priority is not None:
         m.continuation_priority = s.continuation_priority
     return m
@@ -147,14 +171,15 @@ def planned_task_to_proto(p: PlannedTask) -> continuation_pb2.PlannedTask:
 
 def event_from_row(row) -> Event:
     return Event(row.id, row.time, EventKind(row.kind), row.job, row.task, row.task_name, row.provider,
-                 row.attempt, row.raw_status, json.loads(row.raw), Status(row.status), row.message)
+                 row.attempt, row.raw_status, json.loads(row.raw), Status(row.status), row.message, row.environment)
 
 
 def event_to_proto(e: Event) -> event_pb2.Event:
     return event_pb2.Event(
         id=e.id, time=ts(e.time), kind=int(e.kind), job_id=str(e.job_id) if e.job_id else "",
         task_id=str(e.task_id) if e.task_id else "", provider_id=e.provider_id, raw_status=e.raw_status,
-        raw=e.raw, status=int(e.status), message=e.message, attempt=e.attempt, task_name=e.task_name)
+        raw=e.raw, status=int(e.status), message=e.message, attempt=e.attempt, task_name=e.task_name,
+        environment=e.environment)
 
 
 # ----- the agent link ----------------------------------------------------------------

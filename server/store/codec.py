@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from ..domain.model import JobSpec, TaskSpec
+from ..domain.model import ExternalSpec, JobSpec, Lateness, TaskSpec
 from ..domain.signatures import parse_signature
 from ..domain.timing import TimingRule
 
@@ -39,7 +39,8 @@ def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
     d = json.loads(bytes(data) if not isinstance(data, str) else data)
     rules = tuple(TimingRule(**r) for r in d.get("continuation_rules", ()))
     return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]),
-                   d.get("wait_for_providers", False), d.get("continuation_priority"), rules)
+                   d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
+                   Lateness(**d.get("lateness", {})))
 
 
 def _task(d: dict) -> TaskSpec:
@@ -49,4 +50,8 @@ def _task(d: dict) -> TaskSpec:
     d["matrix"] = tuple(tuple(m) for m in d["matrix"])
     d["retry_on"] = tuple(d.get("retry_on", ()))
     d["prerequisites"] = tuple(parse_signature("stored", s) for s in d.get("prerequisites", ()))
+    external = d.get("external")
+    d["external"] = ExternalSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in external.items()}) \
+        if external else None
+    d["lateness"] = Lateness(**d.get("lateness", {}))
     return TaskSpec(**d)

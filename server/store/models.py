@@ -115,6 +115,7 @@ class EventRow(BaseModel):
     raw = TextField(default="{}")
     status = IntegerField(default=0)
     message = TextField(default="")
+    environment = CharField(max_length=32, default="")
 
     class Meta:
         table_name = "event"

@@ -260,7 +260,8 @@ def _attempt_row(a) -> dict:
 def _event_row(e) -> dict:
     return {"id": e.id, "time": e.time, "kind": int(e.kind), "job": e.job_id, "task": e.task_id,
             "task_name": e.task_name, "provider": e.provider_id, "attempt": e.attempt,
-            "raw_status": e.raw_status, "raw": json.dumps(e.raw), "status": int(e.status), "message": e.message}
+            "raw_status": e.raw_status, "raw": json.dumps(e.raw), "status": int(e.status), "message": e.message,
+            "environment": e.environment}
 
 
 def runtime_from_snapshot(snap: Snapshot):

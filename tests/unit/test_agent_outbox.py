@@ -169,3 +169,31 @@ def test_a_checkpoint_after_the_result_is_dropped():
         return await outbox.next_batch()
 
     assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]
+
+
+STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
+
+
+def test_several_statuses_of_one_attempt_in_one_message_go_as_the_latest_and_are_not_kept():
+    async def main():
+        outbox = Outbox()
+        outbox.status("1", 1, {"status": "AWAITING EXECUTION"})
+        outbox.status("2", 1, {"status": "EXECUTING"})
+        outbox.status("1", 1, {"status": "EXECUTING"})
+        batch = await outbox.next_batch()
+        return batch, outbox.resend_batches(), outbox.unacknowledged(), outbox.finishing()
+
+    batch, resent, unacknowledged, held = asyncio.run(main())
+    assert refs(batch) == [("2", 1, STATUS), ("1", 1, STATUS)]
+    assert dict(batch.reports[1].raw) == {"status": "EXECUTING"}
+    assert (resent, unacknowledged, held) == ([], 0, [])  # sent once, like STARTED
+
+
+def test_a_status_after_the_result_is_dropped():
+    async def main():
+        outbox = Outbox()
+        outbox.finished("1", 1, OK)
+        outbox.status("1", 1, {"status": "EXECUTING"})
+        return await outbox.next_batch()
+
+    assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]

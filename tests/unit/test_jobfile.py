@@ -196,12 +196,25 @@ def test_matrix_must_be_a_table_of_lists(matrix, problem):
     assert problems(f'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\n{matrix}\n') == [problem]
 
 
-def test_a_task_needs_exactly_one_of_command_and_python():
+def test_a_task_needs_exactly_one_of_command_python_and_external():
     text = 'name = "j"\n[[tasks]]\nname = "a"\n[[tasks]]\nname = "b"\ncommand = "true"\npython = "m:f"\n'
     assert problems(text) == [
-        'job.toml:2: tasks[0]: missing command or python; add command = ["..."] or python = "module:function"',
-        "job.toml:7: tasks[1].python: set either command or python, not both",
+        'job.toml:2: tasks[0]: missing command or python; add command = ["..."], python = "module:function" '
+        "or external = { submit = [...], poll = [...] }",
+        "job.toml:7: tasks[1].python: set only one of command, python and external, not command and python",
     ]
+
+
+def test_external_tasks_and_lateness_keys_convert():
+    text = ('name = "j"\nmax_wait = 5\nfinish_by = 2026-12-24T18:00:00Z\n[[tasks]]\nname = "mf"\n'
+            'external = { submit = ["./s"], poll = "./p --json", poll_interval = 0.5 }\nmax_runtime = 60\n')
+    spec = parse_job_file(text, name="job.toml").spec
+    (task,) = spec.tasks
+    assert (list(task.external.submit), list(task.external.poll)) == (["./s"], ["./p", "--json"])
+    assert (task.external.poll_interval_seconds, task.max_runtime_seconds) == (0.5, 60)
+    assert (spec.max_wait_seconds, spec.finish_by.seconds) == (5, 1798135200)
+    assert problems('name = "j"\nstart_by = "soon"\n[[tasks]]\nname = "a"\ncommand = "true"\n') == [
+        "job.toml:2: start_by: expected a time like 2026-12-24T18:00:00+01:00; got 'soon'"]
 
 
 def test_json_problems_point_at_the_exact_line_of_nested_values():

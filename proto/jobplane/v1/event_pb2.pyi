@@ -25,7 +25,7 @@ EVENT_KIND_PROVIDER: EventKind
 EVENT_KIND_CONTINUATION: EventKind
 
 class Event(_message.Message):
-    __slots__ = ("id", "time", "kind", "job_id", "task_id", "provider_id", "raw_status", "raw", "status", "message", "attempt", "task_name")
+    __slots__ = ("id", "time", "kind", "job_id", "task_id", "provider_id", "raw_status", "raw", "status", "message", "attempt", "task_name", "environment")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Event(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     id: int
     time: _timestamp_pb2.Timestamp
     kind: EventKind
@@ -57,4 +58,5 @@ class Event(_message.Message):
     message: str
     attempt: int
     task_name: str
-    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[EventKind, str]] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., raw_status: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., task_name: _Optional[str] = ...) -> None: ...
+    environment: str
+    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[EventKind, str]] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., raw_status: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., task_name: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...

@@ -30,6 +30,7 @@ class TaskReportKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_REPORT_KIND_STARTED: _ClassVar[TaskReportKind]
     TASK_REPORT_KIND_FINISHED: _ClassVar[TaskReportKind]
     TASK_REPORT_KIND_CHECKPOINT: _ClassVar[TaskReportKind]
+    TASK_REPORT_KIND_STATUS: _ClassVar[TaskReportKind]
 
 class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +52,7 @@ TASK_REPORT_KIND_UNSPECIFIED: TaskReportKind
 TASK_REPORT_KIND_STARTED: TaskReportKind
 TASK_REPORT_KIND_FINISHED: TaskReportKind
 TASK_REPORT_KIND_CHECKPOINT: TaskReportKind
+TASK_REPORT_KIND_STATUS: TaskReportKind
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome

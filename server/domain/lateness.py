@@ -1,0 +1,92 @@
+"""Lateness: a job or task not started by its deadline becomes LATE_TO_START, one still running
+past its expected end RUNNING_LATE, on time (a timer per deadline) and as an event. A mixin
+of Engine: it shares the engine's state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .model import EventKind, JobState, Lateness, Status, TaskState
+from .state import JobRt, TaskRt
+
+NOT_STARTED = (TaskState.BLOCKED, TaskState.QUEUED, TaskState.ASSIGNED)
+
+
+def start_deadline(lateness: Lateness, submitted: float) -> float | None:
+    """When it must have started: start_by, or max_wait after submit, whichever is first."""
+    times = [t for t in (lateness.start_by, submitted + lateness.max_wait_seconds if lateness.max_wait_seconds
+                         else None) if t]
+    return min(times) if times else None
+
+
+def finish_deadline(lateness: Lateness, started: float) -> float | None:
+    """When it must have finished: finish_by, or max_runtime after it started."""
+    times = [t for t in (lateness.finish_by, started + lateness.max_runtime_seconds
+                         if lateness.max_runtime_seconds else None) if t]
+    return min(times) if times else None
+
+
+class LatenessRules:
+    def _watch_start(self, job: JobRt, task: TaskRt | None = None) -> None:
+        """At submit (or restore): a timer for the start deadline, if there is one."""
+        lateness = task.spec.lateness if task is not None else job.spec.lateness
+        deadline = start_deadline(lateness, job.submit_time) if lateness else None
+        if deadline is not None:
+            key = (job.id, task.id if task is not None else None)
+            self._cs.timers.append((max(0.0, deadline - self.now), lambda e: e._late_start(*key, deadline)))
+
+    def _watch_finish(self, job: JobRt, task: TaskRt | None, started: float) -> None:
+        """When it starts (or on restore): a timer for the finish deadline, if there is one."""
+        lateness = task.spec.lateness if task is not None else job.spec.lateness
+        deadline = finish_deadline(lateness, started) if lateness else None
+        if deadline is not None:
+            key = (job.id, task.id if task is not None else None)
+            self._cs.timers.append((max(0.0, deadline - self.now), lambda e: e._late_run(*key, deadline)))
+
+    def _late_start(self, job_id: int, task_id: int | None, deadline: float) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        if task_id is None:
+            if job.state == JobState.QUEUED and not job.late:
+                job.late = "start"
+                self._late_event(job, None, Status.LATE_TO_START, f"not started by {_clock(deadline)}")
+            return
+        task = self.tasks.get(task_id)
+        if task is not None and task.state in NOT_STARTED and not task.late:
+            task.late = "start"
+            self._set_task(task, task.state, f"late to start: not started by {_clock(deadline)}", push=False)
+
+    def _late_run(self, job_id: int, task_id: int | None, deadline: float) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        if task_id is None:
+            if job.state == JobState.RUNNING and job.late != "run":
+                job.late = "run"
+                self._late_event(job, None, Status.RUNNING_LATE, f"still running at {_clock(deadline)}")
+            return
+        task = self.tasks.get(task_id)
+        if task is not None and task.state == TaskState.RUNNING and task.late != "run":
+            task.late = "run"
+            self._set_task(task, task.state, f"running late: still running at {_clock(deadline)}", push=False)
+
+    def _late_event(self, job: JobRt, task: TaskRt | None, status: Status, message: str) -> None:
+        self._cs.job(job)
+        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=status, message=message,
+                    environment="jobplane", raw={"late": job.late})
+
+    def _restore_lateness(self, job: JobRt, tasks: list[TaskRt]) -> None:
+        if job.state == JobState.QUEUED:
+            self._watch_start(job)
+        elif job.state == JobState.RUNNING and job.start_time is not None:
+            self._watch_finish(job, None, job.start_time)
+        for task in tasks:
+            if task.state in NOT_STARTED:
+                self._watch_start(job, task)
+            elif task.state == TaskState.RUNNING and task.current is not None and task.current.start_time:
+                self._watch_finish(job, task, task.current.start_time)
+
+
+def _clock(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
