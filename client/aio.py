@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
+from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
 from jobplane.client.security import token_request
 from jobplane.v1 import (
     continuation_pb2,
@@ -24,6 +25,8 @@ from jobplane.v1 import (
     inventory_pb2_grpc,
     job_pb2,
     job_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     provider_pb2,
     provider_pb2_grpc,
     security_pb2,
@@ -50,6 +53,7 @@ class AsyncClient:
         self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
         self._security = security_pb2_grpc.SecurityServiceStub(channel)
         self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+        self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
 
     @classmethod
     async def connect(
@@ -205,6 +209,27 @@ class AsyncClient:
     async def scan_provider(self, provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> list[str]:
         request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
         return list((await self._unary(self._inventory.ScanProvider, request)).signature_ids)
+
+    # Policies
+
+    async def get_policy(self, scope: str, name: str = "") -> policy_pb2.Policy:
+        return (await self._unary(self._policies.GetPolicy, get_request(scope, name))).policy
+
+    def list_policies(self, *, page_size: int = 100) -> AsyncIterator[policy_pb2.Policy]:
+        request = policy_pb2.ListPoliciesRequest(page_size=page_size)
+        return self._pages(self._policies.ListPolicies, request, "policies")
+
+    async def set_policy(self, scope: str, name: str, document: Mapping[str, Any]) -> policy_pb2.Policy:
+        return (await self._unary(self._policies.SetPolicy, set_request(scope, name, document))).policy
+
+    async def delete_policy(self, scope: str, name: str) -> None:
+        await self._unary(self._policies.DeletePolicy, delete_request(scope, name))
+
+    async def test_policy(
+        self, *, environment: str, raw: Mapping[str, str], user: str = "", groups: Sequence[str] = ()
+    ) -> policy_pb2.TestPolicyResponse:
+        request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
+        return await self._unary(self._policies.TestPolicy, request)
 
     # Security
 

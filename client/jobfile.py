@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
-from jobplane.client.locate import FieldPath, LineIndex
+from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
 from jobplane.v1 import job_pb2
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -40,26 +40,26 @@ class JobFile:
 
     def locate(self, message: str) -> FileProblem:
         """Map a server message such as `spec.tasks[2].after[0]: unknown task "x"` to a file line."""
-        match = _SERVER_PATH.match(message)
-        if not match:
+        found = server_field(message)
+        if found is None:
             return FileProblem(self.name, None, "", message)
-        path, line_path = _file_path(_proto_path(match.group("path")), self.document)
+        path, line_path = _file_path(found[0], self.document)
         line = self.lines.line_of(line_path) if line_path else None
-        return FileProblem(self.name, line, format_path(path), match.group("rest"))
+        return FileProblem(self.name, line, format_path(path), found[1])
 
 
 def load_job_file(path: str | Path) -> JobFile:
     """Read and check a `.toml` or `.json` job file; raises JobFileError naming file and line."""
     name = str(path)
-    return parse_job_file(_read(path, "job file"), name=name, syntax="json" if name.endswith(".json") else "toml")
+    return parse_job_file(read_text(path, "job file"), name=name, syntax="json" if name.endswith(".json") else "toml")
 
 
 def parse_job_file(text: str, *, name: str = "<job file>", syntax: str = "toml") -> JobFile:
     """Check and convert job-file text (`syntax` "toml" or "json"); raises JobFileError."""
     if syntax == "json":
-        document, lines = _parse_json(text, name), LineIndex.for_json(text)
+        document, lines = parse_json(text, name), LineIndex.for_json(text)
     else:
-        document, lines = _parse_toml(text, name), LineIndex.for_toml(text)
+        document, lines = parse_toml(text, name), LineIndex.for_toml(text)
     spec = _Converter(syntax, lines, name).job_spec(document)
     return JobFile(name, spec, document, lines)
 
@@ -80,11 +80,11 @@ class SignatureFile:
     def locate(self, message: str) -> FileProblem | None:
         """Map a server message such as `signatures[1].version: ...` to a file line; None if the
         message names no signature (e.g. `provider_id: ...`)."""
-        match = _SERVER_PATH.match(message)
-        path = _proto_path(match.group("path")) if match else ()
-        if not match or path[:1] != ("signatures",):
+        found = server_field(message)
+        if found is None or found[0][:1] != ("signatures",):
             return None
-        return FileProblem(self.name, self.lines.line_of(path), format_path(path), match.group("rest"))
+        path, rest = found
+        return FileProblem(self.name, self.lines.line_of(path), format_path(path), rest)
 
 
 def load_signature_file(path: str | Path) -> SignatureFile:
@@ -92,13 +92,13 @@ def load_signature_file(path: str | Path) -> SignatureFile:
     JSON, a list or `{"signatures": [...]}`. Raises JobFileError naming file and line."""
     name = str(path)
     syntax = "json" if name.endswith(".json") else "toml"
-    text = _read(path, "signature file")
+    text = read_text(path, "signature file")
     if syntax == "json":
-        document, lines = _parse_json(text, name), LineIndex.for_json(text)
+        document, lines = parse_json(text, name), LineIndex.for_json(text)
         if isinstance(document, list):
             document, lines = {"signatures": document}, lines.nested("signatures")
     else:
-        document, lines = _parse_toml(text, name), LineIndex.for_toml(text)
+        document, lines = parse_toml(text, name), LineIndex.for_toml(text)
     signatures = _Converter(syntax, lines, name).signature_file(document)
     return SignatureFile(name, tuple(signatures), lines)
 
@@ -110,22 +110,16 @@ def signature_structs(signatures: Iterable[Mapping[str, Any]]) -> list[struct_pb
     return converter.signature_file({"signatures": list(signatures)})
 
 
-def format_path(path: FieldPath) -> str:
-    """("tasks", 1, "command") -> "tasks[1].command"."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text
-
-
-def _read(path: str | Path, what: str) -> str:
+def read_text(path: str | Path, what: str) -> str:
+    """The text of a file; JobFileError `cannot read the {what}: ...` if it cannot be read."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise JobFileError([FileProblem(str(path), None, "", f"cannot read the {what}: {error}")]) from error
 
 
-def _parse_toml(text: str, name: str) -> dict[str, Any]:
+def parse_toml(text: str, name: str) -> dict[str, Any]:
+    """The document of TOML text; JobFileError naming the line of a syntax error."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -137,7 +131,8 @@ def _parse_toml(text: str, name: str) -> dict[str, Any]:
         raise JobFileError([FileProblem(name, line, "", f"invalid TOML: {problem}{column}")]) from error
 
 
-def _parse_json(text: str, name: str) -> Any:
+def parse_json(text: str, name: str) -> Any:
+    """The document of JSON text; JobFileError naming the line of a syntax error."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -207,7 +202,7 @@ class _Converter:
             field = known.get(key)
             try:
                 if field is None:
-                    raise _Invalid(path + (key,), _unknown_key(key, known))
+                    raise _Invalid(path + (key,), unknown_key(key, known))
                 converted[field.proto_name] = field.convert(self, value, path + (key,))
             except _Invalid as invalid:
                 self._report(invalid.path, invalid.message)
@@ -217,7 +212,7 @@ class _Converter:
         return converted
 
     def _kind(self, value: Any) -> str:
-        return _kind(value, self._table)
+        return kind_of(value, self._table)
 
     # Converters: each takes the value and its path and returns the proto value or raises _Invalid.
 
@@ -462,13 +457,16 @@ _REQUIRED_HINT = {
 }
 
 
-def _unknown_key(key: str, known: Mapping[str, _Field]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """`unknown key; did you mean "tasks"?`, or the keys there are."""
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=1)
     hint = f'did you mean "{close[0]}"?' if close else f"expected one of {', '.join(known)}"
     return f"unknown key; {hint}"
 
 
-def _kind(value: Any, table: str) -> str:
+def kind_of(value: Any, table: str) -> str:
+    """`a string`, `a list`, `table` for a mapping: what a value is, for messages."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
@@ -486,22 +484,12 @@ def _kind(value: Any, table: str) -> str:
     return f"a {type(value).__name__}"
 
 
-# A field path at the start of a server message: `spec.tasks[2].after[0]: ...`.
-_SERVER_PATH = re.compile(r'^(?P<path>[A-Za-z_]\w*(?:\.[\w-]+|\[\d+\]|\["[^"]*"\])*):\s*(?P<rest>.*)$', re.DOTALL)
-_PROTO_PART = re.compile(r'([\w-]+)|\[(\d+)\]|\["([^"]*)"\]')
 # Proto field name -> the file's key (`timeout_seconds` -> `timeout`).
 _FILE_NAMES = {field.proto_name: key for key, field in (_JOB_FIELDS | _TASK_FIELDS).items()}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command", "retry_on"}
 # Fields whose insides are the file's own keys, carried as Structs: nothing below them is renamed.
 _VERBATIM = {"prerequisites"}
-
-
-def _proto_path(text: str) -> FieldPath:
-    parts: list[str | int] = []
-    for name, index, key in _PROTO_PART.findall(text):
-        parts.append(int(index) if index else key or name)
-    return tuple(parts)
 
 
 def _file_path(proto: FieldPath, document: Mapping[str, Any]) -> tuple[FieldPath, FieldPath]:

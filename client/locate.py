@@ -3,17 +3,24 @@
 Error messages point at lines, but neither tomllib nor json reports where a value came from.
 These indexers re-read the text (already known to parse) and note the line of every key,
 `[[tasks]]` header and array element they see; a lookup falls back to the nearest enclosing
-path that has a line.
+path that has a line. `server_field` reads the field path a server INVALID_ARGUMENT starts with.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import json.decoder
 import re
 from collections.abc import Iterator
 
 FieldPath = tuple[str | int, ...]
+
+# A field path at the start of a server message: `spec.tasks[2].after[0]: ...`, `rules[0].when["RC X"]: ...`.
+_QUOTED = r'"(?:[^"\\]|\\.)*"'  # a JSON string, as the server quotes a key that is not a bare word
+_SERVER_PATH = re.compile(rf'^(?P<path>[A-Za-z_]\w*(?:\.[\w-]+|\[\d+\]|\[{_QUOTED}\])*):\s*(?P<rest>.*)$', re.DOTALL)
+_SERVER_PART = re.compile(rf'\.?([\w-]+)|\[(\d+)\]|\[({_QUOTED})\]')
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 _BARE_OR_QUOTED = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _DOTTED = rf"{_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*"
@@ -46,6 +53,33 @@ class LineIndex:
             if (line := self._lines.get(path[:end])) is not None:
                 return line
         return None
+
+
+def server_field(message: str) -> tuple[FieldPath, str] | None:
+    """The field path a server message starts with, and the rest; None when it names no field.
+
+    `spec.tasks[2].after[0]: unknown task "x"` -> (("spec", "tasks", 2, "after", 0), 'unknown task "x"').
+    """
+    match = _SERVER_PATH.match(message)
+    if not match:
+        return None
+    parts: list[str | int] = []
+    for name, index, quoted in _SERVER_PART.findall(match.group("path")):
+        parts.append(int(index) if index else json.loads(quoted) if quoted else name)
+    return tuple(parts), match.group("rest")
+
+
+def format_path(path: FieldPath) -> str:
+    """("tasks", 1, "command") -> "tasks[1].command"; a key TOML would quote shows as `when["RC X"]`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _BARE_KEY.fullmatch(part):
+            text += f"[{json.dumps(part, ensure_ascii=False)}]"
+        else:
+            text += f".{part}" if text else part
+    return text
 
 
 def _index_toml(text: str) -> dict[FieldPath, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +16,7 @@ from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
+from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
 from jobplane.client.security import token_request
 from jobplane.v1 import (
     continuation_pb2,
@@ -25,6 +26,8 @@ from jobplane.v1 import (
     inventory_pb2_grpc,
     job_pb2,
     job_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     provider_pb2,
     provider_pb2_grpc,
     security_pb2,
@@ -54,6 +57,7 @@ class Client:
         self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
         self._security = security_pb2_grpc.SecurityServiceStub(channel)
         self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+        self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
 
     @classmethod
     def connect(
@@ -234,6 +238,42 @@ class Client:
         """
         request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
         return list(self._unary(self._inventory.ScanProvider, request).signature_ids)
+
+    # Policies
+
+    def get_policy(self, scope: str, name: str = "") -> policy_pb2.Policy:
+        """The current version of a policy: scope "default" (no name), "group" or "user".
+
+        Raises ValueError for another scope, NotFound when that group or user has no policy.
+        """
+        return self._unary(self._policies.GetPolicy, get_request(scope, name)).policy
+
+    def list_policies(self, *, page_size: int = 100) -> Iterator[policy_pb2.Policy]:
+        """Every policy: the default one, then group and user policies."""
+        request = policy_pb2.ListPoliciesRequest(page_size=page_size)
+        return self._pages(self._policies.ListPolicies, request, "policies")
+
+    def set_policy(self, scope: str, name: str, document: Mapping[str, Any]) -> policy_pb2.Policy:
+        """Store the next version of a "group" or "user" policy; returns it.
+
+        `document` is `{"rules": [{"environment": "external", "when": {"status": "ABEND"},
+        "status": "FAILURE"}, ...]}` (or a Struct). Raises ValueError for an unknown scope,
+        JobFileError for a document that cannot be sent (a date, say), and InvalidArgument naming
+        e.g. `policy.rules[3].when.status` for rules the server refuses.
+        """
+        return self._unary(self._policies.SetPolicy, set_request(scope, name, document)).policy
+
+    def delete_policy(self, scope: str, name: str) -> None:
+        """Delete a "group" or "user" policy: its members fall back to the next level."""
+        self._unary(self._policies.DeletePolicy, delete_request(scope, name))
+
+    def test_policy(
+        self, *, environment: str, raw: Mapping[str, str], user: str = "", groups: Sequence[str] = ()
+    ) -> policy_pb2.TestPolicyResponse:
+        """How `raw` values from `environment` would map for `user` (default: the caller) in
+        `groups`: the normalized status, the deciding policy and rule, and why. Changes nothing."""
+        request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
+        return self._unary(self._policies.TestPolicy, request)
 
     # Security
 

@@ -15,7 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
-from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, provider_pb2_grpc, security_pb2, security_pb2_grpc
+from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
+from jobplane.v1 import security_pb2, security_pb2_grpc
 from jobplane.v1 import task_pb2, task_pb2_grpc
 
 from .config import ServerConfig
@@ -31,12 +32,13 @@ from .services.base import Deps
 from .services.continuations import ContinuationService
 from .services.inventory import InventoryService
 from .services.jobs import JobService
+from .services.policies import PolicyBook, PolicyService
 from .services.providers import ProviderService
 from .services.security import SecurityService
 from .services.tasks import TaskService
 from .store.db import open_database
 from .store.repo import Store, runtime_from_snapshot
-from .store.security import SecurityStore
+from .store.security import PolicyStore, SecurityStore
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ SERVICE_NAMES = [
     continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
     security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
     inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
+    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
@@ -88,6 +91,8 @@ class Server:
 
         self.core = Core(self.engine, self.store, self.hub, self._writer, deliver)
         deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
+        deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
+        await deps.policies.load()
         providers_service.d = deps
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
@@ -108,6 +113,7 @@ class Server:
             SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobService(deps), self._grpc)
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), self._grpc)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
         continuation_pb2_grpc.add_ContinuationServiceServicer_to_server(ContinuationService(deps), self._grpc)

@@ -68,6 +68,11 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}ContinuationService/GetContinuation": OBSERVE,
     f"{_V1}ContinuationService/WatchContinuations": OBSERVE,
     f"{_V1}ContinuationService/PlanContinuation": OPERATE,
+    f"{_V1}PolicyService/GetPolicy": READ,
+    f"{_V1}PolicyService/ListPolicies": READ,
+    f"{_V1}PolicyService/TestPolicy": READ,
+    f"{_V1}PolicyService/SetPolicy": READ,  # submitters and viewers: their own user policy only
+    f"{_V1}PolicyService/DeletePolicy": READ,
     f"{_V1}InventoryService/ListInventory": OBSERVE,
     f"{_V1}InventoryService/ScanProvider": OPERATE,
     f"{_V1}SecurityService/Enroll": PUBLIC,
@@ -88,6 +93,8 @@ MUTATING = frozenset({
     f"{_V1}ProviderService/DrainProvider", f"{_V1}ProviderService/RevokeProvider",
     f"{_V1}SecurityService/Enroll", f"{_V1}SecurityService/RenewCertificate",
     f"{_V1}SecurityService/CreateToken", f"{_V1}SecurityService/RevokeToken",
+    f"{_V1}PolicyService/SetPolicy", f"{_V1}PolicyService/DeletePolicy",
+    f"{_V1}InventoryService/ScanProvider",
 })
 
 

@@ -79,6 +79,7 @@ class Deps:
         self.hub = hub
         self.readers = readers
         self.config = config
+        self.policies = None  # services.policies.PolicyBook, set by the server
 
     async def read(self, fn: Callable[..., Any], *args) -> Any:
         """Run a blocking store read on the reader threads."""

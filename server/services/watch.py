@@ -11,6 +11,7 @@ from jobplane.v1 import event_pb2
 
 from ..domain.model import EventKind
 from . import convert
+from ..security.policy import current_caller
 from .base import Deps
 
 REPLAY_PAGE = 1000
@@ -21,13 +22,14 @@ async def stream_events(deps: Deps, context, after_id: int, *, job_id: int | Non
     """Batches of events after `after_id` (of one job, or one kind), stored then live.
     A watcher that falls behind is cut off with RESOURCE_EXHAUSTED saying where to resume."""
     sub = deps.hub.subscribe(job_id, kind)  # before the replay, so nothing falls in between
+    renormalize = deps.policies.normalizer(current_caller.get()) if deps.policies is not None else None
     try:
         last = after_id
         while True:
             events = await deps.read(_replay_page, deps, last, job_id, kind)
             if events:
                 last = events[-1].id
-                yield events
+                yield _seen_by(events, renormalize)
             if len(events) < REPLAY_PAGE:
                 break
         while True:
@@ -40,9 +42,17 @@ async def stream_events(deps: Deps, context, after_id: int, *, job_id: int | Non
             fresh = [e for e in batch if e.id > last]
             if fresh:
                 last = fresh[-1].id
-                yield [convert.event_to_proto(e) for e in fresh]
+                yield _seen_by([convert.event_to_proto(e) for e in fresh], renormalize)
     finally:
         deps.hub.unsubscribe(sub)
+
+
+def _seen_by(events: list, renormalize) -> list:
+    """The events with the normalized status the caller's own policies give them."""
+    if renormalize is not None:
+        for event in events:
+            renormalize(event)
+    return events
 
 
 def _replay_page(deps: Deps, after_id: int, job_id: int | None, kind: EventKind | None) -> list:

@@ -218,5 +218,23 @@ class InventoryRow(BaseModel):
         indexes = ((("provider", "signature"), True),)
 
 
+class PolicyRow(BaseModel):
+    """One version of a group or user normalization policy; the newest version is in force
+    (unless it is a deletion)."""
+
+    id = AutoField()
+    scope = IntegerField()  # jobplane.v1.PolicyScope
+    name = CharField(max_length=200)
+    version = IntegerField()
+    document = TextField()  # JSON {"rules": [...]}; empty for a deletion
+    time = DoubleField()
+    updated_by = CharField(max_length=200, default="")
+    deleted = IntegerField(default=0)
+
+    class Meta:
+        table_name = "policy"
+        indexes = ((("scope", "name", "version"), True),)
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
-              TokenRow, CertificateRow, AuditRow, InventoryRow]
+              TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow]

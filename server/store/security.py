@@ -8,7 +8,7 @@ import json
 
 from peewee import Database
 
-from .models import AuditRow, CertificateRow, TokenRow
+from .models import AuditRow, CertificateRow, PolicyRow, TokenRow
 from .queries import AUDIT_COLUMNS, where
 
 
@@ -82,6 +82,31 @@ class SecurityStore:
         if before_id is not None:
             q = q.where(AuditRow.id < before_id)
         return list(q.order_by(AuditRow.id.desc()).limit(limit))
+
+
+class PolicyStore:
+    """Versions of group and user policies; every change is a new row (auditable)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def current(self) -> list[PolicyRow]:
+        """The newest version of every policy that is not deleted."""
+        self.db.connect(reuse_if_open=True)
+        newest: dict[tuple[int, str], PolicyRow] = {}
+        for row in PolicyRow.select().order_by(PolicyRow.version):
+            newest[(row.scope, row.name)] = row
+        return [row for row in newest.values() if not row.deleted]
+
+    def add_version(self, scope: int, name: str, document: str, time: float, by: str, deleted: bool) -> PolicyRow:
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            last = (PolicyRow.select().where((PolicyRow.scope == scope) & (PolicyRow.name == name))
+                    .order_by(PolicyRow.version.desc()).first())
+            version = (last.version if last else 0) + 1
+            row_id = PolicyRow.insert(scope=scope, name=name, version=version, document=document, time=time,
+                                      updated_by=by, deleted=int(deleted)).execute()
+        return PolicyRow.get_by_id(row_id)
 
 
 def token_groups(row: TokenRow) -> tuple[str, ...]:

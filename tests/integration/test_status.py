@@ -6,6 +6,8 @@ from __future__ import annotations
 import textwrap
 from contextlib import closing
 
+import pytest
+
 LATE_TO_START, RUNNING_LATE, FAILURE, RUNNING, SUCCESS = 8, 9, 2, 1, 4
 JOB = 1
 
@@ -79,3 +81,60 @@ def test_an_external_scheduler_walks_through_normalized_statuses(cluster, tmp_pa
     assert seen[:3] == [("AWAITING EXECUTION", 3), ("EXECUTING", RUNNING), ("ABEND", FAILURE)]
     (task,) = list(cluster.client.list_tasks(job.id))
     assert "ABEND" in task.error
+
+
+def _mainframe_job(cluster, tmp_path):
+    script = tmp_path / "mf.sh"
+    script.write_text(SCHEDULER.format(state=tmp_path / "state"))
+    script.chmod(0o755)
+    return cluster.client.submit_job({"name": "mf", "tasks": [{"name": "t", "external": {
+        "submit": [str(script), "submit"], "poll": [str(script), "poll"], "poll_interval": 0.05}}]})
+
+
+def _abend_seen_by(client, job_id):
+    with closing(client.watch(job_id, timeout=30)) as events:
+        for event in events:
+            if event.environment == "external" and event.raw.get("status") == "ABEND":
+                return event
+    raise AssertionError("no ABEND event")
+
+
+def test_users_with_different_policies_see_different_statuses_and_the_same_raw_values(cluster, tmp_path):
+    import grpc
+    from google.protobuf import struct_pb2
+
+    from jobplane.client import Client
+    from jobplane.v1 import policy_pb2, policy_pb2_grpc
+
+    def viewer(name, groups=()):
+        secret = cluster.client.create_token("viewer", user=name, groups=groups).secret
+        return Client.connect(cluster.server.address, token=secret, ca=cluster.server.ca), secret
+
+    def set_policy(secret, scope, name, rules):
+        creds = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(cluster.server.ca.read_bytes()),
+                                                   grpc.access_token_call_credentials(secret))
+        document = struct_pb2.Struct()
+        document.update({"rules": rules})
+        with grpc.secure_channel(cluster.server.address, creds) as channel:
+            return policy_pb2_grpc.PolicyServiceStub(channel).SetPolicy(
+                policy_pb2.SetPolicyRequest(scope=scope, name=name, document=document), timeout=10)
+
+    (alice, alice_secret), (bob, _), (carol, carol_secret) = viewer("alice"), viewer("bob"), viewer("carol", ["ops"])
+    try:
+        abend = {"environment": "external", "when": {"status": "ABEND"}}
+        assert set_policy(alice_secret, policy_pb2.POLICY_SCOPE_USER, "alice",
+                          [{**abend, "status": "ON_HOLD"}]).policy.version == 1
+        set_policy(cluster.server.token, policy_pb2.POLICY_SCOPE_GROUP, "ops", [{**abend, "status": "RESTART"}])
+        with pytest.raises(grpc.RpcError) as denied:  # a viewer may change only its own user policy
+            set_policy(carol_secret, policy_pb2.POLICY_SCOPE_GROUP, "ops", [])
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        cluster.add_agent("a1", slots=1)
+        job = _mainframe_job(cluster, tmp_path)
+        cluster.client.wait_job(job.id, timeout=60)
+        seen = {name: _abend_seen_by(client, job.id) for name, client in
+                (("alice", alice), ("bob", bob), ("carol", carol))}
+        assert {name: e.status for name, e in seen.items()} == {"alice": 7, "bob": FAILURE, "carol": 6}
+        assert len({tuple(sorted(e.raw.items())) for e in seen.values()}) == 1, "the same raw values for all"
+    finally:
+        for client in (alice, bob, carol):
+            client.close()
