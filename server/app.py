@@ -72,6 +72,7 @@ class Server:
             inventory_ttl=config.inventory_ttl))
         self.core: Core | None = None
         self._ticker: asyncio.Task | None = None
+        self._compactor: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
 
@@ -97,6 +98,10 @@ class Server:
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
         self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
+        oldest = await loop.run_in_executor(self._writer, self.store.oldest_event_id)
+        self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
+        self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
+                           if self.config.event_retention > 0 else None)
         self.access = await self._security()
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
         self._grpc = grpc.aio.server(
@@ -179,6 +184,15 @@ class Server:
             raise OSError(f"cannot listen on {self.config.listen} and {self.config.agent_address}")
         return port, agent_port
 
+    async def _compact(self) -> None:
+        """Delete events past the retention, on the writer thread, every so often."""
+        retention = self.config.event_retention
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(60.0, max(0.5, retention / 4)))
+            oldest = await loop.run_in_executor(self._writer, self.store.compact_events, time.time() - retention)
+            self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
+
     async def _supervise(self) -> None:
         """Hold providers to their promised heartbeats and check on overdue tasks."""
         while True:
@@ -215,6 +229,8 @@ class Server:
         await self._health.enter_graceful_shutdown()
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._compactor is not None:
+            self._compactor.cancel()
         self.hub.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)

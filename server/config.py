@@ -47,6 +47,7 @@ class ServerConfig:
     enroll_rate: float = 5.0
     max_streams: int = 64
     inventory_ttl: float = 300.0  # seconds a provider's scan result counts as fresh
+    event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
 
     @property
     def agent_address(self) -> str:

@@ -23,6 +23,7 @@ class EventHub:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
         self.last_id = 0
+        self.oldest_id = 1  # older events were compacted away (--event-retention)
 
     def subscribe(self, job_id: int | None, kind: EventKind | None = None) -> Subscription:
         sub = Subscription(job_id, kind)

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--max-streams", type=int, default=64, help="open streams (watches, agent links) per identity")
     p.add_argument("--inventory-ttl", type=float, default=300.0, metavar="SECONDS",
                    help="how long a prerequisite scan result counts as fresh (default: %(default)s)")
+    p.add_argument("--event-retention", type=float, default=0.0, metavar="SECONDS",
+                   help="delete events older than this (0 = keep them all, the default)")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
@@ -69,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--rotate-ca rotates the built-in CA; with --ca-cert, rotate your CA yourself")
     if a.agent_cert_ttl < 2:
         p.error("--agent-cert-ttl must be at least 2 seconds")
+    if a.event_retention < 0:
+        p.error("--event-retention must be >= 0 (0 = keep every event)")
     if a.inventory_ttl <= 0:
         p.error("--inventory-ttl must be > 0")
     if a.max_message_bytes < 1024 or a.max_streams < 1:
@@ -88,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,
                         agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
-                        enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl)
+                        enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
+                        event_retention=a.event_retention)
 
 
 async def serve(config: ServerConfig) -> int:

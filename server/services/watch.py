@@ -21,6 +21,10 @@ async def stream_events(deps: Deps, context, after_id: int, *, job_id: int | Non
                         kind: EventKind | None = None) -> AsyncIterator[list[event_pb2.Event]]:
     """Batches of events after `after_id` (of one job, or one kind), stored then live.
     A watcher that falls behind is cut off with RESOURCE_EXHAUSTED saying where to resume."""
+    if after_id and after_id < deps.hub.oldest_id - 1:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            f"after_event_id: events before id {deps.hub.oldest_id} were compacted (--event-retention);"
+                            f" resume with after_event_id={deps.hub.oldest_id - 1}, or 0 for the oldest there is")
     sub = deps.hub.subscribe(job_id, kind)  # before the replay, so nothing falls in between
     renormalize = deps.policies.normalizer(current_caller.get()) if deps.policies is not None else None
     try:

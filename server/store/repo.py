@@ -203,6 +203,17 @@ class Store:
                 out[row.task].append(row)
         return out
 
+    def compact_events(self, before: float) -> int | None:
+        """Delete events older than `before`; the oldest id kept, None if none is."""
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            EventRow.delete().where(EventRow.time < before).execute()
+        return self.oldest_event_id()
+
+    def oldest_event_id(self) -> int | None:
+        self.db.connect(reuse_if_open=True)
+        return EventRow.select(fn.MIN(EventRow.id)).scalar()
+
     def events_after(self, after_id: int, job_id: int | None, limit: int, kind: int | None = None) -> list[EventRow]:
         q = EventRow.select().where(EventRow.id > after_id)
         if job_id is not None:

@@ -8,6 +8,8 @@ from contextlib import closing
 
 import pytest
 
+from support import wait_until
+
 LATE_TO_START, RUNNING_LATE, FAILURE, RUNNING, SUCCESS = 8, 9, 2, 1, 4
 JOB = 1
 
@@ -138,3 +140,27 @@ def test_users_with_different_policies_see_different_statuses_and_the_same_raw_v
     finally:
         for client in (alice, bob, carol):
             client.close()
+
+
+@pytest.mark.server_args("--event-retention", "1")
+def test_a_resume_from_before_the_retention_gets_the_oldest_available_id(cluster):
+    import re
+
+    from jobplane.client import FailedPrecondition
+
+    def resume_refused() -> str:
+        try:
+            next(iter(cluster.client.watch(after_event_id=1, timeout=2)), None)
+        except FailedPrecondition as exc:
+            return str(exc)
+        except Exception:  # the deadline: events after 1 are still there
+            return ""
+        return ""
+
+    cluster.client.submit_job({"name": "old", "wait_for_providers": True, "tasks": [{"name": "t", "command": ["true"]}]})
+    message = wait_until(resume_refused, 30, "the old events to be compacted")
+    oldest = int(re.search(r"events before id (\d+) were compacted", message).group(1))
+    fresh = cluster.client.submit_job({"name": "new", "wait_for_providers": True,
+                                       "tasks": [{"name": "t", "command": ["true"]}]})
+    first = next(iter(cluster.client.watch(after_event_id=oldest - 1, timeout=10)))
+    assert first.id >= oldest and first.job_id == fresh.id
