@@ -96,6 +96,9 @@ class AsyncClient:
         request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
+    async def summarize_jobs(self, *, filter: str = "") -> job_pb2.SummarizeJobsResponse:
+        return await self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter))
+
     async def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
         request = job_pb2.CancelJobRequest(job_id=job_id, reason=reason)
         return (await self._unary(self._jobs.CancelJob, request)).job

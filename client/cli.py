@@ -23,6 +23,7 @@ from jobplane.client import (
     cmd_policy,
     cmd_providers,
     cmd_submit,
+    cmd_summary,
     cmd_tasks,
     cmd_tokens,
     cmd_up,
@@ -42,7 +43,7 @@ from jobplane.client.errors import (
 )
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_tasks, cmd_watch, cmd_providers, cmd_inventory, cmd_continuations, cmd_policy,
+    cmd_submit, cmd_jobs, cmd_summary, cmd_tasks, cmd_watch, cmd_providers, cmd_inventory, cmd_continuations, cmd_policy,
     cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
 )
 

@@ -110,6 +110,10 @@ class Client:
         request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
+    def summarize_jobs(self, *, filter: str = "") -> job_pb2.SummarizeJobsResponse:
+        """How many jobs matching `filter` are in each normalized status (the dashboard)."""
+        return self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter))
+
     def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
         return self._unary(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id, reason=reason)).job
 

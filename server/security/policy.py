@@ -56,6 +56,7 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}JobService/CancelJob": SUBMIT,
     f"{_V1}JobService/GetJob": READ,
     f"{_V1}JobService/ListJobs": READ,
+    f"{_V1}JobService/SummarizeJobs": READ,
     f"{_V1}JobService/WatchEvents": READ,
     f"{_V1}TaskService/ListTasks": READ,
     f"{_V1}TaskService/GetTask": READ,

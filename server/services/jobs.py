@@ -40,11 +40,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def ListJobs(self, request, context):
         size = page_size(request.page_size)
         before = decode_token(request.page_token)
-        cond = where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS)
-        caller = current_caller.get()
-        if not caller.sees_all_jobs():
-            mine = JobRow.owner == caller.identity
-            cond = mine if cond is None else cond & mine
+        cond = self._visible(where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS))
 
         def page():  # on a reader thread: decoding specs is O(tasks)
             rows = self.d.store.list_jobs(cond, before, size + 1)
@@ -52,6 +48,22 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             return job_pb2.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in rows[:size]], next_page_token=token)
 
         return await self.d.read(page)
+
+    @rpc
+    async def SummarizeJobs(self, request, context):
+        cond = self._visible(where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS))
+        counts = await self.d.read(self.d.store.job_status_counts, cond)
+        return job_pb2.SummarizeJobsResponse(counts=[job_pb2.StatusCount(status=s, count=n) for s, n in counts],
+                                             total=sum(n for _, n in counts))
+
+    @staticmethod
+    def _visible(cond):
+        """Tenancy: a submitter's queries see only its own jobs."""
+        caller = current_caller.get()
+        if caller.sees_all_jobs():
+            return cond
+        mine = JobRow.owner == caller.identity
+        return mine if cond is None else cond & mine
 
     @rpc
     async def CancelJob(self, request, context):

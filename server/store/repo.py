@@ -184,6 +184,13 @@ class Store:
             q = q.where(JobRow.id < before_id)
         return list(q.order_by(JobRow.id.desc()).limit(limit))
 
+    def job_status_counts(self, where) -> list[tuple[int, int]]:
+        """(normalized status, number of jobs) for the jobs `where` selects, most first."""
+        q = JobRow.select(JobRow.status, fn.COUNT(JobRow.id).alias("n"))
+        if where is not None:
+            q = q.where(where)
+        return sorted(((r.status, r.n) for r in q.group_by(JobRow.status)), key=lambda sn: (-sn[1], sn[0]))
+
     def get_task(self, task_id: int) -> TaskRow | None:
         return TaskRow.get_or_none(TaskRow.id == task_id)
 

@@ -153,6 +153,7 @@ def test_submitters_see_and_touch_only_their_own_jobs(cluster):
         bobs = users["bob"].submit_job({"name": "bobs", "wait_for_providers": True, "tasks": [SLEEP]})
         assert alices.owner == "alice"
         assert [j.id for j in users["alice"].list_jobs()] == [alices.id]
+        assert users["alice"].summarize_jobs().total == 1 and viewer.summarize_jobs().total == 2
         for call in (lambda: users["alice"].get_job(bobs.id), lambda: users["alice"].cancel_job(bobs.id),
                      lambda: list(users["alice"].list_tasks(bobs.id))):
             with pytest.raises(NotFound):

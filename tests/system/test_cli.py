@@ -200,3 +200,16 @@ def test_a_client_without_the_ca_is_told_to_pass_it(sqlite_cluster, tmp_path):
     r = jobplane("jobs", "list", "--server", sqlite_cluster.server.address, env=nothing_here)
     assert r.returncode == 3
     assert "--ca" in r.stderr
+
+
+def test_summary_counts_jobs_per_normalized_status(sqlite_cluster, tmp_path):
+    addr, env = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    f = tmp_path / "wait.toml"
+    f.write_text('name = "waits"\nwait_for_providers = true\n[[tasks]]\nname = "t"\ncommand = ["true"]\n')
+    for _ in range(2):
+        assert jobplane("submit", str(f), "--server", addr, env=env).returncode == 0
+    r = jobplane("summary", "--server", addr, "-o", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"counts": [{"status": "NORMALIZED_STATUS_WAITING", "count": 2}], "total": 2}
+    r = jobplane("summary", "--filter", "status=SUCCESS", "--server", addr, env=env)
+    assert r.returncode == 0 and "no jobs match" in r.stdout

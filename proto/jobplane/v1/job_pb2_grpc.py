@@ -50,6 +50,11 @@ class JobServiceStub:
                 request_serializer=jobplane_dot_v1_dot_job__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_job__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.SummarizeJobs = channel.unary_unary(
+                '/jobplane.v1.JobService/SummarizeJobs',
+                request_serializer=jobplane_dot_v1_dot_job__pb2.SummarizeJobsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_job__pb2.SummarizeJobsResponse.FromString,
+                _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/jobplane.v1.JobService/CancelJob',
                 request_serializer=jobplane_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
@@ -81,6 +86,13 @@ class JobServiceServicer:
 
     def ListJobs(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeJobs(self, request, context):
+        """How many jobs (matching a filter) are in each normalized status: the dashboard.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -118,6 +130,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=jobplane_dot_v1_dot_job__pb2.ListJobsRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_job__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'SummarizeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeJobs,
+                    request_deserializer=jobplane_dot_v1_dot_job__pb2.SummarizeJobsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_job__pb2.SummarizeJobsResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
@@ -212,6 +229,33 @@ class JobService:
             '/jobplane.v1.JobService/ListJobs',
             jobplane_dot_v1_dot_job__pb2.ListJobsRequest.SerializeToString,
             jobplane_dot_v1_dot_job__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.JobService/SummarizeJobs',
+            jobplane_dot_v1_dot_job__pb2.SummarizeJobsRequest.SerializeToString,
+            jobplane_dot_v1_dot_job__pb2.SummarizeJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
