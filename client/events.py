@@ -44,3 +44,9 @@ def plan_request(provider_id: str, at: float | None) -> continuation_pb2.PlanCon
     if at is not None:
         request.at.FromNanoseconds(int(at * 1e9))
     return request
+
+
+def fell_behind(error: Exception) -> bool:
+    """Whether a RESOURCE_EXHAUSTED ending a watch means it fell behind (and may resume),
+    rather than another limit such as the number of open streams."""
+    return "fell behind" in str(error)

@@ -14,7 +14,7 @@ import grpc
 from jobplane.client.channel import locate_credentials, open_channel, resolve_target
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
-from jobplane.client.events import Deadline, is_finished, is_job_end, plan_request
+from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
 from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
 from jobplane.client.security import token_request
@@ -155,7 +155,9 @@ class Client:
                             last = event.id
                             yield event
                 return
-            except ResourceExhausted:
+            except ResourceExhausted as exc:
+                if not fell_behind(exc):
+                    raise  # another limit (e.g. too many streams): retrying at once would only spin
                 log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
             finally:
                 call.cancel()

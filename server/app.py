@@ -28,6 +28,7 @@ from .hooks import ScaleOutHook
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
+from .services import convert
 from .services.base import Deps
 from .services.continuations import ContinuationService
 from .services.inventory import InventoryService
@@ -64,7 +65,7 @@ class Server:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
         self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
         self.store = Store(open_database(config.database_url))
-        self.hub = EventHub()
+        self.hub = EventHub(to_message=convert.event_to_proto)
         self.engine = Engine(EngineConfig(
             reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
             probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,

@@ -1,10 +1,13 @@
 """Fan-out of committed events to watchers. Each watcher has a bounded queue; one that
-falls behind is cut off (told where to resume) so it never slows the server or others."""
+falls behind is cut off (told where to resume) so it never slows the server or others.
+Each batch is converted to messages once, however many watchers receive it."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .domain.model import Event, EventKind
 
@@ -20,7 +23,8 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, to_message: Callable[[Event], Any] = lambda event: event) -> None:
+        self._to_message = to_message
         self._subs: set[Subscription] = set()
         self.last_id = 0
         self.oldest_id = 1  # older events were compacted away (--event-retention)
@@ -37,10 +41,11 @@ class EventHub:
         if not events:
             return
         self.last_id = events[-1].id
+        messages: list | None = None  # converted on first need, shared by every watcher
         for sub in list(self._subs):
-            batch = events if sub.job_id is None else [e for e in events if e.job_id == sub.job_id]
-            if sub.kind is not None:
-                batch = [e for e in batch if e.kind == sub.kind]
+            if messages is None:
+                messages = [self._to_message(e) for e in events]
+            batch = [m for e, m in zip(events, messages) if _wants(sub, e)]
             if not batch:
                 continue
             try:
@@ -54,6 +59,10 @@ class EventHub:
         for sub in list(self._subs):
             _wake(sub)
         self._subs.clear()
+
+
+def _wants(sub: Subscription, event: Event) -> bool:
+    return (sub.job_id is None or event.job_id == sub.job_id) and (sub.kind is None or event.kind == sub.kind)
 
 
 def _wake(sub: Subscription) -> None:

@@ -43,20 +43,28 @@ async def stream_events(deps: Deps, context, after_id: int, *, job_id: int | Non
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"watcher fell behind; resume with after_event_id={last}")
                 return
-            fresh = [e for e in batch if e.id > last]
+            fresh = [m for m in batch if m.id > last]  # messages shared with other watchers
             if fresh:
                 last = fresh[-1].id
-                yield _seen_by([convert.event_to_proto(e) for e in fresh], renormalize)
+                yield _seen_by(fresh, renormalize, shared=True)
     finally:
         deps.hub.unsubscribe(sub)
 
 
-def _seen_by(events: list, renormalize) -> list:
-    """The events with the normalized status the caller's own policies give them."""
-    if renormalize is not None:
-        for event in events:
-            renormalize(event)
-    return events
+def _seen_by(events: list, renormalize, shared: bool = False) -> list:
+    """The events with the normalized status the caller's own policies give them; messages
+    shared with other watchers are copied before they are changed."""
+    if renormalize is None:
+        return events
+    out = []
+    for event in events:
+        if shared:
+            copy = event_pb2.Event()
+            copy.CopyFrom(event)
+            event = copy
+        renormalize(event)
+        out.append(event)
+    return out
 
 
 def _replay_page(deps: Deps, after_id: int, job_id: int | None, kind: EventKind | None) -> list:

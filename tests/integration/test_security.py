@@ -234,3 +234,16 @@ def test_an_existing_ca_can_be_used_instead_of_the_built_in_one(tmp_path, sqlite
         cluster.add_agent("a1", slots=1)
     finally:
         cluster.close()
+
+
+@pytest.mark.server_args("--max-streams", "1")
+def test_streams_past_the_per_identity_limit_are_refused_not_retried(cluster):
+    first = cluster.client.watch(timeout=30)
+    try:
+        cluster.client.submit_job({"name": "j", "wait_for_providers": True, "tasks": [SLEEP]})
+        next(first)  # the first stream is open and delivering
+        with pytest.raises(ResourceExhausted, match="streams open already"):
+            next(iter(cluster.client.watch(timeout=10)))
+    finally:
+        first.close()
+    assert cluster.client.whoami().identity == "admin"
