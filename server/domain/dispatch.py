@@ -52,19 +52,23 @@ class ReadyQueue:
 
     def prerequisite_groups(self) -> Iterator[Requirement]:
         """The requirement keys with prerequisites that still have queued tasks."""
-        for key, heap in self._groups.items():
-            if key[1] and any(entry[3] in self._queued for entry in heap):
+        for key, heap in list(self._groups.items()):
+            if key[1] and self._drop_stale(heap):
                 yield key
 
     def _best(self, labels: dict[str, str], has: HasAll):
         """(group key, heap entry) of the best matching queued task; stale heads are dropped."""
         best_key, best = None, None
         for key, heap in self._matching(labels, has):
-            while heap and heap[0][3] not in self._queued:
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
+            if self._drop_stale(heap) and (best is None or heap[0] < best):
                 best_key, best = key, heap[0]
         return best_key, best
+
+    def _drop_stale(self, heap: list) -> bool:
+        """Pop entries of tasks no longer queued off the head; whether a live one is left."""
+        while heap and heap[0][3] not in self._queued:
+            heapq.heappop(heap)
+        return bool(heap)
 
     def _matching(self, labels: dict[str, str], has: HasAll):
         for key, heap in list(self._groups.items()):

@@ -96,10 +96,10 @@ class InventoryRules:
     def _plan_scans(self) -> None:
         """After dispatch: piggy-back unknown signatures on this batch's assignments, and ask
         for scans where a ready task's prerequisites are unknown on every candidate."""
-        wanted = self._wanted_signatures()
-        if not wanted:
+        if not self._prereq_tasks:
             return
-        for provider_id in list(self._cs.assignments):
+        wanted = self._wanted_signatures() if self._cs.assignments else set()
+        for provider_id in list(self._cs.assignments) if wanted else ():
             provider = self.providers.get(provider_id)
             if provider is not None:
                 missing = self._unknown(provider, wanted)[:PIGGYBACK_MAX]

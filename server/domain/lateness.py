@@ -50,7 +50,7 @@ class LatenessRules:
         if task_id is None:
             if job.state == JobState.QUEUED and not job.late:
                 job.late = "start"
-                self._late_event(job, None, Status.LATE_TO_START, f"not started by {_clock(deadline)}")
+                self._late_event(job, Status.LATE_TO_START, f"not started by {_clock(deadline)}")
             return
         task = self.tasks.get(task_id)
         if task is not None and task.state in NOT_STARTED and not task.late:
@@ -64,14 +64,14 @@ class LatenessRules:
         if task_id is None:
             if job.state == JobState.RUNNING and job.late != "run":
                 job.late = "run"
-                self._late_event(job, None, Status.RUNNING_LATE, f"still running at {_clock(deadline)}")
+                self._late_event(job, Status.RUNNING_LATE, f"still running at {_clock(deadline)}")
             return
         task = self.tasks.get(task_id)
         if task is not None and task.state == TaskState.RUNNING and task.late != "run":
             task.late = "run"
             self._set_task(task, task.state, f"running late: still running at {_clock(deadline)}", push=False)
 
-    def _late_event(self, job: JobRt, task: TaskRt | None, status: Status, message: str) -> None:
+    def _late_event(self, job: JobRt, status: Status, message: str) -> None:
         self._cs.job(job)
         self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=status, message=message,
                     environment="jobplane", raw={"late": job.late})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cached_property
 
 from .timing import TimingRule
 
@@ -133,7 +134,7 @@ class TaskSpec:
         """Where the task's raw status comes from: process, python or external."""
         return "external" if self.external else "python" if self.python else "process"
 
-    @property
+    @cached_property  # read on every enqueue and placement check; the spec never changes
     def prerequisite_ids(self) -> frozenset[str]:
         return frozenset(getattr(s, "id", "") for s in self.prerequisites)
 

@@ -39,9 +39,15 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
     @rpc
     async def GetTask(self, request, context):
         task_id = convert.parse_id("task_id", request.task_id, "task")
-        row = await self.d.read(self.d.store.get_task, task_id)
-        job = await self.d.read(self.d.store.get_job, row.job) if row is not None else None
-        if row is None or job is None or not may_see(job.owner):
+
+        def get():  # on a reader thread: the task with its attempts, and its job's owner, in one go
+            row = self.d.store.get_task(task_id)
+            job = self.d.store.get_job(row.job) if row is not None else None
+            if job is None:
+                return None, None
+            return job.owner, convert.task_to_proto(row, self.d.store.attempts_of([task_id])[task_id])
+
+        owner, task = await self.d.read(get)
+        if task is None or not may_see(owner):
             raise NotFound(f"task {task_id} not found; `jobplane tasks list JOB` shows a job's tasks")
-        attempts = await self.d.read(self.d.store.attempts_of, [task_id])
-        return task_pb2.GetTaskResponse(task=convert.task_to_proto(row, attempts[task_id]))
+        return task_pb2.GetTaskResponse(task=task)
