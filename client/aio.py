@@ -17,6 +17,7 @@ from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_en
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
 from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
 from jobplane.client.security import token_request
+from jobplane.client.views import save_request
 from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
@@ -33,6 +34,8 @@ from jobplane.v1 import (
     security_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
+    view_pb2,
+    view_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class AsyncClient:
         self._security = security_pb2_grpc.SecurityServiceStub(channel)
         self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
+        self._views = view_pb2_grpc.ViewServiceStub(channel)
 
     @classmethod
     async def connect(
@@ -92,22 +96,24 @@ class AsyncClient:
     async def get_job(self, job_id: str) -> job_pb2.Job:
         return (await self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))).job
 
-    def list_jobs(self, *, filter: str = "", page_size: int = 100) -> AsyncIterator[job_pb2.Job]:
-        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+    def list_jobs(self, *, filter: str = "", order_by: str = "", view: str = "",
+                  page_size: int = 100) -> AsyncIterator[job_pb2.Job]:
+        request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
-    async def summarize_jobs(self, *, filter: str = "") -> job_pb2.SummarizeJobsResponse:
-        return await self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter))
+    async def summarize_jobs(self, *, filter: str = "", view: str = "") -> job_pb2.SummarizeJobsResponse:
+        return await self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter, view=view))
 
     async def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
         request = job_pb2.CancelJobRequest(job_id=job_id, reason=reason)
         return (await self._unary(self._jobs.CancelJob, request)).job
 
     async def watch(
-        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None
+        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
+        view: str = ""
     ) -> AsyncIterator[event_pb2.Event]:
         def open_stream(last: int, remaining: float | None) -> Any:
-            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
+            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
             return self._jobs.WatchEvents(request, timeout=remaining)
 
         async for event in self._events(open_stream, after_event_id, timeout):
@@ -161,8 +167,10 @@ class AsyncClient:
 
     # Tasks
 
-    def list_tasks(self, job_id: str, *, filter: str = "", page_size: int = 100) -> AsyncIterator[task_pb2.Task]:
-        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, page_size=page_size)
+    def list_tasks(self, job_id: str = "", *, filter: str = "", order_by: str = "", view: str = "",
+                   page_size: int = 100) -> AsyncIterator[task_pb2.Task]:
+        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, order_by=order_by, view=view,
+                                            page_size=page_size)
         return self._pages(self._tasks.ListTasks, request, "tasks")
 
     async def get_task(self, task_id: str) -> task_pb2.Task:
@@ -235,6 +243,21 @@ class AsyncClient:
     ) -> policy_pb2.TestPolicyResponse:
         request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
         return await self._unary(self._policies.TestPolicy, request)
+
+    # Views
+
+    async def save_view(self, name: str, *, resource: str = "jobs", filter: str = "",
+                        order_by: str = "") -> view_pb2.View:
+        return (await self._unary(self._views.SaveView, save_request(name, resource, filter, order_by))).view
+
+    async def get_view(self, name: str) -> view_pb2.View:
+        return (await self._unary(self._views.GetView, view_pb2.GetViewRequest(name=name))).view
+
+    async def list_views(self) -> list[view_pb2.View]:
+        return list((await self._unary(self._views.ListViews, view_pb2.ListViewsRequest())).views)
+
+    async def delete_view(self, name: str) -> None:
+        await self._unary(self._views.DeleteView, view_pb2.DeleteViewRequest(name=name))
 
     # Security
 

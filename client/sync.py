@@ -18,6 +18,7 @@ from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_en
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
 from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
 from jobplane.client.security import token_request
+from jobplane.client.views import save_request
 from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
@@ -34,6 +35,8 @@ from jobplane.v1 import (
     security_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
+    view_pb2,
+    view_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class Client:
         self._security = security_pb2_grpc.SecurityServiceStub(channel)
         self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
+        self._views = view_pb2_grpc.ViewServiceStub(channel)
 
     @classmethod
     def connect(
@@ -105,28 +109,32 @@ class Client:
     def get_job(self, job_id: str) -> job_pb2.Job:
         return self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job
 
-    def list_jobs(self, *, filter: str = "", page_size: int = 100) -> Iterator[job_pb2.Job]:
-        """Jobs matching `filter` (e.g. `state=RUNNING name=nightly*`), fetched page by page."""
-        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+    def list_jobs(self, *, filter: str = "", order_by: str = "", view: str = "",
+                  page_size: int = 100) -> Iterator[job_pb2.Job]:
+        """Jobs matching `filter` (e.g. `status=FAILURE label.team=etl submitted>=-1d`), in
+        `order_by` (e.g. `status,-submitted`), narrowed by your saved `view`; page by page."""
+        request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
-    def summarize_jobs(self, *, filter: str = "") -> job_pb2.SummarizeJobsResponse:
-        """How many jobs matching `filter` are in each normalized status (the dashboard)."""
-        return self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter))
+    def summarize_jobs(self, *, filter: str = "", view: str = "") -> job_pb2.SummarizeJobsResponse:
+        """How many jobs matching `filter` (and `view`) are in each normalized status (the dashboard)."""
+        return self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter, view=view))
 
     def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
         return self._unary(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id, reason=reason)).job
 
     def watch(
-        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None
+        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
+        view: str = ""
     ) -> Iterator[event_pb2.Event]:
         """Events (of one job, or all) after `after_event_id`, then live; endless unless `timeout`.
+        `filter` (e.g. `status=FAILURE environment=external`) and `view` keep only some.
 
         A watcher the server cut off for falling behind resumes from the last event it got.
         Stopping the iteration (break, close) cancels the stream.
         """
         def open_stream(last: int, remaining: float | None) -> Any:
-            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last)
+            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
             return self._jobs.WatchEvents(request, timeout=remaining)
 
         return self._events(open_stream, after_event_id, timeout)
@@ -182,9 +190,12 @@ class Client:
 
     # Tasks
 
-    def list_tasks(self, job_id: str, *, filter: str = "", page_size: int = 100) -> Iterator[task_pb2.Task]:
-        """Tasks of a job matching `filter` (e.g. `status=FAILURE provider=local-1`)."""
-        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, page_size=page_size)
+    def list_tasks(self, job_id: str = "", *, filter: str = "", order_by: str = "", view: str = "",
+                   page_size: int = 100) -> Iterator[task_pb2.Task]:
+        """Tasks of a job (or of every job you may see) matching `filter` (e.g.
+        `status=FAILURE provider=local-1`), in `order_by`, narrowed by your saved `view`."""
+        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, order_by=order_by, view=view,
+                                            page_size=page_size)
         return self._pages(self._tasks.ListTasks, request, "tasks")
 
     def get_task(self, task_id: str) -> task_pb2.Task:
@@ -280,6 +291,22 @@ class Client:
         `groups`: the normalized status, the deciding policy and rule, and why. Changes nothing."""
         request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
         return self._unary(self._policies.TestPolicy, request)
+
+    # Views
+
+    def save_view(self, name: str, *, resource: str = "jobs", filter: str = "", order_by: str = "") -> view_pb2.View:
+        """Save (or replace) your view `name` of "jobs" or "tasks"; use it as `view=name` in
+        list_jobs / list_tasks / summarize_jobs / watch. The server validates filter and order."""
+        return self._unary(self._views.SaveView, save_request(name, resource, filter, order_by)).view
+
+    def get_view(self, name: str) -> view_pb2.View:
+        return self._unary(self._views.GetView, view_pb2.GetViewRequest(name=name)).view
+
+    def list_views(self) -> list[view_pb2.View]:
+        return list(self._unary(self._views.ListViews, view_pb2.ListViewsRequest()).views)
+
+    def delete_view(self, name: str) -> None:
+        self._unary(self._views.DeleteView, view_pb2.DeleteViewRequest(name=name))
 
     # Security
 

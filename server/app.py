@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
 from jobplane.v1 import security_pb2, security_pb2_grpc
-from jobplane.v1 import task_pb2, task_pb2_grpc
+from jobplane.v1 import task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
 
 from .config import ServerConfig
 from .core import Core
@@ -37,9 +37,11 @@ from .services.policies import PolicyBook, PolicyService
 from .services.providers import ProviderService
 from .services.security import SecurityService
 from .services.tasks import TaskService
+from .services.views import ViewBook, ViewService
 from .store.db import open_database
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
+from .store.views import ViewStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ SERVICE_NAMES = [
     security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
     inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
@@ -95,6 +98,7 @@ class Server:
         deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
         deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
         await deps.policies.load()
+        deps.views = ViewBook(ViewStore(self.store.db), self._writer, self._readers)
         providers_service.d = deps
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
@@ -121,6 +125,7 @@ class Server:
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), self._grpc)
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
+        view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
         continuation_pb2_grpc.add_ContinuationServiceServicer_to_server(ContinuationService(deps), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)

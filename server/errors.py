@@ -17,6 +17,7 @@ class InvalidArgument(JobplaneError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
 
 
 class NotFound(JobplaneError):

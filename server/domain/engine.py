@@ -244,30 +244,35 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
 
     def _set_task(self, task: TaskRt, state: TaskState, reason: str = "", raw: dict | None = None,
                   push: bool = True) -> None:
+        """`raw`: the environment's properties that decided `state` (a final one), if any."""
         job = self.jobs[task.job_id]
-        old = COUNT_BUCKETS.get(task.status)
         task.state = state
-        task.status = task_status(state, task.attempt)
+        status = task_status(state, task.attempt)
         if task.late == "start" and state in NOT_STARTED:
-            task.status = Status.LATE_TO_START
+            status = Status.LATE_TO_START
         elif task.late == "run" and state == TaskState.RUNNING:
-            task.status = Status.RUNNING_LATE
+            status = Status.RUNNING_LATE
+        self._restatus(task, job, status)
         task.reason = reason
-        new = COUNT_BUCKETS.get(task.status)
-        if old != new:
-            if old:
-                job.counts[old] = job.counts.get(old, 0) - 1
-            if new:
-                job.counts[new] = job.counts.get(new, 0) + 1
-            self._cs.job(job)
+        task.environment, task.raw = (task.spec.environment, dict(raw)) if raw else ("jobplane", {})
         self._cs.task(task)
         if state == TaskState.QUEUED and push:
             self._enqueue(task, job)
             self._dispatch_wanted = True
         self._event(EventKind.TASK, job_id=job.id, task_id=task.id, task_name=task.name,
                     provider_id=task.provider or "", attempt=task.attempt, raw_status=state.name,
-                    raw=raw or {}, status=task.status, message=reason,
-                    environment=task.spec.environment if raw else "jobplane")
+                    raw=task.raw, status=task.status, message=reason, environment=task.environment)
+
+    def _restatus(self, task: TaskRt, job: JobRt, status: Status) -> None:
+        """Set the task's normalized status, keeping the job's counts per bucket true."""
+        old, new = COUNT_BUCKETS.get(task.status), COUNT_BUCKETS.get(status)
+        task.status = status
+        if old != new:
+            if old:
+                job.counts[old] = job.counts.get(old, 0) - 1
+            if new:
+                job.counts[new] = job.counts.get(new, 0) + 1
+            self._cs.job(job)
 
     def _enqueue(self, task: TaskRt, job: JobRt) -> None:
         self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids)
@@ -403,6 +408,15 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         status): an event with them and their normalized status under the default policy."""
         environment = task.spec.environment
         decision = normalize(environment, raw, user=None)
+        attempt = task.current
+        if attempt is not None:
+            attempt.environment, attempt.raw = environment, dict(raw)
+            self._cs.attempt(attempt)
+        if task.state == TaskState.RUNNING:  # what the environment says shows while it runs
+            late = task.late == "run" and decision.status == Status.RUNNING
+            self._restatus(task, self.jobs[task.job_id], Status.RUNNING_LATE if late else decision.status)
+            task.environment, task.raw = environment, dict(raw)
+            self._cs.task(task)
         self._event(EventKind.TASK, job_id=task.job_id, task_id=task.id, task_name=task.name,
                     provider_id=task.provider or "", attempt=task.attempt,
                     raw_status=raw.get("status") or raw.get("state", ""), raw=dict(raw), status=decision.status,
@@ -428,6 +442,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             self._prerequisite_vanished(task, attempt.provider, report.raw.get("missing", ""), report.error)
             return
         outcome = report.outcome or Outcome.FAILED
+        if report.raw:
+            attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)
         self._close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
         if task.state == TaskState.CANCELLED:
             self._forget_if_done(task)
@@ -448,7 +464,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         if left and _retryable(task.spec.retry_on, timed_out, exit_code):
             delay = self._backoff(task)
             self._set_task(task, TaskState.QUEUED, f"attempt {task.attempt} {reason}; retrying in {delay:.1f}s",
-                           raw, push=False)
+                           push=False)  # restarting: jobplane's state, not the attempt's raw exit
             attempt = task.attempt
             self._cs.timers.append((delay, lambda engine: engine.release(task.id, attempt)))
         else:

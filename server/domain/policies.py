@@ -452,6 +452,7 @@ _AGENT_STATES = {
     "agent_shutdown": "FAILURE", "agent_error": "FAILURE",
     "prerequisite_missing": "WAITING",  # the server places the task on another machine
     "unknown": "FAILURE",  # ended while the agent was away; the server counts it as failed
+    "terminated": "FAILURE",  # the server ended it at its hard timeout
 }
 
 _DEFAULT_RULES: list[dict[str, object]] = [
@@ -521,6 +522,20 @@ def normalize(
     shown = ", ".join(f"{name}={value!r}" for name, value in sorted(raw.items())) or "no raw properties"
     consulted = ", ".join(f"{level} {policy.name!r}" for level, policy in _levels(user, groups, default))
     return Decision(Status.UNKNOWN, "", None, f"no rule matches {environment} with {shown} (consulted {consulted})")
+
+
+# Statuses the server derives from time or its own holds rather than from raw values: a
+# caller's policies re-map the raw values, never these.
+_TIMELY = frozenset({Status.LATE_TO_START, Status.RUNNING_LATE})
+
+
+def renormalize(environment: str, raw: Mapping[str, str], stored: Status, *, user: Policy | None,
+                groups: Sequence[Policy] = ()) -> Status:
+    """The status a caller with these policies sees for something stored with `stored`
+    (its status under the default policy, plus lateness and holds)."""
+    if stored in _TIMELY or (stored == Status.ON_HOLD and environment == "jobplane"):
+        return stored
+    return normalize(environment, raw, user=user, groups=groups).status
 
 
 def _levels(user: Policy | None, groups: Sequence[Policy], default: Policy) -> Iterator[tuple[str, Policy]]:

@@ -51,6 +51,8 @@ class AttemptRt:
     reason: str = ""
     checkpoint: str = ""  # the latest checkpoint this attempt reported
     resumed_from: str = ""  # the checkpoint it started from
+    environment: str = ""  # where `raw` came from; "" while the environment reported nothing
+    raw: dict[str, str] = field(default_factory=dict)  # the latest raw properties reported
 
 
 @dataclass(eq=False)
@@ -82,6 +84,10 @@ class TaskRt:
     checkpoint: str = ""  # the latest checkpoint of any attempt: where the next one starts
     checkpoints: int = 0  # checkpoints received since the server started, counted as progress
     late: str = ""  # "start" past its start deadline, "run" past its finish deadline
+    # The raw properties the status was normalized from: the environment's (process, python,
+    # external) when it decided the state, else jobplane's own ({} here; state and attempt).
+    environment: str = "jobplane"
+    raw: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

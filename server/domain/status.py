@@ -61,3 +61,23 @@ def task_status(state: TaskState, attempt: int) -> Status:
 
 def provider_status(state: ProviderState) -> Status:
     return _PROVIDER.get(state, Status.UNKNOWN)
+
+
+# ----- jobplane's own raw properties --------------------------------------------------
+# What policies see (environment "jobplane") where no environment reported anything.
+
+def job_raw(state: JobState) -> dict[str, str]:
+    return {"state": state.name}
+
+
+def task_raw(state: TaskState, attempt: int) -> dict[str, str]:
+    return {"state": state.name, "attempt": str(attempt)}
+
+
+_OUTCOME_STATE = {1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.CANCELLED, 4: TaskState.FAILED}
+
+
+def attempt_raw(number: int, started: bool, outcome: int) -> dict[str, str]:
+    """An attempt the environment said nothing about: assigned, running or how it ended."""
+    state = _OUTCOME_STATE.get(outcome) or (TaskState.RUNNING if started else TaskState.ASSIGNED)
+    return task_raw(state, number)

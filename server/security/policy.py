@@ -74,6 +74,10 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}PolicyService/TestPolicy": READ,
     f"{_V1}PolicyService/SetPolicy": READ,  # submitters and viewers: their own user policy only
     f"{_V1}PolicyService/DeletePolicy": READ,
+    f"{_V1}ViewService/SaveView": READ,  # each user's own views
+    f"{_V1}ViewService/GetView": READ,
+    f"{_V1}ViewService/ListViews": READ,
+    f"{_V1}ViewService/DeleteView": READ,
     f"{_V1}InventoryService/ListInventory": OBSERVE,
     f"{_V1}InventoryService/ScanProvider": OPERATE,
     f"{_V1}SecurityService/Enroll": PUBLIC,
@@ -95,7 +99,7 @@ MUTATING = frozenset({
     f"{_V1}SecurityService/Enroll", f"{_V1}SecurityService/RenewCertificate",
     f"{_V1}SecurityService/CreateToken", f"{_V1}SecurityService/RevokeToken",
     f"{_V1}PolicyService/SetPolicy", f"{_V1}PolicyService/DeletePolicy",
-    f"{_V1}InventoryService/ScanProvider",
+    f"{_V1}InventoryService/ScanProvider", f"{_V1}ViewService/SaveView", f"{_V1}ViewService/DeleteView",
 })
 
 

@@ -80,6 +80,7 @@ class Deps:
         self.readers = readers
         self.config = config
         self.policies = None  # services.policies.PolicyBook, set by the server
+        self.views = None  # services.views.ViewBook, set by the server
 
     async def read(self, fn: Callable[..., Any], *args) -> Any:
         """Run a blocking store read on the reader threads."""

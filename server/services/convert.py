@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,13 +11,20 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, provider_pb2, task_pb2
 
 from ..domain.model import (
-    Event, EventKind, ExternalSpec, Hello, JobSpec, Lateness, Outcome, Report, ReportKind, Status, TaskSpec)
+    Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, Status, TaskSpec,
+    TaskState)
+from ..domain.policies import normalize
+from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.state import ProviderRt
 from ..domain.timing import TimingRule
 from ..errors import InvalidArgument
 from ..store.codec import as_plain, load_job_spec, load_task_spec
+
+JOBPLANE = "jobplane"  # the environment of jobplane's own states
+# (environment, raw properties, stored status) -> the status one caller sees
+StatusOf = Callable[[str, dict, int], int]
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -104,30 +112,46 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
 
 # ----- resources ---------------------------------------------------------------------
 
-def job_to_proto(row) -> job_pb2.Job:
+def job_to_proto(row, status_of: StatusOf | None = None) -> job_pb2.Job:
+    """`status_of`: the caller's own normalization, when it has user or group policies."""
     counts = json.loads(row.counts)
+    raw = job_raw(JobState(row.state))
+    status = row.status if status_of is None else status_of(JOBPLANE, raw, row.status)
     return job_pb2.Job(
-        id=str(row.id), spec=job_spec_to_proto(load_job_spec(row.spec)), state=row.state, status=row.status,
+        id=str(row.id), spec=job_spec_to_proto(load_job_spec(row.spec)), state=row.state, status=status,
         counts=job_pb2.TaskCounts(**{k: counts.get(k, 0) for k in ("total", "waiting", "running", "success", "failure", "cancel")}),
         submit_time=ts(row.submit_time), start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
-        owner=row.owner)
+        owner=row.owner, environment=JOBPLANE, raw=raw)
 
 
-def attempt_to_proto(row) -> task_pb2.Attempt:
+def job_labels(row) -> dict[str, str]:
+    return dict(load_job_spec(row.spec).labels)
+
+
+def attempt_to_proto(row, status_of: StatusOf | None = None) -> task_pb2.Attempt:
+    environment = row.environment or JOBPLANE
+    raw = json.loads(row.raw) if row.environment else attempt_raw(row.number, row.start_time is not None, row.outcome)
+    status = normalize(environment, raw, user=None).status
+    if status_of is not None:
+        status = status_of(environment, raw, status)
     m = task_pb2.Attempt(number=row.number, provider_id=row.provider, assign_time=ts(row.assign_time),
                          start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
-                         checkpoint_json=row.checkpoint, resumed_from_json=row.resumed_from)
+                         checkpoint_json=row.checkpoint, resumed_from_json=row.resumed_from,
+                         environment=environment, raw=raw, status=status)
     if row.exit_code is not None:
         m.exit_code = row.exit_code
     return m
 
 
-def task_to_proto(row, attempts=()) -> task_pb2.Task:
+def task_to_proto(row, attempts=(), status_of: StatusOf | None = None) -> task_pb2.Task:
+    raw = json.loads(row.raw) if row.environment != JOBPLANE else task_raw(TaskState(row.state), row.attempt)
+    status = row.status if status_of is None else status_of(row.environment, raw, row.status)
     m = task_pb2.Task(
         id=str(row.id), job_id=str(row.job), name=row.name, group=row.group, spec=task_spec_to_proto(load_task_spec(row.spec)),
-        state=row.state, status=row.status, provider_id=row.provider or "", attempt=row.attempt,
+        state=row.state, status=status, provider_id=row.provider or "", attempt=row.attempt,
         result_json=row.result_json, error=row.error, stdout_tail=row.stdout_tail, stderr_tail=row.stderr_tail,
-        attempts=[attempt_to_proto(a) for a in attempts], reason=row.reason, checkpoint_json=row.checkpoint)
+        attempts=[attempt_to_proto(a, status_of) for a in attempts], reason=row.reason, checkpoint_json=row.checkpoint,
+        environment=row.environment, raw=raw)
     if row.exit_code is not None:
         m.exit_code = row.exit_code
     return m

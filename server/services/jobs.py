@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 from jobplane.v1 import job_pb2, job_pb2_grpc
+from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 
 from ..domain.extract import extract_tasks
-from ..domain.filters import parse_filter
+from ..domain.model import JobState
+from ..domain.query import parse_filter
+from ..domain.status import job_raw
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import current_caller
 from ..store.models import JobRow
-from ..store.queries import JOB_COLUMNS, JOB_FILTER_KEYS, where
-from . import convert
-from .base import Deps, decode_token, encode_token, may_see, page_size, rpc, status_code
+from . import convert, listing
+from .base import Deps, may_see, page_size, rpc, status_code
 from .watch import stream_events
 
 
@@ -39,22 +42,47 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     @rpc
     async def ListJobs(self, request, context):
         size = page_size(request.page_size)
-        before = decode_token(request.page_token)
-        cond = self._visible(where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS))
-
-        def page():  # on a reader thread: decoding specs is O(tasks)
-            rows = self.d.store.list_jobs(cond, before, size + 1)
-            token = encode_token(rows[size - 1].id) if len(rows) > size else ""
-            return job_pb2.ListJobsResponse(jobs=[convert.job_to_proto(r) for r in rows[:size]], next_page_token=token)
-
-        return await self.d.read(page)
+        filter_text, order_text = await self.d.views.resolve(request.view, VIEW_JOBS, request.filter, request.order_by)
+        status_of = self._status_of()
+        query = listing.job_query(filter_text, order_text, time.time(), status_of is not None)
+        query.sql = self._visible(query.sql)
+        source = self._source(status_of)
+        jobs, token = await self.d.read(listing.page, source, query, request.page_token, size)
+        return job_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     @rpc
     async def SummarizeJobs(self, request, context):
-        cond = self._visible(where(parse_filter(request.filter, JOB_FILTER_KEYS), JOB_COLUMNS))
-        counts = await self.d.read(self.d.store.job_status_counts, cond)
+        filter_text, _ = await self.d.views.resolve(request.view, VIEW_JOBS, request.filter, "")
+        status_of = self._status_of()
+        query = listing.job_query(filter_text, "", time.time(), status_of is not None)
+        query.sql = self._visible(query.sql)
+        if query.rest:  # counted on the messages, as this caller sees them
+            counts = await self.d.read(self._count, self._source(status_of), query)
+        else:
+            counts = _by_status(await self.d.read(self.d.store.job_status_counts, query.sql), status_of)
         return job_pb2.SummarizeJobsResponse(counts=[job_pb2.StatusCount(status=s, count=n) for s, n in counts],
                                              total=sum(n for _, n in counts))
+
+    def _status_of(self):
+        return self.d.policies.status_of(current_caller.get()) if self.d.policies is not None else None
+
+    def _source(self, status_of) -> listing.Source:
+        def fetch(cond, before, offset, limit, order):
+            return self.d.store.scan_jobs(cond, before, offset, limit, order)
+
+        return listing.Source(fetch, lambda rows: [convert.job_to_proto(r, status_of) for r in rows],
+                              listing.job_value)
+
+    @staticmethod
+    def _count(source: listing.Source, query: listing.Query) -> list[tuple[int, int]]:
+        counts: dict[int, int] = {}
+        token = ""
+        while True:
+            jobs, token = listing.page(source, query, token, listing.CHUNK)
+            for job in jobs:
+                counts[job.status] = counts.get(job.status, 0) + 1
+            if not token:
+                return _most_first(counts)
 
     @staticmethod
     def _visible(cond):
@@ -79,9 +107,11 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         return spec, extract_tasks(spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
 
     async def _job(self, job_id: int) -> job_pb2.Job:
+        status_of = self._status_of()
+
         def get():
             row = self.d.store.get_job(job_id)
-            return None if row is None else convert.job_to_proto(row)
+            return None if row is None else convert.job_to_proto(row, status_of)
 
         job = await self.d.read(get)
         if job is None or not may_see(job.owner):
@@ -99,7 +129,48 @@ class JobService(job_pb2_grpc.JobServiceServicer):
                                        "pass the id of one of your jobs")
             if request.after_event_id < 0:
                 raise InvalidArgument("after_event_id", "must be >= 0 (0 = from the beginning)")
+            wanted = await self._event_filter(request)
         except (InvalidArgument, NotFound, PermissionDenied) as exc:
             await context.abort(status_code(exc), str(exc))
         async for events in stream_events(self.d, context, request.after_event_id, job_id=job_id):
+            if wanted is not None:
+                asked = wanted.missing_jobs(events)
+                if asked:
+                    wanted.learn(await self.d.read(self._job_facts, asked), asked)
+                events = wanted.keep(events)
+                if not events:
+                    continue
             yield job_pb2.WatchEventsResponse(events=events)
+
+    async def _event_filter(self, request) -> listing.EventFilter | None:
+        """The watcher's filter (its own terms and its view's), or None to pass every event."""
+        names_tasks = False
+        text = request.filter
+        if request.view:
+            row = await self.d.views.get(request.view)
+            names_tasks = row.resource != VIEW_JOBS
+            try:
+                view_terms = parse_filter(row.filter, listing.EVENT_FIELDS, time.time())
+            except InvalidArgument as exc:
+                raise InvalidArgument("view", f"{request.view!r} cannot filter events: {exc.problem}") from None
+        else:
+            view_terms = []
+        terms = view_terms + parse_filter(text, listing.EVENT_FIELDS, time.time())
+        return listing.EventFilter(terms, names_tasks) if terms else None
+
+    def _job_facts(self, job_ids: list[int]) -> dict[int, listing.JobFacts]:
+        return listing.job_facts(self.d.store.jobs_by_id(job_ids))
+
+
+def _by_status(groups: list[tuple[int, int, int]], status_of) -> list[tuple[int, int]]:
+    """Counts per normalized status from counts per (state, stored status), for this caller."""
+    counts: dict[int, int] = {}
+    for state, status, n in groups:
+        if status_of is not None:
+            status = int(status_of(convert.JOBPLANE, job_raw(JobState(state)), status))
+        counts[status] = counts.get(status, 0) + n
+    return _most_first(counts)
+
+
+def _most_first(counts: dict[int, int]) -> list[tuple[int, int]]:
+    return sorted(counts.items(), key=lambda sn: (-sn[1], sn[0]))

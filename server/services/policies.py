@@ -16,7 +16,8 @@ from google.protobuf import json_format
 
 from jobplane.v1 import event_pb2, policy_pb2, policy_pb2_grpc
 
-from ..domain.policies import DEFAULT_POLICY, Policy, normalize, parse_policy, policy_to_dict
+from ..domain.model import Status
+from ..domain.policies import DEFAULT_POLICY, Policy, normalize, parse_policy, policy_to_dict, renormalize
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import Caller, Role, current_caller
 from ..store.security import PolicyStore
@@ -63,15 +64,23 @@ class PolicyBook:
         return (found[0] if found else None,
                 [self._policies[(GROUP, g)][0] for g in groups if (GROUP, g) in self._policies])
 
-    def normalizer(self, caller: Caller) -> Callable[[event_pb2.Event], None] | None:
-        """What re-normalizes events for this caller, or None when the default is all it has."""
+    def status_of(self, caller: Caller) -> convert.StatusOf | None:
+        """The caller's normalization of (environment, raw properties, stored status), or
+        None when the default policy is all it has (the stored status is then right)."""
         user, groups = self.for_caller(caller.identity, caller.groups)
         if user is None and not groups:
+            return None
+        return lambda environment, raw, stored: renormalize(environment, raw, Status(stored), user=user, groups=groups)
+
+    def normalizer(self, caller: Caller) -> Callable[[event_pb2.Event], None] | None:
+        """What re-normalizes events for this caller, or None when the default is all it has."""
+        status_of = self.status_of(caller)
+        if status_of is None:
             return None
 
         def apply(event: event_pb2.Event) -> None:
             if event.environment:
-                event.status = int(normalize(event.environment, _raw_of(event), user=user, groups=groups).status)
+                event.status = int(status_of(event.environment, _raw_of(event), event.status))
 
         return apply
 

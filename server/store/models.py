@@ -62,6 +62,8 @@ class TaskRow(BaseModel):
     stderr_tail = TextField(default="")
     reason = TextField(default="")
     checkpoint = TextField(default="")  # the latest, JSON: where the next attempt starts
+    environment = CharField(max_length=32, default="jobplane")  # where `raw` comes from
+    raw = TextField(default="{}")  # JSON: the raw properties `status` was normalized from
 
     class Meta:
         table_name = "task"
@@ -82,6 +84,8 @@ class AttemptRow(BaseModel):
     reason = TextField(default="")
     checkpoint = TextField(default="")  # the latest this attempt reported
     resumed_from = TextField(default="")  # the checkpoint it started from
+    environment = CharField(max_length=32, default="")  # "" until the environment reported
+    raw = TextField(default="{}")  # JSON: the latest raw properties reported
 
     class Meta:
         table_name = "attempt"
@@ -236,5 +240,21 @@ class PolicyRow(BaseModel):
         indexes = ((("scope", "name", "version"), True),)
 
 
+class ViewRow(BaseModel):
+    """A user's saved filter and sort order (ViewService)."""
+
+    id = AutoField()
+    owner = CharField(max_length=200)
+    name = CharField(max_length=64)
+    resource = IntegerField()  # jobplane.v1.ViewResource
+    filter = TextField(default="")
+    order_by = TextField(default="")
+    time = DoubleField()
+
+    class Meta:
+        table_name = "saved_view"
+        indexes = ((("owner", "name"), True),)
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
-              TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow]
+              TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow]

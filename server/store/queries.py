@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable
 from functools import reduce
 
+from ..domain import query
 from ..domain.filters import Term
-from ..domain.model import JobState, Status, TaskState
+from ..errors import InvalidArgument
 from .models import AuditRow, JobRow, TaskRow
 
 # filter key -> (column, the enum its values name, or None for text with `*` prefixes)
-JOB_COLUMNS = {"state": (JobRow.state, JobState), "status": (JobRow.status, Status), "name": (JobRow.name, None)}
-TASK_COLUMNS = {"state": (TaskRow.state, TaskState), "status": (TaskRow.status, Status),
-                "name": (TaskRow.name, None), "provider": (TaskRow.provider, None)}
-
 AUDIT_COLUMNS = {"identity": (AuditRow.identity, None), "method": (AuditRow.method, None),
                  "code": (AuditRow.code, None), "target": (AuditRow.target, None)}
 
-JOB_FILTER_KEYS = {key: enum for key, (_, enum) in JOB_COLUMNS.items()}
 AUDIT_FILTER_KEYS = {key: enum for key, (_, enum) in AUDIT_COLUMNS.items()}
-TASK_FILTER_KEYS = {key: enum for key, (_, enum) in TASK_COLUMNS.items()}
 
 
 def where(terms: list[Term], columns: dict):
@@ -32,3 +28,55 @@ def where(terms: list[Term], columns: dict):
         else:
             conds.append(column.startswith(t.value) if t.prefix else column == t.value)
     return reduce(operator.and_, conds) if conds else None
+
+
+# ----- the filter grammar of jobs and tasks (domain/query.py) ------------------------
+
+# filter/sort key -> column, for the keys the database answers (listing.py has the rest)
+JOB_COLUMNS = {"status": JobRow.status, "state": JobRow.state, "name": JobRow.name, "owner": JobRow.owner,
+               "priority": JobRow.priority, "id": JobRow.id, "submitted": JobRow.submit_time,
+               "started": JobRow.start_time, "ended": JobRow.end_time}
+TASK_COLUMNS = {"status": TaskRow.status, "state": TaskRow.state, "name": TaskRow.name, "group": TaskRow.group,
+                "job": TaskRow.job, "provider": TaskRow.provider, "environment": TaskRow.environment,
+                "attempt": TaskRow.attempt, "exit_code": TaskRow.exit_code, "id": TaskRow.id}
+
+
+def condition(term: query.Term, column) -> object | None:
+    """The term as a peewee condition, or None when it must be checked on messages."""
+    values = term.values
+    if term.op in ("=", "!="):
+        if any(isinstance(v, str) and ("*" in v or "?" in v) for v in values):
+            prefix = values[0][:-1] if isinstance(values[0], str) else ""
+            if len(values) == 1 and term.op == "=" and values[0].endswith("*") and not any(c in prefix for c in "*?"):
+                return column.startswith(prefix)
+            return None
+        if term.op == "!=" and term.key in ("started", "ended", "exit_code", "provider"):
+            return None  # NULL never equals: let the messages answer
+        return column.in_(list(values)) if term.op == "=" else column.not_in(list(values))
+    ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    return ops[term.op](column, values[0])
+
+
+def conjunction(conds: Iterable) -> object | None:
+    conds = [c for c in conds if c is not None]
+    return reduce(operator.and_, conds) if conds else None
+
+
+def jobs_on_provider(term: query.Term) -> object:
+    """Jobs with a task on (or last on) one of the named providers (or on none of them)."""
+    inner = condition(query.Term("provider", "=", term.values, term.pos), TaskRow.provider)
+    if inner is None or term.op not in ("=", "!="):
+        raise InvalidArgument("filter", f"position {term.pos}: provider on jobs takes = or != with names "
+                                        "(a trailing * for a prefix)")
+    match = JobRow.id.in_(TaskRow.select(TaskRow.job).where(inner))
+    return match if term.op == "=" else ~match
+
+
+def tasks_of_owner(term: query.Term) -> object | None:
+    inner = condition(term, JobRow.owner)
+    return None if inner is None else TaskRow.job.in_(JobRow.select(JobRow.id).where(inner))
+
+
+def visible_tasks(identity: str) -> object:
+    """Tasks of the jobs `identity` submitted."""
+    return TaskRow.job.in_(JobRow.select(JobRow.id).where(JobRow.owner == identity))

@@ -133,14 +133,18 @@ class Store:
     def _update_tasks(self, tasks) -> None:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
-            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=? WHERE id=?",
-            [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code,
-              t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.id) for t in tasks])
+            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?"
+            " WHERE id=?",
+            [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
+              t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw), t.id)
+             for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
         self._executemany(
-            "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=?, checkpoint=? WHERE id=?",
-            [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.checkpoint, a.id) for a in attempts])
+            "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=?, checkpoint=?,"
+            " environment=?, raw=? WHERE id=?",
+            [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.checkpoint, a.environment,
+              json.dumps(a.raw), a.id) for a in attempts])
 
     def _upsert_providers(self, cs: ChangeSet) -> None:
         for p in cs.providers.values():
@@ -176,31 +180,43 @@ class Store:
     def get_job(self, job_id: int) -> JobRow | None:
         return JobRow.get_or_none(JobRow.id == job_id)
 
-    def list_jobs(self, where, before_id: int | None, limit: int) -> list[JobRow]:
+    def scan_jobs(self, where, before_id: int | None, offset: int, limit: int, order: list | None) -> list[JobRow]:
+        """Jobs `where` selects: newest first from `before_id`, or in `order` from `offset`."""
         q = JobRow.select()
         if where is not None:
             q = q.where(where)
+        if order:
+            return list(q.order_by(*order, JobRow.id.desc()).offset(offset).limit(limit))
         if before_id is not None:
             q = q.where(JobRow.id < before_id)
         return list(q.order_by(JobRow.id.desc()).limit(limit))
 
-    def job_status_counts(self, where) -> list[tuple[int, int]]:
-        """(normalized status, number of jobs) for the jobs `where` selects, most first."""
-        q = JobRow.select(JobRow.status, fn.COUNT(JobRow.id).alias("n"))
+    def scan_tasks(self, where, after_id: int | None, offset: int, limit: int, order: list | None) -> list[TaskRow]:
+        """Tasks `where` selects: by id from `after_id`, or in `order` from `offset`."""
+        q = TaskRow.select()
         if where is not None:
             q = q.where(where)
-        return sorted(((r.status, r.n) for r in q.group_by(JobRow.status)), key=lambda sn: (-sn[1], sn[0]))
-
-    def get_task(self, task_id: int) -> TaskRow | None:
-        return TaskRow.get_or_none(TaskRow.id == task_id)
-
-    def list_tasks(self, job_id: int, where, after_id: int | None, limit: int) -> list[TaskRow]:
-        q = TaskRow.select().where(TaskRow.job == job_id)
-        if where is not None:
-            q = q.where(where)
+        if order:
+            return list(q.order_by(*order, TaskRow.id).offset(offset).limit(limit))
         if after_id is not None:
             q = q.where(TaskRow.id > after_id)
         return list(q.order_by(TaskRow.id).limit(limit))
+
+    def jobs_by_id(self, job_ids: list[int]) -> dict[int, JobRow]:
+        out: dict[int, JobRow] = {}
+        for i in range(0, len(job_ids), IN_CHUNK):
+            out.update((r.id, r) for r in JobRow.select().where(JobRow.id.in_(job_ids[i:i + IN_CHUNK])))
+        return out
+
+    def job_status_counts(self, where) -> list[tuple[int, int, int]]:
+        """(state, stored normalized status, number of jobs) for the jobs `where` selects."""
+        q = JobRow.select(JobRow.state, JobRow.status, fn.COUNT(JobRow.id).alias("n"))
+        if where is not None:
+            q = q.where(where)
+        return [(r.state, r.status, r.n) for r in q.group_by(JobRow.state, JobRow.status)]
+
+    def get_task(self, task_id: int) -> TaskRow | None:
+        return TaskRow.get_or_none(TaskRow.id == task_id)
 
     def attempts_of(self, task_ids: list[int]) -> dict[int, list[AttemptRow]]:
         out: dict[int, list[AttemptRow]] = {t: [] for t in task_ids}
@@ -265,14 +281,14 @@ def _task_row(t) -> dict:
             "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
-            "checkpoint": t.checkpoint}
+            "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw)}
 
 
 def _attempt_row(a) -> dict:
     return {"id": a.id, "task": a.task_id, "number": a.number, "provider": a.provider,
             "assign_time": a.assign_time, "start_time": a.start_time, "end_time": a.end_time,
             "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason, "checkpoint": a.checkpoint,
-            "resumed_from": a.resumed_from}
+            "resumed_from": a.resumed_from, "environment": a.environment, "raw": json.dumps(a.raw)}
 
 
 def _event_row(e) -> dict:
@@ -300,11 +316,12 @@ def runtime_from_snapshot(snap: Snapshot):
         t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
                    r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
                    r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
-                   checkpoint=r.checkpoint)
+                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw))
         a = current.get(r.id)
         if a is not None:
             t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time,
-                                  checkpoint=a.checkpoint, resumed_from=a.resumed_from)
+                                  checkpoint=a.checkpoint, resumed_from=a.resumed_from,
+                                  environment=a.environment, raw=json.loads(a.raw))
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,

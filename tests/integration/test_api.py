@@ -41,7 +41,7 @@ def test_bad_list_arguments(cluster):
     for request, words in [
         (job_pb2.ListJobsRequest(page_size=-1), "page_size: must be >= 0"),
         (job_pb2.ListJobsRequest(page_token="garbage"), "page_token: not a token"),
-        (job_pb2.ListJobsRequest(filter="colour=red"), "filter: unknown key 'colour' at position 0"),
+        (job_pb2.ListJobsRequest(filter="colour=red"), "filter: position 0: unknown key 'colour'"),
     ]:
         with pytest.raises(grpc.RpcError) as err:
             stub.ListJobs(request, timeout=5)

@@ -28,7 +28,7 @@ from jobplane.v1 import event_pb2 as jobplane_dot_v1_dot_event__pb2
 from jobplane.v1 import status_pb2 as jobplane_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15jobplane/v1/job.proto\x12\x0bjobplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jobplane/v1/event.proto\x1a\x18jobplane/v1/status.proto\"4\n\x0fMatrixParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bvalues_json\x18\x02 \x01(\t\"\xea\x05\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0e\n\x06python\x18\x03 \x01(\t\x12\x11\n\targs_json\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.jobplane.v1.TaskSpec.EnvEntry\x12\x0b\n\x03\x63wd\x18\x06 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x01\x12\r\n\x05\x61\x66ter\x18\x08 \x03(\t\x12\x35\n\x08requires\x18\t \x03(\x0b\x32#.jobplane.v1.TaskSpec.RequiresEntry\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12,\n\x06matrix\x18\x0b \x03(\x0b\x32\x1c.jobplane.v1.MatrixParameter\x12\x12\n\nitems_json\x18\x0c \x01(\t\x12\x12\n\nchunk_size\x18\r \x01(\x05\x12\x18\n\x10\x65xpected_seconds\x18\x0e \x01(\x01\x12\x1d\n\x15retry_backoff_seconds\x18\x0f \x01(\x01\x12\x10\n\x08retry_on\x18\x10 \x03(\t\x12.\n\rprerequisites\x18\x11 \x03(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08\x65xternal\x18\x12 \x01(\x0b\x32\x19.jobplane.v1.ExternalSpec\x12,\n\x08start_by\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfinish_by\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10max_wait_seconds\x18\x15 \x01(\x01\x12\x1b\n\x13max_runtime_seconds\x18\x16 \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rRequiresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x0c\x45xternalSpec\x12\x0e\n\x06submit\x18\x01 \x03(\t\x12\x0c\n\x04poll\x18\x02 \x03(\t\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x03(\t\x12\x1d\n\x15poll_interval_seconds\x18\x04 \x01(\x01\"\xd9\x03\n\x07JobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x30\n\x06labels\x18\x03 \x03(\x0b\x32 .jobplane.v1.JobSpec.LabelsEntry\x12$\n\x05tasks\x18\x04 \x03(\x0b\x32\x15.jobplane.v1.TaskSpec\x12\x1a\n\x12wait_for_providers\x18\x05 \x01(\x08\x12\"\n\x15\x63ontinuation_priority\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x39\n\x12\x63ontinuation_rules\x18\x07 \x03(\x0b\x32\x1d.jobplane.v1.ContinuationRule\x12,\n\x08start_by\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfinish_by\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10max_wait_seconds\x18\n \x01(\x01\x12\x1b\n\x13max_runtime_seconds\x18\x0b \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_continuation_priority\"O\n\x10\x43ontinuationRule\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\"o\n\nTaskCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0f\n\x07success\x18\x04 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\x05\x12\x0e\n\x06\x63\x61ncel\x18\x06 \x01(\x05\"\xe1\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.jobplane.v1.JobState\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\'\n\x06\x63ounts\x18\x05 \x01(\x0b\x32\x17.jobplane.v1.TaskCounts\x12/\n\x0bsubmit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\x12\r\n\x05owner\x18\n \x01(\t\"6\n\x10SubmitJobRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.jobplane.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x14SummarizeJobsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"K\n\x0bStatusCount\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"P\n\x15SummarizeJobsResponse\x12(\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x18.jobplane.v1.StatusCount\x12\r\n\x05total\x18\x02 \x01(\x03\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"<\n\x12WatchEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xdc\x03\n\nJobService\x12J\n\tSubmitJob\x12\x1d.jobplane.v1.SubmitJobRequest\x1a\x1e.jobplane.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.jobplane.v1.GetJobRequest\x1a\x1b.jobplane.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.jobplane.v1.ListJobsRequest\x1a\x1d.jobplane.v1.ListJobsResponse\x12V\n\rSummarizeJobs\x12!.jobplane.v1.SummarizeJobsRequest\x1a\".jobplane.v1.SummarizeJobsResponse\x12J\n\tCancelJob\x12\x1d.jobplane.v1.CancelJobRequest\x1a\x1e.jobplane.v1.CancelJobResponse\x12R\n\x0bWatchEvents\x12\x1f.jobplane.v1.WatchEventsRequest\x1a .jobplane.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15jobplane/v1/job.proto\x12\x0bjobplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jobplane/v1/event.proto\x1a\x18jobplane/v1/status.proto\"4\n\x0fMatrixParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bvalues_json\x18\x02 \x01(\t\"\xea\x05\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0e\n\x06python\x18\x03 \x01(\t\x12\x11\n\targs_json\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.jobplane.v1.TaskSpec.EnvEntry\x12\x0b\n\x03\x63wd\x18\x06 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x01\x12\r\n\x05\x61\x66ter\x18\x08 \x03(\t\x12\x35\n\x08requires\x18\t \x03(\x0b\x32#.jobplane.v1.TaskSpec.RequiresEntry\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12,\n\x06matrix\x18\x0b \x03(\x0b\x32\x1c.jobplane.v1.MatrixParameter\x12\x12\n\nitems_json\x18\x0c \x01(\t\x12\x12\n\nchunk_size\x18\r \x01(\x05\x12\x18\n\x10\x65xpected_seconds\x18\x0e \x01(\x01\x12\x1d\n\x15retry_backoff_seconds\x18\x0f \x01(\x01\x12\x10\n\x08retry_on\x18\x10 \x03(\t\x12.\n\rprerequisites\x18\x11 \x03(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08\x65xternal\x18\x12 \x01(\x0b\x32\x19.jobplane.v1.ExternalSpec\x12,\n\x08start_by\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfinish_by\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10max_wait_seconds\x18\x15 \x01(\x01\x12\x1b\n\x13max_runtime_seconds\x18\x16 \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rRequiresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x0c\x45xternalSpec\x12\x0e\n\x06submit\x18\x01 \x03(\t\x12\x0c\n\x04poll\x18\x02 \x03(\t\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x03(\t\x12\x1d\n\x15poll_interval_seconds\x18\x04 \x01(\x01\"\xd9\x03\n\x07JobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\x30\n\x06labels\x18\x03 \x03(\x0b\x32 .jobplane.v1.JobSpec.LabelsEntry\x12$\n\x05tasks\x18\x04 \x03(\x0b\x32\x15.jobplane.v1.TaskSpec\x12\x1a\n\x12wait_for_providers\x18\x05 \x01(\x08\x12\"\n\x15\x63ontinuation_priority\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x39\n\x12\x63ontinuation_rules\x18\x07 \x03(\x0b\x32\x1d.jobplane.v1.ContinuationRule\x12,\n\x08start_by\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfinish_by\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10max_wait_seconds\x18\n \x01(\x01\x12\x1b\n\x13max_runtime_seconds\x18\x0b \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_continuation_priority\"O\n\x10\x43ontinuationRule\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\"o\n\nTaskCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0f\n\x07success\x18\x04 \x01(\x05\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\x05\x12\x0e\n\x06\x63\x61ncel\x18\x06 \x01(\x05\"\xca\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.jobplane.v1.JobState\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\'\n\x06\x63ounts\x18\x05 \x01(\x0b\x32\x17.jobplane.v1.TaskCounts\x12/\n\x0bsubmit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\x12\r\n\x05owner\x18\n \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x0b \x01(\t\x12&\n\x03raw\x18\x0c \x03(\x0b\x32\x19.jobplane.v1.Job.RawEntry\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x10SubmitJobRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.jobplane.v1.JobSpec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"h\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x0c\n\x04view\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.jobplane.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x14SummarizeJobsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x0c\n\x04view\x18\x02 \x01(\t\"K\n\x0bStatusCount\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"P\n\x15SummarizeJobsResponse\x12(\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x18.jobplane.v1.StatusCount\x12\r\n\x05total\x18\x02 \x01(\x03\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobplane.v1.Job\"Z\n\x12WatchEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x0c\n\x04view\x18\x04 \x01(\t\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xdc\x03\n\nJobService\x12J\n\tSubmitJob\x12\x1d.jobplane.v1.SubmitJobRequest\x1a\x1e.jobplane.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.jobplane.v1.GetJobRequest\x1a\x1b.jobplane.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.jobplane.v1.ListJobsRequest\x1a\x1d.jobplane.v1.ListJobsResponse\x12V\n\rSummarizeJobs\x12!.jobplane.v1.SummarizeJobsRequest\x1a\".jobplane.v1.SummarizeJobsResponse\x12J\n\tCancelJob\x12\x1d.jobplane.v1.CancelJobRequest\x1a\x1e.jobplane.v1.CancelJobResponse\x12R\n\x0bWatchEvents\x12\x1f.jobplane.v1.WatchEventsRequest\x1a .jobplane.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,8 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSPEC_REQUIRESENTRY']._serialized_options = b'8\001'
   _globals['_JOBSPEC_LABELSENTRY']._loaded_options = None
   _globals['_JOBSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2840
-  _globals['_JOBSTATE']._serialized_end=2994
+  _globals['_JOB_RAWENTRY']._loaded_options = None
+  _globals['_JOB_RAWENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=3021
+  _globals['_JOBSTATE']._serialized_end=3175
   _globals['_MATRIXPARAMETER']._serialized_start=152
   _globals['_MATRIXPARAMETER']._serialized_end=204
   _globals['_TASKSPEC']._serialized_start=207
@@ -62,33 +64,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKCOUNTS']._serialized_start=1605
   _globals['_TASKCOUNTS']._serialized_end=1716
   _globals['_JOB']._serialized_start=1719
-  _globals['_JOB']._serialized_end=2072
-  _globals['_SUBMITJOBREQUEST']._serialized_start=2074
-  _globals['_SUBMITJOBREQUEST']._serialized_end=2128
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=2130
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=2180
-  _globals['_GETJOBREQUEST']._serialized_start=2182
-  _globals['_GETJOBREQUEST']._serialized_end=2213
-  _globals['_GETJOBRESPONSE']._serialized_start=2215
-  _globals['_GETJOBRESPONSE']._serialized_end=2262
-  _globals['_LISTJOBSREQUEST']._serialized_start=2264
-  _globals['_LISTJOBSREQUEST']._serialized_end=2336
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2338
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2413
-  _globals['_SUMMARIZEJOBSREQUEST']._serialized_start=2415
-  _globals['_SUMMARIZEJOBSREQUEST']._serialized_end=2453
-  _globals['_STATUSCOUNT']._serialized_start=2455
-  _globals['_STATUSCOUNT']._serialized_end=2530
-  _globals['_SUMMARIZEJOBSRESPONSE']._serialized_start=2532
-  _globals['_SUMMARIZEJOBSRESPONSE']._serialized_end=2612
-  _globals['_CANCELJOBREQUEST']._serialized_start=2614
-  _globals['_CANCELJOBREQUEST']._serialized_end=2664
-  _globals['_CANCELJOBRESPONSE']._serialized_start=2666
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2716
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2718
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2778
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2780
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2837
-  _globals['_JOBSERVICE']._serialized_start=2997
-  _globals['_JOBSERVICE']._serialized_end=3473
+  _globals['_JOB']._serialized_end=2177
+  _globals['_JOB_RAWENTRY']._serialized_start=2135
+  _globals['_JOB_RAWENTRY']._serialized_end=2177
+  _globals['_SUBMITJOBREQUEST']._serialized_start=2179
+  _globals['_SUBMITJOBREQUEST']._serialized_end=2233
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=2235
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=2285
+  _globals['_GETJOBREQUEST']._serialized_start=2287
+  _globals['_GETJOBREQUEST']._serialized_end=2318
+  _globals['_GETJOBRESPONSE']._serialized_start=2320
+  _globals['_GETJOBRESPONSE']._serialized_end=2367
+  _globals['_LISTJOBSREQUEST']._serialized_start=2369
+  _globals['_LISTJOBSREQUEST']._serialized_end=2473
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2475
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2550
+  _globals['_SUMMARIZEJOBSREQUEST']._serialized_start=2552
+  _globals['_SUMMARIZEJOBSREQUEST']._serialized_end=2604
+  _globals['_STATUSCOUNT']._serialized_start=2606
+  _globals['_STATUSCOUNT']._serialized_end=2681
+  _globals['_SUMMARIZEJOBSRESPONSE']._serialized_start=2683
+  _globals['_SUMMARIZEJOBSRESPONSE']._serialized_end=2763
+  _globals['_CANCELJOBREQUEST']._serialized_start=2765
+  _globals['_CANCELJOBREQUEST']._serialized_end=2815
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2817
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2867
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2869
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2959
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2961
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=3018
+  _globals['_JOBSERVICE']._serialized_start=3178
+  _globals['_JOBSERVICE']._serialized_end=3654
 # @@protoc_insertion_point(module_scope)

@@ -32,7 +32,14 @@ TASK_STATE_FAILED: TaskState
 TASK_STATE_CANCELLED: TaskState
 
 class Attempt(_message.Message):
-    __slots__ = ("number", "provider_id", "assign_time", "start_time", "end_time", "exit_code", "reason", "checkpoint_json", "resumed_from_json")
+    __slots__ = ("number", "provider_id", "assign_time", "start_time", "end_time", "exit_code", "reason", "checkpoint_json", "resumed_from_json", "environment", "raw", "status")
+    class RawEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +49,9 @@ class Attempt(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FROM_JSON_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     number: int
     provider_id: str
     assign_time: _timestamp_pb2.Timestamp
@@ -51,10 +61,20 @@ class Attempt(_message.Message):
     reason: str
     checkpoint_json: str
     resumed_from_json: str
-    def __init__(self, number: _Optional[int] = ..., provider_id: _Optional[str] = ..., assign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., resumed_from_json: _Optional[str] = ...) -> None: ...
+    environment: str
+    raw: _containers.ScalarMap[str, str]
+    status: _status_pb2.NormalizedStatus
+    def __init__(self, number: _Optional[int] = ..., provider_id: _Optional[str] = ..., assign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., resumed_from_json: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "job_id", "name", "group", "spec", "state", "status", "provider_id", "attempt", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "attempts", "reason", "checkpoint_json")
+    __slots__ = ("id", "job_id", "name", "group", "spec", "state", "status", "provider_id", "attempt", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "attempts", "reason", "checkpoint_json", "environment", "raw")
+    class RawEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +92,8 @@ class Task(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
     id: str
     job_id: str
     name: str
@@ -89,19 +111,25 @@ class Task(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     reason: str
     checkpoint_json: str
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., group: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., provider_id: _Optional[str] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
+    environment: str
+    raw: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., group: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., provider_id: _Optional[str] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("job_id", "page_size", "page_token", "filter")
+    __slots__ = ("job_id", "page_size", "page_token", "filter", "order_by", "view")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     page_size: int
     page_token: str
     filter: str
-    def __init__(self, job_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+    order_by: str
+    view: str
+    def __init__(self, job_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., view: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks", "next_page_token")

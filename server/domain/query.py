@@ -1,0 +1,238 @@
+"""The filter and sort grammar of jobs, tasks and events (ListJobs, ListTasks, SummarizeJobs,
+WatchEvents and saved views).
+
+    filter = term { ["AND"] term }         all terms must hold
+    term   = key op value
+    op     = "=" | "!=" | "<" | "<=" | ">" | ">="
+    value  = word | '"' text '"'           after = or !=, a comma-separated list: any of them
+
+Text values may use `*` and `?` wildcards. Enum keys (status, state, type) take member
+names in any case. Time keys take an RFC 3339 time or date (`2026-11-21T09:00:00Z`,
+`2026-11-21`) or a duration before now (`-30s`, `-15m`, `-2h`, `-7d`). `label.KEY` and
+`raw.KEY` compare as numbers when both sides are numbers. Example:
+
+    status=FAILURE,UNKNOWN environment=external raw.queue=PRINT submitted>=-1d
+
+Sort: `order_by = key {"," key}`, each key optionally prefixed by "-" for descending.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Callable
+
+from ..errors import InvalidArgument
+
+OPS = ("!=", "<=", ">=", "=", "<", ">")
+ORDERING = ("<", "<=", ">", ">=")
+PREFIXES = ("label.", "raw.")
+_DURATION = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+@dataclass(frozen=True)
+class Field:
+    """What a key's values are: "enum" (with `enum`), "text", "number" or "time"."""
+
+    kind: str
+    enum: type[IntEnum] | None = None
+
+
+TEXT = Field("text")
+NUMBER = Field("number")
+TIME = Field("time")
+
+
+@dataclass(frozen=True)
+class Term:
+    key: str
+    op: str
+    values: tuple  # parsed: enum ints, floats (number, time) or str (text, may hold wildcards)
+    pos: int
+
+    def matches(self, actual: object) -> bool:
+        """Whether the record's value for `key` satisfies the term; a missing value never does."""
+        if actual is None:
+            return self.op == "!="
+        if isinstance(actual, tuple):  # several values (a job's environments): any of them
+            hits = [Term(self.key, "=" if self.op == "!=" else self.op, self.values, self.pos).matches(a)
+                    for a in actual]
+            return not any(hits) if self.op == "!=" else any(hits)
+        if self.op in ("=", "!="):
+            hit = any(_equal(actual, v) for v in self.values)
+            return hit if self.op == "=" else not hit
+        return _compare(actual, self.values[0], self.op)
+
+
+def _equal(actual: object, wanted: object) -> bool:
+    if isinstance(wanted, str):
+        text = str(actual)
+        if "*" in wanted or "?" in wanted:
+            return fnmatch.fnmatchcase(text, wanted)
+        if text == wanted:
+            return True
+        a, w = _number(text), _number(wanted)
+        return a is not None and a == w
+    return actual == wanted
+
+
+def _compare(actual: object, wanted: object, op: str) -> bool:
+    if isinstance(wanted, str):  # label.* / raw.*: numbers when both are, else text
+        a, w = _number(str(actual)), _number(wanted)
+        actual, wanted = (a, w) if a is not None and w is not None else (str(actual), wanted)
+    try:
+        return {"<": actual < wanted, "<=": actual <= wanted, ">": actual > wanted, ">=": actual >= wanted}[op]
+    except TypeError:
+        return False
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def field_of(key: str, fields: dict[str, Field]) -> Field | None:
+    if key in fields:
+        return fields[key]
+    prefix = next((p for p in PREFIXES if key.startswith(p) and len(key) > len(p)), None)
+    return TEXT if prefix and prefix + "*" in fields else None
+
+
+def parse_filter(text: str, fields: dict[str, Field], now: float) -> list[Term]:
+    """Parse and validate `text`; errors name the position (0-based) and the fix."""
+    terms = []
+    pos = 0
+    while True:
+        pos = _skip_space(text, pos)
+        if pos >= len(text):
+            return terms
+        if text[pos:pos + 4].upper() == "AND " and not _starts_term(text, pos):
+            pos += 4
+            continue
+        term, pos = _term(text, pos, fields, now)
+        terms.append(term)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _starts_term(text: str, pos: int) -> bool:
+    match = _KEY.match(text, pos)
+    return bool(match) and text.startswith(OPS, match.end())
+
+
+def _term(text: str, start: int, fields: dict[str, Field], now: float) -> tuple[Term, int]:
+    match = _KEY.match(text, start)
+    if not match:
+        raise InvalidArgument("filter", f"position {start}: expected a key such as status, got {text[start:start + 12]!r}")
+    key = match.group()
+    field = field_of(key, fields)
+    if field is None:
+        names = ", ".join(sorted(fields))
+        raise InvalidArgument("filter", f"position {start}: unknown key {key!r}; use one of {names}")
+    pos = match.end()
+    op = next((o for o in OPS if text.startswith(o, pos)), None)
+    if op is None:
+        raise InvalidArgument("filter", f"position {pos}: expected an operator (= != < <= > >=) after {key!r}")
+    pos += len(op)
+    raw_values, pos = _values(text, pos)
+    if op in ORDERING and len(raw_values) != 1:
+        raise InvalidArgument("filter", f"position {start}: {key}{op} takes one value, not a list")
+    values = tuple(_value(key, field, op, v, vpos, now) for v, vpos in raw_values)
+    return Term(key, op, values, start), pos
+
+
+def _values(text: str, pos: int) -> tuple[list[tuple[str, int]], int]:
+    """The comma-separated values at `pos` (each quoted or a bare word) and the end."""
+    out = []
+    while True:
+        start = pos
+        if pos < len(text) and text[pos] == '"':
+            end = pos + 1
+            chars = []
+            while end < len(text) and text[end] != '"':
+                if text[end] == "\\" and end + 1 < len(text):
+                    end += 1
+                chars.append(text[end])
+                end += 1
+            if end >= len(text):
+                raise InvalidArgument("filter", f"position {start}: unterminated quote; close it with \"")
+            value, pos = "".join(chars), end + 1
+        else:
+            while pos < len(text) and not text[pos].isspace() and text[pos] != ",":
+                pos += 1
+            value = text[start:pos]
+            if not value:
+                raise InvalidArgument("filter", f"position {start}: expected a value (quote an empty one: \"\")")
+        out.append((value, start))
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+            continue
+        if pos < len(text) and not text[pos].isspace():
+            raise InvalidArgument("filter", f"position {pos}: expected a space before the next term")
+        return out, pos
+
+
+def _value(key: str, field: Field, op: str, value: str, pos: int, now: float) -> object:
+    if field.kind == "enum":
+        name = value.upper()
+        if op in ORDERING or field.enum is None or name not in field.enum.__members__ or name.endswith("UNSPECIFIED"):
+            names = ", ".join(n for n in field.enum.__members__ if not n.endswith("UNSPECIFIED"))
+            how = f"{key} takes = or != " if op in ORDERING else f"{key}={value!r} is not a {key}; "
+            raise InvalidArgument("filter", f"position {pos}: {how}use one of {names}")
+        return int(field.enum[name])
+    if field.kind == "number":
+        number = _number(value)
+        if number is None:
+            raise InvalidArgument("filter", f"position {pos}: {key} takes a number, got {value!r}")
+        return number
+    if field.kind == "time":
+        return parse_time(key, value, pos, now)
+    return value
+
+
+def parse_time(key: str, value: str, pos: int, now: float) -> float:
+    """An RFC 3339 time or date (UTC unless it says otherwise), or `-N[smhd]` before now."""
+    relative = _DURATION.fullmatch(value)
+    if relative:
+        return now - float(relative.group(1)) * _UNIT[relative.group(2)]
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument("filter", f"position {pos}: {key} takes a time such as 2026-11-21T09:00:00Z,"
+                                        f" 2026-11-21 or -2h, got {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def parse_order(text: str, fields: dict[str, Field]) -> list[tuple[str, bool]]:
+    """`status,-submitted` -> [("status", False), ("submitted", True)] (True = descending)."""
+    keys = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            if text.strip():
+                raise InvalidArgument("order_by", f"empty key in {text!r}; separate keys with single commas")
+            continue
+        descending = part.startswith("-")
+        key = part.lstrip("-+")
+        if field_of(key, fields) is None:
+            raise InvalidArgument("order_by", f"unknown key {key!r}; use one of {', '.join(sorted(fields))}")
+        keys.append((key, descending))
+    return keys
+
+
+def matches_all(terms: list[Term], get: Callable[[str], object]) -> bool:
+    """Whether every term holds for the record whose values `get(key)` returns."""
+    return all(term.matches(get(term.key)) for term in terms)
