@@ -27,6 +27,7 @@ from jobplane.client import (
     cmd_tasks,
     cmd_tokens,
     cmd_up,
+    cmd_views,
     cmd_watch,
     cmd_whoami,
 )
@@ -43,8 +44,8 @@ from jobplane.client.errors import (
 )
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_summary, cmd_tasks, cmd_watch, cmd_providers, cmd_inventory, cmd_continuations, cmd_policy,
-    cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
+    cmd_submit, cmd_jobs, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
+    cmd_continuations, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
 )
 
 

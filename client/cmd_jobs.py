@@ -9,6 +9,7 @@ from jobplane.client.command import (
     EXIT_JOB_FAILED,
     EXIT_OK,
     add_output_option,
+    add_query_options,
     add_server_option,
     connect,
     wants_json,
@@ -21,13 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="list jobs, newest first", description="List jobs.")
-    listing.add_argument(
-        "--filter",
-        default="",
-        metavar="F",
-        help="space-separated key=value terms, all must hold; keys: state, status, name; "
-        "a value may end with * (e.g. `state=RUNNING name=nightly*`)",
-    )
+    add_query_options(listing, "jobs")
     listing.set_defaults(run=run_list)
 
     get = actions.add_parser("get", help="show one job and its task counts", description="Show one job.")
@@ -51,13 +46,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        jobs = list(client.list_jobs(filter=args.filter))
+        jobs = list(client.list_jobs(filter=args.filter, order_by=args.sort, view=args.view))
     if wants_json(args):
         print(output.json_document(jobs))
     elif jobs:
         print(job_table(jobs))
-    elif args.filter:
-        print(f"no jobs match `{args.filter}`")
+    elif args.filter or args.view:
+        print(f"no jobs match `{' '.join(filter(None, (args.view and 'view ' + args.view, args.filter)))}`")
     else:
         print("no jobs yet; submit one with `jobplane submit FILE`")
     return EXIT_OK

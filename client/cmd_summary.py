@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from jobplane.client import output
-from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.command import (
+    EXIT_OK,
+    add_output_option,
+    add_query_options,
+    add_server_option,
+    connect,
+    wants_json,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -14,8 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="count jobs per normalized status (the dashboard)",
         description="Count the jobs matching a filter in each normalized status.",
     )
-    parser.add_argument("--filter", default="", metavar="F",
-                        help="as for `jobs list`, e.g. `name=nightly*` (default: every job you can see)")
+    add_query_options(parser, "jobs", sort=False)
     parser.set_defaults(run=run)
     add_server_option(parser)
     add_output_option(parser)
@@ -23,12 +29,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        summary = client.summarize_jobs(filter=args.filter)
+        summary = client.summarize_jobs(filter=args.filter, view=args.view)
     if wants_json(args):
         print(output.json_document(summary))
     elif summary.total:
         rows = [(output.status(c.status), c.count) for c in summary.counts] + [("TOTAL", summary.total)]
         print(output.table(("STATUS", "JOBS"), rows))
     else:
-        print("no jobs" + (f" match {args.filter!r}" if args.filter else ""))
+        print("no jobs" + (f" match {(args.view + ' ' + args.filter).strip()!r}" if args.filter or args.view else ""))
     return EXIT_OK

@@ -7,7 +7,14 @@ import shlex
 from collections.abc import Iterable
 
 from jobplane.client import output
-from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.command import (
+    EXIT_OK,
+    add_output_option,
+    add_query_options,
+    add_server_option,
+    connect,
+    wants_json,
+)
 from jobplane.client.sync import Client
 from jobplane.v1 import job_pb2, task_pb2
 
@@ -18,15 +25,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("tasks", help="list and inspect the tasks of a job", description="Tasks of jobs.")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    listing = actions.add_parser("list", help="list the tasks of a job", description="List the tasks of a job.")
-    listing.add_argument("job", metavar="JOB", help="job id")
-    listing.add_argument(
-        "--filter",
-        default="",
-        metavar="F",
-        help="space-separated key=value terms, all must hold; keys: state, status, provider, name; "
-        "a value may end with * (e.g. `status=FAILURE name=train*`)",
-    )
+    listing = actions.add_parser("list", help="list the tasks of a job, or of every job",
+                                 description="List the tasks of a job (or, without JOB, of every job you may see).")
+    listing.add_argument("job", metavar="JOB", nargs="?", default="", help="job id (default: every job)")
+    add_query_options(listing, "tasks")
     add_server_option(listing)
     add_output_option(listing)
     listing.set_defaults(run=run_list)
@@ -40,13 +42,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        tasks = list(client.list_tasks(args.job, filter=args.filter))
+        tasks = list(client.list_tasks(args.job, filter=args.filter, order_by=args.sort, view=args.view))
     if wants_json(args):
         print(output.json_document(tasks))
     elif tasks:
-        print(task_table(tasks))
+        print(task_table(tasks, with_job=not args.job))
     else:
-        print(f"no tasks of job {args.job} match `{args.filter}`")
+        print(f"no tasks{' of job ' + args.job if args.job else ''} match `{args.filter or args.view or '*'}`")
     return EXIT_OK
 
 
@@ -62,9 +64,10 @@ def print_job_tasks(client: Client, job_id: str) -> None:
     print(task_table(client.list_tasks(job_id)))
 
 
-def task_table(tasks: Iterable[task_pb2.Task]) -> str:
+def task_table(tasks: Iterable[task_pb2.Task], *, with_job: bool = False) -> str:
     rows = (
         (
+            *((task.job_id,) if with_job else ()),
             task.id,
             task.name,
             output.status(task.status),
@@ -76,7 +79,8 @@ def task_table(tasks: Iterable[task_pb2.Task]) -> str:
         )
         for task in tasks
     )
-    return output.table(("ID", "NAME", "STATUS", "PROVIDER", "ATTEMPT", "EXIT", "REASON", "RESULT"), rows)
+    headers = ("ID", "NAME", "STATUS", "PROVIDER", "ATTEMPT", "EXIT", "REASON", "RESULT")
+    return output.table((("JOB",) if with_job else ()) + headers, rows)
 
 
 def task_details(task: task_pb2.Task) -> str:
@@ -88,6 +92,7 @@ def task_details(task: task_pb2.Task) -> str:
                 ("Name", task.name),
                 ("Group", task.group if task.group != task.name else None),
                 ("Status", f"{output.status(task.status)} ({output.task_state(task.state)})"),
+                ("Raw", _raw(task.environment, task.raw)),
                 ("Provider", task.provider_id),
                 ("Attempt", task.attempt or None),
                 ("Exit code", output.exit_code(task)),
@@ -115,11 +120,18 @@ def _attempt_table(attempts: Iterable[task_pb2.Attempt]) -> str:
             output.moment(attempt.start_time if attempt.HasField("start_time") else attempt.assign_time),
             output.span(attempt.start_time, attempt.end_time),
             output.exit_code(attempt),
+            output.status(attempt.status),
+            _raw(attempt.environment, attempt.raw),
             attempt.reason,
         )
         for attempt in attempts
     )
-    return output.table(("#", "PROVIDER", "STARTED", "TOOK", "EXIT", "REASON"), rows)
+    return output.table(("#", "PROVIDER", "STARTED", "TOOK", "EXIT", "STATUS", "RAW", "REASON"), rows)
+
+
+def _raw(environment: str, raw) -> str:
+    """`external: queue=PRINT status=ABEND`: the raw properties a status was normalized from."""
+    return f"{environment}: " + " ".join(f"{k}={v}" for k, v in sorted(raw.items())) if raw else environment
 
 
 def _program(spec: job_pb2.TaskSpec) -> str | None:

@@ -6,7 +6,14 @@ import argparse
 from contextlib import closing
 
 from jobplane.client import output
-from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.command import (
+    EXIT_OK,
+    add_output_option,
+    add_query_options,
+    add_server_option,
+    connect,
+    wants_json,
+)
 from jobplane.client.errors import Unavailable
 from jobplane.client.events import is_job_end
 
@@ -27,6 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="ID",
         help="start after event ID (with -o json each line carries its id, to resume from)",
     )
+    add_query_options(parser, "events", sort=False)
     add_server_option(parser)
     add_output_option(parser)
     parser.set_defaults(run=run)
@@ -36,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     with connect(args) as client:
         line = output.json_line if wants_json(args) else output.EventLines(with_job=not args.job)
         try:
-            with closing(client.watch(args.job, after_event_id=args.after)) as events:
+            with closing(client.watch(args.job, after_event_id=args.after, filter=args.filter,
+                                      view=args.view)) as events:
                 for event in events:
                     print(line(event), flush=True)
                     if args.job and is_job_end(event, args.job):

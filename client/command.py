@@ -39,6 +39,30 @@ def add_server_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+FILTER_HELP = {
+    "jobs": "keys: status, state, name, owner, environment, provider, priority, id, label.KEY, raw.KEY, "
+            "submitted, started, ended",
+    "tasks": "keys: status, state, name, group, job, provider, environment, attempt, exit_code, raw.KEY, "
+             "owner, label.KEY, started, ended",
+    "events": "keys: status, type, environment, provider, raw_status, raw.KEY, job, task, attempt, time, "
+              "and the job's owner, name, priority, label.KEY",
+}
+
+
+def add_query_options(parser: argparse.ArgumentParser, what: str, *, sort: bool = True) -> None:
+    """--filter, --sort and --view for commands that list or watch `what` (jobs, tasks, events)."""
+    parser.add_argument(
+        "--filter", default="", metavar="F",
+        help=f"terms that must all hold, e.g. `status=FAILURE,UNKNOWN label.team=etl submitted>=-1d`; "
+        f"ops = != < <= > >=, * and ? wildcards, \"quoted values\", times as 2026-11-21T09:00Z or -2h; "
+        f"{FILTER_HELP[what]}")
+    if sort:
+        parser.add_argument("--sort", default="", metavar="KEYS",
+                            help="sort keys, comma-separated, - for descending, e.g. `--sort=status,-submitted`")
+    parser.add_argument("--view", default="", metavar="NAME",
+                        help="apply your saved view NAME (`jobplane views list`); --filter narrows it")
+
+
 def add_output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",

@@ -10,8 +10,8 @@ from jobplane.v1 import job_pb2, job_pb2_grpc
 from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 
 from ..domain.extract import extract_tasks
-from ..domain.model import JobState
-from ..domain.query import parse_filter
+from ..domain.model import EventKind, JobState
+from ..domain.query import Term, parse_filter
 from ..domain.status import job_raw
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import current_caller
@@ -153,6 +153,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
                 view_terms = parse_filter(row.filter, listing.EVENT_FIELDS, time.time())
             except InvalidArgument as exc:
                 raise InvalidArgument("view", f"{request.view!r} cannot filter events: {exc.problem}") from None
+            kind = EventKind.TASK if names_tasks else EventKind.JOB  # a view of jobs watches their job events
+            view_terms.append(Term("type", "=", (int(kind),), 0))
         else:
             view_terms = []
         terms = view_terms + parse_filter(text, listing.EVENT_FIELDS, time.time())

@@ -101,42 +101,91 @@ def _abend_seen_by(client, job_id):
     raise AssertionError("no ABEND event")
 
 
-def test_users_with_different_policies_see_different_statuses_and_the_same_raw_values(cluster, tmp_path):
+def _viewer(cluster, name, groups=()):
+    from jobplane.client import Client
+
+    secret = cluster.client.create_token("viewer", user=name, groups=groups).secret
+    return Client.connect(cluster.server.address, token=secret, ca=cluster.server.ca), secret
+
+
+def _set_policy(cluster, secret, scope, name, rules):
     import grpc
     from google.protobuf import struct_pb2
 
-    from jobplane.client import Client
     from jobplane.v1 import policy_pb2, policy_pb2_grpc
 
-    def viewer(name, groups=()):
-        secret = cluster.client.create_token("viewer", user=name, groups=groups).secret
-        return Client.connect(cluster.server.address, token=secret, ca=cluster.server.ca), secret
+    creds = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(cluster.server.ca.read_bytes()),
+                                               grpc.access_token_call_credentials(secret))
+    document = struct_pb2.Struct()
+    document.update({"rules": rules})
+    with grpc.secure_channel(cluster.server.address, creds) as channel:
+        return policy_pb2_grpc.PolicyServiceStub(channel).SetPolicy(
+            policy_pb2.SetPolicyRequest(scope=scope, name=name, document=document), timeout=10)
 
-    def set_policy(secret, scope, name, rules):
-        creds = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(cluster.server.ca.read_bytes()),
-                                                   grpc.access_token_call_credentials(secret))
-        document = struct_pb2.Struct()
-        document.update({"rules": rules})
-        with grpc.secure_channel(cluster.server.address, creds) as channel:
-            return policy_pb2_grpc.PolicyServiceStub(channel).SetPolicy(
-                policy_pb2.SetPolicyRequest(scope=scope, name=name, document=document), timeout=10)
 
-    (alice, alice_secret), (bob, _), (carol, carol_secret) = viewer("alice"), viewer("bob"), viewer("carol", ["ops"])
+ABEND = {"environment": "external", "when": {"status": "ABEND"}}
+ON_HOLD, RESTART, UNKNOWN = 7, 6, 11
+
+
+def _three_viewers(cluster):
+    """alice maps ABEND to ON_HOLD (and failed jobs to UNKNOWN), group ops to RESTART, bob has none."""
+    from jobplane.v1 import policy_pb2
+
+    (alice, alice_secret), (bob, _), (carol, _) = (_viewer(cluster, "alice"), _viewer(cluster, "bob"),
+                                                   _viewer(cluster, "carol", ["ops"]))
+    assert _set_policy(cluster, alice_secret, policy_pb2.POLICY_SCOPE_USER, "alice", [
+        {**ABEND, "status": "ON_HOLD"},
+        {"environment": "jobplane", "when": {"state": "FAILED"}, "status": "UNKNOWN"}]).policy.version == 1
+    _set_policy(cluster, cluster.server.token, policy_pb2.POLICY_SCOPE_GROUP, "ops", [{**ABEND, "status": "RESTART"}])
+    return alice, alice_secret, bob, carol
+
+
+def test_users_with_different_policies_see_different_statuses_and_the_same_raw_values(cluster, tmp_path):
+    import grpc
+
+    from jobplane.v1 import policy_pb2
+
+    alice, alice_secret, bob, carol = _three_viewers(cluster)
     try:
-        abend = {"environment": "external", "when": {"status": "ABEND"}}
-        assert set_policy(alice_secret, policy_pb2.POLICY_SCOPE_USER, "alice",
-                          [{**abend, "status": "ON_HOLD"}]).policy.version == 1
-        set_policy(cluster.server.token, policy_pb2.POLICY_SCOPE_GROUP, "ops", [{**abend, "status": "RESTART"}])
         with pytest.raises(grpc.RpcError) as denied:  # a viewer may change only its own user policy
-            set_policy(carol_secret, policy_pb2.POLICY_SCOPE_GROUP, "ops", [])
+            _set_policy(cluster, alice_secret, policy_pb2.POLICY_SCOPE_GROUP, "ops", [])
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         cluster.add_agent("a1", slots=1)
         job = _mainframe_job(cluster, tmp_path)
         cluster.client.wait_job(job.id, timeout=60)
         seen = {name: _abend_seen_by(client, job.id) for name, client in
                 (("alice", alice), ("bob", bob), ("carol", carol))}
-        assert {name: e.status for name, e in seen.items()} == {"alice": 7, "bob": FAILURE, "carol": 6}
+        assert {name: e.status for name, e in seen.items()} == {"alice": ON_HOLD, "bob": FAILURE, "carol": RESTART}
         assert len({tuple(sorted(e.raw.items())) for e in seen.values()}) == 1, "the same raw values for all"
+    finally:
+        for client in (alice, bob, carol):
+            client.close()
+
+
+def test_get_list_and_summary_show_each_users_normalization(cluster, tmp_path):
+    alice, _, bob, carol = _three_viewers(cluster)
+    try:
+        cluster.add_agent("a1", slots=1)
+        job = _mainframe_job(cluster, tmp_path)
+        cluster.client.wait_job(job.id, timeout=60)
+        users = {"alice": alice, "bob": bob, "carol": carol}
+        tasks = {name: c.get_task(next(iter(c.list_tasks(job.id))).id) for name, c in users.items()}
+        assert {n: t.status for n, t in tasks.items()} == {"alice": ON_HOLD, "bob": FAILURE, "carol": RESTART}
+        assert {n: t.attempts[-1].status for n, t in tasks.items()} == {
+            "alice": ON_HOLD, "bob": FAILURE, "carol": RESTART}, "attempts too"
+        raws = {tuple(sorted(t.raw.items())) for t in tasks.values()}
+        assert len(raws) == 1 and dict(next(iter(raws)))["status"] == "ABEND", raws
+        assert {t.environment for t in tasks.values()} == {"external"}
+        assert {n: c.get_job(job.id).status for n, c in users.items()} == {
+            "alice": UNKNOWN, "bob": FAILURE, "carol": FAILURE}
+        assert dict(alice.get_job(job.id).raw) == {"state": "FAILED"}
+        # filters see the caller's statuses
+        assert [t.id for t in alice.list_tasks(job.id, filter="status=ON_HOLD")] == [tasks["bob"].id]
+        assert list(bob.list_tasks(job.id, filter="status=ON_HOLD")) == []
+        assert [j.id for j in alice.list_jobs(filter="status=UNKNOWN")] == [job.id]
+        assert list(bob.list_jobs(filter="status=UNKNOWN")) == []
+        summary = {n: {c.status: c.count for c in u.summarize_jobs().counts} for n, u in users.items()}
+        assert summary == {"alice": {UNKNOWN: 1}, "bob": {FAILURE: 1}, "carol": {FAILURE: 1}}
     finally:
         for client in (alice, bob, carol):
             client.close()

@@ -213,3 +213,35 @@ def test_summary_counts_jobs_per_normalized_status(sqlite_cluster, tmp_path):
     assert json.loads(r.stdout) == {"counts": [{"status": "NORMALIZED_STATUS_WAITING", "count": 2}], "total": 2}
     r = jobplane("summary", "--filter", "status=SUCCESS", "--server", addr, env=env)
     assert r.returncode == 0 and "no jobs match" in r.stdout
+
+
+def test_views_save_list_show_and_use_from_the_cli(sqlite_cluster, tmp_path):
+    addr, env = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    sqlite_cluster.add_agent("a")
+    for name, code in (("ok", 0), ("bad", 3)):
+        f = tmp_path / f"{name}.toml"
+        f.write_text(f'name = "{name}"\nlabels = {{ team = "etl" }}\n[[tasks]]\nname = "t"\n'
+                     f'command = ["sh", "-c", "exit {code}"]\n')
+        jobplane("submit", str(f), "--watch", "--server", addr, env=env)
+
+    def cli(*args):
+        r = jobplane(*args, "--server", addr, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    assert "saved view broken (jobs)" in cli("views", "save", "broken", "--filter", "status=FAILURE label.team=etl")
+    cli("views", "save", "exits", "--of", "tasks", "--filter", "raw.exit_code>0", "--sort=-exit_code")
+    listed = cli("views", "list")
+    assert "broken" in listed and "exits" in listed and "raw.exit_code>0" in listed
+    shown = cli("views", "show", "broken")
+    assert "status=FAILURE label.team=etl" in shown and "bad" in shown and " ok " not in shown
+    assert "bad" in cli("jobs", "list", "--view", "broken") and "ok" not in cli("jobs", "list", "--view", "broken")
+    assert "no jobs match" in cli("jobs", "list", "--view", "broken", "--filter", "name=ok")
+    tasks = cli("tasks", "list", "--view", "exits", "-o", "json")
+    assert [t["raw"]["exit_code"] for t in json.loads(tasks)] == ["3"]
+    assert "FAILURE" in cli("summary", "--view", "broken")
+    cli("views", "delete", "broken")
+    r = jobplane("jobs", "list", "--view", "broken", "--server", addr, env=env)
+    assert r.returncode == 3 and "no view 'broken'" in r.stderr
+    r = jobplane("jobs", "list", "--filter", "status=SLEEPY", "--server", addr, env=env)
+    assert r.returncode == 2 and "position 7" in r.stderr
