@@ -195,4 +195,6 @@ def _event_subject(event: event_pb2.Event, with_job: bool) -> tuple[str, list[st
         return f"provider {event.provider_id}", message
     if kind == event_pb2.EVENT_KIND_CONTINUATION:
         return "continuation", ([f"from {event.provider_id}"] if event.provider_id else []) + message
+    if kind == event_pb2.EVENT_KIND_POLICY:
+        return "policy", message
     return "event", message

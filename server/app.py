@@ -123,7 +123,7 @@ class Server:
             SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobService(deps), self._grpc)
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), self._grpc)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies), self._grpc)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
         view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)

@@ -491,6 +491,12 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
 
     # ----- events --------------------------------------------------------------------
 
+    def policy_changed(self, scope: str, name: str, version: int, by: str, deleted: bool) -> None:
+        """A normalization policy changed: watchers learn that statuses may now read differently."""
+        what = "deleted" if deleted else f"version {version} set"
+        self._event(EventKind.POLICY, raw={"scope": scope, "name": name, "version": str(version)},
+                    raw_status="DELETED" if deleted else "SET", message=f"{scope} policy {name!r} {what} by {by}")
+
     def _event(self, kind: EventKind, **fields) -> None:
         self._cs.events.append(Event(self.ids.take("event"), self.now, kind, **fields))
 

@@ -67,6 +67,7 @@ class EventKind(IntEnum):
     TASK = 2
     PROVIDER = 3
     CONTINUATION = 4
+    POLICY = 5
 
 
 class ReportKind(IntEnum):

@@ -18,6 +18,7 @@ from jobplane.v1 import event_pb2, policy_pb2, policy_pb2_grpc
 
 from ..domain.model import Status
 from ..domain.policies import DEFAULT_POLICY, Policy, normalize, parse_policy, policy_to_dict, renormalize
+from ..core import Core
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import Caller, Role, current_caller
 from ..store.security import PolicyStore
@@ -53,11 +54,13 @@ class PolicyBook:
         self._policies[(scope, name)] = (policy, row)
         return policy, row
 
-    async def delete(self, scope: int, name: str, by: str) -> None:
+    async def delete(self, scope: int, name: str, by: str) -> int:
+        """Returns the version that records the deletion."""
         if (scope, name) not in self._policies:
             raise NotFound(f"no {SCOPE_WORD[scope]} policy {name!r}; `jobplane policy list` shows them")
-        await self._write(self._store.add_version, scope, name, "{}", time.time(), by, True)
+        row = await self._write(self._store.add_version, scope, name, "{}", time.time(), by, True)
         del self._policies[(scope, name)]
+        return row.version
 
     def for_caller(self, user: str, groups: tuple[str, ...]) -> tuple[Policy | None, list[Policy]]:
         found = self._policies.get((USER, user))
@@ -104,8 +107,14 @@ def _parse(name: str, document: dict) -> Policy:
 
 
 class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, book: PolicyBook) -> None:
+    def __init__(self, book: PolicyBook, core: Core) -> None:
         self._book = book
+        self._core = core
+
+    async def _announce(self, scope: int, name: str, version: int, deleted: bool) -> None:
+        """A POLICY event, so watchers know statuses may read differently from now on."""
+        by = current_caller.get().identity
+        await self._core.call(lambda engine: engine.policy_changed(SCOPE_WORD[scope], name, version, by, deleted))
 
     @rpc
     async def GetPolicy(self, request, context):
@@ -130,13 +139,15 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         _may_change(current_caller.get(), request.scope, name)
         document = json_format.MessageToDict(request.document)
         policy, row = await self._book.set(request.scope, name, document, current_caller.get().identity)
+        await self._announce(request.scope, name, row.version, False)
         return policy_pb2.SetPolicyResponse(policy=_message(request.scope, policy, row))
 
     @rpc
     async def DeletePolicy(self, request, context):
         name = _name(request)
         _may_change(current_caller.get(), request.scope, name)
-        await self._book.delete(request.scope, name, current_caller.get().identity)
+        version = await self._book.delete(request.scope, name, current_caller.get().identity)
+        await self._announce(request.scope, name, version, True)
         return policy_pb2.DeletePolicyResponse()
 
     @rpc

@@ -157,6 +157,12 @@ def test_users_with_different_policies_see_different_statuses_and_the_same_raw_v
                 (("alice", alice), ("bob", bob), ("carol", carol))}
         assert {name: e.status for name, e in seen.items()} == {"alice": ON_HOLD, "bob": FAILURE, "carol": RESTART}
         assert len({tuple(sorted(e.raw.items())) for e in seen.values()}) == 1, "the same raw values for all"
+        with closing(cluster.client.watch(timeout=30, filter="type=POLICY")) as events:
+            changes = [next(events), next(events)]
+        assert [(dict(e.raw), e.raw_status) for e in changes] == [
+            ({"scope": "user", "name": "alice", "version": "1"}, "SET"),
+            ({"scope": "group", "name": "ops", "version": "1"}, "SET")]
+        assert changes[0].message == "user policy 'alice' version 1 set by alice"
     finally:
         for client in (alice, bob, carol):
             client.close()
