@@ -87,3 +87,27 @@ def test_raw_status_reports_become_events_normalized_by_the_default_policy():
                       Report(task.id, 1, ReportKind.STATUS, raw={"queue": "PRINT", "status": "ABEND"})])
     (event,) = [ev for ev in e.take_changes().events if ev.raw.get("status") == "ABEND"]
     assert (event.environment, event.raw_status, event.status) == ("external", "ABEND", Status.FAILURE)
+    assert (task.status, task.environment, task.raw) == (Status.FAILURE, "external", {"queue": "PRINT",
+                                                                                     "status": "ABEND"})
+    assert task.current.raw == {"queue": "PRINT", "status": "ABEND"}, "the attempt keeps them too"
+
+
+def test_what_an_external_scheduler_says_is_the_running_tasks_status_and_counts_stay_true():
+    e = engine()
+    spec = JobSpec("x", tasks=(TaskSpec("t", external=ExternalSpec(("submit",), ("poll",))),),
+                   wait_for_providers=True)
+    job = e.submit(spec, extract_tasks(spec, max_tasks=10, default_max_attempts=1))
+    e.connect(Hello("a", {}, {}, 1, 1.0, (), False), conn_id=1)
+    e.ready_signal("a", 1)
+    e.take_changes()
+    (task,) = e.tasks.values()
+    e.report("a", 1, [Report(task.id, 1, ReportKind.STARTED),
+                      Report(task.id, 1, ReportKind.STATUS, raw={"status": "HELD"})])
+    e.take_changes()
+    assert task.status == Status.ON_HOLD and job.counts.get("running", 0) == 0
+    e.report("a", 1, [Report(task.id, 1, ReportKind.STATUS, raw={"status": "EXECUTING"})])
+    assert task.status == Status.RUNNING and job.counts["running"] == 1
+    e.report("a", 1, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0,
+                             raw={"status": "ENDED OK"})])
+    assert (task.status, task.raw) == (Status.SUCCESS, {"status": "ENDED OK"})
+    assert job.counts == {"total": 1, "success": 1, "running": 0, "waiting": 0}
