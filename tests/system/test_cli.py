@@ -123,7 +123,13 @@ def test_up_serves_other_commands_until_interrupted(tmp_path):
         assert len(children) == 3  # the server and two agents
     finally:
         up.send_signal(signal.SIGINT)
-        code = up.wait(30)
+        try:
+            code = up.wait(30)
+        except subprocess.TimeoutExpired:  # say where it hung before failing
+            up.kill()
+            logs = {p.name: p.read_text()[-1500:] for p in tmp_path.glob("**/*.log")}
+            raise AssertionError(f"up did not stop within 30 s of Ctrl-C; its output: {up.stdout.read()!r}; "
+                                 f"logs: {logs}") from None
     assert code == 0
     assert not (tmp_path / "up.json").exists()
     wait_until(lambda: not any(pid_alive(p) for p in children), 15, "up's children to exit")
