@@ -219,3 +219,23 @@ def test_a_resume_from_before_the_retention_gets_the_oldest_available_id(cluster
                                        "tasks": [{"name": "t", "command": ["true"]}]})
     first = next(iter(cluster.client.watch(after_event_id=oldest - 1, timeout=10)))
     assert first.id >= oldest and first.job_id == fresh.id
+
+
+def test_a_job_in_each_environment_shows_its_raw_properties_and_normalized_status(cluster, tmp_path):
+    script = tmp_path / "mf.sh"
+    script.write_text(SCHEDULER.format(state=tmp_path / "state"))
+    script.chmod(0o755)
+    cluster.add_agent("a1", slots=3)
+    job = cluster.client.submit_job({"name": "three", "tasks": [
+        {"name": "proc", "command": ["sh", "-c", "exit 0"]},
+        {"name": "py", "python": "jobplane.examples.funcs:fail", "args": {"message": "no luck"}},
+        {"name": "mf", "external": {"submit": [str(script), "submit"], "poll": [str(script), "poll"],
+                                    "poll_interval": 0.05}}]})
+    cluster.client.wait_job(job.id, timeout=60)
+    tasks = {t.name: cluster.client.get_task(t.id) for t in cluster.client.list_tasks(job.id)}
+    shown = {name: (t.environment, t.status, t.raw.get("status", t.raw.get("state"))) for name, t in tasks.items()}
+    assert shown == {"proc": ("process", SUCCESS, "exited"), "py": ("python", FAILURE, "raised"),
+                     "mf": ("external", FAILURE, "ABEND")}
+    assert tasks["py"].raw["exception_type"] and tasks["mf"].raw["specific"] == "S0C7"
+    assert [t.name for t in cluster.client.list_tasks(job.id, filter="environment=python,external", order_by="name")
+            ] == ["mf", "py"]
