@@ -101,5 +101,5 @@ class JobService(job_pb2_grpc.JobServiceServicer):
                 raise InvalidArgument("after_event_id", "must be >= 0 (0 = from the beginning)")
         except (InvalidArgument, NotFound, PermissionDenied) as exc:
             await context.abort(status_code(exc), str(exc))
-        async for events in stream_events(self.d, context, request.after_event_id, job_id=job_id):
-            yield job_pb2.WatchEventsResponse(events=events)
+        async for frame in stream_events(self.d, context, request.after_event_id, job_id=job_id):
+            yield frame  # a serialized WatchEventsResponse
