@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobplane.v1 import provider_pb2
@@ -17,7 +18,8 @@ from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
-from .external import run_external
+from .external import follow_external, run_external, submit_interrupted
+from .external_record import ExternalRecord, SavedSpec, write_record
 from .link import Link
 from .outbox import Outbox
 from .prerequisites import missing_prerequisites, prerequisite_missing
@@ -150,7 +152,8 @@ class Agent:
     # Running attempts.
 
     def _adopt_leftovers(self) -> None:
-        """Take over the commands an earlier process of this agent started and did not report.
+        """Take over the attempts an earlier process of this agent started and did not report:
+        commands it left running or finished, and jobs it submitted to an outside scheduler.
 
         They go into the hello's `running` list, so the server keeps them with us.
         """
@@ -158,9 +161,12 @@ class Agent:
         for key, leftover in self._state.leftovers().items():
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
             stop: asyncio.Future[StopRequest] = loop.create_future()
-            self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
-            task = asyncio.create_task(self._report(key, self._resume(key, leftover, stop)))
-            self._attempts[key] = _Attempt(stop, task)
+            if isinstance(leftover, ExternalRecord):
+                running = self._resume_external(key, leftover, stop)
+            else:
+                self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
+                running = self._resume(key, leftover, stop)
+            self._attempts[key] = _Attempt(stop, asyncio.create_task(self._report(key, running)))
 
     async def _resume(self, key: AttemptKey, leftover: Leftover,
                       stop: asyncio.Future[StopRequest]) -> AttemptResult:
@@ -168,6 +174,27 @@ class Agent:
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
                                         on_start=self._on_start(key, report=False))
+        finally:
+            self._running -= 1
+
+    async def _resume_external(self, key: AttemptKey, record: ExternalRecord,
+                               stop: asyncio.Future[StopRequest]) -> AttemptResult:
+        """Poll the job an earlier process submitted; never submit again. Without a job id the
+        submit was cut short: the job may or may not exist, so the attempt fails saying so."""
+        if record.job_id is None:
+            log.warning("task %s attempt %d: the agent stopped during its external submit; "
+                        "reporting it failed rather than submitting it again", *key)
+            return submit_interrupted()
+        self._running += 1
+        try:
+            # STARTED again: the first may have been lost with the old process (a repeat is
+            # ignored by the server).
+            return await follow_external(
+                record.spec, record.job_id, env=_agent_env() | dict(record.task_env), cwd=record.cwd,
+                stop=stop, on_start=self._on_start(key, report=True),
+                on_status=lambda raw: self._outbox.status(*key, raw),
+                kill_grace=self.config.kill_grace, timeout=record.timeout_left(time.time()),
+                submit_pid=record.submit_pid)
         finally:
             self._running -= 1
 
@@ -221,14 +248,41 @@ class Agent:
                 self._py_call(assignment), stop=stop, on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
         if spec.HasField("external"):
-            return await run_external(
-                spec.external, env=self._env(assignment), cwd=self._cwd(spec.cwd), stop=stop,
-                on_start=on_start, on_status=lambda raw: self._outbox.status(*key, raw),
-                kill_grace=self.config.kill_grace, timeout=spec.timeout_seconds)
+            return await self._external(assignment, stop, on_start)
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
         return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
                                  on_start=on_start)
+
+    async def _external(self, assignment: provider_pb2.Assignment,
+                        stop: asyncio.Future[StopRequest],
+                        on_start: Callable[[Started], None]) -> AttemptResult:
+        """Submit to the outside scheduler and follow the job, recording it in the attempt's
+        state directory before the submit and again with the job id, so that an agent
+        process started after a crash adopts it instead of submitting it twice."""
+        spec, key = assignment.spec, (assignment.task_id, assignment.attempt)
+        record = ExternalRecord(
+            Path(self._state.attempt_dir(key)), SavedSpec.of(spec.external),
+            task_env=_own_env(assignment), cwd=self._cwd(spec.cwd),
+            timeout=spec.timeout_seconds, started_wall=time.time())
+        try:
+            await asyncio.to_thread(write_record, record)
+        except OSError as exc:  # not submitted yet: nothing runs anywhere
+            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
+                f"cannot record the external attempt in {record.attempt_dir}: {exc}"))
+
+        async def submitted(job_id: str, pid: int) -> None:
+            try:
+                await asyncio.to_thread(write_record, record.submitted(job_id, pid))
+            except OSError as exc:  # the job runs: follow it, though a crash now would lose it
+                log.error("cannot record external job %s of task %s attempt %d: %s; an agent "
+                          "restarted after a crash would not adopt it", job_id, *key, exc)
+
+        return await run_external(
+            spec.external, env=self._env(assignment), cwd=record.cwd, stop=stop,
+            on_start=on_start, on_status=lambda raw: self._outbox.status(*key, raw),
+            kill_grace=self.config.kill_grace, timeout=spec.timeout_seconds,
+            on_submitted=submitted)
 
     async def _refusal(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
@@ -281,9 +335,7 @@ class Agent:
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
-        env = {**os.environ, **assignment.spec.env}
-        env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
-        return env | _task_env(assignment)
+        return _agent_env() | _own_env(assignment)
 
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
         spec = assignment.spec
@@ -326,6 +378,20 @@ class Agent:
             pass  # a server that does not read; cancelling the stream below is goodbye enough
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)
+
+
+def _agent_env() -> dict[str, str]:
+    """The agent's environment as tasks inherit it."""
+    env = dict(os.environ)
+    env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
+    return env
+
+
+def _own_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
+    """The variables a task's spec and assignment add to the agent's environment."""
+    env = dict(assignment.spec.env)
+    env.pop(CHECKPOINT_ENV, None)
+    return env | _task_env(assignment)
 
 
 def _task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:

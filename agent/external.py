@@ -8,6 +8,10 @@ its output capped. The scheduler holds the truth about the job; the agent only r
 
 A command must not leave a process holding its standard output: the agent reads it to the end,
 and a command still printing after COMMAND_SECONDS is killed with its whole group.
+
+The agent records the job's id in the attempt's state directory the moment the submit returns
+(external_record.py), so an agent process started after a crash follows the job with
+`follow_external` instead of submitting it a second time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import logging
 import signal
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -73,9 +77,12 @@ async def run_external(
     on_status: Callable[[dict[str, str]], None],
     kill_grace: float = 3.0,
     timeout: float = 0.0,
+    on_submitted: Callable[[str, int], Awaitable[None]] | None = None,
 ) -> AttemptResult:
     """Submit the job, poll it until it is done, stopped or past `timeout` (if > 0), and
-    describe how it ended. `on_status` is told each new set of raw properties while it runs."""
+    describe how it ended. `on_submitted(job_id, pid)` is awaited as soon as the submit has
+    returned, before the first poll (the agent records the id there, see external_record.py);
+    `on_status` is told each new set of raw properties while it runs."""
     runner = _Runner(env, cwd, kill_grace)
     with _or_timeout(stop, timeout) as stopping:
         try:
@@ -83,10 +90,45 @@ async def run_external(
         except CommandFailed as exc:
             return AttemptResult(Outcome.FAILED, error=f"external submit failed: {exc}",
                                  raw={"state": "submit_failed"})
-        job = _Job(runner, spec, job_id, on_status)
-        # The submit's group is gone by now: what shows progress is the polls that keep coming.
-        on_start(Started(pid, lambda: job.polls))
-        return await job.follow(stopping)
+        if on_submitted is not None:
+            await on_submitted(job_id, pid)
+        return await _follow(_Job(runner, spec, job_id, on_status), pid, stopping, on_start)
+
+
+async def follow_external(
+    spec: ExternalCommands,
+    job_id: str,
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    stop: asyncio.Future[StopRequest],
+    on_start: Callable[[Started], None],
+    on_status: Callable[[dict[str, str]], None],
+    kill_grace: float = 3.0,
+    timeout: float = 0.0,
+    submit_pid: int = 0,
+) -> AttemptResult:
+    """Poll a job submitted earlier (by an agent process that died since) until it is done,
+    stopped or past `timeout` (if > 0), as run_external does after its submit. Never submits."""
+    runner = _Runner(env, cwd, kill_grace)
+    with _or_timeout(stop, timeout) as stopping:
+        return await _follow(_Job(runner, spec, job_id, on_status), submit_pid, stopping, on_start)
+
+
+def submit_interrupted() -> AttemptResult:
+    """The result of an attempt whose agent died while the submit ran: the job may or may not
+    be in the outside scheduler, so it is neither submitted again nor followed."""
+    return AttemptResult(Outcome.FAILED, raw={"state": "submit_interrupted"}, error=(
+        "the agent stopped while the external submit command ran, before it returned a job "
+        "id: the outside scheduler may hold the job (check it there); it was not submitted "
+        "again"))
+
+
+async def _follow(job: _Job, pid: int, stop: asyncio.Future[StopRequest],
+                  on_start: Callable[[Started], None]) -> AttemptResult:
+    # The submit's group is gone by now: what shows progress is the polls that keep coming.
+    on_start(Started(pid, lambda: job.polls))
+    return await job.follow(stop)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The agent's state directory: one subdirectory per command attempt, locked to one agent.
 
-`<work-dir>/.jobplane-agent/<name>/` by default. Each attempt's directory holds its pid,
-output and exit status (see commands.py). It is removed once the server has acknowledged
+`<work-dir>/.jobplane-agent/<name>/` by default. A command attempt's directory holds its pid,
+output and exit status (see commands.py); an external attempt's, the outside scheduler's job
+id and what polling it takes (see external_record.py). It is removed once the server has acknowledged
 the attempt's result, so what a new agent process finds there after a crash is exactly the
 work the old one had not finished reporting.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from .commands import Leftover, read_leftover
 from .config import AgentConfig
 from .errors import AgentError
+from .external_record import ExternalRecord, has_record, read_record
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +80,21 @@ class StateDir:
         task_id, attempt = key
         return str(self.root / f"{_UNSAFE.sub('_', task_id)}.{attempt}")
 
-    def leftovers(self) -> dict[AttemptKey, Leftover]:
+    def leftovers(self) -> dict[AttemptKey, Leftover | ExternalRecord]:
         """What earlier agent processes left: attempts running or finished but not reported.
 
-        Directories of commands that never started, or whose wrapper died without an exit
-        status, are removed: the server hands those attempts on when we do not claim them.
+        Every external attempt with a readable record is kept, submitted or not (the agent
+        decides what to make of it). Directories of commands that never started, or whose
+        wrapper died without an exit status, are removed: the server hands those attempts on
+        when we do not claim them.
         """
-        found: dict[AttemptKey, Leftover] = {}
+        found: dict[AttemptKey, Leftover | ExternalRecord] = {}
         for entry in sorted(self.root.iterdir()):
             match = _ENTRY.match(entry.name)
             if not entry.is_dir() or match is None:
                 continue
-            leftover = read_leftover(entry)
-            if leftover.exit_status is not None or leftover.alive():
+            leftover = _leftover(entry)
+            if leftover is not None:
                 key = (match["task"], int(match["attempt"]))
                 found[key] = leftover
                 self._made.add(key)
@@ -115,6 +119,19 @@ class StateDir:
                 await asyncio.to_thread(_remove_all, batch)
         finally:
             self._sweeping = False
+
+
+def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
+    """What an attempt's directory holds worth adopting; None if nothing."""
+    if has_record(attempt_dir):
+        record = read_record(attempt_dir)
+        if record is None:
+            log.warning("dropping %s: its external record cannot be read", attempt_dir)
+        return record
+    leftover = read_leftover(attempt_dir)
+    if leftover.exit_status is not None or leftover.alive():
+        return leftover
+    return None
 
 
 def _remove_all(paths: Iterable[Path]) -> None:

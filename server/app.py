@@ -38,6 +38,7 @@ from .services.providers import ProviderService
 from .services.security import SecurityService
 from .services.tasks import TaskService
 from .services.views import ViewBook, ViewService
+from .services.watch import encode_event, register_with_frames
 from .store.db import open_database
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
@@ -68,7 +69,7 @@ class Server:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
         self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
         self.store = Store(open_database(config.database_url))
-        self.hub = EventHub(to_message=convert.event_to_proto)
+        self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event)
         self.engine = Engine(EngineConfig(
             reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
             probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,
@@ -121,13 +122,14 @@ class Server:
         providers_service.access = self.access
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
-        job_pb2_grpc.add_JobServiceServicer_to_server(JobService(deps), self._grpc)
+        register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, JobService(deps), self._grpc)
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), self._grpc)
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
         view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
-        continuation_pb2_grpc.add_ContinuationServiceServicer_to_server(ContinuationService(deps), self._grpc)
+        register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
+                             ContinuationService(deps), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         reflection.enable_server_reflection(
             SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],

@@ -1,75 +1,146 @@
-"""Fan-out of committed events to watchers. Each watcher has a bounded queue; one that
-falls behind is cut off (told where to resume) so it never slows the server or others.
-Each batch is converted to messages once, however many watchers receive it."""
+"""Fan-out of committed events to watchers. Each watcher has a bounded list of pending batches;
+one that falls behind is cut off (told where to resume) so it never slows the server or others.
+
+The work of a commit is done once per distinct filter, not once per watcher: each event is
+converted to a message and encoded once, and the watchers that share a filter (all events, one
+job's, one kind's) share one batch, whose bytes a watcher that sees events as they are writes
+unchanged (services/watch.py). Per watcher, a publish is one append to a deque.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .domain.model import Event, EventKind
 
 WATCHER_QUEUE_BATCHES = 10_000
 
+FilterKey = tuple[int | None, EventKind | None]
 
-@dataclass(eq=False)
+
+@dataclass(frozen=True)
+class Batch:
+    """The events of one commit that one filter selects: messages and their encoded bytes."""
+
+    first_id: int
+    last_id: int
+    # Shared by every watcher of the filter: copy one before changing it.
+    messages: list[Any]
+    # The messages encoded one after the other (see EventHub's `encode`).
+    data: bytes
+
+
 class Subscription:
-    job_id: int | None
-    kind: EventKind | None = None
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE_BATCHES))
-    overflowed: bool = False
+    """One watcher: the batches published for it and not yet taken."""
+
+    def __init__(self, job_id: int | None, kind: EventKind | None,
+                 limit: int = WATCHER_QUEUE_BATCHES) -> None:
+        self.job_id = job_id
+        self.kind = kind
+        self.overflowed = False
+        self._limit = limit
+        self._pending: deque[Batch] = deque()
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def key(self) -> FilterKey:
+        return self.job_id, self.kind
+
+    def push(self, batch: Batch) -> bool:
+        """Queue a batch; False (and nothing queued) if the watcher has `limit` pending."""
+        if len(self._pending) >= self._limit:
+            return False
+        self._pending.append(batch)
+        self._wake()
+        return True
+
+    def close(self, *, overflowed: bool = False) -> None:
+        """End the subscription: what is pending is dropped and `take` returns None."""
+        self._closed = True
+        self.overflowed = self.overflowed or overflowed
+        self._pending.clear()
+        self._wake()
+
+    async def take(self) -> list[Batch] | None:
+        """Every pending batch, oldest first, waiting for one if there is none; None once the
+        subscription is closed (cut off for falling behind, or the server is stopping)."""
+        while not self._pending and not self._closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._closed:
+            return None
+        batches = list(self._pending)
+        self._pending.clear()
+        return batches
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class EventHub:
-    def __init__(self, to_message: Callable[[Event], Any] = lambda event: event) -> None:
+    """Hands each commit's events to the watchers whose filter selects them."""
+
+    def __init__(self, to_message: Callable[[Event], Any] = lambda event: event,
+                 encode: Callable[[Any], bytes] = lambda message: b"") -> None:
         self._to_message = to_message
-        self._subs: set[Subscription] = set()
+        self._encode = encode
+        self._groups: dict[FilterKey, set[Subscription]] = {}
         self.last_id = 0
         self.oldest_id = 1  # older events were compacted away (--event-retention)
 
     def subscribe(self, job_id: int | None, kind: EventKind | None = None) -> Subscription:
         sub = Subscription(job_id, kind)
-        self._subs.add(sub)
+        self._groups.setdefault(sub.key, set()).add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+        group = self._groups.get(sub.key)
+        if group is not None:
+            group.discard(sub)
+            if not group:
+                del self._groups[sub.key]
 
     def publish(self, events: list[Event]) -> None:
         if not events:
             return
         self.last_id = events[-1].id
-        messages: list | None = None  # converted on first need, shared by every watcher
-        for sub in list(self._subs):
-            if messages is None:
-                messages = [self._to_message(e) for e in events]
-            batch = [m for e, m in zip(events, messages) if _wants(sub, e)]
-            if not batch:
-                continue
-            try:
-                sub.queue.put_nowait(batch)
-            except asyncio.QueueFull:
-                sub.overflowed = True
-                self._subs.discard(sub)
-                _wake(sub)
+        if not self._groups:
+            return
+        items = [(event, message, self._encode(message))
+                 for event, message in zip(events, map(self._to_message, events))]
+        by_job: dict[int | None, list] = {}
+        if any(job_id is not None for job_id, _ in self._groups):
+            for item in items:
+                by_job.setdefault(item[0].job_id, []).append(item)
+        for (job_id, kind), group in list(self._groups.items()):
+            chosen = items if job_id is None else by_job.get(job_id, ())
+            if kind is not None:
+                chosen = [item for item in chosen if item[0].kind == kind]
+            if chosen:
+                self._deliver(group, _batch(chosen))
 
     def close(self) -> None:
-        for sub in list(self._subs):
-            _wake(sub)
-        self._subs.clear()
+        for group in self._groups.values():
+            for sub in group:
+                sub.close()
+        self._groups.clear()
+
+    def _deliver(self, group: set[Subscription], batch: Batch) -> None:
+        behind = [sub for sub in group if not sub.push(batch)]
+        for sub in behind:
+            sub.close(overflowed=True)
+            self.unsubscribe(sub)
 
 
-def _wants(sub: Subscription, event: Event) -> bool:
-    return (sub.job_id is None or event.job_id == sub.job_id) and (sub.kind is None or event.kind == sub.kind)
-
-
-def _wake(sub: Subscription) -> None:
-    """Make a blocked `queue.get()` return so the watcher sees it was cut off or closed."""
-    try:
-        while True:
-            sub.queue.get_nowait()
-    except asyncio.QueueEmpty:
-        pass
-    sub.queue.put_nowait(None)
+def _batch(items: list[tuple[Event, Any, bytes]]) -> Batch:
+    return Batch(items[0][0].id, items[-1][0].id, [message for _, message, _ in items],
+                 b"".join(data for _, _, data in items))

@@ -44,8 +44,8 @@ class ContinuationService(continuation_pb2_grpc.ContinuationServiceServicer):
         if request.after_event_id < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "after_event_id: must be >= 0 (0 = from the beginning)")
-        async for events in stream_events(self.d, context, request.after_event_id, kind=EventKind.CONTINUATION):
-            yield continuation_pb2.WatchContinuationsResponse(events=events)
+        async for frame in stream_events(self.d, context, request.after_event_id, kind=EventKind.CONTINUATION):
+            yield frame  # a serialized WatchContinuationsResponse
 
     @rpc
     async def PlanContinuation(self, request, context):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 
@@ -132,15 +133,16 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             wanted = await self._event_filter(request)
         except (InvalidArgument, NotFound, PermissionDenied) as exc:
             await context.abort(status_code(exc), str(exc))
-        async for events in stream_events(self.d, context, request.after_event_id, job_id=job_id):
-            if wanted is not None:
-                asked = wanted.missing_jobs(events)
-                if asked:
-                    wanted.learn(await self.d.read(self._job_facts, asked), asked)
-                events = wanted.keep(events)
-                if not events:
-                    continue
-            yield job_pb2.WatchEventsResponse(events=events)
+        keep = None if wanted is None else functools.partial(self._keep, wanted)
+        async for frame in stream_events(self.d, context, request.after_event_id, job_id=job_id, keep=keep):
+            yield frame  # a serialized WatchEventsResponse
+
+    async def _keep(self, wanted: listing.EventFilter, events: list) -> list:
+        """The events a filtered watcher sees, its jobs' facts read once each."""
+        asked = wanted.missing_jobs(events)
+        if asked:
+            wanted.learn(await self.d.read(self._job_facts, asked), asked)
+        return wanted.keep(events)
 
     async def _event_filter(self, request) -> listing.EventFilter | None:
         """The watcher's filter (its own terms and its view's), or None to pass every event."""

@@ -132,6 +132,53 @@ def test_agent_restarted_within_the_grace_adopts_its_tasks(tmp_path, db_url):
         cluster.close()
 
 
+# An outside scheduler in a shell script: each submit appends a line to `submits`; polls say
+# EXECUTING until the test creates `go`.
+EXTERNAL = """#!/bin/sh
+case "$1" in
+  submit) echo submitted >> {state}/submits; echo '{{"id": "J1"}}' ;;
+  poll) touch {state}/polled
+        if [ -e {state}/go ]; then echo '{{"status": "ENDED", "done": true, "exit_code": 0}}'
+        else echo '{{"status": "EXECUTING"}}'; fi ;;
+  cancel) echo '{{}}' ;;
+esac
+"""
+
+
+def test_agent_restarted_within_the_grace_adopts_its_external_tasks_without_resubmitting(tmp_path, db_url):
+    from conftest import Cluster
+
+    state = tmp_path / "sched"
+    state.mkdir()
+    script = tmp_path / "sched.sh"
+    script.write_text(EXTERNAL.format(state=state))
+    script.chmod(0o755)
+    cluster = Cluster(tmp_path, db_url)
+    cluster.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
+    try:
+        cluster.add_agent("a", slots=1)
+        job = cluster.client.submit_job({"name": "x", "tasks": [{"name": "t", "external": {
+            "submit": [str(script), "submit"], "poll": [str(script), "poll"],
+            "cancel": [str(script), "cancel"], "poll_interval": 0.05}}]})
+        wait_until(lambda: running_on(cluster, job.id, "a") and (state / "polled").exists(), 30,
+                   "the external job submitted and polled on a")
+        crashed = cluster.agents["a"]
+        crashed.kill()
+        crashed.stop()
+        (state / "polled").unlink()
+        cluster.add_agent("a", slots=1)  # the same name and state directory
+        wait_until(lambda: (state / "polled").exists(), 30, "the restarted agent to poll the job")
+        (state / "go").touch()
+        done = cluster.client.wait_job(job.id, timeout=30)
+        assert done.state == SUCCEEDED
+        (task,) = list(cluster.client.list_tasks(job.id))
+        assert task.attempt == 1 and len(task.attempts) == 1, "nothing was reassigned"
+        assert (state / "submits").read_text().splitlines() == ["submitted"], "submitted once"
+        assert list(cluster.client.list_continuations()) == []
+    finally:
+        cluster.close()
+
+
 def test_a_provider_is_connecting_from_its_hello_until_it_signals_ready(cluster):
     import queue
 
