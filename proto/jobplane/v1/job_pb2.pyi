@@ -111,8 +111,15 @@ class ExternalSpec(_message.Message):
     def __init__(self, submit: _Optional[_Iterable[str]] = ..., poll: _Optional[_Iterable[str]] = ..., cancel: _Optional[_Iterable[str]] = ..., poll_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LocksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +137,14 @@ class JobSpec(_message.Message):
     FINISH_BY_FIELD_NUMBER: _ClassVar[int]
     MAX_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    JOB_CLASS_FIELD_NUMBER: _ClassVar[int]
+    RUN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    HOLD_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    GIVE_UP_AFTER_FIELD_NUMBER: _ClassVar[int]
+    GIVE_UP_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRANSIENT_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     priority: int
     labels: _containers.ScalarMap[str, str]
@@ -141,7 +156,27 @@ class JobSpec(_message.Message):
     finish_by: _timestamp_pb2.Timestamp
     max_wait_seconds: float
     max_runtime_seconds: float
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ...) -> None: ...
+    job_class: str
+    run_window: str
+    hold_until: _timestamp_pb2.Timestamp
+    give_up_after: _timestamp_pb2.Timestamp
+    give_up_after_seconds: float
+    transient: TransientFailures
+    conditions: _containers.RepeatedScalarFieldContainer[str]
+    locks: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TransientFailures(_message.Message):
+    __slots__ = ("exit_codes", "raw_statuses", "max_reruns", "backoff_seconds")
+    EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    RAW_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_RERUNS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    exit_codes: _containers.RepeatedScalarFieldContainer[int]
+    raw_statuses: _containers.RepeatedScalarFieldContainer[str]
+    max_reruns: int
+    backoff_seconds: float
+    def __init__(self, exit_codes: _Optional[_Iterable[int]] = ..., raw_statuses: _Optional[_Iterable[str]] = ..., max_reruns: _Optional[int] = ..., backoff_seconds: _Optional[float] = ...) -> None: ...
 
 class ContinuationRule(_message.Message):
     __slots__ = ("kind", "priority", "value", "days")
@@ -172,7 +207,7 @@ class TaskCounts(_message.Message):
     def __init__(self, total: _Optional[int] = ..., waiting: _Optional[int] = ..., running: _Optional[int] = ..., success: _Optional[int] = ..., failure: _Optional[int] = ..., cancel: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "status", "counts", "submit_time", "start_time", "end_time", "reason", "owner", "environment", "raw")
+    __slots__ = ("id", "spec", "state", "status", "counts", "submit_time", "start_time", "end_time", "reason", "owner", "environment", "raw", "hold")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +227,7 @@ class Job(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -204,7 +240,8 @@ class Job(_message.Message):
     owner: str
     environment: str
     raw: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., submit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., owner: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    hold: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., submit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., owner: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., hold: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec",)
@@ -285,6 +322,32 @@ class CancelJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class HoldJobRequest(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class HoldJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class ReleaseJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseJobResponse(_message.Message):
     __slots__ = ("job",)
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: Job

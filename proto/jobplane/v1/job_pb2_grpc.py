@@ -60,6 +60,16 @@ class JobServiceStub:
                 request_serializer=jobplane_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_job__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.HoldJob = channel.unary_unary(
+                '/jobplane.v1.JobService/HoldJob',
+                request_serializer=jobplane_dot_v1_dot_job__pb2.HoldJobRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_job__pb2.HoldJobResponse.FromString,
+                _registered_method=True)
+        self.ReleaseJob = channel.unary_unary(
+                '/jobplane.v1.JobService/ReleaseJob',
+                request_serializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobResponse.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/jobplane.v1.JobService/WatchEvents',
                 request_serializer=jobplane_dot_v1_dot_job__pb2.WatchEventsRequest.SerializeToString,
@@ -104,6 +114,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HoldJob(self, request, context):
+        """Holds the job by hand: none of its tasks starts (running ones carry on) until
+        ReleaseJob. A held job keeps its place in line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Streams events after `after_event_id` (0 = from the beginning), then live.
         No gap and no duplicate: a watcher that resumes from the last id it saw
@@ -140,6 +164,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=jobplane_dot_v1_dot_job__pb2.CancelJobRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_job__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'HoldJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldJob,
+                    request_deserializer=jobplane_dot_v1_dot_job__pb2.HoldJobRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_job__pb2.HoldJobResponse.SerializeToString,
+            ),
+            'ReleaseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseJob,
+                    request_deserializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -283,6 +317,60 @@ class JobService:
             '/jobplane.v1.JobService/CancelJob',
             jobplane_dot_v1_dot_job__pb2.CancelJobRequest.SerializeToString,
             jobplane_dot_v1_dot_job__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.JobService/HoldJob',
+            jobplane_dot_v1_dot_job__pb2.HoldJobRequest.SerializeToString,
+            jobplane_dot_v1_dot_job__pb2.HoldJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.JobService/ReleaseJob',
+            jobplane_dot_v1_dot_job__pb2.ReleaseJobRequest.SerializeToString,
+            jobplane_dot_v1_dot_job__pb2.ReleaseJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

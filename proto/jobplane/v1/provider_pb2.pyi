@@ -144,14 +144,23 @@ class Ready(_message.Message):
     def __init__(self, free_slots: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("free_slots", "running", "load_average")
+    __slots__ = ("free_slots", "running", "load_average", "facts")
+    class FactsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     LOAD_AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
     free_slots: int
     running: int
     load_average: float
-    def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ..., load_average: _Optional[float] = ...) -> None: ...
+    facts: _containers.ScalarMap[str, float]
+    def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ..., load_average: _Optional[float] = ..., facts: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TaskReport(_message.Message):
     __slots__ = ("task_id", "attempt", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw", "checkpoint_json")
