@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
-from jobplane.v1 import security_pb2, security_pb2_grpc
+from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
 from jobplane.v1 import task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
 
 from .config import ServerConfig
@@ -30,6 +30,7 @@ from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
 from .services import convert
 from .services.base import Deps
+from .services.conflicts import ConflictService
 from .services.continuations import ContinuationService
 from .services.inventory import InventoryService
 from .services.jobs import JobService
@@ -55,6 +56,7 @@ SERVICE_NAMES = [
     inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
+    conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
@@ -89,7 +91,7 @@ class Server:
         self.engine.ids = counters
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
-        self.engine.restore(jobs, tasks, providers, waiting)
+        self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
         providers_service = ProviderService(None)  # deps set below (it is also the deliverer)
         def deliver(cs) -> None:
             providers_service.deliver(cs)
@@ -127,6 +129,7 @@ class Server:
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), self._grpc)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
         view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), self._grpc)
+        conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), self._grpc)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
         register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
                              ContinuationService(deps), self._grpc)

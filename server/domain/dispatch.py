@@ -1,5 +1,5 @@
-"""The ready queue: queued tasks grouped by what they require of a provider (labels and
-prerequisite signatures), each group a heap ordered by job priority (higher first), then
+"""The ready queue: queued tasks grouped by what they require of a provider (labels,
+prerequisite signatures and runtime conditions), each group a heap ordered by job priority (higher first), then
 submit order."""
 
 from __future__ import annotations
@@ -7,12 +7,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 
-# (frozenset of (label, value) pairs, frozenset of prerequisite signature ids)
-Requirement = tuple[frozenset, frozenset]
+# (frozenset of (label, value) pairs, frozenset of prerequisite signature ids, conditions)
+Requirement = tuple[frozenset, frozenset, tuple]
 HasAll = Callable[[frozenset], bool]  # whether a provider has every prerequisite in the set
+Meets = Callable[[tuple], bool]  # whether a provider's live facts meet every condition
 
 
-def _no_check(ids: frozenset) -> bool:
+def _no_check(_) -> bool:
     return True
 
 
@@ -24,42 +25,45 @@ class ReadyQueue:
     def __len__(self) -> int:
         return len(self._queued)
 
+    def __contains__(self, task_id: int) -> bool:
+        return task_id in self._queued
+
     def push(self, task_id: int, requires: dict[str, str], priority: int, job_id: int, idx: int,
-             prerequisites: frozenset = frozenset()) -> None:
+             prerequisites: frozenset = frozenset(), conditions: tuple = ()) -> None:
         if task_id in self._queued:
             return
         self._queued.add(task_id)
-        key = (frozenset(requires.items()), prerequisites)
+        key = (frozenset(requires.items()), prerequisites, conditions)
         heapq.heappush(self._groups.setdefault(key, []), (-priority, job_id, idx, task_id))
 
     def discard(self, task_id: int) -> None:
         """Forget a task (cancelled while queued); its heap entry is skipped lazily."""
         self._queued.discard(task_id)
 
-    def pop_for(self, labels: dict[str, str], has: HasAll = _no_check) -> int | None:
-        """The best queued task whose requirements `labels` (and `has`) satisfy, or None."""
-        key, best = self._best(labels, has)
+    def pop_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check) -> int | None:
+        """The best queued task whose requirements `labels` (and `has`, `meets`) satisfy, or None."""
+        key, best = self._best(labels, has, meets)
         if best is None:
             return None
         heapq.heappop(self._groups[key])
         self._queued.discard(best[3])
         return best[3]
 
-    def peek_for(self, labels: dict[str, str], has: HasAll = _no_check) -> int | None:
+    def peek_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check) -> int | None:
         """The task pop_for would return, left in place."""
-        best = self._best(labels, has)[1]
+        best = self._best(labels, has, meets)[1]
         return None if best is None else best[3]
 
-    def prerequisite_groups(self) -> Iterator[Requirement]:
-        """The requirement keys with prerequisites that still have queued tasks."""
+    def prerequisite_groups(self) -> Iterator[tuple[frozenset, frozenset]]:
+        """(labels, prerequisites) of the groups with prerequisites that still have queued tasks."""
         for key, heap in list(self._groups.items()):
             if key[1] and self._drop_stale(heap):
-                yield key
+                yield key[0], key[1]
 
-    def _best(self, labels: dict[str, str], has: HasAll):
+    def _best(self, labels: dict[str, str], has: HasAll, meets: Meets):
         """(group key, heap entry) of the best matching queued task; stale heads are dropped."""
         best_key, best = None, None
-        for key, heap in self._matching(labels, has):
+        for key, heap in self._matching(labels, has, meets):
             if self._drop_stale(heap) and (best is None or heap[0] < best):
                 best_key, best = key, heap[0]
         return best_key, best
@@ -70,10 +74,11 @@ class ReadyQueue:
             heapq.heappop(heap)
         return bool(heap)
 
-    def _matching(self, labels: dict[str, str], has: HasAll):
+    def _matching(self, labels: dict[str, str], has: HasAll, meets: Meets):
         for key, heap in list(self._groups.items()):
             if not heap:
                 del self._groups[key]
                 continue
-            if all(labels.get(k) == v for k, v in key[0]) and (not key[1] or has(key[1])):
+            if (all(labels.get(k) == v for k, v in key[0]) and (not key[1] or has(key[1]))
+                    and (not key[2] or meets(key[2]))):
                 yield key, heap

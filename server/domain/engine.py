@@ -25,11 +25,14 @@ from .model import (
     TaskDraft,
     TaskState,
 )
+from .conditions import ConditionRules
 from .continuation import Continuations, Pending
+from .holds import HoldRules
 from .inventory import InventoryRules
 from .lateness import NOT_STARTED, LatenessRules
 from .policies import normalize
 from .providers import CONNECTED, ProviderRules
+from .reruns import RerunRules
 from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
 from .status import COUNT_BUCKETS, task_status
 from .supervision import Supervision
@@ -72,7 +75,8 @@ class EngineConfig:
     inventory_ttl: float = 300.0  # seconds a scan result counts as fresh
 
 
-class Engine(ProviderRules, Supervision, Continuations, InventoryRules, LatenessRules):
+class Engine(ProviderRules, Supervision, Continuations, InventoryRules, LatenessRules, HoldRules, RerunRules,
+             ConditionRules):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -89,21 +93,30 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self.calendar = Calendar(config.timezone, config.period_ends)
         self.signatures: dict = {}  # id -> Signature of every prerequisite of unfinished work
         self._prereq_tasks: set[int] = set()  # unfinished tasks with prerequisites
+        self.conflict_rules: dict = {}  # name -> conflicts.ConflictRule
+        self._holders: dict[int, JobRt] = {}  # admitted jobs: they hold their locks until they end
+        self._held: dict[int, dict[int, None]] = {}  # job id -> its tasks on hold, in order
+        self._conditional: dict[int, None] = {}  # queued tasks whose job has runtime conditions
+        self._init_reruns()
 
     # ----- restart -------------------------------------------------------------------
 
     def restore(self, jobs: list[JobRt], tasks: list[TaskRt], providers: list[ProviderRt],
-                pending: Sequence[Pending] = ()) -> None:
-        """Resume from the database: queued work is queued again, waiting continuations keep
-        their order; work that was out at a provider waits for that provider to reconnect
-        within the grace, else goes on elsewhere."""
+                pending: Sequence[Pending] = (), rules: Sequence = ()) -> None:
+        """Resume from the database: queued work is queued again (or held again), waiting
+        continuations keep their order; work that was out at a provider waits for that
+        provider to reconnect within the grace, else goes on elsewhere."""
         self._pending = sorted(pending)
+        self.conflict_rules = {r.name: r for r in rules}
         continuing = {p.task_id for p in pending}
         self.providers = {p.id: p for p in providers}
         self.jobs = {j.id: j for j in jobs}
         self.tasks = {t.id: t for t in tasks}
         orphans = []
-        for task in tasks:
+        self._restore_holders(jobs, tasks)
+        for job in jobs:
+            self._watch_window(job)
+        for task in sorted(tasks, key=lambda t: self._line_key(t.job_id)):
             job = self.jobs[task.job_id]
             job.task_ids.append(task.id)
             task.pending = sum(1 for d in task.deps if self.tasks[d].state != TaskState.SUCCEEDED)
@@ -114,7 +127,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             job.open += 1
             self._remember_signatures(task)
             if task.state == TaskState.QUEUED and task.id not in continuing:
-                self._enqueue(task, job)
+                self._requeue(task, job)
             elif task.state in TASK_OUT:
                 provider = self.providers.get(task.provider or "")
                 if provider is not None and task.current is not None and provider.state != ProviderState.LOST:
@@ -171,6 +184,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self._event(EventKind.JOB, job_id=job.id, raw_status="QUEUED", status=Status.WAITING,
                     message=f"submitted with {len(drafts)} tasks", environment="jobplane")
         self._watch_start(job)
+        self._watch_window(job)
         first = self.ids.take("task", len(drafts))
         by_group: dict[str, list[int]] = {}
         for i, draft in enumerate(drafts):
@@ -235,6 +249,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         if task.state in TASK_OUT and task.current is not None:
             self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
         self.ready.discard(task.id)
+        self._unhold(task)
         if self._pending:
             self._drop_continuation(task.id)
         self._set_task(task, TaskState.CANCELLED, reason)
@@ -248,6 +263,11 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         job = self.jobs[task.job_id]
         task.state = state
         status = task_status(state, task.attempt)
+        held = ""
+        if state == TaskState.QUEUED:
+            held = self._admit(task, job) if push else self._still_held(task)
+            if held:
+                status, reason = Status.ON_HOLD, (reason if not push and reason else held)
         if task.late == "start" and state in NOT_STARTED:
             status = Status.LATE_TO_START
         elif task.late == "run" and state == TaskState.RUNNING:
@@ -256,11 +276,22 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         task.reason = reason
         task.environment, task.raw = (task.spec.environment, dict(raw)) if raw else ("jobplane", {})
         self._cs.task(task)
-        if state == TaskState.QUEUED and push:
+        if state == TaskState.QUEUED and push and not held:
             self._enqueue(task, job)
             self._dispatch_wanted = True
         self._event(EventKind.TASK, job_id=job.id, task_id=task.id, task_name=task.name,
                     provider_id=task.provider or "", attempt=task.attempt, raw_status=state.name,
+                    raw=task.raw, status=task.status, message=reason, environment=task.environment)
+
+    def _show_task(self, task: TaskRt, status: Status, reason: str) -> None:
+        """A new status and reason for a task whose state stays as it is (a hold, say)."""
+        if task.late == "start" and task.state in NOT_STARTED:
+            status = Status.LATE_TO_START
+        self._restatus(task, self.jobs[task.job_id], status)
+        task.reason = reason
+        self._cs.task(task)
+        self._event(EventKind.TASK, job_id=task.job_id, task_id=task.id, task_name=task.name,
+                    provider_id=task.provider or "", attempt=task.attempt, raw_status=task.state.name,
                     raw=task.raw, status=task.status, message=reason, environment=task.environment)
 
     def _restatus(self, task: TaskRt, job: JobRt, status: Status) -> None:
@@ -275,7 +306,11 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             self._cs.job(job)
 
     def _enqueue(self, task: TaskRt, job: JobRt) -> None:
-        self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids)
+        conditions = job.spec.parsed_conditions
+        if conditions:
+            self._conditional[task.id] = None
+        self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids,
+                        conditions)
 
     def _task_done(self, task: TaskRt) -> None:
         """A task reached a final state: release or cancel dependents, finish the job."""
@@ -306,7 +341,9 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             state = JobState.SUCCEEDED
         self._set_job(job, state, job.reason if state != JobState.SUCCEEDED else "")
         job.end_time = self.now
+        self._remember_run(job)
         del self.jobs[job.id]
+        self._end_holding(job)
         for tid in job.task_ids:
             task = self.tasks.get(tid)
             if task is not None and task.current is None:
@@ -327,6 +364,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self._dispatch_round()
         while len(self.ready) and self._activate_standby():
             self._dispatch_round()
+        if self._conditional:
+            self._explain_conditions()
         self._plan_scans()
         self._cs.unmet = len(self.ready) if len(self.ready) and not any(
             p.free > 0 for p in self.providers.values()) else 0
@@ -337,7 +376,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             candidates.sort(key=lambda p: -p.free)
             still = []
             for provider in candidates:
-                tid = self.ready.pop_for(provider.labels, self.has_all(provider))
+                tid = self.ready.pop_for(provider.labels, self.has_all(provider), self.meets(provider))
                 if tid is None:
                     continue
                 self._assign(self.tasks[tid], provider)
@@ -351,6 +390,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now,
                             resumed_from=task.checkpoint)
         task.current = attempt
+        self._conditional.pop(task.id, None)
         provider.in_flight.add(task.id)
         self._cs.attempt(attempt, new=True)
         self._cs.assignments.setdefault(provider.id, []).append((task, attempt.number))
@@ -460,7 +500,9 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
 
     def _failed(self, task: TaskRt, reason: str, raw: dict, *, timed_out: bool = False,
                 exit_code: int | None = None) -> None:
-        left = task.attempt - task.lost_attempts < task.max_attempts
+        if not timed_out and self._rerun_transient(task, reason, raw, exit_code):
+            return
+        left = task.attempt - task.lost_attempts - task.reruns < task.max_attempts
         if left and _retryable(task.spec.retry_on, timed_out, exit_code):
             delay = self._backoff(task)
             self._set_task(task, TaskState.QUEUED, f"attempt {task.attempt} {reason}; retrying in {delay:.1f}s",
@@ -478,6 +520,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         attempt.reason = reason
         self._cs.attempt(attempt)
         task.current = None
+        task.started_at = attempt.start_time or attempt.assign_time  # what overlapped it: reruns.py
         self._unwatch(task.id)
         provider = self.providers.get(attempt.provider)
         if provider is not None:

@@ -14,6 +14,7 @@ from ..errors import InvalidArgument
 from .model import JobSpec, TaskDraft, TaskSpec
 from .signatures import parse_signatures
 from .timing import check_rule
+from .windows import check_window
 
 NAME_MAX = 200
 PRIORITY_MAX = 1_000_000
@@ -29,6 +30,7 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
     _check_name("spec.name", spec.name)
     _check_continuation(spec)
     _check_lateness("spec", spec.lateness)
+    _check_scheduling(spec)
     if not spec.tasks:
         raise InvalidArgument("spec.tasks", "a job needs at least one task; add a [[tasks]] entry")
     groups = _check_groups(spec.tasks)
@@ -59,6 +61,28 @@ def _check_continuation(spec: JobSpec) -> None:
         raise InvalidArgument("spec.continuation_rules", f"at most {RULES_MAX} rules; merge some")
     for i, rule in enumerate(spec.continuation_rules):
         check_rule(f"spec.continuation_rules[{i}]", rule)
+
+
+def _check_scheduling(spec: JobSpec) -> None:
+    """Class, window, runtime conditions, locks and transient failures (conflicts and holds)."""
+    if len(spec.job_class) > NAME_MAX:
+        raise InvalidArgument("spec.job_class", f"is {len(spec.job_class)} characters; use at most {NAME_MAX}")
+    check_window("spec", spec.window)
+    spec.parsed_conditions  # noqa: B018 - parsing raises InvalidArgument naming the condition
+    spec.lock_modes  # noqa: B018
+    t = spec.transient
+    if t is None:
+        return
+    if not 0 <= t.max_reruns <= 100:
+        raise InvalidArgument("spec.transient.max_reruns", "must be between 0 and 100 (0 = 3)")
+    if not math.isfinite(t.backoff_seconds) or t.backoff_seconds < 0:
+        raise InvalidArgument("spec.transient.backoff_seconds", "must be a number of seconds >= 0 (0 = 1)")
+    for i, code in enumerate(t.exit_codes):
+        if not 0 <= code <= 255:
+            raise InvalidArgument(f"spec.transient.exit_codes[{i}]", f"{code} is not an exit code (0 to 255)")
+    for i, value in enumerate(t.raw_statuses):
+        if not value.strip() or len(value) > NAME_MAX:
+            raise InvalidArgument(f"spec.transient.raw_statuses[{i}]", "must be a raw value of 1 to 200 characters")
 
 
 def _check_external(path: str, external) -> None:

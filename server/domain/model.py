@@ -8,6 +8,7 @@ from enum import IntEnum
 from functools import cached_property
 
 from .timing import TimingRule
+from .windows import Window
 
 
 class JobState(IntEnum):
@@ -140,6 +141,20 @@ class TaskSpec:
         return frozenset(getattr(s, "id", "") for s in self.prerequisites)
 
 
+DEFAULT_TRANSIENT_RAW = ("DEADLOCK", "DEADLOCK_VICTIM", "LOCK_TIMEOUT", "LOCK TIMEOUT", "SERIALIZATION_FAILURE",
+                         "40001", "40P01")
+
+
+@dataclass(frozen=True)
+class Transient:
+    """Failures that mean "try again later": rerun after a backoff, not counted as attempts."""
+
+    exit_codes: tuple[int, ...] = (75,)  # EX_TEMPFAIL
+    raw_statuses: tuple[str, ...] = DEFAULT_TRANSIENT_RAW
+    max_reruns: int = 3
+    backoff_seconds: float = 1.0
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -150,6 +165,23 @@ class JobSpec:
     continuation_priority: int | None = None  # None: the default (continuation.DEFAULT_PRIORITY)
     continuation_rules: tuple[TimingRule, ...] = ()
     lateness: Lateness = field(default_factory=Lateness)
+    job_class: str = ""
+    window: Window = field(default_factory=Window)
+    transient: Transient | None = None  # None: the defaults
+    conditions: tuple[str, ...] = ()  # "FACT OP NUMBER", checked against a provider's live facts
+    locks: dict[str, str] = field(default_factory=dict)  # resource -> "read" / "write"
+
+    @cached_property
+    def parsed_conditions(self) -> tuple:
+        from .conditions import parse_conditions  # conditions needs model's enums
+
+        return parse_conditions("spec.conditions", self.conditions)
+
+    @cached_property
+    def lock_modes(self) -> dict[str, int]:
+        from .conflicts import parse_locks
+
+        return parse_locks("spec.locks", self.locks)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ class ProviderRules:
         """Queued work beyond active capacity: wake a standby provider that can take it."""
         for provider in self.providers.values():
             if (provider.state == ProviderState.STANDBY and provider.conn_id and provider.accepting
-                    and self.ready.peek_for(provider.labels, self.has_all(provider)) is not None):
+                    and self.ready.peek_for(provider.labels, self.has_all(provider), self.meets(provider)) is not None):
                 provider.idle_since = None
                 self._set_provider(provider, ProviderState.ACTIVE,
                                    f"activated: {len(self.ready)} tasks waiting beyond active capacity")

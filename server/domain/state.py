@@ -27,6 +27,10 @@ class JobRt:
     cancelled: bool = False
     owner: str = ""  # the submitting user
     late: str = ""  # "start" past its start deadline, "run" past its finish deadline
+    hold: str = ""  # held by hand: who and why (persisted)
+    hold_reason: str = ""  # why its tasks may not start yet: a conflict, its window (derived)
+    window: tuple[float, float | None] | None = None  # (opens, closes) when it has a window
+    facts: object = None  # conflicts.JobFacts, made on first use
 
     @property
     def status(self) -> Status:
@@ -34,6 +38,8 @@ class JobRt:
             return Status.LATE_TO_START
         if self.late == "run" and self.state == JobState.RUNNING:
             return Status.RUNNING_LATE
+        if self.state == JobState.QUEUED and (self.hold or self.hold_reason):
+            return Status.ON_HOLD
         return job_status(self.state)
 
 
@@ -88,6 +94,7 @@ class TaskRt:
     # external) when it decided the state, else jobplane's own ({} here; state and attempt).
     environment: str = "jobplane"
     raw: dict[str, str] = field(default_factory=dict)
+    reruns: int = 0  # queued again after transient failures; not counted against max_attempts
 
 
 @dataclass(eq=False)
@@ -113,6 +120,7 @@ class ProviderRt:
     took_continuations: bool = False  # a standby given continuations: promoted once none is left
     inventory: dict = field(default_factory=dict)  # signature id -> inventory.InvEntry
     scanning: dict = field(default_factory=dict)  # signature id -> (asked at, source), not yet answered
+    live: dict[str, float] = field(default_factory=dict)  # the facts of its latest heartbeat
 
     @property
     def free(self) -> int:
@@ -158,6 +166,8 @@ class ChangeSet:
     continued: list[tuple[int, int, str, int, float, str]] = field(default_factory=list)
     audits: list[dict] = field(default_factory=list)  # audit rows (see store.models.AuditRow)
     inventory: list[tuple] = field(default_factory=list)  # (provider, signature id, InvEntry, signature dict)
+    conflict_rules: dict[str, object] = field(default_factory=dict)  # name -> ConflictRule, or None: deleted
+    overlaps: list[tuple[str, str, float]] = field(default_factory=list)  # (class, class, when) of transient failures
     # Not persisted: scans to ask for, explicitly or along with this batch's assignments.
     scans: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
     piggyback: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
@@ -171,7 +181,8 @@ class ChangeSet:
 
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
-                    or self.continuations or self.continued or self.audits or self.inventory)
+                    or self.continuations or self.continued or self.audits or self.inventory
+                or self.conflict_rules or self.overlaps)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

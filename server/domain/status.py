@@ -38,6 +38,7 @@ _PROVIDER = {
 COUNT_BUCKETS = {
     Status.WAITING: "waiting",
     Status.RESTART: "waiting",
+    Status.ON_HOLD: "waiting",
     Status.LATE_TO_START: "waiting",
     Status.RUNNING: "running",
     Status.RUNNING_LATE: "running",

@@ -138,7 +138,7 @@ class Supervision:
 
     def _backoff(self, task: TaskRt) -> float:
         base = task.spec.retry_backoff_seconds or self.config.retry_backoff
-        tries = max(1, task.attempt - task.lost_attempts)
+        tries = max(1, task.attempt - task.lost_attempts - task.reruns)
         return min(base * 2 ** (tries - 1), self.config.retry_backoff_max) * random.uniform(0.8, 1.2)
 
     def release(self, task_id: int, attempt: int) -> None:
@@ -146,5 +146,4 @@ class Supervision:
         task = self.tasks.get(task_id)
         job = self.jobs.get(task.job_id) if task is not None else None
         if job is not None and task.state == TaskState.QUEUED and task.attempt == attempt:
-            self._enqueue(task, job)
-            self._dispatch_wanted = True
+            self._requeue(task, job)

@@ -197,6 +197,9 @@ def _target(request: Any) -> str:
         value = getattr(request, field, "")
         if value:
             return f"{field.removesuffix('_id')} {value}"
+    rule = getattr(request, "rule", None)
+    if rule is not None and getattr(rule, "name", ""):
+        return f"conflict rule {rule.name}"
     spec = getattr(request, "spec", None)
     if spec is not None and getattr(spec, "name", ""):
         return f"job named {spec.name}"

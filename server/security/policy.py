@@ -54,6 +54,13 @@ _V1 = "/jobplane.v1."
 ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}JobService/SubmitJob": SUBMIT,
     f"{_V1}JobService/CancelJob": SUBMIT,
+    f"{_V1}JobService/HoldJob": SUBMIT,  # submitters: their own jobs (tenancy)
+    f"{_V1}JobService/ReleaseJob": SUBMIT,
+    f"{_V1}ConflictService/ListConflictRules": READ,
+    f"{_V1}ConflictService/CreateConflictRule": OPERATE,
+    f"{_V1}ConflictService/DeleteConflictRule": OPERATE,
+    f"{_V1}ConflictService/CheckConflicts": READ,
+    f"{_V1}ConflictService/SuggestConflicts": OBSERVE,
     f"{_V1}JobService/GetJob": READ,
     f"{_V1}JobService/ListJobs": READ,
     f"{_V1}JobService/SummarizeJobs": READ,
@@ -100,6 +107,8 @@ MUTATING = frozenset({
     f"{_V1}SecurityService/CreateToken", f"{_V1}SecurityService/RevokeToken",
     f"{_V1}PolicyService/SetPolicy", f"{_V1}PolicyService/DeletePolicy",
     f"{_V1}InventoryService/ScanProvider", f"{_V1}ViewService/SaveView", f"{_V1}ViewService/DeleteView",
+    f"{_V1}JobService/HoldJob", f"{_V1}JobService/ReleaseJob",
+    f"{_V1}ConflictService/CreateConflictRule", f"{_V1}ConflictService/DeleteConflictRule",
 })
 
 

@@ -19,6 +19,8 @@ from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.state import ProviderRt
 from ..domain.timing import TimingRule
+from ..domain.model import Transient
+from ..domain.windows import Window
 from ..errors import InvalidArgument
 from ..store.codec import as_plain, load_job_spec, load_task_spec
 
@@ -76,7 +78,20 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
     rules = tuple(TimingRule(r.kind, r.priority, r.value, r.days or 1) for r in m.continuation_rules)
     return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks),
-                   m.wait_for_providers, priority, rules, _lateness_from_proto(m))
+                   m.wait_for_providers, priority, rules, _lateness_from_proto(m), m.job_class.strip(),
+                   _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
+                   tuple(m.conditions), dict(m.locks))
+
+
+def _window_from_proto(m: job_pb2.JobSpec) -> Window:
+    def when(name: str) -> float | None:
+        return getattr(m, name).ToNanoseconds() / 1e9 if m.HasField(name) else None
+
+    return Window(m.run_window.strip(), when("hold_until"), when("give_up_after"), m.give_up_after_seconds)
+
+
+def _transient_from_proto(m: job_pb2.TransientFailures) -> Transient:
+    return Transient(tuple(m.exit_codes), tuple(m.raw_statuses), m.max_reruns or 3, m.backoff_seconds or 1.0)
 
 
 def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
@@ -104,7 +119,14 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
                         tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
                         continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
                                                                      days=r.days) for r in s.continuation_rules],
-                        **_lateness_fields(s.lateness))
+                        job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
+                        give_up_after=ts(s.window.give_up_after),
+                        give_up_after_seconds=s.window.give_up_after_seconds, conditions=list(s.conditions),
+                        locks=s.locks, **_lateness_fields(s.lateness))
+    if s.transient is not None:
+        t = s.transient
+        m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),
+                                                       max_reruns=t.max_reruns, backoff_seconds=t.backoff_seconds))
     if s.continuation_priority is not None:
         m.continuation_priority = s.continuation_priority
     return m
@@ -121,7 +143,7 @@ def job_to_proto(row, status_of: StatusOf | None = None) -> job_pb2.Job:
         id=str(row.id), spec=job_spec_to_proto(load_job_spec(row.spec)), state=row.state, status=status,
         counts=job_pb2.TaskCounts(**{k: counts.get(k, 0) for k in ("total", "waiting", "running", "success", "failure", "cancel")}),
         submit_time=ts(row.submit_time), start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
-        owner=row.owner, environment=JOBPLANE, raw=raw)
+        owner=row.owner, environment=JOBPLANE, raw=raw, hold=row.hold)
 
 
 def job_labels(row) -> dict[str, str]:
@@ -151,7 +173,7 @@ def task_to_proto(row, attempts=(), status_of: StatusOf | None = None) -> task_p
         state=row.state, status=status, provider_id=row.provider or "", attempt=row.attempt,
         result_json=row.result_json, error=row.error, stdout_tail=row.stdout_tail, stderr_tail=row.stderr_tail,
         attempts=[attempt_to_proto(a, status_of) for a in attempts], reason=row.reason, checkpoint_json=row.checkpoint,
-        environment=row.environment, raw=raw)
+        environment=row.environment, raw=raw, reruns=row.reruns)
     if row.exit_code is not None:
         m.exit_code = row.exit_code
     return m

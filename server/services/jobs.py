@@ -101,6 +101,21 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         await self.d.core.call(lambda engine: engine.cancel_job(job_id, request.reason))
         return job_pb2.CancelJobResponse(job=await self._job(job_id))
 
+    @rpc
+    async def HoldJob(self, request, context):
+        job_id = convert.parse_id("job_id", request.job_id, "job")
+        await self._job(job_id)
+        by = current_caller.get().identity
+        await self.d.core.call(lambda engine: engine.hold_job(job_id, request.reason.strip(), by))
+        return job_pb2.HoldJobResponse(job=await self._job(job_id))
+
+    @rpc
+    async def ReleaseJob(self, request, context):
+        job_id = convert.parse_id("job_id", request.job_id, "job")
+        await self._job(job_id)
+        await self.d.core.call(lambda engine: engine.release_job(job_id))
+        return job_pb2.ReleaseJobResponse(job=await self._job(job_id))
+
     def _prepare(self, spec_message: job_pb2.JobSpec):
         """Off the event loop: the spec and its extracted tasks (both O(tasks))."""
         spec = convert.job_spec_from_proto(spec_message)

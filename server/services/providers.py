@@ -114,6 +114,9 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             provider = self.d.core.engine.providers.get(conn.provider)
             if provider is not None and provider.conn_id == conn.id:
                 provider.last_seen = time.time()
+                facts = dict(message.heartbeat.facts)
+                if facts != provider.live:  # runtime conditions may hold (or fail) now
+                    self.d.core.enqueue(lambda engine: engine.live_facts(conn.provider, conn.id, facts))
         elif which == "scan_report":
             results = convert.scan_results_from_proto(message.scan_report)
             self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from ..domain.model import ExternalSpec, JobSpec, Lateness, TaskSpec
+from ..domain.model import ExternalSpec, JobSpec, Lateness, TaskSpec, Transient
 from ..domain.signatures import parse_signature
 from ..domain.timing import TimingRule
+from ..domain.windows import Window
 
 
 def dump_task_spec(spec: TaskSpec) -> bytes:
@@ -38,9 +39,14 @@ def dump_job_spec(spec: JobSpec) -> bytes:
 def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
     d = json.loads(bytes(data) if not isinstance(data, str) else data)
     rules = tuple(TimingRule(**r) for r in d.get("continuation_rules", ()))
+    transient = d.get("transient")
+    if transient is not None:
+        transient = Transient(tuple(transient["exit_codes"]), tuple(transient["raw_statuses"]),
+                              transient["max_reruns"], transient["backoff_seconds"])
     return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]),
                    d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
-                   Lateness(**d.get("lateness", {})))
+                   Lateness(**d.get("lateness", {})), d.get("job_class", ""), Window(**d.get("window", {})),
+                   transient, tuple(d.get("conditions", ())), d.get("locks", {}))
 
 
 def _task(d: dict) -> TaskSpec:

@@ -36,6 +36,7 @@ class JobRow(BaseModel):
     start_time = DoubleField(null=True)
     end_time = DoubleField(null=True)
     owner = CharField(max_length=200, default="", index=True)  # the submitting user
+    hold = TextField(default="")  # held by hand: who and why; "" = not held
 
     class Meta:
         table_name = "job"
@@ -64,6 +65,7 @@ class TaskRow(BaseModel):
     checkpoint = TextField(default="")  # the latest, JSON: where the next attempt starts
     environment = CharField(max_length=32, default="jobplane")  # where `raw` comes from
     raw = TextField(default="{}")  # JSON: the raw properties `status` was normalized from
+    reruns = IntegerField(default=0)  # queued again after transient failures
 
     class Meta:
         table_name = "task"
@@ -256,5 +258,32 @@ class ViewRow(BaseModel):
         indexes = ((("owner", "name"), True),)
 
 
+class ConflictRuleRow(BaseModel):
+    """One rule of the conflict matrix (ConflictService)."""
+
+    name = CharField(max_length=64, primary_key=True)
+    document = TextField()  # JSON of the rule (see store.conflicts)
+    created_by = CharField(max_length=200, default="")
+    create_time = DoubleField()
+
+    class Meta:
+        table_name = "conflict_rule"
+
+
+class ConflictOverlapRow(BaseModel):
+    """How often a transient failure of one job class happened while another class ran."""
+
+    id = AutoField()
+    class_a = CharField(max_length=200)
+    class_b = CharField(max_length=200)
+    failures = IntegerField(default=0)
+    last_time = DoubleField()
+
+    class Meta:
+        table_name = "conflict_overlap"
+        indexes = ((("class_a", "class_b"), True),)
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
-              TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow]
+              TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
+              ConflictOverlapRow]

@@ -12,6 +12,7 @@ from peewee import Database, fn
 from ..domain.model import JobState, TaskState
 from ..domain.state import ChangeSet, ContinuationRec
 from .codec import dump_job_spec, dump_task_spec
+from .conflicts import apply_overlaps, apply_rules
 from .models import (
     ALL_MODELS,
     AttemptRow,
@@ -43,6 +44,7 @@ class Snapshot:
     attempts: list[AttemptRow]  # the current attempt of each task out at a provider
     waiting: list[ContinuedTaskRow]  # continuations not dispatched yet
     inventory: list[InventoryRow]
+    rules: list = None  # conflicts.ConflictRule: the conflict matrix
 
 
 class Store:
@@ -55,6 +57,21 @@ class Store:
     def create_schema(self) -> None:
         with self.db.connection_context():
             self.db.create_tables(ALL_MODELS, safe=True)
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an older jobplane gains the columns added since (each has a default)."""
+        from playhouse.migrate import migrate, PostgresqlMigrator, SqliteMigrator
+        from peewee import PostgresqlDatabase
+
+        migrator = PostgresqlMigrator(self.db) if isinstance(self.db, PostgresqlDatabase) else SqliteMigrator(self.db)
+        for model in ALL_MODELS:
+            table = model._meta.table_name
+            have = {c.name for c in self.db.get_columns(table)}
+            missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
+            if missing:
+                log.info("adding columns %s to table %s", [f.column_name for f in missing], table)
+                migrate(*(migrator.add_column(table, f.column_name, f) for f in missing))
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -82,8 +99,10 @@ class Store:
         queued = {t.id for t in tasks if t.state == int(TaskState.QUEUED)}
         waiting = [row for row in ContinuedTaskRow.select().where(ContinuedTaskRow.to_provider == "")
                    .order_by(ContinuedTaskRow.id) if row.task in queued]
+        from .conflicts import ConflictStore
+
         return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts, waiting,
-                        list(InventoryRow.select()))
+                        list(InventoryRow.select()), ConflictStore(self.db).rules())
 
     # ----- writes --------------------------------------------------------------------
 
@@ -102,6 +121,8 @@ class Store:
             self._insert_continuations(cs.continuations)
             self._insert(AuditRow, cs.audits)
             self._upsert_inventory(cs.inventory)
+            apply_rules(cs.conflict_rules)
+            apply_overlaps(cs.overlaps)
             self._executemany(
                 "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
                 " WHERE continuation=? AND task=?",
@@ -126,17 +147,18 @@ class Store:
 
     def _update_jobs(self, jobs) -> None:
         self._executemany(
-            "UPDATE job SET state=?, status=?, counts=?, reason=?, start_time=?, end_time=? WHERE id=?",
-            [(int(j.state), int(j.status), json.dumps(j.counts), j.reason, j.start_time, j.end_time, j.id)
+            "UPDATE job SET state=?, status=?, counts=?, reason=?, start_time=?, end_time=?, hold=? WHERE id=?",
+            [(int(j.state), int(j.status), json.dumps(j.counts), j.reason, j.start_time, j.end_time, j.hold, j.id)
              for j in jobs])
 
     def _update_tasks(self, tasks) -> None:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
-            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?"
-            " WHERE id=?",
+            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?,"
+            " reruns=? WHERE id=?",
             [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
-              t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw), t.id)
+              t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw),
+              t.reruns, t.id)
              for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
@@ -272,7 +294,8 @@ class Store:
 def _job_row(j) -> dict:
     return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec),
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
-            "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner}
+            "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
+            "hold": j.hold}
 
 
 def _task_row(t) -> dict:
@@ -281,7 +304,7 @@ def _task_row(t) -> dict:
             "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
-            "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw)}
+            "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns}
 
 
 def _attempt_row(a) -> dict:
@@ -308,7 +331,7 @@ def runtime_from_snapshot(snap: Snapshot):
     ids = snap.max_ids
     counters = Counters(ids["job"] + 1, ids["task"] + 1, ids["attempt"] + 1, ids["event"] + 1, ids["continuation"] + 1)
     jobs = [JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JS(r.state), r.submit_time,
-                  counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason, owner=r.owner)
+                  counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason, owner=r.owner, hold=r.hold)
             for r in snap.jobs]
     current = {a.task: a for a in snap.attempts}
     tasks = []
@@ -316,7 +339,7 @@ def runtime_from_snapshot(snap: Snapshot):
         t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
                    r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
                    r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
-                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw))
+                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns)
         a = current.get(r.id)
         if a is not None:
             t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time,

@@ -1,0 +1,243 @@
+"""Holds: a job may start only when nothing holds it — no conflict with a job that runs (or
+is next in line), its window open, no manual hold. A job that may start is admitted: it
+holds its locks until it ends. Held tasks wait ON_HOLD with the reason and go by
+themselves, in priority order, when what held them is gone. A mixin of Engine."""
+
+from __future__ import annotations
+
+from ..errors import FailedPrecondition, InvalidArgument
+from .conflicts import ConflictRule, JobFacts, conflict
+from .lateness import _clock
+from .model import TASK_DONE, TASK_OUT, EventKind, JobSpec, JobState, Status, TaskState
+from .state import JobRt, TaskRt
+from .windows import bounds, late_point
+
+
+class HoldRules:
+    # ----- admission -----------------------------------------------------------------
+
+    def _admit(self, task: TaskRt, job: JobRt) -> str:
+        """As a task is queued: "" when it may go to the ready queue (its job then holds its
+        locks), else why it is held (and it is remembered as held)."""
+        reason = self._hold_reason(job)
+        if reason:
+            self._held.setdefault(job.id, {})[task.id] = None
+        elif job.id not in self._holders:
+            self._holders[job.id] = job
+        self._show_job_hold(job, reason)
+        return reason
+
+    def _hold_reason(self, job: JobRt) -> str:
+        if job.hold:
+            return f"held by hand: {job.hold}; `jobplane release {job.id}` lets it go"
+        if job.id in self._holders:
+            return ""
+        if job.window is not None and self.now < job.window[0]:
+            return f"waiting for its window: may start from {_clock(job.window[0])}"
+        blockers = self._blockers(job.spec, job.id)
+        if not blockers:
+            return ""
+        other, why = blockers[0]
+        more = f" and {len(blockers) - 1} more" if len(blockers) > 1 else ""
+        return f"held by job {other.id} {other.name} ({why}){more}"
+
+    def _blockers(self, spec: JobSpec, job_id: int | None) -> list[tuple[JobRt, str]]:
+        """The admitted jobs a job with this spec conflicts with, and why."""
+        if not self._holders:
+            return []
+        mine, rules = _facts_of(spec, job_id or 0), list(self.conflict_rules.values())
+        out = []
+        for other in self._holders.values():
+            if other.id != job_id:
+                why = conflict(mine, self._facts(other), rules)
+                if why:
+                    out.append((other, why))
+        return out
+
+    def _facts(self, job: JobRt) -> JobFacts:
+        if job.facts is None:
+            job.facts = _facts_of(job.spec, job.id)
+        return job.facts
+
+    def _still_held(self, task: TaskRt) -> str:
+        """The hold reason of a task remembered as held, else ""."""
+        if task.id in self._held.get(task.job_id, ()):
+            return self.jobs[task.job_id].hold_reason
+        return ""
+
+    def _requeue(self, task: TaskRt, job: JobRt) -> None:
+        """A queued task goes to the ready queue, or on hold (shown once)."""
+        why = self._admit(task, job)
+        if not why:
+            self._enqueue(task, job)
+            self._dispatch_wanted = True
+        elif task.status != Status.ON_HOLD or task.reason != why:
+            self._set_task(task, TaskState.QUEUED, why, push=False)
+
+    def _unhold(self, task: TaskRt) -> None:
+        held = self._held.get(task.job_id)
+        if held is not None:
+            held.pop(task.id, None)
+            if not held:
+                del self._held[task.job_id]
+
+    def _show_job_hold(self, job: JobRt, reason: str) -> None:
+        if job.hold_reason == reason:
+            return
+        job.hold_reason = reason
+        job.reason = reason
+        self._cs.job(job)
+        if job.state == JobState.QUEUED:
+            self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
+                        message=reason or "no longer held", environment="jobplane", raw={"hold": reason} if reason else {})
+
+    # ----- letting go ----------------------------------------------------------------
+
+    def _end_holding(self, job: JobRt) -> None:
+        """The job ended: its locks are free; held jobs may start."""
+        self._holders.pop(job.id, None)
+        self._held.pop(job.id, None)
+        if self._held:
+            self._reconsider()
+
+    def _reconsider(self) -> None:
+        """Held jobs, most important first: start those nothing holds any longer."""
+        for job_id in sorted(self._held, key=self._line_key):
+            job = self.jobs.get(job_id)
+            tids = self._held.pop(job_id)
+            if job is None:
+                continue
+            reason = self._hold_reason(job)
+            if reason and reason == job.hold_reason:
+                self._held[job_id] = tids  # held as before, for the same reason
+                continue
+            for tid in tids:
+                task = self.tasks.get(tid)
+                if task is not None and task.state == TaskState.QUEUED:
+                    self._set_task(task, TaskState.QUEUED, "released: nothing holds it now")
+
+    def _line_key(self, job_id: int) -> tuple:
+        job = self.jobs.get(job_id)
+        return (0, 0, job_id) if job is None else (-job.priority, job.submit_time, job_id)
+
+    # ----- manual holds --------------------------------------------------------------
+
+    def hold_job(self, job_id: int, reason: str, by: str) -> JobRt:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to hold")
+        job.hold = f"{reason or 'no reason given'} (by {by or 'an operator'})"
+        self._cs.job(job)
+        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
+                    message=f"held by hand: {job.hold}", environment="jobplane", raw={"hold": job.hold})
+        for tid in job.task_ids:
+            task = self.tasks.get(tid)
+            if task is not None and task.state == TaskState.QUEUED and tid in self.ready:
+                self.ready.discard(tid)
+                self._set_task(task, TaskState.QUEUED)
+        return job
+
+    def release_job(self, job_id: int) -> JobRt:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to release")
+        if not job.hold:
+            raise FailedPrecondition(f"job {job_id} is not held by hand; `jobplane conflicts check {job_id}` "
+                                     "tells what else holds it")
+        job.hold = ""
+        self._cs.job(job)
+        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
+                    message="released by hand", environment="jobplane")
+        self._reconsider()
+        return job
+
+    # ----- rules ---------------------------------------------------------------------
+
+    def add_conflict_rule(self, rule: ConflictRule) -> ConflictRule:
+        if rule.name in self.conflict_rules:
+            from ..errors import AlreadyExists
+            raise AlreadyExists(f"a conflict rule named {rule.name!r} exists; remove it first or pick another name")
+        self.conflict_rules[rule.name] = rule
+        self._cs.conflict_rules[rule.name] = rule
+        return rule
+
+    def remove_conflict_rule(self, name: str) -> None:
+        if self.conflict_rules.pop(name, None) is None:
+            from ..errors import NotFound
+            raise NotFound(f"no conflict rule named {name!r}; `jobplane conflicts list` shows them")
+        self._cs.conflict_rules[name] = None
+        self._reconsider()
+
+    def check_job(self, spec: JobSpec, job_id: int | None) -> tuple[str, list[tuple[str, str, str, str]]]:
+        """(one-line reason or "", blockers as (job id, job name, rule, reason)) for a job now."""
+        job = self.jobs.get(job_id) if job_id is not None else None
+        if job_id is not None and job is None:
+            raise InvalidArgument("job_id", f"job {job_id} has finished; check a job that has not, or a job file")
+        if job is not None and (job.hold or job.id in self._holders):
+            return (self._hold_reason(job), [("", "", "", f"held by hand: {job.hold}")] if job.hold else [])
+        blockers = [(str(o.id), o.name, why, f"conflicts with job {o.id} {o.name} ({why})")
+                    for o, why in self._blockers(spec, job_id)]
+        window = job.window if job is not None else self._bounds(spec, self.now)
+        if window is not None and self.now < window[0]:
+            blockers.insert(0, ("", "", "", f"its window opens at {_clock(window[0])}"))
+        return (blockers[0][3] if blockers else "", blockers)
+
+    # ----- windows -------------------------------------------------------------------
+
+    def _bounds(self, spec: JobSpec, submitted: float) -> tuple[float, float | None] | None:
+        return bounds(spec.window, submitted, self.calendar.zone) if spec.window else None
+
+    def _watch_window(self, job: JobRt) -> None:
+        """At submit (or restore): timers for the window's opening, lateness and close."""
+        job.window = self._bounds(job.spec, job.submit_time)
+        if job.window is None or job.state != JobState.QUEUED:
+            return
+        opens, closes = job.window
+        timers = self._cs.timers
+        if opens > self.now:
+            timers.append((opens - self.now, lambda e: e._reconsider()))
+        late = late_point(opens, closes, job.spec.lateness.max_runtime_seconds)
+        if late is not None:
+            timers.append((max(0.0, late - self.now), lambda e: e._late_start(job.id, None, late)))
+        if closes is not None:
+            timers.append((max(0.0, closes - self.now), lambda e: e._give_up(job.id)))
+
+    def _give_up(self, job_id: int) -> None:
+        """The window closed: a job that has not started fails, saying what held it."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state != JobState.QUEUED:
+            return
+        held = f"; {job.hold_reason}" if job.hold_reason else ""
+        reason = f"its window closed at {_clock(job.window[1])} before it could start{held}"
+        job.reason = reason
+        for tid in list(job.task_ids):
+            task = self.tasks.get(tid)
+            if task is not None and task.state not in TASK_DONE:
+                self._fail_unstarted(task, reason)
+
+    def _fail_unstarted(self, task: TaskRt, reason: str) -> None:
+        if task.state in TASK_OUT and task.current is not None:
+            self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
+            self._close_attempt(task, task.current, 3, None, reason)
+        self.ready.discard(task.id)
+        self._unhold(task)
+        if self._pending:
+            self._drop_continuation(task.id)
+        self._set_task(task, TaskState.FAILED, reason)
+        self._task_done(task)
+
+    # ----- restart -------------------------------------------------------------------
+
+    def _restore_holders(self, jobs: list[JobRt], tasks: list[TaskRt]) -> None:
+        """Jobs that had started hold their locks again before queued work is looked at."""
+        started = {t.job_id for t in tasks if t.attempt > 0 or t.state in TASK_OUT or t.state in TASK_DONE}
+        for job in jobs:
+            if job.id in started:
+                self._holders[job.id] = job
+
+
+def _facts_of(spec: JobSpec, job_id: int) -> JobFacts:
+    return JobFacts(job_id, spec.name, spec.job_class, dict(spec.labels), spec.lock_modes)
+
+
+__all__ = ["HoldRules"]

@@ -1,0 +1,119 @@
+"""ConflictService: the conflict matrix (list, create, delete), whether a job would be held
+now (check), and pairs of job classes that keep failing together (suggest)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+
+from jobplane.v1 import conflict_pb2, conflict_pb2_grpc
+
+from ..domain.conflicts import EXCLUSIVE, ConflictRule, Selector, check_rule
+from ..domain.extract import extract_tasks
+from ..errors import InvalidArgument, NotFound
+from ..security.policy import current_caller
+from ..store.conflicts import ConflictStore
+from . import convert
+from .base import Deps, decode_token, encode_token, may_see, page_size, rpc
+
+DEFAULT_MIN_FAILURES = 3
+
+
+def selector_from_proto(m: conflict_pb2.JobSelector) -> Selector:
+    return Selector(m.job_class.strip(), m.name.strip(), dict(m.labels))
+
+
+def selector_to_proto(s: Selector) -> conflict_pb2.JobSelector:
+    return conflict_pb2.JobSelector(job_class=s.job_class, name=s.name, labels=s.labels)
+
+
+def rule_from_proto(m: conflict_pb2.ConflictRule, by: str, now: float) -> ConflictRule:
+    return check_rule(ConflictRule(m.name, m.kind, selector_from_proto(m.jobs), selector_from_proto(m.other),
+                                   m.resource.strip(), m.mode, by, now))
+
+
+def rule_to_proto(r: ConflictRule) -> conflict_pb2.ConflictRule:
+    return conflict_pb2.ConflictRule(name=r.name, kind=r.kind, jobs=selector_to_proto(r.jobs),
+                                     other=selector_to_proto(r.other), resource=r.resource, mode=r.mode,
+                                     created_by=r.created_by, create_time=convert.ts(r.create_time))
+
+
+class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+        self._store = ConflictStore(deps.store.db)
+
+    @rpc
+    async def ListConflictRules(self, request, context):
+        size = page_size(request.page_size)
+        offset = decode_token(request.page_token) or 0
+        rules = sorted(self.d.core.engine.conflict_rules.values(), key=lambda r: r.name)
+        token = encode_token(offset + size) if len(rules) > offset + size else ""
+        return conflict_pb2.ListConflictRulesResponse(rules=[rule_to_proto(r) for r in rules[offset:offset + size]],
+                                                      next_page_token=token)
+
+    @rpc
+    async def CreateConflictRule(self, request, context):
+        if not request.HasField("rule"):
+            raise InvalidArgument("rule", "missing; send the rule (name, kind, jobs, and other or resource+mode)")
+        rule = rule_from_proto(request.rule, current_caller.get().identity, time.time())
+        await self.d.core.call(lambda engine: engine.add_conflict_rule(rule))
+        return conflict_pb2.CreateConflictRuleResponse(rule=rule_to_proto(rule))
+
+    @rpc
+    async def DeleteConflictRule(self, request, context):
+        name = request.name
+        await self.d.core.call(lambda engine: engine.remove_conflict_rule(name))
+        return conflict_pb2.DeleteConflictRuleResponse()
+
+    @rpc
+    async def CheckConflicts(self, request, context):
+        which = request.WhichOneof("job")
+        if which == "job_id":
+            job_id = convert.parse_id("job_id", request.job_id, "job")
+            row = await self.d.read(self.d.store.get_job, job_id)
+            if row is None or not may_see(row.owner):
+                raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+            spec = convert.load_job_spec(row.spec)
+        elif which == "spec":
+            job_id, spec = None, convert.job_spec_from_proto(request.spec)
+            extract_tasks(spec, max_tasks=self.d.config.max_tasks_per_job, default_max_attempts=1)
+        else:
+            raise InvalidArgument("job", "send a job_id, or the spec of a job not submitted yet")
+        reason, blockers = await self.d.core.call(lambda engine: engine.check_job(spec, job_id))
+        return conflict_pb2.CheckConflictsResponse(
+            held=bool(blockers or reason), reason=reason or "nothing holds it: it may start now",
+            blockers=[conflict_pb2.ConflictBlocker(job_id=j, job_name=n, rule=r, reason=why)
+                      for j, n, r, why in blockers])
+
+    @rpc
+    async def SuggestConflicts(self, request, context):
+        if request.min_failures < 0:
+            raise InvalidArgument("min_failures", "must be >= 0 (0 = 3)")
+        rows = await self.d.read(self._store.overlaps, request.min_failures or DEFAULT_MIN_FAILURES)
+        rules = list(self.d.core.engine.conflict_rules.values())
+        return conflict_pb2.SuggestConflictsResponse(suggestions=[
+            conflict_pb2.ConflictSuggestion(class_a=r.class_a, class_b=r.class_b, failures=r.failures,
+                                            last_time=convert.ts(r.last_time), command=_command(r.class_a, r.class_b))
+            for r in rows if not _covered(r.class_a, r.class_b, rules)])
+
+
+def _covered(a: str, b: str, rules: list[ConflictRule]) -> bool:
+    """Whether an exclusive rule already keeps these apart (`a`, `b`: "class=X" or "name=Y")."""
+    def matches(s: Selector, term: str) -> bool:
+        key, _, value = term.partition("=")
+        return not s.labels and (s.matches(value, "", {}) if key == "class" else s.matches("", value, {}))
+
+    return any(r.kind == EXCLUSIVE and ((matches(r.jobs, a) and matches(r.other or r.jobs, b))
+                                        or (matches(r.jobs, b) and matches(r.other or r.jobs, a))) for r in rules)
+
+
+def _command(a: str, b: str) -> str:
+    """The CLI line that adds an exclusive rule for the pair (`a`, `b`: selector terms)."""
+    def word(term: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.\-]", "-", term.partition("=")[2])
+
+    name = f"{word(a)}-vs-{word(b)}" if a != b else f"{word(a)}-alone"
+    other = f" --other {shlex.quote(b)}" if a != b else ""
+    return f"jobplane conflicts add {name[:64]} --exclusive --jobs {shlex.quote(a)}{other}"
