@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .events import WATCHER_QUEUE_BATCHES
+
 
 def default_data_dir() -> Path:
     """$JOBPLANE_HOME, else ~/.local/share/jobplane (shared with `jobplane up`)."""
@@ -48,6 +50,7 @@ class ServerConfig:
     max_streams: int = 64
     inventory_ttl: float = 300.0  # seconds a provider's scan result counts as fresh
     event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
+    watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
 
     @property
     def agent_address(self) -> str:

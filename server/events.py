@@ -90,15 +90,17 @@ class EventHub:
     """Hands each commit's events to the watchers whose filter selects them."""
 
     def __init__(self, to_message: Callable[[Event], Any] = lambda event: event,
-                 encode: Callable[[Any], bytes] = lambda message: b"") -> None:
+                 encode: Callable[[Any], bytes] = lambda message: b"", *,
+                 watcher_queue: int = WATCHER_QUEUE_BATCHES) -> None:
         self._to_message = to_message
         self._encode = encode
+        self._watcher_queue = watcher_queue  # batches a watcher may fall behind before it is cut off
         self._groups: dict[FilterKey, set[Subscription]] = {}
         self.last_id = 0
         self.oldest_id = 1  # older events were compacted away (--event-retention)
 
     def subscribe(self, job_id: int | None, kind: EventKind | None = None) -> Subscription:
-        sub = Subscription(job_id, kind)
+        sub = Subscription(job_id, kind, self._watcher_queue)
         self._groups.setdefault(sub.key, set()).add(sub)
         return sub
 

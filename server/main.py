@@ -13,6 +13,7 @@ from .app import Server
 from .config import ServerConfig, default_data_dir
 from .domain.timing import Calendar
 from .errors import ConfigError
+from .events import WATCHER_QUEUE_BATCHES
 
 
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="how long a prerequisite scan result counts as fresh (default: %(default)s)")
     p.add_argument("--event-retention", type=float, default=0.0, metavar="SECONDS",
                    help="delete events older than this (0 = keep them all, the default)")
+    p.add_argument("--watcher-queue", type=int, default=WATCHER_QUEUE_BATCHES, metavar="N",
+                   help="batches a watcher may fall behind before it is cut off (default: %(default)s)")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
@@ -73,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--agent-cert-ttl must be at least 2 seconds")
     if a.event_retention < 0:
         p.error("--event-retention must be >= 0 (0 = keep every event)")
+    if a.watcher_queue < 1:
+        p.error("--watcher-queue must be >= 1")
     if a.inventory_ttl <= 0:
         p.error("--inventory-ttl must be > 0")
     if a.max_message_bytes < 1024 or a.max_streams < 1:
@@ -93,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
-                        event_retention=a.event_retention)
+                        event_retention=a.event_retention, watcher_queue=a.watcher_queue)
 
 
 async def serve(config: ServerConfig) -> int:

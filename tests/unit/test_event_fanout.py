@@ -103,6 +103,22 @@ def test_a_watcher_that_falls_behind_is_cut_off_alone():
     assert [b.last_id for b in take(fast)] == [4], "the others go on"
 
 
+def test_the_hubs_watcher_queue_is_how_many_batches_a_subscriber_may_fall_behind():
+    from jobplane.server.config import ServerConfig
+    from jobplane.server.events import WATCHER_QUEUE_BATCHES
+    from jobplane.server.main import parse_args
+
+    assert ServerConfig().watcher_queue == parse_args([]).watcher_queue == WATCHER_QUEUE_BATCHES
+    events_hub = EventHub(to_message=convert.event_to_proto, encode=watch.encode_event,
+                          watcher_queue=parse_args(["--watcher-queue", "3"]).watcher_queue)
+    sub = events_hub.subscribe(None)
+    for first in (1, 2, 3):
+        events_hub.publish(events(first, (TASK, 1)))
+    assert not sub.overflowed, "three pending batches are allowed"
+    events_hub.publish(events(4, (TASK, 1)))
+    assert take(sub) is None and sub.overflowed, "the fourth cuts it off"
+
+
 def test_a_closed_hub_ends_every_watcher():
     events_hub = hub()
     sub = events_hub.subscribe(None)
