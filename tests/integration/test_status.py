@@ -239,3 +239,69 @@ def test_a_job_in_each_environment_shows_its_raw_properties_and_normalized_statu
     assert tasks["py"].raw["exception_type"] and tasks["mf"].raw["specific"] == "S0C7"
     assert [t.name for t in cluster.client.list_tasks(job.id, filter="environment=python,external", order_by="name")
             ] == ["mf", "py"]
+
+
+UNHEARD_OF = textwrap.dedent("""
+    #!/bin/sh
+    # A scheduler whose statuses no policy knows; it finishes once {release} exists.
+    case "$1" in
+      submit) echo '{{"id": "NIGHT01"}}' ;;
+      poll)
+        if [ -e {release} ]; then
+          echo '{{"queue": "NIGHT", "status": "FROBNICATED", "done": true, "exit_code": 0}}'
+        else
+          echo '{{"queue": "NIGHT", "status": "FROBNICATING", "specific": "Z9"}}'
+        fi ;;
+      cancel) echo '{{}}' ;;
+    esac
+""").lstrip()
+
+
+def test_a_status_no_rule_knows_is_unknown_in_get_and_watch_with_its_raw_values(cluster, tmp_path):
+    release = tmp_path / "release"
+    script = tmp_path / "night.sh"
+    script.write_text(UNHEARD_OF.format(release=release))
+    script.chmod(0o755)
+    cluster.add_agent("a1", slots=1)
+    job = cluster.client.submit_job({"name": "night", "tasks": [{"name": "t", "external": {
+        "submit": [str(script), "submit"], "poll": [str(script), "poll"], "poll_interval": 0.05}}]})
+    raw = {"queue": "NIGHT", "status": "FROBNICATING", "specific": "Z9"}
+
+    def task_shown():
+        (task,) = list(cluster.client.list_tasks(job.id))
+        task = cluster.client.get_task(task.id)
+        return task if dict(task.raw) == raw else None
+
+    task = wait_until(task_shown, 30, "the task to show the scheduler's raw values")
+    assert (task.environment, task.status) == ("external", UNKNOWN)
+    assert task.attempts[-1].status == UNKNOWN and dict(task.attempts[-1].raw) == raw
+    event = first_event(cluster, job.id, lambda e: e.environment == "external" and e.raw.get("status") == "FROBNICATING")
+    assert (event.status, event.raw_status, dict(event.raw)) == (UNKNOWN, "FROBNICATING", raw)
+    release.touch()
+    assert cluster.client.wait_job(job.id, timeout=60).state == 3  # SUCCEEDED: exit code 0
+    (task,) = list(cluster.client.list_tasks(job.id))
+    final = cluster.client.get_task(task.id)
+    assert (final.raw["queue"], final.raw["status"]) == ("NIGHT", "FROBNICATED"), "raw values kept to the end"
+
+
+def test_a_user_rule_on_queue_and_status_maps_for_that_user_only(cluster, tmp_path):
+    from jobplane.v1 import policy_pb2
+
+    (alice, alice_secret), (bob, _) = _viewer(cluster, "alice"), _viewer(cluster, "bob")
+    try:
+        # The decoys before it match one of the two properties only: they must not decide.
+        _set_policy(cluster, alice_secret, policy_pb2.POLICY_SCOPE_USER, "alice", [
+            {"environment": "external", "when": {"queue": "INPUT", "status": "ABEND"}, "status": "ON_HOLD"},
+            {"environment": "external", "when": {"queue": "PRINT", "status": "EXECUTING"}, "status": "INACTIVE"},
+            {"environment": "external", "when": {"queue": {"in": ["PRINT", "OUTPUT"]}, "status": {"glob": "AB*"}},
+             "status": "RESTART"}])
+        cluster.add_agent("a1", slots=1)
+        job = _mainframe_job(cluster, tmp_path)
+        cluster.client.wait_job(job.id, timeout=60)
+        (task_id,) = [t.id for t in cluster.client.list_tasks(job.id)]
+        shown = {name: c.get_task(task_id) for name, c in (("alice", alice), ("bob", bob), ("admin", cluster.client))}
+        assert {name: t.status for name, t in shown.items()} == {"alice": RESTART, "bob": FAILURE, "admin": FAILURE}
+        assert {(t.raw["queue"], t.raw["status"]) for t in shown.values()} == {("PRINT", "ABEND")}
+    finally:
+        alice.close()
+        bob.close()

@@ -111,3 +111,29 @@ def test_what_an_external_scheduler_says_is_the_running_tasks_status_and_counts_
                              raw={"status": "ENDED OK"})])
     assert (task.status, task.raw) == (Status.SUCCESS, {"status": "ENDED OK"})
     assert job.counts == {"total": 1, "success": 1, "running": 0, "waiting": 0}
+
+
+def test_a_task_not_started_within_its_max_wait_becomes_late_to_start_on_time():
+    e = engine()
+    job = submit(e, task_lateness=Lateness(max_wait_seconds=3))
+    (task,) = e.tasks.values()
+    cs = e.take_changes()
+    assert [d for d, _ in cs.timers] == [3.0]
+    assert task.status == Status.WAITING, "not late before its deadline"
+    late = fire(e, cs, 1003.0)
+    assert task.status == Status.LATE_TO_START
+    (event,) = [ev for ev in late.events if ev.kind == 2]
+    assert (event.task_id, event.status, event.raw_status) == (task.id, Status.LATE_TO_START, "QUEUED")
+    assert "late to start" in event.message
+    assert job.status != Status.LATE_TO_START, "the job has no deadline of its own"
+
+
+def test_a_job_not_started_by_its_start_by_becomes_late_to_start_at_that_time():
+    e = engine()
+    job = submit(e, Lateness(start_by=1007.5))
+    cs = e.take_changes()
+    assert [d for d, _ in cs.timers] == [7.5], "the timer fires at start_by, not before"
+    late = fire(e, cs, 1007.5)
+    assert job.status == Status.LATE_TO_START
+    (event,) = [ev for ev in late.events if ev.kind == 1]
+    assert event.status == Status.LATE_TO_START and "not started by" in event.message
