@@ -71,7 +71,8 @@ class Server:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
         self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
         self.store = Store(open_database(config.database_url))
-        self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event)
+        self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event,
+                            watcher_queue=config.watcher_queue)
         self.engine = Engine(EngineConfig(
             reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
             probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,

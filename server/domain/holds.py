@@ -194,8 +194,8 @@ class HoldRules:
             return
         opens, closes = job.window
         timers = self._cs.timers
-        if opens > self.now:
-            timers.append((opens - self.now, lambda e: e._reconsider()))
+        if opens > self.now:  # a little after, so the loop's clock is past it for sure
+            timers.append((opens - self.now + 0.05, lambda e: e._reconsider()))
         late = late_point(opens, closes, job.spec.lateness.max_runtime_seconds)
         if late is not None:
             timers.append((max(0.0, late - self.now), lambda e: e._late_start(job.id, None, late)))
