@@ -43,8 +43,8 @@ class HoldRules:
 
     def _blockers(self, spec: JobSpec, job_id: int | None) -> list[tuple[JobRt, str]]:
         """The admitted jobs a job with this spec conflicts with, and why."""
-        if not self._holders:
-            return []
+        if not self._holders or not (self.conflict_rules or spec.lock_modes):
+            return []  # only rules and locks make conflicts
         mine, rules = _facts_of(spec, job_id or 0), list(self.conflict_rules.values())
         out = []
         for other in self._holders.values():

@@ -209,7 +209,7 @@ def test_a_run_window_holds_the_job_until_it_opens(monkeypatch):
     windowed = job(e, "nightly", window=Window(run_window="16:01-16:02"))
     cs = clock.changes()
     assert not cs.assignments and "waiting for its window" in tasks_of(e, windowed)[0].reason
-    assert assigned(clock.advance(60.0)) == {"a": [("nightly-0", 1)]}
+    assert assigned(clock.advance(60.1)) == {"a": [("nightly-0", 1)]}
 
 
 def test_a_transient_failure_is_rerun_without_using_up_an_attempt():
