@@ -42,6 +42,9 @@ class AgentConfig:
     insecure: bool = False
     # How far each prerequisite check may go: time, directory entries visited, bytes hashed.
     scan_limits: ScanLimits = field(default_factory=ScanLimits)
+    # A JSON file of extra live facts (name -> number), re-read for every heartbeat; its
+    # entries override load_average and free_memory_bytes. Empty: the built-in facts only.
+    facts_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.server:

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -15,7 +16,7 @@ from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from .config import AgentConfig
 from .errors import AgentError, HelloRejected, NameInUse
-from .facts import load_average, machine_facts
+from .facts import live_facts, machine_facts
 from .outbox import Outbox
 from .prerequisites import ScanQueue
 
@@ -106,6 +107,9 @@ class Link:
         self._handler = handler
         self._credentials = credentials
         self._facts = machine_facts()
+        self._facts_file = Path(config.facts_file) if config.facts_file else None
+        # Problems with the facts file already logged, so each is logged once while it lasts.
+        self._facts_problems: set[str] = set()
         self._calls: set[grpc.aio.StreamStreamCall] = set()
         # Scans the server asks for; they outlive a stream, their reports go on the current one.
         self._scans = ScanQueue(config.scan_limits)
@@ -210,9 +214,12 @@ class Link:
         await stream.channel.close()
 
     async def _resume(self, call: grpc.aio.StreamStreamCall) -> None:
-        """After the welcome: re-send unacknowledged reports, then say how many slots are free."""
+        """After the welcome: re-send unacknowledged reports, send the live facts (so that the
+        server checks runtime conditions against them from the first assignment on), then say
+        how many slots are free."""
         for batch in self._outbox.resend_batches():
             await self._write(call, provider_pb2.ConnectRequest(reports=batch))
+        await self._write(call, provider_pb2.ConnectRequest(heartbeat=self._heartbeat()))
         ready = provider_pb2.Ready(free_slots=self._handler.free_slots())
         await self._write(call, provider_pb2.ConnectRequest(ready=ready))
 
@@ -311,12 +318,16 @@ class Link:
     async def _send_heartbeats(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
             await asyncio.sleep(self._config.heartbeat_interval)
-            heartbeat = provider_pb2.Heartbeat(
-                free_slots=self._handler.free_slots(),
-                running=self._handler.running_count(),
-                load_average=load_average(),
-            )
-            await self._write(call, provider_pb2.ConnectRequest(heartbeat=heartbeat))
+            await self._write(call, provider_pb2.ConnectRequest(heartbeat=self._heartbeat()))
+
+    def _heartbeat(self) -> provider_pb2.Heartbeat:
+        facts = live_facts(self._facts_file, reported=self._facts_problems)
+        return provider_pb2.Heartbeat(
+            free_slots=self._handler.free_slots(),
+            running=self._handler.running_count(),
+            load_average=facts["load_average"],
+            facts=facts,
+        )
 
     async def _receive(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:

@@ -67,6 +67,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "(default: WORK_DIR/.jobplane-agent/NAME)")
     parser.add_argument("--standby", action="store_true",
                         help="take work only when the server's queued demand exceeds active capacity")
+    parser.add_argument("--facts-file", default="", metavar="PATH",
+                        help="JSON file of extra live facts (name -> number) sent with every "
+                             "heartbeat, re-read each time; entries override "
+                             "load_average/free_memory_bytes")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     _add_security_flags(parser)
@@ -151,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         work_dir=os.path.abspath(args.work_dir),
         standby=args.standby,
         state_dir=os.path.abspath(args.state_dir) if args.state_dir else "",
+        facts_file=os.path.abspath(args.facts_file) if args.facts_file else "",
         token=args.token or "",
         ca_file=args.ca or "",
         insecure=args.insecure,
