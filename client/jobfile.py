@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
+from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
+from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKeys
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
 from jobplane.v1 import job_pb2
 
@@ -152,7 +154,7 @@ class _Invalid(Exception):
 _TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
 
 
-class _Converter:
+class _Converter(SchedulingKeys):
     """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
 
     def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
@@ -203,7 +205,11 @@ class _Converter:
             try:
                 if field is None:
                     raise _Invalid(path + (key,), unknown_key(key, known))
-                converted[field.proto_name] = field.convert(self, value, path + (key,))
+                result = field.convert(self, value, path + (key,))
+                if field.proto_name is None:  # the converter chose the fields (e.g. give_up_after)
+                    converted.update(result)
+                else:
+                    converted[field.proto_name] = result
             except _Invalid as invalid:
                 self._report(invalid.path, invalid.message)
         for key in required:
@@ -213,6 +219,14 @@ class _Converter:
 
     def _kind(self, value: Any) -> str:
         return kind_of(value, self._table)
+
+    def _fail(self, path: FieldPath, message: str) -> NoReturn:
+        raise _Invalid(path, message)
+
+    def _keyed(self, table: Mapping[str, Any], path: FieldPath,
+               keys: Mapping[str, tuple[str | None, str]]) -> dict[str, Any]:
+        """The fields of a sub-table whose keys are given as (proto field, converter method)."""
+        return self._fields(table, path, _named_fields(keys), required=())
 
     # Converters: each takes the value and its path and returns the proto value or raises _Invalid.
 
@@ -388,8 +402,13 @@ class _Converter:
 
 @dataclass(frozen=True)
 class _Field:
-    proto_name: str
+    proto_name: str | None  # None: `convert` returns a dict of proto fields
     convert: Callable[[_Converter, Any, FieldPath], Any]
+
+
+def _named_fields(keys: Mapping[str, tuple[str | None, str]]) -> dict[str, _Field]:
+    """Fields given as (proto field, name of a _Converter method), as jobfile_sched gives them."""
+    return {key: _Field(proto_name, getattr(_Converter, method)) for key, (proto_name, method) in keys.items()}
 
 
 _JOB_FIELDS = {
@@ -404,6 +423,7 @@ _JOB_FIELDS = {
     "finish_by": _Field("finish_by", _Converter.moment),
     "max_wait": _Field("max_wait_seconds", _Converter.seconds),
     "max_runtime": _Field("max_runtime_seconds", _Converter.seconds),
+    **_named_fields(JOB_KEYS),
 }
 
 _EXTERNAL_FIELDS = {
@@ -485,7 +505,11 @@ def kind_of(value: Any, table: str) -> str:
 
 
 # Proto field name -> the file's key (`timeout_seconds` -> `timeout`).
-_FILE_NAMES = {field.proto_name: key for key, field in (_JOB_FIELDS | _TASK_FIELDS).items()}
+_FILE_NAMES = {
+    field.proto_name: key
+    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _named_fields(TRANSIENT_KEYS)).items()
+    if field.proto_name
+} | _SCHEDULING_FILE_NAMES
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command", "retry_on"}
 # Fields whose insides are the file's own keys, carried as Structs: nothing below them is renamed.

@@ -442,3 +442,94 @@ def test_signature_mappings_are_checked_and_structs_pass_as_they_are():
                                                                  {"kind": "env", "name": "HOME"}]
     with pytest.raises(JobFileError, match=r"^signatures\[0\]\.kind: missing"):
         signature_structs([{"name": "HOME"}])
+
+
+# Scheduling keys: class, run_window, hold_until, give_up_after, transient, conditions, locks
+
+TASK = '[[tasks]]\nname = "t"\ncommand = "true"\n'
+SCHEDULED = '''name = "nightly"
+class = "etl-load"
+run_window = "22:00-04:00"
+hold_until = 2026-12-24T18:00:00Z
+give_up_after = 7200
+transient = { exit_codes = [75], raw_statuses = ["DEADLOCK"], max_reruns = 3, backoff = 1.5 }
+conditions = ["load_average<2", "free_memory_bytes>=512Mi"]
+locks = { orders = "read", ledger = "Write" }
+''' + TASK
+
+
+def test_scheduling_keys_convert_to_their_job_spec_fields():
+    spec = parse_job_file(SCHEDULED).spec
+    assert (spec.job_class, spec.run_window, spec.hold_until.seconds) == ("etl-load", "22:00-04:00", 1798135200)
+    assert (spec.give_up_after_seconds, spec.HasField("give_up_after")) == (7200, False)
+    t = spec.transient
+    assert (list(t.exit_codes), list(t.raw_statuses), t.max_reruns, t.backoff_seconds) == ([75], ["DEADLOCK"], 3, 1.5)
+    assert list(spec.conditions) == ["load_average<2", "free_memory_bytes>=512Mi"]
+    assert dict(spec.locks) == {"orders": "read", "ledger": "write"}
+
+
+def test_give_up_after_is_a_time_or_seconds_after_submit():
+    at_time = parse_job_file(f'name = "j"\ngive_up_after = "2026-12-24T18:00:00Z"\n{TASK}').spec
+    assert (at_time.give_up_after.seconds, at_time.give_up_after_seconds) == (1798135200, 0)
+    toml_time = parse_job_file(f'name = "j"\ngive_up_after = 2026-12-24T18:00:00Z\n{TASK}').spec
+    assert toml_time.give_up_after == at_time.give_up_after
+
+
+def test_scheduling_keys_read_the_same_from_json_and_a_mapping():
+    document = {"name": "nightly", "class": "etl-load", "run_window": "22:00-04:00",
+                "hold_until": "2026-12-24T18:00:00Z", "give_up_after": 7200,
+                "transient": {"exit_codes": [75], "raw_statuses": ["DEADLOCK"], "max_reruns": 3, "backoff": 1.5},
+                "conditions": ["load_average<2", "free_memory_bytes>=512Mi"],
+                "locks": {"orders": "read", "ledger": "Write"},
+                "tasks": [{"name": "t", "command": "true"}]}
+    expected = parse_job_file(SCHEDULED).spec
+    assert parse_job_file(json.dumps(document, indent=1), syntax="json").spec == expected
+    assert job_spec_from_mapping(document) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("class = 3", "class: expected a string; got an integer"),
+        ('run_window = "22:00"', 'run_window: expected a daily window "HH:MM-HH:MM" on a 24-hour clock, '
+                                 "e.g. \"22:00-04:00\"; got '22:00'"),
+        ('run_window = "24:00-01:00"', "run_window: expected a daily window"),
+        ('run_window = "10:00-10:00"', "run_window: opens and closes at the same time"),
+        ('hold_until = "soon"', "hold_until: expected a time like 2026-12-24T18:00:00+01:00; got 'soon'"),
+        ('give_up_after = "2h"', "give_up_after: expected a time like 2026-12-24T18:00:00Z or a number of "
+                                 "seconds after submit like 7200; got '2h'"),
+        ("give_up_after = -5", "give_up_after: expected a number of seconds after submit (>= 0); got -5"),
+        ("give_up_after = [1]", "give_up_after: expected a date-time (e.g. 2026-12-24T18:00:00Z) or a number"),
+        ("transient = [75]", "transient: expected a table such as { exit_codes = [75]"),
+        ("transient = { retries = 2 }", "transient.retries: unknown key; expected one of exit_codes, "
+                                        "raw_statuses, max_reruns, backoff"),
+        ("transient = { backof = 2 }", 'transient.backof: unknown key; did you mean "backoff"?'),
+        ("transient = { exit_codes = [75, 300] }", "transient.exit_codes[1]: 300 is not an exit code; use 0 to 255"),
+        ("transient = { exit_codes = 75 }", "transient.exit_codes: expected a list of exit codes, e.g. [75]"),
+        ('transient = { max_reruns = "3" }', "transient.max_reruns: expected an integer; got a string"),
+        ('transient = { backoff = "1s" }', "transient.backoff: expected a number of seconds; got a string"),
+        ("conditions = [2]", "conditions: expected a list of strings; got a list"),
+        ('locks = ["orders"]', "locks: expected a table of resource = mode"),
+        ('locks = { orders = "exclusive" }', 'locks.orders: expected "read" (shared with other readers) or '
+                                            "\"write\" (alone); got 'exclusive'"),
+        ("locks = { orders = 1 }", "locks.orders: expected \"read\" (shared with other readers) or \"write\" (alone); "
+                                   "got an integer"),
+    ],
+)
+def test_bad_scheduling_values_name_the_key_line_and_fix(line, problem):
+    (reported,) = problems(f'name = "j"\n{line}\n{TASK}')
+    assert reported.startswith(f"job.toml:2: {problem}")
+
+
+@pytest.mark.parametrize(
+    ("message", "located"),
+    [
+        ("spec.job_class: is 300 characters", "job.toml:2: class: is 300 characters"),
+        ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),
+        ("spec.transient.backoff_seconds: must be >= 0", "job.toml:6: transient.backoff: must be >= 0"),
+        ("spec.conditions[1]: 'x' is not FACT OP NUMBER", "job.toml:7: conditions[1]: 'x' is not FACT OP NUMBER"),
+        ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
+    ],
+)
+def test_server_paths_of_scheduling_fields_map_back_to_file_keys(message, located):
+    assert str(parse_job_file(SCHEDULED, name="job.toml").locate(message)) == located
