@@ -12,6 +12,7 @@ import grpc
 
 from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_target
 from jobplane.client.credentials import Credentials
+from jobplane.client.conflicts import check_request, create_request
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
@@ -19,6 +20,8 @@ from jobplane.client.policies import delete_request, get_request, policy_test_re
 from jobplane.client.security import token_request
 from jobplane.client.views import save_request
 from jobplane.v1 import (
+    conflict_pb2,
+    conflict_pb2_grpc,
     continuation_pb2,
     continuation_pb2_grpc,
     event_pb2,
@@ -58,6 +61,7 @@ class AsyncClient:
         self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
         self._views = view_pb2_grpc.ViewServiceStub(channel)
+        self._conflicts = conflict_pb2_grpc.ConflictServiceStub(channel)
 
     @classmethod
     async def connect(
@@ -107,6 +111,13 @@ class AsyncClient:
     async def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
         request = job_pb2.CancelJobRequest(job_id=job_id, reason=reason)
         return (await self._unary(self._jobs.CancelJob, request)).job
+
+    async def hold_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
+        request = job_pb2.HoldJobRequest(job_id=job_id, reason=reason)
+        return (await self._unary(self._jobs.HoldJob, request)).job
+
+    async def release_job(self, job_id: str) -> job_pb2.Job:
+        return (await self._unary(self._jobs.ReleaseJob, job_pb2.ReleaseJobRequest(job_id=job_id))).job
 
     async def watch(
         self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
@@ -258,6 +269,29 @@ class AsyncClient:
 
     async def delete_view(self, name: str) -> None:
         await self._unary(self._views.DeleteView, view_pb2.DeleteViewRequest(name=name))
+
+    # Conflicts
+
+    def list_conflict_rules(self, *, page_size: int = 100) -> AsyncIterator[conflict_pb2.ConflictRule]:
+        request = conflict_pb2.ListConflictRulesRequest(page_size=page_size)
+        return self._pages(self._conflicts.ListConflictRules, request, "rules")
+
+    async def create_conflict_rule(
+        self, rule: conflict_pb2.ConflictRule | Mapping[str, Any]
+    ) -> conflict_pb2.ConflictRule:
+        return (await self._unary(self._conflicts.CreateConflictRule, create_request(rule))).rule
+
+    async def delete_conflict_rule(self, name: str) -> None:
+        await self._unary(self._conflicts.DeleteConflictRule, conflict_pb2.DeleteConflictRuleRequest(name=name))
+
+    async def check_conflicts(
+        self, *, job_id: str = "", spec: job_pb2.JobSpec | Mapping[str, Any] | None = None
+    ) -> conflict_pb2.CheckConflictsResponse:
+        return await self._unary(self._conflicts.CheckConflicts, check_request(job_id, spec))
+
+    async def suggest_conflicts(self, *, min_failures: int = 0) -> list[conflict_pb2.ConflictSuggestion]:
+        request = conflict_pb2.SuggestConflictsRequest(min_failures=min_failures)
+        return list((await self._unary(self._conflicts.SuggestConflicts, request)).suggestions)
 
     # Security
 

@@ -16,8 +16,10 @@ from jobplane import __version__
 from jobplane.client import (
     cmd_audit,
     cmd_ca,
+    cmd_conflicts,
     cmd_continuations,
     cmd_demo,
+    cmd_hold,
     cmd_inventory,
     cmd_jobs,
     cmd_policy,
@@ -44,8 +46,8 @@ from jobplane.client.errors import (
 )
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
-    cmd_continuations, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
+    cmd_submit, cmd_jobs, cmd_hold, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
+    cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
 )
 
 

@@ -13,6 +13,7 @@ import grpc
 
 from jobplane.client.channel import locate_credentials, open_channel, resolve_target
 from jobplane.client.credentials import Credentials
+from jobplane.client.conflicts import check_request, create_request
 from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, plan_request
 from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
@@ -20,6 +21,8 @@ from jobplane.client.policies import delete_request, get_request, policy_test_re
 from jobplane.client.security import token_request
 from jobplane.client.views import save_request
 from jobplane.v1 import (
+    conflict_pb2,
+    conflict_pb2_grpc,
     continuation_pb2,
     continuation_pb2_grpc,
     event_pb2,
@@ -62,6 +65,7 @@ class Client:
         self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
         self._views = view_pb2_grpc.ViewServiceStub(channel)
+        self._conflicts = conflict_pb2_grpc.ConflictServiceStub(channel)
 
     @classmethod
     def connect(
@@ -122,6 +126,15 @@ class Client:
 
     def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
         return self._unary(self._jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id, reason=reason)).job
+
+    def hold_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
+        """Hold the job by hand: none of its tasks starts (running ones carry on) until release_job.
+        It keeps its place in line; `Job.hold` says who held it and why."""
+        return self._unary(self._jobs.HoldJob, job_pb2.HoldJobRequest(job_id=job_id, reason=reason)).job
+
+    def release_job(self, job_id: str) -> job_pb2.Job:
+        """Undo hold_job: the job's tasks may start again (unless a conflict or its window holds them)."""
+        return self._unary(self._jobs.ReleaseJob, job_pb2.ReleaseJobRequest(job_id=job_id)).job
 
     def watch(
         self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
@@ -307,6 +320,38 @@ class Client:
 
     def delete_view(self, name: str) -> None:
         self._unary(self._views.DeleteView, view_pb2.DeleteViewRequest(name=name))
+
+    # Conflicts
+
+    def list_conflict_rules(self, *, page_size: int = 100) -> Iterator[conflict_pb2.ConflictRule]:
+        """Every conflict rule, by name."""
+        request = conflict_pb2.ListConflictRulesRequest(page_size=page_size)
+        return self._pages(self._conflicts.ListConflictRules, request, "rules")
+
+    def create_conflict_rule(self, rule: conflict_pb2.ConflictRule | Mapping[str, Any]) -> conflict_pb2.ConflictRule:
+        """Add a rule; jobs already running keep running. A mapping reads like
+        `{"name": "loads", "kind": "exclusive", "jobs": "class=etl-load", "other": "class=backup"}` or
+        `{"name": "w", "kind": "lock", "resource": "orders", "mode": "write", "jobs": "name=load-*"}`
+        (see `conflicts.rule_from_mapping`; ValueError if it cannot be read). Raises AlreadyExists
+        for a name in use, InvalidArgument naming e.g. `rule.jobs` for a rule the server refuses."""
+        return self._unary(self._conflicts.CreateConflictRule, create_request(rule)).rule
+
+    def delete_conflict_rule(self, name: str) -> None:
+        """Remove a rule; jobs it held start if nothing else holds them."""
+        self._unary(self._conflicts.DeleteConflictRule, conflict_pb2.DeleteConflictRuleRequest(name=name))
+
+    def check_conflicts(
+        self, *, job_id: str = "", spec: job_pb2.JobSpec | Mapping[str, Any] | None = None
+    ) -> conflict_pb2.CheckConflictsResponse:
+        """Whether a submitted job (`job_id`) or one not submitted yet (`spec`, a JobSpec or job-file
+        mapping) would be held now, and by what. Changes nothing. ValueError unless exactly one is given."""
+        return self._unary(self._conflicts.CheckConflicts, check_request(job_id, spec))
+
+    def suggest_conflicts(self, *, min_failures: int = 0) -> list[conflict_pb2.ConflictSuggestion]:
+        """Pairs of job classes whose overlapping runs ended in at least `min_failures` (0: the
+        server's 3) transient failures, most first, each with the command that adds a rule for it."""
+        request = conflict_pb2.SuggestConflictsRequest(min_failures=min_failures)
+        return list(self._unary(self._conflicts.SuggestConflicts, request).suggestions)
 
     # Security
 
