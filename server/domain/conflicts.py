@@ -6,6 +6,7 @@ Pure values and functions; the engine's use of them is in holds.py."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -95,9 +96,9 @@ def parse_locks(path: str, locks: dict[str, str]) -> dict[str, int]:
     out = {}
     for resource, mode in locks.items():
         if not RESOURCE.fullmatch(resource):
-            raise InvalidArgument(f"{path}[{resource!r}]", "name the resource with letters, digits and _ . : / -")
+            raise InvalidArgument(f"{path}[{json.dumps(resource)}]", "name the resource with letters, digits and _ . : / -")
         if mode.lower() not in MODE_NAMES:
-            raise InvalidArgument(f"{path}[{resource!r}]", f"{mode!r} is not a lock mode; use read or write")
+            raise InvalidArgument(f"{path}[{json.dumps(resource)}]", f"{mode!r} is not a lock mode; use read or write")
         out[resource] = MODE_NAMES[mode.lower()]
     return out
 
