@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, NotFound
 from .dispatch import HasAll
-from .model import ProviderState, TaskDraft, TaskState
+from .model import ProviderState, Status, TaskDraft, TaskState
 from .signatures import Signature
 from .state import ProviderRt, TaskRt
 
@@ -184,8 +184,8 @@ class InventoryRules:
                 missing = [f"{s.describe()} (absent on {', '.join(p.id for p in live if self._lacks(p, s))})"
                            for s in signatures if any(self._lacks(p, s) for p in live)]
                 reason = "waiting: no provider has " + "; ".join(missing)
-                if task.reason != reason:
-                    self._set_task(task, TaskState.QUEUED, reason, push=False)
+                if task.reason != reason:  # a runtime condition no provider meets: on hold (issue 8)
+                    self._show_task(task, Status.ON_HOLD, reason)
 
     # ----- a prerequisite that vanished ----------------------------------------------
 

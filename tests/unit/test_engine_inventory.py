@@ -6,7 +6,7 @@ import pytest
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.inventory import ScanResult
-from jobplane.server.domain.model import Hello, JobSpec, Outcome, Report, ReportKind, TaskSpec, TaskState
+from jobplane.server.domain.model import Hello, JobSpec, Outcome, Report, ReportKind, Status, TaskSpec, TaskState
 from jobplane.server.errors import FailedPrecondition
 
 REF = {"kind": "file", "path": "/data/ref.fa"}
@@ -74,6 +74,7 @@ def test_absent_everywhere_says_what_is_missing_where_and_later_submits_are_refu
     report(e, "b", b, False)
     (task,) = [e.tasks[t] for t in job.task_ids]
     assert task.reason == "waiting: no provider has file /data/ref.fa (absent on a, b)"
+    assert task.status == Status.ON_HOLD
     with pytest.raises(FailedPrecondition, match=r"spec.tasks\[0\].prerequisites: no connected provider has"):
         submit(e, needs("u", REF))
     submit(e, needs("u", REF), wait=True)  # unless asked to wait
