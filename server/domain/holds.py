@@ -5,7 +5,7 @@ themselves, in priority order, when what held them is gone. A mixin of Engine.""
 
 from __future__ import annotations
 
-from ..errors import FailedPrecondition, InvalidArgument
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .conflicts import ConflictRule, JobFacts, conflict
 from .lateness import _clock
 from .model import TASK_DONE, TASK_OUT, EventKind, JobSpec, JobState, Status, TaskState
@@ -123,13 +123,9 @@ class HoldRules:
     # ----- manual holds --------------------------------------------------------------
 
     def hold_job(self, job_id: int, reason: str, by: str) -> JobRt:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to hold")
+        job = self._unfinished(job_id, "hold")
         job.hold = f"{reason or 'no reason given'} (by {by or 'an operator'})"
-        self._cs.job(job)
-        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
-                    message=f"held by hand: {job.hold}", environment="jobplane", raw={"hold": job.hold})
+        self._hold_changed(job, f"held by hand: {job.hold}")
         for tid in job.task_ids:
             task = self.tasks.get(tid)
             if task is not None and task.state == TaskState.QUEUED and tid in self.ready:
@@ -138,24 +134,30 @@ class HoldRules:
         return job
 
     def release_job(self, job_id: int) -> JobRt:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to release")
+        job = self._unfinished(job_id, "release")
         if not job.hold:
             raise FailedPrecondition(f"job {job_id} is not held by hand; `jobplane conflicts check {job_id}` "
                                      "tells what else holds it")
         job.hold = ""
-        self._cs.job(job)
-        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
-                    message="released by hand", environment="jobplane")
+        self._hold_changed(job, "released by hand")
         self._reconsider()
         return job
+
+    def _unfinished(self, job_id: int, verb: str) -> JobRt:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to {verb}")
+        return job
+
+    def _hold_changed(self, job: JobRt, message: str) -> None:
+        self._cs.job(job)
+        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status, message=message,
+                    environment="jobplane", raw={"hold": job.hold} if job.hold else {})
 
     # ----- rules ---------------------------------------------------------------------
 
     def add_conflict_rule(self, rule: ConflictRule) -> ConflictRule:
         if rule.name in self.conflict_rules:
-            from ..errors import AlreadyExists
             raise AlreadyExists(f"a conflict rule named {rule.name!r} exists; remove it first or pick another name")
         self.conflict_rules[rule.name] = rule
         self._cs.conflict_rules[rule.name] = rule
@@ -163,7 +165,6 @@ class HoldRules:
 
     def remove_conflict_rule(self, name: str) -> None:
         if self.conflict_rules.pop(name, None) is None:
-            from ..errors import NotFound
             raise NotFound(f"no conflict rule named {name!r}; `jobplane conflicts list` shows them")
         self._cs.conflict_rules[name] = None
         self._reconsider()
