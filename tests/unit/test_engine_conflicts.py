@@ -10,7 +10,7 @@ from jobplane.server.domain.conflicts import EXCLUSIVE, LOCK, READ, WRITE, Confl
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
-    JobSpec, JobState, Outcome, Report, ReportKind, Status, TaskSpec, TaskState, Transient)
+    JobSpec, JobState, Outcome, Report, ReportKind, Status, TaskState, Transient)
 from jobplane.server.domain.windows import Window
 from jobplane.server.errors import FailedPrecondition, InvalidArgument
 
