@@ -84,8 +84,9 @@ class HoldRules:
     def _show_job_hold(self, job: JobRt, reason: str) -> None:
         if job.hold_reason == reason:
             return
+        if job.reason == job.hold_reason:  # a job's reason says why it waits, never why it failed
+            job.reason = reason if job.state == JobState.QUEUED else ""
         job.hold_reason = reason
-        job.reason = reason
         self._cs.job(job)
         if job.state == JobState.QUEUED:
             self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,

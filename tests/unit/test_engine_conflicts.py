@@ -287,3 +287,18 @@ def test_a_restarted_engine_holds_again_what_was_held():
     again.restore(jobs, tasks, [], rules=[exclusive("x", "etl")])
     assert one.id in again._holders and two.id not in again._holders
     assert tasks_of(again, two)[0].status == Status.ON_HOLD
+
+
+def test_a_running_job_held_by_hand_keeps_the_reason_it_failed_for():
+    e, clock = engine()
+    conn = provider(e, "a", slots=1)
+    j = job(e, "two", tasks=2)
+    clock.changes()
+    e.hold_job(j.id, "careful", "alice")
+    clock.changes()
+    run(e, "a", conn, j, Outcome.FAILED, exit_code=2)
+    e.release_job(j.id)
+    clock.changes()
+    run(e, "a", conn, j)
+    clock.changes()
+    assert j.state == JobState.FAILED and j.reason == "task two-0 exited with code 2"
