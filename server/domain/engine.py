@@ -326,7 +326,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             else:
                 self._set_task(dep, TaskState.CANCELLED, f"upstream task {task.name} did not succeed")
                 self._task_done(dep)
-        if task.state == TaskState.FAILED and not job.reason:
+        if task.state == TaskState.FAILED and (not job.reason or job.reason == job.hold_reason):
             job.reason = f"task {task.name} {task.reason}"
         job.open -= 1
         if job.open == 0:
