@@ -5,6 +5,12 @@ The work of a commit is done once per distinct filter, not once per watcher: eac
 converted to a message and encoded once, and the watchers that share a filter (all events, one
 job's, one kind's) share one batch, whose bytes a watcher that sees events as they are writes
 unchanged (services/watch.py). Per watcher, a publish is one append to a deque.
+
+Under load, fewer and larger messages: gRPC's cost is per message per stream, on both sides,
+so a watcher takes what is pending at most once per `spacing` seconds, and what arrives in
+between joins its next frame. The spacing grows with the number of watchers, so that together
+they write about FRAMES_PER_SECOND frames at most; a watcher that has not written for that long
+(light load, an idle stream) gets its next event at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from typing import Any
 from .domain.model import Event, EventKind
 
 WATCHER_QUEUE_BATCHES = 10_000
+# All watchers together take pending batches about this often at most (see `spacing`) ...
+FRAMES_PER_SECOND = 4_000
+# ... and none waits longer than this for the batches that arrived since its last frame.
+MAX_SPACING = 0.05
 
 FilterKey = tuple[int | None, EventKind | None]
 
@@ -38,7 +48,8 @@ class Subscription:
     """One watcher: the batches published for it and not yet taken."""
 
     def __init__(self, job_id: int | None, kind: EventKind | None,
-                 limit: int = WATCHER_QUEUE_BATCHES) -> None:
+                 limit: int = WATCHER_QUEUE_BATCHES, *,
+                 spacing: Callable[[], float] = lambda: 0.0) -> None:
         self.job_id = job_id
         self.kind = kind
         self.overflowed = False
@@ -46,6 +57,8 @@ class Subscription:
         self._pending: deque[Batch] = deque()
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
+        self._spacing = spacing
+        self._last_take = float("-inf")
 
     @property
     def key(self) -> FilterKey:
@@ -67,16 +80,23 @@ class Subscription:
         self._wake()
 
     async def take(self) -> list[Batch] | None:
-        """Every pending batch, oldest first, waiting for one if there is none; None once the
-        subscription is closed (cut off for falling behind, or the server is stopping)."""
+        """Every pending batch, oldest first, waiting for one if there is none, and no sooner
+        than `spacing` seconds after the last take (batches that arrive meanwhile come along);
+        None once the subscription is closed (cut off for falling behind, or the server is
+        stopping)."""
+        loop = asyncio.get_running_loop()
         while not self._pending and not self._closed:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+        delay = self._last_take + self._spacing() - loop.time()
+        if delay > 0 and not self._closed:
+            await asyncio.sleep(delay)
         if self._closed:
             return None
+        self._last_take = loop.time()
         batches = list(self._pending)
         self._pending.clear()
         return batches
@@ -96,20 +116,27 @@ class EventHub:
         self._encode = encode
         self._watcher_queue = watcher_queue  # batches a watcher may fall behind before it is cut off
         self._groups: dict[FilterKey, set[Subscription]] = {}
+        self._watchers = 0
         self.last_id = 0
         self.oldest_id = 1  # older events were compacted away (--event-retention)
 
     def subscribe(self, job_id: int | None, kind: EventKind | None = None) -> Subscription:
-        sub = Subscription(job_id, kind, self._watcher_queue)
+        sub = Subscription(job_id, kind, self._watcher_queue, spacing=self.spacing)
         self._groups.setdefault(sub.key, set()).add(sub)
+        self._watchers += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         group = self._groups.get(sub.key)
-        if group is not None:
-            group.discard(sub)
+        if group is not None and sub in group:
+            group.remove(sub)
+            self._watchers -= 1
             if not group:
                 del self._groups[sub.key]
+
+    def spacing(self) -> float:
+        """The least time between two takes of one watcher: the more watchers, the longer."""
+        return min(MAX_SPACING, self._watchers / FRAMES_PER_SECOND)
 
     def publish(self, events: list[Event]) -> None:
         if not events:
@@ -135,6 +162,7 @@ class EventHub:
             for sub in group:
                 sub.close()
         self._groups.clear()
+        self._watchers = 0
 
     def _deliver(self, group: set[Subscription], batch: Batch) -> None:
         behind = [sub for sub in group if not sub.push(batch)]

@@ -1,6 +1,6 @@
 """The event hub and the frames watchers write: one batch per filter per commit, shared bytes
-that parse as the stream's responses, pending batches joined, a watcher that falls behind cut
-off alone. (The streams themselves, with a real server, are in tests/integration/test_watch.py.)"""
+that parse as the stream's responses, pending batches joined (and, under load, batches that
+arrive soon after a frame), a watcher that falls behind cut off alone. (The streams themselves, with a real server, are in tests/integration/test_watch.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import grpc
 
 from jobplane.server.domain.model import Event, EventKind
+from jobplane.server import events as events_module
 from jobplane.server.events import EventHub, Subscription
 from jobplane.server.services import convert, watch
 from jobplane.v1 import continuation_pb2, event_pb2, job_pb2, job_pb2_grpc, status_pb2
@@ -117,6 +118,48 @@ def test_the_hubs_watcher_queue_is_how_many_batches_a_subscriber_may_fall_behind
     assert not sub.overflowed, "three pending batches are allowed"
     events_hub.publish(events(4, (TASK, 1)))
     assert take(sub) is None and sub.overflowed, "the fourth cuts it off"
+
+
+def test_under_load_batches_that_arrive_soon_after_a_frame_join_the_next_one(monkeypatch):
+    monkeypatch.setattr(events_module, "FRAMES_PER_SECOND", 5)  # one watcher: 0.2 s apart
+    monkeypatch.setattr(events_module, "MAX_SPACING", 0.2)
+    events_hub = hub()
+    sub = events_hub.subscribe(None)
+
+    async def watch():
+        loop = asyncio.get_running_loop()
+        taken = []
+        events_hub.publish(events(1, (TASK, 1)))
+        first = asyncio.ensure_future(sub.take())
+        await asyncio.wait({first}, timeout=0.1)
+        taken.append(first.done() and [b.last_id for b in first.result()])
+        events_hub.publish(events(2, (TASK, 1)))
+        loop.call_later(0.05, events_hub.publish, events(3, (TASK, 1)))
+        taken.append([b.last_id for b in await asyncio.wait_for(sub.take(), 5)])
+        await asyncio.sleep(0.25)  # idle for longer than the spacing
+        events_hub.publish(events(4, (TASK, 1)))
+        idle = asyncio.ensure_future(sub.take())
+        await asyncio.wait({idle}, timeout=0.1)
+        taken.append(idle.done() and [b.last_id for b in idle.result()])
+        return taken
+
+    first, joined, after_idle = asyncio.run(watch())
+    assert first == [1], "the first event goes out at once"
+    assert joined == [2, 3], "batches 50 ms apart are one frame"
+    assert after_idle == [4], "after a quiet spell, at once again"
+
+
+def test_the_spacing_grows_with_the_watchers_up_to_a_limit():
+    events_hub = hub()
+    assert events_hub.spacing() == 0
+    subs = [events_hub.subscribe(None) for _ in range(10)]
+    assert 0 < events_hub.spacing() < events_module.MAX_SPACING
+    subs += [events_hub.subscribe(7) for _ in range(10 * events_module.FRAMES_PER_SECOND)]
+    assert events_hub.spacing() == events_module.MAX_SPACING
+    for sub in subs:
+        events_hub.unsubscribe(sub)
+        events_hub.unsubscribe(sub)  # a watcher cut off is unsubscribed again when its stream ends
+    assert events_hub.spacing() == 0
 
 
 def test_a_closed_hub_ends_every_watcher():
