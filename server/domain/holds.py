@@ -1,5 +1,5 @@
-"""Holds: a job may start only when nothing holds it — no conflict with a job that runs (or
-is next in line), its window open, no manual hold. A job that may start is admitted: it
+"""Holds: a job may start only when nothing holds it — no conflict with an admitted job (one
+that runs, or was admitted and waits for a slot), its window open, no manual hold. A job that may start is admitted: it
 holds its locks until it ends. Held tasks wait ON_HOLD with the reason and go by
 themselves, in priority order, when what held them is gone. A mixin of Engine."""
 
