@@ -54,7 +54,9 @@ class ConflictRule:
     def describe(self) -> str:
         if self.kind == LOCK:
             return f"{self.jobs.describe()} take a {_mode_name(self.mode)} lock on {self.resource}"
-        return f"{self.jobs.describe()} never with {(self.other or self.jobs).describe()}"
+        if not self.other:
+            return f"jobs with {self.jobs.describe()} never run together"
+        return f"{self.jobs.describe()} never with {self.other.describe()}"
 
 
 @dataclass(frozen=True)
@@ -114,19 +116,29 @@ def locks_of(job: JobFacts, rules: list[ConflictRule]) -> dict[str, tuple[int, s
     return out
 
 
-def conflict(job: JobFacts, other: JobFacts, rules: list[ConflictRule]) -> str:
-    """Why `job` may not run beside `other` (the rule, or the contended resource), or ""."""
+@dataclass(frozen=True)
+class Clash:
+    """Why two jobs may not run together."""
+
+    rule: str  # the rule's name; "" for locks both jobs declared themselves
+    short: str  # for hold reasons: "rule loads", "write lock on orders (rule w)"
+    detail: str  # what the rule says, or which locks collide
+
+
+def conflict(job: JobFacts, other: JobFacts, rules: list[ConflictRule]) -> Clash | None:
+    """Why `job` may not run beside `other` (an exclusive rule, or a contended resource)."""
     for rule in rules:
         if rule.kind == EXCLUSIVE and _exclusive(rule, job, other):
-            return f"rule {rule.name}"
+            return Clash(rule.name, f"rule {rule.name}", rule.describe())
     mine, theirs = locks_of(job, rules), locks_of(other, rules)
     for resource in sorted(mine.keys() & theirs.keys()):
         (m1, r1), (m2, r2) = mine[resource], theirs[resource]
         if WRITE in (m1, m2):
-            held = _mode_name(m2)
             via = r2 or r1
-            return f"{held} lock on {resource}" + (f" (rule {via})" if via else "")
-    return ""
+            short = f"{_mode_name(m2)} lock on {resource}" + (f" (rule {via})" if via else "")
+            return Clash(via, short, f"it holds a {_mode_name(m2)} lock on {resource}; this job takes a "
+                                     f"{_mode_name(m1)} lock")
+    return None
 
 
 def _exclusive(rule: ConflictRule, a: JobFacts, b: JobFacts) -> bool:
@@ -139,4 +151,4 @@ def _mode_name(mode: int) -> str:
     return "write" if mode == WRITE else "read"
 
 
-__all__ = ["ConflictRule", "JobFacts", "Selector", "check_rule", "conflict", "locks_of", "parse_locks"]
+__all__ = ["Clash", "ConflictRule", "JobFacts", "Selector", "check_rule", "conflict", "locks_of", "parse_locks"]

@@ -6,7 +6,7 @@ themselves, in priority order, when what held them is gone. A mixin of Engine.""
 from __future__ import annotations
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from .conflicts import ConflictRule, JobFacts, conflict
+from .conflicts import Clash, ConflictRule, JobFacts, conflict
 from .lateness import _clock
 from .model import TASK_DONE, TASK_OUT, EventKind, JobSpec, JobState, Status, TaskState
 from .state import JobRt, TaskRt
@@ -37,11 +37,11 @@ class HoldRules:
         blockers = self._blockers(job.spec, job.id)
         if not blockers:
             return ""
-        other, why = blockers[0]
+        other, clash = blockers[0]
         more = f" and {len(blockers) - 1} more" if len(blockers) > 1 else ""
-        return f"held by job {other.id} {other.name} ({why}){more}"
+        return f"held by job {other.id} {other.name} ({clash.short}){more}"
 
-    def _blockers(self, spec: JobSpec, job_id: int | None) -> list[tuple[JobRt, str]]:
+    def _blockers(self, spec: JobSpec, job_id: int | None) -> list[tuple[JobRt, Clash]]:
         """The admitted jobs a job with this spec conflicts with, and why."""
         if not self._holders or not (self.conflict_rules or spec.lock_modes):
             return []  # only rules and locks make conflicts
@@ -49,9 +49,9 @@ class HoldRules:
         out = []
         for other in self._holders.values():
             if other.id != job_id:
-                why = conflict(mine, self._facts(other), rules)
-                if why:
-                    out.append((other, why))
+                clash = conflict(mine, self._facts(other), rules)
+                if clash is not None:
+                    out.append((other, clash))
         return out
 
     def _facts(self, job: JobRt) -> JobFacts:
@@ -177,12 +177,14 @@ class HoldRules:
             raise InvalidArgument("job_id", f"job {job_id} has finished; check a job that has not, or a job file")
         if job is not None and (job.hold or job.id in self._holders):
             return (self._hold_reason(job), [("", "", "", f"held by hand: {job.hold}")] if job.hold else [])
-        blockers = [(str(o.id), o.name, why, f"conflicts with job {o.id} {o.name} ({why})")
-                    for o, why in self._blockers(spec, job_id)]
+        found = self._blockers(spec, job_id)
+        blockers = [(str(o.id), o.name, clash.rule, clash.detail) for o, clash in found]
+        reason = f"held by job {found[0][0].id} {found[0][0].name} ({found[0][1].short})" if found else ""
         window = job.window if job is not None else self._bounds(spec, self.now)
         if window is not None and self.now < window[0]:
-            blockers.insert(0, ("", "", "", f"its window opens at {_clock(window[0])}"))
-        return (blockers[0][3] if blockers else "", blockers)
+            reason = f"waiting for its window: may start from {_clock(window[0])}"
+            blockers.insert(0, ("", "", "", reason))
+        return reason, blockers
 
     # ----- windows -------------------------------------------------------------------
 

@@ -159,7 +159,8 @@ def test_check_names_what_would_hold_a_job():
     job(e, "one", job_class="etl")
     clock.changes()
     reason, blockers = e.check_job(JobSpec("new", job_class="etl"), None)
-    assert blockers == [("1", "one", "rule x", "conflicts with job 1 one (rule x)")]
+    assert reason == "held by job 1 one (rule x)"
+    assert blockers == [("1", "one", "x", "jobs with class=etl never run together")]
     assert e.check_job(JobSpec("new", job_class="other"), None) == ("", [])
 
 
