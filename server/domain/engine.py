@@ -178,7 +178,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             raise FailedPrecondition(f"spec.tasks[{lacking[0]}].prerequisites: {lacking[1]}; provide it on an "
                                      "agent or set wait_for_providers = true to queue the job until one has it")
         job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner)
-        job.counts = {"total": len(drafts)}
+        job.counts = {"total": len(drafts), "not_ok": 0}  # not_ok: tasks that ended FAILED or CANCELLED
         self.jobs[job.id] = job
         self._cs.job(job, new=True)
         self._event(EventKind.JOB, job_id=job.id, raw_status="QUEUED", status=Status.WAITING,
@@ -263,6 +263,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         job = self.jobs[task.job_id]
         task.state = state
         status = task_status(state, task.attempt)
+        if raw and state in TASK_DONE:  # how it ended, in the environment's words, as the default policy reads them
+            status = normalize(task.spec.environment, raw, user=None).status
         held = ""
         if state == TaskState.QUEUED:
             held = self._admit(task, job) if push else self._still_held(task)
@@ -326,6 +328,9 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             else:
                 self._set_task(dep, TaskState.CANCELLED, f"upstream task {task.name} did not succeed")
                 self._task_done(dep)
+        if task.state in (TaskState.FAILED, TaskState.CANCELLED) and "not_ok" in job.counts:
+            job.counts["not_ok"] += 1
+            self._cs.job(job)
         if task.state == TaskState.FAILED and (not job.reason or job.reason == job.hold_reason):
             job.reason = f"task {task.name} {task.reason}"
         job.open -= 1
@@ -335,7 +340,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
     def _finish_job(self, job: JobRt) -> None:
         if job.cancelled:
             state = JobState.CANCELLED
-        elif job.counts.get("failure", 0) or job.counts.get("cancel", 0):
+        elif _any_not_ok(job.counts):
             state = JobState.FAILED
         else:
             state = JobState.SUCCEEDED
@@ -542,6 +547,14 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
 
     def _event(self, kind: EventKind, **fields) -> None:
         self._cs.events.append(Event(self.ids.take("event"), self.now, kind, **fields))
+
+
+def _any_not_ok(counts: dict[str, int]) -> bool:
+    """Whether a task ended FAILED or CANCELLED: by state (jobs since `not_ok` was kept), else
+    (jobs stored before it) by the failure and cancel buckets."""
+    if "not_ok" in counts:
+        return counts["not_ok"] > 0
+    return bool(counts.get("failure", 0) or counts.get("cancel", 0))
 
 
 def _retryable(retry_on: tuple[str, ...], timed_out: bool, exit_code: int | None) -> bool:

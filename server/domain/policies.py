@@ -470,6 +470,9 @@ _DEFAULT_RULES: list[dict[str, object]] = [
     *_states("jobplane", "state", {
         "BLOCKED": "WAITING", "QUEUED": "WAITING", "ASSIGNED": "WAITING", "RUNNING": "RUNNING",
         "SUCCEEDED": "SUCCESS", "FAILED": "FAILURE", "CANCELLED": "CANCEL"}),
+    # external: attempts the agent ended (cancelled, timed out, …) whatever the scheduler said last
+    *_states("external", "state", {"submit_failed": "FAILURE", "submit_interrupted": "FAILURE",
+                                   "poll_failed": "FAILURE", **_AGENT_STATES}),
     # external, mainframe style: status (and often a specific code such as S0C7)
     *_states("external", "status", {
         "ENDED OK": "SUCCESS", "CC 0000": "SUCCESS", "JCL ERROR": "FAILURE", "REQUEUED": "RESTART",
@@ -481,6 +484,11 @@ _DEFAULT_RULES: list[dict[str, object]] = [
     *_states("external", "status", {
         "EXITED": "FAILURE", "DONE": "SUCCESS", "SUSPENDED": "ON_HOLD", "PENDING": "WAITING", "RUNNING": "RUNNING",
         "KILLED": "CANCEL", "CANCELLED": "CANCEL"}),
+    # external, finished with a status none of the rules above knows (or none at all): its exit
+    # code decides. A running job's unknown status stays UNKNOWN.
+    {"environment": "external", "when": {"state": "external_done", "exit_code": {"range": [0, 0]}},
+     "status": "SUCCESS"},
+    {"environment": "external", "when": {"state": "external_done"}, "status": "FAILURE"},
 ]
 
 DEFAULT_POLICY = parse_policy("default_policy", {"name": "default", "rules": _DEFAULT_RULES})

@@ -110,7 +110,7 @@ def test_what_an_external_scheduler_says_is_the_running_tasks_status_and_counts_
     e.report("a", 1, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0,
                              raw={"status": "ENDED OK"})])
     assert (task.status, task.raw) == (Status.SUCCESS, {"status": "ENDED OK"})
-    assert job.counts == {"total": 1, "success": 1, "running": 0, "waiting": 0}
+    assert job.counts == {"total": 1, "success": 1, "running": 0, "waiting": 0, "not_ok": 0}
 
 
 def test_a_task_not_started_within_its_max_wait_becomes_late_to_start_on_time():
