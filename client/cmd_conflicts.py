@@ -154,9 +154,9 @@ def rule_row(rule: conflict_pb2.ConflictRule) -> tuple[str | None, ...]:
 
 
 def check_report(response: conflict_pb2.CheckConflictsResponse) -> str:
-    """`would start now`, or `held: <reason>` and one line per blocker (but the one the reason says)."""
+    """`not held: <why>`, or `held: <reason>` and one line per blocker (but the one the reason says)."""
     if not response.held:
-        return "would start now"
+        return f"not held: {response.reason}" if response.reason else "would start now"
     blockers = [line for line in map(blocker_line, response.blockers) if line != response.reason]
     return "\n".join([f"held: {response.reason or 'by the following'}"] + [f"  {line}" for line in blockers])
 

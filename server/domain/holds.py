@@ -170,13 +170,15 @@ class HoldRules:
         self._cs.conflict_rules[name] = None
         self._reconsider()
 
-    def check_job(self, spec: JobSpec, job_id: int | None) -> tuple[str, list[tuple[str, str, str, str]]]:
-        """(one-line reason or "", blockers as (job id, job name, rule, reason)) for a job now."""
+    def check_job(self, spec: JobSpec, job_id: int | None) -> tuple[bool, str, list[tuple[str, str, str, str]]]:
+        """(held, one line, blockers as (job id, job name, rule, reason)): would the job be held now?"""
         job = self.jobs.get(job_id) if job_id is not None else None
         if job_id is not None and job is None:
             raise InvalidArgument("job_id", f"job {job_id} has finished; check a job that has not, or a job file")
-        if job is not None and (job.hold or job.id in self._holders):
-            return (self._hold_reason(job), [("", "", "", f"held by hand: {job.hold}")] if job.hold else [])
+        if job is not None and job.hold:
+            return True, self._hold_reason(job), [("", "", "", f"held by hand: {job.hold}")]
+        if job is not None and job.id in self._holders:
+            return False, "admitted: it holds its locks and runs, or waits for a free slot", []
         found = self._blockers(spec, job_id)
         blockers = [(str(o.id), o.name, clash.rule, clash.detail) for o, clash in found]
         reason = f"held by job {found[0][0].id} {found[0][0].name} ({found[0][1].short})" if found else ""
@@ -184,7 +186,7 @@ class HoldRules:
         if window is not None and self.now < window[0]:
             reason = f"waiting for its window: may start from {_clock(window[0])}"
             blockers.insert(0, ("", "", "", reason))
-        return reason, blockers
+        return bool(blockers), reason or "nothing holds it: it may start now", blockers
 
     # ----- windows -------------------------------------------------------------------
 

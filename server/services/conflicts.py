@@ -81,9 +81,9 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
             extract_tasks(spec, max_tasks=self.d.config.max_tasks_per_job, default_max_attempts=1)
         else:
             raise InvalidArgument("job", "send a job_id, or the spec of a job not submitted yet")
-        reason, blockers = await self.d.core.call(lambda engine: engine.check_job(spec, job_id))
+        held, reason, blockers = await self.d.core.call(lambda engine: engine.check_job(spec, job_id))
         return conflict_pb2.CheckConflictsResponse(
-            held=bool(blockers or reason), reason=reason or "nothing holds it: it may start now",
+            held=held, reason=reason,
             blockers=[conflict_pb2.ConflictBlocker(job_id=j, job_name=n, rule=r, reason=why)
                       for j, n, r, why in blockers])
 

@@ -226,7 +226,9 @@ def test_a_check_says_what_holds_the_job_or_that_it_would_start():
         conflict_pb2.ConflictBlocker(reason="its window opens at 22:00")])
     assert check_report(window) == "held: its window opens at 22:00"  # not twice
     free = conflict_pb2.CheckConflictsResponse(held=False, reason="nothing holds it: it may start now")
-    assert check_report(free) == "would start now"
+    assert check_report(free) == "not held: nothing holds it: it may start now"
+    running = conflict_pb2.CheckConflictsResponse(held=False, reason="admitted: it holds its locks and runs")
+    assert check_report(running) == "not held: admitted: it holds its locks and runs"
 
 
 def test_suggestions_are_a_table_then_the_commands_to_add_them():

@@ -158,10 +158,12 @@ def test_check_names_what_would_hold_a_job():
     e.add_conflict_rule(exclusive("x", "etl"))
     job(e, "one", job_class="etl")
     clock.changes()
-    reason, blockers = e.check_job(JobSpec("new", job_class="etl"), None)
-    assert reason == "held by job 1 one (rule x)"
+    held, reason, blockers = e.check_job(JobSpec("new", job_class="etl"), None)
+    assert held and reason == "held by job 1 one (rule x)"
     assert blockers == [("1", "one", "x", "jobs with class=etl never run together")]
-    assert e.check_job(JobSpec("new", job_class="other"), None) == ("", [])
+    assert e.check_job(JobSpec("new", job_class="other"), None) == (False, "nothing holds it: it may start now", [])
+    assert e.check_job(JobSpec("one", job_class="etl"), 1)[:2] == (False, "admitted: it holds its locks and runs, "
+                                                                          "or waits for a free slot")
 
 
 def test_manual_hold_keeps_tasks_back_and_release_lets_them_go_in_their_place():
