@@ -69,6 +69,8 @@ class HoldRules:
         """A queued task goes to the ready queue, or on hold (shown once)."""
         why = self._admit(task, job)
         if not why:
+            if task.status == Status.ON_HOLD:  # held before a restart; nothing holds it now
+                self._set_task(task, TaskState.QUEUED, "released: nothing holds it now", push=False)
             self._enqueue(task, job)
             self._dispatch_wanted = True
         elif task.status != Status.ON_HOLD or task.reason != why:

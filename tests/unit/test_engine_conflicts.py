@@ -305,3 +305,17 @@ def test_a_running_job_held_by_hand_keeps_the_reason_it_failed_for():
     run(e, "a", conn, j)
     clock.changes()
     assert j.state == JobState.FAILED and j.reason == "task two-0 exited with code 2"
+
+
+def test_a_task_held_before_a_restart_whose_holder_is_gone_waits_again():
+    e, clock = engine()
+    provider(e, "a", slots=4)
+    e.add_conflict_rule(exclusive("x", "etl"))
+    one, two = job(e, "one", job_class="etl"), job(e, "two", job_class="etl")
+    clock.changes()
+    held = tasks_of(e, two)[0]
+    assert held.status == Status.ON_HOLD
+    again = Engine(EngineConfig())
+    again.begin(T0 + 1)
+    again.restore([two], [held], [], rules=[exclusive("x", "etl")])  # job one ended meanwhile
+    assert held.status == Status.WAITING and held.id in again.ready
