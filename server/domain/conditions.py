@@ -75,6 +75,10 @@ class ConditionRules:
         facts = provider_facts(provider)
         return lambda conditions: not unmet(conditions, facts)
 
+    def waits_on_facts(self) -> bool:
+        """Whether queued work has runtime conditions, so a change of live facts may start it."""
+        return bool(self._conditional)
+
     def live_facts(self, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
         """A heartbeat's facts: conditions that failed may hold now."""
         provider = self.providers.get(provider_id)
@@ -84,13 +88,18 @@ class ConditionRules:
                 self._dispatch_wanted = True
 
     def _explain_conditions(self) -> None:
-        """After dispatch: conditional tasks still queued say whether they are on hold and why."""
+        """After dispatch: conditional tasks still queued say whether they are on hold and why
+        (worked out once per set of label requirements and conditions)."""
+        reasons: dict[tuple, str] = {}
         for tid in list(self._conditional):
             task = self.tasks.get(tid)
             if task is None or task.state != TaskState.QUEUED or tid not in self.ready:
                 self._conditional.pop(tid, None)
                 continue
-            why = self._conditions_reason(task)
+            key = (frozenset(task.spec.requires.items()), self.jobs[task.job_id].spec.parsed_conditions)
+            if key not in reasons:
+                reasons[key] = self._conditions_reason(task)
+            why = reasons[key]
             if why and (task.status != Status.ON_HOLD or task.reason != why):
                 self._show_task(task, Status.ON_HOLD, why)
             elif not why and task.status == Status.ON_HOLD:

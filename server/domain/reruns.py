@@ -42,7 +42,7 @@ class RerunRules:
         self._record_overlaps(task, job)
         if task.reruns >= spec.max_reruns:
             return False
-        delay = (spec.backoff_seconds or 1.0) * 2 ** task.reruns
+        delay = (spec.backoff_seconds or DEFAULT.backoff_seconds) * 2 ** task.reruns
         closes = job.window[1] if job.window is not None else None
         if closes is not None and self.now + delay >= closes:
             return False

@@ -182,7 +182,7 @@ class ChangeSet:
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
                     or self.continuations or self.continued or self.audits or self.inventory
-                or self.conflict_rules or self.overlaps)
+                    or self.conflict_rules or self.overlaps)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

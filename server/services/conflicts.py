@@ -3,6 +3,7 @@ now (check), and pairs of job classes that keep failing together (suggest)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import time
@@ -10,12 +11,12 @@ import time
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc
 
 from ..domain.conflicts import EXCLUSIVE, ConflictRule, Selector, check_rule
-from ..domain.extract import extract_tasks
 from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
 from ..store.conflicts import ConflictStore
 from . import convert
 from .base import Deps, decode_token, encode_token, may_see, page_size, rpc
+from .jobs import prepare
 
 DEFAULT_MIN_FAILURES = 3
 
@@ -72,13 +73,11 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
         which = request.WhichOneof("job")
         if which == "job_id":
             job_id = convert.parse_id("job_id", request.job_id, "job")
-            row = await self.d.read(self.d.store.get_job, job_id)
-            if row is None or not may_see(row.owner):
+            owner, spec = await self.d.read(self._stored_spec, job_id)
+            if owner is None or not may_see(owner):
                 raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
-            spec = convert.load_job_spec(row.spec)
         elif which == "spec":
-            job_id, spec = None, convert.job_spec_from_proto(request.spec)
-            extract_tasks(spec, max_tasks=self.d.config.max_tasks_per_job, default_max_attempts=1)
+            job_id, (spec, _) = None, await asyncio.to_thread(prepare, request.spec, self.d.config)
         else:
             raise InvalidArgument("job", "send a job_id, or the spec of a job not submitted yet")
         held, reason, blockers = await self.d.core.call(lambda engine: engine.check_job(spec, job_id))
@@ -86,6 +85,11 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
             held=held, reason=reason,
             blockers=[conflict_pb2.ConflictBlocker(job_id=j, job_name=n, rule=r, reason=why)
                       for j, n, r, why in blockers])
+
+    def _stored_spec(self, job_id: int):
+        """(owner, spec) of a stored job, or (None, None)."""
+        row = self.d.store.get_job(job_id)
+        return (None, None) if row is None else (row.owner, convert.load_job_spec(row.spec))
 
     @rpc
     async def SuggestConflicts(self, request, context):

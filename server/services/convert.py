@@ -12,14 +12,13 @@ from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, pro
 
 from ..domain.model import (
     Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, Status, TaskSpec,
-    TaskState)
+    TaskState, Transient)
 from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.state import ProviderRt
 from ..domain.timing import TimingRule
-from ..domain.model import Transient
 from ..domain.windows import Window
 from ..errors import InvalidArgument
 from ..store.codec import as_plain, load_job_spec, load_task_spec
@@ -62,11 +61,13 @@ def _external_from_proto(m) -> ExternalSpec:
     return ExternalSpec(tuple(m.submit), tuple(m.poll), tuple(m.cancel), m.poll_interval_seconds)
 
 
-def _lateness_from_proto(m) -> Lateness:
-    def when(name: str) -> float | None:
-        return getattr(m, name).ToNanoseconds() / 1e9 if m.HasField(name) else None
+def _when(m, name: str) -> float | None:
+    """A Timestamp field as seconds since the epoch; None when it is not set."""
+    return getattr(m, name).ToNanoseconds() / 1e9 if m.HasField(name) else None
 
-    return Lateness(when("start_by"), when("finish_by"), m.max_wait_seconds, m.max_runtime_seconds)
+
+def _lateness_from_proto(m) -> Lateness:
+    return Lateness(_when(m, "start_by"), _when(m, "finish_by"), m.max_wait_seconds, m.max_runtime_seconds)
 
 
 def _lateness_fields(lateness: Lateness) -> dict:
@@ -84,14 +85,13 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
-    def when(name: str) -> float | None:
-        return getattr(m, name).ToNanoseconds() / 1e9 if m.HasField(name) else None
-
-    return Window(m.run_window.strip(), when("hold_until"), when("give_up_after"), m.give_up_after_seconds)
+    return Window(m.run_window.strip(), _when(m, "hold_until"), _when(m, "give_up_after"), m.give_up_after_seconds)
 
 
 def _transient_from_proto(m: job_pb2.TransientFailures) -> Transient:
-    return Transient(tuple(m.exit_codes), tuple(m.raw_statuses), m.max_reruns or 3, m.backoff_seconds or 1.0)
+    """0 for max_reruns or backoff_seconds means Transient's default."""
+    return Transient(tuple(m.exit_codes), tuple(m.raw_statuses), m.max_reruns or Transient.max_reruns,
+                     m.backoff_seconds or Transient.backoff_seconds)
 
 
 def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:

@@ -30,7 +30,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def SubmitJob(self, request, context):
         if not request.HasField("spec"):
             raise InvalidArgument("spec", "missing; send the job spec to run")
-        spec, drafts = await asyncio.to_thread(self._prepare, request.spec)
+        spec, drafts = await asyncio.to_thread(prepare, request.spec, self.d.config)
         caller = current_caller.get()
         owner = "" if caller.method == "insecure" else caller.identity
         job = await self.d.core.call(lambda engine: engine.submit(spec, drafts, owner))
@@ -116,12 +116,6 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         await self.d.core.call(lambda engine: engine.release_job(job_id))
         return job_pb2.ReleaseJobResponse(job=await self._job(job_id))
 
-    def _prepare(self, spec_message: job_pb2.JobSpec):
-        """Off the event loop: the spec and its extracted tasks (both O(tasks))."""
-        spec = convert.job_spec_from_proto(spec_message)
-        cfg = self.d.config
-        return spec, extract_tasks(spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
-
     async def _job(self, job_id: int) -> job_pb2.Job:
         status_of = self._status_of()
 
@@ -179,6 +173,12 @@ class JobService(job_pb2_grpc.JobServiceServicer):
 
     def _job_facts(self, job_ids: list[int]) -> dict[int, listing.JobFacts]:
         return listing.job_facts(self.d.store.jobs_by_id(job_ids))
+
+
+def prepare(spec_message: job_pb2.JobSpec, cfg) -> tuple:
+    """The spec and its extracted tasks, validated (both O(tasks): run it off the event loop)."""
+    spec = convert.job_spec_from_proto(spec_message)
+    return spec, extract_tasks(spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
 
 
 def _by_status(groups: list[tuple[int, int, int]], status_of) -> list[tuple[int, int]]:

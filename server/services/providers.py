@@ -111,12 +111,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         elif which == "ready":
             self.d.core.enqueue(lambda engine: engine.ready_signal(conn.provider, conn.id))
         elif which == "heartbeat":
-            provider = self.d.core.engine.providers.get(conn.provider)
-            if provider is not None and provider.conn_id == conn.id:
-                provider.last_seen = time.time()
-                facts = dict(message.heartbeat.facts)
-                if facts != provider.live:  # runtime conditions may hold (or fail) now
-                    self.d.core.enqueue(lambda engine: engine.live_facts(conn.provider, conn.id, facts))
+            self._heartbeat(conn, message.heartbeat)
         elif which == "scan_report":
             results = convert.scan_results_from_proto(message.scan_report)
             self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))
@@ -124,6 +119,20 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             reply = message.probe_reply
             running = convert.probe_reply_from_proto(reply)
             self.d.core.enqueue(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
+
+    def _heartbeat(self, conn: Connection, heartbeat) -> None:
+        """The provider is alive; its live facts are kept as they are, like its last-seen time,
+        and go through the core (a batch) only when queued runtime conditions wait on them."""
+        engine = self.d.core.engine
+        provider = engine.providers.get(conn.provider)
+        if provider is None or provider.conn_id != conn.id:
+            return
+        provider.last_seen = time.time()
+        facts = dict(heartbeat.facts)
+        if facts != provider.live and engine.waits_on_facts():
+            self.d.core.enqueue(lambda e: e.live_facts(conn.provider, conn.id, facts))
+        else:
+            provider.live = facts
 
     @staticmethod
     def _ack(conn: Connection, seq: int, fut: asyncio.Future) -> None:

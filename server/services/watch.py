@@ -6,7 +6,8 @@ which WatchEventsResponse and WatchContinuationsResponse share. Each event is en
 when it is published (events.py) and a watcher that sees events as they are writes those
 bytes unchanged, several commits' worth at a time when it has fallen a little behind or
 when there are many watchers (events.py spaces their takes; protobuf merges concatenated
-messages, so joined frames are one response with all the events). Callers with policies of their own get re-normalized copies, encoded for them.
+messages, so joined frames are one response with all the events). Callers with policies of
+their own get re-normalized copies, encoded for them.
 `register_with_frames` lets the two methods' handlers send frames as they are.
 """
 
