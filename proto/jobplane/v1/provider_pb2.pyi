@@ -76,7 +76,7 @@ class ProviderFacts(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., python_version: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("id", "state", "facts", "labels", "slots", "slots_in_use", "heartbeat_interval_seconds", "connect_time", "last_seen_time")
+    __slots__ = ("id", "state", "facts", "labels", "slots", "slots_in_use", "heartbeat_interval_seconds", "connect_time", "last_seen_time", "containment", "kill_deadline_seconds", "restart_grace_until", "reconnect_backoff_max_seconds")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,10 @@ class Provider(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINMENT_FIELD_NUMBER: _ClassVar[int]
+    KILL_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESTART_GRACE_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    RECONNECT_BACKOFF_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: ProviderState
     facts: ProviderFacts
@@ -102,7 +106,11 @@ class Provider(_message.Message):
     heartbeat_interval_seconds: float
     connect_time: _timestamp_pb2.Timestamp
     last_seen_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    containment: str
+    kill_deadline_seconds: float
+    restart_grace_until: _timestamp_pb2.Timestamp
+    reconnect_backoff_max_seconds: float
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containment: _Optional[str] = ..., kill_deadline_seconds: _Optional[float] = ..., restart_grace_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reconnect_backoff_max_seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
     __slots__ = ("task_id", "attempt")
@@ -113,7 +121,7 @@ class AttemptRef(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby")
+    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +136,9 @@ class Hello(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     STANDBY_FIELD_NUMBER: _ClassVar[int]
+    KILL_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINMENT_FIELD_NUMBER: _ClassVar[int]
+    RECONNECT_BACKOFF_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     facts: ProviderFacts
     labels: _containers.ScalarMap[str, str]
@@ -135,7 +146,10 @@ class Hello(_message.Message):
     heartbeat_interval_seconds: float
     running: _containers.RepeatedCompositeFieldContainer[AttemptRef]
     standby: bool
-    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ...) -> None: ...
+    kill_deadline_seconds: float
+    containment: str
+    reconnect_backoff_max_seconds: float
+    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ...) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("free_slots",)
@@ -224,20 +238,30 @@ class ProbeReply(_message.Message):
     def __init__(self, probe_id: _Optional[int] = ..., running: _Optional[_Iterable[_Union[AttemptStatus, _Mapping]]] = ...) -> None: ...
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "ready", "heartbeat", "reports", "probe_reply", "scan_report")
+    __slots__ = ("hello", "ready", "heartbeat", "reports", "probe_reply", "scan_report", "goodbye")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
     PROBE_REPLY_FIELD_NUMBER: _ClassVar[int]
     SCAN_REPORT_FIELD_NUMBER: _ClassVar[int]
+    GOODBYE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     ready: Ready
     heartbeat: Heartbeat
     reports: TaskReports
     probe_reply: ProbeReply
     scan_report: ScanReport
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ..., probe_reply: _Optional[_Union[ProbeReply, _Mapping]] = ..., scan_report: _Optional[_Union[ScanReport, _Mapping]] = ...) -> None: ...
+    goodbye: Goodbye
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., reports: _Optional[_Union[TaskReports, _Mapping]] = ..., probe_reply: _Optional[_Union[ProbeReply, _Mapping]] = ..., scan_report: _Optional[_Union[ScanReport, _Mapping]] = ..., goodbye: _Optional[_Union[Goodbye, _Mapping]] = ...) -> None: ...
+
+class Goodbye(_message.Message):
+    __slots__ = ("wait", "deadline_seconds")
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    wait: bool
+    deadline_seconds: float
+    def __init__(self, wait: _Optional[bool] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
 
 class ScanReport(_message.Message):
     __slots__ = ("results",)
@@ -281,12 +305,14 @@ class ScanRequest(_message.Message):
     def __init__(self, signatures: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("provider_id", "heartbeat_interval_seconds")
+    __slots__ = ("provider_id", "heartbeat_interval_seconds", "reconnect_grace_seconds")
     PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECONNECT_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     provider_id: str
     heartbeat_interval_seconds: float
-    def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ...) -> None: ...
+    reconnect_grace_seconds: float
+    def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., reconnect_grace_seconds: _Optional[float] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json")
