@@ -74,7 +74,7 @@ class Server:
         self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event,
                             watcher_queue=config.watcher_queue)
         self.engine = Engine(EngineConfig(
-            reconnect_grace=config.reconnect_grace, heartbeat_tolerance=config.heartbeat_tolerance,
+            reconnect_grace=config.reconnect_grace, restart_grace=config.restart_grace, heartbeat_tolerance=config.heartbeat_tolerance,
             probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,
             retry_backoff=config.retry_backoff, timezone=config.timezone, period_ends=config.period_ends,
             inventory_ttl=config.inventory_ttl))
@@ -143,6 +143,7 @@ class Server:
         self.agent_address = f"{self.config.agent_address.rsplit(':', 1)[0]}:{agent_port}"
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address

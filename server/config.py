@@ -21,6 +21,7 @@ class ServerConfig:
     data_dir: Path = Path("jobplane-data")
     db_url: str = ""  # empty: sqlite:///<data_dir>/jobplane.db
     reconnect_grace: float = 1.0
+    restart_grace: float = 0.0  # after a restart; 0: sized from each agent's reconnect backoff
     heartbeat_tolerance: float = 2.0
     probe_deadline: float = 1.0
     standby_idle: float = 5.0

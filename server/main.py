@@ -22,6 +22,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--data-dir", type=Path, default=None, help="state directory (default $JOBPLANE_HOME or ~/.local/share/jobplane)")
     p.add_argument("--db", default="", help="database URL: sqlite:///PATH (default DATA_DIR/jobplane.db) or postgresql://USER@HOST/DB")
     p.add_argument("--reconnect-grace", type=float, default=1.0, help="seconds a disconnected agent has to come back with its tasks")
+    p.add_argument("--restart-grace", type=float, default=0.0, metavar="SECONDS",
+                   help="after a server restart, seconds the agents that were connected have to come back with "
+                        "their tasks (default 0: twice each agent's longest reconnect pause plus two heartbeats "
+                        "and a second; 7s for the jobplane agent's defaults)")
     p.add_argument("--heartbeat-tolerance", type=float, default=2.0,
                    help="a provider silent for longer than its promised heartbeat x this is probed")
     p.add_argument("--probe-deadline", type=float, default=1.0, help="seconds a probed provider has to answer")
@@ -63,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     a = p.parse_args(argv)
     if a.reconnect_grace < 0:
         p.error("--reconnect-grace must be >= 0")
+    if not 0 <= a.restart_grace < float("inf"):
+        p.error("--restart-grace must be a number of seconds >= 0 (0: sized from the agents' reconnect backoff)")
     if a.max_attempts < 1:
         p.error("--max-attempts must be >= 1")
     for flag in ("heartbeat_tolerance", "probe_deadline"):
@@ -90,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error(f"--timezone/--period-end: {exc}")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(listen=a.listen, data_dir=a.data_dir or default_data_dir(), db_url=a.db,
-                        reconnect_grace=a.reconnect_grace, heartbeat_tolerance=a.heartbeat_tolerance,
+                        reconnect_grace=a.reconnect_grace, restart_grace=a.restart_grace, heartbeat_tolerance=a.heartbeat_tolerance,
                         probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff,
                         scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
                         address_file=a.address_file, timezone=a.timezone.strip(),

@@ -130,9 +130,11 @@ class Continuations:
         """Send waiting continuations, in order, to providers with free slots."""
         if not self._pending:
             return
-        targets = place(self._pending, self._receivers(exclude=None))
+        fenced = [e for e in self._pending if e.task_id in self.fences] if self.fences else []
+        line = [e for e in self._pending if e.task_id not in self.fences] if fenced else self._pending
+        targets = place(line, self._receivers(exclude=None))
         waiting = []
-        for entry, target in zip(self._pending, targets):
+        for entry, target in zip(line, targets):
             if target is None:
                 waiting.append(entry)
                 self._note_waiting(entry, len(waiting))
@@ -149,7 +151,7 @@ class Continuations:
                         message=_continued_message(entry, target, task.checkpoint),
                         raw={"continuation_id": str(entry.continuation_id), "priority": str(entry.priority),
                              "rule": entry.rule})
-        self._pending = waiting
+        self._pending = sorted(waiting + fenced) if fenced else waiting
         self._promote_standbys()
 
     def _receivers(self, exclude: str | None) -> list[Receiver]:

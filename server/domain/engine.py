@@ -27,6 +27,8 @@ from .model import (
 )
 from .conditions import ConditionRules
 from .continuation import Continuations, Pending
+from .fences import Fences
+from .fencing import FenceRules
 from .holds import HoldRules
 from .inventory import InventoryRules
 from .lateness import NOT_STARTED, LatenessRules
@@ -63,6 +65,7 @@ class Counters:
 @dataclass
 class EngineConfig:
     reconnect_grace: float = 1.0
+    restart_grace: float = 0.0  # after a server restart; 0: sized from each agent's reconnect backoff
     heartbeat_tolerance: float = 2.0
     probe_deadline: float = 1.0
     standby_idle: float = 5.0
@@ -76,7 +79,7 @@ class EngineConfig:
 
 
 class Engine(ProviderRules, Supervision, Continuations, InventoryRules, LatenessRules, HoldRules, RerunRules,
-             ConditionRules):
+             ConditionRules, FenceRules):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -97,6 +100,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self._holders: dict[int, JobRt] = {}  # admitted jobs: they hold their locks until they end
         self._held: dict[int, dict[int, None]] = {}  # job id -> its tasks on hold, in order
         self._conditional: dict[int, None] = {}  # queued tasks whose job has runtime conditions
+        self.fences = Fences()  # tasks whose earlier attempt may still run somewhere
+        self._parked: set[int] = set()  # fenced tasks that wait for their fence to enter the ready queue
         self._init_reruns()
 
     # ----- restart -------------------------------------------------------------------
@@ -126,6 +131,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
                 continue
             job.open += 1
             self._remember_signatures(task)
+            if task.fence is not None:
+                self._restore_fence(task)
             if task.state == TaskState.QUEUED and task.id not in continuing:
                 self._requeue(task, job)
             elif task.state in TASK_OUT:
@@ -139,8 +146,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self.tasks = {t.id: t for t in tasks if t.state not in TASK_DONE}
         for provider in self.providers.values():
             provider.conn_id, provider.accepting = 0, False
-            if provider.state not in (ProviderState.LOST, ProviderState.REVOKED):
-                self._suspect(provider, "server restarted")
+            if provider.state not in (ProviderState.LOST, ProviderState.REVOKED, ProviderState.STOPPED):
+                self._await_after_restart(provider)
         for task in orphans:
             if task.current is None:
                 self._set_task(task, TaskState.QUEUED, "its attempt was not recorded; queued again")
@@ -249,6 +256,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         if task.state in TASK_OUT and task.current is not None:
             self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
         self.ready.discard(task.id)
+        self._unfence(task)
         self._unhold(task)
         if self._pending:
             self._drop_continuation(task.id)
@@ -308,6 +316,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             self._cs.job(job)
 
     def _enqueue(self, task: TaskRt, job: JobRt) -> None:
+        if self.fences and self._fenced_out(task):
+            return
         conditions = job.spec.parsed_conditions
         if conditions:
             self._conditional[task.id] = None
@@ -317,6 +327,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
     def _task_done(self, task: TaskRt) -> None:
         """A task reached a final state: release or cancel dependents, finish the job."""
         job = self.jobs[task.job_id]
+        self._unfence(task)
         for dep_id in task.dependents:
             dep = self.tasks.get(dep_id)
             if dep is None or dep.state != TaskState.BLOCKED:
@@ -440,6 +451,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
                  report.task_id, report.attempt, provider_id)
         if report.kind != ReportKind.FINISHED:  # it still runs somewhere: stop it
             self._stop_attempt(provider_id, report.task_id, report.attempt, "attempt superseded")
+        elif self.fences:  # it ended: a task waiting for that may go on
+            self._stop_confirmed(provider_id, report.task_id, report.attempt)
 
     def _checkpoint(self, task: TaskRt, attempt: AttemptRt, state: str) -> None:
         """The latest progress state of the current attempt: the next attempt starts there."""

@@ -197,4 +197,4 @@ class InventoryRules:
             if provider is not None and index < len(signatures):
                 gone = ScanResult(signatures[index].id, False, {}, reason, self.now)
                 self._record(provider, signatures[index], gone, "recheck")
-        self._lose(task, f"prerequisite missing on {provider_id}: {reason}")
+        self._lose(task, f"prerequisite missing on {provider_id}: {reason}", fence=False)  # it never started

@@ -38,6 +38,7 @@ class ProviderState(IntEnum):
     DRAINED = 6
     CONNECTING = 7
     REVOKED = 8
+    STOPPED = 9
 
 
 class Status(IntEnum):
@@ -205,6 +206,11 @@ class Hello:
     heartbeat: float
     running: tuple[tuple[int, int], ...]  # (task id, attempt) the agent still holds
     standby: bool = False
+    # The agent's promise: a dead or frozen agent's attempts are killed within the reconnect
+    # grace (plus two heartbeats when frozen) plus this; 0: no promise (see fences.py).
+    kill_deadline: float = 0.0
+    containment: str = ""  # how its attempts are contained: "cgroup", "subreaper", ""
+    backoff_cap: float = 0.0  # its longest pause between reconnection attempts; 0: unknown
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .fences import Fence
 from .model import Event, JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
 from .status import job_status
 
@@ -95,6 +96,7 @@ class TaskRt:
     environment: str = "jobplane"
     raw: dict[str, str] = field(default_factory=dict)
     reruns: int = 0  # queued again after transient failures; not counted against max_attempts
+    fence: Fence | None = None  # an earlier attempt that may still run: no new one before it ends
 
 
 @dataclass(eq=False)
@@ -121,6 +123,13 @@ class ProviderRt:
     inventory: dict = field(default_factory=dict)  # signature id -> inventory.InvEntry
     scanning: dict = field(default_factory=dict)  # signature id -> (asked at, source), not yet answered
     live: dict[str, float] = field(default_factory=dict)  # the facts of its latest heartbeat
+    kill_deadline: float = 0.0  # Hello.kill_deadline_seconds: how its keeper bounds stranded attempts
+    containment: str = ""
+    backoff_cap: float = 0.0  # Hello.reconnect_backoff_max_seconds; sizes the restart grace
+    closed_at: float | None = None  # when its stream closed while it was heard from (not silent)
+    grace_until: float | None = None  # the end of the restart grace it is given after a server restart
+    leaving: bool = False  # it said goodbye: its attempts are handed on, it takes no work
+    close_when_clear: bool = False  # revoked: close its stream once it confirms its attempts stopped
 
     @property
     def free(self) -> int:

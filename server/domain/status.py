@@ -32,6 +32,7 @@ _PROVIDER = {
     ProviderState.STANDBY: Status.ON_HOLD,
     ProviderState.DRAINING: Status.ON_HOLD,
     ProviderState.DRAINED: Status.INACTIVE,
+    ProviderState.STOPPED: Status.INACTIVE,
 }
 
 # Buckets of Job.counts, by normalized status.

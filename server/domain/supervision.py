@@ -62,6 +62,8 @@ class Supervision:
         p.probe_id, p.last_seen = 0, self.now
         if p.state == ProviderState.SUSPECT:
             self._set_provider(p, p.before_suspect, f"answered the probe; {len(running)} tasks running")
+        if self.fences:  # stops it was to confirm: what it no longer runs has ended
+            self._stops_confirmed(provider_id, [(tid, number) for tid, number, _ in running], probe_id)
         for tid, number, progress in running:
             if not self._is_current(tid, number, provider_id):
                 self._stop_attempt(provider_id, tid, number, "attempt superseded")
@@ -123,10 +125,12 @@ class Supervision:
             self._lose(task, reason)
 
     def _terminate(self, task: TaskRt, reason: str) -> None:
+        attempt = task.current
         self._decision(task, "terminate", reason)
-        self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
+        self._stop_attempt(attempt.provider, task.id, attempt.number, reason)
         self._unwatch(task.id)
-        self._close_attempt(task, task.current, 4, None, reason)  # Outcome.TIMED_OUT
+        self._close_attempt(task, attempt, 4, None, reason)  # Outcome.TIMED_OUT
+        self._fence(task, attempt.provider, attempt.number)  # a retry waits until it has stopped
         self._failed(task, reason, {"state": "terminated"}, timed_out=True)
 
     def _decision(self, task: TaskRt, decision: str, reason: str) -> None:

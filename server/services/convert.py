@@ -187,7 +187,9 @@ def provider_to_proto(p: ProviderRt) -> provider_pb2.Provider:
         python_version=str(f.get("python_version", "")))
     return provider_pb2.Provider(
         id=p.id, state=int(p.state), facts=facts, labels=p.labels, slots=p.slots, slots_in_use=len(p.in_flight),
-        heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen))
+        heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen),
+        containment=p.containment, kill_deadline_seconds=p.kill_deadline, restart_grace_until=ts(p.grace_until),
+        reconnect_backoff_max_seconds=p.backoff_cap)
 
 
 def continuation_to_proto(row, tasks) -> continuation_pb2.Continuation:
@@ -235,7 +237,9 @@ def hello_from_proto(m) -> Hello:
     facts = {"hostname": f.hostname, "os": f.os, "arch": f.arch, "cpu_count": f.cpu_count,
              "memory_bytes": f.memory_bytes, "python_version": f.python_version}
     running = tuple((int(r.task_id), r.attempt) for r in m.running if r.task_id.isdigit())
-    return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby)
+    return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby,
+                 kill_deadline=m.kill_deadline_seconds, containment=m.containment,
+                 backoff_cap=m.reconnect_backoff_max_seconds)
 
 
 def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:

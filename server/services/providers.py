@@ -63,7 +63,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         reader = asyncio.get_running_loop().create_task(self._read(context, conn))
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
-                provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat))
+                provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat,
+                reconnect_grace_seconds=self.d.config.reconnect_grace))
             while (first := await conn.queue.get()) is not None:
                 messages, closing = _coalesce(first, conn.queue)
                 for message in messages:
@@ -87,6 +88,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         hb = h.heartbeat_interval_seconds
         if not (math.isfinite(hb) and 0 < hb <= 3600):
             raise InvalidArgument("hello.heartbeat_interval_seconds", f"must be in (0, 3600], got {hb}")
+        for field_name, most in (("kill_deadline_seconds", 600), ("reconnect_backoff_max_seconds", 3600)):
+            value = getattr(h, field_name)
+            if not (math.isfinite(value) and 0 <= value <= most):
+                raise InvalidArgument(f"hello.{field_name}", f"must be in [0, {most}] seconds, got {value}")
+        if len(h.containment) > 32:
+            raise InvalidArgument("hello.containment", "must be at most 32 characters, e.g. cgroup or subreaper")
         return convert.hello_from_proto(h)
 
     async def _read(self, context, conn: Connection) -> None:
@@ -119,6 +126,10 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             reply = message.probe_reply
             running = convert.probe_reply_from_proto(reply)
             self.d.core.enqueue(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
+        elif which == "goodbye":
+            bye = message.goodbye
+            wait, deadline = bye.wait, bye.deadline_seconds if math.isfinite(bye.deadline_seconds) else 0.0
+            self.d.core.enqueue(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
 
     def _heartbeat(self, conn: Connection, heartbeat) -> None:
         """The provider is alive; its live facts are kept as they are, like its last-seen time,

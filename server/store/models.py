@@ -66,6 +66,7 @@ class TaskRow(BaseModel):
     environment = CharField(max_length=32, default="jobplane")  # where `raw` comes from
     raw = TextField(default="{}")  # JSON: the raw properties `status` was normalized from
     reruns = IntegerField(default=0)  # queued again after transient failures
+    fence = TextField(default="")  # JSON: an earlier attempt that may still run (domain/fences.py)
 
     class Meta:
         table_name = "task"
@@ -103,6 +104,9 @@ class ProviderRow(BaseModel):
     heartbeat = DoubleField(default=1.0)
     connect_time = DoubleField(null=True)
     last_seen = DoubleField(null=True)
+    kill_deadline = DoubleField(default=0.0)  # the agent's promise on stranded attempts
+    containment = CharField(max_length=32, default="")
+    backoff_cap = DoubleField(default=0.0)  # its longest reconnect pause: sizes the restart grace
 
     class Meta:
         table_name = "provider"

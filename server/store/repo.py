@@ -155,10 +155,10 @@ class Store:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
             " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?,"
-            " reruns=? WHERE id=?",
+            " reruns=?, fence=? WHERE id=?",
             [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
               t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw),
-              t.reruns, t.id)
+              t.reruns, t.fence.dump() if t.fence is not None else "", t.id)
              for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
@@ -172,7 +172,8 @@ class Store:
         for p in cs.providers.values():
             row = {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
                    "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
-                   "last_seen": p.last_seen}
+                   "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
+                   "backoff_cap": p.backoff_cap}
             (ProviderRow.insert(row)
              .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
              .execute())
@@ -304,7 +305,8 @@ def _task_row(t) -> dict:
             "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
-            "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns}
+            "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns,
+            "fence": t.fence.dump() if t.fence is not None else ""}
 
 
 def _attempt_row(a) -> dict:
@@ -324,6 +326,7 @@ def _event_row(e) -> dict:
 def runtime_from_snapshot(snap: Snapshot):
     """Rows to the engine's runtime objects: (counters, jobs, tasks, providers)."""
     from ..domain.engine import Counters
+    from ..domain.fences import Fence
     from ..domain.model import JobState as JS, ProviderState, Status, TaskState as TS
     from ..domain.state import AttemptRt, JobRt, ProviderRt, TaskRt
     from .codec import load_job_spec, load_task_spec
@@ -339,7 +342,8 @@ def runtime_from_snapshot(snap: Snapshot):
         t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
                    r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
                    r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
-                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns)
+                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
+                   fence=Fence.load(r.fence))
         a = current.get(r.id)
         if a is not None:
             t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time,
@@ -348,7 +352,8 @@ def runtime_from_snapshot(snap: Snapshot):
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,
-                            drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED))
+                            drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED),
+                            kill_deadline=r.kill_deadline, containment=r.containment, backoff_cap=r.backoff_cap)
                  for r in snap.providers]
     _restore_inventory(snap.inventory, {p.id: p for p in providers})
     by_job, by_task = {j.id: j for j in jobs}, {t.id: t for t in tasks}

@@ -182,8 +182,11 @@ def test_a_revoked_provider_loses_its_tasks_and_may_not_connect_again():
     e.revoke("a", "key leaked")
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.REVOKED
-    assert cs.cancels["a"] == [(task.id, 1, "provider a revoked: key leaked")] and cs.closes == [conn]
+    assert cs.cancels["a"] == [(task.id, 1, "provider a revoked: key leaked")] and cs.closes == []
     assert task.state == TaskState.QUEUED and cs.continuations
+    # Its stream stays open until it confirms the stop, so the stop cannot be lost on the way.
+    e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
+    assert e.take_changes().closes == [conn]
     e.disconnect("a", conn)  # its stream ends: it stays revoked, with no grace
     assert e.providers["a"].state == ProviderState.REVOKED and not e.take_changes().timers
     with pytest.raises(PermissionDenied, match="revoked"):
@@ -280,6 +283,10 @@ def test_overdue_task_is_waited_on_if_progressing_else_reassigned(progress, deci
     e.probe_reply(where, hash(where) & 0xFFFF, probe_id, [(task.id, 1, progress)])
     cs = e.take_changes()
     assert [ev.raw for ev in cs.events if ev.raw.get("decision")] == [{"decision": decision}]
+    if decision == "reassign":  # the stopped attempt must end before the next one starts
+        assert task.state == TaskState.QUEUED and f"once attempt 1 on {where} has certainly stopped" in task.reason
+        e.report(where, hash(where) & 0xFFFF, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
+        e.take_changes()
     assert task.state == state
 
 
@@ -348,8 +355,11 @@ def test_drain_hands_running_tasks_on_and_takes_no_new_work():
     e.drain("a", wait=False, deadline=0)
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.DRAINED
-    assert cs.cancels["a"][0][:2] == (next(iter(e.tasks)), 1) and assigned(cs) == {"b": [("t", 2)]}
+    task = next(iter(e.tasks.values()))
+    assert cs.cancels["a"][0][:2] == (task.id, 1) and assigned(cs) == {}  # not before it has stopped on a
     assert cs.continuations and cs.continuations[0].provider == "a"
+    e.report("a", hash("a") & 0xFFFF, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
+    assert assigned(e.take_changes()) == {"b": [("t", 2)]}
     submit(e, cmd("later"))
     assert "a" not in assigned(e.take_changes())
 

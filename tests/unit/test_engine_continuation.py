@@ -155,6 +155,9 @@ def test_a_checkpoint_from_a_superseded_attempt_is_rejected_and_the_attempt_stop
     (rejected,) = e.report("a", conn_a, [Report(task.id, 1, ReportKind.CHECKPOINT, checkpoint_json='{"i": 9}')])
     assert rejected[:3] == (task.id, 1, "FAILED_PRECONDITION") and task.checkpoint == ""
     assert e.take_changes().cancels["a"] == [(task.id, 1, "attempt superseded")]
+    assert task.current is None  # b starts it only once a has confirmed that its attempt stopped
+    e.report("a", conn_a, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
+    assert [t.name for t, _ in e.take_changes().assignments["b"]] == [task.name]
     e.report("b", conn_b, [Report(task.id, 2, ReportKind.CHECKPOINT, checkpoint_json='{"i": 1}')])
     assert task.checkpoint == task.current.checkpoint == '{"i": 1}'
     huge = '"' + "x" * (1024 * 1024) + '"'

@@ -23,6 +23,7 @@ class ProviderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROVIDER_STATE_DRAINED: _ClassVar[ProviderState]
     PROVIDER_STATE_CONNECTING: _ClassVar[ProviderState]
     PROVIDER_STATE_REVOKED: _ClassVar[ProviderState]
+    PROVIDER_STATE_STOPPED: _ClassVar[ProviderState]
 
 class TaskReportKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +49,7 @@ PROVIDER_STATE_DRAINING: ProviderState
 PROVIDER_STATE_DRAINED: ProviderState
 PROVIDER_STATE_CONNECTING: ProviderState
 PROVIDER_STATE_REVOKED: ProviderState
+PROVIDER_STATE_STOPPED: ProviderState
 TASK_REPORT_KIND_UNSPECIFIED: TaskReportKind
 TASK_REPORT_KIND_STARTED: TaskReportKind
 TASK_REPORT_KIND_FINISHED: TaskReportKind
