@@ -81,8 +81,10 @@ class Server:
         self.core: Core | None = None
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None
+        self._failure_watch: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
+        self._providers: ProviderService | None = None
 
     async def start(self) -> str:
         """Open the database, resume unfinished work, and listen; returns HOST:PORT."""
@@ -107,6 +109,7 @@ class Server:
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
         self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
+        self._failure_watch = loop.create_task(self._on_failure(), name="jobplane-failure")
         oldest = await loop.run_in_executor(self._writer, self.store.oldest_event_id)
         self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
         self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
@@ -114,7 +117,7 @@ class Server:
         self.access = await self._security()
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
         self._grpc = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.access, self.core.audit, limits)],
+            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed)],
             options=[
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -123,6 +126,7 @@ class Server:
             ])
         port, agent_port = self._listen()
         providers_service.access = self.access
+        self._providers = providers_service
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
         register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, JobService(deps), self._grpc)
@@ -206,6 +210,18 @@ class Server:
             oldest = await loop.run_in_executor(self._writer, self.store.compact_events, time.time() - retention)
             self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
 
+    async def _on_failure(self) -> None:
+        """The database refused a write, so the engine is ahead of it: it changes nothing more.
+        The server stays up to tell every caller why (UNAVAILABLE with the cause and the fix),
+        health says NOT_SERVING, agents and watchers are let go; a restart resumes from the
+        database once it accepts writes."""
+        await self.core.dead.wait()
+        for name in [""] + SERVICE_NAMES:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.hub.close()
+        if self._providers is not None:
+            self._providers.close_all()
+
     async def _supervise(self) -> None:
         """Hold providers to their promised heartbeats and check on overdue tasks."""
         while True:
@@ -225,14 +241,9 @@ class Server:
         os.replace(tmp, path)
 
     async def wait(self) -> None:
-        """Until the server stops, or the core stops after a database failure (then the
-        process should exit: a restart resumes from what the database holds)."""
-        waits = [asyncio.ensure_future(self.core.dead.wait())]
+        """Until the server stops (after a database failure too: it stays up to say why)."""
         if self._grpc is not None:
-            waits.append(asyncio.ensure_future(self._grpc.wait_for_termination()))
-        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for fut in pending:
-            fut.cancel()
+            await self._grpc.wait_for_termination()
 
     @property
     def failed(self) -> BaseException | None:
@@ -244,6 +255,8 @@ class Server:
             self._ticker.cancel()
         if self._compactor is not None:
             self._compactor.cancel()
+        if self._failure_watch is not None:
+            self._failure_watch.cancel()
         self.hub.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .domain.engine import Engine
 from .domain.state import ChangeSet
-from .errors import JobplaneError, StoreFailure
+from .errors import EngineFailure, JobplaneError, StoreFailure
 from .events import EventHub
 from .store.repo import Store
 
@@ -34,8 +34,8 @@ class Core:
         self._audits: list[dict] = []  # audit rows for the next batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self.failed: BaseException | None = None
-        self.dead = asyncio.Event()  # set when a database failure stopped the core
+        self.failed: JobplaneError | None = None
+        self.dead = asyncio.Event()  # set when a database failure (or a bug) stopped the core
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="jobplane-core")
@@ -52,7 +52,7 @@ class Core:
         """Schedule `op(engine)`; the future resolves once its changes are committed."""
         fut = asyncio.get_running_loop().create_future()
         if self.failed is not None:
-            fut.set_exception(StoreFailure(f"the server stopped after a database failure: {self.failed}"))
+            fut.set_exception(type(self.failed)(f"the server is stopping: {self.failed}"))
             return fut
         self._pending.append((op, fut))
         self._wake.set()
@@ -74,7 +74,7 @@ class Core:
             batch, self._pending = self._pending, []
             try:
                 await self._apply(batch)
-            except StoreFailure as exc:
+            except (StoreFailure, EngineFailure) as exc:
                 self.failed = exc
                 for _, fut in batch + self._pending:
                     if not fut.done():
@@ -91,13 +91,14 @@ class Core:
                 outcomes.append((fut, op(self.engine), None))
             except JobplaneError as exc:
                 outcomes.append((fut, None, exc))
+            except Exception as exc:  # a bug: the engine may be half-changed, so commit nothing
+                log.exception("the engine failed applying an operation")
+                raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
+                                    "its database, where every acknowledged change is") from exc
         cs = self.engine.take_changes()
         cs.audits, self._audits = self._audits, []
-        if cs.persisted():
-            try:
-                await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs)
-            except Exception as exc:  # the engine is now ahead of the database: stop
-                raise StoreFailure(f"commit failed: {exc}") from exc
+        if cs.persisted():  # a failure (StoreFailure) leaves the engine ahead of the database: stop
+            await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs)
         self._deliver(cs)
         self.hub.publish(cs.events)
         loop = asyncio.get_running_loop()

@@ -46,3 +46,7 @@ class ResourceExhausted(JobplaneError):
 
 class StoreFailure(JobplaneError):
     """The database refused a write; the server stops rather than diverge from it."""
+
+
+class EngineFailure(JobplaneError):
+    """A bug stopped the engine mid-change; the server stops and resumes from its database."""

@@ -122,8 +122,8 @@ async def serve(config: ServerConfig) -> int:
     waiter = loop.create_task(server.wait())
     await asyncio.wait([waiter, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     await server.stop()
-    if server.failed is not None:
-        print(f"jobplane-server: stopped after a database failure: {server.failed}", file=sys.stderr)
+    if server.failed is not None:  # the last line of the log says why and what to do
+        print(f"jobplane-server: stopped: {server.failed}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -53,7 +53,9 @@ class RateLimiter:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, access: Access, audit: Callable[[dict], None], limits: Limits) -> None:
+    def __init__(self, access: Access, audit: Callable[[dict], None], limits: Limits,
+                 failure: Callable[[], Exception | None] = lambda: None) -> None:
+        self.failure = failure  # once the database refused a write, every call is told why
         self._access = access
         self._audit = audit
         self._limits = limits
@@ -125,6 +127,7 @@ def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor
 
 def _unary(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
     async def call(request, context):
+        await _unless_failed(guard, context)
         caller = await _admit(guard, method, context, request)
         token = current_caller.set(caller)
         error: BaseException | None = None
@@ -142,6 +145,7 @@ def _unary(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
 
 def _streaming(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
     async def call(request, context):
+        await _unless_failed(guard, context)
         caller = await _admit(guard, method, context, request)
         try:
             guard.open_stream(caller)
@@ -156,6 +160,12 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor) -> Calla
             guard.close_stream(caller)
 
     return call
+
+
+async def _unless_failed(guard: AuthInterceptor, context) -> None:
+    failure = guard.failure()
+    if failure is not None:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(failure))
 
 
 async def _admit(guard: AuthInterceptor, method: str, context, request) -> Caller:

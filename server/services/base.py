@@ -14,6 +14,7 @@ import grpc
 from ..core import Core
 from ..errors import (
     AlreadyExists,
+    EngineFailure,
     FailedPrecondition,
     PermissionDenied,
     Unauthenticated,
@@ -38,6 +39,7 @@ STATUS_OF: list[tuple[type[JobplaneError], grpc.StatusCode]] = [
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreFailure, grpc.StatusCode.UNAVAILABLE),
+    (EngineFailure, grpc.StatusCode.INTERNAL),
 ]
 
 DEFAULT_PAGE = 100

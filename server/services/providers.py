@@ -186,6 +186,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             if conn is not None:
                 conn.queue.put_nowait(None)
 
+    def close_all(self) -> None:
+        """End every agent stream (the server stopped taking changes); agents reconnect and are
+        told why."""
+        for conn in self._conns.values():
+            conn.queue.put_nowait(None)
+
     def _current(self, provider_id: str) -> Connection | None:
         provider = self.d.core.engine.providers.get(provider_id)
         return self._conns.get(provider.conn_id) if provider is not None else None

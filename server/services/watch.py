@@ -65,6 +65,9 @@ async def stream_events(deps: Deps, context, after_id: int, *, job_id: int | Non
         while True:
             batches = await sub.take()
             if batches is None:
+                if deps.core.failed is not None:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                        f"{deps.core.failed}; resume with after_event_id={last}")
                 if sub.overflowed:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"watcher fell behind; resume with after_event_id={last}")

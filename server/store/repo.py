@@ -12,7 +12,9 @@ from peewee import Database, fn
 from ..domain.model import JobState, TaskState
 from ..domain.state import ChangeSet, ContinuationRec
 from .codec import dump_job_spec, dump_task_spec
+from ..errors import StoreFailure
 from .conflicts import apply_overlaps, apply_rules
+from .failures import explain, root_cause
 from .models import (
     ALL_MODELS,
     AttemptRow,
@@ -107,27 +109,33 @@ class Store:
     # ----- writes --------------------------------------------------------------------
 
     def apply(self, cs: ChangeSet) -> None:
-        """Persist one batch atomically."""
-        self.db.connect(reuse_if_open=True)
-        with self.db.atomic():
-            self._insert(JobRow, [_job_row(cs.jobs[i]) for i in sorted(cs.new_jobs)])
-            self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
-            self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
-            self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])
-            self._update_tasks([t for i, t in cs.tasks.items() if i not in cs.new_tasks])
-            self._update_attempts([a for i, a in cs.attempts.items() if i not in cs.new_attempts])
-            self._upsert_providers(cs)
-            self._insert(EventRow, [_event_row(e) for e in cs.events])
-            self._insert_continuations(cs.continuations)
-            self._insert(AuditRow, cs.audits)
-            self._upsert_inventory(cs.inventory)
-            apply_rules(cs.conflict_rules)
-            apply_overlaps(cs.overlaps)
-            self._executemany(
-                "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
-                " WHERE continuation=? AND task=?",
-                [(provider, number, when, checkpoint, cid, tid)
-                 for cid, tid, provider, number, when, checkpoint in cs.continued])
+        """Persist one batch atomically; raises StoreFailure saying why not and what to do."""
+        try:
+            self.db.connect(reuse_if_open=True)
+            with self.db.atomic():
+                self._write(cs)
+        except Exception as exc:
+            raise StoreFailure(explain(exc, self.db)) from root_cause(exc)
+
+    def _write(self, cs: ChangeSet) -> None:
+        self._insert(JobRow, [_job_row(cs.jobs[i]) for i in sorted(cs.new_jobs)])
+        self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
+        self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
+        self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])
+        self._update_tasks([t for i, t in cs.tasks.items() if i not in cs.new_tasks])
+        self._update_attempts([a for i, a in cs.attempts.items() if i not in cs.new_attempts])
+        self._upsert_providers(cs)
+        self._insert(EventRow, [_event_row(e) for e in cs.events])
+        self._insert_continuations(cs.continuations)
+        self._insert(AuditRow, cs.audits)
+        self._upsert_inventory(cs.inventory)
+        apply_rules(cs.conflict_rules)
+        apply_overlaps(cs.overlaps)
+        self._executemany(
+            "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
+            " WHERE continuation=? AND task=?",
+            [(provider, number, when, checkpoint, cid, tid)
+             for cid, tid, provider, number, when, checkpoint in cs.continued])
 
     def _insert(self, model, rows: list[dict]) -> None:
         """Bulk insert with one prepared statement: peewee's per-row SQL building costs

@@ -1,0 +1,45 @@
+"""A database that refuses a write, translated once: the real cause (never the rollback that
+failed after it) and what an operator does about it."""
+
+from __future__ import annotations
+
+import os
+
+from peewee import Database, PostgresqlDatabase
+
+_FULL = ("database or disk is full", "no space left on device", "could not extend file", "disk full")
+_READ_ONLY = ("readonly database", "read-only file system", "read-only transaction")
+_UNREACHABLE = ("could not connect", "connection refused", "server closed the connection",
+                "terminating connection", "connection already closed")
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error that started it: SQLite rolls back by itself on a full disk, and then the
+    rollback peewee tries on the way out fails with "no transaction is active"."""
+    while "no transaction is active" in str(exc) and exc.__context__ is not None:
+        exc = exc.__context__
+    return exc
+
+
+def explain(exc: BaseException, db: Database) -> str:
+    """"cause: fix" for a failed write to `db`."""
+    cause = " ".join(str(root_cause(exc)).split()) or type(exc).__name__
+    lowered = cause.lower()
+    where = where_it_lives(db)
+    if any(s in lowered for s in _FULL):
+        fix = f"free space under {where} and restart jobplane-server; every acknowledged job is kept"
+    elif any(s in lowered for s in _READ_ONLY):
+        fix = f"make {where} writable for this user and restart jobplane-server; every acknowledged job is kept"
+    elif any(s in lowered for s in _UNREACHABLE):
+        fix = f"check that PostgreSQL ({where}) is up and reachable, then restart jobplane-server"
+    else:
+        fix = f"the server stops rather than diverge from the database ({where}); restart it once it accepts writes"
+    return f"{cause}: {fix}"
+
+
+def where_it_lives(db: Database) -> str:
+    if isinstance(db, PostgresqlDatabase):
+        params = db.connect_params
+        host = params.get("host") or "localhost"
+        return f"the PostgreSQL server at {host}:{params.get('port') or 5432}, database {db.database}"
+    return os.path.dirname(os.path.abspath(db.database)) or "."
