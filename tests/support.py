@@ -246,3 +246,38 @@ def admin_channel(server: ServerProc):
     creds = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(server.ca.read_bytes()),
                                                grpc.access_token_call_credentials(server.token))
     return grpc.secure_channel(server.address, creds)
+
+
+def recorded_command(log: Path, seconds: float) -> list[str]:
+    """A command task that records its run in `log`: a start line, then after `seconds` an end
+    line, each with the task's name, the attempt and the time on this machine's clock."""
+    line = 'echo "$1 $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> ' + str(log)
+    return ["sh", "-c", f"{line.replace('$1', 'start')}; sleep {seconds}; {line.replace('$1', 'end')}"]
+
+
+class RunLog:
+    """What recorded tasks actually did: each attempt's start and end, from the log they append to."""
+
+    def __init__(self, log: Path) -> None:
+        self.starts: dict[str, list[tuple[int, float]]] = {}
+        self.ends: dict[str, list[tuple[int, float]]] = {}
+        for line in log.read_text().splitlines() if log.exists() else ():
+            what, name, attempt, when = line.split()
+            (self.starts if what == "start" else self.ends).setdefault(name, []).append((int(attempt), float(when)))
+
+    def runs(self, name: str) -> int:
+        """How many times the task's body ran to its end."""
+        return len(self.ends.get(name, []))
+
+    def started(self, name: str) -> int:
+        return len(self.starts.get(name, []))
+
+    def overlaps(self) -> list[str]:
+        """Tasks two of whose attempts ran at the same moment (an attempt with no end runs on)."""
+        found = []
+        for name, starts in self.starts.items():
+            ends = dict(self.ends.get(name, []))
+            spans = sorted((start, ends.get(attempt, float("inf"))) for attempt, start in starts)
+            if any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])):
+                found.append(name)
+        return found
