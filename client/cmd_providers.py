@@ -91,7 +91,7 @@ def provider_table(providers: list[provider_pb2.Provider]) -> str:
     rows = (
         (
             provider.id,
-            output.provider_state(provider.state),
+            state_text(provider),
             f"{provider.slots_in_use}/{provider.slots}",
             output.labels(provider.labels),
             output.age(provider.last_seen_time),
@@ -108,7 +108,7 @@ def provider_details(provider: provider_pb2.Provider) -> str:
     return output.fields(
         [
             ("ID", provider.id),
-            ("State", output.provider_state(provider.state)),
+            ("State", state_text(provider)),
             ("Slots used", f"{provider.slots_in_use}/{provider.slots}"),
             ("Labels", output.labels(provider.labels)),
             ("Heartbeat", f"every {heartbeat:g}s" if (heartbeat := provider.heartbeat_interval_seconds) else None),
@@ -119,5 +119,24 @@ def provider_details(provider: provider_pb2.Provider) -> str:
             ("CPUs", facts.cpu_count or None),
             ("Memory", f"{facts.memory_bytes / 2**30:.1f} GiB" if facts.memory_bytes else None),
             ("Python", facts.python_version),
+            ("Containment", containment_text(provider)),
         ]
     )
+
+
+def state_text(provider: provider_pb2.Provider) -> str:
+    """The state, and while a restart grace runs for it, when that ends."""
+    state = output.provider_state(provider.state)
+    if provider.HasField("restart_grace_until") and provider.state == provider_pb2.PROVIDER_STATE_SUSPECT:
+        return f"{state} (restart grace ends {output.until(provider.restart_grace_until)})"
+    return state
+
+
+def containment_text(provider: provider_pb2.Provider) -> str | None:
+    """How its attempts are contained, and how soon a lost agent's attempts are certainly killed."""
+    if not provider.containment:
+        return None
+    if provider.kill_deadline_seconds:
+        return (f"{provider.containment}; a lost agent's attempts are killed within the reconnect grace "
+                f"+ {provider.kill_deadline_seconds:g}s")
+    return provider.containment
