@@ -98,7 +98,11 @@ class ServerProc(Proc):
                 "--data-dir", str(self.data_dir), "--db", db_url, "--address-file", str(self.address_file),
                 "--reconnect-grace", str(grace), *(["--insecure"] if insecure else []), *extra]
         super().__init__(argv, workdir / "server.log")
-        self.address, self.agent_address = self._await_addresses()
+        try:
+            self.address, self.agent_address = self._await_addresses()
+        except BaseException:  # a server that never listened is no one's to stop later
+            self.kill()
+            raise
         self.ca = self.data_dir / "ca-bundle.crt"
         self.token = "" if insecure else (self.data_dir / "admin.token").read_text().strip()
         self._join_token_file: Path | None = None
