@@ -18,8 +18,7 @@ class FenceRules:
             return ""
         if provider.conn_id:  # connected: it confirms the stop (report, probe, reconnect)
             fence = Fence(provider_id, number, None, probe=self.ids.probe)
-            epoch = provider.epoch
-            self._cs.timers.append((self.config.terminate_grace, lambda e: e.check_stops(provider_id, epoch)))
+            self._arm_stop_check(provider)
         else:
             until = certainly_stopped_by(provider, self.now, self.config.reconnect_grace)
             if until <= self.now:
@@ -80,6 +79,9 @@ class FenceRules:
         among them is confirmed."""
         self._lift(self.fences.not_held(provider_id, held, probe))
         self._maybe_close_revoked(provider_id)
+        provider = self.providers.get(provider_id)
+        if provider is not None and provider.conn_id and self.fences.awaiting(provider_id):
+            self._arm_stop_check(provider)  # what it still holds: it was told to stop it
 
     def _stop_confirmed(self, provider_id: str, task_id: int, number: int) -> None:
         if self.fences.confirmed(provider_id, task_id, number):
@@ -98,15 +100,23 @@ class FenceRules:
         if moved:
             self._lift_at(until)
 
-    def check_stops(self, provider_id: str, epoch: int) -> None:
+    def _arm_stop_check(self, provider: ProviderRt) -> None:
+        """One check per provider a while after it was asked to stop attempts."""
+        if not provider.stop_check:
+            provider.stop_check = True
+            provider_id = provider.id
+            self._cs.timers.append((self.config.terminate_grace, lambda e: e.check_stops(provider_id)))
+
+    def check_stops(self, provider_id: str) -> None:
         """Stops asked of a connected provider a while ago are not confirmed yet: ask it what it
         still runs (an unanswered probe makes it LOST, and its keeper's promise applies)."""
         provider = self.providers.get(provider_id)
-        if provider is None or provider.epoch != epoch or not provider.conn_id:
+        if provider is None:
             return
-        if self.fences.awaiting(provider_id):
+        provider.stop_check = False
+        if provider.conn_id and self.fences.awaiting(provider_id):
             self._probe(provider)
-            self._cs.timers.append((self.config.terminate_grace, lambda e: e.check_stops(provider_id, epoch)))
+            self._arm_stop_check(provider)
 
     def _maybe_close_revoked(self, provider_id: str) -> None:
         provider = self.providers.get(provider_id)

@@ -130,6 +130,7 @@ class ProviderRt:
     grace_until: float | None = None  # the end of the restart grace it is given after a server restart
     leaving: bool = False  # it said goodbye: its attempts are handed on, it takes no work
     close_when_clear: bool = False  # revoked: close its stream once it confirms its attempts stopped
+    stop_check: bool = False  # a check on stops it has not confirmed is due (fencing.check_stops)
 
     @property
     def free(self) -> int:

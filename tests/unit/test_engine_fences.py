@@ -130,7 +130,7 @@ def test_drain_waits_for_the_stop_to_be_confirmed_by_report_probe_or_reconnect()
     e.probe_reply("a", 1, probe, [(task.id, 1, 0)])  # still running it: keep waiting
     assert assigned(e.take_changes()) == {}
     e.begin(110.0)
-    e.check_stops("a", e.providers["a"].epoch)
+    e.check_stops("a")
     probe = e.take_changes().probes["a"]
     e.probe_reply("a", 1, probe, [])
     assert assigned(e.take_changes()) == {"b": [("t", 2)]}
