@@ -32,6 +32,7 @@ from .inventory import InventoryRules
 from .lateness import NOT_STARTED, LatenessRules
 from .policies import normalize
 from .providers import CONNECTED, ProviderRules
+from .requests import PriorJob, RequestKey, Requests
 from .reruns import RerunRules
 from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
 from .status import COUNT_BUCKETS, task_status
@@ -98,6 +99,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self._held: dict[int, dict[int, None]] = {}  # job id -> its tasks on hold, in order
         self._conditional: dict[int, None] = {}  # queued tasks whose job has runtime conditions
         self._init_reruns()
+        self.requests = Requests()  # request ids of idempotent submits -> the jobs they made
 
     # ----- restart -------------------------------------------------------------------
 
@@ -167,7 +169,12 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
 
     # ----- jobs ----------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, drafts: list[TaskDraft], owner: str = "") -> JobRt:
+    def submit(self, spec: JobSpec, drafts: list[TaskDraft], owner: str = "",
+               request: RequestKey | None = None) -> JobRt | PriorJob:
+        """A new job; or, when this owner sent `request`'s id before, the job it made then (requests.py)."""
+        prior = self.requests.prior(owner, request, self.now) if request is not None else None
+        if prior is not None:
+            return prior
         unmet = self._unmet_requirements(drafts)
         if unmet and not spec.wait_for_providers:
             index, why = next(iter(unmet.values()))
@@ -177,7 +184,10 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         if lacking and not spec.wait_for_providers:
             raise FailedPrecondition(f"spec.tasks[{lacking[0]}].prerequisites: {lacking[1]}; provide it on an "
                                      "agent or set wait_for_providers = true to queue the job until one has it")
-        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner)
+        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner,
+                    request=request)
+        if request is not None:
+            self.requests.remember(owner, request, job.id, self.now)
         job.counts = {"total": len(drafts), "not_ok": 0}  # not_ok: tasks that ended FAILED or CANCELLED
         self.jobs[job.id] = job
         self._cs.job(job, new=True)
