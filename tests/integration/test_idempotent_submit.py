@@ -149,6 +149,20 @@ def test_a_request_id_gets_its_finished_job_back_after_a_kill_9_and_restart(clus
     assert job_ids(cluster) == [job.id]
 
 
+@pytest.mark.server_args("--request-id-ttl", "1")
+def test_a_request_id_makes_a_new_job_once_the_ttl_has_passed(cluster):
+    request_id = str(uuid.uuid4())
+    job = cluster.client.submit_job(SMALL, request_id=request_id)
+
+    def resubmitted():
+        again = cluster.client.submit_job(SMALL, request_id=request_id)
+        return again if again.id != job.id else None
+
+    later = wait_until(resubmitted, 30, "the request id to expire", interval=0.1)
+
+    assert sorted(job_ids(cluster)) == sorted([job.id, later.id])
+
+
 def test_a_bad_request_id_is_invalid_argument_naming_it(cluster):
     good = str(uuid.uuid4())
     for bad, words in [("not-a-uuid", "'not-a-uuid' is not a UUID"),
