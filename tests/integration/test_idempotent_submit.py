@@ -49,13 +49,16 @@ def via(proxy: TcpProxy, server, **options) -> Client:
     return Client.connect(proxy.address, token=server.token, ca=server.ca, **options)
 
 
-def lose_the_answer(cluster, proxy: TcpProxy, submit):
-    """Run `submit` (which mutes its connection with proxy.drop_answers() before it submits) and,
-    once the server has stored the job, cut the connection: the answer is lost on the way.
-    Returns what `submit` returns, or raises what it raises."""
+def lose_the_answer(cluster, proxy: TcpProxy, submit, *, timed_out=None):
+    """Run `submit` (which mutes its connection with proxy.drop_answers() before it submits).
+    Once the server has stored the job, and once `timed_out()` says the client's try has passed
+    its deadline (if given), cut the connection: the answer was lost on the way. Returns what
+    `submit` returns, or raises what it raises."""
     with ThreadPoolExecutor(1) as pool:
         call = pool.submit(submit)
         wait_until(lambda: job_ids(cluster), 60, "the server to store the job")
+        if timed_out is not None:
+            wait_until(timed_out, 30, "the client's first try to time out")
         proxy.cut()
         return call.result(60)
 
@@ -179,36 +182,32 @@ def test_a_bad_request_id_is_invalid_argument_naming_it(cluster):
 
 # ----- the SDK retries a submit, with the same request id ------------------------------------
 
+CODE = {"cut": "UNAVAILABLE", "deadline": "DEADLINE_EXCEEDED"}  # what the client's first try gets
+TIMEOUT = {"cut": 60, "deadline": 3}  # each try's deadline
+
+
+def timed_out(fault: str, caplog):
+    """For the deadline fault: whether the client logged that its try timed out (it retries next)."""
+    return (lambda: "DEADLINE_EXCEEDED" in caplog.text) if fault == "deadline" else None
+
 
 @pytest.mark.parametrize("fault", ["cut", "deadline"])
 def test_the_client_retries_a_submit_whose_answer_was_lost(cluster, fault, caplog):
     caplog.set_level(logging.INFO, logger="jobplane.client")
     proxy = TcpProxy(cluster.server.address)
     try:
-        with via(proxy, cluster.server, timeout=3 if fault == "deadline" else 60) as client:
+        with via(proxy, cluster.server, timeout=TIMEOUT[fault]) as client:
             client.whoami()
 
             def submit():
                 proxy.drop_answers()
                 return client.submit_job(SMALL)  # a fresh request id, the same on every try
 
-            job = lose_the_answer(cluster, proxy, submit) if fault == "cut" else \
-                time_out_once(cluster, proxy, submit, caplog)
+            job = lose_the_answer(cluster, proxy, submit, timed_out=timed_out(fault, caplog))
         assert job_ids(cluster) == [job.id]
-        assert f"submit failed with {'UNAVAILABLE' if fault == 'cut' else 'DEADLINE_EXCEEDED'}" in caplog.text
+        assert f"submit failed with {CODE[fault]}; trying again" in caplog.text
     finally:
         proxy.close()
-
-
-def time_out_once(cluster, proxy: TcpProxy, submit, caplog):
-    """Run `submit` with its answers lost until its first try has timed out, then cut the muted
-    connection so the next try gets through."""
-    with ThreadPoolExecutor(1) as pool:
-        call = pool.submit(submit)
-        wait_until(lambda: job_ids(cluster), 60, "the server to store the job")
-        wait_until(lambda: "DEADLINE_EXCEEDED" in caplog.text, 30, "the first try to time out")
-        proxy.cut()
-        return call.result(60)
 
 
 @pytest.mark.parametrize("fault", ["cut", "deadline"])
@@ -219,17 +218,16 @@ def test_the_async_client_retries_a_submit_whose_answer_was_lost(cluster, fault,
 
     async def submit_async():
         async with await AsyncClient.connect(proxy.address, token=server.token, ca=server.ca,
-                                             timeout=3 if fault == "deadline" else 60) as client:
+                                             timeout=TIMEOUT[fault]) as client:
             await client.whoami()
             proxy.drop_answers()
             return await client.submit_job(SMALL)
 
     try:
-        submit = lambda: asyncio.run(submit_async())  # noqa: E731
-        job = lose_the_answer(cluster, proxy, submit) if fault == "cut" else \
-            time_out_once(cluster, proxy, submit, caplog)
+        job = lose_the_answer(cluster, proxy, lambda: asyncio.run(submit_async()),
+                              timed_out=timed_out(fault, caplog))
         assert job_ids(cluster) == [job.id]
-        assert f"submit failed with {'UNAVAILABLE' if fault == 'cut' else 'DEADLINE_EXCEEDED'}" in caplog.text
+        assert f"submit failed with {CODE[fault]}; trying again" in caplog.text
     finally:
         proxy.close()
 
