@@ -5,7 +5,9 @@ last of its tasks running again on another provider, with default server setting
 A third run kills a provider running --order-tasks one-task jobs with shuffled continuation
 priorities, while the two receivers have half as many slots as there are tasks (each
 continued task ends at once): it prints the time to the first and the last continuation
-dispatched, and whether the dispatch order was exactly the priority order.
+dispatched, and whether the dispatch order was exactly the priority order. Its server takes
+submits faster than the default --submit-rate (50/s per identity), so that all the jobs go
+in at once.
 
     python bench/failover.py [--agents 3] [--tasks 12] [--order-tasks 200]
 
@@ -74,7 +76,7 @@ def run_order(tasks: int) -> None:
         work = Path(tmp)
         pids = work / "pids"
         pids.mkdir()
-        server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
+        server = ServerProc(work, f"sqlite:///{work / 'bench.db'}", extra=["--submit-rate", str(max(50, tasks))])
         victim = AgentProc(work, server, "victim", slots=tasks)
         receivers: list[AgentProc] = []
         client = server.client()

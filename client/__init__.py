@@ -29,6 +29,7 @@ from jobplane.client.errors import (
 )
 from jobplane.client.events import is_finished
 from jobplane.client.jobfile import JobFile, job_spec_from_mapping, load_job_file, parse_job_file
+from jobplane.client.retry import Retry
 from jobplane.client.security import ROLES, parse_role
 from jobplane.client.sync import Client
 
@@ -48,6 +49,7 @@ __all__ = [
     "PermissionDenied",
     "ROLES",
     "ResourceExhausted",
+    "Retry",
     "Unauthenticated",
     "Unavailable",
     "is_finished",

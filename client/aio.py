@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -13,10 +14,11 @@ import grpc
 from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_target
 from jobplane.client.credentials import Credentials
 from jobplane.client.conflicts import check_request, create_request
-from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
+from jobplane.client.errors import JobplaneError, ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, plan_request
-from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
+from jobplane.client.jobfile import signature_structs
 from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
+from jobplane.client.retry import Retry, next_pause, submit_request
 from jobplane.client.security import token_request
 from jobplane.client.views import save_request
 from jobplane.v1 import (
@@ -48,9 +50,10 @@ class AsyncClient:
     """An asyncio connection to a jobplane server; see `Client` for the semantics of each method."""
 
     def __init__(self, channel: grpc.aio.Channel, *, target: str, timeout: float = 10.0,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
         self.target = target
         self.timeout = timeout
+        self.retry = retry  # how submit_job retries (the only call that does)
         self.credentials = credentials  # None when built from a channel: unknown
         self._channel = channel
         self._jobs = job_pb2_grpc.JobServiceStub(channel)
@@ -74,12 +77,14 @@ class AsyncClient:
         cert: str | Path | bytes | None = None,
         key: str | Path | bytes | None = None,
         timeout: float = 10.0,
+        retry: Retry = Retry(),
     ) -> AsyncClient:
-        """Open a channel to `address`; connects lazily. Credentials as for `Client.connect`."""
+        """Open a channel to `address`; connects lazily. Options as for `Client.connect`."""
         target = resolve_target(address)
         given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
         credentials = locate_credentials(target, given)
-        return cls(open_aio_channel(target, credentials), target=target, timeout=timeout, credentials=credentials)
+        return cls(open_aio_channel(target, credentials), target=target, timeout=timeout, credentials=credentials,
+                   retry=retry)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -92,10 +97,19 @@ class AsyncClient:
 
     # Jobs
 
-    async def submit_job(self, spec: job_pb2.JobSpec | Mapping[str, Any]) -> job_pb2.Job:
-        if not isinstance(spec, job_pb2.JobSpec):
-            spec = job_spec_from_mapping(spec)
-        return (await self._unary(self._jobs.SubmitJob, job_pb2.SubmitJobRequest(spec=spec))).job
+    async def submit_job(
+        self, spec: job_pb2.JobSpec | Mapping[str, Any], *, request_id: str | None = None
+    ) -> job_pb2.Job:
+        request = submit_request(spec, request_id)
+        pauses = self.retry.pauses()
+        while True:
+            try:
+                return (await self._unary(self._jobs.SubmitJob, request)).job
+            except JobplaneError as error:
+                pause = next_pause(pauses, error, request)
+                if pause is None:
+                    raise
+            await asyncio.sleep(pause)
 
     async def get_job(self, job_id: str) -> job_pb2.Job:
         return (await self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))).job

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from contextlib import closing
 
 from jobplane.client import output
@@ -37,15 +38,31 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="follow the job's events until it ends, then show its tasks; exit 1 unless it succeeded",
     )
+    parser.add_argument(
+        "--request-id",
+        type=request_id,
+        metavar="UUID",
+        help="submit at most once under this id (e.g. from `uuidgen`): running the command again with the "
+        "same id and file within a day prints the job it made instead of making another",
+    )
     add_server_option(parser)
     add_output_option(parser)
     parser.set_defaults(run=run)
 
 
+def request_id(text: str) -> str:
+    """--request-id: a UUID, sent in the 36-character form the server takes."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:60]!r} is not a UUID; use one like "
+                                         "3c1d0a4e-8f7b-4d2a-9e61-0b5f2a7c9d13 (`uuidgen` prints one)") from None
+
+
 def run(args: argparse.Namespace) -> int:
     job_file = load_job_file(args.file)  # before connecting: a bad file never reaches a server
     with connect(args) as client:
-        job = submit(client, job_file)
+        job = submit(client, job_file, request_id=args.request_id)
         if wants_json(args) and not args.watch:
             print(output.json_document(job))
             return EXIT_OK
@@ -63,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if job.state == job_pb2.JOB_STATE_SUCCEEDED else EXIT_JOB_FAILED
 
 
-def submit(client: Client, job_file: JobFile) -> job_pb2.Job:
-    """Submit the file's spec; a rejected field is reported at its line in the file."""
+def submit(client: Client, job_file: JobFile, *, request_id: str | None = None) -> job_pb2.Job:
+    """Submit the file's spec (under `request_id`, else a fresh one); a rejected field is reported
+    at its line in the file."""
     try:
-        return client.submit_job(job_file.spec)
+        return client.submit_job(job_file.spec, request_id=request_id)
     except InvalidArgument as error:
         raise JobFileError([job_file.locate(error.message)]) from error
     except FailedPrecondition as error:  # e.g. `spec.tasks[0].requires: no provider is connected`

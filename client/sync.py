@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import timedelta
@@ -14,10 +15,11 @@ import grpc
 from jobplane.client.channel import locate_credentials, open_channel, resolve_target
 from jobplane.client.credentials import Credentials
 from jobplane.client.conflicts import check_request, create_request
-from jobplane.client.errors import ResourceExhausted, Unavailable, rpc_errors
+from jobplane.client.errors import JobplaneError, ResourceExhausted, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, plan_request
-from jobplane.client.jobfile import job_spec_from_mapping, signature_structs
+from jobplane.client.jobfile import signature_structs
 from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
+from jobplane.client.retry import Retry, next_pause, submit_request
 from jobplane.client.security import token_request
 from jobplane.client.views import save_request
 from jobplane.v1 import (
@@ -52,9 +54,10 @@ class Client:
     """
 
     def __init__(self, channel: grpc.Channel, *, target: str, timeout: float = 10.0,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
         self.target = target
         self.timeout = timeout
+        self.retry = retry  # how submit_job retries (the only call that does)
         self.credentials = credentials  # None when built from a channel: unknown
         self._channel = channel
         self._jobs = job_pb2_grpc.JobServiceStub(channel)
@@ -78,6 +81,7 @@ class Client:
         cert: str | Path | bytes | None = None,
         key: str | Path | bytes | None = None,
         timeout: float = 10.0,
+        retry: Retry = Retry(),
     ) -> Client:
         """Open a channel to `address` (default: `channel.resolve_target`). Connects lazily:
         an unreachable server shows as Unavailable on the first call.
@@ -87,11 +91,13 @@ class Client:
         $JOBPLANE_CA and $JOBPLANE_INSECURE, then for a server on this machine from the running
         `jobplane up` or the server's data directory (see `channel.locate_credentials`).
         Raises CredentialsError (an InvalidArgument) for unreadable or contradictory options.
+        `timeout` is each call's deadline; `retry` says how `submit_job` retries.
         """
         target = resolve_target(address)
         given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
         credentials = locate_credentials(target, given)
-        return cls(open_channel(target, credentials), target=target, timeout=timeout, credentials=credentials)
+        return cls(open_channel(target, credentials), target=target, timeout=timeout, credentials=credentials,
+                   retry=retry)
 
     def close(self) -> None:
         self._channel.close()
@@ -104,11 +110,25 @@ class Client:
 
     # Jobs
 
-    def submit_job(self, spec: job_pb2.JobSpec | Mapping[str, Any]) -> job_pb2.Job:
-        """Submit a job; a mapping is the parsed job-file dict (raises JobFileError if malformed)."""
-        if not isinstance(spec, job_pb2.JobSpec):
-            spec = job_spec_from_mapping(spec)
-        return self._unary(self._jobs.SubmitJob, job_pb2.SubmitJobRequest(spec=spec)).job
+    def submit_job(self, spec: job_pb2.JobSpec | Mapping[str, Any], *, request_id: str | None = None) -> job_pb2.Job:
+        """Submit a job; a mapping is the parsed job-file dict (raises JobFileError if malformed).
+
+        Idempotent: the submit carries `request_id` (a UUID; default a fresh one per call) and is
+        tried again with it on Unavailable and DeadlineExceeded, as `retry` says. The server makes
+        one job per id (for a day, `--request-id-ttl`), so a retry whose first answer was lost gets
+        that same job back. Pass your own id to repeat a submit safely across processes; the same
+        id with another spec raises AlreadyExists. `request_id=""` sends none and never retries.
+        """
+        request = submit_request(spec, request_id)
+        pauses = self.retry.pauses()
+        while True:
+            try:
+                return self._unary(self._jobs.SubmitJob, request).job
+            except JobplaneError as error:
+                pause = next_pause(pauses, error, request)
+                if pause is None:
+                    raise
+            time.sleep(pause)
 
     def get_job(self, job_id: str) -> job_pb2.Job:
         return self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id)).job

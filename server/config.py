@@ -50,6 +50,7 @@ class ServerConfig:
     enroll_rate: float = 5.0
     max_streams: int = 64
     inventory_ttl: float = 300.0  # seconds a provider's scan result counts as fresh
+    request_id_ttl: float = 86400.0  # seconds a submit's request id gets its job back (AIP-155)
     event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
 

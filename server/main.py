@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--max-streams", type=int, default=64, help="open streams (watches, agent links) per identity")
     p.add_argument("--inventory-ttl", type=float, default=300.0, metavar="SECONDS",
                    help="how long a prerequisite scan result counts as fresh (default: %(default)s)")
+    p.add_argument("--request-id-ttl", type=float, default=86400.0, metavar="SECONDS",
+                   help="how long a submit's request id gets the same job back on a retry (default: %(default)s)")
     p.add_argument("--event-retention", type=float, default=0.0, metavar="SECONDS",
                    help="delete events older than this (0 = keep them all, the default)")
     p.add_argument("--watcher-queue", type=int, default=WATCHER_QUEUE_BATCHES, metavar="N",
@@ -86,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--watcher-queue must be >= 1")
     if a.inventory_ttl <= 0:
         p.error("--inventory-ttl must be > 0")
+    if a.request_id_ttl <= 0:
+        p.error("--request-id-ttl must be > 0 (AIP-155 asks for at least 86400, a day)")
     if a.max_message_bytes < 1024 or a.max_streams < 1:
         p.error("--max-message-bytes must be >= 1024 and --max-streams >= 1")
     if a.standby_idle < 0 or a.retry_backoff < 0:
@@ -104,7 +108,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
-                        event_retention=a.event_retention, watcher_queue=a.watcher_queue)
+                        event_retention=a.event_retention, watcher_queue=a.watcher_queue,
+                        request_id_ttl=a.request_id_ttl)
 
 
 async def serve(config: ServerConfig) -> int:

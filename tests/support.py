@@ -161,7 +161,8 @@ class AgentProc(Proc):
 
 class TcpProxy:
     """A loopback TCP proxy whose connections a test can cut, to break an agent's
-    stream without killing the agent (a network failure, not a crash)."""
+    stream without killing the agent (a network failure, not a crash), and whose
+    open connections can lose the server's answers while requests still go through."""
 
     def __init__(self, target: str) -> None:
         import threading
@@ -171,6 +172,8 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._socks: list[socket.socket] = []
+        self._clients: list[socket.socket] = []  # the client side of each open connection
+        self._muted: set[socket.socket] = set()  # clients the server's answers no longer reach
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -186,14 +189,15 @@ class TcpProxy:
                 return
             with self._lock:
                 self._socks += [client, upstream]
+                self._clients.append(client)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if dst not in self._muted:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -203,10 +207,18 @@ class TcpProxy:
                 except OSError:
                     pass
 
+    def drop_answers(self) -> None:
+        """From now on the connections open now lose whatever the server sends (requests still
+        go through): the server does the work, its answer never arrives. New connections are
+        not affected; `cut` ends the muted ones."""
+        with self._lock:
+            self._muted.update(self._clients)
+
     def cut(self) -> None:
         """Break every connection through the proxy; new ones are still accepted."""
         with self._lock:
             socks, self._socks = self._socks, []
+            self._clients, self._muted = [], set()
         for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)

@@ -34,6 +34,7 @@ from .inventory import InventoryRules
 from .lateness import NOT_STARTED, LatenessRules
 from .policies import normalize
 from .providers import CONNECTED, ProviderRules
+from .requests import PriorJob, RequestKey, Requests
 from .reruns import RerunRules
 from .state import AttemptRt, ChangeSet, JobRt, ProviderRt, TaskRt
 from .status import COUNT_BUCKETS, task_status
@@ -103,6 +104,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         self.fences = Fences()  # tasks whose earlier attempt may still run somewhere
         self._parked: set[int] = set()  # fenced tasks that wait for their fence to enter the ready queue
         self._init_reruns()
+        self.requests = Requests()  # request ids of idempotent submits -> the jobs they made
 
     # ----- restart -------------------------------------------------------------------
 
@@ -174,7 +176,12 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
 
     # ----- jobs ----------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, drafts: list[TaskDraft], owner: str = "") -> JobRt:
+    def submit(self, spec: JobSpec, drafts: list[TaskDraft], owner: str = "",
+               request: RequestKey | None = None) -> JobRt | PriorJob:
+        """A new job; or, when this owner sent `request`'s id before, the job it made then (requests.py)."""
+        prior = self.requests.prior(owner, request, self.now) if request is not None else None
+        if prior is not None:
+            return prior
         unmet = self._unmet_requirements(drafts)
         if unmet and not spec.wait_for_providers:
             index, why = next(iter(unmet.values()))
@@ -184,7 +191,10 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         if lacking and not spec.wait_for_providers:
             raise FailedPrecondition(f"spec.tasks[{lacking[0]}].prerequisites: {lacking[1]}; provide it on an "
                                      "agent or set wait_for_providers = true to queue the job until one has it")
-        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner)
+        job = JobRt(self.ids.take("job"), spec.name, spec.priority, spec, JobState.QUEUED, self.now, owner=owner,
+                    request=request)
+        if request is not None:
+            self.requests.remember(owner, request, job.id, self.now)
         job.counts = {"total": len(drafts), "not_ok": 0}  # not_ok: tasks that ended FAILED or CANCELLED
         self.jobs[job.id] = job
         self._cs.job(job, new=True)

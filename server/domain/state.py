@@ -32,6 +32,7 @@ class JobRt:
     hold_reason: str = ""  # why its tasks may not start yet: a conflict, its window (derived)
     window: tuple[float, float | None] | None = None  # (opens, closes) when it has a window
     facts: object = None  # conflicts.JobFacts, made on first use
+    request: object = None  # requests.RequestKey of an idempotent submit: stored with the new job
 
     @property
     def status(self) -> Status:

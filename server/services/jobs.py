@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import re
 import time
 
 
@@ -13,6 +15,7 @@ from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 from ..domain.extract import extract_tasks
 from ..domain.model import EventKind, JobState
 from ..domain.query import Term, parse_filter
+from ..domain.requests import RequestKey
 from ..domain.status import job_raw
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import current_caller
@@ -21,20 +24,43 @@ from . import convert, listing
 from .base import Deps, may_see, page_size, rpc, status_code
 from .watch import stream_events
 
+UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+UUID_EXAMPLE = "3c1d0a4e-8f7b-4d2a-9e61-0b5f2a7c9d13"
+
 
 class JobService(job_pb2_grpc.JobServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
+        self._requests_loaded: asyncio.Future | None = None
 
     @rpc
     async def SubmitJob(self, request, context):
         if not request.HasField("spec"):
             raise InvalidArgument("spec", "missing; send the job spec to run")
-        spec, drafts = await asyncio.to_thread(prepare, request.spec, self.d.config)
+        request_id = parse_request_id(request.request_id)
+        spec, drafts, key = await asyncio.to_thread(prepare_submit, request.spec, request_id, self.d.config)
         caller = current_caller.get()
         owner = "" if caller.method == "insecure" else caller.identity
-        job = await self.d.core.call(lambda engine: engine.submit(spec, drafts, owner))
-        return job_pb2.SubmitJobResponse(job=await self._job(job.id))
+        if key is not None:
+            await self._load_requests()
+        job = await self.d.core.call(lambda engine: engine.submit(spec, drafts, owner, key))
+        return job_pb2.SubmitJobResponse(job=await self._job(job.id))  # a repeated request: the job it made
+
+    async def _load_requests(self) -> None:
+        """Before the first submit with a request id, the engine learns the ids of the jobs
+        submitted within the TTL (before a restart too). Once; concurrent submits wait for it."""
+        if self._requests_loaded is None:
+            self._requests_loaded = asyncio.ensure_future(self._read_requests())
+        try:
+            await asyncio.shield(self._requests_loaded)
+        except Exception:
+            self._requests_loaded = None  # the next submit tries again
+            raise
+
+    async def _read_requests(self) -> None:
+        ttl = self.d.config.request_id_ttl
+        rows = await self.d.read(self.d.store.recent_requests, time.time() - ttl)
+        await self.d.core.call(lambda engine: engine.requests.load(rows, ttl, engine.now))
 
     @rpc
     async def GetJob(self, request, context):
@@ -179,6 +205,28 @@ def prepare(spec_message: job_pb2.JobSpec, cfg) -> tuple:
     """The spec and its extracted tasks, validated (both O(tasks): run it off the event loop)."""
     spec = convert.job_spec_from_proto(spec_message)
     return spec, extract_tasks(spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
+
+
+def parse_request_id(value: str) -> str:
+    """SubmitJobRequest.request_id in its canonical (lower-case) form; "" when there is none."""
+    if len(value) > len(UUID_EXAMPLE):
+        raise InvalidArgument("request_id", f"{len(value)} characters long; a request id is a UUID of 36 "
+                              f"characters like {UUID_EXAMPLE} (e.g. str(uuid.uuid4()))")
+    if value and not UUID_FORM.fullmatch(value):
+        raise InvalidArgument("request_id", f"{value!r} is not a UUID; send one like {UUID_EXAMPLE} "
+                              "(e.g. str(uuid.uuid4())), the same one on every retry of the submit")
+    return value.lower()
+
+
+def prepare_submit(spec_message: job_pb2.JobSpec, request_id: str, cfg) -> tuple:
+    """`prepare`, and the submit's RequestKey (None without a request id): two submits are the
+    same request when their specs serialize to the same bytes (add any future field of
+    SubmitJobRequest that changes what is made to the digest)."""
+    spec, drafts = prepare(spec_message, cfg)
+    if not request_id:
+        return spec, drafts, None
+    digest = hashlib.sha256(spec_message.SerializeToString(deterministic=True)).hexdigest()
+    return spec, drafts, RequestKey(request_id, digest)
 
 
 def _by_status(groups: list[tuple[int, int, int]], status_of) -> list[tuple[int, int]]:

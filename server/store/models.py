@@ -37,9 +37,14 @@ class JobRow(BaseModel):
     end_time = DoubleField(null=True)
     owner = CharField(max_length=200, default="", index=True)  # the submitting user
     hold = TextField(default="")  # held by hand: who and why; "" = not held
+    # Idempotent submit (AIP-155): the caller's request id (null: none) and the sha256 of the
+    # spec it came with. A retry within the TTL gets this job back (domain/requests.py).
+    request_id = CharField(max_length=36, null=True)
+    request_digest = CharField(max_length=64, default="")
 
     class Meta:
         table_name = "job"
+        indexes = ((("owner", "request_id"), True),)  # a request id makes one job per identity
 
 
 class TaskRow(BaseModel):

@@ -58,8 +58,8 @@ class Store:
 
     def create_schema(self) -> None:
         with self.db.connection_context():
+            self._add_missing_columns()  # first: the indexes created next may use the new columns
             self.db.create_tables(ALL_MODELS, safe=True)
-            self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""
@@ -69,6 +69,8 @@ class Store:
         migrator = PostgresqlMigrator(self.db) if isinstance(self.db, PostgresqlDatabase) else SqliteMigrator(self.db)
         for model in ALL_MODELS:
             table = model._meta.table_name
+            if not self.db.table_exists(table):
+                continue  # created whole by create_tables
             have = {c.name for c in self.db.get_columns(table)}
             missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
             if missing:
@@ -118,7 +120,9 @@ class Store:
             raise StoreFailure(explain(exc, self.db)) from root_cause(exc)
 
     def _write(self, cs: ChangeSet) -> None:
-        self._insert(JobRow, [_job_row(cs.jobs[i]) for i in sorted(cs.new_jobs)])
+        new_jobs = [cs.jobs[i] for i in sorted(cs.new_jobs)]
+        self._release_request_ids(new_jobs)
+        self._insert(JobRow, [_job_row(j) for j in new_jobs])
         self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
         self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
         self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])
@@ -152,6 +156,12 @@ class Store:
         if params:
             sql = sql.replace("?", self.db.param)
             self.db.cursor().executemany(sql, params)
+
+    def _release_request_ids(self, jobs) -> None:
+        """A new job may reuse a request id its owner used longer ago than the TTL (the engine
+        checked the younger ones): the old job gives it up, to keep (owner, request_id) unique."""
+        self._executemany("UPDATE job SET request_id = NULL WHERE owner = ? AND request_id = ?",
+                          [(j.owner, j.request.id) for j in jobs if j.request is not None])
 
     def _update_jobs(self, jobs) -> None:
         self._executemany(
@@ -207,6 +217,13 @@ class Store:
                 for t in rec.tasks])
 
     # ----- reads ---------------------------------------------------------------------
+
+    def recent_requests(self, since: float) -> list[tuple[str, str, str, int, float]]:
+        """(owner, request id, spec digest, job id, submit time) of the jobs submitted with a
+        request id after `since`, oldest first: what Requests.load takes."""
+        query = (JobRow.select(JobRow.owner, JobRow.request_id, JobRow.request_digest, JobRow.id, JobRow.submit_time)
+                 .where(JobRow.request_id.is_null(False) & (JobRow.submit_time > since)).order_by(JobRow.id))
+        return list(query.tuples())
 
     def get_job(self, job_id: int) -> JobRow | None:
         return JobRow.get_or_none(JobRow.id == job_id)
@@ -304,7 +321,8 @@ def _job_row(j) -> dict:
     return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec),
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
-            "hold": j.hold}
+            "hold": j.hold, "request_id": j.request.id if j.request else None,
+            "request_digest": j.request.digest if j.request else ""}
 
 
 def _task_row(t) -> dict:
