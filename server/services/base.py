@@ -23,6 +23,7 @@ from ..errors import (
     ResourceExhausted,
     StoreFailure,
 )
+from ..domain.limits import MAX_DETAILS, MAX_ID, PAGE_BYTES
 from ..events import EventHub
 from ..security.policy import current_caller
 from ..store.repo import Store
@@ -57,6 +58,13 @@ def status_code(exc: JobplaneError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def details(exc: Exception) -> str:
+    """An error's message as sent: cut to MAX_DETAILS characters, since it travels in a
+    header and gRPC refuses headers over 16 KiB (the caller would see only that)."""
+    text = str(exc)
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS - 30] + f"... ({len(text)} characters)"
+
+
 def rpc(method: Callable) -> Callable:
     """Map domain errors raised by a unary handler to their status codes."""
 
@@ -65,7 +73,7 @@ def rpc(method: Callable) -> Callable:
         try:
             return await method(self, request, context)
         except JobplaneError as exc:
-            await context.abort(status_code(exc), str(exc))
+            await context.abort(status_code(exc), details(exc))
 
     return handler
 
@@ -81,6 +89,11 @@ class Deps:
         self.config = config
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
+
+    @property
+    def page_bytes(self) -> int:
+        """How many bytes of rows one List response may carry: well inside what may be sent."""
+        return min(PAGE_BYTES, self.config.max_message_bytes // 2)
 
     async def read(self, fn: Callable[..., Any], *args) -> Any:
         """Run a blocking store read on the reader threads."""
@@ -103,7 +116,7 @@ def decode_token(token: str) -> int | None:
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
         tag, _, value = text.partition(":")
-        if tag == "jp1" and value.isdigit():
+        if tag == "jp1" and value.isascii() and value.isdigit() and int(value) <= MAX_ID:
             return int(value)
     except (ValueError, UnicodeDecodeError):
         pass

@@ -15,6 +15,7 @@ import grpc
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from ..domain.filters import parse_filter
+from ..domain.limits import check_seconds
 from ..domain.model import ProviderState
 from ..domain.state import ChangeSet
 from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
@@ -198,8 +199,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     async def DrainProvider(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to drain")
-        if not math.isfinite(request.deadline_seconds) or request.deadline_seconds < 0:
-            raise InvalidArgument("deadline_seconds", "must be a number of seconds >= 0 (0 = no limit)")
+        check_seconds("deadline_seconds", request.deadline_seconds, "no limit")
         if request.deadline_seconds and not request.wait:
             raise InvalidArgument("deadline_seconds", "only applies with wait; without it tasks are handed on at once")
         provider = await self.d.core.call(
