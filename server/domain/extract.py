@@ -11,13 +11,12 @@ from dataclasses import replace
 
 from ..errors import InvalidArgument
 from . import limits
-from .limits import check_arg, check_entries, check_json, check_map, check_seconds, check_text, shown
+from .limits import MAX_NAME, check_arg, check_entries, check_json, check_map, check_seconds, check_text, shown
 from .model import JobSpec, TaskDraft, TaskSpec
 from .signatures import parse_signatures
 from .timing import check_rule
 from .windows import check_window
 
-NAME_MAX = 200
 PRIORITY_MAX = 1_000_000
 RULES_MAX = 50
 PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -112,7 +111,7 @@ def _check_count(templates: list[TaskSpec], max_tasks: int) -> None:
 
 def _check_continuation(spec: JobSpec) -> None:
     for i, rule in enumerate(spec.continuation_rules):
-        check_text(f"spec.continuation_rules[{i}].value", rule.value, NAME_MAX)
+        check_text(f"spec.continuation_rules[{i}].value", rule.value, MAX_NAME)
     values = [spec.continuation_priority] if spec.continuation_priority is not None else []
     values += [rule.priority for rule in spec.continuation_rules]
     if any(abs(v) > PRIORITY_MAX for v in values):
@@ -126,12 +125,11 @@ def _check_continuation(spec: JobSpec) -> None:
 
 def _check_scheduling(spec: JobSpec) -> None:
     """Class, window, runtime conditions, locks and transient failures (conflicts and holds)."""
-    if len(spec.job_class) > NAME_MAX:
-        raise InvalidArgument("spec.job_class", f"is {len(spec.job_class)} characters; use at most {NAME_MAX}")
+    if len(spec.job_class) > MAX_NAME:
+        raise InvalidArgument("spec.job_class", f"is {len(spec.job_class)} characters; use at most {MAX_NAME}")
     check_window("spec", spec.window)
-    check_seconds("spec.give_up_after_seconds", spec.window.give_up_after_seconds, "never")
     for i, text in enumerate(spec.conditions[:limits.MAX_ENTRIES]):
-        check_text(f"spec.conditions[{i}]", text, NAME_MAX)
+        check_text(f"spec.conditions[{i}]", text, MAX_NAME)
     spec.parsed_conditions  # noqa: B018 - parsing raises InvalidArgument naming the condition
     check_entries("spec.locks", spec.locks)
     spec.lock_modes  # noqa: B018
@@ -147,7 +145,7 @@ def _check_scheduling(spec: JobSpec) -> None:
         if not 0 <= code <= 255:
             raise InvalidArgument(f"spec.transient.exit_codes[{i}]", f"{code} is not an exit code (0 to 255)")
     for i, value in enumerate(t.raw_statuses):
-        if not value.strip() or len(value) > NAME_MAX:
+        if not value.strip() or len(value) > MAX_NAME:
             raise InvalidArgument(f"spec.transient.raw_statuses[{i}]", "must be a raw value of 1 to 200 characters")
 
 
@@ -193,8 +191,8 @@ def _check_lateness(path: str, lateness) -> None:
 
 
 def _check_name(path: str, name: str) -> None:
-    if len(name) > NAME_MAX:
-        raise InvalidArgument(path, f"is {len(name)} characters; use at most {NAME_MAX}")
+    if len(name) > MAX_NAME:
+        raise InvalidArgument(path, f"is {len(name)} characters; use at most {MAX_NAME}")
     if not name.strip():
         raise InvalidArgument(path, "must not be empty; give it a name")
 
@@ -222,7 +220,7 @@ def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
     check_text(f"{path}.cwd", task.cwd)
     if "\x00" in task.cwd:
         raise InvalidArgument(f"{path}.cwd", "contains a NUL character; remove it")
-    check_text(f"{path}.python", task.python, NAME_MAX)
+    check_text(f"{path}.python", task.python, MAX_NAME)
     if task.python and not PYTHON_TARGET.match(task.python):
         raise InvalidArgument(f"{path}.python", f"{task.python!r} is not module:function, e.g. 'mypkg.jobs:run'")
     if task.args_json:
@@ -287,7 +285,7 @@ def _json_list(path: str, text: str) -> list:
 def _expand_matrix(path: str, task: TaskSpec, base: TaskSpec) -> list[tuple[str, TaskSpec]]:
     names, axes = [], []
     for k, (name, values_json) in enumerate(task.matrix):
-        if len(name) > NAME_MAX or not PARAM_NAME.match(name):
+        if len(name) > MAX_NAME or not PARAM_NAME.match(name):
             raise InvalidArgument(f"{path}.matrix[{k}].name", f"{shown(name)} is not an identifier (letters, digits, _)")
         if name in names:
             raise InvalidArgument(f"{path}.matrix[{k}].name", f"duplicate parameter {name!r}")

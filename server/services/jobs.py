@@ -11,7 +11,7 @@ from jobplane.v1 import job_pb2, job_pb2_grpc
 from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 
 from ..domain.extract import extract_tasks
-from ..domain.limits import MAX_SPEC_BYTES
+from ..domain.limits import MAX_SPEC_BYTES, check_text
 from ..domain.model import EventKind, JobState
 from ..domain.query import Term, parse_filter
 from ..domain.status import job_raw
@@ -98,6 +98,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     @rpc
     async def CancelJob(self, request, context):
         job_id = convert.parse_id("job_id", request.job_id, "job")
+        check_text("reason", request.reason)
         await self._job(job_id)
         await self.d.core.call(lambda engine: engine.cancel_job(job_id, request.reason))
         return job_pb2.CancelJobResponse(job=await self._job(job_id))
@@ -105,6 +106,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     @rpc
     async def HoldJob(self, request, context):
         job_id = convert.parse_id("job_id", request.job_id, "job")
+        check_text("reason", request.reason)
         await self._job(job_id)
         by = current_caller.get().identity
         await self.d.core.call(lambda engine: engine.hold_job(job_id, request.reason.strip(), by))

@@ -15,7 +15,7 @@ import grpc
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from ..domain.filters import parse_filter
-from ..domain.limits import check_seconds
+from ..domain.limits import check_seconds, check_text
 from ..domain.model import ProviderState
 from ..domain.state import ChangeSet
 from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
@@ -210,6 +210,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     async def RevokeProvider(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to revoke")
+        check_text("reason", request.reason)
         provider = await self.d.core.call(lambda engine: engine.revoke(request.provider_id, request.reason))
         if self.access is not None and not self.access.insecure:
             await self.access.revoke_identity(request.provider_id)
