@@ -5,6 +5,7 @@ in the audit log."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import defaultdict
@@ -16,7 +17,7 @@ import grpc
 
 from ..errors import InvalidArgument, JobplaneError, ResourceExhausted
 from .access import Access
-from .policy import ANONYMOUS, MUTATING, Caller, Role, authorize, current_caller, is_public
+from .policy import ANONYMOUS, MUTATING, OPEN_PREFIXES, Caller, Role, authorize, current_caller, is_public
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
+        if handler is None:
             return handler
+        if method.startswith(OPEN_PREFIXES):
+            return _open(handler)
         return _wrapped(handler, method, self)
 
     # ----- what each call goes through -----------------------------------------------
@@ -164,6 +167,47 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
     return call
 
 
+def _open(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Health and reflection: no credentials or limits, but a body that does not decode is
+    INVALID_ARGUMENT here too."""
+    decode, encode = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_decoding(handler.unary_unary, decode), response_serializer=encode)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_decoding(handler.unary_stream, decode), response_serializer=encode)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(_decoding(handler.stream_stream, None),
+                                                     request_deserializer=_stream_decoder(decode),
+                                                     response_serializer=encode)
+    return handler
+
+
+def _decoding(behavior: Callable, decode: Callable | None) -> Callable:
+    """`behavior` (a coroutine, or an async generator) given the decoded request; a request
+    stream's undecodable message (InvalidArgument from _stream_decoder) ends the call with it."""
+    if inspect.isasyncgenfunction(behavior):
+        async def stream(body, context):
+            request = await _decoded(decode, body, context)
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except InvalidArgument as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+        return stream
+
+    async def call(body, context):
+        request = await _decoded(decode, body, context)
+        try:
+            return await behavior(request, context)
+        except InvalidArgument as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except NotImplementedError:  # e.g. Health/List, newer than grpcio-health-checking's aio servicer
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server does not implement the method")
+
+    return call
+
+
 async def _decoded(decode: Callable | None, body: bytes, context) -> Any:
     """The request message, or INVALID_ARGUMENT when the body is not one."""
     try:
@@ -197,8 +241,7 @@ def _stream_decoder(decode: Callable | None) -> Callable | None:
 def _undecodable(decode: Callable, exc: Exception) -> str:
     descriptor = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)
     name = descriptor.full_name if descriptor is not None else "request message"
-    return (f"request: the body is not a valid {name} ({str(exc)[:200]}); "
-            "send the message the method takes, encoded with the jobplane.v1 protos")
+    return f"request: the body is not a valid {name} ({str(exc)[:200]}); send a {name}, encoded as protobuf"
 
 
 async def _admit(guard: AuthInterceptor, method: str, context, request_of: Callable[[], Any]) -> Caller:
