@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from ..errors import InvalidArgument
 from . import limits
-from .limits import MAX_NAME, check_arg, check_entries, check_json, check_map, check_seconds, check_text, shown
+from .limits import MAX_NAME, MAX_TASK_NAME, check_arg, check_entries, check_json, check_map, check_seconds, check_text, shown
 from .model import JobSpec, TaskDraft, TaskSpec
 from .signatures import parse_signatures
 from .timing import check_rule
@@ -19,9 +19,10 @@ from .windows import check_window
 
 PRIORITY_MAX = 1_000_000
 RULES_MAX = 50
+RULE_VALUE_MAX = 100  # a date or a cron expression; a rule's label is stored in 200 characters
 PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RETRY_EXIT = re.compile(r"^exit_code:-?\d+$")
+RETRY_EXIT = re.compile(r"^exit_code:-?\d{1,10}$")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -111,7 +112,7 @@ def _check_count(templates: list[TaskSpec], max_tasks: int) -> None:
 
 def _check_continuation(spec: JobSpec) -> None:
     for i, rule in enumerate(spec.continuation_rules):
-        check_text(f"spec.continuation_rules[{i}].value", rule.value, MAX_NAME)
+        check_text(f"spec.continuation_rules[{i}].value", rule.value, RULE_VALUE_MAX)
     values = [spec.continuation_priority] if spec.continuation_priority is not None else []
     values += [rule.priority for rule in spec.continuation_rules]
     if any(abs(v) > PRIORITY_MAX for v in values):
@@ -218,8 +219,6 @@ def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
         raise InvalidArgument(f"{path}.command[0]", "the program name must not be empty")
     _check_argv(f"{path}.command", task.command, task.env, f"{path}.env")
     check_text(f"{path}.cwd", task.cwd)
-    if "\x00" in task.cwd:
-        raise InvalidArgument(f"{path}.cwd", "contains a NUL character; remove it")
     check_text(f"{path}.python", task.python, MAX_NAME)
     if task.python and not PYTHON_TARGET.match(task.python):
         raise InvalidArgument(f"{path}.python", f"{task.python!r} is not module:function, e.g. 'mypkg.jobs:run'")
@@ -294,6 +293,7 @@ def _expand_matrix(path: str, task: TaskSpec, base: TaskSpec) -> list[tuple[str,
             raise InvalidArgument(f"{path}.matrix[{k}].values_json", "values must be strings, numbers or booleans")
         names.append(name)
         axes.append(values)
+    _check_name_length(path, task.name, names, axes)
     _require_object_args(path, task)
     out = []
     for combo in itertools.product(*axes):
@@ -301,6 +301,17 @@ def _expand_matrix(path: str, task: TaskSpec, base: TaskSpec) -> list[tuple[str,
         label = ",".join(f"{k}={_text(v)}" for k, v in params.items())
         out.append((f"{task.name}[{label}]", _substitute(base, params, extra_kwargs=params)))
     return out
+
+
+def _check_name_length(path: str, group: str, names: list[str], axes: list[list]) -> None:
+    """The longest task name the sweep makes (`group[a=..,b=..]`, from each parameter's longest
+    value) must fit what a task name may be."""
+    longest = [max((_text(v) for v in values), key=len) for values in axes]
+    size = len(group) + 2 + sum(len(n) + 1 + len(v) for n, v in zip(names, longest)) + len(names) - 1
+    if size > MAX_TASK_NAME:
+        k = max(range(len(names)), key=lambda i: len(longest[i]))
+        raise InvalidArgument(f"{path}.matrix[{k}].values_json", f"the value {shown(longest[k])} makes task names of "
+                              f"{size} characters (group[param=value,...]); at most {MAX_TASK_NAME}: use shorter values")
 
 
 def _expand_chunks(path: str, task: TaskSpec, base: TaskSpec) -> list[tuple[str, TaskSpec]]:

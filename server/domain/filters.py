@@ -29,13 +29,15 @@ def parse_filter(text: str, keys: dict[str, type[IntEnum] | None]) -> list[Term]
         if not sep or not key or not value:
             raise InvalidArgument("filter", f"expected key=value at position {pos}, got {shown(token)}")
         if key not in keys and lookup not in keys:
-            raise InvalidArgument("filter", f"unknown key {shown(key)} at position {pos}; use one of {', '.join(sorted(keys))}")
+            raise InvalidArgument("filter", f"unknown key {shown(key)} at position {pos}; "
+                                            f"use one of {', '.join(sorted(keys))}")
         enum = keys.get(key, keys.get(lookup))
         prefix = value.endswith("*")
         if enum is not None:
             value = value.upper()
             if prefix or value not in enum.__members__:
-                raise InvalidArgument("filter", f"{key}={shown(value)} at position {pos}: use one of {', '.join(enum.__members__)}")
+                raise InvalidArgument("filter", f"{key}={shown(value)} at position {pos}: "
+                                                f"use one of {', '.join(enum.__members__)}")
         terms.append(Term(key, value.rstrip("*") if prefix else value, prefix))
         pos += len(token)
     return terms

@@ -19,6 +19,7 @@ from ..errors import InvalidArgument
 MAX_TASKS_PER_JOB = 100_000  # default of --max-tasks-per-job: tasks one job may expand to
 MAX_SPEC_BYTES = 1024 * 1024  # a job spec as sent (serialized); bigger inputs belong in files
 MAX_NAME = 200  # characters in a name: job, task, class, selector
+MAX_TASK_NAME = 400  # characters in an expanded task's name, e.g. `train[lr=0.1,batch=64]`
 MAX_TEXT = 4096  # characters in a short text field: cwd, python target, label or requirement values
 MAX_ENTRIES = 1000  # entries in a list or map field (command arguments, env, labels, after, ...)
 MAX_MATRIX_PARAMETERS = 32

@@ -197,7 +197,7 @@ def _check_token_fields(agent: bool, user: str, groups: tuple[str, ...], ttl: fl
         raise InvalidArgument("uses", "only join tokens (role agent) have a use count; an API token works until "
                                       "it expires (ttl_seconds) or is revoked: leave uses at 0")
     if uses < -1:
-        raise InvalidArgument("uses", f"must be >= 1 (0 = one use, -1 = no limit), got {uses}")
+        raise InvalidArgument("uses", f"must be a number of uses, 0 for one or -1 for no limit; got {uses}")
     check_text("user", user, NAME_MAX)
     check_text("name_prefix", name_prefix, NAME_MAX)
     check_entries("groups", groups, 100)

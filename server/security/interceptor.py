@@ -105,10 +105,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return
         code = _code(context, error)
         if method == ENROLL:  # no caller yet: the join token vouches for the name it asks for
-            caller = Caller(str(getattr(request, "name", "") or "?")[:AUDIT_TEXT], Role.AGENT, method="join token")
-        self._audit({"time": time.time(), "identity": caller.identity, "role": int(caller.role),
-                     "method": method, "target": _target(request), "code": code,
-                     "message": "" if code == "OK" else str(context.details() or error or "")[:500]})
+            caller = Caller(str(getattr(request, "name", "") or "?"), Role.AGENT, method="join token")
+        self.audit(caller.identity, int(caller.role), method, request, code,
+                   "" if code == "OK" else str(context.details() or error or ""))
+
+    def audit(self, identity: str, role: int, method: str, request: Any, code: str, message: str) -> None:
+        """One audit record; the caller's texts in it are cut short and NUL-free (the database
+        may refuse NUL, and a record must never stop the server)."""
+        self._audit({"time": time.time(), "identity": _clean(identity, AUDIT_TEXT), "role": role, "method": method,
+                     "target": _clean(_target(request), AUDIT_TEXT), "code": code, "message": _clean(message, 500)})
 
 
 def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor) -> grpc.RpcMethodHandler:
@@ -261,9 +266,8 @@ async def _deny(guard: AuthInterceptor, method: str, caller: Caller, request_of:
 
     code = status_code(exc) if isinstance(exc, JobplaneError) else grpc.StatusCode.UNAUTHENTICATED
     if method in MUTATING:
-        guard._audit({"time": time.time(), "identity": caller.identity if caller is not ANONYMOUS else
-                      _peer_host(context.peer()), "role": 0, "method": method,
-                      "target": _target(request_of()), "code": code.name, "message": str(exc)[:500]})
+        identity = caller.identity if caller is not ANONYMOUS else _peer_host(context.peer())
+        guard.audit(identity, 0, method, request_of(), code.name, str(exc))
     await context.abort(code, details(exc))
 
 
@@ -277,9 +281,13 @@ def _code(context, error: BaseException | None) -> str:
     return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
 
 
+def _clean(text: str, limit: int) -> str:
+    return text[:limit].replace("\x00", "\\x00")
+
+
 def _target(request: Any) -> str:
-    """The resource a request names, for the audit log (cut short: a request's text is the caller's)."""
-    return _named(request)[:AUDIT_TEXT]
+    """The resource a request names, for the audit log."""
+    return _named(request)
 
 
 def _named(request: Any) -> str:

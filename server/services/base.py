@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import grpc
+from google.protobuf.message import Message
 
 from ..core import Core
 from ..errors import (
@@ -23,7 +24,7 @@ from ..errors import (
     ResourceExhausted,
     StoreFailure,
 )
-from ..domain.limits import MAX_DETAILS, MAX_ID, PAGE_BYTES
+from ..domain.limits import MAX_DETAILS, MAX_ID, PAGE_BYTES, shown
 from ..events import EventHub
 from ..security.policy import current_caller
 from ..store.repo import Store
@@ -66,16 +67,36 @@ def details(exc: Exception) -> str:
 
 
 def rpc(method: Callable) -> Callable:
-    """Map domain errors raised by a unary handler to their status codes."""
+    """Map domain errors raised by a unary handler to their status codes; refuse a request
+    with a NUL character in any text before the handler sees it."""
 
     @functools.wraps(method)
     async def handler(self, request, context):
         try:
+            check_no_nul(request)
             return await method(self, request, context)
         except JobplaneError as exc:
             await context.abort(status_code(exc), details(exc))
 
     return handler
+
+
+def check_no_nul(message: Message, path: str = "") -> None:
+    """Raise InvalidArgument naming the first text field of `message` (at any depth) that holds a
+    NUL character: no jobplane text may (PostgreSQL refuses to store one, programs cannot take one)."""
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}" if path else field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            items = [(f"{where}[{shown(k)}]", part) for k, v in value.items() for part in (k, v)]
+        elif field.is_repeated:
+            items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(where, value)]
+        for item_path, item in items:
+            if isinstance(item, str) and "\x00" in item:
+                raise InvalidArgument(item_path, "contains a NUL character, which no jobplane text may hold; remove it")
+            if isinstance(item, Message):
+                check_no_nul(item, item_path)
 
 
 class Deps:

@@ -18,10 +18,10 @@ from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
+from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
 from ..domain.state import ProviderRt
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
-from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
 from ..errors import InvalidArgument
 from ..store.codec import as_plain, load_job_spec, load_task_spec
 

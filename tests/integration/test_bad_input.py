@@ -129,6 +129,23 @@ def test_filter_numbers_past_any_integer_column_are_invalid_arguments(cluster):
         invalid(lambda: jobs.ListJobs(huge_token, timeout=10), "page_token")
 
 
+def test_text_the_database_cannot_hold_is_refused_and_the_server_carries_on(cluster):
+    """PostgreSQL refuses NUL characters and names longer than their column: a job named
+    "a\\x00b", or a sweep value of 500 characters (in its tasks' names), stopped the server."""
+    with admin_channel(cluster.server) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
+        long_value = spec(task(matrix=[job_pb2.MatrixParameter(name="p", values_json=json.dumps(["v" * 500]))]))
+        assert "at most 400" in invalid(lambda: jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=long_value), timeout=10),
+                                        "spec.tasks[0].matrix[0].values_json")
+        invalid(lambda: jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(name="a\x00b")), timeout=10), "spec.name")
+        invalid(lambda: jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=spec(labels={"k\x00": "v"})), timeout=10),
+                "spec.labels['k\\x00']")
+        invalid(lambda: jobs.ListJobs(job_pb2.ListJobsRequest(filter='name="a\x00b"'), timeout=10), "filter")
+        invalid(lambda: jobs.CancelJob(job_pb2.CancelJobRequest(job_id="1", reason="\x00"), timeout=10), "reason")
+        assert not jobs.ListJobs(job_pb2.ListJobsRequest(), timeout=10).jobs
+    assert cluster.server.alive() and healthy(cluster.server)
+
+
 def test_deep_json_and_runaway_regexes_are_invalid_arguments(sqlite_cluster):
     deep = "[" * 100_000 + "]" * 100_000
     version = struct_pb2.Struct()
@@ -266,8 +283,8 @@ def test_oversized_fields_are_refused_at_submit_with_their_path(sqlite_cluster):
         (spec(task(cwd=big[:5000])), "spec.tasks[0].cwd", "at most 4096"),
         (spec(labels={"team": big[:5000]}), "spec.labels['team']", "at most 4096"),
         (spec(task(items_json=json.dumps([big[:600_000], big[:600_000]]), chunk_size=1)), "spec", "at most 1048576"),
-        (spec(task(command=["echo", "{p}"], matrix=[job_pb2.MatrixParameter(
-            name="p", values_json=json.dumps(["short", big[:200_000]]))])), "spec.tasks[0].command[1]", "in task t["),
+        (spec(task(command=["echo", "{p}" * 400], matrix=[job_pb2.MatrixParameter(
+            name="p", values_json=json.dumps(["short", big[:390]]))])), "spec.tasks[0].command[1]", "in task t["),
         (spec(task(timeout_seconds=1e300)), "spec.tasks[0].timeout_seconds", "at most 315360000"),
     ]
     with admin_channel(sqlite_cluster.server) as channel:

@@ -115,7 +115,7 @@ def test_chunks_are_counted_from_the_items_text():
     (TaskSpec("t", command=("x",), timeout_seconds=1e300), "spec.tasks[0].timeout_seconds", "10 years"),
     (TaskSpec("t", command=("x",), cwd="/" * 5000), "spec.tasks[0].cwd", "at most 4096"),
     (TaskSpec("t", command=("x",), after=("t",) * 1001), "spec.tasks[0].after", "at most 1000"),
-    (TaskSpec("t", command=("echo", "{p}"), matrix=(("p", json.dumps(["a", "b" * 200_000])),)),
+    (TaskSpec("t", command=("echo", "{p}" * 400), matrix=(("p", json.dumps(["a", "b" * 390])),)),
      "spec.tasks[0].command[1]", "in task t[p=bbb"),
 ])
 def test_oversized_fields_are_refused_with_their_path(task, field, words):
@@ -155,3 +155,10 @@ def test_a_list_page_stops_at_its_byte_budget_and_resumes_where_it_stopped():
     assert seen == [str(i) for i in range(10, 0, -1)] and pages == 4
     one, _ = listing.page(source, query, "", 100, max_bytes=10)
     assert len(one) == 1  # a row bigger than the budget still goes out, alone
+
+
+def test_swept_task_names_must_fit_a_task_name():
+    values = json.dumps(["short", "v" * 500])
+    words = refused("spec.tasks[0].matrix[0].values_json", TaskSpec("t", command=("x",), matrix=(("p", values),)))
+    assert "task names of 505 characters" in words and "at most 400" in words
+    assert len(extract(TaskSpec("t", command=("x",), matrix=(("p", json.dumps(["v" * 390])),)))) == 1
