@@ -19,7 +19,6 @@ from .windows import check_window
 
 PRIORITY_MAX = 1_000_000
 RULES_MAX = 50
-RULE_VALUE_MAX = 100  # a date or a cron expression; a rule's label is stored in 200 characters
 PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RETRY_EXIT = re.compile(r"^exit_code:-?\d{1,10}$")
@@ -112,7 +111,7 @@ def _check_count(templates: list[TaskSpec], max_tasks: int) -> None:
 
 def _check_continuation(spec: JobSpec) -> None:
     for i, rule in enumerate(spec.continuation_rules):
-        check_text(f"spec.continuation_rules[{i}].value", rule.value, RULE_VALUE_MAX)
+        check_text(f"spec.continuation_rules[{i}].value", rule.value, limits.MAX_RULE_VALUE)
     values = [spec.continuation_priority] if spec.continuation_priority is not None else []
     values += [rule.priority for rule in spec.continuation_rules]
     if any(abs(v) > PRIORITY_MAX for v in values):

@@ -27,6 +27,7 @@ MAX_ARG_BYTES = 128 * 1024  # one command argument or environment entry (Linux r
 MAX_EXEC_BYTES = 512 * 1024  # a task's command and environment together (ARG_MAX is often 2 MiB)
 MAX_JSON_BYTES = 1024 * 1024  # args_json and one matrix parameter's values_json
 MAX_JSON_DEPTH = 32  # nesting of arrays and objects in any JSON field
+MAX_RULE_VALUE = 100  # a timing rule's date or cron expression (its label is stored in 200 characters)
 
 # ----- times -------------------------------------------------------------------------
 
@@ -102,12 +103,6 @@ def check_time(path: str, seconds: int, nanos: int) -> float:
         raise InvalidArgument(path, f"seconds is {seconds}; give a time from 1970-01-01T00:00:00Z to "
                                     "9000-01-01T00:00:00Z")
     return seconds + nanos / 1e9
-
-
-def check_id(path: str, value: int) -> int:
-    if not 0 <= value <= MAX_ID:
-        raise InvalidArgument(path, f"must be from 0 to {MAX_ID}, got {value}")
-    return value
 
 
 # ----- JSON, measured without parsing ------------------------------------------------
