@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .domain.limits import MAX_TASKS_PER_JOB
 from .events import WATCHER_QUEUE_BATCHES
 
 
@@ -30,7 +31,7 @@ class ServerConfig:
     scale_out_interval: float = 30.0
     supervise_interval: float = 0.1
     default_max_attempts: int = 1
-    max_tasks_per_job: int = 100_000
+    max_tasks_per_job: int = MAX_TASKS_PER_JOB
     address_file: Path | None = None
     # The calendar continuation timing rules are read in: an IANA time zone, and fiscal
     # period ends as MM-DD (every year) or YYYY-MM-DD (once).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .app import Server
 from .config import ServerConfig, default_data_dir
+from .domain.limits import MAX_TASKS_PER_JOB
 from .domain.timing import Calendar
 from .errors import ConfigError
 from .events import WATCHER_QUEUE_BATCHES
@@ -34,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--scale-out-hook", default="", help="shell command run when queued work exceeds capacity "
                    "($JOBPLANE_UNMET_TASKS holds how many tasks wait)")
     p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
+    p.add_argument("--max-tasks-per-job", type=int, default=MAX_TASKS_PER_JOB, metavar="N",
+                   help="refuse a job that expands to more tasks than this (default: %(default)s)")
     p.add_argument("--timezone", default="UTC",
                    help="IANA time zone continuation timing rules are read in (default: %(default)s)")
     p.add_argument("--period-end", dest="period_ends", action="append", default=[], metavar="MM-DD",
@@ -73,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--restart-grace must be a number of seconds >= 0 (0: sized from the agents' reconnect backoff)")
     if a.max_attempts < 1:
         p.error("--max-attempts must be >= 1")
+    if a.max_tasks_per_job < 1:
+        p.error("--max-tasks-per-job must be >= 1")
     for flag in ("heartbeat_tolerance", "probe_deadline"):
         if getattr(a, flag) <= 0:
             p.error(f"--{flag.replace('_', '-')} must be > 0")
@@ -103,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         reconnect_grace=a.reconnect_grace, restart_grace=a.restart_grace, heartbeat_tolerance=a.heartbeat_tolerance,
                         probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff,
                         scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
+                        max_tasks_per_job=a.max_tasks_per_job,
                         address_file=a.address_file, timezone=a.timezone.strip(),
                         period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,
                         agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,

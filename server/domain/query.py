@@ -26,6 +26,7 @@ from enum import IntEnum
 from typing import Callable
 
 from ..errors import InvalidArgument
+from .limits import MAX_FILTER, MAX_NUMBER, MAX_ORDER_BY, check_text, shown
 
 OPS = ("!=", "<=", ">=", "=", "<", ">")
 ORDERING = ("<", "<=", ">", ">=")
@@ -107,6 +108,7 @@ def field_of(key: str, fields: dict[str, Field]) -> Field | None:
 
 def parse_filter(text: str, fields: dict[str, Field], now: float) -> list[Term]:
     """Parse and validate `text`; errors name the position (0-based) and the fix."""
+    check_text("filter", text, MAX_FILTER)
     terms = []
     pos = 0
     while True:
@@ -139,7 +141,7 @@ def _term(text: str, start: int, fields: dict[str, Field], now: float) -> tuple[
     field = field_of(key, fields)
     if field is None:
         names = ", ".join(sorted(fields))
-        raise InvalidArgument("filter", f"position {start}: unknown key {key!r}; use one of {names}")
+        raise InvalidArgument("filter", f"position {start}: unknown key {shown(key)}; use one of {names}")
     pos = match.end()
     op = next((o for o in OPS if text.startswith(o, pos)), None)
     if op is None:
@@ -193,8 +195,9 @@ def _value(key: str, field: Field, op: str, value: str, pos: int, now: float) ->
         return int(field.enum[name])
     if field.kind == "number":
         number = _number(value)
-        if number is None:
-            raise InvalidArgument("filter", f"position {pos}: {key} takes a number, got {value!r}")
+        if number is None or not -MAX_NUMBER <= number <= MAX_NUMBER:  # NaN is neither
+            raise InvalidArgument("filter", f"position {pos}: {key} takes a number from -{MAX_NUMBER:.0f} to "
+                                            f"{MAX_NUMBER:.0f}, got {shown(value)}")
         return number
     if field.kind == "time":
         return parse_time(key, value, pos, now)
@@ -204,13 +207,13 @@ def _value(key: str, field: Field, op: str, value: str, pos: int, now: float) ->
 def parse_time(key: str, value: str, pos: int, now: float) -> float:
     """An RFC 3339 time or date (UTC unless it says otherwise), or `-N[smhd]` before now."""
     relative = _DURATION.fullmatch(value)
-    if relative:
+    if relative and float(relative.group(1)) * _UNIT[relative.group(2)] <= MAX_NUMBER:
         return now - float(relative.group(1)) * _UNIT[relative.group(2)]
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidArgument("filter", f"position {pos}: {key} takes a time such as 2026-11-21T09:00:00Z,"
-                                        f" 2026-11-21 or -2h, got {value!r}") from None
+                                        f" 2026-11-21 or -2h, got {shown(value)}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()
@@ -218,17 +221,18 @@ def parse_time(key: str, value: str, pos: int, now: float) -> float:
 
 def parse_order(text: str, fields: dict[str, Field]) -> list[tuple[str, bool]]:
     """`status,-submitted` -> [("status", False), ("submitted", True)] (True = descending)."""
+    check_text("order_by", text, MAX_ORDER_BY)
     keys = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             if text.strip():
-                raise InvalidArgument("order_by", f"empty key in {text!r}; separate keys with single commas")
+                raise InvalidArgument("order_by", f"empty key in {shown(text)}; separate keys with single commas")
             continue
         descending = part.startswith("-")
         key = part.lstrip("-+")
         if field_of(key, fields) is None:
-            raise InvalidArgument("order_by", f"unknown key {key!r}; use one of {', '.join(sorted(fields))}")
+            raise InvalidArgument("order_by", f"unknown key {shown(key)}; use one of {', '.join(sorted(fields))}")
         keys.append((key, descending))
     return keys
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..errors import InvalidArgument
+from .limits import compile_regex, shown
 
 ENV_ROOT = re.compile(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)(/.*)?$")
 KINDS: tuple[str, ...] = (
@@ -35,6 +36,7 @@ MAX_PER_TASK = 50
 MAX_TEXT = 4096  # characters in any one string field
 MAX_ITEMS = 64  # entries in any one list field
 DEFAULT_HOST = "127.0.0.1"
+MAX_KEY = 64  # characters of an unknown field name or kind echoed in an error
 
 _Parser = Callable[[str, object], object]  # (field path, raw value) -> normalized value
 
@@ -107,7 +109,7 @@ def _kind(path: str, raw: Mapping[str, object]) -> str:
     if not isinstance(kind, str):
         raise _wrong_type(where, kind, "a string")
     if kind not in KINDS:
-        raise InvalidArgument(where, f"unknown kind {kind!r}; {_choices(kind, KINDS)}")
+        raise InvalidArgument(where, f"unknown kind {shown(kind)}; {_choices(kind[:MAX_KEY], KINDS)}")
     return kind
 
 
@@ -130,7 +132,7 @@ class _Kind:
 
     def parse_field(self, path: str, kind: str, key: object, value: object) -> object:
         if key not in self.parsers:
-            name = str(key)
+            name = str(key)[:MAX_KEY]
             raise InvalidArgument(f"{path}.{name}", f"is not a field of a {kind} signature; "
                                                     f"{_choices(name, ['kind', *self.parsers])}")
         return self.parsers[key](f"{path}.{key}", value)
@@ -288,12 +290,9 @@ def _sha256(where: str, value: object) -> str:
 
 def _regex(where: str, value: object) -> str:
     text = _text(where, value)
-    try:
-        groups = re.compile(text).groups
-    except re.error as exc:
-        raise InvalidArgument(where, f"{text!r} does not compile ({exc}); fix the regular expression") from None
+    groups = compile_regex(where, text).groups
     if groups > 1:
-        raise InvalidArgument(where, f"{text!r} has {groups} groups; keep one, around the version, "
+        raise InvalidArgument(where, f"{shown(text)} has {groups} groups; keep one, around the version, "
                                      "and write the others as (?:...)")
     return text
 

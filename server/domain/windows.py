@@ -4,13 +4,13 @@ cannot start inside it is LATE_TO_START and then fails when the window closes.""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..errors import InvalidArgument
+from .limits import check_seconds
 
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -31,8 +31,7 @@ def check_window(path: str, w: Window) -> None:
         raise InvalidArgument(f"{path}.run_window", f"{w.run_window!r} is not HH:MM-HH:MM, e.g. \"22:00-04:00\"")
     if w.run_window and w.run_window[:5] == w.run_window[6:]:
         raise InvalidArgument(f"{path}.run_window", "opens and closes at the same time; leave it out to run any time")
-    if not math.isfinite(w.give_up_after_seconds) or w.give_up_after_seconds < 0:
-        raise InvalidArgument(f"{path}.give_up_after_seconds", "must be a number of seconds >= 0 (0 = never)")
+    check_seconds(f"{path}.give_up_after_seconds", w.give_up_after_seconds, "never")
     if w.hold_until and w.give_up_after and w.give_up_after <= w.hold_until:
         raise InvalidArgument(f"{path}.give_up_after", "is not after hold_until; the job could never start")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 from cryptography import x509
 
+from ..domain.limits import MAX_TOKEN_TTL, check_entries, check_text
 from ..errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from ..store.models import TokenRow
 from ..store.security import SecurityStore, token_groups
@@ -67,7 +69,7 @@ class Access:
         """First start: an admin API token whose secret is written to DATA_DIR/admin.token (0600)."""
         if self.insecure or any(row.role == Role.ADMIN for row in self._tokens.values()):
             return
-        secret, _ = await self.create_token("bootstrap", Role.ADMIN, user="admin", uses=-1, ttl=0)
+        secret, _ = await self.create_token("bootstrap", Role.ADMIN, user="admin")
         write_private(data_dir / ADMIN_TOKEN_FILE, (secret + "\n").encode())
         log.info("created the first admin token in %s", data_dir / ADMIN_TOKEN_FILE)
 
@@ -118,10 +120,7 @@ class Access:
                            ttl: float = 0.0, uses: int = 0, name_prefix: str = "") -> tuple[str, TokenRow]:
         """(secret, stored row) of a new token; defaults: join tokens 1 use, 1 hour."""
         agent = role == Role.AGENT
-        if not agent and not user:
-            raise InvalidArgument("user", "API tokens act as a user; name one (e.g. --user alice)")
-        if ttl < 0 or uses < -1:
-            raise InvalidArgument("ttl_seconds" if ttl < 0 else "uses", "must not be negative")
+        _check_token_fields(agent, user, groups, ttl, uses, name_prefix)
         secret, token_id = new_token(TokenKind.AGENT if agent else TokenKind.USER)
         now = time.time()
         ttl = ttl or (JOIN_TOKEN_TTL if agent else 0.0)
@@ -185,6 +184,25 @@ class Access:
 
     async def _write(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+
+def _check_token_fields(agent: bool, user: str, groups: tuple[str, ...], ttl: float, uses: int,
+                        name_prefix: str) -> None:
+    if not agent and not user:
+        raise InvalidArgument("user", "API tokens act as a user; name one (e.g. --user alice)")
+    if not math.isfinite(ttl) or not 0 <= ttl <= MAX_TOKEN_TTL:
+        raise InvalidArgument("ttl_seconds", f"must be a number of seconds >= 0 and at most {MAX_TOKEN_TTL:.0f} "
+                                             f"(10 years; 0 = {'1 hour' if agent else 'no expiry'}), got {ttl}")
+    if not agent and uses:
+        raise InvalidArgument("uses", "only join tokens (role agent) have a use count; an API token works until "
+                                      "it expires (ttl_seconds) or is revoked: leave uses at 0")
+    if uses < -1:
+        raise InvalidArgument("uses", f"must be a number of uses, 0 for one or -1 for no limit; got {uses}")
+    check_text("user", user, NAME_MAX)
+    check_text("name_prefix", name_prefix, NAME_MAX)
+    check_entries("groups", groups, 100)
+    for i, group in enumerate(groups):
+        check_text(f"groups[{i}]", group, NAME_MAX)
 
 
 def _bearer(metadata: Any) -> str:

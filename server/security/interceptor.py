@@ -5,6 +5,7 @@ in the audit log."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import defaultdict
@@ -14,14 +15,15 @@ from typing import Any
 
 import grpc
 
-from ..errors import JobplaneError, ResourceExhausted
+from ..errors import InvalidArgument, JobplaneError, ResourceExhausted
 from .access import Access
-from .policy import ANONYMOUS, MUTATING, Caller, Role, authorize, current_caller, is_public
+from .policy import ANONYMOUS, MUTATING, OPEN_PREFIXES, Caller, Role, authorize, current_caller, is_public
 
 log = logging.getLogger(__name__)
 
 SUBMIT = "/jobplane.v1.JobService/SubmitJob"
 ENROLL = "/jobplane.v1.SecurityService/Enroll"
+AUDIT_TEXT = 200  # characters of a request's name kept in its audit record
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
+        if handler is None:
             return handler
+        if method.startswith(OPEN_PREFIXES):
+            return _open(handler)
         return _wrapped(handler, method, self)
 
     # ----- what each call goes through -----------------------------------------------
@@ -103,35 +107,43 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return
         code = _code(context, error)
         if method == ENROLL:  # no caller yet: the join token vouches for the name it asks for
-            caller = Caller(getattr(request, "name", "") or "?", Role.AGENT, method="join token")
-        self._audit({"time": time.time(), "identity": caller.identity, "role": int(caller.role),
-                     "method": method, "target": _target(request), "code": code,
-                     "message": "" if code == "OK" else str(context.details() or error or "")[:500]})
+            caller = Caller(str(getattr(request, "name", "") or "?"), Role.AGENT, method="join token")
+        self.audit(caller.identity, int(caller.role), method, request, code,
+                   "" if code == "OK" else str(context.details() or error or ""))
+
+    def audit(self, identity: str, role: int, method: str, request: Any, code: str, message: str) -> None:
+        """One audit record; the caller's texts in it are cut short and NUL-free (the database
+        may refuse NUL, and a record must never stop the server)."""
+        self._audit({"time": time.time(), "identity": _clean(identity, AUDIT_TEXT), "role": role, "method": method,
+                     "target": _clean(_target(request), AUDIT_TEXT), "code": code, "message": _clean(message, 500)})
 
 
 def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor) -> grpc.RpcMethodHandler:
+    """The handler with authentication, authorization and limits first. Requests reach it as
+    bytes and are decoded after those checks (gRPC would answer UNKNOWN for a body that does not
+    decode, before anyone was authenticated); a stream's later messages decode as they are read."""
+    decode = handler.request_deserializer
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary, method, guard),
-            request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+            _unary(handler.unary_unary, method, guard, decode), response_serializer=handler.response_serializer)
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, method, guard),
-            request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+            _streaming(handler.unary_stream, method, guard, decode), response_serializer=handler.response_serializer)
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
-            _streaming(handler.stream_stream, method, guard),
-            request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+            _streaming(handler.stream_stream, method, guard, None),
+            request_deserializer=_stream_decoder(decode), response_serializer=handler.response_serializer)
     return handler  # client streaming: not used by jobplane
 
 
-def _unary(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
-    async def call(request, context):
+def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Callable | None) -> Callable:
+    async def call(body, context):
         await _unless_failed(guard, context)
-        caller = await _admit(guard, method, context, request)
+        caller = await _admit(guard, method, context, lambda: _quietly(decode, body))
         token = current_caller.set(caller)
-        error: BaseException | None = None
+        request, error = None, None
         try:
+            request = await _decoded(decode, body, context)
             return await behavior(request, context)
         except BaseException as exc:
             error = exc
@@ -143,17 +155,19 @@ def _unary(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
     return call
 
 
-def _streaming(behavior: Callable, method: str, guard: AuthInterceptor) -> Callable:
-    async def call(request, context):
+def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: Callable | None) -> Callable:
+    """`decode` is None for a request stream (its messages decode as they are read)."""
+    async def call(body, context):
         await _unless_failed(guard, context)
-        caller = await _admit(guard, method, context, request)
+        caller = await _admit(guard, method, context, lambda: _quietly(decode, body) if decode else None)
         try:
             guard.open_stream(caller)
         except JobplaneError as exc:
-            await _deny(guard, method, caller, request, context, exc)
+            await _deny(guard, method, caller, lambda: _quietly(decode, body) if decode else None, context, exc)
         current_caller.set(caller)  # this generator runs in the call's own task
-        guard.record(method, caller, request if not hasattr(request, "__aiter__") else None, context, None)
         try:
+            request = await _decoded(decode, body, context) if decode else body
+            guard.record(method, caller, request if decode else None, context, None)
             async for response in behavior(request, context):
                 yield response
         finally:
@@ -168,27 +182,103 @@ async def _unless_failed(guard: AuthInterceptor, context) -> None:
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(failure))
 
 
-async def _admit(guard: AuthInterceptor, method: str, context, request) -> Caller:
+def _open(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Health and reflection: no credentials or limits, but a body that does not decode is
+    INVALID_ARGUMENT here too."""
+    decode, encode = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_decoding(handler.unary_unary, decode), response_serializer=encode)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_decoding(handler.unary_stream, decode), response_serializer=encode)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(_decoding(handler.stream_stream, None),
+                                                     request_deserializer=_stream_decoder(decode),
+                                                     response_serializer=encode)
+    return handler
+
+
+def _decoding(behavior: Callable, decode: Callable | None) -> Callable:
+    """`behavior` (a coroutine, or an async generator) given the decoded request; a request
+    stream's undecodable message (InvalidArgument from _stream_decoder) ends the call with it."""
+    if inspect.isasyncgenfunction(behavior):
+        async def stream(body, context):
+            request = await _decoded(decode, body, context)
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except InvalidArgument as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+        return stream
+
+    async def call(body, context):
+        request = await _decoded(decode, body, context)
+        try:
+            return await behavior(request, context)
+        except InvalidArgument as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except NotImplementedError:  # e.g. Health/List, newer than grpcio-health-checking's aio servicer
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server does not implement the method")
+
+    return call
+
+
+async def _decoded(decode: Callable | None, body: bytes, context) -> Any:
+    """The request message, or INVALID_ARGUMENT when the body is not one."""
+    try:
+        return decode(body) if decode is not None else body
+    except Exception as exc:  # DecodeError and whatever else a deserializer raises: the body's fault
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _undecodable(decode, exc))
+
+
+def _quietly(decode: Callable | None, body: bytes) -> Any:
+    """The request for the audit record of a refused call, if it decodes."""
+    try:
+        return decode(body) if decode is not None else None
+    except Exception:
+        return None
+
+
+def _stream_decoder(decode: Callable | None) -> Callable | None:
+    """A stream's deserializer that raises InvalidArgument (a JobplaneError the handler maps)."""
+    if decode is None:
+        return None
+
+    def decode_message(body: bytes) -> Any:
+        try:
+            return decode(body)
+        except Exception as exc:
+            raise InvalidArgument("request", _undecodable(decode, exc).removeprefix("request: ")) from None
+
+    return decode_message
+
+
+def _undecodable(decode: Callable, exc: Exception) -> str:
+    descriptor = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request message"
+    return f"request: the body is not a valid {name} ({str(exc)[:200]}); send a {name}, encoded as protobuf"
+
+
+async def _admit(guard: AuthInterceptor, method: str, context, request_of: Callable[[], Any]) -> Caller:
     caller = ANONYMOUS
     try:
         caller = guard.authenticate(method, context)
         guard.admit(method, caller, context)
         return caller
     except (JobplaneError, ValueError) as exc:  # ValueError: a certificate without a jobplane identity
-        await _deny(guard, method, caller, request, context, exc)
+        await _deny(guard, method, caller, request_of, context, exc)
     raise AssertionError("unreachable: context.abort raises")
 
 
-async def _deny(guard: AuthInterceptor, method: str, caller: Caller, request, context, exc: Exception) -> None:
-    from ..services.base import status_code  # the one mapping of domain errors to codes
+async def _deny(guard: AuthInterceptor, method: str, caller: Caller, request_of: Callable[[], Any], context,
+                exc: Exception) -> None:
+    from ..services.base import details, status_code  # the one mapping of domain errors to codes
 
     code = status_code(exc) if isinstance(exc, JobplaneError) else grpc.StatusCode.UNAUTHENTICATED
     if method in MUTATING:
-        guard._audit({"time": time.time(), "identity": caller.identity if caller is not ANONYMOUS else
-                      _peer_host(context.peer()), "role": 0, "method": method,
-                      "target": _target(request if not hasattr(request, "__aiter__") else None),
-                      "code": code.name, "message": str(exc)[:500]})
-    await context.abort(code, str(exc))
+        identity = caller.identity if caller is not ANONYMOUS else _peer_host(context.peer())
+        guard.audit(identity, 0, method, request_of(), code.name, str(exc))
+    await context.abort(code, details(exc))
 
 
 def _code(context, error: BaseException | None) -> str:
@@ -201,8 +291,16 @@ def _code(context, error: BaseException | None) -> str:
     return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
 
 
+def _clean(text: str, limit: int) -> str:
+    return text[:limit].replace("\x00", "\\x00")
+
+
 def _target(request: Any) -> str:
     """The resource a request names, for the audit log."""
+    return _named(request)
+
+
+def _named(request: Any) -> str:
     for field in ("job_id", "provider_id", "token_id", "name", "user"):
         value = getattr(request, field, "")
         if value:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import grpc
+from google.protobuf.message import Message
 
 from ..core import Core
 from ..errors import (
@@ -24,6 +25,7 @@ from ..errors import (
     ResourceExhausted,
     StoreFailure,
 )
+from ..domain.limits import MAX_DETAILS, MAX_ID, PAGE_BYTES, shown
 from ..events import EventHub
 from ..security.policy import current_caller
 from ..store.repo import Store
@@ -59,17 +61,44 @@ def status_code(exc: JobplaneError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def details(exc: Exception) -> str:
+    """An error's message as sent: cut to MAX_DETAILS characters, since it travels in a
+    header and gRPC refuses headers over 16 KiB (the caller would see only that)."""
+    text = str(exc)
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS - 30] + f"... ({len(text)} characters)"
+
+
 def rpc(method: Callable) -> Callable:
-    """Map domain errors raised by a unary handler to their status codes."""
+    """Map domain errors raised by a unary handler to their status codes; refuse a request
+    with a NUL character in any text before the handler sees it."""
 
     @functools.wraps(method)
     async def handler(self, request, context):
         try:
+            check_no_nul(request)
             return await method(self, request, context)
         except JobplaneError as exc:
-            await context.abort(status_code(exc), str(exc))
+            await context.abort(status_code(exc), details(exc))
 
     return handler
+
+
+def check_no_nul(message: Message, path: str = "") -> None:
+    """Raise InvalidArgument naming the first text field of `message` (at any depth) that holds a
+    NUL character: no jobplane text may (PostgreSQL refuses to store one, programs cannot take one)."""
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}" if path else field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            items = [(f"{where}[{shown(k)}]", part) for k, v in value.items() for part in (k, v)]
+        elif field.is_repeated:
+            items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(where, value)]
+        for item_path, item in items:
+            if isinstance(item, str) and "\x00" in item:
+                raise InvalidArgument(item_path, "contains a NUL character, which no jobplane text may hold; remove it")
+            if isinstance(item, Message):
+                check_no_nul(item, item_path)
 
 
 class Deps:
@@ -83,6 +112,11 @@ class Deps:
         self.config = config
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
+
+    @property
+    def page_bytes(self) -> int:
+        """How many bytes of rows one List response may carry: well inside what may be sent."""
+        return min(PAGE_BYTES, self.config.max_message_bytes // 2)
 
     async def read(self, fn: Callable[..., Any], *args) -> Any:
         """Run a blocking store read on the reader threads."""
@@ -105,7 +139,7 @@ def decode_token(token: str) -> int | None:
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
         tag, _, value = text.partition(":")
-        if tag == "jp1" and value.isdigit():
+        if tag == "jp1" and value.isascii() and value.isdigit() and int(value) <= MAX_ID:
             return int(value)
     except (ValueError, UnicodeDecodeError):
         pass

@@ -11,6 +11,7 @@ import time
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc
 
 from ..domain.conflicts import EXCLUSIVE, ConflictRule, Selector, check_rule
+from ..domain.limits import MAX_NAME, check_map, check_text
 from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
 from ..store.conflicts import ConflictStore
@@ -21,7 +22,10 @@ from .jobs import prepare
 DEFAULT_MIN_FAILURES = 3
 
 
-def selector_from_proto(m: conflict_pb2.JobSelector) -> Selector:
+def selector_from_proto(m: conflict_pb2.JobSelector, path: str = "rule.jobs") -> Selector:
+    check_text(f"{path}.job_class", m.job_class, MAX_NAME)
+    check_text(f"{path}.name", m.name, MAX_NAME)
+    check_map(f"{path}.labels", m.labels)
     return Selector(m.job_class.strip(), m.name.strip(), dict(m.labels))
 
 
@@ -30,8 +34,8 @@ def selector_to_proto(s: Selector) -> conflict_pb2.JobSelector:
 
 
 def rule_from_proto(m: conflict_pb2.ConflictRule, by: str, now: float) -> ConflictRule:
-    return check_rule(ConflictRule(m.name, m.kind, selector_from_proto(m.jobs), selector_from_proto(m.other),
-                                   m.resource.strip(), m.mode, by, now))
+    jobs, other = selector_from_proto(m.jobs), selector_from_proto(m.other, "rule.other")
+    return check_rule(ConflictRule(m.name, m.kind, jobs, other, m.resource.strip(), m.mode, by, now))
 
 
 def rule_to_proto(r: ConflictRule) -> conflict_pb2.ConflictRule:

@@ -51,7 +51,7 @@ class ContinuationService(continuation_pb2_grpc.ContinuationServiceServicer):
     async def PlanContinuation(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to plan the failure of")
-        at = request.at.ToNanoseconds() / 1e9 if request.HasField("at") else time.time()
+        at = convert.when("at", request.at) if request.HasField("at") else time.time()
         planned = await self.d.core.call(lambda engine: engine.plan(request.provider_id, at))
         return continuation_pb2.PlanContinuationResponse(
             provider_id=request.provider_id, at=convert.ts(at),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
 from google.protobuf import json_format, struct_pb2
@@ -17,6 +18,7 @@ from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
+from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
 from ..domain.state import ProviderRt
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
@@ -24,28 +26,42 @@ from ..errors import InvalidArgument
 from ..store.codec import as_plain, load_job_spec, load_task_spec
 
 JOBPLANE = "jobplane"  # the environment of jobplane's own states
+TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800.0, 253402300799.0  # 0001-01-01 to 9999-12-31T23:59:59Z
 # (environment, raw properties, stored status) -> the status one caller sees
 StatusOf = Callable[[str, dict, int], int]
 
 
 def ts(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
+    """A time as a Timestamp; one outside what a Timestamp can hold (stored by an older server,
+    say) shows as the nearest it can, so a stored row never breaks a response."""
+    if seconds is None or math.isnan(seconds):
         return None
     stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
+    stamp.FromNanoseconds(int(min(max(seconds, TIMESTAMP_MIN), TIMESTAMP_MAX) * 1e9))
     return stamp
+
+
+def when(path: str, m: Timestamp) -> float:
+    """A Timestamp a caller sent, as seconds since the epoch; InvalidArgument naming `path`
+    unless it is a valid time in the range jobplane takes."""
+    return check_time(path, m.seconds, m.nanos)
+
+
+def is_id(value: str) -> bool:
+    """Whether `value` is an id as the server writes them: up to 18 ASCII digits."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 def parse_id(field: str, value: str, what: str) -> int:
     """Ids are decimal strings; anything else is the caller's mistake."""
-    if not value.isdigit() or len(value) > 18:
-        raise InvalidArgument(field, f"{value!r} is not a {what} id; use the id the server returned (e.g. \"12\")")
+    if not is_id(value):
+        raise InvalidArgument(field, f"{shown(value)} is not a {what} id; use the id the server returned (e.g. \"12\")")
     return int(value)
 
 
 # ----- specs -------------------------------------------------------------------------
 
-def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
+def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
     return TaskSpec(
         name=m.name, command=tuple(m.command), python=m.python, args_json=m.args_json, env=dict(m.env),
         cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
@@ -54,20 +70,21 @@ def task_spec_from_proto(m: job_pb2.TaskSpec) -> TaskSpec:
         retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on),
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
-        lateness=_lateness_from_proto(m))
+        lateness=_lateness_from_proto(m, path))
 
 
 def _external_from_proto(m) -> ExternalSpec:
     return ExternalSpec(tuple(m.submit), tuple(m.poll), tuple(m.cancel), m.poll_interval_seconds)
 
 
-def _when(m, name: str) -> float | None:
+def _when(m, path: str, name: str) -> float | None:
     """A Timestamp field as seconds since the epoch; None when it is not set."""
-    return getattr(m, name).ToNanoseconds() / 1e9 if m.HasField(name) else None
+    return when(f"{path}.{name}", getattr(m, name)) if m.HasField(name) else None
 
 
-def _lateness_from_proto(m) -> Lateness:
-    return Lateness(_when(m, "start_by"), _when(m, "finish_by"), m.max_wait_seconds, m.max_runtime_seconds)
+def _lateness_from_proto(m, path: str) -> Lateness:
+    return Lateness(_when(m, path, "start_by"), _when(m, path, "finish_by"), m.max_wait_seconds,
+                    m.max_runtime_seconds)
 
 
 def _lateness_fields(lateness: Lateness) -> dict:
@@ -76,16 +93,19 @@ def _lateness_fields(lateness: Lateness) -> dict:
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
+    """The spec a caller sent (its times checked here; extract.py checks the rest)."""
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
     rules = tuple(TimingRule(r.kind, r.priority, r.value, r.days or 1) for r in m.continuation_rules)
-    return JobSpec(m.name, m.priority, dict(m.labels), tuple(task_spec_from_proto(t) for t in m.tasks),
-                   m.wait_for_providers, priority, rules, _lateness_from_proto(m), m.job_class.strip(),
+    tasks = tuple(task_spec_from_proto(t, f"spec.tasks[{i}]") for i, t in enumerate(m.tasks))
+    return JobSpec(m.name, m.priority, dict(m.labels), tasks,
+                   m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
                    tuple(m.conditions), dict(m.locks))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
-    return Window(m.run_window.strip(), _when(m, "hold_until"), _when(m, "give_up_after"), m.give_up_after_seconds)
+    return Window(m.run_window.strip(), _when(m, "spec", "hold_until"), _when(m, "spec", "give_up_after"),
+                  m.give_up_after_seconds)
 
 
 def _transient_from_proto(m: job_pb2.TransientFailures) -> Transient:
@@ -236,18 +256,18 @@ def hello_from_proto(m) -> Hello:
     f = m.facts
     facts = {"hostname": f.hostname, "os": f.os, "arch": f.arch, "cpu_count": f.cpu_count,
              "memory_bytes": f.memory_bytes, "python_version": f.python_version}
-    running = tuple((int(r.task_id), r.attempt) for r in m.running if r.task_id.isdigit())
+    running = tuple((int(r.task_id), r.attempt) for r in m.running if is_id(r.task_id))
     return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby,
                  kill_deadline=m.kill_deadline_seconds, containment=m.containment,
                  backoff_cap=m.reconnect_backoff_max_seconds)
 
 
 def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:
-    return [(int(s.task_id), s.attempt, s.progress) for s in m.running if s.task_id.isdigit()]
+    return [(int(s.task_id), s.attempt, s.progress) for s in m.running if is_id(s.task_id)]
 
 
 def report_from_proto(m) -> Report | None:
-    if not m.task_id.isdigit() or m.kind == 0:
+    if not is_id(m.task_id) or m.kind == 0:
         return None
     outcome = Outcome(m.outcome) if m.outcome in Outcome._value2member_map_ else None
     kind = ReportKind(m.kind) if m.kind in ReportKind._value2member_map_ else ReportKind.FINISHED
@@ -257,9 +277,15 @@ def report_from_proto(m) -> Report | None:
 
 
 def scan_results_from_proto(m) -> list[ScanResult]:
-    return [ScanResult(r.signature_id, r.present, dict(r.details), r.reason,
-                       r.scan_time.ToNanoseconds() / 1e9 if r.HasField("scan_time") else 0.0)
+    return [ScanResult(r.signature_id, r.present, dict(r.details), r.reason, _reported_time(r, "scan_time"))
             for r in m.results if r.signature_id]
+
+
+def _reported_time(m, name: str) -> float:
+    """A time an agent reported; 0.0 (as if unset) when absent or not a valid time."""
+    stamp = getattr(m, name)
+    return stamp.seconds + stamp.nanos / 1e9 if m.HasField(name) and 0 <= stamp.nanos < 10**9 and \
+        TIME_MIN <= stamp.seconds <= TIME_MAX else 0.0
 
 
 def inventory_entry_to_proto(provider_id: str, signature_id: str, e) -> inventory_pb2.InventoryEntry:

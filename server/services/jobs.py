@@ -13,6 +13,7 @@ from jobplane.v1 import job_pb2, job_pb2_grpc
 from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 
 from ..domain.extract import extract_tasks
+from ..domain.limits import MAX_SPEC_BYTES, check_text
 from ..domain.model import EventKind, JobState
 from ..domain.query import Term, parse_filter
 from ..domain.requests import RequestKey
@@ -74,7 +75,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         query = listing.job_query(filter_text, order_text, time.time(), status_of is not None)
         query.sql = self._visible(query.sql)
         source = self._source(status_of)
-        jobs, token = await self.d.read(listing.page, source, query, request.page_token, size)
+        jobs, token = await self.d.read(listing.page, source, query, request.page_token, size, self.d.page_bytes)
         return job_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     @rpc
@@ -123,6 +124,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     @rpc
     async def CancelJob(self, request, context):
         job_id = convert.parse_id("job_id", request.job_id, "job")
+        check_text("reason", request.reason)
         await self._job(job_id)
         await self.d.core.call(lambda engine: engine.cancel_job(job_id, request.reason))
         return job_pb2.CancelJobResponse(job=await self._job(job_id))
@@ -130,6 +132,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     @rpc
     async def HoldJob(self, request, context):
         job_id = convert.parse_id("job_id", request.job_id, "job")
+        check_text("reason", request.reason)
         await self._job(job_id)
         by = current_caller.get().identity
         await self.d.core.call(lambda engine: engine.hold_job(job_id, request.reason.strip(), by))
@@ -203,6 +206,10 @@ class JobService(job_pb2_grpc.JobServiceServicer):
 
 def prepare(spec_message: job_pb2.JobSpec, cfg) -> tuple:
     """The spec and its extracted tasks, validated (both O(tasks): run it off the event loop)."""
+    size = spec_message.ByteSize()
+    if size > MAX_SPEC_BYTES:
+        raise InvalidArgument("spec", f"is {size} bytes; a job spec may have at most {MAX_SPEC_BYTES}: "
+                                      "split the work over several jobs, or pass large inputs in files")
     spec = convert.job_spec_from_proto(spec_message)
     return spec, extract_tasks(spec, max_tasks=cfg.max_tasks_per_job, default_max_attempts=cfg.default_max_attempts)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from itertools import accumulate
 from dataclasses import dataclass
 
 from jobplane.v1 import job_pb2, task_pb2
 
 from ..domain.model import EventKind, JobState, Status, TaskState
 from ..domain.query import NUMBER, TEXT, TIME, Field, Term, matches_all, parse_filter, parse_order
+from ..domain.limits import MAX_ID, PAGE_BYTES
 from ..errors import FailedPrecondition, InvalidArgument
 from ..store.models import JobRow
 from ..store.queries import JOB_COLUMNS, TASK_COLUMNS, condition, conjunction, jobs_on_provider, tasks_of_owner
@@ -133,7 +135,7 @@ def decode(token: str, kind: str) -> int | None:
         return None
     try:
         tag, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if tag == kind and value.isdigit():
+        if tag == kind and value.isascii() and value.isdigit() and int(value) <= MAX_ID:
             return int(value)
     except (ValueError, UnicodeDecodeError):
         pass
@@ -153,31 +155,39 @@ class Source:
     value: Callable[[object, str], object]
 
 
-def page(source: Source, query: Query, token: str, size: int) -> tuple[list, str]:
-    """One page of matching messages and the token of the next ("" at the end)."""
+def page(source: Source, query: Query, token: str, size: int, max_bytes: int = PAGE_BYTES) -> tuple[list, str]:
+    """One page of matching messages and the token of the next ("" at the end). A page stops
+    early at `max_bytes` of messages (but holds at least one), so big rows never make a
+    response too large to send."""
     if query.sorted and query.sql_order is None:
-        return _sorted_in_memory(source, query, decode(token, "jp2") or 0, size)
+        return _sorted_in_memory(source, query, decode(token, "jp2") or 0, size, max_bytes)
     if query.sorted:
-        return _scan(source, query, size, offset=decode(token, "jp2") or 0)
-    return _scan(source, query, size, after=decode(token, "jp1"))
+        return _scan(source, query, size, max_bytes, offset=decode(token, "jp2") or 0)
+    return _scan(source, query, size, max_bytes, after=decode(token, "jp1"))
 
 
 def _keeps(source: Source, query: Query):
     return lambda m: matches_all(query.rest, lambda key: source.value(m, key))
 
 
-def _scan(source: Source, query: Query, size: int, after: int | None = None, offset: int | None = None):
+def _scan(source: Source, query: Query, size: int, max_bytes: int, after: int | None = None,
+          offset: int | None = None):
     keep = _keeps(source, query)
     found: list = []
-    scanned = 0
+    scanned = used = 0
     chunk = size + 1 if not query.rest else CHUNK
     while True:
         rows = source.fetch(query.sql, after, offset or 0, chunk, query.sql_order)
         messages = source.convert(rows)
         for i, (row, message) in enumerate(zip(rows, messages)):
-            scanned += 1
             if keep(message):
+                used += message.ByteSize()
+                if found and used > max_bytes:  # full: the next page starts with this row
+                    if offset is not None:
+                        return found, encode("jp2", offset + i)
+                    return found, encode("jp1", rows[i - 1].id if i else after)
                 found.append(message)
+            scanned += 1
             if len(found) == size or scanned >= MAX_SCAN:
                 more = i + 1 < len(rows) or len(rows) == chunk
                 if offset is not None:
@@ -191,7 +201,7 @@ def _scan(source: Source, query: Query, size: int, after: int | None = None, off
             after = rows[-1].id
 
 
-def _sorted_in_memory(source: Source, query: Query, offset: int, size: int):
+def _sorted_in_memory(source: Source, query: Query, offset: int, size: int, max_bytes: int):
     rows = source.fetch(query.sql, None, 0, SORT_CAP + 1, None)
     if len(rows) > SORT_CAP:
         raise FailedPrecondition(f"order_by: more than {SORT_CAP} rows match; narrow the filter, or sort by "
@@ -204,7 +214,10 @@ def _sorted_in_memory(source: Source, query: Query, offset: int, size: int):
         present.sort(key=lambda m: _sortable(source.value(m, key)), reverse=descending)
         messages = present + absent  # missing values last, either way
     chunk = messages[offset:offset + size]
-    return chunk, encode("jp2", offset + size) if offset + size < len(messages) else ""
+    sizes = accumulate(m.ByteSize() for m in chunk)
+    chunk = chunk[:max(1, sum(1 for used in sizes if used <= max_bytes))]
+    end = offset + len(chunk)
+    return chunk, encode("jp2", end) if end < len(messages) else ""
 
 
 def _sortable(value: object) -> object:

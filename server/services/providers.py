@@ -15,6 +15,7 @@ import grpc
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from ..domain.filters import parse_filter
+from ..domain.limits import check_seconds, check_text
 from ..domain.model import ProviderState
 from ..domain.state import ChangeSet
 from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
@@ -34,6 +35,7 @@ class Connection:
     id: int
     provider: str
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    error: JobplaneError | None = None  # a message that could not be taken ends the stream with it
 
 
 class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
@@ -71,6 +73,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                     yield message
                 if closing:
                     break
+            if conn.error is not None:
+                await context.abort(status_code(conn.error), str(conn.error))
         finally:
             reader.cancel()
             self._conns.pop(conn.id, None)
@@ -105,6 +109,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                 self._handle(conn, message)
         except (asyncio.CancelledError, grpc.RpcError):
             pass
+        except JobplaneError as exc:  # e.g. a message that does not decode
+            conn.error = exc
         finally:
             conn.queue.put_nowait(None)
 
@@ -215,8 +221,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     async def DrainProvider(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to drain")
-        if not math.isfinite(request.deadline_seconds) or request.deadline_seconds < 0:
-            raise InvalidArgument("deadline_seconds", "must be a number of seconds >= 0 (0 = no limit)")
+        check_seconds("deadline_seconds", request.deadline_seconds, "no limit")
         if request.deadline_seconds and not request.wait:
             raise InvalidArgument("deadline_seconds", "only applies with wait; without it tasks are handed on at once")
         provider = await self.d.core.call(
@@ -227,6 +232,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     async def RevokeProvider(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to revoke")
+        check_text("reason", request.reason)
         provider = await self.d.core.call(lambda engine: engine.revoke(request.provider_id, request.reason))
         if self.access is not None and not self.access.insecure:
             await self.access.revoke_identity(request.provider_id)

@@ -95,10 +95,13 @@ def _certificate(issued: Issued) -> dict:
 
 
 def token_to_proto(row) -> security_pb2.Token:
+    """A stored token as listed. Uses count only for join tokens: an API token stored with a use
+    count by an older server lists as unlimited, which is how it is treated."""
     return security_pb2.Token(
         id=row.id, role=row.role, user=row.user, groups=json.loads(row.groups), name_prefix=row.name_prefix,
         create_time=convert.ts(row.create_time), expire_time=convert.ts(row.expire_time),
-        uses_left=row.uses_left, revoked=bool(row.revoked), created_by=row.created_by)
+        uses_left=row.uses_left if row.role == Role.AGENT else -1, revoked=bool(row.revoked),
+        created_by=row.created_by)
 
 
 def audit_to_proto(row) -> security_pb2.AuditRecord:

@@ -40,7 +40,7 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
             return [convert.task_to_proto(r, attempts[r.id], status_of) for r in rows]
 
         source = listing.Source(fetch, to_messages, lambda m, key: listing.task_value(m, key, jobs.get(int(m.job_id))))
-        tasks, token = await self.d.read(listing.page, source, query, request.page_token, size)
+        tasks, token = await self.d.read(listing.page, source, query, request.page_token, size, self.d.page_bytes)
         return task_pb2.ListTasksResponse(tasks=tasks, next_page_token=token)
 
     async def _scope(self, job_id_text: str):

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jobplane.v1 import view_pb2, view_pb2_grpc
 
+from ..domain.limits import MAX_FILTER, MAX_ORDER_BY, check_text, shown
 from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
 from ..store.views import ViewStore
@@ -39,13 +40,19 @@ class ViewBook:
     async def resolve(self, name: str, resource: int | None, filter_text: str, order_by: str) -> tuple[str, str]:
         """The filter and order a request means: the view's terms and the request's together,
         and the request's order if it gives one, else the view's. `resource` None: any."""
+        check_text("filter", filter_text, MAX_FILTER)
+        check_text("order_by", order_by, MAX_ORDER_BY)
         if not name:
             return filter_text, order_by
         row = await self.get(name)
         if resource is not None and row.resource != resource:
             raise InvalidArgument("view", f"{name!r} is a view of {WORD[row.resource]}; use it where "
                                           f"{WORD[row.resource]} are listed")
-        return f"{row.filter} {filter_text}".strip(), order_by or row.order_by
+        combined = f"{row.filter} {filter_text}".strip()
+        if len(combined) > MAX_FILTER:
+            raise InvalidArgument("filter", f"with the terms of view {name!r} it has {len(combined)} characters; "
+                                            f"at most {MAX_FILTER} in all: narrow the view or use fewer terms")
+        return combined, order_by or row.order_by
 
     async def save(self, view: view_pb2.View):
         name = _valid_name(view.name)
@@ -69,7 +76,7 @@ class ViewBook:
 
 def _valid_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise InvalidArgument("name", f"{name!r}: use 1 to 64 letters, digits, '-', '_' or '.'")
+        raise InvalidArgument("name", f"{shown(name)}: use 1 to 64 letters, digits, '-', '_' or '.'")
     return name
 
 

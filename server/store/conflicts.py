@@ -33,7 +33,9 @@ def apply_rules(changes: dict[str, ConflictRule | None]) -> None:
 
 
 def apply_overlaps(overlaps: list[tuple[str, str, float]]) -> None:
+    width = ConflictOverlapRow.class_a.max_length
     for a, b, when in overlaps:
+        a, b = a[:width], b[:width]  # "class=" + a 200-character class: keep the row, not the whole label
         (ConflictOverlapRow.insert(class_a=a, class_b=b, failures=1, last_time=when)
          .on_conflict(conflict_target=[ConflictOverlapRow.class_a, ConflictOverlapRow.class_b],
                       update={ConflictOverlapRow.failures: ConflictOverlapRow.failures + 1,

@@ -72,5 +72,6 @@ def test_cycle_is_rejected_with_its_path():
 
 
 def test_task_limit():
-    with pytest.raises(InvalidArgument, match="more than 5 tasks"):
+    with pytest.raises(InvalidArgument, match="expands to 10 tasks, more than the 5") as err:
         extract(TaskSpec("s", command=("x",), matrix=(("p", json.dumps(list(range(10)))),)), max_tasks=5)
+    assert err.value.field == "spec.tasks[0].matrix"
