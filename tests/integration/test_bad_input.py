@@ -305,3 +305,19 @@ def test_lists_page_by_size_so_big_jobs_never_break_them(sqlite_cluster):
     assert 0 < len(first.jobs) < 4 and first.next_page_token
     assert {j.id for j in client.list_jobs()} == ids
     assert len(list(client.list_tasks(filter="name=t*"))) == 4 * 9
+
+
+def test_a_corrupt_message_after_the_hello_ends_the_agent_stream_with_invalid_argument(sqlite_cluster):
+    from jobplane.v1 import provider_pb2
+    from support import agent_certificate, agent_channel
+
+    hello = provider_pb2.ConnectRequest(hello=provider_pb2.Hello(name="raw", slots=1, heartbeat_interval_seconds=5))
+    with agent_channel(sqlite_cluster.server, *agent_certificate(sqlite_cluster.server, "raw")) as channel:
+        connect = channel.stream_stream("/jobplane.v1.ProviderService/Connect", request_serializer=None,
+                                        response_deserializer=provider_pb2.ConnectResponse.FromString)
+        responses = connect(iter([hello.SerializeToString(), b"\xff"]), timeout=30)
+        assert next(responses).WhichOneof("message") == "welcome"
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in responses:
+                pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
