@@ -120,6 +120,8 @@ def _check_extra(where: str, extra: tuple[str, ...]) -> None:
             raise InvalidArgument(f"{where}[{i}]", f"{arg!r} is not an sbatch option; give options such as "
                                                    "\"--gres=gpu:1\", each with its value after =")
         option = arg.split("=", 1)[0]
-        if option in RESERVED_OPTIONS or (not option.startswith("--") and option[:2] in RESERVED_OPTIONS):
+        if not option.startswith("--"):
+            option = option[:2]  # -oFILE is -o FILE
+        if option in RESERVED_OPTIONS:
             raise InvalidArgument(f"{where}[{i}]", f"{option} is set by jobplane (the job's name, its output files, "
                                                    "its array index and working directory); remove it")
