@@ -21,8 +21,8 @@ say() { echo "slurm-up: $*"; }
 die() { echo "slurm-up: $*" >&2; exit 1; }
 
 stop_all() {
-  $SUDO scontrol shutdown >/dev/null 2>&1 || true
-  for name in slurmd slurmctld slurmdbd mariadbd munged; do
+  $SUDO scontrol shutdown >/dev/null 2>&1 || true  # slurmctld and every slurmd
+  for name in slurmdbd mariadbd munged; do
     if [ -f "$DIR/$name.pid" ]; then
       $SUDO kill "$(cat "$DIR/$name.pid")" >/dev/null 2>&1 || true
       rm -f "$DIR/$name.pid"
@@ -134,14 +134,15 @@ EOF
 }
 
 start_slurm() {
+  # A daemon left from an earlier run answers (and is kept); a stale pid file proves nothing.
   if ! sacctmgr --noheader --parsable2 show cluster format=cluster 2>/dev/null | grep -qx jobplane; then
-    pgrep -F "$DIR/slurmdbd.pid" >/dev/null 2>&1 || slurmdbd
+    pgrep -x slurmdbd >/dev/null || slurmdbd
     wait_for 60 "slurmdbd" sacctmgr --noheader show cluster
     sacctmgr --immediate add cluster jobplane >/dev/null 2>&1 || true
   fi
-  pgrep -F "$DIR/slurmctld.pid" >/dev/null 2>&1 || slurmctld
+  scontrol ping 2>/dev/null | grep -q UP || pgrep -x slurmctld >/dev/null || slurmctld
   wait_for 60 "slurmctld" scontrol ping
-  pgrep -F "$DIR/slurmd.pid" >/dev/null 2>&1 || slurmd
+  pgrep -x slurmd >/dev/null || slurmd
   wait_for 60 "an idle node in sinfo" node_idle
 }
 
