@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -141,6 +140,12 @@ def sacct_states(job_ids) -> dict[str, str]:
     return {line.split("|")[0]: line.split("|")[1].split(" ")[0] for line in out.splitlines() if "|" in line}
 
 
+def squeue_states(job_ids) -> dict[str, str]:
+    """Job id -> its state as slurmctld sees it now (sacct may lag behind by a few seconds)."""
+    out = _run(["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}", "-o", "%i|%T"]).stdout
+    return dict(line.split("|") for line in out.splitlines() if "|" in line)
+
+
 def accounted(job_ids, states) -> dict[str, str]:
     """sacct's states of these jobs once it has recorded them all in one of `states`."""
     def recorded():
@@ -203,15 +208,18 @@ def test_a_job_cancelled_from_jobplane_is_scancelled(slurm):
 
 def test_a_held_job_is_on_hold_and_runs_once_released(slurm):
     blocker = slurm.sbatch("--cpus-per-task=1", "--wrap=sleep 600")  # takes one of the node's two CPUs
-    wait_until(lambda: sacct_states([blocker]).get(blocker) == "RUNNING", 30, "the blocker to run", interval=0.3)
+    wait_until(lambda: squeue_states([blocker]).get(blocker) == "RUNNING", 30, "the blocker to run", interval=0.3)
     job = slurm.submit({"name": "big", "slurm": {"wrap": "sleep 600", "cpus": 2}})
-    waiting = slurm.wait_task(job.id, "big", lambda t: t.raw.get("State") == "PENDING", "to wait in Slurm")
+    waiting = slurm.wait_task(job.id, "big", lambda t: t.raw.get("Reason") == "Resources", "to wait for resources")
     assert (waiting.status, waiting.raw["Reason"]) == (WAITING, "Resources")
 
     job_id = waiting.raw["JobId"]
     _run(["scontrol", "hold", job_id])
     held = slurm.wait_task(job.id, "big", lambda t: t.status == ON_HOLD, "to be ON_HOLD")
     assert (held.raw["State"], held.raw["Reason"]) == ("PENDING", "JobHeldAdmin")
+    with closing(slurm.client.watch(job.id, timeout=10)) as events:  # and the event stream said so
+        event = next(e for e in events if e.environment == "slurm" and e.status == ON_HOLD)
+    assert (event.raw_status, event.raw["Reason"]) == ("PENDING", "JobHeldAdmin")
 
     _run(["scancel", blocker])
     _run(["scontrol", "release", job_id])
@@ -250,6 +258,7 @@ def test_fifty_jobs_are_followed_with_one_squeue_per_poll(slurm):
     assert len(saccts) <= len(squeues)  # sacct only for the jobs squeue no longer lists
 
 
+@pytest.mark.server_args("--reconnect-grace", "10")  # time to start a new agent process on a busy machine
 def test_a_killed_agent_adopts_its_slurm_jobs_without_submitting_them_again(slurm):
     job = slurm.submit({"name": "a", "slurm": {"wrap": "sleep 8; echo finished a"}},
                        {"name": "b", "slurm": {"wrap": "sleep 8; echo finished b"}})
@@ -258,7 +267,7 @@ def test_a_killed_agent_adopts_its_slurm_jobs_without_submitting_them_again(slur
     job_ids = sorted(slurm.task(job.id, name).raw["JobId"] for name in ("a", "b"))
 
     slurm.cluster.agents["login-1"].kill()  # kill -9: no goodbye, no scancel
-    assert sacct_states(job_ids) == dict.fromkeys(job_ids, "RUNNING")  # they run on without it
+    assert squeue_states(job_ids) == dict.fromkeys(job_ids, "RUNNING")  # they run on without it
     slurm.start_agent()
     done = slurm.client.wait_job(job.id, timeout=90)
 
