@@ -111,7 +111,8 @@ def _check_shape(where: str, spec: SlurmSpec) -> None:
     for name in ("partition", "account", "qos"):
         value = getattr(spec, name)
         if value and not _NAME.fullmatch(value):
-            raise InvalidArgument(f"{where}.{name}", f"{value!r} is not a Slurm {name} name (letters, digits, _ . , + -)")
+            raise InvalidArgument(f"{where}.{name}",
+                                  f"{value!r} is not a Slurm {name} name (letters, digits, _ . , + -)")
 
 
 def _check_extra(where: str, extra: tuple[str, ...]) -> None:

@@ -69,7 +69,8 @@ async def _run(stubs: Slurm, statuses: list | None, stop_after: float):
     stop = asyncio.get_running_loop().create_future()
     if stop_after:
         asyncio.get_running_loop().call_later(stop_after, stop.set_result, StopRequest.cancel("user"))
-    return await queue.run(job_pb2.SlurmSpec(wrap="true"), name="t", comment="", env={"PATH": f"{stubs.dir}:/usr/bin:/bin"},
+    env = {"PATH": f"{stubs.dir}:/usr/bin:/bin"}
+    return await queue.run(job_pb2.SlurmSpec(wrap="true"), name="t", comment="", env=env,
                            cwd=str(stubs.dir), stop=stop, on_start=lambda started: None,
                            on_status=(statuses if statuses is not None else []).append)
 
