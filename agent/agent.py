@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
 from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
+from .slurm import SlurmQueue
 from .statedir import StateDir, state_root
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class Agent:
         self._pool = WorkerPool(config.slots, work_dir=config.work_dir)
         self._link = Link(config, self._outbox, self, open_credentials(config))
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
+        self._slurm = SlurmQueue(interval=config.slurm_poll_interval, kill_grace=config.kill_grace)
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._running = 0
@@ -189,12 +192,13 @@ class Agent:
         try:
             # STARTED again: the first may have been lost with the old process (a repeat is
             # ignored by the server).
-            return await follow_external(
-                record.spec, record.job_id, env=_agent_env() | dict(record.task_env), cwd=record.cwd,
+            follow = (self._slurm.follow if record.adapter == "slurm"
+                      else partial(follow_external, record.spec, kill_grace=self.config.kill_grace))
+            return await follow(
+                record.job_id, env=_agent_env() | dict(record.task_env), cwd=record.cwd,
                 stop=stop, on_start=self._on_start(key, report=True),
                 on_status=lambda raw: self._outbox.status(*key, raw),
-                kill_grace=self.config.kill_grace, timeout=record.timeout_left(time.time()),
-                submit_pid=record.submit_pid)
+                timeout=record.timeout_left(time.time()), submit_pid=record.submit_pid)
         finally:
             self._running -= 1
 
@@ -247,7 +251,7 @@ class Agent:
             return await self._pool.run(
                 self._py_call(assignment), stop=stop, on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
-        if spec.HasField("external"):
+        if spec.HasField("external") or spec.HasField("slurm"):
             return await self._external(assignment, stop, on_start)
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
@@ -261,10 +265,11 @@ class Agent:
         state directory before the submit and again with the job id, so that an agent
         process started after a crash adopts it instead of submitting it twice."""
         spec, key = assignment.spec, (assignment.task_id, assignment.attempt)
+        slurm = spec.HasField("slurm")
         record = ExternalRecord(
-            Path(self._state.attempt_dir(key)), SavedSpec.of(spec.external),
+            Path(self._state.attempt_dir(key)), SavedSpec() if slurm else SavedSpec.of(spec.external),
             task_env=_own_env(assignment), cwd=self._cwd(spec.cwd),
-            timeout=spec.timeout_seconds, started_wall=time.time())
+            timeout=spec.timeout_seconds, started_wall=time.time(), adapter="slurm" if slurm else "external")
         try:
             await asyncio.to_thread(write_record, record)
         except OSError as exc:  # not submitted yet: nothing runs anywhere
@@ -278,6 +283,12 @@ class Agent:
                 log.error("cannot record external job %s of task %s attempt %d: %s; an agent "
                           "restarted after a crash would not adopt it", job_id, *key, exc)
 
+        if slurm:
+            return await self._slurm.run(
+                spec.slurm, name=assignment.task_name, env=self._env(assignment), cwd=record.cwd, stop=stop,
+                comment=f"jobplane task {assignment.task_id} attempt {assignment.attempt}", on_start=on_start,
+                on_status=lambda raw: self._outbox.status(*key, raw), timeout=spec.timeout_seconds,
+                on_submitted=submitted)
         return await run_external(
             spec.external, env=self._env(assignment), cwd=record.cwd, stop=stop,
             on_start=on_start, on_status=lambda raw: self._outbox.status(*key, raw),
@@ -290,9 +301,13 @@ class Agent:
         if stop.done():  # cancelled while it waited for a slot
             return stop.result().result()
         spec = assignment.spec
-        if [bool(spec.command), bool(spec.python), spec.HasField("external")].count(True) != 1:
+        if [bool(spec.command), bool(spec.python), spec.HasField("external"),
+                spec.HasField("slurm")].count(True) != 1:
             return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
-                "the task spec must set exactly one of command, python and external"))
+                "the task spec must set exactly one of command, python, external and slurm"))
+        if spec.HasField("slurm") and not self.config.slurm:
+            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
+                "this agent does not submit to Slurm: start it with --slurm"))
         if spec.prerequisites:
             return await self._recheck(assignment, stop)
         return None

@@ -10,6 +10,9 @@ from jobplane.client.channel import resolve_target
 
 from .scan import ScanLimits
 
+# The label an agent that submits to Slurm advertises; the server requires it of Slurm tasks.
+SLURM_LABEL, SLURM_LABEL_VALUE = "slurm", "true"
+
 
 def _default_slots() -> int:
     return os.cpu_count() or 1
@@ -45,6 +48,11 @@ class AgentConfig:
     # A JSON file of extra live facts (name -> number), re-read for every heartbeat; its
     # entries override load_average and free_memory_bytes. Empty: the built-in facts only.
     facts_file: str = ""
+    # Submit `slurm` tasks to Slurm (sbatch, squeue, sacct, scancel on the PATH); the agent
+    # then advertises the label slurm=true, which Slurm tasks require.
+    slurm: bool = False
+    # Seconds between the agent's squeue (and sacct) calls, one for all its Slurm jobs.
+    slurm_poll_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.server:
@@ -59,3 +67,7 @@ class AgentConfig:
             raise ValueError(f"kill_grace: must be >= 0, got {self.kill_grace}")
         if self.insecure and self.token:
             raise ValueError("token: an insecure agent does not enroll; drop the token or insecure")
+        if self.slurm_poll_interval <= 0:
+            raise ValueError(f"slurm_poll_interval: must be > 0, got {self.slurm_poll_interval}")
+        if self.slurm and self.labels.get(SLURM_LABEL, SLURM_LABEL_VALUE) == SLURM_LABEL_VALUE:
+            object.__setattr__(self, "labels", {**self.labels, SLURM_LABEL: SLURM_LABEL_VALUE})

@@ -83,7 +83,7 @@ async def run_external(
     describe how it ended. `on_submitted(job_id, pid)` is awaited as soon as the submit has
     returned, before the first poll (the agent records the id there, see external_record.py);
     `on_status` is told each new set of raw properties while it runs."""
-    runner = _Runner(env, cwd, kill_grace)
+    runner = CommandRunner(env, cwd, kill_grace)
     with _or_timeout(stop, timeout) as stopping:
         try:
             job_id, pid = await _submit(runner, spec.submit)
@@ -110,7 +110,7 @@ async def follow_external(
 ) -> AttemptResult:
     """Poll a job submitted earlier (by an agent process that died since) until it is done,
     stopped or past `timeout` (if > 0), as run_external does after its submit. Never submits."""
-    runner = _Runner(env, cwd, kill_grace)
+    runner = CommandRunner(env, cwd, kill_grace)
     with _or_timeout(stop, timeout) as stopping:
         return await _follow(_Job(runner, spec, job_id, on_status), submit_pid, stopping, on_start)
 
@@ -132,7 +132,7 @@ async def _follow(job: _Job, pid: int, stop: asyncio.Future[StopRequest],
 
 
 @dataclass(frozen=True)
-class _Runner:
+class CommandRunner:
     """Runs the spec's commands with the task's environment and working directory."""
 
     env: Mapping[str, str]
@@ -183,7 +183,7 @@ class _Runner:
 class _Job:
     """A submitted job: polled until it is done, or cancelled."""
 
-    def __init__(self, runner: _Runner, spec: ExternalCommands, job_id: str,
+    def __init__(self, runner: CommandRunner, spec: ExternalCommands, job_id: str,
                  on_status: Callable[[dict[str, str]], None]) -> None:
         self._runner = runner
         self._spec = spec
@@ -253,7 +253,7 @@ class _Job:
         return replace(result, error=error, raw={**self.raw, "state": request.raw_state})
 
 
-async def _submit(runner: _Runner, argv: Sequence[str]) -> tuple[str, int]:
+async def _submit(runner: CommandRunner, argv: Sequence[str]) -> tuple[str, int]:
     """Submit the job: its id, and the pid of the submit command."""
     out, pid = await runner.run(argv, "submit")
     job_id = _json_object(out).get("id")

@@ -10,6 +10,9 @@ process that finds it (statedir.py) therefore knows one of two things:
   and submitting again could run it twice, so the attempt is reported FAILED with that reason
   ("submit_interrupted") and the task's retry policy decides whether it runs again.
 
+A Slurm attempt (slurm.py) keeps the same record with `adapter` "slurm" and no commands: its
+job id is all a new process needs to follow it.
+
 The record holds what the poll and cancel commands need: the spec's argv lists and interval,
 the task's own environment (the spec's and the task's variables, not the agent's: the new
 process adds its own), the working directory, the timeout and when the attempt began.
@@ -59,6 +62,8 @@ class ExternalRecord:
     job_id: str | None = None
     # The submit command's pid (its process group is gone by the time the record has an id).
     submit_pid: int = 0
+    # Which adapter follows the job: "external" (the spec's commands) or "slurm".
+    adapter: str = "external"
 
     def submitted(self, job_id: str, submit_pid: int) -> ExternalRecord:
         """The record once the submit has returned `job_id`."""
@@ -103,6 +108,7 @@ def read_record(attempt_dir: Path) -> ExternalRecord | None:
             started_wall=float(data["started_wall"]),
             job_id=None if data["job_id"] is None else str(data["job_id"]),
             submit_pid=int(data["submit_pid"]),
+            adapter=str(data.get("adapter", "external")),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -119,6 +125,7 @@ def _to_json(record: ExternalRecord) -> dict[str, Any]:
         "started_wall": record.started_wall,
         "job_id": record.job_id,
         "submit_pid": record.submit_pid,
+        "adapter": record.adapter,
     }
 
 

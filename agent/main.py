@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -71,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="JSON file of extra live facts (name -> number) sent with every "
                              "heartbeat, re-read each time; entries override "
                              "load_average/free_memory_bytes")
+    parser.add_argument("--slurm", action="store_true",
+                        help="submit tasks of the slurm environment to Slurm with sbatch (on the PATH) "
+                             "and advertise the label slurm=true, which those tasks require; --slots is "
+                             "then how many jobs it keeps in Slurm at once")
+    parser.add_argument("--slurm-poll-interval", type=_positive_float, default=5.0, metavar="SECONDS",
+                        help="seconds between the one squeue (and sacct) call that follows all this "
+                             "agent's Slurm jobs (default: %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     _add_security_flags(parser)
@@ -78,6 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not os.path.isdir(args.work_dir):
         parser.error(f"argument --work-dir: {args.work_dir!r} is not a directory")
     _check_security(parser, args)
+    if args.slurm and shutil.which("sbatch") is None:
+        parser.error("argument --slurm: sbatch is not on the PATH; install Slurm's client commands "
+                     "(sbatch, squeue, sacct, scancel) or drop --slurm")
     return args
 
 
@@ -159,6 +170,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         token=args.token or "",
         ca_file=args.ca or "",
         insecure=args.insecure,
+        slurm=args.slurm,
+        slurm_poll_interval=args.slurm_poll_interval,
     )
 
 

@@ -25,6 +25,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
 from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKeys
+from jobplane.client.jobfile_slurm import SlurmKeys, environment_problem
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
 from jobplane.v1 import job_pb2
 
@@ -154,7 +155,7 @@ class _Invalid(Exception):
 _TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
 
 
-class _Converter(SchedulingKeys):
+class _Converter(SchedulingKeys, SlurmKeys):
     """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
 
     def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
@@ -392,12 +393,16 @@ class _Converter(SchedulingKeys):
     def _check_program(self, task: Mapping[str, Any], path: FieldPath) -> None:
         if any(key not in _TASK_FIELDS for key in task):
             return  # a misspelt `comand` is reported as such, not also as a missing command
-        given = [key for key in ("command", "python", "external") if key in task]
-        if len(given) > 1:
-            self._report(path + (given[1],), f"set only one of command, python and external, not {' and '.join(given)}")
+        given = [key for key in ("command", "python", "external", "slurm") if key in task]
+        mismatch = environment_problem(task)
+        if mismatch is not None:
+            self._report(path + (mismatch[0],), mismatch[1])
+        elif len(given) > 1:
+            self._report(path + (given[1],),
+                         f"set only one of command, python, external and slurm, not {' and '.join(given)}")
         elif not given:
-            self._report(path, 'missing command or python; add command = ["..."], python = "module:function" '
-                               "or external = { submit = [...], poll = [...] }")
+            self._report(path, 'missing command or python; add command = ["..."], python = "module:function", '
+                               "external = { submit = [...], poll = [...] } or slurm = { script = \"run.sh\" }")
 
 
 @dataclass(frozen=True)
@@ -459,6 +464,8 @@ _TASK_FIELDS = {
     "retry_on": _Field("retry_on", _Converter.strings),
     "prerequisites": _Field("prerequisites", _Converter.prerequisites),
     "external": _Field("external", _Converter.external),
+    "environment": _Field(None, _Converter.environment),
+    "slurm": _Field("slurm", _Converter.slurm),
     "start_by": _Field("start_by", _Converter.moment),
     "finish_by": _Field("finish_by", _Converter.moment),
     "max_wait": _Field("max_wait_seconds", _Converter.seconds),

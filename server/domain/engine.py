@@ -487,8 +487,8 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             self._cs.task(task)
         self._event(EventKind.TASK, job_id=task.job_id, task_id=task.id, task_name=task.name,
                     provider_id=task.provider or "", attempt=task.attempt,
-                    raw_status=raw.get("status") or raw.get("state", ""), raw=dict(raw), status=decision.status,
-                    message=decision.reason, environment=environment)
+                    raw_status=raw.get("status") or raw.get("state") or raw.get("State", ""),  # State: Slurm's
+                    raw=dict(raw), status=decision.status, message=decision.reason, environment=environment)
 
     def _started(self, task: TaskRt, attempt: AttemptRt) -> None:
         if task.state != TaskState.ASSIGNED:

@@ -14,6 +14,7 @@ from . import limits
 from .limits import MAX_NAME, MAX_TASK_NAME, check_arg, check_entries, check_json, check_map, check_seconds, check_text, shown
 from .model import JobSpec, TaskDraft, TaskSpec
 from .signatures import parse_signatures
+from .slurm import check_slurm, expand_array
 from .timing import check_rule
 from .windows import check_window
 
@@ -34,6 +35,8 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
     for i, template in enumerate(spec.tasks):
         path = f"spec.tasks[{i}]"
         _check_task(path, template, groups)
+        if template.slurm:
+            template = check_slurm(path, template)
         if template.prerequisites:
             template = replace(template, prerequisites=parse_signatures(f"{path}.prerequisites",
                                                                         template.prerequisites))
@@ -208,9 +211,9 @@ def _check_groups(tasks: tuple[TaskSpec, ...]) -> set[str]:
 
 
 def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
-    if sum(map(bool, (task.command, task.python, task.external))) != 1:
-        raise InvalidArgument(f"{path}.command", "set exactly one of command (argv), python (module:function) "
-                                                 "and external (submit/poll/cancel commands)")
+    if sum(map(bool, (task.command, task.python, task.external, task.slurm))) != 1:
+        raise InvalidArgument(f"{path}.command", "set exactly one of command (argv), python (module:function), "
+                                                 "external (submit/poll/cancel commands) and slurm (a batch job)")
     if task.external:
         _check_external(f"{path}.external", task.external)
     _check_lateness(path, task.lateness)
@@ -256,6 +259,8 @@ def _check_args(path: str, task: TaskSpec) -> None:
 def _expand(path: str, task: TaskSpec) -> list[tuple[str, TaskSpec]]:
     """The template's tasks; `_count` checked the template's shape and size before."""
     base = replace(task, matrix=(), items_json="", chunk_size=0, after=())
+    if task.slurm and task.slurm.array:
+        return expand_array(path, task, base)
     if task.matrix:
         return _expand_matrix(path, task, base)
     if task.items_json:

@@ -90,6 +90,23 @@ class ExternalSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """A task run as a Slurm batch job (see SlurmSpec in job.proto); slurm.py checks it."""
+
+    script: str = ""
+    args: tuple[str, ...] = ()
+    wrap: str = ""
+    partition: str = ""
+    time_limit: str = ""
+    cpus: int = 0
+    mem: str = ""
+    array: str = ""
+    account: str = ""
+    qos: str = ""
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Lateness:
     """When a job or task counts as late: absolute times and/or relative limits (0 = none)."""
 
@@ -131,10 +148,13 @@ class TaskSpec:
     prerequisites: tuple = ()
     external: ExternalSpec | None = None
     lateness: Lateness = field(default_factory=Lateness)
+    slurm: SlurmSpec | None = None
 
     @property
     def environment(self) -> str:
-        """Where the task's raw status comes from: process, python or external."""
+        """Where the task's raw status comes from: process, python, external or slurm."""
+        if self.slurm:
+            return "slurm"
         return "external" if self.external else "python" if self.python else "process"
 
     @cached_property  # read on every enqueue and placement check; the spec never changes

@@ -1,7 +1,7 @@
 """Normalization policies: which raw properties, from which environment, mean which normalized status.
 
 A policy is an ordered list of rules. A rule names an environment ("process", "python",
-"external", "jobplane", or "*" for any), conditions on raw properties (all must hold) and
+"external", "slurm", "jobplane", or "*" for any), conditions on raw properties (all must hold) and
 the status they mean. Conditions, one per raw property:
 
     status = "ABEND"                      shorthand for { equals = "ABEND" }
@@ -33,6 +33,7 @@ from functools import cached_property
 
 from ..errors import InvalidArgument
 from .model import Status
+from .slurm_states import slurm_rules
 # The same wording as prerequisite errors ("did you mean ...", "must be ..., got ...").
 from .signatures import _choices, _wrong_type
 
@@ -489,6 +490,8 @@ _DEFAULT_RULES: list[dict[str, object]] = [
     {"environment": "external", "when": {"state": "external_done", "exit_code": {"range": [0, 0]}},
      "status": "SUCCESS"},
     {"environment": "external", "when": {"state": "external_done"}, "status": "FAILURE"},
+    # slurm: Slurm's job states and pending reasons (slurm_states.py)
+    *slurm_rules(_AGENT_STATES),
 ]
 
 DEFAULT_POLICY = parse_policy("default_policy", {"name": "default", "rules": _DEFAULT_RULES})

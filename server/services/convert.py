@@ -12,8 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, provider_pb2, task_pb2
 
 from ..domain.model import (
-    Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, Status, TaskSpec,
-    TaskState, Transient)
+    Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, SlurmSpec, Status,
+    TaskSpec, TaskState, Transient)
 from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
@@ -70,11 +70,22 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on),
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
-        lateness=_lateness_from_proto(m, path))
+        lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None)
 
 
 def _external_from_proto(m) -> ExternalSpec:
     return ExternalSpec(tuple(m.submit), tuple(m.poll), tuple(m.cancel), m.poll_interval_seconds)
+
+
+def _slurm_from_proto(m: job_pb2.SlurmSpec) -> SlurmSpec:
+    return SlurmSpec(m.script, tuple(m.args), m.wrap, m.partition, m.time_limit, m.cpus, m.mem, m.array, m.account,
+                     m.qos, tuple(m.extra_args))
+
+
+def _slurm_to_proto(s: SlurmSpec) -> job_pb2.SlurmSpec:
+    return job_pb2.SlurmSpec(script=s.script, args=list(s.args), wrap=s.wrap, partition=s.partition,
+                             time_limit=s.time_limit, cpus=s.cpus, mem=s.mem, array=s.array, account=s.account,
+                             qos=s.qos, extra_args=list(s.extra_args))
 
 
 def _when(m, path: str, name: str) -> float | None:
@@ -125,7 +136,7 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
                                       cancel=list(s.external.cancel),
                                       poll_interval_seconds=s.external.poll_interval_seconds) if s.external else None,
-        **_lateness_fields(s.lateness))
+        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, **_lateness_fields(s.lateness))
 
 
 def struct(value: dict) -> struct_pb2.Struct:

@@ -58,6 +58,8 @@ def job_value(m: job_pb2.Job, key: str) -> object:
 
 
 def _environment(spec) -> str:
+    if spec.HasField("slurm"):
+        return "slurm"
     return "external" if spec.HasField("external") else "python" if spec.python else "process"
 
 

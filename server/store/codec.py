@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from ..domain.model import ExternalSpec, JobSpec, Lateness, TaskSpec, Transient
+from ..domain.model import ExternalSpec, JobSpec, Lateness, SlurmSpec, TaskSpec, Transient
 from ..domain.signatures import parse_signature
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
@@ -60,4 +60,6 @@ def _task(d: dict) -> TaskSpec:
     d["external"] = ExternalSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in external.items()}) \
         if external else None
     d["lateness"] = Lateness(**d.get("lateness", {}))
+    slurm = d.get("slurm")
+    d["slurm"] = SlurmSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in slurm.items()}) if slurm else None
     return TaskSpec(**d)

@@ -297,5 +297,5 @@ def test_the_agent_refuses_a_task_with_both_command_and_external(tmp_path):
 
     report = with_agent(tmp_path, scenario)
     assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
-    assert report.error == "the task spec must set exactly one of command, python and external"
+    assert report.error == "the task spec must set exactly one of command, python, external and slurm"
     assert not scheduler.read("submitted")

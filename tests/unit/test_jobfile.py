@@ -199,9 +199,9 @@ def test_matrix_must_be_a_table_of_lists(matrix, problem):
 def test_a_task_needs_exactly_one_of_command_python_and_external():
     text = 'name = "j"\n[[tasks]]\nname = "a"\n[[tasks]]\nname = "b"\ncommand = "true"\npython = "m:f"\n'
     assert problems(text) == [
-        'job.toml:2: tasks[0]: missing command or python; add command = ["..."], python = "module:function" '
-        "or external = { submit = [...], poll = [...] }",
-        "job.toml:7: tasks[1].python: set only one of command, python and external, not command and python",
+        'job.toml:2: tasks[0]: missing command or python; add command = ["..."], python = "module:function", '
+        'external = { submit = [...], poll = [...] } or slurm = { script = "run.sh" }',
+        "job.toml:7: tasks[1].python: set only one of command, python, external and slurm, not command and python",
     ]
 
 
