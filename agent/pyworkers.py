@@ -12,12 +12,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 
-from . import pyworker
+from . import procs, pyworker
+from .keeper_wire import KILL_DEADLINE
 from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,12 @@ class WorkerPool:
     """Up to `size` spawned worker processes, started when calls need them; each runs one
     call at a time and is replaced if killed."""
 
-    def __init__(self, size: int, *, work_dir: str = "") -> None:
+    def __init__(self, size: int, *, work_dir: str = "",
+                 on_spawn: Callable[[int], None] | None = None) -> None:
         self._size = size
         self._work_dir = os.path.abspath(work_dir) if work_dir else ""
+        # Told the pid of each worker started (the agent registers them with its keeper).
+        self._on_spawn = on_spawn
         # Never fork: the agent has gRPC threads, and a forked child would inherit their locks.
         self._context = multiprocessing.get_context("spawn")
         self._workers: set[_Worker] = set()
@@ -191,11 +196,16 @@ class WorkerPool:
         if self._closing:
             return
         parent, child = self._context.Pipe(duplex=True)
+        # Started from the event loop's thread, which lives as long as the agent: a worker
+        # dies when the thread that started it ends (pyworker.serve sets PR_SET_PDEATHSIG).
         process = self._context.Process(
-            target=pyworker.serve, args=(child, self._work_dir), name="jobplane-pyworker"
+            target=pyworker.serve, args=(child, self._work_dir, os.getpid()),
+            name="jobplane-pyworker"
         )
         process.start()
         child.close()
+        if self._on_spawn is not None:
+            self._on_spawn(process.pid)  # type: ignore[arg-type]
         worker = _Worker(process, parent)
         self._workers.add(worker)
         self._loop.add_reader(worker.fd, self._on_readable, worker)  # type: ignore[union-attr]
@@ -285,6 +295,10 @@ async def _wait_exit(process: multiprocessing.process.BaseProcess) -> int | None
 
 
 def _kill_process_group(process: multiprocessing.process.BaseProcess) -> None:
+    """Kill a worker and everything its call started. The worker is their subreaper, so they
+    are its descendants: they die first, while it is stopped (a short /proc scan)."""
+    if process.pid is not None:
+        procs.kill_tree(process.pid, time.monotonic() + KILL_DEADLINE)
     # A worker leads its own process group once it has started; before that it is alone.
     try:
         os.killpg(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
