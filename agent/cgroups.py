@@ -10,6 +10,7 @@ ones). Stdlib only: the keeper imports it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -81,6 +82,23 @@ def create(parent: Path, name: str) -> Path:
 def join(cgroup: Path) -> None:
     """Move the calling process into the cgroup; its children are born there."""
     (cgroup / "cgroup.procs").write_text("0")
+
+
+def current() -> Path:
+    """The cgroup v2 this process is in (an absolute path under the mount)."""
+    mount = cgroup2_mount()
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return Path(f"{mount}{line[3:]}")
+    raise OSError(errno.ENOENT, "this process is in no cgroup v2")
+
+
+def populated(cgroup: Path) -> bool:
+    """Whether a process (not a zombie) is in the cgroup or below it."""
+    try:
+        return "populated 1" in (cgroup / "cgroup.events").read_text()
+    except OSError:
+        return False
 
 
 def members(cgroup: Path) -> list[int]:

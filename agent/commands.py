@@ -253,8 +253,10 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
-    pid = await keeper.start({"dir": str(directory), "argv": [program, *spec.argv[1:]],
-                              "env": dict(spec.env), "cwd": spec.cwd, "timeout": spec.timeout})
+    pid = await keeper.start({"dir": os.path.abspath(directory),
+                              "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
+                              "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
+                              "timeout": spec.timeout})
     return _Process(pid, directory, keeper, read_leftover(directory).start)
 
 

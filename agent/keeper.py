@@ -90,7 +90,7 @@ class Keeper:
 
     def _next_deadline(self) -> float:
         deadlines = [self.started + wire.STARTUP_WAIT]
-        deadlines += [h.expires(self.grace) for h in self.holders if h.greeted]
+        deadlines += [h.expires(self.grace) for h in self.holders]
         deadlines += [a.orphaned_until for a in self.attempts.values() if a.orphaned_until]
         return min(deadlines)
 
@@ -151,12 +151,12 @@ class Keeper:
     def _op_adopt(self, holder: Holder, message: dict) -> None:
         """A new agent process takes over attempts whose holder is gone; with `only`, it is
         the only agent of this directory, so orphans it does not name are killed now."""
-        wanted = {str(Path(d)) for d in message.get("dirs", ())}
+        wanted = {os.path.realpath(d) for d in message.get("dirs", ())}
         adopted, unclaimed = [], []
         for attempt in self.attempts.values():
             if attempt.holder is not None or attempt.killed:
                 continue
-            if str(attempt.directory) in wanted:
+            if os.path.realpath(attempt.directory) in wanted:
                 attempt.holder, attempt.orphaned_until = holder, None
                 adopted.append(str(attempt.directory))
             elif message.get("only"):
@@ -252,7 +252,7 @@ class Keeper:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for holder in [h for h in self.holders if h.greeted and h.expires(self.grace) <= now]:
+        for holder in [h for h in self.holders if h.expires(self.grace) <= now]:
             holder.send({"op": "lapsed"})
             holder.flush()
             self._on_gone(holder, frozen=True)

@@ -33,6 +33,10 @@ NAME = "jobplane-task"
 # uninterruptible sleep) and ends anyway.
 _CLEAN_UP_SECONDS = 10.0
 _WATCHED = {signal.SIGCHLD, TERMINATE, KILL}
+# Signals the command gets with their default disposition, whatever the keeper ignores (Python
+# ignores SIGPIPE and SIGXFSZ; the keeper SIGINT).
+_RESET = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+          signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,14 @@ class _StartFailed(Exception):
     """The command could not be started: {errno, error, stage}."""
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path | str, text: str) -> None:
     """Write a small file so that a reader sees all of it or none."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
+    partial = f"{path}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
     os.replace(partial, path)
 
 
@@ -75,7 +83,7 @@ def run(request: Request, *, cgroup: Path | None, report_fd: int, keeper_pid: in
 class _Wrapper:
     def __init__(self, request: Request, cgroup: Path | None) -> None:
         self.request = request
-        self.directory = Path(request.directory)
+        self.directory = request.directory
         self.cgroup = cgroup
         self.pid = os.getpid()
         self.command: int | None = None
@@ -95,35 +103,47 @@ class _Wrapper:
             _report(report_fd, exc.args[0])
             self._end()
             return 127
-        write_atomic(self.directory / "pid",
+        write_atomic(f"{self.directory}/pid",
                      f"{self.pid} {self.request.timeout:g} {procs.start_time(self.pid)}\n")
         _report(report_fd, {"pid": self.pid})
         self._supervise()
         self._end()
         status = procs.exit_status(self.status) if self.status is not None else -signal.SIGKILL
-        write_atomic(self.directory / "exit", f"{status}\n")
+        write_atomic(f"{self.directory}/exit", f"{status}\n")
         return status if status >= 0 else 128 - status
 
     def _start(self) -> int:
-        """Fork and exec the command, its output in the attempt's directory; its pid."""
+        """Spawn the command (posix_spawn: no copy of this process), its output in the
+        attempt's directory, in its cwd and cgroup; its pid."""
         request = self.request
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        out = os.open(self.directory / "out", flags, 0o644)
-        err = os.open(self.directory / "err", flags, 0o644)
+        out = os.open(f"{self.directory}/out", flags, 0o644)
+        err = os.open(f"{self.directory}/err", flags, 0o644)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        failed_r, failed_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(failed_r)
-            _exec(request, self.cgroup, (null, out, err), failed_w)
-        for fd in (failed_w, out, err, null):
-            os.close(fd)
-        with os.fdopen(failed_r, "rb") as failed:
-            why = failed.read()  # empty once exec has closed the pipe: the command runs
-        if why:
-            os.waitpid(pid, 0)
-            raise _StartFailed(json.loads(why))
-        return pid
+        stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((null, out, err))]
+        stage = "cwd"
+        try:
+            if request.cwd:
+                os.chdir(request.cwd)  # the command's; the wrapper uses absolute paths only
+            stage = "cgroup"
+            # Born in its cgroup: the wrapper joins it for the spawn and leaves it at once
+            # (it must stay outside, as cgroup.kill empties the cgroup).
+            home = cgroups.current() if self.cgroup is not None else None
+            if self.cgroup is not None:
+                cgroups.join(self.cgroup)
+            stage = "exec"
+            try:
+                return os.posix_spawn(request.argv[0], request.argv, request.env,
+                                      file_actions=stdio, setsigmask=(), setsigdef=_RESET)
+            finally:
+                if home is not None:
+                    cgroups.join(home)
+        except OSError as exc:
+            raise _StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
+                                "stage": stage}) from None
+        finally:
+            for fd in (out, err, null):
+                os.close(fd)
 
     def _supervise(self) -> None:
         """Until the command ends: pass SIGTERM on, SIGKILL everything on SIGUSR1."""
@@ -138,11 +158,18 @@ class _Wrapper:
 
     def _end(self) -> None:
         """Kill whatever the command left running, reap it all, and remove the cgroup."""
+        self._reap()
+        # Nothing left is the common case, and needs no /proc scan: the subreaper's living
+        # descendants all descend from its children, and the cgroup says if it is empty.
+        if procs.has_children() or (self.cgroup is not None and cgroups.populated(self.cgroup)):
+            self._kill_leftovers()
+        if self.cgroup is not None:
+            cgroups.remove(self.cgroup)
+
+    def _kill_leftovers(self) -> None:
         deadline = time.monotonic() + _CLEAN_UP_SECONDS
         if not procs.kill_until_gone(self._kill_targets, self._reap, deadline):
             print(f"{NAME} {self.pid}: processes of {self.directory} outlived SIGKILL", flush=True)
-        if self.cgroup is not None:
-            cgroups.remove(self.cgroup)
 
     def _members(self) -> list[int]:
         """Every process of the attempt: the subreaper's descendants, and the cgroup's members."""
@@ -166,32 +193,6 @@ class _Wrapper:
         for pid, status in procs.reap_children().items():
             if pid == self.command:
                 self.status = status
-
-
-def _exec(request: Request, cgroup: Path | None, stdio: tuple[int, int, int],
-          failed: int) -> NoReturn:
-    """In the command's process: enter the cgroup, set up stdio and cwd, and exec."""
-    stage = "cgroup"
-    try:
-        if cgroup is not None:
-            cgroups.join(cgroup)
-        stage = "stdio"
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        stage = "cwd"
-        if request.cwd:
-            os.chdir(request.cwd)
-        stage = "exec"
-        # Python ignores SIGPIPE and SIGXFSZ; a command expects the defaults, and no blocked signals.
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.execve(request.argv[0], request.argv, request.env)
-    except OSError as exc:
-        message = {"errno": exc.errno or 0, "error": exc.strerror or str(exc), "stage": stage}
-        os.write(failed, json.dumps(message).encode())
-    finally:
-        os._exit(127)
 
 
 def _report(fd: int, message: dict) -> None:
