@@ -13,11 +13,12 @@ from typing import Any
 
 from jobplane.v1 import provider_pb2
 
-from .checkpoint import CHECKPOINT_ENV, CHECKPOINT_FILE_ENV
+from .checkpoint import CHECKPOINT_FILE_ENV
 from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
+from .environment import agent_env, own_env, task_env
 from .external import follow_external, run_external, submit_interrupted
 from .external_record import ExternalRecord, SavedSpec, write_record
 from .keeper_client import Keeper
@@ -231,7 +232,7 @@ class Agent:
             # STARTED again: the first may have been lost with the old process (a repeat is
             # ignored by the server).
             return await follow_external(
-                record.spec, record.job_id, env=_agent_env() | dict(record.task_env), cwd=record.cwd,
+                record.spec, record.job_id, env=agent_env() | dict(record.task_env), cwd=record.cwd,
                 stop=stop, on_start=self._on_start(key, report=True),
                 on_status=lambda raw: self._outbox.status(*key, raw),
                 kill_grace=self.config.kill_grace, timeout=record.timeout_left(time.time()),
@@ -331,7 +332,7 @@ class Agent:
         spec, key = assignment.spec, (assignment.task_id, assignment.attempt)
         record = ExternalRecord(
             Path(self._state.attempt_dir(key)), SavedSpec.of(spec.external),
-            task_env=_own_env(assignment), cwd=self._cwd(spec.cwd),
+            task_env=own_env(assignment), cwd=self._cwd(spec.cwd),
             timeout=spec.timeout_seconds, started_wall=time.time())
         try:
             await asyncio.to_thread(write_record, record)
@@ -403,11 +404,11 @@ class Agent:
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
-        return _agent_env() | _own_env(assignment)
+        return agent_env() | own_env(assignment)
 
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
         spec = assignment.spec
-        env = {**spec.env, **_task_env(assignment)}
+        env = {**spec.env, **task_env(assignment)}
         return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
                       assignment.task_id, assignment.job_id, assignment.attempt,
                       assignment.checkpoint_json)
@@ -475,30 +476,3 @@ class Agent:
             pass  # a server that does not read; cancelling the stream below is goodbye enough
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)
-
-
-def _agent_env() -> dict[str, str]:
-    """The agent's environment as tasks inherit it."""
-    env = dict(os.environ)
-    env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
-    return env
-
-
-def _own_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
-    """The variables a task's spec and assignment add to the agent's environment."""
-    env = dict(assignment.spec.env)
-    env.pop(CHECKPOINT_ENV, None)
-    return env | _task_env(assignment)
-
-
-def _task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
-    """The variables that tell a task who it is, and where it resumes from."""
-    env = {
-        "JOBPLANE_TASK_ID": assignment.task_id,
-        "JOBPLANE_JOB_ID": assignment.job_id,
-        "JOBPLANE_ATTEMPT": str(assignment.attempt),
-        "JOBPLANE_TASK_NAME": assignment.task_name,
-    }
-    if assignment.checkpoint_json:
-        env[CHECKPOINT_ENV] = assignment.checkpoint_json
-    return env

@@ -57,6 +57,8 @@ class _Worker:
         self.reply: asyncio.Future[object] | None = None
         # Told each checkpoint the running call makes.
         self.on_checkpoint: Callable[[str], None] | None = None
+        # Done once a kill of the worker and of what its call started is over.
+        self.killed: asyncio.Future[None] | None = None
 
 
 class WorkerPool:
@@ -174,6 +176,8 @@ class WorkerPool:
             )
         try:
             answer = await reply
+            if worker.killed is not None:  # stopped: the attempt is over once all of it is gone
+                await worker.killed
         finally:
             worker.on_checkpoint = None
             stop.remove_done_callback(on_stop)
@@ -249,7 +253,9 @@ class WorkerPool:
         if not worker.alive:
             return
         self._retire(worker)
-        _kill_process_group(worker.process)
+        if worker.process.pid is not None:  # off the loop: it scans /proc
+            worker.killed = self._loop.run_in_executor(  # type: ignore[union-attr]
+                None, _kill_worker, worker.process.pid)
         self._reap(worker)
         self._spawn()
 
@@ -259,7 +265,8 @@ class WorkerPool:
             if worker.reply is not None and not worker.reply.done():
                 worker.reply.set_result(StopRequest.shutdown())
             self._retire(worker)
-            _kill_process_group(worker.process)
+            if worker.process.pid is not None:
+                _kill_worker(worker.process.pid)
             if self._loop is not None and not self._loop.is_closed():
                 self._reap(worker)
 
@@ -294,20 +301,16 @@ async def _wait_exit(process: multiprocessing.process.BaseProcess) -> int | None
     return code
 
 
-def _kill_process_group(process: multiprocessing.process.BaseProcess) -> None:
+def _kill_worker(pid: int) -> None:
     """Kill a worker and everything its call started. The worker is their subreaper, so they
-    are its descendants: they die first, while it is stopped (a short /proc scan)."""
-    if process.pid is not None:
-        procs.kill_tree(process.pid, time.monotonic() + KILL_DEADLINE)
+    are its descendants: they die first, while it is stopped."""
+    procs.kill_tree(pid, time.monotonic() + KILL_DEADLINE)
     # A worker leads its own process group once it has started; before that it is alone.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.kill()
-    except (ProcessLookupError, ValueError):
-        pass
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _from_reply(reply: pyworker.Reply) -> AttemptResult:
