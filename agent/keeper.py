@@ -89,10 +89,10 @@ class Keeper:
         return self.ever_held or time.monotonic() - self.started > wire.STARTUP_WAIT
 
     def _next_deadline(self) -> float:
-        deadlines = [self.started + wire.STARTUP_WAIT]
+        deadlines = [] if self.ever_held else [self.started + wire.STARTUP_WAIT]
         deadlines += [h.expires(self.grace) for h in self.holders]
         deadlines += [a.orphaned_until for a in self.attempts.values() if a.orphaned_until]
-        return min(deadlines)
+        return min(deadlines, default=time.monotonic() + wire.STARTUP_WAIT)
 
     # Connections.
 
@@ -120,7 +120,13 @@ class Keeper:
         if handler is None:
             log.warning("ignoring an unknown request %r from pid %s", op, holder.pid)
             return
-        handler(holder, message)
+        try:
+            handler(holder, message)
+        except (KeyError, TypeError, ValueError) as exc:  # a bad request must not end the keeper
+            log.error("refusing a malformed %r request from pid %s: %r", op, holder.pid, exc)
+            if "id" in message:
+                holder.send({"op": "refused", "id": message["id"], "errno": 0,
+                             "error": f"malformed {op} request: {exc!r}"})
 
     def _op_hello(self, holder: Holder, message: dict) -> None:
         holder.greet(message)
@@ -186,9 +192,12 @@ class Keeper:
         keeper_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            os.close(report_r)
-            self._forget_in_child()
-            wrapper.run(request, cgroup=cgroup, report_fd=report_w, keeper_pid=keeper_pid)
+            try:  # the wrapper; never back into the keeper's loop, whatever happens
+                os.close(report_r)
+                self._forget_in_child()
+                wrapper.run(request, cgroup=cgroup, report_fd=report_w, keeper_pid=keeper_pid)
+            finally:
+                os._exit(1)
         os.close(report_w)
         attempt = _Attempt(pid, Path(request.directory), cgroup, holder, message["id"], report_r)
         self.attempts[pid] = attempt
