@@ -79,6 +79,8 @@ class Agent:
         self._stopped = asyncio.Event()
         self._started = False
         self._stopping = False
+        # Past the hand-on: what is still held is killed, and nothing new is taken.
+        self._dropped = False
 
     async def run(self) -> None:
         """Run until `stop()` is called; raises AgentError (NameInUse, HelloRejected, NotEnrolled,
@@ -146,6 +148,8 @@ class Agent:
             key = (assignment.task_id, assignment.attempt)
             if key in self._attempts:
                 log.warning("ignoring a second assignment of task %s attempt %d", *key)
+            elif self._dropped:
+                log.info("not taking task %s attempt %d: this agent is leaving", *key)
             else:  # once stopping, it does not start: it waits to be handed on (_in_slot)
                 stop: asyncio.Future[StopRequest] = loop.create_future()
                 task = asyncio.create_task(self._run_attempt(assignment, stop))
@@ -455,6 +459,7 @@ class Agent:
     async def _drop_attempts(self) -> None:
         """Kill the attempts still held and drop them, reporting nothing: the server hands them
         on once it loses this provider. Never a FAILED report for a task that did not fail."""
+        self._dropped = True
         for attempt in self._attempts.values():
             attempt.dropped = True
             request_stop(attempt.stop, StopRequest.shutdown())
