@@ -38,7 +38,8 @@ class Keeper:
         self.state_dir = Path(state_dir)
         self.wanted = containment
         self.heartbeat = heartbeat
-        # What the keeper said: the containment in force and why, and its kill deadline.
+        # What the keeper said: its pid, the containment in force and why, its kill deadline.
+        self.pid = 0
         self.containment = ""
         self.why = ""
         self.kill_deadline = wire.KILL_DEADLINE
@@ -66,7 +67,7 @@ class Keeper:
             if self.connected:
                 return True
             self._closed = False
-            deadline = time.monotonic() + _OPEN_SECONDS
+            deadline, pause = time.monotonic() + _OPEN_SECONDS, 0.0
             while True:
                 try:
                     await self._connect()
@@ -76,6 +77,8 @@ class Keeper:
                         return False
                     if time.monotonic() > deadline:
                         raise KeeperUnavailable(self._trouble(f"cannot reach it: {exc}")) from None
+                await asyncio.sleep(pause)  # none the first time; then a little longer each time
+                pause = min(pause + _RETRY_PAUSE, 10 * _RETRY_PAUSE)
                 await self._spawn()
 
     def set_grace(self, seconds: float) -> None:
@@ -138,6 +141,7 @@ class Keeper:
             await self._disconnect()
             raise EOFError("the keeper closed the connection (it is exiting)")
         welcome = wire.decode(line)
+        self.pid = int(welcome.get("keeper_pid", 0))
         self.containment, self.why = welcome["containment"], welcome["why"]
         self.kill_deadline = float(welcome.get("kill_deadline", wire.KILL_DEADLINE))
         self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
@@ -156,8 +160,7 @@ class Keeper:
         code = await asyncio.to_thread(_start_keeper, self.state_dir)
         if code == 1:
             raise KeeperUnavailable(self._trouble("it could not start"))
-        if code == 2:  # another keeper has the directory: it is exiting, or about to listen
-            await asyncio.sleep(_RETRY_PAUSE)
+        # 2: another keeper has the directory (it is exiting, or about to listen): try again.
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         lapsed = False
@@ -230,7 +233,11 @@ def _start_keeper(state_dir: Path) -> int:
     exits: 0 once it listens, 2 if another keeper has the directory, 1 if it failed."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / wire.LOG_FILE, "ab") as log_file:
-        return subprocess.run(
-            [sys.executable, "-m", "jobplane.agent.keeper", str(state_dir)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
-            close_fds=True, check=False, timeout=_OPEN_SECONDS).returncode
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "jobplane.agent.keeper", str(state_dir)],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                start_new_session=True, close_fds=True, check=False,
+                timeout=_OPEN_SECONDS).returncode
+        except subprocess.TimeoutExpired:
+            return 1

@@ -7,6 +7,8 @@ Nothing here kills a task's processes itself before asserting they are gone.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import sys
 import textwrap
@@ -14,7 +16,10 @@ from pathlib import Path
 
 from support import Proc, escapes_command, noted_pids, pid_alive, wait_until
 
+from jobplane.agent.commands import CommandSpec, run_command
+from jobplane.agent.keeper_client import Keeper
 from jobplane.agent.keeper_wire import KILL_DEADLINE, LOST_FILE
+from jobplane.agent.results import AttemptResult, Outcome
 from jobplane.agent.statedir import StateDir
 
 # A stand-in for an agent: holds the lease with the given grace and heartbeat, then runs a
@@ -150,3 +155,23 @@ def test_python_workers_die_with_their_agent_and_so_does_what_they_started(tmp_p
     agent.kill()
     # Not after the (long) grace: a worker cannot be adopted, so it goes at once.
     wait_until(lambda: all_dead(noted), 30 - 2 * KILL_DEADLINE, "the worker and its child to die")
+
+
+def test_after_its_keeper_is_killed_the_agent_starts_commands_under_a_new_one(tmp_path):
+    async def main() -> tuple[int, int, AttemptResult]:
+        keeper = Keeper(tmp_path / "state")
+        await keeper.open()
+        first = keeper.pid
+        os.kill(first, signal.SIGKILL)
+        await asyncio.to_thread(wait_until, lambda: not pid_alive(first), 30, "the keeper to die")
+        try:
+            result = await run_command(CommandSpec(["sh", "-c", "echo again"],
+                                                   attempt_dir=str(tmp_path / "state" / "t.2")),
+                                       keeper=keeper)
+            return first, keeper.pid, result
+        finally:
+            await keeper.close()
+
+    first, second, result = asyncio.run(main())
+    assert second not in (0, first)
+    assert (result.outcome, result.stdout_tail) == (Outcome.SUCCEEDED, "again\n")
