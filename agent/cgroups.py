@@ -49,7 +49,24 @@ def detect(wanted: str = AUTO) -> Containment:
         return Containment(SUBREAPER, "this kernel has no cgroup.kill (it needs Linux 5.14)")
     if not os.access(base / "cgroup.procs", os.W_OK) or not os.access(base, os.W_OK):
         return Containment(SUBREAPER, f"{base} is not writable")
+    try:
+        _try_a_move(base)
+    except OSError as exc:
+        return Containment(SUBREAPER, f"cannot move processes into {base}: {exc.strerror}")
     return Containment(CGROUP, f"a cgroup v2 per attempt under {base}", base)
+
+
+def _try_a_move(base: Path) -> None:
+    """Move this process into a new cgroup under `base` and back, as a wrapper does for each
+    command it spawns; raises OSError if the machine does not allow it."""
+    probe = base / f"probe-{os.getpid()}"
+    home = current()
+    probe.mkdir(exist_ok=True)
+    try:
+        join(probe)
+        join(home)
+    finally:
+        remove(probe)
 
 
 def cgroup2_mount() -> Path | None:
@@ -88,7 +105,7 @@ def current() -> Path:
     """The cgroup v2 this process is in (an absolute path under the mount)."""
     mount = cgroup2_mount()
     for line in Path("/proc/self/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
+        if line.startswith("0::") and mount is not None:
             return Path(f"{mount}{line[3:]}")
     raise OSError(errno.ENOENT, "this process is in no cgroup v2")
 
