@@ -14,19 +14,21 @@ from typing import Any
 
 from jobplane.v1 import provider_pb2
 
-from .checkpoint import CHECKPOINT_ENV, CHECKPOINT_FILE_ENV
+from .checkpoint import CHECKPOINT_FILE_ENV
 from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
+from .environment import agent_env, own_env, task_env
 from .external import follow_external, run_external, submit_interrupted
 from .external_record import ExternalRecord, SavedSpec, write_record
+from .keeper_client import Keeper
 from .link import Link
 from .outbox import Outbox
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
-from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
+from .results import AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
 from .slurm import SlurmQueue
 from .statedir import StateDir, state_root
 
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # On shutdown, how long to wait for the server to acknowledge the last reports.
 SHUTDOWN_FLUSH_SECONDS = 2.0
+# On a graceful stop, how long past the stop wait and the kill grace the agent waits for the
+# server to hand its attempts on (cancel them, acknowledge their reports) before it kills and
+# drops what is left itself.
+HAND_ON_MARGIN = 3.0
 # On shutdown, how long the server has to end the stream after our goodbye.
 SHUTDOWN_CLOSE_SECONDS = 1.0
 
@@ -48,6 +54,9 @@ class _Attempt:
     task: asyncio.Task[None]
     started: Started | None = None
     started_at: float = 0.0
+    # Killed by the agent as it stopped without handing it on: not reported, its directory
+    # removed (the server continues it elsewhere once the provider is lost).
+    dropped: bool = False
 
 
 class Agent:
@@ -56,27 +65,44 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self._state = StateDir(state_root(config))
+        self._keeper = Keeper(self._state.root, containment=config.containment,
+                              heartbeat=config.heartbeat_interval)
         self._outbox = Outbox(on_acked=self._state.discard)
-        self._pool = WorkerPool(config.slots, work_dir=config.work_dir)
+        self._pool = WorkerPool(config.slots, work_dir=config.work_dir,
+                                on_spawn=self._keeper.add_worker)
         self._link = Link(config, self._outbox, self, open_credentials(config))
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
         self._slurm = SlurmQueue(interval=config.slurm_poll_interval, kill_grace=config.kill_grace)
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
+        self._none_held = asyncio.Event()
+        self._none_held.set()
         self._running = 0
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
         self._stopping = False
+        # Past the hand-on: what is still held is killed, and nothing new is taken.
+        self._dropped = False
 
     async def run(self) -> None:
         """Run until `stop()` is called; raises AgentError (NameInUse, HelloRejected, NotEnrolled,
-        EnrollmentRefused) if the server refuses us or we cannot prove who we are."""
+        EnrollmentRefused, KeeperUnavailable) if the server refuses us, we cannot prove who we
+        are, or we cannot run commands."""
         if self._started:
             raise RuntimeError("an Agent can run only once")
         self._started = True
         self._state.lock()
-        self._adopt_leftovers()
+        try:
+            # The keeper first: holding the lease again is what keeps an earlier process's
+            # attempts alive for us to adopt.
+            await self._keeper.open()
+            await self._adopt_leftovers()
+        except BaseException:
+            await self._keeper.close()
+            self._state.unlock()
+            self._stopped.set()
+            raise
         self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
         watcher = asyncio.create_task(self._checkpoints.run(), name="jobplane-agent-checkpoints")
@@ -94,7 +120,8 @@ class Agent:
             link.result()
 
     async def stop(self) -> None:
-        """Stop running attempts, report them, disconnect, and wait until `run()` is done."""
+        """Stop gracefully: take no new work, hand every attempt on through the server (or let
+        them finish, with `stop_wait`), disconnect, and wait until `run()` is done."""
         self._stop_requested.set()
         if self._started:
             await self._stopped.wait()
@@ -108,7 +135,9 @@ class Agent:
         return list(self._attempts) + self._outbox.finishing()
 
     def free_slots(self) -> int:
-        """Slots not taken by a running or queued attempt."""
+        """Slots not taken by a running or queued attempt; none once stopping."""
+        if self._stopping:
+            return 0
         return max(0, self.config.slots - len(self._attempts))
 
     def running_count(self) -> int:
@@ -122,12 +151,12 @@ class Agent:
             key = (assignment.task_id, assignment.attempt)
             if key in self._attempts:
                 log.warning("ignoring a second assignment of task %s attempt %d", *key)
-            elif self._stopping:
-                self._outbox.finished(*key, StopRequest.shutdown().result())
-            else:
+            elif self._dropped:
+                log.info("not taking task %s attempt %d: this agent is leaving", *key)
+            else:  # once stopping, it does not start: it waits to be handed on (_in_slot)
                 stop: asyncio.Future[StopRequest] = loop.create_future()
                 task = asyncio.create_task(self._run_attempt(assignment, stop))
-                self._attempts[key] = _Attempt(stop, task)
+                self._hold(key, _Attempt(stop, task))
 
     def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
         """Stop each attempt that is running or queued here; others are not ours to stop."""
@@ -135,6 +164,16 @@ class Agent:
             attempt = self._attempts.get((ref.task_id, ref.attempt))
             if attempt is not None:
                 request_stop(attempt.stop, StopRequest.cancel(reason))
+
+    def containment(self) -> tuple[str, float]:
+        """How attempts are contained (cgroup or subreaper), and the keeper's kill deadline."""
+        return self._keeper.containment, self._keeper.kill_deadline
+
+    def on_welcome(self, welcome: provider_pb2.Welcome) -> None:
+        """The server's reconnect grace is how long the keeper keeps our attempts for a new
+        agent process if this one dies."""
+        if welcome.reconnect_grace_seconds > 0:
+            self._keeper.set_grace(welcome.reconnect_grace_seconds)
 
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """How far each running attempt has got: its output bytes plus its CPU ticks."""
@@ -154,14 +193,20 @@ class Agent:
 
     # Running attempts.
 
-    def _adopt_leftovers(self) -> None:
+    async def _adopt_leftovers(self) -> None:
         """Take over the attempts an earlier process of this agent started and did not report:
         commands it left running or finished, and jobs it submitted to an outside scheduler.
 
-        They go into the hello's `running` list, so the server keeps them with us.
+        They go into the hello's `running` list, so the server keeps them with us. The keeper
+        hands over the running commands and kills any it runs that we do not claim (one that
+        crashed as it started, before its pid was written): the server hands those on.
         """
         loop = asyncio.get_running_loop()
-        for key, leftover in self._state.leftovers().items():
+        leftovers = self._state.leftovers()
+        await self._keeper.adopt([leftover.attempt_dir for leftover in leftovers.values()
+                                  if isinstance(leftover, Leftover) and leftover.alive()],
+                                 only=True)
+        for key, leftover in leftovers.items():
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
             stop: asyncio.Future[StopRequest] = loop.create_future()
             if isinstance(leftover, ExternalRecord):
@@ -169,14 +214,15 @@ class Agent:
             else:
                 self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
                 running = self._resume(key, leftover, stop)
-            self._attempts[key] = _Attempt(stop, asyncio.create_task(self._report(key, running)))
+            self._hold(key, _Attempt(stop, asyncio.create_task(self._report(key, running))))
 
     async def _resume(self, key: AttemptKey, leftover: Leftover,
                       stop: asyncio.Future[StopRequest]) -> AttemptResult:
         self._running += 1
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
-                                        on_start=self._on_start(key, report=False))
+                                        on_start=self._on_start(key, report=False),
+                                        keeper=self._keeper)
         finally:
             self._running -= 1
 
@@ -195,7 +241,7 @@ class Agent:
             follow = (self._slurm.follow if record.adapter == "slurm"
                       else partial(follow_external, record.spec, kill_grace=self.config.kill_grace))
             return await follow(
-                record.job_id, env=_agent_env() | dict(record.task_env), cwd=record.cwd,
+                record.job_id, env=agent_env() | dict(record.task_env), cwd=record.cwd,
                 stop=stop, on_start=self._on_start(key, report=True),
                 on_status=lambda raw: self._outbox.status(*key, raw),
                 timeout=record.timeout_left(time.time()), submit_pid=record.submit_pid)
@@ -211,12 +257,18 @@ class Agent:
     async def _in_slot(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult:
         async with self._slots:  # more assignments than slots wait here
+            if self._stopping:  # not started: it waits to be handed on, or dropped
+                return (await stop).result()
             return await self._execute(assignment, stop)
 
     async def _report(self, key: AttemptKey, running: Coroutine[Any, Any, AttemptResult]) -> None:
         """Await the attempt and queue its last checkpoint and FINISHED report, whatever happens."""
         try:
             result = await running
+        except AttemptLost as exc:  # the server has continued it elsewhere: not ours to report
+            log.warning("task %s attempt %d: %s", *key, exc)
+            await self._forget(key)
+            return
         except Exception as exc:  # a bug here must not leave the attempt unreported
             log.exception("task %s attempt %d failed inside the agent", *key)
             result = AttemptResult(Outcome.FAILED, error=f"agent error: {exc!r}",
@@ -225,9 +277,30 @@ class Agent:
             await self._checkpoints.finish(key)  # the last checkpoint goes before the result
         except Exception:
             log.exception("cannot read the last checkpoint of task %s attempt %d", *key)
+        if self._attempts[key].dropped and result.raw.get("state") == StopRequest.shutdown().raw_state:
+            log.info("task %s attempt %d: stopped with the agent, left for the server to hand on",
+                     *key)
+            await self._forget(key)
+            return
         log.debug("task %s attempt %d: %s %s", *key, result.outcome.value, result.error)
         self._outbox.finished(*key, result)
+        self._release(key)
+
+    def _hold(self, key: AttemptKey, attempt: _Attempt) -> None:
+        self._attempts[key] = attempt
+        self._none_held.clear()
+
+    def _release(self, key: AttemptKey) -> None:
         del self._attempts[key]
+        if not self._attempts:
+            self._none_held.set()
+
+    async def _forget(self, key: AttemptKey) -> None:
+        """Let go of an attempt without a report, and of its directory, so that no later agent
+        process adopts or reports it."""
+        self._release(key)
+        await asyncio.to_thread(self._state.drop, [key])
+        self._checkpoints.forget(key)
 
     async def _execute(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
@@ -256,7 +329,7 @@ class Agent:
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
         return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
-                                 on_start=on_start)
+                                 on_start=on_start, keeper=self._keeper)
 
     async def _external(self, assignment: provider_pb2.Assignment,
                         stop: asyncio.Future[StopRequest],
@@ -268,7 +341,7 @@ class Agent:
         slurm = spec.HasField("slurm")
         record = ExternalRecord(
             Path(self._state.attempt_dir(key)), SavedSpec() if slurm else SavedSpec.of(spec.external),
-            task_env=_own_env(assignment), cwd=self._cwd(spec.cwd),
+            task_env=own_env(assignment), cwd=self._cwd(spec.cwd),
             timeout=spec.timeout_seconds, started_wall=time.time(), adapter="slurm" if slurm else "external")
         try:
             await asyncio.to_thread(write_record, record)
@@ -350,11 +423,11 @@ class Agent:
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
-        return _agent_env() | _own_env(assignment)
+        return agent_env() | own_env(assignment)
 
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
         spec = assignment.spec
-        env = {**spec.env, **_task_env(assignment)}
+        env = {**spec.env, **task_env(assignment)}
         return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
                       assignment.task_id, assignment.job_id, assignment.attempt,
                       assignment.checkpoint_json)
@@ -367,18 +440,48 @@ class Agent:
 
     async def _shutdown(self, link: asyncio.Task[None]) -> None:
         self._stopping = True
-        await self._stop_attempts()
+        if not link.done() and self._link.connected:
+            await self._hand_on()
+        await self._drop_attempts()
         if not link.done():
             await self._say_goodbye(link)
         await self._pool.close()
+        await self._keeper.close()
 
-    async def _stop_attempts(self) -> None:
-        """Stop every attempt held here; each reports FAILED "agent shutting down"."""
+    async def _hand_on(self) -> None:
+        """Tell the server we are stopping: it hands our attempts on as a drain does (cancels
+        them, or lets them finish within `stop_wait`). Stay until it has, within a bound."""
+        wait = self.config.stop_wait
+        await self._link.say_goodbye(provider_pb2.Goodbye(wait=wait > 0, deadline_seconds=wait))
+        if self._attempts:
+            how = f"letting them finish for up to {wait:g}s" if wait else "handing them on"
+            log.info("stopping with %d attempts: %s", len(self._attempts), how)
+        bound = wait + self.config.kill_grace + HAND_ON_MARGIN
+        try:
+            await asyncio.wait_for(self._handed_on(), bound)
+        except TimeoutError:
+            log.warning("the server did not hand on %d attempts within %gs",
+                        len(self._attempts), bound)
+
+    async def _handed_on(self) -> None:
+        """Until no attempt is held and every report is acknowledged."""
+        while True:
+            await self._none_held.wait()
+            await self._outbox.wait_settled()
+            if not self._attempts:
+                return
+
+    async def _drop_attempts(self) -> None:
+        """Kill the attempts still held and drop them, reporting nothing: the server hands them
+        on once it loses this provider. Never a FAILED report for a task that did not fail."""
+        self._dropped = True
         for attempt in self._attempts.values():
+            attempt.dropped = True
             request_stop(attempt.stop, StopRequest.shutdown())
         tasks = [attempt.task for attempt in self._attempts.values()]
         if tasks:
-            log.info("stopping %d running attempts", len(tasks))
+            log.info("stopping %d attempts; the server hands them on when it loses this agent",
+                     len(tasks))
             await asyncio.wait(tasks)
 
     async def _say_goodbye(self, link: asyncio.Task[None]) -> None:
@@ -393,30 +496,3 @@ class Agent:
             pass  # a server that does not read; cancelling the stream below is goodbye enough
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)
-
-
-def _agent_env() -> dict[str, str]:
-    """The agent's environment as tasks inherit it."""
-    env = dict(os.environ)
-    env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
-    return env
-
-
-def _own_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
-    """The variables a task's spec and assignment add to the agent's environment."""
-    env = dict(assignment.spec.env)
-    env.pop(CHECKPOINT_ENV, None)
-    return env | _task_env(assignment)
-
-
-def _task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
-    """The variables that tell a task who it is, and where it resumes from."""
-    env = {
-        "JOBPLANE_TASK_ID": assignment.task_id,
-        "JOBPLANE_JOB_ID": assignment.job_id,
-        "JOBPLANE_ATTEMPT": str(assignment.attempt),
-        "JOBPLANE_TASK_NAME": assignment.task_name,
-    }
-    if assignment.checkpoint_json:
-        env[CHECKPOINT_ENV] = assignment.checkpoint_json
-    return env

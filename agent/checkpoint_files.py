@@ -55,6 +55,10 @@ class CheckpointFiles:
         self._watched[key] = _Watched(path)
         self._any.set()
 
+    def forget(self, key: AttemptKey) -> None:
+        """Stop watching an attempt without handing on what its file holds (it is dropped)."""
+        self._watched.pop(key, None)
+
     async def finish(self, key: AttemptKey) -> None:
         """The attempt has ended: hand on what its file holds, if new, then stop watching it."""
         watched = self._watched.pop(key, None)

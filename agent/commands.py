@@ -1,40 +1,37 @@
-"""Runs command tasks in their own process group, with output and exit status kept in the
-attempt's directory, so that an agent started again after a crash can adopt them.
+"""Runs command tasks, contained, with output and exit status kept in the attempt's
+directory, so that an agent started again after a crash can adopt them.
 
-Each command runs under a small shell wrapper that writes its pid when it starts and the
-command's exit status when it ends. The wrapper is what Nomad's executor or Slurm's
-slurmstepd is to their agents: the piece that outlives the agent. A new agent process finds
-the attempt's directory, checks that the pid still runs the wrapper, and waits for it.
+Each command runs under a wrapper (wrapper.py) that the agent's keeper (keeper.py) forks: the
+piece that outlives the agent, as Nomad's executor or Slurm's slurmstepd do. The wrapper
+writes its pid (and start time) when the command runs and the command's exit status when the
+command and everything it started are gone. A new agent process finds the attempt's
+directory, checks that the pid is still that wrapper, and waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .results import TAIL_LIMIT, AttemptResult, Outcome, Started, StopRequest
+from . import procs, wrapper
+from .errors import KeeperUnavailable
+from .keeper_client import Keeper
+from .keeper_wire import KILL_DEADLINE, LOST_FILE
+from .results import TAIL_LIMIT, AttemptLost, AttemptResult, Outcome, Started, StopRequest
 
 log = logging.getLogger(__name__)
 
-# The wrapper: `$1` is the attempt's directory, `$2` its timeout, the rest the command.
-# TERM is caught (not ignored, which the command would inherit), so a command that exits on
-# SIGTERM still has its exit status written. Exit statuses above 128 are signals, as in sh.
-WRAPPER = (
-    'trap : TERM; d=$1; t=$2; shift 2; echo "$$ $t" >"$d/pid"; '
-    '"$@"; s=$?; echo $s >"$d/exit"; exit $s'
-)
-WRAPPER_NAME = "jobplane-task"
 _SIGNAL_BASE = 128
 
 
@@ -59,37 +56,65 @@ class Leftover:
     exit_status: int | None
     timeout: float
     started_wall: float
+    # The wrapper's start time (with its pid, it names the process for good).
+    start: int | None = None
+    # The keeper killed it: no agent process held its lease in time.
+    lost: bool = False
 
     def alive(self) -> bool:
         """Whether its wrapper still runs (and the pid was not reused by another process)."""
-        return self.pid is not None and self.exit_status is None and _runs_wrapper(self.pid, self.attempt_dir)
+        return (self.pid is not None and self.exit_status is None and self.start is not None
+                and procs.start_time(self.pid) == self.start)
 
 
 class _Process:
     """A running wrapper: its pid, its output files, and a future that resolves at its exit."""
 
-    def __init__(self, pid: int, attempt_dir: Path, popen: subprocess.Popen | None) -> None:
+    def __init__(self, pid: int, attempt_dir: Path, keeper: Keeper | None,
+                 start: int | None) -> None:
         self.pid = pid
         self.dir = attempt_dir
-        self._popen = popen
-        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pidfd = os.pidfd_open(pid)  # ProcessLookupError if it is gone already
-        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
+        self._keeper = keeper
+        loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.exited.set_result(None)  # it has ended already
+            return
+        if start is None or procs.start_time(pid) != start:
+            self._on_exit()  # the pid is another process's now: ours has ended
+            return
+        loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._pidfd)
-        os.close(self._pidfd)
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
         if not self.exited.done():
             self.exited.set_result(None)
+
+    def signal(self, signum: int) -> None:
+        """Signal the wrapper, never another process that took its pid since."""
+        if self._pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signum)
+            except ProcessLookupError:
+                pass
 
     def output_bytes(self) -> int:
         return sum(_size(self.dir / name) for name in ("out", "err"))
 
-    def returncode(self) -> int | None:
-        """The wrapper's status as asyncio encodes it (-N for a signal); None if unknown."""
-        if self._popen is not None:
-            return self._popen.poll()
-        return _read_int(self.dir / "exit")
+    async def returncode(self) -> int | None:
+        """The command's status: its exit code, -N for signal N; None if unknown."""
+        code = _read_int(self.dir / "exit")
+        if code is None and self._keeper is not None:
+            # The wrapper was killed before it could write it: the keeper writes it once reaped.
+            await self._keeper.settle(self.pid)
+            code = _read_int(self.dir / "exit")
+        return code
 
     def close(self) -> None:
         if not self.exited.done():
@@ -102,14 +127,21 @@ async def run_command(
     kill_grace: float = 3.0,
     stop: asyncio.Future[StopRequest] | None = None,
     on_start: Callable[[Started], None] | None = None,
+    keeper: Keeper | None = None,
 ) -> AttemptResult:
-    """Run the command to its end, a timeout or a stop request, and describe how it ended."""
+    """Run the command to its end, a timeout or a stop request, and describe how it ended.
+
+    It runs under `keeper` (the agent's); without one, under a keeper of the attempt
+    directory's parent, held for the call. Raises AttemptLost if the keeper killed it because
+    the lease was not renewed in time.
+    """
     with _attempt_dir(spec.attempt_dir) as directory:
-        try:
-            process = _spawn(spec, directory)
-        except (OSError, ValueError) as exc:
-            return _failed_to_start(spec, exc)
-        return await _supervise(process, spec.timeout, kill_grace, stop, on_start)
+        async with _holding(keeper, directory.parent, spawn=True) as held:
+            try:
+                process = await _spawn(spec, directory, held)
+            except (OSError, ValueError, KeeperUnavailable) as exc:
+                return _failed_to_start(spec, exc)
+            return await _supervise(process, spec.timeout, kill_grace, stop, on_start)
 
 
 async def resume_command(
@@ -118,31 +150,38 @@ async def resume_command(
     kill_grace: float = 3.0,
     stop: asyncio.Future[StopRequest] | None = None,
     on_start: Callable[[Started], None] | None = None,
+    keeper: Keeper | None = None,
 ) -> AttemptResult:
-    """Adopt a command an earlier agent process started, and see it to its end."""
+    """Adopt a command an earlier agent process started, and see it to its end.
+
+    Without `keeper`, the keeper running it is reached and the attempt adopted from it for
+    the call (the agent adopts all of its leftovers at once instead).
+    """
+    _check_lost(leftover.attempt_dir)
     if leftover.exit_status is not None or leftover.pid is None:
         return _result(leftover.exit_status, None, *_tails(leftover.attempt_dir))
-    try:
-        process = _Process(leftover.pid, leftover.attempt_dir, None)
-    except ProcessLookupError:
-        return _result(_read_int(leftover.attempt_dir / "exit"), None,
-                       *_tails(leftover.attempt_dir))
-    timeout = leftover.timeout
-    if timeout > 0:
-        timeout = max(0.001, timeout - (time.time() - leftover.started_wall))
-    return await _supervise(process, timeout, kill_grace, stop, on_start)
+    async with _holding(keeper, leftover.attempt_dir.parent, spawn=False) as held:
+        if keeper is None and held is not None:
+            await held.adopt([leftover.attempt_dir])
+        process = _Process(leftover.pid, leftover.attempt_dir, held, leftover.start)
+        timeout = leftover.timeout
+        if timeout > 0:
+            timeout = max(0.001, timeout - (time.time() - leftover.started_wall))
+        return await _supervise(process, timeout, kill_grace, stop, on_start)
 
 
 def read_leftover(attempt_dir: Path) -> Leftover:
     """What an attempt's directory says about its command."""
-    pid, timeout, started = None, 0.0, 0.0
+    pid, timeout, started, start = None, 0.0, 0.0, None
     pid_file = attempt_dir / "pid"
     try:
         fields = pid_file.read_text().split()
         pid, timeout, started = int(fields[0]), float(fields[1]), pid_file.stat().st_mtime
+        start = int(fields[2])
     except (OSError, ValueError, IndexError):
         pass
-    return Leftover(attempt_dir, pid, _read_int(attempt_dir / "exit"), timeout, started)
+    return Leftover(attempt_dir, pid, _read_int(attempt_dir / "exit"), timeout, started, start,
+                    (attempt_dir / LOST_FILE).exists())
 
 
 async def _supervise(
@@ -155,55 +194,82 @@ async def _supervise(
     if on_start is not None:
         on_start(Started(process.pid, process.output_bytes))
     try:
-        stopped = await _wait(process.pid, process.exited, timeout, stop, kill_grace)
+        stopped = await _wait(process, timeout, stop, kill_grace)
     finally:
-        # Whatever the task left behind in its group goes with it: no orphan outlives it.
-        signal_group(process.pid, signal.SIGKILL)
+        if not process.exited.done():  # we were cancelled: the attempt does not outlive us
+            process.signal(wrapper.KILL)
         process.close()
-    return _result(process.returncode(), stopped, *_tails(process.dir))
+    returncode = await process.returncode()
+    _check_lost(process.dir)
+    return _result(returncode, stopped, *_tails(process.dir))
+
+
+def _check_lost(directory: Path) -> None:
+    try:
+        why = (directory / LOST_FILE).read_text().strip()
+    except FileNotFoundError:
+        return
+    raise AttemptLost(f"the agent's keeper killed it: {why}")
+
+
+@contextlib.asynccontextmanager
+async def _holding(keeper: Keeper | None, state_dir: Path, *, spawn: bool
+                   ) -> AsyncIterator[Keeper | None]:
+    """The given keeper; else one of `state_dir` held for the block (None if none runs and
+    `spawn` is off)."""
+    if keeper is not None:
+        yield keeper
+        return
+    own = Keeper(state_dir)
+    if not await own.open(spawn=spawn):
+        yield None
+        return
+    try:
+        yield own
+    finally:
+        await own.close()
 
 
 @contextmanager
 def _attempt_dir(given: str) -> Iterator[Path]:
-    """The given directory, or a temporary one removed afterwards."""
+    """The given directory, or a temporary one removed afterwards (its parent is the keeper's)."""
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
         yield Path(given)
         return
-    temp = tempfile.mkdtemp(prefix="jobplane-attempt-")
+    temp = Path(tempfile.mkdtemp(prefix="jobplane-attempt-"))
     try:
-        yield Path(temp)
+        (temp / "attempt").mkdir()
+        yield temp / "attempt"
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _spawn(spec: CommandSpec, directory: Path) -> _Process:
-    """Start the wrapper running the command, in a new session (its own process group)."""
+async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _Process:
+    """Have the keeper start the command under a wrapper of its own."""
     if not spec.argv:
         raise ValueError("the command is empty (spec.command has no argv)")
     if spec.cwd and not os.path.isdir(spec.cwd):
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
-    argv = ["/bin/sh", "-c", WRAPPER, WRAPPER_NAME, str(directory), f"{spec.timeout:g}", program,
-            *spec.argv[1:]]
-    with open(directory / "out", "wb") as out, open(directory / "err", "wb") as err:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 cwd=spec.cwd or None, env=dict(spec.env), start_new_session=True)
-    try:
-        return _Process(popen.pid, directory, popen)
-    except ProcessLookupError:  # cannot happen for our own child, even a zombie
-        raise OSError(errno.ESRCH, "the process vanished as it started") from None
+    assert keeper is not None, "a keeper is always opened (spawned) for a new command"
+    pid = await keeper.start({"dir": os.path.abspath(directory),
+                              "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
+                              "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
+                              "timeout": spec.timeout})
+    return _Process(pid, directory, keeper, read_leftover(directory).start)
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:
-    """The executable the command names, so sh runs that file and never a builtin."""
+    """The executable the command names (searched in the task's PATH), so that a missing or
+    unrunnable one fails the attempt before anything starts."""
     if "/" in program:
         target = os.path.join(cwd, program) if cwd else program
         if not os.path.exists(target):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         if os.path.isdir(target) or not os.access(target, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-        return program
+        return program  # exec'd once in the cwd, where a relative path means the same file
     found = shutil.which(program, path=path)
     if found is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
@@ -211,33 +277,38 @@ def _resolve(program: str, path: str, cwd: str) -> str:
 
 
 async def _wait(
-    pid: int,
-    exited: asyncio.Future[None],
+    process: _Process,
     timeout: float,
     stop: asyncio.Future[StopRequest] | None,
     kill_grace: float,
 ) -> StopRequest | None:
-    """Wait for the process to exit; if it is stopped first, kill it and say why."""
-    watched: set[asyncio.Future] = {exited}
+    """Wait for the command to end; if it is stopped first, kill it and say why."""
+    watched: set[asyncio.Future] = {process.exited}
     if stop is not None:
         watched.add(stop)
     done, _ = await asyncio.wait(
         watched, timeout=timeout if timeout > 0 else None, return_when=asyncio.FIRST_COMPLETED
     )
-    if exited in done:
+    if process.exited in done:
         return None
     request = stop.result() if stop is not None and stop in done else StopRequest.timeout(timeout)
-    await _terminate(pid, exited, kill_grace)
+    await _terminate(process, kill_grace)
     return request
 
 
-async def _terminate(pid: int, exited: asyncio.Future[None], kill_grace: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if the leader outlives the grace period."""
-    signal_group(pid, signal.SIGTERM)
-    done, _ = await asyncio.wait({exited}, timeout=kill_grace)
-    if not done:
-        signal_group(pid, signal.SIGKILL)
-        await exited
+async def _terminate(process: _Process, kill_grace: float) -> None:
+    """SIGTERM every process of the attempt (the wrapper passes it on), then SIGKILL them all
+    if the command outlives the grace period."""
+    process.signal(wrapper.TERMINATE)
+    done, _ = await asyncio.wait({process.exited}, timeout=kill_grace)
+    if done:
+        return
+    process.signal(wrapper.KILL)
+    done, _ = await asyncio.wait({process.exited}, timeout=KILL_DEADLINE)
+    if not done:  # a wrapper that does not answer: the keeper kills what it contained
+        log.warning("the wrapper %d did not end on request; killing it", process.pid)
+        process.signal(signal.SIGKILL)
+        await process.exited
 
 
 def signal_group(pgid: int, signum: signal.Signals) -> None:
@@ -248,15 +319,6 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
         pass  # the whole group is gone already
     except PermissionError:
         log.warning("cannot signal process group %d with %s", pgid, signum.name)
-
-
-def _runs_wrapper(pid: int, attempt_dir: Path) -> bool:
-    """Whether `pid` is a wrapper for this attempt: pids are reused, the arguments are not."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return WRAPPER_NAME.encode() in argv and os.fsencode(str(attempt_dir)) in argv
 
 
 def _tails(directory: Path) -> tuple[str, str]:
@@ -342,7 +404,8 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _failed_to_start(spec: CommandSpec, exc: OSError | ValueError) -> AttemptResult:
+def _failed_to_start(spec: CommandSpec,
+                     exc: OSError | ValueError | KeeperUnavailable) -> AttemptResult:
     if not spec.argv:
         return AttemptResult(
             outcome=Outcome.FAILED, error=f"cannot start: {exc}", raw={"state": "failed_to_start"}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from jobplane.client.channel import resolve_target
 
+from .cgroups import CHOICES as CONTAINMENTS
 from .scan import ScanLimits
 
 # The label an agent that submits to Slurm advertises; the server requires it of Slurm tasks.
@@ -30,6 +31,12 @@ class AgentConfig:
     heartbeat_interval: float = 1.0
     # Seconds between SIGTERM and SIGKILL when stopping a command task.
     kill_grace: float = 3.0
+    # How command attempts are contained: "auto" (a cgroup v2 per attempt where the machine
+    # allows it, else "subreaper"), "cgroup" (required), or "subreaper".
+    containment: str = "auto"
+    # On a graceful stop, how long running attempts may finish before the server hands them
+    # on; 0: hand them on at once.
+    stop_wait: float = 0.0
     # Default working directory of tasks; also put on sys.path of Python workers.
     work_dir: str = field(default_factory=os.getcwd)
     # Take work only when the server activates this provider (queued demand beyond capacity).
@@ -65,6 +72,11 @@ class AgentConfig:
             raise ValueError(f"heartbeat_interval: must be > 0, got {self.heartbeat_interval}")
         if self.kill_grace < 0:
             raise ValueError(f"kill_grace: must be >= 0, got {self.kill_grace}")
+        if self.containment not in CONTAINMENTS:
+            raise ValueError(f"containment: must be one of {', '.join(CONTAINMENTS)}, "
+                             f"got {self.containment!r}")
+        if not self.stop_wait >= 0:
+            raise ValueError(f"stop_wait: must be >= 0, got {self.stop_wait}")
         if self.insecure and self.token:
             raise ValueError("token: an insecure agent does not enroll; drop the token or insecure")
         if self.slurm_poll_interval <= 0:

@@ -22,3 +22,8 @@ class NotEnrolled(AgentError):
 
 class EnrollmentRefused(AgentError):
     """The server refused the join token or the name, or its TLS cannot be trusted."""
+
+
+class KeeperUnavailable(AgentError):
+    """The agent's keeper (the process that runs and contains its commands) cannot be started
+    or reached; the message names its log."""

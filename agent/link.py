@@ -54,6 +54,12 @@ class LinkHandler(Protocol):
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """Progress of every running attempt, for a probe."""
 
+    def containment(self) -> tuple[str, float]:
+        """How attempts are contained (cgroup, subreaper), and the keeper's kill deadline."""
+
+    def on_welcome(self, welcome: provider_pb2.Welcome) -> None:
+        """The server welcomed a stream (it says its reconnect grace)."""
+
 
 class Credentials(Protocol):
     """How the link reaches the server (credentials.py): plaintext, or mutual TLS kept renewed."""
@@ -116,6 +122,10 @@ class Link:
         self._write_lock = asyncio.Lock()
         self._welcomed = False
         self._closing = False
+        # Sent on every stream once the agent is stopping, so a reconnect does not forget it.
+        self._goodbye: provider_pb2.Goodbye | None = None
+        # The welcomed stream that carries reports now (a handover's successor is not, yet).
+        self._current: grpc.aio.StreamStreamCall | None = None
         # Failed attempts to connect since the last welcome; only the first is logged loudly.
         self._failures = 0
 
@@ -170,6 +180,16 @@ class Link:
             return False
         return True
 
+    async def say_goodbye(self, goodbye: provider_pb2.Goodbye) -> None:
+        """Tell the server the agent is stopping, on this stream and on any later one."""
+        self._goodbye = goodbye  # from now on, each new stream says it after its welcome
+        call = self._current
+        if call is not None and not call.done():
+            try:
+                await self._write(call, provider_pb2.ConnectRequest(goodbye=goodbye))
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError):
+                pass  # the stream broke: the next one says it
+
     async def close(self) -> None:
         """Half-close the stream(s) so the server sees a clean goodbye; `run()` then returns."""
         self._closing = True
@@ -186,6 +206,8 @@ class Link:
         stream = await self._open_stream()
         try:
             while True:
+                # Before _resume: a goodbye said meanwhile may then go twice, never not at all.
+                self._current = stream.call
                 await self._resume(stream.call)
                 successor = await self._serve(stream)
                 await self._drop(stream)
@@ -220,6 +242,8 @@ class Link:
         for batch in self._outbox.resend_batches():
             await self._write(call, provider_pb2.ConnectRequest(reports=batch))
         await self._write(call, provider_pb2.ConnectRequest(heartbeat=self._heartbeat()))
+        if self._goodbye is not None:
+            await self._write(call, provider_pb2.ConnectRequest(goodbye=self._goodbye))
         ready = provider_pb2.Ready(free_slots=self._handler.free_slots())
         await self._write(call, provider_pb2.ConnectRequest(ready=ready))
 
@@ -277,6 +301,7 @@ class Link:
 
     def _hello(self) -> provider_pb2.Hello:
         config = self._config
+        containment, kill_deadline = self._handler.containment()
         return provider_pb2.Hello(
             name=config.name,
             facts=self._facts,
@@ -284,6 +309,9 @@ class Link:
             slots=config.slots,
             heartbeat_interval_seconds=config.heartbeat_interval,
             standby=config.standby,
+            kill_deadline_seconds=kill_deadline,
+            containment=containment,
+            reconnect_backoff_max_seconds=BACKOFF_CAP,
             running=[
                 provider_pb2.AttemptRef(task_id=task_id, attempt=attempt)
                 for task_id, attempt in self._handler.held_attempts()
@@ -298,6 +326,7 @@ class Link:
             raise _StreamEnded(f"expected a welcome, got {response.WhichOneof('message')}")
         self._welcomed = True
         self._failures = 0
+        self._handler.on_welcome(response.welcome)
         if announce:
             config = self._config
             log.info("connected to %s as %s with %d slots", self._credentials.target, config.name,

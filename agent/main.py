@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from jobplane.client.channel import default_data_dir, resolve_target
 from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
+from jobplane import __version__
 from jobplane.client.errors import CredentialsError
 
+from . import cgroups
 from .agent import Agent
 from .config import AgentConfig
 from .credentials import ENROLL_HINT, identity_dir
@@ -60,6 +62,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="heartbeat interval promised to the server (default: %(default)s)")
     parser.add_argument("--kill-grace", type=_non_negative_float, default=3.0, metavar="SECONDS",
                         help="SIGTERM to SIGKILL delay when stopping a command (default: %(default)s)")
+    parser.add_argument("--containment", choices=cgroups.CHOICES, default=cgroups.AUTO,
+                        help="how each command attempt's processes are held together so that "
+                             "none outlives it: a cgroup v2 per attempt, or the attempt's "
+                             "wrapper as their subreaper; auto takes a cgroup where the machine "
+                             "allows it (default: %(default)s; --version says which is in force)")
+    parser.add_argument("--stop-wait", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                        help="on SIGTERM/SIGINT, let running tasks finish for up to this long "
+                             "before the server hands them on to other agents (default: 0, "
+                             "hand them on at once)")
     parser.add_argument("--work-dir", default=os.getcwd(), metavar="DIR",
                         help="working directory of tasks without a cwd (default: current directory)")
     parser.add_argument("--state-dir", default="", metavar="DIR",
@@ -81,8 +92,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "agent's Slurm jobs (default: %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and the containment in force here, and exit")
     _add_security_flags(parser)
     args = parser.parse_args(argv)
+    if args.version:
+        print(version_text(args.containment))
+        parser.exit()
     if not os.path.isdir(args.work_dir):
         parser.error(f"argument --work-dir: {args.work_dir!r} is not a directory")
     _check_security(parser, args)
@@ -90,6 +106,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("argument --slurm: sbatch is not on the PATH; install Slurm's client commands "
                      "(sbatch, squeue, sacct, scancel) or drop --slurm")
     return args
+
+
+def version_text(containment: str = cgroups.AUTO) -> str:
+    """The version, and how command attempts are contained on this machine (and why)."""
+    found = cgroups.detect(containment)
+    if containment == cgroups.CGROUP and found.kind != cgroups.CGROUP:
+        return (f"jobplane-agent {__version__}\ncontainment: none ({found.why}; with "
+                "--containment cgroup the agent does not start)")
+    return f"jobplane-agent {__version__}\ncontainment: {found.describe()}"
 
 
 def _add_security_flags(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +188,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         labels=dict(args.labels),
         heartbeat_interval=args.heartbeat,
         kill_grace=args.kill_grace,
+        containment=args.containment,
+        stop_wait=args.stop_wait,
         work_dir=os.path.abspath(args.work_dir),
         standby=args.standby,
         state_dir=os.path.abspath(args.state_dir) if args.state_dir else "",

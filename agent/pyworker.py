@@ -13,11 +13,13 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from . import procs
 from .checkpoint import TaskContext
 from .results import TAIL_LIMIT
 
@@ -64,8 +66,23 @@ class Reply(NamedTuple):
 READY = "ready"
 
 
-def serve(conn: Connection, work_dir: str) -> None:
+# What the worker gets when the agent dies (PR_SET_PDEATHSIG).
+AGENT_GONE = signal.SIGUSR2
+# How long killing what a call left running may take (a process in uninterruptible sleep).
+_KILL_SECONDS = 5.0
+
+
+def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
     """The worker's main loop: answer calls until the pool closes the pipe."""
+    # The subreaper of whatever a call starts, so that nothing it starts leaves the worker's
+    # tree: the pool and the keeper kill the worker as a tree, and so does the worker itself
+    # when its call returns, or when the agent dies (it cannot be adopted: its task is
+    # continued elsewhere).
+    procs.become_subreaper()
+    signal.signal(AGENT_GONE, _die_with_the_agent)
+    procs.die_with_parent(AGENT_GONE)
+    if agent_pid and os.getppid() != agent_pid:
+        return  # the agent died before we could ask
     # Own session: the terminal's Ctrl-C reaches only the agent, and killing the group on
     # cancel also takes anything the function started.
     os.setsid()
@@ -82,10 +99,23 @@ def serve(conn: Connection, work_dir: str) -> None:
         if call is None:
             return
         reply = run_call(functions, call, lambda text: conn.send(Checkpoint(text)))
+        _end_of_call()
         try:
             conn.send(reply)
         except OSError:
             return  # the agent went away while the call ran
+
+
+def _end_of_call() -> None:
+    """Kill whatever the call left running: nothing of an attempt outlives it."""
+    if procs.has_children():
+        procs.kill_tree(os.getpid(), time.monotonic() + _KILL_SECONDS, reap=procs.reap_children)
+        procs.reap_children()
+
+
+def _die_with_the_agent(signum: int, frame: object) -> None:
+    procs.kill_tree(os.getpid(), time.monotonic() + _KILL_SECONDS, reap=procs.reap_children)
+    os._exit(1)
 
 
 def run_call(functions: dict[str, _Target], call: Call,

@@ -12,12 +12,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 
-from . import pyworker
+from . import procs, pyworker
+from .keeper_wire import KILL_DEADLINE
 from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
 
 log = logging.getLogger(__name__)
@@ -55,15 +57,20 @@ class _Worker:
         self.reply: asyncio.Future[object] | None = None
         # Told each checkpoint the running call makes.
         self.on_checkpoint: Callable[[str], None] | None = None
+        # Done once a kill of the worker and of what its call started is over.
+        self.killed: asyncio.Future[None] | None = None
 
 
 class WorkerPool:
     """Up to `size` spawned worker processes, started when calls need them; each runs one
     call at a time and is replaced if killed."""
 
-    def __init__(self, size: int, *, work_dir: str = "") -> None:
+    def __init__(self, size: int, *, work_dir: str = "",
+                 on_spawn: Callable[[int], None] | None = None) -> None:
         self._size = size
         self._work_dir = os.path.abspath(work_dir) if work_dir else ""
+        # Told the pid of each worker started (the agent registers them with its keeper).
+        self._on_spawn = on_spawn
         # Never fork: the agent has gRPC threads, and a forked child would inherit their locks.
         self._context = multiprocessing.get_context("spawn")
         self._workers: set[_Worker] = set()
@@ -169,6 +176,8 @@ class WorkerPool:
             )
         try:
             answer = await reply
+            if worker.killed is not None:  # stopped: the attempt is over once all of it is gone
+                await worker.killed
         finally:
             worker.on_checkpoint = None
             stop.remove_done_callback(on_stop)
@@ -191,11 +200,16 @@ class WorkerPool:
         if self._closing:
             return
         parent, child = self._context.Pipe(duplex=True)
+        # Started from the event loop's thread, which lives as long as the agent: a worker
+        # dies when the thread that started it ends (pyworker.serve sets PR_SET_PDEATHSIG).
         process = self._context.Process(
-            target=pyworker.serve, args=(child, self._work_dir), name="jobplane-pyworker"
+            target=pyworker.serve, args=(child, self._work_dir, os.getpid()),
+            name="jobplane-pyworker"
         )
         process.start()
         child.close()
+        if self._on_spawn is not None:
+            self._on_spawn(process.pid)  # type: ignore[arg-type]
         worker = _Worker(process, parent)
         self._workers.add(worker)
         self._loop.add_reader(worker.fd, self._on_readable, worker)  # type: ignore[union-attr]
@@ -239,7 +253,9 @@ class WorkerPool:
         if not worker.alive:
             return
         self._retire(worker)
-        _kill_process_group(worker.process)
+        if worker.process.pid is not None:  # off the loop: it scans /proc
+            worker.killed = self._loop.run_in_executor(  # type: ignore[union-attr]
+                None, _kill_worker, worker.process.pid)
         self._reap(worker)
         self._spawn()
 
@@ -249,7 +265,8 @@ class WorkerPool:
             if worker.reply is not None and not worker.reply.done():
                 worker.reply.set_result(StopRequest.shutdown())
             self._retire(worker)
-            _kill_process_group(worker.process)
+            if worker.process.pid is not None:
+                _kill_worker(worker.process.pid)
             if self._loop is not None and not self._loop.is_closed():
                 self._reap(worker)
 
@@ -284,16 +301,16 @@ async def _wait_exit(process: multiprocessing.process.BaseProcess) -> int | None
     return code
 
 
-def _kill_process_group(process: multiprocessing.process.BaseProcess) -> None:
+def _kill_worker(pid: int) -> None:
+    """Kill a worker and everything its call started. The worker is their subreaper, so they
+    are its descendants: they die first, while it is stopped."""
+    procs.kill_tree(pid, time.monotonic() + KILL_DEADLINE)
     # A worker leads its own process group once it has started; before that it is alone.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.kill()
-    except (ProcessLookupError, ValueError):
-        pass
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _from_reply(reply: pyworker.Reply) -> AttemptResult:

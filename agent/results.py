@@ -83,6 +83,11 @@ class StopRequest:
         )
 
 
+class AttemptLost(Exception):
+    """The agent's keeper killed the attempt because no agent process held its lease in time
+    (the agent died or froze). The server continues the task elsewhere: it is not reported."""
+
+
 def request_stop(stop: asyncio.Future[StopRequest], request: StopRequest) -> None:
     """Ask an attempt to stop; the first request wins, later ones are ignored."""
     if not stop.done():

@@ -84,9 +84,10 @@ class StateDir:
         """What earlier agent processes left: attempts running or finished but not reported.
 
         Every external attempt with a readable record is kept, submitted or not (the agent
-        decides what to make of it). Directories of commands that never started, or whose
-        wrapper died without an exit status, are removed: the server hands those attempts on
-        when we do not claim them.
+        decides what to make of it). Directories of commands that never started, whose
+        wrapper died without an exit status, or that the keeper killed because no agent held
+        their lease (`lost`), are removed: the server hands those attempts on when we do not
+        claim them.
         """
         found: dict[AttemptKey, Leftover | ExternalRecord] = {}
         for entry in sorted(self.root.iterdir()):
@@ -101,6 +102,13 @@ class StateDir:
             else:
                 shutil.rmtree(entry, ignore_errors=True)
         return found
+
+    def drop(self, keys: Iterable[AttemptKey]) -> None:
+        """Remove these attempts' directories now (blocking): no later agent process may adopt
+        or report them."""
+        for key in keys:
+            self._made.discard(key)
+            shutil.rmtree(self._path(key), ignore_errors=True)
 
     def discard(self, keys: Iterable[AttemptKey]) -> None:
         """Remove these attempts' directories soon, off the event loop, in batches."""
@@ -129,6 +137,9 @@ def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
             log.warning("dropping %s: its external record cannot be read", attempt_dir)
         return record
     leftover = read_leftover(attempt_dir)
+    if leftover.lost:
+        log.info("dropping %s: the keeper killed it while no agent held it", attempt_dir)
+        return None
     if leftover.exit_status is not None or leftover.alive():
         return leftover
     return None

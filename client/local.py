@@ -2,7 +2,8 @@
 
 Used by `jobplane up` and `jobplane demo`. Each child runs in its own process group, so a
 Ctrl-C at the terminal reaches only this process, which then stops the agents before the
-server (SIGTERM, a grace period, then SIGKILL). Child output goes to DATA_DIR/logs/.
+server (SIGTERM, a grace period, then SIGKILL): a stopping agent hands its running tasks on
+through the server, which queues them again. Child output goes to DATA_DIR/logs/.
 
 Secure by default: the server makes its CA, certificate and bootstrap admin token in DATA_DIR;
 this process uses the admin token to create one join token for the local agents
@@ -54,7 +55,11 @@ class LocalConfig:
     agents: int = 2
     slots: int = 2
     startup_timeout: float = 20.0
-    stop_grace: float = 5.0
+    # How long a stopping agent may take before it is killed: it hands its running tasks on
+    # through the server (each stopped with SIGTERM, then SIGKILL after the agent's 3 s kill
+    # grace) and waits for the server to acknowledge; it gives up by itself after about 14 s
+    # at worst (agent.HAND_ON_MARGIN and the shutdown flush). The server is stopped only after.
+    stop_grace: float = 15.0
     insecure: bool = False  # plaintext and no authentication, for debugging
 
 

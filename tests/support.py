@@ -297,3 +297,83 @@ class RunLog:
             if any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])):
                 found.append(name)
         return found
+
+
+# A task that starts processes meant to outlive it, in one of four ways; each process it starts
+# appends "PID CGROUP" to PIDS; READY appears once all run. Its main process then sleeps (the
+# "daemon" one ignoring SIGTERM, as does its daemon). Run: python ESCAPES VARIANT PIDS READY.
+ESCAPES = r'''
+import ctypes, os, signal, subprocess, sys, time
+variant, pids, ready = sys.argv[1:4]
+
+def note():
+    cgroup = open("/proc/self/cgroup").read().splitlines()[-1]
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()} {cgroup}\n")
+
+note()
+if variant == "setsid":  # the shell's way: sh -c 'setsid sleep 1000 & sleep 1000'
+    subprocess.Popen(["sh", "-c", "setsid sh -c 'echo $$ - >> \"$1\"; exec sleep 1000' sh \"$0\" & "
+                                  "echo $$ - >> \"$0\"; exec sleep 1000", pids])
+    while len(open(pids).read().splitlines()) < 3:
+        time.sleep(0.01)
+elif variant == "setpgid":  # a Python child in a process group of its own
+    if os.fork() == 0:
+        os.setpgid(0, 0)
+        note()
+        time.sleep(1000)
+        os._exit(0)
+elif variant == "double-fork":  # fork, setsid, fork, and the middle one exits: an orphan
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            note()
+            time.sleep(1000)
+        os._exit(0)
+    os.wait()
+elif variant == "daemon":  # daemon(3), deaf to SIGTERM and SIGHUP, as is the task itself
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.fork() == 0:
+        ctypes.CDLL(None).daemon(0, 0)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        note()
+        time.sleep(1000)
+        os._exit(0)
+while len(open(pids).read().splitlines()) < 2:
+    time.sleep(0.01)
+open(ready, "w").close()
+time.sleep(1000)
+'''
+ESCAPE_VARIANTS = ["setsid", "setpgid", "double-fork", "daemon"]
+
+
+def escapes_command(directory: Path, variant: str) -> tuple[list[str], Path, Path]:
+    """argv of an ESCAPES task in `directory`, and its PIDS and READY files (absolute paths:
+    a daemon changes directory to /)."""
+    script = directory / "escapes.py"
+    script.write_text(ESCAPES)
+    pids, ready = directory / f"{variant}.pids", directory / f"{variant}.ready"
+    return [sys.executable, str(script), variant, str(pids), str(ready)], pids, ready
+
+
+def noted_pids(path: Path) -> dict[int, str]:
+    """The pids (and cgroups) an ESCAPES task noted."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {int(line.split()[0]): line.split(" ", 1)[1] for line in lines}
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment has name=value: every process a task started, however
+    it left the task's process group or session (unless it cleared its environment)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in environ and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support import Proc, free_port, wait_until
 
-from jobplane.agent import AgentConfig
+from jobplane import __version__
+from jobplane.agent import AgentConfig, cgroups
 from jobplane.agent.facts import machine_facts
 from jobplane.agent.main import config_from_args, parse_args
 from jobplane.agent.procstat import cpu_ticks_by_group
@@ -27,11 +29,26 @@ def no_credentials_around(monkeypatch, tmp_path):
 def test_flags_build_the_config(tmp_path):
     args = parse_args(["--server", "h:1", "--name", "n1", "--slots", "3", "--label", "gpu=true",
                        "--label", "zone=a=b", "--heartbeat", "0.5", "--kill-grace", "0",
-                       "--work-dir", str(tmp_path), "--standby", "--insecure"])
+                       "--work-dir", str(tmp_path), "--standby", "--insecure",
+                       "--containment", "subreaper", "--stop-wait", "30"])
     assert config_from_args(args) == AgentConfig(
         server="h:1", name="n1", slots=3, labels={"gpu": "true", "zone": "a=b"},
         heartbeat_interval=0.5, kill_grace=0.0, work_dir=str(tmp_path), standby=True,
-        insecure=True)
+        insecure=True, containment="subreaper", stop_wait=30.0)
+
+
+def test_version_says_which_containment_is_in_force_and_why(tmp_path):
+    def version(*flags: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "jobplane.agent", "--version", *flags],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    found = cgroups.detect()
+    assert version() == f"jobplane-agent {__version__}\ncontainment: {found.kind} ({found.why})\n"
+    assert version("--containment", "subreaper") == (
+        f"jobplane-agent {__version__}\n"
+        "containment: subreaper (chosen with --containment subreaper)\n")
 
 
 def test_server_defaults_to_the_environment(monkeypatch):
@@ -92,6 +109,8 @@ def test_missing_or_conflicting_credentials_are_refused(capsys, tmp_path, argv, 
     (["--slots", "two"], "argument --slots: expected a whole number"),
     (["--heartbeat", "0"], "argument --heartbeat: must be greater than 0"),
     (["--kill-grace", "-1"], "argument --kill-grace: must be 0 or more"),
+    (["--stop-wait", "-1"], "argument --stop-wait: must be 0 or more"),
+    (["--containment", "docker"], "argument --containment: invalid choice: 'docker'"),
     (["--label", "gpu"], "argument --label: expected K=V"),
     (["--work-dir", "/no/such/dir"], "argument --work-dir:"),
 ])
@@ -107,6 +126,10 @@ def test_config_rejects_impossible_values():
         AgentConfig(server="h:1", slots=0)
     with pytest.raises(ValueError, match="heartbeat_interval"):
         AgentConfig(server="h:1", heartbeat_interval=0)
+    with pytest.raises(ValueError, match="containment: must be one of auto, cgroup, subreaper"):
+        AgentConfig(server="h:1", containment="jail")
+    with pytest.raises(ValueError, match="stop_wait"):
+        AgentConfig(server="h:1", stop_wait=-1)
 
 
 def test_cpu_time_of_a_busy_process_group_is_counted():

@@ -9,6 +9,8 @@ the real server; tests/integration runs both together.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,8 +19,14 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from jobplane.agent import Agent, AgentConfig
+from support import Proc, pid_alive
+
+from jobplane.agent import Agent, AgentConfig, cgroups
 from jobplane.agent.errors import HelloRejected, NameInUse
+from jobplane.agent.keeper_client import Keeper
+from jobplane.agent.keeper_wire import KILL_DEADLINE
+from jobplane.agent.link import BACKOFF_CAP
+from jobplane.agent.statedir import StateDir
 from jobplane.v1 import job_pb2, provider_pb2, provider_pb2_grpc
 
 STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
@@ -40,6 +48,8 @@ class Stream:
         self.half_closed = asyncio.Event()
         # Acknowledge every batch as it arrives, as a server does once it has committed it.
         self.auto_ack = False
+        # The reconnect grace the welcome announces (0: not said, as before the field existed).
+        self.reconnect_grace = 0.0
 
     def send(self, **message) -> None:
         self.outgoing.put_nowait(provider_pb2.ConnectResponse(**message))
@@ -107,6 +117,7 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
     def __init__(self) -> None:
         self.streams: asyncio.Queue[Stream] = asyncio.Queue()
         self.refusals: list[grpc.StatusCode] = []
+        self.reconnect_grace = 0.0
         # As the real server does: a new stream of a provider ends its older one.
         self.take_over = False
         self._live: dict[str, Stream] = {}
@@ -119,6 +130,7 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
         if self.refusals:
             await context.abort(self.refusals.pop(0), "refused by the test")
         stream = Stream(first.hello)
+        stream.reconnect_grace = self.reconnect_grace
         if self.take_over and (older := self._live.get(first.hello.name)) is not None:
             older.outgoing.put_nowait(TAKEN_OVER)
         self._live[first.hello.name] = stream
@@ -126,7 +138,8 @@ class StandIn(provider_pb2_grpc.ProviderServiceServicer):
         pump = asyncio.ensure_future(self._pump(context, stream))
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
-                provider_id=first.hello.name, heartbeat_interval_seconds=1.0))
+                provider_id=first.hello.name, heartbeat_interval_seconds=1.0,
+                reconnect_grace_seconds=self.reconnect_grace))
             while not isinstance(message := await stream.outgoing.get(), str):
                 yield message
             if message == BREAK:
@@ -168,20 +181,30 @@ Scenario = Callable[[StandIn, Agent, "asyncio.Task[None]"], Awaitable[object]]
 def with_agent(work_dir: Path, scenario: Scenario, **config) -> object:
     """Run the scenario against an agent connected to a fresh stand-in server."""
 
+    async def with_address(service: StandIn, address: str) -> object:
+        options = dict(name="a1", slots=2, heartbeat_interval=0.2, kill_grace=1.0, insecure=True)
+        agent = Agent(AgentConfig(server=address, work_dir=str(work_dir), **{**options, **config}))
+        running = asyncio.create_task(agent.run())
+        try:
+            return await scenario(service, agent, running)
+        finally:
+            await agent.stop()
+
+    return with_standin(with_address)
+
+
+def with_standin(scenario: Callable[[StandIn, str], Awaitable[object]]) -> object:
+    """Run the scenario with a fresh stand-in server and its address."""
+
     async def main() -> object:
         service = StandIn()
         server = grpc.aio.server()
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        options = dict(name="a1", slots=2, heartbeat_interval=0.2, kill_grace=1.0, insecure=True)
-        agent = Agent(AgentConfig(server=f"127.0.0.1:{port}", work_dir=str(work_dir),
-                                  **{**options, **config}))
-        running = asyncio.create_task(agent.run())
         try:
-            return await asyncio.wait_for(scenario(service, agent, running), 2 * DEADLINE)
+            return await asyncio.wait_for(scenario(service, f"127.0.0.1:{port}"), 2 * DEADLINE)
         finally:
-            await agent.stop()
             await server.stop(None)
 
     return asyncio.run(main())
@@ -205,6 +228,9 @@ def test_hello_describes_the_agent_then_ready_then_heartbeats(work_dir):
     assert (hello.name, hello.slots, dict(hello.labels)) == ("a1", 2, {"gpu": "true"})
     assert hello.standby
     assert hello.heartbeat_interval_seconds == 0.2 and list(hello.running) == []
+    assert hello.containment == cgroups.detect().kind  # what --version says is in force
+    assert hello.kill_deadline_seconds == KILL_DEADLINE
+    assert hello.reconnect_backoff_max_seconds == BACKOFF_CAP
     assert hello.facts.cpu_count > 0 and hello.facts.memory_bytes > 0 and hello.facts.os
     assert ready.ready.free_slots == 2
     assert (heartbeat.heartbeat.free_slots, heartbeat.heartbeat.running) == (2, 0)
@@ -291,22 +317,136 @@ def test_after_a_reconnect_held_attempts_are_listed_and_unacked_reports_resent(w
     assert ready.ready.free_slots == 1
 
 
-def test_stop_reports_running_attempts_as_failed_and_closes_the_stream(work_dir):
+async def reports_until_closed(stream: Stream) -> list[provider_pb2.TaskReport]:
+    """Every report the agent sent on the stream, once it has half-closed it."""
+    await asyncio.wait_for(stream.half_closed.wait(), DEADLINE)
+    while not stream.batches.empty():
+        stream.seen += [(batch.seq, report) for batch in [stream.batches.get_nowait()]
+                        for report in batch.reports]
+    return [report for _, report in stream.seen]
+
+
+def cancel(stream: Stream, task_id: str, reason: str) -> None:
+    stream.send(cancel=provider_pb2.Cancellations(
+        attempts=[provider_pb2.AttemptRef(task_id=task_id, attempt=1)], reason=reason))
+
+
+def test_stop_says_goodbye_and_reports_what_the_server_cancels_as_cancelled(work_dir):
+    pid_file = work_dir / "task.pid"
+
     async def scenario(service, agent, running):
         stream = await service.next_stream()
-        stream.assign("1", command=["sleep", "300"])
+        await stream.signal("ready")
+        stream.assign("1", command=["sh", "-c", f"echo $$ > {pid_file}; exec sleep 300"])
         await stream.report("1", STARTED)
         stopping = asyncio.create_task(agent.stop())
-        seq, report = await stream.report("1", FINISHED)
-        stream.send(ack=provider_pb2.Ack(seq=seq))
-        await asyncio.wait_for(stream.half_closed.wait(), DEADLINE)
+        goodbye = (await stream.signal("goodbye")).goodbye
+        stream.assign("2", command=["sh", "-c", "echo never"])  # crossed the goodbye
+        cancel(stream, "1", "provider a1 is stopping")  # as a drain hands attempts on
+        cancel(stream, "2", "provider a1 is stopping")
+        stream.auto_ack = True
+        reports = await reports_until_closed(stream)
         await stopping
-        return report, running.done()
+        return goodbye, reports, running.done()
 
-    report, run_returned = with_agent(work_dir, scenario)
-    assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
-    assert report.error == "agent shutting down"
+    goodbye, reports, run_returned = with_agent(work_dir, scenario)
+    assert (goodbye.wait, goodbye.deadline_seconds) == (False, 0)
+    finished = {r.task_id: r for r in reports if r.kind == FINISHED}
+    assert {r.outcome for r in finished.values()} == {provider_pb2.ATTEMPT_OUTCOME_CANCELLED}
+    assert finished["1"].error == "provider a1 is stopping"
+    assert [r.kind for r in reports if r.task_id == "2"] == [FINISHED], "2 never started"
+    assert not pid_alive(int(pid_file.read_text()))
     assert run_returned
+
+
+def test_with_a_stop_wait_running_attempts_finish_first(work_dir):
+    go = work_dir / "go"
+
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        await stream.signal("ready")
+        stream.assign("1", command=["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; echo done"])
+        await stream.report("1", STARTED)
+        stopping = asyncio.create_task(agent.stop())
+        goodbye = (await stream.signal("goodbye")).goodbye
+        go.touch()
+        reports = await reports_until_closed(stream)
+        await stopping
+        return goodbye, reports
+
+    goodbye, reports = with_agent(work_dir, scenario, stop_wait=30.0)
+    assert (goodbye.wait, goodbye.deadline_seconds) == (True, 30.0)
+    (finished,) = [r for r in reports if r.kind == FINISHED]
+    assert (finished.outcome, finished.stdout_tail) == (provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED, "done\n")
+
+
+def test_a_stop_the_server_does_not_answer_kills_its_attempts_and_reports_nothing(work_dir):
+    # A server that ignores the goodbye (one from before it existed), or that cannot be
+    # reached: the agent kills its attempts itself and leaves no FAILED report behind, here or
+    # in its state directory for a later agent process; the server hands them on once it has
+    # lost the agent.
+    pid_file = work_dir / "task.pid"
+
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        await stream.signal("ready")
+        stream.assign("1", command=["sh", "-c", f"echo $$ > {pid_file}; exec sleep 300"])
+        await stream.report("1", STARTED)
+        stopping = asyncio.create_task(agent.stop())
+        await stream.signal("goodbye")
+        reports = await reports_until_closed(stream)
+        await stopping
+        return reports
+
+    reports = with_agent(work_dir, scenario, kill_grace=0.2)
+    assert [r.kind for r in reports] == [STARTED]
+    assert not pid_alive(int(pid_file.read_text()))
+    state = work_dir / ".jobplane-agent" / "a1"
+    assert StateDir(str(state)).leftovers() == {}
+
+
+def test_sigterm_hands_the_attempts_on_and_the_agent_exits_cleanly(work_dir):
+    async def scenario(service, address):
+        agent = Proc([sys.executable, "-m", "jobplane.agent", "--server", address, "--name", "a1",
+                      "--insecure", "--work-dir", str(work_dir), "--heartbeat", "0.2"],
+                     work_dir / "agent.log")
+        try:
+            stream = await service.next_stream()
+            await stream.signal("ready")
+            stream.assign("1", command=["sleep", "300"])
+            await stream.report("1", STARTED)
+            agent.signal(signal.SIGTERM)
+            await stream.signal("goodbye")
+            cancel(stream, "1", "provider a1 is stopping")
+            stream.auto_ack = True
+            reports = await reports_until_closed(stream)
+            return reports, await asyncio.to_thread(agent.p.wait, DEADLINE)
+        finally:
+            agent.kill()
+            agent.stop()
+
+    reports, code = with_standin(scenario)
+    (finished,) = [r for r in reports if r.kind == FINISHED]
+    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
+    assert code == 0
+
+
+def test_the_servers_reconnect_grace_is_what_the_keeper_waits_for_a_new_agent_process(work_dir):
+    async def scenario(service, agent, running):
+        service.reconnect_grace = 7.5
+        stream = await service.next_stream()
+        await stream.signal("ready")
+        # Another holder of the same keeper hears the grace in force.
+        other = Keeper(work_dir / ".jobplane-agent" / "a1")
+        await other.open(spawn=False)
+        try:
+            return other.grace
+        finally:
+            await other.close()
+
+    assert with_agent(work_dir, scenario) == 7.5
 
 
 def test_an_invalid_hello_ends_the_agent(work_dir):

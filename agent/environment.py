@@ -1,0 +1,37 @@
+"""The environment a task runs with: the agent's, the spec's, and the variables that tell the
+task who it is and where it resumes from."""
+
+from __future__ import annotations
+
+import os
+
+from jobplane.v1 import provider_pb2
+
+from .checkpoint import CHECKPOINT_ENV
+
+
+def agent_env() -> dict[str, str]:
+    """The agent's environment as tasks inherit it."""
+    env = dict(os.environ)
+    env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
+    return env
+
+
+def own_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
+    """The variables a task's spec and assignment add to the agent's environment."""
+    env = dict(assignment.spec.env)
+    env.pop(CHECKPOINT_ENV, None)
+    return env | task_env(assignment)
+
+
+def task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
+    """The variables that tell a task who it is, and where it resumes from."""
+    env = {
+        "JOBPLANE_TASK_ID": assignment.task_id,
+        "JOBPLANE_JOB_ID": assignment.job_id,
+        "JOBPLANE_ATTEMPT": str(assignment.attempt),
+        "JOBPLANE_TASK_NAME": assignment.task_name,
+    }
+    if assignment.checkpoint_json:
+        env[CHECKPOINT_ENV] = assignment.checkpoint_json
+    return env

@@ -1,0 +1,243 @@
+"""The agent's end of its keeper (keeper.py): the lease it holds, and the attempts it starts.
+
+`await keeper.open()` connects to the keeper of the state directory, starting one if none
+runs, and holds the lease from then on: it is renewed from the event loop every
+RENEW_INTERVAL, so an agent whose loop stops (frozen) stops renewing as it stops heartbeating.
+If the keeper goes away, the next start opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from . import keeper_wire as wire
+from .errors import KeeperUnavailable
+
+log = logging.getLogger(__name__)
+
+# How long opening may take: starting a keeper, or waiting for one that is exiting to end.
+_OPEN_SECONDS = 20.0
+_RETRY_PAUSE = 0.05
+_LINE_LIMIT = 1 << 20
+
+
+class Keeper:
+    """A connection to the keeper of one state directory, holding the agent's lease."""
+
+    def __init__(self, state_dir: str | Path, *, containment: str = "auto",
+                 heartbeat: float = 1.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.wanted = containment
+        self.heartbeat = heartbeat
+        # What the keeper said: its pid, the containment in force and why, its kill deadline.
+        self.pid = 0
+        self.containment = ""
+        self.why = ""
+        self.kill_deadline = wire.KILL_DEADLINE
+        # The reconnect grace in force at the keeper when we connected.
+        self.grace = wire.DEFAULT_GRACE
+        self._grace: float | None = None
+        self._workers: set[int] = set()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def open(self, *, spawn: bool = True) -> bool:
+        """Connect (starting a keeper if none runs and `spawn`) and hold the lease. False if no
+        keeper runs and `spawn` is off; raises KeeperUnavailable if one cannot be started."""
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.connected:
+                return True
+            self._closed = False
+            deadline, pause = time.monotonic() + _OPEN_SECONDS, 0.0
+            while True:
+                try:
+                    await self._connect()
+                    return True
+                except (OSError, EOFError) as exc:
+                    if not spawn:
+                        return False
+                    if time.monotonic() > deadline:
+                        raise KeeperUnavailable(self._trouble(f"cannot reach it: {exc}")) from None
+                await asyncio.sleep(pause)  # none the first time; then a little longer each time
+                pause = min(pause + _RETRY_PAUSE, 10 * _RETRY_PAUSE)
+                await self._spawn()
+
+    def set_grace(self, seconds: float) -> None:
+        """The server's reconnect grace: how long attempts wait for a new agent process."""
+        self._grace = seconds
+        self._send({"op": "grace", "seconds": seconds})
+
+    def add_worker(self, pid: int) -> None:
+        """A Python worker of the agent's: the keeper kills it if the agent is gone or frozen."""
+        self._workers = {p for p in self._workers if os.path.exists(f"/proc/{p}")}
+        self._workers.add(pid)
+        self._send({"op": "worker", "pid": pid})
+
+    async def adopt(self, dirs: Iterable[str | Path], *, only: bool = False) -> set[str]:
+        """Take over attempts an earlier agent process started; the directories adopted. With
+        `only`, attempts of earlier processes not named are killed now (this is the only agent
+        of the state directory, and it does not claim them)."""
+        reply = await self._request({"op": "adopt", "dirs": [str(d) for d in dirs], "only": only})
+        return set(reply.get("dirs", ()))
+
+    async def start(self, request: dict[str, Any]) -> int:
+        """Start a command attempt under a wrapper of the keeper's; the wrapper's pid. Raises
+        OSError if the command cannot start, KeeperUnavailable if the keeper cannot be reached."""
+        if not self.connected:
+            await self.open()
+        reply = await self._request({"op": "start", **request})
+        if reply["op"] == "refused":
+            error = OSError(reply.get("errno") or 0, reply.get("error", "refused"))
+            if reply.get("stage") == "cwd":
+                error.filename = request.get("cwd")
+            raise error
+        return int(reply["pid"])
+
+    async def settle(self, pid: int) -> None:
+        """Wait until the keeper has reaped wrapper `pid` (and written its exit status if the
+        wrapper could not); at once if the keeper is gone."""
+        try:
+            await self._request({"op": "settle", "pid": pid})
+        except KeeperUnavailable:
+            pass
+
+    async def close(self) -> None:
+        """Let go of the lease: say bye, so that whatever is left goes at once, not after the
+        grace, and the keeper exits when it has nothing left."""
+        self._closed = True
+        self._send({"op": "bye"})
+        await self._disconnect()
+
+    # Inside.
+
+    async def _connect(self) -> None:
+        with wire.address(self.state_dir) as path:
+            reader, writer = await asyncio.open_unix_connection(path, limit=_LINE_LIMIT)
+        self._writer = writer
+        hello = {"op": "hello", "heartbeat": self.heartbeat, "containment": self.wanted,
+                 "pid": os.getpid()}
+        writer.write(wire.encode(hello))
+        line = await reader.readline()
+        if not line:
+            await self._disconnect()
+            raise EOFError("the keeper closed the connection (it is exiting)")
+        welcome = wire.decode(line)
+        self.pid = int(welcome.get("keeper_pid", 0))
+        self.containment, self.why = welcome["containment"], welcome["why"]
+        self.kill_deadline = float(welcome.get("kill_deadline", wire.KILL_DEADLINE))
+        self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
+        if self.wanted not in ("auto", self.containment):
+            await self._disconnect()
+            raise KeeperUnavailable(f"containment {self.wanted} is not available here: "
+                                    f"{self.why}; run the agent with --containment auto")
+        if self._grace is not None:
+            self._send({"op": "grace", "seconds": self._grace})
+        for pid in self._workers:
+            self._send({"op": "worker", "pid": pid})
+        self._tasks = [asyncio.create_task(self._read(reader)), asyncio.create_task(self._renew())]
+
+    async def _spawn(self) -> None:
+        """Start a keeper for the state directory (off the event loop: it takes a Python start)."""
+        code = await asyncio.to_thread(_start_keeper, self.state_dir)
+        if code == 1:
+            raise KeeperUnavailable(self._trouble("it could not start"))
+        # 2: another keeper has the directory (it is exiting, or about to listen): try again.
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        lapsed = False
+        try:
+            while line := await reader.readline():
+                message = wire.decode(line)
+                if message.get("op") == "lapsed":
+                    lapsed = True
+                elif (future := self._pending.pop(message.get("id", 0), None)) and not future.done():
+                    future.set_result(message)
+        except (OSError, ValueError) as exc:
+            log.error("the link to the keeper broke: %s", exc)
+        if lapsed:
+            log.error("the keeper killed this agent's attempts: it did not renew its lease in "
+                      "time (was it stopped or stalled?)")
+        elif not self._closed:
+            log.error("the keeper of %s went away; its attempts were killed with it",
+                      self.state_dir)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        self._fail_pending()
+
+    async def _renew(self) -> None:
+        while self.connected:
+            self._send({"op": "renew"})
+            await asyncio.sleep(wire.RENEW_INTERVAL)
+
+    async def _request(self, message: dict) -> dict:
+        if not self.connected:
+            raise KeeperUnavailable(self._trouble("the connection to it is closed"))
+        request_id = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._writer.write(wire.encode({**message, "id": request_id}))  # type: ignore[union-attr]
+        await self._writer.drain()  # type: ignore[union-attr]
+        return await future
+
+    def _send(self, message: dict) -> None:
+        if self.connected:
+            self._writer.write(wire.encode(message))  # type: ignore[union-attr]
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(KeeperUnavailable(self._trouble("it went away")))
+
+    async def _disconnect(self) -> None:
+        writer, self._writer = self._writer, None
+        tasks, self._tasks = self._tasks, []
+        if writer is not None:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._fail_pending()
+
+    def _trouble(self, what: str) -> str:
+        return (f"the agent's keeper for {self.state_dir}: {what}; see "
+                f"{self.state_dir / wire.LOG_FILE}")
+
+
+def _start_keeper(state_dir: Path) -> int:
+    """Run `python -m jobplane.agent.keeper`, which forks the keeper into the background and
+    exits: 0 once it listens, 2 if another keeper has the directory, 1 if it failed."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / wire.LOG_FILE, "ab") as log_file:
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "jobplane.agent.keeper", str(state_dir)],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                start_new_session=True, close_fds=True, check=False,
+                timeout=_OPEN_SECONDS).returncode
+        except subprocess.TimeoutExpired:
+            return 1

@@ -1,0 +1,81 @@
+"""What the agent and its keeper share: file names, timings, and the socket's framing.
+
+The keeper listens on a unix socket in the state directory; each message is one JSON object
+on one line. The agent says hello, renews, sets the grace, registers its Python workers,
+adopts, starts and settles attempts, and says bye; the keeper answers requests by their id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+SOCKET_FILE = "keeper.sock"
+LOCK_FILE = "keeper.lock"
+LOG_FILE = "keeper.log"
+# In an attempt's directory: the keeper killed it because no agent held its lease.
+LOST_FILE = "lost"
+
+# How often the agent renews its lease.
+RENEW_INTERVAL = 0.2
+# Once the keeper decides an attempt goes, it is gone (process table and cgroup) within this.
+KILL_DEADLINE = 1.0
+# The reconnect grace until the agent passes on the server's.
+DEFAULT_GRACE = 1.0
+# How long a keeper waits for its first agent process before it gives up.
+STARTUP_WAIT = 10.0
+# Sockets paths longer than this are reached through /proc/self/fd (the limit is 107 bytes).
+_SHORT_PATH = 100
+
+
+def encode(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict:
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError(f"expected a JSON object, got {type(message).__name__}")
+    return message
+
+
+@contextlib.contextmanager
+def address(state_dir: Path | str) -> Iterator[str]:
+    """The keeper socket's path, short enough for a unix socket address however deep the
+    state directory is (through an O_PATH descriptor of it while the block runs)."""
+    path = os.path.join(state_dir, SOCKET_FILE)
+    if len(path) <= _SHORT_PATH:
+        yield path
+        return
+    fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET_FILE}"
+    finally:
+        os.close(fd)
+
+
+def listen(state_dir: Path) -> socket.socket:
+    """The keeper's listening socket; only this user may connect (mode 0600, peer checked)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with address(state_dir) as path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a socket left by a keeper that was killed; we hold the lock
+        old_umask = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old_umask)
+    listener.listen(16)
+    listener.setblocking(False)
+    return listener
+
+
+def unlisten(state_dir: Path, listener: socket.socket) -> None:
+    """Close the listening socket and remove its file, so no one connects to a keeper that has gone."""
+    with contextlib.suppress(OSError), address(state_dir) as path:
+        os.unlink(path)
+    listener.close()

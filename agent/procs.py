@@ -1,0 +1,157 @@
+"""Processes as Linux shows them: start times and trees from /proc, and prctl(2) settings.
+
+Stdlib only: the keeper and its wrappers import it, and they must not import gRPC.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_PR_SET_CHILD_SUBREAPER = 36
+# Between two rounds of a kill loop: long enough for SIGKILLed processes to exit.
+_KILL_ROUND = 0.002
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    if _libc().prctl(option, value, 0, 0, 0) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"prctl({option}): {os.strerror(number)}")
+
+
+def become_subreaper() -> None:
+    """Orphans among this process's descendants become its children, not init's."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent(signum: int) -> None:
+    """Have the kernel send `signum` to this process when the thread that made it exits."""
+    _prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def set_name(name: str) -> None:
+    """The name `ps` and /proc/PID/comm show (15 bytes at most); best effort."""
+    try:
+        _prctl(_PR_SET_NAME, name.encode()[:15])
+    except OSError:
+        pass
+
+
+def _stat(pid: int | str) -> list[bytes] | None:
+    """/proc/PID/stat from field 3 (state) on; None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # The command name may contain spaces and parentheses: fields start after the last ")".
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks after boot): with its pid, it names one process
+    for good, as pids are reused. None if there is no such process."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def parents(*, living: bool = False) -> dict[int, int]:
+    """The parent of every process by pid; zombies too unless `living`."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(entry)
+            if fields is not None and not (living and fields[0] == b"Z"):
+                table[int(entry)] = int(fields[1])
+    return table
+
+
+def has_children() -> bool:
+    """Whether this process has a child (running or not yet reaped); a cheap syscall."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def descendants(roots: Iterable[int], table: dict[int, int], skip: Iterable[int] = ()) -> list[int]:
+    """Every process below `roots` (not the roots themselves), leaving out the subtrees of `skip`."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in table.items():
+        children.setdefault(parent, []).append(pid)
+    skipped = set(skip)
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in skipped:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def send(pids: Iterable[int], signum: int) -> None:
+    """Signal each process; one that is gone already is no error."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def reap_children() -> dict[int, int]:
+    """Reap every child that has ended; their wait statuses by pid."""
+    ended = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended[pid] = status
+
+
+def kill_until_gone(targets: Callable[[], list[int]], reap: Callable[[], None],
+                    deadline: float) -> bool:
+    """SIGKILL what `targets()` lists, reaping between rounds, until it lists nothing: processes
+    a dying one forks meanwhile are in the next round. False if some outlived the deadline
+    (a process in uninterruptible sleep)."""
+    while True:
+        pids = targets()
+        if not pids:
+            return True
+        send(pids, signal.SIGKILL)
+        reap()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_KILL_ROUND)
+
+
+def kill_tree(root: int, deadline: float, *, reap: Callable[[], None] = lambda: None) -> bool:
+    """SIGKILL everything below `root` (a subreaper), then `root` unless it is this process.
+    `root` is stopped meanwhile, so what it holds cannot fall to init as it dies. False if
+    some process outlived the deadline."""
+    own = root == os.getpid()
+    if not own:
+        send([root], signal.SIGSTOP)
+    gone = kill_until_gone(lambda: descendants([root], parents(living=True)), reap, deadline)
+    if not own:
+        send([root], signal.SIGKILL)
+    return gone
+
+
+def exit_status(wait_status: int) -> int:
+    """A wait status as the exit file keeps it: the exit code, or -N for signal N."""
+    return os.waitstatus_to_exitcode(wait_status)
