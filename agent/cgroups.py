@@ -134,6 +134,14 @@ def kill(cgroup: Path) -> None:
         pass  # removed already: nothing is left in it
 
 
+def freeze(cgroup: Path, frozen: bool) -> None:
+    """Freeze (or thaw) every process in the cgroup, those it forks meanwhile included."""
+    try:
+        (cgroup / "cgroup.freeze").write_text("1" if frozen else "0")
+    except OSError:
+        pass  # removed already: nothing is left in it
+
+
 def remove(cgroup: Path) -> None:
     """Remove an empty cgroup; one still in use (or gone) is left as it is."""
     try:

@@ -47,6 +47,7 @@ class _Attempt:
         self.report: int | None = report  # the pipe on which the wrapper says it started
         self.settles: list[tuple[Holder, int]] = []
         self.killed = False
+        self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
 
 
 class Keeper:
@@ -164,6 +165,7 @@ class Keeper:
                 continue
             if os.path.realpath(attempt.directory) in wanted:
                 attempt.holder, attempt.orphaned_until = holder, None
+                self._thaw(attempt)
                 adopted.append(str(attempt.directory))
             elif message.get("only"):
                 unclaimed.append(attempt)
@@ -251,6 +253,8 @@ class Keeper:
         mine = [a for a in self.attempts.values() if a.holder is holder]
         for attempt in mine:
             attempt.holder, attempt.orphaned_until = None, until
+        if mine and until > now:  # while they wait, nothing they do is ever reported: pause them
+            self._freeze(mine)
         if frozen:
             log.warning("agent process %s did not renew its lease for %.1fs (frozen?): killing "
                         "its %d attempts and its python workers", holder.pid,
@@ -258,6 +262,25 @@ class Keeper:
         elif mine and not holder.leaving:
             log.info("agent process %s is gone; its %d attempts wait %gs for a new one",
                      holder.pid, len(mine), self.grace)
+
+    def _freeze(self, attempts: list[_Attempt]) -> None:
+        """Pause what the attempts run (not their wrappers): a dead agent's attempt makes no
+        progress (no side effect, no checkpoint) that its continuation would then redo."""
+        deadline = time.monotonic() + wire.KILL_DEADLINE
+        for attempt in attempts:
+            if attempt.cgroup is not None:
+                cgroups.freeze(attempt.cgroup, True)
+                attempt.stopped = []
+            else:
+                attempt.stopped = procs.stop_tree(attempt.pid, deadline)
+
+    def _thaw(self, attempt: _Attempt) -> None:
+        if attempt.stopped is None:
+            return
+        if attempt.cgroup is not None:
+            cgroups.freeze(attempt.cgroup, False)
+        procs.send(attempt.stopped, signal.SIGCONT)
+        attempt.stopped = None
 
     def _expire(self) -> None:
         now = time.monotonic()

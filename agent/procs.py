@@ -152,6 +152,20 @@ def kill_tree(root: int, deadline: float, *, reap: Callable[[], None] = lambda: 
     return gone
 
 
+def stop_tree(root: int, deadline: float) -> list[int]:
+    """SIGSTOP everything below `root` (a subreaper, which keeps running), round after round
+    until no new process shows up (a fork racing the first round is caught by the next);
+    returns what was stopped, for SIGCONT."""
+    stopped: list[int] = []
+    while time.monotonic() < deadline:
+        fresh = [pid for pid in descendants([root], parents(living=True)) if pid not in stopped]
+        if not fresh:
+            break
+        send(fresh, signal.SIGSTOP)
+        stopped += fresh
+    return stopped
+
+
 def exit_status(wait_status: int) -> int:
     """A wait status as the exit file keeps it: the exit code, or -N for signal N."""
     return os.waitstatus_to_exitcode(wait_status)

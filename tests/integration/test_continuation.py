@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from support import wait_until
+from support import pid_alive, wait_until
 
 ACTIVE, STANDBY, LOST = 1, 4, 3
 SUCCEEDED = 3
@@ -47,11 +47,11 @@ def sum_task(tmp_path):
     log = tmp_path / "items.log"
     yield lambda stop: [sys.executable, str(script), str(log), str(stop)], log
     pids = log.with_name("items.log.pids")
-    for line in pids.read_text().split() if pids.exists() else ():
-        try:  # first attempts orphaned by a killed agent
-            os.killpg(os.getpgid(int(line)), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stranded = [int(line) for line in (pids.read_text().split() if pids.exists() else ())]
+    alive = [pid for pid in stranded if pid_alive(pid)]
+    for pid in alive:  # only after noting them: a first attempt must not outlive its agent
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "first attempts of lost or drained providers outlived them"
 
 
 def job(name, command, priority, rules=()):

@@ -25,3 +25,65 @@ def test_a_killed_agents_task_processes_die_when_no_agent_process_comes_back(sql
     # Within the reconnect grace and the kill deadline (loosely bounded; bench/ times it).
     wait_until(lambda: not [pid for pid in noted if pid_alive(pid)], 30,
                "the killed agent's task processes to be killed")
+
+
+# Items 1..10, each once its tick file exists (polled every half second), checkpointed after
+# each; every start and item is logged with the attempt and pid. A continued attempt notes
+# whether the earlier attempt's process is still alive as it starts.
+TICKED = """
+import os, sys, time
+from jobplane.agent import checkpoint
+log, ticks = sys.argv[1], sys.argv[2]
+attempt, pid = os.environ["JOBPLANE_ATTEMPT"], os.getpid()
+
+def alive(p):
+    try:
+        return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+earlier = [line.split()[2] for line in open(log).read().splitlines()] if os.path.exists(log) else []
+with open(log, "a") as f:
+    f.write(f"start {attempt} {pid} {time.time()} {any(alive(p) for p in earlier)}\\n")
+state = checkpoint.load({"i": 0})
+for i in range(state["i"] + 1, 11):
+    while not os.path.exists(os.path.join(ticks, str(i))):
+        time.sleep(0.5)
+    with open(log, "a") as f:
+        f.write(f"item {attempt} {pid} {time.time()} {i}\\n")
+    checkpoint.save({"i": i})
+"""
+
+
+def test_a_killed_agents_checkpointed_task_continues_with_each_item_processed_once(cluster, tmp_path):
+    import json
+    import sys
+
+    script, log, ticks = tmp_path / "ticked.py", tmp_path / "items.log", tmp_path / "ticks"
+    script.write_text(TICKED)
+    ticks.mkdir()
+    cluster.add_agent("a", slots=1)
+    job = cluster.client.submit_job({"name": "ticked", "tasks": [
+        {"name": "t", "command": [sys.executable, str(script), str(log), str(ticks)]}]})
+    wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task to run on a")
+    cluster.add_agent("b", slots=1)
+    for i in (1, 2, 3):
+        (ticks / str(i)).touch()
+
+    def checkpoint():
+        (task,) = list(cluster.client.list_tasks(job.id))
+        return json.loads(task.checkpoint_json) if task.checkpoint_json else {}
+
+    wait_until(lambda: checkpoint().get("i") == 3, 30, "the server to have the checkpoint after item 3")
+    cluster.agents["a"].kill()
+    for i in range(4, 11):  # a stranded attempt that still ran would take these at once
+        (ticks / str(i)).touch()
+    assert cluster.client.wait_job(job.id, timeout=60).state == 3  # SUCCEEDED
+    lines = [line.split() for line in log.read_text().splitlines()]
+    items = [(int(attempt), int(i)) for kind, attempt, _, _, i in (l for l in lines if l[0] == "item")]
+    assert sorted(i for _, i in items) == list(range(1, 11)), "each item processed exactly once"
+    assert [i for attempt, i in items if attempt == 1] == [1, 2, 3]
+    starts = [l for l in lines if l[0] == "start"]
+    assert [(s[1], s[4]) for s in starts] == [("1", "False"), ("2", "False")], \
+        "the killed agent's process was gone when the continuation started"
+    assert not pid_alive(int(starts[0][2]))

@@ -52,9 +52,11 @@ def test_killed_agent_is_lost_and_its_tasks_finish_elsewhere_once(cluster, tmp_p
             assert len(ended) == 1 and task.attempts[0].provider_id == "a" and "lost" in task.attempts[0].reason
         (cont,) = list(cluster.client.list_continuations())
         assert cont.provider_id == "a" and {t.to_provider_id for t in cont.tasks} == {"b"}
-    finally:  # the killed agent's task processes were orphaned; tidy them up
-        for f in pids.glob("*.1"):
-            _kill_group(int(f.read_text()))
+    finally:  # the killed agent's first attempts must not have outlived it (its keeper kills them)
+        stranded = [int(f.read_text()) for f in pids.glob("*.1") if pid_alive(int(f.read_text()))]
+        for pid in stranded:
+            _kill_group(pid)
+    assert stranded == []
 
 
 def test_stopped_agent_is_probed_lost_and_told_to_kill_its_attempt_on_resume(cluster, tmp_path):

@@ -53,10 +53,11 @@ def test_a_command_outlives_its_agent_and_is_adopted_to_its_end(tmp_path):
     assert result.stdout_tail == "before\nafter\n"
 
 
-def test_a_command_that_finished_while_the_agent_was_away_reports_its_exit_status(tmp_path):
+def test_a_command_that_ended_before_its_agent_could_report_it_reports_its_exit_status(tmp_path):
+    # (While no agent holds it, a command is paused: it cannot end while its agent is away.)
     attempt, go = tmp_path / "7.1", tmp_path / "go"
-    start_and_crash(attempt, f"while [ ! -e {go} ]; do sleep 0.05; done; echo done")
     go.touch()
+    start_and_crash(attempt, f"while [ ! -e {go} ]; do sleep 0.05; done; echo done")
     wait_until(lambda: (attempt / "exit").exists(), 30, "the command to finish")
     leftover = read_leftover(attempt)
     assert not leftover.alive() and leftover.exit_status == 0

@@ -84,6 +84,16 @@ def holder(tmp_path: Path, mode: str, *argv: str, grace: float = 1.0, heartbeat:
                  mode, *argv], tmp_path / f"{name}.log")
 
 
+def paused(pid: int) -> bool:
+    """Stopped (SIGSTOP: state T) or in a frozen cgroup."""
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    cgroup = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].split("::", 1)[-1]
+    mount = next((line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if " - cgroup2 " in line), None)
+    events = Path(f"{mount}{cgroup}/cgroup.events") if mount and cgroup != "/" else None
+    return state == "T" or bool(events and events.exists() and "frozen 1" in events.read_text())
+
+
 def all_dead(pids) -> bool:
     return not [pid for pid in pids if pid_alive(pid)]
 
@@ -132,10 +142,13 @@ def test_a_new_agent_process_within_the_grace_adopts_the_attempt_and_nothing_is_
                      grace=30.0, name="crashed")
     task = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "pid"))
     crashed.kill()
+    # Paused while no agent holds it, so nothing it does goes unreported.
+    wait_until(lambda: paused(task), 30, "the dead agent's attempt to be paused")
     restarted = holder(tmp_path, "adopt", grace=30.0, name="restarted")
     try:
         wait_until(lambda: "adopted 1" in restarted.output(), 30, "the new holder to adopt it")
         assert pid_alive(task)
+        wait_until(lambda: not paused(task), 30, "the adopted attempt to run on")
         go.touch()
         assert restarted.p.wait(30) == 0
         # The same process ran to its end: adopted, not restarted.
