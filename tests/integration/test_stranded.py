@@ -87,3 +87,34 @@ def test_a_killed_agents_checkpointed_task_continues_with_each_item_processed_on
     assert [(s[1], s[4]) for s in starts] == [("1", "False"), ("2", "False")], \
         "the killed agent's process was gone when the continuation started"
     assert not pid_alive(int(starts[0][2]))
+
+
+def test_an_agent_stopped_with_sigterm_hands_its_running_task_on_instead_of_failing_it(cluster, tmp_path):
+    import json
+    import signal
+    import sys
+
+    script, log, ticks = tmp_path / "ticked.py", tmp_path / "items.log", tmp_path / "ticks"
+    script.write_text(TICKED)
+    ticks.mkdir()
+    cluster.add_agent("a", slots=1)
+    job = cluster.client.submit_job({"name": "ticked", "tasks": [
+        {"name": "t", "command": [sys.executable, str(script), str(log), str(ticks)]}]})
+    wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task to run on a")
+    cluster.add_agent("b", slots=1)
+    (ticks / "1").touch()
+    wait_until(lambda: json.loads(list(cluster.client.list_tasks(job.id))[0].checkpoint_json or "{}").get("i") == 1,
+               30, "the checkpoint after item 1")
+    stopping = cluster.agents["a"]
+    stopping.signal(signal.SIGTERM)  # what Ctrl-C on `jobplane up` or a service manager does
+    assert stopping.p.wait(30) == 0
+    for i in range(2, 11):
+        (ticks / str(i)).touch()
+    done = cluster.client.wait_job(job.id, timeout=60)
+    assert done.state == 3, done.reason  # SUCCEEDED: handed on, never failed
+    (task,) = list(cluster.client.list_tasks(job.id))
+    assert [a.provider_id for a in task.attempts] == ["a", "b"] and "is stopping" in task.attempts[0].reason
+    assert json.loads(task.attempts[1].resumed_from_json) == {"i": 1}
+    assert cluster.client.get_provider("a").state == 9  # STOPPED
+    items = [int(l.split()[4]) for l in log.read_text().splitlines() if l.startswith("item")]
+    assert sorted(items) == list(range(1, 11))
