@@ -67,7 +67,7 @@ start_mariadb() {
   mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
   if ! mariadb-admin ping >/dev/null 2>&1; then
     # The default socket only (slurmdbd's StorageHost=localhost finds it); no TCP port.
-    mariadbd --user=mysql --datadir="$data" --socket=/run/mysqld/mysqld.sock --skip-networking \
+    setsid mariadbd --user=mysql --datadir="$data" --socket=/run/mysqld/mysqld.sock --skip-networking \
       --pid-file="$data/mariadbd.pid" --log-error="$data/mariadb.log" --innodb-buffer-pool-size=64M &
     wait_for 60 "MariaDB" mariadb-admin ping
     cp "$data/mariadbd.pid" "$DIR/mariadbd.pid"
@@ -155,7 +155,7 @@ wait_for() {  # SECONDS WHAT COMMAND...
 }
 
 if [ "${1:-}" = "--stop" ]; then stop_all; exit 0; fi
-if node_idle; then say "Slurm already answers with an idle node"; exit 0; fi
+if node_idle && sacct --noheader >/dev/null 2>&1; then say "Slurm already answers with an idle node"; exit 0; fi
 [ "$(id -u)" -eq 0 ] || die "run it as root: the daemons run as root here"
 install_packages
 mkdir -p "$DIR"
