@@ -20,7 +20,7 @@ from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
 from .environment import agent_env, own_env, task_env
-from .external import follow_external, run_external, submit_interrupted
+from .external import JOB_ID_MAX, follow_external, run_external, submit_interrupted
 from .external_record import ExternalRecord, SavedSpec, write_record
 from .keeper_client import Keeper
 from .link import Link
@@ -28,7 +28,7 @@ from .outbox import Outbox
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
-from .results import AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
+from .results import SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
 from .slurm import SlurmQueue
 from .statedir import StateDir, state_root
 
@@ -57,6 +57,8 @@ class _Attempt:
     # Killed by the agent as it stopped without handing it on: not reported, its directory
     # removed (the server continues it elsewhere once the provider is lost).
     dropped: bool = False
+    # The outside job it follows (external, slurm), as the server is told it; "" if none.
+    external_job: str = ""
 
 
 class Agent:
@@ -162,8 +164,8 @@ class Agent:
         """Stop each attempt that is running or queued here; others are not ours to stop."""
         for ref in attempts:
             attempt = self._attempts.get((ref.task_id, ref.attempt))
-            if attempt is not None:
-                request_stop(attempt.stop, StopRequest.cancel(reason))
+            if attempt is not None:  # an outside job handed on to another attempt is left running
+                request_stop(attempt.stop, StopRequest.cancel(reason, ref.handed_on_external_job_id))
 
     def containment(self) -> tuple[str, float]:
         """How attempts are contained (cgroup or subreaper), and the keeper's kill deadline."""
@@ -178,7 +180,7 @@ class Agent:
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """How far each running attempt has got: its output bytes plus its CPU ticks."""
         running = [(key, a) for key, a in self._attempts.items() if a.started is not None]
-        groups = {a.started.pgid for _, a in running}  # type: ignore[union-attr]
+        groups = {a.started.pgid for _, a in running if a.started.pgid > 0}  # type: ignore[union-attr]
         ticks = await asyncio.to_thread(cpu_ticks_by_group, groups) if groups else {}
         now = time.monotonic()
         return [
@@ -236,17 +238,38 @@ class Agent:
             return submit_interrupted()
         self._running += 1
         try:
-            # STARTED again: the first may have been lost with the old process (a repeat is
-            # ignored by the server).
-            follow = (self._slurm.follow if record.adapter == "slurm"
-                      else partial(follow_external, record.spec, kill_grace=self.config.kill_grace))
-            return await follow(
-                record.job_id, env=agent_env() | dict(record.task_env), cwd=record.cwd,
-                stop=stop, on_start=self._on_start(key, report=True),
-                on_status=lambda raw: self._outbox.status(*key, raw),
-                timeout=record.timeout_left(time.time()), submit_pid=record.submit_pid)
+            # STARTED again (with the job id): the first may have been lost with the old process
+            # (a repeat is ignored by the server).
+            return await self._follow(key, record, stop, env=agent_env() | dict(record.task_env),
+                                      timeout=record.timeout_left(time.time()))
         finally:
             self._running -= 1
+
+    async def _follow(self, key: AttemptKey, record: ExternalRecord, stop: asyncio.Future[StopRequest],
+                      *, env: dict[str, str], timeout: float) -> AttemptResult:
+        """Follow the recorded job, submitted by an earlier agent process or an earlier attempt
+        of the task, until it ends or the attempt is stopped; never submit it again."""
+        assert record.job_id is not None
+        self._follows(key, record.job_id)
+        follow = (self._slurm.follow if record.adapter == "slurm"
+                  else partial(follow_external, record.spec, kill_grace=self.config.kill_grace))
+        return await follow(record.job_id, env=env, cwd=record.cwd, stop=stop,
+                            on_start=self._on_start(key, report=True), on_status=self._on_status(key),
+                            timeout=timeout, submit_pid=record.submit_pid)
+
+    def _follows(self, key: AttemptKey, job_id: str) -> None:
+        """The attempt follows this outside job: its STARTED and STATUS reports tell the server,
+        so that a continuation elsewhere adopts the job instead of submitting it again."""
+        if len(job_id) > JOB_ID_MAX:
+            log.warning("task %s attempt %d: the job id %r... is longer than %d characters; "
+                        "the server cannot record it, so the job cannot be handed on", *key,
+                        job_id[:40], JOB_ID_MAX)
+        self._attempts[key].external_job = job_id
+
+    def _told_job(self, key: AttemptKey) -> str:
+        """The outside job id the attempt's reports tell the server: "" if none, or too long."""
+        job_id = self._attempts[key].external_job
+        return job_id if len(job_id) <= JOB_ID_MAX else ""
 
     async def _run_attempt(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
@@ -277,7 +300,12 @@ class Agent:
             await self._checkpoints.finish(key)  # the last checkpoint goes before the result
         except Exception:
             log.exception("cannot read the last checkpoint of task %s attempt %d", *key)
-        if self._attempts[key].dropped and result.raw.get("state") == StopRequest.shutdown().raw_state:
+        if self._attempts[key].dropped and result.raw.get("state") == SHUTDOWN_STATE:
+            if self._attempts[key].external_job:  # it runs on: its record stays, for a new process
+                log.info("task %s attempt %d: the agent stopped following its outside job, which runs "
+                         "on; the server hands it on", *key)
+                self._release(key)
+                return
             log.info("task %s attempt %d: stopped with the agent, left for the server to hand on",
                      *key)
             await self._forget(key)
@@ -336,20 +364,30 @@ class Agent:
                         on_start: Callable[[Started], None]) -> AttemptResult:
         """Submit to the outside scheduler and follow the job, recording it in the attempt's
         state directory before the submit and again with the job id, so that an agent
-        process started after a crash adopts it instead of submitting it twice."""
+        process started after a crash adopts it instead of submitting it twice. An attempt
+        that adopts the job of an earlier attempt (assignment.adopt_external_job_id) is
+        recorded with that id at once and follows the job; it never submits."""
         spec, key = assignment.spec, (assignment.task_id, assignment.attempt)
-        slurm = spec.HasField("slurm")
+        slurm, adopt = spec.HasField("slurm"), assignment.adopt_external_job_id
         record = ExternalRecord(
             Path(self._state.attempt_dir(key)), SavedSpec() if slurm else SavedSpec.of(spec.external),
-            task_env=own_env(assignment), cwd=self._cwd(spec.cwd),
-            timeout=spec.timeout_seconds, started_wall=time.time(), adapter="slurm" if slurm else "external")
+            task_env=own_env(assignment), cwd=self._cwd(spec.cwd), timeout=spec.timeout_seconds,
+            started_wall=time.time(), job_id=adopt or None, adapter="slurm" if slurm else "external")
         try:
             await asyncio.to_thread(write_record, record)
-        except OSError as exc:  # not submitted yet: nothing runs anywhere
-            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
-                f"cannot record the external attempt in {record.attempt_dir}: {exc}"))
+        except OSError as exc:
+            if not adopt:  # not submitted yet: nothing runs anywhere
+                return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
+                    f"cannot record the external attempt in {record.attempt_dir}: {exc}"))
+            log.error("cannot record adopted job %s of task %s attempt %d: %s; an agent restarted "
+                      "after a crash would not adopt it again", adopt, *key, exc)
+        if adopt:
+            log.info("task %s attempt %d adopts %s job %s, submitted by an earlier attempt",
+                     *key, record.adapter, adopt)
+            return await self._follow(key, record, stop, env=self._env(assignment), timeout=spec.timeout_seconds)
 
         async def submitted(job_id: str, pid: int) -> None:
+            self._follows(key, job_id)
             try:
                 await asyncio.to_thread(write_record, record.submitted(job_id, pid))
             except OSError as exc:  # the job runs: follow it, though a crash now would lose it
@@ -360,11 +398,10 @@ class Agent:
             return await self._slurm.run(
                 spec.slurm, name=assignment.task_name, env=self._env(assignment), cwd=record.cwd, stop=stop,
                 comment=f"jobplane task {assignment.task_id} attempt {assignment.attempt}", on_start=on_start,
-                on_status=lambda raw: self._outbox.status(*key, raw), timeout=spec.timeout_seconds,
-                on_submitted=submitted)
+                on_status=self._on_status(key), timeout=spec.timeout_seconds, on_submitted=submitted)
         return await run_external(
             spec.external, env=self._env(assignment), cwd=record.cwd, stop=stop,
-            on_start=on_start, on_status=lambda raw: self._outbox.status(*key, raw),
+            on_start=on_start, on_status=self._on_status(key),
             kill_grace=self.config.kill_grace, timeout=spec.timeout_seconds,
             on_submitted=submitted)
 
@@ -407,11 +444,16 @@ class Agent:
 
     def _on_start(self, key: AttemptKey, *, report: bool) -> Callable[[Started], None]:
         def on_start(started: Started) -> None:
-            self._attempts[key].started, self._attempts[key].started_at = started, time.monotonic()
+            attempt = self._attempts[key]
+            attempt.started, attempt.started_at = started, time.monotonic()
             if report:
-                self._outbox.started(*key)
+                self._outbox.started(*key, external_job_id=self._told_job(key))
 
         return on_start
+
+    def _on_status(self, key: AttemptKey) -> Callable[[dict[str, str]], None]:
+        """Report an outside job's new raw properties, and which job it is."""
+        return lambda raw: self._outbox.status(*key, raw, external_job_id=self._told_job(key))
 
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
@@ -473,7 +515,10 @@ class Agent:
 
     async def _drop_attempts(self) -> None:
         """Kill the attempts still held and drop them, reporting nothing: the server hands them
-        on once it loses this provider. Never a FAILED report for a task that did not fail."""
+        on once it loses this provider. Never a FAILED report for a task that did not fail.
+        An outside job (external, slurm) is not cancelled but left running with its record:
+        the attempt that continues the task adopts it, from the id the server was told or
+        from the record when this agent starts again."""
         self._dropped = True
         for attempt in self._attempts.values():
             attempt.dropped = True
