@@ -51,12 +51,6 @@ class AdoptionRules:
             attempt.external_job_id = job_id
             self._cs.attempt(attempt)
 
-    def _hand_job_on(self, task: TaskRt, job_id: str) -> str:
-        """The task's given-up attempt followed `job_id`, which may still run: its next attempt
-        adopts it. Returns what the task's reason says of it."""
-        task.adopt_job = job_id
-        return f"its {task.spec.environment} job {job_id} runs on and the next attempt follows it"
-
     def _adopting(self, task: TaskRt, attempt: AttemptRt) -> str:
         """A new attempt takes over the job its predecessor handed on, if any; its reason."""
         job_id, task.adopt_job = task.adopt_job, ""
@@ -64,3 +58,8 @@ class AdoptionRules:
             return ""
         attempt.external_job_id = job_id
         return f"follows {task.spec.environment} job {job_id}, submitted by an earlier attempt"
+
+
+def handed_on(environment: str, job_id: str) -> str:
+    """What the reason of an attempt given up says of the outside job it hands on."""
+    return f"its {environment} job {job_id} runs on and the next attempt follows it"

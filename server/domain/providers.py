@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from .model import EventKind, Hello, ProviderState, TaskState
+from .adoption import handed_on
 from .continuation import Pending
 from .state import ProviderRt, TaskRt
 from .status import provider_status
@@ -172,12 +173,14 @@ class ProviderRules:
         an outside job, which the next one adopts instead (adoption.py)."""
         attempt = task.current
         handed = self._handed_job(task)
+        if handed:
+            reason = f"{reason}; {handed_on(task.spec.environment, handed)}"
         self._close_attempt(task, attempt, 0, None, reason)
         if task.state == TaskState.CANCELLED:
             self._forget_if_done(task)
             return
         if handed:
-            reason = f"{reason}; {self._hand_job_on(task, handed)}"
+            task.adopt_job = handed
         elif fence and (waits := self._fence(task, attempt.provider, attempt.number)):
             reason = f"{reason}; it continues {waits}"
         task.lost_attempts += 1
