@@ -8,8 +8,6 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 from jobplane.v1 import provider_pb2
@@ -20,11 +18,11 @@ from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
 from .environment import agent_env, own_env, task_env
-from .external import JOB_ID_MAX, follow_external, run_external, submit_interrupted
-from .external_record import ExternalRecord, SavedSpec, write_record
+from .external_record import ExternalRecord
 from .keeper_client import Keeper
 from .link import Link
 from .outbox import Outbox
+from .outside_jobs import OutsideJobs
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
@@ -57,8 +55,6 @@ class _Attempt:
     # Killed by the agent as it stopped without handing it on: not reported, its directory
     # removed (the server continues it elsewhere once the provider is lost).
     dropped: bool = False
-    # The outside job it follows (external, slurm), as the server is told it; "" if none.
-    external_job: str = ""
 
 
 class Agent:
@@ -74,7 +70,9 @@ class Agent:
                                 on_spawn=self._keeper.add_worker)
         self._link = Link(config, self._outbox, self, open_credentials(config))
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
-        self._slurm = SlurmQueue(interval=config.slurm_poll_interval, kill_grace=config.kill_grace)
+        self._outside = OutsideJobs(self._state, SlurmQueue(interval=config.slurm_poll_interval,
+                                                            kill_grace=config.kill_grace),
+                                    kill_grace=config.kill_grace)
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._none_held = asyncio.Event()
@@ -212,7 +210,7 @@ class Agent:
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
             stop: asyncio.Future[StopRequest] = loop.create_future()
             if isinstance(leftover, ExternalRecord):
-                running = self._resume_external(key, leftover, stop)
+                running = self._resume_outside(key, leftover, stop)
             else:
                 self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
                 running = self._resume(key, leftover, stop)
@@ -228,48 +226,16 @@ class Agent:
         finally:
             self._running -= 1
 
-    async def _resume_external(self, key: AttemptKey, record: ExternalRecord,
-                               stop: asyncio.Future[StopRequest]) -> AttemptResult:
-        """Poll the job an earlier process submitted; never submit again. Without a job id the
-        submit was cut short: the job may or may not exist, so the attempt fails saying so."""
-        if record.job_id is None:
-            log.warning("task %s attempt %d: the agent stopped during its external submit; "
-                        "reporting it failed rather than submitting it again", *key)
-            return submit_interrupted()
+    async def _resume_outside(self, key: AttemptKey, record: ExternalRecord,
+                              stop: asyncio.Future[StopRequest]) -> AttemptResult:
         self._running += 1
         try:
             # STARTED again (with the job id): the first may have been lost with the old process
             # (a repeat is ignored by the server).
-            return await self._follow(key, record, stop, env=agent_env() | dict(record.task_env),
-                                      timeout=record.timeout_left(time.time()))
+            return await self._outside.resume(key, record, stop=stop, on_start=self._on_start(key, report=True),
+                                              on_status=self._on_status(key))
         finally:
             self._running -= 1
-
-    async def _follow(self, key: AttemptKey, record: ExternalRecord, stop: asyncio.Future[StopRequest],
-                      *, env: dict[str, str], timeout: float) -> AttemptResult:
-        """Follow the recorded job, submitted by an earlier agent process or an earlier attempt
-        of the task, until it ends or the attempt is stopped; never submit it again."""
-        assert record.job_id is not None
-        self._follows(key, record.job_id)
-        follow = (self._slurm.follow if record.adapter == "slurm"
-                  else partial(follow_external, record.spec, kill_grace=self.config.kill_grace))
-        return await follow(record.job_id, env=env, cwd=record.cwd, stop=stop,
-                            on_start=self._on_start(key, report=True), on_status=self._on_status(key),
-                            timeout=timeout, submit_pid=record.submit_pid)
-
-    def _follows(self, key: AttemptKey, job_id: str) -> None:
-        """The attempt follows this outside job: its STARTED and STATUS reports tell the server,
-        so that a continuation elsewhere adopts the job instead of submitting it again."""
-        if len(job_id) > JOB_ID_MAX:
-            log.warning("task %s attempt %d: the job id %r... is longer than %d characters; "
-                        "the server cannot record it, so the job cannot be handed on", *key,
-                        job_id[:40], JOB_ID_MAX)
-        self._attempts[key].external_job = job_id
-
-    def _told_job(self, key: AttemptKey) -> str:
-        """The outside job id the attempt's reports tell the server: "" if none, or too long."""
-        job_id = self._attempts[key].external_job
-        return job_id if len(job_id) <= JOB_ID_MAX else ""
 
     async def _run_attempt(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
@@ -301,7 +267,7 @@ class Agent:
         except Exception:
             log.exception("cannot read the last checkpoint of task %s attempt %d", *key)
         if self._attempts[key].dropped and result.raw.get("state") == SHUTDOWN_STATE:
-            if self._attempts[key].external_job:  # it runs on: its record stays, for a new process
+            if self._outside.job(key):  # it runs on: its record stays, for a new process
                 log.info("task %s attempt %d: the agent stopped following its outside job, which runs "
                          "on; the server hands it on", *key)
                 self._release(key)
@@ -320,6 +286,7 @@ class Agent:
 
     def _release(self, key: AttemptKey) -> None:
         del self._attempts[key]
+        self._outside.forget(key)
         if not self._attempts:
             self._none_held.set()
 
@@ -352,58 +319,13 @@ class Agent:
             return await self._pool.run(
                 self._py_call(assignment), stop=stop, on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
-        if spec.HasField("external") or spec.HasField("slurm"):
-            return await self._external(assignment, stop, on_start)
+        if spec.HasField("external") or spec.HasField("slurm"):  # outside_jobs.py
+            return await self._outside.run(assignment, env=self._env(assignment), cwd=self._cwd(spec.cwd),
+                                           stop=stop, on_start=on_start, on_status=self._on_status(key))
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
         return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
                                  on_start=on_start, keeper=self._keeper)
-
-    async def _external(self, assignment: provider_pb2.Assignment,
-                        stop: asyncio.Future[StopRequest],
-                        on_start: Callable[[Started], None]) -> AttemptResult:
-        """Submit to the outside scheduler and follow the job, recording it in the attempt's
-        state directory before the submit and again with the job id, so that an agent
-        process started after a crash adopts it instead of submitting it twice. An attempt
-        that adopts the job of an earlier attempt (assignment.adopt_external_job_id) is
-        recorded with that id at once and follows the job; it never submits."""
-        spec, key = assignment.spec, (assignment.task_id, assignment.attempt)
-        slurm, adopt = spec.HasField("slurm"), assignment.adopt_external_job_id
-        record = ExternalRecord(
-            Path(self._state.attempt_dir(key)), SavedSpec() if slurm else SavedSpec.of(spec.external),
-            task_env=own_env(assignment), cwd=self._cwd(spec.cwd), timeout=spec.timeout_seconds,
-            started_wall=time.time(), job_id=adopt or None, adapter="slurm" if slurm else "external")
-        try:
-            await asyncio.to_thread(write_record, record)
-        except OSError as exc:
-            if not adopt:  # not submitted yet: nothing runs anywhere
-                return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
-                    f"cannot record the external attempt in {record.attempt_dir}: {exc}"))
-            log.error("cannot record adopted job %s of task %s attempt %d: %s; an agent restarted "
-                      "after a crash would not adopt it again", adopt, *key, exc)
-        if adopt:
-            log.info("task %s attempt %d adopts %s job %s, submitted by an earlier attempt",
-                     *key, record.adapter, adopt)
-            return await self._follow(key, record, stop, env=self._env(assignment), timeout=spec.timeout_seconds)
-
-        async def submitted(job_id: str, pid: int) -> None:
-            self._follows(key, job_id)
-            try:
-                await asyncio.to_thread(write_record, record.submitted(job_id, pid))
-            except OSError as exc:  # the job runs: follow it, though a crash now would lose it
-                log.error("cannot record external job %s of task %s attempt %d: %s; an agent "
-                          "restarted after a crash would not adopt it", job_id, *key, exc)
-
-        if slurm:
-            return await self._slurm.run(
-                spec.slurm, name=assignment.task_name, env=self._env(assignment), cwd=record.cwd, stop=stop,
-                comment=f"jobplane task {assignment.task_id} attempt {assignment.attempt}", on_start=on_start,
-                on_status=self._on_status(key), timeout=spec.timeout_seconds, on_submitted=submitted)
-        return await run_external(
-            spec.external, env=self._env(assignment), cwd=record.cwd, stop=stop,
-            on_start=on_start, on_status=self._on_status(key),
-            kill_grace=self.config.kill_grace, timeout=spec.timeout_seconds,
-            on_submitted=submitted)
 
     async def _refusal(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
@@ -447,13 +369,13 @@ class Agent:
             attempt = self._attempts[key]
             attempt.started, attempt.started_at = started, time.monotonic()
             if report:
-                self._outbox.started(*key, external_job_id=self._told_job(key))
+                self._outbox.started(*key, external_job_id=self._outside.told(key))
 
         return on_start
 
     def _on_status(self, key: AttemptKey) -> Callable[[dict[str, str]], None]:
         """Report an outside job's new raw properties, and which job it is."""
-        return lambda raw: self._outbox.status(*key, raw, external_job_id=self._told_job(key))
+        return lambda raw: self._outbox.status(*key, raw, external_job_id=self._outside.told(key))
 
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
