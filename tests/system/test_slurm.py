@@ -138,8 +138,11 @@ class Harness:
         return job_id
 
     def cancel_leftovers(self) -> None:
-        listed = _run(["squeue", "--noheader", "-o", "%i|%k"], check=False).stdout.splitlines()
-        ours = [line.split("|")[0] for line in listed if line.partition("|")[2].startswith("jobplane task")]
+        """This test's jobs still in Slurm (by their working directory: other test runs may
+        share the cluster)."""
+        listed = _run(["squeue", "--noheader", "-o", "%i|%Z"], check=False).stdout.splitlines()
+        ours = [line.split("|")[0] for line in listed
+                if Path(line.partition("|")[2]).is_relative_to(self.workdir)]
         if ours or self.own_jobs:
             _run(["scancel", *ours, *self.own_jobs], check=False)
 
