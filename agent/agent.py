@@ -8,8 +8,6 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 from jobplane.v1 import provider_pb2
@@ -20,15 +18,15 @@ from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
 from .environment import agent_env, own_env, task_env
-from .external import follow_external, run_external, submit_interrupted
-from .external_record import ExternalRecord, SavedSpec, write_record
+from .external_record import ExternalRecord
 from .keeper_client import Keeper
 from .link import Link
 from .outbox import Outbox
+from .outside_jobs import OutsideJobs
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
-from .results import AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
+from .results import SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
 from .slurm import SlurmQueue
 from .statedir import StateDir, state_root
 
@@ -72,7 +70,9 @@ class Agent:
                                 on_spawn=self._keeper.add_worker)
         self._link = Link(config, self._outbox, self, open_credentials(config))
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
-        self._slurm = SlurmQueue(interval=config.slurm_poll_interval, kill_grace=config.kill_grace)
+        self._outside = OutsideJobs(self._state, SlurmQueue(interval=config.slurm_poll_interval,
+                                                            kill_grace=config.kill_grace),
+                                    kill_grace=config.kill_grace)
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._none_held = asyncio.Event()
@@ -162,8 +162,8 @@ class Agent:
         """Stop each attempt that is running or queued here; others are not ours to stop."""
         for ref in attempts:
             attempt = self._attempts.get((ref.task_id, ref.attempt))
-            if attempt is not None:
-                request_stop(attempt.stop, StopRequest.cancel(reason))
+            if attempt is not None:  # an outside job handed on to another attempt is left running
+                request_stop(attempt.stop, StopRequest.cancel(reason, ref.handed_on_external_job_id))
 
     def containment(self) -> tuple[str, float]:
         """How attempts are contained (cgroup or subreaper), and the keeper's kill deadline."""
@@ -178,7 +178,7 @@ class Agent:
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """How far each running attempt has got: its output bytes plus its CPU ticks."""
         running = [(key, a) for key, a in self._attempts.items() if a.started is not None]
-        groups = {a.started.pgid for _, a in running}  # type: ignore[union-attr]
+        groups = {a.started.pgid for _, a in running if a.started.pgid > 0}  # type: ignore[union-attr]
         ticks = await asyncio.to_thread(cpu_ticks_by_group, groups) if groups else {}
         now = time.monotonic()
         return [
@@ -210,7 +210,7 @@ class Agent:
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
             stop: asyncio.Future[StopRequest] = loop.create_future()
             if isinstance(leftover, ExternalRecord):
-                running = self._resume_external(key, leftover, stop)
+                running = self._resume_outside(key, leftover, stop)
             else:
                 self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
                 running = self._resume(key, leftover, stop)
@@ -226,25 +226,14 @@ class Agent:
         finally:
             self._running -= 1
 
-    async def _resume_external(self, key: AttemptKey, record: ExternalRecord,
-                               stop: asyncio.Future[StopRequest]) -> AttemptResult:
-        """Poll the job an earlier process submitted; never submit again. Without a job id the
-        submit was cut short: the job may or may not exist, so the attempt fails saying so."""
-        if record.job_id is None:
-            log.warning("task %s attempt %d: the agent stopped during its external submit; "
-                        "reporting it failed rather than submitting it again", *key)
-            return submit_interrupted()
+    async def _resume_outside(self, key: AttemptKey, record: ExternalRecord,
+                              stop: asyncio.Future[StopRequest]) -> AttemptResult:
         self._running += 1
         try:
-            # STARTED again: the first may have been lost with the old process (a repeat is
-            # ignored by the server).
-            follow = (self._slurm.follow if record.adapter == "slurm"
-                      else partial(follow_external, record.spec, kill_grace=self.config.kill_grace))
-            return await follow(
-                record.job_id, env=agent_env() | dict(record.task_env), cwd=record.cwd,
-                stop=stop, on_start=self._on_start(key, report=True),
-                on_status=lambda raw: self._outbox.status(*key, raw),
-                timeout=record.timeout_left(time.time()), submit_pid=record.submit_pid)
+            # STARTED again (with the job id): the first may have been lost with the old process
+            # (a repeat is ignored by the server).
+            return await self._outside.resume(key, record, stop=stop, on_start=self._on_start(key, report=True),
+                                              on_status=self._on_status(key))
         finally:
             self._running -= 1
 
@@ -277,7 +266,12 @@ class Agent:
             await self._checkpoints.finish(key)  # the last checkpoint goes before the result
         except Exception:
             log.exception("cannot read the last checkpoint of task %s attempt %d", *key)
-        if self._attempts[key].dropped and result.raw.get("state") == StopRequest.shutdown().raw_state:
+        if self._attempts[key].dropped and result.raw.get("state") == SHUTDOWN_STATE:
+            if self._outside.job(key):  # it runs on: its record stays, for a new process
+                log.info("task %s attempt %d: the agent stopped following its outside job, which runs "
+                         "on; the server hands it on", *key)
+                self._release(key)
+                return
             log.info("task %s attempt %d: stopped with the agent, left for the server to hand on",
                      *key)
             await self._forget(key)
@@ -292,6 +286,7 @@ class Agent:
 
     def _release(self, key: AttemptKey) -> None:
         del self._attempts[key]
+        self._outside.forget(key)
         if not self._attempts:
             self._none_held.set()
 
@@ -324,49 +319,13 @@ class Agent:
             return await self._pool.run(
                 self._py_call(assignment), stop=stop, on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
-        if spec.HasField("external") or spec.HasField("slurm"):
-            return await self._external(assignment, stop, on_start)
+        if spec.HasField("external") or spec.HasField("slurm"):  # outside_jobs.py
+            return await self._outside.run(assignment, env=self._env(assignment), cwd=self._cwd(spec.cwd),
+                                           stop=stop, on_start=on_start, on_status=self._on_status(key))
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
         return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
                                  on_start=on_start, keeper=self._keeper)
-
-    async def _external(self, assignment: provider_pb2.Assignment,
-                        stop: asyncio.Future[StopRequest],
-                        on_start: Callable[[Started], None]) -> AttemptResult:
-        """Submit to the outside scheduler and follow the job, recording it in the attempt's
-        state directory before the submit and again with the job id, so that an agent
-        process started after a crash adopts it instead of submitting it twice."""
-        spec, key = assignment.spec, (assignment.task_id, assignment.attempt)
-        slurm = spec.HasField("slurm")
-        record = ExternalRecord(
-            Path(self._state.attempt_dir(key)), SavedSpec() if slurm else SavedSpec.of(spec.external),
-            task_env=own_env(assignment), cwd=self._cwd(spec.cwd),
-            timeout=spec.timeout_seconds, started_wall=time.time(), adapter="slurm" if slurm else "external")
-        try:
-            await asyncio.to_thread(write_record, record)
-        except OSError as exc:  # not submitted yet: nothing runs anywhere
-            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
-                f"cannot record the external attempt in {record.attempt_dir}: {exc}"))
-
-        async def submitted(job_id: str, pid: int) -> None:
-            try:
-                await asyncio.to_thread(write_record, record.submitted(job_id, pid))
-            except OSError as exc:  # the job runs: follow it, though a crash now would lose it
-                log.error("cannot record external job %s of task %s attempt %d: %s; an agent "
-                          "restarted after a crash would not adopt it", job_id, *key, exc)
-
-        if slurm:
-            return await self._slurm.run(
-                spec.slurm, name=assignment.task_name, env=self._env(assignment), cwd=record.cwd, stop=stop,
-                comment=f"jobplane task {assignment.task_id} attempt {assignment.attempt}", on_start=on_start,
-                on_status=lambda raw: self._outbox.status(*key, raw), timeout=spec.timeout_seconds,
-                on_submitted=submitted)
-        return await run_external(
-            spec.external, env=self._env(assignment), cwd=record.cwd, stop=stop,
-            on_start=on_start, on_status=lambda raw: self._outbox.status(*key, raw),
-            kill_grace=self.config.kill_grace, timeout=spec.timeout_seconds,
-            on_submitted=submitted)
 
     async def _refusal(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
@@ -407,11 +366,16 @@ class Agent:
 
     def _on_start(self, key: AttemptKey, *, report: bool) -> Callable[[Started], None]:
         def on_start(started: Started) -> None:
-            self._attempts[key].started, self._attempts[key].started_at = started, time.monotonic()
+            attempt = self._attempts[key]
+            attempt.started, attempt.started_at = started, time.monotonic()
             if report:
-                self._outbox.started(*key)
+                self._outbox.started(*key, external_job_id=self._outside.told(key))
 
         return on_start
+
+    def _on_status(self, key: AttemptKey) -> Callable[[dict[str, str]], None]:
+        """Report an outside job's new raw properties, and which job it is."""
+        return lambda raw: self._outbox.status(*key, raw, external_job_id=self._outside.told(key))
 
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
@@ -473,7 +437,10 @@ class Agent:
 
     async def _drop_attempts(self) -> None:
         """Kill the attempts still held and drop them, reporting nothing: the server hands them
-        on once it loses this provider. Never a FAILED report for a task that did not fail."""
+        on once it loses this provider. Never a FAILED report for a task that did not fail.
+        An outside job (external, slurm) is not cancelled but left running with its record:
+        the attempt that continues the task adopts it, from the id the server was told or
+        from the record when this agent starts again."""
         self._dropped = True
         for attempt in self._attempts.values():
             attempt.dropped = True

@@ -11,7 +11,9 @@ and a command still printing after COMMAND_SECONDS is killed with its whole grou
 
 The agent records the job's id in the attempt's state directory the moment the submit returns
 (external_record.py), so an agent process started after a crash follows the job with
-`follow_external` instead of submitting it a second time.
+`follow_external` instead of submitting it a second time; and it tells the server the id, so
+that an attempt continued on another agent follows (adopts) the job from it too. A stop that
+hands the job on to such an attempt leaves it running: no cancel command.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ DEFAULT_POLL_INTERVAL = 1.0
 
 # Keys of a poll's answer that the agent reads; they stay in the raw properties too.
 DONE, EXIT_CODE, ERROR = "done", "exit_code", "error"
+# The longest job id the server records (TaskReport.external_job_id): a job with a longer one
+# is followed here but cannot be handed on to another agent.
+JOB_ID_MAX = 256
 
 
 class ExternalCommands(Protocol):
@@ -108,8 +113,9 @@ async def follow_external(
     timeout: float = 0.0,
     submit_pid: int = 0,
 ) -> AttemptResult:
-    """Poll a job submitted earlier (by an agent process that died since) until it is done,
-    stopped or past `timeout` (if > 0), as run_external does after its submit. Never submits."""
+    """Poll a job submitted earlier (by an agent process that died since, or by an earlier
+    attempt of the task) until it is done, stopped or past `timeout` (if > 0), as run_external
+    does after its submit. Never submits."""
     runner = CommandRunner(env, cwd, kill_grace)
     with _or_timeout(stop, timeout) as stopping:
         return await _follow(_Job(runner, spec, job_id, on_status), submit_pid, stopping, on_start)
@@ -242,9 +248,14 @@ class _Job:
             error=f"external poll failed {self._failures} times in a row, last: {exc}")
 
     async def _cancel(self, request: StopRequest) -> AttemptResult:
-        """Cancel the job, and report the stop request with the last raw properties."""
+        """Cancel the job (unless the stop leaves it running: another attempt follows it, or
+        the agent is leaving), and report the stop request with the last raw properties."""
         result = request.result()
         error = result.error
+        if request.leaves_running(self._id):
+            log.info("stopped following external job %s; it runs on in the outside scheduler", self._id)
+            return replace(result, error=f"{error}; external job {self._id} left running",
+                           raw={**self.raw, "state": request.raw_state})
         try:
             await self._runner.run([*self._spec.cancel, self._id], "cancel")
         except CommandFailed as exc:

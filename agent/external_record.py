@@ -1,8 +1,10 @@
 """An external attempt's record in its state directory, so a new agent process can adopt it.
 
 The record (`external.json`) is written before the submit command runs, without the outside
-scheduler's job id, and written again with the id as soon as the submit returns. A new agent
-process that finds it (statedir.py) therefore knows one of two things:
+scheduler's job id, and written again with the id as soon as the submit returns; an attempt
+that adopts the job of an earlier attempt of the task (the server hands it on, see
+outside_jobs.py) writes it with the id at once. A new agent process that finds it
+(statedir.py) therefore knows one of two things:
 
 - the id: the job runs (or ran) in the outside scheduler; the new process polls it from
   there and never submits again;

@@ -54,9 +54,10 @@ class Outbox:
         self._settled = asyncio.Event()
         self._settled.set()
 
-    def started(self, task_id: str, attempt: int) -> None:
-        """Queue a STARTED report."""
-        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STARTED))
+    def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
+        """Queue a STARTED report (with the outside job the attempt follows, if any)."""
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STARTED,
+                                          external_job_id=external_job_id))
 
     def checkpoint(self, task_id: str, attempt: int, checkpoint_json: str) -> None:
         """Queue a CHECKPOINT report; the latest of each attempt is kept until acknowledged."""
@@ -65,11 +66,13 @@ class Outbox:
         self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_CHECKPOINT,
                                           checkpoint_json=checkpoint_json))
 
-    def status(self, task_id: str, attempt: int, raw: dict[str, str]) -> None:
-        """Queue a STATUS report: the attempt's raw properties changed while it runs."""
+    def status(self, task_id: str, attempt: int, raw: dict[str, str], external_job_id: str = "") -> None:
+        """Queue a STATUS report: the attempt's raw properties changed while it runs (with the
+        outside job it follows, if any: said again, in case the STARTED report was lost)."""
         if (task_id, attempt) in self._finishing:
             return  # the FINISHED report carries the last raw properties
-        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STATUS, raw=raw))
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STATUS, raw=raw,
+                                          external_job_id=external_job_id))
 
     def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
         """Queue a FINISHED report; it is kept until acknowledged."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 # Bytes (commands) or characters (Python tasks) kept of each output stream.
 TAIL_LIMIT = 4096
+# The raw state of an attempt the agent stopped because it is shutting down.
+SHUTDOWN_STATE = "agent_shutdown"
 
 
 class Outcome(enum.Enum):
@@ -54,11 +56,14 @@ class StopRequest:
     outcome: Outcome
     reason: str
     raw_state: str
+    # For an attempt that follows an outside job (external, slurm): the job that another
+    # attempt of the task follows now, which the stop leaves running if it is this one's.
+    handed_on_job: str = ""
 
     @classmethod
-    def cancel(cls, reason: str) -> StopRequest:
-        """The server cancelled the attempt."""
-        return cls(Outcome.CANCELLED, reason or "cancelled", "cancelled")
+    def cancel(cls, reason: str, handed_on_job: str = "") -> StopRequest:
+        """The server cancelled the attempt (or, if it follows `handed_on_job`, handed it on)."""
+        return cls(Outcome.CANCELLED, reason or "cancelled", "cancelled", handed_on_job)
 
     @classmethod
     def timeout(cls, seconds: float) -> StopRequest:
@@ -68,7 +73,14 @@ class StopRequest:
     @classmethod
     def shutdown(cls) -> StopRequest:
         """The agent is shutting down."""
-        return cls(Outcome.FAILED, "agent shutting down", "agent_shutdown")
+        return cls(Outcome.FAILED, "agent shutting down", SHUTDOWN_STATE)
+
+    def leaves_running(self, job_id: str) -> bool:
+        """Whether stopping an attempt that follows outside job `job_id` leaves the job running
+        in its scheduler: when another attempt follows it now, or when the agent is leaving
+        (whoever continues the attempt follows the job on, from its id: the server's record,
+        or this agent's state directory)."""
+        return self.raw_state == SHUTDOWN_STATE or (self.handed_on_job != "" and self.handed_on_job == job_id)
 
     def result(
         self, raw: dict[str, str] | None = None, *, stdout_tail: str = "", stderr_tail: str = ""

@@ -9,7 +9,9 @@ they change; the job's output files are read back as its stdout/stderr tails whe
 
 As for external jobs, the job id is recorded in the attempt's state directory the moment
 sbatch returns (external_record.py), so an agent process started after a crash follows the
-job with `follow` and never submits it again.
+job with `follow` and never submits it again; and the server is told it, so an attempt
+continued on another agent follows (adopts) the same job with `follow`, and the stop that
+hands it on leaves it running: no scancel.
 """
 
 from __future__ import annotations
@@ -86,8 +88,9 @@ class SlurmQueue:
         on_start: Callable[[Started], None], on_status: Callable[[dict[str, str]], None],
         timeout: float = 0.0, submit_pid: int = 0,
     ) -> AttemptResult:
-        """Follow a submitted job (this process's, or one an earlier agent process submitted)
-        until it ends, a stop request or `timeout` (if > 0); never submits."""
+        """Follow a submitted job (this process's, one an earlier agent process submitted, or
+        one an earlier attempt of the task submitted) until it ends, a stop request or `timeout`
+        (if > 0); never submits."""
         job = _Job(self, job_id, CommandRunner(env, cwd, self._kill_grace), cwd, on_status)
         on_start(Started(submit_pid, lambda: job.polls))  # the polls that keep coming are its progress
         watch = self._watch(job_id)
@@ -223,9 +226,15 @@ class _Job:
             "it was cancelled"))
 
     async def _cancel(self, watch: _Watch, request: StopRequest) -> AttemptResult:
-        """scancel the job, wait (a few polls) until Slurm shows it ended, and report the stop."""
+        """scancel the job, wait (a few polls) until Slurm shows it ended, and report the stop;
+        unless the stop leaves the job running (another attempt follows it, or the agent is
+        leaving): then only stop following it."""
         result = request.result()
         error = result.error
+        if request.leaves_running(self.id):
+            log.info("stopped following Slurm job %s; it runs on in Slurm", self.id)
+            return AttemptResult(result.outcome, error=f"{error}; Slurm job {self.id} left running",
+                                 raw={**self.raw, "state": request.raw_state})
         if not await self._scancel():
             error = f"{error}; scancel of Slurm job {self.id} failed"
         for _ in range(CANCEL_POLLS):

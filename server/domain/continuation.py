@@ -96,8 +96,8 @@ class Continuations:
             entry.continuation_id = cid
             records.append(ContinuedRec(task.id, task.job_id, task.name, task.current.number, position,
                                         entry.priority, entry.rule))
-            if stop:
-                self._stop_attempt(provider.id, task.id, task.current.number, reason)
+            if stop:  # an outside job that goes on with the next attempt is left running
+                self._stop_attempt(provider.id, task.id, task.current.number, reason, self._handed_job(task))
             self._lose(task, f"{reason}; continuing in priority order ({position} of {len(entries)})",
                        continue_as=entry)
         self._cs.continuations.append(ContinuationRec(cid, provider.id, self.now, reason, tuple(records)))

@@ -25,6 +25,7 @@ from .model import (
     TaskDraft,
     TaskState,
 )
+from .adoption import JOB_ID_MAX, AdoptionRules
 from .conditions import ConditionRules
 from .continuation import Continuations, Pending
 from .fences import Fences
@@ -80,7 +81,7 @@ class EngineConfig:
 
 
 class Engine(ProviderRules, Supervision, Continuations, InventoryRules, LatenessRules, HoldRules, RerunRules,
-             ConditionRules, FenceRules):
+             ConditionRules, FenceRules, AdoptionRules):
     def __init__(self, config: EngineConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.ids = counters or Counters()
@@ -415,12 +416,13 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         task.provider = provider.id
         attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now,
                             resumed_from=task.checkpoint)
+        adopting = self._adopting(task, attempt)
         task.current = attempt
         self._conditional.pop(task.id, None)
         provider.in_flight.add(task.id)
         self._cs.attempt(attempt, new=True)
         self._cs.assignments.setdefault(provider.id, []).append((task, attempt.number))
-        self._set_task(task, TaskState.ASSIGNED)
+        self._set_task(task, TaskState.ASSIGNED, adopting)
 
     # ----- reports -------------------------------------------------------------------
 
@@ -442,7 +444,11 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
                 self._stale(provider_id, report)
                 rejected.append((report.task_id, report.attempt, "FAILED_PRECONDITION", f"attempt {report.attempt} "
                                  f"of task {report.task_id} is not the current attempt on {provider_id}"))
+            elif len(report.external_job_id) > JOB_ID_MAX:
+                rejected.append((report.task_id, report.attempt, "INVALID_ARGUMENT", f"external_job_id of "
+                                 f"{len(report.external_job_id)} characters is over the limit of {JOB_ID_MAX}"))
             elif report.kind == ReportKind.STARTED:
+                self._record_job(attempt, report.external_job_id)
                 self._started(task, attempt)
             elif report.kind == ReportKind.CHECKPOINT and len(report.checkpoint_json) > CHECKPOINT_MAX:
                 rejected.append((report.task_id, report.attempt, "INVALID_ARGUMENT", f"checkpoint of "
@@ -450,6 +456,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
             elif report.kind == ReportKind.CHECKPOINT:
                 self._checkpoint(task, attempt, report.checkpoint_json)
             elif report.kind == ReportKind.STATUS:
+                self._record_job(attempt, report.external_job_id)
                 self._raw_status(task, report.raw)
             else:
                 self._finished(task, attempt, report)
@@ -460,7 +467,7 @@ class Engine(ProviderRules, Supervision, Continuations, InventoryRules, Lateness
         log.info("rejected report for task %s attempt %s from %s: not the current attempt",
                  report.task_id, report.attempt, provider_id)
         if report.kind != ReportKind.FINISHED:  # it still runs somewhere: stop it
-            self._stop_attempt(provider_id, report.task_id, report.attempt, "attempt superseded")
+            self._stop_superseded(provider_id, report.task_id, report.attempt)
         elif self.fences:  # it ended: a task waiting for that may go on
             self._stop_confirmed(provider_id, report.task_id, report.attempt)
 

@@ -1,6 +1,7 @@
 """Fencing rules: a task whose earlier attempt may still run gets no new attempt until that
-one has certainly ended (see fences.py for how we know). A mixin of Engine: it shares the
-engine's state; the Fences index is its own."""
+one has certainly ended (see fences.py for how we know). An external or slurm attempt whose
+job id the server knows is not fenced: the next attempt adopts that job (adoption.py). A mixin
+of Engine: it shares the engine's state; the Fences index is its own."""
 
 from __future__ import annotations
 

@@ -246,6 +246,7 @@ class Report:
     stderr_tail: str = ""
     raw: dict[str, str] = field(default_factory=dict)
     checkpoint_json: str = ""
+    external_job_id: str = ""  # the outside scheduler's job the attempt follows (external, slurm)
 
 
 @dataclass(frozen=True)

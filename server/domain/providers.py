@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from .model import EventKind, Hello, ProviderState, TaskState
+from .adoption import handed_on
 from .continuation import Pending
 from .state import ProviderRt, TaskRt
 from .status import provider_status
@@ -61,15 +62,19 @@ class ProviderRules:
                 self._lose(task, f"provider {provider.id} came back without it", fence=False)
         for tid, number in held:
             if not self._is_current(tid, number, provider.id):
-                self._stop_attempt(provider.id, tid, number, "attempt superseded")
+                self._stop_superseded(provider.id, tid, number)
 
     def _is_current(self, task_id: int, number: int, provider_id: str) -> bool:
         task = self.tasks.get(task_id)
         current = task.current if task is not None else None
         return current is not None and current.number == number and current.provider == provider_id
 
-    def _stop_attempt(self, provider_id: str, task_id: int, number: int, reason: str) -> None:
+    def _stop_attempt(self, provider_id: str, task_id: int, number: int, reason: str, keep_job: str = "") -> None:
+        """Tell the provider to stop the attempt; `keep_job`: an outside job another attempt
+        follows now, which the attempt leaves running if it follows it (adoption.py)."""
         self._cs.cancels.setdefault(provider_id, []).append((task_id, number, reason))
+        if keep_job:
+            self._cs.handed_on[(task_id, number)] = keep_job
 
     def ready_signal(self, provider_id: str, conn_id: int) -> None:
         provider = self.providers.get(provider_id)
@@ -164,14 +169,19 @@ class ProviderRules:
     def _lose(self, task: TaskRt, reason: str, continue_as: Pending | None = None, fence: bool = True) -> None:
         """The attempt's provider is gone (or gave up on it): the task waits for another,
         as a continuation in priority order when `continue_as` says so. `fence`: the attempt
-        may still run, so the next one waits until it has certainly stopped."""
+        may still run, so the next one waits until it has certainly stopped; unless it follows
+        an outside job, which the next one adopts instead (adoption.py)."""
         attempt = task.current
+        handed = self._handed_job(task)
+        if handed:
+            reason = f"{reason}; {handed_on(task.spec.environment, handed)}"
         self._close_attempt(task, attempt, 0, None, reason)
         if task.state == TaskState.CANCELLED:
             self._forget_if_done(task)
             return
-        waits = self._fence(task, attempt.provider, attempt.number) if fence else ""
-        if waits:
+        if handed:
+            task.adopt_job = handed
+        elif fence and (waits := self._fence(task, attempt.provider, attempt.number)):
             reason = f"{reason}; it continues {waits}"
         task.lost_attempts += 1
         if task.lost_attempts > MAX_LOST_ATTEMPTS:

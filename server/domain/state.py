@@ -61,6 +61,9 @@ class AttemptRt:
     resumed_from: str = ""  # the checkpoint it started from
     environment: str = ""  # where `raw` came from; "" while the environment reported nothing
     raw: dict[str, str] = field(default_factory=dict)  # the latest raw properties reported
+    # The outside scheduler's job (external, slurm) it follows: as the agent reported it once
+    # submitted, or the job it adopted from the attempt before it (adoption.py).
+    external_job_id: str = ""
 
 
 @dataclass(eq=False)
@@ -98,6 +101,9 @@ class TaskRt:
     raw: dict[str, str] = field(default_factory=dict)
     reruns: int = 0  # queued again after transient failures; not counted against max_attempts
     fence: Fence | None = None  # an earlier attempt that may still run: no new one before it ends
+    # While queued after its attempt was handed on: the outside job that attempt followed,
+    # which the next attempt adopts instead of submitting again (adoption.py).
+    adopt_job: str = ""
 
 
 @dataclass(eq=False)
@@ -185,6 +191,9 @@ class ChangeSet:
     # Not persisted: what to tell providers and when to look again, after the commit.
     assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
     cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    # Of the cancels, attempts whose outside job another attempt follows now: (task id,
+    # attempt) -> that job's id, which they leave running (adoption.py).
+    handed_on: dict[tuple[int, int], str] = field(default_factory=dict)
     probes: dict[str, int] = field(default_factory=dict)
     closes: list[int] = field(default_factory=list)  # connection ids to hang up
     timers: list[tuple[float, Callable]] = field(default_factory=list)

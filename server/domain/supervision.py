@@ -66,7 +66,7 @@ class Supervision:
             self._stops_confirmed(provider_id, [(tid, number) for tid, number, _ in running], probe_id)
         for tid, number, progress in running:
             if not self._is_current(tid, number, provider_id):
-                self._stop_attempt(provider_id, tid, number, "attempt superseded")
+                self._stop_superseded(provider_id, tid, number)
             elif tid in self._awaiting:  # checkpoints count as progress too
                 self._judge(self.tasks[tid], progress + self.tasks[tid].checkpoints)
 
@@ -119,8 +119,8 @@ class Supervision:
                 self._watch[task.id] = min(self._watch[task.id], hard)
         else:
             reason = f"reassigned: overdue with no progress since the last check (progress {progress})"
-            self._decision(task, "reassign", reason)
-            self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
+            self._decision(task, "reassign", reason)  # its follower is stuck, not an outside job: handed on
+            self._stop_attempt(task.current.provider, task.id, task.current.number, reason, self._handed_job(task))
             self._unwatch(task.id)
             self._lose(task, reason)
 

@@ -19,7 +19,7 @@ from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
-from ..domain.state import ProviderRt
+from ..domain.state import ProviderRt, TaskRt
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
 from ..errors import InvalidArgument
@@ -284,7 +284,16 @@ def report_from_proto(m) -> Report | None:
     kind = ReportKind(m.kind) if m.kind in ReportKind._value2member_map_ else ReportKind.FINISHED
     return Report(int(m.task_id), m.attempt, kind, outcome,
                   m.exit_code if m.HasField("exit_code") else None, m.result_json, m.error,
-                  m.stdout_tail, m.stderr_tail, dict(m.raw), m.checkpoint_json)
+                  m.stdout_tail, m.stderr_tail, dict(m.raw), m.checkpoint_json, m.external_job_id)
+
+
+def assignment_to_proto(task: TaskRt, number: int) -> provider_pb2.Assignment:
+    """Attempt `number` of the task, as its provider is told to run it."""
+    current = task.current
+    adopt = current.external_job_id if current is not None and current.number == number else ""
+    return provider_pb2.Assignment(task_id=str(task.id), attempt=number, job_id=str(task.job_id),
+                                   task_name=task.name, spec=task_spec_to_proto(task.spec),
+                                   checkpoint_json=task.checkpoint, adopt_external_job_id=adopt)
 
 
 def scan_results_from_proto(m) -> list[ScanResult]:

@@ -166,10 +166,9 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         for provider_id, items in cs.assignments.items():
             conn = self._current(provider_id)
             if conn is not None:
-                conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(assignments=[
-                    provider_pb2.Assignment(task_id=str(t.id), attempt=n, job_id=str(t.job_id), task_name=t.name,
-                                            spec=convert.task_spec_to_proto(t.spec), checkpoint_json=t.checkpoint)
-                    for t, n in items], scan=_to_scan(cs.piggyback.get(provider_id, ())))))
+                conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(
+                    assignments=[convert.assignment_to_proto(t, n) for t, n in items],
+                    scan=_to_scan(cs.piggyback.get(provider_id, ())))))
         for provider_id, items in cs.scans.items():
             conn = self._current(provider_id)
             if conn is not None:
@@ -180,7 +179,9 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             if conn is not None:
                 for reason, group in itertools.groupby(sorted(items, key=lambda i: i[2]), key=lambda i: i[2]):
                     conn.queue.put_nowait(provider_pb2.ConnectResponse(cancel=provider_pb2.Cancellations(
-                        attempts=[provider_pb2.AttemptRef(task_id=str(t), attempt=n) for t, n, _ in group],
+                        attempts=[provider_pb2.AttemptRef(task_id=str(t), attempt=n,
+                                                          handed_on_external_job_id=cs.handed_on.get((t, n), ""))
+                                  for t, n, _ in group],
                         reason=reason)))
 
         for provider_id, probe_id in cs.probes.items():

@@ -94,6 +94,9 @@ class AttemptRow(BaseModel):
     resumed_from = TextField(default="")  # the checkpoint it started from
     environment = CharField(max_length=32, default="")  # "" until the environment reported
     raw = TextField(default="{}")  # JSON: the latest raw properties reported
+    # The outside scheduler's job it followed (external, slurm): submitted, or adopted from the
+    # attempt before it. A task queued after such an attempt was lost adopts it (domain/adoption.py).
+    external_job_id = CharField(max_length=256, default="")
 
     class Meta:
         table_name = "attempt"

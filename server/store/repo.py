@@ -44,6 +44,7 @@ class Snapshot:
     jobs: list[JobRow]
     tasks: list[TaskRow]
     attempts: list[AttemptRow]  # the current attempt of each task out at a provider
+    handed_on: dict[int, str]  # queued task id -> the outside job its lost last attempt followed
     waiting: list[ContinuedTaskRow]  # continuations not dispatched yet
     inventory: list[InventoryRow]
     rules: list = None  # conflicts.ConflictRule: the conflict matrix
@@ -105,8 +106,23 @@ class Store:
                    .order_by(ContinuedTaskRow.id) if row.task in queued]
         from .conflicts import ConflictStore
 
-        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts, waiting,
+        return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts,
+                        self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules())
+
+    @staticmethod
+    def _handed_on(queued: list[TaskRow]) -> dict[int, str]:
+        """Queued tasks whose last attempt was lost (outcome 0) while it followed an outside
+        job: task id -> that job, which their next attempt adopts."""
+        last = {t.id: t.attempt for t in queued}
+        ids = list(last)
+        found = {}
+        for i in range(0, len(ids), IN_CHUNK):
+            rows = (AttemptRow.select(AttemptRow.task, AttemptRow.number, AttemptRow.external_job_id)
+                    .where(AttemptRow.task.in_(ids[i:i + IN_CHUNK]) & (AttemptRow.external_job_id != "")
+                           & (AttemptRow.outcome == 0) & AttemptRow.end_time.is_null(False)))
+            found.update((r.task, r.external_job_id) for r in rows if last[r.task] == r.number)
+        return found
 
     # ----- writes --------------------------------------------------------------------
 
@@ -182,9 +198,9 @@ class Store:
     def _update_attempts(self, attempts) -> None:
         self._executemany(
             "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=?, checkpoint=?,"
-            " environment=?, raw=? WHERE id=?",
+            " environment=?, raw=?, external_job_id=? WHERE id=?",
             [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.checkpoint, a.environment,
-              json.dumps(a.raw), a.id) for a in attempts])
+              json.dumps(a.raw), a.external_job_id, a.id) for a in attempts])
 
     def _upsert_providers(self, cs: ChangeSet) -> None:
         for p in cs.providers.values():
@@ -339,7 +355,8 @@ def _attempt_row(a) -> dict:
     return {"id": a.id, "task": a.task_id, "number": a.number, "provider": a.provider,
             "assign_time": a.assign_time, "start_time": a.start_time, "end_time": a.end_time,
             "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason, "checkpoint": a.checkpoint,
-            "resumed_from": a.resumed_from, "environment": a.environment, "raw": json.dumps(a.raw)}
+            "resumed_from": a.resumed_from, "environment": a.environment, "raw": json.dumps(a.raw),
+            "external_job_id": a.external_job_id}
 
 
 def _event_row(e) -> dict:
@@ -369,12 +386,13 @@ def runtime_from_snapshot(snap: Snapshot):
                    r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
                    r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
                    checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
-                   fence=Fence.load(r.fence))
+                   fence=Fence.load(r.fence), adopt_job=snap.handed_on.get(r.id, ""))
         a = current.get(r.id)
         if a is not None:
             t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time,
                                   checkpoint=a.checkpoint, resumed_from=a.resumed_from,
-                                  environment=a.environment, raw=json.loads(a.raw))
+                                  environment=a.environment, raw=json.loads(a.raw),
+                                  external_job_id=a.external_job_id)
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,

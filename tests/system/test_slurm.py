@@ -97,9 +97,13 @@ class Harness:
         self.workdir = workdir
         self.own_jobs: list[str] = []  # submitted by the test itself, outside jobplane
 
-    def start_agent(self, *, wait: bool = True):
-        return self.cluster.add_agent("login-1", slots=64, wait=wait, env=self.calls.env(),
+    def start_agent(self, name: str = "login-1", *, wait: bool = True):
+        return self.cluster.add_agent(name, slots=64, wait=wait, env=self.calls.env(),
                                       extra=["--slurm", "--slurm-poll-interval", str(POLL)])
+
+    def attempt_dir(self, agent: str, task_id: str, attempt: int) -> Path:
+        """Where the agent keeps its record of the attempt (gone once it let go of it)."""
+        return self.workdir / f"agent-{agent}.state" / f"{task_id}.{attempt}"
 
     def submit(self, *tasks: dict, name: str = "sim"):
         return self.client.submit_job({"name": name, "tasks": [
@@ -109,10 +113,17 @@ class Harness:
         return next(t for t in self.client.list_tasks(job_id) if t.name == name)
 
     def wait_task(self, job_id: str, name: str, check, what: str, timeout: float = 60):
+        last = []
+
         def reached():
             task = self.task(job_id, name)
+            last[:] = [task]
             return task if check(task) else None
-        return wait_until(reached, timeout, f"task {name} {what}", interval=0.2)
+        try:
+            return wait_until(reached, timeout, f"task {name} {what}", interval=0.2)
+        except AssertionError as exc:
+            t = last[0] if last else None
+            raise AssertionError(f"{exc}; it was last seen {t and (t.state, t.attempt, t.provider_id, dict(t.raw))}")
 
     def script(self, name: str, text: str) -> str:
         path = self.workdir / name
@@ -283,3 +294,68 @@ def test_a_killed_agent_adopts_its_slurm_jobs_without_submitting_them_again(slur
     names = _run(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={','.join(job_ids)}",
                   "--format=JobName"]).stdout.split()
     assert sorted(names) == ["a", "b"]
+
+
+# A lost, drained or late agent's Slurm job is adopted by another agent from its recorded id.
+
+@pytest.fixture
+def held_job(slurm):
+    """A Slurm job that says it ran (its id into `ran`), then runs until the test says `go`."""
+    ran, go = slurm.workdir / "ran", slurm.workdir / "go"
+    job = slurm.submit({"name": "sim", "slurm": {
+        "wrap": f"echo $SLURM_JOB_ID >> {ran}; while [ ! -e {go} ]; do sleep 0.2; done; echo finished"}})
+    task = slurm.wait_task(job.id, "sim", lambda t: t.raw.get("State") == "RUNNING", "to run in Slurm")
+    assert task.provider_id == "login-1"
+    slurm.start_agent("login-2")
+    yield job, task.id, task.raw["JobId"]
+    go.touch()
+
+
+def followed_by_login_2(slurm, job) -> None:
+    slurm.wait_task(job.id, "sim", lambda t: (t.attempt, t.provider_id, t.raw.get("State")) == (2, "login-2", "RUNNING"),
+                    "to be followed by login-2 as attempt 2")
+
+
+def finishes_once(slurm, job, job_id: str) -> None:
+    """The one Slurm job ends as it should, the task succeeds as attempt 2 on login-2 and
+    nothing was submitted or cancelled a second time."""
+    assert squeue_states([job_id]) == {job_id: "RUNNING"}, "never cancelled"
+    (slurm.workdir / "go").touch()
+    done = slurm.client.wait_job(job.id, timeout=90)
+    task = slurm.task(job.id, "sim")
+    assert done.status == SUCCESS
+    assert (task.attempt, [a.provider_id for a in task.attempts]) == (2, ["login-1", "login-2"])
+    assert (task.raw["JobId"], task.raw["State"], task.stdout_tail) == (job_id, "COMPLETED", "finished\n")
+    assert len(slurm.calls.calls("sbatch")) == 1, "submitted once"
+    assert slurm.calls.calls("scancel") == [], "never scancelled"
+    assert (slurm.workdir / "ran").read_text().split() == [job_id], "the job ran once"
+    assert accounted([job_id], {"COMPLETED"}) == {job_id: "COMPLETED"}
+
+
+def test_a_lost_agents_slurm_job_is_adopted_by_another_agent_and_not_submitted_again(slurm, held_job):
+    job, task_id, job_id = held_job
+    slurm.cluster.agents["login-1"].kill()  # kill -9, and it does not come back
+    followed_by_login_2(slurm, job)
+    finishes_once(slurm, job, job_id)
+
+
+def test_a_drained_agents_slurm_job_is_adopted_without_scancel(slurm, held_job):
+    job, task_id, job_id = held_job
+    slurm.client.drain_provider("login-1")
+    followed_by_login_2(slurm, job)
+    record = slurm.attempt_dir("login-1", task_id, 1)
+    wait_until(lambda: not record.exists(), 30, "login-1 to let go of attempt 1", interval=0.2)
+    finishes_once(slurm, job, job_id)
+
+
+@pytest.mark.server_args("--reconnect-grace", "2")
+def test_an_agent_back_after_its_slurm_job_was_adopted_drops_it_without_scancel(slurm, held_job):
+    job, task_id, job_id = held_job
+    slurm.cluster.agents["login-1"].kill()
+    followed_by_login_2(slurm, job)
+    record = slurm.attempt_dir("login-1", task_id, 1)
+    assert record.exists(), "login-1's record of the job, for a new process to adopt"
+    slurm.start_agent("login-1")  # the same name and state directory
+    # It adopts attempt 1 from its record, is told login-2 follows the job now, and lets go.
+    wait_until(lambda: not record.exists(), 30, "login-1 to drop its superseded attempt", interval=0.2)
+    finishes_once(slurm, job, job_id)

@@ -1,5 +1,7 @@
 """Adopting external attempts after an agent crash: the job id recorded in the state directory
 as soon as the submit returns, and a new agent process polling it without submitting again.
+And adopting the job of an earlier attempt of the task that the server hands on: followed from
+the assignment's job id, never submitted; the old attempt told to leave it running.
 
 The crash itself (kill -9 of a real agent) is in tests/integration/test_supervision.py; here a
 record stands for what the dead process left, and a stand-in server watches the new one."""
@@ -10,13 +12,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from test_agent_external import ENDED, EXECUTING, JOB_ID, Scheduler
+import pytest
+from test_agent_external import AWAITING, ENDED, EXECUTING, JOB_ID, Scheduler
 from test_agent_link import FINISHED, STARTED, with_agent
 
 from jobplane.agent.external_record import (ExternalRecord, SavedSpec, read_record,
                                             write_record)
 from jobplane.agent.statedir import StateDir
-from jobplane.v1 import provider_pb2
+from jobplane.v1 import job_pb2, provider_pb2
 
 STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
 RECORDED = "JOB-RECORDED"
@@ -135,3 +138,93 @@ def test_the_state_dir_keeps_external_attempts_and_drops_unreadable_records(tmp_
     assert found[("x", 1)].job_id == RECORDED and found[("y", 2)].job_id is None
     assert found[("x", 1)].attempt_dir == submitted
     assert not garbled.exists()
+
+
+# Adopting the job of an earlier attempt, continued here from another agent (or handed on).
+
+def adopt(stream, task_id: str, attempt: int, job_id: str, scheduler: Scheduler) -> None:
+    """Assign attempt `attempt` of `task_id`, which follows `job_id` submitted by an earlier one."""
+    stream.send(assign=provider_pb2.Assignments(assignments=[provider_pb2.Assignment(
+        task_id=task_id, attempt=attempt, job_id="j1", task_name=task_id,
+        spec=job_pb2.TaskSpec(external=scheduler.spec()), adopt_external_job_id=job_id)]))
+
+
+def stop(stream, task_id: str, attempt: int, handed_on: str = "") -> None:
+    stream.send(cancel=provider_pb2.Cancellations(attempts=[provider_pb2.AttemptRef(
+        task_id=task_id, attempt=attempt, handed_on_external_job_id=handed_on)], reason="provider a0 drained"))
+
+
+def test_an_attempt_that_adopts_a_job_records_and_follows_it_and_never_submits(tmp_path):
+    scheduler = Scheduler(tmp_path / "sched", [EXECUTING, EXECUTING, ENDED])
+    record_file = state_root(tmp_path) / "x.2" / "external.json"
+
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        adopt(stream, "x", 2, RECORDED, scheduler)
+        _, started = await stream.report("x", STARTED)
+        recorded = read_record(record_file.parent)  # before the first poll: a crash now is covered
+        return started, recorded, await stream.reports_until("x", FINISHED)
+
+    started, recorded, reports = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)))
+    assert started.external_job_id == RECORDED, "the server hears which job it follows"
+    assert recorded.job_id == RECORDED and recorded.spec.poll == tuple(scheduler.spec().poll)
+    assert reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert scheduler.read("submitted") is None, "no second submit"
+    assert [job_id for _, job_id in scheduler.polls()] == [RECORDED] * 3
+
+
+def test_a_submitted_jobs_id_goes_to_the_server_with_started_and_status_reports(tmp_path):
+    scheduler = Scheduler(tmp_path / "sched", [AWAITING, EXECUTING, ENDED])
+
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        stream.assign("x", external=scheduler.spec())
+        return await stream.reports_until("x", FINISHED)
+
+    reports = with_agent(tmp_path, scenario)
+    assert [r.external_job_id for r in reports if r.kind in (STARTED, STATUS)] == \
+        [JOB_ID] * (len(reports) - 1)
+
+
+@pytest.mark.parametrize("handed_on, cancelled", [(RECORDED, False), ("ANOTHER", True), ("", True)])
+def test_a_stop_that_hands_the_job_on_leaves_it_running(tmp_path, handed_on, cancelled):
+    scheduler = Scheduler(tmp_path / "sched", [EXECUTING])
+
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        adopt(stream, "x", 2, RECORDED, scheduler)
+        await stream.report("x", STATUS)
+        stop(stream, "x", 2, handed_on)
+        return (await stream.report("x", FINISHED))[1]
+
+    finished = with_agent(tmp_path, scenario)
+    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
+    if cancelled:
+        assert scheduler.read("cancelled") == RECORDED
+    else:
+        assert scheduler.read("cancelled") is None, "another attempt follows it: not cancelled"
+        assert finished.error == f"provider a0 drained; external job {RECORDED} left running"
+
+
+def test_a_stopping_agent_leaves_its_outside_jobs_running_with_their_records(tmp_path):
+    # The server does not hand the attempt on (it cannot be reached): the agent stops
+    # following the job, leaves it running and keeps its record for a new agent process; the
+    # server hands the task on once it loses the agent, and the next attempt adopts the job.
+    scheduler = Scheduler(tmp_path / "sched", [EXECUTING])
+
+    async def scenario(service, agent, running):
+        stream = await service.next_stream()
+        stream.auto_ack = True
+        stream.assign("x", external=scheduler.spec())
+        await stream.report("x", STATUS)
+        await agent.stop()
+        return [report.kind for _, report in stream.seen]
+
+    kinds = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)), kill_grace=0.2)
+    assert FINISHED not in kinds
+    assert scheduler.read("cancelled") is None
+    left = StateDir(str(state_root(tmp_path))).leftovers()
+    assert list(left) == [("x", 1)] and left[("x", 1)].job_id == JOB_ID

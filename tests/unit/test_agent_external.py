@@ -183,13 +183,13 @@ def test_a_stop_during_a_hanging_poll_kills_it_and_cancels_the_job(tmp_path):
     async def stop_when_the_poll_hangs(stop: asyncio.Future[StopRequest]) -> None:
         while scheduler.read("sleeping") is None:  # the hanging poll says when it sleeps
             await asyncio.sleep(0.01)
-        request_stop(stop, StopRequest.shutdown())
+        request_stop(stop, StopRequest.cancel("cancelled by the user"))
 
     seen = run(scheduler, during=stop_when_the_poll_hangs)
     assert not pid_alive(int(scheduler.read("sleeping")))
     assert scheduler.read("cancelled") == JOB_ID
-    assert (seen.result.outcome, seen.result.error) == (Outcome.FAILED, "agent shutting down")
-    assert seen.result.raw == {**EXECUTING, "state": "agent_shutdown"}
+    assert (seen.result.outcome, seen.result.error) == (Outcome.CANCELLED, "cancelled by the user")
+    assert seen.result.raw == {**EXECUTING, "state": "cancelled"}
 
 
 def test_a_job_past_its_timeout_is_cancelled_and_timed_out(tmp_path):

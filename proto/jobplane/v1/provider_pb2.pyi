@@ -115,12 +115,14 @@ class Provider(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containment: _Optional[str] = ..., kill_deadline_seconds: _Optional[float] = ..., restart_grace_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reconnect_backoff_max_seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
-    __slots__ = ("task_id", "attempt")
+    __slots__ = ("task_id", "attempt", "handed_on_external_job_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    HANDED_ON_EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    handed_on_external_job_id: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., handed_on_external_job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds")
@@ -179,7 +181,7 @@ class Heartbeat(_message.Message):
     def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ..., load_average: _Optional[float] = ..., facts: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TaskReport(_message.Message):
-    __slots__ = ("task_id", "attempt", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw", "checkpoint_json")
+    __slots__ = ("task_id", "attempt", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw", "checkpoint_json", "external_job_id")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +200,7 @@ class TaskReport(_message.Message):
     STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     kind: TaskReportKind
@@ -209,7 +212,8 @@ class TaskReport(_message.Message):
     stderr_tail: str
     raw: _containers.ScalarMap[str, str]
     checkpoint_json: str
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., kind: _Optional[_Union[TaskReportKind, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
+    external_job_id: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., kind: _Optional[_Union[TaskReportKind, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., checkpoint_json: _Optional[str] = ..., external_job_id: _Optional[str] = ...) -> None: ...
 
 class TaskReports(_message.Message):
     __slots__ = ("seq", "reports")
@@ -317,20 +321,22 @@ class Welcome(_message.Message):
     def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., reconnect_grace_seconds: _Optional[float] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json")
+    __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json", "adopt_external_job_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ADOPT_EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     job_id: str
     task_name: str
     spec: _job_pb2.TaskSpec
     checkpoint_json: str
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ...) -> None: ...
+    adopt_external_job_id: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ..., adopt_external_job_id: _Optional[str] = ...) -> None: ...
 
 class Assignments(_message.Message):
     __slots__ = ("assignments", "scan")
