@@ -11,8 +11,10 @@ in at once.
 
     python bench/failover.py [--agents 3] [--tasks 12] [--order-tasks 200]
 
-Targets: kill -> first task running elsewhere <= 1.5 s; silent agent -> <= 2 x the
-promised heartbeat + the probe deadline + 0.5 s (1 s, 1 s: <= 3.5 s).
+Targets (no earlier: the old attempt must certainly be dead first, see fences.py): kill ->
+first task running elsewhere <= the reconnect grace + the agent's kill deadline + 0.5 s
+(1 s, 1 s: <= 2.5 s); silent agent -> <= 3 x the promised heartbeat + the grace + the kill
+deadline + 0.5 s after its last signal (1 s, 1 s, 1 s: <= 5.5 s).
 """
 
 from __future__ import annotations
