@@ -1,7 +1,8 @@
 """Retrying a submit: safe because every attempt carries the same request id (the server makes
-one job per id), so a submit whose answer was lost is simply asked again. Only UNAVAILABLE and
-DEADLINE_EXCEEDED are retried, after exponentially growing pauses with jitter; `Client` and
-`AsyncClient` both drive their loops from here."""
+one job per id), so a submit whose answer was lost is simply asked again. UNAVAILABLE and
+DEADLINE_EXCEEDED are retried, and UNKNOWN from a broken transport (gRPC's "Stream removed" when
+a connection is cut mid-message; the server itself never answers UNKNOWN), after exponentially
+growing pauses with jitter; `Client` and `AsyncClient` both drive their loops from here."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from jobplane.client.errors import DeadlineExceeded, JobplaneError, Unavailable
 from jobplane.client.jobfile import job_spec_from_mapping
 from jobplane.v1 import job_pb2
@@ -19,6 +21,14 @@ from jobplane.v1 import job_pb2
 log = logging.getLogger(__name__)
 
 RETRYABLE = (Unavailable, DeadlineExceeded)
+TRANSPORT_BROKE = ("Stream removed", "Socket closed", "Connection reset")  # UNKNOWN details gRPC gives then
+
+
+def retryable(error: JobplaneError) -> bool:
+    """Whether the submit may not have been answered because the way to the server failed."""
+    if isinstance(error, RETRYABLE):
+        return True
+    return error.code == grpc.StatusCode.UNKNOWN and any(s in str(error) for s in TRANSPORT_BROKE)
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ def submit_request(spec: job_pb2.JobSpec | Mapping[str, Any], request_id: str | 
 def next_pause(pauses: Iterator[float], error: JobplaneError, request: job_pb2.SubmitJobRequest) -> float | None:
     """The pause before trying `request` again after `error`; None when it must not be retried
     (another error, no tries left, or no request id to make the retry safe)."""
-    pause = next(pauses, None) if isinstance(error, RETRYABLE) and request.request_id else None
+    pause = next(pauses, None) if retryable(error) and request.request_id else None
     if pause is not None:
         log.info("submit failed with %s; trying again in %.2fs with the same request id %s",
                  error.code.name, pause, request.request_id)

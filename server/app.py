@@ -22,7 +22,7 @@ from jobplane.v1 import task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
 from .config import ServerConfig
 from .core import Core
 from .errors import ConfigError
-from .domain.engine import Engine, EngineConfig
+from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
 from .security.access import CA_BUNDLE_FILE, Access
@@ -73,11 +73,7 @@ class Server:
         self.store = Store(open_database(config.database_url))
         self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event,
                             watcher_queue=config.watcher_queue)
-        self.engine = Engine(EngineConfig(
-            reconnect_grace=config.reconnect_grace, restart_grace=config.restart_grace, heartbeat_tolerance=config.heartbeat_tolerance,
-            probe_deadline=config.probe_deadline, standby_idle=config.standby_idle,
-            retry_backoff=config.retry_backoff, timezone=config.timezone, period_ends=config.period_ends,
-            inventory_ttl=config.inventory_ttl))
+        self.engine = Engine(config.engine())
         self.core: Core | None = None
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None

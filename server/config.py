@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .domain.limits import MAX_TASKS_PER_JOB
+from .domain.state import EngineConfig
 from .events import WATCHER_QUEUE_BATCHES
 
 
@@ -27,6 +28,9 @@ class ServerConfig:
     probe_deadline: float = 1.0
     standby_idle: float = 5.0
     retry_backoff: float = 1.0
+    retry_backoff_max: float = 60.0  # the longest pause between retries
+    # A task still running this long past its timeout is ended by the server (its agent did not).
+    terminate_grace: float = 5.0
     scale_out_hook: str = ""  # shell command run when queued work exceeds every free slot
     scale_out_interval: float = 30.0
     supervise_interval: float = 0.1
@@ -54,6 +58,7 @@ class ServerConfig:
     request_id_ttl: float = 86400.0  # seconds a submit's request id gets its job back (AIP-155)
     event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
+    reader_threads: int = 2  # threads that serve reads from the database
 
     @property
     def agent_address(self) -> str:
@@ -61,8 +66,16 @@ class ServerConfig:
             return self.agent_listen
         host, _, port = self.listen.rpartition(":")
         return f"{host}:{int(port) + 1 if int(port) else 0}"
-    reader_threads: int = 2
 
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'jobplane.db'}"
+
+    def engine(self) -> EngineConfig:
+        """The engine's settings, every one of them from here."""
+        return EngineConfig(
+            reconnect_grace=self.reconnect_grace, restart_grace=self.restart_grace,
+            heartbeat_tolerance=self.heartbeat_tolerance, probe_deadline=self.probe_deadline,
+            standby_idle=self.standby_idle, retry_backoff=self.retry_backoff, retry_backoff_max=self.retry_backoff_max,
+            terminate_grace=self.terminate_grace, timezone=self.timezone, period_ends=self.period_ends,
+            inventory_ttl=self.inventory_ttl)

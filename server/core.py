@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from .domain.engine import Engine
-from .domain.state import ChangeSet
+from .domain.changes import ChangeSet
 from .errors import EngineFailure, JobplaneError, StoreFailure
 from .events import EventHub
 from .store.repo import Store
@@ -102,8 +102,8 @@ class Core:
         self._deliver(cs)
         self.hub.publish(cs.events)
         loop = asyncio.get_running_loop()
-        for delay, timer_op in cs.timers:
-            loop.call_later(delay, self.enqueue, timer_op)
+        for timer in cs.timers:
+            loop.call_later(timer.delay, self.enqueue, timer.op)
         for fut, result, exc in outcomes:
             if fut.done():
                 continue

@@ -32,6 +32,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--probe-deadline", type=float, default=1.0, help="seconds a probed provider has to answer")
     p.add_argument("--standby-idle", type=float, default=5.0, help="seconds an activated standby idles before standing by again")
     p.add_argument("--retry-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles, with jitter)")
+    p.add_argument("--retry-backoff-max", type=float, default=60.0, metavar="SECONDS",
+                   help="the longest delay between retries (default %(default)s)")
+    p.add_argument("--terminate-grace", type=float, default=5.0, metavar="SECONDS",
+                   help="a task still running this long past its timeout is ended by the server, its agent "
+                        "having failed to (default %(default)s)")
     p.add_argument("--scale-out-hook", default="", help="shell command run when queued work exceeds capacity "
                    "($JOBPLANE_UNMET_TASKS holds how many tasks wait)")
     p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
@@ -99,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--max-message-bytes must be >= 1024 and --max-streams >= 1")
     if a.standby_idle < 0 or a.retry_backoff < 0:
         p.error("--standby-idle and --retry-backoff must be >= 0")
+    if not a.retry_backoff <= a.retry_backoff_max < float("inf") or not 0 < a.terminate_grace < float("inf"):
+        p.error("--retry-backoff-max must be a number >= --retry-backoff, --terminate-grace a number > 0")
     try:
         Calendar.parse(a.timezone, a.period_ends)
     except ValueError as exc:
@@ -106,7 +113,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(listen=a.listen, data_dir=a.data_dir or default_data_dir(), db_url=a.db,
                         reconnect_grace=a.reconnect_grace, restart_grace=a.restart_grace, heartbeat_tolerance=a.heartbeat_tolerance,
-                        probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff,
+                        probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff, retry_backoff_max=a.retry_backoff_max,
+                        terminate_grace=a.terminate_grace,
                         scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
                         max_tasks_per_job=a.max_tasks_per_job,
                         address_file=a.address_file, timezone=a.timezone.strip(),

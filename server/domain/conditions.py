@@ -8,10 +8,14 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
 from .model import ProviderState, Status, TaskState
 from .status import task_status
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 _CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]{0,63})\s*(<=|>=|==|!=|<|>|=)\s*"
                         r"(-?\d+(?:\.\d+)?)\s*([KMGT]i?)?\s*$")
@@ -67,9 +71,14 @@ def explain(provider: str, missed: list[Condition], facts: dict[str, float]) -> 
 STATIC_FACTS = ("cpu_count", "memory_bytes")  # numeric facts of the hello that conditions may name
 
 
-class ConditionRules:
-    """A mixin of Engine: tasks of jobs with conditions go only to providers that meet them
-    (ReadyQueue `meets`); while no eligible provider does, they wait ON_HOLD saying why."""
+class Conditions:
+    """Tasks of jobs with conditions go only to providers that meet them (ReadyQueue `meets`);
+    while no eligible provider does, they wait ON_HOLD saying why. A component of Engine: the
+    queued conditional tasks are its state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conditional: dict[int, None] = {}  # queued tasks whose job has runtime conditions
 
     def meets(self, provider) -> Callable[[tuple], bool]:
         facts = provider_facts(provider)
@@ -79,35 +88,46 @@ class ConditionRules:
         """Whether queued work has runtime conditions, so a change of live facts may start it."""
         return bool(self._conditional)
 
+    def track(self, task) -> None:
+        """A task with conditions was queued."""
+        self._conditional[task.id] = None
+
+    def forget(self, task_id: int) -> None:
+        """It was assigned: its conditions held there."""
+        self._conditional.pop(task_id, None)
+
     def live_facts(self, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
         """A heartbeat's facts: conditions that failed may hold now."""
-        provider = self.providers.get(provider_id)
+        e = self.engine
+        provider = e.providers.get(provider_id)
         if provider is not None and provider.conn_id == conn_id:
             provider.live = dict(facts)
             if self._conditional:
-                self._dispatch_wanted = True
+                e.want_dispatch()
 
-    def _explain_conditions(self) -> None:
+    def explain(self) -> None:
         """After dispatch: conditional tasks still queued say whether they are on hold and why
         (worked out once per set of label requirements and conditions)."""
+        e = self.engine
         reasons: dict[tuple, str] = {}
         for tid in list(self._conditional):
-            task = self.tasks.get(tid)
-            if task is None or task.state != TaskState.QUEUED or tid not in self.ready:
+            task = e.tasks.get(tid)
+            if task is None or task.state != TaskState.QUEUED or tid not in e.ready:
                 self._conditional.pop(tid, None)
                 continue
-            key = (frozenset(task.spec.requires.items()), self.jobs[task.job_id].spec.parsed_conditions)
+            key = (frozenset(task.spec.requires.items()), e.jobs[task.job_id].spec.parsed_conditions)
             if key not in reasons:
-                reasons[key] = self._conditions_reason(task)
+                reasons[key] = self._reason(task)
             why = reasons[key]
             if why and (task.status != Status.ON_HOLD or task.reason != why):
-                self._show_task(task, Status.ON_HOLD, why)
+                e.lifecycle.show(task, Status.ON_HOLD, why)
             elif not why and task.status == Status.ON_HOLD:
-                self._show_task(task, task_status(task.state, task.attempt), "a provider meets its conditions")
+                e.lifecycle.show(task, task_status(task.state, task.attempt), "a provider meets its conditions")
 
-    def _conditions_reason(self, task) -> str:
-        conditions = self.jobs[task.job_id].spec.parsed_conditions
-        live = [p for p in self.providers.values() if p.conn_id and p.state in (ProviderState.ACTIVE,
+    def _reason(self, task) -> str:
+        e = self.engine
+        conditions = e.jobs[task.job_id].spec.parsed_conditions
+        live = [p for p in e.providers.values() if p.conn_id and p.state in (ProviderState.ACTIVE,
                 ProviderState.STANDBY) and all(p.labels.get(k) == v for k, v in task.spec.requires.items())]
         misses = [(p, unmet(conditions, provider_facts(p))) for p in live]
         if not live or any(not m for _, m in misses):
@@ -121,4 +141,4 @@ def provider_facts(provider) -> dict[str, float]:
     return {**static, **provider.live}
 
 
-__all__ = ["Condition", "ConditionRules", "explain", "parse_conditions", "provider_facts", "unmet"]
+__all__ = ["Condition", "Conditions", "explain", "parse_conditions", "provider_facts", "unmet"]

@@ -6,7 +6,7 @@ timing rules may replace a job's own priority at the moment of failover), then j
 priority (higher first), then submit time. Continuations go out before ordinary queued
 work, to standby providers first; a continuation no free slot can take waits, keeping its
 place. A standby that took continuations is promoted to ACTIVE once none is left for it.
-A mixin of Engine: it shares the engine's state.
+A component of Engine.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from ..errors import FailedPrecondition, NotFound
 from .model import EventKind, ProviderState, Status, TaskState
-from .state import ContinuationRec, ContinuedRec, JobRt, ProviderRt, TaskRt
+from .changes import Continued, ContinuationRec, ContinuedRec
+from .state import JobRt, ProviderRt, TaskRt
 from .timing import effective_priority
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 DEFAULT_PRIORITY = 100
 RECEIVING = (ProviderState.ACTIVE, ProviderState.STANDBY)
@@ -80,33 +85,41 @@ def place(pending: Sequence[Pending], receivers: list[Receiver]) -> list[str | N
 
 
 class Continuations:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.pending: list[Pending] = []  # tasks waiting to continue, in continuation order
+
+    def restore(self, pending: Sequence[Pending]) -> None:
+        self.pending = sorted(pending)
+
     # ----- failover ------------------------------------------------------------------
 
-    def _hand_on(self, provider: ProviderRt, reason: str, *, stop: bool) -> None:
+    def hand_on(self, provider: ProviderRt, reason: str, *, stop: bool) -> None:
         """Every unfinished task of the provider continues elsewhere, in continuation order;
         `stop` tells the agent to kill the attempts it still runs."""
         if not provider.in_flight:
             return
-        now = datetime.fromtimestamp(self.now, timezone.utc)
-        entries = sorted(self._pending_entry(self.tasks[tid], 0, now) for tid in provider.in_flight)
-        cid = self.ids.take("continuation")
+        e = self.engine
+        now = datetime.fromtimestamp(e.now, timezone.utc)
+        entries = sorted(self._entry(e.tasks[tid], 0, now) for tid in provider.in_flight)
+        cid = e.ids.take("continuation")
         records = []
         for position, entry in enumerate(entries, 1):
-            task = self.tasks[entry.task_id]
+            task = e.tasks[entry.task_id]
             entry.continuation_id = cid
             records.append(ContinuedRec(task.id, task.job_id, task.name, task.current.number, position,
                                         entry.priority, entry.rule))
             if stop:  # an outside job that goes on with the next attempt is left running
-                self._stop_attempt(provider.id, task.id, task.current.number, reason, self._handed_job(task))
-            self._lose(task, f"{reason}; continuing in priority order ({position} of {len(entries)})",
-                       continue_as=entry)
-        self._cs.continuations.append(ContinuationRec(cid, provider.id, self.now, reason, tuple(records)))
-        self._event(EventKind.CONTINUATION, provider_id=provider.id, raw_status="CONTINUED",
-                    status=Status.RESTART, message=f"{len(entries)} tasks to continue elsewhere (continuation {cid})",
-                    raw={"continuation_id": str(cid)})
+                e.provider_rules.stop_attempt(provider.id, task.id, task.current.number, reason,
+                                              e.adoption.handed_job(task))
+            e.lose(task, f"{reason}; continuing in priority order ({position} of {len(entries)})", continue_as=entry)
+        e.changes.continuations.append(ContinuationRec(cid, provider.id, e.now, reason, tuple(records)))
+        e.event(EventKind.CONTINUATION, provider_id=provider.id, raw_status="CONTINUED", status=Status.RESTART,
+                message=f"{len(entries)} tasks to continue elsewhere (continuation {cid})",
+                raw={"continuation_id": str(cid)})
 
-    def _pending_entry(self, task: TaskRt, cid: int, when: datetime) -> Pending:
-        job = self.jobs[task.job_id]
+    def _entry(self, task: TaskRt, cid: int, when: datetime) -> Pending:
+        job = self.engine.jobs[task.job_id]
         priority, rule = self._effective(job, when)
         key = (priority, -job.priority, job.submit_time, job.id, task.idx)
         return Pending(key, task.id, cid, priority, rule, dict(task.spec.requires), task.spec.prerequisite_ids)
@@ -114,92 +127,102 @@ class Continuations:
     def _effective(self, job: JobRt, when: datetime) -> tuple[int, str]:
         spec = job.spec
         base = DEFAULT_PRIORITY if spec.continuation_priority is None else spec.continuation_priority
-        return effective_priority(base, spec.continuation_rules, when, self.calendar)
+        return effective_priority(base, spec.continuation_rules, when, self.engine.calendar)
 
-    def _wait_to_continue(self, task: TaskRt, entry: Pending, reason: str) -> None:
-        self._set_task(task, TaskState.QUEUED, reason, push=False)
-        bisect.insort(self._pending, entry)
-        self._dispatch_wanted = True
+    def wait_to_continue(self, task: TaskRt, entry: Pending, reason: str) -> None:
+        """The task waits in the continuation line, in its place."""
+        self.engine.lifecycle.transition(task, TaskState.QUEUED, reason, enqueue=False)
+        bisect.insort(self.pending, entry)
+        self.engine.want_dispatch()
 
-    def _drop_continuation(self, task_id: int) -> None:
-        self._pending = [p for p in self._pending if p.task_id != task_id]
+    def drop(self, task_id: int) -> None:
+        """The task waits no more (cancelled, or failed for good)."""
+        if self.pending:
+            self.pending = [p for p in self.pending if p.task_id != task_id]
 
     # ----- dispatch ------------------------------------------------------------------
 
-    def _dispatch_continuations(self) -> None:
-        """Send waiting continuations, in order, to providers with free slots."""
-        if not self._pending:
+    def dispatch(self) -> None:
+        """Send waiting continuations, in order, to providers with free slots; those whose
+        earlier attempt may still run wait in their place (fencing.py)."""
+        if not self.pending:
             return
-        fenced = [e for e in self._pending if e.task_id in self.fences] if self.fences else []
-        line = [e for e in self._pending if e.task_id not in self.fences] if fenced else self._pending
+        e = self.engine
+        fenced = [p for p in self.pending if p.task_id in e.fencing]
+        line = [p for p in self.pending if p.task_id not in e.fencing] if fenced else self.pending
         targets = place(line, self._receivers(exclude=None))
         waiting = []
         for entry, target in zip(line, targets):
             if target is None:
                 waiting.append(entry)
                 self._note_waiting(entry, len(waiting))
-                continue
-            task = self.tasks[entry.task_id]
-            provider = self.providers[target]
-            if provider.state == ProviderState.STANDBY:
-                provider.took_continuations = True
-            self._assign(task, provider)
-            self._cs.continued.append((entry.continuation_id, task.id, target, task.attempt, self.now,
-                                       task.checkpoint))
-            self._event(EventKind.CONTINUATION, job_id=task.job_id, task_id=task.id, task_name=task.name,
-                        provider_id=target, attempt=task.attempt, raw_status="CONTINUED", status=Status.RESTART,
-                        message=_continued_message(entry, target, task.checkpoint),
-                        raw={"continuation_id": str(entry.continuation_id), "priority": str(entry.priority),
-                             "rule": entry.rule})
-        self._pending = sorted(waiting + fenced) if fenced else waiting
+            else:
+                self._send(entry, target)
+        self.pending = sorted(waiting + fenced) if fenced else waiting
         self._promote_standbys()
 
+    def _send(self, entry: Pending, target: str) -> None:
+        e = self.engine
+        task, provider = e.tasks[entry.task_id], e.providers[target]
+        if provider.state == ProviderState.STANDBY:
+            provider.took_continuations = True
+        e.assign(task, provider)
+        e.changes.continued.append(Continued(entry.continuation_id, task.id, target, task.attempt, e.now,
+                                             task.checkpoint))
+        e.event(EventKind.CONTINUATION, job_id=task.job_id, task_id=task.id, task_name=task.name,
+                provider_id=target, attempt=task.attempt, raw_status="CONTINUED", status=Status.RESTART,
+                message=_continued_message(entry, target, task.checkpoint),
+                raw={"continuation_id": str(entry.continuation_id), "priority": str(entry.priority),
+                     "rule": entry.rule})
+
     def _receivers(self, exclude: str | None) -> list[Receiver]:
+        e = self.engine
         out = []
-        for p in self.providers.values():
+        for p in e.providers.values():
             free = p.slots - len(p.in_flight)
             if p.id != exclude and p.accepting and p.state in RECEIVING and not p.drained and free > 0:
-                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY, self.has_all(p)))
+                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY, e.inventory.has_all(p)))
         return out
 
     def _note_waiting(self, entry: Pending, place_in_line: int) -> None:
         if entry.waiting_noted:
             return
         entry.waiting_noted = True
-        task = self.tasks[entry.task_id]
-        self._set_task(task, TaskState.QUEUED, f"waiting for a free slot to continue (continuation "
-                       f"{entry.continuation_id}, priority {entry.priority}, next in line: {place_in_line})",
-                       push=False)
+        task = self.engine.tasks[entry.task_id]
+        self.engine.lifecycle.transition(
+            task, TaskState.QUEUED, f"waiting for a free slot to continue (continuation {entry.continuation_id}, "
+            f"priority {entry.priority}, next in line: {place_in_line})", enqueue=False)
 
     def _promote_standbys(self) -> None:
-        for p in self.providers.values():
+        for p in self.engine.providers.values():
             if p.state != ProviderState.STANDBY or not p.took_continuations:
                 continue
-            if not any(all(p.labels.get(k) == v for k, v in e.requires.items()) for e in self._pending):
+            if not any(all(p.labels.get(k) == v for k, v in e.requires.items()) for e in self.pending):
                 p.took_continuations = False
                 p.idle_since = None
-                self._set_provider(p, ProviderState.ACTIVE, "promoted: no continuation left to start")
+                self.engine.provider_rules.set_state(p, ProviderState.ACTIVE, "promoted: no continuation left to start")
 
     # ----- what if -------------------------------------------------------------------
 
     def plan(self, provider_id: str, at: float | None = None) -> list[PlannedTask]:
         """What would continue where, in what order, if the provider failed now (or at `at`);
         continuations already waiting are included. Changes nothing."""
-        provider = self.providers.get(provider_id)
+        e = self.engine
+        provider = e.providers.get(provider_id)
         if provider is None:
             raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
         if provider.state in (ProviderState.LOST, ProviderState.REVOKED):
             raise FailedPrecondition(f"provider {provider_id!r} is {provider.state.name.lower()} already; "
                                      "`jobplane continuations list` shows what happened to its tasks")
-        when = datetime.fromtimestamp(self.now if at is None else at, timezone.utc)
-        mine = {tid for tid in provider.in_flight if self.tasks[tid].current is not None}
-        entries = sorted([*self._pending, *(self._pending_entry(self.tasks[tid], 0, when) for tid in mine)])
+        when = datetime.fromtimestamp(e.now if at is None else at, timezone.utc)
+        mine = {tid for tid in provider.in_flight if e.tasks[tid].current is not None}
+        entries = sorted([*self.pending, *(self._entry(e.tasks[tid], 0, when) for tid in mine)])
         targets = place(entries, self._receivers(exclude=provider_id))
         return [self._planned(entry, position, target, entry.task_id in mine)
                 for position, (entry, target) in enumerate(zip(entries, targets), 1)]
 
     def _planned(self, entry: Pending, position: int, target: str | None, mine: bool) -> PlannedTask:
-        task = self.tasks[entry.task_id]
+        task = self.engine.tasks[entry.task_id]
         return PlannedTask(task.id, task.job_id, task.name, position, entry.priority, entry.rule, target,
                            task.checkpoint, mine)
 

@@ -1,22 +1,34 @@
 """Holds: a job may start only when nothing holds it — no conflict with an admitted job (one
 that runs, or was admitted and waits for a slot), its window open, no manual hold. A job that may start is admitted: it
 holds its locks until it ends. Held tasks wait ON_HOLD with the reason and go by
-themselves, in priority order, when what held them is gone. A mixin of Engine."""
+themselves, in priority order, when what held them is gone. A component of Engine: the rules,
+the admitted jobs and the held tasks are its state."""
 
 from __future__ import annotations
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .conflicts import Clash, ConflictRule, JobFacts, conflict
-from .lateness import _clock
+from .lateness import clock
+from typing import TYPE_CHECKING
+
 from .model import TASK_DONE, TASK_OUT, EventKind, JobSpec, JobState, Status, TaskState
 from .state import JobRt, TaskRt
 from .windows import bounds, late_point
 
+if TYPE_CHECKING:
+    from .engine import Engine
 
-class HoldRules:
+
+class Holds:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.rules: dict[str, ConflictRule] = {}  # name -> rule
+        self._holders: dict[int, JobRt] = {}  # admitted jobs: they hold their locks until they end
+        self._held: dict[int, dict[int, None]] = {}  # job id -> its tasks on hold, in order
+
     # ----- admission -----------------------------------------------------------------
 
-    def _admit(self, task: TaskRt, job: JobRt) -> str:
+    def admit(self, task: TaskRt, job: JobRt) -> str:
         """As a task is queued: "" when it may go to the ready queue (its job then holds its
         locks), else why it is held (and it is remembered as held)."""
         reason = self._hold_reason(job)
@@ -32,8 +44,8 @@ class HoldRules:
             return f"held by hand: {job.hold}; `jobplane release {job.id}` lets it go"
         if job.id in self._holders:
             return ""
-        if job.window is not None and self.now < job.window[0]:
-            return f"waiting for its window: may start from {_clock(job.window[0])}"
+        if job.window is not None and self.engine.now < job.window[0]:
+            return f"waiting for its window: may start from {clock(job.window[0])}"
         blockers = self._blockers(job.spec, job.id)
         if not blockers:
             return ""
@@ -43,9 +55,9 @@ class HoldRules:
 
     def _blockers(self, spec: JobSpec, job_id: int | None) -> list[tuple[JobRt, Clash]]:
         """The admitted jobs a job with this spec conflicts with, and why."""
-        if not self._holders or not (self.conflict_rules or spec.lock_modes):
+        if not self._holders or not (self.rules or spec.lock_modes):
             return []  # only rules and locks make conflicts
-        mine, rules = _facts_of(spec, job_id or 0), list(self.conflict_rules.values())
+        mine, rules = _facts_of(spec, job_id or 0), list(self.rules.values())
         out = []
         for other in self._holders.values():
             if other.id != job_id:
@@ -59,24 +71,23 @@ class HoldRules:
             job.facts = _facts_of(job.spec, job.id)
         return job.facts
 
-    def _still_held(self, task: TaskRt) -> str:
+    def still_held(self, task: TaskRt) -> str:
         """The hold reason of a task remembered as held, else ""."""
         if task.id in self._held.get(task.job_id, ()):
-            return self.jobs[task.job_id].hold_reason
+            return self.engine.jobs[task.job_id].hold_reason
         return ""
 
-    def _requeue(self, task: TaskRt, job: JobRt) -> None:
+    def requeue(self, task: TaskRt, job: JobRt) -> None:
         """A queued task goes to the ready queue, or on hold (shown once)."""
-        why = self._admit(task, job)
+        why = self.admit(task, job)
         if not why:
             if task.status == Status.ON_HOLD:  # held before a restart; nothing holds it now
-                self._set_task(task, TaskState.QUEUED, "released: nothing holds it now", push=False)
-            self._enqueue(task, job)
-            self._dispatch_wanted = True
+                self.engine.lifecycle.transition(task, TaskState.QUEUED, "released: nothing holds it now", enqueue=False)
+            self.engine.enqueue(task, job)
         elif task.status != Status.ON_HOLD or task.reason != why:
-            self._set_task(task, TaskState.QUEUED, why, push=False)
+            self.engine.lifecycle.transition(task, TaskState.QUEUED, why, enqueue=False)
 
-    def _unhold(self, task: TaskRt) -> None:
+    def unhold(self, task: TaskRt) -> None:
         held = self._held.get(task.job_id)
         if held is not None:
             held.pop(task.id, None)
@@ -89,24 +100,24 @@ class HoldRules:
         if job.reason == job.hold_reason:  # a job's reason says why it waits, never why it failed
             job.reason = reason if job.state == JobState.QUEUED else ""
         job.hold_reason = reason
-        self._cs.job(job)
+        self.engine.changes.job(job)
         if job.state == JobState.QUEUED:
-            self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
+            self.engine.event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
                         message=reason or "no longer held", environment="jobplane", raw={"hold": reason} if reason else {})
 
     # ----- letting go ----------------------------------------------------------------
 
-    def _end_holding(self, job: JobRt) -> None:
+    def end_holding(self, job: JobRt) -> None:
         """The job ended: its locks are free; held jobs may start."""
         self._holders.pop(job.id, None)
         self._held.pop(job.id, None)
         if self._held:
-            self._reconsider()
+            self.reconsider()
 
-    def _reconsider(self) -> None:
+    def reconsider(self) -> None:
         """Held jobs, most important first: start those nothing holds any longer."""
-        for job_id in sorted(self._held, key=self._line_key):
-            job = self.jobs.get(job_id)
+        for job_id in sorted(self._held, key=self.line_key):
+            job = self.engine.jobs.get(job_id)
             tids = self._held.pop(job_id)
             if job is None:
                 continue
@@ -115,12 +126,12 @@ class HoldRules:
                 self._held[job_id] = tids  # held as before, for the same reason
                 continue
             for tid in tids:
-                task = self.tasks.get(tid)
+                task = self.engine.tasks.get(tid)
                 if task is not None and task.state == TaskState.QUEUED:
-                    self._set_task(task, TaskState.QUEUED, "released: nothing holds it now")
+                    self.engine.lifecycle.transition(task, TaskState.QUEUED, "released: nothing holds it now")
 
-    def _line_key(self, job_id: int) -> tuple:
-        job = self.jobs.get(job_id)
+    def line_key(self, job_id: int) -> tuple:
+        job = self.engine.jobs.get(job_id)
         return (0, 0, job_id) if job is None else (-job.priority, job.submit_time, job_id)
 
     # ----- manual holds --------------------------------------------------------------
@@ -130,10 +141,10 @@ class HoldRules:
         job.hold = f"{reason or 'no reason given'} (by {by or 'an operator'})"
         self._hold_changed(job, f"held by hand: {job.hold}")
         for tid in job.task_ids:
-            task = self.tasks.get(tid)
-            if task is not None and task.state == TaskState.QUEUED and tid in self.ready:
-                self.ready.discard(tid)
-                self._set_task(task, TaskState.QUEUED)
+            task = self.engine.tasks.get(tid)
+            if task is not None and task.state == TaskState.QUEUED and tid in self.engine.ready:
+                self.engine.ready.discard(tid)
+                self.engine.lifecycle.transition(task, TaskState.QUEUED)
         return job
 
     def release_job(self, job_id: int) -> JobRt:
@@ -143,38 +154,38 @@ class HoldRules:
                                      "tells what else holds it")
         job.hold = ""
         self._hold_changed(job, "released by hand")
-        self._reconsider()
+        self.reconsider()
         return job
 
     def _unfinished(self, job_id: int, verb: str) -> JobRt:
-        job = self.jobs.get(job_id)
+        job = self.engine.jobs.get(job_id)
         if job is None:
             raise FailedPrecondition(f"job {job_id} has already finished; there is nothing to {verb}")
         return job
 
     def _hold_changed(self, job: JobRt, message: str) -> None:
-        self._cs.job(job)
-        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status, message=message,
+        self.engine.changes.job(job)
+        self.engine.event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status, message=message,
                     environment="jobplane", raw={"hold": job.hold} if job.hold else {})
 
     # ----- rules ---------------------------------------------------------------------
 
-    def add_conflict_rule(self, rule: ConflictRule) -> ConflictRule:
-        if rule.name in self.conflict_rules:
+    def add_rule(self, rule: ConflictRule) -> ConflictRule:
+        if rule.name in self.rules:
             raise AlreadyExists(f"a conflict rule named {rule.name!r} exists; remove it first or pick another name")
-        self.conflict_rules[rule.name] = rule
-        self._cs.conflict_rules[rule.name] = rule
+        self.rules[rule.name] = rule
+        self.engine.changes.conflict_rules[rule.name] = rule
         return rule
 
-    def remove_conflict_rule(self, name: str) -> None:
-        if self.conflict_rules.pop(name, None) is None:
+    def remove_rule(self, name: str) -> None:
+        if self.rules.pop(name, None) is None:
             raise NotFound(f"no conflict rule named {name!r}; `jobplane conflicts list` shows them")
-        self._cs.conflict_rules[name] = None
-        self._reconsider()
+        self.engine.changes.conflict_rules[name] = None
+        self.reconsider()
 
-    def check_job(self, spec: JobSpec, job_id: int | None) -> tuple[bool, str, list[tuple[str, str, str, str]]]:
+    def check(self, spec: JobSpec, job_id: int | None) -> tuple[bool, str, list[tuple[str, str, str, str]]]:
         """(held, one line, blockers as (job id, job name, rule, reason)): would the job be held now?"""
-        job = self.jobs.get(job_id) if job_id is not None else None
+        job = self.engine.jobs.get(job_id) if job_id is not None else None
         if job_id is not None and job is None:
             raise InvalidArgument("job_id", f"job {job_id} has finished; check a job that has not, or a job file")
         if job is not None and job.hold:
@@ -184,68 +195,65 @@ class HoldRules:
         found = self._blockers(spec, job_id)
         blockers = [(str(o.id), o.name, clash.rule, clash.detail) for o, clash in found]
         reason = f"held by job {found[0][0].id} {found[0][0].name} ({found[0][1].short})" if found else ""
-        window = job.window if job is not None else self._bounds(spec, self.now)
-        if window is not None and self.now < window[0]:
-            reason = f"waiting for its window: may start from {_clock(window[0])}"
+        window = job.window if job is not None else self._bounds(spec, self.engine.now)
+        if window is not None and self.engine.now < window[0]:
+            reason = f"waiting for its window: may start from {clock(window[0])}"
             blockers.insert(0, ("", "", "", reason))
         return bool(blockers), reason or "nothing holds it: it may start now", blockers
 
     # ----- windows -------------------------------------------------------------------
 
     def _bounds(self, spec: JobSpec, submitted: float) -> tuple[float, float | None] | None:
-        return bounds(spec.window, submitted, self.calendar.zone) if spec.window else None
+        return bounds(spec.window, submitted, self.engine.calendar.zone) if spec.window else None
 
-    def _watch_window(self, job: JobRt) -> None:
+    def watch_window(self, job: JobRt) -> None:
         """At submit (or restore): timers for the window's opening, lateness and close."""
         job.window = self._bounds(job.spec, job.submit_time)
         if job.window is None or job.state != JobState.QUEUED:
             return
         opens, closes = job.window
-        timers = self._cs.timers
-        if opens > self.now:  # a little after, so the loop's clock is past it for sure
-            timers.append((opens - self.now + 0.05, lambda e: e._reconsider()))
+        e = self.engine
+        if opens > e.now:  # a little after, so the loop's clock is past it for sure
+            e.changes.timer(opens - e.now + 0.05, lambda engine: engine.holds.reconsider())
         late = late_point(opens, closes, job.spec.lateness.max_runtime_seconds)
         if late is not None:
-            timers.append((max(0.0, late - self.now), lambda e: e._late_start(job.id, None, late)))
+            e.changes.timer(max(0.0, late - e.now), lambda engine: engine.lateness.late_start(job.id, None, late))
         if closes is not None:
-            timers.append((max(0.0, closes - self.now), lambda e: e._give_up(job.id)))
+            e.changes.timer(max(0.0, closes - e.now), lambda engine: engine.holds.give_up(job.id))
 
-    def _give_up(self, job_id: int) -> None:
+    def give_up(self, job_id: int) -> None:
         """The window closed: a job that has not started fails, saying what held it."""
-        job = self.jobs.get(job_id)
+        job = self.engine.jobs.get(job_id)
         if job is None or job.state != JobState.QUEUED:
             return
         held = f"; {job.hold_reason}" if job.hold_reason else ""
-        reason = f"its window closed at {_clock(job.window[1])} before it could start{held}"
+        reason = f"its window closed at {clock(job.window[1])} before it could start{held}"
         job.reason = reason
         for tid in list(job.task_ids):
-            task = self.tasks.get(tid)
+            task = self.engine.tasks.get(tid)
             if task is not None and task.state not in TASK_DONE:
-                self._fail_unstarted(task, reason)
-
-    def _fail_unstarted(self, task: TaskRt, reason: str) -> None:
-        if task.state in TASK_OUT and task.current is not None:
-            self._stop_attempt(task.current.provider, task.id, task.current.number, reason)
-            self._close_attempt(task, task.current, 3, None, reason)
-        self.ready.discard(task.id)
-        self._unhold(task)
-        if self._pending:
-            self._drop_continuation(task.id)
-        self._set_task(task, TaskState.FAILED, reason)
-        self._task_done(task)
+                self.engine.end_task(task, TaskState.FAILED, reason)
 
     # ----- restart -------------------------------------------------------------------
 
-    def _restore_holders(self, jobs: list[JobRt], tasks: list[TaskRt]) -> None:
-        """Jobs that had started hold their locks again before queued work is looked at."""
+    def restore(self, jobs: list[JobRt], tasks: list[TaskRt], rules) -> None:
+        """The rules, and the jobs that had started (they hold their locks again before queued
+        work is looked at); then every job's window is watched again."""
+        self.rules = {r.name: r for r in rules}
         started = {t.job_id for t in tasks if t.attempt > 0 or t.state in TASK_OUT or t.state in TASK_DONE}
         for job in jobs:
             if job.id in started:
                 self._holders[job.id] = job
+        for job in jobs:
+            self.watch_window(job)
+
+    def admitted(self) -> list[JobRt]:
+        """The jobs that hold their locks (reruns.py looks at what ran beside a failure)."""
+        return list(self._holders.values())
 
 
 def _facts_of(spec: JobSpec, job_id: int) -> JobFacts:
     return JobFacts(job_id, spec.name, spec.job_class, dict(spec.labels), spec.lock_modes)
 
 
-__all__ = ["HoldRules"]
+__all__ = ["Holds"]

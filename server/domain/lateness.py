@@ -1,15 +1,18 @@
 """Lateness: a job or task not started by its deadline becomes LATE_TO_START, one still running
-past its expected end RUNNING_LATE, on time (a timer per deadline) and as an event. A mixin
-of Engine: it shares the engine's state."""
+past its expected end RUNNING_LATE, on time (a timer per deadline) and as an event. A component
+of Engine, with no state of its own: its timers carry what they need."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from .model import EventKind, JobState, Lateness, Status, TaskState
+from .lifecycle import NOT_STARTED
 from .state import JobRt, TaskRt
 
-NOT_STARTED = (TaskState.BLOCKED, TaskState.QUEUED, TaskState.ASSIGNED)
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 def start_deadline(lateness: Lateness, submitted: float) -> float | None:
@@ -26,67 +29,73 @@ def finish_deadline(lateness: Lateness, started: float) -> float | None:
     return min(times) if times else None
 
 
-class LatenessRules:
-    def _watch_start(self, job: JobRt, task: TaskRt | None = None) -> None:
+class Lateness:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def watch_start(self, job: JobRt, task: TaskRt | None = None) -> None:
         """At submit (or restore): a timer for the start deadline, if there is one."""
         lateness = task.spec.lateness if task is not None else job.spec.lateness
         deadline = start_deadline(lateness, job.submit_time) if lateness else None
         if deadline is not None:
-            key = (job.id, task.id if task is not None else None)
-            self._cs.timers.append((max(0.0, deadline - self.now), lambda e: e._late_start(*key, deadline)))
+            e, key = self.engine, (job.id, task.id if task is not None else None)
+            e.changes.timer(max(0.0, deadline - e.now), lambda engine: engine.lateness.late_start(*key, deadline))
 
-    def _watch_finish(self, job: JobRt, task: TaskRt | None, started: float) -> None:
+    def watch_finish(self, job: JobRt, task: TaskRt | None, started: float) -> None:
         """When it starts (or on restore): a timer for the finish deadline, if there is one."""
         lateness = task.spec.lateness if task is not None else job.spec.lateness
         deadline = finish_deadline(lateness, started) if lateness else None
         if deadline is not None:
-            key = (job.id, task.id if task is not None else None)
-            self._cs.timers.append((max(0.0, deadline - self.now), lambda e: e._late_run(*key, deadline)))
+            e, key = self.engine, (job.id, task.id if task is not None else None)
+            e.changes.timer(max(0.0, deadline - e.now), lambda engine: engine.lateness.late_run(*key, deadline))
 
-    def _late_start(self, job_id: int, task_id: int | None, deadline: float) -> None:
-        job = self.jobs.get(job_id)
+    def late_start(self, job_id: int, task_id: int | None, deadline: float) -> None:
+        job = self.engine.jobs.get(job_id)
         if job is None:
             return
         if task_id is None:
             if job.state == JobState.QUEUED and not job.late:
                 job.late = "start"
-                self._late_event(job, Status.LATE_TO_START, f"not started by {_clock(deadline)}")
+                self._late_event(job, Status.LATE_TO_START, f"not started by {clock(deadline)}")
             return
-        task = self.tasks.get(task_id)
+        task = self.engine.tasks.get(task_id)
         if task is not None and task.state in NOT_STARTED and not task.late:
             task.late = "start"
-            self._set_task(task, task.state, f"late to start: not started by {_clock(deadline)}", push=False)
+            self.engine.lifecycle.transition(task, task.state, f"late to start: not started by {clock(deadline)}",
+                                              enqueue=False)
 
-    def _late_run(self, job_id: int, task_id: int | None, deadline: float) -> None:
-        job = self.jobs.get(job_id)
+    def late_run(self, job_id: int, task_id: int | None, deadline: float) -> None:
+        job = self.engine.jobs.get(job_id)
         if job is None:
             return
         if task_id is None:
             if job.state == JobState.RUNNING and job.late != "run":
                 job.late = "run"
-                self._late_event(job, Status.RUNNING_LATE, f"still running at {_clock(deadline)}")
+                self._late_event(job, Status.RUNNING_LATE, f"still running at {clock(deadline)}")
             return
-        task = self.tasks.get(task_id)
+        task = self.engine.tasks.get(task_id)
         if task is not None and task.state == TaskState.RUNNING and task.late != "run":
             task.late = "run"
-            self._set_task(task, task.state, f"running late: still running at {_clock(deadline)}", push=False)
+            self.engine.lifecycle.transition(task, task.state, f"running late: still running at {clock(deadline)}",
+                                              enqueue=False)
 
     def _late_event(self, job: JobRt, status: Status, message: str) -> None:
-        self._cs.job(job)
-        self._event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=status, message=message,
-                    environment="jobplane", raw={"late": job.late})
+        self.engine.changes.job(job)
+        self.engine.event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=status, message=message,
+                          environment="jobplane", raw={"late": job.late})
 
-    def _restore_lateness(self, job: JobRt, tasks: list[TaskRt]) -> None:
+    def restore(self, job: JobRt, tasks: list[TaskRt]) -> None:
         if job.state == JobState.QUEUED:
-            self._watch_start(job)
+            self.watch_start(job)
         elif job.state == JobState.RUNNING and job.start_time is not None:
-            self._watch_finish(job, None, job.start_time)
+            self.watch_finish(job, None, job.start_time)
         for task in tasks:
             if task.state in NOT_STARTED:
-                self._watch_start(job, task)
+                self.watch_start(job, task)
             elif task.state == TaskState.RUNNING and task.current is not None and task.current.start_time:
-                self._watch_finish(job, task, task.current.start_time)
+                self.watch_finish(job, task, task.current.start_time)
 
 
-def _clock(when: float) -> str:
+def clock(when: float) -> str:
+    """A time as users read it in reasons: `2026-12-04 13:00:00 UTC`."""
     return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,13 +1,13 @@
-"""The engine's in-memory view of unfinished work, and the change set one batch produces.
-The database is the truth; this is rebuilt from it on start (see Engine.restore)."""
+"""The engine's in-memory view of unfinished work, its configuration and its id counters.
+The database is the truth; this is rebuilt from it on start (see Engine.restore). What one
+batch changes is changes.py's ChangeSet."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .fences import Fence
-from .model import Event, JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
+from .model import JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
 from .status import job_status
 
 
@@ -144,77 +144,36 @@ class ProviderRt:
         return self.slots - len(self.in_flight) if self.accepting and self.state == ProviderState.ACTIVE else 0
 
 
-@dataclass(frozen=True)
-class ContinuedRec:
-    """One task of a continuation, as ordered at the failure."""
+@dataclass
+class Counters:
+    """Next ids; loaded from the database's maxima on start."""
 
-    task_id: int
-    job_id: int
-    task_name: str
-    from_attempt: int
-    position: int
-    priority: int
-    rule: str
+    job: int = 1
+    task: int = 1
+    attempt: int = 1
+    event: int = 1
+    continuation: int = 1
+    probe: int = 1
 
-
-@dataclass(frozen=True)
-class ContinuationRec:
-    id: int
-    provider: str
-    time: float
-    reason: str
-    tasks: tuple[ContinuedRec, ...]
+    def take(self, name: str, n: int = 1) -> int:
+        first = getattr(self, name)
+        setattr(self, name, first + n)
+        return first
 
 
 @dataclass
-class ChangeSet:
-    """What one batch changed: persisted in one transaction, then announced."""
+class EngineConfig:
+    """How the engine supervises and retries; built from ServerConfig (server/config.py)."""
 
-    jobs: dict[int, JobRt] = field(default_factory=dict)
-    new_jobs: set[int] = field(default_factory=set)
-    tasks: dict[int, TaskRt] = field(default_factory=dict)
-    new_tasks: set[int] = field(default_factory=set)
-    attempts: dict[int, AttemptRt] = field(default_factory=dict)
-    new_attempts: set[int] = field(default_factory=set)
-    providers: dict[str, ProviderRt] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    continuations: list[ContinuationRec] = field(default_factory=list)
-    # Continuations dispatched: (continuation id, task id, provider, attempt, time, checkpoint).
-    continued: list[tuple[int, int, str, int, float, str]] = field(default_factory=list)
-    audits: list[dict] = field(default_factory=list)  # audit rows (see store.models.AuditRow)
-    inventory: list[tuple] = field(default_factory=list)  # (provider, signature id, InvEntry, signature dict)
-    conflict_rules: dict[str, object] = field(default_factory=dict)  # name -> ConflictRule, or None: deleted
-    overlaps: list[tuple[str, str, float]] = field(default_factory=list)  # (class, class, when) of transient failures
-    # Not persisted: scans to ask for, explicitly or along with this batch's assignments.
-    scans: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
-    piggyback: dict[str, list[tuple[str, dict]]] = field(default_factory=dict)
-    # Not persisted: what to tell providers and when to look again, after the commit.
-    assignments: dict[str, list[tuple[TaskRt, int]]] = field(default_factory=dict)
-    cancels: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
-    # Of the cancels, attempts whose outside job another attempt follows now: (task id,
-    # attempt) -> that job's id, which they leave running (adoption.py).
-    handed_on: dict[tuple[int, int], str] = field(default_factory=dict)
-    probes: dict[str, int] = field(default_factory=dict)
-    closes: list[int] = field(default_factory=list)  # connection ids to hang up
-    timers: list[tuple[float, Callable]] = field(default_factory=list)
-    unmet: int = 0  # queued tasks no free slot could take, for the scale-out hook
-
-    def persisted(self) -> bool:
-        return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
-                    or self.continuations or self.continued or self.audits or self.inventory
-                    or self.conflict_rules or self.overlaps)
-
-    def job(self, job: JobRt, new: bool = False) -> None:
-        self.jobs[job.id] = job
-        if new:
-            self.new_jobs.add(job.id)
-
-    def task(self, task: TaskRt, new: bool = False) -> None:
-        self.tasks[task.id] = task
-        if new:
-            self.new_tasks.add(task.id)
-
-    def attempt(self, attempt: AttemptRt, new: bool = False) -> None:
-        self.attempts[attempt.id] = attempt
-        if new:
-            self.new_attempts.add(attempt.id)
+    reconnect_grace: float = 1.0
+    restart_grace: float = 0.0  # after a server restart; 0: sized from each agent's reconnect backoff
+    heartbeat_tolerance: float = 2.0
+    probe_deadline: float = 1.0
+    standby_idle: float = 5.0
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 60.0
+    terminate_grace: float = 5.0
+    # The calendar continuation timing rules are read in.
+    timezone: str = "UTC"
+    period_ends: tuple[str, ...] = ()
+    inventory_ttl: float = 300.0  # seconds a scan result counts as fresh

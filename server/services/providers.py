@@ -17,7 +17,7 @@ from jobplane.v1 import provider_pb2, provider_pb2_grpc
 from ..domain.filters import parse_filter
 from ..domain.limits import check_seconds, check_text
 from ..domain.model import ProviderState
-from ..domain.state import ChangeSet
+from ..domain.changes import ChangeSet
 from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
 from ..security.policy import current_caller
 from . import convert
@@ -167,21 +167,20 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             conn = self._current(provider_id)
             if conn is not None:
                 conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(
-                    assignments=[convert.assignment_to_proto(t, n) for t, n in items],
+                    assignments=[convert.assignment_to_proto(a.task, a.attempt) for a in items],
                     scan=_to_scan(cs.piggyback.get(provider_id, ())))))
         for provider_id, items in cs.scans.items():
             conn = self._current(provider_id)
             if conn is not None:
                 conn.queue.put_nowait(provider_pb2.ConnectResponse(scan=provider_pb2.ScanRequest(
                     signatures=_to_scan(items))))
-        for provider_id, items in cs.cancels.items():
+        for provider_id, stops in cs.stops.items():
             conn = self._current(provider_id)
             if conn is not None:
-                for reason, group in itertools.groupby(sorted(items, key=lambda i: i[2]), key=lambda i: i[2]):
+                for reason, group in itertools.groupby(sorted(stops, key=lambda s: s.reason), key=lambda s: s.reason):
                     conn.queue.put_nowait(provider_pb2.ConnectResponse(cancel=provider_pb2.Cancellations(
-                        attempts=[provider_pb2.AttemptRef(task_id=str(t), attempt=n,
-                                                          handed_on_external_job_id=cs.handed_on.get((t, n), ""))
-                                  for t, n, _ in group],
+                        attempts=[provider_pb2.AttemptRef(task_id=str(s.task_id), attempt=s.attempt,
+                                                          handed_on_external_job_id=s.keep_job) for s in group],
                         reason=reason)))
 
         for provider_id, probe_id in cs.probes.items():
@@ -248,8 +247,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
 
 
 def _to_scan(items) -> list[provider_pb2.SignatureToScan]:
-    return [provider_pb2.SignatureToScan(signature_id=sid, signature=convert.struct(signature))
-            for sid, signature in items]
+    return [provider_pb2.SignatureToScan(signature_id=ask.signature_id, signature=convert.struct(ask.signature))
+            for ask in items]
 
 
 def _check_identity(name: str) -> bool:

@@ -32,9 +32,11 @@ def apply_rules(changes: dict[str, ConflictRule | None]) -> None:
             ConflictRuleRow.insert(rule_row(rule)).execute()
 
 
-def apply_overlaps(overlaps: list[tuple[str, str, float]]) -> None:
+def apply_overlaps(overlaps: list) -> None:
+    """Count each pair of job classes seen together at a transient failure (domain Overlap)."""
     width = ConflictOverlapRow.class_a.max_length
-    for a, b, when in overlaps:
+    for overlap in overlaps:
+        a, b, when = overlap.first, overlap.second, overlap.time
         a, b = a[:width], b[:width]  # "class=" + a 200-character class: keep the row, not the whole label
         (ConflictOverlapRow.insert(class_a=a, class_b=b, failures=1, last_time=when)
          .on_conflict(conflict_target=[ConflictOverlapRow.class_a, ConflictOverlapRow.class_b],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from peewee import Database, fn
 
 from ..domain.model import JobState, TaskState
-from ..domain.state import ChangeSet, ContinuationRec
+from ..domain.changes import ChangeSet, ContinuationRec
 from .codec import dump_job_spec, dump_task_spec
 from ..errors import StoreFailure
 from .conflicts import apply_overlaps, apply_rules
@@ -154,8 +154,7 @@ class Store:
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",
-            [(provider, number, when, checkpoint, cid, tid)
-             for cid, tid, provider, number, when, checkpoint in cs.continued])
+            [(c.provider, c.attempt, c.time, c.checkpoint, c.continuation_id, c.task_id) for c in cs.continued])
 
     def _insert(self, model, rows: list[dict]) -> None:
         """Bulk insert with one prepared statement: peewee's per-row SQL building costs
@@ -212,8 +211,9 @@ class Store:
              .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
              .execute())
 
-    def _upsert_inventory(self, entries: list[tuple]) -> None:
-        for provider, sid, e, signature in entries:
+    def _upsert_inventory(self, changes: list) -> None:
+        for change in changes:
+            provider, sid, e, signature = change.provider, change.signature_id, change.entry, change.signature
             signature_json = json.dumps(signature, sort_keys=True)
             row = {"provider": provider, "signature": sid, "signature_json": signature_json,
                    "description": e.description, "present": int(e.present), "details": json.dumps(e.details),
@@ -368,7 +368,7 @@ def _event_row(e) -> dict:
 
 def runtime_from_snapshot(snap: Snapshot):
     """Rows to the engine's runtime objects: (counters, jobs, tasks, providers)."""
-    from ..domain.engine import Counters
+    from ..domain.state import Counters
     from ..domain.fences import Fence
     from ..domain.model import JobState as JS, ProviderState, Status, TaskState as TS
     from ..domain.state import AttemptRt, JobRt, ProviderRt, TaskRt

@@ -121,7 +121,7 @@ def test_report_from_a_superseded_attempt_is_rejected_and_stopped():
     (rejected,) = e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
     assert rejected[:3] == (task.id, 1, "FAILED_PRECONDITION") and "not the current attempt" in rejected[3]
     cs = e.take_changes()
-    assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
+    assert [s[:3] for s in cs.stops["a"]] == [(task.id, 1, "attempt superseded")]
     assert len(e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])) == 1
     assert task.state == TaskState.ASSIGNED and task.attempt == 2
 
@@ -182,7 +182,7 @@ def test_a_revoked_provider_loses_its_tasks_and_may_not_connect_again():
     e.revoke("a", "key leaked")
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.REVOKED
-    assert cs.cancels["a"] == [(task.id, 1, "provider a revoked: key leaked")] and cs.closes == []
+    assert [s[:3] for s in cs.stops["a"]] == [(task.id, 1, "provider a revoked: key leaked")] and cs.closes == []
     assert task.state == TaskState.QUEUED and cs.continuations
     # Its stream stays open until it confirms the stop, so the stop cannot be lost on the way.
     e.report("a", conn, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
@@ -202,7 +202,7 @@ def test_cancel_job_cancels_queued_and_stops_running():
     cs = e.take_changes()
     assert job.state == JobState.CANCELLED
     run = next(t for t in cs.tasks.values() if t.name == "run")
-    assert cs.cancels["a"] == [(run.id, 1, "cancelled by request")]
+    assert [s[:3] for s in cs.stops["a"]] == [(run.id, 1, "cancelled by request")]
     finish(e, "a", conn, "run", Outcome.CANCELLED)
     assert not e.providers["a"].in_flight
 
@@ -302,7 +302,7 @@ def test_past_hard_timeout_the_server_terminates_the_attempt():
     e.providers["a"].last_seen = e.now
     e.supervise()
     cs = e.take_changes()
-    assert cs.cancels["a"][0][:2] == (task.id, 1) and "hard timeout" in cs.cancels["a"][0][2]
+    assert cs.stops["a"][0][:2] == (task.id, 1) and "hard timeout" in cs.stops["a"][0][2]
     assert job.state == JobState.FAILED
 
 
@@ -356,7 +356,7 @@ def test_drain_hands_running_tasks_on_and_takes_no_new_work():
     cs = e.take_changes()
     assert e.providers["a"].state == ProviderState.DRAINED
     task = next(iter(e.tasks.values()))
-    assert cs.cancels["a"][0][:2] == (task.id, 1) and assigned(cs) == {}  # not before it has stopped on a
+    assert cs.stops["a"][0][:2] == (task.id, 1) and assigned(cs) == {}  # not before it has stopped on a
     assert cs.continuations and cs.continuations[0].provider == "a"
     e.report("a", hash("a") & 0xFFFF, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
     assert assigned(e.take_changes()) == {"b": [("t", 2)]}
@@ -377,7 +377,7 @@ def test_drain_with_wait_lets_tasks_finish_then_hands_on_at_the_deadline():
     assert e.providers["a"].state == ProviderState.DRAINING  # slow still runs
     deadline(e)
     cs = e.take_changes()
-    assert e.providers["a"].state == ProviderState.DRAINED and cs.cancels["a"]
+    assert e.providers["a"].state == ProviderState.DRAINED and cs.stops["a"]
 
 
 def test_a_proven_provider_takes_over_its_own_open_stream():
@@ -404,4 +404,4 @@ def test_a_report_on_another_providers_task_is_denied_and_changes_nothing():
     theirs = next(t for t in e.tasks.values() if t.provider == "a")
     (rejected,) = e.report("b", b, [Report(theirs.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
     assert rejected[2] == "PERMISSION_DENIED" and theirs.state == TaskState.ASSIGNED
-    assert "a" not in e.take_changes().cancels
+    assert "a" not in e.take_changes().stops

@@ -16,6 +16,11 @@ from jobplane.server.services.convert import assignment_to_proto
 SLURM = {"slurm": "true"}
 
 
+def handed_on(cs) -> dict:
+    """The stopped attempts told to leave an outside job running, and that job."""
+    return {(s.task_id, s.attempt): s.keep_job for stops in cs.stops.values() for s in stops if s.keep_job}
+
+
 def connect(e, name, conn, *, running=(), labels=SLURM, slots=1):
     e.connect(Hello(name, {}, dict(labels), slots, 1.0, tuple(running), kill_deadline=KILL,
                     containment="cgroup", backoff_cap=2.0), conn_id=conn)
@@ -109,8 +114,8 @@ def test_a_drain_hands_the_job_on_and_tells_the_old_attempt_to_leave_it_running(
     e.take_changes()
     e.drain("a", wait=False, deadline=0)
     cs = e.take_changes()
-    assert cs.cancels["a"] == [(task.id, 1, "provider a drained")]
-    assert cs.handed_on == {(task.id, 1): "4242"}
+    assert [s[:3] for s in cs.stops["a"]] == [(task.id, 1, "provider a drained")]
+    assert handed_on(cs) == {(task.id, 1): "4242"}
     # No wait for a to confirm the stop: it stops following, the job goes on under b.
     assert assigned(cs) == {"b": [("t", 2)]} and task.fence is None
     (rejected,) = e.report("a", 1, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
@@ -124,14 +129,14 @@ def test_goodbye_and_revoke_hand_the_job_on_too():
     e.take_changes()
     e.goodbye("a", 1, wait=False, deadline=0)
     cs = e.take_changes()
-    assert cs.handed_on == {(task.id, 1): "4242"} and assigned(cs) == {"b": [("t", 2)]}
+    assert handed_on(cs) == {(task.id, 1): "4242"} and assigned(cs) == {"b": [("t", 2)]}
 
     e, job, task = running_on_a()
     connect(e, "b", 2)
     e.take_changes()
     e.revoke("a", "key leaked")
     cs = e.take_changes()
-    assert cs.handed_on == {(task.id, 1): "4242"} and assigned(cs) == {"b": [("t", 2)]}
+    assert handed_on(cs) == {(task.id, 1): "4242"} and assigned(cs) == {"b": [("t", 2)]}
     assert cs.closes == [1], "nothing to wait for: its stream closes at once"
 
 
@@ -142,12 +147,12 @@ def test_the_old_agent_coming_back_is_told_the_job_is_followed_elsewhere():
     lose_a(e)
     connect(e, "a", 3, running=[(task.id, 1)])  # restarted with its state directory
     cs = e.take_changes()
-    assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
-    assert cs.handed_on == {(task.id, 1): "4242"}
+    assert [s[:3] for s in cs.stops["a"]] == [(task.id, 1, "attempt superseded")]
+    assert handed_on(cs) == {(task.id, 1): "4242"}
     # Its repeated STARTED (stale) is answered the same way.
     (rejected,) = e.report("a", 3, [Report(task.id, 1, ReportKind.STARTED, external_job_id="4242")])
     assert rejected[2] == "FAILED_PRECONDITION"
-    assert e.take_changes().handed_on == {(task.id, 1): "4242"}
+    assert handed_on(e.take_changes()) == {(task.id, 1): "4242"}
 
 
 def test_a_superseded_attempt_of_a_resubmitted_task_is_cancelled_as_usual():
@@ -160,7 +165,7 @@ def test_a_superseded_attempt_of_a_resubmitted_task_is_cancelled_as_usual():
     run_timers(e, cs, 101.0 + GRACE, 101.0 + GRACE + KILL + MARGIN)
     e.report("b", 2, [Report(task.id, 2, ReportKind.STARTED, external_job_id="J2")])
     connect(e, "a", 3, running=[(task.id, 1)])
-    assert e.take_changes().handed_on == {(task.id, 1): "J2"}
+    assert handed_on(e.take_changes()) == {(task.id, 1): "J2"}
 
 
 def test_a_job_that_ended_or_was_stopped_for_good_is_not_adopted():
@@ -178,13 +183,13 @@ def test_a_job_that_ended_or_was_stopped_for_good_is_not_adopted():
     e.providers["a"].last_seen = e.now
     e.supervise()
     cs = e.take_changes()
-    assert cs.cancels["a"][0][:2] == (task.id, 1) and cs.handed_on == {}
+    assert cs.stops["a"][0][:2] == (task.id, 1) and handed_on(cs) == {}
     assert task.fence is not None and task.adopt_job == ""
 
     # Cancelled: its agent cancels the job.
     e, job, task = running_on_a()
     e.cancel_job(job.id, "")
-    assert e.take_changes().handed_on == {}
+    assert handed_on(e.take_changes()) == {}
 
 
 def test_an_overdue_task_whose_follower_makes_no_progress_is_handed_on():
@@ -197,7 +202,7 @@ def test_an_overdue_task_whose_follower_makes_no_progress_is_handed_on():
     probe = e.take_changes().probes["a"]
     e.probe_reply("a", 1, probe, [(task.id, 1, 0)])  # its polls stopped: no progress
     cs = e.take_changes()
-    assert cs.handed_on == {(task.id, 1): "4242"} and list(assigned(cs).values()) == [[("t", 2)]]
+    assert handed_on(cs) == {(task.id, 1): "4242"} and list(assigned(cs).values()) == [[("t", 2)]]
     assert task.fence is None and assignment_to_proto(task, 2).adopt_external_job_id == "4242"
 
 

@@ -154,7 +154,7 @@ def test_a_checkpoint_from_a_superseded_attempt_is_rejected_and_the_attempt_stop
     e.take_changes()
     (rejected,) = e.report("a", conn_a, [Report(task.id, 1, ReportKind.CHECKPOINT, checkpoint_json='{"i": 9}')])
     assert rejected[:3] == (task.id, 1, "FAILED_PRECONDITION") and task.checkpoint == ""
-    assert e.take_changes().cancels["a"] == [(task.id, 1, "attempt superseded")]
+    assert [s[:3] for s in e.take_changes().stops["a"]] == [(task.id, 1, "attempt superseded")]
     assert task.current is None  # b starts it only once a has confirmed that its attempt stopped
     e.report("a", conn_a, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
     assert [t.name for t, _ in e.take_changes().assignments["b"]] == [task.name]
@@ -216,7 +216,7 @@ def test_a_superseded_attempt_that_comes_back_is_never_counted_beside_its_contin
     lose(e, "a", conn_a)  # continued on b as attempt 2
     back = connect(e, "a", slots=1, running=[(task.id, 1)])  # the old process was alive all along
     cs = e.take_changes()
-    assert cs.cancels["a"] == [(task.id, 1, "attempt superseded")]
+    assert [s[:3] for s in cs.stops["a"]] == [(task.id, 1, "attempt superseded")]
     assert len(e.report("a", back, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])) == 1
     finish(e, "b", 2, task, attempt=2)
     cs = e.take_changes()

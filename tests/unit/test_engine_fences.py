@@ -114,7 +114,7 @@ def test_drain_waits_for_the_stop_to_be_confirmed_by_report_probe_or_reconnect()
     connect(e, "b", 2)
     e.drain("a", wait=False, deadline=0)
     cs = e.take_changes()
-    assert cs.cancels["a"][0][:2] == (task.id, 1) and assigned(cs) == {}
+    assert cs.stops["a"][0][:2] == (task.id, 1) and assigned(cs) == {}
     (rejected,) = e.report("a", 1, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
     assert rejected[2] == "FAILED_PRECONDITION"
     assert assigned(e.take_changes()) == {"b": [("t", 2)]}
@@ -130,7 +130,7 @@ def test_drain_waits_for_the_stop_to_be_confirmed_by_report_probe_or_reconnect()
     e.probe_reply("a", 1, probe, [(task.id, 1, 0)])  # still running it: keep waiting
     assert assigned(e.take_changes()) == {}
     e.begin(110.0)
-    e.check_stops("a")
+    e.fencing.check_stops("a")
     probe = e.take_changes().probes["a"]
     e.probe_reply("a", 1, probe, [])
     assert assigned(e.take_changes()) == {"b": [("t", 2)]}
@@ -176,7 +176,7 @@ def test_a_retry_after_the_server_terminated_an_attempt_waits_for_it_to_stop():
     e.providers["a"].last_seen = e.now
     e.supervise()
     cs = e.take_changes()
-    assert cs.cancels["a"][0][:2] == (task.id, 1) and task.state == TaskState.QUEUED
+    assert cs.stops["a"][0][:2] == (task.id, 1) and task.state == TaskState.QUEUED
     (release,) = [op for delay, op in cs.timers if delay < e.config.terminate_grace]
     e.begin(e.now + 5)
     release(e)  # the backoff is over, but attempt 1 has not said it stopped
@@ -242,7 +242,7 @@ def test_a_fence_survives_a_restart_and_is_lifted_when_the_provider_comes_back_w
     e, job, task = restored(fence=Fence("a", 1), state=TaskState.QUEUED)
     connect(e, "b", 2)
     assert assigned(e.take_changes()) == {}
-    assert task.id in e.fences
+    assert task.id in e.fencing
     connect(e, "a", 3, running=[])
     assert list(assigned(e.take_changes()).values()) == [[("t", 2)]]
 
@@ -253,7 +253,7 @@ def test_goodbye_hands_work_on_and_the_provider_stops_without_failing_anything()
     connect(e, "b", 2)
     e.goodbye("a", 1, wait=False, deadline=0)
     cs = e.take_changes()
-    assert cs.cancels["a"][0][:2] == (task.id, 1) and e.providers["a"].state == ProviderState.DRAINED
+    assert cs.stops["a"][0][:2] == (task.id, 1) and e.providers["a"].state == ProviderState.DRAINED
     e.report("a", 1, [Report(task.id, 1, ReportKind.FINISHED, Outcome.FAILED, error="agent shutting down")])
     assert assigned(e.take_changes()) == {"b": [("t", 2)]}
     e.disconnect("a", 1)
@@ -270,7 +270,7 @@ def test_goodbye_with_wait_lets_running_work_finish_first():
     job, task = started_on_a(e)
     e.goodbye("a", 1, wait=True, deadline=30)
     cs = e.take_changes()
-    assert not cs.cancels and e.providers["a"].state == ProviderState.DRAINING
+    assert not cs.stops and e.providers["a"].state == ProviderState.DRAINING
     e.report("a", 1, [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
     e.take_changes()
     assert job.state == JobState.SUCCEEDED and e.providers["a"].state == ProviderState.DRAINED

@@ -35,7 +35,7 @@ def needs(name, *prerequisites, after=()):
 
 
 def report(e, name, conn, present, sid=None):
-    sid = sid or next(iter(e.signatures))
+    sid = sid or next(iter(e.inventory.signatures))
     e.scan_report(name, conn, [ScanResult(sid, present, {"path": "/data/ref.fa"} if present else {},
                                           "" if present else "no such file", e.now)])
 
@@ -96,7 +96,7 @@ def test_a_vanished_prerequisite_moves_the_task_without_using_an_attempt():
                                                       raw={"state": "prerequisite_missing", "missing": "0"})])
     cs = e.take_changes()
     assert [p for p in cs.assignments] == [other] and task.lost_attempts == 1
-    assert e.providers[first].inventory[next(iter(e.signatures))].present is False
+    assert e.providers[first].inventory[next(iter(e.inventory.signatures))].present is False
 
 
 def test_a_stale_entry_is_scanned_again_and_does_not_place_work():

@@ -1,0 +1,163 @@
+"""What one batch of engine operations changed: the ChangeSet the core commits in one
+transaction before anything is announced, and the named records it is made of (named tuples:
+immutable, and they unpack where that reads well)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from .model import Event
+
+if TYPE_CHECKING:
+    from .inventory import InvEntry
+    from .state import AttemptRt, JobRt, ProviderRt, TaskRt
+
+
+@dataclass(frozen=True)
+class ContinuedRec:
+    """One task of a continuation, as ordered at the failure."""
+
+    task_id: int
+    job_id: int
+    task_name: str
+    from_attempt: int
+    position: int
+    priority: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class ContinuationRec:
+    """A provider's unfinished tasks handed on together, in continuation order."""
+
+    id: int
+    provider: str
+    time: float
+    reason: str
+    tasks: tuple[ContinuedRec, ...]
+
+
+class Continued(NamedTuple):
+    """A waiting continuation went out: where, as which attempt, from which checkpoint."""
+
+    continuation_id: int
+    task_id: int
+    provider: str
+    attempt: int
+    time: float
+    checkpoint: str
+
+
+class Assigned(NamedTuple):
+    """An attempt to send its provider."""
+
+    task: TaskRt
+    attempt: int
+
+
+class Stop(NamedTuple):
+    """An attempt its provider must stop. `keep_job`: an outside job another attempt follows
+    now, which it leaves running if it follows that one (adoption.py)."""
+
+    task_id: int
+    attempt: int
+    reason: str
+    keep_job: str = ""
+
+
+class ScanAsk(NamedTuple):
+    """A prerequisite signature a provider is asked to scan for."""
+
+    signature_id: str
+    signature: dict[str, Any]
+
+
+class InventoryChange(NamedTuple):
+    """What a scan found for one signature on one provider."""
+
+    provider: str
+    signature_id: str
+    entry: InvEntry
+    signature: dict[str, Any]
+
+
+class Overlap(NamedTuple):
+    """Two job classes seen running together when one of them failed transiently."""
+
+    first: str
+    second: str
+    time: float
+
+
+class Timer(NamedTuple):
+    """Run `op(engine)` in a batch of its own `delay` seconds after this batch commits."""
+
+    delay: float
+    op: Callable[[Any], None]
+
+
+@dataclass
+class ChangeSet:
+    """What one batch changed: persisted in one transaction, then announced."""
+
+    jobs: dict[int, JobRt] = field(default_factory=dict)
+    new_jobs: set[int] = field(default_factory=set)
+    tasks: dict[int, TaskRt] = field(default_factory=dict)
+    new_tasks: set[int] = field(default_factory=set)
+    attempts: dict[int, AttemptRt] = field(default_factory=dict)
+    new_attempts: set[int] = field(default_factory=set)
+    providers: dict[str, ProviderRt] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    continuations: list[ContinuationRec] = field(default_factory=list)
+    continued: list[Continued] = field(default_factory=list)
+    audits: list[dict] = field(default_factory=list)  # audit rows (see store.models.AuditRow)
+    inventory: list[InventoryChange] = field(default_factory=list)
+    conflict_rules: dict[str, object] = field(default_factory=dict)  # name -> ConflictRule, or None: deleted
+    overlaps: list[Overlap] = field(default_factory=list)
+    # Not persisted: scans to ask for, explicitly or along with this batch's assignments.
+    scans: dict[str, list[ScanAsk]] = field(default_factory=dict)
+    piggyback: dict[str, list[ScanAsk]] = field(default_factory=dict)
+    # Not persisted: what to tell providers and when to look again, after the commit.
+    assignments: dict[str, list[Assigned]] = field(default_factory=dict)
+    stops: dict[str, list[Stop]] = field(default_factory=dict)
+    probes: dict[str, int] = field(default_factory=dict)
+    closes: list[int] = field(default_factory=list)  # connection ids to hang up
+    timers: list[Timer] = field(default_factory=list)
+    unmet: int = 0  # queued tasks no free slot could take, for the scale-out hook
+
+    def persisted(self) -> bool:
+        return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
+                    or self.continuations or self.continued or self.audits or self.inventory
+                    or self.conflict_rules or self.overlaps)
+
+    def job(self, job: JobRt, new: bool = False) -> None:
+        self.jobs[job.id] = job
+        if new:
+            self.new_jobs.add(job.id)
+
+    def task(self, task: TaskRt, new: bool = False) -> None:
+        self.tasks[task.id] = task
+        if new:
+            self.new_tasks.add(task.id)
+
+    def attempt(self, attempt: AttemptRt, new: bool = False) -> None:
+        self.attempts[attempt.id] = attempt
+        if new:
+            self.new_attempts.add(attempt.id)
+
+    def provider(self, provider: ProviderRt) -> None:
+        self.providers[provider.id] = provider
+
+    def timer(self, delay: float, op: Callable[[Any], None]) -> None:
+        self.timers.append(Timer(delay, op))
+
+    def assign(self, provider_id: str, task: TaskRt, attempt: int) -> None:
+        self.assignments.setdefault(provider_id, []).append(Assigned(task, attempt))
+
+    def stop(self, provider_id: str, stop: Stop) -> None:
+        self.stops.setdefault(provider_id, []).append(stop)
+
+
+__all__ = ["Assigned", "ChangeSet", "Continued", "ContinuationRec", "ContinuedRec", "InventoryChange", "Overlap",
+           "ScanAsk", "Stop", "Timer"]
