@@ -83,61 +83,19 @@ class Server:
         self._providers: ProviderService | None = None
 
     async def start(self) -> str:
-        """Open the database, resume unfinished work, and listen; returns HOST:PORT."""
-        loop = asyncio.get_running_loop()
-        snapshot = await loop.run_in_executor(self._writer, self._load)
-        counters, jobs, tasks, providers, waiting = runtime_from_snapshot(snapshot)
-        self.engine.ids = counters
-        self.hub.last_id = counters.event - 1
-        self.engine.begin(time.time())
-        self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
-        providers_service = ProviderService(None)  # deps set below (it is also the deliverer)
-        def deliver(cs) -> None:
-            providers_service.deliver(cs)
-            self._scale_out.maybe_run(cs.unmet)
-
-        self.core = Core(self.engine, self.store, self.hub, self._writer, deliver)
-        deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
-        deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
-        await deps.policies.load()
-        deps.views = ViewBook(ViewStore(self.store.db), self._writer, self._readers)
-        providers_service.d = deps
+        """Open the database, resume unfinished work, and listen; returns HOST:PORT. Built in
+        dependency order: the engine from the database, the core around it, the credentials,
+        the services over both, then the listening sockets."""
+        await self._resume()
+        self.access = await self._security()
+        deps = await self._services_deps()
+        self._providers = ProviderService(deps, self.access)
         self.core.start()
         await self.core.call(lambda engine: None)  # commit what the restore changed
-        self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
-        self._failure_watch = loop.create_task(self._on_failure(), name="jobplane-failure")
-        oldest = await loop.run_in_executor(self._writer, self.store.oldest_event_id)
-        self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
-        self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
-                           if self.config.event_retention > 0 else None)
-        self.access = await self._security()
-        limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
-        self._grpc = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed)],
-            options=[
-                ("grpc.max_send_message_length", self.config.max_message_bytes),
-                ("grpc.max_receive_message_length", self.config.max_message_bytes),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ])
+        await self._start_background()
+        self._grpc = self._grpc_server()
         port, agent_port = self._listen()
-        providers_service.access = self.access
-        self._providers = providers_service
-        security_pb2_grpc.add_SecurityServiceServicer_to_server(
-            SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), self._grpc)
-        register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, JobService(deps), self._grpc)
-        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), self._grpc)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), self._grpc)
-        task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), self._grpc)
-        view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), self._grpc)
-        conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), self._grpc)
-        provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers_service, self._grpc)
-        register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
-                             ContinuationService(deps), self._grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection(
-            SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self._grpc)
+        self._add_services(deps, agent_port)
         await self._grpc.start()
         self.address = f"{self.config.listen.rsplit(':', 1)[0]}:{port}"
         self.agent_address = f"{self.config.agent_address.rsplit(':', 1)[0]}:{agent_port}"
@@ -147,6 +105,67 @@ class Server:
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
+
+    async def _resume(self) -> None:
+        """The engine, as the database left it; and the core that will commit its batches."""
+        snapshot = await asyncio.get_running_loop().run_in_executor(self._writer, self._load)
+        counters, jobs, tasks, providers, waiting = runtime_from_snapshot(snapshot)
+        self.engine.ids = counters
+        self.hub.last_id = counters.event - 1
+        self.engine.begin(time.time())
+        self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
+        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver)
+
+    def _deliver(self, cs) -> None:
+        """After each commit: assignments and stops to the agents, and the scale-out hook."""
+        if self._providers is not None:  # set before the core starts; None only if start failed early
+            self._providers.deliver(cs)
+        self._scale_out.maybe_run(cs.unmet)
+
+    async def _services_deps(self) -> Deps:
+        deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
+        deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
+        await deps.policies.load()
+        deps.views = ViewBook(ViewStore(self.store.db), self._writer, self._readers)
+        return deps
+
+    async def _start_background(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
+        self._failure_watch = loop.create_task(self._on_failure(), name="jobplane-failure")
+        oldest = await loop.run_in_executor(self._writer, self.store.oldest_event_id)
+        self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
+        self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
+                           if self.config.event_retention > 0 else None)
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
+        return grpc.aio.server(
+            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed)],
+            options=[
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ])
+
+    def _add_services(self, deps: Deps, agent_port: int) -> None:
+        server = self._grpc
+        security_pb2_grpc.add_SecurityServiceServicer_to_server(
+            SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), server)
+        register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, JobService(deps), server)
+        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), server)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), server)
+        task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), server)
+        view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), server)
+        conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), server)
+        provider_pb2_grpc.add_ProviderServiceServicer_to_server(self._providers, server)
+        register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
+                             ContinuationService(deps), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server)
 
     async def _security(self) -> Access:
         """The CA and server certificate (created on first start), the token cache and,

@@ -1,10 +1,16 @@
-"""The server's error tree. Domain code raises these; the service edge maps them to status codes."""
+"""The server's error tree, and the one table of what each error is to a caller: its `code`,
+the name of the gRPC status it is answered with (the service edge and the security interceptor
+both read it here). Domain code raises these without knowing of gRPC."""
 
 from __future__ import annotations
+
+MAX_DETAILS = 1000  # characters of an error message sent back (gRPC refuses metadata over 16 KiB)
 
 
 class JobplaneError(Exception):
     """Base of every error the server raises on purpose."""
+
+    code = "INTERNAL"
 
 
 class ConfigError(JobplaneError):
@@ -13,6 +19,8 @@ class ConfigError(JobplaneError):
 
 class InvalidArgument(JobplaneError):
     """A request field is invalid; `field` is its path, the message says the fix."""
+
+    code = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -23,30 +31,53 @@ class InvalidArgument(JobplaneError):
 class NotFound(JobplaneError):
     """The named job, task, provider or continuation does not exist."""
 
+    code = "NOT_FOUND"
+
 
 class AlreadyExists(JobplaneError):
     """The resource exists already (e.g. a provider name that is connected)."""
+
+    code = "ALREADY_EXISTS"
 
 
 class Unauthenticated(JobplaneError):
     """The caller's credentials are missing, unknown, expired or revoked."""
 
+    code = "UNAUTHENTICATED"
+
 
 class PermissionDenied(JobplaneError):
     """The caller may not do this (e.g. a revoked provider connecting)."""
+
+    code = "PERMISSION_DENIED"
 
 
 class FailedPrecondition(JobplaneError):
     """The request is valid but the system is not in a state to honour it."""
 
+    code = "FAILED_PRECONDITION"
+
 
 class ResourceExhausted(JobplaneError):
     """A limit was hit."""
+
+    code = "RESOURCE_EXHAUSTED"
 
 
 class StoreFailure(JobplaneError):
     """The database refused a write; the server stops rather than diverge from it."""
 
+    code = "UNAVAILABLE"
+
 
 class EngineFailure(JobplaneError):
     """A bug stopped the engine mid-change; the server stops and resumes from its database."""
+
+    code = "INTERNAL"
+
+
+def details(exc: Exception) -> str:
+    """An error's message as sent: cut to MAX_DETAILS characters, since it travels in a
+    header and gRPC refuses headers over 16 KiB (the caller would see only that)."""
+    text = str(exc)
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS - 30] + f"... ({len(text)} characters)"

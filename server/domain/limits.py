@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
 
-from ..errors import InvalidArgument
+from ..errors import MAX_DETAILS, InvalidArgument  # noqa: F401  (MAX_DETAILS: listed here with the other limits)
 
 # ----- jobs --------------------------------------------------------------------------
 
@@ -48,7 +48,6 @@ PAGE_BYTES = 4 * 1024 * 1024  # a List response stops adding rows here (gRPC cli
 
 MAX_REGEX = 256  # characters in a regular expression (version_regex)
 MAX_REGEX_DEPTH = 10  # nested groups in a regular expression
-MAX_DETAILS = 1000  # characters of an error message sent back (gRPC refuses metadata over 16 KiB)
 
 
 def shown(value: object, limit: int = 60) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
 
+from .conflicts import parse_locks
+from .facts import parse_conditions
 from .timing import TimingRule
 from .windows import Window
 
@@ -194,14 +196,10 @@ class JobSpec:
 
     @cached_property
     def parsed_conditions(self) -> tuple:
-        from .conditions import parse_conditions  # conditions needs model's enums
-
         return parse_conditions("spec.conditions", self.conditions)
 
     @cached_property
     def lock_modes(self) -> dict[str, int]:
-        from .conflicts import parse_locks
-
         return parse_locks("spec.locks", self.locks)
 
 

@@ -35,7 +35,7 @@ from ..errors import InvalidArgument
 from .model import Status
 from .slurm_states import slurm_rules
 # The same wording as prerequisite errors ("did you mean ...", "must be ..., got ...").
-from .signatures import _choices, _wrong_type
+from .signatures import choices, wrong_type
 
 ANY = "*"
 STATUS = "status"
@@ -248,7 +248,7 @@ def parse_policy(path: str, raw: Mapping[str, object]) -> Policy:
     """Validate a policy table {"name": ..., "rules": [...]}; raises InvalidArgument naming
     e.g. f'{path}.rules[3].when.status'."""
     if not isinstance(raw, Mapping):
-        raise _wrong_type(path, raw, 'a table such as { name = "ops", rules = [...] }')
+        raise wrong_type(path, raw, 'a table such as { name = "ops", rules = [...] }')
     _no_unknown_keys(path, raw, ("name", "rules"), "a policy")
     if "name" not in raw:
         raise InvalidArgument(f"{path}.name", 'is missing; add name = "..." (e.g. the user or group it is for)')
@@ -256,7 +256,7 @@ def parse_policy(path: str, raw: Mapping[str, object]) -> Policy:
     rules = raw.get("rules", [])
     where = f"{path}.rules"
     if isinstance(rules, (str, bytes, Mapping)) or not isinstance(rules, Sequence):
-        raise _wrong_type(where, rules, "a list of rule tables")
+        raise wrong_type(where, rules, "a list of rule tables")
     if len(rules) > MAX_RULES:
         raise InvalidArgument(where, f"has {len(rules)} rules; a policy may have at most {MAX_RULES}, "
                                      "so merge rules with `in` or `glob` conditions")
@@ -268,7 +268,7 @@ def parse_policy(path: str, raw: Mapping[str, object]) -> Policy:
 def parse_rule(path: str, raw: Mapping[str, object]) -> Rule:
     """Validate one rule table {"environment": ..., "when": {...}, "status": ..., "property": ...}."""
     if not isinstance(raw, Mapping):
-        raise _wrong_type(path, raw, 'a table such as { environment = "external", when = { status = "ABEND" }, '
+        raise wrong_type(path, raw, 'a table such as { environment = "external", when = { status = "ABEND" }, '
                                      'status = "FAILURE" }')
     _no_unknown_keys(path, raw, ("environment", "when", "status", "property"), "a rule")
     for key, example in (("environment", 'environment = "process", or "*" for any'),
@@ -313,7 +313,7 @@ def _no_repeats(path: str, rules: Sequence[Rule]) -> None:
 def _no_unknown_keys(path: str, raw: Mapping[str, object], keys: Sequence[str], what: str) -> None:
     for key in raw:
         if key not in keys:
-            raise InvalidArgument(_member(path, str(key)), f"is not a field of {what}; {_choices(str(key), keys)}")
+            raise InvalidArgument(_member(path, str(key)), f"is not a field of {what}; {choices(str(key), keys)}")
 
 
 def _member(path: str, name: str) -> str:
@@ -323,7 +323,7 @@ def _member(path: str, name: str) -> str:
 
 def _name(where: str, value: object) -> str:
     if not isinstance(value, str):
-        raise _wrong_type(where, value, "a string")
+        raise wrong_type(where, value, "a string")
     if not _NAME.fullmatch(value) or len(value) > MAX_NAME:
         raise InvalidArgument(where, f"{value!r} is not a name; use up to {MAX_NAME} letters, digits and _ . : @ + -, "
                                      "starting with a letter or digit, e.g. 'ops'")
@@ -336,24 +336,24 @@ def _environment(where: str, value: object) -> str:
 
 def _property(where: str, value: object) -> str:
     if not isinstance(value, str):
-        raise _wrong_type(where, value, "a string")
+        raise wrong_type(where, value, "a string")
     if value not in PROPERTIES:
-        raise InvalidArgument(where, f"unknown normalized property {value!r}; {_choices(value, PROPERTIES)}")
+        raise InvalidArgument(where, f"unknown normalized property {value!r}; {choices(value, PROPERTIES)}")
     return value
 
 
 def _status(where: str, value: object) -> Status:
     if not isinstance(value, str):
-        raise _wrong_type(where, value, "a string")
+        raise wrong_type(where, value, "a string")
     name = value.strip().upper()
     if name not in Status.__members__:
-        raise InvalidArgument(where, f"unknown status {value!r}; {_choices(name, list(Status.__members__))}")
+        raise InvalidArgument(where, f"unknown status {value!r}; {choices(name, list(Status.__members__))}")
     return Status[name]
 
 
 def _when(where: str, value: object) -> tuple[tuple[str, Condition], ...]:
     if not isinstance(value, Mapping):
-        raise _wrong_type(where, value, 'a table of raw property = condition, e.g. { status = "ABEND" }')
+        raise wrong_type(where, value, 'a table of raw property = condition, e.g. { status = "ABEND" }')
     if len(value) > MAX_CONDITIONS:
         raise InvalidArgument(where, f"has {len(value)} conditions; give at most {MAX_CONDITIONS}")
     conditions = []
@@ -369,14 +369,14 @@ def _condition(where: str, value: object) -> Condition:
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return Equals(_operand(where, value))
     if not isinstance(value, Mapping):
-        raise _wrong_type(where, value, 'a value or a table with one operator, e.g. "ABEND", { in = ["ABEND", '
+        raise wrong_type(where, value, 'a value or a table with one operator, e.g. "ABEND", { in = ["ABEND", '
                                         '"JCL ERROR"] }, { range = [1, inf] } or { glob = "S0C*" }')
     if len(value) != 1:
         raise InvalidArgument(where, f"has {len(value)} operators; give exactly one of {', '.join(OPERATORS)}")
     ((operator, operand),) = value.items()
     key = f"{where}.{operator}"
     if operator not in OPERATORS:
-        raise InvalidArgument(key, f"is not an operator; {_choices(str(operator), OPERATORS)}")
+        raise InvalidArgument(key, f"is not an operator; {choices(str(operator), OPERATORS)}")
     if operator == "equals":
         return Equals(_operand(key, operand))
     if operator == "in":
@@ -393,7 +393,7 @@ def _operand(where: str, value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise _wrong_type(where, value, "a string (raw values are text; use range for numeric comparisons)")
+        raise wrong_type(where, value, "a string (raw values are text; use range for numeric comparisons)")
     if len(value) > MAX_VALUE:
         raise InvalidArgument(where, f"has {len(value)} characters; shorten it to at most {MAX_VALUE}")
     if "\x00" in value:
@@ -403,7 +403,7 @@ def _operand(where: str, value: object) -> str:
 
 def _operands(where: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
-        raise _wrong_type(where, value, 'a list of values, e.g. ["ABEND", "JCL ERROR"]')
+        raise wrong_type(where, value, 'a list of values, e.g. ["ABEND", "JCL ERROR"]')
     if not value or len(value) > MAX_VALUES:
         raise InvalidArgument(where, f"has {len(value)} values; give 1 to {MAX_VALUES}")
     values = tuple(_operand(f"{where}[{i}]", item) for i, item in enumerate(value))
@@ -415,7 +415,7 @@ def _operands(where: str, value: object) -> tuple[str, ...]:
 
 def _range(where: str, value: object) -> Range:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise _wrong_type(where, value, "a list of two numbers [min, max]; an open end is null or inf")
+        raise wrong_type(where, value, "a list of two numbers [min, max]; an open end is null or inf")
     low, high = (_bound(f"{where}[{i}]", end, side) for i, end, side in ((0, value[0], -1), (1, value[1], 1)))
     if low is not None and high is not None and low > high:
         raise InvalidArgument(where, f"has min {low} above max {high}; swap them")
@@ -427,7 +427,7 @@ def _bound(where: str, value: object, side: int) -> int | float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _wrong_type(where, value, "a number, or null / inf for an open end")
+        raise wrong_type(where, value, "a number, or null / inf for an open end")
     if math.isinf(value) and (value > 0) == (side > 0):
         return None
     if not math.isfinite(value):

@@ -69,7 +69,7 @@ class Signature:
 def parse_signature(path: str, raw: Mapping[str, object]) -> Signature:
     """Validate and normalize one signature; raises InvalidArgument naming e.g. f'{path}.version'."""
     if not isinstance(raw, Mapping):
-        raise _wrong_type(path, raw, 'a table such as { kind = "file", path = "/data/ref.fa" }')
+        raise wrong_type(path, raw, 'a table such as { kind = "file", path = "/data/ref.fa" }')
     kind = _kind(path, raw)
     spec = _SPECS[kind]
     fields = dict(spec.defaults)
@@ -85,7 +85,7 @@ def parse_signature(path: str, raw: Mapping[str, object]) -> Signature:
 def parse_signatures(path: str, raws: Sequence[Mapping[str, object]]) -> tuple[Signature, ...]:
     """Parse a task's prerequisites (`path` like 'spec.tasks[0].prerequisites'); refuses repeats and too many."""
     if isinstance(raws, (str, bytes, Mapping)) or not isinstance(raws, Sequence):
-        raise _wrong_type(path, raws, "a list of prerequisite tables")
+        raise wrong_type(path, raws, "a list of prerequisite tables")
     if len(raws) > MAX_PER_TASK:
         raise InvalidArgument(path, f"has {len(raws)} prerequisites; a task may declare at most {MAX_PER_TASK}, "
                                     "so split the task or drop some")
@@ -107,9 +107,9 @@ def _kind(path: str, raw: Mapping[str, object]) -> str:
         raise InvalidArgument(where, f"is missing; add kind = one of {', '.join(KINDS)}")
     kind = raw["kind"]
     if not isinstance(kind, str):
-        raise _wrong_type(where, kind, "a string")
+        raise wrong_type(where, kind, "a string")
     if kind not in KINDS:
-        raise InvalidArgument(where, f"unknown kind {shown(kind)}; {_choices(kind[:MAX_KEY], KINDS)}")
+        raise InvalidArgument(where, f"unknown kind {shown(kind)}; {choices(kind[:MAX_KEY], KINDS)}")
     return kind
 
 
@@ -134,7 +134,7 @@ class _Kind:
         if key not in self.parsers:
             name = str(key)[:MAX_KEY]
             raise InvalidArgument(f"{path}.{name}", f"is not a field of a {kind} signature; "
-                                                    f"{_choices(name, ['kind', *self.parsers])}")
+                                                    f"{choices(name, ['kind', *self.parsers])}")
         return self.parsers[key](f"{path}.{key}", value)
 
     def check_required(self, path: str, kind: str, fields: dict[str, object]) -> None:
@@ -211,7 +211,7 @@ def _bytes(n: object) -> str:
 
 def _text(where: str, value: object) -> str:
     if not isinstance(value, str):
-        raise _wrong_type(where, value, "a string")
+        raise wrong_type(where, value, "a string")
     if not value:
         raise InvalidArgument(where, "is empty; give a value or leave the field out")
     if len(value) > MAX_TEXT:
@@ -240,7 +240,7 @@ def _root(where: str, value: object) -> str:
 def _list_of(item: _Parser) -> _Parser:
     def parse(where: str, value: object) -> tuple[object, ...]:
         if not isinstance(value, (list, tuple)):
-            raise _wrong_type(where, value, "a list")
+            raise wrong_type(where, value, "a list")
         if len(value) > MAX_ITEMS:
             raise InvalidArgument(where, f"has {len(value)} entries; give at most {MAX_ITEMS}")
         return tuple(item(f"{where}[{i}]", entry) for i, entry in enumerate(value))
@@ -249,7 +249,7 @@ def _list_of(item: _Parser) -> _Parser:
 
 def _number(where: str, value: object, expected: str = "a number") -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _wrong_type(where, value, expected)
+        raise wrong_type(where, value, expected)
     if not math.isfinite(value):
         raise InvalidArgument(where, f"is {value}; give a finite number")
     return int(value) if float(value).is_integer() else value
@@ -258,7 +258,7 @@ def _number(where: str, value: object, expected: str = "a number") -> int | floa
 def _whole(where: str, value: object, low: int, high: int | None = None) -> int:
     number = _number(where, value, "a whole number")
     if not isinstance(number, int):
-        raise _wrong_type(where, value, "a whole number")
+        raise wrong_type(where, value, "a whole number")
     if number < low or (high is not None and number > high):
         bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise InvalidArgument(where, f"is {number}; give a whole number {bounds}")
@@ -421,11 +421,11 @@ def _type_name(value: object) -> str:
     return f"{name} ({shown[:40]}...)" if len(shown) > 40 else f"{name} ({shown})"
 
 
-def _wrong_type(where: str, value: object, expected: str) -> InvalidArgument:
+def wrong_type(where: str, value: object, expected: str) -> InvalidArgument:
     return InvalidArgument(where, f"must be {expected}, got {_type_name(value)}")
 
 
-def _choices(word: str, options: Sequence[str]) -> str:
+def choices(word: str, options: Sequence[str]) -> str:
     """'did you mean 'path'? Use one of …' when a close option exists, else 'use one of …'."""
     close = difflib.get_close_matches(word, options, n=1)
     listed = f"one of {', '.join(options)}"

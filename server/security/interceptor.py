@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from ..errors import InvalidArgument, JobplaneError, ResourceExhausted
+from ..errors import InvalidArgument, JobplaneError, ResourceExhausted, details
 from .access import Access
 from .policy import ANONYMOUS, MUTATING, OPEN_PREFIXES, Caller, Role, authorize, current_caller, is_public
 
@@ -272,9 +272,7 @@ async def _admit(guard: AuthInterceptor, method: str, context, request_of: Calla
 
 async def _deny(guard: AuthInterceptor, method: str, caller: Caller, request_of: Callable[[], Any], context,
                 exc: Exception) -> None:
-    from ..services.base import details, status_code  # the one mapping of domain errors to codes
-
-    code = status_code(exc) if isinstance(exc, JobplaneError) else grpc.StatusCode.UNAUTHENTICATED
+    code = grpc.StatusCode[exc.code] if isinstance(exc, JobplaneError) else grpc.StatusCode.UNAUTHENTICATED
     if method in MUTATING:
         identity = caller.identity if caller is not ANONYMOUS else _peer_host(context.peer())
         guard.audit(identity, 0, method, request_of(), code.name, str(exc))

@@ -13,36 +13,13 @@ import grpc
 from google.protobuf.message import Message
 
 from ..core import Core
-from ..errors import (
-    AlreadyExists,
-    EngineFailure,
-    FailedPrecondition,
-    PermissionDenied,
-    Unauthenticated,
-    InvalidArgument,
-    JobplaneError,
-    NotFound,
-    ResourceExhausted,
-    StoreFailure,
-)
-from ..domain.limits import MAX_DETAILS, MAX_ID, PAGE_BYTES, shown
+from ..errors import InvalidArgument, JobplaneError, details
+from ..domain.limits import MAX_ID, PAGE_BYTES, shown
 from ..events import EventHub
 from ..security.policy import current_caller
 from ..store.repo import Store
 
 log = logging.getLogger(__name__)
-
-STATUS_OF: list[tuple[type[JobplaneError], grpc.StatusCode]] = [
-    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (StoreFailure, grpc.StatusCode.UNAVAILABLE),
-    (EngineFailure, grpc.StatusCode.INTERNAL),
-]
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -55,17 +32,8 @@ def may_see(owner: str) -> bool:
 
 
 def status_code(exc: JobplaneError) -> grpc.StatusCode:
-    for cls, code in STATUS_OF:
-        if isinstance(exc, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
-def details(exc: Exception) -> str:
-    """An error's message as sent: cut to MAX_DETAILS characters, since it travels in a
-    header and gRPC refuses headers over 16 KiB (the caller would see only that)."""
-    text = str(exc)
-    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS - 30] + f"... ({len(text)} characters)"
+    """The status an error is answered with (errors.py's table)."""
+    return grpc.StatusCode[exc.code]
 
 
 def rpc(method: Callable) -> Callable:

@@ -39,11 +39,11 @@ class Connection:
 
 
 class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, access=None) -> None:
         self.d = deps
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}  # by connection id; the engine knows which is current
-        self.access = None  # set by the server: revoking a provider also revokes its certificates
+        self.access = access  # revoking a provider also revokes its certificates
 
     # ----- the agent stream ----------------------------------------------------------
 
