@@ -67,6 +67,7 @@ from support import AgentProc, Proc, ServerProc, wait_until  # noqa: E402
 
 from jobplane.client import AsyncClient, Client, ResourceExhausted, is_finished  # noqa: E402
 from jobplane.client.events import is_job_end  # noqa: E402
+from jobplane.files import write_atomic  # noqa: E402
 from jobplane.v1 import event_pb2  # noqa: E402
 
 NOOP = {"python": "jobplane.examples.funcs:noop"}
@@ -167,9 +168,7 @@ async def watch_streams(cfg: dict) -> None:
     await asyncio.gather(*pending, return_exceptions=True)
     results = [{"hist": s.hist, "count": s.count, "max": s.max, "done": s.done, "resumes": s.resumes,
                 "error": s.error} for s in stats]
-    tmp = Path(cfg["out"] + ".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.rename(cfg["out"])
+    write_atomic(cfg["out"], json.dumps(results), durable=False)
     for client in clients:
         await client.close()
 
@@ -310,7 +309,7 @@ def run(a: argparse.Namespace) -> None:
                 raise SystemExit(f"a watcher process exited early:\n{_died(watchers).output()}")
             t0 = time.time() + 0.2
             t1 = t0 + a.seconds
-            _write_atomically(work / "go", json.dumps({"t0": t0, "t1": t1, "give_up": t1 + a.drain}))
+            write_atomic(work / "go", json.dumps({"t0": t0, "t1": t1, "give_up": t1 + a.drain}), durable=False)
             before = {"server": cpu_seconds(server.pid), "watchers": sum(cpu_seconds(w.pid) for w in watchers),
                       "machine": machine_busy()}
             jobs = drive(client, a.rate, t0, t1, job_events, task_events)
@@ -331,12 +330,6 @@ def run(a: argparse.Namespace) -> None:
 
 def _died(procs: list[Proc]) -> Proc | None:
     return next((p for p in procs if not p.alive()), None)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.rename(path)
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
 Import the part you need: ``jobplane.client`` (SDK), ``jobplane.agent``,
 ``jobplane.server``; ``jobplane.v1`` holds the generated contract.
+
+Every part may import this root package; it holds what they share besides the contract:
+``jobplane.files`` (the one atomic write).
 """
 
 __version__ = "0.1.0"
