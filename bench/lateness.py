@@ -9,8 +9,9 @@ marked late before its deadline (tests/integration/test_status.py checks that it
 
     python bench/lateness.py [--jobs 20]
 
-Target: every job is marked late within 1 s of its deadline (supervision runs on timers, not
-on a coarse poll).
+Target: every job is marked late within 1 s of its deadline (lateness runs on timers, not on a
+coarse poll). Here (2 cores, shared, 20 jobs each): LATE_TO_START p50 2.3 ms, max 4.8 ms;
+RUNNING_LATE p50 2.7 ms, max 6.6 ms after the deadline.
 """
 
 from __future__ import annotations
