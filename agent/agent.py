@@ -276,7 +276,7 @@ class Agent:
                      *key)
             await self._forget(key)
             return
-        log.debug("task %s attempt %d: %s %s", *key, result.outcome.value, result.error)
+        log.debug("task %s attempt %d: %s %s", *key, result.outcome.name.lower(), result.error)
         self._outbox.finished(*key, result)
         self._release(key)
 

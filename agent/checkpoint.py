@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from jobplane.files import write_atomic
 
 # The latest checkpoint of an earlier attempt, as JSON; unset when the task starts afresh.
 CHECKPOINT_ENV = "JOBPLANE_CHECKPOINT"
@@ -39,18 +40,8 @@ def save(state: Any) -> None:
             f"{CHECKPOINT_FILE_ENV} is not set: this task is not running as a command task of a "
             "jobplane agent (Python-callable tasks take a `ctx` parameter and call "
             "ctx.checkpoint(state))")
-    text = encode(state)
-    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".checkpoint-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp, path)  # readers see the old state or the new one, never half of one
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    # Readers see the old state or the new one, never half of one.
+    write_atomic(path, encode(state), mode=0o600, durable=False)
 
 
 def load(default: Any = None) -> Any:

@@ -23,11 +23,12 @@ process adds its own), the working directory, the timeout and when the attempt b
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from jobplane.files import write_atomic
 
 from .external import ExternalCommands
 
@@ -87,12 +88,7 @@ def write_record(record: ExternalRecord) -> None:
     """Write the record whole (a crash leaves the old one or the new one, never half of one),
     readable by the agent's user only: the task's environment may hold secrets."""
     record.attempt_dir.mkdir(parents=True, exist_ok=True)
-    path = record.attempt_dir / RECORD_FILE
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w", encoding="utf-8") as out:
-        json.dump(_to_json(record), out)
-    os.replace(temporary, path)
+    write_atomic(record.attempt_dir / RECORD_FILE, json.dumps(_to_json(record)), mode=0o600, durable=False)
 
 
 def read_record(attempt_dir: Path) -> ExternalRecord | None:

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from jobplane.files import write_atomic
+
 from . import cgroups, keeper_wire as wire, procs, wrapper
 from .keeper_holders import Holder, holder_for
 
@@ -298,7 +300,7 @@ class Keeper:
         for attempt in attempts:
             attempt.killed = True
             try:
-                wrapper.write_atomic(attempt.directory / wire.LOST_FILE, why + "\n")
+                write_atomic(attempt.directory / wire.LOST_FILE, why + "\n", durable=False)
             except OSError as exc:
                 log.error("cannot mark %s as lost: %s", attempt.directory, exc)
         log.warning("killing %d attempts: %s", len(attempts), why)
@@ -358,7 +360,7 @@ class Keeper:
 def _note_exit(attempt: _Attempt, status: int) -> None:
     """The exit file of a wrapper that died without writing it (killed from outside)."""
     try:
-        wrapper.write_atomic(attempt.directory / "exit", f"{procs.exit_status(status)}\n")
+        write_atomic(attempt.directory / "exit", f"{procs.exit_status(status)}\n", durable=False)
     except OSError as exc:
         log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
 

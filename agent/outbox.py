@@ -8,14 +8,7 @@ from collections.abc import Callable, Iterable
 
 from jobplane.v1 import provider_pb2
 
-from .results import AttemptResult, Outcome
-
-_OUTCOMES = {
-    Outcome.SUCCEEDED: provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED,
-    Outcome.FAILED: provider_pb2.ATTEMPT_OUTCOME_FAILED,
-    Outcome.CANCELLED: provider_pb2.ATTEMPT_OUTCOME_CANCELLED,
-    Outcome.TIMED_OUT: provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT,
-}
+from .results import AttemptResult
 
 # Caps on one TaskReports message, well under gRPC's default 4 MiB receive limit.
 MAX_BATCH_REPORTS = 1000
@@ -75,12 +68,13 @@ class Outbox:
                                           external_job_id=external_job_id))
 
     def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
-        """Queue a FINISHED report; it is kept until acknowledged."""
+        """Queue a FINISHED report (the one place an AttemptResult becomes a TaskReport; Outcome
+        numbers are AttemptOutcome's); it is kept until acknowledged."""
         report = provider_pb2.TaskReport(
             task_id=task_id,
             attempt=attempt,
             kind=_FINISHED,
-            outcome=_OUTCOMES[result.outcome],
+            outcome=int(result.outcome),
             result_json=result.result_json,
             error=result.error,
             stdout_tail=result.stdout_tail,

@@ -1,38 +1,23 @@
-"""What running an attempt produces, and how an attempt is asked to stop early."""
+"""What running an attempt produces, and how an attempt is asked to stop early.
+
+`AttemptResult` and `Outcome` are the ones the server's domain reads too (jobplane.attempts).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from jobplane.attempts import AttemptResult, Outcome
+
+__all__ = ["SHUTDOWN_STATE", "TAIL_LIMIT", "AttemptLost", "AttemptResult", "Outcome", "Started", "StopRequest",
+           "request_stop"]
 
 # Bytes (commands) or characters (Python tasks) kept of each output stream.
 TAIL_LIMIT = 4096
 # The raw state of an attempt the agent stopped because it is shutting down.
 SHUTDOWN_STATE = "agent_shutdown"
-
-
-class Outcome(enum.Enum):
-    """How an attempt ended; mirrors AttemptOutcome on the wire."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """The end of one attempt: outcome, details and the raw properties the runner saw."""
-
-    outcome: Outcome
-    exit_code: int | None = None
-    result_json: str = ""
-    error: str = ""
-    stdout_tail: str = ""
-    stderr_tail: str = ""
-    raw: dict[str, str] = field(default_factory=dict)
 
 
 def _no_output() -> int:

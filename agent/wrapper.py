@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+from jobplane.files import write_atomic
+
 from . import cgroups, procs
 
 # Signals the agent sends a wrapper: pass SIGTERM on, and SIGKILL everything.
@@ -52,17 +54,6 @@ class Request:
 
 class _StartFailed(Exception):
     """The command could not be started: {errno, error, stage}."""
-
-
-def write_atomic(path: Path | str, text: str) -> None:
-    """Write a small file so that a reader sees all of it or none."""
-    partial = f"{path}.partial"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(partial, path)
 
 
 def run(request: Request, *, cgroup: Path | None, report_fd: int, keeper_pid: int) -> NoReturn:
@@ -104,12 +95,12 @@ class _Wrapper:
             self._end()
             return 127
         write_atomic(f"{self.directory}/pid",
-                     f"{self.pid} {self.request.timeout:g} {procs.start_time(self.pid)}\n")
+                     f"{self.pid} {self.request.timeout:g} {procs.start_time(self.pid)}\n", durable=False)
         _report(report_fd, {"pid": self.pid})
         self._supervise()
         self._end()
         status = procs.exit_status(self.status) if self.status is not None else -signal.SIGKILL
-        write_atomic(f"{self.directory}/exit", f"{status}\n")
+        write_atomic(f"{self.directory}/exit", f"{status}\n", durable=False)
         return status if status >= 0 else 128 - status
 
     def _start(self) -> int:

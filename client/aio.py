@@ -1,53 +1,64 @@
-"""The asyncio SDK client: the twin of `Client` with the same method names."""
+"""The asyncio SDK client: the same calls as `Client` (defined once, in calls.py), run on an
+asyncio channel; unary calls are coroutines, lists and watches async iterators."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import grpc
 
+from jobplane.client import calls
+from jobplane.client.calls import Paged, Stubs, Unary, Watch
 from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_target
 from jobplane.client.credentials import Credentials
-from jobplane.client.conflicts import check_request, create_request
 from jobplane.client.errors import JobplaneError, ResourceExhausted, Unavailable, rpc_errors
-from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, plan_request
-from jobplane.client.jobfile import signature_structs
-from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
-from jobplane.client.retry import Retry, next_pause, submit_request
-from jobplane.client.security import token_request
-from jobplane.client.views import save_request
-from jobplane.v1 import (
-    conflict_pb2,
-    conflict_pb2_grpc,
-    continuation_pb2,
-    continuation_pb2_grpc,
-    event_pb2,
-    inventory_pb2,
-    inventory_pb2_grpc,
-    job_pb2,
-    job_pb2_grpc,
-    policy_pb2,
-    policy_pb2_grpc,
-    provider_pb2,
-    provider_pb2_grpc,
-    security_pb2,
-    security_pb2_grpc,
-    task_pb2,
-    task_pb2_grpc,
-    view_pb2,
-    view_pb2_grpc,
-)
+from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end
+from jobplane.client.retry import Retry, next_pause
+from jobplane.v1 import event_pb2, job_pb2
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@overload
+def bind(build: Callable[P, Unary[T]]) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]: ...
+@overload
+def bind(build: Callable[P, Paged[T]]) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]: ...
+@overload
+def bind(build: Callable[P, Watch]) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[event_pb2.Event]]: ...
+
+
+def bind(build: Callable[..., Any]) -> Callable[..., Any]:
+    """The `AsyncClient` method that runs the call `build` defines: a coroutine function for a
+    unary call, else a function returning an async iterator; with the call's name, docstring
+    and signature."""
+    kind, item = calls.kind_of(build)
+    if kind is Unary:
+        async def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+            return await self._unary(build(*args, **kwargs))
+        return calls.as_method(method, build, item)
+    if kind is Paged:
+        def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+            return self._pages(build(*args, **kwargs))
+        return calls.as_method(method, build, AsyncIterator[item])
+
+    def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        return self._events(build(*args, **kwargs))
+    return calls.as_method(method, build, AsyncIterator[item])
+
 
 class AsyncClient:
-    """An asyncio connection to a jobplane server; see `Client` for the semantics of each method."""
+    """An asyncio connection to a jobplane server; the calls and their semantics are `Client`'s.
+
+        async with AsyncClient.connect() as client:     # or: client = await AsyncClient.connect()
+            job = await client.submit_job(spec)
+    """
 
     def __init__(self, channel: grpc.aio.Channel, *, target: str, timeout: float = 10.0,
                  credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
@@ -56,18 +67,10 @@ class AsyncClient:
         self.retry = retry  # how submit_job retries (the only call that does)
         self.credentials = credentials  # None when built from a channel: unknown
         self._channel = channel
-        self._jobs = job_pb2_grpc.JobServiceStub(channel)
-        self._tasks = task_pb2_grpc.TaskServiceStub(channel)
-        self._providers = provider_pb2_grpc.ProviderServiceStub(channel)
-        self._continuations = continuation_pb2_grpc.ContinuationServiceStub(channel)
-        self._security = security_pb2_grpc.SecurityServiceStub(channel)
-        self._inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
-        self._policies = policy_pb2_grpc.PolicyServiceStub(channel)
-        self._views = view_pb2_grpc.ViewServiceStub(channel)
-        self._conflicts = conflict_pb2_grpc.ConflictServiceStub(channel)
+        self._stubs = Stubs(channel)
 
     @classmethod
-    async def connect(
+    def connect(
         cls,
         address: str | None = None,
         *,
@@ -78,13 +81,20 @@ class AsyncClient:
         key: str | Path | bytes | None = None,
         timeout: float = 10.0,
         retry: Retry = Retry(),
-    ) -> AsyncClient:
-        """Open a channel to `address`; connects lazily. Options as for `Client.connect`."""
-        target = resolve_target(address)
-        given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
-        credentials = locate_credentials(target, given)
-        return cls(open_aio_channel(target, credentials), target=target, timeout=timeout, credentials=credentials,
-                   retry=retry)
+    ) -> Connecting:
+        """Open a channel to `address`; connects lazily. Options as for `Client.connect`.
+
+        Await it for the client (`await AsyncClient.connect()`), or enter it (`async with
+        AsyncClient.connect() as client:`) to have the client closed at the end of the block.
+        """
+        def open_client() -> AsyncClient:
+            target = resolve_target(address)
+            given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
+            credentials = locate_credentials(target, given)
+            return cls(open_aio_channel(target, credentials), target=target, timeout=timeout,
+                       credentials=credentials, retry=retry)
+
+        return Connecting(open_client)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -95,89 +105,58 @@ class AsyncClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # Jobs
+    # The calls (calls.py says what each does)
 
-    async def submit_job(
-        self, spec: job_pb2.JobSpec | Mapping[str, Any], *, request_id: str | None = None
-    ) -> job_pb2.Job:
-        request = submit_request(spec, request_id)
-        pauses = self.retry.pauses()
-        while True:
-            try:
-                return (await self._unary(self._jobs.SubmitJob, request)).job
-            except JobplaneError as error:
-                pause = next_pause(pauses, error, request)
-                if pause is None:
-                    raise
-            await asyncio.sleep(pause)
-
-    async def get_job(self, job_id: str) -> job_pb2.Job:
-        return (await self._unary(self._jobs.GetJob, job_pb2.GetJobRequest(job_id=job_id))).job
-
-    def list_jobs(self, *, filter: str = "", order_by: str = "", view: str = "",
-                  page_size: int = 100) -> AsyncIterator[job_pb2.Job]:
-        request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size)
-        return self._pages(self._jobs.ListJobs, request, "jobs")
-
-    async def summarize_jobs(self, *, filter: str = "", view: str = "") -> job_pb2.SummarizeJobsResponse:
-        return await self._unary(self._jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(filter=filter, view=view))
-
-    async def cancel_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
-        request = job_pb2.CancelJobRequest(job_id=job_id, reason=reason)
-        return (await self._unary(self._jobs.CancelJob, request)).job
-
-    async def hold_job(self, job_id: str, *, reason: str = "") -> job_pb2.Job:
-        request = job_pb2.HoldJobRequest(job_id=job_id, reason=reason)
-        return (await self._unary(self._jobs.HoldJob, request)).job
-
-    async def release_job(self, job_id: str) -> job_pb2.Job:
-        return (await self._unary(self._jobs.ReleaseJob, job_pb2.ReleaseJobRequest(job_id=job_id))).job
-
-    async def watch(
-        self, job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
-        view: str = ""
-    ) -> AsyncIterator[event_pb2.Event]:
-        def open_stream(last: int, remaining: float | None) -> Any:
-            request = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
-            return self._jobs.WatchEvents(request, timeout=remaining)
-
-        async for event in self._events(open_stream, after_event_id, timeout):
-            yield event
-
-    async def watch_continuations(
-        self, *, after_event_id: int = 0, timeout: float | None = None
-    ) -> AsyncIterator[event_pb2.Event]:
-        def open_stream(last: int, remaining: float | None) -> Any:
-            request = continuation_pb2.WatchContinuationsRequest(after_event_id=last)
-            return self._continuations.WatchContinuations(request, timeout=remaining)
-
-        async for event in self._events(open_stream, after_event_id, timeout):
-            yield event
-
-    async def _events(self, open_stream: Callable[[int, float | None], Any], after_event_id: int,
-                      timeout: float | None) -> AsyncIterator[event_pb2.Event]:
-        deadline = Deadline(timeout)
-        last = after_event_id
-        while True:
-            call = open_stream(last, deadline.remaining())
-            try:
-                with rpc_errors():
-                    async for response in call:
-                        for event in response.events:
-                            last = event.id
-                            yield event
-                return
-            except ResourceExhausted as exc:
-                if not fell_behind(exc):
-                    raise  # another limit (e.g. too many streams): retrying at once would only spin
-                log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
-            finally:
-                call.cancel()
+    submit_job = bind(calls.submit_job)
+    get_job = bind(calls.get_job)
+    list_jobs = bind(calls.list_jobs)
+    summarize_jobs = bind(calls.summarize_jobs)
+    cancel_job = bind(calls.cancel_job)
+    hold_job = bind(calls.hold_job)
+    release_job = bind(calls.release_job)
+    watch = bind(calls.watch)
+    watch_continuations = bind(calls.watch_continuations)
+    list_tasks = bind(calls.list_tasks)
+    get_task = bind(calls.get_task)
+    list_providers = bind(calls.list_providers)
+    get_provider = bind(calls.get_provider)
+    drain_provider = bind(calls.drain_provider)
+    revoke_provider = bind(calls.revoke_provider)
+    list_continuations = bind(calls.list_continuations)
+    get_continuation = bind(calls.get_continuation)
+    plan_continuation = bind(calls.plan_continuation)
+    list_inventory = bind(calls.list_inventory)
+    scan_provider = bind(calls.scan_provider)
+    get_policy = bind(calls.get_policy)
+    list_policies = bind(calls.list_policies)
+    set_policy = bind(calls.set_policy)
+    delete_policy = bind(calls.delete_policy)
+    test_policy = bind(calls.test_policy)
+    save_view = bind(calls.save_view)
+    get_view = bind(calls.get_view)
+    list_views = bind(calls.list_views)
+    delete_view = bind(calls.delete_view)
+    list_conflict_rules = bind(calls.list_conflict_rules)
+    create_conflict_rule = bind(calls.create_conflict_rule)
+    delete_conflict_rule = bind(calls.delete_conflict_rule)
+    check_conflicts = bind(calls.check_conflicts)
+    suggest_conflicts = bind(calls.suggest_conflicts)
+    create_token = bind(calls.create_token)
+    list_tokens = bind(calls.list_tokens)
+    revoke_token = bind(calls.revoke_token)
+    list_audit_records = bind(calls.list_audit_records)
+    get_authority = bind(calls.get_authority)
+    whoami = bind(calls.whoami)
 
     async def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
+        """Wait until the job succeeded, failed or was cancelled and return it.
+
+        Raises DeadlineExceeded after `timeout` seconds, NotFound for an unknown job.
+        """
         job = await self.get_job(job_id)
         if is_finished(job):
             return job
+        # From event 0: a job that ends between get_job and here still shows its end event.
         events = self.watch(job_id, timeout=timeout)
         try:
             async for event in events:
@@ -190,168 +169,70 @@ class AsyncClient:
             raise Unavailable(f"the event stream closed before job {job_id} finished")
         return job
 
-    # Tasks
+    # Running a call
 
-    def list_tasks(self, job_id: str = "", *, filter: str = "", order_by: str = "", view: str = "",
-                   page_size: int = 100) -> AsyncIterator[task_pb2.Task]:
-        request = task_pb2.ListTasksRequest(job_id=job_id, filter=filter, order_by=order_by, view=view,
-                                            page_size=page_size)
-        return self._pages(self._tasks.ListTasks, request, "tasks")
-
-    async def get_task(self, task_id: str) -> task_pb2.Task:
-        return (await self._unary(self._tasks.GetTask, task_pb2.GetTaskRequest(task_id=task_id))).task
-
-    # Providers and continuations
-
-    def list_providers(self, *, filter: str = "", page_size: int = 100) -> AsyncIterator[provider_pb2.Provider]:
-        request = provider_pb2.ListProvidersRequest(filter=filter, page_size=page_size)
-        return self._pages(self._providers.ListProviders, request, "providers")
-
-    async def get_provider(self, provider_id: str) -> provider_pb2.Provider:
-        request = provider_pb2.GetProviderRequest(provider_id=provider_id)
-        return (await self._unary(self._providers.GetProvider, request)).provider
-
-    async def drain_provider(
-        self, provider_id: str, *, wait: bool = False, deadline: float = 0.0
-    ) -> provider_pb2.Provider:
-        request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
-        return (await self._unary(self._providers.DrainProvider, request)).provider
-
-    async def revoke_provider(self, provider_id: str, *, reason: str = "") -> provider_pb2.Provider:
-        request = provider_pb2.RevokeProviderRequest(provider_id=provider_id, reason=reason)
-        return (await self._unary(self._providers.RevokeProvider, request)).provider
-
-    def list_continuations(
-        self, *, filter: str = "", page_size: int = 100
-    ) -> AsyncIterator[continuation_pb2.Continuation]:
-        request = continuation_pb2.ListContinuationsRequest(filter=filter, page_size=page_size)
-        return self._pages(self._continuations.ListContinuations, request, "continuations")
-
-    async def get_continuation(self, continuation_id: str) -> continuation_pb2.Continuation:
-        request = continuation_pb2.GetContinuationRequest(continuation_id=continuation_id)
-        return (await self._unary(self._continuations.GetContinuation, request)).continuation
-
-    async def plan_continuation(
-        self, provider_id: str, *, at: float | None = None
-    ) -> continuation_pb2.PlanContinuationResponse:
-        return await self._unary(self._continuations.PlanContinuation, plan_request(provider_id, at))
-
-    # Inventory
-
-    def list_inventory(
-        self, *, filter: str = "", page_size: int = 100
-    ) -> AsyncIterator[inventory_pb2.InventoryEntry]:
-        request = inventory_pb2.ListInventoryRequest(filter=filter, page_size=page_size)
-        return self._pages(self._inventory.ListInventory, request, "entries")
-
-    async def scan_provider(self, provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> list[str]:
-        request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
-        return list((await self._unary(self._inventory.ScanProvider, request)).signature_ids)
-
-    # Policies
-
-    async def get_policy(self, scope: str, name: str = "") -> policy_pb2.Policy:
-        return (await self._unary(self._policies.GetPolicy, get_request(scope, name))).policy
-
-    def list_policies(self, *, page_size: int = 100) -> AsyncIterator[policy_pb2.Policy]:
-        request = policy_pb2.ListPoliciesRequest(page_size=page_size)
-        return self._pages(self._policies.ListPolicies, request, "policies")
-
-    async def set_policy(self, scope: str, name: str, document: Mapping[str, Any]) -> policy_pb2.Policy:
-        return (await self._unary(self._policies.SetPolicy, set_request(scope, name, document))).policy
-
-    async def delete_policy(self, scope: str, name: str) -> None:
-        await self._unary(self._policies.DeletePolicy, delete_request(scope, name))
-
-    async def test_policy(
-        self, *, environment: str, raw: Mapping[str, str], user: str = "", groups: Sequence[str] = ()
-    ) -> policy_pb2.TestPolicyResponse:
-        request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
-        return await self._unary(self._policies.TestPolicy, request)
-
-    # Views
-
-    async def save_view(self, name: str, *, resource: str = "jobs", filter: str = "",
-                        order_by: str = "") -> view_pb2.View:
-        return (await self._unary(self._views.SaveView, save_request(name, resource, filter, order_by))).view
-
-    async def get_view(self, name: str) -> view_pb2.View:
-        return (await self._unary(self._views.GetView, view_pb2.GetViewRequest(name=name))).view
-
-    async def list_views(self) -> list[view_pb2.View]:
-        return list((await self._unary(self._views.ListViews, view_pb2.ListViewsRequest())).views)
-
-    async def delete_view(self, name: str) -> None:
-        await self._unary(self._views.DeleteView, view_pb2.DeleteViewRequest(name=name))
-
-    # Conflicts
-
-    def list_conflict_rules(self, *, page_size: int = 100) -> AsyncIterator[conflict_pb2.ConflictRule]:
-        request = conflict_pb2.ListConflictRulesRequest(page_size=page_size)
-        return self._pages(self._conflicts.ListConflictRules, request, "rules")
-
-    async def create_conflict_rule(
-        self, rule: conflict_pb2.ConflictRule | Mapping[str, Any]
-    ) -> conflict_pb2.ConflictRule:
-        return (await self._unary(self._conflicts.CreateConflictRule, create_request(rule))).rule
-
-    async def delete_conflict_rule(self, name: str) -> None:
-        await self._unary(self._conflicts.DeleteConflictRule, conflict_pb2.DeleteConflictRuleRequest(name=name))
-
-    async def check_conflicts(
-        self, *, job_id: str = "", spec: job_pb2.JobSpec | Mapping[str, Any] | None = None
-    ) -> conflict_pb2.CheckConflictsResponse:
-        return await self._unary(self._conflicts.CheckConflicts, check_request(job_id, spec))
-
-    async def suggest_conflicts(self, *, min_failures: int = 0) -> list[conflict_pb2.ConflictSuggestion]:
-        request = conflict_pb2.SuggestConflictsRequest(min_failures=min_failures)
-        return list((await self._unary(self._conflicts.SuggestConflicts, request)).suggestions)
-
-    # Security
-
-    async def create_token(
-        self,
-        role: str | int,
-        *,
-        user: str = "",
-        groups: Iterable[str] = (),
-        ttl: float | timedelta = 0,
-        uses: int = 0,
-        name_prefix: str = "",
-    ) -> security_pb2.CreateTokenResponse:
-        request = token_request(role, user=user, groups=groups, ttl=ttl, uses=uses, name_prefix=name_prefix)
-        return await self._unary(self._security.CreateToken, request)
-
-    def list_tokens(self, *, page_size: int = 100) -> AsyncIterator[security_pb2.Token]:
-        return self._pages(self._security.ListTokens, security_pb2.ListTokensRequest(page_size=page_size), "tokens")
-
-    async def revoke_token(self, token_id: str) -> security_pb2.Token:
-        request = security_pb2.RevokeTokenRequest(token_id=token_id)
-        return (await self._unary(self._security.RevokeToken, request)).token
-
-    def list_audit_records(
-        self, *, filter: str = "", page_size: int = 100
-    ) -> AsyncIterator[security_pb2.AuditRecord]:
-        request = security_pb2.ListAuditRecordsRequest(filter=filter, page_size=page_size)
-        return self._pages(self._security.ListAuditRecords, request, "records")
-
-    async def get_authority(self) -> security_pb2.GetAuthorityResponse:
-        return await self._unary(self._security.GetAuthority, security_pb2.GetAuthorityRequest())
-
-    async def whoami(self) -> security_pb2.WhoAmIResponse:
-        return await self._unary(self._security.WhoAmI, security_pb2.WhoAmIRequest())
-
-    # Plumbing
-
-    async def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+    async def _invoke(self, call: Unary[Any] | Paged[Any], request: Any) -> Any:
         with rpc_errors():
-            return await method(request, timeout=self.timeout)
+            return await self._stubs.method(call)(request, timeout=self.timeout)
 
-    async def _pages(self, method: Callable[..., Any], request: Any, field: str) -> AsyncIterator[Any]:
+    async def _unary(self, call: Unary[T]) -> T:
+        pauses = self.retry.pauses()
         while True:
-            response = await self._unary(method, request)
-            for item in getattr(response, field):
+            try:
+                return call.result(await self._invoke(call, call.request))
+            except JobplaneError as error:
+                pause = next_pause(pauses, error, call.request) if call.retried else None
+                if pause is None:
+                    raise
+            await asyncio.sleep(pause)
+
+    async def _pages(self, call: Paged[T]) -> AsyncIterator[T]:
+        while True:
+            response = await self._invoke(call, call.request)
+            for item in getattr(response, call.field):
                 yield item
             if not response.next_page_token:
                 return
-            request.page_token = response.next_page_token
+            call.request.page_token = response.next_page_token
+
+    async def _events(self, call: Watch) -> AsyncIterator[event_pb2.Event]:
+        deadline = Deadline(call.timeout)
+        last = call.after_event_id
+        while True:
+            stream = self._stubs.method(call)(call.request_after(last), timeout=deadline.remaining())
+            try:
+                with rpc_errors():
+                    async for response in stream:
+                        for event in response.events:
+                            last = event.id
+                            yield event
+                return
+            except ResourceExhausted as exc:
+                if not fell_behind(exc):
+                    raise  # another limit (e.g. too many streams): retrying at once would only spin
+                log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+            finally:
+                stream.cancel()
+
+
+class Connecting:
+    """What `AsyncClient.connect` returns: await it for the client, or `async with` it to have
+    the client closed at the end of the block."""
+
+    def __init__(self, open_client: Callable[[], AsyncClient]) -> None:
+        self._open_client = open_client
+        self._client: AsyncClient | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncClient]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncClient:
+        self._client = await self._open()
+        return self._client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def _open(self) -> AsyncClient:
+        return self._open_client()

@@ -21,6 +21,7 @@ from jobplane.client.local import (
     exit_report,
     sigterm_as_interrupt,
 )
+from jobplane.files import write_atomic
 
 EXIT_PLANE_FAILED = EXIT_JOB_FAILED  # "what you asked for did not work"
 
@@ -107,9 +108,7 @@ def up_state(plane: LocalPlane) -> dict:
 
 
 def _write_state(path: Path, state: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state) + "\n")
-    temporary.replace(path)  # readers never see half a file
+    write_atomic(path, json.dumps(state) + "\n", durable=False)  # readers never see half a file
 
 
 def _banner(plane: LocalPlane, state_path: Path) -> str:

@@ -6,8 +6,6 @@ certificate's identity; the name in the CSR is only a courtesy to whoever reads 
 
 from __future__ import annotations
 
-import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from jobplane.files import write_atomic
 
 
 def make_key_and_csr(name: str) -> tuple[bytes, bytes]:
@@ -31,17 +31,7 @@ def write_private(path: Path, data: bytes) -> None:
     """Replace `path` atomically with `data` in a file created 0600, never readable by others."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=0o600)
 
 
 def cert_lifetime(cert_pem: bytes) -> tuple[datetime, datetime]:

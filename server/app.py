@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from jobplane.files import write_atomic
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
@@ -195,9 +195,7 @@ class Server:
         hosts = [h for h in (self.config.listen.rsplit(":", 1)[0], self.config.agent_address.rsplit(":", 1)[0],
                              socket.gethostname(), *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
         self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])
-        tmp = self.ca_bundle.with_name(CA_BUNDLE_FILE + ".tmp")
-        tmp.write_bytes(authority.trust_bundle())
-        os.replace(tmp, self.ca_bundle)
+        write_atomic(self.ca_bundle, authority.trust_bundle(), durable=False)
         return authority
 
     def _listen(self) -> tuple[int, int]:
@@ -251,9 +249,8 @@ class Server:
         path = self.config.address_file
         if path is None:
             return
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.address + "\n" + (self.agent_address + "\n" if not self.config.insecure else ""))
-        os.replace(tmp, path)
+        write_atomic(path, self.address + "\n" + (self.agent_address + "\n" if not self.config.insecure else ""),
+                     durable=False)
 
     async def wait(self) -> None:
         """Until the server stops (after a database failure too: it stays up to say why)."""

@@ -8,9 +8,7 @@ Identity lives in one place, the SAN URI `jobplane://<role>/<identity>` that `si
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from jobplane.files import write_atomic
 
 CA_LIFETIME = timedelta(days=3650)
 SERVER_LIFETIME = timedelta(days=365)
@@ -183,26 +183,13 @@ def identity_of(cert_der_or_pem: bytes) -> tuple[str, str, int]:
 
 def write_private(path: Path, data: bytes) -> None:
     """Write `data` atomically to a file created 0600, so a key is never readable by others."""
-    _write_atomic(Path(path), data, 0o600)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, data, mode=0o600)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=0o644)
 
 
 def _create_ca(directory: Path, common_name: str) -> None:

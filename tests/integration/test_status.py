@@ -1,4 +1,5 @@
-"""Normalized status with a real server: lateness on time, and an external scheduler's raw
+"""Normalized status with a real server: jobs marked late once past their deadlines (never
+before; how soon after is a figure of bench/lateness.py), and an external scheduler's raw
 statuses walking through mainframe-like values."""
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ def first_event(cluster, job_id, wanted, timeout=30):
     raise AssertionError("the job ended without the wanted event")
 
 
-def test_a_job_not_started_in_time_is_late_to_start_within_a_second(cluster):
+def test_a_job_not_started_in_time_is_late_to_start(cluster):
     job = cluster.client.submit_job({"name": "late", "wait_for_providers": True, "max_wait": 1,
                                      "tasks": [{"name": "t", "command": ["true"]}]})
     event = first_event(cluster, job.id, lambda e: e.kind == JOB and e.status == LATE_TO_START)
-    deadline = seconds(job.submit_time) + 1
-    assert 0 <= seconds(event.time) - deadline < 1.0, "on time, as an event"
+    assert seconds(event.time) >= seconds(job.submit_time) + 1, "never before its deadline"
     assert cluster.client.get_job(job.id).status == LATE_TO_START
     cluster.client.cancel_job(job.id)
 
@@ -42,7 +42,8 @@ def test_a_job_still_running_past_its_runtime_is_running_late(cluster):
                                      "tasks": [{"name": "t", "command": ["sleep", "30"]}]})
     started = first_event(cluster, job.id, lambda e: e.kind == JOB and e.status == RUNNING)
     late = first_event(cluster, job.id, lambda e: e.kind == JOB and e.status == RUNNING_LATE)
-    assert 0 <= seconds(late.time) - (seconds(started.time) + 1) < 1.0
+    assert seconds(late.time) >= seconds(started.time) + 1, "never before its deadline"
+    assert cluster.client.get_job(job.id).status == RUNNING_LATE
     cluster.client.cancel_job(job.id)
 
 

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from support import pid_alive, wait_until
+from support import jobplane, pid_alive, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def jobplane(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobplane.client.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

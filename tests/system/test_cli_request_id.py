@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
-
-def jobplane(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobplane.client.cli", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env})
+from support import jobplane
 
 
 def test_submit_with_a_request_id_twice_makes_one_job(sqlite_cluster, tmp_path):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from support import wait_until
-from test_cli import jobplane
+from support import jobplane, wait_until
 
 ON_HOLD = 7
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_agent_external import AWAITING, ENDED, EXECUTING, JOB_ID, Scheduler
-from test_agent_link import FINISHED, STARTED, with_agent
+from support_scheduler import AWAITING, ENDED, EXECUTING, JOB_ID, Scheduler
+from support_standin import FINISHED, STARTED, with_agent
 
 from jobplane.agent.external_record import (ExternalRecord, SavedSpec, read_record,
                                             write_record)

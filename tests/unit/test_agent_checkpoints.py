@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support import wait_until
-from test_agent_link import DEADLINE, FINISHED, StandIn, with_agent
+from support_standin import DEADLINE, FINISHED, StandIn, with_agent
 
 from jobplane.agent.checkpoint import CHECKPOINT_FILE_ENV
 from jobplane.agent.checkpoint_files import CheckpointFiles

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_agent_link import DEADLINE, with_agent
+from support_standin import DEADLINE, with_agent
 
 from jobplane.agent.facts import live_facts
 from jobplane.agent.main import config_from_args, parse_args

@@ -53,7 +53,7 @@ HOLDER = textwrap.dedent("""
         keeper.set_grace(float(grace))
         try:
             result = await run(keeper)
-            print("result", result.outcome.value, result.exit_code, result.stdout_tail, flush=True)
+            print("result", result.outcome.name.lower(), result.exit_code, result.stdout_tail, flush=True)
         except AttemptLost as exc:
             print("lost:", exc, flush=True)
         await keeper.close()

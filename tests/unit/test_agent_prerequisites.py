@@ -10,7 +10,7 @@ from pathlib import Path
 from jobplane.agent.prerequisites import ScanQueue, signature_dict
 from jobplane.agent.scan import ScanLimits
 from jobplane.v1 import provider_pb2
-from test_agent_link import DEADLINE, FINISHED, STARTED, struct, to_scan, with_agent
+from support_standin import DEADLINE, FINISHED, STARTED, struct, to_scan, with_agent
 
 # A scan that waits for the test must not be cut short by its limits.
 PATIENT = ScanLimits(timeout=DEADLINE, version_timeout=DEADLINE)

@@ -23,7 +23,7 @@ from typing import TypeVar
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from test_agent_link import DEADLINE, FINISHED, STARTED, StandIn, with_agent
+from support_standin import DEADLINE, FINISHED, STARTED, StandIn, with_agent
 
 from jobplane.agent import Agent, AgentConfig
 from jobplane.agent.credentials import MutualTLS

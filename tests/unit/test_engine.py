@@ -1,37 +1,17 @@
 """The engine's rules, driven directly: placement, slots, order, retries, fencing, loss."""
 
 import pytest
+from support_engine import assigned, cmd, engine, provider
 
-from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
-    Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
+    Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskState)
 from jobplane.server.errors import AlreadyExists, FailedPrecondition, PermissionDenied
-
-
-def engine():
-    e = Engine(EngineConfig(reconnect_grace=1.0))
-    e.begin(100.0)
-    return e
-
-
-def provider(e, name, slots=2, labels=None, running=(), standby=False):
-    e.connect(Hello(name, {}, labels or {}, slots, 1.0, tuple(running), standby), conn_id=hash(name) & 0xFFFF)
-    e.ready_signal(name, hash(name) & 0xFFFF)
-    return hash(name) & 0xFFFF
 
 
 def submit(e, *tasks, priority=0, name="job", wait=False):
     spec = JobSpec(name, priority, {}, tuple(tasks), wait_for_providers=wait)
     return e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
-
-
-def cmd(name, **kw):
-    return TaskSpec(name, command=("true",), **kw)
-
-
-def assigned(cs):
-    return {p: [(t.name, n) for t, n in items] for p, items in cs.assignments.items()}
 
 
 def finish(e, name, conn, task_name, outcome=Outcome.SUCCEEDED, attempt=1, exit_code=0):

@@ -3,7 +3,7 @@ goodbye, revoked, overdue) while its job may still run continues at once as an a
 adopts the job by its id, and the old attempt is told to leave the job running. A job whose id
 the server never heard of, or that ended, is submitted again as before."""
 
-from test_engine_fences import GRACE, KILL, assigned, engine, run_timers
+from support_engine import GRACE, KILL, assigned, engine, run_timers
 
 from jobplane.server.domain.adoption import JOB_ID_MAX
 from jobplane.server.domain.extract import extract_tasks

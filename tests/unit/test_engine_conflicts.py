@@ -14,7 +14,7 @@ from jobplane.server.domain.model import (
 from jobplane.server.domain.windows import Window
 from jobplane.server.errors import FailedPrecondition, InvalidArgument
 
-from test_engine import assigned, cmd, provider
+from support_engine import assigned, cmd, provider
 
 T0 = 1_764_000_000.0  # a fixed "now"
 

@@ -2,20 +2,13 @@
 may still run (the agent's keeper promise, stop confirmations), gives agents a restart grace
 sized from their reconnect backoff, and hands on a stopping agent's work instead of failing it."""
 
-from jobplane.server.domain.engine import Engine, EngineConfig
+from support_engine import GRACE, KILL, assigned, engine, run_timers
+
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.fences import MARGIN, Fence
 from jobplane.server.domain.model import (
     Hello, JobSpec, JobState, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
 from jobplane.server.domain.state import AttemptRt, JobRt, ProviderRt, TaskRt
-
-GRACE, KILL = 1.0, 0.5  # the server's reconnect grace; the agents' promised kill deadline
-
-
-def engine(now: float = 100.0, **config) -> Engine:
-    e = Engine(EngineConfig(reconnect_grace=GRACE, **config))
-    e.begin(now)
-    return e
 
 
 def connect(e, name, conn, slots=1, running=(), kill_deadline=KILL, backoff_cap=2.0):
@@ -27,19 +20,6 @@ def connect(e, name, conn, slots=1, running=(), kill_deadline=KILL, backoff_cap=
 def submit(e, *names, max_attempts=1, **task):
     spec = JobSpec("job", 0, {}, tuple(TaskSpec(n, command=("true",), **task) for n in names))
     return e.submit(spec, extract_tasks(spec, max_tasks=100, default_max_attempts=max_attempts))
-
-
-def assigned(cs):
-    return {p: [(t.name, n) for t, n in items] for p, items in cs.assignments.items()}
-
-
-def run_timers(e, cs, since, now):
-    """Let time pass to `now` and fire the timers `cs` set at `since` that are due by then."""
-    e.begin(now)
-    for delay, op in sorted(cs.timers, key=lambda t: t[0]):
-        if since + delay <= now:
-            op(e)
-    return e.take_changes()
 
 
 def started_on_a(e):
