@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -33,6 +34,21 @@ def jobplane(*args: str, env: dict | None = None, timeout: float = 60) -> subpro
 
 
 def free_port() -> int:
+    """A free port for a server that must listen on it again after a restart: outside the
+    kernel's ephemeral range, so no outgoing connection can take it as its source port while
+    the server is down (which made a restart fail with "Address already in use" under load)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
