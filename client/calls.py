@@ -7,7 +7,7 @@ apart; a call is added or changed here, once. A definition returns one of three 
 and its return annotation says which (the clients bind by it):
 
 - `Unary`: one request, one response; `result` is what the caller gets from the response.
-  `retried` marks the one call tried again on UNAVAILABLE/DEADLINE_EXCEEDED (submit, with its
+  `retried` marks the one call tried again when the way to the server failed (submit, with its
   request id: retry.py).
 - `Paged`: a List call; the client asks page after page and yields the items of `field`.
 - `Watch`: an event stream, endless unless `timeout`; when the server cuts the watcher off for
