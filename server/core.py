@@ -135,9 +135,17 @@ class Core:
         return tuple(rule for _, rule in sorted(self.engine.conflict_rules.items()))
 
     def heartbeat(self, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
-        """A provider's heartbeat, as an op like any change: it changes nothing persisted, so a
-        batch of heartbeats commits nothing (ChangeSet.persisted)."""
-        self.enqueue(lambda engine: engine.heartbeat(provider_id, conn_id, facts))
+        """A provider's heartbeat, applied in a batch like any change (it changes nothing that is
+        persisted, so a batch of heartbeats commits nothing): the provider was heard from, and
+        new live facts may let work with runtime conditions start."""
+        self.enqueue(lambda engine: _heard(engine, provider_id, conn_id, facts))
+
+
+def _heard(engine: Engine, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
+    engine.report(provider_id, conn_id, [])  # no reports: only its last-seen time
+    provider = engine.providers.get(provider_id)
+    if provider is not None and facts != provider.live:
+        engine.live_facts(provider_id, conn_id, facts)
 
 
 def _provider_view(p) -> ProviderView:

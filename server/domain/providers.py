@@ -87,17 +87,6 @@ class ProviderRules:
                 self._set_provider(provider, ProviderState.STANDBY if standby else ProviderState.ACTIVE,
                                    "ready: standing by" if standby else "ready: taking work")
 
-    def heartbeat(self, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
-        """The provider is alive: its last-seen time and live facts are kept (not persisted, so a
-        batch of heartbeats commits nothing); new facts are a dispatch round only when queued
-        work has runtime conditions (live_facts)."""
-        provider = self.providers.get(provider_id)
-        if provider is None or provider.conn_id != conn_id:
-            return
-        provider.last_seen = self.now
-        if facts != provider.live:
-            self.live_facts(provider_id, conn_id, facts)
-
     def disconnect(self, provider_id: str, conn_id: int) -> None:
         provider = self.providers.get(provider_id)
         if provider is None or provider.conn_id != conn_id:

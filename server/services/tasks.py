@@ -33,7 +33,7 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         if not job_id_text:
             return None
         job_id = convert.parse_id("job_id", job_id_text, "job")
-        if await self.d.read(self.d.reads.get_job, job_id, visible_owner()) is None:
+        if not await self.d.read(self.d.reads.has_job, job_id, visible_owner()):
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
         return job_id
 

@@ -12,7 +12,7 @@ from jobplane.v1 import view_pb2, view_pb2_grpc
 from ..domain.limits import MAX_FILTER, MAX_ORDER_BY, check_text, shown
 from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
-from ..store.queries import check_query
+from ..store.reads import check_query
 from ..store.records import SavedView
 from ..store.views import ViewStore
 from . import convert

@@ -90,14 +90,8 @@ def task_query(text: str, order_text: str, now: float, personal: bool = False, o
     query = compile_query(TASK_FIELDS, TASK_COLUMNS, text, order_text, now, personal,
                           special={"owner": tasks_of_owner})
     if job_id is not None:
-        return query.narrowed(TaskRow.job == job_id)
+        query = query.narrowed(TaskRow.job == job_id)
     return query if owner is None else query.narrowed(visible_tasks(owner))
-
-
-def check_query(resource: str, text: str, order_text: str) -> None:
-    """Raise InvalidArgument (naming filter or order_by) unless `text` and `order_text` are a
-    filter and an order of `resource` ("jobs" or "tasks"), as a saved view must be."""
-    (job_query if resource == "jobs" else task_query)(text, order_text, 0.0)
 
 
 def audit_query(text: str) -> Query:

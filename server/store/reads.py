@@ -34,6 +34,12 @@ class Reads:
         row = JobRow.get_or_none(cond if owner is None else cond & (JobRow.owner == owner))
         return None if row is None else JobView.from_row(row)
 
+    @staticmethod
+    def has_job(job_id: int, owner: str | None = None) -> bool:
+        """Whether the job exists (and, with `owner`, is that identity's)."""
+        cond = JobRow.id == job_id
+        return JobRow.select(JobRow.id).where(cond if owner is None else cond & (JobRow.owner == owner)).exists()
+
     def list_jobs(self, filter_text: str, order_by: str, token: str, size: int, *, owner: str | None = None,
                   status_of: StatusOf | None = None, measure: Measure | None = None,
                   max_bytes: int = PAGE_BYTES) -> Page[JobView]:
@@ -102,7 +108,7 @@ class Reads:
         """The task with its attempts; None if there is none (or, with `owner`, its job is not
         that identity's)."""
         row = TaskRow.get_or_none(TaskRow.id == task_id)
-        if row is None or self.get_job(row.job, owner) is None:
+        if row is None or not self.has_job(row.job, owner):
             return None
         return TaskView.from_row(row, tuple(self.attempts_of([task_id])[task_id]))
 
@@ -200,6 +206,12 @@ class Reads:
             return [AuditView.from_row(r) for r in q.order_by(AuditRow.id.desc()).limit(limit)]
 
         return page(Source(fetch, lambda view, key: getattr(view, key)), query, token, size)
+
+
+def check_query(resource: str, text: str, order_text: str) -> None:
+    """Raise InvalidArgument (naming filter or order_by) unless `text` and `order_text` are a
+    filter and an order of `resource` ("jobs" or "tasks"), as a saved view must be."""
+    (job_query if resource == "jobs" else task_query)(text, order_text, time.time())
 
 
 # ----- what a filter key reads from a view -------------------------------------------
