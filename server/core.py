@@ -15,6 +15,7 @@ from .domain.engine import Engine
 from .domain.changes import ChangeSet
 from .errors import EngineFailure, JobplaneError, StoreFailure
 from .events import EventHub
+from .store.records import ConflictRule, InventoryView, ProviderView
 from .store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -111,3 +112,45 @@ class Core:
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
+
+    # ----- read-only snapshots of live state ---------------------------------------------
+    # Services read the engine only through these (frozen copies, never the engine's objects);
+    # every change goes through an op.
+
+    def providers_view(self) -> tuple[ProviderView, ...]:
+        """Every provider the engine knows, by id, as it is now."""
+        return tuple(_provider_view(p) for _, p in sorted(self.engine.providers.items()))
+
+    def provider_view(self, provider_id: str) -> ProviderView | None:
+        provider = self.engine.providers.get(provider_id)
+        return None if provider is None else _provider_view(provider)
+
+    def stream_of(self, provider_id: str) -> int:
+        """The id of the provider's live stream, where what is for it is sent (0: none)."""
+        provider = self.engine.providers.get(provider_id)
+        return provider.conn_id if provider is not None else 0
+
+    def conflict_rules(self) -> tuple[ConflictRule, ...]:
+        """The conflict matrix, by name (the rules are frozen)."""
+        return tuple(rule for _, rule in sorted(self.engine.conflict_rules.items()))
+
+    def heartbeat(self, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
+        """A provider's heartbeat, applied in a batch like any change (it changes nothing that is
+        persisted, so a batch of heartbeats commits nothing): the provider was heard from, and
+        new live facts may let work with runtime conditions start."""
+        self.enqueue(lambda engine: _heard(engine, provider_id, conn_id, facts))
+
+
+def _heard(engine: Engine, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
+    engine.report(provider_id, conn_id, [])  # no reports: only its last-seen time
+    provider = engine.providers.get(provider_id)
+    if provider is not None and facts != provider.live:
+        engine.live_facts(provider_id, conn_id, facts)
+
+
+def _provider_view(p) -> ProviderView:
+    inventory = tuple(InventoryView(p.id, sid, e.description, e.present, dict(e.details), e.reason, e.scan_time,
+                                    e.expires, e.source) for sid, e in sorted(p.inventory.items()))
+    return ProviderView(p.id, p.state, dict(p.facts), dict(p.labels), p.slots, len(p.in_flight), p.heartbeat,
+                        p.connect_time, p.last_seen, bool(p.conn_id), p.containment, p.kill_deadline,
+                        p.grace_until, p.backoff_cap, inventory)

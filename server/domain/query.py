@@ -1,5 +1,5 @@
-"""The filter and sort grammar of jobs, tasks and events (ListJobs, ListTasks, SummarizeJobs,
-WatchEvents and saved views).
+"""The language of List calls: the one filter grammar (every List with a `filter`, WatchEvents
+and saved views), the sort order, and the page tokens.
 
     filter = term { ["AND"] term }         all terms must hold
     term   = key op value
@@ -13,27 +13,39 @@ names in any case. Time keys take an RFC 3339 time or date (`2026-11-21T09:00:00
 
     status=FAILURE,UNKNOWN environment=external raw.queue=PRINT submitted>=-1d
 
+Each list says which keys it takes and what their values are (a dict of Field); a list
+whose records are few (providers, inventory) checks the terms on them, one with a table
+(jobs, tasks, audit records, continuations) has the store turn them into SQL.
+
 Sort: `order_by = key {"," key}`, each key optionally prefixed by "-" for descending.
+
+Pages: `page_token` is opaque to callers: a tag and a number (an id to continue after, or an
+offset), base64-encoded. `Page` is one page of any list.
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import IntEnum
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from ..errors import InvalidArgument
-from .limits import MAX_FILTER, MAX_NUMBER, MAX_ORDER_BY, check_text, shown
+from .limits import MAX_FILTER, MAX_ID, MAX_NUMBER, MAX_ORDER_BY, check_text, shown
+
+T = TypeVar("T")
 
 OPS = ("!=", "<=", ">=", "=", "<", ">")
 ORDERING = ("<", "<=", ">", ">=")
 PREFIXES = ("label.", "raw.")
 _DURATION = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+# A key: a name, or label.KEY / raw.KEY where KEY is anything up to an operator (labels are free text).
+_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_\-]*(?:\.[^\s=!<>,"]+)?')
 
 
 @dataclass(frozen=True)
@@ -240,3 +252,39 @@ def parse_order(text: str, fields: dict[str, Field]) -> list[tuple[str, bool]]:
 def matches_all(terms: list[Term], get: Callable[[str], object]) -> bool:
     """Whether every term holds for the record whose values `get(key)` returns."""
     return all(term.matches(get(term.key)) for term in terms)
+
+
+# ----- pages -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list, and the token of the next ("" at the end)."""
+
+    items: list[T] = field(default_factory=list)
+    next_page_token: str = ""
+
+
+def encode_token(kind: str, value: int) -> str:
+    """A page token: `kind` says what `value` is (e.g. "jp1" an id or offset, "jp2" a sorted offset)."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
+
+
+def decode_token(token: str, kind: str) -> int | None:
+    """The value of a token `encode_token(kind, ...)` made; None for no token (the first page)."""
+    if not token:
+        return None
+    try:
+        tag, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if tag == kind and value.isascii() and value.isdigit() and int(value) <= MAX_ID:
+            return int(value)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument("page_token", "not a token from a previous response with the same filter and order_by; "
+                                        "pass next_page_token as returned")
+
+
+def page_of(items: Sequence[T], token: str, size: int) -> Page[T]:
+    """A page of a list held whole (providers, rules, policies, tokens): by offset."""
+    start = decode_token(token, "jp1") or 0
+    more = len(items) > start + size
+    return Page(list(items[start:start + size]), encode_token("jp1", start + size) if more else "")

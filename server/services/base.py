@@ -1,22 +1,24 @@
-"""What every servicer shares: domain errors to status codes, reads off the loop, paging."""
+"""What every servicer shares: domain errors to status codes, reads off the loop, page sizes,
+who the caller may see, and the repositories it reads through (Deps)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
 from ..core import Core
 from ..errors import InvalidArgument, JobplaneError, details
-from ..domain.limits import MAX_ID, PAGE_BYTES, shown
+from ..domain.limits import PAGE_BYTES, shown
 from ..events import EventHub
 from ..security.policy import current_caller
+from ..store.conflicts import ConflictStore
+from ..store.reads import Reads
 from ..store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,12 @@ def may_see(owner: str) -> bool:
     """Tenancy: whether the caller may see a job owned by `owner` (else it is NOT_FOUND to them)."""
     caller = current_caller.get()
     return caller.sees_all_jobs() or owner == caller.identity
+
+
+def visible_owner() -> str | None:
+    """Tenancy as a read's scope: the one owner whose jobs the caller sees, None for all."""
+    caller = current_caller.get()
+    return None if caller.sees_all_jobs() else caller.identity
 
 
 def status_code(exc: JobplaneError) -> grpc.StatusCode:
@@ -70,16 +78,26 @@ def check_no_nul(message: Message, path: str = "") -> None:
 
 
 class Deps:
-    """What a servicer needs from the server: the core, the store, the event hub, readers."""
+    """What a servicer needs from the server: the core (ops, and snapshots of live state), the
+    repositories it reads through (`reads`, `conflicts`: frozen views, never rows), the event
+    hub, the reader threads and the configuration. `store` is only what the repositories
+    default to."""
 
-    def __init__(self, core: Core, store: Store, hub: EventHub, readers: ThreadPoolExecutor, config) -> None:
+    def __init__(self, core: Core, store: Store, hub: EventHub, readers: ThreadPoolExecutor, config, *,
+                 reads: Reads | None = None, conflicts: ConflictStore | None = None) -> None:
         self.core = core
-        self.store = store
         self.hub = hub
         self.readers = readers
         self.config = config
+        self.reads = reads if reads is not None else store.reads
+        self.conflicts = conflicts if conflicts is not None else ConflictStore(store.db)
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
+
+    def status_of(self):
+        """The caller's own normalization (convert.StatusOf), or None when the default policy is
+        all it has, so stored statuses are its statuses."""
+        return self.policies.status_of(current_caller.get()) if self.policies is not None else None
 
     @property
     def page_bytes(self) -> int:
@@ -97,18 +115,25 @@ def page_size(value: int) -> int:
     return min(value or DEFAULT_PAGE, MAX_PAGE)
 
 
-def encode_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"jp1:{last_id}".encode()).decode()
+M = TypeVar("M")
 
 
-def decode_token(token: str) -> int | None:
-    if not token:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        tag, _, value = text.partition(":")
-        if tag == "jp1" and value.isascii() and value.isdigit() and int(value) <= MAX_ID:
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidArgument("page_token", "not a token from a previous response; pass next_page_token as returned")
+class Converted(Generic[M]):
+    """Views converted to messages once each: `size` measures a view as it will be sent (the
+    store stops a page at a byte budget), `messages` gives the page's messages."""
+
+    def __init__(self, convert: Callable[[Any], M]) -> None:
+        self._convert = convert
+        self._done: dict[int, tuple[Any, M]] = {}  # id(view) -> (view, its message)
+
+    def size(self, view: Any) -> int:
+        message = self._convert(view)
+        self._done[id(view)] = (view, message)
+        return message.ByteSize()
+
+    def messages(self, views: list) -> list[M]:
+        return [self._message(v) for v in views]
+
+    def _message(self, view: Any) -> M:
+        done = self._done.get(id(view))
+        return done[1] if done is not None and done[0] is view else self._convert(view)

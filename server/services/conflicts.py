@@ -13,10 +13,10 @@ from jobplane.v1 import conflict_pb2, conflict_pb2_grpc
 from ..domain.conflicts import EXCLUSIVE, ConflictRule, Selector, check_rule
 from ..domain.limits import MAX_NAME, check_map, check_text
 from ..errors import InvalidArgument, NotFound
+from ..domain.query import page_of
 from ..security.policy import current_caller
-from ..store.conflicts import ConflictStore
 from . import convert
-from .base import Deps, decode_token, encode_token, may_see, page_size, rpc
+from .base import Deps, page_size, rpc, visible_owner
 from .jobs import prepare
 
 DEFAULT_MIN_FAILURES = 3
@@ -47,16 +47,12 @@ def rule_to_proto(r: ConflictRule) -> conflict_pb2.ConflictRule:
 class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
-        self._store = ConflictStore(deps.store.db)
 
     @rpc
     async def ListConflictRules(self, request, context):
-        size = page_size(request.page_size)
-        offset = decode_token(request.page_token) or 0
-        rules = sorted(self.d.core.engine.conflict_rules.values(), key=lambda r: r.name)
-        token = encode_token(offset + size) if len(rules) > offset + size else ""
-        return conflict_pb2.ListConflictRulesResponse(rules=[rule_to_proto(r) for r in rules[offset:offset + size]],
-                                                      next_page_token=token)
+        page = page_of(self.d.core.conflict_rules(), request.page_token, page_size(request.page_size))
+        return conflict_pb2.ListConflictRulesResponse(rules=[rule_to_proto(r) for r in page.items],
+                                                      next_page_token=page.next_page_token)
 
     @rpc
     async def CreateConflictRule(self, request, context):
@@ -77,9 +73,10 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
         which = request.WhichOneof("job")
         if which == "job_id":
             job_id = convert.parse_id("job_id", request.job_id, "job")
-            owner, spec = await self.d.read(self._stored_spec, job_id)
-            if owner is None or not may_see(owner):
+            job = await self.d.read(self.d.reads.get_job, job_id, visible_owner())
+            if job is None:
                 raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+            spec = job.spec
         elif which == "spec":
             job_id, (spec, _) = None, await asyncio.to_thread(prepare, request.spec, self.d.config)
         else:
@@ -90,17 +87,12 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
             blockers=[conflict_pb2.ConflictBlocker(job_id=j, job_name=n, rule=r, reason=why)
                       for j, n, r, why in blockers])
 
-    def _stored_spec(self, job_id: int):
-        """(owner, spec) of a stored job, or (None, None)."""
-        row = self.d.store.get_job(job_id)
-        return (None, None) if row is None else (row.owner, convert.load_job_spec(row.spec))
-
     @rpc
     async def SuggestConflicts(self, request, context):
         if request.min_failures < 0:
             raise InvalidArgument("min_failures", "must be >= 0 (0 = 3)")
-        rows = await self.d.read(self._store.overlaps, request.min_failures or DEFAULT_MIN_FAILURES)
-        rules = list(self.d.core.engine.conflict_rules.values())
+        rows = await self.d.read(self.d.conflicts.overlaps, request.min_failures or DEFAULT_MIN_FAILURES)
+        rules = list(self.d.core.conflict_rules())
         return conflict_pb2.SuggestConflictsResponse(suggestions=[
             conflict_pb2.ConflictSuggestion(class_a=r.class_a, class_b=r.class_b, failures=r.failures,
                                             last_time=convert.ts(r.last_time), command=_command(r.class_a, r.class_b))

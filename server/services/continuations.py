@@ -9,11 +9,10 @@ import grpc
 
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc
 
-from ..domain.filters import parse_filter
 from ..domain.model import EventKind
 from ..errors import InvalidArgument, NotFound
 from . import convert
-from .base import Deps, decode_token, encode_token, page_size, rpc
+from .base import Deps, page_size, rpc
 from .watch import stream_events
 
 
@@ -24,21 +23,17 @@ class ContinuationService(continuation_pb2_grpc.ContinuationServiceServicer):
     @rpc
     async def ListContinuations(self, request, context):
         size = page_size(request.page_size)
-        before = decode_token(request.page_token)
-        terms = parse_filter(request.filter, {"provider": None})
-        provider = next((t.value for t in terms if t.key == "provider"), None)
-        rows = await self.d.read(self.d.store.list_continuations, provider, before, size + 1)
-        token = encode_token(rows[size - 1][0].id) if len(rows) > size else ""
+        page = await self.d.read(self.d.reads.list_continuations, request.filter, request.page_token, size)
         return continuation_pb2.ListContinuationsResponse(
-            continuations=[convert.continuation_to_proto(r, t) for r, t in rows[:size]], next_page_token=token)
+            continuations=[convert.continuation_to_proto(c) for c in page.items], next_page_token=page.next_page_token)
 
     @rpc
     async def GetContinuation(self, request, context):
         cid = convert.parse_id("continuation_id", request.continuation_id, "continuation")
-        found = await self.d.read(self.d.store.get_continuation, cid)
+        found = await self.d.read(self.d.reads.get_continuation, cid)
         if found is None:
             raise NotFound(f"continuation {cid} not found; `jobplane continuations list` shows them")
-        return continuation_pb2.GetContinuationResponse(continuation=convert.continuation_to_proto(*found))
+        return continuation_pb2.GetContinuationResponse(continuation=convert.continuation_to_proto(found))
 
     async def WatchContinuations(self, request, context):
         if request.after_event_id < 0:

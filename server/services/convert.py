@@ -1,10 +1,8 @@
-"""Conversions between jobplane.v1 messages, domain values and stored rows."""
+"""Conversions between jobplane.v1 messages and domain values or the store's read views."""
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,23 +10,21 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, provider_pb2, task_pb2
 
 from ..domain.model import (
-    Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, SlurmSpec, Status,
-    TaskSpec, TaskState, Transient)
+    Event, ExternalSpec, Hello, JobSpec, Lateness, Outcome, Report, ReportKind, SlurmSpec, TaskSpec, Transient)
 from ..domain.policies import normalize
-from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
-from ..domain.state import ProviderRt, TaskRt
+from ..domain.state import TaskRt
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
 from ..errors import InvalidArgument
-from ..store.codec import as_plain, load_job_spec, load_task_spec
+from ..store.codec import as_plain
+from ..store.records import (
+    JOBPLANE, AttemptView, ContinuationView, ContinuedTaskView, InventoryView, JobView, ProviderView, StatusOf,
+    TaskView)
 
-JOBPLANE = "jobplane"  # the environment of jobplane's own states
 TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800.0, 253402300799.0  # 0001-01-01 to 9999-12-31T23:59:59Z
-# (environment, raw properties, stored status) -> the status one caller sees
-StatusOf = Callable[[str, dict, int], int]
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -165,75 +161,71 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
 
 # ----- resources ---------------------------------------------------------------------
 
-def job_to_proto(row, status_of: StatusOf | None = None) -> job_pb2.Job:
+def job_to_proto(view: JobView, status_of: StatusOf | None = None) -> job_pb2.Job:
     """`status_of`: the caller's own normalization, when it has user or group policies."""
-    counts = json.loads(row.counts)
-    raw = job_raw(JobState(row.state))
-    status = row.status if status_of is None else status_of(JOBPLANE, raw, row.status)
+    raw = view.raw
+    status = view.status if status_of is None else status_of(JOBPLANE, raw, view.status)
     return job_pb2.Job(
-        id=str(row.id), spec=job_spec_to_proto(load_job_spec(row.spec)), state=row.state, status=status,
-        counts=job_pb2.TaskCounts(**{k: counts.get(k, 0) for k in ("total", "waiting", "running", "success", "failure", "cancel")}),
-        submit_time=ts(row.submit_time), start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
-        owner=row.owner, environment=JOBPLANE, raw=raw, hold=row.hold)
+        id=str(view.id), spec=job_spec_to_proto(view.spec), state=view.state, status=status,
+        counts=job_pb2.TaskCounts(**{k: view.counts.get(k, 0) for k in COUNTS}),
+        submit_time=ts(view.submit_time), start_time=ts(view.start_time), end_time=ts(view.end_time),
+        reason=view.reason, owner=view.owner, environment=JOBPLANE, raw=raw, hold=view.hold)
 
 
-def job_labels(row) -> dict[str, str]:
-    return dict(load_job_spec(row.spec).labels)
+COUNTS = ("total", "waiting", "running", "success", "failure", "cancel")
 
 
-def attempt_to_proto(row, status_of: StatusOf | None = None) -> task_pb2.Attempt:
-    environment = row.environment or JOBPLANE
-    raw = json.loads(row.raw) if row.environment else attempt_raw(row.number, row.start_time is not None, row.outcome)
-    status = normalize(environment, raw, user=None).status
+def attempt_to_proto(view: AttemptView, status_of: StatusOf | None = None) -> task_pb2.Attempt:
+    status = normalize(view.environment, view.raw, user=None).status
     if status_of is not None:
-        status = status_of(environment, raw, status)
-    m = task_pb2.Attempt(number=row.number, provider_id=row.provider, assign_time=ts(row.assign_time),
-                         start_time=ts(row.start_time), end_time=ts(row.end_time), reason=row.reason,
-                         checkpoint_json=row.checkpoint, resumed_from_json=row.resumed_from,
-                         environment=environment, raw=raw, status=status)
-    if row.exit_code is not None:
-        m.exit_code = row.exit_code
+        status = status_of(view.environment, view.raw, status)
+    m = task_pb2.Attempt(number=view.number, provider_id=view.provider, assign_time=ts(view.assign_time),
+                         start_time=ts(view.start_time), end_time=ts(view.end_time), reason=view.reason,
+                         checkpoint_json=view.checkpoint, resumed_from_json=view.resumed_from,
+                         environment=view.environment, raw=view.raw, status=status)
+    if view.exit_code is not None:
+        m.exit_code = view.exit_code
     return m
 
 
-def task_to_proto(row, attempts=(), status_of: StatusOf | None = None) -> task_pb2.Task:
-    raw = json.loads(row.raw) if row.environment != JOBPLANE else task_raw(TaskState(row.state), row.attempt)
-    status = row.status if status_of is None else status_of(row.environment, raw, row.status)
+def task_to_proto(view: TaskView, status_of: StatusOf | None = None) -> task_pb2.Task:
+    status = view.status if status_of is None else status_of(view.environment, view.raw, view.status)
     m = task_pb2.Task(
-        id=str(row.id), job_id=str(row.job), name=row.name, group=row.group, spec=task_spec_to_proto(load_task_spec(row.spec)),
-        state=row.state, status=status, provider_id=row.provider or "", attempt=row.attempt,
-        result_json=row.result_json, error=row.error, stdout_tail=row.stdout_tail, stderr_tail=row.stderr_tail,
-        attempts=[attempt_to_proto(a, status_of) for a in attempts], reason=row.reason, checkpoint_json=row.checkpoint,
-        environment=row.environment, raw=raw, reruns=row.reruns)
-    if row.exit_code is not None:
-        m.exit_code = row.exit_code
+        id=str(view.id), job_id=str(view.job_id), name=view.name, group=view.group,
+        spec=task_spec_to_proto(view.spec), state=view.state, status=status, provider_id=view.provider,
+        attempt=view.attempt, result_json=view.result_json, error=view.error, stdout_tail=view.stdout_tail,
+        stderr_tail=view.stderr_tail, attempts=[attempt_to_proto(a, status_of) for a in view.attempts],
+        reason=view.reason, checkpoint_json=view.checkpoint, environment=view.environment, raw=view.raw,
+        reruns=view.reruns)
+    if view.exit_code is not None:
+        m.exit_code = view.exit_code
     return m
 
 
-def provider_to_proto(p: ProviderRt) -> provider_pb2.Provider:
+def provider_to_proto(p: ProviderView) -> provider_pb2.Provider:
     f = p.facts
     facts = provider_pb2.ProviderFacts(
         hostname=str(f.get("hostname", "")), os=str(f.get("os", "")), arch=str(f.get("arch", "")),
         cpu_count=int(f.get("cpu_count", 0)), memory_bytes=int(f.get("memory_bytes", 0)),
         python_version=str(f.get("python_version", "")))
     return provider_pb2.Provider(
-        id=p.id, state=int(p.state), facts=facts, labels=p.labels, slots=p.slots, slots_in_use=len(p.in_flight),
+        id=p.id, state=int(p.state), facts=facts, labels=p.labels, slots=p.slots, slots_in_use=p.slots_in_use,
         heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen),
         containment=p.containment, kill_deadline_seconds=p.kill_deadline, restart_grace_until=ts(p.grace_until),
         reconnect_backoff_max_seconds=p.backoff_cap)
 
 
-def continuation_to_proto(row, tasks) -> continuation_pb2.Continuation:
+def continuation_to_proto(view: ContinuationView) -> continuation_pb2.Continuation:
     return continuation_pb2.Continuation(
-        id=str(row.id), provider_id=row.provider, failure_time=ts(row.time), reason=row.reason,
-        tasks=[continued_task_to_proto(ct, nxt, row.time) for ct, nxt in tasks])
+        id=str(view.id), provider_id=view.provider, failure_time=ts(view.time), reason=view.reason,
+        tasks=[continued_task_to_proto(ct, view.time) for ct in view.tasks])
 
 
-def continued_task_to_proto(ct, nxt, failure_time: float) -> continuation_pb2.ContinuedTask:
-    """`nxt` is the attempt it continued as; it restarted when that attempt started running."""
-    started = nxt.start_time if nxt is not None else None
+def continued_task_to_proto(ct: ContinuedTaskView, failure_time: float) -> continuation_pb2.ContinuedTask:
+    """It restarted when the attempt it continued as started running."""
+    started = ct.restart_time
     return continuation_pb2.ContinuedTask(
-        task_id=str(ct.task), job_id=str(ct.job), task_name=ct.task_name, from_attempt=ct.from_attempt,
+        task_id=str(ct.task_id), job_id=str(ct.job_id), task_name=ct.task_name, from_attempt=ct.from_attempt,
         to_provider_id=ct.to_provider, dispatch_time=ts(ct.dispatch_time), position=ct.position,
         effective_priority=ct.priority, rule=ct.rule, checkpoint_json=ct.checkpoint,
         seconds_to_restart=started - failure_time if started is not None else 0.0)
@@ -247,11 +239,6 @@ def planned_task_to_proto(p: PlannedTask) -> continuation_pb2.PlannedTask:
 
 
 # ----- events ------------------------------------------------------------------------
-
-def event_from_row(row) -> Event:
-    return Event(row.id, row.time, EventKind(row.kind), row.job, row.task, row.task_name, row.provider,
-                 row.attempt, row.raw_status, json.loads(row.raw), Status(row.status), row.message, row.environment)
-
 
 def event_to_proto(e: Event) -> event_pb2.Event:
     return event_pb2.Event(
@@ -308,7 +295,7 @@ def _reported_time(m, name: str) -> float:
         TIME_MIN <= stamp.seconds <= TIME_MAX else 0.0
 
 
-def inventory_entry_to_proto(provider_id: str, signature_id: str, e) -> inventory_pb2.InventoryEntry:
+def inventory_entry_to_proto(e: InventoryView) -> inventory_pb2.InventoryEntry:
     return inventory_pb2.InventoryEntry(
-        provider_id=provider_id, signature_id=signature_id, description=e.description, present=e.present,
+        provider_id=e.provider_id, signature_id=e.signature_id, description=e.description, present=e.present,
         details=e.details, reason=e.reason, scan_time=ts(e.scan_time), expire_time=ts(e.expires), source=e.source)

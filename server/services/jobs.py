@@ -14,15 +14,14 @@ from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 
 from ..domain.extract import extract_tasks
 from ..domain.limits import MAX_SPEC_BYTES, check_text
-from ..domain.model import EventKind, JobState
+from ..domain.model import EventKind
 from ..domain.query import Term, parse_filter
 from ..domain.requests import RequestKey
-from ..domain.status import job_raw
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import current_caller
-from ..store.models import JobRow
-from . import convert, listing
-from .base import Deps, may_see, page_size, rpc, status_code
+from . import convert
+from .base import Converted, Deps, page_size, rpc, status_code, visible_owner
+from .event_filters import EVENT_FIELDS, EventFilter
 from .watch import stream_events
 
 UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -60,7 +59,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
 
     async def _read_requests(self) -> None:
         ttl = self.d.config.request_id_ttl
-        rows = await self.d.read(self.d.store.recent_requests, time.time() - ttl)
+        rows = await self.d.read(self.d.reads.recent_requests, time.time() - ttl)
         await self.d.core.call(lambda engine: engine.requests.load(rows, ttl, engine.now))
 
     @rpc
@@ -71,55 +70,21 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def ListJobs(self, request, context):
         size = page_size(request.page_size)
         filter_text, order_text = await self.d.views.resolve(request.view, VIEW_JOBS, request.filter, request.order_by)
-        status_of = self._status_of()
-        query = listing.job_query(filter_text, order_text, time.time(), status_of is not None)
-        query.sql = self._visible(query.sql)
-        source = self._source(status_of)
-        jobs, token = await self.d.read(listing.page, source, query, request.page_token, size, self.d.page_bytes)
-        return job_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
+        status_of = self.d.status_of()
+        jobs = Converted(lambda view: convert.job_to_proto(view, status_of))
+        page = await self.d.read(functools.partial(
+            self.d.reads.list_jobs, filter_text, order_text, request.page_token, size, owner=visible_owner(),
+            status_of=status_of, measure=jobs.size, max_bytes=self.d.page_bytes))
+        return job_pb2.ListJobsResponse(jobs=jobs.messages(page.items), next_page_token=page.next_page_token)
 
     @rpc
     async def SummarizeJobs(self, request, context):
         filter_text, _ = await self.d.views.resolve(request.view, VIEW_JOBS, request.filter, "")
-        status_of = self._status_of()
-        query = listing.job_query(filter_text, "", time.time(), status_of is not None)
-        query.sql = self._visible(query.sql)
-        if query.rest:  # counted on the messages, as this caller sees them
-            counts = await self.d.read(self._count, self._source(status_of), query)
-        else:
-            counts = _by_status(await self.d.read(self.d.store.job_status_counts, query.sql), status_of)
+        counts = await self.d.read(functools.partial(self.d.reads.job_counts, filter_text, owner=visible_owner(),
+                                                     status_of=self.d.status_of()))
         return job_pb2.SummarizeJobsResponse(counts=[job_pb2.StatusCount(status=s, count=n) for s, n in counts],
                                              total=sum(n for _, n in counts))
 
-    def _status_of(self):
-        return self.d.policies.status_of(current_caller.get()) if self.d.policies is not None else None
-
-    def _source(self, status_of) -> listing.Source:
-        def fetch(cond, before, offset, limit, order):
-            return self.d.store.scan_jobs(cond, before, offset, limit, order)
-
-        return listing.Source(fetch, lambda rows: [convert.job_to_proto(r, status_of) for r in rows],
-                              listing.job_value)
-
-    @staticmethod
-    def _count(source: listing.Source, query: listing.Query) -> list[tuple[int, int]]:
-        counts: dict[int, int] = {}
-        token = ""
-        while True:
-            jobs, token = listing.page(source, query, token, listing.CHUNK)
-            for job in jobs:
-                counts[job.status] = counts.get(job.status, 0) + 1
-            if not token:
-                return _most_first(counts)
-
-    @staticmethod
-    def _visible(cond):
-        """Tenancy: a submitter's queries see only its own jobs."""
-        caller = current_caller.get()
-        if caller.sees_all_jobs():
-            return cond
-        mine = JobRow.owner == caller.identity
-        return mine if cond is None else cond & mine
 
     @rpc
     async def CancelJob(self, request, context):
@@ -146,16 +111,10 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         return job_pb2.ReleaseJobResponse(job=await self._job(job_id))
 
     async def _job(self, job_id: int) -> job_pb2.Job:
-        status_of = self._status_of()
-
-        def get():
-            row = self.d.store.get_job(job_id)
-            return None if row is None else convert.job_to_proto(row, status_of)
-
-        job = await self.d.read(get)
-        if job is None or not may_see(job.owner):
+        view = await self.d.read(self.d.reads.get_job, job_id, visible_owner())
+        if view is None:
             raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
-        return job
+        return convert.job_to_proto(view, self.d.status_of())
 
     async def WatchEvents(self, request, context):
         job_id = None
@@ -175,14 +134,14 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         async for frame in stream_events(self.d, context, request.after_event_id, job_id=job_id, keep=keep):
             yield frame  # a serialized WatchEventsResponse
 
-    async def _keep(self, wanted: listing.EventFilter, events: list) -> list:
+    async def _keep(self, wanted: EventFilter, events: list) -> list:
         """The events a filtered watcher sees, its jobs' facts read once each."""
         asked = wanted.missing_jobs(events)
         if asked:
-            wanted.learn(await self.d.read(self._job_facts, asked), asked)
+            wanted.learn(await self.d.read(self.d.reads.job_facts, asked), asked)
         return wanted.keep(events)
 
-    async def _event_filter(self, request) -> listing.EventFilter | None:
+    async def _event_filter(self, request) -> EventFilter | None:
         """The watcher's filter (its own terms and its view's), or None to pass every event."""
         names_tasks = False
         text = request.filter
@@ -190,18 +149,15 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             row = await self.d.views.get(request.view)
             names_tasks = row.resource != VIEW_JOBS
             try:
-                view_terms = parse_filter(row.filter, listing.EVENT_FIELDS, time.time())
+                view_terms = parse_filter(row.filter, EVENT_FIELDS, time.time())
             except InvalidArgument as exc:
                 raise InvalidArgument("view", f"{request.view!r} cannot filter events: {exc.problem}") from None
             kind = EventKind.TASK if names_tasks else EventKind.JOB  # a view of jobs watches their job events
             view_terms.append(Term("type", "=", (int(kind),), 0))
         else:
             view_terms = []
-        terms = view_terms + parse_filter(text, listing.EVENT_FIELDS, time.time())
-        return listing.EventFilter(terms, names_tasks) if terms else None
-
-    def _job_facts(self, job_ids: list[int]) -> dict[int, listing.JobFacts]:
-        return listing.job_facts(self.d.store.jobs_by_id(job_ids))
+        terms = view_terms + parse_filter(text, EVENT_FIELDS, time.time())
+        return EventFilter(terms, names_tasks) if terms else None
 
 
 def prepare(spec_message: job_pb2.JobSpec, cfg) -> tuple:
@@ -234,17 +190,3 @@ def prepare_submit(spec_message: job_pb2.JobSpec, request_id: str, cfg) -> tuple
         return spec, drafts, None
     digest = hashlib.sha256(spec_message.SerializeToString(deterministic=True)).hexdigest()
     return spec, drafts, RequestKey(request_id, digest)
-
-
-def _by_status(groups: list[tuple[int, int, int]], status_of) -> list[tuple[int, int]]:
-    """Counts per normalized status from counts per (state, stored status), for this caller."""
-    counts: dict[int, int] = {}
-    for state, status, n in groups:
-        if status_of is not None:
-            status = int(status_of(convert.JOBPLANE, job_raw(JobState(state)), status))
-        counts[status] = counts.get(status, 0) + n
-    return _most_first(counts)
-
-
-def _most_first(counts: dict[int, int]) -> list[tuple[int, int]]:
-    return sorted(counts.items(), key=lambda sn: (-sn[1], sn[0]))

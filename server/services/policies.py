@@ -18,49 +18,51 @@ from jobplane.v1 import event_pb2, policy_pb2, policy_pb2_grpc
 
 from ..domain.model import Status
 from ..domain.policies import DEFAULT_POLICY, Policy, normalize, parse_policy, policy_to_dict, renormalize
+from ..domain.query import page_of
 from ..core import Core
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import Caller, Role, current_caller
+from ..store.records import PolicyVersion
 from ..store.security import PolicyStore
 from . import convert
-from .base import decode_token, encode_token, page_size, rpc
+from .base import page_size, rpc
 
 DEFAULT, GROUP, USER = policy_pb2.POLICY_SCOPE_DEFAULT, policy_pb2.POLICY_SCOPE_GROUP, policy_pb2.POLICY_SCOPE_USER
 SCOPE_WORD = {GROUP: "group", USER: "user"}
 
 
 class PolicyBook:
-    """The group and user policies in force, by (scope, name): (policy, stored row)."""
+    """The group and user policies in force, by (scope, name): (policy, its stored version)."""
 
     def __init__(self, store: PolicyStore, writer: ThreadPoolExecutor) -> None:
         self._store = store
         self._writer = writer
-        self._policies: dict[tuple[int, str], tuple[Policy, object]] = {}
+        self._policies: dict[tuple[int, str], tuple[Policy, PolicyVersion]] = {}
 
     async def load(self) -> None:
-        rows = await self._write(self._store.current)
-        self._policies = {(r.scope, r.name): (_parse(r.name, json.loads(r.document)), r) for r in rows}
+        versions = await self._write(self._store.current)
+        self._policies = {(v.scope, v.name): (_parse(v.name, json.loads(v.document)), v) for v in versions}
 
-    def get(self, scope: int, name: str) -> tuple[Policy, object] | None:
+    def get(self, scope: int, name: str) -> tuple[Policy, PolicyVersion] | None:
         return self._policies.get((scope, name))
 
-    def all(self) -> list[tuple[Policy, object]]:
+    def all(self) -> list[tuple[Policy, PolicyVersion]]:
         return [self._policies[key] for key in sorted(self._policies)]
 
-    async def set(self, scope: int, name: str, document: dict, by: str) -> tuple[Policy, object]:
+    async def set(self, scope: int, name: str, document: dict, by: str) -> tuple[Policy, PolicyVersion]:
         policy = _parse(name, document)  # validates before anything is stored
         text = json.dumps({"rules": policy_to_dict(policy)["rules"]}, sort_keys=True)
-        row = await self._write(self._store.add_version, scope, name, text, time.time(), by, False)
-        self._policies[(scope, name)] = (policy, row)
-        return policy, row
+        version = await self._write(self._store.add_version, scope, name, text, time.time(), by, False)
+        self._policies[(scope, name)] = (policy, version)
+        return policy, version
 
     async def delete(self, scope: int, name: str, by: str) -> int:
         """Returns the version that records the deletion."""
         if (scope, name) not in self._policies:
             raise NotFound(f"no {SCOPE_WORD[scope]} policy {name!r}; `jobplane policy list` shows them")
-        row = await self._write(self._store.add_version, scope, name, "{}", time.time(), by, True)
+        version = await self._write(self._store.add_version, scope, name, "{}", time.time(), by, True)
         del self._policies[(scope, name)]
-        return row.version
+        return version.version
 
     def for_caller(self, user: str, groups: tuple[str, ...]) -> tuple[Policy | None, list[Policy]]:
         found = self._policies.get((USER, user))
@@ -128,19 +130,19 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
 
     @rpc
     async def ListPolicies(self, request, context):
-        size, start = page_size(request.page_size), decode_token(request.page_token) or 0
-        policies = [_default_message()] + [_message(row.scope, policy, row) for policy, row in self._book.all()]
-        token = encode_token(start + size) if len(policies) > start + size else ""
-        return policy_pb2.ListPoliciesResponse(policies=policies[start:start + size], next_page_token=token)
+        size = page_size(request.page_size)
+        policies = [_default_message()] + [_message(v.scope, policy, v) for policy, v in self._book.all()]
+        page = page_of(policies, request.page_token, size)
+        return policy_pb2.ListPoliciesResponse(policies=page.items, next_page_token=page.next_page_token)
 
     @rpc
     async def SetPolicy(self, request, context):
         name = _name(request)
         _may_change(current_caller.get(), request.scope, name)
         document = json_format.MessageToDict(request.document)
-        policy, row = await self._book.set(request.scope, name, document, current_caller.get().identity)
-        await self._announce(request.scope, name, row.version, False)
-        return policy_pb2.SetPolicyResponse(policy=_message(request.scope, policy, row))
+        policy, version = await self._book.set(request.scope, name, document, current_caller.get().identity)
+        await self._announce(request.scope, name, version.version, False)
+        return policy_pb2.SetPolicyResponse(policy=_message(request.scope, policy, version))
 
     @rpc
     async def DeletePolicy(self, request, context):
@@ -182,10 +184,10 @@ def _may_change(caller: Caller, scope: int, name: str) -> None:
                            f"{caller.identity} may change only its own user policy")
 
 
-def _message(scope: int, policy: Policy, row) -> policy_pb2.Policy:
-    return policy_pb2.Policy(scope=scope, name=policy.name, version=row.version,
+def _message(scope: int, policy: Policy, stored: PolicyVersion) -> policy_pb2.Policy:
+    return policy_pb2.Policy(scope=scope, name=policy.name, version=stored.version,
                              document=convert.struct({"rules": policy_to_dict(policy)["rules"]}),
-                             update_time=convert.ts(row.time), updated_by=row.updated_by)
+                             update_time=convert.ts(stored.time), updated_by=stored.updated_by)
 
 
 def _default_message() -> policy_pb2.Policy:

@@ -7,21 +7,19 @@ import itertools
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass, field
 
 import grpc
 
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
-from ..domain.filters import parse_filter
 from ..domain.limits import check_seconds, check_text
-from ..domain.model import ProviderState
 from ..domain.changes import ChangeSet
 from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
 from ..security.policy import current_caller
+from ..store.live import list_providers
 from . import convert
-from .base import Deps, page_size, decode_token, encode_token, rpc, status_code
+from .base import Deps, page_size, rpc, status_code
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +122,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         elif which == "ready":
             self.d.core.enqueue(lambda engine: engine.ready_signal(conn.provider, conn.id))
         elif which == "heartbeat":
-            self._heartbeat(conn, message.heartbeat)
+            self.d.core.heartbeat(conn.provider, conn.id, dict(message.heartbeat.facts))
         elif which == "scan_report":
             results = convert.scan_results_from_proto(message.scan_report)
             self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))
@@ -136,20 +134,6 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             bye = message.goodbye
             wait, deadline = bye.wait, bye.deadline_seconds if math.isfinite(bye.deadline_seconds) else 0.0
             self.d.core.enqueue(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
-
-    def _heartbeat(self, conn: Connection, heartbeat) -> None:
-        """The provider is alive; its live facts are kept as they are, like its last-seen time,
-        and go through the core (a batch) only when queued runtime conditions wait on them."""
-        engine = self.d.core.engine
-        provider = engine.providers.get(conn.provider)
-        if provider is None or provider.conn_id != conn.id:
-            return
-        provider.last_seen = time.time()
-        facts = dict(heartbeat.facts)
-        if facts != provider.live and engine.waits_on_facts():
-            self.d.core.enqueue(lambda e: e.live_facts(conn.provider, conn.id, facts))
-        else:
-            provider.live = facts
 
     @staticmethod
     def _ack(conn: Connection, seq: int, fut: asyncio.Future) -> None:
@@ -199,23 +183,16 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             conn.queue.put_nowait(None)
 
     def _current(self, provider_id: str) -> Connection | None:
-        provider = self.d.core.engine.providers.get(provider_id)
-        return self._conns.get(provider.conn_id) if provider is not None else None
+        return self._conns.get(self.d.core.stream_of(provider_id))
 
     # ----- the registry --------------------------------------------------------------
 
     @rpc
     async def ListProviders(self, request, context):
-        size = page_size(request.page_size)
-        after = decode_token(request.page_token)
-        terms = parse_filter(request.filter, {"state": ProviderState, "label.*": None})
-        providers = sorted(self.d.core.engine.providers.values(), key=lambda p: p.id)
-        chosen = [p for p in providers if _matches(p, terms)]
-        start = after or 0
-        page = chosen[start:start + size]
-        token = encode_token(start + size) if len(chosen) > start + size else ""
-        return provider_pb2.ListProvidersResponse(providers=[convert.provider_to_proto(p) for p in page],
-                                                  next_page_token=token)
+        page = list_providers(self.d.core.providers_view(), request.filter, request.page_token,
+                              page_size(request.page_size))
+        return provider_pb2.ListProvidersResponse(providers=[convert.provider_to_proto(p) for p in page.items],
+                                                  next_page_token=page.next_page_token)
 
     @rpc
     async def DrainProvider(self, request, context):
@@ -224,26 +201,28 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         check_seconds("deadline_seconds", request.deadline_seconds, "no limit")
         if request.deadline_seconds and not request.wait:
             raise InvalidArgument("deadline_seconds", "only applies with wait; without it tasks are handed on at once")
-        provider = await self.d.core.call(
-            lambda engine: engine.drain(request.provider_id, request.wait, request.deadline_seconds))
-        return provider_pb2.DrainProviderResponse(provider=convert.provider_to_proto(provider))
+        await self.d.core.call(lambda engine: engine.drain(request.provider_id, request.wait, request.deadline_seconds))
+        return provider_pb2.DrainProviderResponse(provider=self._provider(request.provider_id))
 
     @rpc
     async def RevokeProvider(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to revoke")
         check_text("reason", request.reason)
-        provider = await self.d.core.call(lambda engine: engine.revoke(request.provider_id, request.reason))
+        await self.d.core.call(lambda engine: engine.revoke(request.provider_id, request.reason))
         if self.access is not None and not self.access.insecure:
             await self.access.revoke_identity(request.provider_id)
-        return provider_pb2.RevokeProviderResponse(provider=convert.provider_to_proto(provider))
+        return provider_pb2.RevokeProviderResponse(provider=self._provider(request.provider_id))
 
     @rpc
     async def GetProvider(self, request, context):
-        provider = self.d.core.engine.providers.get(request.provider_id)
-        if provider is None:
-            raise NotFound(f"provider {request.provider_id!r} not found; `jobplane providers list` shows them")
-        return provider_pb2.GetProviderResponse(provider=convert.provider_to_proto(provider))
+        return provider_pb2.GetProviderResponse(provider=self._provider(request.provider_id))
+
+    def _provider(self, provider_id: str) -> provider_pb2.Provider:
+        view = self.d.core.provider_view(provider_id)
+        if view is None:
+            raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
+        return convert.provider_to_proto(view)
 
 
 def _to_scan(items) -> list[provider_pb2.SignatureToScan]:
@@ -292,13 +271,3 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
     out = [provider_pb2.ConnectResponse(assign=merged)] if assigned else []
     return out + others + ([acks] if acks is not None else []), closing
 
-
-def _matches(provider, terms) -> bool:
-    for t in terms:
-        if t.key == "state":
-            value = provider.state.name
-        else:
-            value = provider.labels.get(t.key.split(".", 1)[1], "")
-        if not (value.startswith(t.value) if t.prefix else value == t.value):
-            return False
-    return True

@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-import json
-
 from jobplane.v1 import security_pb2, security_pb2_grpc
 
-from ..domain.filters import parse_filter
+from ..domain.query import page_of
 from ..errors import AlreadyExists, InvalidArgument
 from ..security.access import Access, Issued
 from ..security.policy import Role, current_caller
-from ..store.queries import AUDIT_FILTER_KEYS
+from ..store.records import AuditView, TokenView
 from ..store.security import SecurityStore
 from . import convert
-from .base import Deps, decode_token, encode_token, page_size, rpc
+from .base import Deps, page_size, rpc
 
 
 class SecurityService(security_pb2_grpc.SecurityServiceServicer):
-    def __init__(self, deps: Deps, access: Access, store: SecurityStore, agent_port: int) -> None:
+    def __init__(self, deps: Deps, access: Access, store: SecurityStore | None, agent_port: int) -> None:
+        """`store`: not used (the audit log is read through deps.reads); kept for the caller."""
         self.d = deps
         self._access = access
-        self._store = store
         self._agent_port = agent_port
 
     @rpc
     async def Enroll(self, request, context):
         if not request.token:
             raise InvalidArgument("token", "pass the join token `jobplane tokens create --role agent` printed")
-        connected = self.d.core.engine.providers.get(request.name)
-        if connected is not None and connected.conn_id:
+        connected = self.d.core.provider_view(request.name)
+        if connected is not None and connected.connected:
             raise AlreadyExists(f"provider {request.name!r} is connected; give this agent another --name")
         issued = await self._access.enroll(request.token, request.name, request.csr_pem)
         return security_pb2.EnrollResponse(
@@ -51,11 +49,9 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
 
     @rpc
     async def ListTokens(self, request, context):
-        size, start = page_size(request.page_size), decode_token(request.page_token) or 0
-        rows = self._access.tokens()
-        token = encode_token(start + size) if len(rows) > start + size else ""
-        return security_pb2.ListTokensResponse(tokens=[token_to_proto(r) for r in rows[start:start + size]],
-                                               next_page_token=token)
+        page = page_of(self._access.tokens(), request.page_token, page_size(request.page_size))
+        return security_pb2.ListTokensResponse(tokens=[token_to_proto(t) for t in page.items],
+                                               next_page_token=page.next_page_token)
 
     @rpc
     async def RevokeToken(self, request, context):
@@ -64,12 +60,10 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
 
     @rpc
     async def ListAuditRecords(self, request, context):
-        size, before = page_size(request.page_size), decode_token(request.page_token)
-        terms = parse_filter(request.filter, AUDIT_FILTER_KEYS)
-        rows = await self.d.read(self._store.audit_records, terms, before, size + 1)
-        token = encode_token(rows[size - 1].id) if len(rows) > size else ""
-        return security_pb2.ListAuditRecordsResponse(records=[audit_to_proto(r) for r in rows[:size]],
-                                                     next_page_token=token)
+        page = await self.d.read(self.d.reads.list_audit, request.filter, request.page_token,
+                                 page_size(request.page_size))
+        return security_pb2.ListAuditRecordsResponse(records=[audit_to_proto(r) for r in page.items],
+                                                     next_page_token=page.next_page_token)
 
     @rpc
     async def GetAuthority(self, request, context):
@@ -94,16 +88,15 @@ def _certificate(issued: Issued) -> dict:
             "expire_time": convert.ts(issued.expire_time)}
 
 
-def token_to_proto(row) -> security_pb2.Token:
+def token_to_proto(t: TokenView) -> security_pb2.Token:
     """A stored token as listed. Uses count only for join tokens: an API token stored with a use
     count by an older server lists as unlimited, which is how it is treated."""
     return security_pb2.Token(
-        id=row.id, role=row.role, user=row.user, groups=json.loads(row.groups), name_prefix=row.name_prefix,
-        create_time=convert.ts(row.create_time), expire_time=convert.ts(row.expire_time),
-        uses_left=row.uses_left if row.role == Role.AGENT else -1, revoked=bool(row.revoked),
-        created_by=row.created_by)
+        id=t.id, role=t.role, user=t.user, groups=list(t.groups), name_prefix=t.name_prefix,
+        create_time=convert.ts(t.create_time), expire_time=convert.ts(t.expire_time),
+        uses_left=t.uses_left if t.role == Role.AGENT else -1, revoked=t.revoked, created_by=t.created_by)
 
 
-def audit_to_proto(row) -> security_pb2.AuditRecord:
-    return security_pb2.AuditRecord(id=row.id, time=convert.ts(row.time), identity=row.identity, role=row.role,
-                                    method=row.method, target=row.target, code=row.code, message=row.message)
+def audit_to_proto(a: AuditView) -> security_pb2.AuditRecord:
+    return security_pb2.AuditRecord(id=a.id, time=convert.ts(a.time), identity=a.identity, role=a.role,
+                                    method=a.method, target=a.target, code=a.code, message=a.message)

@@ -12,8 +12,10 @@ from jobplane.v1 import view_pb2, view_pb2_grpc
 from ..domain.limits import MAX_FILTER, MAX_ORDER_BY, check_text, shown
 from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
+from ..store.reads import check_query
+from ..store.records import SavedView
 from ..store.views import ViewStore
-from . import convert, listing
+from . import convert
 from .base import rpc
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -31,7 +33,7 @@ class ViewBook:
     async def _run(self, pool: ThreadPoolExecutor, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-    async def get(self, name: str):
+    async def get(self, name: str) -> SavedView:
         row = await self._run(self._readers, self._store.get, current_caller.get().identity, _valid_name(name))
         if row is None:
             raise NotFound(f"you have no view {name!r}; `jobplane views list` shows yours")
@@ -54,19 +56,18 @@ class ViewBook:
                                             f"at most {MAX_FILTER} in all: narrow the view or use fewer terms")
         return combined, order_by or row.order_by
 
-    async def save(self, view: view_pb2.View):
+    async def save(self, view: view_pb2.View) -> SavedView:
         name = _valid_name(view.name)
         if view.resource not in WORD:
             raise InvalidArgument("view.resource", "must be VIEW_RESOURCE_JOBS or VIEW_RESOURCE_TASKS")
-        make = listing.job_query if view.resource == view_pb2.VIEW_RESOURCE_JOBS else listing.task_query
         try:
-            make(view.filter, view.order_by, time.time(), False)
+            check_query(WORD[view.resource], view.filter, view.order_by)
         except InvalidArgument as exc:
             raise InvalidArgument(f"view.{exc.field}", exc.problem) from None
         return await self._run(self._writer, self._store.save, current_caller.get().identity, name, view.resource,
                                view.filter, view.order_by, time.time())
 
-    async def list(self):
+    async def list(self) -> list[SavedView]:
         return await self._run(self._readers, self._store.list, current_caller.get().identity)
 
     async def delete(self, name: str) -> None:
@@ -80,9 +81,9 @@ def _valid_name(name: str) -> str:
     return name
 
 
-def view_to_proto(row) -> view_pb2.View:
-    return view_pb2.View(name=row.name, resource=row.resource, filter=row.filter, order_by=row.order_by,
-                         owner=row.owner, update_time=convert.ts(row.time))
+def view_to_proto(v: SavedView) -> view_pb2.View:
+    return view_pb2.View(name=v.name, resource=v.resource, filter=v.filter, order_by=v.order_by,
+                         owner=v.owner, update_time=convert.ts(v.time))
 
 
 class ViewService(view_pb2_grpc.ViewServiceServicer):

@@ -145,8 +145,7 @@ def _seen_by(events: list, renormalize: Renormalize, shared: bool = False) -> li
 
 def _replay_page(deps: Deps, after_id: int, job_id: int | None, kind: EventKind | None) -> list:
     """On a reader thread: the next stored events, as messages."""
-    rows = deps.store.events_after(after_id, job_id, REPLAY_PAGE, kind)
-    return [convert.event_to_proto(convert.event_from_row(r)) for r in rows]
+    return [convert.event_to_proto(e) for e in deps.reads.events_after(after_id, job_id, REPLAY_PAGE, kind)]
 
 
 def _varint(value: int) -> bytes:

@@ -10,6 +10,7 @@ from peewee import Database
 
 from ..domain.conflicts import ConflictRule, Selector
 from .models import ConflictOverlapRow, ConflictRuleRow
+from .records import OverlapView
 
 
 def rule_row(rule: ConflictRule) -> dict:
@@ -53,7 +54,9 @@ class ConflictStore:
         self.db.connect(reuse_if_open=True)
         return [rule_from_row(r) for r in ConflictRuleRow.select().order_by(ConflictRuleRow.name)]
 
-    def overlaps(self, min_failures: int) -> list[ConflictOverlapRow]:
+    def overlaps(self, min_failures: int) -> list[OverlapView]:
+        """Pairs of job classes that failed together at least `min_failures` times, most first."""
         self.db.connect(reuse_if_open=True)
-        return list(ConflictOverlapRow.select().where(ConflictOverlapRow.failures >= min_failures)
-                    .order_by(ConflictOverlapRow.failures.desc(), ConflictOverlapRow.class_a))
+        rows = (ConflictOverlapRow.select().where(ConflictOverlapRow.failures >= min_failures)
+                .order_by(ConflictOverlapRow.failures.desc(), ConflictOverlapRow.class_a))
+        return [OverlapView.from_row(r) for r in rows]

@@ -1,5 +1,6 @@
-"""The repository: every query the server runs. Writes arrive as one ChangeSet per batch
-and are committed in one transaction (group commit); reads return rows."""
+"""The repository's write side: the schema, the snapshot a restart resumes from, and the
+writes, which arrive as one ChangeSet per batch and are committed in one transaction (group
+commit). Callers read through `Store.reads` (reads.py), which returns frozen views."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .codec import dump_job_spec, dump_task_spec
 from ..errors import StoreFailure
 from .conflicts import apply_overlaps, apply_rules
 from .failures import explain, root_cause
+from .reads import IN_CHUNK, Reads
 from .models import (
     ALL_MODELS,
     AttemptRow,
@@ -31,7 +33,6 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
-IN_CHUNK = 400
 ACTIVE_JOB_STATES = (int(JobState.QUEUED), int(JobState.RUNNING))
 
 
@@ -54,6 +55,7 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         database.initialize(db)
+        self.reads = Reads(db)
 
     # ----- lifecycle -----------------------------------------------------------------
 
@@ -232,63 +234,7 @@ class Store:
                  "to_provider": "", "to_attempt": 0, "dispatch_time": None, "checkpoint": ""}
                 for t in rec.tasks])
 
-    # ----- reads ---------------------------------------------------------------------
-
-    def recent_requests(self, since: float) -> list[tuple[str, str, str, int, float]]:
-        """(owner, request id, spec digest, job id, submit time) of the jobs submitted with a
-        request id after `since`, oldest first: what Requests.load takes."""
-        query = (JobRow.select(JobRow.owner, JobRow.request_id, JobRow.request_digest, JobRow.id, JobRow.submit_time)
-                 .where(JobRow.request_id.is_null(False) & (JobRow.submit_time > since)).order_by(JobRow.id))
-        return list(query.tuples())
-
-    def get_job(self, job_id: int) -> JobRow | None:
-        return JobRow.get_or_none(JobRow.id == job_id)
-
-    def scan_jobs(self, where, before_id: int | None, offset: int, limit: int, order: list | None) -> list[JobRow]:
-        """Jobs `where` selects: newest first from `before_id`, or in `order` from `offset`."""
-        q = JobRow.select()
-        if where is not None:
-            q = q.where(where)
-        if order:
-            return list(q.order_by(*order, JobRow.id.desc()).offset(offset).limit(limit))
-        if before_id is not None:
-            q = q.where(JobRow.id < before_id)
-        return list(q.order_by(JobRow.id.desc()).limit(limit))
-
-    def scan_tasks(self, where, after_id: int | None, offset: int, limit: int, order: list | None) -> list[TaskRow]:
-        """Tasks `where` selects: by id from `after_id`, or in `order` from `offset`."""
-        q = TaskRow.select()
-        if where is not None:
-            q = q.where(where)
-        if order:
-            return list(q.order_by(*order, TaskRow.id).offset(offset).limit(limit))
-        if after_id is not None:
-            q = q.where(TaskRow.id > after_id)
-        return list(q.order_by(TaskRow.id).limit(limit))
-
-    def jobs_by_id(self, job_ids: list[int]) -> dict[int, JobRow]:
-        out: dict[int, JobRow] = {}
-        for i in range(0, len(job_ids), IN_CHUNK):
-            out.update((r.id, r) for r in JobRow.select().where(JobRow.id.in_(job_ids[i:i + IN_CHUNK])))
-        return out
-
-    def job_status_counts(self, where) -> list[tuple[int, int, int]]:
-        """(state, stored normalized status, number of jobs) for the jobs `where` selects."""
-        q = JobRow.select(JobRow.state, JobRow.status, fn.COUNT(JobRow.id).alias("n"))
-        if where is not None:
-            q = q.where(where)
-        return [(r.state, r.status, r.n) for r in q.group_by(JobRow.state, JobRow.status)]
-
-    def get_task(self, task_id: int) -> TaskRow | None:
-        return TaskRow.get_or_none(TaskRow.id == task_id)
-
-    def attempts_of(self, task_ids: list[int]) -> dict[int, list[AttemptRow]]:
-        out: dict[int, list[AttemptRow]] = {t: [] for t in task_ids}
-        for i in range(0, len(task_ids), IN_CHUNK):
-            chunk = task_ids[i:i + IN_CHUNK]
-            for row in AttemptRow.select().where(AttemptRow.task.in_(chunk)).order_by(AttemptRow.task, AttemptRow.number):
-                out[row.task].append(row)
-        return out
+    # ----- events (the server's housekeeping; callers read through Reads) ---------------
 
     def compact_events(self, before: float) -> int | None:
         """Delete events older than `before`; the oldest id kept, None if none is."""
@@ -300,37 +246,6 @@ class Store:
     def oldest_event_id(self) -> int | None:
         self.db.connect(reuse_if_open=True)
         return EventRow.select(fn.MIN(EventRow.id)).scalar()
-
-    def events_after(self, after_id: int, job_id: int | None, limit: int, kind: int | None = None) -> list[EventRow]:
-        q = EventRow.select().where(EventRow.id > after_id)
-        if job_id is not None:
-            q = q.where(EventRow.job == job_id)
-        if kind is not None:
-            q = q.where(EventRow.kind == int(kind))
-        return list(q.order_by(EventRow.id).limit(limit))
-
-    def get_continuation(
-        self, cid: int
-    ) -> tuple[ContinuationRow, list[tuple[ContinuedTaskRow, AttemptRow | None]]] | None:
-        row = ContinuationRow.get_or_none(ContinuationRow.id == cid)
-        return None if row is None else (row, self._continued(row.id))
-
-    def list_continuations(self, provider: str | None, before_id: int | None, limit: int):
-        q = ContinuationRow.select()
-        if provider:
-            q = q.where(ContinuationRow.provider == provider)
-        if before_id is not None:
-            q = q.where(ContinuationRow.id < before_id)
-        return [(row, self._continued(row.id)) for row in q.order_by(ContinuationRow.id.desc()).limit(limit)]
-
-    def _continued(self, cid: int) -> list[tuple[ContinuedTaskRow, AttemptRow | None]]:
-        """The continuation's tasks in order, each with the attempt it continued as."""
-        out = []
-        for ct in (ContinuedTaskRow.select().where(ContinuedTaskRow.continuation == cid)
-                   .order_by(ContinuedTaskRow.position, ContinuedTaskRow.id)):
-            nxt = AttemptRow.get_or_none((AttemptRow.task == ct.task) & (AttemptRow.number == ct.to_attempt))
-            out.append((ct, nxt))
-        return out
 
 
 def _job_row(j) -> dict:

@@ -1,15 +1,14 @@
-"""Queries for tokens, issued certificates and the audit log. Writes run on the writer
+"""Queries for tokens, issued certificates and policy versions. Writes run on the writer
 thread, each in its own transaction, so a join token's use is committed before the
-enrollment it allowed is answered."""
+enrollment it allowed is answered. (The audit log is written with the engine's batches and
+read through reads.py.)"""
 
 from __future__ import annotations
 
-import json
-
 from peewee import Database
 
-from .models import AuditRow, CertificateRow, PolicyRow, TokenRow
-from .queries import AUDIT_COLUMNS, where
+from .models import CertificateRow, PolicyRow, TokenRow
+from .records import PolicyVersion, TokenView
 
 
 class SecurityStore:
@@ -18,21 +17,21 @@ class SecurityStore:
 
     # ----- tokens --------------------------------------------------------------------
 
-    def add_token(self, row: dict) -> TokenRow:
+    def add_token(self, row: dict) -> TokenView:
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
             TokenRow.insert(row).execute()
-        return TokenRow.get_by_id(row["id"])
+        return TokenView.from_row(TokenRow.get_by_id(row["id"]))
 
-    def tokens(self) -> list[TokenRow]:
+    def tokens(self) -> list[TokenView]:
         self.db.connect(reuse_if_open=True)
-        return list(TokenRow.select().order_by(TokenRow.create_time.desc(), TokenRow.id))
+        return [TokenView.from_row(r) for r in TokenRow.select().order_by(TokenRow.create_time.desc(), TokenRow.id)]
 
     def has_admin_token(self, admin_role: int) -> bool:
         self.db.connect(reuse_if_open=True)
         return TokenRow.select().where(TokenRow.role == admin_role).exists()
 
-    def use_token(self, token_id: str) -> TokenRow | None:
+    def use_token(self, token_id: str) -> TokenView | None:
         """Spend one use of a token with uses left; None if it has none (or is unknown)."""
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
@@ -42,13 +41,14 @@ class SecurityStore:
             if row.uses_left > 0:
                 row.uses_left -= 1
                 TokenRow.update(uses_left=row.uses_left).where(TokenRow.id == token_id).execute()
-        return row
+        return TokenView.from_row(row)
 
-    def revoke_token(self, token_id: str) -> TokenRow | None:
+    def revoke_token(self, token_id: str) -> TokenView | None:
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
             TokenRow.update(revoked=1).where(TokenRow.id == token_id).execute()
-        return TokenRow.get_or_none(TokenRow.id == token_id)
+        row = TokenRow.get_or_none(TokenRow.id == token_id)
+        return None if row is None else TokenView.from_row(row)
 
     # ----- certificates --------------------------------------------------------------
 
@@ -71,18 +71,6 @@ class SecurityStore:
         rows = CertificateRow.select().where((CertificateRow.revoked == 1) & (CertificateRow.not_after > now))
         return {int(r.serial) for r in rows}
 
-    # ----- audit ---------------------------------------------------------------------
-
-    def audit_records(self, terms, before_id: int | None, limit: int) -> list[AuditRow]:
-        self.db.connect(reuse_if_open=True)
-        q = AuditRow.select()
-        condition = where(terms, AUDIT_COLUMNS)
-        if condition is not None:
-            q = q.where(condition)
-        if before_id is not None:
-            q = q.where(AuditRow.id < before_id)
-        return list(q.order_by(AuditRow.id.desc()).limit(limit))
-
 
 class PolicyStore:
     """Versions of group and user policies; every change is a new row (auditable)."""
@@ -90,15 +78,16 @@ class PolicyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def current(self) -> list[PolicyRow]:
+    def current(self) -> list[PolicyVersion]:
         """The newest version of every policy that is not deleted."""
         self.db.connect(reuse_if_open=True)
         newest: dict[tuple[int, str], PolicyRow] = {}
         for row in PolicyRow.select().order_by(PolicyRow.version):
             newest[(row.scope, row.name)] = row
-        return [row for row in newest.values() if not row.deleted]
+        return [PolicyVersion.from_row(row) for row in newest.values() if not row.deleted]
 
-    def add_version(self, scope: int, name: str, document: str, time: float, by: str, deleted: bool) -> PolicyRow:
+    def add_version(self, scope: int, name: str, document: str, time: float, by: str,
+                    deleted: bool) -> PolicyVersion:
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
             last = (PolicyRow.select().where((PolicyRow.scope == scope) & (PolicyRow.name == name))
@@ -106,8 +95,8 @@ class PolicyStore:
             version = (last.version if last else 0) + 1
             row_id = PolicyRow.insert(scope=scope, name=name, version=version, document=document, time=time,
                                       updated_by=by, deleted=int(deleted)).execute()
-        return PolicyRow.get_by_id(row_id)
+        return PolicyVersion.from_row(PolicyRow.get_by_id(row_id))
 
 
-def token_groups(row: TokenRow) -> tuple[str, ...]:
-    return tuple(json.loads(row.groups))
+def token_groups(token: TokenView) -> tuple[str, ...]:
+    return token.groups

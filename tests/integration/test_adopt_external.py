@@ -161,7 +161,7 @@ def test_a_task_waiting_to_adopt_its_job_still_adopts_it_after_a_server_restart(
     counters, jobs, tasks, providers, waiting = runtime_from_snapshot(store.load())
     (task,) = tasks
     assert (task.state, task.adopt_job, task.fence) == (TaskState.QUEUED, "J-77", None)
-    (attempt,) = store.attempts_of([task_id])[task_id]
+    (attempt,) = store.reads.attempts_of([task_id])[task_id]
     assert attempt.external_job_id == "J-77"
     restarted = Engine(EngineConfig(), counters)
     restarted.begin(2000.0)

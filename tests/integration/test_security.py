@@ -65,7 +65,7 @@ def test_a_revoked_provider_is_cut_off_and_its_certificate_refused(cluster):
 def test_identity_comes_from_the_certificate_not_the_message(cluster):
     cluster.add_agent("b1", slots=1)
     job = cluster.client.submit_job({"name": "theirs", "tasks": [SLEEP]})
-    wait_until(lambda: list(cluster.client.list_tasks(job.id))[0].state == 4, 30, "the task running on b1")
+    wait_until(lambda: [t.state for t in cluster.client.list_tasks(job.id)] == [4], 30, "the task running on b1")
     (task,) = list(cluster.client.list_tasks(job.id))
     with agent_channel(cluster, *certificate(cluster, "a1")) as channel:
         stub = provider_pb2_grpc.ProviderServiceStub(channel)

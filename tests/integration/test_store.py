@@ -55,12 +55,12 @@ def test_changes_round_trip_through_the_database(db_url):
         (second.id, 7, cs.continuations[0].id), (third.id, 7, cs.continuations[0].id)]
     (p,) = providers
     assert (p.id, p.labels, p.facts["hostname"]) == ("a", {"zone": "x"}, "h")
-    (cont, moved), = store.list_continuations(None, None, 10)
-    assert cont.provider == "a" and [ct.task for ct, _ in moved] == [second.id, third.id]
-    assert [(ct.position, ct.priority, ct.to_provider, nxt) for ct, nxt in moved] == [
+    (cont,) = store.reads.list_continuations("", "", 10).items
+    assert cont.provider == "a" and [ct.task_id for ct in cont.tasks] == [second.id, third.id]
+    assert [(ct.position, ct.priority, ct.to_provider, ct.restart_time) for ct in cont.tasks] == [
         (1, 7, "", None), (2, 7, "", None)]
-    (attempt,) = store.attempts_of([third.id])[third.id]
+    (attempt,) = store.reads.attempts_of([third.id])[third.id]
     assert attempt.checkpoint == '{"i": 4}'
-    events = store.events_after(0, job.id, 1000)
+    events = store.reads.events_after(0, job.id, 1000)
     assert [e.id for e in events] == sorted(e.id for e in events) and events[-1].raw_status == "QUEUED"
     store.close()

@@ -53,12 +53,12 @@ def test_request_ids_are_stored_with_their_job_and_read_back_for_the_ttl(db_url)
         engine.submit(SPEC, drafts, owner, request)
         store.apply(engine.take_changes())
 
-    rows = store.recent_requests(1005.0)
+    rows = store.reads.recent_requests(1005.0)
 
     assert rows == [("bob", ID, "d2", 3, 1020.0)]
-    assert store.recent_requests(0.0) == [("alice", ID, "d1", 1, 1000.0), ("bob", ID, "d2", 3, 1020.0)]
+    assert store.reads.recent_requests(0.0) == [("alice", ID, "d1", 1, 1000.0), ("bob", ID, "d2", 3, 1020.0)]
     requests = Requests()
-    requests.load(store.recent_requests(0.0), ttl=600.0, now=1100.0)
+    requests.load(store.reads.recent_requests(0.0), ttl=600.0, now=1100.0)
     assert requests.prior("alice", RequestKey(ID, "d1"), 1100.0) == PriorJob(1, "d1", 1000.0)
     store.close()
 
@@ -77,6 +77,6 @@ def test_an_id_reused_after_its_ttl_makes_a_new_job_that_takes_it_over(db_url):
     store.apply(engine.take_changes())  # no unique violation: the old job gave the id up
 
     assert second.id != first.id
-    assert (store.get_job(first.id).request_id, store.get_job(second.id).request_id) == (None, ID)
-    assert store.recent_requests(0.0) == [("alice", ID, "d1", second.id, 1100.0)]
+    assert (store.reads.get_job(first.id).request_id, store.reads.get_job(second.id).request_id) == (None, ID)
+    assert store.reads.recent_requests(0.0) == [("alice", ID, "d1", second.id, 1100.0)]
     store.close()

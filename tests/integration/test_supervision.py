@@ -202,6 +202,36 @@ def test_a_provider_is_connecting_from_its_hello_until_it_signals_ready(cluster)
             stream.cancel()
 
 
+def test_a_heartbeat_is_seen_its_provider_last_seen_time_moves_on(cluster):
+    """Heartbeats go through the core like every change: each one moves the provider's last-seen
+    time on (with a 5 s interval nothing else would until the provider is suspected)."""
+    import queue
+
+    from jobplane.v1 import provider_pb2, provider_pb2_grpc
+    from support import agent_certificate, agent_channel
+
+    def last_seen():
+        return cluster.client.get_provider("raw").last_seen_time.ToNanoseconds()
+
+    outgoing: queue.Queue = queue.Queue()
+    outgoing.put(provider_pb2.ConnectRequest(hello=provider_pb2.Hello(name="raw", slots=1,
+                                                                      heartbeat_interval_seconds=5)))
+    outgoing.put(provider_pb2.ConnectRequest(ready=provider_pb2.Ready()))
+    with agent_channel(cluster.server, *agent_certificate(cluster.server, "raw")) as channel:
+        stream = provider_pb2_grpc.ProviderServiceStub(channel).Connect(iter(outgoing.get, None), timeout=60)
+        try:
+            assert next(stream).WhichOneof("message") == "welcome"
+            wait_until(lambda: provider_state(cluster, "raw") == ACTIVE, 10, "raw to be ACTIVE once ready")
+            for _ in range(2):
+                before = last_seen()
+                outgoing.put(provider_pb2.ConnectRequest(heartbeat=provider_pb2.Heartbeat(free_slots=1)))
+                wait_until(lambda: last_seen() > before, 4, "the heartbeat to move last_seen_time on")
+            assert provider_state(cluster, "raw") == ACTIVE
+        finally:
+            outgoing.put(None)
+            stream.cancel()
+
+
 def test_revoked_agent_is_cut_off_its_task_moves_and_it_may_not_return(cluster, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()

@@ -16,7 +16,9 @@ from jobplane.server.domain.model import JobSpec, TaskSpec
 from jobplane.server.domain.query import NUMBER, parse_filter, parse_order
 from jobplane.server.domain.windows import Window
 from jobplane.server.errors import InvalidArgument
-from jobplane.server.services import convert, listing
+from jobplane.server.services import convert
+from jobplane.server.store import paging
+from jobplane.server.store.queries import Query
 from jobplane.v1 import job_pb2
 
 
@@ -142,18 +144,20 @@ def test_a_list_page_stops_at_its_byte_budget_and_resumes_where_it_stopped():
         ids = [i for i in sorted(big, reverse=True) if before is None or i < before]
         return [Row(i) for i in ids[:limit]]
 
-    source = listing.Source(fetch, lambda rows: [big[r.id] for r in rows], lambda m, key: None)
-    query = listing.Query(None, [], [], None)
+    source = paging.Source(fetch, lambda m, key: None)
+    query = Query(None, [], [], None)
+    size = lambda row: big[row.id].ByteSize()  # noqa: E731
     seen, token, pages = [], "", 0
     while True:
-        jobs, token = listing.page(source, query, token, 100, max_bytes=3500)
+        page = paging.page(source, query, token, 100, size, max_bytes=3500)
+        jobs, token = [big[r.id] for r in page.items], page.next_page_token
         assert 1 <= len(jobs) <= 3
         seen += [j.id for j in jobs]
         pages += 1
         if not token:
             break
     assert seen == [str(i) for i in range(10, 0, -1)] and pages == 4
-    one, _ = listing.page(source, query, "", 100, max_bytes=10)
+    one = paging.page(source, query, "", 100, size, max_bytes=10).items
     assert len(one) == 1  # a row bigger than the budget still goes out, alone
 
 
