@@ -19,6 +19,7 @@ from ..events import EventHub
 from ..security.policy import current_caller
 from ..store.conflicts import ConflictStore
 from ..store.reads import Reads
+from ..store.failures import reading
 from ..store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,9 @@ class Deps:
         return min(PAGE_BYTES, self.config.max_message_bytes // 2)
 
     async def read(self, fn: Callable[..., Any], *args) -> Any:
-        """Run a blocking store read on the reader threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.readers, functools.partial(fn, *args))
+        """Run a blocking store read on the reader threads (its database errors are UNAVAILABLE)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.readers, functools.partial(reading, self.reads.db, fn, *args))
 
 
 def page_size(value: int) -> int:

@@ -1,11 +1,17 @@
-"""A database that refuses a write, translated once: the real cause (never the rollback that
-failed after it) and what an operator does about it."""
+"""A database that refuses a write or a read, translated once: the real cause (never the
+rollback that failed after it) and what an operator does about it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
-from peewee import Database, PostgresqlDatabase
+from peewee import Database, DatabaseError, InterfaceError, PostgresqlDatabase
+
+from ..errors import StoreFailure
+
+T = TypeVar("T")
 
 _FULL = ("database or disk is full", "no space left on device", "could not extend file", "disk full")
 _READ_ONLY = ("readonly database", "read-only file system", "read-only transaction")
@@ -21,12 +27,24 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def explain(exc: BaseException, db: Database) -> str:
-    """"cause: fix" for a failed write to `db`."""
+def reading(db: Database, fn: Callable[..., T], *args) -> T:
+    """Run a read of `db`; a database error becomes StoreFailure (UNAVAILABLE to the caller)
+    with its cause and fix, never an UNKNOWN with a traceback. A read error does not stop the
+    server: the next read may succeed (a PostgreSQL restart, say)."""
+    try:
+        return fn(*args)
+    except (DatabaseError, InterfaceError) as exc:
+        raise StoreFailure("the database could not be read: " + explain(exc, db, reading=True)) from exc
+
+
+def explain(exc: BaseException, db: Database, reading: bool = False) -> str:
+    """"cause: fix" for a failed write to `db` (or read, with `reading`)."""
     cause = " ".join(str(root_cause(exc)).split()) or type(exc).__name__
     lowered = cause.lower()
     where = where_it_lives(db)
-    if any(s in lowered for s in _FULL):
+    if reading:
+        fix = f"check that the database ({where}) is up and readable, then try again"
+    elif any(s in lowered for s in _FULL):
         fix = f"free space under {where} and restart jobplane-server; every acknowledged job is kept"
     elif any(s in lowered for s in _READ_ONLY):
         fix = f"make {where} writable for this user and restart jobplane-server; every acknowledged job is kept"
