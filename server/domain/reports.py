@@ -128,7 +128,7 @@ class Reports:
         if report.raw.get("state") == "prerequisite_missing" and task.state != TaskState.CANCELLED:
             e.inventory.vanished(task, attempt.provider, report.raw.get("missing", ""), report.error)
             return
-        outcome = report.outcome or Outcome.FAILED
+        outcome, verdict = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw)
         if report.raw:
             attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)
         e.close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
@@ -142,7 +142,7 @@ class Reports:
             e.lifecycle.transition(task, TaskState.SUCCEEDED, "", raw=report.raw)
             e.lifecycle.task_done(task)
         else:
-            self.failed(task, _describe_failure(outcome, report), report.raw,
+            self.failed(task, verdict or _describe_failure(outcome, report), report.raw,
                         timed_out=outcome == Outcome.TIMED_OUT, exit_code=report.exit_code)
 
     def failed(self, task: TaskRt, reason: str, raw: dict, *, timed_out: bool = False,
@@ -162,6 +162,21 @@ class Reports:
         else:
             e.lifecycle.transition(task, TaskState.FAILED, reason, raw=raw)
             e.lifecycle.task_done(task)
+
+
+def _verdict(environment: str, outcome: Outcome, raw: dict[str, str]) -> tuple[Outcome, str]:
+    """One truth: how an attempt ended, as the default policy reads its raw properties, decides
+    whether it succeeded, for its job and its `after` dependents as for everyone who looks (a
+    scheduler's ABEND with exit code 0 failed). Where no rule decides, the agent's outcome stands.
+    Returns the outcome and, when the policy overruled a success, why."""
+    if not raw or outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+        return outcome, ""
+    decision = normalize(environment, raw, user=None)
+    if outcome == Outcome.SUCCEEDED and decision.status == Status.FAILURE:
+        return Outcome.FAILED, f"ended as FAILURE: {decision.reason}"
+    if outcome == Outcome.FAILED and decision.status == Status.SUCCESS:
+        return Outcome.SUCCEEDED, ""
+    return outcome, ""
 
 
 def _retryable(retry_on: tuple[str, ...], timed_out: bool, exit_code: int | None) -> bool:

@@ -86,6 +86,26 @@ def test_an_external_scheduler_walks_through_normalized_statuses(cluster, tmp_pa
     assert "ABEND" in task.error
 
 
+def test_an_abend_with_exit_code_zero_fails_the_job_and_its_dependent_never_runs(cluster, tmp_path):
+    """One truth: the status everyone sees (FAILURE, from the scheduler's ABEND) decides the outcome,
+    not the exit code 0 the scheduler also reported."""
+    script = tmp_path / "mf.sh"
+    script.write_text(SCHEDULER.format(state=tmp_path / "state").replace('"exit_code": 12', '"exit_code": 0'))
+    script.chmod(0o755)
+    marker = tmp_path / "next-ran"
+    cluster.add_agent("a1", slots=1)
+    job = cluster.client.submit_job({"name": "mf", "tasks": [
+        {"name": "t", "max_attempts": 1, "external": {
+            "submit": [str(script), "submit"], "poll": [str(script), "poll"], "cancel": [str(script), "cancel"],
+            "poll_interval": 0.05}},
+        {"name": "next", "after": ["t"], "command": ["touch", str(marker)]}]})
+    done = cluster.client.wait_job(job.id, timeout=60)
+    tasks = {t.name: t for t in cluster.client.list_tasks(job.id)}
+    assert (done.state, done.status) == (4, FAILURE)  # FAILED
+    assert (tasks["t"].status, tasks["t"].exit_code) == (FAILURE, 0) and "ABEND" in tasks["t"].reason
+    assert tasks["next"].state == 7 and not marker.exists(), "the dependent was cancelled, never run"
+
+
 def _mainframe_job(cluster, tmp_path):
     script = tmp_path / "mf.sh"
     script.write_text(SCHEDULER.format(state=tmp_path / "state"))
