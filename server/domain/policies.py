@@ -54,12 +54,17 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # --- conditions --------------------------------------------------------------------------
 
 
+def _folded(text: str, fold: bool) -> str:
+    return text.casefold() if fold else text
+
+
 @dataclass(frozen=True)
 class Equals:
     value: str
+    fold: bool = False  # compare ignoring case (the rule's ignore_case)
 
     def test(self, raw: str) -> bool:
-        return raw == self.value
+        return _folded(raw, self.fold) == _folded(self.value, self.fold)
 
     def as_raw(self) -> object:
         return self.value
@@ -71,13 +76,14 @@ class Equals:
 @dataclass(frozen=True)
 class In:
     values: tuple[str, ...]
+    fold: bool = False
     _set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_set", frozenset(self.values))
+        object.__setattr__(self, "_set", frozenset(_folded(v, self.fold) for v in self.values))
 
     def test(self, raw: str) -> bool:
-        return raw in self._set
+        return _folded(raw, self.fold) in self._set
 
     def as_raw(self) -> object:
         return {"in": list(self.values)}
@@ -107,10 +113,12 @@ class Range:
 @dataclass(frozen=True)
 class Glob:
     pattern: str
+    fold: bool = False
     _match: Callable[[str], re.Match[str] | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_match", re.compile(fnmatch.translate(self.pattern)).match)
+        flags = re.IGNORECASE if self.fold else 0
+        object.__setattr__(self, "_match", re.compile(fnmatch.translate(self.pattern), flags).match)
 
     def test(self, raw: str) -> bool:
         return self._match(raw) is not None
@@ -147,6 +155,7 @@ class Rule:
     when: tuple[tuple[str, Condition], ...]
     status: Status
     property: str = STATUS  # the normalized property the rule sets
+    ignore_case: bool = False  # its text conditions match whatever the case ("Abend", "ABEND")
 
     def matches(self, raw: Mapping[str, str]) -> bool:
         for name, condition in self.when:
@@ -156,12 +165,13 @@ class Rule:
         return True
 
     def anchor(self) -> tuple[str, tuple[str, ...]] | None:
-        """A raw property and the only values it can match, for indexing; None if no condition pins one."""
+        """A raw property and the only values it can match (casefolded when the rule ignores
+        case), for indexing; None if no condition pins one."""
         for name, condition in self.when:
             if isinstance(condition, Equals):
-                return name, (condition.value,)
+                return name, (_folded(condition.value, self.ignore_case),)
             if isinstance(condition, In):
-                return name, condition.values
+                return name, tuple(_folded(v, self.ignore_case) for v in condition.values)
         return None
 
     @cached_property  # in every Decision's reason, so worked out once
@@ -169,39 +179,41 @@ class Rule:
         """E.g. "process: state = 'exited' and exit_code in range [1, *] -> FAILURE"."""
         conditions = " and ".join(c.describe(name) for name, c in self.when) or "any raw values"
         target = "" if self.property == STATUS else f"{self.property} "
-        return f"{self.environment}: {conditions} -> {target}{self.status.name}"
+        case = " (any case)" if self.ignore_case and any(not isinstance(c, Range) for _, c in self.when) else ""
+        return f"{self.environment}: {conditions}{case} -> {target}{self.status.name}"
 
 
 @dataclass(frozen=True)
 class _Bucket:
     """The rules of one (property, environment) pair, indexed by the values their anchors pin."""
 
-    anchors: tuple[tuple[str, Mapping[str, tuple[int, ...]]], ...]
+    anchors: tuple[tuple[str, bool, Mapping[str, tuple[int, ...]]], ...]  # (property, folded, value -> rules)
     rest: tuple[int, ...]  # rules with no anchor: always candidates
 
     def candidates(self, raw: Mapping[str, str]) -> Sequence[int]:
         """Indexes of the rules that may match, in rule order."""
         found: Sequence[int] = self.rest
-        for name, table in self.anchors:
+        for name, fold, table in self.anchors:
             value = raw.get(name)
-            hits = table.get(value) if value is not None else None
+            hits = table.get(_folded(value, fold)) if value is not None else None
             if hits:
                 found = sorted((*found, *hits)) if found else hits
         return found
 
 
 def _bucket(rules: Sequence[Rule], indexes: Sequence[int]) -> _Bucket:
-    anchors: dict[str, dict[str, list[int]]] = {}
+    anchors: dict[tuple[str, bool], dict[str, list[int]]] = {}
     rest = []
     for i in indexes:
         anchor = rules[i].anchor()
         if anchor is None:
             rest.append(i)
             continue
-        table = anchors.setdefault(anchor[0], {})
+        table = anchors.setdefault((anchor[0], rules[i].ignore_case), {})
         for value in dict.fromkeys(anchor[1]):
             table.setdefault(value, []).append(i)
-    frozen = tuple((name, {value: tuple(ids) for value, ids in table.items()}) for name, table in anchors.items())
+    frozen = tuple((name, fold, {value: tuple(ids) for value, ids in table.items()})
+                   for (name, fold), table in anchors.items())
     return _Bucket(frozen, tuple(rest))
 
 
@@ -266,11 +278,12 @@ def parse_policy(path: str, raw: Mapping[str, object]) -> Policy:
 
 
 def parse_rule(path: str, raw: Mapping[str, object]) -> Rule:
-    """Validate one rule table {"environment": ..., "when": {...}, "status": ..., "property": ...}."""
+    """Validate one rule table {"environment": ..., "when": {...}, "status": ..., "property": ...,
+    "ignore_case": ...}."""
     if not isinstance(raw, Mapping):
         raise wrong_type(path, raw, 'a table such as { environment = "external", when = { status = "ABEND" }, '
                                      'status = "FAILURE" }')
-    _no_unknown_keys(path, raw, ("environment", "when", "status", "property"), "a rule")
+    _no_unknown_keys(path, raw, ("environment", "when", "status", "property", "ignore_case"), "a rule")
     for key, example in (("environment", 'environment = "process", or "*" for any'),
                          ("status", f"status = one of {', '.join(Status.__members__)}")):
         if key not in raw:
@@ -278,12 +291,15 @@ def parse_rule(path: str, raw: Mapping[str, object]) -> Rule:
     environment = _environment(f"{path}.environment", raw["environment"])
     prop = _property(f"{path}.property", raw.get("property", STATUS))
     status = _status(f"{path}.status", raw["status"])
-    when = _when(f"{path}.when", raw.get("when", {}))
+    fold = raw.get("ignore_case", False)
+    if not isinstance(fold, bool):
+        raise wrong_type(f"{path}.ignore_case", fold, "true or false")
+    when = _when(f"{path}.when", raw.get("when", {}), fold)
     if not when and environment == ANY:
         raise InvalidArgument(f"{path}.when", "is empty while environment is '*', so the rule would match every "
                                               "raw value from every environment and hide all later rules and "
                                               "policies; add a condition or name an environment")
-    return Rule(environment, when, status, prop)
+    return Rule(environment, when, status, prop, fold)
 
 
 def policy_to_dict(policy: Policy) -> dict[str, object]:
@@ -297,13 +313,15 @@ def _rule_to_dict(rule: Rule) -> dict[str, object]:
                                 "status": rule.status.name}
     if rule.property != STATUS:
         table["property"] = rule.property
+    if rule.ignore_case:
+        table["ignore_case"] = True
     return table
 
 
 def _no_repeats(path: str, rules: Sequence[Rule]) -> None:
     first: dict[tuple[object, ...], int] = {}
     for i, rule in enumerate(rules):
-        key = (rule.environment, rule.property, frozenset(rule.when))
+        key = (rule.environment, rule.property, frozenset(rule.when), rule.ignore_case)
         if key in first:
             raise InvalidArgument(f"{path}[{i}]", f"has the same environment and conditions as {path}[{first[key]}], "
                                                   "which comes first, so it never applies; remove one of them")
@@ -351,7 +369,7 @@ def _status(where: str, value: object) -> Status:
     return Status[name]
 
 
-def _when(where: str, value: object) -> tuple[tuple[str, Condition], ...]:
+def _when(where: str, value: object, fold: bool = False) -> tuple[tuple[str, Condition], ...]:
     if not isinstance(value, Mapping):
         raise wrong_type(where, value, 'a table of raw property = condition, e.g. { status = "ABEND" }')
     if len(value) > MAX_CONDITIONS:
@@ -361,13 +379,13 @@ def _when(where: str, value: object) -> tuple[tuple[str, Condition], ...]:
         key = _member(where, str(name))
         if not isinstance(name, str) or not name or len(name) > MAX_NAME or not name.isprintable():
             raise InvalidArgument(key, f"is not a raw property name; use 1 to {MAX_NAME} printable characters")
-        conditions.append((name, _condition(key, condition)))
+        conditions.append((name, _condition(key, condition, fold)))
     return tuple(conditions)
 
 
-def _condition(where: str, value: object) -> Condition:
+def _condition(where: str, value: object, fold: bool = False) -> Condition:
     if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return Equals(_operand(where, value))
+        return Equals(_operand(where, value), fold)
     if not isinstance(value, Mapping):
         raise wrong_type(where, value, 'a value or a table with one operator, e.g. "ABEND", { in = ["ABEND", '
                                         '"JCL ERROR"] }, { range = [1, inf] } or { glob = "S0C*" }')
@@ -378,15 +396,15 @@ def _condition(where: str, value: object) -> Condition:
     if operator not in OPERATORS:
         raise InvalidArgument(key, f"is not an operator; {choices(str(operator), OPERATORS)}")
     if operator == "equals":
-        return Equals(_operand(key, operand))
+        return Equals(_operand(key, operand), fold)
     if operator == "in":
-        return In(_operands(key, operand))
+        return In(_operands(key, operand), fold)
     if operator == "range":
         return _range(key, operand)
     pattern = _operand(key, operand)
     if not pattern:
         raise InvalidArgument(key, "is empty; give a pattern such as 'S0C*', or use equals = '' for an empty value")
-    return Glob(pattern)
+    return Glob(pattern, fold)
 
 
 def _operand(where: str, value: object) -> str:
@@ -474,27 +492,41 @@ _DEFAULT_RULES: list[dict[str, object]] = [
     # external: attempts the agent ended (cancelled, timed out, …) whatever the scheduler said last
     *_states("external", "state", {"submit_failed": "FAILURE", "submit_interrupted": "FAILURE",
                                    "poll_failed": "FAILURE", **_AGENT_STATES}),
-    # external, mainframe style: status (and often a specific code such as S0C7)
+    # external, mainframe style (JES, Control-M, CA-7): status, often with a specific code such as S0C7
     *_states("external", "status", {
-        "ENDED OK": "SUCCESS", "CC 0000": "SUCCESS", "JCL ERROR": "FAILURE", "REQUEUED": "RESTART",
-        "HELD": "ON_HOLD", "EXECUTING": "RUNNING", "AWAITING EXECUTION": "WAITING"}),
+        "ENDED OK": "SUCCESS", "ENDED NOTOK": "FAILURE", "ENDED NOT OK": "FAILURE", "CC 0000": "SUCCESS",
+        "JCL ERROR": "FAILURE", "REQUEUED": "RESTART", "RERUN": "RESTART", "HELD": "ON_HOLD",
+        "EXECUTING": "RUNNING", "AWAITING EXECUTION": "WAITING", "WAIT CONDITION": "WAITING",
+        "WAIT TIME": "WAITING", "WAIT RESOURCE": "WAITING", "WAIT HOST": "WAITING", "WAIT USER": "ON_HOLD",
+        "WAIT CONFIRMATION": "ON_HOLD", "DISABLED": "INACTIVE", "INACTIVE": "INACTIVE"}),
     {"environment": "external", "when": {"status": {"glob": "ABEND*"}}, "status": "FAILURE"},
     {"environment": "external", "when": {"status": {"glob": "CC *"}}, "status": "FAILURE"},  # after CC 0000
-    # external, Unix-scheduler style: status + exit_code
+    # external, Unix-scheduler style (cron wrappers, LSF, PBS, SGE, Airflow): status + exit_code
     {"environment": "external", "when": {"status": "EXITED", "exit_code": {"range": [0, 0]}}, "status": "SUCCESS"},
     *_states("external", "status", {
-        "EXITED": "FAILURE", "DONE": "SUCCESS", "SUSPENDED": "ON_HOLD", "PENDING": "WAITING", "RUNNING": "RUNNING",
-        "KILLED": "CANCEL", "CANCELLED": "CANCEL"}),
-    # external, finished with a status none of the rules above knows (or none at all): its exit
-    # code decides. A running job's unknown status stays UNKNOWN.
+        "EXITED": "FAILURE", "EXIT": "FAILURE", "DONE": "SUCCESS", "COMPLETED": "SUCCESS", "SUCCEEDED": "SUCCESS",
+        "SUCCESS": "SUCCESS", "FINISHED": "SUCCESS", "FAILED": "FAILURE", "FAILURE": "FAILURE", "ERROR": "FAILURE",
+        "TIMEOUT": "FAILURE", "TIMED OUT": "FAILURE", "SUSPENDED": "ON_HOLD", "PSUSP": "ON_HOLD",
+        "USUSP": "ON_HOLD", "SSUSP": "ON_HOLD", "HOLD": "ON_HOLD", "ON HOLD": "ON_HOLD", "PENDING": "WAITING",
+        "PEND": "WAITING", "QUEUED": "WAITING", "SCHEDULED": "WAITING", "WAITING": "WAITING",
+        "RUNNING": "RUNNING", "RUN": "RUNNING", "STARTED": "RUNNING", "RETRY": "RESTART", "RESTARTING": "RESTART",
+        "UP_FOR_RETRY": "RESTART", "KILLED": "CANCEL", "CANCELLED": "CANCEL", "CANCELED": "CANCEL",
+        "ABORTED": "CANCEL"}),
+    # external, with a status none of the rules above knows (or none at all): once it is done,
+    # or whenever it reports only an exit code, the exit code decides. A running job's unknown
+    # status stays UNKNOWN.
     {"environment": "external", "when": {"state": "external_done", "exit_code": {"range": [0, 0]}},
      "status": "SUCCESS"},
     {"environment": "external", "when": {"state": "external_done"}, "status": "FAILURE"},
+    {"environment": "external", "when": {"exit_code": {"range": [0, 0]}}, "status": "SUCCESS"},
+    {"environment": "external", "when": {"exit_code": {"range": [None, None]}}, "status": "FAILURE"},
     # slurm: Slurm's job states and pending reasons (slurm_states.py)
     *slurm_rules(_AGENT_STATES),
 ]
 
-DEFAULT_POLICY = parse_policy("default_policy", {"name": "default", "rules": _DEFAULT_RULES})
+# Raw values come in every case ("Abend", "JCL Error", "Completed"): the built-in rules ignore it.
+DEFAULT_POLICY = parse_policy("default_policy", {"name": "default",
+                                                 "rules": [{**rule, "ignore_case": True} for rule in _DEFAULT_RULES]})
 
 
 # --- normalization ---------------------------------------------------------------------

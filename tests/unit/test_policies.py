@@ -83,7 +83,7 @@ def test_default_policy_agrees_with_jobplanes_own_job_states(state):
 
 def test_raw_values_of_one_environment_mean_nothing_in_another():
     assert normalize("process", {"status": "ABEND"}, user=None).status == Status.UNKNOWN
-    assert normalize("external", {"state": "exited", "exit_code": "0"}, user=None).status == Status.UNKNOWN
+    assert normalize("external", {"state": "returned"}, user=None).status == Status.UNKNOWN  # python's word
 
 
 # --- conditions --------------------------------------------------------------------------------
@@ -329,3 +329,37 @@ def test_policy_to_dict_is_the_canonical_form():
     assert policy_to_dict(parse_policy("policy", written)) == {"name": "ops", "rules": [
         {"environment": "process", "status": "FAILURE",
          "when": {"exit_code": {"range": [1, None]}, "state": "exited", "signal": "9"}}]}
+
+
+# --- case, and the built-in vocabulary ---------------------------------------------------------
+
+@pytest.mark.parametrize("raw, status", [
+    ({"status": "Abend"}, Status.FAILURE), ({"status": "abend s0c7"}, Status.FAILURE),
+    ({"status": "Requeued"}, Status.RESTART), ({"status": "JCL Error"}, Status.FAILURE),
+    ({"status": "Failed"}, Status.FAILURE), ({"status": "Completed"}, Status.SUCCESS),
+    ({"exit_code": "0"}, Status.SUCCESS), ({"exit_code": "2"}, Status.FAILURE),
+    ({"status": "Ended Not OK"}, Status.FAILURE), ({"status": "Wait Condition"}, Status.WAITING),
+    ({"status": "PEND"}, Status.WAITING), ({"status": "ususp"}, Status.ON_HOLD),
+    ({"status": "Canceled"}, Status.CANCEL), ({"status": "up_for_retry"}, Status.RESTART),
+    ({"status": "Disabled"}, Status.INACTIVE), ({"status": "something else"}, Status.UNKNOWN),
+])
+def test_the_default_policy_knows_the_usual_scheduler_words_in_any_case(raw, status):
+    assert normalize("external", raw, user=None).status == status
+
+
+def test_ignore_case_is_a_rule_option_off_unless_asked_and_it_survives_a_round_trip():
+    exact = parse_policy("policy", {"name": "p", "rules": [
+        {"environment": "external", "when": {"status": "ABEND"}, "status": "ON_HOLD"}]})
+    folded = parse_policy("policy", {"name": "p", "rules": [
+        {"environment": "external", "when": {"status": {"in": ["ABEND", "JCL ERROR"]}, "specific": {"glob": "S0C*"}},
+         "status": "ON_HOLD", "ignore_case": True}]})
+    assert normalize("external", {"status": "abend"}, user=exact).policy == "default", "the user rule is exact"
+    assert normalize("external", {"status": "ABEND"}, user=exact).status == Status.ON_HOLD
+    assert normalize("external", {"status": "abend", "specific": "s0c7"}, user=folded).status == Status.ON_HOLD
+    assert normalize("external", {"status": "Jcl Error", "specific": "S0C4"}, user=folded).status == Status.ON_HOLD
+    assert "(any case)" in folded.rules[0].description
+    assert parse_policy("policy", policy_to_dict(folded)) == folded
+    assert policy_to_dict(DEFAULT_POLICY)["rules"][0]["ignore_case"] is True
+    with pytest.raises(InvalidArgument, match=r"policy.rules\[0\].ignore_case: must be true or false"):
+        parse_policy("policy", {"name": "p", "rules": [
+            {"environment": "external", "when": {"status": "X"}, "status": "FAILURE", "ignore_case": "yes"}]})
