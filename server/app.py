@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
+from .http import HttpFront
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
@@ -59,6 +60,7 @@ SERVICE_NAMES = [
     conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+HTTP_ADDRESS_FILE = "http.addr"  # in the data directory: where --http listens, once it does
 
 
 class Server:
@@ -81,6 +83,8 @@ class Server:
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
         self._providers: ProviderService | None = None
+        self._front: HttpFront | None = None
+        self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
 
     async def start(self) -> str:
         """Open the database, resume unfinished work, and listen; returns HOST:PORT. Built in
@@ -102,6 +106,7 @@ class Server:
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
+        await self._start_http()
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
@@ -214,6 +219,19 @@ class Server:
             raise OSError(f"cannot listen on {self.config.listen} and {self.config.agent_address}")
         return port, agent_port
 
+    async def _start_http(self) -> None:
+        """The console and /metrics (--http), written to DATA_DIR/http.addr for `jobplane up`."""
+        path = self.config.data_dir / HTTP_ADDRESS_FILE
+        if not self.config.http:
+            path.unlink(missing_ok=True)
+            return
+        self._front = HttpFront(lambda: self.failed)
+        bound = await self._front.start(self.config.http)
+        self.http_url = f"http://{bound}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, bound + "\n", durable=False)
+        log.info("console and /metrics on %s", self.http_url)
+
     async def _compact(self) -> None:
         """Delete events past the retention, on the writer thread, every so often."""
         retention = self.config.event_retention
@@ -270,6 +288,8 @@ class Server:
         if self._failure_watch is not None:
             self._failure_watch.cancel()
         self.hub.close()
+        if self._front is not None:
+            await self._front.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self.core is not None:

@@ -1,0 +1,6 @@
+"""The server's HTTP side (`jobplane-server --http ADDR`): the web console and Prometheus
+`/metrics`, on the server's event loop. See front.py for what is served where."""
+
+from .front import HttpFront
+
+__all__ = ["HttpFront"]

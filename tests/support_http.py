@@ -1,0 +1,61 @@
+"""Real HTTP requests against a server started with --http (the console and /metrics)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from support import ServerProc, wait_until
+
+HTTP = ("--http", "127.0.0.1:0")  # server_args for a cluster with the console and /metrics
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # names in lower case; Set-Cookie lines joined with "\n"
+    body: str
+
+
+def http_address(server: ServerProc) -> str:
+    return wait_until(lambda: (server.data_dir / "http.addr").read_text().strip(), 10, "the HTTP address")
+
+
+def request(server: ServerProc, method: str, path: str, *, cookie: str = "", form: dict | None = None,
+            headers: dict | None = None) -> Reply:
+    host, port = http_address(server).rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    sent = dict(headers or {})
+    body = None
+    if cookie:
+        sent["Cookie"] = cookie
+    if form is not None:
+        body = urlencode(form)
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
+    try:
+        conn.request(method, path, body=body, headers=sent)
+        answer = conn.getresponse()
+        got: dict[str, str] = {}
+        for name, value in answer.getheaders():
+            key = name.lower()
+            got[key] = f"{got[key]}\n{value}" if key in got else value
+        return Reply(answer.status, got, answer.read().decode())
+    finally:
+        conn.close()
+
+
+def get(server: ServerProc, path: str, **options) -> Reply:
+    return request(server, "GET", path, **options)
+
+
+def raw(server: ServerProc, data: bytes) -> bytes:
+    """What the server answers to these bytes, sent as they are."""
+    host, port = http_address(server).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
