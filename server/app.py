@@ -25,7 +25,8 @@ from .errors import ConfigError
 from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
-from .http import HttpFront
+from .metrics import ServerMetrics
+from .http import HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
@@ -77,6 +78,7 @@ class Server:
                             watcher_queue=config.watcher_queue)
         self.engine = Engine(config.engine())
         self.core: Core | None = None
+        self.metrics = ServerMetrics()
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None
         self._failure_watch: asyncio.Task | None = None
@@ -119,7 +121,7 @@ class Server:
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
         self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
-        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver)
+        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics)
 
     def _deliver(self, cs) -> None:
         """After each commit: assignments and stops to the agents, and the scale-out hook."""
@@ -146,7 +148,8 @@ class Server:
     def _grpc_server(self) -> grpc.aio.Server:
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
         return grpc.aio.server(
-            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed)],
+            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed,
+                                          self.metrics.rpcs)],
             options=[
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -225,7 +228,8 @@ class Server:
         if not self.config.http:
             path.unlink(missing_ok=True)
             return
-        self._front = HttpFront(lambda: self.failed)
+        failed = lambda: self.failed  # noqa: E731
+        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed))
         bound = await self._front.start(self.config.http)
         self.http_url = f"http://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,5 +2,6 @@
 `/metrics`, on the server's event loop. See front.py for what is served where."""
 
 from .front import HttpFront
+from .metrics import MetricsPage
 
-__all__ = ["HttpFront"]
+__all__ = ["HttpFront", "MetricsPage"]

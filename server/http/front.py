@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from .metrics import CONTENT_TYPE as METRICS_TYPE, MetricsPage
 from .server import HttpServer, Request, Response, Stream
 
 log = logging.getLogger(__name__)
@@ -16,8 +17,9 @@ class HttpFront:
     """The HTTP listener and its routes. `failed` tells whether the server has stopped taking
     changes (the database refused a write)."""
 
-    def __init__(self, failed: Callable[[], BaseException | None]) -> None:
+    def __init__(self, failed: Callable[[], BaseException | None], metrics: MetricsPage) -> None:
         self._failed = failed
+        self._metrics = metrics
         self._http = HttpServer(self.handle)
 
     async def start(self, address: str) -> str:
@@ -32,6 +34,8 @@ class HttpFront:
             return Response(405, "only GET, HEAD and POST are served here\n", TEXT, [("Allow", "GET, HEAD, POST")])
         if request.path == "/healthz":
             return self._health()
+        if request.path == "/metrics":
+            return Response(200, await self._metrics.render(), METRICS_TYPE)
         return Response(404, f"nothing at {request.path}\n", TEXT)
 
     def _health(self) -> Response:

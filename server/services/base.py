@@ -16,6 +16,7 @@ from ..core import Core
 from ..errors import InvalidArgument, JobplaneError, details
 from ..domain.limits import MAX_ID, PAGE_BYTES, shown
 from ..events import EventHub
+from ..metrics import ServerMetrics
 from ..security.policy import current_caller
 from ..store.repo import Store
 
@@ -80,6 +81,7 @@ class Deps:
         self.config = config
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
+        self.metrics = getattr(core, "metrics", None) or ServerMetrics()
 
     @property
     def page_bytes(self) -> int:
