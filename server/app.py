@@ -26,7 +26,7 @@ from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
 from .metrics import ServerMetrics
-from .http import HttpFront, MetricsPage
+from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
@@ -229,7 +229,10 @@ class Server:
             path.unlink(missing_ok=True)
             return
         failed = lambda: self.failed  # noqa: E731
-        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed))
+        self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
+        self._gateway.open()
+        console = Console(self._gateway, lambda: self.hub.last_id)
+        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed), console)
         bound = await self._front.start(self.config.http)
         self.http_url = f"http://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,6 +297,7 @@ class Server:
         self.hub.close()
         if self._front is not None:
             await self._front.stop()
+            await self._gateway.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self.core is not None:

@@ -59,3 +59,48 @@ def raw(server: ServerProc, data: bytes) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def sign_in(server: ServerProc, token: str) -> str:
+    """The Cookie header a browser sends after signing in to the console with `token`."""
+    reply = request(server, "POST", "/login", form={"token": token})
+    assert reply.status == 303, reply.body
+    return reply.headers["set-cookie"].split(";", 1)[0]
+
+
+class EventStream:
+    """A server-sent event stream, read as a browser's EventSource reads it."""
+
+    def __init__(self, server: ServerProc, path: str, cookie: str, last_event_id: int | None = None) -> None:
+        host, port = http_address(server).rsplit(":", 1)
+        self._conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Cookie": cookie, "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self._conn.request("GET", path, headers=headers)
+        self.response = self._conn.getresponse()
+
+    def __iter__(self):
+        """Each event as {"id": ..., "event": ..., "data": ...} (comments and retry lines skipped)."""
+        fields: dict[str, str] = {}
+        while True:
+            line = self.response.fp.readline().decode()
+            if not line:
+                return
+            line = line.rstrip("\n")
+            if not line:
+                if "data" in fields:
+                    yield fields
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from .console import Console
 from .metrics import CONTENT_TYPE as METRICS_TYPE, MetricsPage
 from .server import HttpServer, Request, Response, Stream
 
@@ -17,9 +18,10 @@ class HttpFront:
     """The HTTP listener and its routes. `failed` tells whether the server has stopped taking
     changes (the database refused a write)."""
 
-    def __init__(self, failed: Callable[[], BaseException | None], metrics: MetricsPage) -> None:
+    def __init__(self, failed: Callable[[], BaseException | None], metrics: MetricsPage, console: Console) -> None:
         self._failed = failed
         self._metrics = metrics
+        self._console = console
         self._http = HttpServer(self.handle)
 
     async def start(self, address: str) -> str:
@@ -36,6 +38,9 @@ class HttpFront:
             return self._health()
         if request.path == "/metrics":
             return Response(200, await self._metrics.render(), METRICS_TYPE)
+        answer = await self._console.handle(request)
+        if answer is not None:
+            return answer
         return Response(404, f"nothing at {request.path}\n", TEXT)
 
     def _health(self) -> Response:
