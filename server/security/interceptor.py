@@ -144,7 +144,7 @@ def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor
 
 def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Callable | None) -> Callable:
     async def call(body, context):
-        await _unless_failed(guard, context)
+        await _unless_failed(guard, method, context)
         caller = await _admit(guard, method, context, lambda: _quietly(decode, body))
         token = current_caller.set(caller)
         request, error = None, None
@@ -165,7 +165,7 @@ def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Call
 def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: Callable | None) -> Callable:
     """`decode` is None for a request stream (its messages decode as they are read)."""
     async def call(body, context):
-        await _unless_failed(guard, context)
+        await _unless_failed(guard, method, context)
         caller = await _admit(guard, method, context, lambda: _quietly(decode, body) if decode else None)
         try:
             guard.open_stream(caller)
@@ -188,9 +188,10 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
     return call
 
 
-async def _unless_failed(guard: AuthInterceptor, context) -> None:
+async def _unless_failed(guard: AuthInterceptor, method: str, context) -> None:
     failure = guard.failure()
     if failure is not None:
+        guard.count(method, "UNAVAILABLE")
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(failure))
 
 

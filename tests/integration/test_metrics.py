@@ -31,13 +31,14 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, *sorted(labels.items())), 0.0)
 
 
-def test_a_job_moves_through_the_counts_as_it_runs(sqlite_cluster, tmp_path):
-    c = sqlite_cluster
+def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
+    c = cluster
     before = scrape(c.server)
     assert value(before, "jobplane_up") == 1
     assert value(before, "jobplane_providers", state="ACTIVE") == 0
     c.add_agent("a", slots=1)
-    assert value(scrape(c.server), "jobplane_providers", state="ACTIVE") == 1
+    wait_until(lambda: value(scrape(c.server), "jobplane_providers", state="ACTIVE") == 1, 10,
+               "the agent counted as ACTIVE")  # (committed just after the engine says so)
     release = tmp_path / "go"
     wait = {"command": ["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.05; done"]}
     job = c.client.submit_job({"name": "two", "tasks": [{"name": "t1", **wait}, {"name": "t2", **wait}]})
