@@ -8,6 +8,7 @@ event hub); counters and histograms are what the server has counted since it sta
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +16,8 @@ from ..domain.model import ProviderState, Status, TaskState
 from ..events import EventHub
 from ..metrics import Counter, Histogram, ServerMetrics
 from ..store import stats
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -28,18 +31,12 @@ class MetricsPage:
         self._failed = failed
 
     async def render(self) -> str:
-        jobs, tasks, providers = await asyncio.get_running_loop().run_in_executor(self._readers, _counts)
         m = self._metrics
         lines: list[str] = []
-        lines += gauge("jobplane_jobs", "Jobs by normalized status (the default policy's view).",
-                       _by_status(jobs), "status")
-        lines += gauge("jobplane_tasks", "Tasks by normalized status (the default policy's view).",
-                       _by_status(tasks), "status")
-        queued = sum(n for state, _, n in tasks if state == TaskState.QUEUED)
-        lines += gauge("jobplane_queue_depth", "Tasks queued for a provider (ready to run, not yet assigned).",
-                       {(): queued})
-        lines += gauge("jobplane_providers", "Providers (agents) by state.",
-                       _by_state(providers), "state")
+        try:
+            lines += await asyncio.get_running_loop().run_in_executor(self._readers, _state_gauges)
+        except Exception as exc:  # the database is down: say so, and still show what was counted
+            log.warning("/metrics: cannot count jobs, tasks and providers: %s", exc)
         lines += gauge("jobplane_watchers", "Event-stream watchers connected now.", {(): self._hub.watchers})
         lines += gauge("jobplane_up", "1 while the server takes changes; 0 once its database refused a write.",
                        {(): 0 if self._failed() is not None else 1})
@@ -50,8 +47,16 @@ class MetricsPage:
         return "\n".join(lines) + "\n"
 
 
-def _counts() -> tuple[list, list, list]:
-    return stats.job_counts(), stats.task_counts(), stats.provider_counts()
+def _state_gauges() -> list[str]:
+    """Jobs, tasks and providers counted in the database (on a reader thread)."""
+    jobs, tasks, providers = stats.job_counts(), stats.task_counts(), stats.provider_counts()
+    queued = sum(n for state, _, n in tasks if state == TaskState.QUEUED)
+    return [*gauge("jobplane_jobs", "Jobs by normalized status (the default policy's view).", _by_status(jobs), "status"),
+            *gauge("jobplane_tasks", "Tasks by normalized status (the default policy's view).", _by_status(tasks),
+                   "status"),
+            *gauge("jobplane_queue_depth", "Tasks queued for a provider (ready to run, not yet assigned).",
+                   {(): queued}),
+            *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
 
 
 def _by_status(rows: Iterable[tuple[int, int, int]]) -> dict[tuple[str, ...], float]:
