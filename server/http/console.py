@@ -135,7 +135,7 @@ class Console:
         body = pages.job_detail(job, list(listed.tasks), next_link)
         events = '<section class="events"><h2>Live events</h2><ol id="events"></ol></section>'
         return page(200, pages.layout(f"Job {job.id} · {job.spec.name}", body, who=_who(me), live=live,
-                                      extra=events))
+                                      after=events))
 
     def _live(self, me) -> dict[str, str]:
         """How a list page stays current: the event stream, or polling for a caller who may not

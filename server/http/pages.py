@@ -30,9 +30,11 @@ def when(ts) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts.seconds)) + "Z"
 
 
-def layout(title: str, main: str, *, who: str = "", live: dict[str, str] | None = None, extra: str = "") -> str:
+def layout(title: str, main: str, *, who: str = "", live: dict[str, str] | None = None, extra: str = "",
+           after: str = "") -> str:
     """A whole page. `live`: data attributes console.js reads (events=URL of the event stream,
-    or poll=seconds); `extra`: what goes after <main> and is not refreshed (forms, the event log)."""
+    or poll=seconds); `extra` goes before <main>, `after` after it: neither is refreshed (a form
+    being typed into, the live event log)."""
     attrs = "".join(f' data-{k}="{escape(v)}"' for k, v in (live or {}).items())
     nav = ""
     if who:
@@ -43,7 +45,7 @@ def layout(title: str, main: str, *, who: str = "", live: dict[str, str] | None 
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<link rel="stylesheet" href="/static/console.css"><script src="/static/console.js" defer></script>'
             f'</head><body{attrs}><header><a class="brand" href="/">jobplane</a>{nav}</header>'
-            f'<h1>{escape(title)}</h1>{extra}<main id="main">{main}</main></body></html>')
+            f'<h1>{escape(title)}</h1>{extra}<main id="main">{main}</main>{after}</body></html>')
 
 
 def login(error: str = "", next_path: str = "/") -> str:
