@@ -97,6 +97,7 @@ class EventStream:
                 fields[name] = value.removeprefix(" ")
 
     def close(self) -> None:
+        self.response.close()  # (the socket closes only once its file is closed too)
         self._conn.close()
 
     def __enter__(self):

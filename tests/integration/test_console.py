@@ -127,3 +127,5 @@ def test_the_event_stream_delivers_a_job_as_it_runs_and_resumes_from_last_event_
         resumed = next(iter(stream))
     assert int(resumed["id"]) == ids[2]  # the one after, no gap, no repeat
     assert get(c.server, "/events").status == 401
+    # A browser that went away leaves no watcher behind on the server.
+    wait_until(lambda: "\njobplane_watchers 0\n" in get(c.server, "/metrics").body, 10, "the watchers gone")
