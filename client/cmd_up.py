@@ -148,8 +148,9 @@ def _banner(plane: LocalPlane, state_path: Path) -> str:
             f"with {output.count(config.slots, 'slot')} each",
             f"  data and logs:  {config.data_dir} (logs in {plane.log_dir})",
             f"  security:       {security}",
-            *([f"  console:        {plane.console_url} (sign in with an API token; metrics at "
-               f"{plane.console_url}/metrics)"] if plane.console_url else []),
+            *([f"  console:        {plane.console_url} (sign in with "
+               f"{'any token' if config.insecure else 'the token in ' + str(plane.admin_token_file)}); "
+               f"Prometheus metrics at {plane.console_url}/metrics"] if plane.console_url else []),
             f"  submit a job:   jobplane submit {example_path('hello.toml')} --watch",
             "  look around:    jobplane jobs list | jobplane providers list | jobplane watch",
             f"  {finding}",
