@@ -31,6 +31,8 @@ POLL_SECONDS = "5"  # a submitter may not watch every job's events: its lists re
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream, so dead clients are noticed
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 JOB_PATH = re.compile(r"/jobs/([^/]+)")
+ACTION_PATH = re.compile(r"/jobs/([^/]+)/(cancel|hold|release)")
+MAY_ACT = (security_pb2.ROLE_ADMIN, security_pb2.ROLE_OPERATOR, security_pb2.ROLE_SUBMITTER)  # their own jobs
 TOKEN_FORM = re.compile(r"[\x21-\x7e]{1,512}")  # what may go into a header: printable ASCII
 HTTP_OF = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.PERMISSION_DENIED: 403,
            grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -56,6 +58,8 @@ class Console:
         if path == "/logout" and method == "POST":
             return _redirect("/login", clear=True)
         if method == "POST":
+            if match := ACTION_PATH.fullmatch(path):
+                return await self._signed_in(request, lambda r, t, me: self._act(r, t, *match.groups()))
             return None
         if path == "/":
             return await self._signed_in(request, self._dashboard)
@@ -132,10 +136,23 @@ class Console:
             job_id=job.id, page_size=500, page_token=request.query.get("page_token", "")), token)
         next_link = f"/jobs/{job.id}?" + urlencode({"page_token": listed.next_page_token}) \
             if listed.next_page_token else ""
-        body = pages.job_detail(job, list(listed.tasks), next_link)
+        body = pages.job_detail(job, list(listed.tasks), next_link, actions=me.role in MAY_ACT)
         events = '<section class="events"><h2>Live events</h2><ol id="events"></ol></section>'
         return page(200, pages.layout(f"Job {job.id} · {job.spec.name}", body, who=_who(me), live=live,
                                       after=events))
+
+    async def _act(self, request: Request, token: str, job_id: str, action: str) -> Response:
+        """Cancel, hold or release a job: the API decides who may (a viewer may not, a submitter
+        only on their own jobs) and records it in the audit log."""
+        if not _same_origin(request):
+            return page(403, pages.error_page(403, "a form from another site cannot act here"))
+        reason = request.form().get("reason", "")
+        calls = {"cancel": (self._api.jobs.CancelJob, job_pb2.CancelJobRequest(job_id=job_id, reason=reason)),
+                 "hold": (self._api.jobs.HoldJob, job_pb2.HoldJobRequest(job_id=job_id, reason=reason)),
+                 "release": (self._api.jobs.ReleaseJob, job_pb2.ReleaseJobRequest(job_id=job_id))}
+        method, asked = calls[action]
+        await self._api.call(method, asked, token)
+        return _redirect(f"/jobs/{job_id}")
 
     def _live(self, me) -> dict[str, str]:
         """How a list page stays current: the event stream, or polling for a caller who may not
@@ -229,6 +246,14 @@ def _here(request: Request) -> str:
 def _local(path: str) -> str:
     """Where to go after signing in: a path on this site only (no open redirect)."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
+
+
+def _same_origin(request: Request) -> bool:
+    """A form post from this site (browsers send Origin with every POST; the SameSite=Strict
+    cookie is the first guard against another site's forms, this the second)."""
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    return origin is None or origin in (f"http://{host}", f"https://{host}")  # (https: behind a TLS proxy)
 
 
 def _who(me) -> str:

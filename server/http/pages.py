@@ -120,7 +120,8 @@ def progress(counts: job_pb2.TaskCounts) -> str:
             f'{escape(label or "no tasks")} of {counts.total}</span></span>')
 
 
-def job_detail(job: job_pb2.Job, tasks: list[task_pb2.Task], next_link: str) -> str:
+def job_detail(job: job_pb2.Job, tasks: list[task_pb2.Task], next_link: str, *, actions: bool = False) -> str:
+    """`actions`: the caller's role may cancel, hold and release (the API still decides)."""
     facts = [("status", badge(job.status)), ("state", job_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_")),
              ("owner", escape(job.owner)), ("priority", str(job.spec.priority)),
              ("submitted", when(job.submit_time)), ("started", when(job.start_time)), ("ended", when(job.end_time))]
@@ -133,7 +134,8 @@ def job_detail(job: job_pb2.Job, tasks: list[task_pb2.Task], next_link: str) -> 
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     rows = "".join(_task_row(t) for t in tasks)
     more = f'<p><a class="more" href="{escape(next_link)}">More tasks</a></p>' if next_link else ""
-    return (f'<dl class="facts">{dl}</dl><section class="bar">{progress(job.counts)}</section>'
+    return (f'<dl class="facts">{dl}</dl>{job_actions(job) if actions else ""}'
+            f'<section class="bar">{progress(job.counts)}</section>'
             f'<h2>Tasks</h2><table class="tasks"><thead><tr><th>task</th><th>name</th><th>status</th><th>raw</th>'
             f'<th>attempt</th><th>provider</th><th>exit</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>'
             f'{more}')
@@ -145,3 +147,17 @@ def _task_row(t: task_pb2.Task) -> str:
     return (f'<tr><td>{escape(t.id)}</td><td>{escape(t.name)}</td><td>{badge(t.status)}</td><td>{raw}</td>'
             f'<td>{t.attempt or ""}</td><td>{escape(t.provider_id)}</td><td>{exit_code}</td>'
             f'<td class="reason">{escape(t.reason or t.error)}</td></tr>')
+
+
+def job_actions(job: job_pb2.Job) -> str:
+    """Cancel and hold (or release) for a job that has not ended."""
+    if job.state not in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING):
+        return ""
+    base = f"/jobs/{escape(job.id)}"
+    hold = (f'<form method="post" action="{base}/release"><button class="release">Release</button></form>'
+            if job.hold else
+            f'<form method="post" action="{base}/hold"><input name="reason" placeholder="why hold" size="16">'
+            '<button class="hold">Hold</button></form>')
+    return (f'<section class="actions"><form method="post" action="{base}/cancel">'
+            '<input name="reason" placeholder="why cancel" size="16"><button class="cancel">Cancel job</button>'
+            f'</form>{hold}</section>')

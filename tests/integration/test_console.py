@@ -129,3 +129,33 @@ def test_the_event_stream_delivers_a_job_as_it_runs_and_resumes_from_last_event_
     assert get(c.server, "/events").status == 401
     # A browser that went away leaves no watcher behind on the server.
     wait_until(lambda: "\njobplane_watchers 0\n" in get(c.server, "/metrics").body, 10, "the watchers gone")
+
+
+def test_cancel_hold_and_release_for_roles_that_may_and_never_for_a_viewer(sqlite_cluster):
+    c = sqlite_cluster
+    server = c.server
+    job = c.client.submit_job({"name": "waits", "wait_for_providers": True,
+                               "tasks": [{"name": "t", "command": ["true"]}]})
+    viewer = sign_in(server, c.client.create_token("viewer", user="vic").secret)
+    page = get(server, f"/jobs/{job.id}", cookie=viewer).body
+    assert "Cancel job" not in page and "Hold" not in page
+    forged = request(server, "POST", f"/jobs/{job.id}/cancel", cookie=viewer, form={"reason": "no"})
+    assert forged.status == 403 and "role" in forged.body  # the API's own refusal
+    assert c.client.get_job(job.id).state == 1  # JOB_STATE_QUEUED: untouched
+    operator = sign_in(server, c.client.create_token("operator", user="olga").secret)
+    assert "Cancel job" in get(server, f"/jobs/{job.id}", cookie=operator).body
+    other_site = request(server, "POST", f"/jobs/{job.id}/cancel", cookie=operator,
+                         headers={"Origin": "http://evil.example"})
+    assert other_site.status == 403 and c.client.get_job(job.id).state == 1
+    held = request(server, "POST", f"/jobs/{job.id}/hold", cookie=operator, form={"reason": "disk swap"})
+    assert held.status == 303 and held.headers["location"] == f"/jobs/{job.id}"
+    assert c.client.get_job(job.id).hold == "disk swap (by olga)"
+    page = get(server, f"/jobs/{job.id}", cookie=operator).body
+    assert "Release" in page and "disk swap" in page and statuses(page)[0] == "ON_HOLD"
+    assert request(server, "POST", f"/jobs/{job.id}/release", cookie=operator).status == 303
+    assert c.client.get_job(job.id).hold == ""
+    cancelled = request(server, "POST", f"/jobs/{job.id}/cancel", cookie=operator, form={"reason": "not needed"})
+    assert cancelled.status == 303 and c.client.get_job(job.id).state == 5  # JOB_STATE_CANCELLED
+    assert "Cancel job" not in get(server, f"/jobs/{job.id}", cookie=operator).body  # it has ended
+    wait_until(lambda: ("/jobplane.v1.JobService/CancelJob", "OK") in {
+        (r.method, r.code) for r in c.client.list_audit_records(filter="identity=olga")}, 10, "olga's cancel audited")

@@ -85,3 +85,19 @@ def test_filtering_and_a_submitters_view(sqlite_cluster, browser):
     assert "is not a status" in admin.inner_text(".error")
     eve = signed_in(browser, c.server, c.client.create_token("submitter", user="eve").secret)
     assert "0 jobs" in eve.inner_text("main") and "broken" not in eve.inner_text("main")
+
+
+def test_an_operator_cancels_from_the_job_page_and_a_viewer_has_no_button(sqlite_cluster, browser):
+    c = sqlite_cluster
+    job = c.client.submit_job({"name": "unwanted", "wait_for_providers": True,
+                               "tasks": [{"name": "t", "command": ["true"]}]})
+    viewer = signed_in(browser, c.server, c.client.create_token("viewer", user="vic").secret)
+    viewer.goto(f"http://{http_address(c.server)}/jobs/{job.id}")
+    assert "unwanted" in viewer.inner_text("h1") and viewer.query_selector("button.cancel") is None
+    operator = signed_in(browser, c.server, c.client.create_token("operator", user="olga").secret)
+    operator.goto(f"http://{http_address(c.server)}/jobs/{job.id}")
+    operator.fill(".actions input[name=reason]", "not needed")
+    operator.click("button.cancel")
+    operator.wait_for_selector("main .facts .status.s-cancel")
+    assert c.client.get_job(job.id).state == 5  # JOB_STATE_CANCELLED
+    viewer.wait_for_selector("main .facts .status.s-cancel")  # the viewer's page follows, live

@@ -13,6 +13,8 @@
     if (timer !== null) return;
     timer = setTimeout(async function () {
       timer = null;
+      const typing = document.activeElement;
+      if (typing && typing.tagName === "INPUT" && main.contains(typing)) { refresh(); return; }  // later
       try {
         const answer = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
         if (answer.redirected && new URL(answer.url).pathname === "/login") { location.href = answer.url; return; }
