@@ -25,4 +25,4 @@ def test_unknown_paths_methods_and_garbage_are_refused(sqlite_cluster):
 @pytest.mark.server_args()
 def test_no_http_listener_unless_asked_for(sqlite_cluster):
     assert not (sqlite_cluster.server.data_dir / "http.addr").exists()
-    assert "console" not in sqlite_cluster.server.output()
+    assert "console and /metrics on" not in sqlite_cluster.server.output()
