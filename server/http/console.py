@@ -107,7 +107,7 @@ class Console:
         summary = await self._api.call(self._api.jobs.SummarizeJobs, job_pb2.SummarizeJobsRequest(), token)
         attention = await self._api.call(self._api.jobs.ListJobs, job_pb2.ListJobsRequest(
             filter="status=" + ",".join(pages.ATTENTION), page_size=100), token)
-        body = pages.dashboard(summary, list(attention.jobs))
+        body = pages.dashboard(summary, list(attention.jobs), more=bool(attention.next_page_token))
         return page(200, pages.layout("Dashboard", body, who=_who(me), live=live))
 
     async def _jobs(self, request: Request, token: str, me) -> Response:

@@ -63,7 +63,8 @@ def error_page(status: int, message: str, who: str = "") -> str:
     return layout(f"{status}", f'<p class="error">{escape(message)}</p>', who=who)
 
 
-def dashboard(summary: job_pb2.SummarizeJobsResponse, attention: list[job_pb2.Job]) -> str:
+def dashboard(summary: job_pb2.SummarizeJobsResponse, attention: list[job_pb2.Job], more: bool = False) -> str:
+    """`more`: there are more jobs needing attention than `attention` holds."""
     tiles = "".join(
         f'<a class="tile s-{status_name(c.status).lower()}" href="/jobs?{urlencode({"filter": "status=" + status_name(c.status)})}">'
         f'<span class="count">{c.count}</span><span class="label">{status_name(c.status)}</span></a>'
@@ -72,6 +73,9 @@ def dashboard(summary: job_pb2.SummarizeJobsResponse, attention: list[job_pb2.Jo
     rows = "".join(_attention_row(j) for j in attention)
     table = (f'<table class="jobs"><thead><tr><th>job</th><th>name</th><th>owner</th><th>status</th><th>reason</th>'
              f'</tr></thead><tbody>{rows}</tbody></table>' if rows else '<p class="empty">Nothing needs attention.</p>')
+    if more:
+        link = "/jobs?" + urlencode({"filter": "status=" + ",".join(ATTENTION)})
+        table += f'<p><a class="more" href="{escape(link)}">All jobs that need attention</a></p>'
     return (f'<section class="tiles" id="counts"><span class="total">{summary.total} jobs</span>{tiles}</section>'
             f'<h2>Needs attention</h2><p class="hint">{", ".join(ATTENTION)}</p>{table}')
 
