@@ -24,6 +24,7 @@ from jobplane.client.local import (
 from jobplane.files import write_atomic
 
 EXIT_PLANE_FAILED = EXIT_JOB_FAILED  # "what you asked for did not work"
+DEFAULT_HTTP_PORT = 7080
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,6 +50,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="database, CA, admin token, logs and up.json (default: $JOBPLANE_HOME or ~/.local/share/jobplane)",
     )
     parser.add_argument(
+        "--http", metavar="ADDR", default=None,
+        help="where the web console and Prometheus /metrics listen (default: port 7080 on the --listen host; "
+        "a free port when --listen's port is 0)",
+    )
+    parser.add_argument("--no-http", action="store_true", help="no web console and no /metrics")
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="plaintext and no authentication (everyone is admin): only for debugging, e.g. with grpcurl -plaintext",
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_PLANE_FAILED
     config = LocalConfig(data_dir=data_dir, listen=args.listen, agents=args.agents, slots=args.slots,
-                         insecure=args.insecure)
+                         insecure=args.insecure, http=_http_address(args))
     with sigterm_as_interrupt():
         with LocalPlane(config) as plane:
             try:
@@ -99,9 +106,21 @@ def _serve(plane: LocalPlane, state_path: Path) -> int:
     return EXIT_PLANE_FAILED
 
 
+def _http_address(args: argparse.Namespace) -> str:
+    """--http, else port 7080 on the --listen host (a free port if --listen picks one); "" for --no-http."""
+    if args.no_http:
+        return ""
+    if args.http:
+        return args.http
+    host, _, port = args.listen.rpartition(":")
+    return f"{host}:{DEFAULT_HTTP_PORT if port != '0' else 0}"
+
+
 def up_state(plane: LocalPlane) -> dict:
     """What up.json tells other commands on this machine: the address, and how to authenticate."""
     state = {"server": plane.address, "pid": os.getpid(), "insecure": plane.config.insecure}
+    if plane.console_url:
+        state["console"] = plane.console_url
     if not plane.config.insecure:
         state.update(ca=str(plane.ca_bundle), token_file=str(plane.admin_token_file))
     return state
@@ -129,6 +148,9 @@ def _banner(plane: LocalPlane, state_path: Path) -> str:
             f"with {output.count(config.slots, 'slot')} each",
             f"  data and logs:  {config.data_dir} (logs in {plane.log_dir})",
             f"  security:       {security}",
+            *([f"  console:        {plane.console_url} (sign in with "
+               f"{'any token' if config.insecure else 'the token in ' + str(plane.admin_token_file)}); "
+               f"Prometheus metrics at {plane.console_url}/metrics"] if plane.console_url else []),
             f"  submit a job:   jobplane submit {example_path('hello.toml')} --watch",
             "  look around:    jobplane jobs list | jobplane providers list | jobplane watch",
             f"  {finding}",

@@ -31,6 +31,7 @@ from jobplane.client.sync import Client
 log = logging.getLogger(__name__)
 
 ADDRESS_FILE = "server.addr"
+HTTP_ADDRESS_FILE = "http.addr"  # the server writes where its console listens (--http) here
 JOIN_TOKEN_FILE = "join.token"
 AGENT_NAME_PREFIX = "local-"
 JOIN_TOKEN_TTL = 600.0  # long enough for the agents to start, short enough not to linger
@@ -61,6 +62,7 @@ class LocalConfig:
     # at worst (agent.HAND_ON_MARGIN and the shutdown flush). The server is stopped only after.
     stop_grace: float = 15.0
     insecure: bool = False  # plaintext and no authentication, for debugging
+    http: str = ""  # HOST:PORT of the web console and /metrics; empty: none
 
 
 @dataclass
@@ -97,6 +99,7 @@ class LocalPlane:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
         self.address: str | None = None
+        self.console_url = ""  # http://HOST:PORT of the console, when there is one
         self._server: Child | None = None
         self._agents: list[Child] = []
 
@@ -142,12 +145,15 @@ class LocalPlane:
         address_file = self.config.data_dir / ADDRESS_FILE
         address_file.unlink(missing_ok=True)
         insecure = ["--insecure"] if self.config.insecure else []
+        http = ["--http", self.config.http] if self.config.http else []
         self._server = self._spawn(
             "server",
             ["-m", "jobplane.server", "--listen", self.config.listen,
-             "--data-dir", str(self.config.data_dir), "--address-file", str(address_file), *insecure],
+             "--data-dir", str(self.config.data_dir), "--address-file", str(address_file), *insecure, *http],
         )
         self.address = self._wait_for_address(self._server, address_file)
+        if self.config.http:  # written before the address file
+            self.console_url = f"http://{dialable(read_address(self.config.data_dir / HTTP_ADDRESS_FILE) or '')}"
         agent_credentials = insecure if self.config.insecure else self._enrollment()
         for name in self.agent_names:
             arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),

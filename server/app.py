@@ -25,6 +25,8 @@ from .errors import ConfigError
 from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
+from .metrics import ServerMetrics
+from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
@@ -59,6 +61,7 @@ SERVICE_NAMES = [
     conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+HTTP_ADDRESS_FILE = "http.addr"  # in the data directory: where --http listens, once it does
 
 
 class Server:
@@ -75,12 +78,15 @@ class Server:
                             watcher_queue=config.watcher_queue)
         self.engine = Engine(config.engine())
         self.core: Core | None = None
+        self.metrics = ServerMetrics()
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None
         self._failure_watch: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
         self._providers: ProviderService | None = None
+        self._front: HttpFront | None = None
+        self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
 
     async def start(self) -> str:
         """Open the database, resume unfinished work, and listen; returns HOST:PORT. Built in
@@ -102,6 +108,7 @@ class Server:
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
+        await self._start_http()
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
@@ -114,7 +121,7 @@ class Server:
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
         self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
-        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver)
+        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics)
 
     def _deliver(self, cs) -> None:
         """After each commit: assignments and stops to the agents, and the scale-out hook."""
@@ -141,7 +148,8 @@ class Server:
     def _grpc_server(self) -> grpc.aio.Server:
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
         return grpc.aio.server(
-            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed)],
+            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed,
+                                          self.metrics.rpcs)],
             options=[
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -214,6 +222,23 @@ class Server:
             raise OSError(f"cannot listen on {self.config.listen} and {self.config.agent_address}")
         return port, agent_port
 
+    async def _start_http(self) -> None:
+        """The console and /metrics (--http), written to DATA_DIR/http.addr for `jobplane up`."""
+        path = self.config.data_dir / HTTP_ADDRESS_FILE
+        if not self.config.http:
+            path.unlink(missing_ok=True)
+            return
+        failed = lambda: self.failed  # noqa: E731
+        self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
+        self._gateway.open()
+        console = Console(self._gateway, lambda: self.hub.last_id)
+        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed), console)
+        bound = await self._front.start(self.config.http)
+        self.http_url = f"http://{bound}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, bound + "\n", durable=False)
+        log.info("console and /metrics on %s", self.http_url)
+
     async def _compact(self) -> None:
         """Delete events past the retention, on the writer thread, every so often."""
         retention = self.config.event_retention
@@ -270,6 +295,9 @@ class Server:
         if self._failure_watch is not None:
             self._failure_watch.cancel()
         self.hub.close()
+        if self._front is not None:
+            await self._front.stop()
+            await self._gateway.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self.core is not None:

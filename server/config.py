@@ -59,6 +59,7 @@ class ServerConfig:
     event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
     reader_threads: int = 2  # threads that serve reads from the database
+    http: str = ""  # HOST:PORT of the web console and /metrics; empty: no HTTP listener
 
     @property
     def agent_address(self) -> str:

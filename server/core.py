@@ -15,6 +15,7 @@ from .domain.engine import Engine
 from .domain.changes import ChangeSet
 from .errors import EngineFailure, JobplaneError, StoreFailure
 from .events import EventHub
+from .metrics import ServerMetrics
 from .store.records import ConflictRule, InventoryView, ProviderView
 from .store.repo import Store
 
@@ -25,8 +26,9 @@ Op = Callable[[Engine], Any]
 
 class Core:
     def __init__(self, engine: Engine, store: Store, hub: EventHub, writer: ThreadPoolExecutor,
-                 deliver: Callable[[ChangeSet], None]) -> None:
+                 deliver: Callable[[ChangeSet], None], metrics: ServerMetrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics or ServerMetrics()
         self.store = store
         self.hub = hub
         self._writer = writer
@@ -99,9 +101,13 @@ class Core:
         cs = self.engine.take_changes()
         cs.audits, self._audits = self._audits, []
         if cs.persisted():  # a failure (StoreFailure) leaves the engine ahead of the database: stop
+            started = time.perf_counter()
             await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs)
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_operations.observe(len(batch))
         self._deliver(cs)
         self.hub.publish(cs.events)
+        self.metrics.events.inc(by=len(cs.events))
         loop = asyncio.get_running_loop()
         for timer in cs.timers:
             loop.call_later(timer.delay, self.enqueue, timer.op)

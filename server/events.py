@@ -134,6 +134,11 @@ class EventHub:
             if not group:
                 del self._groups[sub.key]
 
+    @property
+    def watchers(self) -> int:
+        """How many watchers are subscribed now."""
+        return self._watchers
+
     def spacing(self) -> float:
         """The least time between two takes of one watcher: the more watchers, the longer."""
         return min(MAX_SPACING, self._watchers / FRAMES_PER_SECOND)

@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="delete events older than this (0 = keep them all, the default)")
     p.add_argument("--watcher-queue", type=int, default=WATCHER_QUEUE_BATCHES, metavar="N",
                    help="batches a watcher may fall behind before it is cut off (default: %(default)s)")
+    p.add_argument("--http", default="", metavar="HOST:PORT",
+                   help="serve the web console and Prometheus /metrics here (port 0 picks one; default: off)")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
@@ -94,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--agent-cert-ttl must be at least 2 seconds")
     if a.event_retention < 0:
         p.error("--event-retention must be >= 0 (0 = keep every event)")
+    if a.http and not _is_address(a.http):
+        p.error(f"--http: {a.http!r} is not HOST:PORT; e.g. 127.0.0.1:7080 (port 0 picks a free one)")
     if a.watcher_queue < 1:
         p.error("--watcher-queue must be >= 1")
     if a.inventory_ttl <= 0:
@@ -123,7 +127,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
                         event_retention=a.event_retention, watcher_queue=a.watcher_queue,
-                        request_id_ttl=a.request_id_ttl)
+                        request_id_ttl=a.request_id_ttl, http=a.http)
+
+
+def _is_address(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep) and port.isascii() and port.isdigit() and int(port) <= 65535 and "/" not in host
 
 
 async def serve(config: ServerConfig) -> int:
@@ -134,6 +143,8 @@ async def serve(config: ServerConfig) -> int:
               "Never use this beyond a debugging session on a trusted machine.", file=sys.stderr, flush=True)
     print(f"jobplane-server listening on {server.address}"
           + ("" if config.insecure else f" (agents: {server.agent_address}, CA: {server.ca_bundle})"), flush=True)
+    if server.http_url:
+        print(f"jobplane-server: console and /metrics on {server.http_url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from ..errors import InvalidArgument, JobplaneError, ResourceExhausted, details
+from ..metrics import Counter
 from .access import Access
 from .policy import ANONYMOUS, MUTATING, OPEN_PREFIXES, Caller, Role, authorize, current_caller, is_public
 
@@ -56,8 +57,9 @@ class RateLimiter:
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, access: Access, audit: Callable[[dict], None], limits: Limits,
-                 failure: Callable[[], Exception | None] = lambda: None) -> None:
+                 failure: Callable[[], Exception | None] = lambda: None, rpcs: Counter | None = None) -> None:
         self.failure = failure  # once the database refused a write, every call is told why
+        self.rpcs = rpcs  # calls by method and status code, for /metrics
         self._access = access
         self._audit = audit
         self._limits = limits
@@ -102,6 +104,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def close_stream(self, caller: Caller) -> None:
         self._streams[caller.identity] -= 1
 
+    def count(self, method: str, code: str) -> None:
+        if self.rpcs is not None:
+            self.rpcs.inc(method, code)
+
     def record(self, method: str, caller: Caller, request: Any, context, error: BaseException | None) -> None:
         if method not in MUTATING:
             return
@@ -138,7 +144,7 @@ def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor
 
 def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Callable | None) -> Callable:
     async def call(body, context):
-        await _unless_failed(guard, context)
+        await _unless_failed(guard, method, context)
         caller = await _admit(guard, method, context, lambda: _quietly(decode, body))
         token = current_caller.set(caller)
         request, error = None, None
@@ -151,6 +157,7 @@ def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Call
         finally:
             current_caller.reset(token)
             guard.record(method, caller, request, context, error)
+            guard.count(method, _code(context, error))
 
     return call
 
@@ -158,27 +165,33 @@ def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Call
 def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: Callable | None) -> Callable:
     """`decode` is None for a request stream (its messages decode as they are read)."""
     async def call(body, context):
-        await _unless_failed(guard, context)
+        await _unless_failed(guard, method, context)
         caller = await _admit(guard, method, context, lambda: _quietly(decode, body) if decode else None)
         try:
             guard.open_stream(caller)
         except JobplaneError as exc:
             await _deny(guard, method, caller, lambda: _quietly(decode, body) if decode else None, context, exc)
         current_caller.set(caller)  # this generator runs in the call's own task
+        error = None
         try:
             request = await _decoded(decode, body, context) if decode else body
             guard.record(method, caller, request if decode else None, context, None)
             async for response in behavior(request, context):
                 yield response
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             guard.close_stream(caller)
+            guard.count(method, _code(context, error))
 
     return call
 
 
-async def _unless_failed(guard: AuthInterceptor, context) -> None:
+async def _unless_failed(guard: AuthInterceptor, method: str, context) -> None:
     failure = guard.failure()
     if failure is not None:
+        guard.count(method, "UNAVAILABLE")
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(failure))
 
 
@@ -273,6 +286,7 @@ async def _admit(guard: AuthInterceptor, method: str, context, request_of: Calla
 async def _deny(guard: AuthInterceptor, method: str, caller: Caller, request_of: Callable[[], Any], context,
                 exc: Exception) -> None:
     code = grpc.StatusCode[exc.code] if isinstance(exc, JobplaneError) else grpc.StatusCode.UNAUTHENTICATED
+    guard.count(method, code.name)
     if method in MUTATING:
         identity = caller.identity if caller is not ANONYMOUS else _peer_host(context.peer())
         guard.audit(identity, 0, method, request_of(), code.name, str(exc))

@@ -16,6 +16,7 @@ from ..core import Core
 from ..errors import InvalidArgument, JobplaneError, details
 from ..domain.limits import PAGE_BYTES, shown
 from ..events import EventHub
+from ..metrics import ServerMetrics
 from ..security.policy import current_caller
 from ..store.conflicts import ConflictStore
 from ..store.reads import Reads
@@ -94,6 +95,7 @@ class Deps:
         self.conflicts = conflicts if conflicts is not None else ConflictStore(store.db)
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
+        self.metrics = getattr(core, "metrics", None) or ServerMetrics()
 
     def status_of(self):
         """The caller's own normalization (convert.StatusOf), or None when the default policy is

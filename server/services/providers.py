@@ -135,10 +135,11 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             wait, deadline = bye.wait, bye.deadline_seconds if math.isfinite(bye.deadline_seconds) else 0.0
             self.d.core.enqueue(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
 
-    @staticmethod
-    def _ack(conn: Connection, seq: int, fut: asyncio.Future) -> None:
+    def _ack(self, conn: Connection, seq: int, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return
+        for _, _, code, _ in fut.result() or ():
+            self.d.metrics.rejected_reports.inc(code)
         rejected = [provider_pb2.RejectedReport(attempt=provider_pb2.AttemptRef(task_id=str(t), attempt=n),
                                                 code=code, reason=reason)
                     for t, n, code, reason in fut.result() or ()]

@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import subprocess
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -113,6 +114,8 @@ def test_up_serves_other_commands_until_interrupted(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         r = jobplane("whoami", "-o", "json", env={"JOBPLANE_HOME": str(tmp_path)})
         assert json.loads(r.stdout)["role"] == "ROLE_ADMIN", r.stderr
+        with urllib.request.urlopen(state["console"] + "/healthz", timeout=10) as health:  # on by default
+            assert health.read() == b"ok\n"
         children = [int(p) for p in subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True,
                                                     text=True).stdout.split()]
         assert len(children) == 3  # the server and two agents

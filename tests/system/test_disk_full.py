@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from support import ServerProc
+from support_http import HTTP, get
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_a_full_disk_is_named_to_the_caller_and_in_the_log_and_a_restart_recover
     from support import admin_channel
 
     db_url = f"sqlite:///{small_disk / 'jobplane.db'}"
-    server = ServerProc(tmp_path, db_url)
+    server = ServerProc(tmp_path, db_url, extra=list(HTTP))
     acknowledged = []
     fix = f"database or disk is full: free space under {small_disk} and restart jobplane-server"
     try:
@@ -69,6 +70,11 @@ def test_a_full_disk_is_named_to_the_caller_and_in_the_log_and_a_restart_recover
             with admin_channel(server) as channel:
                 health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            http_health = get(server, "/healthz")  # and so do its HTTP health and metrics
+            assert http_health.status == 503 and "database or disk is full" in http_health.body
+            metrics = get(server, "/metrics").body
+            assert "\njobplane_up 0\n" in metrics
+            assert 'jobplane_rpcs_total{method="/jobplane.v1.JobService/ListJobs",code="UNAVAILABLE"} 1' in metrics
         assert fix in server.output().strip().splitlines()[-1]
         server.stop()
         assert server.p.returncode == 1

@@ -1,0 +1,114 @@
+"""`/metrics`: the server's state and counters in the Prometheus text exposition format
+(version 0.0.4), written here by hand: it is a few lines per metric.
+
+Gauges are read when scraped (counts from the database on a reader thread, watchers from the
+event hub); counters and histograms are what the server has counted since it started
+(server/metrics.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from ..domain.model import ProviderState, Status, TaskState
+from ..events import EventHub
+from ..metrics import Counter, Histogram, ServerMetrics
+from ..store import stats
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MetricsPage:
+    def __init__(self, metrics: ServerMetrics, hub: EventHub, readers: ThreadPoolExecutor,
+                 failed: Callable[[], BaseException | None]) -> None:
+        self._metrics = metrics
+        self._hub = hub
+        self._readers = readers
+        self._failed = failed
+
+    async def render(self) -> str:
+        m = self._metrics
+        lines: list[str] = []
+        try:
+            lines += await asyncio.get_running_loop().run_in_executor(self._readers, _state_gauges)
+        except Exception as exc:  # the database is down: say so, and still show what was counted
+            log.warning("/metrics: cannot count jobs, tasks and providers: %s", exc)
+        lines += gauge("jobplane_watchers", "Event-stream watchers connected now.", {(): self._hub.watchers})
+        lines += gauge("jobplane_up", "1 while the server takes changes; 0 once its database refused a write.",
+                       {(): 0 if self._failed() is not None else 1})
+        for instrument in (m.commit_seconds, m.batch_operations):
+            lines += histogram(instrument)
+        for instrument in (m.events, m.rejected_reports, m.rpcs):
+            lines += counter(instrument)
+        return "\n".join(lines) + "\n"
+
+
+def _state_gauges() -> list[str]:
+    """Jobs, tasks and providers counted in the database (on a reader thread)."""
+    jobs, tasks, providers = stats.job_counts(), stats.task_counts(), stats.provider_counts()
+    queued = sum(n for state, _, n in tasks if state == TaskState.QUEUED)
+    return [*gauge("jobplane_jobs", "Jobs by normalized status (the default policy's view).", _by_status(jobs), "status"),
+            *gauge("jobplane_tasks", "Tasks by normalized status (the default policy's view).", _by_status(tasks),
+                   "status"),
+            *gauge("jobplane_queue_depth", "Tasks queued for a provider (ready to run, not yet assigned).",
+                   {(): queued}),
+            *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
+
+
+def _by_status(rows: Iterable[tuple[int, int, int]]) -> dict[tuple[str, ...], float]:
+    """Every normalized status (0 when none), so a rate or an alert has a series to look at."""
+    out: dict[tuple[str, ...], float] = {(s.name,): 0 for s in Status if s.value}
+    for _, status, n in rows:
+        if status in Status._value2member_map_ and status:
+            out[(Status(status).name,)] += n
+    return out
+
+
+def _by_state(rows: Iterable[tuple[int, int]]) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = {(s.name,): 0 for s in ProviderState}
+    for state, n in rows:
+        if state in ProviderState._value2member_map_:
+            out[(ProviderState(state).name,)] += n
+    return out
+
+
+def gauge(name: str, help_text: str, values: dict[tuple[str, ...], float], *labels: str) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
+            *(f"{name}{_labels(labels, key)} {_number(v)}" for key, v in values.items())]
+
+
+def counter(c: Counter) -> list[str]:
+    lines = [f"# HELP {c.name} {c.help}", f"# TYPE {c.name} counter"]
+    values = dict(c.values) if c.values or c.labels else {(): 0.0}
+    lines += [f"{c.name}{_labels(c.labels, key)} {_number(v)}" for key, v in sorted(values.items())]
+    return lines
+
+
+def histogram(h: Histogram) -> list[str]:
+    lines = [f"# HELP {h.name} {h.help}", f"# TYPE {h.name} histogram"]
+    total = 0
+    for bound, n in zip([*h.buckets, float("inf")], h.counts):
+        total += n
+        lines.append(f'{h.name}_bucket{{le="{_number(bound)}"}} {total}')
+    lines += [f"{h.name}_sum {_number(h.sum)}", f"{h.name}_count {h.count}"]
+    return lines
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    if not names:
+        return ""
+    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values)) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

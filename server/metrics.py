@@ -1,0 +1,58 @@
+"""The server's own measurements: counters and histograms that the core, the interceptor and the
+provider service add to as things happen, rendered in the Prometheus text format by
+server/http/metrics.py. Plain numbers in memory: adding costs a dict update, nothing blocks."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+LabelValues = tuple[str, ...]
+
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+class Counter:
+    """A monotonically increasing count per label values."""
+
+    def __init__(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> None:
+        self.name, self.help, self.labels = name, help_text, labels
+        self.values: defaultdict[LabelValues, float] = defaultdict(float)
+
+    def inc(self, *label_values: str, by: float = 1) -> None:
+        self.values[label_values] += by
+
+
+class Histogram:
+    """Observations counted into cumulative buckets (upper bounds), with their sum and count."""
+
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help, self.buckets = name, help_text, buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+@dataclass
+class ServerMetrics:
+    """Everything the server counts as it runs (gauges, read when scraped, live in http/metrics.py)."""
+
+    commit_seconds: Histogram = field(default_factory=lambda: Histogram(
+        "jobplane_commit_seconds", "Seconds one group commit (a batch's transaction) took.", COMMIT_BUCKETS))
+    batch_operations: Histogram = field(default_factory=lambda: Histogram(
+        "jobplane_commit_batch_operations", "Operations applied and committed together in one group commit.",
+        BATCH_BUCKETS))
+    events: Counter = field(default_factory=lambda: Counter(
+        "jobplane_events_total", "Events committed and published (rate() gives events per second)."))
+    rejected_reports: Counter = field(default_factory=lambda: Counter(
+        "jobplane_rejected_reports_total", "Agent reports refused (stale attempt, fenced, bad input), by code.",
+        ("code",)))
+    rpcs: Counter = field(default_factory=lambda: Counter(
+        "jobplane_rpcs_total", "gRPC calls answered, by method and status code.", ("method", "code")))

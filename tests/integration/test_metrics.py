@@ -1,0 +1,118 @@
+"""/metrics against a real server with real agents: scraped over HTTP, read with Prometheus's
+own text parser, and the numbers move as the user sees the work move."""
+
+from __future__ import annotations
+
+import queue
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobplane.v1 import job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc
+from support import admin_channel, agent_certificate, agent_channel, wait_until
+from support_http import HTTP, get
+
+pytestmark = pytest.mark.server_args(*HTTP)
+
+SUBMIT = "/jobplane.v1.JobService/SubmitJob"
+GET_JOB = "/jobplane.v1.JobService/GetJob"
+
+
+def scrape(server) -> dict[tuple, float]:
+    """Every sample as {(name, (label, value), ...): value}, parsed as Prometheus parses it."""
+    reply = get(server, "/metrics")
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {(s.name, *sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(reply.body) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, *sorted(labels.items())), 0.0)
+
+
+def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
+    c = cluster
+    before = scrape(c.server)
+    assert value(before, "jobplane_up") == 1
+    assert value(before, "jobplane_providers", state="ACTIVE") == 0
+    c.add_agent("a", slots=1)
+    wait_until(lambda: value(scrape(c.server), "jobplane_providers", state="ACTIVE") == 1, 10,
+               "the agent counted as ACTIVE")  # (committed just after the engine says so)
+    release = tmp_path / "go"
+    wait = {"command": ["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.05; done"]}
+    job = c.client.submit_job({"name": "two", "tasks": [{"name": "t1", **wait}, {"name": "t2", **wait}]})
+
+    def one_running():
+        s = scrape(c.server)
+        return s if value(s, "jobplane_tasks", status="RUNNING") == 1 else None
+
+    running = wait_until(one_running, 30, "one task running on the one slot")
+    assert value(running, "jobplane_queue_depth") == 1  # the other waits for the slot
+    assert value(running, "jobplane_tasks", status="WAITING") == 1
+    assert value(running, "jobplane_jobs", status="RUNNING") == 1
+    release.touch()
+    assert c.client.wait_job(job.id, timeout=30).state == job_pb2.JOB_STATE_SUCCEEDED
+    after = scrape(c.server)
+    assert value(after, "jobplane_jobs", status="SUCCESS") == 1
+    assert value(after, "jobplane_jobs", status="RUNNING") == 0
+    assert value(after, "jobplane_tasks", status="SUCCESS") == 2
+    assert value(after, "jobplane_queue_depth") == 0
+    assert value(after, "jobplane_rpcs_total", method=SUBMIT, code="OK") == 1
+    assert value(after, "jobplane_events_total") > value(running, "jobplane_events_total") > 0
+    commits = value(after, "jobplane_commit_seconds_count")
+    assert commits > value(running, "jobplane_commit_seconds_count") > 0
+    assert value(after, "jobplane_commit_seconds_bucket", le="+Inf") == commits
+    assert value(after, "jobplane_commit_batch_operations_count") == commits
+    assert value(after, "jobplane_commit_batch_operations_sum") > 0  # (a batch of audit records alone has none)
+
+
+def test_refused_calls_are_counted_by_method_and_code(sqlite_cluster):
+    c = sqlite_cluster
+    with admin_channel(c.server) as channel:
+        stub = job_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.RpcError):
+            stub.GetJob(job_pb2.GetJobRequest(job_id="999"), timeout=10)
+        with pytest.raises(grpc.RpcError):
+            stub.GetJob(job_pb2.GetJobRequest(job_id="nope"), timeout=10)
+    with grpc.secure_channel(c.server.address, grpc.ssl_channel_credentials(c.server.ca.read_bytes())) as anon:
+        with pytest.raises(grpc.RpcError):
+            job_pb2_grpc.JobServiceStub(anon).GetJob(job_pb2.GetJobRequest(job_id="1"), timeout=10)
+    s = scrape(c.server)
+    assert value(s, "jobplane_rpcs_total", method=GET_JOB, code="NOT_FOUND") == 1
+    assert value(s, "jobplane_rpcs_total", method=GET_JOB, code="INVALID_ARGUMENT") == 1
+    assert value(s, "jobplane_rpcs_total", method=GET_JOB, code="UNAUTHENTICATED") == 1
+
+
+def test_watchers_are_counted_while_connected(sqlite_cluster):
+    c = sqlite_cluster
+    with admin_channel(c.server) as channel:
+        stream = job_pb2_grpc.JobServiceStub(channel).WatchEvents(job_pb2.WatchEventsRequest(), timeout=30)
+        wait_until(lambda: value(scrape(c.server), "jobplane_watchers") == 1, 10, "the watcher counted")
+        stream.cancel()
+    wait_until(lambda: value(scrape(c.server), "jobplane_watchers") == 0, 10, "the watcher gone")
+
+
+def test_a_refused_agent_report_is_counted(sqlite_cluster):
+    """An agent reporting on a task that is not its own is refused; /metrics counts it by code."""
+    c = sqlite_cluster
+    c.add_agent("b1", slots=1)
+    job = c.client.submit_job({"name": "theirs", "tasks": [{"name": "t", "command": ["sleep", "300"]}]})
+    wait_until(lambda: list(c.client.list_tasks(job.id))[0].state == 4, 30, "the task running on b1")
+    (task,) = list(c.client.list_tasks(job.id))
+    outgoing: queue.Queue = queue.Queue()
+    outgoing.put(provider_pb2.ConnectRequest(hello=provider_pb2.Hello(name="a1", slots=1,
+                                                                      heartbeat_interval_seconds=5)))
+    with agent_channel(c.server, *agent_certificate(c.server, "a1")) as channel:
+        stream = provider_pb2_grpc.ProviderServiceStub(channel).Connect(iter(outgoing.get, None), timeout=30)
+        try:
+            assert next(stream).WhichOneof("message") == "welcome"
+            report = provider_pb2.TaskReport(task_id=task.id, attempt=1, kind=provider_pb2.TASK_REPORT_KIND_FINISHED,
+                                             outcome=provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED)
+            outgoing.put(provider_pb2.ConnectRequest(reports=provider_pb2.TaskReports(seq=1, reports=[report])))
+            next(m for m in stream if m.WhichOneof("message") == "ack")
+        finally:
+            outgoing.put(None)
+            stream.cancel()
+    assert value(scrape(c.server), "jobplane_rejected_reports_total", code="PERMISSION_DENIED") == 1
+    c.client.cancel_job(job.id)
