@@ -277,9 +277,32 @@ def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:
     return [(int(s.task_id), s.attempt, s.progress) for s in m.running if is_id(s.task_id)]
 
 
+_REPORT_KINDS = {"started": ReportKind.STARTED, "finished": ReportKind.FINISHED,
+                 "checkpoint": ReportKind.CHECKPOINT, "status": ReportKind.STATUS}
+
+
 def report_from_proto(m) -> Report | None:
-    if not is_id(m.task_id) or m.kind == 0:
+    """The report an agent sent; None for one that names no task or says nothing."""
+    which = m.WhichOneof("report")
+    if not is_id(m.task_id) or (which is None and m.kind == 0):
         return None
+    if which is None:
+        return _legacy_report_from_proto(m)
+    f, task_id = m.finished, int(m.task_id)
+    if which == "finished":
+        outcome = Outcome(f.outcome) if f.outcome in Outcome._value2member_map_ else None
+        return Report(task_id, m.attempt, ReportKind.FINISHED, outcome,
+                      f.exit_code if f.HasField("exit_code") else None, f.result_json, f.error,
+                      f.stdout_tail, f.stderr_tail, dict(f.raw))
+    if which == "checkpoint":
+        return Report(task_id, m.attempt, ReportKind.CHECKPOINT, checkpoint_json=m.checkpoint.checkpoint_json)
+    part = getattr(m, which)  # started or status
+    raw = dict(m.status.raw) if which == "status" else {}
+    return Report(task_id, m.attempt, _REPORT_KINDS[which], raw=raw, external_job_id=part.external_job_id)
+
+
+def _legacy_report_from_proto(m) -> Report:
+    """A report in the previous release's flat form, tagged by the deprecated `kind`."""
     outcome = Outcome(m.outcome) if m.outcome in Outcome._value2member_map_ else None
     kind = ReportKind(m.kind) if m.kind in ReportKind._value2member_map_ else ReportKind.FINISHED
     return Report(int(m.task_id), m.attempt, kind, outcome,

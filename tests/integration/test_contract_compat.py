@@ -1,0 +1,40 @@
+"""The previous release's contract still works for one release: what an older agent or SDK
+sends is understood, through a real server and a real stream."""
+
+from __future__ import annotations
+
+import queue
+
+from jobplane.v1 import provider_pb2, provider_pb2_grpc
+from support import agent_certificate, agent_channel, wait_until
+
+SUCCEEDED = 5  # TASK_STATE_SUCCEEDED
+
+
+def test_an_agent_of_the_previous_release_reports_in_the_flat_form_tagged_by_kind(sqlite_cluster):
+    outgoing: queue.Queue = queue.Queue()
+    hello = provider_pb2.Hello(name="old", slots=1, heartbeat_interval_seconds=5)
+    outgoing.put(provider_pb2.ConnectRequest(hello=hello))
+    with agent_channel(sqlite_cluster.server, *agent_certificate(sqlite_cluster.server, "old")) as channel:
+        stream = provider_pb2_grpc.ProviderServiceStub(channel).Connect(iter(outgoing.get, None), timeout=60)
+        try:
+            assert next(stream).WhichOneof("message") == "welcome"
+            outgoing.put(provider_pb2.ConnectRequest(ready=provider_pb2.Ready(free_slots=1)))
+            job = sqlite_cluster.client.submit_job({"name": "j", "tasks": [{"name": "t", "command": ["true"]}]})
+            (assignment,) = next(m for m in stream if m.WhichOneof("message") == "assign").assign.assignments
+            key = {"task_id": assignment.task_id, "attempt": assignment.attempt}
+            legacy = [
+                provider_pb2.TaskReport(**key, kind=provider_pb2.TASK_REPORT_KIND_STARTED),
+                provider_pb2.TaskReport(**key, kind=provider_pb2.TASK_REPORT_KIND_CHECKPOINT, checkpoint_json='{"i": 1}'),
+                provider_pb2.TaskReport(**key, kind=provider_pb2.TASK_REPORT_KIND_FINISHED, exit_code=0,
+                                        outcome=provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED, stdout_tail="old\n"),
+            ]
+            outgoing.put(provider_pb2.ConnectRequest(reports=provider_pb2.TaskReports(seq=1, reports=legacy)))
+            ack = next(m for m in stream if m.WhichOneof("message") == "ack").ack
+            assert (ack.seq, list(ack.rejected)) == (1, [])
+        finally:
+            outgoing.put(None)
+            stream.cancel()
+    task = wait_until(lambda: next((t for t in sqlite_cluster.client.list_tasks(job.id) if t.state == SUCCEEDED), None),
+                      10, "the task to succeed on the old agent's report")
+    assert (task.exit_code, task.stdout_tail, task.checkpoint_json) == (0, "old\n", '{"i": 1}')
