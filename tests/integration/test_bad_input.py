@@ -75,9 +75,9 @@ def test_a_corrupt_body_is_unauthenticated_without_a_token_and_invalid_with_one(
     with admin_channel(server) as channel:
         details = invalid(lambda: raw_call(channel, "/jobplane.v1.JobService/GetJob")(b"\xff", timeout=10), "request")
         assert "jobplane.v1.GetJobRequest" in details
-        stream = channel.unary_stream("/jobplane.v1.JobService/WatchEvents", request_serializer=None,
-                                      response_deserializer=None)
-        invalid(lambda: next(stream(b"\xff", timeout=10)), "request")
+        for method in ("/jobplane.v1.EventService/WatchEvents", "/jobplane.v1.JobService/WatchEvents"):
+            stream = channel.unary_stream(method, request_serializer=None, response_deserializer=None)
+            invalid(lambda: next(stream(b"\xff", timeout=10)), "request")
     assert healthy(server)
     assert "Traceback" not in server.output()
 

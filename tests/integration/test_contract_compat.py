@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import queue
 
-from jobplane.v1 import provider_pb2, provider_pb2_grpc
-from support import agent_certificate, agent_channel, wait_until
+from jobplane.v1 import event_pb2, event_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc
+from support import admin_channel, agent_certificate, agent_channel, wait_until
 
 SUCCEEDED = 5  # TASK_STATE_SUCCEEDED
+JOB_SUCCEEDED = 3
 
 
 def test_an_agent_of_the_previous_release_reports_in_the_flat_form_tagged_by_kind(sqlite_cluster):
@@ -38,3 +39,27 @@ def test_an_agent_of_the_previous_release_reports_in_the_flat_form_tagged_by_kin
     task = wait_until(lambda: next((t for t in sqlite_cluster.client.list_tasks(job.id) if t.state == SUCCEEDED), None),
                       10, "the task to succeed on the old agent's report")
     assert (task.exit_code, task.stdout_tail, task.checkpoint_json) == (0, "old\n", '{"i": 1}')
+
+
+def test_the_deprecated_job_service_watch_streams_what_the_event_service_streams(sqlite_cluster):
+    sqlite_cluster.add_agent("a", slots=1)
+    job = sqlite_cluster.client.submit_job({"name": "j", "tasks": [{"name": "t", "command": ["true"]}]})
+    wait_until(lambda: sqlite_cluster.client.get_job(job.id).state == JOB_SUCCEEDED, 30, "the job to succeed")
+    old = job_pb2.JobServiceWatchEventsRequest(job_id=job.id)
+    new = event_pb2.WatchEventsRequest(job_id=job.id)
+    with admin_channel(sqlite_cluster.server) as channel:
+        old_stream = job_pb2_grpc.JobServiceStub(channel).WatchEvents(old, timeout=10)
+        new_stream = event_pb2_grpc.EventServiceStub(channel).WatchEvents(new, timeout=10)
+        old_events, new_events = _until_job_end(old_stream), _until_job_end(new_stream)
+    assert [(e.id, e.raw_status) for e in old_events] == [(e.id, e.raw_status) for e in new_events]
+    assert ("SUCCEEDED", job.id) in [(e.raw_status, e.job_id) for e in old_events if e.kind == event_pb2.EVENT_KIND_JOB]
+
+
+def _until_job_end(stream) -> list:
+    events = []
+    for response in stream:
+        events += response.events
+        if any(e.kind == event_pb2.EVENT_KIND_JOB and e.raw_status == "SUCCEEDED" for e in response.events):
+            stream.cancel()
+            return events
+    return events

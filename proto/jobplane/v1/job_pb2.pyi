@@ -383,7 +383,7 @@ class ReleaseJobResponse(_message.Message):
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
-class WatchEventsRequest(_message.Message):
+class JobServiceWatchEventsRequest(_message.Message):
     __slots__ = ("job_id", "after_event_id", "filter", "view")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -395,7 +395,7 @@ class WatchEventsRequest(_message.Message):
     view: str
     def __init__(self, job_id: _Optional[str] = ..., after_event_id: _Optional[int] = ..., filter: _Optional[str] = ..., view: _Optional[str] = ...) -> None: ...
 
-class WatchEventsResponse(_message.Message):
+class JobServiceWatchEventsResponse(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
