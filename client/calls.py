@@ -366,9 +366,9 @@ def get_view(name: str) -> Unary[view_pb2.View]:
     return Unary(VIEWS, "GetView", view_pb2.GetViewRequest(name=name), attrgetter("view"))
 
 
-def list_views() -> Unary[list[view_pb2.View]]:
-    """Your saved views."""
-    return Unary(VIEWS, "ListViews", view_pb2.ListViewsRequest(), _listed("views"))
+def list_views(*, page_size: int = 100) -> Paged[view_pb2.View]:
+    """Your saved views, by name."""
+    return Paged(VIEWS, "ListViews", view_pb2.ListViewsRequest(page_size=page_size), "views")
 
 
 def delete_view(name: str) -> Unary[None]:

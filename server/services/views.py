@@ -14,7 +14,7 @@ from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
 from ..store.views import ViewStore
 from . import convert, listing
-from .base import rpc
+from .base import decode_token, encode_token, page_size, rpc
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 WORD = {view_pb2.VIEW_RESOURCE_JOBS: "jobs", view_pb2.VIEW_RESOURCE_TASKS: "tasks"}
@@ -101,7 +101,11 @@ class ViewService(view_pb2_grpc.ViewServiceServicer):
 
     @rpc
     async def ListViews(self, request, context):
-        return view_pb2.ListViewsResponse(views=[view_to_proto(r) for r in await self._book.list()])
+        size, start = page_size(request.page_size), decode_token(request.page_token) or 0
+        views = await self._book.list()
+        token = encode_token(start + size) if len(views) > start + size else ""
+        return view_pb2.ListViewsResponse(views=[view_to_proto(r) for r in views[start:start + size]],
+                                          next_page_token=token)
 
     @rpc
     async def DeleteView(self, request, context):
