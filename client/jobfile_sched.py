@@ -23,7 +23,7 @@ JOB_KEYS: dict[str, tuple[str | None, str]] = {
     "class": ("job_class", "string"),
     "run_window": ("run_window", "run_window"),
     "hold_until": ("hold_until", "moment"),
-    "give_up_after": (None, "give_up_after"),
+    "give_up_after": ("give_up", "give_up_after"),
     "transient": ("transient", "transient"),
     "conditions": ("conditions", "strings"),
     "locks": ("locks", "locks"),
@@ -36,6 +36,8 @@ TRANSIENT_KEYS: dict[str, tuple[str | None, str]] = {
 }
 # Proto fields a server message may name whose file key the tables above do not give.
 FILE_NAMES = {"give_up_after": "give_up_after", "give_up_after_seconds": "give_up_after"}
+# Messages one file key gives whole (a server message naming a field inside names that key).
+WHOLE = {"give_up": "give_up_after"}
 
 LOCK_MODES = ("read", "write")
 _RUN_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
@@ -57,19 +59,19 @@ class SchedulingKeys:
             self._fail(path, "opens and closes at the same time; leave run_window out to start at any time")
         return text
 
-    def give_up_after(self, value: Any, path: FieldPath) -> dict[str, Any]:
-        """A time -> `give_up_after`; a number of seconds after submit -> `give_up_after_seconds`."""
+    def give_up_after(self, value: Any, path: FieldPath) -> job_pb2.Deadline:
+        """`give_up`: a time, or a number of seconds after submit."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value) or value < 0:
                 self._fail(path, f"expected a number of seconds after submit (>= 0); got {value}")
-            return {"give_up_after_seconds": float(value)}
+            return job_pb2.Deadline(after_seconds=float(value))
         if isinstance(value, str) and not _is_iso_time(value):
             self._fail(path, f"expected a time like 2026-12-24T18:00:00Z or a number of seconds after submit "
                              f"like 7200; got {value!r}")
         if not isinstance(value, (str, datetime)):
             self._fail(path, "expected a date-time (e.g. 2026-12-24T18:00:00Z) or a number of seconds after "
                              f"submit; got {self._kind(value)}")
-        return {"give_up_after": self.moment(value, path)}
+        return job_pb2.Deadline(time=self.moment(value, path))
 
     def transient(self, value: Any, path: FieldPath) -> job_pb2.TransientFailures:
         if not isinstance(value, Mapping):

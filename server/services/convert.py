@@ -93,14 +93,51 @@ def _when(m, path: str, name: str) -> float | None:
     return when(f"{path}.{name}", getattr(m, name)) if m.HasField(name) else None
 
 
+_LATENESS = ("start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds")
+_GIVE_UP = ("give_up_after", "give_up_after_seconds")
+
+
 def _lateness_from_proto(m, path: str) -> Lateness:
+    """`lateness` of a job or task spec; the deprecated flat fields when it is unset."""
+    if m.HasField("lateness"):
+        _refuse_deprecated(m, path, _LATENESS, "lateness")
+        m, path = m.lateness, f"{path}.lateness"
     return Lateness(_when(m, path, "start_by"), _when(m, path, "finish_by"), m.max_wait_seconds,
                     m.max_runtime_seconds)
 
 
-def _lateness_fields(lateness: Lateness) -> dict:
-    return {"start_by": ts(lateness.start_by), "finish_by": ts(lateness.finish_by),
-            "max_wait_seconds": lateness.max_wait_seconds, "max_runtime_seconds": lateness.max_runtime_seconds}
+def _refuse_deprecated(m, path: str, deprecated: tuple[str, ...], new: str) -> None:
+    """A spec may say a thing in the deprecated fields or in `new`, not in both."""
+    given = {field.name for field, _ in m.ListFields()}
+    for name in deprecated:
+        if name in given:
+            raise InvalidArgument(f"{path}.{name}", f"is deprecated and {path}.{new} is set too; "
+                                                    f"set it in {path}.{new} only")
+
+
+def _lateness_to_proto(lateness: Lateness) -> job_pb2.Lateness | None:
+    if not lateness:
+        return None
+    return job_pb2.Lateness(start_by=ts(lateness.start_by), finish_by=ts(lateness.finish_by),
+                            max_wait_seconds=lateness.max_wait_seconds,
+                            max_runtime_seconds=lateness.max_runtime_seconds)
+
+
+def _give_up_from_proto(m: job_pb2.JobSpec) -> tuple[float | None, float]:
+    """(time, seconds after submit) of `give_up`, or of the deprecated fields when it is unset."""
+    if not m.HasField("give_up"):
+        if m.HasField("give_up_after") and m.give_up_after_seconds:
+            raise InvalidArgument("spec.give_up_after_seconds", "and give_up_after are one deadline: set one "
+                                  "of them (or spec.give_up, which replaces both)")
+        return _when(m, "spec", "give_up_after"), m.give_up_after_seconds
+    _refuse_deprecated(m, "spec", _GIVE_UP, "give_up")
+    return _when(m.give_up, "spec.give_up", "time"), m.give_up.after_seconds
+
+
+def _give_up_to_proto(window: Window) -> job_pb2.Deadline | None:
+    if window.give_up_after is not None:
+        return job_pb2.Deadline(time=ts(window.give_up_after))
+    return job_pb2.Deadline(after_seconds=window.give_up_after_seconds) if window.give_up_after_seconds else None
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
@@ -115,8 +152,7 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
-    return Window(m.run_window.strip(), _when(m, "spec", "hold_until"), _when(m, "spec", "give_up_after"),
-                  m.give_up_after_seconds)
+    return Window(m.run_window.strip(), _when(m, "spec", "hold_until"), *_give_up_from_proto(m))
 
 
 def _transient_from_proto(m: job_pb2.TransientFailures) -> Transient:
@@ -136,7 +172,7 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
                                       cancel=list(s.external.cancel),
                                       poll_interval_seconds=s.external.poll_interval_seconds) if s.external else None,
-        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, **_lateness_fields(s.lateness))
+        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, lateness=_lateness_to_proto(s.lateness))
 
 
 def struct(value: dict) -> struct_pb2.Struct:
@@ -151,9 +187,8 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
                         continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
                                                                      days=r.days) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
-                        give_up_after=ts(s.window.give_up_after),
-                        give_up_after_seconds=s.window.give_up_after_seconds, conditions=list(s.conditions),
-                        locks=s.locks, **_lateness_fields(s.lateness))
+                        give_up=_give_up_to_proto(s.window), conditions=list(s.conditions),
+                        locks=s.locks, lateness=_lateness_to_proto(s.lateness))
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),

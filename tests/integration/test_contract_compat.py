@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import queue
 
+import grpc
+import pytest
+
 from jobplane.v1 import event_pb2, event_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc
 from support import admin_channel, agent_certificate, agent_channel, wait_until
 
@@ -63,3 +66,22 @@ def _until_job_end(stream) -> list:
             stream.cancel()
             return events
     return events
+
+
+def test_an_sdk_of_the_previous_release_sends_lateness_and_give_up_in_the_flat_fields(sqlite_cluster):
+    task = job_pb2.TaskSpec(name="t", command=["true"], max_runtime_seconds=60)
+    old = job_pb2.JobSpec(name="old", tasks=[task], wait_for_providers=True, max_wait_seconds=30,
+                          give_up_after_seconds=7200)
+    with admin_channel(sqlite_cluster.server) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
+        job = jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=old), timeout=10).job
+        both = job_pb2.JobSpec(name="both", tasks=[task], max_wait_seconds=30,
+                               lateness=job_pb2.Lateness(max_wait_seconds=30))
+        with pytest.raises(grpc.RpcError) as err:
+            jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=both), timeout=10)
+        listed = jobs.ListJobs(job_pb2.ListJobsRequest(), timeout=10).jobs
+    assert (job.spec.lateness.max_wait_seconds, job.spec.give_up.after_seconds) == (30, 7200)
+    assert job.spec.tasks[0].lateness.max_runtime_seconds == 60
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("spec.max_wait_seconds: is deprecated and spec.lateness is set too")
+    assert [j.spec.name for j in listed] == ["old"], "the refused job was not stored"

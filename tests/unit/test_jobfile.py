@@ -211,10 +211,14 @@ def test_external_tasks_and_lateness_keys_convert():
     spec = parse_job_file(text, name="job.toml").spec
     (task,) = spec.tasks
     assert (list(task.external.submit), list(task.external.poll)) == (["./s"], ["./p", "--json"])
-    assert (task.external.poll_interval_seconds, task.max_runtime_seconds) == (0.5, 60)
-    assert (spec.max_wait_seconds, spec.finish_by.seconds) == (5, 1798135200)
+    assert (task.external.poll_interval_seconds, task.lateness.max_runtime_seconds) == (0.5, 60)
+    assert (spec.lateness.max_wait_seconds, spec.lateness.finish_by.seconds) == (5, 1798135200)
     assert problems('name = "j"\nstart_by = "soon"\n[[tasks]]\nname = "a"\ncommand = "true"\n') == [
         "job.toml:2: start_by: expected a time like 2026-12-24T18:00:00+01:00; got 'soon'"]
+    job_file = parse_job_file(text, name="job.toml")  # the server names the lateness message's fields
+    assert str(job_file.locate("spec.lateness.max_wait_seconds: must be >= 0")) == "job.toml:2: max_wait: must be >= 0"
+    assert str(job_file.locate("spec.tasks[0].lateness.max_runtime_seconds: too long")) == \
+        "job.toml:7: tasks[0].max_runtime: too long"
 
 
 def test_json_problems_point_at_the_exact_line_of_nested_values():
@@ -461,7 +465,7 @@ locks = { orders = "read", ledger = "Write" }
 def test_scheduling_keys_convert_to_their_job_spec_fields():
     spec = parse_job_file(SCHEDULED).spec
     assert (spec.job_class, spec.run_window, spec.hold_until.seconds) == ("etl-load", "22:00-04:00", 1798135200)
-    assert (spec.give_up_after_seconds, spec.HasField("give_up_after")) == (7200, False)
+    assert (spec.give_up.WhichOneof("deadline"), spec.give_up.after_seconds) == ("after_seconds", 7200)
     t = spec.transient
     assert (list(t.exit_codes), list(t.raw_statuses), t.max_reruns, t.backoff_seconds) == ([75], ["DEADLOCK"], 3, 1.5)
     assert list(spec.conditions) == ["load_average<2", "free_memory_bytes>=512Mi"]
@@ -470,9 +474,9 @@ def test_scheduling_keys_convert_to_their_job_spec_fields():
 
 def test_give_up_after_is_a_time_or_seconds_after_submit():
     at_time = parse_job_file(f'name = "j"\ngive_up_after = "2026-12-24T18:00:00Z"\n{TASK}').spec
-    assert (at_time.give_up_after.seconds, at_time.give_up_after_seconds) == (1798135200, 0)
+    assert (at_time.give_up.WhichOneof("deadline"), at_time.give_up.time.seconds) == ("time", 1798135200)
     toml_time = parse_job_file(f'name = "j"\ngive_up_after = 2026-12-24T18:00:00Z\n{TASK}').spec
-    assert toml_time.give_up_after == at_time.give_up_after
+    assert toml_time.give_up == at_time.give_up
 
 
 def test_scheduling_keys_read_the_same_from_json_and_a_mapping():
@@ -525,7 +529,8 @@ def test_bad_scheduling_values_name_the_key_line_and_fix(line, problem):
     ("message", "located"),
     [
         ("spec.job_class: is 300 characters", "job.toml:2: class: is 300 characters"),
-        ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),
+        ("spec.give_up.after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),
+        ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),  # an older server
         ("spec.transient.backoff_seconds: must be >= 0", "job.toml:6: transient.backoff: must be >= 0"),
         ("spec.conditions[1]: 'x' is not FACT OP NUMBER", "job.toml:7: conditions[1]: 'x' is not FACT OP NUMBER"),
         ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
