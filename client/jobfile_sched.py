@@ -26,7 +26,7 @@ JOB_KEYS: dict[str, tuple[str | None, str]] = {
     "give_up_after": ("give_up", "give_up_after"),
     "transient": ("transient", "transient"),
     "conditions": ("conditions", "strings"),
-    "locks": ("locks", "locks"),
+    "locks": ("resource_locks", "locks"),
 }
 TRANSIENT_KEYS: dict[str, tuple[str | None, str]] = {
     "exit_codes": ("exit_codes", "exit_codes"),
@@ -39,7 +39,7 @@ FILE_NAMES = {"give_up_after": "give_up_after", "give_up_after_seconds": "give_u
 # Messages one file key gives whole (a server message naming a field inside names that key).
 WHOLE = {"give_up": "give_up_after"}
 
-LOCK_MODES = ("read", "write")
+LOCK_MODES = {"read": job_pb2.LOCK_MODE_READ, "write": job_pb2.LOCK_MODE_WRITE}
 _RUN_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 _TRANSIENT_EXAMPLE = '{ exit_codes = [75], raw_statuses = ["DEADLOCK"], max_reruns = 3, backoff = 1.0 }'
 _LOCKS_EXAMPLE = '{ orders = "read", ledger = "write" }'
@@ -89,8 +89,8 @@ class SchedulingKeys:
             codes.append(code)
         return codes
 
-    def locks(self, value: Any, path: FieldPath) -> dict[str, str]:
-        """resource -> "read" or "write" (any case; sent in lower case)."""
+    def locks(self, value: Any, path: FieldPath) -> dict[str, int]:
+        """resource -> "read" or "write" (any case), sent as its LockMode."""
         if not isinstance(value, Mapping):
             self._fail(path, f"expected {self._table} of resource = mode, e.g. {_LOCKS_EXAMPLE}; "
                              f"got {self._kind(value)}")
@@ -100,7 +100,7 @@ class SchedulingKeys:
                 shown = repr(mode) if isinstance(mode, str) else self._kind(mode)
                 self._fail(path + (resource,), f'expected "read" (shared with other readers) or "write" (alone); '
                                                f"got {shown}")
-            modes[str(resource)] = mode.strip().lower()
+            modes[str(resource)] = LOCK_MODES[mode.strip().lower()]
         return modes
 
     # Provided by the converter this is mixed into (jobfile._Converter).

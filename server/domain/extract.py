@@ -134,7 +134,7 @@ def _check_scheduling(spec: JobSpec) -> None:
     for i, text in enumerate(spec.conditions[:limits.MAX_ENTRIES]):
         check_text(f"spec.conditions[{i}]", text, MAX_NAME)
     spec.parsed_conditions  # noqa: B018 - parsing raises InvalidArgument naming the condition
-    check_entries("spec.locks", spec.locks)
+    check_entries("spec.resource_locks", spec.locks)
     spec.lock_modes  # noqa: B018
     t = spec.transient
     if t is None:

@@ -134,6 +134,27 @@ def _give_up_from_proto(m: job_pb2.JobSpec) -> tuple[float | None, float]:
     return _when(m.give_up, "spec.give_up", "time"), m.give_up.after_seconds
 
 
+_LOCK_MODES = {job_pb2.LOCK_MODE_READ: "read", job_pb2.LOCK_MODE_WRITE: "write"}
+
+
+def _locks_from_proto(m: job_pb2.JobSpec) -> dict[str, str]:
+    """resource -> "read"/"write" (the domain's words) from `resource_locks`, or from the
+    deprecated `locks` when it is empty (their words are checked by the domain)."""
+    if not m.resource_locks:
+        return dict(m.locks)
+    _refuse_deprecated(m, "spec", ("locks",), "resource_locks")
+    for resource, mode in m.resource_locks.items():
+        if mode not in _LOCK_MODES:
+            raise InvalidArgument(f"spec.resource_locks[{json.dumps(resource)}]",
+                                  f"{mode} is not a lock mode; use LOCK_MODE_READ or LOCK_MODE_WRITE")
+    return {resource: _LOCK_MODES[mode] for resource, mode in m.resource_locks.items()}
+
+
+def _locks_to_proto(locks: dict[str, str]) -> dict[str, int]:
+    modes = {word: mode for mode, word in _LOCK_MODES.items()}
+    return {resource: modes[word.lower()] for resource, word in locks.items()}
+
+
 def _give_up_to_proto(window: Window) -> job_pb2.Deadline | None:
     if window.give_up_after is not None:
         return job_pb2.Deadline(time=ts(window.give_up_after))
@@ -148,7 +169,7 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
-                   tuple(m.conditions), dict(m.locks))
+                   tuple(m.conditions), _locks_from_proto(m))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
@@ -188,7 +209,7 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
                                                                      days=r.days) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
                         give_up=_give_up_to_proto(s.window), conditions=list(s.conditions),
-                        locks=s.locks, lateness=_lateness_to_proto(s.lateness))
+                        resource_locks=_locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness))
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),

@@ -85,3 +85,20 @@ def test_an_sdk_of_the_previous_release_sends_lateness_and_give_up_in_the_flat_f
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("spec.max_wait_seconds: is deprecated and spec.lateness is set too")
     assert [j.spec.name for j in listed] == ["old"], "the refused job was not stored"
+
+
+def test_locks_are_lock_modes_and_the_previous_releases_words_still_work(sqlite_cluster):
+    task = job_pb2.TaskSpec(name="t", command=["true"])
+    new = job_pb2.JobSpec(name="new", tasks=[task], wait_for_providers=True,
+                          resource_locks={"ledger": job_pb2.LOCK_MODE_WRITE, "orders": job_pb2.LOCK_MODE_READ})
+    old = job_pb2.JobSpec(name="old", tasks=[task], wait_for_providers=True, locks={"ledger": "read"})
+    unspecified = job_pb2.JobSpec(name="bad", tasks=[task], resource_locks={"ledger": job_pb2.LOCK_MODE_UNSPECIFIED})
+    with admin_channel(sqlite_cluster.server) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
+        shown = [jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=s), timeout=10).job.spec for s in (new, old)]
+        with pytest.raises(grpc.RpcError) as err:
+            jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=unspecified), timeout=10)
+    assert dict(shown[0].resource_locks) == {"ledger": job_pb2.LOCK_MODE_WRITE, "orders": job_pb2.LOCK_MODE_READ}
+    assert dict(shown[1].resource_locks) == {"ledger": job_pb2.LOCK_MODE_READ}
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith('spec.resource_locks["ledger"]: 0 is not a lock mode; use LOCK_MODE_READ')

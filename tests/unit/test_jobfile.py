@@ -13,6 +13,7 @@ from google.protobuf import json_format, struct_pb2
 
 from jobplane.client import JobFileError, job_spec_from_mapping, load_job_file, parse_job_file
 from jobplane.client.jobfile import load_signature_file, signature_structs
+from jobplane.v1 import job_pb2
 
 EXAMPLES = resources.files("jobplane.examples")
 EXAMPLE_FILES = sorted(item.name for item in EXAMPLES.iterdir() if item.name.endswith((".toml", ".json")))
@@ -469,7 +470,7 @@ def test_scheduling_keys_convert_to_their_job_spec_fields():
     t = spec.transient
     assert (list(t.exit_codes), list(t.raw_statuses), t.max_reruns, t.backoff_seconds) == ([75], ["DEADLOCK"], 3, 1.5)
     assert list(spec.conditions) == ["load_average<2", "free_memory_bytes>=512Mi"]
-    assert dict(spec.locks) == {"orders": "read", "ledger": "write"}
+    assert dict(spec.resource_locks) == {"orders": job_pb2.LOCK_MODE_READ, "ledger": job_pb2.LOCK_MODE_WRITE}
 
 
 def test_give_up_after_is_a_time_or_seconds_after_submit():
@@ -533,7 +534,8 @@ def test_bad_scheduling_values_name_the_key_line_and_fix(line, problem):
         ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),  # an older server
         ("spec.transient.backoff_seconds: must be >= 0", "job.toml:6: transient.backoff: must be >= 0"),
         ("spec.conditions[1]: 'x' is not FACT OP NUMBER", "job.toml:7: conditions[1]: 'x' is not FACT OP NUMBER"),
-        ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
+        ('spec.resource_locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
+        ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),  # an older server
     ],
 )
 def test_server_paths_of_scheduling_fields_map_back_to_file_keys(message, located):

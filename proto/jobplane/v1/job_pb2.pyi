@@ -21,12 +21,21 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOCK_MODE_UNSPECIFIED: _ClassVar[LockMode]
+    LOCK_MODE_READ: _ClassVar[LockMode]
+    LOCK_MODE_WRITE: _ClassVar[LockMode]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+LOCK_MODE_UNSPECIFIED: LockMode
+LOCK_MODE_READ: LockMode
+LOCK_MODE_WRITE: LockMode
 
 class MatrixParameter(_message.Message):
     __slots__ = ("name", "values_json")
@@ -161,7 +170,7 @@ class ExternalSpec(_message.Message):
     def __init__(self, submit: _Optional[_Iterable[str]] = ..., poll: _Optional[_Iterable[str]] = ..., cancel: _Optional[_Iterable[str]] = ..., poll_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +185,13 @@ class JobSpec(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResourceLocksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LockMode
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LockMode, str]] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +213,7 @@ class JobSpec(_message.Message):
     LOCKS_FIELD_NUMBER: _ClassVar[int]
     LATENESS_FIELD_NUMBER: _ClassVar[int]
     GIVE_UP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_LOCKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     priority: int
     labels: _containers.ScalarMap[str, str]
@@ -218,7 +235,8 @@ class JobSpec(_message.Message):
     locks: _containers.ScalarMap[str, str]
     lateness: Lateness
     give_up: Deadline
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ...) -> None: ...
+    resource_locks: _containers.ScalarMap[str, LockMode]
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ...) -> None: ...
 
 class TransientFailures(_message.Message):
     __slots__ = ("exit_codes", "raw_statuses", "max_reruns", "backoff_seconds")
