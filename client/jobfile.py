@@ -24,9 +24,10 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
-from jobplane.client.jobfile_sched import WHOLE as _WHOLE
+from jobplane.client.jobfile_sched import WHOLE as _SCHEDULING_WHOLE
 from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKeys
 from jobplane.client.jobfile_slurm import SlurmKeys, environment_problem
+from jobplane.client.jobfile_text import TextKeys
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
 from jobplane.v1 import job_pb2
 
@@ -156,7 +157,7 @@ class _Invalid(Exception):
 _TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
 
 
-class _Converter(SchedulingKeys, SlurmKeys):
+class _Converter(SchedulingKeys, SlurmKeys, TextKeys):
     """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
 
     def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
@@ -465,7 +466,7 @@ _TASK_FIELDS = {
     "chunk_size": _Field("chunk_size", _Converter.integer),
     "expected": _Field("expected_seconds", _Converter.seconds),
     "retry_backoff": _Field("retry_backoff_seconds", _Converter.seconds),
-    "retry_on": _Field("retry_on", _Converter.strings),
+    "retry_on": _Field("retry_failures", _Converter.retry_on),
     "prerequisites": _Field("prerequisites", _Converter.prerequisites),
     "external": _Field("external", _Converter.external),
     "environment": _Field(None, _Converter.environment),
@@ -524,6 +525,8 @@ _FILE_NAMES = {
 # Sub-messages whose fields are the file's keys of the table around them (`max_wait`, not
 # `lateness.max_wait`): left out of the file's path.
 _FLATTENED = {"lateness"}
+# Messages one file key gives whole (a server message naming a field inside names that key).
+_WHOLE = _SCHEDULING_WHOLE | {"retry_failures": "retry_on"}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command", "retry_on"}
 # Fields whose insides are the file's own keys, carried as Structs: nothing below them is renamed.

@@ -18,7 +18,7 @@ from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
-from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
+from ..domain.limits import TIME_MAX, TIME_MIN, check_entries, check_time, shown
 from ..domain.state import ProviderRt, TaskRt
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
@@ -67,7 +67,7 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
         max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
         items_json=m.items_json, chunk_size=m.chunk_size, expected_seconds=m.expected_seconds,
-        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on),
+        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=_retry_on_from_proto(m, path),
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
         lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None)
@@ -134,6 +134,25 @@ def _give_up_from_proto(m: job_pb2.JobSpec) -> tuple[float | None, float]:
     return _when(m.give_up, "spec.give_up", "time"), m.give_up.after_seconds
 
 
+def _retry_on_from_proto(m: job_pb2.TaskSpec, path: str) -> tuple[str, ...]:
+    """The domain's retry rules ("error", "timeout", "exit_code:N") from `retry_failures`, or
+    the deprecated `retry_on` when it is unset (its words are checked by the domain)."""
+    if not m.HasField("retry_failures"):
+        return tuple(m.retry_on)
+    _refuse_deprecated(m, path, ("retry_on",), "retry_failures")
+    r = m.retry_failures
+    check_entries(f"{path}.retry_failures.exit_codes", r.exit_codes, 100)
+    return (("error",) if r.any else ()) + (("timeout",) if r.timeout else ()) + \
+        tuple(f"exit_code:{code}" for code in r.exit_codes)
+
+
+def _retry_failures_to_proto(retry_on: tuple[str, ...]) -> job_pb2.RetryFailures | None:
+    if not retry_on:
+        return None
+    codes = [int(rule.partition(":")[2]) for rule in retry_on if rule.startswith("exit_code:")]
+    return job_pb2.RetryFailures(any="error" in retry_on, timeout="timeout" in retry_on, exit_codes=codes)
+
+
 _LOCK_MODES = {job_pb2.LOCK_MODE_READ: "read", job_pb2.LOCK_MODE_WRITE: "write"}
 
 
@@ -188,7 +207,7 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
         matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
         items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
-        retry_backoff_seconds=s.retry_backoff_seconds, retry_on=list(s.retry_on),
+        retry_backoff_seconds=s.retry_backoff_seconds, retry_failures=_retry_failures_to_proto(s.retry_on),
         prerequisites=[struct(as_plain(p)) for p in s.prerequisites],
         external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
                                       cancel=list(s.external.cancel),

@@ -102,3 +102,20 @@ def test_locks_are_lock_modes_and_the_previous_releases_words_still_work(sqlite_
     assert dict(shown[1].resource_locks) == {"ledger": job_pb2.LOCK_MODE_READ}
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith('spec.resource_locks["ledger"]: 0 is not a lock mode; use LOCK_MODE_READ')
+
+
+def test_retry_failures_pick_the_exit_codes_retried_as_retry_on_words_did(sqlite_cluster, tmp_path):
+    sqlite_cluster.add_agent("a", slots=3)
+
+    def job(name: str, **retry) -> str:
+        command = ["sh", "-c", f"echo run >> {tmp_path / name}; exit 3"]
+        task = job_pb2.TaskSpec(name="t", command=command, max_attempts=2, retry_backoff_seconds=0.01, **retry)
+        return sqlite_cluster.client.submit_job(job_pb2.JobSpec(name=name, tasks=[task])).id
+
+    ids = {"new": job("new", retry_failures=job_pb2.RetryFailures(exit_codes=[3])),
+           "other": job("other", retry_failures=job_pb2.RetryFailures(exit_codes=[4])),
+           "old": job("old", retry_on=["exit_code:3"])}
+    for job_id in ids.values():
+        sqlite_cluster.client.wait_job(job_id, timeout=60)
+    runs = {name: (tmp_path / name).read_text().count("run") for name in ids}
+    assert runs == {"new": 2, "other": 1, "old": 2}, "exit 3 is retried only where it is named"

@@ -124,9 +124,20 @@ def test_supervision_settings_convert_to_their_proto_fields():
     ).spec
     assert spec.wait_for_providers
     (task,) = spec.tasks
-    assert (task.expected_seconds, task.retry_backoff_seconds, list(task.retry_on)) == (30, 0.5, ["timeout", "exit_code:3"])
+    assert (task.expected_seconds, task.retry_backoff_seconds) == (30, 0.5)
+    assert task.retry_failures == job_pb2.RetryFailures(timeout=True, exit_codes=[3])
     job_file = parse_job_file('name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nexpected = 30\n', name="job.toml")
     assert str(job_file.locate("spec.tasks[0].expected_seconds: must be > 0")) == "job.toml:5: tasks[0].expected: must be > 0"
+
+
+def test_retry_on_words_become_retry_failures_and_unknown_ones_name_their_entry():
+    words = 'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nretry_on = ["error", "exit_code:-1"]\n'
+    job_file = parse_job_file(words, name="job.toml")
+    assert job_file.spec.tasks[0].retry_failures == job_pb2.RetryFailures(any=True, exit_codes=[-1])
+    assert str(job_file.locate("spec.tasks[0].retry_failures.exit_codes: has 101 entries")) == \
+        "job.toml:5: tasks[0].retry_on: has 101 entries"
+    assert problems(words.replace('"error"', '"sometimes"')) == [
+        "job.toml:5: tasks[0].retry_on[0]: unknown 'sometimes'; use error (any failure), timeout or exit_code:N"]
 
 
 def test_a_mapping_converts_like_a_file_and_reports_paths_without_lines():

@@ -46,7 +46,7 @@ class MatrixParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values_json: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites", "external", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "slurm", "lateness")
+    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites", "external", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "slurm", "lateness", "retry_failures")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class TaskSpec(_message.Message):
     MAX_RUNTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SLURM_FIELD_NUMBER: _ClassVar[int]
     LATENESS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FAILURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     python: str
@@ -109,7 +110,18 @@ class TaskSpec(_message.Message):
     max_runtime_seconds: float
     slurm: SlurmSpec
     lateness: Lateness
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., external: _Optional[_Union[ExternalSpec, _Mapping]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., slurm: _Optional[_Union[SlurmSpec, _Mapping]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ...) -> None: ...
+    retry_failures: RetryFailures
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., external: _Optional[_Union[ExternalSpec, _Mapping]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., slurm: _Optional[_Union[SlurmSpec, _Mapping]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., retry_failures: _Optional[_Union[RetryFailures, _Mapping]] = ...) -> None: ...
+
+class RetryFailures(_message.Message):
+    __slots__ = ("any", "timeout", "exit_codes")
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    any: bool
+    timeout: bool
+    exit_codes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, any: _Optional[bool] = ..., timeout: _Optional[bool] = ..., exit_codes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Lateness(_message.Message):
     __slots__ = ("start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds")
