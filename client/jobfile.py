@@ -527,6 +527,8 @@ _FILE_NAMES = {
 _FLATTENED = {"lateness"}
 # Messages one file key gives whole (a server message naming a field inside names that key).
 _WHOLE = _SCHEDULING_WHOLE | {"retry_failures": "retry_on"}
+# Lists of messages the file writes as a list of words, one word per message.
+_WORD_LISTS = {"fact_conditions"}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command", "retry_on"}
 # Fields whose insides are the file's own keys, carried as Structs: nothing below them is renamed.
@@ -552,6 +554,12 @@ def _file_path(proto: FieldPath, document: Mapping[str, Any]) -> tuple[FieldPath
             break
         if part in _FLATTENED:
             continue
+        if part in _WORD_LISTS:  # `fact_conditions[1].value` is the file's `conditions[1]`
+            shown.append(_FILE_NAMES[part])
+            line.append(_FILE_NAMES[part])
+            shown += parts[:1]
+            line += parts[:1]
+            break
         if part in _WHOLE:  # one file key for the whole message: `give_up.time` is `give_up_after`
             shown.append(_WHOLE[part])
             line.append(_WHOLE[part])

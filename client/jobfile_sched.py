@@ -25,7 +25,7 @@ JOB_KEYS: dict[str, tuple[str | None, str]] = {
     "hold_until": ("hold_until", "moment"),
     "give_up_after": ("give_up", "give_up_after"),
     "transient": ("transient", "transient"),
-    "conditions": ("conditions", "strings"),
+    "conditions": ("fact_conditions", "conditions"),
     "locks": ("resource_locks", "locks"),
 }
 TRANSIENT_KEYS: dict[str, tuple[str | None, str]] = {

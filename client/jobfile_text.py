@@ -1,5 +1,6 @@
 """Job-file keys users write as short text that the parser turns into messages:
-`retry_on = ["timeout", "exit_code:75"]` becomes a RetryFailures.
+`retry_on = ["timeout", "exit_code:75"]` becomes a RetryFailures, `conditions =
+["free_memory_bytes>=512Mi"]` FactConditions.
 
 The text stays what users write; the contract carries the message. Problems are located like
 every other key's (the checks are a mixin of jobfile's converter).
@@ -14,6 +15,11 @@ from jobplane.client.locate import FieldPath
 from jobplane.v1 import job_pb2
 
 _EXIT_CODE = re.compile(r"exit_code:(-?\d{1,10})")
+_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]{0,63})\s*(<=|>=|==|!=|<|>|=)\s*(-?\d+(?:\.\d+)?)\s*([KMGT]i?)?\s*")
+_COMPARISONS = {"<": job_pb2.COMPARISON_LESS, "<=": job_pb2.COMPARISON_LESS_OR_EQUAL, ">": job_pb2.COMPARISON_GREATER,
+                ">=": job_pb2.COMPARISON_GREATER_OR_EQUAL, "=": job_pb2.COMPARISON_EQUAL, "==": job_pb2.COMPARISON_EQUAL,
+                "!=": job_pb2.COMPARISON_NOT_EQUAL}
+_UNITS = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
@@ -35,6 +41,19 @@ class TextKeys:
             else:
                 self._fail(path + (index,), f"unknown {word!r}; use error (any failure), timeout or exit_code:N")
         return failures
+
+    def conditions(self, value: Any, path: FieldPath) -> list[job_pb2.FactCondition]:
+        """"FACT OP NUMBER", e.g. "load_average<2" or "free_memory_bytes>=512Mi" (K M G T, Ki Mi Gi Ti)."""
+        conditions = []
+        for index, text in enumerate(self.strings(value, path)):
+            found = _CONDITION.fullmatch(text)
+            if found is None:
+                self._fail(path + (index,), f'{text!r} is not FACT OP NUMBER, e.g. "load_average<2" or '
+                                            '"free_memory_bytes>=512Mi" (ops < <= > >= = !=)')
+            fact, op, number, unit = found.groups()
+            conditions.append(job_pb2.FactCondition(fact=fact, op=_COMPARISONS[op],
+                                                    value=float(number) * _UNITS.get(unit or "", 1)))
+        return conditions
 
     # Provided by the converter this is mixed into (jobfile._Converter).
 

@@ -14,6 +14,7 @@ from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, pro
 from ..domain.model import (
     Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, SlurmSpec, Status,
     TaskSpec, TaskState, Transient)
+from ..domain.facts import MAX_CONDITIONS, parse_conditions
 from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
@@ -153,6 +154,48 @@ def _retry_failures_to_proto(retry_on: tuple[str, ...]) -> job_pb2.RetryFailures
     return job_pb2.RetryFailures(any="error" in retry_on, timeout="timeout" in retry_on, exit_codes=codes)
 
 
+_COMPARISONS = {job_pb2.COMPARISON_LESS: "<", job_pb2.COMPARISON_LESS_OR_EQUAL: "<=",
+                job_pb2.COMPARISON_GREATER: ">", job_pb2.COMPARISON_GREATER_OR_EQUAL: ">=",
+                job_pb2.COMPARISON_EQUAL: "=", job_pb2.COMPARISON_NOT_EQUAL: "!="}
+
+
+def _conditions_from_proto(m: job_pb2.JobSpec) -> tuple[str, ...]:
+    """The domain's conditions ("FACT OP NUMBER") from `fact_conditions`, or the deprecated
+    `conditions` when it is empty (their text is checked by the domain)."""
+    if not m.fact_conditions:
+        return tuple(m.conditions)
+    _refuse_deprecated(m, "spec", ("conditions",), "fact_conditions")
+    check_entries("spec.fact_conditions", m.fact_conditions, MAX_CONDITIONS)
+    return tuple(_condition_text(f"spec.fact_conditions[{i}]", c) for i, c in enumerate(m.fact_conditions))
+
+
+def _condition_text(path: str, c: job_pb2.FactCondition) -> str:
+    if c.op not in _COMPARISONS:
+        raise InvalidArgument(f"{path}.op", f"{c.op} is not a comparison; use COMPARISON_LESS, COMPARISON_GREATER, ...")
+    if not abs(c.value) < 1e18:
+        raise InvalidArgument(f"{path}.value", f"{c.value} is out of range; compare with a number between "
+                                               "-1e18 and 1e18")
+    text = f"{c.fact}{_COMPARISONS[c.op]}{_decimal(c.value)}"
+    try:
+        parse_conditions(path, [text])
+    except InvalidArgument:
+        raise InvalidArgument(f"{path}.fact", f"{shown(c.fact)} is not a fact name; use a letter or _, then "
+                                              "letters, digits, _ and . (at most 64), e.g. load_average") from None
+    return text
+
+
+def _decimal(value: float) -> str:
+    """The number as the condition text writes it: digits, no exponent, no trailing ".0"."""
+    text = repr(value) if "e" not in repr(value) else f"{value:.17f}".rstrip("0").rstrip(".")
+    return text.removesuffix(".0")
+
+
+def _conditions_to_proto(conditions: tuple[str, ...]) -> list[job_pb2.FactCondition]:
+    ops = {text: op for op, text in _COMPARISONS.items()} | {"==": job_pb2.COMPARISON_EQUAL}
+    return [job_pb2.FactCondition(fact=c.fact, op=ops[c.op], value=c.value)
+            for c in parse_conditions("spec.conditions", conditions)]
+
+
 _LOCK_MODES = {job_pb2.LOCK_MODE_READ: "read", job_pb2.LOCK_MODE_WRITE: "write"}
 
 
@@ -188,7 +231,7 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
-                   tuple(m.conditions), _locks_from_proto(m))
+                   _conditions_from_proto(m), _locks_from_proto(m))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
@@ -227,7 +270,7 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
                         continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
                                                                      days=r.days) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
-                        give_up=_give_up_to_proto(s.window), conditions=list(s.conditions),
+                        give_up=_give_up_to_proto(s.window), fact_conditions=_conditions_to_proto(s.conditions),
                         resource_locks=_locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness))
     if s.transient is not None:
         t = s.transient

@@ -3,6 +3,7 @@ sends is understood, through a real server and a real stream."""
 
 from __future__ import annotations
 
+import json
 import queue
 
 import grpc
@@ -119,3 +120,17 @@ def test_retry_failures_pick_the_exit_codes_retried_as_retry_on_words_did(sqlite
         sqlite_cluster.client.wait_job(job_id, timeout=60)
     runs = {name: (tmp_path / name).read_text().count("run") for name in ids}
     assert runs == {"new": 2, "other": 1, "old": 2}, "exit 3 is retried only where it is named"
+
+
+def test_an_sdk_of_the_previous_release_sends_conditions_as_text(sqlite_cluster, tmp_path):
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"load_average": 9.0}))
+    sqlite_cluster.add_agent("a", slots=1, extra=["--facts-file", str(facts), "--heartbeat", "0.2"])
+    task = job_pb2.TaskSpec(name="t", command=["true"])
+    job = sqlite_cluster.client.submit_job(job_pb2.JobSpec(name="old", conditions=["load_average<2"], tasks=[task]))
+    assert list(job.spec.fact_conditions) == [
+        job_pb2.FactCondition(fact="load_average", op=job_pb2.COMPARISON_LESS, value=2)]
+    wait_until(lambda: any("load_average<2 (is 9)" in t.reason for t in sqlite_cluster.client.list_tasks(job.id)),
+               10, "the task to be held for its condition")
+    facts.write_text(json.dumps({"load_average": 0.1}))
+    assert sqlite_cluster.client.wait_job(job.id, timeout=20).state == JOB_SUCCEEDED

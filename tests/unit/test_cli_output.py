@@ -56,7 +56,7 @@ def test_json_uses_proto_field_names_and_shows_zero_values():
     assert document["spec"] == {"name": "j", "priority": 0, "labels": {}, "tasks": [], "wait_for_providers": False,
                                 "continuation_rules": [], "max_wait_seconds": 0.0, "max_runtime_seconds": 0.0,
                                   "job_class": "", "run_window": "", "give_up_after_seconds": 0.0, "conditions": [],
-                                  "locks": {}, "resource_locks": {}}
+                                  "locks": {}, "resource_locks": {}, "fact_conditions": []}
     assert document["reason"] == ""
 
 

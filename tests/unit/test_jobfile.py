@@ -480,7 +480,9 @@ def test_scheduling_keys_convert_to_their_job_spec_fields():
     assert (spec.give_up.WhichOneof("deadline"), spec.give_up.after_seconds) == ("after_seconds", 7200)
     t = spec.transient
     assert (list(t.exit_codes), list(t.raw_statuses), t.max_reruns, t.backoff_seconds) == ([75], ["DEADLOCK"], 3, 1.5)
-    assert list(spec.conditions) == ["load_average<2", "free_memory_bytes>=512Mi"]
+    assert list(spec.fact_conditions) == [
+        job_pb2.FactCondition(fact="load_average", op=job_pb2.COMPARISON_LESS, value=2),
+        job_pb2.FactCondition(fact="free_memory_bytes", op=job_pb2.COMPARISON_GREATER_OR_EQUAL, value=512 * 2**20)]
     assert dict(spec.resource_locks) == {"orders": job_pb2.LOCK_MODE_READ, "ledger": job_pb2.LOCK_MODE_WRITE}
 
 
@@ -525,6 +527,7 @@ def test_scheduling_keys_read_the_same_from_json_and_a_mapping():
         ('transient = { max_reruns = "3" }', "transient.max_reruns: expected an integer; got a string"),
         ('transient = { backoff = "1s" }', "transient.backoff: expected a number of seconds; got a string"),
         ("conditions = [2]", "conditions: expected a list of strings; got a list"),
+        ('conditions = ["load is high"]', "conditions[0]: 'load is high' is not FACT OP NUMBER, e.g. \"load_average<2\""),
         ('locks = ["orders"]', "locks: expected a table of resource = mode"),
         ('locks = { orders = "exclusive" }', 'locks.orders: expected "read" (shared with other readers) or '
                                             "\"write\" (alone); got 'exclusive'"),
@@ -544,6 +547,8 @@ def test_bad_scheduling_values_name_the_key_line_and_fix(line, problem):
         ("spec.give_up.after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),
         ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),  # an older server
         ("spec.transient.backoff_seconds: must be >= 0", "job.toml:6: transient.backoff: must be >= 0"),
+        ("spec.fact_conditions[1].fact: 'x' is not a fact", "job.toml:7: conditions[1]: 'x' is not a fact"),
+        ("spec.fact_conditions: has 21 entries", "job.toml:7: conditions: has 21 entries"),
         ("spec.conditions[1]: 'x' is not FACT OP NUMBER", "job.toml:7: conditions[1]: 'x' is not FACT OP NUMBER"),
         ('spec.resource_locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
         ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),  # an older server
