@@ -444,7 +444,7 @@ _EXTERNAL_FIELDS = {
 }
 
 _RULE_FIELDS = {
-    "kind": _Field("kind", _Converter.string),
+    "kind": _Field("rule_kind", _Converter.rule_kind),
     "priority": _Field("priority", _Converter.integer),
     "value": _Field("value", _Converter.string),
     "days": _Field("days", _Converter.integer),
@@ -519,7 +519,7 @@ def kind_of(value: Any, table: str) -> str:
 # Proto field name -> the file's key (`timeout_seconds` -> `timeout`).
 _FILE_NAMES = {
     field.proto_name.split(".")[-1]: key
-    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _named_fields(TRANSIENT_KEYS)).items()
+    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _RULE_FIELDS | _named_fields(TRANSIENT_KEYS)).items()
     if field.proto_name
 } | _SCHEDULING_FILE_NAMES
 # Sub-messages whose fields are the file's keys of the table around them (`max_wait`, not

@@ -1,6 +1,7 @@
 """Job-file keys users write as short text that the parser turns into messages:
 `retry_on = ["timeout", "exit_code:75"]` becomes a RetryFailures, `conditions =
-["free_memory_bytes>=512Mi"]` FactConditions.
+["free_memory_bytes>=512Mi"]` FactConditions, a continuation rule's `kind = "end_of_month"` a
+ContinuationRuleKind.
 
 The text stays what users write; the contract carries the message. Problems are located like
 every other key's (the checks are a mixin of jobfile's converter).
@@ -19,6 +20,11 @@ _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]{0,63})\s*(<=|>=|==|!=|<|>|=
 _COMPARISONS = {"<": job_pb2.COMPARISON_LESS, "<=": job_pb2.COMPARISON_LESS_OR_EQUAL, ">": job_pb2.COMPARISON_GREATER,
                 ">=": job_pb2.COMPARISON_GREATER_OR_EQUAL, "=": job_pb2.COMPARISON_EQUAL, "==": job_pb2.COMPARISON_EQUAL,
                 "!=": job_pb2.COMPARISON_NOT_EQUAL}
+RULE_KINDS = {"end_of_month": job_pb2.CONTINUATION_RULE_KIND_END_OF_MONTH,
+              "end_of_quarter": job_pb2.CONTINUATION_RULE_KIND_END_OF_QUARTER,
+              "end_of_year": job_pb2.CONTINUATION_RULE_KIND_END_OF_YEAR,
+              "end_of_period": job_pb2.CONTINUATION_RULE_KIND_END_OF_PERIOD,
+              "date": job_pb2.CONTINUATION_RULE_KIND_DATE, "cron": job_pb2.CONTINUATION_RULE_KIND_CRON}
 _UNITS = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -55,9 +61,20 @@ class TextKeys:
                                                     value=float(number) * _UNITS.get(unit or "", 1)))
         return conditions
 
+    def rule_kind(self, value: Any, path: FieldPath) -> int:
+        """A continuation rule's kind: end_of_month, end_of_quarter, end_of_year, end_of_period,
+        date or cron."""
+        word = self.string(value, path).strip()
+        if word not in RULE_KINDS:
+            self._fail(path, f"unknown kind {word!r}; use one of {', '.join(RULE_KINDS)}")
+        return RULE_KINDS[word]
+
     # Provided by the converter this is mixed into (jobfile._Converter).
 
     def strings(self, value: Any, path: FieldPath) -> list[str]:
+        raise NotImplementedError
+
+    def string(self, value: Any, path: FieldPath) -> str:
         raise NotImplementedError
 
     def _fail(self, path: FieldPath, message: str) -> NoReturn:

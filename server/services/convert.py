@@ -154,6 +154,31 @@ def _retry_failures_to_proto(retry_on: tuple[str, ...]) -> job_pb2.RetryFailures
     return job_pb2.RetryFailures(any="error" in retry_on, timeout="timeout" in retry_on, exit_codes=codes)
 
 
+_RULE_KINDS = {job_pb2.CONTINUATION_RULE_KIND_END_OF_MONTH: "end_of_month",
+               job_pb2.CONTINUATION_RULE_KIND_END_OF_QUARTER: "end_of_quarter",
+               job_pb2.CONTINUATION_RULE_KIND_END_OF_YEAR: "end_of_year",
+               job_pb2.CONTINUATION_RULE_KIND_END_OF_PERIOD: "end_of_period",
+               job_pb2.CONTINUATION_RULE_KIND_DATE: "date", job_pb2.CONTINUATION_RULE_KIND_CRON: "cron"}
+
+
+def _rule_from_proto(path: str, r: job_pb2.ContinuationRule) -> TimingRule:
+    """A timing rule by `rule_kind`, or by the deprecated `kind` word when it is unset (the
+    word is checked by the domain)."""
+    if r.rule_kind == job_pb2.CONTINUATION_RULE_KIND_UNSPECIFIED and r.kind:
+        return TimingRule(r.kind, r.priority, r.value, r.days or 1)
+    _refuse_deprecated(r, path, ("kind",), "rule_kind")
+    if r.rule_kind not in _RULE_KINDS:
+        raise InvalidArgument(f"{path}.rule_kind", f"{'missing' if not r.rule_kind else r.rule_kind}; use "
+                                                   "CONTINUATION_RULE_KIND_END_OF_MONTH, ..._DATE or ..._CRON")
+    return TimingRule(_RULE_KINDS[r.rule_kind], r.priority, r.value, r.days or 1)
+
+
+def _rule_to_proto(rule: TimingRule) -> job_pb2.ContinuationRule:
+    kinds = {word: kind for kind, word in _RULE_KINDS.items()}
+    return job_pb2.ContinuationRule(rule_kind=kinds[rule.kind], priority=rule.priority, value=rule.value,
+                                    days=rule.days)
+
+
 _COMPARISONS = {job_pb2.COMPARISON_LESS: "<", job_pb2.COMPARISON_LESS_OR_EQUAL: "<=",
                 job_pb2.COMPARISON_GREATER: ">", job_pb2.COMPARISON_GREATER_OR_EQUAL: ">=",
                 job_pb2.COMPARISON_EQUAL: "=", job_pb2.COMPARISON_NOT_EQUAL: "!="}
@@ -226,7 +251,7 @@ def _give_up_to_proto(window: Window) -> job_pb2.Deadline | None:
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     """The spec a caller sent (its times checked here; extract.py checks the rest)."""
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
-    rules = tuple(TimingRule(r.kind, r.priority, r.value, r.days or 1) for r in m.continuation_rules)
+    rules = tuple(_rule_from_proto(f"spec.continuation_rules[{i}]", r) for i, r in enumerate(m.continuation_rules))
     tasks = tuple(task_spec_from_proto(t, f"spec.tasks[{i}]") for i, t in enumerate(m.tasks))
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
@@ -267,8 +292,7 @@ def struct(value: dict) -> struct_pb2.Struct:
 def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
     m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
                         tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
-                        continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
-                                                                     days=r.days) for r in s.continuation_rules],
+                        continuation_rules=[_rule_to_proto(r) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
                         give_up=_give_up_to_proto(s.window), fact_conditions=_conditions_to_proto(s.conditions),
                         resource_locks=_locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness))

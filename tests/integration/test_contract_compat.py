@@ -134,3 +134,19 @@ def test_an_sdk_of_the_previous_release_sends_conditions_as_text(sqlite_cluster,
                10, "the task to be held for its condition")
     facts.write_text(json.dumps({"load_average": 0.1}))
     assert sqlite_cluster.client.wait_job(job.id, timeout=20).state == JOB_SUCCEEDED
+
+
+def test_continuation_rule_kinds_are_an_enum_and_the_previous_releases_words_still_work(sqlite_cluster):
+    task = job_pb2.TaskSpec(name="t", command=["true"])
+    old = job_pb2.JobSpec(name="old", tasks=[task], wait_for_providers=True,
+                          continuation_rules=[job_pb2.ContinuationRule(kind="cron", priority=1, value="0 * * * *")])
+    kindless = job_pb2.JobSpec(name="bad", tasks=[task], continuation_rules=[job_pb2.ContinuationRule(priority=1)])
+    with admin_channel(sqlite_cluster.server) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
+        (rule,) = jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=old), timeout=10).job.spec.continuation_rules
+        with pytest.raises(grpc.RpcError) as err:
+            jobs.SubmitJob(job_pb2.SubmitJobRequest(spec=kindless), timeout=10)
+    assert (rule.rule_kind, rule.value, rule.kind) == (job_pb2.CONTINUATION_RULE_KIND_CRON, "0 * * * *", "")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("spec.continuation_rules[0].rule_kind: missing; use "
+                                          "CONTINUATION_RULE_KIND_END_OF_MONTH")

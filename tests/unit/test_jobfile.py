@@ -130,6 +130,15 @@ def test_supervision_settings_convert_to_their_proto_fields():
     assert str(job_file.locate("spec.tasks[0].expected_seconds: must be > 0")) == "job.toml:5: tasks[0].expected: must be > 0"
 
 
+def test_continuation_rule_kinds_become_rule_kinds_and_an_unknown_one_names_the_choices():
+    text = 'name = "j"\ncontinuation_rules = [{ kind = "end_of_month", priority = 2, days = 3 }]\n' + TASK
+    (rule,) = parse_job_file(text).spec.continuation_rules
+    assert rule == job_pb2.ContinuationRule(rule_kind=job_pb2.CONTINUATION_RULE_KIND_END_OF_MONTH, priority=2, days=3)
+    assert problems(text.replace("end_of_month", "monthly")) == [
+        "job.toml:2: continuation_rules[0].kind: unknown kind 'monthly'; use one of end_of_month, end_of_quarter, "
+        "end_of_year, end_of_period, date, cron"]
+
+
 def test_retry_on_words_become_retry_failures_and_unknown_ones_name_their_entry():
     words = 'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nretry_on = ["error", "exit_code:-1"]\n'
     job_file = parse_job_file(words, name="job.toml")

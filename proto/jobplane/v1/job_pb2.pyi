@@ -37,6 +37,16 @@ class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOCK_MODE_UNSPECIFIED: _ClassVar[LockMode]
     LOCK_MODE_READ: _ClassVar[LockMode]
     LOCK_MODE_WRITE: _ClassVar[LockMode]
+
+class ContinuationRuleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTINUATION_RULE_KIND_UNSPECIFIED: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_MONTH: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_QUARTER: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_YEAR: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_PERIOD: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_DATE: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_CRON: _ClassVar[ContinuationRuleKind]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -53,6 +63,13 @@ COMPARISON_NOT_EQUAL: Comparison
 LOCK_MODE_UNSPECIFIED: LockMode
 LOCK_MODE_READ: LockMode
 LOCK_MODE_WRITE: LockMode
+CONTINUATION_RULE_KIND_UNSPECIFIED: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_MONTH: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_QUARTER: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_YEAR: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_PERIOD: ContinuationRuleKind
+CONTINUATION_RULE_KIND_DATE: ContinuationRuleKind
+CONTINUATION_RULE_KIND_CRON: ContinuationRuleKind
 
 class MatrixParameter(_message.Message):
     __slots__ = ("name", "values_json")
@@ -292,16 +309,18 @@ class TransientFailures(_message.Message):
     def __init__(self, exit_codes: _Optional[_Iterable[int]] = ..., raw_statuses: _Optional[_Iterable[str]] = ..., max_reruns: _Optional[int] = ..., backoff_seconds: _Optional[float] = ...) -> None: ...
 
 class ContinuationRule(_message.Message):
-    __slots__ = ("kind", "priority", "value", "days")
+    __slots__ = ("kind", "priority", "value", "days", "rule_kind")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
+    RULE_KIND_FIELD_NUMBER: _ClassVar[int]
     kind: str
     priority: int
     value: str
     days: int
-    def __init__(self, kind: _Optional[str] = ..., priority: _Optional[int] = ..., value: _Optional[str] = ..., days: _Optional[int] = ...) -> None: ...
+    rule_kind: ContinuationRuleKind
+    def __init__(self, kind: _Optional[str] = ..., priority: _Optional[int] = ..., value: _Optional[str] = ..., days: _Optional[int] = ..., rule_kind: _Optional[_Union[ContinuationRuleKind, str]] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("total", "waiting", "running", "success", "failure", "cancel")
