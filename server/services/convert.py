@@ -14,17 +14,18 @@ from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, pro
 from ..domain.model import (
     Event, EventKind, ExternalSpec, Hello, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, SlurmSpec, Status,
     TaskSpec, TaskState, Transient)
-from ..domain.facts import MAX_CONDITIONS, parse_conditions
 from ..domain.policies import normalize
 from ..domain.status import attempt_raw, job_raw, task_raw
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
-from ..domain.limits import TIME_MAX, TIME_MIN, check_entries, check_time, shown
+from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
 from ..domain.state import ProviderRt, TaskRt
-from ..domain.timing import TimingRule
 from ..domain.windows import Window
 from ..errors import InvalidArgument
 from ..store.codec import as_plain, load_job_spec, load_task_spec
+from .spec_fields import (
+    conditions_from_proto, conditions_to_proto, locks_from_proto, locks_to_proto, refuse_deprecated,
+    retry_failures_to_proto, retry_on_from_proto, rule_from_proto, rule_to_proto)
 
 JOBPLANE = "jobplane"  # the environment of jobplane's own states
 TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800.0, 253402300799.0  # 0001-01-01 to 9999-12-31T23:59:59Z
@@ -68,7 +69,7 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
         max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
         items_json=m.items_json, chunk_size=m.chunk_size, expected_seconds=m.expected_seconds,
-        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=_retry_on_from_proto(m, path),
+        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=retry_on_from_proto(m, path),
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
         lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None)
@@ -101,19 +102,10 @@ _GIVE_UP = ("give_up_after", "give_up_after_seconds")
 def _lateness_from_proto(m, path: str) -> Lateness:
     """`lateness` of a job or task spec; the deprecated flat fields when it is unset."""
     if m.HasField("lateness"):
-        _refuse_deprecated(m, path, _LATENESS, "lateness")
+        refuse_deprecated(m, path, _LATENESS, "lateness")
         m, path = m.lateness, f"{path}.lateness"
     return Lateness(_when(m, path, "start_by"), _when(m, path, "finish_by"), m.max_wait_seconds,
                     m.max_runtime_seconds)
-
-
-def _refuse_deprecated(m, path: str, deprecated: tuple[str, ...], new: str) -> None:
-    """A spec may say a thing in the deprecated fields or in `new`, not in both."""
-    given = {field.name for field, _ in m.ListFields()}
-    for name in deprecated:
-        if name in given:
-            raise InvalidArgument(f"{path}.{name}", f"is deprecated and {path}.{new} is set too; "
-                                                    f"set it in {path}.{new} only")
 
 
 def _lateness_to_proto(lateness: Lateness) -> job_pb2.Lateness | None:
@@ -131,115 +123,8 @@ def _give_up_from_proto(m: job_pb2.JobSpec) -> tuple[float | None, float]:
             raise InvalidArgument("spec.give_up_after_seconds", "and give_up_after are one deadline: set one "
                                   "of them (or spec.give_up, which replaces both)")
         return _when(m, "spec", "give_up_after"), m.give_up_after_seconds
-    _refuse_deprecated(m, "spec", _GIVE_UP, "give_up")
+    refuse_deprecated(m, "spec", _GIVE_UP, "give_up")
     return _when(m.give_up, "spec.give_up", "time"), m.give_up.after_seconds
-
-
-def _retry_on_from_proto(m: job_pb2.TaskSpec, path: str) -> tuple[str, ...]:
-    """The domain's retry rules ("error", "timeout", "exit_code:N") from `retry_failures`, or
-    the deprecated `retry_on` when it is unset (its words are checked by the domain)."""
-    if not m.HasField("retry_failures"):
-        return tuple(m.retry_on)
-    _refuse_deprecated(m, path, ("retry_on",), "retry_failures")
-    r = m.retry_failures
-    check_entries(f"{path}.retry_failures.exit_codes", r.exit_codes, 100)
-    return (("error",) if r.any else ()) + (("timeout",) if r.timeout else ()) + \
-        tuple(f"exit_code:{code}" for code in r.exit_codes)
-
-
-def _retry_failures_to_proto(retry_on: tuple[str, ...]) -> job_pb2.RetryFailures | None:
-    if not retry_on:
-        return None
-    codes = [int(rule.partition(":")[2]) for rule in retry_on if rule.startswith("exit_code:")]
-    return job_pb2.RetryFailures(any="error" in retry_on, timeout="timeout" in retry_on, exit_codes=codes)
-
-
-_RULE_KINDS = {job_pb2.CONTINUATION_RULE_KIND_END_OF_MONTH: "end_of_month",
-               job_pb2.CONTINUATION_RULE_KIND_END_OF_QUARTER: "end_of_quarter",
-               job_pb2.CONTINUATION_RULE_KIND_END_OF_YEAR: "end_of_year",
-               job_pb2.CONTINUATION_RULE_KIND_END_OF_PERIOD: "end_of_period",
-               job_pb2.CONTINUATION_RULE_KIND_DATE: "date", job_pb2.CONTINUATION_RULE_KIND_CRON: "cron"}
-
-
-def _rule_from_proto(path: str, r: job_pb2.ContinuationRule) -> TimingRule:
-    """A timing rule by `rule_kind`, or by the deprecated `kind` word when it is unset (the
-    word is checked by the domain)."""
-    if r.rule_kind == job_pb2.CONTINUATION_RULE_KIND_UNSPECIFIED and r.kind:
-        return TimingRule(r.kind, r.priority, r.value, r.days or 1)
-    _refuse_deprecated(r, path, ("kind",), "rule_kind")
-    if r.rule_kind not in _RULE_KINDS:
-        raise InvalidArgument(f"{path}.rule_kind", f"{'missing' if not r.rule_kind else r.rule_kind}; use "
-                                                   "CONTINUATION_RULE_KIND_END_OF_MONTH, ..._DATE or ..._CRON")
-    return TimingRule(_RULE_KINDS[r.rule_kind], r.priority, r.value, r.days or 1)
-
-
-def _rule_to_proto(rule: TimingRule) -> job_pb2.ContinuationRule:
-    kinds = {word: kind for kind, word in _RULE_KINDS.items()}
-    return job_pb2.ContinuationRule(rule_kind=kinds[rule.kind], priority=rule.priority, value=rule.value,
-                                    days=rule.days)
-
-
-_COMPARISONS = {job_pb2.COMPARISON_LESS: "<", job_pb2.COMPARISON_LESS_OR_EQUAL: "<=",
-                job_pb2.COMPARISON_GREATER: ">", job_pb2.COMPARISON_GREATER_OR_EQUAL: ">=",
-                job_pb2.COMPARISON_EQUAL: "=", job_pb2.COMPARISON_NOT_EQUAL: "!="}
-
-
-def _conditions_from_proto(m: job_pb2.JobSpec) -> tuple[str, ...]:
-    """The domain's conditions ("FACT OP NUMBER") from `fact_conditions`, or the deprecated
-    `conditions` when it is empty (their text is checked by the domain)."""
-    if not m.fact_conditions:
-        return tuple(m.conditions)
-    _refuse_deprecated(m, "spec", ("conditions",), "fact_conditions")
-    check_entries("spec.fact_conditions", m.fact_conditions, MAX_CONDITIONS)
-    return tuple(_condition_text(f"spec.fact_conditions[{i}]", c) for i, c in enumerate(m.fact_conditions))
-
-
-def _condition_text(path: str, c: job_pb2.FactCondition) -> str:
-    if c.op not in _COMPARISONS:
-        raise InvalidArgument(f"{path}.op", f"{c.op} is not a comparison; use COMPARISON_LESS, COMPARISON_GREATER, ...")
-    if not abs(c.value) < 1e18:
-        raise InvalidArgument(f"{path}.value", f"{c.value} is out of range; compare with a number between "
-                                               "-1e18 and 1e18")
-    text = f"{c.fact}{_COMPARISONS[c.op]}{_decimal(c.value)}"
-    try:
-        parse_conditions(path, [text])
-    except InvalidArgument:
-        raise InvalidArgument(f"{path}.fact", f"{shown(c.fact)} is not a fact name; use a letter or _, then "
-                                              "letters, digits, _ and . (at most 64), e.g. load_average") from None
-    return text
-
-
-def _decimal(value: float) -> str:
-    """The number as the condition text writes it: digits, no exponent, no trailing ".0"."""
-    text = repr(value) if "e" not in repr(value) else f"{value:.17f}".rstrip("0").rstrip(".")
-    return text.removesuffix(".0")
-
-
-def _conditions_to_proto(conditions: tuple[str, ...]) -> list[job_pb2.FactCondition]:
-    ops = {text: op for op, text in _COMPARISONS.items()} | {"==": job_pb2.COMPARISON_EQUAL}
-    return [job_pb2.FactCondition(fact=c.fact, op=ops[c.op], value=c.value)
-            for c in parse_conditions("spec.conditions", conditions)]
-
-
-_LOCK_MODES = {job_pb2.LOCK_MODE_READ: "read", job_pb2.LOCK_MODE_WRITE: "write"}
-
-
-def _locks_from_proto(m: job_pb2.JobSpec) -> dict[str, str]:
-    """resource -> "read"/"write" (the domain's words) from `resource_locks`, or from the
-    deprecated `locks` when it is empty (their words are checked by the domain)."""
-    if not m.resource_locks:
-        return dict(m.locks)
-    _refuse_deprecated(m, "spec", ("locks",), "resource_locks")
-    for resource, mode in m.resource_locks.items():
-        if mode not in _LOCK_MODES:
-            raise InvalidArgument(f"spec.resource_locks[{json.dumps(resource)}]",
-                                  f"{mode} is not a lock mode; use LOCK_MODE_READ or LOCK_MODE_WRITE")
-    return {resource: _LOCK_MODES[mode] for resource, mode in m.resource_locks.items()}
-
-
-def _locks_to_proto(locks: dict[str, str]) -> dict[str, int]:
-    modes = {word: mode for mode, word in _LOCK_MODES.items()}
-    return {resource: modes[word.lower()] for resource, word in locks.items()}
 
 
 def _give_up_to_proto(window: Window) -> job_pb2.Deadline | None:
@@ -251,12 +136,12 @@ def _give_up_to_proto(window: Window) -> job_pb2.Deadline | None:
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     """The spec a caller sent (its times checked here; extract.py checks the rest)."""
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
-    rules = tuple(_rule_from_proto(f"spec.continuation_rules[{i}]", r) for i, r in enumerate(m.continuation_rules))
+    rules = tuple(rule_from_proto(f"spec.continuation_rules[{i}]", r) for i, r in enumerate(m.continuation_rules))
     tasks = tuple(task_spec_from_proto(t, f"spec.tasks[{i}]") for i, t in enumerate(m.tasks))
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
-                   _conditions_from_proto(m), _locks_from_proto(m))
+                   conditions_from_proto(m), locks_from_proto(m))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
@@ -275,7 +160,7 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
         matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
         items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
-        retry_backoff_seconds=s.retry_backoff_seconds, retry_failures=_retry_failures_to_proto(s.retry_on),
+        retry_backoff_seconds=s.retry_backoff_seconds, retry_failures=retry_failures_to_proto(s.retry_on),
         prerequisites=[struct(as_plain(p)) for p in s.prerequisites],
         external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
                                       cancel=list(s.external.cancel),
@@ -292,10 +177,10 @@ def struct(value: dict) -> struct_pb2.Struct:
 def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
     m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
                         tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
-                        continuation_rules=[_rule_to_proto(r) for r in s.continuation_rules],
+                        continuation_rules=[rule_to_proto(r) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
-                        give_up=_give_up_to_proto(s.window), fact_conditions=_conditions_to_proto(s.conditions),
-                        resource_locks=_locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness))
+                        give_up=_give_up_to_proto(s.window), fact_conditions=conditions_to_proto(s.conditions),
+                        resource_locks=locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness))
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),
