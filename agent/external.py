@@ -44,7 +44,7 @@ DEFAULT_POLL_INTERVAL = 1.0
 
 # Keys of a poll's answer that the agent reads; they stay in the raw properties too.
 DONE, EXIT_CODE, ERROR = "done", "exit_code", "error"
-# The longest job id the server records (TaskReport.external_job_id): a job with a longer one
+# The longest job id the server records (AttemptStarted.external_job_id): a job with a longer one
 # is followed here but cannot be handed on to another agent.
 JOB_ID_MAX = 256
 

@@ -14,15 +14,15 @@ from .results import AttemptResult
 MAX_BATCH_REPORTS = 1000
 MAX_BATCH_BYTES = 1024 * 1024
 
-_STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
-_FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
-_CHECKPOINT = provider_pb2.TASK_REPORT_KIND_CHECKPOINT
-_STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
+# Which report a TaskReport is: the name of its `report` oneof field.
+_FINISHED = "finished"
+_CHECKPOINT = "checkpoint"
+_STATUS = "status"
 # Kinds of which only the latest of an attempt in one message matters.
 _LATEST_ONLY = (_CHECKPOINT, _STATUS)
 
 # A report kept until acknowledged: (kind, task_id, attempt).
-_Kept = tuple[int, str, int]
+_Kept = tuple[str, str, int]
 
 
 class Outbox:
@@ -49,31 +49,28 @@ class Outbox:
 
     def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
         """Queue a STARTED report (with the outside job the attempt follows, if any)."""
-        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STARTED,
-                                          external_job_id=external_job_id))
+        started = provider_pb2.AttemptStarted(external_job_id=external_job_id)
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, started=started))
 
     def checkpoint(self, task_id: str, attempt: int, checkpoint_json: str) -> None:
         """Queue a CHECKPOINT report; the latest of each attempt is kept until acknowledged."""
         if (task_id, attempt) in self._finishing:
             return  # the attempt has ended: its result is the last word
-        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_CHECKPOINT,
-                                          checkpoint_json=checkpoint_json))
+        checkpoint = provider_pb2.AttemptCheckpoint(checkpoint_json=checkpoint_json)
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, checkpoint=checkpoint))
 
     def status(self, task_id: str, attempt: int, raw: dict[str, str], external_job_id: str = "") -> None:
         """Queue a STATUS report: the attempt's raw properties changed while it runs (with the
         outside job it follows, if any: said again, in case the STARTED report was lost)."""
         if (task_id, attempt) in self._finishing:
             return  # the FINISHED report carries the last raw properties
-        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, kind=_STATUS, raw=raw,
-                                          external_job_id=external_job_id))
+        status = provider_pb2.AttemptStatusChange(raw=raw, external_job_id=external_job_id)
+        self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, status=status))
 
     def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
         """Queue a FINISHED report (the one place an AttemptResult becomes a TaskReport; Outcome
         numbers are AttemptOutcome's); it is kept until acknowledged."""
-        report = provider_pb2.TaskReport(
-            task_id=task_id,
-            attempt=attempt,
-            kind=_FINISHED,
+        finished = provider_pb2.AttemptFinished(
             outcome=int(result.outcome),
             result_json=result.result_json,
             error=result.error,
@@ -82,7 +79,8 @@ class Outbox:
             raw=result.raw,
         )
         if result.exit_code is not None:
-            report.exit_code = result.exit_code
+            finished.exit_code = result.exit_code
+        report = provider_pb2.TaskReport(task_id=task_id, attempt=attempt, finished=finished)
         self._finishing.add((task_id, attempt))
         self._put(report)
 
@@ -149,8 +147,9 @@ class Outbox:
     def _stamp(self, reports: list[provider_pb2.TaskReport]) -> provider_pb2.TaskReports:
         self._seq += 1
         for report in reports:
-            if report.kind in (_FINISHED, _CHECKPOINT):
-                kept = (report.kind, report.task_id, report.attempt)
+            kind = report.WhichOneof("report")
+            if kind in (_FINISHED, _CHECKPOINT):
+                kept = (kind, report.task_id, report.attempt)
                 self._in_flight.pop(kept, None)  # keep the order of sending; a newer one replaces
                 self._in_flight[kept] = (self._seq, report)
         self._update_settled()
@@ -169,8 +168,9 @@ def _latest_only(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.Ta
     latest: set[_Kept] = set()
     kept = []
     for report in reversed(reports):
-        if report.kind in _LATEST_ONLY:
-            key = (report.kind, report.task_id, report.attempt)
+        kind = report.WhichOneof("report")
+        if kind in _LATEST_ONLY:
+            key = (kind, report.task_id, report.attempt)
             if key in latest:
                 continue
             latest.add(key)
@@ -181,6 +181,8 @@ def _latest_only(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.Ta
 
 def _size(report: provider_pb2.TaskReport) -> int:
     """A cheap estimate of a report's encoded size."""
-    return (64 + len(report.result_json) + len(report.error) + len(report.stdout_tail)
-            + len(report.stderr_tail) + len(report.checkpoint_json)
-            + sum(len(key) + len(value) for key, value in report.raw.items()))
+    finished = report.finished
+    raw = finished.raw if report.HasField("finished") else report.status.raw
+    return (64 + len(finished.result_json) + len(finished.error) + len(finished.stdout_tail)
+            + len(finished.stderr_tail) + len(report.checkpoint.checkpoint_json)
+            + sum(len(key) + len(value) for key, value in raw.items()))

@@ -1,5 +1,5 @@
 """Event-stream latency: a server (SQLite) and K agents run Python no-op tasks at about --rate
-events/s while N watchers follow the whole event stream (JobService.WatchEvents, admin token).
+events/s while N watchers follow the whole event stream (EventService.WatchEvents, admin token).
 Prints p50/p99/max of the time from an event's commit batch (its `time`, stamped by the server
 when the batch begins, before the commit) to its arrival at each watcher, the event rate
 achieved, and how many watchers were cut off for falling behind (RESOURCE_EXHAUSTED; the SDK

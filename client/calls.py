@@ -41,6 +41,7 @@ from jobplane.v1 import (
     continuation_pb2,
     continuation_pb2_grpc,
     event_pb2,
+    event_pb2_grpc,
     inventory_pb2,
     inventory_pb2_grpc,
     job_pb2,
@@ -60,6 +61,7 @@ from jobplane.v1 import (
 T = TypeVar("T")
 
 JOBS = job_pb2_grpc.JobServiceStub
+EVENTS = event_pb2_grpc.EventServiceStub
 TASKS = task_pb2_grpc.TaskServiceStub
 PROVIDERS = provider_pb2_grpc.ProviderServiceStub
 CONTINUATIONS = continuation_pb2_grpc.ContinuationServiceStub
@@ -212,10 +214,10 @@ def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = 
     A watcher the server cut off for falling behind resumes from the last event it got.
     Stopping the iteration (break, close) cancels the stream.
     """
-    def request_after(last: int) -> job_pb2.WatchEventsRequest:
-        return job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
+    def request_after(last: int) -> event_pb2.WatchEventsRequest:
+        return event_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
 
-    return Watch(JOBS, "WatchEvents", request_after, after_event_id, timeout)
+    return Watch(EVENTS, "WatchEvents", request_after, after_event_id, timeout)
 
 
 def watch_continuations(*, after_event_id: int = 0, timeout: float | None = None) -> Watch:
@@ -364,9 +366,9 @@ def get_view(name: str) -> Unary[view_pb2.View]:
     return Unary(VIEWS, "GetView", view_pb2.GetViewRequest(name=name), attrgetter("view"))
 
 
-def list_views() -> Unary[list[view_pb2.View]]:
-    """Your saved views."""
-    return Unary(VIEWS, "ListViews", view_pb2.ListViewsRequest(), _listed("views"))
+def list_views(*, page_size: int = 100) -> Paged[view_pb2.View]:
+    """Your saved views, by name."""
+    return Paged(VIEWS, "ListViews", view_pb2.ListViewsRequest(page_size=page_size), "views")
 
 
 def delete_view(name: str) -> Unary[None]:

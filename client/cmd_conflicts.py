@@ -26,7 +26,7 @@ from jobplane.client.conflicts import (
 from jobplane.client.errors import InvalidArgument, JobFileError
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
-from jobplane.v1 import conflict_pb2
+from jobplane.v1 import conflict_pb2, job_pb2
 
 RULE_HEADERS = ("NAME", "KIND", "JOBS", "OTHER/RESOURCE", "MODE", "CREATED_BY")
 
@@ -148,7 +148,7 @@ def rule_row(rule: conflict_pb2.ConflictRule) -> tuple[str | None, ...]:
     exclusive rule its other side ("(each other)" when it has none)."""
     lock = rule.kind == conflict_pb2.CONFLICT_KIND_LOCK
     other = rule.resource if lock else format_selector(rule.other) or "(each other)"
-    mode = output.short_name(conflict_pb2.LockMode, rule.mode) if lock else None
+    mode = output.short_name(job_pb2.LockMode, rule.mode) if lock else None
     kind = output.short_name(conflict_pb2.ConflictKind, rule.kind)
     return (rule.name, kind, format_selector(rule.jobs), other, mode, rule.created_by)
 

@@ -58,7 +58,7 @@ def run_save(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        views = client.list_views()
+        views = list(client.list_views())
     if wants_json(args):
         print(output.json_document(views))
     elif views:

@@ -13,7 +13,7 @@ from jobplane.client.jobfile import job_spec_from_mapping
 from jobplane.v1 import conflict_pb2, job_pb2
 
 KINDS: dict[str, int] = {"exclusive": conflict_pb2.CONFLICT_KIND_EXCLUSIVE, "lock": conflict_pb2.CONFLICT_KIND_LOCK}
-MODES: dict[str, int] = {"read": conflict_pb2.LOCK_MODE_READ, "write": conflict_pb2.LOCK_MODE_WRITE}
+MODES: dict[str, int] = {"read": job_pb2.LOCK_MODE_READ, "write": job_pb2.LOCK_MODE_WRITE}
 RULE_KEYS = ("name", "kind", "jobs", "other", "resource", "mode")
 SELECTOR_HELP = "terms class=X, name=GLOB or label.KEY=VALUE, separated by spaces or commas; all must match"
 _TERM_SEPARATOR = re.compile(r"[\s,]+")
@@ -91,7 +91,7 @@ def rule_from_mapping(document: Mapping[str, Any]) -> conflict_pb2.ConflictRule:
         name=str(document.get("name", "")),
         kind=parse_kind(document.get("kind", "lock" if resource else "exclusive")),
         resource=resource,
-        mode=parse_mode(document["mode"]) if "mode" in document else conflict_pb2.LOCK_MODE_UNSPECIFIED,
+        mode=parse_mode(document["mode"]) if "mode" in document else job_pb2.LOCK_MODE_UNSPECIFIED,
     )
     for side in ("jobs", "other"):
         if side in document:

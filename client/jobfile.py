@@ -24,8 +24,10 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
+from jobplane.client.jobfile_sched import WHOLE as _SCHEDULING_WHOLE
 from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKeys
 from jobplane.client.jobfile_slurm import SlurmKeys, environment_problem
+from jobplane.client.jobfile_text import TextKeys
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
 from jobplane.v1 import job_pb2
 
@@ -155,7 +157,7 @@ class _Invalid(Exception):
 _TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
 
 
-class _Converter(SchedulingKeys, SlurmKeys):
+class _Converter(SchedulingKeys, SlurmKeys, TextKeys):
     """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
 
     def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
@@ -209,6 +211,9 @@ class _Converter(SchedulingKeys, SlurmKeys):
                 result = field.convert(self, value, path + (key,))
                 if field.proto_name is None:  # the converter chose the fields (e.g. give_up_after)
                     converted.update(result)
+                elif "." in field.proto_name:  # a field of a sub-message: `lateness.start_by`
+                    outer, inner = field.proto_name.split(".")
+                    converted.setdefault(outer, {})[inner] = result
                 else:
                     converted[field.proto_name] = result
             except _Invalid as invalid:
@@ -424,10 +429,10 @@ _JOB_FIELDS = {
     "wait_for_providers": _Field("wait_for_providers", _Converter.boolean),
     "continuation_priority": _Field("continuation_priority", _Converter.integer),
     "continuation_rules": _Field("continuation_rules", _Converter.rules),
-    "start_by": _Field("start_by", _Converter.moment),
-    "finish_by": _Field("finish_by", _Converter.moment),
-    "max_wait": _Field("max_wait_seconds", _Converter.seconds),
-    "max_runtime": _Field("max_runtime_seconds", _Converter.seconds),
+    "start_by": _Field("lateness.start_by", _Converter.moment),
+    "finish_by": _Field("lateness.finish_by", _Converter.moment),
+    "max_wait": _Field("lateness.max_wait_seconds", _Converter.seconds),
+    "max_runtime": _Field("lateness.max_runtime_seconds", _Converter.seconds),
     **_named_fields(JOB_KEYS),
 }
 
@@ -439,7 +444,7 @@ _EXTERNAL_FIELDS = {
 }
 
 _RULE_FIELDS = {
-    "kind": _Field("kind", _Converter.string),
+    "kind": _Field("rule_kind", _Converter.rule_kind),
     "priority": _Field("priority", _Converter.integer),
     "value": _Field("value", _Converter.string),
     "days": _Field("days", _Converter.integer),
@@ -461,15 +466,15 @@ _TASK_FIELDS = {
     "chunk_size": _Field("chunk_size", _Converter.integer),
     "expected": _Field("expected_seconds", _Converter.seconds),
     "retry_backoff": _Field("retry_backoff_seconds", _Converter.seconds),
-    "retry_on": _Field("retry_on", _Converter.strings),
+    "retry_on": _Field("retry_failures", _Converter.retry_on),
     "prerequisites": _Field("prerequisites", _Converter.prerequisites),
     "external": _Field("external", _Converter.external),
     "environment": _Field(None, _Converter.environment),
     "slurm": _Field("slurm", _Converter.slurm),
-    "start_by": _Field("start_by", _Converter.moment),
-    "finish_by": _Field("finish_by", _Converter.moment),
-    "max_wait": _Field("max_wait_seconds", _Converter.seconds),
-    "max_runtime": _Field("max_runtime_seconds", _Converter.seconds),
+    "start_by": _Field("lateness.start_by", _Converter.moment),
+    "finish_by": _Field("lateness.finish_by", _Converter.moment),
+    "max_wait": _Field("lateness.max_wait_seconds", _Converter.seconds),
+    "max_runtime": _Field("lateness.max_runtime_seconds", _Converter.seconds),
 }
 
 _SIGNATURE_FILE_FIELDS = {"signatures": _Field("signatures", _Converter.prerequisites)}
@@ -513,10 +518,17 @@ def kind_of(value: Any, table: str) -> str:
 
 # Proto field name -> the file's key (`timeout_seconds` -> `timeout`).
 _FILE_NAMES = {
-    field.proto_name: key
-    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _named_fields(TRANSIENT_KEYS)).items()
+    field.proto_name.split(".")[-1]: key
+    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _RULE_FIELDS | _named_fields(TRANSIENT_KEYS)).items()
     if field.proto_name
 } | _SCHEDULING_FILE_NAMES
+# Sub-messages whose fields are the file's keys of the table around them (`max_wait`, not
+# `lateness.max_wait`): left out of the file's path.
+_FLATTENED = {"lateness"}
+# Messages one file key gives whole (a server message naming a field inside names that key).
+_WHOLE = _SCHEDULING_WHOLE | {"retry_failures": "retry_on"}
+# Lists of messages the file writes as a list of words, one word per message.
+_WORD_LISTS = {"fact_conditions"}
 # Repeated scalars whose element index the message names anyway (`unknown task "x"`).
 _SCALAR_LISTS = {"after", "command", "retry_on"}
 # Fields whose insides are the file's own keys, carried as Structs: nothing below them is renamed.
@@ -539,6 +551,18 @@ def _file_path(proto: FieldPath, document: Mapping[str, Any]) -> tuple[FieldPath
         if part in _VERBATIM:
             shown += [part, *parts]
             line += [part, *parts]
+            break
+        if part in _FLATTENED:
+            continue
+        if part in _WORD_LISTS:  # `fact_conditions[1].value` is the file's `conditions[1]`
+            shown.append(_FILE_NAMES[part])
+            line.append(_FILE_NAMES[part])
+            shown += parts[:1]
+            line += parts[:1]
+            break
+        if part in _WHOLE:  # one file key for the whole message: `give_up.time` is `give_up_after`
+            shown.append(_WHOLE[part])
+            line.append(_WHOLE[part])
             break
         part = _FILE_NAMES.get(part, part) if isinstance(part, str) else part
         line.append(part)

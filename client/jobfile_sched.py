@@ -23,10 +23,10 @@ JOB_KEYS: dict[str, tuple[str | None, str]] = {
     "class": ("job_class", "string"),
     "run_window": ("run_window", "run_window"),
     "hold_until": ("hold_until", "moment"),
-    "give_up_after": (None, "give_up_after"),
+    "give_up_after": ("give_up", "give_up_after"),
     "transient": ("transient", "transient"),
-    "conditions": ("conditions", "strings"),
-    "locks": ("locks", "locks"),
+    "conditions": ("fact_conditions", "conditions"),
+    "locks": ("resource_locks", "locks"),
 }
 TRANSIENT_KEYS: dict[str, tuple[str | None, str]] = {
     "exit_codes": ("exit_codes", "exit_codes"),
@@ -36,8 +36,10 @@ TRANSIENT_KEYS: dict[str, tuple[str | None, str]] = {
 }
 # Proto fields a server message may name whose file key the tables above do not give.
 FILE_NAMES = {"give_up_after": "give_up_after", "give_up_after_seconds": "give_up_after"}
+# Messages one file key gives whole (a server message naming a field inside names that key).
+WHOLE = {"give_up": "give_up_after"}
 
-LOCK_MODES = ("read", "write")
+LOCK_MODES = {"read": job_pb2.LOCK_MODE_READ, "write": job_pb2.LOCK_MODE_WRITE}
 _RUN_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 _TRANSIENT_EXAMPLE = '{ exit_codes = [75], raw_statuses = ["DEADLOCK"], max_reruns = 3, backoff = 1.0 }'
 _LOCKS_EXAMPLE = '{ orders = "read", ledger = "write" }'
@@ -57,19 +59,19 @@ class SchedulingKeys:
             self._fail(path, "opens and closes at the same time; leave run_window out to start at any time")
         return text
 
-    def give_up_after(self, value: Any, path: FieldPath) -> dict[str, Any]:
-        """A time -> `give_up_after`; a number of seconds after submit -> `give_up_after_seconds`."""
+    def give_up_after(self, value: Any, path: FieldPath) -> job_pb2.Deadline:
+        """`give_up`: a time, or a number of seconds after submit."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value) or value < 0:
                 self._fail(path, f"expected a number of seconds after submit (>= 0); got {value}")
-            return {"give_up_after_seconds": float(value)}
+            return job_pb2.Deadline(after_seconds=float(value))
         if isinstance(value, str) and not _is_iso_time(value):
             self._fail(path, f"expected a time like 2026-12-24T18:00:00Z or a number of seconds after submit "
                              f"like 7200; got {value!r}")
         if not isinstance(value, (str, datetime)):
             self._fail(path, "expected a date-time (e.g. 2026-12-24T18:00:00Z) or a number of seconds after "
                              f"submit; got {self._kind(value)}")
-        return {"give_up_after": self.moment(value, path)}
+        return job_pb2.Deadline(time=self.moment(value, path))
 
     def transient(self, value: Any, path: FieldPath) -> job_pb2.TransientFailures:
         if not isinstance(value, Mapping):
@@ -87,8 +89,8 @@ class SchedulingKeys:
             codes.append(code)
         return codes
 
-    def locks(self, value: Any, path: FieldPath) -> dict[str, str]:
-        """resource -> "read" or "write" (any case; sent in lower case)."""
+    def locks(self, value: Any, path: FieldPath) -> dict[str, int]:
+        """resource -> "read" or "write" (any case), sent as its LockMode."""
         if not isinstance(value, Mapping):
             self._fail(path, f"expected {self._table} of resource = mode, e.g. {_LOCKS_EXAMPLE}; "
                              f"got {self._kind(value)}")
@@ -98,7 +100,7 @@ class SchedulingKeys:
                 shown = repr(mode) if isinstance(mode, str) else self._kind(mode)
                 self._fail(path + (resource,), f'expected "read" (shared with other readers) or "write" (alone); '
                                                f"got {shown}")
-            modes[str(resource)] = mode.strip().lower()
+            modes[str(resource)] = LOCK_MODES[mode.strip().lower()]
         return modes
 
     # Provided by the converter this is mixed into (jobfile._Converter).

@@ -17,13 +17,32 @@ NONE = "-"
 
 
 def message_dict(message: Message) -> dict[str, Any]:
-    """The proto3 JSON form of a message, with the .proto field names and every field present."""
-    return json_format.MessageToDict(
+    """The proto3 JSON form of a message, with the .proto field names and every field present
+    but the deprecated ones (the server no longer fills them in)."""
+    return _without_deprecated(message, json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
-    )
+    ))
+
+
+def _without_deprecated(message: Message, document: dict[str, Any]) -> dict[str, Any]:
+    for field in message.DESCRIPTOR.fields:
+        if field.GetOptions().deprecated:
+            document.pop(field.name, None)
+        elif field.name in document and _is_ours(field):
+            value = getattr(message, field.name)
+            pairs = zip(value, document[field.name]) if field.is_repeated else [(value, document[field.name])]
+            for item, sub in pairs:
+                _without_deprecated(item, sub)
+    return document
+
+
+def _is_ours(field) -> bool:
+    """A field holding jobplane.v1 messages (not a map, not a well-known type's JSON form)."""
+    kind = field.message_type
+    return kind is not None and not kind.GetOptions().map_entry and kind.full_name.startswith("jobplane.")
 
 
 def json_document(value: Message | Sequence[Message]) -> str:

@@ -14,7 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobplane.files import write_atomic
-from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2
+from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, event_pb2, event_pb2_grpc, job_pb2, job_pb2_grpc
+from jobplane.v1 import provider_pb2
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
 from jobplane.v1 import task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
@@ -34,6 +35,7 @@ from .services import convert
 from .services.base import Deps
 from .services.conflicts import ConflictService
 from .services.continuations import ContinuationService
+from .services.events import EventService
 from .services.inventory import InventoryService
 from .services.jobs import JobService
 from .services.policies import PolicyBook, PolicyService
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = [
     job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
     continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
@@ -161,7 +164,9 @@ class Server:
         server = self._grpc
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
             SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), server)
-        register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, JobService(deps), server)
+        jobs = JobService(deps)
+        register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, jobs, server)
+        register_with_frames(event_pb2_grpc.add_EventServiceServicer_to_server, EventService(jobs), server)
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), server)
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), server)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), server)

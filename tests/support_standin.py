@@ -18,10 +18,16 @@ from google.protobuf import struct_pb2
 from jobplane.agent import Agent, AgentConfig
 from jobplane.v1 import job_pb2, provider_pb2, provider_pb2_grpc
 
-STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
-FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
+# Which report a TaskReport is: the name of its `report` oneof field.
+STARTED = "started"
+FINISHED = "finished"
 DEADLINE = 30.0
 END, BREAK, TAKEN_OVER = "end", "break", "taken over"
+
+
+def report_kind(report: provider_pb2.TaskReport) -> str | None:
+    """"started", "finished", "checkpoint" or "status": which report the agent sent."""
+    return report.WhichOneof("report")
 
 
 class Stream:
@@ -72,9 +78,9 @@ class Stream:
                 return message
             assert message.WhichOneof("message") == "heartbeat", message
 
-    async def report(self, task_id: str, kind: int) -> tuple[int, provider_pb2.TaskReport]:
+    async def report(self, task_id: str, kind: str) -> tuple[int, provider_pb2.TaskReport]:
         """The seq and report of `task_id`'s report of this kind."""
-        return await self.first(lambda report: (report.task_id, report.kind) == (task_id, kind))
+        return await self.first(lambda report: (report.task_id, report_kind(report)) == (task_id, kind))
 
     async def first(
         self, match: Callable[[provider_pb2.TaskReport], bool]
@@ -86,11 +92,11 @@ class Stream:
                     return seq, report
             await self._next_batch()
 
-    async def reports_until(self, task_id: str, kind: int) -> list[provider_pb2.TaskReport]:
+    async def reports_until(self, task_id: str, kind: str) -> list[provider_pb2.TaskReport]:
         """`task_id`'s reports, in the order sent, up to and including its first of this kind."""
         while True:
             mine = [report for _, report in self.seen if report.task_id == task_id]
-            ends = [i for i, report in enumerate(mine) if report.kind == kind]
+            ends = [i for i, report in enumerate(mine) if report_kind(report) == kind]
             if ends:
                 return mine[:ends[0] + 1]
             await self._next_batch()

@@ -1,6 +1,6 @@
 """How an attempt ended: the one type the agent builds and the server's domain reads.
 
-The agent's runners produce an `AttemptResult`; it travels as the FINISHED `TaskReport` of
+The agent's runners produce an `AttemptResult`; it travels as the `finished` TaskReport (AttemptFinished) of
 jobplane.v1 (the wire type, converted once on each side: agent/outbox.py, and the server's
 services/convert.py); the server's engine records what it says. Plain Python, no protobuf or
 database: the server's domain may import it, and so may the agent (neither imports the other).

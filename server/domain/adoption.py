@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # Environments whose attempts follow a job in an outside scheduler.
 OUTSIDE = frozenset({"external", "slurm"})
-# The longest job id the server records (TaskReport.external_job_id).
+# The longest job id the server records (AttemptStarted.external_job_id).
 JOB_ID_MAX = 256
 
 

@@ -61,7 +61,7 @@ def _check_job(spec: JobSpec, max_tasks: int) -> None:
     _check_name("spec.name", spec.name)
     check_map("spec.labels", spec.labels)
     _check_continuation(spec)
-    _check_lateness("spec", spec.lateness)
+    _check_lateness("spec.lateness", spec.lateness)
     _check_scheduling(spec)
     if not spec.tasks:
         raise InvalidArgument("spec.tasks", "a job needs at least one task; add a [[tasks]] entry")
@@ -134,7 +134,7 @@ def _check_scheduling(spec: JobSpec) -> None:
     for i, text in enumerate(spec.conditions[:limits.MAX_ENTRIES]):
         check_text(f"spec.conditions[{i}]", text, MAX_NAME)
     spec.parsed_conditions  # noqa: B018 - parsing raises InvalidArgument naming the condition
-    check_entries("spec.locks", spec.locks)
+    check_entries("spec.resource_locks", spec.locks)
     spec.lock_modes  # noqa: B018
     t = spec.transient
     if t is None:
@@ -216,7 +216,7 @@ def _check_task(path: str, task: TaskSpec, groups: set[str]) -> None:
                                                  "external (submit/poll/cancel commands) and slurm (a batch job)")
     if task.external:
         _check_external(f"{path}.external", task.external)
-    _check_lateness(path, task.lateness)
+    _check_lateness(f"{path}.lateness", task.lateness)
     if task.command and not task.command[0]:
         raise InvalidArgument(f"{path}.command[0]", "the program name must not be empty")
     _check_argv(f"{path}.command", task.command, task.env, f"{path}.env")

@@ -200,7 +200,7 @@ class JobSpec:
 
     @cached_property
     def lock_modes(self) -> dict[str, int]:
-        return parse_locks("spec.locks", self.locks)
+        return parse_locks("spec.resource_locks", self.locks)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ def check_window(path: str, w: Window) -> None:
         raise InvalidArgument(f"{path}.run_window", f"{w.run_window!r} is not HH:MM-HH:MM, e.g. \"22:00-04:00\"")
     if w.run_window and w.run_window[:5] == w.run_window[6:]:
         raise InvalidArgument(f"{path}.run_window", "opens and closes at the same time; leave it out to run any time")
-    check_seconds(f"{path}.give_up_after_seconds", w.give_up_after_seconds, "never")
+    check_seconds(f"{path}.give_up.after_seconds", w.give_up_after_seconds, "never")
     if w.hold_until and w.give_up_after and w.give_up_after <= w.hold_until:
-        raise InvalidArgument(f"{path}.give_up_after", "is not after hold_until; the job could never start")
+        raise InvalidArgument(f"{path}.give_up.time", "is not after hold_until; the job could never start")
 
 
 def bounds(w: Window, submitted: float, zone: ZoneInfo) -> tuple[float, float | None]:

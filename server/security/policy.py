@@ -64,7 +64,8 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}JobService/GetJob": READ,
     f"{_V1}JobService/ListJobs": READ,
     f"{_V1}JobService/SummarizeJobs": READ,
-    f"{_V1}JobService/WatchEvents": READ,
+    f"{_V1}JobService/WatchEvents": READ,  # deprecated: EventService/WatchEvents
+    f"{_V1}EventService/WatchEvents": READ,
     f"{_V1}TaskService/ListTasks": READ,
     f"{_V1}TaskService/GetTask": READ,
     f"{_V1}ProviderService/Connect": AGENT,

@@ -16,13 +16,15 @@ from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
 from ..domain.state import TaskRt
-from ..domain.timing import TimingRule
 from ..domain.windows import Window
 from ..errors import InvalidArgument
 from ..store.codec import as_plain
 from ..store.records import (
     JOBPLANE, AttemptView, ContinuationView, ContinuedTaskView, InventoryView, JobView, ProviderView, StatusOf,
     TaskView)
+from .spec_fields import (
+    conditions_from_proto, conditions_to_proto, locks_from_proto, locks_to_proto, refuse_deprecated,
+    retry_failures_to_proto, retry_on_from_proto, rule_from_proto, rule_to_proto)
 
 TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800.0, 253402300799.0  # 0001-01-01 to 9999-12-31T23:59:59Z
 
@@ -63,7 +65,7 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         cwd=m.cwd, timeout_seconds=m.timeout_seconds, after=tuple(m.after), requires=dict(m.requires),
         max_attempts=m.max_attempts, matrix=tuple((p.name, p.values_json) for p in m.matrix),
         items_json=m.items_json, chunk_size=m.chunk_size, expected_seconds=m.expected_seconds,
-        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=tuple(m.retry_on),
+        retry_backoff_seconds=m.retry_backoff_seconds, retry_on=retry_on_from_proto(m, path),
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
         lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None)
@@ -89,30 +91,57 @@ def _when(m, path: str, name: str) -> float | None:
     return when(f"{path}.{name}", getattr(m, name)) if m.HasField(name) else None
 
 
+_LATENESS = ("start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds")
+_GIVE_UP = ("give_up_after", "give_up_after_seconds")
+
+
 def _lateness_from_proto(m, path: str) -> Lateness:
+    """`lateness` of a job or task spec; the deprecated flat fields when it is unset."""
+    if m.HasField("lateness"):
+        refuse_deprecated(m, path, _LATENESS, "lateness")
+        m, path = m.lateness, f"{path}.lateness"
     return Lateness(_when(m, path, "start_by"), _when(m, path, "finish_by"), m.max_wait_seconds,
                     m.max_runtime_seconds)
 
 
-def _lateness_fields(lateness: Lateness) -> dict:
-    return {"start_by": ts(lateness.start_by), "finish_by": ts(lateness.finish_by),
-            "max_wait_seconds": lateness.max_wait_seconds, "max_runtime_seconds": lateness.max_runtime_seconds}
+def _lateness_to_proto(lateness: Lateness) -> job_pb2.Lateness | None:
+    if not lateness:
+        return None
+    return job_pb2.Lateness(start_by=ts(lateness.start_by), finish_by=ts(lateness.finish_by),
+                            max_wait_seconds=lateness.max_wait_seconds,
+                            max_runtime_seconds=lateness.max_runtime_seconds)
+
+
+def _give_up_from_proto(m: job_pb2.JobSpec) -> tuple[float | None, float]:
+    """(time, seconds after submit) of `give_up`, or of the deprecated fields when it is unset."""
+    if not m.HasField("give_up"):
+        if m.HasField("give_up_after") and m.give_up_after_seconds:
+            raise InvalidArgument("spec.give_up_after_seconds", "and give_up_after are one deadline: set one "
+                                  "of them (or spec.give_up, which replaces both)")
+        return _when(m, "spec", "give_up_after"), m.give_up_after_seconds
+    refuse_deprecated(m, "spec", _GIVE_UP, "give_up")
+    return _when(m.give_up, "spec.give_up", "time"), m.give_up.after_seconds
+
+
+def _give_up_to_proto(window: Window) -> job_pb2.Deadline | None:
+    if window.give_up_after is not None:
+        return job_pb2.Deadline(time=ts(window.give_up_after))
+    return job_pb2.Deadline(after_seconds=window.give_up_after_seconds) if window.give_up_after_seconds else None
 
 
 def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     """The spec a caller sent (its times checked here; extract.py checks the rest)."""
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
-    rules = tuple(TimingRule(r.kind, r.priority, r.value, r.days or 1) for r in m.continuation_rules)
+    rules = tuple(rule_from_proto(f"spec.continuation_rules[{i}]", r) for i, r in enumerate(m.continuation_rules))
     tasks = tuple(task_spec_from_proto(t, f"spec.tasks[{i}]") for i, t in enumerate(m.tasks))
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
-                   tuple(m.conditions), dict(m.locks))
+                   conditions_from_proto(m), locks_from_proto(m))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
-    return Window(m.run_window.strip(), _when(m, "spec", "hold_until"), _when(m, "spec", "give_up_after"),
-                  m.give_up_after_seconds)
+    return Window(m.run_window.strip(), _when(m, "spec", "hold_until"), *_give_up_from_proto(m))
 
 
 def _transient_from_proto(m: job_pb2.TransientFailures) -> Transient:
@@ -127,12 +156,12 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
         matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
         items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
-        retry_backoff_seconds=s.retry_backoff_seconds, retry_on=list(s.retry_on),
+        retry_backoff_seconds=s.retry_backoff_seconds, retry_failures=retry_failures_to_proto(s.retry_on),
         prerequisites=[struct(as_plain(p)) for p in s.prerequisites],
         external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
                                       cancel=list(s.external.cancel),
                                       poll_interval_seconds=s.external.poll_interval_seconds) if s.external else None,
-        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, **_lateness_fields(s.lateness))
+        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, lateness=_lateness_to_proto(s.lateness))
 
 
 def struct(value: dict) -> struct_pb2.Struct:
@@ -144,12 +173,10 @@ def struct(value: dict) -> struct_pb2.Struct:
 def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
     m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
                         tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
-                        continuation_rules=[job_pb2.ContinuationRule(kind=r.kind, priority=r.priority, value=r.value,
-                                                                     days=r.days) for r in s.continuation_rules],
+                        continuation_rules=[rule_to_proto(r) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
-                        give_up_after=ts(s.window.give_up_after),
-                        give_up_after_seconds=s.window.give_up_after_seconds, conditions=list(s.conditions),
-                        locks=s.locks, **_lateness_fields(s.lateness))
+                        give_up=_give_up_to_proto(s.window), fact_conditions=conditions_to_proto(s.conditions),
+                        resource_locks=locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness))
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),
@@ -264,9 +291,32 @@ def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:
     return [(int(s.task_id), s.attempt, s.progress) for s in m.running if is_id(s.task_id)]
 
 
+_REPORT_KINDS = {"started": ReportKind.STARTED, "finished": ReportKind.FINISHED,
+                 "checkpoint": ReportKind.CHECKPOINT, "status": ReportKind.STATUS}
+
+
 def report_from_proto(m) -> Report | None:
-    if not is_id(m.task_id) or m.kind == 0:
+    """The report an agent sent; None for one that names no task or says nothing."""
+    which = m.WhichOneof("report")
+    if not is_id(m.task_id) or (which is None and m.kind == 0):
         return None
+    if which is None:
+        return _legacy_report_from_proto(m)
+    f, task_id = m.finished, int(m.task_id)
+    if which == "finished":
+        outcome = Outcome(f.outcome) if f.outcome in Outcome._value2member_map_ else None
+        return Report(task_id, m.attempt, ReportKind.FINISHED, outcome,
+                      f.exit_code if f.HasField("exit_code") else None, f.result_json, f.error,
+                      f.stdout_tail, f.stderr_tail, dict(f.raw))
+    if which == "checkpoint":
+        return Report(task_id, m.attempt, ReportKind.CHECKPOINT, checkpoint_json=m.checkpoint.checkpoint_json)
+    part = getattr(m, which)  # started or status
+    raw = dict(m.status.raw) if which == "status" else {}
+    return Report(task_id, m.attempt, _REPORT_KINDS[which], raw=raw, external_job_id=part.external_job_id)
+
+
+def _legacy_report_from_proto(m) -> Report:
+    """A report in the previous release's flat form, tagged by the deprecated `kind`."""
     outcome = Outcome(m.outcome) if m.outcome in Outcome._value2member_map_ else None
     kind = ReportKind(m.kind) if m.kind in ReportKind._value2member_map_ else ReportKind.FINISHED
     return Report(int(m.task_id), m.attempt, kind, outcome,

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jobplane.v1 import view_pb2, view_pb2_grpc
 
+from ..domain.query import page_of
 from ..domain.limits import MAX_FILTER, MAX_ORDER_BY, check_text, shown
 from ..errors import InvalidArgument, NotFound
 from ..security.policy import current_caller
@@ -16,7 +17,7 @@ from ..store.reads import check_query
 from ..store.records import SavedView
 from ..store.views import ViewStore
 from . import convert
-from .base import rpc
+from .base import page_size, rpc
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 WORD = {view_pb2.VIEW_RESOURCE_JOBS: "jobs", view_pb2.VIEW_RESOURCE_TASKS: "tasks"}
@@ -102,7 +103,9 @@ class ViewService(view_pb2_grpc.ViewServiceServicer):
 
     @rpc
     async def ListViews(self, request, context):
-        return view_pb2.ListViewsResponse(views=[view_to_proto(r) for r in await self._book.list()])
+        page = page_of(await self._book.list(), request.page_token, page_size(request.page_size))
+        return view_pb2.ListViewsResponse(views=[view_to_proto(r) for r in page.items],
+                                          next_page_token=page.next_page_token)
 
     @rpc
     async def DeleteView(self, request, context):

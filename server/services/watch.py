@@ -30,7 +30,7 @@ REPLAY_PAGE = 1000
 # The most bytes joined into one frame (clients accept 4 MiB messages by default).
 FRAME_BYTES = 1 << 20
 # The methods whose handlers send stream_events' frames.
-FRAME_METHODS = ("/jobplane.v1.JobService/WatchEvents",
+FRAME_METHODS = ("/jobplane.v1.EventService/WatchEvents", "/jobplane.v1.JobService/WatchEvents",
                  "/jobplane.v1.ContinuationService/WatchContinuations")
 _EVENTS_TAG = b"\x0a"  # field 1, length-delimited
 

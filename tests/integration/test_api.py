@@ -103,7 +103,8 @@ def test_reflection_lists_the_services_and_health_is_serving(cluster):
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name for s in next(responses).list_services_response.service}
     assert {"jobplane.v1.JobService", "jobplane.v1.TaskService", "jobplane.v1.ProviderService",
-            "jobplane.v1.ContinuationService", "jobplane.v1.SecurityService", "grpc.health.v1.Health"} <= names
+            "jobplane.v1.ContinuationService", "jobplane.v1.SecurityService", "jobplane.v1.EventService",
+            "grpc.health.v1.Health"} <= names
     health = health_pb2_grpc.HealthStub(channel)
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
     assert health.Check(health_pb2.HealthCheckRequest(service="jobplane.v1.JobService"), timeout=5).status == \

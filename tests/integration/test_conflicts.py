@@ -9,6 +9,7 @@ import json
 import pytest
 
 from jobplane.client import FailedPrecondition, InvalidArgument
+from jobplane.v1 import job_pb2
 from support import free_port, wait_until
 
 SUCCEEDED, FAILED = 3, 4
@@ -139,8 +140,15 @@ def test_bad_conflict_input_changes_nothing(sqlite_cluster):
         c.client.create_conflict_rule({"name": "x", "kind": LOCK, "jobs": {"job_class": "a"}})
     with pytest.raises(InvalidArgument, match="rule.jobs"):
         c.client.create_conflict_rule({"name": "x", "kind": EXCLUSIVE})
-    with pytest.raises(InvalidArgument, match=r"spec.conditions\[0\]"):
-        c.client.submit_job({"name": "j", "conditions": ["load is high"], "tasks": [{"name": "t", "command": ["true"]}]})
+    task = job_pb2.TaskSpec(name="t", command=["true"])
+    bad = job_pb2.FactCondition(fact="load is", op=job_pb2.COMPARISON_LESS, value=1)
+    with pytest.raises(InvalidArgument, match=r"spec.fact_conditions\[0\].fact: 'load is' is not a fact name"):
+        c.client.submit_job(job_pb2.JobSpec(name="j", fact_conditions=[bad], tasks=[task]))
+    with pytest.raises(InvalidArgument, match=r"spec.fact_conditions\[0\].op: 0 is not a comparison"):
+        c.client.submit_job(job_pb2.JobSpec(name="j", fact_conditions=[job_pb2.FactCondition(fact="x")], tasks=[task]))
+    with pytest.raises(InvalidArgument, match=r"spec.conditions\[0\]"):  # the deprecated text, still checked
+        c.client.submit_job(job_pb2.JobSpec(name="j", conditions=["load is high"], tasks=[task]))
+    assert list(c.client.list_jobs()) == []
     assert list(c.client.list_conflict_rules()) == []
 
 

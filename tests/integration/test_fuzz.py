@@ -244,8 +244,13 @@ def poisoned(cls, fields: tuple[FieldDescriptor, ...], text: str) -> Message:
     for field in fields[:-1]:
         target = getattr(target, field.name).add() if field.is_repeated else getattr(target, field.name)
     last = fields[-1]
-    if last.message_type is not None:  # a map<string, string>
-        getattr(target, last.name)[text] = text
+    if last.message_type is not None:  # a map with string keys: the text is the key (and a string value)
+        value = last.message_type.fields_by_name["value"]
+        mapping = getattr(target, last.name)
+        if value.message_type is not None:
+            mapping.get_or_create(text)
+        else:
+            mapping[text] = text if value.type == FieldDescriptor.TYPE_STRING else 1  # 1: an enum's first value
     elif last.is_repeated:
         getattr(target, last.name).append(text)
     else:

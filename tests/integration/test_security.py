@@ -78,8 +78,8 @@ def test_identity_comes_from_the_certificate_not_the_message(cluster):
         stream = stub.Connect(iter(outgoing.get, None), timeout=30)
         try:
             assert next(stream).WhichOneof("message") == "welcome"
-            report = provider_pb2.TaskReport(task_id=task.id, attempt=1, kind=provider_pb2.TASK_REPORT_KIND_FINISHED,
-                                             outcome=provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED)
+            finished = provider_pb2.AttemptFinished(outcome=provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED)
+            report = provider_pb2.TaskReport(task_id=task.id, attempt=1, finished=finished)
             outgoing.put(provider_pb2.ConnectRequest(reports=provider_pb2.TaskReports(seq=1, reports=[report])))
             ack = next(m for m in stream if m.WhichOneof("message") == "ack")
             assert [(r.attempt.task_id, r.code) for r in ack.ack.rejected] == [(task.id, "PERMISSION_DENIED")]

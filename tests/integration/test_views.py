@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from contextlib import closing
 
+import grpc
 import pytest
 
 from jobplane.client import Client, InvalidArgument, NotFound
+from jobplane.v1 import view_pb2, view_pb2_grpc
+from support import admin_channel
 
 FAILURE, SUCCESS = 2, 4
 JOB, TASK = 1, 2
@@ -138,7 +141,7 @@ def test_views_are_validated_and_private(cluster, three_jobs):
     with closing(Client.connect(cluster.server.address, token=secret, ca=cluster.server.ca)) as zed:
         with pytest.raises(NotFound):
             zed.get_view("old")
-        assert zed.list_views() == []
+        assert list(zed.list_views()) == []
 
 
 def test_watch_filter_keeps_only_matching_events(cluster, three_jobs):
@@ -148,3 +151,20 @@ def test_watch_filter_keeps_only_matching_events(cluster, three_jobs):
         (three_jobs["web-bad"].id, "3"), (three_jobs["etl-bad"].id, "4")}
     with pytest.raises(InvalidArgument, match="filter: position 0: unknown key 'state'"):
         next(iter(c.watch(filter="state=RUNNING", timeout=5)))
+
+
+def test_views_list_in_pages_by_name(sqlite_cluster):
+    c = sqlite_cluster.client
+    for name in ("c", "a", "b"):
+        c.save_view(name, filter="status=FAILURE")
+    with admin_channel(sqlite_cluster.server) as channel:
+        stub = view_pb2_grpc.ViewServiceStub(channel)
+        first = stub.ListViews(view_pb2.ListViewsRequest(page_size=2), timeout=10)
+        last = stub.ListViews(view_pb2.ListViewsRequest(page_size=2, page_token=first.next_page_token), timeout=10)
+    assert ([v.name for v in first.views], [v.name for v in last.views]) == (["a", "b"], ["c"])
+    assert first.next_page_token and not last.next_page_token
+    assert [v.name for v in c.list_views(page_size=1)] == ["a", "b", "c"]
+    with admin_channel(sqlite_cluster.server) as channel, pytest.raises(grpc.RpcError) as err:
+        view_pb2_grpc.ViewServiceStub(channel).ListViews(view_pb2.ListViewsRequest(page_token="nope"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token: not a token from a previous response" in err.value.details()

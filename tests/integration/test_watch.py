@@ -11,7 +11,7 @@ import threading
 import grpc
 import pytest
 
-from jobplane.v1 import job_pb2, job_pb2_grpc
+from jobplane.v1 import event_pb2, event_pb2_grpc
 from support import admin_channel, wait_until
 
 SUCCEEDED = 3
@@ -65,8 +65,8 @@ def test_watcher_that_joins_mid_run_sees_replay_then_live_without_gap(cluster):
 
 
 def _raw_watch(channel, after: int = 0):
-    return job_pb2_grpc.JobServiceStub(channel).WatchEvents(job_pb2.WatchEventsRequest(after_event_id=after),
-                                                           timeout=120)
+    return event_pb2_grpc.EventServiceStub(channel).WatchEvents(event_pb2.WatchEventsRequest(after_event_id=after),
+                                                               timeout=120)
 
 
 def _window_bound_channel(server):

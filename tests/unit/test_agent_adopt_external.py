@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 from support_scheduler import AWAITING, ENDED, EXECUTING, JOB_ID, Scheduler
-from support_standin import FINISHED, STARTED, with_agent
+from support_standin import FINISHED, STARTED, report_kind, with_agent
 
 from jobplane.agent.external_record import (ExternalRecord, SavedSpec, read_record,
                                             write_record)
 from jobplane.agent.statedir import StateDir
 from jobplane.v1 import job_pb2, provider_pb2
 
-STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
+STATUS = "status"
 RECORDED = "JOB-RECORDED"
 
 
@@ -84,9 +84,9 @@ def test_a_restarted_agent_polls_the_recorded_job_and_never_submits_it(tmp_path)
 
     hello, reports = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)))
     assert held(hello) == [("x", 1)], "the hello claims the adopted attempt"
-    assert [r.kind for r in reports] == [STARTED, STATUS, FINISHED]
-    assert dict(reports[1].raw) == EXECUTING
-    assert reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert [report_kind(r) for r in reports] == [STARTED, STATUS, FINISHED]
+    assert dict(reports[1].status.raw) == EXECUTING
+    assert reports[-1].finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
     assert scheduler.read("submitted") is None, "no second submit"
     assert [job_id for _, job_id in scheduler.polls()] == [RECORDED] * 3
 
@@ -103,9 +103,9 @@ def test_an_attempt_whose_submit_was_cut_short_fails_without_a_second_submit(tmp
     hello, reports = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)))
     assert held(hello) == [("x", 1)]
     (finished,) = reports
-    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
-    assert finished.raw["state"] == "submit_interrupted"
-    assert "before it returned a job id" in finished.error and "not submitted again" in finished.error
+    assert finished.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
+    assert finished.finished.raw["state"] == "submit_interrupted"
+    assert "before it returned a job id" in finished.finished.error and "not submitted again" in finished.finished.error
     assert scheduler.read("submitted") is None and not scheduler.polled()
 
 
@@ -119,7 +119,7 @@ def test_an_adopted_job_keeps_its_original_deadline(tmp_path):
         return (await stream.report("x", FINISHED))[1]
 
     finished = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)))
-    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT
+    assert finished.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT
     assert scheduler.read("cancelled") == RECORDED
 
 
@@ -167,9 +167,9 @@ def test_an_attempt_that_adopts_a_job_records_and_follows_it_and_never_submits(t
         return started, recorded, await stream.reports_until("x", FINISHED)
 
     started, recorded, reports = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)))
-    assert started.external_job_id == RECORDED, "the server hears which job it follows"
+    assert started.started.external_job_id == RECORDED, "the server hears which job it follows"
     assert recorded.job_id == RECORDED and recorded.spec.poll == tuple(scheduler.spec().poll)
-    assert reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert reports[-1].finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
     assert scheduler.read("submitted") is None, "no second submit"
     assert [job_id for _, job_id in scheduler.polls()] == [RECORDED] * 3
 
@@ -184,7 +184,7 @@ def test_a_submitted_jobs_id_goes_to_the_server_with_started_and_status_reports(
         return await stream.reports_until("x", FINISHED)
 
     reports = with_agent(tmp_path, scenario)
-    assert [r.external_job_id for r in reports if r.kind in (STARTED, STATUS)] == \
+    assert [getattr(r, report_kind(r)).external_job_id for r in reports if report_kind(r) in (STARTED, STATUS)] == \
         [JOB_ID] * (len(reports) - 1)
 
 
@@ -201,12 +201,12 @@ def test_a_stop_that_hands_the_job_on_leaves_it_running(tmp_path, handed_on, can
         return (await stream.report("x", FINISHED))[1]
 
     finished = with_agent(tmp_path, scenario)
-    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
+    assert finished.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
     if cancelled:
         assert scheduler.read("cancelled") == RECORDED
     else:
         assert scheduler.read("cancelled") is None, "another attempt follows it: not cancelled"
-        assert finished.error == f"provider a0 drained; external job {RECORDED} left running"
+        assert finished.finished.error == f"provider a0 drained; external job {RECORDED} left running"
 
 
 def test_a_stopping_agent_leaves_its_outside_jobs_running_with_their_records(tmp_path):
@@ -221,7 +221,7 @@ def test_a_stopping_agent_leaves_its_outside_jobs_running_with_their_records(tmp
         stream.assign("x", external=scheduler.spec())
         await stream.report("x", STATUS)
         await agent.stop()
-        return [report.kind for _, report in stream.seen]
+        return [report_kind(report) for _, report in stream.seen]
 
     kinds = with_agent(tmp_path, scenario, state_dir=str(state_root(tmp_path)), kill_grace=0.2)
     assert FINISHED not in kinds

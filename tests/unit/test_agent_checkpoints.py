@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 from support import wait_until
-from support_standin import DEADLINE, FINISHED, StandIn, with_agent
+from support_standin import DEADLINE, FINISHED, StandIn, report_kind, with_agent
 
 from jobplane.agent.checkpoint import CHECKPOINT_FILE_ENV
 from jobplane.agent.checkpoint_files import CheckpointFiles
 from jobplane.agent.statedir import default_state_dir
 from jobplane.v1 import provider_pb2
 
-CHECKPOINT = provider_pb2.TASK_REPORT_KIND_CHECKPOINT
+CHECKPOINT = "checkpoint"
 
 # A command task in Python: counts to 3 from where it left off, saving a checkpoint after
 # each step, and after steps 1 and 2 waits for the test to create the file go<i>.
@@ -59,13 +59,13 @@ def work_dir(tmp_path: Path) -> Path:
 
 
 def states(reports: list[provider_pb2.TaskReport]) -> list[object]:
-    return [json.loads(r.checkpoint_json) for r in reports if r.kind == CHECKPOINT]
+    return [json.loads(r.checkpoint.checkpoint_json) for r in reports if report_kind(r) == CHECKPOINT]
 
 
 def checkpoint_of(task_id: str, state: object):
     """Matches `task_id`'s CHECKPOINT report of this state."""
-    return lambda r: (r.task_id, r.kind) == (task_id, CHECKPOINT) and json.loads(
-        r.checkpoint_json) == state
+    return lambda r: (r.task_id, report_kind(r)) == (task_id, CHECKPOINT) and json.loads(
+        r.checkpoint.checkpoint_json) == state
 
 
 def test_a_command_s_checkpoints_are_streamed_in_order_before_its_result(work_dir):
@@ -80,8 +80,8 @@ def test_a_command_s_checkpoints_are_streamed_in_order_before_its_result(work_di
 
     reports = with_agent(work_dir, scenario)
     assert states(reports) == [{"i": 1}, {"i": 2}, {"i": 3}]
-    assert reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
-    assert reports[-2].kind == CHECKPOINT  # the last state arrives before the result
+    assert reports[-1].finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert report_kind(reports[-2]) == CHECKPOINT  # the last state arrives before the result
 
 
 def test_a_command_resumes_from_the_checkpoint_its_assignment_carries(work_dir):
@@ -95,7 +95,7 @@ def test_a_command_resumes_from_the_checkpoint_its_assignment_carries(work_dir):
 
     resumed, fresh = with_agent(work_dir, scenario)
     assert states(resumed) == [{"i": 3}]  # it started after step 2
-    resume, path = fresh[-1].stdout_tail.splitlines()
+    resume, path = fresh[-1].finished.stdout_tail.splitlines()
     assert resume == "unset"
     assert Path(path).name == "checkpoint.json"
     assert Path(path).parent.parent == Path(default_state_dir(str(work_dir), "a1"))
@@ -126,12 +126,12 @@ def test_a_python_task_checkpoints_through_its_context_and_resumes(work_dir):
         return await stream.reports_until("1", FINISHED)
 
     reports = with_agent(work_dir, scenario)
-    result = json.loads(reports[-1].result_json)
+    result = json.loads(reports[-1].finished.result_json)
     assert result == {"resumed": {"i": 1}, "who": ["1", "j1", 1], "env": '{"i": 1}'}
     seen = [state["i"] for state in states(reports)]
     # Checkpoints queued together may go out as the latest alone; never out of order.
     assert seen == sorted(seen) and seen[-1] == 4 and set(seen) <= {2, 3, 4}
-    assert reports[-2].kind == CHECKPOINT
+    assert report_kind(reports[-2]) == CHECKPOINT
 
 
 def test_an_adopted_command_is_watched_for_checkpoints_too(work_dir):
@@ -151,7 +151,7 @@ def test_an_adopted_command_is_watched_for_checkpoints_too(work_dir):
     hello, reports = with_agent(work_dir, scenario)
     assert [(ref.task_id, ref.attempt) for ref in hello.running] == [("7", 1)]
     assert states(reports) == [{"i": 1}, {"i": 2}]
-    assert reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert reports[-1].finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
 
 
 def test_the_watcher_reports_a_valid_state_and_skips_a_half_written_one(tmp_path):

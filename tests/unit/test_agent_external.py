@@ -11,13 +11,13 @@ import os
 import pytest
 from support import pid_alive
 from support_scheduler import ABEND, AWAITING, ENDED, EXECUTING, FAIL, JCL_ERROR, JOB_ID, Scheduler
-from support_standin import DEADLINE, FINISHED, STARTED, with_agent
+from support_standin import DEADLINE, FINISHED, STARTED, report_kind, with_agent
 
 from jobplane.agent.external import POLL_RETRIES, run_external
 from jobplane.agent.results import AttemptResult, Outcome, Started, StopRequest, request_stop
 from jobplane.v1 import job_pb2, provider_pb2
 
-STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
+STATUS = "status"
 
 
 class Run:
@@ -205,14 +205,14 @@ def test_the_agent_reports_status_changes_before_the_end(tmp_path):
         return await stream.reports_until("x", FINISHED)
 
     reports = with_agent(tmp_path, scenario)
-    kinds = [report.kind for report in reports]
+    kinds = [report_kind(report) for report in reports]
     assert kinds[0] == STARTED and kinds[-1] == FINISHED
-    statuses = [dict(report.raw) for report in reports if report.kind == STATUS]
+    statuses = [dict(report.status.raw) for report in reports if report_kind(report) == STATUS]
     assert statuses and set(kinds[1:-1]) == {STATUS}
     # Statuses queued together may go as the latest only, but never out of order.
     assert statuses in ([AWAITING, EXECUTING], [EXECUTING])
-    assert reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
-    assert reports[-1].raw["state"] == "external_done"
+    assert reports[-1].finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert reports[-1].finished.raw["state"] == "external_done"
     assert json.loads(scheduler.read("submitted")) == {"task": "x", "cwd": str(tmp_path)}
 
 
@@ -226,6 +226,6 @@ def test_the_agent_refuses_a_task_with_both_command_and_external(tmp_path):
         return (await stream.report("x", FINISHED))[1]
 
     report = with_agent(tmp_path, scenario)
-    assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
-    assert report.error == "the task spec must set exactly one of command, python, external and slurm"
+    assert report.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
+    assert report.finished.error == "the task spec must set exactly one of command, python, external and slurm"
     assert not scheduler.read("submitted")

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from support import Proc, pid_alive
-from support_standin import DEADLINE, FINISHED, STARTED, Stream, with_agent, with_standin
+from support_standin import DEADLINE, FINISHED, STARTED, Stream, report_kind, with_agent, with_standin
 
 from jobplane.agent import cgroups
 from jobplane.agent.errors import HelloRejected, NameInUse
@@ -65,11 +65,11 @@ def test_assigned_commands_and_callables_run_and_are_reported(work_dir):
 
     started_1, command, started_2, call = with_agent(work_dir, scenario)
     assert started_1.attempt == 1 and started_2.attempt == 1
-    assert command.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
-    assert command.exit_code == 0 and command.stdout_tail == "name-1 1\n"
-    assert dict(command.raw) == {"state": "exited", "exit_code": "0"}
-    assert call.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
-    assert call.result_json == "42" and not call.HasField("exit_code")
+    assert command.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert command.finished.exit_code == 0 and command.finished.stdout_tail == "name-1 1\n"
+    assert dict(command.finished.raw) == {"state": "exited", "exit_code": "0"}
+    assert call.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert call.finished.result_json == "42" and not call.finished.HasField("exit_code")
 
 
 def test_a_cancel_stops_the_attempt_and_reports_the_reason(work_dir):
@@ -85,9 +85,9 @@ def test_a_cancel_stops_the_attempt_and_reports_the_reason(work_dir):
         return (await stream.report("1", FINISHED))[1]
 
     report = with_agent(work_dir, scenario)
-    assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
-    assert report.error == "job cancelled"
-    assert report.raw["state"] == "cancelled"
+    assert report.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
+    assert report.finished.error == "job cancelled"
+    assert report.finished.raw["state"] == "cancelled"
 
 
 def test_a_probe_is_answered_with_the_progress_of_running_attempts(work_dir):
@@ -129,7 +129,7 @@ def test_after_a_reconnect_held_attempts_are_listed_and_unacked_reports_resent(w
     held = {(ref.task_id, ref.attempt) for ref in hello.running}
     assert held == {("long", 1), ("quick", 1)}  # running, and finished but unacknowledged
     assert new_seq > old_seq
-    assert resent.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert resent.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
     assert ready.ready.free_slots == 1
 
 
@@ -167,10 +167,10 @@ def test_stop_says_goodbye_and_reports_what_the_server_cancels_as_cancelled(work
 
     goodbye, reports, run_returned = with_agent(work_dir, scenario)
     assert (goodbye.wait, goodbye.deadline_seconds) == (False, 0)
-    finished = {r.task_id: r for r in reports if r.kind == FINISHED}
-    assert {r.outcome for r in finished.values()} == {provider_pb2.ATTEMPT_OUTCOME_CANCELLED}
-    assert finished["1"].error == "provider a1 is stopping"
-    assert [r.kind for r in reports if r.task_id == "2"] == [FINISHED], "2 never started"
+    finished = {r.task_id: r for r in reports if report_kind(r) == FINISHED}
+    assert {r.finished.outcome for r in finished.values()} == {provider_pb2.ATTEMPT_OUTCOME_CANCELLED}
+    assert finished["1"].finished.error == "provider a1 is stopping"
+    assert [report_kind(r) for r in reports if r.task_id == "2"] == [FINISHED], "2 never started"
     assert not pid_alive(int(pid_file.read_text()))
     assert run_returned
 
@@ -193,8 +193,8 @@ def test_with_a_stop_wait_running_attempts_finish_first(work_dir):
 
     goodbye, reports = with_agent(work_dir, scenario, stop_wait=30.0)
     assert (goodbye.wait, goodbye.deadline_seconds) == (True, 30.0)
-    (finished,) = [r for r in reports if r.kind == FINISHED]
-    assert (finished.outcome, finished.stdout_tail) == (provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED, "done\n")
+    (finished,) = [r for r in reports if report_kind(r) == FINISHED]
+    assert (finished.finished.outcome, finished.finished.stdout_tail) == (provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED, "done\n")
 
 
 def test_a_stop_the_server_does_not_answer_kills_its_attempts_and_reports_nothing(work_dir):
@@ -217,7 +217,7 @@ def test_a_stop_the_server_does_not_answer_kills_its_attempts_and_reports_nothin
         return reports
 
     reports = with_agent(work_dir, scenario, kill_grace=0.2)
-    assert [r.kind for r in reports] == [STARTED]
+    assert [report_kind(r) for r in reports] == [STARTED]
     assert not pid_alive(int(pid_file.read_text()))
     state = work_dir / ".jobplane-agent" / "a1"
     assert StateDir(str(state)).leftovers() == {}
@@ -244,8 +244,8 @@ def test_sigterm_hands_the_attempts_on_and_the_agent_exits_cleanly(work_dir):
             agent.stop()
 
     reports, code = with_standin(scenario)
-    (finished,) = [r for r in reports if r.kind == FINISHED]
-    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
+    (finished,) = [r for r in reports if report_kind(r) == FINISHED]
+    assert finished.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED
     assert code == 0
 
 

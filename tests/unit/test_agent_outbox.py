@@ -7,14 +7,15 @@ import asyncio
 from jobplane.agent.outbox import MAX_BATCH_REPORTS, Outbox
 from jobplane.agent.results import AttemptResult, Outcome
 from jobplane.v1 import provider_pb2
+from support_standin import report_kind
 
-STARTED = provider_pb2.TASK_REPORT_KIND_STARTED
-FINISHED = provider_pb2.TASK_REPORT_KIND_FINISHED
+STARTED = "started"
+FINISHED = "finished"
 OK = AttemptResult(Outcome.SUCCEEDED, exit_code=0, raw={"state": "exited", "exit_code": "0"})
 
 
 def refs(batch: provider_pb2.TaskReports) -> list[tuple[str, int, int]]:
-    return [(r.task_id, r.attempt, r.kind) for r in batch.reports]
+    return [(r.task_id, r.attempt, report_kind(r)) for r in batch.reports]
 
 
 def test_everything_queued_goes_out_in_one_message_and_seq_counts_messages():
@@ -42,12 +43,12 @@ def test_a_finished_report_carries_the_result():
         return await outbox.next_batch()
 
     failed, timed_out = asyncio.run(main()).reports
-    assert failed.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
-    assert failed.HasField("exit_code") and failed.exit_code == 3
-    assert (failed.error, failed.stdout_tail, failed.stderr_tail) == ("exited with code 3", "out", "err")
-    assert dict(failed.raw) == {"state": "exited", "exit_code": "3"}
-    assert timed_out.outcome == provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT
-    assert not timed_out.HasField("exit_code")
+    assert failed.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
+    assert failed.finished.HasField("exit_code") and failed.finished.exit_code == 3
+    assert (failed.finished.error, failed.finished.stdout_tail, failed.finished.stderr_tail) == ("exited with code 3", "out", "err")
+    assert dict(failed.finished.raw) == {"state": "exited", "exit_code": "3"}
+    assert timed_out.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_TIMED_OUT
+    assert not timed_out.finished.HasField("exit_code")
 
 
 def test_large_backlogs_are_split_into_capped_messages():
@@ -99,7 +100,7 @@ def test_the_outbox_settles_only_once_every_finished_report_is_acknowledged():
     assert resent == [] and held == []  # STARTED reports are never re-sent
 
 
-CHECKPOINT = provider_pb2.TASK_REPORT_KIND_CHECKPOINT
+CHECKPOINT = "checkpoint"
 
 
 def test_a_checkpoint_report_carries_the_state_and_does_not_hold_the_attempt():
@@ -110,7 +111,7 @@ def test_a_checkpoint_report_carries_the_state_and_does_not_hold_the_attempt():
 
     batch, held = asyncio.run(main())
     assert refs(batch) == [("1", 2, CHECKPOINT)]
-    assert batch.reports[0].checkpoint_json == '{"i": 5}'
+    assert batch.reports[0].checkpoint.checkpoint_json == '{"i": 5}'
     assert held == []  # a checkpoint says the attempt runs, not that it ended
 
 
@@ -125,7 +126,7 @@ def test_several_checkpoints_of_one_attempt_in_one_message_go_as_the_latest():
 
     batch = asyncio.run(main())
     assert refs(batch) == [("2", 1, CHECKPOINT), ("1", 1, CHECKPOINT), ("1", 1, FINISHED)]
-    assert batch.reports[1].checkpoint_json == '{"i": 2}'
+    assert batch.reports[1].checkpoint.checkpoint_json == '{"i": 2}'
 
 
 def test_the_latest_unacknowledged_checkpoint_is_resent_before_the_result():
@@ -141,7 +142,7 @@ def test_the_latest_unacknowledged_checkpoint_is_resent_before_the_result():
 
     (resent,) = asyncio.run(main())
     assert refs(resent) == [("1", 1, CHECKPOINT), ("1", 1, FINISHED)]
-    assert resent.reports[0].checkpoint_json == '{"i": 2}'
+    assert resent.reports[0].checkpoint.checkpoint_json == '{"i": 2}'
 
 
 def test_an_acknowledged_checkpoint_is_forgotten():
@@ -157,7 +158,7 @@ def test_an_acknowledged_checkpoint_is_forgotten():
 
     resent, unacknowledged = asyncio.run(main())
     assert [refs(b) for b in resent] == [[("2", 1, CHECKPOINT)]]
-    assert resent[0].reports[0].checkpoint_json == '{"i": 2}'
+    assert resent[0].reports[0].checkpoint.checkpoint_json == '{"i": 2}'
     assert unacknowledged == 1
 
 
@@ -171,7 +172,7 @@ def test_a_checkpoint_after_the_result_is_dropped():
     assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]
 
 
-STATUS = provider_pb2.TASK_REPORT_KIND_STATUS
+STATUS = "status"
 
 
 def test_several_statuses_of_one_attempt_in_one_message_go_as_the_latest_and_are_not_kept():
@@ -185,7 +186,7 @@ def test_several_statuses_of_one_attempt_in_one_message_go_as_the_latest_and_are
 
     batch, resent, unacknowledged, held = asyncio.run(main())
     assert refs(batch) == [("2", 1, STATUS), ("1", 1, STATUS)]
-    assert dict(batch.reports[1].raw) == {"status": "EXECUTING"}
+    assert dict(batch.reports[1].status.raw) == {"status": "EXECUTING"}
     assert (resent, unacknowledged, held) == ([], 0, [])  # sent once, like STARTED
 
 

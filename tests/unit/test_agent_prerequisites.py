@@ -10,7 +10,7 @@ from pathlib import Path
 from jobplane.agent.prerequisites import ScanQueue, signature_dict
 from jobplane.agent.scan import ScanLimits
 from jobplane.v1 import provider_pb2
-from support_standin import DEADLINE, FINISHED, STARTED, struct, to_scan, with_agent
+from support_standin import DEADLINE, FINISHED, STARTED, report_kind, struct, to_scan, with_agent
 
 # A scan that waits for the test must not be cut short by its limits.
 PATIENT = ScanLimits(timeout=DEADLINE, version_timeout=DEADLINE)
@@ -98,7 +98,7 @@ def test_scans_on_the_side_of_an_assignment_do_not_hold_up_the_task(tmp_path):
 
     finished, unreported_while_running, report = with_agent(tmp_path, scenario, slots=1,
                                                             scan_limits=PATIENT)
-    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert finished.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
     assert unreported_while_running
     (result,) = report.results
     assert (result.signature_id, result.present) == ("slow", True)
@@ -124,10 +124,10 @@ def test_an_assignment_whose_prerequisite_is_missing_is_not_run(tmp_path):
 
     refused_reports, allowed_reports = with_agent(tmp_path, scenario)
     (report,) = refused_reports  # FINISHED, never STARTED
-    assert report.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
-    assert dict(report.raw) == {"state": "prerequisite_missing", "missing": "1,2"}
-    assert report.error.startswith("prerequisite missing: ") and str(gone) in report.error
+    assert report.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_FAILED
+    assert dict(report.finished.raw) == {"state": "prerequisite_missing", "missing": "1,2"}
+    assert report.finished.error.startswith("prerequisite missing: ") and str(gone) in report.finished.error
     assert not refused.exists()
-    assert [r.kind for r in allowed_reports] == [STARTED, FINISHED]
-    assert allowed_reports[-1].outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+    assert [report_kind(r) for r in allowed_reports] == [STARTED, FINISHED]
+    assert allowed_reports[-1].finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
     assert ran.exists()

@@ -23,7 +23,7 @@ from typing import TypeVar
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from support_standin import DEADLINE, FINISHED, STARTED, StandIn, with_agent
+from support_standin import DEADLINE, FINISHED, STARTED, StandIn, report_kind, with_agent
 
 from jobplane.agent import Agent, AgentConfig
 from jobplane.agent.credentials import MutualTLS
@@ -264,9 +264,9 @@ def test_the_certificate_is_renewed_and_the_link_switches_under_a_running_task(t
     assert old[:2] == new[:2] == ("agent", "a1") and old[2] != new[2]
     assert identity_of((p.identity_dir / "agent.crt").read_bytes())[2] == new[2]
     assert ("long", 1) in {(ref.task_id, ref.attempt) for ref in second.hello.running}
-    assert not [report for _, report in first.seen if report.kind == FINISHED]
-    assert finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED  # it ran until cancelled
-    assert finished.error == "by the test"
+    assert not [report for _, report in first.seen if report_kind(report) == FINISHED]
+    assert finished.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_CANCELLED  # it ran until cancelled
+    assert finished.finished.error == "by the test"
 
 
 def test_a_certificate_that_expires_unrenewed_says_a_new_token_is_needed(tmp_path, caplog):

@@ -24,7 +24,7 @@ from jobplane.client.conflicts import (
 from jobplane.v1 import conflict_pb2, job_pb2, status_pb2
 
 EXCLUSIVE, LOCK = conflict_pb2.CONFLICT_KIND_EXCLUSIVE, conflict_pb2.CONFLICT_KIND_LOCK
-READ, WRITE = conflict_pb2.LOCK_MODE_READ, conflict_pb2.LOCK_MODE_WRITE
+READ, WRITE = job_pb2.LOCK_MODE_READ, job_pb2.LOCK_MODE_WRITE
 
 
 def selector(job_class: str = "", name: str = "", **labels: str) -> conflict_pb2.JobSelector:

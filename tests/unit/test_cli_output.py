@@ -54,9 +54,8 @@ def test_json_uses_proto_field_names_and_shows_zero_values():
     document = json.loads(output.json_document([job]))[0]
     assert document["submit_time"] == "2023-11-14T22:13:20Z"
     assert document["spec"] == {"name": "j", "priority": 0, "labels": {}, "tasks": [], "wait_for_providers": False,
-                                "continuation_rules": [], "max_wait_seconds": 0.0, "max_runtime_seconds": 0.0,
-                                  "job_class": "", "run_window": "", "give_up_after_seconds": 0.0, "conditions": [],
-                                  "locks": {}}
+                                "continuation_rules": [], "job_class": "", "run_window": "", "resource_locks": {},
+                                "fact_conditions": []}, "no deprecated fields"
     assert document["reason"] == ""
 
 

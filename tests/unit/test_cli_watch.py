@@ -1,4 +1,4 @@
-"""`jobplane watch` over a real gRPC channel to a scripted JobService: resume after a cutoff, stop at the end."""
+"""`jobplane watch` over a real gRPC channel to a scripted EventService: resume after a cutoff, stop at the end."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from jobplane.client.cli import main
-from jobplane.v1 import event_pb2, job_pb2, job_pb2_grpc, status_pb2
+from jobplane.v1 import event_pb2, event_pb2_grpc, status_pb2
 
 CUTOFF_AFTER = 5  # the server cuts the watcher off after this many events, once
 
@@ -19,7 +19,7 @@ def job_event(event_id: int, raw_status: str) -> event_pb2.Event:
                            status=status_pb2.NORMALIZED_STATUS_RUNNING)
 
 
-class ScriptedJobs(job_pb2_grpc.JobServiceServicer):
+class ScriptedEvents(event_pb2_grpc.EventServiceServicer):
     """Serves a fixed event log; the first stream is cut off as a slow watcher's would be."""
 
     def __init__(self, log: list[event_pb2.Event]) -> None:
@@ -31,7 +31,7 @@ class ScriptedJobs(job_pb2_grpc.JobServiceServicer):
         events = [event for event in self.log if event.id > request.after_event_id]
         first_stream = len(self.requests) == 1
         for event in events[:CUTOFF_AFTER] if first_stream else events:
-            yield job_pb2.WatchEventsResponse(events=[event])
+            yield event_pb2.WatchEventsResponse(events=[event])
         if first_stream:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"watcher fell behind; resume with after_event_id={CUTOFF_AFTER}")
 
@@ -40,10 +40,10 @@ class ScriptedJobs(job_pb2_grpc.JobServiceServicer):
 def serve():
     servers = []
 
-    def start(log: list[event_pb2.Event]) -> tuple[str, ScriptedJobs]:
-        jobs = ScriptedJobs(log)
+    def start(log: list[event_pb2.Event]) -> tuple[str, ScriptedEvents]:
+        jobs = ScriptedEvents(log)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        job_pb2_grpc.add_JobServiceServicer_to_server(jobs, server)
+        event_pb2_grpc.add_EventServiceServicer_to_server(jobs, server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         servers.append(server)

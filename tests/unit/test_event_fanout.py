@@ -27,7 +27,7 @@ def events(first: int, *specs: tuple[EventKind, int]) -> list[Event]:
 
 
 def ids(data: bytes) -> list[int]:
-    return [e.id for e in job_pb2.WatchEventsResponse.FromString(data).events]
+    return [e.id for e in event_pb2.WatchEventsResponse.FromString(data).events]
 
 
 def take(sub: Subscription):
@@ -43,7 +43,7 @@ def test_watchers_of_one_filter_share_one_batch_whose_bytes_are_the_response():
     events_hub.publish(published)
     (shared,), *others = [take(sub) for sub in everything]
     assert all(batch is shared for (batch,) in others), "converted and encoded once"
-    expected = job_pb2.WatchEventsResponse(events=[convert.event_to_proto(e) for e in published])
+    expected = event_pb2.WatchEventsResponse(events=[convert.event_to_proto(e) for e in published])
     assert shared.data == expected.SerializeToString()
     assert (shared.first_id, shared.last_id) == (1, 4)
     assert ids(take(of_job_7)[0].data) == [1, 3, 4]
@@ -84,10 +84,10 @@ def test_a_caller_with_policies_gets_copies_and_others_keep_the_shared_messages(
         event.status = status_pb2.NORMALIZED_STATUS_FAILURE
 
     ((frame, _),) = watch._live_frames(take(mine), 0, renormalize)
-    assert {e.status for e in job_pb2.WatchEventsResponse.FromString(frame).events} == {status_pb2.NORMALIZED_STATUS_FAILURE}
+    assert {e.status for e in event_pb2.WatchEventsResponse.FromString(frame).events} == {status_pb2.NORMALIZED_STATUS_FAILURE}
     (batch,) = take(theirs)
     assert {m.status for m in batch.messages} == {status_pb2.NORMALIZED_STATUS_UNKNOWN}
-    assert {e.status for e in job_pb2.WatchEventsResponse.FromString(batch.data).events} == {status_pb2.NORMALIZED_STATUS_UNKNOWN}
+    assert {e.status for e in event_pb2.WatchEventsResponse.FromString(batch.data).events} == {status_pb2.NORMALIZED_STATUS_UNKNOWN}
 
 
 def test_a_watcher_that_falls_behind_is_cut_off_alone():
@@ -193,7 +193,7 @@ def test_frame_methods_pass_frames_through_and_serialize_messages():
     watch.register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server,
                                job_pb2_grpc.JobServiceServicer(), Server())
     serialize = registered["WatchEvents"].response_serializer
-    message = job_pb2.WatchEventsResponse(events=[event_pb2.Event(id=3)])
+    message = event_pb2.WatchEventsResponse(events=[event_pb2.Event(id=3)])
     assert serialize(b"frame") == b"frame"
     assert serialize(message) == message.SerializeToString()
     response = job_pb2.GetJobResponse()

@@ -13,6 +13,7 @@ from google.protobuf import json_format, struct_pb2
 
 from jobplane.client import JobFileError, job_spec_from_mapping, load_job_file, parse_job_file
 from jobplane.client.jobfile import load_signature_file, signature_structs
+from jobplane.v1 import job_pb2
 
 EXAMPLES = resources.files("jobplane.examples")
 EXAMPLE_FILES = sorted(item.name for item in EXAMPLES.iterdir() if item.name.endswith((".toml", ".json")))
@@ -123,9 +124,29 @@ def test_supervision_settings_convert_to_their_proto_fields():
     ).spec
     assert spec.wait_for_providers
     (task,) = spec.tasks
-    assert (task.expected_seconds, task.retry_backoff_seconds, list(task.retry_on)) == (30, 0.5, ["timeout", "exit_code:3"])
+    assert (task.expected_seconds, task.retry_backoff_seconds) == (30, 0.5)
+    assert task.retry_failures == job_pb2.RetryFailures(timeout=True, exit_codes=[3])
     job_file = parse_job_file('name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nexpected = 30\n', name="job.toml")
     assert str(job_file.locate("spec.tasks[0].expected_seconds: must be > 0")) == "job.toml:5: tasks[0].expected: must be > 0"
+
+
+def test_continuation_rule_kinds_become_rule_kinds_and_an_unknown_one_names_the_choices():
+    text = 'name = "j"\ncontinuation_rules = [{ kind = "end_of_month", priority = 2, days = 3 }]\n' + TASK
+    (rule,) = parse_job_file(text).spec.continuation_rules
+    assert rule == job_pb2.ContinuationRule(rule_kind=job_pb2.CONTINUATION_RULE_KIND_END_OF_MONTH, priority=2, days=3)
+    assert problems(text.replace("end_of_month", "monthly")) == [
+        "job.toml:2: continuation_rules[0].kind: unknown kind 'monthly'; use one of end_of_month, end_of_quarter, "
+        "end_of_year, end_of_period, date, cron"]
+
+
+def test_retry_on_words_become_retry_failures_and_unknown_ones_name_their_entry():
+    words = 'name = "j"\n[[tasks]]\nname = "t"\ncommand = "true"\nretry_on = ["error", "exit_code:-1"]\n'
+    job_file = parse_job_file(words, name="job.toml")
+    assert job_file.spec.tasks[0].retry_failures == job_pb2.RetryFailures(any=True, exit_codes=[-1])
+    assert str(job_file.locate("spec.tasks[0].retry_failures.exit_codes: has 101 entries")) == \
+        "job.toml:5: tasks[0].retry_on: has 101 entries"
+    assert problems(words.replace('"error"', '"sometimes"')) == [
+        "job.toml:5: tasks[0].retry_on[0]: unknown 'sometimes'; use error (any failure), timeout or exit_code:N"]
 
 
 def test_a_mapping_converts_like_a_file_and_reports_paths_without_lines():
@@ -211,10 +232,14 @@ def test_external_tasks_and_lateness_keys_convert():
     spec = parse_job_file(text, name="job.toml").spec
     (task,) = spec.tasks
     assert (list(task.external.submit), list(task.external.poll)) == (["./s"], ["./p", "--json"])
-    assert (task.external.poll_interval_seconds, task.max_runtime_seconds) == (0.5, 60)
-    assert (spec.max_wait_seconds, spec.finish_by.seconds) == (5, 1798135200)
+    assert (task.external.poll_interval_seconds, task.lateness.max_runtime_seconds) == (0.5, 60)
+    assert (spec.lateness.max_wait_seconds, spec.lateness.finish_by.seconds) == (5, 1798135200)
     assert problems('name = "j"\nstart_by = "soon"\n[[tasks]]\nname = "a"\ncommand = "true"\n') == [
         "job.toml:2: start_by: expected a time like 2026-12-24T18:00:00+01:00; got 'soon'"]
+    job_file = parse_job_file(text, name="job.toml")  # the server names the lateness message's fields
+    assert str(job_file.locate("spec.lateness.max_wait_seconds: must be >= 0")) == "job.toml:2: max_wait: must be >= 0"
+    assert str(job_file.locate("spec.tasks[0].lateness.max_runtime_seconds: too long")) == \
+        "job.toml:7: tasks[0].max_runtime: too long"
 
 
 def test_json_problems_point_at_the_exact_line_of_nested_values():
@@ -461,18 +486,20 @@ locks = { orders = "read", ledger = "Write" }
 def test_scheduling_keys_convert_to_their_job_spec_fields():
     spec = parse_job_file(SCHEDULED).spec
     assert (spec.job_class, spec.run_window, spec.hold_until.seconds) == ("etl-load", "22:00-04:00", 1798135200)
-    assert (spec.give_up_after_seconds, spec.HasField("give_up_after")) == (7200, False)
+    assert (spec.give_up.WhichOneof("deadline"), spec.give_up.after_seconds) == ("after_seconds", 7200)
     t = spec.transient
     assert (list(t.exit_codes), list(t.raw_statuses), t.max_reruns, t.backoff_seconds) == ([75], ["DEADLOCK"], 3, 1.5)
-    assert list(spec.conditions) == ["load_average<2", "free_memory_bytes>=512Mi"]
-    assert dict(spec.locks) == {"orders": "read", "ledger": "write"}
+    assert list(spec.fact_conditions) == [
+        job_pb2.FactCondition(fact="load_average", op=job_pb2.COMPARISON_LESS, value=2),
+        job_pb2.FactCondition(fact="free_memory_bytes", op=job_pb2.COMPARISON_GREATER_OR_EQUAL, value=512 * 2**20)]
+    assert dict(spec.resource_locks) == {"orders": job_pb2.LOCK_MODE_READ, "ledger": job_pb2.LOCK_MODE_WRITE}
 
 
 def test_give_up_after_is_a_time_or_seconds_after_submit():
     at_time = parse_job_file(f'name = "j"\ngive_up_after = "2026-12-24T18:00:00Z"\n{TASK}').spec
-    assert (at_time.give_up_after.seconds, at_time.give_up_after_seconds) == (1798135200, 0)
+    assert (at_time.give_up.WhichOneof("deadline"), at_time.give_up.time.seconds) == ("time", 1798135200)
     toml_time = parse_job_file(f'name = "j"\ngive_up_after = 2026-12-24T18:00:00Z\n{TASK}').spec
-    assert toml_time.give_up_after == at_time.give_up_after
+    assert toml_time.give_up == at_time.give_up
 
 
 def test_scheduling_keys_read_the_same_from_json_and_a_mapping():
@@ -509,6 +536,7 @@ def test_scheduling_keys_read_the_same_from_json_and_a_mapping():
         ('transient = { max_reruns = "3" }', "transient.max_reruns: expected an integer; got a string"),
         ('transient = { backoff = "1s" }', "transient.backoff: expected a number of seconds; got a string"),
         ("conditions = [2]", "conditions: expected a list of strings; got a list"),
+        ('conditions = ["load is high"]', "conditions[0]: 'load is high' is not FACT OP NUMBER, e.g. \"load_average<2\""),
         ('locks = ["orders"]', "locks: expected a table of resource = mode"),
         ('locks = { orders = "exclusive" }', 'locks.orders: expected "read" (shared with other readers) or '
                                             "\"write\" (alone); got 'exclusive'"),
@@ -525,10 +553,14 @@ def test_bad_scheduling_values_name_the_key_line_and_fix(line, problem):
     ("message", "located"),
     [
         ("spec.job_class: is 300 characters", "job.toml:2: class: is 300 characters"),
-        ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),
+        ("spec.give_up.after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),
+        ("spec.give_up_after_seconds: must be >= 0", "job.toml:5: give_up_after: must be >= 0"),  # an older server
         ("spec.transient.backoff_seconds: must be >= 0", "job.toml:6: transient.backoff: must be >= 0"),
+        ("spec.fact_conditions[1].fact: 'x' is not a fact", "job.toml:7: conditions[1]: 'x' is not a fact"),
+        ("spec.fact_conditions: has 21 entries", "job.toml:7: conditions: has 21 entries"),
         ("spec.conditions[1]: 'x' is not FACT OP NUMBER", "job.toml:7: conditions[1]: 'x' is not FACT OP NUMBER"),
-        ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
+        ('spec.resource_locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),
+        ('spec.locks["ledger"]: use read or write', 'job.toml:8: locks.ledger: use read or write'),  # an older server
     ],
 )
 def test_server_paths_of_scheduling_fields_map_back_to_file_keys(message, located):

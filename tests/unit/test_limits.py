@@ -126,7 +126,7 @@ def test_oversized_fields_are_refused_with_their_path(task, field, words):
 
 def test_job_fields_are_bounded():
     assert "at most 4096" in refused("spec.labels['k']", TaskSpec("t", command=("x",)), labels={"k": "v" * 5000})
-    assert "10 years" in refused("spec.give_up_after_seconds", TaskSpec("t", command=("x",)),
+    assert "10 years" in refused("spec.give_up.after_seconds", TaskSpec("t", command=("x",)),
                                  window=Window(give_up_after_seconds=math.inf))
 
 

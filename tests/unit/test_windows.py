@@ -47,8 +47,8 @@ def test_late_when_half_the_window_is_gone_or_only_the_runtime_is_left():
     (Window(run_window="22:00"), "spec.run_window"),
     (Window(run_window="24:00-01:00"), "spec.run_window"),
     (Window(run_window="10:00-10:00"), "spec.run_window"),
-    (Window(give_up_after_seconds=-1), "spec.give_up_after_seconds"),
-    (Window(hold_until=100.0, give_up_after=50.0), "spec.give_up_after"),
+    (Window(give_up_after_seconds=-1), "spec.give_up.after_seconds"),
+    (Window(hold_until=100.0, give_up_after=50.0), "spec.give_up.time"),
 ])
 def test_bad_windows_name_the_field(window, field):
     with pytest.raises(InvalidArgument, match=field.replace(".", r"\.")):

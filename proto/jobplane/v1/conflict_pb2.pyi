@@ -16,18 +16,9 @@ class ConflictKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONFLICT_KIND_UNSPECIFIED: _ClassVar[ConflictKind]
     CONFLICT_KIND_EXCLUSIVE: _ClassVar[ConflictKind]
     CONFLICT_KIND_LOCK: _ClassVar[ConflictKind]
-
-class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    LOCK_MODE_UNSPECIFIED: _ClassVar[LockMode]
-    LOCK_MODE_READ: _ClassVar[LockMode]
-    LOCK_MODE_WRITE: _ClassVar[LockMode]
 CONFLICT_KIND_UNSPECIFIED: ConflictKind
 CONFLICT_KIND_EXCLUSIVE: ConflictKind
 CONFLICT_KIND_LOCK: ConflictKind
-LOCK_MODE_UNSPECIFIED: LockMode
-LOCK_MODE_READ: LockMode
-LOCK_MODE_WRITE: LockMode
 
 class JobSelector(_message.Message):
     __slots__ = ("job_class", "name", "labels")
@@ -61,10 +52,10 @@ class ConflictRule(_message.Message):
     jobs: JobSelector
     other: JobSelector
     resource: str
-    mode: LockMode
+    mode: _job_pb2.LockMode
     created_by: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ConflictKind, str]] = ..., jobs: _Optional[_Union[JobSelector, _Mapping]] = ..., other: _Optional[_Union[JobSelector, _Mapping]] = ..., resource: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ConflictKind, str]] = ..., jobs: _Optional[_Union[JobSelector, _Mapping]] = ..., other: _Optional[_Union[JobSelector, _Mapping]] = ..., resource: _Optional[str] = ..., mode: _Optional[_Union[_job_pb2.LockMode, str]] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListConflictRulesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

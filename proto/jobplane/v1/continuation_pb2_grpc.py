@@ -76,7 +76,7 @@ class ContinuationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchContinuations(self, request, context):
-        """Failover events (they also appear in JobService.WatchEvents): replayed after
+        """Failover events (they also appear in EventService.WatchEvents): replayed after
         `after_event_id`, then live.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -6,7 +6,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -62,3 +62,21 @@ class Event(_message.Message):
     task_name: str
     environment: str
     def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[EventKind, str]] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., raw_status: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., task_name: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("job_id", "after_event_id", "filter", "view")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_event_id: int
+    filter: str
+    view: str
+    def __init__(self, job_id: _Optional[str] = ..., after_event_id: _Optional[int] = ..., filter: _Optional[str] = ..., view: _Optional[str] = ...) -> None: ...
+
+class WatchEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...

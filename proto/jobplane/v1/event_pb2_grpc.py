@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from jobplane.v1 import event_pb2 as jobplane_dot_v1_dot_event__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,81 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class EventServiceStub:
+    """EventService: the ordered event log of jobs, tasks, providers, continuations and policies.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.WatchEvents = channel.unary_stream(
+                '/jobplane.v1.EventService/WatchEvents',
+                request_serializer=jobplane_dot_v1_dot_event__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_event__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
+
+
+class EventServiceServicer:
+    """EventService: the ordered event log of jobs, tasks, providers, continuations and policies.
+    """
+
+    def WatchEvents(self, request, context):
+        """Streams events after `after_event_id` (0 = from the beginning), then live.
+        No gap and no duplicate: a watcher that resumes from the last id it saw
+        receives exactly the events it missed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EventServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=jobplane_dot_v1_dot_event__pb2.WatchEventsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_event__pb2.WatchEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'jobplane.v1.EventService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('jobplane.v1.EventService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class EventService:
+    """EventService: the ordered event log of jobs, tasks, providers, continuations and policies.
+    """
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobplane.v1.EventService/WatchEvents',
+            jobplane_dot_v1_dot_event__pb2.WatchEventsRequest.SerializeToString,
+            jobplane_dot_v1_dot_event__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

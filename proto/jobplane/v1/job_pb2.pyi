@@ -21,12 +21,55 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class Comparison(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPARISON_UNSPECIFIED: _ClassVar[Comparison]
+    COMPARISON_LESS: _ClassVar[Comparison]
+    COMPARISON_LESS_OR_EQUAL: _ClassVar[Comparison]
+    COMPARISON_GREATER: _ClassVar[Comparison]
+    COMPARISON_GREATER_OR_EQUAL: _ClassVar[Comparison]
+    COMPARISON_EQUAL: _ClassVar[Comparison]
+    COMPARISON_NOT_EQUAL: _ClassVar[Comparison]
+
+class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOCK_MODE_UNSPECIFIED: _ClassVar[LockMode]
+    LOCK_MODE_READ: _ClassVar[LockMode]
+    LOCK_MODE_WRITE: _ClassVar[LockMode]
+
+class ContinuationRuleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTINUATION_RULE_KIND_UNSPECIFIED: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_MONTH: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_QUARTER: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_YEAR: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_END_OF_PERIOD: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_DATE: _ClassVar[ContinuationRuleKind]
+    CONTINUATION_RULE_KIND_CRON: _ClassVar[ContinuationRuleKind]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+COMPARISON_UNSPECIFIED: Comparison
+COMPARISON_LESS: Comparison
+COMPARISON_LESS_OR_EQUAL: Comparison
+COMPARISON_GREATER: Comparison
+COMPARISON_GREATER_OR_EQUAL: Comparison
+COMPARISON_EQUAL: Comparison
+COMPARISON_NOT_EQUAL: Comparison
+LOCK_MODE_UNSPECIFIED: LockMode
+LOCK_MODE_READ: LockMode
+LOCK_MODE_WRITE: LockMode
+CONTINUATION_RULE_KIND_UNSPECIFIED: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_MONTH: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_QUARTER: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_YEAR: ContinuationRuleKind
+CONTINUATION_RULE_KIND_END_OF_PERIOD: ContinuationRuleKind
+CONTINUATION_RULE_KIND_DATE: ContinuationRuleKind
+CONTINUATION_RULE_KIND_CRON: ContinuationRuleKind
 
 class MatrixParameter(_message.Message):
     __slots__ = ("name", "values_json")
@@ -37,7 +80,7 @@ class MatrixParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values_json: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites", "external", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "slurm")
+    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites", "external", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "slurm", "lateness", "retry_failures")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +118,8 @@ class TaskSpec(_message.Message):
     MAX_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SLURM_FIELD_NUMBER: _ClassVar[int]
+    LATENESS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FAILURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     python: str
@@ -98,7 +143,39 @@ class TaskSpec(_message.Message):
     max_wait_seconds: float
     max_runtime_seconds: float
     slurm: SlurmSpec
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., external: _Optional[_Union[ExternalSpec, _Mapping]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., slurm: _Optional[_Union[SlurmSpec, _Mapping]] = ...) -> None: ...
+    lateness: Lateness
+    retry_failures: RetryFailures
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., external: _Optional[_Union[ExternalSpec, _Mapping]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., slurm: _Optional[_Union[SlurmSpec, _Mapping]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., retry_failures: _Optional[_Union[RetryFailures, _Mapping]] = ...) -> None: ...
+
+class RetryFailures(_message.Message):
+    __slots__ = ("any", "timeout", "exit_codes")
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    any: bool
+    timeout: bool
+    exit_codes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, any: _Optional[bool] = ..., timeout: _Optional[bool] = ..., exit_codes: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Lateness(_message.Message):
+    __slots__ = ("start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds")
+    START_BY_FIELD_NUMBER: _ClassVar[int]
+    FINISH_BY_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_by: _timestamp_pb2.Timestamp
+    finish_by: _timestamp_pb2.Timestamp
+    max_wait_seconds: float
+    max_runtime_seconds: float
+    def __init__(self, start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ...) -> None: ...
+
+class Deadline(_message.Message):
+    __slots__ = ("time", "after_seconds")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    after_seconds: float
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_seconds: _Optional[float] = ...) -> None: ...
 
 class SlurmSpec(_message.Message):
     __slots__ = ("script", "args", "wrap", "partition", "time_limit", "cpus", "mem", "array", "account", "qos", "extra_args")
@@ -139,7 +216,7 @@ class ExternalSpec(_message.Message):
     def __init__(self, submit: _Optional[_Iterable[str]] = ..., poll: _Optional[_Iterable[str]] = ..., cancel: _Optional[_Iterable[str]] = ..., poll_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +231,13 @@ class JobSpec(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResourceLocksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LockMode
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LockMode, str]] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +257,10 @@ class JobSpec(_message.Message):
     TRANSIENT_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     LOCKS_FIELD_NUMBER: _ClassVar[int]
+    LATENESS_FIELD_NUMBER: _ClassVar[int]
+    GIVE_UP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_LOCKS_FIELD_NUMBER: _ClassVar[int]
+    FACT_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     priority: int
     labels: _containers.ScalarMap[str, str]
@@ -192,7 +280,21 @@ class JobSpec(_message.Message):
     transient: TransientFailures
     conditions: _containers.RepeatedScalarFieldContainer[str]
     locks: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    lateness: Lateness
+    give_up: Deadline
+    resource_locks: _containers.ScalarMap[str, LockMode]
+    fact_conditions: _containers.RepeatedCompositeFieldContainer[FactCondition]
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ...) -> None: ...
+
+class FactCondition(_message.Message):
+    __slots__ = ("fact", "op", "value")
+    FACT_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    fact: str
+    op: Comparison
+    value: float
+    def __init__(self, fact: _Optional[str] = ..., op: _Optional[_Union[Comparison, str]] = ..., value: _Optional[float] = ...) -> None: ...
 
 class TransientFailures(_message.Message):
     __slots__ = ("exit_codes", "raw_statuses", "max_reruns", "backoff_seconds")
@@ -207,16 +309,18 @@ class TransientFailures(_message.Message):
     def __init__(self, exit_codes: _Optional[_Iterable[int]] = ..., raw_statuses: _Optional[_Iterable[str]] = ..., max_reruns: _Optional[int] = ..., backoff_seconds: _Optional[float] = ...) -> None: ...
 
 class ContinuationRule(_message.Message):
-    __slots__ = ("kind", "priority", "value", "days")
+    __slots__ = ("kind", "priority", "value", "days", "rule_kind")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
+    RULE_KIND_FIELD_NUMBER: _ClassVar[int]
     kind: str
     priority: int
     value: str
     days: int
-    def __init__(self, kind: _Optional[str] = ..., priority: _Optional[int] = ..., value: _Optional[str] = ..., days: _Optional[int] = ...) -> None: ...
+    rule_kind: ContinuationRuleKind
+    def __init__(self, kind: _Optional[str] = ..., priority: _Optional[int] = ..., value: _Optional[str] = ..., days: _Optional[int] = ..., rule_kind: _Optional[_Union[ContinuationRuleKind, str]] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("total", "waiting", "running", "success", "failure", "cancel")
@@ -383,7 +487,7 @@ class ReleaseJobResponse(_message.Message):
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
-class WatchEventsRequest(_message.Message):
+class JobServiceWatchEventsRequest(_message.Message):
     __slots__ = ("job_id", "after_event_id", "filter", "view")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -395,7 +499,7 @@ class WatchEventsRequest(_message.Message):
     view: str
     def __init__(self, job_id: _Optional[str] = ..., after_event_id: _Optional[int] = ..., filter: _Optional[str] = ..., view: _Optional[str] = ...) -> None: ...
 
-class WatchEventsResponse(_message.Message):
+class JobServiceWatchEventsResponse(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]

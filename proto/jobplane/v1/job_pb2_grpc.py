@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """JobService: submit, inspect, list and cancel batch jobs, and watch the event log.
+    """JobService: submit, inspect, list, hold and cancel batch jobs.
     """
 
     def __init__(self, channel):
@@ -72,13 +72,13 @@ class JobServiceStub:
                 _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/jobplane.v1.JobService/WatchEvents',
-                request_serializer=jobplane_dot_v1_dot_job__pb2.WatchEventsRequest.SerializeToString,
-                response_deserializer=jobplane_dot_v1_dot_job__pb2.WatchEventsResponse.FromString,
+                request_serializer=jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsResponse.FromString,
                 _registered_method=True)
 
 
 class JobServiceServicer:
-    """JobService: submit, inspect, list and cancel batch jobs, and watch the event log.
+    """JobService: submit, inspect, list, hold and cancel batch jobs.
     """
 
     def SubmitJob(self, request, context):
@@ -129,9 +129,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchEvents(self, request, context):
-        """Streams events after `after_event_id` (0 = from the beginning), then live.
-        No gap and no duplicate: a watcher that resumes from the last id it saw
-        receives exactly the events it missed.
+        """Deprecated: use EventService.WatchEvents (the same handler); kept for one release so
+        that SDKs of the previous release keep watching. Same fields, same stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,8 +176,8 @@ def add_JobServiceServicer_to_server(servicer, server):
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
-                    request_deserializer=jobplane_dot_v1_dot_job__pb2.WatchEventsRequest.FromString,
-                    response_serializer=jobplane_dot_v1_dot_job__pb2.WatchEventsResponse.SerializeToString,
+                    request_deserializer=jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -189,7 +188,7 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """JobService: submit, inspect, list and cancel batch jobs, and watch the event log.
+    """JobService: submit, inspect, list, hold and cancel batch jobs.
     """
 
     @staticmethod
@@ -396,8 +395,8 @@ class JobService:
             request,
             target,
             '/jobplane.v1.JobService/WatchEvents',
-            jobplane_dot_v1_dot_job__pb2.WatchEventsRequest.SerializeToString,
-            jobplane_dot_v1_dot_job__pb2.WatchEventsResponse.FromString,
+            jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsRequest.SerializeToString,
+            jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -181,7 +181,7 @@ class Heartbeat(_message.Message):
     def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ..., load_average: _Optional[float] = ..., facts: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TaskReport(_message.Message):
-    __slots__ = ("task_id", "attempt", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw", "checkpoint_json", "external_job_id")
+    __slots__ = ("task_id", "attempt", "started", "finished", "checkpoint", "status", "kind", "outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw", "checkpoint_json", "external_job_id")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +191,10 @@ class TaskReport(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +207,10 @@ class TaskReport(_message.Message):
     EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
+    started: AttemptStarted
+    finished: AttemptFinished
+    checkpoint: AttemptCheckpoint
+    status: AttemptStatusChange
     kind: TaskReportKind
     outcome: AttemptOutcome
     exit_code: int
@@ -213,7 +221,59 @@ class TaskReport(_message.Message):
     raw: _containers.ScalarMap[str, str]
     checkpoint_json: str
     external_job_id: str
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., kind: _Optional[_Union[TaskReportKind, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., checkpoint_json: _Optional[str] = ..., external_job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., started: _Optional[_Union[AttemptStarted, _Mapping]] = ..., finished: _Optional[_Union[AttemptFinished, _Mapping]] = ..., checkpoint: _Optional[_Union[AttemptCheckpoint, _Mapping]] = ..., status: _Optional[_Union[AttemptStatusChange, _Mapping]] = ..., kind: _Optional[_Union[TaskReportKind, str]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., checkpoint_json: _Optional[str] = ..., external_job_id: _Optional[str] = ...) -> None: ...
+
+class AttemptStarted(_message.Message):
+    __slots__ = ("external_job_id",)
+    EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    external_job_id: str
+    def __init__(self, external_job_id: _Optional[str] = ...) -> None: ...
+
+class AttemptFinished(_message.Message):
+    __slots__ = ("outcome", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "raw")
+    class RawEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_TAIL_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    outcome: AttemptOutcome
+    exit_code: int
+    result_json: str
+    error: str
+    stdout_tail: str
+    stderr_tail: str
+    raw: _containers.ScalarMap[str, str]
+    def __init__(self, outcome: _Optional[_Union[AttemptOutcome, str]] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AttemptCheckpoint(_message.Message):
+    __slots__ = ("checkpoint_json",)
+    CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
+    checkpoint_json: str
+    def __init__(self, checkpoint_json: _Optional[str] = ...) -> None: ...
+
+class AttemptStatusChange(_message.Message):
+    __slots__ = ("raw", "external_job_id")
+    class RawEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    raw: _containers.ScalarMap[str, str]
+    external_job_id: str
+    def __init__(self, raw: _Optional[_Mapping[str, str]] = ..., external_job_id: _Optional[str] = ...) -> None: ...
 
 class TaskReports(_message.Message):
     __slots__ = ("seq", "reports")

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobplane/v1/view.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\x04View\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08resource\x18\x02 \x01(\x0e\x32\x19.jobplane.v1.ViewResource\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0fSaveViewRequest\x12\x1f\n\x04view\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.View\"3\n\x10SaveViewResponse\x12\x1f\n\x04view\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.View\"\x1e\n\x0eGetViewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0fGetViewResponse\x12\x1f\n\x04view\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.View\"\x12\n\x10ListViewsRequest\"5\n\x11ListViewsResponse\x12 \n\x05views\x18\x01 \x03(\x0b\x32\x11.jobplane.v1.View\"!\n\x11\x44\x65leteViewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteViewResponse*^\n\x0cViewResource\x12\x1d\n\x19VIEW_RESOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12VIEW_RESOURCE_JOBS\x10\x01\x12\x17\n\x13VIEW_RESOURCE_TASKS\x10\x02\x32\xb7\x02\n\x0bViewService\x12G\n\x08SaveView\x12\x1c.jobplane.v1.SaveViewRequest\x1a\x1d.jobplane.v1.SaveViewResponse\x12\x44\n\x07GetView\x12\x1b.jobplane.v1.GetViewRequest\x1a\x1c.jobplane.v1.GetViewResponse\x12J\n\tListViews\x12\x1d.jobplane.v1.ListViewsRequest\x1a\x1e.jobplane.v1.ListViewsResponse\x12M\n\nDeleteView\x12\x1e.jobplane.v1.DeleteViewRequest\x1a\x1f.jobplane.v1.DeleteViewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobplane/v1/view.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\x04View\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08resource\x18\x02 \x01(\x0e\x32\x19.jobplane.v1.ViewResource\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0fSaveViewRequest\x12\x1f\n\x04view\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.View\"3\n\x10SaveViewResponse\x12\x1f\n\x04view\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.View\"\x1e\n\x0eGetViewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0fGetViewResponse\x12\x1f\n\x04view\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.View\"9\n\x10ListViewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListViewsResponse\x12 \n\x05views\x18\x01 \x03(\x0b\x32\x11.jobplane.v1.View\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteViewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteViewResponse*^\n\x0cViewResource\x12\x1d\n\x19VIEW_RESOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12VIEW_RESOURCE_JOBS\x10\x01\x12\x17\n\x13VIEW_RESOURCE_TASKS\x10\x02\x32\xb7\x02\n\x0bViewService\x12G\n\x08SaveView\x12\x1c.jobplane.v1.SaveViewRequest\x1a\x1d.jobplane.v1.SaveViewResponse\x12\x44\n\x07GetView\x12\x1b.jobplane.v1.GetViewRequest\x1a\x1c.jobplane.v1.GetViewResponse\x12J\n\tListViews\x12\x1d.jobplane.v1.ListViewsRequest\x1a\x1e.jobplane.v1.ListViewsResponse\x12M\n\nDeleteView\x12\x1e.jobplane.v1.DeleteViewRequest\x1a\x1f.jobplane.v1.DeleteViewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobplane.v1.view_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VIEWRESOURCE']._serialized_start=559
-  _globals['_VIEWRESOURCE']._serialized_end=653
+  _globals['_VIEWRESOURCE']._serialized_start=623
+  _globals['_VIEWRESOURCE']._serialized_end=717
   _globals['_VIEW']._serialized_start=73
   _globals['_VIEW']._serialized_end=236
   _globals['_SAVEVIEWREQUEST']._serialized_start=238
@@ -45,13 +45,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETVIEWRESPONSE']._serialized_start=375
   _globals['_GETVIEWRESPONSE']._serialized_end=425
   _globals['_LISTVIEWSREQUEST']._serialized_start=427
-  _globals['_LISTVIEWSREQUEST']._serialized_end=445
-  _globals['_LISTVIEWSRESPONSE']._serialized_start=447
-  _globals['_LISTVIEWSRESPONSE']._serialized_end=500
-  _globals['_DELETEVIEWREQUEST']._serialized_start=502
-  _globals['_DELETEVIEWREQUEST']._serialized_end=535
-  _globals['_DELETEVIEWRESPONSE']._serialized_start=537
-  _globals['_DELETEVIEWRESPONSE']._serialized_end=557
-  _globals['_VIEWSERVICE']._serialized_start=656
-  _globals['_VIEWSERVICE']._serialized_end=967
+  _globals['_LISTVIEWSREQUEST']._serialized_end=484
+  _globals['_LISTVIEWSRESPONSE']._serialized_start=486
+  _globals['_LISTVIEWSRESPONSE']._serialized_end=564
+  _globals['_DELETEVIEWREQUEST']._serialized_start=566
+  _globals['_DELETEVIEWREQUEST']._serialized_end=599
+  _globals['_DELETEVIEWRESPONSE']._serialized_start=601
+  _globals['_DELETEVIEWRESPONSE']._serialized_end=621
+  _globals['_VIEWSERVICE']._serialized_start=720
+  _globals['_VIEWSERVICE']._serialized_end=1031
 # @@protoc_insertion_point(module_scope)
