@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import grpc
 from google.protobuf import json_format
 
-from jobplane.v1 import job_pb2, security_pb2, task_pb2
+from jobplane.v1 import event_pb2, job_pb2, security_pb2, task_pb2
 
 from . import pages
 from .gateway import Gateway
@@ -179,8 +179,8 @@ class Console:
                 return Response(403, "watching every job needs the role viewer or above; pass ?job=ID\n", TEXT)
         except grpc.aio.AioRpcError as exc:
             return Response(HTTP_OF.get(exc.code(), 502), f"{exc.details()}\n", TEXT)
-        asked = job_pb2.WatchEventsRequest(job_id=job_id, after_event_id=int(after))
-        return Stream(_sse(self._api.stream(self._api.jobs.WatchEvents, asked, token)))
+        asked = event_pb2.WatchEventsRequest(job_id=job_id, after_event_id=int(after))
+        return Stream(_sse(self._api.stream(self._api.events.WatchEvents, asked, token)))
 
 
 async def _sse(call) -> AsyncIterator[bytes]:

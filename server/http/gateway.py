@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from jobplane.v1 import job_pb2_grpc, security_pb2_grpc, task_pb2_grpc
+from jobplane.v1 import event_pb2_grpc, job_pb2_grpc, security_pb2_grpc, task_pb2_grpc
 
 CERT_NAME = "localhost"  # always in the server certificate (security/pki.py issue_server)
 LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]"}
@@ -32,6 +32,7 @@ class Gateway:
             self._channel = grpc.aio.secure_channel(self._target, creds,
                                                     options=[("grpc.ssl_target_name_override", CERT_NAME)])
         self.jobs = job_pb2_grpc.JobServiceStub(self._channel)
+        self.events = event_pb2_grpc.EventServiceStub(self._channel)
         self.tasks = task_pb2_grpc.TaskServiceStub(self._channel)
         self.security = security_pb2_grpc.SecurityServiceStub(self._channel)
 

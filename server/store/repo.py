@@ -8,13 +8,18 @@ import json
 import logging
 from dataclasses import dataclass
 
-from peewee import Database, fn
+from peewee import Database, PostgresqlDatabase, fn
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from ..domain.model import JobState, TaskState
 from ..domain.changes import ChangeSet, ContinuationRec
-from .codec import dump_job_spec, dump_task_spec
+from ..domain.continuation import Pending
+from ..domain.fences import Fence
+from ..domain.inventory import InvEntry
+from ..domain.model import JobState, ProviderState, Status, TaskState
+from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import StoreFailure
-from .conflicts import apply_overlaps, apply_rules
+from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
+from .conflicts import ConflictStore, apply_overlaps, apply_rules
 from .failures import explain, root_cause
 from .reads import IN_CHUNK, Reads
 from .models import (
@@ -66,9 +71,6 @@ class Store:
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""
-        from playhouse.migrate import migrate, PostgresqlMigrator, SqliteMigrator
-        from peewee import PostgresqlDatabase
-
         migrator = PostgresqlMigrator(self.db) if isinstance(self.db, PostgresqlDatabase) else SqliteMigrator(self.db)
         for model in ALL_MODELS:
             table = model._meta.table_name
@@ -106,8 +108,6 @@ class Store:
         queued = {t.id for t in tasks if t.state == int(TaskState.QUEUED)}
         waiting = [row for row in ContinuedTaskRow.select().where(ContinuedTaskRow.to_provider == "")
                    .order_by(ContinuedTaskRow.id) if row.task in queued]
-        from .conflicts import ConflictStore
-
         return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts,
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules())
@@ -283,22 +283,16 @@ def _event_row(e) -> dict:
 
 def runtime_from_snapshot(snap: Snapshot):
     """Rows to the engine's runtime objects: (counters, jobs, tasks, providers)."""
-    from ..domain.state import Counters
-    from ..domain.fences import Fence
-    from ..domain.model import JobState as JS, ProviderState, Status, TaskState as TS
-    from ..domain.state import AttemptRt, JobRt, ProviderRt, TaskRt
-    from .codec import load_job_spec, load_task_spec
-
     ids = snap.max_ids
     counters = Counters(ids["job"] + 1, ids["task"] + 1, ids["attempt"] + 1, ids["event"] + 1, ids["continuation"] + 1)
-    jobs = [JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JS(r.state), r.submit_time,
+    jobs = [JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JobState(r.state), r.submit_time,
                   counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason, owner=r.owner, hold=r.hold)
             for r in snap.jobs]
     current = {a.task: a for a in snap.attempts}
     tasks = []
     for r in snap.tasks:
         t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
-                   r.max_attempts, TS(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
+                   r.max_attempts, TaskState(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
                    r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
                    checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
                    fence=Fence.load(r.fence), adopt_job=snap.handed_on.get(r.id, ""))
@@ -322,8 +316,6 @@ def runtime_from_snapshot(snap: Snapshot):
 
 
 def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:
-    from ..domain.inventory import InvEntry
-
     for r in rows:
         if r.provider in providers:
             providers[r.provider].inventory[r.signature] = InvEntry(
@@ -332,8 +324,6 @@ def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:
 
 def _waiting(row: ContinuedTaskRow, job, task):
     """A continuation that had not gone out yet, in its place in line (as at the failure)."""
-    from ..domain.continuation import Pending
-
     key = (row.priority, -job.priority, job.submit_time, job.id, task.idx)
     return Pending(key, task.id, row.continuation, row.priority, row.rule, dict(task.spec.requires),
                    task.spec.prerequisite_ids)

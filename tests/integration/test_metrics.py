@@ -9,7 +9,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobplane.v1 import job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc
+from jobplane.v1 import event_pb2, event_pb2_grpc, job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc
 from support import admin_channel, agent_certificate, agent_channel, wait_until
 from support_http import HTTP, get
 
@@ -87,7 +87,7 @@ def test_refused_calls_are_counted_by_method_and_code(sqlite_cluster):
 def test_watchers_are_counted_while_connected(sqlite_cluster):
     c = sqlite_cluster
     with admin_channel(c.server) as channel:
-        stream = job_pb2_grpc.JobServiceStub(channel).WatchEvents(job_pb2.WatchEventsRequest(), timeout=30)
+        stream = event_pb2_grpc.EventServiceStub(channel).WatchEvents(event_pb2.WatchEventsRequest(), timeout=30)
         wait_until(lambda: value(scrape(c.server), "jobplane_watchers") == 1, 10, "the watcher counted")
         stream.cancel()
     wait_until(lambda: value(scrape(c.server), "jobplane_watchers") == 0, 10, "the watcher gone")
