@@ -200,6 +200,8 @@ class Continuations:
             if not any(all(p.labels.get(k) == v for k, v in e.requires.items()) for e in self.pending):
                 p.took_continuations = False
                 p.idle_since = None
+                p.promoted = True
+                self.engine.provider_rules.took_place()
                 self.engine.provider_rules.set_state(p, ProviderState.ACTIVE, "promoted: no continuation left to start")
 
     # ----- what if -------------------------------------------------------------------

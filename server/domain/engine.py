@@ -260,6 +260,7 @@ class Engine:
         """Hand waiting continuations out first, then queued tasks to providers with free
         slots, one per provider per round, so a job's tasks spread across providers."""
         self.continuations.dispatch()
+        self.provider_rules.fill_places()
         self._dispatch_round()
         while len(self.ready) and self.provider_rules.activate_standby():
             self._dispatch_round()

@@ -27,6 +27,7 @@ GONE = (ProviderState.LOST, ProviderState.REVOKED, ProviderState.STOPPED)
 class Providers:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.owed: list[str] = []  # lost active providers whose place no standby has taken yet
 
     # ----- connecting ----------------------------------------------------------------
 
@@ -85,7 +86,7 @@ class Providers:
             provider.last_seen = e.now
             e.want_dispatch()
             if provider.state == ProviderState.CONNECTING:
-                standby = provider.standby and not provider.in_flight
+                standby = provider.standby and not provider.in_flight and not provider.promoted
                 self.set_state(provider, ProviderState.STANDBY if standby else ProviderState.ACTIVE,
                                "ready: standing by" if standby else "ready: taking work")
 
@@ -111,6 +112,8 @@ class Providers:
             self._suspect(provider, "stream closed")
 
     def _suspect(self, provider: ProviderRt, why: str) -> None:
+        if provider.state != ProviderState.SUSPECT:
+            provider.before_suspect = provider.state
         provider.epoch += 1
         grace = self.engine.config.reconnect_grace
         self.set_state(provider, ProviderState.SUSPECT, f"{why}; waiting {grace:g}s for it to reconnect")
@@ -137,9 +140,38 @@ class Providers:
         provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
         provider.epoch += 1
         provider.grace_until = None
+        was = provider.before_suspect if provider.state == ProviderState.SUSPECT else provider.state
         self.set_state(provider, ProviderState.LOST, reason)
+        if was == ProviderState.ACTIVE and (provider.promoted or not provider.standby):
+            self.owed.append(provider.id)  # a standby takes its place (fill_places)
+            e.want_dispatch()
         e.fencing.provider_gone(provider)
         e.continuations.hand_on(provider, reason, stop=False)
+
+    def fill_places(self) -> None:
+        """Active providers were lost: a standby takes each one's place for good, so capacity is
+        kept whether or not work was running there (one with the same labels first). A standby
+        that is taking a lost provider's continuations takes its place when they are all out
+        (continuation.py), so none is promoted meanwhile."""
+        e = self.engine
+        self.owed = [pid for pid in self.owed if e.providers[pid].state == ProviderState.LOST]
+        if not self.owed or any(p.state == ProviderState.STANDBY and p.took_continuations
+                                for p in e.providers.values()):
+            return
+        while self.owed:
+            standbys = [p for p in e.providers.values()
+                        if p.state == ProviderState.STANDBY and p.conn_id and p.accepting and not p.drained]
+            if not standbys:
+                return
+            lost = e.providers[self.owed.pop(0)]
+            chosen = min(standbys, key=lambda p: (p.labels != lost.labels, p.id))
+            chosen.promoted, chosen.idle_since = True, None
+            self.set_state(chosen, ProviderState.ACTIVE, f"promoted: takes the place of lost provider {lost.id}")
+
+    def took_place(self) -> None:
+        """A standby was promoted after taking continuations: it holds one lost provider's place."""
+        if self.owed:
+            self.owed.pop(0)
 
     # ----- after a server restart ----------------------------------------------------
 

@@ -127,6 +127,7 @@ class ProviderRt:
     probe_id: int = 0  # an unanswered probe, if any
     probe_deadline: float = 0.0
     took_continuations: bool = False  # a standby given continuations: promoted once none is left
+    promoted: bool = False  # a standby promoted for good (continuations, a lost provider's place): stays ACTIVE
     inventory: dict = field(default_factory=dict)  # signature id -> inventory.InvEntry
     scanning: dict = field(default_factory=dict)  # signature id -> (asked at, source), not yet answered
     live: dict[str, float] = field(default_factory=dict)  # the facts of its latest heartbeat

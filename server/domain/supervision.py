@@ -47,7 +47,7 @@ class Supervision:
             e.provider_rules.set_state(p, ProviderState.SUSPECT, f"silent for {silent:.1f}s, promised a signal "
                                                                  f"every {p.heartbeat:g}s; probing")
             self.probe(p)
-        elif p.standby and p.state == ProviderState.ACTIVE:
+        elif p.standby and p.state == ProviderState.ACTIVE and not p.promoted:
             self._maybe_back_to_standby(p)
 
     def probe(self, p: ProviderRt) -> None:

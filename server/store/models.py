@@ -115,6 +115,7 @@ class ProviderRow(BaseModel):
     kill_deadline = DoubleField(default=0.0)  # the agent's promise on stranded attempts
     containment = CharField(max_length=32, default="")
     backoff_cap = DoubleField(default=0.0)  # its longest reconnect pause: sizes the restart grace
+    promoted = IntegerField(default=0)  # 1: a standby promoted for good: ACTIVE across reconnects and restarts
 
     class Meta:
         table_name = "provider"

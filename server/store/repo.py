@@ -208,7 +208,7 @@ class Store:
             row = {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
                    "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
                    "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
-                   "backoff_cap": p.backoff_cap}
+                   "backoff_cap": p.backoff_cap, "promoted": int(p.promoted)}
             (ProviderRow.insert(row)
              .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
              .execute())
@@ -306,7 +306,8 @@ def runtime_from_snapshot(snap: Snapshot):
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,
                             drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED),
-                            kill_deadline=r.kill_deadline, containment=r.containment, backoff_cap=r.backoff_cap)
+                            kill_deadline=r.kill_deadline, containment=r.containment, backoff_cap=r.backoff_cap,
+                            promoted=bool(r.promoted))
                  for r in snap.providers]
     _restore_inventory(snap.inventory, {p.id: p for p in providers})
     by_job, by_task = {j.id: j for j in jobs}, {t.id: t for t in tasks}

@@ -3,7 +3,7 @@ engine back the unfinished work exactly as it was."""
 
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
-from jobplane.server.domain.model import Hello, JobSpec, JobState, Report, ReportKind, TaskSpec, TaskState
+from jobplane.server.domain.model import Hello, JobSpec, JobState, ProviderState, Report, ReportKind, TaskSpec, TaskState
 from jobplane.server.domain.timing import TimingRule
 from jobplane.server.store.db import open_database
 from jobplane.server.store.repo import Store, runtime_from_snapshot
@@ -64,3 +64,28 @@ def test_changes_round_trip_through_the_database(db_url):
     events = store.reads.events_after(0, job.id, 1000)
     assert [e.id for e in events] == sorted(e.id for e in events) and events[-1].raw_status == "QUEUED"
     store.close()
+
+
+def test_a_promoted_standby_is_still_promoted_after_a_restart(db_url):
+    store = Store(open_database(db_url))
+    store.create_schema()
+    engine = Engine(EngineConfig())
+    engine.begin(1000.0)
+    for conn, (name, standby) in enumerate((("a", False), ("s", True)), start=1):
+        engine.connect(Hello(name, {}, {}, 1, 1.0, (), standby), conn_id=conn)
+        engine.ready_signal(name, conn)
+    store.apply(engine.take_changes())
+    engine.disconnect("a", 1)
+    (_, expire), = (cs := engine.take_changes()).timers
+    store.apply(cs)
+    expire(engine)
+    store.apply(engine.take_changes())
+    store.close()
+
+    _, _, _, providers, _ = runtime_from_snapshot(Store(open_database(db_url)).load())
+    restarted = Engine(EngineConfig())
+    restarted.begin(2000.0)
+    restarted.restore([], [], providers)
+    restarted.connect(Hello("s", {}, {}, 1, 1.0, (), True), conn_id=7)
+    restarted.ready_signal("s", 7)
+    assert restarted.providers["s"].state == ProviderState.ACTIVE, "it came back in the lost provider's place"

@@ -222,3 +222,76 @@ def test_a_superseded_attempt_that_comes_back_is_never_counted_beside_its_contin
     cs = e.take_changes()
     assert job.counts["success"] == 1 and job.counts["total"] == 1
     assert [t.task_id for rec in cs.continuations for t in rec.tasks] == []  # no second continuation
+
+
+def idle(e, seconds):
+    """Time passes with the providers heard from; supervision looks twice (idle is noticed, then judged)."""
+    for _ in range(2):
+        e.begin(e.now + seconds)
+        for p in e.providers.values():
+            p.last_seen = e.now
+        e.supervise()
+    return e.take_changes()
+
+
+def test_a_promoted_standby_stays_active_however_long_it_idles():
+    e = engine()
+    conn = connect(e, "a", slots=1)
+    job = submit(e, "job")
+    e.take_changes()
+    connect(e, "s", slots=1, standby=True)
+    lose(e, "a", conn)
+    (task,) = tasks_of(e, job)
+    finish(e, "s", 2, task, attempt=2)
+    e.take_changes()
+    assert e.providers["s"].state == ProviderState.ACTIVE
+    idle(e, e.config.standby_idle * 3)
+    assert e.providers["s"].state == ProviderState.ACTIVE, "promotion sticks"
+
+
+def test_a_lost_active_provider_with_no_work_is_replaced_by_a_standby():
+    e = engine()
+    conn = connect(e, "a", slots=2)
+    connect(e, "s", slots=2, standby=True)
+    e.take_changes()
+    cs = lose(e, "a", conn)
+    assert e.providers["s"].state == ProviderState.ACTIVE
+    assert any(ev.message == "promoted: takes the place of lost provider a" for ev in cs.events)
+    idle(e, e.config.standby_idle * 3)
+    assert e.providers["s"].state == ProviderState.ACTIVE, "it holds the lost provider's place"
+
+
+def test_a_standby_woken_for_load_goes_back_to_standby_when_idle():
+    e = engine()
+    connect(e, "a", slots=1)
+    connect(e, "s", slots=1, standby=True)
+    submit(e, "job", tasks=2)
+    e.take_changes()
+    assert e.providers["s"].state == ProviderState.ACTIVE
+    for task in list(e.tasks.values()):
+        finish(e, task.provider, 1 if task.provider == "a" else 2, task)
+    idle(e, e.config.standby_idle * 3)
+    assert e.providers["s"].state == ProviderState.STANDBY
+
+
+def test_a_promoted_standby_that_reconnects_is_active_again_not_standby():
+    e = engine()
+    conn = connect(e, "a", slots=1)
+    s_conn = connect(e, "s", slots=1, standby=True)
+    e.take_changes()
+    lose(e, "a", conn)
+    assert e.providers["s"].promoted
+    e.disconnect("s", s_conn)
+    e.connect(Hello("s", {}, {}, 1, 1.0, (), True), conn_id=9)
+    e.ready_signal("s", 9)
+    assert e.providers["s"].state == ProviderState.ACTIVE
+
+
+def test_a_lost_standby_is_not_replaced():
+    e = engine()
+    connect(e, "a", slots=1)
+    s_conn = connect(e, "s", slots=1, standby=True)
+    connect(e, "t", slots=1, standby=True)
+    e.take_changes()
+    lose(e, "s", s_conn)
+    assert e.providers["t"].state == ProviderState.STANDBY
