@@ -166,6 +166,7 @@ class Engine:
             index, why = next(iter(unmet.values()))
             raise FailedPrecondition(f"spec.tasks[{index}].requires: {why}; start a matching agent "
                                      "or set wait_for_providers = true to queue the job until one joins")
+        self._check_calendar(spec)
         lacking = self.inventory.unmet(drafts)
         if lacking and not spec.wait_for_providers:
             raise FailedPrecondition(f"spec.tasks[{lacking[0]}].prerequisites: {lacking[1]}; provide it on an "
@@ -183,6 +184,17 @@ class Engine:
         self.holds.watch_window(job)
         self._add_tasks(job, drafts, unmet)
         return job
+
+    def _check_calendar(self, spec: JobSpec) -> None:
+        """An end_of_period rule needs the server's period ends; without them it would never apply."""
+        if self.calendar.period_ends:
+            return
+        for i, rule in enumerate(spec.continuation_rules):
+            if rule.kind == "end_of_period":
+                raise FailedPrecondition(
+                    f"spec.continuation_rules[{i}]: end_of_period needs the server's period ends, and this server "
+                    "has none; start jobplane-server with --period-end MM-DD (e.g. --period-end 03-31), or use "
+                    "end_of_month, end_of_quarter or end_of_year")
 
     def _add_tasks(self, job: JobRt, drafts: list[TaskDraft], unmet: dict) -> None:
         first = self.ids.take("task", len(drafts))

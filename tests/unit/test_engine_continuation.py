@@ -4,11 +4,14 @@ waiting for slots, checkpoints, and the what-if plan."""
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
     Hello, JobSpec, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
 from jobplane.server.domain.timing import TimingRule
+from jobplane.server.errors import FailedPrecondition
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -295,3 +298,13 @@ def test_a_lost_standby_is_not_replaced():
     e.take_changes()
     lose(e, "s", s_conn)
     assert e.providers["t"].state == ProviderState.STANDBY
+
+
+def test_end_of_period_without_the_servers_period_ends_is_refused_and_changes_nothing():
+    e = Engine(EngineConfig(timezone="Europe/Paris"))
+    e.begin(at(2026, 5, 20, 12, 0))
+    connect(e, "a")
+    with pytest.raises(FailedPrecondition, match=r"spec.continuation_rules\[1\]: end_of_period .* --period-end"):
+        submit(e, "job", rules=[TimingRule("end_of_month", 2), TimingRule("end_of_period", 0)])
+    assert not e.jobs and not e.tasks
+    assert submit(e, "job", rules=[TimingRule("end_of_month", 2)]).id, "other calendar rules need nothing"
