@@ -150,13 +150,13 @@ class Providers:
 
     def fill_places(self) -> None:
         """Active providers were lost: a standby takes each one's place for good, so capacity is
-        kept whether or not work was running there (one with the same labels first). A standby
-        that is taking a lost provider's continuations takes its place when they are all out
-        (continuation.py), so none is promoted meanwhile."""
+        kept whether or not work was running there (one with the same labels first). Not while
+        continuations wait to go out (fenced, or for a slot): a standby that takes them takes the
+        place when they are all out (continuation.py)."""
         e = self.engine
         self.owed = [pid for pid in self.owed if e.providers[pid].state == ProviderState.LOST]
-        if not self.owed or any(p.state == ProviderState.STANDBY and p.took_continuations
-                                for p in e.providers.values()):
+        if not self.owed or e.continuations.pending or any(
+                p.state == ProviderState.STANDBY and p.took_continuations for p in e.providers.values()):
             return
         while self.owed:
             standbys = [p for p in e.providers.values()

@@ -9,7 +9,7 @@ import signal
 import sys
 import textwrap
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -115,7 +115,23 @@ def test_drain_continues_the_task_elsewhere_from_its_checkpoint(cluster, sum_tas
     wait_until(lambda: cluster.client.get_provider("a").state == 6, 10, "a to be DRAINED")
 
 
-@pytest.mark.server_args("--period-end", "09-30", "--timezone", "UTC")
+def _day(days_from_today: int) -> date:
+    day = datetime.now(timezone.utc).date() + timedelta(days=days_from_today)
+    return day + timedelta(days=1) if (day.month, day.day) == (2, 29) else day  # --period-end takes MM-DD
+
+
+def _quiet_day() -> date:
+    """A day that is neither a month's last nor the period end below: base priorities apply."""
+    day = _day(40)
+    return day + timedelta(days=1) if (day + timedelta(days=1)).month != day.month else day
+
+
+# The scenario's dates are fixed relative to today, so it reads the same on every day of the year
+# (the failure happens today: the period end must not be today, as 30 September once was).
+PERIOD_END = _day(100)
+
+
+@pytest.mark.server_args("--period-end", PERIOD_END.strftime("%m-%d"), "--timezone", "UTC")
 def test_reference_scenario_standby_first_in_priority_order_then_promoted(cluster, sum_task, tmp_path):
     """Two active providers with 2 slots, a standby with 1; jobs 1 and 2 on p1, 3 and 4 on p2.
     Killing p1 continues job 1 on the standby first; job 2 waits until job 1 is done there,
@@ -136,13 +152,14 @@ def test_reference_scenario_standby_first_in_priority_order_then_promoted(cluste
     cluster.add_agent("s", slots=1, extra=["--standby"], wait=False)
     wait_until(lambda: state_of(cluster, "s") == STANDBY, 20, "s to stand by")
 
-    # 21 November: neither end of month nor the period end (30 September): jobs 1, 2 by base priority.
-    plan = cluster.client.plan_continuation("p1")
+    # A quiet day, neither a month's end nor the period end: jobs 1, 2 by base priority.
+    quiet = datetime.combine(_quiet_day(), time(12), tzinfo=timezone.utc).timestamp()
+    plan = cluster.client.plan_continuation("p1", at=quiet)
     assert [(t.job_id, t.to_provider_id, t.effective_priority) for t in plan.tasks] == [
         (job1.id, "s", 4), (job2.id, "", 5)]
-    on_30_sept = datetime(2026, 9, 30, 12, tzinfo=timezone.utc).timestamp()
-    assert [(t.job_id, t.rule) for t in cluster.client.plan_continuation("p1", at=on_30_sept).tasks] == [
-        (job2.id, "end_of_period"), (job1.id, "end_of_month")]
+    period_end = datetime.combine(PERIOD_END, time(12), tzinfo=timezone.utc).timestamp()
+    assert [t.job_id for t in cluster.client.plan_continuation("p1", at=period_end).tasks] == [job2.id, job1.id]
+    assert cluster.client.plan_continuation("p1", at=period_end).tasks[0].rule == "end_of_period"
 
     cluster.agents["p1"].kill()
     for j in (job1, job2):
