@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .facts import explain, unmet
-from .model import ProviderState, Status, TaskState
+from .model import EventKind, ProviderState, Status, TaskState
 from .status import task_status
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ class Conditions:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._conditional: dict[int, None] = {}  # queued tasks whose job has runtime conditions
+        self._held_jobs: set[int] = set()  # jobs shown ON_HOLD for a task's conditions
 
     def meets(self, provider) -> Callable[[tuple], bool]:
         facts = provider_facts(provider)
@@ -55,6 +56,7 @@ class Conditions:
         (worked out once per set of label requirements and conditions)."""
         e = self.engine
         reasons: dict[tuple, str] = {}
+        held_jobs: dict[int, str] = {}
         for tid in list(self._conditional):
             task = e.tasks.get(tid)
             if task is None or task.state != TaskState.QUEUED or tid not in e.ready:
@@ -64,10 +66,29 @@ class Conditions:
             if key not in reasons:
                 reasons[key] = self._reason(task)
             why = reasons[key]
+            if why:
+                held_jobs.setdefault(task.job_id, why)
             if why and (task.status != Status.ON_HOLD or task.reason != why):
                 e.lifecycle.show(task, Status.ON_HOLD, why)
             elif not why and task.status == Status.ON_HOLD:
                 e.lifecycle.show(task, task_status(task.state, task.attempt), "a provider meets its conditions")
+        self._show_jobs(held_jobs)
+
+    def _show_jobs(self, held_jobs: dict[int, str]) -> None:
+        """A job not yet started whose task waits on conditions is ON_HOLD too, saying why."""
+        e = self.engine
+        for job_id in set(held_jobs) | self._held_jobs:
+            job = e.jobs.get(job_id)
+            why = held_jobs.get(job_id, "")
+            if job is None or job.condition_hold == why:
+                continue
+            before = job.status
+            job.condition_hold = why
+            e.changes.job(job)
+            if job.status != before:
+                e.event(EventKind.JOB, job_id=job.id, raw_status=job.state.name, status=job.status,
+                        message=why or "a provider meets its conditions", environment="jobplane")
+        self._held_jobs = set(held_jobs)
 
     def _reason(self, task) -> str:
         e = self.engine

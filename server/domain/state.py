@@ -30,6 +30,7 @@ class JobRt:
     late: str = ""  # "start" past its start deadline, "run" past its finish deadline
     hold: str = ""  # held by hand: who and why (persisted)
     hold_reason: str = ""  # why its tasks may not start yet: a conflict, its window (derived)
+    condition_hold: str = ""  # why a task of it waits on runtime conditions no provider meets (derived)
     window: tuple[float, float | None] | None = None  # (opens, closes) when it has a window
     facts: object = None  # conflicts.JobFacts, made on first use
     request: object = None  # requests.RequestKey of an idempotent submit: stored with the new job
@@ -40,7 +41,7 @@ class JobRt:
             return Status.LATE_TO_START
         if self.late == "run" and self.state == JobState.RUNNING:
             return Status.RUNNING_LATE
-        if self.state == JobState.QUEUED and (self.hold or self.hold_reason):
+        if self.state == JobState.QUEUED and (self.hold or self.hold_reason or self.condition_hold):
             return Status.ON_HOLD
         return job_status(self.state)
 

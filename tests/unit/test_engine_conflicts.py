@@ -253,8 +253,12 @@ def test_a_load_condition_holds_a_task_until_the_load_drops():
     task = tasks_of(e, j)[0]
     assert not cs.assignments and task.status == Status.ON_HOLD
     assert "load_average<2 (is 5)" in task.reason
+    assert j.status == Status.ON_HOLD, "the job says it is held, not merely waiting"
+    assert any(ev.job_id == j.id and not ev.task_id and ev.status == Status.ON_HOLD and "load_average<2" in ev.message
+               for ev in cs.events)
     e.live_facts("a", conn, {"load_average": 0.5})
     assert assigned(clock.changes()) == {"a": [("careful-0", 1)]}
+    assert j.status != Status.ON_HOLD
 
 
 def test_conditions_are_validated_with_their_index():
