@@ -504,13 +504,25 @@ def normalize(
 _TIMELY = frozenset({Status.LATE_TO_START, Status.RUNNING_LATE})
 
 
+def redecide(environment: str, raw: Mapping[str, str], stored: Status, *, user: Policy | None,
+             groups: Sequence[Policy] = ()) -> Decision | None:
+    """The decision a caller with these policies gets for something stored with `stored` (its
+    status under the default policy, plus lateness and holds); None where `stored` stands."""
+    if stored in _TIMELY or (stored == Status.ON_HOLD and environment == "jobplane"):
+        return None
+    return normalize(environment, raw, user=user, groups=groups)
+
+
 def renormalize(environment: str, raw: Mapping[str, str], stored: Status, *, user: Policy | None,
                 groups: Sequence[Policy] = ()) -> Status:
-    """The status a caller with these policies sees for something stored with `stored`
-    (its status under the default policy, plus lateness and holds)."""
-    if stored in _TIMELY or (stored == Status.ON_HOLD and environment == "jobplane"):
-        return stored
-    return normalize(environment, raw, user=user, groups=groups).status
+    """The status a caller with these policies sees for something stored with `stored`."""
+    decision = redecide(environment, raw, stored, user=user, groups=groups)
+    return stored if decision is None else decision.status
+
+
+def is_decision_reason(text: str) -> bool:
+    """Whether a message is a Decision's reason (which policy rule decided, or that none did)."""
+    return text.startswith(("user policy ", "group policy ", "default policy ", "no rule matches "))
 
 
 def _levels(user: Policy | None, groups: Sequence[Policy], default: Policy) -> Iterator[tuple[str, Policy]]:

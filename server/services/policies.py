@@ -17,7 +17,8 @@ from google.protobuf import json_format
 from jobplane.v1 import event_pb2, policy_pb2, policy_pb2_grpc
 
 from ..domain.model import Status
-from ..domain.policies import DEFAULT_POLICY, Policy, normalize, parse_policy, policy_to_dict, renormalize
+from ..domain.policies import (
+    DEFAULT_POLICY, Policy, is_decision_reason, normalize, parse_policy, policy_to_dict, redecide, renormalize)
 from ..domain.query import page_of
 from ..core import Core
 from ..errors import InvalidArgument, NotFound, PermissionDenied
@@ -78,14 +79,20 @@ class PolicyBook:
         return lambda environment, raw, stored: renormalize(environment, raw, Status(stored), user=user, groups=groups)
 
     def normalizer(self, caller: Caller) -> Callable[[event_pb2.Event], None] | None:
-        """What re-normalizes events for this caller, or None when the default is all it has."""
-        status_of = self.status_of(caller)
-        if status_of is None:
+        """What re-normalizes events for this caller, or None when the default is all it has.
+        An event whose message says which rule decided says it for the caller's own decision."""
+        user, groups = self.for_caller(caller.identity, caller.groups)
+        if user is None and not groups:
             return None
 
         def apply(event: event_pb2.Event) -> None:
-            if event.environment:
-                event.status = int(status_of(event.environment, _raw_of(event), event.status))
+            if not event.environment:
+                return
+            decision = redecide(event.environment, _raw_of(event), Status(event.status), user=user, groups=groups)
+            if decision is not None:
+                event.status = int(decision.status)
+                if is_decision_reason(event.message):
+                    event.message = decision.reason
 
         return apply
 

@@ -189,6 +189,29 @@ def test_users_with_different_policies_see_different_statuses_and_the_same_raw_v
             client.close()
 
 
+def test_a_status_event_names_the_rule_that_decided_what_its_reader_sees(cluster, tmp_path):
+    from jobplane.v1 import policy_pb2
+
+    dave, dave_secret = _viewer(cluster, "dave")
+    try:
+        _set_policy(cluster, dave_secret, policy_pb2.POLICY_SCOPE_USER, "dave", [
+            {"environment": "external", "when": {"status": "EXECUTING"}, "status": "ON_HOLD"}])
+        cluster.add_agent("a1", slots=1)
+        job = _mainframe_job(cluster, tmp_path)
+        cluster.client.wait_job(job.id, timeout=60)
+
+        def executing(client):
+            with closing(client.watch(job.id, timeout=30)) as events:
+                return next(e for e in events if e.raw.get("status") == "EXECUTING")
+
+        theirs, admins = executing(dave), executing(cluster.client)
+        assert (theirs.status, admins.status) == (ON_HOLD, RUNNING)
+        assert theirs.message == "user policy 'dave' rules[0]: external: status = 'EXECUTING' -> ON_HOLD"
+        assert admins.message.startswith("default policy 'default' rules[")
+    finally:
+        dave.close()
+
+
 def test_get_list_and_summary_show_each_users_normalization(cluster, tmp_path):
     alice, _, bob, carol = _three_viewers(cluster)
     try:
