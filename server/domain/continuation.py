@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import FailedPrecondition, NotFound
-from .model import EventKind, ProviderState, Status, TaskState
+from .model import TASK_DONE, EventKind, ProviderState, Status, TaskState
 from .changes import Continued, ContinuationRec, ContinuedRec
 from .state import JobRt, ProviderRt, TaskRt
 from .timing import effective_priority
@@ -96,10 +96,16 @@ class Continuations:
 
     def hand_on(self, provider: ProviderRt, reason: str, *, stop: bool) -> None:
         """Every unfinished task of the provider continues elsewhere, in continuation order;
-        `stop` tells the agent to kill the attempts it still runs."""
+        `stop` tells the agent to kill the attempts it still runs. A task that already ended (a
+        cancel whose attempt the agent has not yet reported stopped) has nothing to continue: its
+        attempt just closes."""
+        e = self.engine
+        for task in [e.tasks[tid] for tid in provider.in_flight if e.tasks[tid].state in TASK_DONE]:
+            if stop:
+                e.provider_rules.stop_attempt(provider.id, task.id, task.current.number, reason)
+            e.lose(task, reason, fence=False)
         if not provider.in_flight:
             return
-        e = self.engine
         now = datetime.fromtimestamp(e.now, timezone.utc)
         entries = sorted(self._entry(e.tasks[tid], 0, now) for tid in provider.in_flight)
         cid = e.ids.take("continuation")
@@ -217,7 +223,8 @@ class Continuations:
             raise FailedPrecondition(f"provider {provider_id!r} is {provider.state.name.lower()} already; "
                                      "`jobplane continuations list` shows what happened to its tasks")
         when = datetime.fromtimestamp(e.now if at is None else at, timezone.utc)
-        mine = {tid for tid in provider.in_flight if e.tasks[tid].current is not None}
+        mine = {tid for tid in provider.in_flight
+                if e.tasks[tid].current is not None and e.tasks[tid].state not in TASK_DONE}
         entries = sorted([*self.pending, *(self._entry(e.tasks[tid], 0, when) for tid in mine)])
         targets = place(entries, self._receivers(exclude=provider_id))
         return [self._planned(entry, position, target, entry.task_id in mine)

@@ -308,3 +308,34 @@ def test_end_of_period_without_the_servers_period_ends_is_refused_and_changes_no
         submit(e, "job", rules=[TimingRule("end_of_month", 2), TimingRule("end_of_period", 0)])
     assert not e.jobs and not e.tasks
     assert submit(e, "job", rules=[TimingRule("end_of_month", 2)]).id, "other calendar rules need nothing"
+
+
+def cancelled_while_out(e):
+    """A job cancelled while its task runs on a: the stop is sent, the agent has not answered yet."""
+    conn = connect(e, "a", slots=1)
+    connect(e, "b", slots=1)
+    job = submit(e, "job")
+    e.take_changes()
+    (task,) = tasks_of(e, job)
+    e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    e.cancel_job(job.id, "not needed")
+    e.take_changes()
+    assert task.state == TaskState.CANCELLED and task.current is not None and job.id not in e.jobs
+    return conn, task
+
+
+def test_an_agent_stopping_with_a_cancelled_attempt_still_out_hands_nothing_on():
+    e = engine()
+    conn, task = cancelled_while_out(e)
+    assert [t.task_id for t in e.plan("a")] == [], "nothing of it would continue"
+    e.goodbye("a", conn, False, 0.0)
+    cs = e.take_changes()
+    assert not cs.continuations and not cs.assignments
+    assert task.current is None and task.state == TaskState.CANCELLED
+
+
+def test_a_lost_agent_with_a_cancelled_attempt_still_out_hands_nothing_on():
+    e = engine()
+    conn, task = cancelled_while_out(e)
+    cs = lose(e, "a", conn)
+    assert not cs.continuations and not cs.assignments and task.current is None
