@@ -361,7 +361,7 @@ class Engine:
 
     # ----- what callers ask of the components ----------------------------------------
 
-    def report(self, provider_id: str, conn_id: int, reports: list) -> list[tuple[int, int, str, str]]:
+    def report(self, provider_id: str, conn_id: int, reports: list) -> list[tuple[int, int, str, str]] | None:
         return self.reports.take(provider_id, conn_id, reports)
 
     def release(self, task_id: int, attempt: int) -> None:

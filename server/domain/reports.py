@@ -28,13 +28,15 @@ class Reports:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def take(self, provider_id: str, conn_id: int, reports: list[Report]) -> list[Rejection]:
+    def take(self, provider_id: str, conn_id: int, reports: list[Report]) -> list[Rejection] | None:
         """Accept each report from the provider holding the current attempt; the others are
-        rejected: returned as (task id, attempt, gRPC code name, reason)."""
+        rejected: returned as (task id, attempt, gRPC code name, reason). None when `conn_id` is
+        not the provider's current connection: nothing was taken, so nothing may be acknowledged
+        (the agent sends its reports again on a current one)."""
         e = self.engine
         provider = e.providers.get(provider_id)
         if provider is None or provider.conn_id != conn_id:
-            return []
+            return None
         provider.last_seen = e.now
         rejected = []
         for report in reports:

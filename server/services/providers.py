@@ -138,6 +138,11 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
     def _ack(self, conn: Connection, seq: int, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return
+        if fut.result() is None:  # not the provider's current stream: nothing was taken, so no ack
+            log.warning("reports from %s on a stream that is not its current one; hanging up so they are sent "
+                        "again", conn.provider)
+            conn.queue.put_nowait(None)
+            return
         for _, _, code, _ in fut.result() or ():
             self.d.metrics.rejected_reports.inc(code)
         rejected = [provider_pb2.RejectedReport(attempt=provider_pb2.AttemptRef(task_id=str(t), attempt=n),

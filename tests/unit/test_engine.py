@@ -385,3 +385,18 @@ def test_a_report_on_another_providers_task_is_denied_and_changes_nothing():
     (rejected,) = e.report("b", b, [Report(theirs.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
     assert rejected[2] == "PERMISSION_DENIED" and theirs.state == TaskState.ASSIGNED
     assert "a" not in e.take_changes().stops
+
+
+def test_reports_on_a_stream_that_is_no_longer_the_providers_are_not_taken_and_so_not_acknowledged():
+    e = engine()
+    old = provider(e, "a", slots=1)
+    submit(e, cmd("t"))
+    e.take_changes()
+    (task,) = e.tasks.values()
+    e.disconnect("a", old)
+    new = old + 1
+    e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),), False), conn_id=new)
+    finished = [Report(task.id, 1, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)]
+    assert e.report("a", old, finished) is None, "the old stream's batch: nothing taken, nothing to ack"
+    assert task.state != TaskState.SUCCEEDED
+    assert e.report("a", new, finished) == [] and task.state == TaskState.SUCCEEDED
