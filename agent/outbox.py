@@ -46,6 +46,7 @@ class Outbox:
         self._finishing: set[tuple[str, int]] = set()
         self._settled = asyncio.Event()
         self._settled.set()
+        self._has_reports = asyncio.Event()
 
     def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
         """Queue a STARTED report (with the outside job the attempt follows, if any)."""
@@ -85,9 +86,18 @@ class Outbox:
         self._put(report)
 
     async def next_batch(self) -> provider_pb2.TaskReports:
-        """Wait for a report, then take it and everything queued behind it as one message."""
-        reports = [await self._queue.get()]
-        await asyncio.sleep(0)  # let reports produced in this loop iteration join the message
+        """Wait for a report, then take it and everything queued behind it as one message.
+        Nothing is taken before the last await: a sender cancelled while it waits (its stream
+        broke) must not lose a report it took but never stamped, or its attempt would be held
+        forever with its FINISHED report gone."""
+        while True:
+            while self._queue.empty():
+                self._has_reports.clear()
+                await self._has_reports.wait()
+            await asyncio.sleep(0)  # let reports produced in this loop iteration join the message
+            if not self._queue.empty():
+                break
+        reports = [self._queue.get_nowait()]
         size = _size(reports[0])
         while len(reports) < MAX_BATCH_REPORTS and size < MAX_BATCH_BYTES:
             try:
@@ -142,6 +152,7 @@ class Outbox:
 
     def _put(self, report: provider_pb2.TaskReport) -> None:
         self._queue.put_nowait(report)
+        self._has_reports.set()
         self._settled.clear()
 
     def _stamp(self, reports: list[provider_pb2.TaskReport]) -> provider_pb2.TaskReports:

@@ -198,3 +198,25 @@ def test_a_status_after_the_result_is_dropped():
         return await outbox.next_batch()
 
     assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]
+
+
+def test_a_sender_cancelled_while_it_waits_to_send_loses_no_report():
+    """The stream breaks while the sender waits in next_batch: its FINISHED report must still go
+    out on the next stream (else the attempt is held forever and its result never arrives)."""
+
+    async def main():
+        box = Outbox()
+        sender = asyncio.ensure_future(box.next_batch())
+        await asyncio.sleep(0)  # the sender waits for a report
+        box.finished("7", 1, AttemptResult(Outcome.SUCCEEDED, exit_code=0))
+        await asyncio.sleep(0)  # it wakes for the report...
+        sender.cancel()  # ...and its stream breaks before it sends
+        try:
+            await sender
+        except asyncio.CancelledError:
+            pass
+        resent = box.resend_batches()
+        later = await asyncio.wait_for(box.next_batch(), 1) if not resent else resent[0]
+        return [(r.task_id, r.WhichOneof("report")) for r in later.reports]
+
+    assert asyncio.run(main()) == [("7", "finished")]
