@@ -1,0 +1,282 @@
+"""Real parts for the replica tests (issue 16): several jobplane-server processes on one
+PostgreSQL, each optionally behind its own `Link` to the database (a TCP proxy a test can
+partition), and what a test needs to find, kill, freeze and thaw the leader."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import grpc
+
+from support import AgentProc, ServerProc, TcpProxy, free_port, wait_until
+from support_postgres import with_port
+
+LEADER, FOLLOWER, GONE = 1, 2, 3  # jobplane.v1.ServerRole
+
+
+class Link:
+    """A TCP proxy between one replica and PostgreSQL that a test can cut as a network does.
+
+    `cut()` (a partition): every byte in flight on every connection is held back and new
+    connections are accepted but get no answer, so the replica's queries hang rather than fail;
+    `cut(reset=True)`: every connection is closed and new ones are closed at once.
+    `restore()`: the network is back; held bytes flow on (TCP retransmits them), so a commit
+    sent before the partition reaches PostgreSQL after it, where fencing must refuse it.
+    (support.TcpProxy loses bytes on purpose and never refuses a connection: another fault.)"""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._open = threading.Event()
+        self._open.set()
+        self._reset = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"link-{self.address}").start()
+
+    def cut(self, *, reset: bool = False) -> None:
+        self._reset = reset
+        self._open.clear()
+        if reset:
+            self._close_all()
+
+    def restore(self) -> None:
+        self._reset = False
+        self._open.set()
+
+    @property
+    def is_cut(self) -> bool:
+        return not self._open.is_set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self._open.set()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._reset:
+                client.close()
+                continue
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(client)
+        self._open.wait()  # a connection opened during a partition hangs until it heals
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._socks.append(upstream)
+        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+        self._pipe(client, upstream)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                self._open.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class Replica:
+    """One jobplane-server of the set, restartable on its port and data directory."""
+
+    def __init__(self, rs: ReplicaSet, index: int) -> None:
+        self.name = f"r{index}"
+        self.workdir = rs.workdir / self.name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.link = Link(rs.pg_address) if rs.links else None
+        self.db_url = with_port(rs.db_url, self.link.address) if self.link else rs.db_url
+        self.args = ["--advertise", self.address, "--lease", str(rs.lease), *rs.extra]
+        self.proc: ServerProc | None = None
+        self.frozen = False
+
+    def start(self) -> None:
+        self.proc = ServerProc(self.workdir, self.db_url, port=self.port, insecure=True, extra=self.args)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def kill(self) -> None:
+        """kill -9."""
+        self.thaw()
+        self.proc.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stops in its tracks, sockets open, as a long GC pause or a VM stall."""
+        self.proc.signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen:
+            self.proc.signal(signal.SIGCONT)
+            self.frozen = False
+
+    def output(self) -> str:
+        return self.proc.output() if self.proc else ""
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {self.address}>"
+
+
+class ReplicaSet:
+    """`n` jobplane-server replicas (insecure) on the database at `db_url`, each with
+    --advertise its own 127.0.0.1 address and --lease `lease`; with `links`, each reaches
+    PostgreSQL through its own Link."""
+
+    def __init__(self, workdir: Path, db_url: str, *, n: int = 3, lease: float = 2.0, links: bool = False,
+                 extra: list[str] = ()) -> None:
+        self.workdir = workdir
+        self.db_url = db_url
+        self.pg_address = db_url.split("@", 1)[-1].split("/", 1)[0]
+        self.lease = lease
+        self.links = links
+        self.extra = list(extra)
+        self.replicas = [Replica(self, i) for i in range(n)]
+        self.agents: list[AgentProc] = []
+        self._channels: dict[str, grpc.Channel] = {}
+        for replica in self.replicas:
+            replica.start()
+
+    # ----- who leads -----------------------------------------------------------------
+
+    @property
+    def addresses(self) -> str:
+        """Every replica's address, comma-separated, as users give them to clients and agents."""
+        return ",".join(r.address for r in self.replicas)
+
+    def by_address(self, address: str) -> Replica | None:
+        return next((r for r in self.replicas if r.address == address), None)
+
+    def list_servers(self, replica: Replica, timeout: float = 2.0):
+        """ServerService.ListServers asked of `replica`."""
+        from jobplane.v1 import server_pb2, server_pb2_grpc
+
+        stub = server_pb2_grpc.ServerServiceStub(self.channel(replica.address))
+        return stub.ListServers(server_pb2.ListServersRequest(), timeout=timeout)
+
+    def leader_seen_by(self, replica: Replica) -> tuple[Replica, int] | None:
+        """The leader and its epoch as `replica` reports them, or None (no answer, nobody leads)."""
+        try:
+            answer = self.list_servers(replica)
+        except grpc.RpcError:
+            return None
+        for s in answer.servers:
+            if s.role == LEADER:
+                leader = self.by_address(s.address)
+                return (leader, s.epoch) if leader else None
+        return None
+
+    def leader(self, *, newer_than: int = 0, timeout: float = 20.0) -> tuple[Replica, int]:
+        """The leader every running replica agrees on, alive and not frozen, with an epoch above
+        `newer_than`: (replica, epoch)."""
+        def agreed():
+            running = [r for r in self.replicas if r.alive() and not r.frozen]
+            seen = {self.leader_seen_by(r) for r in running}
+            if len(seen) != 1 or None in seen:
+                return None
+            leader, epoch = seen.pop()
+            return (leader, epoch) if leader.alive() and not leader.frozen and epoch > newer_than else None
+
+        return wait_until(agreed, timeout, f"the running replicas to agree on a leader past epoch {newer_than}",
+                          interval=0.1)
+
+    def followers(self, leader: Replica) -> list[Replica]:
+        return [r for r in self.replicas if r is not leader and r.alive()]
+
+    # ----- clients and agents ---------------------------------------------------------
+
+    def channel(self, address: str) -> grpc.Channel:
+        if address not in self._channels:
+            self._channels[address] = grpc.insecure_channel(address)
+        return self._channels[address]
+
+    def client(self, replica: Replica, **options):
+        from jobplane.client import Client
+
+        return Client.connect(replica.address, insecure=True, **options)
+
+    def add_agent(self, name: str, *, address: str = "", slots: int = 4, extra: list[str] = ()) -> AgentProc:
+        """A jobplane-agent given every replica's address (or `address`, e.g. an AgentFront)."""
+        proc = self.replicas[0].proc
+        agent = AgentProc(self.workdir, proc, name, slots=slots, extra=list(extra), address=address or self.addresses)
+        self.agents.append(agent)
+        return agent
+
+    def close(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        for replica in self.replicas:
+            replica.thaw()
+            if replica.proc:
+                replica.proc.stop()
+            if replica.link:
+                replica.link.close()
+        for channel in self._channels.values():
+            channel.close()
+
+    def logs(self, tail: int = 4000) -> str:
+        parts = [f"---- {r.name} {r.address} ----\n{r.output()[-tail:]}" for r in self.replicas]
+        parts += [f"---- agent {a.name} ----\n{a.output()[-tail:]}" for a in self.agents]
+        return "\n".join(parts)
+
+
+class AgentFront(TcpProxy):
+    """Until agents follow the leader by themselves: one address for them that a test points
+    at the current leader (`follow`), cutting their streams so they reconnect there."""
+
+    def follow(self, replica: Replica) -> None:
+        host, port = replica.address.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.cut()
+
+
+def wait_gone(replica: Replica, rs: ReplicaSet, timeout: float = 30.0) -> None:
+    """Until some running replica lists `replica` as not leading."""
+    def demoted():
+        for r in rs.replicas:
+            if r is replica or not r.alive() or r.frozen:
+                continue
+            try:
+                servers = rs.list_servers(r).servers
+            except grpc.RpcError:
+                continue
+            return any(s.address == replica.address and s.role != LEADER for s in servers)
+        return False
+
+    wait_until(demoted, timeout, f"{replica} to stop leading")
+
