@@ -44,6 +44,7 @@ TASK_SUCCEEDED, TASK_FAILED = 5, 6
 JOB_SUCCEEDED = 3
 FINAL_TASK_RAW = {"SUCCEEDED", "FAILED", "CANCELLED"}
 EVENT_KIND_TASK = 2
+DIGEST_MASK = (1 << 64) - 1
 
 
 def install_marks(work: Path) -> Path:
@@ -165,7 +166,8 @@ class Seen:
     wrong: list[tuple[int, int]] = field(default_factory=list)  # (the last id before, the id that came)
     replicas: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    events: list[tuple] | None = None  # (id, kind, job, task, raw_status, attempt) for a recording watcher
+    digest: int = 0  # of what the events said: compared with the database's events at the end
+    events: list[tuple] | None = None  # every event's content, for a recording watcher
 
     def __post_init__(self) -> None:
         self.last = self.after
@@ -176,8 +178,10 @@ class Seen:
                 self.wrong.append((self.last, e.id))
             self.last = max(self.last, e.id)
             self.count += 1
+            content = (e.id, e.kind, e.job_id, e.task_id, e.raw_status, e.attempt)
+            self.digest = (self.digest + hash(content)) & DIGEST_MASK
             if self.events is not None:
-                self.events.append((e.id, e.kind, e.job_id, e.task_id, e.raw_status, e.attempt))
+                self.events.append(content)
 
 
 class Watchers:
@@ -255,8 +259,9 @@ class Watchers:
 # ----- the checker ------------------------------------------------------------------------
 
 
-def event_ids_in_database(db_url: str) -> tuple[int, int, int]:
-    """(count, min, max) of the event table's ids, read straight from the database."""
+def stored_events(db_url: str) -> list[tuple]:
+    """Every event in the database, in id order, as a watcher's Seen records it, read straight
+    from the database (SQLite or PostgreSQL)."""
     if db_url.startswith("sqlite:///"):
         import sqlite3
 
@@ -267,10 +272,15 @@ def event_ids_in_database(db_url: str) -> tuple[int, int, int]:
         conn = psycopg2.connect(db_url)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM event")
-        return cur.fetchone()
+        cur.execute("SELECT id, kind, job, task, raw_status, attempt FROM event ORDER BY id")
+        return [(i, k, str(j or ""), str(t or ""), raw, a) for i, k, j, t, raw, a in cur.fetchall()]
     finally:
         conn.close()
+
+
+def _runs_of(items: list[str]) -> list[str]:
+    """`items` without repeats in a row: the replicas a watcher went through, in order."""
+    return [x for n, x in enumerate(items) if n == 0 or items[n - 1] != x]
 
 
 class History:
@@ -300,11 +310,11 @@ class History:
         jobs = self.wait_done(client, timeout)
         problems = self._submits() + self._jobs(jobs)
         tasks = [t for s in self.submitter.acknowledged for t in client.list_tasks(s.job_id)]
-        count, low, high = event_ids_in_database(db_url)
-        if count != high - low + 1:
-            problems.append(f"the event table has holes: {count} events with ids {low}..{high}")
-        self.watchers.wait_reached(high, timeout)
-        problems += self._watchers()
+        stored = stored_events(db_url)
+        if [e[0] for e in stored] != list(range(1, len(stored) + 1)):
+            problems.append(f"the event table's ids are not 1..{len(stored)}: they run {stored[0][0]}..{stored[-1][0]}")
+        self.watchers.wait_reached(stored[-1][0], timeout)
+        problems += self._watchers(stored)
         problems += self._results(tasks)
         problems += self._runs(tasks)
         return problems
@@ -354,10 +364,18 @@ class History:
                            f"(attempts {[(a.number, a.provider_id) for a in t.attempts]})")
         return out[:20]
 
-    def _watchers(self) -> list[str]:
+    def _watchers(self, stored: list[tuple]) -> list[str]:
+        """Each watcher saw ids one after another, with no gap or repeat, and each event as the
+        database has it (a replica announced nothing it did not commit)."""
+        digests = [0]  # digests[n]: of the first n stored events (ids 1..n)
+        for content in stored:
+            digests.append((digests[-1] + hash(content)) & DIGEST_MASK)
         out = []
         for i, s in enumerate(self.watchers.seen):
             if s.wrong:
                 out.append(f"watcher {i} saw ids out of order or missing (last, came): {s.wrong[:5]}; "
-                           f"replicas {s.replicas}, errors {s.errors[-3:]}")
+                           f"replicas {_runs_of(s.replicas)}, errors {s.errors[-3:]}")
+            elif s.last < len(digests) and (digests[s.last] - digests[s.after]) & DIGEST_MASK != s.digest:
+                differ = [(e, stored[e[0] - 1]) for e in s.events or () if stored[e[0] - 1] != e][:3]
+                out.append(f"watcher {i} saw events the database does not hold (seen, stored): {differ}")
         return out[:20]

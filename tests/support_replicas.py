@@ -168,6 +168,7 @@ class ReplicaSet:
         self.extra = list(extra)
         self.replicas = [Replica(self, i) for i in range(n)]
         self.agents: list[AgentProc] = []
+        self.loads: list[Load] = []
         self._channels: dict[str, grpc.Channel] = {}
         for replica in self.replicas:
             replica.start()
@@ -201,19 +202,33 @@ class ReplicaSet:
                 return (leader, s.epoch) if leader else None
         return None
 
-    def leader(self, *, newer_than: int = 0, timeout: float = 20.0) -> tuple[Replica, int]:
-        """The leader every running replica agrees on, alive and not frozen, with an epoch above
-        `newer_than`: (replica, epoch)."""
+    def reachable(self, ignore: Replica | None = None) -> list[Replica]:
+        """Replicas running, not frozen, not cut off from the database (nor `ignore`)."""
+        return [r for r in self.replicas if r.alive() and not r.frozen and not (r.link and r.link.is_cut)
+                and r is not ignore]
+
+    def leader(self, *, newer_than: int = 0, ignore: Replica | None = None,
+               timeout: float = 20.0) -> tuple[Replica, int]:
+        """The leader every reachable replica (but `ignore`) agrees on, itself reachable, with an
+        epoch above `newer_than`: (replica, epoch)."""
         def agreed():
-            running = [r for r in self.replicas if r.alive() and not r.frozen]
+            running = self.reachable(ignore)
             seen = {self.leader_seen_by(r) for r in running}
             if len(seen) != 1 or None in seen:
                 return None
             leader, epoch = seen.pop()
-            return (leader, epoch) if leader.alive() and not leader.frozen and epoch > newer_than else None
+            return (leader, epoch) if leader in running and epoch > newer_than else None
 
-        return wait_until(agreed, timeout, f"the running replicas to agree on a leader past epoch {newer_than}",
+        return wait_until(agreed, timeout, f"the replicas to agree on a leader past epoch {newer_than}",
                           interval=0.1)
+
+    def role_of(self, replica: Replica, asked: Replica | None = None) -> int:
+        """`replica`'s role as `asked` (default: itself) lists it; 0 when it gives no answer."""
+        try:
+            servers = self.list_servers(asked or replica).servers
+        except grpc.RpcError:
+            return 0
+        return next((s.role for s in servers if s.address == replica.address), 0)
 
     def followers(self, leader: Replica) -> list[Replica]:
         return [r for r in self.replicas if r is not leader and r.alive()]
@@ -238,6 +253,8 @@ class ReplicaSet:
         return agent
 
     def close(self) -> None:
+        for load in self.loads:
+            load.close()
         for agent in self.agents:
             agent.stop()
         for replica in self.replicas:
@@ -265,18 +282,68 @@ class AgentFront(TcpProxy):
         self.cut()
 
 
-def wait_gone(replica: Replica, rs: ReplicaSet, timeout: float = 30.0) -> None:
-    """Until some running replica lists `replica` as not leading."""
-    def demoted():
-        for r in rs.replicas:
-            if r is replica or not r.alive() or r.frozen:
-                continue
-            try:
-                servers = rs.list_servers(r).servers
-            except grpc.RpcError:
-                continue
-            return any(s.address == replica.address and s.role != LEADER for s in servers)
-        return False
+class Load:
+    """A few thousand short marked tasks (support_history) run by `agents` real agents on a
+    ReplicaSet while `watchers` raw streams follow the event log (the i-th first on
+    `first[i % len(first)]`) and a Submitter hands in `jobs` jobs of `tasks` tasks, `pause`
+    seconds apart, each to the next replica. With `front`, agents reach the set through one
+    AgentFront that `takeover` points at each new leader (until agents follow it by themselves)."""
 
-    wait_until(demoted, timeout, f"{replica} to stop leading")
+    def __init__(self, rs: ReplicaSet, *, jobs: int = 20, tasks: int = 100, seconds: float = 0.02,
+                 pause: float = 0.25, agents: int = 2, slots: int = 8, watchers: int = 4,
+                 first: list[Replica] | None = None, front: bool = False) -> None:
+        from support_history import History, Submitter, Watchers, install_marks, marked_job
 
+        self.rs = rs
+        rs.loads.append(self)
+        work = rs.workdir / "work"
+        self.log = install_marks(work)
+        self.front = AgentFront(rs.replicas[0].address) if front else None
+        if self.front:
+            self.front.follow(rs.leader()[0])
+        for i in range(agents):
+            rs.add_agent(f"a{i}", slots=slots, address=self.front.address if self.front else "",
+                         extra=["--work-dir", str(work)])
+        addresses = [r.address for r in rs.replicas]
+        self.watchers = Watchers(addresses, watchers, first=[r.address for r in first] if first else None)
+        specs = [marked_job(f"j{j}", tasks, self.log, seconds) for j in range(jobs)]
+        self.submitter = Submitter(addresses, specs, pause=pause)
+        self.history = History(self.log, self.submitter, self.watchers)
+
+    def start(self) -> Load:
+        self.wait_agents()
+        self.submitter.start()
+        return self
+
+    def wait_agents(self, timeout: float = 30.0) -> None:
+        """Until the leader lists every agent ACTIVE."""
+        leader, _ = self.rs.leader()
+        with self.rs.client(leader, timeout=5) as client:
+            wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == len(self.rs.agents), timeout,
+                       "every agent to be ACTIVE")
+
+    def ended(self) -> int:
+        from support_history import Runs
+
+        return Runs(self.log).ended()
+
+    def wait_progress(self, more: int, timeout: float = 60.0) -> None:
+        """Until `more` further tasks have ended (by their own records)."""
+        goal = self.ended() + more
+        wait_until(lambda: self.ended() >= goal, timeout, f"{more} more tasks to end", interval=0.1)
+
+    def takeover(self, leader: Replica) -> None:
+        if self.front:
+            self.front.follow(leader)
+
+    def check(self, timeout: float = 90.0) -> list[str]:
+        """What the history says is broken (see History.check), asked of the current leader."""
+        leader, _ = self.rs.leader(timeout=timeout)
+        self.takeover(leader)
+        with self.rs.client(leader, timeout=10) as client:
+            return self.history.check(client, self.rs.db_url, timeout)
+
+    def close(self) -> None:
+        self.watchers.close()
+        if self.front:
+            self.front.close()
