@@ -154,10 +154,16 @@ async def watch_streams(cfg: dict) -> None:
     from jobplane.client.channel import CHANNEL_OPTIONS
     from jobplane.client.credentials import Credentials
 
-    creds = Credentials.from_options(token=cfg["token"], ca=cfg["ca"]).channel_credentials()
     options = CHANNEL_OPTIONS + [("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
-    clients = [AsyncClient(grpc.aio.secure_channel(cfg["address"], creds, options=options), target=cfg["address"])
-               for _ in range(cfg["channels"])]
+    if cfg.get("insecure"):  # bench/replicas.py's replicas
+        def channel():
+            return grpc.aio.insecure_channel(cfg["address"], options=options)
+    else:
+        creds = Credentials.from_options(token=cfg["token"], ca=cfg["ca"]).channel_credentials()
+
+        def channel():
+            return grpc.aio.secure_channel(cfg["address"], creds, options=options)
+    clients = [AsyncClient(channel(), target=cfg["address"]) for _ in range(cfg["channels"])]
     stats = [StreamStats() for _ in range(cfg["streams"])]
     window = Window()
     tasks = {asyncio.create_task(follow(clients[i % len(clients)], s, window)): s for i, s in enumerate(stats)}

@@ -168,6 +168,7 @@ class Seen:
     errors: list[str] = field(default_factory=list)
     digest: int = 0  # of what the events said: compared with the database's events at the end
     events: list[tuple] | None = None  # every event's content, for a recording watcher
+    times: list[float] = field(default_factory=list)  # and when each was committed (its batch began)
 
     def __post_init__(self) -> None:
         self.last = self.after
@@ -182,6 +183,7 @@ class Seen:
             self.digest = (self.digest + hash(content)) & DIGEST_MASK
             if self.events is not None:
                 self.events.append(content)
+                self.times.append(e.time.seconds + e.time.nanos * 1e-9)
 
 
 class Watchers:

@@ -1,0 +1,246 @@
+"""Replicas on PostgreSQL (issue 16): three jobplane-server processes on a PostgreSQL of this
+run's own (initdb in a temporary directory; as the postgres user when run as root), with
+--insecure. Three figures:
+
+1. takeover: kill -9 of the leader in the middle of a queue of short tasks -> the first task
+   dispatched by the new leader (the first ASSIGNED event committed after the kill, on the
+   server's clock), over --kills kills (each killed replica is started again as a follower
+   before the next kill). Goal: p99 <= lease + 1 s.
+2. fan-out: --watchers watchers of the whole event stream spread over the three replicas (their
+   grpc.aio processes from bench/events.py, one replica per process in turn) while Python no-op
+   tasks commit about --rate events/s: delivery latency (commit batch -> watcher) p50/p99, and
+   the events/s the leader committed (counted in the database) and its CPU, with 0 and with
+   --watchers watchers. Goal: the same commit rate.
+3. throughput: --tasks Python no-op tasks, submit -> last result committed, on SQLite (one
+   server) against PostgreSQL (one replica, and the leader of three).
+
+    python bench/replicas.py [--only takeover,fanout,throughput] [--kills 10] [--lease 2]
+                             [--watchers 1000] [--rate 1000] [--seconds 10] [--tasks 5000]
+
+Until jobplane-agent follows the leader by itself (--server a,b,c), `--agents-via front` (the
+default) puts an AgentFront between the agents and the replicas that this script points at
+the new leader as soon as ListServers names it (polled every 0.1 s): the takeover figure then
+includes that poll. `--agents-via list` gives the agents every replica's address.
+Everything shares this machine's CPUs (2 cores here): take the figures as a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from events import NOOP, END_TASK, calibrate, cpu_seconds, drive, percentile  # noqa: E402
+from throughput import run_job  # noqa: E402
+
+from support import AgentProc, Proc, ServerProc, wait_until  # noqa: E402
+from support_postgres import PrivatePostgres  # noqa: E402
+from support_replicas import FOLLOWER, Load, ReplicaSet  # noqa: E402
+
+from jobplane.files import write_atomic  # noqa: E402
+
+EVENT_KIND_TASK = 2
+
+
+def takeover(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
+    rs = ReplicaSet(work / "takeover", pg.create_database(), lease=a.lease, extra=server_args(64))
+    try:
+        # Tasks of 0.2 s on 2 x 4 slots: a queue that outlasts the kills (each ~lease + a few s).
+        load = Load(rs, jobs=max(1, a.kills // 2), tasks=1000, seconds=0.2, pause=0, slots=4, watchers=1,
+                    front=a.agents_via == "front")
+        load.start()
+        leader, epoch = rs.leader()
+        load.wait_progress(40)
+        seen = load.watchers.seen[0]
+        delays = []
+        for n in range(a.kills):
+            t0 = time.time()
+            leader.kill()
+            new, epoch = rs.leader(newer_than=epoch, timeout=60)
+            load.takeover(new)
+            first = wait_until(lambda: _first_assigned_after(seen, t0), 60, "a task dispatched by the new leader")
+            delays.append(first - t0)
+            print(f"  kill {n + 1:2}: {leader.name} -> {new.name} (epoch {epoch}): first dispatch after "
+                  f"{first - t0:.2f}s", flush=True)
+            leader.start()
+            wait_until(lambda: rs.role_of(leader) == FOLLOWER, 30, "the killed replica back as a follower")
+            leader = new
+            load.wait_progress(40)
+        delays.sort()
+        print(f"takeover (lease {a.lease:g}s, {a.kills} kills, agents via {a.agents_via}): first task dispatched by the "
+              f"new leader p50 {_pct(delays, 0.5):.2f}s, p99 {_pct(delays, 0.99):.2f}s, max {delays[-1]:.2f}s "
+              f"(goal p99 <= {a.lease + 1:g}s)")
+    finally:
+        rs.close()
+
+
+def _first_assigned_after(seen, t0: float) -> float | None:
+    """When the first task dispatch after t0 was committed, from the recording watcher's events
+    (newest first, back to a few seconds before t0)."""
+    found = None
+    for n in range(len(seen.times) - 1, -1, -1):
+        when, content = seen.times[n], seen.events[n]
+        if when < t0 - 5:
+            break
+        if when >= t0 and content[1] == EVENT_KIND_TASK and content[4] == "ASSIGNED":
+            found = when if found is None else min(found, when)
+    return found
+
+
+def _pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
+def fanout(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
+    db = pg.create_database()
+    rs = ReplicaSet(work / "fanout", db, lease=a.lease, extra=server_args(a.watchers + 64))
+    try:
+        leader, _ = rs.leader()
+        for i in range(2):
+            rs.add_agent(f"f{i}", slots=8, address=leader.address)
+        client = rs.client(leader, timeout=30)
+        wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 2, 30, "agents")
+        job_events, task_events = calibrate(client)
+        print(f"fan-out: 3 replicas, 2 agents x 8 slots on the leader, no-op tasks ({task_events:.1f} events/task), "
+              f"asked {a.rate:.0f} events/s for {a.seconds:g}s")
+        for watchers in (0, a.watchers):
+            fanout_run(a, rs, leader, client, db, watchers, work / f"fanout-{watchers}", job_events, task_events)
+        client.close()
+    finally:
+        rs.close()
+
+
+def fanout_run(a, rs: ReplicaSet, leader, client, db: str, watchers: int, work: Path, job_events: float,
+               task_events: float) -> None:
+    work.mkdir()
+    procs = start_watchers(rs, watchers, a.processes, a.channels, work)
+    try:
+        wait_until(lambda: all((work / f"ready-{i}").exists() for i in range(len(procs))), 120,
+                   "every watcher stream to be live", 0.1)
+        t0 = time.time() + 0.2
+        t1 = t0 + a.seconds
+        write_atomic(work / "go", json.dumps({"t0": t0, "t1": t1, "give_up": t1 + a.drain}), durable=False)
+        cpu = cpu_seconds(leader.proc.pid)
+        jobs = drive(client, a.rate, t0, t1, job_events, task_events)
+        cpu = (cpu_seconds(leader.proc.pid) - cpu) / a.seconds
+        committed = events_between(db, t0, t1) / a.seconds
+        line = (f"  {watchers:5} watchers: leader committed {committed:6.0f} events/s ({jobs} jobs), "
+                f"leader CPU {cpu:.0%} of a core")
+        if procs:
+            client.submit_job({"name": "end", "tasks": [dict(NOOP, name=END_TASK)]})
+            for p in procs:
+                p.p.wait(max(1.0, t1 + a.drain + 30 - time.time()))
+            results = [r for i in range(len(procs)) for r in json.loads((work / f"out-{i}.json").read_text())]
+            merged: dict[int, int] = {}
+            for r in results:
+                for key, n in r["hist"].items():
+                    merged[int(key)] = merged.get(int(key), 0) + n
+            total = sum(merged.values())
+            late = sum(not r["done"] for r in results)
+            line += (f"; commit -> watcher p50 {percentile(merged, total, 0.5):.0f} ms, "
+                     f"p99 {percentile(merged, total, 0.99):.0f} ms; {late} watchers not caught up {a.drain:g}s after")
+        print(line, flush=True)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def start_watchers(rs: ReplicaSet, watchers: int, processes: int, channels: int, work: Path) -> list[Proc]:
+    """bench/events.py watcher processes, the i-th on replica i % 3, `watchers` streams in all."""
+    events_py = str(Path(__file__).resolve().parent / "events.py")
+    processes = min(processes, watchers)
+    procs = []
+    for i in range(processes):
+        streams = watchers // processes + (i < watchers % processes)
+        cfg = {"address": rs.replicas[i % len(rs.replicas)].address, "insecure": True, "streams": streams,
+               "channels": min(channels, streams), "ready": str(work / f"ready-{i}"), "go": str(work / "go"),
+               "out": str(work / f"out-{i}.json")}
+        (work / f"watcher-{i}.json").write_text(json.dumps(cfg))
+        procs.append(Proc([sys.executable, events_py, "--watcher-config", str(work / f"watcher-{i}.json")],
+                          work / f"watcher-{i}.log"))
+    return procs
+
+
+def events_between(db: str, t0: float, t1: float) -> int:
+    import psycopg2
+
+    conn = psycopg2.connect(db)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM event WHERE time >= %s AND time < %s", (t0, t1))
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def throughput(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
+    print(f"throughput: {a.tasks} Python no-op tasks, 2 agents x 8 slots, submit -> last result committed")
+    sqlite = work / "sqlite"
+    sqlite.mkdir()
+    server = ServerProc(sqlite, f"sqlite:///{sqlite / 'bench.db'}", insecure=True, extra=server_args(64))
+    try:
+        _throughput_line("SQLite, one server", server, sqlite, a.tasks)
+    finally:
+        server.stop()
+    for n in (1, 3):
+        rs = ReplicaSet(work / f"pg-{n}", pg.create_database(), n=n, lease=a.lease, extra=server_args(64))
+        try:
+            leader, _ = rs.leader()
+            _throughput_line(f"PostgreSQL, {'one replica' if n == 1 else f'leader of {n}'}", leader.proc,
+                             leader.workdir, a.tasks)
+        finally:
+            rs.close()
+
+
+def _throughput_line(what: str, server: ServerProc, work: Path, tasks: int) -> None:
+    agents = [AgentProc(work, server, f"t{i}", slots=8) for i in range(2)]
+    client = server.client(timeout=30)
+    try:
+        wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 2, 30, "agents")
+        secs, rate = run_job(client, "py-noop", NOOP, tasks)
+        print(f"  {what:32}: {rate:6.0f} tasks/s ({secs:.1f}s)", flush=True)
+    finally:
+        client.close()
+        for agent in agents:
+            agent.stop()
+
+
+def server_args(streams: int) -> list[str]:
+    return ["--max-streams", str(streams), "--submit-rate", "1000"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="takeover,fanout,throughput", help="which figures, comma-separated")
+    p.add_argument("--lease", type=float, default=2.0)
+    p.add_argument("--kills", type=int, default=10)
+    p.add_argument("--agents-via", choices=["front", "list"], default="front")
+    p.add_argument("--watchers", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=1000, help="events per second to commit")
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--processes", type=int, default=3, help="watcher processes (each on one replica)")
+    p.add_argument("--channels", type=int, default=4, help="channels (TCP connections) per watcher process")
+    p.add_argument("--drain", type=float, default=20, help="seconds after the load for watchers to catch up")
+    p.add_argument("--tasks", type=int, default=5000)
+    a = p.parse_args()
+    figures = {"takeover": takeover, "fanout": fanout, "throughput": throughput}
+    wanted = [w.strip() for w in a.only.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in figures]
+    if unknown:
+        p.error(f"--only: unknown {unknown}; choose from {', '.join(figures)}")
+    pg = PrivatePostgres()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in wanted:
+                figures[name](a, pg, Path(tmp))
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
