@@ -20,7 +20,7 @@ from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
 from jobplane.v1 import server_pb2, server_pb2_grpc, task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
 from jobplane import __version__
-from peewee import PostgresqlDatabase
+from peewee import DatabaseError, InterfaceError, PostgresqlDatabase
 
 from .config import ServerConfig
 from .core import Core
@@ -188,8 +188,22 @@ class Server:
                 self._providers.close_all()
                 log.warning("stepped down: %s; following", reason)
             if self._tailer is None:
-                self._tailer = Tailer(self.store.reads, self.hub, self._readers, on_policy=self.deps.policies.load)
-                self._tailer.start()
+                await self._follow_events(stepped_down=core is not None)
+
+    async def _follow_events(self, stepped_down: bool) -> None:
+        """Feed this replica's watchers from the database: from the last event the leader's
+        engine published here, or (starting as a follower, with no watcher yet) from the newest."""
+        loop = asyncio.get_running_loop()
+        try:
+            oldest, newest = await loop.run_in_executor(self._readers, self.store.event_id_range)
+        except (DatabaseError, InterfaceError) as exc:  # PostgreSQL away: the tailer retries
+            log.warning("reading the event ids: %s", exc)
+            oldest = newest = None
+        if not stepped_down and newest is not None:
+            self.hub.last_id = max(self.hub.last_id, newest)
+        self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
+        self._tailer = Tailer(self.store.reads, self.hub, self._readers, on_policy=self.deps.policies.load)
+        self._tailer.start()
 
     def _seen(self, found) -> None:
         """A follower's view of the lease: where calls are forwarded and agents sent."""

@@ -10,6 +10,7 @@ refused with the leader's agent address in the trailing metadata, and the agent 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -102,8 +103,8 @@ class Forwarder:
                                 "its way; retry", ((LEADER_ADDRESS, leader.address),))
         target = leader.address if self._credentials is None else leader.agent_address
         if target != self._target or self._channel is None:
-            if self._channel is not None:
-                await self._channel.close(grace=5.0)
+            if self._channel is not None:  # calls still on it may finish; this one does not wait
+                asyncio.get_running_loop().create_task(self._channel.close(grace=5.0))
             self._channel = (grpc.aio.insecure_channel(target) if self._credentials is None
                              else grpc.aio.secure_channel(target, self._credentials))
             self._target = target

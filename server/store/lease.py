@@ -3,10 +3,12 @@ with the holder, its epoch and when the lease runs out, on the database's clock.
 
 A replica takes the lease when it has run out (or when the holder is this replica's own
 earlier process: the data directory's lock proves that process is gone), raising the epoch;
-it renews it every lease/3. Every commit of the leader begins with `fence`, which touches
-the row only while this replica holds it at its epoch, and holds the row's lock to the end
-of the transaction: a takeover waits for that commit and every later one of the deposed
-leader finds the epoch changed and is rolled back. Ids (jobs, tasks, events, ...) are the
+it renews it every lease/3. Every commit of the leader ends with `fence`, which touches the
+row only while this replica holds it at its epoch, and holds the row's lock until the commit:
+a takeover either came first (the fence touches nothing and the batch rolls back) or waits
+for that commit, and every later one of the deposed leader is rolled back. Fencing last keeps
+the row locked only for an instant, so a commit that waits long for a lock of its own never
+holds up the renewals. Ids (jobs, tasks, events, ...) are the
 maxima read after the lease is taken: fencing makes them final, since no deposed leader can
 commit after that.
 """
@@ -109,8 +111,8 @@ class LeaseStore:
 
 
 def fence(db: Database, term: Term) -> bool:
-    """Inside a commit's transaction, first: whether this replica still leads at its epoch.
-    The row stays locked to the end of the transaction, and the commit wakes the followers."""
+    """Inside a commit's transaction, last: whether this replica still leads at its epoch.
+    The row stays locked until the commit."""
     cursor = db.execute_sql("UPDATE jobplane_leader SET renewed = renewed WHERE id = 1 AND holder = %s "
                             "AND epoch = %s", (term.replica, term.epoch))
     return cursor.rowcount == 1

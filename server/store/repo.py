@@ -145,12 +145,13 @@ class Store:
         try:
             self.db.connect(reuse_if_open=True)
             with self.db.atomic():
-                if term is not None and not fence(self.db, term):
-                    raise Deposed(f"another replica took the lease from epoch {term.epoch}; this one stopped "
-                                  "leading and passes calls on to the new leader: retry")
                 self._write(cs)
-                if term is not None and cs.events:
-                    notify(self.db, cs.events[-1].id)
+                if term is not None:  # last, so the lease's row is locked only from here to the commit
+                    if not fence(self.db, term):
+                        raise Deposed(f"another replica took the lease from epoch {term.epoch}; this one "
+                                      "stopped leading and passes calls on to the new leader: retry")
+                    if cs.events:
+                        notify(self.db, cs.events[-1].id)
         except Deposed:
             raise
         except Exception as exc:
@@ -266,6 +267,15 @@ class Store:
     def oldest_event_id(self) -> int | None:
         self.db.connect(reuse_if_open=True)
         return EventRow.select(fn.MIN(EventRow.id)).scalar()
+
+    def event_id_range(self) -> tuple[int | None, int | None]:
+        """The oldest and newest stored event ids (None, None: no event yet)."""
+        self.db.connect(reuse_if_open=True)
+        try:
+            return tuple(EventRow.select(fn.MIN(EventRow.id), fn.MAX(EventRow.id)).tuples().get())
+        except Exception:
+            drop_connection(self.db)
+            raise
 
 
 def _job_row(j) -> dict:
