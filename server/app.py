@@ -18,11 +18,13 @@ from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, event_pb2, even
 from jobplane.v1 import provider_pb2
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
-from jobplane.v1 import task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
+from jobplane.v1 import server_pb2, server_pb2_grpc, task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
+from jobplane import __version__
+from peewee import DatabaseError, InterfaceError, PostgresqlDatabase
 
 from .config import ServerConfig
 from .core import Core
-from .errors import ConfigError
+from .errors import ConfigError, Deposed
 from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
@@ -45,6 +47,11 @@ from .services.tasks import TaskService
 from .services.views import ViewBook, ViewService
 from .services.watch import encode_event, register_with_frames
 from .store.db import open_database
+from .store.lease import LeaseStore, Me, Term
+from .tailer import Tailer
+from .forward import LOCAL, Forwarder, Leader
+from .replica import Leadership, replica_id
+from .services.servers import ServerService, single
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
 from .store.views import ViewStore
@@ -62,6 +69,7 @@ SERVICE_NAMES = [
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
     conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
+    server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 HTTP_ADDRESS_FILE = "http.addr"  # in the data directory: where --http listens, once it does
@@ -76,11 +84,20 @@ class Server:
         self._grpc: grpc.aio.Server | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
         self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
-        self.store = Store(open_database(config.database_url))
+        self.store = Store(open_database(config.database_url, lease=config.lease))
         self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event,
                             watcher_queue=config.watcher_queue)
-        self.engine = Engine(config.engine())
+        # Replicas share a PostgreSQL database (issue 16): one leads, by a lease; SQLite has one server.
+        self.replicated = isinstance(self.store.db, PostgresqlDatabase)
+        self.engine: Engine | None = None  # while leading: one engine per term, restored from the database
         self.core: Core | None = None
+        self.deps: Deps | None = None
+        self.leadership: Leadership | None = None
+        self._tailer: Tailer | None = None  # while following: the leader's events, for this replica's watchers
+        self._forwarder: Forwarder | None = None
+        self._transition = asyncio.Lock()
+        self._listening = False
+        self._started = time.time()
         self.metrics = ServerMetrics()
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None
@@ -92,39 +109,142 @@ class Server:
         self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
 
     async def start(self) -> str:
-        """Open the database, resume unfinished work, and listen; returns HOST:PORT. Built in
-        dependency order: the engine from the database, the core around it, the credentials,
-        the services over both, then the listening sockets."""
-        await self._resume()
+        """Open the database, take the lead or follow, and listen; returns HOST:PORT. Built in
+        dependency order: the database, the credentials, the services, the listening sockets,
+        then the role: the leader restores the engine from the database and runs the core
+        around it; a follower serves reads and watches and forwards the rest."""
+        await self._open()
         self.access = await self._security()
-        deps = await self._services_deps()
-        self._providers = ProviderService(deps, self.access)
-        self.core.start()
-        await self.core.call(lambda engine: None)  # commit what the restore changed
-        await self._start_background()
+        self.deps = await self._services_deps()
+        self._providers = ProviderService(self.deps, self.access)
         self._grpc = self._grpc_server()
         port, agent_port = self._listen()
-        self._add_services(deps, agent_port)
-        await self._grpc.start()
+        self._add_services(self.deps, agent_port)
         self.address = f"{self.config.listen.rsplit(':', 1)[0]}:{port}"
         self.agent_address = f"{self.config.agent_address.rsplit(':', 1)[0]}:{agent_port}"
+        await self._take_role()
+        await self._grpc.start()
+        self._listening = True
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
+        if self.core is not None:
+            await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
+        if self.leadership is not None:
+            self.leadership.start()
         await self._start_http()
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
 
-    async def _resume(self) -> None:
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self.store.create_schema)
+        if self.replicated:
+            await loop.run_in_executor(self._writer, LeaseStore(self.store.db).setup)
+
+    async def _take_role(self) -> None:
+        """SQLite: lead, always. PostgreSQL: lead if the lease is free, else follow."""
+        if not self.replicated:
+            await self._lead(None)
+            return
+        self.me = Me(replica_id(self.config.data_dir), *self._advertised(), __version__)
+        self._forwarder = Forwarder(self.me.id, self._replica_credentials(), self._identity_text())
+        self.leadership = Leadership(LeaseStore(self.store.db), self.me, self.config.lease,
+                                     lead=self._lead, follow=self._follow, seen=self._seen)
+        await self.leadership.first()
+        if self.core is None:
+            await self._follow("another replica leads")
+
+    async def _lead(self, term: Term | None) -> None:
+        """Take over: what the previous leader committed is published first, then the engine
+        is restored from the database exactly as after a restart, and the agents that were
+        connected get the restart grace to come back with their running tasks."""
+        async with self._transition:
+            if self._tailer is not None:
+                await self._tailer.stop()
+                await self._tailer.catch_up()
+                self._tailer = None
+            await self._resume(term)
+            self.core.start()
+            await self.core.call(lambda engine: None)  # commit what the restore changed
+            await self._start_background()
+            await self.deps.policies.load()
+            self.deps.core = self.core
+            if self._listening:
+                await self.core.call(lambda engine: engine.arm_restart_grace())
+            if term is not None:
+                log.info("leading at epoch %d", term.epoch)
+
+    async def _follow(self, reason: str) -> None:
+        """Stop leading (or start as a follower): the engine stops, and what it had not
+        committed fails with UNAVAILABLE; the agents' streams close, so they go to the new
+        leader; watchers stay, fed from the database from the last committed event on."""
+        async with self._transition:
+            core, self.core, self.engine = self.core, None, None
+            if core is not None:
+                self.deps.core = None
+                self._stop_background()
+                await core.stop(Deposed(f"this server replica stopped leading ({reason}); retry"))
+                self._providers.close_all()
+                log.warning("stepped down: %s; following", reason)
+            if self._tailer is None:
+                await self._follow_events(stepped_down=core is not None)
+
+    async def _follow_events(self, stepped_down: bool) -> None:
+        """Feed this replica's watchers from the database: from the last event the leader's
+        engine published here, or (starting as a follower, with no watcher yet) from the newest."""
+        loop = asyncio.get_running_loop()
+        try:
+            oldest, newest = await loop.run_in_executor(self._readers, self.store.event_id_range)
+        except (DatabaseError, InterfaceError) as exc:  # PostgreSQL away: the tailer retries
+            log.warning("reading the event ids: %s", exc)
+            oldest = newest = None
+        if not stepped_down and newest is not None:
+            self.hub.last_id = max(self.hub.last_id, newest)
+        self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
+        self._tailer = Tailer(self.store.reads, self.hub, self._readers, on_policy=self.deps.policies.load)
+        self._tailer.start()
+
+    def _seen(self, found) -> None:
+        """A follower's view of the lease: where calls are forwarded and agents sent."""
+        if found is None:
+            return
+        row, now = found
+        self._forwarder.follow(Leader(row.holder, row.address, row.agent_address, row.epoch)
+                               if row.expires > now and row.holder else Leader())
+
+    def _route(self, method: str) -> Forwarder | None:
+        """The forwarder for a call this replica cannot answer itself (it follows), else None."""
+        if self._forwarder is None or self.core is not None or method in LOCAL:
+            return None
+        return self._forwarder
+
+    def _advertised(self) -> tuple[str, str]:
+        """Where clients and agents reach this replica: --advertise, else the bound address (a
+        wildcard host replaced by the host name)."""
+        host = self.address.rsplit(":", 1)[0]
+        if host in WILDCARD_HOSTS:
+            host = socket.gethostname()
+        address = self.config.advertise or f"{host}:{self.address.rsplit(':', 1)[1]}"
+        agent = self.config.advertise_agent or f"{address.rsplit(':', 1)[0]}:{self.agent_address.rsplit(':', 1)[1]}"
+        return address, agent
+
+    def _replica_credentials(self):
+        return None  # --insecure: plaintext to the leader's main address
+
+    def _identity_text(self):
+        return None
+
+    async def _resume(self, term: Term | None) -> None:
         """The engine, as the database left it; and the core that will commit its batches."""
-        snapshot = await asyncio.get_running_loop().run_in_executor(self._writer, self._load)
+        snapshot = await asyncio.get_running_loop().run_in_executor(self._writer, self.store.load)
         counters, jobs, tasks, providers, waiting = runtime_from_snapshot(snapshot)
+        self.engine = Engine(self.config.engine())
         self.engine.ids = counters
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
         self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
-        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics)
+        self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics, term)
 
     def _deliver(self, cs) -> None:
         """After each commit: assignments and stops to the agents, and the scale-out hook."""
@@ -133,7 +253,7 @@ class Server:
         self._scale_out.maybe_run(cs.unmet)
 
     async def _services_deps(self) -> Deps:
-        deps = Deps(self.core, self.store, self.hub, self._readers, self.config)
+        deps = Deps(None, self.store, self.hub, self._readers, self.config, metrics=self.metrics)
         deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
         await deps.policies.load()
         deps.views = ViewBook(ViewStore(self.store.db), self._writer, self._readers)
@@ -142,17 +262,23 @@ class Server:
     async def _start_background(self) -> None:
         loop = asyncio.get_running_loop()
         self._ticker = loop.create_task(self._supervise(), name="jobplane-supervise")
-        self._failure_watch = loop.create_task(self._on_failure(), name="jobplane-failure")
+        self._failure_watch = loop.create_task(self._on_failure(self.core), name="jobplane-failure")
         oldest = await loop.run_in_executor(self._writer, self.store.oldest_event_id)
         self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
         self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
                            if self.config.event_retention > 0 else None)
 
+    def _stop_background(self) -> None:
+        for task in (self._ticker, self._compactor, self._failure_watch):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._ticker = self._compactor = self._failure_watch = None
+
     def _grpc_server(self) -> grpc.aio.Server:
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
         return grpc.aio.server(
-            interceptors=[AuthInterceptor(self.access, self.core.audit, limits, lambda: self.core.failed,
-                                          self.metrics.rpcs)],
+            interceptors=[AuthInterceptor(self.access, self._audit, limits, lambda: self.failed,
+                                          self.metrics.rpcs, self._route)],
             options=[
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
@@ -168,7 +294,8 @@ class Server:
         register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, jobs, server)
         register_with_frames(event_pb2_grpc.add_EventServiceServicer_to_server, EventService(jobs), server)
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), server)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, self.core), server)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, deps), server)
+        server_pb2_grpc.add_ServerServiceServicer_to_server(ServerService(deps, self._replicas, self._single), server)
         task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), server)
         view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), server)
         conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), server)
@@ -253,12 +380,17 @@ class Server:
             oldest = await loop.run_in_executor(self._writer, self.store.compact_events, time.time() - retention)
             self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
 
-    async def _on_failure(self) -> None:
+    async def _on_failure(self, core: Core) -> None:
         """The database refused a write, so the engine is ahead of it: it changes nothing more.
-        The server stays up to tell every caller why (UNAVAILABLE with the cause and the fix),
-        health says NOT_SERVING, agents and watchers are let go; a restart resumes from the
-        database once it accepts writes."""
-        await self.core.dead.wait()
+        A replica steps down (its lease loop takes the lead again, with an engine restored
+        from the database, once the database takes writes). A single server on SQLite stays up
+        to tell every caller why (UNAVAILABLE with the cause and the fix), health says
+        NOT_SERVING, agents and watchers are let go; a restart resumes from the database once
+        it accepts writes."""
+        await core.dead.wait()
+        if self.leadership is not None:
+            await self.leadership.lost(str(core.failed))
+            return
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.hub.close()
@@ -270,10 +402,6 @@ class Server:
         while True:
             await asyncio.sleep(self.config.supervise_interval)
             self.core.enqueue(lambda engine: engine.supervise())
-
-    def _load(self):
-        self.store.create_schema()
-        return self.store.load()
 
     def _write_address_file(self) -> None:
         path = self.config.address_file
@@ -289,16 +417,37 @@ class Server:
 
     @property
     def failed(self) -> BaseException | None:
+        """Why a single server stopped taking changes (a replica steps down instead)."""
+        if self.replicated:
+            return None
         return self.core.failed if self.core is not None else None
+
+    @property
+    def role(self) -> str:
+        return "leader" if self.core is not None else "follower"
+
+    def _audit(self, row: dict) -> None:
+        """Audit rows commit with the leader's next batch; a follower forwards what changes
+        anything, and the leader records it."""
+        if self.core is not None:
+            self.core.audit(row)
+
+    def _single(self):
+        return single(replica_id(self.config.data_dir), self.address, self.agent_address, self._started)
+
+    def _replicas(self):
+        """For ServerService: the lease and the replicas, as the database has them (a
+        single server on SQLite: this one, leading)."""
+        if not self.replicated:
+            return None
+        store = LeaseStore(self.store.db)
+        return store.leader(), store.replicas(), self.config.lease, self.me.id
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._health.enter_graceful_shutdown()
-        if self._ticker is not None:
-            self._ticker.cancel()
-        if self._compactor is not None:
-            self._compactor.cancel()
-        if self._failure_watch is not None:
-            self._failure_watch.cancel()
+        self._stop_background()
+        if self._tailer is not None:
+            await self._tailer.stop()
         self.hub.close()
         if self._front is not None:
             await self._front.stop()
@@ -307,6 +456,10 @@ class Server:
             await self._grpc.stop(grace)
         if self.core is not None:
             await self.core.stop()
+        if self.leadership is not None:
+            await self.leadership.stop()  # lets the lease go: another replica leads at once
+        if self._forwarder is not None:
+            await self._forwarder.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self.store.close)
         self._writer.shutdown(wait=True)

@@ -60,6 +60,11 @@ class ServerConfig:
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
     reader_threads: int = 2  # threads that serve reads from the database
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: no HTTP listener
+    # Replicas on PostgreSQL (issue 16): where the others, clients and agents reach this one
+    # (empty: the bound address), and the leader's lease in seconds.
+    advertise: str = ""
+    advertise_agent: str = ""
+    lease: float = 2.0
 
     @property
     def agent_address(self) -> str:

@@ -13,10 +13,11 @@ from typing import Any, Callable
 
 from .domain.engine import Engine
 from .domain.changes import ChangeSet
-from .errors import EngineFailure, JobplaneError, StoreFailure
+from .errors import Deposed, EngineFailure, JobplaneError, StoreFailure
 from .events import EventHub
 from .metrics import ServerMetrics
 from .store.records import ConflictRule, InventoryView, ProviderView
+from .store.lease import Term
 from .store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ Op = Callable[[Engine], Any]
 
 class Core:
     def __init__(self, engine: Engine, store: Store, hub: EventHub, writer: ThreadPoolExecutor,
-                 deliver: Callable[[ChangeSet], None], metrics: ServerMetrics | None = None) -> None:
+                 deliver: Callable[[ChangeSet], None], metrics: ServerMetrics | None = None,
+                 term: Term | None = None) -> None:
         self.engine = engine
+        self.term = term  # a replica's leadership: every commit checks it still holds
         self.metrics = metrics or ServerMetrics()
         self.store = store
         self.hub = hub
@@ -43,13 +46,20 @@ class Core:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="jobplane-core")
 
-    async def stop(self) -> None:
+    async def stop(self, reason: JobplaneError | None = None) -> None:
+        """Stop applying operations; with a `reason`, every operation not yet committed fails
+        with it (a replica stepping down: its callers retry on the new leader)."""
+        if reason is not None and self.failed is None:
+            self.failed = reason
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if reason is not None:
+            _fail(self._pending, reason)
+            self._pending = []
 
     def enqueue(self, op: Op) -> asyncio.Future:
         """Schedule `op(engine)`; the future resolves once its changes are committed."""
@@ -77,12 +87,16 @@ class Core:
             batch, self._pending = self._pending, []
             try:
                 await self._apply(batch)
+            except asyncio.CancelledError:  # stopped mid-batch: its callers are told, not left waiting
+                _fail(batch, self.failed or Deposed("the server stopped before this change was confirmed; retry"))
+                raise
             except (StoreFailure, EngineFailure) as exc:
                 self.failed = exc
-                for _, fut in batch + self._pending:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                log.critical("stopping: %s", exc)
+                _fail(batch + self._pending, exc)
+                if isinstance(exc, Deposed):
+                    log.warning("stepping down: %s", exc)
+                else:
+                    log.critical("stopping: %s", exc)
                 self.dead.set()
                 return
 
@@ -102,7 +116,7 @@ class Core:
         cs.audits, self._audits = self._audits, []
         if cs.persisted():  # a failure (StoreFailure) leaves the engine ahead of the database: stop
             started = time.perf_counter()
-            await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs)
+            await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs, self.term)
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_operations.observe(len(batch))
         self._deliver(cs)
@@ -145,6 +159,12 @@ class Core:
         persisted, so a batch of heartbeats commits nothing): the provider was heard from, and
         new live facts may let work with runtime conditions start."""
         self.enqueue(lambda engine: _heard(engine, provider_id, conn_id, facts))
+
+
+def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 def _heard(engine: Engine, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:

@@ -70,6 +70,11 @@ class StoreFailure(JobplaneError):
     code = "UNAVAILABLE"
 
 
+class Deposed(StoreFailure):
+    """A replica's commit found the lease taken by another (issue 16): nothing of the batch
+    was written, and the replica steps down to follower."""
+
+
 class EngineFailure(JobplaneError):
     """A bug stopped the engine mid-change; the server stops and resumes from its database."""
 

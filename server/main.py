@@ -74,6 +74,15 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="batches a watcher may fall behind before it is cut off (default: %(default)s)")
     p.add_argument("--http", default="", metavar="HOST:PORT",
                    help="serve the web console and Prometheus /metrics here (port 0 picks one; default: off)")
+    p.add_argument("--advertise", default="", metavar="HOST:PORT",
+                   help="where clients and the other replicas reach this server (default: the bound --listen "
+                        "address, a wildcard host replaced by the host name)")
+    p.add_argument("--advertise-agent", default="", metavar="HOST:PORT",
+                   help="where agents reach this server's mutual-TLS address (default: the --advertise host "
+                        "and the bound agent port)")
+    p.add_argument("--lease", type=float, default=2.0, metavar="SECONDS",
+                   help="replicas on PostgreSQL: how long the leader's lease lasts; it is renewed every third "
+                        "of it, and another replica takes over once it runs out (default: %(default)s)")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
@@ -98,6 +107,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--event-retention must be >= 0 (0 = keep every event)")
     if a.http and not _is_address(a.http):
         p.error(f"--http: {a.http!r} is not HOST:PORT; e.g. 127.0.0.1:7080 (port 0 picks a free one)")
+    for flag in ("advertise", "advertise_agent"):
+        value = getattr(a, flag)
+        if value and (not _is_address(value) or value.rsplit(":", 1)[1] == "0"):
+            p.error(f"--{flag.replace('_', '-')}: {value!r} is not HOST:PORT with a port other than 0; "
+                    "e.g. a.example.com:7070")
+    if not 0.3 <= a.lease <= 600:
+        p.error("--lease must be between 0.3 and 600 seconds")
     if a.watcher_queue < 1:
         p.error("--watcher-queue must be >= 1")
     if a.inventory_ttl <= 0:
@@ -127,7 +143,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
                         event_retention=a.event_retention, watcher_queue=a.watcher_queue,
-                        request_id_ttl=a.request_id_ttl, http=a.http)
+                        request_id_ttl=a.request_id_ttl, http=a.http, advertise=a.advertise,
+                        advertise_agent=a.advertise_agent, lease=a.lease)
 
 
 def _is_address(text: str) -> bool:

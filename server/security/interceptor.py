@@ -57,9 +57,13 @@ class RateLimiter:
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, access: Access, audit: Callable[[dict], None], limits: Limits,
-                 failure: Callable[[], Exception | None] = lambda: None, rpcs: Counter | None = None) -> None:
+                 failure: Callable[[], Exception | None] = lambda: None, rpcs: Counter | None = None,
+                 forward: Callable[[str], Any] = lambda method: None) -> None:
         self.failure = failure  # once the database refused a write, every call is told why
         self.rpcs = rpcs  # calls by method and status code, for /metrics
+        # On a follower replica: the forward.Forwarder that passes a call of this method on to
+        # the leader (None: this replica answers it). Asked per call: the role may change.
+        self.forward = forward
         self._access = access
         self._audit = audit
         self._limits = limits
@@ -128,17 +132,17 @@ def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard: AuthInterceptor
     """The handler with authentication, authorization and limits first. Requests reach it as
     bytes and are decoded after those checks (gRPC would answer UNKNOWN for a body that does not
     decode, before anyone was authenticated); a stream's later messages decode as they are read."""
-    decode = handler.request_deserializer
+    decode, encode = handler.request_deserializer, _bytes_or(handler.response_serializer)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary, method, guard, decode), response_serializer=handler.response_serializer)
+            _unary(handler.unary_unary, method, guard, decode), response_serializer=encode)
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, method, guard, decode), response_serializer=handler.response_serializer)
+            _streaming(handler.unary_stream, method, guard, decode), response_serializer=encode)
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
             _streaming(handler.stream_stream, method, guard, None),
-            request_deserializer=_stream_decoder(decode), response_serializer=handler.response_serializer)
+            request_deserializer=_stream_decoder(decode), response_serializer=encode)
     return handler  # client streaming: not used by jobplane
 
 
@@ -150,6 +154,9 @@ def _unary(behavior: Callable, method: str, guard: AuthInterceptor, decode: Call
         request, error = None, None
         try:
             request = await _decoded(decode, body, context)
+            forward = guard.forward(method)
+            if forward is not None:  # a follower replica: the leader answers
+                return await forward.unary(method, body, caller, context)
             return await behavior(request, context)
         except BaseException as exc:
             error = exc
@@ -176,7 +183,11 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
         try:
             request = await _decoded(decode, body, context) if decode else body
             guard.record(method, caller, request if decode else None, context, None)
-            async for response in behavior(request, context):
+            forward = guard.forward(method)
+            if forward is not None and decode is None:  # an agent's stream: to the leader itself
+                await forward.redirect(context)
+            responses = forward.stream(method, body, caller, context) if forward else behavior(request, context)
+            async for response in responses:
                 yield response
         except BaseException as exc:
             error = exc
@@ -186,6 +197,14 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
             guard.count(method, _code(context, error))
 
     return call
+
+
+def _bytes_or(serialize: Callable | None) -> Callable | None:
+    """A response serializer that sends bytes as they are: what the leader answered a call
+    this follower passed on (and watch frames)."""
+    if serialize is None:
+        return None
+    return lambda response: response if isinstance(response, bytes) else serialize(response)
 
 
 async def _unless_failed(guard: AuthInterceptor, method: str, context) -> None:

@@ -57,6 +57,7 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}JobService/HoldJob": SUBMIT,  # submitters: their own jobs (tenancy)
     f"{_V1}JobService/ReleaseJob": SUBMIT,
     f"{_V1}ConflictService/ListConflictRules": READ,
+    f"{_V1}ServerService/ListServers": READ,
     f"{_V1}ConflictService/CreateConflictRule": OPERATE,
     f"{_V1}ConflictService/DeleteConflictRule": OPERATE,
     f"{_V1}ConflictService/CheckConflicts": READ,

@@ -13,7 +13,7 @@ import grpc
 from google.protobuf.message import Message
 
 from ..core import Core
-from ..errors import InvalidArgument, JobplaneError, details
+from ..errors import Deposed, InvalidArgument, JobplaneError, details
 from ..domain.limits import PAGE_BYTES, shown
 from ..events import EventHub
 from ..metrics import ServerMetrics
@@ -85,9 +85,10 @@ class Deps:
     hub, the reader threads and the configuration. `store` is only what the repositories
     default to."""
 
-    def __init__(self, core: Core, store: Store, hub: EventHub, readers: ThreadPoolExecutor, config, *,
-                 reads: Reads | None = None, conflicts: ConflictStore | None = None) -> None:
-        self.core = core
+    def __init__(self, core: Core | None, store: Store, hub: EventHub, readers: ThreadPoolExecutor, config, *,
+                 reads: Reads | None = None, conflicts: ConflictStore | None = None,
+                 metrics: ServerMetrics | None = None) -> None:
+        self._core = core
         self.hub = hub
         self.readers = readers
         self.config = config
@@ -95,7 +96,24 @@ class Deps:
         self.conflicts = conflicts if conflicts is not None else ConflictStore(store.db)
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
-        self.metrics = getattr(core, "metrics", None) or ServerMetrics()
+        self.metrics = metrics or getattr(core, "metrics", None) or ServerMetrics()
+
+    @property
+    def core(self) -> Core:
+        """The engine's core while this replica leads; a follower has none (its calls that
+        need one are forwarded to the leader before they get here, save a call that was
+        under way as the replica stepped down)."""
+        if self._core is None:
+            raise Deposed("this server replica does not lead (it stepped down, or has not yet taken over); retry")
+        return self._core
+
+    @core.setter
+    def core(self, core: Core | None) -> None:
+        self._core = core
+
+    @property
+    def leading(self) -> bool:
+        return self._core is not None
 
     def status_of(self):
         """The caller's own normalization (convert.StatusOf), or None when the default policy is

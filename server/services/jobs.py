@@ -32,6 +32,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
         self._requests_loaded: asyncio.Future | None = None
+        self._requests_core = None  # the core (one per leadership term) whose engine has them
 
     @rpc
     async def SubmitJob(self, request, context):
@@ -49,6 +50,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def _load_requests(self) -> None:
         """Before the first submit with a request id, the engine learns the ids of the jobs
         submitted within the TTL (before a restart too). Once; concurrent submits wait for it."""
+        if self._requests_core is not self.d.core:  # a new term's engine knows none yet
+            self._requests_core, self._requests_loaded = self.d.core, None
         if self._requests_loaded is None:
             self._requests_loaded = asyncio.ensure_future(self._read_requests())
         try:

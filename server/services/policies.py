@@ -20,13 +20,12 @@ from ..domain.model import Status
 from ..domain.policies import (
     DEFAULT_POLICY, Policy, is_decision_reason, normalize, parse_policy, policy_to_dict, redecide, renormalize)
 from ..domain.query import page_of
-from ..core import Core
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import Caller, Role, current_caller
 from ..store.records import PolicyVersion
 from ..store.security import PolicyStore
 from . import convert
-from .base import page_size, rpc
+from .base import Deps, page_size, rpc
 
 DEFAULT, GROUP, USER = policy_pb2.POLICY_SCOPE_DEFAULT, policy_pb2.POLICY_SCOPE_GROUP, policy_pb2.POLICY_SCOPE_USER
 SCOPE_WORD = {GROUP: "group", USER: "user"}
@@ -116,14 +115,14 @@ def _parse(name: str, document: dict) -> Policy:
 
 
 class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, book: PolicyBook, core: Core) -> None:
+    def __init__(self, book: PolicyBook, deps: Deps) -> None:
         self._book = book
-        self._core = core
+        self._deps = deps  # its core is the leader's, of the term
 
     async def _announce(self, scope: int, name: str, version: int, deleted: bool) -> None:
         """A POLICY event, so watchers know statuses may read differently from now on."""
         by = current_caller.get().identity
-        await self._core.call(lambda engine: engine.policy_changed(SCOPE_WORD[scope], name, version, by, deleted))
+        await self._deps.core.call(lambda engine: engine.policy_changed(SCOPE_WORD[scope], name, version, by, deleted))
 
     @rpc
     async def GetPolicy(self, request, context):

@@ -19,13 +19,14 @@ SQLITE_PRAGMAS = {
 }
 
 
-def open_database(url: str) -> Database:
-    """A peewee Database for `url`; raises ConfigError naming the fix for a bad URL."""
+def open_database(url: str, lease: float = 2.0) -> Database:
+    """A peewee Database for `url`; raises ConfigError naming the fix for a bad URL. `lease`
+    (replicas on PostgreSQL) bounds how long a lost connection can go unnoticed."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         return _sqlite(url[len("sqlite:///"):] if url.startswith("sqlite:///") else parsed.path)
     if parsed.scheme in ("postgres", "postgresql"):
-        return _postgres(parsed)
+        return _postgres(parsed, lease)
     raise ConfigError(f"--db: unsupported URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB")
 
 
@@ -37,7 +38,7 @@ def _sqlite(path: str) -> SqliteDatabase:
     return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
 
 
-def _postgres(parsed) -> PostgresqlDatabase:
+def _postgres(parsed, lease: float) -> PostgresqlDatabase:
     try:
         import psycopg2  # noqa: F401
     except ImportError as exc:
@@ -45,10 +46,16 @@ def _postgres(parsed) -> PostgresqlDatabase:
     name = parsed.path.lstrip("/")
     if not name:
         raise ConfigError("--db: postgresql URL needs a database name: postgresql://USER@HOST/DB")
-    return PostgresqlDatabase(
-        name,
-        user=parsed.username,
-        password=parsed.password,
-        host=parsed.hostname,
-        port=parsed.port,
-    )
+    return PostgresqlDatabase(name, user=parsed.username, password=parsed.password, host=parsed.hostname,
+                              port=parsed.port, **_liveness(lease))
+
+
+def _liveness(lease: float) -> dict:
+    """Connection settings so that a cut link to PostgreSQL fails within about a lease, rather
+    than when TCP gives up minutes later: a deposed leader must find out, and a transaction
+    it left open must not hold the lease's row (and so block the takeover) for long."""
+    ms = max(1000, int(lease * 1000))
+    idle = max(3000, 2 * ms)  # jobplane never leaves a transaction idle: this only ends abandoned ones
+    return {"connect_timeout": max(2, int(lease + 0.999)), "keepalives": 1, "keepalives_idle": 1,
+            "keepalives_interval": 1, "keepalives_count": 2, "tcp_user_timeout": ms,
+            "options": f"-c idle_in_transaction_session_timeout={idle}"}

@@ -34,6 +34,7 @@ def reading(db: Database, fn: Callable[..., T], *args) -> T:
     try:
         return fn(*args)
     except (DatabaseError, InterfaceError) as exc:
+        drop_connection(db)
         raise StoreFailure("the database could not be read: " + explain(exc, db, reading=True)) from exc
 
 
@@ -61,3 +62,15 @@ def where_it_lives(db: Database) -> str:
         host = params.get("host") or "localhost"
         return f"the PostgreSQL server at {host}:{params.get('port') or 5432}, database {db.database}"
     return os.path.dirname(os.path.abspath(db.database)) or "."
+
+
+def drop_connection(db: Database) -> None:
+    """After a PostgreSQL error, close this thread's connection so that the next call opens a
+    new one: after a restart of PostgreSQL the old one is dead, though peewee thinks it open.
+    (SQLite's connection is a file handle that stays good: it is kept.)"""
+    if not isinstance(db, PostgresqlDatabase):
+        return
+    try:
+        db.close()
+    except Exception:  # closing a dead connection, or one whose rollback failed, may fail in turn
+        db._state.reset()

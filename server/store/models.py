@@ -297,6 +297,36 @@ class ConflictOverlapRow(BaseModel):
         indexes = ((("class_a", "class_b"), True),)
 
 
+class LeaderRow(BaseModel):
+    """The leader's lease (replicas on PostgreSQL): one row, id 1. Times are the database's
+    clock, in seconds since the epoch, so replicas' clocks never matter."""
+
+    id = IntegerField(primary_key=True)
+    holder = CharField(max_length=64, default="")  # replica id; "" = never held
+    epoch = IntegerField(default=0)  # one more at each change of leader; every commit checks it
+    expires = DoubleField(default=0.0)
+    renewed = DoubleField(default=0.0)
+    address = CharField(max_length=300, default="")
+    agent_address = CharField(max_length=300, default="")
+
+    class Meta:
+        table_name = "jobplane_leader"
+
+
+class ReplicaRow(BaseModel):
+    """Every server replica that has run on this database, with its last heartbeat."""
+
+    id = CharField(max_length=64, primary_key=True)
+    address = CharField(max_length=300, default="")
+    agent_address = CharField(max_length=300, default="")
+    version = CharField(max_length=40, default="")
+    started = DoubleField(default=0.0)
+    last_seen = DoubleField(default=0.0)
+
+    class Meta:
+        table_name = "jobplane_replica"
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
-              ConflictOverlapRow]
+              ConflictOverlapRow, LeaderRow, ReplicaRow]

@@ -17,10 +17,11 @@ from ..domain.fences import Fence
 from ..domain.inventory import InvEntry
 from ..domain.model import JobState, ProviderState, Status, TaskState
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
-from ..errors import StoreFailure
+from ..errors import Deposed, StoreFailure
 from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
-from .failures import explain, root_cause
+from .failures import drop_connection, explain, root_cause
+from .lease import Term, fence, notify
 from .reads import IN_CHUNK, Reads
 from .models import (
     ALL_MODELS,
@@ -38,6 +39,7 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
+SCHEMA_LOCK = 0x6A6F62706C616E65  # "jobplane": the advisory lock taken while the schema is made
 ACTIVE_JOB_STATES = (int(JobState.QUEUED), int(JobState.RUNNING))
 
 
@@ -66,8 +68,16 @@ class Store:
 
     def create_schema(self) -> None:
         with self.db.connection_context():
-            self._add_missing_columns()  # first: the indexes created next may use the new columns
-            self.db.create_tables(ALL_MODELS, safe=True)
+            if not isinstance(self.db, PostgresqlDatabase):
+                self._create_schema()
+                return
+            with self.db.atomic():  # replicas starting together: one creates, the others find it made
+                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                self._create_schema()
+
+    def _create_schema(self) -> None:
+        self._add_missing_columns()  # first: the indexes created next may use the new columns
+        self.db.create_tables(ALL_MODELS, safe=True)
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""
@@ -128,13 +138,24 @@ class Store:
 
     # ----- writes --------------------------------------------------------------------
 
-    def apply(self, cs: ChangeSet) -> None:
-        """Persist one batch atomically; raises StoreFailure saying why not and what to do."""
+    def apply(self, cs: ChangeSet, term: Term | None = None) -> None:
+        """Persist one batch atomically; raises StoreFailure saying why not and what to do.
+        With a replica's `term`, the batch is written only while that term's lease holds
+        (else Deposed, and nothing is written), and the followers are woken by its commit."""
         try:
             self.db.connect(reuse_if_open=True)
             with self.db.atomic():
                 self._write(cs)
+                if term is not None:  # last, so the lease's row is locked only from here to the commit
+                    if not fence(self.db, term):
+                        raise Deposed(f"another replica took the lease from epoch {term.epoch}; this one "
+                                      "stopped leading and passes calls on to the new leader: retry")
+                    if cs.events:
+                        notify(self.db, cs.events[-1].id)
+        except Deposed:
+            raise
         except Exception as exc:
+            drop_connection(self.db)
             raise StoreFailure(explain(exc, self.db)) from root_cause(exc)
 
     def _write(self, cs: ChangeSet) -> None:
@@ -246,6 +267,15 @@ class Store:
     def oldest_event_id(self) -> int | None:
         self.db.connect(reuse_if_open=True)
         return EventRow.select(fn.MIN(EventRow.id)).scalar()
+
+    def event_id_range(self) -> tuple[int | None, int | None]:
+        """The oldest and newest stored event ids (None, None: no event yet)."""
+        self.db.connect(reuse_if_open=True)
+        try:
+            return tuple(EventRow.select(fn.MIN(EventRow.id), fn.MAX(EventRow.id)).tuples().get())
+        except Exception:
+            drop_connection(self.db)
+            raise
 
 
 def _job_row(j) -> dict:

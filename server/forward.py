@@ -1,0 +1,123 @@
+"""On a follower replica: the calls only the leader can answer, passed on to it as they are.
+
+A follower answers reads and watches from the database itself (LOCAL). Every other call is
+authenticated here, then sent to the leader unchanged (the request's bytes) with the
+identity this replica authenticated (FORWARDED_IDENTITY), over the leader's mutual-TLS
+address with this replica's certificate, which is what makes the leader believe it. The
+leader's answer, or its error, goes back as it came. An agent's stream is not forwarded: it is
+refused with the leader's agent address in the trailing metadata, and the agent connects there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from jobplane.replicas import FORWARDED_BY, FORWARDED_IDENTITY, LEADER_ADDRESS, LEADER_AGENT_ADDRESS
+
+log = logging.getLogger(__name__)
+
+_V1 = "/jobplane.v1."
+# What a follower answers itself, from the database and its own event hub.
+LOCAL = frozenset(_V1 + name for name in (
+    "JobService/GetJob", "JobService/ListJobs", "JobService/SummarizeJobs", "JobService/WatchEvents",
+    "EventService/WatchEvents", "TaskService/GetTask", "TaskService/ListTasks",
+    "ContinuationService/ListContinuations", "ContinuationService/GetContinuation",
+    "ContinuationService/WatchContinuations", "ViewService/GetView", "ViewService/ListViews",
+    "PolicyService/GetPolicy", "PolicyService/ListPolicies", "PolicyService/TestPolicy",
+    "SecurityService/ListAuditRecords", "SecurityService/GetAuthority", "SecurityService/WhoAmI",
+    "ServerService/ListServers"))
+CONNECT = _V1 + "ProviderService/Connect"
+# Request metadata that is the link's, not the call's: never passed on.
+_HOP = ("authorization", "user-agent", "content-type", "te", "grpc-", ":", FORWARDED_IDENTITY, FORWARDED_BY)
+
+
+@dataclass(frozen=True)
+class Leader:
+    """Where the leader is, as the lease says ("" when no replica leads just now)."""
+
+    id: str = ""
+    address: str = ""
+    agent_address: str = ""
+    epoch: int = 0
+
+
+class Forwarder:
+    """Calls to the leader: one channel, remade when the leader changes."""
+
+    def __init__(self, me: str, credentials: grpc.ChannelCredentials | None,
+                 identity_of: Callable[[object], str] | None) -> None:
+        self._me = me
+        self._credentials = credentials  # None: --insecure, plaintext to the leader's main address
+        self._identity_of = identity_of  # the caller, as FORWARDED_IDENTITY says it
+        self.leader = Leader()
+        self._channel: grpc.aio.Channel | None = None
+        self._target = ""
+
+    def follow(self, leader: Leader) -> None:
+        self.leader = leader
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def unary(self, method: str, body: bytes, caller, context) -> bytes:
+        channel = await self._leader_channel(context)
+        try:
+            return await channel.unary_unary(method)(body, metadata=self._metadata(caller, context),
+                                                     timeout=context.time_remaining())
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+
+    async def stream(self, method: str, body: bytes, caller, context) -> AsyncIterator[bytes]:
+        channel = await self._leader_channel(context)
+        call = channel.unary_stream(method)(body, metadata=self._metadata(caller, context),
+                                            timeout=context.time_remaining())
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+        finally:
+            call.cancel()
+
+    async def redirect(self, context) -> None:
+        """An agent's stream: refused, with where the leader is."""
+        leader = self.leader
+        where = f"the leader is {leader.agent_address}" if leader.id else "no replica leads just now; retry"
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"this server replica follows; {where}",
+                            ((LEADER_AGENT_ADDRESS, leader.agent_address), (LEADER_ADDRESS, leader.address)))
+
+    async def _leader_channel(self, context) -> grpc.aio.Channel:
+        leader = self.leader
+        if not leader.id or leader.id == self._me:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no server replica leads just now (a takeover is "
+                                "under way); retry in a moment", ((LEADER_ADDRESS, ""),))
+        if _forwarded(context):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this replica stopped leading while the call was on "
+                                "its way; retry", ((LEADER_ADDRESS, leader.address),))
+        target = leader.address if self._credentials is None else leader.agent_address
+        if target != self._target or self._channel is None:
+            if self._channel is not None:  # calls still on it may finish; this one does not wait
+                asyncio.get_running_loop().create_task(self._channel.close(grace=5.0))
+            self._channel = (grpc.aio.insecure_channel(target) if self._credentials is None
+                             else grpc.aio.secure_channel(target, self._credentials))
+            self._target = target
+        return self._channel
+
+    def _metadata(self, caller, context) -> tuple[tuple[str, str], ...]:
+        kept = tuple((key, value) for key, value in context.invocation_metadata() or ()
+                     if not key.startswith(_HOP) and not key.endswith("-bin"))
+        extra = ((FORWARDED_BY, self._me),)
+        if self._identity_of is not None:
+            extra += ((FORWARDED_IDENTITY, self._identity_of(caller)),)
+        return kept + extra
+
+
+def _forwarded(context) -> bool:
+    return any(key == FORWARDED_BY for key, _ in context.invocation_metadata() or ())
