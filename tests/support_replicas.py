@@ -281,6 +281,27 @@ class AgentFront(TcpProxy):
         self.target = (host, int(port))
         self.cut()
 
+    def _accept(self) -> None:
+        """As TcpProxy's, but a target that refuses (a killed leader) ends that one connection,
+        not the proxy: the agent retries, and finds the next target."""
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._socks += [client, upstream]
+                self._clients.append(client)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
 
 class Load:
     """A few thousand short marked tasks (support_history) run by `agents` real agents on a
