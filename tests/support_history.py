@@ -362,9 +362,14 @@ class History:
         for t in tasks:
             started, ended = len(runs.starts.get(t.id, [])), len(runs.ends.get(t.id, []))
             if (started, ended) != (1, 1):
-                out.append(f"task {t.id} ({t.name}) started {started} times and ended {ended} times "
-                           f"(attempts {[(a.number, a.provider_id) for a in t.attempts]})")
+                out.append(f"task {t.id} ({t.name}) started {started} times and ended {ended} times: "
+                           f"runs (attempt, pid, time) {runs.starts.get(t.id)} -> {runs.ends.get(t.id)}; "
+                           f"its events (id, status, attempt, time) {self._events_of(t.id)}")
         return out[:20]
+
+    def _events_of(self, task_id: str) -> list[tuple]:
+        seen = self.watchers.seen[0]
+        return [(e[0], e[4], e[5], round(when, 3)) for e, when in zip(seen.events, seen.times) if e[3] == task_id]
 
     def _watchers(self, stored: list[tuple]) -> list[str]:
         """Each watcher saw ids one after another, with no gap or repeat, and each event as the

@@ -71,13 +71,16 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-m", "fast",
                   "-o", self._options(), "restart")
 
-    def stop(self) -> None:
+    def stop(self, *, keep: bool = False) -> None:
+        """Stop the server and remove its files, or with `keep` leave them for a post-mortem
+        (`pg_ctl -D DIR/data start` as the postgres user brings the database back)."""
         if self.data.exists():
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast" if keep else "immediate", "-w", "stop")
             except AssertionError:
                 pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self) -> str:
         path = self.dir / "log"

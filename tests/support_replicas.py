@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -124,8 +125,14 @@ class Replica:
         self.args = ["--advertise", self.address, "--lease", str(rs.lease), *rs.extra]
         self.proc: ServerProc | None = None
         self.frozen = False
+        self._faults = rs.faults
+
+    def note(self, what: str) -> None:
+        """Remember a fault done to this replica, with the time, for the logs of a failed test."""
+        self._faults.append(f"{time.time():.3f} {self.name}: {what}")
 
     def start(self) -> None:
+        self.note("start")
         self.proc = ServerProc(self.workdir, self.db_url, port=self.port, insecure=True, extra=self.args)
 
     def alive(self) -> bool:
@@ -134,17 +141,29 @@ class Replica:
     def kill(self) -> None:
         """kill -9."""
         self.thaw()
+        self.note("kill -9")
         self.proc.kill()
 
     def freeze(self) -> None:
         """SIGSTOP: the process stops in its tracks, sockets open, as a long GC pause or a VM stall."""
+        self.note("SIGSTOP")
         self.proc.signal(signal.SIGSTOP)
         self.frozen = True
 
     def thaw(self) -> None:
         if self.frozen:
+            self.note("SIGCONT")
             self.proc.signal(signal.SIGCONT)
             self.frozen = False
+
+    def partition(self) -> None:
+        """Cut this replica off from PostgreSQL (its Link: bytes held back, no error)."""
+        self.note("cut off from PostgreSQL")
+        self.link.cut()
+
+    def heal(self) -> None:
+        self.note("link to PostgreSQL restored")
+        self.link.restore()
 
     def output(self) -> str:
         return self.proc.output() if self.proc else ""
@@ -166,6 +185,7 @@ class ReplicaSet:
         self.lease = lease
         self.links = links
         self.extra = list(extra)
+        self.faults: list[str] = []
         self.replicas = [Replica(self, i) for i in range(n)]
         self.agents: list[AgentProc] = []
         self.loads: list[Load] = []
@@ -267,7 +287,8 @@ class ReplicaSet:
             channel.close()
 
     def logs(self, tail: int = 4000) -> str:
-        parts = [f"---- {r.name} {r.address} ----\n{r.output()[-tail:]}" for r in self.replicas]
+        parts = ["---- faults ----", *self.faults]
+        parts += [f"---- {r.name} {r.address} ----\n{r.output()[-tail:]}" for r in self.replicas]
         parts += [f"---- agent {a.name} ----\n{a.output()[-tail:]}" for a in self.agents]
         return "\n".join(parts)
 
