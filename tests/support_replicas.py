@@ -299,6 +299,8 @@ class AgentFront(TcpProxy):
 
     def follow(self, replica: Replica) -> None:
         host, port = replica.address.rsplit(":", 1)
+        if self.target == (host, int(port)):
+            return  # already there: cutting would only break the agents' fresh streams
         self.target = (host, int(port))
         self.cut()
 
