@@ -10,12 +10,13 @@ run's own (initdb in a temporary directory; as the postgres user when run as roo
    grpc.aio processes from bench/events.py, one replica per process in turn) while Python no-op
    tasks commit about --rate events/s: delivery latency (commit batch -> watcher) p50/p99, and
    the events/s the leader committed (counted in the database) and its CPU, with 0 and with
-   --watchers watchers. Goal: the same commit rate.
+   --watchers watchers. Goal: the same commit rate. (--watch-on followers keeps the leader free of them.)
 3. throughput: --tasks Python no-op tasks, submit -> last result committed, on SQLite (one
    server) against PostgreSQL (one replica, and the leader of three).
 
     python bench/replicas.py [--only takeover,fanout,throughput] [--kills 10] [--lease 2]
-                             [--watchers 1000] [--rate 1000] [--seconds 10] [--tasks 5000]
+                             [--agents-via front|list] [--watchers 1000] [--rate 1000]
+                             [--seconds 10] [--watch-on all|followers] [--tasks 5000]
 
 Until jobplane-agent follows the leader by itself (--server a,b,c), `--agents-via front` (the
 default) puts an AgentFront between the agents and the replicas that this script points at
@@ -107,7 +108,8 @@ def fanout(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
         wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 2, 30, "agents")
         job_events, task_events = calibrate(client)
         print(f"fan-out: 3 replicas, 2 agents x 8 slots on the leader, no-op tasks ({task_events:.1f} events/task), "
-              f"asked {a.rate:.0f} events/s for {a.seconds:g}s")
+              f"asked {a.rate:.0f} events/s for {a.seconds:g}s; watchers on {a.watch_on} replicas, "
+              f"{min(a.processes, a.watchers)} processes x {a.channels} channels")
         for watchers in (0, a.watchers):
             fanout_run(a, rs, leader, client, db, watchers, work / f"fanout-{watchers}", job_events, task_events)
         client.close()
@@ -118,7 +120,8 @@ def fanout(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
 def fanout_run(a, rs: ReplicaSet, leader, client, db: str, watchers: int, work: Path, job_events: float,
                task_events: float) -> None:
     work.mkdir()
-    procs = start_watchers(rs, watchers, a.processes, a.channels, work)
+    on = rs.replicas if a.watch_on == "all" else rs.followers(leader)
+    procs = start_watchers(on, watchers, a.processes, a.channels, work)
     try:
         wait_until(lambda: all((work / f"ready-{i}").exists() for i in range(len(procs))), 120,
                    "every watcher stream to be live", 0.1)
@@ -150,14 +153,14 @@ def fanout_run(a, rs: ReplicaSet, leader, client, db: str, watchers: int, work: 
             p.stop()
 
 
-def start_watchers(rs: ReplicaSet, watchers: int, processes: int, channels: int, work: Path) -> list[Proc]:
-    """bench/events.py watcher processes, the i-th on replica i % 3, `watchers` streams in all."""
+def start_watchers(replicas: list, watchers: int, processes: int, channels: int, work: Path) -> list[Proc]:
+    """bench/events.py watcher processes, the i-th on replicas[i % len], `watchers` streams in all."""
     events_py = str(Path(__file__).resolve().parent / "events.py")
     processes = min(processes, watchers)
     procs = []
     for i in range(processes):
         streams = watchers // processes + (i < watchers % processes)
-        cfg = {"address": rs.replicas[i % len(rs.replicas)].address, "insecure": True, "streams": streams,
+        cfg = {"address": replicas[i % len(replicas)].address, "insecure": True, "streams": streams,
                "channels": min(channels, streams), "ready": str(work / f"ready-{i}"), "go": str(work / "go"),
                "out": str(work / f"out-{i}.json")}
         (work / f"watcher-{i}.json").write_text(json.dumps(cfg))
@@ -224,6 +227,8 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000, help="events per second to commit")
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--processes", type=int, default=3, help="watcher processes (each on one replica)")
+    p.add_argument("--watch-on", choices=["all", "followers"], default="all",
+                   help="spread the watchers over every replica (the issue's setting) or the followers only")
     p.add_argument("--channels", type=int, default=4, help="channels (TCP connections) per watcher process")
     p.add_argument("--drain", type=float, default=20, help="seconds after the load for watchers to catch up")
     p.add_argument("--tasks", type=int, default=5000)
