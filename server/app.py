@@ -22,13 +22,13 @@ from jobplane.v1 import task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
 
 from .config import ServerConfig
 from .core import Core
-from .errors import ConfigError
 from .domain.engine import Engine
 from .events import EventHub
 from .hooks import ScaleOutHook
 from .metrics import ServerMetrics
 from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
+from .security.authorities import PKI_DIR, open_authority
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
 from .services import convert
@@ -45,6 +45,7 @@ from .services.tasks import TaskService
 from .services.views import ViewBook, ViewService
 from .services.watch import encode_event, register_with_frames
 from .store.db import open_database
+from .store.locks import ServerClaims, claim_server
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
 from .store.views import ViewStore
@@ -90,11 +91,14 @@ class Server:
         self._providers: ProviderService | None = None
         self._front: HttpFront | None = None
         self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
+        self.access: Access | None = None
+        self._claims: ServerClaims | None = None  # the data directory's lock (and the SQLite file's)
 
     async def start(self) -> str:
         """Open the database, resume unfinished work, and listen; returns HOST:PORT. Built in
         dependency order: the engine from the database, the core around it, the credentials,
         the services over both, then the listening sockets."""
+        self._claims = claim_server(self.config.data_dir, self.config.database_url)
         await self._resume()
         self.access = await self._security()
         deps = await self._services_deps()
@@ -188,23 +192,15 @@ class Server:
         if not self.config.insecure:
             authority = await loop.run_in_executor(self._writer, self._authority)
         access = Access(SecurityStore(self.store.db), self._writer, authority,
-                        agent_cert_ttl=self.config.agent_cert_ttl)
+                        agent_cert_ttl=self.config.agent_cert_ttl, reader=self._readers)
         await access.load()
         await access.bootstrap(self.config.data_dir)
+        access.start_refresh()
         return access
 
     def _authority(self) -> Authority:
-        pki = self.config.data_dir / "pki"
-        if self.config.ca_cert is not None:
-            try:
-                authority = Authority.from_files(self.config.ca_cert, self.config.ca_key)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"--ca-cert/--ca-key: {exc}") from None
-        else:
-            authority = Authority.load_or_create(pki)
-            if self.config.rotate_ca:
-                authority = authority.rotate(pki)
-                log.info("rotated the CA: new fingerprint %s; the previous CA stays trusted", authority.fingerprint())
+        pki = self.config.data_dir / PKI_DIR
+        authority = open_authority(self.config, SecurityStore(self.store.db))
         hosts = [h for h in (self.config.listen.rsplit(":", 1)[0], self.config.agent_address.rsplit(":", 1)[0],
                              socket.gethostname(), *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
         self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])
@@ -293,6 +289,8 @@ class Server:
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._health.enter_graceful_shutdown()
+        if self.access is not None:
+            self.access.stop_refresh()
         if self._ticker is not None:
             self._ticker.cancel()
         if self._compactor is not None:
@@ -311,3 +309,5 @@ class Server:
         await loop.run_in_executor(self._writer, self.store.close)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=False)
+        if self._claims is not None:
+            self._claims.release()
