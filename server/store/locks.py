@@ -43,10 +43,12 @@ class FileLock:
 
 
 class ServerClaims:
-    """What a running server holds: its data directory and, on SQLite, its database file."""
+    """What a running server holds: its data directory and, on SQLite, its database file; and
+    the replica id kept in that data directory."""
 
-    def __init__(self, locks: list[FileLock]) -> None:
+    def __init__(self, locks: list[FileLock], replica_id: str) -> None:
         self.locks = locks
+        self.replica_id = replica_id
 
     def release(self) -> None:
         for lock in reversed(self.locks):
@@ -54,17 +56,18 @@ class ServerClaims:
 
 
 def claim_server(data_dir: Path, database_url: str) -> ServerClaims:
-    """Claim the data directory and, for SQLite, the database file; ConfigError naming the
-    server that holds either, and what to do."""
+    """Claim the data directory and, for SQLite, the database file, and read (or make) the
+    replica id; ConfigError naming the server that holds either, and what to do."""
     held = [claim_data_dir(data_dir)]
     try:
         database = sqlite_path(database_url)
         if database is not None:
             held.append(claim_sqlite(database))
+        return ServerClaims(held, replica_id(data_dir))
     except BaseException:
-        held[0].release()
+        for lock in held:
+            lock.release()
         raise
-    return ServerClaims(held)
 
 
 def claim_data_dir(path: Path) -> FileLock:
