@@ -132,6 +132,7 @@ def enroll(server: ServerProc, secret: str, name: str) -> tuple[bytes, bytes]:
         return key, security_pb2_grpc.SecurityServiceStub(channel).Enroll(request, timeout=10).certificate_pem
 
 
+@pytest.mark.postgres
 def test_replicas_share_one_ca_that_trusts_agents_and_clients_of_either(replicas):
     a, b = replicas("a"), replicas("b")
     assert a.ca.read_bytes() == b.ca.read_bytes()
@@ -142,6 +143,7 @@ def test_replicas_share_one_ca_that_trusts_agents_and_clients_of_either(replicas
         assert (whoami(channel).identity, whoami(channel).method) == ("gpu-1", "certificate")
 
 
+@pytest.mark.postgres
 def test_a_token_made_on_one_replica_works_on_the_other_until_revoked_there(replicas):
     a, b = replicas("a"), replicas("b")
     with a.client() as on_a:
@@ -163,6 +165,7 @@ def test_a_token_made_on_one_replica_works_on_the_other_until_revoked_there(repl
         assert listed[made.token.id] is True
 
 
+@pytest.mark.postgres
 def test_a_join_token_with_one_use_enrolls_once_across_replicas(replicas):
     a, b = replicas("a"), replicas("b")
     with a.client() as on_a:
@@ -174,6 +177,7 @@ def test_a_join_token_with_one_use_enrolls_once_across_replicas(replicas):
     assert again.code() == grpc.StatusCode.UNAUTHENTICATED and "has no uses left" in again.details()
 
 
+@pytest.mark.postgres
 def test_concurrent_uses_of_a_join_token_spend_each_use_once(pg_url):
     store = Store(open_database(pg_url))
     store.create_schema()
@@ -202,6 +206,7 @@ def test_concurrent_uses_of_a_join_token_spend_each_use_once(pg_url):
     store.close()
 
 
+@pytest.mark.postgres
 def test_replicas_starting_together_store_one_ca_and_a_rotation_keeps_the_old_one(pg_url, tmp_path):
     store = Store(open_database(pg_url))
     store.create_schema()
@@ -226,6 +231,7 @@ def test_replicas_starting_together_store_one_ca_and_a_rotation_keeps_the_old_on
     store.close()
 
 
+@pytest.mark.postgres
 def test_the_first_replica_stores_the_ca_its_data_directory_had(pg_url, tmp_path):
     existing = Authority.load_or_create(tmp_path / "pki")
     store = Store(open_database(pg_url))
