@@ -31,6 +31,7 @@ from .hooks import ScaleOutHook
 from .metrics import ServerMetrics
 from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
+from .security.authorities import PKI_DIR, open_authority
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
 from .services import convert
@@ -48,9 +49,11 @@ from .services.views import ViewBook, ViewService
 from .services.watch import encode_event, register_with_frames
 from .store.db import open_database
 from .store.lease import LeaseStore, Me, Term
+from .store.locks import ServerClaims, claim_server
+from .security.forwarding import encode_identity
 from .tailer import Tailer
 from .forward import LOCAL, Forwarder, Leader
-from .replica import Leadership, replica_id
+from .replica import Leadership
 from .services.servers import ServerService, single
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
@@ -107,12 +110,15 @@ class Server:
         self._providers: ProviderService | None = None
         self._front: HttpFront | None = None
         self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
+        self.access: Access | None = None
+        self._claims: ServerClaims | None = None  # the data directory's lock (and the SQLite file's)
 
     async def start(self) -> str:
         """Open the database, take the lead or follow, and listen; returns HOST:PORT. Built in
         dependency order: the database, the credentials, the services, the listening sockets,
         then the role: the leader restores the engine from the database and runs the core
         around it; a follower serves reads and watches and forwards the rest."""
+        self._claims = claim_server(self.config.data_dir, self.config.database_url)
         await self._open()
         self.access = await self._security()
         self.deps = await self._services_deps()
@@ -147,8 +153,9 @@ class Server:
         if not self.replicated:
             await self._lead(None)
             return
-        self.me = Me(replica_id(self.config.data_dir), *self._advertised(), __version__)
-        self._forwarder = Forwarder(self.me.id, self._replica_credentials(), self._identity_text())
+        self.me = Me(self._claims.replica_id, *self._advertised(), __version__)
+        self._forwarder = Forwarder(self.me.id, self.access.replica_channel_credentials(self.me.id),
+                                    None if self.config.insecure else encode_identity)
         self.leadership = Leadership(LeaseStore(self.store.db), self.me, self.config.lease,
                                      lead=self._lead, follow=self._follow, seen=self._seen)
         await self.leadership.first()
@@ -228,12 +235,6 @@ class Server:
         address = self.config.advertise or f"{host}:{self.address.rsplit(':', 1)[1]}"
         agent = self.config.advertise_agent or f"{address.rsplit(':', 1)[0]}:{self.agent_address.rsplit(':', 1)[1]}"
         return address, agent
-
-    def _replica_credentials(self):
-        return None  # --insecure: plaintext to the leader's main address
-
-    def _identity_text(self):
-        return None
 
     async def _resume(self, term: Term | None) -> None:
         """The engine, as the database left it; and the core that will commit its batches."""
@@ -315,25 +316,18 @@ class Server:
         if not self.config.insecure:
             authority = await loop.run_in_executor(self._writer, self._authority)
         access = Access(SecurityStore(self.store.db), self._writer, authority,
-                        agent_cert_ttl=self.config.agent_cert_ttl)
+                        agent_cert_ttl=self.config.agent_cert_ttl, reader=self._readers)
         await access.load()
         await access.bootstrap(self.config.data_dir)
+        access.start_refresh()
         return access
 
     def _authority(self) -> Authority:
-        pki = self.config.data_dir / "pki"
-        if self.config.ca_cert is not None:
-            try:
-                authority = Authority.from_files(self.config.ca_cert, self.config.ca_key)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"--ca-cert/--ca-key: {exc}") from None
-        else:
-            authority = Authority.load_or_create(pki)
-            if self.config.rotate_ca:
-                authority = authority.rotate(pki)
-                log.info("rotated the CA: new fingerprint %s; the previous CA stays trusted", authority.fingerprint())
+        pki = self.config.data_dir / PKI_DIR
+        authority = open_authority(self.config, SecurityStore(self.store.db))
+        advertised = [a.rsplit(":", 1)[0] for a in (self.config.advertise, self.config.advertise_agent) if a]
         hosts = [h for h in (self.config.listen.rsplit(":", 1)[0], self.config.agent_address.rsplit(":", 1)[0],
-                             socket.gethostname(), *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
+                             socket.gethostname(), *advertised, *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
         self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])
         write_atomic(self.ca_bundle, authority.trust_bundle(), durable=False)
         return authority
@@ -433,7 +427,7 @@ class Server:
             self.core.audit(row)
 
     def _single(self):
-        return single(replica_id(self.config.data_dir), self.address, self.agent_address, self._started)
+        return single(self._claims.replica_id, self.address, self.agent_address, self._started)
 
     def _replicas(self):
         """For ServerService: the lease and the replicas, as the database has them (a
@@ -445,6 +439,8 @@ class Server:
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._health.enter_graceful_shutdown()
+        if self.access is not None:
+            self.access.stop_refresh()
         self._stop_background()
         if self._tailer is not None:
             await self._tailer.stop()
@@ -464,3 +460,5 @@ class Server:
         await loop.run_in_executor(self._writer, self.store.close)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=False)
+        if self._claims is not None:
+            self._claims.release()

@@ -262,10 +262,28 @@ def agent_certificate(server: ServerProc, name: str, **options) -> tuple[bytes, 
     from jobplane.client.tls import make_key_and_csr
     from jobplane.server.security.pki import Authority
 
-    authority = options.pop("authority", None) or Authority.load_or_create(server.data_dir / "pki")
+    authority = options.pop("authority", None) or server_authority(server)
     key, csr = make_key_and_csr(name)
     options.setdefault("lifetime", timedelta(hours=1))
     return key, authority.sign_csr(csr, identity=name, role="agent", **options)
+
+
+def server_authority(server: ServerProc):
+    """The CA `server` signs with (tests may read its key): in DATA_DIR/pki on SQLite, in the
+    database the replicas share on PostgreSQL."""
+    from jobplane.server.security.authorities import stored_authority
+    from jobplane.server.security.pki import Authority
+    from jobplane.server.store.db import open_database
+    from jobplane.server.store.repo import Store
+    from jobplane.server.store.security import SecurityStore
+
+    if server.db_url.startswith("sqlite"):
+        return Authority.load_or_create(server.data_dir / "pki")
+    store = Store(open_database(server.db_url))
+    try:
+        return stored_authority(SecurityStore(store.db))
+    finally:
+        store.close()
 
 
 def agent_channel(server: ServerProc, key: bytes | None, cert: bytes | None):

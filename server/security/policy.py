@@ -28,6 +28,7 @@ class Caller:
     groups: tuple[str, ...] = ()
     method: str = "token"  # "token", "certificate" or "insecure"
     serial: int = 0  # the certificate's serial, for certificate callers
+    forwarded_by: str = ""  # the replica that authenticated the caller and forwarded its call here
 
     def sees_all_jobs(self) -> bool:
         """Admins, operators and viewers see every job; submitters only their own."""

@@ -326,7 +326,21 @@ class ReplicaRow(BaseModel):
     class Meta:
         table_name = "jobplane_replica"
 
+class AuthorityRow(BaseModel):
+    """The built-in CA that every replica on a shared (PostgreSQL) database signs with: one row per
+    generation, the newest current, the one before it still trusted (--rotate-ca adds one). The key
+    is unencrypted PKCS#8 PEM, guarded by the database's access control; --ca-cert/--ca-key keep it
+    out of the database."""
+
+    generation = IntegerField(primary_key=True)
+    cert_pem = TextField()
+    key_pem = TextField()
+    create_time = DoubleField()
+
+    class Meta:
+        table_name = "jobplane_authority"
+
 
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
-              ConflictOverlapRow, LeaderRow, ReplicaRow]
+              ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow]

@@ -18,7 +18,7 @@ from jobplane.server.store.db import open_database
 from jobplane.server.store.lease import LeaseStore, Me
 from jobplane.server.store.repo import Store
 
-from support import AgentProc, ServerProc, wait_until
+from support import AgentProc, ServerProc, admin_channel, wait_until
 
 LEADER, FOLLOWER, GONE = server_pb2.SERVER_ROLE_LEADER, server_pb2.SERVER_ROLE_FOLLOWER, server_pb2.SERVER_ROLE_GONE
 JOB = {"name": "replicated", "tasks": [{"name": f"t{i}", "command": ["true"]} for i in range(6)]}
@@ -64,9 +64,11 @@ def test_a_deposed_leaders_commit_writes_nothing(store):
     assert [e.id for e in s.reads.events_after(0, None, 10)] == [1]
 
 
-def test_a_follower_forwards_writes_and_serves_watches_and_a_clean_stop_hands_over_at_once(tmp_path: Path, pg_url):
-    a = _replica(tmp_path / "a", pg_url)
-    b = _replica(tmp_path / "b", pg_url)
+@pytest.mark.parametrize("secure", [False, True], ids=["insecure", "tls"])
+def test_a_follower_forwards_writes_and_serves_watches_and_a_clean_stop_hands_over_at_once(
+        tmp_path: Path, pg_url, secure: bool):
+    a = _replica(tmp_path / "a", pg_url, secure)
+    b = _replica(tmp_path / "b", pg_url, secure, token=a.token)
     try:
         listing = _servers(b)
         assert [(s.address, s.role) for s in listing.servers] == [(a.address, LEADER), (b.address, FOLLOWER)]
@@ -78,7 +80,10 @@ def test_a_follower_forwards_writes_and_serves_watches_and_a_clean_stop_hands_ov
                 job = client.submit_job(JOB)
                 ids = _watch_ids(b, until=lambda events: _job_ended(events, job.id))
                 assert client.get_job(job.id).counts.success == 6
+                me = client.whoami().identity
+                (audit,) = client.list_audit_records(filter="method=/jobplane.v1.JobService/SubmitJob")
             assert ids == list(range(1, ids[-1] + 1))  # every event, in order, none twice
+            assert (audit.identity, audit.code) == (me, "OK")  # the caller, not the replica that passed it on
 
             a.stop()  # a clean stop lets the lease go: b leads at once, not a lease later
             wait_until(lambda: _servers(b).servers[0].address == b.address
@@ -100,19 +105,26 @@ def test_a_second_server_on_a_sqlite_file_lists_itself_as_the_only_leader(tmp_pa
         server.stop()
 
 
-def _replica(workdir: Path, url: str) -> ServerProc:
+def _replica(workdir: Path, url: str, secure: bool = False, token: str = "") -> ServerProc:
     workdir.mkdir()
-    return ServerProc(workdir, url, insecure=True, extra=["--lease", "2"])
+    if token:  # the admin token is the database's, made by the first replica
+        (workdir / "data").mkdir()
+        (workdir / "data" / "admin.token").write_text(token)
+    return ServerProc(workdir, url, insecure=not secure, extra=["--lease", "2"])
+
+
+def _channel(server: ServerProc) -> grpc.Channel:
+    return grpc.insecure_channel(server.address) if server.insecure else admin_channel(server)
 
 
 def _servers(server: ServerProc) -> server_pb2.ListServersResponse:
-    with grpc.insecure_channel(server.address) as channel:
+    with _channel(server) as channel:
         return server_pb2_grpc.ServerServiceStub(channel).ListServers(server_pb2.ListServersRequest(), timeout=10)
 
 
 def _watch_ids(server: ServerProc, until) -> list[int]:
     seen = []
-    with grpc.insecure_channel(server.address) as channel:
+    with _channel(server) as channel:
         stream = event_pb2_grpc.EventServiceStub(channel).WatchEvents(event_pb2.WatchEventsRequest(), timeout=60)
         for response in stream:
             seen += response.events
