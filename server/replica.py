@@ -116,8 +116,8 @@ class Leadership:
     async def _take(self, term: Term) -> None:
         try:
             await self._lead(term)
-        except (DatabaseError, InterfaceError, OSError) as exc:
-            log.warning("taking over failed: %s", _short(exc))
+        except Exception as exc:  # never hold the lease without leading: let another replica try
+            log.warning("taking over failed: %s", _short(exc), exc_info=not isinstance(exc, DatabaseError))
             await self.lost(f"taking over failed: {_short(exc)}")
 
     async def _call(self, fn, *args):
