@@ -178,10 +178,12 @@ def get_job(job_id: str) -> Unary[job_pb2.Job]:
     return Unary(JOBS, "GetJob", job_pb2.GetJobRequest(job_id=job_id), attrgetter("job"))
 
 
-def list_jobs(*, filter: str = "", order_by: str = "", view: str = "", page_size: int = 100) -> Paged[job_pb2.Job]:
+def list_jobs(*, filter: str = "", order_by: str = "", view: str = "", page_size: int = 100,
+              full: bool = False) -> Paged[job_pb2.Job]:
     """Jobs matching `filter` (e.g. `status=FAILURE label.team=etl submitted>=-1d`), in
-    `order_by` (e.g. `status,-submitted`), narrowed by your saved `view`; page by page."""
-    request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size)
+    `order_by` (e.g. `status,-submitted`), narrowed by your saved `view`; page by page. Each
+    job comes without its spec's tasks (its `counts` say how they stand) unless `full`."""
+    request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size, full=full)
     return Paged(JOBS, "ListJobs", request, "jobs")
 
 

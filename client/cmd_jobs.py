@@ -8,10 +8,14 @@ from jobplane.client import output
 from jobplane.client.command import (
     EXIT_JOB_FAILED,
     EXIT_OK,
+    add_limit_options,
     add_output_option,
     add_query_options,
     add_server_option,
     connect,
+    first,
+    more_note,
+    page_for,
     wants_json,
 )
 from jobplane.v1 import job_pb2
@@ -23,6 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     listing = actions.add_parser("list", help="list jobs, newest first", description="List jobs.")
     add_query_options(listing, "jobs")
+    add_limit_options(listing, "jobs")
     listing.set_defaults(run=run_list)
 
     get = actions.add_parser("get", help="show one job and its task counts", description="Show one job.")
@@ -46,11 +51,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        jobs = list(client.list_jobs(filter=args.filter, order_by=args.sort, view=args.view))
+        jobs, more = first(client.list_jobs(filter=args.filter, order_by=args.sort, view=args.view,
+                                            page_size=page_for(args)), args)
     if wants_json(args):
         print(output.json_document(jobs))
     elif jobs:
         print(job_table(jobs))
+        if more:
+            print(more_note(len(jobs), "jobs"))
     elif args.filter or args.view:
         print(f"no jobs match `{' '.join(filter(None, (args.view and 'view ' + args.view, args.filter)))}`")
     else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+from collections.abc import Iterable
+from typing import TypeVar
 
 from jobplane.client.channel import locate_credentials, resolve_target
 from jobplane.client.credentials import Credentials
@@ -13,6 +16,8 @@ EXIT_JOB_FAILED = 1  # the job ended FAILED or CANCELLED (submit --watch, jobs g
 EXIT_BAD_INPUT = 2  # usage, a bad job file, INVALID_ARGUMENT
 EXIT_SERVER_ERROR = 3  # NOT_FOUND, UNAVAILABLE and every other server error
 EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
 
 
 def add_server_option(parser: argparse.ArgumentParser) -> None:
@@ -98,3 +103,41 @@ def _token_option(args: argparse.Namespace) -> str | None:
 
 def wants_json(args: argparse.Namespace) -> bool:
     return args.output == "json"
+
+
+DEFAULT_LIMIT = 50
+
+
+def add_limit_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--limit and --all for a list that may be long: the first page by default, like squeue."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, metavar="N",
+                       help=f"show the first N {what} (default: %(default)s)")
+    group.add_argument("--all", action="store_true", help=f"show every {what.rstrip('s')} that matches")
+
+
+def first(items: Iterable[T], args: argparse.Namespace) -> tuple[list[T], bool]:
+    """The first --limit items (all with --all), and whether more match."""
+    if args.all:
+        return list(items), False
+    taken = list(itertools.islice(items, args.limit + 1))
+    return taken[:args.limit], len(taken) > args.limit
+
+
+def page_for(args: argparse.Namespace) -> int:
+    """A page that holds --limit and the one after it (whether more match), in one call."""
+    return 1000 if args.all else min(1000, args.limit + 1)
+
+
+def more_note(shown: int, what: str) -> str:
+    return f"(the first {shown} {what}; more match: --limit N for more, --all for every one)"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; e.g. --limit 200") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (or --all for every one)")
+    return value

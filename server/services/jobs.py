@@ -74,7 +74,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         size = page_size(request.page_size)
         filter_text, order_text = await self.d.views.resolve(request.view, VIEW_JOBS, request.filter, request.order_by)
         status_of = self.d.status_of()
-        jobs = Converted(lambda view: convert.job_to_proto(view, status_of))
+        jobs = Converted(lambda view: convert.job_to_proto(view, status_of, tasks=request.full))
         page = await self.d.read(functools.partial(
             self.d.reads.list_jobs, filter_text, order_text, request.page_token, size, owner=visible_owner(),
             status_of=status_of, measure=jobs.size, max_bytes=self.d.page_bytes))

@@ -55,6 +55,31 @@ def test_json_output_of_lists(two_agents):
     assert {p["id"] for p in providers} == {"a", "b"}
 
 
+def test_lists_show_the_first_page_unless_asked_for_more_and_jobs_without_their_task_lists(sqlite_cluster, tmp_path):
+    addr, env = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    f = tmp_path / "queued.toml"
+    f.write_text('name = "q"\nwait_for_providers = true\n[[tasks]]\nname = "t"\ncommand = ["true"]\n'
+                 'matrix = { i = [1, 2, 3] }\n')
+    for _ in range(3):
+        assert jobplane("submit", str(f), "--server", addr, env=env).returncode == 0
+
+    def lines(*args: str) -> list[str]:
+        r = jobplane(*args, "--server", addr, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout.splitlines()
+
+    limited = lines("jobs", "list", "--limit", "2")
+    assert len([line for line in limited if " q " in f" {line} "]) == 2 and "more match" in limited[-1]
+    assert len([line for line in lines("jobs", "list", "--all") if " q " in f" {line} "]) == 3
+    assert not any("more match" in line for line in lines("jobs", "list"))
+    assert "more match" in lines("tasks", "list", "--limit", "8")[-1]
+    assert len(json.loads("\n".join(lines("tasks", "list", "--all", "-o", "json")))) == 9
+    listed = json.loads("\n".join(lines("jobs", "list", "-o", "json")))
+    assert [job["counts"]["total"] for job in listed] == [3, 3, 3]
+    assert all(job["spec"]["tasks"] == [] for job in listed)  # a listing stays small; `jobs get` has them
+    assert jobplane("jobs", "list", "--limit", "0", "--server", addr, env=env).returncode == 2
+
+
 def test_cancel_from_the_cli(sqlite_cluster, tmp_path):
     f = tmp_path / "long.toml"
     f.write_text('name = "long"\nwait_for_providers = true\n[[tasks]]\nname = "wait"\ncommand = ["sleep", "300"]\n')
