@@ -358,7 +358,7 @@ class Server:
         self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
         self._gateway.open()
         console = Console(self._gateway, lambda: self.hub.last_id)
-        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed), console)
+        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading), console)
         bound = await self._front.start(self.config.http)
         self.http_url = f"http://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -419,6 +419,10 @@ class Server:
     @property
     def role(self) -> str:
         return "leader" if self.core is not None else "follower"
+
+    def _leading(self) -> tuple[bool, int]:
+        core = self.core
+        return core is not None, core.term.epoch if core is not None and core.term is not None else 0
 
     def _audit(self, row: dict) -> None:
         """Audit rows commit with the leader's next batch; a follower forwards what changes
