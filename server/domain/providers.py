@@ -46,6 +46,7 @@ class Providers:
         if provider is None:
             provider = e.providers[hello.name] = ProviderRt(hello.name, ProviderState.ACTIVE)
         _take_hello(provider, hello, conn_id, e.now)
+        e.supervision.schedule(provider)
         self._reconcile(provider, set(hello.running))
         e.fencing.stops_confirmed(provider.id, list(hello.running))  # what it no longer holds has ended
         if provider.drained:
