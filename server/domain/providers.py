@@ -46,7 +46,6 @@ class Providers:
         if provider is None:
             provider = e.providers[hello.name] = ProviderRt(hello.name, ProviderState.ACTIVE)
         _take_hello(provider, hello, conn_id, e.now)
-        e.supervision.schedule(provider)
         self._reconcile(provider, set(hello.running))
         e.fencing.stops_confirmed(provider.id, list(hello.running))  # what it no longer holds has ended
         if provider.drained:
@@ -302,6 +301,7 @@ class Providers:
 
     def set_state(self, provider: ProviderRt, state: ProviderState, message: str) -> None:
         provider.state = state
+        self.engine.supervision.schedule(provider)  # e.g. an activated standby: its idle time counts now
         self.engine.changes.provider(provider)
         self.engine.event(EventKind.PROVIDER, provider_id=provider.id, raw_status=state.name,
                           status=provider_status(state), message=message)
