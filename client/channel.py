@@ -254,9 +254,10 @@ def open_channel(target: str, credentials: Credentials | None = None) -> grpc.Ch
     return grpc.secure_channel(target, credentials.channel_credentials(), options=CHANNEL_OPTIONS)
 
 
-def open_aio_channel(target: str, credentials: Credentials | None = None) -> grpc.aio.Channel:
+def open_aio_channel(target: str, credentials: Credentials | None = None, *,
+                     options: list[tuple[str, int]] = CHANNEL_OPTIONS) -> grpc.aio.Channel:
     """An asyncio channel to the server; `credentials` as for `open_channel`."""
     if credentials is None or credentials.insecure:
-        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(target, credentials.channel_credentials(), options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials.channel_credentials(), options=options)
 
