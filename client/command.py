@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterable
 from typing import TypeVar
 
-from jobplane.client.channel import locate_credentials, resolve_target
+from jobplane.client.channel import locate_credentials, resolve_addresses
 from jobplane.client.credentials import Credentials
 from jobplane.client.sync import Client
 
@@ -25,8 +25,9 @@ def add_server_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         metavar="ADDR",
-        help="server address host:port (default: $JOBPLANE_SERVER, then the local `jobplane up`, "
-        "then localhost:7070)",
+        help="server address host:port, or the addresses of its replicas comma-separated "
+        "(a:7070,b:7070,c:7070: a call goes on to the next when one is down) "
+        "(default: $JOBPLANE_SERVER, then the local `jobplane up`, then localhost:7070)",
     )
     security = parser.add_argument_group(
         "credentials",
@@ -79,7 +80,8 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
 
 
 def credentials(args: argparse.Namespace) -> Credentials:
-    """What `connect` presents: the command line's credentials, completed by discovery."""
+    """What `connect` presents (to the first replica listed): the command line's credentials,
+    completed by discovery."""
     given = Credentials.from_options(
         token=_token_option(args),
         ca=getattr(args, "ca", None),
@@ -87,7 +89,7 @@ def credentials(args: argparse.Namespace) -> Credentials:
         key=getattr(args, "key", None),
         insecure=getattr(args, "insecure", False),
     )
-    return locate_credentials(resolve_target(getattr(args, "server", None)), given)
+    return locate_credentials(resolve_addresses(getattr(args, "server", None))[0], given)
 
 
 def connect(args: argparse.Namespace) -> Client:
