@@ -82,12 +82,12 @@ def test_the_cli_names_every_replica_it_could_not_reach(sqlite_cluster):
     assert f"cannot reach any of the jobplane servers at {first}, {second} (from --server)" in result.stderr
 
 
-def test_a_server_that_knows_no_replicas_says_so_to_servers_list(sqlite_cluster):
+def test_servers_list_of_a_single_server_shows_it_leading(sqlite_cluster):
     server = sqlite_cluster.server
     result = jobplane("servers", "list", "--server", server.address, env=server.env())
-    assert result.returncode == 3
-    assert f"the server at {server.address} does not know about replicas" in result.stderr
-    assert "UNIMPLEMENTED" in result.stderr
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if server.address in line]
+    assert "LEADER" in row.upper()
 
 
 def test_a_watch_resumes_after_its_server_is_killed_and_restarted_without_gap_or_duplicate(

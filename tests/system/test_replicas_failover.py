@@ -50,7 +50,7 @@ def pg_url():
 
 class Replicas:
     """Three jobplane-server replicas on one database, each on a port of its own (its agent
-    address on the next one, the server's default), secure with one CA: the first replica's."""
+    address on the next one, the server's default), secure with the one CA they keep in it."""
 
     def __init__(self, workdir: Path, db_url: str, *, insecure: bool) -> None:
         self.workdir, self.db_url, self.insecure = workdir, db_url, insecure
@@ -63,9 +63,10 @@ class Replicas:
         home.mkdir(exist_ok=True)
         port = port or free_port()
         extra = ["--advertise", f"127.0.0.1:{port}", "--lease", LEASE]
-        if self.servers and not self.insecure:
-            pki = self.servers[0].data_dir / "pki"
-            extra += ["--ca-cert", str(pki / "ca.crt"), "--ca-key", str(pki / "ca.key")]
+        if self.servers and not self.insecure:  # the CA and the tokens are the database's; the admin
+            data = home / "data"                # token's file is written by the first replica only
+            data.mkdir(exist_ok=True)
+            (data / "admin.token").write_text(self.servers[0].token)
         server = ServerProc(home, self.db_url, port=port, extra=extra, insecure=self.insecure)
         if index < len(self.servers):
             self.servers[index] = server
