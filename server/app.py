@@ -75,7 +75,10 @@ SERVICE_NAMES = [
     server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
-HTTP_ADDRESS_FILE = "http.addr"  # in the data directory: where --http listens, once it does
+HTTP_ADDRESS_FILE = "http.addr"
+# After a takeover, the restart grace's extra: an agent notices a frozen leader within about
+# 2 s (its pings) and gives up connecting to a dead one within 3 s, then tries the replicas.
+TAKEOVER_SLACK = 5.0  # in the data directory: where --http listens, once it does
 
 
 class Server:
@@ -133,8 +136,8 @@ class Server:
         self._listening = True
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.core is not None:
-            await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
+        if self.core is not None:  # agents may come back now
+            await self.core.call(lambda engine: engine.arm_restart_grace(self._takeover_slack(self.core.term)))
         if self.leadership is not None:
             self.leadership.start()
         await self._start_http()
@@ -178,7 +181,7 @@ class Server:
             await self.deps.policies.load()
             self.deps.core = self.core
             if self._listening:
-                await self.core.call(lambda engine: engine.arm_restart_grace())
+                await self.core.call(lambda engine: engine.arm_restart_grace(self._takeover_slack(term)))
             if term is not None:
                 log.info("leading at epoch %d", term.epoch)
 
@@ -211,6 +214,13 @@ class Server:
         self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
         self._tailer = Tailer(self.store.reads, self.hub, self._readers, on_policy=self.deps.policies.load)
         self._tailer.start()
+
+    def _takeover_slack(self, term: Term | None) -> float:
+        """Extra restart grace when this replica takes over from another: its agents first have
+        to notice the old leader is gone and find this one among the replicas."""
+        if term is None or term.previous in ("", term.replica):
+            return 0.0
+        return TAKEOVER_SLACK + self.config.lease
 
     def _seen(self, found) -> None:
         """A follower's view of the lease: where calls are forwarded and agents sent."""

@@ -185,17 +185,20 @@ class Providers:
                 provider.grace_until = None
                 self.set_state(provider, ProviderState.SUSPECT, "the server restarted; waiting for it to reconnect")
 
-    def arm_restart_grace(self) -> None:
+    def arm_restart_grace(self, takeover: float = 0.0) -> None:
         """The server listens again: each provider it restored gets a grace sized from its own
-        reconnect backoff to come back with its tasks (a finished attempt's report included)."""
+        reconnect backoff to come back with its tasks (a finished attempt's report included).
+        `takeover`: a replica took over from a leader that died, and its agents first have to
+        notice and find it among the replicas; they get this many seconds more."""
         e = self.engine
+        what = "a new leader took over" if takeover else "the server restarted"
         for provider in e.providers.values():
             if provider.state != ProviderState.SUSPECT or provider.conn_id or provider.grace_until is not None:
                 continue
-            grace = self._restart_grace(provider)
+            grace = self._restart_grace(provider) + takeover
             provider.grace_until = e.now + grace
             provider.closed_at = e.now
-            self.set_state(provider, ProviderState.SUSPECT, f"the server restarted; waiting {grace:g}s "
+            self.set_state(provider, ProviderState.SUSPECT, f"{what}; waiting {grace:g}s "
                                                             "(its restart grace) for it to reconnect")
             e.changes.timer(grace, lambda engine, pid=provider.id, epoch=provider.epoch:
                             engine.provider_rules.expire(pid, epoch))

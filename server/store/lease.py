@@ -33,6 +33,7 @@ class Term:
     replica: str
     epoch: int
     expires: float  # on the database's clock
+    previous: str = ""  # who held the lease before this term: another replica's id is a takeover
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,11 @@ class LeaseStore:
     def take(self, me: Me, lease: float) -> Term | None:
         """The lease, if it has run out or was this replica's; None if another holds it."""
         row = self._one(
+            "WITH old AS (SELECT holder FROM jobplane_leader WHERE id = 1 FOR UPDATE) "
             f"UPDATE jobplane_leader SET holder = %s, epoch = epoch + 1, renewed = {NOW}, expires = {NOW} + %s, "
             f"address = %s, agent_address = %s WHERE id = 1 AND (expires < {NOW} OR holder = %s) "
-            "RETURNING epoch, expires", (me.id, lease, me.address, me.agent_address, me.id))
-        return None if row is None else Term(me.id, row[0], row[1])
+            "RETURNING epoch, expires, (SELECT holder FROM old)", (me.id, lease, me.address, me.agent_address, me.id))
+        return None if row is None else Term(me.id, row[0], row[1], row[2])
 
     def renew(self, term: Term, lease: float) -> Term | None:
         """The lease for `lease` seconds more; None if it is no longer this replica's."""
