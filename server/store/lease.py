@@ -62,10 +62,11 @@ class LeaseStore:
     def take(self, me: Me, lease: float) -> Term | None:
         """The lease, if it has run out or was this replica's; None if another holds it."""
         row = self._one(
-            "WITH old AS (SELECT holder FROM jobplane_leader WHERE id = 1 FOR UPDATE) "
-            f"UPDATE jobplane_leader SET holder = %s, epoch = epoch + 1, renewed = {NOW}, expires = {NOW} + %s, "
-            f"address = %s, agent_address = %s WHERE id = 1 AND (expires < {NOW} OR holder = %s) "
-            "RETURNING epoch, expires, (SELECT holder FROM old)", (me.id, lease, me.address, me.agent_address, me.id))
+            f"UPDATE jobplane_leader AS l SET holder = %s, epoch = l.epoch + 1, renewed = {NOW}, "
+            f"expires = {NOW} + %s, address = %s, agent_address = %s "
+            "FROM (SELECT holder FROM jobplane_leader WHERE id = 1) AS before "
+            f"WHERE l.id = 1 AND (l.expires < {NOW} OR l.holder = %s) "
+            "RETURNING l.epoch, l.expires, before.holder", (me.id, lease, me.address, me.agent_address, me.id))
         return None if row is None else Term(me.id, row[0], row[1], row[2])
 
     def renew(self, term: Term, lease: float) -> Term | None:
