@@ -158,7 +158,8 @@ class Server:
             return
         self.me = Me(self._claims.replica_id, *self._advertised(), __version__)
         self._forwarder = Forwarder(self.me.id, self.access.replica_channel_credentials(self.me.id),
-                                    None if self.config.insecure else encode_identity)
+                                    None if self.config.insecure else encode_identity,
+                                    agent_port=int(self.agent_address.rsplit(":", 1)[1]))
         self.leadership = Leadership(LeaseStore(self.store.db), self.me, self.config.lease,
                                      lead=self._lead, follow=self._follow, seen=self._seen)
         await self.leadership.first()

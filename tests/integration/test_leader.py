@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from jobplane.v1 import event_pb2, event_pb2_grpc, server_pb2, server_pb2_grpc, status_pb2
+from jobplane.v1 import event_pb2, event_pb2_grpc, security_pb2, security_pb2_grpc, server_pb2, server_pb2_grpc, status_pb2
 from jobplane.server.domain.changes import ChangeSet
 from jobplane.server.domain.model import Event, EventKind
 from jobplane.server.errors import Deposed
@@ -94,6 +94,25 @@ def test_a_follower_forwards_writes_and_serves_watches_and_a_clean_stop_hands_ov
             agent.stop()
     finally:
         for server in (a, b):
+            server.stop()
+
+
+def test_an_agent_enrolled_through_a_follower_is_told_the_followers_agent_port(tmp_path: Path, pg_url):
+    from jobplane.client.tls import make_key_and_csr
+
+    a = _replica(tmp_path / "a", pg_url, secure=True)
+    b = _replica(tmp_path / "b", pg_url, secure=True, token=a.token)
+    try:
+        with b.client() as admin:
+            secret = admin.create_token("agent", uses=1, ttl=600).secret
+        _, csr = make_key_and_csr("w9")
+        with grpc.secure_channel(b.address, grpc.ssl_channel_credentials(b.ca.read_bytes())) as channel:
+            answer = security_pb2_grpc.SecurityServiceStub(channel).Enroll(
+                security_pb2.EnrollRequest(token=secret, name="w9", csr_pem=csr), timeout=20)
+        assert answer.certificate_pem  # issued by the leader, from the one CA
+        assert answer.agent_port == int(b.agent_address.rsplit(":", 1)[1]) != int(a.agent_address.rsplit(":", 1)[1])
+    finally:
+        for server in (b, a):
             server.stop()
 
 
