@@ -74,7 +74,7 @@ class Forwarder:
             answer = await channel.unary_unary(method)(body, metadata=self._metadata(caller, context),
                                                        timeout=context.time_remaining())
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+            await context.abort(exc.code(), exc.details() or "", tuple(exc.trailing_metadata() or ()))
         return self._own_agent_port(answer) if method == ENROLL and self._agent_port else answer
 
     def _own_agent_port(self, answer: bytes) -> bytes:
@@ -92,7 +92,7 @@ class Forwarder:
             async for response in call:
                 yield response
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+            await context.abort(exc.code(), exc.details() or "", tuple(exc.trailing_metadata() or ()))
         finally:
             call.cancel()
 

@@ -77,6 +77,8 @@ class Store:
 
     def _create_schema(self) -> None:
         self._add_missing_columns()  # first: the indexes created next may use the new columns
+        if all(self.db.table_exists(m._meta.table_name) for m in ALL_MODELS):
+            return  # a replica joining a busy database: CREATE INDEX IF NOT EXISTS would wait on the leader's writes
         self.db.create_tables(ALL_MODELS, safe=True)
 
     def _add_missing_columns(self) -> None:
