@@ -54,8 +54,8 @@ class LeaseStore:
         self.db = db
 
     def setup(self) -> None:
+        """The lease's one row (its table is made with the schema)."""
         with self.db.connection_context():
-            self.db.create_tables([LeaderRow, ReplicaRow], safe=True)
             self.db.execute_sql('INSERT INTO jobplane_leader (id, holder, epoch, expires, renewed, address, '
                                 "agent_address) VALUES (1, '', 0, 0, 0, '', '') ON CONFLICT (id) DO NOTHING")
 
