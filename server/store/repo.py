@@ -76,10 +76,19 @@ class Store:
                 self._create_schema()
 
     def _create_schema(self) -> None:
+        """Tables and indexes that are missing, and only those: on a busy database (a replica
+        joining), even CREATE INDEX IF NOT EXISTS waits for the leader's writes and holds up
+        the ones after it."""
         self._add_missing_columns()  # first: the indexes created next may use the new columns
-        if all(self.db.table_exists(m._meta.table_name) for m in ALL_MODELS):
-            return  # a replica joining a busy database: CREATE INDEX IF NOT EXISTS would wait on the leader's writes
-        self.db.create_tables(ALL_MODELS, safe=True)
+        missing = [m for m in ALL_MODELS if not self.db.table_exists(m._meta.table_name)]
+        self.db.create_tables(missing, safe=True)
+        for model in ALL_MODELS:
+            if model in missing:
+                continue
+            have = {index.name for index in self.db.get_indexes(model._meta.table_name)}
+            for index in model._meta.fields_to_index():
+                if index._name not in have:
+                    self.db.execute(index)  # CREATE INDEX IF NOT EXISTS
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""
