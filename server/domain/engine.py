@@ -72,6 +72,7 @@ class Engine:
         providers, holds = self.provider_rules, self.holds
         self.connect, self.disconnect, self.ready_signal = providers.connect, providers.disconnect, providers.ready_signal
         self.goodbye, self.drain, self.revoke = providers.goodbye, providers.drain, providers.revoke
+        self.resume_provider = providers.resume
         self.arm_restart_grace = providers.arm_restart_grace
         self.supervise, self.probe_reply = self.supervision.tick, self.supervision.probe_reply
         self.hold_job, self.release_job, self.check_job = holds.hold_job, holds.release_job, holds.check

@@ -116,6 +116,7 @@ class ProviderRow(BaseModel):
     containment = CharField(max_length=32, default="")
     backoff_cap = DoubleField(default=0.0)  # its longest reconnect pause: sizes the restart grace
     promoted = IntegerField(default=0)  # 1: a standby promoted for good: ACTIVE across reconnects and restarts
+    drained = IntegerField(default=0)  # 1: drained by an operator: no work, connected or not, until resumed
 
     class Meta:
         table_name = "provider"

@@ -229,7 +229,7 @@ class Store:
             row = {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
                    "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
                    "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
-                   "backoff_cap": p.backoff_cap, "promoted": int(p.promoted)}
+                   "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained)}
             (ProviderRow.insert(row)
              .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
              .execute())
@@ -335,7 +335,7 @@ def runtime_from_snapshot(snap: Snapshot):
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,
-                            drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED),
+                            drained=bool(r.drained),
                             kill_deadline=r.kill_deadline, containment=r.containment, backoff_cap=r.backoff_cap,
                             promoted=bool(r.promoted))
                  for r in snap.providers]
