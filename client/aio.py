@@ -163,7 +163,7 @@ class AsyncClient:
         events = self.watch(job_id, timeout=timeout)
         try:
             async for event in events:
-                if is_job_end(event, job_id):
+                if is_job_end(event, job_id) and is_finished(await self.get_job(job_id)):  # not an end a rerun undid
                     break
         finally:
             await events.aclose()

@@ -24,6 +24,7 @@ from jobplane.client import (
     cmd_jobs,
     cmd_policy,
     cmd_providers,
+    cmd_rerun,
     cmd_submit,
     cmd_summary,
     cmd_tasks,
@@ -46,7 +47,7 @@ from jobplane.client.errors import (
 )
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_hold, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
+    cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
     cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
 )
 

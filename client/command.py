@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 
 from jobplane.client.channel import locate_credentials, resolve_target
 from jobplane.client.credentials import Credentials
@@ -61,6 +62,16 @@ def add_query_options(parser: argparse.ArgumentParser, what: str, *, sort: bool 
                             help="sort keys, comma-separated, - for descending, e.g. `--sort=status,-submitted`")
     parser.add_argument("--view", default="", metavar="NAME",
                         help="apply your saved view NAME (`jobplane views list`); --filter narrows it")
+
+
+def time_argument(text: str) -> float:
+    """An ISO 8601 time on the command line (a date, or a date and time; local time unless it
+    names a zone) as Unix seconds; argparse reports anything else as a usage error."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-09-30T12:00+02:00, got {text!r}") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
 
 
 def add_output_option(parser: argparse.ArgumentParser) -> None:

@@ -162,7 +162,7 @@ class Client:
         # From event 0: a job that ends between get_job and here still shows its end event.
         with closing(self.watch(job_id, timeout=timeout)) as events:
             for event in events:
-                if is_job_end(event, job_id):
+                if is_job_end(event, job_id) and is_finished(self.get_job(job_id)):  # not an end a rerun undid
                     break
         job = self.get_job(job_id)
         if not is_finished(job):
