@@ -3,8 +3,9 @@ requeue` or a Temporal reset): its unsuccessful tasks run again as new attempts 
 tasks, not as a new job. FAILED tasks (and, unless only failed ones are asked for, CANCELLED
 ones) run again, each with its whole `max_attempts` and from no checkpoint; a task cancelled
 because a predecessor did not succeed waits for it again. The job is RUNNING again and ends
-again. Run windows and lateness deadlines were the first run's and are not applied again;
-conflict rules and locks are (the tasks are admitted like any queued task).
+again. Its lateness deadlines stay those of its first submit and start (a rerun past them is
+late); its run window is not applied again; conflict rules and locks are (the tasks are
+admitted like any queued task).
 
 A component of Engine with no state of its own: a finished job is no longer in memory, so the
 caller brings it and its tasks back from the database (store.finished), and they leave memory
@@ -64,6 +65,7 @@ class Reopening:
                                                    f"attempts ({_names(again)})")
         for task in again:
             self._queue(task, by, unended.get(task.id))
+        e.lateness.restore(job, again)  # its deadlines, as after a restart: past them, it is late
         return [t.id for t in again]
 
     def _check_finished(self, job: JobRt) -> None:

@@ -2,11 +2,13 @@
 the job and its counts come back, and what is refused."""
 
 import pytest
-from support_engine import assigned, cmd, engine, provider
+from support_engine import assigned, cmd, engine, provider, run_timers
 
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.lifecycle import IllegalTransition
-from jobplane.server.domain.model import EventKind, JobSpec, JobState, Outcome, Report, ReportKind, TaskState
+from jobplane.server.domain.changes import ChangeSet
+from jobplane.server.domain.model import (
+    EventKind, JobSpec, JobState, Lateness, Outcome, Report, ReportKind, Status, TaskState)
 from jobplane.server.domain.reopen import chosen
 from jobplane.server.domain.state import TaskRt
 from jobplane.server.errors import FailedPrecondition
@@ -108,3 +110,19 @@ def test_only_a_rerun_takes_a_task_out_of_a_final_state():
     job, tasks = run_to_failure(e, conn)
     with pytest.raises(IllegalTransition, match="from FAILED to ASSIGNED"):
         e.lifecycle.reopen(tasks[0], T.ASSIGNED, "no")
+
+
+def test_a_rerun_past_the_first_runs_deadline_is_running_late_as_it_would_be_after_a_restart():
+    e = engine()
+    conn = provider(e, "a", slots=2)
+    spec = JobSpec("j", 0, {}, (cmd("t"),), lateness=Lateness(max_runtime_seconds=10))
+    job = e.submit(spec, extract_tasks(spec, max_tasks=10, default_max_attempts=1))
+    e.take_changes()
+    (t,) = [e.tasks[i] for i in job.task_ids]
+    e.report("a", conn, [Report(t.id, 1, ReportKind.STARTED), Report(t.id, 1, ReportKind.FINISHED, Outcome.FAILED, 1)])
+    e.take_changes()
+    run_timers(e, ChangeSet(), 100.0, 200.0)  # a while after it failed
+    e.rerun_job(job, [t], False, "alice")
+    cs = e.take_changes()
+    run_timers(e, cs, 200.0, 200.0)
+    assert job.late == "run" and job.status == Status.RUNNING_LATE
