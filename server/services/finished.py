@@ -10,8 +10,9 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Executor
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from ..core import Core
 from ..errors import Deposed, NotFound, StoreFailure
@@ -21,6 +22,7 @@ from ..store.finished import FinishedJobStore
 log = logging.getLogger(__name__)
 
 JOBS_PER_ROUND = 100  # jobs one round of a purge takes on; the lock is let go between rounds
+T = TypeVar("T")
 
 
 class FinishedJobs:
@@ -32,6 +34,17 @@ class FinishedJobs:
 
     async def rerun(self, core: Core, job_id: int, owner: str | None, failed_only: bool, by: str) -> list[int]:
         """Rerun the job (`owner`: only if it is theirs); the ids of the tasks that run again."""
+        return await _to_the_end(self._rerun(core, job_id, owner, failed_only, by))
+
+    async def purge(self, core_of: Callable[[], Core], before: float) -> int:
+        """Purge the jobs that finished before `before`, a round of them at a time; how many.
+        `core_of`: the leader's core now (it raises Deposed once this replica stops leading)."""
+        purged = 0
+        while (gone := await _to_the_end(self._purge_round(core_of, before))) is not None:
+            purged += gone
+        return purged
+
+    async def _rerun(self, core: Core, job_id: int, owner: str | None, failed_only: bool, by: str) -> list[int]:
         async with self._lock:
             stored = await self._run(self._reader, functools.partial(reading, self._store.db, self._store.load),
                                      job_id, owner)
@@ -40,21 +53,18 @@ class FinishedJobs:
             return await core.call(lambda engine: engine.rerun_job(stored.job, stored.tasks, failed_only, by,
                                                                    stored.unended))
 
-    async def purge(self, core_of: Callable[[], Core], before: float) -> int:
-        """Purge the jobs that finished before `before`, a round of them at a time; how many.
-        `core_of`: the leader's core now (it raises Deposed once this replica stops leading)."""
-        purged = 0
-        while True:
-            async with self._lock:
-                core = core_of()
-                ids = await self._run(self._writer, self._store.purgeable, before, JOBS_PER_ROUND, core.term)
-                if not ids:
-                    return purged
-                await core.call(lambda engine: engine.forget_requests(ids))
-                done = False
-                while not done:
-                    done, gone = await self._run(self._writer, self._store.purge_step, ids, core.term)
-                purged += gone
+    async def _purge_round(self, core_of: Callable[[], Core], before: float) -> int | None:
+        """Up to JOBS_PER_ROUND jobs purged; how many (None: there were none left to purge)."""
+        async with self._lock:
+            core = core_of()
+            ids = await self._run(self._writer, self._store.purgeable, before, JOBS_PER_ROUND, core.term)
+            if not ids:
+                return None
+            await core.call(lambda engine: engine.forget_requests(ids))
+            done, gone = False, 0
+            while not done:
+                done, gone = await self._run(self._writer, self._store.purge_step, ids, core.term)
+            return gone
 
     async def purge_every(self, retention: float, core_of: Callable[[], Core]) -> None:
         """Purge the jobs that finished more than `retention` seconds ago, every so often, while
@@ -74,6 +84,14 @@ class FinishedJobs:
     @staticmethod
     async def _run(executor: Executor, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args))
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if the caller stops waiting (a deadline, a cancelled call):
+    it holds the lock until what it started on the writer or in the core is done."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its error is the caller's, or nobody's
+    return await asyncio.shield(task)
 
 
 __all__ = ["FinishedJobs"]
