@@ -19,6 +19,8 @@ from jobplane.client.command import (
 )
 from jobplane.v1 import job_pb2
 
+PURGE_TIMEOUT = 3600.0  # seconds: a purge of many jobs takes a while (it answers once it is done)
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("jobs", help="list and inspect jobs", description="Jobs.")
@@ -91,7 +93,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    with connect(args) as client:
+    with connect(args, timeout=PURGE_TIMEOUT) as client:
         purged = client.purge_jobs(datetime.fromtimestamp(args.before, timezone.utc))
     if wants_json(args):
         print(json.dumps({"purged_count": purged}))

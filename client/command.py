@@ -96,10 +96,11 @@ def credentials(args: argparse.Namespace) -> Credentials:
     return locate_credentials(resolve_target(getattr(args, "server", None)), given)
 
 
-def connect(args: argparse.Namespace) -> Client:
-    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable)."""
+def connect(args: argparse.Namespace, *, timeout: float = 10.0) -> Client:
+    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable);
+    `timeout`: each call's deadline in seconds."""
     return Client.connect(args.server, token=_token_option(args), ca=args.ca, cert=args.cert, key=args.key,
-                          insecure=args.insecure)
+                          insecure=args.insecure, timeout=timeout)
 
 
 def _token_option(args: argparse.Namespace) -> str | None:
