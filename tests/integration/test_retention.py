@@ -92,10 +92,18 @@ def test_the_server_purges_jobs_past_the_retention_by_itself(cluster, tmp_path):
 def test_purge_refuses_what_it_cannot_do_safely(sqlite_cluster):
     server, admin = sqlite_cluster.server, sqlite_cluster.client
     with admin_channel(server) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            job_pb2_grpc.JobServiceStub(channel).PurgeJobs(job_pb2.PurgeJobsRequest(), timeout=10)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.details().startswith("finished_before: missing; pass the time before which finished jobs")
+            jobs.PurgeJobs(job_pb2.PurgeJobsRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith("finished_before: missing; pass the time before which finished jobs")
+        for seconds, nanos in [(2**62, 0), (0, -1), (0, 10**9)]:
+            request = job_pb2.PurgeJobsRequest()
+            request.finished_before.seconds, request.finished_before.nanos = seconds, nanos
+            with pytest.raises(grpc.RpcError) as caught:
+                jobs.PurgeJobs(request, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert caught.value.details().startswith("finished_before: ")
     with pytest.raises(InvalidArgument, match="finished_before: .* is in the future; pass a time up to now"):
         admin.purge_jobs(datetime.now(timezone.utc) + timedelta(days=365))
     operator = admin.create_token("operator", user="olga").secret
