@@ -24,7 +24,7 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -217,6 +217,23 @@ def release_job(job_id: str) -> Unary[job_pb2.Job]:
     return Unary(JOBS, "ReleaseJob", job_pb2.ReleaseJobRequest(job_id=job_id), attrgetter("job"))
 
 
+def rerun_job(job_id: str, *, failed_only: bool = False) -> Unary[job_pb2.RerunJobResponse]:
+    """Run a finished job's unsuccessful tasks again, as new attempts of the same tasks: its
+    FAILED ones (and, unless `failed_only`, its CANCELLED ones); dependents cancelled because
+    of them wait for them again. The response has the job (RUNNING again) and the `task_ids`
+    that run again. FailedPrecondition if the job has not finished or has nothing to rerun."""
+    request = job_pb2.RerunJobRequest(job_id=job_id, failed_only=failed_only)
+    return Unary(JOBS, "RerunJob", request, _itself)
+
+
+def purge_jobs(finished_before: datetime) -> Unary[int]:
+    """Delete the jobs that finished before `finished_before` (an aware datetime, at most now)
+    with their tasks, attempts and events; returns how many were purged. Admins only."""
+    request = job_pb2.PurgeJobsRequest()
+    request.finished_before.FromDatetime(finished_before)
+    return Unary(JOBS, "PurgeJobs", request, attrgetter("purged_count"))
+
+
 def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
           view: str = "") -> Watch:
     """Events (of one job, or all) after `after_event_id`, then live; endless unless `timeout`.
@@ -279,6 +296,12 @@ def drain_provider(provider_id: str, *, wait: bool = False, deadline: float = 0.
     """No new work to the provider; its tasks go on elsewhere now, or (wait) finish first."""
     request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
     return Unary(PROVIDERS, "DrainProvider", request, attrgetter("provider"), idempotent=True)
+
+
+def resume_provider(provider_id: str) -> Unary[provider_pb2.Provider]:
+    """Undo drain_provider: the provider takes work again (a drain lasts until this, across restarts)."""
+    request = provider_pb2.ResumeProviderRequest(provider_id=provider_id)
+    return Unary(PROVIDERS, "ResumeProvider", request, attrgetter("provider"))
 
 
 def revoke_provider(provider_id: str, *, reason: str = "") -> Unary[provider_pb2.Provider]:

@@ -24,6 +24,7 @@ from jobplane.client import (
     cmd_jobs,
     cmd_policy,
     cmd_providers,
+    cmd_rerun,
     cmd_servers,
     cmd_submit,
     cmd_summary,
@@ -47,9 +48,9 @@ from jobplane.client.errors import (
 from jobplane.replicas import split_addresses
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_hold, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
-    cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_servers, cmd_up,
-    cmd_demo,
+    cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers,
+    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami,
+    cmd_servers, cmd_up, cmd_demo,
 )
 
 

@@ -1,8 +1,10 @@
-"""`jobplane jobs list|get` and `jobplane cancel JOB`."""
+"""`jobplane jobs list|get|purge` and `jobplane cancel JOB`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import datetime, timezone
 
 from jobplane.client import output
 from jobplane.client.command import (
@@ -16,9 +18,12 @@ from jobplane.client.command import (
     first,
     more_note,
     page_for,
+    time_argument,
     wants_json,
 )
 from jobplane.v1 import job_pb2
+
+PURGE_TIMEOUT = 3600.0  # seconds: a purge of many jobs takes a while (it answers once it is done)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,6 +40,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     get.add_argument("--wait", action="store_true", help="wait until the job ends; exit 1 unless it succeeded")
     get.set_defaults(run=run_get)
 
+    purge = actions.add_parser(
+        "purge", help="delete finished jobs that ended before a time (admin)",
+        description="Delete the jobs that finished before --before, with their tasks, attempts and events; "
+        "jobs that have not finished are skipped. Ids are never reused. jobplane-server --job-retention "
+        "SECONDS does this by itself.")
+    purge.add_argument("--before", required=True, type=time_argument, metavar="TIME",
+                       help="ISO 8601 date or time, local unless it names a zone (e.g. 2026-01-31 or "
+                       "2026-01-31T12:00Z); at most now")
+    purge.set_defaults(run=run_purge)
+
     cancel = commands.add_parser(
         "cancel",
         help="cancel a job",
@@ -44,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("--reason", default="", help="why, recorded on the job and its tasks")
     cancel.set_defaults(run=run_cancel)
 
-    for parser in (listing, get, cancel):
+    for parser in (listing, get, purge, cancel):
         add_server_option(parser)
         add_output_option(parser)
 
@@ -82,6 +97,17 @@ def run_cancel(args: argparse.Namespace) -> int:
         print(output.json_document(job))
     else:
         print(f'cancelled job {job.id} "{job.spec.name}": now {output.job_state(job.state)}, {progress(job.counts)}')
+    return EXIT_OK
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    with connect(args, timeout=PURGE_TIMEOUT) as client:
+        purged = client.purge_jobs(datetime.fromtimestamp(args.before, timezone.utc))
+    if wants_json(args):
+        print(json.dumps({"purged_count": purged}))
+    else:
+        print(f"purged {purged} job{'' if purged == 1 else 's'} that finished before "
+              f"{datetime.fromtimestamp(args.before).astimezone().isoformat(timespec='seconds')}")
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TypeVar
 
 from jobplane.client.channel import locate_credentials, resolve_addresses
@@ -69,6 +70,16 @@ def add_query_options(parser: argparse.ArgumentParser, what: str, *, sort: bool 
                         help="apply your saved view NAME (`jobplane views list`); --filter narrows it")
 
 
+def time_argument(text: str) -> float:
+    """An ISO 8601 time on the command line (a date, or a date and time; local time unless it
+    names a zone) as Unix seconds; argparse reports anything else as a usage error."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-09-30T12:00+02:00, got {text!r}") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
 def add_output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
@@ -92,10 +103,11 @@ def credentials(args: argparse.Namespace) -> Credentials:
     return locate_credentials(resolve_addresses(getattr(args, "server", None))[0], given)
 
 
-def connect(args: argparse.Namespace) -> Client:
-    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable)."""
+def connect(args: argparse.Namespace, *, timeout: float = 10.0) -> Client:
+    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable);
+    `timeout`: each call's deadline in seconds."""
     return Client.connect(args.server, token=_token_option(args), ca=args.ca, cert=args.cert, key=args.key,
-                          insecure=args.insecure)
+                          insecure=args.insecure, timeout=timeout)
 
 
 def _token_option(args: argparse.Namespace) -> str | None:

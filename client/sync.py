@@ -125,6 +125,8 @@ class Client:
     cancel_job = bind(calls.cancel_job)
     hold_job = bind(calls.hold_job)
     release_job = bind(calls.release_job)
+    rerun_job = bind(calls.rerun_job)
+    purge_jobs = bind(calls.purge_jobs)
     watch = bind(calls.watch)
     watch_continuations = bind(calls.watch_continuations)
     list_tasks = bind(calls.list_tasks)
@@ -132,6 +134,7 @@ class Client:
     list_providers = bind(calls.list_providers)
     get_provider = bind(calls.get_provider)
     drain_provider = bind(calls.drain_provider)
+    resume_provider = bind(calls.resume_provider)
     revoke_provider = bind(calls.revoke_provider)
     list_continuations = bind(calls.list_continuations)
     get_continuation = bind(calls.get_continuation)
@@ -171,7 +174,7 @@ class Client:
         # From event 0: a job that ends between get_job and here still shows its end event.
         with closing(self.watch(job_id, timeout=timeout)) as events:
             for event in events:
-                if is_job_end(event, job_id):
+                if is_job_end(event, job_id) and is_finished(self.get_job(job_id)):  # not an end a rerun undid
                     break
         job = self.get_job(job_id)
         if not is_finished(job):

@@ -39,6 +39,7 @@ from .services.base import Deps
 from .services.conflicts import ConflictService
 from .services.continuations import ContinuationService
 from .services.events import EventService
+from .services.finished import FinishedJobs
 from .services.inventory import InventoryService
 from .services.jobs import JobService
 from .services.policies import PolicyBook, PolicyService
@@ -55,6 +56,7 @@ from .tailer import Tailer
 from .forward import LOCAL, Forwarder, Leader
 from .replica import Leadership
 from .services.servers import ServerService, single
+from .store.finished import FinishedJobStore
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
 from .store.views import ViewStore
@@ -107,6 +109,7 @@ class Server:
         self.metrics = ServerMetrics()
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None
+        self._purger: asyncio.Task | None = None  # finished jobs past --job-retention
         self._failure_watch: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
@@ -269,6 +272,7 @@ class Server:
         deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
         await deps.policies.load()
         deps.views = ViewBook(ViewStore(self.store.db), self._writer, self._readers)
+        deps.finished = FinishedJobs(FinishedJobStore(self.store.db), self._writer, self._readers)
         return deps
 
     async def _start_background(self) -> None:
@@ -279,12 +283,15 @@ class Server:
         self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
         self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
                            if self.config.event_retention > 0 else None)
+        if self.config.job_retention > 0:
+            purge = self.deps.finished.purge_every(self.config.job_retention, lambda: self.deps.core)
+            self._purger = loop.create_task(purge, name="jobplane-purge")
 
     def _stop_background(self) -> None:
-        for task in (self._ticker, self._compactor, self._failure_watch):
+        for task in (self._ticker, self._compactor, self._failure_watch, self._purger):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        self._ticker = self._compactor = self._failure_watch = None
+        self._ticker = self._compactor = self._failure_watch = self._purger = None
 
     def _grpc_server(self) -> grpc.aio.Server:
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)

@@ -1,6 +1,6 @@
 """Providers: connect and reconcile, standby, disconnect and the reconnection grace (the
-restart grace after a server restart), loss and handing unfinished tasks on, drain, goodbye
-and revoke. A component of Engine: the registry (engine.providers) is the engine's, these are
+restart grace after a server restart), loss and handing unfinished tasks on, drain (until
+resumed), goodbye and revoke. A component of Engine: the registry (engine.providers) is the engine's, these are
 its rules."""
 
 from __future__ import annotations
@@ -248,6 +248,35 @@ class Providers:
                 provider_id, epoch = provider.id, provider.epoch
                 e.changes.timer(deadline, lambda engine: engine.provider_rules.drain_deadline(provider_id, epoch))
         self.maybe_drained(provider)
+
+    def resume(self, provider_id: str) -> ProviderRt:
+        """Undo a drain: the provider takes work again, at once if it is connected and ready,
+        else once it is. A provider that is not drained is left as it is."""
+        provider = self._named(provider_id)
+        if provider.state == ProviderState.REVOKED:
+            raise FailedPrecondition(f"provider {provider_id!r} was revoked and may not connect again; there is "
+                                     "nothing to resume: run the agent under another --name")
+        if not provider.drained:
+            return provider
+        provider.drained = False
+        why = f"provider {provider_id} resumed"
+        draining = provider.state in (ProviderState.DRAINING, ProviderState.DRAINED)
+        if draining and not provider.conn_id and provider.in_flight:
+            self._suspect(provider, f"{why} while not connected")
+        elif draining and not provider.conn_id:
+            self.set_state(provider, ProviderState.STOPPED, f"{why}: takes work once an agent with its name connects")
+        elif not draining or provider.leaving:  # lost, stopped, suspect or stopping: as it is, undrained
+            self.set_state(provider, provider.state, f"{why}: takes work once an agent with its name is ready")
+        elif not provider.accepting:
+            provider.epoch += 1  # a drain's deadline set before does nothing now
+            self.set_state(provider, ProviderState.CONNECTING, f"{why}: takes work once it signals ready")
+        else:
+            provider.epoch += 1
+            standby = provider.standby and not provider.in_flight and not provider.promoted
+            self.set_state(provider, ProviderState.STANDBY if standby else ProviderState.ACTIVE,
+                           f"{why}: standing by" if standby else f"{why}: taking work")
+            self.engine.want_dispatch()
+        return provider
 
     def drain_deadline(self, provider_id: str, epoch: int) -> None:
         provider = self.engine.providers.get(provider_id)

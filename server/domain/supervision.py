@@ -210,7 +210,7 @@ class Supervision:
         base, at most --retry-backoff-max, with jitter."""
         config = self.engine.config
         base = task.spec.retry_backoff_seconds or config.retry_backoff
-        tries = max(1, task.attempt - task.lost_attempts - task.reruns)
+        tries = max(1, task.tries)
         return min(base * 2 ** (tries - 1), config.retry_backoff_max) * random.uniform(0.8, 1.2)
 
 

@@ -214,6 +214,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         return provider_pb2.DrainProviderResponse(provider=self._provider(request.provider_id))
 
     @rpc
+    async def ResumeProvider(self, request, context):
+        if not request.provider_id:
+            raise InvalidArgument("provider_id", "must not be empty; name the provider to resume")
+        await self.d.core.call(lambda engine: engine.resume_provider(request.provider_id))
+        return provider_pb2.ResumeProviderResponse(provider=self._provider(request.provider_id))
+
+    @rpc
     async def RevokeProvider(self, request, context):
         if not request.provider_id:
             raise InvalidArgument("provider_id", "must not be empty; name the provider to revoke")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import jobplane, pid_alive, wait_until
+from support import jobplane, pid_alive, start_up, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -276,22 +276,13 @@ def test_views_save_list_show_and_use_from_the_cli(sqlite_cluster, tmp_path):
     assert r.returncode == 2 and "position 7" in r.stderr
 
 
-def _up(home: Path) -> subprocess.Popen:
-    up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--listen", "127.0.0.1:0",
-                           "--agents", "2"], env={**os.environ, "JOBPLANE_HOME": str(home)},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_until(lambda: (home / "up.json").exists() or up.poll() is not None, 30, "up.json")
-    assert up.poll() is None, up.stdout.read()
-    return up
-
-
 def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tmp_path):
     go = tmp_path / "go"
     job_file = tmp_path / "wait.toml"
     job_file.write_text(f'name = "waits"\n[[tasks]]\nname = "t"\n'
                         f'command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.1; done"]\n')
     env = {"JOBPLANE_HOME": str(tmp_path)}
-    up = _up(tmp_path)
+    up = start_up(tmp_path)
     try:
         r = jobplane("submit", str(job_file), "-o", "json", env=env)
         assert r.returncode == 0, r.stderr
@@ -301,7 +292,7 @@ def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tm
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stdout.read()
-    up = _up(tmp_path)
+    up = start_up(tmp_path)
     try:
         job = json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
         assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING"), job  # not FAILED
