@@ -6,6 +6,8 @@ certificate it enrolls for is kept in its state directory) or from Python::
     asyncio.run(Agent(AgentConfig(server="localhost:7070", token=secret, ca_file=path)).run())
 
 Against a server started with ``--insecure``, pass ``--insecure`` (``insecure=True``) instead.
+Given the addresses of several server replicas, comma-separated (``--server a:7070,b:7070``),
+the agent streams to the one that leads and moves on when it is gone (replicas.py).
 
 `Agent` and `AgentConfig` are imported on first use, so that tasks importing
 ``jobplane.agent.checkpoint`` do not pay for gRPC.

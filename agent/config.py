@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from jobplane.client.channel import resolve_target
+from jobplane.replicas import split_addresses
 
 from .cgroups import CHOICES as CONTAINMENTS
 from .scan import ScanLimits
@@ -23,6 +24,7 @@ def _default_slots() -> int:
 class AgentConfig:
     """How an agent connects, what it calls itself and how much it runs at once."""
 
+    # HOST:PORT of the server, or of each of its replicas, comma-separated.
     server: str = field(default_factory=lambda: resolve_target(None))
     name: str = field(default_factory=socket.gethostname)
     slots: int = field(default_factory=_default_slots)
@@ -62,8 +64,9 @@ class AgentConfig:
     slurm_poll_interval: float = 5.0
 
     def __post_init__(self) -> None:
-        if not self.server:
-            raise ValueError("server: must be HOST:PORT, e.g. localhost:7070")
+        if not split_addresses(self.server):
+            raise ValueError("server: must be HOST:PORT, e.g. localhost:7070, or the addresses of several "
+                             "replicas comma-separated (a:7070,b:7070,c:7070)")
         if not self.name:
             raise ValueError("name: must not be empty")
         if self.slots < 1:

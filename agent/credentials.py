@@ -3,12 +3,15 @@ this agent enrolled for with a join token and keeps renewed.
 
 Enrollment goes to the server's main address over server-authenticated TLS (trusting `--ca`);
 the certificate it returns opens the agent address (`agent_port` on the same host), where the
-link streams and where renewals go, authenticated by the current certificate.
+link streams and where renewals go, authenticated by the current certificate. Given several
+replicas, each try goes to the next address, and `targets` lists every replica's agent address
+(identity.py says how it is found) for the link to find the leader among them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,11 +23,13 @@ import grpc
 
 from jobplane.client.channel import CHANNEL_OPTIONS, open_aio_channel
 from jobplane.client.tls import make_key_and_csr
+from jobplane.replicas import split_addresses
 from jobplane.v1 import security_pb2, security_pb2_grpc
 
 from .config import AgentConfig
 from .errors import AgentError, EnrollmentRefused, NotEnrolled
 from .identity import Identity, IdentityStore
+from .replicas import Targets
 from .statedir import state_root
 
 log = logging.getLogger(__name__)
@@ -61,20 +66,25 @@ def open_credentials(config: AgentConfig) -> Plaintext | MutualTLS:
     return MutualTLS(config, IdentityStore(identity_dir(config)))
 
 
+Options = list[tuple[str, int]]
+
+
 class Plaintext:
-    """No TLS and no identity: for servers started with --insecure."""
+    """No TLS and no identity: for servers started with --insecure (where the agent address of
+    each replica is its only address)."""
 
     generation = 0
 
     def __init__(self, server: str) -> None:
-        self.target = server
+        self._server = server
+        self.targets = Targets(split_addresses(server))
 
     async def ready(self) -> None:
         log.warning("connecting to %s in plaintext (--insecure): nothing is encrypted and the "
-                    "server cannot tell this agent from an impostor", self.target)
+                    "server cannot tell this agent from an impostor", self._server)
 
-    def open_channel(self) -> grpc.aio.Channel:
-        return open_aio_channel(self.target)
+    def open_channel(self, target: str, options: Options = CHANNEL_OPTIONS) -> grpc.aio.Channel:
+        return open_aio_channel(target, options=options)
 
     async def changed(self, generation: int) -> None:
         await asyncio.Event().wait()  # plaintext never changes
@@ -90,14 +100,17 @@ class MutualTLS:
         self._config = config
         self._store = store
         self._identity: Identity | None = None
+        self._targets: Targets | None = None
         # Bumped by every renewal; `changed` waiters wake on `_changed`, then replaced.
         self.generation = 0
         self._changed = asyncio.Event()
 
     @property
-    def target(self) -> str:
-        """HOST:PORT the link connects to: the agent address once known."""
-        return self._identity.target if self._identity else self._config.server
+    def targets(self) -> Targets:
+        """The replicas' agent addresses, the link's current one first; `ready()` first."""
+        if self._targets is None:
+            raise RuntimeError("MutualTLS.ready() has not obtained an identity yet")
+        return self._targets
 
     @property
     def identity(self) -> Identity:
@@ -115,17 +128,17 @@ class MutualTLS:
             log.info("using the stored certificate of %s (valid until %s)", stored.name,
                      _when(stored.not_after))
             self._identity = stored
-            return
-        if not self._config.token:
+        elif not self._config.token:
             raise NotEnrolled(f"{why}: {ENROLL_HINT}")
-        log.info("%s: enrolling with %s", why, self._config.server)
-        self._identity = await self._enroll(self._first_contact_ca(stored))
+        else:
+            log.info("%s: enrolling with %s", why, self._config.server)
+            self._identity = await self._enroll(self._first_contact_ca(stored))
+        servers = split_addresses(self._config.server)
+        self._targets = Targets(list(dict.fromkeys(self.identity.agent_address(s) for s in servers)))
 
-    def open_channel(self) -> grpc.aio.Channel:
-        """A mutual-TLS channel to the agent address with the current certificate."""
-        identity = self.identity
-        return grpc.aio.secure_channel(identity.target, identity.channel_credentials(),
-                                       options=CHANNEL_OPTIONS)
+    def open_channel(self, target: str, options: Options = CHANNEL_OPTIONS) -> grpc.aio.Channel:
+        """A mutual-TLS channel to the agent address `target` with the current certificate."""
+        return grpc.aio.secure_channel(target, self.identity.channel_credentials(), options=options)
 
     async def changed(self, generation: int) -> None:
         """Return once the credentials are newer than `generation`."""
@@ -150,7 +163,7 @@ class MutualTLS:
         config = self._config
         if stored is None:
             return "this agent is not enrolled yet"
-        if (stored.name, stored.server) != (config.name, config.server):
+        if stored.name != config.name or stored.server not in split_addresses(config.server):
             return (f"the stored certificate is for {stored.name!r} at {stored.server}, "
                     f"not {config.name!r} at {config.server}")
         if stored.expired():
@@ -165,33 +178,32 @@ class MutualTLS:
             except OSError as exc:
                 raise NotEnrolled(f"cannot read the CA bundle --ca {self._config.ca_file}: "
                                   f"{exc.strerror}") from None
-        if stored is not None and stored.server == self._config.server:
+        if stored is not None and stored.server in split_addresses(self._config.server):
             return stored.ca_pem
         raise NotEnrolled("enrolling needs the CA that signed the server's certificate: pass --ca "
                           "PATH (the server's DATA_DIR/ca-bundle.crt) or set JOBPLANE_CA")
 
     async def _enroll(self, ca_pem: bytes) -> Identity:
-        """Trade the join token and a new key's CSR for a certificate, and store them."""
+        """Trade the join token and a new key's CSR for a certificate, and store them. Each try
+        goes to the next replica listed."""
         config = self._config
         key_pem, csr_pem = make_key_and_csr(config.name)
         request = security_pb2.EnrollRequest(token=config.token, name=config.name, csr_pem=csr_pem)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
-        async with grpc.aio.secure_channel(config.server, credentials,
-                                           options=CHANNEL_OPTIONS) as channel:
-            stub = security_pb2_grpc.SecurityServiceStub(channel)
-            try:
-                response = await _retrying(lambda: stub.Enroll(request, timeout=RPC_TIMEOUT),
-                                           f"enroll with {config.server}", retry=_enroll_transient)
-            except grpc.aio.AioRpcError as exc:
-                raise EnrollmentRefused(_refusal(config, exc)) from None
+        servers = itertools.cycle(split_addresses(config.server))
+        try:
+            server, response = await _retrying(lambda: _enroll_at(next(servers), credentials, request),
+                                               f"enroll with {config.server}", retry=_enroll_transient)
+        except grpc.aio.AioRpcError as exc:
+            raise EnrollmentRefused(_refusal(config, exc)) from None
         if response.agent_port <= 0:
-            raise EnrollmentRefused(f"the server at {config.server} enrolled this agent but did "
+            raise EnrollmentRefused(f"the server at {server} enrolled this agent but did "
                                     "not say its agent port; is it a jobplane server?")
-        identity = Identity(name=config.name, server=config.server, agent_port=response.agent_port,
+        identity = Identity(name=config.name, server=server, agent_port=response.agent_port,
                             key_pem=key_pem, cert_pem=response.certificate_pem,
                             ca_pem=response.ca_bundle_pem or ca_pem, received=time.time())
         await asyncio.to_thread(self._store.save, identity)
-        log.info("enrolled with %s as %s; the certificate is valid until %s", config.server,
+        log.info("enrolled with %s as %s; the certificate is valid until %s", server,
                  config.name, _when(identity.not_after))
         return identity
 
@@ -214,16 +226,14 @@ class MutualTLS:
         return await self._enroll(self._first_contact_ca(identity))
 
     async def _renew(self, identity: Identity) -> Identity:
-        """RenewCertificate on the agent address, retried until the certificate expires."""
+        """RenewCertificate on the agent address the link uses (then the other replicas', in
+        turn), retried until the certificate expires."""
         key_pem, csr_pem = make_key_and_csr(identity.name)
         request = security_pb2.RenewCertificateRequest(csr_pem=csr_pem)
-        async with grpc.aio.secure_channel(identity.target, identity.channel_credentials(),
-                                           options=CHANNEL_OPTIONS) as channel:
-            stub = security_pb2_grpc.SecurityServiceStub(channel)
-            response = await _retrying(
-                lambda: stub.RenewCertificate(request, timeout=RPC_TIMEOUT),
-                f"renew the certificate at {identity.target}",
-                retry=lambda exc: exc.code() not in _REFUSED, until=identity.not_after)
+        targets = itertools.cycle(self.targets.in_order())
+        _, response = await _retrying(
+            lambda: _renew_at(next(targets), identity, request), "renew the certificate",
+            retry=lambda exc: exc.code() not in _REFUSED, until=identity.not_after)
         renewed = identity.renewed(key_pem, response.certificate_pem, response.ca_bundle_pem)
         await asyncio.to_thread(self._store.save_renewal, renewed)
         log.info("renewed the certificate of %s; valid until %s", renewed.name,
@@ -253,6 +263,22 @@ async def _retrying(call: Callable[[], Awaitable[T]], what: str, *,
                     "cannot %s (%s: %s); retrying", what, exc.code().name, exc.details())
         await asyncio.sleep(min(delay, max(remaining / 4, RETRY_FIRST)))
         delay = min(delay * 2, RETRY_CAP)
+
+
+async def _enroll_at(server: str, credentials: grpc.ChannelCredentials,
+                     request: security_pb2.EnrollRequest) -> tuple[str, security_pb2.EnrollResponse]:
+    """(`server`, its answer to Enroll) over server-authenticated TLS."""
+    async with grpc.aio.secure_channel(server, credentials, options=CHANNEL_OPTIONS) as channel:
+        stub = security_pb2_grpc.SecurityServiceStub(channel)
+        return server, await stub.Enroll(request, timeout=RPC_TIMEOUT)
+
+
+async def _renew_at(target: str, identity: Identity, request: security_pb2.RenewCertificateRequest
+                    ) -> tuple[str, security_pb2.RenewCertificateResponse]:
+    """(`target`, its answer to RenewCertificate) over mutual TLS with the current certificate."""
+    async with grpc.aio.secure_channel(target, identity.channel_credentials(), options=CHANNEL_OPTIONS) as channel:
+        stub = security_pb2_grpc.SecurityServiceStub(channel)
+        return target, await stub.RenewCertificate(request, timeout=RPC_TIMEOUT)
 
 
 def _enroll_transient(exc: grpc.aio.AioRpcError) -> bool:

@@ -5,7 +5,8 @@ Kept in `<state_dir>/identity/`, so that a restarted agent needs no new join tok
     agent.key      the private key (0600)
     agent.crt      the certificate the server's CA issued; its identity is the agent's name
     ca.crt         the CA bundle that verifies the server (refreshed by every renewal)
-    endpoint.json  {"server", "name", "agent_port"}: which server, as whom, and its mTLS port
+    endpoint.json  {"server", "name", "agent_port"}: which server (the replica it enrolled with),
+                   as whom, and that replica's mTLS port
 
 A renewal brings a new key. It is staged as `agent.key.next`, then `agent.crt` is replaced,
 then the key; `load` finishes a renewal that a crash interrupted between the two.
@@ -39,17 +40,22 @@ class Identity:
     """A certificate with its key, the CA bundle to trust, and the server it is for."""
 
     name: str
-    server: str  # the --server (main address) the agent enrolled with
+    server: str  # the main (client) address of the replica the agent enrolled with
     agent_port: int  # the server's mutual-TLS port, on the same host
     key_pem: bytes
     cert_pem: bytes
     ca_pem: bytes
     received: float  # when the certificate arrived (epoch seconds)
 
-    @property
-    def target(self) -> str:
-        """HOST:PORT of the server's agent address."""
-        return f"{server_host(self.server)}:{self.agent_port}"
+    def agent_address(self, server: str) -> str:
+        """HOST:PORT of the agent (mutual-TLS) address of the replica whose client address is
+        `server`: its host, and a port as far from its client port as the agent port is from
+        the client port of the replica this agent enrolled with (the default --agent-listen is
+        the next port). Where a replica listens elsewhere, a follower's redirect says so."""
+        host, port, enrolled = server_host(server), server_port(server), server_port(self.server)
+        if port is None or enrolled is None:
+            return f"{host}:{self.agent_port}"
+        return f"{host}:{port + self.agent_port - enrolled}"
 
     @property
     def not_after(self) -> float:
@@ -85,6 +91,12 @@ def server_host(server: str) -> str:
     """The host part of HOST:PORT (brackets of an IPv6 literal kept)."""
     host, sep, port = server.rpartition(":")
     return host if sep and port.isdigit() and host else server
+
+
+def server_port(server: str) -> int | None:
+    """The port of HOST:PORT, or None if it names none."""
+    host, sep, port = server.rpartition(":")
+    return int(port) if sep and port.isdigit() and host else None
 
 
 class IdentityStore:

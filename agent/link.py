@@ -1,4 +1,5 @@
-"""The agent's end of ProviderService.Connect: hello, heartbeats, reports and acks, reconnects."""
+"""The agent's end of ProviderService.Connect: hello, heartbeats, reports and acks, reconnects
+(to the leading server replica, when there are several: replicas.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from jobplane.client.channel import CHANNEL_OPTIONS
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from .config import AgentConfig
@@ -19,6 +21,7 @@ from .errors import AgentError, HelloRejected, NameInUse
 from .facts import live_facts, machine_facts
 from .outbox import Outbox
 from .prerequisites import ScanQueue
+from .replicas import Targets, leader_named
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,21 @@ CLOSE_GRACE = 1.0
 # Errors that retrying does not cure: a bad hello, or credentials the server refuses (revoked).
 _REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.UNAUTHENTICATED)
+# A server that stops answering without closing the connection (frozen, or cut off) breaks the
+# stream when a keepalive ping has no answer within this long: the agent moves on at once.
+PING_ANSWER_MS = 2_000
+_KEEPALIVE = ("grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms", "grpc.http2.ping_timeout_ms")
+
+
+def link_options(heartbeat_interval: float) -> list[tuple[str, int]]:
+    """The link's channel options: CHANNEL_OPTIONS with a keepalive ping as often as the agent's
+    heartbeats (at least every second) and PING_ANSWER_MS to answer it. Not more often: a gRPC
+    server refuses pings that come more often than its min_ping_interval_without_data (5 s in
+    jobplane-server) unless data flows in between, which the heartbeats are."""
+    every = max(1_000, round(heartbeat_interval * 1_000))
+    return [*(option for option in CHANNEL_OPTIONS if option[0] not in _KEEPALIVE),
+            ("grpc.keepalive_time_ms", every), ("grpc.keepalive_timeout_ms", PING_ANSWER_MS),
+            ("grpc.http2.ping_timeout_ms", PING_ANSWER_MS)]
 
 
 class LinkHandler(Protocol):
@@ -65,8 +83,8 @@ class Credentials(Protocol):
     """How the link reaches the server (credentials.py): plaintext, or mutual TLS kept renewed."""
 
     @property
-    def target(self) -> str:
-        """HOST:PORT the link connects to."""
+    def targets(self) -> Targets:
+        """The agent addresses of the server's replicas, and which one to try now."""
 
     @property
     def generation(self) -> int:
@@ -75,7 +93,7 @@ class Credentials(Protocol):
     async def ready(self) -> None:
         """Load or obtain the credentials; raises AgentError if that is impossible."""
 
-    def open_channel(self) -> grpc.aio.Channel:
+    def open_channel(self, target: str, options: list[tuple[str, int]]) -> grpc.aio.Channel:
         """A channel to `target` with the current credentials."""
 
     async def changed(self, generation: int) -> None:
@@ -91,8 +109,10 @@ class _StreamEnded(Exception):
 
 @dataclass
 class _Stream:
-    """One Connect stream, on a channel of its own with the credentials it was opened with."""
+    """One Connect stream, on a channel of its own to `target` with the credentials it was
+    opened with."""
 
+    target: str
     channel: grpc.aio.Channel
     call: grpc.aio.StreamStreamCall
     generation: int
@@ -100,6 +120,9 @@ class _Stream:
 
 class Link:
     """Keeps one Connect stream open to the server, reconnecting with backoff until closed.
+
+    Given several server replicas, it streams to the one that leads: a follower's redirect is
+    followed at once; any other failure moves it on to the next replica after the backoff.
 
     When the credentials are renewed, a second stream is opened with the new ones; once it is
     welcomed (the server's takeover ends the old stream), it carries on in the old one's place.
@@ -112,6 +135,7 @@ class Link:
         self._outbox = outbox
         self._handler = handler
         self._credentials = credentials
+        self._options = link_options(config.heartbeat_interval)
         self._facts = machine_facts()
         self._facts_file = Path(config.facts_file) if config.facts_file else None
         # Problems with the facts file already logged, so each is logged once while it lasts.
@@ -151,24 +175,44 @@ class Link:
     async def _stay_connected(self) -> None:
         delay = BACKOFF_FIRST
         name_in_use_since: float | None = None
+        targets = self._credentials.targets
         while not self._closing:
+            target, at_once = targets.current, False
             try:
-                await self._session()
+                await self._session(target)
             except (grpc.aio.AioRpcError, _StreamEnded) as exc:
                 if isinstance(exc, grpc.aio.AioRpcError):
                     name_in_use_since = self._check_permanent(exc, name_in_use_since)
-                self._log_disconnect(_why(exc))
+                at_once = self._move_on(targets, target, exc)
             except AgentError:
                 raise
             except Exception:  # a bug or an unforeseen gRPC failure: stay up, say it loudly
-                log.exception("the link to %s failed unexpectedly; reconnecting",
-                              self._credentials.target)
+                log.exception("the link to %s failed unexpectedly; reconnecting", target)
             if self._welcomed:
                 delay = BACKOFF_FIRST
                 self._welcomed = False
-            if not self._closing:
+            if not self._closing and not at_once:  # at once: to the leader a follower named
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP)
+
+    def _move_on(self, targets: Targets, target: str, exc: grpc.aio.AioRpcError | _StreamEnded) -> bool:
+        """Choose the address to try after `target` failed with `exc`; True to try it at once
+        (the leader a follower named)."""
+        leader = leader_named(exc) if isinstance(exc, grpc.aio.AioRpcError) else None
+        if leader is None:
+            if not (isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.ALREADY_EXISTS):
+                targets.lost(target)  # ALREADY_EXISTS: our own previous stream lingers there; stay
+            self._log_disconnect(target, _why(exc))
+            return False
+        follow = targets.redirected(target, leader)
+        if follow:
+            log.info("the server at %s does not lead; connecting to the leader at %s", target, leader)
+            return True
+        self._failures += 1
+        log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
+                "the server at %s does not lead and %s; trying %s next", target,
+                f"names {leader} as the leader" if leader else "no server leads just now", targets.current)
+        return False
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every report is sent and acknowledged; False if disconnected or too slow."""
@@ -201,9 +245,10 @@ class Link:
                     except (grpc.aio.AioRpcError, grpc.aio.UsageError):
                         pass
 
-    async def _session(self) -> None:
-        """Streams from hello to the end, handing over to a new one when the credentials change."""
-        stream = await self._open_stream()
+    async def _session(self, target: str) -> None:
+        """Streams to `target` from hello to the end, handing over to a new one when the
+        credentials change."""
+        stream = await self._open_stream(target)
         try:
             while True:
                 # Before _resume: a goodbye said meanwhile may then go twice, never not at all.
@@ -215,16 +260,17 @@ class Link:
         finally:
             await self._drop(stream)
 
-    async def _open_stream(self, *, handover: bool = False) -> _Stream:
-        """A channel with the current credentials, and a Connect stream on it that is welcomed."""
+    async def _open_stream(self, target: str, *, handover: bool = False) -> _Stream:
+        """A channel to `target` with the current credentials, and a Connect stream on it that
+        is welcomed."""
         generation = self._credentials.generation
-        channel = self._credentials.open_channel()
-        stream = _Stream(channel, provider_pb2_grpc.ProviderServiceStub(channel).Connect(),
+        channel = self._credentials.open_channel(target, self._options)
+        stream = _Stream(target, channel, provider_pb2_grpc.ProviderServiceStub(channel).Connect(),
                          generation)
         self._calls.add(stream.call)
         try:
             await self._write(stream.call, provider_pb2.ConnectRequest(hello=self._hello()))
-            await self._read_welcome(stream.call, announce=not handover)
+            await self._read_welcome(stream, announce=not handover)
         except BaseException:
             await self._drop(stream)
             raise
@@ -255,7 +301,7 @@ class Link:
             self._send_reports(call), self._send_heartbeats(call), self._send_scan_reports(call),
             self._receive(call)))
         begun = asyncio.Event()
-        handover = asyncio.create_task(self._handover(stream.generation, begun, pumps))
+        handover = asyncio.create_task(self._handover(stream, begun, pumps))
         try:
             await asyncio.wait({pumps, handover}, return_when=asyncio.FIRST_COMPLETED)
             if begun.is_set() and not handover.done():
@@ -269,19 +315,19 @@ class Link:
                 task.cancel()
             await asyncio.gather(pumps, handover, return_exceptions=True)
 
-    async def _handover(self, generation: int, begun: asyncio.Event,
+    async def _handover(self, current: _Stream, begun: asyncio.Event,
                         old: asyncio.Task[None]) -> _Stream:
-        """Once the credentials change, a welcomed stream that uses them.
+        """Once the credentials change, a welcomed stream that uses them, to the same server.
 
         Failures are retried with backoff while the old stream lives; once it has ended (or
         the server refuses us for good) they are raised.
         """
         delay, failures = BACKOFF_FIRST, 0
         while True:
-            await self._credentials.changed(generation)
+            await self._credentials.changed(current.generation)
             begun.set()
             try:
-                stream = await self._open_stream(handover=True)
+                stream = await self._open_stream(current.target, handover=True)
             except (grpc.aio.AioRpcError, _StreamEnded) as exc:
                 if isinstance(exc, grpc.aio.AioRpcError):
                     self._check_permanent(exc, None)  # raises if the server refuses us for good
@@ -293,8 +339,7 @@ class Link:
                         "cannot switch the link to the renewed certificate yet (%s); the current "
                         "stream carries on", _why(exc))
             else:
-                log.info("switched the link to %s to the renewed certificate",
-                         self._credentials.target)
+                log.info("switched the link to %s to the renewed certificate", current.target)
                 return stream
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP)
@@ -318,19 +363,19 @@ class Link:
             ],
         )
 
-    async def _read_welcome(self, call: grpc.aio.StreamStreamCall, *, announce: bool) -> None:
-        response = await call.read()
+    async def _read_welcome(self, stream: _Stream, *, announce: bool) -> None:
+        response = await stream.call.read()
         if response is grpc.aio.EOF:
             raise _StreamEnded("the server closed the stream before its welcome")
         if response.WhichOneof("message") != "welcome":
             raise _StreamEnded(f"expected a welcome, got {response.WhichOneof('message')}")
         self._welcomed = True
         self._failures = 0
+        self._credentials.targets.welcomed()
         self._handler.on_welcome(response.welcome)
         if announce:
             config = self._config
-            log.info("connected to %s as %s with %d slots", self._credentials.target, config.name,
-                     config.slots)
+            log.info("connected to %s as %s with %d slots", stream.target, config.name, config.slots)
 
     async def _send_reports(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
@@ -416,15 +461,17 @@ class Link:
             )
         return since if since is not None else now
 
-    def _log_disconnect(self, why: str) -> None:
+    def _log_disconnect(self, target: str, why: str) -> None:
         if self._closing:
             return
+        targets = self._credentials.targets
+        then = f"; trying {targets.current} next" if targets.several else ""
         if self._welcomed:
-            log.warning("lost the connection to %s (%s); reconnecting", self._credentials.target, why)
+            log.warning("lost the connection to %s (%s); reconnecting%s", target, why, then)
             return
         self._failures += 1
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "cannot connect to %s (%s); retrying", self._credentials.target, why)
+        log.log(level, "cannot connect to %s (%s)%s", target, why, then or "; retrying")
 
 
 def _why(exc: grpc.aio.AioRpcError | _StreamEnded) -> str:

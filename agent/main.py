@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from jobplane.client.channel import default_data_dir, resolve_target
 from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
+from jobplane.replicas import split_addresses
 from jobplane import __version__
 from jobplane.client.errors import CredentialsError
 
@@ -50,8 +51,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="jobplane-agent",
         description="Connect to a jobplane server and run the tasks it assigns.",
     )
-    parser.add_argument("--server", default=resolve_target(None),
-                        help="HOST:PORT of the server (default: $JOBPLANE_SERVER or %(default)s)")
+    parser.add_argument("--server", default=resolve_target(None), type=_addresses,
+                        help="HOST:PORT of the server, or of each of its replicas comma-separated "
+                             "(a:7070,b:7070,c:7070: the agent streams to the one that leads and "
+                             "moves on when it is gone) (default: $JOBPLANE_SERVER or %(default)s)")
     parser.add_argument("--name", default=socket.gethostname(),
                         help="unique agent name (default: the hostname, %(default)s)")
     parser.add_argument("--slots", type=_positive_int, default=os.cpu_count() or 1,
@@ -263,6 +266,12 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+
+
+def _addresses(text: str) -> str:
+    if not split_addresses(text):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, or several comma-separated, got {text!r}")
+    return text
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -9,6 +9,12 @@
 Methods return the `jobplane.v1` messages; failed calls raise a `JobplaneError` subclass.
 `Client.connect` finds its credentials (token, CA bundle) as the CLI does: arguments, then
 $JOBPLANE_TOKEN / $JOBPLANE_CA / $JOBPLANE_INSECURE, then the local `jobplane up`.
+
+Given the addresses of several server replicas (`Client.connect("a:7070,b:7070,c:7070")`, or
+the same in $JOBPLANE_SERVER), a client sends each call to the replica that answered last and
+moves on to the next when one is unreachable: reads and submits are tried again there (`Retry`
+says how often), other changes only when they certainly reached no server; a watch resumes on
+another replica after the last event it delivered.
 """
 
 from jobplane.client.aio import AsyncClient

@@ -1,23 +1,25 @@
-"""The asyncio SDK client: the same calls as `Client` (defined once, in calls.py), run on an
-asyncio channel; unary calls are coroutines, lists and watches async iterators."""
+"""The asyncio SDK client: the same calls as `Client` (defined once, in calls.py), run on asyncio
+channels, one per server replica, tried as retry.py says; unary calls are coroutines, lists and
+watches async iterators."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import grpc
 
 from jobplane.client import calls
-from jobplane.client.calls import Paged, Stubs, Unary, Watch
-from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_target
+from jobplane.client.calls import Paged, Unary, Watch
+from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
-from jobplane.client.errors import JobplaneError, ResourceExhausted, Unavailable, rpc_errors
+from jobplane.client.errors import JobplaneError, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end
-from jobplane.client.retry import Retry, next_pause
+from jobplane.client.replicas import Replica, Replicas
+from jobplane.client.retry import Retry, Tries, resumable
 from jobplane.v1 import event_pb2, job_pb2
 
 log = logging.getLogger(__name__)
@@ -60,14 +62,14 @@ class AsyncClient:
             job = await client.submit_job(spec)
     """
 
-    def __init__(self, channel: grpc.aio.Channel, *, target: str, timeout: float = 10.0,
-                 credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
-        self.target = target
+    def __init__(self, channel: grpc.aio.Channel | Mapping[str, grpc.aio.Channel], *, target: str = "",
+                 timeout: float = 10.0, credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
+        channels = channel if isinstance(channel, Mapping) else {target: channel}
+        self.target = target or ",".join(channels)
         self.timeout = timeout
-        self.retry = retry  # how submit_job retries (the only call that does)
-        self.credentials = credentials  # None when built from a channel: unknown
-        self._channel = channel
-        self._stubs = Stubs(channel)
+        self.retry = retry  # how calls that may be retried are retried (retry.py)
+        self.credentials = credentials  # of the first replica; None when built from channels: unknown
+        self._replicas = Replicas(channels)
 
     @classmethod
     def connect(
@@ -82,22 +84,25 @@ class AsyncClient:
         timeout: float = 10.0,
         retry: Retry = Retry(),
     ) -> Connecting:
-        """Open a channel to `address`; connects lazily. Options as for `Client.connect`.
+        """Open a channel to `address` (or one to each replica it lists, comma-separated);
+        connects lazily. Options as for `Client.connect`.
 
         Await it for the client (`await AsyncClient.connect()`), or enter it (`async with
         AsyncClient.connect() as client:`) to have the client closed at the end of the block.
         """
         def open_client() -> AsyncClient:
-            target = resolve_target(address)
+            addresses = resolve_addresses(address)
             given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
-            credentials = locate_credentials(target, given)
-            return cls(open_aio_channel(target, credentials), target=target, timeout=timeout,
-                       credentials=credentials, retry=retry)
+            credentials = {target: locate_credentials(target, given) for target in addresses}
+            channels = {target: open_aio_channel(target, found) for target, found in credentials.items()}
+            return cls(channels, target=",".join(addresses), timeout=timeout, credentials=credentials[addresses[0]],
+                       retry=retry)
 
         return Connecting(open_client)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._replicas.channels:
+            await channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -114,6 +119,8 @@ class AsyncClient:
     cancel_job = bind(calls.cancel_job)
     hold_job = bind(calls.hold_job)
     release_job = bind(calls.release_job)
+    rerun_job = bind(calls.rerun_job)
+    purge_jobs = bind(calls.purge_jobs)
     watch = bind(calls.watch)
     watch_continuations = bind(calls.watch_continuations)
     list_tasks = bind(calls.list_tasks)
@@ -121,6 +128,7 @@ class AsyncClient:
     list_providers = bind(calls.list_providers)
     get_provider = bind(calls.get_provider)
     drain_provider = bind(calls.drain_provider)
+    resume_provider = bind(calls.resume_provider)
     revoke_provider = bind(calls.revoke_provider)
     list_continuations = bind(calls.list_continuations)
     get_continuation = bind(calls.get_continuation)
@@ -147,6 +155,7 @@ class AsyncClient:
     list_audit_records = bind(calls.list_audit_records)
     get_authority = bind(calls.get_authority)
     whoami = bind(calls.whoami)
+    list_servers = bind(calls.list_servers)
 
     async def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
         """Wait until the job succeeded, failed or was cancelled and return it.
@@ -160,7 +169,7 @@ class AsyncClient:
         events = self.watch(job_id, timeout=timeout)
         try:
             async for event in events:
-                if is_job_end(event, job_id):
+                if is_job_end(event, job_id) and is_finished(await self.get_job(job_id)):  # not an end a rerun undid
                     break
         finally:
             await events.aclose()
@@ -171,24 +180,29 @@ class AsyncClient:
 
     # Running a call
 
-    async def _invoke(self, call: Unary[Any] | Paged[Any], request: Any) -> Any:
+    async def _invoke(self, replica: Replica, call: Unary[Any] | Paged[Any], request: Any) -> Any:
         with rpc_errors():
-            return await self._stubs.method(call)(request, timeout=self.timeout)
+            return await replica.stubs.method(call)(request, timeout=self.timeout)
 
-    async def _unary(self, call: Unary[T]) -> T:
-        pauses = self.retry.pauses()
+    async def _call(self, call: Unary[Any] | Paged[Any], request: Any, *, idempotent: bool) -> Any:
+        """The response to `request`, tried on the replicas as retry.py says."""
+        tries = Tries(self.retry, self._replicas, call.method, idempotent=idempotent)
         while True:
+            replica = self._replicas.current
             try:
-                return call.result(await self._invoke(call, call.request))
+                return await self._invoke(replica, call, request)
             except JobplaneError as error:
-                pause = next_pause(pauses, error, call.request) if call.retried else None
+                pause = tries.after(error, replica)
                 if pause is None:
                     raise
             await asyncio.sleep(pause)
 
+    async def _unary(self, call: Unary[T]) -> T:
+        return call.result(await self._call(call, call.request, idempotent=call.idempotent))
+
     async def _pages(self, call: Paged[T]) -> AsyncIterator[T]:
         while True:
-            response = await self._invoke(call, call.request)
+            response = await self._call(call, call.request, idempotent=True)
             for item in getattr(response, call.field):
                 yield item
             if not response.next_page_token:
@@ -198,21 +212,32 @@ class AsyncClient:
     async def _events(self, call: Watch) -> AsyncIterator[event_pb2.Event]:
         deadline = Deadline(call.timeout)
         last = call.after_event_id
+        tries = Tries(self.retry, self._replicas, call.method, idempotent=True)
         while True:
-            stream = self._stubs.method(call)(call.request_after(last), timeout=deadline.remaining())
+            replica = self._replicas.current
+            stream = replica.stubs.method(call)(call.request_after(last), timeout=deadline.remaining())
             try:
                 with rpc_errors():
                     async for response in stream:
+                        tries.progressed()
                         for event in response.events:
                             last = event.id
                             yield event
-                return
-            except ResourceExhausted as exc:
-                if not fell_behind(exc):
-                    raise  # another limit (e.g. too many streams): retrying at once would only spin
-                log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+                error: JobplaneError = Unavailable(f"the server at {replica.address} ended the event stream")
+            except JobplaneError as exc:
+                if fell_behind(exc):
+                    log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+                    continue
+                if not resumable(exc):
+                    raise
+                error = exc
             finally:
                 stream.cancel()
+            pause = tries.after(error, replica)
+            if pause is None:
+                raise error
+            log.info("resuming the watch after event %d", last)
+            await asyncio.sleep(pause)
 
 
 class Connecting:

@@ -7,11 +7,13 @@ apart; a call is added or changed here, once. A definition returns one of three 
 and its return annotation says which (the clients bind by it):
 
 - `Unary`: one request, one response; `result` is what the caller gets from the response.
-  `retried` marks the one call tried again when the way to the server failed (submit, with its
-  request id: retry.py).
-- `Paged`: a List call; the client asks page after page and yields the items of `field`.
-- `Watch`: an event stream, endless unless `timeout`; when the server cuts the watcher off for
-  falling behind, the client opens it again after the last event it yielded.
+  `idempotent` marks the calls that may be tried again (on another replica) when the way to
+  the server failed: reads, changes that end the same when repeated, and a submit with its
+  request id. Any other call is tried again only when it certainly reached no server (retry.py).
+- `Paged`: a List call (a read); the client asks page after page and yields the items of `field`.
+- `Watch`: an event stream, endless unless `timeout`. When it breaks (the server went away or
+  stopped, or cut the watcher off for falling behind), the client opens it again, on the same
+  replica or another, after the last event it yielded: no gap, no duplicate.
 
 Failed calls raise a `jobplane.client.JobplaneError` subclass (errors.py).
 """
@@ -22,7 +24,7 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -52,6 +54,8 @@ from jobplane.v1 import (
     provider_pb2_grpc,
     security_pb2,
     security_pb2_grpc,
+    server_pb2,
+    server_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
     view_pb2,
@@ -70,6 +74,7 @@ POLICIES = policy_pb2_grpc.PolicyServiceStub
 VIEWS = view_pb2_grpc.ViewServiceStub
 CONFLICTS = conflict_pb2_grpc.ConflictServiceStub
 SECURITY = security_pb2_grpc.SecurityServiceStub
+SERVERS = server_pb2_grpc.ServerServiceStub
 
 
 # The kinds of call
@@ -77,13 +82,14 @@ SECURITY = security_pb2_grpc.SecurityServiceStub
 
 @dataclass(frozen=True)
 class Unary(Generic[T]):
-    """One request, one response; `result` picks what the caller gets from the response."""
+    """One request, one response; `result` picks what the caller gets from the response.
+    `idempotent`: trying it twice ends as trying it once (so it is retried: retry.py)."""
 
     stub: type
     method: str
     request: Message
     result: Callable[[Any], T]
-    retried: bool = False
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,29 +171,34 @@ def submit_job(spec: job_pb2.JobSpec | Mapping[str, Any], *, request_id: str | N
     """Submit a job; a mapping is the parsed job-file dict (raises JobFileError if malformed).
 
     Idempotent: the submit carries `request_id` (a UUID; default a fresh one per call) and is
-    tried again with it on Unavailable and DeadlineExceeded, as `retry` says. The server makes
+    tried again with it (on the next replica, if there are several) on Unavailable and
+    DeadlineExceeded, as `retry` says. The server makes
     one job per id (for a day, `--request-id-ttl`), so a retry whose first answer was lost gets
     that same job back. Pass your own id to repeat a submit safely across processes; the same
     id with another spec raises AlreadyExists. `request_id=""` sends none and never retries.
     """
-    return Unary(JOBS, "SubmitJob", submit_request(spec, request_id), attrgetter("job"), retried=True)
+    request = submit_request(spec, request_id)
+    return Unary(JOBS, "SubmitJob", request, attrgetter("job"), idempotent=bool(request.request_id))
 
 
 def get_job(job_id: str) -> Unary[job_pb2.Job]:
     """The job; NotFound if there is none (or it is not yours to see)."""
-    return Unary(JOBS, "GetJob", job_pb2.GetJobRequest(job_id=job_id), attrgetter("job"))
+    return Unary(JOBS, "GetJob", job_pb2.GetJobRequest(job_id=job_id), attrgetter("job"), idempotent=True)
 
 
-def list_jobs(*, filter: str = "", order_by: str = "", view: str = "", page_size: int = 100) -> Paged[job_pb2.Job]:
+def list_jobs(*, filter: str = "", order_by: str = "", view: str = "", page_size: int = 100,
+              full: bool = False) -> Paged[job_pb2.Job]:
     """Jobs matching `filter` (e.g. `status=FAILURE label.team=etl submitted>=-1d`), in
-    `order_by` (e.g. `status,-submitted`), narrowed by your saved `view`; page by page."""
-    request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size)
+    `order_by` (e.g. `status,-submitted`), narrowed by your saved `view`; page by page. Each
+    job comes without its spec's tasks (its `counts` say how they stand) unless `full`."""
+    request = job_pb2.ListJobsRequest(filter=filter, order_by=order_by, view=view, page_size=page_size, full=full)
     return Paged(JOBS, "ListJobs", request, "jobs")
 
 
 def summarize_jobs(*, filter: str = "", view: str = "") -> Unary[job_pb2.SummarizeJobsResponse]:
     """How many jobs matching `filter` (and `view`) are in each normalized status (the dashboard)."""
-    return Unary(JOBS, "SummarizeJobs", job_pb2.SummarizeJobsRequest(filter=filter, view=view), _itself)
+    return Unary(JOBS, "SummarizeJobs", job_pb2.SummarizeJobsRequest(filter=filter, view=view), _itself,
+                 idempotent=True)
 
 
 def cancel_job(job_id: str, *, reason: str = "") -> Unary[job_pb2.Job]:
@@ -206,13 +217,32 @@ def release_job(job_id: str) -> Unary[job_pb2.Job]:
     return Unary(JOBS, "ReleaseJob", job_pb2.ReleaseJobRequest(job_id=job_id), attrgetter("job"))
 
 
+def rerun_job(job_id: str, *, failed_only: bool = False) -> Unary[job_pb2.RerunJobResponse]:
+    """Run a finished job's unsuccessful tasks again, as new attempts of the same tasks: its
+    FAILED ones (and, unless `failed_only`, its CANCELLED ones); dependents cancelled because
+    of them wait for them again. The response has the job (RUNNING again) and the `task_ids`
+    that run again. FailedPrecondition if the job has not finished or has nothing to rerun."""
+    request = job_pb2.RerunJobRequest(job_id=job_id, failed_only=failed_only)
+    return Unary(JOBS, "RerunJob", request, _itself)
+
+
+def purge_jobs(finished_before: datetime) -> Unary[int]:
+    """Delete the jobs that finished before `finished_before` (an aware datetime, at most now)
+    with their tasks, attempts and events; returns how many were purged. Admins only."""
+    request = job_pb2.PurgeJobsRequest()
+    request.finished_before.FromDatetime(finished_before)
+    return Unary(JOBS, "PurgeJobs", request, attrgetter("purged_count"))
+
+
 def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
           view: str = "") -> Watch:
     """Events (of one job, or all) after `after_event_id`, then live; endless unless `timeout`.
     `filter` (e.g. `status=FAILURE environment=external`) and `view` keep only some.
 
-    A watcher the server cut off for falling behind resumes from the last event it got.
-    Stopping the iteration (break, close) cancels the stream.
+    A watch that breaks (its server went away or stopped, or cut it off for falling behind)
+    resumes after the last event it yielded, on the same replica or the next, as the client's
+    `retry` allows: no event is missed or seen twice. Stopping the iteration (break, close)
+    cancels the stream.
     """
     def request_after(last: int) -> event_pb2.WatchEventsRequest:
         return event_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
@@ -221,7 +251,8 @@ def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = 
 
 
 def watch_continuations(*, after_event_id: int = 0, timeout: float | None = None) -> Watch:
-    """Failover events after `after_event_id`, then live; endless unless `timeout`."""
+    """Failover events after `after_event_id`, then live; endless unless `timeout`; resumes as
+    `watch` does."""
 
     def request_after(last: int) -> continuation_pb2.WatchContinuationsRequest:
         return continuation_pb2.WatchContinuationsRequest(after_event_id=last)
@@ -243,7 +274,7 @@ def list_tasks(job_id: str = "", *, filter: str = "", order_by: str = "", view: 
 
 def get_task(task_id: str) -> Unary[task_pb2.Task]:
     """The task, with its attempts so far."""
-    return Unary(TASKS, "GetTask", task_pb2.GetTaskRequest(task_id=task_id), attrgetter("task"))
+    return Unary(TASKS, "GetTask", task_pb2.GetTaskRequest(task_id=task_id), attrgetter("task"), idempotent=True)
 
 
 # Providers and continuations
@@ -258,19 +289,25 @@ def list_providers(*, filter: str = "", page_size: int = 100) -> Paged[provider_
 def get_provider(provider_id: str) -> Unary[provider_pb2.Provider]:
     """The provider: state, slots, labels, facts and last signal."""
     request = provider_pb2.GetProviderRequest(provider_id=provider_id)
-    return Unary(PROVIDERS, "GetProvider", request, attrgetter("provider"))
+    return Unary(PROVIDERS, "GetProvider", request, attrgetter("provider"), idempotent=True)
 
 
 def drain_provider(provider_id: str, *, wait: bool = False, deadline: float = 0.0) -> Unary[provider_pb2.Provider]:
     """No new work to the provider; its tasks go on elsewhere now, or (wait) finish first."""
     request = provider_pb2.DrainProviderRequest(provider_id=provider_id, wait=wait, deadline_seconds=deadline)
-    return Unary(PROVIDERS, "DrainProvider", request, attrgetter("provider"))
+    return Unary(PROVIDERS, "DrainProvider", request, attrgetter("provider"), idempotent=True)
+
+
+def resume_provider(provider_id: str) -> Unary[provider_pb2.Provider]:
+    """Undo drain_provider: the provider takes work again (a drain lasts until this, across restarts)."""
+    request = provider_pb2.ResumeProviderRequest(provider_id=provider_id)
+    return Unary(PROVIDERS, "ResumeProvider", request, attrgetter("provider"))
 
 
 def revoke_provider(provider_id: str, *, reason: str = "") -> Unary[provider_pb2.Provider]:
     """Close the provider's stream, hand its tasks on and refuse it from now on."""
     request = provider_pb2.RevokeProviderRequest(provider_id=provider_id, reason=reason)
-    return Unary(PROVIDERS, "RevokeProvider", request, attrgetter("provider"))
+    return Unary(PROVIDERS, "RevokeProvider", request, attrgetter("provider"), idempotent=True)
 
 
 def list_continuations(*, filter: str = "", page_size: int = 100) -> Paged[continuation_pb2.Continuation]:
@@ -282,14 +319,14 @@ def list_continuations(*, filter: str = "", page_size: int = 100) -> Paged[conti
 def get_continuation(continuation_id: str) -> Unary[continuation_pb2.Continuation]:
     """One continuation: what moved where, in what order."""
     request = continuation_pb2.GetContinuationRequest(continuation_id=continuation_id)
-    return Unary(CONTINUATIONS, "GetContinuation", request, attrgetter("continuation"))
+    return Unary(CONTINUATIONS, "GetContinuation", request, attrgetter("continuation"), idempotent=True)
 
 
 def plan_continuation(provider_id: str, *, at: float | None = None
                       ) -> Unary[continuation_pb2.PlanContinuationResponse]:
     """What would continue where, in what order, if the provider failed now (or at the
     Unix time `at`). Changes nothing."""
-    return Unary(CONTINUATIONS, "PlanContinuation", plan_request(provider_id, at), _itself)
+    return Unary(CONTINUATIONS, "PlanContinuation", plan_request(provider_id, at), _itself, idempotent=True)
 
 
 # Inventory
@@ -309,7 +346,7 @@ def scan_provider(provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> 
     Raises JobFileError for a signature that is not a mapping with a string `kind`, before sending.
     """
     request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
-    return Unary(INVENTORY, "ScanProvider", request, _listed("signature_ids"))
+    return Unary(INVENTORY, "ScanProvider", request, _listed("signature_ids"), idempotent=True)
 
 
 # Policies
@@ -320,7 +357,7 @@ def get_policy(scope: str, name: str = "") -> Unary[policy_pb2.Policy]:
 
     Raises ValueError for another scope, NotFound when that group or user has no policy.
     """
-    return Unary(POLICIES, "GetPolicy", get_request(scope, name), attrgetter("policy"))
+    return Unary(POLICIES, "GetPolicy", get_request(scope, name), attrgetter("policy"), idempotent=True)
 
 
 def list_policies(*, page_size: int = 100) -> Paged[policy_pb2.Policy]:
@@ -349,7 +386,7 @@ def test_policy(*, environment: str, raw: Mapping[str, str], user: str = "", gro
     """How `raw` values from `environment` would map for `user` (default: the caller) in
     `groups`: the normalized status, the deciding policy and rule, and why. Changes nothing."""
     request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
-    return Unary(POLICIES, "TestPolicy", request, _itself)
+    return Unary(POLICIES, "TestPolicy", request, _itself, idempotent=True)
 
 
 # Views
@@ -358,12 +395,13 @@ def test_policy(*, environment: str, raw: Mapping[str, str], user: str = "", gro
 def save_view(name: str, *, resource: str = "jobs", filter: str = "", order_by: str = "") -> Unary[view_pb2.View]:
     """Save (or replace) your view `name` of "jobs" or "tasks"; use it as `view=name` in
     list_jobs / list_tasks / summarize_jobs / watch. The server validates filter and order."""
-    return Unary(VIEWS, "SaveView", save_request(name, resource, filter, order_by), attrgetter("view"))
+    return Unary(VIEWS, "SaveView", save_request(name, resource, filter, order_by), attrgetter("view"),
+                 idempotent=True)
 
 
 def get_view(name: str) -> Unary[view_pb2.View]:
     """Your saved view `name`."""
-    return Unary(VIEWS, "GetView", view_pb2.GetViewRequest(name=name), attrgetter("view"))
+    return Unary(VIEWS, "GetView", view_pb2.GetViewRequest(name=name), attrgetter("view"), idempotent=True)
 
 
 def list_views(*, page_size: int = 100) -> Paged[view_pb2.View]:
@@ -403,14 +441,14 @@ def check_conflicts(*, job_id: str = "", spec: job_pb2.JobSpec | Mapping[str, An
                     ) -> Unary[conflict_pb2.CheckConflictsResponse]:
     """Whether a submitted job (`job_id`) or one not submitted yet (`spec`, a JobSpec or job-file
     mapping) would be held now, and by what. Changes nothing. ValueError unless exactly one is given."""
-    return Unary(CONFLICTS, "CheckConflicts", check_request(job_id, spec), _itself)
+    return Unary(CONFLICTS, "CheckConflicts", check_request(job_id, spec), _itself, idempotent=True)
 
 
 def suggest_conflicts(*, min_failures: int = 0) -> Unary[list[conflict_pb2.ConflictSuggestion]]:
     """Pairs of job classes whose overlapping runs ended in at least `min_failures` (0: the
     server's 3) transient failures, most first, each with the command that adds a rule for it."""
     request = conflict_pb2.SuggestConflictsRequest(min_failures=min_failures)
-    return Unary(CONFLICTS, "SuggestConflicts", request, _listed("suggestions"))
+    return Unary(CONFLICTS, "SuggestConflicts", request, _listed("suggestions"), idempotent=True)
 
 
 # Security
@@ -435,7 +473,8 @@ def list_tokens(*, page_size: int = 100) -> Paged[security_pb2.Token]:
 
 def revoke_token(token_id: str) -> Unary[security_pb2.Token]:
     """Admin: the token stops working now."""
-    return Unary(SECURITY, "RevokeToken", security_pb2.RevokeTokenRequest(token_id=token_id), attrgetter("token"))
+    return Unary(SECURITY, "RevokeToken", security_pb2.RevokeTokenRequest(token_id=token_id), attrgetter("token"),
+                 idempotent=True)
 
 
 def list_audit_records(*, filter: str = "", page_size: int = 100) -> Paged[security_pb2.AuditRecord]:
@@ -446,9 +485,18 @@ def list_audit_records(*, filter: str = "", page_size: int = 100) -> Paged[secur
 
 def get_authority() -> Unary[security_pb2.GetAuthorityResponse]:
     """The CA bundle agents and clients should trust, with its subject, fingerprint and validity."""
-    return Unary(SECURITY, "GetAuthority", security_pb2.GetAuthorityRequest(), _itself)
+    return Unary(SECURITY, "GetAuthority", security_pb2.GetAuthorityRequest(), _itself, idempotent=True)
 
 
 def whoami() -> Unary[security_pb2.WhoAmIResponse]:
     """Who the server takes this client for: identity, role, groups, and how it authenticated."""
-    return Unary(SECURITY, "WhoAmI", security_pb2.WhoAmIRequest(), _itself)
+    return Unary(SECURITY, "WhoAmI", security_pb2.WhoAmIRequest(), _itself, idempotent=True)
+
+
+# Servers
+
+
+def list_servers() -> Unary[server_pb2.ListServersResponse]:
+    """The server replicas that share the database, the leader first, and which one answered.
+    A server that predates replicas answers UNIMPLEMENTED (a JobplaneError with that code)."""
+    return Unary(SERVERS, "ListServers", server_pb2.ListServersRequest(), _itself, idempotent=True)

@@ -1,5 +1,6 @@
-"""Channel setup shared by the SDK, the CLI and the agent: where the server is, which credentials
-to present to it, and the channel that carries them."""
+"""Channel setup shared by the SDK, the CLI and the agent: where the server is (one address, or
+the comma-separated addresses of its replicas), which credentials to present to each, and the
+channel that carries them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import grpc
 
 from jobplane.client.credentials import ADMIN_TOKEN_FILE, CA_BUNDLE_FILE, Credentials
+from jobplane.client.errors import InvalidArgument
+from jobplane.replicas import split_addresses
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +29,21 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # A server that stops answering (frozen, or cut off without the connection closing) breaks
+    # the calls on it after keepalive_time + keepalive_timeout. gRPC waits for a ping's answer
+    # for the smaller of keepalive_timeout and ping_timeout (a minute by default): both are set.
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.ping_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     # Fail fast and let our own reconnect loops pace retries.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # How long one attempt to connect (TCP and TLS handshake) may take, 20 s by default: a
+    # replica that accepts connections but never answers (SIGSTOP) is given up this soon, and
+    # the call goes to the next one, as it certainly reached no server.
+    ("grpc.min_reconnect_backoff_ms", 3_000),
 ]
 
 
@@ -92,6 +103,17 @@ def locate_server(target: str | None) -> ServerTarget:
 def resolve_target(target: str | None) -> str:
     """The server address: the argument, else $JOBPLANE_SERVER, else the local `up`, else the default."""
     return locate_server(target).address
+
+
+def resolve_addresses(target: str | None) -> list[str]:
+    """The addresses of the server's replicas, as `resolve_target` finds them: one, or several
+    comma-separated (`a:7070,b:7070`). Raises InvalidArgument when the text names none."""
+    located = locate_server(target)
+    addresses = split_addresses(located.address)
+    if not addresses:
+        raise InvalidArgument(f"{located.source}: {located.address!r} names no server; give HOST:PORT, or the "
+                              "addresses of several replicas comma-separated (a:7070,b:7070)")
+    return addresses
 
 
 # Credentials, highest priority first: the caller's arguments, the environment, then (only for a
@@ -232,9 +254,10 @@ def open_channel(target: str, credentials: Credentials | None = None) -> grpc.Ch
     return grpc.secure_channel(target, credentials.channel_credentials(), options=CHANNEL_OPTIONS)
 
 
-def open_aio_channel(target: str, credentials: Credentials | None = None) -> grpc.aio.Channel:
+def open_aio_channel(target: str, credentials: Credentials | None = None, *,
+                     options: list[tuple[str, int]] = CHANNEL_OPTIONS) -> grpc.aio.Channel:
     """An asyncio channel to the server; `credentials` as for `open_channel`."""
     if credentials is None or credentials.insecure:
-        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(target, credentials.channel_credentials(), options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials.channel_credentials(), options=options)
 

@@ -24,6 +24,8 @@ from jobplane.client import (
     cmd_jobs,
     cmd_policy,
     cmd_providers,
+    cmd_rerun,
+    cmd_servers,
     cmd_submit,
     cmd_summary,
     cmd_tasks,
@@ -37,17 +39,18 @@ from jobplane.client.channel import locate_server, transport_hint
 from jobplane.client.command import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_SERVER_ERROR, credentials
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import (
-    CredentialsError,
     InvalidArgument,
     JobFileError,
     JobplaneError,
     Unauthenticated,
     Unavailable,
 )
+from jobplane.replicas import split_addresses
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_hold, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers, cmd_inventory,
-    cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_up, cmd_demo,
+    cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers,
+    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami,
+    cmd_servers, cmd_up, cmd_demo,
 )
 
 
@@ -99,7 +102,10 @@ def _unreachable(args: argparse.Namespace, error: Unavailable) -> str:
     hint = transport_hint(_credentials_used(args), error.message) or (
         "Start one on this machine with `jobplane up`, or point --server or $JOBPLANE_SERVER at a running one."
     )
-    return f"jobplane: cannot reach a jobplane server at {target.address} (from {target.source}): {error.message}\n{hint}"
+    addresses = split_addresses(target.address)
+    where = (f"any of the jobplane servers at {', '.join(addresses)}" if len(addresses) > 1
+             else f"a jobplane server at {target.address}")
+    return f"jobplane: cannot reach {where} (from {target.source}): {error.message}\n{hint}"
 
 
 def _unauthenticated(args: argparse.Namespace, error: Unauthenticated) -> str:
@@ -115,7 +121,7 @@ def _credentials_used(args: argparse.Namespace) -> Credentials:
     """The credentials the failed call used (none, should a token file have vanished since)."""
     try:
         return credentials(args)
-    except CredentialsError:
+    except InvalidArgument:  # CredentialsError, or a --server that names no address
         return Credentials()
 
 

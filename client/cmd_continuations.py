@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 from contextlib import closing
-from datetime import datetime
 
 from jobplane.client import output
-from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.command import (
+    EXIT_OK, add_output_option, add_server_option, connect, time_argument, wants_json)
 from jobplane.client.errors import Unavailable
 from jobplane.v1 import continuation_pb2
 
@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                               description="A what-if: if PROVIDER failed now (or at --at), which of its tasks "
                               "would continue where, in what order, and which would wait. Changes nothing.")
     plan.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
-    plan.add_argument("--at", type=_moment, default=None, metavar="TIME",
+    plan.add_argument("--at", type=time_argument, default=None, metavar="TIME",
                       help="evaluate timing rules at this ISO 8601 time (e.g. 2026-09-30T12:00+02:00)")
     plan.set_defaults(run=run_plan)
 
@@ -123,11 +123,3 @@ def continuation_details(continuation: continuation_pb2.Continuation) -> str:
 
 def _priority(task: continuation_pb2.ContinuedTask | continuation_pb2.PlannedTask) -> str:
     return f"{task.effective_priority} ({task.rule})" if task.rule else str(task.effective_priority)
-
-
-def _moment(text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-09-30T12:00+02:00, got {text!r}") from None
-    return (moment if moment.tzinfo else moment.astimezone()).timestamp()

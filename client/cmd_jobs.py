@@ -1,20 +1,29 @@
-"""`jobplane jobs list|get` and `jobplane cancel JOB`."""
+"""`jobplane jobs list|get|purge` and `jobplane cancel JOB`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import datetime, timezone
 
 from jobplane.client import output
 from jobplane.client.command import (
     EXIT_JOB_FAILED,
     EXIT_OK,
+    add_limit_options,
     add_output_option,
     add_query_options,
     add_server_option,
     connect,
+    first,
+    more_note,
+    page_for,
+    time_argument,
     wants_json,
 )
 from jobplane.v1 import job_pb2
+
+PURGE_TIMEOUT = 3600.0  # seconds: a purge of many jobs takes a while (it answers once it is done)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -23,12 +32,23 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     listing = actions.add_parser("list", help="list jobs, newest first", description="List jobs.")
     add_query_options(listing, "jobs")
+    add_limit_options(listing, "jobs")
     listing.set_defaults(run=run_list)
 
     get = actions.add_parser("get", help="show one job and its task counts", description="Show one job.")
     get.add_argument("job", metavar="JOB", help="job id")
     get.add_argument("--wait", action="store_true", help="wait until the job ends; exit 1 unless it succeeded")
     get.set_defaults(run=run_get)
+
+    purge = actions.add_parser(
+        "purge", help="delete finished jobs that ended before a time (admin)",
+        description="Delete the jobs that finished before --before, with their tasks, attempts and events; "
+        "jobs that have not finished are skipped. Ids are never reused. jobplane-server --job-retention "
+        "SECONDS does this by itself.")
+    purge.add_argument("--before", required=True, type=time_argument, metavar="TIME",
+                       help="ISO 8601 date or time, local unless it names a zone (e.g. 2026-01-31 or "
+                       "2026-01-31T12:00Z); at most now")
+    purge.set_defaults(run=run_purge)
 
     cancel = commands.add_parser(
         "cancel",
@@ -39,18 +59,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("--reason", default="", help="why, recorded on the job and its tasks")
     cancel.set_defaults(run=run_cancel)
 
-    for parser in (listing, get, cancel):
+    for parser in (listing, get, purge, cancel):
         add_server_option(parser)
         add_output_option(parser)
 
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        jobs = list(client.list_jobs(filter=args.filter, order_by=args.sort, view=args.view))
+        jobs, more = first(client.list_jobs(filter=args.filter, order_by=args.sort, view=args.view,
+                                            page_size=page_for(args)), args)
     if wants_json(args):
         print(output.json_document(jobs))
     elif jobs:
         print(job_table(jobs))
+        if more:
+            print(more_note(len(jobs), "jobs"))
     elif args.filter or args.view:
         print(f"no jobs match `{' '.join(filter(None, (args.view and 'view ' + args.view, args.filter)))}`")
     else:
@@ -74,6 +97,17 @@ def run_cancel(args: argparse.Namespace) -> int:
         print(output.json_document(job))
     else:
         print(f'cancelled job {job.id} "{job.spec.name}": now {output.job_state(job.state)}, {progress(job.counts)}')
+    return EXIT_OK
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    with connect(args, timeout=PURGE_TIMEOUT) as client:
+        purged = client.purge_jobs(datetime.fromtimestamp(args.before, timezone.utc))
+    if wants_json(args):
+        print(json.dumps({"purged_count": purged}))
+    else:
+        print(f"purged {purged} job{'' if purged == 1 else 's'} that finished before "
+              f"{datetime.fromtimestamp(args.before).astimezone().isoformat(timespec='seconds')}")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""`jobplane providers list|get|drain|revoke`: the agents that run tasks."""
+"""`jobplane providers list|get|drain|resume|revoke`: the agents that run tasks."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="with --wait: hand on whatever still runs after this long (default: no limit)")
     drain.set_defaults(run=run_drain)
 
+    resume = actions.add_parser("resume", help="let a drained provider take work again",
+                                description="Resume a drained provider: it takes work again, at once if it is "
+                                "connected, else once its agent connects. A drain lasts until this, across "
+                                "restarts of the server and the agent.")
+    resume.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
+    resume.set_defaults(run=run_resume)
+
     revoke = actions.add_parser("revoke", help="disconnect a provider for good and move its tasks off it",
                                 description="Revoke a provider: its stream is closed, its running tasks are "
                                 "handed on to other providers, and it may not connect again.")
@@ -43,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     revoke.add_argument("--reason", default="", help="why; recorded in the provider's event")
     revoke.set_defaults(run=run_revoke)
 
-    for parser in (listing, get, drain, revoke):
+    for parser in (listing, get, drain, resume, revoke):
         add_server_option(parser)
         add_output_option(parser)
 
@@ -63,6 +70,12 @@ def run_list(args: argparse.Namespace) -> int:
 def run_drain(args: argparse.Namespace) -> int:
     with connect(args) as client:
         provider = client.drain_provider(args.provider, wait=args.wait, deadline=args.deadline)
+    return _print_state(args, provider)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        provider = client.resume_provider(args.provider)
     return _print_state(args, provider)
 
 

@@ -9,10 +9,14 @@ from collections.abc import Iterable
 from jobplane.client import output
 from jobplane.client.command import (
     EXIT_OK,
+    add_limit_options,
     add_output_option,
     add_query_options,
     add_server_option,
     connect,
+    first,
+    more_note,
+    page_for,
     wants_json,
 )
 from jobplane.client.sync import Client
@@ -29,6 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  description="List the tasks of a job (or, without JOB, of every job you may see).")
     listing.add_argument("job", metavar="JOB", nargs="?", default="", help="job id (default: every job)")
     add_query_options(listing, "tasks")
+    add_limit_options(listing, "tasks")
     add_server_option(listing)
     add_output_option(listing)
     listing.set_defaults(run=run_list)
@@ -42,11 +47,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        tasks = list(client.list_tasks(args.job, filter=args.filter, order_by=args.sort, view=args.view))
+        tasks, more = first(client.list_tasks(args.job, filter=args.filter, order_by=args.sort, view=args.view,
+                                              page_size=page_for(args)), args)
     if wants_json(args):
         print(output.json_document(tasks))
     elif tasks:
         print(task_table(tasks, with_job=not args.job))
+        if more:
+            print(more_note(len(tasks), "tasks"))
     else:
         print(f"no tasks{' of job ' + args.job if args.job else ''} match `{args.filter or args.view or '*'}`")
     return EXIT_OK

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TypeVar
 
-from jobplane.client.channel import locate_credentials, resolve_target
+from jobplane.client.channel import locate_credentials, resolve_addresses
 from jobplane.client.credentials import Credentials
 from jobplane.client.sync import Client
 
@@ -14,14 +18,17 @@ EXIT_BAD_INPUT = 2  # usage, a bad job file, INVALID_ARGUMENT
 EXIT_SERVER_ERROR = 3  # NOT_FOUND, UNAVAILABLE and every other server error
 EXIT_INTERRUPTED = 130
 
+T = TypeVar("T")
+
 
 def add_server_option(parser: argparse.ArgumentParser) -> None:
     """--server and the credentials to present to it."""
     parser.add_argument(
         "--server",
         metavar="ADDR",
-        help="server address host:port (default: $JOBPLANE_SERVER, then the local `jobplane up`, "
-        "then localhost:7070)",
+        help="server address host:port, or the addresses of its replicas comma-separated "
+        "(a:7070,b:7070,c:7070: a call goes on to the next when one is down) "
+        "(default: $JOBPLANE_SERVER, then the local `jobplane up`, then localhost:7070)",
     )
     security = parser.add_argument_group(
         "credentials",
@@ -63,6 +70,16 @@ def add_query_options(parser: argparse.ArgumentParser, what: str, *, sort: bool 
                         help="apply your saved view NAME (`jobplane views list`); --filter narrows it")
 
 
+def time_argument(text: str) -> float:
+    """An ISO 8601 time on the command line (a date, or a date and time; local time unless it
+    names a zone) as Unix seconds; argparse reports anything else as a usage error."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-09-30T12:00+02:00, got {text!r}") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
 def add_output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
@@ -74,7 +91,8 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
 
 
 def credentials(args: argparse.Namespace) -> Credentials:
-    """What `connect` presents: the command line's credentials, completed by discovery."""
+    """What `connect` presents (to the first replica listed): the command line's credentials,
+    completed by discovery."""
     given = Credentials.from_options(
         token=_token_option(args),
         ca=getattr(args, "ca", None),
@@ -82,13 +100,14 @@ def credentials(args: argparse.Namespace) -> Credentials:
         key=getattr(args, "key", None),
         insecure=getattr(args, "insecure", False),
     )
-    return locate_credentials(resolve_target(getattr(args, "server", None)), given)
+    return locate_credentials(resolve_addresses(getattr(args, "server", None))[0], given)
 
 
-def connect(args: argparse.Namespace) -> Client:
-    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable)."""
+def connect(args: argparse.Namespace, *, timeout: float = 10.0) -> Client:
+    """A client for the command's --server and credentials (CredentialsError, exit 2, if unusable);
+    `timeout`: each call's deadline in seconds."""
     return Client.connect(args.server, token=_token_option(args), ca=args.ca, cert=args.cert, key=args.key,
-                          insecure=args.insecure)
+                          insecure=args.insecure, timeout=timeout)
 
 
 def _token_option(args: argparse.Namespace) -> str | None:
@@ -98,3 +117,41 @@ def _token_option(args: argparse.Namespace) -> str | None:
 
 def wants_json(args: argparse.Namespace) -> bool:
     return args.output == "json"
+
+
+DEFAULT_LIMIT = 50
+
+
+def add_limit_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--limit and --all for a list that may be long: the first page by default, like squeue."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, metavar="N",
+                       help=f"show the first N {what} (default: %(default)s)")
+    group.add_argument("--all", action="store_true", help=f"show every {what.rstrip('s')} that matches")
+
+
+def first(items: Iterable[T], args: argparse.Namespace) -> tuple[list[T], bool]:
+    """The first --limit items (all with --all), and whether more match."""
+    if args.all:
+        return list(items), False
+    taken = list(itertools.islice(items, args.limit + 1))
+    return taken[:args.limit], len(taken) > args.limit
+
+
+def page_for(args: argparse.Namespace) -> int:
+    """A page that holds --limit and the one after it (whether more match), in one call."""
+    return 1000 if args.all else min(1000, args.limit + 1)
+
+
+def more_note(shown: int, what: str) -> str:
+    return f"(the first {shown} {what}; more match: --limit N for more, --all for every one)"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; e.g. --limit 200") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (or --all for every one)")
+    return value

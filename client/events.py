@@ -28,6 +28,12 @@ def is_finished(job: job_pb2.Job) -> bool:
     return job.state in TERMINAL_JOB_STATES
 
 
+def is_last_end(event: event_pb2.Event, job: job_pb2.Job) -> bool:
+    """Whether `event`, an end of `job` (is_job_end), is its end as it stands now, and not an
+    end that a rerun (JobService.RerunJob) undid."""
+    return is_finished(job) and job.end_time == event.time
+
+
 class Deadline:
     """A time budget shared by the streams of one watch (None: no limit)."""
 

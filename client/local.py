@@ -176,13 +176,14 @@ class LocalPlane:
         return ["--token-file", str(self.join_token_file), "--ca", str(self.ca_bundle)]
 
     def wait_for_agents(self, client, timeout: float = 20.0) -> list:
-        """The ACTIVE providers, once every local agent is one: until then the server
-        refuses jobs (no provider could run them). Raises LocalPlaneError past the deadline."""
+        """The providers, once every local agent is ACTIVE (or drained: an operator's drain lasts
+        until `providers resume`): until then the server refuses jobs (no provider could run
+        them). Raises LocalPlaneError past the deadline."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child := self.exited():
                 raise LocalPlaneError(exit_report(child))
-            active = list(client.list_providers(filter="state=ACTIVE"))
+            active = list(client.list_providers(filter="state=ACTIVE,DRAINING,DRAINED"))
             if len(active) >= self.config.agents:
                 return active
             time.sleep(0.1)

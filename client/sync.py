@@ -1,11 +1,12 @@
 """The blocking SDK client. Its calls are defined once, in calls.py (shared with `AsyncClient`);
-this module binds them and runs them on a blocking channel."""
+this module binds them and runs them on blocking channels, one per server replica, tried as
+retry.py says."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
@@ -13,12 +14,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import grpc
 
 from jobplane.client import calls
-from jobplane.client.calls import Paged, Stubs, Unary, Watch
-from jobplane.client.channel import locate_credentials, open_channel, resolve_target
+from jobplane.client.calls import Paged, Unary, Watch
+from jobplane.client.channel import locate_credentials, open_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
-from jobplane.client.errors import JobplaneError, ResourceExhausted, Unavailable, rpc_errors
+from jobplane.client.errors import JobplaneError, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end
-from jobplane.client.retry import Retry, next_pause
+from jobplane.client.replicas import Replica, Replicas
+from jobplane.client.retry import Retry, Tries, resumable
 from jobplane.v1 import event_pb2, job_pb2
 
 log = logging.getLogger(__name__)
@@ -53,19 +55,21 @@ def bind(build: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Client:
-    """A connection to a jobplane server. Unary calls get `timeout` as deadline; streams get none.
+    """A connection to a jobplane server, or to its replicas. Unary calls get `timeout` as
+    deadline; streams get none.
 
     Every failed call raises a `jobplane.client.JobplaneError` subclass (NotFound, Unavailable, ...).
+    `channel` is one channel, or a channel per replica ({address: channel}, in the order to try).
     """
 
-    def __init__(self, channel: grpc.Channel, *, target: str, timeout: float = 10.0,
-                 credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
-        self.target = target
+    def __init__(self, channel: grpc.Channel | Mapping[str, grpc.Channel], *, target: str = "",
+                 timeout: float = 10.0, credentials: Credentials | None = None, retry: Retry = Retry()) -> None:
+        channels = channel if isinstance(channel, Mapping) else {target: channel}
+        self.target = target or ",".join(channels)
         self.timeout = timeout
-        self.retry = retry  # how submit_job retries (the only call that does)
-        self.credentials = credentials  # None when built from a channel: unknown
-        self._channel = channel
-        self._stubs = Stubs(channel)
+        self.retry = retry  # how calls that may be retried are retried (retry.py)
+        self.credentials = credentials  # of the first replica; None when built from channels: unknown
+        self._replicas = Replicas(channels)
 
     @classmethod
     def connect(
@@ -83,21 +87,28 @@ class Client:
         """Open a channel to `address` (default: `channel.resolve_target`). Connects lazily:
         an unreachable server shows as Unavailable on the first call.
 
+        `address` may list the server's replicas, comma-separated (`a:7070,b:7070,c:7070`): a
+        call that finds one unreachable goes to the next (see `retry`), and a watch resumes
+        on another where it broke off.
+
         `token` is the secret or `@PATH` of a file holding it; `ca` the CA bundle (a path or PEM);
         `cert`/`key` a client certificate. What is not given comes from $JOBPLANE_TOKEN,
         $JOBPLANE_CA and $JOBPLANE_INSECURE, then for a server on this machine from the running
         `jobplane up` or the server's data directory (see `channel.locate_credentials`).
         Raises CredentialsError (an InvalidArgument) for unreadable or contradictory options.
-        `timeout` is each call's deadline; `retry` says how `submit_job` retries.
+        `timeout` is each call's deadline; `retry` says how often, and after what pauses, a
+        call that may be retried is tried again (reads, and a submit with its request id).
         """
-        target = resolve_target(address)
+        addresses = resolve_addresses(address)
         given = Credentials.from_options(token=token, ca=ca, cert=cert, key=key, insecure=insecure)
-        credentials = locate_credentials(target, given)
-        return cls(open_channel(target, credentials), target=target, timeout=timeout, credentials=credentials,
+        credentials = {address: locate_credentials(address, given) for address in addresses}
+        channels = {address: open_channel(address, found) for address, found in credentials.items()}
+        return cls(channels, target=",".join(addresses), timeout=timeout, credentials=credentials[addresses[0]],
                    retry=retry)
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._replicas.channels:
+            channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -114,6 +125,8 @@ class Client:
     cancel_job = bind(calls.cancel_job)
     hold_job = bind(calls.hold_job)
     release_job = bind(calls.release_job)
+    rerun_job = bind(calls.rerun_job)
+    purge_jobs = bind(calls.purge_jobs)
     watch = bind(calls.watch)
     watch_continuations = bind(calls.watch_continuations)
     list_tasks = bind(calls.list_tasks)
@@ -121,6 +134,7 @@ class Client:
     list_providers = bind(calls.list_providers)
     get_provider = bind(calls.get_provider)
     drain_provider = bind(calls.drain_provider)
+    resume_provider = bind(calls.resume_provider)
     revoke_provider = bind(calls.revoke_provider)
     list_continuations = bind(calls.list_continuations)
     get_continuation = bind(calls.get_continuation)
@@ -147,6 +161,7 @@ class Client:
     list_audit_records = bind(calls.list_audit_records)
     get_authority = bind(calls.get_authority)
     whoami = bind(calls.whoami)
+    list_servers = bind(calls.list_servers)
 
     def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
         """Block until the job succeeded, failed or was cancelled and return it.
@@ -159,7 +174,7 @@ class Client:
         # From event 0: a job that ends between get_job and here still shows its end event.
         with closing(self.watch(job_id, timeout=timeout)) as events:
             for event in events:
-                if is_job_end(event, job_id):
+                if is_job_end(event, job_id) and is_finished(self.get_job(job_id)):  # not an end a rerun undid
                     break
         job = self.get_job(job_id)
         if not is_finished(job):
@@ -168,24 +183,29 @@ class Client:
 
     # Running a call
 
-    def _invoke(self, call: Unary[Any] | Paged[Any], request: Any) -> Any:
+    def _invoke(self, replica: Replica, call: Unary[Any] | Paged[Any], request: Any) -> Any:
         with rpc_errors():
-            return self._stubs.method(call)(request, timeout=self.timeout)
+            return replica.stubs.method(call)(request, timeout=self.timeout)
 
-    def _unary(self, call: Unary[T]) -> T:
-        pauses = self.retry.pauses()
+    def _call(self, call: Unary[Any] | Paged[Any], request: Any, *, idempotent: bool) -> Any:
+        """The response to `request`, tried on the replicas as retry.py says."""
+        tries = Tries(self.retry, self._replicas, call.method, idempotent=idempotent)
         while True:
+            replica = self._replicas.current
             try:
-                return call.result(self._invoke(call, call.request))
+                return self._invoke(replica, call, request)
             except JobplaneError as error:
-                pause = next_pause(pauses, error, call.request) if call.retried else None
+                pause = tries.after(error, replica)
                 if pause is None:
                     raise
             time.sleep(pause)
 
+    def _unary(self, call: Unary[T]) -> T:
+        return call.result(self._call(call, call.request, idempotent=call.idempotent))
+
     def _pages(self, call: Paged[T]) -> Iterator[T]:
         while True:
-            response = self._invoke(call, call.request)
+            response = self._call(call, call.request, idempotent=True)
             yield from getattr(response, call.field)
             if not response.next_page_token:
                 return
@@ -194,18 +214,29 @@ class Client:
     def _events(self, call: Watch) -> Iterator[event_pb2.Event]:
         deadline = Deadline(call.timeout)
         last = call.after_event_id
+        tries = Tries(self.retry, self._replicas, call.method, idempotent=True)
         while True:
-            stream = self._stubs.method(call)(call.request_after(last), timeout=deadline.remaining())
+            replica = self._replicas.current
+            stream = replica.stubs.method(call)(call.request_after(last), timeout=deadline.remaining())
             try:
                 with rpc_errors():
                     for response in stream:
+                        tries.progressed()
                         for event in response.events:
                             last = event.id
                             yield event
-                return
-            except ResourceExhausted as exc:
-                if not fell_behind(exc):
-                    raise  # another limit (e.g. too many streams): retrying at once would only spin
-                log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+                error: JobplaneError = Unavailable(f"the server at {replica.address} ended the event stream")
+            except JobplaneError as exc:
+                if fell_behind(exc):
+                    log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+                    continue
+                if not resumable(exc):
+                    raise
+                error = exc
             finally:
                 stream.cancel()
+            pause = tries.after(error, replica)
+            if pause is None:
+                raise error
+            log.info("resuming the watch after event %d", last)
+            time.sleep(pause)

@@ -31,6 +31,7 @@ from .hooks import ScaleOutHook
 from .metrics import ServerMetrics
 from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
+from .security.authorities import PKI_DIR, open_authority
 from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
 from .services import convert
@@ -38,6 +39,7 @@ from .services.base import Deps
 from .services.conflicts import ConflictService
 from .services.continuations import ContinuationService
 from .services.events import EventService
+from .services.finished import FinishedJobs
 from .services.inventory import InventoryService
 from .services.jobs import JobService
 from .services.policies import PolicyBook, PolicyService
@@ -48,10 +50,13 @@ from .services.views import ViewBook, ViewService
 from .services.watch import encode_event, register_with_frames
 from .store.db import open_database
 from .store.lease import LeaseStore, Me, Term
+from .store.locks import ServerClaims, claim_server
+from .security.forwarding import encode_identity
 from .tailer import Tailer
 from .forward import LOCAL, Forwarder, Leader
-from .replica import Leadership, replica_id
+from .replica import Leadership
 from .services.servers import ServerService, single
+from .store.finished import FinishedJobStore
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
 from .store.views import ViewStore
@@ -72,7 +77,10 @@ SERVICE_NAMES = [
     server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
-HTTP_ADDRESS_FILE = "http.addr"  # in the data directory: where --http listens, once it does
+HTTP_ADDRESS_FILE = "http.addr"
+# After a takeover, the restart grace's extra: an agent notices a frozen leader within about
+# 2 s (its pings) and gives up connecting to a dead one within 3 s, then tries the replicas.
+TAKEOVER_SLACK = 5.0  # in the data directory: where --http listens, once it does
 
 
 class Server:
@@ -101,18 +109,22 @@ class Server:
         self.metrics = ServerMetrics()
         self._ticker: asyncio.Task | None = None
         self._compactor: asyncio.Task | None = None
+        self._purger: asyncio.Task | None = None  # finished jobs past --job-retention
         self._failure_watch: asyncio.Task | None = None
         self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
         self._health = health.aio.HealthServicer()
         self._providers: ProviderService | None = None
         self._front: HttpFront | None = None
         self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
+        self.access: Access | None = None
+        self._claims: ServerClaims | None = None  # the data directory's lock (and the SQLite file's)
 
     async def start(self) -> str:
         """Open the database, take the lead or follow, and listen; returns HOST:PORT. Built in
         dependency order: the database, the credentials, the services, the listening sockets,
         then the role: the leader restores the engine from the database and runs the core
         around it; a follower serves reads and watches and forwards the rest."""
+        self._claims = claim_server(self.config.data_dir, self.config.database_url)
         await self._open()
         self.access = await self._security()
         self.deps = await self._services_deps()
@@ -127,8 +139,8 @@ class Server:
         self._listening = True
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.core is not None:
-            await self.core.call(lambda engine: engine.arm_restart_grace())  # agents may come back now
+        if self.core is not None:  # agents may come back now
+            await self.core.call(lambda engine: engine.arm_restart_grace(self._takeover_slack(self.core.term)))
         if self.leadership is not None:
             self.leadership.start()
         await self._start_http()
@@ -147,8 +159,10 @@ class Server:
         if not self.replicated:
             await self._lead(None)
             return
-        self.me = Me(replica_id(self.config.data_dir), *self._advertised(), __version__)
-        self._forwarder = Forwarder(self.me.id, self._replica_credentials(), self._identity_text())
+        self.me = Me(self._claims.replica_id, *self._advertised(), __version__)
+        self._forwarder = Forwarder(self.me.id, self.access.replica_channel_credentials(self.me.id),
+                                    None if self.config.insecure else encode_identity,
+                                    agent_port=int(self.agent_address.rsplit(":", 1)[1]))
         self.leadership = Leadership(LeaseStore(self.store.db), self.me, self.config.lease,
                                      lead=self._lead, follow=self._follow, seen=self._seen)
         await self.leadership.first()
@@ -171,7 +185,7 @@ class Server:
             await self.deps.policies.load()
             self.deps.core = self.core
             if self._listening:
-                await self.core.call(lambda engine: engine.arm_restart_grace())
+                await self.core.call(lambda engine: engine.arm_restart_grace(self._takeover_slack(term)))
             if term is not None:
                 log.info("leading at epoch %d", term.epoch)
 
@@ -205,6 +219,13 @@ class Server:
         self._tailer = Tailer(self.store.reads, self.hub, self._readers, on_policy=self.deps.policies.load)
         self._tailer.start()
 
+    def _takeover_slack(self, term: Term | None) -> float:
+        """Extra restart grace when this replica takes over from another: its agents first have
+        to notice the old leader is gone and find this one among the replicas."""
+        if term is None or term.previous in ("", term.replica):
+            return 0.0
+        return TAKEOVER_SLACK + self.config.lease
+
     def _seen(self, found) -> None:
         """A follower's view of the lease: where calls are forwarded and agents sent."""
         if found is None:
@@ -229,12 +250,6 @@ class Server:
         agent = self.config.advertise_agent or f"{address.rsplit(':', 1)[0]}:{self.agent_address.rsplit(':', 1)[1]}"
         return address, agent
 
-    def _replica_credentials(self):
-        return None  # --insecure: plaintext to the leader's main address
-
-    def _identity_text(self):
-        return None
-
     async def _resume(self, term: Term | None) -> None:
         """The engine, as the database left it; and the core that will commit its batches."""
         snapshot = await asyncio.get_running_loop().run_in_executor(self._writer, self.store.load)
@@ -257,6 +272,7 @@ class Server:
         deps.policies = PolicyBook(PolicyStore(self.store.db), self._writer)
         await deps.policies.load()
         deps.views = ViewBook(ViewStore(self.store.db), self._writer, self._readers)
+        deps.finished = FinishedJobs(FinishedJobStore(self.store.db), self._writer, self._readers)
         return deps
 
     async def _start_background(self) -> None:
@@ -267,12 +283,15 @@ class Server:
         self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
         self._compactor = (loop.create_task(self._compact(), name="jobplane-compact")
                            if self.config.event_retention > 0 else None)
+        if self.config.job_retention > 0:
+            purge = self.deps.finished.purge_every(self.config.job_retention, lambda: self.deps.core)
+            self._purger = loop.create_task(purge, name="jobplane-purge")
 
     def _stop_background(self) -> None:
-        for task in (self._ticker, self._compactor, self._failure_watch):
+        for task in (self._ticker, self._compactor, self._failure_watch, self._purger):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        self._ticker = self._compactor = self._failure_watch = None
+        self._ticker = self._compactor = self._failure_watch = self._purger = None
 
     def _grpc_server(self) -> grpc.aio.Server:
         limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
@@ -315,25 +334,18 @@ class Server:
         if not self.config.insecure:
             authority = await loop.run_in_executor(self._writer, self._authority)
         access = Access(SecurityStore(self.store.db), self._writer, authority,
-                        agent_cert_ttl=self.config.agent_cert_ttl)
+                        agent_cert_ttl=self.config.agent_cert_ttl, reader=self._readers)
         await access.load()
         await access.bootstrap(self.config.data_dir)
+        access.start_refresh()
         return access
 
     def _authority(self) -> Authority:
-        pki = self.config.data_dir / "pki"
-        if self.config.ca_cert is not None:
-            try:
-                authority = Authority.from_files(self.config.ca_cert, self.config.ca_key)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"--ca-cert/--ca-key: {exc}") from None
-        else:
-            authority = Authority.load_or_create(pki)
-            if self.config.rotate_ca:
-                authority = authority.rotate(pki)
-                log.info("rotated the CA: new fingerprint %s; the previous CA stays trusted", authority.fingerprint())
+        pki = self.config.data_dir / PKI_DIR
+        authority = open_authority(self.config, SecurityStore(self.store.db))
+        advertised = [a.rsplit(":", 1)[0] for a in (self.config.advertise, self.config.advertise_agent) if a]
         hosts = [h for h in (self.config.listen.rsplit(":", 1)[0], self.config.agent_address.rsplit(":", 1)[0],
-                             socket.gethostname(), *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
+                             socket.gethostname(), *advertised, *self.config.tls_hosts) if h not in WILDCARD_HOSTS]
         self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])
         write_atomic(self.ca_bundle, authority.trust_bundle(), durable=False)
         return authority
@@ -364,7 +376,7 @@ class Server:
         self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
         self._gateway.open()
         console = Console(self._gateway, lambda: self.hub.last_id)
-        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed), console)
+        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading), console)
         bound = await self._front.start(self.config.http)
         self.http_url = f"http://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -426,6 +438,10 @@ class Server:
     def role(self) -> str:
         return "leader" if self.core is not None else "follower"
 
+    def _leading(self) -> tuple[bool, int]:
+        core = self.core
+        return core is not None, core.term.epoch if core is not None and core.term is not None else 0
+
     def _audit(self, row: dict) -> None:
         """Audit rows commit with the leader's next batch; a follower forwards what changes
         anything, and the leader records it."""
@@ -433,7 +449,7 @@ class Server:
             self.core.audit(row)
 
     def _single(self):
-        return single(replica_id(self.config.data_dir), self.address, self.agent_address, self._started)
+        return single(self._claims.replica_id, self.address, self.agent_address, self._started)
 
     def _replicas(self):
         """For ServerService: the lease and the replicas, as the database has them (a
@@ -445,6 +461,8 @@ class Server:
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._health.enter_graceful_shutdown()
+        if self.access is not None:
+            self.access.stop_refresh()
         self._stop_background()
         if self._tailer is not None:
             await self._tailer.stop()
@@ -464,3 +482,5 @@ class Server:
         await loop.run_in_executor(self._writer, self.store.close)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=False)
+        if self._claims is not None:
+            self._claims.release()

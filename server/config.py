@@ -57,6 +57,7 @@ class ServerConfig:
     inventory_ttl: float = 300.0  # seconds a provider's scan result counts as fresh
     request_id_ttl: float = 86400.0  # seconds a submit's request id gets its job back (AIP-155)
     event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
+    job_retention: float = 0.0  # seconds a finished job is kept before it is purged; 0 = forever
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
     reader_threads: int = 2  # threads that serve reads from the database
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: no HTTP listener

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from jobplane.replicas import FORWARDED_BY, FORWARDED_IDENTITY, LEADER_ADDRESS, LEADER_AGENT_ADDRESS
+from jobplane.v1 import security_pb2
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ LOCAL = frozenset(_V1 + name for name in (
     "PolicyService/GetPolicy", "PolicyService/ListPolicies", "PolicyService/TestPolicy",
     "SecurityService/ListAuditRecords", "SecurityService/GetAuthority", "SecurityService/WhoAmI",
     "ServerService/ListServers"))
-CONNECT = _V1 + "ProviderService/Connect"
+ENROLL = _V1 + "SecurityService/Enroll"
 # Request metadata that is the link's, not the call's: never passed on.
 _HOP = ("authorization", "user-agent", "content-type", "te", "grpc-", ":", FORWARDED_IDENTITY, FORWARDED_BY)
 
@@ -50,8 +51,9 @@ class Forwarder:
     """Calls to the leader: one channel, remade when the leader changes."""
 
     def __init__(self, me: str, credentials: grpc.ChannelCredentials | None,
-                 identity_of: Callable[[object], str] | None) -> None:
+                 identity_of: Callable[[object], str] | None, agent_port: int = 0) -> None:
         self._me = me
+        self._agent_port = agent_port  # this replica's: an agent enrolled here is told it, not the leader's
         self._credentials = credentials  # None: --insecure, plaintext to the leader's main address
         self._identity_of = identity_of  # the caller, as FORWARDED_IDENTITY says it
         self.leader = Leader()
@@ -69,10 +71,18 @@ class Forwarder:
     async def unary(self, method: str, body: bytes, caller, context) -> bytes:
         channel = await self._leader_channel(context)
         try:
-            return await channel.unary_unary(method)(body, metadata=self._metadata(caller, context),
-                                                     timeout=context.time_remaining())
+            answer = await channel.unary_unary(method)(body, metadata=self._metadata(caller, context),
+                                                       timeout=context.time_remaining())
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+            await context.abort(exc.code(), exc.details() or "", tuple(exc.trailing_metadata() or ()))
+        return self._own_agent_port(answer) if method == ENROLL and self._agent_port else answer
+
+    def _own_agent_port(self, answer: bytes) -> bytes:
+        """An enrollment answered by the leader, with this replica's agent port: the agent
+        works out every replica's agent address from the one it enrolled through."""
+        response = security_pb2.EnrollResponse.FromString(answer)
+        response.agent_port = self._agent_port
+        return response.SerializeToString()
 
     async def stream(self, method: str, body: bytes, caller, context) -> AsyncIterator[bytes]:
         channel = await self._leader_channel(context)
@@ -82,7 +92,7 @@ class Forwarder:
             async for response in call:
                 yield response
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "", exc.trailing_metadata() or ())
+            await context.abort(exc.code(), exc.details() or "", tuple(exc.trailing_metadata() or ()))
         finally:
             call.cancel()
 

@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="how long a submit's request id gets the same job back on a retry (default: %(default)s)")
     p.add_argument("--event-retention", type=float, default=0.0, metavar="SECONDS",
                    help="delete events older than this (0 = keep them all, the default)")
+    p.add_argument("--job-retention", type=float, default=0.0, metavar="SECONDS",
+                   help="purge finished jobs (their tasks, attempts and events) this long after they ended "
+                        "(0 = keep them all, the default)")
     p.add_argument("--watcher-queue", type=int, default=WATCHER_QUEUE_BATCHES, metavar="N",
                    help="batches a watcher may fall behind before it is cut off (default: %(default)s)")
     p.add_argument("--http", default="", metavar="HOST:PORT",
@@ -105,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--agent-cert-ttl must be at least 2 seconds")
     if a.event_retention < 0:
         p.error("--event-retention must be >= 0 (0 = keep every event)")
+    if not 0 <= a.job_retention < float("inf"):
+        p.error("--job-retention must be a number of seconds >= 0 (0 = keep every finished job)")
     if a.http and not _is_address(a.http):
         p.error(f"--http: {a.http!r} is not HOST:PORT; e.g. 127.0.0.1:7080 (port 0 picks a free one)")
     for flag in ("advertise", "advertise_agent"):
@@ -142,7 +147,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
-                        event_retention=a.event_retention, watcher_queue=a.watcher_queue,
+                        event_retention=a.event_retention, job_retention=a.job_retention,
+                        watcher_queue=a.watcher_queue,
                         request_id_ttl=a.request_id_ttl, http=a.http, advertise=a.advertise,
                         advertise_agent=a.advertise_agent, lease=a.lease)
 

@@ -13,15 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from pathlib import Path
-
 from peewee import DatabaseError, InterfaceError
 
-from jobplane.files import write_atomic
 
 from .store.lease import LeaseStore, Me, Term
 
@@ -120,8 +116,8 @@ class Leadership:
     async def _take(self, term: Term) -> None:
         try:
             await self._lead(term)
-        except (DatabaseError, InterfaceError, OSError) as exc:
-            log.warning("taking over failed: %s", _short(exc))
+        except Exception as exc:  # never hold the lease without leading: let another replica try
+            log.warning("taking over failed: %s", _short(exc), exc_info=not isinstance(exc, DatabaseError))
             await self.lost(f"taking over failed: {_short(exc)}")
 
     async def _call(self, fn, *args):
@@ -140,18 +136,6 @@ class Leadership:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-
-
-def replica_id(data_dir: Path) -> str:
-    """This replica's id: a uuid kept in DATA_DIR/replica-id, made on its first start."""
-    path = data_dir / "replica-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        made = uuid.uuid4().hex
-        data_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, made + "\n")
-        return made
 
 
 def _short(exc: BaseException) -> str:

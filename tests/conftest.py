@@ -56,6 +56,14 @@ def db_url(request, tmp_path: Path):
 
 
 @pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database (replicas need one)."""
+    url, drop = _create_pg_database(_pg_admin_url())
+    yield url
+    drop()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'jobplane.db'}"
 

@@ -33,6 +33,17 @@ def jobplane(*args: str, env: dict | None = None, timeout: float = 60) -> subpro
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def start_up(home: Path, agents: int = 2) -> subprocess.Popen:
+    """`jobplane up --agents N` with JOBPLANE_HOME=home, once it says it is up (up.json); stop it
+    with SIGINT, as Ctrl-C does."""
+    up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--listen", "127.0.0.1:0",
+                           "--agents", str(agents)], env={**os.environ, "JOBPLANE_HOME": str(home)},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: (home / "up.json").exists() or up.poll() is not None, 30, "up.json")
+    assert up.poll() is None, up.stdout.read()
+    return up
+
+
 def free_port() -> int:
     """A free port for a server that must listen on it again after a restart: outside the
     kernel's ephemeral range, so no outgoing connection can take it as its source port while
@@ -262,10 +273,28 @@ def agent_certificate(server: ServerProc, name: str, **options) -> tuple[bytes, 
     from jobplane.client.tls import make_key_and_csr
     from jobplane.server.security.pki import Authority
 
-    authority = options.pop("authority", None) or Authority.load_or_create(server.data_dir / "pki")
+    authority = options.pop("authority", None) or server_authority(server)
     key, csr = make_key_and_csr(name)
     options.setdefault("lifetime", timedelta(hours=1))
     return key, authority.sign_csr(csr, identity=name, role="agent", **options)
+
+
+def server_authority(server: ServerProc):
+    """The CA `server` signs with (tests may read its key): in DATA_DIR/pki on SQLite, in the
+    database the replicas share on PostgreSQL."""
+    from jobplane.server.security.authorities import stored_authority
+    from jobplane.server.security.pki import Authority
+    from jobplane.server.store.db import open_database
+    from jobplane.server.store.repo import Store
+    from jobplane.server.store.security import SecurityStore
+
+    if server.db_url.startswith("sqlite"):
+        return Authority.load_or_create(server.data_dir / "pki")
+    store = Store(open_database(server.db_url))
+    try:
+        return stored_authority(SecurityStore(store.db))
+    finally:
+        store.close()
 
 
 def agent_channel(server: ServerProc, key: bytes | None, cert: bytes | None):

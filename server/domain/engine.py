@@ -5,8 +5,9 @@ knows nothing of gRPC, asyncio or SQL.
 It owns the state (jobs, tasks, providers, the ready queue, ids, the batch's clock) and the
 task lifecycle (lifecycle.py), and it grows by components, one per concern, each with state of
 its own: providers, supervision, continuations, fencing, adoption, holds, lateness, reruns,
-conditions, inventory. The engine calls them at named points; they change things only through
-the engine's operations below (and the lifecycle's). docs/architecture.md draws the map.
+conditions, inventory, and reopen (a finished job rerun by request). The engine calls them at
+named points; they change things only through the engine's operations below (and the
+lifecycle's). docs/architecture.md draws the map.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .lateness import Lateness
 from .lifecycle import Lifecycle
 from .model import TASK_DONE, TASK_OUT, Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskDraft, TaskState
 from .providers import CONNECTED, Providers
+from .reopen import Reopening
 from .reports import Reports
 from .requests import PriorJob, RequestKey, Requests
 from .reruns import Reruns
@@ -64,6 +66,7 @@ class Engine:
         self.reruns = Reruns(self)
         self.conditions = Conditions(self)
         self.inventory = Inventory(self)
+        self.reopen = Reopening(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -72,6 +75,7 @@ class Engine:
         providers, holds = self.provider_rules, self.holds
         self.connect, self.disconnect, self.ready_signal = providers.connect, providers.disconnect, providers.ready_signal
         self.goodbye, self.drain, self.revoke = providers.goodbye, providers.drain, providers.revoke
+        self.resume_provider = providers.resume
         self.arm_restart_grace = providers.arm_restart_grace
         self.supervise, self.probe_reply = self.supervision.tick, self.supervision.probe_reply
         self.hold_job, self.release_job, self.check_job = holds.hold_job, holds.release_job, holds.check
@@ -79,6 +83,8 @@ class Engine:
         self.scan_report, self.request_scan = self.inventory.scan_report, self.inventory.request_scan
         self.live_facts, self.waits_on_facts = self.conditions.live_facts, self.conditions.waits_on_facts
         self.plan = self.continuations.plan
+        self.rerun_job = self.reopen.rerun
+        self.forget_requests = self.requests.forget
 
     @property
     def conflict_rules(self) -> dict:

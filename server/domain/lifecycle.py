@@ -10,6 +10,9 @@ moving (a hold's reason, lateness): that is what `show` is for when only the sta
     any unfinished --(cancelled)-->             CANCELLED
     any unfinished --(failed for good; an unstarted one when its window closes)--> FAILED
     BLOCKED  --(a predecessor did not succeed)--> CANCELLED
+
+Final states are final, with one exception outside the table, `reopen`: when a finished job
+is rerun by request (reopen.py), its FAILED or CANCELLED tasks become BLOCKED or QUEUED again.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     C: frozenset(),
 }
 NOT_STARTED = (B, Q, A)  # states in which a task is late to start
+REOPENED = {F: frozenset({B, Q}), C: frozenset({B, Q})}  # a finished job's task, rerun by request
 
 
 class IllegalTransition(RuntimeError):
@@ -95,6 +99,14 @@ class Lifecycle:
         if to == Q and enqueue and not held:
             e.enqueue(task, job)
         self._task_event(task, to.name, reason)
+
+    def reopen(self, task: TaskRt, to: TaskState, reason: str) -> None:
+        """A FAILED or CANCELLED task of a job that is rerun (reopen.py) waits again: BLOCKED
+        behind predecessors that run again too, or QUEUED. Nothing else leaves a final state."""
+        if to not in REOPENED.get(task.state, ()):
+            raise IllegalTransition(f"a task may not be reopened from {task.state.name} to {to.name}")
+        task.state = B
+        self.transition(task, to, reason)
 
     def show(self, task: TaskRt, status: Status, reason: str) -> None:
         """A new status and reason for a task whose state stays as it is (a hold, say)."""
@@ -188,4 +200,4 @@ def _any_not_ok(counts: dict[str, int]) -> bool:
     return bool(counts.get("failure", 0) or counts.get("cancel", 0))
 
 
-__all__ = ["IllegalTransition", "Lifecycle", "NOT_STARTED", "TRANSITIONS", "check"]
+__all__ = ["IllegalTransition", "Lifecycle", "NOT_STARTED", "REOPENED", "TRANSITIONS", "check"]

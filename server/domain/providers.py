@@ -1,6 +1,6 @@
 """Providers: connect and reconcile, standby, disconnect and the reconnection grace (the
-restart grace after a server restart), loss and handing unfinished tasks on, drain, goodbye
-and revoke. A component of Engine: the registry (engine.providers) is the engine's, these are
+restart grace after a server restart), loss and handing unfinished tasks on, drain (until
+resumed), goodbye and revoke. A component of Engine: the registry (engine.providers) is the engine's, these are
 its rules."""
 
 from __future__ import annotations
@@ -185,17 +185,20 @@ class Providers:
                 provider.grace_until = None
                 self.set_state(provider, ProviderState.SUSPECT, "the server restarted; waiting for it to reconnect")
 
-    def arm_restart_grace(self) -> None:
+    def arm_restart_grace(self, takeover: float = 0.0) -> None:
         """The server listens again: each provider it restored gets a grace sized from its own
-        reconnect backoff to come back with its tasks (a finished attempt's report included)."""
+        reconnect backoff to come back with its tasks (a finished attempt's report included).
+        `takeover`: a replica took over from a leader that died, and its agents first have to
+        notice and find it among the replicas; they get this many seconds more."""
         e = self.engine
+        what = "a new leader took over" if takeover else "the server restarted"
         for provider in e.providers.values():
             if provider.state != ProviderState.SUSPECT or provider.conn_id or provider.grace_until is not None:
                 continue
-            grace = self._restart_grace(provider)
+            grace = self._restart_grace(provider) + takeover
             provider.grace_until = e.now + grace
             provider.closed_at = e.now
-            self.set_state(provider, ProviderState.SUSPECT, f"the server restarted; waiting {grace:g}s "
+            self.set_state(provider, ProviderState.SUSPECT, f"{what}; waiting {grace:g}s "
                                                             "(its restart grace) for it to reconnect")
             e.changes.timer(grace, lambda engine, pid=provider.id, epoch=provider.epoch:
                             engine.provider_rules.expire(pid, epoch))
@@ -245,6 +248,35 @@ class Providers:
                 provider_id, epoch = provider.id, provider.epoch
                 e.changes.timer(deadline, lambda engine: engine.provider_rules.drain_deadline(provider_id, epoch))
         self.maybe_drained(provider)
+
+    def resume(self, provider_id: str) -> ProviderRt:
+        """Undo a drain: the provider takes work again, at once if it is connected and ready,
+        else once it is. A provider that is not drained is left as it is."""
+        provider = self._named(provider_id)
+        if provider.state == ProviderState.REVOKED:
+            raise FailedPrecondition(f"provider {provider_id!r} was revoked and may not connect again; there is "
+                                     "nothing to resume: run the agent under another --name")
+        if not provider.drained:
+            return provider
+        provider.drained = False
+        why = f"provider {provider_id} resumed"
+        draining = provider.state in (ProviderState.DRAINING, ProviderState.DRAINED)
+        if draining and not provider.conn_id and provider.in_flight:
+            self._suspect(provider, f"{why} while not connected")
+        elif draining and not provider.conn_id:
+            self.set_state(provider, ProviderState.STOPPED, f"{why}: takes work once an agent with its name connects")
+        elif not draining or provider.leaving:  # lost, stopped, suspect or stopping: as it is, undrained
+            self.set_state(provider, provider.state, f"{why}: takes work once an agent with its name is ready")
+        elif not provider.accepting:
+            provider.epoch += 1  # a drain's deadline set before does nothing now
+            self.set_state(provider, ProviderState.CONNECTING, f"{why}: takes work once it signals ready")
+        else:
+            provider.epoch += 1
+            standby = provider.standby and not provider.in_flight and not provider.promoted
+            self.set_state(provider, ProviderState.STANDBY if standby else ProviderState.ACTIVE,
+                           f"{why}: standing by" if standby else f"{why}: taking work")
+            self.engine.want_dispatch()
+        return provider
 
     def drain_deadline(self, provider_id: str, epoch: int) -> None:
         provider = self.engine.providers.get(provider_id)
@@ -301,6 +333,7 @@ class Providers:
 
     def set_state(self, provider: ProviderRt, state: ProviderState, message: str) -> None:
         provider.state = state
+        self.engine.supervision.schedule(provider)  # e.g. an activated standby: its idle time counts now
         self.engine.changes.provider(provider)
         self.engine.event(EventKind.PROVIDER, provider_id=provider.id, raw_status=state.name,
                           status=provider_status(state), message=message)

@@ -153,7 +153,7 @@ class Reports:
         e = self.engine
         if not timed_out and e.reruns.rerun(task, reason, raw, exit_code):
             return
-        left = task.attempt - task.lost_attempts - task.reruns < task.max_attempts
+        left = task.tries < task.max_attempts
         if left and _retryable(task.spec.retry_on, timed_out, exit_code):
             delay = e.supervision.backoff(task)
             # Restarting: jobplane's state, not the attempt's raw exit; queued once the backoff is over.

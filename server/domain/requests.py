@@ -62,6 +62,12 @@ class Requests:
     def remember(self, owner: str, key: RequestKey, job_id: int, now: float) -> None:
         self._add((owner, key.id), PriorJob(job_id, key.digest, now))
 
+    def forget(self, job_ids: Iterable[int]) -> None:
+        """These jobs are being purged: a retry of their submit makes a new job, not a job that is gone."""
+        gone = set(job_ids)
+        for key in [k for k, prior in self._jobs.items() if prior.id in gone]:
+            del self._jobs[key]  # its key in _order is skipped when it expires
+
     def __len__(self) -> int:
         return len(self._jobs)
 

@@ -101,10 +101,18 @@ class TaskRt:
     environment: str = "jobplane"
     raw: dict[str, str] = field(default_factory=dict)
     reruns: int = 0  # queued again after transient failures; not counted against max_attempts
+    attempt_base: int = 0  # attempts made before its job was last rerun by request (reopen.py)
     fence: Fence | None = None  # an earlier attempt that may still run: no new one before it ends
     # While queued after its attempt was handed on: the outside job that attempt followed,
     # which the next attempt adopts instead of submitting again (adoption.py).
     adopt_job: str = ""
+
+
+    @property
+    def tries(self) -> int:
+        """Attempts that count against max_attempts: since its job was last rerun, neither lost
+        with their provider nor rerun after a transient failure."""
+        return self.attempt - self.attempt_base - self.lost_attempts - self.reruns
 
 
 @dataclass(eq=False)

@@ -4,8 +4,9 @@ space retries. A component of Engine, driven by a periodic tick."""
 
 from __future__ import annotations
 
+import heapq
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .model import EventKind, ProviderState, TaskState
 from .providers import SUPERVISED
@@ -14,21 +15,58 @@ from .state import ProviderRt, TaskRt
 if TYPE_CHECKING:
     from .engine import Engine
 
+T = TypeVar("T")
+
 
 class Supervision:
+    """What is due when is kept in two heaps, so a tick costs nothing per provider or task that
+    has nothing due: a provider is looked at when its promised signal would be overdue, its
+    probe's deadline passes, or (an activated standby) every tick; a task when it is expected
+    to be done or its hard timeout passes. Entries are checked against the present when they
+    come due (a heartbeat does not touch the heap: the provider's entry, once due, finds it
+    heard from and is put back for its next deadline)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._watch: dict[int, float] = {}  # task id -> when to check on it
+        self._tasks_due: list[tuple[float, int]] = []  # heap of (check time, task id); stale ones skipped
+        self._providers_due: list[tuple[float, str]] = []  # heap of (when to look, provider id)
+        self._provider_next: dict[str, float] = {}  # provider id -> its live entry's time (others are stale)
         self._awaiting: set[int] = set()  # overdue tasks whose provider was probed
 
     def tick(self) -> None:
         """Silence, unanswered probes, idle standbys, overdue and timed-out tasks."""
         e = self.engine
-        for provider in list(e.providers.values()):
-            self._check_provider(provider)
-        for tid, check_at in list(self._watch.items()):
-            if e.now >= check_at:
+        for when, provider_id in _pop_due(self._providers_due, e.now):
+            if self._provider_next.get(provider_id) != when:
+                continue  # superseded by a sooner entry
+            del self._provider_next[provider_id]
+            provider = e.providers.get(provider_id)
+            if provider is not None:
+                self._check_provider(provider)
+                self.schedule(provider)
+        for when, tid in _pop_due(self._tasks_due, e.now):
+            if self._watch.get(tid) == when:  # else superseded, or no longer watched
                 self._check_task(tid)
+
+    def schedule(self, p: ProviderRt) -> None:
+        """Look at the provider again when something may be due (connected, probed, ...)."""
+        when = self._due(p)
+        if when is None:
+            return
+        if self._provider_next.get(p.id, float("inf")) > when:  # a sooner entry re-schedules when it comes due
+            self._provider_next[p.id] = when
+            heapq.heappush(self._providers_due, (when, p.id))
+
+    def _due(self, p: ProviderRt) -> float | None:
+        e = self.engine
+        if not p.conn_id:
+            return None  # nothing to hold it to until it connects again
+        if p.probe_id:
+            return p.probe_deadline
+        if p.standby and p.state == ProviderState.ACTIVE and not p.promoted:
+            return e.now  # its idle time is counted tick by tick
+        return (p.last_seen or e.now) + p.heartbeat * e.config.heartbeat_tolerance
 
     # ----- providers ---------------------------------------------------------------------
 
@@ -58,6 +96,7 @@ class Supervision:
         p.probe_id = e.ids.take("probe")
         p.probe_deadline = e.now + e.config.probe_deadline
         e.changes.probes[p.id] = p.probe_id
+        self.schedule(p)
 
     def _maybe_back_to_standby(self, p: ProviderRt) -> None:
         e = self.engine
@@ -100,7 +139,11 @@ class Supervision:
             checks.append(start + spec.timeout_seconds + self.engine.config.terminate_grace)
         if checks:
             task.started_at, task.progress = start, 0
-            self._watch[task.id] = min(checks)
+            self._check_at(task.id, min(checks))
+
+    def _check_at(self, task_id: int, when: float) -> None:
+        self._watch[task_id] = when
+        heapq.heappush(self._tasks_due, (when, task_id))
 
     def unwatch(self, task_id: int) -> None:
         """Its attempt is over: nothing to check on."""
@@ -122,7 +165,7 @@ class Supervision:
         if tid in self._awaiting or provider is None or not provider.conn_id:
             return
         self._awaiting.add(tid)
-        self._watch[tid] = e.now + e.config.probe_deadline
+        self._check_at(tid, e.now + e.config.probe_deadline)
         self.probe(provider)
 
     def _judge(self, task: TaskRt, progress: int) -> None:
@@ -133,10 +176,10 @@ class Supervision:
             self._decision(task, "wait", f"overdue but progressing (progress {task.progress} -> {progress}); "
                                          f"checking again in {extend:g}s")
             task.progress = progress
-            self._watch[task.id] = e.now + extend
+            when = e.now + extend
             if task.spec.timeout_seconds > 0:
-                hard = task.started_at + task.spec.timeout_seconds + e.config.terminate_grace
-                self._watch[task.id] = min(self._watch[task.id], hard)
+                when = min(when, task.started_at + task.spec.timeout_seconds + e.config.terminate_grace)
+            self._check_at(task.id, when)
         else:
             reason = f"reassigned: overdue with no progress since the last check (progress {progress})"
             self._decision(task, "reassign", reason)  # its follower is stuck, not an outside job: handed on
@@ -167,8 +210,16 @@ class Supervision:
         base, at most --retry-backoff-max, with jitter."""
         config = self.engine.config
         base = task.spec.retry_backoff_seconds or config.retry_backoff
-        tries = max(1, task.attempt - task.lost_attempts - task.reruns)
+        tries = max(1, task.tries)
         return min(base * 2 ** (tries - 1), config.retry_backoff_max) * random.uniform(0.8, 1.2)
+
+
+def _pop_due(heap: list[tuple[float, T]], now: float) -> list[tuple[float, T]]:
+    """The entries due by `now`, taken off the heap, soonest first."""
+    out = []
+    while heap and heap[0][0] <= now:
+        out.append(heapq.heappop(heap))
+    return out
 
 
 __all__ = ["Supervision"]

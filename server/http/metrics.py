@@ -24,11 +24,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class MetricsPage:
     def __init__(self, metrics: ServerMetrics, hub: EventHub, readers: ThreadPoolExecutor,
-                 failed: Callable[[], BaseException | None]) -> None:
+                 failed: Callable[[], BaseException | None],
+                 leading: Callable[[], tuple[bool, int]] = lambda: (True, 0)) -> None:
         self._metrics = metrics
         self._hub = hub
         self._readers = readers
         self._failed = failed
+        self._leading = leading  # (whether this replica leads now, its lease's epoch)
 
     async def render(self) -> str:
         m = self._metrics
@@ -40,6 +42,11 @@ class MetricsPage:
         lines += gauge("jobplane_watchers", "Event-stream watchers connected now.", {(): self._hub.watchers})
         lines += gauge("jobplane_up", "1 while the server takes changes; 0 once its database refused a write.",
                        {(): 0 if self._failed() is not None else 1})
+        leads, epoch = self._leading()
+        lines += gauge("jobplane_leader", "1 while this server replica leads (always, for a single server on SQLite).",
+                       {(): int(leads)})
+        lines += gauge("jobplane_lease_epoch", "The epoch of the lease this replica leads at (0: following, or SQLite).",
+                       {(): epoch if leads else 0})
         for instrument in (m.commit_seconds, m.batch_operations):
             lines += histogram(instrument)
         for instrument in (m.events, m.rejected_reports, m.rpcs):

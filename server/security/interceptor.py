@@ -82,11 +82,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     # ----- what each call goes through -----------------------------------------------
 
-    def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+    async def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
         """Who is calling; raises Unauthenticated (or ValueError for a certificate without an identity)."""
         if is_public(method):
             return ANONYMOUS
-        return self._access.authenticate(context.invocation_metadata(), context.auth_context())
+        return await self._access.authenticate(context.invocation_metadata(), context.auth_context())
 
     def admit(self, method: str, caller: Caller, context: grpc.aio.ServicerContext) -> None:
         """Raise PermissionDenied or ResourceExhausted unless the caller may make this call now."""
@@ -294,7 +294,7 @@ def _undecodable(decode: Callable, exc: Exception) -> str:
 async def _admit(guard: AuthInterceptor, method: str, context, request_of: Callable[[], Any]) -> Caller:
     caller = ANONYMOUS
     try:
-        caller = guard.authenticate(method, context)
+        caller = await guard.authenticate(method, context)
         guard.admit(method, caller, context)
         return caller
     except (JobplaneError, ValueError) as exc:  # ValueError: a certificate without a jobplane identity

@@ -1,8 +1,10 @@
-"""The jobplane certificate authority: one EC P-256 CA that signs the server's certificate and the
-agents' and users' client certificates.
+"""The jobplane certificate authority: one EC P-256 CA that signs the server's certificate, the
+agents' and users' client certificates, and the replicas' certificates for forwarding calls.
 
-Identity lives in one place, the SAN URI `jobplane://<role>/<identity>` that `sign_csr` writes and
-`identity_of` reads; the CN is only for humans reading `openssl x509 -text`.
+Identity lives in one place, the SAN URI `jobplane://<role>/<identity>` that `sign_csr` and
+`issue_replica` write and `identity_of` reads; the CN is only for humans reading `openssl x509 -text`.
+A `replica` certificate is made only by `issue_replica`, around a key it generates itself: no
+certificate request (an agent's enrollment) can ever come back as one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ CA_LIFETIME = timedelta(days=3650)
 SERVER_LIFETIME = timedelta(days=365)
 SERVER_MIN_REMAINING = timedelta(days=30)
 BACKDATE = timedelta(minutes=1)  # tolerates clocks a little behind ours
-ROLES = ("agent", "client")
+CSR_ROLES = ("agent", "client")  # what a certificate request may be signed as
+REPLICA = "replica"  # a server replica, vouching for the callers it forwards
+ROLES = (*CSR_ROLES, REPLICA)
 URI_SCHEME = "jobplane"
 ALWAYS_HOSTS = ("localhost", "127.0.0.1", "::1")
 IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")  # used with fullmatch
@@ -57,6 +61,20 @@ class Authority:
         self.previous = previous
 
     @classmethod
+    def create(cls, common_name: str = "jobplane CA") -> Authority:
+        """A new CA, in memory only."""
+        return cls(*_new_ca(common_name))
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, previous_pem: bytes | None = None) -> Authority:
+        """A CA from PEM bytes (as `pem_pair()` gives them), plus the previous CA's certificate."""
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise ValueError(f"the CA key must be an EC or RSA key, not {type(key).__name__}")
+        previous = x509.load_pem_x509_certificate(previous_pem) if previous_pem else None
+        return cls(x509.load_pem_x509_certificate(cert_pem), key, previous)
+
+    @classmethod
     def load_or_create(cls, directory: Path, *, common_name: str = "jobplane CA") -> Authority:
         """Load `ca.crt`/`ca.key` from `directory`, creating a new CA there on first use."""
         directory = Path(directory)
@@ -66,7 +84,7 @@ class Authority:
             raise ValueError(f"{missing} is missing but its pair exists; restore it or remove both to start a new CA")
         if not cert_path.exists():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _create_ca(directory, common_name)
+            _write_pair(directory, cls.create(common_name))
         previous = directory / CA_PREVIOUS
         return cls.from_files(cert_path, key_path,
                               previous_path=previous if previous.exists() else None)
@@ -75,16 +93,24 @@ class Authority:
     def from_files(cls, cert_path: Path, key_path: Path, *,
                    previous_path: Path | None = None) -> Authority:
         """Use an existing CA: a PEM certificate and its unencrypted PEM EC or RSA private key."""
-        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-            raise ValueError(f"{key_path}: the CA key must be an EC or RSA key, not {type(key).__name__}")
-        previous = x509.load_pem_x509_certificate(Path(previous_path).read_bytes()) if previous_path else None
-        return cls(cert, key, previous)
+        previous = Path(previous_path).read_bytes() if previous_path else None
+        try:
+            return cls.from_pem(Path(cert_path).read_bytes(), Path(key_path).read_bytes(), previous)
+        except ValueError as exc:
+            raise ValueError(f"{cert_path}, {key_path}: {exc}") from None
 
     @property
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def pem_pair(self) -> tuple[bytes, bytes]:
+        """(certificate PEM, unencrypted PKCS#8 key PEM): what a store keeps to load it again."""
+        return self.cert_pem, _key_pem(self._key)
+
+    def rotated(self) -> Authority:
+        """A new CA of the same name, in memory, with this one as its previous (still trusted) CA."""
+        name = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        return Authority(*_new_ca(str(name)), previous=self.cert)
 
     def fingerprint(self) -> str:
         """SHA-256 of the CA certificate's DER, lowercase hex: what `jobplane ca show` prints to pin."""
@@ -110,9 +136,9 @@ class Authority:
         rotated before that rotation is dropped. Returns the new Authority; `self` is unchanged.
         """
         directory = Path(directory)
+        new = self.rotated()
         _write_public(directory / CA_PREVIOUS, self.cert_pem)
-        name = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-        _create_ca(directory, str(name))
+        _write_pair(directory, new)
         return Authority.from_files(directory / CA_CERT, directory / CA_KEY,
                                     previous_path=directory / CA_PREVIOUS)
 
@@ -139,7 +165,9 @@ class Authority:
 
         `now` moves the validity window (tests use it to make expired certificates).
         """
-        _check_identity(identity, role)
+        if role not in CSR_ROLES:
+            raise ValueError(f"role must be one of {', '.join(CSR_ROLES)}, got {role!r}")
+        _check_identity(identity)
         if lifetime <= timedelta(0):
             raise ValueError(f"lifetime must be positive, got {lifetime}")
         public_key = _csr_public_key(csr_pem)
@@ -148,6 +176,23 @@ class Authority:
                    .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
                    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
         return self._sign(builder).public_bytes(serialization.Encoding.PEM)
+
+    def issue_replica(self, replica_id: str, *, lifetime: timedelta = SERVER_LIFETIME) -> tuple[bytes, bytes]:
+        """(private key PEM, certificate PEM) that mark their holder as server replica `replica_id`,
+        for the client side of a link to another replica. The key is made here, never taken from
+        a request, so only a holder of the CA key can make one."""
+        _check_identity(replica_id)
+        key = ec.generate_private_key(ec.SECP256R1())
+        uri = f"{URI_SCHEME}://{REPLICA}/{replica_id}"
+        builder = (_builder(_name(f"{REPLICA} {replica_id}"), key.public_key(), _now(), lifetime)
+                   .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+        return _key_pem(key), self._sign(builder).public_bytes(serialization.Encoding.PEM)
+
+    def issued(self, cert_der_or_pem: bytes) -> bool:
+        """Whether this CA, or the previous one it still trusts, signed the certificate."""
+        cert = _load_cert(cert_der_or_pem)
+        return any(_issued_by(cert, issuer) for issuer in (self.cert, self.previous) if issuer is not None)
 
     def _sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         builder = (builder.issuer_name(self.cert.subject)
@@ -192,7 +237,13 @@ def _write_public(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=0o644)
 
 
-def _create_ca(directory: Path, common_name: str) -> None:
+def _write_pair(directory: Path, authority: Authority) -> None:
+    cert_pem, key_pem = authority.pem_pair()
+    write_private(directory / CA_KEY, key_pem)
+    _write_public(directory / CA_CERT, cert_pem)
+
+
+def _new_ca(common_name: str) -> tuple[x509.Certificate, PrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(common_name)
     usage = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
@@ -203,8 +254,7 @@ def _create_ca(directory: Path, common_name: str) -> None:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(usage, critical=True)
             .sign(key, hashes.SHA256()))
-    write_private(directory / CA_KEY, _key_pem(key))
-    _write_public(directory / CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
 
 
 def _builder(subject: x509.Name, public_key, now: datetime, lifetime: timedelta) -> x509.CertificateBuilder:
@@ -236,9 +286,7 @@ def _csr_public_key(csr_pem: bytes):
     return key
 
 
-def _check_identity(identity: str, role: str) -> None:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+def _check_identity(identity: str) -> None:
     if not IDENTITY.fullmatch(identity):
         raise ValueError(f"identity {identity!r} must be 1-128 letters, digits, '.', '_', '@' or '-', "
                          "starting with a letter or digit")

@@ -28,6 +28,7 @@ class Caller:
     groups: tuple[str, ...] = ()
     method: str = "token"  # "token", "certificate" or "insecure"
     serial: int = 0  # the certificate's serial, for certificate callers
+    forwarded_by: str = ""  # the replica that authenticated the caller and forwarded its call here
 
     def sees_all_jobs(self) -> bool:
         """Admins, operators and viewers see every job; submitters only their own."""
@@ -56,6 +57,8 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}JobService/CancelJob": SUBMIT,
     f"{_V1}JobService/HoldJob": SUBMIT,  # submitters: their own jobs (tenancy)
     f"{_V1}JobService/ReleaseJob": SUBMIT,
+    f"{_V1}JobService/RerunJob": SUBMIT,  # submitters: their own jobs (tenancy)
+    f"{_V1}JobService/PurgeJobs": ADMIN,
     f"{_V1}ConflictService/ListConflictRules": READ,
     f"{_V1}ServerService/ListServers": READ,
     f"{_V1}ConflictService/CreateConflictRule": OPERATE,
@@ -73,6 +76,7 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}ProviderService/ListProviders": READ,
     f"{_V1}ProviderService/GetProvider": READ,
     f"{_V1}ProviderService/DrainProvider": OPERATE,
+    f"{_V1}ProviderService/ResumeProvider": OPERATE,
     f"{_V1}ProviderService/RevokeProvider": OPERATE,
     f"{_V1}ContinuationService/ListContinuations": OBSERVE,
     f"{_V1}ContinuationService/GetContinuation": OBSERVE,
@@ -105,6 +109,7 @@ OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 MUTATING = frozenset({
     f"{_V1}JobService/SubmitJob", f"{_V1}JobService/CancelJob", f"{_V1}ProviderService/Connect",
     f"{_V1}ProviderService/DrainProvider", f"{_V1}ProviderService/RevokeProvider",
+    f"{_V1}ProviderService/ResumeProvider", f"{_V1}JobService/RerunJob", f"{_V1}JobService/PurgeJobs",
     f"{_V1}SecurityService/Enroll", f"{_V1}SecurityService/RenewCertificate",
     f"{_V1}SecurityService/CreateToken", f"{_V1}SecurityService/RevokeToken",
     f"{_V1}PolicyService/SetPolicy", f"{_V1}PolicyService/DeletePolicy",

@@ -96,6 +96,7 @@ class Deps:
         self.conflicts = conflicts if conflicts is not None else ConflictStore(store.db)
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
+        self.finished = None  # services.finished.FinishedJobs (reruns and purges), set by the server
         self.metrics = metrics or getattr(core, "metrics", None) or ServerMetrics()
 
     @property

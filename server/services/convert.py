@@ -170,9 +170,9 @@ def struct(value: dict) -> struct_pb2.Struct:
     return message
 
 
-def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
+def job_spec_to_proto(s: JobSpec, tasks: bool = True) -> job_pb2.JobSpec:
     m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
-                        tasks=[task_spec_to_proto(t) for t in s.tasks], wait_for_providers=s.wait_for_providers,
+                        tasks=[task_spec_to_proto(t) for t in s.tasks] if tasks else [], wait_for_providers=s.wait_for_providers,
                         continuation_rules=[rule_to_proto(r) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
                         give_up=_give_up_to_proto(s.window), fact_conditions=conditions_to_proto(s.conditions),
@@ -188,12 +188,13 @@ def job_spec_to_proto(s: JobSpec) -> job_pb2.JobSpec:
 
 # ----- resources ---------------------------------------------------------------------
 
-def job_to_proto(view: JobView, status_of: StatusOf | None = None) -> job_pb2.Job:
-    """`status_of`: the caller's own normalization, when it has user or group policies."""
+def job_to_proto(view: JobView, status_of: StatusOf | None = None, tasks: bool = True) -> job_pb2.Job:
+    """`status_of`: the caller's own normalization, when it has user or group policies;
+    `tasks`: False leaves the spec's tasks out (a listing: the counts say how they stand)."""
     raw = view.raw
     status = view.status if status_of is None else status_of(JOBPLANE, raw, view.status)
     return job_pb2.Job(
-        id=str(view.id), spec=job_spec_to_proto(view.spec), state=view.state, status=status,
+        id=str(view.id), spec=job_spec_to_proto(view.spec, tasks), state=view.state, status=status,
         counts=job_pb2.TaskCounts(**{k: view.counts.get(k, 0) for k in COUNTS}),
         submit_time=ts(view.submit_time), start_time=ts(view.start_time), end_time=ts(view.end_time),
         reason=view.reason, owner=view.owner, environment=JOBPLANE, raw=raw, hold=view.hold)

@@ -13,6 +13,7 @@ from jobplane.v1 import job_pb2, job_pb2_grpc
 from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 
 from ..domain.extract import extract_tasks
+from ..domain.lateness import clock
 from ..domain.limits import MAX_SPEC_BYTES, check_text
 from ..domain.model import EventKind
 from ..domain.query import Term, parse_filter
@@ -26,6 +27,7 @@ from .watch import stream_events
 
 UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 UUID_EXAMPLE = "3c1d0a4e-8f7b-4d2a-9e61-0b5f2a7c9d13"
+CLOCK_SKEW = 60.0  # seconds a client's "now" may run ahead of the server's
 
 
 class JobService(job_pb2_grpc.JobServiceServicer):
@@ -74,7 +76,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         size = page_size(request.page_size)
         filter_text, order_text = await self.d.views.resolve(request.view, VIEW_JOBS, request.filter, request.order_by)
         status_of = self.d.status_of()
-        jobs = Converted(lambda view: convert.job_to_proto(view, status_of))
+        jobs = Converted(lambda view: convert.job_to_proto(view, status_of, tasks=request.full))
         page = await self.d.read(functools.partial(
             self.d.reads.list_jobs, filter_text, order_text, request.page_token, size, owner=visible_owner(),
             status_of=status_of, measure=jobs.size, max_bytes=self.d.page_bytes))
@@ -112,6 +114,19 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         await self._job(job_id)
         await self.d.core.call(lambda engine: engine.release_job(job_id))
         return job_pb2.ReleaseJobResponse(job=await self._job(job_id))
+
+    @rpc
+    async def RerunJob(self, request, context):
+        job_id = convert.parse_id("job_id", request.job_id, "job")
+        by = current_caller.get().identity
+        rerun = await self.d.finished.rerun(self.d.core, job_id, visible_owner(), request.failed_only, by)
+        return job_pb2.RerunJobResponse(job=await self._job(job_id), task_ids=[str(t) for t in rerun])
+
+    @rpc
+    async def PurgeJobs(self, request, context):
+        before = purge_before(request)
+        purged = await self.d.finished.purge(lambda: self.d.core, before)
+        return job_pb2.PurgeJobsResponse(purged_count=purged)
 
     async def _job(self, job_id: int) -> job_pb2.Job:
         view = await self.d.read(self.d.reads.get_job, job_id, visible_owner())
@@ -161,6 +176,20 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             view_terms = []
         terms = view_terms + parse_filter(text, EVENT_FIELDS, time.time())
         return EventFilter(terms, names_tasks) if terms else None
+
+
+def purge_before(request: job_pb2.PurgeJobsRequest) -> float:
+    """PurgeJobsRequest.finished_before as Unix seconds: required, and at most now (a minute's
+    skew between clocks allowed), so a mistyped year cannot purge every job."""
+    if not request.HasField("finished_before"):
+        raise InvalidArgument("finished_before", "missing; pass the time before which finished jobs are purged, "
+                              "e.g. 2026-01-31T00:00:00Z (`jobplane jobs purge --before 2026-01-31`)")
+    before = convert.when("finished_before", request.finished_before)
+    now = time.time()
+    if before > now + CLOCK_SKEW:
+        raise InvalidArgument("finished_before", f"{clock(before)} is in the future; pass a time up to now "
+                              "(now purges every finished job)")
+    return min(before, now)
 
 
 def prepare(spec_message: job_pb2.JobSpec, cfg) -> tuple:

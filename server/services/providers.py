@@ -76,7 +76,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         finally:
             reader.cancel()
             self._conns.pop(conn.id, None)
-            self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
+            if self.d.leading:  # else the engine that knew the stream is gone (a replica stepped down)
+                self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
 
     async def _hello(self, context):
         first = await asyncio.wait_for(context.read(), HELLO_DEADLINE)
@@ -113,6 +114,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             conn.queue.put_nowait(None)
 
     def _handle(self, conn: Connection, message) -> None:
+        if not self.d.leading:  # a replica that stepped down: the stream is ending
+            return
         which = message.WhichOneof("message")
         if which == "reports":
             reports = [r for r in map(convert.report_from_proto, message.reports.reports) if r is not None]
@@ -209,6 +212,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             raise InvalidArgument("deadline_seconds", "only applies with wait; without it tasks are handed on at once")
         await self.d.core.call(lambda engine: engine.drain(request.provider_id, request.wait, request.deadline_seconds))
         return provider_pb2.DrainProviderResponse(provider=self._provider(request.provider_id))
+
+    @rpc
+    async def ResumeProvider(self, request, context):
+        if not request.provider_id:
+            raise InvalidArgument("provider_id", "must not be empty; name the provider to resume")
+        await self.d.core.call(lambda engine: engine.resume_provider(request.provider_id))
+        return provider_pb2.ResumeProviderResponse(provider=self._provider(request.provider_id))
 
     @rpc
     async def RevokeProvider(self, request, context):

@@ -49,7 +49,7 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
 
     @rpc
     async def ListTokens(self, request, context):
-        page = page_of(self._access.tokens(), request.page_token, page_size(request.page_size))
+        page = page_of(await self._access.tokens(), request.page_token, page_size(request.page_size))
         return security_pb2.ListTokensResponse(tokens=[token_to_proto(t) for t in page.items],
                                                next_page_token=page.next_page_token)
 

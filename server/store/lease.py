@@ -33,6 +33,7 @@ class Term:
     replica: str
     epoch: int
     expires: float  # on the database's clock
+    previous: str = ""  # who held the lease before this term: another replica's id is a takeover
 
 
 @dataclass(frozen=True)
@@ -53,18 +54,20 @@ class LeaseStore:
         self.db = db
 
     def setup(self) -> None:
+        """The lease's one row (its table is made with the schema)."""
         with self.db.connection_context():
-            self.db.create_tables([LeaderRow, ReplicaRow], safe=True)
             self.db.execute_sql('INSERT INTO jobplane_leader (id, holder, epoch, expires, renewed, address, '
                                 "agent_address) VALUES (1, '', 0, 0, 0, '', '') ON CONFLICT (id) DO NOTHING")
 
     def take(self, me: Me, lease: float) -> Term | None:
         """The lease, if it has run out or was this replica's; None if another holds it."""
         row = self._one(
-            f"UPDATE jobplane_leader SET holder = %s, epoch = epoch + 1, renewed = {NOW}, expires = {NOW} + %s, "
-            f"address = %s, agent_address = %s WHERE id = 1 AND (expires < {NOW} OR holder = %s) "
-            "RETURNING epoch, expires", (me.id, lease, me.address, me.agent_address, me.id))
-        return None if row is None else Term(me.id, row[0], row[1])
+            f"UPDATE jobplane_leader AS l SET holder = %s, epoch = l.epoch + 1, renewed = {NOW}, "
+            f"expires = {NOW} + %s, address = %s, agent_address = %s "
+            "FROM (SELECT holder FROM jobplane_leader WHERE id = 1) AS before "
+            f"WHERE l.id = 1 AND (l.expires < {NOW} OR l.holder = %s) "
+            "RETURNING l.epoch, l.expires, before.holder", (me.id, lease, me.address, me.agent_address, me.id))
+        return None if row is None else Term(me.id, row[0], row[1], row[2])
 
     def renew(self, term: Term, lease: float) -> Term | None:
         """The lease for `lease` seconds more; None if it is no longer this replica's."""

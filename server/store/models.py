@@ -71,6 +71,7 @@ class TaskRow(BaseModel):
     environment = CharField(max_length=32, default="jobplane")  # where `raw` comes from
     raw = TextField(default="{}")  # JSON: the raw properties `status` was normalized from
     reruns = IntegerField(default=0)  # queued again after transient failures
+    attempt_base = IntegerField(default=0)  # attempts made before the job was last rerun by request
     fence = TextField(default="")  # JSON: an earlier attempt that may still run (domain/fences.py)
 
     class Meta:
@@ -116,6 +117,7 @@ class ProviderRow(BaseModel):
     containment = CharField(max_length=32, default="")
     backoff_cap = DoubleField(default=0.0)  # its longest reconnect pause: sizes the restart grace
     promoted = IntegerField(default=0)  # 1: a standby promoted for good: ACTIVE across reconnects and restarts
+    drained = IntegerField(default=0)  # 1: drained by an operator: no work, connected or not, until resumed
 
     class Meta:
         table_name = "provider"
@@ -326,7 +328,32 @@ class ReplicaRow(BaseModel):
     class Meta:
         table_name = "jobplane_replica"
 
+class AuthorityRow(BaseModel):
+    """The built-in CA that every replica on a shared (PostgreSQL) database signs with: one row per
+    generation, the newest current, the one before it still trusted (--rotate-ca adds one). The key
+    is unencrypted PKCS#8 PEM, guarded by the database's access control; --ca-cert/--ca-key keep it
+    out of the database."""
+
+    generation = IntegerField(primary_key=True)
+    cert_pem = TextField()
+    key_pem = TextField()
+    create_time = DoubleField()
+
+    class Meta:
+        table_name = "jobplane_authority"
+
+
+class IdFloorRow(BaseModel):
+    """The highest id ever used of a table rows are deleted from (purged jobs, compacted events),
+    recorded before they go: a restart numbers on from it, so no id is used twice (store/idfloor.py)."""
+
+    name = CharField(max_length=32, primary_key=True)  # job, task, attempt, event, continuation
+    value = IntegerField(default=0)
+
+    class Meta:
+        table_name = "id_floor"
+
 
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
-              ConflictOverlapRow, LeaderRow, ReplicaRow]
+              ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow]

@@ -22,7 +22,7 @@ JOB_FIELDS: dict[str, Field] = {
 TASK_FIELDS: dict[str, Field] = {
     "status": Field("enum", Status), "state": Field("enum", TaskState), "name": TEXT, "group": TEXT, "job": NUMBER,
     "provider": TEXT, "environment": TEXT, "attempt": NUMBER, "exit_code": NUMBER, "id": NUMBER, "owner": TEXT,
-    "label.*": TEXT, "raw.*": TEXT, "started": TIME, "ended": TIME}
+    "label.*": TEXT, "raw.*": TEXT, "submitted": TIME, "started": TIME, "ended": TIME}
 
 AUDIT_FIELDS: dict[str, Field] = {"identity": TEXT, "method": TEXT, "code": TEXT, "target": TEXT}
 CONTINUATION_FIELDS: dict[str, Field] = {"provider": TEXT}
@@ -88,7 +88,7 @@ def task_query(text: str, order_text: str, now: float, personal: bool = False, o
                job_id: int | None = None) -> Query:
     """`job_id`: that job's tasks only; `owner`: only tasks of that identity's jobs."""
     query = compile_query(TASK_FIELDS, TASK_COLUMNS, text, order_text, now, personal,
-                          special={"owner": tasks_of_owner})
+                          special={"owner": tasks_of_owner, "submitted": tasks_submitted})
     if job_id is not None:
         query = query.narrowed(TaskRow.job == job_id)
     return query if owner is None else query.narrowed(visible_tasks(owner))
@@ -135,6 +135,12 @@ def jobs_on_provider(term: Term) -> object:
 
 def tasks_of_owner(term: Term) -> object | None:
     inner = condition(term, JobRow.owner)
+    return None if inner is None else TaskRow.job.in_(JobRow.select(JobRow.id).where(inner))
+
+
+def tasks_submitted(term: Term) -> object | None:
+    """Tasks of the jobs submitted when the term says (a task is submitted with its job)."""
+    inner = condition(term, JobRow.submit_time)
     return None if inner is None else TaskRow.job.in_(JobRow.select(JobRow.id).where(inner))
 
 

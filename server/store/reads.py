@@ -119,7 +119,7 @@ class Reads:
         `order_by` says otherwise; the rest as list_jobs."""
         query = task_query(filter_text, order_by, time.time(), status_of is not None, owner, job_id)
         jobs: dict[int, JobFacts | None] = {}
-        wants_jobs = any(k == "owner" or k.startswith("label.") for k in [t.key for t in query.rest] +
+        wants_jobs = any(k in ("owner", "submitted") or k.startswith("label.") for k in [t.key for t in query.rest] +
                          [k for k, _ in query.order])
 
         def fetch(cond, after_id, offset, limit, order):
@@ -233,13 +233,13 @@ def job_value(view: JobView, key: str, status_of: StatusOf | None = None) -> obj
 
 def task_value(view: TaskView, key: str, job: JobFacts | None, status_of: StatusOf | None = None) -> object:
     """The value of filter/sort key `key` for a task as one caller sees it; `job`: its job's
-    facts, when the key needs them (owner, label.*)."""
+    facts, when the key needs them (owner, submitted, label.*)."""
     if key.startswith("raw."):
         return view.raw.get(key[4:])
-    if key.startswith("label.") or key == "owner":
+    if key.startswith("label.") or key in ("owner", "submitted"):
         if job is None:
             return None
-        return job.owner if key == "owner" else job.labels.get(key[6:])
+        return getattr(job, key) if key in ("owner", "submitted") else job.labels.get(key[6:])
     if key == "status":
         return view.status if status_of is None else status_of(view.environment, view.raw, view.status)
     last = view.attempts[-1] if view.attempts else None

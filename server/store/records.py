@@ -131,10 +131,11 @@ class JobFacts:
     name: str
     priority: int
     labels: dict[str, str]
+    submitted: float = 0.0  # the job's submit time
 
     @classmethod
     def from_row(cls, row) -> JobFacts:
-        return cls(row.owner, row.name, row.priority, dict(load_job_spec(row.spec).labels))
+        return cls(row.owner, row.name, row.priority, dict(load_job_spec(row.spec).labels), row.submit_time)
 
 
 @dataclass(frozen=True)

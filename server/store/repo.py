@@ -19,6 +19,7 @@ from ..domain.model import JobState, ProviderState, Status, TaskState
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
 from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
+from . import idfloor
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
@@ -76,8 +77,19 @@ class Store:
                 self._create_schema()
 
     def _create_schema(self) -> None:
+        """Tables and indexes that are missing, and only those: on a busy database (a replica
+        joining), even CREATE INDEX IF NOT EXISTS waits for the leader's writes and holds up
+        the ones after it."""
         self._add_missing_columns()  # first: the indexes created next may use the new columns
-        self.db.create_tables(ALL_MODELS, safe=True)
+        missing = [m for m in ALL_MODELS if not self.db.table_exists(m._meta.table_name)]
+        self.db.create_tables(missing, safe=True)
+        for model in ALL_MODELS:
+            if model in missing:
+                continue
+            have = {index.name for index in self.db.get_indexes(model._meta.table_name)}
+            for index in model._meta.fields_to_index():
+                if index._name not in have:
+                    self.db.execute(index)  # CREATE INDEX IF NOT EXISTS
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""
@@ -98,11 +110,7 @@ class Store:
 
     def load(self) -> Snapshot:
         self.db.connect(reuse_if_open=True)
-        max_ids = {
-            name: model.select(fn.COALESCE(fn.MAX(model.id), 0)).scalar()
-            for name, model in (("job", JobRow), ("task", TaskRow), ("attempt", AttemptRow),
-                                ("event", EventRow), ("continuation", ContinuationRow))
-        }
+        max_ids = idfloor.highest_ids(self.db)
         jobs = list(JobRow.select().where(JobRow.state.in_(ACTIVE_JOB_STATES)).order_by(JobRow.id))
         job_ids = [j.id for j in jobs]
         tasks = []
@@ -115,9 +123,11 @@ class Store:
             row = AttemptRow.get_or_none((AttemptRow.task == t.id) & (AttemptRow.number == t.attempt))
             if row is not None:
                 attempts.append(row)
-        queued = {t.id for t in tasks if t.state == int(TaskState.QUEUED)}
+        queued = {t.id: t for t in tasks if t.state == int(TaskState.QUEUED)}
+        # A continuation made before the task's job was rerun (reopen.py) is not the task's now.
         waiting = [row for row in ContinuedTaskRow.select().where(ContinuedTaskRow.to_provider == "")
-                   .order_by(ContinuedTaskRow.id) if row.task in queued]
+                   .order_by(ContinuedTaskRow.id) if row.task in queued
+                   and row.from_attempt > queued[row.task].attempt_base]
         return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts,
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules())
@@ -211,10 +221,10 @@ class Store:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
             " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?,"
-            " reruns=?, fence=? WHERE id=?",
+            " reruns=?, attempt_base=?, fence=? WHERE id=?",
             [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
               t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw),
-              t.reruns, t.fence.dump() if t.fence is not None else "", t.id)
+              t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "", t.id)
              for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
@@ -229,7 +239,7 @@ class Store:
             row = {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
                    "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
                    "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
-                   "backoff_cap": p.backoff_cap, "promoted": int(p.promoted)}
+                   "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained)}
             (ProviderRow.insert(row)
              .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
              .execute())
@@ -261,6 +271,7 @@ class Store:
         """Delete events older than `before`; the oldest id kept, None if none is."""
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
+            idfloor.record(self.db, ("event",))  # the newest may go too: its id is still never used again
             EventRow.delete().where(EventRow.time < before).execute()
         return self.oldest_event_id()
 
@@ -293,7 +304,7 @@ def _task_row(t) -> dict:
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
             "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns,
-            "fence": t.fence.dump() if t.fence is not None else ""}
+            "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else ""}
 
 
 def _attempt_row(a) -> dict:
@@ -315,17 +326,11 @@ def runtime_from_snapshot(snap: Snapshot):
     """Rows to the engine's runtime objects: (counters, jobs, tasks, providers)."""
     ids = snap.max_ids
     counters = Counters(ids["job"] + 1, ids["task"] + 1, ids["attempt"] + 1, ids["event"] + 1, ids["continuation"] + 1)
-    jobs = [JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JobState(r.state), r.submit_time,
-                  counts=json.loads(r.counts), start_time=r.start_time, reason=r.reason, owner=r.owner, hold=r.hold)
-            for r in snap.jobs]
+    jobs = [job_runtime(r) for r in snap.jobs]
     current = {a.task: a for a in snap.attempts}
     tasks = []
     for r in snap.tasks:
-        t = TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
-                   r.max_attempts, TaskState(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
-                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
-                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
-                   fence=Fence.load(r.fence), adopt_job=snap.handed_on.get(r.id, ""))
+        t = task_runtime(r, adopt_job=snap.handed_on.get(r.id, ""))
         a = current.get(r.id)
         if a is not None:
             t.current = AttemptRt(a.id, a.task, a.number, a.provider, a.assign_time, a.start_time,
@@ -335,7 +340,7 @@ def runtime_from_snapshot(snap: Snapshot):
         tasks.append(t)
     providers = [ProviderRt(r.id, ProviderState(r.state), json.loads(r.facts), json.loads(r.labels), r.slots,
                             r.heartbeat, r.connect_time, r.last_seen,
-                            drained=r.state in (ProviderState.DRAINING, ProviderState.DRAINED),
+                            drained=bool(r.drained),
                             kill_deadline=r.kill_deadline, containment=r.containment, backoff_cap=r.backoff_cap,
                             promoted=bool(r.promoted))
                  for r in snap.providers]
@@ -344,6 +349,22 @@ def runtime_from_snapshot(snap: Snapshot):
     waiting = [_waiting(r, by_job[r.job], by_task[r.task]) for r in snap.waiting
                if r.job in by_job and r.task in by_task]
     return counters, jobs, tasks, providers, waiting
+
+
+def job_runtime(r: JobRow) -> JobRt:
+    """A stored job as the engine holds it (its tasks and derived state are the engine's to add)."""
+    return JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JobState(r.state), r.submit_time,
+                 counts=json.loads(r.counts), start_time=r.start_time, end_time=r.end_time, reason=r.reason,
+                 owner=r.owner, hold=r.hold)
+
+
+def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:
+    """A stored task as the engine holds it, without its current attempt."""
+    return TaskRt(r.id, r.job, r.idx, r.name, r.group, load_task_spec(r.spec), json.loads(r.deps),
+                  r.max_attempts, TaskState(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
+                  r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
+                  checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
+                  attempt_base=r.attempt_base, fence=Fence.load(r.fence), adopt_job=adopt_job)
 
 
 def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:

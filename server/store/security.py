@@ -1,19 +1,37 @@
-"""Queries for tokens, issued certificates and policy versions. Writes run on the writer
-thread, each in its own transaction, so a join token's use is committed before the
-enrollment it allowed is answered. (The audit log is written with the engine's batches and
-read through reads.py.)"""
+"""Queries for tokens, issued certificates, the shared CA and policy versions. Writes run on the
+writer thread, each in its own transaction, so a join token's use is committed before the
+enrollment it allowed is answered. Every check that must hold across server replicas is made
+by the database in the statement that writes (a use of a join token, the first CA). (The
+audit log is written with the engine's batches and read through reads.py.)"""
 
 from __future__ import annotations
 
-from peewee import Database
+import time
+from typing import NamedTuple
 
-from .models import CertificateRow, PolicyRow, TokenRow
+from peewee import Database, SqliteDatabase
+
+from .models import AuthorityRow, CertificateRow, PolicyRow, TokenRow
 from .records import PolicyVersion, TokenView
+
+
+class StoredAuthority(NamedTuple):
+    """The newest CA generation in the database, and the certificate of the one before it."""
+
+    generation: int
+    cert_pem: bytes
+    key_pem: bytes
+    previous_pem: bytes | None
 
 
 class SecurityStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @property
+    def shared(self) -> bool:
+        """Whether other server replicas may use this database too (PostgreSQL; SQLite serves one)."""
+        return not isinstance(self.db, SqliteDatabase)
 
     # ----- tokens --------------------------------------------------------------------
 
@@ -31,17 +49,30 @@ class SecurityStore:
         self.db.connect(reuse_if_open=True)
         return TokenRow.select().where(TokenRow.role == admin_role).exists()
 
-    def use_token(self, token_id: str) -> TokenView | None:
-        """Spend one use of a token with uses left; None if it has none (or is unknown)."""
+    def token(self, token_id: str) -> TokenView | None:
         self.db.connect(reuse_if_open=True)
+        row = TokenRow.get_or_none(TokenRow.id == token_id)
+        return None if row is None else TokenView.from_row(row)
+
+    def use_token(self, token_id: str, now: float) -> TokenView | None:
+        """Spend one use of a live token (not revoked, not expired) with uses left; None if it has
+        none. The check is the UPDATE's own condition, so two replicas spending the last use at
+        once cannot both succeed."""
+        self.db.connect(reuse_if_open=True)
+        live = ((TokenRow.id == token_id) & (TokenRow.revoked == 0)
+                & (TokenRow.expire_time.is_null() | (TokenRow.expire_time > now)))
         with self.db.atomic():
-            row = TokenRow.get_or_none(TokenRow.id == token_id)
-            if row is None or row.uses_left == 0:
+            spent = TokenRow.update(uses_left=TokenRow.uses_left - 1).where(live & (TokenRow.uses_left > 0)).execute()
+            if not spent and not TokenRow.select().where(live & (TokenRow.uses_left < 0)).exists():
                 return None
-            if row.uses_left > 0:
-                row.uses_left -= 1
-                TokenRow.update(uses_left=row.uses_left).where(TokenRow.id == token_id).execute()
-        return TokenView.from_row(row)
+            return TokenView.from_row(TokenRow.get_by_id(token_id))
+
+    def revoked_tokens(self, now: float) -> set[str]:
+        """Ids of revoked tokens that have not expired (an expired one is refused anyway)."""
+        self.db.connect(reuse_if_open=True)
+        rows = TokenRow.select(TokenRow.id).where(
+            (TokenRow.revoked == 1) & (TokenRow.expire_time.is_null() | (TokenRow.expire_time > now)))
+        return {r.id for r in rows}
 
     def revoke_token(self, token_id: str) -> TokenView | None:
         self.db.connect(reuse_if_open=True)
@@ -70,6 +101,28 @@ class SecurityStore:
         self.db.connect(reuse_if_open=True)
         rows = CertificateRow.select().where((CertificateRow.revoked == 1) & (CertificateRow.not_after > now))
         return {int(r.serial) for r in rows}
+
+
+    # ----- the shared CA -------------------------------------------------------------
+
+    def authority(self) -> StoredAuthority | None:
+        """The newest stored CA generation, None before the first replica stored one."""
+        self.db.connect(reuse_if_open=True)
+        rows = list(AuthorityRow.select().order_by(AuthorityRow.generation.desc()).limit(2))
+        if not rows:
+            return None
+        current = rows[0]
+        previous = rows[1].cert_pem.encode() if len(rows) > 1 and rows[1].generation == current.generation - 1 else None
+        return StoredAuthority(current.generation, current.cert_pem.encode(), current.key_pem.encode(), previous)
+
+    def offer_authority(self, generation: int, cert_pem: bytes, key_pem: bytes) -> StoredAuthority:
+        """Store a CA as `generation` unless another replica stored that generation first; the
+        newest generation, whoever won (INSERT ... ON CONFLICT DO NOTHING, then read back)."""
+        self.db.connect(reuse_if_open=True)
+        with self.db.atomic():
+            AuthorityRow.insert(generation=generation, cert_pem=cert_pem.decode(), key_pem=key_pem.decode(),
+                                create_time=time.time()).on_conflict_ignore().execute()
+        return self.authority()
 
 
 class PolicyStore:

@@ -37,16 +37,17 @@ def test_unknown_and_malformed_ids(cluster):
 
 
 def test_bad_list_arguments(cluster):
-    stub = job_pb2_grpc.JobServiceStub(cluster.client._channel)
-    for request, words in [
-        (job_pb2.ListJobsRequest(page_size=-1), "page_size: must be >= 0"),
-        (job_pb2.ListJobsRequest(page_token="garbage"), "page_token: not a token"),
-        (job_pb2.ListJobsRequest(filter="colour=red"), "filter: position 0: unknown key 'colour'"),
-    ]:
-        with pytest.raises(grpc.RpcError) as err:
-            stub.ListJobs(request, timeout=5)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert words in err.value.details()
+    with admin_channel(cluster.server) as channel:
+        stub = job_pb2_grpc.JobServiceStub(channel)
+        for request, words in [
+            (job_pb2.ListJobsRequest(page_size=-1), "page_size: must be >= 0"),
+            (job_pb2.ListJobsRequest(page_token="garbage"), "page_token: not a token"),
+            (job_pb2.ListJobsRequest(filter="colour=red"), "filter: position 0: unknown key 'colour'"),
+        ]:
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ListJobs(request, timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert words in err.value.details()
 
 
 def test_cancel_of_a_finished_job_is_a_failed_precondition(cluster):

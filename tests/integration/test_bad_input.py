@@ -305,8 +305,11 @@ def test_lists_page_by_size_so_big_jobs_never_break_them(sqlite_cluster):
     items = json.dumps(["x" * 1000] * 900)
     ids = {client.submit_job(spec(task(items_json=items, chunk_size=100), name=f"big{i}")).id for i in range(4)}
     with admin_channel(sqlite_cluster.server) as channel:
-        first = job_pb2_grpc.JobServiceStub(channel).ListJobs(job_pb2.ListJobsRequest(page_size=100), timeout=10)
+        stub = job_pb2_grpc.JobServiceStub(channel)
+        first = stub.ListJobs(job_pb2.ListJobsRequest(page_size=100, full=True), timeout=10)
+        summaries = stub.ListJobs(job_pb2.ListJobsRequest(page_size=100), timeout=10)
     assert 0 < len(first.jobs) < 4 and first.next_page_token
+    assert len(summaries.jobs) == 4 and not summaries.next_page_token  # without their specs' tasks, they fit
     assert {j.id for j in client.list_jobs()} == ids
     assert len(list(client.list_tasks(filter="name=t*"))) == 4 * 9
 

@@ -205,7 +205,7 @@ def test_the_client_retries_a_submit_whose_answer_was_lost(cluster, fault, caplo
 
             job = lose_the_answer(cluster, proxy, submit, timed_out=timed_out(fault, caplog))
         assert job_ids(cluster) == [job.id]
-        assert f"submit failed with {CODE[fault]}; trying again" in caplog.text
+        assert f"SubmitJob at {proxy.address} failed ({CODE[fault]}" in caplog.text, "it was tried again"
     finally:
         proxy.close()
 
@@ -227,7 +227,7 @@ def test_the_async_client_retries_a_submit_whose_answer_was_lost(cluster, fault,
         job = lose_the_answer(cluster, proxy, lambda: asyncio.run(submit_async()),
                               timed_out=timed_out(fault, caplog))
         assert job_ids(cluster) == [job.id]
-        assert f"submit failed with {CODE[fault]}; trying again" in caplog.text
+        assert f"SubmitJob at {proxy.address} failed ({CODE[fault]}" in caplog.text, "it was tried again"
     finally:
         proxy.close()
 

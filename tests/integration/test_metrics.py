@@ -35,6 +35,8 @@ def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
     c = cluster
     before = scrape(c.server)
     assert value(before, "jobplane_up") == 1
+    assert value(before, "jobplane_leader") == 1  # alone on its database: it leads
+    assert value(before, "jobplane_lease_epoch") == (0 if c.db_url.startswith("sqlite") else 1)
     assert value(before, "jobplane_providers", state="ACTIVE") == 0
     c.add_agent("a", slots=1)
     wait_until(lambda: value(scrape(c.server), "jobplane_providers", state="ACTIVE") == 1, 10,

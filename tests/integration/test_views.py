@@ -52,6 +52,10 @@ def test_filters_over_labels_status_raw_provider_owner_and_time(cluster, three_j
         three_jobs["etl-bad"].id]
     assert {t.exit_code for t in c.list_tasks(filter="status=FAILURE", order_by="-exit_code")} == {3, 4}
     assert [t.exit_code for t in c.list_tasks(filter="status=FAILURE", order_by="-exit_code")] == [4, 3]
+    # the README's example: a task is submitted with its job
+    assert sorted(t.exit_code for t in c.list_tasks(filter="raw.exit_code>0 submitted>=-1h")) == [3, 4]
+    assert list(c.list_tasks(filter="raw.exit_code>0 submitted<-1h")) == []
+    assert len(list(c.list_tasks(filter="submitted>=-1h", order_by="-submitted"))) == len(list(c.list_tasks()))
 
 
 def test_sorting_by_normalized_status_and_by_labels(cluster, three_jobs):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import jobplane, pid_alive, wait_until
+from support import jobplane, pid_alive, start_up, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -53,6 +53,31 @@ def test_json_output_of_lists(two_agents):
     providers = json.loads(jobplane("providers", "list", "--server", addr, "-o", "json", env=env).stdout)
     providers = providers if isinstance(providers, list) else providers["providers"]
     assert {p["id"] for p in providers} == {"a", "b"}
+
+
+def test_lists_show_the_first_page_unless_asked_for_more_and_jobs_without_their_task_lists(sqlite_cluster, tmp_path):
+    addr, env = sqlite_cluster.server.address, sqlite_cluster.server.env()
+    f = tmp_path / "queued.toml"
+    f.write_text('name = "q"\nwait_for_providers = true\n[[tasks]]\nname = "t"\ncommand = ["true"]\n'
+                 'matrix = { i = [1, 2, 3] }\n')
+    for _ in range(3):
+        assert jobplane("submit", str(f), "--server", addr, env=env).returncode == 0
+
+    def lines(*args: str) -> list[str]:
+        r = jobplane(*args, "--server", addr, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout.splitlines()
+
+    limited = lines("jobs", "list", "--limit", "2")
+    assert len([line for line in limited if " q " in f" {line} "]) == 2 and "more match" in limited[-1]
+    assert len([line for line in lines("jobs", "list", "--all") if " q " in f" {line} "]) == 3
+    assert not any("more match" in line for line in lines("jobs", "list"))
+    assert "more match" in lines("tasks", "list", "--limit", "8")[-1]
+    assert len(json.loads("\n".join(lines("tasks", "list", "--all", "-o", "json")))) == 9
+    listed = json.loads("\n".join(lines("jobs", "list", "-o", "json")))
+    assert [job["counts"]["total"] for job in listed] == [3, 3, 3]
+    assert all(job["spec"]["tasks"] == [] for job in listed)  # a listing stays small; `jobs get` has them
+    assert jobplane("jobs", "list", "--limit", "0", "--server", addr, env=env).returncode == 2
 
 
 def test_cancel_from_the_cli(sqlite_cluster, tmp_path):
@@ -251,22 +276,13 @@ def test_views_save_list_show_and_use_from_the_cli(sqlite_cluster, tmp_path):
     assert r.returncode == 2 and "position 7" in r.stderr
 
 
-def _up(home: Path) -> subprocess.Popen:
-    up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--listen", "127.0.0.1:0",
-                           "--agents", "2"], env={**os.environ, "JOBPLANE_HOME": str(home)},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_until(lambda: (home / "up.json").exists() or up.poll() is not None, 30, "up.json")
-    assert up.poll() is None, up.stdout.read()
-    return up
-
-
 def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tmp_path):
     go = tmp_path / "go"
     job_file = tmp_path / "wait.toml"
     job_file.write_text(f'name = "waits"\n[[tasks]]\nname = "t"\n'
                         f'command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.1; done"]\n')
     env = {"JOBPLANE_HOME": str(tmp_path)}
-    up = _up(tmp_path)
+    up = start_up(tmp_path)
     try:
         r = jobplane("submit", str(job_file), "-o", "json", env=env)
         assert r.returncode == 0, r.stderr
@@ -276,7 +292,7 @@ def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tm
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stdout.read()
-    up = _up(tmp_path)
+    up = start_up(tmp_path)
     try:
         job = json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
         assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING"), job  # not FAILED

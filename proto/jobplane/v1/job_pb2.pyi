@@ -402,18 +402,20 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "filter", "order_by", "view")
+    __slots__ = ("page_size", "page_token", "filter", "order_by", "view", "full")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     filter: str
     order_by: str
     view: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., view: _Optional[str] = ...) -> None: ...
+    full: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., view: _Optional[str] = ..., full: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -486,6 +488,34 @@ class ReleaseJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class RerunJobRequest(_message.Message):
+    __slots__ = ("job_id", "failed_only")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    failed_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., failed_only: _Optional[bool] = ...) -> None: ...
+
+class RerunJobResponse(_message.Message):
+    __slots__ = ("job", "task_ids")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PurgeJobsRequest(_message.Message):
+    __slots__ = ("finished_before",)
+    FINISHED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    finished_before: _timestamp_pb2.Timestamp
+    def __init__(self, finished_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PurgeJobsResponse(_message.Message):
+    __slots__ = ("purged_count",)
+    PURGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    purged_count: int
+    def __init__(self, purged_count: _Optional[int] = ...) -> None: ...
 
 class JobServiceWatchEventsRequest(_message.Message):
     __slots__ = ("job_id", "after_event_id", "filter", "view")

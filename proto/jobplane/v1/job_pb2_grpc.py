@@ -70,6 +70,16 @@ class JobServiceStub:
                 request_serializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobResponse.FromString,
                 _registered_method=True)
+        self.RerunJob = channel.unary_unary(
+                '/jobplane.v1.JobService/RerunJob',
+                request_serializer=jobplane_dot_v1_dot_job__pb2.RerunJobRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_job__pb2.RerunJobResponse.FromString,
+                _registered_method=True)
+        self.PurgeJobs = channel.unary_unary(
+                '/jobplane.v1.JobService/PurgeJobs',
+                request_serializer=jobplane_dot_v1_dot_job__pb2.PurgeJobsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_job__pb2.PurgeJobsResponse.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/jobplane.v1.JobService/WatchEvents',
                 request_serializer=jobplane_dot_v1_dot_job__pb2.JobServiceWatchEventsRequest.SerializeToString,
@@ -128,6 +138,26 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerunJob(self, request, context):
+        """Runs a finished job's unsuccessful tasks again, as new attempts of the same tasks
+        (not a new job): FAILED ones (and, unless `failed_only`, CANCELLED ones), each with
+        its full `max_attempts` again and from no checkpoint; dependents cancelled because of
+        them wait for them again. The job is RUNNING again and ends again; its events say so.
+        FAILED_PRECONDITION for a job that has not finished, or has nothing to rerun.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeJobs(self, request, context):
+        """Deletes finished jobs (with their tasks, attempts, events and continuation records)
+        that ended before `finished_before`, in small transactions. Unfinished jobs are
+        skipped. Ids are never reused. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Deprecated: use EventService.WatchEvents (the same handler); kept for one release so
         that SDKs of the previous release keep watching. Same fields, same stream.
@@ -173,6 +203,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ReleaseJob,
                     request_deserializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_job__pb2.ReleaseJobResponse.SerializeToString,
+            ),
+            'RerunJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunJob,
+                    request_deserializer=jobplane_dot_v1_dot_job__pb2.RerunJobRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_job__pb2.RerunJobResponse.SerializeToString,
+            ),
+            'PurgeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeJobs,
+                    request_deserializer=jobplane_dot_v1_dot_job__pb2.PurgeJobsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_job__pb2.PurgeJobsResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -370,6 +410,60 @@ class JobService:
             '/jobplane.v1.JobService/ReleaseJob',
             jobplane_dot_v1_dot_job__pb2.ReleaseJobRequest.SerializeToString,
             jobplane_dot_v1_dot_job__pb2.ReleaseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.JobService/RerunJob',
+            jobplane_dot_v1_dot_job__pb2.RerunJobRequest.SerializeToString,
+            jobplane_dot_v1_dot_job__pb2.RerunJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.JobService/PurgeJobs',
+            jobplane_dot_v1_dot_job__pb2.PurgeJobsRequest.SerializeToString,
+            jobplane_dot_v1_dot_job__pb2.PurgeJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

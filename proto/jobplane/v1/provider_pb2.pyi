@@ -500,6 +500,18 @@ class DrainProviderResponse(_message.Message):
     provider: Provider
     def __init__(self, provider: _Optional[_Union[Provider, _Mapping]] = ...) -> None: ...
 
+class ResumeProviderRequest(_message.Message):
+    __slots__ = ("provider_id",)
+    PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
+    provider_id: str
+    def __init__(self, provider_id: _Optional[str] = ...) -> None: ...
+
+class ResumeProviderResponse(_message.Message):
+    __slots__ = ("provider",)
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    provider: Provider
+    def __init__(self, provider: _Optional[_Union[Provider, _Mapping]] = ...) -> None: ...
+
 class RevokeProviderRequest(_message.Message):
     __slots__ = ("provider_id", "reason")
     PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]

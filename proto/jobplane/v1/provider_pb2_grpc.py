@@ -55,6 +55,11 @@ class ProviderServiceStub:
                 request_serializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.FromString,
                 _registered_method=True)
+        self.ResumeProvider = channel.unary_unary(
+                '/jobplane.v1.ProviderService/ResumeProvider',
+                request_serializer=jobplane_dot_v1_dot_provider__pb2.ResumeProviderRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_provider__pb2.ResumeProviderResponse.FromString,
+                _registered_method=True)
         self.RevokeProvider = channel.unary_unary(
                 '/jobplane.v1.ProviderService/RevokeProvider',
                 request_serializer=jobplane_dot_v1_dot_provider__pb2.RevokeProviderRequest.SerializeToString,
@@ -95,6 +100,15 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeProvider(self, request, context):
+        """Undo DrainProvider: the provider takes work again (at once if it is connected, else
+        once it connects). A drain lasts until then, across restarts of the server and the
+        agent. A provider that is not drained is returned as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeProvider(self, request, context):
         """Close the provider's stream, hand its tasks on and refuse it from then on.
         """
@@ -124,6 +138,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.DrainProvider,
                     request_deserializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.SerializeToString,
+            ),
+            'ResumeProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeProvider,
+                    request_deserializer=jobplane_dot_v1_dot_provider__pb2.ResumeProviderRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_provider__pb2.ResumeProviderResponse.SerializeToString,
             ),
             'RevokeProvider': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeProvider,
@@ -240,6 +259,33 @@ class ProviderService:
             '/jobplane.v1.ProviderService/DrainProvider',
             jobplane_dot_v1_dot_provider__pb2.DrainProviderRequest.SerializeToString,
             jobplane_dot_v1_dot_provider__pb2.DrainProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.ProviderService/ResumeProvider',
+            jobplane_dot_v1_dot_provider__pb2.ResumeProviderRequest.SerializeToString,
+            jobplane_dot_v1_dot_provider__pb2.ResumeProviderResponse.FromString,
             options,
             channel_credentials,
             insecure,
