@@ -1,6 +1,7 @@
 """Replicas on PostgreSQL (issue 16): three jobplane-server processes on a PostgreSQL of this
-run's own (initdb in a temporary directory; as the postgres user when run as root), with
---insecure. Three figures:
+run's own (initdb in a temporary directory; as the postgres user when run as root), secure
+(TLS, tokens, one CA in the database) unless --insecure. Agents and clients are given every
+replica's address. Three figures:
 
 1. takeover: kill -9 of the leader in the middle of a queue of short tasks -> the first task
    dispatched by the new leader (the first ASSIGNED event committed after the kill, on the
@@ -15,13 +16,9 @@ run's own (initdb in a temporary directory; as the postgres user when run as roo
    server) against PostgreSQL (one replica, and the leader of three).
 
     python bench/replicas.py [--only takeover,fanout,throughput] [--kills 10] [--lease 2]
-                             [--agents-via front|list] [--watchers 1000] [--rate 1000]
-                             [--seconds 10] [--watch-on all|followers] [--tasks 5000]
+                             [--watchers 1000] [--rate 1000] [--seconds 10]
+                             [--watch-on all|followers] [--tasks 5000] [--insecure]
 
-Until jobplane-agent follows the leader by itself (--server a,b,c), `--agents-via front` (the
-default) puts an AgentFront between the agents and the replicas that this script points at
-the new leader as soon as ListServers names it (polled every 0.1 s): the takeover figure then
-includes that poll. `--agents-via list` gives the agents every replica's address.
 Everything shares this machine's CPUs (2 cores here): take the figures as a floor.
 """
 
@@ -45,52 +42,59 @@ from support_replicas import FOLLOWER, Load, ReplicaSet  # noqa: E402
 
 from jobplane.files import write_atomic  # noqa: E402
 
-EVENT_KIND_TASK = 2
+EVENT_KIND_TASK, EVENT_KIND_PROVIDER = 2, 3
 
 
 def takeover(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
-    rs = ReplicaSet(work / "takeover", pg.create_database(), lease=a.lease, extra=server_args(64))
+    rs = ReplicaSet(work / "takeover", pg.create_database(), lease=a.lease, secure=not a.insecure,
+                    extra=server_args(64))
     try:
         # Tasks of 0.2 s on 2 x 4 slots: a queue that outlasts the kills (each ~lease + a few s).
-        load = Load(rs, jobs=max(1, a.kills // 2), tasks=1000, seconds=0.2, pause=0, slots=4, watchers=1,
-                    front=a.agents_via == "front")
+        load = Load(rs, jobs=max(1, a.kills // 2), tasks=1000, seconds=0.2, pause=0, slots=4, watchers=1)
         load.start()
         leader, epoch = rs.leader()
         load.wait_progress(40)
         seen = load.watchers.seen[0]
-        delays = []
+        steps: list[tuple[float, float, float]] = []  # restored, an agent back, first dispatch (s after the kill)
         for n in range(a.kills):
             t0 = time.time()
             leader.kill()
             new, epoch = rs.leader(newer_than=epoch, timeout=60)
-            load.takeover(new)
-            first = wait_until(lambda: _first_assigned_after(seen, t0), 60, "a task dispatched by the new leader")
-            delays.append(first - t0)
-            print(f"  kill {n + 1:2}: {leader.name} -> {new.name} (epoch {epoch}): first dispatch after "
-                  f"{first - t0:.2f}s", flush=True)
+            found = wait_until(lambda: _takeover_steps(seen, t0), 60, "a task dispatched by the new leader")
+            steps.append(tuple(t - t0 for t in found))
+            print(f"  kill {n + 1:2}: {leader.name} -> {new.name} (epoch {epoch}): restored after {steps[-1][0]:.2f}s, "
+                  f"an agent back after {steps[-1][1]:.2f}s, first dispatch after {steps[-1][2]:.2f}s", flush=True)
             leader.start()
             wait_until(lambda: rs.role_of(leader) == FOLLOWER, 30, "the killed replica back as a follower")
             leader = new
             load.wait_progress(40)
-        delays.sort()
-        print(f"takeover (lease {a.lease:g}s, {a.kills} kills, agents via {a.agents_via}): first task dispatched by the "
-              f"new leader p50 {_pct(delays, 0.5):.2f}s, p99 {_pct(delays, 0.99):.2f}s, max {delays[-1]:.2f}s "
-              f"(goal p99 <= {a.lease + 1:g}s)")
+        delays = sorted(s[2] for s in steps)
+        print(f"takeover (lease {a.lease:g}s, {a.kills} kills): first task dispatched by the new leader p50 "
+              f"{_pct(delays, 0.5):.2f}s, p99 {_pct(delays, 0.99):.2f}s, max {delays[-1]:.2f}s (goal p99 <= "
+              f"{a.lease + 1:g}s); the new leader restored p50 {_pct(sorted(s[0] for s in steps), 0.5):.2f}s, "
+              f"an agent back p50 {_pct(sorted(s[1] for s in steps), 0.5):.2f}s after the kill")
     finally:
         rs.close()
 
 
-def _first_assigned_after(seen, t0: float) -> float | None:
-    """When the first task dispatch after t0 was committed, from the recording watcher's events
-    (newest first, back to a few seconds before t0)."""
-    found = None
-    for n in range(len(seen.times) - 1, -1, -1):
-        when, content = seen.times[n], seen.events[n]
+def _takeover_steps(seen, t0: float) -> tuple[float, float, float] | None:
+    """When (commit batch times) the new leader restored (its first provider event), an agent
+    came back (CONNECTING) and the first task was dispatched (ASSIGNED), from the recording
+    watcher's events after t0; None until all three happened."""
+    restored = back = dispatched = None
+    for content, when in zip(seen.events[::-1], seen.times[::-1]):
         if when < t0 - 5:
             break
-        if when >= t0 and content[1] == EVENT_KIND_TASK and content[4] == "ASSIGNED":
-            found = when if found is None else min(found, when)
-    return found
+        if when < t0:
+            continue
+        kind, status = content[1], content[4]
+        if kind == EVENT_KIND_PROVIDER:
+            restored = when if restored is None else min(restored, when)
+            if status == "CONNECTING":
+                back = when if back is None else min(back, when)
+        elif kind == EVENT_KIND_TASK and status == "ASSIGNED":
+            dispatched = when if dispatched is None else min(dispatched, when)
+    return (restored, back, dispatched) if None not in (restored, back, dispatched) else None
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -99,15 +103,15 @@ def _pct(values: list[float], p: float) -> float:
 
 def fanout(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
     db = pg.create_database()
-    rs = ReplicaSet(work / "fanout", db, lease=a.lease, extra=server_args(a.watchers + 64))
+    rs = ReplicaSet(work / "fanout", db, lease=a.lease, secure=not a.insecure, extra=server_args(a.watchers + 64))
     try:
         leader, _ = rs.leader()
         for i in range(2):
-            rs.add_agent(f"f{i}", slots=8, address=leader.address)
+            rs.add_agent(f"f{i}", slots=8)
         client = rs.client(leader, timeout=30)
         wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 2, 30, "agents")
         job_events, task_events = calibrate(client)
-        print(f"fan-out: 3 replicas, 2 agents x 8 slots on the leader, no-op tasks ({task_events:.1f} events/task), "
+        print(f"fan-out: 3 replicas, 2 agents x 8 slots, no-op tasks ({task_events:.1f} events/task), "
               f"asked {a.rate:.0f} events/s for {a.seconds:g}s; watchers on {a.watch_on} replicas, "
               f"{min(a.processes, a.watchers)} processes x {a.channels} channels")
         for watchers in (0, a.watchers):
@@ -121,7 +125,7 @@ def fanout_run(a, rs: ReplicaSet, leader, client, db: str, watchers: int, work: 
                task_events: float) -> None:
     work.mkdir()
     on = rs.replicas if a.watch_on == "all" else rs.followers(leader)
-    procs = start_watchers(on, watchers, a.processes, a.channels, work)
+    procs = start_watchers(on, rs.credentials, watchers, a.processes, a.channels, work)
     try:
         wait_until(lambda: all((work / f"ready-{i}").exists() for i in range(len(procs))), 120,
                    "every watcher stream to be live", 0.1)
@@ -153,14 +157,15 @@ def fanout_run(a, rs: ReplicaSet, leader, client, db: str, watchers: int, work: 
             p.stop()
 
 
-def start_watchers(replicas: list, watchers: int, processes: int, channels: int, work: Path) -> list[Proc]:
+def start_watchers(replicas: list, credentials: dict, watchers: int, processes: int, channels: int,
+                   work: Path) -> list[Proc]:
     """bench/events.py watcher processes, the i-th on replicas[i % len], `watchers` streams in all."""
     events_py = str(Path(__file__).resolve().parent / "events.py")
     processes = min(processes, watchers)
     procs = []
     for i in range(processes):
         streams = watchers // processes + (i < watchers % processes)
-        cfg = {"address": replicas[i % len(replicas)].address, "insecure": True, "streams": streams,
+        cfg = {"address": replicas[i % len(replicas)].address, **credentials, "streams": streams,
                "channels": min(channels, streams), "ready": str(work / f"ready-{i}"), "go": str(work / "go"),
                "out": str(work / f"out-{i}.json")}
         (work / f"watcher-{i}.json").write_text(json.dumps(cfg))
@@ -185,13 +190,14 @@ def throughput(a: argparse.Namespace, pg: PrivatePostgres, work: Path) -> None:
     print(f"throughput: {a.tasks} Python no-op tasks, 2 agents x 8 slots, submit -> last result committed")
     sqlite = work / "sqlite"
     sqlite.mkdir()
-    server = ServerProc(sqlite, f"sqlite:///{sqlite / 'bench.db'}", insecure=True, extra=server_args(64))
+    server = ServerProc(sqlite, f"sqlite:///{sqlite / 'bench.db'}", insecure=a.insecure, extra=server_args(64))
     try:
         _throughput_line("SQLite, one server", server, sqlite, a.tasks)
     finally:
         server.stop()
     for n in (1, 3):
-        rs = ReplicaSet(work / f"pg-{n}", pg.create_database(), n=n, lease=a.lease, extra=server_args(64))
+        rs = ReplicaSet(work / f"pg-{n}", pg.create_database(), n=n, lease=a.lease, secure=not a.insecure,
+                        extra=server_args(64))
         try:
             leader, _ = rs.leader()
             _throughput_line(f"PostgreSQL, {'one replica' if n == 1 else f'leader of {n}'}", leader.proc,
@@ -222,7 +228,7 @@ def main() -> None:
     p.add_argument("--only", default="takeover,fanout,throughput", help="which figures, comma-separated")
     p.add_argument("--lease", type=float, default=2.0)
     p.add_argument("--kills", type=int, default=10)
-    p.add_argument("--agents-via", choices=["front", "list"], default="front")
+    p.add_argument("--insecure", action="store_true", help="plaintext replicas, no tokens")
     p.add_argument("--watchers", type=int, default=1000)
     p.add_argument("--rate", type=float, default=1000, help="events per second to commit")
     p.add_argument("--seconds", type=float, default=10)

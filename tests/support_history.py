@@ -102,12 +102,14 @@ class Submit:
 
 class Submitter(threading.Thread):
     """Submits `specs` one after another, `pause` seconds apart, each with one request id,
-    trying the replicas in turn (from a different one each time) until one acknowledges."""
+    trying the replicas in turn (from a different one each time) until one acknowledges.
+    `credentials`: Client.connect's (token and ca, or insecure)."""
 
-    def __init__(self, addresses: list[str], specs: Iterable[dict], *, pause: float = 0.0,
+    def __init__(self, addresses: list[str], specs: Iterable[dict], credentials: dict, *, pause: float = 0.0,
                  give_up: float = 90.0) -> None:
         super().__init__(daemon=True, name="submitter")
         self.addresses = addresses
+        self.credentials = credentials
         self.specs = list(specs)
         self.pause = pause
         self.give_up = give_up
@@ -117,7 +119,8 @@ class Submitter(threading.Thread):
     def run(self) -> None:
         from jobplane.client import Client, Retry
 
-        clients = {a: Client.connect(a, insecure=True, timeout=5, retry=Retry(attempts=1)) for a in self.addresses}
+        clients = {a: Client.connect(a, **self.credentials, timeout=5, retry=Retry(attempts=1))
+                   for a in self.addresses}
         try:
             for n, spec in enumerate(self.specs):
                 self.submits.append(self._submit(clients, n, spec))
@@ -190,11 +193,14 @@ class Watchers:
     """`count` WatchEvents streams on a loop in a thread of their own, started after event
     `after`, the i-th on `first[i % len(first)]` (default: the replicas in turn). On any error
     or end, a stream resumes on the next replica with after_event_id = the last id it saw.
-    Watcher 0 records every event it sees."""
+    Watcher 0 records every event it sees. `credentials`: Client.connect's."""
 
-    def __init__(self, addresses: list[str], count: int, *, after: int = 0, first: list[str] | None = None,
-                 channels: int = 4) -> None:
+    def __init__(self, addresses: list[str], count: int, credentials: dict, *, after: int = 0,
+                 first: list[str] | None = None, channels: int = 4) -> None:
+        from jobplane.client.credentials import Credentials
+
         self.addresses = addresses
+        self._credentials = Credentials.from_options(**credentials)
         self.first = first or addresses
         self.seen = [Seen(after) for _ in range(count)]
         self.seen[0].events = []
@@ -212,7 +218,10 @@ class Watchers:
     def _channel(self, address: str, i: int) -> grpc.aio.Channel:
         key = (address, i % self._channels_each)
         if key not in self._channels:  # a connection of its own, not one shared by every channel
-            self._channels[key] = grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+            from jobplane.client.channel import CHANNEL_OPTIONS, open_aio_channel
+
+            self._channels[key] = open_aio_channel(address, self._credentials,
+                                                   options=CHANNEL_OPTIONS + [("grpc.use_local_subchannel_pool", 1)])
         return self._channels[key]
 
     async def _watch(self, i: int, seen: Seen) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from support import AgentProc, ServerProc, TcpProxy, free_port, wait_until
+from support import AgentProc, ServerProc, free_port, wait_until
 from support_postgres import with_port
 
 LEADER, FOLLOWER, GONE = 1, 2, 3  # jobplane.v1.ServerRole
@@ -118,22 +118,30 @@ class Replica:
         self.name = f"r{index}"
         self.workdir = rs.workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = _free_port_pair()  # and the next one: the agents' (mutual TLS) port, the default
         self.address = f"127.0.0.1:{self.port}"
         self.link = Link(rs.pg_address) if rs.links else None
         self.db_url = with_port(rs.db_url, self.link.address) if self.link else rs.db_url
         self.args = ["--advertise", self.address, "--lease", str(rs.lease), *rs.extra]
         self.proc: ServerProc | None = None
         self.frozen = False
-        self._faults = rs.faults
+        self._rs = rs
 
     def note(self, what: str) -> None:
         """Remember a fault done to this replica, with the time, for the logs of a failed test."""
-        self._faults.append(f"{time.time():.3f} {self.name}: {what}")
+        self._rs.faults.append(f"{time.time():.3f} {self.name}: {what}")
 
     def start(self) -> None:
+        """Start (again) on its port and data directory. Secure replicas share the CA and the
+        tokens through the database; the admin token's file is the first replica's."""
         self.note("start")
-        self.proc = ServerProc(self.workdir, self.db_url, port=self.port, insecure=True, extra=self.args)
+        first = self._rs.replicas[0] if self._rs.replicas else self
+        if self._rs.secure and first is not self:
+            token = self.workdir / "data" / "admin.token"
+            token.parent.mkdir(exist_ok=True)
+            token.write_text(first.proc.token)
+        self.proc = ServerProc(self.workdir, self.db_url, port=self.port, insecure=not self._rs.secure,
+                               extra=self.args)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
@@ -172,26 +180,42 @@ class Replica:
         return f"<{self.name} {self.address}>"
 
 
+def _free_port_pair() -> int:
+    """A free port whose next one is free too (support.free_port's range)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two free ports in a row")
+
+
 class ReplicaSet:
-    """`n` jobplane-server replicas (insecure) on the database at `db_url`, each with
-    --advertise its own 127.0.0.1 address and --lease `lease`; with `links`, each reaches
-    PostgreSQL through its own Link."""
+    """`n` jobplane-server replicas on the database at `db_url`, each with --advertise its own
+    127.0.0.1 address and --lease `lease`, secure (TLS, tokens, one CA) unless not `secure`;
+    with `links`, each reaches PostgreSQL through its own Link."""
 
     def __init__(self, workdir: Path, db_url: str, *, n: int = 3, lease: float = 2.0, links: bool = False,
-                 extra: list[str] = ()) -> None:
+                 secure: bool = True, extra: list[str] = ()) -> None:
         self.workdir = workdir
         self.db_url = db_url
         self.pg_address = db_url.split("@", 1)[-1].split("/", 1)[0]
         self.lease = lease
         self.links = links
+        self.secure = secure
         self.extra = list(extra)
         self.faults: list[str] = []
-        self.replicas = [Replica(self, i) for i in range(n)]
+        self.replicas: list[Replica] = []
         self.agents: list[AgentProc] = []
         self.loads: list[Load] = []
         self._channels: dict[str, grpc.Channel] = {}
-        for replica in self.replicas:
+        for i in range(n):
+            replica = Replica(self, i)
             replica.start()
+            self.replicas.append(replica)
 
     # ----- who leads -----------------------------------------------------------------
 
@@ -255,20 +279,30 @@ class ReplicaSet:
 
     # ----- clients and agents ---------------------------------------------------------
 
+    @property
+    def credentials(self) -> dict:
+        """What Client.connect needs to act as admin on any replica."""
+        first = self.replicas[0].proc
+        return {"token": first.token, "ca": str(first.ca)} if self.secure else {"insecure": True}
+
     def channel(self, address: str) -> grpc.Channel:
+        """A raw admin channel to one replica (kept for the set's life)."""
+        from jobplane.client.channel import open_channel
+        from jobplane.client.credentials import Credentials
+
         if address not in self._channels:
-            self._channels[address] = grpc.insecure_channel(address)
+            self._channels[address] = open_channel(address, Credentials.from_options(**self.credentials))
         return self._channels[address]
 
     def client(self, replica: Replica, **options):
         from jobplane.client import Client
 
-        return Client.connect(replica.address, insecure=True, **options)
+        return Client.connect(replica.address, **self.credentials, **options)
 
-    def add_agent(self, name: str, *, address: str = "", slots: int = 4, extra: list[str] = ()) -> AgentProc:
-        """A jobplane-agent given every replica's address (or `address`, e.g. an AgentFront)."""
-        proc = self.replicas[0].proc
-        agent = AgentProc(self.workdir, proc, name, slots=slots, extra=list(extra), address=address or self.addresses)
+    def add_agent(self, name: str, *, slots: int = 4, extra: list[str] = ()) -> AgentProc:
+        """A jobplane-agent given every replica's address (joined with a token made by the first)."""
+        agent = AgentProc(self.workdir, self.replicas[0].proc, name, slots=slots, extra=list(extra),
+                          address=self.addresses)
         self.agents.append(agent)
         return agent
 
@@ -293,65 +327,28 @@ class ReplicaSet:
         return "\n".join(parts)
 
 
-class AgentFront(TcpProxy):
-    """Until agents follow the leader by themselves: one address for them that a test points
-    at the current leader (`follow`), cutting their streams so they reconnect there."""
-
-    def follow(self, replica: Replica) -> None:
-        host, port = replica.address.rsplit(":", 1)
-        if self.target == (host, int(port)):
-            return  # already there: cutting would only break the agents' fresh streams
-        self.target = (host, int(port))
-        self.cut()
-
-    def _accept(self) -> None:
-        """As TcpProxy's, but a target that refuses (a killed leader) ends that one connection,
-        not the proxy: the agent retries, and finds the next target."""
-        import threading
-
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._socks += [client, upstream]
-                self._clients.append(client)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-
 class Load:
     """A few thousand short marked tasks (support_history) run by `agents` real agents on a
     ReplicaSet while `watchers` raw streams follow the event log (the i-th first on
     `first[i % len(first)]`) and a Submitter hands in `jobs` jobs of `tasks` tasks, `pause`
-    seconds apart, each to the next replica. With `front`, agents reach the set through one
-    AgentFront that `takeover` points at each new leader (until agents follow it by themselves)."""
+    seconds apart, each to the next replica. Agents and clients are given every replica's
+    address: they find the leader themselves."""
 
     def __init__(self, rs: ReplicaSet, *, jobs: int = 20, tasks: int = 100, seconds: float = 0.02,
                  pause: float = 0.25, agents: int = 2, slots: int = 8, watchers: int = 4,
-                 first: list[Replica] | None = None, front: bool = False) -> None:
+                 first: list[Replica] | None = None) -> None:
         from support_history import History, Submitter, Watchers, install_marks, marked_job
 
         self.rs = rs
         rs.loads.append(self)
         work = rs.workdir / "work"
         self.log = install_marks(work)
-        self.front = AgentFront(rs.replicas[0].address) if front else None
-        if self.front:
-            self.front.follow(rs.leader()[0])
         for i in range(agents):
-            rs.add_agent(f"a{i}", slots=slots, address=self.front.address if self.front else "",
-                         extra=["--work-dir", str(work)])
+            rs.add_agent(f"a{i}", slots=slots, extra=["--work-dir", str(work)])
         addresses = [r.address for r in rs.replicas]
-        self.watchers = Watchers(addresses, watchers, first=[r.address for r in first] if first else None)
+        self.watchers = Watchers(addresses, watchers, rs.credentials, first=[r.address for r in first] if first else None)
         specs = [marked_job(f"j{j}", tasks, self.log, seconds) for j in range(jobs)]
-        self.submitter = Submitter(addresses, specs, pause=pause)
+        self.submitter = Submitter(addresses, specs, rs.credentials, pause=pause)
         self.history = History(self.log, self.submitter, self.watchers)
 
     def start(self) -> Load:
@@ -376,18 +373,11 @@ class Load:
         goal = self.ended() + more
         wait_until(lambda: self.ended() >= goal, timeout, f"{more} more tasks to end", interval=0.1)
 
-    def takeover(self, leader: Replica) -> None:
-        if self.front:
-            self.front.follow(leader)
-
     def check(self, timeout: float = 90.0) -> list[str]:
         """What the history says is broken (see History.check), asked of the current leader."""
         leader, _ = self.rs.leader(timeout=timeout)
-        self.takeover(leader)
         with self.rs.client(leader, timeout=10) as client:
             return self.history.check(client, self.rs.db_url, timeout)
 
     def close(self) -> None:
         self.watchers.close()
-        if self.front:
-            self.front.close()

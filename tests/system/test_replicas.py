@@ -1,7 +1,7 @@
 """Replicas on PostgreSQL (issue 16) through the faults that take a control plane down: the
 leader killed, frozen, cut off from the database; the database restarting; a follower killed
-under its watchers. Each runs three real jobplane-server processes on a PostgreSQL of the
-test's own, real agents and a load of a few thousand short tasks, and is judged by the history
+under its watchers. Each runs three real jobplane-server processes (TLS, one CA and one set of
+tokens in the database) on a PostgreSQL of the test's own, real agents and a load of a few thousand short tasks, and is judged by the history
 (support_history): every acknowledged submit exists, every task's result was accepted once,
 no task ran twice or in two places at once (by what the tasks wrote), and every watcher saw the
 event log with no gap, repeat or event the database does not hold, across replicas and leaders.
@@ -16,11 +16,8 @@ from support import wait_until
 from support_postgres import PrivatePostgres
 from support_replicas import FOLLOWER, LEADER, Load, ReplicaSet
 
-# Agents reach the leader through an AgentFront that the test points at each new leader, until
-# jobplane-agent --server a,b,c finds the leader by itself (issue 16, the agent's part); then
-# False, and the agents get every replica's address.
-FRONT = True
-# Streams per identity: every watcher and agent is the one insecure identity.
+ACTIVE = 1  # PROVIDER_STATE_ACTIVE
+# Every watcher is the admin: raise the streams per identity (default 64) and the submit rate.
 SERVER_ARGS = ["--max-streams", "1000", "--submit-rate", "1000"]
 
 
@@ -68,27 +65,29 @@ def test_one_replica_leads_and_any_replica_takes_a_write(replicas):
         assert {s.address: s.role for s in answer.servers} == {
             r.address: LEADER if r is leader else FOLLOWER for r in rs.replicas}
         assert (answer.servers[0].address, answer.servers[0].epoch) == (leader.address, epoch), "the leader first"
-    Load(rs, jobs=0, agents=1, slots=2, front=FRONT).wait_agents()
+    rs.add_agent("a", slots=2)
     follower = rs.followers(leader)[0]
-    with rs.client(follower, timeout=10) as client:
+    with rs.client(leader, timeout=10) as direct, rs.client(follower, timeout=10) as client:
+        wait_until(lambda: [p.state for p in client.list_providers()] == [ACTIVE], 30, "the agent to be ACTIVE")
         job = client.submit_job({"name": "via-follower", "tasks": [{"name": "t", "command": ["true"]}]})
         with pytest.raises(InvalidArgument, match="tasks"):  # the leader's answer, passed back as it is
             client.submit_job({"name": "empty", "tasks": []})
         assert client.wait_job(job.id, timeout=30).counts.success == 1
-    for r in rs.replicas:  # every replica reads it from the database
+        mine = direct.submit_job({"name": "direct", "tasks": [{"name": "t", "command": ["true"]}]})
+        assert job.owner == mine.owner != "", "the follower passed on who asked, not itself"
+    for r in rs.replicas:  # every replica reads them from the database
         with rs.client(r, timeout=10) as client:
-            assert [j.spec.name for j in client.list_jobs()] == ["via-follower"]
+            assert sorted(j.spec.name for j in client.list_jobs()) == ["direct", "via-follower"]
 
 
 def test_the_leader_killed_three_times_in_a_row_loses_and_repeats_nothing(replicas):
     rs = replicas()
-    load = Load(rs, jobs=30, tasks=100, pause=0.3, front=FRONT).start()
+    load = Load(rs, jobs=30, tasks=100, pause=0.3).start()
     leader, epoch = rs.leader()
     for _ in range(3):
         load.wait_progress(150)
         leader.kill()
         new, epoch = rs.leader(newer_than=epoch)
-        load.takeover(new)
         leader.start()  # back on its data directory: a follower now
         leader = new
     assert_clean(load)
@@ -99,11 +98,10 @@ def test_a_leader_frozen_past_its_lease_is_deposed_and_rejoins_as_a_follower(rep
     leader, epoch = rs.leader()
     # Watcher 0 (it records every event) follows the leader: whatever the deposed leader
     # announces after SIGCONT reaches it, and must match what the database holds.
-    load = Load(rs, jobs=20, tasks=100, pause=0.3, front=FRONT, first=[leader, *rs.followers(leader)]).start()
+    load = Load(rs, jobs=20, tasks=100, pause=0.3, first=[leader, *rs.followers(leader)]).start()
     load.wait_progress(200)
     leader.freeze()
     new, _ = rs.leader(newer_than=epoch)
-    load.takeover(new)
     load.wait_progress(200)
     leader.thaw()
     wait_until(lambda: rs.role_of(leader) == FOLLOWER and rs.role_of(leader, new) == FOLLOWER, 30,
@@ -114,11 +112,10 @@ def test_a_leader_frozen_past_its_lease_is_deposed_and_rejoins_as_a_follower(rep
 def test_a_leader_cut_off_from_postgresql_steps_down_and_another_takes_over(replicas):
     rs = replicas(links=True)
     leader, epoch = rs.leader()
-    load = Load(rs, jobs=20, tasks=100, pause=0.3, front=FRONT, first=[leader, *rs.followers(leader)]).start()
+    load = Load(rs, jobs=20, tasks=100, pause=0.3, first=[leader, *rs.followers(leader)]).start()
     load.wait_progress(200)
     leader.partition()  # its queries hang, none fails
     new, _ = rs.leader(newer_than=epoch, ignore=leader)
-    load.takeover(new)
     load.wait_progress(200)
     leader.heal()
     wait_until(lambda: rs.role_of(leader) == FOLLOWER and rs.role_of(leader, new) == FOLLOWER, 30,
@@ -128,11 +125,9 @@ def test_a_leader_cut_off_from_postgresql_steps_down_and_another_takes_over(repl
 
 def test_a_postgresql_restart_loses_nothing(replicas, pg):
     rs = replicas()
-    load = Load(rs, jobs=20, tasks=100, pause=0.3, front=FRONT).start()
+    load = Load(rs, jobs=20, tasks=100, pause=0.3).start()
     load.wait_progress(300)
     pg.restart()  # pg_ctl restart -m fast: every connection closed, open transactions rolled back
-    leader, _ = rs.leader(timeout=30)
-    load.takeover(leader)
     load.wait_progress(300)
     assert_clean(load)
 
@@ -141,7 +136,7 @@ def test_a_follower_killed_under_200_watchers_loses_them_no_event(replicas):
     rs = replicas()
     leader, epoch = rs.leader()
     follower = rs.followers(leader)[0]
-    load = Load(rs, jobs=10, tasks=100, pause=0.3, watchers=200, first=[follower], front=FRONT).start()
+    load = Load(rs, jobs=10, tasks=100, pause=0.3, watchers=200, first=[follower]).start()
     load.wait_progress(300)
     follower.kill()
     load.wait_progress(300)
