@@ -114,9 +114,9 @@ def bucket(seconds: float) -> int:
     return us >> shift << shift
 
 
-async def follow(client: AsyncClient, stats: StreamStats, window: Window) -> None:
+async def follow(client: AsyncClient, stats: StreamStats, window: Window, after: int = 0) -> None:
     try:
-        async for event in client.watch():
+        async for event in client.watch(after_event_id=after):
             received = time.time()
             stats.live = True  # the server subscribed this stream before it sent anything
             if event.task_name == END_TASK:
@@ -166,7 +166,8 @@ async def watch_streams(cfg: dict) -> None:
     clients = [AsyncClient(channel(), target=cfg["address"]) for _ in range(cfg["channels"])]
     stats = [StreamStats() for _ in range(cfg["streams"])]
     window = Window()
-    tasks = {asyncio.create_task(follow(clients[i % len(clients)], s, window)): s for i, s in enumerate(stats)}
+    after = cfg.get("after", 0)  # bench/replicas.py: skip the history a run before this one left
+    tasks = {asyncio.create_task(follow(clients[i % len(clients)], s, window, after)): s for i, s in enumerate(stats)}
     sdk_log = logging.getLogger("jobplane.client.aio")
     sdk_log.setLevel(logging.INFO)
     sdk_log.propagate = False
