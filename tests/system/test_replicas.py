@@ -16,6 +16,8 @@ from support import wait_until
 from support_postgres import PrivatePostgres
 from support_replicas import FOLLOWER, LEADER, Load, ReplicaSet
 
+# They need PostgreSQL installed (each test starts one of its own), not JOBPLANE_TEST_PG_URL's.
+pytestmark = pytest.mark.postgres
 ACTIVE = 1  # PROVIDER_STATE_ACTIVE
 # Every watcher is the admin: raise the streams per identity (default 64) and the submit rate.
 SERVER_ARGS = ["--max-streams", "1000", "--submit-rate", "1000"]
