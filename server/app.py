@@ -401,7 +401,7 @@ class Server:
         it accepts writes."""
         await core.dead.wait()
         if self.leadership is not None:
-            await self.leadership.lost(str(core.failed))
+            await self.leadership.lost(str(core.failed), core.term.epoch if core.term is not None else None)
             return
         for name in [""] + SERVICE_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

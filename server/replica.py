@@ -66,9 +66,11 @@ class Leadership:
                 log.warning("could not let the lease go (another replica takes over when it runs out): %s", exc)
         self._executor.shutdown(wait=False)
 
-    async def lost(self, reason: str) -> None:
-        """Stop leading (a fence failed, the lease could not be renewed in time)."""
-        if self.term is None:
+    async def lost(self, reason: str, epoch: int | None = None) -> None:
+        """Stop leading (a fence failed, the lease could not be renewed in time). With `epoch`:
+        only if that is still the term this replica leads at (a failed takeover, or a late
+        deadline, of a term already over must not end the next one)."""
+        if self.term is None or (epoch is not None and self.term.epoch != epoch):
             return
         self.term = None
         self._disarm()
@@ -89,7 +91,7 @@ class Leadership:
             if self.term is not None:
                 term = await self._call(self._store.renew, self.term, self.lease)
                 if term is None:
-                    await self.lost("another replica holds the lease")
+                    await self.lost("another replica holds the lease", self.term.epoch if self.term else None)
                 elif self.term is not None:
                     self.term = term
                     self._arm(began)
@@ -118,7 +120,7 @@ class Leadership:
             await self._lead(term)
         except Exception as exc:  # never hold the lease without leading: let another replica try
             log.warning("taking over failed: %s", _short(exc), exc_info=not isinstance(exc, DatabaseError))
-            await self.lost(f"taking over failed: {_short(exc)}")
+            await self.lost(f"taking over failed: {_short(exc)}", term.epoch)
 
     async def _call(self, fn, *args):
         loop = asyncio.get_running_loop()
@@ -129,8 +131,9 @@ class Leadership:
         self._disarm()
         loop = asyncio.get_running_loop()
         delay = max(0.0, began + LEAD_FOR * self.lease - loop.time())
+        epoch = self.term.epoch if self.term is not None else None
         self._deadline = loop.call_later(delay, lambda: loop.create_task(
-            self.lost(f"could not renew the lease within {LEAD_FOR * self.lease:.1f}s")))
+            self.lost(f"could not renew the lease within {LEAD_FOR * self.lease:.1f}s", epoch)))
 
     def _disarm(self) -> None:
         if self._deadline is not None:
