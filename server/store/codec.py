@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 
 from ..domain.model import ExternalSpec, JobSpec, Lateness, SlurmSpec, TaskSpec, Transient
 from ..domain.signatures import parse_signature
@@ -16,9 +16,20 @@ def dump_task_spec(spec: TaskSpec) -> bytes:
 
 
 def _task_dict(spec: TaskSpec) -> dict:
-    d = asdict(spec)
-    d["prerequisites"] = [as_plain(s) for s in spec.prerequisites]
+    """The fields that differ from their defaults, and the name: most tasks set two or
+    three of twenty, and a row per task is written at thousands a second."""
+    d = {"name": spec.name}
+    for name, default in _TASK_DEFAULTS.items():
+        value = getattr(spec, name)
+        if value != default:
+            d[name] = _plain(name, value)
     return d
+
+
+def _plain(name: str, value):
+    if name == "prerequisites":
+        return [as_plain(s) for s in value]
+    return asdict(value) if is_dataclass(value) else value
 
 
 def as_plain(signature) -> dict:
@@ -31,7 +42,9 @@ def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
 
 
 def dump_job_spec(spec: JobSpec) -> bytes:
-    d = asdict(spec)
+    d = {f.name: getattr(spec, f.name) for f in fields(JobSpec) if f.name != "tasks"}
+    d = {k: asdict(v) if is_dataclass(v) else [asdict(r) for r in v] if k == "continuation_rules" else v
+         for k, v in d.items()}
     d["tasks"] = [_task_dict(t) for t in spec.tasks]
     return json.dumps(d, separators=(",", ":")).encode()
 
@@ -50,10 +63,10 @@ def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
 
 
 def _task(d: dict) -> TaskSpec:
-    d = dict(d)
-    d["command"] = tuple(d["command"])
-    d["after"] = tuple(d["after"])
-    d["matrix"] = tuple(tuple(m) for m in d["matrix"])
+    d = dict(d)  # rows written before the compact form name every field; both load alike
+    d["command"] = tuple(d.get("command", ()))
+    d["after"] = tuple(d.get("after", ()))
+    d["matrix"] = tuple(tuple(m) for m in d.get("matrix", ()))
     d["retry_on"] = tuple(d.get("retry_on", ()))
     d["prerequisites"] = tuple(parse_signature("stored", s) for s in d.get("prerequisites", ()))
     external = d.get("external")
@@ -63,3 +76,6 @@ def _task(d: dict) -> TaskSpec:
     slurm = d.get("slurm")
     d["slurm"] = SlurmSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in slurm.items()}) if slurm else None
     return TaskSpec(**d)
+
+
+_TASK_DEFAULTS = {f.name: getattr(TaskSpec(name=""), f.name) for f in fields(TaskSpec) if f.name != "name"}

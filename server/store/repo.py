@@ -235,26 +235,33 @@ class Store:
               json.dumps(a.raw), a.external_job_id, a.id) for a in attempts])
 
     def _upsert_providers(self, cs: ChangeSet) -> None:
-        for p in cs.providers.values():
-            row = {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
-                   "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
-                   "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
-                   "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained)}
-            (ProviderRow.insert(row)
-             .on_conflict(conflict_target=[ProviderRow.id], update={k: v for k, v in row.items() if k != "id"})
-             .execute())
+        self._upsert(ProviderRow, ("id",), [
+            {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
+             "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
+             "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
+             "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained)}
+            for p in cs.providers.values()])
 
     def _upsert_inventory(self, changes: list) -> None:
-        for change in changes:
-            provider, sid, e, signature = change.provider, change.signature_id, change.entry, change.signature
-            signature_json = json.dumps(signature, sort_keys=True)
-            row = {"provider": provider, "signature": sid, "signature_json": signature_json,
-                   "description": e.description, "present": int(e.present), "details": json.dumps(e.details),
-                   "reason": e.reason, "scan_time": e.scan_time, "expire_time": e.expires, "source": e.source}
-            (InventoryRow.insert(row)
-             .on_conflict(conflict_target=[InventoryRow.provider, InventoryRow.signature],
-                          update={k: v for k, v in row.items() if k not in ("provider", "signature")})
-             .execute())
+        self._upsert(InventoryRow, ("provider", "signature"), [
+            {"provider": c.provider, "signature": c.signature_id,
+             "signature_json": json.dumps(c.signature, sort_keys=True), "description": c.entry.description,
+             "present": int(c.entry.present), "details": json.dumps(c.entry.details), "reason": c.entry.reason,
+             "scan_time": c.entry.scan_time, "expire_time": c.entry.expires, "source": c.entry.source}
+            for c in changes])
+
+    def _upsert(self, model, keys: tuple[str, ...], rows: list[dict]) -> None:
+        """Insert or update many rows with one prepared statement (10,000 agents connecting
+        write as many provider rows: one statement each was a quarter of the server's time)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        column = {c: f'"{model._meta.fields[c].column_name}"' for c in columns}
+        sql = (f'INSERT INTO "{model._meta.table_name}" ({", ".join(column.values())}) '
+               f'VALUES ({", ".join("?" * len(columns))}) '
+               f'ON CONFLICT ({", ".join(column[k] for k in keys)}) DO UPDATE SET '
+               + ", ".join(f"{column[c]} = excluded.{column[c]}" for c in columns if c not in keys))
+        self._executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
     def _insert_continuations(self, recs: list[ContinuationRec]) -> None:
         for rec in recs:
