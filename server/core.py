@@ -158,7 +158,12 @@ class Core:
         """A provider's heartbeat, applied in a batch like any change (it changes nothing that is
         persisted, so a batch of heartbeats commits nothing): the provider was heard from, and
         new live facts may let work with runtime conditions start."""
-        self.enqueue(lambda engine: _heard(engine, provider_id, conn_id, facts))
+        arrived = time.perf_counter()
+
+        def heard(engine: Engine) -> None:
+            self.metrics.heartbeat_seconds.observe(time.perf_counter() - arrived)
+            _heard(engine, provider_id, conn_id, facts)
+        self.enqueue(heard)
 
 
 def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:

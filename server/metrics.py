@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 LabelValues = tuple[str, ...]
 
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+HEARTBEAT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -49,6 +50,10 @@ class ServerMetrics:
     batch_operations: Histogram = field(default_factory=lambda: Histogram(
         "jobplane_commit_batch_operations", "Operations applied and committed together in one group commit.",
         BATCH_BUCKETS))
+    heartbeat_seconds: Histogram = field(default_factory=lambda: Histogram(
+        "jobplane_heartbeat_handling_seconds", "Seconds from a provider's heartbeat arriving to the engine "
+        "taking it (the lag that, grown past the heartbeat interval, would make a live provider look silent).",
+        HEARTBEAT_BUCKETS))
     events: Counter = field(default_factory=lambda: Counter(
         "jobplane_events_total", "Events committed and published (rate() gives events per second)."))
     rejected_reports: Counter = field(default_factory=lambda: Counter(

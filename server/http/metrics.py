@@ -47,7 +47,7 @@ class MetricsPage:
                        {(): int(leads)})
         lines += gauge("jobplane_lease_epoch", "The epoch of the lease this replica leads at (0: following, or SQLite).",
                        {(): epoch if leads else 0})
-        for instrument in (m.commit_seconds, m.batch_operations):
+        for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds):
             lines += histogram(instrument)
         for instrument in (m.events, m.rejected_reports, m.rpcs):
             lines += counter(instrument)

@@ -67,6 +67,10 @@ def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
     assert value(after, "jobplane_commit_seconds_bucket", le="+Inf") == commits
     assert value(after, "jobplane_commit_batch_operations_count") == commits
     assert value(after, "jobplane_commit_batch_operations_sum") > 0  # (a batch of audit records alone has none)
+    beats = wait_until(lambda: scrape(c.server) if value(scrape(c.server), "jobplane_heartbeat_handling_seconds_count")
+                       else None, 30, "the agent's heartbeats counted")
+    assert value(beats, "jobplane_heartbeat_handling_seconds_bucket", le="+Inf") == \
+        value(beats, "jobplane_heartbeat_handling_seconds_count")
 
 
 def test_refused_calls_are_counted_by_method_and_code(sqlite_cluster):
