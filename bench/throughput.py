@@ -4,6 +4,11 @@ for Python-callable no-ops and for `/bin/true` commands, next to this machine's 
 spawn rate of `/bin/true`. Every state change is committed (SQLite, synchronous=FULL).
 
     python bench/throughput.py [--tasks 5000] [--agents 2] [--slots 8]
+    python bench/throughput.py --server HOST:PORT [--tasks 5000]
+
+With --server, the jobs go to a server already running (with its agents connected; credentials
+as for the CLI: $JOBPLANE_TOKEN/$JOBPLANE_CA or $JOBPLANE_INSECURE=1, or the local `jobplane up`),
+e.g. one started under a profiler or on another machine.
 """
 
 from __future__ import annotations
@@ -42,7 +47,14 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=5000)
     p.add_argument("--agents", type=int, default=2)
     p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--server", default="", help="an existing server (HOST:PORT) instead of one started here")
     a = p.parse_args()
+    if a.server:
+        with Client.connect(a.server) as client:
+            active = sum(p.state == 1 for p in client.list_providers())
+            print(f"server {a.server} with {active} active providers, {a.tasks} tasks per job")
+            measure(client, a.tasks)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
@@ -51,17 +63,21 @@ def main() -> None:
         try:
             wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == a.agents, 30, "agents")
             print(f"server + {a.agents} agents x {a.slots} slots, {a.tasks} tasks per job, SQLite synchronous=FULL")
-            secs, rate = run_job(client, "py-noop", {"python": "jobplane.examples.funcs:noop"}, a.tasks)
-            print(f"python no-op tasks : {rate:8.0f} tasks/s  ({secs:.2f}s)   target >= 2000")
-            secs, cmd_rate = run_job(client, "true", {"command": ["/bin/true"]}, a.tasks)
-            spawn = raw_spawn_rate(min(a.tasks, 2000))
-            print(f"/bin/true tasks    : {cmd_rate:8.0f} tasks/s  ({secs:.2f}s)")
-            print(f"raw /bin/true spawn: {spawn:8.0f} /s  -> commands reach {100 * cmd_rate / spawn:.0f}% (target >= 60%)")
+            measure(client, a.tasks)
         finally:
             client.close()
             for agent in agents:
                 agent.stop()
             server.stop()
+
+
+def measure(client: Client, tasks: int) -> None:
+    secs, rate = run_job(client, "py-noop", {"python": "jobplane.examples.funcs:noop"}, tasks)
+    print(f"python no-op tasks : {rate:8.0f} tasks/s  ({secs:.2f}s)   target >= 5000 on a core of its own")
+    secs, cmd_rate = run_job(client, "true", {"command": ["/bin/true"]}, tasks)
+    spawn = raw_spawn_rate(min(tasks, 2000))
+    print(f"/bin/true tasks    : {cmd_rate:8.0f} tasks/s  ({secs:.2f}s)")
+    print(f"raw /bin/true spawn: {spawn:8.0f} /s  -> commands reach {100 * cmd_rate / spawn:.0f}% (target >= 70%)")
 
 
 if __name__ == "__main__":

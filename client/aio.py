@@ -166,7 +166,7 @@ class AsyncClient:
         if is_finished(job):
             return job
         # From event 0: a job that ends between get_job and here still shows its end event.
-        events = self.watch(job_id, timeout=timeout)
+        events = self.watch(job_id, timeout=timeout, filter="type=JOB")
         try:
             async for event in events:
                 if is_job_end(event, job_id) and is_finished(await self.get_job(job_id)):  # not an end a rerun undid
