@@ -27,7 +27,7 @@ from .core import Core
 from .errors import ConfigError, Deposed
 from .domain.engine import Engine
 from .events import EventHub
-from .hooks import ScaleOutHook
+from .hooks import CommandHooks, ProviderManager
 from .metrics import ServerMetrics
 from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
@@ -111,7 +111,8 @@ class Server:
         self._compactor: asyncio.Task | None = None
         self._purger: asyncio.Task | None = None  # finished jobs past --job-retention
         self._failure_watch: asyncio.Task | None = None
-        self._scale_out = ScaleOutHook(config.scale_out_hook, config.scale_out_interval)
+        self._manager: ProviderManager = CommandHooks(config.scale_out_hook, config.scale_in_hook,
+                                                      config.scale_out_interval, config.scale_in_after)
         self._health = health.aio.HealthServicer()
         self._providers: ProviderService | None = None
         self._front: HttpFront | None = None
@@ -262,10 +263,12 @@ class Server:
         self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics, term)
 
     def _deliver(self, cs) -> None:
-        """After each commit: assignments and stops to the agents, and the scale-out hook."""
+        """After each commit: assignments and stops to the agents, and the provider manager."""
         if self._providers is not None:  # set before the core starts; None only if start failed early
             self._providers.deliver(cs)
-        self._scale_out.maybe_run(cs.unmet)
+        self._manager.scale_out(cs.demand)
+        core = self.core
+        self._manager.scale_in(core.providers_view if core is not None else tuple)
 
     async def _services_deps(self) -> Deps:
         deps = Deps(None, self.store, self.hub, self._readers, self.config, metrics=self.metrics)

@@ -31,8 +31,10 @@ class ServerConfig:
     retry_backoff_max: float = 60.0  # the longest pause between retries
     # A task still running this long past its timeout is ended by the server (its agent did not).
     terminate_grace: float = 5.0
-    scale_out_hook: str = ""  # shell command run when queued work exceeds every free slot
-    scale_out_interval: float = 30.0
+    scale_out_hook: str = ""  # shell command run while queued work no provider can take waits
+    scale_out_interval: float = 30.0  # the least time between two runs of each hook
+    scale_in_hook: str = ""  # shell command run when active providers idle
+    scale_in_after: float = 300.0
     supervise_interval: float = 0.1
     default_max_attempts: int = 1
     max_tasks_per_job: int = MAX_TASKS_PER_JOB

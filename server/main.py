@@ -37,8 +37,16 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--terminate-grace", type=float, default=5.0, metavar="SECONDS",
                    help="a task still running this long past its timeout is ended by the server, its agent "
                         "having failed to (default %(default)s)")
-    p.add_argument("--scale-out-hook", default="", help="shell command run when queued work exceeds capacity "
-                   "($JOBPLANE_UNMET_TASKS holds how many tasks wait)")
+    p.add_argument("--scale-out-hook", default="", metavar="CMD",
+                   help="shell command run while queued tasks wait that no provider can take ($JOBPLANE_UNMET_TASKS: "
+                        "how many; $JOBPLANE_UNMET: the labels, prerequisites and conditions they want, as JSON)")
+    p.add_argument("--scale-in-hook", default="", metavar="CMD",
+                   help="shell command run when active providers have run nothing for --scale-in-after seconds and "
+                        "no work waits ($JOBPLANE_IDLE_PROVIDERS: their names, space-separated)")
+    p.add_argument("--scale-in-after", type=float, default=300.0, metavar="SECONDS",
+                   help="idle time after which a provider is offered to the scale-in hook (default %(default)s)")
+    p.add_argument("--scale-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="the least time between two runs of each scale hook (default %(default)s)")
     p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
     p.add_argument("--max-tasks-per-job", type=int, default=MAX_TASKS_PER_JOB, metavar="N",
                    help="refuse a job that expands to more tasks than this (default: %(default)s)")
@@ -125,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--inventory-ttl must be > 0")
     if a.request_id_ttl <= 0:
         p.error("--request-id-ttl must be > 0 (AIP-155 asks for at least 86400, a day)")
+    if not (a.scale_in_after > 0 and a.scale_interval > 0):
+        p.error("--scale-in-after and --scale-interval must be > 0 seconds, e.g. --scale-in-after 300")
     if a.max_message_bytes < 1024 or a.max_streams < 1:
         p.error("--max-message-bytes must be >= 1024 and --max-streams >= 1")
     if a.standby_idle < 0 or a.retry_backoff < 0:
@@ -140,7 +150,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         reconnect_grace=a.reconnect_grace, restart_grace=a.restart_grace, heartbeat_tolerance=a.heartbeat_tolerance,
                         probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff, retry_backoff_max=a.retry_backoff_max,
                         terminate_grace=a.terminate_grace,
-                        scale_out_hook=a.scale_out_hook, default_max_attempts=a.max_attempts,
+                        scale_out_hook=a.scale_out_hook, scale_in_hook=a.scale_in_hook,
+                        scale_in_after=a.scale_in_after, scale_out_interval=a.scale_interval,
+                        default_max_attempts=a.max_attempts,
                         max_tasks_per_job=a.max_tasks_per_job,
                         address_file=a.address_file, timezone=a.timezone.strip(),
                         period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,

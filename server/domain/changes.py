@@ -124,7 +124,14 @@ class ChangeSet:
     probes: dict[str, int] = field(default_factory=dict)
     closes: list[int] = field(default_factory=list)  # connection ids to hang up
     timers: list[Timer] = field(default_factory=list)
-    unmet: int = 0  # queued tasks no free slot could take, for the scale-out hook
+    # After dispatch, what no provider could take: (requirement set, queued tasks) per set,
+    # for the provider manager's scale-out signal (server/hooks.py); None: no dispatch this batch.
+    demand: list | None = None
+
+    @property
+    def unmet(self) -> int:
+        """Queued tasks no provider could take (0 when this batch did not dispatch)."""
+        return sum(n for _, n in self.demand or ())
 
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events

@@ -20,7 +20,8 @@ def _no_check(_) -> bool:
 class ReadyQueue:
     def __init__(self) -> None:
         self._groups: dict[Requirement, list[tuple[int, int, int, int]]] = {}
-        self._queued: set[int] = set()
+        self._queued: dict[int, Requirement] = {}  # task id -> its group
+        self._counts: dict[Requirement, int] = {}  # queued tasks per group (the heaps hold stale entries too)
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -32,13 +33,18 @@ class ReadyQueue:
              prerequisites: frozenset = frozenset(), conditions: tuple = ()) -> None:
         if task_id in self._queued:
             return
-        self._queued.add(task_id)
         key = (frozenset(requires.items()), prerequisites, conditions)
+        self._queued[task_id] = key
+        self._counts[key] = self._counts.get(key, 0) + 1
         heapq.heappush(self._groups.setdefault(key, []), (-priority, job_id, idx, task_id))
 
     def discard(self, task_id: int) -> None:
         """Forget a task (cancelled while queued); its heap entry is skipped lazily."""
-        self._queued.discard(task_id)
+        key = self._queued.pop(task_id, None)
+        if key is not None:
+            self._counts[key] -= 1
+            if not self._counts[key]:
+                del self._counts[key]
 
     def pop_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check) -> int | None:
         """The best queued task whose requirements `labels` (and `has`, `meets`) satisfy, or None."""
@@ -46,13 +52,18 @@ class ReadyQueue:
         if best is None:
             return None
         heapq.heappop(self._groups[key])
-        self._queued.discard(best[3])
+        self.discard(best[3])
         return best[3]
 
     def peek_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check) -> int | None:
         """The task pop_for would return, left in place."""
         best = self._best(labels, has, meets)[1]
         return None if best is None else best[3]
+
+    def demand(self) -> list[tuple[Requirement, int]]:
+        """Each requirement set with queued tasks, and how many: after a dispatch, what no
+        provider could take (the provider manager's scale-out signal)."""
+        return sorted(self._counts.items(), key=lambda item: (-item[1], sorted(item[0][0])))
 
     def prerequisite_groups(self) -> Iterator[tuple[frozenset, frozenset]]:
         """(labels, prerequisites) of the groups with prerequisites that still have queued tasks."""

@@ -284,8 +284,9 @@ class Engine:
             self._dispatch_round()
         self.conditions.explain()
         self.inventory.plan_scans()
-        self.changes.unmet = len(self.ready) if len(self.ready) and not any(
-            p.free > 0 for p in self.providers.values()) else 0
+        # Whatever is still queued now, no provider could take: none has a free slot, or none
+        # with a free slot has the labels, prerequisites or live facts it needs.
+        self.changes.demand = self.ready.demand() if len(self.ready) else []
 
     def _dispatch_round(self) -> None:
         candidates = [p for p in self.providers.values() if p.free > 0]

@@ -3,6 +3,7 @@ cut connection, overdue and timed-out tasks, admission, standby activation."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -351,6 +352,48 @@ def test_scale_out_hook_runs_with_the_unmet_demand(tmp_path, sqlite_url):
         unmet = int(wait_until(lambda: marker.exists() and marker.read_text().strip(), 15, "the scale-out hook"))
         assert 1 <= unmet <= 4  # the agent may not have signalled its free slot yet
         assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    finally:
+        cluster.close()
+
+
+def test_scale_out_hook_hears_of_work_no_free_slot_can_take_for_want_of_labels(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    marker = tmp_path / "scaled"
+    cluster = Cluster(tmp_path, sqlite_url)
+    try:
+        cluster.start_server(extra=["--scale-out-hook", f'echo "$JOBPLANE_UNMET" > {marker}', "--scale-interval", "1"])
+        cluster.add_agent("a", slots=4)  # free slots, but no gpu label
+        job = cluster.client.submit_job({"name": "gpu", "wait_for_providers": True, "tasks": [
+            {"name": f"t{i}", "command": ["true"], "requires": {"gpu": "a100"}} for i in range(2)]})
+        unmet = json.loads(wait_until(lambda: marker.exists() and marker.read_text().strip(), 15,
+                                      "the scale-out hook"))
+        assert unmet == [{"labels": {"gpu": "a100"}, "prerequisites": [], "conditions": [], "tasks": 2}]
+        cluster.add_agent("g", slots=1, labels={"gpu": "a100"})  # what the hook would have started
+        assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    finally:
+        cluster.close()
+
+
+def test_scale_in_hook_names_providers_that_idle(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    marker = tmp_path / "idle"
+    cluster = Cluster(tmp_path, sqlite_url)
+    try:
+        cluster.start_server(extra=["--scale-in-hook", f'echo "$JOBPLANE_IDLE_PROVIDERS" >> {marker}',
+                                    "--scale-in-after", "1", "--scale-interval", "0.5"])
+        cluster.add_agent("a", slots=1)
+        release = tmp_path / "go"
+        job = cluster.client.submit_job({"name": "busy", "tasks": [
+            {"name": "t", "command": ["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.05; done"]}]})
+        wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+        cluster.add_agent("b", slots=1)
+        wait_until(lambda: marker.exists() and "b" in marker.read_text().split(), 30, "b offered to scale in")
+        assert "a" not in marker.read_text().split()  # busy: never offered
+        release.touch()
+        assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        wait_until(lambda: "a" in marker.read_text().split(), 30, "a offered once idle")
     finally:
         cluster.close()
 
