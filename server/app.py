@@ -260,6 +260,7 @@ class Server:
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
         self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
+        self.engine.reruns.restore(snapshot.together or {})
         self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics, term)
 
     def _deliver(self, cs) -> None:

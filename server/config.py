@@ -35,6 +35,7 @@ class ServerConfig:
     scale_out_interval: float = 30.0  # the least time between two runs of each hook
     scale_in_hook: str = ""  # shell command run when active providers idle
     scale_in_after: float = 300.0
+    learn_conflicts: int = 0  # --learn N: pairs failing together N times become exclusive rules
     supervise_interval: float = 0.1
     default_max_attempts: int = 1
     max_tasks_per_job: int = MAX_TASKS_PER_JOB
@@ -87,4 +88,4 @@ class ServerConfig:
             heartbeat_tolerance=self.heartbeat_tolerance, probe_deadline=self.probe_deadline,
             standby_idle=self.standby_idle, retry_backoff=self.retry_backoff, retry_backoff_max=self.retry_backoff_max,
             terminate_grace=self.terminate_grace, timezone=self.timezone, period_ends=self.period_ends,
-            inventory_ttl=self.inventory_ttl)
+            inventory_ttl=self.inventory_ttl, learn_conflicts=self.learn_conflicts)

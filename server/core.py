@@ -113,7 +113,7 @@ class Core:
                 raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
                                     "its database, where every acknowledged change is") from exc
         cs = self.engine.take_changes()
-        cs.audits, self._audits = self._audits, []
+        cs.audits, self._audits = self._audits + cs.audits, []  # the callers', then the engine's own
         if cs.persisted():  # a failure (StoreFailure) leaves the engine ahead of the database: stop
             started = time.perf_counter()
             await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs, self.term)

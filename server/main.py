@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="idle time after which a provider is offered to the scale-in hook (default %(default)s)")
     p.add_argument("--scale-interval", type=float, default=30.0, metavar="SECONDS",
                    help="the least time between two runs of each scale hook (default %(default)s)")
+    p.add_argument("--learn", type=int, default=0, metavar="N",
+                   help="a pair of job classes seen together in N transient failures becomes an exclusive conflict "
+                        "rule by itself, audited and announced as an event (default 0: never; `conflicts suggest` "
+                        "shows the pairs either way)")
     p.add_argument("--max-attempts", type=int, default=1, help="default attempts per task when a job does not say")
     p.add_argument("--max-tasks-per-job", type=int, default=MAX_TASKS_PER_JOB, metavar="N",
                    help="refuse a job that expands to more tasks than this (default: %(default)s)")
@@ -133,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--inventory-ttl must be > 0")
     if a.request_id_ttl <= 0:
         p.error("--request-id-ttl must be > 0 (AIP-155 asks for at least 86400, a day)")
+    if a.learn < 0:
+        p.error("--learn must be >= 0 (0: never learn conflict rules), e.g. --learn 3")
     if not (a.scale_in_after > 0 and a.scale_interval > 0):
         p.error("--scale-in-after and --scale-interval must be > 0 seconds, e.g. --scale-in-after 300")
     if a.max_message_bytes < 1024 or a.max_streams < 1:
@@ -152,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         terminate_grace=a.terminate_grace,
                         scale_out_hook=a.scale_out_hook, scale_in_hook=a.scale_in_hook,
                         scale_in_after=a.scale_in_after, scale_out_interval=a.scale_interval,
-                        default_max_attempts=a.max_attempts,
+                        default_max_attempts=a.max_attempts, learn_conflicts=a.learn,
                         max_tasks_per_job=a.max_tasks_per_job,
                         address_file=a.address_file, timezone=a.timezone.strip(),
                         period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,

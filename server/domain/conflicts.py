@@ -70,6 +70,22 @@ class JobFacts:
     locks: dict[str, int]  # resource -> READ/WRITE the job declared itself
 
 
+def selector_for(term: str) -> Selector:
+    """The selector of a learned-conflict term: "class=X" or "name=Y" (reruns.job_class)."""
+    key, _, value = term.partition("=")
+    return Selector(job_class=value) if key == "class" else Selector(name=value)
+
+
+def covers(rules, a: str, b: str) -> bool:
+    """Whether an exclusive rule already keeps apart the jobs of terms `a` and `b`."""
+    def matches(s: Selector, term: str) -> bool:
+        key, _, value = term.partition("=")
+        return not s.labels and (s.matches(value, "", {}) if key == "class" else s.matches("", value, {}))
+
+    return any(r.kind == EXCLUSIVE and ((matches(r.jobs, a) and matches(r.other or r.jobs, b))
+                                        or (matches(r.jobs, b) and matches(r.other or r.jobs, a))) for r in rules)
+
+
 def check_rule(rule: ConflictRule) -> ConflictRule:
     """The rule if it is well formed; else InvalidArgument naming the field and the fix."""
     if not RULE_NAME.fullmatch(rule.name):

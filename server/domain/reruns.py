@@ -2,15 +2,19 @@
 an exit code or raw value its job marks as transient) is queued again after a backoff, up to
 a limit, inside its window, without using up an attempt. Each such failure also records the
 job classes that were running beside it, so `conflicts suggest` can name pairs that keep
-failing together. A component of Engine: the recently finished jobs are its state."""
+failing together; with `--learn N`, a pair seen together in N such failures becomes an
+exclusive conflict rule by itself. A component of Engine: the recently finished jobs and the
+count of each pair are its state."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .model import TASK_OUT, Transient, TaskState
+from .model import TASK_OUT, EventKind, Transient, TaskState
 from .changes import Overlap
+from .conflicts import EXCLUSIVE, ConflictRule, covers, selector_for
 from .state import JobRt, TaskRt
 
 if TYPE_CHECKING:
@@ -40,6 +44,11 @@ class Reruns:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._recent_runs: deque = deque(maxlen=RECENT_RUNS)  # (job id, class, start, end)
+        self.together: dict[tuple[str, str], int] = {}  # (class a, class b) -> failures seen together
+
+    def restore(self, together: dict[tuple[str, str], int]) -> None:
+        """The pairs' counts as the database has them (after a restart)."""
+        self.together = dict(together)
 
     def rerun(self, task: TaskRt, reason: str, raw: dict, exit_code: int | None) -> bool:
         """Queue the task again if its failure is transient and it may still rerun."""
@@ -80,6 +89,26 @@ class Reruns:
         for cls in sorted(seen):
             a, b = sorted((mine, cls))
             e.changes.overlaps.append(Overlap(a, b, e.now))
+            self.together[(a, b)] = self.together.get((a, b), 0) + 1
+            self._maybe_learn(a, b)
+
+    def _maybe_learn(self, a: str, b: str) -> None:
+        """With `--learn N`: the pair's Nth failure together keeps them apart from now on."""
+        e = self.engine
+        n, seen = e.config.learn_conflicts, self.together[(a, b)]
+        if not n or seen < n or covers(e.holds.rules.values(), a, b):
+            return
+        name = "learned-" + hashlib.sha256(f"{a}\0{b}".encode()).hexdigest()[:12]
+        if name in e.holds.rules:
+            return  # a rule of that name that no longer covers them: the operator changed it; leave it
+        rule = e.holds.add_rule(ConflictRule(name, EXCLUSIVE, selector_for(a), selector_for(b),
+                                             created_by="learned", create_time=e.now))
+        why = f"learned: {a} and {b} failed transiently together {seen} times (--learn {n})"
+        e.event(EventKind.POLICY, raw_status="LEARNED", message=f"conflict rule {name} added: {why}",
+                environment="jobplane", raw={"scope": "conflicts", "rule": rule.name, "jobs": a, "other": b,
+                                             "failures": str(seen)})
+        e.changes.audits.append({"time": e.now, "identity": "jobplane-server", "role": 0,
+                                 "method": "learn conflict rule", "target": name, "code": "OK", "message": why})
 
     def remember_run(self, job: JobRt) -> None:
         """A job ended: what ran when, for the overlaps of later failures."""

@@ -187,3 +187,4 @@ class EngineConfig:
     timezone: str = "UTC"
     period_ends: tuple[str, ...] = ()
     inventory_ttl: float = 300.0  # seconds a scan result counts as fresh
+    learn_conflicts: int = 0  # a pair of job classes failing together this often becomes a rule (0: never)

@@ -10,7 +10,7 @@ import time
 
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc
 
-from ..domain.conflicts import EXCLUSIVE, ConflictRule, Selector, check_rule
+from ..domain.conflicts import ConflictRule, Selector, check_rule, covers
 from ..domain.limits import MAX_NAME, check_map, check_text
 from ..errors import InvalidArgument, NotFound
 from ..domain.query import page_of
@@ -96,17 +96,7 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
         return conflict_pb2.SuggestConflictsResponse(suggestions=[
             conflict_pb2.ConflictSuggestion(class_a=r.class_a, class_b=r.class_b, failures=r.failures,
                                             last_time=convert.ts(r.last_time), command=_command(r.class_a, r.class_b))
-            for r in rows if not _covered(r.class_a, r.class_b, rules)])
-
-
-def _covered(a: str, b: str, rules: list[ConflictRule]) -> bool:
-    """Whether an exclusive rule already keeps these apart (`a`, `b`: "class=X" or "name=Y")."""
-    def matches(s: Selector, term: str) -> bool:
-        key, _, value = term.partition("=")
-        return not s.labels and (s.matches(value, "", {}) if key == "class" else s.matches("", value, {}))
-
-    return any(r.kind == EXCLUSIVE and ((matches(r.jobs, a) and matches(r.other or r.jobs, b))
-                                        or (matches(r.jobs, b) and matches(r.other or r.jobs, a))) for r in rules)
+            for r in rows if not covers(rules, r.class_a, r.class_b)])
 
 
 def _command(a: str, b: str) -> str:

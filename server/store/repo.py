@@ -57,6 +57,7 @@ class Snapshot:
     waiting: list[ContinuedTaskRow]  # continuations not dispatched yet
     inventory: list[InventoryRow]
     rules: list = None  # conflicts.ConflictRule: the conflict matrix
+    together: dict = None  # (class a, class b) -> transient failures seen together (reruns.py)
 
 
 class Store:
@@ -130,7 +131,8 @@ class Store:
                    and row.from_attempt > queued[row.task].attempt_base]
         return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts,
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
-                        list(InventoryRow.select()), ConflictStore(self.db).rules())
+                        list(InventoryRow.select()), ConflictStore(self.db).rules(),
+                        {(o.class_a, o.class_b): o.failures for o in ConflictStore(self.db).overlaps(1)})
 
     @staticmethod
     def _handed_on(queued: list[TaskRow]) -> dict[int, str]:

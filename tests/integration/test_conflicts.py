@@ -173,6 +173,35 @@ def test_learned_conflicts_suggest_classes_that_keep_failing_together(sqlite_clu
     c.client.cancel_job(backup.id)
 
 
+@pytest.mark.server_args("--learn", "3")
+def test_with_learn_a_pair_failing_together_becomes_a_rule_that_holds_the_next_run(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=4)
+    backup = c.client.submit_job(sleeper("backup", 60, cls="backup"))
+    wait_until(lambda: c.client.get_job(backup.id).state == 2, 15, "the backup to run")
+    runs = tmp_path / "runs"
+    victim = c.client.submit_job({"name": "load", "class": "load", "transient": {
+        "exit_codes": [75], "max_reruns": 2, "backoff": 0.1}, "tasks": [{"name": "t", "command": [
+            "sh", "-c", f"echo run >> {runs}; exit 75"]}]})
+    assert c.client.wait_job(victim.id, timeout=30).state == FAILED
+    assert runs.read_text().splitlines() == ["run"] * 3  # three failures beside the backup
+    (rule,) = c.client.list_conflict_rules()
+    assert rule.name.startswith("learned-") and rule.created_by == "learned" and rule.kind == EXCLUSIVE
+    assert (rule.jobs.job_class, rule.other.job_class) == ("backup", "load")
+    event = next(e for e in c.client.watch(filter="type=POLICY", timeout=15) if e.raw.get("scope") == "conflicts")
+    assert event.raw_status == "LEARNED" and event.raw["rule"] == rule.name and event.raw["failures"] == "3"
+    assert any(a.target == rule.name and a.method == "learn conflict rule" for a in c.client.list_audit_records())
+    # The next load job waits for the backup instead of failing beside it.
+    nxt = c.client.submit_job({"name": "load", "class": "load", "tasks": [
+        {"name": "t", "command": ["sh", "-c", f"echo again >> {runs}"]}]})
+    assert rule.name in wait_until(lambda: held_reason(c.client, nxt.id), 15, "the next load job held")
+    assert "again" not in runs.read_text()
+    c.client.cancel_job(backup.id)
+    assert c.client.wait_job(nxt.id, timeout=30).state == SUCCEEDED
+    c.client.delete_conflict_rule(rule.name)  # removed like any rule
+    assert list(c.client.list_conflict_rules()) == []
+
+
 def test_holds_survive_a_server_restart(tmp_path, db_url):
     from conftest import Cluster
 
