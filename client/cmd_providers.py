@@ -138,8 +138,12 @@ def provider_details(provider: provider_pb2.Provider) -> str:
 
 
 def state_text(provider: provider_pb2.Provider) -> str:
-    """The state, and while a restart grace runs for it, when that ends."""
+    """The state (and whether it is drained, when the state does not say so), and while a
+    restart grace runs for it, when that ends."""
     state = output.provider_state(provider.state)
+    if provider.drained and provider.state not in (provider_pb2.PROVIDER_STATE_DRAINING,
+                                                   provider_pb2.PROVIDER_STATE_DRAINED):
+        state = f"{state} (drained)"
     if provider.HasField("restart_grace_until") and provider.state == provider_pb2.PROVIDER_STATE_SUSPECT:
         return f"{state} (restart grace ends {output.until(provider.restart_grace_until)})"
     return state

@@ -184,4 +184,4 @@ def _provider_view(p) -> ProviderView:
                                     e.expires, e.source) for sid, e in sorted(p.inventory.items()))
     return ProviderView(p.id, p.state, dict(p.facts), dict(p.labels), p.slots, len(p.in_flight), p.heartbeat,
                         p.connect_time, p.last_seen, bool(p.conn_id), p.containment, p.kill_deadline,
-                        p.grace_until, p.backoff_cap, inventory)
+                        p.grace_until, p.backoff_cap, inventory, p.drained)

@@ -240,7 +240,7 @@ def provider_to_proto(p: ProviderView) -> provider_pb2.Provider:
         id=p.id, state=int(p.state), facts=facts, labels=p.labels, slots=p.slots, slots_in_use=p.slots_in_use,
         heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen),
         containment=p.containment, kill_deadline_seconds=p.kill_deadline, restart_grace_until=ts(p.grace_until),
-        reconnect_backoff_max_seconds=p.backoff_cap)
+        reconnect_backoff_max_seconds=p.backoff_cap, drained=p.drained)
 
 
 def continuation_to_proto(view: ContinuationView) -> continuation_pb2.Continuation:

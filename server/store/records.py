@@ -288,6 +288,7 @@ class ProviderView:
     grace_until: float | None
     backoff_cap: float
     inventory: tuple[InventoryView, ...]  # by signature id
+    drained: bool = False  # by an operator, until resumed
 
 
 def event_from_row(row) -> Event:

@@ -47,6 +47,10 @@ def test_a_drain_outlasts_restarts_until_the_provider_is_resumed(cluster, tmp_pa
         agent.stop()
     cluster.server.stop()
     cluster.start_server()
+    away = {p.id: p for p in cluster.client.list_providers()}
+    assert away["b"].drained and not away["a"].drained  # away (not DRAINED yet), and it says so
+    listing = jobplane("providers", "list", "--server", cluster.server.address, env=cluster.server.env()).stdout
+    assert [line for line in listing.splitlines() if line.startswith("b ")][0].count("(drained)") == 1, listing
     start_agents(cluster, tmp_path)
     cluster.wait_active("a")
     wait_until(lambda: state_of(cluster.client, "b") == DRAINED, 20, "b to come back DRAINED")

@@ -78,7 +78,7 @@ class ProviderFacts(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., python_version: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("id", "state", "facts", "labels", "slots", "slots_in_use", "heartbeat_interval_seconds", "connect_time", "last_seen_time", "containment", "kill_deadline_seconds", "restart_grace_until", "reconnect_backoff_max_seconds")
+    __slots__ = ("id", "state", "facts", "labels", "slots", "slots_in_use", "heartbeat_interval_seconds", "connect_time", "last_seen_time", "containment", "kill_deadline_seconds", "restart_grace_until", "reconnect_backoff_max_seconds", "drained")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class Provider(_message.Message):
     KILL_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RESTART_GRACE_UNTIL_FIELD_NUMBER: _ClassVar[int]
     RECONNECT_BACKOFF_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: ProviderState
     facts: ProviderFacts
@@ -112,7 +113,8 @@ class Provider(_message.Message):
     kill_deadline_seconds: float
     restart_grace_until: _timestamp_pb2.Timestamp
     reconnect_backoff_max_seconds: float
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containment: _Optional[str] = ..., kill_deadline_seconds: _Optional[float] = ..., restart_grace_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reconnect_backoff_max_seconds: _Optional[float] = ...) -> None: ...
+    drained: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containment: _Optional[str] = ..., kill_deadline_seconds: _Optional[float] = ..., restart_grace_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., drained: _Optional[bool] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
     __slots__ = ("task_id", "attempt", "handed_on_external_job_id")
