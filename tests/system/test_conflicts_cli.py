@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from support import jobplane, wait_until
 
@@ -20,17 +23,24 @@ def test_conflicts_add_list_check_remove_and_the_held_job_starts_by_itself(sqlit
     assert r.returncode == 0, r.stdout + r.stderr
     listed = jobplane("conflicts", "list", "--server", addr, env=env).stdout
     assert "loads" in listed and "orders-w" in listed and "class=load" in listed
-    running = c.client.submit_job({"name": "load-1", "class": "load",
-                                   "tasks": [{"name": "t", "command": ["sleep", "2"]}]})
+    release = tmp_path / "go"  # load-1 runs until the test lets it end (not for a time: CLIs start slowly under load)
+    running = c.client.submit_job({"name": "load-1", "class": "load", "tasks": [
+        {"name": "t", "command": ["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.05; done"]}]})
     wait_until(lambda: c.client.get_job(running.id).state == 2, 15, "the first load to run")
     job_file = tmp_path / "load2.toml"
     job_file.write_text('name = "load-2"\nclass = "load"\n[[tasks]]\nname = "t"\ncommand = ["true"]\n')
     r = jobplane("conflicts", "check", str(job_file), "--server", addr, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "held" in r.stdout and f"job {running.id} load-1" in r.stdout
-    r = jobplane("submit", str(job_file), "--watch", "--server", addr, env=env)
-    assert r.returncode == 0, r.stdout + r.stderr  # held, then started by itself once load-1 ended
-    assert "ON_HOLD" in r.stdout
+    watching = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "submit", str(job_file), "--watch",
+                                 "--server", addr], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: any(j.spec.name == "load-2" and j.status == ON_HOLD for j in c.client.list_jobs()), 30,
+               "load-2 held behind load-1")
+    release.touch()
+    out, _ = watching.communicate(timeout=60)
+    assert watching.returncode == 0, out  # held, then started by itself once load-1 ended
+    assert "ON_HOLD" in out
     r = jobplane("conflicts", "remove", "loads", "--server", addr, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     rules = json.loads(jobplane("conflicts", "list", "--server", addr, "-o", "json", env=env).stdout)
