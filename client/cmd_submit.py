@@ -18,8 +18,7 @@ from jobplane.client.command import (
     connect,
     wants_json,
 )
-from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError, Unavailable
-from jobplane.client.events import is_job_end
+from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
 from jobplane.v1 import job_pb2
@@ -103,11 +102,7 @@ def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float
     with closing(client.watch(job_id, timeout=timeout)) as events:
         for event in events:
             print(line(event), flush=True)
-            if is_job_end(event, job_id):
-                break
-        else:
-            raise Unavailable(f"the server ended the event stream before job {job_id} finished")
-    job = client.get_job(job_id)
+    job = client.get_job(job_id)  # the watch of one job ends with it
     if not as_json:
         print()
         print_job_tasks(client, job_id)

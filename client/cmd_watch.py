@@ -15,7 +15,6 @@ from jobplane.client.command import (
     wants_json,
 )
 from jobplane.client.errors import Unavailable
-from jobplane.client.events import is_job_end, is_last_end
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -48,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
                                       view=args.view)) as events:
                 for event in events:
                     print(line(event), flush=True)
-                    if args.job and is_job_end(event, args.job) and is_last_end(event, client.get_job(args.job)):
-                        return EXIT_OK
         except KeyboardInterrupt:
             return EXIT_OK  # Ctrl-C is how an open-ended watch ends
+    if args.job:
+        return EXIT_OK  # the watch of one job ends with it
     raise Unavailable("the server ended the event stream (is it shutting down?)")

@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
+from jobplane.client import results
 from jobplane.v1 import event_pb2, job_pb2, provider_pb2, status_pb2, task_pb2
 
 NONE = "-"
@@ -77,12 +78,7 @@ def _is_ours(field: Any) -> bool:
 
 
 def _enum_name(enum: Any, value: int) -> str | None:
-    if value == 0:
-        return None
-    if value not in enum.values_by_number:
-        return str(value)
-    prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")  # "JOB_STATE_"
-    return enum.values_by_number[value].name.removeprefix(prefix)
+    return results.short_name(enum, value) or None
 
 
 def _unsuffixed(message: Message, name: str) -> str:
@@ -137,12 +133,7 @@ def _cell(value: Any) -> str:
 
 def short_name(enum: Any, value: int) -> str:
     """`short_name(job_pb2.JobState, 2)` -> "RUNNING"; the zero value shows as "-"."""
-    if value == 0:
-        return NONE
-    if value not in enum.values():
-        return str(value)
-    prefix = enum.Name(0).removesuffix("UNSPECIFIED")  # "JOB_STATE_"
-    return enum.Name(value).removeprefix(prefix)
+    return results.short_name(enum, value) or NONE
 
 
 def status(value: int) -> str:

@@ -138,7 +138,7 @@ def test_up_serves_other_commands_until_interrupted(tmp_path):
         r = jobplane("submit", str(EXAMPLES / "hello.toml"), "--watch", env={"JOBPLANE_HOME": str(tmp_path)})
         assert r.returncode == 0, r.stdout + r.stderr
         r = jobplane("whoami", "-o", "json", env={"JOBPLANE_HOME": str(tmp_path)})
-        assert json.loads(r.stdout)["role"] == "ROLE_ADMIN", r.stderr
+        assert json.loads(r.stdout)["role"] == "ADMIN", r.stderr
         with urllib.request.urlopen(state["console"] + "/healthz", timeout=10) as health:  # on by default
             assert health.read() == b"ok\n"
         children = [int(p) for p in subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True,
@@ -203,7 +203,7 @@ def test_tokens_roles_and_audit_from_the_cli(sqlite_cluster, tmp_path):
     created = json.loads(r.stdout)
     viewer = {"JOBPLANE_TOKEN": created["secret"], "JOBPLANE_CA": admin["JOBPLANE_CA"]}
     me = json.loads(jobplane("whoami", "--server", addr, "-o", "json", env=viewer).stdout)
-    assert (me["identity"], me["role"]) == ("vera", "ROLE_VIEWER")
+    assert (me["identity"], me["role"]) == ("vera", "VIEWER")
     assert jobplane("jobs", "list", "--server", addr, env=viewer).returncode == 0
     r = jobplane("tokens", "create", "--role", "admin", "--user", "eve", "--server", addr, env=viewer)
     assert r.returncode == 3 and "admin" in r.stderr, r.stderr  # PERMISSION_DENIED names the role needed
