@@ -7,7 +7,7 @@ import sys
 import uuid
 from contextlib import closing
 
-from jobplane.client import output
+from jobplane.client import output, progress
 from jobplane.client.cmd_tasks import print_job_tasks
 from jobplane.client.command import (
     EXIT_INTERRUPTED,
@@ -35,7 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--watch",
         action="store_true",
-        help="follow the job's events until it ends, then show its tasks; exit 1 unless it succeeded",
+        help="follow the job until it ends, then show its tasks; exit 1 unless it succeeded. On a terminal: a "
+        "live line of task counts with progress and ETA, and only the notable events; else every event",
     )
     parser.add_argument(
         "--request-id",
@@ -98,10 +99,15 @@ def submitted(client: Client, job: job_pb2.Job) -> str:
 
 def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float | None = None) -> job_pb2.Job:
     """Print the job's events from its first until it ends, then its tasks; return the final job."""
-    line = output.json_line if as_json else _event_lines(client, job_id)
-    with closing(client.watch(job_id, timeout=timeout)) as events:
+    if as_json:
+        view = progress.event_lines(output.json_line, sys.stdout)
+    elif progress.is_terminal(sys.stdout):
+        view = progress.live_progress(client.get_job(job_id), _event_lines(client, job_id), sys.stdout)
+    else:
+        view = progress.event_lines(_event_lines(client, job_id), sys.stdout)
+    with closing(client.watch(job_id, timeout=timeout)) as events, view as show:
         for event in events:
-            print(line(event), flush=True)
+            show(event)
     job = client.get_job(job_id)  # the watch of one job ends with it
     if not as_json:
         print()
