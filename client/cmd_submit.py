@@ -21,7 +21,7 @@ from jobplane.client.command import (
 from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
-from jobplane.v1 import job_pb2
+from jobplane.v1 import job_pb2, task_pb2
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -101,10 +101,11 @@ def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float
     """Print the job's events from its first until it ends, then its tasks; return the final job."""
     if as_json:
         view = progress.event_lines(output.json_line, sys.stdout)
-    elif progress.is_terminal(sys.stdout):
-        view = progress.live_progress(client.get_job(job_id), _event_lines(client, job_id), sys.stdout)
     else:
-        view = progress.event_lines(_event_lines(client, job_id), sys.stdout)
+        tasks = list(client.list_tasks(job_id, page_size=1000))
+        lines = _event_lines(tasks)
+        view = (progress.live_progress(client.get_job(job_id), tasks, lines, sys.stdout)
+                if progress.is_terminal(sys.stdout) else progress.event_lines(lines, sys.stdout))
     with closing(client.watch(job_id, timeout=timeout)) as events, view as show:
         for event in events:
             show(event)
@@ -117,9 +118,9 @@ def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float
     return job
 
 
-def _event_lines(client: Client, job_id: str) -> output.EventLines:
+def _event_lines(tasks: list[task_pb2.Task]) -> output.EventLines:
     """Event lines whose task column fits the job's longest task name (`train[lr=0.1,batch=16]`)."""
-    width = max((len(f"task {task.name}") for task in client.list_tasks(job_id)), default=0)
+    width = max((len(f"task {task.name}") for task in tasks), default=0)
     return output.EventLines(with_job=False, width=width)
 
 

@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="follow events (statuses of jobs, tasks, providers; failovers)",
         description="Print events as they happen, until Ctrl-C; with JOB, only that job's, "
         "from its first event until it ends. Statuses are the normalized ones. Each line starts with "
-        "the event's id (for --from). Following a JOB on a terminal, one live line counts its tasks per "
+        "the event's id (for --from). Following a JOB on a terminal (without --filter or --view), one live line counts its tasks per "
         "status, with a progress bar, elapsed time and ETA, and only failures, retries, continuations, "
         "holds and the end are printed above it; piped, or with -o json, every event is a line.",
     )
@@ -46,8 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     with connect(args) as client:
         lines = output.EventLines(with_job=not args.job)
-        if args.job and not wants_json(args) and progress.is_terminal(sys.stdout):
-            view = progress.live_progress(client.get_job(args.job), lines, sys.stdout)
+        if args.job and not (args.filter or args.view or wants_json(args)) and progress.is_terminal(sys.stdout):
+            view = progress.live_progress(client.get_job(args.job), client.list_tasks(args.job, page_size=1000),
+                                          lines, sys.stdout)
         else:
             view = progress.event_lines(output.json_line if wants_json(args) else lines, sys.stdout)
         try:

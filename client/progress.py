@@ -13,12 +13,12 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
 from jobplane.client import output
-from jobplane.v1 import event_pb2, job_pb2
+from jobplane.v1 import event_pb2, job_pb2, task_pb2
 
 # The order statuses appear in on the live line (those with no task are left out).
 ORDER = ("RUNNING", "WAITING", "ON_HOLD", "LATE_TO_START", "RUNNING_LATE", "RESTART", "SUCCESS", "FAILURE",
@@ -47,10 +47,11 @@ def event_lines(line: Callable[[event_pb2.Event], str], out: TextIO) -> Iterator
 
 
 @contextmanager
-def live_progress(job: job_pb2.Job, lines: output.EventLines, out: TextIO) -> Iterator[Show]:
-    """The live line for `job` on the terminal `out`, notable events above it. On leaving, the
-    last state of the line stays on screen."""
-    display = Progress(job, lines, out)
+def live_progress(job: job_pb2.Job, tasks: Iterable[task_pb2.Task], lines: output.EventLines,
+                  out: TextIO) -> Iterator[Show]:
+    """The live line for `job` on the terminal `out`, starting from its `tasks` as they stand,
+    notable events above it. On leaving, the last state of the line stays on screen."""
+    display = Progress(job, lines, out, tasks=tasks)
     display.start()
     try:
         yield display.show
@@ -61,12 +62,14 @@ def live_progress(job: job_pb2.Job, lines: output.EventLines, out: TextIO) -> It
 class Progress:
     """The state behind the live line: each task's latest normalized status, from its events."""
 
-    def __init__(self, job: job_pb2.Job, lines: output.EventLines, out: TextIO,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, job: job_pb2.Job, lines: output.EventLines, out: TextIO, *,
+                 tasks: Iterable[task_pb2.Task] = (), clock: Callable[[], float] = time.time) -> None:
         self._total = job.counts.total
         self._since = job.submit_time.ToNanoseconds() / 1e9 if job.HasField("submit_time") else clock()
         self._ended: float | None = None
-        self._statuses: dict[str, str] = {}
+        # Each task's latest status: as listed, then as its events say (a watch --from a later
+        # event still counts every task).
+        self._statuses = {task.id: output.status(task.status) for task in tasks if task.status}
         self._retries: set[tuple[str, int]] = set()  # (task, attempt) whose start was shown
         self._fill = ("█", "░") if "utf" in (getattr(out, "encoding", "") or "").lower() else ("#", "-")
         self._lines = lines

@@ -91,10 +91,12 @@ def test_on_a_terminal_watch_job_of_a_finished_job_shows_its_final_line(sqlite_c
     r = jobplane("submit", str(job_file), "--watch", "--server", sqlite_cluster.server.address,
                  env=sqlite_cluster.server.env())
     job_id = re.search(r"submitted job (\d+)", r.stdout).group(1)
-    code, screen = in_pty([*cli(sqlite_cluster), "watch", job_id], sqlite_cluster.server.env())
-    assert code == 0, screen
-    final = screen.split(CLEAR)[-1].split("\n")[0]
-    assert re.match(rf"█+ {TASKS}/{TASKS}  SUCCESS {TASKS - 1}  FAILURE 1  \S+ elapsed$", final), final
+    end = list(sqlite_cluster.client.watch(job_id, timeout=30))[-1].id
+    for after in ([], ["--from", str(end - 1)]):  # from its first event; from its last (the tasks as listed)
+        code, screen = in_pty([*cli(sqlite_cluster), "watch", job_id, *after], sqlite_cluster.server.env())
+        assert code == 0, screen
+        final = screen.split(CLEAR)[-1].split("\n")[0]
+        assert re.match(rf"█+ {TASKS}/{TASKS}  SUCCESS {TASKS - 1}  FAILURE 1  \S+ elapsed$", final), (after, final)
 
 
 def test_piped_or_as_json_every_event_is_a_line(sqlite_cluster, job_file):
