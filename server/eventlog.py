@@ -14,6 +14,7 @@ from .domain.model import Event, EventKind, Status
 
 log = logging.getLogger(__name__)
 
+MESSAGE_CHARS = 500  # of an event's message, in its log line
 NOTABLE_TASK_STATUSES = frozenset({Status.FAILURE, Status.RESTART, Status.CANCEL, Status.ON_HOLD,
                                    Status.LATE_TO_START, Status.RUNNING_LATE, Status.UNKNOWN})
 
@@ -49,4 +50,7 @@ def describe(event: Event) -> str:
     text = f"{subject} {status}" + (f" ({event.raw_status})" if event.raw_status and event.raw_status != status else "")
     if event.provider_id and kind != EventKind.PROVIDER:
         text += f" on {event.provider_id}"
-    return f"{text}: {event.message}" if event.message else text
+    if not event.message:
+        return text
+    message = " ".join(event.message.split())  # one line: a message may quote a task's output
+    return f"{text}: {message[:MESSAGE_CHARS]}{'...' if len(message) > MESSAGE_CHARS else ''}"
