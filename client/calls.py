@@ -238,12 +238,9 @@ def purge_jobs(finished_before: datetime) -> Unary[int]:
 
 def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
           view: str = "") -> Watch:
-    """Events (of one job, or all) after `after_event_id`, then live. A watch of one job ends
-    after the event of its end (an end that a rerun has since undone does not count; a rerun
-    after the watch ended needs a new one); a watch of all jobs is endless. Either stops at
-    `timeout` seconds (DeadlineExceeded). `filter` (e.g. `status=FAILURE environment=external`)
-    and `view` keep only some events; a filter that leaves out the job's end event leaves the
-    watch endless.
+    """Events (of one job, or all) after `after_event_id`, then live; one job's end after its end
+    event (not an end a rerun undid), all jobs' never; either at `timeout` (DeadlineExceeded).
+    `filter` (e.g. `status=FAILURE environment=external`) and `view` keep only some events.
 
     A watch that breaks (its server went away or stopped, or cut it off for falling behind)
     resumes after the last event it yielded, on the same replica or the next, as the client's
