@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from jobplane.client import output
+from jobplane.client.events import TERMINAL_JOB_STATUSES
 from jobplane.v1 import event_pb2, job_pb2, task_pb2
 
 # The order statuses appear in on the live line (those with no task are left out).
@@ -75,7 +76,7 @@ class Progress:
         self._lines = lines
         self._out = out
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the ticker thread draws too
         self._drawn = 0.0
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, daemon=True)
@@ -90,15 +91,15 @@ class Progress:
         self._write(CLEAR + self.line() + "\n" + SHOW_CURSOR)
 
     def show(self, event: event_pb2.Event) -> None:
-        shown = output.event_status(event)
-        if event.kind == event_pb2.EVENT_KIND_TASK and event.task_id and event.status:
-            self._statuses[event.task_id] = shown
-        if event.kind == event_pb2.EVENT_KIND_JOB and event.raw_status in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            self._ended = event.time.ToNanoseconds() / 1e9
-        if is_notable(event) and not self._shown_retry(event):
-            self._write(CLEAR + self._lines(event) + "\n" + self.line())
-        elif self._clock() - self._drawn >= REDRAW_EVERY:
-            self._write(CLEAR + self.line())
+        with self._lock:
+            if event.kind == event_pb2.EVENT_KIND_TASK and event.task_id and event.status:
+                self._statuses[event.task_id] = output.event_status(event)
+            if event.kind == event_pb2.EVENT_KIND_JOB and event.raw_status in TERMINAL_JOB_STATUSES:
+                self._ended = event.time.ToNanoseconds() / 1e9
+            if is_notable(event) and not self._shown_retry(event):
+                self._write(CLEAR + self._lines(event) + "\n" + self.line())
+            elif self._clock() - self._drawn >= REDRAW_EVERY:
+                self._write(CLEAR + self.line())
 
     def _shown_retry(self, event: event_pb2.Event) -> bool:
         """Whether `event` is a later RUNNING of a retry already shown (each is shown once)."""
@@ -139,7 +140,8 @@ class Progress:
 
     def _tick(self) -> None:
         while not self._stopped.wait(1.0):
-            self._write(CLEAR + self.line())
+            with self._lock:
+                self._write(CLEAR + self.line())
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -155,5 +157,5 @@ def is_notable(event: event_pb2.Event) -> bool:
     if event.kind == event_pb2.EVENT_KIND_TASK:
         return shown in NOTABLE or (shown == "RUNNING" and event.attempt > 1)
     if event.kind == event_pb2.EVENT_KIND_JOB:
-        return shown in NOTABLE or event.raw_status in ("SUCCEEDED", "FAILED", "CANCELLED")
+        return shown in NOTABLE or event.raw_status in TERMINAL_JOB_STATUSES
     return event.kind == event_pb2.EVENT_KIND_CONTINUATION
