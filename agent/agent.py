@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from jobplane.logs import attempt_ids
 from jobplane.v1 import provider_pb2
 
 from .checkpoint import CHECKPOINT_FILE_ENV
@@ -150,9 +151,9 @@ class Agent:
         for assignment in assignments:
             key = (assignment.task_id, assignment.attempt)
             if key in self._attempts:
-                log.warning("ignoring a second assignment of task %s attempt %d", *key)
+                log.warning("ignoring a second assignment of task %s attempt %d", *key, extra=attempt_ids(key))
             elif self._dropped:
-                log.info("not taking task %s attempt %d: this agent is leaving", *key)
+                log.info("not taking task %s attempt %d: this agent is leaving", *key, extra=attempt_ids(key))
             else:  # once stopping, it does not start: it waits to be handed on (_in_slot)
                 stop: asyncio.Future[StopRequest] = loop.create_future()
                 task = asyncio.create_task(self._run_attempt(assignment, stop))
@@ -207,7 +208,7 @@ class Agent:
                                   if isinstance(leftover, Leftover) and leftover.alive()],
                                  only=True)
         for key, leftover in leftovers.items():
-            log.info("adopting task %s attempt %d from an earlier run of this agent", *key)
+            log.info("adopting task %s attempt %d from an earlier run of this agent", *key, extra=attempt_ids(key))
             stop: asyncio.Future[StopRequest] = loop.create_future()
             if isinstance(leftover, ExternalRecord):
                 running = self._resume_outside(key, leftover, stop)
@@ -255,28 +256,28 @@ class Agent:
         try:
             result = await running
         except AttemptLost as exc:  # the server has continued it elsewhere: not ours to report
-            log.warning("task %s attempt %d: %s", *key, exc)
+            log.warning("task %s attempt %d: %s", *key, exc, extra=attempt_ids(key))
             await self._forget(key)
             return
         except Exception as exc:  # a bug here must not leave the attempt unreported
-            log.exception("task %s attempt %d failed inside the agent", *key)
+            log.exception("task %s attempt %d failed inside the agent", *key, extra=attempt_ids(key))
             result = AttemptResult(Outcome.FAILED, error=f"agent error: {exc!r}",
                                    raw={"state": "agent_error"})
         try:
             await self._checkpoints.finish(key)  # the last checkpoint goes before the result
         except Exception:
-            log.exception("cannot read the last checkpoint of task %s attempt %d", *key)
+            log.exception("cannot read the last checkpoint of task %s attempt %d", *key, extra=attempt_ids(key))
         if self._attempts[key].dropped and result.raw.get("state") == SHUTDOWN_STATE:
             if self._outside.job(key):  # it runs on: its record stays, for a new process
                 log.info("task %s attempt %d: the agent stopped following its outside job, which runs "
-                         "on; the server hands it on", *key)
+                         "on; the server hands it on", *key, extra=attempt_ids(key))
                 self._release(key)
                 return
             log.info("task %s attempt %d: stopped with the agent, left for the server to hand on",
-                     *key)
+                     *key, extra=attempt_ids(key))
             await self._forget(key)
             return
-        log.debug("task %s attempt %d: %s %s", *key, result.outcome.name.lower(), result.error)
+        log.debug("task %s attempt %d: %s %s", *key, result.outcome.name.lower(), result.error, extra=attempt_ids(key))
         self._outbox.finished(*key, result)
         self._release(key)
 
@@ -361,7 +362,8 @@ class Agent:
         if not missing:
             return None
         log.info("not running task %s attempt %d: prerequisite %d is missing (%s)",
-                 assignment.task_id, assignment.attempt, *missing[0])
+                 assignment.task_id, assignment.attempt, *missing[0],
+                 extra=attempt_ids((assignment.task_id, assignment.attempt)))
         return prerequisite_missing(missing)
 
     def _on_start(self, key: AttemptKey, *, report: bool) -> Callable[[Started], None]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from jobplane.logs import ids
 from jobplane.client.channel import CHANNEL_OPTIONS
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
@@ -432,7 +433,8 @@ class Link:
             for rejected in response.ack.rejected:
                 log.warning("the server rejected the report on task %s attempt %d (%s): %s",
                             rejected.attempt.task_id, rejected.attempt.attempt, rejected.code,
-                            rejected.reason)
+                            rejected.reason,
+                            extra=ids(task_id=rejected.attempt.task_id, attempt=rejected.attempt.attempt))
             self._outbox.ack(response.ack.seq)
         else:
             log.debug("ignoring an unexpected %s from the server", kind)

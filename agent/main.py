@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from jobplane.client.channel import default_data_dir, resolve_target
 from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
+from jobplane.logs import LOG_FORMATS, configure as configure_logging
 from jobplane.replicas import split_addresses
 from jobplane import __version__
 from jobplane.client.errors import CredentialsError
@@ -31,10 +32,7 @@ log = logging.getLogger("jobplane.agent")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent; 0 after a clean shutdown, 1 if the server refused it."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format, fields={"provider_id": args.name})
     config = config_from_args(args)
     _watch_children_with_pidfds()
     try:
@@ -95,6 +93,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "agent's Slurm jobs (default: %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                        help="`text` for people, or `json`: one object per line with the provider (this agent), "
+                             "task and attempt ids as fields (default: %(default)s)")
     parser.add_argument("--version", action="store_true",
                         help="print the version and the containment in force here, and exit")
     _add_security_flags(parser)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from jobplane.logs import attempt_ids
 from jobplane.v1 import provider_pb2
 
 from .environment import agent_env, own_env
@@ -75,10 +76,10 @@ class OutsideJobs:
                 return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
                     f"cannot record the external attempt in {record.attempt_dir}: {exc}"))
             log.error("cannot record adopted job %s of task %s attempt %d: %s; an agent restarted "
-                      "after a crash would not adopt it again", adopt, *key, exc)
+                      "after a crash would not adopt it again", adopt, *key, exc, extra=attempt_ids(key))
         if adopt:
             log.info("task %s attempt %d adopts %s job %s, submitted by an earlier attempt",
-                     *key, record.adapter, adopt)
+                     *key, record.adapter, adopt, extra=attempt_ids(key))
             return await self._follow(key, record, env=env, timeout=spec.timeout_seconds, stop=stop,
                                       on_start=on_start, on_status=on_status)
 
@@ -88,7 +89,7 @@ class OutsideJobs:
                 await asyncio.to_thread(write_record, record.submitted(job_id, pid))
             except OSError as exc:  # the job runs: follow it, though a crash now would lose it
                 log.error("cannot record external job %s of task %s attempt %d: %s; an agent "
-                          "restarted after a crash would not adopt it", job_id, *key, exc)
+                          "restarted after a crash would not adopt it", job_id, *key, exc, extra=attempt_ids(key))
 
         if slurm:
             return await self._slurm.run(
@@ -106,7 +107,7 @@ class OutsideJobs:
         fails saying so."""
         if record.job_id is None:
             log.warning("task %s attempt %d: the agent stopped during its external submit; "
-                        "reporting it failed rather than submitting it again", *key)
+                        "reporting it failed rather than submitting it again", *key, extra=attempt_ids(key))
             return submit_interrupted()
         return await self._follow(key, record, env=agent_env() | dict(record.task_env),
                                   timeout=record.timeout_left(time.time()), stop=stop,
@@ -126,5 +127,5 @@ class OutsideJobs:
         if len(job_id) > JOB_ID_MAX:
             log.warning("task %s attempt %d: the job id %r... is longer than %d characters; the "
                         "server cannot record it, so the job cannot be handed on to another agent",
-                        *key, job_id[:40], JOB_ID_MAX)
+                        *key, job_id[:40], JOB_ID_MAX, extra=attempt_ids(key))
         self._jobs[key] = job_id

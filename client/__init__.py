@@ -17,6 +17,7 @@ says how often), other changes only when they certainly reached no server; a wat
 another replica after the last event it delivered.
 """
 
+from jobplane.client import results
 from jobplane.client.aio import AsyncClient
 from jobplane.client.errors import (
     AlreadyExists,
@@ -38,6 +39,8 @@ from jobplane.client.jobfile import JobFile, job_spec_from_mapping, load_job_fil
 from jobplane.client.retry import Retry
 from jobplane.client.security import ROLES, parse_role
 from jobplane.client.sync import Client
+
+results.install()  # job.succeeded, task.output, ...: see results.py
 
 __all__ = [
     "AlreadyExists",

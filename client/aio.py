@@ -17,7 +17,7 @@ from jobplane.client.calls import Paged, Unary, Watch
 from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import JobplaneError, Unavailable, rpc_errors
-from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end
+from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, is_last_end
 from jobplane.client.replicas import Replica, Replicas
 from jobplane.client.retry import Retry, Tries, resumable
 from jobplane.v1 import event_pb2, job_pb2
@@ -157,26 +157,33 @@ class AsyncClient:
     whoami = bind(calls.whoami)
     list_servers = bind(calls.list_servers)
 
-    async def wait_job(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
-        """Wait until the job succeeded, failed or was cancelled and return it.
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
+        """Wait until the job succeeded, failed or was cancelled and return it (then
+        `job.succeeded` says which).
 
         Raises DeadlineExceeded after `timeout` seconds, NotFound for an unknown job.
         """
         job = await self.get_job(job_id)
         if is_finished(job):
             return job
-        # From event 0: a job that ends between get_job and here still shows its end event.
+        # From event 0: a job that ends between get_job and here still shows its end event; only the job's own.
         events = self.watch(job_id, timeout=timeout, filter="type=JOB")
         try:
-            async for event in events:
-                if is_job_end(event, job_id) and is_finished(await self.get_job(job_id)):  # not an end a rerun undid
-                    break
+            async for _ in events:
+                pass  # the watch of one job ends with it
         finally:
             await events.aclose()
         job = await self.get_job(job_id)
         if not is_finished(job):
             raise Unavailable(f"the event stream closed before job {job_id} finished")
         return job
+
+    wait_job = wait  # the name of earlier releases
+
+    async def _ends(self, call: Watch, event: event_pb2.Event) -> bool:
+        """Whether `event` ends a watch of one job: its end, and not one a rerun undid."""
+        return (bool(call.job_id) and is_job_end(event, call.job_id)
+                and is_last_end(event, await self.get_job(call.job_id)))
 
     # Running a call
 
@@ -223,6 +230,8 @@ class AsyncClient:
                         for event in response.events:
                             last = event.id
                             yield event
+                            if await self._ends(call, event):
+                                return
                 error: JobplaneError = Unavailable(f"the server at {replica.address} ended the event stream")
             except JobplaneError as exc:
                 if fell_behind(exc):

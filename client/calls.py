@@ -104,13 +104,15 @@ class Paged(Generic[T]):
 
 @dataclass(frozen=True)
 class Watch:
-    """An event stream after `after_event_id`; `request_after(last)` is the request that resumes it."""
+    """An event stream after `after_event_id`; `request_after(last)` is the request that resumes it.
+    With `job_id`, it ends after that job's end event (the end as it stands: not one a rerun undid)."""
 
     stub: type
     method: str
     request_after: Callable[[int], Message]
     after_event_id: int
     timeout: float | None
+    job_id: str = ""
 
 
 Call = Unary[Any] | Paged[Any] | Watch
@@ -236,8 +238,9 @@ def purge_jobs(finished_before: datetime) -> Unary[int]:
 
 def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = None, filter: str = "",
           view: str = "") -> Watch:
-    """Events (of one job, or all) after `after_event_id`, then live; endless unless `timeout`.
-    `filter` (e.g. `status=FAILURE environment=external`) and `view` keep only some.
+    """Events (of one job, or all) after `after_event_id`, then live; one job's end after its end
+    event (not an end a rerun undid), all jobs' never; either at `timeout` (DeadlineExceeded).
+    `filter` (e.g. `status=FAILURE environment=external`) and `view` keep only some events.
 
     A watch that breaks (its server went away or stopped, or cut it off for falling behind)
     resumes after the last event it yielded, on the same replica or the next, as the client's
@@ -247,7 +250,7 @@ def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = 
     def request_after(last: int) -> event_pb2.WatchEventsRequest:
         return event_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
 
-    return Watch(EVENTS, "WatchEvents", request_after, after_event_id, timeout)
+    return Watch(EVENTS, "WatchEvents", request_after, after_event_id, timeout, job_id)
 
 
 def watch_continuations(*, after_event_id: int = 0, timeout: float | None = None) -> Watch:

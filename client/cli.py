@@ -16,6 +16,7 @@ from jobplane import __version__
 from jobplane.client import (
     cmd_audit,
     cmd_ca,
+    cmd_completion,
     cmd_conflicts,
     cmd_continuations,
     cmd_demo,
@@ -31,12 +32,21 @@ from jobplane.client import (
     cmd_tasks,
     cmd_tokens,
     cmd_up,
+    cmd_version,
     cmd_views,
     cmd_watch,
     cmd_whoami,
 )
 from jobplane.client.channel import locate_server, transport_hint
-from jobplane.client.command import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_SERVER_ERROR, credentials
+from jobplane.client.command import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_SERVER_ERROR,
+    add_output_option,
+    add_server_option,
+    apply_global_options,
+    credentials,
+)
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import (
     InvalidArgument,
@@ -50,7 +60,7 @@ from jobplane.replicas import split_addresses
 COMMAND_GROUPS = (
     cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers,
     cmd_inventory, cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami,
-    cmd_servers, cmd_up, cmd_demo,
+    cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
 )
 
 
@@ -62,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"jobplane {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    # The options every client command takes work before the subcommand too (`jobplane --server H:P jobs list`).
+    add_server_option(parser, top_level=True)
+    add_output_option(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.register(commands)
@@ -69,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = apply_global_options(build_parser().parse_args(argv))
     _configure_logging(args.verbose)
     try:
         return args.run(args)

@@ -7,7 +7,7 @@ import sys
 import uuid
 from contextlib import closing
 
-from jobplane.client import output
+from jobplane.client import output, progress
 from jobplane.client.cmd_tasks import print_job_tasks
 from jobplane.client.command import (
     EXIT_INTERRUPTED,
@@ -18,11 +18,10 @@ from jobplane.client.command import (
     connect,
     wants_json,
 )
-from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError, Unavailable
-from jobplane.client.events import is_job_end
+from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
-from jobplane.v1 import job_pb2
+from jobplane.v1 import job_pb2, task_pb2
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,7 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--watch",
         action="store_true",
-        help="follow the job's events until it ends, then show its tasks; exit 1 unless it succeeded",
+        help="follow the job until it ends, then show its tasks; exit 1 unless it succeeded. On a terminal: a "
+        "live line of task counts with progress and ETA, and only the notable events; else every event",
     )
     parser.add_argument(
         "--request-id",
@@ -99,15 +99,17 @@ def submitted(client: Client, job: job_pb2.Job) -> str:
 
 def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float | None = None) -> job_pb2.Job:
     """Print the job's events from its first until it ends, then its tasks; return the final job."""
-    line = output.json_line if as_json else _event_lines(client, job_id)
-    with closing(client.watch(job_id, timeout=timeout)) as events:
+    if as_json:
+        view = progress.event_lines(output.json_line, sys.stdout)
+    else:
+        tasks = list(client.list_tasks(job_id, page_size=1000))
+        lines = _event_lines(tasks)
+        view = (progress.live_progress(client.get_job(job_id), tasks, lines, sys.stdout)
+                if progress.is_terminal(sys.stdout) else progress.event_lines(lines, sys.stdout))
+    with closing(client.watch(job_id, timeout=timeout)) as events, view as show:
         for event in events:
-            print(line(event), flush=True)
-            if is_job_end(event, job_id):
-                break
-        else:
-            raise Unavailable(f"the server ended the event stream before job {job_id} finished")
-    job = client.get_job(job_id)
+            show(event)
+    job = client.get_job(job_id)  # the watch of one job ends with it
     if not as_json:
         print()
         print_job_tasks(client, job_id)
@@ -116,9 +118,9 @@ def follow(client: Client, job_id: str, *, as_json: bool = False, timeout: float
     return job
 
 
-def _event_lines(client: Client, job_id: str) -> output.EventLines:
+def _event_lines(tasks: list[task_pb2.Task]) -> output.EventLines:
     """Event lines whose task column fits the job's longest task name (`train[lr=0.1,batch=16]`)."""
-    width = max((len(f"task {task.name}") for task in client.list_tasks(job_id)), default=0)
+    width = max((len(f"task {task.name}") for task in tasks), default=0)
     return output.EventLines(with_job=False, width=width)
 
 

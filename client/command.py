@@ -21,14 +21,22 @@ EXIT_INTERRUPTED = 130
 T = TypeVar("T")
 
 
-def add_server_option(parser: argparse.ArgumentParser) -> None:
-    """--server and the credentials to present to it."""
+GLOBAL_PREFIX = "global_"  # where the options given before the subcommand land (see apply_global_options)
+
+
+def add_server_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """--server and the credentials to present to it; `top_level`: on `jobplane` itself, before
+    the subcommand, where they are kept apart until apply_global_options merges them."""
+    def where(name: str) -> dict:
+        return {"dest": GLOBAL_PREFIX + name, "default": argparse.SUPPRESS} if top_level else {}
+
     parser.add_argument(
         "--server",
         metavar="ADDR",
         help="server address host:port, or the addresses of its replicas comma-separated "
         "(a:7070,b:7070,c:7070: a call goes on to the next when one is down) "
         "(default: $JOBPLANE_SERVER, then the local `jobplane up`, then localhost:7070)",
+        **where("server"),
     )
     security = parser.add_argument_group(
         "credentials",
@@ -36,14 +44,30 @@ def add_server_option(parser: argparse.ArgumentParser) -> None:
         "the running `jobplane up` and the server's data directory (ca-bundle.crt, admin.token).",
     )
     token = security.add_mutually_exclusive_group()
-    token.add_argument("--token", metavar="SECRET", help="API token (or @FILE to read it from FILE)")
-    token.add_argument("--token-file", metavar="FILE", help="read the API token from FILE")
-    security.add_argument("--ca", metavar="FILE", help="PEM CA bundle to trust (the server's DATA_DIR/ca-bundle.crt)")
-    security.add_argument("--cert", metavar="FILE", help="PEM client certificate (with --key) instead of a token")
-    security.add_argument("--key", metavar="FILE", help="PEM private key of --cert")
+    token.add_argument("--token", metavar="SECRET", help="API token (or @FILE to read it from FILE)",
+                       **where("token"))
+    token.add_argument("--token-file", metavar="FILE", help="read the API token from FILE", **where("token_file"))
+    security.add_argument("--ca", metavar="FILE", help="PEM CA bundle to trust (the server's DATA_DIR/ca-bundle.crt)",
+                          **where("ca"))
+    security.add_argument("--cert", metavar="FILE", help="PEM client certificate (with --key) instead of a token",
+                          **where("cert"))
+    security.add_argument("--key", metavar="FILE", help="PEM private key of --cert", **where("key"))
     security.add_argument(
-        "--insecure", action="store_true", help="plaintext, no credentials: only for a server run with --insecure"
+        "--insecure", action="store_true", help="plaintext, no credentials: only for a server run with --insecure",
+        **where("insecure"),
     )
+
+
+def apply_global_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Give the subcommand the options written before it (`jobplane --server H:P jobs list`);
+    one written after the subcommand wins over the same one before it."""
+    for name, value in list(vars(args).items()):
+        if name.startswith(GLOBAL_PREFIX):
+            delattr(args, name)
+            own = name.removeprefix(GLOBAL_PREFIX)
+            if getattr(args, own, None) in (None, False, DEFAULT_OUTPUT):
+                setattr(args, own, value)
+    return args
 
 
 FILTER_HELP = {
@@ -80,12 +104,16 @@ def time_argument(text: str) -> float:
     return (moment if moment.tzinfo else moment.astimezone()).timestamp()
 
 
-def add_output_option(parser: argparse.ArgumentParser) -> None:
+DEFAULT_OUTPUT = "table"
+
+
+def add_output_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
     parser.add_argument(
         "-o",
         "--output",
         choices=("table", "json"),
-        default="table",
+        default=argparse.SUPPRESS if top_level else DEFAULT_OUTPUT,
+        dest=GLOBAL_PREFIX + "output" if top_level else "output",
         help="`table` for people (default) or `json`: one document, or JSON lines for streams",
     )
 

@@ -11,38 +11,90 @@ from typing import Any
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
+from jobplane.client import results
 from jobplane.v1 import event_pb2, job_pb2, provider_pb2, status_pb2, task_pb2
 
 NONE = "-"
 
 
 def message_dict(message: Message) -> dict[str, Any]:
-    """The proto3 JSON form of a message, with the .proto field names and every field present
-    but the deprecated ones (the server no longer fills them in)."""
-    return _without_deprecated(message, json_format.MessageToDict(
+    """The JSON form of a message as people read it: the .proto field names; enums by their
+    short names, as the tables show them (`SUCCESS`, not `NORMALIZED_STATUS_SUCCESS`; unset:
+    null); fields holding JSON text as that JSON, named without `_json` (`checkpoint_json:
+    "{\"i\": 5}"` shows as `checkpoint: {"i": 5}`); every field present, zero or not, but in a
+    spec only the fields that were set; deprecated fields left out (the server no longer fills
+    them in)."""
+    return _readable(message, _proto_json(message, every_field=True))
+
+
+def _proto_json(message: Message, *, every_field: bool) -> dict[str, Any]:
+    return json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
+        always_print_fields_with_no_presence=every_field,
         unquote_int64_if_possible=True,
-    ))
+    )
 
 
-def _without_deprecated(message: Message, document: dict[str, Any]) -> dict[str, Any]:
+def _readable(message: Message, document: dict[str, Any]) -> dict[str, Any]:
+    renamed: dict[str, str] = {}
     for field in message.DESCRIPTOR.fields:
+        name = field.name
+        if name not in document:
+            continue
         if field.GetOptions().deprecated:
-            document.pop(field.name, None)
-        elif field.name in document and _is_ours(field):
-            value = getattr(message, field.name)
-            pairs = zip(value, document[field.name]) if field.is_repeated else [(value, document[field.name])]
-            for item, sub in pairs:
-                _without_deprecated(item, sub)
+            del document[name]
+        elif field.enum_type is not None:
+            value = getattr(message, name)
+            enum = field.enum_type
+            document[name] = [_enum_name(enum, v) for v in value] if field.is_repeated else _enum_name(enum, value)
+        elif name.endswith("_json") and field.type == field.TYPE_STRING and not field.is_repeated:
+            renamed[name] = _unsuffixed(message, name)
+            document[name] = _parsed(document[name])
+        elif _is_ours(field):
+            _readable_field(message, field, document)
+    # In place, in the order of the .proto (json_format puts the fields that were set first).
+    items = [(renamed.get(field.name, field.name), document[field.name])
+             for field in message.DESCRIPTOR.fields if field.name in document]
+    document.clear()
+    document.update(items)
     return document
 
 
-def _is_ours(field) -> bool:
+def _readable_field(message: Message, field: Any, document: dict[str, Any]) -> None:
+    value = getattr(message, field.name)
+    if field.message_type.name.endswith("Spec") and not field.is_repeated:
+        # A spec shows what its author wrote: only the fields that were set.
+        document[field.name] = _proto_json(value, every_field=False)
+    items = zip(value, document[field.name]) if field.is_repeated else [(value, document[field.name])]
+    for item, sub in items:
+        _readable(item, sub)
+
+
+def _is_ours(field: Any) -> bool:
     """A field holding jobplane.v1 messages (not a map, not a well-known type's JSON form)."""
     kind = field.message_type
     return kind is not None and not kind.GetOptions().map_entry and kind.full_name.startswith("jobplane.")
+
+
+def _enum_name(enum: Any, value: int) -> str | None:
+    return results.short_name(enum, value) or None
+
+
+def _unsuffixed(message: Message, name: str) -> str:
+    """`checkpoint_json` -> `checkpoint`, unless the message has a field of that name too."""
+    short = name.removesuffix("_json")
+    return name if short in message.DESCRIPTOR.fields_by_name else short
+
+
+def _parsed(text: str) -> Any:
+    """JSON text as the value it holds; "" (nothing) as null; text that is not JSON as it is."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def json_document(value: Message | Sequence[Message]) -> str:
@@ -81,12 +133,7 @@ def _cell(value: Any) -> str:
 
 def short_name(enum: Any, value: int) -> str:
     """`short_name(job_pb2.JobState, 2)` -> "RUNNING"; the zero value shows as "-"."""
-    if value == 0:
-        return NONE
-    if value not in enum.values():
-        return str(value)
-    prefix = enum.Name(0).removesuffix("UNSPECIFIED")  # "JOB_STATE_"
-    return enum.Name(value).removeprefix(prefix)
+    return results.short_name(enum, value) or NONE
 
 
 def status(value: int) -> str:
@@ -182,21 +229,30 @@ def exit_code(message: Message) -> str:
     return str(message.exit_code) if message.HasField("exit_code") else NONE
 
 
-# Event lines: `12:00:01  task build[0]  RUNNING  on local-1  exited with code 2`.
+# Event lines: `#42  12:00:01  task build[0]  RUNNING  on local-1  exited with code 2`; the
+# event id first, for `watch --from 42` to go on after it.
 
 
 class EventLines:
-    """Formats a stream of events as aligned lines; the subject column widens when it must."""
+    """Formats a stream of events as aligned lines; the id and subject columns widen when they must."""
 
     def __init__(self, *, with_job: bool = True, width: int = 20) -> None:
         self._with_job = with_job  # name the job on task lines (watching all jobs)
         self._width = width
+        self._id_width = 4
 
     def __call__(self, event: event_pb2.Event) -> str:
         subject, details = _event_subject(event, self._with_job)
         self._width = max(self._width, len(subject))
-        shown = status(event.status) if event.status else event.raw_status or NONE
-        return "  ".join([clock(event.time), subject.ljust(self._width), shown.ljust(8), *details]).rstrip()
+        number = f"#{event.id}"
+        self._id_width = max(self._id_width, len(number))
+        return "  ".join([number.ljust(self._id_width), clock(event.time), subject.ljust(self._width),
+                          event_status(event).ljust(8), *details]).rstrip()
+
+
+def event_status(event: event_pb2.Event) -> str:
+    """The normalized status an event reports (its raw one when it has none)."""
+    return status(event.status) if event.status else event.raw_status or NONE
 
 
 def _event_subject(event: event_pb2.Event, with_job: bool) -> tuple[str, list[str]]:

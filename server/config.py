@@ -40,6 +40,7 @@ class ServerConfig:
     default_max_attempts: int = 1
     max_tasks_per_job: int = MAX_TASKS_PER_JOB
     address_file: Path | None = None
+    log_format: str = "text"  # or "json": one object per line (jobplane.logs)
     # The calendar continuation timing rules are read in: an IANA time zone, and fiscal
     # period ends as MM-DD (every year) or YYYY-MM-DD (once).
     timezone: str = "UTC"

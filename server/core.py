@@ -14,6 +14,7 @@ from typing import Any, Callable
 from .domain.engine import Engine
 from .domain.changes import ChangeSet
 from .errors import Deposed, EngineFailure, JobplaneError, StoreFailure
+from .eventlog import log_events
 from .events import EventHub
 from .metrics import ServerMetrics
 from .store.records import ConflictRule, InventoryView, ProviderView
@@ -121,6 +122,7 @@ class Core:
             self.metrics.batch_operations.observe(len(batch))
         self._deliver(cs)
         self.hub.publish(cs.events)
+        log_events(cs.events)
         self.metrics.events.inc(by=len(cs.events))
         loop = asyncio.get_running_loop()
         for timer in cs.timers:

@@ -9,12 +9,16 @@ import signal
 import sys
 from pathlib import Path
 
+from jobplane.logs import LOG_FORMATS, configure as configure_logging
+
 from .app import Server
 from .config import ServerConfig, default_data_dir
 from .domain.limits import MAX_TASKS_PER_JOB
 from .domain.timing import Calendar
 from .errors import ConfigError
 from .events import WATCHER_QUEUE_BATCHES
+
+log = logging.getLogger("jobplane.server")
 
 
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
@@ -100,6 +104,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         "of it, and another replica takes over once it runs out (default: %(default)s)")
     p.add_argument("--address-file", type=Path, default=None, help="write HOST:PORT here once listening")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                   help="`text` for people, or `json`: one object per line with the job, task, attempt and "
+                        "provider ids as fields (default: %(default)s)")
     a = p.parse_args(argv)
     if a.reconnect_grace < 0:
         p.error("--reconnect-grace must be >= 0")
@@ -151,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         Calendar.parse(a.timezone, a.period_ends)
     except ValueError as exc:
         p.error(f"--timezone/--period-end: {exc}")
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(a.log_level, a.log_format)
     return ServerConfig(listen=a.listen, data_dir=a.data_dir or default_data_dir(), db_url=a.db,
                         reconnect_grace=a.reconnect_grace, restart_grace=a.restart_grace, heartbeat_tolerance=a.heartbeat_tolerance,
                         probe_deadline=a.probe_deadline, standby_idle=a.standby_idle, retry_backoff=a.retry_backoff, retry_backoff_max=a.retry_backoff_max,
@@ -160,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         scale_in_after=a.scale_in_after, scale_out_interval=a.scale_interval,
                         default_max_attempts=a.max_attempts, learn_conflicts=a.learn,
                         max_tasks_per_job=a.max_tasks_per_job,
-                        address_file=a.address_file, timezone=a.timezone.strip(),
+                        address_file=a.address_file, log_format=a.log_format, timezone=a.timezone.strip(),
                         period_ends=tuple(e.strip() for e in a.period_ends), insecure=a.insecure,
                         agent_listen=a.agent_listen, ca_cert=a.ca_cert, ca_key=a.ca_key, rotate_ca=a.rotate_ca, tls_hosts=tuple(a.tls_hosts), agent_cert_ttl=a.agent_cert_ttl,
                         max_message_bytes=a.max_message_bytes, submit_rate=a.submit_rate,
@@ -180,8 +187,8 @@ async def serve(config: ServerConfig) -> int:
     server = Server(config)
     await server.start()
     if config.insecure:
-        print("jobplane-server: WARNING: --insecure: plaintext, no authentication, everyone is admin. "
-              "Never use this beyond a debugging session on a trusted machine.", file=sys.stderr, flush=True)
+        _tell(config, logging.WARNING, "WARNING: --insecure: plaintext, no authentication, everyone is admin. "
+              "Never use this beyond a debugging session on a trusted machine.")
     print(f"jobplane-server listening on {server.address}"
           + ("" if config.insecure else f" (agents: {server.agent_address}, CA: {server.ca_bundle})"), flush=True)
     if server.http_url:
@@ -194,7 +201,7 @@ async def serve(config: ServerConfig) -> int:
     await asyncio.wait([waiter, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     await server.stop()
     if server.failed is not None:  # the last line of the log says why and what to do
-        print(f"jobplane-server: stopped: {server.failed}", file=sys.stderr, flush=True)
+        _tell(config, logging.CRITICAL, f"stopped: {server.failed}")
         return 1
     return 0
 
@@ -204,11 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(serve(config))
     except ConfigError as exc:
-        print(f"jobplane-server: {exc}", file=sys.stderr)
+        _tell(config, logging.ERROR, str(exc))
         return 2
     except OSError as exc:
-        print(f"jobplane-server: {exc}", file=sys.stderr)
+        _tell(config, logging.ERROR, str(exc))
         return 1
+
+
+def _tell(config: ServerConfig, level: int, message: str) -> None:
+    """A line for the operator on stderr: `jobplane-server: MESSAGE`, or a log line when the log is JSON."""
+    if config.log_format == "json":
+        log.log(level, "%s", message)
+    else:
+        print(f"jobplane-server: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

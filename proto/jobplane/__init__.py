@@ -4,8 +4,9 @@ Import the part you need: ``jobplane.client`` (SDK), ``jobplane.agent``,
 ``jobplane.server``; ``jobplane.v1`` holds the generated contract.
 
 Every part may import this root package; it holds what they share besides the contract:
-``jobplane.files`` (the one atomic write) and ``jobplane.attempts`` (how an attempt
-ended: the agent builds it, the server's domain reads it).
+``jobplane.files`` (the one atomic write), ``jobplane.attempts`` (how an attempt
+ended: the agent builds it, the server's domain reads it) and ``jobplane.logs`` (the
+server's and the agent's log formats).
 """
 
 __version__ = "0.1.0"

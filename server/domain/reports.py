@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from jobplane.logs import ids
+
 from .adoption import JOB_ID_MAX
 from .model import EventKind, JobState, Outcome, Report, ReportKind, Status, TaskState
 from .policies import normalize
@@ -76,7 +78,8 @@ class Reports:
     def _stale(self, provider_id: str, report: Report) -> None:
         """A report from a superseded attempt: never accepted; the agent must stop it."""
         log.info("rejected report for task %s attempt %s from %s: not the current attempt",
-                 report.task_id, report.attempt, provider_id)
+                 report.task_id, report.attempt, provider_id,
+                 extra=ids(task_id=report.task_id, attempt=report.attempt, provider_id=provider_id))
         if report.kind != ReportKind.FINISHED:  # it still runs somewhere: stop it
             self.engine.adoption.stop_superseded(provider_id, report.task_id, report.attempt)
         else:  # it ended: a task waiting for that may go on

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from jobplane.logs import ids
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from ..domain.limits import check_seconds, check_text
@@ -143,7 +144,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             return
         if fut.result() is None:  # not the provider's current stream: nothing was taken, so no ack
             log.warning("reports from %s on a stream that is not its current one; hanging up so they are sent "
-                        "again", conn.provider)
+                        "again", conn.provider, extra=ids(provider_id=conn.provider))
             conn.queue.put_nowait(None)
             return
         for _, _, code, _ in fut.result() or ():

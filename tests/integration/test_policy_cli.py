@@ -62,14 +62,14 @@ def test_each_set_is_a_new_version_and_a_bad_rule_is_refused_by_name(sqlite_clus
 
 def test_policy_test_shows_the_users_own_mapping(sqlite_cluster, tmp_path):
     c = sqlite_cluster
-    assert decided(c, "alice")["status"] == "NORMALIZED_STATUS_FAILURE", "the default before alice has a policy"
+    assert decided(c, "alice")["status"] == "FAILURE", "the default before alice has a policy"
     set_alice(c, tmp_path)
     alice = decided(c, "alice")
-    assert (alice["status"], alice["policy"], alice["rule_index"]) == ("NORMALIZED_STATUS_ON_HOLD", "user alice", 0)
+    assert (alice["status"], alice["policy"], alice["rule_index"]) == ("ON_HOLD", "user alice", 0)
     shown = ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "queue=PRINT", "status=ABEND"))
     assert "ON_HOLD" in shown and "user alice" in shown
     bob = decided(c, "bob")
-    assert (bob["status"], bob["policy"]) == ("NORMALIZED_STATUS_FAILURE", "default"), "only alice's mapping changed"
+    assert (bob["status"], bob["policy"]) == ("FAILURE", "default"), "only alice's mapping changed"
     elsewhere = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice",
                                        "queue=EXEC", "status=ABEND", "-o", "json")))
     assert elsewhere["policy"] == "default", "both properties must match alice's rule"

@@ -152,7 +152,7 @@ def test_a_killed_cli_watcher_resumes_from_its_last_id_without_gap_or_duplicate(
 
     def running_printed():
         assert first.poll() is None, first.stderr.read()
-        return any('"kind":"EVENT_KIND_TASK"' in line and '"raw_status":"RUNNING"' in line for line in printed)
+        return any('"kind":"TASK"' in line and '"raw_status":"RUNNING"' in line for line in printed)
 
     wait_until(running_printed, 30, "the watcher to print a task's RUNNING event")
     first.send_signal(signal.SIGKILL)

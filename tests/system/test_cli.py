@@ -46,10 +46,10 @@ def test_json_output_of_lists(two_agents):
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = json.loads(jobplane("jobs", "list", "--server", addr, "-o", "json", env=env).stdout)
     job = jobs[0] if isinstance(jobs, list) else jobs["jobs"][0]
-    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    assert job["state"] == "SUCCEEDED"
     tasks = json.loads(jobplane("tasks", "list", job["id"], "--server", addr, "-o", "json", env=env).stdout)
     tasks = tasks if isinstance(tasks, list) else tasks["tasks"]
-    assert all(t["status"] == "NORMALIZED_STATUS_SUCCESS" for t in tasks)
+    assert all(t["status"] == "SUCCESS" for t in tasks)
     providers = json.loads(jobplane("providers", "list", "--server", addr, "-o", "json", env=env).stdout)
     providers = providers if isinstance(providers, list) else providers["providers"]
     assert {p["id"] for p in providers} == {"a", "b"}
@@ -76,7 +76,7 @@ def test_lists_show_the_first_page_unless_asked_for_more_and_jobs_without_their_
     assert len(json.loads("\n".join(lines("tasks", "list", "--all", "-o", "json")))) == 9
     listed = json.loads("\n".join(lines("jobs", "list", "-o", "json")))
     assert [job["counts"]["total"] for job in listed] == [3, 3, 3]
-    assert all(job["spec"]["tasks"] == [] for job in listed)  # a listing stays small; `jobs get` has them
+    assert all("tasks" not in job["spec"] for job in listed)  # a listing stays small; `jobs get` has them
     assert jobplane("jobs", "list", "--limit", "0", "--server", addr, env=env).returncode == 2
 
 
@@ -138,7 +138,7 @@ def test_up_serves_other_commands_until_interrupted(tmp_path):
         r = jobplane("submit", str(EXAMPLES / "hello.toml"), "--watch", env={"JOBPLANE_HOME": str(tmp_path)})
         assert r.returncode == 0, r.stdout + r.stderr
         r = jobplane("whoami", "-o", "json", env={"JOBPLANE_HOME": str(tmp_path)})
-        assert json.loads(r.stdout)["role"] == "ROLE_ADMIN", r.stderr
+        assert json.loads(r.stdout)["role"] == "ADMIN", r.stderr
         with urllib.request.urlopen(state["console"] + "/healthz", timeout=10) as health:  # on by default
             assert health.read() == b"ok\n"
         children = [int(p) for p in subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True,
@@ -203,7 +203,7 @@ def test_tokens_roles_and_audit_from_the_cli(sqlite_cluster, tmp_path):
     created = json.loads(r.stdout)
     viewer = {"JOBPLANE_TOKEN": created["secret"], "JOBPLANE_CA": admin["JOBPLANE_CA"]}
     me = json.loads(jobplane("whoami", "--server", addr, "-o", "json", env=viewer).stdout)
-    assert (me["identity"], me["role"]) == ("vera", "ROLE_VIEWER")
+    assert (me["identity"], me["role"]) == ("vera", "VIEWER")
     assert jobplane("jobs", "list", "--server", addr, env=viewer).returncode == 0
     r = jobplane("tokens", "create", "--role", "admin", "--user", "eve", "--server", addr, env=viewer)
     assert r.returncode == 3 and "admin" in r.stderr, r.stderr  # PERMISSION_DENIED names the role needed
@@ -239,7 +239,7 @@ def test_summary_counts_jobs_per_normalized_status(sqlite_cluster, tmp_path):
         assert jobplane("submit", str(f), "--server", addr, env=env).returncode == 0
     r = jobplane("summary", "--server", addr, "-o", "json", env=env)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"counts": [{"status": "NORMALIZED_STATUS_WAITING", "count": 2}], "total": 2}
+    assert json.loads(r.stdout) == {"counts": [{"status": "WAITING", "count": 2}], "total": 2}
     r = jobplane("summary", "--filter", "status=SUCCESS", "--server", addr, env=env)
     assert r.returncode == 0 and "no jobs match" in r.stdout
 
@@ -288,19 +288,19 @@ def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tm
         assert r.returncode == 0, r.stderr
         job_id = json.loads(r.stdout)["id"]
         wait_until(lambda: json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
-                   .get("state") == "JOB_STATE_RUNNING", 30, "the job to run")
+                   .get("state") == "RUNNING", 30, "the job to run")
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stdout.read()
     up = start_up(tmp_path)
     try:
         job = json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
-        assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING"), job  # not FAILED
+        assert job["state"] in ("QUEUED", "RUNNING"), job  # not FAILED
         go.touch()
         r = jobplane("watch", job_id, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         job = json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
-        assert job["state"] == "JOB_STATE_SUCCEEDED", job
+        assert job["state"] == "SUCCEEDED", job
     finally:
         go.touch()
         up.send_signal(signal.SIGINT)

@@ -26,10 +26,10 @@ def test_a_drain_outlasts_a_restart_of_up_until_providers_resume(tmp_path):
         assert up.wait(60) == 0, up.stdout.read()
     up = start_up(tmp_path)  # comes up with one agent drained, as the operator left it
     try:
-        assert provider_states(env) == {"local-1": "PROVIDER_STATE_ACTIVE", "local-2": "PROVIDER_STATE_DRAINED"}
+        assert provider_states(env) == {"local-1": "ACTIVE", "local-2": "DRAINED"}
         r = jobplane("providers", "resume", "local-2", env=env)
         assert r.returncode == 0 and r.stdout == "provider local-2 is ACTIVE\n", r.stdout + r.stderr
-        assert provider_states(env)["local-2"] == "PROVIDER_STATE_ACTIVE"
+        assert provider_states(env)["local-2"] == "ACTIVE"
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0, up.stdout.read()

@@ -123,7 +123,7 @@ def test_servers_list_shows_the_leader_first_then_the_followers(replicas):
                             capture_output=True, text=True, timeout=60, env={**os.environ, **replicas.env()})
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
-    assert [s["role"] for s in listed] == ["SERVER_ROLE_LEADER"] + ["SERVER_ROLE_FOLLOWER"] * 2
+    assert [s["role"] for s in listed] == ["LEADER"] + ["FOLLOWER"] * 2
     assert sorted(s["address"] for s in listed) == sorted(s.address for s in replicas.servers)
     assert int(listed[0]["epoch"]) >= 1
 

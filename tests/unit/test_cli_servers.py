@@ -83,8 +83,8 @@ def test_json_lists_every_replica_in_full(serve, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert code == 0
     assert [(s["id"], s["role"], s["agent_address"]) for s in listed] == [
-        (LEADER_ID, "SERVER_ROLE_LEADER", "a:7071"), (FOLLOWER_ID, "SERVER_ROLE_FOLLOWER", "b:7071"),
-        (GONE_ID, "SERVER_ROLE_GONE", "c:7071")]
+        (LEADER_ID, "LEADER", "a:7071"), (FOLLOWER_ID, "FOLLOWER", "b:7071"),
+        (GONE_ID, "GONE", "c:7071")]
     assert listed[0]["epoch"] == 4
 
 

@@ -91,7 +91,8 @@ def test_watching_a_job_stops_at_its_terminal_event(serve, capsys):
 
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert [line.split()[1:3] for line in lines] == [["job", "7"], ["job", "7"]]
+    assert [line.split()[2:4] for line in lines] == [["job", "7"], ["job", "7"]]
+    assert [line.split()[0] for line in lines] == ["#1", "#2"], "each line shows its event id, for --from"
 
 
 def test_watching_a_rerun_job_goes_on_past_the_end_the_rerun_undid(serve, capsys):
