@@ -206,14 +206,24 @@ def cancel_job(job_id: str, *, reason: str = "") -> Unary[job_pb2.Job]:
     return Unary(JOBS, "CancelJob", job_pb2.CancelJobRequest(job_id=job_id, reason=reason), attrgetter("job"))
 
 
-def hold_job(job_id: str, *, reason: str = "") -> Unary[job_pb2.Job]:
-    """Hold the job by hand: none of its tasks starts (running ones carry on) until release_job.
-    It keeps its place in line; `Job.hold` says who held it and why."""
-    return Unary(JOBS, "HoldJob", job_pb2.HoldJobRequest(job_id=job_id, reason=reason), attrgetter("job"))
+HOLD_MODES = {"": job_pb2.HOLD_MODE_UNSPECIFIED, "suspend": job_pb2.HOLD_MODE_SUSPEND,
+              "requeue": job_pb2.HOLD_MODE_REQUEUE}
+
+
+def hold_job(job_id: str, *, reason: str = "", mode: str = "") -> Unary[job_pb2.Job]:
+    """Hold the job by hand: none of its tasks starts until release_job. `mode` says what
+    becomes of running tasks: "" carry on (refused when every unfinished task runs),
+    "suspend" paused in place (slots kept), "requeue" stopped and run again from their
+    checkpoint on release. It keeps its place in line; `Job.hold` says who held it and why."""
+    if mode not in HOLD_MODES:
+        raise ValueError(f"mode {mode!r}: use 'suspend', 'requeue' or '' (a plain hold)")
+    request = job_pb2.HoldJobRequest(job_id=job_id, reason=reason, mode=HOLD_MODES[mode])
+    return Unary(JOBS, "HoldJob", request, attrgetter("job"))
 
 
 def release_job(job_id: str) -> Unary[job_pb2.Job]:
-    """Undo hold_job: the job's tasks may start again (unless a conflict or its window holds them)."""
+    """Undo hold_job: the job's tasks may start again (unless a conflict or its window holds them);
+    suspended ones continue where they were paused."""
     return Unary(JOBS, "ReleaseJob", job_pb2.ReleaseJobRequest(job_id=job_id), attrgetter("job"))
 
 

@@ -136,16 +136,32 @@ class Holds:
 
     # ----- manual holds --------------------------------------------------------------
 
-    def hold_job(self, job_id: int, reason: str, by: str) -> JobRt:
+    def hold_job(self, job_id: int, reason: str, by: str, mode: str = "") -> JobRt:
+        """Hold the job: its tasks that have not started wait; those that run carry on, or with
+        `mode` are suspended in place or requeued (suspension.py)."""
         job = self._unfinished(job_id, "hold")
+        self._check_mode(job, mode)
         job.hold = f"{reason or 'no reason given'} (by {by or 'an operator'})"
-        self._hold_changed(job, f"held by hand: {job.hold}")
         for tid in job.task_ids:
             task = self.engine.tasks.get(tid)
             if task is not None and task.state == TaskState.QUEUED and tid in self.engine.ready:
                 self.engine.ready.discard(tid)
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
+        held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else 0
+        how = {"suspend": "suspended", "requeue": "requeued"}.get(mode, "")
+        self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} running tasks {how}" if held else ""))
         return job
+
+    def _check_mode(self, job: JobRt, mode: str) -> None:
+        """A plain hold of a job whose every unfinished task runs would hold nothing: refused,
+        naming the modes that would; a mode that cannot hold what runs is refused too."""
+        running = self.engine.suspension.running(job)
+        if not mode and running and len(running) == job.open:
+            raise FailedPrecondition(
+                f"every unfinished task of job {job.id} is running, and a plain hold stops only tasks that have "
+                f"not started; hold it with --suspend (pause them in place, slots kept) or --requeue (stop them, "
+                f"run them again from their checkpoint on release)")
+        self.engine.suspension.check(job, mode)
 
     def release_job(self, job_id: int) -> JobRt:
         job = self._unfinished(job_id, "release")
@@ -153,7 +169,8 @@ class Holds:
             raise FailedPrecondition(f"job {job_id} is not held by hand; `jobplane conflicts check {job_id}` "
                                      "tells what else holds it")
         job.hold = ""
-        self._hold_changed(job, "released by hand")
+        resumed = self.engine.suspension.release(job)
+        self._hold_changed(job, "released by hand" + (f"; {resumed} suspended tasks resumed" if resumed else ""))
         self.reconsider()
         return job
 

@@ -1,0 +1,110 @@
+"""Holding work that already runs, with a real agent and real processes: `hold --suspend` stops
+every process of the attempt in place (state T) and `release` continues it; `hold --requeue`
+stops it and runs it again from its checkpoint on release. Judged by the process table and by
+the files the task appends to: nothing stops short, nothing runs twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobplane.client import FailedPrecondition
+from support import wait_until
+
+ON_HOLD, RUNNING_STATUS = 7, 1
+SUCCEEDED = 3
+
+
+def ticking(tmp_path: Path, count: int, checkpoints: bool = False) -> tuple[list[str], Path, Path, Path]:
+    """A task that notes each start (with where it starts from) and its pid, then appends 0..count-1
+    to a file, one every 0.1 s; with `checkpoints` it saves the next number after each and starts
+    from the saved one. A SIGTERM ends it between two numbers, never in the middle of one."""
+    ticks, starts, pid = tmp_path / "ticks", tmp_path / "starts", tmp_path / "pid"
+    resume = 'i=$(echo "${JOBPLANE_CHECKPOINT:-}" | sed -n \'s/.*"i": *\\([0-9]*\\).*/\\1/p\'); i=${i:-0}'
+    save = ('echo "{\\"i\\": $i}" > "$JOBPLANE_CHECKPOINT_FILE.tmp" && '
+            'mv "$JOBPLANE_CHECKPOINT_FILE.tmp" "$JOBPLANE_CHECKPOINT_FILE"') if checkpoints else "true"
+    script = (f"trap 'exit 143' TERM; {resume if checkpoints else 'i=0'}; echo \"resumed from $i\"; "
+              f"echo \"start $i\" >> {starts}; echo $$ > {pid}; "
+              f"while [ $i -lt {count} ]; do echo $i >> {ticks}; i=$((i+1)); {save}; sleep 0.1; done")
+    return ["sh", "-c", script], ticks, starts, pid
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def state_of(pid: int) -> str:
+    """The process's state letter in /proc/PID/stat (R, S, T, ...); "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def heartbeats_later(client, provider: str, seconds: float) -> None:
+    """Wait until the provider's heartbeats have moved its last-seen time on by `seconds`."""
+    first = client.get_provider(provider).last_seen_time.ToNanoseconds()
+    wait_until(lambda: client.get_provider(provider).last_seen_time.ToNanoseconds() - first >= seconds * 1e9,
+               seconds + 10, f"{seconds:g}s of heartbeats")
+
+
+def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_release(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, starts, pidfile = ticking(tmp_path, 20)
+    job = c.client.submit_job({"name": "long", "tasks": [
+        {"name": "t", "command": command, "timeout": 4, "max_attempts": 1}]})
+    wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
+    held = c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
+    assert "db maintenance" in held.hold
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+    (task,) = c.client.list_tasks(job.id)
+    assert task.status == ON_HOLD and "suspended" in task.reason and "db maintenance" in task.reason
+    assert c.client.get_job(job.id).status == ON_HOLD
+    written = len(lines(ticks))
+    heartbeats_later(c.client, "a", 5)  # longer than its 4 s timeout, which waits while it is paused
+    assert len(lines(ticks)) == written and state_of(pid) == "T"
+    c.client.release_job(job.id)
+    wait_until(lambda: state_of(pid) != "T", 10, "the task's process to go on")
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(20)]  # every number once: nothing lost, nothing twice
+    assert lines(starts) == ["start", "0"]
+    (task,) = c.client.list_tasks(job.id)
+    assert task.attempt == 1
+
+
+def test_a_requeued_task_resumes_from_its_checkpoint_on_release(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, starts, pidfile = ticking(tmp_path, 30, checkpoints=True)
+    job = c.client.submit_job({"name": "resumable", "tasks": [{"name": "t", "command": command, "max_attempts": 1}]})
+    wait_until(lambda: len(lines(ticks)) >= 5, 20, "the task to be running")
+    pid = int(pidfile.read_text())
+    c.client.hold_job(job.id, reason="month-end freeze", mode="requeue")
+    wait_until(lambda: state_of(pid) == "", 10, "the task's process to be stopped for good")
+    wait_until(lambda: next(iter(c.client.list_tasks(job.id))).state == 2, 10, "the task to be queued again")  # QUEUED
+    (task,) = c.client.list_tasks(job.id)
+    assert task.status == ON_HOLD and "month-end freeze" in task.reason
+    assert c.client.get_job(job.id).status == ON_HOLD
+    written = len(lines(ticks))
+    c.client.release_job(job.id)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(30)]  # nothing ran twice, nothing was skipped
+    assert lines(starts) == ["start", "0", "start", str(written)]
+    (task,) = c.client.list_tasks(job.id)
+    assert task.attempt == 2  # its max_attempts of 1 was not used up by the requeue
+    assert f"resumed from {written}" in c.client.get_task(task.id).stdout_tail
+
+
+def test_a_plain_hold_of_a_job_whose_tasks_all_run_is_refused_naming_the_modes(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, _, _ = ticking(tmp_path, 30)
+    job = c.client.submit_job({"name": "busy", "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 1, 20, "the task to be running")
+    with pytest.raises(FailedPrecondition, match="--suspend.*--requeue"):
+        c.client.hold_job(job.id, reason="oops")
+    assert c.client.get_job(job.id).hold == ""
+    c.client.cancel_job(job.id)
