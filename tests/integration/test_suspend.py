@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobplane.client import FailedPrecondition
+from jobplane.client import FailedPrecondition, InvalidArgument
+from jobplane.client.errors import JobFileError
 from support import wait_until
 
 ON_HOLD, RUNNING_STATUS = 7, 1
@@ -108,3 +109,65 @@ def test_a_plain_hold_of_a_job_whose_tasks_all_run_is_refused_naming_the_modes(s
         c.client.hold_job(job.id, reason="oops")
     assert c.client.get_job(job.id).hold == ""
     c.client.cancel_job(job.id)
+
+
+def set_fact(path: Path, value: float) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f'{{"ok": {value}}}')
+    temporary.replace(path)
+
+
+def test_a_task_whose_condition_is_lost_is_suspended_and_goes_on_when_it_holds_again(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    facts = tmp_path / "facts.json"
+    set_fact(facts, 1)
+    c.add_agent("a", slots=1, extra=["--facts-file", str(facts)])
+    command, ticks, starts, pidfile = ticking(tmp_path, 20)
+    job = c.client.submit_job({"name": "picky", "conditions": ["ok>=1"], "on_condition_lost": "suspend",
+                               "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
+    pid = int(pidfile.read_text())
+    set_fact(facts, 0)
+    wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T) once ok<1")
+    (task,) = c.client.list_tasks(job.id)
+    assert task.status == ON_HOLD and "no longer meets its conditions" in task.reason and "ok>=1" in task.reason
+    written = len(lines(ticks))
+    heartbeats_later(c.client, "a", 2)
+    assert len(lines(ticks)) == written
+    set_fact(facts, 1)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
+
+
+def test_a_task_whose_condition_is_lost_is_requeued_and_resumes_from_its_checkpoint(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    facts = tmp_path / "facts.json"
+    set_fact(facts, 1)
+    c.add_agent("a", slots=1, extra=["--facts-file", str(facts)])
+    command, ticks, starts, pidfile = ticking(tmp_path, 30, checkpoints=True)
+    job = c.client.submit_job({"name": "picky", "conditions": ["ok>=1"], "on_condition_lost": "requeue",
+                               "tasks": [{"name": "t", "command": command, "max_attempts": 1}]})
+    wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
+    pid = int(pidfile.read_text())
+    set_fact(facts, 0)
+    wait_until(lambda: state_of(pid) == "", 10, "the task's process to be stopped for good once ok<1")
+    wait_until(lambda: next(iter(c.client.list_tasks(job.id))).status == ON_HOLD, 10, "the task to wait ON_HOLD")
+    written = len(lines(ticks))
+    set_fact(facts, 1)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(30)]
+    assert lines(starts) == ["start", "0", "start", str(written)]
+
+
+def test_on_condition_lost_is_refused_where_it_cannot_apply(sqlite_cluster):
+    c = sqlite_cluster
+    with pytest.raises(InvalidArgument, match="spec.on_condition_lost.*has none"):
+        c.client.submit_job({"name": "x", "on_condition_lost": "suspend", "wait_for_providers": True,
+                             "tasks": [{"name": "t", "command": ["true"]}]})
+    with pytest.raises(InvalidArgument, match="spec.on_condition_lost.*python task; use requeue"):
+        c.client.submit_job({"name": "x", "on_condition_lost": "suspend", "conditions": ["ok>=1"],
+                             "wait_for_providers": True, "tasks": [{"name": "t", "python": "os:getcwd"}]})
+    with pytest.raises(JobFileError, match="on_condition_lost.*expected \"continue\""):
+        c.client.submit_job({"name": "x", "on_condition_lost": "pause", "conditions": ["ok>=1"],
+                             "tasks": [{"name": "t", "command": ["true"]}]})
+    assert list(c.client.list_jobs()) == []
