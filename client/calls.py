@@ -442,6 +442,19 @@ def create_conflict_rule(rule: conflict_pb2.ConflictRule | Mapping[str, Any]) ->
     return Unary(CONFLICTS, "CreateConflictRule", create_request(rule), attrgetter("rule"))
 
 
+def apply_conflict_rule(rule: conflict_pb2.ConflictRule | Mapping[str, Any], *,
+                        to_running: str) -> Unary[conflict_pb2.CreateConflictRuleResponse]:
+    """Add a rule (as create_conflict_rule) and resolve the conflicts it finds among jobs that run
+    now: of each pair the later job is held, its running tasks suspended (`to_running="suspend"`)
+    or requeued ("requeue"), until the other ends. The response names the jobs held
+    (`held_job_ids`). FailedPrecondition, adding nothing, if one of them cannot be held so."""
+    if to_running not in ("suspend", "requeue"):
+        raise ValueError(f"to_running {to_running!r}: use 'suspend' or 'requeue'")
+    request = create_request(rule)
+    request.apply_to_running = HOLD_MODES[to_running]
+    return Unary(CONFLICTS, "CreateConflictRule", request, _itself)
+
+
 def delete_conflict_rule(name: str) -> Unary[None]:
     """Remove a rule; jobs it held start if nothing else holds them."""
     return Unary(CONFLICTS, "DeleteConflictRule", conflict_pb2.DeleteConflictRuleRequest(name=name), _nothing)

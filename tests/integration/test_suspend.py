@@ -171,3 +171,30 @@ def test_on_condition_lost_is_refused_where_it_cannot_apply(sqlite_cluster):
         c.client.submit_job({"name": "x", "on_condition_lost": "pause", "conditions": ["ok>=1"],
                              "tasks": [{"name": "t", "command": ["true"]}]})
     assert list(c.client.list_jobs()) == []
+
+
+def test_a_rule_applied_to_running_jobs_suspends_the_later_until_the_earlier_ends(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=2)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first_cmd, first_ticks, _, _ = ticking(tmp_path / "first", 25)
+    second_cmd, second_ticks, second_starts, second_pid = ticking(tmp_path / "second", 15)
+    first = c.client.submit_job({"name": "load-a", "class": "etl", "tasks": [{"name": "t", "command": first_cmd}]})
+    wait_until(lambda: len(lines(first_ticks)) >= 1, 20, "the first job to be running")
+    second = c.client.submit_job({"name": "load-b", "class": "etl", "tasks": [{"name": "t", "command": second_cmd}]})
+    wait_until(lambda: len(lines(second_ticks)) >= 1, 20, "the second job to be running beside it")
+    response = c.client.apply_conflict_rule({"name": "one-etl", "kind": "exclusive", "jobs": "class=etl"},
+                                            to_running="suspend")
+    assert list(response.held_job_ids) == [second.id]
+    pid = int(second_pid.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the later job's process to be stopped (T)")
+    held = c.client.get_job(second.id)
+    assert held.status == ON_HOLD and f"yields to job {first.id} load-a (rule one-etl)" in held.hold
+    written, going = len(lines(second_ticks)), len(lines(first_ticks))
+    wait_until(lambda: len(lines(first_ticks)) >= going + 5, 20, "the earlier job to run on")
+    assert len(lines(second_ticks)) == written  # it does not run beside the first once the rule applies
+    assert c.client.wait_job(first.id, timeout=30).state == SUCCEEDED
+    assert c.client.wait_job(second.id, timeout=30).state == SUCCEEDED  # released by itself
+    assert lines(second_ticks) == [str(i) for i in range(15)] and lines(second_starts) == ["start", "0"]
+    assert lines(first_ticks) == [str(i) for i in range(25)]
