@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUSPEND, REQUEUE = "suspend", "requeue"  # modes
+# The normalized status of a task held while it runs, here and nowhere else: ON_HOLD, with the
+# reason (the INACTIVE mapping of policies.py may choose otherwise for a suspended task).
+HELD_STATUS = Status.ON_HOLD
 HOLD, CONDITION = "hold", "condition"  # causes: what lets it go
 
 
@@ -71,14 +74,14 @@ class Suspension:
         task.suspended = {"mode": SUSPEND, "cause": cause, "since": e.now, "reason": why}
         e.supervision.unwatch(task.id)  # a paused attempt is neither overdue nor past its timeout
         e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, False, why))
-        e.lifecycle.show(task, Status.ON_HOLD, f"suspended: {why}")
+        e.lifecycle.show(task, HELD_STATUS, f"suspended: {why}")
 
     def _requeue(self, task: TaskRt, why: str, cause: str) -> None:
         e = self.engine
         attempt = task.current
         task.suspended = {"mode": REQUEUE, "cause": cause, "since": e.now, "reason": why}
         e.provider_rules.stop_attempt(attempt.provider, task.id, attempt.number, f"requeued: {why}")
-        e.lifecycle.show(task, Status.ON_HOLD, f"stopping to be queued again: {why}")
+        e.lifecycle.show(task, HELD_STATUS, f"stopping to be queued again: {why}")
 
     # ----- letting go ---------------------------------------------------------------
 
@@ -157,4 +160,4 @@ class Suspension:
                           message=f"on_condition_lost = {action}: {missing}")
 
 
-__all__ = ["CONDITION", "HOLD", "REQUEUE", "SUSPEND", "Suspension"]
+__all__ = ["CONDITION", "HELD_STATUS", "HOLD", "REQUEUE", "SUSPEND", "Suspension"]

@@ -11,7 +11,7 @@ import pytest
 
 from jobplane.client import FailedPrecondition, InvalidArgument
 from jobplane.client.errors import JobFileError
-from support import wait_until
+from support import AgentProc, ServerProc, wait_until
 
 ON_HOLD, RUNNING_STATUS = 7, 1
 SUCCEEDED = 3
@@ -198,3 +198,40 @@ def test_a_rule_applied_to_running_jobs_suspends_the_later_until_the_earlier_end
     assert c.client.wait_job(second.id, timeout=30).state == SUCCEEDED  # released by itself
     assert lines(second_ticks) == [str(i) for i in range(15)] and lines(second_starts) == ["start", "0"]
     assert lines(first_ticks) == [str(i) for i in range(25)]
+
+
+@pytest.mark.postgres
+def test_suspend_release_and_a_rule_applied_to_running_jobs_through_a_follower(tmp_path: Path, pg_url):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "data").mkdir(parents=True)
+    a = ServerProc(tmp_path / "a", pg_url, extra=["--lease", "2"])
+    (tmp_path / "b" / "data" / "admin.token").write_text(a.token)  # the database's admin token
+    b = ServerProc(tmp_path / "b", pg_url, extra=["--lease", "2"])
+    agent = AgentProc(tmp_path, a, "w1", slots=2)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one_cmd, one_ticks, _, one_pid = ticking(tmp_path / "one", 40)
+    two_cmd, two_ticks, _, two_pid = ticking(tmp_path / "two", 20, checkpoints=True)
+    try:
+        with b.client(timeout=10) as client:  # the follower: every write here is the leader's to do
+            wait_until(lambda: list(client.list_providers(filter="state=ACTIVE")), 20, "the agent to join")
+            one = client.submit_job({"name": "one", "class": "etl", "tasks": [{"name": "t", "command": one_cmd}]})
+            wait_until(lambda: len(lines(one_ticks)) >= 2, 20, "the first job to be running")
+            client.hold_job(one.id, reason="through b", mode="suspend")
+            pid = int(one_pid.read_text())
+            wait_until(lambda: state_of(pid) == "T", 10, "the first job's process to be stopped (T)")
+            client.release_job(one.id)
+            wait_until(lambda: state_of(pid) != "T", 10, "the first job's process to go on")
+            two = client.submit_job({"name": "two", "class": "etl", "tasks": [{"name": "t", "command": two_cmd}]})
+            wait_until(lambda: len(lines(two_ticks)) >= 2, 20, "the second job to be running beside it")
+            response = client.apply_conflict_rule({"name": "one-etl", "kind": "exclusive", "jobs": "class=etl"},
+                                                  to_running="requeue")
+            assert list(response.held_job_ids) == [two.id]
+            assert client.wait_job(one.id, timeout=60).state == SUCCEEDED
+            assert client.wait_job(two.id, timeout=60).state == SUCCEEDED
+            assert lines(one_ticks) == [str(i) for i in range(40)]
+            assert lines(two_ticks) == [str(i) for i in range(20)]
+    finally:
+        agent.stop()
+        for server in (a, b):
+            server.stop()
