@@ -11,7 +11,7 @@ import pytest
 
 from jobplane.client import FailedPrecondition, InvalidArgument
 from jobplane.client.errors import JobFileError
-from support import AgentProc, ServerProc, wait_until
+from support import AgentProc, ServerProc, free_port, wait_until
 
 ON_HOLD, RUNNING_STATUS = 7, 1
 SUCCEEDED = 3
@@ -235,3 +235,29 @@ def test_suspend_release_and_a_rule_applied_to_running_jobs_through_a_follower(t
         agent.stop()
         for server in (a, b):
             server.stop()
+
+
+def test_a_task_suspended_before_a_server_restart_stays_suspended_until_released(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    c = Cluster(tmp_path, sqlite_url)
+    port = free_port()
+    try:
+        c.start_server(port=port, grace=5.0)
+        c.add_agent("a", slots=1)
+        command, ticks, starts, pidfile = ticking(tmp_path, 20)
+        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+        wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
+        c.client.hold_job(job.id, reason="overnight", mode="suspend")
+        pid = int(pidfile.read_text())
+        wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+        c.server.kill()
+        c.start_server(port=port, grace=5.0)  # the agent reconnects to the same address, keeping it
+        c.wait_active("a")
+        (task,) = c.client.list_tasks(job.id)
+        assert task.status == ON_HOLD and "overnight" in task.reason and state_of(pid) == "T"
+        c.client.release_job(job.id)
+        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
+    finally:
+        c.close()
