@@ -22,9 +22,8 @@ from .external_record import ExternalRecord
 from .keeper_client import Keeper
 from .link import Link
 from .outbox import Outbox
-from .errors import KeeperUnavailable
 from .outside_jobs import OutsideJobs
-from .pause import Pause
+from .pause import Pause, Pauses
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
@@ -80,7 +79,7 @@ class Agent:
                                     kill_grace=config.kill_grace)
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
-        self._side: set[asyncio.Task[None]] = set()  # suspends and resumes under way
+        self._pauses = Pauses(self._keeper)
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._running = 0
@@ -172,8 +171,9 @@ class Agent:
                 continue
             # An outside job handed on to another attempt is left running.
             request = StopRequest.cancel(reason, ref.handed_on_external_job_id)
-            if attempt.pause.paused:  # continued first, so that it gets the SIGTERM (and may checkpoint)
-                self._aside(self._suspend((ref.task_id, ref.attempt), attempt, False, then=request))
+            if attempt.pause.paused and attempt.started is not None:  # continued first, so that it
+                self._pauses.change((ref.task_id, ref.attempt), attempt.started.pgid, attempt.pause, False,
+                                    then=lambda a=attempt, r=request: request_stop(a.stop, r))  # gets its SIGTERM
             else:
                 request_stop(attempt.stop, request)
 
@@ -189,29 +189,7 @@ class Agent:
                             "resume" if resume else "suspend", *key)
                 continue
             log.info("%s task %s attempt %d: %s", "resuming" if resume else "suspending", *key, reason)
-            self._aside(self._suspend(key, attempt, not resume))
-
-    def _aside(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` beside the link (kept referenced until it is done)."""
-        task = asyncio.create_task(work)
-        self._side.add(task)
-        task.add_done_callback(self._side.discard)
-
-    async def _suspend(self, key: AttemptKey, attempt: _Attempt, paused: bool,
-                       then: StopRequest | None = None) -> None:
-        """Have the keeper pause (or continue) the attempt's processes; its timeout waits
-        meanwhile. `then`: a stop to ask for once it is continued."""
-        if paused:
-            attempt.pause.set(True)
-        try:
-            if attempt.started is not None:
-                await self._keeper.suspend(attempt.started.pgid, resume=not paused)
-        except KeeperUnavailable as exc:
-            log.error("cannot %s task %s attempt %d: %s", "suspend" if paused else "resume", *key, exc)
-        if not paused:
-            attempt.pause.set(False)
-        if then is not None:
-            request_stop(attempt.stop, then)
+            self._pauses.change(key, attempt.started.pgid, attempt.pause, not resume)
 
     def containment(self) -> tuple[str, float]:
         """How attempts are contained (cgroup or subreaper), and the keeper's kill deadline."""

@@ -1,10 +1,18 @@
 """An attempt's pause: whether the server has it suspended, and how long it has run, not
-counting the time it was paused, so that its timeout waits while it is paused."""
+counting the time it was paused, so that its timeout waits while it is paused; and the
+suspends and resumes themselves, which the keeper does (keeper.py: `suspend`)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
+
+from .errors import KeeperUnavailable
+from .keeper_client import Keeper
+
+log = logging.getLogger(__name__)
 
 
 class Pause:
@@ -41,3 +49,31 @@ class Pause:
         """Until the next pause or resume."""
         self._changed.clear()
         await self._changed.wait()
+
+
+class Pauses:
+    """The suspends and resumes the server asks for, done at the keeper beside the link."""
+
+    def __init__(self, keeper: Keeper) -> None:
+        self._keeper = keeper
+        self._under_way: set[asyncio.Task[None]] = set()
+
+    def change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
+               then: Callable[[], None] | None = None) -> None:
+        """Pause (or continue) the attempt under wrapper `pid`; `then` once that is done."""
+        task = asyncio.create_task(self._change(key, pid, pause, paused, then))
+        self._under_way.add(task)
+        task.add_done_callback(self._under_way.discard)
+
+    async def _change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
+                      then: Callable[[], None] | None) -> None:
+        if paused:  # its timeout waits from now on
+            pause.set(True)
+        try:
+            await self._keeper.suspend(pid, resume=not paused)
+        except KeeperUnavailable as exc:
+            log.error("cannot %s task %s attempt %d: %s", "suspend" if paused else "resume", *key, exc)
+        if not paused:
+            pause.set(False)
+        if then is not None:
+            then()

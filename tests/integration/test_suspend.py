@@ -20,12 +20,13 @@ SUCCEEDED = 3
 def ticking(tmp_path: Path, count: int, checkpoints: bool = False) -> tuple[list[str], Path, Path, Path]:
     """A task that notes each start (with where it starts from) and its pid, then appends 0..count-1
     to a file, one every 0.1 s; with `checkpoints` it saves the next number after each and starts
-    from the saved one. A SIGTERM ends it between two numbers, never in the middle of one."""
+    from the saved one. A SIGTERM ends it between two numbers, never in the middle of one, and is
+    noted in `terms`."""
     ticks, starts, pid = tmp_path / "ticks", tmp_path / "starts", tmp_path / "pid"
     resume = 'i=$(echo "${JOBPLANE_CHECKPOINT:-}" | sed -n \'s/.*"i": *\\([0-9]*\\).*/\\1/p\'); i=${i:-0}'
     save = ('echo "{\\"i\\": $i}" > "$JOBPLANE_CHECKPOINT_FILE.tmp" && '
             'mv "$JOBPLANE_CHECKPOINT_FILE.tmp" "$JOBPLANE_CHECKPOINT_FILE"') if checkpoints else "true"
-    script = (f"trap 'exit 143' TERM; {resume if checkpoints else 'i=0'}; echo \"resumed from $i\"; "
+    script = (f"trap 'echo term >> {tmp_path / 'terms'}; exit 143' TERM; {resume if checkpoints else 'i=0'}; echo \"resumed from $i\"; "
               f"echo \"start $i\" >> {starts}; echo $$ > {pid}; "
               f"while [ $i -lt {count} ]; do echo $i >> {ticks}; i=$((i+1)); {save}; sleep 0.1; done")
     return ["sh", "-c", script], ticks, starts, pid
@@ -261,3 +262,29 @@ def test_a_task_suspended_before_a_server_restart_stays_suspended_until_released
         assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
     finally:
         c.close()
+
+
+def test_a_suspended_task_requeued_then_cancelled_gets_its_sigterm_each_time(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, starts, pidfile = ticking(tmp_path, 200, checkpoints=True)
+    job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
+    c.client.hold_job(job.id, mode="suspend")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+    c.client.hold_job(job.id, mode="requeue")  # continued, so that it saves its checkpoint as it stops
+    wait_until(lambda: state_of(pid) == "", 10, "the suspended process to be stopped for good")
+    written = len(lines(ticks))
+    c.client.release_job(job.id)
+    wait_until(lambda: len(lines(starts)) == 4, 20, "the task to run again")
+    assert lines(starts)[2:] == ["start", str(written)]
+    wait_until(lambda: len(lines(ticks)) >= written + 2, 20, "the task to run on")
+    c.client.hold_job(job.id, mode="suspend")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the second attempt's process to be stopped (T)")
+    c.client.cancel_job(job.id)
+    wait_until(lambda: state_of(pid) == "", 10, "the cancelled process to be gone")
+    assert c.client.wait_job(job.id, timeout=20).state == 5  # CANCELLED
+    assert lines(ticks) == [str(i) for i in range(len(lines(ticks)))]  # each number once
+    assert lines(tmp_path / "terms") == ["term", "term"]  # SIGTERMed (not SIGKILLed stopped) both times
