@@ -105,6 +105,16 @@ class Suspension:
             e.supervision.watch(task, since=task.started_at + paused)
         e.lifecycle.show(task, task_status(task.state, task.attempt), f"resumed: {why}")
 
+    def reconnected(self, provider) -> None:
+        """A provider (re)connected holding attempts suspended here: it is told again (a restarted
+        agent process adopted them and knows nothing of it, or the message was lost with a stream)."""
+        e = self.engine
+        for tid in provider.in_flight:
+            task = e.tasks.get(tid)
+            if task is not None and task.current is not None and task.suspended.get("mode") == SUSPEND:
+                why = task.suspended.get("reason", "")
+                e.changes.suspend(provider.id, Suspend(task.id, task.current.number, False, why))
+
     # ----- the stopped attempt's end ------------------------------------------------
 
     def requeued(self, task: TaskRt, attempt: AttemptRt, report: Report) -> bool:

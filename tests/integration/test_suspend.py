@@ -288,3 +288,32 @@ def test_a_suspended_task_requeued_then_cancelled_gets_its_sigterm_each_time(sql
     assert c.client.wait_job(job.id, timeout=20).state == 5  # CANCELLED
     assert lines(ticks) == [str(i) for i in range(len(lines(ticks)))]  # each number once
     assert lines(tmp_path / "terms") == ["term", "term"]  # SIGTERMed (not SIGKILLed stopped) both times
+
+
+def test_a_suspended_task_stays_suspended_while_a_restarted_agent_adopts_it(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    c = Cluster(tmp_path, sqlite_url)
+    c.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
+    try:
+        c.add_agent("a", slots=1)
+        command, ticks, starts, pidfile = ticking(tmp_path, 20)
+        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 8}]})
+        wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
+        c.client.hold_job(job.id, reason="overnight", mode="suspend")
+        pid = int(pidfile.read_text())
+        wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+        crashed = c.agents["a"]
+        crashed.kill()
+        crashed.stop()
+        c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
+        written = len(lines(ticks))
+        heartbeats_later(c.client, "a", 9)  # past its timeout: the new agent process knows it is paused
+        assert state_of(pid) == "T" and len(lines(ticks)) == written
+        c.client.release_job(job.id)
+        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
+        (task,) = c.client.list_tasks(job.id)
+        assert task.attempt == 1
+    finally:
+        c.close()

@@ -9,7 +9,7 @@ from support_engine import cmd, engine, provider
 
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
-    JobSpec, JobState, Outcome, Report, ReportKind, Status, TaskSpec, TaskState)
+    Hello, JobSpec, JobState, Outcome, Report, ReportKind, Status, TaskSpec, TaskState)
 from jobplane.server.errors import FailedPrecondition
 
 
@@ -100,3 +100,16 @@ def test_only_command_tasks_can_be_suspended_and_nothing_changes_when_one_cannot
     with pytest.raises(FailedPrecondition, match="only command tasks can be suspended.*--requeue"):
         e.hold_job(job.id, "", "alice", "suspend")
     assert job.hold == "" and task.status == Status.RUNNING and not e.take_changes().suspends
+
+
+def test_a_provider_that_reconnects_holding_a_suspended_attempt_is_told_again():
+    e = engine()
+    job, task, conn = running(e, cmd("long"))
+    e.hold_job(job.id, "night", "alice", "suspend")
+    e.take_changes()
+    e.disconnect("a", conn)
+    e.take_changes()
+    e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),)), conn_id=conn + 1)
+    cs = e.take_changes()
+    assert [(s.task_id, s.attempt, s.resume) for s in cs.suspends["a"]] == [(task.id, 1, False)]
+    assert task.status == Status.ON_HOLD and task.current is not None
