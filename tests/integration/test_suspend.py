@@ -54,9 +54,9 @@ def heartbeats_later(client, provider: str, seconds: float) -> None:
 def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_release(sqlite_cluster, tmp_path):
     c = sqlite_cluster
     c.add_agent("a", slots=1)
-    command, ticks, starts, pidfile = ticking(tmp_path, 20)
+    command, ticks, starts, pidfile = ticking(tmp_path, 30)
     job = c.client.submit_job({"name": "long", "tasks": [
-        {"name": "t", "command": command, "timeout": 4, "max_attempts": 1}]})
+        {"name": "t", "command": command, "timeout": 6, "max_attempts": 1}]})
     wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
     held = c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
     assert "db maintenance" in held.hold
@@ -66,12 +66,12 @@ def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_rel
     assert task.status == ON_HOLD and "suspended" in task.reason and "db maintenance" in task.reason
     assert c.client.get_job(job.id).status == ON_HOLD
     written = len(lines(ticks))
-    heartbeats_later(c.client, "a", 5)  # longer than its 4 s timeout, which waits while it is paused
+    heartbeats_later(c.client, "a", 7)  # longer than its 6 s timeout, which waits while it is paused
     assert len(lines(ticks)) == written and state_of(pid) == "T"
     c.client.release_job(job.id)
     wait_until(lambda: state_of(pid) != "T", 10, "the task's process to go on")
     assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-    assert lines(ticks) == [str(i) for i in range(20)]  # every number once: nothing lost, nothing twice
+    assert lines(ticks) == [str(i) for i in range(30)]  # every number once: nothing lost, nothing twice
     assert lines(starts) == ["start", "0"]
     (task,) = c.client.list_tasks(job.id)
     assert task.attempt == 1
@@ -80,7 +80,7 @@ def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_rel
 def test_a_requeued_task_resumes_from_its_checkpoint_on_release(sqlite_cluster, tmp_path):
     c = sqlite_cluster
     c.add_agent("a", slots=1)
-    command, ticks, starts, pidfile = ticking(tmp_path, 30, checkpoints=True)
+    command, ticks, starts, pidfile = ticking(tmp_path, 50, checkpoints=True)
     job = c.client.submit_job({"name": "resumable", "tasks": [{"name": "t", "command": command, "max_attempts": 1}]})
     wait_until(lambda: len(lines(ticks)) >= 5, 20, "the task to be running")
     pid = int(pidfile.read_text())
@@ -93,7 +93,7 @@ def test_a_requeued_task_resumes_from_its_checkpoint_on_release(sqlite_cluster, 
     written = len(lines(ticks))
     c.client.release_job(job.id)
     assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-    assert lines(ticks) == [str(i) for i in range(30)]  # nothing ran twice, nothing was skipped
+    assert lines(ticks) == [str(i) for i in range(50)]  # nothing ran twice, nothing was skipped
     assert lines(starts) == ["start", "0", "start", str(written)]
     (task,) = c.client.list_tasks(job.id)
     assert task.attempt == 2  # its max_attempts of 1 was not used up by the requeue
@@ -123,7 +123,7 @@ def test_a_task_whose_condition_is_lost_is_suspended_and_goes_on_when_it_holds_a
     facts = tmp_path / "facts.json"
     set_fact(facts, 1)
     c.add_agent("a", slots=1, extra=["--facts-file", str(facts)])
-    command, ticks, starts, pidfile = ticking(tmp_path, 20)
+    command, ticks, starts, pidfile = ticking(tmp_path, 40)
     job = c.client.submit_job({"name": "picky", "conditions": ["ok>=1"], "on_condition_lost": "suspend",
                                "tasks": [{"name": "t", "command": command}]})
     wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
@@ -137,7 +137,7 @@ def test_a_task_whose_condition_is_lost_is_suspended_and_goes_on_when_it_holds_a
     assert len(lines(ticks)) == written
     set_fact(facts, 1)
     assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-    assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
+    assert lines(ticks) == [str(i) for i in range(40)] and lines(starts) == ["start", "0"]
 
 
 def test_a_task_whose_condition_is_lost_is_requeued_and_resumes_from_its_checkpoint(sqlite_cluster, tmp_path):
@@ -145,7 +145,7 @@ def test_a_task_whose_condition_is_lost_is_requeued_and_resumes_from_its_checkpo
     facts = tmp_path / "facts.json"
     set_fact(facts, 1)
     c.add_agent("a", slots=1, extra=["--facts-file", str(facts)])
-    command, ticks, starts, pidfile = ticking(tmp_path, 30, checkpoints=True)
+    command, ticks, starts, pidfile = ticking(tmp_path, 50, checkpoints=True)
     job = c.client.submit_job({"name": "picky", "conditions": ["ok>=1"], "on_condition_lost": "requeue",
                                "tasks": [{"name": "t", "command": command, "max_attempts": 1}]})
     wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
@@ -156,7 +156,7 @@ def test_a_task_whose_condition_is_lost_is_requeued_and_resumes_from_its_checkpo
     written = len(lines(ticks))
     set_fact(facts, 1)
     assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-    assert lines(ticks) == [str(i) for i in range(30)]
+    assert lines(ticks) == [str(i) for i in range(50)]
     assert lines(starts) == ["start", "0", "start", str(written)]
 
 
@@ -179,8 +179,8 @@ def test_a_rule_applied_to_running_jobs_suspends_the_later_until_the_earlier_end
     c.add_agent("a", slots=2)
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    first_cmd, first_ticks, _, _ = ticking(tmp_path / "first", 25)
-    second_cmd, second_ticks, second_starts, second_pid = ticking(tmp_path / "second", 15)
+    first_cmd, first_ticks, _, _ = ticking(tmp_path / "first", 100)
+    second_cmd, second_ticks, second_starts, second_pid = ticking(tmp_path / "second", 60)
     first = c.client.submit_job({"name": "load-a", "class": "etl", "tasks": [{"name": "t", "command": first_cmd}]})
     wait_until(lambda: len(lines(first_ticks)) >= 1, 20, "the first job to be running")
     second = c.client.submit_job({"name": "load-b", "class": "etl", "tasks": [{"name": "t", "command": second_cmd}]})
@@ -197,8 +197,8 @@ def test_a_rule_applied_to_running_jobs_suspends_the_later_until_the_earlier_end
     assert len(lines(second_ticks)) == written  # it does not run beside the first once the rule applies
     assert c.client.wait_job(first.id, timeout=30).state == SUCCEEDED
     assert c.client.wait_job(second.id, timeout=30).state == SUCCEEDED  # released by itself
-    assert lines(second_ticks) == [str(i) for i in range(15)] and lines(second_starts) == ["start", "0"]
-    assert lines(first_ticks) == [str(i) for i in range(25)]
+    assert lines(second_ticks) == [str(i) for i in range(60)] and lines(second_starts) == ["start", "0"]
+    assert lines(first_ticks) == [str(i) for i in range(100)]
 
 
 @pytest.mark.postgres
@@ -211,8 +211,8 @@ def test_suspend_release_and_a_rule_applied_to_running_jobs_through_a_follower(t
     agent = AgentProc(tmp_path, a, "w1", slots=2)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one_cmd, one_ticks, _, one_pid = ticking(tmp_path / "one", 40)
-    two_cmd, two_ticks, _, two_pid = ticking(tmp_path / "two", 20, checkpoints=True)
+    one_cmd, one_ticks, _, one_pid = ticking(tmp_path / "one", 80)
+    two_cmd, two_ticks, _, two_pid = ticking(tmp_path / "two", 40, checkpoints=True)
     try:
         with b.client(timeout=10) as client:  # the follower: every write here is the leader's to do
             wait_until(lambda: list(client.list_providers(filter="state=ACTIVE")), 20, "the agent to join")
@@ -230,8 +230,8 @@ def test_suspend_release_and_a_rule_applied_to_running_jobs_through_a_follower(t
             assert list(response.held_job_ids) == [two.id]
             assert client.wait_job(one.id, timeout=60).state == SUCCEEDED
             assert client.wait_job(two.id, timeout=60).state == SUCCEEDED
-            assert lines(one_ticks) == [str(i) for i in range(40)]
-            assert lines(two_ticks) == [str(i) for i in range(20)]
+            assert lines(one_ticks) == [str(i) for i in range(80)]
+            assert lines(two_ticks) == [str(i) for i in range(40)]
     finally:
         agent.stop()
         for server in (a, b):
@@ -246,7 +246,7 @@ def test_a_task_suspended_before_a_server_restart_stays_suspended_until_released
     try:
         c.start_server(port=port, grace=5.0)
         c.add_agent("a", slots=1)
-        command, ticks, starts, pidfile = ticking(tmp_path, 20)
+        command, ticks, starts, pidfile = ticking(tmp_path, 40)
         job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
         wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
         c.client.hold_job(job.id, reason="overnight", mode="suspend")
@@ -259,7 +259,7 @@ def test_a_task_suspended_before_a_server_restart_stays_suspended_until_released
         assert task.status == ON_HOLD and "overnight" in task.reason and state_of(pid) == "T"
         c.client.release_job(job.id)
         assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-        assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
+        assert lines(ticks) == [str(i) for i in range(40)] and lines(starts) == ["start", "0"]
     finally:
         c.close()
 
@@ -297,7 +297,7 @@ def test_a_suspended_task_stays_suspended_while_a_restarted_agent_adopts_it(tmp_
     c.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
     try:
         c.add_agent("a", slots=1)
-        command, ticks, starts, pidfile = ticking(tmp_path, 20)
+        command, ticks, starts, pidfile = ticking(tmp_path, 30)
         job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 8}]})
         wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
         c.client.hold_job(job.id, reason="overnight", mode="suspend")
@@ -312,7 +312,7 @@ def test_a_suspended_task_stays_suspended_while_a_restarted_agent_adopts_it(tmp_
         assert state_of(pid) == "T" and len(lines(ticks)) == written
         c.client.release_job(job.id)
         assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-        assert lines(ticks) == [str(i) for i in range(20)] and lines(starts) == ["start", "0"]
+        assert lines(ticks) == [str(i) for i in range(30)] and lines(starts) == ["start", "0"]
         (task,) = c.client.list_tasks(job.id)
         assert task.attempt == 1
     finally:

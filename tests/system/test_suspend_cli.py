@@ -52,7 +52,7 @@ def test_conflicts_add_apply_to_running_requeue_from_the_cli(sqlite_cluster, tmp
     first = c.client.submit_job({"name": "backup", "class": "backup",
                                  "tasks": [{"name": "t", "command": _looping(tmp_path / "first", 80)}]})
     second = c.client.submit_job({"name": "load", "class": "load",
-                                  "tasks": [{"name": "t", "command": _looping(tmp_path / "second", 30)}]})
+                                  "tasks": [{"name": "t", "command": _looping(tmp_path / "second", 60)}]})
     wait_until(lambda: (tmp_path / "first" / "ticks").exists() and (tmp_path / "second" / "ticks").exists(),
                20, "both jobs to be running")
     pid = int((tmp_path / "second" / "pid").read_text())
