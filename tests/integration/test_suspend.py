@@ -51,9 +51,11 @@ def heartbeats_later(client, provider: str, seconds: float) -> None:
                seconds + 10, f"{seconds:g}s of heartbeats")
 
 
-def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_release(sqlite_cluster, tmp_path):
+@pytest.mark.parametrize("containment", ["auto", "subreaper"])  # auto: a cgroup where the machine allows
+def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_release(sqlite_cluster, tmp_path,
+                                                                                      containment):
     c = sqlite_cluster
-    c.add_agent("a", slots=1)
+    c.add_agent("a", slots=1, extra=["--containment", containment])
     command, ticks, starts, pidfile = ticking(tmp_path, 30)
     job = c.client.submit_job({"name": "long", "tasks": [
         {"name": "t", "command": command, "timeout": 6, "max_attempts": 1}]})
