@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobplane.logs import attempt_ids
@@ -24,6 +24,7 @@ from .keeper_client import Keeper
 from .link import Link
 from .outbox import Outbox
 from .outside_jobs import OutsideJobs
+from .pause import Pause, Pauses
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .pyworkers import PyCall, WorkerPool
@@ -56,6 +57,9 @@ class _Attempt:
     # Killed by the agent as it stopped without handing it on: not reported, its directory
     # removed (the server continues it elsewhere once the provider is lost).
     dropped: bool = False
+    # A command under a wrapper of the keeper's (only those can be suspended), and its pause.
+    command: bool = False
+    pause: Pause = field(default_factory=Pause)
 
 
 class Agent:
@@ -76,6 +80,7 @@ class Agent:
                                     kill_grace=config.kill_grace)
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
+        self._pauses = Pauses(self._keeper)
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._running = 0
@@ -163,8 +168,29 @@ class Agent:
         """Stop each attempt that is running or queued here; others are not ours to stop."""
         for ref in attempts:
             attempt = self._attempts.get((ref.task_id, ref.attempt))
-            if attempt is not None:  # an outside job handed on to another attempt is left running
-                request_stop(attempt.stop, StopRequest.cancel(reason, ref.handed_on_external_job_id))
+            if attempt is None:
+                continue
+            # An outside job handed on to another attempt is left running.
+            request = StopRequest.cancel(reason, ref.handed_on_external_job_id)
+            if attempt.pause.paused and attempt.started is not None:  # continued first, so that it
+                self._pauses.change((ref.task_id, ref.attempt), attempt.started.pgid, attempt.pause, False,
+                                    then=lambda a=attempt, r=request: request_stop(a.stop, r))  # gets its SIGTERM
+            else:
+                request_stop(attempt.stop, request)
+
+    def on_suspend(self, attempts: list[provider_pb2.AttemptRef], resume: bool, reason: str) -> None:
+        """Pause each of these command attempts in place (or continue it, with `resume`)."""
+        for ref in attempts:
+            key = (ref.task_id, ref.attempt)
+            attempt = self._attempts.get(key)
+            if attempt is None:
+                continue
+            if not attempt.command or attempt.started is None:
+                log.warning("cannot %s task %s attempt %d: only a running command can be",
+                            "resume" if resume else "suspend", *key)
+                continue
+            log.info("%s task %s attempt %d: %s", "resuming" if resume else "suspending", *key, reason)
+            self._pauses.change(key, attempt.started.pgid, attempt.pause, not resume)
 
     def containment(self) -> tuple[str, float]:
         """How attempts are contained (cgroup or subreaper), and the keeper's kill deadline."""
@@ -220,10 +246,12 @@ class Agent:
     async def _resume(self, key: AttemptKey, leftover: Leftover,
                       stop: asyncio.Future[StopRequest]) -> AttemptResult:
         self._running += 1
+        attempt = self._attempts[key]
+        attempt.command = True
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
                                         on_start=self._on_start(key, report=False),
-                                        keeper=self._keeper)
+                                        keeper=self._keeper, pause=attempt.pause)
         finally:
             self._running -= 1
 
@@ -325,8 +353,10 @@ class Agent:
                                            stop=stop, on_start=on_start, on_status=self._on_status(key))
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
+        attempt = self._attempts[key]
+        attempt.command = True
         return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
-                                 on_start=on_start, keeper=self._keeper)
+                                 on_start=on_start, keeper=self._keeper, pause=attempt.pause)
 
     async def _refusal(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,19 @@ def freeze(cgroup: Path, frozen: bool) -> None:
         (cgroup / "cgroup.freeze").write_text("1" if frozen else "0")
     except OSError:
         pass  # removed already: nothing is left in it
+
+
+def wait_frozen(cgroup: Path, deadline: float) -> bool:
+    """Until every process in the cgroup is frozen (or the deadline, monotonic); whether it is."""
+    while True:
+        try:
+            if "frozen 1" in (cgroup / "cgroup.events").read_text():
+                return True
+        except OSError:
+            return True  # removed: nothing is left in it
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
 
 
 def remove(cgroup: Path) -> None:

@@ -28,6 +28,7 @@ from . import procs, wrapper
 from .errors import KeeperUnavailable
 from .keeper_client import Keeper
 from .keeper_wire import KILL_DEADLINE, LOST_FILE
+from .pause import Pause
 from .results import TAIL_LIMIT, AttemptLost, AttemptResult, Outcome, Started, StopRequest
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,10 @@ async def run_command(
     stop: asyncio.Future[StopRequest] | None = None,
     on_start: Callable[[Started], None] | None = None,
     keeper: Keeper | None = None,
+    pause: Pause | None = None,
 ) -> AttemptResult:
     """Run the command to its end, a timeout or a stop request, and describe how it ended.
+    Its timeout counts only the time it was not paused (`pause`: suspended by the server).
 
     It runs under `keeper` (the agent's); without one, under a keeper of the attempt
     directory's parent, held for the call. Raises AttemptLost if the keeper killed it because
@@ -141,7 +144,7 @@ async def run_command(
                 process = await _spawn(spec, directory, held)
             except (OSError, ValueError, KeeperUnavailable) as exc:
                 return _failed_to_start(spec, exc)
-            return await _supervise(process, spec.timeout, kill_grace, stop, on_start)
+            return await _supervise(process, spec.timeout, kill_grace, stop, on_start, pause)
 
 
 async def resume_command(
@@ -151,6 +154,7 @@ async def resume_command(
     stop: asyncio.Future[StopRequest] | None = None,
     on_start: Callable[[Started], None] | None = None,
     keeper: Keeper | None = None,
+    pause: Pause | None = None,
 ) -> AttemptResult:
     """Adopt a command an earlier agent process started, and see it to its end.
 
@@ -167,7 +171,7 @@ async def resume_command(
         timeout = leftover.timeout
         if timeout > 0:
             timeout = max(0.001, timeout - (time.time() - leftover.started_wall))
-        return await _supervise(process, timeout, kill_grace, stop, on_start)
+        return await _supervise(process, timeout, kill_grace, stop, on_start, pause)
 
 
 def read_leftover(attempt_dir: Path) -> Leftover:
@@ -190,11 +194,12 @@ async def _supervise(
     kill_grace: float,
     stop: asyncio.Future[StopRequest] | None,
     on_start: Callable[[Started], None] | None,
+    pause: Pause | None = None,
 ) -> AttemptResult:
     if on_start is not None:
         on_start(Started(process.pid, process.output_bytes))
     try:
-        stopped = await _wait(process, timeout, stop, kill_grace)
+        stopped = await _wait(process, timeout, stop, kill_grace, pause or Pause())
     finally:
         if not process.exited.done():  # we were cancelled: the attempt does not outlive us
             process.signal(wrapper.KILL)
@@ -281,17 +286,29 @@ async def _wait(
     timeout: float,
     stop: asyncio.Future[StopRequest] | None,
     kill_grace: float,
+    pause: Pause,
 ) -> StopRequest | None:
-    """Wait for the command to end; if it is stopped first, kill it and say why."""
-    watched: set[asyncio.Future] = {process.exited}
-    if stop is not None:
-        watched.add(stop)
-    done, _ = await asyncio.wait(
-        watched, timeout=timeout if timeout > 0 else None, return_when=asyncio.FIRST_COMPLETED
-    )
-    if process.exited in done:
-        return None
-    request = stop.result() if stop is not None and stop in done else StopRequest.timeout(timeout)
+    """Wait for the command to end; if it is stopped first, or its timeout passes (counting
+    only the time it was not paused), kill it and say why."""
+    start = time.monotonic()
+    while True:
+        left = None if timeout <= 0 or pause.paused else timeout - pause.ran(start)
+        if left is not None and left <= 0:
+            request = StopRequest.timeout(timeout)
+            break
+        changed = asyncio.ensure_future(pause.changed())
+        watched: set[asyncio.Future] = {process.exited, changed}
+        if stop is not None:
+            watched.add(stop)
+        try:
+            done, _ = await asyncio.wait(watched, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+        if process.exited in done:
+            return None
+        if stop is not None and stop in done:
+            request = stop.result()
+            break
     await _terminate(process, kill_grace)
     return request
 

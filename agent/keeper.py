@@ -50,6 +50,9 @@ class _Attempt:
         self.settles: list[tuple[Holder, int]] = []
         self.killed = False
         self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
+        # Suspended at the server's request (a hold, a lost condition): what was stopped. An
+        # adoption does not thaw it; only a `suspend` request with `resume` does.
+        self.suspended: list[int] | None = None
 
 
 class Keeper:
@@ -175,6 +178,43 @@ class Keeper:
             self._kill(unclaimed, "the agent started again without it")
         holder.send({"op": "adopted", "id": message["id"], "dirs": adopted})
 
+    def _op_suspend(self, holder: Holder, message: dict) -> None:
+        """Pause (or, with `resume`, continue) what an attempt runs: its cgroup frozen, or every
+        process below its wrapper stopped. Answers whether the attempt was found."""
+        attempt = self.attempts.get(int(message["pid"]))
+        found = attempt is not None and not attempt.killed
+        if found:
+            if message.get("resume"):
+                self._resume(attempt)
+            else:
+                self._suspend(attempt)
+        holder.send({"op": "suspended", "id": message["id"], "found": found})
+
+    def _suspend(self, attempt: _Attempt) -> None:
+        """Every process of the attempt SIGSTOPped (so `ps` shows T): in a cgroup, frozen first, so
+        that none forks while the others are stopped; else stopped round after round."""
+        if attempt.suspended is not None:
+            return
+        deadline = time.monotonic() + wire.KILL_DEADLINE
+        if attempt.cgroup is not None:
+            cgroups.freeze(attempt.cgroup, True)
+            cgroups.wait_frozen(attempt.cgroup, deadline)
+            attempt.suspended = cgroups.members(attempt.cgroup)
+            procs.send(attempt.suspended, signal.SIGSTOP)  # taken as they thaw, before they run on
+            cgroups.freeze(attempt.cgroup, False)
+        else:
+            attempt.suspended = procs.stop_tree(attempt.pid, deadline)
+        log.info("suspended the attempt in %s (%d processes stopped)", attempt.directory,
+                 len(attempt.suspended))
+
+    def _resume(self, attempt: _Attempt) -> None:
+        if attempt.suspended is None:
+            return
+        stopped, attempt.suspended = attempt.suspended, None
+        if attempt.stopped is None:  # not also paused for want of an agent process
+            procs.send(stopped, signal.SIGCONT)
+        log.info("resumed the attempt in %s", attempt.directory)
+
     def _op_bye(self, holder: Holder, message: dict) -> None:
         holder.leaving = True
 
@@ -270,7 +310,9 @@ class Keeper:
         progress (no side effect, no checkpoint) that its continuation would then redo."""
         deadline = time.monotonic() + wire.KILL_DEADLINE
         for attempt in attempts:
-            if attempt.cgroup is not None:
+            if attempt.suspended is not None:
+                attempt.stopped = []  # stopped already; stays so until it is resumed
+            elif attempt.cgroup is not None:
                 cgroups.freeze(attempt.cgroup, True)
                 attempt.stopped = []
             else:
@@ -278,6 +320,9 @@ class Keeper:
 
     def _thaw(self, attempt: _Attempt) -> None:
         if attempt.stopped is None:
+            return
+        if attempt.suspended is not None:  # suspended by request: it stays paused
+            attempt.stopped = None
             return
         if attempt.cgroup is not None:
             cgroups.freeze(attempt.cgroup, False)

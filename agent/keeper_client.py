@@ -112,6 +112,12 @@ class Keeper:
             raise error
         return int(reply["pid"])
 
+    async def suspend(self, pid: int, *, resume: bool = False) -> bool:
+        """Pause what the attempt of wrapper `pid` runs (or, with `resume`, continue it); False
+        if the keeper has no such attempt (it ended). Raises KeeperUnavailable."""
+        reply = await self._request({"op": "suspend", "pid": pid, "resume": resume})
+        return bool(reply.get("found"))
+
     async def settle(self, pid: int) -> None:
         """Wait until the keeper has reaped wrapper `pid` (and written its exit status if the
         wrapper could not); at once if the keeper is gone."""

@@ -2,7 +2,7 @@
 
 The keeper listens on a unix socket in the state directory; each message is one JSON object
 on one line. The agent says hello, renews, sets the grace, registers its Python workers,
-adopts, starts and settles attempts, and says bye; the keeper answers requests by their id.
+adopts, starts, suspends and settles attempts, and says bye; the keeper answers requests by their id.
 """
 
 from __future__ import annotations

@@ -70,6 +70,9 @@ class LinkHandler(Protocol):
     def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
         """Stop these attempts if they are running."""
 
+    def on_suspend(self, attempts: list[provider_pb2.AttemptRef], resume: bool, reason: str) -> None:
+        """Pause these attempts in place (or, with `resume`, continue them)."""
+
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """Progress of every running attempt, for a probe."""
 
@@ -429,6 +432,9 @@ class Link:
             self._scans.request(response.scan.signatures)
         elif kind == "cancel":
             self._handler.on_cancel(list(response.cancel.attempts), response.cancel.reason)
+        elif kind == "suspend":
+            suspend = response.suspend
+            self._handler.on_suspend(list(suspend.attempts), suspend.resume, suspend.reason)
         elif kind == "ack":
             for rejected in response.ack.rejected:
                 log.warning("the server rejected the report on task %s attempt %d (%s): %s",

@@ -208,14 +208,24 @@ def cancel_job(job_id: str, *, reason: str = "") -> Unary[job_pb2.Job]:
     return Unary(JOBS, "CancelJob", job_pb2.CancelJobRequest(job_id=job_id, reason=reason), attrgetter("job"))
 
 
-def hold_job(job_id: str, *, reason: str = "") -> Unary[job_pb2.Job]:
-    """Hold the job by hand: none of its tasks starts (running ones carry on) until release_job.
-    It keeps its place in line; `Job.hold` says who held it and why."""
-    return Unary(JOBS, "HoldJob", job_pb2.HoldJobRequest(job_id=job_id, reason=reason), attrgetter("job"))
+HOLD_MODES = {"": job_pb2.HOLD_MODE_UNSPECIFIED, "suspend": job_pb2.HOLD_MODE_SUSPEND,
+              "requeue": job_pb2.HOLD_MODE_REQUEUE}
+
+
+def hold_job(job_id: str, *, reason: str = "", mode: str = "") -> Unary[job_pb2.Job]:
+    """Hold the job by hand: none of its tasks starts until release_job. `mode` says what
+    becomes of running tasks: "" carry on (refused when every unfinished task runs),
+    "suspend" paused in place (slots kept), "requeue" stopped and run again from their
+    checkpoint on release. It keeps its place in line; `Job.hold` says who held it and why."""
+    if mode not in HOLD_MODES:
+        raise ValueError(f"mode {mode!r}: use 'suspend', 'requeue' or '' (a plain hold)")
+    request = job_pb2.HoldJobRequest(job_id=job_id, reason=reason, mode=HOLD_MODES[mode])
+    return Unary(JOBS, "HoldJob", request, attrgetter("job"))
 
 
 def release_job(job_id: str) -> Unary[job_pb2.Job]:
-    """Undo hold_job: the job's tasks may start again (unless a conflict or its window holds them)."""
+    """Undo hold_job: the job's tasks may start again (unless a conflict or its window holds them);
+    suspended ones continue where they were paused."""
     return Unary(JOBS, "ReleaseJob", job_pb2.ReleaseJobRequest(job_id=job_id), attrgetter("job"))
 
 
@@ -433,6 +443,19 @@ def create_conflict_rule(rule: conflict_pb2.ConflictRule | Mapping[str, Any]) ->
     (see `conflicts.rule_from_mapping`; ValueError if it cannot be read). Raises AlreadyExists
     for a name in use, InvalidArgument naming e.g. `rule.jobs` for a rule the server refuses."""
     return Unary(CONFLICTS, "CreateConflictRule", create_request(rule), attrgetter("rule"))
+
+
+def apply_conflict_rule(rule: conflict_pb2.ConflictRule | Mapping[str, Any], *,
+                        to_running: str) -> Unary[conflict_pb2.CreateConflictRuleResponse]:
+    """Add a rule (as create_conflict_rule) and resolve the conflicts it finds among jobs that run
+    now: of each pair the later job is held, its running tasks suspended (`to_running="suspend"`)
+    or requeued ("requeue"), until the other ends. The response names the jobs held
+    (`held_job_ids`). FailedPrecondition, adding nothing, if one of them cannot be held so."""
+    if to_running not in ("suspend", "requeue"):
+        raise ValueError(f"to_running {to_running!r}: use 'suspend' or 'requeue'")
+    request = create_request(rule)
+    request.apply_to_running = HOLD_MODES[to_running]
+    return Unary(CONFLICTS, "CreateConflictRule", request, _itself)
 
 
 def delete_conflict_rule(name: str) -> Unary[None]:

@@ -44,7 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add = actions.add_parser(
         "add", help="add a rule", description="Add a rule: --exclusive (jobs matching --jobs never run with "
         "jobs matching --other, or without --other with each other) or --lock RESOURCE --mode read|write "
-        "(many readers or one writer). Jobs already running keep running.")
+        "(many readers or one writer). Jobs already running keep running, unless --apply-to-running "
+        "resolves the conflicts the rule finds among them now: of each pair the later job is held, its "
+        "running tasks suspended or requeued, until the other ends.")
     add.add_argument("name", metavar="NAME", help="letters, digits, - _ .; the handle to remove it by")
     kind = add.add_mutually_exclusive_group(required=True)
     kind.add_argument("--exclusive", action="store_true", help="the jobs never run together")
@@ -53,6 +55,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--jobs", type=_selector, required=True, metavar="SELECTOR", help=f"which jobs: {SELECTOR_HELP}")
     add.add_argument("--other", type=_selector, metavar="SELECTOR", help="with --exclusive: the jobs they never "
                      "run with (default: each other)")
+    add.add_argument("--apply-to-running", choices=("suspend", "requeue"), metavar="suspend|requeue",
+                     help="resolve conflicts among running jobs now: suspend (pause in place) or requeue "
+                     "(stop, run again from the checkpoint) the later job's tasks until the other ends")
     add.set_defaults(run=run_add)
 
     remove = actions.add_parser("remove", help="remove a rule",
@@ -99,8 +104,18 @@ def run_add(args: argparse.Namespace) -> int:
         print(f"jobplane conflicts add: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     with connect(args) as client:
-        rule = client.create_conflict_rule(rule)
-    print(output.json_document(rule) if wants_json(args) else f"added rule {rule.name}: {describe_rule(rule)}")
+        if args.apply_to_running:
+            response = client.apply_conflict_rule(rule, to_running=args.apply_to_running)
+            rule, held = response.rule, list(response.held_job_ids)
+        else:
+            rule, held = client.create_conflict_rule(rule), None
+    if wants_json(args):
+        print(output.json_document(response if held is not None else rule))
+        return EXIT_OK
+    print(f"added rule {rule.name}: {describe_rule(rule)}")
+    if held is not None:
+        how = "suspended" if args.apply_to_running == "suspend" else "requeued"
+        print(f"held, running tasks {how}: jobs {', '.join(held)}" if held else "no running jobs conflict under it")
     return EXIT_OK
 
 

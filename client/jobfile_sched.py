@@ -1,5 +1,6 @@
 """Job-file keys that say when, and beside what, a job may start: `class`, `run_window`,
-`hold_until`, `give_up_after`, `transient`, `conditions` and `locks` (README: "Conflicts and holds").
+`hold_until`, `give_up_after`, `transient`, `conditions`, `on_condition_lost` and `locks` (README:
+"Conflicts and holds").
 
 Only their shape is checked here (a window is HH:MM-HH:MM, a lock is read or write); what they
 mean together (a give_up_after before hold_until, a condition's fact) is the server's to check.
@@ -26,6 +27,7 @@ JOB_KEYS: dict[str, tuple[str | None, str]] = {
     "give_up_after": ("give_up", "give_up_after"),
     "transient": ("transient", "transient"),
     "conditions": ("fact_conditions", "conditions"),
+    "on_condition_lost": ("on_condition_lost", "condition_lost"),
     "locks": ("resource_locks", "locks"),
 }
 TRANSIENT_KEYS: dict[str, tuple[str | None, str]] = {
@@ -40,6 +42,8 @@ FILE_NAMES = {"give_up_after": "give_up_after", "give_up_after_seconds": "give_u
 WHOLE = {"give_up": "give_up_after"}
 
 LOCK_MODES = {"read": job_pb2.LOCK_MODE_READ, "write": job_pb2.LOCK_MODE_WRITE}
+CONDITION_LOST = {"continue": job_pb2.CONDITION_LOST_ACTION_CONTINUE, "suspend": job_pb2.CONDITION_LOST_ACTION_SUSPEND,
+                  "requeue": job_pb2.CONDITION_LOST_ACTION_REQUEUE}
 _RUN_WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 _TRANSIENT_EXAMPLE = '{ exit_codes = [75], raw_statuses = ["DEADLOCK"], max_reruns = 3, backoff = 1.0 }'
 _LOCKS_EXAMPLE = '{ orders = "read", ledger = "write" }'
@@ -102,6 +106,14 @@ class SchedulingKeys:
                                                f"got {shown}")
             modes[str(resource)] = LOCK_MODES[mode.strip().lower()]
         return modes
+
+    def condition_lost(self, value: Any, path: FieldPath) -> int:
+        """`on_condition_lost`: "continue", "suspend" or "requeue" (any case)."""
+        if not isinstance(value, str) or value.strip().lower() not in CONDITION_LOST:
+            shown = repr(value) if isinstance(value, str) else self._kind(value)
+            self._fail(path, f'expected "continue", "suspend" (pause it in place) or "requeue" (run it again '
+                             f"elsewhere from its checkpoint); got {shown}")
+        return CONDITION_LOST[value.strip().lower()]
 
     # Provided by the converter this is mixed into (jobfile._Converter).
 

@@ -152,6 +152,7 @@ class Client:
     delete_view = bind(calls.delete_view)
     list_conflict_rules = bind(calls.list_conflict_rules)
     create_conflict_rule = bind(calls.create_conflict_rule)
+    apply_conflict_rule = bind(calls.apply_conflict_rule)
     delete_conflict_rule = bind(calls.delete_conflict_rule)
     check_conflicts = bind(calls.check_conflicts)
     suggest_conflicts = bind(calls.suggest_conflicts)

@@ -66,6 +66,15 @@ class Stop(NamedTuple):
     keep_job: str = ""
 
 
+class Suspend(NamedTuple):
+    """An attempt its provider must pause in place, or (`resume`) let go on."""
+
+    task_id: int
+    attempt: int
+    resume: bool
+    reason: str
+
+
 class ScanAsk(NamedTuple):
     """A prerequisite signature a provider is asked to scan for."""
 
@@ -121,6 +130,7 @@ class ChangeSet:
     # Not persisted: what to tell providers and when to look again, after the commit.
     assignments: dict[str, list[Assigned]] = field(default_factory=dict)
     stops: dict[str, list[Stop]] = field(default_factory=dict)
+    suspends: dict[str, list[Suspend]] = field(default_factory=dict)
     probes: dict[str, int] = field(default_factory=dict)
     closes: list[int] = field(default_factory=list)  # connection ids to hang up
     timers: list[Timer] = field(default_factory=list)
@@ -165,6 +175,9 @@ class ChangeSet:
     def stop(self, provider_id: str, stop: Stop) -> None:
         self.stops.setdefault(provider_id, []).append(stop)
 
+    def suspend(self, provider_id: str, suspend: Suspend) -> None:
+        self.suspends.setdefault(provider_id, []).append(suspend)
+
 
 __all__ = ["Assigned", "ChangeSet", "Continued", "ContinuationRec", "ContinuedRec", "InventoryChange", "Overlap",
-           "ScanAsk", "Stop", "Timer"]
+           "ScanAsk", "Stop", "Suspend", "Timer"]

@@ -50,6 +50,14 @@ class Conditions:
             provider.live = dict(facts)
             if self._conditional:
                 e.want_dispatch()
+            if provider.in_flight:
+                e.suspension.facts_changed(provider_id, lambda task: self._unmet(provider, task))
+
+    def _unmet(self, provider, task) -> str:
+        """What of its job's conditions the provider does not meet now ("" if it meets them all)."""
+        facts = provider_facts(provider)
+        missed = unmet(self.engine.jobs[task.job_id].spec.parsed_conditions, facts)
+        return explain(provider.id, missed, facts) if missed else ""
 
     def explain(self) -> None:
         """After dispatch: conditional tasks still queued say whether they are on hold and why

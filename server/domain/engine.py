@@ -34,6 +34,7 @@ from .requests import PriorJob, RequestKey, Requests
 from .reruns import Reruns
 from .state import AttemptRt, Counters, EngineConfig, JobRt, ProviderRt, TaskRt
 from .supervision import Supervision
+from .suspension import Suspension
 from .timing import Calendar
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Engine:
         self.conditions = Conditions(self)
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
+        self.suspension = Suspension(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -122,7 +124,7 @@ class Engine:
                 provider = self.providers.get(task.provider or "")
                 if provider is not None and task.current is not None and provider.state != ProviderState.LOST:
                     provider.in_flight.add(task.id)
-                    if task.state == TaskState.RUNNING:
+                    if task.state == TaskState.RUNNING and not task.suspended:
                         self.supervision.watch(task, since=task.current.start_time)
                 else:
                     orphans.append(task)
@@ -330,6 +332,7 @@ class Engine:
         task.current = None
         task.started_at = attempt.start_time or attempt.assign_time  # what overlapped it: reruns.py
         self.supervision.unwatch(task.id)
+        self.suspension.forget(task)
         provider = self.providers.get(attempt.provider)
         if provider is not None:
             provider.in_flight.discard(task.id)

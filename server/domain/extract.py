@@ -126,6 +126,17 @@ def _check_continuation(spec: JobSpec) -> None:
         check_rule(f"spec.continuation_rules[{i}]", rule)
 
 
+def _check_condition_lost(spec: JobSpec) -> None:
+    action = spec.on_condition_lost
+    if action in ("suspend", "requeue") and not spec.conditions:
+        raise InvalidArgument("spec.on_condition_lost", f"{action} applies when the job's conditions stop holding, "
+                                                        "and it has none; add conditions or leave it unset")
+    for i, task in enumerate(spec.tasks):
+        if action == "suspend" and task.environment != "process":
+            raise InvalidArgument("spec.on_condition_lost", f"suspend pauses command tasks only, and spec.tasks[{i}] "
+                                                            f"is a {task.environment} task; use requeue")
+
+
 def _check_scheduling(spec: JobSpec) -> None:
     """Class, window, runtime conditions, locks and transient failures (conflicts and holds)."""
     if len(spec.job_class) > MAX_NAME:
@@ -136,6 +147,7 @@ def _check_scheduling(spec: JobSpec) -> None:
     spec.parsed_conditions  # noqa: B018 - parsing raises InvalidArgument naming the condition
     check_entries("spec.resource_locks", spec.locks)
     spec.lock_modes  # noqa: B018
+    _check_condition_lost(spec)
     t = spec.transient
     if t is None:
         return

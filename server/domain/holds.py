@@ -6,6 +6,8 @@ the admitted jobs and the held tasks are its state."""
 
 from __future__ import annotations
 
+import re
+
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .conflicts import Clash, ConflictRule, JobFacts, conflict
 from .lateness import clock
@@ -19,12 +21,16 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
+YIELDS = re.compile(r"yields to job (\d+) ")  # the hold of a job that yields to another until it ends
+
+
 class Holds:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.rules: dict[str, ConflictRule] = {}  # name -> rule
         self._holders: dict[int, JobRt] = {}  # admitted jobs: they hold their locks until they end
         self._held: dict[int, dict[int, None]] = {}  # job id -> its tasks on hold, in order
+        self._yielded: dict[int, list[int]] = {}  # job id -> jobs held until it ends (a rule applied to running jobs)
 
     # ----- admission -----------------------------------------------------------------
 
@@ -111,6 +117,8 @@ class Holds:
         """The job ended: its locks are free; held jobs may start."""
         self._holders.pop(job.id, None)
         self._held.pop(job.id, None)
+        if job.id in self._yielded:
+            self.release_yielded(job.id)
         if self._held:
             self.reconsider()
 
@@ -136,16 +144,32 @@ class Holds:
 
     # ----- manual holds --------------------------------------------------------------
 
-    def hold_job(self, job_id: int, reason: str, by: str) -> JobRt:
+    def hold_job(self, job_id: int, reason: str, by: str, mode: str = "") -> JobRt:
+        """Hold the job: its tasks that have not started wait; those that run carry on, or with
+        `mode` are suspended in place or requeued (suspension.py)."""
         job = self._unfinished(job_id, "hold")
+        self._check_mode(job, mode)
         job.hold = f"{reason or 'no reason given'} (by {by or 'an operator'})"
-        self._hold_changed(job, f"held by hand: {job.hold}")
         for tid in job.task_ids:
             task = self.engine.tasks.get(tid)
             if task is not None and task.state == TaskState.QUEUED and tid in self.engine.ready:
                 self.engine.ready.discard(tid)
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
+        held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else 0
+        how = {"suspend": "suspended", "requeue": "requeued"}.get(mode, "")
+        self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} running tasks {how}" if held else ""))
         return job
+
+    def _check_mode(self, job: JobRt, mode: str) -> None:
+        """A plain hold of a job whose every unfinished task runs would hold nothing: refused,
+        naming the modes that would; a mode that cannot hold what runs is refused too."""
+        running = self.engine.suspension.running(job)
+        if not mode and running and len(running) == job.open:
+            raise FailedPrecondition(
+                f"every unfinished task of job {job.id} is running, and a plain hold stops only tasks that have "
+                f"not started; hold it with --suspend (pause them in place, slots kept) or --requeue (stop them, "
+                f"run them again from their checkpoint on release)")
+        self.engine.suspension.check(job, mode)
 
     def release_job(self, job_id: int) -> JobRt:
         job = self._unfinished(job_id, "release")
@@ -153,7 +177,8 @@ class Holds:
             raise FailedPrecondition(f"job {job_id} is not held by hand; `jobplane conflicts check {job_id}` "
                                      "tells what else holds it")
         job.hold = ""
-        self._hold_changed(job, "released by hand")
+        resumed = self.engine.suspension.release(job)
+        self._hold_changed(job, "released by hand" + (f"; {resumed} suspended tasks resumed" if resumed else ""))
         self.reconsider()
         return job
 
@@ -170,12 +195,43 @@ class Holds:
 
     # ----- rules ---------------------------------------------------------------------
 
-    def add_rule(self, rule: ConflictRule) -> ConflictRule:
+    def add_rule(self, rule: ConflictRule, apply_to_running: str = "") -> list[int]:
+        """Add the rule. With `apply_to_running` ("suspend" or "requeue"), running jobs it finds in
+        conflict are resolved now: of each pair the later one yields, held with that mode until the
+        other ends. The ids of the jobs held (nothing changes if one of them cannot be)."""
         if rule.name in self.rules:
             raise AlreadyExists(f"a conflict rule named {rule.name!r} exists; remove it first or pick another name")
+        yielding = self._yielders([*self.rules.values(), rule]) if apply_to_running else []
+        for job, _, _ in yielding:
+            self.engine.suspension.check(job, apply_to_running)
         self.rules[rule.name] = rule
         self.engine.changes.conflict_rules[rule.name] = rule
-        return rule
+        for job, winner, clash in yielding:
+            self.hold_job(job.id, f"yields to job {winner.id} {winner.name} ({clash.short}) until it ends",
+                          rule.created_by, apply_to_running)
+            self._yielded.setdefault(winner.id, []).append(job.id)
+        return [job.id for job, _, _ in yielding]
+
+    def _yielders(self, rules: list[ConflictRule]) -> list[tuple[JobRt, JobRt, Clash]]:
+        """Jobs with running tasks that conflict under `rules`: each later one (by submit) with
+        the earlier one it yields to. Jobs held by hand already are left as they are."""
+        kept: list[JobRt] = []
+        out = []
+        running = [j for j in self._holders.values() if not j.hold and self.engine.suspension.running(j)]
+        for job in sorted(running, key=lambda j: (j.submit_time, j.id)):
+            found = next(((w, c) for w in kept if (c := conflict(self._facts(job), self._facts(w), rules))), None)
+            if found is None:
+                kept.append(job)
+            else:
+                out.append((job, *found))
+        return out
+
+    def release_yielded(self, winner_id: int) -> None:
+        """The job others yielded to has ended: they go on."""
+        for job_id in self._yielded.pop(winner_id, ()):
+            job = self.engine.jobs.get(job_id)
+            if job is not None and job.hold.startswith(f"yields to job {winner_id} "):
+                self.release_job(job_id)
 
     def remove_rule(self, name: str) -> None:
         if self.rules.pop(name, None) is None:
@@ -244,8 +300,14 @@ class Holds:
         for job in jobs:
             if job.id in started:
                 self._holders[job.id] = job
+        unfinished = {job.id for job in jobs}
         for job in jobs:
             self.watch_window(job)
+            winner = YIELDS.match(job.hold)
+            if winner is not None:  # held until a job ends; if it ended meanwhile, released at once
+                self._yielded.setdefault(int(winner[1]), []).append(job.id)
+                if int(winner[1]) not in unfinished:
+                    self.engine.changes.timer(0.0, lambda engine, w=int(winner[1]): engine.holds.release_yielded(w))
 
     def admitted(self) -> list[JobRt]:
         """The jobs that hold their locks (reruns.py looks at what ran beside a failure)."""

@@ -193,6 +193,9 @@ class JobSpec:
     transient: Transient | None = None  # None: the defaults
     conditions: tuple[str, ...] = ()  # "FACT OP NUMBER", checked against a provider's live facts
     locks: dict[str, str] = field(default_factory=dict)  # resource -> "read" / "write"
+    # What a running task does when its provider stops meeting `conditions`: "continue" (""),
+    # "suspend" or "requeue" (suspension.py).
+    on_condition_lost: str = ""
 
     @cached_property
     def parsed_conditions(self) -> tuple:

@@ -133,6 +133,8 @@ class Reports:
         if report.raw.get("state") == "prerequisite_missing" and task.state != TaskState.CANCELLED:
             e.inventory.vanished(task, attempt.provider, report.raw.get("missing", ""), report.error)
             return
+        if e.suspension.requeued(task, attempt, report):
+            return
         outcome, verdict = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw)
         if report.raw:
             attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)

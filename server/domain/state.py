@@ -43,6 +43,8 @@ class JobRt:
             return Status.RUNNING_LATE
         if self.state == JobState.QUEUED and (self.hold or self.hold_reason or self.condition_hold):
             return Status.ON_HOLD
+        if self.state == JobState.RUNNING and self.hold and not self.counts.get("running"):
+            return Status.ON_HOLD  # held by hand, and nothing of it runs (suspended, requeued)
         return job_status(self.state)
 
 
@@ -106,13 +108,16 @@ class TaskRt:
     # While queued after its attempt was handed on: the outside job that attempt followed,
     # which the next attempt adopts instead of submitting again (adoption.py).
     adopt_job: str = ""
-
+    # Held while it runs (suspension.py): {} or {"mode": "suspend" | "requeue", "cause":
+    # "hold" | "condition", "since": when, "reason": why}.
+    suspended: dict = field(default_factory=dict)
+    held_attempts: int = 0  # attempts stopped by a hold and queued again; not counted against max_attempts
 
     @property
     def tries(self) -> int:
         """Attempts that count against max_attempts: since its job was last rerun, neither lost
         with their provider nor rerun after a transient failure."""
-        return self.attempt - self.attempt_base - self.lost_attempts - self.reruns
+        return self.attempt - self.attempt_base - self.lost_attempts - self.reruns - self.held_attempts
 
 
 @dataclass(eq=False)

@@ -18,6 +18,7 @@ from ..security.policy import current_caller
 from . import convert
 from .base import Deps, page_size, rpc, visible_owner
 from .jobs import prepare
+from .spec_fields import hold_mode
 
 DEFAULT_MIN_FAILURES = 3
 
@@ -59,8 +60,9 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
         if not request.HasField("rule"):
             raise InvalidArgument("rule", "missing; send the rule (name, kind, jobs, and other or resource+mode)")
         rule = rule_from_proto(request.rule, current_caller.get().identity, time.time())
-        await self.d.core.call(lambda engine: engine.add_conflict_rule(rule))
-        return conflict_pb2.CreateConflictRuleResponse(rule=rule_to_proto(rule))
+        apply = hold_mode("apply_to_running", request.apply_to_running)
+        held = await self.d.core.call(lambda engine: engine.add_conflict_rule(rule, apply))
+        return conflict_pb2.CreateConflictRuleResponse(rule=rule_to_proto(rule), held_job_ids=[str(j) for j in held])
 
     @rpc
     async def DeleteConflictRule(self, request, context):

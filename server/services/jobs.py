@@ -23,6 +23,7 @@ from ..security.policy import current_caller
 from . import convert
 from .base import Converted, Deps, page_size, rpc, status_code, visible_owner
 from .event_filters import EVENT_FIELDS, EventFilter
+from .spec_fields import hold_mode
 from .watch import stream_events
 
 UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -103,9 +104,10 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def HoldJob(self, request, context):
         job_id = convert.parse_id("job_id", request.job_id, "job")
         check_text("reason", request.reason)
+        mode = hold_mode("mode", request.mode)
         await self._job(job_id)
         by = current_caller.get().identity
-        await self.d.core.call(lambda engine: engine.hold_job(job_id, request.reason.strip(), by))
+        await self.d.core.call(lambda engine: engine.hold_job(job_id, request.reason.strip(), by, mode))
         return job_pb2.HoldJobResponse(job=await self._job(job_id))
 
     @rpc

@@ -176,7 +176,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                         attempts=[provider_pb2.AttemptRef(task_id=str(s.task_id), attempt=s.attempt,
                                                           handed_on_external_job_id=s.keep_job) for s in group],
                         reason=reason)))
-
+        for provider_id, suspends in cs.suspends.items():
+            conn = self._current(provider_id)
+            if conn is not None:
+                for (resume, reason), group in itertools.groupby(suspends, key=lambda s: (s.resume, s.reason)):
+                    conn.queue.put_nowait(provider_pb2.ConnectResponse(suspend=provider_pb2.Suspensions(
+                        attempts=[provider_pb2.AttemptRef(task_id=str(s.task_id), attempt=s.attempt) for s in group],
+                        resume=resume, reason=reason)))
         for provider_id, probe_id in cs.probes.items():
             conn = self._current(provider_id)
             if conn is not None:

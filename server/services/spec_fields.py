@@ -130,3 +130,31 @@ def locks_from_proto(m: job_pb2.JobSpec) -> dict[str, str]:
 def locks_to_proto(locks: dict[str, str]) -> dict[str, int]:
     modes = {word: mode for mode, word in _LOCK_MODES.items()}
     return {resource: modes[word.lower()] for resource, word in locks.items()}
+
+
+_CONDITION_LOST = {job_pb2.CONDITION_LOST_ACTION_UNSPECIFIED: "", job_pb2.CONDITION_LOST_ACTION_CONTINUE: "continue",
+                   job_pb2.CONDITION_LOST_ACTION_SUSPEND: "suspend", job_pb2.CONDITION_LOST_ACTION_REQUEUE: "requeue"}
+
+
+def condition_lost_from_proto(m: job_pb2.JobSpec) -> str:
+    """"" / "continue" / "suspend" / "requeue" (the domain's words) from `on_condition_lost`."""
+    if m.on_condition_lost not in _CONDITION_LOST:
+        raise InvalidArgument("spec.on_condition_lost", f"{m.on_condition_lost} is not an action; use "
+                                                        "CONDITION_LOST_ACTION_CONTINUE, _SUSPEND or _REQUEUE")
+    return _CONDITION_LOST[m.on_condition_lost]
+
+
+def condition_lost_to_proto(action: str) -> int:
+    return {word: value for value, word in _CONDITION_LOST.items()}[action]
+
+
+_HOLD_MODES = {job_pb2.HOLD_MODE_UNSPECIFIED: "", job_pb2.HOLD_MODE_SUSPEND: "suspend",
+               job_pb2.HOLD_MODE_REQUEUE: "requeue"}
+
+
+def hold_mode(path: str, mode: int) -> str:
+    """"" (a plain hold), "suspend" or "requeue" (the domain's words) from a HoldMode."""
+    if mode not in _HOLD_MODES:
+        raise InvalidArgument(path, f"{mode} is not a hold mode; use HOLD_MODE_SUSPEND, HOLD_MODE_REQUEUE or leave "
+                                    "it unset for a plain hold")
+    return _HOLD_MODES[mode]

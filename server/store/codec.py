@@ -59,7 +59,7 @@ def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
     return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]),
                    d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
                    Lateness(**d.get("lateness", {})), d.get("job_class", ""), Window(**d.get("window", {})),
-                   transient, tuple(d.get("conditions", ())), d.get("locks", {}))
+                   transient, tuple(d.get("conditions", ())), d.get("locks", {}), d.get("on_condition_lost", ""))
 
 
 def _task(d: dict) -> TaskSpec:

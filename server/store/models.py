@@ -73,6 +73,8 @@ class TaskRow(BaseModel):
     reruns = IntegerField(default=0)  # queued again after transient failures
     attempt_base = IntegerField(default=0)  # attempts made before the job was last rerun by request
     fence = TextField(default="")  # JSON: an earlier attempt that may still run (domain/fences.py)
+    suspended = TextField(default="")  # JSON: held while it runs (domain/suspension.py); "" = not
+    held_attempts = IntegerField(default=0)  # attempts stopped by a hold and queued again
 
     class Meta:
         table_name = "task"

@@ -223,10 +223,11 @@ class Store:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
             " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?,"
-            " reruns=?, attempt_base=?, fence=? WHERE id=?",
+            " reruns=?, attempt_base=?, fence=?, suspended=?, held_attempts=? WHERE id=?",
             [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
               t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw),
-              t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "", t.id)
+              t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
+              json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.id)
              for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
@@ -313,7 +314,8 @@ def _task_row(t) -> dict:
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
             "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns,
-            "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else ""}
+            "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else "",
+            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts}
 
 
 def _attempt_row(a) -> dict:
@@ -373,7 +375,8 @@ def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:
                   r.max_attempts, TaskState(r.state), Status(r.status), r.attempt, r.lost_attempts, r.provider,
                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
-                  attempt_base=r.attempt_base, fence=Fence.load(r.fence), adopt_job=adopt_job)
+                  attempt_base=r.attempt_base, fence=Fence.load(r.fence), adopt_job=adopt_job,
+                  suspended=json.loads(r.suspended) if r.suspended else {}, held_attempts=r.held_attempts)
 
 
 def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:

@@ -137,6 +137,23 @@ def test_hold_and_release_take_a_job_and_a_reason():
     assert (release.run.__name__, release.job, release.output) == ("run_release", "42", "json")
 
 
+def test_hold_modes_and_their_operator_names(capsys):
+    assert parse("hold", "42").mode == ""
+    assert parse("hold", "42", "--suspend").mode == "suspend"
+    assert parse("hold", "42", "--requeue").mode == "requeue"
+    with pytest.raises(SystemExit):
+        parse("hold", "42", "--suspend", "--requeue")
+    assert "not allowed with" in capsys.readouterr().err
+    suspend = parse("suspend", "42", "--reason", "disk full")
+    assert (suspend.run.__name__, suspend.mode, suspend.reason) == ("run_hold", "suspend", "disk full")
+    assert parse("resume", "42").run.__name__ == "run_release"
+    assert parse("providers", "resume", "p1").run.__name__ != "run_release"  # a provider's resume is its own
+    assert parse("conflicts", "add", "x", "--exclusive", "--jobs", "class=a",
+                 "--apply-to-running", "requeue").apply_to_running == "requeue"
+    with pytest.raises(SystemExit):
+        parse("conflicts", "add", "x", "--exclusive", "--jobs", "class=a", "--apply-to-running", "pause")
+
+
 # What is refused before connecting (no server runs here: these must not need one)
 
 

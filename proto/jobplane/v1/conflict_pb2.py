@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobplane.v1 import job_pb2 as jobplane_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ajobplane/v1/conflict.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jobplane/v1/job.proto\"\x93\x01\n\x0bJobSelector\x12\x11\n\tjob_class\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x34\n\x06labels\x18\x03 \x03(\x0b\x32$.jobplane.v1.JobSelector.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x02\n\x0c\x43onflictRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.jobplane.v1.ConflictKind\x12&\n\x04jobs\x18\x03 \x01(\x0b\x32\x18.jobplane.v1.JobSelector\x12\'\n\x05other\x18\x04 \x01(\x0b\x32\x18.jobplane.v1.JobSelector\x12\x10\n\x08resource\x18\x05 \x01(\t\x12#\n\x04mode\x18\x06 \x01(\x0e\x32\x15.jobplane.v1.LockMode\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x18ListConflictRulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x19ListConflictRulesResponse\x12(\n\x05rules\x18\x01 \x03(\x0b\x32\x19.jobplane.v1.ConflictRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x19\x43reateConflictRuleRequest\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.jobplane.v1.ConflictRule\"E\n\x1a\x43reateConflictRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.jobplane.v1.ConflictRule\")\n\x19\x44\x65leteConflictRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteConflictRuleResponse\"V\n\x15\x43heckConflictsRequest\x12\x10\n\x06job_id\x18\x01 \x01(\tH\x00\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x14.jobplane.v1.JobSpecH\x00\x42\x05\n\x03job\"Q\n\x0f\x43onflictBlocker\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"f\n\x16\x43heckConflictsResponse\x12\x0c\n\x04held\x18\x01 \x01(\x08\x12.\n\x08\x62lockers\x18\x02 \x03(\x0b\x32\x1c.jobplane.v1.ConflictBlocker\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x17SuggestConflictsRequest\x12\x14\n\x0cmin_failures\x18\x01 \x01(\x05\"\x88\x01\n\x12\x43onflictSuggestion\x12\x0f\n\x07\x63lass_a\x18\x01 \x01(\t\x12\x0f\n\x07\x63lass_b\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\x03\x12-\n\tlast_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\"P\n\x18SuggestConflictsResponse\x12\x34\n\x0bsuggestions\x18\x01 \x03(\x0b\x32\x1f.jobplane.v1.ConflictSuggestion*b\n\x0c\x43onflictKind\x12\x1d\n\x19\x43ONFLICT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONFLICT_KIND_EXCLUSIVE\x10\x01\x12\x16\n\x12\x43ONFLICT_KIND_LOCK\x10\x02\x32\xff\x03\n\x0f\x43onflictService\x12\x62\n\x11ListConflictRules\x12%.jobplane.v1.ListConflictRulesRequest\x1a&.jobplane.v1.ListConflictRulesResponse\x12\x65\n\x12\x43reateConflictRule\x12&.jobplane.v1.CreateConflictRuleRequest\x1a\'.jobplane.v1.CreateConflictRuleResponse\x12\x65\n\x12\x44\x65leteConflictRule\x12&.jobplane.v1.DeleteConflictRuleRequest\x1a\'.jobplane.v1.DeleteConflictRuleResponse\x12Y\n\x0e\x43heckConflicts\x12\".jobplane.v1.CheckConflictsRequest\x1a#.jobplane.v1.CheckConflictsResponse\x12_\n\x10SuggestConflicts\x12$.jobplane.v1.SuggestConflictsRequest\x1a%.jobplane.v1.SuggestConflictsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ajobplane/v1/conflict.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jobplane/v1/job.proto\"\x93\x01\n\x0bJobSelector\x12\x11\n\tjob_class\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x34\n\x06labels\x18\x03 \x03(\x0b\x32$.jobplane.v1.JobSelector.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x02\n\x0c\x43onflictRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.jobplane.v1.ConflictKind\x12&\n\x04jobs\x18\x03 \x01(\x0b\x32\x18.jobplane.v1.JobSelector\x12\'\n\x05other\x18\x04 \x01(\x0b\x32\x18.jobplane.v1.JobSelector\x12\x10\n\x08resource\x18\x05 \x01(\t\x12#\n\x04mode\x18\x06 \x01(\x0e\x32\x15.jobplane.v1.LockMode\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x18ListConflictRulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"^\n\x19ListConflictRulesResponse\x12(\n\x05rules\x18\x01 \x03(\x0b\x32\x19.jobplane.v1.ConflictRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"u\n\x19\x43reateConflictRuleRequest\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.jobplane.v1.ConflictRule\x12/\n\x10\x61pply_to_running\x18\x02 \x01(\x0e\x32\x15.jobplane.v1.HoldMode\"[\n\x1a\x43reateConflictRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.jobplane.v1.ConflictRule\x12\x14\n\x0cheld_job_ids\x18\x02 \x03(\t\")\n\x19\x44\x65leteConflictRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteConflictRuleResponse\"V\n\x15\x43heckConflictsRequest\x12\x10\n\x06job_id\x18\x01 \x01(\tH\x00\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x14.jobplane.v1.JobSpecH\x00\x42\x05\n\x03job\"Q\n\x0f\x43onflictBlocker\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"f\n\x16\x43heckConflictsResponse\x12\x0c\n\x04held\x18\x01 \x01(\x08\x12.\n\x08\x62lockers\x18\x02 \x03(\x0b\x32\x1c.jobplane.v1.ConflictBlocker\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x17SuggestConflictsRequest\x12\x14\n\x0cmin_failures\x18\x01 \x01(\x05\"\x88\x01\n\x12\x43onflictSuggestion\x12\x0f\n\x07\x63lass_a\x18\x01 \x01(\t\x12\x0f\n\x07\x63lass_b\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\x03\x12-\n\tlast_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\"P\n\x18SuggestConflictsResponse\x12\x34\n\x0bsuggestions\x18\x01 \x03(\x0b\x32\x1f.jobplane.v1.ConflictSuggestion*b\n\x0c\x43onflictKind\x12\x1d\n\x19\x43ONFLICT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONFLICT_KIND_EXCLUSIVE\x10\x01\x12\x16\n\x12\x43ONFLICT_KIND_LOCK\x10\x02\x32\xff\x03\n\x0f\x43onflictService\x12\x62\n\x11ListConflictRules\x12%.jobplane.v1.ListConflictRulesRequest\x1a&.jobplane.v1.ListConflictRulesResponse\x12\x65\n\x12\x43reateConflictRule\x12&.jobplane.v1.CreateConflictRuleRequest\x1a\'.jobplane.v1.CreateConflictRuleResponse\x12\x65\n\x12\x44\x65leteConflictRule\x12&.jobplane.v1.DeleteConflictRuleRequest\x1a\'.jobplane.v1.DeleteConflictRuleResponse\x12Y\n\x0e\x43heckConflicts\x12\".jobplane.v1.CheckConflictsRequest\x1a#.jobplane.v1.CheckConflictsResponse\x12_\n\x10SuggestConflicts\x12$.jobplane.v1.SuggestConflictsRequest\x1a%.jobplane.v1.SuggestConflictsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBSELECTOR_LABELSENTRY']._loaded_options = None
   _globals['_JOBSELECTOR_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CONFLICTKIND']._serialized_start=1448
-  _globals['_CONFLICTKIND']._serialized_end=1546
+  _globals['_CONFLICTKIND']._serialized_start=1519
+  _globals['_CONFLICTKIND']._serialized_end=1617
   _globals['_JOBSELECTOR']._serialized_start=100
   _globals['_JOBSELECTOR']._serialized_end=247
   _globals['_JOBSELECTOR_LABELSENTRY']._serialized_start=202
@@ -48,25 +48,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCONFLICTRULESRESPONSE']._serialized_start=593
   _globals['_LISTCONFLICTRULESRESPONSE']._serialized_end=687
   _globals['_CREATECONFLICTRULEREQUEST']._serialized_start=689
-  _globals['_CREATECONFLICTRULEREQUEST']._serialized_end=757
-  _globals['_CREATECONFLICTRULERESPONSE']._serialized_start=759
-  _globals['_CREATECONFLICTRULERESPONSE']._serialized_end=828
-  _globals['_DELETECONFLICTRULEREQUEST']._serialized_start=830
-  _globals['_DELETECONFLICTRULEREQUEST']._serialized_end=871
-  _globals['_DELETECONFLICTRULERESPONSE']._serialized_start=873
-  _globals['_DELETECONFLICTRULERESPONSE']._serialized_end=901
-  _globals['_CHECKCONFLICTSREQUEST']._serialized_start=903
-  _globals['_CHECKCONFLICTSREQUEST']._serialized_end=989
-  _globals['_CONFLICTBLOCKER']._serialized_start=991
-  _globals['_CONFLICTBLOCKER']._serialized_end=1072
-  _globals['_CHECKCONFLICTSRESPONSE']._serialized_start=1074
-  _globals['_CHECKCONFLICTSRESPONSE']._serialized_end=1176
-  _globals['_SUGGESTCONFLICTSREQUEST']._serialized_start=1178
-  _globals['_SUGGESTCONFLICTSREQUEST']._serialized_end=1225
-  _globals['_CONFLICTSUGGESTION']._serialized_start=1228
-  _globals['_CONFLICTSUGGESTION']._serialized_end=1364
-  _globals['_SUGGESTCONFLICTSRESPONSE']._serialized_start=1366
-  _globals['_SUGGESTCONFLICTSRESPONSE']._serialized_end=1446
-  _globals['_CONFLICTSERVICE']._serialized_start=1549
-  _globals['_CONFLICTSERVICE']._serialized_end=2060
+  _globals['_CREATECONFLICTRULEREQUEST']._serialized_end=806
+  _globals['_CREATECONFLICTRULERESPONSE']._serialized_start=808
+  _globals['_CREATECONFLICTRULERESPONSE']._serialized_end=899
+  _globals['_DELETECONFLICTRULEREQUEST']._serialized_start=901
+  _globals['_DELETECONFLICTRULEREQUEST']._serialized_end=942
+  _globals['_DELETECONFLICTRULERESPONSE']._serialized_start=944
+  _globals['_DELETECONFLICTRULERESPONSE']._serialized_end=972
+  _globals['_CHECKCONFLICTSREQUEST']._serialized_start=974
+  _globals['_CHECKCONFLICTSREQUEST']._serialized_end=1060
+  _globals['_CONFLICTBLOCKER']._serialized_start=1062
+  _globals['_CONFLICTBLOCKER']._serialized_end=1143
+  _globals['_CHECKCONFLICTSRESPONSE']._serialized_start=1145
+  _globals['_CHECKCONFLICTSRESPONSE']._serialized_end=1247
+  _globals['_SUGGESTCONFLICTSREQUEST']._serialized_start=1249
+  _globals['_SUGGESTCONFLICTSREQUEST']._serialized_end=1296
+  _globals['_CONFLICTSUGGESTION']._serialized_start=1299
+  _globals['_CONFLICTSUGGESTION']._serialized_end=1435
+  _globals['_SUGGESTCONFLICTSRESPONSE']._serialized_start=1437
+  _globals['_SUGGESTCONFLICTSRESPONSE']._serialized_end=1517
+  _globals['_CONFLICTSERVICE']._serialized_start=1620
+  _globals['_CONFLICTSERVICE']._serialized_end=2131
 # @@protoc_insertion_point(module_scope)

@@ -74,16 +74,20 @@ class ListConflictRulesResponse(_message.Message):
     def __init__(self, rules: _Optional[_Iterable[_Union[ConflictRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CreateConflictRuleRequest(_message.Message):
-    __slots__ = ("rule",)
+    __slots__ = ("rule", "apply_to_running")
     RULE_FIELD_NUMBER: _ClassVar[int]
+    APPLY_TO_RUNNING_FIELD_NUMBER: _ClassVar[int]
     rule: ConflictRule
-    def __init__(self, rule: _Optional[_Union[ConflictRule, _Mapping]] = ...) -> None: ...
+    apply_to_running: _job_pb2.HoldMode
+    def __init__(self, rule: _Optional[_Union[ConflictRule, _Mapping]] = ..., apply_to_running: _Optional[_Union[_job_pb2.HoldMode, str]] = ...) -> None: ...
 
 class CreateConflictRuleResponse(_message.Message):
-    __slots__ = ("rule",)
+    __slots__ = ("rule", "held_job_ids")
     RULE_FIELD_NUMBER: _ClassVar[int]
+    HELD_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     rule: ConflictRule
-    def __init__(self, rule: _Optional[_Union[ConflictRule, _Mapping]] = ...) -> None: ...
+    held_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rule: _Optional[_Union[ConflictRule, _Mapping]] = ..., held_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteConflictRuleRequest(_message.Message):
     __slots__ = ("name",)

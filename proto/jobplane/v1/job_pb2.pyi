@@ -22,6 +22,13 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
 
+class ConditionLostAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONDITION_LOST_ACTION_UNSPECIFIED: _ClassVar[ConditionLostAction]
+    CONDITION_LOST_ACTION_CONTINUE: _ClassVar[ConditionLostAction]
+    CONDITION_LOST_ACTION_SUSPEND: _ClassVar[ConditionLostAction]
+    CONDITION_LOST_ACTION_REQUEUE: _ClassVar[ConditionLostAction]
+
 class Comparison(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COMPARISON_UNSPECIFIED: _ClassVar[Comparison]
@@ -47,12 +54,22 @@ class ContinuationRuleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTINUATION_RULE_KIND_END_OF_PERIOD: _ClassVar[ContinuationRuleKind]
     CONTINUATION_RULE_KIND_DATE: _ClassVar[ContinuationRuleKind]
     CONTINUATION_RULE_KIND_CRON: _ClassVar[ContinuationRuleKind]
+
+class HoldMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOLD_MODE_UNSPECIFIED: _ClassVar[HoldMode]
+    HOLD_MODE_SUSPEND: _ClassVar[HoldMode]
+    HOLD_MODE_REQUEUE: _ClassVar[HoldMode]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+CONDITION_LOST_ACTION_UNSPECIFIED: ConditionLostAction
+CONDITION_LOST_ACTION_CONTINUE: ConditionLostAction
+CONDITION_LOST_ACTION_SUSPEND: ConditionLostAction
+CONDITION_LOST_ACTION_REQUEUE: ConditionLostAction
 COMPARISON_UNSPECIFIED: Comparison
 COMPARISON_LESS: Comparison
 COMPARISON_LESS_OR_EQUAL: Comparison
@@ -70,6 +87,9 @@ CONTINUATION_RULE_KIND_END_OF_YEAR: ContinuationRuleKind
 CONTINUATION_RULE_KIND_END_OF_PERIOD: ContinuationRuleKind
 CONTINUATION_RULE_KIND_DATE: ContinuationRuleKind
 CONTINUATION_RULE_KIND_CRON: ContinuationRuleKind
+HOLD_MODE_UNSPECIFIED: HoldMode
+HOLD_MODE_SUSPEND: HoldMode
+HOLD_MODE_REQUEUE: HoldMode
 
 class MatrixParameter(_message.Message):
     __slots__ = ("name", "values_json")
@@ -216,7 +236,7 @@ class ExternalSpec(_message.Message):
     def __init__(self, submit: _Optional[_Iterable[str]] = ..., poll: _Optional[_Iterable[str]] = ..., cancel: _Optional[_Iterable[str]] = ..., poll_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "on_condition_lost", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +271,7 @@ class JobSpec(_message.Message):
     MAX_RUNTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     JOB_CLASS_FIELD_NUMBER: _ClassVar[int]
     RUN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ON_CONDITION_LOST_FIELD_NUMBER: _ClassVar[int]
     HOLD_UNTIL_FIELD_NUMBER: _ClassVar[int]
     GIVE_UP_AFTER_FIELD_NUMBER: _ClassVar[int]
     GIVE_UP_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +295,7 @@ class JobSpec(_message.Message):
     max_runtime_seconds: float
     job_class: str
     run_window: str
+    on_condition_lost: ConditionLostAction
     hold_until: _timestamp_pb2.Timestamp
     give_up_after: _timestamp_pb2.Timestamp
     give_up_after_seconds: float
@@ -284,7 +306,7 @@ class JobSpec(_message.Message):
     give_up: Deadline
     resource_locks: _containers.ScalarMap[str, LockMode]
     fact_conditions: _containers.RepeatedCompositeFieldContainer[FactCondition]
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., on_condition_lost: _Optional[_Union[ConditionLostAction, str]] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ...) -> None: ...
 
 class FactCondition(_message.Message):
     __slots__ = ("fact", "op", "value")
@@ -464,12 +486,14 @@ class CancelJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class HoldJobRequest(_message.Message):
-    __slots__ = ("job_id", "reason")
+    __slots__ = ("job_id", "reason", "mode")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     reason: str
-    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    mode: HoldMode
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ..., mode: _Optional[_Union[HoldMode, str]] = ...) -> None: ...
 
 class HoldJobResponse(_message.Message):
     __slots__ = ("job",)

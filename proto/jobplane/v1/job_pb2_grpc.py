@@ -125,8 +125,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def HoldJob(self, request, context):
-        """Holds the job by hand: none of its tasks starts (running ones carry on) until
-        ReleaseJob. A held job keeps its place in line.
+        """Holds the job by hand: none of its tasks starts until ReleaseJob, and `mode` says
+        what becomes of those that run (see HoldMode). A held job keeps its place in line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -416,6 +416,16 @@ class Cancellations(_message.Message):
     reason: str
     def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class Suspensions(_message.Message):
+    __slots__ = ("attempts", "resume", "reason")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptRef]
+    resume: bool
+    reason: str
+    def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., resume: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class Ack(_message.Message):
     __slots__ = ("seq", "rejected")
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -441,20 +451,22 @@ class Probe(_message.Message):
     def __init__(self, probe_id: _Optional[int] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("welcome", "assign", "cancel", "ack", "probe", "scan")
+    __slots__ = ("welcome", "assign", "cancel", "ack", "probe", "scan", "suspend")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     SCAN_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: Assignments
     cancel: Cancellations
     ack: Ack
     probe: Probe
     scan: ScanRequest
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ...) -> None: ...
+    suspend: Suspensions
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., suspend: _Optional[_Union[Suspensions, _Mapping]] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "filter")

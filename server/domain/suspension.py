@@ -1,0 +1,173 @@
+"""Suspension: holding work that already runs. A running attempt is either suspended (paused in
+place at its agent: every process stopped or its cgroup frozen, its slot kept, its overdue and
+timeout checks paused) or requeued (stopped, SIGTERM first so it may checkpoint, and queued
+again, to start from its last checkpoint as a continuation does). Either shows ON_HOLD with the
+reason. A hold by hand (HoldJob with a mode, or a conflict rule applied to running jobs) is let
+go by ReleaseJob; a lost runtime condition (`on_condition_lost`) by the condition holding again.
+A component of Engine: the tasks' `suspended` records are its state (persisted with them)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import FailedPrecondition
+from .changes import Suspend
+from .model import EventKind, Outcome, Report, Status, TaskState
+from .state import AttemptRt, JobRt, TaskRt
+from .status import task_status
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+SUSPEND, REQUEUE = "suspend", "requeue"  # modes
+# The normalized status of a task held while it runs, here and nowhere else: ON_HOLD, with the
+# reason (the INACTIVE mapping of policies.py may choose otherwise for a suspended task).
+HELD_STATUS = Status.ON_HOLD
+HOLD, CONDITION = "hold", "condition"  # causes: what lets it go
+
+
+class Suspension:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ----- what runs ----------------------------------------------------------------
+
+    def running(self, job: JobRt) -> list[TaskRt]:
+        """The job's tasks out at a provider (assigned or running)."""
+        e = self.engine
+        tasks = (e.tasks.get(tid) for tid in job.task_ids)
+        return [t for t in tasks if t is not None and t.current is not None
+                and t.state in (TaskState.ASSIGNED, TaskState.RUNNING)]
+
+    def check(self, job: JobRt, mode: str) -> None:
+        """FailedPrecondition, before anything changes, when the mode cannot hold what runs."""
+        if mode != SUSPEND:
+            return
+        for task in self.running(job):
+            if task.spec.environment != "process":
+                raise FailedPrecondition(f"task {task.name} of job {job.id} is a {task.spec.environment} task, and "
+                                         "only command tasks can be suspended in place; use --requeue (mode "
+                                         "HOLD_MODE_REQUEUE) to stop it and run it again from its checkpoint on release")
+
+    def hold_running(self, job: JobRt, mode: str, why: str, cause: str = HOLD) -> int:
+        """Suspend or requeue every task of the job that runs; how many."""
+        tasks = [t for t in self.running(job) if (not t.suspended if mode == SUSPEND
+                                                   else t.suspended.get("mode") != REQUEUE)]
+        for task in tasks:
+            self.hold_task(task, mode, why, cause)
+        return len(tasks)
+
+    def hold_task(self, task: TaskRt, mode: str, why: str, cause: str) -> None:
+        """Suspend the task's attempt in place, or stop it to be queued again. One that has not
+        started yet (assigned) is requeued: there is nothing to pause, and nothing is lost."""
+        if mode == SUSPEND and task.state == TaskState.RUNNING:
+            self._suspend(task, why, cause)
+        else:
+            self._requeue(task, why, cause)
+
+    def _suspend(self, task: TaskRt, why: str, cause: str) -> None:
+        e = self.engine
+        attempt = task.current
+        task.suspended = {"mode": SUSPEND, "cause": cause, "since": e.now, "reason": why}
+        e.supervision.unwatch(task.id)  # a paused attempt is neither overdue nor past its timeout
+        e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, False, why))
+        e.lifecycle.show(task, HELD_STATUS, f"suspended: {why}")
+
+    def _requeue(self, task: TaskRt, why: str, cause: str) -> None:
+        e = self.engine
+        attempt = task.current
+        task.suspended = {"mode": REQUEUE, "cause": cause, "since": e.now, "reason": why}
+        e.provider_rules.stop_attempt(attempt.provider, task.id, attempt.number, f"requeued: {why}")
+        e.lifecycle.show(task, HELD_STATUS, f"stopping to be queued again: {why}")
+
+    # ----- letting go ---------------------------------------------------------------
+
+    def release(self, job: JobRt, cause: str = HOLD) -> int:
+        """Continue the job's tasks suspended for `cause`; how many. (Requeued ones wait as
+        queued tasks: the holds let them go.)"""
+        tasks = [t for t in self.running(job) if t.suspended.get("mode") == SUSPEND
+                 and t.suspended.get("cause") == cause]
+        for task in tasks:
+            self.resume(task, "released by hand" if cause == HOLD else "its conditions hold again")
+        return len(tasks)
+
+    def resume(self, task: TaskRt, why: str) -> None:
+        """The attempt goes on where it stopped; its checks count on from there."""
+        e = self.engine
+        attempt = task.current
+        paused = max(0.0, e.now - task.suspended.get("since", e.now))
+        task.suspended = {}
+        e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, True, why))
+        if task.started_at:  # its overdue and timeout checks move on by the time it was paused
+            e.supervision.watch(task, since=task.started_at + paused)
+        e.lifecycle.show(task, task_status(task.state, task.attempt), f"resumed: {why}")
+
+    def reconnected(self, provider) -> None:
+        """A provider (re)connected holding attempts suspended here: it is told again (a restarted
+        agent process adopted them and knows nothing of it, or the message was lost with a stream)."""
+        e = self.engine
+        for tid in provider.in_flight:
+            task = e.tasks.get(tid)
+            if task is not None and task.current is not None and task.suspended.get("mode") == SUSPEND:
+                why = task.suspended.get("reason", "")
+                e.changes.suspend(provider.id, Suspend(task.id, task.current.number, False, why))
+
+    # ----- the stopped attempt's end ------------------------------------------------
+
+    def requeued(self, task: TaskRt, attempt: AttemptRt, report: Report) -> bool:
+        """The report ends an attempt stopped to be requeued: the task is queued again (held,
+        if its job is), to start from its last checkpoint; True. False for any other end (it
+        finished on its own first), which counts as usual."""
+        if (task.suspended.get("mode") != REQUEUE or report.outcome != Outcome.CANCELLED
+                or task.state not in (TaskState.ASSIGNED, TaskState.RUNNING)):
+            return False
+        e = self.engine
+        why = task.suspended.get("reason", "")
+        task.suspended = {}
+        task.held_attempts += 1
+        e.close_attempt(task, attempt, int(Outcome.CANCELLED), report.exit_code, f"requeued: {why}")
+        resumes = "from its last checkpoint" if task.checkpoint else "from the start (it saved no checkpoint)"
+        e.lifecycle.transition(task, TaskState.QUEUED, f"requeued: {why}; it runs again {resumes}")
+        return True
+
+    def forget(self, task: TaskRt) -> None:
+        """Its attempt is over (lost, ended): nothing is held in place any more."""
+        task.suspended = {}
+
+    # ----- runtime conditions -------------------------------------------------------
+
+    def facts_changed(self, provider_id: str, unmet) -> None:
+        """A heartbeat's facts: a running task whose job says what to do when its conditions stop
+        holding is suspended or requeued; a suspended one continues when they hold again.
+        `unmet(task)` lists what the provider does not meet of the task's job's conditions."""
+        e = self.engine
+        provider = e.providers.get(provider_id)
+        if provider is None:
+            return
+        for tid in list(provider.in_flight):
+            task = e.tasks.get(tid)
+            job = e.jobs.get(task.job_id) if task is not None else None
+            if job is None or task.current is None or job.spec.on_condition_lost not in (SUSPEND, REQUEUE):
+                continue
+            missing = unmet(task)
+            if missing and not task.suspended and task.state == TaskState.RUNNING:
+                self.hold_task(task, job.spec.on_condition_lost, f"provider {provider_id} no longer meets its "
+                                                                 f"conditions ({missing})", CONDITION)
+                self._event(task, job.spec.on_condition_lost, missing)
+            elif not missing and task.suspended.get("cause") == CONDITION and task.suspended.get("mode") == SUSPEND:
+                if job.hold:  # held by hand meanwhile: the release lets it go
+                    task.suspended["cause"] = HOLD
+                else:
+                    self.resume(task, "its conditions hold again")
+
+    def _event(self, task: TaskRt, action: str, missing: str) -> None:
+        self.engine.event(EventKind.TASK, job_id=task.job_id, task_id=task.id, task_name=task.name,
+                          provider_id=task.provider or "", attempt=task.attempt, raw_status=task.state.name,
+                          raw={"decision": f"condition_lost_{action}"}, status=task.status,
+                          message=f"on_condition_lost = {action}: {missing}")
+
+
+__all__ = ["CONDITION", "HELD_STATUS", "HOLD", "REQUEUE", "SUSPEND", "Suspension"]

@@ -1,0 +1,321 @@
+"""Holding work that already runs, with a real agent and real processes: `hold --suspend` stops
+every process of the attempt in place (state T) and `release` continues it; `hold --requeue`
+stops it and runs it again from its checkpoint on release. Judged by the process table and by
+the files the task appends to: nothing stops short, nothing runs twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobplane.client import FailedPrecondition, InvalidArgument
+from jobplane.client.errors import JobFileError
+from support import AgentProc, ServerProc, free_port, wait_until
+
+ON_HOLD, RUNNING_STATUS = 7, 1
+SUCCEEDED = 3
+
+
+def ticking(tmp_path: Path, count: int, checkpoints: bool = False) -> tuple[list[str], Path, Path, Path]:
+    """A task that notes each start (with where it starts from) and its pid, then appends 0..count-1
+    to a file, one every 0.1 s; with `checkpoints` it saves the next number after each and starts
+    from the saved one. A SIGTERM ends it between two numbers, never in the middle of one, and is
+    noted in `terms`."""
+    ticks, starts, pid = tmp_path / "ticks", tmp_path / "starts", tmp_path / "pid"
+    resume = 'i=$(echo "${JOBPLANE_CHECKPOINT:-}" | sed -n \'s/.*"i": *\\([0-9]*\\).*/\\1/p\'); i=${i:-0}'
+    save = ('echo "{\\"i\\": $i}" > "$JOBPLANE_CHECKPOINT_FILE.tmp" && '
+            'mv "$JOBPLANE_CHECKPOINT_FILE.tmp" "$JOBPLANE_CHECKPOINT_FILE"') if checkpoints else "true"
+    script = (f"trap 'echo term >> {tmp_path / 'terms'}; exit 143' TERM; {resume if checkpoints else 'i=0'}; echo \"resumed from $i\"; "
+              f"echo \"start $i\" >> {starts}; echo $$ > {pid}; "
+              f"while [ $i -lt {count} ]; do echo $i >> {ticks}; i=$((i+1)); {save}; sleep 0.1; done")
+    return ["sh", "-c", script], ticks, starts, pid
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def state_of(pid: int) -> str:
+    """The process's state letter in /proc/PID/stat (R, S, T, ...); "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def heartbeats_later(client, provider: str, seconds: float) -> None:
+    """Wait until the provider's heartbeats have moved its last-seen time on by `seconds`."""
+    first = client.get_provider(provider).last_seen_time.ToNanoseconds()
+    wait_until(lambda: client.get_provider(provider).last_seen_time.ToNanoseconds() - first >= seconds * 1e9,
+               seconds + 10, f"{seconds:g}s of heartbeats")
+
+
+@pytest.mark.parametrize("containment", ["auto", "subreaper"])  # auto: a cgroup where the machine allows
+def test_a_suspended_task_stops_in_place_past_its_timeout_and_finishes_after_release(sqlite_cluster, tmp_path,
+                                                                                      containment):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1, extra=["--containment", containment])
+    command, ticks, starts, pidfile = ticking(tmp_path, 30)
+    job = c.client.submit_job({"name": "long", "tasks": [
+        {"name": "t", "command": command, "timeout": 6, "max_attempts": 1}]})
+    wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
+    held = c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
+    assert "db maintenance" in held.hold
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+    (task,) = c.client.list_tasks(job.id)
+    assert task.status == ON_HOLD and "suspended" in task.reason and "db maintenance" in task.reason
+    assert c.client.get_job(job.id).status == ON_HOLD
+    written = len(lines(ticks))
+    heartbeats_later(c.client, "a", 7)  # longer than its 6 s timeout, which waits while it is paused
+    assert len(lines(ticks)) == written and state_of(pid) == "T"
+    c.client.release_job(job.id)
+    wait_until(lambda: state_of(pid) != "T", 10, "the task's process to go on")
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(30)]  # every number once: nothing lost, nothing twice
+    assert lines(starts) == ["start", "0"]
+    (task,) = c.client.list_tasks(job.id)
+    assert task.attempt == 1
+
+
+def test_a_requeued_task_resumes_from_its_checkpoint_on_release(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, starts, pidfile = ticking(tmp_path, 50, checkpoints=True)
+    job = c.client.submit_job({"name": "resumable", "tasks": [{"name": "t", "command": command, "max_attempts": 1}]})
+    wait_until(lambda: len(lines(ticks)) >= 5, 20, "the task to be running")
+    pid = int(pidfile.read_text())
+    c.client.hold_job(job.id, reason="month-end freeze", mode="requeue")
+    wait_until(lambda: state_of(pid) == "", 10, "the task's process to be stopped for good")
+    wait_until(lambda: next(iter(c.client.list_tasks(job.id))).state == 2, 10, "the task to be queued again")  # QUEUED
+    (task,) = c.client.list_tasks(job.id)
+    assert task.status == ON_HOLD and "month-end freeze" in task.reason
+    assert c.client.get_job(job.id).status == ON_HOLD
+    written = len(lines(ticks))
+    c.client.release_job(job.id)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(50)]  # nothing ran twice, nothing was skipped
+    assert lines(starts) == ["start", "0", "start", str(written)]
+    (task,) = c.client.list_tasks(job.id)
+    assert task.attempt == 2  # its max_attempts of 1 was not used up by the requeue
+    assert f"resumed from {written}" in c.client.get_task(task.id).stdout_tail
+
+
+def test_a_plain_hold_of_a_job_whose_tasks_all_run_is_refused_naming_the_modes(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, _, _ = ticking(tmp_path, 30)
+    job = c.client.submit_job({"name": "busy", "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 1, 20, "the task to be running")
+    with pytest.raises(FailedPrecondition, match="--suspend.*--requeue"):
+        c.client.hold_job(job.id, reason="oops")
+    assert c.client.get_job(job.id).hold == ""
+    c.client.cancel_job(job.id)
+
+
+def set_fact(path: Path, value: float) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f'{{"ok": {value}}}')
+    temporary.replace(path)
+
+
+def test_a_task_whose_condition_is_lost_is_suspended_and_goes_on_when_it_holds_again(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    facts = tmp_path / "facts.json"
+    set_fact(facts, 1)
+    c.add_agent("a", slots=1, extra=["--facts-file", str(facts)])
+    command, ticks, starts, pidfile = ticking(tmp_path, 40)
+    job = c.client.submit_job({"name": "picky", "conditions": ["ok>=1"], "on_condition_lost": "suspend",
+                               "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
+    pid = int(pidfile.read_text())
+    set_fact(facts, 0)
+    wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T) once ok<1")
+    (task,) = c.client.list_tasks(job.id)
+    assert task.status == ON_HOLD and "no longer meets its conditions" in task.reason and "ok>=1" in task.reason
+    written = len(lines(ticks))
+    heartbeats_later(c.client, "a", 2)
+    assert len(lines(ticks)) == written
+    set_fact(facts, 1)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(40)] and lines(starts) == ["start", "0"]
+
+
+def test_a_task_whose_condition_is_lost_is_requeued_and_resumes_from_its_checkpoint(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    facts = tmp_path / "facts.json"
+    set_fact(facts, 1)
+    c.add_agent("a", slots=1, extra=["--facts-file", str(facts)])
+    command, ticks, starts, pidfile = ticking(tmp_path, 50, checkpoints=True)
+    job = c.client.submit_job({"name": "picky", "conditions": ["ok>=1"], "on_condition_lost": "requeue",
+                               "tasks": [{"name": "t", "command": command, "max_attempts": 1}]})
+    wait_until(lambda: len(lines(ticks)) >= 3, 20, "the task to be running")
+    pid = int(pidfile.read_text())
+    set_fact(facts, 0)
+    wait_until(lambda: state_of(pid) == "", 10, "the task's process to be stopped for good once ok<1")
+    wait_until(lambda: next(iter(c.client.list_tasks(job.id))).status == ON_HOLD, 10, "the task to wait ON_HOLD")
+    written = len(lines(ticks))
+    set_fact(facts, 1)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert lines(ticks) == [str(i) for i in range(50)]
+    assert lines(starts) == ["start", "0", "start", str(written)]
+
+
+def test_on_condition_lost_is_refused_where_it_cannot_apply(sqlite_cluster):
+    c = sqlite_cluster
+    with pytest.raises(InvalidArgument, match="spec.on_condition_lost.*has none"):
+        c.client.submit_job({"name": "x", "on_condition_lost": "suspend", "wait_for_providers": True,
+                             "tasks": [{"name": "t", "command": ["true"]}]})
+    with pytest.raises(InvalidArgument, match="spec.on_condition_lost.*python task; use requeue"):
+        c.client.submit_job({"name": "x", "on_condition_lost": "suspend", "conditions": ["ok>=1"],
+                             "wait_for_providers": True, "tasks": [{"name": "t", "python": "os:getcwd"}]})
+    with pytest.raises(JobFileError, match="on_condition_lost.*expected \"continue\""):
+        c.client.submit_job({"name": "x", "on_condition_lost": "pause", "conditions": ["ok>=1"],
+                             "tasks": [{"name": "t", "command": ["true"]}]})
+    assert list(c.client.list_jobs()) == []
+
+
+def test_a_rule_applied_to_running_jobs_suspends_the_later_until_the_earlier_ends(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=2)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first_cmd, first_ticks, _, _ = ticking(tmp_path / "first", 100)
+    second_cmd, second_ticks, second_starts, second_pid = ticking(tmp_path / "second", 60)
+    first = c.client.submit_job({"name": "load-a", "class": "etl", "tasks": [{"name": "t", "command": first_cmd}]})
+    wait_until(lambda: len(lines(first_ticks)) >= 1, 20, "the first job to be running")
+    second = c.client.submit_job({"name": "load-b", "class": "etl", "tasks": [{"name": "t", "command": second_cmd}]})
+    wait_until(lambda: len(lines(second_ticks)) >= 1, 20, "the second job to be running beside it")
+    response = c.client.apply_conflict_rule({"name": "one-etl", "kind": "exclusive", "jobs": "class=etl"},
+                                            to_running="suspend")
+    assert list(response.held_job_ids) == [second.id]
+    pid = int(second_pid.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the later job's process to be stopped (T)")
+    held = c.client.get_job(second.id)
+    assert held.status == ON_HOLD and f"yields to job {first.id} load-a (rule one-etl)" in held.hold
+    written, going = len(lines(second_ticks)), len(lines(first_ticks))
+    wait_until(lambda: len(lines(first_ticks)) >= going + 5, 20, "the earlier job to run on")
+    assert len(lines(second_ticks)) == written  # it does not run beside the first once the rule applies
+    assert c.client.wait_job(first.id, timeout=30).state == SUCCEEDED
+    assert c.client.wait_job(second.id, timeout=30).state == SUCCEEDED  # released by itself
+    assert lines(second_ticks) == [str(i) for i in range(60)] and lines(second_starts) == ["start", "0"]
+    assert lines(first_ticks) == [str(i) for i in range(100)]
+
+
+@pytest.mark.postgres
+def test_suspend_release_and_a_rule_applied_to_running_jobs_through_a_follower(tmp_path: Path, pg_url):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "data").mkdir(parents=True)
+    a = ServerProc(tmp_path / "a", pg_url, extra=["--lease", "2"])
+    (tmp_path / "b" / "data" / "admin.token").write_text(a.token)  # the database's admin token
+    b = ServerProc(tmp_path / "b", pg_url, extra=["--lease", "2"])
+    agent = AgentProc(tmp_path, a, "w1", slots=2)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one_cmd, one_ticks, _, one_pid = ticking(tmp_path / "one", 80)
+    two_cmd, two_ticks, _, two_pid = ticking(tmp_path / "two", 40, checkpoints=True)
+    try:
+        with b.client(timeout=10) as client:  # the follower: every write here is the leader's to do
+            wait_until(lambda: list(client.list_providers(filter="state=ACTIVE")), 20, "the agent to join")
+            one = client.submit_job({"name": "one", "class": "etl", "tasks": [{"name": "t", "command": one_cmd}]})
+            wait_until(lambda: len(lines(one_ticks)) >= 2, 20, "the first job to be running")
+            client.hold_job(one.id, reason="through b", mode="suspend")
+            pid = int(one_pid.read_text())
+            wait_until(lambda: state_of(pid) == "T", 10, "the first job's process to be stopped (T)")
+            client.release_job(one.id)
+            wait_until(lambda: state_of(pid) != "T", 10, "the first job's process to go on")
+            two = client.submit_job({"name": "two", "class": "etl", "tasks": [{"name": "t", "command": two_cmd}]})
+            wait_until(lambda: len(lines(two_ticks)) >= 2, 20, "the second job to be running beside it")
+            response = client.apply_conflict_rule({"name": "one-etl", "kind": "exclusive", "jobs": "class=etl"},
+                                                  to_running="requeue")
+            assert list(response.held_job_ids) == [two.id]
+            assert client.wait_job(one.id, timeout=60).state == SUCCEEDED
+            assert client.wait_job(two.id, timeout=60).state == SUCCEEDED
+            assert lines(one_ticks) == [str(i) for i in range(80)]
+            assert lines(two_ticks) == [str(i) for i in range(40)]
+    finally:
+        agent.stop()
+        for server in (a, b):
+            server.stop()
+
+
+def test_a_task_suspended_before_a_server_restart_stays_suspended_until_released(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    c = Cluster(tmp_path, sqlite_url)
+    port = free_port()
+    try:
+        c.start_server(port=port, grace=5.0)
+        c.add_agent("a", slots=1)
+        command, ticks, starts, pidfile = ticking(tmp_path, 40)
+        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+        wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
+        c.client.hold_job(job.id, reason="overnight", mode="suspend")
+        pid = int(pidfile.read_text())
+        wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+        c.server.kill()
+        c.start_server(port=port, grace=5.0)  # the agent reconnects to the same address, keeping it
+        c.wait_active("a")
+        (task,) = c.client.list_tasks(job.id)
+        assert task.status == ON_HOLD and "overnight" in task.reason and state_of(pid) == "T"
+        c.client.release_job(job.id)
+        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert lines(ticks) == [str(i) for i in range(40)] and lines(starts) == ["start", "0"]
+    finally:
+        c.close()
+
+
+def test_a_suspended_task_requeued_then_cancelled_gets_its_sigterm_each_time(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    command, ticks, starts, pidfile = ticking(tmp_path, 200, checkpoints=True)
+    job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
+    c.client.hold_job(job.id, mode="suspend")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+    c.client.hold_job(job.id, mode="requeue")  # continued, so that it saves its checkpoint as it stops
+    wait_until(lambda: state_of(pid) == "", 10, "the suspended process to be stopped for good")
+    written = len(lines(ticks))
+    c.client.release_job(job.id)
+    wait_until(lambda: len(lines(starts)) == 4, 20, "the task to run again")
+    assert lines(starts)[2:] == ["start", str(written)]
+    wait_until(lambda: len(lines(ticks)) >= written + 2, 20, "the task to run on")
+    c.client.hold_job(job.id, mode="suspend")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 10, "the second attempt's process to be stopped (T)")
+    c.client.cancel_job(job.id)
+    wait_until(lambda: state_of(pid) == "", 10, "the cancelled process to be gone")
+    assert c.client.wait_job(job.id, timeout=20).state == 5  # CANCELLED
+    assert lines(ticks) == [str(i) for i in range(len(lines(ticks)))]  # each number once
+    assert lines(tmp_path / "terms") == ["term", "term"]  # SIGTERMed (not SIGKILLed stopped) both times
+
+
+def test_a_suspended_task_stays_suspended_while_a_restarted_agent_adopts_it(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    c = Cluster(tmp_path, sqlite_url)
+    c.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
+    try:
+        c.add_agent("a", slots=1)
+        command, ticks, starts, pidfile = ticking(tmp_path, 30)
+        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 8}]})
+        wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running")
+        c.client.hold_job(job.id, reason="overnight", mode="suspend")
+        pid = int(pidfile.read_text())
+        wait_until(lambda: state_of(pid) == "T", 10, "the task's process to be stopped (T)")
+        crashed = c.agents["a"]
+        crashed.kill()
+        crashed.stop()
+        c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
+        written = len(lines(ticks))
+        heartbeats_later(c.client, "a", 9)  # past its timeout: the new agent process knows it is paused
+        assert state_of(pid) == "T" and len(lines(ticks)) == written
+        c.client.release_job(job.id)
+        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert lines(ticks) == [str(i) for i in range(30)] and lines(starts) == ["start", "0"]
+        (task,) = c.client.list_tasks(job.id)
+        assert task.attempt == 1
+    finally:
+        c.close()
