@@ -25,6 +25,7 @@ from jobplane.client import (
     cmd_policy,
     cmd_providers,
     cmd_rerun,
+    cmd_schedules,
     cmd_servers,
     cmd_submit,
     cmd_summary,
@@ -49,7 +50,7 @@ from jobplane.replicas import split_addresses
 
 COMMAND_GROUPS = (
     cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers,
-    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami,
+    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_schedules, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami,
     cmd_servers, cmd_up, cmd_demo,
 )
 

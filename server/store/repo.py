@@ -21,6 +21,7 @@ from ..errors import Deposed, StoreFailure
 from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
 from . import idfloor
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
+from .schedules import ScheduleStore, apply_schedules
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
 from .reads import IN_CHUNK, Reads
@@ -57,6 +58,7 @@ class Snapshot:
     waiting: list[ContinuedTaskRow]  # continuations not dispatched yet
     inventory: list[InventoryRow]
     rules: list = None  # conflicts.ConflictRule: the conflict matrix
+    schedules: tuple = ((), 0)  # (the schedules.Schedule not deleted, the highest schedule id ever)
 
 
 class Store:
@@ -130,7 +132,8 @@ class Store:
                    and row.from_attempt > queued[row.task].attempt_base]
         return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts,
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
-                        list(InventoryRow.select()), ConflictStore(self.db).rules())
+                        list(InventoryRow.select()), ConflictStore(self.db).rules(),
+                        ScheduleStore(self.db).for_restore())
 
     @staticmethod
     def _handed_on(queued: list[TaskRow]) -> dict[int, str]:
@@ -184,6 +187,7 @@ class Store:
         self._upsert_inventory(cs.inventory)
         apply_rules(cs.conflict_rules)
         apply_overlaps(cs.overlaps)
+        apply_schedules(cs.schedules)
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",
@@ -294,7 +298,7 @@ def _job_row(j) -> dict:
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
             "hold": j.hold, "request_id": j.request.id if j.request else None,
-            "request_digest": j.request.digest if j.request else ""}
+            "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
 
 
 def _task_row(t) -> dict:
@@ -355,7 +359,7 @@ def job_runtime(r: JobRow) -> JobRt:
     """A stored job as the engine holds it (its tasks and derived state are the engine's to add)."""
     return JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JobState(r.state), r.submit_time,
                  counts=json.loads(r.counts), start_time=r.start_time, end_time=r.end_time, reason=r.reason,
-                 owner=r.owner, hold=r.hold)
+                 owner=r.owner, hold=r.hold, schedule_id=r.schedule)
 
 
 def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:
