@@ -160,3 +160,34 @@ def test_schedule_calls_are_audited_and_a_submitter_sees_only_their_own(sqlite_c
         assert list(bob.list_schedules()) == []
         with pytest.raises(NotFound):
             bob.pause_schedule(schedule.id)
+
+
+@pytest.mark.postgres
+def test_schedules_through_a_follower_replica(tmp_path, pg_url):
+    """Every schedule call sent to a follower is done by the leader (reads by the follower itself)."""
+    from support import AgentProc, ServerProc
+
+    (tmp_path / "a").mkdir()
+    a = ServerProc(tmp_path / "a", pg_url, extra=["--lease", "2"])
+    (tmp_path / "b" / "data").mkdir(parents=True)
+    (tmp_path / "b" / "data" / "admin.token").write_text(a.token)  # the database's admin token
+    b = ServerProc(tmp_path / "b", pg_url, extra=["--lease", "2"])
+    agent = AgentProc(tmp_path, a, "w1")
+    log = tmp_path / "runs"
+    try:
+        with b.client(timeout=10) as follower:
+            made = follower.create_schedule(parse_job_file(
+                f'name = "n"\nschedule = "0 3 1 1 *"\n[[tasks]]\nname = "t"\n'
+                f'command = ["sh", "-c", "echo run >> {log}"]\n').schedule)
+            assert [s.id for s in follower.list_schedules()] == [made.id]
+            assert follower.pause_schedule(made.id).status == INACTIVE
+            job = follower.run_schedule_now(made.id).job
+            wait_until(lambda: lines(log) == ["run"], 30, "the run started through the follower")
+            assert follower.get_job(job.id).schedule_id == made.id
+            assert not follower.resume_schedule(made.id).paused
+            follower.delete_schedule(made.id)
+            assert list(follower.list_schedules()) == []
+    finally:
+        agent.stop()
+        for server in (a, b):
+            server.stop()
