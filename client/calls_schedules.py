@@ -1,5 +1,5 @@
-"""The SDK's schedule calls (recurring jobs), defined once like every call in calls.py and bound
-by both clients."""
+"""The SDK's schedule calls (recurring jobs), defined once as every call in calls.py is (kept
+apart only for that file's length) and bound by both clients."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def create_schedule(schedule: schedule_pb2.Schedule) -> Unary[schedule_pb2.Sched
 
 
 def get_schedule(schedule_id: str) -> Unary[schedule_pb2.Schedule]:
+    """One schedule: its cron expression, zone, overlap, job spec, status and next run time."""
     request = schedule_pb2.GetScheduleRequest(schedule_id=str(schedule_id))
     return Unary(SCHEDULES, "GetSchedule", request, attrgetter("schedule"), idempotent=True)
 
