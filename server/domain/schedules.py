@@ -113,11 +113,11 @@ class Schedules:
 
     def create(self, s: Schedule) -> Schedule:
         """A new schedule (validated by the caller: check_schedule and extract_tasks)."""
-        s.id, self._next_id = self._next_id, self._next_id + 1
-        s.create_time = s.last_due = self.engine.now
         s.next_due = s.following(self.engine.now)
         if s.next_due is None:
             raise InvalidArgument("schedule.cron", f"\"{s.cron}\" never comes due in the next years; check its days")
+        s.id, self._next_id = self._next_id, self._next_id + 1
+        s.create_time = s.last_due = self.engine.now
         self.all[s.id] = s
         self._changed(s, f"created by {s.owner or 'anonymous'}; next run {s.local(s.next_due)}")
         return s
