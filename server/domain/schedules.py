@@ -10,8 +10,9 @@ to it as to any job. A component of Engine: the schedules are its state.
   (the server was down, or the schedule's time passed while nobody led) is missed: with
   `catch_up` one run starts for all that were missed, without it none does; either way an
   event says so, and the next run is the next due time after now.
-- Paused schedules make no jobs (they show INACTIVE); resumed, they go on from the next due
-  time after now, without catching up on the paused time. Run-now starts a run at once,
+- Paused schedules make no jobs (they show INACTIVE), not even a queued run; resumed, they go
+  on from the next due time after now, without catching up on the paused time (a queued run
+  whose wait is over starts then). Run-now starts a run at once,
   paused or not, under the overlap rule, without moving the next due time.
 
 What is persisted (with the batch, like every change): the schedule, its last due time handled
@@ -142,6 +143,9 @@ class Schedules:
             s.last_due = self.engine.now  # the paused time is not caught up on
             s.next_due = s.following(self.engine.now)
             self._changed(s, f"resumed by {by}; next run {s.local(s.next_due)}")
+            if s.queued and not self._running(s):  # its run waited for one that ended while paused
+                s.queued = False
+                self._launch(s, "queued while paused")
         return s
 
     def delete(self, schedule_id: int, by: str, owner: str | None = None) -> Schedule:
@@ -198,7 +202,7 @@ class Schedules:
     def job_ended(self, job: JobRt) -> None:
         """A run ended: a queued run of its schedule may start now."""
         s = self.all.get(job.schedule_id) if job.schedule_id else None
-        if s is not None and s.queued and not self._running(s):
+        if s is not None and s.queued and not s.paused and not self._running(s):
             s.queued = False
             self._launch(s, f"queued behind job {job.id}, which ended")
 

@@ -227,3 +227,19 @@ def test_due_times_follow_the_schedules_zone():
     e = engine(datetime(2026, 6, 1, 0, 0, tzinfo=UTC).timestamp())
     s = e.create_schedule(nightly(zone="America/New_York"))  # 02:00 EDT = 06:00 UTC
     assert s.next_due == datetime(2026, 6, 1, 6, 0, tzinfo=UTC).timestamp()
+
+
+def test_a_queued_run_of_a_paused_schedule_waits_for_resume():
+    e = engine()
+    conn = provider(e, "a")
+    s = e.create_schedule(nightly("queue", cron="* * * * *"))
+    at(e, 31)
+    [first] = runs(e, s.id)
+    at(e, 91)
+    assert s.queued
+    e.pause_schedule(s.id, "bob")
+    finish(e, conn, first)
+    e.take_changes()
+    assert runs(e, s.id) == [] and s.queued  # paused: no new job
+    e.resume_schedule(s.id, "bob")
+    assert len(runs(e, s.id)) == 1 and not s.queued
