@@ -26,6 +26,7 @@ from jobplane.client import (
     cmd_policy,
     cmd_providers,
     cmd_rerun,
+    cmd_schedules,
     cmd_servers,
     cmd_submit,
     cmd_summary,
@@ -59,8 +60,8 @@ from jobplane.replicas import split_addresses
 
 COMMAND_GROUPS = (
     cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers,
-    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_policy, cmd_tokens, cmd_audit, cmd_ca, cmd_whoami,
-    cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
+    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_schedules, cmd_policy, cmd_tokens, cmd_audit, cmd_ca,
+    cmd_whoami, cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
 )
 
 

@@ -133,6 +133,7 @@ def job_details(job: job_pb2.Job) -> str:
             ("ID", job.id),
             ("Name", job.spec.name),
             ("Owner", job.owner),
+            ("Schedule", job.schedule_id or "-"),
             ("Status", f"{output.status(job.status)} ({output.job_state(job.state)})"),
             ("Priority", job.spec.priority),
             ("Labels", output.labels(job.spec.labels)),

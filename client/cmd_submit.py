@@ -7,7 +7,7 @@ import sys
 import uuid
 from contextlib import closing
 
-from jobplane.client import output, progress
+from jobplane.client import cmd_schedules, output, progress
 from jobplane.client.cmd_tasks import print_job_tasks
 from jobplane.client.command import (
     EXIT_INTERRUPTED,
@@ -61,6 +61,8 @@ def request_id(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     job_file = load_job_file(args.file)  # before connecting: a bad file never reaches a server
+    if job_file.schedule is not None:
+        return _schedule(args, job_file)
     with connect(args) as client:
         job = submit(client, job_file, request_id=args.request_id)
         if wants_json(args) and not args.watch:
@@ -78,6 +80,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{hint}", file=sys.stderr)
             return EXIT_INTERRUPTED
     return EXIT_OK if job.state == job_pb2.JOB_STATE_SUCCEEDED else EXIT_JOB_FAILED
+
+
+def _schedule(args: argparse.Namespace, job_file: JobFile) -> int:
+    """A file with `schedule = ...` makes a schedule, whose runs are the file's job."""
+    if args.watch or args.request_id:
+        raise InvalidArgument(f"{args.file}: has a schedule, so it makes a schedule, not one job: drop "
+                              "--watch/--request-id (follow its runs with `jobplane watch`)")
+    with connect(args) as client:
+        schedule = cmd_schedules.create(client, job_file)
+    print(output.json_document(schedule) if wants_json(args) else cmd_schedules.created(schedule))
+    return EXIT_OK
 
 
 def submit(client: Client, job_file: JobFile, *, request_id: str | None = None) -> job_pb2.Job:

@@ -26,10 +26,11 @@ from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
 from jobplane.client.jobfile_sched import WHOLE as _SCHEDULING_WHOLE
 from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKeys
+from jobplane.client.jobfile_recurring import locate_recurring, recurring_problems, schedule_message, split_recurring
 from jobplane.client.jobfile_slurm import SlurmKeys, environment_problem
 from jobplane.client.jobfile_text import TextKeys
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
-from jobplane.v1 import job_pb2
+from jobplane.v1 import job_pb2, schedule_pb2
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -42,9 +43,15 @@ class JobFile:
     spec: job_pb2.JobSpec
     document: Mapping[str, Any]
     lines: LineIndex
+    schedule: schedule_pb2.Schedule | None = None  # a recurring job's schedule (`schedule = "0 2 * * *"`)
 
     def locate(self, message: str) -> FileProblem:
         """Map a server message such as `spec.tasks[2].after[0]: unknown task "x"` to a file line."""
+        recurring = locate_recurring(message, self.lines, self.name)
+        if recurring is not None:
+            return recurring
+        if message.startswith("schedule.job"):  # a schedule's job is the file's job
+            message = "spec" + message[len("schedule.job"):]
         found = server_field(message)
         if found is None:
             return FileProblem(self.name, None, "", message)
@@ -65,8 +72,15 @@ def parse_job_file(text: str, *, name: str = "<job file>", syntax: str = "toml")
         document, lines = parse_json(text, name), LineIndex.for_json(text)
     else:
         document, lines = parse_toml(text, name), LineIndex.for_toml(text)
-    spec = _Converter(syntax, lines, name).job_spec(document)
-    return JobFile(name, spec, document, lines)
+    job, recurring = split_recurring(document) if isinstance(document, Mapping) else (document, {})
+    problems = recurring_problems(recurring, lines, name)
+    try:
+        spec = _Converter(syntax, lines, name).job_spec(job)
+    except JobFileError as error:
+        raise JobFileError(sorted(error.problems + tuple(problems), key=lambda p: p.line or 0)) from None
+    if problems:
+        raise JobFileError(problems)
+    return JobFile(name, spec, document, lines, schedule_message(recurring, spec))
 
 
 def job_spec_from_mapping(document: Mapping[str, Any]) -> job_pb2.JobSpec:

@@ -272,4 +272,6 @@ def _event_subject(event: event_pb2.Event, with_job: bool) -> tuple[str, list[st
         return "continuation", ([f"from {event.provider_id}"] if event.provider_id else []) + message
     if kind == event_pb2.EVENT_KIND_POLICY:
         return "policy", message
+    if kind == event_pb2.EVENT_KIND_SCHEDULE:
+        return f"schedule {event.raw.get('schedule_id', '')}".rstrip(), message
     return "event", message

@@ -13,7 +13,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import grpc
 
-from jobplane.client import calls
+from jobplane.client import calls, calls_schedules
 from jobplane.client.calls import Paged, Unary, Watch
 from jobplane.client.channel import locate_credentials, open_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
@@ -163,6 +163,13 @@ class Client:
     get_authority = bind(calls.get_authority)
     whoami = bind(calls.whoami)
     list_servers = bind(calls.list_servers)
+    create_schedule = bind(calls_schedules.create_schedule)
+    get_schedule = bind(calls_schedules.get_schedule)
+    list_schedules = bind(calls_schedules.list_schedules)
+    pause_schedule = bind(calls_schedules.pause_schedule)
+    resume_schedule = bind(calls_schedules.resume_schedule)
+    run_schedule_now = bind(calls_schedules.run_schedule_now)
+    delete_schedule = bind(calls_schedules.delete_schedule)
 
     def wait(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
         """Block until the job succeeded, failed or was cancelled and return it (then

@@ -89,4 +89,5 @@ class ServerConfig:
             heartbeat_tolerance=self.heartbeat_tolerance, probe_deadline=self.probe_deadline,
             standby_idle=self.standby_idle, retry_backoff=self.retry_backoff, retry_backoff_max=self.retry_backoff_max,
             terminate_grace=self.terminate_grace, timezone=self.timezone, period_ends=self.period_ends,
-            inventory_ttl=self.inventory_ttl, learn_conflicts=self.learn_conflicts)
+            inventory_ttl=self.inventory_ttl, learn_conflicts=self.learn_conflicts,
+            max_tasks_per_job=self.max_tasks_per_job, default_max_attempts=self.default_max_attempts)

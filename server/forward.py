@@ -31,7 +31,7 @@ LOCAL = frozenset(_V1 + name for name in (
     "ContinuationService/WatchContinuations", "ViewService/GetView", "ViewService/ListViews",
     "PolicyService/GetPolicy", "PolicyService/ListPolicies", "PolicyService/TestPolicy",
     "SecurityService/ListAuditRecords", "SecurityService/GetAuthority", "SecurityService/WhoAmI",
-    "ServerService/ListServers"))
+    "ServerService/ListServers", "ScheduleService/GetSchedule", "ScheduleService/ListSchedules"))
 ENROLL = _V1 + "SecurityService/Enroll"
 # Request metadata that is the link's, not the call's: never passed on.
 _HOP = ("authorization", "user-agent", "content-type", "te", "grpc-", ":", FORWARDED_IDENTITY, FORWARDED_BY)

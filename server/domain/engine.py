@@ -32,6 +32,7 @@ from .reopen import Reopening
 from .reports import Reports
 from .requests import PriorJob, RequestKey, Requests
 from .reruns import Reruns
+from .schedules import Schedules
 from .state import AttemptRt, Counters, EngineConfig, JobRt, ProviderRt, TaskRt
 from .supervision import Supervision
 from .suspension import Suspension
@@ -69,6 +70,7 @@ class Engine:
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
         self.suspension = Suspension(self)
+        self.schedules = Schedules(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -79,7 +81,7 @@ class Engine:
         self.goodbye, self.drain, self.revoke = providers.goodbye, providers.drain, providers.revoke
         self.resume_provider = providers.resume
         self.arm_restart_grace = providers.arm_restart_grace
-        self.supervise, self.probe_reply = self.supervision.tick, self.supervision.probe_reply
+        self.probe_reply = self.supervision.probe_reply
         self.hold_job, self.release_job, self.check_job = holds.hold_job, holds.release_job, holds.check
         self.add_conflict_rule, self.remove_conflict_rule = holds.add_rule, holds.remove_rule
         self.scan_report, self.request_scan = self.inventory.scan_report, self.inventory.request_scan
@@ -87,6 +89,15 @@ class Engine:
         self.plan = self.continuations.plan
         self.rerun_job = self.reopen.rerun
         self.forget_requests = self.requests.forget
+        schedules = self.schedules
+        self.create_schedule, self.pause_schedule, self.resume_schedule = (
+            schedules.create, schedules.pause, schedules.resume)
+        self.delete_schedule, self.run_schedule_now = schedules.delete, schedules.run_now
+
+    def supervise(self) -> None:
+        """What time passing makes due: supervision's checks and the schedules' runs."""
+        self.supervision.tick()
+        self.schedules.tick()
 
     @property
     def conflict_rules(self) -> dict:

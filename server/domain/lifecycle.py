@@ -171,6 +171,7 @@ class Lifecycle:
         e.reruns.remember_run(job)
         del e.jobs[job.id]
         e.holds.end_holding(job)
+        e.schedules.job_ended(job)
         for tid in job.task_ids:
             task = e.tasks.get(tid)
             if task is not None and task.current is None:

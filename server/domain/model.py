@@ -72,6 +72,7 @@ class EventKind(IntEnum):
     PROVIDER = 3
     CONTINUATION = 4
     POLICY = 5
+    SCHEDULE = 6
 
 
 class ReportKind(IntEnum):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .fences import Fence
+from .limits import MAX_TASKS_PER_JOB
 from .model import JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
 from .status import job_status
 
@@ -34,6 +35,7 @@ class JobRt:
     window: tuple[float, float | None] | None = None  # (opens, closes) when it has a window
     facts: object = None  # conflicts.JobFacts, made on first use
     request: object = None  # requests.RequestKey of an idempotent submit: stored with the new job
+    schedule_id: int = 0  # the schedule whose run it is (schedules.py); 0: submitted by hand
 
     @property
     def status(self) -> Status:
@@ -193,3 +195,6 @@ class EngineConfig:
     period_ends: tuple[str, ...] = ()
     inventory_ttl: float = 300.0  # seconds a scan result counts as fresh
     learn_conflicts: int = 0  # a pair of job classes failing together this often becomes a rule (0: never)
+    # How a schedule's runs are extracted (as a submit's are: ServerConfig's values).
+    max_tasks_per_job: int = MAX_TASKS_PER_JOB
+    default_max_attempts: int = 1

@@ -332,13 +332,16 @@ def _target(request: Any) -> str:
 
 
 def _named(request: Any) -> str:
-    for field in ("job_id", "provider_id", "token_id", "name", "user"):
+    for field in ("job_id", "provider_id", "token_id", "schedule_id", "name", "user"):
         value = getattr(request, field, "")
         if value:
             return f"{field.removesuffix('_id')} {value}"
     rule = getattr(request, "rule", None)
     if rule is not None and getattr(rule, "name", ""):
         return f"conflict rule {rule.name}"
+    schedule = getattr(request, "schedule", None)
+    if schedule is not None and getattr(schedule, "cron", ""):
+        return f"schedule {schedule.cron!r} of job {schedule.job.name}"
     spec = getattr(request, "spec", None)
     if spec is not None and getattr(spec, "name", ""):
         return f"job named {spec.name}"

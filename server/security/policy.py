@@ -101,6 +101,13 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}SecurityService/ListAuditRecords": ADMIN,
     f"{_V1}SecurityService/GetAuthority": (*USERS, Role.AGENT),
     f"{_V1}SecurityService/WhoAmI": (*USERS, Role.AGENT),
+    f"{_V1}ScheduleService/CreateSchedule": SUBMIT,  # submitters: their own schedules (tenancy)
+    f"{_V1}ScheduleService/GetSchedule": READ,
+    f"{_V1}ScheduleService/ListSchedules": READ,
+    f"{_V1}ScheduleService/PauseSchedule": SUBMIT,
+    f"{_V1}ScheduleService/ResumeSchedule": SUBMIT,
+    f"{_V1}ScheduleService/RunScheduleNow": SUBMIT,
+    f"{_V1}ScheduleService/DeleteSchedule": SUBMIT,
 }
 # Debugging aids stay open, as with any gRPC server: they reveal nothing about jobs.
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -116,6 +123,9 @@ MUTATING = frozenset({
     f"{_V1}InventoryService/ScanProvider", f"{_V1}ViewService/SaveView", f"{_V1}ViewService/DeleteView",
     f"{_V1}JobService/HoldJob", f"{_V1}JobService/ReleaseJob",
     f"{_V1}ConflictService/CreateConflictRule", f"{_V1}ConflictService/DeleteConflictRule",
+    f"{_V1}ScheduleService/CreateSchedule", f"{_V1}ScheduleService/PauseSchedule",
+    f"{_V1}ScheduleService/ResumeSchedule", f"{_V1}ScheduleService/RunScheduleNow",
+    f"{_V1}ScheduleService/DeleteSchedule",
 })
 
 

@@ -199,7 +199,8 @@ def job_to_proto(view: JobView, status_of: StatusOf | None = None, tasks: bool =
         id=str(view.id), spec=job_spec_to_proto(view.spec, tasks), state=view.state, status=status,
         counts=job_pb2.TaskCounts(**{k: view.counts.get(k, 0) for k in COUNTS}),
         submit_time=ts(view.submit_time), start_time=ts(view.start_time), end_time=ts(view.end_time),
-        reason=view.reason, owner=view.owner, environment=JOBPLANE, raw=raw, hold=view.hold)
+        reason=view.reason, owner=view.owner, environment=JOBPLANE, raw=raw, hold=view.hold,
+        schedule_id=str(view.schedule_id) if view.schedule_id else "")
 
 
 COUNTS = ("total", "waiting", "running", "success", "failure", "cancel")

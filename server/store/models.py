@@ -41,6 +41,7 @@ class JobRow(BaseModel):
     # spec it came with. A retry within the TTL gets this job back (domain/requests.py).
     request_id = CharField(max_length=36, null=True)
     request_digest = CharField(max_length=64, default="")
+    schedule = IntegerField(default=0)  # the schedule whose run it is; 0: submitted by hand
 
     class Meta:
         table_name = "job"
@@ -356,6 +357,30 @@ class IdFloorRow(BaseModel):
         table_name = "id_floor"
 
 
+class ScheduleRow(BaseModel):
+    """A schedule (domain/schedules.py). Deleted ones stay, marked, so their ids are never reused
+    and their jobs still name them."""
+
+    id = IntegerField(primary_key=True)
+    name = CharField(max_length=200, default="")
+    cron = CharField(max_length=200)
+    time_zone = CharField(max_length=64)
+    overlap = CharField(max_length=8)
+    catch_up = IntegerField(default=0)
+    spec = BlobField()  # the job spec each run submits (store/codec.py)
+    owner = CharField(max_length=200, default="", index=True)
+    create_time = DoubleField()
+    paused = IntegerField(default=0)
+    last_due = DoubleField(default=0.0)  # the last due time handled: the next is computed from it
+    next_due = DoubleField(null=True)  # for reads; the leader recomputes it from last_due
+    queued = IntegerField(default=0)
+    last_job = IntegerField(default=0)
+    deleted = IntegerField(default=0)
+
+    class Meta:
+        table_name = "schedule"
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
-              ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow]
+              ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow, ScheduleRow]

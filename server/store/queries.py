@@ -17,7 +17,7 @@ from .models import AuditRow, ContinuationRow, JobRow, TaskRow
 JOB_FIELDS: dict[str, Field] = {
     "status": Field("enum", Status), "state": Field("enum", JobState), "name": TEXT, "owner": TEXT,
     "environment": TEXT, "provider": TEXT, "priority": NUMBER, "id": NUMBER, "label.*": TEXT, "raw.*": TEXT,
-    "submitted": TIME, "started": TIME, "ended": TIME}
+    "submitted": TIME, "started": TIME, "ended": TIME, "schedule": NUMBER}
 
 TASK_FIELDS: dict[str, Field] = {
     "status": Field("enum", Status), "state": Field("enum", TaskState), "name": TEXT, "group": TEXT, "job": NUMBER,
@@ -30,7 +30,7 @@ CONTINUATION_FIELDS: dict[str, Field] = {"provider": TEXT}
 # filter/sort key -> column, for the keys the database answers (the views answer the rest)
 JOB_COLUMNS = {"status": JobRow.status, "state": JobRow.state, "name": JobRow.name, "owner": JobRow.owner,
                "priority": JobRow.priority, "id": JobRow.id, "submitted": JobRow.submit_time,
-               "started": JobRow.start_time, "ended": JobRow.end_time}
+               "started": JobRow.start_time, "ended": JobRow.end_time, "schedule": JobRow.schedule}
 TASK_COLUMNS = {"status": TaskRow.status, "state": TaskRow.state, "name": TaskRow.name, "group": TaskRow.group,
                 "job": TaskRow.job, "provider": TaskRow.provider, "environment": TaskRow.environment,
                 "attempt": TaskRow.attempt, "exit_code": TaskRow.exit_code, "id": TaskRow.id}

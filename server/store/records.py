@@ -38,12 +38,13 @@ class JobView:
     owner: str
     hold: str
     request_id: str | None
+    schedule_id: int = 0  # the schedule whose run it is; 0: submitted by hand
 
     @classmethod
     def from_row(cls, row) -> JobView:
         return cls(row.id, row.name, row.priority, load_job_spec(row.spec), JobState(row.state), Status(row.status),
                    json.loads(row.counts), row.reason, row.submit_time, row.start_time, row.end_time, row.owner,
-                   row.hold, row.request_id)
+                   row.hold, row.request_id, row.schedule)
 
     @property
     def environment(self) -> str:

@@ -21,6 +21,7 @@ from ..errors import Deposed, StoreFailure
 from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
 from . import idfloor
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
+from .schedules import ScheduleStore, apply_schedules
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
 from .reads import IN_CHUNK, Reads
@@ -58,6 +59,7 @@ class Snapshot:
     inventory: list[InventoryRow]
     rules: list = None  # conflicts.ConflictRule: the conflict matrix
     together: dict = None  # (class a, class b) -> transient failures seen together (reruns.py)
+    schedules: tuple = ((), 0)  # (the schedules.Schedule not deleted, the highest schedule id ever)
 
 
 class Store:
@@ -132,7 +134,8 @@ class Store:
         return Snapshot(max_ids, list(ProviderRow.select()), jobs, tasks, attempts,
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules(),
-                        {(o.class_a, o.class_b): o.failures for o in ConflictStore(self.db).overlaps(1)})
+                        {(o.class_a, o.class_b): o.failures for o in ConflictStore(self.db).overlaps(1)},
+                        ScheduleStore(self.db).for_restore())
 
     @staticmethod
     def _handed_on(queued: list[TaskRow]) -> dict[int, str]:
@@ -186,6 +189,7 @@ class Store:
         self._upsert_inventory(cs.inventory)
         apply_rules(cs.conflict_rules)
         apply_overlaps(cs.overlaps)
+        apply_schedules(cs.schedules)
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",
@@ -304,7 +308,7 @@ def _job_row(j) -> dict:
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
             "hold": j.hold, "request_id": j.request.id if j.request else None,
-            "request_digest": j.request.digest if j.request else ""}
+            "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
 
 
 def _task_row(t) -> dict:
@@ -366,7 +370,7 @@ def job_runtime(r: JobRow) -> JobRt:
     """A stored job as the engine holds it (its tasks and derived state are the engine's to add)."""
     return JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JobState(r.state), r.submit_time,
                  counts=json.loads(r.counts), start_time=r.start_time, end_time=r.end_time, reason=r.reason,
-                 owner=r.owner, hold=r.hold)
+                 owner=r.owner, hold=r.hold, schedule_id=r.schedule)
 
 
 def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:

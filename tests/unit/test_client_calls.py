@@ -10,11 +10,11 @@ from concurrent import futures
 import grpc
 import pytest
 
-from jobplane.client import AsyncClient, Client, calls
+from jobplane.client import AsyncClient, Client, calls, calls_schedules
 from jobplane.v1 import job_pb2, job_pb2_grpc
 
-DEFINITIONS = {name: build for name, build in vars(calls).items()
-               if inspect.isfunction(build) and build.__module__ == calls.__name__ and not name.startswith("_")
+DEFINITIONS = {name: build for module in (calls, calls_schedules) for name, build in vars(module).items()
+               if inspect.isfunction(build) and build.__module__ == module.__name__ and not name.startswith("_")
                and inspect.signature(build).return_annotation.split("[")[0] in ("Unary", "Paged", "Watch")}
 
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobplane.v1 import status_pb2 as jobplane_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jobplane/v1/event.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobplane/v1/status.proto\"\xfc\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.jobplane.v1.EventKind\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x0f\n\x07task_id\x18\x05 \x01(\t\x12\x13\n\x0bprovider_id\x18\x06 \x01(\t\x12\x12\n\nraw_status\x18\x07 \x01(\t\x12(\n\x03raw\x18\x08 \x03(\x0b\x32\x1b.jobplane.v1.Event.RawEntry\x12-\n\x06status\x18\t \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x05\x12\x11\n\ttask_name\x18\x0c \x01(\t\x12\x13\n\x0b\x65nvironment\x18\r \x01(\t\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x12WatchEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x0c\n\x04view\x18\x04 \x01(\t\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event*\x9d\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_KIND_JOB\x10\x01\x12\x13\n\x0f\x45VENT_KIND_TASK\x10\x02\x12\x17\n\x13\x45VENT_KIND_PROVIDER\x10\x03\x12\x1b\n\x17\x45VENT_KIND_CONTINUATION\x10\x04\x12\x15\n\x11\x45VENT_KIND_POLICY\x10\x05\x32\x62\n\x0c\x45ventService\x12R\n\x0bWatchEvents\x12\x1f.jobplane.v1.WatchEventsRequest\x1a .jobplane.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jobplane/v1/event.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobplane/v1/status.proto\"\xfc\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.jobplane.v1.EventKind\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x0f\n\x07task_id\x18\x05 \x01(\t\x12\x13\n\x0bprovider_id\x18\x06 \x01(\t\x12\x12\n\nraw_status\x18\x07 \x01(\t\x12(\n\x03raw\x18\x08 \x03(\x0b\x32\x1b.jobplane.v1.Event.RawEntry\x12-\n\x06status\x18\t \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x05\x12\x11\n\ttask_name\x18\x0c \x01(\t\x12\x13\n\x0b\x65nvironment\x18\r \x01(\t\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x12WatchEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x0c\n\x04view\x18\x04 \x01(\t\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.jobplane.v1.Event*\xb6\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_KIND_JOB\x10\x01\x12\x13\n\x0f\x45VENT_KIND_TASK\x10\x02\x12\x17\n\x13\x45VENT_KIND_PROVIDER\x10\x03\x12\x1b\n\x17\x45VENT_KIND_CONTINUATION\x10\x04\x12\x15\n\x11\x45VENT_KIND_POLICY\x10\x05\x12\x17\n\x13\x45VENT_KIND_SCHEDULE\x10\x06\x32\x62\n\x0c\x45ventService\x12R\n\x0bWatchEvents\x12\x1f.jobplane.v1.WatchEventsRequest\x1a .jobplane.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_RAWENTRY']._loaded_options = None
   _globals['_EVENT_RAWENTRY']._serialized_options = b'8\001'
   _globals['_EVENTKIND']._serialized_start=634
-  _globals['_EVENTKIND']._serialized_end=791
+  _globals['_EVENTKIND']._serialized_end=816
   _globals['_EVENT']._serialized_start=100
   _globals['_EVENT']._serialized_end=480
   _globals['_EVENT_RAWENTRY']._serialized_start=438
@@ -45,6 +45,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHEVENTSREQUEST']._serialized_end=572
   _globals['_WATCHEVENTSRESPONSE']._serialized_start=574
   _globals['_WATCHEVENTSRESPONSE']._serialized_end=631
-  _globals['_EVENTSERVICE']._serialized_start=793
-  _globals['_EVENTSERVICE']._serialized_end=891
+  _globals['_EVENTSERVICE']._serialized_start=818
+  _globals['_EVENTSERVICE']._serialized_end=916
 # @@protoc_insertion_point(module_scope)

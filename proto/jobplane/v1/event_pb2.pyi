@@ -19,12 +19,14 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_PROVIDER: _ClassVar[EventKind]
     EVENT_KIND_CONTINUATION: _ClassVar[EventKind]
     EVENT_KIND_POLICY: _ClassVar[EventKind]
+    EVENT_KIND_SCHEDULE: _ClassVar[EventKind]
 EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_JOB: EventKind
 EVENT_KIND_TASK: EventKind
 EVENT_KIND_PROVIDER: EventKind
 EVENT_KIND_CONTINUATION: EventKind
 EVENT_KIND_POLICY: EventKind
+EVENT_KIND_SCHEDULE: EventKind
 
 class Event(_message.Message):
     __slots__ = ("id", "time", "kind", "job_id", "task_id", "provider_id", "raw_status", "raw", "status", "message", "attempt", "task_name", "environment")
