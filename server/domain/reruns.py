@@ -101,8 +101,8 @@ class Reruns:
         name = "learned-" + hashlib.sha256(f"{a}\0{b}".encode()).hexdigest()[:12]
         if name in e.holds.rules:
             return  # a rule of that name that no longer covers them: the operator changed it; leave it
-        rule = e.holds.add_rule(ConflictRule(name, EXCLUSIVE, selector_for(a), selector_for(b),
-                                             created_by="learned", create_time=e.now))
+        rule = ConflictRule(name, EXCLUSIVE, selector_for(a), selector_for(b), created_by="learned", create_time=e.now)
+        e.holds.add_rule(rule)  # for jobs from now on: the running ones are left as they are
         why = f"learned: {a} and {b} failed transiently together {seen} times (--learn {n})"
         e.event(EventKind.POLICY, raw_status="LEARNED", message=f"conflict rule {name} added: {why}",
                 environment="jobplane", raw={"scope": "conflicts", "rule": rule.name, "jobs": a, "other": b,
