@@ -106,6 +106,7 @@ class Agent:
         self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
         watcher = asyncio.create_task(self._checkpoints.run(), name="jobplane-agent-checkpoints")
+        sweeper = asyncio.create_task(self._sweep_logs(), name="jobplane-agent-log-retention")
         stop = asyncio.create_task(self._stop_requested.wait())
         try:
             await asyncio.wait({link, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -113,7 +114,8 @@ class Agent:
             stop.cancel()
             await self._shutdown(link)
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            sweeper.cancel()
+            await asyncio.gather(watcher, sweeper, return_exceptions=True)
             self._state.unlock()
             self._stopped.set()
         if not link.cancelled():
@@ -125,6 +127,19 @@ class Agent:
         self._stop_requested.set()
         if self._started:
             await self._stopped.wait()
+
+    async def _sweep_logs(self) -> None:
+        """Remove kept output older than --log-retention, now and then, off the event loop."""
+        retention = self.config.log_retention
+        while True:
+            try:
+                removed = await asyncio.to_thread(self._state.sweep_logs, retention, list(self._attempts))
+                if removed:
+                    log.info("removed the output of %d attempts older than --log-retention %gs", len(removed),
+                             retention)
+            except OSError as exc:
+                log.warning("cannot remove old output: %s", exc)
+            await asyncio.sleep(min(max(retention / 4, 0.2), 60.0))
 
     # The LinkHandler side: called by the link for the server.
 
@@ -383,7 +398,7 @@ class Agent:
         env = self._env(assignment)
         env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
-                           attempt_dir)
+                           attempt_dir, self.config.log_max_bytes)
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
