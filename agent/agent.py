@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobplane.v1 import provider_pb2
@@ -189,6 +190,10 @@ class Agent:
         agent process if this one dies."""
         if welcome.reconnect_grace_seconds > 0:
             self._keeper.set_grace(welcome.reconnect_grace_seconds)
+
+    def attempt_logs(self, task_id: str, attempt: int) -> tuple[Path, Callable[[], bool]]:
+        key = (task_id, attempt)
+        return self._state.log_dir(key), lambda: key in self._attempts and not self._attempts[key].task.done()
 
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """How far each running attempt has got: its output bytes plus its CPU ticks."""

@@ -52,6 +52,7 @@ __all__ = [
     "JobFileError",
     "JobplaneError",
     "NotFound",
+    "OutOfRange",
     "PermissionDenied",
     "ROLES",
     "ResourceExhausted",

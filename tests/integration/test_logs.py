@@ -2,9 +2,78 @@
 
 from __future__ import annotations
 
-from support import wait_until
+import os
+import subprocess
+import sys
 
-CANCELLED = 7  # TASK_STATE_CANCELLED
+import pytest
+
+from support import jobplane, wait_until
+
+from jobplane.client import Client, NotFound, Retry, Unavailable
+
+RUNNING, SUCCEEDED, CANCELLED = 4, 5, 7  # TaskState
+# Deterministic bytes of every value, newlines included: a little over 1 MiB.
+MEGABYTE = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4100); sys.stderr.buffer.write(b'e' * 3000)"
+EXPECTED = bytes(range(256)) * 4100
+
+
+def logs_cli(server, *args: str) -> subprocess.CompletedProcess:
+    """`jobplane logs ...` as a user runs it, its output as bytes."""
+    return subprocess.run([sys.executable, "-m", "jobplane.client.cli", "logs", "--server", server.address, *args],
+                          capture_output=True, timeout=60, env={**os.environ, **server.env()})
+
+
+def one_task(cluster, command: list[str], name: str = "j") -> tuple[str, str]:
+    job = cluster.client.submit_job({"name": name, "tasks": [{"name": "t", "command": command}]})
+    (task,) = cluster.client.list_tasks(job.id)
+    return job.id, task.id
+
+
+def state_of(cluster, task_id: str) -> int:
+    return cluster.client.get_task(task_id).state
+
+
+def test_logs_follow_prints_lines_while_the_task_runs_and_ends_with_the_attempt(sqlite_cluster, tmp_path):
+    cluster = sqlite_cluster
+    cluster.add_agent("a")
+    gate = tmp_path / "gate"
+    # One line, then nothing until the test has seen it; then a line every 0.2 s.
+    script = (f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; "
+              "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done")
+    _, task_id = one_task(cluster, ["sh", "-c", script])
+    wait_until(lambda: state_of(cluster, task_id) == RUNNING, 30, "the task to run")
+    follower = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "logs", "-f", task_id,
+                                 "--server", cluster.server.address], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, **cluster.server.env()})
+    try:
+        assert follower.stdout.readline() == b"first\n"
+        # The task cannot have ended: it waits for the gate, which only now opens.
+        assert state_of(cluster, task_id) == RUNNING
+        gate.touch()
+        rest = follower.stdout.read()
+        assert follower.wait(30) == 0, follower.stderr.read()
+    finally:
+        follower.kill()
+    assert rest == b"".join(f"line-{i}\n".encode() for i in range(1, 6))
+    assert state_of(cluster, task_id) == SUCCEEDED  # it ended with the attempt, not before
+
+
+def test_logs_of_a_finished_attempt_are_complete_byte_for_byte(sqlite_cluster):
+    cluster = sqlite_cluster
+    cluster.add_agent("a")
+    job_id, task_id = one_task(cluster, [sys.executable, "-c", MEGABYTE])
+    assert cluster.client.wait_job(job_id, timeout=60).state == 3  # JOB_STATE_SUCCEEDED
+    out = logs_cli(cluster.server, task_id)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == EXPECTED
+    err = logs_cli(cluster.server, task_id, "--stderr", "--attempt", "1")
+    assert (err.returncode, err.stdout) == (0, b"e" * 3000)
+    # The SDK: the same bytes, chunk by chunk, each saying where it begins.
+    chunks = list(cluster.client.logs(task_id))
+    assert b"".join(c.data for c in chunks) == EXPECTED
+    assert [c.offset for c in chunks] == [sum(len(c.data) for c in chunks[:i]) for i in range(len(chunks))]
+    assert {(c.attempt, c.provider_id) for c in chunks} == {(1, "a")}
 
 
 def test_a_cancelled_task_keeps_its_output(sqlite_cluster, tmp_path):
@@ -12,15 +81,65 @@ def test_a_cancelled_task_keeps_its_output(sqlite_cluster, tmp_path):
     cluster.add_agent("a")
     marker = tmp_path / "printed"
     script = f"echo before-cancel; echo on-stderr >&2; touch {marker}; sleep 300"
-    job = cluster.client.submit_job({"name": "c", "tasks": [{"name": "t", "command": ["sh", "-c", script]}]})
+    job_id, task_id = one_task(cluster, ["sh", "-c", script])
     wait_until(marker.exists, 30, "the task to print its lines")
-    cluster.client.cancel_job(job.id)
-    (task,) = cluster.client.list_tasks(job.id)
+    cluster.client.cancel_job(job_id)
 
     def tails():
-        t = cluster.client.get_task(task.id)
+        t = cluster.client.get_task(task_id)
         return t if t.state == CANCELLED and t.stdout_tail else None
 
     cancelled = wait_until(tails, 30, "the cancelled task's output tails")
-    assert cancelled.stdout_tail == "before-cancel\n"
-    assert cancelled.stderr_tail == "on-stderr\n"
+    assert (cancelled.stdout_tail, cancelled.stderr_tail) == ("before-cancel\n", "on-stderr\n")
+    out = logs_cli(cluster.server, task_id)
+    assert (out.returncode, out.stdout) == (0, b"before-cancel\n")
+
+
+def test_retention_removes_old_output(sqlite_cluster, tmp_path):
+    cluster = sqlite_cluster
+    cluster.add_agent("a", extra=["--log-retention", "1"])
+    job_id, task_id = one_task(cluster, ["echo", "soon gone"])
+    cluster.client.wait_job(job_id, timeout=60)
+    logs = tmp_path / "agent-a.state" / "logs"
+    wait_until(lambda: logs.is_dir() and not any(logs.iterdir()), 30, "the agent to remove the old output")
+    out = logs_cli(cluster.server, task_id)
+    assert out.returncode == 3
+    assert b"is not kept on this agent" in out.stderr and b"--log-retention" in out.stderr
+
+
+def test_logs_errors_say_what_is_wrong(sqlite_cluster):
+    cluster = sqlite_cluster
+    agent = cluster.add_agent("a")
+    job_id, task_id = one_task(cluster, ["echo", "hi"])
+    cluster.client.wait_job(job_id, timeout=60)
+    with pytest.raises(NotFound, match="task 999 not found"):
+        list(cluster.client.logs("999"))
+    with pytest.raises(NotFound, match="has no attempt 7"):
+        list(cluster.client.logs(task_id, attempt=7))
+    missing = jobplane("logs", "999", "--server", cluster.server.address, env=cluster.server.env())
+    assert missing.returncode == 3 and "task 999 not found" in missing.stderr
+    agent.stop()
+    wait_until(lambda: cluster.client.get_provider("a").state != 1, 30, "the agent to be gone")
+    with Client.connect(cluster.server.address, token=cluster.server.token, ca=cluster.server.ca,
+                        retry=Retry(attempts=1)) as client:
+        with pytest.raises(Unavailable, match="provider 'a'.* is not connected"):
+            list(client.logs(task_id))
+
+
+def test_logs_are_read_as_the_task_is_a_submitter_sees_only_their_own(sqlite_cluster):
+    cluster = sqlite_cluster
+    cluster.add_agent("a")
+    job_id, task_id = one_task(cluster, ["echo", "admins"])
+    cluster.client.wait_job(job_id, timeout=60)
+    alice = cluster.client.create_token("submitter", user="alice").secret
+    viewer = cluster.client.create_token("viewer", user="val").secret
+    server = cluster.server
+    with Client.connect(server.address, token=alice, ca=server.ca, timeout=10) as client:
+        with pytest.raises(NotFound, match=f"task {task_id} not found"):
+            list(client.logs(task_id))
+        mine = client.submit_job({"name": "alices", "tasks": [{"name": "t", "command": ["echo", "alices"]}]})
+        client.wait_job(mine.id, timeout=60)
+        (own,) = client.list_tasks(mine.id)
+        assert b"".join(c.data for c in client.logs(own.id)) == b"alices\n"
+    with Client.connect(server.address, token=viewer, ca=server.ca, timeout=10) as client:
+        assert b"".join(c.data for c in client.logs(task_id)) == b"admins\n"
