@@ -143,3 +143,34 @@ def test_logs_are_read_as_the_task_is_a_submitter_sees_only_their_own(sqlite_clu
         assert b"".join(c.data for c in client.logs(own.id)) == b"alices\n"
     with Client.connect(server.address, token=viewer, ca=server.ca, timeout=10) as client:
         assert b"".join(c.data for c in client.logs(task_id)) == b"admins\n"
+
+
+@pytest.mark.postgres
+def test_logs_follow_through_a_follower_replica(tmp_path, pg_url):
+    from test_replica_verbs import replica
+
+    from support import AgentProc
+
+    a = replica(tmp_path / "a", pg_url)
+    b = replica(tmp_path / "b", pg_url, token=a.token)  # follows: a leads and holds the agent's link
+    agent = AgentProc(tmp_path, a, "w1")
+    gate = tmp_path / "gate"
+    try:
+        with b.client(timeout=10) as client:
+            wait_until(lambda: list(client.list_providers(filter="state=ACTIVE")), 20, "the agent to join")
+            script = f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo last"
+            job = client.submit_job({"name": "j", "tasks": [{"name": "t", "command": ["sh", "-c", script]}]})
+            (task,) = client.list_tasks(job.id)
+            wait_until(lambda: client.get_task(task.id).state == RUNNING, 30, "the task to run")
+            chunks = client.logs(task.id, follow=True)
+            assert next(chunks).data == b"first\n"
+            assert client.get_task(task.id).state == RUNNING
+            gate.touch()
+            assert b"".join(c.data for c in chunks) == b"last\n"
+            assert client.get_task(task.id).state == SUCCEEDED
+            out = logs_cli(b, task.id)
+            assert (out.returncode, out.stdout) == (0, b"first\nlast\n")
+    finally:
+        agent.stop()
+        for server in (a, b):
+            server.stop()
