@@ -39,40 +39,71 @@ Locate = Callable[[str, int], tuple[Path, Callable[[], bool]]]
 Send = Callable[[provider_pb2.ConnectRequest], Awaitable[None]]
 
 
+class _Credit:
+    """Bytes the server will take now for one request (None: no limit)."""
+
+    def __init__(self, initial: int) -> None:
+        self.left: int | None = initial or None
+        self._granted = asyncio.Event()
+
+    def grant(self, more: int) -> None:
+        if self.left is not None:
+            self.left += more
+            self._granted.set()
+
+    async def take(self) -> int:
+        """How many bytes may be sent next, once any may."""
+        while self.left is not None and self.left <= 0:
+            self._granted.clear()
+            await self._granted.wait()
+        return CHUNK_BYTES if self.left is None else min(CHUNK_BYTES, self.left)
+
+    def spent(self, sent: int) -> None:
+        if self.left is not None:
+            self.left -= sent
+
+
 class LogServer:
     """The log requests being answered on one link."""
 
     def __init__(self, locate: Locate) -> None:
         self._locate = locate
-        self._serving: dict[int, asyncio.Task[None]] = {}
+        self._serving: dict[int, tuple[asyncio.Task[None], _Credit]] = {}
 
     def handle(self, request: provider_pb2.LogRequest, send: Send) -> None:
-        """Start answering `request` (or stop answering the one it cancels)."""
+        """Start answering `request`, grant an open one more credit, or stop answering it."""
+        serving = self._serving.get(request.request_id)
         if request.cancel:
-            task = self._serving.pop(request.request_id, None)
-            if task is not None:
-                task.cancel()
+            if serving is not None:
+                serving[0].cancel()
+                del self._serving[request.request_id]
             return
-        task = asyncio.get_running_loop().create_task(self._answer(request, send))
-        self._serving[request.request_id] = task
+        if not request.task_id:  # a grant
+            if serving is not None:
+                serving[1].grant(request.credit)
+            return
+        credit = _Credit(request.credit)
+        task = asyncio.get_running_loop().create_task(self._answer(request, send, credit))
+        self._serving[request.request_id] = task, credit
         task.add_done_callback(lambda _: self._serving.pop(request.request_id, None))
 
     def close(self) -> None:
         """Stop answering everything (the stream they came on ended)."""
-        for task in self._serving.values():
+        for task, _ in self._serving.values():
             task.cancel()
         self._serving.clear()
 
-    async def _answer(self, request: provider_pb2.LogRequest, send: Send) -> None:
+    async def _answer(self, request: provider_pb2.LogRequest, send: Send, credit: _Credit) -> None:
         try:
-            await self._send_all(request, send)
+            await self._send_all(request, send, credit)
         except Exception as exc:  # the stream broke under it: the server ends the request itself
             log.debug("stopped sending the output of task %s attempt %d: %r", request.task_id, request.attempt, exc)
 
-    async def _send_all(self, request: provider_pb2.LogRequest, send: Send) -> None:
+    async def _send_all(self, request: provider_pb2.LogRequest, send: Send, credit: _Credit) -> None:
         rid = request.request_id
         try:
-            async for offset, data in self._chunks(request):
+            async for offset, data in self._chunks(request, credit):
+                credit.spent(len(data))
                 await send(provider_pb2.ConnectRequest(log_chunk=provider_pb2.LogChunk(
                     request_id=rid, data=data, offset=offset)))
             end = provider_pb2.LogChunk(request_id=rid, end=True)
@@ -84,7 +115,7 @@ class LogServer:
                                         code="UNAVAILABLE")
         await send(provider_pb2.ConnectRequest(log_chunk=end))
 
-    async def _chunks(self, request: provider_pb2.LogRequest) -> AsyncIterator[tuple[int, bytes]]:
+    async def _chunks(self, request: provider_pb2.LogRequest, credit: _Credit) -> AsyncIterator[tuple[int, bytes]]:
         stream = _STREAMS.get(request.stream)
         if stream is None:
             raise LogsUnavailable("INVALID_ARGUMENT", "stream must be LOG_STREAM_STDOUT or LOG_STREAM_STDERR")
@@ -101,8 +132,9 @@ class LogServer:
             if found is not None:
                 if offset == 0:  # from the first byte kept
                     offset = found.start
+                limit = await credit.take()
                 try:
-                    data = await asyncio.to_thread(logstore.read, directory, stream, offset, CHUNK_BYTES)
+                    data = await asyncio.to_thread(logstore.read, directory, stream, offset, limit)
                 except logstore.Rotated as exc:
                     raise LogsUnavailable("OUT_OF_RANGE", f"{what}: {exc}") from None
                 if data:

@@ -21,6 +21,8 @@ from ..store.records import TaskView
 from . import convert
 from .base import Deps, visible_owner
 
+# Bytes of output a request may have on its way from the agent, not yet taken by its caller.
+WINDOW_BYTES = 1024 * 1024
 _CODES: dict[str, type[JobplaneError]] = {"NOT_FOUND": NotFound, "OUT_OF_RANGE": OutOfRange,
                                           "UNAVAILABLE": Unavailable}
 
@@ -82,7 +84,7 @@ async def stream_logs(deps: Deps, relay: LogRelay, link: Link,
     ended = False
     send(provider_pb2.ConnectResponse(logs=provider_pb2.LogRequest(
         request_id=request_id, task_id=str(task_id), attempt=number, stream=request.stream,
-        offset=request.offset, follow=request.follow)))
+        offset=request.offset, follow=request.follow, credit=WINDOW_BYTES)))
     try:
         while True:
             chunk = await chunks.get()
@@ -97,6 +99,9 @@ async def stream_logs(deps: Deps, relay: LogRelay, link: Link,
                 return
             yield task_pb2.StreamLogsResponse(data=chunk.data, offset=chunk.offset, attempt=number,
                                               provider_id=provider)
+            # The caller took it: the agent may send as much more.
+            send(provider_pb2.ConnectResponse(logs=provider_pb2.LogRequest(request_id=request_id,
+                                                                           credit=len(chunk.data))))
     finally:
         relay.close(request_id)
         if not ended:  # the caller went away: the agent stops sending

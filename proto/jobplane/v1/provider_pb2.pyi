@@ -476,7 +476,7 @@ class ConnectResponse(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignments, _Mapping]] = ..., cancel: _Optional[_Union[Cancellations, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., scan: _Optional[_Union[ScanRequest, _Mapping]] = ..., logs: _Optional[_Union[LogRequest, _Mapping]] = ...) -> None: ...
 
 class LogRequest(_message.Message):
-    __slots__ = ("request_id", "task_id", "attempt", "stream", "offset", "follow", "cancel")
+    __slots__ = ("request_id", "task_id", "attempt", "stream", "offset", "follow", "cancel", "credit")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -484,6 +484,7 @@ class LogRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     task_id: str
     attempt: int
@@ -491,7 +492,8 @@ class LogRequest(_message.Message):
     offset: int
     follow: bool
     cancel: bool
-    def __init__(self, request_id: _Optional[int] = ..., task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., stream: _Optional[_Union[_task_pb2.LogStream, str]] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., cancel: _Optional[bool] = ...) -> None: ...
+    credit: int
+    def __init__(self, request_id: _Optional[int] = ..., task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., stream: _Optional[_Union[_task_pb2.LogStream, str]] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., cancel: _Optional[bool] = ..., credit: _Optional[int] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "filter")
