@@ -414,7 +414,9 @@ class Agent:
         env = {**spec.env, **task_env(assignment)}
         return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
                       assignment.task_id, assignment.job_id, assignment.attempt,
-                      assignment.checkpoint_json)
+                      assignment.checkpoint_json,
+                      str(self._state.log_dir((assignment.task_id, assignment.attempt))),
+                      self.config.log_max_bytes)
 
     def _cwd(self, cwd: str) -> str:
         # A relative spec.cwd is taken relative to the agent's work dir.

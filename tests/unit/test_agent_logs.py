@@ -61,3 +61,30 @@ def test_sweep_removes_logs_older_than_the_retention_but_held_ones(tmp_path):
             os.utime(path, (past, past))
     assert logstore.sweep(tmp_path, 600, keep={"held.1"}) == ["old.1"]
     assert sorted(os.listdir(tmp_path / "logs")) == ["held.1", "new.1"]
+
+
+def test_a_python_task_keeps_its_whole_output_too(tmp_path):
+    from jobplane.agent.pyworkers import PyCall, WorkerPool
+
+    (tmp_path / "chatty.py").write_text(
+        "import sys\n"
+        "def run():\n"
+        "    for i in range(20000):\n"
+        "        print(f'line {i}')\n"
+        "    print('oops', file=sys.stderr)\n")
+    logs = tmp_path / "logs" / "7.1"
+
+    async def call():
+        pool = WorkerPool(1, work_dir=str(tmp_path))
+        pool.start()
+        try:
+            return await pool.run(PyCall("chatty:run", log_dir=str(logs)))
+        finally:
+            await pool.close()
+
+    result = asyncio.run(call())
+    expected = "".join(f"line {i}\n" for i in range(20000)).encode()
+    assert whole(logs, "out") == expected
+    assert whole(logs, "err") == b"oops\n"
+    assert logstore.is_done(logs)
+    assert result.stdout_tail == expected[-4096:].decode()
