@@ -126,9 +126,10 @@ class LogServer:
             # Whether it had ended is read before the bytes: what it wrote last is then read too.
             ended = not held() or logstore.is_done(directory)
             found = await asyncio.to_thread(logstore.span, directory, stream)
-            if found is None and (ended or not request.follow):
+            if found is None and ended:
                 raise LogsUnavailable("NOT_FOUND", f"{what} is not kept on this agent: it was removed "
-                                      "(older than the agent's --log-retention), or the task is not a command")
+                                      "(older than the agent's --log-retention), or the task runs in an "
+                                      "outside scheduler (external, slurm), whose output stays there")
             if found is not None:
                 if offset == 0:  # from the first byte kept
                     offset = found.start
