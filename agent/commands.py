@@ -327,7 +327,19 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
 
 def _tails(directory: Path) -> tuple[str, str]:
     logs = logstore.log_dir(directory)
+    if logstore.span(logs, "out") is None:  # started by an agent of before the log store
+        return _tail(directory / "out"), _tail(directory / "err")
     return logstore.tail(logs, "out", TAIL_LIMIT), logstore.tail(logs, "err", TAIL_LIMIT)
+
+
+def _tail(path: Path) -> str:
+    """The last TAIL_LIMIT bytes of a file, decoded (a character cut at the front becomes U+FFFD)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - TAIL_LIMIT))
+            return f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _read_int(path: Path) -> int | None:
