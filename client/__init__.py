@@ -28,6 +28,7 @@ from jobplane.client.errors import (
     JobFileError,
     JobplaneError,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,

@@ -10,7 +10,7 @@ import pytest
 
 from support import jobplane, wait_until
 
-from jobplane.client import Client, NotFound, Retry, Unavailable
+from jobplane.client import Client, NotFound, OutOfRange, Retry, Unavailable
 
 RUNNING, SUCCEEDED, CANCELLED = 4, 5, 7  # TaskState
 # Deterministic bytes of every value, newlines included: a little over 1 MiB.
@@ -105,6 +105,20 @@ def test_retention_removes_old_output(sqlite_cluster, tmp_path):
     out = logs_cli(cluster.server, task_id)
     assert out.returncode == 3
     assert b"is not kept on this agent" in out.stderr and b"--log-retention" in out.stderr
+
+
+def test_output_past_the_cap_is_rotated_away_and_logs_says_so(sqlite_cluster):
+    cluster = sqlite_cluster
+    cluster.add_agent("a", extra=["--log-max-bytes", "16384"])
+    job_id, task_id = one_task(cluster, [sys.executable, "-c", MEGABYTE])
+    cluster.client.wait_job(job_id, timeout=60)
+    out = logs_cli(cluster.server, task_id)
+    assert out.returncode == 0, out.stderr
+    assert 0 < len(out.stdout) <= 16384 and EXPECTED.endswith(out.stdout)
+    skipped = len(EXPECTED) - len(out.stdout)
+    assert f"the first {skipped} bytes of this output were rotated away on a".encode() in out.stderr
+    with pytest.raises(OutOfRange, match="rotated away.*--log-max-bytes"):
+        list(cluster.client.logs(task_id, offset=1))
 
 
 def test_logs_errors_say_what_is_wrong(sqlite_cluster):
