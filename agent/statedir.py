@@ -1,10 +1,11 @@
 """The agent's state directory: one subdirectory per command attempt, locked to one agent.
 
-`<work-dir>/.jobplane-agent/<name>/` by default. A command attempt's directory holds its pid,
-output and exit status (see commands.py); an external attempt's, the outside scheduler's job
-id and what polling it takes (see external_record.py). It is removed once the server has acknowledged
+`<work-dir>/.jobplane-agent/<name>/` by default. A command attempt's directory holds its pid
+and exit status (see commands.py); an external attempt's, the outside scheduler's job id and
+what polling it takes (see external_record.py). It is removed once the server has acknowledged
 the attempt's result, so what a new agent process finds there after a crash is exactly the
-work the old one had not finished reporting.
+work the old one had not finished reporting. Attempts' output is kept apart, under `logs/`
+(logstore.py), until --log-retention.
 """
 
 from __future__ import annotations
