@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jobplane.logs import attempt_ids
@@ -112,6 +113,7 @@ class Agent:
         self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
         watcher = asyncio.create_task(self._checkpoints.run(), name="jobplane-agent-checkpoints")
+        sweeper = asyncio.create_task(self._sweep_logs(), name="jobplane-agent-log-retention")
         stop = asyncio.create_task(self._stop_requested.wait())
         try:
             await asyncio.wait({link, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,7 +121,8 @@ class Agent:
             stop.cancel()
             await self._shutdown(link)
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            sweeper.cancel()
+            await asyncio.gather(watcher, sweeper, return_exceptions=True)
             self._state.unlock()
             self._stopped.set()
         if not link.cancelled():
@@ -131,6 +134,19 @@ class Agent:
         self._stop_requested.set()
         if self._started:
             await self._stopped.wait()
+
+    async def _sweep_logs(self) -> None:
+        """Remove kept output older than --log-retention, now and then, off the event loop."""
+        retention = self.config.log_retention
+        while True:
+            try:
+                removed = await asyncio.to_thread(self._state.sweep_logs, retention, list(self._attempts))
+                if removed:
+                    log.info("removed the output of %d attempts older than --log-retention %gs", len(removed),
+                             retention)
+            except OSError as exc:
+                log.warning("cannot remove old output: %s", exc)
+            await asyncio.sleep(min(max(retention / 4, 0.2), 60.0))
 
     # The LinkHandler side: called by the link for the server.
 
@@ -201,6 +217,10 @@ class Agent:
         agent process if this one dies."""
         if welcome.reconnect_grace_seconds > 0:
             self._keeper.set_grace(welcome.reconnect_grace_seconds)
+
+    def attempt_logs(self, task_id: str, attempt: int) -> tuple[Path, Callable[[], bool]]:
+        key = (task_id, attempt)
+        return self._state.log_dir(key), lambda: key in self._attempts and not self._attempts[key].task.done()
 
     async def running_status(self) -> list[provider_pb2.AttemptStatus]:
         """How far each running attempt has got: its output bytes plus its CPU ticks."""
@@ -415,7 +435,7 @@ class Agent:
         env = self._env(assignment)
         env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
-                           attempt_dir)
+                           attempt_dir, self.config.log_max_bytes)
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
@@ -426,7 +446,9 @@ class Agent:
         env = {**spec.env, **task_env(assignment)}
         return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
                       assignment.task_id, assignment.job_id, assignment.attempt,
-                      assignment.checkpoint_json)
+                      assignment.checkpoint_json,
+                      str(self._state.log_dir((assignment.task_id, assignment.attempt))),
+                      self.config.log_max_bytes)
 
     def _cwd(self, cwd: str) -> str:
         # A relative spec.cwd is taken relative to the agent's work dir.

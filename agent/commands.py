@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import procs, wrapper
+from . import logstore, procs, wrapper
 from .errors import KeeperUnavailable
 from .keeper_client import Keeper
 from .keeper_wire import KILL_DEADLINE, LOST_FILE
@@ -44,8 +44,11 @@ class CommandSpec:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: str = ""
     timeout: float = 0.0
-    # Where the pid, output and exit status go; a temporary directory when empty.
+    # Where the pid and exit status go (the output beside it: logstore.log_dir); a temporary
+    # directory when empty.
     attempt_dir: str = ""
+    # Bytes of each output stream kept on disk (logstore.py); 0: the default.
+    log_max_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class _Process:
                 pass
 
     def output_bytes(self) -> int:
-        return sum(_size(self.dir / name) for name in ("out", "err"))
+        return logstore.written(logstore.log_dir(self.dir))
 
     async def returncode(self) -> int | None:
         """The command's status: its exit code, -N for signal N; None if unknown."""
@@ -237,7 +240,8 @@ async def _holding(keeper: Keeper | None, state_dir: Path, *, spawn: bool
 
 @contextmanager
 def _attempt_dir(given: str) -> Iterator[Path]:
-    """The given directory, or a temporary one removed afterwards (its parent is the keeper's)."""
+    """The given directory, or a temporary one removed afterwards, with its output (its parent
+    is the keeper's)."""
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
         yield Path(given)
@@ -261,7 +265,7 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
     pid = await keeper.start({"dir": os.path.abspath(directory),
                               "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
                               "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
-                              "timeout": spec.timeout})
+                              "timeout": spec.timeout, "log_max_bytes": spec.log_max_bytes})
     return _Process(pid, directory, keeper, read_leftover(directory).start)
 
 
@@ -339,25 +343,20 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
 
 
 def _tails(directory: Path) -> tuple[str, str]:
-    return _tail(directory / "out"), _tail(directory / "err")
+    logs = logstore.log_dir(directory)
+    if logstore.span(logs, "out") is None:  # started by an agent of before the log store
+        return _tail(directory / "out"), _tail(directory / "err")
+    return logstore.tail(logs, "out", TAIL_LIMIT), logstore.tail(logs, "err", TAIL_LIMIT)
 
 
-def _tail(path: Path, limit: int = TAIL_LIMIT) -> str:
-    """The last `limit` bytes of a file, decoded (a character cut at the front becomes U+FFFD)."""
+def _tail(path: Path) -> str:
+    """The last TAIL_LIMIT bytes of a file, decoded (a character cut at the front becomes U+FFFD)."""
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - limit))
-            return f.read(limit).decode("utf-8", errors="replace")
+            f.seek(max(0, os.fstat(f.fileno()).st_size - TAIL_LIMIT))
+            return f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _read_int(path: Path) -> int | None:

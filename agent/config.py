@@ -10,8 +10,10 @@ from jobplane.client.channel import resolve_target
 from jobplane.replicas import split_addresses
 
 from .cgroups import CHOICES as CONTAINMENTS
+from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .scan import ScanLimits
 
+DEFAULT_LOG_RETENTION = 7 * 24 * 3600.0
 # The label an agent that submits to Slurm advertises; the server requires it of Slurm tasks.
 SLURM_LABEL, SLURM_LABEL_VALUE = "slurm", "true"
 
@@ -62,6 +64,10 @@ class AgentConfig:
     slurm: bool = False
     # Seconds between the agent's squeue (and sacct) calls, one for all its Slurm jobs.
     slurm_poll_interval: float = 5.0
+    # Bytes of each command attempt's stdout, and of its stderr, kept on disk (logstore.py).
+    log_max_bytes: int = DEFAULT_MAX_BYTES
+    # Seconds an attempt's kept output stays after it was last written.
+    log_retention: float = DEFAULT_LOG_RETENTION
 
     def __post_init__(self) -> None:
         if not split_addresses(self.server):
@@ -82,6 +88,10 @@ class AgentConfig:
             raise ValueError(f"stop_wait: must be >= 0, got {self.stop_wait}")
         if self.insecure and self.token:
             raise ValueError("token: an insecure agent does not enroll; drop the token or insecure")
+        if self.log_max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"log_max_bytes: must be at least {MIN_MAX_BYTES}, got {self.log_max_bytes}")
+        if not self.log_retention > 0:
+            raise ValueError(f"log_retention: must be > 0 seconds, got {self.log_retention}")
         if self.slurm_poll_interval <= 0:
             raise ValueError(f"slurm_poll_interval: must be > 0, got {self.slurm_poll_interval}")
         if self.slurm and self.labels.get(SLURM_LABEL, SLURM_LABEL_VALUE) == SLURM_LABEL_VALUE:

@@ -220,7 +220,8 @@ class Keeper:
 
     def _op_start(self, holder: Holder, message: dict) -> None:
         request = wrapper.Request(message["dir"], list(message["argv"]), dict(message["env"]),
-                                  message.get("cwd", ""), float(message.get("timeout", 0)))
+                                  message.get("cwd", ""), float(message.get("timeout", 0)),
+                                  int(message.get("log_max_bytes", 0)))
         found = self._containment(holder.containment)
         cgroup = None
         if found.base is not None:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from jobplane.v1 import provider_pb2, provider_pb2_grpc
 from .config import AgentConfig
 from .errors import AgentError, HelloRejected, NameInUse
 from .facts import live_facts, machine_facts
+from .logserve import LogServer
 from .outbox import Outbox
 from .prerequisites import ScanQueue
 from .replicas import Targets, leader_named
@@ -81,6 +83,9 @@ class LinkHandler(Protocol):
 
     def on_welcome(self, welcome: provider_pb2.Welcome) -> None:
         """The server welcomed a stream (it says its reconnect grace)."""
+
+    def attempt_logs(self, task_id: str, attempt: int) -> tuple[Path, Callable[[], bool]]:
+        """Where an attempt's output is kept, and a test of whether the attempt is still held."""
 
 
 class Credentials(Protocol):
@@ -147,6 +152,8 @@ class Link:
         self._calls: set[grpc.aio.StreamStreamCall] = set()
         # Scans the server asks for; they outlive a stream, their reports go on the current one.
         self._scans = ScanQueue(config.scan_limits)
+        # Output the server asked for (TaskService.StreamLogs), answered on the stream it came on.
+        self._logs = LogServer(handler.attempt_logs)
         self._write_lock = asyncio.Lock()
         self._welcomed = False
         self._closing = False
@@ -315,6 +322,7 @@ class Link:
             pumps.result()
             raise _StreamEnded("the stream ended")
         finally:
+            self._logs.close()
             for task in (pumps, handover):
                 task.cancel()
             await asyncio.gather(pumps, handover, return_exceptions=True)
@@ -414,6 +422,8 @@ class Link:
                 raise _StreamEnded("the server closed the stream")
             if response.WhichOneof("message") == "probe":
                 await self._answer_probe(call, response.probe.probe_id)
+            elif response.WhichOneof("message") == "logs":
+                self._logs.handle(response.logs, functools.partial(self._write, call))
             else:
                 self._dispatch(response)
 

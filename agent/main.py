@@ -21,7 +21,8 @@ from jobplane.client.errors import CredentialsError
 
 from . import cgroups
 from .agent import Agent
-from .config import AgentConfig
+from .config import DEFAULT_LOG_RETENTION, AgentConfig
+from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .credentials import ENROLL_HINT, identity_dir
 from .errors import AgentError
 from .identity import IdentityStore
@@ -72,6 +73,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="on SIGTERM/SIGINT, let running tasks finish for up to this long "
                              "before the server hands them on to other agents (default: 0, "
                              "hand them on at once)")
+    parser.add_argument("--log-max-bytes", type=_log_max_bytes, default=DEFAULT_MAX_BYTES, metavar="BYTES",
+                        help="bytes of each command attempt's stdout and of its stderr kept on "
+                             "disk (the newest; older output is rotated away) (default: %(default)s)")
+    parser.add_argument("--log-retention", type=_positive_float, default=DEFAULT_LOG_RETENTION, metavar="SECONDS",
+                        help="remove an attempt's kept output this long after it was last written "
+                             "(default: %(default)s, 7 days)")
     parser.add_argument("--work-dir", default=os.getcwd(), metavar="DIR",
                         help="working directory of tasks without a cwd (default: current directory)")
     parser.add_argument("--state-dir", default="", metavar="DIR",
@@ -203,6 +210,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         insecure=args.insecure,
         slurm=args.slurm,
         slurm_poll_interval=args.slurm_poll_interval,
+        log_max_bytes=args.log_max_bytes,
+        log_retention=args.log_retention,
     )
 
 
@@ -245,6 +254,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _log_max_bytes(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_MAX_BYTES:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_MAX_BYTES} bytes, got {value}")
     return value
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
-from . import procs
+from . import logstore, procs
 from .checkpoint import TaskContext
 from .results import TAIL_LIMIT
 
@@ -36,6 +36,10 @@ class Call(NamedTuple):
     attempt: int = 0
     # The checkpoint to resume from ("" = from the start); `ctx.resume` decoded.
     checkpoint_json: str = ""
+    # Where the call's whole output is kept (logstore.py), at most this much of each stream;
+    # "": only the tails.
+    log_dir: str = ""
+    log_max_bytes: int = 0
 
 
 class Checkpoint(NamedTuple):
@@ -137,14 +141,31 @@ def run_call(functions: dict[str, _Target], call: Call,
         ctx = _context(call, send_checkpoint) if target.takes_ctx else None
     except ValueError as exc:
         return Reply("error", exception_type="ValueError", error=str(exc))
-    stdout, stderr = _TailWriter(), _TailWriter()
+    stdout, stderr = _output(call)
     try:
         with _task_context(call.env, call.cwd, stdout, stderr):
             reply = _invoke(target.function, args, kwargs, ctx, call.target, stderr)
     except OSError as exc:  # entering the working directory failed; the function never ran
         return Reply("error", exception_type=type(exc).__name__,
                      error=f"cannot enter working directory {call.cwd!r}: {exc.strerror}")
+    finally:
+        for stream in (stdout, stderr):
+            stream.end()
+        if call.log_dir:
+            logstore.finish(call.log_dir)
     return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text())
+
+
+def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
+    """Where the call's stdout and stderr go: tails, and the log store when the call names one."""
+    if not call.log_dir:
+        return _TailWriter(), _TailWriter()
+    try:
+        logstore.begin(call.log_dir, call.log_max_bytes)
+        return tuple(_TailWriter(logstore.SegmentWriter(call.log_dir, stream, call.log_max_bytes))  # type: ignore[return-value]
+                     for stream in logstore.STREAMS)
+    except OSError:  # no room for it: the tails still go to the server
+        return _TailWriter(), _TailWriter()
 
 
 def _takes_ctx(function: Callable[..., Any]) -> bool:
@@ -246,17 +267,26 @@ def _task_context(
 
 
 class _TailWriter(io.TextIOBase):
-    """A text stream that keeps only the last TAIL_LIMIT characters written to it."""
+    """A text stream that keeps the last TAIL_LIMIT characters written to it, and passes all of
+    them to `kept` (the log store), UTF-8 encoded, if given."""
 
-    def __init__(self) -> None:
+    def __init__(self, kept: logstore.SegmentWriter | None = None) -> None:
         super().__init__()
         self._parts: list[str] = []
         self._size = 0
+        self._kept = kept
 
     def writable(self) -> bool:
         return True
 
+    def end(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
+
     def write(self, text: str) -> int:
+        if self._kept is not None:
+            self._kept.write(text.encode("utf-8", errors="replace"))
         self._parts.append(text)
         self._size += len(text)
         if self._size > 4 * TAIL_LIMIT:

@@ -42,6 +42,9 @@ class PyCall:
     attempt: int = 0
     # The checkpoint to resume from ("" = from the start): the task's `ctx.resume`.
     checkpoint_json: str = ""
+    # Where its whole output is kept (logstore.py), at most this much per stream; "": tails only.
+    log_dir: str = ""
+    log_max_bytes: int = 0
 
 
 class _Worker:
@@ -122,7 +125,8 @@ class WorkerPool:
     ) -> _Worker | None:
         """Hand the call to an idle worker; None if the attempt was stopped before that."""
         request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd,
-                                call.task_id, call.job_id, call.attempt, call.checkpoint_json)
+                                call.task_id, call.job_id, call.attempt, call.checkpoint_json,
+                                call.log_dir, call.log_max_bytes)
         if self._idle.empty() and len(self._workers) < self._size:  # type: ignore[union-attr]
             self._spawn()  # it joins the idle queue once it says it is ready
         while (worker := await self._next_idle(stop)) is not None:

@@ -1,10 +1,11 @@
 """The agent's state directory: one subdirectory per command attempt, locked to one agent.
 
-`<work-dir>/.jobplane-agent/<name>/` by default. A command attempt's directory holds its pid,
-output and exit status (see commands.py); an external attempt's, the outside scheduler's job
-id and what polling it takes (see external_record.py). It is removed once the server has acknowledged
+`<work-dir>/.jobplane-agent/<name>/` by default. A command attempt's directory holds its pid
+and exit status (see commands.py); an external attempt's, the outside scheduler's job id and
+what polling it takes (see external_record.py). It is removed once the server has acknowledged
 the attempt's result, so what a new agent process finds there after a crash is exactly the
-work the old one had not finished reporting.
+work the old one had not finished reporting. Attempts' output is kept apart, under `logs/`
+(logstore.py), until --log-retention.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import logstore
 from .commands import Leftover, read_leftover
 from .config import AgentConfig
 from .errors import AgentError
@@ -79,6 +81,15 @@ class StateDir:
     def _path(self, key: AttemptKey) -> str:
         task_id, attempt = key
         return str(self.root / f"{_UNSAFE.sub('_', task_id)}.{attempt}")
+
+    def log_dir(self, key: AttemptKey) -> Path:
+        """Where an attempt's output is kept (logstore.py); it outlives the attempt directory."""
+        return logstore.log_dir(self._path(key))
+
+    def sweep_logs(self, retention: float, held: Iterable[AttemptKey]) -> list[str]:
+        """Remove the output of attempts not held and not written for `retention` seconds
+        (blocking); the names removed."""
+        return logstore.sweep(self.root, retention, {Path(self._path(key)).name for key in held})
 
     def leftovers(self) -> dict[AttemptKey, Leftover | ExternalRecord]:
         """What earlier agent processes left: attempts running or finished but not reported.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import NoReturn
 
 from jobplane.files import write_atomic
 
-from . import cgroups, procs
+from . import cgroups, logstore, procs
 
 # Signals the agent sends a wrapper: pass SIGTERM on, and SIGKILL everything.
 TERMINATE = signal.SIGTERM
@@ -50,6 +51,8 @@ class Request:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
     timeout: float = 0.0
+    # Bytes of each output stream kept (logstore.py); 0: the default.
+    log_max_bytes: int = 0
 
 
 class _StartFailed(Exception):
@@ -79,6 +82,8 @@ class _Wrapper:
         self.pid = os.getpid()
         self.command: int | None = None
         self.status: int | None = None  # the command's wait status, once reaped
+        self.logs = logstore.log_dir(request.directory)
+        self.pumps: list[threading.Thread] = []
 
     def run(self, report_fd: int, keeper_pid: int) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
@@ -99,19 +104,22 @@ class _Wrapper:
         _report(report_fd, {"pid": self.pid})
         self._supervise()
         self._end()
+        self._drain()
         status = procs.exit_status(self.status) if self.status is not None else -signal.SIGKILL
         write_atomic(f"{self.directory}/exit", f"{status}\n", durable=False)
         return status if status >= 0 else 128 - status
 
     def _start(self) -> int:
-        """Spawn the command (posix_spawn: no copy of this process), its output in the
-        attempt's directory, in its cwd and cgroup; its pid."""
+        """Spawn the command (posix_spawn: no copy of this process), its output piped to the
+        attempt's log store, in its cwd and cgroup; its pid."""
         request = self.request
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        out = os.open(f"{self.directory}/out", flags, 0o644)
-        err = os.open(f"{self.directory}/err", flags, 0o644)
+        try:
+            ends = self._pipes()
+        except OSError as exc:
+            raise _StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
+                                "stage": "output"}) from None
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((null, out, err))]
+        stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((null, *ends))]
         stage = "cwd"
         try:
             if request.cwd:
@@ -133,8 +141,30 @@ class _Wrapper:
             raise _StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
                                 "stage": stage}) from None
         finally:
-            for fd in (out, err, null):
+            for fd in (*ends, null):
                 os.close(fd)
+
+    def _pipes(self) -> tuple[int, int]:
+        """A pipe per output stream, each pumped into the log store by a thread of ours (it
+        has every signal blocked, as this one); the write ends, for the command."""
+        logstore.begin(self.logs, self.request.log_max_bytes)
+        ends = []
+        for stream in logstore.STREAMS:
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            writer = logstore.SegmentWriter(self.logs, stream, self.request.log_max_bytes)
+            pump = threading.Thread(target=logstore.pump, args=(read_end, writer), daemon=True)
+            pump.start()
+            self.pumps.append(pump)
+            ends.append(write_end)
+        return ends[0], ends[1]
+
+    def _drain(self) -> None:
+        """Wait for the output's last bytes (every process holding the pipes is gone), then
+        mark it complete."""
+        deadline = time.monotonic() + _CLEAN_UP_SECONDS
+        for pump in self.pumps:
+            pump.join(max(0.0, deadline - time.monotonic()))
+        logstore.finish(self.logs)
 
     def _supervise(self) -> None:
         """Until the command ends: pass SIGTERM on, SIGKILL everything on SIGUSR1."""

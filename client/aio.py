@@ -13,14 +13,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import grpc
 
 from jobplane.client import calls, calls_schedules
-from jobplane.client.calls import Paged, Unary, Watch
+from jobplane.client.calls import Logs, Paged, Unary, Watch
 from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import JobplaneError, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, is_last_end
 from jobplane.client.replicas import Replica, Replicas
 from jobplane.client.retry import Retry, Tries, resumable
-from jobplane.v1 import event_pb2, job_pb2
+from jobplane.v1 import event_pb2, job_pb2, task_pb2
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ def bind(build: Callable[P, Unary[T]]) -> Callable[Concatenate[AsyncClient, P], 
 def bind(build: Callable[P, Paged[T]]) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]: ...
 @overload
 def bind(build: Callable[P, Watch]) -> Callable[Concatenate[AsyncClient, P], AsyncIterator[event_pb2.Event]]: ...
+@overload
+def bind(build: Callable[P, Logs]) -> Callable[Concatenate[AsyncClient, P],
+                                               AsyncIterator[task_pb2.StreamLogsResponse]]: ...
 
 
 def bind(build: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,6 +51,10 @@ def bind(build: Callable[..., Any]) -> Callable[..., Any]:
     if kind is Paged:
         def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
             return self._pages(build(*args, **kwargs))
+        return calls.as_method(method, build, AsyncIterator[item])
+    if kind is Logs:
+        def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+            return self._chunks(build(*args, **kwargs))
         return calls.as_method(method, build, AsyncIterator[item])
 
     def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
@@ -122,6 +129,7 @@ class AsyncClient:
     rerun_job = bind(calls.rerun_job)
     purge_jobs = bind(calls.purge_jobs)
     watch = bind(calls.watch)
+    logs = bind(calls.logs)
     watch_continuations = bind(calls.watch_continuations)
     list_tasks = bind(calls.list_tasks)
     get_task = bind(calls.get_task)
@@ -254,6 +262,31 @@ class AsyncClient:
             if pause is None:
                 raise error
             log.info("resuming the watch after event %d", last)
+            await asyncio.sleep(pause)
+
+    async def _chunks(self, call: Logs) -> AsyncIterator[task_pb2.StreamLogsResponse]:
+        offset, attempt = call.offset, 0
+        tries = Tries(self.retry, self._replicas, call.method, idempotent=True)
+        while True:
+            replica = self._replicas.current
+            stream = replica.stubs.method(call)(call.request_from(offset, attempt))
+            try:
+                with rpc_errors():
+                    async for response in stream:
+                        tries.progressed()
+                        offset, attempt = response.offset + len(response.data), response.attempt
+                        yield response
+                return
+            except JobplaneError as exc:
+                if not resumable(exc):
+                    raise
+                error = exc
+            finally:
+                stream.cancel()
+            pause = tries.after(error, replica)
+            if pause is None:
+                raise error
+            log.info("resuming the output at byte %d", offset)
             await asyncio.sleep(pause)
 
 

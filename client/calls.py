@@ -115,7 +115,18 @@ class Watch:
     job_id: str = ""
 
 
-Call = Unary[Any] | Paged[Any] | Watch
+@dataclass(frozen=True)
+class Logs:
+    """An attempt's output, chunk by chunk; `request_from(offset, attempt)` is the request that
+    resumes it at byte `offset` of attempt `attempt` (0 at first: the first byte kept, the latest)."""
+
+    stub: type
+    method: str
+    request_from: Callable[[int, int], Message]
+    offset: int
+
+
+Call = Unary[Any] | Paged[Any] | Watch | Logs
 
 
 class Stubs:
@@ -137,7 +148,7 @@ def kind_of(build: Callable[..., Any]) -> tuple[type, Any]:
     """(Unary, Paged or Watch; what each item or the result is) for a definition, from its annotation."""
     returns = typing.get_type_hints(build)["return"]
     kind = typing.get_origin(returns) or returns
-    item = event_pb2.Event if kind is Watch else typing.get_args(returns)[0]
+    item = {Watch: event_pb2.Event, Logs: task_pb2.StreamLogsResponse}.get(kind) or typing.get_args(returns)[0]
     return kind, item
 
 
@@ -261,6 +272,23 @@ def watch(job_id: str = "", *, after_event_id: int = 0, timeout: float | None = 
         return event_pb2.WatchEventsRequest(job_id=job_id, after_event_id=last, filter=filter, view=view)
 
     return Watch(EVENTS, "WatchEvents", request_after, after_event_id, timeout, job_id)
+
+
+def logs(task_id: str, *, attempt: int = 0, follow: bool = False, stderr: bool = False,
+         offset: int = 0) -> Logs:
+    """A task attempt's stdout (stderr with `stderr`), as the agent that ran it keeps it: the
+    chunks (`data`, bytes; `offset`, where they begin) from byte `offset` (0: the first kept), of
+    attempt `attempt` (0: the latest). With `follow`, it goes on while the attempt runs and ends
+    when it ends. A stream that breaks resumes after the last byte it yielded. Raises NotFound
+    (no such task or attempt, or output no longer kept), Unavailable (the agent that keeps it is
+    not connected), OutOfRange (the bytes asked for were rotated away)."""
+    stream = task_pb2.LOG_STREAM_STDERR if stderr else task_pb2.LOG_STREAM_STDOUT
+
+    def request_from(at: int, pinned: int) -> task_pb2.StreamLogsRequest:
+        return task_pb2.StreamLogsRequest(task_id=task_id, attempt=pinned or attempt, stream=stream,
+                                          follow=follow, offset=at)
+
+    return Logs(TASKS, "StreamLogs", request_from, offset)
 
 
 def watch_continuations(*, after_event_id: int = 0, timeout: float | None = None) -> Watch:

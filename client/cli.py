@@ -23,6 +23,7 @@ from jobplane.client import (
     cmd_hold,
     cmd_inventory,
     cmd_jobs,
+    cmd_logs,
     cmd_policy,
     cmd_providers,
     cmd_rerun,
@@ -59,9 +60,9 @@ from jobplane.client.errors import (
 from jobplane.replicas import split_addresses
 
 COMMAND_GROUPS = (
-    cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_views, cmd_watch, cmd_providers,
-    cmd_inventory, cmd_continuations, cmd_conflicts, cmd_schedules, cmd_policy, cmd_tokens, cmd_audit, cmd_ca,
-    cmd_whoami, cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
+    cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_logs, cmd_views, cmd_watch,
+    cmd_providers, cmd_inventory, cmd_continuations, cmd_conflicts, cmd_schedules, cmd_policy, cmd_tokens,
+    cmd_audit, cmd_ca, cmd_whoami, cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
 )
 
 

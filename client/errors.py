@@ -69,6 +69,12 @@ class ResourceExhausted(JobplaneError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class OutOfRange(JobplaneError):
+    """The part asked for is past what is kept (e.g. a task's output rotated away on its agent)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
 class Unavailable(JobplaneError):
     """The server could not be reached."""
 
@@ -124,6 +130,7 @@ _BY_CODE: dict[grpc.StatusCode, type[JobplaneError]] = {
         PermissionDenied,
         Unauthenticated,
         ResourceExhausted,
+        OutOfRange,
         Unavailable,
         DeadlineExceeded,
     )

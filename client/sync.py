@@ -14,14 +14,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import grpc
 
 from jobplane.client import calls, calls_schedules
-from jobplane.client.calls import Paged, Unary, Watch
+from jobplane.client.calls import Logs, Paged, Unary, Watch
 from jobplane.client.channel import locate_credentials, open_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
 from jobplane.client.errors import JobplaneError, Unavailable, rpc_errors
 from jobplane.client.events import Deadline, fell_behind, is_finished, is_job_end, is_last_end
 from jobplane.client.replicas import Replica, Replicas
 from jobplane.client.retry import Retry, Tries, resumable
-from jobplane.v1 import event_pb2, job_pb2
+from jobplane.v1 import event_pb2, job_pb2, task_pb2
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def bind(build: Callable[P, Unary[T]]) -> Callable[Concatenate[Client, P], T]: .
 def bind(build: Callable[P, Paged[T]]) -> Callable[Concatenate[Client, P], Iterator[T]]: ...
 @overload
 def bind(build: Callable[P, Watch]) -> Callable[Concatenate[Client, P], Iterator[event_pb2.Event]]: ...
+@overload
+def bind(build: Callable[P, Logs]) -> Callable[Concatenate[Client, P], Iterator[task_pb2.StreamLogsResponse]]: ...
 
 
 def bind(build: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,6 +49,10 @@ def bind(build: Callable[..., Any]) -> Callable[..., Any]:
     if kind is Paged:
         def method(self: Client, *args: Any, **kwargs: Any) -> Any:
             return self._pages(build(*args, **kwargs))
+        return calls.as_method(method, build, Iterator[item])
+    if kind is Logs:
+        def method(self: Client, *args: Any, **kwargs: Any) -> Any:
+            return self._chunks(build(*args, **kwargs))
         return calls.as_method(method, build, Iterator[item])
 
     def method(self: Client, *args: Any, **kwargs: Any) -> Any:
@@ -129,6 +135,7 @@ class Client:
     purge_jobs = bind(calls.purge_jobs)
     watch = bind(calls.watch)
     watch_continuations = bind(calls.watch_continuations)
+    logs = bind(calls.logs)
     list_tasks = bind(calls.list_tasks)
     get_task = bind(calls.get_task)
     list_providers = bind(calls.list_providers)
@@ -256,4 +263,29 @@ class Client:
             if pause is None:
                 raise error
             log.info("resuming the watch after event %d", last)
+            time.sleep(pause)
+
+    def _chunks(self, call: Logs) -> Iterator[task_pb2.StreamLogsResponse]:
+        offset, attempt = call.offset, 0
+        tries = Tries(self.retry, self._replicas, call.method, idempotent=True)
+        while True:
+            replica = self._replicas.current
+            stream = replica.stubs.method(call)(call.request_from(offset, attempt))
+            try:
+                with rpc_errors():
+                    for response in stream:
+                        tries.progressed()
+                        offset, attempt = response.offset + len(response.data), response.attempt
+                        yield response
+                return
+            except JobplaneError as exc:
+                if not resumable(exc):
+                    raise
+                error = exc
+            finally:
+                stream.cancel()
+            pause = tries.after(error, replica)
+            if pause is None:
+                raise error
+            log.info("resuming the output at byte %d", offset)
             time.sleep(pause)

@@ -133,6 +133,7 @@ class Server:
         self.access = await self._security()
         self.deps = await self._services_deps()
         self._providers = ProviderService(self.deps, self.access)
+        self.deps.agent_links = self._providers  # TaskService.StreamLogs asks agents through them
         self._grpc = self._grpc_server()
         port, agent_port = self._listen()
         self._add_services(self.deps, agent_port)

@@ -64,6 +64,19 @@ class ResourceExhausted(JobplaneError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class OutOfRange(JobplaneError):
+    """The part asked for is past what is kept (e.g. output rotated away)."""
+
+    code = "OUT_OF_RANGE"
+
+
+class Unavailable(JobplaneError):
+    """What the call needs is out of reach just now (e.g. the agent that keeps a task's output
+    is not connected); the same call may succeed later."""
+
+    code = "UNAVAILABLE"
+
+
 class StoreFailure(JobplaneError):
     """The database refused a write; the server stops rather than diverge from it."""
 

@@ -140,6 +140,7 @@ class Reports:
             attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)
         e.close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
         if task.state == TaskState.CANCELLED:
+            self._keep_output(task, report)  # a cancelled task's output is kept, as a timed-out one's
             e.forget_if_done(task)
             return
         task.exit_code = report.exit_code
@@ -151,6 +152,11 @@ class Reports:
         else:
             self.failed(task, verdict or _describe_failure(outcome, report), report.raw,
                         timed_out=outcome == Outcome.TIMED_OUT, exit_code=report.exit_code)
+
+    def _keep_output(self, task: TaskRt, report: Report) -> None:
+        if report.stdout_tail or report.stderr_tail:
+            task.stdout_tail, task.stderr_tail = report.stdout_tail, report.stderr_tail
+            self.engine.changes.task(task)
 
     def failed(self, task: TaskRt, reason: str, raw: dict, *, timed_out: bool = False,
                exit_code: int | None = None) -> None:

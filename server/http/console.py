@@ -18,7 +18,7 @@ from google.protobuf import json_format
 
 from jobplane.v1 import event_pb2, job_pb2, security_pb2, task_pb2
 
-from . import pages
+from . import output, pages
 from .gateway import Gateway
 from .server import Request, Response, Stream
 
@@ -32,6 +32,8 @@ KEEPALIVE = 15.0  # seconds between comments on an idle event stream, so dead cl
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 JOB_PATH = re.compile(r"/jobs/([^/]+)")
 ACTION_PATH = re.compile(r"/jobs/([^/]+)/(cancel|hold|release)")
+OUTPUT_PAGE = re.compile(r"/tasks/([^/]+)/output")
+OUTPUT_STREAM = re.compile(r"/tasks/([^/]+)/logs")
 MAY_ACT = (security_pb2.ROLE_ADMIN, security_pb2.ROLE_OPERATOR, security_pb2.ROLE_SUBMITTER)  # their own jobs
 TOKEN_FORM = re.compile(r"[\x21-\x7e]{1,512}")  # what may go into a header: printable ASCII
 HTTP_OF = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.PERMISSION_DENIED: 403,
@@ -69,6 +71,10 @@ class Console:
             return await self._signed_in(request, lambda r, t, me: self._job(r, t, me, match.group(1)))
         if path == "/events":
             return await self._events(request)
+        if match := OUTPUT_PAGE.fullmatch(path):
+            return await self._signed_in(request, lambda r, t, me: self._output(r, t, me, match.group(1)))
+        if match := OUTPUT_STREAM.fullmatch(path):
+            return await self._output_stream(request, match.group(1))
         return None
 
     # ----- signing in ----------------------------------------------------------------
@@ -140,6 +146,25 @@ class Console:
         events = '<section class="events"><h2>Live events</h2><ol id="events"></ol></section>'
         return page(200, pages.layout(f"Job {job.id} · {job.spec.name}", body, who=_who(me), live=live,
                                       after=events))
+
+    async def _output(self, request: Request, token: str, me, task_id: str) -> Response:
+        """A task's output, live while its attempt runs (console.js reads /tasks/ID/logs)."""
+        task = (await self._api.call(self._api.tasks.GetTask, task_pb2.GetTaskRequest(task_id=task_id), token)).task
+        stream = "stderr" if request.query.get("stream") == "stderr" else "stdout"
+        body, live = output.page_body(task, stream)
+        return page(200, pages.layout(f"Output of task {task.id}", body, who=_who(me), live=live,
+                                      after=output.AFTER))
+
+    async def _output_stream(self, request: Request, task_id: str) -> Response | Stream:
+        token = request.cookies.get(COOKIE, "")
+        if not TOKEN_FORM.fullmatch(token):
+            return Response(401, "sign in first\n", TEXT)
+        try:  # refusals before the stream starts, as plain answers (tenancy: NOT_FOUND)
+            await self._api.call(self._api.tasks.GetTask, task_pb2.GetTaskRequest(task_id=task_id), token)
+        except grpc.aio.AioRpcError as exc:
+            return Response(HTTP_OF.get(exc.code(), 502), f"{exc.details()}\n", TEXT)
+        asked = output.request_for(task_id, request.query, request.headers.get("last-event-id", ""))
+        return Stream(output.sse(self._api.stream(self._api.tasks.StreamLogs, asked, token)))
 
     async def _act(self, request: Request, token: str, job_id: str, action: str) -> Response:
         """Cancel, hold or release a job: the API decides who may (a viewer may not, a submitter

@@ -141,7 +141,8 @@ def job_detail(job: job_pb2.Job, tasks: list[task_pb2.Task], next_link: str, *, 
     return (f'<dl class="facts">{dl}</dl>{job_actions(job) if actions else ""}'
             f'<section class="bar">{progress(job.counts)}</section>'
             f'<h2>Tasks</h2><table class="tasks"><thead><tr><th>task</th><th>name</th><th>status</th><th>raw</th>'
-            f'<th>attempt</th><th>provider</th><th>exit</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>'
+            f'<th>attempt</th><th>provider</th><th>exit</th><th>reason</th><th></th></tr></thead><tbody>{rows}</tbody>'
+            '</table>'
             f'{more}')
 
 
@@ -150,7 +151,12 @@ def _task_row(t: task_pb2.Task) -> str:
     exit_code = str(t.exit_code) if t.HasField("exit_code") else ""
     return (f'<tr><td>{escape(t.id)}</td><td>{escape(t.name)}</td><td>{badge(t.status)}</td><td>{raw}</td>'
             f'<td>{t.attempt or ""}</td><td>{escape(t.provider_id)}</td><td>{exit_code}</td>'
-            f'<td class="reason">{escape(t.reason or t.error)}</td></tr>')
+            f'<td class="reason">{escape(t.reason or t.error)}</td><td>{_output_link(t)}</td></tr>')
+
+
+def _output_link(t: task_pb2.Task) -> str:
+    """A link to the task's output, once it has an attempt (its agent keeps the output)."""
+    return f'<a class="output" href="/tasks/{escape(t.id)}/output">output</a>' if t.attempt else ""
 
 
 def job_actions(job: job_pb2.Job) -> str:

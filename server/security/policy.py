@@ -72,6 +72,7 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}EventService/WatchEvents": READ,
     f"{_V1}TaskService/ListTasks": READ,
     f"{_V1}TaskService/GetTask": READ,
+    f"{_V1}TaskService/StreamLogs": READ,  # submitters: their own jobs' tasks (tenancy)
     f"{_V1}ProviderService/Connect": AGENT,
     f"{_V1}ProviderService/ListProviders": READ,
     f"{_V1}ProviderService/GetProvider": READ,

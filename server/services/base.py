@@ -97,6 +97,7 @@ class Deps:
         self.policies = None  # services.policies.PolicyBook, set by the server
         self.views = None  # services.views.ViewBook, set by the server
         self.finished = None  # services.finished.FinishedJobs (reruns and purges), set by the server
+        self.agent_links = None  # services.providers.ProviderService (logs from agents), set by the server
         self.metrics = metrics or getattr(core, "metrics", None) or ServerMetrics()
 
     @property

@@ -7,6 +7,7 @@ import itertools
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,6 +22,7 @@ from ..security.policy import current_caller
 from ..store.live import list_providers
 from . import convert
 from .base import Deps, page_size, rpc, status_code
+from .logs import LogRelay
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}  # by connection id; the engine knows which is current
         self.access = access  # revoking a provider also revokes its certificates
+        self.logs = LogRelay()  # output asked of agents (TaskService.StreamLogs)
 
     # ----- the agent stream ----------------------------------------------------------
 
@@ -77,6 +80,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         finally:
             reader.cancel()
             self._conns.pop(conn.id, None)
+            self.logs.broken(conn.id)
             if self.d.leading:  # else the engine that knew the stream is gone (a replica stepped down)
                 self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
 
@@ -134,6 +138,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             reply = message.probe_reply
             running = convert.probe_reply_from_proto(reply)
             self.d.core.enqueue(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
+        elif which == "log_chunk":
+            self.logs.chunk(conn.id, message.log_chunk)
         elif which == "goodbye":
             bye = message.goodbye
             wait, deadline = bye.wait, bye.deadline_seconds if math.isfinite(bye.deadline_seconds) else 0.0
@@ -200,6 +206,11 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
 
     def _current(self, provider_id: str) -> Connection | None:
         return self._conns.get(self.d.core.stream_of(provider_id))
+
+    def link(self, provider_id: str) -> tuple[int, Callable[[provider_pb2.ConnectResponse], None]] | None:
+        """The provider's current stream (its id) and how to send on it; None if it has none."""
+        conn = self._current(provider_id)
+        return None if conn is None else (conn.id, conn.queue.put_nowait)
 
     # ----- the registry --------------------------------------------------------------
 

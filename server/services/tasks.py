@@ -7,9 +7,10 @@ import functools
 from jobplane.v1 import task_pb2, task_pb2_grpc
 from jobplane.v1.view_pb2 import VIEW_RESOURCE_TASKS as VIEW_TASKS
 
-from ..errors import NotFound
+from ..errors import JobplaneError, NotFound, details
 from . import convert
-from .base import Converted, Deps, page_size, rpc, visible_owner
+from .base import Converted, Deps, check_no_nul, page_size, rpc, status_code, visible_owner
+from .logs import stream_logs
 
 
 class TaskService(task_pb2_grpc.TaskServiceServicer):
@@ -44,3 +45,12 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         if view is None:
             raise NotFound(f"task {task_id} not found; `jobplane tasks list JOB` shows a job's tasks")
         return task_pb2.GetTaskResponse(task=convert.task_to_proto(view, self.d.status_of()))
+
+    async def StreamLogs(self, request, context):
+        providers = self.d.agent_links
+        try:
+            check_no_nul(request)
+            async for response in stream_logs(self.d, providers.logs, providers.link, request):
+                yield response
+        except JobplaneError as exc:
+            await context.abort(status_code(exc), details(exc))

@@ -15,7 +15,7 @@ from jobplane.v1 import job_pb2, job_pb2_grpc
 
 DEFINITIONS = {name: build for module in (calls, calls_schedules) for name, build in vars(module).items()
                if inspect.isfunction(build) and build.__module__ == module.__name__ and not name.startswith("_")
-               and inspect.signature(build).return_annotation.split("[")[0] in ("Unary", "Paged", "Watch")}
+               and inspect.signature(build).return_annotation.split("[")[0] in ("Unary", "Paged", "Watch", "Logs")}
 
 
 def public(cls: type) -> set[str]:

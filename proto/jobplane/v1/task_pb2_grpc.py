@@ -45,6 +45,11 @@ class TaskServiceStub:
                 request_serializer=jobplane_dot_v1_dot_task__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_task__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.StreamLogs = channel.unary_stream(
+                '/jobplane.v1.TaskService/StreamLogs',
+                request_serializer=jobplane_dot_v1_dot_task__pb2.StreamLogsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_task__pb2.StreamLogsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -63,6 +68,17 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamLogs(self, request, context):
+        """An attempt's stdout or stderr, as the agent that ran it keeps it: from the agent,
+        through the server. With `follow`, it goes on while the attempt runs and ends when
+        the attempt ends. NOT_FOUND: no such task (or attempt), or its output is no longer
+        kept (--log-retention); UNAVAILABLE: the agent is not connected now; OUT_OF_RANGE:
+        the bytes asked for were rotated away (--log-max-bytes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +91,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.GetTask,
                     request_deserializer=jobplane_dot_v1_dot_task__pb2.GetTaskRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_task__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'StreamLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLogs,
+                    request_deserializer=jobplane_dot_v1_dot_task__pb2.StreamLogsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_task__pb2.StreamLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +153,33 @@ class TaskService:
             '/jobplane.v1.TaskService/GetTask',
             jobplane_dot_v1_dot_task__pb2.GetTaskRequest.SerializeToString,
             jobplane_dot_v1_dot_task__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobplane.v1.TaskService/StreamLogs',
+            jobplane_dot_v1_dot_task__pb2.StreamLogsRequest.SerializeToString,
+            jobplane_dot_v1_dot_task__pb2.StreamLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

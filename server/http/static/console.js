@@ -48,4 +48,21 @@
   } else if (body.dataset.poll) {
     setInterval(refresh, Number(body.dataset.poll) * 1000);
   }
+
+  // A task's output page: the output as it comes (the browser resumes at the last byte it got).
+  const output = document.getElementById("output");
+  if (body.dataset.output && output) {
+    const source = new EventSource(body.dataset.output);
+    source.addEventListener("output", function (message) {
+      try { output.append(JSON.parse(message.data)); } catch (e) { /* not ours */ }
+    });
+    source.addEventListener("end", function (message) {
+      source.close();
+      body.classList.remove("live");
+      const end = document.getElementById("output-end");
+      try { if (end) end.textContent = JSON.parse(message.data); } catch (e) { /* no reason given */ }
+    });
+    source.onopen = function () { body.classList.add("live"); };
+    source.onerror = function () { body.classList.remove("live"); };
+  }
 })();

@@ -1,0 +1,221 @@
+"""Each command attempt's whole stdout and stderr, kept on disk, bounded and rotated.
+
+The wrapper (wrapper.py) pumps the command's output from a pipe into segments of one size,
+`out.0`, `out.1`, … (and `err.N`): byte `b` of the stream is in segment `b // size`. When a new
+segment begins, the one `SEGMENTS` back is removed, so a stream keeps at most its cap on disk
+(the newest bytes; what went before is "rotated away"). The segment size is in `segment`;
+`done` is written once the output is complete (the command and everything it started are gone).
+
+An attempt's output lives in `<state dir>/logs/<attempt dir's name>/`, beside its attempt
+directory, so that it outlives the attempt's report (the attempt directory is removed once the
+server has it); the agent removes logs older than its `--log-retention`. Stdlib only: the
+wrapper, a fork of the keeper, imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STREAMS = ("out", "err")
+# Segments kept per stream: the cap is split into this many.
+SEGMENTS = 4
+# Bytes kept per stream of an attempt unless the agent says otherwise (--log-max-bytes).
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+MIN_MAX_BYTES = 4 * SEGMENTS * 1024
+SEGMENT_FILE = "segment"
+DONE_FILE = "done"
+LOGS = "logs"
+_SEGMENT = re.compile(r"^(out|err)\.(\d+)$")
+_READ_BYTES = 64 * 1024
+
+
+class Rotated(Exception):
+    """The bytes asked for were rotated away (the stream's cap) or never kept."""
+
+
+def log_dir(attempt_dir: str | Path) -> Path:
+    """Where an attempt directory's output is kept: beside it, under `logs/`."""
+    attempt_dir = Path(attempt_dir)
+    return attempt_dir.parent / LOGS / attempt_dir.name
+
+
+class SegmentWriter:
+    """Appends one stream to its segments, rotating at the segment size."""
+
+    def __init__(self, directory: str | Path, stream: str, max_bytes: int) -> None:
+        self._prefix = os.path.join(directory, stream)
+        self.size = segment_size(max_bytes)
+        self.index, self.fill = 0, 0
+        self.failed: OSError | None = None  # a write refused (disk full): the rest is dropped
+        self._fd = self._open(0)
+
+    def _open(self, index: int) -> int:
+        return os.open(f"{self._prefix}.{index}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    def write(self, data: bytes) -> None:
+        """Append `data`; after a failed write, drop the rest (the command must never block)."""
+        view = memoryview(data)
+        while view and self.failed is None:
+            try:
+                if self.fill == self.size:
+                    self._next()
+                written = os.write(self._fd, view[:self.size - self.fill])
+            except OSError as exc:
+                self.failed = exc
+                return
+            self.fill += written
+            view = view[written:]
+
+    def _next(self) -> None:
+        os.close(self._fd)
+        self.index, self.fill = self.index + 1, 0
+        self._fd = self._open(self.index)
+        try:
+            os.unlink(f"{self._prefix}.{self.index - SEGMENTS}")
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def segment_size(max_bytes: int) -> int:
+    return max(MIN_MAX_BYTES, max_bytes or DEFAULT_MAX_BYTES) // SEGMENTS
+
+
+def begin(directory: str | Path, max_bytes: int) -> None:
+    """Make an attempt's (empty) log directory and record its segment size."""
+    path = Path(directory)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SEGMENT_FILE).write_text(f"{segment_size(max_bytes)}\n")
+
+
+def pump(fd: int, writer: SegmentWriter) -> None:
+    """Copy everything readable from `fd` into `writer` until every writer of the pipe closed."""
+    try:
+        while chunk := os.read(fd, _READ_BYTES):
+            writer.write(chunk)
+    finally:
+        os.close(fd)
+        writer.close()
+
+
+def finish(directory: str | Path) -> None:
+    """Mark the output complete."""
+    Path(directory, DONE_FILE).touch()
+
+
+def is_done(directory: str | Path) -> bool:
+    return Path(directory, DONE_FILE).exists()
+
+
+@dataclass(frozen=True)
+class Span:
+    """What a stream holds: bytes [start, end) of its output, in segments of `size`."""
+
+    start: int
+    end: int
+    size: int
+
+
+def span(directory: str | Path, stream: str) -> Span | None:
+    """The bytes a stream keeps now; None if the attempt has no output kept here."""
+    try:
+        size = int(Path(directory, SEGMENT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    indexes = _indexes(directory, stream)
+    if not indexes:
+        return Span(0, 0, size)
+    last = indexes[-1]
+    return Span(indexes[0] * size, last * size + _size(Path(directory, f"{stream}.{last}")), size)
+
+
+def written(directory: str | Path) -> int:
+    """Bytes of output (both streams) the attempt has written so far."""
+    spans = (span(directory, stream) for stream in STREAMS)
+    return sum(s.end for s in spans if s is not None)
+
+
+def read(directory: str | Path, stream: str, offset: int, limit: int = _READ_BYTES) -> bytes:
+    """Up to `limit` bytes of the stream from `offset` (b"" at its end for now); raises Rotated
+    if they are no longer kept."""
+    found = span(directory, stream)
+    if found is None:
+        raise Rotated("no output of this attempt is kept on its agent")
+    if offset < found.start:
+        raise Rotated(f"bytes {offset}-{found.start} were rotated away (the agent keeps the last "
+                      f"{found.size * SEGMENTS} bytes of each stream: --log-max-bytes)")
+    index, within = divmod(offset, found.size)
+    try:
+        with open(Path(directory, f"{stream}.{index}"), "rb") as f:
+            f.seek(within)
+            return f.read(min(limit, found.size - within))
+    except FileNotFoundError:
+        if offset >= found.end:
+            return b""
+        raise Rotated(f"bytes from {offset} were rotated away while being read (--log-max-bytes)") from None
+
+
+def tail(directory: str | Path, stream: str, limit: int) -> str:
+    """The last `limit` bytes of the stream, decoded (a character cut at the front becomes U+FFFD)."""
+    found = span(directory, stream)
+    if found is None:
+        return ""
+    offset, data = max(found.start, found.end - limit), b""
+    try:
+        while len(data) < limit and (chunk := read(directory, stream, offset + len(data), limit - len(data))):
+            data += chunk
+    except Rotated:
+        pass
+    return data.decode("utf-8", errors="replace")
+
+
+def sweep(root: str | Path, older_than: float, keep: set[str]) -> list[str]:
+    """Remove the logs under `root/logs` not written for `older_than` seconds, but those named in
+    `keep` (attempts still held); the names removed."""
+    base, removed = Path(root, LOGS), []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(base.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if entry.name in keep or not entry.is_dir():
+            continue
+        if _newest(entry) < cutoff:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _newest(directory: Path) -> float:
+    times = [directory.stat().st_mtime]
+    for child in directory.iterdir():
+        try:
+            times.append(child.stat().st_mtime)
+        except FileNotFoundError:
+            pass
+    return max(times)
+
+
+def _indexes(directory: str | Path, stream: str) -> list[int]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(int(m[2]) for m in map(_SEGMENT.match, names) if m is not None and m[1] == stream)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,90 @@
+"""The agent's log store: a command's whole output on disk, bounded and rotated, and swept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import pytest
+
+from jobplane.agent import logstore
+from jobplane.agent.commands import CommandSpec, run_command
+
+# Deterministic bytes of every value, newlines included: 1 MiB + a bit, on stdout; a little on stderr.
+WRITE = ("import sys; data = bytes(range(256)) * 4100; sys.stdout.buffer.write(data); "
+         "sys.stderr.buffer.write(b'err-' * 1000)")
+EXPECTED = bytes(range(256)) * 4100
+
+
+def whole(directory, stream: str) -> bytes:
+    data = b""
+    while chunk := logstore.read(directory, stream, len(data)):
+        data += chunk
+    return data
+
+
+def test_a_finished_attempt_keeps_its_whole_output_byte_for_byte(tmp_path):
+    spec = CommandSpec([sys.executable, "-c", WRITE], attempt_dir=str(tmp_path / "t.1"))
+    result = asyncio.run(run_command(spec))
+    logs = logstore.log_dir(tmp_path / "t.1")
+    assert whole(logs, "out") == EXPECTED
+    assert whole(logs, "err") == b"err-" * 1000
+    assert logstore.is_done(logs)
+    assert result.stdout_tail == EXPECTED[-4096:].decode("utf-8", errors="replace")
+
+
+def test_output_past_the_cap_is_rotated_away_and_the_newest_kept(tmp_path):
+    cap = logstore.MIN_MAX_BYTES
+    spec = CommandSpec([sys.executable, "-c", WRITE], attempt_dir=str(tmp_path / "t.1"), log_max_bytes=cap)
+    asyncio.run(run_command(spec))
+    logs = logstore.log_dir(tmp_path / "t.1")
+    kept = logstore.span(logs, "out")
+    assert kept.end == len(EXPECTED) and 0 < kept.end - kept.start <= cap
+    on_disk = sum(os.path.getsize(logs / name) for name in os.listdir(logs) if name.startswith("out."))
+    assert on_disk <= cap
+    with pytest.raises(logstore.Rotated, match="rotated away"):
+        logstore.read(logs, "out", 0)
+    data = b""
+    while chunk := logstore.read(logs, "out", kept.start + len(data)):
+        data += chunk
+    assert data == EXPECTED[kept.start:]
+
+
+def test_sweep_removes_logs_older_than_the_retention_but_held_ones(tmp_path):
+    for name in ("old.1", "held.1", "new.1"):
+        logstore.begin(tmp_path / "logs" / name, 0)
+    past = time.time() - 3600
+    for name in ("old.1", "held.1"):
+        for path in [tmp_path / "logs" / name, *(tmp_path / "logs" / name).iterdir()]:
+            os.utime(path, (past, past))
+    assert logstore.sweep(tmp_path, 600, keep={"held.1"}) == ["old.1"]
+    assert sorted(os.listdir(tmp_path / "logs")) == ["held.1", "new.1"]
+
+
+def test_a_python_task_keeps_its_whole_output_too(tmp_path):
+    from jobplane.agent.pyworkers import PyCall, WorkerPool
+
+    (tmp_path / "chatty.py").write_text(
+        "import sys\n"
+        "def run():\n"
+        "    for i in range(20000):\n"
+        "        print(f'line {i}')\n"
+        "    print('oops', file=sys.stderr)\n")
+    logs = tmp_path / "logs" / "7.1"
+
+    async def call():
+        pool = WorkerPool(1, work_dir=str(tmp_path))
+        pool.start()
+        try:
+            return await pool.run(PyCall("chatty:run", log_dir=str(logs)))
+        finally:
+            await pool.close()
+
+    result = asyncio.run(call())
+    expected = "".join(f"line {i}\n" for i in range(20000)).encode()
+    assert whole(logs, "out") == expected
+    assert whole(logs, "err") == b"oops\n"
+    assert logstore.is_done(logs)
+    assert result.stdout_tail == expected[-4096:].decode()
