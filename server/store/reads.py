@@ -90,15 +90,7 @@ class Reads:
 
     def _job_source(self, status_of: StatusOf | None) -> Source[JobView]:
         def fetch(cond, before_id, offset, limit, order):
-            """Newest first from `before_id`, or in `order` from `offset`."""
-            q = JobRow.select()
-            if cond is not None:
-                q = q.where(cond)
-            if order:
-                q = q.order_by(*order, JobRow.id.desc()).offset(offset)
-            else:
-                q = (q.where(JobRow.id < before_id) if before_id is not None else q).order_by(JobRow.id.desc())
-            return [JobView.from_row(r) for r in q.limit(limit)]
+            return [JobView.from_row(r) for r in job_select(cond, before_id, offset, limit, order)]
 
         return Source(fetch, lambda view, key: job_value(view, key, status_of))
 
@@ -123,14 +115,7 @@ class Reads:
                          [k for k, _ in query.order])
 
         def fetch(cond, after_id, offset, limit, order):
-            q = TaskRow.select()
-            if cond is not None:
-                q = q.where(cond)
-            if order:
-                q = q.order_by(*order, TaskRow.id).offset(offset)
-            else:
-                q = (q.where(TaskRow.id > after_id) if after_id is not None else q).order_by(TaskRow.id)
-            rows = list(q.limit(limit))
+            rows = list(task_select(cond, after_id, offset, limit, order))
             attempts = self.attempts_of([r.id for r in rows])
             if wants_jobs:
                 jobs.update(self.job_facts(sorted({r.job for r in rows} - set(jobs))))
@@ -206,6 +191,30 @@ class Reads:
             return [AuditView.from_row(r) for r in q.order_by(AuditRow.id.desc()).limit(limit)]
 
         return page(Source(fetch, lambda view, key: getattr(view, key)), query, token, size)
+
+
+def job_select(cond: object | None, before_id: int | None, offset: int, limit: int, order: list | None):
+    """The rows of a page of jobs: newest first from `before_id`, or in `order` from `offset`."""
+    q = JobRow.select()
+    if cond is not None:
+        q = q.where(cond)
+    if order:
+        q = q.order_by(*order, JobRow.id.desc()).offset(offset)
+    else:
+        q = (q.where(JobRow.id < before_id) if before_id is not None else q).order_by(JobRow.id.desc())
+    return q.limit(limit)
+
+
+def task_select(cond: object | None, after_id: int | None, offset: int, limit: int, order: list | None):
+    """The rows of a page of tasks: by id from `after_id`, or in `order` from `offset`."""
+    q = TaskRow.select()
+    if cond is not None:
+        q = q.where(cond)
+    if order:
+        q = q.order_by(*order, TaskRow.id).offset(offset)
+    else:
+        q = (q.where(TaskRow.id > after_id) if after_id is not None else q).order_by(TaskRow.id)
+    return q.limit(limit)
 
 
 def check_query(resource: str, text: str, order_text: str) -> None:
