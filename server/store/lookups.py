@@ -25,6 +25,7 @@ RANGE_LIKELIHOOD = 0.01
 class Lookup:
     cond: object
     exact: bool = True
+    by_job: bool = False  # tasks chosen by their job: best read job by job (reads.task_select)
 
 
 def condition(term: Term, column, nullable: bool = False) -> object | None:
@@ -87,7 +88,9 @@ def task_job_tag(term: Term) -> Lookup | None:
     jobs = _tagged(term.key, term)
     if jobs is None:
         return None
-    return Lookup(TaskRow.job.not_in(jobs) if term.op == "!=" else TaskRow.job.in_(jobs), exact=term.op in ("=", "!="))
+    if term.op == "!=":
+        return Lookup(TaskRow.job.not_in(jobs))
+    return Lookup(TaskRow.job.in_(jobs), exact=term.op == "=", by_job=True)
 
 
 def job_raw(term: Term) -> Lookup:
@@ -131,7 +134,7 @@ def task_of_job(column):
     """owner / submitted of tasks: their job's."""
     def lookup(term: Term) -> Lookup | None:
         inner = condition(term, column)
-        return None if inner is None else Lookup(TaskRow.job.in_(JobRow.select(JobRow.id).where(inner)))
+        return None if inner is None else Lookup(TaskRow.job.in_(JobRow.select(JobRow.id).where(inner)), by_job=True)
     return lookup
 
 

@@ -52,14 +52,15 @@ class Query:
     rest: list[Term]  # checked on the views
     order: list[tuple[str, bool]]
     sql_order: list | None  # peewee ordering when the database can sort, else None
+    by_job: bool = False  # tasks selected through their jobs: walked job by job (reads.task_select)
 
     @property
     def sorted(self) -> bool:
         return bool(self.order)
 
-    def narrowed(self, cond: object | None) -> Query:
+    def narrowed(self, cond: object | None, by_job: bool = False) -> Query:
         """The same query, also holding `cond` (tenancy, one job's tasks)."""
-        return Query(conjunction([self.sql, cond]), self.rest, self.order, self.sql_order)
+        return Query(conjunction([self.sql, cond]), self.rest, self.order, self.sql_order, self.by_job or by_job)
 
 
 Special = dict[str, Callable[[Term], Lookup | None]]
@@ -73,7 +74,7 @@ def compile_query(fields: dict[str, Field], columns: dict, text: str, order_text
     on the views; otherwise such a term is refused, naming the keys that are answered."""
     terms = parse_filter(text, fields, now)
     order = parse_order(order_text, fields)
-    pushed, rest = [], []
+    pushed, rest, by_job = [], [], False
     for term in terms:
         if personal and term.key == "status":  # the caller's own statuses: only the views know them
             rest.append(term)
@@ -84,12 +85,13 @@ def compile_query(fields: dict[str, Field], columns: dict, text: str, order_text
                                             f"filter on {_served(fields, columns, special or {})}")
         if found is not None:
             pushed.append(found.cond)
+            by_job = by_job or found.by_job
         if found is None or not found.exact:
             rest.append(term)
     sql_order = None
     if order and all(k in columns and not (personal and k == "status") for k, _ in order):
         sql_order = [columns[k].desc() if d else columns[k].asc() for k, d in order]
-    return Query(conjunction(pushed), rest, order, sql_order)
+    return Query(conjunction(pushed), rest, order, sql_order, by_job)
 
 
 def _lookup(term: Term, columns: dict, special: Special) -> Lookup | None:
@@ -130,7 +132,7 @@ def task_query(text: str, order_text: str, now: float, personal: bool = False, o
                           bounded=job_id is not None)
     if job_id is not None:
         query = query.narrowed(TaskRow.job == job_id)
-    return query if owner is None else query.narrowed(visible_tasks(owner))
+    return query if owner is None else query.narrowed(visible_tasks(owner), by_job=True)
 
 
 def audit_query(text: str) -> Query:

@@ -115,7 +115,7 @@ class Reads:
                          [k for k, _ in query.order])
 
         def fetch(cond, after_id, offset, limit, order):
-            rows = list(task_select(cond, after_id, offset, limit, order))
+            rows = list(task_select(cond, after_id, offset, limit, order, query.by_job))
             attempts = self.attempts_of([r.id for r in rows])
             if wants_jobs:
                 jobs.update(self.job_facts(sorted({r.job for r in rows} - set(jobs))))
@@ -205,16 +205,22 @@ def job_select(cond: object | None, before_id: int | None, offset: int, limit: i
     return q.limit(limit)
 
 
-def task_select(cond: object | None, after_id: int | None, offset: int, limit: int, order: list | None):
-    """The rows of a page of tasks: by id from `after_id`, or in `order` from `offset`."""
+def task_select(cond: object | None, after_id: int | None, offset: int, limit: int, order: list | None,
+                by_job: bool = False):
+    """The rows of a page of tasks: by id from `after_id`, or in `order` from `offset`.
+    `by_job`: `cond` chooses tasks by their job (label, owner, submitted), so the database reads
+    them job by job from (job, idx), which is id order: a job's tasks get consecutive ids, in
+    idx order, when it is submitted."""
     q = TaskRow.select()
     if cond is not None:
         q = q.where(cond)
     if order:
-        q = q.order_by(*order, TaskRow.id).offset(offset)
-    else:
-        q = (q.where(TaskRow.id > after_id) if after_id is not None else q).order_by(TaskRow.id)
-    return q.limit(limit)
+        return q.order_by(*order, TaskRow.id).offset(offset).limit(limit)
+    if after_id is not None:
+        q = q.where(TaskRow.id > after_id)
+        if by_job:  # from the job of the last task seen on
+            q = q.where(TaskRow.job >= TaskRow.select(TaskRow.job).where(TaskRow.id == after_id))
+    return q.order_by(*((TaskRow.job, TaskRow.idx) if by_job else (TaskRow.id,))).limit(limit)
 
 
 def check_query(resource: str, text: str, order_text: str) -> None:

@@ -98,7 +98,8 @@ def test_every_job_filter_key_is_answered_by_an_index(store, key):
 def test_every_task_filter_key_is_answered_by_an_index(store, key):
     term, index = {**TASK_TERMS, **PROMOTED_RAW}[key]
     query = task_query(term, "", time.time())
-    for page in (task_select(query.sql, None, 0, 51, None), task_select(query.sql, 1000, 0, 51, None)):
+    for page in (task_select(query.sql, None, 0, 51, None, query.by_job),
+                 task_select(query.sql, 1000, 0, 51, None, query.by_job)):
         shown = plan(store.db, page)
         assert index in shown, f"{term}: no {index} in the plan:\n{shown}"
         assert not full_scans(shown), f"{term} reads a whole table:\n{shown}"
