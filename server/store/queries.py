@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import reduce
 
+from peewee import SQL
+
 from ..domain.model import JobState, Status, TaskState
 from ..domain.query import NUMBER, TEXT, TIME, Field, Term, parse_filter, parse_order
 from ..errors import InvalidArgument
@@ -51,7 +53,7 @@ class Query:
     sql: object | None  # peewee condition
     rest: list[Term]  # checked on the views
     order: list[tuple[str, bool]]
-    sql_order: list | None  # peewee ordering when the database can sort, else None
+    sql_order: list | None  # (column, descending) keys when the database can sort, else None
     by_job: bool = False  # tasks selected through their jobs: walked job by job (reads.task_select)
 
     @property
@@ -90,8 +92,38 @@ def compile_query(fields: dict[str, Field], columns: dict, text: str, order_text
             rest.append(term)
     sql_order = None
     if order and all(k in columns and not (personal and k == "status") for k, _ in order):
-        sql_order = [columns[k].desc() if d else columns[k].asc() for k, d in order]
+        sql_order = [(columns[k], d) for k, d in order]
     return Query(conjunction(pushed), rest, order, sql_order, by_job)
+
+
+def ordering(sort: list[tuple[object, bool]]) -> list:
+    """ORDER BY terms for (column, descending) keys: missing values last either way, as the
+    views sort them (and the same on SQLite and PostgreSQL, whose NULLs differ)."""
+    out = []
+    for column, descending in sort:
+        if column.null:
+            out.append(column.is_null().asc())
+        out.append(column.desc() if descending else column.asc())
+    return out
+
+
+def after_keys(sort: list[tuple[object, bool]], tie: tuple[object, bool], last: list) -> object:
+    """The rows after the one whose sort key values (then id) are `last`, in the order of `sort`
+    then `tie` (the id column, descending or not): keyset pagination."""
+    options, same = [], []
+    for (column, descending), value in zip([*sort, tie], last):
+        if value is None:  # missing values come last: only the missing come after
+            after = None
+            equal = column.is_null()
+        else:
+            after = column < value if descending else column > value
+            if column.null:
+                after = after | column.is_null()
+            equal = column == value
+        if after is not None:
+            options.append(conjunction([*same, after]))
+        same.append(equal)
+    return reduce(operator.or_, options) if options else SQL("1 = 0")
 
 
 def _lookup(term: Term, columns: dict, special: Special) -> Lookup | None:

@@ -14,7 +14,7 @@ from ..domain.query import Page
 from ..domain.status import job_raw
 from .models import AttemptRow, AuditRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, TaskRow
 from .paging import CHUNK, Measure, Source, page
-from .queries import audit_query, continuation_query, job_query, task_query
+from .queries import audit_query, continuation_query, job_query, ordering, task_query
 from .records import (
     JOBPLANE, AttemptView, AuditView, ContinuationView, ContinuedTaskView, Event, JobFacts, JobView, StatusOf,
     TaskView, event_from_row)
@@ -92,7 +92,7 @@ class Reads:
         def fetch(cond, before_id, offset, limit, order):
             return [JobView.from_row(r) for r in job_select(cond, before_id, offset, limit, order)]
 
-        return Source(fetch, lambda view, key: job_value(view, key, status_of))
+        return Source(fetch, lambda view, key: job_value(view, key, status_of), (JobRow.id, True))
 
     # ----- tasks ---------------------------------------------------------------------
 
@@ -121,7 +121,8 @@ class Reads:
                 jobs.update(self.job_facts(sorted({r.job for r in rows} - set(jobs))))
             return [TaskView.from_row(r, tuple(attempts[r.id])) for r in rows]
 
-        source = Source(fetch, lambda view, key: task_value(view, key, jobs.get(view.job_id), status_of))
+        source = Source(fetch, lambda view, key: task_value(view, key, jobs.get(view.job_id), status_of),
+                        (TaskRow.id, False))
         return page(source, query, token, size, measure, max_bytes)
 
     def attempts_of(self, task_ids: list[int]) -> dict[int, list[AttemptView]]:
@@ -194,12 +195,13 @@ class Reads:
 
 
 def job_select(cond: object | None, before_id: int | None, offset: int, limit: int, order: list | None):
-    """The rows of a page of jobs: newest first from `before_id`, or in `order` from `offset`."""
+    """The rows of a page of jobs: newest first from `before_id`, or in `order` ((column,
+    descending) keys) from `offset`."""
     q = JobRow.select()
     if cond is not None:
         q = q.where(cond)
     if order:
-        q = q.order_by(*order, JobRow.id.desc()).offset(offset)
+        q = q.order_by(*ordering(order), JobRow.id.desc()).offset(offset)
     else:
         q = (q.where(JobRow.id < before_id) if before_id is not None else q).order_by(JobRow.id.desc())
     return q.limit(limit)
@@ -215,7 +217,7 @@ def task_select(cond: object | None, after_id: int | None, offset: int, limit: i
     if cond is not None:
         q = q.where(cond)
     if order:
-        return q.order_by(*order, TaskRow.id).offset(offset).limit(limit)
+        return q.order_by(*ordering(order), TaskRow.id).offset(offset).limit(limit)
     if after_id is not None:
         q = q.where(TaskRow.id > after_id)
         if by_job:  # from the job of the last task seen on

@@ -167,3 +167,39 @@ def test_a_database_made_before_the_listing_indexes_gains_them_and_its_jobs_tags
         assert {"task_status", "task_raw_exit_code", "task_raw_queue"} <= have
     finally:
         store.close()
+
+
+def _job(job_id: int, name: str, started: float | None, priority: int = 0) -> None:
+    from jobplane.server.domain.model import JobSpec
+
+    JobRow.insert(id=job_id, name=name, priority=priority, spec=dump_job_spec(JobSpec(name, priority, {}, ())),
+                  state=int(JobState.RUNNING), status=int(Status.RUNNING), submit_time=1000.0 + job_id,
+                  start_time=started).execute()
+
+
+def _walk(store, order_by: str, size: int, between=None) -> list[str]:
+    names, token = [], ""
+    while True:
+        found = store.reads.list_jobs("", order_by, token, size)
+        names += [j.name for j in found.items]
+        token = found.next_page_token
+        if between is not None:
+            between()
+            between = None
+        if not token:
+            return names
+
+
+def test_sorted_pages_go_on_from_the_last_row_sent(store):
+    """Ties and missing values split across pages: every job once, in order (missing last), on
+    both backends; and a job added before the position reached does not repeat a row."""
+    rows = [(1, "b", 5.0), (2, "a", None), (3, "a", 5.0), (4, "c", 1.0), (5, "a", 5.0), (6, "b", None), (7, "d", 9.0)]
+    for job_id, name, started in rows:
+        _job(job_id, name, started)
+    expected = [f"{n}" for _, n, _ in sorted(rows, key=lambda r: (r[2] is None, r[2] or 0, r[1], -r[0]))]
+    for size in (1, 2, 3, 10):
+        assert _walk(store, "started,name", size) == expected, size
+    down = sorted(rows, key=lambda r: (r[2] is None, -(r[2] or 0), r[1], -r[0]))
+    assert _walk(store, "-started,name", 2) == [n for _, n, _ in down]
+    seen = _walk(store, "name", 2, between=lambda: _job(8, "a", 1.0))  # sorts before the 2nd page
+    assert sorted(seen) == sorted(n for _, n, _ in rows), "no row twice, none skipped"
