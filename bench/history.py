@@ -32,13 +32,14 @@ from support import AgentProc, ServerProc, wait_until  # noqa: E402
 from jobplane.client import Client  # noqa: E402
 from jobplane.client.jobfile import job_spec_from_mapping  # noqa: E402
 from jobplane.server.domain.extract import extract_tasks  # noqa: E402
-from jobplane.server.domain.model import JobState, Status, TaskState  # noqa: E402
+from jobplane.server.domain.model import JobSpec, JobState, Status, TaskState  # noqa: E402
 from jobplane.server.services.convert import job_spec_from_proto  # noqa: E402
 from jobplane.server.store.codec import dump_job_spec, dump_task_spec  # noqa: E402
-from peewee import PostgresqlDatabase  # noqa: E402
+from peewee import AutoField, PostgresqlDatabase  # noqa: E402
 
 from jobplane.server.store.db import open_database  # noqa: E402
-from jobplane.server.store.models import AttemptRow, JobRow, TaskRow  # noqa: E402
+from jobplane.server.store.indexes import job_tags  # noqa: E402
+from jobplane.server.store.models import AttemptRow, JobRow, JobTagRow, TaskRow  # noqa: E402
 from jobplane.server.store.repo import Store  # noqa: E402
 
 TEAMS = ("etl", "web", "ml", "ops")
@@ -47,15 +48,15 @@ FAILED_ONE_IN = 100
 BATCH = 2000  # rows per INSERT
 
 
-def templates(per_job: int) -> dict[str, tuple[bytes, list[tuple[str, str, bytes]]]]:
-    """Per team: the job spec as stored, and each task's (name, group, spec as stored)."""
+def templates(per_job: int) -> dict[str, tuple[JobSpec, bytes, list[tuple[str, str, bytes]]]]:
+    """Per team: the job spec, as stored too, and each task's (name, group, spec as stored)."""
     out = {}
     for team in TEAMS:
         document = {"name": "history", "labels": {"team": team},
                     "tasks": [{"name": f"t{i}", "command": ["/bin/true"]} for i in range(per_job)]}
         spec = job_spec_from_proto(job_spec_from_mapping(document))
         drafts = extract_tasks(spec, max_tasks=per_job, default_max_attempts=1)
-        out[team] = (dump_job_spec(spec), [(d.name, d.group, dump_task_spec(d.spec)) for d in drafts])
+        out[team] = (spec, dump_job_spec(spec), [(d.name, d.group, dump_task_spec(d.spec)) for d in drafts])
     return out
 
 
@@ -67,20 +68,21 @@ def build(url: str, jobs: int, per_job: int) -> None:
     rng = random.Random(17)
     now = time.time()
     span = DAYS * 86400.0
-    job_rows, task_rows, attempt_rows = [], [], []
+    job_rows, tag_rows, task_rows, attempt_rows = [], [], [], []
     task_id = 0
     db = store.db
     db.connect(reuse_if_open=True)
 
     def flush() -> None:
         with db.atomic():
-            for model, rows in ((JobRow, job_rows), (TaskRow, task_rows), (AttemptRow, attempt_rows)):
+            for model, rows in ((JobRow, job_rows), (JobTagRow, tag_rows), (TaskRow, task_rows),
+                                (AttemptRow, attempt_rows)):
                 insert_rows(db, model, rows)
                 rows.clear()
 
     for j in range(1, jobs + 1):
         team = TEAMS[j % len(TEAMS)]
-        job_spec, tasks = specs[team]
+        spec, job_spec, tasks = specs[team]
         submit = now - span + span * j / (jobs + 1)
         failed = 0
         for idx, (name, group, task_spec) in enumerate(tasks):
@@ -104,11 +106,12 @@ def build(url: str, jobs: int, per_job: int) -> None:
                          "state": int(state), "status": int(status), "counts": json.dumps(counts),
                          "submit_time": submit, "start_time": submit + 0.5,
                          "end_time": submit + 0.5 + per_job * 0.01 + 0.05, "owner": "admin"})
+        tag_rows += job_tags(j, spec)
         if len(task_rows) >= 20 * BATCH:
             flush()
     flush()
-    if hasattr(store, "analyze"):
-        store.analyze()
+    if isinstance(db, PostgresqlDatabase):  # as autovacuum would have, on a database this old
+        db.execute_sql("ANALYZE")
     store.close()
 
 
@@ -116,7 +119,7 @@ def insert_rows(db, model, rows: list[dict]) -> None:
     """Bulk INSERT of `rows` (dicts of column values; the rest take the model's defaults)."""
     if not rows:
         return
-    fields = model._meta.sorted_fields
+    fields = [f for f in model._meta.sorted_fields if f.name in rows[0] or not isinstance(f, AutoField)]
     names = ", ".join(f'"{f.column_name}"' for f in fields)
     values = [tuple(row.get(f.name, _default(f)) for f in fields) for row in rows]
     table = model._meta.table_name

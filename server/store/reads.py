@@ -42,13 +42,15 @@ class Reads:
 
     def list_jobs(self, filter_text: str, order_by: str, token: str, size: int, *, owner: str | None = None,
                   status_of: StatusOf | None = None, measure: Measure | None = None,
-                  max_bytes: int = PAGE_BYTES) -> Page[JobView]:
+                  max_bytes: int = PAGE_BYTES, tasks: bool = True) -> Page[JobView]:
         """A page of the jobs the filter selects, newest first unless `order_by` says otherwise.
         `owner`: only that identity's jobs; `status_of`: the caller's own normalization, which
         `status` terms and order then mean; `measure`: a view's size as sent, to stop the page
-        at `max_bytes`."""
+        at `max_bytes`; `tasks`: False leaves the specs' tasks out of the views."""
         query = job_query(filter_text, order_by, time.time(), status_of is not None, owner)
-        return page(self._job_source(status_of), query, token, size, measure, max_bytes)
+        needs_tasks = tasks or any(t.key == "environment" for t in query.rest) or \
+            any(k == "environment" for k, _ in query.order)
+        return page(self._job_source(status_of, needs_tasks), query, token, size, measure, max_bytes)
 
     def job_counts(self, filter_text: str, *, owner: str | None = None,
                    status_of: StatusOf | None = None) -> list[tuple[int, int]]:
@@ -88,9 +90,9 @@ class Reads:
                  .where(JobRow.request_id.is_null(False) & (JobRow.submit_time > since)).order_by(JobRow.id))
         return list(query.tuples())
 
-    def _job_source(self, status_of: StatusOf | None) -> Source[JobView]:
+    def _job_source(self, status_of: StatusOf | None, tasks: bool = True) -> Source[JobView]:
         def fetch(cond, before_id, offset, limit, order):
-            return [JobView.from_row(r) for r in job_select(cond, before_id, offset, limit, order)]
+            return [JobView.from_row(r, tasks) for r in job_select(cond, before_id, offset, limit, order)]
 
         return Source(fetch, lambda view, key: job_value(view, key, status_of), (JobRow.id, True))
 

@@ -40,8 +40,9 @@ class JobView:
     request_id: str | None
 
     @classmethod
-    def from_row(cls, row) -> JobView:
-        return cls(row.id, row.name, row.priority, load_job_spec(row.spec), JobState(row.state), Status(row.status),
+    def from_row(cls, row, tasks: bool = True) -> JobView:
+        """`tasks`: False leaves the spec's tasks out (and so `environments` empty)."""
+        return cls(row.id, row.name, row.priority, load_job_spec(row.spec, tasks), JobState(row.state), Status(row.status),
                    json.loads(row.counts), row.reason, row.submit_time, row.start_time, row.end_time, row.owner,
                    row.hold, row.request_id)
 
