@@ -203,3 +203,24 @@ def test_sorted_pages_go_on_from_the_last_row_sent(store):
     assert _walk(store, "-started,name", 2) == [n for _, n, _ in down]
     seen = _walk(store, "name", 2, between=lambda: _job(8, "a", 1.0))  # sorts before the 2nd page
     assert sorted(seen) == sorted(n for _, n, _ in rows), "no row twice, none skipped"
+
+
+def test_the_server_refuses_a_listing_no_index_answers_and_takes_it_for_one_job(tmp_path):
+    from jobplane.client import InvalidArgument as Refused
+    from support import ServerProc
+
+    server = ServerProc(tmp_path, f"sqlite:///{tmp_path / 'jobplane.db'}", insecure=True)
+    client = server.client()
+    try:
+        job = client.submit_job({"name": "j", "wait_for_providers": True, "labels": {"team": "etl"},
+                                 "tasks": [{"name": "a", "command": ["true"]}]})
+        with pytest.raises(Refused) as refused:
+            list(client.list_tasks(filter="status=WAITING raw.color=red"))
+        assert "filter: position 15: raw.color=red is not answered by an index" in str(refused.value)
+        assert "raw.exit_code" in str(refused.value)
+        assert list(client.list_tasks(job.id, filter="raw.color=red")) == []  # one job's tasks: checked on them
+        assert [t.name for t in client.list_tasks(filter="label.team=etl status=WAITING")] == ["a"]
+        assert [j.spec.name for j in client.list_jobs(filter="label.team=etl environment=process")] == ["j"]
+    finally:
+        client.close()
+        server.stop()
