@@ -57,6 +57,8 @@ def _prefixed(column, prefix: str) -> object:
         return column.is_null(False)
     if postgres():
         return column.startswith(prefix)
+    if ord(prefix[-1]) >= 0x10FFFF:  # no character after it: no range ends there
+        return None
     return (column >= prefix) & (column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
 
 

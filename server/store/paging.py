@@ -113,7 +113,7 @@ def _scan(source: Source[V], query: Query, size: int, measure: Measure | None, m
     keep = _keeps(source, query)
     found: list[V] = []
     scanned = used = 0
-    chunk = size + 1 if not query.rest else CHUNK
+    chunk = size + 1 if not query.rest or query.rechecks else CHUNK
     after = cursor.start
     while True:
         views = cursor.read(after, chunk)

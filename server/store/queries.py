@@ -55,6 +55,7 @@ class Query:
     order: list[tuple[str, bool]]
     sql_order: list | None  # (column, descending) keys when the database can sort, else None
     by_job: bool = False  # tasks selected through their jobs: walked job by job (reads.task_select)
+    rechecks: bool = False  # `rest` only checks again what SQL answered (nearly all rows it reads pass)
 
     @property
     def sorted(self) -> bool:
@@ -62,7 +63,8 @@ class Query:
 
     def narrowed(self, cond: object | None, by_job: bool = False) -> Query:
         """The same query, also holding `cond` (tenancy, one job's tasks)."""
-        return Query(conjunction([self.sql, cond]), self.rest, self.order, self.sql_order, self.by_job or by_job)
+        return Query(conjunction([self.sql, cond]), self.rest, self.order, self.sql_order, self.by_job or by_job,
+                     self.rechecks)
 
 
 Special = dict[str, Callable[[Term], Lookup | None]]
@@ -76,10 +78,11 @@ def compile_query(fields: dict[str, Field], columns: dict, text: str, order_text
     on the views; otherwise such a term is refused, naming the keys that are answered."""
     terms = parse_filter(text, fields, now)
     order = parse_order(order_text, fields)
-    pushed, rest, by_job = [], [], False
+    pushed, rest, by_job, rechecks = [], [], False, True
     for term in terms:
         if personal and term.key == "status":  # the caller's own statuses: only the views know them
             rest.append(term)
+            rechecks = False
             continue
         found = _lookup(term, columns, special or {})
         if found is None and not bounded:
@@ -90,10 +93,11 @@ def compile_query(fields: dict[str, Field], columns: dict, text: str, order_text
             by_job = by_job or found.by_job
         if found is None or not found.exact:
             rest.append(term)
+            rechecks = rechecks and found is not None
     sql_order = None
     if order and all(k in columns and not (personal and k == "status") for k, _ in order):
         sql_order = [(columns[k], d) for k, d in order]
-    return Query(conjunction(pushed), rest, order, sql_order, by_job)
+    return Query(conjunction(pushed), rest, order, sql_order, by_job, rechecks)
 
 
 def ordering(sort: list[tuple[object, bool]]) -> list:
