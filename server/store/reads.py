@@ -203,10 +203,15 @@ def job_select(cond: object | None, before_id: int | None, offset: int, limit: i
     if cond is not None:
         q = q.where(cond)
     if order:
-        q = q.order_by(*ordering(order), JobRow.id.desc()).offset(offset)
-    else:
-        q = (q.where(JobRow.id < before_id) if before_id is not None else q).order_by(JobRow.id.desc())
-    return q.limit(limit)
+        return q.order_by(*ordering(order), JobRow.id.desc()).offset(offset).limit(limit)
+    if before_id is not None:
+        q = q.where(JobRow.id < before_id)
+    if cond is None:
+        return q.order_by(JobRow.id.desc()).limit(limit)
+    # The page's ids first, from the indexes alone, then those rows: sorting whole rows (each with
+    # its spec) that matched, to keep a page of them, costs more than the rest of the listing.
+    ids = q.select(JobRow.id).order_by(JobRow.id.desc()).limit(limit)
+    return JobRow.select().where(JobRow.id.in_(ids)).order_by(JobRow.id.desc())
 
 
 def task_select(cond: object | None, after_id: int | None, offset: int, limit: int, order: list | None,
