@@ -20,13 +20,15 @@ whose records are few (providers, inventory) checks the terms on them, one with 
 Sort: `order_by = key {"," key}`, each key optionally prefixed by "-" for descending.
 
 Pages: `page_token` is opaque to callers: a tag and a number (an id to continue after, or an
-offset), base64-encoded. `Page` is one page of any list.
+offset), or the sort keys of the last row sent (keyset), base64-encoded. `Page` is one page of
+any list.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -279,6 +281,27 @@ def decode_token(token: str, kind: str) -> int | None:
             return int(value)
     except (ValueError, UnicodeDecodeError):
         pass
+    raise InvalidArgument("page_token", "not a token from a previous response with the same filter and order_by; "
+                                        "pass next_page_token as returned")
+
+
+def encode_keys(values: Sequence[object]) -> str:
+    """A keyset page token ("jp3"): the sort key values of the last row sent, then its id."""
+    return base64.urlsafe_b64encode(("jp3:" + json.dumps(list(values), separators=(",", ":"))).encode()).decode()
+
+
+def decode_keys(token: str, count: int) -> list | None:
+    """The `count` values a token `encode_keys` made holds; None for no token (the first page)."""
+    if not token:
+        return None
+    try:
+        tag, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        values = json.loads(value) if tag == "jp3" else None
+    except (ValueError, UnicodeDecodeError):
+        values = None
+    if isinstance(values, list) and len(values) == count and isinstance(values[-1], int) and all(
+            v is None or isinstance(v, (str, int, float)) for v in values):
+        return values
     raise InvalidArgument("page_token", "not a token from a previous response with the same filter and order_by; "
                                         "pass next_page_token as returned")
 

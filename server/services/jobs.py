@@ -80,7 +80,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         jobs = Converted(lambda view: convert.job_to_proto(view, status_of, tasks=request.full))
         page = await self.d.read(functools.partial(
             self.d.reads.list_jobs, filter_text, order_text, request.page_token, size, owner=visible_owner(),
-            status_of=status_of, measure=jobs.size, max_bytes=self.d.page_bytes))
+            status_of=status_of, measure=jobs.size, max_bytes=self.d.page_bytes, tasks=request.full))
         return job_pb2.ListJobsResponse(jobs=jobs.messages(page.items), next_page_token=page.next_page_token)
 
     @rpc

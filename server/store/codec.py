@@ -49,14 +49,15 @@ def dump_job_spec(spec: JobSpec) -> bytes:
     return json.dumps(d, separators=(",", ":")).encode()
 
 
-def load_job_spec(data: bytes | memoryview | str) -> JobSpec:
+def load_job_spec(data: bytes | memoryview | str, tasks: bool = True) -> JobSpec:
+    """`tasks`: False leaves the tasks out (a listing: decoding them is most of the cost)."""
     d = json.loads(bytes(data) if not isinstance(data, str) else data)
     rules = tuple(TimingRule(**r) for r in d.get("continuation_rules", ()))
     transient = d.get("transient")
     if transient is not None:
         transient = Transient(tuple(transient["exit_codes"]), tuple(transient["raw_statuses"]),
                               transient["max_reruns"], transient["backoff_seconds"])
-    return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]),
+    return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]) if tasks else (),
                    d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
                    Lateness(**d.get("lateness", {})), d.get("job_class", ""), Window(**d.get("window", {})),
                    transient, tuple(d.get("conditions", ())), d.get("locks", {}), d.get("on_condition_lost", ""))

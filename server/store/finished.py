@@ -19,7 +19,7 @@ from ..errors import Deposed, StoreFailure
 from . import idfloor
 from .failures import drop_connection, root_cause, where_it_lives
 from .lease import Term, fence
-from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, TaskRow
+from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, JobTagRow, TaskRow
 from .reads import IN_CHUNK
 from .repo import job_runtime, task_runtime
 
@@ -94,7 +94,9 @@ class FinishedJobStore:
             left = ContinuedTaskRow.select(ContinuedTaskRow.id).where(
                 ContinuedTaskRow.continuation == ContinuationRow.id)
             ContinuationRow.delete().where(ContinuationRow.id.in_(list(continuations)) & ~fn.EXISTS(left)).execute()
-        purged = JobRow.delete().where(JobRow.id.in_(job_ids) & JobRow.state.in_(FINISHED)).execute()
+        gone = [r.id for r in JobRow.select(JobRow.id).where(JobRow.id.in_(job_ids) & JobRow.state.in_(FINISHED))]
+        JobTagRow.delete().where(JobTagRow.job.in_(gone)).execute()
+        purged = JobRow.delete().where(JobRow.id.in_(gone)).execute()
         return True, purged
 
     def _write(self, work, *args):

@@ -45,7 +45,10 @@ class JobRow(BaseModel):
 
     class Meta:
         table_name = "job"
-        indexes = ((("owner", "request_id"), True),)  # a request id makes one job per identity
+        # A request id makes one job per identity; the others answer the filter keys of jobs
+        # (status, state and owner are indexed above; labels and environments in job_tag).
+        indexes = ((("owner", "request_id"), True), (("name",), False), (("priority",), False),
+                   (("submit_time",), False), (("start_time",), False), (("end_time",), False))
 
 
 class TaskRow(BaseModel):
@@ -79,8 +82,12 @@ class TaskRow(BaseModel):
 
     class Meta:
         table_name = "task"
-        # Only what the hot queries use: every extra index is written on each task update.
-        indexes = ((("job", "idx"), True),)
+        # (job, idx) for the hot queries; the others answer each filter key of tasks, so a
+        # listing reads only what matches (the promoted raw properties: store/indexes.py).
+        # Updates rewrite only the indexes of columns whose values change.
+        indexes = ((("job", "idx"), True), (("status",), False), (("state",), False), (("name",), False),
+                   (("group",), False), (("provider",), False), (("environment",), False),
+                   (("exit_code",), False), (("attempt",), False))
 
 
 class AttemptRow(BaseModel):
@@ -104,7 +111,24 @@ class AttemptRow(BaseModel):
 
     class Meta:
         table_name = "attempt"
-        indexes = ((("task", "number"), True),)
+        # started/ended of tasks (their latest attempt's) are looked up here
+        indexes = ((("task", "number"), True), (("start_time",), False), (("end_time",), False))
+
+
+class JobTagRow(BaseModel):
+    """A fixed fact of a job that filters look up by key, so they are answered by an index:
+    each label (key `label.KEY`) and each environment of its tasks (key `environment`).
+    `number`: the value when it is a number (label.KEY compares as a number then)."""
+
+    id = AutoField()
+    job = IntegerField()
+    key = CharField(max_length=200)
+    value = TextField()
+    number = DoubleField(null=True)
+
+    class Meta:
+        table_name = "job_tag"
+        indexes = ((("key", "value", "job"), False), (("key", "number", "job"), False), (("job",), False))
 
 
 class ProviderRow(BaseModel):
@@ -381,6 +405,6 @@ class ScheduleRow(BaseModel):
         table_name = "schedule"
 
 
-ALL_MODELS = [JobRow, TaskRow, AttemptRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
+ALL_MODELS = [JobRow, TaskRow, AttemptRow, JobTagRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
               ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow, ScheduleRow]

@@ -1,18 +1,20 @@
 """Pages of a table as one caller sees them: terms SQL answers are in the query, the rest are
-checked on the views, in chunks. Paging is by id when the default order applies and by offset
-when an order is given; an order the database cannot sort is sorted in memory (up to a cap)."""
+checked on the views, in chunks. Paging is by keyset: after the last id sent in the default
+order, after the last row's sort keys when an order is given; an order the database cannot
+sort is sorted in memory (up to a cap) and paged by offset."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from itertools import accumulate
 from typing import Generic, TypeVar
 
 from ..domain.limits import PAGE_BYTES
-from ..domain.query import Page, decode_token, encode_token, matches_all
+from ..domain.query import Page, decode_keys, decode_token, encode_keys, encode_token, matches_all
 from ..errors import FailedPrecondition
-from .queries import Query
+from .queries import Query, after_keys, conjunction
 
 V = TypeVar("V")
 
@@ -27,22 +29,26 @@ Measure = Callable[[object], int]
 @dataclass
 class Source(Generic[V]):
     """How to read one table: `fetch(cond, after, offset, limit, order)` views (ids after
-    `after` in the table's own direction, or `order` from `offset`); `value(view, key)` for
-    the terms SQL left and for sorting. Views have an `id`."""
+    `after` in the table's own direction, or in `order` from `offset`); `value(view, key)` for
+    the terms SQL left and for sorting; `tie`: the id column and whether the table's own order
+    is descending (what breaks ties in a sort, for keyset pages). Views have an `id`."""
 
     fetch: Callable[[object, int | None, int, int, list | None], list[V]]
     value: Callable[[V, str], object]
+    tie: tuple[object, bool] | None = None
 
 
 def page(source: Source[V], query: Query, token: str, size: int, measure: Measure | None = None,
          max_bytes: int = PAGE_BYTES) -> Page[V]:
     """One page of matching views. With `measure`, a page stops early at `max_bytes` (but holds
-    at least one view), so big rows never make a response too large to send."""
-    if query.sorted and query.sql_order is None:
+    at least one view), so big rows never make a response too large to send. Pages go on from
+    the last row sent (its id, or its sort keys and id), so a row is never sent twice and
+    none is skipped, however deep the page."""
+    if query.sorted and (query.sql_order is None or source.tie is None):
         return _sorted_in_memory(source, query, decode_token(token, "jp2") or 0, size, measure, max_bytes)
     if query.sorted:
-        return _scan(source, query, size, measure, max_bytes, offset=decode_token(token, "jp2") or 0)
-    return _scan(source, query, size, measure, max_bytes, after=decode_token(token, "jp1"))
+        return _scan(source, query, size, measure, max_bytes, _Keyset(source, query, token))
+    return _scan(source, query, size, measure, max_bytes, _ById(source, query, token))
 
 
 def every(source: Source[V], query: Query) -> list[V]:
@@ -57,38 +63,73 @@ def every(source: Source[V], query: Query) -> list[V]:
             return out
 
 
+class _ById:
+    """Pages in the table's own order (by id), each after the last id sent."""
+
+    def __init__(self, source: Source, query: Query, token: str) -> None:
+        self.source, self.query, self.start = source, query, decode_token(token, "jp1")
+
+    def read(self, after: int | None, limit: int) -> list:
+        return self.source.fetch(self.query.sql, after, 0, limit, None)
+
+    @staticmethod
+    def mark(view) -> int:
+        return view.id
+
+    @staticmethod
+    def token(after: int | None) -> str:
+        return encode_token("jp1", after) if after is not None else ""
+
+
+class _Keyset:
+    """Pages in a sort the database makes, each after the sort keys (and id) of the last row sent."""
+
+    def __init__(self, source: Source, query: Query, token: str) -> None:
+        self.source, self.query = source, query
+        self.start = decode_keys(token, len(query.order) + 1)
+
+    def read(self, after: list | None, limit: int) -> list:
+        cond = self.query.sql if after is None else conjunction(
+            [self.query.sql, after_keys(self.query.sql_order, self.source.tie, after)])
+        return self.source.fetch(cond, None, 0, limit, self.query.sql_order)
+
+    def mark(self, view) -> list:
+        values = []
+        for (key, _), (column, _) in zip(self.query.order, self.query.sql_order):
+            value = self.source.value(view, key)
+            values.append(None if value == "" and column.null else int(value) if isinstance(value, IntEnum) else value)
+        return [*values, view.id]
+
+    @staticmethod
+    def token(after: list | None) -> str:
+        return encode_keys(after) if after is not None else ""
+
+
 def _keeps(source: Source[V], query: Query) -> Callable[[V], bool]:
     return lambda v: matches_all(query.rest, lambda key: source.value(v, key))
 
 
-def _scan(source: Source[V], query: Query, size: int, measure: Measure | None, max_bytes: int,
-          after: int | None = None, offset: int | None = None) -> Page[V]:
+def _scan(source: Source[V], query: Query, size: int, measure: Measure | None, max_bytes: int, cursor) -> Page[V]:
     keep = _keeps(source, query)
     found: list[V] = []
     scanned = used = 0
-    chunk = size + 1 if not query.rest else CHUNK
+    chunk = size + 1 if not query.rest or query.rechecks else CHUNK
+    after = cursor.start
     while True:
-        views = source.fetch(query.sql, after, offset or 0, chunk, query.sql_order)
+        views = cursor.read(after, chunk)
         for i, view in enumerate(views):
             if keep(view):
                 used += measure(view) if measure is not None else 0
                 if found and used > max_bytes:  # full: the next page starts with this row
-                    if offset is not None:
-                        return Page(found, encode_token("jp2", offset + i))
-                    return Page(found, encode_token("jp1", views[i - 1].id if i else after))
+                    return Page(found, cursor.token(cursor.mark(views[i - 1]) if i else after))
                 found.append(view)
             scanned += 1
             if len(found) == size or scanned >= MAX_SCAN:
                 more = i + 1 < len(views) or len(views) == chunk
-                if offset is not None:
-                    return Page(found, encode_token("jp2", offset + i + 1) if more else "")
-                return Page(found, encode_token("jp1", view.id) if more else "")
+                return Page(found, cursor.token(cursor.mark(view)) if more else "")
         if len(views) < chunk:
             return Page(found, "")
-        if offset is not None:
-            offset += len(views)
-        else:
-            after = views[-1].id
+        after = cursor.mark(views[-1])
 
 
 def _sorted_in_memory(source: Source[V], query: Query, offset: int, size: int, measure: Measure | None,

@@ -14,7 +14,7 @@ from ..domain.query import Page
 from ..domain.status import job_raw
 from .models import AttemptRow, AuditRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, TaskRow
 from .paging import CHUNK, Measure, Source, page
-from .queries import audit_query, continuation_query, job_query, task_query
+from .queries import audit_query, continuation_query, job_query, ordering, task_query
 from .records import (
     JOBPLANE, AttemptView, AuditView, ContinuationView, ContinuedTaskView, Event, JobFacts, JobView, StatusOf,
     TaskView, event_from_row)
@@ -42,13 +42,15 @@ class Reads:
 
     def list_jobs(self, filter_text: str, order_by: str, token: str, size: int, *, owner: str | None = None,
                   status_of: StatusOf | None = None, measure: Measure | None = None,
-                  max_bytes: int = PAGE_BYTES) -> Page[JobView]:
+                  max_bytes: int = PAGE_BYTES, tasks: bool = True) -> Page[JobView]:
         """A page of the jobs the filter selects, newest first unless `order_by` says otherwise.
         `owner`: only that identity's jobs; `status_of`: the caller's own normalization, which
         `status` terms and order then mean; `measure`: a view's size as sent, to stop the page
-        at `max_bytes`."""
+        at `max_bytes`; `tasks`: False leaves the specs' tasks out of the views."""
         query = job_query(filter_text, order_by, time.time(), status_of is not None, owner)
-        return page(self._job_source(status_of), query, token, size, measure, max_bytes)
+        needs_tasks = tasks or any(t.key == "environment" for t in query.rest) or \
+            any(k == "environment" for k, _ in query.order)
+        return page(self._job_source(status_of, needs_tasks), query, token, size, measure, max_bytes)
 
     def job_counts(self, filter_text: str, *, owner: str | None = None,
                    status_of: StatusOf | None = None) -> list[tuple[int, int]]:
@@ -88,19 +90,11 @@ class Reads:
                  .where(JobRow.request_id.is_null(False) & (JobRow.submit_time > since)).order_by(JobRow.id))
         return list(query.tuples())
 
-    def _job_source(self, status_of: StatusOf | None) -> Source[JobView]:
+    def _job_source(self, status_of: StatusOf | None, tasks: bool = True) -> Source[JobView]:
         def fetch(cond, before_id, offset, limit, order):
-            """Newest first from `before_id`, or in `order` from `offset`."""
-            q = JobRow.select()
-            if cond is not None:
-                q = q.where(cond)
-            if order:
-                q = q.order_by(*order, JobRow.id.desc()).offset(offset)
-            else:
-                q = (q.where(JobRow.id < before_id) if before_id is not None else q).order_by(JobRow.id.desc())
-            return [JobView.from_row(r) for r in q.limit(limit)]
+            return [JobView.from_row(r, tasks) for r in job_select(cond, before_id, offset, limit, order)]
 
-        return Source(fetch, lambda view, key: job_value(view, key, status_of))
+        return Source(fetch, lambda view, key: job_value(view, key, status_of), (JobRow.id, True))
 
     # ----- tasks ---------------------------------------------------------------------
 
@@ -123,20 +117,14 @@ class Reads:
                          [k for k, _ in query.order])
 
         def fetch(cond, after_id, offset, limit, order):
-            q = TaskRow.select()
-            if cond is not None:
-                q = q.where(cond)
-            if order:
-                q = q.order_by(*order, TaskRow.id).offset(offset)
-            else:
-                q = (q.where(TaskRow.id > after_id) if after_id is not None else q).order_by(TaskRow.id)
-            rows = list(q.limit(limit))
+            rows = list(task_select(cond, after_id, offset, limit, order, query.by_job))
             attempts = self.attempts_of([r.id for r in rows])
             if wants_jobs:
                 jobs.update(self.job_facts(sorted({r.job for r in rows} - set(jobs))))
             return [TaskView.from_row(r, tuple(attempts[r.id])) for r in rows]
 
-        source = Source(fetch, lambda view, key: task_value(view, key, jobs.get(view.job_id), status_of))
+        source = Source(fetch, lambda view, key: task_value(view, key, jobs.get(view.job_id), status_of),
+                        (TaskRow.id, False))
         return page(source, query, token, size, measure, max_bytes)
 
     def attempts_of(self, task_ids: list[int]) -> dict[int, list[AttemptView]]:
@@ -206,6 +194,42 @@ class Reads:
             return [AuditView.from_row(r) for r in q.order_by(AuditRow.id.desc()).limit(limit)]
 
         return page(Source(fetch, lambda view, key: getattr(view, key)), query, token, size)
+
+
+def job_select(cond: object | None, before_id: int | None, offset: int, limit: int, order: list | None):
+    """The rows of a page of jobs: newest first from `before_id`, or in `order` ((column,
+    descending) keys) from `offset`."""
+    q = JobRow.select()
+    if cond is not None:
+        q = q.where(cond)
+    if order:
+        return q.order_by(*ordering(order), JobRow.id.desc()).offset(offset).limit(limit)
+    if before_id is not None:
+        q = q.where(JobRow.id < before_id)
+    if cond is None:
+        return q.order_by(JobRow.id.desc()).limit(limit)
+    # The page's ids first, from the indexes alone, then those rows: sorting whole rows (each with
+    # its spec) that matched, to keep a page of them, costs more than the rest of the listing.
+    ids = q.select(JobRow.id).order_by(JobRow.id.desc()).limit(limit)
+    return JobRow.select().where(JobRow.id.in_(ids)).order_by(JobRow.id.desc())
+
+
+def task_select(cond: object | None, after_id: int | None, offset: int, limit: int, order: list | None,
+                by_job: bool = False):
+    """The rows of a page of tasks: by id from `after_id`, or in `order` from `offset`.
+    `by_job`: `cond` chooses tasks by their job (label, owner, submitted), so the database reads
+    them job by job from (job, idx), which is id order: a job's tasks get consecutive ids, in
+    idx order, when it is submitted."""
+    q = TaskRow.select()
+    if cond is not None:
+        q = q.where(cond)
+    if order:
+        return q.order_by(*ordering(order), TaskRow.id).offset(offset).limit(limit)
+    if after_id is not None:
+        q = q.where(TaskRow.id > after_id)
+        if by_job:  # from the job of the last task seen on
+            q = q.where(TaskRow.job >= TaskRow.select(TaskRow.job).where(TaskRow.id == after_id))
+    return q.order_by(*((TaskRow.job, TaskRow.idx) if by_job else (TaskRow.id,))).limit(limit)
 
 
 def check_query(resource: str, text: str, order_text: str) -> None:

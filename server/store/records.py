@@ -41,8 +41,9 @@ class JobView:
     schedule_id: int = 0  # the schedule whose run it is; 0: submitted by hand
 
     @classmethod
-    def from_row(cls, row) -> JobView:
-        return cls(row.id, row.name, row.priority, load_job_spec(row.spec), JobState(row.state), Status(row.status),
+    def from_row(cls, row, tasks: bool = True) -> JobView:
+        """`tasks`: False leaves the spec's tasks out (and so `environments` empty)."""
+        return cls(row.id, row.name, row.priority, load_job_spec(row.spec, tasks), JobState(row.state), Status(row.status),
                    json.loads(row.counts), row.reason, row.submit_time, row.start_time, row.end_time, row.owner,
                    row.hold, row.request_id, row.schedule)
 

@@ -19,9 +19,10 @@ from ..domain.model import JobState, ProviderState, Status, TaskState
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
 from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
-from . import idfloor
+from . import idfloor, indexes
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
 from .schedules import ScheduleStore, apply_schedules
+from .indexes import job_tags
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
 from .reads import IN_CHUNK, Reads
@@ -34,6 +35,7 @@ from .models import (
     EventRow,
     InventoryRow,
     JobRow,
+    JobTagRow,
     ProviderRow,
     TaskRow,
     database,
@@ -85,6 +87,7 @@ class Store:
         the ones after it."""
         self._add_missing_columns()  # first: the indexes created next may use the new columns
         missing = [m for m in ALL_MODELS if not self.db.table_exists(m._meta.table_name)]
+        tags_were_missing = JobTagRow in missing and JobRow not in missing
         self.db.create_tables(missing, safe=True)
         for model in ALL_MODELS:
             if model in missing:
@@ -92,7 +95,9 @@ class Store:
             have = {index.name for index in self.db.get_indexes(model._meta.table_name)}
             for index in model._meta.fields_to_index():
                 if index._name not in have:
+                    log.info("creating index %s", index._name)
                     self.db.execute(index)  # CREATE INDEX IF NOT EXISTS
+        indexes.create_missing(self.db, tags_were_missing)
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""
@@ -177,6 +182,7 @@ class Store:
         new_jobs = [cs.jobs[i] for i in sorted(cs.new_jobs)]
         self._release_request_ids(new_jobs)
         self._insert(JobRow, [_job_row(j) for j in new_jobs])
+        self._insert(JobTagRow, [tag for j in new_jobs for tag in job_tags(j.id, j.spec)])
         self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
         self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
         self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])

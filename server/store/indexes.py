@@ -1,0 +1,96 @@
+"""Indexes the listings need beyond the models' own: the raw properties promoted to expression
+indexes (one per backend's JSON functions), and the job tags (labels, environments) a database
+made before they existed is given. Everything here is created only when missing, inside
+Store.create_schema (under its advisory lock on PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+
+from peewee import SQL, Cast, Database, NodeList, PostgresqlDatabase, fn
+
+from ..domain.model import JobSpec
+from .codec import load_job_spec
+from .models import JobRow, JobTagRow, TaskRow, database
+
+log = logging.getLogger(__name__)
+
+# raw.KEY of tasks that filters are answered for by an index: KEY -> how it compares
+# ("number": exit codes; "text": the outside schedulers' queue and state). Another raw key is
+# refused in a listing of every task (see queries.py), and checked on the rows of one job.
+PROMOTED_RAW = {"exit_code": "number", "queue": "text", "State": "text"}
+
+# PostgreSQL: text to a number, NULL when it is none (a cast would fail the insert instead).
+_PG_NUMBER = r"""CREATE OR REPLACE FUNCTION jobplane_number(t text) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT CASE WHEN t ~ '^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?\s*$'
+THEN t::double precision END $$"""
+
+
+def postgres() -> bool:
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
+def raw_value(key: str):
+    """The SQL expression of task raw property `key` (a promoted one), as its index has it."""
+    if postgres():
+        text = NodeList((Cast(TaskRow.raw, "jsonb"), SQL(f"->> '{key}'")), glue=" ", parens=True)
+        return fn.jobplane_number(text) if PROMOTED_RAW[key] == "number" else text
+    text = fn.json_extract(TaskRow.raw, SQL(f"'$.{key}'"))
+    return Cast(text, "REAL") if PROMOTED_RAW[key] == "number" else text
+
+
+def _raw_index_sql(db: Database, key: str) -> str:
+    if isinstance(db, PostgresqlDatabase):
+        text = f"((raw::jsonb) ->> '{key}')"
+        expr = f"jobplane_number{text}" if PROMOTED_RAW[key] == "number" else text
+    else:
+        text = f"json_extract(raw, '$.{key}')"
+        expr = f"CAST({text} AS REAL)" if PROMOTED_RAW[key] == "number" else text
+    return f'CREATE INDEX IF NOT EXISTS "task_raw_{key.lower()}" ON "task" ({expr})'
+
+
+def create_missing(db: Database, tags_were_missing: bool) -> None:
+    """The expression indexes that are missing; with `tags_were_missing` (job_tag was created
+    just now on a database that has jobs), the tags of every job, from its spec."""
+    if isinstance(db, PostgresqlDatabase):
+        db.execute_sql(_PG_NUMBER)
+    have = {index.name for index in db.get_indexes("task")}
+    for key in PROMOTED_RAW:
+        if f"task_raw_{key.lower()}" not in have:
+            log.info("indexing raw.%s of tasks", key)
+            db.execute_sql(_raw_index_sql(db, key))
+    if tags_were_missing:
+        backfill_tags(db)
+
+
+def job_tags(job_id: int, spec: JobSpec) -> list[dict]:
+    """The job_tag rows of a job: its labels and its tasks' environments."""
+    rows = [{"job": job_id, "key": f"label.{k}", "value": v, "number": _number(v)} for k, v in spec.labels.items()]
+    environments = sorted({t.environment for t in spec.tasks})
+    return rows + [{"job": job_id, "key": "environment", "value": e, "number": None} for e in environments]
+
+
+def backfill_tags(db: Database, chunk: int = 500) -> None:
+    """Tags for the jobs of a database made before job_tag existed (once, at the upgrade)."""
+    last, done = 0, 0
+    while True:
+        rows = list(JobRow.select(JobRow.id, JobRow.spec).where(JobRow.id > last).order_by(JobRow.id).limit(chunk))
+        if not rows:
+            break
+        tags = [tag for row in rows for tag in job_tags(row.id, load_job_spec(row.spec))]
+        with db.atomic():
+            for i in range(0, len(tags), 500):
+                JobTagRow.insert_many(tags[i:i + 500]).execute()
+        last, done = rows[-1].id, done + len(rows)
+    if done:
+        log.info("tagged %d jobs with their labels and environments", done)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
