@@ -91,3 +91,28 @@ def test_get_prints_what_set_reads_back_and_delete_removes_it(sqlite_cluster, tm
     gone = jobplane(c, "policy", "get", "--user", "alice")
     assert gone.returncode == 3 and "no user policy 'alice'" in gone.stderr, gone.stderr
     assert decided(c, "alice")["policy"] == "default"
+
+
+def test_the_readme_example_copies_the_default_to_a_user_and_edits_it(sqlite_cluster, tmp_path):
+    """README, as written: `jobplane policy get --default > mine.toml`, edit, then
+    `jobplane policy set --user alice mine.toml` (the file names no policy, so any may take it)."""
+    c = sqlite_cluster
+    env = {**os.environ, **c.server.env(), "JOBPLANE_SERVER": c.server.address}
+    cli = f"{sys.executable} -m jobplane.client.cli"
+
+    def shell(line: str) -> str:
+        done = subprocess.run(line.replace("jobplane ", f"{cli} ", 1), shell=True, cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    shell("jobplane policy get --default > mine.toml")
+    mine = tmp_path / "mine.toml"
+    mine.write_text(mine.read_text().replace('when = { status = { glob = "ABEND*" } }\nstatus = "FAILURE"',
+                                             'when = { status = { glob = "ABEND*" } }\nstatus = "ON_HOLD"', 1))
+    assert 'status = "ON_HOLD"' in mine.read_text(), "the edit found the ABEND rule"
+    assert "version 1" in shell("jobplane policy set --user alice mine.toml")
+    alice = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "status=Abend",
+                                   "-o", "json")))
+    assert (alice["status"], alice["policy"]) == ("NORMALIZED_STATUS_ON_HOLD", "user alice")
+    assert decided(c, "bob")["status"] == "NORMALIZED_STATUS_FAILURE", "the default itself is unchanged"
