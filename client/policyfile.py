@@ -83,8 +83,11 @@ def policy_toml(policy: policy_pb2.Policy, *, now: float | None = None) -> str:
     the top; no `name` line, so the file may be set as any group's or user's policy."""
     updated = output.moment(policy.update_time, now=now)
     by = f" by {policy.updated_by}" if policy.updated_by else ""
-    header = output.fields([("Policy", policy_label(policy)), ("Version", policy.version),
-                            ("Updated", f"{updated}{by}")])
+    fields = [("Policy", policy_label(policy)), ("Version", policy.version), ("Updated", f"{updated}{by}")]
+    if policy.deleted:
+        fields.append(("Deleted", "this version returned the default policy to the built-in rules below"
+                       if policy.scope == policy_pb2.POLICY_SCOPE_DEFAULT else "this version deleted the policy"))
+    header = output.fields(fields)
     lines = [f"# {line}" for line in header.splitlines()]
     rules = document_rules(policy.document)
     if not rules:

@@ -27,6 +27,7 @@ from .inventory import Inventory
 from .lateness import Lateness
 from .lifecycle import Lifecycle
 from .model import TASK_DONE, TASK_OUT, Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskDraft, TaskState
+from .policies import DEFAULT_POLICY, Policy
 from .providers import CONNECTED, Providers
 from .reopen import Reopening
 from .reports import Reports
@@ -53,6 +54,7 @@ class Engine:
         self.changes = ChangeSet()  # what this batch changed so far
         self.calendar = Calendar(config.timezone, config.period_ends)
         self.requests = Requests()  # request ids of idempotent submits -> the jobs they made
+        self.default_policy: Policy = DEFAULT_POLICY  # the version in force: it decides how tasks end
         self._dispatch_wanted = False
         self.lifecycle = Lifecycle(self)
         self.reports = Reports(self)
@@ -377,9 +379,14 @@ class Engine:
         if job is not None and task.state == TaskState.QUEUED and task.attempt == attempt:
             self.holds.requeue(task, job)
 
-    def policy_changed(self, scope: str, name: str, version: int, by: str, deleted: bool) -> None:
-        """A normalization policy changed: watchers learn that statuses may now read differently."""
-        what = "deleted" if deleted else f"version {version} set"
+    def policy_changed(self, scope: str, name: str, version: int, by: str, deleted: bool,
+                       default: Policy | None = None) -> None:
+        """A normalization policy changed: watchers learn that statuses may now read differently.
+        `default`: the default policy's new version, which decides from now on."""
+        if default is not None:
+            self.default_policy = default
+        what = ("returned to the built-in rules" if deleted and default is not None
+                else "deleted" if deleted else f"version {version} set")
         self.event(EventKind.POLICY, raw={"scope": scope, "name": name, "version": str(version)},
                    raw_status="DELETED" if deleted else "SET", message=f"{scope} policy {name!r} {what} by {by}")
 

@@ -15,7 +15,8 @@ is in no range. A condition on a property the raw values lack never holds.
 
 Precedence, for each normalized property: the first matching rule of the user's policy, else
 of the group policies in the order given, else of the default policy; nothing matches ->
-UNKNOWN. Inside a policy "*" rules and rules naming the environment compete in list order.
+UNKNOWN. The default policy in force is the built-in one (DEFAULT_POLICY, its version 1) unless
+an operator stored another version; callers pass the one in force. Inside a policy "*" rules and rules naming the environment compete in list order.
 
 A rule with no conditions is a catch-all for its environment; it must name one, because with
 "*" it would match every raw value from everywhere and hide every later rule and policy.
@@ -457,6 +458,8 @@ def _bound(where: str, value: object, side: int) -> int | float | None:
 
 # --- the default (enterprise) policy: its rules are data in vocabulary.py --------------------
 
+DEFAULT_NAME = "default"
+BUILTIN_VERSION = 1  # the built-in rules are the default policy's first version
 DEFAULT_POLICY = parse_policy("default_policy", {"name": "default",
                                                  "rules": [{**rule, "ignore_case": True} for rule in DEFAULT_RULES]})
 
@@ -505,18 +508,18 @@ _TIMELY = frozenset({Status.LATE_TO_START, Status.RUNNING_LATE})
 
 
 def redecide(environment: str, raw: Mapping[str, str], stored: Status, *, user: Policy | None,
-             groups: Sequence[Policy] = ()) -> Decision | None:
+             groups: Sequence[Policy] = (), default: Policy = DEFAULT_POLICY) -> Decision | None:
     """The decision a caller with these policies gets for something stored with `stored` (its
     status under the default policy, plus lateness and holds); None where `stored` stands."""
     if stored in _TIMELY or (stored == Status.ON_HOLD and environment == "jobplane"):
         return None
-    return normalize(environment, raw, user=user, groups=groups)
+    return normalize(environment, raw, user=user, groups=groups, default=default)
 
 
 def renormalize(environment: str, raw: Mapping[str, str], stored: Status, *, user: Policy | None,
-                groups: Sequence[Policy] = ()) -> Status:
+                groups: Sequence[Policy] = (), default: Policy = DEFAULT_POLICY) -> Status:
     """The status a caller with these policies sees for something stored with `stored`."""
-    decision = redecide(environment, raw, stored, user=user, groups=groups)
+    decision = redecide(environment, raw, stored, user=user, groups=groups, default=default)
     return stored if decision is None else decision.status
 
 

@@ -24,28 +24,32 @@ POLICY_SCOPE_GROUP: PolicyScope
 POLICY_SCOPE_USER: PolicyScope
 
 class Policy(_message.Message):
-    __slots__ = ("scope", "name", "version", "document", "update_time", "updated_by")
+    __slots__ = ("scope", "name", "version", "document", "update_time", "updated_by", "deleted")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
     scope: PolicyScope
     name: str
     version: int
     document: _struct_pb2.Struct
     update_time: _timestamp_pb2.Timestamp
     updated_by: str
-    def __init__(self, scope: _Optional[_Union[PolicyScope, str]] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
+    deleted: bool
+    def __init__(self, scope: _Optional[_Union[PolicyScope, str]] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
-    __slots__ = ("scope", "name")
+    __slots__ = ("scope", "name", "version")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     scope: PolicyScope
     name: str
-    def __init__(self, scope: _Optional[_Union[PolicyScope, str]] = ..., name: _Optional[str] = ...) -> None: ...
+    version: int
+    def __init__(self, scope: _Optional[_Union[PolicyScope, str]] = ..., name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class GetPolicyResponse(_message.Message):
     __slots__ = ("policy",)
@@ -62,6 +66,26 @@ class ListPoliciesRequest(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListPoliciesResponse(_message.Message):
+    __slots__ = ("policies", "next_page_token")
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[Policy]
+    next_page_token: str
+    def __init__(self, policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListPolicyVersionsRequest(_message.Message):
+    __slots__ = ("scope", "name", "page_size", "page_token")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    scope: PolicyScope
+    name: str
+    page_size: int
+    page_token: str
+    def __init__(self, scope: _Optional[_Union[PolicyScope, str]] = ..., name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPolicyVersionsResponse(_message.Message):
     __slots__ = ("policies", "next_page_token")
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
