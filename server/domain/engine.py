@@ -23,6 +23,7 @@ from .continuation import Continuations, Pending
 from .dispatch import ReadyQueue
 from .fencing import Fencing
 from .holds import Holds
+from .inactive import Inactivity
 from .inventory import Inventory
 from .lateness import Lateness
 from .lifecycle import Lifecycle
@@ -69,6 +70,7 @@ class Engine:
         self.conditions = Conditions(self)
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
+        self.inactivity = Inactivity(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -285,6 +287,7 @@ class Engine:
         while len(self.ready) and self.provider_rules.activate_standby():
             self._dispatch_round()
         self.conditions.explain()
+        self.inactivity.explain()
         self.inventory.plan_scans()
         self.changes.unmet = len(self.ready) if len(self.ready) and not any(
             p.free > 0 for p in self.providers.values()) else 0
