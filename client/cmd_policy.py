@@ -243,4 +243,10 @@ def decision_details(result: policy_pb2.TestPolicyResponse) -> str:
         ("Policy", result.policy),
         ("Rule", f"rules[{result.rule_index}]" if result.policy else ""),
         ("Reason", result.reason),
+        *((prop.name.replace("_", " ").capitalize(), _property_value(prop)) for prop in result.properties),
     ])
+
+
+def _property_value(prop: policy_pb2.NormalizedProperty) -> str:
+    """`HIGH (default rules[12])`, or `- (no rule matches)`."""
+    return f"{prop.value} ({prop.policy} rules[{prop.rule_index}])" if prop.policy else "- (no rule matches)"

@@ -36,7 +36,7 @@ from jobplane.v1 import policy_pb2
 # How the server may name the document in a field path: `policy.rules[0]`, `document.rules[0]`.
 _DOCUMENT_PREFIXES: tuple[FieldPath, ...] = (("policy", "document"), ("policy",), ("document",))
 # The keys of a rule in the order people write them; others follow, sorted.
-_RULE_KEYS = ("environment", "when", "status", "property")
+_RULE_KEYS = ("environment", "when", "status", "property", "value")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 

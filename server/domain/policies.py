@@ -18,6 +18,11 @@ of the group policies in the order given, else of the default policy; nothing ma
 UNKNOWN. The default policy in force is the built-in one (DEFAULT_POLICY, its version 1) unless
 an operator stored another version; callers pass the one in force. Inside a policy "*" rules and rules naming the environment compete in list order.
 
+Besides the status, a rule may set another normalized property of the vocabulary:
+`property = "priority_class"` with `value = "HIGH" | "NORMAL" | "LOW"` (instead of `status`),
+read from e.g. Slurm's QOS or an LSF queue's name. Such rules are matched by the same engine,
+each property on its own: a priority-class rule never decides a status, nor the reverse.
+
 A rule with no conditions is a catch-all for its environment; it must name one, because with
 "*" it would match every raw value from everywhere and hide every later rule and policy.
 """
@@ -31,13 +36,14 @@ from dataclasses import dataclass
 from .model import Status
 from .policy_parse import parse_policy, parse_rule, policy_to_dict
 from .policy_rules import (
-    ANY, MAX_CONDITIONS, MAX_NAME, MAX_RULES, MAX_VALUE, MAX_VALUES, OPERATORS, PROPERTIES, STATUS, Condition,
-    Equals, Glob, In, Policy, Range, Rule)
+    ANY, MAX_CONDITIONS, MAX_NAME, MAX_RULES, MAX_VALUE, MAX_VALUES, OPERATORS, PRIORITY_CLASS, PROPERTIES,
+    PROPERTY_VALUES, STATUS, Condition, Equals, Glob, In, Policy, Range, Rule)
 from .vocabulary import DEFAULT_RULES
 
 __all__ = [
     "ANY", "BUILTIN_VERSION", "Condition", "DEFAULT_NAME", "DEFAULT_POLICY", "Decision", "Equals", "Glob", "In",
-    "MAX_CONDITIONS", "MAX_NAME", "MAX_RULES", "MAX_VALUE", "MAX_VALUES", "OPERATORS", "PROPERTIES", "Policy",
+    "MAX_CONDITIONS", "MAX_NAME", "MAX_RULES", "MAX_VALUE", "MAX_VALUES", "OPERATORS", "PRIORITY_CLASS",
+    "PROPERTIES", "PROPERTY_VALUES", "Policy",
     "Range", "Rule", "STATUS", "is_decision_reason", "normalize", "parse_policy", "parse_rule", "policy_to_dict",
     "redecide", "renormalize"]
 
@@ -54,12 +60,14 @@ DEFAULT_POLICY = parse_policy("default_policy", {"name": "default",
 
 @dataclass(frozen=True)
 class Decision:
-    """A normalized status and what decided it; `policy` is "" and `rule_index` None when nothing matched."""
+    """A normalized status (or another property's value) and what decided it; `policy` is "",
+    `rule_index` None and `value` "" when nothing matched."""
 
     status: Status
     policy: str
     rule_index: int | None
     reason: str
+    value: str = ""  # what the rule set its property to: the status's name, or e.g. "HIGH"
 
 
 def normalize(
@@ -71,7 +79,8 @@ def normalize(
     default: Policy = DEFAULT_POLICY,
     property_name: str = STATUS,
 ) -> Decision:
-    """The normalized status of `raw` from `environment` for a user with these policies.
+    """The normalized status of `raw` from `environment` for a user with these policies (or,
+    with `property_name`, that property's value: Decision.value).
 
     `raw` is only read. The reason names the level (user, group, default), the policy and the
     rule, or, when nothing matched, the raw values and the policies consulted.
@@ -81,7 +90,7 @@ def normalize(
         if index is not None:
             rule = policy.rules[index]
             return Decision(rule.status, policy.name, index,
-                            f"{level} policy {policy.name!r} rules[{index}]: {rule.description}")
+                            f"{level} policy {policy.name!r} rules[{index}]: {rule.description}", rule.result)
     shown = ", ".join(f"{name}={value!r}" for name, value in sorted(raw.items())) or "no raw properties"
     consulted = ", ".join(f"{level} {policy.name!r}" for level, policy in _levels(user, groups, default))
     return Decision(Status.UNKNOWN, "", None, f"no rule matches {environment} with {shown} (consulted {consulted})")

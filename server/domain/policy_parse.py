@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from ..errors import InvalidArgument
 from .model import Status
 from .policy_rules import (
-    ANY, MAX_CONDITIONS, MAX_NAME, MAX_RULES, MAX_VALUE, MAX_VALUES, OPERATORS, PROPERTIES, STATUS, _IDENTIFIER,
-    _NAME, Condition, Equals, Glob, In, Policy, Range, Rule)
+    ANY, MAX_CONDITIONS, MAX_NAME, MAX_RULES, MAX_VALUE, MAX_VALUES, OPERATORS, PROPERTIES, PROPERTY_VALUES, STATUS,
+    _IDENTIFIER, _NAME, Condition, Equals, Glob, In, Policy, Range, Rule)
 # The same wording as prerequisite errors ("did you mean ...", "must be ..., got ...").
 from .signatures import choices, wrong_type
 
@@ -38,18 +38,23 @@ def parse_policy(path: str, raw: Mapping[str, object]) -> Policy:
 
 def parse_rule(path: str, raw: Mapping[str, object]) -> Rule:
     """Validate one rule table {"environment": ..., "when": {...}, "status": ..., "property": ...,
-    "ignore_case": ...}."""
+    "ignore_case": ...}; a rule for a property other than the status gives "value" for "status"."""
     if not isinstance(raw, Mapping):
         raise wrong_type(path, raw, 'a table such as { environment = "external", when = { status = "ABEND" }, '
                                      'status = "FAILURE" }')
-    _no_unknown_keys(path, raw, ("environment", "when", "status", "property", "ignore_case"), "a rule")
-    for key, example in (("environment", 'environment = "process", or "*" for any'),
-                         ("status", f"status = one of {', '.join(Status.__members__)}")):
-        if key not in raw:
-            raise InvalidArgument(f"{path}.{key}", f"is missing; add {example}")
-    environment = _environment(f"{path}.environment", raw["environment"])
+    _no_unknown_keys(path, raw, ("environment", "when", "status", "property", "ignore_case", "value"), "a rule")
     prop = _property(f"{path}.property", raw.get("property", STATUS))
-    status = _status(f"{path}.status", raw["status"])
+    result, example = (("status", f"status = one of {', '.join(Status.__members__)}") if prop == STATUS else
+                       ("value", f"value = one of {', '.join(PROPERTY_VALUES[prop])}"))
+    for key, wanted in (("environment", 'environment = "process", or "*" for any'), (result, example)):
+        if key not in raw:
+            raise InvalidArgument(f"{path}.{key}", f"is missing; add {wanted}")
+    other = "value" if prop == STATUS else "status"
+    if other in raw:
+        raise InvalidArgument(f"{path}.{other}", f"is not for a rule setting {prop}; give {example}")
+    environment = _environment(f"{path}.environment", raw["environment"])
+    status = _status(f"{path}.status", raw["status"]) if prop == STATUS else Status.UNKNOWN
+    value = "" if prop == STATUS else _value(f"{path}.value", raw["value"], PROPERTY_VALUES[prop])
     fold = raw.get("ignore_case", False)
     if not isinstance(fold, bool):
         raise wrong_type(f"{path}.ignore_case", fold, "true or false")
@@ -58,7 +63,7 @@ def parse_rule(path: str, raw: Mapping[str, object]) -> Rule:
         raise InvalidArgument(f"{path}.when", "is empty while environment is '*', so the rule would match every "
                                               "raw value from every environment and hide all later rules and "
                                               "policies; add a condition or name an environment")
-    return Rule(environment, when, status, prop, fold)
+    return Rule(environment, when, status, prop, fold, value)
 
 
 def policy_to_dict(policy: Policy) -> dict[str, object]:
@@ -71,7 +76,8 @@ def _rule_to_dict(rule: Rule) -> dict[str, object]:
                                 "when": {name: condition.as_raw() for name, condition in rule.when},
                                 "status": rule.status.name}
     if rule.property != STATUS:
-        table["property"] = rule.property
+        del table["status"]
+        table["property"], table["value"] = rule.property, rule.value
     if rule.ignore_case:
         table["ignore_case"] = True
     return table
@@ -117,6 +123,15 @@ def _property(where: str, value: object) -> str:
     if value not in PROPERTIES:
         raise InvalidArgument(where, f"unknown normalized property {value!r}; {choices(value, PROPERTIES)}")
     return value
+
+
+def _value(where: str, value: object, values: Sequence[str]) -> str:
+    if not isinstance(value, str):
+        raise wrong_type(where, value, "a string")
+    name = value.strip().upper()
+    if name not in values:
+        raise InvalidArgument(where, f"unknown value {value!r}; {choices(name, values)}")
+    return name
 
 
 def _status(where: str, value: object) -> Status:

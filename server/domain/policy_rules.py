@@ -15,7 +15,11 @@ from .model import Status
 
 ANY = "*"
 STATUS = "status"
-PROPERTIES: tuple[str, ...] = (STATUS,)  # the normalized properties a rule may set
+PRIORITY_CLASS = "priority_class"
+# The normalized properties a rule may set, and the values of each but the status (whose
+# values are the Status vocabulary). A rule for one of them gives `value` instead of `status`.
+PROPERTY_VALUES: dict[str, tuple[str, ...]] = {PRIORITY_CLASS: ("HIGH", "NORMAL", "LOW")}
+PROPERTIES: tuple[str, ...] = (STATUS, *PROPERTY_VALUES)
 OPERATORS: tuple[str, ...] = ("equals", "in", "range", "glob")
 MAX_RULES = 500
 MAX_CONDITIONS = 16  # per rule
@@ -122,7 +126,8 @@ def _as_number(text: str) -> float | None:
 
 @dataclass(frozen=True)
 class Rule:
-    """Raw properties in an environment that mean a normalized status.
+    """Raw properties in an environment that mean a normalized status (or, for another
+    property, a value of it: `status` is then UNKNOWN and unused).
 
     `when` keeps the conditions in the order written: (raw property name, condition).
     """
@@ -132,6 +137,12 @@ class Rule:
     status: Status
     property: str = STATUS  # the normalized property the rule sets
     ignore_case: bool = False  # its text conditions match whatever the case ("Abend", "ABEND")
+    value: str = ""  # what it sets a property other than the status to, e.g. "HIGH"
+
+    @cached_property  # `property` is a field here
+    def result(self) -> str:
+        """What the rule sets its property to: a status's name, or the value."""
+        return self.status.name if self.property == STATUS else self.value
 
     def matches(self, raw: Mapping[str, str]) -> bool:
         for name, condition in self.when:
@@ -156,7 +167,7 @@ class Rule:
         conditions = " and ".join(c.describe(name) for name, c in self.when) or "any raw values"
         target = "" if self.property == STATUS else f"{self.property} "
         case = " (any case)" if self.ignore_case and any(not isinstance(c, Range) for _, c in self.when) else ""
-        return f"{self.environment}: {conditions}{case} -> {target}{self.status.name}"
+        return f"{self.environment}: {conditions}{case} -> {target}{self.result}"
 
 
 @dataclass(frozen=True)

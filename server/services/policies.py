@@ -7,7 +7,7 @@ from google.protobuf import json_format
 
 from jobplane.v1 import policy_pb2, policy_pb2_grpc
 
-from ..domain.policies import DEFAULT_NAME, normalize
+from ..domain.policies import DEFAULT_NAME, PROPERTIES, STATUS, normalize
 from ..domain.query import page_of
 from ..errors import InvalidArgument, PermissionDenied
 from ..security.policy import Caller, Role, current_caller
@@ -70,14 +70,25 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         user_name = request.user or caller.identity
         groups = tuple(request.groups) if request.groups or request.user else caller.groups
         user, group_policies = self._book.for_caller(user_name, groups)
-        decision = normalize(request.environment, dict(request.raw), user=user, groups=group_policies,
-                             default=self._book.default)
-        level = decision.reason.split(" policy ", 1)[0] if decision.policy else ""
-        label = "default" if level == "default" else f"{level} {decision.policy}" if level else ""
-        return policy_pb2.TestPolicyResponse(status=int(decision.status), policy=label,
-                                             rule_index=-1 if decision.rule_index is None else decision.rule_index,
-                                             reason=decision.reason)
+        raw, default = dict(request.raw), self._book.default
 
+        def decide(prop: str):
+            return normalize(request.environment, raw, user=user, groups=group_policies, default=default,
+                             property_name=prop)
+
+        decision = decide(STATUS)
+        properties = [policy_pb2.NormalizedProperty(name=prop, value=d.value, **_decided_by(d))
+                      for prop, d in ((prop, decide(prop)) for prop in PROPERTIES if prop != STATUS)]
+        return policy_pb2.TestPolicyResponse(status=int(decision.status), properties=properties,
+                                             **_decided_by(decision))
+
+
+def _decided_by(decision) -> dict:
+    """policy ("user alice", "group ops", "default"; "" when none matched), rule_index (-1) and reason."""
+    level = decision.reason.split(" policy ", 1)[0] if decision.policy else ""
+    label = "default" if level == "default" else f"{level} {decision.policy}" if level else ""
+    return {"policy": label, "rule_index": -1 if decision.rule_index is None else decision.rule_index,
+            "reason": decision.reason}
 
 def _name(request) -> str:
     """The policy's name: the group's or user's; "default" (or nothing) for the default policy."""

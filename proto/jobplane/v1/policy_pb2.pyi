@@ -141,13 +141,29 @@ class TestPolicyRequest(_message.Message):
     def __init__(self, user: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TestPolicyResponse(_message.Message):
-    __slots__ = ("status", "policy", "rule_index", "reason")
+    __slots__ = ("status", "policy", "rule_index", "reason", "properties")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     RULE_INDEX_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     status: _status_pb2.NormalizedStatus
     policy: str
     rule_index: int
     reason: str
-    def __init__(self, status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., policy: _Optional[str] = ..., rule_index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    properties: _containers.RepeatedCompositeFieldContainer[NormalizedProperty]
+    def __init__(self, status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., policy: _Optional[str] = ..., rule_index: _Optional[int] = ..., reason: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[NormalizedProperty, _Mapping]]] = ...) -> None: ...
+
+class NormalizedProperty(_message.Message):
+    __slots__ = ("name", "value", "policy", "rule_index", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    RULE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    policy: str
+    rule_index: int
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., policy: _Optional[str] = ..., rule_index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
