@@ -7,7 +7,7 @@ import pytest
 from support_engine import assigned, cmd, engine, provider
 
 from jobplane.server.domain.extract import extract_tasks
-from jobplane.server.domain.model import JobSpec, Lateness, Outcome, Report, ReportKind, Status, TaskSpec
+from jobplane.server.domain.model import JobSpec, Lateness, Outcome, Report, ReportKind, Status
 
 
 def submit(e, *tasks, lateness=Lateness()):
@@ -21,13 +21,17 @@ def only_task(e, job):
 
 
 def report(e, task, *kinds, outcome=Outcome.SUCCEEDED, exit_code=0, raw=None):
-    e.report("a", provider_id_conn(), [Report(task.id, task.attempt, kind, outcome if kind == ReportKind.FINISHED
-                                              else None, exit_code if kind == ReportKind.FINISHED else None,
-                                              raw=raw or {}) for kind in kinds])
+    """Provider "a" reports on the task's current attempt: STARTED, and/or FINISHED with `outcome`."""
+    def one(kind):
+        if kind == ReportKind.FINISHED:
+            return Report(task.id, task.attempt, kind, outcome, exit_code, raw=raw or {})
+        return Report(task.id, task.attempt, kind)
+    e.report("a", provider_id_conn(), [one(kind) for kind in kinds])
     e.take_changes()
 
 
 def provider_id_conn():
+    """Provider "a"'s connection id, as support_engine.provider made it."""
     return hash("a") & 0xFFFF
 
 
