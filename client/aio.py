@@ -145,6 +145,7 @@ class AsyncClient:
     scan_provider = bind(calls.scan_provider)
     get_policy = bind(calls.get_policy)
     list_policies = bind(calls.list_policies)
+    list_policy_versions = bind(calls.list_policy_versions)
     set_policy = bind(calls.set_policy)
     delete_policy = bind(calls.delete_policy)
     test_policy = bind(calls.test_policy)

@@ -33,7 +33,7 @@ from google.protobuf.message import Message
 from jobplane.client.conflicts import check_request, create_request
 from jobplane.client.events import plan_request
 from jobplane.client.jobfile import signature_structs
-from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request
+from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request, versions_request
 from jobplane.client.retry import submit_request
 from jobplane.client.security import token_request
 from jobplane.client.views import save_request
@@ -393,12 +393,17 @@ def scan_provider(provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> 
 # Policies
 
 
-def get_policy(scope: str, name: str = "") -> Unary[policy_pb2.Policy]:
-    """The current version of a policy: scope "default" (no name), "group" or "user".
+def get_policy(scope: str, name: str = "", version: int = 0) -> Unary[policy_pb2.Policy]:
+    """The current version of a policy (or `version`): scope "default" (no name), "group" or "user".
 
     Raises ValueError for another scope, NotFound when that group or user has no policy.
     """
-    return Unary(POLICIES, "GetPolicy", get_request(scope, name), attrgetter("policy"), idempotent=True)
+    return Unary(POLICIES, "GetPolicy", get_request(scope, name, version), attrgetter("policy"), idempotent=True)
+
+
+def list_policy_versions(scope: str, name: str = "", *, page_size: int = 100) -> Paged[policy_pb2.Policy]:
+    """Every version of a policy, newest first (the default policy's last is its built-in version 1)."""
+    return Paged(POLICIES, "ListPolicyVersions", versions_request(scope, name, page_size), "policies")
 
 
 def list_policies(*, page_size: int = 100) -> Paged[policy_pb2.Policy]:
@@ -407,7 +412,7 @@ def list_policies(*, page_size: int = 100) -> Paged[policy_pb2.Policy]:
 
 
 def set_policy(scope: str, name: str, document: Mapping[str, Any]) -> Unary[policy_pb2.Policy]:
-    """Store the next version of a "group" or "user" policy; returns it.
+    """Store the next version of a "default" (no name), "group" or "user" policy; returns it.
 
     `document` is `{"rules": [{"environment": "external", "when": {"status": "ABEND"},
     "status": "FAILURE"}, ...]}` (or a Struct). Raises ValueError for an unknown scope,
@@ -418,7 +423,8 @@ def set_policy(scope: str, name: str, document: Mapping[str, Any]) -> Unary[poli
 
 
 def delete_policy(scope: str, name: str) -> Unary[None]:
-    """Delete a "group" or "user" policy: its members fall back to the next level."""
+    """Delete a "group" or "user" policy: its members fall back to the next level. The "default"
+    policy returns to the built-in rules."""
     return Unary(POLICIES, "DeletePolicy", delete_request(scope, name), _nothing)
 
 

@@ -30,19 +30,32 @@ def register(commands: argparse._SubParsersAction) -> None:
     get = actions.add_parser(
         "get",
         help="show a policy as a policy file",
-        description="Show the current version of a policy: who changed it when, then its rules as a policy "
-        "file that `jobplane policy set` reads back.",
+        description="Show the current version of a policy (or --version N): who changed it when, then its "
+        "rules as a policy file that `jobplane policy set` reads back, for any group or user "
+        "(`jobplane policy get --default > mine.toml`, edit, `jobplane policy set --user alice mine.toml`).",
     )
-    _add_target(get, with_default=True)
+    _add_target(get)
+    get.add_argument("--version", type=int, default=0, metavar="N",
+                     help="that version (`jobplane policy history` lists them); default: the current one")
     get.set_defaults(run=run_get)
+
+    history = actions.add_parser(
+        "history",
+        help="list every version of a policy",
+        description="List every version of a policy, newest first: who stored it, when, how many rules. "
+        "The default policy's version 1 is the built-in rules. `jobplane policy get --version N` shows one.",
+    )
+    _add_target(history)
+    history.set_defaults(run=run_history)
 
     listing = actions.add_parser("list", help="list policies", description="List every policy and its version.")
     listing.set_defaults(run=run_list)
 
     set_ = actions.add_parser(
         "set",
-        help="store a new version of a group or user policy from a file",
-        description="Store the rules in FILE as the next version of a group's or user's policy. FILE is "
+        help="store a new version of a policy from a file",
+        description="Store the rules in FILE as the next version of a group's or user's policy, or of the "
+        "default policy (operators and admins: it decides how every task ends). FILE is "
         'TOML with [[rules]] tables, e.g. environment = "external", when = { status = "ABEND", queue = '
         '{ in = ["PRINT", "HOLD"] } }, status = "FAILURE" (or JSON, {"rules": [...]}); conditions are a '
         'value, { equals = ... }, { in = [...] }, { range = [min, max] } or { glob = "S0C*" }. A rule the '
@@ -54,8 +67,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     delete = actions.add_parser(
         "delete",
-        help="delete a group or user policy",
-        description=f"Delete a group's or user's policy. {_PRECEDENCE}",
+        help="delete a group or user policy, or return the default policy to the built-in rules",
+        description=f"Delete a group's or user's policy; --default returns the default policy to the "
+        f"built-in rules. Either is a new version, kept in the history. {_PRECEDENCE}",
     )
     _add_target(delete)
     delete.set_defaults(run=run_delete)
@@ -74,17 +88,17 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="a raw property, e.g. status=ABEND queue=PRINT")
     test.set_defaults(run=run_test)
 
-    for parser in (get, listing, set_, delete, test):
+    for parser in (get, history, listing, set_, delete, test):
         add_server_option(parser)
         add_output_option(parser)
 
 
-def _add_target(parser: argparse.ArgumentParser, *, with_default: bool = False) -> None:
+def _add_target(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--group", metavar="G", help="the policy of group G")
     target.add_argument("--user", metavar="U", help="the policy of user U")
-    if with_default:
-        target.add_argument("--default", action="store_true", help="the built-in default policy (read-only)")
+    target.add_argument("--default", action="store_true",
+                        help="the default policy (built in as version 1; operators and admins may change it)")
 
 
 class _RawValues(argparse.Action):
@@ -115,8 +129,16 @@ def target(args: argparse.Namespace) -> tuple[str, str]:
 def run_get(args: argparse.Namespace) -> int:
     scope, name = target(args)
     with connect(args) as client:
-        policy = client.get_policy(scope, name)
+        policy = client.get_policy(scope, name, args.version)
     print(output.json_document(policy) if wants_json(args) else policy_toml(policy))
+    return EXIT_OK
+
+
+def run_history(args: argparse.Namespace) -> int:
+    scope, name = target(args)
+    with connect(args) as client:
+        versions = list(client.list_policy_versions(scope, name))
+    print(output.json_document(versions) if wants_json(args) else history_table(versions))
     return EXIT_OK
 
 
@@ -150,7 +172,9 @@ def run_delete(args: argparse.Namespace) -> int:
     with connect(args) as client:
         client.delete_policy(scope, name)
     if wants_json(args):
-        print(json.dumps({"scope": scope, "name": name, "deleted": True}, indent=2))
+        print(json.dumps({"scope": scope, "name": name or "default", "deleted": True}, indent=2))
+    elif scope == "default":
+        print("the default policy is the built-in rules again")
     else:
         print(f"deleted the policy of {scope} {name}")
     return EXIT_OK
@@ -165,7 +189,7 @@ def run_test(args: argparse.Namespace) -> int:
 
 def set_policy(client: Client, scope: str, name: str, policy_file: PolicyFile) -> policy_pb2.Policy:
     """Send the file's rules; one the server rejects is reported at its line in the file."""
-    document = policy_file.struct(name)
+    document = policy_file.struct(name or "default")
     try:
         return client.set_policy(scope, name, document)
     except InvalidArgument as error:
@@ -190,6 +214,28 @@ def policy_table(policies: Sequence[policy_pb2.Policy], *, now: float | None = N
     return output.table(("SCOPE", "NAME", "VERSION", "RULES", "UPDATED", "BY"), rows)
 
 
+def history_table(versions: Sequence[policy_pb2.Policy], *, now: float | None = None) -> str:
+    rows = (
+        (
+            version.version,
+            output.moment(version.update_time, now=now),
+            version.updated_by or "-",
+            len(document_rules(version.document)),
+            _what(version),
+        )
+        for version in versions
+    )
+    return output.table(("VERSION", "UPDATED", "BY", "RULES", "CHANGE"), rows)
+
+
+def _what(version: policy_pb2.Policy) -> str:
+    if version.scope == policy_pb2.POLICY_SCOPE_DEFAULT and not version.updated_by and version.version == 1:
+        return "built in"
+    if version.deleted:
+        return "back to the built-in rules" if version.scope == policy_pb2.POLICY_SCOPE_DEFAULT else "deleted"
+    return "set"
+
+
 def decision_details(result: policy_pb2.TestPolicyResponse) -> str:
     """The normalized status, the policy and rule that decided it (`-` when none), and why."""
     return output.fields([
@@ -197,4 +243,10 @@ def decision_details(result: policy_pb2.TestPolicyResponse) -> str:
         ("Policy", result.policy),
         ("Rule", f"rules[{result.rule_index}]" if result.policy else ""),
         ("Reason", result.reason),
+        *((prop.name.replace("_", " ").capitalize(), _property_value(prop)) for prop in result.properties),
     ])
+
+
+def _property_value(prop: policy_pb2.NormalizedProperty) -> str:
+    """`HIGH (default rules[12])`, or `- (no rule matches)`."""
+    return f"{prop.value} ({prop.policy} rules[{prop.rule_index}])" if prop.policy else "- (no rule matches)"

@@ -62,8 +62,12 @@ def policy_label(policy: policy_pb2.Policy) -> str:
     return f"{scope_name(policy.scope)} {policy.name}".strip()
 
 
-def get_request(scope: str | int, name: str = "") -> policy_pb2.GetPolicyRequest:
-    return policy_pb2.GetPolicyRequest(scope=parse_scope(scope), name=name)
+def get_request(scope: str | int, name: str = "", version: int = 0) -> policy_pb2.GetPolicyRequest:
+    return policy_pb2.GetPolicyRequest(scope=parse_scope(scope), name=name, version=version)
+
+
+def versions_request(scope: str | int, name: str = "", page_size: int = 100) -> policy_pb2.ListPolicyVersionsRequest:
+    return policy_pb2.ListPolicyVersionsRequest(scope=parse_scope(scope), name=name, page_size=page_size)
 
 
 def delete_request(scope: str | int, name: str) -> policy_pb2.DeletePolicyRequest:

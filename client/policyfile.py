@@ -1,7 +1,7 @@
 """Policy files: TOML (or JSON) documents holding `[[rules]]` tables, read for `jobplane policy set`
 and written by `jobplane policy get`.
 
-    name = "ops"                  # optional; must be the group or user the policy is set for
+    name = "ops"                  # optional; if given, must be the group or user the policy is set for
 
     [[rules]]
     environment = "external"
@@ -10,7 +10,9 @@ and written by `jobplane policy get`.
 
 The server validates the rules; `PolicyFile.locate` maps the field path of its INVALID_ARGUMENT
 (`policy.rules[3].when.status: ...`) back to a line. `policy_toml` writes a policy in this form,
-so the output of `get` is a file `set` reads back.
+so the output of `get` is a file `set` reads back, for any group or user: it names the policy it
+came from only in its header comments (`jobplane policy get --default > mine.toml`, then
+`jobplane policy set --user alice mine.toml`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from jobplane.v1 import policy_pb2
 # How the server may name the document in a field path: `policy.rules[0]`, `document.rules[0]`.
 _DOCUMENT_PREFIXES: tuple[FieldPath, ...] = (("policy", "document"), ("policy",), ("document",))
 # The keys of a rule in the order people write them; others follow, sorted.
-_RULE_KEYS = ("environment", "when", "status", "property")
+_RULE_KEYS = ("environment", "when", "status", "property", "value")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -77,13 +79,16 @@ def load_policy_file(path: str | Path) -> PolicyFile:
 
 
 def policy_toml(policy: policy_pb2.Policy, *, now: float | None = None) -> str:
-    """The policy as a policy file, its version and last change in comments at the top."""
+    """The policy as a policy file, which policy it is, its version and last change in comments at
+    the top; no `name` line, so the file may be set as any group's or user's policy."""
     updated = output.moment(policy.update_time, now=now)
     by = f" by {policy.updated_by}" if policy.updated_by else ""
-    header = output.fields([("Policy", policy_label(policy)), ("Version", policy.version),
-                            ("Updated", f"{updated}{by}")])
+    fields = [("Policy", policy_label(policy)), ("Version", policy.version), ("Updated", f"{updated}{by}")]
+    if policy.deleted:
+        fields.append(("Deleted", "this version returned the default policy to the built-in rules below"
+                       if policy.scope == policy_pb2.POLICY_SCOPE_DEFAULT else "this version deleted the policy"))
+    header = output.fields(fields)
     lines = [f"# {line}" for line in header.splitlines()]
-    lines.append(f"name = {_string(policy.name or 'default')}")
     rules = document_rules(policy.document)
     if not rules:
         lines.append("rules = []")

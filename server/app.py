@@ -183,11 +183,11 @@ class Server:
                 await self._tailer.stop()
                 await self._tailer.catch_up()
                 self._tailer = None
+            await self.deps.policies.load()  # the default policy in force decides how tasks end
             await self._resume(term)
             self.core.start()
             await self.core.call(lambda engine: None)  # commit what the restore changed
             await self._start_background()
-            await self.deps.policies.load()
             self.deps.core = self.core
             if self._listening:
                 await self.core.call(lambda engine: engine.arm_restart_grace(self._takeover_slack(term)))
@@ -260,6 +260,7 @@ class Server:
         snapshot = await asyncio.get_running_loop().run_in_executor(self._writer, self.store.load)
         counters, jobs, tasks, providers, waiting = runtime_from_snapshot(snapshot)
         self.engine = Engine(self.config.engine())
+        self.engine.default_policy = self.deps.policies.default
         self.engine.ids = counters
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())

@@ -29,7 +29,8 @@ LOCAL = frozenset(_V1 + name for name in (
     "EventService/WatchEvents", "TaskService/GetTask", "TaskService/ListTasks",
     "ContinuationService/ListContinuations", "ContinuationService/GetContinuation",
     "ContinuationService/WatchContinuations", "ViewService/GetView", "ViewService/ListViews",
-    "PolicyService/GetPolicy", "PolicyService/ListPolicies", "PolicyService/TestPolicy",
+    "PolicyService/GetPolicy", "PolicyService/ListPolicies", "PolicyService/ListPolicyVersions",
+    "PolicyService/TestPolicy",
     "SecurityService/ListAuditRecords", "SecurityService/GetAuthority", "SecurityService/WhoAmI",
     "ServerService/ListServers", "ScheduleService/GetSchedule", "ScheduleService/ListSchedules"))
 ENROLL = _V1 + "SecurityService/Enroll"

@@ -71,6 +71,16 @@ class ReadyQueue:
             if key[1] and self._drop_stale(heap):
                 yield key[0], key[1]
 
+    def label_sets(self) -> set[frozenset]:
+        """The label requirements of the groups that may have queued tasks."""
+        return {key[0] for key, heap in self._groups.items() if heap}
+
+    def requiring(self, labels: frozenset) -> Iterator[int]:
+        """The queued tasks that require exactly these labels (inactive.py looks at them)."""
+        for key, heap in list(self._groups.items()):
+            if key[0] == labels:
+                yield from (entry[3] for entry in heap if entry[3] in self._queued)
+
     def _best(self, labels: dict[str, str], has: HasAll, meets: Meets):
         """(group key, heap entry) of the best matching queued task; stale heads are dropped."""
         best_key, best = None, None

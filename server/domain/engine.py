@@ -23,10 +23,12 @@ from .continuation import Continuations, Pending
 from .dispatch import ReadyQueue
 from .fencing import Fencing
 from .holds import Holds
+from .inactive import Inactivity
 from .inventory import Inventory
 from .lateness import Lateness
 from .lifecycle import Lifecycle
 from .model import TASK_DONE, TASK_OUT, Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskDraft, TaskState
+from .policies import DEFAULT_POLICY, Policy
 from .providers import CONNECTED, Providers
 from .reopen import Reopening
 from .reports import Reports
@@ -55,6 +57,7 @@ class Engine:
         self.changes = ChangeSet()  # what this batch changed so far
         self.calendar = Calendar(config.timezone, config.period_ends)
         self.requests = Requests()  # request ids of idempotent submits -> the jobs they made
+        self.default_policy: Policy = DEFAULT_POLICY  # the version in force: it decides how tasks end
         self._dispatch_wanted = False
         self.lifecycle = Lifecycle(self)
         self.reports = Reports(self)
@@ -71,6 +74,7 @@ class Engine:
         self.reopen = Reopening(self)
         self.suspension = Suspension(self)
         self.schedules = Schedules(self)
+        self.inactivity = Inactivity(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -296,6 +300,7 @@ class Engine:
         while len(self.ready) and self.provider_rules.activate_standby():
             self._dispatch_round()
         self.conditions.explain()
+        self.inactivity.explain()
         self.inventory.plan_scans()
         # Whatever is still queued now, no provider could take: none has a free slot, or none
         # with a free slot has the labels, prerequisites or live facts it needs.
@@ -392,9 +397,14 @@ class Engine:
         if job is not None and task.state == TaskState.QUEUED and task.attempt == attempt:
             self.holds.requeue(task, job)
 
-    def policy_changed(self, scope: str, name: str, version: int, by: str, deleted: bool) -> None:
-        """A normalization policy changed: watchers learn that statuses may now read differently."""
-        what = "deleted" if deleted else f"version {version} set"
+    def policy_changed(self, scope: str, name: str, version: int, by: str, deleted: bool,
+                       default: Policy | None = None) -> None:
+        """A normalization policy changed: watchers learn that statuses may now read differently.
+        `default`: the default policy's new version, which decides from now on."""
+        if default is not None:
+            self.default_policy = default
+        what = ("returned to the built-in rules" if deleted and default is not None
+                else "deleted" if deleted else f"version {version} set")
         self.event(EventKind.POLICY, raw={"scope": scope, "name": name, "version": str(version)},
                    raw_status="DELETED" if deleted else "SET", message=f"{scope} policy {name!r} {what} by {by}")
 

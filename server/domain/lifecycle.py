@@ -86,7 +86,7 @@ class Lifecycle:
         task.state = to
         status = task_status(to, task.attempt)
         if raw and to in TASK_DONE:  # how it ended, in the environment's words, as the default policy reads them
-            status = normalize(task.spec.environment, raw, user=None).status
+            status = normalize(task.spec.environment, raw, user=None, default=e.default_policy).status
         held = ""
         if to == Q:
             held = e.holds.admit(task, job) if enqueue else e.holds.still_held(task)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from .changes import Stop
+from .inactive import DISABLED
 from .model import EventKind, Hello, ProviderState
 from .state import ProviderRt
 from .status import provider_status
@@ -333,6 +334,8 @@ class Providers:
         return False
 
     def set_state(self, provider: ProviderRt, state: ProviderState, message: str) -> None:
+        if (state in DISABLED) != (provider.state in DISABLED):
+            self.engine.want_dispatch()  # what only it could run may be INACTIVE now, or no longer (inactive.py)
         provider.state = state
         self.engine.supervision.schedule(provider)  # e.g. an activated standby: its idle time counts now
         self.engine.changes.provider(provider)

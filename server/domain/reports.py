@@ -13,7 +13,7 @@ from jobplane.logs import ids
 
 from .adoption import JOB_ID_MAX
 from .model import EventKind, JobState, Outcome, Report, ReportKind, Status, TaskState
-from .policies import normalize
+from .policies import Policy, normalize
 from .state import AttemptRt, TaskRt
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class Reports:
         status): an event with them and their normalized status under the default policy."""
         e = self.engine
         environment = task.spec.environment
-        decision = normalize(environment, raw, user=None)
+        decision = normalize(environment, raw, user=None, default=e.default_policy)
         attempt = task.current
         if attempt is not None:
             attempt.environment, attempt.raw = environment, dict(raw)
@@ -135,7 +135,8 @@ class Reports:
             return
         if e.suspension.requeued(task, attempt, report):
             return
-        outcome, verdict = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw)
+        outcome, verdict = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw,
+                                    e.default_policy)
         if report.raw:
             attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)
         e.close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
@@ -177,14 +178,14 @@ class Reports:
             e.lifecycle.task_done(task)
 
 
-def _verdict(environment: str, outcome: Outcome, raw: dict[str, str]) -> tuple[Outcome, str]:
+def _verdict(environment: str, outcome: Outcome, raw: dict[str, str], default: Policy) -> tuple[Outcome, str]:
     """One truth: how an attempt ended, as the default policy reads its raw properties, decides
     whether it succeeded, for its job and its `after` dependents as for everyone who looks (a
     scheduler's ABEND with exit code 0 failed). Where no rule decides, the agent's outcome stands.
     Returns the outcome and, when the policy overruled a success, why."""
     if not raw or outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
         return outcome, ""
-    decision = normalize(environment, raw, user=None)
+    decision = normalize(environment, raw, user=None, default=default)
     if outcome == Outcome.SUCCEEDED and decision.status == Status.FAILURE:
         return Outcome.FAILED, f"ended as FAILURE: {decision.reason}"
     if outcome == Outcome.FAILED and decision.status == Status.SUCCESS:

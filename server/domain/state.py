@@ -32,6 +32,7 @@ class JobRt:
     hold: str = ""  # held by hand: who and why (persisted)
     hold_reason: str = ""  # why its tasks may not start yet: a conflict, its window (derived)
     condition_hold: str = ""  # why a task of it waits on runtime conditions no provider meets (derived)
+    inactive: str = ""  # why its queued tasks cannot go on until an operator acts (derived, inactive.py)
     window: tuple[float, float | None] | None = None  # (opens, closes) when it has a window
     facts: object = None  # conflicts.JobFacts, made on first use
     request: object = None  # requests.RequestKey of an idempotent submit: stored with the new job
@@ -47,6 +48,8 @@ class JobRt:
             return Status.ON_HOLD
         if self.state == JobState.RUNNING and self.hold and not self.counts.get("running"):
             return Status.ON_HOLD  # held by hand, and nothing of it runs (suspended, requeued)
+        if self.state == JobState.QUEUED and self.inactive:
+            return Status.INACTIVE
         return job_status(self.state)
 
 

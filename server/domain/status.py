@@ -40,6 +40,7 @@ COUNT_BUCKETS = {
     Status.WAITING: "waiting",
     Status.RESTART: "waiting",
     Status.ON_HOLD: "waiting",
+    Status.INACTIVE: "waiting",
     Status.LATE_TO_START: "waiting",
     Status.RUNNING: "running",
     Status.RUNNING_LATE: "running",

@@ -15,6 +15,14 @@ def _states(environment: str, property_name: str, mapping: Mapping[str, str]) ->
             for value, status in mapping.items()]
 
 
+def _values(environment: str, raw_name: str, property_name: str, mapping: Mapping[str, str]) -> list[dict[str, object]]:
+    """One rule per raw value of `raw_name`: {raw value: value of `property_name`}."""
+    return [{"environment": environment, "when": {raw_name: raw}, "property": property_name, "value": value}
+            for raw, value in mapping.items()]
+
+
+PRIORITY_CLASS = "priority_class"
+
 # How an attempt ended, as the agent reports it for both built-in adapters.
 _AGENT_STATES = {
     "queued": "WAITING", "running": "RUNNING",
@@ -73,6 +81,15 @@ DEFAULT_RULES: list[dict[str, object]] = [
     {"environment": "external", "when": {"exit_code": {"range": [None, None]}}, "status": "FAILURE"},
     # slurm: Slurm's job states and pending reasons (slurm_states.py)
     *slurm_rules(_AGENT_STATES),
+    # The priority class (another normalized property), from the scheduler's own words: Slurm's
+    # QOS (its default QOS is "normal"), LSF's stock queues (lsb.queues: priority, normal, night,
+    # idle), PBS/SGE-style queue names.
+    *_values("slurm", "QOS", PRIORITY_CLASS, {"high": "HIGH", "urgent": "HIGH", "expedite": "HIGH",
+                                               "normal": "NORMAL", "low": "LOW", "scavenger": "LOW",
+                                               "standby": "LOW"}),
+    *_values("external", "queue", PRIORITY_CLASS, {"priority": "HIGH", "high": "HIGH", "urgent": "HIGH",
+                                                    "normal": "NORMAL", "batch": "NORMAL", "night": "LOW",
+                                                    "idle": "LOW", "low": "LOW"}),
 ]
 
 # Raw values come in every case ("Abend", "JCL Error", "Completed"): the built-in rules ignore it.

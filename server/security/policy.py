@@ -85,6 +85,7 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}ContinuationService/PlanContinuation": OPERATE,
     f"{_V1}PolicyService/GetPolicy": READ,
     f"{_V1}PolicyService/ListPolicies": READ,
+    f"{_V1}PolicyService/ListPolicyVersions": READ,
     f"{_V1}PolicyService/TestPolicy": READ,
     f"{_V1}PolicyService/SetPolicy": READ,  # submitters and viewers: their own user policy only
     f"{_V1}PolicyService/DeletePolicy": READ,

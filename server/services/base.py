@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from ..core import Core
 from ..errors import Deposed, InvalidArgument, JobplaneError, details
 from ..domain.limits import PAGE_BYTES, shown
+from ..domain.policies import DEFAULT_POLICY, Policy
 from ..events import EventHub
 from ..metrics import ServerMetrics
 from ..security.policy import current_caller
@@ -121,6 +122,11 @@ class Deps:
         """The caller's own normalization (convert.StatusOf), or None when the default policy is
         all it has, so stored statuses are its statuses."""
         return self.policies.status_of(current_caller.get()) if self.policies is not None else None
+
+    @property
+    def default_policy(self) -> Policy:
+        """The default policy in force (the built-in one until an operator stores another)."""
+        return self.policies.default if self.policies is not None else DEFAULT_POLICY
 
     @property
     def page_bytes(self) -> int:

@@ -11,7 +11,7 @@ from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, pro
 
 from ..domain.model import (
     Event, ExternalSpec, Hello, JobSpec, Lateness, Outcome, Report, ReportKind, SlurmSpec, TaskSpec, Transient)
-from ..domain.policies import normalize
+from ..domain.policies import DEFAULT_POLICY, Policy, normalize
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
@@ -206,8 +206,10 @@ def job_to_proto(view: JobView, status_of: StatusOf | None = None, tasks: bool =
 COUNTS = ("total", "waiting", "running", "success", "failure", "cancel")
 
 
-def attempt_to_proto(view: AttemptView, status_of: StatusOf | None = None) -> task_pb2.Attempt:
-    status = normalize(view.environment, view.raw, user=None).status
+def attempt_to_proto(view: AttemptView, status_of: StatusOf | None = None,
+                     default: Policy = DEFAULT_POLICY) -> task_pb2.Attempt:
+    """`default`: the default policy in force, which reads the attempt's raw properties."""
+    status = normalize(view.environment, view.raw, user=None, default=default).status
     if status_of is not None:
         status = status_of(view.environment, view.raw, status)
     m = task_pb2.Attempt(number=view.number, provider_id=view.provider, assign_time=ts(view.assign_time),
@@ -219,13 +221,14 @@ def attempt_to_proto(view: AttemptView, status_of: StatusOf | None = None) -> ta
     return m
 
 
-def task_to_proto(view: TaskView, status_of: StatusOf | None = None) -> task_pb2.Task:
+def task_to_proto(view: TaskView, status_of: StatusOf | None = None,
+                  default: Policy = DEFAULT_POLICY) -> task_pb2.Task:
     status = view.status if status_of is None else status_of(view.environment, view.raw, view.status)
     m = task_pb2.Task(
         id=str(view.id), job_id=str(view.job_id), name=view.name, group=view.group,
         spec=task_spec_to_proto(view.spec), state=view.state, status=status, provider_id=view.provider,
         attempt=view.attempt, result_json=view.result_json, error=view.error, stdout_tail=view.stdout_tail,
-        stderr_tail=view.stderr_tail, attempts=[attempt_to_proto(a, status_of) for a in view.attempts],
+        stderr_tail=view.stderr_tail, attempts=[attempt_to_proto(a, status_of, default) for a in view.attempts],
         reason=view.reason, checkpoint_json=view.checkpoint, environment=view.environment, raw=view.raw,
         reruns=view.reruns)
     if view.exit_code is not None:

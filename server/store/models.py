@@ -267,8 +267,8 @@ class InventoryRow(BaseModel):
 
 
 class PolicyRow(BaseModel):
-    """One version of a group or user normalization policy; the newest version is in force
-    (unless it is a deletion)."""
+    """One version of a normalization policy (default, group or user); the newest version is in
+    force (unless it is a deletion: then the default policy's built-in rules, or none)."""
 
     id = AutoField()
     scope = IntegerField()  # jobplane.v1.PolicyScope

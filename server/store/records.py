@@ -211,12 +211,12 @@ class AuditView:
 
 @dataclass(frozen=True)
 class PolicyVersion:
-    """One stored version of a group or user policy."""
+    """One stored version of a policy (default, group or user)."""
 
     scope: int
     name: str
     version: int
-    document: str  # JSON {"rules": [...]}; "{}" for a deletion
+    document: str  # JSON {"rules": [...]}; "{}" for a deletion (or a return to the built-in default)
     time: float
     updated_by: str
     deleted: bool

@@ -126,26 +126,35 @@ class SecurityStore:
 
 
 class PolicyStore:
-    """Versions of group and user policies; every change is a new row (auditable)."""
+    """Versions of policies (default, group, user); every change is a new row (auditable)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def current(self) -> list[PolicyVersion]:
-        """The newest version of every policy that is not deleted."""
+    def newest(self) -> list[PolicyVersion]:
+        """The newest version of every policy, deletions included."""
         self.db.connect(reuse_if_open=True)
         newest: dict[tuple[int, str], PolicyRow] = {}
         for row in PolicyRow.select().order_by(PolicyRow.version):
             newest[(row.scope, row.name)] = row
-        return [PolicyVersion.from_row(row) for row in newest.values() if not row.deleted]
+        return [PolicyVersion.from_row(row) for row in newest.values()]
+
+    def versions(self, scope: int, name: str) -> list[PolicyVersion]:
+        """Every stored version of one policy, newest first."""
+        self.db.connect(reuse_if_open=True)
+        rows = (PolicyRow.select().where((PolicyRow.scope == scope) & (PolicyRow.name == name))
+                .order_by(PolicyRow.version.desc()))
+        return [PolicyVersion.from_row(row) for row in rows]
 
     def add_version(self, scope: int, name: str, document: str, time: float, by: str,
-                    deleted: bool) -> PolicyVersion:
+                    deleted: bool, first: int = 1) -> PolicyVersion:
+        """Store the next version (`first` when there is none yet: the default policy's
+        built-in rules are its version 1, never stored)."""
         self.db.connect(reuse_if_open=True)
         with self.db.atomic():
             last = (PolicyRow.select().where((PolicyRow.scope == scope) & (PolicyRow.name == name))
                     .order_by(PolicyRow.version.desc()).first())
-            version = (last.version if last else 0) + 1
+            version = max(last.version if last else 0, first - 1) + 1
             row_id = PolicyRow.insert(scope=scope, name=name, version=version, document=document, time=time,
                                       updated_by=by, deleted=int(deleted)).execute()
         return PolicyVersion.from_row(PolicyRow.get_by_id(row_id))

@@ -91,3 +91,58 @@ def test_get_prints_what_set_reads_back_and_delete_removes_it(sqlite_cluster, tm
     gone = jobplane(c, "policy", "get", "--user", "alice")
     assert gone.returncode == 3 and "no user policy 'alice'" in gone.stderr, gone.stderr
     assert decided(c, "alice")["policy"] == "default"
+
+
+def test_the_readme_example_copies_the_default_to_a_user_and_edits_it(sqlite_cluster, tmp_path):
+    """README, as written: `jobplane policy get --default > mine.toml`, edit, then
+    `jobplane policy set --user alice mine.toml` (the file names no policy, so any may take it)."""
+    c = sqlite_cluster
+    env = {**os.environ, **c.server.env(), "JOBPLANE_SERVER": c.server.address}
+    cli = f"{sys.executable} -m jobplane.client.cli"
+
+    def shell(line: str) -> str:
+        done = subprocess.run(line.replace("jobplane ", f"{cli} ", 1), shell=True, cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    shell("jobplane policy get --default > mine.toml")
+    mine = tmp_path / "mine.toml"
+    mine.write_text(mine.read_text().replace('when = { status = { glob = "ABEND*" } }\nstatus = "FAILURE"',
+                                             'when = { status = { glob = "ABEND*" } }\nstatus = "ON_HOLD"', 1))
+    assert 'status = "ON_HOLD"' in mine.read_text(), "the edit found the ABEND rule"
+    assert "version 1" in shell("jobplane policy set --user alice mine.toml")
+    alice = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "status=Abend",
+                                   "-o", "json")))
+    assert (alice["status"], alice["policy"]) == ("NORMALIZED_STATUS_ON_HOLD", "user alice")
+    assert decided(c, "bob")["status"] == "NORMALIZED_STATUS_FAILURE", "the default itself is unchanged"
+
+
+def test_policy_test_shows_the_priority_class_a_users_policy_gives(sqlite_cluster, tmp_path):
+    """priority_class, another property of the vocabulary, end to end: a rule in a policy file,
+    stored by set, decided by test (after the built-in default's reading)."""
+    c = sqlite_cluster
+    before = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "queue=PRINT",
+                                    "-o", "json")))
+    assert [(p["name"], p.get("value", "")) for p in before["properties"]] == [("priority_class", "")]
+    rules = tmp_path / "alice.toml"
+    rules.write_text(textwrap.dedent("""
+        [[rules]]
+        environment = "external"
+        when = { queue = "PRINT" }
+        property = "priority_class"
+        value = "high"
+    """))
+    ok(jobplane(c, "policy", "set", "--user", "alice", str(rules)))
+    got = json.loads(ok(jobplane(c, "policy", "get", "--user", "alice", "-o", "json")))
+    assert got["document"]["rules"][0] == {"environment": "external", "when": {"queue": "PRINT"},
+                                           "property": "priority_class", "value": "HIGH"}
+    after = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "queue=PRINT",
+                                   "status=EXECUTING", "-o", "json")))
+    (prop,) = after["properties"]
+    assert (prop["value"], prop["policy"], prop.get("rule_index", 0)) == ("HIGH", "user alice", 0)
+    assert after["status"] == "NORMALIZED_STATUS_RUNNING", "the status still comes from the default"
+    shown = ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "queue=PRINT"))
+    assert "Priority class  HIGH (user alice rules[0])" in shown, shown
+    night = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "queue=night", "-o", "json")))
+    assert (night["properties"][0]["value"], night["properties"][0]["policy"]) == ("LOW", "default")

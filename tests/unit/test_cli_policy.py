@@ -142,9 +142,10 @@ def run(address: str, *argv: str) -> int:
     ["policy", "get"],  # one of --group, --user, --default
     ["policy", "get", "--group", "ops", "--user", "alice"],
     ["policy", "set", "ops.toml"],
-    ["policy", "set", "--default", "ops.toml"],  # the default policy is read-only
+    ["policy", "set", "--default"],  # FILE
+    ["policy", "history"],  # one of --group, --user, --default
+    ["policy", "get", "--default", "--version", "two"],
     ["policy", "set", "--group", "ops"],  # FILE
-    ["policy", "delete", "--default"],
     ["policy", "test", "status=ABEND"],  # --env
     ["policy", "test", "--env", "external", "ABEND"],
     ["policy", "test", "--env", "external", "=ABEND"],

@@ -250,6 +250,11 @@ INVALID = [
     (changed(status="BROKEN"), "policy.rules[3].status", "use one of RUNNING, FAILURE"),
     (changed(status=2), "policy.rules[3].status", "must be a string, got an integer"),
     (changed(property="colour"), "policy.rules[3].property", "unknown normalized property 'colour'"),
+    (changed(property="priority_class"), "policy.rules[3].value", "is missing; add value = one of HIGH, NORMAL"),
+    (changed(property="priority_class", value="HIGH"), "policy.rules[3].status", "is not for a rule setting"),
+    (changed(value="HIGH"), "policy.rules[3].value", "is not for a rule setting status"),
+    (with_rule({"environment": "slurm", "when": {"QOS": "x"}, "property": "priority_class", "value": "HIHG"}),
+     "policy.rules[3].value", "did you mean 'HIGH'"),
     (changed(environment="my env"), "policy.rules[3].environment", "is not a name"),
     (changed(environment=["process"]), "policy.rules[3].environment", "must be a string"),
     (changed(when="ABEND"), "policy.rules[3].when", "must be a table"),
@@ -363,3 +368,34 @@ def test_ignore_case_is_a_rule_option_off_unless_asked_and_it_survives_a_round_t
     with pytest.raises(InvalidArgument, match=r"policy.rules\[0\].ignore_case: must be true or false"):
         parse_policy("policy", {"name": "p", "rules": [
             {"environment": "external", "when": {"status": "X"}, "status": "FAILURE", "ignore_case": "yes"}]})
+
+
+PRIORITY = {"name": "ops", "rules": [
+    {"environment": "external", "when": {"queue": "PRINT"}, "property": "priority_class", "value": "low"},
+    {"environment": "external", "when": {"queue": "PRINT"}, "status": "ON_HOLD"},
+]}
+
+
+def test_another_property_is_normalized_by_the_same_engine_on_its_own():
+    ops = parse_policy("policy", PRIORITY)
+    raw = {"queue": "PRINT", "status": "EXECUTING"}
+    decided = normalize("external", raw, user=None, groups=[ops], property_name="priority_class")
+    assert (decided.value, decided.policy, decided.rule_index) == ("LOW", "ops", 0)
+    assert "-> priority_class LOW" in decided.reason
+    status = normalize("external", raw, user=None, groups=[ops])
+    assert (status.status, status.rule_index) == (Status.ON_HOLD, 1), "a priority-class rule never decides a status"
+    assert policy_to_dict(ops)["rules"][0] == {"environment": "external", "when": {"queue": "PRINT"},
+                                                "property": "priority_class", "value": "LOW"}
+    assert parse_policy("policy", policy_to_dict(ops)) == ops
+
+
+@pytest.mark.parametrize("environment, raw, value", [
+    ("slurm", {"State": "RUNNING", "QOS": "normal"}, "NORMAL"),
+    ("slurm", {"State": "PENDING", "QOS": "High"}, "HIGH"),
+    ("slurm", {"State": "PENDING", "QOS": "scavenger"}, "LOW"),
+    ("external", {"queue": "Night", "status": "PEND"}, "LOW"),
+    ("external", {"queue": "priority", "status": "RUN"}, "HIGH"),
+    ("external", {"queue": "somewhere", "status": "RUN"}, ""),  # no rule: nothing to say
+])
+def test_the_default_policy_reads_the_priority_class_of_the_usual_schedulers(environment, raw, value):
+    assert normalize(environment, raw, user=None, property_name="priority_class").value == value

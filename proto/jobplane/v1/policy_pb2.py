@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobplane.v1 import status_pb2 as jobplane_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jobplane/v1/policy.proto\x12\x0bjobplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobplane/v1/status.proto\"\xc0\x01\n\x06Policy\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12)\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\"I\n\x10GetPolicyRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\"8\n\x11GetPolicyResponse\x12#\n\x06policy\x18\x01 \x01(\x0b\x32\x13.jobplane.v1.Policy\"<\n\x13ListPoliciesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x14ListPoliciesResponse\x12%\n\x08policies\x18\x01 \x03(\x0b\x32\x13.jobplane.v1.Policy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x10SetPolicyRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x11SetPolicyResponse\x12#\n\x06policy\x18\x01 \x01(\x0b\x32\x13.jobplane.v1.Policy\"L\n\x13\x44\x65letePolicyRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x16\n\x14\x44\x65letePolicyResponse\"\xa8\x01\n\x11TestPolicyRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x13\n\x0b\x65nvironment\x18\x03 \x01(\t\x12\x34\n\x03raw\x18\x04 \x03(\x0b\x32\'.jobplane.v1.TestPolicyRequest.RawEntry\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x12TestPolicyResponse\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x12\n\nrule_index\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t*t\n\x0bPolicyScope\x12\x1c\n\x18POLICY_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n\x14POLICY_SCOPE_DEFAULT\x10\x01\x12\x16\n\x12POLICY_SCOPE_GROUP\x10\x02\x12\x15\n\x11POLICY_SCOPE_USER\x10\x03\x32\xa0\x03\n\rPolicyService\x12J\n\tGetPolicy\x12\x1d.jobplane.v1.GetPolicyRequest\x1a\x1e.jobplane.v1.GetPolicyResponse\x12S\n\x0cListPolicies\x12 .jobplane.v1.ListPoliciesRequest\x1a!.jobplane.v1.ListPoliciesResponse\x12J\n\tSetPolicy\x12\x1d.jobplane.v1.SetPolicyRequest\x1a\x1e.jobplane.v1.SetPolicyResponse\x12S\n\x0c\x44\x65letePolicy\x12 .jobplane.v1.DeletePolicyRequest\x1a!.jobplane.v1.DeletePolicyResponse\x12M\n\nTestPolicy\x12\x1e.jobplane.v1.TestPolicyRequest\x1a\x1f.jobplane.v1.TestPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jobplane/v1/policy.proto\x12\x0bjobplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobplane/v1/status.proto\"\xd1\x01\n\x06Policy\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12)\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x07 \x01(\x08\"Z\n\x10GetPolicyRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"8\n\x11GetPolicyResponse\x12#\n\x06policy\x18\x01 \x01(\x0b\x32\x13.jobplane.v1.Policy\"<\n\x13ListPoliciesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x14ListPoliciesResponse\x12%\n\x08policies\x18\x01 \x03(\x0b\x32\x13.jobplane.v1.Policy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x19ListPolicyVersionsRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x1aListPolicyVersionsResponse\x12%\n\x08policies\x18\x01 \x03(\x0b\x32\x13.jobplane.v1.Policy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x10SetPolicyRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x11SetPolicyResponse\x12#\n\x06policy\x18\x01 \x01(\x0b\x32\x13.jobplane.v1.Policy\"L\n\x13\x44\x65letePolicyRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.jobplane.v1.PolicyScope\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x16\n\x14\x44\x65letePolicyResponse\"\xa8\x01\n\x11TestPolicyRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x13\n\x0b\x65nvironment\x18\x03 \x01(\t\x12\x34\n\x03raw\x18\x04 \x03(\x0b\x32\'.jobplane.v1.TestPolicyRequest.RawEntry\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x01\n\x12TestPolicyResponse\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x12\n\nrule_index\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x33\n\nproperties\x18\x05 \x03(\x0b\x32\x1f.jobplane.v1.NormalizedProperty\"e\n\x12NormalizedProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x12\n\nrule_index\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t*t\n\x0bPolicyScope\x12\x1c\n\x18POLICY_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n\x14POLICY_SCOPE_DEFAULT\x10\x01\x12\x16\n\x12POLICY_SCOPE_GROUP\x10\x02\x12\x15\n\x11POLICY_SCOPE_USER\x10\x03\x32\x87\x04\n\rPolicyService\x12J\n\tGetPolicy\x12\x1d.jobplane.v1.GetPolicyRequest\x1a\x1e.jobplane.v1.GetPolicyResponse\x12S\n\x0cListPolicies\x12 .jobplane.v1.ListPoliciesRequest\x1a!.jobplane.v1.ListPoliciesResponse\x12\x65\n\x12ListPolicyVersions\x12&.jobplane.v1.ListPolicyVersionsRequest\x1a\'.jobplane.v1.ListPolicyVersionsResponse\x12J\n\tSetPolicy\x12\x1d.jobplane.v1.SetPolicyRequest\x1a\x1e.jobplane.v1.SetPolicyResponse\x12S\n\x0c\x44\x65letePolicy\x12 .jobplane.v1.DeletePolicyRequest\x1a!.jobplane.v1.DeletePolicyResponse\x12M\n\nTestPolicy\x12\x1e.jobplane.v1.TestPolicyRequest\x1a\x1f.jobplane.v1.TestPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,32 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TESTPOLICYREQUEST_RAWENTRY']._loaded_options = None
   _globals['_TESTPOLICYREQUEST_RAWENTRY']._serialized_options = b'8\001'
-  _globals['_POLICYSCOPE']._serialized_start=1178
-  _globals['_POLICYSCOPE']._serialized_end=1294
+  _globals['_POLICYSCOPE']._serialized_start=1586
+  _globals['_POLICYSCOPE']._serialized_end=1702
   _globals['_POLICY']._serialized_start=131
-  _globals['_POLICY']._serialized_end=323
-  _globals['_GETPOLICYREQUEST']._serialized_start=325
-  _globals['_GETPOLICYREQUEST']._serialized_end=398
-  _globals['_GETPOLICYRESPONSE']._serialized_start=400
-  _globals['_GETPOLICYRESPONSE']._serialized_end=456
-  _globals['_LISTPOLICIESREQUEST']._serialized_start=458
-  _globals['_LISTPOLICIESREQUEST']._serialized_end=518
-  _globals['_LISTPOLICIESRESPONSE']._serialized_start=520
-  _globals['_LISTPOLICIESRESPONSE']._serialized_end=606
-  _globals['_SETPOLICYREQUEST']._serialized_start=608
-  _globals['_SETPOLICYREQUEST']._serialized_end=724
-  _globals['_SETPOLICYRESPONSE']._serialized_start=726
-  _globals['_SETPOLICYRESPONSE']._serialized_end=782
-  _globals['_DELETEPOLICYREQUEST']._serialized_start=784
-  _globals['_DELETEPOLICYREQUEST']._serialized_end=860
-  _globals['_DELETEPOLICYRESPONSE']._serialized_start=862
-  _globals['_DELETEPOLICYRESPONSE']._serialized_end=884
-  _globals['_TESTPOLICYREQUEST']._serialized_start=887
-  _globals['_TESTPOLICYREQUEST']._serialized_end=1055
-  _globals['_TESTPOLICYREQUEST_RAWENTRY']._serialized_start=1013
-  _globals['_TESTPOLICYREQUEST_RAWENTRY']._serialized_end=1055
-  _globals['_TESTPOLICYRESPONSE']._serialized_start=1057
-  _globals['_TESTPOLICYRESPONSE']._serialized_end=1176
-  _globals['_POLICYSERVICE']._serialized_start=1297
-  _globals['_POLICYSERVICE']._serialized_end=1713
+  _globals['_POLICY']._serialized_end=340
+  _globals['_GETPOLICYREQUEST']._serialized_start=342
+  _globals['_GETPOLICYREQUEST']._serialized_end=432
+  _globals['_GETPOLICYRESPONSE']._serialized_start=434
+  _globals['_GETPOLICYRESPONSE']._serialized_end=490
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=492
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=552
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=554
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=640
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_start=642
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=763
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=765
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=857
+  _globals['_SETPOLICYREQUEST']._serialized_start=859
+  _globals['_SETPOLICYREQUEST']._serialized_end=975
+  _globals['_SETPOLICYRESPONSE']._serialized_start=977
+  _globals['_SETPOLICYRESPONSE']._serialized_end=1033
+  _globals['_DELETEPOLICYREQUEST']._serialized_start=1035
+  _globals['_DELETEPOLICYREQUEST']._serialized_end=1111
+  _globals['_DELETEPOLICYRESPONSE']._serialized_start=1113
+  _globals['_DELETEPOLICYRESPONSE']._serialized_end=1135
+  _globals['_TESTPOLICYREQUEST']._serialized_start=1138
+  _globals['_TESTPOLICYREQUEST']._serialized_end=1306
+  _globals['_TESTPOLICYREQUEST_RAWENTRY']._serialized_start=1264
+  _globals['_TESTPOLICYREQUEST_RAWENTRY']._serialized_end=1306
+  _globals['_TESTPOLICYRESPONSE']._serialized_start=1309
+  _globals['_TESTPOLICYRESPONSE']._serialized_end=1481
+  _globals['_NORMALIZEDPROPERTY']._serialized_start=1483
+  _globals['_NORMALIZEDPROPERTY']._serialized_end=1584
+  _globals['_POLICYSERVICE']._serialized_start=1705
+  _globals['_POLICYSERVICE']._serialized_end=2224
 # @@protoc_insertion_point(module_scope)

@@ -48,6 +48,11 @@ class PolicyServiceStub:
                 request_serializer=jobplane_dot_v1_dot_policy__pb2.ListPoliciesRequest.SerializeToString,
                 response_deserializer=jobplane_dot_v1_dot_policy__pb2.ListPoliciesResponse.FromString,
                 _registered_method=True)
+        self.ListPolicyVersions = channel.unary_unary(
+                '/jobplane.v1.PolicyService/ListPolicyVersions',
+                request_serializer=jobplane_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.SerializeToString,
+                response_deserializer=jobplane_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.FromString,
+                _registered_method=True)
         self.SetPolicy = channel.unary_unary(
                 '/jobplane.v1.PolicyService/SetPolicy',
                 request_serializer=jobplane_dot_v1_dot_policy__pb2.SetPolicyRequest.SerializeToString,
@@ -73,7 +78,8 @@ class PolicyServiceServicer:
     """
 
     def GetPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The current version of a policy, or the version asked for.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -84,15 +90,25 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicyVersions(self, request, context):
+        """Every version of one policy, newest first: who changed it, when, and its rules then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetPolicy(self, request, context):
-        """Creates the next version of a user or group policy (validated first).
+        """Creates the next version of a policy (validated first). The default policy: operators
+        and admins only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeletePolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes a user or group policy; for the default policy, returns it to the built-in rules.
+        Either way as a new version, so the history keeps what was there.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -116,6 +132,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ListPolicies,
                     request_deserializer=jobplane_dot_v1_dot_policy__pb2.ListPoliciesRequest.FromString,
                     response_serializer=jobplane_dot_v1_dot_policy__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'ListPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyVersions,
+                    request_deserializer=jobplane_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.FromString,
+                    response_serializer=jobplane_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.SerializeToString,
             ),
             'SetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPolicy,
@@ -191,6 +212,33 @@ class PolicyService:
             '/jobplane.v1.PolicyService/ListPolicies',
             jobplane_dot_v1_dot_policy__pb2.ListPoliciesRequest.SerializeToString,
             jobplane_dot_v1_dot_policy__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobplane.v1.PolicyService/ListPolicyVersions',
+            jobplane_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.SerializeToString,
+            jobplane_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
