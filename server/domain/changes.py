@@ -115,6 +115,7 @@ class ChangeSet:
     inventory: list[InventoryChange] = field(default_factory=list)
     conflict_rules: dict[str, object] = field(default_factory=dict)  # name -> ConflictRule, or None: deleted
     overlaps: list[Overlap] = field(default_factory=list)
+    notifications: list = field(default_factory=list)  # notifications.Delivery rows, new or settled
     # Not persisted: scans to ask for, explicitly or along with this batch's assignments.
     scans: dict[str, list[ScanAsk]] = field(default_factory=dict)
     piggyback: dict[str, list[ScanAsk]] = field(default_factory=dict)
@@ -136,7 +137,7 @@ class ChangeSet:
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
                     or self.continuations or self.continued or self.audits or self.inventory
-                    or self.conflict_rules or self.overlaps)
+                    or self.conflict_rules or self.overlaps or self.notifications)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

@@ -26,6 +26,7 @@ from .holds import Holds
 from .inventory import Inventory
 from .lateness import Lateness
 from .lifecycle import Lifecycle
+from .notifications import Notifications
 from .model import TASK_DONE, TASK_OUT, Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskDraft, TaskState
 from .providers import CONNECTED, Providers
 from .reopen import Reopening
@@ -67,6 +68,7 @@ class Engine:
         self.conditions = Conditions(self)
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
+        self.notifications = Notifications(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -84,6 +86,7 @@ class Engine:
         self.live_facts, self.waits_on_facts = self.conditions.live_facts, self.conditions.waits_on_facts
         self.plan = self.continuations.plan
         self.rerun_job = self.reopen.rerun
+        self.settle_delivery = self.notifications.settle
         self.forget_requests = self.requests.forget
 
     @property
@@ -100,6 +103,7 @@ class Engine:
         provider to reconnect within the grace, else goes on elsewhere."""
         self.continuations.restore(pending)
         self.holds.restore(jobs, tasks, rules)
+        self.notifications.restore(jobs)
         continuing = {p.task_id for p in pending}
         self.providers = {p.id: p for p in providers}
         self.jobs = {j.id: j for j in jobs}
@@ -157,7 +161,10 @@ class Engine:
         self._dispatch_wanted = True
 
     def event(self, kind: EventKind, **fields) -> None:
-        self.changes.events.append(Event(self.ids.take("event"), self.now, kind, **fields))
+        event = Event(self.ids.take("event"), self.now, kind, **fields)
+        self.changes.events.append(event)
+        if kind == EventKind.JOB:
+            self.notifications.seen(event)
 
     # ----- jobs ----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from . import idfloor
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
+from .notifications import apply_deliveries
 from .reads import IN_CHUNK, Reads
 from .models import (
     ALL_MODELS,
@@ -186,6 +187,7 @@ class Store:
         self._upsert_inventory(cs.inventory)
         apply_rules(cs.conflict_rules)
         apply_overlaps(cs.overlaps)
+        apply_deliveries(cs.notifications)
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",

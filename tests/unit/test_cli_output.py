@@ -55,7 +55,7 @@ def test_json_uses_proto_field_names_and_shows_zero_values():
     assert document["submit_time"] == "2023-11-14T22:13:20Z"
     assert document["spec"] == {"name": "j", "priority": 0, "labels": {}, "tasks": [], "wait_for_providers": False,
                                 "continuation_rules": [], "job_class": "", "run_window": "", "resource_locks": {},
-                                "fact_conditions": []}, "no deprecated fields"
+                                "fact_conditions": [], "notify": []}, "no deprecated fields"
     assert document["reason"] == ""
 
 
