@@ -109,8 +109,8 @@ def test_a_failed_job_notifies_its_webhook_with_a_signed_body_and_not_its_succes
 
 
 @pytest.mark.server_args("--notify-backoff", "0.05")
-def test_a_receiver_failing_twice_gets_three_requests_and_one_delivery(sqlite_cluster):
-    cluster, receiver = sqlite_cluster, Receiver(answers=(500, 503))
+def test_a_receiver_failing_twice_gets_three_requests_and_one_delivery(cluster):
+    receiver = Receiver(answers=(500, 503))
     try:
         cluster.add_agent("a")
         job = cluster.client.submit_job(failing_job({"on": ["FAILURE"], "webhook": receiver.url}))
@@ -146,8 +146,8 @@ def test_a_command_notification_gets_the_body_on_stdin(sqlite_cluster, tmp_path)
 
 
 @pytest.mark.server_args("--notify-backoff", "60")
-def test_a_pending_delivery_is_delivered_after_the_server_is_killed(sqlite_cluster):
-    cluster, port = sqlite_cluster, free_port()  # nobody listens there yet: the first try fails
+def test_a_pending_delivery_is_delivered_after_the_server_is_killed(cluster):
+    port = free_port()  # nobody listens there yet: the first try fails
     cluster.add_agent("a")
     job = cluster.client.submit_job(failing_job({"on": ["FAILURE"], "webhook": f"http://127.0.0.1:{port}/x"}))
     cluster.client.wait_job(job.id, timeout=60)  # the delivery was committed with the FAILURE
