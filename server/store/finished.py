@@ -19,7 +19,7 @@ from ..errors import Deposed, StoreFailure
 from . import idfloor
 from .failures import drop_connection, root_cause, where_it_lives
 from .lease import Term, fence
-from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, TaskRow
+from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, NotificationRow, TaskRow
 from .reads import IN_CHUNK
 from .repo import job_runtime, task_runtime
 
@@ -94,6 +94,8 @@ class FinishedJobStore:
             left = ContinuedTaskRow.select(ContinuedTaskRow.id).where(
                 ContinuedTaskRow.continuation == ContinuationRow.id)
             ContinuationRow.delete().where(ContinuationRow.id.in_(list(continuations)) & ~fn.EXISTS(left)).execute()
+        # settled notifications go with the job; a pending one stays until it is delivered or given up
+        NotificationRow.delete().where(NotificationRow.job.in_(job_ids) & (NotificationRow.state != 0)).execute()
         purged = JobRow.delete().where(JobRow.id.in_(job_ids) & JobRow.state.in_(FINISHED)).execute()
         return True, purged
 
