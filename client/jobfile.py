@@ -27,6 +27,8 @@ from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
 from jobplane.client.jobfile_sched import WHOLE as _SCHEDULING_WHOLE
 from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKeys
 from jobplane.client.jobfile_recurring import locate_recurring, recurring_problems, schedule_message, split_recurring
+from jobplane.client.jobfile_notify import JOB_KEYS as _NOTIFY_JOB_KEYS
+from jobplane.client.jobfile_notify import NOTIFY_KEYS, NotifyKeys
 from jobplane.client.jobfile_slurm import SlurmKeys, environment_problem
 from jobplane.client.jobfile_text import TextKeys
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
@@ -171,7 +173,7 @@ class _Invalid(Exception):
 _TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
 
 
-class _Converter(SchedulingKeys, SlurmKeys, TextKeys):
+class _Converter(SchedulingKeys, SlurmKeys, TextKeys, NotifyKeys):
     """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
 
     def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
@@ -448,6 +450,7 @@ _JOB_FIELDS = {
     "max_wait": _Field("lateness.max_wait_seconds", _Converter.seconds),
     "max_runtime": _Field("lateness.max_runtime_seconds", _Converter.seconds),
     **_named_fields(JOB_KEYS),
+    **_named_fields(_NOTIFY_JOB_KEYS),
 }
 
 _EXTERNAL_FIELDS = {
@@ -533,7 +536,8 @@ def kind_of(value: Any, table: str) -> str:
 # Proto field name -> the file's key (`timeout_seconds` -> `timeout`).
 _FILE_NAMES = {
     field.proto_name.split(".")[-1]: key
-    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _RULE_FIELDS | _named_fields(TRANSIENT_KEYS)).items()
+    for key, field in (_JOB_FIELDS | _TASK_FIELDS | _RULE_FIELDS | _named_fields(TRANSIENT_KEYS)
+                       | _named_fields(NOTIFY_KEYS)).items()
     if field.proto_name
 } | _SCHEDULING_FILE_NAMES
 # Sub-messages whose fields are the file's keys of the table around them (`max_wait`, not

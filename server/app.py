@@ -30,6 +30,7 @@ from .domain.engine import Engine
 from .events import EventHub
 from .hooks import CommandHooks, ProviderManager
 from .metrics import ServerMetrics
+from .notify import Notifier, load_secret, settle_through
 from .http import Console, Gateway, HttpFront, MetricsPage
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.authorities import PKI_DIR, open_authority
@@ -59,6 +60,7 @@ from .forward import LOCAL, Forwarder, Leader
 from .replica import Leadership
 from .services.servers import ServerService, single
 from .store.finished import FinishedJobStore
+from .store.notifications import pending_deliveries
 from .store.repo import Store, runtime_from_snapshot
 from .store.security import PolicyStore, SecurityStore
 from .store.views import ViewStore
@@ -122,6 +124,8 @@ class Server:
         self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
         self.access: Access | None = None
         self._claims: ServerClaims | None = None  # the data directory's lock (and the SQLite file's)
+        self._notifier: Notifier | None = None  # while leading: the notifications being delivered
+        self._notify_secret = b""
 
     async def start(self) -> str:
         """Open the database, take the lead or follow, and listen; returns HOST:PORT. Built in
@@ -156,6 +160,8 @@ class Server:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self.store.create_schema)
+        self._notify_secret = await loop.run_in_executor(self._writer, load_secret, self.store.db,
+                                                         self.config.data_dir)
         if self.replicated:
             await loop.run_in_executor(self._writer, LeaseStore(self.store.db).setup)
 
@@ -185,8 +191,11 @@ class Server:
                 self._tailer = None
             await self.deps.policies.load()  # the default policy in force decides how tasks end
             await self._resume(term)
+            self._notifier = Notifier(self.config.notify(), self._notify_secret, settle_through(self.core))
             self.core.start()
             await self.core.call(lambda engine: None)  # commit what the restore changed
+            self._notifier.add(await asyncio.get_running_loop().run_in_executor(
+                self._writer, pending_deliveries, self.store.db))
             await self._start_background()
             self.deps.core = self.core
             if self._listening:
@@ -203,6 +212,7 @@ class Server:
             if core is not None:
                 self.deps.core = None
                 self._stop_background()
+                await self._stop_notifier()
                 await core.stop(Deposed(f"this server replica stopped leading ({reason}); retry"))
                 self._providers.close_all()
                 log.warning("stepped down: %s; following", reason)
@@ -274,6 +284,8 @@ class Server:
         if self._providers is not None:  # set before the core starts; None only if start failed early
             self._providers.deliver(cs)
         self._manager.scale_out(cs.demand)
+        if cs.notifications and self._notifier is not None:
+            self._notifier.add(cs.notifications)
         core = self.core
         self._manager.scale_in(core.providers_view if core is not None else tuple)
 
@@ -296,6 +308,11 @@ class Server:
         if self.config.job_retention > 0:
             purge = self.deps.finished.purge_every(self.config.job_retention, lambda: self.deps.core)
             self._purger = loop.create_task(purge, name="jobplane-purge")
+
+    async def _stop_notifier(self) -> None:
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            await notifier.stop()
 
     def _stop_background(self) -> None:
         for task in (self._ticker, self._compactor, self._failure_watch, self._purger):
@@ -475,6 +492,7 @@ class Server:
         if self.access is not None:
             self.access.stop_refresh()
         self._stop_background()
+        await self._stop_notifier()
         if self._tailer is not None:
             await self._tailer.stop()
         self.hub.close()

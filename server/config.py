@@ -9,6 +9,7 @@ from pathlib import Path
 from .domain.limits import MAX_TASKS_PER_JOB
 from .domain.state import EngineConfig
 from .events import WATCHER_QUEUE_BATCHES
+from .notify import NotifyConfig
 
 
 def default_data_dir() -> Path:
@@ -62,6 +63,8 @@ class ServerConfig:
     request_id_ttl: float = 86400.0  # seconds a submit's request id gets its job back (AIP-155)
     event_retention: float = 0.0  # seconds events are kept before compaction; 0 = forever
     job_retention: float = 0.0  # seconds a finished job is kept before it is purged; 0 = forever
+    notify_attempts: int = 8  # tries per notification before it is given up
+    notify_backoff: float = 1.0  # seconds before a notification's second try, doubling after each failure
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
     reader_threads: int = 2  # threads that serve reads from the database
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: no HTTP listener
@@ -81,6 +84,9 @@ class ServerConfig:
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'jobplane.db'}"
+
+    def notify(self) -> NotifyConfig:
+        return NotifyConfig(attempts=self.notify_attempts, backoff=self.notify_backoff)
 
     def engine(self) -> EngineConfig:
         """The engine's settings, every one of them from here."""

@@ -89,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--job-retention", type=float, default=0.0, metavar="SECONDS",
                    help="purge finished jobs (their tasks, attempts and events) this long after they ended "
                         "(0 = keep them all, the default)")
+    p.add_argument("--notify-attempts", type=int, default=8, metavar="N",
+                   help="tries per job notification (webhook or command) before it is given up "
+                        "(default: %(default)s)")
+    p.add_argument("--notify-backoff", type=float, default=1.0, metavar="SECONDS",
+                   help="pause before a notification's second try, doubling after each failure up to 300 s "
+                        "(default: %(default)s)")
     p.add_argument("--watcher-queue", type=int, default=WATCHER_QUEUE_BATCHES, metavar="N",
                    help="batches a watcher may fall behind before it is cut off (default: %(default)s)")
     p.add_argument("--http", default="", metavar="HOST:PORT",
@@ -138,6 +144,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                     "e.g. a.example.com:7070")
     if not 0.3 <= a.lease <= 600:
         p.error("--lease must be between 0.3 and 600 seconds")
+    if a.notify_attempts < 1:
+        p.error("--notify-attempts must be >= 1")
+    if not 0 < a.notify_backoff <= 3600:
+        p.error("--notify-backoff must be a number of seconds between 0 and 3600 (e.g. 1)")
     if a.watcher_queue < 1:
         p.error("--watcher-queue must be >= 1")
     if a.inventory_ttl <= 0:
@@ -174,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         enroll_rate=a.enroll_rate, max_streams=a.max_streams, inventory_ttl=a.inventory_ttl,
                         event_retention=a.event_retention, job_retention=a.job_retention,
                         watcher_queue=a.watcher_queue,
+                        notify_attempts=a.notify_attempts, notify_backoff=a.notify_backoff,
                         request_id_ttl=a.request_id_ttl, http=a.http, advertise=a.advertise,
                         advertise_agent=a.advertise_agent, lease=a.lease)
 

@@ -27,6 +27,7 @@ from .inactive import Inactivity
 from .inventory import Inventory
 from .lateness import Lateness
 from .lifecycle import Lifecycle
+from .notifications import Notifications
 from .model import TASK_DONE, TASK_OUT, Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskDraft, TaskState
 from .policies import DEFAULT_POLICY, Policy
 from .providers import CONNECTED, Providers
@@ -75,6 +76,7 @@ class Engine:
         self.suspension = Suspension(self)
         self.schedules = Schedules(self)
         self.inactivity = Inactivity(self)
+        self.notifications = Notifications(self)
         self._operations()
 
     def _operations(self) -> None:
@@ -92,6 +94,7 @@ class Engine:
         self.live_facts, self.waits_on_facts = self.conditions.live_facts, self.conditions.waits_on_facts
         self.plan = self.continuations.plan
         self.rerun_job = self.reopen.rerun
+        self.settle_delivery = self.notifications.settle
         self.forget_requests = self.requests.forget
         schedules = self.schedules
         self.create_schedule, self.pause_schedule, self.resume_schedule = (
@@ -117,6 +120,7 @@ class Engine:
         provider to reconnect within the grace, else goes on elsewhere."""
         self.continuations.restore(pending)
         self.holds.restore(jobs, tasks, rules)
+        self.notifications.restore(jobs)
         continuing = {p.task_id for p in pending}
         self.providers = {p.id: p for p in providers}
         self.jobs = {j.id: j for j in jobs}
@@ -174,7 +178,10 @@ class Engine:
         self._dispatch_wanted = True
 
     def event(self, kind: EventKind, **fields) -> None:
-        self.changes.events.append(Event(self.ids.take("event"), self.now, kind, **fields))
+        event = Event(self.ids.take("event"), self.now, kind, **fields)
+        self.changes.events.append(event)
+        if kind == EventKind.JOB:
+            self.notifications.seen(event)
 
     # ----- jobs ----------------------------------------------------------------------
 

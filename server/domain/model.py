@@ -180,6 +180,20 @@ class Transient:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """Where a job's outcome goes: a webhook URL or a command (argv), on these statuses."""
+
+    on: tuple[str, ...]  # normalized status names, e.g. ("FAILURE", "LATE_TO_START")
+    webhook: str = ""
+    command: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The destination as users read it in events: the URL, or the program."""
+        return self.webhook or (self.command[0] if self.command else "")
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     priority: int = 0
@@ -197,6 +211,7 @@ class JobSpec:
     # What a running task does when its provider stops meeting `conditions`: "continue" (""),
     # "suspend" or "requeue" (suspension.py).
     on_condition_lost: str = ""
+    notify: tuple[Notify, ...] = ()  # where its outcome goes (domain/notifications.py)
 
     @cached_property
     def parsed_conditions(self) -> tuple:

@@ -24,7 +24,7 @@ from ..store.records import (
     TaskView)
 from .spec_fields import (
     condition_lost_from_proto, condition_lost_to_proto, conditions_from_proto, conditions_to_proto,
-    locks_from_proto, locks_to_proto, refuse_deprecated,
+    locks_from_proto, locks_to_proto, notify_from_proto, notify_to_proto, refuse_deprecated,
     retry_failures_to_proto, retry_on_from_proto, rule_from_proto, rule_to_proto)
 
 TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800.0, 253402300799.0  # 0001-01-01 to 9999-12-31T23:59:59Z
@@ -138,7 +138,7 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
-                   conditions_from_proto(m), locks_from_proto(m), condition_lost_from_proto(m))
+                   conditions_from_proto(m), locks_from_proto(m), condition_lost_from_proto(m), notify_from_proto(m))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
@@ -178,7 +178,7 @@ def job_spec_to_proto(s: JobSpec, tasks: bool = True) -> job_pb2.JobSpec:
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
                         give_up=_give_up_to_proto(s.window), fact_conditions=conditions_to_proto(s.conditions),
                         resource_locks=locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness),
-                        on_condition_lost=condition_lost_to_proto(s.on_condition_lost))
+                        on_condition_lost=condition_lost_to_proto(s.on_condition_lost), notify=notify_to_proto(s.notify))
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),

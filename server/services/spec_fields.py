@@ -12,6 +12,8 @@ from jobplane.v1 import job_pb2
 
 from ..domain.facts import MAX_CONDITIONS, parse_conditions
 from ..domain.limits import check_entries, shown
+from ..domain.model import Notify, Status
+from ..domain.notifications import MAX_NOTIFY, check_notify
 from ..domain.timing import TimingRule
 from ..errors import InvalidArgument
 
@@ -158,3 +160,23 @@ def hold_mode(path: str, mode: int) -> str:
         raise InvalidArgument(path, f"{mode} is not a hold mode; use HOLD_MODE_SUSPEND, HOLD_MODE_REQUEUE or leave "
                                     "it unset for a plain hold")
     return _HOLD_MODES[mode]
+
+
+def notify_from_proto(m: job_pb2.JobSpec) -> tuple[Notify, ...]:
+    """The job's notify entries, checked (their `on` statuses by name, as users write them)."""
+    check_entries("spec.notify", m.notify, MAX_NOTIFY)
+    entries = []
+    for i, n in enumerate(m.notify):
+        for j, status in enumerate(n.on):
+            if status not in Status._value2member_map_:
+                raise InvalidArgument(f"spec.notify[{i}].on[{j}]", f"{status} is not a normalized status; use "
+                                                                   "NORMALIZED_STATUS_FAILURE, ..._SUCCESS, ...")
+        entries.append(Notify(tuple(Status(s).name for s in n.on), n.webhook, tuple(n.command)))
+    notify = tuple(entries)
+    check_notify(notify)
+    return notify
+
+
+def notify_to_proto(notify: tuple[Notify, ...]) -> list[job_pb2.Notify]:
+    return [job_pb2.Notify(on=[Status[name].value for name in n.on], webhook=n.webhook, command=list(n.command))
+            for n in notify]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, fields, is_dataclass
 
-from ..domain.model import ExternalSpec, JobSpec, Lateness, SlurmSpec, TaskSpec, Transient
+from ..domain.model import ExternalSpec, JobSpec, Lateness, Notify, SlurmSpec, TaskSpec, Transient
 from ..domain.signatures import parse_signature
 from ..domain.timing import TimingRule
 from ..domain.windows import Window
@@ -43,7 +43,7 @@ def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
 
 def dump_job_spec(spec: JobSpec) -> bytes:
     d = {f.name: getattr(spec, f.name) for f in fields(JobSpec) if f.name != "tasks"}
-    d = {k: asdict(v) if is_dataclass(v) else [asdict(r) for r in v] if k == "continuation_rules" else v
+    d = {k: asdict(v) if is_dataclass(v) else [asdict(r) for r in v] if k in ("continuation_rules", "notify") else v
          for k, v in d.items()}
     d["tasks"] = [_task_dict(t) for t in spec.tasks]
     return json.dumps(d, separators=(",", ":")).encode()
@@ -60,7 +60,12 @@ def load_job_spec(data: bytes | memoryview | str, tasks: bool = True) -> JobSpec
     return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]) if tasks else (),
                    d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
                    Lateness(**d.get("lateness", {})), d.get("job_class", ""), Window(**d.get("window", {})),
-                   transient, tuple(d.get("conditions", ())), d.get("locks", {}), d.get("on_condition_lost", ""))
+                   transient, tuple(d.get("conditions", ())), d.get("locks", {}), d.get("on_condition_lost", ""),
+                   tuple(notify_from_dict(n) for n in d.get("notify", ())))
+
+
+def notify_from_dict(d: dict) -> Notify:
+    return Notify(tuple(d["on"]), d.get("webhook", ""), tuple(d.get("command", ())))
 
 
 def _task(d: dict) -> TaskSpec:

@@ -19,7 +19,7 @@ from ..errors import Deposed, StoreFailure
 from . import idfloor
 from .failures import drop_connection, root_cause, where_it_lives
 from .lease import Term, fence
-from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, JobTagRow, TaskRow
+from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, JobTagRow, NotificationRow, TaskRow
 from .reads import IN_CHUNK
 from .repo import job_runtime, task_runtime
 
@@ -96,6 +96,8 @@ class FinishedJobStore:
             ContinuationRow.delete().where(ContinuationRow.id.in_(list(continuations)) & ~fn.EXISTS(left)).execute()
         gone = [r.id for r in JobRow.select(JobRow.id).where(JobRow.id.in_(job_ids) & JobRow.state.in_(FINISHED))]
         JobTagRow.delete().where(JobTagRow.job.in_(gone)).execute()
+        # settled notifications go with the job; a pending one stays until it is delivered or given up
+        NotificationRow.delete().where(NotificationRow.job.in_(gone) & (NotificationRow.state != 0)).execute()
         purged = JobRow.delete().where(JobRow.id.in_(gone)).execute()
         return True, purged
 

@@ -405,6 +405,38 @@ class ScheduleRow(BaseModel):
         table_name = "schedule"
 
 
+class NotificationRow(BaseModel):
+    """The notification outbox: one row per delivery a job's status change made, written in the
+    same transaction as that change; `state` 0 pending, 1 delivered, 2 given up
+    (domain/notifications.py)."""
+
+    id = CharField(max_length=40, primary_key=True)  # "EVENT.INDEX"
+    job = IntegerField(index=True)
+    notify = TextField()  # JSON: the job's notify entry
+    status = CharField(max_length=20)  # the normalized status it tells of
+    body = TextField()  # the JSON document delivered, exactly as signed
+    time = DoubleField()
+    state = IntegerField(default=0, index=True)
+    attempts = IntegerField(default=0)
+    error = TextField(default="")
+    end_time = DoubleField(null=True)
+
+    class Meta:
+        table_name = "notification"
+
+
+class SecretRow(BaseModel):
+    """Server-wide secrets every replica shares, by name (the notification signing key)."""
+
+    name = CharField(max_length=64, primary_key=True)
+    value = TextField()
+    create_time = DoubleField()
+
+    class Meta:
+        table_name = "jobplane_secret"
+
+
 ALL_MODELS = [JobRow, TaskRow, AttemptRow, JobTagRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
-              ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow, ScheduleRow]
+              ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow, ScheduleRow, NotificationRow,
+              SecretRow]

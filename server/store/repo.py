@@ -25,6 +25,7 @@ from .schedules import ScheduleStore, apply_schedules
 from .indexes import job_tags
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
+from .notifications import apply_deliveries
 from .reads import IN_CHUNK, Reads
 from .models import (
     ALL_MODELS,
@@ -196,6 +197,7 @@ class Store:
         apply_rules(cs.conflict_rules)
         apply_overlaps(cs.overlaps)
         apply_schedules(cs.schedules)
+        apply_deliveries(cs.notifications)
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",

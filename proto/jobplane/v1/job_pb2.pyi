@@ -236,7 +236,7 @@ class ExternalSpec(_message.Message):
     def __init__(self, submit: _Optional[_Iterable[str]] = ..., poll: _Optional[_Iterable[str]] = ..., cancel: _Optional[_Iterable[str]] = ..., poll_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "on_condition_lost", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "on_condition_lost", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions", "notify")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +282,7 @@ class JobSpec(_message.Message):
     GIVE_UP_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_LOCKS_FIELD_NUMBER: _ClassVar[int]
     FACT_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_FIELD_NUMBER: _ClassVar[int]
     name: str
     priority: int
     labels: _containers.ScalarMap[str, str]
@@ -306,7 +307,18 @@ class JobSpec(_message.Message):
     give_up: Deadline
     resource_locks: _containers.ScalarMap[str, LockMode]
     fact_conditions: _containers.RepeatedCompositeFieldContainer[FactCondition]
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., on_condition_lost: _Optional[_Union[ConditionLostAction, str]] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ...) -> None: ...
+    notify: _containers.RepeatedCompositeFieldContainer[Notify]
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., on_condition_lost: _Optional[_Union[ConditionLostAction, str]] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ..., notify: _Optional[_Iterable[_Union[Notify, _Mapping]]] = ...) -> None: ...
+
+class Notify(_message.Message):
+    __slots__ = ("on", "webhook", "command")
+    ON_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    on: _containers.RepeatedScalarFieldContainer[_status_pb2.NormalizedStatus]
+    webhook: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, on: _Optional[_Iterable[_Union[_status_pb2.NormalizedStatus, str]]] = ..., webhook: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FactCondition(_message.Message):
     __slots__ = ("fact", "op", "value")

@@ -1,0 +1,48 @@
+"""A real webhook receiver (http.server in a thread) and waiting for a job's events, for the
+notification tests."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Receiver:
+    """A webhook receiver: records each request (path, headers, body) and answers the status
+    codes of `answers` in turn, then 200."""
+
+    def __init__(self, answers: tuple[int, ...] = (), port: int = 0) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self._answers = list(answers)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((self.path, dict(self.headers), body))
+                code = receiver._answers.pop(0) if receiver._answers else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+def job_event(client, job_id: str, raw_status: str, timeout: float = 60):
+    """The job's first event with this raw status, waiting for it."""
+    with closing(client.watch(job_id, timeout=timeout)) as events:
+        for event in events:
+            if event.raw_status == raw_status:
+                return event
+    raise AssertionError(f"no {raw_status} event for job {job_id}")
