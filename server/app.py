@@ -404,7 +404,8 @@ class Server:
         self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
         self._gateway.open()
         console = Console(self._gateway, lambda: self.hub.last_id)
-        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading), console)
+        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading,
+                                                       lambda: self._manager.unplaceable), console)
         bound = await self._front.start(self.config.http)
         self.http_url = f"http://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)

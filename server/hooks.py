@@ -42,6 +42,10 @@ class ProviderManager(Protocol):
     def scale_in(self, providers: Callable[[], Iterable]) -> None:
         """The providers as they are now (ProviderViews, made when called: only when wanted)."""
 
+    @property
+    def unplaceable(self) -> list[dict]:
+        """The demand of the last dispatch, described (for /metrics)."""
+
 
 def describe(demand: list) -> list[dict]:
     """Requirement sets as plain JSON: labels, prerequisite ids, conditions and the tasks waiting."""
@@ -71,6 +75,11 @@ class CommandHooks:
             unmet = sum(n for _, n in demand)
             log.info("%d queued tasks no provider can take; running the scale-out hook", unmet)
             self._out.run({"JOBPLANE_UNMET_TASKS": str(unmet), "JOBPLANE_UNMET": json.dumps(describe(demand))})
+
+    @property
+    def unplaceable(self) -> list[dict]:
+        """What no provider could take at the last dispatch, per requirement set (describe())."""
+        return describe(self._demand)
 
     def scale_in(self, providers: Callable[[], Iterable]) -> None:
         if not self._in.due(quiet=True):

@@ -25,12 +25,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class MetricsPage:
     def __init__(self, metrics: ServerMetrics, hub: EventHub, readers: ThreadPoolExecutor,
                  failed: Callable[[], BaseException | None],
-                 leading: Callable[[], tuple[bool, int]] = lambda: (True, 0)) -> None:
+                 leading: Callable[[], tuple[bool, int]] = lambda: (True, 0),
+                 unplaceable: Callable[[], list[dict]] = list) -> None:
         self._metrics = metrics
         self._hub = hub
         self._readers = readers
         self._failed = failed
         self._leading = leading  # (whether this replica leads now, its lease's epoch)
+        self._unplaceable = unplaceable  # hooks.describe() of the demand no provider could take
 
     async def render(self) -> str:
         m = self._metrics
@@ -47,6 +49,11 @@ class MetricsPage:
                        {(): int(leads)})
         lines += gauge("jobplane_lease_epoch", "The epoch of the lease this replica leads at (0: following, or SQLite).",
                        {(): epoch if leads else 0})
+        lines += gauge("jobplane_unplaceable_tasks", "Queued tasks no provider could take at the last dispatch (no "
+                       "free slot, or none with the labels, prerequisites or facts they need), per requirement set "
+                       "(the leader's view; the scale-out hook's $JOBPLANE_UNMET).",
+                       {_requirement(d): d["tasks"] for d in self._unplaceable()}, "labels", "prerequisites",
+                       "conditions")
         for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds):
             lines += histogram(instrument)
         for instrument in (m.events, m.rejected_reports, m.rpcs):
@@ -64,6 +71,11 @@ def _state_gauges() -> list[str]:
             *gauge("jobplane_queue_depth", "Tasks queued for a provider (ready to run, not yet assigned).",
                    {(): queued}),
             *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
+
+
+def _requirement(d: dict) -> tuple[str, str, str]:
+    return (",".join(f"{k}={v}" for k, v in d["labels"].items()), ",".join(d["prerequisites"]),
+            ",".join(d["conditions"]))
 
 
 def _by_status(rows: Iterable[tuple[int, int, int]]) -> dict[tuple[str, ...], float]:

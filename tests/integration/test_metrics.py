@@ -73,6 +73,20 @@ def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
         value(beats, "jobplane_heartbeat_handling_seconds_count")
 
 
+def test_work_no_provider_can_take_is_counted_per_requirement_set(sqlite_cluster):
+    c = sqlite_cluster
+    c.add_agent("a", slots=2)  # free slots, but not the label the job wants
+    job = c.client.submit_job({"name": "gpu", "wait_for_providers": True, "tasks": [
+        {"name": f"t{i}", "command": ["true"], "requires": {"gpu": "a100"}} for i in range(3)]})
+    wanted = {"labels": "gpu=a100", "prerequisites": "", "conditions": ""}
+    wait_until(lambda: value(scrape(c.server), "jobplane_unplaceable_tasks", **wanted) == 3, 15,
+               "three tasks counted unplaceable")
+    c.add_agent("g", slots=3, labels={"gpu": "a100"})
+    assert c.client.wait_job(job.id, timeout=30).state == job_pb2.JOB_STATE_SUCCEEDED
+    wait_until(lambda: ("jobplane_unplaceable_tasks", *sorted(wanted.items())) not in scrape(c.server), 15,
+               "the requirement set gone from the gauge")
+
+
 def test_refused_calls_are_counted_by_method_and_code(sqlite_cluster):
     c = sqlite_cluster
     with admin_channel(c.server) as channel:
