@@ -40,8 +40,9 @@ class Receiver:
 
 
 def job_event(client, job_id: str, raw_status: str, timeout: float = 60):
-    """The job's first event with this raw status, waiting for it."""
-    with closing(client.watch(job_id, timeout=timeout)) as events:
+    """The job's first event with this raw status, waiting for it (a watch of all events filtered
+    to the job's: a watch of the job itself ends with the job, and deliveries come after)."""
+    with closing(client.watch(filter=f"job={job_id}", timeout=timeout)) as events:
         for event in events:
             if event.raw_status == raw_status:
                 return event

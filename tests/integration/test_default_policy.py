@@ -71,7 +71,7 @@ def test_an_operator_edits_the_default_policy_and_it_decides_how_tasks_end(clust
     assert first["document"] == builtin["document"], "version 1 still reads as the built-in rules"
     tested = json.loads(ok(jobplane(c.server, "policy", "test", "--env", "process", "state=exited", "exit_code=3",
                                     "-o", "json")))
-    assert (tested["status"], tested["policy"], tested["rule_index"]) == ("NORMALIZED_STATUS_SUCCESS", "default", 0)
+    assert (tested["status"], tested["policy"], tested["rule_index"]) == ("SUCCESS", "default", 0)
 
     c.add_agent("a")
     assert run_exit_3_then_marker(c, tmp_path / "one") == SUCCEEDED

@@ -114,8 +114,8 @@ def test_the_readme_example_copies_the_default_to_a_user_and_edits_it(sqlite_clu
     assert "version 1" in shell("jobplane policy set --user alice mine.toml")
     alice = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "status=Abend",
                                    "-o", "json")))
-    assert (alice["status"], alice["policy"]) == ("NORMALIZED_STATUS_ON_HOLD", "user alice")
-    assert decided(c, "bob")["status"] == "NORMALIZED_STATUS_FAILURE", "the default itself is unchanged"
+    assert (alice["status"], alice["policy"]) == ("ON_HOLD", "user alice")
+    assert decided(c, "bob")["status"] == "FAILURE", "the default itself is unchanged"
 
 
 def test_policy_test_shows_the_priority_class_a_users_policy_gives(sqlite_cluster, tmp_path):
@@ -141,7 +141,7 @@ def test_policy_test_shows_the_priority_class_a_users_policy_gives(sqlite_cluste
                                    "status=EXECUTING", "-o", "json")))
     (prop,) = after["properties"]
     assert (prop["value"], prop["policy"], prop.get("rule_index", 0)) == ("HIGH", "user alice", 0)
-    assert after["status"] == "NORMALIZED_STATUS_RUNNING", "the status still comes from the default"
+    assert after["status"] == "RUNNING", "the status still comes from the default"
     shown = ok(jobplane(c, "policy", "test", "--env", "external", "--user", "alice", "queue=PRINT"))
     assert "Priority class  HIGH (user alice rules[0])" in shown, shown
     night = json.loads(ok(jobplane(c, "policy", "test", "--env", "external", "queue=night", "-o", "json")))

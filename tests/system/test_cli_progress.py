@@ -19,11 +19,12 @@ import pytest
 from support import jobplane
 
 TASKS = 12
-# Task i=3 fails once then succeeds on its second attempt (a retry); i=7 fails for good.
+# Task i=3 fails once then succeeds on its second attempt (a retry); i=7 fails for good, after
+# 2.5 s, so the line is drawn (the clock ticks each second) while most tasks are done: an ETA.
 JOB = f"""name = "progress"
 [[tasks]]
 name = "t"
-command = ["sh", "-c", "sleep 0.1; [ {{i}} = 7 ] && exit 7; [ {{i}} = 3 ] && [ ! -e {{marker}}-3 ] && touch {{marker}}-3 && exit 3; exit 0"]
+command = ["sh", "-c", "sleep 0.1; [ {{i}} = 7 ] && sleep 2.5 && exit 7; [ {{i}} = 3 ] && [ ! -e {{marker}}-3 ] && touch {{marker}}-3 && exit 3; exit 0"]
 matrix = {{ i = {list(range(TASKS))} }}
 max_attempts = 2
 retry_backoff = 0.1
