@@ -9,11 +9,8 @@ server INVALID_ARGUMENT back to a line. Signature files (`jobplane inventory sca
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 import shlex
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +19,7 @@ from typing import Any, NoReturn
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from jobplane.client.documents import kind_of, parse_json, parse_toml, read_text, unknown_key
 from jobplane.client.errors import FileProblem, JobFileError
 from jobplane.client.jobfile_sched import FILE_NAMES as _SCHEDULING_FILE_NAMES
 from jobplane.client.jobfile_sched import WHOLE as _SCHEDULING_WHOLE
@@ -129,36 +127,6 @@ def signature_structs(signatures: Iterable[Mapping[str, Any]]) -> list[struct_pb
     Structs pass as they are. Raises JobFileError naming e.g. `signatures[1].kind`."""
     converter = _Converter("python", LineIndex({}), None)
     return converter.signature_file({"signatures": list(signatures)})
-
-
-def read_text(path: str | Path, what: str) -> str:
-    """The text of a file; JobFileError `cannot read the {what}: ...` if it cannot be read."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise JobFileError([FileProblem(str(path), None, "", f"cannot read the {what}: {error}")]) from error
-
-
-def parse_toml(text: str, name: str) -> dict[str, Any]:
-    """The document of TOML text; JobFileError naming the line of a syntax error."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        where = re.search(r"\(at line (\d+), column (\d+)\)$", message)
-        line = int(where.group(1)) if where else None
-        problem = message[: where.start()].strip() if where else message
-        column = f" (column {where.group(2)})" if where else ""
-        raise JobFileError([FileProblem(name, line, "", f"invalid TOML: {problem}{column}")]) from error
-
-
-def parse_json(text: str, name: str) -> Any:
-    """The document of JSON text; JobFileError naming the line of a syntax error."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        problem = FileProblem(name, error.lineno, "", f"invalid JSON: {error.msg} (column {error.colno})")
-        raise JobFileError([problem]) from error
 
 
 class _Invalid(Exception):
@@ -504,33 +472,6 @@ _REQUIRED_HINT = {
     "priority": "add priority = N (smaller is more important)",
     "signatures": f"add signatures = [{_SIGNATURE_EXAMPLE}, ...]",
 }
-
-
-def unknown_key(key: str, known: Iterable[str]) -> str:
-    """`unknown key; did you mean "tasks"?`, or the keys there are."""
-    known = list(known)
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f'did you mean "{close[0]}"?' if close else f"expected one of {', '.join(known)}"
-    return f"unknown key; {hint}"
-
-
-def kind_of(value: Any, table: str) -> str:
-    """`a string`, `a list`, `table` for a mapping: what a value is, for messages."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return table
-    if value is None:
-        return "null"
-    return f"a {type(value).__name__}"
 
 
 # Proto field name -> the file's key (`timeout_seconds` -> `timeout`).

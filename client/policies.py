@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from jobplane.client.errors import FileProblem, JobFileError
-from jobplane.client.jobfile import kind_of, unknown_key
+from jobplane.client.documents import kind_of, unknown_key
 from jobplane.client.locate import FieldPath, LineIndex, format_path
 from jobplane.v1 import policy_pb2
 

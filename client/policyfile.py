@@ -28,7 +28,7 @@ from google.protobuf import json_format, struct_pb2
 
 from jobplane.client import output
 from jobplane.client.errors import FileProblem
-from jobplane.client.jobfile import parse_json, parse_toml, read_text
+from jobplane.client.documents import parse_json, parse_toml, read_text
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
 from jobplane.client.policies import document_struct, policy_label
 from jobplane.v1 import policy_pb2
