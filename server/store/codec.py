@@ -41,11 +41,13 @@ def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
     return _task(json.loads(bytes(data) if not isinstance(data, str) else data))
 
 
-def dump_job_spec(spec: JobSpec) -> bytes:
+def dump_job_spec(spec: JobSpec, tasks: bool = True) -> bytes:
+    """`tasks`: False leaves the tasks out (the job row's copy; job_spec keeps the whole)."""
     d = {f.name: getattr(spec, f.name) for f in fields(JobSpec) if f.name != "tasks"}
     d = {k: asdict(v) if is_dataclass(v) else [asdict(r) for r in v] if k in ("continuation_rules", "notify") else v
          for k, v in d.items()}
-    d["tasks"] = [_task_dict(t) for t in spec.tasks]
+    if tasks:
+        d["tasks"] = [_task_dict(t) for t in spec.tasks]
     return json.dumps(d, separators=(",", ":")).encode()
 
 
@@ -57,7 +59,7 @@ def load_job_spec(data: bytes | memoryview | str, tasks: bool = True) -> JobSpec
     if transient is not None:
         transient = Transient(tuple(transient["exit_codes"]), tuple(transient["raw_statuses"]),
                               transient["max_reruns"], transient["backoff_seconds"])
-    return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d["tasks"]) if tasks else (),
+    return JobSpec(d["name"], d["priority"], d["labels"], tuple(_task(t) for t in d.get("tasks", ())) if tasks else (),
                    d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
                    Lateness(**d.get("lateness", {})), d.get("job_class", ""), Window(**d.get("window", {})),
                    transient, tuple(d.get("conditions", ())), d.get("locks", {}), d.get("on_condition_lost", ""),

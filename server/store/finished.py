@@ -19,8 +19,8 @@ from ..errors import Deposed, StoreFailure
 from . import idfloor
 from .failures import drop_connection, root_cause, where_it_lives
 from .lease import Term, fence
-from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, JobTagRow, NotificationRow, TaskRow
-from .reads import IN_CHUNK
+from .models import AttemptRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, JobSpecRow, JobTagRow, NotificationRow, TaskRow
+from .reads import IN_CHUNK, whole_specs
 from .repo import job_runtime, task_runtime
 
 FINISHED = [int(s) for s in JOB_DONE]
@@ -58,7 +58,7 @@ class FinishedJobStore:
                       .where(AttemptRow.task.in_(ids[i:i + IN_CHUNK]) & AttemptRow.end_time.is_null())):
                 if last[a.task] == a.number:
                     unended[a.task] = (a.provider, a.number)
-        return StoredJob(job_runtime(row), tasks, unended)
+        return StoredJob(job_runtime(row, whole_specs([job_id]).get(job_id)), tasks, unended)
 
     # ----- purge ---------------------------------------------------------------------
 
@@ -96,6 +96,7 @@ class FinishedJobStore:
             ContinuationRow.delete().where(ContinuationRow.id.in_(list(continuations)) & ~fn.EXISTS(left)).execute()
         gone = [r.id for r in JobRow.select(JobRow.id).where(JobRow.id.in_(job_ids) & JobRow.state.in_(FINISHED))]
         JobTagRow.delete().where(JobTagRow.job.in_(gone)).execute()
+        JobSpecRow.delete().where(JobSpecRow.job.in_(gone)).execute()
         # settled notifications go with the job; a pending one stays until it is delivered or given up
         NotificationRow.delete().where(NotificationRow.job.in_(gone) & (NotificationRow.state != 0)).execute()
         purged = JobRow.delete().where(JobRow.id.in_(gone)).execute()

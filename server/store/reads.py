@@ -12,7 +12,7 @@ from ..domain.limits import PAGE_BYTES
 from ..domain.model import JobState
 from ..domain.query import Page
 from ..domain.status import job_raw
-from .models import AttemptRow, AuditRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, TaskRow
+from .models import AttemptRow, AuditRow, ContinuationRow, ContinuedTaskRow, EventRow, JobRow, JobSpecRow, TaskRow
 from .paging import CHUNK, Measure, Source, page
 from .queries import audit_query, continuation_query, job_query, ordering, task_query
 from .records import (
@@ -20,6 +20,16 @@ from .records import (
     TaskView, event_from_row)
 
 IN_CHUNK = 400  # ids per IN (...) list
+
+
+def whole_specs(job_ids: list[int]) -> dict[int, bytes]:
+    """The whole specs (tasks included) of these jobs, by id; a job stored by an older version
+    has none here: its row's spec is whole."""
+    out: dict[int, bytes] = {}
+    for i in range(0, len(job_ids), IN_CHUNK):
+        out.update(JobSpecRow.select(JobSpecRow.job, JobSpecRow.spec)
+                   .where(JobSpecRow.job.in_(job_ids[i:i + IN_CHUNK])).tuples())
+    return out
 
 
 class Reads:
@@ -32,7 +42,7 @@ class Reads:
         """The job; None if there is none (or, with `owner`, it is not that identity's)."""
         cond = JobRow.id == job_id
         row = JobRow.get_or_none(cond if owner is None else cond & (JobRow.owner == owner))
-        return None if row is None else JobView.from_row(row)
+        return None if row is None else JobView.from_row(row, whole=whole_specs([row.id]).get(row.id))
 
     @staticmethod
     def has_job(job_id: int, owner: str | None = None) -> bool:
@@ -92,7 +102,9 @@ class Reads:
 
     def _job_source(self, status_of: StatusOf | None, tasks: bool = True) -> Source[JobView]:
         def fetch(cond, before_id, offset, limit, order):
-            return [JobView.from_row(r, tasks) for r in job_select(cond, before_id, offset, limit, order)]
+            rows = list(job_select(cond, before_id, offset, limit, order))
+            whole = whole_specs([r.id for r in rows]) if tasks else {}
+            return [JobView.from_row(r, tasks, whole.get(r.id)) for r in rows]
 
         return Source(fetch, lambda view, key: job_value(view, key, status_of), (JobRow.id, True))
 

@@ -41,9 +41,11 @@ class JobView:
     schedule_id: int = 0  # the schedule whose run it is; 0: submitted by hand
 
     @classmethod
-    def from_row(cls, row, tasks: bool = True) -> JobView:
-        """`tasks`: False leaves the spec's tasks out (and so `environments` empty)."""
-        return cls(row.id, row.name, row.priority, load_job_spec(row.spec, tasks), JobState(row.state), Status(row.status),
+    def from_row(cls, row, tasks: bool = True, whole: bytes | None = None) -> JobView:
+        """`tasks`: False leaves the spec's tasks out (and so `environments` empty); `whole`:
+        the job's whole spec (from job_spec: reads.whole_specs), which the tasks are read from."""
+        spec = load_job_spec(whole if tasks and whole is not None else row.spec, tasks)
+        return cls(row.id, row.name, row.priority, spec, JobState(row.state), Status(row.status),
                    json.loads(row.counts), row.reason, row.submit_time, row.start_time, row.end_time, row.owner,
                    row.hold, row.request_id, row.schedule)
 

@@ -15,9 +15,10 @@ from ..domain.changes import ChangeSet, ContinuationRec
 from ..domain.continuation import Pending
 from ..domain.fences import Fence
 from ..domain.inventory import InvEntry
-from ..domain.model import JobState, ProviderState, Status, TaskState
+from ..domain.model import JOB_DONE, TASK_DONE, JobState, ProviderState, Status, TaskState
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
+from .changed import ChangedColumns
 from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
 from . import idfloor, indexes
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
@@ -26,7 +27,7 @@ from .indexes import job_tags
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
 from .notifications import apply_deliveries
-from .reads import IN_CHUNK, Reads
+from .reads import IN_CHUNK, Reads, whole_specs
 from .models import (
     ALL_MODELS,
     AttemptRow,
@@ -36,6 +37,7 @@ from .models import (
     EventRow,
     InventoryRow,
     JobRow,
+    JobSpecRow,
     JobTagRow,
     ProviderRow,
     TaskRow,
@@ -63,6 +65,7 @@ class Snapshot:
     rules: list = None  # conflicts.ConflictRule: the conflict matrix
     together: dict = None  # (class a, class b) -> transient failures seen together (reruns.py)
     schedules: tuple = ((), 0)  # (the schedules.Schedule not deleted, the highest schedule id ever)
+    specs: dict = None  # job id -> its whole spec (job_spec; none for jobs of older versions)
 
 
 class Store:
@@ -70,6 +73,10 @@ class Store:
         self.db = db
         database.initialize(db)
         self.reads = Reads(db)
+        # what the last commits set in indexed columns, so updates set only what moved (changed.py)
+        self._job_columns = ChangedColumns("job", ("counts", "reason", "hold"), _JOB_INDEXED)
+        self._task_columns = ChangedColumns("task", _TASK_ALWAYS, _TASK_INDEXED)
+        self._attempt_columns = ChangedColumns("attempt", _ATTEMPT_ALWAYS, ("start_time", "end_time"))
 
     # ----- lifecycle -----------------------------------------------------------------
 
@@ -118,6 +125,7 @@ class Store:
             self.db.close()
 
     def load(self) -> Snapshot:
+        self._forget_written()  # another leader may have written since
         self.db.connect(reuse_if_open=True)
         max_ids = idfloor.highest_ids(self.db)
         jobs = list(JobRow.select().where(JobRow.state.in_(ACTIVE_JOB_STATES)).order_by(JobRow.id))
@@ -141,7 +149,7 @@ class Store:
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules(),
                         {(o.class_a, o.class_b): o.failures for o in ConflictStore(self.db).overlaps(1)},
-                        ScheduleStore(self.db).for_restore())
+                        ScheduleStore(self.db).for_restore(), whole_specs(job_ids))
 
     @staticmethod
     def _handed_on(queued: list[TaskRow]) -> dict[int, str]:
@@ -174,18 +182,32 @@ class Store:
                     if cs.events:
                         notify(self.db, cs.events[-1].id)
         except Deposed:
+            self._forget_written()
             raise
         except Exception as exc:
+            self._forget_written()
             drop_connection(self.db)
             raise StoreFailure(explain(exc, self.db)) from root_cause(exc)
+
+    def _forget_written(self) -> None:
+        self._job_columns.forget_all()
+        self._task_columns.forget_all()
+        self._attempt_columns.forget_all()
 
     def _write(self, cs: ChangeSet) -> None:
         new_jobs = [cs.jobs[i] for i in sorted(cs.new_jobs)]
         self._release_request_ids(new_jobs)
         self._insert(JobRow, [_job_row(j) for j in new_jobs])
+        self._insert(JobSpecRow, [{"job": j.id, "spec": dump_job_spec(j.spec)} for j in new_jobs])
         self._insert(JobTagRow, [tag for j in new_jobs for tag in job_tags(j.id, j.spec)])
         self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
         self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
+        for j in new_jobs:
+            self._job_columns.remember(j.id, _job_indexed(j))
+        for i in cs.new_tasks:
+            self._task_columns.remember(i, _task_indexed(cs.tasks[i]))
+        for i in cs.new_attempts:
+            self._attempt_columns.remember(i, (cs.attempts[i].start_time, cs.attempts[i].end_time))
         self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])
         self._update_tasks([t for i, t in cs.tasks.items() if i not in cs.new_tasks])
         self._update_attempts([a for i, a in cs.attempts.items() if i not in cs.new_attempts])
@@ -226,28 +248,25 @@ class Store:
                           [(j.owner, j.request.id) for j in jobs if j.request is not None])
 
     def _update_jobs(self, jobs) -> None:
-        self._executemany(
-            "UPDATE job SET state=?, status=?, counts=?, reason=?, start_time=?, end_time=?, hold=? WHERE id=?",
-            [(int(j.state), int(j.status), json.dumps(j.counts), j.reason, j.start_time, j.end_time, j.hold, j.id)
-             for j in jobs])
+        for sql, params in self._job_columns.updates(
+                ((j.id, (json.dumps(j.counts), j.reason, j.hold), _job_indexed(j), j.state in JOB_DONE)
+                 for j in jobs)):
+            self._executemany(sql, params)
 
     def _update_tasks(self, tasks) -> None:
-        self._executemany(
-            "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
-            " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?,"
-            " reruns=?, attempt_base=?, fence=?, suspended=?, held_attempts=? WHERE id=?",
-            [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
-              t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw),
-              t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
-              json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.id)
-             for t in tasks])
+        for sql, params in self._task_columns.updates(
+                ((t.id, (t.lost_attempts, t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint,
+                         t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
+                         json.dumps(t.suspended) if t.suspended else "", t.held_attempts),
+                  _task_indexed(t), t.state in TASK_DONE) for t in tasks)):
+            self._executemany(sql, params)
 
     def _update_attempts(self, attempts) -> None:
-        self._executemany(
-            "UPDATE attempt SET start_time=?, end_time=?, outcome=?, exit_code=?, reason=?, checkpoint=?,"
-            " environment=?, raw=?, external_job_id=? WHERE id=?",
-            [(a.start_time, a.end_time, a.outcome, a.exit_code, a.reason, a.checkpoint, a.environment,
-              json.dumps(a.raw), a.external_job_id, a.id) for a in attempts])
+        for sql, params in self._attempt_columns.updates(
+                ((a.id, (a.outcome, a.exit_code, a.reason, a.checkpoint, a.environment, json.dumps(a.raw),
+                         a.external_job_id), (a.start_time, a.end_time), a.end_time is not None)
+                 for a in attempts)):
+            self._executemany(sql, params)
 
     def _upsert_providers(self, cs: ChangeSet) -> None:
         self._upsert(ProviderRow, ("id",), [
@@ -312,11 +331,27 @@ class Store:
 
 
 def _job_row(j) -> dict:
-    return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec),
+    return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec, tasks=False),
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
             "hold": j.hold, "request_id": j.request.id if j.request else None,
             "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
+
+
+# Task and attempt columns an update sets every time, and the indexed ones it sets when changed.
+_TASK_ALWAYS = ("lost_attempts", "result_json", "error", "stdout_tail", "stderr_tail", "reason", "checkpoint",
+                "reruns", "attempt_base", "fence", "suspended", "held_attempts")
+_JOB_INDEXED = ("state", "status", "start_time", "end_time")
+_TASK_INDEXED = ("state", "status", "attempt", "provider", "exit_code", "environment", "raw")
+_ATTEMPT_ALWAYS = ("outcome", "exit_code", "reason", "checkpoint", "environment", "raw", "external_job_id")
+
+
+def _job_indexed(j) -> tuple:
+    return int(j.state), int(j.status), j.start_time, j.end_time
+
+
+def _task_indexed(t) -> tuple:
+    return int(t.state), int(t.status), t.attempt, t.provider, t.exit_code, t.environment, json.dumps(t.raw)
 
 
 def _task_row(t) -> dict:
@@ -349,7 +384,7 @@ def runtime_from_snapshot(snap: Snapshot):
     """Rows to the engine's runtime objects: (counters, jobs, tasks, providers)."""
     ids = snap.max_ids
     counters = Counters(ids["job"] + 1, ids["task"] + 1, ids["attempt"] + 1, ids["event"] + 1, ids["continuation"] + 1)
-    jobs = [job_runtime(r) for r in snap.jobs]
+    jobs = [job_runtime(r, (snap.specs or {}).get(r.id)) for r in snap.jobs]
     current = {a.task: a for a in snap.attempts}
     tasks = []
     for r in snap.tasks:
@@ -374,9 +409,10 @@ def runtime_from_snapshot(snap: Snapshot):
     return counters, jobs, tasks, providers, waiting
 
 
-def job_runtime(r: JobRow) -> JobRt:
-    """A stored job as the engine holds it (its tasks and derived state are the engine's to add)."""
-    return JobRt(r.id, r.name, r.priority, load_job_spec(r.spec), JobState(r.state), r.submit_time,
+def job_runtime(r: JobRow, whole: bytes | None = None) -> JobRt:
+    """A stored job as the engine holds it (its tasks and derived state are the engine's to add);
+    `whole`: its whole spec, from job_spec (None: the row's spec is whole, as older versions kept it)."""
+    return JobRt(r.id, r.name, r.priority, load_job_spec(r.spec if whole is None else whole), JobState(r.state), r.submit_time,
                  counts=json.loads(r.counts), start_time=r.start_time, end_time=r.end_time, reason=r.reason,
                  owner=r.owner, hold=r.hold, schedule_id=r.schedule)
 
