@@ -33,6 +33,10 @@ class NotFound(JobplaneError):
 
     code = "NOT_FOUND"
 
+    @classmethod
+    def job(cls, job_id: int) -> NotFound:
+        return cls(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+
 
 class AlreadyExists(JobplaneError):
     """The resource exists already (e.g. a provider name that is connected)."""

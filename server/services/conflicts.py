@@ -77,7 +77,7 @@ class ConflictService(conflict_pb2_grpc.ConflictServiceServicer):
             job_id = convert.parse_id("job_id", request.job_id, "job")
             job = await self.d.read(self.d.reads.get_job, job_id, visible_owner())
             if job is None:
-                raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+                raise NotFound.job(job_id)
             spec = job.spec
         elif which == "spec":
             job_id, (spec, _) = None, await asyncio.to_thread(prepare, request.spec, self.d.config)

@@ -49,7 +49,7 @@ class FinishedJobs:
             stored = await self._run(self._reader, functools.partial(reading, self._store.db, self._store.load),
                                      job_id, owner)
             if stored is None:
-                raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+                raise NotFound.job(job_id)
             return await core.call(lambda engine: engine.rerun_job(stored.job, stored.tasks, failed_only, by,
                                                                    stored.unended))
 

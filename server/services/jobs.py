@@ -133,7 +133,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     async def _job(self, job_id: int) -> job_pb2.Job:
         view = await self.d.read(self.d.reads.get_job, job_id, visible_owner())
         if view is None:
-            raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+            raise NotFound.job(job_id)
         return convert.job_to_proto(view, self.d.status_of())
 
     async def WatchEvents(self, request, context):
@@ -141,7 +141,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         try:
             if request.job_id:
                 job_id = convert.parse_id("job_id", request.job_id, "job")
-                await self._job(job_id)
+                if not await self.d.read(self.d.reads.has_job, job_id, visible_owner()):  # no spec to decode
+                    raise NotFound.job(job_id)
             elif not current_caller.get().sees_all_jobs():
                 raise PermissionDenied("watching every job's events needs the role viewer or above; "
                                        "pass the id of one of your jobs")

@@ -36,7 +36,7 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
             return None
         job_id = convert.parse_id("job_id", job_id_text, "job")
         if not await self.d.read(self.d.reads.has_job, job_id, visible_owner()):
-            raise NotFound(f"job {job_id} not found; `jobplane jobs list` shows the jobs there are")
+            raise NotFound.job(job_id)
         return job_id
 
     @rpc

@@ -155,7 +155,8 @@ def test_submitters_see_and_touch_only_their_own_jobs(cluster):
         assert [j.id for j in users["alice"].list_jobs()] == [alices.id]
         assert users["alice"].summarize_jobs().total == 1 and viewer.summarize_jobs().total == 2
         for call in (lambda: users["alice"].get_job(bobs.id), lambda: users["alice"].cancel_job(bobs.id),
-                     lambda: list(users["alice"].list_tasks(bobs.id))):
+                     lambda: list(users["alice"].list_tasks(bobs.id)),
+                     lambda: next(iter(users["alice"].watch(bobs.id, timeout=5)))):
             with pytest.raises(NotFound):
                 call()
         with pytest.raises(PermissionDenied, match="viewer or above"):
