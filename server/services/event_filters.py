@@ -51,9 +51,12 @@ class EventFilter:
             if job is None:
                 return None
             return job.labels.get(key[6:]) if key.startswith("label.") else getattr(job, key)
-        getters: dict[str, Callable] = {
-            "status": lambda: e.status, "type": lambda: e.kind, "environment": lambda: e.environment,
-            "provider": lambda: e.provider_id, "raw_status": lambda: e.raw_status,
-            "job": lambda: int(e.job_id) if e.job_id else None, "task": lambda: e.task_name or None,
-            "attempt": lambda: e.attempt, "time": lambda: e.time.ToNanoseconds() / 1e9}
-        return getters[key]()
+        return _GETTERS[key](e)
+
+
+# The keys an event answers by itself.
+_GETTERS: dict[str, Callable] = {
+    "status": lambda e: e.status, "type": lambda e: e.kind, "environment": lambda e: e.environment,
+    "provider": lambda e: e.provider_id, "raw_status": lambda e: e.raw_status,
+    "job": lambda e: int(e.job_id) if e.job_id else None, "task": lambda e: e.task_name or None,
+    "attempt": lambda e: e.attempt, "time": lambda e: e.time.ToNanoseconds() / 1e9}
