@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import time
 from dataclasses import dataclass
@@ -90,26 +91,49 @@ def segment_size(max_bytes: int) -> int:
 
 def begin(directory: str | Path, max_bytes: int) -> None:
     """Make an attempt's (empty) log directory and record its segment size."""
-    path = Path(directory)
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / SEGMENT_FILE).write_text(f"{segment_size(max_bytes)}\n")
-
-
-def pump(fd: int, writer: SegmentWriter) -> None:
-    """Copy everything readable from `fd` into `writer` until every writer of the pipe closed."""
     try:
-        while chunk := os.read(fd, _READ_BYTES):
-            writer.write(chunk)
+        os.mkdir(directory)
+    except FileExistsError:  # an attempt directory's name again: its old output goes
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    except FileNotFoundError:  # the first attempt: logs/ is made
+        os.makedirs(directory, exist_ok=True)
+    _write(os.path.join(directory, SEGMENT_FILE), f"{segment_size(max_bytes)}\n".encode())
+
+
+def pump(pipes: dict[int, SegmentWriter]) -> None:
+    """Copy everything readable from each pipe into its writer until every writer of each pipe
+    closed (one thread for both of an attempt's streams)."""
+    poller = select.poll()
+    for fd in pipes:
+        poller.register(fd, select.POLLIN)
+    try:
+        while pipes:
+            for fd, _ in poller.poll():
+                chunk = os.read(fd, _READ_BYTES)
+                if chunk:
+                    pipes[fd].write(chunk)
+                    continue
+                poller.unregister(fd)
+                os.close(fd)
+                pipes.pop(fd).close()
     finally:
-        os.close(fd)
-        writer.close()
+        for fd, writer in pipes.items():
+            os.close(fd)
+            writer.close()
 
 
 def finish(directory: str | Path) -> None:
     """Mark the output complete."""
-    Path(directory, DONE_FILE).touch()
+    _write(os.path.join(directory, DONE_FILE), b"")
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def is_done(directory: str | Path) -> bool:

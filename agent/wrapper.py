@@ -145,17 +145,17 @@ class _Wrapper:
                 os.close(fd)
 
     def _pipes(self) -> tuple[int, int]:
-        """A pipe per output stream, each pumped into the log store by a thread of ours (it
+        """A pipe per output stream, both pumped into the log store by one thread of ours (it
         has every signal blocked, as this one); the write ends, for the command."""
         logstore.begin(self.logs, self.request.log_max_bytes)
-        ends = []
+        pipes, ends = {}, []
         for stream in logstore.STREAMS:
             read_end, write_end = os.pipe2(os.O_CLOEXEC)
-            writer = logstore.SegmentWriter(self.logs, stream, self.request.log_max_bytes)
-            pump = threading.Thread(target=logstore.pump, args=(read_end, writer), daemon=True)
-            pump.start()
-            self.pumps.append(pump)
+            pipes[read_end] = logstore.SegmentWriter(self.logs, stream, self.request.log_max_bytes)
             ends.append(write_end)
+        pump = threading.Thread(target=logstore.pump, args=(pipes,), daemon=True)
+        pump.start()
+        self.pumps.append(pump)
         return ends[0], ends[1]
 
     def _drain(self) -> None:
