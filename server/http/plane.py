@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobplane.v1 import conflict_pb2, continuation_pb2, inventory_pb2, job_pb2, provider_pb2
+from jobplane.v1 import conflict_pb2, continuation_pb2, inventory_pb2, job_pb2, provider_pb2, status_pb2
 
 from . import pages, plane_html
 from .gateway import Gateway
 from .server import Request, Response
-from .web import operates, page, who
+from .web import HTTP_OF, operates, page, who
 
 PAGE = 200  # rows a page of the plane shows; the CLI lists the rest
 
@@ -59,8 +59,7 @@ class Plane:
                 if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,
                                       grpc.StatusCode.PERMISSION_DENIED):
                     raise
-                problem, status = exc.details() or exc.code().name, 400 if exc.code() != grpc.StatusCode.NOT_FOUND \
-                    else 404
+                problem, status = exc.details() or exc.code().name, HTTP_OF[exc.code()]
         form = plane_html.plan_form([p.id for p in providers.providers], provider, at_text, problem) \
             if operates(me) else ""
         body = plane_html.continuations(list(listed.continuations), plan)
@@ -72,11 +71,19 @@ class Plane:
         live = self._live(me)
         rules = await self._api.call(self._api.conflicts.ListConflictRules,
                                      conflict_pb2.ListConflictRulesRequest(page_size=PAGE), token)
-        held = await self._api.call(self._api.jobs.ListJobs, job_pb2.ListJobsRequest(
-            filter="status=ON_HOLD", page_size=PAGE), token)
-        body = plane_html.conflicts(list(rules.rules), list(held.jobs), me)
+        body = plane_html.conflicts(list(rules.rules), await self._held(token), me)
         extra = plane_html.rule_form() if operates(me) else ""
         return page(200, pages.layout("Conflicts and holds", body, who=who(me), live=live, extra=extra))
+
+    async def _held(self, token: str) -> list[job_pb2.Job]:
+        """Jobs ON_HOLD (by a rule, a window, or suspended) and jobs held by hand whose tasks still
+        run (their status is RUNNING): no filter key says "held", so the unfinished jobs are read."""
+        held: dict[str, job_pb2.Job] = {}
+        for text in ("status=ON_HOLD", "state=QUEUED,RUNNING"):
+            listed = await self._api.call(self._api.jobs.ListJobs, job_pb2.ListJobsRequest(
+                filter=text, page_size=PAGE), token)
+            held.update((j.id, j) for j in listed.jobs if j.hold or j.status == status_pb2.NORMALIZED_STATUS_ON_HOLD)
+        return sorted(held.values(), key=lambda j: int(j.id) if j.id.isdigit() else 0)
 
 
 def _timestamp(text: str) -> Timestamp | None:

@@ -89,7 +89,7 @@ def continuations(listed: Sequence[continuation_pb2.Continuation],
 
 
 def _plan(plan: continuation_pb2.PlanContinuationResponse) -> str:
-    title = f'<h2>If {escape(plan.provider_id)} failed{" at " + when(plan.at) if plan.at.seconds else " now"}</h2>'
+    title = f'<h2>If {escape(plan.provider_id)} failed at {when(plan.at) or "now"}</h2>'
     if not plan.tasks:
         return title + f'<p class="empty" id="plan">Nothing would continue: {escape(plan.provider_id)} runs no tasks.</p>'
     rows = "".join(
