@@ -5,6 +5,7 @@ may see and do what, and that whatever users put in names, labels and selectors 
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 
 import pytest
 
@@ -161,3 +162,40 @@ def test_what_users_wrote_is_escaped_on_every_page(sqlite_cluster, tmp_path):
     assert "zone=&lt;script&gt;" in get(server, "/providers", cookie=admin).body
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; (by admin)" in get(server, "/conflicts", cookie=admin).body
     c.client.cancel_job(held.id)
+
+
+PERIOD_END = date.today() + timedelta(days=100)  # never today, so "now" is a quiet day
+
+
+@pytest.mark.server_args(*HTTP, "--period-end", PERIOD_END.strftime("%m-%d"), "--timezone", "UTC")
+def test_the_continuations_page_shows_the_plan_with_the_calendar_rule_and_then_what_happened(sqlite_cluster,
+                                                                                               tmp_path):
+    c = sqlite_cluster
+    server = c.server
+    c.add_agent("p1", slots=2)
+    gate = tmp_path / "gate"
+    first = c.client.submit_job({"name": "first", "continuation_priority": 4,
+                                 "tasks": [{"name": "a", "command": gated(gate)}]})
+    second = c.client.submit_job({"name": "second", "continuation_priority": 5,
+                                  "continuation_rules": [{"kind": "end_of_period", "priority": 0}],
+                                  "tasks": [{"name": "b", "command": gated(gate)}]})
+    wait_until(lambda: c.client.get_job(second.id).counts.running == 1 and c.client.get_job(first.id).counts.running
+               == 1, 30, "both running on p1")
+    olga = sign_in(server, c.client.create_token("operator", user="olga").secret)
+    quiet = get(server, "/continuations?plan=p1", cookie=olga).body
+    assert re.findall(r'<a href="/jobs/(\d+)">', quiet.split('id="plan"', 1)[1]) == [first.id, second.id]
+    at_end = get(server, f"/continuations?plan=p1&at={PERIOD_END.isoformat()}T12:00%2B00:00", cookie=olga).body
+    plan = at_end.split('id="plan"', 1)[1]
+    assert re.findall(r'<a href="/jobs/(\d+)">', plan) == [second.id, first.id]
+    assert '<td>0 <span class="rule">(end_of_period)</span></td>' in plan and "would wait" in plan
+    c.agents["p1"].kill()
+    c.add_agent("p2", slots=2)
+    wait_until(lambda: all(c.client.get_job(j.id).counts.running == 1 and next(iter(c.client.list_tasks(j.id))).provider_id
+                           == "p2" for j in (first, second)), 60, "both continued on p2")
+    page = get(server, "/continuations", cookie=olga).body
+    (section,) = re.findall(r'<section class="continuation".*?</section>', page)
+    assert ": p1 at " in section and re.findall(r'<a href="/jobs/(\d+)">', section) == [first.id, second.id]
+    assert section.count("<td>p2</td>") == 2
+    gate.touch()
+    for j in (first, second):
+        c.client.wait_job(j.id, timeout=30)
