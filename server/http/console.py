@@ -120,7 +120,8 @@ class Console:
                                         view=q.get("view", ""), page_token=q.get("page_token", ""), page_size=50)
         views = await self._api.call(self._api.views.ListViews, view_pb2.ListViewsRequest(page_size=200), token)
         jobs_views = [v for v in views.views if v.resource == view_pb2.VIEW_RESOURCE_JOBS]
-        form = lambda error: pages.filter_form(asked.filter, asked.order_by, asked.view, error, jobs_views)  # noqa: E731
+        def form(error: str) -> str:
+            return pages.filter_form(asked.filter, asked.order_by, asked.view, error, jobs_views)
         try:
             answer = await self._api.call(self._api.jobs.ListJobs, asked, token)
         except grpc.aio.AioRpcError as exc:

@@ -71,7 +71,8 @@ def continuations(listed: Sequence[continuation_pb2.Continuation],
                   plan: continuation_pb2.PlanContinuationResponse | None) -> str:
     shown = _plan(plan) if plan is not None else ""
     if not listed:
-        return shown + '<h2>Continuations</h2><p class="empty">No provider has failed or been drained with work on it.</p>'
+        return (shown + '<h2>Continuations</h2>'
+                '<p class="empty">No provider has failed or been drained with work on it.</p>')
     parts = []
     for c in listed:
         rows = "".join(
@@ -91,7 +92,8 @@ def continuations(listed: Sequence[continuation_pb2.Continuation],
 def _plan(plan: continuation_pb2.PlanContinuationResponse) -> str:
     title = f'<h2>If {escape(plan.provider_id)} failed at {when(plan.at) or "now"}</h2>'
     if not plan.tasks:
-        return title + f'<p class="empty" id="plan">Nothing would continue: {escape(plan.provider_id)} runs no tasks.</p>'
+        return (title + '<p class="empty" id="plan">Nothing would continue: '
+                f'{escape(plan.provider_id)} runs no tasks.</p>')
     rows = "".join(
         f'<tr><td>{t.position}</td><td><a href="/tasks/{escape(t.task_id)}">{escape(t.task_name or t.task_id)}</a>'
         f'</td><td><a href="/jobs/{escape(t.job_id)}">{escape(t.job_id)}</a></td><td>{_priority(t)}</td>'
@@ -104,13 +106,16 @@ def _plan(plan: continuation_pb2.PlanContinuationResponse) -> str:
 
 def _priority(t) -> str:
     """The continuation priority in force, and the calendar rule that set it (if one did)."""
-    return f'{t.effective_priority} <span class="rule">({escape(t.rule)})</span>' if t.rule else str(t.effective_priority)
+    if not t.rule:
+        return str(t.effective_priority)
+    return f'{t.effective_priority} <span class="rule">({escape(t.rule)})</span>'
 
 
 def rule_form() -> str:
     return ('<form class="filter rule" method="post" action="/conflicts/rules">'
             '<input name="name" placeholder="rule name" size="14" required>'
-            '<select name="kind"><option value="exclusive">exclusive</option><option value="lock">lock</option></select>'
+            '<select name="kind"><option value="exclusive">exclusive</option>'
+            '<option value="lock">lock</option></select>'
             '<input name="jobs" placeholder="jobs: class=etl name=load-* label.team=etl" size="30" required>'
             '<input name="other" placeholder="other (exclusive)" size="18">'
             '<input name="resource" placeholder="resource (lock)" size="14">'

@@ -121,7 +121,8 @@ def test_saving_and_deleting_a_view(sqlite_cluster, browser):
     c = sqlite_cluster
     c.add_agent("a", slots=2)
     for name, command in (("fine", "true"), ("broken", "false")):
-        c.client.wait_job(c.client.submit_job({"name": name, "tasks": [{"name": "t", "command": [command]}]}).id, timeout=30)
+        job = c.client.submit_job({"name": name, "tasks": [{"name": "t", "command": [command]}]})
+        c.client.wait_job(job.id, timeout=30)
     secret = c.client.create_token("viewer", user="vic").secret
     page = signed_in(browser, c.server, secret)
     page.goto(url(c.server, "/jobs"))

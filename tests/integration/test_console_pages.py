@@ -56,7 +56,8 @@ def test_every_page_needs_a_sign_in_and_shows_what_the_role_may_see(sqlite_clust
     assert bad_time.status == 400 and "at: &#x27;tomorrow&#x27; is not an ISO 8601 time" in bad_time.body
     page = get(server, f"/tasks/{task.id}", cookie=olga)
     assert page.status == 200 and f'href="/tasks/{task.id}/output"' in page.body
-    assert len(re.findall(r'<tr class="attempt">', page.body)) == 1 and "<dt>runs</dt><dd><code>true</code>" in page.body
+    assert len(re.findall(r'<tr class="attempt">', page.body)) == 1
+    assert "<dt>runs</dt><dd><code>true</code>" in page.body
 
 
 def test_hold_buttons_follow_what_runs_and_the_role(sqlite_cluster, tmp_path):
@@ -153,14 +154,15 @@ def test_what_users_wrote_is_escaped_on_every_page(sqlite_cluster, tmp_path):
     wait_until(lambda: c.client.get_job(held.id).counts.running == 1, 30, "its first task running")
     c.client.hold_job(held.id, reason=EVIL)
     admin = sign_in(server, server.token)
-    for path in ("/", "/jobs", f"/jobs/{job.id}", f"/jobs/{held.id}", f"/tasks/{task.id}", f"/tasks/{task.id}/output", "/providers",
-                 "/continuations", "/conflicts"):
+    for path in ("/", "/jobs", f"/jobs/{job.id}", f"/jobs/{held.id}", f"/tasks/{task.id}",
+                 f"/tasks/{task.id}/output", "/providers", "/continuations", "/conflicts"):
         page = get(server, path, cookie=admin)
         assert page.status == 200 and EVIL not in page.body and "<script>" not in page.body.replace(
             '<script src="/static/console.js" defer></script>', ""), path
     assert "&lt;script&gt;" in get(server, f"/tasks/{task.id}", cookie=admin).body
     assert "zone=&lt;script&gt;" in get(server, "/providers", cookie=admin).body
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; (by admin)" in get(server, "/conflicts", cookie=admin).body
+    holds = get(server, "/conflicts", cookie=admin).body
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; (by admin)" in holds
     c.client.cancel_job(held.id)
 
 
@@ -190,8 +192,11 @@ def test_the_continuations_page_shows_the_plan_with_the_calendar_rule_and_then_w
     assert '<td>0 <span class="rule">(end_of_period)</span></td>' in plan and "would wait" in plan
     c.agents["p1"].kill()
     c.add_agent("p2", slots=2)
-    wait_until(lambda: all(c.client.get_job(j.id).counts.running == 1 and next(iter(c.client.list_tasks(j.id))).provider_id
-                           == "p2" for j in (first, second)), 60, "both continued on p2")
+    def on_p2(j) -> bool:
+        (task,) = c.client.list_tasks(j.id)
+        return task.state == RUNNING and task.provider_id == "p2"
+
+    wait_until(lambda: on_p2(first) and on_p2(second), 60, "both continued on p2")
     page = get(server, "/continuations", cookie=olga).body
     (section,) = re.findall(r'<section class="continuation".*?</section>', page)
     assert ": p1 at " in section and re.findall(r'<a href="/jobs/(\d+)">', section) == [first.id, second.id]
