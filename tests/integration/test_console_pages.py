@@ -204,3 +204,18 @@ def test_the_continuations_page_shows_the_plan_with_the_calendar_rule_and_then_w
     gate.touch()
     for j in (first, second):
         c.client.wait_job(j.id, timeout=30)
+
+
+def test_each_user_sees_statuses_through_their_own_policy(sqlite_cluster):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    job = c.client.submit_job({"name": "broke", "tasks": [{"name": "t", "command": ["sh", "-c", "exit 3"]}]})
+    c.client.wait_job(job.id, timeout=30)
+    secret = c.client.create_token("viewer", user="alice").secret
+    with Client.connect(c.server.address, token=secret, ca=c.server.ca) as alice:
+        alice.set_policy("user", "alice", {"rules": [
+            {"environment": "jobplane", "when": {"state": "FAILED"}, "status": "UNKNOWN"}]})
+    mine, admins = sign_in(c.server, secret), sign_in(c.server, c.server.token)
+    facts = r'<dt>status</dt><dd><span class="status s-[a-z_]+">([A-Z_]+)</span>'
+    assert re.findall(facts, get(c.server, f"/jobs/{job.id}", cookie=mine).body) == ["UNKNOWN"]
+    assert re.findall(facts, get(c.server, f"/jobs/{job.id}", cookie=admins).body) == ["FAILURE"]
