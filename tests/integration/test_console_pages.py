@@ -14,7 +14,7 @@ from support import wait_until
 from support_http import HTTP, get, request, sign_in
 
 pytestmark = pytest.mark.server_args(*HTTP)
-RUNNING = 4  # TASK_STATE_RUNNING
+RUNNING, QUEUED = 4, 2  # TASK_STATE_RUNNING, TASK_STATE_QUEUED
 EVIL = '<script>alert("x")</script>'
 
 
@@ -76,6 +76,11 @@ def test_hold_buttons_follow_what_runs_and_the_role(sqlite_cluster, tmp_path):
     assert forged.status == 403 and c.client.get_job(job.id).hold == ""
     wrong = request(server, "POST", f"/jobs/{job.id}/hold", cookie=olga, form={"mode": "freeze"})
     assert wrong.status == 400 and "mode: &#x27;freeze&#x27; is not a hold mode" in wrong.body
+    requeued = request(server, "POST", f"/jobs/{job.id}/hold", cookie=olga, form={"mode": "requeue"})
+    assert requeued.status == 303
+    wait_until(lambda: {t.state for t in c.client.list_tasks(job.id)} == {QUEUED}, 30, "its running task queued")
+    page = get(server, f"/jobs/{job.id}", cookie=olga).body
+    assert buttons(page) == {"cancel", "release"} and ">Release</button>" in page  # nothing paused: release
     c.client.cancel_job(job.id)
     one = c.client.submit_job({"name": "one", "tasks": [{"name": "z", "command": gated(gate)}]})
     wait_until(lambda: c.client.get_job(one.id).counts.running == 1, 30, "its task running")
