@@ -10,7 +10,8 @@ from typing import Any
 
 import grpc
 
-from jobplane.v1 import event_pb2_grpc, job_pb2_grpc, security_pb2_grpc, task_pb2_grpc
+from jobplane.v1 import (conflict_pb2_grpc, continuation_pb2_grpc, event_pb2_grpc, inventory_pb2_grpc, job_pb2_grpc,
+                         provider_pb2_grpc, security_pb2_grpc, task_pb2_grpc, view_pb2_grpc)
 
 CERT_NAME = "localhost"  # always in the server certificate (security/pki.py issue_server)
 LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]"}
@@ -35,6 +36,11 @@ class Gateway:
         self.events = event_pb2_grpc.EventServiceStub(self._channel)
         self.tasks = task_pb2_grpc.TaskServiceStub(self._channel)
         self.security = security_pb2_grpc.SecurityServiceStub(self._channel)
+        self.providers = provider_pb2_grpc.ProviderServiceStub(self._channel)
+        self.inventory = inventory_pb2_grpc.InventoryServiceStub(self._channel)
+        self.continuations = continuation_pb2_grpc.ContinuationServiceStub(self._channel)
+        self.conflicts = conflict_pb2_grpc.ConflictServiceStub(self._channel)
+        self.views = view_pb2_grpc.ViewServiceStub(self._channel)
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from html import escape
-from urllib.parse import urlencode
+from collections.abc import Sequence
+from urllib.parse import quote, urlencode
 
-from jobplane.v1 import job_pb2, task_pb2
+from jobplane.v1 import job_pb2, task_pb2, view_pb2
 
 from ..domain.model import Status
 
@@ -30,6 +31,15 @@ def when(ts) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts.seconds)) + "Z"
 
 
+def pairs(values) -> str:
+    """A map as `k=v k=v`, sorted, escaped."""
+    return escape(" ".join(f"{k}={v}" for k, v in sorted(values.items())))
+
+
+def code(text: str) -> str:
+    return f"<code>{escape(text)}</code>" if text else ""
+
+
 def layout(title: str, main: str, *, who: str = "", live: dict[str, str] | None = None, extra: str = "",
            after: str = "") -> str:
     """A whole page. `live`: data attributes console.js reads (events=URL of the event stream,
@@ -38,7 +48,8 @@ def layout(title: str, main: str, *, who: str = "", live: dict[str, str] | None 
     attrs = "".join(f' data-{k}="{escape(v)}"' for k, v in (live or {}).items())
     nav = ""
     if who:
-        nav = (f'<nav><a href="/">Dashboard</a> <a href="/jobs">Jobs</a>'
+        nav = (f'<nav><a href="/">Dashboard</a> <a href="/jobs">Jobs</a> <a href="/providers">Providers</a> '
+               '<a href="/continuations">Continuations</a> <a href="/conflicts">Conflicts</a>'
                f'<span class="who">{escape(who)}</span>'
                '<form method="post" action="/logout"><button>Sign out</button></form></nav>')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · jobplane</title>'
@@ -86,13 +97,25 @@ def _attention_row(j: job_pb2.Job) -> str:
             f'<td>{escape(j.owner)}</td><td>{badge(j.status)}</td><td class="reason">{escape(reason)}</td></tr>')
 
 
-def filter_form(text: str, order_by: str, view: str, error: str) -> str:
+def filter_form(text: str, order_by: str, view: str, error: str, views: Sequence[view_pb2.View] = ()) -> str:
+    """The job list's filter, the user's saved views (each a link and a delete button), and a form
+    that saves the filter and order shown as a view."""
     problem = f'<p class="error">{escape(error)}</p>' if error else ""
-    return (f'<form class="filter" method="get" action="/jobs">'
+    form = (f'<form class="filter" method="get" action="/jobs">'
             f'<input name="filter" value="{escape(text)}" placeholder="status=FAILURE,RUNNING label.team=etl submitted>=-1d" size="50">'
             f'<input name="order_by" value="{escape(order_by)}" placeholder="order: -submitted" size="16">'
             f'<input name="view" value="{escape(view)}" placeholder="saved view" size="12">'
             f'<button>Filter</button></form>{problem}')
+    saved = "".join(
+        f'<li class="view"><a href="/jobs?{escape(urlencode({"view": v.name}))}" title="{escape(v.filter)} '
+        f'{escape(v.order_by)}">{escape(v.name)}</a><form method="post" action="/views/{escape(quote(v.name))}/delete">'
+        f'<button class="delete-view" title="delete the view {escape(v.name)}">×</button></form></li>' for v in views)
+    save = ('<form class="save-view" method="post" action="/views">'
+            f'<input type="hidden" name="filter" value="{escape(text)}">'
+            f'<input type="hidden" name="order_by" value="{escape(order_by)}">'
+            '<input name="name" placeholder="view name" size="14" required pattern="[A-Za-z0-9._-]{1,64}">'
+            '<button class="save-view">Save as view</button></form>')
+    return f'{form}<section class="views"><ul id="views">{saved}</ul>{save}</section>'
 
 
 def job_list(jobs: list[job_pb2.Job], next_link: str) -> str:
@@ -138,7 +161,7 @@ def job_detail(job: job_pb2.Job, tasks: list[task_pb2.Task], next_link: str, *, 
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     rows = "".join(_task_row(t) for t in tasks)
     more = f'<p><a class="more" href="{escape(next_link)}">More tasks</a></p>' if next_link else ""
-    return (f'<dl class="facts">{dl}</dl>{job_actions(job) if actions else ""}'
+    return (f'<dl class="facts">{dl}</dl>{job_actions(job, tasks) if actions else ""}'
             f'<section class="bar">{progress(job.counts)}</section>'
             f'<h2>Tasks</h2><table class="tasks"><thead><tr><th>task</th><th>name</th><th>status</th><th>raw</th>'
             f'<th>attempt</th><th>provider</th><th>exit</th><th>reason</th><th></th></tr></thead><tbody>{rows}</tbody>'
@@ -151,7 +174,8 @@ def _task_row(t: task_pb2.Task) -> str:
     exit_code = str(t.exit_code) if t.HasField("exit_code") else ""
     return (f'<tr><td>{escape(t.id)}</td><td>{escape(t.name)}</td><td>{badge(t.status)}</td><td>{raw}</td>'
             f'<td>{t.attempt or ""}</td><td>{escape(t.provider_id)}</td><td>{exit_code}</td>'
-            f'<td class="reason">{escape(t.reason or t.error)}</td><td>{_output_link(t)}</td></tr>')
+            f'<td class="reason">{escape(t.reason or t.error)}</td>'
+            f'<td><a class="task" href="/tasks/{escape(t.id)}">details</a> {_output_link(t)}</td></tr>')
 
 
 def _output_link(t: task_pb2.Task) -> str:
@@ -159,15 +183,31 @@ def _output_link(t: task_pb2.Task) -> str:
     return f'<a class="output" href="/tasks/{escape(t.id)}/output">output</a>' if t.attempt else ""
 
 
-def job_actions(job: job_pb2.Job) -> str:
-    """Cancel and hold (or release) for a job that has not ended."""
+RUNS = (task_pb2.TASK_STATE_ASSIGNED, task_pb2.TASK_STATE_RUNNING)
+ENDED = (task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_FAILED, task_pb2.TASK_STATE_CANCELLED)
+
+
+def job_actions(job: job_pb2.Job, tasks: Sequence[task_pb2.Task], back: str = "") -> str:
+    """The buttons for a job that has not ended: cancel; release (resume, when tasks are paused
+    in place) for a held job; else suspend and requeue while tasks run, and a plain hold while
+    some unfinished task does not run (the API refuses a plain hold that would hold nothing).
+    `back`: where to return after acting (default: the job's page)."""
     if job.state not in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING):
         return ""
     base = f"/jobs/{escape(job.id)}"
-    hold = (f'<form method="post" action="{base}/release"><button class="release">Release</button></form>'
-            if job.hold else
-            f'<form method="post" action="{base}/hold"><input name="reason" placeholder="why hold" size="16">'
-            '<button class="hold">Hold</button></form>')
-    return (f'<section class="actions"><form method="post" action="{base}/cancel">'
+    nxt = f'<input type="hidden" name="next" value="{escape(back)}">' if back else ""
+    running = any(t.state in RUNS for t in tasks)
+    if job.hold:
+        label = "Resume" if running else "Release"
+        hold = f'<form method="post" action="{base}/release">{nxt}<button class="release">{label}</button></form>'
+    else:
+        modes = (('<button class="suspend" name="mode" value="suspend" title="pause running tasks in place">Suspend'
+                  '</button><button class="requeue" name="mode" value="requeue" title="stop running tasks and '
+                  'queue them again, from their checkpoint">Requeue</button>') if running else "")
+        if any(t.state not in RUNS and t.state not in ENDED for t in tasks) or not tasks:
+            modes += '<button class="hold" name="mode" value="">Hold</button>'
+        hold = (f'<form method="post" action="{base}/hold">{nxt}<input name="reason" placeholder="why hold" size="16">'
+                f'{modes}</form>') if modes else ""
+    return (f'<section class="actions"><form method="post" action="{base}/cancel">{nxt}'
             '<input name="reason" placeholder="why cancel" size="16"><button class="cancel">Cancel job</button>'
             f'</form>{hold}</section>')

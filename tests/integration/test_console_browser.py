@@ -4,47 +4,13 @@ chromium or Playwright is missing, but fails under CI=true (.ci/run installs bot
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from support import wait_until
+from support_browser import browser, signed_in  # noqa: F401 (a fixture)
 from support_http import HTTP, http_address
 
 pytestmark = pytest.mark.server_args(*HTTP)
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture
-def browser():
-    missing = "" if CHROMIUM else "the chromium package (apt-get install chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = missing or "Playwright (pip install -e '.[test]')"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the browser tests need {missing}; CI must run them")
-        pytest.skip(f"the browser tests need {missing}")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def signed_in(browser, server, token: str):
-    page = browser.new_context().new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"http://{http_address(server)}/")
-    assert page.url.endswith("/login?next=%2F")
-    page.fill("input[name=token]", token)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"http://{http_address(server)}/")
-    return page
 
 
 def test_a_job_moves_to_success_on_its_page_without_a_reload(sqlite_cluster, browser, tmp_path):

@@ -49,6 +49,13 @@
     setInterval(refresh, Number(body.dataset.poll) * 1000);
   }
 
+  // How long ago each provider last signalled, ticking between refreshes.
+  setInterval(function () {
+    document.querySelectorAll(".age[data-since]").forEach(function (age) {
+      age.textContent = Math.max(0, Math.round(Date.now() / 1000 - Number(age.dataset.since))) + "s ago";
+    });
+  }, 1000);
+
   // A task's output page: the output as it comes (the browser resumes at the last byte it got).
   const output = document.getElementById("output");
   if (body.dataset.output && output) {
