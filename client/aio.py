@@ -234,25 +234,51 @@ class AsyncClient:
             call.request.page_token = response.next_page_token
 
     async def _events(self, call: Watch) -> AsyncIterator[event_pb2.Event]:
-        deadline = Deadline(call.timeout)
         last = call.after_event_id
+        responses = self._resumed(call, lambda: call.request_after(last), Deadline(call.timeout),
+                                  lambda: f"the watch after event {last}")
+        try:
+            async for response in responses:
+                for event in response.events:
+                    last = event.id
+                    yield event
+                    if await self._ends(call, event):
+                        return
+        finally:
+            await responses.aclose()
+
+    async def _chunks(self, call: Logs) -> AsyncIterator[task_pb2.StreamLogsResponse]:
+        offset, attempt = call.offset, 0
+        responses = self._resumed(call, lambda: call.request_from(offset, attempt), Deadline(None),
+                                  lambda: f"the output at byte {offset}")
+        try:
+            async for response in responses:
+                offset, attempt = response.offset + len(response.data), response.attempt
+                yield response
+        finally:
+            await responses.aclose()
+
+    async def _resumed(self, call: Watch | Logs, request: Callable[[], Any], deadline: Deadline,
+                 place: Callable[[], str]) -> AsyncIterator[Any]:
+        """The responses of a server stream, resumed on the replica retry.py picks after a break
+        it may resume from, with `request()` (from where the last response taken left off;
+        `place()` says where, for the log). A watch has no end of its own: its stream ending
+        is a break too."""
         tries = Tries(self.retry, self._replicas, call.method, idempotent=True)
         while True:
             replica = self._replicas.current
-            stream = replica.stubs.method(call)(call.request_after(last), timeout=deadline.remaining())
+            stream = replica.stubs.method(call)(request(), timeout=deadline.remaining())
             try:
                 with rpc_errors():
                     async for response in stream:
                         tries.progressed()
-                        for event in response.events:
-                            last = event.id
-                            yield event
-                            if await self._ends(call, event):
-                                return
+                        yield response
+                if not isinstance(call, Watch):
+                    return
                 error: JobplaneError = Unavailable(f"the server at {replica.address} ended the event stream")
             except JobplaneError as exc:
                 if fell_behind(exc):
-                    log.info("the server cut off this watcher for falling behind; resuming after event %d", last)
+                    log.info("the server cut off this stream for falling behind; resuming %s", place())
                     continue
                 if not resumable(exc):
                     raise
@@ -262,32 +288,7 @@ class AsyncClient:
             pause = tries.after(error, replica)
             if pause is None:
                 raise error
-            log.info("resuming the watch after event %d", last)
-            await asyncio.sleep(pause)
-
-    async def _chunks(self, call: Logs) -> AsyncIterator[task_pb2.StreamLogsResponse]:
-        offset, attempt = call.offset, 0
-        tries = Tries(self.retry, self._replicas, call.method, idempotent=True)
-        while True:
-            replica = self._replicas.current
-            stream = replica.stubs.method(call)(call.request_from(offset, attempt))
-            try:
-                with rpc_errors():
-                    async for response in stream:
-                        tries.progressed()
-                        offset, attempt = response.offset + len(response.data), response.attempt
-                        yield response
-                return
-            except JobplaneError as exc:
-                if not resumable(exc):
-                    raise
-                error = exc
-            finally:
-                stream.cancel()
-            pause = tries.after(error, replica)
-            if pause is None:
-                raise error
-            log.info("resuming the output at byte %d", offset)
+            log.info("resuming %s", place())
             await asyncio.sleep(pause)
 
 
