@@ -404,8 +404,9 @@ class Server:
         self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
         self._gateway.open()
         console = Console(self._gateway, lambda: self.hub.last_id)
-        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading,
-                                                       lambda: self._manager.unplaceable), console)
+        metrics = MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading,
+                              lambda: self._manager.unplaceable, self._provider_views)
+        self._front = HttpFront(failed, metrics, console)
         bound = await self._front.start(self.config.http)
         self.http_url = f"http://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -466,6 +467,10 @@ class Server:
     @property
     def role(self) -> str:
         return "leader" if self.core is not None else "follower"
+
+    def _provider_views(self) -> tuple:
+        """The providers as the engine holds them (only the leader has an engine)."""
+        return self.core.providers_view() if self.core is not None else ()
 
     def _leading(self) -> tuple[bool, int]:
         core = self.core

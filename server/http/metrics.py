@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,7 @@ from ..domain.model import ProviderState, Status, TaskState
 from ..events import EventHub
 from ..metrics import Counter, Histogram, ServerMetrics
 from ..store import stats
+from ..store.records import ProviderView
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,15 @@ class MetricsPage:
     def __init__(self, metrics: ServerMetrics, hub: EventHub, readers: ThreadPoolExecutor,
                  failed: Callable[[], BaseException | None],
                  leading: Callable[[], tuple[bool, int]] = lambda: (True, 0),
-                 unplaceable: Callable[[], list[dict]] = list) -> None:
+                 unplaceable: Callable[[], list[dict]] = list,
+                 providers: Callable[[], Iterable[ProviderView]] = tuple) -> None:
         self._metrics = metrics
         self._hub = hub
         self._readers = readers
         self._failed = failed
         self._leading = leading  # (whether this replica leads now, its lease's epoch)
         self._unplaceable = unplaceable  # hooks.describe() of the demand no provider could take
+        self._providers = providers  # the leader's live view of its providers (none while following)
 
     async def render(self) -> str:
         m = self._metrics
@@ -54,9 +58,13 @@ class MetricsPage:
                        "(the leader's view; the scale-out hook's $JOBPLANE_UNMET).",
                        {_requirement(d): d["tasks"] for d in self._unplaceable()}, "labels", "prerequisites",
                        "conditions")
-        for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds):
+        lines += gauge("jobplane_provider_silence_seconds", "Seconds since each connected provider was last heard "
+                       "from (the leader's view); past its heartbeat interval times --heartbeat-tolerance it is "
+                       "SUSPECT.", _silences(self._providers()), "provider")
+        for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds, m.ready_to_assigned,
+                           m.ready_to_running, m.restart_seconds):
             lines += histogram(instrument)
-        for instrument in (m.events, m.rejected_reports, m.rpcs):
+        for instrument in (m.events, m.rejected_reports, m.rpcs, m.continued):
             lines += counter(instrument)
         return "\n".join(lines) + "\n"
 
@@ -71,6 +79,11 @@ def _state_gauges() -> list[str]:
             *gauge("jobplane_queue_depth", "Tasks queued for a provider (ready to run, not yet assigned).",
                    {(): queued}),
             *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
+
+
+def _silences(providers: Iterable[ProviderView]) -> dict[tuple[str, ...], float]:
+    now = time.time()
+    return {(p.id,): round(max(0.0, now - p.last_seen), 3) for p in providers if p.connected and p.last_seen}
 
 
 def _requirement(d: dict) -> tuple[str, str, str]:
