@@ -74,7 +74,7 @@ class Agent:
         self.config = config
         self._state = StateDir(state_root(config))
         self._keeper = Keeper(self._state.root, containment=config.containment,
-                              heartbeat=config.heartbeat_interval)
+                              heartbeat=config.heartbeat_interval, log_format=config.log_format, provider=config.name)
         self._outbox = Outbox(on_acked=self._state.discard)
         self._pool = WorkerPool(config.slots, work_dir=config.work_dir,
                                 on_spawn=self._keeper.add_worker)

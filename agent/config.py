@@ -68,6 +68,9 @@ class AgentConfig:
     log_max_bytes: int = DEFAULT_MAX_BYTES
     # Seconds an attempt's kept output stays after it was last written.
     log_retention: float = DEFAULT_LOG_RETENTION
+    # "text" or "json" (jobplane.logs): how the agent's keeper logs too (the agent's own
+    # logging is configured by its entry point).
+    log_format: str = "text"
     # HOST:PORT where GET /metrics answers in the Prometheus text format; empty: not served.
     metrics: str = ""
 

@@ -217,6 +217,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         log_max_bytes=args.log_max_bytes,
         log_retention=args.log_retention,
         metrics=args.metrics or "",
+        log_format=args.log_format,
     )
 
 
