@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,11 @@ from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
-from .errors import AgentError
 from .environment import agent_env, own_env, task_env
 from .external_record import ExternalRecord
 from .keeper_client import Keeper
 from .link import Link
-from .metrics import AgentGauges, AgentMetrics
+from .metrics import AgentGauges, AgentMetrics, served
 from .outbox import Outbox
 from .outside_jobs import OutsideJobs
 from .pause import Pause, Pauses
@@ -105,7 +103,7 @@ class Agent:
             raise RuntimeError("an Agent can run only once")
         self._started = True
         try:
-            async with self._metrics_served():
+            async with served(self.config.metrics, self._render_metrics):
                 await self._run()
         finally:
             self._stopped.set()
@@ -144,25 +142,6 @@ class Agent:
         self._stop_requested.set()
         if self._started:
             await self._stopped.wait()
-
-    @contextlib.asynccontextmanager
-    async def _metrics_served(self) -> AsyncIterator[None]:
-        """GET /metrics on --metrics ADDR while the agent runs (the server is imported only then)."""
-        if not self.config.metrics:
-            yield
-            return
-        from .metrics_http import MetricsServer
-
-        server = MetricsServer(self._render_metrics)
-        try:
-            bound = await server.start(self.config.metrics)
-        except OSError as exc:
-            raise AgentError(f"--metrics {self.config.metrics}: cannot listen there: {exc}") from exc
-        log.info("metrics on http://%s/metrics", bound)
-        try:
-            yield
-        finally:
-            await server.stop()
 
     async def _render_metrics(self) -> str:
         log_bytes = await asyncio.to_thread(self._state.log_bytes)

@@ -4,10 +4,16 @@ HTTP by metrics_http.py, imported only when --metrics is given."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jobplane.prometheus import Counter, Histogram, counter, gauge, histogram
+
+from .errors import AgentError
+
+log = logging.getLogger(__name__)
 
 SPAWN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SCAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -61,4 +67,23 @@ class AgentMetrics:
         return "\n".join(lines) + "\n"
 
 
-Snapshot = Callable[[], AgentGauges]
+
+@contextlib.asynccontextmanager
+async def served(address: str, render: Callable[[], Awaitable[str]]) -> AsyncIterator[None]:
+    """GET /metrics on `address` (HOST:PORT; "": nothing listens) while the context lasts; the
+    HTTP part is imported only then. Raises AgentError if it cannot listen there."""
+    if not address:
+        yield
+        return
+    from .metrics_http import MetricsServer
+
+    server = MetricsServer(render)
+    try:
+        bound = await server.start(address)
+    except OSError as exc:
+        raise AgentError(f"--metrics {address}: cannot listen there: {exc}") from exc
+    log.info("metrics on http://%s/metrics", bound)
+    try:
+        yield
+    finally:
+        await server.stop()

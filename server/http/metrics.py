@@ -23,6 +23,7 @@ from ..store.records import ProviderView
 
 log = logging.getLogger(__name__)
 
+
 class MetricsPage:
     def __init__(self, metrics: ServerMetrics, hub: EventHub, readers: ThreadPoolExecutor,
                  failed: Callable[[], BaseException | None],
