@@ -23,6 +23,7 @@ from .environment import agent_env, own_env, task_env
 from .external_record import ExternalRecord
 from .keeper_client import Keeper
 from .link import Link
+from .metrics import AgentGauges, AgentMetrics, served
 from .outbox import Outbox
 from .outside_jobs import OutsideJobs
 from .pause import Pause, Pauses
@@ -55,6 +56,7 @@ class _Attempt:
     task: asyncio.Task[None]
     started: Started | None = None
     started_at: float = 0.0
+    received: float = 0.0  # when its assignment arrived (monotonic; 0: adopted), for spawn latency
     # Killed by the agent as it stopped without handing it on: not reported, its directory
     # removed (the server continues it elsewhere once the provider is lost).
     dropped: bool = False
@@ -70,11 +72,12 @@ class Agent:
         self.config = config
         self._state = StateDir(state_root(config))
         self._keeper = Keeper(self._state.root, containment=config.containment,
-                              heartbeat=config.heartbeat_interval)
+                              heartbeat=config.heartbeat_interval, log_format=config.log_format, provider=config.name)
         self._outbox = Outbox(on_acked=self._state.discard)
         self._pool = WorkerPool(config.slots, work_dir=config.work_dir,
                                 on_spawn=self._keeper.add_worker)
-        self._link = Link(config, self._outbox, self, open_credentials(config))
+        self.metrics = AgentMetrics()
+        self._link = Link(config, self._outbox, self, open_credentials(config), metrics=self.metrics)
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
         self._outside = OutsideJobs(self._state, SlurmQueue(interval=config.slurm_poll_interval,
                                                             kill_grace=config.kill_grace),
@@ -99,6 +102,13 @@ class Agent:
         if self._started:
             raise RuntimeError("an Agent can run only once")
         self._started = True
+        try:
+            async with served(self.config.metrics, self._render_metrics):
+                await self._run()
+        finally:
+            self._stopped.set()
+
+    async def _run(self) -> None:
         self._state.lock()
         try:
             # The keeper first: holding the lease again is what keeps an earlier process's
@@ -108,7 +118,6 @@ class Agent:
         except BaseException:
             await self._keeper.close()
             self._state.unlock()
-            self._stopped.set()
             raise
         self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
@@ -124,7 +133,6 @@ class Agent:
             sweeper.cancel()
             await asyncio.gather(watcher, sweeper, return_exceptions=True)
             self._state.unlock()
-            self._stopped.set()
         if not link.cancelled():
             link.result()
 
@@ -134,6 +142,10 @@ class Agent:
         self._stop_requested.set()
         if self._started:
             await self._stopped.wait()
+
+    async def _render_metrics(self) -> str:
+        log_bytes = await asyncio.to_thread(self._state.log_bytes)
+        return self.metrics.render(AgentGauges(self.config.slots, self._running, self._link.connected, log_bytes))
 
     async def _sweep_logs(self) -> None:
         """Remove kept output older than --log-retention, now and then, off the event loop."""
@@ -178,7 +190,7 @@ class Agent:
             else:  # once stopping, it does not start: it waits to be handed on (_in_slot)
                 stop: asyncio.Future[StopRequest] = loop.create_future()
                 task = asyncio.create_task(self._run_attempt(assignment, stop))
-                self._hold(key, _Attempt(stop, task))
+                self._hold(key, _Attempt(stop, task, received=time.monotonic()))
 
     def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
         """Stop each attempt that is running or queued here; others are not ours to stop."""
@@ -327,6 +339,7 @@ class Agent:
             return
         log.debug("task %s attempt %d: %s %s", *key, result.outcome.name.lower(), result.error, extra=attempt_ids(key))
         self._outbox.finished(*key, result)
+        self.metrics.finished.inc(result.outcome.name.lower())
         self._release(key)
 
     def _hold(self, key: AttemptKey, attempt: _Attempt) -> None:
@@ -420,6 +433,9 @@ class Agent:
         def on_start(started: Started) -> None:
             attempt = self._attempts[key]
             attempt.started, attempt.started_at = started, time.monotonic()
+            if attempt.received:  # assigned to this process, not adopted from an earlier one
+                self.metrics.started.inc()
+                self.metrics.spawn_seconds.observe(attempt.started_at - attempt.received)
             if report:
                 self._outbox.started(*key, external_job_id=self._outside.told(key))
 

@@ -68,6 +68,11 @@ class AgentConfig:
     log_max_bytes: int = DEFAULT_MAX_BYTES
     # Seconds an attempt's kept output stays after it was last written.
     log_retention: float = DEFAULT_LOG_RETENTION
+    # "text" or "json" (jobplane.logs): how the agent's keeper logs too (the agent's own
+    # logging is configured by its entry point).
+    log_format: str = "text"
+    # HOST:PORT where GET /metrics answers in the Prometheus text format; empty: not served.
+    metrics: str = ""
 
     def __post_init__(self) -> None:
         if not split_addresses(self.server):
@@ -92,7 +97,14 @@ class AgentConfig:
             raise ValueError(f"log_max_bytes: must be at least {MIN_MAX_BYTES}, got {self.log_max_bytes}")
         if not self.log_retention > 0:
             raise ValueError(f"log_retention: must be > 0 seconds, got {self.log_retention}")
+        if self.metrics and not _is_address(self.metrics):
+            raise ValueError(f"metrics: {self.metrics!r} is not HOST:PORT; e.g. 127.0.0.1:9100 (port 0 picks one)")
         if self.slurm_poll_interval <= 0:
             raise ValueError(f"slurm_poll_interval: must be > 0, got {self.slurm_poll_interval}")
         if self.slurm and self.labels.get(SLURM_LABEL, SLURM_LABEL_VALUE) == SLURM_LABEL_VALUE:
             object.__setattr__(self, "labels", {**self.labels, SLURM_LABEL: SLURM_LABEL_VALUE})
+
+
+def _is_address(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep) and port.isdigit() and int(port) < 65536

@@ -1,7 +1,8 @@
 """The agent's keeper: it starts command attempts and holds them to the agent's lease.
 
-One keeper per state directory, started by the agent (`python -m jobplane.agent.keeper DIR`)
-when none runs there; it outlives the agent. Stdlib only and single-threaded, so that it may
+One keeper per state directory, started by the agent (`python -m jobplane.agent.keeper
+[--log-format json] [--provider NAME] DIR`) when none runs there; it outlives the agent. It logs
+to DIR/keeper.log, in the agent's --log-format. Stdlib only and single-threaded, so that it may
 fork: each attempt's wrapper (wrapper.py) is a fork of it. It is a subreaper too: if a wrapper
 is killed, what it contained falls to the keeper, which kills it.
 
@@ -17,6 +18,7 @@ are killed as soon as it is gone. The keeper exits once it holds nothing for nob
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import logging
 import os
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 from jobplane.files import write_atomic
+from jobplane.logs import LOG_FORMATS, configure as configure_logging, ids
 
 from . import cgroups, keeper_wire as wire, procs, wrapper
 from .keeper_holders import Holder, holder_for
@@ -411,16 +414,26 @@ def _note_exit(attempt: _Attempt, status: int) -> None:
         log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
 
 
+def _log_as(log_format: str, provider: str) -> None:
+    """Log to stderr (the state directory's keeper.log) in the agent's --log-format."""
+    if log_format == "json":
+        configure_logging(logging.INFO, "json", fields=ids(provider_id=provider, keeper_pid=os.getpid()))
+        return
+    logging.basicConfig(level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s keeper %(process)d: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the keeper of a state directory in the background; 0 once it listens, 2 if
     another keeper has the directory already, 1 if it cannot start."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m jobplane.agent.keeper STATE_DIR", file=sys.stderr)
-        return 1
-    state_dir = Path(args[0])
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s keeper %(process)d: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m jobplane.agent.keeper")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="as the agent's: `json` writes one object per line")
+    parser.add_argument("--provider", default="", help="the agent's name, a field of every JSON line")
+    parser.add_argument("state_dir", type=Path)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    state_dir = args.state_dir
+    _log_as(args.log_format, args.provider)
     lock = os.open(state_dir / wire.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -433,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if os.fork() != 0:
         os._exit(0)  # the caller may connect now; the keeper goes on in the background
+    _log_as(args.log_format, args.provider)  # with the keeper's own pid now
     procs.become_subreaper()
     procs.set_name("jobplane-keeper")
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -34,8 +34,10 @@ class Keeper:
     """A connection to the keeper of one state directory, holding the agent's lease."""
 
     def __init__(self, state_dir: str | Path, *, containment: str = "auto",
-                 heartbeat: float = 1.0) -> None:
+                 heartbeat: float = 1.0, log_format: str = "text", provider: str = "") -> None:
         self.state_dir = Path(state_dir)
+        # How a keeper this agent starts logs (the agent's --log-format, and its name as a field).
+        self.log_options = ["--log-format", log_format, *(["--provider", provider] if provider else [])]
         self.wanted = containment
         self.heartbeat = heartbeat
         # What the keeper said: its pid, the containment in force and why, its kill deadline.
@@ -163,7 +165,7 @@ class Keeper:
 
     async def _spawn(self) -> None:
         """Start a keeper for the state directory (off the event loop: it takes a Python start)."""
-        code = await asyncio.to_thread(_start_keeper, self.state_dir)
+        code = await asyncio.to_thread(_start_keeper, self.state_dir, self.log_options)
         if code == 1:
             raise KeeperUnavailable(self._trouble("it could not start"))
         # 2: another keeper has the directory (it is exiting, or about to listen): try again.
@@ -234,14 +236,14 @@ class Keeper:
                 f"{self.state_dir / wire.LOG_FILE}")
 
 
-def _start_keeper(state_dir: Path) -> int:
+def _start_keeper(state_dir: Path, options: list[str]) -> int:
     """Run `python -m jobplane.agent.keeper`, which forks the keeper into the background and
     exits: 0 once it listens, 2 if another keeper has the directory, 1 if it failed."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / wire.LOG_FILE, "ab") as log_file:
         try:
             return subprocess.run(
-                [sys.executable, "-m", "jobplane.agent.keeper", str(state_dir)],
+                [sys.executable, "-m", "jobplane.agent.keeper", *options, str(state_dir)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 start_new_session=True, close_fds=True, check=False,
                 timeout=_OPEN_SECONDS).returncode

@@ -22,6 +22,7 @@ from .config import AgentConfig
 from .errors import AgentError, HelloRejected, NameInUse
 from .facts import live_facts, machine_facts
 from .logserve import LogServer
+from .metrics import AgentMetrics
 from .outbox import Outbox
 from .prerequisites import ScanQueue
 from .replicas import Targets, leader_named
@@ -139,8 +140,9 @@ class Link:
     """
 
     def __init__(self, config: AgentConfig, outbox: Outbox, handler: LinkHandler,
-                 credentials: Credentials) -> None:
+                 credentials: Credentials, metrics: AgentMetrics | None = None) -> None:
         self._config = config
+        self._metrics = metrics or AgentMetrics()
         self._outbox = outbox
         self._handler = handler
         self._credentials = credentials
@@ -151,7 +153,7 @@ class Link:
         self._facts_problems: set[str] = set()
         self._calls: set[grpc.aio.StreamStreamCall] = set()
         # Scans the server asks for; they outlive a stream, their reports go on the current one.
-        self._scans = ScanQueue(config.scan_limits)
+        self._scans = ScanQueue(config.scan_limits, timed=self._metrics.scan_seconds.observe)
         # Output the server asked for (TaskService.StreamLogs), answered on the stream it came on.
         self._logs = LogServer(handler.attempt_logs)
         self._write_lock = asyncio.Lock()
@@ -385,7 +387,8 @@ class Link:
         self._failures = 0
         self._credentials.targets.welcomed()
         self._handler.on_welcome(response.welcome)
-        if announce:
+        if announce:  # a new connection, not a handover to new credentials
+            self._metrics.welcomed()
             config = self._config
             log.info("connected to %s as %s with %d slots", stream.target, config.name, config.slots)
 

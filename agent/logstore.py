@@ -220,6 +220,14 @@ def sweep(root: str | Path, older_than: float, keep: set[str]) -> list[str]:
     return removed
 
 
+def kept_bytes(root: str | Path) -> int:
+    """Bytes of output kept on disk under `root/logs`, every attempt's (for /metrics)."""
+    total = 0
+    for directory, _, files in os.walk(Path(root, LOGS)):
+        total += sum(_size(Path(directory, name)) for name in files)
+    return total
+
+
 def _newest(directory: Path) -> float:
     times = [directory.stat().st_mtime]
     for child in directory.iterdir():

@@ -98,6 +98,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slurm-poll-interval", type=_positive_float, default=5.0, metavar="SECONDS",
                         help="seconds between the one squeue (and sacct) call that follows all this "
                              "agent's Slurm jobs (default: %(default)s)")
+    parser.add_argument("--metrics", default=None, type=_metrics_address, metavar="HOST:PORT",
+                        help="serve Prometheus metrics (slots busy, spawn latency, scan durations, …) at "
+                             "http://HOST:PORT/metrics; port 0 picks one and the log says which "
+                             "(default: off)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
@@ -212,6 +216,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         slurm_poll_interval=args.slurm_poll_interval,
         log_max_bytes=args.log_max_bytes,
         log_retention=args.log_retention,
+        metrics=args.metrics or "",
+        log_format=args.log_format,
     )
 
 
@@ -288,6 +294,13 @@ def _number(text: str) -> float:
 def _addresses(text: str) -> str:
     if not split_addresses(text):
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, or several comma-separated, got {text!r}")
+    return text
+
+
+def _metrics_address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:9100 (port 0 picks one), got {text!r}")
     return text
 
 

@@ -91,6 +91,10 @@ class StateDir:
         (blocking); the names removed."""
         return logstore.sweep(self.root, retention, {Path(self._path(key)).name for key in held})
 
+    def log_bytes(self) -> int:
+        """Bytes of attempts' output kept under `logs/`."""
+        return logstore.kept_bytes(self.root)
+
     def leftovers(self) -> dict[AttemptKey, Leftover | ExternalRecord]:
         """What earlier agent processes left: attempts running or finished but not reported.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,6 +33,7 @@ from .hooks import CommandHooks, ProviderManager
 from .metrics import ServerMetrics
 from .notify import Notifier, load_secret, settle_through
 from .http import Console, Gateway, HttpFront, MetricsPage
+from .http.server import tls_context
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.authorities import PKI_DIR, open_authority
 from .security.interceptor import AuthInterceptor, Limits
@@ -121,7 +123,8 @@ class Server:
         self._health = health.aio.HealthServicer()
         self._providers: ProviderService | None = None
         self._front: HttpFront | None = None
-        self.http_url = ""  # http://HOST:PORT of the console and /metrics, once listening
+        self.http_url = ""  # http(s)://HOST:PORT of the console and /metrics, once listening
+        self._http_ssl: ssl.SSLContext | None = None  # --http-tls-cert/--http-tls-key
         self.access: Access | None = None
         self._claims: ServerClaims | None = None  # the data directory's lock (and the SQLite file's)
         self._notifier: Notifier | None = None  # while leading: the notifications being delivered
@@ -132,6 +135,7 @@ class Server:
         dependency order: the database, the credentials, the services, the listening sockets,
         then the role: the leader restores the engine from the database and runs the core
         around it; a follower serves reads and watches and forwards the rest."""
+        self._http_ssl = self._http_tls()  # a bad pair stops the start before anything else
         self._claims = claim_server(self.config.data_dir, self.config.database_url)
         await self._open()
         self.access = await self._security()
@@ -404,13 +408,24 @@ class Server:
         self._gateway = Gateway(self.address, None if self.config.insecure else self.ca_bundle)
         self._gateway.open()
         console = Console(self._gateway, lambda: self.hub.last_id)
-        self._front = HttpFront(failed, MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading,
-                                                       lambda: self._manager.unplaceable), console)
-        bound = await self._front.start(self.config.http)
-        self.http_url = f"http://{bound}"
+        metrics = MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading,
+                              lambda: self._manager.unplaceable, self._provider_views)
+        self._front = HttpFront(failed, metrics, console)
+        bound = await self._front.start(self.config.http, self._http_ssl)
+        self.http_url = f"{'https' if self._http_ssl else 'http'}://{bound}"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, bound + "\n", durable=False)
         log.info("console and /metrics on %s", self.http_url)
+
+    def _http_tls(self) -> ssl.SSLContext | None:
+        """--http-tls-cert/--http-tls-key, loaded (a bad pair stops the start, saying why)."""
+        if self.config.http_tls_cert is None or self.config.http_tls_key is None:
+            return None
+        try:
+            return tls_context(self.config.http_tls_cert, self.config.http_tls_key)
+        except ValueError as exc:
+            raise ConfigError(f"--http-tls-cert/--http-tls-key: {exc}; pass a PEM certificate and its "
+                              "private key") from exc
 
     async def _compact(self) -> None:
         """Delete events past the retention, on the writer thread, every so often."""
@@ -466,6 +481,10 @@ class Server:
     @property
     def role(self) -> str:
         return "leader" if self.core is not None else "follower"
+
+    def _provider_views(self) -> tuple:
+        """The providers as the engine holds them (only the leader has an engine)."""
+        return self.core.providers_view() if self.core is not None else ()
 
     def _leading(self) -> tuple[bool, int]:
         core = self.core

@@ -68,6 +68,8 @@ class ServerConfig:
     watcher_queue: int = WATCHER_QUEUE_BATCHES  # batches a watcher may fall behind before it is cut off
     reader_threads: int = 2  # threads that serve reads from the database
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: no HTTP listener
+    http_tls_cert: Path | None = None  # PEM certificate (chain) and key: serve --http over HTTPS
+    http_tls_key: Path | None = None
     # Replicas on PostgreSQL (issue 16): where the others, clients and agents reach this one
     # (empty: the bound address), and the leader's lease in seconds.
     advertise: str = ""

@@ -124,6 +124,7 @@ class Core:
         self.hub.publish(cs.events)
         log_events(cs.events)
         self.metrics.events.inc(by=len(cs.events))
+        self.metrics.take(cs)
         loop = asyncio.get_running_loop()
         for timer in cs.timers:
             loop.call_later(timer.delay, self.enqueue, timer.op)

@@ -99,6 +99,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="batches a watcher may fall behind before it is cut off (default: %(default)s)")
     p.add_argument("--http", default="", metavar="HOST:PORT",
                    help="serve the web console and Prometheus /metrics here (port 0 picks one; default: off)")
+    p.add_argument("--http-tls-cert", type=Path, default=None, metavar="PEM",
+                   help="serve --http over HTTPS with this certificate (chain first the server's own); "
+                        "with --http-tls-key. Cookies are then marked Secure")
+    p.add_argument("--http-tls-key", type=Path, default=None, metavar="PEM",
+                   help="the private key of --http-tls-cert")
     p.add_argument("--advertise", default="", metavar="HOST:PORT",
                    help="where clients and the other replicas reach this server (default: the bound --listen "
                         "address, a wildcard host replaced by the host name)")
@@ -137,6 +142,10 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--job-retention must be a number of seconds >= 0 (0 = keep every finished job)")
     if a.http and not _is_address(a.http):
         p.error(f"--http: {a.http!r} is not HOST:PORT; e.g. 127.0.0.1:7080 (port 0 picks a free one)")
+    if (a.http_tls_cert is None) != (a.http_tls_key is None):
+        p.error("--http-tls-cert and --http-tls-key go together")
+    if a.http_tls_cert is not None and not a.http:
+        p.error("--http-tls-cert: there is no HTTP listener to serve over TLS; add --http HOST:PORT")
     for flag in ("advertise", "advertise_agent"):
         value = getattr(a, flag)
         if value and (not _is_address(value) or value.rsplit(":", 1)[1] == "0"):
@@ -186,6 +195,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                         watcher_queue=a.watcher_queue,
                         notify_attempts=a.notify_attempts, notify_backoff=a.notify_backoff,
                         request_id_ttl=a.request_id_ttl, http=a.http, advertise=a.advertise,
+                        http_tls_cert=a.http_tls_cert, http_tls_key=a.http_tls_key,
                         advertise_agent=a.advertise_agent, lease=a.lease)
 
 

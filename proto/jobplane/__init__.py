@@ -5,8 +5,9 @@ Import the part you need: ``jobplane.client`` (SDK), ``jobplane.agent``,
 
 Every part may import this root package; it holds what they share besides the contract:
 ``jobplane.files`` (the one atomic write), ``jobplane.attempts`` (how an attempt
-ended: the agent builds it, the server's domain reads it) and ``jobplane.logs`` (the
-server's and the agent's log formats).
+ended: the agent builds it, the server's domain reads it), ``jobplane.logs`` (the
+server's and the agent's log formats) and ``jobplane.prometheus`` (their /metrics' instruments
+and text format).
 """
 
 __version__ = "0.1.0"

@@ -99,6 +99,15 @@ class Overlap(NamedTuple):
     time: float
 
 
+class Timing(NamedTuple):
+    """A duration for /metrics, measured where the engine has both times: `what` is "assigned"
+    (ready to assigned), "running" (ready to running) or "restarted" (its provider's loss to
+    running again elsewhere)."""
+
+    what: str
+    seconds: float
+
+
 class Timer(NamedTuple):
     """Run `op(engine)` in a batch of its own `delay` seconds after this batch commits."""
 
@@ -136,6 +145,7 @@ class ChangeSet:
     probes: dict[str, int] = field(default_factory=dict)
     closes: list[int] = field(default_factory=list)  # connection ids to hang up
     timers: list[Timer] = field(default_factory=list)
+    timings: list[Timing] = field(default_factory=list)  # for /metrics (server/metrics.py)
     # After dispatch, what no provider could take: (requirement set, queued tasks) per set,
     # for the provider manager's scale-out signal (server/hooks.py); None: no dispatch this batch.
     demand: list | None = None
@@ -174,6 +184,11 @@ class ChangeSet:
     def assign(self, provider_id: str, task: TaskRt, attempt: int) -> None:
         self.assignments.setdefault(provider_id, []).append(Assigned(task, attempt))
 
+    def timing(self, what: str, since: float, now: float) -> None:
+        """A duration from `since` (0: unknown, as after a restart: nothing is measured)."""
+        if since:
+            self.timings.append(Timing(what, max(0.0, now - since)))
+
     def stop(self, provider_id: str, stop: Stop) -> None:
         self.stops.setdefault(provider_id, []).append(stop)
 
@@ -182,4 +197,4 @@ class ChangeSet:
 
 
 __all__ = ["Assigned", "ChangeSet", "Continued", "ContinuationRec", "ContinuedRec", "InventoryChange", "Overlap",
-           "ScanAsk", "Stop", "Suspend", "Timer"]
+           "ScanAsk", "Stop", "Suspend", "Timer", "Timing"]

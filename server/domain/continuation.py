@@ -138,6 +138,7 @@ class Continuations:
     def wait_to_continue(self, task: TaskRt, entry: Pending, reason: str) -> None:
         """The task waits in the continuation line, in its place."""
         self.engine.lifecycle.transition(task, TaskState.QUEUED, reason, enqueue=False)
+        task.ready_at = task.lost_at = self.engine.now
         bisect.insort(self.pending, entry)
         self.engine.want_dispatch()
 

@@ -279,6 +279,7 @@ class Engine:
             if state != TaskState.CANCELLED:  # a cancelled attempt is closed by its report
                 self.close_attempt(task, task.current, 3, None, reason)
         self.ready.discard(task.id)
+        task.lost_at = 0.0  # it will not run again as a continuation
         self.fencing.unfence(task)
         self.holds.unhold(task)
         self.continuations.drop(task.id)
@@ -295,6 +296,8 @@ class Engine:
         conditions = job.spec.parsed_conditions
         if conditions:
             self.conditions.track(task)
+        if task.id not in self.ready:
+            task.ready_at = self.now
         self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids,
                         conditions)
 
@@ -340,6 +343,7 @@ class Engine:
         provider.in_flight.add(task.id)
         self.changes.attempt(attempt, new=True)
         self.changes.assign(provider.id, task, attempt.number)
+        self.changes.timing("assigned", task.ready_at, self.now)
         self.lifecycle.transition(task, TaskState.ASSIGNED, adopting)
 
     # ----- attempts ending -----------------------------------------------------------

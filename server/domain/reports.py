@@ -124,6 +124,9 @@ class Reports:
             e.lifecycle.set_job(job, JobState.RUNNING)
             e.lateness.watch_finish(job, None, e.now)
         e.lifecycle.transition(task, TaskState.RUNNING)
+        e.changes.timing("running", task.ready_at, e.now)
+        e.changes.timing("restarted", task.lost_at, e.now)
+        task.lost_at = 0.0
         e.supervision.watch(task)
         if task.spec.lateness:
             e.lateness.watch_finish(job, task, e.now)

@@ -99,6 +99,10 @@ class TaskRt:
     dependents: list[int] = field(default_factory=list)
     pending: int = 0  # predecessors not yet succeeded
     started_at: float = 0.0  # when the current attempt started, for overdue checks
+    # For /metrics (changes.Timing), not persisted: when it last became ready to dispatch (into
+    # the ready queue or the continuation line), and when its provider's loss handed it on.
+    ready_at: float = 0.0
+    lost_at: float = 0.0
     progress: int = 0  # the attempt's progress at the last check
     checkpoint: str = ""  # the latest checkpoint of any attempt: where the next one starts
     checkpoints: int = 0  # checkpoints received since the server started, counted as progress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 
 from .console import Console
@@ -24,9 +25,9 @@ class HttpFront:
         self._console = console
         self._http = HttpServer(self.handle)
 
-    async def start(self, address: str) -> str:
-        """Listen on `address`; returns HOST:PORT as bound."""
-        return await self._http.start(address)
+    async def start(self, address: str, tls: ssl.SSLContext | None = None) -> str:
+        """Listen on `address` (over TLS with `tls`); returns HOST:PORT as bound."""
+        return await self._http.start(address, tls)
 
     async def stop(self) -> None:
         await self._http.stop()

@@ -1,5 +1,5 @@
 """`/metrics`: the server's state and counters in the Prometheus text exposition format
-(version 0.0.4), written here by hand: it is a few lines per metric.
+(version 0.0.4), written by jobplane.prometheus.
 
 Gauges are read when scraped (counts from the database on a reader thread, watchers from the
 event hub); counters and histograms are what the server has counted since it started
@@ -9,30 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from jobplane.prometheus import CONTENT_TYPE, counter, gauge, histogram
+
 from ..domain.model import ProviderState, Status, TaskState
 from ..events import EventHub
-from ..metrics import Counter, Histogram, ServerMetrics
+from ..metrics import ServerMetrics
 from ..store import stats
+from ..store.records import ProviderView
 
 log = logging.getLogger(__name__)
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsPage:
     def __init__(self, metrics: ServerMetrics, hub: EventHub, readers: ThreadPoolExecutor,
                  failed: Callable[[], BaseException | None],
                  leading: Callable[[], tuple[bool, int]] = lambda: (True, 0),
-                 unplaceable: Callable[[], list[dict]] = list) -> None:
+                 unplaceable: Callable[[], list[dict]] = list,
+                 providers: Callable[[], Iterable[ProviderView]] = tuple) -> None:
         self._metrics = metrics
         self._hub = hub
         self._readers = readers
         self._failed = failed
         self._leading = leading  # (whether this replica leads now, its lease's epoch)
         self._unplaceable = unplaceable  # hooks.describe() of the demand no provider could take
+        self._providers = providers  # the leader's live view of its providers (none while following)
 
     async def render(self) -> str:
         m = self._metrics
@@ -54,9 +58,13 @@ class MetricsPage:
                        "(the leader's view; the scale-out hook's $JOBPLANE_UNMET).",
                        {_requirement(d): d["tasks"] for d in self._unplaceable()}, "labels", "prerequisites",
                        "conditions")
-        for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds):
+        lines += gauge("jobplane_provider_silence_seconds", "Seconds since each connected provider was last heard "
+                       "from (the leader's view); past its heartbeat interval times --heartbeat-tolerance it is "
+                       "SUSPECT.", _silences(self._providers()), "provider")
+        for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds, m.ready_to_assigned,
+                           m.ready_to_running, m.restart_seconds):
             lines += histogram(instrument)
-        for instrument in (m.events, m.rejected_reports, m.rpcs):
+        for instrument in (m.events, m.rejected_reports, m.rpcs, m.continued):
             lines += counter(instrument)
         return "\n".join(lines) + "\n"
 
@@ -71,6 +79,11 @@ def _state_gauges() -> list[str]:
             *gauge("jobplane_queue_depth", "Tasks queued for a provider (ready to run, not yet assigned).",
                    {(): queued}),
             *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
+
+
+def _silences(providers: Iterable[ProviderView]) -> dict[tuple[str, ...], float]:
+    now = time.time()
+    return {(p.id,): round(max(0.0, now - p.last_seen), 3) for p in providers if p.connected and p.last_seen}
 
 
 def _requirement(d: dict) -> tuple[str, str, str]:
@@ -93,41 +106,3 @@ def _by_state(rows: Iterable[tuple[int, int]]) -> dict[tuple[str, ...], float]:
         if state in ProviderState._value2member_map_:
             out[(ProviderState(state).name,)] += n
     return out
-
-
-def gauge(name: str, help_text: str, values: dict[tuple[str, ...], float], *labels: str) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
-            *(f"{name}{_labels(labels, key)} {_number(v)}" for key, v in values.items())]
-
-
-def counter(c: Counter) -> list[str]:
-    lines = [f"# HELP {c.name} {c.help}", f"# TYPE {c.name} counter"]
-    values = dict(c.values) if c.values or c.labels else {(): 0.0}
-    lines += [f"{c.name}{_labels(c.labels, key)} {_number(v)}" for key, v in sorted(values.items())]
-    return lines
-
-
-def histogram(h: Histogram) -> list[str]:
-    lines = [f"# HELP {h.name} {h.help}", f"# TYPE {h.name} histogram"]
-    total = 0
-    for bound, n in zip([*h.buckets, float("inf")], h.counts):
-        total += n
-        lines.append(f'{h.name}_bucket{{le="{_number(bound)}"}} {total}')
-    lines += [f"{h.name}_sum {_number(h.sum)}", f"{h.name}_count {h.count}"]
-    return lines
-
-
-def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    if not names:
-        return ""
-    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values)) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -71,14 +73,17 @@ class HttpServer:
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
+        self._tls = False
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
-    async def start(self, address: str) -> str:
-        """Listen; returns HOST:PORT as bound."""
+    async def start(self, address: str, tls: ssl.SSLContext | None = None) -> str:
+        """Listen (over TLS with `tls`); returns HOST:PORT as bound."""
         host, _, port = address.rpartition(":")
         host = host.strip("[]") or None
-        self._server = await asyncio.start_server(self._connection, host, int(port), limit=MAX_HEAD)
+        self._tls = tls is not None
+        self._server = await asyncio.start_server(self._connection, host, int(port), limit=MAX_HEAD, ssl=tls,
+                                                  ssl_handshake_timeout=READ_TIMEOUT if tls else None)
         bound = self._server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         return f"{shown}:{bound[1]}"
@@ -116,10 +121,31 @@ class HttpServer:
         except Exception:
             log.exception("the HTTP handler failed on %s %s", request.method, request.path)
             response = Response(500, "internal error; the server log says more\n", "text/plain; charset=utf-8")
+        if self._tls:  # a cookie set over HTTPS is never sent back over plain HTTP
+            response.headers = [_secure(name, value) for name, value in response.headers]
         if isinstance(response, Stream):
             await _stream(reader, writer, response)
         else:
             await _write(writer, response, head_only=request.method == "HEAD")
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context with this certificate (chain) and key; ValueError saying which file is wrong."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ValueError(f"no such file: {exc.filename}") from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"cannot load the certificate {cert} with the key {key}: {exc}") from exc
+    return context
+
+
+def _secure(name: str, value: str) -> tuple[str, str]:
+    if name.lower() == "set-cookie" and "; secure" not in value.lower():
+        return name, f"{value}; Secure"
+    return name, value
 
 
 async def read_request(reader: asyncio.StreamReader) -> Request:

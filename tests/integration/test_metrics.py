@@ -67,6 +67,13 @@ def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
     assert value(after, "jobplane_commit_seconds_bucket", le="+Inf") == commits
     assert value(after, "jobplane_commit_batch_operations_count") == commits
     assert value(after, "jobplane_commit_batch_operations_sum") > 0  # (a batch of audit records alone has none)
+    for stage in ("assigned", "running"):  # each task got the slot; the second waited for the first to end
+        name = f"jobplane_dispatch_{stage}_seconds"
+        assert value(before, f"{name}_count") == 0
+        assert value(running, f"{name}_count") == 1
+        assert value(after, f"{name}_count") == value(after, f"{name}_bucket", le="+Inf") == 2
+        assert value(after, f"{name}_sum") > value(running, f"{name}_sum")
+    assert value(after, "jobplane_continued_tasks_total") == 0
     beats = wait_until(lambda: scrape(c.server) if value(scrape(c.server), "jobplane_heartbeat_handling_seconds_count")
                        else None, 30, "the agent's heartbeats counted")
     assert value(beats, "jobplane_heartbeat_handling_seconds_bucket", le="+Inf") == \
@@ -136,3 +143,33 @@ def test_a_refused_agent_report_is_counted(sqlite_cluster):
             stream.cancel()
     assert value(scrape(c.server), "jobplane_rejected_reports_total", code="PERMISSION_DENIED") == 1
     c.client.cancel_job(job.id)
+
+
+def test_a_continuation_after_an_agent_is_killed_is_counted_with_its_time_to_restart(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    runs = tmp_path / "runs"  # each attempt appends a line when it starts
+    job = c.client.submit_job({"name": "moved", "tasks": [{"name": "t", "command": [
+        "sh", "-c", f"echo $JOBPLANE_ATTEMPT >> {runs}; [ $JOBPLANE_ATTEMPT = 2 ] || sleep 300"]}]})
+    wait_until(lambda: runs.exists() and runs.read_text().split() == ["1"], 30, "the first attempt running on a")
+    assert value(scrape(c.server), "jobplane_continuation_restart_seconds_count") == 0
+    c.add_agent("b", slots=1)
+    c.agents["a"].kill()  # kill -9: its task continues on b once a is LOST
+    assert c.client.wait_job(job.id, timeout=60).state == job_pb2.JOB_STATE_SUCCEEDED
+    assert runs.read_text().split() == ["1", "2"]
+    after = scrape(c.server)
+    assert value(after, "jobplane_continued_tasks_total") == 1
+    assert value(after, "jobplane_continuation_restart_seconds_count") == 1
+    assert value(after, "jobplane_continuation_restart_seconds_sum") > 0
+    assert value(after, "jobplane_continuation_restart_seconds_bucket", le="+Inf") == 1
+
+
+def test_connected_providers_silence_is_shown_per_provider(sqlite_cluster):
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    silent = wait_until(lambda: ("jobplane_provider_silence_seconds", ("provider", "a")) in scrape(c.server), 10,
+                        "a's silence shown")
+    assert silent
+    c.agents["a"].stop()
+    wait_until(lambda: ("jobplane_provider_silence_seconds", ("provider", "a")) not in scrape(c.server), 30,
+               "a gone from the gauge once disconnected")

@@ -71,6 +71,11 @@ def test_server_and_agent_log_one_json_object_per_line_with_ids_as_fields(tmp_pa
                                  10, "the agent to log the attempt")
         assert all(r["provider_id"] == "a" for r in json_lines(agent.output())), "every agent line names it"
         assert agent_lines[0]["attempt"] == 1 and agent_lines[0]["level"] == "DEBUG"
+
+        keeper = json_lines((tmp_path / "agent-a.state" / "keeper.log").read_text())  # the agent's keeper too
+        assert all(r["provider_id"] == "a" and r["logger"] == "jobplane.agent.keeper" for r in keeper)
+        assert any(r["message"].startswith("keeping ") and r["keeper_pid"] for r in keeper)
+        assert any("holds the lease" in r["message"] for r in keeper)
     finally:
         if agent is not None:
             agent.stop()
@@ -80,9 +85,17 @@ def test_server_and_agent_log_one_json_object_per_line_with_ids_as_fields(tmp_pa
 
 def test_text_stays_the_default(tmp_path):
     server = ServerProc(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    agent = None
     try:
         assert " INFO jobplane.server" in server.output() and not server.output().startswith("{")
+        agent = AgentProc(tmp_path, server, "a")
+        keeper_log = tmp_path / "agent-a.state" / "keeper.log"
+        text = wait_until(lambda: keeper_log.exists() and "holds the lease" in keeper_log.read_text()
+                          and keeper_log.read_text(), 20, "the keeper to log")
+        assert " INFO keeper " in text and not text.startswith("{")
     finally:
+        if agent is not None:
+            agent.stop()
         server.stop()
 
 

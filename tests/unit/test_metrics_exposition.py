@@ -3,8 +3,7 @@ what was counted: label values with quotes and newlines, cumulative buckets, +In
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobplane.server.http.metrics import counter, gauge, histogram
-from jobplane.server.metrics import Counter, Histogram
+from jobplane.prometheus import Counter, Histogram, counter, gauge, histogram
 
 
 def parsed(lines: list[str]) -> dict:
