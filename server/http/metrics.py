@@ -71,7 +71,7 @@ class MetricsPage:
 
 def _state_gauges() -> list[str]:
     """Jobs, tasks and providers counted in the database (on a reader thread)."""
-    jobs, tasks, providers = stats.job_counts(), stats.task_counts(), stats.provider_counts()
+    jobs, tasks, providers = stats.all_counts()
     queued = sum(n for state, _, n in tasks if state == TaskState.QUEUED)
     return [*gauge("jobplane_jobs", "Jobs by normalized status (the default policy's view).", _by_status(jobs), "status"),
             *gauge("jobplane_tasks", "Tasks by normalized status (the default policy's view).", _by_status(tasks),

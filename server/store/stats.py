@@ -1,10 +1,21 @@
-"""Counts for /metrics: how many jobs, tasks and providers are in each state, one GROUP BY each."""
+"""Counts for /metrics: how many jobs, tasks and providers are in each state, one GROUP BY each,
+all read from one snapshot of the database."""
 
 from __future__ import annotations
 
-from peewee import fn
+from peewee import PostgresqlDatabase, fn
 
-from .models import JobRow, ProviderRow, TaskRow
+from .models import JobRow, ProviderRow, TaskRow, database
+
+
+def all_counts() -> tuple[list, list, list]:
+    """(job_counts(), task_counts(), provider_counts()) as of one moment: a scrape between two
+    commits must never show a task RUNNING while its job is still WAITING."""
+    db = database.obj
+    with db.atomic():
+        if isinstance(db, PostgresqlDatabase):  # its default, READ COMMITTED, snapshots each statement
+            db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return job_counts(), task_counts(), provider_counts()
 
 
 def job_counts() -> list[tuple[int, int, int]]:
