@@ -26,6 +26,7 @@ from .indexes import job_tags
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
 from .notifications import apply_deliveries
+from .alerts import AlertStore, apply_alert_rules
 from .reads import IN_CHUNK, Reads
 from .models import (
     ALL_MODELS,
@@ -63,6 +64,7 @@ class Snapshot:
     rules: list = None  # conflicts.ConflictRule: the conflict matrix
     together: dict = None  # (class a, class b) -> transient failures seen together (reruns.py)
     schedules: tuple = ((), 0)  # (the schedules.Schedule not deleted, the highest schedule id ever)
+    alerts: tuple = ((), 0)  # (the alerts.AlertRule not deleted, the highest rule id ever)
 
 
 class Store:
@@ -141,7 +143,7 @@ class Store:
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules(),
                         {(o.class_a, o.class_b): o.failures for o in ConflictStore(self.db).overlaps(1)},
-                        ScheduleStore(self.db).for_restore())
+                        ScheduleStore(self.db).for_restore(), AlertStore(self.db).for_restore())
 
     @staticmethod
     def _handed_on(queued: list[TaskRow]) -> dict[int, str]:
@@ -198,6 +200,7 @@ class Store:
         apply_overlaps(cs.overlaps)
         apply_schedules(cs.schedules)
         apply_deliveries(cs.notifications)
+        apply_alert_rules(cs.alert_rules)
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",
