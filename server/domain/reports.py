@@ -125,6 +125,7 @@ class Reports:
             e.lateness.watch_finish(job, None, e.now)
         e.lifecycle.transition(task, TaskState.RUNNING)
         e.supervision.watch(task)
+        task.paused = 0.0  # a new attempt: none of its time was suspended yet
         if task.spec.lateness:
             e.lateness.watch_finish(job, task, e.now)
 

@@ -238,11 +238,11 @@ class Store:
         self._executemany(
             "UPDATE task SET state=?, status=?, attempt=?, lost_attempts=?, provider=?, exit_code=?,"
             " result_json=?, error=?, stdout_tail=?, stderr_tail=?, reason=?, checkpoint=?, environment=?, raw=?,"
-            " reruns=?, attempt_base=?, fence=?, suspended=?, held_attempts=? WHERE id=?",
+            " reruns=?, attempt_base=?, fence=?, suspended=?, held_attempts=?, paused=? WHERE id=?",
             [(int(t.state), int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json,
               t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, json.dumps(t.raw),
               t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
-              json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.id)
+              json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused, t.id)
              for t in tasks])
 
     def _update_attempts(self, attempts) -> None:
@@ -330,7 +330,8 @@ def _task_row(t) -> dict:
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
             "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns,
             "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else "",
-            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts}
+            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts,
+            "paused": t.paused}
 
 
 def _attempt_row(a) -> dict:
@@ -391,7 +392,8 @@ def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:
                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
                   attempt_base=r.attempt_base, fence=Fence.load(r.fence), adopt_job=adopt_job,
-                  suspended=json.loads(r.suspended) if r.suspended else {}, held_attempts=r.held_attempts)
+                  suspended=json.loads(r.suspended) if r.suspended else {}, held_attempts=r.held_attempts,
+                  paused=r.paused)
 
 
 def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:
