@@ -12,7 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import grpc
 
-from jobplane.client import calls, calls_schedules
+from jobplane.client import calls, calls_alerts, calls_schedules
 from jobplane.client.calls import Logs, Paged, Unary, Watch
 from jobplane.client.channel import locate_credentials, open_aio_channel, resolve_addresses
 from jobplane.client.credentials import Credentials
@@ -173,6 +173,10 @@ class AsyncClient:
     resume_schedule = bind(calls_schedules.resume_schedule)
     run_schedule_now = bind(calls_schedules.run_schedule_now)
     delete_schedule = bind(calls_schedules.delete_schedule)
+    create_alert_rule = bind(calls_alerts.create_alert_rule)
+    get_alert_rule = bind(calls_alerts.get_alert_rule)
+    list_alert_rules = bind(calls_alerts.list_alert_rules)
+    delete_alert_rule = bind(calls_alerts.delete_alert_rule)
 
     async def wait(self, job_id: str, *, timeout: float | None = None) -> job_pb2.Job:
         """Wait until the job succeeded, failed or was cancelled and return it (then

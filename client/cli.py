@@ -14,6 +14,7 @@ import sys
 
 from jobplane import __version__
 from jobplane.client import (
+    cmd_alerts,
     cmd_audit,
     cmd_ca,
     cmd_completion,
@@ -61,8 +62,8 @@ from jobplane.replicas import split_addresses
 
 COMMAND_GROUPS = (
     cmd_submit, cmd_jobs, cmd_hold, cmd_rerun, cmd_summary, cmd_tasks, cmd_logs, cmd_views, cmd_watch,
-    cmd_providers, cmd_inventory, cmd_continuations, cmd_conflicts, cmd_schedules, cmd_policy, cmd_tokens,
-    cmd_audit, cmd_ca, cmd_whoami, cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
+    cmd_providers, cmd_inventory, cmd_continuations, cmd_conflicts, cmd_schedules, cmd_alerts, cmd_policy,
+    cmd_tokens, cmd_audit, cmd_ca, cmd_whoami, cmd_servers, cmd_version, cmd_completion, cmd_up, cmd_demo,
 )
 
 

@@ -35,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_query_options(listing, "tasks")
     add_limit_options(listing, "tasks")
     add_server_option(listing)
-    add_output_option(listing)
+    add_output_option(listing, wide=True)
     listing.set_defaults(run=run_list)
 
     get = actions.add_parser("get", help="show one task: spec, attempts, output tails", description="Show one task.")
@@ -52,7 +52,7 @@ def run_list(args: argparse.Namespace) -> int:
     if wants_json(args):
         print(output.json_document(tasks))
     elif tasks:
-        print(task_table(tasks, with_job=not args.job))
+        print(task_table(tasks, with_job=not args.job, wide=args.output == "wide"))
         if more:
             print(more_note(len(tasks), "tasks"))
     else:
@@ -72,13 +72,15 @@ def print_job_tasks(client: Client, job_id: str) -> None:
     print(task_table(client.list_tasks(job_id)))
 
 
-def task_table(tasks: Iterable[task_pb2.Task], *, with_job: bool = False) -> str:
+def task_table(tasks: Iterable[task_pb2.Task], *, with_job: bool = False, wide: bool = False) -> str:
+    """`wide` (-o wide): also where the raw status comes from and the priority class."""
     rows = (
         (
             *((task.job_id,) if with_job else ()),
             task.id,
             task.name,
             output.status(task.status),
+            *((task.environment, task.priority_class) if wide else ()),
             task.provider_id,
             task.attempt or None,
             output.exit_code(task),
@@ -87,7 +89,8 @@ def task_table(tasks: Iterable[task_pb2.Task], *, with_job: bool = False) -> str
         )
         for task in tasks
     )
-    headers = ("ID", "NAME", "STATUS", "PROVIDER", "ATTEMPT", "EXIT", "REASON", "RESULT")
+    headers = ("ID", "NAME", "STATUS", *(("ENVIRONMENT", "PRIORITY_CLASS") if wide else ()), "PROVIDER", "ATTEMPT",
+               "EXIT", "REASON", "RESULT")
     return output.table((("JOB",) if with_job else ()) + headers, rows)
 
 
@@ -101,6 +104,7 @@ def task_details(task: task_pb2.Task) -> str:
                 ("Group", task.group if task.group != task.name else None),
                 ("Status", f"{output.status(task.status)} ({output.task_state(task.state)})"),
                 ("Raw", _raw(task.environment, task.raw)),
+                ("Priority class", task.priority_class),
                 ("Provider", task.provider_id),
                 ("Attempt", task.attempt or None),
                 ("Exit code", output.exit_code(task)),

@@ -107,14 +107,16 @@ def time_argument(text: str) -> float:
 DEFAULT_OUTPUT = "table"
 
 
-def add_output_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+def add_output_option(parser: argparse.ArgumentParser, *, top_level: bool = False, wide: bool = False) -> None:
+    """-o table|json; `wide`: also -o wide, a table with more columns."""
     parser.add_argument(
         "-o",
         "--output",
-        choices=("table", "json"),
+        choices=("table", "wide", "json") if wide else ("table", "json"),
         default=argparse.SUPPRESS if top_level else DEFAULT_OUTPUT,
         dest=GLOBAL_PREFIX + "output" if top_level else "output",
-        help="`table` for people (default) or `json`: one document, or JSON lines for streams",
+        help="`table` for people (default)" + (", `wide` (a table with more columns)" if wide else "")
+        + " or `json`: one document, or JSON lines for streams",
     )
 
 

@@ -18,7 +18,7 @@ from jobplane.files import write_atomic
 from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, event_pb2, event_pb2_grpc, job_pb2, job_pb2_grpc
 from jobplane.v1 import provider_pb2
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
-from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
+from jobplane.v1 import alert_pb2, alert_pb2_grpc, conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
 from jobplane.v1 import server_pb2, server_pb2_grpc, task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
 from jobplane.v1 import schedule_pb2, schedule_pb2_grpc
 from jobplane import __version__
@@ -40,6 +40,7 @@ from .security.interceptor import AuthInterceptor, Limits
 from .security.pki import Authority
 from .services import convert
 from .services.base import Deps
+from .services.alerts import AlertService
 from .services.conflicts import ConflictService
 from .services.schedules import ScheduleService
 from .services.continuations import ContinuationService
@@ -81,6 +82,7 @@ SERVICE_NAMES = [
     view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
     conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
     schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
     server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
 ]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
@@ -279,6 +281,7 @@ class Server:
         self.hub.last_id = counters.event - 1
         self.engine.begin(time.time())
         self.engine.schedules.restore(*snapshot.schedules)  # first: a job the restore ends may free a queued run
+        self.engine.alerts.restore(*snapshot.alerts)  # and before any job's status changes
         self.engine.restore(jobs, tasks, providers, waiting, snapshot.rules)
         self.engine.reruns.restore(snapshot.together or {})
         self.core = Core(self.engine, self.store, self.hub, self._writer, self._deliver, self.metrics, term)
@@ -350,6 +353,7 @@ class Server:
         view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), server)
         conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), server)
         schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(deps), server)
+        alert_pb2_grpc.add_AlertServiceServicer_to_server(AlertService(deps), server)
         provider_pb2_grpc.add_ProviderServiceServicer_to_server(self._providers, server)
         register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
                              ContinuationService(deps), server)

@@ -32,7 +32,8 @@ LOCAL = frozenset(_V1 + name for name in (
     "PolicyService/GetPolicy", "PolicyService/ListPolicies", "PolicyService/ListPolicyVersions",
     "PolicyService/TestPolicy",
     "SecurityService/ListAuditRecords", "SecurityService/GetAuthority", "SecurityService/WhoAmI",
-    "ServerService/ListServers", "ScheduleService/GetSchedule", "ScheduleService/ListSchedules"))
+    "ServerService/ListServers", "ScheduleService/GetSchedule", "ScheduleService/ListSchedules",
+    "AlertService/GetAlertRule", "AlertService/ListAlertRules"))
 ENROLL = _V1 + "SecurityService/Enroll"
 # Request metadata that is the link's, not the call's: never passed on.
 _HOP = ("authorization", "user-agent", "content-type", "te", "grpc-", ":", FORWARDED_IDENTITY, FORWARDED_BY)

@@ -135,6 +135,7 @@ class ChangeSet:
     overlaps: list[Overlap] = field(default_factory=list)
     schedules: dict[int, object] = field(default_factory=dict)  # id -> schedules.Schedule (deleted: .deleted)
     notifications: list = field(default_factory=list)  # notifications.Delivery rows, new or settled
+    alert_rules: dict[int, object] = field(default_factory=dict)  # id -> alerts.AlertRule (deleted: .deleted)
     # Not persisted: scans to ask for, explicitly or along with this batch's assignments.
     scans: dict[str, list[ScanAsk]] = field(default_factory=dict)
     piggyback: dict[str, list[ScanAsk]] = field(default_factory=dict)
@@ -158,7 +159,8 @@ class ChangeSet:
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events
                     or self.continuations or self.continued or self.audits or self.inventory
-                    or self.conflict_rules or self.overlaps or self.schedules or self.notifications)
+                    or self.conflict_rules or self.overlaps or self.schedules or self.notifications
+                    or self.alert_rules)
 
     def job(self, job: JobRt, new: bool = False) -> None:
         self.jobs[job.id] = job

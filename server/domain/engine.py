@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ..errors import FailedPrecondition
 from .adoption import Adoption, handed_on
+from .alerts import Alerts
 from .changes import ChangeSet
 from .conditions import Conditions
 from .continuation import Continuations, Pending
@@ -76,6 +77,7 @@ class Engine:
         self.suspension = Suspension(self)
         self.schedules = Schedules(self)
         self.inactivity = Inactivity(self)
+        self.alerts = Alerts(self)
         self.notifications = Notifications(self)
         self._operations()
 
@@ -95,6 +97,7 @@ class Engine:
         self.plan = self.continuations.plan
         self.rerun_job = self.reopen.rerun
         self.settle_delivery = self.notifications.settle
+        self.create_alert_rule, self.delete_alert_rule = self.alerts.create, self.alerts.delete
         self.forget_requests = self.requests.forget
         schedules = self.schedules
         self.create_schedule, self.pause_schedule, self.resume_schedule = (

@@ -1,6 +1,12 @@
 """Lateness: a job or task not started by its deadline becomes LATE_TO_START, one still running
 past its expected end RUNNING_LATE, on time (a timer per deadline) and as an event. A component
-of Engine, with no state of its own: its timers carry what they need."""
+of Engine, with no state of its own: its timers carry what they need.
+
+Held work is not late for the time it is held: a task suspended in place is not RUNNING_LATE
+while it is paused, and its finish deadline moves on by the time it spent suspended (TaskRt.paused,
+timers armed anew on resume; a timer armed before that is stale and does nothing). Late-to-start
+does not fire for a job held by hand (its tasks wait by the operator's choice), nor for a task
+requeued by a hold (it started already; it waits to go on)."""
 
 from __future__ import annotations
 
@@ -42,9 +48,10 @@ class Lateness:
             e.changes.timer(max(0.0, deadline - e.now), lambda engine: engine.lateness.late_start(*key, deadline))
 
     def watch_finish(self, job: JobRt, task: TaskRt | None, started: float) -> None:
-        """When it starts (or on restore): a timer for the finish deadline, if there is one."""
-        lateness = task.spec.lateness if task is not None else job.spec.lateness
-        deadline = finish_deadline(lateness, started) if lateness else None
+        """When it starts (or on restore, or a suspended task resumes): a timer for the finish
+        deadline, if there is one (a task's moved on by the time it spent suspended)."""
+        deadline = _task_deadline(task, started) if task is not None else (
+            finish_deadline(job.spec.lateness, started) if job.spec.lateness else None)
         if deadline is not None:
             e, key = self.engine, (job.id, task.id if task is not None else None)
             e.changes.timer(max(0.0, deadline - e.now), lambda engine: engine.lateness.late_run(*key, deadline))
@@ -53,13 +60,15 @@ class Lateness:
         job = self.engine.jobs.get(job_id)
         if job is None:
             return
+        if job.hold:  # held by hand: not late for waiting on the operator
+            return
         if task_id is None:
             if job.state == JobState.QUEUED and not job.late:
                 job.late = "start"
                 self._late_event(job, Status.LATE_TO_START, f"not started by {clock(deadline)}")
             return
         task = self.engine.tasks.get(task_id)
-        if task is not None and task.state in NOT_STARTED and not task.late:
+        if task is not None and task.state in NOT_STARTED and not task.late and not task.held_attempts:
             task.late = "start"
             self.engine.lifecycle.transition(task, task.state, f"late to start: not started by {clock(deadline)}",
                                               enqueue=False)
@@ -74,10 +83,13 @@ class Lateness:
                 self._late_event(job, Status.RUNNING_LATE, f"still running at {clock(deadline)}")
             return
         task = self.engine.tasks.get(task_id)
-        if task is not None and task.state == TaskState.RUNNING and task.late != "run":
-            task.late = "run"
-            self.engine.lifecycle.transition(task, task.state, f"running late: still running at {clock(deadline)}",
-                                              enqueue=False)
+        if task is None or task.state != TaskState.RUNNING or task.late == "run" or task.suspended:
+            return  # over, late already, or held: a suspended task's resume arms its timer anew
+        if task.current is not None and (_task_deadline(task, task.current.start_time) or deadline) > deadline:
+            return  # a timer armed before a suspension moved the deadline on: the newer one decides
+        task.late = "run"
+        self.engine.lifecycle.transition(task, task.state, f"running late: still running at {clock(deadline)}",
+                                          enqueue=False)
 
     def _late_event(self, job: JobRt, status: Status, message: str) -> None:
         self.engine.changes.job(job)
@@ -94,6 +106,13 @@ class Lateness:
                 self.watch_start(job, task)
             elif task.state == TaskState.RUNNING and task.current is not None and task.current.start_time:
                 self.watch_finish(job, task, task.current.start_time)
+
+
+def _task_deadline(task: TaskRt, started: float | None) -> float | None:
+    """When the task's running attempt must have finished: its finish deadline, moved on by the
+    time the attempt spent suspended."""
+    deadline = finish_deadline(task.spec.lateness, started) if task.spec.lateness and started else None
+    return deadline + task.paused if deadline is not None else None
 
 
 def clock(when: float) -> str:

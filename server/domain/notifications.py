@@ -34,7 +34,8 @@ STATUS_NAMES = tuple(s.name for s in Status)
 @dataclass(frozen=True)
 class Delivery:
     """One notification to deliver (PENDING) or delivered (DELIVERED) or given up (GAVE_UP).
-    Its id is "EVENT.INDEX": the status change's event id and the notify entry's index."""
+    Its id is "EVENT.INDEX": the status change's event id and the notify entry's index, or
+    "EVENT.aRULE" for an alert rule's (alerts.py)."""
 
     id: str
     job_id: int
@@ -53,18 +54,24 @@ def check_notify(entries: tuple[Notify, ...], path: str = "spec.notify") -> None
     check_entries(path, entries, MAX_NOTIFY)
     for i, n in enumerate(entries):
         at = f"{path}[{i}]"
-        _check_on(f"{at}.on", n.on)
-        if bool(n.webhook) == bool(n.command):
-            raise InvalidArgument(at, "set exactly one of webhook (a URL) and command (an argv list)")
-        if n.webhook:
-            _check_url(f"{at}.webhook", n.webhook)
-        else:
-            _check_command(f"{at}.command", n.command)
+        if not n.on:
+            raise InvalidArgument(f"{at}.on", "is empty; name the statuses that trigger it, e.g. "
+                                              "[FAILURE, LATE_TO_START]")
+        check_destination(at, n)
+
+
+def check_destination(path: str, n: Notify) -> None:
+    """Refuse a notify entry (a job's, or an alert rule's) whose statuses or destination are bad."""
+    _check_on(f"{path}.on", n.on)
+    if bool(n.webhook) == bool(n.command):
+        raise InvalidArgument(path, "set exactly one of webhook (a URL) and command (an argv list)")
+    if n.webhook:
+        _check_url(f"{path}.webhook", n.webhook)
+    else:
+        _check_command(f"{path}.command", n.command)
 
 
 def _check_on(path: str, on: tuple[str, ...]) -> None:
-    if not on:
-        raise InvalidArgument(path, "is empty; name the statuses that trigger it, e.g. [FAILURE, LATE_TO_START]")
     check_entries(path, on, len(STATUS_NAMES))
     for j, name in enumerate(on):
         if name not in STATUS_NAMES:
@@ -120,11 +127,15 @@ class Notifications:
             self.last[job.id] = event.status
         if event.status == previous:
             return
+        outbox = self.engine.changes.notifications
         for i, notify in enumerate(job.spec.notify):
             if event.status.name in notify.on:
-                body = _body(job, event, previous)
-                self.engine.changes.notifications.append(
-                    Delivery(f"{event.id}.{i}", job.id, notify, event.status.name, body, event.time))
+                outbox.append(Delivery(f"{event.id}.{i}", job.id, notify, event.status.name,
+                                       _body(job, event, previous), event.time))
+        for rule in self.engine.alerts.matching(job, event.status):  # server-wide rules (alerts.py)
+            body = _body(job, event, previous, {"id": str(rule.id), "name": rule.label})
+            outbox.append(Delivery(f"{event.id}.a{rule.id}", job.id, rule.notify, event.status.name, body,
+                                   event.time))
 
     def settle(self, delivery: Delivery, delivered: bool, attempts: int, error: str = "") -> None:
         """How a delivery ended (delivered, or given up after its last attempt): its row and an event."""
@@ -137,13 +148,22 @@ class Notifications:
                    f"gave up notifying {delivery.notify.target} of {delivery.status} after {tries}: {error}")
         e.event(EventKind.JOB, job_id=delivery.job_id, raw_status=DELIVERED_RAW if delivered else GAVE_UP_RAW,
                 status=Status[delivery.status], message=message, environment="jobplane",
-                raw={"delivery": delivery.id, "target": delivery.notify.target, "attempts": str(attempts)})
+                raw={"delivery": delivery.id, "target": delivery.notify.target, "attempts": str(attempts),
+                     **_alert_of(delivery)})
 
 
-def _body(job: JobRt, event: Event, previous: Status | None) -> str:
-    """The document a destination receives (compact JSON, keys sorted: what is signed)."""
+def _alert_of(delivery: Delivery) -> dict[str, str]:
+    """{"alert": RULE_ID} for an alert rule's delivery (its id is "EVENT.aRULE"), else {}."""
+    which = delivery.id.partition(".")[2]
+    return {"alert": which[1:]} if which.startswith("a") else {}
+
+
+def _body(job: JobRt, event: Event, previous: Status | None, alert: dict[str, str] | None = None) -> str:
+    """The document a destination receives (compact JSON, keys sorted: what is signed); an
+    alert rule's also says which rule (`alert`: its id and name)."""
     counts = {k: v for k, v in job.counts.items() if k != "not_ok"}
-    return json.dumps({
+    extra = {"alert": alert} if alert else {}
+    return json.dumps({**extra,
         "event_id": event.id, "job_id": str(job.id), "name": job.name, "owner": job.owner,
         "status": event.status.name, "previous_status": previous.name if previous is not None else "",
         "time": datetime.fromtimestamp(event.time, timezone.utc).isoformat().replace("+00:00", "Z"),

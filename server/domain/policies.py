@@ -45,6 +45,7 @@ __all__ = [
     "MAX_CONDITIONS", "MAX_NAME", "MAX_RULES", "MAX_VALUE", "MAX_VALUES", "OPERATORS", "PRIORITY_CLASS",
     "PROPERTIES", "PROPERTY_VALUES", "Policy",
     "Range", "Rule", "STATUS", "is_decision_reason", "normalize", "parse_policy", "parse_rule", "policy_to_dict",
+    "priority_class",
     "redecide", "renormalize"]
 
 # --- the default (enterprise) policy: its rules are data in vocabulary.py --------------------
@@ -115,6 +116,13 @@ def renormalize(environment: str, raw: Mapping[str, str], stored: Status, *, use
     """The status a caller with these policies sees for something stored with `stored`."""
     decision = redecide(environment, raw, stored, user=user, groups=groups, default=default)
     return stored if decision is None else decision.status
+
+
+def priority_class(environment: str, raw: Mapping[str, str], *, user: Policy | None,
+                   groups: Sequence[Policy] = (), default: Policy = DEFAULT_POLICY) -> str:
+    """The normalized priority class ("HIGH", "NORMAL", "LOW", or "" when no rule sets it) of
+    something reporting `raw` from `environment`, for a caller with these policies."""
+    return normalize(environment, raw, user=user, groups=groups, default=default, property_name=PRIORITY_CLASS).value
 
 
 def is_decision_reason(text: str) -> bool:

@@ -128,6 +128,7 @@ class Reports:
         e.changes.timing("restarted", task.lost_at, e.now)
         task.lost_at = 0.0
         e.supervision.watch(task)
+        task.paused = 0.0  # a new attempt: none of its time was suspended yet
         if task.spec.lateness:
             e.lateness.watch_finish(job, task, e.now)
 

@@ -121,6 +121,7 @@ class TaskRt:
     # "hold" | "condition", "since": when, "reason": why}.
     suspended: dict = field(default_factory=dict)
     held_attempts: int = 0  # attempts stopped by a hold and queued again; not counted against max_attempts
+    paused: float = 0.0  # seconds the current attempt spent suspended: its finish deadline moves on by them
 
     @property
     def tries(self) -> int:

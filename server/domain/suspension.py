@@ -100,10 +100,14 @@ class Suspension:
         attempt = task.current
         paused = max(0.0, e.now - task.suspended.get("since", e.now))
         task.suspended = {}
+        task.paused += paused
         e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, True, why))
         if task.started_at:  # its overdue and timeout checks move on by the time it was paused
             e.supervision.watch(task, since=task.started_at + paused)
-        e.lifecycle.show(task, task_status(task.state, task.attempt), f"resumed: {why}")
+        if attempt.start_time and task.late != "run":  # and its finish deadline (lateness.py)
+            e.lateness.watch_finish(e.jobs[task.job_id], task, attempt.start_time)
+        status = Status.RUNNING_LATE if task.late == "run" else task_status(task.state, task.attempt)
+        e.lifecycle.show(task, status, f"resumed: {why}")
 
     def reconnected(self, provider) -> None:
         """A provider (re)connected holding attempts suspended here: it is told again (a restarted

@@ -336,7 +336,11 @@ def _named(request: Any) -> str:
         value = getattr(request, field, "")
         if value:
             return f"{field.removesuffix('_id')} {value}"
+    if getattr(request, "rule_id", ""):
+        return f"alert rule {request.rule_id}"
     rule = getattr(request, "rule", None)
+    if rule is not None and getattr(rule, "filter", ""):
+        return f"alert rule {rule.filter!r}"
     if rule is not None and getattr(rule, "name", ""):
         return f"conflict rule {rule.name}"
     schedule = getattr(request, "schedule", None)

@@ -110,6 +110,10 @@ ROLES: dict[str, tuple[Role, ...] | None] = {
     f"{_V1}ScheduleService/ResumeSchedule": SUBMIT,
     f"{_V1}ScheduleService/RunScheduleNow": SUBMIT,
     f"{_V1}ScheduleService/DeleteSchedule": SUBMIT,
+    f"{_V1}AlertService/CreateAlertRule": OPERATE,
+    f"{_V1}AlertService/DeleteAlertRule": OPERATE,
+    f"{_V1}AlertService/GetAlertRule": OBSERVE,  # rules see every job: not for submitters
+    f"{_V1}AlertService/ListAlertRules": OBSERVE,
 }
 # Debugging aids stay open, as with any gRPC server: they reveal nothing about jobs.
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -128,6 +132,7 @@ MUTATING = frozenset({
     f"{_V1}ScheduleService/CreateSchedule", f"{_V1}ScheduleService/PauseSchedule",
     f"{_V1}ScheduleService/ResumeSchedule", f"{_V1}ScheduleService/RunScheduleNow",
     f"{_V1}ScheduleService/DeleteSchedule",
+    f"{_V1}AlertService/CreateAlertRule", f"{_V1}AlertService/DeleteAlertRule",
 })
 
 

@@ -123,6 +123,11 @@ class Deps:
         all it has, so stored statuses are its statuses."""
         return self.policies.status_of(current_caller.get()) if self.policies is not None else None
 
+    def class_of(self):
+        """The caller's own priority classes (convert.ClassOf), or None when the default policy
+        is all it has."""
+        return self.policies.class_of(current_caller.get()) if self.policies is not None else None
+
     @property
     def default_policy(self) -> Policy:
         """The default policy in force (the built-in one until an operator stores another)."""

@@ -11,7 +11,7 @@ from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, pro
 
 from ..domain.model import (
     Event, ExternalSpec, Hello, JobSpec, Lateness, Outcome, Report, ReportKind, SlurmSpec, TaskSpec, Transient)
-from ..domain.policies import DEFAULT_POLICY, Policy, normalize
+from ..domain.policies import DEFAULT_POLICY, Policy, normalize, priority_class
 from ..domain.continuation import PlannedTask
 from ..domain.inventory import ScanResult
 from ..domain.limits import TIME_MAX, TIME_MIN, check_time, shown
@@ -20,8 +20,8 @@ from ..domain.windows import Window
 from ..errors import InvalidArgument
 from ..store.codec import as_plain
 from ..store.records import (
-    JOBPLANE, AttemptView, ContinuationView, ContinuedTaskView, InventoryView, JobView, ProviderView, StatusOf,
-    TaskView)
+    JOBPLANE, AttemptView, ClassOf, ContinuationView, ContinuedTaskView, InventoryView, JobView, ProviderView,
+    StatusOf, TaskView)
 from .spec_fields import (
     condition_lost_from_proto, condition_lost_to_proto, conditions_from_proto, conditions_to_proto,
     locks_from_proto, locks_to_proto, notify_from_proto, notify_to_proto, refuse_deprecated,
@@ -222,15 +222,19 @@ def attempt_to_proto(view: AttemptView, status_of: StatusOf | None = None,
 
 
 def task_to_proto(view: TaskView, status_of: StatusOf | None = None,
-                  default: Policy = DEFAULT_POLICY) -> task_pb2.Task:
+                  default: Policy = DEFAULT_POLICY, class_of: ClassOf | None = None) -> task_pb2.Task:
+    """`class_of`: the caller's own priority classes, when it has user or group policies (else
+    the `default` policy's)."""
     status = view.status if status_of is None else status_of(view.environment, view.raw, view.status)
+    klass = (class_of(view.environment, view.raw) if class_of is not None
+             else priority_class(view.environment, view.raw, user=None, default=default))
     m = task_pb2.Task(
         id=str(view.id), job_id=str(view.job_id), name=view.name, group=view.group,
         spec=task_spec_to_proto(view.spec), state=view.state, status=status, provider_id=view.provider,
         attempt=view.attempt, result_json=view.result_json, error=view.error, stdout_tail=view.stdout_tail,
         stderr_tail=view.stderr_tail, attempts=[attempt_to_proto(a, status_of, default) for a in view.attempts],
         reason=view.reason, checkpoint_json=view.checkpoint, environment=view.environment, raw=view.raw,
-        reruns=view.reruns)
+        reruns=view.reruns, priority_class=klass)
     if view.exit_code is not None:
         m.exit_code = view.exit_code
     return m

@@ -20,8 +20,8 @@ from jobplane.v1 import event_pb2, policy_pb2
 
 from ..domain.model import Status
 from ..domain.policies import (
-    BUILTIN_VERSION, DEFAULT_NAME, DEFAULT_POLICY, Policy, is_decision_reason, parse_policy, policy_to_dict, redecide,
-    renormalize)
+    BUILTIN_VERSION, DEFAULT_NAME, DEFAULT_POLICY, Policy, is_decision_reason, parse_policy, policy_to_dict,
+    priority_class, redecide, renormalize)
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..security.policy import Caller
 from ..store.records import PolicyVersion
@@ -156,6 +156,15 @@ class PolicyBook:
         default = self.default
         return lambda environment, raw, stored: renormalize(environment, raw, Status(stored), user=user,
                                                              groups=groups, default=default)
+
+    def class_of(self, caller: Caller) -> convert.ClassOf | None:
+        """The caller's priority classes (from its policies, then the default), or None when
+        the default policy is all it has."""
+        user, groups = self.for_caller(caller.identity, caller.groups)
+        if user is None and not groups:
+            return None
+        default = self.default
+        return lambda environment, raw: priority_class(environment, raw, user=user, groups=groups, default=default)
 
     def normalizer(self, caller: Caller) -> Callable[[event_pb2.Event], None] | None:
         """What re-normalizes events for this caller, or None when the default is all it has.

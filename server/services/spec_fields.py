@@ -165,16 +165,18 @@ def hold_mode(path: str, mode: int) -> str:
 def notify_from_proto(m: job_pb2.JobSpec) -> tuple[Notify, ...]:
     """The job's notify entries, checked (their `on` statuses by name, as users write them)."""
     check_entries("spec.notify", m.notify, MAX_NOTIFY)
-    entries = []
-    for i, n in enumerate(m.notify):
-        for j, status in enumerate(n.on):
-            if status not in Status._value2member_map_:
-                raise InvalidArgument(f"spec.notify[{i}].on[{j}]", f"{status} is not a normalized status; use "
-                                                                   "NORMALIZED_STATUS_FAILURE, ..._SUCCESS, ...")
-        entries.append(Notify(tuple(Status(s).name for s in n.on), n.webhook, tuple(n.command)))
-    notify = tuple(entries)
+    notify = tuple(notify_entry_from_proto(n, f"spec.notify[{i}]") for i, n in enumerate(m.notify))
     check_notify(notify)
     return notify
+
+
+def notify_entry_from_proto(n: job_pb2.Notify, path: str) -> Notify:
+    """One notify entry, its statuses by name (the caller checks the rest: check_notify)."""
+    for j, status in enumerate(n.on):
+        if status not in Status._value2member_map_:
+            raise InvalidArgument(f"{path}.on[{j}]", f"{status} is not a normalized status; use "
+                                                     "NORMALIZED_STATUS_FAILURE, ..._SUCCESS, ...")
+    return Notify(tuple(Status(s).name for s in n.on), n.webhook, tuple(n.command))
 
 
 def notify_to_proto(notify: tuple[Notify, ...]) -> list[job_pb2.Notify]:

@@ -24,7 +24,8 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         job_id = await self._job_scope(request.job_id)
         status_of = self.d.status_of()
         default = self.d.default_policy
-        tasks = Converted(lambda view: convert.task_to_proto(view, status_of, default))
+        class_of = self.d.class_of()
+        tasks = Converted(lambda view: convert.task_to_proto(view, status_of, default, class_of))
         page = await self.d.read(functools.partial(
             self.d.reads.list_tasks, filter_text, order_text, request.page_token, size, job_id=job_id,
             owner=visible_owner(), status_of=status_of, measure=tasks.size, max_bytes=self.d.page_bytes))
@@ -45,7 +46,8 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         view = await self.d.read(self.d.reads.get_task, task_id, visible_owner())
         if view is None:
             raise NotFound(f"task {task_id} not found; `jobplane tasks list JOB` shows a job's tasks")
-        return task_pb2.GetTaskResponse(task=convert.task_to_proto(view, self.d.status_of(), self.d.default_policy))
+        return task_pb2.GetTaskResponse(task=convert.task_to_proto(view, self.d.status_of(), self.d.default_policy,
+                                                                   self.d.class_of()))
 
     async def StreamLogs(self, request, context):
         providers = self.d.agent_links

@@ -93,6 +93,7 @@ class TaskRow(BaseModel):
     fence = TextField(default="")  # JSON: an earlier attempt that may still run (domain/fences.py)
     suspended = TextField(default="")  # JSON: held while it runs (domain/suspension.py); "" = not
     held_attempts = IntegerField(default=0)  # attempts stopped by a hold and queued again
+    paused = DoubleField(default=0.0)  # seconds the current attempt spent suspended (domain/lateness.py)
 
     class Meta:
         table_name = "task"
@@ -439,6 +440,22 @@ class NotificationRow(BaseModel):
         table_name = "notification"
 
 
+class AlertRuleRow(BaseModel):
+    """A server-wide alert rule (domain/alerts.py). Deleted ones stay, marked, so their ids are
+    never reused and the deliveries they made still name them."""
+
+    id = IntegerField(primary_key=True)
+    name = CharField(max_length=200, default="")
+    filter = TextField()
+    notify = TextField()  # JSON: the rule's notify entry (on, webhook, command)
+    created_by = CharField(max_length=200, default="")
+    create_time = DoubleField()
+    deleted = IntegerField(default=0)
+
+    class Meta:
+        table_name = "alert_rule"
+
+
 class SecretRow(BaseModel):
     """Server-wide secrets every replica shares, by name (the notification signing key)."""
 
@@ -453,4 +470,4 @@ class SecretRow(BaseModel):
 ALL_MODELS = [JobRow, JobSpecRow, TaskRow, AttemptRow, JobTagRow, ProviderRow, EventRow, ContinuationRow, ContinuedTaskRow,
               TokenRow, CertificateRow, AuditRow, InventoryRow, PolicyRow, ViewRow, ConflictRuleRow,
               ConflictOverlapRow, LeaderRow, ReplicaRow, AuthorityRow, IdFloorRow, ScheduleRow, NotificationRow,
-              SecretRow]
+              SecretRow, AlertRuleRow]

@@ -16,6 +16,8 @@ from .codec import load_job_spec, load_task_spec
 JOBPLANE = "jobplane"  # the environment of jobplane's own states
 # (environment, raw properties, stored status) -> the status one caller sees
 StatusOf = Callable[[str, dict, int], int]
+# (environment, raw properties) -> the priority class one caller sees (policies.priority_class)
+ClassOf = Callable[[str, dict], str]
 
 __all__ = ["JOBPLANE", "StatusOf", "JobView", "TaskView", "AttemptView", "JobFacts", "ContinuationView",
            "ContinuedTaskView", "TokenView", "AuditView", "PolicyVersion", "SavedView", "OverlapView",

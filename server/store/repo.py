@@ -27,6 +27,7 @@ from .indexes import job_tags
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
 from .notifications import apply_deliveries
+from .alerts import AlertStore, apply_alert_rules
 from .reads import IN_CHUNK, Reads, whole_specs
 from .models import (
     ALL_MODELS,
@@ -66,6 +67,7 @@ class Snapshot:
     together: dict = None  # (class a, class b) -> transient failures seen together (reruns.py)
     schedules: tuple = ((), 0)  # (the schedules.Schedule not deleted, the highest schedule id ever)
     specs: dict = None  # job id -> its whole spec (job_spec; none for jobs of older versions)
+    alerts: tuple = ((), 0)  # (the alerts.AlertRule not deleted, the highest rule id ever)
 
 
 class Store:
@@ -149,7 +151,7 @@ class Store:
                         self._handed_on([t for t in tasks if t.id in queued and t.attempt > 0]), waiting,
                         list(InventoryRow.select()), ConflictStore(self.db).rules(),
                         {(o.class_a, o.class_b): o.failures for o in ConflictStore(self.db).overlaps(1)},
-                        ScheduleStore(self.db).for_restore(), whole_specs(job_ids))
+                        ScheduleStore(self.db).for_restore(), whole_specs(job_ids), AlertStore(self.db).for_restore())
 
     @staticmethod
     def _handed_on(queued: list[TaskRow]) -> dict[int, str]:
@@ -220,6 +222,7 @@ class Store:
         apply_overlaps(cs.overlaps)
         apply_schedules(cs.schedules)
         apply_deliveries(cs.notifications)
+        apply_alert_rules(cs.alert_rules)
         self._executemany(
             "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
             " WHERE continuation=? AND task=?",
@@ -257,7 +260,7 @@ class Store:
         for sql, params in self._task_columns.updates(
                 ((t.id, (t.lost_attempts, t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint,
                          t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
-                         json.dumps(t.suspended) if t.suspended else "", t.held_attempts),
+                         json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused),
                   _task_indexed(t), t.state in TASK_DONE) for t in tasks)):
             self._executemany(sql, params)
 
@@ -340,7 +343,7 @@ def _job_row(j) -> dict:
 
 # Task and attempt columns an update sets every time, and the indexed ones it sets when changed.
 _TASK_ALWAYS = ("lost_attempts", "result_json", "error", "stdout_tail", "stderr_tail", "reason", "checkpoint",
-                "reruns", "attempt_base", "fence", "suspended", "held_attempts")
+                "reruns", "attempt_base", "fence", "suspended", "held_attempts", "paused")
 _JOB_INDEXED = ("state", "status", "start_time", "end_time")
 _TASK_INDEXED = ("state", "status", "attempt", "provider", "exit_code", "environment", "raw")
 _ATTEMPT_ALWAYS = ("outcome", "exit_code", "reason", "checkpoint", "environment", "raw", "external_job_id")
@@ -362,7 +365,8 @@ def _task_row(t) -> dict:
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
             "checkpoint": t.checkpoint, "environment": t.environment, "raw": json.dumps(t.raw), "reruns": t.reruns,
             "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else "",
-            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts}
+            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts,
+            "paused": t.paused}
 
 
 def _attempt_row(a) -> dict:
@@ -424,7 +428,8 @@ def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:
                   r.exit_code, r.result_json, r.error, r.stdout_tail, r.stderr_tail, r.reason,
                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
                   attempt_base=r.attempt_base, fence=Fence.load(r.fence), adopt_job=adopt_job,
-                  suspended=json.loads(r.suspended) if r.suspended else {}, held_attempts=r.held_attempts)
+                  suspended=json.loads(r.suspended) if r.suspended else {}, held_attempts=r.held_attempts,
+                  paused=r.paused)
 
 
 def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:

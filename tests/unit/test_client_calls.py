@@ -10,10 +10,10 @@ from concurrent import futures
 import grpc
 import pytest
 
-from jobplane.client import AsyncClient, Client, calls, calls_schedules
+from jobplane.client import AsyncClient, Client, calls, calls_alerts, calls_schedules
 from jobplane.v1 import job_pb2, job_pb2_grpc
 
-DEFINITIONS = {name: build for module in (calls, calls_schedules) for name, build in vars(module).items()
+DEFINITIONS = {name: build for module in (calls, calls_schedules, calls_alerts) for name, build in vars(module).items()
                if inspect.isfunction(build) and build.__module__ == module.__name__ and not name.startswith("_")
                and inspect.signature(build).return_annotation.split("[")[0] in ("Unary", "Paged", "Watch", "Logs")}
 

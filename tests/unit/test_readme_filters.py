@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jobplane.server.domain.alerts import ALERT_FIELDS
 from jobplane.server.domain.query import parse_filter
 from jobplane.server.services.event_filters import EVENT_FIELDS
 from jobplane.server.store.live import PROVIDER_FIELDS
@@ -44,6 +45,8 @@ def _check(command: str, text: str) -> None:
         parse_filter(text, PROVIDER_FIELDS, now)
     elif words[1] == "audit":
         parse_filter(text, AUDIT_FIELDS, now)
+    elif words[1] == "alerts":
+        parse_filter(text, ALERT_FIELDS, now)
     else:
         pytest.fail(f"the README filters {words[1]!r}, which this test does not know: {command}")
 

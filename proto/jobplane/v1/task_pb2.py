@@ -27,7 +27,7 @@ from jobplane.v1 import job_pb2 as jobplane_dot_v1_dot_job__pb2
 from jobplane.v1 import status_pb2 as jobplane_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobplane/v1/task.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jobplane/v1/job.proto\x1a\x18jobplane/v1/status.proto\"\xc3\x03\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12/\n\x0b\x61ssign_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x17\n\x0f\x63heckpoint_json\x18\x08 \x01(\t\x12\x19\n\x11resumed_from_json\x18\t \x01(\t\x12\x13\n\x0b\x65nvironment\x18\n \x01(\t\x12*\n\x03raw\x18\x0b \x03(\x0b\x32\x1d.jobplane.v1.Attempt.RawEntry\x12-\n\x06status\x18\x0c \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_code\"\x9f\x04\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12#\n\x04spec\x18\x05 \x01(\x0b\x32\x15.jobplane.v1.TaskSpec\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.jobplane.v1.TaskState\x12-\n\x06status\x18\x07 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\x13\n\x0bprovider_id\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x16\n\texit_code\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bresult_json\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x13\n\x0bstdout_tail\x18\r \x01(\t\x12\x13\n\x0bstderr_tail\x18\x0e \x01(\t\x12&\n\x08\x61ttempts\x18\x0f \x03(\x0b\x32\x14.jobplane.v1.Attempt\x12\x0e\n\x06reason\x18\x10 \x01(\t\x12\x17\n\x0f\x63heckpoint_json\x18\x11 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x12 \x01(\t\x12\'\n\x03raw\x18\x13 \x03(\x0b\x32\x1a.jobplane.v1.Task.RawEntry\x12\x0e\n\x06reruns\x18\x14 \x01(\x05\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_code\"y\n\x10ListTasksRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x0c\n\x04view\x18\x06 \x01(\t\"N\n\x11ListTasksResponse\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.jobplane.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.Task\"}\n\x11StreamLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12&\n\x06stream\x18\x03 \x01(\x0e\x32\x16.jobplane.v1.LogStream\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x0e\n\x06offset\x18\x05 \x01(\x03\"X\n\x12StreamLogsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02*\xd2\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_BLOCKED\x10\x01\x12\x15\n\x11TASK_STATE_QUEUED\x10\x02\x12\x17\n\x13TASK_STATE_ASSIGNED\x10\x03\x12\x16\n\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n\x11TASK_STATE_FAILED\x10\x06\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x07\x32\xf0\x01\n\x0bTaskService\x12J\n\tListTasks\x12\x1d.jobplane.v1.ListTasksRequest\x1a\x1e.jobplane.v1.ListTasksResponse\x12\x44\n\x07GetTask\x12\x1b.jobplane.v1.GetTaskRequest\x1a\x1c.jobplane.v1.GetTaskResponse\x12O\n\nStreamLogs\x12\x1e.jobplane.v1.StreamLogsRequest\x1a\x1f.jobplane.v1.StreamLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobplane/v1/task.proto\x12\x0bjobplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15jobplane/v1/job.proto\x1a\x18jobplane/v1/status.proto\"\xc3\x03\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12/\n\x0b\x61ssign_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x17\n\x0f\x63heckpoint_json\x18\x08 \x01(\t\x12\x19\n\x11resumed_from_json\x18\t \x01(\t\x12\x13\n\x0b\x65nvironment\x18\n \x01(\t\x12*\n\x03raw\x18\x0b \x03(\x0b\x32\x1d.jobplane.v1.Attempt.RawEntry\x12-\n\x06status\x18\x0c \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_code\"\xb7\x04\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12#\n\x04spec\x18\x05 \x01(\x0b\x32\x15.jobplane.v1.TaskSpec\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.jobplane.v1.TaskState\x12-\n\x06status\x18\x07 \x01(\x0e\x32\x1d.jobplane.v1.NormalizedStatus\x12\x13\n\x0bprovider_id\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x16\n\texit_code\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bresult_json\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x13\n\x0bstdout_tail\x18\r \x01(\t\x12\x13\n\x0bstderr_tail\x18\x0e \x01(\t\x12&\n\x08\x61ttempts\x18\x0f \x03(\x0b\x32\x14.jobplane.v1.Attempt\x12\x0e\n\x06reason\x18\x10 \x01(\t\x12\x17\n\x0f\x63heckpoint_json\x18\x11 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x12 \x01(\t\x12\'\n\x03raw\x18\x13 \x03(\x0b\x32\x1a.jobplane.v1.Task.RawEntry\x12\x0e\n\x06reruns\x18\x14 \x01(\x05\x12\x16\n\x0epriority_class\x18( \x01(\t\x1a*\n\x08RawEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_code\"y\n\x10ListTasksRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x0c\n\x04view\x18\x06 \x01(\t\"N\n\x11ListTasksResponse\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.jobplane.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.jobplane.v1.Task\"}\n\x11StreamLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12&\n\x06stream\x18\x03 \x01(\x0e\x32\x16.jobplane.v1.LogStream\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x0e\n\x06offset\x18\x05 \x01(\x03\"X\n\x12StreamLogsResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02*\xd2\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_BLOCKED\x10\x01\x12\x15\n\x11TASK_STATE_QUEUED\x10\x02\x12\x17\n\x13TASK_STATE_ASSIGNED\x10\x03\x12\x16\n\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n\x11TASK_STATE_FAILED\x10\x06\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x07\x32\xf0\x01\n\x0bTaskService\x12J\n\tListTasks\x12\x1d.jobplane.v1.ListTasksRequest\x1a\x1e.jobplane.v1.ListTasksResponse\x12\x44\n\x07GetTask\x12\x1b.jobplane.v1.GetTaskRequest\x1a\x1c.jobplane.v1.GetTaskResponse\x12O\n\nStreamLogs\x12\x1e.jobplane.v1.StreamLogsRequest\x1a\x1f.jobplane.v1.StreamLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,30 +38,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTEMPT_RAWENTRY']._serialized_options = b'8\001'
   _globals['_TASK_RAWENTRY']._loaded_options = None
   _globals['_TASK_RAWENTRY']._serialized_options = b'8\001'
-  _globals['_LOGSTREAM']._serialized_start=1628
-  _globals['_LOGSTREAM']._serialized_end=1713
-  _globals['_TASKSTATE']._serialized_start=1716
-  _globals['_TASKSTATE']._serialized_end=1926
+  _globals['_LOGSTREAM']._serialized_start=1652
+  _globals['_LOGSTREAM']._serialized_end=1737
+  _globals['_TASKSTATE']._serialized_start=1740
+  _globals['_TASKSTATE']._serialized_end=1950
   _globals['_ATTEMPT']._serialized_start=122
   _globals['_ATTEMPT']._serialized_end=573
   _globals['_ATTEMPT_RAWENTRY']._serialized_start=517
   _globals['_ATTEMPT_RAWENTRY']._serialized_end=559
   _globals['_TASK']._serialized_start=576
-  _globals['_TASK']._serialized_end=1119
+  _globals['_TASK']._serialized_end=1143
   _globals['_TASK_RAWENTRY']._serialized_start=517
   _globals['_TASK_RAWENTRY']._serialized_end=559
-  _globals['_LISTTASKSREQUEST']._serialized_start=1121
-  _globals['_LISTTASKSREQUEST']._serialized_end=1242
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1244
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1322
-  _globals['_GETTASKREQUEST']._serialized_start=1324
-  _globals['_GETTASKREQUEST']._serialized_end=1357
-  _globals['_GETTASKRESPONSE']._serialized_start=1359
-  _globals['_GETTASKRESPONSE']._serialized_end=1409
-  _globals['_STREAMLOGSREQUEST']._serialized_start=1411
-  _globals['_STREAMLOGSREQUEST']._serialized_end=1536
-  _globals['_STREAMLOGSRESPONSE']._serialized_start=1538
-  _globals['_STREAMLOGSRESPONSE']._serialized_end=1626
-  _globals['_TASKSERVICE']._serialized_start=1929
-  _globals['_TASKSERVICE']._serialized_end=2169
+  _globals['_LISTTASKSREQUEST']._serialized_start=1145
+  _globals['_LISTTASKSREQUEST']._serialized_end=1266
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1268
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1346
+  _globals['_GETTASKREQUEST']._serialized_start=1348
+  _globals['_GETTASKREQUEST']._serialized_end=1381
+  _globals['_GETTASKRESPONSE']._serialized_start=1383
+  _globals['_GETTASKRESPONSE']._serialized_end=1433
+  _globals['_STREAMLOGSREQUEST']._serialized_start=1435
+  _globals['_STREAMLOGSREQUEST']._serialized_end=1560
+  _globals['_STREAMLOGSRESPONSE']._serialized_start=1562
+  _globals['_STREAMLOGSRESPONSE']._serialized_end=1650
+  _globals['_TASKSERVICE']._serialized_start=1953
+  _globals['_TASKSERVICE']._serialized_end=2193
 # @@protoc_insertion_point(module_scope)

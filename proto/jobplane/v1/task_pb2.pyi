@@ -76,7 +76,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., provider_id: _Optional[str] = ..., assign_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., resumed_from_json: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "job_id", "name", "group", "spec", "state", "status", "provider_id", "attempt", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "attempts", "reason", "checkpoint_json", "environment", "raw", "reruns")
+    __slots__ = ("id", "job_id", "name", "group", "spec", "state", "status", "provider_id", "attempt", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail", "attempts", "reason", "checkpoint_json", "environment", "raw", "reruns", "priority_class")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class Task(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     RERUNS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
     id: str
     job_id: str
     name: str
@@ -124,7 +125,8 @@ class Task(_message.Message):
     environment: str
     raw: _containers.ScalarMap[str, str]
     reruns: int
-    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., group: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., provider_id: _Optional[str] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., reruns: _Optional[int] = ...) -> None: ...
+    priority_class: str
+    def __init__(self, id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., group: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[_status_pb2.NormalizedStatus, str]] = ..., provider_id: _Optional[str] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., reason: _Optional[str] = ..., checkpoint_json: _Optional[str] = ..., environment: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., reruns: _Optional[int] = ..., priority_class: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("job_id", "page_size", "page_token", "filter", "order_by", "view")
