@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ..errors import FailedPrecondition
 from .adoption import Adoption, handed_on
+from .capacity import Capacity
 from .changes import ChangeSet
 from .conditions import Conditions
 from .continuation import Continuations, Pending
@@ -71,6 +72,7 @@ class Engine:
         self.lateness = Lateness(self)
         self.reruns = Reruns(self)
         self.conditions = Conditions(self)
+        self.capacity = Capacity(self)
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
         self.suspension = Suspension(self)
@@ -295,8 +297,9 @@ class Engine:
         conditions = job.spec.parsed_conditions
         if conditions:
             self.conditions.track(task)
+        self.capacity.track(task)
         self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids,
-                        conditions)
+                        conditions, task.spec.resources)
 
     def dispatch(self) -> None:
         """Hand waiting continuations out first, then queued tasks to providers with free
@@ -307,10 +310,11 @@ class Engine:
         while len(self.ready) and self.provider_rules.activate_standby():
             self._dispatch_round()
         self.conditions.explain()
+        self.capacity.explain()
         self.inactivity.explain()
         self.inventory.plan_scans()
         # Whatever is still queued now, no provider could take: none has a free slot, or none
-        # with a free slot has the labels, prerequisites or live facts it needs.
+        # with a free slot has the labels, prerequisites, live facts or room it needs.
         self.changes.demand = self.ready.demand() if len(self.ready) else []
 
     def _dispatch_round(self) -> None:
@@ -320,7 +324,7 @@ class Engine:
             still = []
             for provider in candidates:
                 tid = self.ready.pop_for(provider.labels, self.inventory.has_all(provider),
-                                         self.conditions.meets(provider))
+                                         self.conditions.meets(provider), self.capacity.fits(provider))
                 if tid is None:
                     continue
                 self.assign(self.tasks[tid], provider)

@@ -50,10 +50,10 @@ class MetricsPage:
         lines += gauge("jobplane_lease_epoch", "The epoch of the lease this replica leads at (0: following, or SQLite).",
                        {(): epoch if leads else 0})
         lines += gauge("jobplane_unplaceable_tasks", "Queued tasks no provider could take at the last dispatch (no "
-                       "free slot, or none with the labels, prerequisites or facts they need), per requirement set "
+                       "free slot or room, or none with the labels, prerequisites or facts they need), per requirement set "
                        "(the leader's view; the scale-out hook's $JOBPLANE_UNMET).",
                        {_requirement(d): d["tasks"] for d in self._unplaceable()}, "labels", "prerequisites",
-                       "conditions")
+                       "conditions", "resources")
         for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds):
             lines += histogram(instrument)
         for instrument in (m.events, m.rejected_reports, m.rpcs):
@@ -73,9 +73,9 @@ def _state_gauges() -> list[str]:
             *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
 
 
-def _requirement(d: dict) -> tuple[str, str, str]:
+def _requirement(d: dict) -> tuple[str, str, str, str]:
     return (",".join(f"{k}={v}" for k, v in d["labels"].items()), ",".join(d["prerequisites"]),
-            ",".join(d["conditions"]))
+            ",".join(d["conditions"]), ",".join(f"{k}={v:g}" for k, v in d.get("resources", {}).items()))
 
 
 def _by_status(rows: Iterable[tuple[int, int, int]]) -> dict[tuple[str, ...], float]:
