@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 TOO_BIG = "waiting: needs "  # how the reason of a task too big for every provider starts
 ELIGIBLE = (ProviderState.ACTIVE, ProviderState.STANDBY, ProviderState.CONNECTING)
+SHOWN = (Status.WAITING, Status.LATE_TO_START)  # statuses whose reason may say what is short
 
 
 class Capacity:
@@ -32,8 +33,15 @@ class Capacity:
         return total(tasks[t].spec.resources for t in provider.in_flight if t in tasks)
 
     def fits(self, provider: ProviderRt) -> Callable[[Resources], bool]:
-        """Whether the provider has room for a request now (the ready queue's `fits`)."""
-        return lambda request: not shortfall(request, provider.capacity, self.used(provider))
+        """Whether the provider has room for a request now (the ready queue's `fits`, made for
+        one look at the queue: what is in use is summed once, on the first request it checks)."""
+        used: list[Resources] = []
+
+        def fits(request: Resources) -> bool:
+            if not used:
+                used.append(self.used(provider))
+            return not shortfall(request, provider.capacity, used[0])
+        return fits
 
     def track(self, task: TaskRt) -> None:
         """A task was queued: if it asks for resources, explain() looks at it."""
@@ -54,8 +62,8 @@ class Capacity:
             if key not in reasons:
                 reasons[key] = self._too_big(task)
             why = reasons[key]
-            if task.status == Status.ON_HOLD:
-                continue  # on hold for its conditions or a conflict: that reason is the one to show
+            if task.status not in SHOWN:
+                continue  # on hold (conditions, a conflict) or inactive: that reason is the one to show
             if why and task.reason != why:
                 e.lifecycle.show(task, task.status, why)
             elif not why and task.reason.startswith(TOO_BIG):
