@@ -95,10 +95,10 @@ def _too_big_waits_then_runs(c, log: Path, marker: Path) -> None:
     assert RunLog(log).runs("big") == 1
 
 
-def test_capacity_in_use_is_right_after_a_server_restart(tmp_path, sqlite_url):
+def test_capacity_in_use_is_right_after_a_server_restart(tmp_path, db_url):
     from conftest import Cluster
 
-    c, log, release = Cluster(tmp_path, sqlite_url), tmp_path / "runs.log", tmp_path / "release"
+    c, log, release = Cluster(tmp_path, db_url), tmp_path / "runs.log", tmp_path / "release"
     port = free_port()
     hold = ["sh", "-c", f'echo "start $JOBPLANE_TASK_NAME 1 $(date +%s.%N)" >> {log}; '
                         f"while [ ! -e {release} ]; do sleep 0.05; done; "
