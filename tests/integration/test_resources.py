@@ -178,3 +178,22 @@ def test_a_bad_job_file_value_names_its_line(sqlite_cluster, tmp_path):
     result = cli(sqlite_cluster, "submit", str(path))
     assert result.returncode != 0
     assert f"{path}:6: tasks[0].memory: unknown unit 'parsecs'" in result.stderr, result.stderr
+
+
+def test_continuations_are_packed_into_the_capacity_of_the_provider_they_go_to(sqlite_cluster, tmp_path):
+    c, log = sqlite_cluster, tmp_path / "runs.log"
+    line = f'echo "$1 $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    # The first attempt runs until its provider is drained; the continued one for a second.
+    body = (f"{line.replace('$1', 'start')}; if [ $JOBPLANE_ATTEMPT = 1 ]; then sleep 60; else sleep 1; fi; "
+            f"{line.replace('$1', 'end')}")
+    c.add_agent("a", slots=4, extra=["--cpus", "8"])
+    submitted = c.client.submit_job(job("moved", [{"name": f"t{i}", "command": ["sh", "-c", body], "cpus": 4}
+                                                  for i in range(2)]))
+    wait_until(lambda: len(RunLog(log).starts) == 2, 20, "both tasks to run on a")
+    c.add_agent("b", slots=4, extra=["--cpus", "4"])
+    c.client.drain_provider("a")
+    assert c.client.wait_job(submitted.id, timeout=60).state == SUCCEEDED
+    run = RunLog(log)
+    moved = {name: (dict(run.starts[name])[2], dict(run.ends[name])[2]) for name in ("t0", "t1")}
+    assert {t.provider_id for t in c.client.list_tasks(submitted.id)} == {"b"}
+    assert not overlapping(moved["t0"], moved["t1"]), moved
