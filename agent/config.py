@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from jobplane.client.channel import resolve_target
 from jobplane.replicas import split_addresses
+from jobplane.resources import MAX_AMOUNT, check_custom_name
 
 from .cgroups import CHOICES as CONTAINMENTS
 from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
@@ -73,6 +74,13 @@ class AgentConfig:
     log_format: str = "text"
     # HOST:PORT where GET /metrics answers in the Prometheus text format; empty: not served.
     metrics: str = ""
+    # The capacity advertised to the server, which packs tasks' resource requests into it;
+    # None: detected (CPUs this process may use, MemTotal, NVIDIA GPUs). `resources`: custom
+    # countable resources by name (e.g. {"license_x": 2}).
+    cpus: float | None = None
+    memory: int | None = None  # bytes
+    gpus: int | None = None
+    resources: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not split_addresses(self.server):
@@ -99,10 +107,23 @@ class AgentConfig:
             raise ValueError(f"log_retention: must be > 0 seconds, got {self.log_retention}")
         if self.metrics and not _is_address(self.metrics):
             raise ValueError(f"metrics: {self.metrics!r} is not HOST:PORT; e.g. 127.0.0.1:9100 (port 0 picks one)")
+        self._check_capacity()
         if self.slurm_poll_interval <= 0:
             raise ValueError(f"slurm_poll_interval: must be > 0, got {self.slurm_poll_interval}")
         if self.slurm and self.labels.get(SLURM_LABEL, SLURM_LABEL_VALUE) == SLURM_LABEL_VALUE:
             object.__setattr__(self, "labels", {**self.labels, SLURM_LABEL: SLURM_LABEL_VALUE})
+
+    def _check_capacity(self) -> None:
+        for name in ("cpus", "memory", "gpus"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_AMOUNT:
+                raise ValueError(f"{name}: must be >= 0, got {value}")
+        for name, count in self.resources.items():
+            why = check_custom_name(name)
+            if why:
+                raise ValueError(f"resources: {why}")
+            if not 1 <= count <= MAX_AMOUNT:
+                raise ValueError(f"resources: {name} must be at least 1, got {count}")
 
 
 def _is_address(text: str) -> bool:

@@ -20,6 +20,7 @@ from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from .config import AgentConfig
 from .errors import AgentError, HelloRejected, NameInUse
+from .capacity import capacity_message, machine_capacity
 from .facts import live_facts, machine_facts
 from .logserve import LogServer
 from .metrics import AgentMetrics
@@ -148,6 +149,7 @@ class Link:
         self._credentials = credentials
         self._options = link_options(config.heartbeat_interval)
         self._facts = machine_facts()
+        self._capacity = capacity_message(machine_capacity(config.cpus, config.memory, config.gpus, config.resources))
         self._facts_file = Path(config.facts_file) if config.facts_file else None
         # Problems with the facts file already logged, so each is logged once while it lasts.
         self._facts_problems: set[str] = set()
@@ -371,6 +373,7 @@ class Link:
             kill_deadline_seconds=kill_deadline,
             containment=containment,
             reconnect_backoff_max_seconds=BACKOFF_CAP,
+            capacity=self._capacity,
             running=[
                 provider_pb2.AttemptRef(task_id=task_id, attempt=attempt)
                 for task_id, attempt in self._handler.held_attempts()

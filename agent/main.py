@@ -16,6 +16,7 @@ from jobplane.client.channel import default_data_dir, resolve_target
 from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
 from jobplane.logs import LOG_FORMATS, configure as configure_logging
 from jobplane.replicas import split_addresses
+from jobplane.resources import check_custom_name, parse_memory
 from jobplane import __version__
 from jobplane.client.errors import CredentialsError
 
@@ -60,6 +61,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="tasks run at once (default: CPU count, %(default)s)")
     parser.add_argument("--label", dest="labels", action="append", type=_label, default=[],
                         metavar="K=V", help="a label tasks can require; repeatable")
+    parser.add_argument("--cpus", type=_non_negative_float, default=None, metavar="N",
+                        help="CPUs tasks' requests are packed into (default: those this process may use)")
+    parser.add_argument("--memory", type=_memory, default=None, metavar="SIZE",
+                        help="memory tasks' requests are packed into, e.g. 16GiB (default: MemTotal)")
+    parser.add_argument("--gpus", type=_non_negative_int, default=None, metavar="N",
+                        help="GPUs to advertise (default: /dev/nvidiaN devices, else nvidia-smi -L, else 0)")
+    parser.add_argument("--resource", dest="resources", action="append", type=_resource, default=[],
+                        metavar="NAME=N", help="a custom countable resource tasks can request, e.g. "
+                                               "license_x=2; repeatable")
     parser.add_argument("--heartbeat", type=_positive_float, default=1.0, metavar="SECONDS",
                         help="heartbeat interval promised to the server (default: %(default)s)")
     parser.add_argument("--kill-grace", type=_non_negative_float, default=3.0, metavar="SECONDS",
@@ -218,6 +228,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         log_retention=args.log_retention,
         metrics=args.metrics or "",
         log_format=args.log_format,
+        cpus=args.cpus,
+        memory=args.memory,
+        gpus=args.gpus,
+        resources=dict(args.resources),
     )
 
 
@@ -302,6 +316,37 @@ def _metrics_address(text: str) -> str:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:9100 (port 0 picks one), got {text!r}")
     return text
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _resource(text: str) -> tuple[str, int]:
+    name, sep, count = text.partition("=")
+    why = check_custom_name(name) if sep else f"expected NAME=N (e.g. license_x=2), got {text!r}"
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    try:
+        value = int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected a whole number, got {count!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{name}: must be at least 1, got {value}")
+    return name, value
 
 
 def _label(text: str) -> tuple[str, str]:

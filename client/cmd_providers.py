@@ -106,6 +106,7 @@ def provider_table(providers: list[provider_pb2.Provider]) -> str:
             provider.id,
             state_text(provider),
             f"{provider.slots_in_use}/{provider.slots}",
+            _resources_used(provider),
             output.labels(provider.labels),
             output.age(provider.last_seen_time),
             f"{provider.heartbeat_interval_seconds:g}s",
@@ -113,7 +114,7 @@ def provider_table(providers: list[provider_pb2.Provider]) -> str:
         )
         for provider in providers
     )
-    return output.table(("ID", "STATE", "SLOTS USED", "LABELS", "LAST SEEN", "PROMISED", "HOST"), rows)
+    return output.table(("ID", "STATE", "SLOTS USED", "RESOURCES USED", "LABELS", "LAST SEEN", "PROMISED", "HOST"), rows)
 
 
 def provider_details(provider: provider_pb2.Provider) -> str:
@@ -123,6 +124,7 @@ def provider_details(provider: provider_pb2.Provider) -> str:
             ("ID", provider.id),
             ("State", state_text(provider)),
             ("Slots used", f"{provider.slots_in_use}/{provider.slots}"),
+            ("Resources used", output.capacity_use(provider)),
             ("Labels", output.labels(provider.labels)),
             ("Heartbeat", f"every {heartbeat:g}s" if (heartbeat := provider.heartbeat_interval_seconds) else None),
             ("Connected", output.moment(provider.connect_time)),
@@ -135,6 +137,13 @@ def provider_details(provider: provider_pb2.Provider) -> str:
             ("Containment", containment_text(provider)),
         ]
     )
+
+
+def _resources_used(provider: provider_pb2.Provider) -> str:
+    """In use of each resource, short: `cpus 4/8 mem 2G/16G lic 1/1`; `-` when not advertised."""
+    if not provider.HasField("capacity"):
+        return "-"
+    return output.capacity_use(provider).replace(", ", " ")
 
 
 def state_text(provider: provider_pb2.Provider) -> str:

@@ -112,6 +112,7 @@ def task_details(task: task_pb2.Task) -> str:
                 ("Error", task.error if task.error != task.reason else None),
                 ("Result", task.result_json),
                 ("Runs", _program(task.spec)),
+                ("Requests", output.resource_request(task.spec.resources)),
             ]
         )
     ]

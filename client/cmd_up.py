@@ -22,6 +22,7 @@ from jobplane.client.local import (
     sigterm_as_interrupt,
 )
 from jobplane.files import write_atomic
+from jobplane.resources import check_custom_name, parse_memory
 
 EXIT_PLANE_FAILED = EXIT_JOB_FAILED  # "what you asked for did not work"
 DEFAULT_HTTP_PORT = 7080
@@ -43,6 +44,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--slots", type=_at_least(1), default=2, metavar="N", help="tasks each agent runs at once (default: %(default)s)"
     )
+    parser.add_argument("--cpus", type=_amount(float), metavar="N",
+                        help="CPUs each agent advertises for tasks' requests (default: detected)")
+    parser.add_argument("--memory", type=_amount(parse_memory), metavar="SIZE",
+                        help="memory each agent advertises, e.g. 16GiB (default: detected)")
+    parser.add_argument("--gpus", type=_amount(int), metavar="N", help="GPUs each agent advertises (default: detected)")
+    parser.add_argument("--resource", dest="resources", action="append", default=[], metavar="NAME=N", type=_resource,
+                        help="a custom countable resource each agent advertises, e.g. license_x=2; repeatable")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -63,6 +71,35 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _amount(parse):
+    """An argparse type: a non-negative amount as `parse` reads it (kept as the text given)."""
+    def check(text: str) -> str:
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return text
+    return check
+
+
+def _resource(text: str) -> str:
+    name, _, count = text.partition("=")
+    why = check_custom_name(name) or ("" if count.isdigit() and int(count) >= 1 else
+                                      f"expected NAME=N with N at least 1 (e.g. license_x=2), got {text!r}")
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return text
+
+
+def _capacity_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The capacity flags each local agent gets (jobplane-agent checks --resource's NAME=N)."""
+    out = [arg for name in ("cpus", "memory", "gpus") if (value := getattr(args, name)) is not None
+           for arg in (f"--{name}", value)]
+    return tuple(out + [arg for r in args.resources for arg in ("--resource", r)])
+
+
 def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or default_data_dir()
     state_path = up_state_path(data_dir)
@@ -74,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_PLANE_FAILED
     config = LocalConfig(data_dir=data_dir, listen=args.listen, agents=args.agents, slots=args.slots,
-                         insecure=args.insecure, http=_http_address(args))
+                         insecure=args.insecure, http=_http_address(args), agent_args=_capacity_args(args))
     with sigterm_as_interrupt():
         with LocalPlane(config) as plane:
             try:

@@ -27,6 +27,10 @@ from jobplane.client.jobfile_sched import JOB_KEYS, TRANSIENT_KEYS, SchedulingKe
 from jobplane.client.jobfile_recurring import locate_recurring, recurring_problems, schedule_message, split_recurring
 from jobplane.client.jobfile_notify import JOB_KEYS as _NOTIFY_JOB_KEYS
 from jobplane.client.jobfile_notify import NOTIFY_KEYS, NotifyKeys
+from jobplane.client.jobfile_resources import FLATTENED as _RESOURCE_FLATTENED
+from jobplane.client.jobfile_resources import JOB_KEYS as _RESOURCE_JOB_KEYS
+from jobplane.client.jobfile_resources import TASK_KEYS as _RESOURCE_TASK_KEYS
+from jobplane.client.jobfile_resources import ResourceKeys
 from jobplane.client.jobfile_slurm import SlurmKeys, environment_problem
 from jobplane.client.jobfile_text import TextKeys
 from jobplane.client.locate import FieldPath, LineIndex, format_path, server_field
@@ -141,7 +145,7 @@ class _Invalid(Exception):
 _TABLE_WORD = {"toml": "a table", "json": "an object", "python": "a mapping"}
 
 
-class _Converter(SchedulingKeys, SlurmKeys, TextKeys, NotifyKeys):
+class _Converter(SchedulingKeys, SlurmKeys, TextKeys, NotifyKeys, ResourceKeys):
     """Checks a document's shape and builds the JobSpec, collecting every problem it finds."""
 
     def __init__(self, syntax: str, lines: LineIndex, name: str | None) -> None:
@@ -419,6 +423,7 @@ _JOB_FIELDS = {
     "max_runtime": _Field("lateness.max_runtime_seconds", _Converter.seconds),
     **_named_fields(JOB_KEYS),
     **_named_fields(_NOTIFY_JOB_KEYS),
+    **_named_fields(_RESOURCE_JOB_KEYS),
 }
 
 _EXTERNAL_FIELDS = {
@@ -460,6 +465,7 @@ _TASK_FIELDS = {
     "finish_by": _Field("lateness.finish_by", _Converter.moment),
     "max_wait": _Field("lateness.max_wait_seconds", _Converter.seconds),
     "max_runtime": _Field("lateness.max_runtime_seconds", _Converter.seconds),
+    **_named_fields(_RESOURCE_TASK_KEYS),
 }
 
 _SIGNATURE_FILE_FIELDS = {"signatures": _Field("signatures", _Converter.prerequisites)}
@@ -483,7 +489,7 @@ _FILE_NAMES = {
 } | _SCHEDULING_FILE_NAMES
 # Sub-messages whose fields are the file's keys of the table around them (`max_wait`, not
 # `lateness.max_wait`): left out of the file's path.
-_FLATTENED = {"lateness"}
+_FLATTENED = {"lateness"} | _RESOURCE_FLATTENED
 # Messages one file key gives whole (a server message naming a field inside names that key).
 _WHOLE = _SCHEDULING_WHOLE | {"retry_failures": "retry_on"}
 # Lists of messages the file writes as a list of words, one word per message.

@@ -63,6 +63,7 @@ class LocalConfig:
     stop_grace: float = 15.0
     insecure: bool = False  # plaintext and no authentication, for debugging
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: none
+    agent_args: tuple[str, ...] = ()  # more flags for every agent (its capacity: --cpus, --resource, ...)
 
 
 @dataclass
@@ -157,7 +158,8 @@ class LocalPlane:
         agent_credentials = insecure if self.config.insecure else self._enrollment()
         for name in self.agent_names:
             arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),
-                         "--state-dir", str(self.config.data_dir / "agents" / name), *agent_credentials]
+                         "--state-dir", str(self.config.data_dir / "agents" / name), *agent_credentials,
+                         *self.config.agent_args]
             self._agents.append(self._spawn(f"agent {name}", ["-m", "jobplane.agent", *arguments]))
         return self.address
 

@@ -12,6 +12,7 @@ from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from jobplane.client import results
+from jobplane.resources import Resources, describe, format_memory, parse_memory
 from jobplane.v1 import event_pb2, job_pb2, provider_pb2, status_pb2, task_pb2
 
 NONE = "-"
@@ -275,3 +276,22 @@ def _event_subject(event: event_pb2.Event, with_job: bool) -> tuple[str, list[st
     if kind == event_pb2.EVENT_KIND_SCHEDULE:
         return f"schedule {event.raw.get('schedule_id', '')}".rstrip(), message
     return "event", message
+
+
+def resource_request(r: job_pb2.ResourceRequest) -> str | None:
+    """A task's requests, e.g. `4 cpus, 8 GiB memory, 2 license_x`; None when it asks for none."""
+    memory = parse_memory(r.memory) if r.memory.strip() else 0
+    text = describe(Resources(r.cpus, memory, r.gpus, tuple(sorted(r.custom.items()))))
+    return None if text == "-" else text
+
+
+def capacity_use(provider: provider_pb2.Provider) -> str:
+    """What of its capacity is in use, per resource: `cpus 4/8, memory 2 GiB/16 GiB, license_x 1/2`;
+    for an agent that advertised none, says so (cpus, memory and gpus unlimited, no custom ones)."""
+    if not provider.HasField("capacity"):
+        return "not advertised (cpus, memory, gpus unlimited)"
+    c, u = provider.capacity, provider.in_use
+    parts = [f"cpus {u.cpus:g}/{c.cpus:g}", f"memory {format_memory(u.memory_bytes)}/{format_memory(c.memory_bytes)}",
+             f"gpus {u.gpus}/{c.gpus}"]
+    parts += [f"{name} {u.custom.get(name, 0)}/{count}" for name, count in sorted(c.custom.items())]
+    return ", ".join(parts)

@@ -142,11 +142,11 @@ class Core:
 
     def providers_view(self) -> tuple[ProviderView, ...]:
         """Every provider the engine knows, by id, as it is now."""
-        return tuple(_provider_view(p) for _, p in sorted(self.engine.providers.items()))
+        return tuple(_provider_view(self.engine, p) for _, p in sorted(self.engine.providers.items()))
 
     def provider_view(self, provider_id: str) -> ProviderView | None:
         provider = self.engine.providers.get(provider_id)
-        return None if provider is None else _provider_view(provider)
+        return None if provider is None else _provider_view(self.engine, provider)
 
     def stream_of(self, provider_id: str) -> int:
         """The id of the provider's live stream, where what is for it is sent (0: none)."""
@@ -182,9 +182,9 @@ def _heard(engine: Engine, provider_id: str, conn_id: int, facts: dict[str, floa
         engine.live_facts(provider_id, conn_id, facts)
 
 
-def _provider_view(p) -> ProviderView:
+def _provider_view(engine: Engine, p) -> ProviderView:
     inventory = tuple(InventoryView(p.id, sid, e.description, e.present, dict(e.details), e.reason, e.scan_time,
                                     e.expires, e.source) for sid, e in sorted(p.inventory.items()))
     return ProviderView(p.id, p.state, dict(p.facts), dict(p.labels), p.slots, len(p.in_flight), p.heartbeat,
                         p.connect_time, p.last_seen, bool(p.conn_id), p.containment, p.kill_deadline,
-                        p.grace_until, p.backoff_cap, inventory, p.drained)
+                        p.grace_until, p.backoff_cap, inventory, p.drained, p.capacity, engine.capacity.used(p))

@@ -48,10 +48,12 @@ class ProviderManager(Protocol):
 
 
 def describe(demand: list) -> list[dict]:
-    """Requirement sets as plain JSON: labels, prerequisite ids, conditions and the tasks waiting."""
+    """Requirement sets as plain JSON: labels, prerequisite ids, conditions, the resources each
+    task asks for (name -> amount; memory in bytes) and the tasks waiting."""
     return [{"labels": dict(sorted(labels)), "prerequisites": sorted(prerequisites),
-             "conditions": [getattr(c, "text", str(c)) for c in conditions], "tasks": n}
-            for (labels, prerequisites, conditions), n in demand]
+             "conditions": [getattr(c, "text", str(c)) for c in conditions], "resources": resources.amounts(),
+             "tasks": n}
+            for (labels, prerequisites, conditions, resources), n in demand]
 
 
 class CommandHooks:

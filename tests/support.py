@@ -33,11 +33,11 @@ def jobplane(*args: str, env: dict | None = None, timeout: float = 60) -> subpro
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def start_up(home: Path, agents: int = 2) -> subprocess.Popen:
-    """`jobplane up --agents N` with JOBPLANE_HOME=home, once it says it is up (up.json); stop it
-    with SIGINT, as Ctrl-C does."""
+def start_up(home: Path, agents: int = 2, extra: list[str] = ()) -> subprocess.Popen:
+    """`jobplane up --agents N [extra...]` with JOBPLANE_HOME=home, once it says it is up (up.json);
+    stop it with SIGINT, as Ctrl-C does."""
     up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--listen", "127.0.0.1:0",
-                           "--agents", str(agents)], env={**os.environ, "JOBPLANE_HOME": str(home)},
+                           "--agents", str(agents), *extra], env={**os.environ, "JOBPLANE_HOME": str(home)},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_until(lambda: (home / "up.json").exists() or up.poll() is not None, 30, "up.json")
     assert up.poll() is None, up.stdout.read()

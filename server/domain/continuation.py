@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from jobplane.resources import Resources, shortfall
+
 from ..errors import FailedPrecondition, NotFound
 from .model import TASK_DONE, EventKind, ProviderState, Status, TaskState
 from .changes import Continued, ContinuationRec, ContinuedRec
@@ -41,6 +43,7 @@ class Pending:
     rule: str = field(compare=False)
     requires: dict[str, str] = field(compare=False)
     prerequisites: frozenset = field(default=frozenset(), compare=False)
+    resources: Resources = field(default=Resources(), compare=False)
     waiting_noted: bool = field(default=False, compare=False)
 
 
@@ -53,6 +56,8 @@ class Receiver:
     free: int
     standby: bool
     has: Callable[[frozenset], bool] = lambda ids: True  # whether it has these prerequisites
+    capacity: Resources | None = None  # what it advertised (None: nothing; jobplane.resources)
+    used: Resources = Resources()  # what its tasks ask for, those placed here included
 
 
 @dataclass(frozen=True)
@@ -70,16 +75,19 @@ class PlannedTask:
 
 def place(pending: Sequence[Pending], receivers: list[Receiver]) -> list[str | None]:
     """Where each pending task (in order) goes now: the standby, else the receiver with the
-    most free slots, whose labels meet its requirements; None when it has to wait."""
+    most free slots, whose labels meet its requirements and that has room for its resource
+    requests; None when it has to wait."""
     out: list[str | None] = []
     for entry in pending:
         fits = [r for r in receivers if r.free > 0 and all(r.labels.get(k) == v for k, v in entry.requires.items())
-                and (not entry.prerequisites or r.has(entry.prerequisites))]
+                and (not entry.prerequisites or r.has(entry.prerequisites))
+                and not shortfall(entry.resources, r.capacity, r.used)]
         if not fits:
             out.append(None)
             continue
         chosen = min(fits, key=lambda r: (not r.standby, -r.free, r.id))
         chosen.free -= 1
+        chosen.used = chosen.used.plus(entry.resources)
         out.append(chosen.id)
     return out
 
@@ -128,7 +136,8 @@ class Continuations:
         job = self.engine.jobs[task.job_id]
         priority, rule = self._effective(job, when)
         key = (priority, -job.priority, job.submit_time, job.id, task.idx)
-        return Pending(key, task.id, cid, priority, rule, dict(task.spec.requires), task.spec.prerequisite_ids)
+        return Pending(key, task.id, cid, priority, rule, dict(task.spec.requires), task.spec.prerequisite_ids,
+                       task.spec.resources)
 
     def _effective(self, job: JobRt, when: datetime) -> tuple[int, str]:
         spec = job.spec
@@ -188,7 +197,8 @@ class Continuations:
         for p in e.providers.values():
             free = p.slots - len(p.in_flight)
             if p.id != exclude and p.accepting and p.state in RECEIVING and not p.drained and free > 0:
-                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY, e.inventory.has_all(p)))
+                out.append(Receiver(p.id, p.labels, free, p.state == ProviderState.STANDBY, e.inventory.has_all(p),
+                                    p.capacity, e.capacity.used(p)))
         return out
 
     def _note_waiting(self, entry: Pending, place_in_line: int) -> None:

@@ -1,16 +1,20 @@
 """The ready queue: queued tasks grouped by what they require of a provider (labels,
-prerequisite signatures and runtime conditions), each group a heap ordered by job priority (higher first), then
-submit order."""
+prerequisite signatures, runtime conditions and resource requests), each group a heap ordered by job priority
+(higher first), then submit order."""
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
 
-# (frozenset of (label, value) pairs, frozenset of prerequisite signature ids, conditions)
-Requirement = tuple[frozenset, frozenset, tuple]
+from jobplane.resources import Resources
+
+# (frozenset of (label, value) pairs, frozenset of prerequisite signature ids, conditions, resources)
+Requirement = tuple[frozenset, frozenset, tuple, Resources]
 HasAll = Callable[[frozenset], bool]  # whether a provider has every prerequisite in the set
 Meets = Callable[[tuple], bool]  # whether a provider's live facts meet every condition
+Fits = Callable[[Resources], bool]  # whether a provider has room for a request now
+NOTHING = Resources()
 
 
 def _no_check(_) -> bool:
@@ -30,10 +34,10 @@ class ReadyQueue:
         return task_id in self._queued
 
     def push(self, task_id: int, requires: dict[str, str], priority: int, job_id: int, idx: int,
-             prerequisites: frozenset = frozenset(), conditions: tuple = ()) -> None:
+             prerequisites: frozenset = frozenset(), conditions: tuple = (), resources: Resources = NOTHING) -> None:
         if task_id in self._queued:
             return
-        key = (frozenset(requires.items()), prerequisites, conditions)
+        key = (frozenset(requires.items()), prerequisites, conditions, resources)
         self._queued[task_id] = key
         self._counts[key] = self._counts.get(key, 0) + 1
         heapq.heappush(self._groups.setdefault(key, []), (-priority, job_id, idx, task_id))
@@ -46,18 +50,20 @@ class ReadyQueue:
             if not self._counts[key]:
                 del self._counts[key]
 
-    def pop_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check) -> int | None:
-        """The best queued task whose requirements `labels` (and `has`, `meets`) satisfy, or None."""
-        key, best = self._best(labels, has, meets)
+    def pop_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check,
+                fits: Fits = _no_check) -> int | None:
+        """The best queued task whose requirements `labels` (and `has`, `meets`, `fits`) satisfy, or None."""
+        key, best = self._best(labels, has, meets, fits)
         if best is None:
             return None
         heapq.heappop(self._groups[key])
         self.discard(best[3])
         return best[3]
 
-    def peek_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check) -> int | None:
+    def peek_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check,
+                fits: Fits = _no_check) -> int | None:
         """The task pop_for would return, left in place."""
-        best = self._best(labels, has, meets)[1]
+        best = self._best(labels, has, meets, fits)[1]
         return None if best is None else best[3]
 
     def demand(self) -> list[tuple[Requirement, int]]:
@@ -81,10 +87,10 @@ class ReadyQueue:
             if key[0] == labels:
                 yield from (entry[3] for entry in heap if entry[3] in self._queued)
 
-    def _best(self, labels: dict[str, str], has: HasAll, meets: Meets):
+    def _best(self, labels: dict[str, str], has: HasAll, meets: Meets, fits: Fits):
         """(group key, heap entry) of the best matching queued task; stale heads are dropped."""
         best_key, best = None, None
-        for key, heap in self._matching(labels, has, meets):
+        for key, heap in self._matching(labels, has, meets, fits):
             if self._drop_stale(heap) and (best is None or heap[0] < best):
                 best_key, best = key, heap[0]
         return best_key, best
@@ -95,11 +101,11 @@ class ReadyQueue:
             heapq.heappop(heap)
         return bool(heap)
 
-    def _matching(self, labels: dict[str, str], has: HasAll, meets: Meets):
+    def _matching(self, labels: dict[str, str], has: HasAll, meets: Meets, fits: Fits):
         for key, heap in list(self._groups.items()):
             if not heap:
                 del self._groups[key]
                 continue
             if (all(labels.get(k) == v for k, v in key[0]) and (not key[1] or has(key[1]))
-                    and (not key[2] or meets(key[2]))):
+                    and (not key[2] or meets(key[2])) and (not key[3] or fits(key[3]))):
                 yield key, heap

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ..errors import FailedPrecondition
 from .adoption import Adoption, handed_on
 from .alerts import Alerts
+from .capacity import Capacity
 from .changes import ChangeSet
 from .conditions import Conditions
 from .continuation import Continuations, Pending
@@ -72,6 +73,7 @@ class Engine:
         self.lateness = Lateness(self)
         self.reruns = Reruns(self)
         self.conditions = Conditions(self)
+        self.capacity = Capacity(self)
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
         self.suspension = Suspension(self)
@@ -301,8 +303,9 @@ class Engine:
             self.conditions.track(task)
         if task.id not in self.ready:
             task.ready_at = self.now
+        self.capacity.track(task)
         self.ready.push(task.id, task.spec.requires, job.priority, job.id, task.idx, task.spec.prerequisite_ids,
-                        conditions)
+                        conditions, task.spec.resources)
 
     def dispatch(self) -> None:
         """Hand waiting continuations out first, then queued tasks to providers with free
@@ -313,10 +316,11 @@ class Engine:
         while len(self.ready) and self.provider_rules.activate_standby():
             self._dispatch_round()
         self.conditions.explain()
+        self.capacity.explain()
         self.inactivity.explain()
         self.inventory.plan_scans()
         # Whatever is still queued now, no provider could take: none has a free slot, or none
-        # with a free slot has the labels, prerequisites or live facts it needs.
+        # with a free slot has the labels, prerequisites, live facts or room it needs.
         self.changes.demand = self.ready.demand() if len(self.ready) else []
 
     def _dispatch_round(self) -> None:
@@ -326,7 +330,7 @@ class Engine:
             still = []
             for provider in candidates:
                 tid = self.ready.pop_for(provider.labels, self.inventory.has_all(provider),
-                                         self.conditions.meets(provider))
+                                         self.conditions.meets(provider), self.capacity.fits(provider))
                 if tid is None:
                     continue
                 self.assign(self.tasks[tid], provider)

@@ -40,6 +40,8 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
         if template.prerequisites:
             template = replace(template, prerequisites=parse_signatures(f"{path}.prerequisites",
                                                                         template.prerequisites))
+        if spec.task_resources:  # the job's defaults, for each resource the task leaves unset
+            template = replace(template, resources=template.resources.over(spec.task_resources))
         templates.append(template)
     _check_count(templates, max_tasks)
     drafts: list[TaskDraft] = []

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
 
+from jobplane.resources import Resources
+
 from .conflicts import parse_locks
 from .facts import parse_conditions
 from .timing import TimingRule
@@ -152,6 +154,7 @@ class TaskSpec:
     external: ExternalSpec | None = None
     lateness: Lateness = field(default_factory=Lateness)
     slurm: SlurmSpec | None = None
+    resources: Resources = Resources()  # what an attempt takes of its provider's capacity
 
     @property
     def environment(self) -> str:
@@ -212,6 +215,7 @@ class JobSpec:
     # "suspend" or "requeue" (suspension.py).
     on_condition_lost: str = ""
     notify: tuple[Notify, ...] = ()  # where its outcome goes (domain/notifications.py)
+    task_resources: Resources = Resources()  # each task's requests where it sets none (extract.py)
 
     @cached_property
     def parsed_conditions(self) -> tuple:
@@ -248,6 +252,7 @@ class Hello:
     kill_deadline: float = 0.0
     containment: str = ""  # how its attempts are contained: "cgroup", "subreaper", ""
     backoff_cap: float = 0.0  # its longest pause between reconnection attempts; 0: unknown
+    capacity: Resources | None = None  # what it can run at once; None: it advertised nothing
 
 
 @dataclass(frozen=True)

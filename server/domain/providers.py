@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from jobplane.resources import describe
+
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from .changes import Stop
 from .inactive import DISABLED
@@ -55,6 +57,7 @@ class Providers:
         else:
             state = ProviderState.CONNECTING
         kind = "standby, " if hello.standby else ""
+        kind += f"{describe(hello.capacity)}, " if hello.capacity else ""
         self.set_state(provider, state, f"connected ({kind}{hello.slots} slots, heartbeat every "
                                         f"{hello.heartbeat:g}s, holding {len(provider.in_flight)} tasks)")
         return provider
@@ -326,7 +329,7 @@ class Providers:
         for provider in e.providers.values():
             if (provider.state == ProviderState.STANDBY and provider.conn_id and provider.accepting
                     and e.ready.peek_for(provider.labels, e.inventory.has_all(provider),
-                                         e.conditions.meets(provider)) is not None):
+                                         e.conditions.meets(provider), e.capacity.fits(provider)) is not None):
                 provider.idle_since = None
                 self.set_state(provider, ProviderState.ACTIVE,
                                f"activated: {len(e.ready)} tasks waiting beyond active capacity")
@@ -349,6 +352,7 @@ def _take_hello(provider: ProviderRt, hello: Hello, conn_id: int, now: float) ->
     provider.slots, provider.heartbeat, provider.standby = hello.slots, hello.heartbeat, hello.standby
     provider.kill_deadline, provider.containment = hello.kill_deadline, hello.containment
     provider.backoff_cap = hello.backoff_cap
+    provider.capacity = hello.capacity
     provider.connect_time = provider.last_seen = now
     provider.conn_id, provider.accepting, provider.probe_id = conn_id, False, 0
     provider.closed_at = provider.grace_until = None

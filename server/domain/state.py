@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jobplane.resources import Resources
+
 from .fences import Fence
 from .limits import MAX_TASKS_PER_JOB
 from .model import JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
@@ -163,6 +165,7 @@ class ProviderRt:
     leaving: bool = False  # it said goodbye: its attempts are handed on, it takes no work
     close_when_clear: bool = False  # revoked: close its stream once it confirms its attempts stopped
     stop_check: bool = False  # a check on stops it has not confirmed is due (fencing.check_stops)
+    capacity: Resources | None = None  # what its agent advertised; None: nothing (capacity.py)
 
     @property
     def free(self) -> int:

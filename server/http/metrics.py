@@ -54,10 +54,10 @@ class MetricsPage:
         lines += gauge("jobplane_lease_epoch", "The epoch of the lease this replica leads at (0: following, or SQLite).",
                        {(): epoch if leads else 0})
         lines += gauge("jobplane_unplaceable_tasks", "Queued tasks no provider could take at the last dispatch (no "
-                       "free slot, or none with the labels, prerequisites or facts they need), per requirement set "
+                       "free slot or room, or none with the labels, prerequisites or facts they need), per requirement set "
                        "(the leader's view; the scale-out hook's $JOBPLANE_UNMET).",
                        {_requirement(d): d["tasks"] for d in self._unplaceable()}, "labels", "prerequisites",
-                       "conditions")
+                       "conditions", "resources")
         lines += gauge("jobplane_provider_silence_seconds", "Seconds since each connected provider was last heard "
                        "from (the leader's view); past its heartbeat interval times --heartbeat-tolerance it is "
                        "SUSPECT.", _silences(self._providers()), "provider")
@@ -86,9 +86,9 @@ def _silences(providers: Iterable[ProviderView]) -> dict[tuple[str, ...], float]
     return {(p.id,): round(max(0.0, now - p.last_seen), 3) for p in providers if p.connected and p.last_seen}
 
 
-def _requirement(d: dict) -> tuple[str, str, str]:
+def _requirement(d: dict) -> tuple[str, str, str, str]:
     return (",".join(f"{k}={v}" for k, v in d["labels"].items()), ",".join(d["prerequisites"]),
-            ",".join(d["conditions"]))
+            ",".join(d["conditions"]), ",".join(f"{k}={v:g}" for k, v in d.get("resources", {}).items()))
 
 
 def _by_status(rows: Iterable[tuple[int, int, int]]) -> dict[tuple[str, ...], float]:

@@ -22,6 +22,7 @@ from ..store.codec import as_plain
 from ..store.records import (
     JOBPLANE, AttemptView, ClassOf, ContinuationView, ContinuedTaskView, InventoryView, JobView, ProviderView,
     StatusOf, TaskView)
+from .resource_fields import capacity_from_proto, capacity_to_proto, request_from_proto, request_to_proto
 from .spec_fields import (
     condition_lost_from_proto, condition_lost_to_proto, conditions_from_proto, conditions_to_proto,
     locks_from_proto, locks_to_proto, notify_from_proto, notify_to_proto, refuse_deprecated,
@@ -69,7 +70,8 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         retry_backoff_seconds=m.retry_backoff_seconds, retry_on=retry_on_from_proto(m, path),
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
-        lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None)
+        lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None,
+        resources=request_from_proto(m.resources, f"{path}.resources"))
 
 
 def _external_from_proto(m) -> ExternalSpec:
@@ -138,7 +140,8 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
-                   conditions_from_proto(m), locks_from_proto(m), condition_lost_from_proto(m), notify_from_proto(m))
+                   conditions_from_proto(m), locks_from_proto(m), condition_lost_from_proto(m), notify_from_proto(m),
+                   request_from_proto(m.task_resources, "spec.task_resources"))
 
 
 def _window_from_proto(m: job_pb2.JobSpec) -> Window:
@@ -162,7 +165,8 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
         external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
                                       cancel=list(s.external.cancel),
                                       poll_interval_seconds=s.external.poll_interval_seconds) if s.external else None,
-        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, lateness=_lateness_to_proto(s.lateness))
+        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, lateness=_lateness_to_proto(s.lateness),
+        resources=request_to_proto(s.resources))
 
 
 def struct(value: dict) -> struct_pb2.Struct:
@@ -178,7 +182,8 @@ def job_spec_to_proto(s: JobSpec, tasks: bool = True) -> job_pb2.JobSpec:
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
                         give_up=_give_up_to_proto(s.window), fact_conditions=conditions_to_proto(s.conditions),
                         resource_locks=locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness),
-                        on_condition_lost=condition_lost_to_proto(s.on_condition_lost), notify=notify_to_proto(s.notify))
+                        on_condition_lost=condition_lost_to_proto(s.on_condition_lost), notify=notify_to_proto(s.notify),
+                        task_resources=request_to_proto(s.task_resources))
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),
@@ -250,7 +255,8 @@ def provider_to_proto(p: ProviderView) -> provider_pb2.Provider:
         id=p.id, state=int(p.state), facts=facts, labels=p.labels, slots=p.slots, slots_in_use=p.slots_in_use,
         heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen),
         containment=p.containment, kill_deadline_seconds=p.kill_deadline, restart_grace_until=ts(p.grace_until),
-        reconnect_backoff_max_seconds=p.backoff_cap, drained=p.drained)
+        reconnect_backoff_max_seconds=p.backoff_cap, drained=p.drained, capacity=capacity_to_proto(p.capacity),
+        in_use=capacity_to_proto(p.in_use))
 
 
 def continuation_to_proto(view: ContinuationView) -> continuation_pb2.Continuation:
@@ -295,7 +301,7 @@ def hello_from_proto(m) -> Hello:
     running = tuple((int(r.task_id), r.attempt) for r in m.running if is_id(r.task_id))
     return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby,
                  kill_deadline=m.kill_deadline_seconds, containment=m.containment,
-                 backoff_cap=m.reconnect_backoff_max_seconds)
+                 backoff_cap=m.reconnect_backoff_max_seconds, capacity=capacity_from_proto(m))
 
 
 def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, fields, is_dataclass
 
+from jobplane.resources import Resources
+
 from ..domain.model import ExternalSpec, JobSpec, Lateness, Notify, SlurmSpec, TaskSpec, Transient
 from ..domain.signatures import parse_signature
 from ..domain.timing import TimingRule
@@ -63,7 +65,8 @@ def load_job_spec(data: bytes | memoryview | str, tasks: bool = True) -> JobSpec
                    d.get("wait_for_providers", False), d.get("continuation_priority"), rules,
                    Lateness(**d.get("lateness", {})), d.get("job_class", ""), Window(**d.get("window", {})),
                    transient, tuple(d.get("conditions", ())), d.get("locks", {}), d.get("on_condition_lost", ""),
-                   tuple(notify_from_dict(n) for n in d.get("notify", ())))
+                   tuple(notify_from_dict(n) for n in d.get("notify", ())),
+                   load_resources(d.get("task_resources")) or Resources())
 
 
 def notify_from_dict(d: dict) -> Notify:
@@ -83,7 +86,23 @@ def _task(d: dict) -> TaskSpec:
     d["lateness"] = Lateness(**d.get("lateness", {}))
     slurm = d.get("slurm")
     d["slurm"] = SlurmSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in slurm.items()}) if slurm else None
+    d["resources"] = load_resources(d.get("resources")) or Resources()
     return TaskSpec(**d)
+
+
+def dump_resources(r: Resources | None) -> str:
+    """A provider's capacity (None: it advertised nothing) as stored."""
+    return "null" if r is None else json.dumps(asdict(r), separators=(",", ":"))
+
+
+def load_resources(d: dict | str | None) -> Resources | None:
+    """Resources as dump_resources (or asdict) wrote them; None stays None."""
+    if isinstance(d, str):
+        d = json.loads(d)
+    if d is None:
+        return None
+    return Resources(d.get("cpus", 0.0), d.get("memory", 0), d.get("gpus", 0),
+                     tuple((k, v) for k, v in d.get("custom", ())))
 
 
 _TASK_DEFAULTS = {f.name: getattr(TaskSpec(name=""), f.name) for f in fields(TaskSpec) if f.name != "name"}

@@ -160,6 +160,7 @@ class ProviderRow(BaseModel):
     backoff_cap = DoubleField(default=0.0)  # its longest reconnect pause: sizes the restart grace
     promoted = IntegerField(default=0)  # 1: a standby promoted for good: ACTIVE across reconnects and restarts
     drained = IntegerField(default=0)  # 1: drained by an operator: no work, connected or not, until resumed
+    capacity = TextField(default="null")  # what its agent advertised (codec.dump_resources); null: nothing
 
     class Meta:
         table_name = "provider"

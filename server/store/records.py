@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from jobplane.resources import Resources
+
 from ..domain.conflicts import ConflictRule
 from ..domain.model import Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
 from ..domain.status import attempt_raw, job_raw, task_raw
@@ -295,6 +297,8 @@ class ProviderView:
     backoff_cap: float
     inventory: tuple[InventoryView, ...]  # by signature id
     drained: bool = False  # by an operator, until resumed
+    capacity: Resources | None = None  # what its agent advertised; None: nothing (no limits, no custom)
+    in_use: Resources | None = None  # what the tasks out at it ask for
 
 
 def event_from_row(row) -> Event:

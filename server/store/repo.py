@@ -19,7 +19,7 @@ from ..domain.model import JOB_DONE, TASK_DONE, JobState, ProviderState, Status,
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
 from .changed import ChangedColumns
-from .codec import dump_job_spec, dump_task_spec, load_job_spec, load_task_spec
+from .codec import dump_job_spec, dump_resources, dump_task_spec, load_job_spec, load_resources, load_task_spec
 from . import idfloor, indexes
 from .conflicts import ConflictStore, apply_overlaps, apply_rules
 from .schedules import ScheduleStore, apply_schedules
@@ -276,7 +276,8 @@ class Store:
             {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
              "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
              "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
-             "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained)}
+             "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained),
+             "capacity": dump_resources(p.capacity)}
             for p in cs.providers.values()])
 
     def _upsert_inventory(self, changes: list) -> None:
@@ -404,7 +405,7 @@ def runtime_from_snapshot(snap: Snapshot):
                             r.heartbeat, r.connect_time, r.last_seen,
                             drained=bool(r.drained),
                             kill_deadline=r.kill_deadline, containment=r.containment, backoff_cap=r.backoff_cap,
-                            promoted=bool(r.promoted))
+                            promoted=bool(r.promoted), capacity=load_resources(r.capacity))
                  for r in snap.providers]
     _restore_inventory(snap.inventory, {p.id: p for p in providers})
     by_job, by_task = {j.id: j for j in jobs}, {t.id: t for t in tasks}
@@ -443,4 +444,4 @@ def _waiting(row: ContinuedTaskRow, job, task):
     """A continuation that had not gone out yet, in its place in line (as at the failure)."""
     key = (row.priority, -job.priority, job.submit_time, job.id, task.idx)
     return Pending(key, task.id, row.continuation, row.priority, row.rule, dict(task.spec.requires),
-                   task.spec.prerequisite_ids)
+                   task.spec.prerequisite_ids, task.spec.resources)

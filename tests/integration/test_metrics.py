@@ -82,12 +82,16 @@ def test_a_job_moves_through_the_counts_as_it_runs(cluster, tmp_path):
 
 def test_work_no_provider_can_take_is_counted_per_requirement_set(sqlite_cluster):
     c = sqlite_cluster
-    c.add_agent("a", slots=2)  # free slots, but not the label the job wants
+    c.add_agent("a", slots=2, extra=["--cpus", "2"])  # free slots, but not the label the job wants
     job = c.client.submit_job({"name": "gpu", "wait_for_providers": True, "tasks": [
         {"name": f"t{i}", "command": ["true"], "requires": {"gpu": "a100"}} for i in range(3)]})
-    wanted = {"labels": "gpu=a100", "prerequisites": "", "conditions": ""}
+    c.client.submit_job({"name": "big", "tasks": [{"name": "big", "command": ["true"], "cpus": 64, "memory": 1024}]})
+    wanted = {"labels": "gpu=a100", "prerequisites": "", "conditions": "", "resources": ""}
     wait_until(lambda: value(scrape(c.server), "jobplane_unplaceable_tasks", **wanted) == 3, 15,
                "three tasks counted unplaceable")
+    too_big = {"labels": "", "prerequisites": "", "conditions": "", "resources": "cpus=64,memory=1024"}
+    wait_until(lambda: value(scrape(c.server), "jobplane_unplaceable_tasks", **too_big) == 1, 15,
+               "the task too big for every provider counted with its requests")
     c.add_agent("g", slots=3, labels={"gpu": "a100"})
     assert c.client.wait_job(job.id, timeout=30).state == job_pb2.JOB_STATE_SUCCEEDED
     wait_until(lambda: ("jobplane_unplaceable_tasks", *sorted(wanted.items())) not in scrape(c.server), 15,

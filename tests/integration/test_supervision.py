@@ -368,7 +368,8 @@ def test_scale_out_hook_hears_of_work_no_free_slot_can_take_for_want_of_labels(t
             {"name": f"t{i}", "command": ["true"], "requires": {"gpu": "a100"}} for i in range(2)]})
         unmet = json.loads(wait_until(lambda: marker.exists() and marker.read_text().strip(), 15,
                                       "the scale-out hook"))
-        assert unmet == [{"labels": {"gpu": "a100"}, "prerequisites": [], "conditions": [], "tasks": 2}]
+        assert unmet == [{"labels": {"gpu": "a100"}, "prerequisites": [], "conditions": [], "resources": {},
+                          "tasks": 2}]
         cluster.add_agent("g", slots=1, labels={"gpu": "a100"})  # what the hook would have started
         assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
     finally:

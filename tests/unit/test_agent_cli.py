@@ -175,3 +175,27 @@ def test_sigterm_stops_the_agent_with_exit_code_zero_and_no_python_workers_start
     finally:
         agent.kill()
         agent.stop()
+
+
+def test_capacity_flags_build_the_config_and_bad_ones_name_the_flag(tmp_path, capsys):
+    args = parse_args(["--insecure", "--cpus", "6", "--memory", "16GiB", "--gpus", "2", "--resource", "license_x=2",
+                       "--resource", "db=1"])
+    config = config_from_args(args)
+    assert (config.cpus, config.memory, config.gpus, config.resources) == (6.0, 16 * 2**30, 2,
+                                                                           {"license_x": 2, "db": 1})
+    for flags, why in ((["--memory", "8XB"], "argument --memory: unknown unit 'XB'"),
+                       (["--cpus", "-1"], "argument --cpus"),
+                       (["--resource", "license_x=0"], "argument --resource: license_x: must be at least 1"),
+                       (["--resource", "gpus=1"], "argument --resource: 'gpus' is a built-in resource")):
+        with pytest.raises(SystemExit):
+            parse_args(["--insecure", *flags])
+        assert why in capsys.readouterr().err
+
+
+def test_the_advertised_capacity_is_detected_unless_given():
+    from jobplane.agent.capacity import machine_capacity
+    from jobplane.resources import Resources
+
+    detected = machine_capacity()
+    assert detected.cpus == len(os.sched_getaffinity(0)) and detected.memory > 0 and detected.custom == ()
+    assert machine_capacity(2.5, 1024, 1, {"license": 3}) == Resources(2.5, 1024, 1, (("license", 3),))

@@ -48,6 +48,7 @@ def test_hello_describes_the_agent_then_ready_then_heartbeats(work_dir):
     assert hello.kill_deadline_seconds == KILL_DEADLINE
     assert hello.reconnect_backoff_max_seconds == BACKOFF_CAP
     assert hello.facts.cpu_count > 0 and hello.facts.memory_bytes > 0 and hello.facts.os
+    assert hello.HasField("capacity") and hello.capacity.cpus > 0 and hello.capacity.memory_bytes > 0
     assert ready.ready.free_slots == 2
     assert (heartbeat.heartbeat.free_slots, heartbeat.heartbeat.running) == (2, 0)
 

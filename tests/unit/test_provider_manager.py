@@ -7,6 +7,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 
+from jobplane.resources import Resources
 from jobplane.server.domain.dispatch import ReadyQueue
 from jobplane.server.domain.facts import parse_conditions
 from jobplane.server.domain.model import ProviderState
@@ -38,7 +39,7 @@ def test_the_scale_out_hook_hears_what_each_requirement_set_wants(tmp_path):
     out = tmp_path / "out"
     queue = ReadyQueue()
     for i in range(3):
-        queue.push(i, {"gpu": "a100"}, 0, 1, i)
+        queue.push(i, {"gpu": "a100"}, 0, 1, i, resources=Resources(cpus=2, gpus=1))
     queue.push(9, {}, 0, 2, 0, conditions=parse_conditions("c", ["load_average<2"]))
     queue.discard(2)  # cancelled while queued: not wanted any more
 
@@ -51,8 +52,9 @@ def test_the_scale_out_hook_hears_what_each_requirement_set_wants(tmp_path):
     total, wanted = out.read_text().split(" ", 1)
     assert total == "3"
     assert json.loads(wanted) == [
-        {"labels": {"gpu": "a100"}, "prerequisites": [], "conditions": [], "tasks": 2},
-        {"labels": {}, "prerequisites": [], "conditions": ["load_average<2"], "tasks": 1}]
+        {"labels": {"gpu": "a100"}, "prerequisites": [], "conditions": [], "resources": {"cpus": 2, "gpus": 1},
+         "tasks": 2},
+        {"labels": {}, "prerequisites": [], "conditions": ["load_average<2"], "resources": {}, "tasks": 1}]
 
 
 def test_the_scale_out_hook_waits_its_interval_and_remembers_the_demand_between_dispatches(tmp_path):

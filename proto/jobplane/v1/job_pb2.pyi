@@ -100,7 +100,7 @@ class MatrixParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values_json: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites", "external", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "slurm", "lateness", "retry_failures")
+    __slots__ = ("name", "command", "python", "args_json", "env", "cwd", "timeout_seconds", "after", "requires", "max_attempts", "matrix", "items_json", "chunk_size", "expected_seconds", "retry_backoff_seconds", "retry_on", "prerequisites", "external", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "slurm", "lateness", "retry_failures", "resources")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,7 @@ class TaskSpec(_message.Message):
     SLURM_FIELD_NUMBER: _ClassVar[int]
     LATENESS_FIELD_NUMBER: _ClassVar[int]
     RETRY_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: _containers.RepeatedScalarFieldContainer[str]
     python: str
@@ -165,7 +166,27 @@ class TaskSpec(_message.Message):
     slurm: SlurmSpec
     lateness: Lateness
     retry_failures: RetryFailures
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., external: _Optional[_Union[ExternalSpec, _Mapping]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., slurm: _Optional[_Union[SlurmSpec, _Mapping]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., retry_failures: _Optional[_Union[RetryFailures, _Mapping]] = ...) -> None: ...
+    resources: ResourceRequest
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., python: _Optional[str] = ..., args_json: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., after: _Optional[_Iterable[str]] = ..., requires: _Optional[_Mapping[str, str]] = ..., max_attempts: _Optional[int] = ..., matrix: _Optional[_Iterable[_Union[MatrixParameter, _Mapping]]] = ..., items_json: _Optional[str] = ..., chunk_size: _Optional[int] = ..., expected_seconds: _Optional[float] = ..., retry_backoff_seconds: _Optional[float] = ..., retry_on: _Optional[_Iterable[str]] = ..., prerequisites: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., external: _Optional[_Union[ExternalSpec, _Mapping]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., slurm: _Optional[_Union[SlurmSpec, _Mapping]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., retry_failures: _Optional[_Union[RetryFailures, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ...) -> None: ...
+
+class ResourceRequest(_message.Message):
+    __slots__ = ("cpus", "memory", "gpus", "custom")
+    class CustomEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    cpus: float
+    memory: str
+    gpus: int
+    custom: _containers.ScalarMap[str, int]
+    def __init__(self, cpus: _Optional[float] = ..., memory: _Optional[str] = ..., gpus: _Optional[int] = ..., custom: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class RetryFailures(_message.Message):
     __slots__ = ("any", "timeout", "exit_codes")
@@ -236,7 +257,7 @@ class ExternalSpec(_message.Message):
     def __init__(self, submit: _Optional[_Iterable[str]] = ..., poll: _Optional[_Iterable[str]] = ..., cancel: _Optional[_Iterable[str]] = ..., poll_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "on_condition_lost", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions", "notify")
+    __slots__ = ("name", "priority", "labels", "tasks", "wait_for_providers", "continuation_priority", "continuation_rules", "start_by", "finish_by", "max_wait_seconds", "max_runtime_seconds", "job_class", "run_window", "on_condition_lost", "hold_until", "give_up_after", "give_up_after_seconds", "transient", "conditions", "locks", "lateness", "give_up", "resource_locks", "fact_conditions", "notify", "task_resources")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +304,7 @@ class JobSpec(_message.Message):
     RESOURCE_LOCKS_FIELD_NUMBER: _ClassVar[int]
     FACT_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    TASK_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     priority: int
     labels: _containers.ScalarMap[str, str]
@@ -308,7 +330,8 @@ class JobSpec(_message.Message):
     resource_locks: _containers.ScalarMap[str, LockMode]
     fact_conditions: _containers.RepeatedCompositeFieldContainer[FactCondition]
     notify: _containers.RepeatedCompositeFieldContainer[Notify]
-    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., on_condition_lost: _Optional[_Union[ConditionLostAction, str]] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ..., notify: _Optional[_Iterable[_Union[Notify, _Mapping]]] = ...) -> None: ...
+    task_resources: ResourceRequest
+    def __init__(self, name: _Optional[str] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., wait_for_providers: _Optional[bool] = ..., continuation_priority: _Optional[int] = ..., continuation_rules: _Optional[_Iterable[_Union[ContinuationRule, _Mapping]]] = ..., start_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_by: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_wait_seconds: _Optional[float] = ..., max_runtime_seconds: _Optional[float] = ..., job_class: _Optional[str] = ..., run_window: _Optional[str] = ..., on_condition_lost: _Optional[_Union[ConditionLostAction, str]] = ..., hold_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_after_seconds: _Optional[float] = ..., transient: _Optional[_Union[TransientFailures, _Mapping]] = ..., conditions: _Optional[_Iterable[str]] = ..., locks: _Optional[_Mapping[str, str]] = ..., lateness: _Optional[_Union[Lateness, _Mapping]] = ..., give_up: _Optional[_Union[Deadline, _Mapping]] = ..., resource_locks: _Optional[_Mapping[str, LockMode]] = ..., fact_conditions: _Optional[_Iterable[_Union[FactCondition, _Mapping]]] = ..., notify: _Optional[_Iterable[_Union[Notify, _Mapping]]] = ..., task_resources: _Optional[_Union[ResourceRequest, _Mapping]] = ...) -> None: ...
 
 class Notify(_message.Message):
     __slots__ = ("on", "webhook", "command")

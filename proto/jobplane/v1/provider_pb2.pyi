@@ -79,7 +79,7 @@ class ProviderFacts(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., python_version: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("id", "state", "facts", "labels", "slots", "slots_in_use", "heartbeat_interval_seconds", "connect_time", "last_seen_time", "containment", "kill_deadline_seconds", "restart_grace_until", "reconnect_backoff_max_seconds", "drained")
+    __slots__ = ("id", "state", "facts", "labels", "slots", "slots_in_use", "heartbeat_interval_seconds", "connect_time", "last_seen_time", "containment", "kill_deadline_seconds", "restart_grace_until", "reconnect_backoff_max_seconds", "drained", "capacity", "in_use")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,8 @@ class Provider(_message.Message):
     RESTART_GRACE_UNTIL_FIELD_NUMBER: _ClassVar[int]
     RECONNECT_BACKOFF_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: ProviderState
     facts: ProviderFacts
@@ -115,7 +117,28 @@ class Provider(_message.Message):
     restart_grace_until: _timestamp_pb2.Timestamp
     reconnect_backoff_max_seconds: float
     drained: bool
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containment: _Optional[str] = ..., kill_deadline_seconds: _Optional[float] = ..., restart_grace_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., drained: _Optional[bool] = ...) -> None: ...
+    capacity: ResourceCapacity
+    in_use: ResourceCapacity
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ProviderState, str]] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., slots_in_use: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., containment: _Optional[str] = ..., kill_deadline_seconds: _Optional[float] = ..., restart_grace_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., drained: _Optional[bool] = ..., capacity: _Optional[_Union[ResourceCapacity, _Mapping]] = ..., in_use: _Optional[_Union[ResourceCapacity, _Mapping]] = ...) -> None: ...
+
+class ResourceCapacity(_message.Message):
+    __slots__ = ("cpus", "memory_bytes", "gpus", "custom")
+    class CustomEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    cpus: float
+    memory_bytes: int
+    gpus: int
+    custom: _containers.ScalarMap[str, int]
+    def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., custom: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
     __slots__ = ("task_id", "attempt", "handed_on_external_job_id")
@@ -128,7 +151,7 @@ class AttemptRef(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., handed_on_external_job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds")
+    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds", "capacity")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +169,7 @@ class Hello(_message.Message):
     KILL_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONTAINMENT_FIELD_NUMBER: _ClassVar[int]
     RECONNECT_BACKOFF_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     facts: ProviderFacts
     labels: _containers.ScalarMap[str, str]
@@ -156,7 +180,8 @@ class Hello(_message.Message):
     kill_deadline_seconds: float
     containment: str
     reconnect_backoff_max_seconds: float
-    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ...) -> None: ...
+    capacity: ResourceCapacity
+    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., capacity: _Optional[_Union[ResourceCapacity, _Mapping]] = ...) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("free_slots",)
