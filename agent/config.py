@@ -105,7 +105,7 @@ class AgentConfig:
             raise ValueError(f"log_max_bytes: must be at least {MIN_MAX_BYTES}, got {self.log_max_bytes}")
         if not self.log_retention > 0:
             raise ValueError(f"log_retention: must be > 0 seconds, got {self.log_retention}")
-        if self.metrics and not _is_address(self.metrics):
+        if self.metrics and not is_address(self.metrics):
             raise ValueError(f"metrics: {self.metrics!r} is not HOST:PORT; e.g. 127.0.0.1:9100 (port 0 picks one)")
         self._check_capacity()
         if self.slurm_poll_interval <= 0:
@@ -126,6 +126,7 @@ class AgentConfig:
                 raise ValueError(f"resources: {name} must be at least 1, got {count}")
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
+    """Whether `text` is HOST:PORT (port 0 included)."""
     host, sep, port = text.rpartition(":")
     return bool(sep) and port.isdigit() and int(port) < 65536

@@ -10,7 +10,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from jobplane.client.channel import default_data_dir, resolve_target
 from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
@@ -22,7 +22,7 @@ from jobplane.client.errors import CredentialsError
 
 from . import cgroups
 from .agent import Agent
-from .config import DEFAULT_LOG_RETENTION, AgentConfig
+from .config import DEFAULT_LOG_RETENTION, AgentConfig, is_address
 from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .credentials import ENROLL_HINT, identity_dir
 from .errors import AgentError
@@ -267,14 +267,20 @@ def _watch_children_with_pidfds() -> None:
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_number(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+_positive_int, _non_negative_int = _whole_number(1), _whole_number(0)
 
 
 def _log_max_bytes(text: str) -> int:
@@ -312,8 +318,7 @@ def _addresses(text: str) -> str:
 
 
 def _metrics_address(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not is_address(text):
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:9100 (port 0 picks one), got {text!r}")
     return text
 
@@ -323,16 +328,6 @@ def _memory(text: str) -> int:
         return parse_memory(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _resource(text: str) -> tuple[str, int]:
