@@ -47,3 +47,20 @@ def job_event(client, job_id: str, raw_status: str, timeout: float = 60):
             if event.raw_status == raw_status:
                 return event
     raise AssertionError(f"no {raw_status} event for job {job_id}")
+
+
+def notifying_replicas(tmp_path, request):
+    """Two replicas on a private PostgreSQL whose failed deliveries wait a minute before the next
+    try (so a test chooses when one is delivered); their logs are printed when the test failed.
+    A generator for a fixture to yield from."""
+    from support_postgres import PrivatePostgres
+    from support_replicas import ReplicaSet
+
+    pg = PrivatePostgres()
+    replicas = ReplicaSet(tmp_path, pg.create_database(), n=2, extra=["--notify-backoff", "60"])
+    yield replicas
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(replicas.logs())
+    replicas.close()
+    pg.stop()

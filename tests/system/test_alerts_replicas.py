@@ -13,9 +13,7 @@ import pytest
 from jobplane.client import NotFound
 from jobplane.v1 import alert_pb2, job_pb2
 from support import free_port, wait_until
-from support_notify import Receiver, job_event
-from support_postgres import PrivatePostgres
-from support_replicas import ReplicaSet
+from support_notify import Receiver, job_event, notifying_replicas
 
 pytestmark = pytest.mark.postgres
 ACTIVE = 1  # PROVIDER_STATE_ACTIVE
@@ -23,14 +21,7 @@ ACTIVE = 1  # PROVIDER_STATE_ACTIVE
 
 @pytest.fixture
 def rs(tmp_path, request):
-    pg = PrivatePostgres()
-    replicas = ReplicaSet(tmp_path, pg.create_database(), n=2, extra=["--notify-backoff", "60"])
-    yield replicas
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        print(replicas.logs())
-    replicas.close()
-    pg.stop()
+    yield from notifying_replicas(tmp_path, request)
 
 
 def test_a_rule_added_through_a_follower_alerts_and_the_new_leader_delivers_what_was_pending(rs):

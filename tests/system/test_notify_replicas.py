@@ -12,9 +12,7 @@ from contextlib import closing
 import pytest
 
 from support import free_port, wait_until
-from support_postgres import PrivatePostgres
-from support_replicas import ReplicaSet
-from support_notify import Receiver, job_event
+from support_notify import Receiver, job_event, notifying_replicas
 
 pytestmark = pytest.mark.postgres
 ACTIVE = 1  # PROVIDER_STATE_ACTIVE
@@ -22,14 +20,7 @@ ACTIVE = 1  # PROVIDER_STATE_ACTIVE
 
 @pytest.fixture
 def rs(tmp_path, request):
-    pg = PrivatePostgres()
-    replicas = ReplicaSet(tmp_path, pg.create_database(), n=2, extra=["--notify-backoff", "60"])
-    yield replicas
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        print(replicas.logs())
-    replicas.close()
-    pg.stop()
+    yield from notifying_replicas(tmp_path, request)
 
 
 def test_the_new_leader_delivers_what_the_killed_one_left_pending_signed_alike(rs):
