@@ -10,8 +10,9 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from jobplane.arguments import whole_number
 from jobplane.client.channel import default_data_dir, resolve_target
 from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
 from jobplane.logs import LOG_FORMATS, configure as configure_logging
@@ -267,20 +268,7 @@ def _watch_children_with_pidfds() -> None:
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
-def _whole_number(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `least`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-        return value
-    return parse
-
-
-_positive_int, _non_negative_int = _whole_number(1), _whole_number(0)
+_positive_int, _non_negative_int = whole_number(1), whole_number(0)
 
 
 def _log_max_bytes(text: str) -> int:

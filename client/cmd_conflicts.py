@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from jobplane.client import output
+from jobplane.arguments import whole_number
 from jobplane.client.command import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -76,7 +77,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "suggest", help="class pairs whose overlapping runs keep failing transiently",
         description="Pairs of job classes seen together in transient failures (deadlocks, lock timeouts) "
         "that no exclusive rule covers yet, most first, with the command that adds a rule for each.")
-    suggest.add_argument("--min", dest="min_failures", type=_at_least_zero, default=0, metavar="N",
+    suggest.add_argument("--min", dest="min_failures", type=whole_number(0, " (0: the server's default, 3)"), default=0, metavar="N",
                          help="only pairs seen in at least N such failures (default: the server's 3)")
     suggest.set_defaults(run=run_suggest)
 
@@ -188,13 +189,3 @@ def _selector(text: str) -> conflict_pb2.JobSelector:
         return parse_selector(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _at_least_zero(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be at least 0 (0: the server's default, 3)")
-    return value

@@ -6,12 +6,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from jobplane.client import output
 from jobplane.client.channel import default_data_dir, read_up_state, up_state_path
+from jobplane.arguments import whole_number
 from jobplane.client.command import EXIT_JOB_FAILED, EXIT_OK
 from jobplane.client.local import (
     INSECURE_WARNING,
@@ -39,10 +39,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--listen", default="127.0.0.1:7070", metavar="ADDR", help="server address; port 0 picks one (default: %(default)s)"
     )
     parser.add_argument(
-        "--agents", type=_at_least(0), default=2, metavar="N", help="local agents to run (default: %(default)s)"
+        "--agents", type=whole_number(0), default=2, metavar="N", help="local agents to run (default: %(default)s)"
     )
     parser.add_argument(
-        "--slots", type=_at_least(1), default=2, metavar="N", help="tasks each agent runs at once (default: %(default)s)"
+        "--slots", type=whole_number(1), default=2, metavar="N", help="tasks each agent runs at once (default: %(default)s)"
     )
     parser.add_argument("--cpus", type=_amount(float), metavar="N",
                         help="CPUs each agent advertises for tasks' requests (default: detected)")
@@ -200,16 +200,3 @@ def example_path(name: str) -> str:
     """Where an example job file is on disk (just its name if the package is not on disk)."""
     example = resources.files("jobplane.examples") / name
     return str(example) if isinstance(example, Path) else name
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse

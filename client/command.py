@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar
 
+from jobplane.arguments import whole_number
 from jobplane.client.channel import locate_credentials, resolve_addresses
 from jobplane.client.credentials import Credentials
 from jobplane.client.sync import Client
@@ -177,11 +178,4 @@ def more_note(shown: int, what: str) -> str:
     return f"(the first {shown} {what}; more match: --limit N for more, --all for every one)"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; e.g. --limit 200") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1 (or --all for every one)")
-    return value
+_positive = whole_number(1, " (or --all for every one)")
