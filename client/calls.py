@@ -1,7 +1,10 @@
 """Every SDK call, defined once: the request it sends, the RPC that carries it, what the caller gets.
+This module holds the kinds of call and the calls of jobs, tasks, events, providers, continuations
+and inventory; each other service's calls are in a calls_*.py of their own (policies and views,
+conflicts, security and servers, schedules, alerts), defined the same way.
 
 `Client` (blocking, sync.py) and `AsyncClient` (asyncio, aio.py) do not define their calls: each
-binds the definitions below (`get_job = bind(calls.get_job)`) and runs the call objects they
+binds the definitions (`get_job = bind(calls.get_job)`) and runs the call objects they
 return, differing only in how a stub is invoked and waited for. So the two clients cannot drift
 apart; a call is added or changed here, once. A definition returns one of three kinds of call,
 and its return annotation says which (the clients bind by it):
@@ -22,24 +25,18 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from jobplane.client.conflicts import check_request, create_request
 from jobplane.client.events import plan_request
 from jobplane.client.jobfile import signature_structs
-from jobplane.client.policies import delete_request, get_request, policy_test_request, set_request, versions_request
 from jobplane.client.retry import submit_request
-from jobplane.client.security import token_request
-from jobplane.client.views import save_request
 from jobplane.v1 import (
-    conflict_pb2,
-    conflict_pb2_grpc,
     continuation_pb2,
     continuation_pb2_grpc,
     event_pb2,
@@ -48,18 +45,10 @@ from jobplane.v1 import (
     inventory_pb2_grpc,
     job_pb2,
     job_pb2_grpc,
-    policy_pb2,
-    policy_pb2_grpc,
     provider_pb2,
     provider_pb2_grpc,
-    security_pb2,
-    security_pb2_grpc,
-    server_pb2,
-    server_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
-    view_pb2,
-    view_pb2_grpc,
 )
 
 T = TypeVar("T")
@@ -70,11 +59,6 @@ TASKS = task_pb2_grpc.TaskServiceStub
 PROVIDERS = provider_pb2_grpc.ProviderServiceStub
 CONTINUATIONS = continuation_pb2_grpc.ContinuationServiceStub
 INVENTORY = inventory_pb2_grpc.InventoryServiceStub
-POLICIES = policy_pb2_grpc.PolicyServiceStub
-VIEWS = view_pb2_grpc.ViewServiceStub
-CONFLICTS = conflict_pb2_grpc.ConflictServiceStub
-SECURITY = security_pb2_grpc.SecurityServiceStub
-SERVERS = server_pb2_grpc.ServerServiceStub
 
 
 # The kinds of call
@@ -165,15 +149,17 @@ def as_method(method: Callable[..., Any], build: Callable[..., Any], returns: An
     return method
 
 
-def _nothing(response: Any) -> None:
+# What a Unary call's caller gets from the response, for the calls of every calls_*.py.
+
+def nothing(response: Any) -> None:
     return None
 
 
-def _listed(field: str) -> Callable[[Any], list[Any]]:
+def listed(field: str) -> Callable[[Any], list[Any]]:
     return lambda response: list(getattr(response, field))
 
 
-def _itself(response: T) -> T:
+def itself(response: T) -> T:
     return response
 
 
@@ -210,7 +196,7 @@ def list_jobs(*, filter: str = "", order_by: str = "", view: str = "", page_size
 
 def summarize_jobs(*, filter: str = "", view: str = "") -> Unary[job_pb2.SummarizeJobsResponse]:
     """How many jobs matching `filter` (and `view`) are in each normalized status (the dashboard)."""
-    return Unary(JOBS, "SummarizeJobs", job_pb2.SummarizeJobsRequest(filter=filter, view=view), _itself,
+    return Unary(JOBS, "SummarizeJobs", job_pb2.SummarizeJobsRequest(filter=filter, view=view), itself,
                  idempotent=True)
 
 
@@ -246,7 +232,7 @@ def rerun_job(job_id: str, *, failed_only: bool = False) -> Unary[job_pb2.RerunJ
     of them wait for them again. The response has the job (RUNNING again) and the `task_ids`
     that run again. FailedPrecondition if the job has not finished or has nothing to rerun."""
     request = job_pb2.RerunJobRequest(job_id=job_id, failed_only=failed_only)
-    return Unary(JOBS, "RerunJob", request, _itself)
+    return Unary(JOBS, "RerunJob", request, itself)
 
 
 def purge_jobs(finished_before: datetime) -> Unary[int]:
@@ -367,7 +353,7 @@ def plan_continuation(provider_id: str, *, at: float | None = None
                       ) -> Unary[continuation_pb2.PlanContinuationResponse]:
     """What would continue where, in what order, if the provider failed now (or at the
     Unix time `at`). Changes nothing."""
-    return Unary(CONTINUATIONS, "PlanContinuation", plan_request(provider_id, at), _itself, idempotent=True)
+    return Unary(CONTINUATIONS, "PlanContinuation", plan_request(provider_id, at), itself, idempotent=True)
 
 
 # Inventory
@@ -387,176 +373,4 @@ def scan_provider(provider_id: str, signatures: Iterable[Mapping[str, Any]]) -> 
     Raises JobFileError for a signature that is not a mapping with a string `kind`, before sending.
     """
     request = inventory_pb2.ScanProviderRequest(provider_id=provider_id, signatures=signature_structs(signatures))
-    return Unary(INVENTORY, "ScanProvider", request, _listed("signature_ids"), idempotent=True)
-
-
-# Policies
-
-
-def get_policy(scope: str, name: str = "", version: int = 0) -> Unary[policy_pb2.Policy]:
-    """The current version of a policy (or `version`): scope "default" (no name), "group" or "user".
-
-    Raises ValueError for another scope, NotFound when that group or user has no policy.
-    """
-    return Unary(POLICIES, "GetPolicy", get_request(scope, name, version), attrgetter("policy"), idempotent=True)
-
-
-def list_policy_versions(scope: str, name: str = "", *, page_size: int = 100) -> Paged[policy_pb2.Policy]:
-    """Every version of a policy, newest first (the default policy's last is its built-in version 1)."""
-    return Paged(POLICIES, "ListPolicyVersions", versions_request(scope, name, page_size), "policies")
-
-
-def list_policies(*, page_size: int = 100) -> Paged[policy_pb2.Policy]:
-    """Every policy: the default one, then group and user policies."""
-    return Paged(POLICIES, "ListPolicies", policy_pb2.ListPoliciesRequest(page_size=page_size), "policies")
-
-
-def set_policy(scope: str, name: str, document: Mapping[str, Any]) -> Unary[policy_pb2.Policy]:
-    """Store the next version of a "default" (no name), "group" or "user" policy; returns it.
-
-    `document` is `{"rules": [{"environment": "external", "when": {"status": "ABEND"},
-    "status": "FAILURE"}, ...]}` (or a Struct). Raises ValueError for an unknown scope,
-    JobFileError for a document that cannot be sent (a date, say), and InvalidArgument naming
-    e.g. `policy.rules[3].when.status` for rules the server refuses.
-    """
-    return Unary(POLICIES, "SetPolicy", set_request(scope, name, document), attrgetter("policy"))
-
-
-def delete_policy(scope: str, name: str) -> Unary[None]:
-    """Delete a "group" or "user" policy: its members fall back to the next level. The "default"
-    policy returns to the built-in rules."""
-    return Unary(POLICIES, "DeletePolicy", delete_request(scope, name), _nothing)
-
-
-def test_policy(*, environment: str, raw: Mapping[str, str], user: str = "", groups: Sequence[str] = ()
-                ) -> Unary[policy_pb2.TestPolicyResponse]:
-    """How `raw` values from `environment` would map for `user` (default: the caller) in
-    `groups`: the normalized status, the deciding policy and rule, and why. Changes nothing."""
-    request = policy_test_request(environment=environment, raw=raw, user=user, groups=groups)
-    return Unary(POLICIES, "TestPolicy", request, _itself, idempotent=True)
-
-
-# Views
-
-
-def save_view(name: str, *, resource: str = "jobs", filter: str = "", order_by: str = "") -> Unary[view_pb2.View]:
-    """Save (or replace) your view `name` of "jobs" or "tasks"; use it as `view=name` in
-    list_jobs / list_tasks / summarize_jobs / watch. The server validates filter and order."""
-    return Unary(VIEWS, "SaveView", save_request(name, resource, filter, order_by), attrgetter("view"),
-                 idempotent=True)
-
-
-def get_view(name: str) -> Unary[view_pb2.View]:
-    """Your saved view `name`."""
-    return Unary(VIEWS, "GetView", view_pb2.GetViewRequest(name=name), attrgetter("view"), idempotent=True)
-
-
-def list_views(*, page_size: int = 100) -> Paged[view_pb2.View]:
-    """Your saved views, by name."""
-    return Paged(VIEWS, "ListViews", view_pb2.ListViewsRequest(page_size=page_size), "views")
-
-
-def delete_view(name: str) -> Unary[None]:
-    """Delete your saved view `name`."""
-    return Unary(VIEWS, "DeleteView", view_pb2.DeleteViewRequest(name=name), _nothing)
-
-
-# Conflicts
-
-
-def list_conflict_rules(*, page_size: int = 100) -> Paged[conflict_pb2.ConflictRule]:
-    """Every conflict rule, by name."""
-    request = conflict_pb2.ListConflictRulesRequest(page_size=page_size)
-    return Paged(CONFLICTS, "ListConflictRules", request, "rules")
-
-
-def create_conflict_rule(rule: conflict_pb2.ConflictRule | Mapping[str, Any]) -> Unary[conflict_pb2.ConflictRule]:
-    """Add a rule; jobs already running keep running. A mapping reads like
-    `{"name": "loads", "kind": "exclusive", "jobs": "class=etl-load", "other": "class=backup"}` or
-    `{"name": "w", "kind": "lock", "resource": "orders", "mode": "write", "jobs": "name=load-*"}`
-    (see `conflicts.rule_from_mapping`; ValueError if it cannot be read). Raises AlreadyExists
-    for a name in use, InvalidArgument naming e.g. `rule.jobs` for a rule the server refuses."""
-    return Unary(CONFLICTS, "CreateConflictRule", create_request(rule), attrgetter("rule"))
-
-
-def apply_conflict_rule(rule: conflict_pb2.ConflictRule | Mapping[str, Any], *,
-                        to_running: str) -> Unary[conflict_pb2.CreateConflictRuleResponse]:
-    """Add a rule (as create_conflict_rule) and resolve the conflicts it finds among jobs that run
-    now: of each pair the later job is held, its running tasks suspended (`to_running="suspend"`)
-    or requeued ("requeue"), until the other ends. The response names the jobs held
-    (`held_job_ids`). FailedPrecondition, adding nothing, if one of them cannot be held so."""
-    if to_running not in ("suspend", "requeue"):
-        raise ValueError(f"to_running {to_running!r}: use 'suspend' or 'requeue'")
-    request = create_request(rule)
-    request.apply_to_running = HOLD_MODES[to_running]
-    return Unary(CONFLICTS, "CreateConflictRule", request, _itself)
-
-
-def delete_conflict_rule(name: str) -> Unary[None]:
-    """Remove a rule; jobs it held start if nothing else holds them."""
-    return Unary(CONFLICTS, "DeleteConflictRule", conflict_pb2.DeleteConflictRuleRequest(name=name), _nothing)
-
-
-def check_conflicts(*, job_id: str = "", spec: job_pb2.JobSpec | Mapping[str, Any] | None = None
-                    ) -> Unary[conflict_pb2.CheckConflictsResponse]:
-    """Whether a submitted job (`job_id`) or one not submitted yet (`spec`, a JobSpec or job-file
-    mapping) would be held now, and by what. Changes nothing. ValueError unless exactly one is given."""
-    return Unary(CONFLICTS, "CheckConflicts", check_request(job_id, spec), _itself, idempotent=True)
-
-
-def suggest_conflicts(*, min_failures: int = 0) -> Unary[list[conflict_pb2.ConflictSuggestion]]:
-    """Pairs of job classes whose overlapping runs ended in at least `min_failures` (0: the
-    server's 3) transient failures, most first, each with the command that adds a rule for it."""
-    request = conflict_pb2.SuggestConflictsRequest(min_failures=min_failures)
-    return Unary(CONFLICTS, "SuggestConflicts", request, _listed("suggestions"), idempotent=True)
-
-
-# Security
-
-
-def create_token(role: str | int, *, user: str = "", groups: Iterable[str] = (), ttl: float | timedelta = 0,
-                 uses: int = 0, name_prefix: str = "") -> Unary[security_pb2.CreateTokenResponse]:
-    """Admin: a join token (role "agent") or an API token (other roles; needs `user`).
-
-    `ttl`/`uses` 0 take the server's defaults (join tokens: 1 hour, one use; API tokens: no
-    limit). The response holds the secret, which the server never shows again.
-    Raises ValueError for an unknown role.
-    """
-    request = token_request(role, user=user, groups=groups, ttl=ttl, uses=uses, name_prefix=name_prefix)
-    return Unary(SECURITY, "CreateToken", request, _itself)
-
-
-def list_tokens(*, page_size: int = 100) -> Paged[security_pb2.Token]:
-    """Admin: every token, with what it may do and how long it lasts (never its secret)."""
-    return Paged(SECURITY, "ListTokens", security_pb2.ListTokensRequest(page_size=page_size), "tokens")
-
-
-def revoke_token(token_id: str) -> Unary[security_pb2.Token]:
-    """Admin: the token stops working now."""
-    return Unary(SECURITY, "RevokeToken", security_pb2.RevokeTokenRequest(token_id=token_id), attrgetter("token"),
-                 idempotent=True)
-
-
-def list_audit_records(*, filter: str = "", page_size: int = 100) -> Paged[security_pb2.AuditRecord]:
-    """Admin: mutating calls, newest first, matching `filter` (e.g. `identity=alice code=OK`)."""
-    request = security_pb2.ListAuditRecordsRequest(filter=filter, page_size=page_size)
-    return Paged(SECURITY, "ListAuditRecords", request, "records")
-
-
-def get_authority() -> Unary[security_pb2.GetAuthorityResponse]:
-    """The CA bundle agents and clients should trust, with its subject, fingerprint and validity."""
-    return Unary(SECURITY, "GetAuthority", security_pb2.GetAuthorityRequest(), _itself, idempotent=True)
-
-
-def whoami() -> Unary[security_pb2.WhoAmIResponse]:
-    """Who the server takes this client for: identity, role, groups, and how it authenticated."""
-    return Unary(SECURITY, "WhoAmI", security_pb2.WhoAmIRequest(), _itself, idempotent=True)
-
-
-# Servers
-
-
-def list_servers() -> Unary[server_pb2.ListServersResponse]:
-    """The server replicas that share the database, the leader first, and which one answered.
-    A server that predates replicas answers UNIMPLEMENTED (a JobplaneError with that code)."""
-    return Unary(SERVERS, "ListServers", server_pb2.ListServersRequest(), _itself, idempotent=True)
+    return Unary(INVENTORY, "ScanProvider", request, listed("signature_ids"), idempotent=True)

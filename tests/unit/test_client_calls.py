@@ -4,16 +4,21 @@ signatures and docstrings, blocking or asyncio; and `async with AsyncClient.conn
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import pkgutil
 from concurrent import futures
 
 import grpc
 import pytest
 
-from jobplane.client import AsyncClient, Client, calls, calls_alerts, calls_schedules
+import jobplane.client
+from jobplane.client import AsyncClient, Client
 from jobplane.v1 import job_pb2, job_pb2_grpc
 
-DEFINITIONS = {name: build for module in (calls, calls_schedules, calls_alerts) for name, build in vars(module).items()
+CALL_MODULES = [importlib.import_module(f"jobplane.client.{m.name}") for m in pkgutil.iter_modules(jobplane.client.__path__)
+                if m.name == "calls" or m.name.startswith("calls_")]  # calls.py and each service's calls_*.py
+DEFINITIONS = {name: build for module in CALL_MODULES for name, build in vars(module).items()
                if inspect.isfunction(build) and build.__module__ == module.__name__ and not name.startswith("_")
                and inspect.signature(build).return_annotation.split("[")[0] in ("Unary", "Paged", "Watch", "Logs")}
 
