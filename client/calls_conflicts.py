@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from operator import attrgetter
 from typing import Any
 
-from jobplane.client.calls import Paged, Unary, itself, listed, nothing
+from jobplane.client.calls import HOLD_MODES, Paged, Unary, itself, listed, nothing
 from jobplane.client.conflicts import check_request, create_request
 from jobplane.v1 import conflict_pb2, conflict_pb2_grpc, job_pb2
 
