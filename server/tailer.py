@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from peewee import Database
 
-from .domain.model import Event, EventKind
+from .domain.model import EventKind
 from .errors import StoreFailure
 from .events import EventHub
 from .store.failures import reading

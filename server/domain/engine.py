@@ -27,7 +27,7 @@ from .fencing import Fencing
 from .holds import Holds
 from .inactive import Inactivity
 from .inventory import Inventory
-from .lateness import Lateness
+from .lateness import LatenessWatch
 from .lifecycle import Lifecycle
 from .notifications import Notifications
 from .model import TASK_DONE, TASK_OUT, Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskDraft, TaskState
@@ -70,7 +70,7 @@ class Engine:
         self.fencing = Fencing(self)
         self.adoption = Adoption(self)
         self.holds = Holds(self)
-        self.lateness = Lateness(self)
+        self.lateness = LatenessWatch(self)
         self.reruns = Reruns(self)
         self.conditions = Conditions(self)
         self.capacity = Capacity(self)

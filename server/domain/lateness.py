@@ -35,7 +35,7 @@ def finish_deadline(lateness: Lateness, started: float) -> float | None:
     return min(times) if times else None
 
 
-class Lateness:
+class LatenessWatch:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

@@ -6,8 +6,10 @@ import logging
 import ssl
 from collections.abc import Callable
 
+from jobplane.prometheus import CONTENT_TYPE as METRICS_TYPE
+
 from .console import Console
-from .metrics import CONTENT_TYPE as METRICS_TYPE, MetricsPage
+from .metrics import MetricsPage
 from .server import HttpServer, Request, Response, Stream
 
 log = logging.getLogger(__name__)

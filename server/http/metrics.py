@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from jobplane.prometheus import CONTENT_TYPE, counter, gauge, histogram
+from jobplane.prometheus import counter, gauge, histogram
 
 from ..domain.model import ProviderState, Status, TaskState
 from ..events import EventHub

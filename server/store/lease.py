@@ -78,7 +78,7 @@ class LeaseStore:
 
     def resign(self, term: Term) -> None:
         """Let the lease go at once (a clean stop), so another replica need not wait it out."""
-        self._one(f"UPDATE jobplane_leader SET expires = 0 WHERE id = 1 AND holder = %s AND epoch = %s "
+        self._one("UPDATE jobplane_leader SET expires = 0 WHERE id = 1 AND holder = %s AND epoch = %s "
                   "RETURNING epoch", (term.replica, term.epoch))
 
     def heartbeat(self, me: Me, started: float) -> None:
