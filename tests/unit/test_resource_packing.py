@@ -135,3 +135,23 @@ def test_an_agent_that_advertised_nothing_runs_what_it_ran_before():
     connect(e, "old", None, slots=2)
     submit(e, cmd("sized", resources=Resources(cpus=64)), cmd("plain"))
     assert sorted(assigned(e.take_changes())["old"]) == [("plain", 1), ("sized", 1)]
+
+
+def test_the_reason_follows_the_providers_for_tasks_already_waiting_and_for_new_ones_alike():
+    e = engine()
+    connect(e, "small", Resources(cpus=2))
+    connect(e, "huge", Resources(cpus=32), slots=1)
+    submit(e, *[cmd(f"big{i}", resources=Resources(cpus=16)) for i in range(2)])
+    assert sum(len(v) for v in assigned(e.take_changes()).values()) == 1
+    waiting = next(t for t in e.tasks.values() if t.state == TaskState.QUEUED)
+    assert not waiting.reason.startswith("waiting: needs")  # the huge one could hold it once free
+    e.provider_rules.drain("huge", wait=True, deadline=0)
+    e.want_dispatch()
+    e.take_changes()
+    too_big = "waiting: needs 16 cpus, the largest provider has 2 cpus"
+    assert waiting.reason == too_big
+    submit(e, cmd("later", resources=Resources(cpus=16)))
+    e.take_changes()
+    assert next(t for t in e.tasks.values() if t.name == "later").reason == too_big
+    connect(e, "other", Resources(cpus=64), slots=4)
+    assert sorted(name for name, _ in assigned(e.take_changes())["other"]) == ["big1", "later"]
