@@ -8,6 +8,7 @@ from html import escape
 from urllib.parse import quote
 
 from jobplane.client.conflicts import format_selector
+from jobplane.client.output import capacity_use
 from jobplane.v1 import conflict_pb2, continuation_pb2, inventory_pb2, job_pb2, provider_pb2
 
 from .pages import badge, code, job_actions, pairs, when
@@ -20,7 +21,8 @@ def providers(listed: Sequence[provider_pb2.Provider], inventory: Sequence[inven
     if not listed:
         return '<p class="empty">No provider has connected yet.</p>'
     rows = "".join(_provider_row(p, now) for p in listed)
-    table = ('<table class="providers"><thead><tr><th>provider</th><th>state</th><th>slots</th><th>last signal</th>'
+    table = ('<table class="providers"><thead><tr><th>provider</th><th>state</th><th>slots</th><th>resources used</th>'
+             '<th>last signal</th>'
              '<th>labels</th><th>facts</th></tr></thead>'
              f'<tbody>{rows}</tbody></table>')
     if inventory is None:
@@ -46,7 +48,8 @@ def _provider_row(p: provider_pb2.Provider, now: float) -> str:
                                    escape(p.containment)) if x)
     return (f'<tr class="provider" id="provider-{escape(p.id)}"><td>{escape(p.id)}</td>'
             f'<td><span class="pstate p-{state.lower()}">{state}</span>{drained}</td>'
-            f'<td>{p.slots_in_use}/{p.slots}</td><td>{_age(p.last_seen_time, now)}</td>'
+            f'<td>{p.slots_in_use}/{p.slots}</td><td class="resources">{escape(capacity_use(p))}</td>'
+            f'<td>{_age(p.last_seen_time, now)}</td>'
             f'<td>{pairs(p.labels)}</td><td>{facts}</td></tr>')
 
 

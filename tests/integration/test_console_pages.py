@@ -101,6 +101,22 @@ def test_hold_buttons_follow_what_runs_and_the_role(sqlite_cluster, tmp_path):
     c.client.wait_job(one.id, timeout=30)
 
 
+def test_the_providers_page_shows_what_of_each_agents_capacity_its_tasks_use(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    c.add_agent("a", slots=2, extra=["--cpus", "4", "--memory", "8GiB", "--resource", "license=2"])
+    gate = tmp_path / "gate"
+    job = c.client.submit_job({"name": "sized", "tasks": [{"name": "t", "command": gated(gate), "cpus": 3,
+                                                          "memory": "2GiB", "resources": {"license": 1}}]})
+    wait_until(lambda: c.client.get_provider("a").slots_in_use == 1, 30, "the sized task out at a")
+    vic = sign_in(c.server, c.client.create_token("viewer", user="vic").secret)
+    page = get(c.server, "/providers", cookie=vic).body
+    row = page[page.index('id="provider-a"'):].split("</tr>")[0]
+    assert "cpus 3/4, memory 2 GiB/8 GiB, gpus 0/" in row and "license 1/2" in row
+    gate.touch()
+    c.client.wait_job(job.id, timeout=30)
+    wait_until(lambda: "cpus 0/4" in get(c.server, "/providers", cookie=vic).body, 30, "the capacity given back")
+
+
 def test_operators_add_and_remove_conflict_rules_and_viewers_may_not(sqlite_cluster):
     c = sqlite_cluster
     server = c.server
