@@ -4,7 +4,9 @@ of Engine, with no state of its own: its timers carry what they need.
 
 Held work is not late for the time it is held: a task suspended in place is not RUNNING_LATE
 while it is paused, and its finish deadline moves on by the time it spent suspended (TaskRt.paused,
-timers armed anew on resume; a timer armed before that is stale and does nothing). Late-to-start
+timers armed anew on resume; a timer armed before that is stale and does nothing). A job's own
+finish deadline moves on by the longest suspension of its tasks' attempts, and it is not late while
+everything of it out at providers is suspended. Late-to-start
 does not fire for a job held by hand (its tasks wait by the operator's choice), nor for a task
 requeued by a hold (it started already; it waits to go on)."""
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from .model import EventKind, JobState, Lateness, Status, TaskState
 from .lifecycle import NOT_STARTED
 from .state import JobRt, TaskRt
+from .suspension import SUSPEND
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -50,8 +53,7 @@ class LatenessWatch:
     def watch_finish(self, job: JobRt, task: TaskRt | None, started: float) -> None:
         """When it starts (or on restore, or a suspended task resumes): a timer for the finish
         deadline, if there is one (a task's moved on by the time it spent suspended)."""
-        deadline = _task_deadline(task, started) if task is not None else (
-            finish_deadline(job.spec.lateness, started) if job.spec.lateness else None)
+        deadline = _task_deadline(task, started) if task is not None else self._job_deadline(job, started)
         if deadline is not None:
             e, key = self.engine, (job.id, task.id if task is not None else None)
             e.changes.timer(max(0.0, deadline - e.now), lambda engine: engine.lateness.late_run(*key, deadline))
@@ -78,9 +80,12 @@ class LatenessWatch:
         if job is None:
             return
         if task_id is None:
-            if job.state == JobState.RUNNING and job.late != "run":
-                job.late = "run"
-                self._late_event(job, Status.RUNNING_LATE, f"still running at {clock(deadline)}")
+            if job.state != JobState.RUNNING or job.late == "run" or self._suspended(job):
+                return  # over, late already, or all its work suspended: the release arms its timer anew
+            if job.start_time is not None and (self._job_deadline(job, job.start_time) or deadline) > deadline:
+                return  # its tasks' suspensions moved the deadline on: a newer timer decides
+            job.late = "run"
+            self._late_event(job, Status.RUNNING_LATE, f"still running at {clock(deadline)}")
             return
         task = self.engine.tasks.get(task_id)
         if task is None or task.state != TaskState.RUNNING or task.late == "run" or task.suspended:
@@ -90,6 +95,20 @@ class LatenessWatch:
         task.late = "run"
         self.engine.lifecycle.transition(task, task.state, f"running late: still running at {clock(deadline)}",
                                           enqueue=False)
+
+    def _job_deadline(self, job: JobRt, started: float) -> float | None:
+        """When the job must have finished: its finish deadline, moved on by the longest time
+        one of its tasks' attempts spent suspended (a job held with --suspend pauses them all)."""
+        deadline = finish_deadline(job.spec.lateness, started) if job.spec.lateness else None
+        if deadline is None:
+            return None
+        tasks = self.engine.tasks
+        return deadline + max((tasks[t].paused for t in job.task_ids if t in tasks), default=0.0)
+
+    def _suspended(self, job: JobRt) -> bool:
+        """Whether everything of the job out at providers is suspended in place."""
+        running = self.engine.suspension.running(job)
+        return bool(running) and all(t.suspended.get("mode") == SUSPEND for t in running)
 
     def _late_event(self, job: JobRt, status: Status, message: str) -> None:
         self.engine.changes.job(job)

@@ -92,6 +92,8 @@ class Suspension:
                  and t.suspended.get("cause") == cause]
         for task in tasks:
             self.resume(task, "released by hand" if cause == HOLD else "its conditions hold again")
+        if tasks and job.start_time and job.late != "run":  # the job's own finish deadline moves on too
+            self.engine.lateness.watch_finish(job, None, job.start_time)
         return len(tasks)
 
     def resume(self, task: TaskRt, why: str) -> None:

@@ -96,3 +96,21 @@ def test_a_task_a_hold_requeued_is_not_late_to_start_when_it_waits_again():
     assert task.held_attempts == 1
     cs = fire(e, submitted, 130.0)
     assert not task.late and not late_events(cs, Status.LATE_TO_START)
+
+
+def test_a_job_suspended_by_hand_is_not_running_late_and_its_own_deadline_moves_on_by_the_pause():
+    e = engine(now=100.0)
+    job = submit(e, lateness=Lateness(max_runtime_seconds=10))
+    _, _, started = start(e, job)  # the job started at 100: due by 110
+    e.begin(105.0)
+    e.hold_job(job.id, "maintenance", "alice", "suspend")
+    e.take_changes()
+    paused = fire(e, started, 110.0)
+    assert job.status == Status.ON_HOLD and not late_events(paused, Status.RUNNING_LATE)
+    e.begin(200.0)
+    e.release_job(job.id)  # suspended 95 s: due by 205
+    resumed = e.take_changes()
+    assert not late_events(fire(e, started, 201.0), Status.RUNNING_LATE)
+    assert job.status == Status.RUNNING
+    late = fire(e, resumed, 205.0)
+    assert job.status == Status.RUNNING_LATE and late_events(late, Status.RUNNING_LATE)
