@@ -149,7 +149,7 @@ class Engine:
                 if provider is not None and task.current is not None and provider.state != ProviderState.LOST:
                     provider.in_flight.add(task.id)
                     if task.state == TaskState.RUNNING and not task.suspended:
-                        self.supervision.watch(task, since=task.current.start_time)
+                        self.supervision.watch(task, since=(task.current.start_time or 0) + task.paused)
                 else:
                     orphans.append(task)
         self.tasks = {t.id: t for t in tasks if t.state not in TASK_DONE}

@@ -104,8 +104,8 @@ class Suspension:
         task.suspended = {}
         task.paused += paused
         e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, True, why))
-        if task.started_at:  # its overdue and timeout checks move on by the time it was paused
-            e.supervision.watch(task, since=task.started_at + paused)
+        if attempt.start_time:  # its overdue and timeout checks move on by the time it was paused
+            e.supervision.watch(task, since=attempt.start_time + task.paused)
         if attempt.start_time and task.late != "run":  # and its finish deadline (lateness.py)
             e.lateness.watch_finish(e.jobs[task.job_id], task, attempt.start_time)
         status = Status.RUNNING_LATE if task.late == "run" else task_status(task.state, task.attempt)

@@ -400,3 +400,47 @@ def test_reports_on_a_stream_that_is_no_longer_the_providers_are_not_taken_and_s
     assert e.report("a", old, finished) is None, "the old stream's batch: nothing taken, nothing to ack"
     assert task.state != TaskState.SUCCEEDED
     assert e.report("a", new, finished) == [] and task.state == TaskState.SUCCEEDED
+
+
+def _restored_with_timeout(e, paused=0.0, suspended=None):
+    from jobplane.server.domain.state import AttemptRt, JobRt, ProviderRt, TaskRt
+
+    spec = JobSpec("j", tasks=(cmd("stuck", timeout_seconds=2),))
+    job = JobRt(1, "j", 0, spec, JobState.RUNNING, 90.0, counts={"total": 1, "running": 1})
+    task = TaskRt(1, 1, 0, "stuck", "stuck", cmd("stuck", timeout_seconds=2), [], 1, TaskState.RUNNING, attempt=1,
+                  provider="a", paused=paused, suspended=suspended or {})
+    task.current = AttemptRt(1, 1, 1, "a", 95.0, start_time=95.0)
+    e.restore([job], [task], [ProviderRt("a", ProviderState.ACTIVE, slots=1)])
+    e.take_changes()
+    provider(e, "a", slots=1, running=[(1, 1)])
+    e.take_changes()
+    return job
+
+
+def _supervise_at(e, when):
+    e.begin(when)
+    e.providers["a"].last_seen = e.now
+    e.supervise()
+    e.take_changes()
+
+
+def test_a_restored_task_s_timeout_counts_without_the_time_it_spent_suspended_before_the_restart():
+    e = engine()
+    job = _restored_with_timeout(e, paused=10.0)  # started at 95, suspended 10 s: terminated after 112
+    _supervise_at(e, 95 + 2 + 5.1)
+    assert job.state == JobState.RUNNING
+    _supervise_at(e, 95 + 10 + 2 + 5.1)
+    assert job.state == JobState.FAILED and "hard timeout" in job.reason
+
+
+def test_a_task_suspended_across_a_restart_is_held_to_its_timeout_once_released():
+    e = engine()
+    job = _restored_with_timeout(e, suspended={"mode": "suspend", "cause": "hold", "since": 96.0, "reason": "x"})
+    job.hold = "x (by alice)"
+    e.begin(150.0)
+    e.release_job(job.id)  # suspended 54 s: terminated after 95 + 54 + 2 + 5
+    e.take_changes()
+    _supervise_at(e, 155.0)
+    assert job.state == JobState.RUNNING
+    _supervise_at(e, 95 + 54 + 2 + 5.1)
+    assert job.state == JobState.FAILED and "hard timeout" in job.reason
