@@ -40,7 +40,9 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
         if template.prerequisites:
             template = replace(template, prerequisites=parse_signatures(f"{path}.prerequisites",
                                                                         template.prerequisites))
-        if spec.task_resources:  # the job's defaults, for each resource the task leaves unset
+        if template.slurm or template.external:
+            _check_outside_resources(path, template)
+        elif spec.task_resources:  # the job's defaults, for each resource the task leaves unset
             template = replace(template, resources=template.resources.over(spec.task_resources))
         templates.append(template)
     _check_count(templates, max_tasks)
@@ -57,6 +59,16 @@ def extract_tasks(spec: JobSpec, *, max_tasks: int, default_max_attempts: int) -
     _check_unique([d.name for d in drafts])
     _check_acyclic(spec.tasks)
     return drafts
+
+
+def _check_outside_resources(path: str, template: TaskSpec) -> None:
+    """An outside scheduler's task takes a slot at its agent but none of its capacity: what it
+    needs is asked of that scheduler. (The job's defaults pass it by.)"""
+    if template.resources:
+        how = ("with slurm.cpus and slurm.mem" if template.slurm else "in the external submit command")
+        raise InvalidArgument(f"{path}.resources", f"a {template.environment} task runs outside its agent, so "
+                              f"the agent's cpus, memory, gpus and resources are not its to take; ask the "
+                              f"scheduler {how} and leave these unset")
 
 
 def _check_job(spec: JobSpec, max_tasks: int) -> None:

@@ -1,6 +1,8 @@
 """Resource requests packed into capacity: sizes, shortfalls, the ready queue and continuation
 placement, and the engine's dispatch driven directly."""
 
+from dataclasses import replace
+
 import pytest
 from support_engine import assigned, cmd, engine
 
@@ -8,7 +10,9 @@ from jobplane.resources import Resources, describe, parse_memory, shortfall, tot
 from jobplane.server.domain.continuation import Pending, Receiver, place
 from jobplane.server.domain.dispatch import ReadyQueue
 from jobplane.server.domain.extract import extract_tasks
-from jobplane.server.domain.model import Hello, JobSpec, Outcome, Report, ReportKind, TaskState
+from jobplane.server.domain.model import (ExternalSpec, Hello, JobSpec, Outcome, Report, ReportKind, SlurmSpec,
+                                          TaskSpec, TaskState)
+from jobplane.server.errors import InvalidArgument
 
 GiB = 2**30
 
@@ -155,3 +159,15 @@ def test_the_reason_follows_the_providers_for_tasks_already_waiting_and_for_new_
     assert next(t for t in e.tasks.values() if t.name == "later").reason == too_big
     connect(e, "other", Resources(cpus=64), slots=4)
     assert sorted(name for name, _ in assigned(e.take_changes())["other"]) == ["big1", "later"]
+
+
+def test_an_outside_schedulers_task_takes_no_capacity_and_asking_for_some_is_refused():
+    slurm = TaskSpec("s", slurm=SlurmSpec(wrap="true", cpus=8))
+    spec = JobSpec("j", tasks=(slurm, cmd("local")), task_resources=Resources(cpus=2))
+    drafts = extract_tasks(spec, max_tasks=10, default_max_attempts=1)
+    assert [d.spec.resources for d in drafts] == [Resources(), Resources(cpus=2)]  # the defaults pass it by
+    for outside in (replace(slurm, resources=Resources(cpus=1)),
+                    TaskSpec("e", external=ExternalSpec(("submit",), ("poll",)), resources=Resources(memory=GiB))):
+        with pytest.raises(InvalidArgument) as refused:
+            extract_tasks(JobSpec("j", tasks=(outside,)), max_tasks=10, default_max_attempts=1)
+        assert refused.value.field == "spec.tasks[0].resources" and "leave these unset" in str(refused.value)
