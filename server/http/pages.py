@@ -48,8 +48,10 @@ def layout(title: str, main: str, *, who: str = "", live: dict[str, str] | None 
     attrs = "".join(f' data-{k}="{escape(v)}"' for k, v in (live or {}).items())
     nav = ""
     if who:
+        # Continuations are refused to submitters (the API's rule): no link for them (web.who names the role).
+        continuations = "" if who.endswith("(submitter)") else '<a href="/continuations">Continuations</a> '
         nav = (f'<nav><a href="/">Dashboard</a> <a href="/jobs">Jobs</a> <a href="/providers">Providers</a> '
-               '<a href="/continuations">Continuations</a> <a href="/conflicts">Conflicts</a>'
+               f'{continuations}<a href="/conflicts">Conflicts</a>'
                f'<span class="who">{escape(who)}</span>'
                '<form method="post" action="/logout"><button>Sign out</button></form></nav>')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · jobplane</title>'

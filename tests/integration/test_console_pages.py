@@ -41,6 +41,7 @@ def test_every_page_needs_a_sign_in_and_shows_what_the_role_may_see(sqlite_clust
     providers = get(server, "/providers", cookie=eve)
     assert providers.status == 200 and 'id="provider-a"' in providers.body
     assert "<h2>Inventory</h2>" not in providers.body and 'data-poll="5"' in providers.body
+    assert 'href="/continuations"' not in providers.body  # a page a submitter may not see is not offered
     refused = get(server, "/continuations", cookie=eve)
     assert refused.status == 403 and "role" in refused.body  # the API's own refusal
     vic = sign_in(server, c.client.create_token("viewer", user="vic").secret)
@@ -49,6 +50,7 @@ def test_every_page_needs_a_sign_in_and_shows_what_the_role_may_see(sqlite_clust
     what_if = get(server, "/continuations?plan=a", cookie=vic)
     assert what_if.status == 403 and 'id="plan"' not in what_if.body
     assert "<h2>Inventory</h2>" in get(server, "/providers", cookie=vic).body
+    assert 'href="/continuations"' in get(server, "/providers", cookie=vic).body
     olga = sign_in(server, c.client.create_token("operator", user="olga").secret)
     plan = get(server, "/continuations?plan=a", cookie=olga)
     assert plan.status == 200 and "If a failed at 20" in plan.body and "Nothing would continue" in plan.body
