@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -21,8 +23,7 @@ from typing import TypeVar
 
 import grpc
 
-from jobplane.client.channel import CHANNEL_OPTIONS, open_aio_channel
-from jobplane.client.tls import make_key_and_csr
+from jobplane.connect import CHANNEL_OPTIONS
 from jobplane.replicas import split_addresses
 from jobplane.v1 import security_pb2, security_pb2_grpc
 
@@ -84,7 +85,7 @@ class Plaintext:
                     "server cannot tell this agent from an impostor", self._server)
 
     def open_channel(self, target: str, options: Options = CHANNEL_OPTIONS) -> grpc.aio.Channel:
-        return open_aio_channel(target, options=options)
+        return grpc.aio.insecure_channel(target, options=options)
 
     async def changed(self, generation: int) -> None:
         await asyncio.Event().wait()  # plaintext never changes
@@ -187,7 +188,7 @@ class MutualTLS:
         """Trade the join token and a new key's CSR for a certificate, and store them. Each try
         goes to the next replica listed."""
         config = self._config
-        key_pem, csr_pem = make_key_and_csr(config.name)
+        key_pem, csr_pem = await new_key_and_csr(config.name)
         request = security_pb2.EnrollRequest(token=config.token, name=config.name, csr_pem=csr_pem)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         servers = itertools.cycle(split_addresses(config.server))
@@ -228,7 +229,7 @@ class MutualTLS:
     async def _renew(self, identity: Identity) -> Identity:
         """RenewCertificate on the agent address the link uses (then the other replicas', in
         turn), retried until the certificate expires."""
-        key_pem, csr_pem = make_key_and_csr(identity.name)
+        key_pem, csr_pem = await new_key_and_csr(identity.name)
         request = security_pb2.RenewCertificateRequest(csr_pem=csr_pem)
         targets = itertools.cycle(self.targets.in_order())
         _, response = await _retrying(
@@ -245,6 +246,21 @@ class MutualTLS:
         self.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+async def new_key_and_csr(name: str) -> tuple[bytes, bytes]:
+    """(private key PEM, CSR PEM) for a new key, made by `python -m jobplane.agent.keygen` in a
+    child process, so that the agent does not load the cryptography package (keygen.py)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobplane.agent.keygen", name,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await child.communicate()
+    key_pem, csr_begins, csr = out.partition(b"-----BEGIN CERTIFICATE REQUEST-----")
+    if child.returncode != 0 or not csr_begins:
+        raise AgentError(f"cannot make a key for the certificate of {name!r} (python -m "
+                         f"jobplane.agent.keygen exited with {child.returncode}): "
+                         f"{err.decode(errors='replace').strip()}")
+    return key_pem, csr_begins + csr
 
 
 async def _retrying(call: Callable[[], Awaitable[T]], what: str, *,

@@ -12,7 +12,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jobplane.client.tls import cert_lifetime, make_key_and_csr, renew_at, write_private
+from jobplane.agent.identity import cert_lifetime, write_private
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority, identity_of
 
 DAY = timedelta(days=1)
@@ -177,15 +178,16 @@ def test_after_a_rotation_the_old_server_cert_serves_until_its_ca_leaves_the_bun
     after.verify_directly_issued_by(newest.cert)
 
 
-def test_renew_at_is_seventy_percent_through_the_lifetime(ca):
+@pytest.mark.parametrize("lifetime", [timedelta(hours=10), timedelta(days=365 * 40)])  # UTCTime, GeneralizedTime
+def test_the_agent_reads_a_certificates_lifetime_as_cryptography_does(ca, lifetime):
     _, csr = make_key_and_csr("worker-3")
-    pem = ca.sign_csr(csr, identity="worker-3", role="agent", lifetime=timedelta(hours=10))
+    pem = ca.sign_csr(csr, identity="worker-3", role="agent", lifetime=lifetime)
 
     not_before, not_after = cert_lifetime(pem)
 
     assert not_before.tzinfo is not None
-    assert not_after - not_before == timedelta(hours=10, minutes=1)  # backdated a minute for clock skew
-    assert renew_at(pem) == not_before + (not_after - not_before) * 0.7
+    assert (not_before, not_after) == (cert(pem).not_valid_before_utc, cert(pem).not_valid_after_utc)
+    assert not_after - not_before == lifetime + timedelta(minutes=1)  # backdated a minute for clock skew
 
 
 def test_write_private_replaces_the_file_with_mode_0600(tmp_path):
