@@ -11,26 +11,24 @@ Kept in `<state_dir>/identity/`, so that a restarted agent needs no new join tok
 A renewal brings a new key. It is staged as `agent.key.next`, then `agent.crt` is replaced,
 then the key; `load` finishes a renewal that a crash interrupted between the two.
 
-Reading these needs only the standard library (ssl matches a key to its certificate; the
-certificate's validity is read from its DER), so that a running agent does not load the
-cryptography package (keygen.py says why).
+Reading them needs only the standard library (der.py), so that a running agent does not load
+the cryptography package (keygen.py says why).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
-import ssl
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
 
 from jobplane.files import write_atomic
+
+from .der import cert_lifetime, cert_public_key, key_public_key
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +119,9 @@ class IdentityStore:
         try:
             endpoint = json.loads((self.root / ENDPOINT).read_text())
             cert_path = self.root / CERT
-            key_pem = self._key_for(cert_path)
             cert_pem = cert_path.read_bytes()
             return Identity(name=str(endpoint["name"]), server=str(endpoint["server"]),
-                            agent_port=int(endpoint["agent_port"]), key_pem=key_pem,
+                            agent_port=int(endpoint["agent_port"]), key_pem=self._key_for(cert_pem),
                             cert_pem=cert_pem, ca_pem=(self.root / CA).read_bytes(),
                             received=cert_path.stat().st_mtime)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -148,15 +145,16 @@ class IdentityStore:
         os.replace(self.root / NEXT_KEY, self.root / KEY)
         write_private(self.root / CA, identity.ca_pem)
 
-    def _key_for(self, cert: Path) -> bytes:
+    def _key_for(self, cert_pem: bytes) -> bytes:
         """The stored key that belongs to the certificate, finishing an interrupted renewal."""
-        key, staged = self.root / KEY, self.root / NEXT_KEY
-        if _belongs(key, cert):
-            return key.read_bytes()
-        if staged.exists() and _belongs(staged, cert):
-            os.replace(staged, key)
-            return key.read_bytes()
-        raise ValueError(f"{key} is not the key of {cert}")
+        key_pem = (self.root / KEY).read_bytes()
+        if _belongs(key_pem, cert_pem):
+            return key_pem
+        staged = self.root / NEXT_KEY
+        if staged.exists() and _belongs(staged.read_bytes(), cert_pem):
+            os.replace(staged, self.root / KEY)
+            return (self.root / KEY).read_bytes()
+        raise ValueError(f"{self.root / KEY} is not the key of {self.root / CERT}")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -166,66 +164,9 @@ def write_private(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=0o600)
 
 
-def _belongs(key: Path, cert: Path) -> bool:
-    """Whether the certificate in file `cert` certifies the private key in file `key`."""
+def _belongs(key_pem: bytes, cert_pem: bytes) -> bool:
+    """Whether the certificate certifies this private key: both carry the same public key."""
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
-    except ssl.SSLError:  # another key's, or not a key at all
+        return key_public_key(key_pem) == cert_public_key(cert_pem)
+    except ValueError:  # not a key, or not a certificate, that we can read
         return False
-    return True
-
-
-# DER tags (X.690) on the way to a certificate's validity (RFC 5280, 4.1).
-_VERSION, _UTC_TIME, _GENERALIZED_TIME = 0xA0, 0x17, 0x18
-_PEM_BEGIN, _PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
-
-
-def cert_lifetime(cert_pem: bytes) -> tuple[datetime, datetime]:
-    """(not_before, not_after) of the (first) certificate in `cert_pem`, as UTC-aware datetimes.
-
-    Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
-    signature, issuer, validity SEQUENCE { notBefore, notAfter }, ... }, ... }
-    """
-    try:
-        begin = cert_pem.index(_PEM_BEGIN) + len(_PEM_BEGIN)
-        der = base64.b64decode(b"".join(cert_pem[begin:cert_pem.index(_PEM_END, begin)].split()))
-        _, start, end = _element(der, 0)  # the Certificate
-        _, start, end = _element(der, start)  # its tbsCertificate
-        fields = _elements(der, start, end)
-        if fields[0][0] == _VERSION:
-            fields = fields[1:]
-        _, start, end = fields[3]  # after serialNumber, signature and issuer: validity
-        not_before, not_after = (_time(der, *element) for element in _elements(der, start, end))
-    except (IndexError, ValueError) as exc:
-        raise ValueError(f"not a readable PEM certificate: {exc}") from None
-    return not_before, not_after
-
-
-def _element(der: bytes, at: int) -> tuple[int, int, int]:
-    """(tag, start, end) of the DER element at `at`: its tag and where its contents lie."""
-    tag, length, at = der[at], der[at + 1], at + 2
-    if length & 0x80:  # long form: the length in the next (length & 0x7f) bytes
-        count = length & 0x7F
-        length, at = int.from_bytes(der[at:at + count], "big"), at + count
-    if at + length > len(der):
-        raise ValueError("truncated DER")
-    return tag, at, at + length
-
-
-def _elements(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """The elements of a constructed DER value whose contents lie in der[start:end]."""
-    found = []
-    while start < end:
-        found.append(_element(der, start))
-        start = found[-1][2]
-    return found
-
-
-def _time(der: bytes, tag: int, start: int, end: int) -> datetime:
-    """A UTCTime (YYMMDDHHMMSSZ; years 50-99 are 19xx) or GeneralizedTime (YYYYMMDDHHMMSSZ)."""
-    text = der[start:end].decode("ascii")
-    if tag == _UTC_TIME:
-        text = ("19" if text[:2] >= "50" else "20") + text
-    elif tag != _GENERALIZED_TIME:
-        raise ValueError(f"expected a time, got DER tag {tag:#x}")
-    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)

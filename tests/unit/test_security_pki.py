@@ -12,7 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jobplane.agent.identity import cert_lifetime, write_private
+from jobplane.agent.identity import write_private
 from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority, identity_of
 
@@ -176,18 +176,6 @@ def test_after_a_rotation_the_old_server_cert_serves_until_its_ca_leaves_the_bun
     after = cert(newest.issue_server(tmp_path, ["jobs"]).cert.read_bytes())
     assert after != cert(before)
     after.verify_directly_issued_by(newest.cert)
-
-
-@pytest.mark.parametrize("lifetime", [timedelta(hours=10), timedelta(days=365 * 40)])  # UTCTime, GeneralizedTime
-def test_the_agent_reads_a_certificates_lifetime_as_cryptography_does(ca, lifetime):
-    _, csr = make_key_and_csr("worker-3")
-    pem = ca.sign_csr(csr, identity="worker-3", role="agent", lifetime=lifetime)
-
-    not_before, not_after = cert_lifetime(pem)
-
-    assert not_before.tzinfo is not None
-    assert (not_before, not_after) == (cert(pem).not_valid_before_utc, cert(pem).not_valid_after_utc)
-    assert not_after - not_before == lifetime + timedelta(minutes=1)  # backdated a minute for clock skew
 
 
 def test_write_private_replaces_the_file_with_mode_0600(tmp_path):
