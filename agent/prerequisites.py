@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from jobplane.v1 import provider_pb2
 
@@ -35,6 +35,8 @@ MAX_SCAN_SIGNATURES = 500
 
 def signature_dict(signature: struct_pb2.Struct) -> dict:
     """A signature as the scanner takes it: a plain dict, with whole numbers as ints."""
+    from google.protobuf import json_format  # as the scanner: not loaded until the first scan
+
     return _whole_numbers(json_format.MessageToDict(signature))
 
 
