@@ -13,14 +13,21 @@ CRYPTOGRAPHY = "cryptography/hazmat/bindings"  # its native library, mapped once
 GRPC = "grpc/_cython/cygrpc"
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
+def children(pid: int) -> dict[int, str]:
+    """The process's live children and their command lines, but for a key being made for its
+    next certificate (`python -m jobplane.agent.keygen`, a moment after each new certificate)."""
+    found: dict[int, str] = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            found += [int(child) for child in (task / "children").read_text().split()]
+            pids = (task / "children").read_text().split()
         except FileNotFoundError:  # a thread that just ended
             continue
-    return found
+        for child in pids:
+            try:  # empty for a child that has exited, not yet reaped
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except FileNotFoundError:
+                continue
+    return {child: argv for child, argv in found.items() if argv and "jobplane.agent.keygen" not in argv}
 
 
 def maps(pid: int) -> str:
@@ -37,12 +44,13 @@ def test_a_tls_agent_runs_without_cryptography_and_starts_lean_workers_at_its_fi
     client = sqlite_cluster.client
 
     run(client, {"command": ["/bin/true"]})
-    assert children(agent.pid) == []  # no pool yet: commands run under the keeper
+    assert children(agent.pid) == {}  # no pool yet: commands run under the keeper
     assert CRYPTOGRAPHY not in maps(agent.pid)
     assert GRPC in maps(agent.pid)
 
     run(client, {"python": "jobplane.examples.funcs:noop"})
     workers = wait_until(lambda: children(agent.pid), 10, "the Python worker")
-    assert len(workers) == 1  # the worker, and no other process beside it
-    assert GRPC not in maps(workers[0]) and CRYPTOGRAPHY not in maps(workers[0])
+    (worker, argv), = workers.items()  # the worker, and no other process beside it
+    assert "jobplane.agent.pyworker" in argv
+    assert GRPC not in maps(worker) and CRYPTOGRAPHY not in maps(worker)
     assert CRYPTOGRAPHY not in maps(agent.pid)
