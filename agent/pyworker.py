@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     conn_fd, alive_fd, work_dir, agent_pid = sys.argv[1:] if argv is None else argv
     for fd in (int(conn_fd), int(alive_fd)):
         os.set_inheritable(fd, False)
-    del sys.path[0]  # the "" of `python -c`: tasks import from the work dir, not from wherever they chdir
+    if sys.path[:1] == [""]:  # from `python -c`: tasks import from the work dir, not wherever they chdir
+        del sys.path[0]
     serve(Connection(int(conn_fd)), work_dir, int(agent_pid))
 
 
