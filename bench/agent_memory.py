@@ -2,7 +2,7 @@
 real server, idle and after its first tasks; its keeper and its Python workers counted apart
 (they are processes of their own).
 
-    python bench/agent_memory.py [--settle 3] [--script]
+    python bench/agent_memory.py [--settle 3] [--script] [--source]
 
 Prints, per stage, the agent's RSS and, apart, its keeper's and each Python worker's:
 
