@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobplane.logs import attempt_ids
 from jobplane.v1 import provider_pb2
@@ -29,10 +29,12 @@ from .outside_jobs import OutsideJobs
 from .pause import Pause, Pauses
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
-from .pyworkers import PyCall, WorkerPool
 from .results import SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
 from .slurm import SlurmQueue
 from .statedir import StateDir, state_root
+
+if TYPE_CHECKING:
+    from .pyworkers import PyCall, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,8 @@ class Agent:
         self._keeper = Keeper(self._state.root, containment=config.containment,
                               heartbeat=config.heartbeat_interval, log_format=config.log_format, provider=config.name)
         self._outbox = Outbox(on_acked=self._state.discard)
-        self._pool = WorkerPool(config.slots, work_dir=config.work_dir,
-                                on_spawn=self._keeper.add_worker)
+        # Made at the first Python task (_python_pool): an agent that runs none never loads it.
+        self._pool: WorkerPool | None = None
         self.metrics = AgentMetrics()
         self._link = Link(config, self._outbox, self, open_credentials(config), metrics=self.metrics)
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
@@ -119,7 +121,6 @@ class Agent:
             await self._keeper.close()
             self._state.unlock()
             raise
-        self._pool.start()
         link = asyncio.create_task(self._link.run(), name="jobplane-agent-link")
         watcher = asyncio.create_task(self._checkpoints.run(), name="jobplane-agent-checkpoints")
         sweeper = asyncio.create_task(self._sweep_logs(), name="jobplane-agent-log-retention")
@@ -378,7 +379,7 @@ class Agent:
         key = (assignment.task_id, assignment.attempt)
         on_start = self._on_start(key, report=True)
         if spec.python:
-            return await self._pool.run(
+            return await self._python_pool().run(
                 self._py_call(assignment), stop=stop, on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
         if spec.HasField("external") or spec.HasField("slurm"):  # outside_jobs.py
@@ -457,7 +458,19 @@ class Agent:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
         return agent_env() | own_env(assignment)
 
+    def _python_pool(self) -> WorkerPool:
+        """The pool of Python workers, made (and its module loaded) at the first Python task."""
+        if self._pool is None:
+            from .pyworkers import WorkerPool
+
+            self._pool = WorkerPool(self.config.slots, work_dir=self.config.work_dir,
+                                    on_spawn=self._keeper.add_worker)
+            self._pool.start()
+        return self._pool
+
     def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
+        from .pyworkers import PyCall
+
         spec = assignment.spec
         env = {**spec.env, **task_env(assignment)}
         return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
@@ -479,7 +492,8 @@ class Agent:
         await self._drop_attempts()
         if not link.done():
             await self._say_goodbye(link)
-        await self._pool.close()
+        if self._pool is not None:
+            await self._pool.close()
         await self._keeper.close()
 
     async def _hand_on(self) -> None:

@@ -6,13 +6,13 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from jobplane.client.channel import resolve_target
+from jobplane.connect import resolve_target
 from jobplane.replicas import split_addresses
 from jobplane.resources import MAX_AMOUNT, check_custom_name
 
 from .cgroups import CHOICES as CONTAINMENTS
 from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
-from .scan import ScanLimits
+from .scan_limits import ScanLimits
 
 DEFAULT_LOG_RETENTION = 7 * 24 * 3600.0
 # The label an agent that submits to Slurm advertises; the server requires it of Slurm tasks.

@@ -11,8 +11,11 @@ replicas, each try goes to the next address, and `targets` lists every replica's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -21,8 +24,7 @@ from typing import TypeVar
 
 import grpc
 
-from jobplane.client.channel import CHANNEL_OPTIONS, open_aio_channel
-from jobplane.client.tls import make_key_and_csr
+from jobplane.connect import CHANNEL_OPTIONS
 from jobplane.replicas import split_addresses
 from jobplane.v1 import security_pb2, security_pb2_grpc
 
@@ -84,7 +86,7 @@ class Plaintext:
                     "server cannot tell this agent from an impostor", self._server)
 
     def open_channel(self, target: str, options: Options = CHANNEL_OPTIONS) -> grpc.aio.Channel:
-        return open_aio_channel(target, options=options)
+        return grpc.aio.insecure_channel(target, options=options)
 
     async def changed(self, generation: int) -> None:
         await asyncio.Event().wait()  # plaintext never changes
@@ -150,8 +152,11 @@ class MutualTLS:
         try:
             while True:
                 identity = self.identity
+                # The next key is made now, off the renewal's clock: making it takes a child
+                # process (new_key_and_csr), and a short-lived certificate has little time left.
+                key_and_csr = await new_key_and_csr(identity.name)
                 await asyncio.sleep(max(0.0, identity.renew_time() - time.time()))
-                self._publish(await self._renewed(identity))
+                self._publish(await self._renewed(identity, key_and_csr))
         except AgentError as exc:
             log.error("%s", exc)
         except Exception:  # a bug, or the disk: say so loudly rather than expire silently
@@ -187,7 +192,7 @@ class MutualTLS:
         """Trade the join token and a new key's CSR for a certificate, and store them. Each try
         goes to the next replica listed."""
         config = self._config
-        key_pem, csr_pem = make_key_and_csr(config.name)
+        key_pem, csr_pem = await new_key_and_csr(config.name)
         request = security_pb2.EnrollRequest(token=config.token, name=config.name, csr_pem=csr_pem)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         servers = itertools.cycle(split_addresses(config.server))
@@ -207,10 +212,10 @@ class MutualTLS:
                  config.name, _when(identity.not_after))
         return identity
 
-    async def _renewed(self, identity: Identity) -> Identity:
+    async def _renewed(self, identity: Identity, key_and_csr: tuple[bytes, bytes]) -> Identity:
         """A renewed identity; enrolls again with the token if the certificate expired first."""
         try:
-            return await self._renew(identity)
+            return await self._renew(identity, key_and_csr)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _REFUSED:
                 raise CertificateLost(
@@ -225,10 +230,10 @@ class MutualTLS:
                 "the agent with --token (from `jobplane tokens create --role agent`)")
         return await self._enroll(self._first_contact_ca(identity))
 
-    async def _renew(self, identity: Identity) -> Identity:
-        """RenewCertificate on the agent address the link uses (then the other replicas', in
-        turn), retried until the certificate expires."""
-        key_pem, csr_pem = make_key_and_csr(identity.name)
+    async def _renew(self, identity: Identity, key_and_csr: tuple[bytes, bytes]) -> Identity:
+        """RenewCertificate for the new key and CSR `key_and_csr`, on the agent address the link
+        uses (then the other replicas', in turn), retried until the certificate expires."""
+        key_pem, csr_pem = key_and_csr
         request = security_pb2.RenewCertificateRequest(csr_pem=csr_pem)
         targets = itertools.cycle(self.targets.in_order())
         _, response = await _retrying(
@@ -245,6 +250,27 @@ class MutualTLS:
         self.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+async def new_key_and_csr(name: str) -> tuple[bytes, bytes]:
+    """(private key PEM, CSR PEM) for a new key, made by `python -m jobplane.agent.keygen` in a
+    child process, so that the agent does not load the cryptography package (keygen.py)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobplane.agent.keygen", name,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await child.communicate()
+    except BaseException:  # cancelled (the agent stops): leave no child behind
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()
+        raise
+    key_pem, csr_begins, csr = out.partition(b"-----BEGIN CERTIFICATE REQUEST-----")
+    if child.returncode != 0 or not csr_begins:
+        raise AgentError(f"cannot make a key for the certificate of {name!r} (python -m "
+                         f"jobplane.agent.keygen exited with {child.returncode}): "
+                         f"{err.decode(errors='replace').strip()}")
+    return key_pem, csr_begins + csr
 
 
 async def _retrying(call: Callable[[], Awaitable[T]], what: str, *,

@@ -10,6 +10,9 @@ Kept in `<state_dir>/identity/`, so that a restarted agent needs no new join tok
 
 A renewal brings a new key. It is staged as `agent.key.next`, then `agent.crt` is replaced,
 then the key; `load` finishes a renewal that a crash interrupted between the two.
+
+Reading them needs only the standard library (der.py), so that a running agent does not load
+the cryptography package (keygen.py says why).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from jobplane.client.tls import cert_lifetime, write_private
+from jobplane.files import write_atomic
+
+from .der import cert_lifetime, cert_public_key, key_public_key
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,8 @@ class Identity:
     def renew_time(self, fraction: float = RENEW_FRACTION) -> float:
         """`fraction` of the way from when the certificate arrived (or became valid) to its expiry.
 
-        Not `client.tls.renew_at`: the CA backdates `not_before` by a minute for clock skew, so
-        for a short-lived certificate that moment has already passed when the certificate arrives.
+        Not from `not_before` alone: the CA backdates it by a minute for clock skew, so for a
+        short-lived certificate that moment has already passed when the certificate arrives.
         """
         not_before, not_after = (moment.timestamp() for moment in cert_lifetime(self.cert_pem))
         start = min(max(not_before, self.received), not_after)
@@ -154,9 +157,16 @@ class IdentityStore:
         raise ValueError(f"{self.root / KEY} is not the key of {self.root / CERT}")
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with `data` in a file created 0600, never readable by others."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, data, mode=0o600)
+
+
 def _belongs(key_pem: bytes, cert_pem: bytes) -> bool:
-    """Whether the certificate certifies this private key."""
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return key.public_key().public_bytes(*raw) == cert.public_key().public_bytes(*raw)
+    """Whether the certificate certifies this private key: both carry the same public key."""
+    try:
+        return key_public_key(key_pem) == cert_public_key(cert_pem)
+    except ValueError:  # not a key, or not a certificate, that we can read
+        return False

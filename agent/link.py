@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from jobplane.connect import CHANNEL_OPTIONS
 from jobplane.logs import ids
-from jobplane.client.channel import CHANNEL_OPTIONS
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from .config import AgentConfig

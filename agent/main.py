@@ -12,14 +12,12 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from jobplane import __version__
 from jobplane.arguments import whole_number
-from jobplane.client.channel import default_data_dir, resolve_target
-from jobplane.client.credentials import CA_BUNDLE_FILE, read_token
+from jobplane.connect import CA_BUNDLE_FILE, default_data_dir, read_secret, resolve_target
 from jobplane.logs import LOG_FORMATS, configure as configure_logging
 from jobplane.replicas import split_addresses
 from jobplane.resources import check_custom_name, parse_memory
-from jobplane import __version__
-from jobplane.client.errors import CredentialsError
 
 from . import cgroups
 from .agent import Agent
@@ -189,8 +187,8 @@ def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     else:
         source, value = "$JOBPLANE_TOKEN", os.environ.get("JOBPLANE_TOKEN", "")
     try:
-        return read_token(value) if value else ""
-    except CredentialsError as exc:
+        return read_secret(value) if value else ""
+    except ValueError as exc:
         parser.error(f"{source}: {exc}")
 
 

@@ -15,12 +15,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from jobplane.v1 import provider_pb2
 
 from .results import AttemptResult, Outcome
-from .scan import ScanLimits, scan
+from .scan_limits import ScanLimits
 
 __all__ = ["SCANS_IN_FLIGHT", "ScanQueue", "missing_prerequisites", "prerequisite_missing",
            "signature_dict"]
@@ -35,6 +35,8 @@ MAX_SCAN_SIGNATURES = 500
 
 def signature_dict(signature: struct_pb2.Struct) -> dict:
     """A signature as the scanner takes it: a plain dict, with whole numbers as ints."""
+    from google.protobuf import json_format  # as the scanner: not loaded until the first scan
+
     return _whole_numbers(json_format.MessageToDict(signature))
 
 
@@ -90,7 +92,7 @@ class ScanQueue:
             batch = await self._take()
             began = time.monotonic()
             try:
-                results = await scan(list(batch.values()), limits=self._limits)
+                results = await _scan(list(batch.values()), self._limits)
                 self._timed(time.monotonic() - began)
             except Exception:  # a bug in the scanner: the server asks again for what it lacks
                 log.exception("a scan of %d signatures failed", len(batch))
@@ -128,9 +130,16 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 async def missing_prerequisites(prerequisites: Sequence[struct_pb2.Struct],
                                 limits: ScanLimits) -> list[tuple[int, str]]:
     """(index, why it is absent) of each prerequisite this machine lacks, in order."""
-    results = await scan([signature_dict(signature) for signature in prerequisites], limits=limits)
+    results = await _scan([signature_dict(signature) for signature in prerequisites], limits)
     return [(index, result["reason"]) for index, result in enumerate(results)
             if not result["present"]]
+
+
+async def _scan(signatures: list[dict], limits: ScanLimits) -> list[dict]:
+    """scan.scan, imported at the first scan: an agent never asked for one does not load the probes."""
+    from .scan import scan
+
+    return await scan(signatures, limits=limits)
 
 
 def prerequisite_missing(missing: list[tuple[int, str]]) -> AttemptResult:

@@ -1,6 +1,8 @@
 """The code of one Python worker process: import `module:function` once, call it on request.
 
-This module runs in the spawned worker, not in the agent; it talks to the pool over one pipe.
+This module runs in the worker, not in the agent; it talks to the pool over one pipe. The pool
+starts a worker as `python -c` running `main()` (pyworkers.py), so that a worker imports only
+this module and what it needs: not the agent, nor gRPC.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
@@ -74,6 +76,21 @@ READY = "ready"
 AGENT_GONE = signal.SIGUSR2
 # How long killing what a call left running may take (a process in uninterruptible sleep).
 _KILL_SECONDS = 5.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """A worker as the pool starts it: `CONN_FD ALIVE_FD WORK_DIR AGENT_PID` (see serve).
+
+    CONN_FD is the worker's end of its pipe to the pool; ALIVE_FD is held open for as long as the
+    worker lives (the pool's sentinel reads end-of-file once it is gone). Neither is passed on to
+    programs a task runs.
+    """
+    conn_fd, alive_fd, work_dir, agent_pid = sys.argv[1:] if argv is None else argv
+    for fd in (int(conn_fd), int(alive_fd)):
+        os.set_inheritable(fd, False)
+    if sys.path[:1] == [""]:  # from `python -c`: tasks import from the work dir, not wherever they chdir
+        del sys.path[0]
+    serve(Connection(int(conn_fd)), work_dir, int(agent_pid))
 
 
 def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:

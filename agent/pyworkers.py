@@ -1,7 +1,12 @@
-"""A pool of spawned worker processes that run Python-callable tasks, bridged to asyncio.
+"""A pool of worker processes that run Python-callable tasks, bridged to asyncio.
 
 Each worker holds one pipe to the agent and runs one call at a time. The agent learns of a
 reply through `loop.add_reader` on the pipe, so a call costs no thread and no polling.
+
+A worker is a new interpreter (`python -c`, running pyworker.main), never a fork of the agent,
+which has gRPC's threads. Not multiprocessing's spawn: that also starts a resource tracker
+process, and makes each worker import the agent's main module when the agent runs as the
+`jobplane-agent` script (gRPC and all), for nothing a worker uses.
 """
 
 from __future__ import annotations
@@ -9,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, Pipe
 
 from . import procs, pyworker
 from .keeper_wire import KILL_DEADLINE
@@ -26,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # A worker that dies before it is ready is respawned after this pause, not in a tight loop.
 _RESPAWN_PAUSE = 1.0
+# How a worker starts: pyworker imported by its name (not run as __main__), so that the calls
+# and replies pickled between pool and worker name the same classes on both sides.
+_WORKER_MAIN = "from jobplane.agent.pyworker import main; main()"
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,12 @@ class PyCall:
 class _Worker:
     """The agent's side of one worker process."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], conn: Connection, sentinel: int) -> None:
         self.process = process
         self.conn = conn
         self.fd = conn.fileno()
+        # Reads end-of-file once the process is gone (it holds the other end until it exits).
+        self.sentinel = sentinel
         self.ready = False
         self.alive = True
         # Resolved with a pyworker.Reply, a StopRequest (killed) or an int|None (died: exit code).
@@ -74,8 +85,6 @@ class WorkerPool:
         self._work_dir = os.path.abspath(work_dir) if work_dir else ""
         # Told the pid of each worker started (the agent registers them with its keeper).
         self._on_spawn = on_spawn
-        # Never fork: the agent has gRPC threads, and a forked child would inherit their locks.
-        self._context = multiprocessing.get_context("spawn")
         self._workers: set[_Worker] = set()
         self._reaping: set[asyncio.Task] = set()
         self._closing = False
@@ -109,7 +118,7 @@ class WorkerPool:
         if worker is None:
             return stop.result().result()
         if on_start is not None:
-            on_start(Started(worker.process.pid))  # type: ignore[arg-type]
+            on_start(Started(worker.process.pid))
         return await self._await_reply(worker, call, stop)
 
     async def close(self) -> None:
@@ -203,18 +212,25 @@ class WorkerPool:
     def _spawn(self) -> None:
         if self._closing:
             return
-        parent, child = self._context.Pipe(duplex=True)
+        parent, child = Pipe(duplex=True)
+        sentinel, alive = os.pipe()
         # Started from the event loop's thread, which lives as long as the agent: a worker
         # dies when the thread that started it ends (pyworker.serve sets PR_SET_PDEATHSIG).
-        process = self._context.Process(
-            target=pyworker.serve, args=(child, self._work_dir, os.getpid()),
-            name="jobplane-pyworker"
-        )
-        process.start()
-        child.close()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_MAIN, str(child.fileno()), str(alive), self._work_dir,
+                 str(os.getpid())],
+                stdin=subprocess.DEVNULL, pass_fds=(child.fileno(), alive))
+        except BaseException:
+            os.close(sentinel)
+            parent.close()
+            raise
+        finally:
+            child.close()
+            os.close(alive)
         if self._on_spawn is not None:
-            self._on_spawn(process.pid)  # type: ignore[arg-type]
-        worker = _Worker(process, parent)
+            self._on_spawn(process.pid)
+        worker = _Worker(process, parent, sentinel)
         self._workers.add(worker)
         self._loop.add_reader(worker.fd, self._on_readable, worker)  # type: ignore[union-attr]
 
@@ -257,9 +273,8 @@ class WorkerPool:
         if not worker.alive:
             return
         self._retire(worker)
-        if worker.process.pid is not None:  # off the loop: it scans /proc
-            worker.killed = self._loop.run_in_executor(  # type: ignore[union-attr]
-                None, _kill_worker, worker.process.pid)
+        worker.killed = self._loop.run_in_executor(  # type: ignore[union-attr]
+            None, _kill_worker, worker.process.pid)  # off the loop: it scans /proc
         self._reap(worker)
         self._spawn()
 
@@ -269,8 +284,7 @@ class WorkerPool:
             if worker.reply is not None and not worker.reply.done():
                 worker.reply.set_result(StopRequest.shutdown())
             self._retire(worker)
-            if worker.process.pid is not None:
-                _kill_worker(worker.process.pid)
+            _kill_worker(worker.process.pid)
             if self._loop is not None and not self._loop.is_closed():
                 self._reap(worker)
 
@@ -283,26 +297,23 @@ class WorkerPool:
         worker.conn.close()
 
     def _reap(self, worker: _Worker) -> asyncio.Task[int | None]:
-        task = asyncio.ensure_future(_wait_exit(worker.process), loop=self._loop)
+        task = asyncio.ensure_future(_wait_exit(worker), loop=self._loop)
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
         return task
 
 
-async def _wait_exit(process: multiprocessing.process.BaseProcess) -> int | None:
+async def _wait_exit(worker: _Worker) -> int | None:
     """Wait (without blocking the loop) for a worker process to exit; its exit code."""
     loop = asyncio.get_running_loop()
     exited = loop.create_future()
-    sentinel = process.sentinel
-    loop.add_reader(sentinel, lambda: exited.done() or exited.set_result(None))
+    loop.add_reader(worker.sentinel, lambda: exited.done() or exited.set_result(None))
     try:
         await exited
     finally:
-        loop.remove_reader(sentinel)
-    process.join()
-    code = process.exitcode
-    process.close()
-    return code
+        loop.remove_reader(worker.sentinel)
+        os.close(worker.sentinel)
+    return worker.process.wait()
 
 
 def _kill_worker(pid: int) -> None:

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jobplane.attempts import AttemptResult, Outcome
+
+if TYPE_CHECKING:  # only for hints: a Python worker imports this module, and needs no asyncio
+    import asyncio
 
 __all__ = ["SHUTDOWN_STATE", "TAIL_LIMIT", "AttemptLost", "AttemptResult", "Outcome", "Started", "StopRequest",
            "request_stop"]

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .scan_limits import ScanLimits
 from .scan_probes import (DIST_MISSING, Budget, CommandOutput, Stopped, dist_version_command, hash_file,
                           installed_debian_packages, iter_matches, read_meminfo, run_command)
 from .versions import Constraint, find_version, parse_constraint
@@ -44,20 +45,6 @@ log = logging.getLogger(__name__)
 # How much longer than its timeout a check may take before the scan abandons its thread.
 _ABANDON_GRACE = 0.5
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
-
-
-@dataclass(frozen=True)
-class ScanLimits:
-    """How far a scan may go. `dpkg_status` and `meminfo` say where those files are (for tests)."""
-
-    timeout: float = 2.0  # seconds per signature
-    max_files_visited: int = 10_000  # directory entries one glob or search may look at
-    max_hash_bytes: int = 256 * 1024 * 1024  # larger files are reported, not hashed
-    version_timeout: float = 1.0  # then the version command's process group is killed
-    max_version_output: int = 64 * 1024
-    concurrency: int = 8  # signatures checked at once
-    dpkg_status: str = "/var/lib/dpkg/status"
-    meminfo: str = "/proc/meminfo"
 
 
 class _BadSignature(ValueError):

@@ -13,10 +13,7 @@ from pathlib import Path
 import grpc
 
 from jobplane.client.errors import CredentialsError
-
-# The files a jobplane server keeps in its data directory for clients on the same machine.
-CA_BUNDLE_FILE = "ca-bundle.crt"
-ADMIN_TOKEN_FILE = "admin.token"
+from jobplane.connect import ADMIN_TOKEN_FILE, CA_BUNDLE_FILE, read_secret  # noqa: F401 (the names re-exported)
 
 PemSource = Path | bytes
 
@@ -89,16 +86,10 @@ class Credentials:
 
 def read_token(value: str) -> str:
     """The secret in `value`, or in the file `@PATH` names (surrounding whitespace dropped)."""
-    if not value.startswith("@"):
-        return value.strip()
-    path = Path(value[1:]).expanduser()
     try:
-        secret = path.read_text().strip()
-    except OSError as error:
-        raise CredentialsError(f"cannot read the token file {path}: {error.strerror or error}") from None
-    if not secret:
-        raise CredentialsError(f"the token file {path} is empty")
-    return secret
+        return read_secret(value)
+    except ValueError as error:
+        raise CredentialsError(str(error)) from None
 
 
 def pem_source(value: str | Path | bytes | None) -> PemSource | None:

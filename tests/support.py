@@ -270,7 +270,7 @@ def agent_certificate(server: ServerProc, name: str, **options) -> tuple[bytes, 
     `options` go to Authority.sign_csr (lifetime, now) plus `authority` for another CA."""
     from datetime import timedelta
 
-    from jobplane.client.tls import make_key_and_csr
+    from jobplane.agent.keygen import make_key_and_csr
     from jobplane.server.security.pki import Authority
 
     authority = options.pop("authority", None) or server_authority(server)

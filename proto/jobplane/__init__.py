@@ -7,7 +7,8 @@ Every part may import this root package; it holds what they share besides the co
 ``jobplane.files`` (the one atomic write), ``jobplane.attempts`` (how an attempt
 ended: the agent builds it, the server's domain reads it), ``jobplane.logs`` (the
 server's and the agent's log formats) and ``jobplane.prometheus`` (their /metrics' instruments
-and text format), ``jobplane.arguments`` (command-line argument types).
+and text format), ``jobplane.arguments`` (command-line argument types), ``jobplane.connect``
+(how the client and the agent reach a server, without the agent importing the client SDK).
 """
 
 __version__ = "0.1.0"

@@ -7,7 +7,6 @@ imports the agent or the client, nor they the server). It needs nothing but the 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 
@@ -25,7 +24,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
     """
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.urandom, not secrets: that would load hashlib and OpenSSL into every process that writes.
+    temporary = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -98,7 +98,7 @@ def test_a_follower_forwards_writes_and_serves_watches_and_a_clean_stop_hands_ov
 
 
 def test_an_agent_enrolled_through_a_follower_is_told_the_followers_agent_port(tmp_path: Path, pg_url):
-    from jobplane.client.tls import make_key_and_csr
+    from jobplane.agent.keygen import make_key_and_csr
 
     a = _replica(tmp_path / "a", pg_url, secure=True)
     b = _replica(tmp_path / "b", pg_url, secure=True, token=a.token)

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import _create_pg_database, _pg_admin_url
 from jobplane.client import Client, Unauthenticated
-from jobplane.client.tls import make_key_and_csr
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.replicas import FORWARDED_IDENTITY
 from jobplane.server.security.authorities import shared_authority
 from jobplane.server.security.forwarding import encode_identity, replica_credentials

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from jobplane.client import NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
-from jobplane.client.tls import make_key_and_csr
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority
 from jobplane.v1 import job_pb2, job_pb2_grpc, provider_pb2, provider_pb2_grpc, security_pb2, security_pb2_grpc
 from support import admin_channel, agent_certificate, wait_until

@@ -28,8 +28,9 @@ from support_standin import DEADLINE, FINISHED, STARTED, StandIn, report_kind, w
 from jobplane.agent import Agent, AgentConfig
 from jobplane.agent.credentials import MutualTLS
 from jobplane.agent.errors import EnrollmentRefused, NotEnrolled
+from jobplane.agent.der import cert_lifetime
 from jobplane.agent.identity import Identity, IdentityStore
-from jobplane.client.tls import cert_lifetime, make_key_and_csr
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority, identity_of
 from jobplane.v1 import provider_pb2, provider_pb2_grpc, security_pb2, security_pb2_grpc
 

@@ -15,7 +15,7 @@ import pytest
 
 from jobplane.client import AsyncClient, Client, PermissionDenied, Unauthenticated, Unavailable
 from jobplane.client.cli import main
-from jobplane.client.tls import make_key_and_csr
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority
 from jobplane.v1 import job_pb2, job_pb2_grpc, security_pb2, security_pb2_grpc
 

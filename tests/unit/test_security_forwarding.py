@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from jobplane.client.tls import make_key_and_csr
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.replicas import FORWARDED_IDENTITY
 from jobplane.server.errors import Unauthenticated
 from jobplane.server.security.forwarding import decode_identity, encode_identity, forwarded_identity

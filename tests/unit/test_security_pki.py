@@ -12,7 +12,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jobplane.client.tls import cert_lifetime, make_key_and_csr, renew_at, write_private
+from jobplane.agent.identity import write_private
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority, identity_of
 
 DAY = timedelta(days=1)
@@ -175,17 +176,6 @@ def test_after_a_rotation_the_old_server_cert_serves_until_its_ca_leaves_the_bun
     after = cert(newest.issue_server(tmp_path, ["jobs"]).cert.read_bytes())
     assert after != cert(before)
     after.verify_directly_issued_by(newest.cert)
-
-
-def test_renew_at_is_seventy_percent_through_the_lifetime(ca):
-    _, csr = make_key_and_csr("worker-3")
-    pem = ca.sign_csr(csr, identity="worker-3", role="agent", lifetime=timedelta(hours=10))
-
-    not_before, not_after = cert_lifetime(pem)
-
-    assert not_before.tzinfo is not None
-    assert not_after - not_before == timedelta(hours=10, minutes=1)  # backdated a minute for clock skew
-    assert renew_at(pem) == not_before + (not_after - not_before) * 0.7
 
 
 def test_write_private_replaces_the_file_with_mode_0600(tmp_path):

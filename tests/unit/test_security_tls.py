@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from jobplane.client.tls import make_key_and_csr
+from jobplane.agent.keygen import make_key_and_csr
 from jobplane.server.security.pki import Authority, identity_of
 
 DAY = timedelta(days=1)
