@@ -60,6 +60,7 @@ def missing() -> str:
     """What is missing to run Celery here, or ""."""
     try:
         import celery  # noqa: F401
+        import kombu.transport.redis  # noqa: F401  (Celery's Redis broker, with what it imports)
         import redis  # noqa: F401
     except ImportError as e:
         return f"missing {e.name}"
