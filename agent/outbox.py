@@ -13,6 +13,10 @@ from .results import AttemptResult
 # Caps on one TaskReports message, well under gRPC's default 4 MiB receive limit.
 MAX_BATCH_REPORTS = 1000
 MAX_BATCH_BYTES = 1024 * 1024
+# A message waits for the server's acknowledgement of the one before, at most this long, while
+# more reports join it: the server commits in batches, so what comes in the meantime would wait
+# for its next batch anyway, and one message per commit costs both sides less than many.
+ACK_WAIT = 0.02
 
 # Which report a TaskReport is: the name of its `report` oneof field.
 _FINISHED = "finished"
@@ -47,6 +51,8 @@ class Outbox:
         self._settled = asyncio.Event()
         self._settled.set()
         self._has_reports = asyncio.Event()
+        self._acked_seq = 0  # the highest seq the server acknowledged
+        self._acked = asyncio.Event()
 
     def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
         """Queue a STARTED report (with the outside job the attempt follows, if any)."""
@@ -94,6 +100,7 @@ class Outbox:
             while self._queue.empty():
                 self._has_reports.clear()
                 await self._has_reports.wait()
+            await self._previous_acknowledged()
             await asyncio.sleep(0)  # let reports produced in this loop iteration join the message
             if not self._queue.empty():
                 break
@@ -122,8 +129,22 @@ class Outbox:
             size += _size(report)
         return [self._stamp(batch) for batch in batches if batch]
 
+    async def _previous_acknowledged(self) -> None:
+        """Until the last message sent is acknowledged, or ACK_WAIT has passed (an ack may never
+        come: the stream broke, or it was not the current one)."""
+        if self._acked_seq >= self._seq:
+            return
+        self._acked.clear()
+        try:
+            await asyncio.wait_for(self._acked.wait(), ACK_WAIT)
+        except asyncio.TimeoutError:
+            pass
+
     def ack(self, seq: int) -> None:
         """The server committed every report sent with a seq up to and including `seq`."""
+        if seq > self._acked_seq:
+            self._acked_seq = seq
+            self._acked.set()
         acked = []
         while self._in_flight:
             kept, (sent_seq, _) = next(iter(self._in_flight.items()))

@@ -149,18 +149,26 @@ class EventHub:
         self.last_id = events[-1].id
         if not self._groups:
             return
-        items = [(event, message, self._encode(message))
-                 for event, message in zip(events, map(self._to_message, events))]
-        by_job: dict[int | None, list] = {}
+        by_job: dict[int | None, list[Event]] = {}
         if any(job_id is not None for job_id, _ in self._groups):
-            for item in items:
-                by_job.setdefault(item[0].job_id, []).append(item)
+            for event in events:
+                by_job.setdefault(event.job_id, []).append(event)
+        # Each event is converted and encoded once, and only if some watcher's filter selects it
+        # (a job's waiter watches its job events only: its tasks' events cost it nothing).
+        items: dict[int, tuple[Event, Any, bytes]] = {}
         for (job_id, kind), group in list(self._groups.items()):
-            chosen = items if job_id is None else by_job.get(job_id, ())
+            chosen = events if job_id is None else by_job.get(job_id, ())
             if kind is not None:
-                chosen = [item for item in chosen if item[0].kind == kind]
+                chosen = [event for event in chosen if event.kind == kind]
             if chosen:
-                self._deliver(group, _batch(chosen))
+                self._deliver(group, _batch([self._item(event, items) for event in chosen]))
+
+    def _item(self, event: Event, items: dict[int, tuple[Event, Any, bytes]]) -> tuple[Event, Any, bytes]:
+        item = items.get(event.id)
+        if item is None:
+            message = self._to_message(event)
+            item = items[event.id] = (event, message, self._encode(message))
+        return item
 
     def close(self) -> None:
         for group in self._groups.values():

@@ -4,6 +4,7 @@ immutable, and they unpack where that reads well)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -127,6 +128,9 @@ class ChangeSet:
     new_attempts: set[int] = field(default_factory=set)
     providers: dict[str, ProviderRt] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    # task id -> index in `events` of its RUNNING event of this batch while that is its last one
+    # (add_event): the attempt's end, if it comes in the same batch, takes its place.
+    starts: dict[int, int] = field(default_factory=dict)
     continuations: list[ContinuationRec] = field(default_factory=list)
     continued: list[Continued] = field(default_factory=list)
     audits: list[dict] = field(default_factory=list)  # audit rows (see store.models.AuditRow)
@@ -155,6 +159,26 @@ class ChangeSet:
     def unmet(self) -> int:
         """Queued tasks no provider could take (0 when this batch did not dispatch)."""
         return sum(n for _, n in self.demand or ())
+
+    def add_event(self, event: Event, *, start: bool = False) -> None:
+        """Append an event; `start`: a task's move to RUNNING, which its end may replace."""
+        if event.task_id is not None:
+            if start:
+                self.starts[event.task_id] = len(self.events)
+            else:
+                self.starts.pop(event.task_id, None)
+        self.events.append(event)
+
+    def end_replaces_start(self, end: Event) -> bool:
+        """Put a task's end in the place of its RUNNING event of this batch, with that event's id,
+        if nothing else of the task came between and it is the same attempt; False otherwise.
+        Both are in one commit, so no one could ever have seen the task RUNNING: a watcher misses
+        no state, and a fast task costs one event, not two (ids stay consecutive)."""
+        at = self.starts.pop(end.task_id, None) if end.task_id is not None else None
+        if at is None or self.events[at].attempt != end.attempt:
+            return False
+        self.events[at] = dataclasses.replace(end, id=self.events[at].id)
+        return True
 
     def persisted(self) -> bool:
         return bool(self.jobs or self.tasks or self.attempts or self.providers or self.events

@@ -45,6 +45,9 @@ from .timing import Calendar
 
 log = logging.getLogger(__name__)
 
+# A task's ends whose event takes the place of its RUNNING event of the same batch (task_moved).
+MERGED_ENDS = frozenset({TaskState.SUCCEEDED, TaskState.FAILED})
+
 MAX_LOST_ATTEMPTS = 20  # a task lost with this many providers in a row fails
 
 
@@ -184,9 +187,17 @@ class Engine:
 
     def event(self, kind: EventKind, **fields) -> None:
         event = Event(self.ids.take("event"), self.now, kind, **fields)
-        self.changes.events.append(event)
+        self.changes.add_event(event)
         if kind == EventKind.JOB:
             self.notifications.seen(event)
+
+    def task_moved(self, to: TaskState, **fields) -> None:
+        """The event of a task's move to state `to`. A move to RUNNING and the attempt's end
+        in one batch make one event: the end's (ChangeSet.end_replaces_start)."""
+        if to in MERGED_ENDS and self.changes.end_replaces_start(Event(0, self.now, EventKind.TASK, **fields)):
+            return
+        self.changes.add_event(Event(self.ids.take("event"), self.now, EventKind.TASK, **fields),
+                               start=to == TaskState.RUNNING)
 
     # ----- jobs ----------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class Lifecycle:
         e.changes.task(task)
         if to == Q and enqueue and not held:
             e.enqueue(task, job)
-        self._task_event(task, to.name, reason)
+        self.engine.task_moved(to, **self._event_fields(task, to.name, reason))
 
     def reopen(self, task: TaskRt, to: TaskState, reason: str) -> None:
         """A FAILED or CANCELLED task of a job that is rerun (reopen.py) waits again: BLOCKED
@@ -127,9 +127,13 @@ class Lifecycle:
             self.engine.changes.job(job)
 
     def _task_event(self, task: TaskRt, raw_status: str, message: str) -> None:
-        self.engine.event(EventKind.TASK, job_id=task.job_id, task_id=task.id, task_name=task.name,
-                          provider_id=task.provider or "", attempt=task.attempt, raw_status=raw_status,
-                          raw=task.raw, status=task.status, message=message, environment=task.environment)
+        self.engine.event(EventKind.TASK, **self._event_fields(task, raw_status, message))
+
+    @staticmethod
+    def _event_fields(task: TaskRt, raw_status: str, message: str) -> dict:
+        return dict(job_id=task.job_id, task_id=task.id, task_name=task.name, provider_id=task.provider or "",
+                    attempt=task.attempt, raw_status=raw_status, raw=task.raw, status=task.status,
+                    message=message, environment=task.environment)
 
     # ----- ends ----------------------------------------------------------------------
 

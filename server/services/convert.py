@@ -155,18 +155,50 @@ def _transient_from_proto(m: job_pb2.TransientFailures) -> Transient:
 
 
 def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
-    return job_pb2.TaskSpec(
-        name=s.name, command=list(s.command), python=s.python, args_json=s.args_json, env=s.env, cwd=s.cwd,
-        timeout_seconds=s.timeout_seconds, after=list(s.after), requires=s.requires, max_attempts=s.max_attempts,
-        matrix=[job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix],
-        items_json=s.items_json, chunk_size=s.chunk_size, expected_seconds=s.expected_seconds,
-        retry_backoff_seconds=s.retry_backoff_seconds, retry_failures=retry_failures_to_proto(s.retry_on),
-        prerequisites=[struct(as_plain(p)) for p in s.prerequisites],
-        external=job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
-                                      cancel=list(s.external.cancel),
-                                      poll_interval_seconds=s.external.poll_interval_seconds) if s.external else None,
-        slurm=_slurm_to_proto(s.slurm) if s.slurm else None, lateness=_lateness_to_proto(s.lateness),
-        resources=request_to_proto(s.resources))
+    return fill_task_spec(job_pb2.TaskSpec(), s)
+
+
+def fill_task_spec(m: job_pb2.TaskSpec, s: TaskSpec) -> job_pb2.TaskSpec:
+    """Set `s` on an empty message `m` (one in its place in a parent: no copy), only the fields
+    that are set: every task of a job and every assignment goes through here, and most fields
+    are at their defaults (a no-op task sets two)."""
+    m.name = s.name
+    if s.python:
+        m.python = s.python
+    if s.command:
+        m.command.extend(s.command)
+    for name in _PLAIN_TASK_FIELDS:
+        value = getattr(s, name)
+        if value:
+            setattr(m, name, value)
+    if s.env:
+        m.env.update(s.env)
+    if s.requires:
+        m.requires.update(s.requires)
+    if s.after:
+        m.after.extend(s.after)
+    if s.matrix:
+        m.matrix.extend(job_pb2.MatrixParameter(name=n, values_json=v) for n, v in s.matrix)
+    if s.retry_on:
+        m.retry_failures.CopyFrom(retry_failures_to_proto(s.retry_on))
+    if s.prerequisites:
+        m.prerequisites.extend(struct(as_plain(p)) for p in s.prerequisites)
+    if s.external:
+        m.external.CopyFrom(job_pb2.ExternalSpec(submit=list(s.external.submit), poll=list(s.external.poll),
+                                                 cancel=list(s.external.cancel),
+                                                 poll_interval_seconds=s.external.poll_interval_seconds))
+    if s.slurm:
+        m.slurm.CopyFrom(_slurm_to_proto(s.slurm))
+    if s.lateness:
+        m.lateness.CopyFrom(_lateness_to_proto(s.lateness))
+    if s.resources:
+        m.resources.CopyFrom(request_to_proto(s.resources))
+    return m
+
+
+# TaskSpec's scalar fields (numbers and strings), set on the message only when not at their default.
+_PLAIN_TASK_FIELDS = ("args_json", "cwd", "timeout_seconds", "max_attempts", "items_json", "chunk_size",
+                      "expected_seconds", "retry_backoff_seconds")
 
 
 def struct(value: dict) -> struct_pb2.Struct:
@@ -177,13 +209,16 @@ def struct(value: dict) -> struct_pb2.Struct:
 
 def job_spec_to_proto(s: JobSpec, tasks: bool = True) -> job_pb2.JobSpec:
     m = job_pb2.JobSpec(name=s.name, priority=s.priority, labels=s.labels,
-                        tasks=[task_spec_to_proto(t) for t in s.tasks] if tasks else [], wait_for_providers=s.wait_for_providers,
+                        wait_for_providers=s.wait_for_providers,
                         continuation_rules=[rule_to_proto(r) for r in s.continuation_rules],
                         job_class=s.job_class, run_window=s.window.run_window, hold_until=ts(s.window.hold_until),
                         give_up=_give_up_to_proto(s.window), fact_conditions=conditions_to_proto(s.conditions),
                         resource_locks=locks_to_proto(s.locks), lateness=_lateness_to_proto(s.lateness),
                         on_condition_lost=condition_lost_to_proto(s.on_condition_lost), notify=notify_to_proto(s.notify),
                         task_resources=request_to_proto(s.task_resources))
+    if tasks:
+        for t in s.tasks:
+            fill_task_spec(m.tasks.add(), t)
     if s.transient is not None:
         t = s.transient
         m.transient.CopyFrom(job_pb2.TransientFailures(exit_codes=list(t.exit_codes), raw_statuses=list(t.raw_statuses),
@@ -341,13 +376,21 @@ def _legacy_report_from_proto(m) -> Report:
                   m.stdout_tail, m.stderr_tail, dict(m.raw), m.checkpoint_json, m.external_job_id)
 
 
-def assignment_to_proto(task: TaskRt, number: int) -> provider_pb2.Assignment:
-    """Attempt `number` of the task, as its provider is told to run it."""
+def add_assignment(assignments: provider_pb2.Assignments, task: TaskRt, number: int) -> None:
+    """Attempt `number` of the task, as its provider is told to run it, added to `assignments`."""
     current = task.current
     adopt = current.external_job_id if current is not None and current.number == number else ""
-    return provider_pb2.Assignment(task_id=str(task.id), attempt=number, job_id=str(task.job_id),
-                                   task_name=task.name, spec=task_spec_to_proto(task.spec),
-                                   checkpoint_json=task.checkpoint, adopt_external_job_id=adopt)
+    m = assignments.assignments.add(task_id=str(task.id), attempt=number, job_id=str(task.job_id),
+                                    task_name=task.name, checkpoint_json=task.checkpoint,
+                                    adopt_external_job_id=adopt)
+    fill_task_spec(m.spec, task.spec)
+
+
+def assignment_to_proto(task: TaskRt, number: int) -> provider_pb2.Assignment:
+    """Attempt `number` of the task, as its provider is told to run it."""
+    one = provider_pb2.Assignments()
+    add_assignment(one, task, number)
+    return one.assignments[0]
 
 
 def scan_results_from_proto(m) -> list[ScanResult]:

@@ -27,6 +27,14 @@ class EventFilter:
             t.key == "name" and names_tasks)) for t in terms)
         self._jobs: dict[int, JobFacts | None] = {}
 
+    def kind(self) -> EventKind | None:
+        """The one kind of event the filter lets through (a term `type=JOB`), or None: a watcher
+        may subscribe to that kind alone, and skip the others before they are converted."""
+        for t in self.terms:
+            if t.key == "type" and t.op == "=" and len(t.values) == 1:
+                return EventKind(t.values[0])
+        return None
+
     def missing_jobs(self, events: list) -> list[int]:
         if not self.needs_jobs:
             return []

@@ -152,7 +152,9 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         except (InvalidArgument, NotFound, PermissionDenied) as exc:
             await context.abort(status_code(exc), str(exc))
         keep = None if wanted is None else functools.partial(self._keep, wanted)
-        async for frame in stream_events(self.d, context, request.after_event_id, job_id=job_id, keep=keep):
+        kind = None if wanted is None else wanted.kind()
+        async for frame in stream_events(self.d, context, request.after_event_id, job_id=job_id, kind=kind,
+                                         keep=keep):
             yield frame  # a serialized WatchEventsResponse
 
     async def _keep(self, wanted: EventFilter, events: list) -> list:

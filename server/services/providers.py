@@ -166,9 +166,11 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         for provider_id, items in cs.assignments.items():
             conn = self._current(provider_id)
             if conn is not None:
-                conn.queue.put_nowait(provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(
-                    assignments=[convert.assignment_to_proto(a.task, a.attempt) for a in items],
-                    scan=_to_scan(cs.piggyback.get(provider_id, ())))))
+                message = provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(
+                    scan=_to_scan(cs.piggyback.get(provider_id, ()))))
+                for a in items:
+                    convert.add_assignment(message.assign, a.task, a.attempt)
+                conn.queue.put_nowait(message)
         for provider_id, items in cs.scans.items():
             conn = self._current(provider_id)
             if conn is not None:
@@ -281,13 +283,12 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
     not the task count, is what Python gRPC runs out of. Assignments merge into one
     message; acks are cumulative, so only the last is sent (carrying every rejection).
     True if the stream should close."""
-    assigned, scans, acks, others, closing = [], [], None, [], False
+    assigns, acks, others, closing = [], None, [], False
     message = first
     while True:
         which = message.WhichOneof("message")
         if which == "assign":
-            assigned.extend(message.assign.assignments)
-            scans.extend(message.assign.scan)
+            assigns.append(message)
         elif which == "ack":
             if acks is not None and acks.ack.rejected:
                 rejected = [*acks.ack.rejected, *message.ack.rejected]
@@ -301,7 +302,9 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
         if message is None:
             closing = True
             break
-    merged = provider_pb2.Assignments(assignments=assigned, scan=scans)
-    out = [provider_pb2.ConnectResponse(assign=merged)] if assigned else []
+    out = assigns[:1]  # one as it is (no copy); more merge into the first
+    for more in assigns[1:]:
+        out[0].assign.assignments.extend(more.assign.assignments)
+        out[0].assign.scan.extend(more.assign.scan)
     return out + others + ([acks] if acks is not None else []), closing
 

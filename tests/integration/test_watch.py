@@ -27,14 +27,45 @@ def collect_until_job_end(client, job_id, after=0):
     raise AssertionError("stream ended before the job did")
 
 
-def test_task_events_walk_through_normalized_statuses(cluster):
+def test_task_events_walk_through_normalized_statuses(cluster, tmp_path):
+    """A task that runs until the test has seen it RUNNING: every state is its own event."""
     cluster.add_agent("a")
-    job = cluster.client.submit_job({"name": "w", "tasks": [{"name": "t", "command": ["true"]}]})
-    events = collect_until_job_end(cluster.client, job.id)
+    go = tmp_path / "go"
+    job = cluster.client.submit_job({"name": "w", "tasks": [
+        {"name": "t", "command": ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"]}]})
+    events = []
+    for event in cluster.client.watch(job.id):
+        events.append(event)
+        if event.kind == 2 and event.raw_status == "RUNNING":
+            go.touch()
+        if event.kind == 1 and event.raw_status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            break
     task_path = [(e.raw_status, NS[e.status]) for e in events if e.kind == 2]
     assert task_path == [("QUEUED", "WAITING"), ("ASSIGNED", "WAITING"), ("RUNNING", "RUNNING"),
                          ("SUCCEEDED", "SUCCESS")]
     assert [NS[e.status] for e in events if e.kind == 1] == ["WAITING", "RUNNING", "SUCCESS"]
+
+
+def test_a_fast_task_ends_in_one_event_or_two_and_a_watcher_of_everything_misses_no_id(cluster):
+    """No-op tasks may start and end in one commit: then their end takes the place of their
+    RUNNING event. Either way each task's path is whole and a watch of everything has every id."""
+    cluster.add_agent("a", slots=4)
+    job = cluster.client.submit_job({"name": "fast", "tasks": [
+        {"name": f"t{i}", "python": "jobplane.examples.funcs:noop"} for i in range(40)]})
+    events = collect_until_job_end(cluster.client, "", after=0)
+    ids = [e.id for e in events]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    paths: dict[str, list[str]] = {}
+    for e in events:
+        if e.kind == 2 and e.job_id == job.id:
+            paths.setdefault(e.task_id, []).append(e.raw_status)
+    assert len(paths) == 40
+    for path in paths.values():
+        assert path in (["QUEUED", "ASSIGNED", "RUNNING", "SUCCEEDED"], ["QUEUED", "ASSIGNED", "SUCCEEDED"]), path
+    assert {e.task_id: e.attempt for e in events if e.kind == 2 and e.raw_status == "SUCCEEDED"} == \
+        {t: 1 for t in paths}
+    succeeded = [e for e in events if e.kind == 2 and e.raw_status == "SUCCEEDED"]
+    assert all(e.provider_id == "a" for e in succeeded), "the end names where the task ran"
 
 
 def test_resume_from_an_event_id_replays_exactly_the_missed_events(cluster):
