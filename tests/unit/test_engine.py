@@ -400,3 +400,37 @@ def test_reports_on_a_stream_that_is_no_longer_the_providers_are_not_taken_and_s
     assert e.report("a", old, finished) is None, "the old stream's batch: nothing taken, nothing to ack"
     assert task.state != TaskState.SUCCEEDED
     assert e.report("a", new, finished) == [] and task.state == TaskState.SUCCEEDED
+
+
+def test_a_stall_of_the_server_itself_is_not_held_against_its_providers():
+    """The server did not run for 9 s (its tick came that late): the heartbeats its providers sent
+    meanwhile are still to be read, so none is suspected for that silence; one that stays silent
+    after the server runs again is, once its promise (1 s x tolerance 2) has passed on top."""
+    e = engine()
+    provider(e, "a", slots=1)
+    provider(e, "b", slots=1)
+    e.take_changes()
+    e.begin(100 + 9.5)
+    e.supervision.stalled(9.0)  # the tick found itself 9 s late
+    e.supervise()
+    e.report("b", hash("b") & 0xFFFF, [])  # b's heartbeat, read once the server runs again
+    cs = e.take_changes()
+    assert {p.state for p in e.providers.values()} == {ProviderState.ACTIVE} and not cs.probes
+    e.begin(100 + 9.5 + 1.0)
+    e.supervise()
+    e.report("b", hash("b") & 0xFFFF, [])  # b beats on
+    assert e.providers["a"].state == ProviderState.ACTIVE  # 10.5 s silent, 9 of them the server's
+    e.begin(100 + 9.5 + 2.1)
+    e.supervise()
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.SUSPECT and "a" in cs.probes
+    assert e.providers["b"].state == ProviderState.ACTIVE
+
+
+def test_without_a_stall_the_same_silence_is_suspected():
+    e = engine()
+    provider(e, "a", slots=1)
+    e.take_changes()
+    e.begin(100 + 9.5)
+    e.supervise()
+    assert e.providers["a"].state == ProviderState.SUSPECT
