@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 
 STREAMS_PER_CHANNEL = 100  # HTTP/2 connections carry this many agent streams each
 TICKS = 20  # heartbeat ticks per interval in each simulator process
 CONNECT = "/jobplane.v1.ProviderService/Connect"
-# Shared counters per simulator process: welcomed, ended, heartbeats written, worst tick lateness (ms),
-# heartbeats skipped because the stream's last write was still not taken (the server reads too slowly).
-WELCOMED, ENDED, BEATS, LATE, SKIPPED = range(5)
+# Shared counters per simulator process: streams welcomed, streams ended (each agent then connects
+# again), heartbeats written, worst tick lateness (ms), heartbeats skipped because the stream's last
+# write was still not taken (the server reads too slowly), streams welcomed and still open.
+WELCOMED, ENDED, BEATS, LATE, SKIPPED, CONNECTED = range(6)
+COUNTERS = 6
 
 
 def simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop, stats) -> None:
@@ -40,10 +43,22 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
     errors: dict[str, int] = {}
 
     async def agent(i: int) -> None:
+        """One simulated agent: connects, and after its stream ends connects again (as the
+        jobplane agent does) after a pause of 1-2 s."""
         name = f"sim-{first + i}"
         hello = pb.ConnectRequest(hello=pb.Hello(name=name, slots=1, heartbeat_interval_seconds=heartbeat,
                                                  facts=pb.ProviderFacts(hostname=name))).SerializeToString()
+        while True:
+            try:
+                await stream(i, name, hello)
+            except asyncio.CancelledError:
+                return
+            stats[ENDED] += 1
+            await asyncio.sleep(random.uniform(1.0, 2.0))
+
+    async def stream(i: int, name: str, hello: bytes) -> None:
         call = connects[i // STREAMS_PER_CHANNEL]()
+        welcomed = False
         try:
             await call.write(hello)
             await call.write(ready)
@@ -52,6 +67,8 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
                 which = response.WhichOneof("message")
                 if which == "welcome":
                     stats[WELCOMED] += 1
+                    stats[CONNECTED] += 1
+                    welcomed = True
                     slots[i % TICKS].append(call)
                 elif which == "probe":
                     while call in busy:
@@ -63,15 +80,17 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
                     finally:
                         busy.discard(call)
         except asyncio.CancelledError:
-            return
+            raise
         except Exception as exc:  # noqa: BLE001 - a bench: count it and say it once
             why = f"{type(exc).__name__}: {exc}"[:int(os.environ.get("FLEET_ERROR_CHARS", "160"))]
             errors[why] = errors.get(why, 0) + 1
             if errors[why] == 1:
                 print(f"  {name}: stream ended: {why}", flush=True)
-        stats[ENDED] += 1
-        if call in slots[i % TICKS]:
-            slots[i % TICKS].remove(call)
+        finally:
+            if welcomed:
+                stats[CONNECTED] -= 1
+            if call in slots[i % TICKS]:
+                slots[i % TICKS].remove(call)
 
     async def write(call) -> None:
         busy.add(call)
@@ -129,7 +148,7 @@ class Fleet:
             share = n // procs + (1 if i < n % procs else 0)
             if not share:
                 continue
-            stats = self._ctx.Array("q", 5, lock=False)
+            stats = self._ctx.Array("q", COUNTERS, lock=False)
             proc = self._ctx.Process(target=simulate, args=(self.address, self.size, share, self.heartbeat, seconds,
                                                             self._stop, stats), daemon=True)
             proc.start()
@@ -138,13 +157,13 @@ class Fleet:
             self.size += share
 
     def count(self, which: int) -> int:
-        """WELCOMED, ENDED, BEATS or SKIPPED summed over the processes; LATE: the worst (ms)."""
+        """WELCOMED, ENDED, BEATS, SKIPPED or CONNECTED summed over the processes; LATE: the worst (ms)."""
         values = [s[which] for s in self._stats]
         return max(values, default=0) if which == LATE else sum(values)
 
     def connected(self) -> int:
         """Streams welcomed and not ended."""
-        return self.count(WELCOMED) - self.count(ENDED)
+        return self.count(CONNECTED)
 
     def reset_late(self) -> None:
         for s in self._stats:

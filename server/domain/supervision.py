@@ -77,7 +77,7 @@ class Supervision:
         if not p.conn_id:
             return None  # nothing to hold it to until it connects again
         if p.probe_id:
-            return p.probe_deadline + self._credit(p.probe_deadline - e.config.probe_deadline)
+            return p.probe_deadline + self._credit(p.probe_sent)
         if p.standby and p.state == ProviderState.ACTIVE and not p.promoted:
             return e.now  # its idle time is counted tick by tick
         seen = p.last_seen or e.now
@@ -90,9 +90,15 @@ class Supervision:
         if not p.conn_id:
             return
         if p.probe_id:
-            if e.now > p.probe_deadline + self._credit(p.probe_deadline - e.config.probe_deadline):
-                e.provider_rules.lost(p, f"provider {p.id} lost: no answer to a probe within "
-                                         f"{e.config.probe_deadline:g}s")
+            if e.now <= p.probe_deadline + self._credit(p.probe_sent):
+                return
+            if (p.last_seen or 0.0) > p.probe_sent and e.now < p.probe_sent + self._patience(p):
+                # Heard from since the probe went out: alive, its answer waits behind what the
+                # server has still to read off its connection (a server behind on reading).
+                p.probe_deadline = e.now + e.config.probe_deadline
+                return
+            e.provider_rules.lost(p, f"provider {p.id} lost: no answer to a probe within "
+                                     f"{e.config.probe_deadline:g}s")
             return
         seen = p.last_seen or e.now
         silent = e.now - seen - self._credit(seen)
@@ -110,9 +116,14 @@ class Supervision:
             return
         e = self.engine
         p.probe_id = e.ids.take("probe")
-        p.probe_deadline = e.now + e.config.probe_deadline
+        p.probe_sent, p.probe_deadline = e.now, e.now + e.config.probe_deadline
         e.changes.probes[p.id] = p.probe_id
         self.schedule(p)
+
+    def _patience(self, p: ProviderRt) -> float:
+        """How long after a probe went out its answer is waited for while the provider is
+        still heard from: the probe deadline plus its promise (heartbeat x tolerance)."""
+        return self.engine.config.probe_deadline + p.heartbeat * self.engine.config.heartbeat_tolerance
 
     def _maybe_back_to_standby(self, p: ProviderRt) -> None:
         e = self.engine

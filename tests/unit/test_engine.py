@@ -434,3 +434,30 @@ def test_without_a_stall_the_same_silence_is_suspected():
     e.begin(100 + 9.5)
     e.supervise()
     assert e.providers["a"].state == ProviderState.SUSPECT
+
+
+def test_a_probed_provider_still_heard_from_is_waited_for_and_one_that_never_answers_is_lost():
+    """Probed at 102.5 (silent 2.5 s); a heartbeat arrives before the probe's deadline (its answer
+    waits behind it on the connection): not lost at the deadline, restored by the late answer.
+    Heartbeats with no answer at all: lost once the probe deadline plus its promise (1 + 2 s) passed."""
+    for answers in (True, False):
+        e = engine()
+        conn = provider(e, "a", slots=1)
+        e.take_changes()
+        e.begin(102.5)
+        e.supervise()
+        probe_id = e.take_changes().probes["a"]
+        for now in (103.0, 103.6, 104.2, 104.8, 105.4):
+            e.begin(now)
+            e.report("a", conn, [])  # its heartbeats keep coming
+            e.supervise()
+            e.take_changes()
+            assert e.providers["a"].state == ProviderState.SUSPECT
+        if answers:
+            e.probe_reply("a", conn, probe_id, [])
+            assert e.providers["a"].state == ProviderState.ACTIVE
+        else:
+            e.begin(106.5)  # the last wait (from 105.4) is over, and so is the patience
+            e.report("a", conn, [])
+            e.supervise()
+            assert e.providers["a"].state == ProviderState.LOST
