@@ -1,93 +1,47 @@
 """Many connected agents on one server: simulated agents (hello, ready, heartbeats, probe
-replies; no tasks) ramp up in steps; after each step has run for a while, prints the server's
-RSS, the heartbeat handling time (p50/p99 from the server's own histogram over the step), the
-providers ACTIVE against those connected, and the false failovers (providers the server took
-for SUSPECT or LOST although every simulated agent kept its heartbeats).
+replies; no tasks) ramp up in steps; each step is held for a while and then measured:
 
-    python bench/agents.py [--steps 1000,5000,10000,20000] [--heartbeat 2] [--hold 30]
+    python bench/agents.py [--steps 1000,5000,10000,20000] [--heartbeat 2] [--hold 30] [--procs 2]
 
-The simulated agents run in --procs processes of their own (each an asyncio loop holding its
-share of the streams over a few HTTP/2 connections), so their cost is not the server's; on a
-2-core machine they compete with the server for the cores, which makes the figures
-pessimistic. The server is insecure (no TLS: one identity for every agent, so --max-streams is raised), on SQLite.
+Per step: agents connected (streams the simulator holds, welcomed and not ended; an agent whose
+stream ends connects again after 1-2 s, as the jobplane agent does: `reconn` counts them), providers
+ACTIVE (the server's own gauge), the server's RSS and RSS per agent (above the RSS before any
+agent connected), the heartbeat handling time p50/p99 (the server's own histogram
+`jobplane_heartbeat_handling_seconds` over the hold: a heartbeat read off its stream to the
+engine taking it), the server's CPU per heartbeat (its utime+stime from /proc over the hold,
+divided by the heartbeats handled: everything the server did for the fleet in that time,
+supervision included), commits per connected agent while the step connected, false suspicions
+and failovers (SUSPECT and LOST events: every simulated agent kept its heartbeats), how late the
+simulator's own heartbeat ticks ran and how many heartbeats it skipped because the stream had
+not taken the previous one yet (HTTP/2 flow control: the server reads too slowly) - if those
+grow, the step says whether the simulator or the server fell behind - and the CPU each used.
+/metrics is scraped at most once a second (it costs the server too).
+
+The simulator is made cheap so that on a 2-core machine it takes as little from the server as
+it can: agents run in --procs processes, ~100 streams per HTTP/2 connection; messages are
+serialized once and written as bytes; one ticker per process writes the heartbeats of the
+agents whose turn it is (agents spread over the interval), so an agent costs a waiting read and
+one write per interval. The server is insecure (one identity for every agent, so --max-streams
+is raised), on SQLite.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import multiprocessing
-import random
+import os
 import sqlite3
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from support import ServerProc, wait_until  # noqa: E402
+from support_fleet import ENDED, LATE, SKIPPED, Fleet  # noqa: E402
 from support_http import HTTP, http_address  # noqa: E402
-
-STREAMS_PER_CHANNEL = 100  # HTTP/2 connections carry this many agent streams each
-
-
-def simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop) -> None:
-    """A process holding `count` simulated agents (named sim-FIRST..) until `stop` is set."""
-    asyncio.run(_simulate(address, first, count, heartbeat, ramp, stop))
-
-
-async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop) -> None:
-    import grpc
-
-    from jobplane.v1 import provider_pb2_grpc
-
-    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)]
-    agents = []
-    for i in range(count):
-        stub = provider_pb2_grpc.ProviderServiceStub(channels[i // STREAMS_PER_CHANNEL])
-        agents.append(asyncio.create_task(_agent(stub, f"sim-{first + i}", heartbeat)))
-        await asyncio.sleep(ramp / count)
-    while not stop.is_set():
-        await asyncio.sleep(0.2)
-    for a in agents:
-        a.cancel()
-    for c in channels:
-        await c.close()
-
-
-async def _agent(stub, name: str, heartbeat: float) -> None:
-    from jobplane.v1 import provider_pb2
-
-    outgoing: asyncio.Queue = asyncio.Queue()
-    hello = provider_pb2.Hello(name=name, slots=1, heartbeat_interval_seconds=heartbeat,
-                               facts=provider_pb2.ProviderFacts(hostname=name))
-    await outgoing.put(provider_pb2.ConnectRequest(hello=hello))
-    await outgoing.put(provider_pb2.ConnectRequest(ready=provider_pb2.Ready(free_slots=1)))
-
-    async def requests():
-        while True:
-            yield await outgoing.get()
-
-    async def beat():
-        await asyncio.sleep(random.uniform(0, heartbeat))
-        while True:
-            await outgoing.put(provider_pb2.ConnectRequest(heartbeat=provider_pb2.Heartbeat(free_slots=1)))
-            await asyncio.sleep(heartbeat)
-
-    beats = asyncio.create_task(beat())
-    try:
-        async for response in stub.Connect(requests()):
-            if response.WhichOneof("message") == "probe":
-                await outgoing.put(provider_pb2.ConnectRequest(
-                    probe_reply=provider_pb2.ProbeReply(probe_id=response.probe.probe_id)))
-    except Exception as exc:  # noqa: BLE001 - a bench: say it and go on
-        print(f"  {name}: stream ended: {exc!r:.120}", flush=True)
-    finally:
-        beats.cancel()
-
 
 def scrape(url: str) -> dict[tuple, float]:
     from prometheus_client.parser import text_string_to_metric_families
@@ -96,7 +50,10 @@ def scrape(url: str) -> dict[tuple, float]:
     samples = {}
     for family in text_string_to_metric_families(body):
         for s in family.samples:
-            samples[(s.name, *sorted(s.labels.items()))] = s.value
+            if s.name != "jobplane_provider_silence_seconds":
+                samples[(s.name, *sorted(s.labels.items()))] = s.value
+            else:
+                samples[("silence_max",)] = max(samples.get(("silence_max",), 0.0), s.value)
     return samples
 
 
@@ -110,8 +67,16 @@ def quantile(before: dict, after: dict, q: float) -> str:
         return "-"
     for bound, cumulative in bounds:
         if cumulative >= q * total:
-            return f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> 5 s"
+            return f"<={bound * 1000:g}ms" if bound != float("inf") else ">5s"
     return "?"
+
+
+def delta(before: dict, after: dict, name: str) -> float:
+    return after.get((name,), 0.0) - before.get((name,), 0.0)
+
+
+def active(samples: dict) -> int:
+    return int(samples.get(("jobplane_providers", ("state", "ACTIVE")), 0))
 
 
 def rss_mib(pid: int) -> float:
@@ -121,63 +86,75 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def false_failovers(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute("SELECT COUNT(*) FROM event WHERE provider != '' AND raw_status IN "
-                            "('SUSPECT', 'LOST')").fetchone()[0]
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def failovers(db: Path) -> tuple[int, int]:
+    """(SUSPECT, LOST) events of providers so far: suspicions (probed, nothing moved) and
+    failovers (given up on: streams closed, tasks would be handed on); every simulated agent
+    kept its heartbeats, so each is false."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        counts = dict(conn.execute("SELECT raw_status, COUNT(*) FROM event WHERE provider != '' AND raw_status IN "
+                                   "('SUSPECT', 'LOST') GROUP BY raw_status").fetchall())
+    return counts.get("SUSPECT", 0), counts.get("LOST", 0)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", default="1000,5000,10000,20000", help="agents connected at each step")
     p.add_argument("--heartbeat", type=float, default=2.0, help="the agents' heartbeat interval, seconds")
-    p.add_argument("--hold", type=float, default=30.0, help="seconds each step runs before it is measured")
-    p.add_argument("--procs", type=int, default=4, help="processes the simulated agents run in")
+    p.add_argument("--hold", type=float, default=30.0, help="seconds each step is measured, once all connected")
+    p.add_argument("--procs", type=int, default=2, help="processes each step adds simulated agents in")
+    p.add_argument("--rate", type=float, default=1000.0, help="agents connecting per second (all processes)")
     a = p.parse_args()
     steps = [int(s) for s in a.steps.split(",")]
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = work / "bench.db"
         server = ServerProc(work, f"sqlite:///{db}", insecure=True, extra=[*HTTP, "--reconnect-grace", "10",
                                                                      "--max-streams", "100000"])
         url = f"http://{http_address(server)}"
-        client = server.client()
-        procs, connected = [], 0
-        print(f"server {server.pid}, SQLite; heartbeats every {a.heartbeat:g} s; each step held {a.hold:g} s")
-        print(f"{'agents':>7} {'ACTIVE':>7} {'RSS MiB':>8} {'heartbeat p50':>14} {'p99':>10} {'false failovers':>16}")
+        fleet = Fleet(server.agent_address, a.heartbeat)
+        time.sleep(1.0)
+        base_rss = rss_mib(server.pid)
+        print(f"server {server.pid}, SQLite, RSS {base_rss:.0f} MiB with no agent; heartbeats every "
+              f"{a.heartbeat:g} s; each step held {a.hold:g} s; simulator in {a.procs} processes per step")
+        print(f"{'agents':>7} {'ACTIVE':>7} {'RSS MiB':>8} {'KiB/agent':>9} {'hb p50':>9} {'hb p99':>9} "
+              f"{'CPU us/hb':>9} {'commits/agent':>13} {'silence max':>11} {'suspected':>9} {'lost':>6} {'sim late':>8} "
+              f"{'reconn':>6} {'skipped':>7} {'server CPU':>10} {'sim CPU':>7}", flush=True)
         try:
             for target in steps:
-                add = target - connected
-                per = [add // a.procs + (1 if i < add % a.procs else 0) for i in range(a.procs)]
-                for n in per:
-                    if n:
-                        proc = ctx.Process(target=simulate, args=(server.agent_address, connected, n, a.heartbeat,
-                                                                  max(2.0, n / 500), stop), daemon=True)
-                        proc.start()
-                        procs.append(proc)
-                        connected += n
-
-                def all_active():
-                    return sum(pr.state == 1 for pr in client.list_providers()) >= target
+                add = target - fleet.size
+                ramp_start = scrape(url)
+                fleet.add(add, a.procs, add / a.rate)
                 try:
-                    wait_until(all_active, 120 + target / 50, f"{target} providers ACTIVE")
+                    wait_until(lambda: fleet.connected() >= target and active(scrape(url)) >= target,
+                               60 + target / 100, f"{target} agents connected and ACTIVE", interval=1.0)
                 except AssertionError as exc:
-                    print(f"  not all ACTIVE: {exc}")
-                before = scrape(url)
+                    print(f"  not all connected and ACTIVE: {exc}", flush=True)
+                time.sleep(a.heartbeat * 2)  # every agent has a heartbeat in flight: the steady state
+                before, cpu_before = scrape(url), cpu_seconds(server.pid)
+                sim_before = sum(cpu_seconds(pr.pid) for pr in fleet.procs)
+                commits = delta(ramp_start, before, "jobplane_commit_seconds_count")
+                fleet.reset_late()
                 time.sleep(a.hold)
-                after = scrape(url)
-                active = sum(pr.state == 1 for pr in client.list_providers())
-                print(f"{target:>7} {active:>7} {rss_mib(server.pid):>8.0f} {quantile(before, after, 0.5):>14} "
-                      f"{quantile(before, after, 0.99):>10} {false_failovers(db):>16}", flush=True)
+                after, cpu_after = scrape(url), cpu_seconds(server.pid)
+                sim_cpu = (sum(cpu_seconds(pr.pid) for pr in fleet.procs) - sim_before) / a.hold
+                beats = delta(before, after, "jobplane_heartbeat_handling_seconds_count")
+                rss = rss_mib(server.pid)
+                cpu = f"{(cpu_after - cpu_before) / beats * 1e6:.0f}" if beats else "-"
+                print(f"{fleet.connected():>7} {active(after):>7} {rss:>8.0f} "
+                      f"{(rss - base_rss) * 1024 / target:>9.1f} {quantile(before, after, 0.5):>9} "
+                      f"{quantile(before, after, 0.99):>9} {cpu:>9} {commits / max(1, add):>13.3f} "
+                      f"{after.get(('silence_max',), 0.0):>10.1f}s {failovers(db)[0]:>9} {failovers(db)[1]:>6} "
+                      f"{fleet.count(LATE):>6}ms {fleet.count(ENDED):>6} {fleet.count(SKIPPED):>7} "
+                      f"{(cpu_after - cpu_before) / a.hold:>9.0%} {sim_cpu:>7.0%}", flush=True)
         finally:
-            stop.set()
-            for proc in procs:
-                proc.join(10)
-            client.close()
+            fleet.close()
             server.stop()
-
 
 if __name__ == "__main__":
     main()

@@ -90,6 +90,8 @@ HTTP_ADDRESS_FILE = "http.addr"
 # After a takeover, the restart grace's extra: an agent notices a frozen leader within about
 # 2 s (its pings) and gives up connecting to a dead one within 3 s, then tries the replicas.
 TAKEOVER_SLACK = 5.0  # in the data directory: where --http listens, once it does
+# A supervision tick this many seconds late: the server itself stalled (supervision.stalled).
+STALL = 0.5
 
 
 class Server:
@@ -413,7 +415,7 @@ class Server:
         self._gateway.open()
         console = Console(self._gateway, lambda: self.hub.last_id)
         metrics = MetricsPage(self.metrics, self.hub, self._readers, failed, self._leading,
-                              lambda: self._manager.unplaceable, self._provider_views)
+                              lambda: self._manager.unplaceable, self._last_heard)
         self._front = HttpFront(failed, metrics, console)
         bound = await self._front.start(self.config.http, self._http_ssl)
         self.http_url = f"{'https' if self._http_ssl else 'http'}://{bound}"
@@ -458,9 +460,19 @@ class Server:
             self._providers.close_all()
 
     async def _supervise(self) -> None:
-        """Hold providers to their promised heartbeats and check on overdue tasks."""
+        """Hold providers to their promised heartbeats and check on overdue tasks. A tick that
+        comes more than STALL late means the server itself did not run (starved of CPU, or
+        blocked): supervision is told first, so no provider is blamed for the server's silence."""
+        loop = asyncio.get_running_loop()
+        interval = self.config.supervise_interval
         while True:
-            await asyncio.sleep(self.config.supervise_interval)
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            late = loop.time() - due
+            if late > STALL:
+                log.warning("the server did not run for %.1fs (starved of CPU, or blocked); providers' silences "
+                            "over that time are not held against them", late)
+                self.core.enqueue(lambda engine, late=late: engine.supervision.stalled(late))
             self.core.enqueue(lambda engine: engine.supervise())
 
     def _write_address_file(self) -> None:
@@ -486,9 +498,9 @@ class Server:
     def role(self) -> str:
         return "leader" if self.core is not None else "follower"
 
-    def _provider_views(self) -> tuple:
-        """The providers as the engine holds them (only the leader has an engine)."""
-        return self.core.providers_view() if self.core is not None else ()
+    def _last_heard(self) -> dict[str, float]:
+        """When each connected provider was last heard from (only the leader has an engine)."""
+        return self.core.last_heard() if self.core is not None else {}
 
     def _leading(self) -> tuple[bool, int]:
         core = self.core

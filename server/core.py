@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from .domain.engine import Engine
@@ -39,6 +40,9 @@ class Core:
         self._deliver = deliver
         self._pending: list[tuple[Op, asyncio.Future]] = []
         self._audits: list[dict] = []  # audit rows for the next batch
+        # Heartbeats for the next batch, one per provider: (stream id, live facts, arrival). No
+        # future, op or commit each: a quiet fleet's heartbeats cost a dict entry until applied.
+        self._heard: dict[str, tuple[int, Mapping[str, float], float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.failed: JobplaneError | None = None
@@ -86,8 +90,9 @@ class Core:
             await asyncio.sleep(0)  # let reads that already arrived join this batch
             self._wake.clear()
             batch, self._pending = self._pending, []
+            heard, self._heard = self._heard, {}
             try:
-                await self._apply(batch)
+                await self._apply(batch, heard)
             except asyncio.CancelledError:  # stopped mid-batch: its callers are told, not left waiting
                 _fail(batch, self.failed or Deposed("the server stopped before this change was confirmed; retry"))
                 raise
@@ -101,9 +106,17 @@ class Core:
                 self.dead.set()
                 return
 
-    async def _apply(self, batch: list[tuple[Op, asyncio.Future]]) -> None:
+    async def _apply(self, batch: list[tuple[Op, asyncio.Future]],
+                     heard: dict[str, tuple[int, Mapping[str, float], float]]) -> None:
         self.engine.begin(time.time())
         outcomes = []
+        if heard:
+            try:
+                self._take_heartbeats(heard)
+            except Exception as exc:  # a bug, as in an op below
+                log.exception("the engine failed taking heartbeats")
+                raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
+                                    "its database, where every acknowledged change is") from exc
         for op, fut in batch:
             try:
                 outcomes.append((fut, op(self.engine), None))
@@ -148,6 +161,11 @@ class Core:
         provider = self.engine.providers.get(provider_id)
         return None if provider is None else _provider_view(self.engine, provider)
 
+    def last_heard(self) -> dict[str, float]:
+        """When each connected provider was last heard from, by id (for /metrics: no view of
+        each provider is built, so a scrape stays cheap with 20,000 of them)."""
+        return {p.id: p.last_seen for p in self.engine.providers.values() if p.conn_id and p.last_seen}
+
     def stream_of(self, provider_id: str) -> int:
         """The id of the provider's live stream, where what is for it is sent (0: none)."""
         provider = self.engine.providers.get(provider_id)
@@ -157,16 +175,24 @@ class Core:
         """The conflict matrix, by name (the rules are frozen)."""
         return tuple(rule for _, rule in sorted(self.engine.conflict_rules.items()))
 
-    def heartbeat(self, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
-        """A provider's heartbeat, applied in a batch like any change (it changes nothing that is
-        persisted, so a batch of heartbeats commits nothing): the provider was heard from, and
-        new live facts may let work with runtime conditions start."""
-        arrived = time.perf_counter()
+    def heartbeat(self, provider_id: str, conn_id: int, facts: Mapping[str, float]) -> None:
+        """A provider's heartbeat, taken at the start of the next batch (before that batch's
+        ops: it arrived first). It changes nothing that is persisted, so a batch of heartbeats
+        commits nothing: the provider was heard from, and new live facts may let work with
+        runtime conditions start. Kept as one entry per provider until then (a later one of the
+        same stream replaces it), with no future or op of its own."""
+        if self.failed is not None:
+            return
+        earlier = self._heard.get(provider_id)
+        arrived = earlier[2] if earlier is not None and earlier[0] == conn_id else time.perf_counter()
+        self._heard[provider_id] = (conn_id, facts, arrived)
+        self._wake.set()
 
-        def heard(engine: Engine) -> None:
-            self.metrics.heartbeat_seconds.observe(time.perf_counter() - arrived)
+    def _take_heartbeats(self, heard: dict[str, tuple[int, Mapping[str, float], float]]) -> None:
+        engine, observe, now = self.engine, self.metrics.heartbeat_seconds.observe, time.perf_counter()
+        for provider_id, (conn_id, facts, arrived) in heard.items():
+            observe(now - arrived)
             _heard(engine, provider_id, conn_id, facts)
-        self.enqueue(heard)
 
 
 def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:
@@ -175,7 +201,7 @@ def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:
             fut.set_exception(exc)
 
 
-def _heard(engine: Engine, provider_id: str, conn_id: int, facts: dict[str, float]) -> None:
+def _heard(engine: Engine, provider_id: str, conn_id: int, facts: Mapping[str, float]) -> None:
     engine.report(provider_id, conn_id, [])  # no reports: only its last-seen time
     provider = engine.providers.get(provider_id)
     if provider is not None and facts != provider.live:

@@ -335,6 +335,8 @@ class Engine:
         self.changes.demand = self.ready.demand() if len(self.ready) else []
 
     def _dispatch_round(self) -> None:
+        if not len(self.ready):  # nothing queued: no look at every provider (a connecting fleet asks often)
+            return
         candidates = [p for p in self.providers.values() if p.free > 0]
         while candidates and len(self.ready):
             candidates.sort(key=lambda p: -p.free)

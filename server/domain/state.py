@@ -152,6 +152,7 @@ class ProviderRt:
     idle_since: float | None = None
     probe_id: int = 0  # an unanswered probe, if any
     probe_deadline: float = 0.0
+    probe_sent: float = 0.0  # when the unanswered probe went out
     took_continuations: bool = False  # a standby given continuations: promoted once none is left
     promoted: bool = False  # a standby promoted for good (continuations, a lost provider's place): stays ACTIVE
     inventory: dict = field(default_factory=dict)  # signature id -> inventory.InvEntry

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 T = TypeVar("T")
+STALLS_KEPT = 64  # the server's own recent stalls kept for crediting silences (older ones are long judged)
 
 
 class Supervision:
@@ -33,6 +34,19 @@ class Supervision:
         self._providers_due: list[tuple[float, str]] = []  # heap of (when to look, provider id)
         self._provider_next: dict[str, float] = {}  # provider id -> its live entry's time (others are stale)
         self._awaiting: set[int] = set()  # overdue tasks whose provider was probed
+        self._stalls: list[tuple[float, float]] = []  # (when the server resumed, seconds it did not run)
+
+    def stalled(self, seconds: float) -> None:
+        """The server itself did not run for `seconds` (its loop was starved of CPU or blocked,
+        found by a supervision tick that came that late): a provider is not blamed for it. Its
+        heartbeats were sent meanwhile and wait in the connection to be read, so each silence
+        (and probe deadline) spanning the stall is that much longer before it counts."""
+        self._stalls.append((self.engine.now, seconds))
+        del self._stalls[:-STALLS_KEPT]
+
+    def _credit(self, since: float) -> float:
+        """Seconds the server stalled after `since` (none in the common case: no stall kept)."""
+        return sum(seconds for resumed, seconds in self._stalls if resumed > since) if self._stalls else 0.0
 
     def tick(self) -> None:
         """Silence, unanswered probes, idle standbys, overdue and timed-out tasks."""
@@ -63,10 +77,11 @@ class Supervision:
         if not p.conn_id:
             return None  # nothing to hold it to until it connects again
         if p.probe_id:
-            return p.probe_deadline
+            return p.probe_deadline + self._credit(p.probe_sent)
         if p.standby and p.state == ProviderState.ACTIVE and not p.promoted:
             return e.now  # its idle time is counted tick by tick
-        return (p.last_seen or e.now) + p.heartbeat * e.config.heartbeat_tolerance
+        seen = p.last_seen or e.now
+        return seen + p.heartbeat * e.config.heartbeat_tolerance + self._credit(seen)
 
     # ----- providers ---------------------------------------------------------------------
 
@@ -75,11 +90,18 @@ class Supervision:
         if not p.conn_id:
             return
         if p.probe_id:
-            if e.now > p.probe_deadline:
-                e.provider_rules.lost(p, f"provider {p.id} lost: no answer to a probe within "
-                                         f"{e.config.probe_deadline:g}s")
+            if e.now <= p.probe_deadline + self._credit(p.probe_sent):
+                return
+            if (p.last_seen or 0.0) > p.probe_sent and e.now < p.probe_sent + self._patience(p):
+                # Heard from since the probe went out: alive, its answer waits behind what the
+                # server has still to read off its connection (a server behind on reading).
+                p.probe_deadline = e.now + e.config.probe_deadline
+                return
+            e.provider_rules.lost(p, f"provider {p.id} lost: no answer to a probe within "
+                                     f"{e.config.probe_deadline:g}s")
             return
-        silent = e.now - (p.last_seen or e.now)
+        seen = p.last_seen or e.now
+        silent = e.now - seen - self._credit(seen)
         if silent > p.heartbeat * e.config.heartbeat_tolerance and p.state in SUPERVISED:
             p.before_suspect = p.state
             e.provider_rules.set_state(p, ProviderState.SUSPECT, f"silent for {silent:.1f}s, promised a signal "
@@ -94,9 +116,14 @@ class Supervision:
             return
         e = self.engine
         p.probe_id = e.ids.take("probe")
-        p.probe_deadline = e.now + e.config.probe_deadline
+        p.probe_sent, p.probe_deadline = e.now, e.now + e.config.probe_deadline
         e.changes.probes[p.id] = p.probe_id
         self.schedule(p)
+
+    def _patience(self, p: ProviderRt) -> float:
+        """How long after a probe went out its answer is waited for while the provider is
+        still heard from: the probe deadline plus its promise (heartbeat x tolerance)."""
+        return self.engine.config.probe_deadline + p.heartbeat * self.engine.config.heartbeat_tolerance
 
     def _maybe_back_to_standby(self, p: ProviderRt) -> None:
         e = self.engine

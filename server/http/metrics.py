@@ -19,7 +19,6 @@ from ..domain.model import ProviderState, Status, TaskState
 from ..events import EventHub
 from ..metrics import ServerMetrics
 from ..store import stats
-from ..store.records import ProviderView
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +28,14 @@ class MetricsPage:
                  failed: Callable[[], BaseException | None],
                  leading: Callable[[], tuple[bool, int]] = lambda: (True, 0),
                  unplaceable: Callable[[], list[dict]] = list,
-                 providers: Callable[[], Iterable[ProviderView]] = tuple) -> None:
+                 heard: Callable[[], dict[str, float]] = dict) -> None:
         self._metrics = metrics
         self._hub = hub
         self._readers = readers
         self._failed = failed
         self._leading = leading  # (whether this replica leads now, its lease's epoch)
         self._unplaceable = unplaceable  # hooks.describe() of the demand no provider could take
-        self._providers = providers  # the leader's live view of its providers (none while following)
+        self._heard = heard  # the leader's connected providers: when each was last heard from (none while following)
 
     async def render(self) -> str:
         m = self._metrics
@@ -60,7 +59,7 @@ class MetricsPage:
                        "conditions", "resources")
         lines += gauge("jobplane_provider_silence_seconds", "Seconds since each connected provider was last heard "
                        "from (the leader's view); past its heartbeat interval times --heartbeat-tolerance it is "
-                       "SUSPECT.", _silences(self._providers()), "provider")
+                       "SUSPECT.", _silences(self._heard()), "provider")
         for instrument in (m.commit_seconds, m.batch_operations, m.heartbeat_seconds, m.ready_to_assigned,
                            m.ready_to_running, m.restart_seconds):
             lines += histogram(instrument)
@@ -81,9 +80,9 @@ def _state_gauges() -> list[str]:
             *gauge("jobplane_providers", "Providers (agents) by state.", _by_state(providers), "state")]
 
 
-def _silences(providers: Iterable[ProviderView]) -> dict[tuple[str, ...], float]:
+def _silences(heard: dict[str, float]) -> dict[tuple[str, ...], float]:
     now = time.time()
-    return {(p.id,): round(max(0.0, now - p.last_seen), 3) for p in providers if p.connected and p.last_seen}
+    return {(provider,): round(max(0.0, now - last), 3) for provider, last in heard.items()}
 
 
 def _requirement(d: dict) -> tuple[str, str, str, str]:

@@ -7,8 +7,9 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import grpc
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HELLO_DEADLINE = 10.0
 MAX_SLOTS = 10_000
+NO_FACTS: Mapping[str, float] = MappingProxyType({})  # a heartbeat without live facts (most): one shared, read-only
 
 
 @dataclass(eq=False)
@@ -122,15 +124,16 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if not self.d.leading:  # a replica that stepped down: the stream is ending
             return
         which = message.WhichOneof("message")
-        if which == "reports":
+        if which == "heartbeat":  # the most frequent by far: no op, future or copy of its own (core.heartbeat)
+            facts = message.heartbeat.facts
+            self.d.core.heartbeat(conn.provider, conn.id, dict(facts) if facts else NO_FACTS)
+        elif which == "reports":
             reports = [r for r in map(convert.report_from_proto, message.reports.reports) if r is not None]
             seq = message.reports.seq
             fut = self.d.core.enqueue(lambda engine: engine.report(conn.provider, conn.id, reports))
             fut.add_done_callback(lambda f: self._ack(conn, seq, f))
         elif which == "ready":
             self.d.core.enqueue(lambda engine: engine.ready_signal(conn.provider, conn.id))
-        elif which == "heartbeat":
-            self.d.core.heartbeat(conn.provider, conn.id, dict(message.heartbeat.facts))
         elif which == "scan_report":
             results = convert.scan_results_from_proto(message.scan_report)
             self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))

@@ -444,3 +444,64 @@ def test_a_task_suspended_across_a_restart_is_held_to_its_timeout_once_released(
     assert job.state == JobState.RUNNING
     _supervise_at(e, 95 + 54 + 2 + 5.1)
     assert job.state == JobState.FAILED and "hard timeout" in job.reason
+
+
+def test_a_stall_of_the_server_itself_is_not_held_against_its_providers():
+    """The server did not run for 9 s (its tick came that late): the heartbeats its providers sent
+    meanwhile are still to be read, so none is suspected for that silence; one that stays silent
+    after the server runs again is, once its promise (1 s x tolerance 2) has passed on top."""
+    e = engine()
+    provider(e, "a", slots=1)
+    provider(e, "b", slots=1)
+    e.take_changes()
+    e.begin(100 + 9.5)
+    e.supervision.stalled(9.0)  # the tick found itself 9 s late
+    e.supervise()
+    e.report("b", hash("b") & 0xFFFF, [])  # b's heartbeat, read once the server runs again
+    cs = e.take_changes()
+    assert {p.state for p in e.providers.values()} == {ProviderState.ACTIVE} and not cs.probes
+    e.begin(100 + 9.5 + 1.0)
+    e.supervise()
+    e.report("b", hash("b") & 0xFFFF, [])  # b beats on
+    assert e.providers["a"].state == ProviderState.ACTIVE  # 10.5 s silent, 9 of them the server's
+    e.begin(100 + 9.5 + 2.1)
+    e.supervise()
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.SUSPECT and "a" in cs.probes
+    assert e.providers["b"].state == ProviderState.ACTIVE
+
+
+def test_without_a_stall_the_same_silence_is_suspected():
+    e = engine()
+    provider(e, "a", slots=1)
+    e.take_changes()
+    e.begin(100 + 9.5)
+    e.supervise()
+    assert e.providers["a"].state == ProviderState.SUSPECT
+
+
+def test_a_probed_provider_still_heard_from_is_waited_for_and_one_that_never_answers_is_lost():
+    """Probed at 102.5 (silent 2.5 s); a heartbeat arrives before the probe's deadline (its answer
+    waits behind it on the connection): not lost at the deadline, restored by the late answer.
+    Heartbeats with no answer at all: lost once the probe deadline plus its promise (1 + 2 s) passed."""
+    for answers in (True, False):
+        e = engine()
+        conn = provider(e, "a", slots=1)
+        e.take_changes()
+        e.begin(102.5)
+        e.supervise()
+        probe_id = e.take_changes().probes["a"]
+        for now in (103.0, 103.6, 104.2, 104.8, 105.4):
+            e.begin(now)
+            e.report("a", conn, [])  # its heartbeats keep coming
+            e.supervise()
+            e.take_changes()
+            assert e.providers["a"].state == ProviderState.SUSPECT
+        if answers:
+            e.probe_reply("a", conn, probe_id, [])
+            assert e.providers["a"].state == ProviderState.ACTIVE
+        else:
+            e.begin(106.5)  # the last wait (from 105.4) is over, and so is the patience
+            e.report("a", conn, [])
+            e.supervise()
+            assert e.providers["a"].state == ProviderState.LOST
