@@ -1,11 +1,12 @@
 """Runs command tasks, contained, with output and exit status kept in the attempt's
 directory, so that an agent started again after a crash can adopt them.
 
-Each command runs under a wrapper (wrapper.py) that the agent's keeper (keeper.py) forks: the
-piece that outlives the agent, as Nomad's executor or Slurm's slurmstepd do. The wrapper
-writes its pid (and start time) when the command runs and the command's exit status when the
-command and everything it started are gone. A new agent process finds the attempt's
-directory, checks that the pid is still that wrapper, and waits for it.
+The agent's keeper (keeper.py) spawns each command and contains it: the piece that outlives
+the agent, as Nomad's executor or Slurm's slurmstepd do. The agent asks over the keeper's
+socket, so its event loop never waits on a spawn. The keeper writes the command's pid (and
+start time) when it runs and its exit status when the command and everything it started are
+gone. A new agent process finds the attempt's directory, checks that the pid is still that
+command, and waits for it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import logstore, procs, wrapper
+from . import logstore, procs
 from .errors import KeeperUnavailable
 from .keeper_client import Keeper
 from .keeper_wire import KILL_DEADLINE, LOST_FILE
@@ -60,25 +61,27 @@ class Leftover:
     exit_status: int | None
     timeout: float
     started_wall: float
-    # The wrapper's start time (with its pid, it names the process for good).
+    # The command's start time (with its pid, it names the process for good).
     start: int | None = None
     # The keeper killed it: no agent process held its lease in time.
     lost: bool = False
 
     def alive(self) -> bool:
-        """Whether its wrapper still runs (and the pid was not reused by another process)."""
+        """Whether its command has not ended (and the pid was not reused by another process)."""
         return (self.pid is not None and self.exit_status is None and self.start is not None
                 and procs.start_time(self.pid) == self.start)
 
 
 class _Process:
-    """A running wrapper: its pid, its output files, and a future that resolves at its exit."""
+    """A running attempt: its command's pid, its output files, and a future that resolves when
+    the command exits (the attempt has ended once its exit file is written: `returncode`)."""
 
     def __init__(self, pid: int, attempt_dir: Path, keeper: Keeper | None,
                  start: int | None) -> None:
         self.pid = pid
         self.dir = attempt_dir
         self._keeper = keeper
+        self._guard = keeper.guard if keeper is not None else 0
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[None] = loop.create_future()
         self._pidfd: int | None = None
@@ -100,13 +103,10 @@ class _Process:
         if not self.exited.done():
             self.exited.set_result(None)
 
-    def signal(self, signum: int) -> None:
-        """Signal the wrapper, never another process that took its pid since."""
-        if self._pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signum)
-            except ProcessLookupError:
-                pass
+    def stop(self, *, kill: bool) -> None:
+        """SIGTERM every process of the attempt (with `kill`, SIGKILL them all), at the keeper."""
+        if self._keeper is not None and not self.exited.done():
+            self._keeper.signal(self.pid, kill=kill)
 
     def output_bytes(self) -> int:
         return logstore.written(logstore.log_dir(self.dir))
@@ -115,8 +115,8 @@ class _Process:
         """The command's status: its exit code, -N for signal N; None if unknown."""
         code = _read_int(self.dir / "exit")
         if code is None and self._keeper is not None:
-            # The wrapper was killed before it could write it: the keeper writes it once reaped.
-            await self._keeper.settle(self.pid)
+            # The command exited; the keeper writes it once what it left is gone.
+            await self._keeper.settle(self.pid, self._guard)
             code = _read_int(self.dir / "exit")
         return code
 
@@ -205,7 +205,7 @@ async def _supervise(
         stopped = await _wait(process, timeout, stop, kill_grace, pause or Pause())
     finally:
         if not process.exited.done():  # we were cancelled: the attempt does not outlive us
-            process.signal(wrapper.KILL)
+            process.stop(kill=True)
         process.close()
     returncode = await process.returncode()
     _check_lost(process.dir)
@@ -255,7 +255,7 @@ def _attempt_dir(given: str) -> Iterator[Path]:
 
 
 async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _Process:
-    """Have the keeper start the command under a wrapper of its own."""
+    """Have the keeper start the command."""
     if not spec.argv:
         raise ValueError("the command is empty (spec.command has no argv)")
     if spec.cwd and not os.path.isdir(spec.cwd):
@@ -318,17 +318,16 @@ async def _wait(
 
 
 async def _terminate(process: _Process, kill_grace: float) -> None:
-    """SIGTERM every process of the attempt (the wrapper passes it on), then SIGKILL them all
-    if the command outlives the grace period."""
-    process.signal(wrapper.TERMINATE)
+    """SIGTERM every process of the attempt, then SIGKILL them all if the command outlives the
+    grace period (what it leaves is killed as it exits)."""
+    process.stop(kill=False)
     done, _ = await asyncio.wait({process.exited}, timeout=kill_grace)
     if done:
         return
-    process.signal(wrapper.KILL)
+    process.stop(kill=True)
     done, _ = await asyncio.wait({process.exited}, timeout=KILL_DEADLINE)
-    if not done:  # a wrapper that does not answer: the keeper kills what it contained
-        log.warning("the wrapper %d did not end on request; killing it", process.pid)
-        process.signal(signal.SIGKILL)
+    if not done:  # in uninterruptible sleep, or stopped: the keeper kills it as soon as it can
+        log.warning("the command %d did not end on SIGKILL within %gs", process.pid, KILL_DEADLINE)
         await process.exited
 
 
@@ -394,8 +393,8 @@ def _result(
 
 
 def _exit_status(returncode: int | None) -> tuple[dict[str, str], int | None]:
-    """Raw properties and exit code of a wrapper's status: -N is a signal to the wrapper,
-    128+N a signal to the command (the shell's convention)."""
+    """Raw properties and exit code of an exit file's status: -N is signal N, 128+N a signal
+    to a command run by a shell (the shell's convention)."""
     if returncode is None:
         return {}, None
     if returncode < 0:

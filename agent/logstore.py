@@ -1,6 +1,6 @@
 """Each command attempt's whole stdout and stderr, kept on disk, bounded and rotated.
 
-The wrapper (wrapper.py) pumps the command's output from a pipe into segments of one size,
+The keeper (keeper_attempts.py) pumps the command's output from a pipe into segments of one size,
 `out.0`, `out.1`, … (and `err.N`): byte `b` of the stream is in segment `b // size`. When a new
 segment begins, the one `SEGMENTS` back is removed, so a stream keeps at most its cap on disk
 (the newest bytes; what went before is "rotated away"). The segment size is in `segment`;
@@ -9,14 +9,13 @@ segment begins, the one `SEGMENTS` back is removed, so a stream keeps at most it
 An attempt's output lives in `<state dir>/logs/<attempt dir's name>/`, beside its attempt
 directory, so that it outlives the attempt's report (the attempt directory is removed once the
 server has it); the agent removes logs older than its `--log-retention`. Stdlib only: the
-wrapper, a fork of the keeper, imports it.
+keeper imports it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import time
 from dataclasses import dataclass
@@ -99,28 +98,6 @@ def begin(directory: str | Path, max_bytes: int) -> None:
     except FileNotFoundError:  # the first attempt: logs/ is made
         os.makedirs(directory, exist_ok=True)
     _write(os.path.join(directory, SEGMENT_FILE), f"{segment_size(max_bytes)}\n".encode())
-
-
-def pump(pipes: dict[int, SegmentWriter]) -> None:
-    """Copy everything readable from each pipe into its writer until every writer of each pipe
-    closed (one thread for both of an attempt's streams)."""
-    poller = select.poll()
-    for fd in pipes:
-        poller.register(fd, select.POLLIN)
-    try:
-        while pipes:
-            for fd, _ in poller.poll():
-                chunk = os.read(fd, _READ_BYTES)
-                if chunk:
-                    pipes[fd].write(chunk)
-                    continue
-                poller.unregister(fd)
-                os.close(fd)
-                pipes.pop(fd).close()
-    finally:
-        for fd, writer in pipes.items():
-            os.close(fd)
-            writer.close()
 
 
 def finish(directory: str | Path) -> None:

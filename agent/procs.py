@@ -1,6 +1,6 @@
 """Processes as Linux shows them: start times and trees from /proc, and prctl(2) settings.
 
-Stdlib only: the keeper and its wrappers import it, and they must not import gRPC.
+Stdlib only: the keeper and its guard import it, and they must not import gRPC.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -152,18 +153,68 @@ def kill_tree(root: int, deadline: float, *, reap: Callable[[], None] = lambda: 
     return gone
 
 
-def stop_tree(root: int, deadline: float) -> list[int]:
-    """SIGSTOP everything below `root` (a subreaper, which keeps running), round after round
-    until no new process shows up (a fork racing the first round is caught by the next);
-    returns what was stopped, for SIGCONT."""
+def stop_all(targets: Callable[[], list[int]], deadline: float) -> list[int]:
+    """SIGSTOP what `targets()` lists, round after round until no new process shows up (a fork
+    racing the first round is caught by the next); returns what was stopped, for SIGCONT."""
     stopped: list[int] = []
     while time.monotonic() < deadline:
-        fresh = [pid for pid in descendants([root], parents(living=True)) if pid not in stopped]
+        fresh = [pid for pid in targets() if pid not in stopped]
         if not fresh:
             break
         send(fresh, signal.SIGSTOP)
         stopped += fresh
     return stopped
+
+
+class Row(NamedTuple):
+    """A living process as /proc/PID/stat shows it."""
+
+    ppid: int
+    pgid: int
+    sid: int
+    start: int
+
+
+def table() -> dict[int, Row]:
+    """Every living process (not zombies): parent, group, session and start time, by pid."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(entry)
+            if fields is not None and fields[0] != b"Z":
+                found[int(entry)] = Row(int(fields[1]), int(fields[2]), int(fields[3]),
+                                        int(fields[19]))
+    return found
+
+
+def environ_value(pid: int, name: str) -> str | None:
+    """The value of `name` in the environment the process was started with; None if it has
+    none (or is gone, or is not ours to read)."""
+    prefix = name.encode() + b"="
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode(errors="replace")
+    return None
+
+
+def wait_status(pidfd: int, *, reap: bool) -> int | None:
+    """The exit status (as exit_status gives it) of the child behind `pidfd`, None while it
+    runs; reaped only if `reap` (a zombie keeps its pid, and so its session, from reuse)."""
+    flags = os.WEXITED | os.WNOHANG | (0 if reap else os.WNOWAIT)
+    try:
+        found = os.waitid(os.P_PIDFD, pidfd, flags)
+    except ChildProcessError:
+        return None
+    if found is None or found.si_pid == 0:
+        return None
+    if found.si_code == os.CLD_EXITED:
+        return found.si_status
+    return -found.si_status
 
 
 def exit_status(wait_status: int) -> int:
