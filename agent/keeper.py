@@ -63,6 +63,7 @@ class Keeper:
         self.ever_held = False
         self.serial = 0
         self.guard = os.getppid()
+        self.table = procs.Table(self.guard)
         self.notes = keeper_guard.Notes(notes)
         self.selector.register(listener, selectors.EVENT_READ, self._accept)
 
@@ -307,7 +308,7 @@ class Keeper:
         and what the guard inherited from it (the orphans it left), with their descendants."""
         if attempt.cgroup is not None:
             return cgroups.members(attempt.cgroup) if cgroups.populated(attempt.cgroup) else []
-        rows = procs.table()
+        rows = self.table.read()
         roots = [attempt.pid] if attempt.pid in rows else []
         roots += [pid for pid, row in rows.items()
                   if row.ppid == self.guard and pid != os.getpid() and self._owns(attempt, pid, row)]

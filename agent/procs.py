@@ -175,16 +175,84 @@ class Row(NamedTuple):
     start: int
 
 
+def _row(pid: int | str) -> Row | None:
+    fields = _stat(pid)
+    if fields is None or fields[0] == b"Z":
+        return None
+    return Row(int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+
+
 def table() -> dict[int, Row]:
     """Every living process (not zombies): parent, group, session and start time, by pid."""
     found = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat(entry)
-            if fields is not None and fields[0] != b"Z":
-                found[int(entry)] = Row(int(fields[1]), int(fields[2]), int(fields[3]),
-                                        int(fields[19]))
+        if entry.isdigit() and (row := _row(entry)) is not None:
+            found[int(entry)] = row
     return found
+
+
+class Table:
+    """The process table as `table()` gives it, read again only where it may have changed:
+    the processes below `root` (a subreaper: what joins its tree is born in it or falls to
+    it), and the pids allocated since the last read (ns_last_pid). A process outside the tree
+    stays outside (orphans fall to a subreaper above them, or init), so its row is kept until
+    its pid is allocated again. The whole table is read again at least every `period` (a pid
+    space cycled through between two reads would go unseen otherwise)."""
+
+    def __init__(self, root: int, period: float | None = None) -> None:
+        self.root = root
+        self.rows: dict[int, Row] = {}
+        self.mark: int | None = None
+        self.period = _PID_CYCLE_SECONDS * _pid_max() / 32768 if period is None else period
+        self.whole_at = 0.0
+
+    def read(self) -> dict[int, Row]:
+        mark, now = _last_pid(), time.monotonic()
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+        last = _last_pid()
+        whole = self.mark is None or mark is None or last is None or now - self.whole_at > self.period
+        if whole:
+            self.whole_at = now
+            ours: set[int] = set()
+        else:
+            ours = set(descendants([self.root], {p: r.ppid for p, r in self.rows.items()}))
+        rows = {}
+        for pid in entries:
+            row = self.rows.get(pid)
+            if whole or row is None or pid in ours or _since(pid, self.mark, last):
+                row = _row(pid)
+            if row is not None:
+                rows[pid] = row
+        self.rows, self.mark = rows, mark
+        return rows
+
+
+# How long at least it takes to cycle through 32768 pids (a fork rate no machine sustains).
+_PID_CYCLE_SECONDS = 0.5
+
+
+def _since(pid: int, mark: int | None, last: int) -> bool:
+    """Whether `pid` was allocated after `mark`, up to `last` (pids wrap around)."""
+    if mark is None:
+        return True
+    return mark < pid <= last if mark <= last else (pid > mark or pid <= last)
+
+
+def _last_pid() -> int | None:
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+@functools.cache
+def _pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 4 * 1024 * 1024
 
 
 def environ_value(pid: int, name: str) -> str | None:
