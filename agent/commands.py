@@ -262,11 +262,11 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
-    pid = await keeper.start({"dir": os.path.abspath(directory),
+    pid, start = await keeper.start({"dir": os.path.abspath(directory),
                               "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
                               "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
                               "timeout": spec.timeout, "log_max_bytes": spec.log_max_bytes})
-    return _Process(pid, directory, keeper, read_leftover(directory).start)
+    return _Process(pid, directory, keeper, start)
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:
@@ -343,9 +343,10 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
 
 def _tails(directory: Path) -> tuple[str, str]:
     logs = logstore.log_dir(directory)
-    if logstore.span(logs, "out") is None:  # started by an agent of before the log store
+    out = logstore.span(logs, "out")
+    if out is None:  # started by an agent of before the log store
         return _tail(directory / "out"), _tail(directory / "err")
-    return logstore.tail(logs, "out", TAIL_LIMIT), logstore.tail(logs, "err", TAIL_LIMIT)
+    return logstore.tail(logs, "out", TAIL_LIMIT, out), logstore.tail(logs, "err", TAIL_LIMIT)
 
 
 def _tail(path: Path) -> str:

@@ -251,7 +251,8 @@ class Keeper:
         except OSError as exc:
             log.error("cannot write the pid of %s: %s", attempt.directory, exc)
             self._kill([attempt], f"its pid could not be written: {exc}")
-        holder.send({"op": "started", "id": message["id"], "pid": attempt.pid})
+        holder.send({"op": "started", "id": message["id"], "pid": attempt.pid,
+                     "start": attempt.start})
 
     # An attempt's end.
 

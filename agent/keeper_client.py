@@ -102,9 +102,9 @@ class Keeper:
         reply = await self._request({"op": "adopt", "dirs": [str(d) for d in dirs], "only": only})
         return set(reply.get("dirs", ()))
 
-    async def start(self, request: dict[str, Any]) -> int:
+    async def start(self, request: dict[str, Any]) -> tuple[int, int | None]:
         """Start a command attempt (the keeper spawns it); the command's pid, which names the
-        attempt from then on. Raises OSError if the command cannot start, KeeperUnavailable if
+        attempt from then on, and its start time (procs.start_time). Raises OSError if the command cannot start, KeeperUnavailable if
         the keeper cannot be reached."""
         if not self.connected:
             await self.open()
@@ -114,7 +114,7 @@ class Keeper:
             if reply.get("stage") == "cwd":
                 error.filename = request.get("cwd")
             raise error
-        return int(reply["pid"])
+        return int(reply["pid"]), reply.get("start")
 
     def signal(self, pid: int, *, kill: bool) -> None:
         """SIGTERM every process of attempt `pid` (with `kill`, SIGKILL them all)."""

@@ -52,7 +52,7 @@ class SegmentWriter:
         self.size = segment_size(max_bytes)
         self.index, self.fill = 0, 0
         self.failed: OSError | None = None  # a write refused (disk full): the rest is dropped
-        self._fd = self._open(0)
+        self._fd: int | None = None  # the first segment is made by the first write
 
     def _open(self, index: int) -> int:
         return os.open(f"{self._prefix}.{index}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -62,7 +62,9 @@ class SegmentWriter:
         view = memoryview(data)
         while view and self.failed is None:
             try:
-                if self.fill == self.size:
+                if self._fd is None:
+                    self._fd = self._open(0)
+                elif self.fill == self.size:
                     self._next()
                 written = os.write(self._fd, view[:self.size - self.fill])
             except OSError as exc:
@@ -72,7 +74,7 @@ class SegmentWriter:
             view = view[written:]
 
     def _next(self) -> None:
-        os.close(self._fd)
+        os.close(self._fd)  # type: ignore[arg-type]
         self.index, self.fill = self.index + 1, 0
         self._fd = self._open(self.index)
         try:
@@ -81,7 +83,8 @@ class SegmentWriter:
             pass
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
 
 
 def segment_size(max_bytes: int) -> int:
@@ -165,14 +168,15 @@ def read(directory: str | Path, stream: str, offset: int, limit: int = _READ_BYT
         raise Rotated(f"bytes from {offset} were rotated away while being read (--log-max-bytes)") from None
 
 
-def tail(directory: str | Path, stream: str, limit: int) -> str:
-    """The last `limit` bytes of the stream, decoded (a character cut at the front becomes U+FFFD)."""
-    found = span(directory, stream)
+def tail(directory: str | Path, stream: str, limit: int, found: Span | None = None) -> str:
+    """The last `limit` bytes of the stream (whose span is `found` if given), decoded (a
+    character cut at the front becomes U+FFFD)."""
+    found = found or span(directory, stream)
     if found is None:
         return ""
     offset, data = max(found.start, found.end - limit), b""
     try:
-        while len(data) < limit and (chunk := read(directory, stream, offset + len(data), limit - len(data))):
+        while offset + len(data) < found.end and (chunk := read(directory, stream, offset + len(data), limit - len(data))):
             data += chunk
     except Rotated:
         pass
