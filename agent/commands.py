@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import logstore, procs
 from .errors import KeeperUnavailable
+from .keeper_attempts import STATE_FILE, read_state
 from .keeper_client import Keeper
 from .keeper_wire import KILL_DEADLINE, LOST_FILE
 from .pause import Pause
@@ -113,11 +114,11 @@ class _Process:
 
     async def returncode(self) -> int | None:
         """The command's status: its exit code, -N for signal N; None if unknown."""
-        code = _read_int(self.dir / "exit")
+        code = read_state(self.dir)[1]
         if code is None and self._keeper is not None:
             # The command exited; the keeper writes it once what it left is gone.
             await self._keeper.settle(self.pid, self._guard)
-            code = _read_int(self.dir / "exit")
+            code = read_state(self.dir)[1]
         return code
 
     def close(self) -> None:
@@ -180,14 +181,14 @@ async def resume_command(
 def read_leftover(attempt_dir: Path) -> Leftover:
     """What an attempt's directory says about its command."""
     pid, timeout, started, start = None, 0.0, 0.0, None
-    pid_file = attempt_dir / "pid"
+    fields, status = read_state(attempt_dir)
     try:
-        fields = pid_file.read_text().split()
-        pid, timeout, started = int(fields[0]), float(fields[1]), pid_file.stat().st_mtime
+        pid, timeout = int(fields[0]), float(fields[1])
+        started = (attempt_dir / STATE_FILE).stat().st_mtime
         start = int(fields[2])
     except (OSError, ValueError, IndexError):
         pass
-    return Leftover(attempt_dir, pid, _read_int(attempt_dir / "exit"), timeout, started, start,
+    return Leftover(attempt_dir, pid, status, timeout, started, start,
                     (attempt_dir / LOST_FILE).exists())
 
 
@@ -357,13 +358,6 @@ def _tail(path: Path) -> str:
             return f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _result(

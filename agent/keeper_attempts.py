@@ -6,8 +6,9 @@ loop pumps into the attempt's log store (logstore.py). Where the machine allows,
 born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
 command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
 
-The command is the attempt's leader: its pid names the attempt, on the wire and in the `pid`
-file. The keeper learns of its end through a pidfd and leaves it a zombie until the attempt has
+The command is the attempt's leader: its pid names the attempt, on the wire and in the
+attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
+ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper learns of its end through a pidfd and leaves it a zombie until the attempt has
 ended (what it left killed, its output drained, its `exit` file written), so that its pid, and
 the session that pid names, cannot be reused meanwhile: an agent process that reads the `pid`
 file finds it alive until the `exit` file is there. Stdlib only: the keeper imports it.
@@ -25,6 +26,7 @@ from jobplane.files import write_atomic
 
 from . import cgroups, logstore, procs
 
+STATE_FILE = "pid"
 # In subreaper mode, the command's environment names its attempt, so that a process that left
 # the attempt's session (and was reparented to the keeper's guard) is still found to be its.
 MARKER = "JOBPLANE_KEEPER_ATTEMPT"
@@ -83,8 +85,8 @@ class Attempt:
 
     def note_pid(self) -> None:
         """The `pid` file: what an agent process started after a crash adopts."""
-        write_atomic(self.directory / "pid", f"{self.pid} {self.timeout:g} {self.start}\n",
-                     durable=False)
+        write_atomic(self.directory / STATE_FILE,
+                     f"{self.pid} {self.timeout:g} {self.start}\n", durable=False)
 
     def pump(self, fd: int) -> bool:
         """Copy what one output pipe holds into the log store; True at its end (every writer
@@ -110,12 +112,48 @@ class Attempt:
         self.pipes.clear()
         try:
             logstore.finish(self.logs)
-            write_atomic(self.directory / "exit", f"{self.status}\n", durable=False)
+            note_exit(self.directory, self.status)
         finally:
             if self.cgroup is not None:
                 cgroups.remove(self.cgroup)
             procs.wait_status(self.pidfd, reap=True)
             os.close(self.pidfd)
+
+
+def note_exit(directory: Path, status: int | None) -> None:
+    """Append the exit status to the attempt's state file (one write: a reader sees the whole
+    line or none of it)."""
+    fd = os.open(directory / STATE_FILE, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.write(fd, f"exit {status}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def read_state(directory: Path) -> tuple[list[str], int | None]:
+    """The fields of an attempt's pid line (none if it has no complete one) and its exit
+    status (None while it runs)."""
+    try:
+        lines = (directory / STATE_FILE).read_text().split("\n")
+    except OSError:
+        lines = [""]
+    status = None
+    for line in lines[1:-1]:  # complete lines only
+        if line.startswith("exit "):
+            status = _int(line[5:])
+    if status is None:  # as a keeper of before the state file wrote it
+        try:
+            status = _int((directory / "exit").read_text())
+        except OSError:
+            pass
+    return (lines[0].split() if len(lines) > 1 else []), status
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
 
 
 def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path,

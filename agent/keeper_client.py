@@ -141,6 +141,9 @@ class Keeper:
             return
         if pidfd < 0:
             return
+        if _name(guard) != wire.GUARD_NAME:  # it ended long ago, and its pid is another's now
+            os.close(pidfd)
+            return
         loop = asyncio.get_running_loop()
         gone = loop.create_future()
         loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
@@ -260,6 +263,14 @@ class Keeper:
     def _trouble(self, what: str) -> str:
         return (f"the agent's keeper for {self.state_dir}: {what}; see "
                 f"{self.state_dir / wire.LOG_FILE}")
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _start_keeper(state_dir: Path, options: list[str]) -> int:

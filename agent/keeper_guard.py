@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from jobplane.files import write_atomic
-
 from . import cgroups, logstore, procs
+from .keeper_attempts import note_exit, read_state
+from .keeper_wire import GUARD_NAME
 
 log = logging.getLogger("jobplane.agent.keeper")
 
@@ -73,7 +73,7 @@ def run(notes: int, keeper: int) -> NoReturn:
 
 class _Guard:
     def __init__(self, notes: int, keeper: int) -> None:
-        procs.set_name("jobplane-guard")
+        procs.set_name(GUARD_NAME)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.notes = notes
         self.keeper = keeper
@@ -149,8 +149,8 @@ def _close(directory: Path, status: int) -> None:
     """An attempt's exit file and complete output, unless the keeper wrote them."""
     try:
         logstore.finish(logstore.log_dir(directory))
-        if not (directory / "exit").exists():
-            write_atomic(directory / "exit", f"{status}\n", durable=False)
+        if read_state(directory)[1] is None:
+            note_exit(directory, status)
     except OSError as exc:
         if exc.errno != errno.ENOENT:
             log.error("cannot write the exit status of %s: %s", directory, exc)
