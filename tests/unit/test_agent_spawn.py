@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -135,3 +136,37 @@ def test_a_stray_goes_with_its_own_attempt_not_with_one_that_ends_before(tmp_pat
                                    "first's stray after the second ended": True,
                                    "first running after the second ended": True,
                                    "first's stray after the first ended": False}
+
+
+# As the keeper reads the process table in subreaper mode: a subreaper that reads it, sees a
+# grandchild under its child, then sees it again once the child died (reparented to it).
+REPARENTED = r"""
+import os, sys, time
+from jobplane.agent import procs
+procs.become_subreaper()
+table = procs.Table(os.getpid(), period=3600)  # never a whole read again: only what may change
+go_r, go_w = os.pipe()
+child = os.fork()
+if child == 0:
+    if os.fork() == 0:
+        time.sleep(60)
+        os._exit(0)
+    os.read(go_r, 1)
+    os._exit(0)
+deadline = time.monotonic() + 30
+while not [p for p, r in procs.table().items() if r.ppid == child] and time.monotonic() < deadline:
+    time.sleep(0.01)
+grandchild = [p for p, r in table.read().items() if r.ppid == child][0]
+os.write(go_w, b"x")
+os.waitpid(child, 0)
+while procs.table()[grandchild].ppid != os.getpid() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(table.read()[grandchild].ppid == os.getpid(), flush=True)
+os.kill(grandchild, 9)
+"""
+
+
+def test_the_keepers_table_sees_a_process_reparented_since_its_last_read():
+    found = subprocess.run([sys.executable, "-c", REPARENTED], capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert found.stdout.strip() == "True", found.stderr
