@@ -8,10 +8,11 @@ command there before it can fork; the keeper leaves it at once, as cgroup.kill e
 
 The command is the attempt's leader: its pid names the attempt, on the wire and in the
 attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
-ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper learns of its end through a pidfd and leaves it a zombie until the attempt has
-ended (what it left killed, its output drained, its `exit` file written), so that its pid, and
-the session that pid names, cannot be reused meanwhile: an agent process that reads the `pid`
-file finds it alive until the `exit` file is there. Stdlib only: the keeper imports it.
+ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
+learns of the command's exit through a pidfd and leaves it a zombie until the attempt has ended
+(what it left killed, its output drained, its exit status written), so that its pid, and the
+session that pid names, cannot be reused meanwhile: an agent process that reads the state file
+finds the command alive until its exit status is there. Stdlib only: the keeper imports it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,14 @@ class Attempt:
         self.logs = logstore.log_dir(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
         self.pid, self.start = _spawn(request, cgroup, marker, self.logs, self.pipes)
-        self.pidfd = os.pidfd_open(self.pid)
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError as exc:  # out of file descriptors: it cannot be watched, so it goes
+            os.killpg(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            _close(self.pipes)
+            raise StartFailed({"errno": exc.errno or 0, "stage": "exec",
+                               "error": f"cannot watch it: {exc.strerror}"}) from None
         self.holder = None  # keeper_holders.Holder
         self.orphaned_until: float | None = None
         self.settles: list[tuple[object, int]] = []

@@ -104,8 +104,8 @@ class Keeper:
 
     async def start(self, request: dict[str, Any]) -> tuple[int, int | None]:
         """Start a command attempt (the keeper spawns it); the command's pid, which names the
-        attempt from then on, and its start time (procs.start_time). Raises OSError if the command cannot start, KeeperUnavailable if
-        the keeper cannot be reached."""
+        attempt from then on, and its start time (procs.start_time). Raises OSError if the
+        command cannot start, KeeperUnavailable if the keeper cannot be reached."""
         if not self.connected:
             await self.open()
         reply = await self._request({"op": "start", **request})

@@ -176,7 +176,10 @@ def tail(directory: str | Path, stream: str, limit: int, found: Span | None = No
         return ""
     offset, data = max(found.start, found.end - limit), b""
     try:
-        while offset + len(data) < found.end and (chunk := read(directory, stream, offset + len(data), limit - len(data))):
+        while offset + len(data) < found.end:
+            chunk = read(directory, stream, offset + len(data), limit - len(data))
+            if not chunk:
+                break
             data += chunk
     except Rotated:
         pass
