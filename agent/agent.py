@@ -62,7 +62,7 @@ class _Attempt:
     # Killed by the agent as it stopped without handing it on: not reported, its directory
     # removed (the server continues it elsewhere once the provider is lost).
     dropped: bool = False
-    # A command under a wrapper of the keeper's (only those can be suspended), and its pause.
+    # A command the keeper runs (only those can be suspended), and its pause.
     command: bool = False
     pause: Pause = field(default_factory=Pause)
 

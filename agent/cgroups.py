@@ -1,5 +1,5 @@
 """How attempts are contained: a cgroup v2 per attempt where the machine allows it, else the
-attempt's wrapper as the subreaper of every process the attempt starts.
+keeper's guard as the subreaper of every process the attempt starts (keeper_guard.py).
 
 A cgroup is a container no process leaves by forking, double-forking or starting a session of
 its own, and `cgroup.kill` empties it in one step. It needs a writable cgroup2 hierarchy and
@@ -58,7 +58,7 @@ def detect(wanted: str = AUTO) -> Containment:
 
 
 def _try_a_move(base: Path) -> None:
-    """Move this process into a new cgroup under `base` and back, as a wrapper does for each
+    """Move this process into a new cgroup under `base` and back, as the keeper does for each
     command it spawns; raises OSError if the machine does not allow it."""
     probe = base / f"probe-{os.getpid()}"
     home = current()
@@ -84,9 +84,9 @@ def cgroup2_mount() -> Path | None:
     return None
 
 
-def keeper_dir(base: Path) -> Path:
-    """The cgroup under which this keeper process puts its attempts' cgroups."""
-    return base / f"keeper-{os.getpid()}"
+def keeper_dir(base: Path, pid: int = 0) -> Path:
+    """The cgroup under which a keeper process (this one by default) puts its attempts' cgroups."""
+    return base / f"keeper-{pid or os.getpid()}"
 
 
 def create(parent: Path, name: str) -> Path:

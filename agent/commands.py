@@ -1,11 +1,12 @@
 """Runs command tasks, contained, with output and exit status kept in the attempt's
 directory, so that an agent started again after a crash can adopt them.
 
-Each command runs under a wrapper (wrapper.py) that the agent's keeper (keeper.py) forks: the
-piece that outlives the agent, as Nomad's executor or Slurm's slurmstepd do. The wrapper
-writes its pid (and start time) when the command runs and the command's exit status when the
-command and everything it started are gone. A new agent process finds the attempt's
-directory, checks that the pid is still that wrapper, and waits for it.
+The agent's keeper (keeper.py) spawns each command and contains it: the piece that outlives
+the agent, as Nomad's executor or Slurm's slurmstepd do. The agent asks over the keeper's
+socket, so its event loop never waits on a spawn. The keeper writes the command's pid (and
+start time) when it runs and its exit status when the command and everything it started are
+gone. A new agent process finds the attempt's directory, checks that the pid is still that
+command, and waits for it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import logstore, procs, wrapper
+from . import logstore, procs
 from .errors import KeeperUnavailable
+from .keeper_attempts import STATE_FILE, read_state
 from .keeper_client import Keeper
 from .keeper_wire import KILL_DEADLINE, LOST_FILE
 from .pause import Pause
@@ -60,25 +62,27 @@ class Leftover:
     exit_status: int | None
     timeout: float
     started_wall: float
-    # The wrapper's start time (with its pid, it names the process for good).
+    # The command's start time (with its pid, it names the process for good).
     start: int | None = None
     # The keeper killed it: no agent process held its lease in time.
     lost: bool = False
 
     def alive(self) -> bool:
-        """Whether its wrapper still runs (and the pid was not reused by another process)."""
+        """Whether its command has not ended (and the pid was not reused by another process)."""
         return (self.pid is not None and self.exit_status is None and self.start is not None
                 and procs.start_time(self.pid) == self.start)
 
 
 class _Process:
-    """A running wrapper: its pid, its output files, and a future that resolves at its exit."""
+    """A running attempt: its command's pid, its output files, and a future that resolves when
+    the command exits (the attempt has ended once its exit file is written: `returncode`)."""
 
     def __init__(self, pid: int, attempt_dir: Path, keeper: Keeper | None,
                  start: int | None) -> None:
         self.pid = pid
         self.dir = attempt_dir
         self._keeper = keeper
+        self._guard = keeper.guard if keeper is not None else 0
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[None] = loop.create_future()
         self._pidfd: int | None = None
@@ -100,24 +104,21 @@ class _Process:
         if not self.exited.done():
             self.exited.set_result(None)
 
-    def signal(self, signum: int) -> None:
-        """Signal the wrapper, never another process that took its pid since."""
-        if self._pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signum)
-            except ProcessLookupError:
-                pass
+    def stop(self, *, kill: bool) -> None:
+        """SIGTERM every process of the attempt (with `kill`, SIGKILL them all), at the keeper."""
+        if self._keeper is not None and not self.exited.done():
+            self._keeper.signal(self.pid, kill=kill)
 
     def output_bytes(self) -> int:
         return logstore.written(logstore.log_dir(self.dir))
 
     async def returncode(self) -> int | None:
         """The command's status: its exit code, -N for signal N; None if unknown."""
-        code = _read_int(self.dir / "exit")
+        code = read_state(self.dir)[1]
         if code is None and self._keeper is not None:
-            # The wrapper was killed before it could write it: the keeper writes it once reaped.
-            await self._keeper.settle(self.pid)
-            code = _read_int(self.dir / "exit")
+            # The command exited; the keeper writes it once what it left is gone.
+            await self._keeper.settle(self.pid, self._guard)
+            code = read_state(self.dir)[1]
         return code
 
     def close(self) -> None:
@@ -180,14 +181,14 @@ async def resume_command(
 def read_leftover(attempt_dir: Path) -> Leftover:
     """What an attempt's directory says about its command."""
     pid, timeout, started, start = None, 0.0, 0.0, None
-    pid_file = attempt_dir / "pid"
+    fields, status = read_state(attempt_dir)
     try:
-        fields = pid_file.read_text().split()
-        pid, timeout, started = int(fields[0]), float(fields[1]), pid_file.stat().st_mtime
+        pid, timeout = int(fields[0]), float(fields[1])
+        started = (attempt_dir / STATE_FILE).stat().st_mtime
         start = int(fields[2])
     except (OSError, ValueError, IndexError):
         pass
-    return Leftover(attempt_dir, pid, _read_int(attempt_dir / "exit"), timeout, started, start,
+    return Leftover(attempt_dir, pid, status, timeout, started, start,
                     (attempt_dir / LOST_FILE).exists())
 
 
@@ -205,7 +206,7 @@ async def _supervise(
         stopped = await _wait(process, timeout, stop, kill_grace, pause or Pause())
     finally:
         if not process.exited.done():  # we were cancelled: the attempt does not outlive us
-            process.signal(wrapper.KILL)
+            process.stop(kill=True)
         process.close()
     returncode = await process.returncode()
     _check_lost(process.dir)
@@ -255,18 +256,18 @@ def _attempt_dir(given: str) -> Iterator[Path]:
 
 
 async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _Process:
-    """Have the keeper start the command under a wrapper of its own."""
+    """Have the keeper start the command."""
     if not spec.argv:
         raise ValueError("the command is empty (spec.command has no argv)")
     if spec.cwd and not os.path.isdir(spec.cwd):
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
-    pid = await keeper.start({"dir": os.path.abspath(directory),
+    pid, start = await keeper.start({"dir": os.path.abspath(directory),
                               "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
                               "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
                               "timeout": spec.timeout, "log_max_bytes": spec.log_max_bytes})
-    return _Process(pid, directory, keeper, read_leftover(directory).start)
+    return _Process(pid, directory, keeper, start)
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:
@@ -318,17 +319,16 @@ async def _wait(
 
 
 async def _terminate(process: _Process, kill_grace: float) -> None:
-    """SIGTERM every process of the attempt (the wrapper passes it on), then SIGKILL them all
-    if the command outlives the grace period."""
-    process.signal(wrapper.TERMINATE)
+    """SIGTERM every process of the attempt, then SIGKILL them all if the command outlives the
+    grace period (what it leaves is killed as it exits)."""
+    process.stop(kill=False)
     done, _ = await asyncio.wait({process.exited}, timeout=kill_grace)
     if done:
         return
-    process.signal(wrapper.KILL)
+    process.stop(kill=True)
     done, _ = await asyncio.wait({process.exited}, timeout=KILL_DEADLINE)
-    if not done:  # a wrapper that does not answer: the keeper kills what it contained
-        log.warning("the wrapper %d did not end on request; killing it", process.pid)
-        process.signal(signal.SIGKILL)
+    if not done:  # in uninterruptible sleep, or stopped: the keeper kills it as soon as it can
+        log.warning("the command %d did not end on SIGKILL within %gs", process.pid, KILL_DEADLINE)
         await process.exited
 
 
@@ -344,9 +344,10 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
 
 def _tails(directory: Path) -> tuple[str, str]:
     logs = logstore.log_dir(directory)
-    if logstore.span(logs, "out") is None:  # started by an agent of before the log store
+    out = logstore.span(logs, "out")
+    if out is None:  # started by an agent of before the log store
         return _tail(directory / "out"), _tail(directory / "err")
-    return logstore.tail(logs, "out", TAIL_LIMIT), logstore.tail(logs, "err", TAIL_LIMIT)
+    return logstore.tail(logs, "out", TAIL_LIMIT, out), logstore.tail(logs, "err", TAIL_LIMIT)
 
 
 def _tail(path: Path) -> str:
@@ -357,13 +358,6 @@ def _tail(path: Path) -> str:
             return f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _result(
@@ -394,8 +388,8 @@ def _result(
 
 
 def _exit_status(returncode: int | None) -> tuple[dict[str, str], int | None]:
-    """Raw properties and exit code of a wrapper's status: -N is a signal to the wrapper,
-    128+N a signal to the command (the shell's convention)."""
+    """Raw properties and exit code of an exit file's status: -N is signal N, 128+N a signal
+    to a command run by a shell (the shell's convention)."""
     if returncode is None:
         return {}, None
     if returncode < 0:

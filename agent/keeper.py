@@ -2,9 +2,13 @@
 
 One keeper per state directory, started by the agent (`python -m jobplane.agent.keeper
 [--log-format json] [--provider NAME] DIR`) when none runs there; it outlives the agent. It logs
-to DIR/keeper.log, in the agent's --log-format. Stdlib only and single-threaded, so that it may
-fork: each attempt's wrapper (wrapper.py) is a fork of it. It is a subreaper too: if a wrapper
-is killed, what it contained falls to the keeper, which kills it.
+to DIR/keeper.log, in the agent's --log-format. Stdlib only and single-threaded: it spawns each
+command itself (keeper_attempts.py: posix_spawn, no fork of Python), pumps their output into
+the log store and writes their exit files from its one loop. Its parent is its guard
+(keeper_guard.py), the subreaper of everything below: what outlives its parent (a double
+fork) is reparented to the guard, where the keeper finds it (by cgroup, else by session,
+group or the attempt's marker in its environment), and if the keeper dies (kill -9), the guard
+kills every attempt and writes their exit files.
 
 The lease: an agent process connected to the keeper's socket (a holder) renews it every
 RENEW_INTERVAL. When a holder's connection closes (the agent died, the kernel closed it), its
@@ -32,51 +36,35 @@ from pathlib import Path
 from jobplane.files import write_atomic
 from jobplane.logs import LOG_FORMATS, configure as configure_logging, ids
 
-from . import cgroups, keeper_wire as wire, procs, wrapper
+from . import cgroups, keeper_guard, keeper_wire as wire, procs
+from .keeper_attempts import MARKER, Attempt, Request, StartFailed
 from .keeper_holders import Holder, holder_for
 
 log = logging.getLogger("jobplane.agent.keeper")
 
-
-class _Attempt:
-    """A wrapper the keeper forked: its directory, cgroup, holder and what waits on it."""
-
-    def __init__(self, pid: int, directory: Path, cgroup: Path | None, holder: Holder,
-                 request_id: int, report: int) -> None:
-        self.pid = pid
-        self.directory = directory
-        self.cgroup = cgroup
-        self.holder: Holder | None = holder
-        self.orphaned_until: float | None = None
-        self.request_id = request_id
-        self.report: int | None = report  # the pipe on which the wrapper says it started
-        self.settles: list[tuple[Holder, int]] = []
-        self.killed = False
-        self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
-        # Suspended at the server's request (a hold, a lost condition): what was stopped. An
-        # adoption does not thaw it; only a `suspend` request with `resume` does.
-        self.suspended: list[int] | None = None
+# Once an attempt's processes are killed, how long its output pipes may stay open (a process
+# in uninterruptible sleep, or one that passed them on) before it ends anyway.
+_DRAIN_SECONDS = 10.0
 
 
 class Keeper:
     """The keeper's state and its single-threaded loop."""
 
-    def __init__(self, listener: socket.socket, lock: int) -> None:
+    def __init__(self, listener: socket.socket, lock: int, notes: int) -> None:
         self.listener = listener
         self.lock = lock
         self.selector = selectors.DefaultSelector()
         self.holders: list[Holder] = []
-        self.attempts: dict[int, _Attempt] = {}
+        self.attempts: dict[int, Attempt] = {}  # by their command's pid
+        self.markers: dict[str, Attempt] = {}
         self.grace = wire.DEFAULT_GRACE
         self.containments: dict[str, cgroups.Containment] = {}
         self.started = time.monotonic()
         self.ever_held = False
         self.serial = 0
-        wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        os.set_blocking(self.wake_w, False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        self.selector.register(wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        self.guard = os.getppid()
+        self.table = procs.Table(self.guard)
+        self.notes = keeper_guard.Notes(notes)
         self.selector.register(listener, selectors.EVENT_READ, self._accept)
 
     def serve(self) -> None:
@@ -84,9 +72,8 @@ class Keeper:
             timeout = max(0.0, self._next_deadline() - time.monotonic())
             for key, events in self.selector.select(timeout):
                 key.data(key.fileobj, events)
-            self._reap()
             self._expire()
-        self._kill_until_gone([])  # strays of wrappers killed from outside, if any are left
+            self.notes.flush()
         for found in self.containments.values():
             if found.base is not None:
                 cgroups.remove(cgroups.keeper_dir(found.base))
@@ -100,7 +87,8 @@ class Keeper:
     def _next_deadline(self) -> float:
         deadlines = [] if self.ever_held else [self.started + wire.STARTUP_WAIT]
         deadlines += [h.expires(self.grace) for h in self.holders]
-        deadlines += [a.orphaned_until for a in self.attempts.values() if a.orphaned_until]
+        for attempt in self.attempts.values():
+            deadlines += [t for t in (attempt.orphaned_until, attempt.drain_until) if t]
         return min(deadlines, default=time.monotonic() + wire.STARTUP_WAIT)
 
     # Connections.
@@ -115,13 +103,6 @@ class Keeper:
             return
         self.holders.append(holder)
         holder.register(self.selector)
-
-    def _drain_wakeups(self, fd: int, _: int) -> None:
-        try:
-            while os.read(fd, 512):
-                pass
-        except BlockingIOError:
-            pass
 
     def _on_message(self, holder: Holder, message: dict) -> None:
         op = message.get("op")
@@ -143,7 +124,7 @@ class Keeper:
         found = self._containment(holder.containment)
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
-                     "grace": self.grace})
+                     "guard_pid": self.guard, "grace": self.grace})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 
@@ -181,11 +162,24 @@ class Keeper:
             self._kill(unclaimed, "the agent started again without it")
         holder.send({"op": "adopted", "id": message["id"], "dirs": adopted})
 
+    def _op_signal(self, holder: Holder, message: dict) -> None:
+        """SIGTERM every process of an attempt (a timeout or a cancel), or with `kill`, SIGKILL
+        them all (the kill grace is over); what the command leaves is killed as it ends."""
+        attempt = self.attempts.get(int(message["pid"]))
+        if attempt is None or attempt.status is not None:
+            return
+        if message.get("kill"):
+            if attempt.cgroup is not None:
+                cgroups.kill(attempt.cgroup)
+            procs.send(self._members(attempt), signal.SIGKILL)
+        else:
+            procs.send(self._members(attempt), signal.SIGTERM)
+
     def _op_suspend(self, holder: Holder, message: dict) -> None:
         """Pause (or, with `resume`, continue) what an attempt runs: its cgroup frozen, or every
-        process below its wrapper stopped. Answers whether the attempt was found."""
+        process of it stopped. Answers whether the attempt was found."""
         attempt = self.attempts.get(int(message["pid"]))
-        found = attempt is not None and not attempt.killed
+        found = attempt is not None and not attempt.killed and attempt.status is None
         if found:
             if message.get("resume"):
                 self._resume(attempt)
@@ -193,7 +187,7 @@ class Keeper:
                 self._suspend(attempt)
         holder.send({"op": "suspended", "id": message["id"], "found": found})
 
-    def _suspend(self, attempt: _Attempt) -> None:
+    def _suspend(self, attempt: Attempt) -> None:
         """Every process of the attempt SIGSTOPped (so `ps` shows T): in a cgroup, frozen first, so
         that none forks while the others are stopped; else stopped round after round."""
         if attempt.suspended is not None:
@@ -206,11 +200,11 @@ class Keeper:
             procs.send(attempt.suspended, signal.SIGSTOP)  # taken as they thaw, before they run on
             cgroups.freeze(attempt.cgroup, False)
         else:
-            attempt.suspended = procs.stop_tree(attempt.pid, deadline)
+            attempt.suspended = procs.stop_all(lambda: self._members(attempt), deadline)
         log.info("suspended the attempt in %s (%d processes stopped)", attempt.directory,
                  len(attempt.suspended))
 
-    def _resume(self, attempt: _Attempt) -> None:
+    def _resume(self, attempt: Attempt) -> None:
         if attempt.suspended is None:
             return
         stopped, attempt.suspended = attempt.suspended, None
@@ -222,13 +216,11 @@ class Keeper:
         holder.leaving = True
 
     def _op_start(self, holder: Holder, message: dict) -> None:
-        request = wrapper.Request(message["dir"], list(message["argv"]), dict(message["env"]),
-                                  message.get("cwd", ""), float(message.get("timeout", 0)),
-                                  int(message.get("log_max_bytes", 0)))
+        request = Request.of(message)
         found = self._containment(holder.containment)
+        self.serial += 1
         cgroup = None
         if found.base is not None:
-            self.serial += 1
             try:
                 cgroup = cgroups.create(cgroups.keeper_dir(found.base),
                                         f"{self.serial}-{Path(request.directory).name}")
@@ -236,53 +228,105 @@ class Keeper:
                 holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,
                              "error": f"cannot create the attempt's cgroup: {exc.strerror}"})
                 return
-        report_r, report_w = os.pipe2(os.O_CLOEXEC)
-        keeper_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            try:  # the wrapper; never back into the keeper's loop, whatever happens
-                os.close(report_r)
-                self._forget_in_child()
-                wrapper.run(request, cgroup=cgroup, report_fd=report_w, keeper_pid=keeper_pid)
-            finally:
-                os._exit(1)
-        os.close(report_w)
-        attempt = _Attempt(pid, Path(request.directory), cgroup, holder, message["id"], report_r)
-        self.attempts[pid] = attempt
-        self.selector.register(report_r, selectors.EVENT_READ,
-                               lambda fd, _: self._on_report(attempt))
-
-    def _forget_in_child(self) -> None:
-        """In a freshly forked wrapper: let go of the keeper's sockets, pipes and handlers."""
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for key in list(self.selector.get_map().values()):
-            fileobj = key.fileobj
-            if isinstance(fileobj, int):
-                os.close(fileobj)
-            else:
-                fileobj.close()
-        self.selector.close()
-        os.close(self.wake_w)
-        os.close(self.lock)  # a new keeper must be able to start while this attempt ends
-
-    def _on_report(self, attempt: _Attempt) -> None:
-        """The wrapper says whether its command started (or died before it could say)."""
-        fd, attempt.report = attempt.report, None
-        if fd is None:
+        marker = None if cgroup is not None else f"{os.getpid()}.{self.serial}"
+        try:
+            attempt = Attempt(request, cgroup, marker)
+        except StartFailed as exc:
+            if cgroup is not None:
+                cgroups.remove(cgroup)
+            holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
             return
-        self.selector.unregister(fd)
-        with os.fdopen(fd, "rb") as pipe:
-            line = pipe.readline()
-        message = wire.decode(line) if line else {
-            "errno": 0, "error": "the attempt's wrapper died as it started", "stage": "wrapper"}
-        holder = attempt.holder
-        if holder is None:
+        attempt.holder = holder
+        self.attempts[attempt.pid] = attempt
+        if marker is not None:
+            self.markers[marker] = attempt
+        self.selector.register(attempt.pidfd, selectors.EVENT_READ,
+                               lambda fd, _: self._on_exit(attempt))
+        for fd in attempt.pipes:
+            self.selector.register(fd, selectors.EVENT_READ,
+                                   lambda fd, _: self._on_output(attempt, fd))
+        self.notes.started(attempt.pid, attempt.directory)
+        try:
+            attempt.note_pid()
+        except OSError as exc:
+            log.error("cannot write the pid of %s: %s", attempt.directory, exc)
+            self._kill([attempt], f"its pid could not be written: {exc}")
+        holder.send({"op": "started", "id": message["id"], "pid": attempt.pid,
+                     "start": attempt.start})
+
+    # An attempt's end.
+
+    def _on_output(self, attempt: Attempt, fd: int) -> None:
+        if attempt.pump(fd):
+            self.selector.unregister(fd)
+            attempt.close_pipe(fd)
+            if attempt.status is not None and not attempt.pipes:
+                self._end(attempt)
+
+    def _on_exit(self, attempt: Attempt) -> None:
+        """The command has exited: kill what it left, then end once its output is drained."""
+        status = procs.wait_status(attempt.pidfd, reap=False)
+        if status is None:
             return
-        if "pid" in message:
-            holder.send({"op": "started", "id": attempt.request_id, "pid": attempt.pid})
+        self.selector.unregister(attempt.pidfd)
+        attempt.status = status
+        self._kill_rest([attempt])
+        if attempt.pipes:  # held by what was just killed: closed as soon as it is gone
+            attempt.drain_until = time.monotonic() + _DRAIN_SECONDS
         else:
-            holder.send({"op": "refused", "id": attempt.request_id, **message})
+            self._end(attempt)
+
+    def _end(self, attempt: Attempt) -> None:
+        """Complete its output, write its exit file, reap it, and answer `settle`."""
+        for fd in attempt.pipes:
+            self.selector.unregister(fd)
+        try:
+            attempt.finish()
+        except OSError as exc:
+            log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
+        del self.attempts[attempt.pid]
+        self.markers.pop(attempt.marker or "", None)
+        self.notes.ended(attempt.pid)
+        for holder, request_id in attempt.settles:
+            holder.send({"op": "settled", "id": request_id})
+
+    def _kill_rest(self, attempts: list[Attempt]) -> None:
+        """SIGKILL every process of these attempts until none is left (within KILL_DEADLINE)."""
+        def targets() -> list[int]:
+            found: list[int] = []
+            for attempt in attempts:
+                if attempt.cgroup is not None and cgroups.populated(attempt.cgroup):
+                    cgroups.kill(attempt.cgroup)
+                found += self._members(attempt)
+            return found
+
+        deadline = time.monotonic() + wire.KILL_DEADLINE
+        if not procs.kill_until_gone(targets, lambda: None, deadline):
+            log.error("some processes outlived SIGKILL for %gs", wire.KILL_DEADLINE)
+
+    def _members(self, attempt: Attempt) -> list[int]:
+        """Every living process of the attempt: its cgroup's; else its command (until it exits),
+        and what the guard inherited from it (the orphans it left), with their descendants."""
+        if attempt.cgroup is not None:
+            return cgroups.members(attempt.cgroup) if cgroups.populated(attempt.cgroup) else []
+        rows = self.table.read()
+        roots = [attempt.pid] if attempt.pid in rows else []
+        roots += [pid for pid, row in rows.items()
+                  if row.ppid == self.guard and pid != os.getpid() and self._owns(attempt, pid, row)]
+        return roots + procs.descendants(roots, {pid: row.ppid for pid, row in rows.items()})
+
+    def _owns(self, attempt: Attempt, pid: int, row: procs.Row) -> bool:
+        """Whether an orphan (a process the guard inherited) is the attempt's: by its session or
+        group, which an attempt's command leads; else by the attempt's marker in its
+        environment; else (it left both and cleared its environment) it goes with any attempt
+        that started before it."""
+        for leader in (row.sid, row.pgid):
+            if leader in self.attempts:
+                return self.attempts[leader] is attempt
+        marker = procs.environ_value(pid, MARKER)
+        if marker is not None and marker.startswith(f"{os.getpid()}."):
+            return self.markers.get(marker) is attempt
+        return row.start >= attempt.start
 
     # The lease.
 
@@ -309,20 +353,20 @@ class Keeper:
             log.info("agent process %s is gone; its %d attempts wait %gs for a new one",
                      holder.pid, len(mine), self.grace)
 
-    def _freeze(self, attempts: list[_Attempt]) -> None:
-        """Pause what the attempts run (not their wrappers): a dead agent's attempt makes no
-        progress (no side effect, no checkpoint) that its continuation would then redo."""
+    def _freeze(self, attempts: list[Attempt]) -> None:
+        """Pause what the attempts run: a dead agent's attempt makes no progress (no side
+        effect, no checkpoint) that its continuation would then redo."""
         deadline = time.monotonic() + wire.KILL_DEADLINE
         for attempt in attempts:
-            if attempt.suspended is not None:
-                attempt.stopped = []  # stopped already; stays so until it is resumed
+            if attempt.suspended is not None or attempt.status is not None:
+                attempt.stopped = []  # stopped already (or ending); stays so until resumed
             elif attempt.cgroup is not None:
                 cgroups.freeze(attempt.cgroup, True)
                 attempt.stopped = []
             else:
-                attempt.stopped = procs.stop_tree(attempt.pid, deadline)
+                attempt.stopped = procs.stop_all(lambda: self._members(attempt), deadline)
 
-    def _thaw(self, attempt: _Attempt) -> None:
+    def _thaw(self, attempt: Attempt) -> None:
         if attempt.stopped is None:
             return
         if attempt.suspended is not None:  # suspended by request: it stays paused
@@ -343,9 +387,14 @@ class Keeper:
                if a.orphaned_until is not None and a.orphaned_until <= now and not a.killed]
         if due:
             self._kill(due, f"no agent process held its lease (grace {self.grace:g}s)")
+        for attempt in [a for a in self.attempts.values() if a.drain_until and a.drain_until <= now]:
+            log.warning("the output of %s is still held open after its processes were killed; "
+                        "ending it anyway", attempt.directory)
+            self._end(attempt)
 
-    def _kill(self, attempts: list[_Attempt], why: str) -> None:
-        """Kill these attempts' wrappers, process trees and cgroups; mark them lost."""
+    def _kill(self, attempts: list[Attempt], why: str) -> None:
+        """Kill these attempts' processes and cgroups; mark them lost. Each then ends as any
+        attempt does (its exit file written once its command is reaped)."""
         for attempt in attempts:
             attempt.killed = True
             try:
@@ -353,49 +402,7 @@ class Keeper:
             except OSError as exc:
                 log.error("cannot mark %s as lost: %s", attempt.directory, exc)
         log.warning("killing %d attempts: %s", len(attempts), why)
-        self._kill_until_gone(attempts)
-
-    def _kill_until_gone(self, attempts: list[_Attempt]) -> None:
-        def targets() -> list[int]:
-            table = procs.parents()
-            doomed = [a.pid for a in attempts if a.pid in self.attempts]
-            for attempt in attempts:
-                if attempt.cgroup is not None:
-                    cgroups.kill(attempt.cgroup)
-            return doomed + self._strays(table) + procs.descendants(doomed, table)
-
-        deadline = time.monotonic() + wire.KILL_DEADLINE
-        if not procs.kill_until_gone(targets, self._reap, deadline):
-            log.error("some processes outlived SIGKILL for %gs", wire.KILL_DEADLINE)
-        for attempt in attempts:
-            if attempt.cgroup is not None:
-                cgroups.remove(attempt.cgroup)
-
-    def _strays(self, table: dict[int, int]) -> list[int]:
-        """Processes below the keeper that no live wrapper contains: what a killed wrapper left."""
-        live = [pid for pid, a in self.attempts.items() if not a.killed]
-        return procs.descendants([os.getpid()], table, skip=live)
-
-    def _reap(self) -> None:
-        """Reap ended wrappers (and strays). A wrapper killed from outside left its exit file
-        unwritten and its processes to us: kill them, then write it, then answer `settle`."""
-        ended = [(self.attempts.pop(pid), status)
-                 for pid, status in procs.reap_children().items() if pid in self.attempts]
-        abnormal = [attempt for attempt, _ in ended
-                    if not attempt.killed and not (attempt.directory / "exit").exists()]
-        if abnormal:
-            log.warning("wrappers %s were killed; killing what they contained",
-                        [a.pid for a in abnormal])
-            self._kill_until_gone(abnormal)
-        for attempt, status in ended:
-            if attempt.report is not None:
-                self._on_report(attempt)
-            if attempt in abnormal:
-                _note_exit(attempt, status)
-            elif attempt.cgroup is not None:
-                cgroups.remove(attempt.cgroup)
-            for holder, request_id in attempt.settles:
-                holder.send({"op": "settled", "id": request_id})
+        self._kill_rest(attempts)
 
     def _containment(self, wanted: str) -> cgroups.Containment:
         if wanted not in self.containments:
@@ -404,14 +411,6 @@ class Keeper:
                 cgroups.sweep(found.base)
             self.containments[wanted] = found
         return self.containments[wanted]
-
-
-def _note_exit(attempt: _Attempt, status: int) -> None:
-    """The exit file of a wrapper that died without writing it (killed from outside)."""
-    try:
-        write_atomic(attempt.directory / "exit", f"{procs.exit_status(status)}\n", durable=False)
-    except OSError as exc:
-        log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
 
 
 def _log_as(log_format: str, provider: str) -> None:
@@ -446,17 +445,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if os.fork() != 0:
         os._exit(0)  # the caller may connect now; the keeper goes on in the background
-    _log_as(args.log_format, args.provider)  # with the keeper's own pid now
+    # This process becomes the guard (the subreaper of everything below), its child the keeper.
     procs.become_subreaper()
+    notes_r, notes_w = os.pipe2(os.O_CLOEXEC)
+    keeper = os.fork()
+    if keeper != 0:
+        os.close(notes_w)
+        os.close(lock)  # a new keeper may start as soon as this one is gone
+        listener.close()
+        keeper_guard.run(notes_r, keeper)  # never returns
+    os.close(notes_r)
+    _log_as(args.log_format, args.provider)  # with the keeper's own pid now
     procs.set_name("jobplane-keeper")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("keeping %s", state_dir)
     try:
-        Keeper(listener, lock).serve()
+        Keeper(listener, lock, notes_w).serve()
     finally:
         wire.unlisten(state_dir, listener)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,6 +42,7 @@ class Keeper:
         self.heartbeat = heartbeat
         # What the keeper said: its pid, the containment in force and why, its kill deadline.
         self.pid = 0
+        self.guard = 0  # the keeper's parent: it ends the attempts if the keeper dies
         self.containment = ""
         self.why = ""
         self.kill_deadline = wire.KILL_DEADLINE
@@ -101,9 +102,10 @@ class Keeper:
         reply = await self._request({"op": "adopt", "dirs": [str(d) for d in dirs], "only": only})
         return set(reply.get("dirs", ()))
 
-    async def start(self, request: dict[str, Any]) -> int:
-        """Start a command attempt under a wrapper of the keeper's; the wrapper's pid. Raises
-        OSError if the command cannot start, KeeperUnavailable if the keeper cannot be reached."""
+    async def start(self, request: dict[str, Any]) -> tuple[int, int | None]:
+        """Start a command attempt (the keeper spawns it); the command's pid, which names the
+        attempt from then on, and its start time (procs.start_time). Raises OSError if the
+        command cannot start, KeeperUnavailable if the keeper cannot be reached."""
         if not self.connected:
             await self.open()
         reply = await self._request({"op": "start", **request})
@@ -112,21 +114,47 @@ class Keeper:
             if reply.get("stage") == "cwd":
                 error.filename = request.get("cwd")
             raise error
-        return int(reply["pid"])
+        return int(reply["pid"]), reply.get("start")
+
+    def signal(self, pid: int, *, kill: bool) -> None:
+        """SIGTERM every process of attempt `pid` (with `kill`, SIGKILL them all)."""
+        self._send({"op": "signal", "pid": pid, "kill": kill})
 
     async def suspend(self, pid: int, *, resume: bool = False) -> bool:
-        """Pause what the attempt of wrapper `pid` runs (or, with `resume`, continue it); False
-        if the keeper has no such attempt (it ended). Raises KeeperUnavailable."""
+        """Pause what attempt `pid` runs (or, with `resume`, continue it); False if the keeper
+        has no such attempt (it ended). Raises KeeperUnavailable."""
         reply = await self._request({"op": "suspend", "pid": pid, "resume": resume})
         return bool(reply.get("found"))
 
-    async def settle(self, pid: int) -> None:
-        """Wait until the keeper has reaped wrapper `pid` (and written its exit status if the
-        wrapper could not); at once if the keeper is gone."""
+    async def settle(self, pid: int, guard: int) -> None:
+        """Wait until attempt `pid` has ended (its exit file written); if its keeper is gone,
+        until the keeper's `guard` has ended what it left (bounded)."""
         try:
             await self._request({"op": "settle", "pid": pid})
         except KeeperUnavailable:
-            pass
+            await self._gone(guard)
+
+    async def _gone(self, guard: int) -> None:
+        try:
+            pidfd = os.pidfd_open(guard) if guard else -1
+        except ProcessLookupError:
+            return
+        if pidfd < 0:
+            return
+        if _name(guard) != wire.GUARD_NAME:  # it ended long ago, and its pid is another's now
+            os.close(pidfd)
+            return
+        loop = asyncio.get_running_loop()
+        gone = loop.create_future()
+        loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+        try:
+            await asyncio.wait_for(gone, _OPEN_SECONDS)
+        except asyncio.TimeoutError:
+            log.error("the guard of the keeper of %s did not end in %gs", self.state_dir,
+                      _OPEN_SECONDS)
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
 
     async def close(self) -> None:
         """Let go of the lease: say bye, so that whatever is left goes at once, not after the
@@ -150,6 +178,7 @@ class Keeper:
             raise EOFError("the keeper closed the connection (it is exiting)")
         welcome = wire.decode(line)
         self.pid = int(welcome.get("keeper_pid", 0))
+        self.guard = int(welcome.get("guard_pid", 0))
         self.containment, self.why = welcome["containment"], welcome["why"]
         self.kill_deadline = float(welcome.get("kill_deadline", wire.KILL_DEADLINE))
         self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
@@ -234,6 +263,14 @@ class Keeper:
     def _trouble(self, what: str) -> str:
         return (f"the agent's keeper for {self.state_dir}: {what}; see "
                 f"{self.state_dir / wire.LOG_FILE}")
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _start_keeper(state_dir: Path, options: list[str]) -> int:

@@ -17,6 +17,8 @@ from pathlib import Path
 SOCKET_FILE = "keeper.sock"
 LOCK_FILE = "keeper.lock"
 LOG_FILE = "keeper.log"
+# The keeper's parent, which ends its attempts if it dies (keeper_guard.py), as `ps` names it.
+GUARD_NAME = "jobplane-guard"
 # In an attempt's directory: the keeper killed it because no agent held its lease.
 LOST_FILE = "lost"
 

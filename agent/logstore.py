@@ -1,6 +1,6 @@
 """Each command attempt's whole stdout and stderr, kept on disk, bounded and rotated.
 
-The wrapper (wrapper.py) pumps the command's output from a pipe into segments of one size,
+The keeper (keeper_attempts.py) pumps the command's output from a pipe into segments of one size,
 `out.0`, `out.1`, … (and `err.N`): byte `b` of the stream is in segment `b // size`. When a new
 segment begins, the one `SEGMENTS` back is removed, so a stream keeps at most its cap on disk
 (the newest bytes; what went before is "rotated away"). The segment size is in `segment`;
@@ -9,14 +9,13 @@ segment begins, the one `SEGMENTS` back is removed, so a stream keeps at most it
 An attempt's output lives in `<state dir>/logs/<attempt dir's name>/`, beside its attempt
 directory, so that it outlives the attempt's report (the attempt directory is removed once the
 server has it); the agent removes logs older than its `--log-retention`. Stdlib only: the
-wrapper, a fork of the keeper, imports it.
+keeper imports it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import time
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ class SegmentWriter:
         self.size = segment_size(max_bytes)
         self.index, self.fill = 0, 0
         self.failed: OSError | None = None  # a write refused (disk full): the rest is dropped
-        self._fd = self._open(0)
+        self._fd: int | None = None  # the first segment is made by the first write
 
     def _open(self, index: int) -> int:
         return os.open(f"{self._prefix}.{index}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -63,7 +62,9 @@ class SegmentWriter:
         view = memoryview(data)
         while view and self.failed is None:
             try:
-                if self.fill == self.size:
+                if self._fd is None:
+                    self._fd = self._open(0)
+                elif self.fill == self.size:
                     self._next()
                 written = os.write(self._fd, view[:self.size - self.fill])
             except OSError as exc:
@@ -73,7 +74,7 @@ class SegmentWriter:
             view = view[written:]
 
     def _next(self) -> None:
-        os.close(self._fd)
+        os.close(self._fd)  # type: ignore[arg-type]
         self.index, self.fill = self.index + 1, 0
         self._fd = self._open(self.index)
         try:
@@ -82,7 +83,8 @@ class SegmentWriter:
             pass
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
 
 
 def segment_size(max_bytes: int) -> int:
@@ -99,28 +101,6 @@ def begin(directory: str | Path, max_bytes: int) -> None:
     except FileNotFoundError:  # the first attempt: logs/ is made
         os.makedirs(directory, exist_ok=True)
     _write(os.path.join(directory, SEGMENT_FILE), f"{segment_size(max_bytes)}\n".encode())
-
-
-def pump(pipes: dict[int, SegmentWriter]) -> None:
-    """Copy everything readable from each pipe into its writer until every writer of each pipe
-    closed (one thread for both of an attempt's streams)."""
-    poller = select.poll()
-    for fd in pipes:
-        poller.register(fd, select.POLLIN)
-    try:
-        while pipes:
-            for fd, _ in poller.poll():
-                chunk = os.read(fd, _READ_BYTES)
-                if chunk:
-                    pipes[fd].write(chunk)
-                    continue
-                poller.unregister(fd)
-                os.close(fd)
-                pipes.pop(fd).close()
-    finally:
-        for fd, writer in pipes.items():
-            os.close(fd)
-            writer.close()
 
 
 def finish(directory: str | Path) -> None:
@@ -188,14 +168,18 @@ def read(directory: str | Path, stream: str, offset: int, limit: int = _READ_BYT
         raise Rotated(f"bytes from {offset} were rotated away while being read (--log-max-bytes)") from None
 
 
-def tail(directory: str | Path, stream: str, limit: int) -> str:
-    """The last `limit` bytes of the stream, decoded (a character cut at the front becomes U+FFFD)."""
-    found = span(directory, stream)
+def tail(directory: str | Path, stream: str, limit: int, found: Span | None = None) -> str:
+    """The last `limit` bytes of the stream (whose span is `found` if given), decoded (a
+    character cut at the front becomes U+FFFD)."""
+    found = found or span(directory, stream)
     if found is None:
         return ""
     offset, data = max(found.start, found.end - limit), b""
     try:
-        while len(data) < limit and (chunk := read(directory, stream, offset + len(data), limit - len(data))):
+        while offset + len(data) < found.end:
+            chunk = read(directory, stream, offset + len(data), limit - len(data))
+            if not chunk:
+                break
             data += chunk
     except Rotated:
         pass

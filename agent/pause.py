@@ -60,7 +60,7 @@ class Pauses:
 
     def change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
                then: Callable[[], None] | None = None) -> None:
-        """Pause (or continue) the attempt under wrapper `pid`; `then` once that is done."""
+        """Pause (or continue) the attempt of command `pid`; `then` once that is done."""
         task = asyncio.create_task(self._change(key, pid, pause, paused, then))
         self._under_way.add(task)
         task.add_done_callback(self._under_way.discard)

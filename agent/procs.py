@@ -1,6 +1,6 @@
 """Processes as Linux shows them: start times and trees from /proc, and prctl(2) settings.
 
-Stdlib only: the keeper and its wrappers import it, and they must not import gRPC.
+Stdlib only: the keeper and its guard import it, and they must not import gRPC.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -152,18 +153,136 @@ def kill_tree(root: int, deadline: float, *, reap: Callable[[], None] = lambda: 
     return gone
 
 
-def stop_tree(root: int, deadline: float) -> list[int]:
-    """SIGSTOP everything below `root` (a subreaper, which keeps running), round after round
-    until no new process shows up (a fork racing the first round is caught by the next);
-    returns what was stopped, for SIGCONT."""
+def stop_all(targets: Callable[[], list[int]], deadline: float) -> list[int]:
+    """SIGSTOP what `targets()` lists, round after round until no new process shows up (a fork
+    racing the first round is caught by the next); returns what was stopped, for SIGCONT."""
     stopped: list[int] = []
     while time.monotonic() < deadline:
-        fresh = [pid for pid in descendants([root], parents(living=True)) if pid not in stopped]
+        fresh = [pid for pid in targets() if pid not in stopped]
         if not fresh:
             break
         send(fresh, signal.SIGSTOP)
         stopped += fresh
     return stopped
+
+
+class Row(NamedTuple):
+    """A living process as /proc/PID/stat shows it."""
+
+    ppid: int
+    pgid: int
+    sid: int
+    start: int
+
+
+def _row(pid: int | str) -> Row | None:
+    fields = _stat(pid)
+    if fields is None or fields[0] == b"Z":
+        return None
+    return Row(int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+
+
+def table() -> dict[int, Row]:
+    """Every living process (not zombies): parent, group, session and start time, by pid."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (row := _row(entry)) is not None:
+            found[int(entry)] = row
+    return found
+
+
+class Table:
+    """The process table as `table()` gives it, read again only where it may have changed:
+    the processes below `root` (a subreaper: what joins its tree is born in it or falls to
+    it), and the pids allocated since the last read (ns_last_pid). A process outside the tree
+    stays outside (orphans fall to a subreaper above them, or init), so its row is kept until
+    its pid is allocated again. The whole table is read again at least every `period` (a pid
+    space cycled through between two reads would go unseen otherwise)."""
+
+    def __init__(self, root: int, period: float | None = None) -> None:
+        self.root = root
+        self.rows: dict[int, Row] = {}
+        self.mark: int | None = None
+        self.period = _PID_CYCLE_SECONDS * _pid_max() / 32768 if period is None else period
+        self.whole_at = 0.0
+
+    def read(self) -> dict[int, Row]:
+        mark, now = _last_pid(), time.monotonic()
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+        last = _last_pid()
+        whole = self.mark is None or mark is None or last is None or now - self.whole_at > self.period
+        if whole:
+            self.whole_at = now
+            ours: set[int] = set()
+        else:
+            ours = set(descendants([self.root], {p: r.ppid for p, r in self.rows.items()}))
+        rows = {}
+        for pid in entries:
+            row = self.rows.get(pid)
+            if whole or row is None or pid in ours or _since(pid, self.mark, last):
+                row = _row(pid)
+            if row is not None:
+                rows[pid] = row
+        self.rows, self.mark = rows, mark
+        return rows
+
+
+# How long at least it takes to cycle through 32768 pids (a fork rate no machine sustains).
+_PID_CYCLE_SECONDS = 0.5
+
+
+def _since(pid: int, mark: int | None, last: int) -> bool:
+    """Whether `pid` was allocated after `mark`, up to `last` (pids wrap around)."""
+    if mark is None:
+        return True
+    return mark < pid <= last if mark <= last else (pid > mark or pid <= last)
+
+
+def _last_pid() -> int | None:
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+@functools.cache
+def _pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 4 * 1024 * 1024
+
+
+def environ_value(pid: int, name: str) -> str | None:
+    """The value of `name` in the environment the process was started with; None if it has
+    none (or is gone, or is not ours to read)."""
+    prefix = name.encode() + b"="
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode(errors="replace")
+    return None
+
+
+def wait_status(pidfd: int, *, reap: bool) -> int | None:
+    """The exit status (as exit_status gives it) of the child behind `pidfd`, None while it
+    runs; reaped only if `reap` (a zombie keeps its pid, and so its session, from reuse)."""
+    flags = os.WEXITED | os.WNOHANG | (0 if reap else os.WNOWAIT)
+    try:
+        found = os.waitid(os.P_PIDFD, pidfd, flags)
+    except ChildProcessError:
+        return None
+    if found is None or found.si_pid == 0:
+        return None
+    if found.si_code == os.CLD_EXITED:
+        return found.si_status
+    return -found.si_status
 
 
 def exit_status(wait_status: int) -> int:

@@ -100,7 +100,7 @@ class StateDir:
 
         Every external attempt with a readable record is kept, submitted or not (the agent
         decides what to make of it). Directories of commands that never started, whose
-        wrapper died without an exit status, or that the keeper killed because no agent held
+        command is gone without an exit status, or that the keeper killed because no agent held
         their lease (`lost`), are removed: the server hands those attempts on when we do not
         claim them.
         """

@@ -58,7 +58,7 @@ def test_a_command_that_ended_before_its_agent_could_report_it_reports_its_exit_
     attempt, go = tmp_path / "7.1", tmp_path / "go"
     go.touch()
     start_and_crash(attempt, f"while [ ! -e {go} ]; do sleep 0.05; done; echo done")
-    wait_until(lambda: (attempt / "exit").exists(), 30, "the command to finish")
+    wait_until(lambda: read_leftover(attempt).exit_status is not None, 30, "the command to finish")
     leftover = read_leftover(attempt)
     assert not leftover.alive() and leftover.exit_status == 0
     result = asyncio.run(resume_command(leftover))

@@ -1,0 +1,233 @@
+"""One command attempt of the keeper's: spawned by the keeper itself, with no fork of Python.
+
+The keeper `posix_spawn`s each command (vfork and exec: nothing of the keeper is copied) in a
+session of its own, its stdin /dev/null and its stdout and stderr pipes that the keeper's own
+loop pumps into the attempt's log store (logstore.py). Where the machine allows, the command is
+born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
+command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
+
+The command is the attempt's leader: its pid names the attempt, on the wire and in the
+attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
+ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
+learns of the command's exit through a pidfd and leaves it a zombie until the attempt has ended
+(what it left killed, its output drained, its exit status written), so that its pid, and the
+session that pid names, cannot be reused meanwhile: an agent process that reads the state file
+finds the command alive until its exit status is there. Stdlib only: the keeper imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobplane.files import write_atomic
+
+from . import cgroups, logstore, procs
+
+STATE_FILE = "pid"
+# In subreaper mode, the command's environment names its attempt, so that a process that left
+# the attempt's session (and was reparented to the keeper's guard) is still found to be its.
+MARKER = "JOBPLANE_KEEPER_ATTEMPT"
+# Signals the command gets with their default disposition, whatever the keeper ignores (Python
+# ignores SIGPIPE and SIGXFSZ; the keeper SIGINT).
+_RESET = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+          signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
+_READ_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Request:
+    """One command attempt: its directory, argv (argv[0] resolved), environment, cwd, timeout."""
+
+    directory: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    timeout: float = 0.0
+    # Bytes of each output stream kept (logstore.py); 0: the default.
+    log_max_bytes: int = 0
+
+    @classmethod
+    def of(cls, message: dict) -> Request:
+        return cls(message["dir"], list(message["argv"]), dict(message["env"]),
+                   message.get("cwd", ""), float(message.get("timeout", 0)),
+                   int(message.get("log_max_bytes", 0)))
+
+
+class StartFailed(Exception):
+    """The command could not be started: {errno, error, stage}."""
+
+
+class Attempt:
+    """A command the keeper started: its pid, directory, cgroup, output and what waits on it."""
+
+    def __init__(self, request: Request, cgroup: Path | None, marker: str | None) -> None:
+        self.directory = Path(request.directory)
+        self.timeout = request.timeout
+        self.cgroup = cgroup
+        self.marker = marker
+        self.logs = logstore.log_dir(request.directory)
+        self.pipes: dict[int, logstore.SegmentWriter] = {}
+        self.pid, self.start = _spawn(request, cgroup, marker, self.logs, self.pipes)
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError as exc:  # out of file descriptors: it cannot be watched, so it goes
+            os.killpg(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            _close(self.pipes)
+            raise StartFailed({"errno": exc.errno or 0, "stage": "exec",
+                               "error": f"cannot watch it: {exc.strerror}"}) from None
+        self.holder = None  # keeper_holders.Holder
+        self.orphaned_until: float | None = None
+        self.settles: list[tuple[object, int]] = []
+        self.killed = False
+        self.status: int | None = None  # once the command has exited (exit_status)
+        self.drain_until: float | None = None  # once what it left is killed: output's last bytes
+        self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
+        # Suspended at the server's request (a hold, a lost condition): what was stopped. An
+        # adoption does not thaw it; only a `suspend` request with `resume` does.
+        self.suspended: list[int] | None = None
+
+    def note_pid(self) -> None:
+        """The `pid` file: what an agent process started after a crash adopts."""
+        write_atomic(self.directory / STATE_FILE,
+                     f"{self.pid} {self.timeout:g} {self.start}\n", durable=False)
+
+    def pump(self, fd: int) -> bool:
+        """Copy what one output pipe holds into the log store; True at its end (every writer
+        closed it)."""
+        try:
+            chunk = os.read(fd, _READ_BYTES)
+        except BlockingIOError:
+            return False
+        if chunk:
+            self.pipes[fd].write(chunk)
+            return False
+        return True
+
+    def close_pipe(self, fd: int) -> None:
+        os.close(fd)
+        self.pipes.pop(fd).close()
+
+    def finish(self) -> None:
+        """The attempt has ended: its output complete, its exit status written, the command reaped."""
+        for fd, writer in self.pipes.items():
+            os.close(fd)
+            writer.close()
+        self.pipes.clear()
+        try:
+            logstore.finish(self.logs)
+            note_exit(self.directory, self.status)
+        finally:
+            if self.cgroup is not None:
+                cgroups.remove(self.cgroup)
+            procs.wait_status(self.pidfd, reap=True)
+            os.close(self.pidfd)
+
+
+def note_exit(directory: Path, status: int | None) -> None:
+    """Append the exit status to the attempt's state file (one write: a reader sees the whole
+    line or none of it)."""
+    fd = os.open(directory / STATE_FILE, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.write(fd, f"exit {status}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def read_state(directory: Path) -> tuple[list[str], int | None]:
+    """The fields of an attempt's pid line (none if it has no complete one) and its exit
+    status (None while it runs)."""
+    try:
+        lines = (directory / STATE_FILE).read_text().split("\n")
+    except OSError:
+        lines = [""]
+    status = None
+    for line in lines[1:-1]:  # complete lines only
+        if line.startswith("exit "):
+            status = _int(line[5:])
+    if status is None:  # as a keeper of before the state file wrote it
+        try:
+            status = _int((directory / "exit").read_text())
+        except OSError:
+            pass
+    return (lines[0].split() if len(lines) > 1 else []), status
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path,
+           pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int]:
+    """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid and
+    start time. Raises StartFailed."""
+    try:
+        logstore.begin(logs, request.log_max_bytes)
+        ends = []
+        for stream in logstore.STREAMS:
+            read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            os.set_blocking(write_end, True)  # the command's end: it blocks as it would on a tty
+            ends.append(write_end)
+            pipes[read_end] = logstore.SegmentWriter(logs, stream, request.log_max_bytes)
+    except OSError as exc:
+        _close(pipes)
+        raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
+                           "stage": "output"}) from None
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((null, *ends))]
+    env = request.env if marker is None else {**request.env, MARKER: marker}
+    try:
+        pid = _spawn_in(request, cgroup, env, stdio)
+    except StartFailed:
+        _close(pipes)
+        raise
+    finally:
+        for fd in (*ends, null):
+            os.close(fd)
+    return pid, procs.start_time(pid) or 0
+
+
+def _spawn_in(request: Request, cgroup: Path | None, env: dict[str, str], stdio: list) -> int:
+    """posix_spawn in the request's cwd and the cgroup: the keeper (single-threaded) steps into
+    both for the spawn and back out at once."""
+    stage, home_dir, home_cgroup = "cwd", None, None
+    try:
+        if request.cwd:
+            home_dir = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.chdir(request.cwd)
+        stage = "cgroup"
+        if cgroup is not None:
+            home_cgroup = _home()
+            cgroups.join(cgroup)
+        stage = "exec"
+        return os.posix_spawn(request.argv[0], request.argv, env, file_actions=stdio,
+                              setsid=True, setsigmask=(), setsigdef=_RESET)
+    except OSError as exc:
+        raise StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
+                           "stage": stage}) from None
+    finally:
+        if home_cgroup is not None:
+            cgroups.join(home_cgroup)
+        if home_dir is not None:
+            os.fchdir(home_dir)
+            os.close(home_dir)
+
+
+@functools.cache
+def _home() -> Path:
+    """The keeper's own cgroup (it never moves but for a spawn)."""
+    return cgroups.current()
+
+
+def _close(pipes: dict[int, logstore.SegmentWriter]) -> None:
+    for fd, writer in pipes.items():
+        os.close(fd)
+        writer.close()
+    pipes.clear()

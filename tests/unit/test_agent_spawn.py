@@ -1,0 +1,172 @@
+"""How the keeper runs commands: spawned by the keeper itself (no process of ours in between),
+and each attempt's strays told apart from the others' by the keeper, under both mechanisms.
+
+The process table is the judge: who a command's parent is, and which processes are alive as
+each attempt ends while another still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import pid_alive, wait_until
+
+from jobplane.agent import cgroups
+from jobplane.agent.commands import CommandSpec, run_command
+from jobplane.agent.keeper_client import Keeper
+from jobplane.agent.results import Outcome, Started
+
+# Once MAKE exists, leaves a stray: a double fork whose grandchild starts a session of its own
+# (it is reparented to the keeper's side, outside the attempt's session), notes its pid, and
+# sleeps; then the command waits for GO and exits.
+STRAY = r"""
+import os, sys, time
+stray, make, go = sys.argv[1:4]
+while not os.path.exists(make):
+    time.sleep(0.02)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(stray + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(stray + ".tmp", stray)
+        time.sleep(1000)
+    os._exit(0)
+os.wait()
+while not os.path.exists(go):
+    time.sleep(0.02)
+"""
+
+
+@pytest.fixture(params=[cgroups.CGROUP, cgroups.SUBREAPER])
+def containment(request) -> str:
+    if request.param == cgroups.CGROUP:
+        found = cgroups.detect()
+        if found.kind != cgroups.CGROUP:
+            pytest.skip(f"cgroup containment is not available on this machine: {found.why}")
+    return request.param
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_the_command_is_the_keepers_own_child(tmp_path, containment):
+    # No wrapper process in between: the pid the agent is given is the command's, its parent
+    # the keeper, and the command leads its own session.
+    seen: dict[str, object] = {}
+
+    async def main() -> object:
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        go = tmp_path / "go"
+
+        def look(started: Started) -> None:
+            pid = started.pgid
+            seen.update(exe=os.readlink(f"/proc/{pid}/exe"), parent=_comm(_parent(pid)),
+                        session=os.getsid(pid) == pid, keeper=_parent(pid) == keeper.pid)
+            go.touch()
+
+        try:
+            spec = CommandSpec(["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"],
+                               attempt_dir=str(tmp_path / "state" / "t.1"))
+            return await run_command(spec, on_start=look, keeper=keeper)
+        finally:
+            await keeper.close()
+
+    result = asyncio.run(main())
+    assert result.outcome == Outcome.SUCCEEDED
+    assert seen == {"exe": os.path.realpath(shutil.which("sh")), "parent": "jobplane-keeper",
+                    "session": True, "keeper": True}
+
+
+def test_a_stray_goes_with_its_own_attempt_not_with_one_that_ends_before(tmp_path, containment):
+    # Two attempts each leave a stray outside their session, both after the second started;
+    # the second ends first: its stray dies with it, the first's lives on until the first ends.
+    script = tmp_path / "stray.py"
+    script.write_text(STRAY)
+
+    async def main() -> dict[str, bool]:
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        alive: dict[str, bool] = {}
+
+        def attempt(name: str) -> asyncio.Task:
+            spec = CommandSpec([sys.executable, str(script), str(tmp_path / f"{name}.stray"),
+                                str(tmp_path / f"{name}.make"), str(tmp_path / f"{name}.go")],
+                               attempt_dir=str(tmp_path / "state" / name))
+            return asyncio.create_task(run_command(spec, keeper=keeper))
+
+        def stray(name: str) -> int:
+            path = tmp_path / f"{name}.stray"
+            return int(wait_until(lambda: path.exists() and path.read_text(), 30, f"{name}'s stray"))
+
+        try:
+            first, second = attempt("first"), attempt("second")
+            for name in ("first", "second"):
+                await asyncio.to_thread(wait_until, (tmp_path / "state" / name / "pid").exists,
+                                        30, f"the {name} attempt to start")
+            (tmp_path / "first.make").touch()
+            first_stray = await asyncio.to_thread(stray, "first")
+            (tmp_path / "second.make").touch()
+            second_stray = await asyncio.to_thread(stray, "second")
+            (tmp_path / "second.go").touch()
+            assert (await second).outcome == Outcome.SUCCEEDED
+            alive["second's stray after the second ended"] = pid_alive(second_stray)
+            alive["first's stray after the second ended"] = pid_alive(first_stray)
+            alive["first running after the second ended"] = not first.done()
+            (tmp_path / "first.go").touch()
+            assert (await first).outcome == Outcome.SUCCEEDED
+            alive["first's stray after the first ended"] = pid_alive(first_stray)
+            return alive
+        finally:
+            await keeper.close()
+
+    assert asyncio.run(main()) == {"second's stray after the second ended": False,
+                                   "first's stray after the second ended": True,
+                                   "first running after the second ended": True,
+                                   "first's stray after the first ended": False}
+
+
+# As the keeper reads the process table in subreaper mode: a subreaper that reads it, sees a
+# grandchild under its child, then sees it again once the child died (reparented to it).
+REPARENTED = r"""
+import os, sys, time
+from jobplane.agent import procs
+procs.become_subreaper()
+table = procs.Table(os.getpid(), period=3600)  # never a whole read again: only what may change
+go_r, go_w = os.pipe()
+child = os.fork()
+if child == 0:
+    if os.fork() == 0:
+        time.sleep(60)
+        os._exit(0)
+    os.read(go_r, 1)
+    os._exit(0)
+deadline = time.monotonic() + 30
+while not [p for p, r in procs.table().items() if r.ppid == child] and time.monotonic() < deadline:
+    time.sleep(0.01)
+grandchild = [p for p, r in table.read().items() if r.ppid == child][0]
+os.write(go_w, b"x")
+os.waitpid(child, 0)
+while procs.table()[grandchild].ppid != os.getpid() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(table.read()[grandchild].ppid == os.getpid(), flush=True)
+os.kill(grandchild, 9)
+"""
+
+
+def test_the_keepers_table_sees_a_process_reparented_since_its_last_read():
+    found = subprocess.run([sys.executable, "-c", REPARENTED], capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert found.stdout.strip() == "True", found.stderr
