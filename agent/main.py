@@ -75,8 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="SIGTERM to SIGKILL delay when stopping a command (default: %(default)s)")
     parser.add_argument("--containment", choices=cgroups.CHOICES, default=cgroups.AUTO,
                         help="how each command attempt's processes are held together so that "
-                             "none outlives it: a cgroup v2 per attempt, or the attempt's "
-                             "wrapper as their subreaper; auto takes a cgroup where the machine "
+                             "none outlives it: a cgroup v2 per attempt, or the keeper's guard "
+                             "as their subreaper; auto takes a cgroup where the machine "
                              "allows it (default: %(default)s; --version says which is in force)")
     parser.add_argument("--stop-wait", type=_non_negative_float, default=0.0, metavar="SECONDS",
                         help="on SIGTERM/SIGINT, let running tasks finish for up to this long "
