@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from support import pid_alive, wait_until
+from test_agent_containment import containment  # noqa: F401  (the fixture: each containment mode)
 
-from jobplane.agent import cgroups
 from jobplane.agent.commands import CommandSpec, run_command
 from jobplane.agent.keeper_client import Keeper
 from jobplane.agent.results import Outcome, Started
@@ -42,15 +42,6 @@ os.wait()
 while not os.path.exists(go):
     time.sleep(0.02)
 """
-
-
-@pytest.fixture(params=[cgroups.CGROUP, cgroups.SUBREAPER])
-def containment(request) -> str:
-    if request.param == cgroups.CGROUP:
-        found = cgroups.detect()
-        if found.kind != cgroups.CGROUP:
-            pytest.skip(f"cgroup containment is not available on this machine: {found.why}")
-    return request.param
 
 
 def _comm(pid: int) -> str:
