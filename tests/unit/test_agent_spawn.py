@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from support import pid_alive, wait_until
 from test_agent_containment import containment  # noqa: F401  (the fixture: each containment mode)
 
