@@ -53,14 +53,17 @@ def suspicions(db: Path) -> list[str]:
 
 def test_a_burst_of_agents_connecting_commits_their_states_in_batches(server):
     """200 agents connecting at once: each is written CONNECTING then ACTIVE (400 provider
-    states, 400 events), in fewer transactions than agents (one per state change would be 400)."""
+    states, 400 events) in shared transactions. One commit per state change (what the server
+    did before) is at least 400, whatever the timing; how far below that batching gets depends
+    on how the connects and the commits interleave (about 25 to 130 here, by the load), so the
+    test asks only that they were shared."""
     n = 200
     before = commits(scrape(server))
     with Fleet(server.agent_address, heartbeat=5.0) as fleet:
         fleet.add(n)  # one process, every hello written at once
         wait_until(lambda: fleet.connected() == n and active(server) == n, 60, f"{n} agents connected and ACTIVE")
         spent = commits(scrape(server)) - before
-        assert 0 < spent <= n / 2, f"{spent:g} commits for {n} agents connecting"  # one each: 2n
+        assert 0 < spent < 2 * n, f"{spent:g} commits for {n} agents connecting (2n: one per state change)"
 
 
 def test_a_quiet_fleets_heartbeats_write_nothing_and_none_is_suspected(server):
