@@ -114,10 +114,7 @@ class Attempt:
 
     def finish(self) -> None:
         """The attempt has ended: its output complete, its exit status written, the command reaped."""
-        for fd, writer in self.pipes.items():
-            os.close(fd)
-            writer.close()
-        self.pipes.clear()
+        _close(self.pipes)
         try:
             logstore.finish(self.logs)
             note_exit(self.directory, self.status)

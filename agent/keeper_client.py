@@ -135,11 +135,11 @@ class Keeper:
             await self._gone(guard)
 
     async def _gone(self, guard: int) -> None:
-        try:
-            pidfd = os.pidfd_open(guard) if guard else -1
-        except ProcessLookupError:
+        if not guard:
             return
-        if pidfd < 0:
+        try:
+            pidfd = os.pidfd_open(guard)
+        except ProcessLookupError:
             return
         if _name(guard) != wire.GUARD_NAME:  # it ended long ago, and its pid is another's now
             os.close(pidfd)
