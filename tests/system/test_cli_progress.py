@@ -13,6 +13,7 @@ import subprocess
 import sys
 import termios
 import time
+from typing import Callable
 
 import pytest
 
@@ -22,6 +23,7 @@ TASKS = 12
 # Task i=3 fails once then succeeds on its second attempt (a retry); i=7 fails for good, after
 # 2.5 s, so the line is drawn (the clock ticks each second) while most tasks are done: an ETA.
 JOB = f"""name = "progress"
+wait_for_providers = true
 [[tasks]]
 name = "t"
 command = ["sh", "-c", "sleep 0.1; [ {{i}} = 7 ] && sleep 2.5 && exit 7; [ {{i}} = 3 ] && [ ! -e {{marker}}-3 ] && touch {{marker}}-3 && exit 3; exit 0"]
@@ -32,9 +34,11 @@ retry_backoff = 0.1
 CLEAR = "\r\x1b[2K"
 
 
-def in_pty(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
+def in_pty(argv: list[str], env: dict[str, str], timeout: float = 120,
+           once: tuple[str, Callable[[], object]] | None = None) -> tuple[int, str]:
     """Run `argv` with a pseudo-terminal (160 columns) as its stdin, stdout and stderr; its exit
-    code and everything it wrote."""
+    code and everything it wrote. `once=(pattern, action)` calls `action` once, as soon as what
+    it wrote matches `pattern`."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
@@ -51,6 +55,9 @@ def in_pty(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple[
                 if not data:
                     break
                 written.append(data)
+                if once and re.search(once[0], b"".join(written).decode(errors="replace")):
+                    once[1]()
+                    once = None
         else:
             raise AssertionError(f"{argv} did not end within {timeout}s: {b''.join(written)[-2000:]!r}")
     finally:
@@ -61,24 +68,33 @@ def in_pty(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple[
 
 
 @pytest.fixture
-def job_file(sqlite_cluster, tmp_path):
-    sqlite_cluster.add_agent("a", slots=4)
+def job_toml(tmp_path):
     path = tmp_path / "progress.toml"
     path.write_text(JOB.replace("{marker}", str(tmp_path / "failed-once")))
     return path
+
+
+@pytest.fixture
+def job_file(sqlite_cluster, job_toml):
+    sqlite_cluster.add_agent("a", slots=4)
+    return job_toml
 
 
 def cli(cluster) -> list[str]:
     return [sys.executable, "-m", "jobplane.client.cli", "--server", cluster.server.address]
 
 
-def test_on_a_terminal_submit_watch_shows_a_live_line_and_only_notable_events(sqlite_cluster, job_file):
-    code, screen = in_pty([*cli(sqlite_cluster), "submit", str(job_file), "--watch"], sqlite_cluster.server.env())
+def test_on_a_terminal_submit_watch_shows_a_live_line_and_only_notable_events(sqlite_cluster, job_toml):
+    waiting = rf"░+ 0/{TASKS}  WAITING {TASKS}  \S+ elapsed\r"
+    # The agent joins once the line before any task ran is drawn: it would otherwise start
+    # tasks before the CLI draws its first line.
+    code, screen = in_pty([*cli(sqlite_cluster), "submit", str(job_toml), "--watch"], sqlite_cluster.server.env(),
+                          once=(waiting, lambda: sqlite_cluster.add_agent("a", slots=4)))
     assert code == 1, screen  # a task failed for good
     redraws = [part.split("\n")[0] for part in screen.split(CLEAR)[1:]]
     final = redraws[-1]
     assert re.match(rf"█+ {TASKS}/{TASKS}  SUCCESS {TASKS - 1}  FAILURE 1  \S+ elapsed$", final), final
-    assert re.search(rf"░+ 0/{TASKS}  WAITING {TASKS}  \S+ elapsed\r", screen), "the line before any task ran"
+    assert re.search(waiting, screen), "the line before any task ran"
     assert any(", ETA " in line for line in redraws), "an ETA while it runs"
     printed = [line for line in screen.replace(CLEAR, "\n").split("\n") if line.startswith("#")]
     assert any("task t[i=7]" in line and "FAILURE" in line for line in printed), printed
