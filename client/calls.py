@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.message import Message
 
 from jobplane.client.events import plan_request
-from jobplane.client.jobfile import signature_structs
+from jobplane.client.jobfile_signatures import signature_structs
 from jobplane.client.retry import submit_request
 from jobplane.v1 import (
     continuation_pb2,

@@ -11,7 +11,7 @@ from google.protobuf import struct_pb2
 from jobplane.client import output
 from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
 from jobplane.client.errors import InvalidArgument, JobFileError
-from jobplane.client.jobfile import SignatureFile, load_signature_file
+from jobplane.client.jobfile_signatures import SignatureFile, load_signature_file
 from jobplane.client.sync import Client
 from jobplane.v1 import inventory_pb2
 

@@ -3,15 +3,15 @@
 The client checks the shape (syntax, known keys, types, required fields) and names the line of
 each problem; what the tasks mean together (cycles, unknown `after`, duplicate names) and what a
 prerequisite signature says are the server's to check. `JobFile.locate` maps the field path of a
-server INVALID_ARGUMENT back to a line. Signature files (`jobplane inventory scan --file`) hold
-`signatures = [...]` checked and located the same way.
+server INVALID_ARGUMENT back to a line. Signature files are read by the same converter
+(jobfile_signatures.py).
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -90,47 +90,6 @@ def parse_job_file(text: str, *, name: str = "<job file>", syntax: str = "toml")
 def job_spec_from_mapping(document: Mapping[str, Any]) -> job_pb2.JobSpec:
     """Convert a parsed job-file mapping (the dict a TOML or JSON file gives) to a JobSpec."""
     return _Converter("python", LineIndex({}), None).job_spec(document)
-
-
-@dataclass(frozen=True)
-class SignatureFile:
-    """A checked signature file: its signatures plus what it takes to point back at its lines."""
-
-    name: str
-    signatures: tuple[struct_pb2.Struct, ...]
-    lines: LineIndex
-
-    def locate(self, message: str) -> FileProblem | None:
-        """Map a server message such as `signatures[1].version: ...` to a file line; None if the
-        message names no signature (e.g. `provider_id: ...`)."""
-        found = server_field(message)
-        if found is None or found[0][:1] != ("signatures",):
-            return None
-        path, rest = found
-        return FileProblem(self.name, self.lines.line_of(path), format_path(path), rest)
-
-
-def load_signature_file(path: str | Path) -> SignatureFile:
-    """Read and check a signature file: TOML `signatures = [...]` (or `[[signatures]]` tables), or
-    JSON, a list or `{"signatures": [...]}`. Raises JobFileError naming file and line."""
-    name = str(path)
-    syntax = "json" if name.endswith(".json") else "toml"
-    text = read_text(path, "signature file")
-    if syntax == "json":
-        document, lines = parse_json(text, name), LineIndex.for_json(text)
-        if isinstance(document, list):
-            document, lines = {"signatures": document}, lines.nested("signatures")
-    else:
-        document, lines = parse_toml(text, name), LineIndex.for_toml(text)
-    signatures = _Converter(syntax, lines, name).signature_file(document)
-    return SignatureFile(name, tuple(signatures), lines)
-
-
-def signature_structs(signatures: Iterable[Mapping[str, Any]]) -> list[struct_pb2.Struct]:
-    """Check (each a mapping with a string `kind`) and convert signatures given as mappings;
-    Structs pass as they are. Raises JobFileError naming e.g. `signatures[1].kind`."""
-    converter = _Converter("python", LineIndex({}), None)
-    return converter.signature_file({"signatures": list(signatures)})
 
 
 class _Invalid(Exception):

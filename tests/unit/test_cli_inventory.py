@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobplane.client import AsyncClient, Client
 from jobplane.client.cli import build_parser, main
 from jobplane.client.cmd_inventory import entry_details, inventory_filter, inventory_table, scan_summary
-from jobplane.client.jobfile import signature_structs
+from jobplane.client.jobfile_signatures import signature_structs
 from jobplane.v1 import inventory_pb2, inventory_pb2_grpc
 
 NOW = 1_700_000_000

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 
 from jobplane.client import JobFileError, job_spec_from_mapping, load_job_file, parse_job_file
-from jobplane.client.jobfile import load_signature_file, signature_structs
+from jobplane.client.jobfile_signatures import load_signature_file, signature_structs
 from jobplane.v1 import job_pb2
 
 EXAMPLES = resources.files("jobplane.examples")
