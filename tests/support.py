@@ -76,6 +76,20 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def paused(pid: int) -> bool:
+    """Stopped (SIGSTOP: state T) or in a frozen cgroup, as a keeper pauses a dead agent's attempt
+    (False once it is gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].split("::", 1)[-1]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    mount = next((line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if " - cgroup2 " in line), None)
+    events = Path(f"{mount}{cgroup}/cgroup.events") if mount and cgroup != "/" else None
+    return state == "T" or bool(events and events.exists() and "frozen 1" in events.read_text())
+
+
 class Proc:
     """A child process whose output goes to a log file we can show when a test fails."""
 

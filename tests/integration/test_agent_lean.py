@@ -49,7 +49,7 @@ def test_a_tls_agent_runs_without_cryptography_and_starts_lean_workers_at_its_fi
     assert GRPC in maps(agent.pid)
 
     run(client, {"python": "jobplane.examples.funcs:noop"})
-    workers = wait_until(lambda: children(agent.pid), 10, "the Python worker")
+    workers = wait_until(lambda: children(agent.pid), 30, "the Python worker")
     (worker, argv), = workers.items()  # the worker, and no other process beside it
     assert "jobplane.agent.pyworker" in argv
     assert GRPC not in maps(worker) and CRYPTOGRAPHY not in maps(worker)

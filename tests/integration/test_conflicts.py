@@ -128,7 +128,7 @@ def test_a_load_condition_holds_a_task_until_the_reported_load_drops(sqlite_clus
     c.add_agent("a", slots=2, extra=["--facts-file", str(facts), "--heartbeat", "0.2"])
     job = c.client.submit_job({"name": "careful", "conditions": ["load_average<2"],
                                "tasks": [{"name": "t", "command": ["true"]}]})
-    reason = wait_until(lambda: held_reason(c.client, job.id), 10, "the task to be held for its condition")
+    reason = wait_until(lambda: held_reason(c.client, job.id), 30, "the task to be held for its condition")
     assert "load_average<2 (is 9)" in reason
     facts.write_text(json.dumps({"load_average": 0.1}))
     assert c.client.wait_job(job.id, timeout=20).state == SUCCEEDED

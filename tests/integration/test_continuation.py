@@ -112,7 +112,7 @@ def test_drain_continues_the_task_elsewhere_from_its_checkpoint(cluster, sum_tas
     assert cluster.client.wait_job(submitted.id, timeout=60).state == SUCCEEDED
     task = only_task(cluster, submitted.id)
     assert task.provider_id == "b" and task.stdout_tail == "start at 4\ntotal 55\n"
-    wait_until(lambda: cluster.client.get_provider("a").state == 6, 10, "a to be DRAINED")
+    wait_until(lambda: cluster.client.get_provider("a").state == 6, 30, "a to be DRAINED")
 
 
 def _day(days_from_today: int) -> date:
@@ -170,7 +170,7 @@ def test_reference_scenario_standby_first_in_priority_order_then_promoted(cluste
     first, second = only_task(cluster, job1.id), only_task(cluster, job2.id)
     assert second.attempts[1].assign_time.ToNanoseconds() >= first.attempts[1].end_time.ToNanoseconds()
     assert second.stdout_tail == "start at 3\ntotal 55\n"
-    wait_until(lambda: cluster.client.get_provider("s").state == ACTIVE, 10, "the standby to be promoted")
+    wait_until(lambda: cluster.client.get_provider("s").state == ACTIVE, 30, "the standby to be promoted")
     first_events(cluster.client.watch(timeout=10), 1,
                  lambda e: e.provider_id == "s" and e.message == "promoted: no continuation left to start")
     failover = first_events(cluster.client.watch_continuations(timeout=10), 2, lambda e: bool(e.task_id))

@@ -41,7 +41,7 @@ def test_an_agent_of_the_previous_release_reports_in_the_flat_form_tagged_by_kin
             outgoing.put(None)
             stream.cancel()
     task = wait_until(lambda: next((t for t in sqlite_cluster.client.list_tasks(job.id) if t.state == SUCCEEDED), None),
-                      10, "the task to succeed on the old agent's report")
+                      30, "the task to succeed on the old agent's report")
     assert (task.exit_code, task.stdout_tail, task.checkpoint_json) == (0, "old\n", '{"i": 1}')
 
 
@@ -131,7 +131,7 @@ def test_an_sdk_of_the_previous_release_sends_conditions_as_text(sqlite_cluster,
     assert list(job.spec.fact_conditions) == [
         job_pb2.FactCondition(fact="load_average", op=job_pb2.COMPARISON_LESS, value=2)]
     wait_until(lambda: any("load_average<2 (is 9)" in t.reason for t in sqlite_cluster.client.list_tasks(job.id)),
-               10, "the task to be held for its condition")
+               30, "the task to be held for its condition")
     facts.write_text(json.dumps({"load_average": 0.1}))
     assert sqlite_cluster.client.wait_job(job.id, timeout=20).state == JOB_SUCCEEDED
 

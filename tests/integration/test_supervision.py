@@ -44,7 +44,7 @@ def test_killed_agent_is_lost_and_its_tasks_finish_elsewhere_once(cluster, tmp_p
     cluster.add_agent("b", slots=2)
     try:
         cluster.agents["a"].kill()
-        wait_until(lambda: provider_state(cluster, "a") == LOST, 5, "a to be LOST")
+        wait_until(lambda: provider_state(cluster, "a") == LOST, 30, "a to be LOST")
         done = cluster.client.wait_job(job.id, timeout=60)
         assert done.state == SUCCEEDED
         for task in cluster.client.list_tasks(job.id):
@@ -71,8 +71,15 @@ def test_stopped_agent_is_probed_lost_and_told_to_kill_its_attempt_on_resume(clu
     agent = cluster.agents["a"]
     agent.signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: provider_state(cluster, "a") == SUSPECT, 5, "a to be SUSPECT after 2 x 0.5s of silence")
-        wait_until(lambda: provider_state(cluster, "a") == LOST, 5, "a to be LOST when the probe goes unanswered")
+        # SUSPECT lasts only the probe's deadline (1 s), which a test polling on a loaded machine can
+        # miss: the event log says what a went through, in order.
+        states = []
+        for event in cluster.client.watch(filter="type=PROVIDER provider=a", timeout=60):
+            states.append(event.raw_status)
+            if event.raw_status == "LOST":
+                break
+        # suspected after 2 x 0.5 s of silence, then LOST when the probe went unanswered
+        assert states[-2:] == ["SUSPECT", "LOST"], states
         done = cluster.client.wait_job(job.id, timeout=30)
         assert done.state == SUCCEEDED
     finally:
@@ -80,7 +87,7 @@ def test_stopped_agent_is_probed_lost_and_told_to_kill_its_attempt_on_resume(clu
     (task,) = list(cluster.client.list_tasks(job.id))
     assert task.provider_id == "b" and task.attempt == 2
     first = int((pids / f"{task.id}.1").read_text())
-    wait_until(lambda: not pid_alive(first), 5, "the superseded attempt's process to be killed after SIGCONT")
+    wait_until(lambda: not pid_alive(first), 30, "the superseded attempt's process to be killed after SIGCONT")
 
 
 def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(tmp_path, db_url):
@@ -197,7 +204,7 @@ def test_a_provider_is_connecting_from_its_hello_until_it_signals_ready(cluster)
             assert next(stream).WhichOneof("message") == "welcome"
             assert provider_state(cluster, "raw") == CONNECTING
             outgoing.put(provider_pb2.ConnectRequest(ready=provider_pb2.Ready()))
-            wait_until(lambda: provider_state(cluster, "raw") == ACTIVE, 10, "raw to be ACTIVE once ready")
+            wait_until(lambda: provider_state(cluster, "raw") == ACTIVE, 30, "raw to be ACTIVE once ready")
         finally:
             outgoing.put(None)
             stream.cancel()
@@ -222,11 +229,11 @@ def test_a_heartbeat_is_seen_its_provider_last_seen_time_moves_on(cluster):
         stream = provider_pb2_grpc.ProviderServiceStub(channel).Connect(iter(outgoing.get, None), timeout=60)
         try:
             assert next(stream).WhichOneof("message") == "welcome"
-            wait_until(lambda: provider_state(cluster, "raw") == ACTIVE, 10, "raw to be ACTIVE once ready")
+            wait_until(lambda: provider_state(cluster, "raw") == ACTIVE, 30, "raw to be ACTIVE once ready")
             for _ in range(2):
                 before = last_seen()
                 outgoing.put(provider_pb2.ConnectRequest(heartbeat=provider_pb2.Heartbeat(free_slots=1)))
-                wait_until(lambda: last_seen() > before, 4, "the heartbeat to move last_seen_time on")
+                wait_until(lambda: last_seen() > before, 8, "the heartbeat to move last_seen_time on")  # < 2 x 5 s
             assert provider_state(cluster, "raw") == ACTIVE
         finally:
             outgoing.put(None)
@@ -246,10 +253,10 @@ def test_revoked_agent_is_cut_off_its_task_moves_and_it_may_not_return(cluster, 
                             capture_output=True, text=True, timeout=60, env={**os.environ, **cluster.server.env()})
     assert revoke.returncode == 0 and "REVOKED" in revoke.stdout, revoke.stderr
     agent = cluster.agents["a"]
-    wait_until(lambda: not agent.alive(), 5, "the revoked agent to be cut off and refused")
+    wait_until(lambda: not agent.alive(), 30, "the revoked agent to be cut off and refused")
     assert agent.p.returncode == 1 and "was revoked" in agent.output()
     first = int((pids / f"{next(iter(cluster.client.list_tasks(job.id))).id}.1").read_text())
-    wait_until(lambda: not pid_alive(first), 5, "the revoked agent's attempt to be killed")
+    wait_until(lambda: not pid_alive(first), 30, "the revoked agent's attempt to be killed")
     assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
     (task,) = list(cluster.client.list_tasks(job.id))
     assert task.provider_id == "b" and "revoked: key leaked" in task.attempts[0].reason
@@ -326,7 +333,7 @@ def test_standby_agent_takes_overflow_work_then_stands_by_again(tmp_path, db_url
             {"name": f"t{i}", "command": ["sleep", "0.5"]} for i in range(2)]})
         assert cluster.client.wait_job(job.id, timeout=30).state == SUCCEEDED
         assert {t.provider_id for t in cluster.client.list_tasks(job.id)} == {"a", "s"}
-        wait_until(lambda: provider_state(cluster, "s") == STANDBY, 10, "s to stand by again when idle")
+        wait_until(lambda: provider_state(cluster, "s") == STANDBY, 30, "s to stand by again when idle")
     finally:
         cluster.close()
 
@@ -422,7 +429,7 @@ def test_drain_moves_running_tasks_off_and_kills_them_there(cluster, tmp_path):
     assert task.provider_id == "b" and task.attempt == 2
     assert provider_state(cluster, "a") == DRAINED
     first = int((pids / f"{task.id}.1").read_text())
-    wait_until(lambda: not pid_alive(first), 10, "the drained attempt's process to be killed")
+    wait_until(lambda: not pid_alive(first), 30, "the drained attempt's process to be killed")
 
 
 def test_drain_with_wait_lets_the_task_finish_and_sends_new_work_elsewhere(cluster):
@@ -437,4 +444,4 @@ def test_drain_with_wait_lets_the_task_finish_and_sends_new_work_elsewhere(clust
     assert [t.provider_id for t in cluster.client.list_tasks(first.id)] == ["a"]
     assert cluster.client.wait_job(later.id, timeout=30).state == SUCCEEDED
     assert [t.provider_id for t in cluster.client.list_tasks(later.id)] == ["b"]
-    wait_until(lambda: provider_state(cluster, "a") == DRAINED, 10, "a to be DRAINED")
+    wait_until(lambda: provider_state(cluster, "a") == DRAINED, 30, "a to be DRAINED")

@@ -59,7 +59,7 @@ def test_hold_and_release_from_the_cli(sqlite_cluster):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ON_HOLD" in r.stdout and "month-end freeze" in r.stdout
     c.add_agent("a", slots=1)
-    wait_until(lambda: next(iter(c.client.list_tasks(job.id))).status == ON_HOLD, 10, "the task to be on hold")
+    wait_until(lambda: next(iter(c.client.list_tasks(job.id))).status == ON_HOLD, 30, "the task to be on hold")
     r = jobplane("release", job.id, "--server", addr, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert c.client.wait_job(job.id, timeout=20).state == 3

@@ -68,7 +68,7 @@ def test_server_and_agent_log_one_json_object_per_line_with_ids_as_fields(tmp_pa
         assert any("--insecure" in r["message"] and r["level"] == "WARNING" for r in server.log())
 
         agent_lines = wait_until(lambda: [r for r in json_lines(agent.output()) if r.get("task_id") == task.id],
-                                 10, "the agent to log the attempt")
+                                 30, "the agent to log the attempt")
         assert all(r["provider_id"] == "a" for r in json_lines(agent.output())), "every agent line names it"
         assert agent_lines[0]["attempt"] == 1 and agent_lines[0]["level"] == "DEBUG"
 

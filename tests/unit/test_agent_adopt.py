@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,21 +18,34 @@ from jobplane.agent.commands import read_leftover, resume_command
 from jobplane.agent.results import Outcome, StopRequest, request_stop
 from jobplane.agent.statedir import StateDir, StateLocked
 
-# A stand-in for an agent: runs one command in an attempt directory until it is killed.
+# A stand-in for an agent: runs one command in an attempt directory until it is killed. Its
+# attempts wait 30 s for a new agent process, as an agent's wait the server's reconnect grace (the
+# keeper's own default, 1 s, a loaded machine can spend between the crash and the adoption).
 RUNNER = textwrap.dedent("""
     import asyncio, sys
+    from pathlib import Path
     from jobplane.agent.commands import CommandSpec, run_command
-    spec = CommandSpec(sys.argv[3:], attempt_dir=sys.argv[1], timeout=float(sys.argv[2]))
-    asyncio.run(run_command(spec))
+    from jobplane.agent.keeper_client import Keeper
+
+    async def main():
+        keeper = Keeper(Path(sys.argv[1]).parent)
+        await keeper.open()
+        keeper.set_grace(30.0)
+        await run_command(CommandSpec(sys.argv[3:], attempt_dir=sys.argv[1], timeout=float(sys.argv[2])),
+                          keeper=keeper)
+
+    asyncio.run(main())
 """)
 
 
-def start_and_crash(attempt_dir: Path, script: str, timeout: float = 0) -> None:
-    """Start `script` the way an agent does, then kill -9 the 'agent' once it runs."""
+def start_and_crash(attempt_dir: Path, script: str, timeout: float = 0,
+                    until: Callable[[], object] = lambda: True, what: str = "the command to start") -> None:
+    """Start `script` the way an agent does, then kill -9 the 'agent' once it runs and `until()`
+    holds (once the agent is gone the keeper pauses the command: it must have got that far)."""
     runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(attempt_dir), str(timeout),
                                "sh", "-c", script])
-    wait_until(lambda: (attempt_dir / "pid").exists() and (attempt_dir / "pid").read_text(),
-               30, "the command to start")
+    wait_until(lambda: (attempt_dir / "pid").exists() and (attempt_dir / "pid").read_text() and until(),
+               30, what)
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
 
@@ -54,11 +68,12 @@ def test_a_command_outlives_its_agent_and_is_adopted_to_its_end(tmp_path):
 
 
 def test_a_command_that_ended_before_its_agent_could_report_it_reports_its_exit_status(tmp_path):
-    # (While no agent holds it, a command is paused: it cannot end while its agent is away.)
+    # (While no agent holds it, a command is paused: it cannot end while its agent is away. So the
+    # agent dies once the command has ended, which the keeper notes in the attempt's directory.)
     attempt, go = tmp_path / "7.1", tmp_path / "go"
     go.touch()
-    start_and_crash(attempt, f"while [ ! -e {go} ]; do sleep 0.05; done; echo done")
-    wait_until(lambda: read_leftover(attempt).exit_status is not None, 30, "the command to finish")
+    start_and_crash(attempt, f"while [ ! -e {go} ]; do sleep 0.05; done; echo done",
+                    until=lambda: read_leftover(attempt).exit_status is not None, what="the command to finish")
     leftover = read_leftover(attempt)
     assert not leftover.alive() and leftover.exit_status == 0
     result = asyncio.run(resume_command(leftover))
@@ -67,8 +82,9 @@ def test_a_command_that_ended_before_its_agent_could_report_it_reports_its_exit_
 
 def test_an_adopted_command_can_be_cancelled_and_its_group_dies(tmp_path):
     attempt, pidfile = tmp_path / "7.1", tmp_path / "child.pid"
-    start_and_crash(attempt, f"sleep 300 & echo $! > {pidfile}; wait")
-    grandchild = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "pid"))
+    start_and_crash(attempt, f"sleep 300 & echo $! > {pidfile}; wait",
+                    until=lambda: pidfile.exists() and pidfile.read_text().strip(), what="the grandchild's pid")
+    grandchild = int(pidfile.read_text())
 
     async def cancel() -> object:
         stop = asyncio.get_running_loop().create_future()

@@ -14,7 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from support import Proc, escapes_command, noted_pids, pid_alive, wait_until
+from support import Proc, escapes_command, noted_pids, paused, pid_alive, wait_until
 
 from jobplane.agent.commands import CommandSpec, run_command
 from jobplane.agent.keeper_client import Keeper
@@ -82,16 +82,6 @@ def holder(tmp_path: Path, mode: str, *argv: str, grace: float = 1.0, heartbeat:
     tmp_path.mkdir(exist_ok=True)
     return Proc([sys.executable, "-c", HOLDER, str(tmp_path / "state"), str(grace), str(heartbeat),
                  mode, *argv], tmp_path / f"{name}.log")
-
-
-def paused(pid: int) -> bool:
-    """Stopped (SIGSTOP: state T) or in a frozen cgroup."""
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    cgroup = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].split("::", 1)[-1]
-    mount = next((line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                  if " - cgroup2 " in line), None)
-    events = Path(f"{mount}{cgroup}/cgroup.events") if mount and cgroup != "/" else None
-    return state == "T" or bool(events and events.exists() and "frozen 1" in events.read_text())
 
 
 def all_dead(pids) -> bool:
