@@ -109,10 +109,12 @@ def main() -> None:
     p.add_argument("--hold", type=float, default=30.0, help="seconds each step is measured, once all connected")
     p.add_argument("--procs", type=int, default=2, help="processes each step adds simulated agents in")
     p.add_argument("--rate", type=float, default=1000.0, help="agents connecting per second (all processes)")
+    p.add_argument("--keep", type=Path, help="run in this directory and keep it (the server's log and database)")
     a = p.parse_args()
     steps = [int(s) for s in a.steps.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if a.keep is None else a.keep
+        work.mkdir(parents=True, exist_ok=True)
         db = work / "bench.db"
         server = ServerProc(work, f"sqlite:///{db}", insecure=True, extra=[*HTTP, "--reconnect-grace", "10",
                                                                      "--max-streams", "100000"])
