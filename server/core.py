@@ -209,6 +209,7 @@ class Core:
             return False
         engine.begin(time.time())
         _heard(engine, provider_id, conn_id, facts)
+        engine.supervision.pace.taken(1)
         self.metrics.heartbeat_seconds.observe(0.0)
         return True
 
@@ -217,6 +218,7 @@ class Core:
         for provider_id, (conn_id, facts, arrived) in heard.items():
             observe(now - arrived)
             _heard(engine, provider_id, conn_id, facts)
+        engine.supervision.pace.taken(len(heard))
 
 
 def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:

@@ -106,6 +106,7 @@ class Providers:
         if provider is None or provider.conn_id != conn_id:
             return
         provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
+        e.supervision.schedule(provider)  # no heartbeat is promised now (a revoked one's state stays)
         # Heard from until its stream closed: the agent process ended (or closed it); else it
         # fell silent first and its keeper's promise counts from its last signal.
         heard = e.now - (provider.last_seen or e.now) <= provider.heartbeat * e.config.heartbeat_tolerance

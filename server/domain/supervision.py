@@ -10,6 +10,7 @@ import random
 from typing import TYPE_CHECKING, TypeVar
 
 from .model import EventKind, ProviderState, TaskState
+from .pace import HeartbeatPace
 from .providers import SUPERVISED
 from .state import ProviderRt, TaskRt
 
@@ -43,6 +44,7 @@ class Supervision:
         self._resumed: list[float] = []
         self._stalled: list[float] = []
         self._forgotten = 0.0  # the running sum up to the first stall kept (older ones are dropped)
+        self.pace = HeartbeatPace()  # heartbeats taken against those promised (the core counts them)
 
     def stalled(self, seconds: float) -> None:
         """The server itself did not run for `seconds` (its loop was starved of CPU or blocked,
@@ -67,10 +69,15 @@ class Supervision:
         late the server ran this tick; past BEHIND the server was behind for that long, and the
         supervision clock stands still for it (stalled): a loop that falls behind a little at
         every tick is credited as surely as one that stops for seconds, while a fleet that really
-        went silent on an idle server is judged on time."""
+        went silent on an idle server is judged on time. While the server is behind, the share
+        of promised heartbeats it did not take is credited too (pace.py)."""
+        e = self.engine
         if late > BEHIND:
             self.stalled(late)
-        e = self.engine
+            self.pace.late(late)
+        shortfall = self.pace.credit(e.now)
+        if shortfall:
+            self.stalled(shortfall)
         for when, provider_id in _pop_due(self._providers_due, e.now):
             if self._provider_next.get(provider_id) != when:
                 continue  # superseded by a sooner entry
@@ -85,6 +92,7 @@ class Supervision:
 
     def schedule(self, p: ProviderRt) -> None:
         """Look at the provider again when something may be due (connected, probed, ...)."""
+        self.pace.track(p.id, p.heartbeat, bool(p.conn_id))
         when = self._due(p)
         if when is None:
             return

@@ -78,3 +78,53 @@ def test_a_provider_lost_twice_before_a_standby_came_is_owed_one_place():
     e.take_changes()
     states = sorted(e.providers[p].state.name for p in ("s1", "s2"))
     assert states == ["ACTIVE", "STANDBY"], states
+
+
+def fleet(e, n: int) -> dict[str, int]:
+    conns = {f"a{i}": provider(e, f"a{i}", slots=1) for i in range(n)}
+    e.take_changes()
+    return conns
+
+
+def suspected(e) -> int:
+    return sum(p.state == ProviderState.SUSPECT for p in e.providers.values())
+
+
+def test_a_server_that_takes_a_quarter_of_the_promised_heartbeats_while_behind_suspects_no_one():
+    """100 providers promise a heartbeat a second (suspected past 2 s of silence). The server is
+    behind: its ticks come 0.06 s late (credited, a little) and it takes 25 heartbeats a second,
+    in turn, where 100 are sent: each provider is heard from every 4 s while the rest of its
+    heartbeats wait on its connection. Ticks alone would leave each silent 2.5 s of its own; the
+    shortfall of heartbeats taken slows supervision's clock enough that none is suspected."""
+    e = engine()
+    conns = fleet(e, 100)
+    names, now, turn = list(conns), 100.0, 0
+    while now < 112.0:
+        now = behind(e, now, 0.16, late=0.06)
+        for _ in range(4):  # the heartbeats the server took in this tick's time
+            name = names[turn % len(names)]
+            e.report(name, conns[name], [])
+            turn += 1
+        e.supervision.pace.taken(4)
+    assert suspected(e) == 0 and not e.take_changes().probes
+
+
+def test_a_fleet_silent_on_a_server_that_is_on_time_is_suspected_on_time():
+    """The same 100 providers all silent (a partition, or dead) on a server whose ticks come on
+    time: no heartbeat is taken, but the server is not behind, so nothing is credited and every
+    one is suspected once 2 s have passed."""
+    e = engine()
+    fleet(e, 100)
+    behind(e, 100.0, 2.2, late=0.01)
+    assert suspected(e) == 100
+
+
+def test_a_fleet_silent_on_a_server_behind_is_suspected_at_a_quarter_of_the_pace_at_worst():
+    """The same silent fleet on a server behind (ticks 0.06 s late): supervision's clock slows,
+    but to no less than a quarter: every provider is suspected within 4 x 2 s and a little."""
+    e = engine()
+    fleet(e, 100)
+    now = behind(e, 100.0, 4.0, late=0.06)
+    assert suspected(e) == 0
+    behind(e, now, 5.0, late=0.06)
+    assert suspected(e) + sum(p.state == ProviderState.LOST for p in e.providers.values()) == 100
