@@ -109,10 +109,12 @@ def main() -> None:
     p.add_argument("--hold", type=float, default=30.0, help="seconds each step is measured, once all connected")
     p.add_argument("--procs", type=int, default=2, help="processes each step adds simulated agents in")
     p.add_argument("--rate", type=float, default=1000.0, help="agents connecting per second (all processes)")
+    p.add_argument("--keep", type=Path, help="run in this directory and keep it (the server's log and database)")
     a = p.parse_args()
     steps = [int(s) for s in a.steps.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if a.keep is None else a.keep
+        work.mkdir(parents=True, exist_ok=True)
         db = work / "bench.db"
         server = ServerProc(work, f"sqlite:///{db}", insecure=True, extra=[*HTTP, "--reconnect-grace", "10",
                                                                      "--max-streams", "100000"])
@@ -122,13 +124,16 @@ def main() -> None:
         base_rss = rss_mib(server.pid)
         print(f"server {server.pid}, SQLite, RSS {base_rss:.0f} MiB with no agent; heartbeats every "
               f"{a.heartbeat:g} s; each step held {a.hold:g} s; simulator in {a.procs} processes per step")
-        print(f"{'agents':>7} {'ACTIVE':>7} {'RSS MiB':>8} {'KiB/agent':>9} {'hb p50':>9} {'hb p99':>9} "
-              f"{'CPU us/hb':>9} {'commits/agent':>13} {'silence max':>11} {'suspected':>9} {'lost':>6} {'sim late':>8} "
-              f"{'reconn':>6} {'skipped':>7} {'server CPU':>10} {'sim CPU':>7}", flush=True)
+        print(f"{'agents':>7} {'ACTIVE':>7} {'RSS MiB':>8} {'KiB/agent':>9} {'ramp p99':>9} {'hb p50':>9} "
+              f"{'hb p99':>9} {'hb max':>9} {'CPU us/hb':>9} {'commits/agent':>13} {'silence max':>11} "
+              f"{'suspected':>13} {'lost':>6} {'sim late':>8} {'reconn':>6} {'skipped':>7} {'server CPU':>10} "
+              f"{'sim CPU':>7}", flush=True)
+        print("  (ramp p99: heartbeats handled while the step's agents connected; hb p50/p99/max and the rest: "
+              "over the hold, the steady state; suspected: over the ramp + over the hold)", flush=True)
         try:
             for target in steps:
                 add = target - fleet.size
-                ramp_start = scrape(url)
+                ramp_start, ramp_suspects = scrape(url), failovers(db)[0]
                 fleet.add(add, a.procs, add / a.rate)
                 try:
                     wait_until(lambda: fleet.connected() >= target and active(scrape(url)) >= target,
@@ -137,6 +142,7 @@ def main() -> None:
                     print(f"  not all connected and ACTIVE: {exc}", flush=True)
                 time.sleep(a.heartbeat * 2)  # every agent has a heartbeat in flight: the steady state
                 before, cpu_before = scrape(url), cpu_seconds(server.pid)
+                hold_suspects = failovers(db)[0]
                 sim_before = sum(cpu_seconds(pr.pid) for pr in fleet.procs)
                 commits = delta(ramp_start, before, "jobplane_commit_seconds_count")
                 fleet.reset_late()
@@ -146,10 +152,13 @@ def main() -> None:
                 beats = delta(before, after, "jobplane_heartbeat_handling_seconds_count")
                 rss = rss_mib(server.pid)
                 cpu = f"{(cpu_after - cpu_before) / beats * 1e6:.0f}" if beats else "-"
+                suspected, lost = failovers(db)
+                phases = f"{hold_suspects - ramp_suspects}+{suspected - hold_suspects}"
                 print(f"{fleet.connected():>7} {active(after):>7} {rss:>8.0f} "
-                      f"{(rss - base_rss) * 1024 / target:>9.1f} {quantile(before, after, 0.5):>9} "
-                      f"{quantile(before, after, 0.99):>9} {cpu:>9} {commits / max(1, add):>13.3f} "
-                      f"{after.get(('silence_max',), 0.0):>10.1f}s {failovers(db)[0]:>9} {failovers(db)[1]:>6} "
+                      f"{(rss - base_rss) * 1024 / target:>9.1f} {quantile(ramp_start, before, 0.99):>9} "
+                      f"{quantile(before, after, 0.5):>9} {quantile(before, after, 0.99):>9} "
+                      f"{quantile(before, after, 1.0):>9} {cpu:>9} {commits / max(1, add):>13.3f} "
+                      f"{after.get(('silence_max',), 0.0):>10.1f}s {phases:>13} {lost:>6} "
                       f"{fleet.count(LATE):>6}ms {fleet.count(ENDED):>6} {fleet.count(SKIPPED):>7} "
                       f"{(cpu_after - cpu_before) / a.hold:>9.0%} {sim_cpu:>7.0%}", flush=True)
         finally:

@@ -4,6 +4,7 @@ jobplane.v1 services with health checking and reflection on one grpc.aio server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import ssl
@@ -90,7 +91,8 @@ HTTP_ADDRESS_FILE = "http.addr"
 # After a takeover, the restart grace's extra: an agent notices a frozen leader within about
 # 2 s (its pings) and gives up connecting to a dead one within 3 s, then tries the replicas.
 TAKEOVER_SLACK = 5.0  # in the data directory: where --http listens, once it does
-# A supervision tick this many seconds late: the server itself stalled (supervision.stalled).
+# A supervision tick this many seconds late is logged: the server itself stalled. (Supervision
+# credits its providers with every tick's lateness past supervision.BEHIND, logged or not.)
 STALL = 0.5
 
 
@@ -161,6 +163,10 @@ class Server:
         if self.leadership is not None:
             self.leadership.start()
         await self._start_http()
+        # What start-up made (modules, the restored engine) lives as long as the server: kept out of
+        # the cyclic collector's full passes, which otherwise walk it again each time the fleet grows.
+        gc.collect()
+        gc.freeze()
         self._write_address_file()
         log.info("jobplane-server listening on %s (database %s)", self.address, self.config.database_url)
         return self.address
@@ -460,9 +466,9 @@ class Server:
             self._providers.close_all()
 
     async def _supervise(self) -> None:
-        """Hold providers to their promised heartbeats and check on overdue tasks. A tick that
-        comes more than STALL late means the server itself did not run (starved of CPU, or
-        blocked): supervision is told first, so no provider is blamed for the server's silence."""
+        """Hold providers to their promised heartbeats and check on overdue tasks. Each tick
+        says how late it came: the server was behind (busy, starved of CPU, or blocked) for that
+        long, and no provider is blamed for the server's own silence; past STALL it is logged."""
         loop = asyncio.get_running_loop()
         interval = self.config.supervise_interval
         while True:
@@ -472,8 +478,7 @@ class Server:
             if late > STALL:
                 log.warning("the server did not run for %.1fs (starved of CPU, or blocked); providers' silences "
                             "over that time are not held against them", late)
-                self.core.enqueue(lambda engine, late=late: engine.supervision.stalled(late))
-            self.core.enqueue(lambda engine: engine.supervise())
+            self.core.enqueue(lambda engine, late=late: engine.supervise(late))
 
     def _write_address_file(self) -> None:
         path = self.config.address_file

@@ -43,6 +43,7 @@ class Core:
         # Heartbeats for the next batch, one per provider: (stream id, live facts, arrival). No
         # future, op or commit each: a quiet fleet's heartbeats cost a dict entry until applied.
         self._heard: dict[str, tuple[int, Mapping[str, float], float]] = {}
+        self._writing = False  # a batch's commit is in flight (heartbeats need not wait for it)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.failed: JobplaneError | None = None
@@ -130,7 +131,11 @@ class Core:
         cs.audits, self._audits = self._audits + cs.audits, []  # the callers', then the engine's own
         if cs.persisted():  # a failure (StoreFailure) leaves the engine ahead of the database: stop
             started = time.perf_counter()
-            await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs, self.term)
+            self._writing = True
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs, self.term)
+            finally:
+                self._writing = False
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_operations.observe(len(batch))
         self._deliver(cs)
@@ -183,16 +188,37 @@ class Core:
         same stream replaces it), with no future or op of its own."""
         if self.failed is not None:
             return
+        if self._writing and provider_id not in self._heard and self._take_now(provider_id, conn_id, facts):
+            return
         earlier = self._heard.get(provider_id)
         arrived = earlier[2] if earlier is not None and earlier[0] == conn_id else time.perf_counter()
         self._heard[provider_id] = (conn_id, facts, arrived)
         self._wake.set()
+
+    def _take_now(self, provider_id: str, conn_id: int, facts: Mapping[str, float]) -> bool:
+        """While a batch's commit is in flight (an fsync can take a while on a busy disk), a
+        heartbeat that changes nothing but the provider's last-seen time is taken at once rather
+        than after that commit: it writes nothing and makes no change to announce. False if it
+        has to wait for a batch: its new live facts may let queued work start, or suspend a task
+        it runs (conditions.live_facts)."""
+        engine = self.engine
+        provider = engine.providers.get(provider_id)
+        if provider is None or provider.conn_id != conn_id:
+            return False
+        if facts != provider.live and (provider.in_flight or engine.waits_on_facts()):
+            return False
+        engine.begin(time.time())
+        _heard(engine, provider_id, conn_id, facts)
+        engine.supervision.pace.taken(1)
+        self.metrics.heartbeat_seconds.observe(0.0)
+        return True
 
     def _take_heartbeats(self, heard: dict[str, tuple[int, Mapping[str, float], float]]) -> None:
         engine, observe, now = self.engine, self.metrics.heartbeat_seconds.observe, time.perf_counter()
         for provider_id, (conn_id, facts, arrived) in heard.items():
             observe(now - arrived)
             _heard(engine, provider_id, conn_id, facts)
+        engine.supervision.pace.taken(len(heard))
 
 
 def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:

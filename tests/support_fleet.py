@@ -93,7 +93,8 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
                 slots[i % TICKS].remove(call)
 
     async def write(call) -> None:
-        busy.add(call)
+        """A heartbeat on a call the ticker marked busy (before this task ran: a probe's reply
+        that came in between must wait, or gRPC fails the second write and ends the stream)."""
         try:
             await call.write(beat)
         except Exception:  # noqa: BLE001 - the stream ended: its reader counts it
@@ -113,6 +114,7 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
             stats[SKIPPED] += len(slots[tick % TICKS]) - len(calls)
             tick += 1
             for call in calls:  # not awaited here: a slow stream must not hold the next tick back
+                busy.add(call)
                 asyncio.ensure_future(write(call))
             stats[BEATS] += len(calls)
 

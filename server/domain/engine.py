@@ -109,9 +109,10 @@ class Engine:
             schedules.create, schedules.pause, schedules.resume)
         self.delete_schedule, self.run_schedule_now = schedules.delete, schedules.run_now
 
-    def supervise(self) -> None:
-        """What time passing makes due: supervision's checks and the schedules' runs."""
-        self.supervision.tick()
+    def supervise(self, late: float = 0.0) -> None:
+        """What time passing makes due: supervision's checks and the schedules' runs. `late`:
+        seconds the tick came late (the server was behind for that long; supervision.tick)."""
+        self.supervision.tick(late)
         self.schedules.tick()
 
     @property

@@ -30,7 +30,10 @@ GONE = (ProviderState.LOST, ProviderState.REVOKED, ProviderState.STOPPED)
 class Providers:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.owed: list[str] = []  # lost active providers whose place no standby has taken yet
+        # Lost active providers whose place no standby has taken yet, oldest first (a dict: one
+        # place each, however often it was lost).
+        self.owed: dict[str, None] = {}
+        self.standing_by: set[str] = set()  # providers in STANDBY: a dispatch never looks at every provider
 
     # ----- connecting ----------------------------------------------------------------
 
@@ -103,6 +106,7 @@ class Providers:
         if provider is None or provider.conn_id != conn_id:
             return
         provider.conn_id, provider.accepting, provider.probe_id = 0, False, 0
+        e.supervision.schedule(provider)  # no heartbeat is promised now (a revoked one's state stays)
         # Heard from until its stream closed: the agent process ended (or closed it); else it
         # fell silent first and its keeper's promise counts from its last signal.
         heard = e.now - (provider.last_seen or e.now) <= provider.heartbeat * e.config.heartbeat_tolerance
@@ -148,7 +152,7 @@ class Providers:
         was = provider.before_suspect if provider.state == ProviderState.SUSPECT else provider.state
         self.set_state(provider, ProviderState.LOST, reason)
         if was == ProviderState.ACTIVE and (provider.promoted or not provider.standby):
-            self.owed.append(provider.id)  # a standby takes its place (fill_places)
+            self.owed[provider.id] = None  # a standby takes its place (fill_places)
             e.want_dispatch()
         e.fencing.provider_gone(provider)
         e.continuations.hand_on(provider, reason, stop=False)
@@ -159,16 +163,20 @@ class Providers:
         continuations wait to go out (fenced, or for a slot): a standby that takes them takes the
         place when they are all out (continuation.py)."""
         e = self.engine
-        self.owed = [pid for pid in self.owed if e.providers[pid].state == ProviderState.LOST]
+        if not self.owed or not self.standing_by:  # (each dispatch asks: it costs nothing per provider)
+            return
+        self.owed = {pid: None for pid in self.owed if e.providers[pid].state == ProviderState.LOST}
         if not self.owed or e.continuations.pending or any(
-                p.state == ProviderState.STANDBY and p.took_continuations for p in e.providers.values()):
+                e.providers[pid].took_continuations for pid in self.standing_by):
             return
         while self.owed:
-            standbys = [p for p in e.providers.values()
-                        if p.state == ProviderState.STANDBY and p.conn_id and p.accepting and not p.drained]
+            standbys = [p for p in map(e.providers.__getitem__, self.standing_by)
+                        if p.conn_id and p.accepting and not p.drained]
             if not standbys:
                 return
-            lost = e.providers[self.owed.pop(0)]
+            lost_id = next(iter(self.owed))
+            del self.owed[lost_id]
+            lost = e.providers[lost_id]
             chosen = min(standbys, key=lambda p: (p.labels != lost.labels, p.id))
             chosen.promoted, chosen.idle_since = True, None
             self.set_state(chosen, ProviderState.ACTIVE, f"promoted: takes the place of lost provider {lost.id}")
@@ -176,7 +184,7 @@ class Providers:
     def took_place(self) -> None:
         """A standby was promoted after taking continuations: it holds one lost provider's place."""
         if self.owed:
-            self.owed.pop(0)
+            del self.owed[next(iter(self.owed))]
 
     # ----- after a server restart ----------------------------------------------------
 
@@ -340,6 +348,10 @@ class Providers:
         if (state in DISABLED) != (provider.state in DISABLED):
             self.engine.want_dispatch()  # what only it could run may be INACTIVE now, or no longer (inactive.py)
         provider.state = state
+        if state == ProviderState.STANDBY:
+            self.standing_by.add(provider.id)
+        else:
+            self.standing_by.discard(provider.id)
         self.engine.supervision.schedule(provider)  # e.g. an activated standby: its idle time counts now
         self.engine.changes.provider(provider)
         self.engine.event(EventKind.PROVIDER, provider_id=provider.id, raw_status=state.name,

@@ -4,11 +4,13 @@ space retries. A component of Engine, driven by a periodic tick."""
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import random
 from typing import TYPE_CHECKING, TypeVar
 
 from .model import EventKind, ProviderState, TaskState
+from .pace import HeartbeatPace
 from .providers import SUPERVISED
 from .state import ProviderRt, TaskRt
 
@@ -16,7 +18,10 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 T = TypeVar("T")
-STALLS_KEPT = 64  # the server's own recent stalls kept for crediting silences (older ones are long judged)
+STALLS_KEPT = 4096  # the server's own recent stalls kept for crediting silences (older ones are long judged)
+# A supervision tick this many seconds late: the server is behind (its loop busier than it can keep
+# up with, or stopped), and the heartbeats sent meanwhile wait on their connections to be read.
+BEHIND = 0.05
 
 
 class Supervision:
@@ -34,23 +39,45 @@ class Supervision:
         self._providers_due: list[tuple[float, str]] = []  # heap of (when to look, provider id)
         self._provider_next: dict[str, float] = {}  # provider id -> its live entry's time (others are stale)
         self._awaiting: set[int] = set()  # overdue tasks whose provider was probed
-        self._stalls: list[tuple[float, float]] = []  # (when the server resumed, seconds it did not run)
+        # The server's own stalls, oldest first: when it resumed, and the seconds stalled up to then
+        # (a running sum, so a provider's credit is one bisect however many are kept).
+        self._resumed: list[float] = []
+        self._stalled: list[float] = []
+        self._forgotten = 0.0  # the running sum up to the first stall kept (older ones are dropped)
+        self.pace = HeartbeatPace()  # heartbeats taken against those promised (the core counts them)
 
     def stalled(self, seconds: float) -> None:
         """The server itself did not run for `seconds` (its loop was starved of CPU or blocked,
         found by a supervision tick that came that late): a provider is not blamed for it. Its
         heartbeats were sent meanwhile and wait in the connection to be read, so each silence
         (and probe deadline) spanning the stall is that much longer before it counts."""
-        self._stalls.append((self.engine.now, seconds))
-        del self._stalls[:-STALLS_KEPT]
+        self._resumed.append(self.engine.now)
+        self._stalled.append((self._stalled[-1] if self._stalled else 0.0) + seconds)
+        if len(self._resumed) > STALLS_KEPT:
+            self._forgotten = self._stalled[-STALLS_KEPT - 1]
+            del self._resumed[:-STALLS_KEPT], self._stalled[:-STALLS_KEPT]
 
     def _credit(self, since: float) -> float:
         """Seconds the server stalled after `since` (none in the common case: no stall kept)."""
-        return sum(seconds for resumed, seconds in self._stalls if resumed > since) if self._stalls else 0.0
+        if not self._resumed or self._resumed[-1] <= since:
+            return 0.0
+        first = bisect.bisect_right(self._resumed, since)  # the first stall it resumed from after `since`
+        return self._stalled[-1] - (self._stalled[first - 1] if first else self._forgotten)
 
-    def tick(self) -> None:
-        """Silence, unanswered probes, idle standbys, overdue and timed-out tasks."""
+    def tick(self, late: float = 0.0) -> None:
+        """Silence, unanswered probes, idle standbys, overdue and timed-out tasks. `late`: how
+        late the server ran this tick; past BEHIND the server was behind for that long, and the
+        supervision clock stands still for it (stalled): a loop that falls behind a little at
+        every tick is credited as surely as one that stops for seconds, while a fleet that really
+        went silent on an idle server is judged on time. While the server is behind, the share
+        of promised heartbeats it did not take is credited too (pace.py)."""
         e = self.engine
+        if late > BEHIND:
+            self.stalled(late)
+            self.pace.late(late)
+        shortfall = self.pace.credit(e.now)
+        if shortfall:
+            self.stalled(shortfall)
         for when, provider_id in _pop_due(self._providers_due, e.now):
             if self._provider_next.get(provider_id) != when:
                 continue  # superseded by a sooner entry
@@ -65,6 +92,7 @@ class Supervision:
 
     def schedule(self, p: ProviderRt) -> None:
         """Look at the provider again when something may be due (connected, probed, ...)."""
+        self.pace.track(p.id, p.heartbeat, bool(p.conn_id))
         when = self._due(p)
         if when is None:
             return

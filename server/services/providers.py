@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HELLO_DEADLINE = 10.0
 MAX_SLOTS = 10_000
+# Hellos taken into the engine at once. A storm of connects (20,000 agents coming back to a
+# restarted server) waits its turn here, cheaply, instead of filling batches with thousands of
+# connects each (their states, events and log lines) while the connected agents' heartbeats wait.
+CONNECTS_AT_ONCE = 200
 NO_FACTS: Mapping[str, float] = MappingProxyType({})  # a heartbeat without live facts (most): one shared, read-only
 
 
@@ -46,6 +50,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         self.d = deps
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}  # by connection id; the engine knows which is current
+        self._connecting = asyncio.Semaphore(CONNECTS_AT_ONCE)
         self.access = access  # revoking a provider also revokes its certificates
         self.logs = LogRelay()  # output asked of agents (TaskService.StreamLogs)
 
@@ -59,7 +64,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             hello = await self._hello(context)
             takeover = _check_identity(hello.name)
             conn.provider = hello.name
-            provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id, takeover=takeover))
+            async with self._connecting:
+                provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id, takeover=takeover))
         except JobplaneError as exc:
             del self._conns[conn.id]
             await context.abort(status_code(exc), str(exc))
