@@ -184,9 +184,9 @@ class AsyncClient:
 
         Raises DeadlineExceeded after `timeout` seconds, NotFound for an unknown job.
         """
-        job = await self.get_job(job_id)
+        job = await self.get_job(job_id, summary=True)  # its state is all this needs; the whole job once it ends
         if is_finished(job):
-            return job
+            return await self.get_job(job_id)
         # From event 0: a job that ends between get_job and here still shows its end event; only the job's own.
         events = self.watch(job_id, timeout=timeout, filter="type=JOB")
         try:
@@ -204,7 +204,7 @@ class AsyncClient:
     async def _ends(self, call: Watch, event: event_pb2.Event) -> bool:
         """Whether `event` ends a watch of one job: its end, and not one a rerun undid."""
         return (bool(call.job_id) and is_job_end(event, call.job_id)
-                and is_last_end(event, await self.get_job(call.job_id)))
+                and is_last_end(event, await self.get_job(call.job_id, summary=True)))
 
     # Running a call
 

@@ -180,9 +180,11 @@ def submit_job(spec: job_pb2.JobSpec | Mapping[str, Any], *, request_id: str | N
     return Unary(JOBS, "SubmitJob", request, attrgetter("job"), idempotent=bool(request.request_id))
 
 
-def get_job(job_id: str) -> Unary[job_pb2.Job]:
-    """The job; NotFound if there is none (or it is not yours to see)."""
-    return Unary(JOBS, "GetJob", job_pb2.GetJobRequest(job_id=job_id), attrgetter("job"), idempotent=True)
+def get_job(job_id: str, *, summary: bool = False) -> Unary[job_pb2.Job]:
+    """The job; NotFound if there is none (or it is not yours to see). `summary`: without its
+    spec's tasks (its `counts` say how they stand), cheap to poll for a big job."""
+    return Unary(JOBS, "GetJob", job_pb2.GetJobRequest(job_id=job_id, summary=summary), attrgetter("job"),
+                 idempotent=True)
 
 
 def list_jobs(*, filter: str = "", order_by: str = "", view: str = "", page_size: int = 100,

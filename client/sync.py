@@ -189,9 +189,9 @@ class Client:
 
         Raises DeadlineExceeded after `timeout` seconds, NotFound for an unknown job.
         """
-        job = self.get_job(job_id)
+        job = self.get_job(job_id, summary=True)  # its state is all this needs; the whole job once it ends
         if is_finished(job):
-            return job
+            return self.get_job(job_id)
         # From event 0: a job that ends between get_job and here still shows its end event. Only
         # the job's own events: a job of 10,000 tasks makes 40,000 task events the wait needs none of.
         with closing(self.watch(job_id, timeout=timeout, filter="type=JOB")) as events:
@@ -206,7 +206,7 @@ class Client:
 
     def _ends(self, call: Watch, event: event_pb2.Event) -> bool:
         """Whether `event` ends a watch of one job: its end, and not one a rerun undid."""
-        return bool(call.job_id) and is_job_end(event, call.job_id) and is_last_end(event, self.get_job(call.job_id))
+        return bool(call.job_id) and is_job_end(event, call.job_id) and is_last_end(event, self.get_job(call.job_id, summary=True))
 
     # Running a call
 

@@ -138,6 +138,16 @@ class Core:
                 self._writing = False
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_operations.observe(len(batch))
+        # Callers first: what their futures' callbacks queue for a provider (the ack of its
+        # reports) is queued before its stream's writer wakes for the assignments below, so both
+        # go as one message (ProviderService's _coalesce), not two.
+        for fut, result, exc in outcomes:
+            if fut.done():
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
         self._deliver(cs)
         self.hub.publish(cs.events)
         log_events(cs.events)
@@ -146,13 +156,6 @@ class Core:
         loop = asyncio.get_running_loop()
         for timer in cs.timers:
             loop.call_later(timer.delay, self.enqueue, timer.op)
-        for fut, result, exc in outcomes:
-            if fut.done():
-                continue
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
 
     # ----- read-only snapshots of live state ---------------------------------------------
     # Services read the engine only through these (frozen copies, never the engine's objects);

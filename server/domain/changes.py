@@ -4,7 +4,6 @@ immutable, and they unpack where that reads well)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -169,15 +168,16 @@ class ChangeSet:
                 self.starts.pop(event.task_id, None)
         self.events.append(event)
 
-    def end_replaces_start(self, end: Event) -> bool:
-        """Put a task's end in the place of its RUNNING event of this batch, with that event's id,
-        if nothing else of the task came between and it is the same attempt; False otherwise.
-        Both are in one commit, so no one could ever have seen the task RUNNING: a watcher misses
-        no state, and a fast task costs one event, not two (ids stay consecutive)."""
-        at = self.starts.pop(end.task_id, None) if end.task_id is not None else None
-        if at is None or self.events[at].attempt != end.attempt:
+    def end_replaces_start(self, time: float, kind: int, fields: dict) -> bool:
+        """Put a task's end (its event's `fields`) in the place of its RUNNING event of this
+        batch, with that event's id, if nothing else of the task came between and it is the same
+        attempt; False otherwise. Both are in one commit, so no one could ever have seen the task
+        RUNNING: a watcher misses no state, and a fast task costs one event, not two (ids stay
+        consecutive). The end's Event is built only when it takes the place."""
+        at = self.starts.pop(fields["task_id"], None)
+        if at is None or self.events[at].attempt != fields["attempt"]:
             return False
-        self.events[at] = dataclasses.replace(end, id=self.events[at].id)
+        self.events[at] = Event(self.events[at].id, time, kind, **fields)
         return True
 
     def persisted(self) -> bool:

@@ -196,7 +196,7 @@ class Engine:
         """The event of a task's move to state `to`. A move to RUNNING and the attempt's end
         in one batch make one event: the end's (ChangeSet.end_replaces_start)."""
         if (to in MERGED_ENDS and fields["task_id"] in self.changes.starts
-                and self.changes.end_replaces_start(Event(0, self.now, EventKind.TASK, **fields))):
+                and self.changes.end_replaces_start(self.now, EventKind.TASK, fields)):
             return
         self.changes.add_event(Event(self.ids.take("event"), self.now, EventKind.TASK, **fields),
                                start=to == TaskState.RUNNING)

@@ -284,6 +284,8 @@ def _check_args(path: str, task: TaskSpec) -> None:
 
 def _expand(path: str, task: TaskSpec) -> list[tuple[str, TaskSpec]]:
     """The template's tasks; `_count` checked the template's shape and size before."""
+    if not (task.matrix or task.items_json or task.chunk_size or task.after or task.slurm):
+        return [(task.name, task)]  # one task as it is (most): no copy per task
     base = replace(task, matrix=(), items_json="", chunk_size=0, after=())
     if task.slurm and task.slurm.array:
         return expand_array(path, task, base)

@@ -74,19 +74,21 @@ class Lifecycle:
         self.transition(task, Q if task.pending == 0 else B, why_waiting)
 
     def transition(self, task: TaskRt, to: TaskState, reason: str = "", *, raw: dict | None = None,
-                   enqueue: bool = True) -> None:
+                   enqueue: bool = True, status: Status | None = None) -> None:
         """Move the task to `to` (or show it anew in its state), with its status, counts and event.
 
-        `raw`: the environment's properties that decided a final state. A task QUEUED with
+        `raw`: the environment's properties that decided a final state (`status`: as the default
+        policy reads them, when the caller worked that out already). A task QUEUED with
         `enqueue` goes to the ready queue unless something holds it (holds.py); without, it waits
         for whoever queued it (a retry's backoff, the continuation line) and keeps a hold's reason."""
         check(task.state, to)
         e = self.engine
         job = e.jobs[task.job_id]
         task.state = to
-        status = task_status(to, task.attempt)
+        decided, status = status, task_status(to, task.attempt)
         if raw and to in TASK_DONE:  # how it ended, in the environment's words, as the default policy reads them
-            status = normalize(task.spec.environment, raw, user=None, default=e.default_policy).status
+            status = decided if decided is not None else normalize(task.spec.environment, raw, user=None,
+                                                                   default=e.default_policy).status
         held = ""
         if to == Q:
             held = e.holds.admit(task, job) if enqueue else e.holds.still_held(task)

@@ -139,8 +139,8 @@ class Reports:
             return
         if e.suspension.requeued(task, attempt, report):
             return
-        outcome, verdict = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw,
-                                    e.default_policy)
+        outcome, verdict, status = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw,
+                                            e.default_policy)
         if report.raw:
             attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)
         e.close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
@@ -152,11 +152,11 @@ class Reports:
         task.result_json, task.error = report.result_json, report.error
         task.stdout_tail, task.stderr_tail = report.stdout_tail, report.stderr_tail
         if outcome == Outcome.SUCCEEDED:
-            e.lifecycle.transition(task, TaskState.SUCCEEDED, "", raw=report.raw)
+            e.lifecycle.transition(task, TaskState.SUCCEEDED, "", raw=report.raw, status=status)
             e.lifecycle.task_done(task)
         else:
             self.failed(task, verdict or _describe_failure(outcome, report), report.raw,
-                        timed_out=outcome == Outcome.TIMED_OUT, exit_code=report.exit_code)
+                        timed_out=outcome == Outcome.TIMED_OUT, exit_code=report.exit_code, status=status)
 
     def _keep_output(self, task: TaskRt, report: Report) -> None:
         if report.stdout_tail or report.stderr_tail:
@@ -164,8 +164,9 @@ class Reports:
             self.engine.changes.task(task)
 
     def failed(self, task: TaskRt, reason: str, raw: dict, *, timed_out: bool = False,
-               exit_code: int | None = None) -> None:
-        """The attempt failed: rerun it if transient, retry it if it may, else fail the task."""
+               exit_code: int | None = None, status: Status | None = None) -> None:
+        """The attempt failed: rerun it if transient, retry it if it may, else fail the task.
+        `status`: `raw` as the default policy reads it, when that was worked out already."""
         e = self.engine
         if not timed_out and e.reruns.rerun(task, reason, raw, exit_code):
             return
@@ -178,23 +179,26 @@ class Reports:
             attempt = task.attempt
             e.changes.timer(delay, lambda engine: engine.release(task.id, attempt))
         else:
-            e.lifecycle.transition(task, TaskState.FAILED, reason, raw=raw)
+            e.lifecycle.transition(task, TaskState.FAILED, reason, raw=raw, status=status)
             e.lifecycle.task_done(task)
 
 
-def _verdict(environment: str, outcome: Outcome, raw: dict[str, str], default: Policy) -> tuple[Outcome, str]:
+def _verdict(environment: str, outcome: Outcome, raw: dict[str, str],
+             default: Policy) -> tuple[Outcome, str, Status | None]:
     """One truth: how an attempt ended, as the default policy reads its raw properties, decides
     whether it succeeded, for its job and its `after` dependents as for everyone who looks (a
     scheduler's ABEND with exit code 0 failed). Where no rule decides, the agent's outcome stands.
-    Returns the outcome and, when the policy overruled a success, why."""
+    Returns the outcome, when the policy overruled a success why, and the normalized status of
+    `raw` (None when it was not worked out), which the task's final state then shows: one
+    normalization per finished attempt, not two."""
     if not raw or outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
-        return outcome, ""
+        return outcome, "", None
     decision = normalize(environment, raw, user=None, default=default)
     if outcome == Outcome.SUCCEEDED and decision.status == Status.FAILURE:
-        return Outcome.FAILED, f"ended as FAILURE: {decision.reason}"
+        return Outcome.FAILED, f"ended as FAILURE: {decision.reason}", decision.status
     if outcome == Outcome.FAILED and decision.status == Status.SUCCESS:
-        return Outcome.SUCCEEDED, ""
-    return outcome, ""
+        return Outcome.SUCCEEDED, "", decision.status
+    return outcome, "", decision.status
 
 
 def _retryable(retry_on: tuple[str, ...], timed_out: bool, exit_code: int | None) -> bool:

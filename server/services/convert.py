@@ -7,6 +7,7 @@ import math
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from jobplane.resources import Resources
 from jobplane.v1 import continuation_pb2, event_pb2, inventory_pb2, job_pb2, provider_pb2, task_pb2
 
 from ..domain.model import (
@@ -28,6 +29,7 @@ from .spec_fields import (
     locks_from_proto, locks_to_proto, notify_from_proto, notify_to_proto, refuse_deprecated,
     retry_failures_to_proto, retry_on_from_proto, rule_from_proto, rule_to_proto)
 
+NO_RESOURCES = Resources()  # a task that asks for none (most): one shared, frozen value
 TIMESTAMP_MIN, TIMESTAMP_MAX = -62135596800.0, 253402300799.0  # 0001-01-01 to 9999-12-31T23:59:59Z
 
 
@@ -71,7 +73,7 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         prerequisites=tuple(json_format.MessageToDict(s) for s in m.prerequisites),
         external=_external_from_proto(m.external) if m.HasField("external") else None,
         lateness=_lateness_from_proto(m, path), slurm=_slurm_from_proto(m.slurm) if m.HasField("slurm") else None,
-        resources=request_from_proto(m.resources, f"{path}.resources"))
+        resources=request_from_proto(m.resources, f"{path}.resources") if m.HasField("resources") else NO_RESOURCES)
 
 
 def _external_from_proto(m) -> ExternalSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import re
@@ -15,7 +16,7 @@ from jobplane.v1.view_pb2 import VIEW_RESOURCE_JOBS as VIEW_JOBS
 from ..domain.extract import extract_tasks
 from ..domain.lateness import clock
 from ..domain.limits import MAX_SPEC_BYTES, check_text
-from ..domain.model import EventKind
+from ..domain.model import EventKind, JobSpec
 from ..domain.query import Term, parse_filter
 from ..domain.requests import RequestKey
 from ..errors import InvalidArgument, NotFound, PermissionDenied
@@ -48,7 +49,9 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         if key is not None:
             await self._load_requests()
         job = await self.d.core.call(lambda engine: engine.submit(spec, drafts, owner, key))
-        return job_pb2.SubmitJobResponse(job=await self._job(job.id))  # a repeated request: the job it made
+        # A repeated request: the job it made, whose spec is this one (the same bytes). The tasks
+        # come from the spec at hand, not read back and decoded again.
+        return job_pb2.SubmitJobResponse(job=await self._job(job.id, spec=spec))
 
     async def _load_requests(self) -> None:
         """Before the first submit with a request id, the engine learns the ids of the jobs
@@ -70,7 +73,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
 
     @rpc
     async def GetJob(self, request, context):
-        return job_pb2.GetJobResponse(job=await self._job(convert.parse_id("job_id", request.job_id, "job")))
+        job_id = convert.parse_id("job_id", request.job_id, "job")
+        return job_pb2.GetJobResponse(job=await self._job(job_id, tasks=not request.summary))
 
     @rpc
     async def ListJobs(self, request, context):
@@ -130,11 +134,15 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         purged = await self.d.finished.purge(lambda: self.d.core, before)
         return job_pb2.PurgeJobsResponse(purged_count=purged)
 
-    async def _job(self, job_id: int) -> job_pb2.Job:
-        view = await self.d.read(self.d.reads.get_job, job_id, visible_owner())
+    async def _job(self, job_id: int, *, tasks: bool = True, spec: JobSpec | None = None) -> job_pb2.Job:
+        """The job as the caller may see it; `tasks`: False leaves the spec's tasks out; `spec`:
+        its whole spec, known already (the tasks are then not read)."""
+        view = await self.d.read(self.d.reads.get_job, job_id, visible_owner(), tasks and spec is None)
         if view is None:
             raise NotFound.job(job_id)
-        return convert.job_to_proto(view, self.d.status_of())
+        if spec is not None:
+            view = dataclasses.replace(view, spec=spec)
+        return convert.job_to_proto(view, self.d.status_of(), tasks=tasks)
 
     async def WatchEvents(self, request, context):
         job_id = None

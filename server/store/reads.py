@@ -38,11 +38,14 @@ class Reads:
 
     # ----- jobs ----------------------------------------------------------------------
 
-    def get_job(self, job_id: int, owner: str | None = None) -> JobView | None:
-        """The job; None if there is none (or, with `owner`, it is not that identity's)."""
+    def get_job(self, job_id: int, owner: str | None = None, tasks: bool = True) -> JobView | None:
+        """The job; None if there is none (or, with `owner`, it is not that identity's).
+        `tasks`: False leaves the spec's tasks out (neither read nor decoded)."""
         cond = JobRow.id == job_id
         row = JobRow.get_or_none(cond if owner is None else cond & (JobRow.owner == owner))
-        return None if row is None else JobView.from_row(row, whole=whole_specs([row.id]).get(row.id))
+        if row is None:
+            return None
+        return JobView.from_row(row, tasks, whole_specs([row.id]).get(row.id) if tasks else None)
 
     @staticmethod
     def has_job(job_id: int, owner: str | None = None) -> bool:

@@ -220,3 +220,45 @@ def test_a_sender_cancelled_while_it_waits_to_send_loses_no_report():
         return [(r.task_id, r.WhichOneof("report")) for r in later.reports]
 
     assert asyncio.run(main()) == [("7", "finished")]
+
+
+def test_a_started_report_waits_for_the_attempts_end_to_go_with_it(monkeypatch):
+    """A short task's STARTED and FINISHED reports go as one message (one commit, one event on
+    the server), not two. The linger is made long here so the machine's load cannot decide."""
+    monkeypatch.setattr("jobplane.agent.outbox.START_LINGER", 30.0)
+
+    async def main():
+        box = Outbox()
+        box.started("5", 1)
+        sender = asyncio.ensure_future(box.next_batch())
+        for _ in range(10):  # without the linger, the sender would have taken the STARTED report alone by now
+            await asyncio.sleep(0)
+        box.finished("5", 1, OK)  # it ends while the report lingers
+        return await asyncio.wait_for(sender, 10)
+
+    batch = asyncio.run(main())
+    assert refs(batch) == [("5", 1, STARTED), ("5", 1, FINISHED)]
+
+
+def test_a_started_report_alone_still_goes_out():
+    """A task that runs on: its STARTED report is sent after the linger, not held until it ends."""
+
+    async def main():
+        box = Outbox()
+        box.started("6", 1)
+        return await asyncio.wait_for(box.next_batch(), 10)
+
+    assert refs(asyncio.run(main())) == [("6", 1, STARTED)]
+
+
+def test_other_reports_go_out_at_once(monkeypatch):
+    """Only a message of STARTED reports lingers: one with a result goes when its turn comes."""
+    monkeypatch.setattr("jobplane.agent.outbox.START_LINGER", 30.0)
+
+    async def main():
+        box = Outbox()
+        box.started("1", 1)
+        box.finished("2", 1, OK)
+        return await asyncio.wait_for(box.next_batch(), 10)
+
+    assert refs(asyncio.run(main())) == [("1", 1, STARTED), ("2", 1, FINISHED)]
