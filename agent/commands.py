@@ -16,9 +16,7 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import logstore, procs
+from .environment import find_program
 from .errors import KeeperUnavailable
 from .keeper_attempts import STATE_FILE, read_state
 from .keeper_client import Keeper
@@ -247,6 +246,10 @@ def _attempt_dir(given: str) -> Iterator[Path]:
         Path(given).mkdir(parents=True, exist_ok=True)
         yield Path(given)
         return
+    # Only callers without a state directory (tests) get here: the agent does not load these.
+    import shutil
+    import tempfile
+
     temp = Path(tempfile.mkdtemp(prefix="jobplane-attempt-"))
     try:
         (temp / "attempt").mkdir()
@@ -280,7 +283,7 @@ def _resolve(program: str, path: str, cwd: str) -> str:
         if os.path.isdir(target) or not os.access(target, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
         return program  # exec'd once in the cwd, where a relative path means the same file
-    found = shutil.which(program, path=path)
+    found = find_program(program, path)
     if found is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
     return found

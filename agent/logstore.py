@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +95,7 @@ def begin(directory: str | Path, max_bytes: int) -> None:
     try:
         os.mkdir(directory)
     except FileExistsError:  # an attempt directory's name again: its old output goes
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_tree(directory)
         os.makedirs(directory, exist_ok=True)
     except FileNotFoundError:  # the first attempt: logs/ is made
         os.makedirs(directory, exist_ok=True)
@@ -199,7 +198,7 @@ def sweep(root: str | Path, older_than: float, keep: set[str]) -> list[str]:
         if entry.name in keep or not entry.is_dir():
             continue
         if _newest(entry) < cutoff:
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_tree(entry)
             removed.append(entry.name)
     return removed
 
@@ -210,6 +209,12 @@ def kept_bytes(root: str | Path) -> int:
     for directory, _, files in os.walk(Path(root, LOGS)):
         total += sum(_size(Path(directory, name)) for name in files)
     return total
+
+
+def _remove_tree(path: str | Path) -> None:
+    import shutil  # rarely needed: it loads bz2 and lzma, which the agent and keeper do without
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _newest(directory: Path) -> float:
