@@ -17,13 +17,12 @@ finds the command alive until its exit status is there. Stdlib only: the keeper 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from jobplane.files import write_atomic
 
 from . import cgroups, logstore, procs
 
@@ -72,6 +71,7 @@ class Attempt:
         self.logs = logstore.log_dir(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
         self.pid, self.start = _spawn(request, cgroup, marker, self.logs, self.pipes)
+        self.written = list(self.pipes.values())  # both streams, after their pipes are closed
         try:
             self.pidfd = os.pidfd_open(self.pid)
         except OSError as exc:  # out of file descriptors: it cannot be watched, so it goes
@@ -83,7 +83,7 @@ class Attempt:
         self.holder = None  # keeper_holders.Holder
         self.orphaned_until: float | None = None
         self.settles: list[tuple[object, int]] = []
-        self.killed = False
+        self.killed = ""  # why the keeper killed it (no agent held its lease), if it did
         self.status: int | None = None  # once the command has exited (exit_status)
         self.drain_until: float | None = None  # once what it left is killed: output's last bytes
         self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
@@ -92,9 +92,24 @@ class Attempt:
         self.suspended: list[int] | None = None
 
     def note_pid(self) -> None:
-        """The `pid` file: what an agent process started after a crash adopts."""
-        write_atomic(self.directory / STATE_FILE,
-                     f"{self.pid} {self.timeout:g} {self.start}\n", durable=False)
+        """The `pid` file: what an agent process started after a crash adopts. One write to a
+        new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
+        path = self.directory / STATE_FILE
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # an attempt directory's name again: a new file, never a rewrite
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode())
+        finally:
+            os.close(fd)
+
+    def summary(self) -> dict:
+        """How it ended, for its holder: its exit status, whether the keeper killed it (and
+        why), and how many bytes of each stream it wrote, with the segment size (logstore.py)."""
+        writers = {writer.stream: writer for writer in self.written}
+        return {"status": self.status, "lost": self.killed,
+                "output": {stream: writers[stream].end() for stream in logstore.STREAMS},
+                "segment": writers["out"].size}
 
     def pump(self, fd: int) -> bool:
         """Copy what one output pipe holds into the log store; True at its end (every writer

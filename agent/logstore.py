@@ -47,6 +47,7 @@ class SegmentWriter:
     """Appends one stream to its segments, rotating at the segment size."""
 
     def __init__(self, directory: str | Path, stream: str, max_bytes: int) -> None:
+        self.stream = stream
         self._prefix = os.path.join(directory, stream)
         self.size = segment_size(max_bytes)
         self.index, self.fill = 0, 0
@@ -80,6 +81,10 @@ class SegmentWriter:
             os.unlink(f"{self._prefix}.{self.index - SEGMENTS}")
         except FileNotFoundError:
             pass
+
+    def end(self) -> int:
+        """Bytes of the stream written so far (Span.end)."""
+        return self.index * self.size + self.fill
 
     def close(self) -> None:
         if self._fd is not None:
@@ -139,6 +144,14 @@ def span(directory: str | Path, stream: str) -> Span | None:
         return Span(0, 0, size)
     last = indexes[-1]
     return Span(indexes[0] * size, last * size + _size(Path(directory, f"{stream}.{last}")), size)
+
+
+def span_of(end: int, size: int) -> Span:
+    """The span of a stream that wrote `end` bytes in segments of `size` (as SegmentWriter
+    keeps them: the last SEGMENTS segments), without reading its directory."""
+    if end <= 0:
+        return Span(0, 0, size)
+    return Span(max(0, (end - 1) // size - SEGMENTS + 1) * size, end, size)
 
 
 def written(directory: str | Path) -> int:

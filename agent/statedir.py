@@ -165,7 +165,17 @@ def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
 
 
 def _remove_all(paths: Iterable[Path]) -> None:
-    import shutil  # at the first removal, not at start: it loads bz2 and lzma
-
+    """Remove attempt directories: a few files each (its state file, a checkpoint), unlinked
+    directly; one that holds more (a directory a task made there) goes through shutil."""
     for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    os.unlink(entry.path)
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            import shutil  # rarely needed: it loads bz2 and lzma
+
+            shutil.rmtree(path, ignore_errors=True)
