@@ -262,10 +262,9 @@ async def _holding(keeper: Keeper | None, state_dir: Path, *, spawn: bool
 
 @contextmanager
 def _attempt_dir(given: str) -> Iterator[Path]:
-    """The given directory, or a temporary one removed afterwards, with its output (its parent
-    is the keeper's)."""
+    """The given directory (made by the keeper as it starts the command, off the agent's event
+    loop), or a temporary one removed afterwards, with its output (its parent is the keeper's)."""
     if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
         yield Path(given)
         return
     # Only callers without a state directory (tests) get here: the agent does not load these.
@@ -288,6 +287,8 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
+    if not keeper.makes_dirs:  # a keeper of before
+        directory.mkdir(parents=True, exist_ok=True)
     pid, start = await keeper.start({"dir": os.path.abspath(directory),
                               "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
                               "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",

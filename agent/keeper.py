@@ -127,7 +127,7 @@ class Keeper:
         found = self._containment(holder.containment)
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
-                     "guard_pid": self.guard, "grace": self.grace, "ends": True})
+                     "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 

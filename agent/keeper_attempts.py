@@ -181,6 +181,11 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid and
     start time. Raises StartFailed."""
     try:
+        os.makedirs(request.directory, exist_ok=True)
+    except OSError as exc:
+        raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
+                           "error": f"cannot make its directory: {exc}"}) from None
+    try:
         logstore.begin(logs, request.log_max_bytes)
         ends = []
         for stream in logstore.STREAMS:

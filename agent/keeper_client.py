@@ -59,6 +59,8 @@ class Keeper:
         self._pending: dict[int, asyncio.Future[dict]] = {}
         # The keeper pushes `ended` (its welcome says `ends`): each started attempt's news.
         self.ends = False
+        # The keeper makes each attempt's directory as it starts it (its welcome says `dirs`).
+        self.makes_dirs = False
         self._ends: dict[int, asyncio.Future[dict | None]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -197,6 +199,7 @@ class Keeper:
         self.kill_deadline = float(welcome.get("kill_deadline", wire.KILL_DEADLINE))
         self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
         self.ends = bool(welcome.get("ends"))
+        self.makes_dirs = bool(welcome.get("dirs"))
         if self.wanted not in ("auto", self.containment):
             await self._disconnect()
             raise KeeperUnavailable(f"containment {self.wanted} is not available here: "
