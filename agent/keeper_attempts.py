@@ -181,7 +181,7 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid and
     start time. Raises StartFailed."""
     try:
-        os.makedirs(request.directory, exist_ok=True)
+        _make_dir(request.directory)
     except OSError as exc:
         raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
                            "error": f"cannot make its directory: {exc}"}) from None
@@ -197,8 +197,7 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
         _close(pipes)
         raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
                            "stage": "output"}) from None
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((null, *ends))]
+    stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
     env = request.env if marker is None else {**request.env, MARKER: marker}
     try:
         pid = _spawn_in(request, cgroup, env, stdio)
@@ -206,7 +205,7 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
         _close(pipes)
         raise
     finally:
-        for fd in (*ends, null):
+        for fd in ends:
             os.close(fd)
     return pid, procs.start_time(pid) or 0
 
@@ -235,6 +234,21 @@ def _spawn_in(request: Request, cgroup: Path | None, env: dict[str, str], stdio:
         if home_dir is not None:
             os.fchdir(home_dir)
             os.close(home_dir)
+
+
+def _make_dir(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+@functools.cache
+def _null() -> int:
+    """/dev/null, opened once: every command's stdin."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 @functools.cache
