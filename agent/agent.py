@@ -20,20 +20,19 @@ from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
 from .environment import agent_env, own_env, task_env
-from .external_record import ExternalRecord
 from .keeper_client import Keeper
 from .link import Link
 from .metrics import AgentGauges, AgentMetrics, served
 from .outbox import Outbox
-from .outside_jobs import OutsideJobs
 from .pause import Pause, Pauses
 from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .results import SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
-from .slurm import SlurmQueue
 from .statedir import StateDir, state_root
 
 if TYPE_CHECKING:
+    from .external_record import ExternalRecord
+    from .outside_jobs import OutsideJobs
     from .pyworkers import PyCall, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -81,9 +80,8 @@ class Agent:
         self.metrics = AgentMetrics()
         self._link = Link(config, self._outbox, self, open_credentials(config), metrics=self.metrics)
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
-        self._outside = OutsideJobs(self._state, SlurmQueue(interval=config.slurm_poll_interval,
-                                                            kill_grace=config.kill_grace),
-                                    kill_grace=config.kill_grace)
+        # Made at the first external or Slurm attempt (_outside_jobs), as the pool is.
+        self._outside: OutsideJobs | None = None
         self._slots = asyncio.Semaphore(config.slots)
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._pauses = Pauses(self._keeper)
@@ -269,11 +267,11 @@ class Agent:
         for key, leftover in leftovers.items():
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key, extra=attempt_ids(key))
             stop: asyncio.Future[StopRequest] = loop.create_future()
-            if isinstance(leftover, ExternalRecord):
-                running = self._resume_outside(key, leftover, stop)
-            else:
+            if isinstance(leftover, Leftover):
                 self._checkpoints.watch(key, checkpoint_file(leftover.attempt_dir))
                 running = self._resume(key, leftover, stop)
+            else:
+                running = self._resume_outside(key, leftover, stop)
             self._hold(key, _Attempt(stop, asyncio.create_task(self._report(key, running))))
 
     async def _resume(self, key: AttemptKey, leftover: Leftover,
@@ -294,7 +292,7 @@ class Agent:
         try:
             # STARTED again (with the job id): the first may have been lost with the old process
             # (a repeat is ignored by the server).
-            return await self._outside.resume(key, record, stop=stop, on_start=self._on_start(key, report=True),
+            return await self._outside_jobs().resume(key, record, stop=stop, on_start=self._on_start(key, report=True),
                                               on_status=self._on_status(key))
         finally:
             self._running -= 1
@@ -329,7 +327,7 @@ class Agent:
         except Exception:
             log.exception("cannot read the last checkpoint of task %s attempt %d", *key, extra=attempt_ids(key))
         if self._attempts[key].dropped and result.raw.get("state") == SHUTDOWN_STATE:
-            if self._outside.job(key):  # it runs on: its record stays, for a new process
+            if self._outside_job(key):  # it runs on: its record stays, for a new process
                 log.info("task %s attempt %d: the agent stopped following its outside job, which runs "
                          "on; the server hands it on", *key, extra=attempt_ids(key))
                 self._release(key)
@@ -349,7 +347,8 @@ class Agent:
 
     def _release(self, key: AttemptKey) -> None:
         del self._attempts[key]
-        self._outside.forget(key)
+        if self._outside is not None:
+            self._outside.forget(key)
         if not self._attempts:
             self._none_held.set()
 
@@ -383,7 +382,7 @@ class Agent:
                 self._py_call(assignment), stop=stop, on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
         if spec.HasField("external") or spec.HasField("slurm"):  # outside_jobs.py
-            return await self._outside.run(assignment, env=self._env(assignment), cwd=self._cwd(spec.cwd),
+            return await self._outside_jobs().run(assignment, env=self._env(assignment), cwd=self._cwd(spec.cwd),
                                            stop=stop, on_start=on_start, on_status=self._on_status(key))
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
@@ -438,13 +437,13 @@ class Agent:
                 self.metrics.started.inc()
                 self.metrics.spawn_seconds.observe(attempt.started_at - attempt.received)
             if report:
-                self._outbox.started(*key, external_job_id=self._outside.told(key))
+                self._outbox.started(*key, external_job_id=self._outside_job(key, told=True))
 
         return on_start
 
     def _on_status(self, key: AttemptKey) -> Callable[[dict[str, str]], None]:
         """Report an outside job's new raw properties, and which job it is."""
-        return lambda raw: self._outbox.status(*key, raw, external_job_id=self._outside.told(key))
+        return lambda raw: self._outbox.status(*key, raw, external_job_id=self._outside_job(key, told=True))
 
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
@@ -457,6 +456,22 @@ class Agent:
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
         return agent_env() | own_env(assignment)
+
+    def _outside_jobs(self) -> OutsideJobs:
+        """What runs external and Slurm attempts, made (its modules loaded) at the first one."""
+        if self._outside is None:
+            from .outside_jobs import OutsideJobs
+            from .slurm import SlurmQueue
+
+            slurm = SlurmQueue(interval=self.config.slurm_poll_interval, kill_grace=self.config.kill_grace)
+            self._outside = OutsideJobs(self._state, slurm, kill_grace=self.config.kill_grace)
+        return self._outside
+
+    def _outside_job(self, key: AttemptKey, *, told: bool = False) -> str:
+        """The outside job the attempt follows (with `told`, as its reports tell it); "" if none."""
+        if self._outside is None:
+            return ""
+        return self._outside.told(key) if told else self._outside.job(key)
 
     def _python_pool(self) -> WorkerPool:
         """The pool of Python workers, made (and its module loaded) at the first Python task."""

@@ -4,15 +4,14 @@ resources (`--resource license_x=2`) that only an operator can know of."""
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import shutil
 import subprocess
 
 from jobplane.resources import Resources
 from jobplane.v1 import provider_pb2
 
+from .environment import find_program
 from .facts import memory_bytes
 
 log = logging.getLogger(__name__)
@@ -30,10 +29,13 @@ def detected_cpus() -> float:
 
 def detected_gpus() -> int:
     """NVIDIA GPUs: the /dev/nvidiaN device files, else the lines of `nvidia-smi -L`, else 0."""
-    devices = [d for d in glob.glob("/dev/nvidia[0-9]*") if os.path.basename(d)[6:].isdigit()]
+    try:
+        devices = [d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()]
+    except OSError:
+        devices = []
     if devices:
         return len(devices)
-    smi = shutil.which("nvidia-smi")
+    smi = find_program("nvidia-smi")
     if smi is None:
         return 0
     try:

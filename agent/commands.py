@@ -16,16 +16,16 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import logstore, procs
+from .environment import find_program
 from .errors import KeeperUnavailable
 from .keeper_attempts import STATE_FILE, read_state
 from .keeper_client import Keeper
@@ -75,17 +75,24 @@ class Leftover:
 
 class _Process:
     """A running attempt: its command's pid, its output files, and a future that resolves when
-    the command exits (the attempt has ended once its exit file is written: `returncode`)."""
+    the command exits (the attempt has ended once its exit file is written: `returncode`).
+
+    Started by this agent process, it has the keeper's `ended` news (keeper_client.py) to wait
+    for, which says how it ended (`summary`); adopted from an earlier one, its command's pidfd,
+    and then its files say how it ended."""
 
     def __init__(self, pid: int, attempt_dir: Path, keeper: Keeper | None,
-                 start: int | None) -> None:
+                 start: int | None, ended: asyncio.Future[dict | None] | None = None) -> None:
         self.pid = pid
         self.dir = attempt_dir
         self._keeper = keeper
         self._guard = keeper.guard if keeper is not None else 0
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = loop.create_future()
         self._pidfd: int | None = None
+        if ended is not None:
+            self.exited: asyncio.Future[Any] = ended
+            return
+        loop = asyncio.get_running_loop()
+        self.exited = loop.create_future()
         try:
             self._pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -112,8 +119,17 @@ class _Process:
     def output_bytes(self) -> int:
         return logstore.written(logstore.log_dir(self.dir))
 
+    @property
+    def summary(self) -> dict | None:
+        """The keeper's `ended` news of the attempt (keeper_client.Keeper.ended), once it came."""
+        if self.exited.done() and isinstance(self.exited.result(), dict):
+            return self.exited.result()
+        return None
+
     async def returncode(self) -> int | None:
         """The command's status: its exit code, -N for signal N; None if unknown."""
+        if self.summary is not None:
+            return self.summary["status"]
         code = read_state(self.dir)[1]
         if code is None and self._keeper is not None:
             # The command exited; the keeper writes it once what it left is gone.
@@ -209,16 +225,21 @@ async def _supervise(
             process.stop(kill=True)
         process.close()
     returncode = await process.returncode()
-    _check_lost(process.dir)
-    return _result(returncode, stopped, *_tails(process.dir))
+    _check_lost(process.dir, process.summary)
+    return _result(returncode, stopped, *_tails(process.dir, process.summary))
 
 
-def _check_lost(directory: Path) -> None:
-    try:
-        why = (directory / LOST_FILE).read_text().strip()
-    except FileNotFoundError:
-        return
-    raise AttemptLost(f"the agent's keeper killed it: {why}")
+def _check_lost(directory: Path, summary: dict | None = None) -> None:
+    """Raise AttemptLost if the keeper killed the attempt (its `ended` news says, else its file)."""
+    if summary is not None:
+        why = summary.get("lost") or ""
+    else:
+        try:
+            why = (directory / LOST_FILE).read_text().strip()
+        except FileNotFoundError:
+            return
+    if why:
+        raise AttemptLost(f"the agent's keeper killed it: {why}")
 
 
 @contextlib.asynccontextmanager
@@ -241,12 +262,15 @@ async def _holding(keeper: Keeper | None, state_dir: Path, *, spawn: bool
 
 @contextmanager
 def _attempt_dir(given: str) -> Iterator[Path]:
-    """The given directory, or a temporary one removed afterwards, with its output (its parent
-    is the keeper's)."""
+    """The given directory (made by the keeper as it starts the command, off the agent's event
+    loop), or a temporary one removed afterwards, with its output (its parent is the keeper's)."""
     if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
         yield Path(given)
         return
+    # Only callers without a state directory (tests) get here: the agent does not load these.
+    import shutil
+    import tempfile
+
     temp = Path(tempfile.mkdtemp(prefix="jobplane-attempt-"))
     try:
         (temp / "attempt").mkdir()
@@ -263,11 +287,13 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
+    if not keeper.makes_dirs:  # a keeper of before
+        directory.mkdir(parents=True, exist_ok=True)
     pid, start = await keeper.start({"dir": os.path.abspath(directory),
                               "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
                               "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
                               "timeout": spec.timeout, "log_max_bytes": spec.log_max_bytes})
-    return _Process(pid, directory, keeper, start)
+    return _Process(pid, directory, keeper, start, keeper.ended(pid))
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:
@@ -280,7 +306,7 @@ def _resolve(program: str, path: str, cwd: str) -> str:
         if os.path.isdir(target) or not os.access(target, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
         return program  # exec'd once in the cwd, where a relative path means the same file
-    found = shutil.which(program, path=path)
+    found = find_program(program, path)
     if found is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
     return found
@@ -342,8 +368,12 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
         log.warning("cannot signal process group %d with %s", pgid, signum.name)
 
 
-def _tails(directory: Path) -> tuple[str, str]:
+def _tails(directory: Path, summary: dict | None = None) -> tuple[str, str]:
     logs = logstore.log_dir(directory)
+    if summary is not None:  # the keeper said how much each stream wrote: nothing to list
+        out, err = (logstore.span_of(summary["output"][s], summary["segment"]) for s in logstore.STREAMS)
+        return (logstore.tail(logs, "out", TAIL_LIMIT, out) if out.end else "",
+                logstore.tail(logs, "err", TAIL_LIMIT, err) if err.end else "")
     out = logstore.span(logs, "out")
     if out is None:  # started by an agent of before the log store
         return _tail(directory / "out"), _tail(directory / "err")

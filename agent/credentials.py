@@ -20,19 +20,20 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
 from jobplane.connect import CHANNEL_OPTIONS
 from jobplane.replicas import split_addresses
-from jobplane.v1 import security_pb2, security_pb2_grpc
-
 from .config import AgentConfig
 from .errors import AgentError, EnrollmentRefused, NotEnrolled
 from .identity import Identity, IdentityStore
 from .replicas import Targets
 from .statedir import state_root
+
+if TYPE_CHECKING:  # loaded to enroll or renew, not by an agent that only streams
+    from jobplane.v1 import security_pb2
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ T = TypeVar("T")
 RPC_TIMEOUT = 10.0
 RETRY_FIRST = 0.2
 RETRY_CAP = 30.0
+# The next key is made this long before its renewal is due (a child process makes it in well
+# under a second): not at each start, and never on the renewal's clock.
+KEY_LEAD = 60.0
 IDENTITY_DIR = "identity"
 ENROLL_HINT = "pass --token (from `jobplane tokens create --role agent`) and --ca"
 # Enroll errors that waiting cures: the server is not up yet, or it rate-limits enrollments.
@@ -152,10 +156,10 @@ class MutualTLS:
         try:
             while True:
                 identity = self.identity
-                # The next key is made now, off the renewal's clock: making it takes a child
-                # process (new_key_and_csr), and a short-lived certificate has little time left.
+                renew_at = identity.renew_time()
+                await asyncio.sleep(max(0.0, renew_at - KEY_LEAD - time.time()))
                 key_and_csr = await new_key_and_csr(identity.name)
-                await asyncio.sleep(max(0.0, identity.renew_time() - time.time()))
+                await asyncio.sleep(max(0.0, renew_at - time.time()))
                 self._publish(await self._renewed(identity, key_and_csr))
         except AgentError as exc:
             log.error("%s", exc)
@@ -192,6 +196,8 @@ class MutualTLS:
         """Trade the join token and a new key's CSR for a certificate, and store them. Each try
         goes to the next replica listed."""
         config = self._config
+        from jobplane.v1 import security_pb2
+
         key_pem, csr_pem = await new_key_and_csr(config.name)
         request = security_pb2.EnrollRequest(token=config.token, name=config.name, csr_pem=csr_pem)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
@@ -233,6 +239,8 @@ class MutualTLS:
     async def _renew(self, identity: Identity, key_and_csr: tuple[bytes, bytes]) -> Identity:
         """RenewCertificate for the new key and CSR `key_and_csr`, on the agent address the link
         uses (then the other replicas', in turn), retried until the certificate expires."""
+        from jobplane.v1 import security_pb2
+
         key_pem, csr_pem = key_and_csr
         request = security_pb2.RenewCertificateRequest(csr_pem=csr_pem)
         targets = itertools.cycle(self.targets.in_order())
@@ -294,6 +302,8 @@ async def _retrying(call: Callable[[], Awaitable[T]], what: str, *,
 async def _enroll_at(server: str, credentials: grpc.ChannelCredentials,
                      request: security_pb2.EnrollRequest) -> tuple[str, security_pb2.EnrollResponse]:
     """(`server`, its answer to Enroll) over server-authenticated TLS."""
+    from jobplane.v1 import security_pb2_grpc
+
     async with grpc.aio.secure_channel(server, credentials, options=CHANNEL_OPTIONS) as channel:
         stub = security_pb2_grpc.SecurityServiceStub(channel)
         return server, await stub.Enroll(request, timeout=RPC_TIMEOUT)
@@ -302,6 +312,8 @@ async def _enroll_at(server: str, credentials: grpc.ChannelCredentials,
 async def _renew_at(target: str, identity: Identity, request: security_pb2.RenewCertificateRequest
                     ) -> tuple[str, security_pb2.RenewCertificateResponse]:
     """(`target`, its answer to RenewCertificate) over mutual TLS with the current certificate."""
+    from jobplane.v1 import security_pb2_grpc
+
     async with grpc.aio.secure_channel(target, identity.channel_credentials(), options=CHANNEL_OPTIONS) as channel:
         stub = security_pb2_grpc.SecurityServiceStub(channel)
         return target, await stub.RenewCertificate(request, timeout=RPC_TIMEOUT)

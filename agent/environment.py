@@ -35,3 +35,16 @@ def task_env(assignment: provider_pb2.Assignment) -> dict[str, str]:
     if assignment.checkpoint_json:
         env[CHECKPOINT_ENV] = assignment.checkpoint_json
     return env
+
+
+def find_program(name: str, path: str | None = None) -> str | None:
+    """The executable `name` as a shell finds it on `path` (os.pathsep-separated; default $PATH):
+    the first entry's file that is executable and not a directory; None if none is. What
+    shutil.which does, without loading shutil, which imports bz2 and lzma into the agent."""
+    if path is None:
+        path = os.environ.get("PATH", os.defpath)
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None

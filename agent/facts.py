@@ -6,10 +6,10 @@ import json
 import logging
 import math
 import os
-import platform
 import re
 import socket
 import stat
+import sys
 from pathlib import Path
 
 from jobplane.v1 import provider_pb2
@@ -26,11 +26,11 @@ def machine_facts() -> provider_pb2.ProviderFacts:
     """The facts of this machine, as sent in the hello."""
     return provider_pb2.ProviderFacts(
         hostname=socket.gethostname(),
-        os=platform.system().lower(),
-        arch=platform.machine(),
+        os=os.uname().sysname.lower(),
+        arch=os.uname().machine,
         cpu_count=os.cpu_count() or 1,
         memory_bytes=memory_bytes(),
-        python_version=platform.python_version(),
+        python_version="%d.%d.%d" % sys.version_info[:3],
     )
 
 

@@ -73,7 +73,10 @@ class Keeper:
             for key, events in self.selector.select(timeout):
                 key.data(key.fileobj, events)
             self._expire()
+            # What this round said, in one write each: the guard's notes, every holder's replies.
             self.notes.flush()
+            for holder in self.holders:
+                holder.flush()
         for found in self.containments.values():
             if found.base is not None:
                 cgroups.remove(cgroups.keeper_dir(found.base))
@@ -124,7 +127,7 @@ class Keeper:
         found = self._containment(holder.containment)
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
-                     "guard_pid": self.guard, "grace": self.grace})
+                     "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 
@@ -138,6 +141,8 @@ class Keeper:
         holder.add_worker(int(message["pid"]))
 
     def _op_settle(self, holder: Holder, message: dict) -> None:
+        """Answer once the attempt has ended (an agent whose keeper's welcome did not say
+        `ends`, which pushes `ended` to the attempt's holder instead)."""
         attempt = self.attempts.get(int(message["pid"]))
         if attempt is None:
             holder.send({"op": "settled", "id": message["id"]})
@@ -277,7 +282,8 @@ class Keeper:
             self._end(attempt)
 
     def _end(self, attempt: Attempt) -> None:
-        """Complete its output, write its exit file, reap it, and answer `settle`."""
+        """Complete its output, write its exit status, reap it, and tell its holder (`ended`:
+        the status, and how much output each stream has) and whoever waits in `settle`."""
         for fd in attempt.pipes:
             self.selector.unregister(fd)
         try:
@@ -287,6 +293,8 @@ class Keeper:
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
         self.notes.ended(attempt.pid)
+        if attempt.holder is not None:
+            attempt.holder.send({"op": "ended", "pid": attempt.pid, **attempt.summary()})
         for holder, request_id in attempt.settles:
             holder.send({"op": "settled", "id": request_id})
 
@@ -396,7 +404,7 @@ class Keeper:
         """Kill these attempts' processes and cgroups; mark them lost. Each then ends as any
         attempt does (its exit file written once its command is reaped)."""
         for attempt in attempts:
-            attempt.killed = True
+            attempt.killed = why
             try:
                 write_atomic(attempt.directory / wire.LOST_FILE, why + "\n", durable=False)
             except OSError as exc:

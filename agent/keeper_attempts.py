@@ -17,13 +17,12 @@ finds the command alive until its exit status is there. Stdlib only: the keeper 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from jobplane.files import write_atomic
 
 from . import cgroups, logstore, procs
 
@@ -72,6 +71,7 @@ class Attempt:
         self.logs = logstore.log_dir(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
         self.pid, self.start = _spawn(request, cgroup, marker, self.logs, self.pipes)
+        self.written = list(self.pipes.values())  # both streams, after their pipes are closed
         try:
             self.pidfd = os.pidfd_open(self.pid)
         except OSError as exc:  # out of file descriptors: it cannot be watched, so it goes
@@ -83,7 +83,7 @@ class Attempt:
         self.holder = None  # keeper_holders.Holder
         self.orphaned_until: float | None = None
         self.settles: list[tuple[object, int]] = []
-        self.killed = False
+        self.killed = ""  # why the keeper killed it (no agent held its lease), if it did
         self.status: int | None = None  # once the command has exited (exit_status)
         self.drain_until: float | None = None  # once what it left is killed: output's last bytes
         self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
@@ -92,9 +92,24 @@ class Attempt:
         self.suspended: list[int] | None = None
 
     def note_pid(self) -> None:
-        """The `pid` file: what an agent process started after a crash adopts."""
-        write_atomic(self.directory / STATE_FILE,
-                     f"{self.pid} {self.timeout:g} {self.start}\n", durable=False)
+        """The `pid` file: what an agent process started after a crash adopts. One write to a
+        new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
+        path = self.directory / STATE_FILE
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # an attempt directory's name again: a new file, never a rewrite
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode())
+        finally:
+            os.close(fd)
+
+    def summary(self) -> dict:
+        """How it ended, for its holder: its exit status, whether the keeper killed it (and
+        why), and how many bytes of each stream it wrote, with the segment size (logstore.py)."""
+        writers = {writer.stream: writer for writer in self.written}
+        return {"status": self.status, "lost": self.killed,
+                "output": {stream: writers[stream].end() for stream in logstore.STREAMS},
+                "segment": writers["out"].size}
 
     def pump(self, fd: int) -> bool:
         """Copy what one output pipe holds into the log store; True at its end (every writer
@@ -166,6 +181,11 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid and
     start time. Raises StartFailed."""
     try:
+        _make_dir(request.directory)
+    except OSError as exc:
+        raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
+                           "error": f"cannot make its directory: {exc}"}) from None
+    try:
         logstore.begin(logs, request.log_max_bytes)
         ends = []
         for stream in logstore.STREAMS:
@@ -177,8 +197,7 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
         _close(pipes)
         raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
                            "stage": "output"}) from None
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((null, *ends))]
+    stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
     env = request.env if marker is None else {**request.env, MARKER: marker}
     try:
         pid = _spawn_in(request, cgroup, env, stdio)
@@ -186,7 +205,7 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
         _close(pipes)
         raise
     finally:
-        for fd in (*ends, null):
+        for fd in ends:
             os.close(fd)
     return pid, procs.start_time(pid) or 0
 
@@ -215,6 +234,21 @@ def _spawn_in(request: Request, cgroup: Path | None, env: dict[str, str], stdio:
         if home_dir is not None:
             os.fchdir(home_dir)
             os.close(home_dir)
+
+
+def _make_dir(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+@functools.cache
+def _null() -> int:
+    """/dev/null, opened once: every command's stdin."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 @functools.cache

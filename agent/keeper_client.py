@@ -4,6 +4,11 @@
 runs, and holds the lease from then on: it is renewed from the event loop every
 RENEW_INTERVAL, so an agent whose loop stops (frozen) stops renewing as it stops heartbeating.
 If the keeper goes away, the next start opens a new one.
+
+The keeper tells the agent when each attempt it started has ended (`ended`: its exit status,
+whether it was killed as lost, its output's size), so no request and no file read is needed
+per attempt; `ended(pid)` is that news. A keeper of before (its welcome does not say `ends`)
+is asked instead (`settle`), and the attempt's files say the rest.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ class Keeper:
         self._workers: set[int] = set()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict]] = {}
+        # The keeper pushes `ended` (its welcome says `ends`): each started attempt's news.
+        self.ends = False
+        # The keeper makes each attempt's directory as it starts it (its welcome says `dirs`).
+        self.makes_dirs = False
+        self._ends: dict[int, asyncio.Future[dict | None]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._opening: asyncio.Lock | None = None
@@ -115,6 +125,12 @@ class Keeper:
                 error.filename = request.get("cwd")
             raise error
         return int(reply["pid"]), reply.get("start")
+
+    def ended(self, pid: int) -> asyncio.Future[dict | None] | None:
+        """For an attempt `start` just started: resolves when it has ended, to the keeper's
+        `ended` message (`status`, `lost`, `output`, `segment`), or to None if the keeper went
+        away first. None if this keeper does not say (ask `settle`, read the files)."""
+        return self._ends.get(pid)
 
     def signal(self, pid: int, *, kill: bool) -> None:
         """SIGTERM every process of attempt `pid` (with `kill`, SIGKILL them all)."""
@@ -182,6 +198,8 @@ class Keeper:
         self.containment, self.why = welcome["containment"], welcome["why"]
         self.kill_deadline = float(welcome.get("kill_deadline", wire.KILL_DEADLINE))
         self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
+        self.ends = bool(welcome.get("ends"))
+        self.makes_dirs = bool(welcome.get("dirs"))
         if self.wanted not in ("auto", self.containment):
             await self._disconnect()
             raise KeeperUnavailable(f"containment {self.wanted} is not available here: "
@@ -204,9 +222,16 @@ class Keeper:
         try:
             while line := await reader.readline():
                 message = wire.decode(line)
-                if message.get("op") == "lapsed":
+                op = message.get("op")
+                if op == "lapsed":
                     lapsed = True
-                elif (future := self._pending.pop(message.get("id", 0), None)) and not future.done():
+                elif op == "ended":
+                    if (end := self._ends.pop(message.get("pid", 0), None)) and not end.done():
+                        end.set_result(message)
+                    continue
+                if op == "started" and self.ends:  # before anything can say it ended
+                    self._ends[int(message["pid"])] = asyncio.get_running_loop().create_future()
+                if (future := self._pending.pop(message.get("id", 0), None)) and not future.done():
                     future.set_result(message)
         except (OSError, ValueError) as exc:
             log.error("the link to the keeper broke: %s", exc)
@@ -245,6 +270,10 @@ class Keeper:
         for future in pending.values():
             if not future.done():
                 future.set_exception(KeeperUnavailable(self._trouble("it went away")))
+        ends, self._ends = self._ends, {}
+        for end in ends.values():
+            if not end.done():
+                end.set_result(None)
 
     async def _disconnect(self) -> None:
         writer, self._writer = self._writer, None

@@ -42,8 +42,8 @@ class Notes:
         self._out = bytearray()
 
     def started(self, pid: int, directory: Path) -> None:
+        """(Written at the end of the keeper's round, with the round's other notes.)"""
         self._out += f"S {pid} {directory}\n".encode()
-        self.flush()
 
     def ended(self, pid: int) -> None:
         self._out += f"E {pid}\n".encode()

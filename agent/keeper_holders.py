@@ -32,6 +32,7 @@ class Holder:
         self._inbox = bytearray()
         self._outbox = bytearray()
         self._selector: selectors.BaseSelector | None = None
+        self._waits_to_write = False  # registered for EVENT_WRITE: the socket took only part
         self.greeted = False
         self.heartbeat = 1.0
         self.containment = "auto"
@@ -73,12 +74,14 @@ class Holder:
         self.workers.clear()
 
     def send(self, message: dict) -> None:
+        """Queue a message; the keeper's loop flushes every holder once a round."""
         self._outbox += wire.encode(message)
-        self.flush()
 
     def flush(self) -> None:
         """Write what the socket takes now; the rest when it is writable (never block on a
         frozen agent)."""
+        if not self._outbox and not self._waits_to_write:
+            return
         try:
             while self._outbox:
                 sent = self.sock.send(self._outbox)
@@ -88,7 +91,8 @@ class Holder:
         except OSError:
             self._outbox.clear()
             return
-        if self._selector is not None and self.sock.fileno() >= 0:
+        if self._selector is not None and self.sock.fileno() >= 0 and self._waits_to_write != bool(self._outbox):
+            self._waits_to_write = bool(self._outbox)
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._outbox else 0)
             self._selector.modify(self.sock, events, self._on_event)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ class SegmentWriter:
     """Appends one stream to its segments, rotating at the segment size."""
 
     def __init__(self, directory: str | Path, stream: str, max_bytes: int) -> None:
+        self.stream = stream
         self._prefix = os.path.join(directory, stream)
         self.size = segment_size(max_bytes)
         self.index, self.fill = 0, 0
@@ -82,6 +82,10 @@ class SegmentWriter:
         except FileNotFoundError:
             pass
 
+    def end(self) -> int:
+        """Bytes of the stream written so far (Span.end)."""
+        return self.index * self.size + self.fill
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -96,7 +100,7 @@ def begin(directory: str | Path, max_bytes: int) -> None:
     try:
         os.mkdir(directory)
     except FileExistsError:  # an attempt directory's name again: its old output goes
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_tree(directory)
         os.makedirs(directory, exist_ok=True)
     except FileNotFoundError:  # the first attempt: logs/ is made
         os.makedirs(directory, exist_ok=True)
@@ -140,6 +144,14 @@ def span(directory: str | Path, stream: str) -> Span | None:
         return Span(0, 0, size)
     last = indexes[-1]
     return Span(indexes[0] * size, last * size + _size(Path(directory, f"{stream}.{last}")), size)
+
+
+def span_of(end: int, size: int) -> Span:
+    """The span of a stream that wrote `end` bytes in segments of `size` (as SegmentWriter
+    keeps them: the last SEGMENTS segments), without reading its directory."""
+    if end <= 0:
+        return Span(0, 0, size)
+    return Span(max(0, (end - 1) // size - SEGMENTS + 1) * size, end, size)
 
 
 def written(directory: str | Path) -> int:
@@ -199,7 +211,7 @@ def sweep(root: str | Path, older_than: float, keep: set[str]) -> list[str]:
         if entry.name in keep or not entry.is_dir():
             continue
         if _newest(entry) < cutoff:
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_tree(entry)
             removed.append(entry.name)
     return removed
 
@@ -210,6 +222,12 @@ def kept_bytes(root: str | Path) -> int:
     for directory, _, files in os.walk(Path(root, LOGS)):
         total += sum(_size(Path(directory, name)) for name in files)
     return total
+
+
+def _remove_tree(path: str | Path) -> None:
+    import shutil  # rarely needed: it loads bz2 and lzma, which the agent and keeper do without
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _newest(directory: Path) -> float:

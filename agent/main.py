@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -24,6 +23,7 @@ from .agent import Agent
 from .config import DEFAULT_LOG_RETENTION, AgentConfig, is_address
 from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .credentials import ENROLL_HINT, identity_dir
+from .environment import find_program
 from .errors import AgentError
 from .identity import IdentityStore
 
@@ -126,7 +126,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not os.path.isdir(args.work_dir):
         parser.error(f"argument --work-dir: {args.work_dir!r} is not a directory")
     _check_security(parser, args)
-    if args.slurm and shutil.which("sbatch") is None:
+    if args.slurm and find_program("sbatch") is None:
         parser.error("argument --slurm: sbatch is not on the PATH; install Slurm's client commands "
                      "(sbatch, squeue, sacct, scancel) or drop --slurm")
     return args

@@ -5,7 +5,6 @@ Stdlib only: the keeper and its guard import it, and they must not import gRPC.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import signal
@@ -20,13 +19,10 @@ _PR_SET_CHILD_SUBREAPER = 36
 _KILL_ROUND = 0.002
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _prctl(option: int, value: int | bytes) -> None:
-    if _libc().prctl(option, value, 0, 0, 0) != 0:
+    import ctypes  # only the keeper, its guard and Python workers call prctl: not the agent
+
+    if ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) != 0:
         number = ctypes.get_errno()
         raise OSError(number, f"prctl({option}): {os.strerror(number)}")
 

@@ -15,15 +15,17 @@ import fcntl
 import logging
 import os
 import re
-import shutil
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from . import logstore
 from .commands import Leftover, read_leftover
 from .config import AgentConfig
 from .errors import AgentError
-from .external_record import ExternalRecord, has_record, read_record
+
+if TYPE_CHECKING:
+    from .external_record import ExternalRecord
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +117,15 @@ class StateDir:
                 found[key] = leftover
                 self._made.add(key)
             else:
-                shutil.rmtree(entry, ignore_errors=True)
+                _remove_all([entry])
         return found
 
     def drop(self, keys: Iterable[AttemptKey]) -> None:
         """Remove these attempts' directories now (blocking): no later agent process may adopt
         or report them."""
-        for key in keys:
-            self._made.discard(key)
-            shutil.rmtree(self._path(key), ignore_errors=True)
+        keys = list(keys)
+        self._made.difference_update(keys)
+        _remove_all(Path(self._path(key)) for key in keys)
 
     def discard(self, keys: Iterable[AttemptKey]) -> None:
         """Remove these attempts' directories soon, off the event loop, in batches."""
@@ -146,6 +148,8 @@ class StateDir:
 
 def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
     """What an attempt's directory holds worth adopting; None if nothing."""
+    from .external_record import has_record, read_record  # not loaded by an agent that has none
+
     if has_record(attempt_dir):
         record = read_record(attempt_dir)
         if record is None:
@@ -161,5 +165,17 @@ def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
 
 
 def _remove_all(paths: Iterable[Path]) -> None:
+    """Remove attempt directories: a few files each (its state file, a checkpoint), unlinked
+    directly; one that holds more (a directory a task made there) goes through shutil."""
     for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    os.unlink(entry.path)
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            import shutil  # rarely needed: it loads bz2 and lzma
+
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,6 +1,8 @@
 """An idle agent loads only what it uses (issue 17: its resident memory): starting up, plaintext or
 with its stored certificate, it imports neither the client SDK nor cryptography, the Python
-worker pool, the prerequisite scanner nor the metrics HTTP server; those load at first use.
+worker pool, the prerequisite scanner, the metrics HTTP server, the external and Slurm adapters
+nor the enrollment stubs; those load at first use. (argparse still loads shutil, with bz2 and
+lzma, to parse the flags.)
 
 Each case runs in a fresh interpreter (`python -c`), as `jobplane-agent` starts."""
 
@@ -38,7 +40,14 @@ print(json.dumps(sorted(sys.modules)))
 
 HEAVY = ("cryptography", "jobplane.client", "multiprocessing", "jobplane.agent.pyworkers",
          "jobplane.agent.pyworker", "jobplane.agent.scan", "jobplane.agent.scan_probes",
-         "jobplane.agent.metrics_http", "jobplane.agent.keygen")
+         "jobplane.agent.metrics_http", "jobplane.agent.keygen",
+         # Loaded at an agent's first external or Slurm attempt, enrollment or renewal.
+         "jobplane.agent.outside_jobs", "jobplane.agent.external", "jobplane.agent.external_record",
+         "jobplane.agent.slurm", "jobplane.v1.security_pb2",
+         # The standard library's heavier corners, used only on rare paths or not at all:
+         # ctypes (prctl, by the keeper and workers), tempfile (attempts without a state
+         # directory), platform (os.uname says the same).
+         "ctypes", "tempfile", "platform")
 
 
 def started_modules(tmp_path: Path, *flags: str) -> set[str]:

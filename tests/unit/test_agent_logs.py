@@ -38,10 +38,14 @@ def test_a_finished_attempt_keeps_its_whole_output_byte_for_byte(tmp_path):
 def test_output_past_the_cap_is_rotated_away_and_the_newest_kept(tmp_path):
     cap = logstore.MIN_MAX_BYTES
     spec = CommandSpec([sys.executable, "-c", WRITE], attempt_dir=str(tmp_path / "t.1"), log_max_bytes=cap)
-    asyncio.run(run_command(spec))
+    result = asyncio.run(run_command(spec))
     logs = logstore.log_dir(tmp_path / "t.1")
     kept = logstore.span(logs, "out")
     assert kept.end == len(EXPECTED) and 0 < kept.end - kept.start <= cap
+    # The tails come from the spans the keeper reports as the attempt ends, not from the disk.
+    assert logstore.span_of(kept.end, kept.size) == kept
+    assert result.stdout_tail == EXPECTED[-4096:].decode("utf-8", errors="replace")
+    assert result.stderr_tail == ("err-" * 1000)[-4096:]
     on_disk = sum(os.path.getsize(logs / name) for name in os.listdir(logs) if name.startswith("out."))
     assert on_disk <= cap
     with pytest.raises(logstore.Rotated, match="rotated away"):

@@ -1,0 +1,95 @@
+"""Agent-side CPU per `/bin/true` command task, end to end: a server and one agent (mutual TLS,
+as `jobplane up` runs them) run jobs of N `/bin/true` tasks; prints, per task, the CPU time of
+the agent, of its keeper (which spawns the commands), of the commands themselves (what the
+keeper reaped), of the keeper's guard, and of the server, from /proc/PID/stat (less swayed by
+the machine's other load than tasks/s).
+
+    python bench/agent_cpu.py [--tasks 1500] [--slots 8] [--rounds 1]
+
+To compare two checkouts, run each one's copy in turn, alternately, in the same period.
+bench/spawn.py measures the keeper alone (no server, no agent loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from agent_memory import keeper_of  # noqa: E402
+from support import AgentProc, ServerProc, wait_until  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process, of the children it reaped)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK, (int(fields[13]) + int(fields[14])) / _TICK
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def keeper_and_guard(state_dir: Path) -> tuple[int, int]:
+    """The keeper of `state_dir` and its guard: both run `python -m jobplane.agent.keeper ...
+    DIR` (the guard forked the keeper), so the keeper is the one whose parent is the other."""
+    found = keeper_of(state_dir)
+    assert found is not None, "no keeper runs for the agent"
+    children = Path(f"/proc/{found}/task/{found}/children").read_text().split()
+    for child in map(int, children):
+        if b"jobplane.agent.keeper" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return child, found
+    return found, parent(found)
+
+
+def run_job(client, n: int) -> float:
+    """Seconds from submit to the end of a job of `n` /bin/true tasks (server clock)."""
+    job = client.submit_job({"name": "true", "tasks": [{"name": f"t{i}", "command": ["/bin/true"]}
+                                                       for i in range(n)]})
+    done = client.wait_job(job.id, timeout=3600)
+    assert done.counts.success == n, done
+    return done.end_time.ToNanoseconds() / 1e9 - done.submit_time.ToNanoseconds() / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=1500)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
+        agent = AgentProc(work, server, "cpu", slots=args.slots)
+        client = server.client()
+        try:
+            wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 1, 60, "the agent")
+            run_job(client, 100)  # warm up
+            keeper, guard = keeper_and_guard(work / "agent-cpu.state")
+            pids = {"agent": agent.pid, "keeper": keeper, "guard": guard, "server": server.pid}
+            print(f"server + 1 agent x {args.slots} slots (mutual TLS), jobs of {args.tasks} /bin/true tasks; "
+                  "CPU ms per task", flush=True)
+            for _ in range(args.rounds):
+                before = {name: cpu(pid) for name, pid in pids.items()}
+                seconds = run_job(client, args.tasks)
+                after = {name: cpu(pid) for name, pid in pids.items()}
+                per = {name: (after[name][0] - before[name][0]) * 1000 / args.tasks for name in pids}
+                commands = (after["keeper"][1] - before["keeper"][1]) * 1000 / args.tasks
+                print(f"agent {per['agent']:.2f}  keeper {per['keeper']:.2f}  agent+keeper "
+                      f"{per['agent'] + per['keeper']:.2f}  (commands {commands:.2f}, guard {per['guard']:.2f}, "
+                      f"server {per['server']:.2f})  {args.tasks / seconds:.0f} tasks/s", flush=True)
+        finally:
+            client.close()
+            agent.stop()
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
