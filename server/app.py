@@ -12,16 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from jobplane.files import write_atomic
-from jobplane.v1 import continuation_pb2, continuation_pb2_grpc, event_pb2, event_pb2_grpc, job_pb2, job_pb2_grpc
-from jobplane.v1 import provider_pb2
-from jobplane.v1 import inventory_pb2, inventory_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2_grpc
-from jobplane.v1 import alert_pb2, alert_pb2_grpc, conflict_pb2, conflict_pb2_grpc, security_pb2, security_pb2_grpc
-from jobplane.v1 import server_pb2, server_pb2_grpc, task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
-from jobplane.v1 import schedule_pb2, schedule_pb2_grpc
 from jobplane import __version__
 from peewee import DatabaseError, InterfaceError, PostgresqlDatabase
 
@@ -38,23 +31,15 @@ from .http.server import tls_context
 from .security.access import CA_BUNDLE_FILE, Access
 from .security.authorities import PKI_DIR, open_authority
 from .security.interceptor import AuthInterceptor, Limits
+from .serving import add_services, grpc_server, listen, set_health
 from .security.pki import Authority
 from .services import convert
 from .services.base import Deps
-from .services.alerts import AlertService
-from .services.conflicts import ConflictService
-from .services.schedules import ScheduleService
-from .services.continuations import ContinuationService
-from .services.events import EventService
 from .services.finished import FinishedJobs
-from .services.inventory import InventoryService
-from .services.jobs import JobService
-from .services.policies import PolicyBook, PolicyService
+from .services.policies import PolicyBook
 from .services.providers import ProviderService
-from .services.security import SecurityService
-from .services.tasks import TaskService
-from .services.views import ViewBook, ViewService
-from .services.watch import encode_event, register_with_frames
+from .services.views import ViewBook
+from .services.watch import encode_event
 from .store.db import open_database
 from .store.lease import LeaseStore, Me, Term
 from .store.locks import ServerClaims, claim_server
@@ -62,7 +47,8 @@ from .security.forwarding import encode_identity
 from .tailer import Tailer
 from .forward import LOCAL, Forwarder, Leader
 from .replica import Leadership
-from .services.servers import ServerService, single
+from .services.security import SecurityService
+from .services.servers import single
 from .store.finished import FinishedJobStore
 from .store.notifications import pending_deliveries
 from .store.repo import Store, runtime_from_snapshot
@@ -71,21 +57,6 @@ from .store.views import ViewStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = [
-    job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
-    task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
-    provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
-    continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
-    security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
-    inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
-    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
-    view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
-    conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
-    schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
-    alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
-    server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
-]
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 HTTP_ADDRESS_FILE = "http.addr"
 # After a takeover, the restart grace's extra: an agent notices a frozen leader within about
@@ -135,6 +106,7 @@ class Server:
         self._claims: ServerClaims | None = None  # the data directory's lock (and the SQLite file's)
         self._notifier: Notifier | None = None  # while leading: the notifications being delivered
         self._notify_secret = b""
+        self._server_files = None  # the server's key and certificate files (TLS)
 
     async def start(self) -> str:
         """Open the database, take the lead or follow, and listen; returns HOST:PORT. Built in
@@ -148,16 +120,20 @@ class Server:
         self.deps = await self._services_deps()
         self._providers = ProviderService(self.deps, self.access)
         self.deps.agent_links = self._providers  # TaskService.StreamLogs asks agents through them
-        self._grpc = self._grpc_server()
-        port, agent_port = self._listen()
-        self._add_services(self.deps, agent_port)
+        limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
+        self._grpc = grpc_server(self.config, AuthInterceptor(self.access, self._audit, limits, lambda: self.failed,
+                                                              self.metrics.rpcs, self._route))
+        files = self._server_files
+        port, agent_port = listen(self._grpc, self.config, files and files.key, files and files.cert,
+                                  None if self.config.insecure else self.access.authority.trust_bundle())
+        security = SecurityService(self.deps, self.access, SecurityStore(self.store.db), agent_port)
+        add_services(self._grpc, self.deps, security, self._providers, self._health, self._replicas, self._single)
         self.address = f"{self.config.listen.rsplit(':', 1)[0]}:{port}"
         self.agent_address = f"{self.config.agent_address.rsplit(':', 1)[0]}:{agent_port}"
         await self._take_role()
         await self._grpc.start()
         self._listening = True
-        for name in [""] + SERVICE_NAMES:
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await set_health(self._health, serving=True)
         if self.core is not None:  # agents may come back now
             await self.core.call(lambda engine: engine.arm_restart_grace(self._takeover_slack(self.core.term)))
         if self.leadership is not None:
@@ -335,41 +311,6 @@ class Server:
                 task.cancel()
         self._ticker = self._compactor = self._failure_watch = self._purger = None
 
-    def _grpc_server(self) -> grpc.aio.Server:
-        limits = Limits(self.config.submit_rate, self.config.enroll_rate, self.config.max_streams)
-        return grpc.aio.server(
-            interceptors=[AuthInterceptor(self.access, self._audit, limits, lambda: self.failed,
-                                          self.metrics.rpcs, self._route)],
-            options=[
-                ("grpc.max_send_message_length", self.config.max_message_bytes),
-                ("grpc.max_receive_message_length", self.config.max_message_bytes),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ])
-
-    def _add_services(self, deps: Deps, agent_port: int) -> None:
-        server = self._grpc
-        security_pb2_grpc.add_SecurityServiceServicer_to_server(
-            SecurityService(deps, self.access, SecurityStore(self.store.db), agent_port), server)
-        jobs = JobService(deps)
-        register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, jobs, server)
-        register_with_frames(event_pb2_grpc.add_EventServiceServicer_to_server, EventService(jobs), server)
-        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), server)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, deps), server)
-        server_pb2_grpc.add_ServerServiceServicer_to_server(ServerService(deps, self._replicas, self._single), server)
-        task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), server)
-        view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), server)
-        conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), server)
-        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(deps), server)
-        alert_pb2_grpc.add_AlertServiceServicer_to_server(AlertService(deps), server)
-        provider_pb2_grpc.add_ProviderServiceServicer_to_server(self._providers, server)
-        register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
-                             ContinuationService(deps), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            server)
-
     async def _security(self) -> Access:
         """The CA and server certificate (created on first start), the token cache and,
         on first start, the bootstrap admin token."""
@@ -393,22 +334,6 @@ class Server:
         self._server_files = authority.issue_server(pki, [h.strip("[]") for h in hosts])
         write_atomic(self.ca_bundle, authority.trust_bundle(), durable=False)
         return authority
-
-    def _listen(self) -> tuple[int, int]:
-        """Bind the main address (TLS; bearer tokens) and the agent address (mutual TLS)."""
-        if self.config.insecure:
-            port = self._grpc.add_insecure_port(self.config.listen)
-            if port == 0:
-                raise OSError(f"cannot listen on {self.config.listen}")
-            return port, port
-        key, cert = self._server_files.key.read_bytes(), self._server_files.cert.read_bytes()
-        bundle = self.access.authority.trust_bundle()
-        port = self._grpc.add_secure_port(self.config.listen, grpc.ssl_server_credentials([(key, cert)]))
-        agent_port = self._grpc.add_secure_port(self.config.agent_address, grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=bundle, require_client_auth=True))
-        if port == 0 or agent_port == 0:
-            raise OSError(f"cannot listen on {self.config.listen} and {self.config.agent_address}")
-        return port, agent_port
 
     async def _start_http(self) -> None:
         """The console and /metrics (--http), written to DATA_DIR/http.addr for `jobplane up`."""
@@ -459,8 +384,7 @@ class Server:
         if self.leadership is not None:
             await self.leadership.lost(str(core.failed), core.term.epoch if core.term is not None else None)
             return
-        for name in [""] + SERVICE_NAMES:
-            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await set_health(self._health, serving=False)
         self.hub.close()
         if self._providers is not None:
             self._providers.close_all()

@@ -1,0 +1,114 @@
+"""The gRPC side of the server: the grpc.aio server with its options and interceptor, every
+jobplane.v1 service with health checking and reflection, and the listening sockets (plaintext,
+or TLS with bearer tokens on the main address and mutual TLS on the agent address)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from jobplane.v1 import alert_pb2, alert_pb2_grpc, conflict_pb2, conflict_pb2_grpc, continuation_pb2
+from jobplane.v1 import continuation_pb2_grpc, event_pb2, event_pb2_grpc, inventory_pb2, inventory_pb2_grpc
+from jobplane.v1 import job_pb2, job_pb2_grpc, policy_pb2, policy_pb2_grpc, provider_pb2, provider_pb2_grpc
+from jobplane.v1 import schedule_pb2, schedule_pb2_grpc, security_pb2, security_pb2_grpc, server_pb2
+from jobplane.v1 import server_pb2_grpc, task_pb2, task_pb2_grpc, view_pb2, view_pb2_grpc
+
+from .config import ServerConfig
+from .security.interceptor import AuthInterceptor
+from .services.alerts import AlertService
+from .services.base import Deps
+from .services.conflicts import ConflictService
+from .services.continuations import ContinuationService
+from .services.events import EventService
+from .services.inventory import InventoryService
+from .services.jobs import JobService
+from .services.policies import PolicyService
+from .services.providers import ProviderService
+from .services.schedules import ScheduleService
+from .services.security import SecurityService
+from .services.servers import ServerService
+from .services.tasks import TaskService
+from .services.views import ViewService
+from .services.watch import register_with_frames
+
+SERVICE_NAMES = [
+    job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+    provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
+    continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
+    security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
+    inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
+    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
+    conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
+    schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
+    server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
+]
+HEALTH_NAMES = [""] + SERVICE_NAMES  # what health checks answer for: the server, and each service
+
+
+def grpc_server(config: ServerConfig, interceptor: AuthInterceptor) -> grpc.aio.Server:
+    """The grpc.aio server, with the configured message size and keepalive tolerance."""
+    return grpc.aio.server(
+        interceptors=[interceptor],
+        options=[
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ])
+
+
+def add_services(server: grpc.aio.Server, deps: Deps, security: SecurityService, providers: ProviderService,
+                 health_servicer: health.aio.HealthServicer, replicas: Callable, single: Callable) -> None:
+    """Every jobplane.v1 service, health checking, and reflection over all of them."""
+    security_pb2_grpc.add_SecurityServiceServicer_to_server(security, server)
+    jobs = JobService(deps)
+    register_with_frames(job_pb2_grpc.add_JobServiceServicer_to_server, jobs, server)
+    register_with_frames(event_pb2_grpc.add_EventServiceServicer_to_server, EventService(jobs), server)
+    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(deps), server)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(deps.policies, deps), server)
+    server_pb2_grpc.add_ServerServiceServicer_to_server(ServerService(deps, replicas, single), server)
+    task_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(deps), server)
+    view_pb2_grpc.add_ViewServiceServicer_to_server(ViewService(deps.views), server)
+    conflict_pb2_grpc.add_ConflictServiceServicer_to_server(ConflictService(deps), server)
+    schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(deps), server)
+    alert_pb2_grpc.add_AlertServiceServicer_to_server(AlertService(deps), server)
+    provider_pb2_grpc.add_ProviderServiceServicer_to_server(providers, server)
+    register_with_frames(continuation_pb2_grpc.add_ContinuationServiceServicer_to_server,
+                         ContinuationService(deps), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        SERVICE_NAMES + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server)
+
+
+async def set_health(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    """Health checks answer SERVING (or NOT_SERVING) for the server and each service."""
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in HEALTH_NAMES:
+        await health_servicer.set(name, status)
+
+
+def listen(server: grpc.aio.Server, config: ServerConfig, key_file: Path | None, cert_file: Path | None,
+           trust_bundle: bytes | None) -> tuple[int, int]:
+    """Bind the main address (TLS; bearer tokens) and the agent address (mutual TLS); the two
+    ports (the same one, plaintext)."""
+    if config.insecure:
+        port = server.add_insecure_port(config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {config.listen}")
+        return port, port
+    key, cert = key_file.read_bytes(), cert_file.read_bytes()
+    port = server.add_secure_port(config.listen, grpc.ssl_server_credentials([(key, cert)]))
+    agent_port = server.add_secure_port(config.agent_address, grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=trust_bundle, require_client_auth=True))
+    if port == 0 or agent_port == 0:
+        raise OSError(f"cannot listen on {config.listen} and {config.agent_address}")
+    return port, agent_port
