@@ -12,7 +12,7 @@ from pathlib import Path
 from jobplane.client import output
 from jobplane.client.channel import default_data_dir, read_up_state, up_state_path
 from jobplane.arguments import whole_number
-from jobplane.client.command import EXIT_JOB_FAILED, EXIT_OK
+from jobplane.client.command import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK
 from jobplane.client.local import (
     INSECURE_WARNING,
     LocalConfig,
@@ -63,6 +63,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "a free port when --listen's port is 0)",
     )
     parser.add_argument("--no-http", action="store_true", help="no web console and no /metrics")
+    parser.add_argument("--http-tls-cert", type=Path, metavar="PEM",
+                        help="serve the console and /metrics over HTTPS with this certificate (chain); "
+                        "with --http-tls-key")
+    parser.add_argument("--http-tls-key", type=Path, metavar="PEM", help="the private key of --http-tls-cert")
     parser.add_argument(
         "--insecure",
         action="store_true",
@@ -101,6 +105,9 @@ def _capacity_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if why := _http_tls_problem(args):
+        print(f"jobplane up: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     data_dir = args.data_dir or default_data_dir()
     state_path = up_state_path(data_dir)
     if state := read_up_state(state_path):
@@ -111,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_PLANE_FAILED
     config = LocalConfig(data_dir=data_dir, listen=args.listen, agents=args.agents, slots=args.slots,
-                         insecure=args.insecure, http=_http_address(args), agent_args=_capacity_args(args))
+                         insecure=args.insecure, http=_http_address(args), agent_args=_capacity_args(args),
+                         http_tls=(args.http_tls_cert, args.http_tls_key) if args.http_tls_cert else None)
     with sigterm_as_interrupt():
         with LocalPlane(config) as plane:
             try:
@@ -141,6 +149,15 @@ def _serve(plane: LocalPlane, state_path: Path) -> int:
         return EXIT_PLANE_FAILED
     print(f"jobplane up: {exit_report(child)}", file=sys.stderr)
     return EXIT_PLANE_FAILED
+
+
+def _http_tls_problem(args: argparse.Namespace) -> str:
+    """Why --http-tls-cert/--http-tls-key cannot be used as given ("" if they can, or are not)."""
+    if (args.http_tls_cert is None) != (args.http_tls_key is None):
+        return "--http-tls-cert and --http-tls-key go together; pass both"
+    if args.http_tls_cert is not None and args.no_http:
+        return "--http-tls-cert: --no-http leaves no console to serve over TLS; drop one of them"
+    return ""
 
 
 def _http_address(args: argparse.Namespace) -> str:

@@ -63,6 +63,7 @@ class LocalConfig:
     stop_grace: float = 15.0
     insecure: bool = False  # plaintext and no authentication, for debugging
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: none
+    http_tls: tuple[Path, Path] | None = None  # (certificate, key): the console over HTTPS
     agent_args: tuple[str, ...] = ()  # more flags for every agent (its capacity: --cpus, --resource, ...)
 
 
@@ -147,6 +148,8 @@ class LocalPlane:
         address_file.unlink(missing_ok=True)
         insecure = ["--insecure"] if self.config.insecure else []
         http = ["--http", self.config.http] if self.config.http else []
+        if self.config.http and self.config.http_tls:
+            http += ["--http-tls-cert", str(self.config.http_tls[0]), "--http-tls-key", str(self.config.http_tls[1])]
         self._server = self._spawn(
             "server",
             ["-m", "jobplane.server", "--listen", self.config.listen,
@@ -154,7 +157,8 @@ class LocalPlane:
         )
         self.address = self._wait_for_address(self._server, address_file)
         if self.config.http:  # written before the address file
-            self.console_url = f"http://{dialable(read_address(self.config.data_dir / HTTP_ADDRESS_FILE) or '')}"
+            scheme = "https" if self.config.http_tls else "http"
+            self.console_url = f"{scheme}://{dialable(read_address(self.config.data_dir / HTTP_ADDRESS_FILE) or '')}"
         agent_credentials = insecure if self.config.insecure else self._enrollment()
         for name in self.agent_names:
             arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),

@@ -285,7 +285,6 @@ def agent_certificate(server: ServerProc, name: str, **options) -> tuple[bytes, 
     from datetime import timedelta
 
     from jobplane.agent.keygen import make_key_and_csr
-    from jobplane.server.security.pki import Authority
 
     authority = options.pop("authority", None) or server_authority(server)
     key, csr = make_key_and_csr(name)
@@ -297,7 +296,6 @@ def server_authority(server: ServerProc):
     """The CA `server` signs with (tests may read its key): in DATA_DIR/pki on SQLite, in the
     database the replicas share on PostgreSQL."""
     from jobplane.server.security.authorities import stored_authority
-    from jobplane.server.security.pki import Authority
     from jobplane.server.store.db import open_database
     from jobplane.server.store.repo import Store
     from jobplane.server.store.security import SecurityStore

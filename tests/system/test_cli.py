@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
+import ssl
 import stat
 import subprocess
+import urllib.error
 import urllib.request
 import sys
 from pathlib import Path
 
 import pytest
 
+from jobplane.server.security.pki import Authority
 from support import jobplane, pid_alive, start_up, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -194,6 +198,40 @@ def test_up_insecure_says_so_and_needs_no_credentials(tmp_path):
         up.send_signal(signal.SIGINT)
         up.wait(30)
     assert "WARNING" in up.stdout.read()
+
+
+def test_up_serves_the_console_over_https_with_the_given_certificate(tmp_path):
+    ca = Authority.create("console test CA")
+    files = ca.issue_server(tmp_path / "console-tls", ["127.0.0.1"])
+    context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    home = tmp_path / "home"
+    up = subprocess.Popen([sys.executable, "-m", "jobplane.client.cli", "up", "--listen", "127.0.0.1:0", "--agents",
+                           "0", "--http-tls-cert", str(files.cert), "--http-tls-key", str(files.key)],
+                          env={**os.environ, "JOBPLANE_HOME": str(home)}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (home / "up.json").exists() or up.poll() is not None, 30, "up.json")
+        assert up.poll() is None, up.stdout.read()
+        console = json.loads((home / "up.json").read_text())["console"]
+        assert console.startswith("https://127.0.0.1:"), console
+        with urllib.request.urlopen(console + "/healthz", timeout=10, context=context) as health:
+            assert health.read() == b"ok\n"
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):  # plain HTTP: no answer
+            urllib.request.urlopen(console.replace("https://", "http://") + "/healthz", timeout=10)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(30)
+    assert f"console:        {console}" in up.stdout.read()
+
+
+def test_up_refuses_half_a_tls_pair_for_the_console_and_starts_nothing(tmp_path):
+    r = jobplane("up", "--listen", "127.0.0.1:0", "--http-tls-cert", str(tmp_path / "c.pem"),
+                 env={"JOBPLANE_HOME": str(tmp_path)})
+    assert r.returncode == 2 and "--http-tls-cert and --http-tls-key go together" in r.stderr, r.stderr
+    r = jobplane("up", "--no-http", "--http-tls-cert", str(tmp_path / "c.pem"), "--http-tls-key",
+                 str(tmp_path / "k.pem"), env={"JOBPLANE_HOME": str(tmp_path)})
+    assert r.returncode == 2 and "--no-http leaves no console" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tokens_roles_and_audit_from_the_cli(sqlite_cluster, tmp_path):
