@@ -59,6 +59,7 @@ class Keeper:
         self.markers: dict[str, Attempt] = {}
         self.grace = wire.DEFAULT_GRACE
         self.containments: dict[str, cgroups.Containment] = {}
+        self._cgroup_dirs: dict[Path | None, str] = {}
         self.started = time.monotonic()
         self.ever_held = False
         self.serial = 0
@@ -227,8 +228,8 @@ class Keeper:
         cgroup = None
         if found.base is not None:
             try:
-                cgroup = cgroups.create(cgroups.keeper_dir(found.base),
-                                        f"{self.serial}-{Path(request.directory).name}")
+                cgroup = cgroups.create(self._cgroups_of(found),
+                                        f"{self.serial}-{os.path.basename(request.directory)}")
             except OSError as exc:
                 holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,
                              "error": f"cannot create the attempt's cgroup: {exc.strerror}"})
@@ -303,9 +304,11 @@ class Keeper:
         def targets() -> list[int]:
             found: list[int] = []
             for attempt in attempts:
-                if attempt.cgroup is not None and cgroups.populated(attempt.cgroup):
+                if attempt.cgroup is None:
+                    found += self._members(attempt)
+                elif cgroups.populated(attempt.cgroup):  # (mostly not: one read, and done)
                     cgroups.kill(attempt.cgroup)
-                found += self._members(attempt)
+                    found += cgroups.members(attempt.cgroup)
             return found
 
         deadline = time.monotonic() + wire.KILL_DEADLINE
@@ -406,11 +409,17 @@ class Keeper:
         for attempt in attempts:
             attempt.killed = why
             try:
-                write_atomic(attempt.directory / wire.LOST_FILE, why + "\n", durable=False)
+                write_atomic(Path(attempt.directory, wire.LOST_FILE), why + "\n", durable=False)
             except OSError as exc:
                 log.error("cannot mark %s as lost: %s", attempt.directory, exc)
         log.warning("killing %d attempts: %s", len(attempts), why)
         self._kill_rest(attempts)
+
+    def _cgroups_of(self, found: cgroups.Containment) -> str:
+        """Where this keeper makes its attempts' cgroups (cgroups.create makes it at the first)."""
+        if found.base not in self._cgroup_dirs:
+            self._cgroup_dirs[found.base] = str(cgroups.keeper_dir(found.base))
+        return self._cgroup_dirs[found.base]
 
     def _containment(self, wanted: str) -> cgroups.Containment:
         if wanted not in self.containments:
