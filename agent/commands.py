@@ -289,11 +289,11 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
     if not keeper.makes_dirs:  # a keeper of before
         directory.mkdir(parents=True, exist_ok=True)
-    pid, start = await keeper.start({"dir": os.path.abspath(directory),
-                              "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
-                              "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
-                              "timeout": spec.timeout, "log_max_bytes": spec.log_max_bytes})
-    return _Process(pid, directory, keeper, start, keeper.ended(pid))
+    pid, start, ended = await keeper.start({
+        "dir": os.path.abspath(directory), "argv": [program, *spec.argv[1:]], "env": spec.env,
+        "cwd": os.path.abspath(spec.cwd) if spec.cwd else "", "timeout": spec.timeout,
+        "log_max_bytes": spec.log_max_bytes})
+    return _Process(pid, directory, keeper, start, ended)
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:

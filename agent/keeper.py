@@ -128,7 +128,8 @@ class Keeper:
         found = self._containment(holder.containment)
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
-                     "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True})
+                     "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True,
+                     "env": True})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 
@@ -222,7 +223,7 @@ class Keeper:
         holder.leaving = True
 
     def _op_start(self, holder: Holder, message: dict) -> None:
-        request = Request.of(message)
+        request = Request.of(message, holder.env)
         found = self._containment(holder.containment)
         self.serial += 1
         cgroup = None

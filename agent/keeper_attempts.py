@@ -50,8 +50,16 @@ class Request:
     log_max_bytes: int = 0
 
     @classmethod
-    def of(cls, message: dict) -> Request:
-        return cls(message["dir"], list(message["argv"]), dict(message["env"]),
+    def of(cls, message: dict, base_env: dict[str, str] | None = None) -> Request:
+        """The request in a `start` message: its environment whole (`env`), or how it differs
+        from `base_env`, the agent's own (`env_set`, `env_unset`)."""
+        if "env" in message:
+            env = dict(message["env"])
+        else:
+            env = {**(base_env or {}), **message.get("env_set", {})}
+            for name in message.get("env_unset", ()):
+                env.pop(name, None)
+        return cls(message["dir"], list(message["argv"]), env,
                    message.get("cwd", ""), float(message.get("timeout", 0)),
                    int(message.get("log_max_bytes", 0)))
 
