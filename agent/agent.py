@@ -454,7 +454,8 @@ class Agent:
         env = self._env(assignment)
         env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
-                           attempt_dir, self.config.log_max_bytes)
+                           attempt_dir, self.config.log_max_bytes,
+                           self._state.spare() if self._keeper.takes_spares else "")
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""

@@ -129,7 +129,7 @@ class Keeper:
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
                      "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True,
-                     "env": True})
+                     "env": True, "spares": True})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 

@@ -6,8 +6,9 @@ loop pumps into the attempt's log store (logstore.py). Where the machine allows,
 born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
 command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
 
-The command is the attempt's leader: its pid names the attempt, on the wire and in the
-attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
+The attempt's directory is made, or renamed into place from an emptied one the agent keeps
+(statedir.py: making a directory and a file is what costs most here). The command is the
+attempt's leader: its pid names the attempt, on the wire and in the attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
 ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
 learns of the command's exit through a pidfd and leaves it a zombie until the attempt has ended
 (what it left killed, its output drained, its exit status written), so that its pid, and the
@@ -48,6 +49,9 @@ class Request:
     timeout: float = 0.0
     # Bytes of each output stream kept (logstore.py); 0: the default.
     log_max_bytes: int = 0
+    # An emptied attempt directory beside it, under spare/ (statedir.py), to rename into place
+    # instead of making the directory; "" for none.
+    spare: str = ""
 
     @classmethod
     def of(cls, message: dict, base_env: dict[str, str] | None = None) -> Request:
@@ -61,7 +65,7 @@ class Request:
                 env.pop(name, None)
         return cls(message["dir"], list(message["argv"]), env,
                    message.get("cwd", ""), float(message.get("timeout", 0)),
-                   int(message.get("log_max_bytes", 0)))
+                   int(message.get("log_max_bytes", 0)), str(message.get("spare", "")))
 
 
 class StartFailed(Exception):
@@ -103,10 +107,14 @@ class Attempt:
         """The `pid` file: what an agent process started after a crash adopts. One write to a
         new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
         path = os.path.join(self.directory, STATE_FILE)
-        if not self._fresh:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        if self._fresh:  # none there, or a spare's, empty
+            flags |= os.O_TRUNC
+        else:  # an attempt directory's name again: a new file, never a rewrite
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)  # an attempt directory's name again: a new file, never a rewrite
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                os.unlink(path)
+            flags |= os.O_EXCL
+        fd = os.open(path, flags, 0o644)
         try:
             os.write(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode())
         finally:
@@ -193,7 +201,7 @@ def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid,
     start time, and whether its directory was made new. Raises StartFailed."""
     try:
-        fresh = _make_dir(request.directory)
+        fresh = _take_spare(request) or _make_dir(request.directory)
     except OSError as exc:
         raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
                            "error": f"cannot make its directory: {exc}"}) from None
@@ -246,6 +254,19 @@ def _spawn_in(request: Request, cgroup: str | None, env: dict[str, str], stdio: 
         if home_dir is not None:
             os.fchdir(home_dir)
             os.close(home_dir)
+
+
+def _take_spare(request: Request) -> bool:
+    """Rename the request's spare directory into place; whether it was (else the directory is
+    made: the spare is gone, or the directory is there already)."""
+    if not request.spare or os.path.dirname(request.spare) != os.path.join(
+            os.path.dirname(request.directory), "spare"):
+        return False
+    try:
+        os.rename(request.spare, request.directory)
+    except OSError:
+        return False
+    return True
 
 
 def _make_dir(path: str) -> bool:

@@ -71,6 +71,7 @@ class Keeper:
         self.ends = False
         # The keeper makes each attempt's directory as it starts it (its welcome says `dirs`).
         self.makes_dirs = False
+        self.takes_spares = False
         self._ends: dict[int, asyncio.Future[dict | None]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -219,6 +220,8 @@ class Keeper:
         self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
         self.ends = bool(welcome.get("ends"))
         self.makes_dirs = bool(welcome.get("dirs"))
+        # It renames a start's `spare` (an emptied attempt directory) into place.
+        self.takes_spares = bool(welcome.get("spares"))
         self._base_told = bool(welcome.get("env"))
         if self.wanted not in ("auto", self.containment):
             await self._disconnect()
