@@ -147,9 +147,9 @@ class Keeper:
     def _env_difference(self, env: Mapping[str, str]) -> dict[str, Any]:
         """How `env` differs from the base environment the keeper holds."""
         base = self.base_env
-        difference: dict[str, Any] = {"env_set": {k: v for k, v in env.items() if base.get(k) != v}}
+        difference: dict[str, Any] = {"env_set": dict(env.items() - base.items())}
         if len(env) - len(difference["env_set"]) != len(base):  # some of the base is not in env
-            difference["env_unset"] = [k for k in base if k not in env]
+            difference["env_unset"] = list(base.keys() - env.keys())
         return difference
 
     def signal(self, pid: int, *, kill: bool) -> None:
