@@ -50,7 +50,7 @@ _DRAIN_SECONDS = 10.0
 class Keeper:
     """The keeper's state and its single-threaded loop."""
 
-    def __init__(self, listener: socket.socket, lock: int, notes: int) -> None:
+    def __init__(self, listener: socket.socket, lock: int) -> None:
         self.listener = listener
         self.lock = lock
         self.selector = selectors.DefaultSelector()
@@ -65,7 +65,6 @@ class Keeper:
         self.serial = 0
         self.guard = os.getppid()
         self.table = procs.Table(self.guard)
-        self.notes = keeper_guard.Notes(notes)
         self.selector.register(listener, selectors.EVENT_READ, self._accept)
 
     def serve(self) -> None:
@@ -74,8 +73,7 @@ class Keeper:
             for key, events in self.selector.select(timeout):
                 key.data(key.fileobj, events)
             self._expire()
-            # What this round said, in one write each: the guard's notes, every holder's replies.
-            self.notes.flush()
+            # What this round said, in one write to each holder.
             for holder in self.holders:
                 holder.flush()
         for found in self.containments.values():
@@ -252,7 +250,6 @@ class Keeper:
         for fd in attempt.pipes:
             self.selector.register(fd, selectors.EVENT_READ,
                                    lambda fd, _: self._on_output(attempt, fd))
-        self.notes.started(attempt.pid, attempt.directory)
         try:
             attempt.note_pid()
         except OSError as exc:
@@ -294,7 +291,6 @@ class Keeper:
             log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
-        self.notes.ended(attempt.pid)
         if attempt.holder is not None:
             attempt.holder.send({"op": "ended", "pid": attempt.pid, **attempt.summary()})
         for holder, request_id in attempt.settles:
@@ -465,20 +461,17 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)  # the caller may connect now; the keeper goes on in the background
     # This process becomes the guard (the subreaper of everything below), its child the keeper.
     procs.become_subreaper()
-    notes_r, notes_w = os.pipe2(os.O_CLOEXEC)
     keeper = os.fork()
     if keeper != 0:
-        os.close(notes_w)
         os.close(lock)  # a new keeper may start as soon as this one is gone
         listener.close()
-        keeper_guard.run(notes_r, keeper)  # never returns
-    os.close(notes_r)
+        keeper_guard.run(state_dir.absolute(), keeper)  # never returns
     _log_as(args.log_format, args.provider)  # with the keeper's own pid now
     procs.set_name("jobplane-keeper")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("keeping %s", state_dir)
     try:
-        Keeper(listener, lock, notes_w).serve()
+        Keeper(listener, lock).serve()
     finally:
         wire.unlisten(state_dir, listener)
     return 0
