@@ -72,8 +72,11 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self._state = StateDir(state_root(config))
+        # The agent's environment as its tasks inherit it, read once (environment.agent_env).
+        self._agent_env = agent_env()
         self._keeper = Keeper(self._state.root, containment=config.containment,
-                              heartbeat=config.heartbeat_interval, log_format=config.log_format, provider=config.name)
+                              heartbeat=config.heartbeat_interval, log_format=config.log_format,
+                              provider=config.name, env=self._agent_env)
         self._outbox = Outbox(on_acked=self._state.discard)
         # Made at the first Python task (_python_pool): an agent that runs none never loads it.
         self._pool: WorkerPool | None = None
@@ -451,11 +454,12 @@ class Agent:
         env = self._env(assignment)
         env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
-                           attempt_dir, self.config.log_max_bytes)
+                           attempt_dir, self.config.log_max_bytes,
+                           self._state.spare() if self._keeper.takes_spares else "")
 
     def _env(self, assignment: provider_pb2.Assignment) -> dict[str, str]:
         """The environment of a task's processes: the agent's, the spec's, the task's own."""
-        return agent_env() | own_env(assignment)
+        return self._agent_env | own_env(assignment)
 
     def _outside_jobs(self) -> OutsideJobs:
         """What runs external and Slurm attempts, made (its modules loaded) at the first one."""

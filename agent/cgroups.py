@@ -89,17 +89,26 @@ def keeper_dir(base: Path, pid: int = 0) -> Path:
     return base / f"keeper-{pid or os.getpid()}"
 
 
-def create(parent: Path, name: str) -> Path:
+def create(parent: Path | str, name: str) -> str:
     """A new cgroup for one attempt under `parent` (created too if need be)."""
-    parent.mkdir(exist_ok=True)
-    path = parent / _UNSAFE.sub("_", name)[:120]
-    path.mkdir()
+    path = os.path.join(parent, _UNSAFE.sub("_", name)[:120])
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:  # the keeper's first attempt (or its cgroup was swept away)
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(path)
     return path
 
 
-def join(cgroup: Path) -> None:
+def join(cgroup: Path | str) -> None:
     """Move the calling process into the cgroup; its children are born there."""
-    (cgroup / "cgroup.procs").write_text("0")
+    _write(os.path.join(cgroup, "cgroup.procs"), b"0")
+
+
+def joiner(cgroup: Path | str) -> int:
+    """A descriptor of the cgroup's cgroup.procs: writing b"0" to it moves the calling process
+    there (what `join` does, without opening the file each time)."""
+    return os.open(os.path.join(cgroup, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
 
 
 def current() -> Path:
@@ -111,43 +120,43 @@ def current() -> Path:
     raise OSError(errno.ENOENT, "this process is in no cgroup v2")
 
 
-def populated(cgroup: Path) -> bool:
+def populated(cgroup: Path | str) -> bool:
     """Whether a process (not a zombie) is in the cgroup or below it."""
     try:
-        return "populated 1" in (cgroup / "cgroup.events").read_text()
+        return b"populated 1" in _read(os.path.join(cgroup, "cgroup.events"))
     except OSError:
         return False
 
 
-def members(cgroup: Path) -> list[int]:
+def members(cgroup: Path | str) -> list[int]:
     """Processes in the cgroup (not zombies); none if it is gone."""
     try:
-        return [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
+        return [int(pid) for pid in _read(os.path.join(cgroup, "cgroup.procs")).split()]
     except OSError:
         return []
 
 
-def kill(cgroup: Path) -> None:
+def kill(cgroup: Path | str) -> None:
     """SIGKILL every process in the cgroup, those it forks meanwhile included."""
     try:
-        (cgroup / "cgroup.kill").write_text("1")
+        _write(os.path.join(cgroup, "cgroup.kill"), b"1")
     except OSError:
         pass  # removed already: nothing is left in it
 
 
-def freeze(cgroup: Path, frozen: bool) -> None:
+def freeze(cgroup: Path | str, frozen: bool) -> None:
     """Freeze (or thaw) every process in the cgroup, those it forks meanwhile included."""
     try:
-        (cgroup / "cgroup.freeze").write_text("1" if frozen else "0")
+        _write(os.path.join(cgroup, "cgroup.freeze"), b"1" if frozen else b"0")
     except OSError:
         pass  # removed already: nothing is left in it
 
 
-def wait_frozen(cgroup: Path, deadline: float) -> bool:
+def wait_frozen(cgroup: Path | str, deadline: float) -> bool:
     """Until every process in the cgroup is frozen (or the deadline, monotonic); whether it is."""
     while True:
         try:
-            if "frozen 1" in (cgroup / "cgroup.events").read_text():
+            if b"frozen 1" in _read(os.path.join(cgroup, "cgroup.events")):
                 return True
         except OSError:
             return True  # removed: nothing is left in it
@@ -156,12 +165,28 @@ def wait_frozen(cgroup: Path, deadline: float) -> bool:
         time.sleep(0.001)
 
 
-def remove(cgroup: Path) -> None:
+def remove(cgroup: Path | str) -> None:
     """Remove an empty cgroup; one still in use (or gone) is left as it is."""
     try:
-        cgroup.rmdir()
+        os.rmdir(cgroup)
     except OSError:
         pass
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def sweep(base: Path) -> None:

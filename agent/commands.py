@@ -51,6 +51,9 @@ class CommandSpec:
     attempt_dir: str = ""
     # Bytes of each output stream kept on disk (logstore.py); 0: the default.
     log_max_bytes: int = 0
+    # An emptied attempt directory (statedir.StateDir.spare) the keeper may rename into place
+    # as attempt_dir, rather than make one; "" for none.
+    spare: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class _Process:
     for, which says how it ended (`summary`); adopted from an earlier one, its command's pidfd,
     and then its files say how it ended."""
 
-    def __init__(self, pid: int, attempt_dir: Path, keeper: Keeper | None,
+    def __init__(self, pid: int, attempt_dir: Path | str, keeper: Keeper | None,
                  start: int | None, ended: asyncio.Future[dict | None] | None = None) -> None:
         self.pid = pid
         self.dir = attempt_dir
@@ -159,7 +162,7 @@ async def run_command(
     the lease was not renewed in time.
     """
     with _attempt_dir(spec.attempt_dir) as directory:
-        async with _holding(keeper, directory.parent, spawn=True) as held:
+        async with _holding(keeper, os.path.dirname(directory), spawn=True) as held:
             try:
                 process = await _spawn(spec, directory, held)
             except (OSError, ValueError, KeeperUnavailable) as exc:
@@ -229,13 +232,14 @@ async def _supervise(
     return _result(returncode, stopped, *_tails(process.dir, process.summary))
 
 
-def _check_lost(directory: Path, summary: dict | None = None) -> None:
+def _check_lost(directory: Path | str, summary: dict | None = None) -> None:
     """Raise AttemptLost if the keeper killed the attempt (its `ended` news says, else its file)."""
     if summary is not None:
         why = summary.get("lost") or ""
     else:
         try:
-            why = (directory / LOST_FILE).read_text().strip()
+            with open(os.path.join(directory, LOST_FILE)) as f:
+                why = f.read().strip()
         except FileNotFoundError:
             return
     if why:
@@ -243,7 +247,7 @@ def _check_lost(directory: Path, summary: dict | None = None) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _holding(keeper: Keeper | None, state_dir: Path, *, spawn: bool
+async def _holding(keeper: Keeper | None, state_dir: Path | str, *, spawn: bool
                    ) -> AsyncIterator[Keeper | None]:
     """The given keeper; else one of `state_dir` held for the block (None if none runs and
     `spawn` is off)."""
@@ -261,11 +265,11 @@ async def _holding(keeper: Keeper | None, state_dir: Path, *, spawn: bool
 
 
 @contextmanager
-def _attempt_dir(given: str) -> Iterator[Path]:
+def _attempt_dir(given: str) -> Iterator[str]:
     """The given directory (made by the keeper as it starts the command, off the agent's event
     loop), or a temporary one removed afterwards, with its output (its parent is the keeper's)."""
     if given:
-        yield Path(given)
+        yield given  # a str: no Path made per attempt
         return
     # Only callers without a state directory (tests) get here: the agent does not load these.
     import shutil
@@ -274,12 +278,12 @@ def _attempt_dir(given: str) -> Iterator[Path]:
     temp = Path(tempfile.mkdtemp(prefix="jobplane-attempt-"))
     try:
         (temp / "attempt").mkdir()
-        yield temp / "attempt"
+        yield str(temp / "attempt")
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _Process:
+async def _spawn(spec: CommandSpec, directory: str, keeper: Keeper | None) -> _Process:
     """Have the keeper start the command."""
     if not spec.argv:
         raise ValueError("the command is empty (spec.command has no argv)")
@@ -288,12 +292,13 @@ async def _spawn(spec: CommandSpec, directory: Path, keeper: Keeper | None) -> _
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
     if not keeper.makes_dirs:  # a keeper of before
-        directory.mkdir(parents=True, exist_ok=True)
-    pid, start = await keeper.start({"dir": os.path.abspath(directory),
-                              "argv": [program, *spec.argv[1:]], "env": dict(spec.env),
-                              "cwd": os.path.abspath(spec.cwd) if spec.cwd else "",
-                              "timeout": spec.timeout, "log_max_bytes": spec.log_max_bytes})
-    return _Process(pid, directory, keeper, start, keeper.ended(pid))
+        os.makedirs(directory, exist_ok=True)
+    pid, start, ended = await keeper.start({
+        "dir": os.path.abspath(directory), "argv": [program, *spec.argv[1:]], "env": spec.env,
+        "cwd": os.path.abspath(spec.cwd) if spec.cwd else "", "timeout": spec.timeout,
+        "log_max_bytes": spec.log_max_bytes,
+        **({"spare": os.path.abspath(spec.spare)} if spec.spare and keeper.takes_spares else {})})
+    return _Process(pid, directory, keeper, start, ended)
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:
@@ -368,19 +373,22 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
         log.warning("cannot signal process group %d with %s", pgid, signum.name)
 
 
-def _tails(directory: Path, summary: dict | None = None) -> tuple[str, str]:
-    logs = logstore.log_dir(directory)
+def _tails(directory: Path | str, summary: dict | None = None) -> tuple[str, str]:
     if summary is not None:  # the keeper said how much each stream wrote: nothing to list
         out, err = (logstore.span_of(summary["output"][s], summary["segment"]) for s in logstore.STREAMS)
+        if not (out.end or err.end):
+            return "", ""
+        logs = logstore.log_dir(directory)
         return (logstore.tail(logs, "out", TAIL_LIMIT, out) if out.end else "",
                 logstore.tail(logs, "err", TAIL_LIMIT, err) if err.end else "")
+    logs = logstore.log_dir(directory)
     out = logstore.span(logs, "out")
     if out is None:  # started by an agent of before the log store
-        return _tail(directory / "out"), _tail(directory / "err")
+        return _tail(os.path.join(directory, "out")), _tail(os.path.join(directory, "err"))
     return logstore.tail(logs, "out", TAIL_LIMIT, out), logstore.tail(logs, "err", TAIL_LIMIT)
 
 
-def _tail(path: Path) -> str:
+def _tail(path: str) -> str:
     """The last TAIL_LIMIT bytes of a file, decoded (a character cut at the front becomes U+FFFD)."""
     try:
         with open(path, "rb") as f:

@@ -11,7 +11,7 @@ from .checkpoint import CHECKPOINT_ENV
 
 
 def agent_env() -> dict[str, str]:
-    """The agent's environment as tasks inherit it."""
+    """The agent's environment as tasks inherit it (the agent reads it once, as it starts)."""
     env = dict(os.environ)
     env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
     return env

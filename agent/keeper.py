@@ -50,7 +50,7 @@ _DRAIN_SECONDS = 10.0
 class Keeper:
     """The keeper's state and its single-threaded loop."""
 
-    def __init__(self, listener: socket.socket, lock: int, notes: int) -> None:
+    def __init__(self, listener: socket.socket, lock: int) -> None:
         self.listener = listener
         self.lock = lock
         self.selector = selectors.DefaultSelector()
@@ -59,12 +59,12 @@ class Keeper:
         self.markers: dict[str, Attempt] = {}
         self.grace = wire.DEFAULT_GRACE
         self.containments: dict[str, cgroups.Containment] = {}
+        self._cgroup_dirs: dict[Path | None, str] = {}
         self.started = time.monotonic()
         self.ever_held = False
         self.serial = 0
         self.guard = os.getppid()
         self.table = procs.Table(self.guard)
-        self.notes = keeper_guard.Notes(notes)
         self.selector.register(listener, selectors.EVENT_READ, self._accept)
 
     def serve(self) -> None:
@@ -73,8 +73,7 @@ class Keeper:
             for key, events in self.selector.select(timeout):
                 key.data(key.fileobj, events)
             self._expire()
-            # What this round said, in one write each: the guard's notes, every holder's replies.
-            self.notes.flush()
+            # What this round said, in one write to each holder.
             for holder in self.holders:
                 holder.flush()
         for found in self.containments.values():
@@ -127,7 +126,8 @@ class Keeper:
         found = self._containment(holder.containment)
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
-                     "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True})
+                     "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True,
+                     "env": True, "spares": True})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 
@@ -221,14 +221,14 @@ class Keeper:
         holder.leaving = True
 
     def _op_start(self, holder: Holder, message: dict) -> None:
-        request = Request.of(message)
+        request = Request.of(message, holder.env)
         found = self._containment(holder.containment)
         self.serial += 1
         cgroup = None
         if found.base is not None:
             try:
-                cgroup = cgroups.create(cgroups.keeper_dir(found.base),
-                                        f"{self.serial}-{Path(request.directory).name}")
+                cgroup = cgroups.create(self._cgroups_of(found),
+                                        f"{self.serial}-{os.path.basename(request.directory)}")
             except OSError as exc:
                 holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,
                              "error": f"cannot create the attempt's cgroup: {exc.strerror}"})
@@ -250,7 +250,6 @@ class Keeper:
         for fd in attempt.pipes:
             self.selector.register(fd, selectors.EVENT_READ,
                                    lambda fd, _: self._on_output(attempt, fd))
-        self.notes.started(attempt.pid, attempt.directory)
         try:
             attempt.note_pid()
         except OSError as exc:
@@ -292,7 +291,6 @@ class Keeper:
             log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
-        self.notes.ended(attempt.pid)
         if attempt.holder is not None:
             attempt.holder.send({"op": "ended", "pid": attempt.pid, **attempt.summary()})
         for holder, request_id in attempt.settles:
@@ -303,9 +301,11 @@ class Keeper:
         def targets() -> list[int]:
             found: list[int] = []
             for attempt in attempts:
-                if attempt.cgroup is not None and cgroups.populated(attempt.cgroup):
+                if attempt.cgroup is None:
+                    found += self._members(attempt)
+                elif cgroups.populated(attempt.cgroup):  # (mostly not: one read, and done)
                     cgroups.kill(attempt.cgroup)
-                found += self._members(attempt)
+                    found += cgroups.members(attempt.cgroup)
             return found
 
         deadline = time.monotonic() + wire.KILL_DEADLINE
@@ -406,11 +406,17 @@ class Keeper:
         for attempt in attempts:
             attempt.killed = why
             try:
-                write_atomic(attempt.directory / wire.LOST_FILE, why + "\n", durable=False)
+                write_atomic(Path(attempt.directory, wire.LOST_FILE), why + "\n", durable=False)
             except OSError as exc:
                 log.error("cannot mark %s as lost: %s", attempt.directory, exc)
         log.warning("killing %d attempts: %s", len(attempts), why)
         self._kill_rest(attempts)
+
+    def _cgroups_of(self, found: cgroups.Containment) -> str:
+        """Where this keeper makes its attempts' cgroups (cgroups.create makes it at the first)."""
+        if found.base not in self._cgroup_dirs:
+            self._cgroup_dirs[found.base] = str(cgroups.keeper_dir(found.base))
+        return self._cgroup_dirs[found.base]
 
     def _containment(self, wanted: str) -> cgroups.Containment:
         if wanted not in self.containments:
@@ -455,20 +461,17 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)  # the caller may connect now; the keeper goes on in the background
     # This process becomes the guard (the subreaper of everything below), its child the keeper.
     procs.become_subreaper()
-    notes_r, notes_w = os.pipe2(os.O_CLOEXEC)
     keeper = os.fork()
     if keeper != 0:
-        os.close(notes_w)
         os.close(lock)  # a new keeper may start as soon as this one is gone
         listener.close()
-        keeper_guard.run(notes_r, keeper)  # never returns
-    os.close(notes_r)
+        keeper_guard.run(state_dir.absolute(), keeper)  # never returns
     _log_as(args.log_format, args.provider)  # with the keeper's own pid now
     procs.set_name("jobplane-keeper")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("keeping %s", state_dir)
     try:
-        Keeper(listener, lock, notes_w).serve()
+        Keeper(listener, lock).serve()
     finally:
         wire.unlisten(state_dir, listener)
     return 0

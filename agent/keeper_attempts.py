@@ -6,8 +6,9 @@ loop pumps into the attempt's log store (logstore.py). Where the machine allows,
 born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
 command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
 
-The command is the attempt's leader: its pid names the attempt, on the wire and in the
-attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
+The attempt's directory is made, or renamed into place from an emptied one the agent keeps
+(statedir.py: making a directory and a file is what costs most here). The command is the
+attempt's leader: its pid names the attempt, on the wire and in the attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
 ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
 learns of the command's exit through a pidfd and leaves it a zombie until the attempt has ended
 (what it left killed, its output drained, its exit status written), so that its pid, and the
@@ -48,12 +49,23 @@ class Request:
     timeout: float = 0.0
     # Bytes of each output stream kept (logstore.py); 0: the default.
     log_max_bytes: int = 0
+    # An emptied attempt directory beside it, under spare/ (statedir.py), to rename into place
+    # instead of making the directory; "" for none.
+    spare: str = ""
 
     @classmethod
-    def of(cls, message: dict) -> Request:
-        return cls(message["dir"], list(message["argv"]), dict(message["env"]),
+    def of(cls, message: dict, base_env: dict[str, str] | None = None) -> Request:
+        """The request in a `start` message: its environment whole (`env`), or how it differs
+        from `base_env`, the agent's own (`env_set`, `env_unset`)."""
+        if "env" in message:
+            env = dict(message["env"])
+        else:
+            env = {**(base_env or {}), **message.get("env_set", {})}
+            for name in message.get("env_unset", ()):
+                env.pop(name, None)
+        return cls(message["dir"], list(message["argv"]), env,
                    message.get("cwd", ""), float(message.get("timeout", 0)),
-                   int(message.get("log_max_bytes", 0)))
+                   int(message.get("log_max_bytes", 0)), str(message.get("spare", "")))
 
 
 class StartFailed(Exception):
@@ -63,14 +75,14 @@ class StartFailed(Exception):
 class Attempt:
     """A command the keeper started: its pid, directory, cgroup, output and what waits on it."""
 
-    def __init__(self, request: Request, cgroup: Path | None, marker: str | None) -> None:
-        self.directory = Path(request.directory)
+    def __init__(self, request: Request, cgroup: str | None, marker: str | None) -> None:
+        self.directory = request.directory  # a str: the keeper's hot path makes no Path
         self.timeout = request.timeout
         self.cgroup = cgroup
         self.marker = marker
-        self.logs = logstore.log_dir(request.directory)
+        self.logs = logstore.log_dir_of(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
-        self.pid, self.start = _spawn(request, cgroup, marker, self.logs, self.pipes)
+        self.pid, self.start, self._fresh = _spawn(request, cgroup, marker, self.logs, self.pipes)
         self.written = list(self.pipes.values())  # both streams, after their pipes are closed
         try:
             self.pidfd = os.pidfd_open(self.pid)
@@ -94,10 +106,15 @@ class Attempt:
     def note_pid(self) -> None:
         """The `pid` file: what an agent process started after a crash adopts. One write to a
         new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
-        path = self.directory / STATE_FILE
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # an attempt directory's name again: a new file, never a rewrite
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        path = os.path.join(self.directory, STATE_FILE)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        if self._fresh:  # none there, or a spare's, empty
+            flags |= os.O_TRUNC
+        else:  # an attempt directory's name again: a new file, never a rewrite
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            flags |= os.O_EXCL
+        fd = os.open(path, flags, 0o644)
         try:
             os.write(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode())
         finally:
@@ -131,7 +148,8 @@ class Attempt:
         """The attempt has ended: its output complete, its exit status written, the command reaped."""
         _close(self.pipes)
         try:
-            logstore.finish(self.logs)
+            # The exit status is also what says the output is complete (logstore.is_done): no
+            # `done` file for a command attempt.
             note_exit(self.directory, self.status)
         finally:
             if self.cgroup is not None:
@@ -140,21 +158,22 @@ class Attempt:
             os.close(self.pidfd)
 
 
-def note_exit(directory: Path, status: int | None) -> None:
+def note_exit(directory: Path | str, status: int | None) -> None:
     """Append the exit status to the attempt's state file (one write: a reader sees the whole
     line or none of it)."""
-    fd = os.open(directory / STATE_FILE, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    fd = os.open(os.path.join(directory, STATE_FILE), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     try:
         os.write(fd, f"exit {status}\n".encode())
     finally:
         os.close(fd)
 
 
-def read_state(directory: Path) -> tuple[list[str], int | None]:
+def read_state(directory: Path | str) -> tuple[list[str], int | None]:
     """The fields of an attempt's pid line (none if it has no complete one) and its exit
     status (None while it runs)."""
     try:
-        lines = (directory / STATE_FILE).read_text().split("\n")
+        with open(os.path.join(directory, STATE_FILE)) as f:
+            lines = f.read().split("\n")
     except OSError:
         lines = [""]
     status = None
@@ -163,7 +182,8 @@ def read_state(directory: Path) -> tuple[list[str], int | None]:
             status = _int(line[5:])
     if status is None:  # as a keeper of before the state file wrote it
         try:
-            status = _int((directory / "exit").read_text())
+            with open(os.path.join(directory, "exit")) as f:
+                status = _int(f.read())
         except OSError:
             pass
     return (lines[0].split() if len(lines) > 1 else []), status
@@ -176,12 +196,12 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path,
-           pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int]:
-    """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid and
-    start time. Raises StartFailed."""
+def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
+           pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int, bool]:
+    """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid,
+    start time, and whether its directory was made new. Raises StartFailed."""
     try:
-        _make_dir(request.directory)
+        fresh = _take_spare(request) or _make_dir(request.directory)
     except OSError as exc:
         raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
                            "error": f"cannot make its directory: {exc}"}) from None
@@ -207,10 +227,10 @@ def _spawn(request: Request, cgroup: Path | None, marker: str | None, logs: Path
     finally:
         for fd in ends:
             os.close(fd)
-    return pid, procs.start_time(pid) or 0
+    return pid, procs.start_time(pid) or 0, fresh
 
 
-def _spawn_in(request: Request, cgroup: Path | None, env: dict[str, str], stdio: list) -> int:
+def _spawn_in(request: Request, cgroup: str | None, env: dict[str, str], stdio: list) -> int:
     """posix_spawn in the request's cwd and the cgroup: the keeper (single-threaded) steps into
     both for the spawn and back out at once."""
     stage, home_dir, home_cgroup = "cwd", None, None
@@ -230,19 +250,34 @@ def _spawn_in(request: Request, cgroup: Path | None, env: dict[str, str], stdio:
                            "stage": stage}) from None
     finally:
         if home_cgroup is not None:
-            cgroups.join(home_cgroup)
+            os.write(home_cgroup, b"0")
         if home_dir is not None:
             os.fchdir(home_dir)
             os.close(home_dir)
 
 
-def _make_dir(path: str) -> None:
+def _take_spare(request: Request) -> bool:
+    """Rename the request's spare directory into place; whether it was (else the directory is
+    made: the spare is gone, or the directory is there already)."""
+    if not request.spare or os.path.dirname(request.spare) != os.path.join(
+            os.path.dirname(request.directory), "spare"):
+        return False
+    try:
+        os.rename(request.spare, request.directory)
+    except OSError:
+        return False
+    return True
+
+
+def _make_dir(path: str) -> bool:
+    """Make the attempt's directory; whether it is new (not there already)."""
     try:
         os.mkdir(path)
     except FileExistsError:
-        pass
+        return False
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
+    return True
 
 
 @functools.cache
@@ -252,9 +287,10 @@ def _null() -> int:
 
 
 @functools.cache
-def _home() -> Path:
-    """The keeper's own cgroup (it never moves but for a spawn)."""
-    return cgroups.current()
+def _home() -> int:
+    """The keeper's own cgroup (it never moves but for a spawn), as the descriptor that moves
+    it back there (cgroups.joiner), opened once."""
+    return cgroups.joiner(cgroups.current())
 
 
 def _close(pipes: dict[int, logstore.SegmentWriter]) -> None:

@@ -7,8 +7,12 @@ If the keeper goes away, the next start opens a new one.
 
 The keeper tells the agent when each attempt it started has ended (`ended`: its exit status,
 whether it was killed as lost, its output's size), so no request and no file read is needed
-per attempt; `ended(pid)` is that news. A keeper of before (its welcome does not say `ends`)
-is asked instead (`settle`), and the attempt's files say the rest.
+per attempt; `start` returns a future of that news. A keeper of before (its welcome does not
+say `ends`) is asked instead (`settle`), and the attempt's files say the rest.
+
+The agent's own environment goes to the keeper once, in its hello (`env`); each start then
+carries only how the command's environment differs from it (`env_set`, `env_unset`), unless
+the keeper's welcome does not say `env` (a keeper of before: the whole environment each time).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +37,24 @@ log = logging.getLogger(__name__)
 _OPEN_SECONDS = 20.0
 _RETRY_PAUSE = 0.05
 _LINE_LIMIT = 1 << 20
+# In a `started` reply as `start` gets it: the future of the attempt's `ended` news.
+_ENDED = "_ended"
 
 
 class Keeper:
     """A connection to the keeper of one state directory, holding the agent's lease."""
 
     def __init__(self, state_dir: str | Path, *, containment: str = "auto",
-                 heartbeat: float = 1.0, log_format: str = "text", provider: str = "") -> None:
+                 heartbeat: float = 1.0, log_format: str = "text", provider: str = "",
+                 env: Mapping[str, str] | None = None) -> None:
         self.state_dir = Path(state_dir)
         # How a keeper this agent starts logs (the agent's --log-format, and its name as a field).
         self.log_options = ["--log-format", log_format, *(["--provider", provider] if provider else [])]
         self.wanted = containment
         self.heartbeat = heartbeat
+        # The environment commands' environments are sent as differences from (its hello's).
+        self.base_env = dict(os.environ if env is None else env)
+        self._base_told = False  # the keeper took it (its welcome says `env`)
         # What the keeper said: its pid, the containment in force and why, its kill deadline.
         self.pid = 0
         self.guard = 0  # the keeper's parent: it ends the attempts if the keeper dies
@@ -61,6 +71,7 @@ class Keeper:
         self.ends = False
         # The keeper makes each attempt's directory as it starts it (its welcome says `dirs`).
         self.makes_dirs = False
+        self.takes_spares = False
         self._ends: dict[int, asyncio.Future[dict | None]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,25 +123,34 @@ class Keeper:
         reply = await self._request({"op": "adopt", "dirs": [str(d) for d in dirs], "only": only})
         return set(reply.get("dirs", ()))
 
-    async def start(self, request: dict[str, Any]) -> tuple[int, int | None]:
-        """Start a command attempt (the keeper spawns it); the command's pid, which names the
-        attempt from then on, and its start time (procs.start_time). Raises OSError if the
-        command cannot start, KeeperUnavailable if the keeper cannot be reached."""
+    async def start(self, request: dict[str, Any]
+                    ) -> tuple[int, int | None, asyncio.Future[dict | None] | None]:
+        """Start a command attempt (the keeper spawns it; `env` is the command's whole
+        environment). The command's pid, which names the attempt from then on, its start time
+        (procs.start_time), and a future of its end: the keeper's `ended` message (`status`,
+        `lost`, `output`, `segment`), or None if the keeper went away first; no future if this
+        keeper does not say (ask `settle`, read the files). Raises OSError if the command cannot
+        start, KeeperUnavailable if the keeper cannot be reached."""
         if not self.connected:
             await self.open()
+        if "env" in request:
+            env = request.pop("env")
+            request.update(self._env_difference(env) if self._base_told else {"env": dict(env)})
         reply = await self._request({"op": "start", **request})
         if reply["op"] == "refused":
             error = OSError(reply.get("errno") or 0, reply.get("error", "refused"))
             if reply.get("stage") == "cwd":
                 error.filename = request.get("cwd")
             raise error
-        return int(reply["pid"]), reply.get("start")
+        return int(reply["pid"]), reply.get("start"), reply.get(_ENDED)
 
-    def ended(self, pid: int) -> asyncio.Future[dict | None] | None:
-        """For an attempt `start` just started: resolves when it has ended, to the keeper's
-        `ended` message (`status`, `lost`, `output`, `segment`), or to None if the keeper went
-        away first. None if this keeper does not say (ask `settle`, read the files)."""
-        return self._ends.get(pid)
+    def _env_difference(self, env: Mapping[str, str]) -> dict[str, Any]:
+        """How `env` differs from the base environment the keeper holds."""
+        base = self.base_env
+        difference: dict[str, Any] = {"env_set": dict(env.items() - base.items())}
+        if len(env) - len(difference["env_set"]) != len(base):  # some of the base is not in env
+            difference["env_unset"] = list(base.keys() - env.keys())
+        return difference
 
     def signal(self, pid: int, *, kill: bool) -> None:
         """SIGTERM every process of attempt `pid` (with `kill`, SIGKILL them all)."""
@@ -186,7 +206,7 @@ class Keeper:
             reader, writer = await asyncio.open_unix_connection(path, limit=_LINE_LIMIT)
         self._writer = writer
         hello = {"op": "hello", "heartbeat": self.heartbeat, "containment": self.wanted,
-                 "pid": os.getpid()}
+                 "pid": os.getpid(), "env": self.base_env}
         writer.write(wire.encode(hello))
         line = await reader.readline()
         if not line:
@@ -200,6 +220,9 @@ class Keeper:
         self.grace = float(welcome.get("grace", wire.DEFAULT_GRACE))
         self.ends = bool(welcome.get("ends"))
         self.makes_dirs = bool(welcome.get("dirs"))
+        # It renames a start's `spare` (an emptied attempt directory) into place.
+        self.takes_spares = bool(welcome.get("spares"))
+        self._base_told = bool(welcome.get("env"))
         if self.wanted not in ("auto", self.containment):
             await self._disconnect()
             raise KeeperUnavailable(f"containment {self.wanted} is not available here: "
@@ -230,7 +253,8 @@ class Keeper:
                         end.set_result(message)
                     continue
                 if op == "started" and self.ends:  # before anything can say it ended
-                    self._ends[int(message["pid"])] = asyncio.get_running_loop().create_future()
+                    end = self._ends[int(message["pid"])] = asyncio.get_running_loop().create_future()
+                    message[_ENDED] = end  # for `start` to return, however soon it ends
                 if (future := self._pending.pop(message.get("id", 0), None)) and not future.done():
                     future.set_result(message)
         except (OSError, ValueError) as exc:

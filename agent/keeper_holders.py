@@ -36,6 +36,8 @@ class Holder:
         self.greeted = False
         self.heartbeat = 1.0
         self.containment = "auto"
+        # The agent's environment, which its start requests' environments are relative to.
+        self.env: dict[str, str] = {}
         self.renewed = time.monotonic()
         self.leaving = False
         # Python workers: start time by pid (a pid reused since is not ours to kill).
@@ -49,6 +51,7 @@ class Holder:
         self.greeted = True
         self.heartbeat = max(0.01, float(hello.get("heartbeat", self.heartbeat)))
         self.containment = str(hello.get("containment", self.containment))
+        self.env = {str(k): str(v) for k, v in dict(hello.get("env", {})).items()}
 
     def expires(self, grace: float) -> float:
         """When this holder counts as frozen if it does not renew again."""

@@ -4,7 +4,9 @@ The keeper listens on a unix socket in the state directory; each message is one 
 on one line. The agent says hello, renews, sets the grace, registers its Python workers,
 adopts, starts, suspends and settles attempts, and says bye; the keeper answers requests by their id,
 and tells an attempt's holder when it has ended (`ended`). Its welcome says what it does that a
-keeper of before did not (`ends`: it pushes `ended`; `dirs`: it makes each attempt's directory),
+keeper of before did not (`ends`: it pushes `ended`; `dirs`: it makes each attempt's directory;
+`env`: it takes the agent's environment in the hello, and each start's as a difference from it;
+`spares`: it renames a start's `spare` directory into place rather than make one),
 as a keeper outlives the agent that started it, and may meet a newer one.
 """
 

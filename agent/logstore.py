@@ -3,8 +3,10 @@
 The keeper (keeper_attempts.py) pumps the command's output from a pipe into segments of one size,
 `out.0`, `out.1`, … (and `err.N`): byte `b` of the stream is in segment `b // size`. When a new
 segment begins, the one `SEGMENTS` back is removed, so a stream keeps at most its cap on disk
-(the newest bytes; what went before is "rotated away"). The segment size is in `segment`;
-`done` is written once the output is complete (the command and everything it started are gone).
+(the newest bytes; what went before is "rotated away"). The segment size is in `segment`
+(none for the default size); a Python task's output is marked complete by `done`, a command's by
+the exit status in its attempt's state file (keeper_attempts.py), which the keeper writes once
+the command and everything it started are gone.
 
 An attempt's output lives in `<state dir>/logs/<attempt dir's name>/`, beside its attempt
 directory, so that it outlives the attempt's report (the attempt directory is removed once the
@@ -39,8 +41,13 @@ class Rotated(Exception):
 
 def log_dir(attempt_dir: str | Path) -> Path:
     """Where an attempt directory's output is kept: beside it, under `logs/`."""
-    attempt_dir = Path(attempt_dir)
-    return attempt_dir.parent / LOGS / attempt_dir.name
+    return Path(log_dir_of(str(attempt_dir)))
+
+
+def log_dir_of(attempt_dir: str) -> str:
+    """log_dir as a str (for the keeper's hot path)."""
+    parent, name = os.path.split(attempt_dir)
+    return os.path.join(parent, LOGS, name)
 
 
 class SegmentWriter:
@@ -96,7 +103,8 @@ def segment_size(max_bytes: int) -> int:
 
 
 def begin(directory: str | Path, max_bytes: int) -> None:
-    """Make an attempt's (empty) log directory and record its segment size."""
+    """Make an attempt's (empty) log directory and record its segment size, unless it is the
+    default one (a log directory without `segment` has segments of the default size)."""
     try:
         os.mkdir(directory)
     except FileExistsError:  # an attempt directory's name again: its old output goes
@@ -104,11 +112,14 @@ def begin(directory: str | Path, max_bytes: int) -> None:
         os.makedirs(directory, exist_ok=True)
     except FileNotFoundError:  # the first attempt: logs/ is made
         os.makedirs(directory, exist_ok=True)
-    _write(os.path.join(directory, SEGMENT_FILE), f"{segment_size(max_bytes)}\n".encode())
+    size = segment_size(max_bytes)
+    if size != segment_size(0):
+        _write(os.path.join(directory, SEGMENT_FILE), f"{size}\n".encode())
 
 
 def finish(directory: str | Path) -> None:
-    """Mark the output complete."""
+    """Mark the output complete (a Python task's; a command's is complete once its exit status
+    is in its attempt's state file, which the keeper writes last)."""
     _write(os.path.join(directory, DONE_FILE), b"")
 
 
@@ -121,7 +132,14 @@ def _write(path: str, data: bytes) -> None:
 
 
 def is_done(directory: str | Path) -> bool:
-    return Path(directory, DONE_FILE).exists()
+    """Whether the output is complete: marked `done` (finish), or the command of the attempt
+    directory it belongs to (log_dir) has its exit status written."""
+    if os.path.exists(os.path.join(directory, DONE_FILE)):
+        return True
+    from .keeper_attempts import read_state  # (it imports this module)
+
+    parent, name = os.path.split(os.path.normpath(directory))
+    return read_state(os.path.join(os.path.dirname(parent), name))[1] is not None
 
 
 @dataclass(frozen=True)
@@ -137,6 +155,10 @@ def span(directory: str | Path, stream: str) -> Span | None:
     """The bytes a stream keeps now; None if the attempt has no output kept here."""
     try:
         size = int(Path(directory, SEGMENT_FILE).read_text())
+    except FileNotFoundError:
+        if not os.path.isdir(directory):
+            return None
+        size = segment_size(0)  # begin writes only a size other than the default
     except (OSError, ValueError):
         return None
     indexes = _indexes(directory, stream)

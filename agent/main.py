@@ -44,11 +44,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, told the terminal's width: left to find it, it imports shutil, which loads
+    bz2 and lzma into the agent for good (argparse makes a formatter for every flag added)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(sys.stdout.fileno()).columns
+        except (ValueError, OSError):
+            columns = 80
+        super().__init__(prog, width=columns - 2)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, validated; argparse exits with a message naming a bad flag."""
     parser = argparse.ArgumentParser(
         prog="jobplane-agent",
         description="Connect to a jobplane server and run the tasks it assigns.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--server", default=resolve_target(None), type=_addresses,
                         help="HOST:PORT of the server, or of each of its replicas comma-separated "

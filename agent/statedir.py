@@ -6,12 +6,19 @@ what polling it takes (see external_record.py). It is removed once the server ha
 the attempt's result, so what a new agent process finds there after a crash is exactly the
 work the old one had not finished reporting. Attempts' output is kept apart, under `logs/`
 (logstore.py), until --log-retention.
+
+Making a directory and a file costs more than anything else the keeper does for an attempt on
+most file systems, so a reported command attempt's directory is not removed but emptied (its
+state file truncated, the rest unlinked) and moved to `spare/`, off the event loop; a new
+attempt's start names one (`spare`) for the keeper to rename into place instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import re
@@ -21,6 +28,7 @@ from pathlib import Path
 
 from . import logstore
 from .commands import Leftover, read_leftover
+from .keeper_attempts import STATE_FILE
 from .config import AgentConfig
 from .errors import AgentError
 
@@ -31,6 +39,9 @@ log = logging.getLogger(__name__)
 
 AttemptKey = tuple[str, int]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+SPARE = "spare"
+# Emptied attempt directories kept for reuse, at most.
+_SPARES_KEPT = 64
 _ENTRY = re.compile(r"^(?P<task>.+)\.(?P<attempt>\d+)$")
 
 
@@ -57,6 +68,8 @@ class StateDir:
         self._doomed: set[Path] = set()
         self._made: set[AttemptKey] = set()  # attempts given a directory, not yet discarded
         self._sweeping = False
+        self._spares: list[str] = []  # emptied attempt directories under spare/, to reuse
+        self._spare_names = itertools.count()
 
     def lock(self) -> None:
         """Take the directory for this process; raises StateLocked if another agent has it."""
@@ -69,6 +82,14 @@ class StateDir:
             raise StateLocked(f"another agent is running with state directory {self.root}; "
                               "give this one another --name or --state-dir") from None
         self._lock_fd = fd
+        # Spares an earlier process left (the keeper may have taken one meanwhile: it then
+        # makes the directory instead).
+        with contextlib.suppress(FileNotFoundError):
+            self._spares = [str(self.root / SPARE / name) for name in os.listdir(self.root / SPARE)]
+
+    def spare(self) -> str:
+        """An emptied attempt directory for the keeper to rename into place, or "" if none."""
+        return self._spares.pop() if self._spares else ""
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -82,7 +103,7 @@ class StateDir:
 
     def _path(self, key: AttemptKey) -> str:
         task_id, attempt = key
-        return str(self.root / f"{_UNSAFE.sub('_', task_id)}.{attempt}")
+        return f"{self.root}{os.sep}{_UNSAFE.sub('_', task_id)}.{attempt}"
 
     def log_dir(self, key: AttemptKey) -> Path:
         """Where an attempt's output is kept (logstore.py); it outlives the attempt directory."""
@@ -128,11 +149,12 @@ class StateDir:
         _remove_all(Path(self._path(key)) for key in keys)
 
     def discard(self, keys: Iterable[AttemptKey]) -> None:
-        """Remove these attempts' directories soon, off the event loop, in batches."""
+        """Remove these attempts' directories soon, off the event loop, in batches: emptied and
+        kept as spares, up to a number, the rest removed."""
         for key in keys:
             if key in self._made:
                 self._made.discard(key)
-                self._doomed.add(Path(self._path(key)))
+                self._doomed.add(self._path(key))
         if self._doomed and not self._sweeping:
             self._sweeping = True
             asyncio.get_running_loop().create_task(self._sweep())
@@ -141,7 +163,10 @@ class StateDir:
         try:
             while self._doomed:
                 batch, self._doomed = self._doomed, set()
-                await asyncio.to_thread(_remove_all, batch)
+                room = max(0, _SPARES_KEPT - len(self._spares))
+                names = [f"{self.root}{os.sep}{SPARE}{os.sep}{os.getpid()}-{next(self._spare_names)}"
+                         for _ in range(min(room, len(batch)))]
+                self._spares += await asyncio.to_thread(_empty_or_remove, batch, names)
         finally:
             self._sweeping = False
 
@@ -164,7 +189,41 @@ def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
     return None
 
 
-def _remove_all(paths: Iterable[Path]) -> None:
+def _empty_or_remove(paths: Iterable[str], spares: list[str]) -> list[str]:
+    """Empty attempt directories and move them to the `spares` names (as many as there are
+    names); remove the rest. The spares made."""
+    made: list[str] = []
+    for path in paths:
+        if len(made) < len(spares) and _empty(path, spares[len(made)]):
+            made.append(spares[len(made)])
+        else:
+            _remove_all([path])
+    return made
+
+
+def _empty(path: str, spare: str) -> bool:
+    """Truncate the state file, unlink the rest, move the directory to `spare`; False (and
+    nothing moved) if it holds a directory, or cannot be emptied."""
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name == STATE_FILE and entry.is_file(follow_symlinks=False):
+                    os.truncate(entry.path, 0)
+                elif entry.is_dir(follow_symlinks=False):
+                    return False
+                else:
+                    os.unlink(entry.path)
+        try:
+            os.rename(path, spare)
+        except FileNotFoundError:  # the first spare: spare/ is made
+            os.makedirs(os.path.dirname(spare), exist_ok=True)
+            os.rename(path, spare)
+        return True
+    except OSError:
+        return False
+
+
+def _remove_all(paths: Iterable[Path | str]) -> None:
     """Remove attempt directories: a few files each (its state file, a checkpoint), unlinked
     directly; one that holds more (a directory a task made there) goes through shutil."""
     for path in paths:

@@ -1,8 +1,8 @@
 """An idle agent loads only what it uses (issue 17: its resident memory): starting up, plaintext or
 with its stored certificate, it imports neither the client SDK nor cryptography, the Python
 worker pool, the prerequisite scanner, the metrics HTTP server, the external and Slurm adapters
-nor the enrollment stubs; those load at first use. (argparse still loads shutil, with bz2 and
-lzma, to parse the flags.)
+nor the enrollment stubs; those load at first use; nor shutil (with bz2 and lzma), which
+argparse would load to find the terminal's width.
 
 Each case runs in a fresh interpreter (`python -c`), as `jobplane-agent` starts."""
 
@@ -47,7 +47,9 @@ HEAVY = ("cryptography", "jobplane.client", "multiprocessing", "jobplane.agent.p
          # The standard library's heavier corners, used only on rare paths or not at all:
          # ctypes (prctl, by the keeper and workers), tempfile (attempts without a state
          # directory), platform (os.uname says the same).
-         "ctypes", "tempfile", "platform")
+         "ctypes", "tempfile", "platform",
+         # shutil loads bz2 and lzma: argparse's help formatter is told the width (main.py).
+         "shutil", "bz2", "lzma")
 
 
 def started_modules(tmp_path: Path, *flags: str) -> set[str]:

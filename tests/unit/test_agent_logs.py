@@ -92,3 +92,34 @@ def test_a_python_task_keeps_its_whole_output_too(tmp_path):
     assert whole(logs, "err") == b"oops\n"
     assert logstore.is_done(logs)
     assert result.stdout_tail == expected[-4096:].decode()
+
+
+def test_a_commands_output_is_complete_once_its_exit_status_is_written(tmp_path):
+    """The keeper marks a command's output complete by the exit status it writes last (no
+    `done` file): is_done says no while the command runs, yes once it has ended."""
+    go = tmp_path / "go"
+    script = f"echo hi; while [ ! -e {go} ]; do sleep 0.01; done; echo bye"
+    spec = CommandSpec(["/bin/sh", "-c", script], attempt_dir=str(tmp_path / "state" / "t.1"))
+    logs = logstore.log_dir(tmp_path / "state" / "t.1")
+
+    async def run():
+        running = asyncio.ensure_future(run_command(spec))
+        while not (logstore.span(logs, "out") or logstore.Span(0, 0, 0)).end:
+            await asyncio.sleep(0.01)
+        assert not logstore.is_done(logs)
+        go.touch()
+        return await running
+
+    result = asyncio.run(run())
+    assert result.stdout_tail == "hi\nbye\n"
+    assert logstore.is_done(logs)
+    assert whole(logs, "out") == b"hi\nbye\n"
+
+
+def test_the_segment_size_is_written_only_when_it_is_not_the_default(tmp_path):
+    logstore.begin(tmp_path / "default", 0)
+    logstore.begin(tmp_path / "small", logstore.MIN_MAX_BYTES)
+    assert not (tmp_path / "default" / logstore.SEGMENT_FILE).exists()
+    assert logstore.span(tmp_path / "default", "out") == logstore.Span(0, 0, logstore.segment_size(0))
+    assert logstore.span(tmp_path / "small", "out") == logstore.Span(0, 0, logstore.MIN_MAX_BYTES // logstore.SEGMENTS)
+    assert logstore.span(tmp_path / "never-kept", "out") is None

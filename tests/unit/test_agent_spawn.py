@@ -160,3 +160,44 @@ def test_the_keepers_table_sees_a_process_reparented_since_its_last_read():
     found = subprocess.run([sys.executable, "-c", REPARENTED], capture_output=True, text=True,
                            timeout=60, check=True)
     assert found.stdout.strip() == "True", found.stderr
+
+
+def test_a_command_gets_its_whole_environment_though_only_its_difference_is_sent(tmp_path):
+    # The keeper holds the agent's environment (from the hello); a start sends what differs:
+    # a variable changed, one added, one of the agent's left out, and one set to "".
+    base = {"PATH": os.defpath, "KEPT": "k", "CHANGED": "old", "DROPPED": "d", "EMPTIED": "e"}
+    env = {"PATH": os.defpath, "KEPT": "k", "CHANGED": "new", "ADDED": "a", "EMPTIED": ""}
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", env=base)
+        await keeper.open()
+        try:
+            spec = CommandSpec(["/usr/bin/env", "-0"], env=env, attempt_dir=str(tmp_path / "state" / "t.1"))
+            return await run_command(spec, keeper=keeper)
+        finally:
+            await keeper.close()
+
+    result = asyncio.run(main())
+    seen = dict(item.split("=", 1) for item in result.stdout_tail.split("\0") if item)
+    assert seen == env
+
+
+def test_the_end_of_an_attempt_is_told_however_soon_it_ends(tmp_path):
+    # An attempt may end before its starter looks (its `ended` came in the same read as its
+    # `started`): the news of its end is still there to await, so no file need be read.
+    async def main():
+        keeper = Keeper(tmp_path / "state")
+        await keeper.open()
+        try:
+            directory = tmp_path / "state" / "t.1"
+            pid, _, ended = await keeper.start({"dir": str(directory), "argv": ["/bin/sh", "-c", "exit 3"],
+                                                "env": {"PATH": os.defpath}})
+            while not (directory / "pid").exists() or "exit" not in (directory / "pid").read_text():
+                await asyncio.sleep(0.01)
+            assert not await keeper.suspend(pid)  # a round trip after the keeper's `ended`
+            return await ended
+        finally:
+            await keeper.close()
+
+    news = asyncio.run(main())
+    assert news["status"] == 3 and not news["lost"]

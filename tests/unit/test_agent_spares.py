@@ -1,0 +1,80 @@
+"""A reported command attempt's directory is emptied and kept as a spare, which the keeper
+renames into place for a later attempt instead of making a directory and a state file; what
+the earlier attempt left there (its checkpoint, its exit status) is gone by then."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from jobplane.agent.commands import CommandSpec, read_leftover, run_command
+from jobplane.agent.keeper_client import Keeper
+from jobplane.agent.statedir import SPARE, StateDir
+
+
+async def _until(check) -> None:
+    while not check():
+        await asyncio.sleep(0.01)
+
+
+def test_a_reported_attempts_directory_is_reused_empty_by_the_next(tmp_path):
+    root = tmp_path / "state"
+    state = StateDir(str(root))
+    state.lock()
+
+    async def main():
+        keeper = Keeper(root)
+        await keeper.open()
+        try:
+            first = state.attempt_dir(("a", 1))
+            leaves = f"echo '{{\"step\": 1}}' > {first}/checkpoint; echo junk > {first}/junk; exit 7"
+            result = await run_command(CommandSpec(["/bin/sh", "-c", leaves], attempt_dir=first), keeper=keeper)
+            assert result.exit_code == 7
+            inode = os.stat(first).st_ino
+            state.discard([("a", 1)])  # reported: off the event loop, it becomes a spare
+            await _until(lambda: os.path.isdir(root / SPARE) and os.listdir(root / SPARE))
+            second = state.attempt_dir(("b", 1))
+            spec = CommandSpec(["/bin/true"], attempt_dir=second, spare=state.spare())
+            result = await run_command(spec, keeper=keeper)
+            return first, second, inode, result
+        finally:
+            await keeper.close()
+
+    first, second, inode, result = asyncio.run(main())
+    assert result.exit_code == 0
+    assert not os.path.exists(first) and os.listdir(root / SPARE) == []
+    assert os.stat(second).st_ino == inode  # the same directory, renamed into place
+    assert os.listdir(second) == ["pid"]  # nothing of the first attempt's
+    leftover = read_leftover(Path(second))
+    assert leftover.exit_status == 0 and leftover.pid is not None and not leftover.lost
+    state.unlock()
+
+
+def test_a_spare_that_is_gone_leaves_the_keeper_to_make_the_directory(tmp_path):
+    root = tmp_path / "state"
+
+    async def main():
+        keeper = Keeper(root)
+        await keeper.open()
+        try:
+            spec = CommandSpec(["/bin/true"], attempt_dir=str(root / "t.1"), spare=str(root / SPARE / "gone"))
+            return await run_command(spec, keeper=keeper)
+        finally:
+            await keeper.close()
+
+    assert asyncio.run(main()).exit_code == 0
+    assert os.listdir(root / "t.1") == ["pid"]
+
+
+def test_spares_left_by_an_earlier_agent_process_are_used(tmp_path):
+    root = tmp_path / "state"
+    (root / SPARE / "old-1").mkdir(parents=True)
+    state = StateDir(str(root))
+    state.lock()
+    try:
+        assert state.spare() == str(root / SPARE / "old-1")
+        assert state.spare() == ""
+        assert state.leftovers() == {}  # a spare is no attempt
+    finally:
+        state.unlock()
