@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -132,7 +133,7 @@ class Stager:
             names = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
             sql = f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
             sql = self._sql[(model, columns)] = sql.replace("?", self.param)
-        out.steps.append((sql, [tuple(row[c] for c in columns) for row in rows]))
+        out.steps.append((sql, _values(columns, rows)))
 
     def _upsert(self, out: Staged, model, keys: tuple[str, ...], rows: list[dict]) -> None:
         """Insert or update many rows with one prepared statement (10,000 agents connecting
@@ -145,7 +146,7 @@ class Stager:
                f'VALUES ({", ".join("?" * len(columns))}) '
                f'ON CONFLICT ({", ".join(column[k] for k in keys)}) DO UPDATE SET '
                + ", ".join(f"{column[c]} = excluded.{column[c]}" for c in columns if c not in keys))
-        self._sql_step(out, sql, [tuple(row[c] for c in columns) for row in rows])
+        self._sql_step(out, sql, _values(columns, rows))
 
     @staticmethod
     def _continuations(out: Staged, recs: list[ContinuationRec]) -> None:
@@ -164,10 +165,33 @@ def _insert_continuations(recs: list[ContinuationRec]) -> None:
             ContinuedTaskRow.insert_many(rows).execute()
 
 
+def _values(columns: tuple[str, ...], rows: list[dict]) -> list[tuple]:
+    """Each row's values in `columns` order (itemgetter: no generator per row)."""
+    if len(columns) == 1:
+        return [(row[columns[0]],) for row in rows]
+    get = operator.itemgetter(*columns)
+    return [get(row) for row in rows]
+
+
+_RAW_JSON: dict[tuple, str] = {}  # small string dicts seen lately (a Python task's {"state": "returned"}) -> JSON
+
+
 def as_json(value: dict | list) -> str:
     """A dict or list as JSON; an empty one (most tasks' raw and deps, most events' raw) without
-    the encoder's cost, a few microseconds a call at several calls per task."""
-    return json.dumps(value) if value else "[]" if isinstance(value, list) else "{}"
+    the encoder's cost, a few microseconds a call at several calls per task; a small dict of
+    strings (the raw properties most tasks end with, written with their task, attempt and
+    event) from a memo."""
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    if type(value) is not dict or len(value) > 4 or not all(type(v) is str for v in value.values()):
+        return json.dumps(value)
+    key = tuple(value.items())
+    text = _RAW_JSON.get(key)
+    if text is None:
+        if len(_RAW_JSON) >= 1024:
+            _RAW_JSON.clear()
+        text = _RAW_JSON[key] = json.dumps(value)
+    return text
 
 
 # Task and attempt columns an update sets every time, and the indexed ones it sets when changed.
