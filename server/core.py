@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ class Core:
         self._pending: list[tuple[Op, asyncio.Future]] = []
         self._open = _Batch()  # applied to the engine, to commit once the batch before it has
         self._inflight: _Batch | None = None  # committing on the writer thread
+        self._streams: dict[str, int] | None = None  # while a batch is delivered: _Batch.streams
         self._audits: list[dict] = []  # audit rows for the next batch
         # Heartbeats for the next batch, one per provider: (stream id, live facts, arrival). No
         # future, op or commit each: a quiet fleet's heartbeats cost a dict entry until applied.
@@ -165,6 +167,11 @@ class Core:
         self.engine.begin(time.time())
         cs = batch.cs = self.engine.take_changes()
         cs.audits, self._audits = self._audits + cs.audits, []  # the callers', then the engine's own
+        # Where what this batch tells providers goes: their streams now. By the time it is
+        # delivered the engine may have taken a later batch's reconnect; an assignment made for
+        # the old stream must not reach the new one (the engine may have handed its task on).
+        batch.streams = {pid: self.stream_of(pid) for pid in itertools.chain(
+            cs.assignments, cs.scans, cs.stops, cs.suspends, cs.probes)}
         if cs.persisted():
             staged = self.store.stage(cs)
             batch.started = time.perf_counter()
@@ -196,7 +203,11 @@ class Core:
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
-        self._deliver(cs)
+        self._streams = batch.streams
+        try:
+            self._deliver(cs)
+        finally:
+            self._streams = None
         self.hub.publish(cs.events)
         log_events(cs.events)
         self.metrics.events.inc(by=len(cs.events))
@@ -229,7 +240,10 @@ class Core:
         return {p.id: p.last_seen for p in self.engine.providers.values() if p.conn_id and p.last_seen}
 
     def stream_of(self, provider_id: str) -> int:
-        """The id of the provider's live stream, where what is for it is sent (0: none)."""
+        """The id of the provider's live stream, where what is for it is sent (0: none); while a
+        batch is delivered, its stream when that batch closed."""
+        if self._streams is not None and provider_id in self._streams:
+            return self._streams[provider_id]
         provider = self.engine.providers.get(provider_id)
         return provider.conn_id if provider is not None else 0
 
@@ -287,6 +301,7 @@ class _Batch:
     write: asyncio.Future | None = None  # its commit on the writer thread; None: nothing to write
     started: float = 0.0  # when its commit began (perf_counter)
     seconds: float = 0.0  # how long its commit took
+    streams: dict[str, int] = field(default_factory=dict)  # provider -> its stream when the batch closed
 
 
 def _raise_failure(batch: _Batch) -> None:
