@@ -6,10 +6,13 @@ a half-committed state."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .domain.engine import Engine
@@ -39,6 +42,9 @@ class Core:
         self._writer = writer
         self._deliver = deliver
         self._pending: list[tuple[Op, asyncio.Future]] = []
+        self._open = _Batch()  # applied to the engine, to commit once the batch before it has
+        self._inflight: _Batch | None = None  # committing on the writer thread
+        self._streams: dict[str, int] | None = None  # while a batch is delivered: _Batch.streams
         self._audits: list[dict] = []  # audit rows for the next batch
         # Heartbeats for the next batch, one per provider: (stream id, live facts, arrival). No
         # future, op or commit each: a quiet fleet's heartbeats cost a dict entry until applied.
@@ -86,31 +92,54 @@ class Core:
         return await self.enqueue(op)
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(0)  # let reads that already arrived join this batch
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            heard, self._heard = self._heard, {}
-            try:
-                await self._apply(batch, heard)
-            except asyncio.CancelledError:  # stopped mid-batch: its callers are told, not left waiting
-                _fail(batch, self.failed or Deposed("the server stopped before this change was confirmed; retry"))
-                raise
-            except (StoreFailure, EngineFailure) as exc:
-                self.failed = exc
-                _fail(batch + self._pending, exc)
-                if isinstance(exc, Deposed):
-                    log.warning("stepping down: %s", exc)
-                else:
-                    log.critical("stopping: %s", exc)
-                self.dead.set()
-                return
+        try:
+            while True:
+                await self._wake.wait()
+                await asyncio.sleep(0)  # let reads that already arrived join this batch
+                self._wake.clear()
+                self._step()
+        except asyncio.CancelledError:  # stopped mid-batch: its callers are told, not left waiting
+            self._fail_unanswered(self.failed or Deposed("the server stopped before this change was confirmed; retry"))
+            raise
+        except (StoreFailure, EngineFailure) as exc:
+            self.failed = exc
+            self._fail_unanswered(exc)
+            _fail(self._pending, exc)
+            if isinstance(exc, Deposed):
+                log.warning("stepping down: %s", exc)
+            else:
+                log.critical("stopping: %s", exc)
+            self.dead.set()
 
-    async def _apply(self, batch: list[tuple[Op, asyncio.Future]],
-                     heard: dict[str, tuple[int, Mapping[str, float], float]]) -> None:
+    def _step(self) -> None:
+        """Apply what arrived; once the batch before has committed, commit what was applied
+        since (one batch), and answer and announce the one before while it commits. So the
+        engine works on the next batch while the writer thread commits the last one, and a
+        batch gathers everything that arrived during the commit before it, as before."""
+        self._take()
+        done = self._inflight
+        if done is not None:
+            if not done.write.done():
+                return  # still committing: what arrives meanwhile joins the open batch
+            self._writing = False
+            _raise_failure(done)  # a failed commit: nothing after it may be written
+            self._inflight = None
+        try:
+            following = self._close()
+        finally:
+            if done is not None:
+                self._finish(done)
+        if following.write is None:  # nothing to commit: answered now, after the batch before it
+            self._finish(following)
+
+    def _take(self) -> None:
+        """Apply the operations (and heartbeats) that arrived to the engine: their changes join
+        the open batch; their callers are answered once it commits."""
+        batch, self._pending = self._pending, []
+        heard, self._heard = self._heard, {}
+        if not batch and not heard:
+            return
         self.engine.begin(time.time())
-        outcomes = []
         if heard:
             try:
                 self._take_heartbeats(heard)
@@ -118,37 +147,67 @@ class Core:
                 log.exception("the engine failed taking heartbeats")
                 raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
                                     "its database, where every acknowledged change is") from exc
-        for op, fut in batch:
+        outcomes = self._open.outcomes
+        for i, (op, fut) in enumerate(batch):
             try:
                 outcomes.append((fut, op(self.engine), None))
             except JobplaneError as exc:
                 outcomes.append((fut, None, exc))
             except Exception as exc:  # a bug: the engine may be half-changed, so commit nothing
+                outcomes += [(f, None, None) for _, f in batch[i:]]  # all told the failure (_fail_unanswered)
                 log.exception("the engine failed applying an operation")
                 raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
                                     "its database, where every acknowledged change is") from exc
-        cs = self.engine.take_changes()
+
+    def _close(self) -> _Batch:
+        """Close the open batch: its changes (after a dispatch) are staged on this thread and
+        committed on the writer thread. A failure (StoreFailure) leaves the engine ahead of the
+        database: the core stops."""
+        batch, self._open = self._open, _Batch()
+        self.engine.begin(time.time())
+        cs = batch.cs = self.engine.take_changes()
         cs.audits, self._audits = self._audits + cs.audits, []  # the callers', then the engine's own
-        if cs.persisted():  # a failure (StoreFailure) leaves the engine ahead of the database: stop
-            started = time.perf_counter()
-            self._writing = True
-            try:
-                await asyncio.get_running_loop().run_in_executor(self._writer, self.store.apply, cs, self.term)
-            finally:
-                self._writing = False
-            self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_operations.observe(len(batch))
+        # Where what this batch tells providers goes: their streams now. By the time it is
+        # delivered the engine may have taken a later batch's reconnect; an assignment made for
+        # the old stream must not reach the new one (the engine may have handed its task on).
+        batch.streams = {pid: self.stream_of(pid) for pid in itertools.chain(
+            cs.assignments, cs.scans, cs.stops, cs.suspends, cs.probes)}
+        if cs.persisted():
+            staged = self.store.stage(cs)
+            batch.started = time.perf_counter()
+            batch.write = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, staged, self.term)
+            batch.write.add_done_callback(functools.partial(self._written, batch))
+            self._inflight, self._writing = batch, True
+        return batch
+
+    def _written(self, batch: _Batch, _: asyncio.Future) -> None:
+        batch.seconds = time.perf_counter() - batch.started
+        if self._inflight is batch:
+            self._writing = False
+        self._wake.set()
+
+    def _finish(self, batch: _Batch) -> None:
+        """A batch is committed (or had nothing to commit): answer its callers, tell providers,
+        publish its events."""
+        cs = batch.cs
+        if batch.write is not None:
+            self.metrics.commit_seconds.observe(batch.seconds)
+            self.metrics.batch_operations.observe(len(batch.outcomes))
         # Callers first: what their futures' callbacks queue for a provider (the ack of its
         # reports) is queued before its stream's writer wakes for the assignments below, so both
         # go as one message (ProviderService's _coalesce), not two.
-        for fut, result, exc in outcomes:
+        for fut, result, exc in batch.outcomes:
             if fut.done():
                 continue
             if exc is not None:
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
-        self._deliver(cs)
+        self._streams = batch.streams
+        try:
+            self._deliver(cs)
+        finally:
+            self._streams = None
         self.hub.publish(cs.events)
         log_events(cs.events)
         self.metrics.events.inc(by=len(cs.events))
@@ -156,6 +215,12 @@ class Core:
         loop = asyncio.get_running_loop()
         for timer in cs.timers:
             loop.call_later(timer.delay, self.enqueue, timer.op)
+
+    def _fail_unanswered(self, exc: JobplaneError) -> None:
+        """Every caller whose change is applied but not known to be committed is told `exc`."""
+        for batch in (self._inflight, self._open):
+            if batch is not None:
+                _fail([(None, fut) for fut, _, _ in batch.outcomes], exc)
 
     # ----- read-only snapshots of live state ---------------------------------------------
     # Services read the engine only through these (frozen copies, never the engine's objects);
@@ -175,7 +240,10 @@ class Core:
         return {p.id: p.last_seen for p in self.engine.providers.values() if p.conn_id and p.last_seen}
 
     def stream_of(self, provider_id: str) -> int:
-        """The id of the provider's live stream, where what is for it is sent (0: none)."""
+        """The id of the provider's live stream, where what is for it is sent (0: none); while a
+        batch is delivered, its stream when that batch closed."""
+        if self._streams is not None and provider_id in self._streams:
+            return self._streams[provider_id]
         provider = self.engine.providers.get(provider_id)
         return provider.conn_id if provider is not None else 0
 
@@ -222,6 +290,25 @@ class Core:
             observe(now - arrived)
             _heard(engine, provider_id, conn_id, facts)
         engine.supervision.pace.taken(len(heard))
+
+
+@dataclass
+class _Batch:
+    """Operations applied to the engine whose changes commit together, in one transaction."""
+
+    outcomes: list[tuple[asyncio.Future, Any, JobplaneError | None]] = field(default_factory=list)
+    cs: ChangeSet | None = None
+    write: asyncio.Future | None = None  # its commit on the writer thread; None: nothing to write
+    started: float = 0.0  # when its commit began (perf_counter)
+    seconds: float = 0.0  # how long its commit took
+    streams: dict[str, int] = field(default_factory=dict)  # provider -> its stream when the batch closed
+
+
+def _raise_failure(batch: _Batch) -> None:
+    """Raise what the batch's commit raised (StoreFailure or Deposed), if it failed."""
+    exc = batch.write.exception()
+    if exc is not None:
+        raise exc if isinstance(exc, JobplaneError) else StoreFailure(f"the commit failed: {exc!r}")
 
 
 def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:

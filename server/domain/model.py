@@ -255,7 +255,7 @@ class Hello:
     capacity: Resources | None = None  # what it can run at once; None: it advertised nothing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Report:
     task_id: int
     attempt: int
@@ -271,7 +271,7 @@ class Report:
     external_job_id: str = ""  # the outside scheduler's job the attempt follows (external, slurm)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     id: int
     time: float

@@ -14,7 +14,7 @@ from .model import JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
 from .status import job_status
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class JobRt:
     id: int
     name: str
@@ -55,7 +55,7 @@ class JobRt:
         return job_status(self.state)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class AttemptRt:
     id: int
     task_id: int
@@ -76,7 +76,7 @@ class AttemptRt:
     external_job_id: str = ""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TaskRt:
     id: int
     job_id: int

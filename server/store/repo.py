@@ -11,34 +11,29 @@ from dataclasses import dataclass
 from peewee import Database, PostgresqlDatabase, fn
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
-from ..domain.changes import ChangeSet, ContinuationRec
+from ..domain.changes import ChangeSet
 from ..domain.continuation import Pending
 from ..domain.fences import Fence
 from ..domain.inventory import InvEntry
-from ..domain.model import JOB_DONE, TASK_DONE, JobState, ProviderState, Status, TaskState
+from ..domain.model import JobState, ProviderState, Status, TaskState
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
-from .changed import ChangedColumns
-from .codec import dump_job_spec, dump_resources, dump_task_spec, load_job_spec, load_resources, load_task_spec
+from .codec import load_job_spec, load_resources, load_task_spec
 from . import idfloor, indexes
-from .conflicts import ConflictStore, apply_overlaps, apply_rules
-from .schedules import ScheduleStore, apply_schedules
-from .indexes import job_tags
+from .conflicts import ConflictStore
+from .schedules import ScheduleStore
 from .failures import drop_connection, explain, root_cause
 from .lease import Term, fence, notify
-from .notifications import apply_deliveries
-from .alerts import AlertStore, apply_alert_rules
+from .alerts import AlertStore
 from .reads import IN_CHUNK, Reads, whole_specs
+from .staging import Staged, Stager
 from .models import (
     ALL_MODELS,
     AttemptRow,
-    AuditRow,
-    ContinuationRow,
     ContinuedTaskRow,
     EventRow,
     InventoryRow,
     JobRow,
-    JobSpecRow,
     JobTagRow,
     ProviderRow,
     TaskRow,
@@ -75,10 +70,8 @@ class Store:
         self.db = db
         database.initialize(db)
         self.reads = Reads(db)
-        # what the last commits set in indexed columns, so updates set only what moved (changed.py)
-        self._job_columns = ChangedColumns("job", ("counts", "reason", "hold"), _JOB_INDEXED)
-        self._task_columns = ChangedColumns("task", _TASK_ALWAYS, _TASK_INDEXED)
-        self._attempt_columns = ChangedColumns("attempt", _ATTEMPT_ALWAYS, ("start_time", "end_time"))
+        # rows made ready for the writer; remembers what the last commits set in indexed columns
+        self._stager = Stager(db.param)
 
     # ----- lifecycle -----------------------------------------------------------------
 
@@ -127,7 +120,7 @@ class Store:
             self.db.close()
 
     def load(self) -> Snapshot:
-        self._forget_written()  # another leader may have written since
+        self._stager.forget()  # another leader may have written since
         self.db.connect(reuse_if_open=True)
         max_ids = idfloor.highest_ids(self.db)
         jobs = list(JobRow.select().where(JobRow.state.in_(ACTIVE_JOB_STATES)).order_by(JobRow.id))
@@ -170,145 +163,45 @@ class Store:
     # ----- writes --------------------------------------------------------------------
 
     def apply(self, cs: ChangeSet, term: Term | None = None) -> None:
-        """Persist one batch atomically; raises StoreFailure saying why not and what to do.
-        With a replica's `term`, the batch is written only while that term's lease holds
-        (else Deposed, and nothing is written), and the followers are woken by its commit."""
+        """Persist one batch atomically (stage, then write, on the calling thread)."""
+        self.write(self.stage(cs), term)
+
+    def stage(self, cs: ChangeSet) -> Staged:
+        """The batch's writes as plain values (staging.py); on the thread that owns the engine,
+        in commit order. Raises StoreFailure if a row cannot be made."""
+        try:
+            return self._stager.stage(cs)
+        except Exception as exc:
+            self._stager.forget()
+            raise StoreFailure(f"internal error: could not stage a batch's rows ({exc!r}); restart "
+                               "jobplane-server: it resumes from its database, where every acknowledged change is") from exc
+
+    def write(self, staged: Staged, term: Term | None = None) -> None:
+        """Commit one staged batch in one transaction; raises StoreFailure saying why not and
+        what to do. With a replica's `term`, the batch is written only while that term's lease
+        holds (else Deposed, and nothing is written), and the followers are woken by its commit.
+        After a failure, call `forget_written` on the staging thread before staging again."""
         try:
             self.db.connect(reuse_if_open=True)
             with self.db.atomic():
-                self._write(cs)
+                staged.run(self.db)
                 if term is not None:  # last, so the lease's row is locked only from here to the commit
                     if not fence(self.db, term):
                         raise Deposed(f"another replica took the lease from epoch {term.epoch}; this one "
                                       "stopped leading and passes calls on to the new leader: retry")
-                    if cs.events:
-                        notify(self.db, cs.events[-1].id)
+                    if staged.last_event:
+                        notify(self.db, staged.last_event)
         except Deposed:
-            self._forget_written()
+            self._stager.forget()
             raise
         except Exception as exc:
-            self._forget_written()
+            self._stager.forget()
             drop_connection(self.db)
             raise StoreFailure(explain(exc, self.db)) from root_cause(exc)
 
-    def _forget_written(self) -> None:
-        self._job_columns.forget_all()
-        self._task_columns.forget_all()
-        self._attempt_columns.forget_all()
-
-    def _write(self, cs: ChangeSet) -> None:
-        new_jobs = [cs.jobs[i] for i in sorted(cs.new_jobs)]
-        self._release_request_ids(new_jobs)
-        self._insert(JobRow, [_job_row(j) for j in new_jobs])
-        self._insert(JobSpecRow, [{"job": j.id, "spec": dump_job_spec(j.spec)} for j in new_jobs])
-        self._insert(JobTagRow, [tag for j in new_jobs for tag in job_tags(j.id, j.spec)])
-        self._insert(TaskRow, [_task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
-        self._insert(AttemptRow, [_attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
-        for j in new_jobs:
-            self._job_columns.remember(j.id, _job_indexed(j))
-        for i in cs.new_tasks:
-            self._task_columns.remember(i, _task_indexed(cs.tasks[i]))
-        for i in cs.new_attempts:
-            self._attempt_columns.remember(i, (cs.attempts[i].start_time, cs.attempts[i].end_time))
-        self._update_jobs([j for i, j in cs.jobs.items() if i not in cs.new_jobs])
-        self._update_tasks([t for i, t in cs.tasks.items() if i not in cs.new_tasks])
-        self._update_attempts([a for i, a in cs.attempts.items() if i not in cs.new_attempts])
-        self._upsert_providers(cs)
-        self._insert(EventRow, [_event_row(e) for e in cs.events])
-        self._insert_continuations(cs.continuations)
-        self._insert(AuditRow, cs.audits)
-        self._upsert_inventory(cs.inventory)
-        apply_rules(cs.conflict_rules)
-        apply_overlaps(cs.overlaps)
-        apply_schedules(cs.schedules)
-        apply_deliveries(cs.notifications)
-        apply_alert_rules(cs.alert_rules)
-        self._executemany(
-            "UPDATE continued_task SET to_provider=?, to_attempt=?, dispatch_time=?, checkpoint=?"
-            " WHERE continuation=? AND task=?",
-            [(c.provider, c.attempt, c.time, c.checkpoint, c.continuation_id, c.task_id) for c in cs.continued])
-
-    def _insert(self, model, rows: list[dict]) -> None:
-        """Bulk insert with one prepared statement: peewee's per-row SQL building costs
-        more than SQLite itself at thousands of rows a second. Rows must name every
-        column without a database default: peewee's Python-side defaults do not apply."""
-        if not rows:
-            return
-        columns = list(rows[0])
-        names = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
-        sql = f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
-        self._executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-
-    def _executemany(self, sql: str, params: list[tuple]) -> None:
-        if params:
-            sql = sql.replace("?", self.db.param)
-            self.db.cursor().executemany(sql, params)
-
-    def _release_request_ids(self, jobs) -> None:
-        """A new job may reuse a request id its owner used longer ago than the TTL (the engine
-        checked the younger ones): the old job gives it up, to keep (owner, request_id) unique."""
-        self._executemany("UPDATE job SET request_id = NULL WHERE owner = ? AND request_id = ?",
-                          [(j.owner, j.request.id) for j in jobs if j.request is not None])
-
-    def _update_jobs(self, jobs) -> None:
-        for sql, params in self._job_columns.updates(
-                ((j.id, (json.dumps(j.counts), j.reason, j.hold), _job_indexed(j), j.state in JOB_DONE)
-                 for j in jobs)):
-            self._executemany(sql, params)
-
-    def _update_tasks(self, tasks) -> None:
-        for sql, params in self._task_columns.updates(
-                ((t.id, (t.lost_attempts, t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint,
-                         t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
-                         json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused),
-                  _task_indexed(t), t.state in TASK_DONE) for t in tasks)):
-            self._executemany(sql, params)
-
-    def _update_attempts(self, attempts) -> None:
-        for sql, params in self._attempt_columns.updates(
-                ((a.id, (a.outcome, a.exit_code, a.reason, a.checkpoint, a.environment, _json(a.raw),
-                         a.external_job_id), (a.start_time, a.end_time), a.end_time is not None)
-                 for a in attempts)):
-            self._executemany(sql, params)
-
-    def _upsert_providers(self, cs: ChangeSet) -> None:
-        self._upsert(ProviderRow, ("id",), [
-            {"id": p.id, "state": int(p.state), "facts": json.dumps(p.facts), "labels": json.dumps(p.labels),
-             "slots": p.slots, "heartbeat": p.heartbeat, "connect_time": p.connect_time,
-             "last_seen": p.last_seen, "kill_deadline": p.kill_deadline, "containment": p.containment,
-             "backoff_cap": p.backoff_cap, "promoted": int(p.promoted), "drained": int(p.drained),
-             "capacity": dump_resources(p.capacity)}
-            for p in cs.providers.values()])
-
-    def _upsert_inventory(self, changes: list) -> None:
-        self._upsert(InventoryRow, ("provider", "signature"), [
-            {"provider": c.provider, "signature": c.signature_id,
-             "signature_json": json.dumps(c.signature, sort_keys=True), "description": c.entry.description,
-             "present": int(c.entry.present), "details": json.dumps(c.entry.details), "reason": c.entry.reason,
-             "scan_time": c.entry.scan_time, "expire_time": c.entry.expires, "source": c.entry.source}
-            for c in changes])
-
-    def _upsert(self, model, keys: tuple[str, ...], rows: list[dict]) -> None:
-        """Insert or update many rows with one prepared statement (10,000 agents connecting
-        write as many provider rows: one statement each was a quarter of the server's time)."""
-        if not rows:
-            return
-        columns = list(rows[0])
-        column = {c: f'"{model._meta.fields[c].column_name}"' for c in columns}
-        sql = (f'INSERT INTO "{model._meta.table_name}" ({", ".join(column.values())}) '
-               f'VALUES ({", ".join("?" * len(columns))}) '
-               f'ON CONFLICT ({", ".join(column[k] for k in keys)}) DO UPDATE SET '
-               + ", ".join(f"{column[c]} = excluded.{column[c]}" for c in columns if c not in keys))
-        self._executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-
-    def _insert_continuations(self, recs: list[ContinuationRec]) -> None:
-        for rec in recs:
-            ContinuationRow.insert(id=rec.id, provider=rec.provider, time=rec.time, reason=rec.reason).execute()
-            self._insert(ContinuedTaskRow, [
-                {"continuation": rec.id, "task": t.task_id, "job": t.job_id, "task_name": t.task_name,
-                 "from_attempt": t.from_attempt, "position": t.position, "priority": t.priority, "rule": t.rule,
-                 "to_provider": "", "to_attempt": 0, "dispatch_time": None, "checkpoint": ""}
-                for t in rec.tasks])
+    def forget_written(self) -> None:
+        """What staging remembers of indexed columns may not be in the database (changed.py)."""
+        self._stager.forget()
 
     # ----- events (the server's housekeeping; callers read through Reads) ---------------
 
@@ -332,63 +225,6 @@ class Store:
         except Exception:
             drop_connection(self.db)
             raise
-
-
-def _json(value: dict | list) -> str:
-    """A dict or list as JSON; an empty one (most tasks' raw and deps, most events' raw) without
-    the encoder's cost, a few microseconds a call at several calls per task."""
-    return json.dumps(value) if value else "[]" if isinstance(value, list) else "{}"
-
-
-def _job_row(j) -> dict:
-    return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec, tasks=False),
-            "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
-            "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
-            "hold": j.hold, "request_id": j.request.id if j.request else None,
-            "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
-
-
-# Task and attempt columns an update sets every time, and the indexed ones it sets when changed.
-_TASK_ALWAYS = ("lost_attempts", "result_json", "error", "stdout_tail", "stderr_tail", "reason", "checkpoint",
-                "reruns", "attempt_base", "fence", "suspended", "held_attempts", "paused")
-_JOB_INDEXED = ("state", "status", "start_time", "end_time")
-_TASK_INDEXED = ("state", "status", "attempt", "provider", "exit_code", "environment", "raw")
-_ATTEMPT_ALWAYS = ("outcome", "exit_code", "reason", "checkpoint", "environment", "raw", "external_job_id")
-
-
-def _job_indexed(j) -> tuple:
-    return int(j.state), int(j.status), j.start_time, j.end_time
-
-
-def _task_indexed(t) -> tuple:
-    return int(t.state), int(t.status), t.attempt, t.provider, t.exit_code, t.environment, _json(t.raw)
-
-
-def _task_row(t) -> dict:
-    return {"id": t.id, "job": t.job_id, "idx": t.idx, "name": t.name, "group": t.group,
-            "spec": dump_task_spec(t.spec), "deps": _json(t.deps), "max_attempts": t.max_attempts,
-            "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
-            "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
-            "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
-            "checkpoint": t.checkpoint, "environment": t.environment, "raw": _json(t.raw), "reruns": t.reruns,
-            "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else "",
-            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts,
-            "paused": t.paused}
-
-
-def _attempt_row(a) -> dict:
-    return {"id": a.id, "task": a.task_id, "number": a.number, "provider": a.provider,
-            "assign_time": a.assign_time, "start_time": a.start_time, "end_time": a.end_time,
-            "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason, "checkpoint": a.checkpoint,
-            "resumed_from": a.resumed_from, "environment": a.environment, "raw": _json(a.raw),
-            "external_job_id": a.external_job_id}
-
-
-def _event_row(e) -> dict:
-    return {"id": e.id, "time": e.time, "kind": int(e.kind), "job": e.job_id, "task": e.task_id,
-            "task_name": e.task_name, "provider": e.provider_id, "attempt": e.attempt,
-            "raw_status": e.raw_status, "raw": _json(e.raw), "status": int(e.status), "message": e.message,
-            "environment": e.environment}
 
 
 def runtime_from_snapshot(snap: Snapshot):

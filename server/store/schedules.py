@@ -43,10 +43,10 @@ def schedule_from_row(r: ScheduleRow) -> Schedule:
                     next_due=r.next_due)
 
 
-def apply_schedules(changes: dict[int, Schedule]) -> None:
-    """Inside the batch's transaction: schedules created or changed (deleted ones are marked)."""
-    for s in changes.values():
-        row = schedule_row(s)
+def apply_schedules(rows: list[dict]) -> None:
+    """Inside the batch's transaction: schedules created or changed (deleted ones are marked),
+    as rows (schedule_row: staged on the event loop, since a Schedule changes in place)."""
+    for row in rows:
         (ScheduleRow.insert(row)
          .on_conflict(conflict_target=[ScheduleRow.id], update={k: v for k, v in row.items() if k != "id"})
          .execute())
