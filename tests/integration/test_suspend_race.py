@@ -1,0 +1,103 @@
+"""A suspend that reaches a task the server still shows ASSIGNED (its start report on its way, or
+its agent about to start it) pauses it as any running task, instead of stopping and requeuing it:
+the task's process is stopped in place (state T) and goes on where it was on release, started
+once. The race is made certain with real parts: an agent process stopped (SIGSTOP) while the
+assignment and the hold reach it, or an agent whose reports a proxy holds back while the
+server's messages go through. Judged by the process table and the files the task appends to."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from support import AgentProc, TcpProxy, wait_until
+from test_suspend import counted, heartbeats_later, let_end, lines, state_of, ticking
+
+ON_HOLD, SUCCEEDED = 7, 3
+TASK_ASSIGNED, TASK_RUNNING, TASK_QUEUED = 3, 4, 2
+
+
+def process_of(script: Path) -> int:
+    """The pid of the process running `script` (the process table), else 0."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(script).encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                return int(entry.name)
+        except OSError:
+            continue
+    return 0
+
+
+def the_task(client, job_id: str):
+    (task,) = client.list_tasks(job_id)
+    return task
+
+
+def started_and_held(client, job_id: str) -> bool:
+    """The server has the task's start report, and shows it held."""
+    task = the_task(client, job_id)
+    return task.state == TASK_RUNNING and task.status == ON_HOLD
+
+
+def test_a_task_held_while_its_agent_is_about_to_start_it_is_paused_as_it_starts(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    agent = c.add_agent("a", slots=1)
+    command, ticks, starts, _ = ticking(tmp_path, 10)  # once let end, well within its timeout
+    agent.signal(signal.SIGSTOP)  # the assignment, then the hold, wait in its connection
+    try:
+        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 8}]})
+        wait_until(lambda: the_task(c.client, job.id).state == TASK_ASSIGNED, 20, "the task to be assigned")
+        held = c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
+        assert "db maintenance" in held.hold and the_task(c.client, job.id).status == ON_HOLD
+    finally:
+        agent.signal(signal.SIGCONT)
+    pid = wait_until(lambda: process_of(tmp_path / "ticking.py"), 20, "the task's process to start")
+    wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T) as it starts")
+    wait_until(lambda: started_and_held(c.client, job.id), 20, "the server to know it started, held")
+    let_end(ticks)  # a process that still ran would now go on to its end
+    written = len(lines(ticks))
+    heartbeats_later(c.client, "a", 9)  # longer than its 8 s timeout, which waits while it is paused
+    assert len(lines(ticks)) == written and state_of(pid) == "T"
+    task = the_task(c.client, job.id)
+    assert task.status == ON_HOLD and "db maintenance" in task.reason
+    c.client.release_job(job.id)
+    wait_until(lambda: state_of(pid) != "T", 30, "the task's process to go on")
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert counted(ticks, 10)  # every number once: nothing lost, nothing twice
+    assert lines(starts) == ["start", "0"]  # started once, never again
+    assert the_task(c.client, job.id).attempt == 1
+
+
+def test_a_task_held_while_its_start_report_is_on_its_way_is_paused_not_requeued(tmp_path, sqlite_url):
+    from conftest import Cluster
+
+    c = Cluster(tmp_path, sqlite_url)
+    # The proxy carries plaintext: with TLS the agent's stream would go to its own mTLS port.
+    c.start_server(grace=5.0, insecure=True)
+    proxy = TcpProxy(c.server.address)
+    try:
+        c.agents["a"] = AgentProc(tmp_path, c.server, "a", slots=1, address=proxy.address)
+        c.wait_active("a")
+        command, ticks, starts, pidfile = ticking(tmp_path, 20)
+        proxy.hold_requests()  # the agent hears the server; the server hears nothing from it
+        try:
+            job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+            wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running at its agent")
+            assert the_task(c.client, job.id).state == TASK_ASSIGNED  # its start report waits in the proxy
+            c.client.hold_job(job.id, reason="overnight", mode="suspend")
+            pid = int(pidfile.read_text())
+            wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
+        finally:
+            proxy.let_requests_through()
+        wait_until(lambda: started_and_held(c.client, job.id), 20, "the server to know it started, held")
+        let_end(ticks)
+        written = len(lines(ticks))
+        heartbeats_later(c.client, "a", 2)
+        assert len(lines(ticks)) == written and state_of(pid) == "T"
+        c.client.release_job(job.id)
+        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert counted(ticks, 20) and lines(starts) == ["start", "0"]  # nothing lost, started once
+        assert the_task(c.client, job.id).attempt == 1
+    finally:
+        proxy.close()
+        c.close()
