@@ -297,7 +297,7 @@ class Agent:
         attempt.command = True
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
-                                        on_start=self._on_start(key, report=False),
+                                        on_start=self._on_start(key, report=True),  # the first may be lost
                                         keeper=self._keeper, pause=attempt.pause)
         finally:
             self._running -= 1

@@ -68,36 +68,114 @@ def test_a_task_held_while_its_agent_is_about_to_start_it_is_paused_as_it_starts
     assert the_task(c.client, job.id).attempt == 1
 
 
-def test_a_task_held_while_its_start_report_is_on_its_way_is_paused_not_requeued(tmp_path, sqlite_url):
+def proxied(tmp_path: Path, sqlite_url: str):
+    """A cluster whose agent "a" reaches the server through a TcpProxy; (cluster, proxy)."""
     from conftest import Cluster
 
     c = Cluster(tmp_path, sqlite_url)
     # The proxy carries plaintext: with TLS the agent's stream would go to its own mTLS port.
-    c.start_server(grace=5.0, insecure=True)
+    c.start_server(grace=5.0, insecure=True)  # 5 s: a new agent process starts within it on a loaded machine
     proxy = TcpProxy(c.server.address)
+    c.agents["a"] = AgentProc(tmp_path, c.server, "a", slots=1, address=proxy.address)
+    c.wait_active("a")
+    return c, proxy
+
+
+def held_unheard(c, proxy: TcpProxy, tmp_path: Path, count: int, reason: str) -> tuple[str, Path, Path, int]:
+    """A ticking task that runs at agent "a" while its start report waits in the proxy, held
+    (--suspend) while the server sees it assigned, and stopped in place (T) there; (job id,
+    ticks, starts, pid). The proxy still holds the agent's reports back."""
+    command, ticks, starts, pidfile = ticking(tmp_path, count)
+    proxy.hold_requests()  # the agent hears the server; the server hears nothing from it
+    job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running at its agent")
+    assert the_task(c.client, job.id).state == TASK_ASSIGNED  # its start report waits in the proxy
+    c.client.hold_job(job.id, reason=reason, mode="suspend")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
+    return job.id, ticks, starts, pid
+
+
+def stays_paused_then_finishes(c, job_id: str, ticks: Path, starts: Path, pid: int, count: int) -> None:
+    """Held, the task's process stays stopped and appends nothing; released, it goes on where it
+    was to its end, started once, in its first attempt."""
+    wait_until(lambda: started_and_held(c.client, job_id), 20, "the server to know it started, held")
+    let_end(ticks)  # a process that still ran would now go on to its end
+    written = len(lines(ticks))
+    heartbeats_later(c.client, "a", 2)
+    assert len(lines(ticks)) == written and state_of(pid) == "T"
+    c.client.release_job(job_id)
+    assert c.client.wait_job(job_id, timeout=30).state == SUCCEEDED
+    assert counted(ticks, count) and lines(starts) == ["start", "0"]  # nothing lost, started once
+    assert the_task(c.client, job_id).attempt == 1
+
+
+def test_a_task_held_while_its_start_report_is_on_its_way_is_paused_not_requeued(tmp_path, sqlite_url):
+    c, proxy = proxied(tmp_path, sqlite_url)
     try:
-        c.agents["a"] = AgentProc(tmp_path, c.server, "a", slots=1, address=proxy.address)
-        c.wait_active("a")
-        command, ticks, starts, pidfile = ticking(tmp_path, 20)
-        proxy.hold_requests()  # the agent hears the server; the server hears nothing from it
         try:
-            job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
-            wait_until(lambda: len(lines(ticks)) >= 2, 20, "the task to be running at its agent")
-            assert the_task(c.client, job.id).state == TASK_ASSIGNED  # its start report waits in the proxy
-            c.client.hold_job(job.id, reason="overnight", mode="suspend")
-            pid = int(pidfile.read_text())
-            wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
+            job_id, ticks, starts, pid = held_unheard(c, proxy, tmp_path, 20, "overnight")
         finally:
             proxy.let_requests_through()
-        wait_until(lambda: started_and_held(c.client, job.id), 20, "the server to know it started, held")
-        let_end(ticks)
-        written = len(lines(ticks))
-        heartbeats_later(c.client, "a", 2)
-        assert len(lines(ticks)) == written and state_of(pid) == "T"
-        c.client.release_job(job.id)
-        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
-        assert counted(ticks, 20) and lines(starts) == ["start", "0"]  # nothing lost, started once
-        assert the_task(c.client, job.id).attempt == 1
+        stays_paused_then_finishes(c, job_id, ticks, starts, pid, 20)
     finally:
         proxy.close()
         c.close()
+
+
+def test_a_task_held_before_its_start_was_heard_stays_paused_across_a_reconnect(tmp_path, sqlite_url):
+    c, proxy = proxied(tmp_path, sqlite_url)
+    try:
+        try:
+            job_id, ticks, starts, pid = held_unheard(c, proxy, tmp_path, 20, "overnight")
+            proxy.cut()  # the start report is lost with the connection; the agent connects again
+        finally:
+            proxy.let_requests_through()
+        stays_paused_then_finishes(c, job_id, ticks, starts, pid, 20)
+    finally:
+        proxy.close()
+        c.close()
+
+
+def test_a_task_held_before_its_start_was_heard_stays_paused_while_a_restarted_agent_adopts_it(tmp_path, sqlite_url):
+    c, proxy = proxied(tmp_path, sqlite_url)
+    try:
+        try:
+            job_id, ticks, starts, pid = held_unheard(c, proxy, tmp_path, 20, "overnight")
+            crashed = c.agents["a"]
+            crashed.kill()
+            crashed.stop()
+            proxy.cut()  # its start report dies with it
+        finally:
+            proxy.let_requests_through()
+        assert the_task(c.client, job_id).state == TASK_ASSIGNED
+        c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
+        stays_paused_then_finishes(c, job_id, ticks, starts, pid, 20)
+    finally:
+        proxy.close()
+        c.close()
+
+
+def test_a_held_task_whose_agent_is_lost_before_starting_it_waits_held_and_runs_elsewhere_on_release(
+        sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    lost = c.add_agent("a", slots=1)
+    command, ticks, starts, _ = ticking(tmp_path, 10)
+    lost.signal(signal.SIGSTOP)
+    job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command}]})
+    wait_until(lambda: the_task(c.client, job.id).state == TASK_ASSIGNED, 20, "the task to be assigned to a")
+    c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
+    c.add_agent("b", slots=1)
+    lost.kill()  # never started it
+    wait_until(lambda: the_task(c.client, job.id).state == TASK_QUEUED, 30, "the task to be handed on from a")
+    task = the_task(c.client, job.id)
+    assert task.status == ON_HOLD and "db maintenance" in task.reason
+    heartbeats_later(c.client, "b", 2)  # b has a free slot all along: the hold keeps the task from it
+    assert not process_of(tmp_path / "ticking.py") and not lines(starts)
+    assert the_task(c.client, job.id).state == TASK_QUEUED
+    let_end(ticks)
+    c.client.release_job(job.id)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+    assert counted(ticks, 10) and lines(starts) == ["start", "0"]
+    task = the_task(c.client, job.id)
+    assert task.provider_id == "b" and task.attempt == 2
