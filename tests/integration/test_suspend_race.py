@@ -10,11 +10,17 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from support import AgentProc, TcpProxy, wait_until
 from test_suspend import counted, heartbeats_later, let_end, lines, state_of, ticking
 
 ON_HOLD, SUCCEEDED = 7, 3
 TASK_ASSIGNED, TASK_RUNNING, TASK_QUEUED = 3, 4, 2
+# The agent is silent while it is stopped or its messages wait in the proxy: the server waits 10
+# heartbeats before it suspects it, time enough to hold the task on a loaded machine (a closed
+# stream is still noticed at once).
+PATIENT = ("--heartbeat-tolerance", "10")
 
 
 def process_of(script: Path) -> int:
@@ -39,6 +45,7 @@ def started_and_held(client, job_id: str) -> bool:
     return task.state == TASK_RUNNING and task.status == ON_HOLD
 
 
+@pytest.mark.server_args(*PATIENT)
 def test_a_task_held_while_its_agent_is_about_to_start_it_is_paused_as_it_starts(sqlite_cluster, tmp_path):
     c = sqlite_cluster
     agent = c.add_agent("a", slots=1)
@@ -74,7 +81,7 @@ def proxied(tmp_path: Path, sqlite_url: str):
 
     c = Cluster(tmp_path, sqlite_url)
     # The proxy carries plaintext: with TLS the agent's stream would go to its own mTLS port.
-    c.start_server(grace=5.0, insecure=True)  # 5 s: a new agent process starts within it on a loaded machine
+    c.start_server(grace=5.0, insecure=True, extra=list(PATIENT))  # 5 s: a new agent process starts within it
     proxy = TcpProxy(c.server.address)
     c.agents["a"] = AgentProc(tmp_path, c.server, "a", slots=1, address=proxy.address)
     c.wait_active("a")
@@ -156,6 +163,7 @@ def test_a_task_held_before_its_start_was_heard_stays_paused_while_a_restarted_a
         c.close()
 
 
+@pytest.mark.server_args(*PATIENT)
 def test_a_held_task_whose_agent_is_lost_before_starting_it_waits_held_and_runs_elsewhere_on_release(
         sqlite_cluster, tmp_path):
     c = sqlite_cluster
