@@ -75,6 +75,25 @@ def test_a_task_held_while_its_agent_is_about_to_start_it_is_paused_as_it_starts
     assert the_task(c.client, job.id).attempt == 1
 
 
+@pytest.mark.server_args(*PATIENT)
+def test_a_task_held_and_released_before_its_agent_starts_it_runs_as_usual(sqlite_cluster, tmp_path):
+    c = sqlite_cluster
+    agent = c.add_agent("a", slots=1)
+    command, ticks, starts, _ = ticking(tmp_path, 10)
+    let_end(ticks)
+    agent.signal(signal.SIGSTOP)  # the assignment, the hold and the release reach it together
+    try:
+        job = c.client.submit_job({"name": "quick", "tasks": [{"name": "t", "command": command}]})
+        wait_until(lambda: the_task(c.client, job.id).state == TASK_ASSIGNED, 20, "the task to be assigned")
+        c.client.hold_job(job.id, reason="oops", mode="suspend")
+        c.client.release_job(job.id)
+    finally:
+        agent.signal(signal.SIGCONT)
+    assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED  # never paused
+    assert counted(ticks, 10) and lines(starts) == ["start", "0"]
+    assert the_task(c.client, job.id).attempt == 1
+
+
 def proxied(tmp_path: Path, sqlite_url: str):
     """A cluster whose agent "a" reaches the server through a TcpProxy; (cluster, proxy)."""
     from conftest import Cluster
