@@ -64,6 +64,8 @@ class _Attempt:
     # A command the keeper runs (only those can be suspended), and its pause.
     command: bool = False
     pause: Pause = field(default_factory=Pause)
+    # Suspended by the server before it started (on_suspend): paused as soon as it starts.
+    held: bool = False
 
 
 class Agent:
@@ -215,12 +217,26 @@ class Agent:
             attempt = self._attempts.get(key)
             if attempt is None:
                 continue
-            if not attempt.command or attempt.started is None:
+            if attempt.started is None:  # not started yet (the server saw it assigned): held until it starts
+                attempt.held = not resume
+                log.info("%s task %s attempt %d before it starts: %s", "resuming" if resume else "suspending",
+                         *key, reason, extra=attempt_ids(key))
+            elif not attempt.command:
                 log.warning("cannot %s task %s attempt %d: only a running command can be",
                             "resume" if resume else "suspend", *key)
-                continue
-            log.info("%s task %s attempt %d: %s", "resuming" if resume else "suspending", *key, reason)
-            self._pauses.change(key, attempt.started.pgid, attempt.pause, not resume)
+            else:
+                log.info("%s task %s attempt %d: %s", "resuming" if resume else "suspending", *key, reason)
+                self._pauses.change(key, attempt.started.pgid, attempt.pause, not resume)
+
+    def _pause_held(self, key: AttemptKey, attempt: _Attempt) -> None:
+        """An attempt suspended before it started has just started: paused at once (the server
+        keeps it held on its start report, and the release continues it)."""
+        attempt.held = False
+        if attempt.command:
+            log.info("suspending task %s attempt %d as it starts", *key, extra=attempt_ids(key))
+            self._pauses.change(key, attempt.started.pgid, attempt.pause, True)  # type: ignore[union-attr]
+        else:
+            log.warning("cannot suspend task %s attempt %d: only a running command can be", *key)
 
     def containment(self) -> tuple[str, float]:
         """How attempts are contained (cgroup or subreaper), and the keeper's kill deadline."""
@@ -284,7 +300,7 @@ class Agent:
         attempt.command = True
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
-                                        on_start=self._on_start(key, report=False),
+                                        on_start=self._on_start(key, report=True),  # the first may be lost
                                         keeper=self._keeper, pause=attempt.pause)
         finally:
             self._running -= 1
@@ -441,6 +457,8 @@ class Agent:
                 self.metrics.spawn_seconds.observe(attempt.started_at - attempt.received)
             if report:
                 self._outbox.started(*key, external_job_id=self._outside_job(key, told=True))
+            if attempt.held:
+                self._pause_held(key, attempt)
 
         return on_start
 

@@ -26,6 +26,11 @@ START_LINGER = 0.01
 _FINISHED = "finished"
 _CHECKPOINT = "checkpoint"
 _STATUS = "status"
+_STARTED = "started"
+# Kinds kept until acknowledged, and sent again after a reconnect. A lost STARTED report would
+# leave the server showing the attempt assigned (the hello's `running` list does not say it
+# started: an attempt may wait there for a slot), neither watched nor held as a running one.
+_KEPT = (_STARTED, _CHECKPOINT, _FINISHED)
 # Kinds of which only the latest of an attempt in one message matters.
 _LATEST_ONLY = (_CHECKPOINT, _STATUS)
 
@@ -34,12 +39,11 @@ _Kept = tuple[str, str, int]
 
 
 class Outbox:
-    """Reports queued for sending; FINISHED ones, and the latest CHECKPOINT of each attempt,
-    stay until the server acknowledges their seq.
+    """Reports queued for sending; STARTED and FINISHED ones, and the latest CHECKPOINT of each
+    attempt, stay until the server acknowledges their seq (a repeated STARTED is ignored there).
 
-    STARTED and STATUS reports are sent once and forgotten: after a reconnect the hello's
-    `running` list covers the former, and the attempt's FINISHED report the latter. seq grows
-    by one per TaskReports message for the outbox's lifetime.
+    STATUS reports are sent once and forgotten: the attempt's FINISHED report covers them. seq
+    grows by one per TaskReports message for the outbox's lifetime.
     """
 
     def __init__(self, on_acked: Callable[[Iterable[tuple[str, int]]], None] | None = None) -> None:
@@ -207,7 +211,7 @@ class Outbox:
         self._seq += 1
         for report in reports:
             kind = report.WhichOneof("report")
-            if kind in (_FINISHED, _CHECKPOINT):
+            if kind in _KEPT:
                 kept = (kind, report.task_id, report.attempt)
                 self._in_flight.pop(kept, None)  # keep the order of sending; a newer one replaces
                 self._in_flight[kept] = (self._seq, report)

@@ -60,15 +60,16 @@ class Pauses:
 
     def change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
                then: Callable[[], None] | None = None) -> None:
-        """Pause (or continue) the attempt of command `pid`; `then` once that is done."""
+        """Pause (or continue) the attempt of command `pid`; `then` once that is done. A pause
+        counts from now (a cancel that comes meanwhile continues it first: agent.on_cancel)."""
+        if paused:  # its timeout waits from now on
+            pause.set(True)
         task = asyncio.create_task(self._change(key, pid, pause, paused, then))
         self._under_way.add(task)
         task.add_done_callback(self._under_way.discard)
 
     async def _change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
                       then: Callable[[], None] | None) -> None:
-        if paused:  # its timeout waits from now on
-            pause.set(True)
         try:
             await self._keeper.suspend(pid, resume=not paused)
         except KeeperUnavailable as exc:

@@ -208,8 +208,9 @@ class AgentProc(Proc):
 
 class TcpProxy:
     """A loopback TCP proxy whose connections a test can cut, to break an agent's
-    stream without killing the agent (a network failure, not a crash), and whose
-    open connections can lose the server's answers while requests still go through."""
+    stream without killing the agent (a network failure, not a crash), whose
+    open connections can lose the server's answers while requests still go through,
+    and whose requests can be held back while answers still arrive."""
 
     def __init__(self, target: str) -> None:
         import threading
@@ -221,6 +222,8 @@ class TcpProxy:
         self._socks: list[socket.socket] = []
         self._clients: list[socket.socket] = []  # the client side of each open connection
         self._muted: set[socket.socket] = set()  # clients the server's answers no longer reach
+        self._requests_flow = threading.Event()  # cleared: what clients send waits here (hold_requests)
+        self._requests_flow.set()
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -241,8 +244,12 @@ class TcpProxy:
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with self._lock:
+            requests = src in self._clients  # this thread carries what a client sends
         try:
             while data := src.recv(65536):
+                if requests:
+                    self._requests_flow.wait()
                 if dst not in self._muted:
                     dst.sendall(data)
         except OSError:
@@ -261,6 +268,16 @@ class TcpProxy:
         with self._lock:
             self._muted.update(self._clients)
 
+    def hold_requests(self) -> None:
+        """From now on what clients send waits in the proxy, in order, until `let_requests_through`
+        (the server hears nothing from them meanwhile; its answers still arrive): a one-way slow
+        network, e.g. an agent's reports delayed while the server's messages reach it."""
+        self._requests_flow.clear()
+
+    def let_requests_through(self) -> None:
+        """What waited goes on to the server, in order, and so does what follows."""
+        self._requests_flow.set()
+
     def cut(self) -> None:
         """Break every connection through the proxy; new ones are still accepted."""
         with self._lock:
@@ -276,6 +293,7 @@ class TcpProxy:
     def close(self) -> None:
         self._closed = True
         self._listener.close()
+        self._requests_flow.set()
         self.cut()
 
 

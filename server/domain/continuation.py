@@ -145,11 +145,23 @@ class Continuations:
         return effective_priority(base, spec.continuation_rules, when, self.engine.calendar)
 
     def wait_to_continue(self, task: TaskRt, entry: Pending, reason: str) -> None:
-        """The task waits in the continuation line, in its place."""
-        self.engine.lifecycle.transition(task, TaskState.QUEUED, reason, enqueue=False)
-        task.ready_at = task.lost_at = self.engine.now
+        """The task waits in the continuation line, in its place (on hold while its job is held
+        by hand: the release lets it continue, in that place)."""
+        e = self.engine
+        e.lifecycle.transition(task, TaskState.QUEUED, reason, enqueue=False)
+        if self._held(entry):
+            e.lifecycle.show(task, Status.ON_HOLD, f"{reason}; held by hand: {e.jobs[task.job_id].hold}; "
+                                                   "it continues once released")
+        task.ready_at = task.lost_at = e.now
         bisect.insort(self.pending, entry)
-        self.engine.want_dispatch()
+        e.want_dispatch()
+
+    def _held(self, entry: Pending) -> bool:
+        """Whether the entry's job is held by hand (holds.py): it waits in its place until released."""
+        e = self.engine
+        task = e.tasks.get(entry.task_id)
+        job = e.jobs.get(task.job_id) if task is not None else None
+        return job is not None and bool(job.hold)
 
     def drop(self, task_id: int) -> None:
         """The task waits no more (cancelled, or failed for good)."""
@@ -160,12 +172,13 @@ class Continuations:
 
     def dispatch(self) -> None:
         """Send waiting continuations, in order, to providers with free slots; those whose
-        earlier attempt may still run wait in their place (fencing.py)."""
+        earlier attempt may still run (fencing.py), or whose job is held by hand, wait in their place."""
         if not self.pending:
             return
         e = self.engine
-        fenced = [p for p in self.pending if p.task_id in e.fencing]
-        line = [p for p in self.pending if p.task_id not in e.fencing] if fenced else self.pending
+        waits = {p.task_id for p in self.pending if p.task_id in e.fencing or self._held(p)}
+        fenced = [p for p in self.pending if p.task_id in waits]
+        line = [p for p in self.pending if p.task_id not in waits] if waits else self.pending
         targets = place(line, self._receivers(exclude=None))
         waiting = []
         for entry, target in zip(line, targets):

@@ -180,6 +180,7 @@ class Holds:
         resumed = self.engine.suspension.release(job)
         self._hold_changed(job, "released by hand" + (f"; {resumed} suspended tasks resumed" if resumed else ""))
         self.reconsider()
+        self.engine.want_dispatch()  # its tasks waiting to continue (a lost provider's) go on (continuation.py)
         return job
 
     def _unfinished(self, job_id: int, verb: str) -> JobRt:

@@ -127,8 +127,10 @@ class Reports:
         e.changes.timing("running", task.ready_at, e.now)
         e.changes.timing("restarted", task.lost_at, e.now)
         task.lost_at = 0.0
-        e.supervision.watch(task)
         task.paused = 0.0  # a new attempt: none of its time was suspended yet
+        if e.suspension.started(task):  # suspended while assigned: paused as it starts (suspension.py)
+            return
+        e.supervision.watch(task)
         if task.spec.lateness:
             e.lateness.watch_finish(job, task, e.now)
 

@@ -61,9 +61,10 @@ class Suspension:
         return len(tasks)
 
     def hold_task(self, task: TaskRt, mode: str, why: str, cause: str) -> None:
-        """Suspend the task's attempt in place, or stop it to be queued again. One that has not
-        started yet (assigned) is requeued: there is nothing to pause, and nothing is lost."""
-        if mode == SUSPEND and task.state == TaskState.RUNNING:
+        """Suspend the task's attempt in place, or stop it to be queued again. One assigned but
+        not known to have started is suspended too: its agent may have started it already (the
+        start report is on its way), or starts it and pauses it at once (`started`)."""
+        if mode == SUSPEND:
             self._suspend(task, why, cause)
         else:
             self._requeue(task, why, cause)
@@ -75,6 +76,18 @@ class Suspension:
         e.supervision.unwatch(task.id)  # a paused attempt is neither overdue nor past its timeout
         e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, False, why))
         e.lifecycle.show(task, HELD_STATUS, f"suspended: {why}")
+
+    def started(self, task: TaskRt) -> bool:
+        """The start report of an attempt suspended while it was assigned: its agent pauses it
+        as it starts, so it stays held (not watched for overdue, timeout or lateness: the
+        release arms those), and its pause counts from now; True. False if it is not held."""
+        if task.suspended.get("mode") != SUSPEND:
+            return False
+        e = self.engine
+        task.suspended["since"] = e.now
+        e.lifecycle.show(task, HELD_STATUS, f"suspended: {task.suspended.get('reason', '')} (it started as the "
+                                            "suspension reached its agent, which pauses it)")
+        return True
 
     def _requeue(self, task: TaskRt, why: str, cause: str) -> None:
         e = self.engine

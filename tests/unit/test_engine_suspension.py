@@ -5,7 +5,7 @@ requeued attempt's end queues the task again, held, without using up an attempt.
 from __future__ import annotations
 
 import pytest
-from support_engine import cmd, engine, provider
+from support_engine import assigned, cmd, engine, provider
 
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
@@ -113,3 +113,90 @@ def test_a_provider_that_reconnects_holding_a_suspended_attempt_is_told_again():
     cs = e.take_changes()
     assert [(s.task_id, s.attempt, s.resume) for s in cs.suspends["a"]] == [(task.id, 1, False)]
     assert task.status == Status.ON_HOLD and task.current is not None
+
+
+def assigned_to_a(e, spec, name="job"):
+    """Submit a one-task job to provider "a", assigned there but not known to have started; (job, task, conn)."""
+    conn = provider(e, "a", slots=1)
+    job_spec = JobSpec(name, tasks=(spec,))
+    job = e.submit(job_spec, extract_tasks(job_spec, max_tasks=10, default_max_attempts=1))
+    e.take_changes()
+    task = next(iter(e.tasks.values()))
+    assert task.state == TaskState.ASSIGNED
+    return job, task, conn
+
+
+def test_a_task_suspended_while_its_start_report_is_on_its_way_stays_held_when_it_arrives():
+    e = engine(now=100.0, terminate_grace=5.0)
+    job, task, conn = assigned_to_a(e, cmd("slow", timeout_seconds=20))
+    e.hold_job(job.id, "maintenance", "alice", "suspend")
+    cs = e.take_changes()
+    assert [(s.task_id, s.resume) for s in cs.suspends["a"]] == [(task.id, False)] and not cs.stops
+    assert task.status == Status.ON_HOLD and task.suspended["mode"] == "suspend"
+    e.begin(110.0)
+    e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    e.take_changes()
+    assert task.state == TaskState.RUNNING and task.status == Status.ON_HOLD and "suspended" in task.reason
+    assert job.status == Status.ON_HOLD
+    cs = tick(e, 300.0)  # far past its expected time and its timeout: it is paused, not watched
+    assert not cs.stops and task.state == TaskState.RUNNING
+    e.begin(300.0)
+    e.release_job(job.id)
+    cs = e.take_changes()
+    assert [(s.task_id, s.resume) for s in cs.suspends["a"]] == [(task.id, True)]
+    assert task.status == Status.RUNNING
+    assert not tick(e, 324.0).stops  # 20 s timeout + 5 s grace, counted from the release
+    assert tick(e, 326.0).stops["a"][0].task_id == task.id
+
+
+def test_a_task_released_before_its_start_report_arrives_runs_as_usual():
+    e = engine(now=100.0)
+    job, task, conn = assigned_to_a(e, cmd("slow", expected_seconds=10))
+    e.hold_job(job.id, "", "alice", "suspend")
+    e.take_changes()
+    e.release_job(job.id)
+    cs = e.take_changes()
+    assert [(s.task_id, s.resume) for s in cs.suspends["a"]] == [(task.id, True)]
+    assert task.state == TaskState.ASSIGNED and task.status != Status.ON_HOLD and not task.suspended
+    e.begin(120.0)
+    e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
+    e.take_changes()
+    assert task.state == TaskState.RUNNING and task.status == Status.RUNNING
+    assert tick(e, 131.0).probes  # watched from its start
+
+
+def test_a_suspended_assigned_task_of_a_lost_provider_continues_elsewhere_only_once_released():
+    e = engine()
+    job, task, conn = assigned_to_a(e, cmd("t"))
+    e.hold_job(job.id, "night", "alice", "suspend")
+    e.take_changes()
+    e.disconnect("a", conn)
+    (_, timer), = e.take_changes().timers
+    timer(e)  # the reconnect grace is over: "a" is lost
+    e.take_changes()
+    provider(e, "b", slots=1)
+    cs = e.take_changes()
+    assert not cs.assignments and task.current is None and not task.suspended
+    assert task.state == TaskState.QUEUED and task.status == Status.ON_HOLD and "night" in task.reason
+    e.release_job(job.id)
+    assert assigned(e.take_changes()) == {"b": [("t", 2)]}
+
+
+def test_requeue_mode_still_stops_an_assigned_task():
+    e = engine()
+    job, task, conn = assigned_to_a(e, cmd("t"))
+    e.hold_job(job.id, "", "bob", "requeue")
+    cs = e.take_changes()
+    assert cs.stops["a"][0].task_id == task.id and not cs.suspends
+
+
+def test_a_provider_that_reconnects_holding_a_suspended_assigned_attempt_is_told_again():
+    e = engine()
+    job, task, conn = assigned_to_a(e, cmd("long"))
+    e.hold_job(job.id, "night", "alice", "suspend")
+    e.take_changes()
+    e.disconnect("a", conn)
+    e.take_changes()
+    e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),)), conn_id=conn + 1)
+    cs = e.take_changes()
+    assert [(s.task_id, s.attempt, s.resume) for s in cs.suspends["a"]] == [(task.id, 1, False)]
