@@ -300,7 +300,7 @@ class Agent:
         attempt.command = True
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
-                                        on_start=self._on_start(key, report=True),  # the first may be lost
+                                        on_start=self._on_start(key),  # reported again: the first may be lost
                                         keeper=self._keeper, pause=attempt.pause)
         finally:
             self._running -= 1
@@ -311,7 +311,7 @@ class Agent:
         try:
             # STARTED again (with the job id): the first may have been lost with the old process
             # (a repeat is ignored by the server).
-            return await self._outside_jobs().resume(key, record, stop=stop, on_start=self._on_start(key, report=True),
+            return await self._outside_jobs().resume(key, record, stop=stop, on_start=self._on_start(key),
                                               on_status=self._on_status(key))
         finally:
             self._running -= 1
@@ -395,7 +395,7 @@ class Agent:
         """Run the attempt through its environment's adapter: python, external or process."""
         spec = assignment.spec
         key = (assignment.task_id, assignment.attempt)
-        on_start = self._on_start(key, report=True)
+        on_start = self._on_start(key)
         if spec.python:
             return await self._python_pool().run(
                 self._py_call(assignment), stop=stop, on_start=on_start,
@@ -448,15 +448,16 @@ class Agent:
                  extra=attempt_ids((assignment.task_id, assignment.attempt)))
         return prerequisite_missing(missing)
 
-    def _on_start(self, key: AttemptKey, *, report: bool) -> Callable[[Started], None]:
+    def _on_start(self, key: AttemptKey) -> Callable[[Started], None]:
+        """Record an attempt's start and report it (an adopted one's again: the first may have
+        been lost with the stream); an attempt suspended before it started is paused at once."""
         def on_start(started: Started) -> None:
             attempt = self._attempts[key]
             attempt.started, attempt.started_at = started, time.monotonic()
             if attempt.received:  # assigned to this process, not adopted from an earlier one
                 self.metrics.started.inc()
                 self.metrics.spawn_seconds.observe(attempt.started_at - attempt.received)
-            if report:
-                self._outbox.started(*key, external_job_id=self._outside_job(key, told=True))
+            self._outbox.started(*key, external_job_id=self._outside_job(key, told=True))
             if attempt.held:
                 self._pause_held(key, attempt)
 
