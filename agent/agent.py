@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -14,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 from jobplane.logs import attempt_ids
 from jobplane.v1 import provider_pb2
 
+from . import assignments
 from .checkpoint import CHECKPOINT_FILE_ENV
 from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
-from .environment import agent_env, own_env, task_env
+from .environment import agent_env, own_env
 from .keeper_client import Keeper
 from .link import Link
 from .metrics import AgentGauges, AgentMetrics, served
 from .outbox import Outbox
 from .pause import Pause, Pauses
-from .prerequisites import missing_prerequisites, prerequisite_missing
 from .procstat import cpu_ticks_by_group
 from .results import SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
 from .statedir import StateDir, state_root
@@ -33,7 +32,7 @@ from .statedir import StateDir, state_root
 if TYPE_CHECKING:
     from .external_record import ExternalRecord
     from .outside_jobs import OutsideJobs
-    from .pyworkers import PyCall, WorkerPool
+    from .pyworkers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +380,7 @@ class Agent:
     async def _execute(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]
     ) -> AttemptResult:
-        refusal = await self._refusal(assignment, stop)
+        refusal = await assignments.refusal(assignment, stop, self.config)
         if refusal is not None:
             return refusal
         self._running += 1
@@ -398,55 +397,19 @@ class Agent:
         on_start = self._on_start(key)
         if spec.python:
             return await self._python_pool().run(
-                self._py_call(assignment), stop=stop, on_start=on_start,
+                assignments.py_call(assignment, self.config, str(self._state.log_dir(key))), stop=stop,
+                on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
         if spec.HasField("external") or spec.HasField("slurm"):  # outside_jobs.py
-            return await self._outside_jobs().run(assignment, env=self._env(assignment), cwd=self._cwd(spec.cwd),
-                                           stop=stop, on_start=on_start, on_status=self._on_status(key))
+            cwd = assignments.working_dir(self.config, spec.cwd)
+            return await self._outside_jobs().run(assignment, env=self._env(assignment), cwd=cwd,
+                                                  stop=stop, on_start=on_start, on_status=self._on_status(key))
         command = self._command(assignment)
         self._checkpoints.watch(key, checkpoint_file(command.attempt_dir))
         attempt = self._attempts[key]
         attempt.command = True
         return await run_command(command, kill_grace=self.config.kill_grace, stop=stop,
                                  on_start=on_start, keeper=self._keeper, pause=attempt.pause)
-
-    async def _refusal(self, assignment: provider_pb2.Assignment,
-                       stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
-        """Why the attempt must not start after all; None if it may."""
-        if stop.done():  # cancelled while it waited for a slot
-            return stop.result().result()
-        spec = assignment.spec
-        if [bool(spec.command), bool(spec.python), spec.HasField("external"),
-                spec.HasField("slurm")].count(True) != 1:
-            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
-                "the task spec must set exactly one of command, python, external and slurm"))
-        if spec.HasField("slurm") and not self.config.slurm:
-            return AttemptResult(Outcome.FAILED, raw={"state": "failed_to_start"}, error=(
-                "this agent does not submit to Slurm: start it with --slurm"))
-        if spec.prerequisites:
-            return await self._recheck(assignment, stop)
-        return None
-
-    async def _recheck(self, assignment: provider_pb2.Assignment,
-                       stop: asyncio.Future[StopRequest]) -> AttemptResult | None:
-        """Scan the attempt's prerequisites again, as the machine may have lost one since the
-        server's inventory saw it; None if all are here. A cancel or shutdown cuts it short."""
-        check = asyncio.ensure_future(
-            missing_prerequisites(assignment.spec.prerequisites, self.config.scan_limits))
-        try:
-            await asyncio.wait({check, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            check.cancel()
-            await asyncio.gather(check, return_exceptions=True)
-        if stop.done():
-            return stop.result().result()
-        missing = check.result()
-        if not missing:
-            return None
-        log.info("not running task %s attempt %d: prerequisite %d is missing (%s)",
-                 assignment.task_id, assignment.attempt, *missing[0],
-                 extra=attempt_ids((assignment.task_id, assignment.attempt)))
-        return prerequisite_missing(missing)
 
     def _on_start(self, key: AttemptKey) -> Callable[[Started], None]:
         """Record an attempt's start and report it (an adopted one's again: the first may have
@@ -472,7 +435,8 @@ class Agent:
         attempt_dir = self._state.attempt_dir((assignment.task_id, assignment.attempt))
         env = self._env(assignment)
         env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
-        return CommandSpec(list(spec.command), env, self._cwd(spec.cwd), spec.timeout_seconds,
+        cwd = assignments.working_dir(self.config, spec.cwd)
+        return CommandSpec(list(spec.command), env, cwd, spec.timeout_seconds,
                            attempt_dir, self.config.log_max_bytes,
                            self._state.spare() if self._keeper.takes_spares else "")
 
@@ -505,21 +469,6 @@ class Agent:
                                     on_spawn=self._keeper.add_worker)
             self._pool.start()
         return self._pool
-
-    def _py_call(self, assignment: provider_pb2.Assignment) -> PyCall:
-        from .pyworkers import PyCall
-
-        spec = assignment.spec
-        env = {**spec.env, **task_env(assignment)}
-        return PyCall(spec.python, spec.args_json, env, self._cwd(spec.cwd), spec.timeout_seconds,
-                      assignment.task_id, assignment.job_id, assignment.attempt,
-                      assignment.checkpoint_json,
-                      str(self._state.log_dir((assignment.task_id, assignment.attempt))),
-                      self.config.log_max_bytes)
-
-    def _cwd(self, cwd: str) -> str:
-        # A relative spec.cwd is taken relative to the agent's work dir.
-        return os.path.join(self.config.work_dir, cwd) if cwd else self.config.work_dir
 
     # Shutting down.
 
