@@ -8,9 +8,11 @@ tests); it needs an insecure server (one identity for every agent: raise --max-s
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import time
+from array import array
 
 STREAMS_PER_CHANNEL = 100  # HTTP/2 connections carry this many agent streams each
 TICKS = 20  # heartbeat ticks per interval in each simulator process
@@ -22,12 +24,16 @@ WELCOMED, ENDED, BEATS, LATE, SKIPPED, CONNECTED = range(6)
 COUNTERS = 6
 
 
-def simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop, stats) -> None:
-    """A process holding `count` simulated agents (named sim-FIRST..) until `stop` is set."""
-    asyncio.run(_simulate(address, first, count, heartbeat, ramp, stop, stats))
+def simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop, stats, link,
+             quiet: int = 0) -> None:
+    """A process holding `count` simulated agents (named sim-FIRST..) until `stop` is set;
+    each ask on `link` is answered with its agents' send logs (`Fleet.sent`). The first `quiet`
+    of them hang once connected: no heartbeat, no answer to a probe."""
+    asyncio.run(_simulate(address, first, count, heartbeat, ramp, stop, stats, link, quiet))
 
 
-async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop, stats) -> None:
+async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp: float, stop, stats,
+                    link, quiet: int) -> None:
     import grpc
 
     from jobplane.v1 import provider_pb2 as pb
@@ -41,6 +47,11 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
     busy: set = set()  # calls with a write not yet taken: a call takes one write at a time
     readers = []
     errors: dict[str, int] = {}
+    # Per agent, every message it sent (hello, ready, heartbeat, probe reply) as its wall-clock
+    # time when handed to gRPC, and every heartbeat it skipped as minus the time it was due: what
+    # the server's suspicions are judged against (`judge`).
+    logs = [array("d") for _ in range(count)]
+    index = {}  # call -> agent index
 
     async def agent(i: int) -> None:
         """One simulated agent: connects, and after its stream ends connects again (as the
@@ -58,9 +69,12 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
 
     async def stream(i: int, name: str, hello: bytes) -> None:
         call = connects[i // STREAMS_PER_CHANNEL]()
+        index[call] = i
         welcomed = False
         try:
+            logs[i].append(time.time())
             await call.write(hello)
+            logs[i].append(time.time())
             await call.write(ready)
             while (raw := await call.read()) is not grpc.aio.EOF:
                 response = pb.ConnectResponse.FromString(raw)
@@ -69,12 +83,14 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
                     stats[WELCOMED] += 1
                     stats[CONNECTED] += 1
                     welcomed = True
-                    slots[i % TICKS].append(call)
-                elif which == "probe":
+                    if i >= quiet:
+                        slots[i % TICKS].append(call)
+                elif which == "probe" and i >= quiet:
                     while call in busy:
                         await asyncio.sleep(0.01)
                     busy.add(call)
                     try:
+                        logs[i].append(time.time())
                         await call.write(pb.ConnectRequest(probe_reply=pb.ProbeReply(
                             probe_id=response.probe.probe_id)).SerializeToString())
                     finally:
@@ -91,11 +107,13 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
                 stats[CONNECTED] -= 1
             if call in slots[i % TICKS]:
                 slots[i % TICKS].remove(call)
+            index.pop(call, None)
 
     async def write(call) -> None:
         """A heartbeat on a call the ticker marked busy (before this task ran: a probe's reply
         that came in between must wait, or gRPC fails the second write and ends the stream)."""
         try:
+            logs[index[call]].append(time.time())
             await call.write(beat)
         except Exception:  # noqa: BLE001 - the stream ended: its reader counts it
             pass
@@ -111,7 +129,11 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
             late = time.monotonic() - due
             stats[LATE] = max(stats[LATE], int(late * 1000))
             calls = [c for c in slots[tick % TICKS] if c not in busy]
-            stats[SKIPPED] += len(slots[tick % TICKS]) - len(calls)
+            if len(calls) < len(slots[tick % TICKS]):
+                stats[SKIPPED] += len(slots[tick % TICKS]) - len(calls)
+                for c in slots[tick % TICKS]:
+                    if c in busy:
+                        logs[index[c]].append(-(due - time.monotonic() + time.time()))
             tick += 1
             for call in calls:  # not awaited here: a slow stream must not hold the next tick back
                 busy.add(call)
@@ -122,8 +144,15 @@ async def _simulate(address: str, first: int, count: int, heartbeat: float, ramp
     for i in range(count):
         readers.append(asyncio.create_task(agent(i)))
         await asyncio.sleep(ramp / count)
+    # What the ramp made lives until the end: kept out of the collector's full passes (which
+    # otherwise stall this loop, and so its heartbeats, for as long as they walk it).
+    gc.collect()
+    gc.freeze()
     while not stop.is_set():
         await asyncio.sleep(0.2)
+        if link.poll():
+            link.recv()
+            link.send({f"sim-{first + i}": log.tobytes() for i, log in enumerate(logs)})
     beats.cancel()
     for r in readers:
         r.cancel()
@@ -142,20 +171,24 @@ class Fleet:
         self._stop = self._ctx.Event()
         self.procs: list = []
         self._stats: list = []
+        self._links: list = []
         self.size = 0
 
-    def add(self, n: int, procs: int = 1, seconds: float = 0.0) -> None:
-        """`n` more agents over `procs` processes, connecting over `seconds` (0: in one burst)."""
+    def add(self, n: int, procs: int = 1, seconds: float = 0.0, quiet: int = 0) -> None:
+        """`n` more agents over `procs` processes, connecting over `seconds` (0: in one burst);
+        the first `quiet` of each process hang once connected (no heartbeat, no probe answered)."""
         for i in range(procs):
             share = n // procs + (1 if i < n % procs else 0)
             if not share:
                 continue
             stats = self._ctx.Array("q", COUNTERS, lock=False)
+            ours, theirs = self._ctx.Pipe()
             proc = self._ctx.Process(target=simulate, args=(self.address, self.size, share, self.heartbeat, seconds,
-                                                            self._stop, stats), daemon=True)
+                                                            self._stop, stats, theirs, quiet), daemon=True)
             proc.start()
             self.procs.append(proc)
             self._stats.append(stats)
+            self._links.append(ours)
             self.size += share
 
     def count(self, which: int) -> int:
@@ -166,6 +199,18 @@ class Fleet:
     def connected(self) -> int:
         """Streams welcomed and not ended."""
         return self.count(CONNECTED)
+
+    def sent(self) -> dict[str, array]:
+        """Each agent's send log, by name: the wall-clock time of every message it sent, and
+        minus the time of every heartbeat it skipped, oldest first. Waits for every process (one
+        still ramping answers once it has connected its share)."""
+        for link in self._links:
+            link.send("sent")
+        logs = {}
+        for link in self._links:
+            for name, raw in link.recv().items():
+                logs[name] = array("d", raw)
+        return logs
 
     def reset_late(self) -> None:
         for s in self._stats:
@@ -183,3 +228,19 @@ class Fleet:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def judge(events: list[tuple[str, float]], logs: dict[str, array], allowed: float) -> tuple[int, int]:
+    """(justified, false) of the server's suspicions `events` ((provider, time) each, from its
+    SUSPECT events) against the agents' send logs: justified if the agent had sent nothing for
+    longer than `allowed` (its heartbeat interval x the server's tolerance) when it was suspected,
+    false if it had sent something within that time (which the server did not take in time). An
+    agent the simulator does not know is counted as false."""
+    justified = false = 0
+    for provider, when in events:
+        sent = [t for t in logs.get(provider, ()) if 0 < t <= when]
+        if sent and when - sent[-1] > allowed:
+            justified += 1
+        else:
+            false += 1
+    return justified, false
