@@ -73,6 +73,14 @@ def quantile(before: dict, after: dict, q: float) -> str:
     return "?"
 
 
+def connects(before: dict, after: dict) -> str:
+    """Connect calls the server answered in between, by status code (an agent stream ends with
+    its call: OK when the server hung up, CANCELLED when the agent did)."""
+    codes = {dict(k[1:])["code"]: v - before.get(k, 0.0) for k, v in after.items()
+             if k[0] == "jobplane_rpcs_total" and dict(k[1:]).get("method", "").endswith("/Connect")}
+    return ", ".join(f"{code} {n:.0f}" for code, n in sorted(codes.items()) if n) or "none"
+
+
 def delta(before: dict, after: dict, name: str) -> float:
     return after.get((name,), 0.0) - before.get((name,), 0.0)
 
@@ -143,7 +151,7 @@ def main() -> None:
         try:
             for target in steps:
                 add = target - fleet.size
-                ramp_start, ramp_time = scrape(url), time.time()
+                ramp_start, ramp_time, ended = scrape(url), time.time(), fleet.count(ENDED)
                 fleet.add(add, a.procs, add / a.rate)
                 try:
                     wait_until(lambda: fleet.connected() >= target and active(scrape(url)) >= target,
@@ -172,6 +180,9 @@ def main() -> None:
                       f"{after.get(('silence_max',), 0.0):>10.1f}s {phases:>15} {lost:>6} "
                       f"{fleet.count(LATE):>6}ms {fleet.count(ENDED):>6} {fleet.count(SKIPPED):>7} "
                       f"{(cpu_after - cpu_before) / a.hold:>9.0%} {sim_cpu:>7.0%}", flush=True)
+                if fleet.count(ENDED) > ended:
+                    print(f"  {fleet.count(ENDED) - ended} streams ended in this step; Connect calls the server "
+                          f"answered meanwhile, by code: {connects(ramp_start, after)}", flush=True)
         finally:
             fleet.close()
             server.stop()

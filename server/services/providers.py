@@ -23,6 +23,7 @@ from ..security.policy import current_caller
 from ..store.live import list_providers
 from . import convert
 from .base import Deps, page_size, rpc, status_code
+from .fleet_gc import FleetFreezer
 from .logs import LogRelay
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         self._connecting = asyncio.Semaphore(CONNECTS_AT_ONCE)
         self.access = access  # revoking a provider also revokes its certificates
         self.logs = LogRelay()  # output asked of agents (TaskService.StreamLogs)
+        self._freezer = FleetFreezer()
+        self._welcomed = 0  # streams welcomed and not ended
 
     # ----- the agent stream ----------------------------------------------------------
 
@@ -73,6 +76,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             del self._conns[conn.id]
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_DEADLINE:g}s")
         reader = asyncio.get_running_loop().create_task(self._read(context, conn))
+        self._welcomed += 1
+        self._freezer.opened(self._welcomed)
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
                 provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat,
@@ -86,6 +91,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             if conn.error is not None:
                 await context.abort(status_code(conn.error), str(conn.error))
         finally:
+            self._welcomed -= 1
+            self._freezer.ended(self._welcomed)
             reader.cancel()
             self._conns.pop(conn.id, None)
             self.logs.broken(conn.id)
