@@ -94,7 +94,6 @@ TAKEOVER_SLACK = 5.0  # in the data directory: where --http listens, once it doe
 # A supervision tick this many seconds late is logged: the server itself stalled. (Supervision
 # credits its providers with every tick's lateness past supervision.BEHIND, logged or not.)
 STALL = 0.5
-UNREQUESTED_SECONDS = 600  # how long a new call may wait for the loop to take it in (see _grpc_server)
 
 
 class Server:
@@ -346,11 +345,6 @@ class Server:
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                # A call the event loop has not yet taken in (grpc.aio takes one at a time) is
-                # cancelled after 30 s by default: a storm of agents connecting to a server that
-                # serves 20,000 already saw thousands of streams CANCELLED, each agent then
-                # connecting again (more work for the same loop). Waiting costs grpc core little.
-                ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_SECONDS),
             ])
 
     def _add_services(self, deps: Deps, agent_port: int) -> None:
