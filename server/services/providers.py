@@ -97,7 +97,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             self._conns.pop(conn.id, None)
             self.logs.broken(conn.id)
             if self.d.leading:  # else the engine that knew the stream is gone (a replica stepped down)
-                self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
+                self._send(lambda engine: engine.disconnect(conn.provider, conn.id))
 
     async def _hello(self, context):
         first = await asyncio.wait_for(context.read(), HELLO_DEADLINE)
@@ -146,20 +146,25 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             fut = self.d.core.enqueue(lambda engine: engine.report(conn.provider, conn.id, reports))
             fut.add_done_callback(lambda f: self._ack(conn, seq, f))
         elif which == "ready":
-            self.d.core.enqueue(lambda engine: engine.ready_signal(conn.provider, conn.id))
+            self._send(lambda engine: engine.ready_signal(conn.provider, conn.id))
         elif which == "scan_report":
             results = convert.scan_results_from_proto(message.scan_report)
-            self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))
+            self._send(lambda engine: engine.scan_report(conn.provider, conn.id, results))
         elif which == "probe_reply":
             reply = message.probe_reply
             running = convert.probe_reply_from_proto(reply)
-            self.d.core.enqueue(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
+            self._send(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
         elif which == "log_chunk":
             self.logs.chunk(conn.id, message.log_chunk)
         elif which == "goodbye":
             bye = message.goodbye
             wait, deadline = bye.wait, bye.deadline_seconds if math.isfinite(bye.deadline_seconds) else 0.0
-            self.d.core.enqueue(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
+            self._send(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
+
+    def _send(self, op) -> None:
+        """An op no one waits on; if the core stops before committing it (the server stopping,
+        a replica stepping down), the agent's stream ends and it says it all again."""
+        self.d.core.enqueue(op).add_done_callback(_settled)
 
     def _ack(self, conn: Connection, seq: int, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
@@ -275,6 +280,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if view is None:
             raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
         return convert.provider_to_proto(view)
+
+
+def _settled(fut: asyncio.Future) -> None:
+    """Retrieved, so asyncio logs no "exception was never retrieved" for each of 20,000 streams
+    when the server stops (the core logs why it stopped, once)."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("an agent's op was not taken: %s", fut.exception())
 
 
 def _to_scan(items) -> list[provider_pb2.SignatureToScan]:
