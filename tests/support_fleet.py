@@ -54,11 +54,12 @@ class _Simulator:
         self.logs = [array("d") for _ in range(count)]
         self.count = count
         self.stopping = False
+        self.connecting: set[asyncio.Task] = set()  # agents connecting: cancelled at the end
 
     async def run(self, ramp: float, stop, link) -> None:
         ticker = asyncio.create_task(self._ticker())
         for i in range(self.count):
-            asyncio.create_task(self._connect(i))
+            self._spawn(i)
             await asyncio.sleep(ramp / self.count)
         # What the ramp made lives until the end: kept out of the collector's full passes (which
         # otherwise stall this loop, and so its heartbeats, for as long as they walk it).
@@ -71,6 +72,8 @@ class _Simulator:
                 link.send({f"sim-{self.first + i}": log.tobytes() for i, log in enumerate(self.logs)})
         ticker.cancel()
         self.stopping = True
+        for task in list(self.connecting):
+            task.cancel()
         for task in self.channels.values():
             if task.done() and not task.cancelled() and task.exception() is None:
                 task.result().close()
@@ -110,7 +113,7 @@ class _Simulator:
             self.stats[ENDED] += 1
             self._ended(name, why)
             if not self.stopping:
-                asyncio.get_running_loop().call_later(random.uniform(1.0, 2.0), asyncio.ensure_future, self._connect(i))
+                asyncio.get_running_loop().call_later(random.uniform(1.0, 2.0), self._spawn, i)
 
         stream = Stream(on_message, on_end)
         hello = pb.ConnectRequest(hello=pb.Hello(name=name, slots=1, heartbeat_interval_seconds=self.heartbeat,
@@ -125,6 +128,12 @@ class _Simulator:
             self.logs[i].extend((now, now))
         else:
             on_end(f"the connection takes no new stream: {conn.lost or 'no room in its window'}")
+
+    def _spawn(self, i: int) -> None:
+        if not self.stopping:
+            task = asyncio.ensure_future(self._connect(i))
+            self.connecting.add(task)
+            task.add_done_callback(self.connecting.discard)
 
     def _ended(self, name: str, why: str) -> None:
         why = why[:int(os.environ.get("FLEET_ERROR_CHARS", "160"))]
