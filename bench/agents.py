@@ -28,7 +28,7 @@ writing the heartbeats of the agents whose turn it is (agents spread over the in
 16 us of simulator CPU per heartbeat, where gRPC's Python client took about 68. The server is
 insecure (one identity for every agent, so --max-streams is raised), on SQLite. To measure
 another checkout's server with this bench, run it with that checkout's interpreter (its editable
-install maps jobplane.server there): /work/wt-before/.venv/bin/python bench/agents.py ...
+install maps jobplane.server there), e.g. ../other-checkout/.venv/bin/python bench/agents.py
 """
 
 from __future__ import annotations
