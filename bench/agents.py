@@ -11,7 +11,7 @@ agent connected), the heartbeat handling time p50/p99 (the server's own histogra
 engine taking it), the server's CPU per heartbeat (its utime+stime from /proc over the hold,
 divided by the heartbeats handled: everything the server did for the fleet in that time,
 supervision included), commits per connected agent while the step connected, suspicions
-(SUSPECT events) judged against what each simulated agent really sent (justified: it had sent
+(SUSPECT events for silence) judged against what each simulated agent really sent (justified: it had sent
 nothing for longer than heartbeat x tolerance when it was suspected, its heartbeats skipped or
 late; false: it had, and the server did not take it in time) and failovers (LOST events), how late the
 simulator's own heartbeat ticks ran and how many heartbeats it could not write because the
@@ -106,12 +106,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def failovers(db: Path, status: str) -> list[tuple[str, float]]:
+def failovers(db: Path, status: str, like: str = "%") -> list[tuple[str, float]]:
     """The providers' SUSPECT (probed, nothing moved) or LOST (given up on: streams closed, tasks
-    would be handed on) events so far, as (provider, time)."""
+    would be handed on) events so far whose message is `like` that, as (provider, time)."""
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return conn.execute("SELECT provider, time FROM event WHERE provider != '' AND raw_status = ?",
-                            (status,)).fetchall()
+        return conn.execute("SELECT provider, time FROM event WHERE provider != '' AND raw_status = ? AND "
+                            "message LIKE ?", (status, like)).fetchall()
 
 
 def judged(events: list[tuple[str, float]], logs: dict, allowed: float, start: float, end: float) -> str:
@@ -173,7 +173,10 @@ def main() -> None:
                 beats = delta(before, after, "jobplane_heartbeat_handling_seconds_count")
                 rss = rss_mib(server.pid)
                 cpu = f"{(cpu_after - cpu_before) / beats * 1e6:.0f}" if beats else "-"
-                suspected, lost, logs = failovers(db, "SUSPECT"), len(failovers(db, "LOST")), fleet.sent()
+                # Suspicions of silence only: a provider whose stream closed is SUSPECT too (waiting
+                # for it to reconnect), which says nothing of its heartbeats ('closed' counts them).
+                suspected, lost, logs = failovers(db, "SUSPECT", "silent%"), len(failovers(db, "LOST")), fleet.sent()
+                closed = len(failovers(db, "SUSPECT", "stream closed%"))
                 allowed = a.heartbeat * a.tolerance
                 phases = (f"{judged(suspected, logs, allowed, ramp_time, hold_time)}+"
                           f"{judged(suspected, logs, allowed, hold_time, end_time)}")
@@ -185,8 +188,9 @@ def main() -> None:
                       f"{fleet.count(LATE):>6}ms {fleet.count(ENDED):>6} {fleet.count(SKIPPED):>7} "
                       f"{(cpu_after - cpu_before) / a.hold:>9.0%} {sim_cpu:>7.0%}", flush=True)
                 if fleet.count(ENDED) > ended:
-                    print(f"  {fleet.count(ENDED) - ended} streams ended in this step; Connect calls the server "
-                          f"answered meanwhile, by code: {connects(ramp_start, after)}", flush=True)
+                    print(f"  {fleet.count(ENDED) - ended} streams ended in this step ({closed} welcomed ones seen "
+                          f"closed by the server so far); Connect calls the server answered meanwhile, by code: "
+                          f"{connects(ramp_start, after)}", flush=True)
         finally:
             fleet.close()
             server.stop()
