@@ -109,7 +109,8 @@ def test_the_bench_judges_a_hung_agents_suspicions_justified_and_a_beating_ones_
 
 def suspected(db: Path) -> list[tuple[str, float]]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return conn.execute("SELECT provider, time FROM event WHERE raw_status = 'SUSPECT'").fetchall()
+        return conn.execute("SELECT provider, time FROM event WHERE raw_status = 'SUSPECT' AND message LIKE 'silent%'"
+                            ).fetchall()
 
 
 def lost(db: Path) -> list[tuple[str, float]]:

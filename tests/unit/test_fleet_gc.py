@@ -30,8 +30,10 @@ def test_a_growing_fleet_is_frozen_a_quarter_at_a_time_and_its_cycles_collected_
     freezer.opened(SMALLEST)
     frozen = gc.get_freeze_count()
     assert frozen >= SMALLEST, "the fleet's objects are still walked by every full pass"
+    newer = [Cycle() for _ in range(SMALLEST)]  # a stream more: its objects are young, not frozen
     freezer.opened(SMALLEST + 1)
-    assert gc.get_freeze_count() == frozen, "froze again before the fleet grew by a quarter"
+    assert gc.get_freeze_count() < frozen + SMALLEST // 2, "froze again before the fleet grew by a quarter"
+    del newer
     del streams  # they all ended: only cycles are left, which a frozen object never leaves
     open_ = SMALLEST + 1
     for _ in range(SMALLEST // 4 - 1):
