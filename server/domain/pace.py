@@ -24,6 +24,8 @@ class HeartbeatPace:
     def track(self, provider_id: str, heartbeat: float, connected: bool) -> None:
         """A provider's promise as it stands now (connected, with its heartbeat interval)."""
         rate = 1.0 / heartbeat if connected and heartbeat > 0 else 0.0
+        if self._rates.get(provider_id, 0.0) == rate:
+            return  # as it was (most calls: a provider looked at again)
         old = self._rates.pop(provider_id, 0.0)
         if rate:
             self._rates[provider_id] = rate

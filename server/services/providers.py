@@ -23,6 +23,7 @@ from ..security.policy import current_caller
 from ..store.live import list_providers
 from . import convert
 from .base import Deps, page_size, rpc, status_code
+from .fleet_gc import FleetFreezer
 from .logs import LogRelay
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         self._connecting = asyncio.Semaphore(CONNECTS_AT_ONCE)
         self.access = access  # revoking a provider also revokes its certificates
         self.logs = LogRelay()  # output asked of agents (TaskService.StreamLogs)
+        self._freezer = FleetFreezer()
+        self._welcomed = 0  # streams welcomed and not ended
 
     # ----- the agent stream ----------------------------------------------------------
 
@@ -73,6 +76,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             del self._conns[conn.id]
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no hello within {HELLO_DEADLINE:g}s")
         reader = asyncio.get_running_loop().create_task(self._read(context, conn))
+        self._welcomed += 1
+        self._freezer.opened(self._welcomed)
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
                 provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat,
@@ -86,11 +91,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             if conn.error is not None:
                 await context.abort(status_code(conn.error), str(conn.error))
         finally:
+            self._welcomed -= 1
+            self._freezer.ended(self._welcomed)
             reader.cancel()
             self._conns.pop(conn.id, None)
             self.logs.broken(conn.id)
             if self.d.leading:  # else the engine that knew the stream is gone (a replica stepped down)
-                self.d.core.enqueue(lambda engine: engine.disconnect(conn.provider, conn.id))
+                self._send(lambda engine: engine.disconnect(conn.provider, conn.id))
 
     async def _hello(self, context):
         first = await asyncio.wait_for(context.read(), HELLO_DEADLINE)
@@ -139,20 +146,25 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             fut = self.d.core.enqueue(lambda engine: engine.report(conn.provider, conn.id, reports))
             fut.add_done_callback(lambda f: self._ack(conn, seq, f))
         elif which == "ready":
-            self.d.core.enqueue(lambda engine: engine.ready_signal(conn.provider, conn.id))
+            self._send(lambda engine: engine.ready_signal(conn.provider, conn.id))
         elif which == "scan_report":
             results = convert.scan_results_from_proto(message.scan_report)
-            self.d.core.enqueue(lambda engine: engine.scan_report(conn.provider, conn.id, results))
+            self._send(lambda engine: engine.scan_report(conn.provider, conn.id, results))
         elif which == "probe_reply":
             reply = message.probe_reply
             running = convert.probe_reply_from_proto(reply)
-            self.d.core.enqueue(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
+            self._send(lambda engine: engine.probe_reply(conn.provider, conn.id, reply.probe_id, running))
         elif which == "log_chunk":
             self.logs.chunk(conn.id, message.log_chunk)
         elif which == "goodbye":
             bye = message.goodbye
             wait, deadline = bye.wait, bye.deadline_seconds if math.isfinite(bye.deadline_seconds) else 0.0
-            self.d.core.enqueue(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
+            self._send(lambda engine: engine.goodbye(conn.provider, conn.id, wait, max(0.0, deadline)))
+
+    def _send(self, op) -> None:
+        """An op no one waits on; if the core stops before committing it (the server stopping,
+        a replica stepping down), the agent's stream ends and it says it all again."""
+        self.d.core.enqueue(op).add_done_callback(_settled)
 
     def _ack(self, conn: Connection, seq: int, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
@@ -268,6 +280,13 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         if view is None:
             raise NotFound(f"provider {provider_id!r} not found; `jobplane providers list` shows them")
         return convert.provider_to_proto(view)
+
+
+def _settled(fut: asyncio.Future) -> None:
+    """Retrieved, so asyncio logs no "exception was never retrieved" for each of 20,000 streams
+    when the server stops (the core logs why it stopped, once)."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("an agent's op was not taken: %s", fut.exception())
 
 
 def _to_scan(items) -> list[provider_pb2.SignatureToScan]:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support import ServerProc, wait_until
-from support_fleet import BEATS, Fleet
+from support_fleet import BEATS, Fleet, judge
 from support_http import HTTP, get
 
 
@@ -83,3 +83,36 @@ def test_a_quiet_fleets_heartbeats_write_nothing_and_none_is_suspected(server):
         assert commits(scrape(server)) == commits(settled), "heartbeats of a quiet fleet committed something"
         assert suspicions(server.workdir / "jobplane.db") == []
         assert active(server) == n == fleet.connected()
+
+
+def test_the_bench_judges_a_hung_agents_suspicions_justified_and_a_beating_ones_false(server):
+    """Two of 20 agents hang once connected (no heartbeat, no answer to a probe): the server
+    suspects them and gives up on them; the bench's judge, from what each simulated agent really
+    sent, calls every suspicion of theirs justified. A suspicion of an agent that kept beating
+    (none is expected on this server) would be judged false: the same event, moved to the last
+    thing a beating agent sent, is."""
+    n, quiet = 20, 2
+    db = server.workdir / "jobplane.db"
+    with Fleet(server.agent_address, heartbeat=0.5) as fleet:
+        fleet.add(n, quiet=quiet)
+        hung = {f"sim-{i}" for i in range(quiet)}
+        events = wait_until(lambda: (lambda e: e if {p for p, _ in e} >= hung else None)(suspected(db)), 60,
+                            "both hung agents suspected")
+        wait_until(lambda: {p for p, s in lost(db)} >= hung, 60, "both hung agents lost")
+        logs = fleet.sent()
+    assert {p for p, _ in events} == hung, "an agent that kept beating was suspected"
+    assert judge(events, logs, allowed=0.5 * 2.0) == (len(events), 0)
+    beating = "sim-5"
+    last = [t for t in logs[beating] if t > 0][-1]
+    assert judge([(beating, last + 0.1)], logs, allowed=0.5 * 2.0) == (0, 1)
+
+
+def suspected(db: Path) -> list[tuple[str, float]]:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT provider, time FROM event WHERE raw_status = 'SUSPECT' AND message LIKE 'silent%'"
+                            ).fetchall()
+
+
+def lost(db: Path) -> list[tuple[str, float]]:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT provider, raw_status FROM event WHERE raw_status = 'LOST'").fetchall()

@@ -128,3 +128,30 @@ def test_a_fleet_silent_on_a_server_behind_is_suspected_at_a_quarter_of_the_pace
     assert suspected(e) == 0
     behind(e, now, 5.0, late=0.06)
     assert suspected(e) + sum(p.state == ProviderState.LOST for p in e.providers.values()) == 100
+
+
+def test_a_provider_heard_at_every_heartbeat_for_a_long_while_is_suspected_when_it_falls_silent():
+    """A provider heard from every 1 s for a minute (each time its entry comes due it was heard
+    from: put straight back, no full look) is never probed meanwhile; once it falls silent it is
+    suspected after its promise (1 s x 2) runs out on a server that is on time, and not before."""
+    e = engine()
+    conn = provider(e, "a", slots=1)
+    e.take_changes()
+    now = 100.0
+    for _ in range(600):
+        now += TICK
+        e.begin(now)
+        if round(now * 10) % 10 == 0:
+            e.report("a", conn, [])
+        e.supervise(0.0)
+    cs = e.take_changes()
+    assert e.providers["a"].state == ProviderState.ACTIVE and not cs.probes
+    silent_from = e.providers["a"].last_seen
+    for _ in range(50):  # 5 s of the server's time
+        if e.providers["a"].state != ProviderState.ACTIVE:
+            break
+        now += TICK
+        e.begin(now)
+        e.supervise(0.0)
+    assert e.providers["a"].state == ProviderState.SUSPECT and "a" in e.take_changes().probes
+    assert 2.0 < now - silent_from <= 2.0 + 2 * TICK
