@@ -314,6 +314,7 @@ def server_authority(server: ServerProc):
     """The CA `server` signs with (tests may read its key): in DATA_DIR/pki on SQLite, in the
     database the replicas share on PostgreSQL."""
     from jobplane.server.security.authorities import stored_authority
+    from jobplane.server.security.pki import Authority
     from jobplane.server.store.db import open_database
     from jobplane.server.store.repo import Store
     from jobplane.server.store.security import SecurityStore
