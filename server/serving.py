@@ -35,21 +35,10 @@ from .services.tasks import TaskService
 from .services.views import ViewService
 from .services.watch import register_with_frames
 
-SERVICE_NAMES = [
-    job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
-    task_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
-    provider_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
-    continuation_pb2.DESCRIPTOR.services_by_name["ContinuationService"].full_name,
-    security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
-    inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
-    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
-    view_pb2.DESCRIPTOR.services_by_name["ViewService"].full_name,
-    conflict_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
-    schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
-    alert_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
-    server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
-]
+# Every jobplane.v1 service (one per file), by its full name: for health checks and reflection.
+_PROTOS = (job_pb2, event_pb2, task_pb2, provider_pb2, continuation_pb2, security_pb2, inventory_pb2,
+           policy_pb2, view_pb2, conflict_pb2, schedule_pb2, alert_pb2, server_pb2)
+SERVICE_NAMES = [service.full_name for module in _PROTOS for service in module.DESCRIPTOR.services_by_name.values()]
 HEALTH_NAMES = [""] + SERVICE_NAMES  # what health checks answer for: the server, and each service
 
 

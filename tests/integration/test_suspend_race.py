@@ -8,6 +8,8 @@ server's messages go through. Judged by the process table and the files the task
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,17 +96,25 @@ def test_a_task_held_and_released_before_its_agent_starts_it_runs_as_usual(sqlit
     assert the_task(c.client, job.id).attempt == 1
 
 
-def proxied(tmp_path: Path, sqlite_url: str):
-    """A cluster whose agent "a" reaches the server through a TcpProxy; (cluster, proxy)."""
+@contextmanager
+def proxied(tmp_path: Path, sqlite_url: str) -> Iterator[tuple]:
+    """A cluster whose agent "a" reaches the server through a TcpProxy; (cluster, proxy), both
+    closed at the end."""
     from conftest import Cluster
 
     c = Cluster(tmp_path, sqlite_url)
-    # The proxy carries plaintext: with TLS the agent's stream would go to its own mTLS port.
-    c.start_server(grace=5.0, insecure=True, extra=list(PATIENT))  # 5 s: a new agent process starts within it
-    proxy = TcpProxy(c.server.address)
-    c.agents["a"] = AgentProc(tmp_path, c.server, "a", slots=1, address=proxy.address)
-    c.wait_active("a")
-    return c, proxy
+    proxy = None
+    try:
+        # The proxy carries plaintext: with TLS the agent's stream would go to its own mTLS port.
+        c.start_server(grace=5.0, insecure=True, extra=list(PATIENT))  # 5 s: a new agent process starts within it
+        proxy = TcpProxy(c.server.address)
+        c.agents["a"] = AgentProc(tmp_path, c.server, "a", slots=1, address=proxy.address)
+        c.wait_active("a")
+        yield c, proxy
+    finally:
+        if proxy is not None:
+            proxy.close()
+        c.close()
 
 
 def held_unheard(c, proxy: TcpProxy, tmp_path: Path, count: int, reason: str) -> tuple[str, Path, Path, int]:
@@ -137,35 +147,26 @@ def stays_paused_then_finishes(c, job_id: str, ticks: Path, starts: Path, pid: i
 
 
 def test_a_task_held_while_its_start_report_is_on_its_way_is_paused_not_requeued(tmp_path, sqlite_url):
-    c, proxy = proxied(tmp_path, sqlite_url)
-    try:
+    with proxied(tmp_path, sqlite_url) as (c, proxy):
         try:
             job_id, ticks, starts, pid = held_unheard(c, proxy, tmp_path, 20, "overnight")
         finally:
             proxy.let_requests_through()
         stays_paused_then_finishes(c, job_id, ticks, starts, pid, 20)
-    finally:
-        proxy.close()
-        c.close()
 
 
 def test_a_task_held_before_its_start_was_heard_stays_paused_across_a_reconnect(tmp_path, sqlite_url):
-    c, proxy = proxied(tmp_path, sqlite_url)
-    try:
+    with proxied(tmp_path, sqlite_url) as (c, proxy):
         try:
             job_id, ticks, starts, pid = held_unheard(c, proxy, tmp_path, 20, "overnight")
             proxy.cut()  # the start report is lost with the connection; the agent connects again
         finally:
             proxy.let_requests_through()
         stays_paused_then_finishes(c, job_id, ticks, starts, pid, 20)
-    finally:
-        proxy.close()
-        c.close()
 
 
 def test_a_task_held_before_its_start_was_heard_stays_paused_while_a_restarted_agent_adopts_it(tmp_path, sqlite_url):
-    c, proxy = proxied(tmp_path, sqlite_url)
-    try:
+    with proxied(tmp_path, sqlite_url) as (c, proxy):
         try:
             job_id, ticks, starts, pid = held_unheard(c, proxy, tmp_path, 20, "overnight")
             crashed = c.agents["a"]
@@ -177,9 +178,6 @@ def test_a_task_held_before_its_start_was_heard_stays_paused_while_a_restarted_a
         assert the_task(c.client, job_id).state == TASK_ASSIGNED
         c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
         stays_paused_then_finishes(c, job_id, ticks, starts, pid, 20)
-    finally:
-        proxy.close()
-        c.close()
 
 
 @pytest.mark.server_args(*PATIENT)
