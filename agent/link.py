@@ -374,6 +374,7 @@ class Link:
             containment=containment,
             reconnect_backoff_max_seconds=BACKOFF_CAP,
             capacity=self._capacity,
+            acks_with_assignments=True,
             running=[
                 provider_pb2.AttemptRef(task_id=task_id, attempt=attempt)
                 for task_id, attempt in self._handler.held_attempts()
@@ -444,6 +445,8 @@ class Link:
         if kind == "assign":
             self._handler.on_assign(list(response.assign.assignments))
             self._scans.request(response.assign.scan)
+            if response.assign.HasField("ack"):  # Hello.acks_with_assignments: read after the assignments
+                self._take_ack(response.assign.ack)
         elif kind == "scan":
             self._scans.request(response.scan.signatures)
         elif kind == "cancel":
@@ -452,14 +455,16 @@ class Link:
             suspend = response.suspend
             self._handler.on_suspend(list(suspend.attempts), suspend.resume, suspend.reason)
         elif kind == "ack":
-            for rejected in response.ack.rejected:
-                log.warning("the server rejected the report on task %s attempt %d (%s): %s",
-                            rejected.attempt.task_id, rejected.attempt.attempt, rejected.code,
-                            rejected.reason,
-                            extra=ids(task_id=rejected.attempt.task_id, attempt=rejected.attempt.attempt))
-            self._outbox.ack(response.ack.seq)
+            self._take_ack(response.ack)
         else:
             log.debug("ignoring an unexpected %s from the server", kind)
+
+    def _take_ack(self, ack: provider_pb2.Ack) -> None:
+        for rejected in ack.rejected:
+            log.warning("the server rejected the report on task %s attempt %d (%s): %s",
+                        rejected.attempt.task_id, rejected.attempt.attempt, rejected.code, rejected.reason,
+                        extra=ids(task_id=rejected.attempt.task_id, attempt=rejected.attempt.attempt))
+        self._outbox.ack(ack.seq)
 
     async def _write(
         self, call: grpc.aio.StreamStreamCall, request: provider_pb2.ConnectRequest
