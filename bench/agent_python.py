@@ -108,14 +108,14 @@ def _counted(work: Path, server: ServerProc, agent: AgentProc, file: Path):
 
 def _round(client, server, agents, files, n: int) -> None:
     pools = [workers(agent.pid) for agent in agents]
-    time.sleep(1.0)
+    time.sleep(2.5)
     before = counts(files)
     cpu0 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
     seconds = run_job(client, n)
     cpu1 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
-    time.sleep(1.0)
+    time.sleep(2.5)
     after = counts(files)
     per = {k: (cpu1[k] - cpu0[k]) * 1000 / n for k in cpu0}
     diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -126,7 +126,8 @@ def _round(client, server, agents, files, n: int) -> None:
     print(f"agent {per['agents']:.3f}  workers {per['workers']:.3f}  server {per['server']:.3f}  "
           f"{n / seconds:.0f} tasks/s | messages per task: agent->server {sent / n:.3f}, "
           f"server->agent {received / n:.3f}; reports per message {reports / max(report_msgs, 1):.1f}, "
-          f"assignments per message {assigns / max(assign_msgs, 1):.1f}, acks {diff.get('received.ack', 0)}",
+          f"assignments per message {assigns / max(assign_msgs, 1):.1f}, acks {diff.get('received.ack', 0)}; "
+          f"agent loop wake-ups per task {diff.get('loop.iterations', 0) / n:.2f}",
           flush=True)
 
 
