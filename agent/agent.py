@@ -354,9 +354,11 @@ class Agent:
                      *key, extra=attempt_ids(key))
             await self._forget(key)
             return
-        log.debug("task %s attempt %d: %s %s", *key, result.outcome.name.lower(), result.error, extra=attempt_ids(key))
+        outcome = result.outcome.name.lower()
+        if log.isEnabledFor(logging.DEBUG):  # not even its fields made per attempt otherwise
+            log.debug("task %s attempt %d: %s %s", *key, outcome, result.error, extra=attempt_ids(key))
         self._outbox.finished(*key, result)
-        self.metrics.finished.inc(result.outcome.name.lower())
+        self.metrics.finished.inc(outcome)
         self._release(key)
 
     def _hold(self, key: AttemptKey, attempt: _Attempt) -> None:

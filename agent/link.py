@@ -7,10 +7,10 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
@@ -26,6 +26,7 @@ from .logserve import LogServer
 from .metrics import AgentMetrics
 from .outbox import Outbox
 from .prerequisites import ScanQueue
+from .link_parties import Credentials, LinkHandler
 from .replicas import Targets, leader_named
 
 log = logging.getLogger(__name__)
@@ -54,64 +55,6 @@ def link_options(heartbeat_interval: float) -> list[tuple[str, int]]:
     return [*(option for option in CHANNEL_OPTIONS if option[0] not in _KEEPALIVE),
             ("grpc.keepalive_time_ms", every), ("grpc.keepalive_timeout_ms", PING_ANSWER_MS),
             ("grpc.http2.ping_timeout_ms", PING_ANSWER_MS)]
-
-
-class LinkHandler(Protocol):
-    """What the link needs from the agent that owns it."""
-
-    def held_attempts(self) -> list[tuple[str, int]]:
-        """(task_id, attempt) of every attempt held: running, queued, or finished but unacknowledged."""
-
-    def free_slots(self) -> int:
-        """Slots neither running nor holding a queued attempt."""
-
-    def running_count(self) -> int:
-        """Attempts running right now."""
-
-    def on_assign(self, assignments: list[provider_pb2.Assignment]) -> None:
-        """Start (or queue) these attempts."""
-
-    def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
-        """Stop these attempts if they are running."""
-
-    def on_suspend(self, attempts: list[provider_pb2.AttemptRef], resume: bool, reason: str) -> None:
-        """Pause these attempts in place (or, with `resume`, continue them)."""
-
-    async def running_status(self) -> list[provider_pb2.AttemptStatus]:
-        """Progress of every running attempt, for a probe."""
-
-    def containment(self) -> tuple[str, float]:
-        """How attempts are contained (cgroup, subreaper), and the keeper's kill deadline."""
-
-    def on_welcome(self, welcome: provider_pb2.Welcome) -> None:
-        """The server welcomed a stream (it says its reconnect grace)."""
-
-    def attempt_logs(self, task_id: str, attempt: int) -> tuple[Path, Callable[[], bool]]:
-        """Where an attempt's output is kept, and a test of whether the attempt is still held."""
-
-
-class Credentials(Protocol):
-    """How the link reaches the server (credentials.py): plaintext, or mutual TLS kept renewed."""
-
-    @property
-    def targets(self) -> Targets:
-        """The agent addresses of the server's replicas, and which one to try now."""
-
-    @property
-    def generation(self) -> int:
-        """Bumped whenever the credentials change (a renewed certificate)."""
-
-    async def ready(self) -> None:
-        """Load or obtain the credentials; raises AgentError if that is impossible."""
-
-    def open_channel(self, target: str, options: list[tuple[str, int]]) -> grpc.aio.Channel:
-        """A channel to `target` with the current credentials."""
-
-    async def changed(self, generation: int) -> None:
-        """Return once the credentials are newer than `generation`."""
-
-    async def keep_renewed(self) -> None:
-        """Renew the credentials before they expire, for as long as the link runs."""
 
 
 class _StreamEnded(Exception):
@@ -374,6 +317,7 @@ class Link:
             containment=containment,
             reconnect_backoff_max_seconds=BACKOFF_CAP,
             capacity=self._capacity,
+            acks_with_assignments=True,
             running=[
                 provider_pb2.AttemptRef(task_id=task_id, attempt=attempt)
                 for task_id, attempt in self._handler.held_attempts()
@@ -444,6 +388,8 @@ class Link:
         if kind == "assign":
             self._handler.on_assign(list(response.assign.assignments))
             self._scans.request(response.assign.scan)
+            if response.assign.HasField("ack"):  # Hello.acks_with_assignments: read after the assignments
+                self._take_ack(response.assign.ack)
         elif kind == "scan":
             self._scans.request(response.scan.signatures)
         elif kind == "cancel":
@@ -452,14 +398,16 @@ class Link:
             suspend = response.suspend
             self._handler.on_suspend(list(suspend.attempts), suspend.resume, suspend.reason)
         elif kind == "ack":
-            for rejected in response.ack.rejected:
-                log.warning("the server rejected the report on task %s attempt %d (%s): %s",
-                            rejected.attempt.task_id, rejected.attempt.attempt, rejected.code,
-                            rejected.reason,
-                            extra=ids(task_id=rejected.attempt.task_id, attempt=rejected.attempt.attempt))
-            self._outbox.ack(response.ack.seq)
+            self._take_ack(response.ack)
         else:
             log.debug("ignoring an unexpected %s from the server", kind)
+
+    def _take_ack(self, ack: provider_pb2.Ack) -> None:
+        for rejected in ack.rejected:
+            log.warning("the server rejected the report on task %s attempt %d (%s): %s",
+                        rejected.attempt.task_id, rejected.attempt.attempt, rejected.code, rejected.reason,
+                        extra=ids(task_id=rejected.attempt.task_id, attempt=rejected.attempt.attempt))
+        self._outbox.ack(ack.seq)
 
     async def _write(
         self, call: grpc.aio.StreamStreamCall, request: provider_pb2.ConnectRequest

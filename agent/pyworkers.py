@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -133,14 +134,16 @@ class WorkerPool:
         on_checkpoint: Callable[[str], None] | None,
     ) -> _Worker | None:
         """Hand the call to an idle worker; None if the attempt was stopped before that."""
-        request = pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd,
-                                call.task_id, call.job_id, call.attempt, call.checkpoint_json,
-                                call.log_dir, call.log_max_bytes)
+        # Pickled here, once, with plain pickle (the worker's recv() unpickles it): Connection.send
+        # would make a ForkingPickler, and its reduction table, for each call.
+        request = pickle.dumps(pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd,
+                                             call.task_id, call.job_id, call.attempt, call.checkpoint_json,
+                                             call.log_dir, call.log_max_bytes), pickle.HIGHEST_PROTOCOL)
         if self._idle.empty() and len(self._workers) < self._size:  # type: ignore[union-attr]
             self._spawn()  # it joins the idle queue once it says it is ready
         while (worker := await self._next_idle(stop)) is not None:
             try:
-                worker.conn.send(request)
+                worker.conn.send_bytes(request)
             except OSError:
                 self._lost(worker)  # it died while idle; try the next one
                 continue

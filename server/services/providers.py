@@ -44,6 +44,7 @@ class Connection:
     provider: str
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     error: JobplaneError | None = None  # a message that could not be taken ends the stream with it
+    acks_with_assignments: bool = False  # the agent reads an ack inside an Assignments message
 
 
 class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
@@ -64,7 +65,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         # Registered before the connect op, so what that op sends (e.g. stop stale attempts) arrives.
         self._conns[conn.id] = conn
         try:
-            hello = await self._hello(context)
+            hello = await self._hello(context, conn)
             takeover = _check_identity(hello.name)
             conn.provider = hello.name
             async with self._connecting:
@@ -83,7 +84,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                 provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat,
                 reconnect_grace_seconds=self.d.config.reconnect_grace))
             while (first := await conn.queue.get()) is not None:
-                messages, closing = _coalesce(first, conn.queue)
+                messages, closing = _coalesce(first, conn.queue, conn.acks_with_assignments)
                 for message in messages:
                     yield message
                 if closing:
@@ -99,11 +100,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             if self.d.leading:  # else the engine that knew the stream is gone (a replica stepped down)
                 self._send(lambda engine: engine.disconnect(conn.provider, conn.id))
 
-    async def _hello(self, context):
+    async def _hello(self, context, conn: Connection):
         first = await asyncio.wait_for(context.read(), HELLO_DEADLINE)
         if first is grpc.aio.EOF or first.WhichOneof("message") != "hello":
             raise InvalidArgument("hello", "the first message on Connect must be hello")
         h = first.hello
+        conn.acks_with_assignments = h.acks_with_assignments
         if not NAME.match(h.name):
             raise InvalidArgument("hello.name", f"{h.name!r} is not a provider name: 1-128 letters, digits, '.', '_' or '-'")
         if not 1 <= h.slots <= MAX_SLOTS:
@@ -306,10 +308,12 @@ def _check_identity(name: str) -> bool:
     return True
 
 
-def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
+def _coalesce(first, queue: asyncio.Queue, acks_with_assignments: bool = False) -> tuple[list, bool]:
     """Everything queued for one stream as few messages as possible: the message rate,
     not the task count, is what Python gRPC runs out of. Assignments merge into one
-    message; acks are cumulative, so only the last is sent (carrying every rejection).
+    message; acks are cumulative, so only the last is sent (carrying every rejection),
+    inside the assignments when the agent reads it there and nothing else goes between
+    (a commit that frees slots both acknowledges reports and assigns: one message, not two).
     True if the stream should close."""
     assigns, acks, others, closing = [], None, [], False
     message = first
@@ -334,5 +338,8 @@ def _coalesce(first, queue: asyncio.Queue) -> tuple[list, bool]:
     for more in assigns[1:]:
         out[0].assign.assignments.extend(more.assign.assignments)
         out[0].assign.scan.extend(more.assign.scan)
+    if acks is not None and out and not others and acks_with_assignments:
+        out[0].assign.ack.CopyFrom(acks.ack)
+        acks = None
     return out + others + ([acks] if acks is not None else []), closing
 

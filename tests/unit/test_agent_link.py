@@ -23,7 +23,7 @@ from jobplane.agent.keeper_client import Keeper
 from jobplane.agent.keeper_wire import KILL_DEADLINE
 from jobplane.agent.link import BACKOFF_CAP
 from jobplane.agent.statedir import StateDir
-from jobplane.v1 import provider_pb2
+from jobplane.v1 import job_pb2, provider_pb2
 
 
 @pytest.fixture
@@ -132,6 +132,27 @@ def test_after_a_reconnect_held_attempts_are_listed_and_unacked_reports_resent(w
     assert new_seq > old_seq
     assert resent.finished.outcome == provider_pb2.ATTEMPT_OUTCOME_SUCCEEDED
     assert ready.ready.free_slots == 1
+
+
+def test_an_ack_that_comes_with_assignments_lets_go_of_the_finished_attempts(work_dir):
+    async def scenario(service, agent, running):
+        first = await service.next_stream()
+        first.assign("quick", command=["true"])
+        seq, _ = await first.report("quick", FINISHED)
+        # The server's next commit took that report and assigned more: one message says both.
+        first.send(assign=provider_pb2.Assignments(ack=provider_pb2.Ack(seq=seq), assignments=[
+            provider_pb2.Assignment(task_id="long", attempt=1, job_id="j1", task_name="name-long",
+                                    spec=job_pb2.TaskSpec(command=["sleep", "300"]))]))
+        await first.report("long", STARTED)
+        first.break_()
+        second = await service.next_stream()
+        second.auto_ack = True
+        return first.hello, second.hello
+
+    first_hello, hello = with_agent(work_dir, scenario)
+    assert first_hello.acks_with_assignments
+    # The quick task's FINISHED report was acknowledged: it is not held, so not re-sent or rerun.
+    assert {(ref.task_id, ref.attempt) for ref in hello.running} == {("long", 1)}
 
 
 async def reports_until_closed(stream: Stream) -> list[provider_pb2.TaskReport]:

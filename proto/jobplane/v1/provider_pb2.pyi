@@ -151,7 +151,7 @@ class AttemptRef(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., handed_on_external_job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds", "capacity")
+    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds", "capacity", "acks_with_assignments")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,7 @@ class Hello(_message.Message):
     CONTAINMENT_FIELD_NUMBER: _ClassVar[int]
     RECONNECT_BACKOFF_MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    ACKS_WITH_ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     facts: ProviderFacts
     labels: _containers.ScalarMap[str, str]
@@ -181,7 +182,8 @@ class Hello(_message.Message):
     containment: str
     reconnect_backoff_max_seconds: float
     capacity: ResourceCapacity
-    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., capacity: _Optional[_Union[ResourceCapacity, _Mapping]] = ...) -> None: ...
+    acks_with_assignments: bool
+    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., capacity: _Optional[_Union[ResourceCapacity, _Mapping]] = ..., acks_with_assignments: _Optional[bool] = ...) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("free_slots",)
@@ -445,12 +447,14 @@ class Assignment(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ..., adopt_external_job_id: _Optional[str] = ...) -> None: ...
 
 class Assignments(_message.Message):
-    __slots__ = ("assignments", "scan")
+    __slots__ = ("assignments", "scan", "ack")
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     SCAN_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
     scan: _containers.RepeatedCompositeFieldContainer[SignatureToScan]
-    def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., scan: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ...) -> None: ...
+    ack: Ack
+    def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., scan: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Cancellations(_message.Message):
     __slots__ = ("attempts", "reason")

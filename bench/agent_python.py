@@ -1,0 +1,135 @@
+"""Agent-side cost per Python no-op task, end to end: a server and K agents (mutual TLS, as
+`jobplane up` runs them) run jobs of N `jobplane.examples.funcs:noop` tasks; prints, per task,
+the CPU time of the agents (their own process), of their Python workers and of the server, from
+/proc/PID/stat (less swayed by the machine's other load than tasks/s), and the Connect messages
+per task each way with how many reports / assignments one message carried (the agents run
+under bench/_counted_agent.py, which counts what their stream writes and reads).
+
+    python bench/agent_python.py [--tasks 3000] [--agents 2] [--slots 8] [--rounds 1]
+
+To compare two checkouts, run each one's copy in turn, alternately, in the same period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support import AgentProc, ServerProc, wait_until  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+_TICK = os.sysconf("SC_CLK_TCK")
+NOOP = {"python": "jobplane.examples.funcs:noop"}
+
+
+def cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def workers(agent_pid: int) -> list[int]:
+    """The agent's Python workers: its children running pyworker."""
+    out = []
+    for task in Path(f"/proc/{agent_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                if b"pyworker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.append(int(child))
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def counts(paths: list[Path]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for path in paths:
+        for key, value in json.loads(path.read_text()).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def run_job(client, n: int) -> float:
+    job = client.submit_job({"name": "py-noop", "tasks": [dict(NOOP, name=f"t{i}") for i in range(n)]})
+    done = client.wait_job(job.id, timeout=3600)
+    assert done.counts.success == n, done
+    return done.end_time.ToNanoseconds() / 1e9 - done.submit_time.ToNanoseconds() / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
+        files = [work / f"counts-{i}.json" for i in range(args.agents)]
+        agents = []
+        for i, file in enumerate(files):
+            agent = AgentProc(work, server, f"py-{i}", slots=args.slots, env={"JOBPLANE_BENCH_COUNTS": str(file)})
+            agents.append(agent)
+        for agent in agents:  # the same argv, run through the counting wrapper
+            agent.p.kill()
+            agent.p.wait()
+        agents = [_counted(work, server, agent, file) for agent, file in zip(agents, files)]
+        client = server.client()
+        try:
+            wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == args.agents, 60, "the agents")
+            run_job(client, 4 * args.agents * args.slots)  # warm up: the pools start
+            print(f"server + {args.agents} agents x {args.slots} slots (mutual TLS), jobs of {args.tasks} "
+                  "Python no-op tasks; CPU ms per task", flush=True)
+            for _ in range(args.rounds):
+                _round(client, server, agents, files, args.tasks)
+        finally:
+            client.close()
+            for agent in agents:
+                agent.stop()
+            server.stop()
+
+
+def _counted(work: Path, server: ServerProc, agent: AgentProc, file: Path):
+    from support import Proc
+
+    argv = [sys.executable, str(HERE / "_counted_agent.py"), *agent.argv[3:]]
+    return Proc(argv, work / f"counted-{agent.name}.log", {"JOBPLANE_BENCH_COUNTS": str(file)})
+
+
+def _round(client, server, agents, files, n: int) -> None:
+    pools = [workers(agent.pid) for agent in agents]
+    time.sleep(2.5)
+    before = counts(files)
+    cpu0 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
+            "server": cpu(server.pid)}
+    seconds = run_job(client, n)
+    cpu1 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
+            "server": cpu(server.pid)}
+    time.sleep(2.5)
+    after = counts(files)
+    per = {k: (cpu1[k] - cpu0[k]) * 1000 / n for k in cpu0}
+    diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    sent = sum(v for k, v in diff.items() if k.startswith("sent.") and k.count(".") == 1)
+    received = sum(v for k, v in diff.items() if k.startswith("received.") and k.count(".") == 1)
+    reports, report_msgs = diff.get("sent.reports.items", 0), diff.get("sent.reports", 0)
+    assigns, assign_msgs = diff.get("received.assign.items", 0), diff.get("received.assign", 0)
+    print(f"agent {per['agents']:.3f}  workers {per['workers']:.3f}  server {per['server']:.3f}  "
+          f"{n / seconds:.0f} tasks/s | messages per task: agent->server {sent / n:.3f}, "
+          f"server->agent {received / n:.3f}; reports per message {reports / max(report_msgs, 1):.1f}, "
+          f"assignments per message {assigns / max(assign_msgs, 1):.1f}, acks {diff.get('received.ack', 0)}; "
+          f"agent loop wake-ups per task {diff.get('loop.iterations', 0) / n:.2f}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
