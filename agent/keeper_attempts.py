@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cgroups, logstore, procs
+
+log = logging.getLogger("jobplane.agent.keeper")
 
 STATE_FILE = "pid"
 # In subreaper mode, the command's environment names its attempt, so that a process that left
@@ -147,6 +150,11 @@ class Attempt:
     def finish(self) -> None:
         """The attempt has ended: its output complete, its exit status written, the command reaped."""
         _close(self.pipes)
+        if not any(writer.wrote for writer in self.written):
+            try:  # (before its exit status, which says its output is complete)
+                logstore.note_empty(self.logs)
+            except OSError as exc:
+                log.error("cannot note that %s wrote no output: %s", self.directory, exc)
         try:
             # The exit status is also what says the output is complete (logstore.is_done): no
             # `done` file for a command attempt.
@@ -206,13 +214,13 @@ def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
         raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
                            "error": f"cannot make its directory: {exc}"}) from None
     try:
-        logstore.begin(logs, request.log_max_bytes)
+        logstore.prepare(logs)  # its directory is made at its first output, if it writes any
         ends = []
         for stream in logstore.STREAMS:
             read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             os.set_blocking(write_end, True)  # the command's end: it blocks as it would on a tty
             ends.append(write_end)
-            pipes[read_end] = logstore.SegmentWriter(logs, stream, request.log_max_bytes)
+            pipes[read_end] = logstore.SegmentWriter(logs, stream, request.log_max_bytes, lazy=True)
     except OSError as exc:
         _close(pipes)
         raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
