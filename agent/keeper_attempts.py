@@ -5,6 +5,7 @@ session of its own, its stdin /dev/null and its stdout and stderr pipes that the
 loop pumps into the attempt's log store (logstore.py). Where the machine allows, the command is
 born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
 command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
+Once the attempt has ended, its emptied cgroup is the next attempt's (keeper.py).
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps
 (statedir.py: making a directory and a file is what costs most here). The command is the
@@ -148,7 +149,8 @@ class Attempt:
         self.pipes.pop(fd).close()
 
     def finish(self) -> None:
-        """The attempt has ended: its output complete, its exit status written, the command reaped."""
+        """The attempt has ended: its output complete, its exit status written, the command
+        reaped (its cgroup is the keeper's to reuse or remove)."""
         _close(self.pipes)
         if not any(writer.wrote for writer in self.written):
             try:  # (before its exit status, which says its output is complete)
@@ -160,8 +162,6 @@ class Attempt:
             # `done` file for a command attempt.
             note_exit(self.directory, self.status)
         finally:
-            if self.cgroup is not None:
-                cgroups.remove(self.cgroup)
             procs.wait_status(self.pidfd, reap=True)
             os.close(self.pidfd)
 
