@@ -112,15 +112,15 @@ class Attempt:
         new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
         path = os.path.join(self.directory, STATE_FILE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        if self._fresh:  # none there, or a spare's, empty
-            flags |= os.O_TRUNC
-        else:  # an attempt directory's name again: a new file, never a rewrite
+        # None there, or a spare's: cut to its first byte (statedir.py), no line, written over
+        # (not truncated: ext4 writes out a file truncated to nothing as it is closed).
+        if not self._fresh:  # an attempt directory's name again: a new file, never a rewrite
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             flags |= os.O_EXCL
         fd = os.open(path, flags, 0o644)
         try:
-            os.write(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode())
+            os.pwrite(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode(), 0)
         finally:
             os.close(fd)
 
