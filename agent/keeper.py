@@ -298,7 +298,7 @@ class Keeper:
             log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
         if attempt.cgroup is not None:
             # Reused unless it may still be frozen (killed while its agent was away).
-            self._release_cgroup(attempt.cgroup, reuse=attempt.stopped is None)
+            self._release_cgroup(attempt.cgroup, reuse=attempt.stopped is None, empty=attempt.emptied)
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
         if attempt.holder is not None:
@@ -319,7 +319,10 @@ class Keeper:
             return found
 
         deadline = time.monotonic() + wire.KILL_DEADLINE
-        if not procs.kill_until_gone(targets, lambda: None, deadline):
+        if procs.kill_until_gone(targets, lambda: None, deadline):
+            for attempt in attempts:
+                attempt.emptied = True
+        else:
             log.error("some processes outlived SIGKILL for %gs", wire.KILL_DEADLINE)
 
     def _members(self, attempt: Attempt) -> list[int]:
@@ -430,11 +433,11 @@ class Keeper:
             return spares.pop()
         return cgroups.create(parent, f"{self.serial}-{os.path.basename(request.directory)}")
 
-    def _release_cgroup(self, cgroup: str, *, reuse: bool = True) -> None:
-        """An attempt's cgroup, empty now (what the command left was killed as it exited): kept
-        for the next attempt, up to _SPARE_CGROUPS, else removed."""
+    def _release_cgroup(self, cgroup: str, *, reuse: bool = True, empty: bool = False) -> None:
+        """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
+        exited; else it is read): kept for the next attempt, up to _SPARE_CGROUPS, else removed."""
         spares = self._spare_cgroups.setdefault(os.path.dirname(cgroup), [])
-        if reuse and len(spares) < _SPARE_CGROUPS and not cgroups.populated(cgroup):
+        if reuse and len(spares) < _SPARE_CGROUPS and (empty or not cgroups.populated(cgroup)):
             spares.append(cgroup)
         else:
             cgroups.remove(cgroup)

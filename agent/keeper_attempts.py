@@ -102,6 +102,7 @@ class Attempt:
         self.killed = ""  # why the keeper killed it (no agent held its lease), if it did
         self.status: int | None = None  # once the command has exited (exit_status)
         self.drain_until: float | None = None  # once what it left is killed: output's last bytes
+        self.emptied = False  # every process of it is gone (its cgroup is empty)
         self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
         # Suspended at the server's request (a hold, a lost condition): what was stopped. An
         # adoption does not thaw it; only a `suspend` request with `resume` does.
