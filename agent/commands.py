@@ -326,6 +326,13 @@ async def _wait(
 ) -> StopRequest | None:
     """Wait for the command to end; if it is stopped first, or its timeout passes (counting
     only the time it was not paused), kill it and say why."""
+    if timeout <= 0:  # pauses change nothing to wait for
+        await _either(process.exited, stop)
+        if process.exited.done() or stop is None:
+            return None
+        request = stop.result()
+        await _terminate(process, kill_grace)
+        return request
     start = time.monotonic()
     while True:
         left = None if timeout <= 0 or pause.paused else timeout - pause.ran(start)
@@ -347,6 +354,27 @@ async def _wait(
             break
     await _terminate(process, kill_grace)
     return request
+
+
+async def _either(first: asyncio.Future, second: asyncio.Future | None) -> None:
+    """Until one of the two is done (what asyncio.wait does, without its task and sets: this
+    is every command attempt's wait)."""
+    futures = [f for f in (first, second) if f is not None]
+    if any(f.done() for f in futures):
+        return
+    woken = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(wake)
+    try:
+        await woken
+    finally:
+        for future in futures:
+            future.remove_done_callback(wake)
 
 
 async def _terminate(process: _Process, kill_grace: float) -> None:

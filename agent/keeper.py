@@ -45,6 +45,8 @@ log = logging.getLogger("jobplane.agent.keeper")
 # Once an attempt's processes are killed, how long its output pipes may stay open (a process
 # in uninterruptible sleep, or one that passed them on) before it ends anyway.
 _DRAIN_SECONDS = 10.0
+# Emptied cgroups kept for the next attempts, at most.
+_SPARE_CGROUPS = 64
 
 
 class Keeper:
@@ -60,6 +62,9 @@ class Keeper:
         self.grace = wire.DEFAULT_GRACE
         self.containments: dict[str, cgroups.Containment] = {}
         self._cgroup_dirs: dict[Path | None, str] = {}
+        # Emptied cgroups of attempts that ended, by the directory they are in, for the next
+        # attempts (making and removing one is most of what a cgroup costs per attempt).
+        self._spare_cgroups: dict[str, list[str]] = {}
         self.started = time.monotonic()
         self.ever_held = False
         self.serial = 0
@@ -76,6 +81,9 @@ class Keeper:
             # What this round said, in one write to each holder.
             for holder in self.holders:
                 holder.flush()
+        for spares in self._spare_cgroups.values():
+            for cgroup in spares:
+                cgroups.remove(cgroup)
         for found in self.containments.values():
             if found.base is not None:
                 cgroups.remove(cgroups.keeper_dir(found.base))
@@ -227,8 +235,7 @@ class Keeper:
         cgroup = None
         if found.base is not None:
             try:
-                cgroup = cgroups.create(self._cgroups_of(found),
-                                        f"{self.serial}-{os.path.basename(request.directory)}")
+                cgroup = self._cgroup_for(found, request)
             except OSError as exc:
                 holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,
                              "error": f"cannot create the attempt's cgroup: {exc.strerror}"})
@@ -238,7 +245,7 @@ class Keeper:
             attempt = Attempt(request, cgroup, marker)
         except StartFailed as exc:
             if cgroup is not None:
-                cgroups.remove(cgroup)
+                self._release_cgroup(cgroup)
             holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
             return
         attempt.holder = holder
@@ -289,6 +296,9 @@ class Keeper:
             attempt.finish()
         except OSError as exc:
             log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
+        if attempt.cgroup is not None:
+            # Reused unless it may still be frozen (killed while its agent was away).
+            self._release_cgroup(attempt.cgroup, reuse=attempt.stopped is None, empty=attempt.emptied)
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
         if attempt.holder is not None:
@@ -309,7 +319,10 @@ class Keeper:
             return found
 
         deadline = time.monotonic() + wire.KILL_DEADLINE
-        if not procs.kill_until_gone(targets, lambda: None, deadline):
+        if procs.kill_until_gone(targets, lambda: None, deadline):
+            for attempt in attempts:
+                attempt.emptied = True
+        else:
             log.error("some processes outlived SIGKILL for %gs", wire.KILL_DEADLINE)
 
     def _members(self, attempt: Attempt) -> list[int]:
@@ -411,6 +424,23 @@ class Keeper:
                 log.error("cannot mark %s as lost: %s", attempt.directory, exc)
         log.warning("killing %d attempts: %s", len(attempts), why)
         self._kill_rest(attempts)
+
+    def _cgroup_for(self, found: cgroups.Containment, request: Request) -> str:
+        """An empty cgroup for a new attempt: one an attempt that ended left, else a new one."""
+        parent = self._cgroups_of(found)
+        spares = self._spare_cgroups.get(parent)
+        if spares:
+            return spares.pop()
+        return cgroups.create(parent, f"{self.serial}-{os.path.basename(request.directory)}")
+
+    def _release_cgroup(self, cgroup: str, *, reuse: bool = True, empty: bool = False) -> None:
+        """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
+        exited; else it is read): kept for the next attempt, up to _SPARE_CGROUPS, else removed."""
+        spares = self._spare_cgroups.setdefault(os.path.dirname(cgroup), [])
+        if reuse and len(spares) < _SPARE_CGROUPS and (empty or not cgroups.populated(cgroup)):
+            spares.append(cgroup)
+        else:
+            cgroups.remove(cgroup)
 
     def _cgroups_of(self, found: cgroups.Containment) -> str:
         """Where this keeper makes its attempts' cgroups (cgroups.create makes it at the first)."""

@@ -5,6 +5,7 @@ session of its own, its stdin /dev/null and its stdout and stderr pipes that the
 loop pumps into the attempt's log store (logstore.py). Where the machine allows, the command is
 born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
 command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
+Once the attempt has ended, its emptied cgroup is the next attempt's (keeper.py).
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps
 (statedir.py: making a directory and a file is what costs most here). The command is the
@@ -20,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cgroups, logstore, procs
+
+log = logging.getLogger("jobplane.agent.keeper")
 
 STATE_FILE = "pid"
 # In subreaper mode, the command's environment names its attempt, so that a process that left
@@ -98,6 +102,7 @@ class Attempt:
         self.killed = ""  # why the keeper killed it (no agent held its lease), if it did
         self.status: int | None = None  # once the command has exited (exit_status)
         self.drain_until: float | None = None  # once what it left is killed: output's last bytes
+        self.emptied = False  # every process of it is gone (its cgroup is empty)
         self.stopped: list[int] | None = None  # frozen while it waits for a new agent process
         # Suspended at the server's request (a hold, a lost condition): what was stopped. An
         # adoption does not thaw it; only a `suspend` request with `resume` does.
@@ -108,15 +113,15 @@ class Attempt:
         new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
         path = os.path.join(self.directory, STATE_FILE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        if self._fresh:  # none there, or a spare's, empty
-            flags |= os.O_TRUNC
-        else:  # an attempt directory's name again: a new file, never a rewrite
+        # None there, or a spare's: cut to its first byte (statedir.py), no line, written over
+        # (not truncated: ext4 writes out a file truncated to nothing as it is closed).
+        if not self._fresh:  # an attempt directory's name again: a new file, never a rewrite
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             flags |= os.O_EXCL
         fd = os.open(path, flags, 0o644)
         try:
-            os.write(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode())
+            os.pwrite(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode(), 0)
         finally:
             os.close(fd)
 
@@ -145,15 +150,19 @@ class Attempt:
         self.pipes.pop(fd).close()
 
     def finish(self) -> None:
-        """The attempt has ended: its output complete, its exit status written, the command reaped."""
+        """The attempt has ended: its output complete, its exit status written, the command
+        reaped (its cgroup is the keeper's to reuse or remove)."""
         _close(self.pipes)
+        if not any(writer.wrote for writer in self.written):
+            try:  # (before its exit status, which says its output is complete)
+                logstore.note_empty(self.logs)
+            except OSError as exc:
+                log.error("cannot note that %s wrote no output: %s", self.directory, exc)
         try:
             # The exit status is also what says the output is complete (logstore.is_done): no
             # `done` file for a command attempt.
             note_exit(self.directory, self.status)
         finally:
-            if self.cgroup is not None:
-                cgroups.remove(self.cgroup)
             procs.wait_status(self.pidfd, reap=True)
             os.close(self.pidfd)
 
@@ -206,13 +215,13 @@ def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
         raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
                            "error": f"cannot make its directory: {exc}"}) from None
     try:
-        logstore.begin(logs, request.log_max_bytes)
+        logstore.prepare(logs)  # its directory is made at its first output, if it writes any
         ends = []
         for stream in logstore.STREAMS:
             read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             os.set_blocking(write_end, True)  # the command's end: it blocks as it would on a tty
             ends.append(write_end)
-            pipes[read_end] = logstore.SegmentWriter(logs, stream, request.log_max_bytes)
+            pipes[read_end] = logstore.SegmentWriter(logs, stream, request.log_max_bytes, lazy=True)
     except OSError as exc:
         _close(pipes)
         raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",

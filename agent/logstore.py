@@ -12,6 +12,12 @@ An attempt's output lives in `<state dir>/logs/<attempt dir's name>/`, beside it
 directory, so that it outlives the attempt's report (the attempt directory is removed once the
 server has it); the agent removes logs older than its `--log-retention`. Stdlib only: the
 keeper imports it.
+
+A command attempt's log directory is made at its first output (`lazy` writers): most commands
+write nothing, and making a directory costs more than anything else the keeper does for an
+attempt. One that ended without output has a line (`NAME TIME`) in `logs/.empty/` instead, in
+a file per EMPTY_SPAN seconds of ends, which the retention removes whole once all of it is
+older than the retention (its lines live on up to EMPTY_SPAN longer than a directory would).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +38,9 @@ MIN_MAX_BYTES = 4 * SEGMENTS * 1024
 SEGMENT_FILE = "segment"
 DONE_FILE = "done"
 LOGS = "logs"
+# Under logs/: which attempts ended without output (no directory was made for them).
+EMPTY = ".empty"
+EMPTY_SPAN = 600
 _SEGMENT = re.compile(r"^(out|err)\.(\d+)$")
 _READ_BYTES = 64 * 1024
 
@@ -53,8 +63,11 @@ def log_dir_of(attempt_dir: str) -> str:
 class SegmentWriter:
     """Appends one stream to its segments, rotating at the segment size."""
 
-    def __init__(self, directory: str | Path, stream: str, max_bytes: int) -> None:
+    def __init__(self, directory: str | Path, stream: str, max_bytes: int, *,
+                 lazy: bool = False) -> None:
         self.stream = stream
+        self._dir, self._max_bytes, self._lazy = directory, max_bytes, lazy
+        self.wrote = False  # some output came (with `lazy`, its directory is made then)
         self._prefix = os.path.join(directory, stream)
         self.size = segment_size(max_bytes)
         self.index, self.fill = 0, 0
@@ -62,11 +75,19 @@ class SegmentWriter:
         self._fd: int | None = None  # the first segment is made by the first write
 
     def _open(self, index: int) -> int:
-        return os.open(f"{self._prefix}.{index}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            return os.open(f"{self._prefix}.{index}", flags, 0o644)
+        except FileNotFoundError:
+            if not self._lazy or index:
+                raise
+        make_dir(self._dir, self._max_bytes)  # the attempt's first output
+        return os.open(f"{self._prefix}.{index}", flags, 0o644)
 
     def write(self, data: bytes) -> None:
         """Append `data`; after a failed write, drop the rest (the command must never block)."""
         view = memoryview(data)
+        self.wrote = True
         while view and self.failed is None:
             try:
                 if self._fd is None:
@@ -117,6 +138,72 @@ def begin(directory: str | Path, max_bytes: int) -> None:
         _write(os.path.join(directory, SEGMENT_FILE), f"{size}\n".encode())
 
 
+def prepare(directory: str) -> None:
+    """Before a command attempt whose writers are `lazy` (its directory made at its first
+    output): what an earlier attempt of the same name left goes."""
+    if os.path.lexists(directory):
+        _remove_tree(directory)
+
+
+def make_dir(directory: str | Path, max_bytes: int) -> None:
+    """Make an attempt's log directory at its first output, with its segment size when it is
+    not the default (made aside and renamed into place: no reader sees it without)."""
+    size = segment_size(max_bytes)
+    if size == segment_size(0):
+        os.makedirs(directory, exist_ok=True)
+        return
+    parent, name = os.path.split(directory)
+    aside = os.path.join(parent, f".new-{name}")
+    os.makedirs(aside, exist_ok=True)
+    _write(os.path.join(aside, SEGMENT_FILE), f"{size}\n".encode())
+    try:
+        os.rename(aside, directory)
+    except OSError:  # there already
+        _remove_tree(aside)
+
+
+_empty_file: tuple[str, int] | None = None  # the EMPTY file appended to last, open
+
+
+def note_empty(directory: str | Path) -> None:
+    """Record that the attempt of this log directory ended without output (none was made):
+    one line appended to the file of EMPTY for this period (kept open for the next)."""
+    global _empty_file
+    now = time.time()
+    parent, name = os.path.split(os.fspath(directory))
+    path = os.path.join(parent, EMPTY, str(int(now // EMPTY_SPAN)))
+    if _empty_file is None or _empty_file[0] != path:
+        if _empty_file is not None:
+            os.close(_empty_file[1])
+            _empty_file = None
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        _empty_file = (path, fd)
+    os.write(_empty_file[1], f"{name} {now:.0f}\n".encode())
+
+
+def _listed_empty(directory: str | Path) -> bool:
+    """Whether the attempt of this log directory (which is not there) ended without output."""
+    parent, name = os.path.split(os.path.normpath(directory))
+    found = f"\n{name} ".encode()
+    try:
+        files = sorted(os.listdir(os.path.join(parent, EMPTY)), reverse=True)
+    except FileNotFoundError:
+        return False
+    for file in files:
+        try:
+            with open(os.path.join(parent, EMPTY, file), "rb") as f:
+                if found in b"\n" + f.read():
+                    return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def finish(directory: str | Path) -> None:
     """Mark the output complete (a Python task's; a command's is complete once its exit status
     is in its attempt's state file, which the keeper writes last)."""
@@ -156,8 +243,8 @@ def span(directory: str | Path, stream: str) -> Span | None:
     try:
         size = int(Path(directory, SEGMENT_FILE).read_text())
     except FileNotFoundError:
-        if not os.path.isdir(directory):
-            return None
+        if not os.path.isdir(directory):  # it wrote nothing (then listed as such), or is gone
+            return Span(0, 0, segment_size(0)) if _listed_empty(directory) else None
         size = segment_size(0)  # begin writes only a size other than the default
     except (OSError, ValueError):
         return None
@@ -230,11 +317,38 @@ def sweep(root: str | Path, older_than: float, keep: set[str]) -> list[str]:
     except FileNotFoundError:
         return removed
     for entry in entries:
-        if entry.name in keep or not entry.is_dir():
+        if entry.name in keep or entry.name == EMPTY or not entry.is_dir():
             continue
         if _newest(entry) < cutoff:
             _remove_tree(entry)
             removed.append(entry.name)
+    return removed + _sweep_empty(base / EMPTY, cutoff, keep)
+
+
+def _sweep_empty(directory: Path, cutoff: float, keep: Iterable[str]) -> list[str]:
+    """Remove the files of EMPTY whose every line is older than `cutoff` (none of them held);
+    the names they listed."""
+    removed: list[str] = []
+    try:
+        files = [name for name in os.listdir(directory) if name.isdigit()]
+    except FileNotFoundError:
+        return removed
+    for file in files:
+        if (int(file) + 1) * EMPTY_SPAN >= cutoff:
+            continue
+        path = directory / file
+        try:
+            names = [line.rsplit(" ", 1)[0] for line in path.read_text().splitlines()]
+        except OSError:
+            continue
+        if keep and not set(names).isdisjoint(keep):
+            continue
+        path.unlink(missing_ok=True)
+        removed += names
+    try:
+        directory.rmdir()
+    except OSError:
+        pass  # some are kept (or one was just made)
     return removed
 
 

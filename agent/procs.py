@@ -48,9 +48,15 @@ def set_name(name: str) -> None:
 def _stat(pid: int | str) -> list[bytes] | None:
     """/proc/PID/stat from field 3 (state) on; None if there is no such process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # The command name may contain spaces and parentheses: fields start after the last ")".
-            return f.read().rsplit(b")", 1)[1].split()
+        # One read (the whole line is well under 4 KiB), without a file object: the keeper
+        # reads each command's as it starts it.
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        # The command name may contain spaces and parentheses: fields start after the last ")".
+        return data.rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
 

@@ -9,7 +9,7 @@ work the old one had not finished reporting. Attempts' output is kept apart, und
 
 Making a directory and a file costs more than anything else the keeper does for an attempt on
 most file systems, so a reported command attempt's directory is not removed but emptied (its
-state file truncated, the rest unlinked) and moved to `spare/`, off the event loop; a new
+state file cut to one byte, the rest unlinked) and moved to `spare/`, off the event loop; a new
 attempt's start names one (`spare`) for the keeper to rename into place instead.
 """
 
@@ -208,7 +208,10 @@ def _empty(path: str, spare: str) -> bool:
         with os.scandir(path) as entries:
             for entry in entries:
                 if entry.name == STATE_FILE and entry.is_file(follow_symlinks=False):
-                    os.truncate(entry.path, 0)
+                    # Cut to its first byte: no complete line, so no pid, until the keeper
+                    # writes the next over it (not to nothing: ext4 then writes the file out
+                    # as the keeper closes it, and allocates and frees its block each time).
+                    os.truncate(entry.path, 1)
                 elif entry.is_dir(follow_symlinks=False):
                     return False
                 else:

@@ -6,6 +6,12 @@ the machine's other load than tasks/s).
 
     python bench/agent_cpu.py [--tasks 1500] [--slots 8] [--rounds 1]
 
+Each round also prints the ceiling this CPU per task sets on a machine of this many cores:
+the /bin/true tasks/s they can run if the stack's every process (server, agent, keeper,
+commands) shares them with nothing else, as a share of the raw spawn rate measured in the same
+round (bench/throughput.py's: subprocess.run of /bin/true, one after the other), and what the
+ceiling would be with an agent and a keeper that cost nothing.
+
 To compare two checkouts, run each one's copy in turn, alternately, in the same period.
 bench/spawn.py measures the keeper alone (no server, no agent loop).
 """
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -47,6 +55,26 @@ def keeper_and_guard(state_dir: Path) -> tuple[int, int]:
         if b"jobplane.agent.keeper" in Path(f"/proc/{child}/cmdline").read_bytes():
             return child, found
     return found, parent(found)
+
+
+def raw_spawn(n: int) -> tuple[float, float]:
+    """bench/throughput.py's raw spawn rate of /bin/true (spawns/s), and the CPU (ms) per spawn
+    of this process and of the commands."""
+    times, start = os.times(), time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["/bin/true"], check=True)
+    rate, after = n / (time.perf_counter() - start), os.times()
+    return rate, (sum(after[:4]) - sum(times[:4])) * 1000 / n
+
+
+def ceiling(per: dict[str, float], commands: float, raw_rate: float) -> str:
+    """What the CPU per task allows on this machine's cores, against the raw spawn rate."""
+    cores = os.cpu_count() or 1
+    total = sum(per.values()) + commands
+    bare = per["server"] + commands
+    return (f"ceiling on {cores} cores: {cores * 1000 / total:.0f} tasks/s = {100 * cores * 1000 / total / raw_rate:.0f}% "
+            f"of the raw spawn rate ({raw_rate:.0f}/s, this round); with agent and keeper free "
+            f"{100 * cores * 1000 / bare / raw_rate:.0f}%")
 
 
 def run_job(client, n: int) -> float:
@@ -85,6 +113,8 @@ def main() -> None:
                 print(f"agent {per['agent']:.2f}  keeper {per['keeper']:.2f}  agent+keeper "
                       f"{per['agent'] + per['keeper']:.2f}  (commands {commands:.2f}, guard {per['guard']:.2f}, "
                       f"server {per['server']:.2f})  {args.tasks / seconds:.0f} tasks/s", flush=True)
+                raw_rate, raw_cpu = raw_spawn(min(args.tasks, 2000))
+                print(f"  {ceiling(per, commands, raw_rate)}; raw spawn CPU {raw_cpu:.2f} ms", flush=True)
         finally:
             client.close()
             agent.stop()

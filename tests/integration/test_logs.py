@@ -95,6 +95,16 @@ def test_a_cancelled_task_keeps_its_output(sqlite_cluster, tmp_path):
     assert (out.returncode, out.stdout) == (0, b"before-cancel\n")
 
 
+def test_logs_of_a_task_that_printed_nothing_is_empty_output(sqlite_cluster):
+    cluster = sqlite_cluster
+    cluster.add_agent("a")
+    job_id, task_id = one_task(cluster, ["true"])
+    cluster.client.wait_job(job_id, timeout=60)
+    for stream in ([], ["--stderr"]):
+        out = logs_cli(cluster.server, task_id, *stream)
+        assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
+
+
 def test_retention_removes_old_output(sqlite_cluster, tmp_path):
     cluster = sqlite_cluster
     cluster.add_agent("a", extra=["--log-retention", "1"])

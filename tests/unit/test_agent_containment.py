@@ -168,3 +168,38 @@ def test_nothing_a_python_task_started_survives_its_timeout_or_cancel(tmp_path, 
     result, survivors = asyncio.run(main())
     assert result.outcome == (Outcome.TIMED_OUT if how == "timeout" else Outcome.CANCELLED)
     assert_nothing_survived(noted_pids(pids), survivors)
+
+
+def test_an_attempt_in_the_cgroup_an_earlier_one_left_is_contained_as_well(tmp_path):
+    # The keeper hands an ended attempt's emptied cgroup to the next one (making and removing
+    # one per attempt was most of what a cgroup cost): the next is as contained.
+    if cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+    argv, pids, ready = escapes_command(tmp_path, "double-fork")
+    mark = uuid.uuid4().hex
+
+    async def main() -> tuple[list[str], AttemptResult, list[int]]:
+        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
+        await keeper.open()
+        try:
+            where = []
+            for i in (1, 2):
+                spec = CommandSpec(["/bin/cat", "/proc/self/cgroup"], attempt_dir=str(tmp_path / "state" / f"c.{i}"))
+                where.append((await run_command(spec, keeper=keeper)).stdout_tail)
+            stop = asyncio.get_running_loop().create_future()
+            spec = CommandSpec(argv, env={**os.environ, MARK: mark}, attempt_dir=str(tmp_path / "state" / "t.1"))
+            running = asyncio.create_task(run_command(spec, kill_grace=KILL_GRACE, stop=stop, keeper=keeper))
+            await asyncio.to_thread(wait_until, ready.exists, 30, "the escaping processes to run")
+            request_stop(stop, StopRequest.cancel("by the test"))
+            result = await running
+            survivors = [pid for pid in noted_pids(pids) if pid_alive(pid)] + processes_with_env(MARK, mark)
+            return where, result, survivors
+        finally:
+            await keeper.close()
+
+    where, result, survivors = asyncio.run(main())
+    assert where[0] == where[1] and "/jobplane/keeper-" in where[0], where
+    assert result.outcome == Outcome.CANCELLED
+    noted = noted_pids(pids)
+    assert_nothing_survived(noted, survivors)
+    assert set(noted.values()) == {where[0].splitlines()[-1]}, (where, noted)  # the same cgroup again

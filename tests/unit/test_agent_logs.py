@@ -123,3 +123,34 @@ def test_the_segment_size_is_written_only_when_it_is_not_the_default(tmp_path):
     assert logstore.span(tmp_path / "default", "out") == logstore.Span(0, 0, logstore.segment_size(0))
     assert logstore.span(tmp_path / "small", "out") == logstore.Span(0, 0, logstore.MIN_MAX_BYTES // logstore.SEGMENTS)
     assert logstore.span(tmp_path / "never-kept", "out") is None
+
+
+def test_a_command_that_writes_nothing_gets_no_log_directory_yet_reads_as_empty_until_swept(tmp_path):
+    # Making a directory costs the keeper more than the spawn: a silent command gets a line instead.
+    for name in ("t.1", "t.2"):
+        result = asyncio.run(run_command(CommandSpec(["/bin/true"], attempt_dir=str(tmp_path / name))))
+        assert result.exit_code == 0 and result.stdout_tail == ""
+    logs = logstore.log_dir(tmp_path / "t.1")
+    assert not logs.exists() and not logstore.log_dir(tmp_path / "t.2").exists()
+    assert logstore.span(logs, "out") == logstore.Span(0, 0, logstore.segment_size(0))
+    assert logstore.read(logs, "err", 0) == b"" and logstore.is_done(logs)
+    assert logstore.span(logstore.log_dir(tmp_path / "t.3"), "out") is None  # never ran here
+    assert logstore.sweep(tmp_path, 3600, keep=set()) == []
+    # Once it ended longer ago than the retention, it is not kept: as if its directory were swept.
+    (listed,) = (tmp_path / "logs" / logstore.EMPTY).iterdir()
+    listed.rename(listed.with_name(str(int(listed.name) - 2 * 3600 // logstore.EMPTY_SPAN)))
+    assert logstore.sweep(tmp_path, 3600, keep={"t.2"}) == []  # held: kept
+    assert sorted(logstore.sweep(tmp_path, 3600, keep=set())) == ["t.1", "t.2"]
+    assert logstore.span(logs, "out") is None
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+def test_output_after_silence_makes_the_directory_with_its_segment_size(tmp_path):
+    cap = logstore.MIN_MAX_BYTES
+    script = "import sys, time; time.sleep(0.2); sys.stderr.write('late')"
+    spec = CommandSpec([sys.executable, "-c", script], attempt_dir=str(tmp_path / "t.1"), log_max_bytes=cap)
+    result = asyncio.run(run_command(spec))
+    logs = logstore.log_dir(tmp_path / "t.1")
+    assert result.stderr_tail == "late"
+    assert logstore.span(logs, "err") == logstore.Span(0, 4, cap // logstore.SEGMENTS)
+    assert sorted(os.listdir(logs)) == ["err.0", logstore.SEGMENT_FILE]

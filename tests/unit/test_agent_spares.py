@@ -78,3 +78,39 @@ def test_spares_left_by_an_earlier_agent_process_are_used(tmp_path):
         assert state.leftovers() == {}  # a spare is no attempt
     finally:
         state.unlock()
+
+
+def test_a_spare_renamed_into_place_says_nothing_until_the_keeper_writes_its_pid(tmp_path):
+    # The keeper renames a spare into place, then spawns, then writes the pid over what the
+    # spare's state file kept (a byte of the last one's): killed in between, the next agent
+    # process finds an attempt with no pid and no exit status, drops it, and reports nothing.
+    root = tmp_path / "state"
+    state = StateDir(str(root))
+    state.lock()
+
+    async def main():
+        keeper = Keeper(root)
+        await keeper.open()
+        try:
+            first = state.attempt_dir(("a", 1))
+            result = await run_command(CommandSpec(["/bin/sh", "-c", "exit 3"], attempt_dir=first), keeper=keeper)
+            state.discard([("a", 1)])
+            await _until(lambda: os.path.isdir(root / SPARE) and os.listdir(root / SPARE))
+            return result
+        finally:
+            await keeper.close()
+
+    try:
+        assert asyncio.run(main()).exit_code == 3
+        (spare,) = (root / SPARE).iterdir()
+        spare.rename(root / "b.1")  # as the keeper does, then killed before the spawn
+        leftover = read_leftover(root / "b.1")
+        assert (leftover.pid, leftover.exit_status) == (None, None)
+    finally:
+        state.unlock()
+    again = StateDir(str(root))
+    again.lock()
+    try:
+        assert again.leftovers() == {} and not (root / "b.1").exists()
+    finally:
+        again.unlock()
