@@ -87,7 +87,7 @@ class SegmentWriter:
     def write(self, data: bytes) -> None:
         """Append `data`; after a failed write, drop the rest (the command must never block)."""
         view = memoryview(data)
-        self.wrote = True
+        self.wrote = self.wrote or bool(view)
         while view and self.failed is None:
             try:
                 if self._fd is None:
@@ -226,7 +226,9 @@ def is_done(directory: str | Path) -> bool:
     from .keeper_attempts import read_state  # (it imports this module)
 
     parent, name = os.path.split(os.path.normpath(directory))
-    return read_state(os.path.join(os.path.dirname(parent), name))[1] is not None
+    if read_state(os.path.join(os.path.dirname(parent), name))[1] is not None:
+        return True
+    return not os.path.isdir(directory) and _listed_empty(directory)  # a Python call that printed nothing
 
 
 @dataclass(frozen=True)

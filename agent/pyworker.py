@@ -166,10 +166,7 @@ def run_call(functions: dict[str, _Target], call: Call,
         return Reply("error", exception_type=type(exc).__name__,
                      error=f"cannot enter working directory {call.cwd!r}: {exc.strerror}")
     finally:
-        for stream in (stdout, stderr):
-            stream.end()
-        if call.log_dir:
-            logstore.finish(call.log_dir)
+        _end_output(call, stdout, stderr)
     return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text())
 
 
@@ -178,11 +175,29 @@ def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
     if not call.log_dir:
         return _TailWriter(), _TailWriter()
     try:
-        logstore.begin(call.log_dir, call.log_max_bytes)
-        return tuple(_TailWriter(logstore.SegmentWriter(call.log_dir, stream, call.log_max_bytes))  # type: ignore[return-value]
+        # Its directory is made at its first output: most calls print nothing, and a directory
+        # and a file per call cost more than a no-op call itself.
+        logstore.prepare(call.log_dir)
+        return tuple(_TailWriter(logstore.SegmentWriter(call.log_dir, stream, call.log_max_bytes,  # type: ignore[return-value]
+                                                        lazy=True))
                      for stream in logstore.STREAMS)
     except OSError:  # no room for it: the tails still go to the server
         return _TailWriter(), _TailWriter()
+
+
+def _end_output(call: Call, stdout: _TailWriter, stderr: _TailWriter) -> None:
+    """Close the call's output and say it is complete: `done` in its log directory, or, when it
+    printed nothing (no directory was made), a line in the log store's list of silent attempts."""
+    wrote = [stream.end() for stream in (stdout, stderr)]
+    if not call.log_dir or None in wrote:  # tails only
+        return
+    try:
+        if any(wrote):
+            logstore.finish(call.log_dir)
+        else:
+            logstore.note_empty(call.log_dir)
+    except OSError:  # no room: a reader finds no output kept, as when it could not be written
+        pass
 
 
 def _takes_ctx(function: Callable[..., Any]) -> bool:
@@ -296,10 +311,13 @@ class _TailWriter(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def end(self) -> None:
-        if self._kept is not None:
-            self._kept.close()
-            self._kept = None
+    def end(self) -> bool | None:
+        """Close the log store's stream; whether anything was written to it (None: not kept)."""
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        kept.close()
+        return kept.wrote
 
     def write(self, text: str) -> int:
         if self._kept is not None:

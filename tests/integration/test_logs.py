@@ -105,6 +105,21 @@ def test_logs_of_a_task_that_printed_nothing_is_empty_output(sqlite_cluster):
         assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
 
 
+def test_logs_of_a_python_call_that_printed_nothing_is_empty_output_and_of_one_that_did_is_its_text(sqlite_cluster):
+    cluster = sqlite_cluster
+    cluster.add_agent("a")
+    job = cluster.client.submit_job({"name": "py", "tasks": [
+        {"name": "quiet", "python": "jobplane.examples.funcs:noop"},
+        {"name": "loud", "python": "builtins:print", "args": ["hello", "there"]}]})
+    cluster.client.wait_job(job.id, timeout=60)
+    quiet, loud = sorted(cluster.client.list_tasks(job.id), key=lambda t: t.name != "quiet")
+    for stream in ([], ["--stderr"]):
+        out = logs_cli(cluster.server, quiet.id, *stream)
+        assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
+    out = logs_cli(cluster.server, loud.id)
+    assert (out.returncode, out.stdout) == (0, b"hello there\n")
+
+
 def test_retention_removes_old_output(sqlite_cluster, tmp_path):
     cluster = sqlite_cluster
     cluster.add_agent("a", extra=["--log-retention", "1"])

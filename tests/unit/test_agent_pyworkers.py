@@ -106,6 +106,26 @@ def test_printed_output_is_captured(work_dir):
     assert result.result_json == '"done"'
 
 
+def test_a_call_that_prints_nothing_gets_no_log_directory_yet_reads_as_complete_and_empty(work_dir, tmp_path):
+    # A directory and a `done` file per call cost more than a no-op call: a silent call gets a line.
+    from jobplane.agent import logstore
+
+    quiet, loud = (logstore.log_dir(tmp_path / "state" / name) for name in ("quiet.1", "loud.1"))
+    (tmp_path / "state").mkdir()
+
+    async def body(pool):
+        return [await pool.run(PyCall("agent_tasks:add", "[1, 2]", log_dir=str(quiet))),
+                await pool.run(PyCall("agent_tasks:chatty", log_dir=str(loud)))]
+
+    silent, chatty = with_pool(work_dir, body)
+    assert (silent.outcome, chatty.outcome) == (Outcome.SUCCEEDED, Outcome.SUCCEEDED)
+    assert not quiet.exists() and logstore.is_done(quiet)
+    assert logstore.span(quiet, "out") == logstore.Span(0, 0, logstore.segment_size(0))
+    assert logstore.read(quiet, "err", 0) == b""
+    assert logstore.is_done(loud) and logstore.read(loud, "out", 0) == b"hello from the task\n"
+    assert logstore.read(loud, "err", 0) == b""
+
+
 def test_env_and_cwd_apply_to_the_call_only(work_dir, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("cwd")
 
