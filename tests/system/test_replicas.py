@@ -9,6 +9,8 @@ event log with no gap, repeat or event the database does not hold, across replic
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jobplane.client import InvalidArgument
@@ -129,7 +131,9 @@ def test_a_postgresql_restart_loses_nothing(replicas, pg):
     rs = replicas()
     load = Load(rs, jobs=20, tasks=100, pause=0.3).start()
     load.wait_progress(300)
+    rs.faults.append(f"{time.time():.3f} postgresql: restart -m fast")
     pg.restart()  # pg_ctl restart -m fast: every connection closed, open transactions rolled back
+    rs.faults.append(f"{time.time():.3f} postgresql: back")
     load.wait_progress(300)
     assert_clean(load)
 
