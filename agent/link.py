@@ -20,6 +20,7 @@ from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from .config import AgentConfig
 from .errors import AgentError, HelloRejected, NameInUse
+from .backoff import Backoff
 from .capacity import capacity_message, machine_capacity
 from .facts import live_facts, machine_facts
 from .logserve import LogServer
@@ -131,7 +132,7 @@ class Link:
             await asyncio.gather(renewing, scanning, return_exceptions=True)
 
     async def _stay_connected(self) -> None:
-        delay = BACKOFF_FIRST
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_CAP)  # jittered: a fleet cut off at once comes back spread out
         name_in_use_since: float | None = None
         targets = self._credentials.targets
         while not self._closing:
@@ -147,11 +148,10 @@ class Link:
             except Exception:  # a bug or an unforeseen gRPC failure: stay up, say it loudly
                 log.exception("the link to %s failed unexpectedly; reconnecting", target)
             if self._welcomed:
-                delay = BACKOFF_FIRST
+                backoff.reset()
                 self._welcomed = False
             if not self._closing and not at_once:  # at once: to the leader a follower named
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_CAP)
+                await asyncio.sleep(backoff.next())
 
     def _move_on(self, targets: Targets, target: str, exc: grpc.aio.AioRpcError | _StreamEnded) -> bool:
         """Choose the address to try after `target` failed with `exc`; True to try it at once

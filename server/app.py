@@ -9,7 +9,6 @@ import logging
 import socket
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health
@@ -41,6 +40,7 @@ from .services.providers import ProviderService
 from .services.views import ViewBook
 from .services.watch import encode_event
 from .store.db import open_database
+from .store.failures import DatabaseThreads
 from .store.lease import LeaseStore, Me, Term
 from .store.locks import ServerClaims, claim_server
 from .security.forwarding import encode_identity
@@ -74,9 +74,9 @@ class Server:
         self.agent_address = ""
         self.ca_bundle = config.data_dir / CA_BUNDLE_FILE
         self._grpc: grpc.aio.Server | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="jobplane-writer")
-        self._readers = ThreadPoolExecutor(config.reader_threads, thread_name_prefix="jobplane-reader")
         self.store = Store(open_database(config.database_url, lease=config.lease))
+        self._writer = DatabaseThreads(self.store.db, 1, "jobplane-writer")
+        self._readers = DatabaseThreads(self.store.db, config.reader_threads, "jobplane-reader")
         self.hub = EventHub(to_message=convert.event_to_proto, encode=encode_event,
                             watcher_queue=config.watcher_queue)
         # Replicas share a PostgreSQL database (issue 16): one leads, by a lease; SQLite has one server.
@@ -175,10 +175,10 @@ class Server:
         is restored from the database exactly as after a restart, and the agents that were
         connected get the restart grace to come back with their running tasks."""
         async with self._transition:
-            if self._tailer is not None:
-                await self._tailer.stop()
-                await self._tailer.catch_up()
-                self._tailer = None
+            tailer, self._tailer = self._tailer, None  # should the takeover fail, `_follow` starts another
+            if tailer is not None:
+                await tailer.stop()
+                await tailer.catch_up()
             await self.deps.policies.load()  # the default policy in force decides how tasks end
             await self._resume(term)
             self._notifier = Notifier(self.config.notify(), self._notify_secret, settle_through(self.core))
@@ -207,18 +207,19 @@ class Server:
                 self._providers.close_all()
                 log.warning("stepped down: %s; following", reason)
             if self._tailer is None:
-                await self._follow_events(stepped_down=core is not None)
+                await self._follow_events(starting=not self._listening)
 
-    async def _follow_events(self, stepped_down: bool) -> None:
-        """Feed this replica's watchers from the database: from the last event the leader's
-        engine published here, or (starting as a follower, with no watcher yet) from the newest."""
+    async def _follow_events(self, starting: bool) -> None:
+        """Feed this replica's watchers from the database: from the last event published here
+        (by the leader's engine, or by a tailer before a takeover that failed), or (starting as
+        a follower, with no watcher yet) from the newest."""
         loop = asyncio.get_running_loop()
         try:
             oldest, newest = await loop.run_in_executor(self._readers, self.store.event_id_range)
         except (DatabaseError, InterfaceError) as exc:  # PostgreSQL away: the tailer retries
             log.warning("reading the event ids: %s", exc)
             oldest = newest = None
-        if not stepped_down and newest is not None:
+        if starting and newest is not None:
             self.hub.last_id = max(self.hub.last_id, newest)
         self.hub.oldest_id = oldest if oldest is not None else self.hub.last_id + 1
         self._tailer = Tailer(self.store.reads, self.hub, self._readers, on_policy=self.deps.policies.load)

@@ -71,15 +71,18 @@ class Tailer:
     async def _run(self) -> None:
         failing = False
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that comes
+            # as the wake-up does, and `stop` (a takeover) would then wait for this loop forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
                 await self.catch_up()
                 failing = False
-            except StoreFailure as exc:
+            except Exception as exc:  # StoreFailure, or reloading the policies failed: never stop following
                 if not failing:
                     log.warning("following the leader's events: %s (retrying)", exc)
                 failing = True

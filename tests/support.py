@@ -264,7 +264,8 @@ class TcpProxy:
     def drop_answers(self) -> None:
         """From now on the connections open now lose whatever the server sends (requests still
         go through): the server does the work, its answer never arrives. New connections are
-        not affected; `cut` ends the muted ones."""
+        not affected; `cut` ends the muted ones. Exact: nothing the proxy reads from the server
+        after this returns reaches those clients, however soon `cut` follows."""
         with self._lock:
             self._muted.update(self._clients)
 
@@ -279,16 +280,20 @@ class TcpProxy:
         self._requests_flow.set()
 
     def cut(self) -> None:
-        """Break every connection through the proxy; new ones are still accepted."""
+        """Break every connection through the proxy; new ones are still accepted. A muted
+        client stays muted until its socket is shut (unmuting first let an answer that was on
+        its way through in between)."""
         with self._lock:
             socks, self._socks = self._socks, []
-            self._clients, self._muted = [], set()
+            self._clients = []
         for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)
                 s.close()
             except OSError:
                 pass
+        with self._lock:
+            self._muted.difference_update(socks)
 
     def close(self) -> None:
         self._closed = True

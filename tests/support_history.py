@@ -172,11 +172,12 @@ class Seen:
     digest: int = 0  # of what the events said: compared with the database's events at the end
     events: list[tuple] | None = None  # every event's content, for a recording watcher
     times: list[float] = field(default_factory=list)  # and when each was committed (its batch began)
+    sources: list[tuple[str, float]] = field(default_factory=list)  # and which replica sent it, when it came
 
     def __post_init__(self) -> None:
         self.last = self.after
 
-    def see(self, events) -> None:
+    def see(self, events, source: str = "") -> None:
         for e in events:
             if e.id != self.last + 1:
                 self.wrong.append((self.last, e.id))
@@ -187,6 +188,7 @@ class Seen:
             if self.events is not None:
                 self.events.append(content)
                 self.times.append(e.time.seconds + e.time.nanos * 1e-9)
+                self.sources.append((source, time.time()))
 
 
 class Watchers:
@@ -235,7 +237,7 @@ class Watchers:
             call = stub.WatchEvents(event_pb2.WatchEventsRequest(after_event_id=seen.last))
             try:
                 async for response in call:
-                    seen.see(response.events)
+                    seen.see(response.events, address)
                 seen.errors.append(f"{address}: the stream ended")
             except grpc.aio.AioRpcError as error:
                 seen.errors.append(f"{address}: {error.code().name} {error.details()}")
@@ -376,6 +378,15 @@ class History:
                            f"its events (id, status, attempt, time) {self._events_of(t.id)}")
         return out[:20]
 
+    @staticmethod
+    def _source(seen: Seen, n: int) -> tuple[str, str]:
+        """Which replica sent the recording watcher its n-th event, and when it came (to tell a
+        leader's announcement from a follower's read of the database, against the faults' times)."""
+        if n >= len(seen.sources):
+            return "", ""
+        address, when = seen.sources[n]
+        return address, f"{when:.3f}"
+
     def _events_of(self, task_id: str) -> list[tuple]:
         seen = self.watchers.seen[0]
         return [(e[0], e[4], e[5], round(when, 3)) for e, when in zip(seen.events, seen.times) if e[3] == task_id]
@@ -392,6 +403,8 @@ class History:
                 out.append(f"watcher {i} saw ids out of order or missing (last, came): {s.wrong[:5]}; "
                            f"replicas {_runs_of(s.replicas)}, errors {s.errors[-3:]}")
             elif s.last < len(digests) and (digests[s.last] - digests[s.after]) & DIGEST_MASK != s.digest:
-                differ = [(e, stored[e[0] - 1]) for e in s.events or () if stored[e[0] - 1] != e][:3]
-                out.append(f"watcher {i} saw events the database does not hold (seen, stored): {differ}")
+                differ = [(e, stored[e[0] - 1], *self._source(s, n)) for n, e in enumerate(s.events or ())
+                          if stored[e[0] - 1] != e][:3]
+                out.append(f"watcher {i} saw events the database does not hold (seen, stored, sent by, "
+                           f"received at): {differ}; replicas {_runs_of(s.replicas)}, errors {s.errors[-3:]}")
         return out[:20]

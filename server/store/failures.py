@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from peewee import Database, DatabaseError, InterfaceError, PostgresqlDatabase
 
@@ -74,3 +75,26 @@ def drop_connection(db: Database) -> None:
         db.close()
     except Exception:  # closing a dead connection, or one whose rollback failed, may fail in turn
         db._state.reset()
+
+
+class DatabaseThreads(ThreadPoolExecutor):
+    """Threads that work on `db` (the writer, the readers): a call that fails with a database
+    error closes its thread's connection, so that the thread's next call opens a new one.
+    Without it, a connection that sat idle through a PostgreSQL restart stays dead though
+    peewee thinks it open, and every call on that thread fails from then on: a follower whose
+    writer thread had nothing to do while PostgreSQL restarted could never take the lead."""
+
+    def __init__(self, db: Database, workers: int, name: str) -> None:
+        super().__init__(workers, thread_name_prefix=name)
+        self._db = db
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future:
+        return super().submit(_dropping_on_failure, self._db, fn, *args, **kwargs)
+
+
+def _dropping_on_failure(db: Database, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except (DatabaseError, InterfaceError):
+        drop_connection(db)
+        raise

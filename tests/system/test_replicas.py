@@ -9,6 +9,8 @@ event log with no gap, repeat or event the database does not hold, across replic
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jobplane.client import InvalidArgument
@@ -129,7 +131,9 @@ def test_a_postgresql_restart_loses_nothing(replicas, pg):
     rs = replicas()
     load = Load(rs, jobs=20, tasks=100, pause=0.3).start()
     load.wait_progress(300)
+    rs.faults.append(f"{time.time():.3f} postgresql: restart -m fast")
     pg.restart()  # pg_ctl restart -m fast: every connection closed, open transactions rolled back
+    rs.faults.append(f"{time.time():.3f} postgresql: back")
     load.wait_progress(300)
     assert_clean(load)
 
@@ -145,3 +149,18 @@ def test_a_follower_killed_under_200_watchers_loses_them_no_event(replicas):
     assert_clean(load)
     assert load.watchers.resumed() == 200, "every watcher moved to another replica"
     assert rs.leader()[1] == epoch, "the leader never changed"
+
+
+def test_a_follower_takes_the_lead_after_a_postgresql_restart(replicas, pg):
+    """The followers' connections sat idle through the restart (dead, though their driver thinks
+    them open); the leader is then killed: a follower must lead on fresh ones, and take writes."""
+    rs = replicas()
+    leader, epoch = rs.leader()
+    with rs.client(leader, timeout=10) as client:
+        client.submit_job({"name": "before", "wait_for_providers": True, "tasks": [{"name": "t", "command": ["true"]}]})
+    pg.restart()
+    leader.kill()
+    new, _ = rs.leader(newer_than=epoch, timeout=30)
+    with rs.client(new, timeout=10) as client:
+        client.submit_job({"name": "after", "wait_for_providers": True, "tasks": [{"name": "t", "command": ["true"]}]})
+        assert sorted(j.spec.name for j in client.list_jobs()) == ["after", "before"]
