@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, fields, is_dataclass
 
 from jobplane.resources import Resources
@@ -17,13 +18,28 @@ def dump_task_spec(spec: TaskSpec) -> bytes:
     return json.dumps(_task_dict(spec), separators=(",", ":")).encode()
 
 
+class TaskSpecs:
+    """dump_task_spec of the specs one batch stages, each spec object once: a task's row and its
+    job's whole spec (job_spec) hold the same bytes, and most tasks are their template itself
+    (extract._expand), so a submit serializes each task spec once, not twice."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[TaskSpec, bytes]] = {}
+
+    def __call__(self, spec: TaskSpec) -> bytes:
+        done = self._done.get(id(spec))
+        if done is None or done[0] is not spec:
+            done = self._done[id(spec)] = (spec, dump_task_spec(spec))
+        return done[1]
+
+
 def _task_dict(spec: TaskSpec) -> dict:
     """The fields that differ from their defaults, and the name: most tasks set two or
     three of twenty, and a row per task is written at thousands a second."""
     d = {"name": spec.name}
     for name, default in _TASK_DEFAULTS.items():
         value = getattr(spec, name)
-        if value != default:
+        if value is not default and value != default:  # most are the default object itself
             d[name] = _plain(name, value)
     return d
 
@@ -45,12 +61,21 @@ def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
 
 def dump_job_spec(spec: JobSpec, tasks: bool = True) -> bytes:
     """`tasks`: False leaves the tasks out (the job row's copy; job_spec keeps the whole)."""
+    head = dump_job_head(spec)
+    return with_tasks(head, spec, dump_task_spec) if tasks else head
+
+
+def dump_job_head(spec: JobSpec) -> bytes:
     d = {f.name: getattr(spec, f.name) for f in fields(JobSpec) if f.name != "tasks"}
     d = {k: asdict(v) if is_dataclass(v) else [asdict(r) for r in v] if k in ("continuation_rules", "notify") else v
          for k, v in d.items()}
-    if tasks:
-        d["tasks"] = [_task_dict(t) for t in spec.tasks]
     return json.dumps(d, separators=(",", ":")).encode()
+
+
+def with_tasks(head: bytes, spec: JobSpec, task_bytes: Callable[[TaskSpec], bytes]) -> bytes:
+    """The whole spec from its head (dump_job_spec without tasks) and its tasks' serialized
+    specs: the bytes json.dumps makes of the whole, tasks last, without encoding a task again."""
+    return head[:-1] + b',"tasks":[' + b",".join(task_bytes(t) for t in spec.tasks) + b"]}"
 
 
 def load_job_spec(data: bytes | memoryview | str, tasks: bool = True) -> JobSpec:

@@ -11,7 +11,7 @@ from peewee import SQL, Cast, Database, NodeList, PostgresqlDatabase, fn
 
 from ..domain.model import JobSpec
 from .codec import load_job_spec
-from .models import JobRow, JobTagRow, TaskRow, database
+from .models import AttemptRow, JobRow, JobTagRow, TaskRow, database
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,29 @@ def _raw_index_sql(db: Database, key: str) -> str:
     else:
         text = f"json_extract(raw, '$.{key}')"
         expr = f"CAST({text} AS REAL)" if PROMOTED_RAW[key] == "number" else text
-    return f'CREATE INDEX IF NOT EXISTS "task_raw_{key.lower()}" ON "task" ({expr})'
+    # Partial: most tasks have no such property (a Python task's raw is {"state": ...}), and a
+    # filter compares it to a value, which implies it is there (models.partial_index).
+    return f'CREATE INDEX IF NOT EXISTS "task_raw_{key.lower()}" ON "task" ({expr}) WHERE {expr} IS NOT NULL'
+
+
+def drop_whole(db: Database, partial: dict[str, list[str]]) -> None:
+    """Indexes a database made before they were partial has whole (a row for every task,
+    value or not), by table -> names: dropped, so they are made again partial (once, at the
+    upgrade; a listing meanwhile waits for the schema as at any start)."""
+    for table, names in partial.items():
+        for index in db.get_indexes(table):
+            if index.name in names and " where " not in (index.sql or "").lower():
+                log.info("rebuilding index %s over the rows with a value", index.name)
+                db.execute_sql(f'DROP INDEX "{index.name}"')
+
+
+def partial_indexes() -> dict[str, list[str]]:
+    """The partial indexes, by table: the models' (models.partial_index) and the raw ones."""
+    out = {"task": [f"task_raw_{key.lower()}" for key in PROMOTED_RAW]}
+    for model in (TaskRow, AttemptRow):
+        table = model._meta.table_name
+        out.setdefault(table, []).extend(i._name for i in model._meta.fields_to_index() if i._where is not None)
+    return out
 
 
 def create_missing(db: Database, tags_were_missing: bool) -> None:

@@ -92,6 +92,7 @@ class Store:
         missing = [m for m in ALL_MODELS if not self.db.table_exists(m._meta.table_name)]
         tags_were_missing = JobTagRow in missing and JobRow not in missing
         self.db.create_tables(missing, safe=True)
+        indexes.drop_whole(self.db, indexes.partial_indexes())  # made again partial below
         for model in ALL_MODELS:
             if model in missing:
                 continue

@@ -19,7 +19,7 @@ from ..domain.changes import ChangeSet, ContinuationRec
 from ..domain.model import JOB_DONE, TASK_DONE
 from .alerts import apply_alert_rules
 from .changed import ChangedColumns
-from .codec import dump_job_spec, dump_resources, dump_task_spec
+from .codec import TaskSpecs, dump_job_head, dump_resources, dump_task_spec, with_tasks
 from .conflicts import apply_overlaps, apply_rules
 from .indexes import job_tags
 from .models import (AttemptRow, AuditRow, ContinuationRow, ContinuedTaskRow, EventRow, InventoryRow, JobRow,
@@ -65,10 +65,11 @@ class Stager:
         new_jobs = [cs.jobs[i] for i in sorted(cs.new_jobs)]
         self._sql_step(out, "UPDATE job SET request_id = NULL WHERE owner = ? AND request_id = ?",
                        [(j.owner, j.request.id) for j in new_jobs if j.request is not None])
-        self._insert(out, JobRow, [job_row(j) for j in new_jobs])
-        self._insert(out, JobSpecRow, [{"job": j.id, "spec": dump_job_spec(j.spec)} for j in new_jobs])
+        specs, heads = TaskSpecs(), {j.id: dump_job_head(j.spec) for j in new_jobs}  # each spec encoded once
+        self._insert(out, JobRow, [job_row(j, heads[j.id]) for j in new_jobs])
+        self._insert(out, JobSpecRow, [{"job": j.id, "spec": with_tasks(heads[j.id], j.spec, specs)} for j in new_jobs])
         self._insert(out, JobTagRow, [tag for j in new_jobs for tag in job_tags(j.id, j.spec)])
-        self._insert(out, TaskRow, [task_row(cs.tasks[i]) for i in sorted(cs.new_tasks)])
+        self._insert(out, TaskRow, [task_row(cs.tasks[i], specs) for i in sorted(cs.new_tasks)])
         self._insert(out, AttemptRow, [attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
         for j in new_jobs:
             self.jobs.remember(j.id, job_indexed(j))
@@ -216,17 +217,20 @@ def task_always(t) -> tuple:
             json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused)
 
 
-def job_row(j) -> dict:
-    return {"id": j.id, "name": j.name, "priority": j.priority, "spec": dump_job_spec(j.spec, tasks=False),
+def job_row(j, head: bytes | None = None) -> dict:
+    """`head`: its spec without tasks, when encoded already (codec.dump_job_head)."""
+    return {"id": j.id, "name": j.name, "priority": j.priority,
+            "spec": head if head is not None else dump_job_head(j.spec),
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
             "hold": j.hold, "request_id": j.request.id if j.request else None,
             "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
 
 
-def task_row(t) -> dict:
+def task_row(t, specs: Callable[[object], bytes] = dump_task_spec) -> dict:
+    """`specs`: how its spec is encoded (a batch's TaskSpecs: each spec object once)."""
     return {"id": t.id, "job": t.job_id, "idx": t.idx, "name": t.name, "group": t.group,
-            "spec": dump_task_spec(t.spec), "deps": as_json(t.deps), "max_attempts": t.max_attempts,
+            "spec": specs(t.spec), "deps": as_json(t.deps), "max_attempts": t.max_attempts,
             "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
             "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
             "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,

@@ -224,3 +224,34 @@ def test_the_server_refuses_a_listing_no_index_answers_and_takes_it_for_one_job(
     finally:
         client.close()
         server.stop()
+
+
+def _partial(db, table: str) -> dict[str, bool]:
+    """The table's indexes by name: partial (a WHERE in its definition) or not."""
+    return {i.name: " where " in i.sql.lower() for i in db.get_indexes(table)}
+
+
+def test_indexes_of_values_a_new_row_lacks_hold_only_rows_with_a_value(db_url):
+    """A task is inserted with no provider, exit code or raw properties, an attempt with no start
+    or end: their indexes are partial, so inserting a row writes no entry there (the listings use
+    them as before: the tests above). A database whose indexes were whole gets them partial."""
+    store = Store(open_database(db_url))
+    store.create_schema()
+    db = store.db
+    wanted = {"task": {"task_provider", "task_exit_code", "task_raw_exit_code", "task_raw_queue", "task_raw_state"},
+              "attempt": {"attempt_start_time", "attempt_end_time"}}
+    for table, names in wanted.items():
+        assert {name for name, partial in _partial(db, table).items() if partial} == names
+    db.execute_sql('DROP INDEX "task_provider"')  # as an older jobplane made it: whole
+    db.execute_sql('CREATE INDEX "task_provider" ON "task" ("provider")')
+    db.execute_sql('DROP INDEX "attempt_end_time"')
+    db.execute_sql('CREATE INDEX "attempt_end_time" ON "attempt" ("end_time")')
+    store.close()
+    store = Store(open_database(db_url))
+    store.create_schema()
+    try:
+        assert _partial(store.db, "task")["task_provider"] and _partial(store.db, "attempt")["attempt_end_time"]
+        assert "task_provider" in plan(store.db, task_select(task_query("provider=gpu-1", "", time.time()).sql,
+                                                               None, 0, 51, None))
+    finally:
+        store.close()

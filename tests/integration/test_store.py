@@ -175,3 +175,31 @@ def test_a_jobs_tasks_are_kept_apart_from_the_row_each_batch_rewrites(db_url):
     _, loaded, _, _, _ = runtime_from_snapshot(store.load())
     assert {j.id: j.spec for j in loaded} == {job.id: spec for job, spec in zip(jobs, specs)}
     store.close()
+
+
+def test_a_submit_encodes_each_task_spec_once(db_url, monkeypatch):
+    """A task's row and its job's whole spec (job_spec) hold the same encoding of a task that is
+    its template: the submit's batch makes it once, and reads give the whole spec back."""
+    from jobplane.server.store import codec
+    from jobplane.server.store.models import JobSpecRow, TaskRow
+
+    store = Store(open_database(db_url))
+    store.create_schema()
+    engine = Engine(EngineConfig())
+    engine.begin(1000.0)
+    spec = JobSpec("j", 1, {}, (TaskSpec("a", command=("echo", "é"), env={"X": "1"}), TaskSpec("b", python="m:f"),
+                                TaskSpec("c", command=("true",), matrix=(("n", "[1, 2]"),))), wait_for_providers=True)
+    job = engine.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    encoded = []
+    real = codec._task_dict
+    monkeypatch.setattr(codec, "_task_dict", lambda s: encoded.append(s.name) or real(s))
+    store.apply(engine.take_changes())
+    monkeypatch.undo()
+    # a, b: once each (row and whole spec alike); the matrix's template c (whole spec) and its
+    # two expanded tasks (their rows, specs named c as well) are three specs: once each
+    assert sorted(encoded) == ["a", "b", "c", "c", "c"]
+    assert bytes(JobSpecRow.get_by_id(job.id).spec) == codec.dump_job_spec(spec)
+    rows = {r.name: bytes(r.spec) for r in TaskRow.select()}
+    assert rows["a"] == codec.dump_task_spec(spec.tasks[0]) and rows["a"] in bytes(JobSpecRow.get_by_id(job.id).spec)
+    assert store.reads.get_job(job.id).spec == spec
+    store.close()
