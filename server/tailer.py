@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from peewee import Database
 
 from .domain.model import EventKind
-from .errors import StoreFailure
 from .events import EventHub
 from .store.failures import reading
 from .store.lease import NOTIFY_CHANNEL
