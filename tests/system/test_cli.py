@@ -322,16 +322,16 @@ def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tm
     env = {"JOBPLANE_HOME": str(tmp_path)}
     up = start_up(tmp_path)
     try:
-        r = jobplane("submit", str(job_file), "-o", "json", env=env)
-        assert r.returncode == 0, r.stderr
-        job_id = json.loads(r.stdout)["id"]
-        wait_until(lambda: json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
-                   .get("state") == "RUNNING", 30, "the job to run")
-    finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(60) == 0, up.stdout.read()
-    up = start_up(tmp_path)
-    try:
+        try:
+            r = jobplane("submit", str(job_file), "-o", "json", env=env)
+            assert r.returncode == 0, r.stderr
+            job_id = json.loads(r.stdout)["id"]
+            wait_until(lambda: json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
+                       .get("state") == "RUNNING", 30, "the job to run")
+        finally:
+            up.send_signal(signal.SIGINT)
+            assert up.wait(60) == 0, up.stdout.read()
+        up = start_up(tmp_path)
         job = json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
         assert job["state"] in ("QUEUED", "RUNNING"), job  # not FAILED
         go.touch()
@@ -339,7 +339,7 @@ def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tm
         assert r.returncode == 0, r.stdout + r.stderr
         job = json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
         assert job["state"] == "SUCCEEDED", job
-    finally:
+    finally:  # whatever failed, the task's loop ends (it outlives `up` by design)
         go.touch()
         up.send_signal(signal.SIGINT)
         up.wait(60)
