@@ -65,7 +65,7 @@ async def stream_events(deps: Deps, context, after_id: int, *, job_id: int | Non
         while True:
             batches = await sub.take()
             if batches is None:
-                if deps.core.failed is not None:
+                if deps.leading and deps.core.failed is not None:  # a follower has no core
                     await context.abort(grpc.StatusCode.UNAVAILABLE,
                                         f"{deps.core.failed}; resume with after_event_id={last}")
                 if sub.overflowed:

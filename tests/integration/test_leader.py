@@ -125,12 +125,36 @@ def test_a_second_server_on_a_sqlite_file_lists_itself_as_the_only_leader(tmp_pa
         server.stop()
 
 
-def _replica(workdir: Path, url: str, secure: bool = False, token: str = "") -> ServerProc:
+def test_a_stalled_watcher_on_a_follower_is_cut_off_with_where_to_resume(tmp_path: Path, pg_url):
+    """A stream nobody reads (HTTP/2's initial window, no BDP probing): the follower's queue for
+    it fills within a few of the tailer's batches and the watcher is told where to resume."""
+    a = _replica(tmp_path / "a", pg_url)
+    b = _replica(tmp_path / "b", pg_url, token=a.token, extra=("--watcher-queue", "3"))
+    agent = AgentProc(tmp_path, a, "w1", slots=4)
+    try:
+        with grpc.insecure_channel(b.address, options=[("grpc.http2.bdp_probe", 0)]) as channel, a.client() as client:
+            stalled = event_pb2_grpc.EventServiceStub(channel).WatchEvents(event_pb2.WatchEventsRequest(), timeout=120)
+            wait_until(lambda: list(client.list_providers(filter="state=ACTIVE")), 20, "the agent to join")
+            job = client.submit_job({"name": "many", "tasks": [
+                {"name": f"t{i:04d}", "python": "jobplane.examples.funcs:noop"} for i in range(1000)]})
+            client.wait_job(job.id, timeout=120)
+            with pytest.raises(grpc.RpcError) as cut:
+                for _ in stalled:
+                    pass
+        assert cut.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, cut.value.details()
+        assert "resume with after_event_id=" in cut.value.details()
+    finally:
+        agent.stop()
+        for server in (a, b):
+            server.stop()
+
+
+def _replica(workdir: Path, url: str, secure: bool = False, token: str = "", extra: tuple[str, ...] = ()) -> ServerProc:
     workdir.mkdir()
     if token:  # the admin token is the database's, made by the first replica
         (workdir / "data").mkdir()
         (workdir / "data" / "admin.token").write_text(token)
-    return ServerProc(workdir, url, insecure=not secure, extra=["--lease", "2"])
+    return ServerProc(workdir, url, insecure=not secure, extra=["--lease", "2", *extra])
 
 
 def _channel(server: ServerProc) -> grpc.Channel:
