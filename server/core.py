@@ -145,8 +145,7 @@ class Core:
                 self._take_heartbeats(heard)
             except Exception as exc:  # a bug, as in an op below
                 log.exception("the engine failed taking heartbeats")
-                raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
-                                    "its database, where every acknowledged change is") from exc
+                raise _internal(exc) from exc
         outcomes = self._open.outcomes
         for i, (op, fut) in enumerate(batch):
             try:
@@ -156,8 +155,7 @@ class Core:
             except Exception as exc:  # a bug: the engine may be half-changed, so commit nothing
                 outcomes += [(f, None, None) for _, f in batch[i:]]  # all told the failure (_fail_unanswered)
                 log.exception("the engine failed applying an operation")
-                raise EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
-                                    "its database, where every acknowledged change is") from exc
+                raise _internal(exc) from exc
 
     def _close(self) -> _Batch:
         """Close the open batch: its changes (after a dispatch) are staged on this thread and
@@ -173,7 +171,13 @@ class Core:
         batch.streams = {pid: self.stream_of(pid) for pid in itertools.chain(
             cs.assignments, cs.scans, cs.stops, cs.suspends, cs.probes)}
         if cs.persisted():
-            staged = self.store.stage(cs)
+            try:
+                staged = self.store.stage(cs)
+            except Exception as exc:  # a bug: applied, yet it can never be written; its callers are told
+                log.exception("staging a batch for its commit failed")
+                failure = _internal(exc)
+                _fail([(None, fut) for fut, _, _ in batch.outcomes], failure)
+                raise failure from exc
             batch.started = time.perf_counter()
             batch.write = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, staged, self.term)
             batch.write.add_done_callback(functools.partial(self._written, batch))
@@ -309,6 +313,11 @@ def _raise_failure(batch: _Batch) -> None:
     exc = batch.write.exception()
     if exc is not None:
         raise exc if isinstance(exc, JobplaneError) else StoreFailure(f"the commit failed: {exc!r}")
+
+
+def _internal(exc: Exception) -> EngineFailure:
+    return EngineFailure(f"internal error: {exc!r}; restart jobplane-server: it resumes from "
+                         "its database, where every acknowledged change is")
 
 
 def _fail(batch: list[tuple[Op, asyncio.Future]], exc: JobplaneError) -> None:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jobplane.server.config import ServerConfig
 from jobplane.server.core import Core
+from jobplane.server.errors import EngineFailure
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.model import Hello
 from jobplane.server.events import EventHub
@@ -70,3 +71,36 @@ def test_an_assignment_goes_to_the_stream_it_was_made_for_though_a_reconnect_was
     asyncio.run(scenario())
     first = [s for s in sent if s[2] and s[2][0][1] == 1]
     assert first and all(stream == 1 for _, stream, _ in first), sent
+
+
+def test_a_batch_that_cannot_be_staged_fails_its_callers_and_stops_the_core(tmp_path):
+    """A bug turning a batch into rows (staging) must not leave its callers waiting for good:
+    they are told, the core stops, and nothing of that batch reaches the database."""
+    store = Store(open_database(f"sqlite:///{tmp_path / 'jobplane.db'}"))
+    store.create_schema()
+    spec, drafts, _ = prepare_submit(job_pb2.JobSpec(name="j", tasks=[job_pb2.TaskSpec(name="t", command=["true"])]),
+                                     "", ServerConfig())
+
+    async def scenario() -> tuple[BaseException | None, bool, BaseException | None]:
+        writer = ThreadPoolExecutor(1)
+        core = Core(Engine(EngineConfig()), store, EventHub(), writer, lambda cs: None)
+        core.start()
+        await core.call(lambda e: e.connect(_hello("a"), conn_id=1))  # staged and committed as usual
+
+        def broken(cs):
+            raise TypeError("a row the staging cannot encode")
+
+        store.stage = broken  # the bug, injected
+        submitted = core.enqueue(lambda e: e.submit(spec, drafts))
+        await asyncio.wait([submitted], timeout=10)  # before the fix: never answered
+        later = core.enqueue(lambda e: None)  # a stopped core refuses at once
+        result = (submitted.exception() if submitted.done() else None, core.dead.is_set(),
+                  later.exception() if later.done() else None)
+        await core.stop()
+        writer.shutdown()
+        return result
+
+    told, dead, refused = asyncio.run(scenario())
+    assert isinstance(told, EngineFailure) and "internal error" in str(told), told
+    assert dead and isinstance(refused, EngineFailure), (dead, refused)
+    assert store.reads.get_job(1) is None, "nothing of the failed batch was written"
