@@ -124,7 +124,10 @@ class Leadership:
 
     async def _call(self, fn, *args):
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), self.lease)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel (a stop) that
+        # comes as the call ends (the tailer's wait was fixed for the same).
+        async with asyncio.timeout(self.lease):
+            return await loop.run_in_executor(self._executor, fn, *args)
 
     def _arm(self, began: float) -> None:
         """Step down unless a later renewal succeeds first."""
