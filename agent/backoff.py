@@ -8,12 +8,17 @@ server sizes its restart grace by."""
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Callable
 
 
+def _uniform() -> float:
+    """Uniform in [0, 1), from the OS (not `random`: the module costs an idle agent memory)."""
+    return int.from_bytes(os.urandom(7), "big") / (1 << 56)
+
+
 class Backoff:
-    def __init__(self, first: float, cap: float, draw: Callable[[], float] = random.random) -> None:
+    def __init__(self, first: float, cap: float, draw: Callable[[], float] = _uniform) -> None:
         if not 0 < first <= cap:
             raise ValueError("Backoff needs 0 < first <= cap")
         self.first = first

@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -27,8 +27,10 @@ from .logserve import LogServer
 from .metrics import AgentMetrics
 from .outbox import Outbox
 from .prerequisites import ScanQueue
-from .link_parties import Credentials, LinkHandler
 from .replicas import Targets, leader_named
+
+if TYPE_CHECKING:  # the contracts only: not imported by a running agent (its memory)
+    from .link_parties import Credentials, LinkHandler
 
 log = logging.getLogger(__name__)
 
