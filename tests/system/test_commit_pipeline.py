@@ -31,6 +31,7 @@ def test_kill_9_while_batches_commit_loses_no_acknowledged_job_or_result_and_no_
     seen: list = []
     failures: list[BaseException] = []
     stop = threading.Event()
+    watcher, threads = None, []
     try:
         server = cluster.start_server(port=port)
         for name in ("a", "b"):
@@ -50,14 +51,15 @@ def test_kill_9_while_batches_commit_loses_no_acknowledged_job_or_result_and_no_
                 except BaseException as exc:  # reported by the main thread
                     failures.append(exc)
 
+        watcher = connect()  # closed in the end: its resuming watch would outlive the test
+
         def watch_all() -> None:
-            with connect() as client:
-                try:
-                    for event in client.watch():
-                        seen.append(_key(event))
-                except BaseException as exc:
-                    if not stop.is_set():  # the cluster closing ends it
-                        failures.append(exc)
+            try:
+                for event in watcher.watch():
+                    seen.append(_key(event))
+            except BaseException as exc:
+                if not stop.is_set():  # closing the client ends it
+                    failures.append(exc)
 
         threads = [threading.Thread(target=submit_all), threading.Thread(target=watch_all, daemon=True)]
         for thread in threads:
@@ -91,4 +93,8 @@ def test_kill_9_while_batches_commit_loses_no_acknowledged_job_or_result_and_no_
             assert tasks[task_id].state == TASK_SUCCEEDED and tasks[task_id].attempt == attempt, tasks[task_id]
     finally:
         stop.set()
+        if watcher is not None:
+            watcher.close()
+        for thread in threads[1:]:  # the watcher's
+            thread.join(30)
         cluster.close()
