@@ -119,11 +119,7 @@ class _Guard:
 def _close(directory: Path, status: int) -> None:
     """An attempt's exit file and complete output, unless the keeper wrote them."""
     try:
-        logs = logstore.log_dir(directory)
-        if logs.is_dir():
-            logstore.finish(logs)
-        else:  # it wrote nothing: its directory was never made
-            logstore.note_empty(logs)
+        logstore.complete(logstore.log_dir(directory))
         if read_state(directory)[1] is None:
             note_exit(directory, status)
     except OSError as exc:

@@ -204,6 +204,15 @@ def _listed_empty(directory: str | Path) -> bool:
     return False
 
 
+def complete(directory: str | Path) -> None:
+    """Say an attempt's output is complete: `done` in its log directory, or, when it wrote
+    nothing (its directory was never made: writers are lazy), a line in the list of EMPTY."""
+    if os.path.isdir(directory):
+        finish(directory)
+    else:
+        note_empty(directory)
+
+
 def finish(directory: str | Path) -> None:
     """Mark the output complete (a Python task's; a command's is complete once its exit status
     is in its attempt's state file, which the keeper writes last)."""

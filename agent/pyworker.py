@@ -186,18 +186,13 @@ def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
 
 
 def _end_output(call: Call, stdout: _TailWriter, stderr: _TailWriter) -> None:
-    """Close the call's output and say it is complete: `done` in its log directory, or, when it
-    printed nothing (no directory was made), a line in the log store's list of silent attempts."""
-    wrote = [stream.end() for stream in (stdout, stderr)]
-    if not call.log_dir or None in wrote:  # tails only
-        return
-    try:
-        if any(wrote):
-            logstore.finish(call.log_dir)
-        else:
-            logstore.note_empty(call.log_dir)
-    except OSError:  # no room: a reader finds no output kept, as when it could not be written
-        pass
+    """Close the call's output and, when the log store keeps it, say it is complete."""
+    kept = [stream.end() for stream in (stdout, stderr)]
+    if call.log_dir and all(kept):
+        try:
+            logstore.complete(call.log_dir)
+        except OSError:  # no room: a reader finds no output kept, as when it could not be written
+            pass
 
 
 def _takes_ctx(function: Callable[..., Any]) -> bool:
@@ -311,13 +306,12 @@ class _TailWriter(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def end(self) -> bool | None:
-        """Close the log store's stream; whether anything was written to it (None: not kept)."""
+    def end(self) -> bool:
+        """Close the log store's stream; whether the log store kept it."""
         kept, self._kept = self._kept, None
-        if kept is None:
-            return None
-        kept.close()
-        return kept.wrote
+        if kept is not None:
+            kept.close()
+        return kept is not None
 
     def write(self, text: str) -> int:
         if self._kept is not None:

@@ -14,27 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import AgentProc, ServerProc, wait_until  # noqa: E402
+from throughput import PY_NOOP, cpu_seconds, run_job  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-_TICK = os.sysconf("SC_CLK_TCK")
-NOOP = {"python": "jobplane.examples.funcs:noop"}
 
 
 def cpu(pid: int) -> float:
+    """throughput.cpu_seconds, and 0 for a process that is gone (a worker that exited)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds(pid)
     except FileNotFoundError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def workers(agent_pid: int) -> list[int]:
@@ -56,13 +55,6 @@ def counts(paths: list[Path]) -> dict[str, int]:
         for key, value in json.loads(path.read_text()).items():
             total[key] = total.get(key, 0) + value
     return total
-
-
-def run_job(client, n: int) -> float:
-    job = client.submit_job({"name": "py-noop", "tasks": [dict(NOOP, name=f"t{i}") for i in range(n)]})
-    done = client.wait_job(job.id, timeout=3600)
-    assert done.counts.success == n, done
-    return done.end_time.ToNanoseconds() / 1e9 - done.submit_time.ToNanoseconds() / 1e9
 
 
 def main() -> None:
@@ -87,7 +79,7 @@ def main() -> None:
         client = server.client()
         try:
             wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == args.agents, 60, "the agents")
-            run_job(client, 4 * args.agents * args.slots)  # warm up: the pools start
+            run_job(client, "py-noop", PY_NOOP, 4 * args.agents * args.slots)  # warm up: the pools start
             print(f"server + {args.agents} agents x {args.slots} slots (mutual TLS), jobs of {args.tasks} "
                   "Python no-op tasks; CPU ms per task", flush=True)
             for _ in range(args.rounds):
@@ -112,7 +104,7 @@ def _round(client, server, agents, files, n: int) -> None:
     before = counts(files)
     cpu0 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
-    seconds = run_job(client, n)
+    seconds = run_job(client, "py-noop", PY_NOOP, n).seconds
     cpu1 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
     time.sleep(2.5)

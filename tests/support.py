@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import random
@@ -42,6 +43,16 @@ def start_up(home: Path, agents: int = 2, extra: list[str] = ()) -> subprocess.P
     wait_until(lambda: (home / "up.json").exists() or up.poll() is not None, 30, "up.json")
     assert up.poll() is None, up.stdout.read()
     return up
+
+
+def submit_running(job_file: Path, env: dict) -> str:
+    """`jobplane submit FILE` to the `up` that `env` points at, then wait until the job runs; its id."""
+    r = jobplane("submit", str(job_file), "-o", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout)["id"]
+    wait_until(lambda: json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
+               .get("state") == "RUNNING", 30, "the job to run")
+    return job_id
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from jobplane.server.security.pki import Authority
-from support import jobplane, pid_alive, start_up, wait_until
+from support import jobplane, pid_alive, start_up, submit_running, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -323,11 +323,7 @@ def test_ctrl_c_on_up_hands_running_work_on_and_it_finishes_after_the_next_up(tm
     up = start_up(tmp_path)
     try:
         try:
-            r = jobplane("submit", str(job_file), "-o", "json", env=env)
-            assert r.returncode == 0, r.stderr
-            job_id = json.loads(r.stdout)["id"]
-            wait_until(lambda: json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
-                       .get("state") == "RUNNING", 30, "the job to run")
+            job_id = submit_running(job_file, env)
         finally:
             up.send_signal(signal.SIGINT)
             assert up.wait(60) == 0, up.stdout.read()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
-from support import jobplane, start_up, wait_until
+from support import jobplane, start_up, submit_running
 
 
 def test_up_agents_advertise_the_capacity_given_and_providers_get_shows_its_use(tmp_path):
@@ -19,11 +19,7 @@ def test_up_agents_advertise_the_capacity_given_and_providers_get_shows_its_use(
     up = start_up(tmp_path, agents=1, extra=["--cpus", "3", "--memory", "4GiB", "--gpus", "0",
                                              "--resource", "license_x=2"])
     try:
-        r = jobplane("submit", str(job_file), "-o", "json", env=env)
-        assert r.returncode == 0, r.stderr
-        job_id = json.loads(r.stdout)["id"]
-        wait_until(lambda: json.loads(jobplane("jobs", "get", job_id, "-o", "json", env=env).stdout)
-                   .get("state") == "RUNNING", 30, "the job to run")
+        submit_running(job_file, env)
         shown = json.loads(jobplane("providers", "get", "local-1", "-o", "json", env=env).stdout)
         assert shown["capacity"] == {"cpus": 3, "memory_bytes": 4 * 2**30, "gpus": 0, "custom": {"license_x": 2}}
         assert shown["in_use"] == {"cpus": 1.5, "memory_bytes": 2**30, "gpus": 0, "custom": {"license_x": 1}}

@@ -18,30 +18,43 @@ async def _until(check) -> None:
         await asyncio.sleep(0.01)
 
 
+def _with_keeper(root: Path, body):
+    """`await body(keeper)` with a keeper of the state directory `root` open; its result."""
+    async def main():
+        keeper = Keeper(root)
+        await keeper.open()
+        try:
+            return await body(keeper)
+        finally:
+            await keeper.close()
+
+    return asyncio.run(main())
+
+
+async def _reported(state: StateDir, key: tuple[str, int]) -> None:
+    """The attempt is reported: off the event loop, its directory becomes a spare."""
+    state.discard([key])
+    await _until(lambda: os.path.isdir(state.root / SPARE) and os.listdir(state.root / SPARE))
+
+
 def test_a_reported_attempts_directory_is_reused_empty_by_the_next(tmp_path):
     root = tmp_path / "state"
     state = StateDir(str(root))
     state.lock()
 
-    async def main():
-        keeper = Keeper(root)
-        await keeper.open()
-        try:
-            first = state.attempt_dir(("a", 1))
-            leaves = f"echo '{{\"step\": 1}}' > {first}/checkpoint; echo junk > {first}/junk; exit 7"
-            result = await run_command(CommandSpec(["/bin/sh", "-c", leaves], attempt_dir=first), keeper=keeper)
-            assert result.exit_code == 7
-            inode = os.stat(first).st_ino
-            state.discard([("a", 1)])  # reported: off the event loop, it becomes a spare
-            await _until(lambda: os.path.isdir(root / SPARE) and os.listdir(root / SPARE))
-            second = state.attempt_dir(("b", 1))
-            spec = CommandSpec(["/bin/true"], attempt_dir=second, spare=state.spare())
-            result = await run_command(spec, keeper=keeper)
-            return first, second, inode, result
-        finally:
-            await keeper.close()
+    async def body(keeper):
+        first = state.attempt_dir(("a", 1))
+        leaves = f"echo '{{\"step\": 1}}' > {first}/checkpoint; echo junk > {first}/junk; exit 7"
+        result = await run_command(CommandSpec(["/bin/sh", "-c", leaves], attempt_dir=first), keeper=keeper)
+        assert result.exit_code == 7
+        inode = os.stat(first).st_ino
+        await _reported(state, ("a", 1))
+        second = state.attempt_dir(("b", 1))
+        spec = CommandSpec(["/bin/true"], attempt_dir=second, spare=state.spare())
+        result = await run_command(spec, keeper=keeper)
+        return first, second, inode, result
 
-    first, second, inode, result = asyncio.run(main())
+    first, second, inode, result = _with_keeper(root, body)
     assert result.exit_code == 0
     assert not os.path.exists(first) and os.listdir(root / SPARE) == []
     assert os.stat(second).st_ino == inode  # the same directory, renamed into place
@@ -54,16 +67,8 @@ def test_a_reported_attempts_directory_is_reused_empty_by_the_next(tmp_path):
 def test_a_spare_that_is_gone_leaves_the_keeper_to_make_the_directory(tmp_path):
     root = tmp_path / "state"
 
-    async def main():
-        keeper = Keeper(root)
-        await keeper.open()
-        try:
-            spec = CommandSpec(["/bin/true"], attempt_dir=str(root / "t.1"), spare=str(root / SPARE / "gone"))
-            return await run_command(spec, keeper=keeper)
-        finally:
-            await keeper.close()
-
-    assert asyncio.run(main()).exit_code == 0
+    spec = CommandSpec(["/bin/true"], attempt_dir=str(root / "t.1"), spare=str(root / SPARE / "gone"))
+    assert _with_keeper(root, lambda keeper: run_command(spec, keeper=keeper)).exit_code == 0
     assert os.listdir(root / "t.1") == ["pid"]
 
 
@@ -88,20 +93,14 @@ def test_a_spare_renamed_into_place_says_nothing_until_the_keeper_writes_its_pid
     state = StateDir(str(root))
     state.lock()
 
-    async def main():
-        keeper = Keeper(root)
-        await keeper.open()
-        try:
-            first = state.attempt_dir(("a", 1))
-            result = await run_command(CommandSpec(["/bin/sh", "-c", "exit 3"], attempt_dir=first), keeper=keeper)
-            state.discard([("a", 1)])
-            await _until(lambda: os.path.isdir(root / SPARE) and os.listdir(root / SPARE))
-            return result
-        finally:
-            await keeper.close()
+    async def body(keeper):
+        first = state.attempt_dir(("a", 1))
+        result = await run_command(CommandSpec(["/bin/sh", "-c", "exit 3"], attempt_dir=first), keeper=keeper)
+        await _reported(state, ("a", 1))
+        return result
 
     try:
-        assert asyncio.run(main()).exit_code == 3
+        assert _with_keeper(root, body).exit_code == 3
         (spare,) = (root / SPARE).iterdir()
         spare.rename(root / "b.1")  # as the keeper does, then killed before the spawn
         leftover = read_leftover(root / "b.1")

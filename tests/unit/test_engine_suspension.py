@@ -13,13 +13,20 @@ from jobplane.server.domain.model import (
 from jobplane.server.errors import FailedPrecondition
 
 
-def running(e, spec, name="job"):
-    """Submit a one-task job to provider "a" and start it; (job, task, connection)."""
+def assigned_to_a(e, spec, name="job"):
+    """Submit a one-task job to provider "a", assigned there but not known to have started; (job, task, conn)."""
     conn = provider(e, "a", slots=1)
     job_spec = JobSpec(name, tasks=(spec,))
     job = e.submit(job_spec, extract_tasks(job_spec, max_tasks=10, default_max_attempts=1))
     e.take_changes()
     task = next(iter(e.tasks.values()))
+    assert task.state == TaskState.ASSIGNED
+    return job, task, conn
+
+
+def running(e, spec, name="job"):
+    """Submit a one-task job to provider "a" and start it; (job, task, connection)."""
+    job, task, conn = assigned_to_a(e, spec, name)
     e.report("a", conn, [Report(task.id, 1, ReportKind.STARTED)])
     e.take_changes()
     return job, task, conn
@@ -102,9 +109,10 @@ def test_only_command_tasks_can_be_suspended_and_nothing_changes_when_one_cannot
     assert job.hold == "" and task.status == Status.RUNNING and not e.take_changes().suspends
 
 
-def test_a_provider_that_reconnects_holding_a_suspended_attempt_is_told_again():
+@pytest.mark.parametrize("started", [True, False], ids=["running", "assigned"])
+def test_a_provider_that_reconnects_holding_a_suspended_attempt_is_told_again(started):
     e = engine()
-    job, task, conn = running(e, cmd("long"))
+    job, task, conn = (running if started else assigned_to_a)(e, cmd("long"))
     e.hold_job(job.id, "night", "alice", "suspend")
     e.take_changes()
     e.disconnect("a", conn)
@@ -112,18 +120,8 @@ def test_a_provider_that_reconnects_holding_a_suspended_attempt_is_told_again():
     e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),)), conn_id=conn + 1)
     cs = e.take_changes()
     assert [(s.task_id, s.attempt, s.resume) for s in cs.suspends["a"]] == [(task.id, 1, False)]
-    assert task.status == Status.ON_HOLD and task.current is not None
-
-
-def assigned_to_a(e, spec, name="job"):
-    """Submit a one-task job to provider "a", assigned there but not known to have started; (job, task, conn)."""
-    conn = provider(e, "a", slots=1)
-    job_spec = JobSpec(name, tasks=(spec,))
-    job = e.submit(job_spec, extract_tasks(job_spec, max_tasks=10, default_max_attempts=1))
-    e.take_changes()
-    task = next(iter(e.tasks.values()))
-    assert task.state == TaskState.ASSIGNED
-    return job, task, conn
+    if started:
+        assert task.status == Status.ON_HOLD and task.current is not None
 
 
 def test_a_task_suspended_while_its_start_report_is_on_its_way_stays_held_when_it_arrives():
@@ -188,15 +186,3 @@ def test_requeue_mode_still_stops_an_assigned_task():
     e.hold_job(job.id, "", "bob", "requeue")
     cs = e.take_changes()
     assert cs.stops["a"][0].task_id == task.id and not cs.suspends
-
-
-def test_a_provider_that_reconnects_holding_a_suspended_assigned_attempt_is_told_again():
-    e = engine()
-    job, task, conn = assigned_to_a(e, cmd("long"))
-    e.hold_job(job.id, "night", "alice", "suspend")
-    e.take_changes()
-    e.disconnect("a", conn)
-    e.take_changes()
-    e.connect(Hello("a", {}, {}, 1, 1.0, ((task.id, 1),)), conn_id=conn + 1)
-    cs = e.take_changes()
-    assert [(s.task_id, s.attempt, s.resume) for s in cs.suspends["a"]] == [(task.id, 1, False)]
