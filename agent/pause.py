@@ -71,7 +71,9 @@ class Pauses:
     async def _change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
                       then: Callable[[], None] | None) -> None:
         try:
-            await self._keeper.suspend(pid, resume=not paused)
+            if not await self._keeper.suspend(pid, resume=not paused):
+                log.info("did not %s task %s attempt %d: its keeper has it ended or ending",
+                         "suspend" if paused else "resume", *key)
         except KeeperUnavailable as exc:
             log.error("cannot %s task %s attempt %d: %s", "suspend" if paused else "resume", *key, exc)
         if not paused:

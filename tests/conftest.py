@@ -129,6 +129,9 @@ def _run_cluster(tmp_path: Path, url: str, request):
         print("---- server log ----\n" + c.server.output()[-6000:])
         for name, agent in c.agents.items():
             print(f"---- agent {name} log ----\n" + agent.output()[-3000:])
+            keeper = c.workdir / f"agent-{name}.state" / "keeper.log"
+            if keeper.exists():
+                print(f"---- agent {name}'s keeper log ----\n" + keeper.read_text(errors="replace")[-3000:])
     c.close()
 
 
