@@ -214,8 +214,13 @@ class Keeper:
             cgroups.freeze(attempt.cgroup, False)
         else:
             attempt.suspended = procs.stop_all(lambda: self._members(attempt), deadline)
+        # Judged by the process table: a stop that did not take is sent again, and told.
+        running = procs.unstopped(attempt.suspended, deadline + wire.KILL_DEADLINE)
+        if running:
+            log.warning("suspending the attempt in %s: processes %s are still not stopped",
+                        attempt.directory, running)
         log.info("suspended the attempt in %s (%d processes stopped)", attempt.directory,
-                 len(attempt.suspended))
+                 len(attempt.suspended) - len(running))
 
     def _resume(self, attempt: Attempt) -> None:
         if attempt.suspended is None:

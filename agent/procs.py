@@ -168,6 +168,18 @@ def stop_all(targets: Callable[[], list[int]], deadline: float) -> list[int]:
     return stopped
 
 
+def unstopped(pids: Iterable[int], deadline: float) -> list[int]:
+    """Wait until each of these processes shows stopped (T) in /proc or is gone, sending
+    SIGSTOP again each round to those that do not; the ones still running at the deadline."""
+    left = list(pids)
+    while True:
+        left = [pid for pid in left if (fields := _stat(pid)) is not None and fields[0] not in (b"T", b"Z")]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(_KILL_ROUND)
+        send(left, signal.SIGSTOP)
+
+
 class Row(NamedTuple):
     """A living process as /proc/PID/stat shows it."""
 

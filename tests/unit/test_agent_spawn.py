@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from support import pid_alive, wait_until
@@ -160,6 +161,24 @@ def test_the_keepers_table_sees_a_process_reparented_since_its_last_read():
     found = subprocess.run([sys.executable, "-c", REPARENTED], capture_output=True, text=True,
                            timeout=60, check=True)
     assert found.stdout.strip() == "True", found.stderr
+
+
+def test_a_suspend_sends_sigstop_again_until_the_process_table_shows_the_process_stopped():
+    from jobplane.agent import procs
+
+    running = subprocess.Popen(["sleep", "300"])
+    try:
+        # Never sent SIGSTOP before (as if the first stop had been lost): the check sends it.
+        assert procs.unstopped([running.pid], time.monotonic() + 5) == []
+        assert Path(f"/proc/{running.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+        zombie = subprocess.Popen(["true"])
+        wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+                   10, "the unreaped child to be a zombie")
+        assert procs.unstopped([zombie.pid, 2**22 + 1], time.monotonic() + 5) == []  # a zombie, a gone pid
+        zombie.wait()
+    finally:
+        running.kill()
+        running.wait()
 
 
 def test_a_command_gets_its_whole_environment_though_only_its_difference_is_sent(tmp_path):
