@@ -52,8 +52,8 @@ _KEEPALIVE = ("grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms", "grpc.http2
 def link_options(heartbeat_interval: float) -> list[tuple[str, int]]:
     """The link's channel options: CHANNEL_OPTIONS with a keepalive ping as often as the agent's
     heartbeats (at least every second) and PING_ANSWER_MS to answer it. Not more often: a gRPC
-    server refuses pings that come more often than its min_ping_interval_without_data (5 s in
-    jobplane-server) unless data flows in between, which the heartbeats are."""
+    server ends a connection whose pings come more often than its min_ping_interval_without_data
+    (500 ms in jobplane-server: server/serving.py) while it sends nothing back."""
     every = max(1_000, round(heartbeat_interval * 1_000))
     return [*(option for option in CHANNEL_OPTIONS if option[0] not in _KEEPALIVE),
             ("grpc.keepalive_time_ms", every), ("grpc.keepalive_timeout_ms", PING_ANSWER_MS),

@@ -50,7 +50,11 @@ def grpc_server(config: ServerConfig, interceptor: AuthInterceptor) -> grpc.aio.
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            # Agents ping as often as they heartbeat (at least every second: agent/link.py), so
+            # that a frozen server is noticed in seconds. The pings are allowed at that rate even
+            # while the server sends nothing back (busy): past 2 strikes gRPC would end the
+            # connection with GOAWAY "too_many_pings", and the agent's stream with it.
+            ("grpc.http2.min_ping_interval_without_data_ms", 500),
         ])
 
 

@@ -111,3 +111,23 @@ def test_reflection_lists_the_services_and_health_is_serving(cluster):
     assert health.Check(health_pb2.HealthCheckRequest(service="jobplane.v1.JobService"), timeout=5).status == \
         health_pb2.HealthCheckResponse.SERVING
     channel.close()
+
+
+def test_an_agents_pings_do_not_end_a_stream_on_which_the_server_says_nothing_for_a_while(sqlite_cluster):
+    """Agents ping every second (as often as they heartbeat) to notice a frozen server; a server
+    busy for seconds sends them nothing meanwhile, and must not end their stream for it (gRPC's
+    GOAWAY "too_many_pings", which a 5 s ping allowance gave after 3 s)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from jobplane.agent.link import link_options
+
+    server = sqlite_cluster.server
+    channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(server.ca.read_bytes()),
+                                  options=link_options(1.0))
+    # A health watch says SERVING once, then nothing while the status stays the same.
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=6)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as ended:
+        next(watch)
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ended.value.details()
+    channel.close()
