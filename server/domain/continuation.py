@@ -163,6 +163,18 @@ class Continuations:
         job = e.jobs.get(task.job_id) if task is not None else None
         return job is not None and bool(job.hold)
 
+    def held_by_hand(self, job: JobRt) -> None:
+        """The job was held by hand (or released): its tasks waiting in the line show ON_HOLD
+        in their place (or, released, wait again as the line's next dispatch notes them)."""
+        for entry in self.pending:
+            task = self.engine.tasks.get(entry.task_id)
+            if task is None or task.job_id != job.id:
+                continue
+            entry.waiting_noted = False
+            if job.hold:
+                self.engine.lifecycle.show(task, Status.ON_HOLD, f"held by hand: {job.hold}; it continues "
+                                                                 "in its place in the continuation line once released")
+
     def drop(self, task_id: int) -> None:
         """The task waits no more (cancelled, or failed for good)."""
         if self.pending:

@@ -155,6 +155,7 @@ class Holds:
             if task is not None and task.state == TaskState.QUEUED and tid in self.engine.ready:
                 self.engine.ready.discard(tid)
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
+        self.engine.continuations.held_by_hand(job)
         held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else 0
         how = {"suspend": "suspended", "requeue": "requeued"}.get(mode, "")
         self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} running tasks {how}" if held else ""))
@@ -177,6 +178,7 @@ class Holds:
             raise FailedPrecondition(f"job {job_id} is not held by hand; `jobplane conflicts check {job_id}` "
                                      "tells what else holds it")
         job.hold = ""
+        self.engine.continuations.held_by_hand(job)
         resumed = self.engine.suspension.release(job)
         self._hold_changed(job, "released by hand" + (f"; {resumed} suspended tasks resumed" if resumed else ""))
         self.reconsider()

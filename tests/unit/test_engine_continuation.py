@@ -9,7 +9,7 @@ import pytest
 from jobplane.server.domain.engine import Engine, EngineConfig
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import (
-    Hello, JobSpec, Outcome, ProviderState, Report, ReportKind, TaskSpec, TaskState)
+    Hello, JobSpec, Outcome, ProviderState, Report, ReportKind, Status, TaskSpec, TaskState)
 from jobplane.server.domain.timing import TimingRule
 from jobplane.server.errors import FailedPrecondition
 
@@ -339,3 +339,21 @@ def test_a_lost_agent_with_a_cancelled_attempt_still_out_hands_nothing_on():
     conn, task = cancelled_while_out(e)
     cs = lose(e, "a", conn)
     assert not cs.continuations and not cs.assignments and task.current is None
+
+
+def test_a_task_waiting_in_the_line_shows_on_hold_while_its_job_is_held_by_hand_and_waits_again_once_released():
+    e = engine()
+    conn, job1, job2 = two_jobs_on_a(e)
+    lose(e, "a", conn)
+    (t1,), (t2,) = tasks_of(e, job1), tasks_of(e, job2)
+    assert t1.status == t2.status == Status.RESTART  # in the line: no provider to continue on
+    e.hold_job(job1.id, "disk swap", "olga")
+    e.take_changes()
+    assert t1.status == Status.ON_HOLD and "held by hand: disk swap (by olga)" in t1.reason
+    assert t2.status == Status.RESTART
+    e.release_job(job1.id)
+    e.take_changes()
+    assert t1.status == Status.RESTART and "waiting for a free slot to continue" in t1.reason
+    connect(e, "b", slots=2)
+    e.take_changes()
+    assert t1.state == t2.state == TaskState.ASSIGNED
