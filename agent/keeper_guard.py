@@ -31,6 +31,10 @@ from .keeper_wire import GUARD_NAME
 log = logging.getLogger("jobplane.agent.keeper")
 
 _KILL_SECONDS = 10.0
+# The exit statuses the guard keeps, of the latest processes it reaped: an attempt's command is
+# reaped at most a moment before the keeper (the guard's only once the keeper exits), and the
+# orphans reaped over a long life would otherwise pile up.
+_KEPT_STATUSES = 1024
 
 
 def run(state_dir: Path, keeper: int) -> NoReturn:
@@ -52,7 +56,7 @@ class _Guard:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.state_dir = state_dir
         self.keeper = keeper
-        self.statuses: dict[int, int] = {}  # of the processes the guard reaped, by pid
+        self.statuses: dict[int, int] = {}  # of the latest processes the guard reaped, by pid
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -72,7 +76,10 @@ class _Guard:
             if pid == self.keeper:
                 gone = True
             else:
+                self.statuses.pop(pid, None)  # (a pid used again goes last)
                 self.statuses[pid] = procs.exit_status(status)
+                if len(self.statuses) > _KEPT_STATUSES:
+                    del self.statuses[next(iter(self.statuses))]
         return gone
 
     def _clean_up(self) -> None:

@@ -163,6 +163,31 @@ def test_the_keepers_table_sees_a_process_reparented_since_its_last_read():
     assert found.stdout.strip() == "True", found.stderr
 
 
+BOUNDED = r"""
+import os, sys, time
+from pathlib import Path
+from jobplane.agent import keeper_guard
+keeper_guard._KEPT_STATUSES = 3
+guard = keeper_guard._Guard(Path(sys.argv[1]), keeper=1)  # (pid 1: never a child of ours)
+reaped = []
+for code in range(5):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(code)
+    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+        time.sleep(0.01)
+    guard._reap()
+    reaped.append((pid, code))
+print(list(guard.statuses.items()) == reaped[-3:], guard.statuses, reaped)
+"""
+
+
+def test_the_guard_keeps_the_exit_statuses_of_the_latest_processes_it_reaped_only(tmp_path):
+    kept = subprocess.run([sys.executable, "-c", BOUNDED, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert kept.stdout.startswith("True"), kept.stdout + kept.stderr
+
+
 def test_a_suspend_sends_sigstop_again_until_the_process_table_shows_the_process_stopped():
     from jobplane.agent import procs
 
