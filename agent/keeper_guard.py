@@ -31,9 +31,9 @@ from .keeper_wire import GUARD_NAME
 log = logging.getLogger("jobplane.agent.keeper")
 
 _KILL_SECONDS = 10.0
-# The exit statuses the guard keeps, of the latest processes it reaped: an attempt's command is
-# reaped at most a moment before the keeper (the guard's only once the keeper exits), and the
-# orphans reaped over a long life would otherwise pile up.
+# While the keeper lives, the exit statuses the guard keeps, of the latest processes it reaped:
+# an attempt's command is reaped at most a moment before the keeper (the guard's only once the
+# keeper exits), and the orphans reaped over a long life would otherwise pile up.
 _KEPT_STATUSES = 1024
 
 
@@ -57,6 +57,7 @@ class _Guard:
         self.state_dir = state_dir
         self.keeper = keeper
         self.statuses: dict[int, int] = {}  # of the latest processes the guard reaped, by pid
+        self.keeper_gone = False
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -71,16 +72,15 @@ class _Guard:
 
     def _reap(self) -> bool:
         """Reap what ended (orphans, commands once the keeper is gone); whether the keeper is."""
-        gone = False
         for pid, status in procs.reap_children().items():
             if pid == self.keeper:
-                gone = True
+                self.keeper_gone = True
             else:
                 self.statuses.pop(pid, None)  # (a pid used again goes last)
                 self.statuses[pid] = procs.exit_status(status)
-                if len(self.statuses) > _KEPT_STATUSES:
+                if len(self.statuses) > _KEPT_STATUSES and not self.keeper_gone:  # (then all are kept)
                     del self.statuses[next(iter(self.statuses))]
-        return gone
+        return self.keeper_gone
 
     def _clean_up(self) -> None:
         """The keeper is gone: kill what it left, and close its attempts' files."""
