@@ -64,9 +64,12 @@ def test_kill_9_while_batches_commit_loses_no_acknowledged_job_or_result_and_no_
         threads = [threading.Thread(target=submit_all), threading.Thread(target=watch_all, daemon=True)]
         for thread in threads:
             thread.start()
-        for kill in range(KILLS):
-            before = len(seen)
-            wait_until(lambda: len(seen) >= before + 300 or failures, 120, f"events before kill {kill + 1}")
+        def successes() -> int:
+            return len({(key[3], key[4]) for key in list(seen) if key[1] == TASK and key[6] == SUCCESS})
+
+        for kill in range(KILLS):  # each kill comes after more than 100 new results (and so under way)
+            before = successes()
+            wait_until(lambda: successes() > before + 100 or failures, 120, f"results before kill {kill + 1}")
             cluster.server.kill()  # tasks finishing and jobs arriving all the time: batches are in flight
             time.sleep(0.5)
             cluster.start_server(port=port)
