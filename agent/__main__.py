@@ -1,8 +1,8 @@
-"""`python -m jobplane.agent`: the same as `jobplane-agent`."""
+"""`python -m jobplane.agent`: the same as `jobplane-agent` (startup.py)."""
 
 import sys
 
-from .main import main
+from .startup import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

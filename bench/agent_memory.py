@@ -13,7 +13,8 @@ Prints, per stage, the agent's RSS and, apart, its keeper's and each Python work
   just after enrolling, once started again on the certificate it stored;
 - the reference, measured in the same run: a process that imports only gRPC and the provider
   stubs and holds one Connect stream (hello, heartbeats), plaintext and with the agent's
-  certificate. No agent can be smaller; the difference is the agent's own.
+  certificate. No agent can be smaller; the difference is the agent's own. Like the agent
+  (agent/startup.py), it imports asyncio without the `ssl` module (OpenSSL, about 4 MiB).
 
 `--script` runs the agent as the `jobplane-agent` console script instead of
 `python -m jobplane.agent`. Target: the agent <= 40 MiB idle.
@@ -43,7 +44,10 @@ TARGET_IDLE_MIB = 40.0
 
 # The reference: `python -c STREAM_ONLY TARGET NAME [KEY CERT CA]`.
 STREAM_ONLY = """
-import asyncio, sys
+import sys
+from jobplane.agent.startup import import_asyncio_without_ssl
+import_asyncio_without_ssl()  # as the agent's entry point does: no OpenSSL for asyncio
+import asyncio
 import grpc
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 

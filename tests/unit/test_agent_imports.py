@@ -2,7 +2,8 @@
 with its stored certificate, it imports neither the client SDK nor cryptography, the Python
 worker pool, the prerequisite scanner, the metrics HTTP server, the external and Slurm adapters
 nor the enrollment stubs; those load at first use; nor shutil (with bz2 and lzma), which
-argparse would load to find the terminal's width.
+argparse would load to find the terminal's width; nor the ssl module (OpenSSL), which asyncio
+would load for TLS the agent never asks it for (startup.py).
 
 Each case runs in a fresh interpreter (`python -c`), as `jobplane-agent` starts."""
 
@@ -23,11 +24,15 @@ from jobplane.server.security.pki import Authority
 
 SERVER, NAME = "127.0.0.1:7999", "lean"
 
-# The agent's entry point and start-up path, up to the moment it would connect: the flags parsed,
+# The agent's entry point (startup.run) and start-up path, up to the moment it would connect: asyncio
+# imported as the entry point imports it, the flags parsed,
 # the Agent built (link, credentials, keeper client, state directory), and for mutual TLS the
 # stored identity loaded and checked as `ready()` does before the first stream.
 START_UP = """
-import asyncio, json, sys
+import json, sys
+from jobplane.agent.startup import import_asyncio_without_ssl
+assert import_asyncio_without_ssl()
+import asyncio
 from jobplane.agent.main import config_from_args, parse_args
 from jobplane.agent import Agent
 from jobplane.agent.credentials import open_credentials
@@ -49,7 +54,9 @@ HEAVY = ("cryptography", "jobplane.client", "multiprocessing", "jobplane.agent.p
          # directory), platform (os.uname says the same).
          "ctypes", "tempfile", "platform",
          # shutil loads bz2 and lzma: argparse's help formatter is told the width (main.py).
-         "shutil", "bz2", "lzma")
+         "shutil", "bz2", "lzma",
+         # OpenSSL, through asyncio: gRPC has its own TLS (startup.py).
+         "ssl", "_ssl")
 
 
 def started_modules(tmp_path: Path, *flags: str) -> set[str]:
@@ -90,3 +97,15 @@ def test_an_agent_on_its_stored_certificate_starts_without_cryptography(tmp_path
 
     assert "jobplane.agent.der" in modules  # the certificate was read, and found good
     assert heavy(modules) == []
+
+
+def test_asyncio_in_the_agent_has_no_ssl_but_the_module_still_loads_for_whoever_asks():
+    code = ("import sys\n"
+            "from jobplane.agent.startup import import_asyncio_without_ssl\n"
+            "assert import_asyncio_without_ssl() and 'ssl' not in sys.modules\n"
+            "import asyncio.sslproto, ssl\n"
+            "assert asyncio.sslproto.ssl is None\n"
+            "print(ssl.create_default_context().check_hostname)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
