@@ -186,11 +186,17 @@ def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
 
 
 def _end_output(call: Call, stdout: _TailWriter, stderr: _TailWriter) -> None:
-    """Close the call's output and, when the log store keeps it, say it is complete."""
+    """Close the call's output and, when the log store keeps it, say it is complete. A call that
+    printed nothing made no directory (and _output removed any earlier one): it is listed
+    silent at once, without logstore.complete's look for the directory (a syscall per call)."""
+    wrote = stdout.wrote or stderr.wrote
     kept = [stream.end() for stream in (stdout, stderr)]
     if call.log_dir and all(kept):
         try:
-            logstore.complete(call.log_dir)
+            if wrote:
+                logstore.complete(call.log_dir)
+            else:
+                logstore.note_empty(call.log_dir)
         except OSError:  # no room: a reader finds no output kept, as when it could not be written
             pass
 
@@ -305,6 +311,11 @@ class _TailWriter(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the log store's stream was given output (its directory was made, or tried)."""
+        return self._kept is not None and self._kept.wrote
 
     def end(self) -> bool:
         """Close the log store's stream; whether the log store kept it."""
