@@ -13,6 +13,7 @@ import inspect
 import io
 import json
 import os
+import pickle
 import signal
 import sys
 import time
@@ -119,12 +120,18 @@ def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
             return  # the agent has gone
         if call is None:
             return
-        reply = run_call(functions, call, lambda text: conn.send(Checkpoint(text)))
+        reply = run_call(functions, call, lambda text: _send(conn, Checkpoint(text)))
         _end_of_call()
         try:
-            conn.send(reply)
+            _send(conn, reply)
         except OSError:
             return  # the agent went away while the call ran
+
+
+def _send(conn: Connection, message: object) -> None:
+    """conn.send with plain pickle (the pool's recv() unpickles it): Connection.send makes a
+    ForkingPickler, and its reduction table, for each message."""
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
 def _end_of_call() -> None:
