@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import os
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def main() -> None:
             print(f"server + {args.agents} agents x {args.slots} slots (mutual TLS), jobs of {args.tasks} "
                   "Python no-op tasks; CPU ms per task", flush=True)
             for _ in range(args.rounds):
-                _round(client, server, agents, files, args.tasks)
+                _round(client, server, agents, files, args.tasks, work / "bench.db")
         finally:
             client.close()
             for agent in agents:
@@ -123,12 +124,19 @@ def _counted(work: Path, server: ServerProc, agent: AgentProc, file: Path):
     return Proc(argv, work / f"counted-{agent.name}.log", {"JOBPLANE_BENCH_COUNTS": str(file)})
 
 
-def _round(client, server, agents, files, n: int) -> None:
+def _events(db: Path) -> int:
+    """Events the server has committed (read from its SQLite file, as a reader would)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM event").fetchone()[0]
+
+
+def _round(client, server, agents, files, n: int, db: Path) -> None:
     pools = [workers(agent.pid) for agent in agents]
     time.sleep(2.5)
     before = counts(files)
     cpu0 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
+    events0 = _events(db)
     threads0 = [threads_cpu(a.pid) for a in agents]
     split0 = [_user_sys(a.pid) for a in agents] + [_user_sys(w) for p in pools for w in p]
     seconds = run_job(client, "py-noop", PY_NOOP, n).seconds
@@ -144,6 +152,7 @@ def _round(client, server, agents, files, n: int) -> None:
             "server": cpu(server.pid)}
     time.sleep(2.5)
     after = counts(files)
+    events = (_events(db) - events0) / n
     per = {k: (cpu1[k] - cpu0[k]) * 1000 / n for k in cpu0}
     diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     sent = sum(v for k, v in diff.items() if k.startswith("sent.") and k.count(".") == 1)
@@ -155,7 +164,7 @@ def _round(client, server, agents, files, n: int) -> None:
           f"server->agent {received / n:.3f}; reports per message {reports / max(report_msgs, 1):.1f}, "
           f"assignments per message {assigns / max(assign_msgs, 1):.1f}, acks {diff.get('received.ack', 0)}; "
           f"STARTED sent with its FINISHED {diff.get('sent.reports.started_with_end', 0) / max(diff.get('sent.reports.started', 0), 1):.0%}; "
-          f"agent loop wake-ups per task {diff.get('loop.iterations', 0) / n:.2f} (sleeps {diff.get('loop.sleeps', 0) / n:.2f})",
+          f"server events per task {events:.2f}; agent loop wake-ups per task {diff.get('loop.iterations', 0) / n:.2f} (sleeps {diff.get('loop.sleeps', 0) / n:.2f})",
           flush=True)
     woke = {k[len("loop.woke."):]: v / n for k, v in diff.items() if k.startswith("loop.woke.") and v}
     print("  agent loop woken per task by: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(woke.items(), key=lambda kv: -kv[1]))
