@@ -70,11 +70,10 @@ class Outbox:
         self._open_starts: set[tuple[str, int]] = set()
         # Queued CHECKPOINT and STATUS reports (only then can a later one supersede an earlier).
         self._latest_only_queued = 0
-        # The sender asleep in next_batch, and what wakes it: a new report (_REPORT), the end
-        # of every queued start (_ENDS) or an ack (_ACK). One future and at most one timer per
-        # sleep: no task, as wait_for makes.
-        self._sleeper: asyncio.Future[None] | None = None
-        self._woken_by = ""
+        # Senders asleep in next_batch (one, but for a moment in a handover), each with what
+        # wakes it: a new report (_REPORT), the end of every queued start (_ENDS) or an ack
+        # (_ACK). One future and at most one timer per sleep: no task, as wait_for makes.
+        self._sleepers: list[tuple[str, asyncio.Future[None]]] = []
 
     def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
         """Queue a STARTED report (with the outside job the attempt follows, if any)."""
@@ -177,18 +176,20 @@ class Outbox:
     async def _sleep(self, until: str, seconds: float | None) -> None:
         """Until what `until` names happens (_wake), or `seconds` have passed (None: no limit)."""
         loop = asyncio.get_running_loop()
-        self._sleeper, self._woken_by = loop.create_future(), until
-        timer = None if seconds is None else loop.call_later(seconds, _resolve, self._sleeper)
+        sleeper = (until, loop.create_future())
+        self._sleepers.append(sleeper)
+        timer = None if seconds is None else loop.call_later(seconds, _resolve, sleeper[1])
         try:
-            await self._sleeper
+            await sleeper[1]
         finally:
-            self._sleeper = None
+            self._sleepers.remove(sleeper)
             if timer is not None:
                 timer.cancel()
 
     def _wake(self, what: str) -> None:
-        if self._sleeper is not None and self._woken_by == what:
-            _resolve(self._sleeper)
+        for until, sleeper in self._sleepers:
+            if until == what:
+                _resolve(sleeper)
 
     def ack(self, seq: int) -> None:
         """The server committed every report sent with a seq up to and including `seq`."""

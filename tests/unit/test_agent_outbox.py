@@ -284,3 +284,22 @@ def test_a_result_waits_for_the_linger_at_most():
         return await asyncio.wait_for(box.next_batch(), 10)
 
     assert refs(asyncio.run(main())) == [("1", 1, STARTED), ("2", 1, FINISHED)]
+
+
+def test_two_senders_waiting_at_once_each_get_a_message():
+    """For a moment in a credentials handover two streams' senders may wait: neither is lost."""
+
+    async def main():
+        box = Outbox()
+        first = asyncio.ensure_future(box.next_batch())
+        second = asyncio.ensure_future(box.next_batch())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        box.finished("1", 1, OK)
+        done, _ = await asyncio.wait({first, second}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        box.ack(1)
+        box.finished("2", 1, OK)
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        return sorted(refs(first.result()) + refs(second.result()))
+
+    assert asyncio.run(main()) == [("1", 1, FINISHED), ("2", 1, FINISHED)]
