@@ -399,7 +399,7 @@ class Agent:
         on_start = self._on_start(key)
         if spec.python:
             return await self._python_pool().run(
-                assignments.py_call(assignment, self.config, str(self._state.log_dir(key))), stop=stop,
+                assignments.py_call(assignment, self.config, self._state.log_dir_of(key)), stop=stop,
                 on_start=on_start,
                 on_checkpoint=lambda text: self._outbox.checkpoint(*key, text))
         if spec.HasField("external") or spec.HasField("slurm"):  # outside_jobs.py

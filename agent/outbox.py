@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from jobplane.v1 import provider_pb2
 
@@ -17,9 +17,11 @@ MAX_BATCH_BYTES = 1024 * 1024
 # more reports join it: the server commits in batches, so what comes in the meantime would wait
 # for its next batch anyway, and one message per commit costs both sides less than many.
 ACK_WAIT = 0.02
-# A message of STARTED reports only waits this long for more to join it: a short task's FINISHED
-# report then goes with its STARTED one, so the server commits the attempt once, with one event,
-# and each side handles one message, not two (a RUNNING status shows this much later at most).
+# A message with a STARTED report waits up to this long for the attempt's FINISHED one to join it:
+# a short task's start and end then go together, so the server commits the attempt once, with
+# one event, and each side handles one message, not two (a RUNNING status shows this much later
+# at most). Every queued start is waited for, not only the first: the tasks of one assignment
+# message start together, and the first to end must not send the others' starts without them.
 START_LINGER = 0.01
 
 # Which report a TaskReport is: the name of its `report` oneof field.
@@ -33,6 +35,11 @@ _STARTED = "started"
 _KEPT = (_STARTED, _CHECKPOINT, _FINISHED)
 # Kinds of which only the latest of an attempt in one message matters.
 _LATEST_ONLY = (_CHECKPOINT, _STATUS)
+
+# What wakes the sender asleep in next_batch.
+_REPORT = "report"
+_ENDS = "ends"
+_ACK = "ack"
 
 # A report kept until acknowledged: (kind, task_id, attempt).
 _Kept = tuple[str, str, int]
@@ -58,15 +65,20 @@ class Outbox:
         self._finishing: set[tuple[str, int]] = set()
         self._settled = asyncio.Event()
         self._settled.set()
-        self._has_reports = asyncio.Event()
         self._acked_seq = 0  # the highest seq the server acknowledged
-        self._acked = asyncio.Event()
-        self._starts_queued = 0  # how many of the queued reports are STARTED ones
+        # Attempts whose STARTED report is queued and whose FINISHED report is not (yet).
+        self._open_starts: set[tuple[str, int]] = set()
+        # Queued CHECKPOINT and STATUS reports (only then can a later one supersede an earlier).
+        self._latest_only_queued = 0
+        # Senders asleep in next_batch (one, but for a moment in a handover), each with what
+        # wakes it: a new report (_REPORT), the end of every queued start (_ENDS) or an ack
+        # (_ACK). One future and at most one timer per sleep: no task, as wait_for makes.
+        self._sleepers: list[tuple[str, asyncio.Future[None]]] = []
 
     def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
         """Queue a STARTED report (with the outside job the attempt follows, if any)."""
         started = provider_pb2.AttemptStarted(external_job_id=external_job_id)
-        self._starts_queued += 1
+        self._open_starts.add((task_id, attempt))
         self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, started=started))
 
     def checkpoint(self, task_id: str, attempt: int, checkpoint_json: str) -> None:
@@ -74,6 +86,7 @@ class Outbox:
         if (task_id, attempt) in self._finishing:
             return  # the attempt has ended: its result is the last word
         checkpoint = provider_pb2.AttemptCheckpoint(checkpoint_json=checkpoint_json)
+        self._latest_only_queued += 1
         self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, checkpoint=checkpoint))
 
     def status(self, task_id: str, attempt: int, raw: dict[str, str], external_job_id: str = "") -> None:
@@ -82,6 +95,7 @@ class Outbox:
         if (task_id, attempt) in self._finishing:
             return  # the FINISHED report carries the last raw properties
         status = provider_pb2.AttemptStatusChange(raw=raw, external_job_id=external_job_id)
+        self._latest_only_queued += 1
         self._put(provider_pb2.TaskReport(task_id=task_id, attempt=attempt, status=status))
 
     def finished(self, task_id: str, attempt: int, result: AttemptResult) -> None:
@@ -99,6 +113,7 @@ class Outbox:
             finished.exit_code = result.exit_code
         report = provider_pb2.TaskReport(task_id=task_id, attempt=attempt, finished=finished)
         self._finishing.add((task_id, attempt))
+        self._open_starts.discard((task_id, attempt))
         self._put(report)
 
     async def next_batch(self) -> provider_pb2.TaskReports:
@@ -108,11 +123,10 @@ class Outbox:
         forever with its FINISHED report gone."""
         while True:
             while self._queue.empty():
-                self._has_reports.clear()
-                await self._has_reports.wait()
+                await self._sleep(_REPORT, None)
             await self._previous_acknowledged()
             await asyncio.sleep(0)  # let reports produced in this loop iteration join the message
-            if self._only_started():
+            if self._open_starts:
                 await self._linger()
             if not self._queue.empty():
                 break
@@ -125,8 +139,13 @@ class Outbox:
                 break
             reports.append(report)
             size += _size(report)
-        self._starts_queued -= sum(1 for report in reports if report.HasField("started"))
-        return self._stamp(_latest_only(reports))
+        if self._open_starts:  # sent without their end (it did not come within START_LINGER)
+            self._open_starts.difference_update((report.task_id, report.attempt) for report in reports
+                                                if report.HasField("started"))
+        if self._latest_only_queued:
+            self._latest_only_queued = 0 if self._queue.empty() else self._latest_only_queued
+            reports = _latest_only(reports)
+        return self._stamp(reports)
 
     def resend_batches(self) -> list[provider_pb2.TaskReports]:
         """After a reconnect: every unacknowledged kept report again, in order, under new seqs."""
@@ -142,40 +161,41 @@ class Outbox:
             size += _size(report)
         return [self._stamp(batch) for batch in batches if batch]
 
-    def _only_started(self) -> bool:
-        """Whether every queued report is a STARTED one."""
-        return self._starts_queued == self._queue.qsize() > 0
-
     async def _linger(self) -> None:
-        """Until a report other than STARTED is queued, or START_LINGER has passed."""
-        deadline = asyncio.get_running_loop().time() + START_LINGER
-        while self._only_started():
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            self._has_reports.clear()
-            try:
-                await asyncio.wait_for(self._has_reports.wait(), left)
-            except asyncio.TimeoutError:
-                break
-        self._has_reports.set()  # the queue is not empty: the next look must not wait for a report
+        """Until every queued STARTED report has its FINISHED one queued, or START_LINGER has
+        passed."""
+        if self._open_starts:
+            await self._sleep(_ENDS, START_LINGER)
 
     async def _previous_acknowledged(self) -> None:
         """Until the last message sent is acknowledged, or ACK_WAIT has passed (an ack may never
         come: the stream broke, or it was not the current one)."""
-        if self._acked_seq >= self._seq:
-            return
-        self._acked.clear()
+        if self._acked_seq < self._seq:
+            await self._sleep(_ACK, ACK_WAIT)
+
+    async def _sleep(self, until: str, seconds: float | None) -> None:
+        """Until what `until` names happens (_wake), or `seconds` have passed (None: no limit)."""
+        loop = asyncio.get_running_loop()
+        sleeper = (until, loop.create_future())
+        self._sleepers.append(sleeper)
+        timer = None if seconds is None else loop.call_later(seconds, _resolve, sleeper[1])
         try:
-            await asyncio.wait_for(self._acked.wait(), ACK_WAIT)
-        except asyncio.TimeoutError:
-            pass
+            await sleeper[1]
+        finally:
+            self._sleepers.remove(sleeper)
+            if timer is not None:
+                timer.cancel()
+
+    def _wake(self, what: str) -> None:
+        for until, sleeper in self._sleepers:
+            if until == what:
+                _resolve(sleeper)
 
     def ack(self, seq: int) -> None:
         """The server committed every report sent with a seq up to and including `seq`."""
         if seq > self._acked_seq:
             self._acked_seq = seq
-            self._acked.set()
+            self._wake(_ACK)
         acked = []
         while self._in_flight:
             kept, (sent_seq, _) = next(iter(self._in_flight.items()))
@@ -204,7 +224,9 @@ class Outbox:
 
     def _put(self, report: provider_pb2.TaskReport) -> None:
         self._queue.put_nowait(report)
-        self._has_reports.set()
+        self._wake(_REPORT)
+        if not self._open_starts:
+            self._wake(_ENDS)
         self._settled.clear()
 
     def _stamp(self, reports: list[provider_pb2.TaskReport]) -> provider_pb2.TaskReports:
@@ -225,6 +247,11 @@ class Outbox:
             self._settled.clear()
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _latest_only(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.TaskReport]:
     """The reports without checkpoints and statuses that a later one of the same kind and
     attempt supersedes."""
@@ -243,9 +270,18 @@ def _latest_only(reports: list[provider_pb2.TaskReport]) -> list[provider_pb2.Ta
 
 
 def _size(report: provider_pb2.TaskReport) -> int:
-    """A cheap estimate of a report's encoded size."""
-    finished = report.finished
-    raw = finished.raw if report.HasField("finished") else report.status.raw
-    return (64 + len(finished.result_json) + len(finished.error) + len(finished.stdout_tail)
-            + len(finished.stderr_tail) + len(report.checkpoint.checkpoint_json)
-            + sum(len(key) + len(value) for key, value in raw.items()))
+    """A cheap estimate of a report's encoded size (a STARTED one's is its ids')."""
+    kind = report.WhichOneof("report")
+    if kind == _FINISHED:
+        finished = report.finished
+        return (64 + len(finished.result_json) + len(finished.error) + len(finished.stdout_tail)
+                + len(finished.stderr_tail) + _raw_size(finished.raw))
+    if kind == _CHECKPOINT:
+        return 64 + len(report.checkpoint.checkpoint_json)
+    if kind == _STATUS:
+        return 64 + _raw_size(report.status.raw)
+    return 64
+
+
+def _raw_size(raw: Mapping[str, str]) -> int:
+    return sum(len(key) + len(value) for key, value in raw.items())

@@ -13,6 +13,7 @@ import inspect
 import io
 import json
 import os
+import pickle
 import signal
 import sys
 import time
@@ -119,12 +120,18 @@ def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
             return  # the agent has gone
         if call is None:
             return
-        reply = run_call(functions, call, lambda text: conn.send(Checkpoint(text)))
+        reply = run_call(functions, call, lambda text: _send(conn, Checkpoint(text)))
         _end_of_call()
         try:
-            conn.send(reply)
+            _send(conn, reply)
         except OSError:
             return  # the agent went away while the call ran
+
+
+def _send(conn: Connection, message: object) -> None:
+    """conn.send with plain pickle (the pool's recv() unpickles it): Connection.send makes a
+    ForkingPickler, and its reduction table, for each message."""
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
 def _end_of_call() -> None:
@@ -186,11 +193,17 @@ def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
 
 
 def _end_output(call: Call, stdout: _TailWriter, stderr: _TailWriter) -> None:
-    """Close the call's output and, when the log store keeps it, say it is complete."""
+    """Close the call's output and, when the log store keeps it, say it is complete. A call that
+    printed nothing made no directory (and _output removed any earlier one): it is listed
+    silent at once, without logstore.complete's look for the directory (a syscall per call)."""
+    wrote = stdout.wrote or stderr.wrote
     kept = [stream.end() for stream in (stdout, stderr)]
     if call.log_dir and all(kept):
         try:
-            logstore.complete(call.log_dir)
+            if wrote:
+                logstore.complete(call.log_dir)
+            else:
+                logstore.note_empty(call.log_dir)
         except OSError:  # no room: a reader finds no output kept, as when it could not be written
             pass
 
@@ -305,6 +318,11 @@ class _TailWriter(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the log store's stream was given output (its directory was made, or tried)."""
+        return self._kept is not None and self._kept.wrote
 
     def end(self) -> bool:
         """Close the log store's stream; whether the log store kept it."""

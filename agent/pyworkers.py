@@ -90,13 +90,16 @@ class WorkerPool:
         self._reaping: set[asyncio.Task] = set()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: asyncio.Queue[_Worker] | None = None
+        # Idle workers, the one that finished last on top: calls go to the few workers kept busy
+        # (warm: a worker woken after a long sleep costs several times a no-op's CPU), and
+        # the others sleep.
+        self._idle: asyncio.LifoQueue[_Worker] | None = None
 
     def start(self) -> None:
         """Ready the pool; call it from the event loop that will use the pool. Workers start
         on demand: an agent that runs only commands never pays for Python interpreters."""
         self._loop = asyncio.get_running_loop()
-        self._idle = asyncio.Queue()
+        self._idle = asyncio.LifoQueue()
         # Workers are not daemonic (tasks may start processes of their own), so make sure
         # they die with the agent even if nobody calls close().
         atexit.register(self._kill_all)

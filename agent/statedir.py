@@ -109,6 +109,10 @@ class StateDir:
         """Where an attempt's output is kept (logstore.py); it outlives the attempt directory."""
         return logstore.log_dir(self._path(key))
 
+    def log_dir_of(self, key: AttemptKey) -> str:
+        """log_dir as a str (for a Python call: no Path made per attempt)."""
+        return logstore.log_dir_of(self._path(key))
+
     def sweep_logs(self, retention: float, held: Iterable[AttemptKey]) -> list[str]:
         """Remove the output of attempts not held and not written for `retention` seconds
         (blocking); the names removed."""

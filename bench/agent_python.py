@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ from support import AgentProc, ServerProc, wait_until  # noqa: E402
 from throughput import PY_NOOP, cpu_seconds, run_job  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu(pid: int) -> float:
@@ -47,6 +50,29 @@ def workers(agent_pid: int) -> list[int]:
             except FileNotFoundError:
                 pass
     return out
+
+
+def threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of `pid`, by thread name (the event loop's thread is the
+    process's name; gRPC's are named by gRPC), summed over threads of one name."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        name = "loop" if task.name == str(pid) else stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def _user_sys(pid: int) -> tuple[float, float]:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0, 0.0
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
 def counts(paths: list[Path]) -> dict[str, int]:
@@ -83,7 +109,7 @@ def main() -> None:
             print(f"server + {args.agents} agents x {args.slots} slots (mutual TLS), jobs of {args.tasks} "
                   "Python no-op tasks; CPU ms per task", flush=True)
             for _ in range(args.rounds):
-                _round(client, server, agents, files, args.tasks)
+                _round(client, server, agents, files, args.tasks, work / "bench.db")
         finally:
             client.close()
             for agent in agents:
@@ -98,17 +124,35 @@ def _counted(work: Path, server: ServerProc, agent: AgentProc, file: Path):
     return Proc(argv, work / f"counted-{agent.name}.log", {"JOBPLANE_BENCH_COUNTS": str(file)})
 
 
-def _round(client, server, agents, files, n: int) -> None:
+def _events(db: Path) -> int:
+    """Events the server has committed (read from its SQLite file, as a reader would)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM event").fetchone()[0]
+
+
+def _round(client, server, agents, files, n: int, db: Path) -> None:
     pools = [workers(agent.pid) for agent in agents]
     time.sleep(2.5)
     before = counts(files)
     cpu0 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
+    events0 = _events(db)
+    threads0 = [threads_cpu(a.pid) for a in agents]
+    split0 = [_user_sys(a.pid) for a in agents] + [_user_sys(w) for p in pools for w in p]
     seconds = run_job(client, "py-noop", PY_NOOP, n).seconds
+    threads1 = [threads_cpu(a.pid) for a in agents]
+    split1 = [_user_sys(a.pid) for a in agents] + [_user_sys(w) for p in pools for w in p]
+    k = len(agents)
+    au = sum(b[0] - a[0] for a, b in zip(split0[:k], split1[:k])) * 1000 / n
+    asy = sum(b[1] - a[1] for a, b in zip(split0[:k], split1[:k])) * 1000 / n
+    wu = sum(b[0] - a[0] for a, b in zip(split0[k:], split1[k:])) * 1000 / n
+    wsy = sum(b[1] - a[1] for a, b in zip(split0[k:], split1[k:])) * 1000 / n
+    print(f"  user/sys ms per task: agent {au:.3f}/{asy:.3f} workers {wu:.3f}/{wsy:.3f}")
     cpu1 = {"agents": sum(cpu(a.pid) for a in agents), "workers": sum(cpu(w) for p in pools for w in p),
             "server": cpu(server.pid)}
     time.sleep(2.5)
     after = counts(files)
+    events = (_events(db) - events0) / n
     per = {k: (cpu1[k] - cpu0[k]) * 1000 / n for k in cpu0}
     diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     sent = sum(v for k, v in diff.items() if k.startswith("sent.") and k.count(".") == 1)
@@ -119,8 +163,19 @@ def _round(client, server, agents, files, n: int) -> None:
           f"{n / seconds:.0f} tasks/s | messages per task: agent->server {sent / n:.3f}, "
           f"server->agent {received / n:.3f}; reports per message {reports / max(report_msgs, 1):.1f}, "
           f"assignments per message {assigns / max(assign_msgs, 1):.1f}, acks {diff.get('received.ack', 0)}; "
-          f"agent loop wake-ups per task {diff.get('loop.iterations', 0) / n:.2f}",
+          f"STARTED sent with its FINISHED {diff.get('sent.reports.started_with_end', 0) / max(diff.get('sent.reports.started', 0), 1):.0%}; "
+          f"server events per task {events:.2f}; agent loop wake-ups per task {diff.get('loop.iterations', 0) / n:.2f} (sleeps {diff.get('loop.sleeps', 0) / n:.2f})",
           flush=True)
+    woke = {k[len("loop.woke."):]: v / n for k, v in diff.items() if k.startswith("loop.woke.") and v}
+    print("  agent loop woken per task by: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(woke.items(), key=lambda kv: -kv[1]))
+          + f", timers {diff.get('loop.sleeps.timer', 0) / n:.2f}", flush=True)
+    by_thread: dict[str, float] = {}
+    for t0, t1 in zip(threads0, threads1):
+        for name, seconds_ in t1.items():
+            by_thread[name] = by_thread.get(name, 0.0) + seconds_ - t0.get(name, 0.0)
+    print("  agent CPU ms per task by thread: " + ", ".join(
+        f"{name} {1000 * value / n:.3f}" for name, value in sorted(by_thread.items(), key=lambda kv: -kv[1])
+        if value > 0), flush=True)
 
 
 if __name__ == "__main__":

@@ -251,9 +251,31 @@ def test_a_started_report_alone_still_goes_out():
     assert refs(asyncio.run(main())) == [("6", 1, STARTED)]
 
 
-def test_other_reports_go_out_at_once(monkeypatch):
-    """Only a message of STARTED reports lingers: one with a result goes when its turn comes."""
+def test_the_starts_of_tasks_started_together_wait_for_all_their_ends(monkeypatch):
+    """The tasks of one assignment message start together: the first to end does not send the
+    others' STARTED reports without their FINISHED ones (before, it did, and almost no short
+    Python task's start went with its end). The linger is long here, as above."""
     monkeypatch.setattr("jobplane.agent.outbox.START_LINGER", 30.0)
+
+    async def main():
+        box = Outbox()
+        box.started("1", 1)
+        box.started("2", 1)
+        sender = asyncio.ensure_future(box.next_batch())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        box.finished("1", 1, OK)
+        for _ in range(10):  # the first end alone does not end the linger
+            await asyncio.sleep(0)
+        box.finished("2", 1, OK)
+        return await asyncio.wait_for(sender, 10)
+
+    batch = asyncio.run(main())
+    assert refs(batch) == [("1", 1, STARTED), ("2", 1, STARTED), ("1", 1, FINISHED), ("2", 1, FINISHED)]
+
+
+def test_a_result_waits_for_the_linger_at_most():
+    """A result queued with the start of a task that runs on goes once START_LINGER has passed."""
 
     async def main():
         box = Outbox()
@@ -262,3 +284,22 @@ def test_other_reports_go_out_at_once(monkeypatch):
         return await asyncio.wait_for(box.next_batch(), 10)
 
     assert refs(asyncio.run(main())) == [("1", 1, STARTED), ("2", 1, FINISHED)]
+
+
+def test_two_senders_waiting_at_once_each_get_a_message():
+    """For a moment in a credentials handover two streams' senders may wait: neither is lost."""
+
+    async def main():
+        box = Outbox()
+        first = asyncio.ensure_future(box.next_batch())
+        second = asyncio.ensure_future(box.next_batch())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        box.finished("1", 1, OK)
+        done, _ = await asyncio.wait({first, second}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        box.ack(1)
+        box.finished("2", 1, OK)
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        return sorted(refs(first.result()) + refs(second.result()))
+
+    assert asyncio.run(main()) == [("1", 1, FINISHED), ("2", 1, FINISHED)]

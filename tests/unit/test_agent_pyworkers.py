@@ -52,6 +52,17 @@ def bad_checkpoint(ctx):
 
 def any_kwargs(**kwargs):
     return sorted(kwargs)
+
+def pid():
+    return os.getpid()
+
+def meet(directory, n):
+    """Wait (up to a minute) until n calls run at once; this worker's pid."""
+    open(os.path.join(directory, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(directory)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
 '''
 
 
@@ -227,6 +238,21 @@ def test_calls_beyond_the_pool_size_wait_for_a_free_worker(work_dir):
 
     results = with_pool(work_dir, body, size=2)
     assert [r.result_json for r in results] == [str(i) for i in range(20)]
+
+
+def test_calls_one_after_the_other_go_to_the_worker_that_ran_the_last(work_dir, tmp_path):
+    """The worker that ended last is taken first: it is warm, the others sleep (a worker woken
+    after a long sleep costs several times a no-op's CPU)."""
+    (tmp_path / "met").mkdir()
+    meet = PyCall("agent_tasks:meet", json.dumps([str(tmp_path / "met"), 3]))
+
+    async def body(pool):
+        together = await asyncio.gather(*(pool.run(meet) for _ in range(3)))
+        return together, [await pool.run(PyCall("agent_tasks:pid")) for _ in range(4)]
+
+    together, one_by_one = with_pool(work_dir, body, size=3)
+    assert len({r.result_json for r in together}) == 3  # three workers, all idle now
+    assert len({r.result_json for r in one_by_one}) == 1
 
 
 def test_a_function_with_ctx_checkpoints_through_it_and_sees_where_to_resume(work_dir):
