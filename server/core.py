@@ -10,7 +10,7 @@ import functools
 import itertools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -119,7 +119,7 @@ class Core:
         self._take()
         done = self._inflight
         if done is not None:
-            if not done.write.done():
+            if not done.ended:
                 return  # still committing: what arrives meanwhile joins the open batch
             self._writing = False
             _raise_failure(done)  # a failed commit: nothing after it may be written
@@ -179,13 +179,17 @@ class Core:
                 _fail([(None, fut) for fut, _, _ in batch.outcomes], failure)
                 raise failure from exc
             batch.started = time.perf_counter()
-            batch.write = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, staged, self.term)
-            batch.write.add_done_callback(functools.partial(self._written, batch))
+            # The writer thread's own future, not run_in_executor's asyncio one chained to it: its
+            # end wakes the loop once (one call_soon_threadsafe), not through a chain of callbacks.
+            batch.write = self._writer.submit(self.store.write, staged, self.term)
+            batch.write.add_done_callback(functools.partial(_call_soon, asyncio.get_running_loop(), self._written, batch))
             self._inflight, self._writing = batch, True
         return batch
 
-    def _written(self, batch: _Batch, _: asyncio.Future) -> None:
+    def _written(self, batch: _Batch) -> None:
+        """On the loop, once the batch's commit ended (committed or failed)."""
         batch.seconds = time.perf_counter() - batch.started
+        batch.ended = True
         if self._inflight is batch:
             self._writing = False
         self._wake.set()
@@ -302,7 +306,8 @@ class _Batch:
 
     outcomes: list[tuple[asyncio.Future, Any, JobplaneError | None]] = field(default_factory=list)
     cs: ChangeSet | None = None
-    write: asyncio.Future | None = None  # its commit on the writer thread; None: nothing to write
+    write: Future | None = None  # its commit on the writer thread; None: nothing to write
+    ended: bool = False  # its commit ended, and the loop was told (_written)
     started: float = 0.0  # when its commit began (perf_counter)
     seconds: float = 0.0  # how long its commit took
     streams: dict[str, int] = field(default_factory=dict)  # provider -> its stream when the batch closed
@@ -313,6 +318,15 @@ def _raise_failure(batch: _Batch) -> None:
     exc = batch.write.exception()
     if exc is not None:
         raise exc if isinstance(exc, JobplaneError) else StoreFailure(f"the commit failed: {exc!r}")
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable, batch: _Batch, _: Future) -> None:
+    """On the writer thread, as a commit ends: run `fn(batch)` on the loop (unless it closed:
+    the server stopped meanwhile, and no one waits for the batch any more)."""
+    try:
+        loop.call_soon_threadsafe(fn, batch)
+    except RuntimeError:
+        pass
 
 
 def _internal(exc: Exception) -> EngineFailure:

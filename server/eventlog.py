@@ -22,17 +22,18 @@ NOTABLE_TASK_STATUSES = frozenset({Status.FAILURE, Status.RESTART, Status.CANCEL
 def log_events(events: Iterable[Event]) -> None:
     """Log committed events (after their commit: the log never tells of what may be undone)."""
     debug = log.isEnabledFor(logging.DEBUG)
-    info = debug or log.isEnabledFor(logging.INFO)
+    if not (debug or log.isEnabledFor(logging.INFO)):
+        return
     for event in events:
         level = logging.INFO if _notable(event) else logging.DEBUG
-        if (debug if level == logging.DEBUG else info):
+        if debug or level == logging.INFO:
             log.log(level, "%s", describe(event), extra=ids(job_id=event.job_id, task_id=event.task_id,
                                                             attempt=event.attempt, provider_id=event.provider_id,
                                                             event_id=event.id))
 
 
 def _notable(event: Event) -> bool:
-    return event.kind != EventKind.TASK or Status(event.status) in NOTABLE_TASK_STATUSES
+    return event.kind != EventKind.TASK or event.status in NOTABLE_TASK_STATUSES  # (an int or a Status: same hash)
 
 
 def describe(event: Event) -> str:

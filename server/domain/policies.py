@@ -86,6 +86,26 @@ def normalize(
     `raw` is only read. The reason names the level (user, group, default), the policy and the
     rule, or, when nothing matched, the raw values and the policies consulted.
     """
+    if user is None and not groups and len(raw) <= DECIDED_RAW:  # the server's own reading: most tasks end alike
+        key = (property_name, environment, *raw.items())
+        try:
+            decision = default.decided.get(key)
+        except TypeError:  # a value that does not hash (not a string): decided anew
+            return _normalize(environment, raw, None, (), default, property_name)
+        if decision is None:
+            if len(default.decided) >= DECIDED_MAX:
+                default.decided.clear()
+            decision = default.decided[key] = _normalize(environment, raw, None, (), default, property_name)
+        return decision
+    return _normalize(environment, raw, user, groups, default, property_name)
+
+
+DECIDED_RAW = 4  # raw properties at most, for a decision to be kept (Policy.decided)
+DECIDED_MAX = 1024  # decisions kept per policy
+
+
+def _normalize(environment: str, raw: Mapping[str, str], user: Policy | None, groups: Sequence[Policy],
+               default: Policy, property_name: str) -> Decision:
     for level, policy in _levels(user, groups, default):
         index = policy.first_match(environment, raw, property_name=property_name)
         if index is not None:

@@ -212,6 +212,9 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     # (property, environment) -> its rules and the "*" ones; (property, "*") serves other environments.
     _buckets: dict[tuple[str, str], _Bucket] = field(init=False, repr=False, compare=False)
+    # What normalize() decided lately with this policy alone (policies.normalize): a small cache
+    # of frozen Decisions by (property, environment, raw items), for the few raw sets most tasks end with.
+    decided: dict[tuple, object] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", tuple(self.rules))
@@ -223,6 +226,7 @@ class Policy:
                            if rule.property == prop and rule.environment in (environment, ANY)]
                 buckets[(prop, environment)] = _bucket(self.rules, indexes)
         object.__setattr__(self, "_buckets", buckets)
+        object.__setattr__(self, "decided", {})
 
     def match(self, environment: str, raw: Mapping[str, str], *, property_name: str = STATUS) -> Rule | None:
         """The first rule setting `property_name` that matches, or None."""

@@ -14,6 +14,8 @@ A row that is not remembered is set whole, so forgetting costs speed, never trut
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import compress
+from operator import ne
 
 Update = tuple[str, list[tuple]]  # (SQL with ? placeholders, parameter rows)
 
@@ -41,9 +43,11 @@ class ChangedColumns:
         that rows changing the same indexed columns share one statement."""
         groups: dict[tuple[int, ...], list[tuple]] = {}
         everything = tuple(range(len(self.indexed)))
+        written = self._written
         for row_id, always, indexed, final in rows:
-            before = self._written.get(row_id)
-            changed = everything if before is None else tuple(i for i, v in enumerate(indexed) if before[i] != v)
+            before = written.get(row_id)
+            # which moved, compared in C (compress over map(ne)): no generator frame per row
+            changed = everything if before is None else tuple(compress(everything, map(ne, before, indexed)))
             groups.setdefault(changed, []).append((*always, *(indexed[i] for i in changed), row_id))
             if final:
                 self._written.pop(row_id, None)

@@ -203,3 +203,29 @@ def test_a_submit_encodes_each_task_spec_once(db_url, monkeypatch):
     assert rows["a"] == codec.dump_task_spec(spec.tasks[0]) and rows["a"] in bytes(JobSpecRow.get_by_id(job.id).spec)
     assert store.reads.get_job(job.id).spec == spec
     store.close()
+
+
+def test_a_read_decodes_each_kind_of_task_spec_once(db_url, monkeypatch):
+    """Tasks that differ only by name (a job of copies) are decoded once per kind when their job
+    is read, and each comes back as it was submitted: its own name, its own values."""
+    from jobplane.server.store import codec
+
+    store = Store(open_database(db_url))
+    store.create_schema()
+    engine = Engine(EngineConfig())
+    engine.begin(1000.0)
+    tasks = [TaskSpec(f"p{i}", python="m:f") for i in range(300)]
+    tasks += [TaskSpec(f"c{i}", command=("true",), env={"X": str(i % 2)}) for i in range(300)]
+    tasks += [TaskSpec("m", command=("echo",), matrix=(("n", "[1, 2]"),))]
+    spec = JobSpec("j", 1, {}, tuple(tasks), wait_for_providers=True)
+    job = engine.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    store.apply(engine.take_changes())
+    decoded = []
+    real = codec._task
+    monkeypatch.setattr(codec, "_task", lambda d: decoded.append(d["name"]) or real(d))
+    read = store.reads.get_job(job.id).spec
+    monkeypatch.undo()
+    assert sorted(decoded) == ["c0", "c1", "m", "p0"]  # python; command with X=0, X=1; the matrix
+    assert read == spec and [t.name for t in read.tasks] == [t.name for t in spec.tasks]
+    assert {t.env["X"] for t in read.tasks if t.name.startswith("c")} == {"0", "1"}
+    store.close()
