@@ -131,7 +131,9 @@ TASK_OUT = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task as submitted (possibly a template) or as expanded for a provider."""
+    """A task as submitted (possibly a template) or as expanded for a provider. Never changed in
+    place, its dicts (env, requires) included: the tasks of a job read back from the database
+    share one spec's values when they differ only by name (store/codec.py)."""
 
     name: str
     command: tuple[str, ...] = ()
