@@ -59,13 +59,13 @@ def load_task_spec(data: bytes | memoryview | str) -> TaskSpec:
     return _task(json.loads(bytes(data) if not isinstance(data, str) else data))
 
 
-def dump_job_spec(spec: JobSpec, tasks: bool = True) -> bytes:
-    """`tasks`: False leaves the tasks out (the job row's copy; job_spec keeps the whole)."""
-    head = dump_job_head(spec)
-    return with_tasks(head, spec, dump_task_spec) if tasks else head
+def dump_job_spec(spec: JobSpec) -> bytes:
+    """The whole spec, tasks included (job_spec's; the job row keeps dump_job_head's)."""
+    return with_tasks(dump_job_head(spec), spec, dump_task_spec)
 
 
 def dump_job_head(spec: JobSpec) -> bytes:
+    """The spec without its tasks (the job row's copy)."""
     d = {f.name: getattr(spec, f.name) for f in fields(JobSpec) if f.name != "tasks"}
     d = {k: asdict(v) if is_dataclass(v) else [asdict(r) for r in v] if k in ("continuation_rules", "notify") else v
          for k, v in d.items()}
@@ -73,7 +73,7 @@ def dump_job_head(spec: JobSpec) -> bytes:
 
 
 def with_tasks(head: bytes, spec: JobSpec, task_bytes: Callable[[TaskSpec], bytes]) -> bytes:
-    """The whole spec from its head (dump_job_spec without tasks) and its tasks' serialized
+    """The whole spec from its head (dump_job_head) and its tasks' serialized
     specs: the bytes json.dumps makes of the whole, tasks last, without encoding a task again."""
     return head[:-1] + b',"tasks":[' + b",".join(task_bytes(t) for t in spec.tasks) + b"]}"
 

@@ -217,10 +217,9 @@ def task_always(t) -> tuple:
             json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused)
 
 
-def job_row(j, head: bytes | None = None) -> dict:
-    """`head`: its spec without tasks, when encoded already (codec.dump_job_head)."""
-    return {"id": j.id, "name": j.name, "priority": j.priority,
-            "spec": head if head is not None else dump_job_head(j.spec),
+def job_row(j, head: bytes) -> dict:
+    """`head`: its spec without tasks, encoded already (codec.dump_job_head)."""
+    return {"id": j.id, "name": j.name, "priority": j.priority, "spec": head,
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
             "hold": j.hold, "request_id": j.request.id if j.request else None,
