@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from support import pid_alive, wait_until
 
 from jobplane.agent.commands import read_leftover, resume_command
+from jobplane.agent.keeper_client import Keeper
 from jobplane.agent.results import Outcome, StopRequest, request_stop
 from jobplane.agent.statedir import StateDir, StateLocked
 
@@ -86,16 +88,29 @@ def test_an_adopted_command_can_be_cancelled_and_its_group_dies(tmp_path):
                     until=lambda: pidfile.exists() and pidfile.read_text().strip(), what="the grandchild's pid")
     grandchild = int(pidfile.read_text())
 
-    async def cancel() -> object:
-        stop = asyncio.get_running_loop().create_future()
-        running = asyncio.create_task(resume_command(read_leftover(attempt), stop=stop))
-        await asyncio.sleep(0)
-        request_stop(stop, StopRequest.cancel("job cancelled"))
-        return await running
+    async def cancel() -> tuple[object, bool]:
+        # The new agent holds the keeper until it has looked: once no agent holds it, the keeper
+        # exits and its guard kills whatever is left, which would hide a cancel that killed the
+        # command alone.
+        keeper = Keeper(tmp_path)
+        assert await keeper.open(spawn=False)
+        try:
+            await keeper.adopt([attempt])
+            stop = asyncio.get_running_loop().create_future()
+            running = asyncio.create_task(resume_command(read_leftover(attempt), stop=stop, keeper=keeper))
+            await asyncio.sleep(0)
+            request_stop(stop, StopRequest.cancel("job cancelled"))
+            result = await running
+            deadline = time.monotonic() + 10
+            while pid_alive(grandchild) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return result, pid_alive(grandchild)
+        finally:
+            await keeper.close()
 
-    result = asyncio.run(cancel())
+    result, grandchild_alive = asyncio.run(cancel())
     assert result.outcome == Outcome.CANCELLED
-    wait_until(lambda: not pid_alive(grandchild), 30, "the grandchild to be killed")
+    assert not grandchild_alive, "the cancel killed the command but not its group"
 
 
 def test_an_adopted_command_keeps_its_original_deadline(tmp_path):
