@@ -36,6 +36,12 @@ from .results import TAIL_LIMIT, AttemptLost, AttemptResult, Outcome, Started, S
 log = logging.getLogger(__name__)
 
 _SIGNAL_BASE = 128
+# Program paths (argv[0] with a slash) found runnable, by (argv[0], cwd): the next attempt of
+# the same command does not check again. One removed (or made unrunnable) since is refused as
+# it starts, as the keeper's spawn fails the same way, so a stale entry changes no outcome.
+# Emptied when it holds this many.
+_CHECKED_MAX = 256
+_checked: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -305,11 +311,16 @@ def _resolve(program: str, path: str, cwd: str) -> str:
     """The executable the command names (searched in the task's PATH), so that a missing or
     unrunnable one fails the attempt before anything starts."""
     if "/" in program:
+        if (program, cwd) in _checked:
+            return program
         target = os.path.join(cwd, program) if cwd else program
         if not os.path.exists(target):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         if os.path.isdir(target) or not os.access(target, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
+        _checked.add((program, cwd))
         return program  # exec'd once in the cwd, where a relative path means the same file
     found = find_program(program, path)
     if found is None:
