@@ -167,13 +167,21 @@ async def run_command(
     directory's parent, held for the call. Raises AttemptLost if the keeper killed it because
     the lease was not renewed in time.
     """
+    if keeper is not None and spec.attempt_dir:  # the agent's every attempt: no context to enter
+        return await _run(spec, spec.attempt_dir, keeper, kill_grace, stop, on_start, pause)
     with _attempt_dir(spec.attempt_dir) as directory:
         async with _holding(keeper, os.path.dirname(directory), spawn=True) as held:
-            try:
-                process = await _spawn(spec, directory, held)
-            except (OSError, ValueError, KeeperUnavailable) as exc:
-                return _failed_to_start(spec, exc)
-            return await _supervise(process, spec.timeout, kill_grace, stop, on_start, pause)
+            return await _run(spec, directory, held, kill_grace, stop, on_start, pause)
+
+
+async def _run(spec: CommandSpec, directory: str, keeper: Keeper | None, kill_grace: float,
+               stop: asyncio.Future[StopRequest] | None, on_start: Callable[[Started], None] | None,
+               pause: Pause | None) -> AttemptResult:
+    try:
+        process = await _spawn(spec, directory, keeper)
+    except (OSError, ValueError, KeeperUnavailable) as exc:
+        return _failed_to_start(spec, exc)
+    return await _supervise(process, spec.timeout, kill_grace, stop, on_start, pause)
 
 
 async def resume_command(

@@ -272,7 +272,7 @@ def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: 
     stage, home_dir, home_cgroup = "cwd", None, None
     try:
         if request.cwd:
-            home_dir = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            home_dir = _home_dir()
             os.chdir(request.cwd)
         stage = "cgroup"
         if joiner is not None:
@@ -289,7 +289,6 @@ def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: 
             os.write(home_cgroup, b"0")
         if home_dir is not None:
             os.fchdir(home_dir)
-            os.close(home_dir)
 
 
 def _take_spare(request: Request) -> bool:
@@ -320,6 +319,12 @@ def _make_dir(path: str) -> bool:
 def _null() -> int:
     """/dev/null, opened once: every command's stdin."""
     return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+@functools.cache
+def _home_dir() -> int:
+    """The keeper's working directory (it never moves but for a spawn), opened once."""
+    return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 @functools.cache
