@@ -241,7 +241,7 @@ class Keeper:
         cgroup, joiner = None, None
         if found.base is not None:
             try:
-                cgroup = self.cgroups.take(found, f"{self.serial}-{os.path.basename(request.directory)}")
+                cgroup = self.cgroups.take(found, lambda: f"{self.serial}-{os.path.basename(request.directory)}")
                 joiner = self.cgroups.joiner(cgroup)
             except OSError as exc:
                 holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,

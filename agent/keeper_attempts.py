@@ -117,7 +117,7 @@ class Attempt:
     def note_pid(self) -> None:
         """The `pid` file: what an agent process started after a crash adopts. One write to a
         new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
-        path = os.path.join(self.directory, STATE_FILE)
+        path = logstore.join(self.directory, STATE_FILE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         # None there, or a spare's: cut to its first byte (statedir.py), no line, written over
         # (not truncated: ext4 writes out a file truncated to nothing as it is closed).
@@ -294,8 +294,8 @@ def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: 
 def _take_spare(request: Request) -> bool:
     """Rename the request's spare directory into place; whether it was (else the directory is
     made: the spare is gone, or the directory is there already)."""
-    if not request.spare or os.path.dirname(request.spare) != os.path.join(
-            os.path.dirname(request.directory), "spare"):
+    if not request.spare or request.spare.rpartition("/")[0] != \
+            request.directory.rpartition("/")[0] + "/spare":
         return False
     try:
         os.rename(request.spare, request.directory)

@@ -11,6 +11,7 @@ imports it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from . import cgroups
@@ -28,19 +29,19 @@ class Pool:
         self._spares: dict[str, list[str]] = {}  # by the directory they are in
         self._files: dict[str, list[int]] = {}  # cgroup.procs and cgroup.events (-1: not open)
 
-    def take(self, found: cgroups.Containment, name: str) -> str:
+    def take(self, found: cgroups.Containment, name: Callable[[], str]) -> str:
         """An empty cgroup for a new attempt: one an attempt that ended left, else a new one
-        named `name` (raises OSError if it cannot be made)."""
+        named `name()` (raises OSError if it cannot be made)."""
         parent = self._dir(found)
         spares = self._spares.get(parent)
         if spares:
             return spares.pop()
-        return cgroups.create(parent, name)
+        return cgroups.create(parent, name())
 
     def give_back(self, cgroup: str, *, reuse: bool = True, empty: bool = False) -> None:
         """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
         exited; else it is read): kept for the next attempt, up to SPARES, else removed."""
-        spares = self._spares.setdefault(os.path.dirname(cgroup), [])
+        spares = self._spares.setdefault(cgroup.rpartition("/")[0], [])
         if reuse and len(spares) < SPARES and (empty or not self.populated(cgroup)):
             spares.append(cgroup)
         else:
