@@ -4,8 +4,9 @@ The keeper `posix_spawn`s each command (vfork and exec: nothing of the keeper is
 session of its own, its stdin /dev/null and its stdout and stderr pipes that the keeper's own
 loop pumps into the attempt's log store (logstore.py): watched from _WATCH_AFTER (keeper.py)
 after the start, and read to their end as the command ends (most end sooner, and their pipes
-are read then only). Where the machine allows, the command is born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
-command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
+are read then only). Where the machine allows, the command is born in a cgroup of its own:
+the keeper joins it around the spawn (the only way to have the command there before it can
+fork; the keeper leaves it at once, as cgroup.kill empties it).
 Once the attempt has ended, its emptied cgroup is the next attempt's (keeper.py).
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps

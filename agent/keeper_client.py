@@ -273,6 +273,7 @@ class Keeper:
             log.error("the keeper of %s went away; its attempts were killed with it",
                       self.state_dir)
         writer, self._writer = self._writer, None
+        self._outgoing.clear()  # (never written to a connection made later)
         if writer is not None:
             writer.close()
         self._fail_pending()
