@@ -31,11 +31,17 @@ from .keeper_attempts import STATE_FILE, read_state
 from .keeper_client import Keeper
 from .keeper_wire import KILL_DEADLINE, LOST_FILE
 from .pause import Pause
-from .results import TAIL_LIMIT, AttemptLost, AttemptResult, Outcome, Started, StopRequest
+from .command_results import result as _result, tails as _tails
+from .results import AttemptLost, AttemptResult, Outcome, Started, StopRequest
 
 log = logging.getLogger(__name__)
 
-_SIGNAL_BASE = 128
+# Program paths (argv[0] with a slash) found runnable, by (argv[0], cwd): the next attempt of
+# the same command does not check again. One removed (or made unrunnable) since is refused as
+# it starts, as the keeper's spawn fails the same way, so a stale entry changes no outcome.
+# Emptied when it holds this many.
+_CHECKED_MAX = 256
+_checked: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -161,13 +167,21 @@ async def run_command(
     directory's parent, held for the call. Raises AttemptLost if the keeper killed it because
     the lease was not renewed in time.
     """
+    if keeper is not None and spec.attempt_dir:  # the agent's every attempt: no context to enter
+        return await _run(spec, spec.attempt_dir, keeper, kill_grace, stop, on_start, pause)
     with _attempt_dir(spec.attempt_dir) as directory:
         async with _holding(keeper, os.path.dirname(directory), spawn=True) as held:
-            try:
-                process = await _spawn(spec, directory, held)
-            except (OSError, ValueError, KeeperUnavailable) as exc:
-                return _failed_to_start(spec, exc)
-            return await _supervise(process, spec.timeout, kill_grace, stop, on_start, pause)
+            return await _run(spec, directory, held, kill_grace, stop, on_start, pause)
+
+
+async def _run(spec: CommandSpec, directory: str, keeper: Keeper | None, kill_grace: float,
+               stop: asyncio.Future[StopRequest] | None, on_start: Callable[[Started], None] | None,
+               pause: Pause | None) -> AttemptResult:
+    try:
+        process = await _spawn(spec, directory, keeper)
+    except (OSError, ValueError, KeeperUnavailable) as exc:
+        return _failed_to_start(spec, exc)
+    return await _supervise(process, spec.timeout, kill_grace, stop, on_start, pause)
 
 
 async def resume_command(
@@ -305,11 +319,16 @@ def _resolve(program: str, path: str, cwd: str) -> str:
     """The executable the command names (searched in the task's PATH), so that a missing or
     unrunnable one fails the attempt before anything starts."""
     if "/" in program:
+        if (program, cwd) in _checked:
+            return program
         target = os.path.join(cwd, program) if cwd else program
         if not os.path.exists(target):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         if os.path.isdir(target) or not os.access(target, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
+        _checked.add((program, cwd))
         return program  # exec'd once in the cwd, where a relative path means the same file
     found = find_program(program, path)
     if found is None:
@@ -399,85 +418,6 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
         pass  # the whole group is gone already
     except PermissionError:
         log.warning("cannot signal process group %d with %s", pgid, signum.name)
-
-
-def _tails(directory: Path | str, summary: dict | None = None) -> tuple[str, str]:
-    if summary is not None:  # the keeper said how much each stream wrote: nothing to list
-        out, err = (logstore.span_of(summary["output"][s], summary["segment"]) for s in logstore.STREAMS)
-        if not (out.end or err.end):
-            return "", ""
-        logs = logstore.log_dir(directory)
-        return (logstore.tail(logs, "out", TAIL_LIMIT, out) if out.end else "",
-                logstore.tail(logs, "err", TAIL_LIMIT, err) if err.end else "")
-    logs = logstore.log_dir(directory)
-    out = logstore.span(logs, "out")
-    if out is None:  # started by an agent of before the log store
-        return _tail(os.path.join(directory, "out")), _tail(os.path.join(directory, "err"))
-    return logstore.tail(logs, "out", TAIL_LIMIT, out), logstore.tail(logs, "err", TAIL_LIMIT)
-
-
-def _tail(path: str) -> str:
-    """The last TAIL_LIMIT bytes of a file, decoded (a character cut at the front becomes U+FFFD)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - TAIL_LIMIT))
-            return f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def _result(
-    returncode: int | None, stopped: StopRequest | None, stdout: str, stderr: str
-) -> AttemptResult:
-    raw, exit_code = _exit_status(returncode)
-    if stopped is not None:
-        # We ended it, so its exit status is no verdict on the task: it stays in `raw` only.
-        return stopped.result(raw, stdout_tail=stdout, stderr_tail=stderr)
-    if exit_code == 0:
-        outcome, error = Outcome.SUCCEEDED, ""
-    elif exit_code is not None:
-        outcome, error = Outcome.FAILED, f"exited with code {exit_code}"
-    elif "signal" in raw:
-        outcome, error = Outcome.FAILED, f"killed by {raw['signal']}"
-    else:
-        outcome, error = Outcome.FAILED, "ended while the agent was away, leaving no exit status"
-        raw = {"state": "unknown"}
-    state = "exited" if exit_code is not None else "signaled"
-    return AttemptResult(
-        outcome=outcome,
-        exit_code=exit_code,
-        error=error,
-        stdout_tail=stdout,
-        stderr_tail=stderr,
-        raw={"state": state, **raw},
-    )
-
-
-def _exit_status(returncode: int | None) -> tuple[dict[str, str], int | None]:
-    """Raw properties and exit code of an exit file's status: -N is signal N, 128+N a signal
-    to a command run by a shell (the shell's convention)."""
-    if returncode is None:
-        return {}, None
-    if returncode < 0:
-        return {"signal": _signal_name(-returncode)}, None
-    if returncode > _SIGNAL_BASE and _is_signal(returncode - _SIGNAL_BASE):
-        return {"signal": _signal_name(returncode - _SIGNAL_BASE)}, None
-    return {"exit_code": str(returncode)}, returncode
-
-
-def _is_signal(number: int) -> bool:
-    try:
-        signal.Signals(number)
-    except ValueError:
-        return False
-    return True
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _failed_to_start(spec: CommandSpec,

@@ -23,6 +23,7 @@ are killed as soon as it is gone. The keeper exits once it holds nothing for nob
 from __future__ import annotations
 
 import argparse
+import collections
 import fcntl
 import logging
 import os
@@ -38,6 +39,7 @@ from jobplane.logs import LOG_FORMATS, configure as configure_logging, ids
 
 from . import cgroups, keeper_guard, keeper_wire as wire, procs
 from .keeper_attempts import MARKER, Attempt, Request, StartFailed
+from .keeper_cgroups import Pool
 from .keeper_holders import Holder, holder_for
 
 log = logging.getLogger("jobplane.agent.keeper")
@@ -45,8 +47,9 @@ log = logging.getLogger("jobplane.agent.keeper")
 # Once an attempt's processes are killed, how long its output pipes may stay open (a process
 # in uninterruptible sleep, or one that passed them on) before it ends anyway.
 _DRAIN_SECONDS = 10.0
-# Emptied cgroups kept for the next attempts, at most.
-_SPARE_CGROUPS = 64
+# How long a new attempt runs before the keeper watches its output pipes (until then they fill
+# the pipes' buffers, and are read as it ends): most commands end sooner, and are never watched.
+_WATCH_AFTER = 0.02
 
 
 class Keeper:
@@ -61,10 +64,9 @@ class Keeper:
         self.markers: dict[str, Attempt] = {}
         self.grace = wire.DEFAULT_GRACE
         self.containments: dict[str, cgroups.Containment] = {}
-        self._cgroup_dirs: dict[Path | None, str] = {}
-        # Emptied cgroups of attempts that ended, by the directory they are in, for the next
-        # attempts (making and removing one is most of what a cgroup costs per attempt).
-        self._spare_cgroups: dict[str, list[str]] = {}
+        self.cgroups = Pool()
+        # Attempts whose output pipes are not watched yet, oldest first (_WATCH_AFTER).
+        self._unwatched: collections.deque[tuple[float, Attempt]] = collections.deque()
         self.started = time.monotonic()
         self.ever_held = False
         self.serial = 0
@@ -75,18 +77,17 @@ class Keeper:
     def serve(self) -> None:
         while not self._finished():
             timeout = max(0.0, self._next_deadline() - time.monotonic())
+            if self._unwatched:
+                timeout = min(timeout, max(0.0, self._unwatched[0][0] + _WATCH_AFTER - time.monotonic()))
             for key, events in self.selector.select(timeout):
                 key.data(key.fileobj, events)
             self._expire()
+            if self._unwatched:
+                self._watch(time.monotonic() - _WATCH_AFTER)
             # What this round said, in one write to each holder.
             for holder in self.holders:
                 holder.flush()
-        for spares in self._spare_cgroups.values():
-            for cgroup in spares:
-                cgroups.remove(cgroup)
-        for found in self.containments.values():
-            if found.base is not None:
-                cgroups.remove(cgroups.keeper_dir(found.base))
+        self.cgroups.close([found.base for found in self.containments.values()])
         log.info("nothing left to keep; exiting")
 
     def _finished(self) -> bool:
@@ -237,20 +238,21 @@ class Keeper:
         request = Request.of(message, holder.env)
         found = self._containment(holder.containment)
         self.serial += 1
-        cgroup = None
+        cgroup, joiner = None, None
         if found.base is not None:
             try:
-                cgroup = self._cgroup_for(found, request)
+                cgroup = self.cgroups.take(found, lambda: f"{self.serial}-{os.path.basename(request.directory)}")
+                joiner = self.cgroups.joiner(cgroup)
             except OSError as exc:
                 holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,
                              "error": f"cannot create the attempt's cgroup: {exc.strerror}"})
                 return
         marker = None if cgroup is not None else f"{os.getpid()}.{self.serial}"
         try:
-            attempt = Attempt(request, cgroup, marker)
+            attempt = Attempt(request, cgroup, marker, joiner)
         except StartFailed as exc:
             if cgroup is not None:
-                self._release_cgroup(cgroup)
+                self.cgroups.give_back(cgroup)
             holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
             return
         attempt.holder = holder
@@ -259,9 +261,7 @@ class Keeper:
             self.markers[marker] = attempt
         self.selector.register(attempt.pidfd, selectors.EVENT_READ,
                                lambda fd, _: self._on_exit(attempt))
-        for fd in attempt.pipes:
-            self.selector.register(fd, selectors.EVENT_READ,
-                                   lambda fd, _: self._on_output(attempt, fd))
+        self._unwatched.append((time.monotonic(), attempt))
         try:
             attempt.note_pid()
         except OSError as exc:
@@ -270,9 +270,38 @@ class Keeper:
         holder.send({"op": "started", "id": message["id"], "pid": attempt.pid,
                      "start": attempt.start})
 
+    # An attempt's output.
+
+    def _watch(self, started_before: float) -> None:
+        """Watch the output pipes of the attempts that started before this (monotonic) and run on."""
+        while self._unwatched and self._unwatched[0][0] <= started_before:
+            self._watch_pipes(self._unwatched.popleft()[1])
+
+    def _watch_pipes(self, attempt: Attempt) -> None:
+        if attempt.watched or not attempt.pipes:  # (no pipes: it has ended)
+            return
+        attempt.watched = True
+        for fd in attempt.pipes:
+            self.selector.register(fd, selectors.EVENT_READ,
+                                   lambda fd, _: self._on_output(attempt, fd))
+
+    def _drain(self, attempt: Attempt) -> bool:
+        """Read what the output pipes of an attempt whose processes are all gone hold, to their
+        end; whether every one ended (else what still holds one open is waited for, watched)."""
+        for fd in list(attempt.pipes):
+            if attempt.drain(fd):
+                if attempt.watched:
+                    self.selector.unregister(fd)
+                attempt.close_pipe(fd)
+        if attempt.pipes:
+            self._watch_pipes(attempt)
+        return not attempt.pipes
+
     # An attempt's end.
 
     def _on_output(self, attempt: Attempt, fd: int) -> None:
+        if fd not in attempt.pipes:  # drained to its end and closed earlier in this round
+            return
         if attempt.pump(fd):
             self.selector.unregister(fd)
             attempt.close_pipe(fd)
@@ -287,23 +316,24 @@ class Keeper:
         self.selector.unregister(attempt.pidfd)
         attempt.status = status
         self._kill_rest([attempt])
-        if attempt.pipes:  # held by what was just killed: closed as soon as it is gone
-            attempt.drain_until = time.monotonic() + _DRAIN_SECONDS
-        else:
+        if self._drain(attempt):
             self._end(attempt)
+        else:  # held by what was just killed: closed as soon as it is gone
+            attempt.drain_until = time.monotonic() + _DRAIN_SECONDS
 
     def _end(self, attempt: Attempt) -> None:
         """Complete its output, write its exit status, reap it, and tell its holder (`ended`:
         the status, and how much output each stream has) and whoever waits in `settle`."""
-        for fd in attempt.pipes:
-            self.selector.unregister(fd)
+        if attempt.watched:
+            for fd in attempt.pipes:
+                self.selector.unregister(fd)
         try:
             attempt.finish()
         except OSError as exc:
             log.error("cannot write the exit status of %s: %s", attempt.directory, exc)
         if attempt.cgroup is not None:
             # Reused unless it may still be frozen (killed while its agent was away).
-            self._release_cgroup(attempt.cgroup, reuse=attempt.stopped is None, empty=attempt.emptied)
+            self.cgroups.give_back(attempt.cgroup, reuse=attempt.stopped is None, empty=attempt.emptied)
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
         if attempt.holder is not None:
@@ -318,7 +348,7 @@ class Keeper:
             for attempt in attempts:
                 if attempt.cgroup is None:
                     found += self._members(attempt)
-                elif cgroups.populated(attempt.cgroup):  # (mostly not: one read, and done)
+                elif self.cgroups.populated(attempt.cgroup):  # (mostly not: one read, and done)
                     cgroups.kill(attempt.cgroup)
                     found += cgroups.members(attempt.cgroup)
             return found
@@ -334,7 +364,7 @@ class Keeper:
         """Every living process of the attempt: its cgroup's; else its command (until it exits),
         and what the guard inherited from it (the orphans it left), with their descendants."""
         if attempt.cgroup is not None:
-            return cgroups.members(attempt.cgroup) if cgroups.populated(attempt.cgroup) else []
+            return cgroups.members(attempt.cgroup) if self.cgroups.populated(attempt.cgroup) else []
         rows = self.table.read()
         roots = [attempt.pid] if attempt.pid in rows else []
         roots += [pid for pid, row in rows.items()
@@ -429,29 +459,6 @@ class Keeper:
                 log.error("cannot mark %s as lost: %s", attempt.directory, exc)
         log.warning("killing %d attempts: %s", len(attempts), why)
         self._kill_rest(attempts)
-
-    def _cgroup_for(self, found: cgroups.Containment, request: Request) -> str:
-        """An empty cgroup for a new attempt: one an attempt that ended left, else a new one."""
-        parent = self._cgroups_of(found)
-        spares = self._spare_cgroups.get(parent)
-        if spares:
-            return spares.pop()
-        return cgroups.create(parent, f"{self.serial}-{os.path.basename(request.directory)}")
-
-    def _release_cgroup(self, cgroup: str, *, reuse: bool = True, empty: bool = False) -> None:
-        """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
-        exited; else it is read): kept for the next attempt, up to _SPARE_CGROUPS, else removed."""
-        spares = self._spare_cgroups.setdefault(os.path.dirname(cgroup), [])
-        if reuse and len(spares) < _SPARE_CGROUPS and (empty or not cgroups.populated(cgroup)):
-            spares.append(cgroup)
-        else:
-            cgroups.remove(cgroup)
-
-    def _cgroups_of(self, found: cgroups.Containment) -> str:
-        """Where this keeper makes its attempts' cgroups (cgroups.create makes it at the first)."""
-        if found.base not in self._cgroup_dirs:
-            self._cgroup_dirs[found.base] = str(cgroups.keeper_dir(found.base))
-        return self._cgroup_dirs[found.base]
 
     def _containment(self, wanted: str) -> cgroups.Containment:
         if wanted not in self.containments:

@@ -2,9 +2,11 @@
 
 The keeper `posix_spawn`s each command (vfork and exec: nothing of the keeper is copied) in a
 session of its own, its stdin /dev/null and its stdout and stderr pipes that the keeper's own
-loop pumps into the attempt's log store (logstore.py). Where the machine allows, the command is
-born in a cgroup of its own: the keeper joins it around the spawn (the only way to have the
-command there before it can fork; the keeper leaves it at once, as cgroup.kill empties it).
+loop pumps into the attempt's log store (logstore.py): watched from _WATCH_AFTER (keeper.py)
+after the start, and read to their end as the command ends (most end sooner, and their pipes
+are read then only). Where the machine allows, the command is born in a cgroup of its own:
+the keeper joins it around the spawn (the only way to have the command there before it can
+fork; the keeper leaves it at once, as cgroup.kill empties it).
 Once the attempt has ended, its emptied cgroup is the next attempt's (keeper.py).
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps
@@ -79,14 +81,17 @@ class StartFailed(Exception):
 class Attempt:
     """A command the keeper started: its pid, directory, cgroup, output and what waits on it."""
 
-    def __init__(self, request: Request, cgroup: str | None, marker: str | None) -> None:
+    def __init__(self, request: Request, cgroup: str | None, marker: str | None,
+                 joiner: int | None = None) -> None:
+        """Start the command: in `cgroup` if given (`joiner`: its cgroup.procs, open), else
+        marked in its environment with `marker`. Raises StartFailed."""
         self.directory = request.directory  # a str: the keeper's hot path makes no Path
         self.timeout = request.timeout
         self.cgroup = cgroup
         self.marker = marker
         self.logs = logstore.log_dir_of(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
-        self.pid, self.start, self._fresh = _spawn(request, cgroup, marker, self.logs, self.pipes)
+        self.pid, self.start, self._fresh = _spawn(request, joiner, marker, self.logs, self.pipes)
         self.written = list(self.pipes.values())  # both streams, after their pipes are closed
         try:
             self.pidfd = os.pidfd_open(self.pid)
@@ -96,6 +101,8 @@ class Attempt:
             _close(self.pipes)
             raise StartFailed({"errno": exc.errno or 0, "stage": "exec",
                                "error": f"cannot watch it: {exc.strerror}"}) from None
+        self.watched = False  # its output pipes are registered with the keeper's selector
+        self._state: tuple[int, int] | None = None  # the state file, open, and its length
         self.holder = None  # keeper_holders.Holder
         self.orphaned_until: float | None = None
         self.settles: list[tuple[object, int]] = []
@@ -111,7 +118,7 @@ class Attempt:
     def note_pid(self) -> None:
         """The `pid` file: what an agent process started after a crash adopts. One write to a
         new file: a reader sees the whole line or none of it (read_state takes complete lines)."""
-        path = os.path.join(self.directory, STATE_FILE)
+        path = logstore.join(self.directory, STATE_FILE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         # None there, or a spare's: cut to its first byte (statedir.py), no line, written over
         # (not truncated: ext4 writes out a file truncated to nothing as it is closed).
@@ -120,10 +127,13 @@ class Attempt:
                 os.unlink(path)
             flags |= os.O_EXCL
         fd = os.open(path, flags, 0o644)
+        line = f"{self.pid} {self.timeout:g} {self.start}\n".encode()
         try:
-            os.pwrite(fd, f"{self.pid} {self.timeout:g} {self.start}\n".encode(), 0)
-        finally:
+            os.pwrite(fd, line, 0)
+        except OSError:
             os.close(fd)
+            raise
+        self._state = (fd, len(line))  # kept open for its exit status: one open per attempt
 
     def summary(self) -> dict:
         """How it ended, for its holder: its exit status, whether the keeper killed it (and
@@ -145,6 +155,18 @@ class Attempt:
             return False
         return True
 
+    def drain(self, fd: int) -> bool:
+        """Copy what one output pipe holds into the log store, to its end if every writer has
+        closed it: True then; False if one still holds it open."""
+        while True:
+            try:
+                chunk = os.read(fd, _READ_BYTES)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                return True
+            self.pipes[fd].write(chunk)
+
     def close_pipe(self, fd: int) -> None:
         os.close(fd)
         self.pipes.pop(fd).close()
@@ -161,8 +183,14 @@ class Attempt:
         try:
             # The exit status is also what says the output is complete (logstore.is_done): no
             # `done` file for a command attempt.
-            note_exit(self.directory, self.status)
+            if self._state is None:
+                note_exit(self.directory, self.status)
+            else:  # appended (one write: a reader sees the whole line or none of it)
+                os.pwrite(self._state[0], f"exit {self.status}\n".encode(), self._state[1])
         finally:
+            if self._state is not None:
+                os.close(self._state[0])
+                self._state = None
             procs.wait_status(self.pidfd, reap=True)
             os.close(self.pidfd)
 
@@ -205,7 +233,7 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
+def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
            pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int, bool]:
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid,
     start time, and whether its directory was made new. Raises StartFailed."""
@@ -229,7 +257,7 @@ def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
     stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
     env = request.env if marker is None else {**request.env, MARKER: marker}
     try:
-        pid = _spawn_in(request, cgroup, env, stdio)
+        pid = _spawn_in(request, joiner, env, stdio)
     except StartFailed:
         _close(pipes)
         raise
@@ -239,18 +267,18 @@ def _spawn(request: Request, cgroup: str | None, marker: str | None, logs: str,
     return pid, procs.start_time(pid) or 0, fresh
 
 
-def _spawn_in(request: Request, cgroup: str | None, env: dict[str, str], stdio: list) -> int:
-    """posix_spawn in the request's cwd and the cgroup: the keeper (single-threaded) steps into
-    both for the spawn and back out at once."""
+def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: list) -> int:
+    """posix_spawn in the request's cwd and the cgroup whose cgroup.procs `joiner` is: the
+    keeper (single-threaded) steps into both for the spawn and back out at once."""
     stage, home_dir, home_cgroup = "cwd", None, None
     try:
         if request.cwd:
-            home_dir = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            home_dir = _home_dir()
             os.chdir(request.cwd)
         stage = "cgroup"
-        if cgroup is not None:
+        if joiner is not None:
             home_cgroup = _home()
-            cgroups.join(cgroup)
+            os.write(joiner, b"0")
         stage = "exec"
         return os.posix_spawn(request.argv[0], request.argv, env, file_actions=stdio,
                               setsid=True, setsigmask=(), setsigdef=_RESET)
@@ -262,14 +290,13 @@ def _spawn_in(request: Request, cgroup: str | None, env: dict[str, str], stdio: 
             os.write(home_cgroup, b"0")
         if home_dir is not None:
             os.fchdir(home_dir)
-            os.close(home_dir)
 
 
 def _take_spare(request: Request) -> bool:
     """Rename the request's spare directory into place; whether it was (else the directory is
     made: the spare is gone, or the directory is there already)."""
-    if not request.spare or os.path.dirname(request.spare) != os.path.join(
-            os.path.dirname(request.directory), "spare"):
+    if not request.spare or request.spare.rpartition("/")[0] != \
+            request.directory.rpartition("/")[0] + "/spare":
         return False
     try:
         os.rename(request.spare, request.directory)
@@ -293,6 +320,12 @@ def _make_dir(path: str) -> bool:
 def _null() -> int:
     """/dev/null, opened once: every command's stdin."""
     return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+@functools.cache
+def _home_dir() -> int:
+    """The keeper's working directory (it never moves but for a spawn), opened once."""
+    return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 @functools.cache

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 _OPEN_SECONDS = 20.0
 _RETRY_PAUSE = 0.05
 _LINE_LIMIT = 1 << 20
+# Requests wait for the keeper to read what was written before once this much is unread
+# (a keeper that stopped reading does not make the agent buffer without end).
+_WRITE_BUFFER = 1 << 16
 # In a `started` reply as `start` gets it: the future of the attempt's `ended` news.
 _ENDED = "_ended"
 
@@ -74,6 +77,9 @@ class Keeper:
         self.takes_spares = False
         self._ends: dict[int, asyncio.Future[dict | None]] = {}
         self._writer: asyncio.StreamWriter | None = None
+        # Messages of this turn of the event loop, written together at its end (one write and one
+        # keeper wake-up for all the starts an assignment batch makes).
+        self._outgoing: list[bytes] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._opening: asyncio.Lock | None = None
         self._closed = False
@@ -197,6 +203,7 @@ class Keeper:
         grace, and the keeper exits when it has nothing left."""
         self._closed = True
         self._send({"op": "bye"})
+        self._flush()
         await self._disconnect()
 
     # Inside.
@@ -266,6 +273,7 @@ class Keeper:
             log.error("the keeper of %s went away; its attempts were killed with it",
                       self.state_dir)
         writer, self._writer = self._writer, None
+        self._outgoing.clear()  # (never written to a connection made later)
         if writer is not None:
             writer.close()
         self._fail_pending()
@@ -281,13 +289,25 @@ class Keeper:
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self._writer.write(wire.encode({**message, "id": request_id}))  # type: ignore[union-attr]
-        await self._writer.drain()  # type: ignore[union-attr]
+        self._send({**message, "id": request_id})
+        writer = self._writer
+        if writer is not None and writer.transport.get_write_buffer_size() > _WRITE_BUFFER:
+            self._flush()
+            await writer.drain()
         return await future
 
     def _send(self, message: dict) -> None:
-        if self.connected:
-            self._writer.write(wire.encode(message))  # type: ignore[union-attr]
+        """Queue a message, written with the others of this turn of the event loop."""
+        if not self.connected:
+            return
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(wire.encode(message))
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and self.connected:
+            self._writer.write(b"".join(outgoing))  # type: ignore[union-attr]
 
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
@@ -300,6 +320,7 @@ class Keeper:
                 end.set_result(None)
 
     async def _disconnect(self) -> None:
+        self._outgoing.clear()  # (what close says was flushed)
         writer, self._writer = self._writer, None
         tasks, self._tasks = self._tasks, []
         if writer is not None:

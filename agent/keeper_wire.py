@@ -39,8 +39,12 @@ STARTUP_WAIT = 10.0
 _SHORT_PATH = 100
 
 
+# One encoder for every message (json.dumps with separators makes a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(message: dict) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(message).encode() + b"\n"
 
 
 def decode(line: bytes) -> dict:

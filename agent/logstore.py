@@ -57,7 +57,14 @@ def log_dir(attempt_dir: str | Path) -> Path:
 def log_dir_of(attempt_dir: str) -> str:
     """log_dir as a str (for the keeper's hot path)."""
     parent, name = os.path.split(attempt_dir)
-    return os.path.join(parent, LOGS, name)
+    return join(parent, LOGS, name) if parent else os.path.join(parent, LOGS, name)
+
+
+def join(*parts: str) -> str:
+    """os.path.join of str parts, the first not empty and none but the first absolute (what
+    the keeper's hot path joins): without os.path.join's checks."""
+    head = parts[0]
+    return (head if head.endswith("/") else head + "/") + "/".join(parts[1:])
 
 
 class SegmentWriter:
@@ -68,7 +75,7 @@ class SegmentWriter:
         self.stream = stream
         self._dir, self._max_bytes, self._lazy = directory, max_bytes, lazy
         self.wrote = False  # some output came (with `lazy`, its directory is made then)
-        self._prefix = os.path.join(directory, stream)
+        self._prefix = join(os.fspath(directory), stream) if directory else stream
         self.size = segment_size(max_bytes)
         self.index, self.fill = 0, 0
         self.failed: OSError | None = None  # a write refused (disk full): the rest is dropped
@@ -171,7 +178,8 @@ def note_empty(directory: str | Path) -> None:
     global _empty_file
     now = time.time()
     parent, name = os.path.split(os.fspath(directory))
-    path = os.path.join(parent, EMPTY, str(int(now // EMPTY_SPAN)))
+    period = str(int(now // EMPTY_SPAN))
+    path = join(parent, EMPTY, period) if parent else os.path.join(EMPTY, period)
     if _empty_file is None or _empty_file[0] != path:
         if _empty_file is not None:
             os.close(_empty_file[1])

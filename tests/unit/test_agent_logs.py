@@ -35,6 +35,18 @@ def test_a_finished_attempt_keeps_its_whole_output_byte_for_byte(tmp_path):
     assert result.stdout_tail == EXPECTED[-4096:].decode("utf-8", errors="replace")
 
 
+def test_a_quick_command_that_writes_more_than_its_pipes_hold_keeps_all_of_it(tmp_path):
+    """The keeper watches a command's pipes only once it has run a little (most end sooner, and
+    their pipes are read as they end): one that fills them at once waits, and loses nothing."""
+    script = "head -c 300000 /dev/zero; head -c 200000 /dev/zero | tr '\\0' e >&2"
+    spec = CommandSpec(["/bin/sh", "-c", script], attempt_dir=str(tmp_path / "t.1"))
+    result = asyncio.run(run_command(spec))
+    assert result.exit_code == 0, result
+    logs = logstore.log_dir(tmp_path / "t.1")
+    assert whole(logs, "out") == bytes(300000)
+    assert whole(logs, "err") == b"e" * 200000
+
+
 def test_output_past_the_cap_is_rotated_away_and_the_newest_kept(tmp_path):
     cap = logstore.MIN_MAX_BYTES
     spec = CommandSpec([sys.executable, "-c", WRITE], attempt_dir=str(tmp_path / "t.1"), log_max_bytes=cap)

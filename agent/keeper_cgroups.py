@@ -1,0 +1,90 @@
+"""The keeper's attempt cgroups: made under the keeper's own (cgroups.keeper_dir), kept once
+an attempt has ended and emptied them for the next attempts, and removed as the keeper exits.
+
+Making and removing a cgroup is most of what one costs per attempt, and then opening its files:
+the two the hot path uses (cgroup.procs, which the keeper writes to join the cgroup around a
+spawn, and cgroup.events, which says whether anything is left in it as the attempt ends) are
+opened once per cgroup and used by every attempt that cgroup holds. Stdlib only: the keeper
+imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from . import cgroups
+
+# Emptied cgroups kept for the next attempts, at most.
+SPARES = 64
+_PROCS, _EVENTS = 0, 1
+
+
+class Pool:
+    """The cgroups of one keeper's attempts: in use, or spare (empty, for the next attempt)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path | None, str] = {}  # where the attempts' cgroups go, by base
+        self._spares: dict[str, list[str]] = {}  # by the directory they are in
+        self._files: dict[str, list[int]] = {}  # cgroup.procs and cgroup.events (-1: not open)
+
+    def take(self, found: cgroups.Containment, name: Callable[[], str]) -> str:
+        """An empty cgroup for a new attempt: one an attempt that ended left, else a new one
+        named `name()` (raises OSError if it cannot be made)."""
+        parent = self._dir(found)
+        spares = self._spares.get(parent)
+        if spares:
+            return spares.pop()
+        return cgroups.create(parent, name())
+
+    def give_back(self, cgroup: str, *, reuse: bool = True, empty: bool = False) -> None:
+        """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
+        exited; else it is read): kept for the next attempt, up to SPARES, else removed."""
+        spares = self._spares.setdefault(cgroup.rpartition("/")[0], [])
+        if reuse and len(spares) < SPARES and (empty or not self.populated(cgroup)):
+            spares.append(cgroup)
+        else:
+            self.remove(cgroup)
+
+    def joiner(self, cgroup: str) -> int:
+        """The cgroup's cgroup.procs, open: writing b"0" moves the writer into the cgroup."""
+        return self._file(cgroup, _PROCS)
+
+    def populated(self, cgroup: str) -> bool:
+        """Whether a process (not a zombie) is in the cgroup or below it (cgroups.populated)."""
+        try:
+            return b"populated 1" in os.pread(self._file(cgroup, _EVENTS), 4096, 0)
+        except OSError:
+            return False  # removed: nothing is in it
+
+    def remove(self, cgroup: str) -> None:
+        for fd in self._files.pop(cgroup, ()):
+            if fd >= 0:
+                os.close(fd)
+        cgroups.remove(cgroup)
+
+    def close(self, bases: list[Path | None]) -> None:
+        """Remove the spare cgroups, and the keeper's own under each of these bases."""
+        for spares in self._spares.values():
+            for cgroup in spares:
+                self.remove(cgroup)
+        self._spares.clear()
+        for base in bases:
+            if base is not None:
+                cgroups.remove(cgroups.keeper_dir(base))
+
+    def _file(self, cgroup: str, which: int) -> int:
+        files = self._files.setdefault(cgroup, [-1, -1])
+        if files[which] < 0:
+            if which == _PROCS:
+                files[which] = cgroups.joiner(cgroup)
+            else:
+                files[which] = os.open(os.path.join(cgroup, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+        return files[which]
+
+    def _dir(self, found: cgroups.Containment) -> str:
+        """Where this keeper makes its attempts' cgroups (cgroups.create makes it at the first)."""
+        if found.base not in self._dirs:
+            self._dirs[found.base] = str(cgroups.keeper_dir(found.base))
+        return self._dirs[found.base]
