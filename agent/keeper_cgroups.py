@@ -10,6 +10,7 @@ imports it.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,9 +35,14 @@ class Pool:
         named `name()` (raises OSError if it cannot be made)."""
         parent = self._dir(found)
         spares = self._spares.get(parent)
-        if spares:
-            return spares.pop()
-        return cgroups.create(parent, name())
+        cgroup = spares.pop() if spares else cgroups.create(parent, name())
+        try:  # both files now: one that cannot be opened refuses the start, not its clean-up
+            self._file(cgroup, _PROCS)
+            self._file(cgroup, _EVENTS)
+        except OSError:
+            self.remove(cgroup)  # (never left out of the pool, nor reused half open)
+            raise
+        return cgroup
 
     def give_back(self, cgroup: str, *, reuse: bool = True, empty: bool = False) -> None:
         """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
@@ -55,8 +61,12 @@ class Pool:
         """Whether a process (not a zombie) is in the cgroup or below it (cgroups.populated)."""
         try:
             return b"populated 1" in os.pread(self._file(cgroup, _EVENTS), 4096, 0)
-        except OSError:
+        except (FileNotFoundError, ProcessLookupError):
             return False  # removed: nothing is in it
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:  # removed while open
+                return False
+            return True  # unknown (EMFILE...): never taken for empty, so it is killed and read again
 
     def remove(self, cgroup: str) -> None:
         for fd in self._files.pop(cgroup, ()):

@@ -238,7 +238,7 @@ class Keeper:
             self._send({"op": "grace", "seconds": self._grace})
         for pid in self._workers:
             self._send({"op": "worker", "pid": pid})
-        self._tasks = [asyncio.create_task(self._read(reader)), asyncio.create_task(self._renew())]
+        self._tasks = [asyncio.create_task(self._read(reader, writer)), asyncio.create_task(self._renew())]
 
     async def _spawn(self) -> None:
         """Start a keeper for the state directory (off the event loop: it takes a Python start)."""
@@ -247,7 +247,7 @@ class Keeper:
             raise KeeperUnavailable(self._trouble("it could not start"))
         # 2: another keeper has the directory (it is exiting, or about to listen): try again.
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, reader: asyncio.StreamReader, mine: asyncio.StreamWriter) -> None:
         lapsed = False
         try:
             while line := await reader.readline():
@@ -272,6 +272,9 @@ class Keeper:
         elif not self._closed:
             log.error("the keeper of %s went away; its attempts were killed with it",
                       self.state_dir)
+        if self._writer is not mine:  # a later connection's: not ours to close, clear or fail
+            mine.close()
+            return
         writer, self._writer = self._writer, None
         self._outgoing.clear()  # (never written to a connection made later)
         if writer is not None:
