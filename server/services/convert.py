@@ -76,6 +76,43 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         resources=request_from_proto(m.resources, f"{path}.resources") if m.HasField("resources") else NO_RESOURCES)
 
 
+def task_specs_from_proto(messages) -> tuple[TaskSpec, ...]:
+    """A job's task specs. Most tasks of a job differ only by name (a bench's 20,000 no-ops, a
+    generated list): the first of each kind is converted, the others are that one renamed
+    (TaskSpec.renamed; as the codec decodes stored ones). Conversion depends on the values
+    alone, never the name, so a renamed copy is what converting it would have made."""
+    out, kinds = [], {}
+    for i, m in enumerate(messages):
+        key = _kind(m)
+        first = kinds.get(key) if key is not None else None
+        if first is not None:
+            out.append(first.renamed(m.name))
+            continue
+        spec = task_spec_from_proto(m, f"spec.tasks[{i}]")
+        if key is not None:
+            kinds[key] = spec
+        out.append(spec)
+    return tuple(out)
+
+
+def _kind(m: job_pb2.TaskSpec) -> tuple | None:
+    """A TaskSpec message's values but its name, as a hashable key: (field number, value) of each
+    field set; None when one of them is a message or map (env, lateness, ...): such a task is
+    converted on its own."""
+    key = []
+    for f, value in m.ListFields():
+        if f.number == _TASK_NAME_NUMBER:
+            continue
+        if f.cpp_type == _MESSAGE:
+            return None
+        key.append((f.number, tuple(value) if f.is_repeated else value))
+    return tuple(key)
+
+
+_TASK_NAME_NUMBER = job_pb2.TaskSpec.DESCRIPTOR.fields_by_name["name"].number
+_MESSAGE = job_pb2.TaskSpec.DESCRIPTOR.fields_by_name["lateness"].CPPTYPE_MESSAGE
+
+
 def _external_from_proto(m) -> ExternalSpec:
     return ExternalSpec(tuple(m.submit), tuple(m.poll), tuple(m.cancel), m.poll_interval_seconds)
 
@@ -138,7 +175,7 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     """The spec a caller sent (its times checked here; extract.py checks the rest)."""
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
     rules = tuple(rule_from_proto(f"spec.continuation_rules[{i}]", r) for i, r in enumerate(m.continuation_rules))
-    tasks = tuple(task_spec_from_proto(t, f"spec.tasks[{i}]") for i, t in enumerate(m.tasks))
+    tasks = task_specs_from_proto(m.tasks)
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
