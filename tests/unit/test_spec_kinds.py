@@ -20,3 +20,17 @@ def test_tasks_of_one_kind_and_of_many_convert_as_each_alone() -> None:
     assert got == tuple(convert.task_spec_from_proto(t) for t in tasks)
     assert [t.name for t in got] == list("abcdefgh")
     assert got[1].prerequisite_ids == frozenset()
+
+
+def test_a_renamed_copy_is_stored_as_the_spec_it_equals() -> None:
+    from jobplane.server.domain.model import TaskSpec
+    from jobplane.server.store.codec import TaskSpecs, dump_task_spec, load_task_spec
+
+    first = TaskSpec(name="t-1", command=("/bin/echo", "x"), env={"A": "1"}, timeout_seconds=2.5)
+    copies = [first.renamed(name) for name in ("t-2", "t\u00e9", 'q"uote')]
+    specs = TaskSpecs()
+    for copy in copies:
+        alone = TaskSpec(name=copy.name, command=("/bin/echo", "x"), env={"A": "1"}, timeout_seconds=2.5)
+        assert copy == alone and copy.kind is first
+        assert specs(copy) == dump_task_spec(alone)
+        assert load_task_spec(specs(copy)) == alone
