@@ -200,7 +200,31 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
 def fill_task_spec(m: job_pb2.TaskSpec, s: TaskSpec) -> job_pb2.TaskSpec:
     """Set `s` on an empty message `m` (one in its place in a parent: no copy), only the fields
     that are set: every task of a job and every assignment goes through here, and most fields
-    are at their defaults (a no-op task sets two)."""
+    are at their defaults (a no-op task sets two). A renamed copy (TaskSpec.kind) is its kind's
+    message, parsed from bytes made once, under its own name."""
+    kind = s.kind
+    if kind is not s:
+        m.MergeFromString(_kind_bytes(kind))
+        m.name = s.name
+        return m
+    return _fill(m, s)
+
+
+_KIND_BYTES: dict[int, tuple[TaskSpec, bytes]] = {}  # id(kind) -> (kind, its message without a name)
+
+
+def _kind_bytes(kind: TaskSpec) -> bytes:
+    done = _KIND_BYTES.get(id(kind))
+    if done is None or done[0] is not kind:
+        if len(_KIND_BYTES) >= 1024:
+            _KIND_BYTES.clear()
+        m = _fill(job_pb2.TaskSpec(), kind)
+        m.ClearField("name")
+        done = _KIND_BYTES[id(kind)] = (kind, m.SerializeToString())
+    return done[1]
+
+
+def _fill(m: job_pb2.TaskSpec, s: TaskSpec) -> job_pb2.TaskSpec:
     m.name = s.name
     if s.python:
         m.python = s.python

@@ -191,11 +191,16 @@ def as_json(value: dict | list) -> str:
     event) from a memo."""
     if not value:
         return "[]" if isinstance(value, list) else "{}"
-    if type(value) is not dict or len(value) > 4 or not all(type(v) is str for v in value.values()):
+    if type(value) is not dict or len(value) > 4:
         return json.dumps(value)
     key = tuple(value.items())
-    text = _RAW_JSON.get(key)
+    try:
+        text = _RAW_JSON.get(key)  # only dicts of strings are kept: one found is one
+    except TypeError:  # an unhashable value
+        return json.dumps(value)
     if text is None:
+        if not all(type(v) is str for v in value.values()):
+            return json.dumps(value)
         if len(_RAW_JSON) >= 1024:
             _RAW_JSON.clear()
         text = _RAW_JSON[key] = json.dumps(value)

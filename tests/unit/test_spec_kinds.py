@@ -34,3 +34,15 @@ def test_a_renamed_copy_is_stored_as_the_spec_it_equals() -> None:
         assert copy == alone and copy.kind is first
         assert specs(copy) == dump_task_spec(alone)
         assert load_task_spec(specs(copy)) == alone
+
+
+def test_a_renamed_copy_is_sent_as_the_spec_it_equals() -> None:
+    from jobplane.server.domain.model import Lateness, TaskSpec
+
+    values = dict(command=("/bin/echo", "x"), env={"A": "1"}, timeout_seconds=2.5, lateness=Lateness(None, None, 60.0, 0.0))
+    first = TaskSpec(name="t-1", **values)
+    for name in ("t-2", "t-3"):
+        copy = first.renamed(name)
+        sent = convert.fill_task_spec(job_pb2.TaskSpec(), copy)
+        assert sent == convert.fill_task_spec(job_pb2.TaskSpec(), TaskSpec(name=name, **values))
+        assert sent.name == name and list(sent.command) == ["/bin/echo", "x"]
