@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from .model import Event
+from .model import Event, EventKind
 
 if TYPE_CHECKING:
     from .inventory import InvEntry
@@ -168,16 +168,16 @@ class ChangeSet:
                 self.starts.pop(event.task_id, None)
         self.events.append(event)
 
-    def end_replaces_start(self, time: float, kind: int, fields: dict) -> bool:
-        """Put a task's end (its event's `fields`) in the place of its RUNNING event of this
-        batch, with that event's id, if nothing else of the task came between and it is the same
-        attempt; False otherwise. Both are in one commit, so no one could ever have seen the task
-        RUNNING: a watcher misses no state, and a fast task costs one event, not two (ids stay
-        consecutive). The end's Event is built only when it takes the place."""
-        at = self.starts.pop(fields["task_id"], None)
-        if at is None or self.events[at].attempt != fields["attempt"]:
+    def end_replaces_start(self, time: float, task: TaskRt, raw_status: str, message: str) -> bool:
+        """Put a task's end (its event, as task_event makes it) in the place of its RUNNING
+        event of this batch, with that event's id, if nothing else of the task came between and
+        it is the same attempt; False otherwise. Both are in one commit, so no one could ever
+        have seen the task RUNNING: a watcher misses no state, and a fast task costs one event,
+        not two (ids stay consecutive). The end's Event is built only when it takes the place."""
+        at = self.starts.pop(task.id, None)
+        if at is None or self.events[at].attempt != task.attempt:
             return False
-        self.events[at] = Event(self.events[at].id, time, kind, **fields)
+        self.events[at] = task_event(self.events[at].id, time, task, raw_status, message)
         return True
 
     def persisted(self) -> bool:
@@ -222,5 +222,12 @@ class ChangeSet:
         self.suspends.setdefault(provider_id, []).append(suspend)
 
 
+def task_event(event_id: int, time: float, task: TaskRt, raw_status: str, message: str) -> Event:
+    """The event of a task as it is now (its state named `raw_status`). Positional arguments,
+    in Event's field order: built several times per task, keywords cost a dict each time."""
+    return Event(event_id, time, EventKind.TASK, task.job_id, task.id, task.name, task.provider or "",
+                 task.attempt, raw_status, task.raw, task.status, message, task.environment)
+
+
 __all__ = ["Assigned", "ChangeSet", "Continued", "ContinuationRec", "ContinuedRec", "InventoryChange", "Overlap",
-           "ScanAsk", "Stop", "Suspend", "Timer", "Timing"]
+           "ScanAsk", "Stop", "Suspend", "Timer", "Timing", "task_event"]

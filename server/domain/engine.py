@@ -19,7 +19,7 @@ from ..errors import FailedPrecondition
 from .adoption import Adoption, handed_on
 from .alerts import Alerts
 from .capacity import Capacity
-from .changes import ChangeSet
+from .changes import ChangeSet, task_event
 from .conditions import Conditions
 from .continuation import Continuations, Pending
 from .dispatch import ReadyQueue
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # A task's ends whose event takes the place of its RUNNING event of the same batch (task_moved).
 MERGED_ENDS = frozenset({TaskState.SUCCEEDED, TaskState.FAILED})
+STATE_NAMES = {state: state.name for state in TaskState}  # an enum's .name is a property: slow per event
 
 MAX_LOST_ATTEMPTS = 20  # a task lost with this many providers in a row fails
 
@@ -192,14 +193,14 @@ class Engine:
         if kind == EventKind.JOB:
             self.notifications.seen(event)
 
-    def task_moved(self, to: TaskState, **fields) -> None:
-        """The event of a task's move to state `to`. A move to RUNNING and the attempt's end
+    def task_moved(self, task: TaskRt, to: TaskState, message: str) -> None:
+        """The event of the task's move to state `to`. A move to RUNNING and the attempt's end
         in one batch make one event: the end's (ChangeSet.end_replaces_start)."""
-        if (to in MERGED_ENDS and fields["task_id"] in self.changes.starts
-                and self.changes.end_replaces_start(self.now, EventKind.TASK, fields)):
+        changes, name = self.changes, STATE_NAMES[to]
+        if to in MERGED_ENDS and task.id in changes.starts and changes.end_replaces_start(self.now, task, name, message):
             return
-        self.changes.add_event(Event(self.ids.take("event"), self.now, EventKind.TASK, **fields),
-                               start=to == TaskState.RUNNING)
+        changes.add_event(task_event(self.ids.take("event"), self.now, task, name, message),
+                          start=to is TaskState.RUNNING)
 
     # ----- jobs ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .model import TASK_DONE, EventKind, JobState, Status, TaskState
 from .policies import normalize
+from .changes import task_event
 from .state import JobRt, TaskRt
 from .status import COUNT_BUCKETS, task_status
 
@@ -100,7 +101,7 @@ class Lifecycle:
         e.changes.task(task)
         if to == Q and enqueue and not held:
             e.enqueue(task, job)
-        self.engine.task_moved(to, **self._event_fields(task, to.name, reason))
+        self.engine.task_moved(task, to, reason)
 
     def reopen(self, task: TaskRt, to: TaskState, reason: str) -> None:
         """A FAILED or CANCELLED task of a job that is rerun (reopen.py) waits again: BLOCKED
@@ -129,13 +130,8 @@ class Lifecycle:
             self.engine.changes.job(job)
 
     def _task_event(self, task: TaskRt, raw_status: str, message: str) -> None:
-        self.engine.event(EventKind.TASK, **self._event_fields(task, raw_status, message))
-
-    @staticmethod
-    def _event_fields(task: TaskRt, raw_status: str, message: str) -> dict:
-        return dict(job_id=task.job_id, task_id=task.id, task_name=task.name, provider_id=task.provider or "",
-                    attempt=task.attempt, raw_status=raw_status, raw=task.raw, status=task.status,
-                    message=message, environment=task.environment)
+        e = self.engine
+        e.changes.add_event(task_event(e.ids.take("event"), e.now, task, raw_status, message))
 
     # ----- ends ----------------------------------------------------------------------
 

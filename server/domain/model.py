@@ -165,6 +165,24 @@ class TaskSpec:
             return "slurm"
         return "external" if self.external else "python" if self.python else "process"
 
+    def renamed(self, name: str) -> TaskSpec:
+        """This spec under another name, sharing its (immutable) values: a copy of its fields,
+        not a new __init__ (a frozen TaskSpec's costs several microseconds, and most tasks of a
+        job are one template's copies: submits and reads make thousands a second). Its `kind`
+        is this one's."""
+        renamed = object.__new__(TaskSpec)
+        renamed.__dict__.update(self.__dict__)
+        renamed.__dict__["name"] = name
+        renamed.__dict__["_kind"] = self.kind
+        return renamed
+
+    @property
+    def kind(self) -> TaskSpec:
+        """The spec this one is a renamed copy of (renamed), else itself: equal to this one in
+        every field but the name. What depends on the values alone (encoding them, checking
+        them) is worked out once per kind, not once per task."""
+        return self.__dict__.get("_kind", self)
+
     @cached_property  # read on every enqueue and placement check; the spec never changes
     def prerequisite_ids(self) -> frozenset[str]:
         return frozenset(getattr(s, "id", "") for s in self.prerequisites)

@@ -64,7 +64,11 @@ def rpc(method: Callable) -> Callable:
 
 def check_no_nul(message: Message, path: str = "") -> None:
     """Raise InvalidArgument naming the first text field of `message` (at any depth) that holds a
-    NUL character: no jobplane text may (PostgreSQL refuses to store one, programs cannot take one)."""
+    NUL character: no jobplane text may (PostgreSQL refuses to store one, programs cannot take one).
+    A message whose encoding holds no zero byte holds no NUL (UTF-8 writes one as a zero byte):
+    it passes without the walk, which costs microseconds per task of a big job's submit."""
+    if not path and b"\0" not in message.SerializeToString():
+        return
     for field, value in message.ListFields():
         where = f"{path}.{field.name}" if path else field.name
         if field.message_type is not None and field.message_type.GetOptions().map_entry:

@@ -76,6 +76,43 @@ def task_spec_from_proto(m: job_pb2.TaskSpec, path: str = "task") -> TaskSpec:
         resources=request_from_proto(m.resources, f"{path}.resources") if m.HasField("resources") else NO_RESOURCES)
 
 
+def task_specs_from_proto(messages) -> tuple[TaskSpec, ...]:
+    """A job's task specs. Most tasks of a job differ only by name (a bench's 20,000 no-ops, a
+    generated list): the first of each kind is converted, the others are that one renamed
+    (TaskSpec.renamed; as the codec decodes stored ones). Conversion depends on the values
+    alone, never the name, so a renamed copy is what converting it would have made."""
+    out, kinds = [], {}
+    for i, m in enumerate(messages):
+        key = _kind(m)
+        first = kinds.get(key) if key is not None else None
+        if first is not None:
+            out.append(first.renamed(m.name))
+            continue
+        spec = task_spec_from_proto(m, f"spec.tasks[{i}]")
+        if key is not None:
+            kinds[key] = spec
+        out.append(spec)
+    return tuple(out)
+
+
+def _kind(m: job_pb2.TaskSpec) -> tuple | None:
+    """A TaskSpec message's values but its name, as a hashable key: (field number, value) of each
+    field set; None when one of them is a message or map (env, lateness, ...): such a task is
+    converted on its own."""
+    key = []
+    for f, value in m.ListFields():
+        if f.number == _TASK_NAME_NUMBER:
+            continue
+        if f.cpp_type == _MESSAGE:
+            return None
+        key.append((f.number, tuple(value) if f.is_repeated else value))
+    return tuple(key)
+
+
+_TASK_NAME_NUMBER = job_pb2.TaskSpec.DESCRIPTOR.fields_by_name["name"].number
+_MESSAGE = job_pb2.TaskSpec.DESCRIPTOR.fields_by_name["lateness"].CPPTYPE_MESSAGE
+
+
 def _external_from_proto(m) -> ExternalSpec:
     return ExternalSpec(tuple(m.submit), tuple(m.poll), tuple(m.cancel), m.poll_interval_seconds)
 
@@ -138,7 +175,7 @@ def job_spec_from_proto(m: job_pb2.JobSpec) -> JobSpec:
     """The spec a caller sent (its times checked here; extract.py checks the rest)."""
     priority = m.continuation_priority if m.HasField("continuation_priority") else None
     rules = tuple(rule_from_proto(f"spec.continuation_rules[{i}]", r) for i, r in enumerate(m.continuation_rules))
-    tasks = tuple(task_spec_from_proto(t, f"spec.tasks[{i}]") for i, t in enumerate(m.tasks))
+    tasks = task_specs_from_proto(m.tasks)
     return JobSpec(m.name, m.priority, dict(m.labels), tasks,
                    m.wait_for_providers, priority, rules, _lateness_from_proto(m, "spec"), m.job_class.strip(),
                    _window_from_proto(m), _transient_from_proto(m.transient) if m.HasField("transient") else None,
@@ -163,7 +200,31 @@ def task_spec_to_proto(s: TaskSpec) -> job_pb2.TaskSpec:
 def fill_task_spec(m: job_pb2.TaskSpec, s: TaskSpec) -> job_pb2.TaskSpec:
     """Set `s` on an empty message `m` (one in its place in a parent: no copy), only the fields
     that are set: every task of a job and every assignment goes through here, and most fields
-    are at their defaults (a no-op task sets two)."""
+    are at their defaults (a no-op task sets two). A renamed copy (TaskSpec.kind) is its kind's
+    message, parsed from bytes made once, under its own name."""
+    kind = s.kind
+    if kind is not s:
+        m.MergeFromString(_kind_bytes(kind))
+        m.name = s.name
+        return m
+    return _fill(m, s)
+
+
+_KIND_BYTES: dict[int, tuple[TaskSpec, bytes]] = {}  # id(kind) -> (kind, its message without a name)
+
+
+def _kind_bytes(kind: TaskSpec) -> bytes:
+    done = _KIND_BYTES.get(id(kind))
+    if done is None or done[0] is not kind:
+        if len(_KIND_BYTES) >= 1024:
+            _KIND_BYTES.clear()
+        m = _fill(job_pb2.TaskSpec(), kind)
+        m.ClearField("name")
+        done = _KIND_BYTES[id(kind)] = (kind, m.SerializeToString())
+    return done[1]
+
+
+def _fill(m: job_pb2.TaskSpec, s: TaskSpec) -> job_pb2.TaskSpec:
     m.name = s.name
     if s.python:
         m.python = s.python

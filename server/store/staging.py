@@ -69,8 +69,9 @@ class Stager:
         self._insert(out, JobRow, [job_row(j, heads[j.id]) for j in new_jobs])
         self._insert(out, JobSpecRow, [{"job": j.id, "spec": with_tasks(heads[j.id], j.spec, specs)} for j in new_jobs])
         self._insert(out, JobTagRow, [tag for j in new_jobs for tag in job_tags(j.id, j.spec)])
-        self._insert(out, TaskRow, [task_row(cs.tasks[i], specs) for i in sorted(cs.new_tasks)])
-        self._insert(out, AttemptRow, [attempt_row(cs.attempts[i]) for i in sorted(cs.new_attempts)])
+        self._insert_values(out, TaskRow, TASK_COLUMNS, [task_values(cs.tasks[i], specs) for i in sorted(cs.new_tasks)])
+        self._insert_values(out, AttemptRow, ATTEMPT_COLUMNS, [attempt_values(cs.attempts[i])
+                                                               for i in sorted(cs.new_attempts)])
         for j in new_jobs:
             self.jobs.remember(j.id, job_indexed(j))
         for i in cs.new_tasks:
@@ -88,7 +89,7 @@ class Stager:
              (a.start_time, a.end_time), a.end_time is not None)
             for i, a in cs.attempts.items() if i not in cs.new_attempts))
         self._upsert(out, ProviderRow, ("id",), [provider_row(p) for p in cs.providers.values()])
-        self._insert(out, EventRow, [event_row(e) for e in cs.events])
+        self._insert_values(out, EventRow, EVENT_COLUMNS, [event_values(e) for e in cs.events])
         self._continuations(out, cs.continuations)
         self._insert(out, AuditRow, cs.audits)
         self._upsert(out, InventoryRow, ("provider", "signature"), [inventory_row(c) for c in cs.inventory])
@@ -126,15 +127,21 @@ class Stager:
         """Bulk insert with one prepared statement: peewee's per-row SQL building costs
         more than SQLite itself at thousands of rows a second. Rows must name every
         column without a database default: peewee's Python-side defaults do not apply."""
-        if not rows:
+        if rows:
+            columns = tuple(rows[0])
+            self._insert_values(out, model, columns, _values(columns, rows))
+
+    def _insert_values(self, out: Staged, model, columns: tuple[str, ...], values: list[tuple]) -> None:
+        """`_insert` of rows given as tuples in `columns` order (the hot rows: tasks, attempts,
+        events; a tuple costs less than a dict and its reordering)."""
+        if not values:
             return
-        columns = tuple(rows[0])
         sql = self._sql.get((model, columns))
         if sql is None:
             names = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
             sql = f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
             sql = self._sql[(model, columns)] = sql.replace("?", self.param)
-        out.steps.append((sql, _values(columns, rows)))
+        out.steps.append((sql, values))
 
     def _upsert(self, out: Staged, model, keys: tuple[str, ...], rows: list[dict]) -> None:
         """Insert or update many rows with one prepared statement (10,000 agents connecting
@@ -184,11 +191,16 @@ def as_json(value: dict | list) -> str:
     event) from a memo."""
     if not value:
         return "[]" if isinstance(value, list) else "{}"
-    if type(value) is not dict or len(value) > 4 or not all(type(v) is str for v in value.values()):
+    if type(value) is not dict or len(value) > 4:
         return json.dumps(value)
     key = tuple(value.items())
-    text = _RAW_JSON.get(key)
+    try:
+        text = _RAW_JSON.get(key)  # only dicts of strings are kept: one found is one
+    except TypeError:  # an unhashable value
+        return json.dumps(value)
     if text is None:
+        if not all(type(v) is str for v in value.values()):
+            return json.dumps(value)
         if len(_RAW_JSON) >= 1024:
             _RAW_JSON.clear()
         text = _RAW_JSON[key] = json.dumps(value)
@@ -226,32 +238,35 @@ def job_row(j, head: bytes) -> dict:
             "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
 
 
-def task_row(t, specs: Callable[[object], bytes] = dump_task_spec) -> dict:
+# The columns of a new task, attempt and event row, in the order of task_values,
+# attempt_values and event_values (every column without a database default).
+TASK_COLUMNS = ("id", "job", "idx", "name", "group", "spec", "deps", "max_attempts", "state", "status", "attempt",
+                "lost_attempts", "provider", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail",
+                "reason", "checkpoint", "environment", "raw", "reruns", "attempt_base", "fence", "suspended",
+                "held_attempts", "paused")
+ATTEMPT_COLUMNS = ("id", "task", "number", "provider", "assign_time", "start_time", "end_time", "outcome",
+                   "exit_code", "reason", "checkpoint", "resumed_from", "environment", "raw", "external_job_id")
+EVENT_COLUMNS = ("id", "time", "kind", "job", "task", "task_name", "provider", "attempt", "raw_status", "raw",
+                 "status", "message", "environment")
+
+
+def task_values(t, specs: Callable[[object], bytes] = dump_task_spec) -> tuple:
     """`specs`: how its spec is encoded (a batch's TaskSpecs: each spec object once)."""
-    return {"id": t.id, "job": t.job_id, "idx": t.idx, "name": t.name, "group": t.group,
-            "spec": specs(t.spec), "deps": as_json(t.deps), "max_attempts": t.max_attempts,
-            "state": int(t.state), "status": int(t.status), "attempt": t.attempt, "lost_attempts": t.lost_attempts,
-            "provider": t.provider, "exit_code": t.exit_code, "result_json": t.result_json, "error": t.error,
-            "stdout_tail": t.stdout_tail, "stderr_tail": t.stderr_tail, "reason": t.reason,
-            "checkpoint": t.checkpoint, "environment": t.environment, "raw": as_json(t.raw), "reruns": t.reruns,
-            "attempt_base": t.attempt_base, "fence": t.fence.dump() if t.fence is not None else "",
-            "suspended": json.dumps(t.suspended) if t.suspended else "", "held_attempts": t.held_attempts,
-            "paused": t.paused}
+    return (t.id, t.job_id, t.idx, t.name, t.group, specs(t.spec), as_json(t.deps), t.max_attempts, int(t.state),
+            int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json, t.error,
+            t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, as_json(t.raw), t.reruns,
+            t.attempt_base, t.fence.dump() if t.fence is not None else "",
+            json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused)
 
 
-def attempt_row(a) -> dict:
-    return {"id": a.id, "task": a.task_id, "number": a.number, "provider": a.provider,
-            "assign_time": a.assign_time, "start_time": a.start_time, "end_time": a.end_time,
-            "outcome": a.outcome, "exit_code": a.exit_code, "reason": a.reason, "checkpoint": a.checkpoint,
-            "resumed_from": a.resumed_from, "environment": a.environment, "raw": as_json(a.raw),
-            "external_job_id": a.external_job_id}
+def attempt_values(a) -> tuple:
+    return (a.id, a.task_id, a.number, a.provider, a.assign_time, a.start_time, a.end_time, a.outcome, a.exit_code,
+            a.reason, a.checkpoint, a.resumed_from, a.environment, as_json(a.raw), a.external_job_id)
 
 
-def event_row(e) -> dict:
-    return {"id": e.id, "time": e.time, "kind": int(e.kind), "job": e.job_id, "task": e.task_id,
-            "task_name": e.task_name, "provider": e.provider_id, "attempt": e.attempt,
-            "raw_status": e.raw_status, "raw": as_json(e.raw), "status": int(e.status), "message": e.message,
-            "environment": e.environment}
+def event_values(e) -> tuple:
+    return (e.id, e.time, int(e.kind), e.job_id, e.task_id, e.task_name, e.provider_id, e.attempt, e.raw_status,
+            as_json(e.raw), int(e.status), e.message, e.environment)
 
 
 def provider_row(p) -> dict:
