@@ -416,6 +416,9 @@ def _check_acyclic(tasks: tuple[TaskSpec, ...]) -> None:
                 visit(dep, path + [dep])
         state[name] = 2
 
-    for task in tasks:
-        if task.name not in state:
-            visit(task.name, [task.name])
+    try:
+        for task in tasks:
+            if task.name not in state:
+                visit(task.name, [task.name])
+    finally:
+        del visit  # a recursive closure is a reference cycle: freed now, not by a later full gc pass
