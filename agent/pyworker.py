@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import signal
+import struct
 import sys
 import time
 import traceback
@@ -67,7 +68,12 @@ class Reply(NamedTuple):
     error: str = ""
     stdout_tail: str = ""
     stderr_tail: str = ""
+    # How long the call ran (the pool queues calls of functions known to be quick).
+    seconds: float = 0.0
 
+
+# A call's number, before its pickle in the frame the pool sends, and alone as its ticket.
+SEQ = struct.Struct("=Q")
 
 # The first message a worker sends: it is up and can take calls.
 READY = "ready"
@@ -80,22 +86,31 @@ _KILL_SECONDS = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """A worker as the pool starts it: `CONN_FD ALIVE_FD WORK_DIR AGENT_PID` (see serve).
+    """A worker as the pool starts it: `CONN_FD TICKETS_FD ALIVE_FD WORK_DIR AGENT_PID` (see serve).
 
-    CONN_FD is the worker's end of its pipe to the pool; ALIVE_FD is held open for as long as the
-    worker lives (the pool's sentinel reads end-of-file once it is gone). Neither is passed on to
-    programs a task runs.
+    CONN_FD is the worker's end of its pipe to the pool; TICKETS_FD the read end of the pipe of
+    its tickets; ALIVE_FD is held open for as long as the worker lives (the pool's sentinel reads
+    end-of-file once it is gone). None is passed on to programs a task runs.
     """
-    conn_fd, alive_fd, work_dir, agent_pid = sys.argv[1:] if argv is None else argv
-    for fd in (int(conn_fd), int(alive_fd)):
+    conn_fd, tickets_fd, alive_fd, work_dir, agent_pid = sys.argv[1:] if argv is None else argv
+    for fd in (int(conn_fd), int(tickets_fd), int(alive_fd)):
         os.set_inheritable(fd, False)
     if sys.path[:1] == [""]:  # from `python -c`: tasks import from the work dir, not wherever they chdir
         del sys.path[0]
-    serve(Connection(int(conn_fd)), work_dir, int(agent_pid))
+    serve(Connection(int(conn_fd)), int(tickets_fd), work_dir, int(agent_pid))
 
 
-def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
-    """The worker's main loop: answer calls until the pool closes the pipe."""
+def serve(conn: Connection, tickets: int, work_dir: str, agent_pid: int = 0) -> None:
+    """The worker's main loop: answer calls until the pool closes the pipe.
+
+    The pool may queue several calls: each comes as a frame on `conn` and an 8-byte ticket on
+    `tickets`, a pipe the pool can read too. The worker takes a ticket (one read: the kernel gives
+    it to the worker or to the pool, never both) only after it has sent the reply to its last
+    call, and runs the call the ticket names; a call whose ticket the pool took back (withdrawn:
+    cancelled, or moved to another worker) is skipped. So a call runs only if its ticket left
+    the pipe by the worker's read, and when a worker dies, only the first call it did not answer
+    may have run.
+    """
     # The subreaper of whatever a call starts, so that nothing it starts leaves the worker's
     # tree: the pool and the keeper kill the worker as a tree, and so does the worker itself
     # when its call returns, or when the agent dies (it cannot be adopted: its task is
@@ -115,7 +130,7 @@ def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
     conn.send(READY)
     while True:
         try:
-            call = conn.recv()
+            call = _next_call(conn, tickets)
         except (EOFError, OSError):
             return  # the agent has gone
         if call is None:
@@ -126,6 +141,20 @@ def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
             _send(conn, reply)
         except OSError:
             return  # the agent went away while the call ran
+
+
+def _next_call(conn: Connection, tickets: int) -> Call | None:
+    """Take the next ticket, and the call it names (skipping withdrawn calls); None once the
+    pool has closed the tickets' pipe."""
+    ticket = os.read(tickets, SEQ.size)
+    if len(ticket) < SEQ.size:
+        return None
+    while True:
+        frame = conn.recv_bytes()
+        if frame[:SEQ.size] == ticket:
+            return pickle.loads(memoryview(frame)[SEQ.size:])
+        if SEQ.unpack_from(frame)[0] > SEQ.unpack(ticket)[0]:  # frames come in ticket order
+            raise OSError(f"python worker: call {SEQ.unpack(ticket)[0]} never came")
 
 
 def _send(conn: Connection, message: object) -> None:
@@ -166,6 +195,7 @@ def run_call(functions: dict[str, _Target], call: Call,
     except ValueError as exc:
         return Reply("error", exception_type="ValueError", error=str(exc))
     stdout, stderr = _output(call)
+    began = time.perf_counter()
     try:
         with _task_context(call.env, call.cwd, stdout, stderr):
             reply = _invoke(target.function, args, kwargs, ctx, call.target, stderr)
@@ -174,7 +204,8 @@ def run_call(functions: dict[str, _Target], call: Call,
                      error=f"cannot enter working directory {call.cwd!r}: {exc.strerror}")
     finally:
         _end_output(call, stdout, stderr)
-    return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text())
+    return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text(),
+                          seconds=time.perf_counter() - began)
 
 
 def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
