@@ -77,10 +77,12 @@ class WorkerPool:
     call goes to an idle worker. A worker killed (cancel, timeout) or dead is replaced; the calls
     queued behind its last one, which never started, go to other workers."""
 
-    def __init__(self, size: int, *, work_dir: str = "", depth: int = 0,
-                 on_spawn: Callable[[int], None] | None = None) -> None:
+    def __init__(self, size: int, *, work_dir: str = "", depth: int = 0, quick: float = _QUICK,
+                 patience: float = _PATIENCE, on_spawn: Callable[[int], None] | None = None) -> None:
         self._size = size
         self._depth = depth or int(os.environ.get("JOBPLANE_PY_DEPTH", "0") or 0) or _DEPTH
+        self._quick_seconds = quick
+        self._patience = patience
         self._work_dir = os.path.abspath(work_dir) if work_dir else ""
         # Told the pid of each worker started (the agent registers them with its keeper).
         self._on_spawn = on_spawn
@@ -171,7 +173,7 @@ class WorkerPool:
         return busy or idle
 
     def _quick(self, target: str) -> bool:
-        return self._seconds.get(target, _QUICK) < _QUICK
+        return self._seconds.get(target, self._quick_seconds) < self._quick_seconds
 
     def _send(self, worker: Worker, job: Job) -> None:
         try:
@@ -183,7 +185,7 @@ class WorkerPool:
         if len(worker.queue) == 1:
             self._begin(worker, job)
         elif self._watching is None:
-            self._watching = self._loop.call_later(_PATIENCE, self._watch)  # type: ignore[union-attr]
+            self._watching = self._loop.call_later(self._patience, self._watch)  # type: ignore[union-attr]
 
     def _begin(self, worker: Worker, job: Job) -> None:
         """The call is at the head of its worker's queue: it runs (or is about to)."""
@@ -218,7 +220,7 @@ class WorkerPool:
         for worker in list(self._workers):
             if len(worker.queue) < 2:
                 continue
-            if now - worker.head_since < _PATIENCE:
+            if now - worker.head_since < self._patience:
                 again = True
                 continue
             moved = worker.withdraw(list(worker.queue)[1:])
@@ -227,7 +229,7 @@ class WorkerPool:
                 job.alone = True
                 self._requeue(job)
         if again:
-            self._watching = self._loop.call_later(_PATIENCE, self._watch)  # type: ignore[union-attr]
+            self._watching = self._loop.call_later(self._patience, self._watch)  # type: ignore[union-attr]
 
     def _requeue(self, job: Job) -> None:
         """A call withdrawn before it started: placed again, its timeout not yet counting."""

@@ -1,0 +1,151 @@
+"""Calls queued on a busy Python worker (pyqueue.py): each runs once at most, a withdrawn one
+never, and those behind a worker that dies run elsewhere. Judged by a file every call appends
+its tag and worker pid to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from support import wait_until
+
+from jobplane.agent.pyworkers import PyCall, WorkerPool
+from jobplane.agent.results import Outcome, StopRequest, request_stop
+
+TASKS = '''
+import os, time
+
+def mark(path, tag, crash=False):
+    with open(path, "a") as f:
+        f.write(f"{tag} {os.getpid()}\\n")
+    if crash:
+        os._exit(3)
+    return os.getpid()
+
+def gate(path, gate, tag):
+    """Note the call, then wait (up to a minute) until the file `gate` exists; whether it does."""
+    with open(path, "a") as f:
+        f.write(f"{tag} {os.getpid()}\\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return os.path.exists(gate)
+
+def meet(directory, n):
+    """Wait (up to a minute) until n calls run at once."""
+    open(os.path.join(directory, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(directory)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+'''
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    (tmp_path / "queue_tasks.py").write_text(textwrap.dedent(TASKS))
+    return tmp_path
+
+
+def with_pool(work_dir: Path, body: Callable[[WorkerPool], Awaitable[object]], size: int,
+              **options: float) -> object:
+    """Run `body(pool)` against a pool of `size` workers, all started (and idle) first. Every
+    function counts as quick (queued behind busy workers) unless `options` say otherwise."""
+
+    async def main() -> object:
+        pool = WorkerPool(size, work_dir=str(work_dir), **{"quick": 600.0, **options})
+        pool.start()
+        try:
+            met = work_dir / "met"
+            met.mkdir()
+            await asyncio.gather(*(pool.run(call("meet", str(met), size)) for _ in range(size)))
+            return await body(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def call(function: str, *args: object, **options: object) -> PyCall:
+    return PyCall(f"queue_tasks:{function}", json.dumps(list(args)), **options)  # type: ignore[arg-type]
+
+
+def runs(log: Path) -> list[tuple[str, int]]:
+    """(tag, worker pid) of each call that ran, in order."""
+    return [(tag, int(pid)) for tag, pid in (line.split() for line in log.read_text().splitlines())]
+
+
+def test_quick_calls_at_once_share_the_warmest_worker_and_the_others_sleep(work_dir, tmp_path):
+    log = tmp_path / "log"
+
+    async def body(pool):
+        await pool.run(call("mark", str(log), "warm"))
+        return await asyncio.gather(*(pool.run(call("mark", str(log), f"c{i}")) for i in range(4)))
+
+    results = with_pool(work_dir, body, size=4)
+    assert all(r.outcome == Outcome.SUCCEEDED for r in results)
+    pids = {pid for _, pid in runs(log)}
+    assert len(pids) == 1, "four quick calls went to one worker, the one that ran the last call"
+
+
+@pytest.mark.parametrize("crashing", [0, 2])
+def test_calls_queued_behind_a_worker_that_dies_run_elsewhere_exactly_once(work_dir, tmp_path, crashing):
+    log = tmp_path / "log"
+    tags = ["a", "b", "c", "d"]
+
+    async def body(pool):
+        await pool.run(call("mark", str(log), "warm"))
+        return await asyncio.gather(*(pool.run(call("mark", str(log), tag, i == crashing))
+                                      for i, tag in enumerate(tags)))
+
+    results = with_pool(work_dir, body, size=4)
+    ran = runs(log)
+    assert sorted(tag for tag, _ in ran) == sorted(["warm", *tags]), "each call ran exactly once"
+    crashed = results[crashing]
+    assert crashed.outcome == Outcome.FAILED and crashed.raw == {"state": "crashed"}
+    assert crashed.error == "the python worker running queue_tasks:mark exited with code 3"
+    assert [r.outcome for i, r in enumerate(results) if i != crashing] == [Outcome.SUCCEEDED] * 3
+    dead = dict(ran)[tags[crashing]]
+    assert all(pid != dead for tag, pid in ran if tag in tags[crashing + 1:]), \
+        "nothing queued behind the call that crashed ran in its worker"
+
+
+def test_a_queued_call_cancelled_never_runs_and_its_worker_goes_on(work_dir, tmp_path):
+    log, opened = tmp_path / "log", tmp_path / "open"
+
+    async def body(pool):
+        opened.touch()
+        await pool.run(call("gate", str(log), str(opened), "warm"))
+        opened.unlink()
+        first = asyncio.create_task(pool.run(call("gate", str(log), str(opened), "first")))
+        stop = asyncio.get_running_loop().create_future()
+        queued = asyncio.create_task(pool.run(call("gate", str(log), str(opened), "queued"), stop=stop,
+                                              on_start=lambda _: pytest.fail("the cancelled call started")))
+        await asyncio.to_thread(wait_until, lambda: log.read_text().count("\n") == 2, 30, "the first call to start, and no other")
+        request_stop(stop, StopRequest.cancel("not wanted"))
+        cancelled = await queued
+        opened.touch()
+        return cancelled, await first, await pool.run(call("mark", str(log), "after"))
+
+    cancelled, first, after = with_pool(work_dir, body, size=2, patience=600.0)
+    assert (cancelled.outcome, cancelled.error) == (Outcome.CANCELLED, "not wanted")
+    assert first.result_json == "true" and after.outcome == Outcome.SUCCEEDED
+    assert [tag for tag, _ in runs(log)] == ["warm", "first", "after"], "the cancelled call never ran"
+    assert len({pid for _, pid in runs(log)}) == 1, "its worker was not killed"
+
+
+def test_a_call_queued_behind_a_long_one_moves_to_an_idle_worker(work_dir, tmp_path):
+    """The first call waits for the file the second one makes: the second must not wait behind it."""
+    log, opened = tmp_path / "log", tmp_path / "open"
+
+    async def body(pool):
+        await pool.run(call("mark", str(tmp_path / "warm"), "warm"))
+        await pool.run(call("gate", str(log), str(tmp_path / "warm"), "warm"))
+        return await asyncio.gather(pool.run(call("gate", str(log), str(opened), "waits")),
+                                    pool.run(call("mark", str(opened), "opens")))
+
+    waits, opens = with_pool(work_dir, body, size=2)
+    assert waits.result_json == "true" and opens.outcome == Outcome.SUCCEEDED
