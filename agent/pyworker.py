@@ -29,16 +29,20 @@ from .results import TAIL_LIMIT
 
 
 class Call(NamedTuple):
-    """A request from the pool: what to call, with which JSON arguments, env and cwd, for whom."""
+    """One Python-callable attempt, as the pool gets it and the worker runs it: "module:function",
+    JSON arguments, env additions, cwd, timeout (the pool's), for whom. A tuple: made and pickled
+    once per attempt, with no conversion between the agent's and the worker's view of it."""
 
     target: str
-    args_json: str
-    env: Mapping[str, str]
-    cwd: str
+    args_json: str = ""
+    # Never changed in place (the default is shared).
+    env: Mapping[str, str] = {}
+    cwd: str = ""
+    timeout: float = 0.0
     task_id: str = ""
     job_id: str = ""
     attempt: int = 0
-    # The checkpoint to resume from ("" = from the start); `ctx.resume` decoded.
+    # The checkpoint to resume from ("" = from the start): the task's `ctx.resume`.
     checkpoint_json: str = ""
     # Where the call's whole output is kept (logstore.py), at most this much of each stream;
     # "": only the tails.

@@ -22,8 +22,7 @@ import sys
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Pipe
 
@@ -51,23 +50,8 @@ _QUEUED_BYTES = 8192
 _PATIENCE = 0.02
 
 
-@dataclass(frozen=True)
-class PyCall:
-    """One Python-callable attempt: "module:function", JSON arguments, env additions, cwd, timeout."""
-
-    target: str
-    args_json: str = ""
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str = ""
-    timeout: float = 0.0
-    task_id: str = ""
-    job_id: str = ""
-    attempt: int = 0
-    # The checkpoint to resume from ("" = from the start): the task's `ctx.resume`.
-    checkpoint_json: str = ""
-    # Where its whole output is kept (logstore.py), at most this much per stream; "": tails only.
-    log_dir: str = ""
-    log_max_bytes: int = 0
+# What `WorkerPool.run` runs: the call as the worker gets it (pyworker.Call).
+PyCall = pyworker.Call
 
 
 class WorkerPool:
@@ -93,6 +77,8 @@ class WorkerPool:
         self._seconds: dict[str, float] = {}
         self._numbers = itertools.count(1)
         self._watching: asyncio.TimerHandle | None = None
+        # The busy worker a quick call was last queued on: tried first.
+        self._warm: Worker | None = None
         self._reaping: set[asyncio.Task] = set()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,6 +144,9 @@ class WorkerPool:
         sleep), else the idle worker that answered last (the warmest); None if none can take it."""
         queued = (not job.alone and len(job.pickled) <= _QUEUED_BYTES
                   and self._quick(job.call.target))
+        warm = self._warm
+        if queued and warm is not None and self._queues_on(warm):
+            return warm  # the usual case under load: no scan of the workers
         idle: Worker | None = None
         busy: Worker | None = None
         for worker in self._workers:
@@ -167,10 +156,16 @@ class WorkerPool:
             if n == 0:
                 if idle is None or worker.last_reply > idle.last_reply:
                     idle = worker
-            elif queued and n < self._depth and (busy is None or n > len(busy.queue)) \
-                    and self._quick(worker.queue[0].call.target):
+            elif queued and (busy is None or n > len(busy.queue)) and self._queues_on(worker):
                 busy = worker
+        if busy is not None:
+            self._warm = busy
         return busy or idle
+
+    def _queues_on(self, worker: Worker) -> bool:
+        """Whether a quick call may wait on this busy worker: it has room, and runs a quick call."""
+        return (worker.alive and not worker.broken and 0 < len(worker.queue) < self._depth
+                and self._quick(worker.queue[0].call.target))
 
     def _quick(self, target: str) -> bool:
         return self._seconds.get(target, self._quick_seconds) < self._quick_seconds
@@ -414,9 +409,8 @@ class WorkerPool:
 def _pickled(call: PyCall) -> bytes:
     """The call as a worker gets it, pickled once with plain pickle (Connection.send would make a
     ForkingPickler, and its reduction table, for each call)."""
-    return pickle.dumps(pyworker.Call(call.target, call.args_json, dict(call.env), call.cwd,
-                                      call.task_id, call.job_id, call.attempt, call.checkpoint_json,
-                                      call.log_dir, call.log_max_bytes), pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(call if type(call.env) is dict else call._replace(env=dict(call.env)),
+                        pickle.HIGHEST_PROTOCOL)
 
 
 def _exit_code(reaped: asyncio.Task) -> int | None:
