@@ -1,6 +1,7 @@
 """A pool of worker processes that run Python-callable tasks, bridged to asyncio.
 
-Each worker holds one pipe to the agent and runs one call at a time. The agent learns of a
+Each worker holds one pipe to the agent and runs one call at a time; quick calls may wait in a
+busy worker's queue (pyqueue.py), so that few workers stay busy and warm. The agent learns of a
 reply through `loop.add_reader` on the pipe, so a call costs no thread and no polling.
 
 A worker is a new interpreter (`python -c`, running pyworker.main), never a fork of the agent,
@@ -44,7 +45,7 @@ _QUICK = 0.002
 _WEIGHT = 0.3
 # ... at most this many calls on one worker, their frames no bigger than this (the worker does
 # not read them while it runs a call: they must fit in the socket's buffer) ...
-_DEPTH = 4
+_DEPTH = 8
 _QUEUED_BYTES = 8192
 # ... and those still queued behind a call that has run for this long go to idle workers.
 _PATIENCE = 0.02
@@ -64,7 +65,7 @@ class WorkerPool:
     def __init__(self, size: int, *, work_dir: str = "", depth: int = 0, quick: float = _QUICK,
                  patience: float = _PATIENCE, on_spawn: Callable[[int], None] | None = None) -> None:
         self._size = size
-        self._depth = depth or int(os.environ.get("JOBPLANE_PY_DEPTH", "0") or 0) or _DEPTH
+        self._depth = depth or _DEPTH
         self._quick_seconds = quick
         self._patience = patience
         self._work_dir = os.path.abspath(work_dir) if work_dir else ""
