@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
+import struct
 import subprocess
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
 
 # At most this many tickets are read back at once: far more than a worker is ever given.
 _DRAIN = 4096
+# How much of what a worker sent one read takes (several replies, when it ran several calls).
+_READ = 1 << 16
+# multiprocessing.connection's framing: a signed 32-bit big-endian size, or -1 and a 64-bit one.
+_SIZE = struct.Struct("!i")
+_BIG = struct.Struct("!Q")
 
 
 @dataclass(eq=False)
@@ -85,6 +92,8 @@ class Worker:
     last_reply: float = 0.0
     # Done once a kill of the worker and of what its call started is over.
     killed: asyncio.Future[None] | None = None
+    # What it sent that is not a whole message yet.
+    inbox: bytearray = field(default_factory=bytearray)
 
     @property
     def fd(self) -> int:
@@ -106,6 +115,31 @@ class Worker:
         except OSError:
             self.withdraw((job,))  # never sent whole (the worker is gone): nobody runs it
             raise
+
+    def receive(self) -> list[object] | None:
+        """The messages the worker has sent, as many as one read brings; None at its end of file.
+        Call it only when its connection is readable (the read would wait otherwise)."""
+        data = os.read(self.fd, _READ)
+        if not data:
+            return None
+        inbox = self.inbox
+        inbox += data
+        messages = []
+        at = 0
+        while len(inbox) - at >= _SIZE.size:
+            size = _SIZE.unpack_from(inbox, at)[0]
+            start = at + _SIZE.size
+            if size == -1:
+                if len(inbox) - start < _BIG.size:
+                    break
+                size = _BIG.unpack_from(inbox, start)[0]
+                start += _BIG.size
+            if len(inbox) < start + size:
+                break
+            messages.append(pickle.loads(inbox[start:start + size]))
+            at = start + size
+        del inbox[:at]
+        return messages
 
     def withdraw(self, jobs: Iterable[Job] | None = None) -> list[Job]:
         """Take back the tickets of these queued calls (of all, with None): the calls withdrawn,

@@ -234,6 +234,8 @@ class WorkerPool:
             job.timer = None
         if job.stop.done():
             job.resolve(job.stop.result().result())
+        elif self._closing:
+            job.resolve(StopRequest.shutdown().result())
         else:
             self._place(job)
 
@@ -241,11 +243,14 @@ class WorkerPool:
 
     def _on_readable(self, worker: Worker) -> None:
         try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
+            messages = worker.receive()
+        except OSError:
+            messages = None
+        if messages is None:
             self._lost(worker)
             return
-        self._on_message(worker, message)
+        for message in messages:
+            self._on_message(worker, message)
 
     def _on_message(self, worker: Worker, message: object) -> None:
         if isinstance(message, pyworker.Reply):
@@ -334,9 +339,10 @@ class WorkerPool:
         whose tickets are still in the pipe never started and go to other workers, and the one it
         took but did not answer (at most one) failed with the worker, or was stopped."""
         try:
-            while worker.conn.poll(0):
-                self._on_message(worker, worker.conn.recv())
-        except (EOFError, OSError):
+            while worker.conn.poll(0) and (messages := worker.receive()) is not None:
+                for message in messages:
+                    self._on_message(worker, message)
+        except OSError:
             pass
         for job in worker.withdraw():
             self._requeue(job)

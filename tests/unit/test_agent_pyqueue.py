@@ -35,6 +35,9 @@ def gate(path, gate, tag):
         time.sleep(0.005)
     return os.path.exists(gate)
 
+def echo(value):
+    return value
+
 def meet(directory, n):
     """Wait (up to a minute) until n calls run at once."""
     open(os.path.join(directory, str(os.getpid())), "w").close()
@@ -113,7 +116,8 @@ def test_calls_queued_behind_a_worker_that_dies_run_elsewhere_exactly_once(work_
         "nothing queued behind the call that crashed ran in its worker"
 
 
-def test_a_queued_call_cancelled_never_runs_and_its_worker_goes_on(work_dir, tmp_path):
+@pytest.mark.parametrize("how", ["stop request", "caller cancelled"])
+def test_a_queued_call_cancelled_never_runs_and_its_worker_goes_on(work_dir, tmp_path, how):
     log, opened = tmp_path / "log", tmp_path / "open"
 
     async def body(pool):
@@ -124,14 +128,20 @@ def test_a_queued_call_cancelled_never_runs_and_its_worker_goes_on(work_dir, tmp
         stop = asyncio.get_running_loop().create_future()
         queued = asyncio.create_task(pool.run(call("gate", str(log), str(opened), "queued"), stop=stop,
                                               on_start=lambda _: pytest.fail("the cancelled call started")))
-        await asyncio.to_thread(wait_until, lambda: log.read_text().count("\n") == 2, 30, "the first call to start, and no other")
-        request_stop(stop, StopRequest.cancel("not wanted"))
-        cancelled = await queued
+        await asyncio.to_thread(wait_until, lambda: log.read_text().count("\n") == 2, 30,
+                                "the first call to start, and no other")
+        if how == "stop request":
+            request_stop(stop, StopRequest.cancel("not wanted"))
+            cancelled = await queued
+            assert (cancelled.outcome, cancelled.error) == (Outcome.CANCELLED, "not wanted")
+        else:
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
         opened.touch()
-        return cancelled, await first, await pool.run(call("mark", str(log), "after"))
+        return await first, await pool.run(call("mark", str(log), "after"))
 
-    cancelled, first, after = with_pool(work_dir, body, size=2, patience=600.0)
-    assert (cancelled.outcome, cancelled.error) == (Outcome.CANCELLED, "not wanted")
+    first, after = with_pool(work_dir, body, size=2, patience=600.0)
     assert first.result_json == "true" and after.outcome == Outcome.SUCCEEDED
     assert [tag for tag, _ in runs(log)] == ["warm", "first", "after"], "the cancelled call never ran"
     assert len({pid for _, pid in runs(log)}) == 1, "its worker was not killed"
@@ -149,3 +159,14 @@ def test_a_call_queued_behind_a_long_one_moves_to_an_idle_worker(work_dir, tmp_p
 
     waits, opens = with_pool(work_dir, body, size=2)
     assert waits.result_json == "true" and opens.outcome == Outcome.SUCCEEDED
+
+
+def test_big_arguments_and_results_come_through_whole_among_quick_calls(work_dir):
+    big = "x" * 300_000
+
+    async def body(pool):
+        await pool.run(call("echo", "warm"))
+        return await asyncio.gather(*(pool.run(call("echo", big if i % 2 else str(i))) for i in range(6)))
+
+    results = with_pool(work_dir, body, size=3)
+    assert [json.loads(r.result_json) for r in results] == [big if i % 2 else str(i) for i in range(6)]
