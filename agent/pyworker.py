@@ -316,29 +316,56 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class _Environment:
+    """os.environ as calls change it. A call's variables are set as it starts; what they replaced
+    is put back when a later call does not set the same variable (no code of ours runs between
+    calls), so that calls of one job, which differ in a variable or two, cost a change or two
+    rather than a set and a restore of each (os.environ encodes every key and value it sees)."""
+
+    def __init__(self) -> None:
+        # What each variable a call set was before the calls set it (None: unset).
+        self._original: dict[str, str | None] = {}
+
+    def enter(self, env: Mapping[str, str]) -> None:
+        environ = os.environ
+        for key in [key for key in self._original if key not in env]:
+            value = self._original.pop(key)
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
+        for key, value in env.items():
+            current = environ.get(key)
+            if key not in self._original:
+                self._original[key] = current
+            if current != value:
+                environ[key] = value
+
+
+# The worker's one environment (os.environ is the process's).
+_ENVIRONMENT = _Environment()
+
+
 @contextlib.contextmanager
 def _task_context(
     env: Mapping[str, str], cwd: str, stdout: io.TextIOBase, stderr: io.TextIOBase
 ) -> Iterator[None]:
-    """Run with the task's environment, working directory and captured output; restore after."""
-    saved_env = {key: os.environ.get(key) for key in env}
+    """Run with the task's environment, working directory and captured output; the directory
+    and output are restored after, the environment when the next call starts (_Environment)."""
+    _ENVIRONMENT.enter(env)
     # Most calls run in the agent's work dir, where the worker already is: no chdir then.
     saved_cwd = os.getcwd()
     moved = bool(cwd) and cwd != saved_cwd
-    os.environ.update(env)
+    saved_out, saved_err = sys.stdout, sys.stderr
     try:
         if moved:
             os.chdir(cwd)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            yield
+        sys.stdout, sys.stderr = stdout, stderr
+        yield
     finally:
+        sys.stdout, sys.stderr = saved_out, saved_err
         if moved or os.getcwd() != saved_cwd:  # the function may have moved, too
             os.chdir(saved_cwd)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class _TailWriter(io.TextIOBase):
