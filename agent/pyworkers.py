@@ -1,6 +1,6 @@
 """A pool of worker processes that run Python-callable tasks, bridged to asyncio.
 
-Each worker holds one pipe to the agent and runs one call at a time; quick calls may wait in a
+Each worker holds one pipe to the agent and runs one call at a time; short calls may wait in a
 busy worker's queue (pyqueue.py), so that few workers stay busy and warm. The agent learns of a
 reply through `loop.add_reader` on the pipe, so a call costs no thread and no polling.
 
@@ -39,9 +39,10 @@ _RESPAWN_PAUSE = 1.0
 # How a worker starts: pyworker imported by its name (not run as __main__), so that the calls
 # and replies pickled between pool and worker name the same classes on both sides.
 _WORKER_MAIN = "from jobplane.agent.pyworker import main; main()"
-# A call is queued behind a busy worker's calls only if its function, and the one running,
-# last ran for less than this (a moving average, _WEIGHT the weight of the newest call) ...
-_QUICK = 0.002
+# A call is queued behind a busy worker's calls only if those are expected to take less than
+# this in all (each its function's moving average, _WEIGHT the weight of the newest call): a
+# call that would wait longer goes to an idle worker, in parallel, however cold ...
+_WAIT = 0.002
 _WEIGHT = 0.3
 # ... at most this many calls on one worker, their frames no bigger than this (the worker does
 # not read them while it runs a call: they must fit in the socket's buffer) ...
@@ -57,16 +58,16 @@ PyCall = pyworker.Call
 
 class WorkerPool:
     """Up to `size` spawned worker processes, started when calls need them. A call of a function
-    known to be quick may be queued behind the calls a busy worker has (up to `depth` calls on
-    one worker), so that the few workers kept busy stay warm and the others sleep; any other
-    call goes to an idle worker. A worker killed (cancel, timeout) or dead is replaced; the calls
+    may be queued behind the calls a busy worker has (up to `depth` calls on one worker) when
+    those are expected to take less than `wait` seconds in all, so that the few workers kept
+    busy stay warm and the others sleep; any other call goes to an idle worker. A worker killed (cancel, timeout) or dead is replaced; the calls
     queued behind its last one, which never started, go to other workers."""
 
-    def __init__(self, size: int, *, work_dir: str = "", depth: int = 0, quick: float = _QUICK,
+    def __init__(self, size: int, *, work_dir: str = "", depth: int = 0, wait: float = _WAIT,
                  patience: float = _PATIENCE, on_spawn: Callable[[int], None] | None = None) -> None:
         self._size = size
         self._depth = depth or _DEPTH
-        self._quick_seconds = quick
+        self._wait = wait
         self._patience = patience
         self._work_dir = os.path.abspath(work_dir) if work_dir else ""
         # Told the pid of each worker started (the agent registers them with its keeper).
@@ -78,7 +79,7 @@ class WorkerPool:
         self._seconds: dict[str, float] = {}
         self._numbers = itertools.count(1)
         self._watching: asyncio.TimerHandle | None = None
-        # The busy worker a quick call was last queued on: tried first.
+        # The busy worker a call was last queued on: tried first.
         self._warm: Worker | None = None
         self._reaping: set[asyncio.Task] = set()
         self._closing = False
@@ -141,10 +142,9 @@ class WorkerPool:
             self._send(worker, job)
 
     def _choose(self, job: Job) -> Worker | None:
-        """The busy worker to queue a quick call on (the one with the most queued: the others
+        """The busy worker to queue the call on (the one with the most queued: the others
         sleep), else the idle worker that answered last (the warmest); None if none can take it."""
-        queued = (not job.alone and len(job.pickled) <= _QUEUED_BYTES
-                  and self._quick(job.call.target))
+        queued = not job.alone and len(job.pickled) <= _QUEUED_BYTES
         warm = self._warm
         if queued and warm is not None and self._queues_on(warm):
             return warm  # the usual case under load: no scan of the workers
@@ -164,12 +164,16 @@ class WorkerPool:
         return busy or idle
 
     def _queues_on(self, worker: Worker) -> bool:
-        """Whether a quick call may wait on this busy worker: it has room, and runs a quick call."""
-        return (worker.alive and not worker.broken and 0 < len(worker.queue) < self._depth
-                and self._quick(worker.queue[0].call.target))
-
-    def _quick(self, target: str) -> bool:
-        return self._seconds.get(target, self._quick_seconds) < self._quick_seconds
+        """Whether a call may wait on this busy worker: it has room, and what it has is expected
+        to be over soon."""
+        if not (worker.alive and not worker.broken and 0 < len(worker.queue) < self._depth):
+            return False
+        seconds, wait = self._seconds, 0.0
+        for job in worker.queue:
+            wait += seconds.get(job.call.target, self._wait)
+            if wait >= self._wait:
+                return False
+        return True
 
     def _send(self, worker: Worker, job: Job) -> None:
         try:

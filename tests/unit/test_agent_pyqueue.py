@@ -38,12 +38,14 @@ def gate(path, gate, tag):
 def echo(value):
     return value
 
-def meet(directory, n):
-    """Wait (up to a minute) until n calls run at once."""
+def meet(directory, n, nap=0.0):
+    """Sleep `nap` seconds, then wait (up to a minute) until n calls run at once; whether they did."""
+    time.sleep(nap)
     open(os.path.join(directory, str(os.getpid())), "w").close()
     deadline = time.monotonic() + 60
     while len(os.listdir(directory)) < n and time.monotonic() < deadline:
         time.sleep(0.01)
+    return len(os.listdir(directory)) >= n
 '''
 
 
@@ -56,10 +58,10 @@ def work_dir(tmp_path: Path) -> Path:
 def with_pool(work_dir: Path, body: Callable[[WorkerPool], Awaitable[object]], size: int,
               **options: float) -> object:
     """Run `body(pool)` against a pool of `size` workers, all started (and idle) first. Every
-    function counts as quick (queued behind busy workers) unless `options` say otherwise."""
+    call may wait on a busy worker (any wait is short enough) unless `options` say otherwise."""
 
     async def main() -> object:
-        pool = WorkerPool(size, work_dir=str(work_dir), **{"quick": 600.0, **options})
+        pool = WorkerPool(size, work_dir=str(work_dir), **{"wait": 600.0, **options})
         pool.start()
         try:
             met = work_dir / "met"
@@ -145,6 +147,21 @@ def test_a_queued_call_cancelled_never_runs_and_its_worker_goes_on(work_dir, tmp
     assert first.result_json == "true" and after.outcome == Outcome.SUCCEEDED
     assert [tag for tag, _ in runs(log)] == ["warm", "first", "after"], "the cancelled call never ran"
     assert len({pid for _, pid in runs(log)}) == 1, "its worker was not killed"
+
+
+def test_calls_of_a_slow_function_at_once_run_in_parallel(work_dir, tmp_path):
+    """A function known to take 50 ms: three calls at once would wait 100 ms behind each other
+    on one worker, more than the default wait allowed: each gets a worker of its own."""
+    (tmp_path / "once").mkdir()
+    (tmp_path / "three").mkdir()
+
+    async def body(pool):
+        await pool.run(call("meet", str(tmp_path / "once"), 1, 0.05))
+        return await asyncio.gather(*(pool.run(call("meet", str(tmp_path / "three"), 3, 0.05))
+                                      for _ in range(3)))
+
+    met = with_pool(work_dir, body, size=3, wait=0.002, patience=600.0)
+    assert [r.result_json for r in met] == ["true"] * 3
 
 
 def test_a_call_queued_behind_a_long_one_moves_to_an_idle_worker(work_dir, tmp_path):
