@@ -236,7 +236,11 @@ class WorkerPool:
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None
-        if job.stop.done():
+        if job.result.done():  # its caller was cancelled
+            job.worker = None
+        elif job.stopping is not None:  # stopped while its worker was being killed
+            job.resolve(job.stopping.result())
+        elif job.stop.done():
             job.resolve(job.stop.result().result())
         elif self._closing:
             job.resolve(StopRequest.shutdown().result())
