@@ -60,8 +60,9 @@ class WorkerPool:
     """Up to `size` spawned worker processes, started when calls need them. A call of a function
     may be queued behind the calls a busy worker has (up to `depth` calls on one worker) when
     those are expected to take less than `wait` seconds in all, so that the few workers kept
-    busy stay warm and the others sleep; any other call goes to an idle worker. A worker killed (cancel, timeout) or dead is replaced; the calls
-    queued behind its last one, which never started, go to other workers."""
+    busy stay warm and the others sleep; any other call goes to an idle worker. A worker killed
+    (cancel, timeout) or dead is replaced; the calls queued behind its last one, which never
+    started, go to other workers."""
 
     def __init__(self, size: int, *, work_dir: str = "", depth: int = 0, wait: float = _WAIT,
                  patience: float = _PATIENCE, on_spawn: Callable[[int], None] | None = None) -> None:
@@ -178,9 +179,10 @@ class WorkerPool:
     def _send(self, worker: Worker, job: Job) -> None:
         try:
             worker.send(job, next(self._numbers))
-        except OSError:  # it died: its end of file comes to _on_readable
+        except OSError:  # it died: its end of file comes to _on_readable, and then _finish
             worker.broken = True
-            self._place(job)
+            if job.worker is None:  # withdrawn: it never reached the worker
+                self._place(job)
             return
         if len(worker.queue) == 1:
             self._begin(worker, job)
