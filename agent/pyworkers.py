@@ -42,7 +42,7 @@ _WORKER_MAIN = "from jobplane.agent.pyworker import main; main()"
 # A call is queued behind a busy worker's calls only if those are expected to take less than
 # this in all (each its function's moving average, _WEIGHT the weight of the newest call): a
 # call that would wait longer goes to an idle worker, in parallel, however cold ...
-_WAIT = 0.002
+_WAIT = 0.0005
 _WEIGHT = 0.3
 # ... at most this many calls on one worker, their frames no bigger than this (the worker does
 # not read them while it runs a call: they must fit in the socket's buffer) ...
