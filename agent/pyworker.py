@@ -72,7 +72,7 @@ class Reply(NamedTuple):
     error: str = ""
     stdout_tail: str = ""
     stderr_tail: str = ""
-    # How long the call ran (the pool queues calls of functions known to be quick).
+    # How long the function ran: the pool expects its next calls to take about as long.
     seconds: float = 0.0
 
 
