@@ -184,7 +184,9 @@ def run_call(functions: dict[str, _Target], call: Call,
     """Resolve, call and JSON-encode, turning every failure into an "error" reply.
 
     A function with a `ctx` parameter gets a TaskContext whose checkpoints go to `send_checkpoint`.
+    The call's env is set first: its module's import-time code sees it (and not the last call's).
     """
+    _ENVIRONMENT.enter(call.env)
     if call.target not in functions:
         try:
             function = resolve(call.target)
@@ -201,7 +203,7 @@ def run_call(functions: dict[str, _Target], call: Call,
     stdout, stderr = _output(call)
     began = time.perf_counter()
     try:
-        with _task_context(call.env, call.cwd, stdout, stderr):
+        with _task_context(call.cwd, stdout, stderr):
             reply = _invoke(target.function, args, kwargs, ctx, call.target, stderr)
     except OSError as exc:  # entering the working directory failed; the function never ran
         return Reply("error", exception_type=type(exc).__name__,
@@ -347,12 +349,9 @@ _ENVIRONMENT = _Environment()
 
 
 @contextlib.contextmanager
-def _task_context(
-    env: Mapping[str, str], cwd: str, stdout: io.TextIOBase, stderr: io.TextIOBase
-) -> Iterator[None]:
-    """Run with the task's environment, working directory and captured output; the directory
-    and output are restored after, the environment when the next call starts (_Environment)."""
-    _ENVIRONMENT.enter(env)
+def _task_context(cwd: str, stdout: io.TextIOBase, stderr: io.TextIOBase) -> Iterator[None]:
+    """Run in the task's working directory with its output captured, both restored after (its
+    environment is set by run_call, and put back when the next call starts: _Environment)."""
     # Most calls run in the agent's work dir, where the worker already is: no chdir then.
     saved_cwd = os.getcwd()
     moved = bool(cwd) and cwd != saved_cwd

@@ -164,6 +164,27 @@ def test_a_variable_a_call_sets_is_the_workers_own_again_for_the_next_calls(work
                                          '"the worker\'s"']
 
 
+def test_a_module_imported_by_a_call_sees_that_calls_env_and_no_earlier_calls(work_dir):
+    """Module-level code (settings read at import) runs with its own call's env: never with the
+    variables (secrets) of the call the worker ran before."""
+    for name in ("settings_a", "settings_b"):
+        (work_dir / f"{name}.py").write_text(textwrap.dedent('''
+            import os
+            AT_IMPORT = os.environ.get("PYQ_SECRET")
+
+            def seen():
+                return {"at_import": AT_IMPORT, "now": os.environ.get("PYQ_SECRET")}
+            '''))
+
+    async def body(pool):
+        await pool.run(PyCall("agent_tasks:probe", env={"PYQ_SECRET": "job A's"}))
+        return [json.loads((await pool.run(PyCall(target, env=env))).result_json)
+                for target, env in (("settings_a:seen", {}), ("settings_b:seen", {"PYQ_SECRET": "job C's"}))]
+
+    assert with_pool(work_dir, body) == [{"at_import": None, "now": None},
+                                         {"at_import": "job C's", "now": "job C's"}]
+
+
 @pytest.mark.parametrize("target, words", [
     ("agent_tasks_missing:add", "cannot load 'agent_tasks_missing:add': ModuleNotFoundError"),
     ("agent_tasks:nope", "cannot load 'agent_tasks:nope': AttributeError"),
