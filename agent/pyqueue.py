@@ -165,6 +165,14 @@ class Worker:
             job.worker = None
         return withdrawn
 
+    def restore(self, jobs: list[Job]) -> None:
+        """Queue again, in order and behind all, calls just withdrawn (their frames are unread)."""
+        for job in jobs:
+            job.worker = self
+            self.queue.append(job)
+        if jobs:
+            os.write(self.feed, b"".join(pyworker.SEQ.pack(job.seq) for job in jobs))
+
     def close(self) -> None:
         """Close the pool's ends of the worker's pipes (not the sentinel: the reaper's)."""
         self.conn.close()

@@ -294,8 +294,10 @@ class WorkerPool:
             self._stop_job(job, stop.result())
 
     def _stop_job(self, job: Job, request: StopRequest) -> None:
-        """Stop a call: withdrawn if it has not started, else its worker is killed (and the
-        call's result waits until all of it is gone)."""
+        """Stop a call: withdrawn if it has not started; if its worker has taken a later call,
+        it answered this one (its reply is not read yet): nothing is killed; else its worker is
+        killed (and the call's result waits until all of it is gone), and the calls queued
+        behind it go to other workers. Never a kill that takes another call with it."""
         worker = job.worker
         if worker is None:
             if job in self._waiting:
@@ -305,11 +307,19 @@ class WorkerPool:
         if not worker.alive:  # being killed, or dead: _finish settles it
             job.stopping = job.stopping or request
             return
-        if job is not worker.queue[0] and worker.withdraw((job,)):
+        behind = worker.withdraw()  # from here on the worker takes no other call
+        if job in behind:  # not started: withdrawn, and the others wait again
+            behind.remove(job)
+            worker.restore(behind)
             job.resolve(request.result())
             return
-        job.stopping = request  # running (or about to: its predecessor's reply is not read yet)
-        self._kill(worker)
+        job.stopping = request  # the result it gets, whatever the worker answers
+        if worker.queue[-1] is not job:  # it took a later call: it answered this one (unread yet)
+            worker.restore(behind)
+            return
+        self._kill(worker)  # running (or about to, or answered with nothing after it)
+        for other in behind:  # they never started: elsewhere
+            self._requeue(other)
 
     def _lost(self, worker: Worker) -> None:
         """A worker died on its own (crash, os._exit, killed from outside): replace it."""

@@ -187,3 +187,30 @@ def test_big_arguments_and_results_come_through_whole_among_quick_calls(work_dir
 
     results = with_pool(work_dir, body, size=3)
     assert [json.loads(r.result_json) for r in results] == [big if i % 2 else str(i) for i in range(6)]
+
+
+@pytest.mark.parametrize("request_", [StopRequest.cancel("too late"), StopRequest.timeout(1.0)])
+def test_a_stop_of_a_call_its_worker_already_answered_kills_nothing_and_the_next_call_runs_on(
+        work_dir, tmp_path, request_):
+    """The worker answered `a` and runs `b`, queued behind it, before the pool reads a's reply:
+    stopping `a` then must not kill the worker (and `b` with it)."""
+    log, opened = tmp_path / "log", tmp_path / "open"
+
+    async def body(pool):
+        await pool.run(call("mark", str(log), "warm"))
+        stop = asyncio.get_running_loop().create_future()
+        first = asyncio.create_task(pool.run(call("mark", str(log), "a"), stop=stop))
+        second = asyncio.create_task(pool.run(call("gate", str(log), str(opened), "b")))
+        await asyncio.sleep(0)  # both placed: b queued behind a, on the worker that ran "warm"
+        # The loop is held (a's reply stays unread) until the worker has started b.
+        wait_until(lambda: "b " in log.read_text(), 30, "the queued call to start")
+        request_stop(stop, request_)
+        first_result = await first
+        opened.touch()
+        return first_result, await second
+
+    first, second = with_pool(work_dir, body, size=2, patience=600.0)
+    assert (second.outcome, second.result_json) == (Outcome.SUCCEEDED, "true"), second
+    assert first.outcome == request_.result().outcome, "the stop still says why the call was stopped"
+    assert [tag for tag, _ in runs(log)] == ["warm", "a", "b"]
+    assert len({pid for _, pid in runs(log)}) == 1, "its worker was not killed"
