@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import socket
 import struct
 import subprocess
 from collections import deque
@@ -36,6 +37,8 @@ _READ = 1 << 16
 # multiprocessing.connection's framing: a signed 32-bit big-endian size, or -1 and a 64-bit one.
 _SIZE = struct.Struct("!i")
 _BIG = struct.Struct("!Q")
+# The least send buffer a worker's socket gets (the kernel's default is 208 KiB).
+_SEND_BUFFER = 1 << 16
 
 
 @dataclass(eq=False)
@@ -94,6 +97,17 @@ class Worker:
     killed: asyncio.Future[None] | None = None
     # What it sent that is not a whole message yet.
     inbox: bytearray = field(default_factory=bytearray)
+    # Its connection as a socket, for sends that must not wait (`offer`), set by `open_socket`.
+    sock: socket.socket | None = None
+    # An offer found its socket full: it takes no more queued calls until it answers one.
+    full: bool = False
+
+    def open_socket(self) -> None:
+        """`sock`, with room for several queued frames (`offer`: a frame under half the buffer
+        goes in one piece)."""
+        self.sock = socket.socket(fileno=os.dup(self.fd))  # its own descriptor: closed apart
+        if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < _SEND_BUFFER:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
 
     @property
     def fd(self) -> int:
@@ -115,6 +129,26 @@ class Worker:
         except OSError:
             self.withdraw((job,))  # never sent whole (the worker is gone): nobody runs it
             raise
+
+    def offer(self, job: Job, seq: int) -> bool:
+        """Queue the call on this busy worker if its socket takes the whole frame now; False
+        (nothing sent, nothing queued) if the socket is full: the event loop never waits on a
+        worker that is not reading. The frame goes before the ticket (the worker reads frames
+        only for a ticket it holds), in one write, which a Unix socket takes whole or not at all
+        for frames this small (pyworkers._QUEUED_BYTES)."""
+        ticket = pyworker.SEQ.pack(seq)
+        frame = _SIZE.pack(len(ticket) + len(job.pickled)) + ticket + job.pickled
+        try:
+            sent = self.sock.send(frame, socket.MSG_DONTWAIT)  # type: ignore[union-attr]
+        except BlockingIOError:
+            self.full = True
+            return False
+        if sent != len(frame):  # not for a frame this small; the stream is broken if so
+            raise OSError(f"python worker {self.pid}: a frame went in part ({sent} of {len(frame)})")
+        os.write(self.feed, ticket)
+        job.seq, job.worker = seq, self
+        self.queue.append(job)
+        return True
 
     def receive(self) -> list[object] | None:
         """The messages the worker has sent, as many as one read brings; None at its end of file.
@@ -175,6 +209,8 @@ class Worker:
 
     def close(self) -> None:
         """Close the pool's ends of the worker's pipes (not the sentinel: the reaper's)."""
+        if self.sock is not None:
+            self.sock.close()
         self.conn.close()
         for fd in (self.tickets, self.feed):
             try:

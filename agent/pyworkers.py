@@ -48,8 +48,11 @@ _WEIGHT = 0.3
 # not read them while it runs a call: they must fit in the socket's buffer) ...
 _DEPTH = 8
 _QUEUED_BYTES = 8192
-# ... and those still queued behind a call that has run for this long go to idle workers.
+# ... and those still queued behind a call that has run for this long go to idle workers (and
+# none is queued behind it any more: the frames of calls moved away stay unread in its socket).
 _PATIENCE = 0.02
+# The functions whose calls' durations are kept, at most (the oldest is forgotten first).
+_TIMED = 1024
 
 
 # What `WorkerPool.run` runs: the call as the worker gets it (pyworker.Call).
@@ -167,7 +170,10 @@ class WorkerPool:
     def _queues_on(self, worker: Worker) -> bool:
         """Whether a call may wait on this busy worker: it has room, and what it has is expected
         to be over soon."""
-        if not (worker.alive and not worker.broken and 0 < len(worker.queue) < self._depth):
+        if not (worker.alive and not worker.broken and not worker.full
+                and 0 < len(worker.queue) < self._depth):
+            return False
+        if time.monotonic() - worker.head_since >= self._patience:  # its call overran: stuck?
             return False
         seconds, wait = self._seconds, 0.0
         for job in worker.queue:
@@ -177,8 +183,14 @@ class WorkerPool:
         return True
 
     def _send(self, worker: Worker, job: Job) -> None:
+        """Send the call to the worker: at once to an idle worker (it reads it now); to a busy
+        one only if its socket takes it now, else the call goes elsewhere."""
         try:
-            worker.send(job, next(self._numbers))
+            if not worker.queue:
+                worker.send(job, next(self._numbers))
+            elif not worker.offer(job, next(self._numbers)):
+                self._place(job)  # that worker is `full` now: another one
+                return
         except OSError:  # it died: its end of file comes to _on_readable, and then _finish
             worker.broken = True
             if job.worker is None:  # withdrawn: it never reached the worker
@@ -275,9 +287,9 @@ class WorkerPool:
 
     def _answered(self, worker: Worker, reply: pyworker.Reply) -> None:
         job = worker.queue.popleft()
-        target = job.call.target
+        worker.full = False  # it reads the frames before its next call's
         if reply.seconds:
-            self._seconds[target] = _WEIGHT * reply.seconds + (1 - _WEIGHT) * self._seconds.get(target, reply.seconds)
+            self._timed(job.call.target, reply.seconds)
         job.resolve(job.stopping.result() if job.stopping is not None else _from_reply(reply))
         if not worker.alive:  # read after its death: its other calls are settled by _finish
             return
@@ -286,6 +298,17 @@ class WorkerPool:
             self._begin(worker, worker.queue[0])
         if self._waiting:
             self._feed()
+
+    def _timed(self, target: str, seconds: float) -> None:
+        """A call of `target` took this long (or was stopped, or died, after this long)."""
+        timings = self._seconds
+        last = timings.get(target)
+        if last is None:
+            if len(timings) >= _TIMED:
+                del timings[next(iter(timings))]
+            timings[target] = seconds
+        else:
+            timings[target] = _WEIGHT * seconds + (1 - _WEIGHT) * last
 
     # Stops, kills and deaths.
 
@@ -358,6 +381,8 @@ class WorkerPool:
         """Settle the calls of a worker that is gone: those it answered get their answers, those
         whose tickets are still in the pipe never started and go to other workers, and the one it
         took but did not answer (at most one) failed with the worker, or was stopped."""
+        head = worker.queue[0] if worker.queue else None
+        ran = time.monotonic() - worker.head_since
         try:
             while worker.conn.poll(0) and (messages := worker.receive()) is not None:
                 for message in messages:
@@ -366,6 +391,8 @@ class WorkerPool:
             pass
         for job in worker.withdraw():
             self._requeue(job)
+        if worker.queue and worker.queue[0] is head:  # it was stopped or died after this long:
+            self._timed(head.call.target, ran)  # its function may not be quick any more
         while worker.queue:
             job = worker.queue.popleft()
             job.resolve(job.stopping.result() if job.stopping is not None
@@ -414,6 +441,7 @@ class WorkerPool:
         if self._on_spawn is not None:
             self._on_spawn(process.pid)
         worker = Worker(process, parent, ours, feed, sentinel)
+        worker.open_socket()
         self._workers.add(worker)
         self._loop.add_reader(worker.fd, self._on_readable, worker)  # type: ignore[union-attr]
 
@@ -421,6 +449,8 @@ class WorkerPool:
         """Stop listening to a worker and forget it (its pipes stay open for _finish)."""
         worker.alive = False
         self._workers.discard(worker)
+        if self._warm is worker:
+            self._warm = None
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(worker.fd)
 

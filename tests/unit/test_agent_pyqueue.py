@@ -214,3 +214,50 @@ def test_a_stop_of_a_call_its_worker_already_answered_kills_nothing_and_the_next
     assert first.outcome == request_.result().outcome, "the stop still says why the call was stopped"
     assert [tag for tag, _ in runs(log)] == ["warm", "a", "b"]
     assert len({pid for _, pid in runs(log)}) == 1, "its worker was not killed"
+
+
+def test_quick_calls_sent_while_a_normally_quick_call_hangs_never_hold_up_the_pool(work_dir, tmp_path):
+    """A worker stuck in a call of a quick function reads nothing: calls sent its way must not
+    fill its socket until the pool (the agent's event loop) waits on it. Here the stuck call
+    waits for a file the loop makes only once 160 quick calls are done: a loop that waited on
+    the stuck worker would leave it stuck (a minute, then False)."""
+    log, opened = tmp_path / "log", tmp_path / "open"
+
+    async def body(pool):
+        opened.touch()
+        for _ in range(5):
+            await pool.run(call("gate", str(log), str(opened), "quick"))
+        opened.unlink()
+        stuck = asyncio.create_task(pool.run(call("gate", str(log), str(opened), "stuck")))
+        await asyncio.to_thread(wait_until, lambda: "stuck" in log.read_text(), 30, "the call to start")
+        pad = "x" * 7000  # queued frames are up to 8 KiB
+        quick = []
+        for _ in range(20):
+            quick += await asyncio.gather(*(pool.run(call("echo", pad)) for _ in range(8)))
+        opened.touch()
+        return await stuck, quick
+
+    stuck, quick = with_pool(work_dir, body, size=2)
+    assert [r.outcome for r in quick] == [Outcome.SUCCEEDED] * 160
+    assert stuck.result_json == "true", "the loop went on while the worker was stuck"
+
+
+def test_a_function_whose_call_was_timed_out_is_no_longer_queued_behind_itself(work_dir, tmp_path):
+    """`gate` is quick until a call of it hangs and times out: after that, a call of it is not
+    queued behind another (that waits for a file only the later call's end makes)."""
+    log, opened, later = tmp_path / "log", tmp_path / "open", tmp_path / "later"
+
+    async def body(pool):
+        opened.touch()
+        for _ in range(5):
+            await pool.run(call("gate", str(log), str(opened), "quick"))
+        hung = await pool.run(call("gate", str(log), str(tmp_path / "never"), "hung", timeout=0.5))
+        waits = asyncio.create_task(pool.run(call("gate", str(log), str(later), "waits")))
+        await asyncio.sleep(0)  # placed first
+        quick = await pool.run(call("gate", str(log), str(opened), "after"))
+        later.touch()
+        return hung, await waits, quick
+
+    hung, waits, quick = with_pool(work_dir, body, size=3, wait=0.05, patience=600.0)
+    assert hung.outcome == Outcome.TIMED_OUT
+    assert quick.result_json == "true" and waits.result_json == "true"
