@@ -261,3 +261,35 @@ def test_a_function_whose_call_was_timed_out_is_no_longer_queued_behind_itself(w
     hung, waits, quick = with_pool(work_dir, body, size=3, wait=0.05, patience=600.0)
     assert hung.outcome == Outcome.TIMED_OUT
     assert quick.result_json == "true" and waits.result_json == "true"
+
+
+def test_calls_withdrawn_from_a_stuck_worker_never_fill_its_socket_until_the_pool_waits(work_dir, tmp_path):
+    """Calls queued on a worker stuck in a call, then cancelled, leave their frames unread in its
+    socket (with patience too long for the pool to give up on the call): more calls sent its way
+    must go elsewhere once its socket is full, not wait on it (the stuck call would wait for a
+    file the loop makes at the end: a minute, then False)."""
+    log, opened = tmp_path / "log", tmp_path / "open"
+
+    async def body(pool):
+        opened.touch()
+        pad = "x" * 7000  # queued frames are up to 8 KiB
+        for _ in range(5):
+            await pool.run(call("gate", str(log), str(opened), "quick"))
+            await pool.run(call("echo", pad))  # known to be quick: queued on a busy worker
+        opened.unlink()
+        stuck = asyncio.create_task(pool.run(call("gate", str(log), str(opened), "stuck")))
+        await asyncio.to_thread(wait_until, lambda: "stuck" in log.read_text(), 30, "the call to start")
+        outcomes = set()
+        for _ in range(10):
+            stops = [asyncio.get_running_loop().create_future() for _ in range(7)]
+            calls = [asyncio.create_task(pool.run(call("echo", pad), stop=stop)) for stop in stops]
+            await asyncio.sleep(0)  # placed
+            for stop in stops:
+                request_stop(stop, StopRequest.cancel("not wanted"))
+            outcomes |= {r.outcome for r in await asyncio.gather(*calls)}
+        opened.touch()
+        return await stuck, outcomes
+
+    stuck, outcomes = with_pool(work_dir, body, size=2, patience=600.0)
+    assert outcomes <= {Outcome.CANCELLED, Outcome.SUCCEEDED}
+    assert stuck.result_json == "true", "the loop went on while the worker was stuck"
