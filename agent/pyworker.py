@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import signal
+import struct
 import sys
 import time
 import traceback
@@ -28,16 +29,20 @@ from .results import TAIL_LIMIT
 
 
 class Call(NamedTuple):
-    """A request from the pool: what to call, with which JSON arguments, env and cwd, for whom."""
+    """One Python-callable attempt, as the pool gets it and the worker runs it: "module:function",
+    JSON arguments, env additions, cwd, timeout (the pool's), for whom. A tuple: made and pickled
+    once per attempt, with no conversion between the agent's and the worker's view of it."""
 
     target: str
-    args_json: str
-    env: Mapping[str, str]
-    cwd: str
+    args_json: str = ""
+    # Never changed in place (the default is shared).
+    env: Mapping[str, str] = {}
+    cwd: str = ""
+    timeout: float = 0.0
     task_id: str = ""
     job_id: str = ""
     attempt: int = 0
-    # The checkpoint to resume from ("" = from the start); `ctx.resume` decoded.
+    # The checkpoint to resume from ("" = from the start): the task's `ctx.resume`.
     checkpoint_json: str = ""
     # Where the call's whole output is kept (logstore.py), at most this much of each stream;
     # "": only the tails.
@@ -67,7 +72,12 @@ class Reply(NamedTuple):
     error: str = ""
     stdout_tail: str = ""
     stderr_tail: str = ""
+    # How long the function ran: the pool expects its next calls to take about as long.
+    seconds: float = 0.0
 
+
+# A call's number, before its pickle in the frame the pool sends, and alone as its ticket.
+SEQ = struct.Struct("=Q")
 
 # The first message a worker sends: it is up and can take calls.
 READY = "ready"
@@ -80,22 +90,31 @@ _KILL_SECONDS = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """A worker as the pool starts it: `CONN_FD ALIVE_FD WORK_DIR AGENT_PID` (see serve).
+    """A worker as the pool starts it: `CONN_FD TICKETS_FD ALIVE_FD WORK_DIR AGENT_PID` (see serve).
 
-    CONN_FD is the worker's end of its pipe to the pool; ALIVE_FD is held open for as long as the
-    worker lives (the pool's sentinel reads end-of-file once it is gone). Neither is passed on to
-    programs a task runs.
+    CONN_FD is the worker's end of its pipe to the pool; TICKETS_FD the read end of the pipe of
+    its tickets; ALIVE_FD is held open for as long as the worker lives (the pool's sentinel reads
+    end-of-file once it is gone). None is passed on to programs a task runs.
     """
-    conn_fd, alive_fd, work_dir, agent_pid = sys.argv[1:] if argv is None else argv
-    for fd in (int(conn_fd), int(alive_fd)):
+    conn_fd, tickets_fd, alive_fd, work_dir, agent_pid = sys.argv[1:] if argv is None else argv
+    for fd in (int(conn_fd), int(tickets_fd), int(alive_fd)):
         os.set_inheritable(fd, False)
     if sys.path[:1] == [""]:  # from `python -c`: tasks import from the work dir, not wherever they chdir
         del sys.path[0]
-    serve(Connection(int(conn_fd)), work_dir, int(agent_pid))
+    serve(Connection(int(conn_fd)), int(tickets_fd), work_dir, int(agent_pid))
 
 
-def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
-    """The worker's main loop: answer calls until the pool closes the pipe."""
+def serve(conn: Connection, tickets: int, work_dir: str, agent_pid: int = 0) -> None:
+    """The worker's main loop: answer calls until the pool closes the pipe.
+
+    The pool may queue several calls: each comes as a frame on `conn` and an 8-byte ticket on
+    `tickets`, a pipe the pool can read too. The worker takes a ticket (one read: the kernel gives
+    it to the worker or to the pool, never both) only after it has sent the reply to its last
+    call, and runs the call the ticket names; a call whose ticket the pool took back (withdrawn:
+    cancelled, or moved to another worker) is skipped. So a call runs only if its ticket left
+    the pipe by the worker's read, and when a worker dies, only the first call it did not answer
+    may have run.
+    """
     # The subreaper of whatever a call starts, so that nothing it starts leaves the worker's
     # tree: the pool and the keeper kill the worker as a tree, and so does the worker itself
     # when its call returns, or when the agent dies (it cannot be adopted: its task is
@@ -115,7 +134,7 @@ def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
     conn.send(READY)
     while True:
         try:
-            call = conn.recv()
+            call = _next_call(conn, tickets)
         except (EOFError, OSError):
             return  # the agent has gone
         if call is None:
@@ -126,6 +145,20 @@ def serve(conn: Connection, work_dir: str, agent_pid: int = 0) -> None:
             _send(conn, reply)
         except OSError:
             return  # the agent went away while the call ran
+
+
+def _next_call(conn: Connection, tickets: int) -> Call | None:
+    """Take the next ticket, and the call it names (skipping withdrawn calls); None once the
+    pool has closed the tickets' pipe."""
+    ticket = os.read(tickets, SEQ.size)
+    if len(ticket) < SEQ.size:
+        return None
+    while True:
+        frame = conn.recv_bytes()
+        if frame[:SEQ.size] == ticket:
+            return pickle.loads(memoryview(frame)[SEQ.size:])
+        if SEQ.unpack_from(frame)[0] > SEQ.unpack(ticket)[0]:  # frames come in ticket order
+            raise OSError(f"python worker: call {SEQ.unpack(ticket)[0]} never came")
 
 
 def _send(conn: Connection, message: object) -> None:
@@ -151,7 +184,9 @@ def run_call(functions: dict[str, _Target], call: Call,
     """Resolve, call and JSON-encode, turning every failure into an "error" reply.
 
     A function with a `ctx` parameter gets a TaskContext whose checkpoints go to `send_checkpoint`.
+    The call's env is set first: its module's import-time code sees it (and not the last call's).
     """
+    _ENVIRONMENT.enter(call.env)
     if call.target not in functions:
         try:
             function = resolve(call.target)
@@ -166,15 +201,17 @@ def run_call(functions: dict[str, _Target], call: Call,
     except ValueError as exc:
         return Reply("error", exception_type="ValueError", error=str(exc))
     stdout, stderr = _output(call)
+    began = time.perf_counter()
     try:
-        with _task_context(call.env, call.cwd, stdout, stderr):
+        with _task_context(call.cwd, stdout, stderr):
             reply = _invoke(target.function, args, kwargs, ctx, call.target, stderr)
     except OSError as exc:  # entering the working directory failed; the function never ran
         return Reply("error", exception_type=type(exc).__name__,
                      error=f"cannot enter working directory {call.cwd!r}: {exc.strerror}")
     finally:
         _end_output(call, stdout, stderr)
-    return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text())
+    return reply._replace(stdout_tail=stdout.text(), stderr_tail=stderr.text(),
+                          seconds=time.perf_counter() - began)
 
 
 def _output(call: Call) -> tuple[_TailWriter, _TailWriter]:
@@ -281,29 +318,53 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class _Environment:
+    """os.environ as calls change it. A call's variables are set as it starts; what they replaced
+    is put back when a later call does not set the same variable (no code of ours runs between
+    calls), so that calls of one job, which differ in a variable or two, cost a change or two
+    rather than a set and a restore of each (os.environ encodes every key and value it sees)."""
+
+    def __init__(self) -> None:
+        # What each variable a call set was before the calls set it (None: unset).
+        self._original: dict[str, str | None] = {}
+
+    def enter(self, env: Mapping[str, str]) -> None:
+        environ = os.environ
+        for key in [key for key in self._original if key not in env]:
+            value = self._original.pop(key)
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
+        for key, value in env.items():
+            current = environ.get(key)
+            if key not in self._original:
+                self._original[key] = current
+            if current != value:
+                environ[key] = value
+
+
+# The worker's one environment (os.environ is the process's).
+_ENVIRONMENT = _Environment()
+
+
 @contextlib.contextmanager
-def _task_context(
-    env: Mapping[str, str], cwd: str, stdout: io.TextIOBase, stderr: io.TextIOBase
-) -> Iterator[None]:
-    """Run with the task's environment, working directory and captured output; restore after."""
-    saved_env = {key: os.environ.get(key) for key in env}
+def _task_context(cwd: str, stdout: io.TextIOBase, stderr: io.TextIOBase) -> Iterator[None]:
+    """Run in the task's working directory with its output captured, both restored after (its
+    environment is set by run_call, and put back when the next call starts: _Environment)."""
     # Most calls run in the agent's work dir, where the worker already is: no chdir then.
     saved_cwd = os.getcwd()
     moved = bool(cwd) and cwd != saved_cwd
-    os.environ.update(env)
+    saved_out, saved_err = sys.stdout, sys.stderr
     try:
         if moved:
             os.chdir(cwd)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            yield
+        sys.stdout, sys.stderr = stdout, stderr
+        yield
     finally:
+        sys.stdout, sys.stderr = saved_out, saved_err
         if moved or os.getcwd() != saved_cwd:  # the function may have moved, too
             os.chdir(saved_cwd)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class _TailWriter(io.TextIOBase):

@@ -30,6 +30,9 @@ def chatty():
 def whoami():
     return {"task": os.environ.get("JOBPLANE_TASK_ID"), "cwd": os.getcwd()}
 
+def probe():
+    return os.environ.get("PYQ_PROBE")
+
 def a_set():
     return {1, 2}
 
@@ -148,6 +151,38 @@ def test_env_and_cwd_apply_to_the_call_only(work_dir, tmp_path_factory):
     first, second = with_pool(work_dir, body)
     assert first.result_json == f'{{"task": "7", "cwd": "{elsewhere}"}}'
     assert '"task": null' in second.result_json and str(elsewhere) not in second.result_json
+
+
+def test_a_variable_a_call_sets_is_the_workers_own_again_for_the_next_calls(work_dir, monkeypatch):
+    monkeypatch.setenv("PYQ_PROBE", "the worker's")
+
+    async def body(pool):
+        return [(await pool.run(PyCall("agent_tasks:probe", env=env))).result_json
+                for env in ({"PYQ_PROBE": "a call's"}, {}, {"OTHER": "x"}, {"PYQ_PROBE": "again"}, {})]
+
+    assert with_pool(work_dir, body) == ['"a call\'s"', '"the worker\'s"', '"the worker\'s"', '"again"',
+                                         '"the worker\'s"']
+
+
+def test_a_module_imported_by_a_call_sees_that_calls_env_and_no_earlier_calls(work_dir):
+    """Module-level code (settings read at import) runs with its own call's env: never with the
+    variables (secrets) of the call the worker ran before."""
+    for name in ("settings_a", "settings_b"):
+        (work_dir / f"{name}.py").write_text(textwrap.dedent('''
+            import os
+            AT_IMPORT = os.environ.get("PYQ_SECRET")
+
+            def seen():
+                return {"at_import": AT_IMPORT, "now": os.environ.get("PYQ_SECRET")}
+            '''))
+
+    async def body(pool):
+        await pool.run(PyCall("agent_tasks:probe", env={"PYQ_SECRET": "job A's"}))
+        return [json.loads((await pool.run(PyCall(target, env=env))).result_json)
+                for target, env in (("settings_a:seen", {}), ("settings_b:seen", {"PYQ_SECRET": "job C's"}))]
+
+    assert with_pool(work_dir, body) == [{"at_import": None, "now": None},
+                                         {"at_import": "job C's", "now": "job C's"}]
 
 
 @pytest.mark.parametrize("target, words", [
