@@ -93,12 +93,15 @@ class SimAgent:
 
 
 def simulate(address: str, agents: int, slots: int) -> None:
-    """Run `agents` simulated agents on this thread's own event loop until the process ends."""
+    """Run `agents` simulated agents on this thread's own event loop until the server stops."""
     async def main() -> None:
         sims = [SimAgent(address, f"sim-{i}", slots) for i in range(agents)]
         await asyncio.gather(*(s.run() for s in sims))
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except grpc.aio.AioRpcError:
+        pass  # the server stopped: the bench is over
 
 
 def main() -> None:
