@@ -18,19 +18,19 @@ import logging
 import os
 import pickle
 import signal
+import itertools
 import subprocess
 import sys
-import itertools
 import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Pipe
 
-from . import procs, pyqueue, pyworker
+from . import procs, pyqueue, pyresults, pyworker
 from .keeper_wire import KILL_DEADLINE
 from .pyqueue import Job, Worker
-from .results import AttemptResult, Outcome, Started, StopRequest, request_stop
+from .results import AttemptResult, Started, StopRequest, request_stop
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class WorkerPool:
         worker.full = False  # it reads the frames before its next call's
         if reply.seconds:
             self._timed(job.call.target, reply.seconds)
-        job.resolve(job.stopping.result() if job.stopping is not None else _from_reply(reply))
+        job.resolve(job.stopping.result() if job.stopping is not None else pyresults.from_reply(reply))
         if not worker.alive:  # read after its death: its other calls are settled by _finish
             return
         worker.last_reply = time.monotonic()
@@ -396,7 +396,7 @@ class WorkerPool:
         while worker.queue:
             job = worker.queue.popleft()
             job.resolve(job.stopping.result() if job.stopping is not None
-                        else _died(job.call.target, exit_code))
+                        else pyresults.died(job.call.target, exit_code))
         worker.close()
         if self._waiting and not self._closing:
             self._feed()
@@ -497,36 +497,3 @@ def _kill_worker(pid: int) -> None:
             kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _from_reply(reply: pyworker.Reply) -> AttemptResult:
-    if reply.status == "ok":
-        return AttemptResult(
-            outcome=Outcome.SUCCEEDED,
-            result_json=reply.result_json,
-            stdout_tail=reply.stdout_tail,
-            stderr_tail=reply.stderr_tail,
-            raw={"state": "returned"},
-        )
-    return AttemptResult(
-        outcome=Outcome.FAILED,
-        error=reply.error,
-        stdout_tail=reply.stdout_tail,
-        stderr_tail=reply.stderr_tail,
-        raw={"state": "raised", "exception_type": reply.exception_type},
-    )
-
-
-def _died(target: str, exit_code: int | None) -> AttemptResult:
-    if exit_code is not None and exit_code < 0:
-        try:
-            how = f"was killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            how = f"was killed by signal {-exit_code}"
-    else:
-        how = f"exited with code {exit_code}"
-    return AttemptResult(
-        outcome=Outcome.FAILED,
-        error=f"the python worker running {target} {how}",
-        raw={"state": "crashed"},
-    )
