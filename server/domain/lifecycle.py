@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .changes import task_event
 from .model import TASK_DONE, EventKind, JobState, Status, TaskState
 from .policies import normalize
-from .changes import task_event
 from .state import JobRt, TaskRt
 from .status import COUNT_BUCKETS, task_status
 
