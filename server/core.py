@@ -170,6 +170,10 @@ class Core:
         # the old stream must not reach the new one (the engine may have handed its task on).
         batch.streams = {pid: self.stream_of(pid) for pid in itertools.chain(
             cs.assignments, cs.scans, cs.stops, cs.suspends, cs.probes)}
+        # Its timings counted before its commit, not after: a scrape that reads the committed rows
+        # (a task RUNNING) must find the histograms counting it too, not a loop turn later; a
+        # failed commit stops the server anyway.
+        self.metrics.take(cs)
         if cs.persisted():
             try:
                 staged = self.store.stage(cs)
@@ -219,7 +223,6 @@ class Core:
         self.hub.publish(cs.events)
         log_events(cs.events)
         self.metrics.events.inc(by=len(cs.events))
-        self.metrics.take(cs)
         loop = asyncio.get_running_loop()
         for timer in cs.timers:
             loop.call_later(timer.delay, self.enqueue, timer.op)
