@@ -71,12 +71,25 @@ def sqlite_url(tmp_path: Path) -> str:
 class Cluster:
     """A real jobplane-server plus agents, and a client connected to the server."""
 
+    made: list[Cluster] = []  # those the current test made: their logs are printed if it fails
+
     def __init__(self, workdir: Path, db_url: str) -> None:
         self.workdir = workdir
         self.db_url = db_url
         self.server: ServerProc | None = None
         self.agents: dict[str, AgentProc] = {}
         self.client = None
+        Cluster.made.append(self)
+
+    def dump(self) -> None:
+        """Print the server's, agents' and keepers' logs (the ends of them), for a failed test."""
+        if self.server is not None:
+            print("---- server log ----\n" + self.server.output()[-6000:])
+        for name, agent in self.agents.items():
+            print(f"---- agent {name} log ----\n" + agent.output()[-3000:])
+            keeper = self.workdir / f"agent-{name}.state" / "keeper.log"
+            if keeper.exists():
+                print(f"---- agent {name}'s keeper log ----\n" + keeper.read_text(errors="replace")[-3000:])
 
     def start_server(self, **kwargs) -> ServerProc:
         self.server = ServerProc(self.workdir, self.db_url, **kwargs)
@@ -124,15 +137,19 @@ def _run_cluster(tmp_path: Path, url: str, request):
     insecure = "--insecure" in args
     c.start_server(extra=[a for a in args if a != "--insecure"], insecure=insecure)
     yield c
+    c.close()
+
+
+@pytest.fixture(autouse=True)
+def _logs_of_failed_tests(request):
+    """Every cluster a failed test made (by a fixture or by hand) prints its logs."""
+    Cluster.made.clear()
+    yield
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        print("---- server log ----\n" + c.server.output()[-6000:])
-        for name, agent in c.agents.items():
-            print(f"---- agent {name} log ----\n" + agent.output()[-3000:])
-            keeper = c.workdir / f"agent-{name}.state" / "keeper.log"
-            if keeper.exists():
-                print(f"---- agent {name}'s keeper log ----\n" + keeper.read_text(errors="replace")[-3000:])
-    c.close()
+        for c in Cluster.made:
+            c.dump()
+    Cluster.made.clear()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import inspect
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,7 +178,7 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
             guard.open_stream(caller)
         except JobplaneError as exc:
             await _deny(guard, method, caller, lambda: _quietly(decode, body) if decode else None, context, exc)
-        current_caller.set(caller)  # this generator runs in the call's own task
+        current_caller.set(caller)  # this coroutine runs in the call's own task
         error = None
         try:
             request = await _decoded(decode, body, context) if decode else body
@@ -187,8 +187,7 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
             if forward is not None and decode is None:  # an agent's stream: to the leader itself
                 await forward.redirect(context)
             responses = forward.stream(method, body, caller, context) if forward else behavior(request, context)
-            async for response in responses:
-                yield response
+            await _write_each(responses, context)
         except BaseException as exc:
             error = exc
             raise
@@ -197,6 +196,19 @@ def _streaming(behavior: Callable, method: str, guard: AuthInterceptor, decode: 
             guard.count(method, _code(context, error))
 
     return call
+
+
+async def _write_each(responses: AsyncGenerator, context) -> None:
+    """Write what a streaming handler (an async generator) yields, and close it when the call
+    ends however it ends. grpc.aio, iterating a generator handler itself, leaves it suspended at
+    its `yield` when the call ends during a write (the peer gone, flow control stalled): its
+    `finally` (a provider's disconnect, a watcher's unsubscribe) then waited for the garbage
+    collector, and an agent reconnecting was told it is connected already."""
+    try:
+        async for response in responses:
+            await context.write(response)
+    finally:
+        await responses.aclose()
 
 
 def _bytes_or(serialize: Callable | None) -> Callable | None:
@@ -236,8 +248,7 @@ def _decoding(behavior: Callable, decode: Callable | None) -> Callable:
         async def stream(body, context):
             request = await _decoded(decode, body, context)
             try:
-                async for response in behavior(request, context):
-                    yield response
+                await _write_each(behavior(request, context), context)
             except InvalidArgument as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
