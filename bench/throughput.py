@@ -1,9 +1,10 @@
 """End-to-end task throughput: a server and K agents on this machine run one job of N
 no-op tasks; prints tasks/s from submit to the last result committed (server clock),
 for Python-callable no-ops and for `/bin/true` commands, next to this machine's raw
-spawn rate of `/bin/true`, and the server's CPU time per 1,000 tasks (from /proc/PID/stat:
-less swayed by the machine's other load than tasks/s). Every state change is committed
-(SQLite, synchronous=FULL).
+spawn rate of `/bin/true`, the server's CPU time per task (from /proc/PID/stat: less swayed
+by the machine's other load than tasks/s) and how busy the machine's cores were meanwhile
+(from /proc/stat: well under 100% on an otherwise idle machine means the tasks wait on round
+trips, not on CPU). Every state change is committed (SQLite, synchronous=FULL).
 
     python bench/throughput.py [--tasks 5000] [--agents 2] [--slots 8] [--python-only]
     python bench/throughput.py --server HOST:PORT [--server-pid PID] [--tasks 5000]
@@ -38,12 +39,14 @@ PY_NOOP = {"python": "jobplane.examples.funcs:noop"}
 
 @dataclass(frozen=True)
 class Run:
-    """One job of `tasks` no-ops: seconds from submit to its end (server clock), and the
-    server's CPU seconds meanwhile (0 when its pid is unknown)."""
+    """One job of `tasks` no-ops: seconds from submit to its end (server clock), the server's
+    CPU seconds meanwhile (0 when its pid is unknown) and the share of the machine's CPU time
+    anything used meanwhile (0 to 1, all cores)."""
 
     tasks: int
     seconds: float
     cpu: float
+    busy: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -62,6 +65,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of every core so far, from /proc/stat (idle and iowait are not busy)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
 def raw_spawn_rate(n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -71,13 +80,13 @@ def raw_spawn_rate(n: int) -> float:
 
 def run_job(client: Client, name: str, task: dict, n: int, server_pid: int = 0) -> Run:
     """Submit one job of `n` copies of `task`, wait for it; all must succeed."""
-    cpu0 = cpu_seconds(server_pid)
+    cpu0, (busy0, all0) = cpu_seconds(server_pid), machine_ticks()
     job = client.submit_job({"name": name, "tasks": [dict(task, name=f"t{i}") for i in range(n)]})
     done = client.wait_job(job.id, timeout=3600)
-    cpu = cpu_seconds(server_pid) - cpu0
+    cpu, (busy1, all1) = cpu_seconds(server_pid) - cpu0, machine_ticks()
     assert done.counts.success == n, done
     elapsed = done.end_time.ToNanoseconds() / 1e9 - done.submit_time.ToNanoseconds() / 1e9
-    return Run(n, elapsed, cpu)
+    return Run(n, elapsed, cpu, (busy1 - busy0) / max(1, all1 - all0))
 
 
 @contextlib.contextmanager
@@ -122,7 +131,7 @@ def main() -> None:
 
 def describe(run: Run) -> str:
     cpu = f", server CPU {run.cpu_ms_per_task:.2f} ms/task" if run.cpu else ""
-    return f"{run.rate:8.0f} tasks/s  ({run.seconds:.2f}s{cpu})"
+    return f"{run.rate:8.0f} tasks/s  ({run.seconds:.2f}s{cpu}, cores {100 * run.busy:.0f}% busy)"
 
 
 def measure(client: Client, tasks: int, server_pid: int = 0, python_only: bool = False) -> None:
