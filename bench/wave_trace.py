@@ -8,7 +8,7 @@ how busy the server's writer thread was: commits per second, operations per comm
 commit's statements and COMMIT (wall and CPU ms on the writer thread: the difference is waiting,
 for the disk's fsync or for the GIL), and how often a report message found a commit in flight.
 
-    python bench/wave_trace.py [--tasks 6000] [--agents 2] [--slots 8]
+    python bench/wave_trace.py [--tasks 6000] [--agents 2] [--slots 8] [--keep DIR]
 
 The timestamps cost the processes some CPU: compare the steps, not the tasks/s with other benches.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -146,6 +147,7 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=6000)
     p.add_argument("--agents", type=int, default=2)
     p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--keep", default="", metavar="DIR", help="copy the raw traces (PID.trace) to DIR")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -168,6 +170,8 @@ def main() -> None:
                 proc.stop()
             server.stop()
         by_pid = read_traces(traces)
+        if a.keep:
+            shutil.copytree(traces, a.keep, dirs_exist_ok=True)
     third = (ended - begun) / 3
     window = (begun + third, ended - third)
     print(f"server + {a.agents} agents x {a.slots} slots, {a.tasks} no-ops: {run.rate:.0f} tasks/s "
