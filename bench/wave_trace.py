@@ -175,7 +175,7 @@ def main() -> None:
     third = (ended - begun) / 3
     window = (begun + third, ended - third)
     print(f"server + {a.agents} agents x {a.slots} slots, {a.tasks} no-ops: {run.rate:.0f} tasks/s "
-          f"(traced); the middle third of the job:")
+          f"(traced), cores {run.busy:.0%} busy; the middle third of the job:")
     server_events = by_pid.pop(server.pid, [])
     for line in writer(server_events, window):
         print("  " + line)
