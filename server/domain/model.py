@@ -3,9 +3,12 @@ service edge converts by value (tests/unit/test_domain_enums.py holds that true)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
+from types import MappingProxyType
+from typing import NamedTuple
 
 from jobplane.resources import Resources
 
@@ -275,8 +278,11 @@ class Hello:
     capacity: Resources | None = None  # what it can run at once; None: it advertised nothing
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(NamedTuple):
+    """What an agent said about an attempt. A named tuple, not a frozen dataclass: two are made
+    per finished task (its start and its end), and a frozen dataclass sets each of its twelve
+    fields through object.__setattr__ (1.5 us against 0.3 us a report)."""
+
     task_id: int
     attempt: int
     kind: ReportKind
@@ -286,7 +292,7 @@ class Report:
     error: str = ""
     stdout_tail: str = ""
     stderr_tail: str = ""
-    raw: dict[str, str] = field(default_factory=dict)
+    raw: Mapping[str, str] = MappingProxyType({})  # read-only: one default shared by every report
     checkpoint_json: str = ""
     external_job_id: str = ""  # the outside scheduler's job the attempt follows (external, slurm)
 
