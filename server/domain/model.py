@@ -176,7 +176,10 @@ class TaskSpec:
         renamed = object.__new__(TaskSpec)
         renamed.__dict__.update(self.__dict__)
         renamed.__dict__["name"] = name
-        renamed.__dict__["_kind"] = self.kind
+        kind = renamed.__dict__["_kind"] = self.kind
+        # What is worked out from its values is its kind's: read on every enqueue, a cached_property
+        # worked out per copy cost 2.4 us the first time and 0.8 us after (its lock, in 3.11).
+        renamed.__dict__["prerequisite_ids"] = kind.prerequisite_ids
         return renamed
 
     @property
