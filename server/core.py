@@ -226,6 +226,10 @@ class Core:
         loop = asyncio.get_running_loop()
         for timer in cs.timers:
             loop.call_later(timer.delay, self.enqueue, timer.op)
+        # The commit's future holds its done callback, which holds the batch: without this the
+        # batch, its ChangeSet and everything in it (events, attempts, rows) would wait for the
+        # cyclic collector instead of being freed here.
+        batch.write = None
 
     def _fail_unanswered(self, exc: JobplaneError) -> None:
         """Every caller whose change is applied but not known to be committed is told `exc`."""

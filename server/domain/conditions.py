@@ -27,8 +27,16 @@ class Conditions:
         self._held_jobs: set[int] = set()  # jobs shown ON_HOLD for a task's conditions
 
     def meets(self, provider) -> Callable[[tuple], bool]:
-        facts = provider_facts(provider)
-        return lambda conditions: not unmet(conditions, facts)
+        """Whether the provider's facts meet a set of conditions. Its facts are gathered on the
+        first call only: the ready queue asks once per task it dispatches, and only for work
+        that has conditions (most has none)."""
+        facts: list[dict[str, float]] = []
+
+        def check(conditions: tuple) -> bool:
+            if not facts:
+                facts.append(provider_facts(provider))
+            return not unmet(conditions, facts[0])
+        return check
 
     def waits_on_facts(self) -> bool:
         """Whether queued work has runtime conditions, so a change of live facts may start it."""

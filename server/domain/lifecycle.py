@@ -82,7 +82,8 @@ class Lifecycle:
         policy reads them, when the caller worked that out already). A task QUEUED with
         `enqueue` goes to the ready queue unless something holds it (holds.py); without, it waits
         for whoever queued it (a retry's backoff, the continuation line) and keeps a hold's reason."""
-        check(task.state, to)
+        if to not in TRANSITIONS[task.state]:
+            check(task.state, to)  # raises, saying which move
         e = self.engine
         job = e.jobs[task.job_id]
         task.state = to
@@ -95,13 +96,13 @@ class Lifecycle:
             held = e.holds.admit(task, job) if enqueue else e.holds.still_held(task)
             if held:
                 status, reason = Status.ON_HOLD, (reason if not enqueue and reason else held)
-        self.restatus(task, job, _late(task, status))
+        self.restatus(task, job, _late(task, status) if task.late else status)
         task.reason = reason
         task.environment, task.raw = (task.spec.environment, dict(raw)) if raw else ("jobplane", {})
         e.changes.task(task)
         if to == Q and enqueue and not held:
             e.enqueue(task, job)
-        self.engine.task_moved(task, to, reason)
+        e.task_moved(task, to, reason)
 
     def reopen(self, task: TaskRt, to: TaskState, reason: str) -> None:
         """A FAILED or CANCELLED task of a job that is rerun (reopen.py) waits again: BLOCKED

@@ -406,6 +406,7 @@ def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:
     return [(int(s.task_id), s.attempt, s.progress) for s in m.running if is_id(s.task_id)]
 
 
+_OUTCOMES = {int(o): o for o in Outcome}
 _REPORT_KINDS = {"started": ReportKind.STARTED, "finished": ReportKind.FINISHED,
                  "checkpoint": ReportKind.CHECKPOINT, "status": ReportKind.STATUS}
 
@@ -417,22 +418,27 @@ def report_from_proto(m) -> Report | None:
         return None
     if which is None:
         return _legacy_report_from_proto(m)
-    f, task_id = m.finished, int(m.task_id)
+    task_id = int(m.task_id)
+    # Positional, and each part read only where it is the one sent: two reports per task.
     if which == "finished":
-        outcome = Outcome(f.outcome) if f.outcome in Outcome._value2member_map_ else None
+        f = m.finished
+        outcome = _OUTCOMES.get(f.outcome)  # None for a number this server does not know
         return Report(task_id, m.attempt, ReportKind.FINISHED, outcome,
                       f.exit_code if f.HasField("exit_code") else None, f.result_json, f.error,
                       f.stdout_tail, f.stderr_tail, dict(f.raw))
+    if which == "started":
+        return Report(task_id, m.attempt, ReportKind.STARTED, None, None, "", "", "", "", {}, "",
+                      m.started.external_job_id)
     if which == "checkpoint":
         return Report(task_id, m.attempt, ReportKind.CHECKPOINT, checkpoint_json=m.checkpoint.checkpoint_json)
-    part = getattr(m, which)  # started or status
+    part = getattr(m, which)  # status
     raw = dict(m.status.raw) if which == "status" else {}
     return Report(task_id, m.attempt, _REPORT_KINDS[which], raw=raw, external_job_id=part.external_job_id)
 
 
 def _legacy_report_from_proto(m) -> Report:
     """A report in the previous release's flat form, tagged by the deprecated `kind`."""
-    outcome = Outcome(m.outcome) if m.outcome in Outcome._value2member_map_ else None
+    outcome = _OUTCOMES.get(m.outcome)
     kind = ReportKind(m.kind) if m.kind in ReportKind._value2member_map_ else ReportKind.FINISHED
     return Report(int(m.task_id), m.attempt, kind, outcome,
                   m.exit_code if m.HasField("exit_code") else None, m.result_json, m.error,

@@ -29,6 +29,7 @@ class ChangedColumns:
     def __init__(self, table: str, always: Sequence[str], indexed: Sequence[str], cap: int = 50_000) -> None:
         self.table, self.always, self.indexed, self.cap = table, tuple(always), tuple(indexed), cap
         self._written: dict[int, tuple] = {}
+        self._everything = tuple(range(len(self.indexed)))
         self._sql: dict[tuple[int, ...], str] = {}
 
     def remember(self, row_id: int, indexed: tuple) -> None:
@@ -40,23 +41,39 @@ class ChangedColumns:
 
     def updates(self, rows: Iterable[tuple[int, tuple, tuple, bool]]) -> list[Update]:
         """Statements for rows given as (id, always values, indexed values, final), grouped so
-        that rows changing the same indexed columns share one statement."""
+        that rows changing the same indexed columns share one statement. Both values are tuples."""
         groups: dict[tuple[int, ...], list[tuple]] = {}
-        everything = tuple(range(len(self.indexed)))
-        written = self._written
+        everything = self._everything
+        written, cap = self._written, self.cap
         for row_id, always, indexed, final in rows:
             before = written.get(row_id)
-            # which moved, compared in C (compress over map(ne)): no generator frame per row
-            changed = everything if before is None else tuple(compress(everything, map(ne, before, indexed)))
-            groups.setdefault(changed, []).append((*always, *(indexed[i] for i in changed), row_id))
-            if final:
-                self._written.pop(row_id, None)
+            if before is None:
+                changed, params = everything, always + indexed + (row_id,)
+            elif before == indexed:
+                changed, params = (), always + (row_id,)
+            else:  # which moved, compared and picked in C (compress, map): no generator frame per row
+                changed = tuple(compress(everything, map(ne, before, indexed)))
+                params = always + tuple(map(indexed.__getitem__, changed)) + (row_id,)
+            group = groups.get(changed)
+            if group is None:
+                groups[changed] = [params]
             else:
-                self._keep(row_id, indexed)
+                group.append(params)
+            if final:
+                written.pop(row_id, None)
+            else:
+                written[row_id] = indexed
+                if len(written) > cap:
+                    self._trim()
         return [(self._statement(changed), params) for changed, params in groups.items()]
 
     def _keep(self, row_id: int, indexed: tuple) -> None:
         self._written[row_id] = indexed
+        if len(self._written) > self.cap:
+            self._trim()
+
+    def _trim(self) -> None:
+        """The oldest rows are forgotten first (a dict keeps insertion order)."""
         while len(self._written) > self.cap:
             del self._written[next(iter(self._written))]
 
