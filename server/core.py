@@ -171,8 +171,10 @@ class Core:
         batch.streams = {pid: self.stream_of(pid) for pid in itertools.chain(
             cs.assignments, cs.scans, cs.stops, cs.suspends, cs.probes)}
         # Its timings counted before its commit, not after: a scrape that reads the committed rows
-        # (a task RUNNING) must find the histograms counting it too, not a loop turn later; a
-        # failed commit stops the server anyway.
+        # (a task RUNNING) must find the histograms counting it too, not a loop turn later. So a
+        # batch whose staging or commit fails stays counted: a single server then takes no more
+        # changes (jobplane_up 0) but still serves /metrics, and a replica deposed mid-commit
+        # follows on with these counts while the new leader counts the same tasks again.
         self.metrics.take(cs)
         if cs.persisted():
             try:

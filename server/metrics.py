@@ -57,7 +57,8 @@ class ServerMetrics:
         "continued tasks running again elsewhere.", RESTART_BUCKETS))
 
     def take(self, cs: ChangeSet) -> None:
-        """What a committed batch measured: its timings and its continuations."""
+        """What a batch measured (its timings and its continuations), counted as it closes, before
+        its commit: one whose commit then fails stays counted."""
         for what, seconds in cs.timings:
             getattr(self, TIMED[what]).observe(seconds)
         for rec in cs.continuations:

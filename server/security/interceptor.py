@@ -15,6 +15,11 @@ from typing import Any
 
 import grpc
 
+try:  # what grpc.aio raises when the transport refuses a write: the call is gone (the peer left, or cancelled)
+    from grpc._cython.cygrpc import ExecuteBatchError as _WriteRefused
+except ImportError:  # pragma: no cover - grpc moved it: such a write then counts as UNKNOWN, as before
+    _WriteRefused = ()
+
 from ..errors import InvalidArgument, JobplaneError, ResourceExhausted, details
 from ..metrics import Counter
 from .access import Access
@@ -206,7 +211,10 @@ async def _write_each(responses: AsyncGenerator, context) -> None:
     collector, and an agent reconnecting was told it is connected already."""
     try:
         async for response in responses:
-            await context.write(response)
+            try:
+                await context.write(response)
+            except _WriteRefused as exc:  # a cancelled call (counted CANCELLED), not a server error to log
+                raise asyncio.CancelledError("the call ended while a response was being written") from exc
     finally:
         await responses.aclose()
 

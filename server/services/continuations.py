@@ -3,6 +3,7 @@ failed or drained providers."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import grpc
@@ -39,8 +40,10 @@ class ContinuationService(continuation_pb2_grpc.ContinuationServiceServicer):
         if request.after_event_id < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "after_event_id: must be >= 0 (0 = from the beginning)")
-        async for frame in stream_events(self.d, context, request.after_event_id, kind=EventKind.CONTINUATION):
-            yield frame  # a serialized WatchContinuationsResponse
+        async with contextlib.aclosing(stream_events(self.d, context, request.after_event_id,
+                                                     kind=EventKind.CONTINUATION)) as frames:
+            async for frame in frames:  # closed with this handler (see JobService.WatchEvents)
+                yield frame  # a serialized WatchContinuationsResponse
 
     @rpc
     async def PlanContinuation(self, request, context):

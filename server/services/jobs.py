@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -161,9 +162,12 @@ class JobService(job_pb2_grpc.JobServiceServicer):
             await context.abort(status_code(exc), str(exc))
         keep = None if wanted is None else functools.partial(self._keep, wanted)
         kind = None if wanted is None else wanted.kind()
-        async for frame in stream_events(self.d, context, request.after_event_id, job_id=job_id, kind=kind,
-                                         keep=keep):
-            yield frame  # a serialized WatchEventsResponse
+        # Closed with this handler (the interceptor acloses it), not a loop turn later by the
+        # event loop's finalizer hook, or by the collector if it is ever caught in a cycle.
+        async with contextlib.aclosing(stream_events(self.d, context, request.after_event_id, job_id=job_id,
+                                                     kind=kind, keep=keep)) as frames:
+            async for frame in frames:
+                yield frame  # a serialized WatchEventsResponse
 
     async def _keep(self, wanted: EventFilter, events: list) -> list:
         """The events a filtered watcher sees, its jobs' facts read once each."""

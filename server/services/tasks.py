@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from jobplane.v1 import task_pb2, task_pb2_grpc
@@ -53,7 +54,9 @@ class TaskService(task_pb2_grpc.TaskServiceServicer):
         providers = self.d.agent_links
         try:
             check_no_nul(request)
-            async for response in stream_logs(self.d, providers.logs, providers.link, request):
-                yield response
+            # Closed with this handler: the agent is told to stop sending at once (see JobService.WatchEvents).
+            async with contextlib.aclosing(stream_logs(self.d, providers.logs, providers.link, request)) as chunks:
+                async for response in chunks:
+                    yield response
         except JobplaneError as exc:
             await context.abort(status_code(exc), details(exc))

@@ -3,16 +3,23 @@
 grpc.aio iterates a streaming handler written as an async generator and leaves it suspended at
 its `yield` when the call ends during a write; the handler's `finally` (here: the provider's
 disconnect) then waited for the garbage collector. The agent, reconnecting, was told it is
-"connected already" until the provider fell silent or the collector ran."""
+"connected already" until the provider fell silent or the collector ran. The write grpc refuses
+then is the peer's leaving, not the server's error."""
 
 from __future__ import annotations
 
 import queue
 
+import pytest
+
 from jobplane.v1 import event_pb2, event_pb2_grpc, provider_pb2, provider_pb2_grpc
 from support import admin_channel, agent_certificate, agent_channel, wait_until
+from support_http import HTTP
+from test_metrics import scrape, value
 
+pytestmark = pytest.mark.server_args(*HTTP)
 ASSIGNED = 3  # TaskState
+CONNECT = "/jobplane.v1.ProviderService/Connect"
 
 
 def test_an_agent_gone_while_the_server_writes_to_it_is_seen_gone_at_once(cluster):
@@ -39,3 +46,8 @@ def test_an_agent_gone_while_the_server_writes_to_it_is_seen_gone_at_once(cluste
         gone = next(e for m in watch for e in m.events if "stream closed" in e.message)
         assert gone.provider_id == "a"
         watch.cancel()
+    # A call the peer left, not a server error: counted CANCELLED (not UNKNOWN), no ERROR logged.
+    counted = scrape(c.server)
+    assert value(counted, "jobplane_rpcs_total", method=CONNECT, code="CANCELLED") == 1
+    assert value(counted, "jobplane_rpcs_total", method=CONNECT, code="UNKNOWN") == 0
+    assert "ExecuteBatchError" not in c.server.output()
