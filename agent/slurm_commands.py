@@ -31,6 +31,7 @@ _NO_ARRAY = "N/A"
 # every other state may still change. A job being requeued shows REQUEUED, not these.
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED",
                           "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REVOKED"})
+OWN_ENDINGS = frozenset({"COMPLETED", "FAILED"})  # final states a job reaches by itself
 
 
 class SlurmJob(Protocol):
@@ -154,7 +155,11 @@ def ending(raw: Mapping[str, str]) -> Ending:
     reason = raw.get("Reason", "")
     if reason and reason != "None":
         what.append(f"reason {reason}")
-    return Ending(False, None if signal else code, signal, ", ".join(what))
+    # An exit code is the job's own verdict only when it ended by itself (COMPLETED or FAILED);
+    # in TIMEOUT, CANCELLED, PREEMPTED, ... Slurm ended it, and a script killed by SIGTERM may
+    # exit 143: the task's reason must then name Slurm's state, not "exited with code 143".
+    own = state in OWN_ENDINGS and not signal
+    return Ending(False, code if own else None, signal, ", ".join(what))
 
 
 def _exit_code(text: str) -> tuple[int | None, int | None]:

@@ -83,6 +83,10 @@ def test_squeue_saying_it_knows_no_such_job_is_told_apart_from_a_failure():
      (False, 3, None, "Slurm job 4 ended FAILED, exit code 3, reason NonZeroExitCode")),
     ({"JobId": "4", "State": "TIMEOUT", "ExitCode": "0:15", "Reason": "TimeLimit"},
      (False, None, 15, "Slurm job 4 ended TIMEOUT, killed by signal 15, reason TimeLimit")),
+    # slurmstepd's SIGTERM at the time limit: the batch shell may exit 143 rather than die of the
+    # signal; the job still ended TIMEOUT, which its reason must say (not "exited with code 143").
+    ({"JobId": "4", "State": "TIMEOUT", "ExitCode": "143:0", "Reason": "TimeLimit"},
+     (False, None, None, "Slurm job 4 ended TIMEOUT, exit code 143, reason TimeLimit")),
     ({"JobId": "4", "State": "OUT_OF_MEMORY", "ExitCode": "0:125", "Reason": "None"},
      (False, None, 125, "Slurm job 4 ended OUT_OF_MEMORY, killed by signal 125")),
 ])
