@@ -407,8 +407,6 @@ def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:
 
 
 _OUTCOMES = {int(o): o for o in Outcome}
-_REPORT_KINDS = {"started": ReportKind.STARTED, "finished": ReportKind.FINISHED,
-                 "checkpoint": ReportKind.CHECKPOINT, "status": ReportKind.STATUS}
 
 
 def report_from_proto(m) -> Report | None:
@@ -431,9 +429,8 @@ def report_from_proto(m) -> Report | None:
                       m.started.external_job_id)
     if which == "checkpoint":
         return Report(task_id, m.attempt, ReportKind.CHECKPOINT, checkpoint_json=m.checkpoint.checkpoint_json)
-    part = getattr(m, which)  # status
-    raw = dict(m.status.raw) if which == "status" else {}
-    return Report(task_id, m.attempt, _REPORT_KINDS[which], raw=raw, external_job_id=part.external_job_id)
+    status = m.status  # the oneof's last member
+    return Report(task_id, m.attempt, ReportKind.STATUS, raw=dict(status.raw), external_job_id=status.external_job_id)
 
 
 def _legacy_report_from_proto(m) -> Report:

@@ -44,7 +44,7 @@ class ChangedColumns:
         that rows changing the same indexed columns share one statement. Both values are tuples."""
         groups: dict[tuple[int, ...], list[tuple]] = {}
         everything = self._everything
-        written, cap = self._written, self.cap
+        written = self._written
         for row_id, always, indexed, final in rows:
             before = written.get(row_id)
             if before is None:
@@ -62,18 +62,13 @@ class ChangedColumns:
             if final:
                 written.pop(row_id, None)
             else:
-                written[row_id] = indexed
-                if len(written) > cap:
-                    self._trim()
+                self._keep(row_id, indexed)
         return [(self._statement(changed), params) for changed, params in groups.items()]
 
     def _keep(self, row_id: int, indexed: tuple) -> None:
+        """Remember a row's indexed values; past the cap the oldest rows are forgotten first (a
+        dict keeps insertion order)."""
         self._written[row_id] = indexed
-        if len(self._written) > self.cap:
-            self._trim()
-
-    def _trim(self) -> None:
-        """The oldest rows are forgotten first (a dict keeps insertion order)."""
         while len(self._written) > self.cap:
             del self._written[next(iter(self._written))]
 
