@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -323,10 +324,15 @@ class Agent:
 
     async def _in_slot(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult:
-        async with self._slots:  # more assignments than slots wait here
+        # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once.
+        if not await _slot_or_stop(self._slots, stop):
+            return stop.result().result()
+        try:
             if self._stopping:  # not started: it waits to be handed on, or dropped
                 return (await stop).result()
             return await self._execute(assignment, stop)
+        finally:
+            self._slots.release()
 
     async def _report(self, key: AttemptKey, running: Coroutine[Any, Any, AttemptResult]) -> None:
         """Await the attempt and queue its last checkpoint and FINISHED report, whatever happens."""
@@ -536,3 +542,24 @@ class Agent:
             pass  # a server that does not read; cancelling the stream below is goodbye enough
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)
+
+
+async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Future) -> bool:
+    """Take a slot (True), unless a stop comes first (False, and no slot taken)."""
+    if stop.done():
+        return False
+    if not slots.locked():
+        await slots.acquire()  # at once
+        return True
+    acquire = asyncio.ensure_future(slots.acquire())
+    await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if not acquire.done():
+        acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+    if acquire.cancelled():
+        return False
+    if stop.done():  # the slot and the stop came together: the slot goes back
+        slots.release()
+        return False
+    return True

@@ -15,6 +15,8 @@ from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .scan_limits import ScanLimits
 
 DEFAULT_LOG_RETENTION = 7 * 24 * 3600.0
+QUEUE_AHEAD_PER_SLOT = 4  # Celery's default prefetch per worker process is 4 too
+MAX_QUEUE_AHEAD = 10_000  # what a server takes (its MAX_SLOTS)
 # The label an agent that submits to Slurm advertises; the server requires it of Slurm tasks.
 SLURM_LABEL, SLURM_LABEL_VALUE = "slurm", "true"
 
@@ -31,6 +33,9 @@ class AgentConfig:
     server: str = field(default_factory=lambda: resolve_target(None))
     name: str = field(default_factory=socket.gethostname)
     slots: int = field(default_factory=_default_slots)
+    # Assigned tasks held queued beyond the slots, started as slots free (the server queues
+    # only quick tasks ahead); None: QUEUE_AHEAD_PER_SLOT per slot; 0: none.
+    queue_ahead: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     # The agent promises a heartbeat at least this often (seconds).
     heartbeat_interval: float = 1.0
@@ -90,6 +95,10 @@ class AgentConfig:
             raise ValueError("name: must not be empty")
         if self.slots < 1:
             raise ValueError(f"slots: must be at least 1, got {self.slots}")
+        if self.queue_ahead is None:
+            object.__setattr__(self, "queue_ahead", min(QUEUE_AHEAD_PER_SLOT * self.slots, MAX_QUEUE_AHEAD))
+        elif not 0 <= self.queue_ahead <= MAX_QUEUE_AHEAD:
+            raise ValueError(f"queue_ahead: must be between 0 (none) and {MAX_QUEUE_AHEAD}, got {self.queue_ahead}")
         if self.heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval: must be > 0, got {self.heartbeat_interval}")
         if self.kill_grace < 0:

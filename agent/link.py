@@ -313,6 +313,7 @@ class Link:
             facts=self._facts,
             labels=config.labels,
             slots=config.slots,
+            queue_ahead=config.queue_ahead or 0,
             heartbeat_interval_seconds=config.heartbeat_interval,
             standby=config.standby,
             kill_deadline_seconds=kill_deadline,

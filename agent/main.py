@@ -71,6 +71,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="unique agent name (default: the hostname, %(default)s)")
     parser.add_argument("--slots", type=_positive_int, default=os.cpu_count() or 1,
                         help="tasks run at once (default: CPU count, %(default)s)")
+    parser.add_argument("--queue-ahead", type=_non_negative_int, default=None, metavar="N",
+                        help="assigned tasks held queued beyond --slots, started as slots free; the server "
+                             "queues only quick tasks ahead (under 0.1 s each, no more than this agent "
+                             "finished in the last 0.25 s), so they need not wait for its round trip "
+                             "(default: 4 per slot; 0: none)")
     parser.add_argument("--label", dest="labels", action="append", type=_label, default=[],
                         metavar="K=V", help="a label tasks can require; repeatable")
     parser.add_argument("--cpus", type=_non_negative_float, default=None, metavar="N",
@@ -222,6 +227,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         server=args.server,
         name=args.name,
         slots=args.slots,
+        queue_ahead=args.queue_ahead,
         labels=dict(args.labels),
         heartbeat_interval=args.heartbeat,
         kill_grace=args.kill_grace,

@@ -105,7 +105,7 @@ def provider_table(providers: list[provider_pb2.Provider]) -> str:
         (
             provider.id,
             state_text(provider),
-            f"{provider.slots_in_use}/{provider.slots}",
+            output.slots_used(provider),
             _resources_used(provider),
             output.labels(provider.labels),
             output.age(provider.last_seen_time),
@@ -123,7 +123,7 @@ def provider_details(provider: provider_pb2.Provider) -> str:
         [
             ("ID", provider.id),
             ("State", state_text(provider)),
-            ("Slots used", f"{provider.slots_in_use}/{provider.slots}"),
+            ("Slots used", output.slots_used(provider)),
             ("Resources used", output.capacity_use(provider)),
             ("Labels", output.labels(provider.labels)),
             ("Heartbeat", f"every {heartbeat:g}s" if (heartbeat := provider.heartbeat_interval_seconds) else None),

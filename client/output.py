@@ -285,6 +285,12 @@ def resource_request(r: job_pb2.ResourceRequest) -> str | None:
     return None if text == "-" else text
 
 
+def slots_used(provider: provider_pb2.Provider) -> str:
+    """Its slots in use, e.g. `8/8`, and the quick tasks queued at it beyond them: `8/8 +12 ahead`."""
+    used = f"{provider.slots_in_use}/{provider.slots}"
+    return f"{used} +{provider.queued_ahead} ahead" if provider.queued_ahead else used
+
+
 def capacity_use(provider: provider_pb2.Provider) -> str:
     """What of its capacity is in use, per resource: `cpus 4/8, memory 2 GiB/16 GiB, license_x 1/2`;
     for an agent that advertised none, says so (cpus, memory and gpus unlimited, no custom ones)."""

@@ -359,6 +359,8 @@ def _heard(engine: Engine, provider_id: str, conn_id: int, facts: Mapping[str, f
 def _provider_view(engine: Engine, p) -> ProviderView:
     inventory = tuple(InventoryView(p.id, sid, e.description, e.present, dict(e.details), e.reason, e.scan_time,
                                     e.expires, e.source) for sid, e in sorted(p.inventory.items()))
-    return ProviderView(p.id, p.state, dict(p.facts), dict(p.labels), p.slots, len(p.in_flight), p.heartbeat,
+    out = len(p.in_flight)
+    return ProviderView(p.id, p.state, dict(p.facts), dict(p.labels), p.slots, min(out, p.slots), p.heartbeat,
                         p.connect_time, p.last_seen, bool(p.conn_id), p.containment, p.kill_deadline,
-                        p.grace_until, p.backoff_cap, inventory, p.drained, p.capacity, engine.capacity.used(p))
+                        p.grace_until, p.backoff_cap, inventory, p.drained, p.capacity, engine.capacity.used(p),
+                        max(0, out - p.slots))

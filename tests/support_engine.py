@@ -16,9 +16,11 @@ def engine(now: float = 100.0, **config) -> Engine:
     return e
 
 
-def provider(e, name, slots=2, labels=None, running=(), standby=False):
-    """Connect provider `name` and make it ready; returns its connection id."""
-    e.connect(Hello(name, {}, labels or {}, slots, 1.0, tuple(running), standby), conn_id=hash(name) & 0xFFFF)
+def provider(e, name, slots=2, labels=None, running=(), standby=False, ahead=0):
+    """Connect provider `name` (holding up to `ahead` tasks queued beyond its slots) and make it
+    ready; returns its connection id."""
+    e.connect(Hello(name, {}, labels or {}, slots, 1.0, tuple(running), standby, queue_ahead=ahead),
+              conn_id=hash(name) & 0xFFFF)
     e.ready_signal(name, hash(name) & 0xFFFF)
     return hash(name) & 0xFFFF
 

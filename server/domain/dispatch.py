@@ -68,10 +68,11 @@ class ReadyQueue:
                 del self._counts[group]
 
     def pop_for(self, labels: dict[str, str], has: HasAll = _no_check, meets: Meets = _no_check,
-                fits: Fits = _no_check) -> int | None:
-        """The best queued task whose requirements `labels` (and `has`, `meets`, `fits`) satisfy, or None."""
+                fits: Fits = _no_check, job_ok: Callable[[int], bool] | None = None) -> int | None:
+        """The best queued task whose requirements `labels` (and `has`, `meets`, `fits`) satisfy, or None;
+        None too when `job_ok` says no to that task's job (the next best is not taken instead)."""
         group, best = self._best(labels, has, meets, fits)
-        if best is None:
+        if best is None or (job_ok is not None and not job_ok(best[1])):
             return None
         heapq.heappop(self._groups[group])
         self.discard(best[3])

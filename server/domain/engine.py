@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ..errors import FailedPrecondition
 from .adoption import Adoption, handed_on
+from .ahead import QUEUED_AHEAD, QueueAhead
 from .alerts import Alerts
 from .capacity import Capacity
 from .changes import ChangeSet, task_event
@@ -78,6 +79,7 @@ class Engine:
         self.reruns = Reruns(self)
         self.conditions = Conditions(self)
         self.capacity = Capacity(self)
+        self.queue_ahead = QueueAhead(self)
         self.inventory = Inventory(self)
         self.reopen = Reopening(self)
         self.suspension = Suspension(self)
@@ -338,24 +340,38 @@ class Engine:
         self.changes.demand = self.ready.demand() if len(self.ready) else []
 
     def _dispatch_round(self) -> None:
+        """Every provider's free slots first; then quick tasks queued ahead (ahead.py)."""
         if not len(self.ready):  # nothing queued: no look at every provider (a connecting fleet asks often)
             return
-        candidates = [p for p in self.providers.values() if p.free > 0]
+        free, pacing = [], []
+        for p in self.providers.values():
+            if p.free > 0:
+                free.append(p)
+            if p.finishes:
+                pacing.append(p)
+        self._fill(free, _free_slots)
+        if pacing and len(self.ready):
+            ahead = self.queue_ahead
+            self._fill([p for p in pacing if ahead.room(p) > 0], ahead.room, ahead.quick, QUEUED_AHEAD)
+
+    def _fill(self, candidates: list[ProviderRt], room, job_ok=None, message: str = "") -> None:
+        """Queued tasks to the candidates while they have `room`, one per provider per round,
+        the roomiest first, so a job's tasks spread across providers."""
         while candidates and len(self.ready):
-            candidates.sort(key=lambda p: -p.free)
+            candidates.sort(key=lambda p: -room(p))
             still = []
             for provider in candidates:
                 tid = self.ready.pop_for(provider.labels, self.inventory.has_all(provider),
-                                         self.conditions.meets(provider), self.capacity.fits(provider))
+                                         self.conditions.meets(provider), self.capacity.fits(provider), job_ok)
                 if tid is None:
                     continue
-                self.assign(self.tasks[tid], provider)
-                if provider.free > 0:
+                self.assign(self.tasks[tid], provider, message)
+                if room(provider) > 0:
                     still.append(provider)
             candidates = still
 
-    def assign(self, task: TaskRt, provider: ProviderRt) -> None:
-        """A new attempt of the task, on the provider."""
+    def assign(self, task: TaskRt, provider: ProviderRt, message: str = "") -> None:
+        """A new attempt of the task, on the provider (`message`: what its ASSIGNED event says)."""
         task.attempt += 1
         task.provider = provider.id
         attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now,
@@ -367,7 +383,7 @@ class Engine:
         self.changes.attempt(attempt, new=True)
         self.changes.assign(provider.id, task, attempt.number)
         self.changes.timing("assigned", task.ready_at, self.now)
-        self.lifecycle.transition(task, TaskState.ASSIGNED, adopting)
+        self.lifecycle.transition(task, TaskState.ASSIGNED, adopting or message)
 
     # ----- attempts ending -----------------------------------------------------------
 
@@ -441,6 +457,10 @@ class Engine:
                 else "deleted" if deleted else f"version {version} set")
         self.event(EventKind.POLICY, raw={"scope": scope, "name": name, "version": str(version)},
                    raw_status="DELETED" if deleted else "SET", message=f"{scope} policy {name!r} {what} by {by}")
+
+
+def _free_slots(provider: ProviderRt) -> int:
+    return provider.free
 
 
 __all__ = ["Counters", "Engine", "EngineConfig"]

@@ -279,6 +279,7 @@ class Hello:
     containment: str = ""  # how its attempts are contained: "cgroup", "subreaper", ""
     backoff_cap: float = 0.0  # its longest pause between reconnection attempts; 0: unknown
     capacity: Resources | None = None  # what it can run at once; None: it advertised nothing
+    queue_ahead: int = 0  # tasks it holds queued beyond its slots (ahead.py); 0: none
 
 
 class Report(NamedTuple):

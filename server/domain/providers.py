@@ -365,6 +365,7 @@ def _take_hello(provider: ProviderRt, hello: Hello, conn_id: int, now: float) ->
     provider.kill_deadline, provider.containment = hello.kill_deadline, hello.containment
     provider.backoff_cap = hello.backoff_cap
     provider.capacity = hello.capacity
+    provider.ahead, provider.finishes = hello.queue_ahead, None
     provider.connect_time = provider.last_seen = now
     provider.conn_id, provider.accepting, provider.probe_id = conn_id, False, 0
     provider.closed_at = provider.grace_until = None

@@ -145,6 +145,7 @@ class Reports:
                                             e.default_policy)
         if report.raw:
             attempt.environment, attempt.raw = task.spec.environment, dict(report.raw)
+        e.queue_ahead.finished(e.jobs.get(task.job_id), attempt, e.providers.get(attempt.provider))
         e.close_attempt(task, attempt, int(outcome), report.exit_code, report.error)
         if task.state == TaskState.CANCELLED:
             self._keep_output(task, report)  # a cancelled task's output is kept, as a timed-out one's

@@ -4,6 +4,7 @@ batch changes is changes.py's ChangeSet."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from jobplane.resources import Resources
@@ -39,6 +40,7 @@ class JobRt:
     facts: object = None  # conflicts.JobFacts, made on first use
     request: object = None  # requests.RequestKey of an idempotent submit: stored with the new job
     schedule_id: int = 0  # the schedule whose run it is (schedules.py); 0: submitted by hand
+    quick: bool = False  # its last finished attempt was quick: its tasks may be queued ahead (ahead.py)
 
     @property
     def status(self) -> Status:
@@ -167,6 +169,8 @@ class ProviderRt:
     close_when_clear: bool = False  # revoked: close its stream once it confirms its attempts stopped
     stop_check: bool = False  # a check on stops it has not confirmed is due (fencing.check_stops)
     capacity: Resources | None = None  # what its agent advertised; None: nothing (capacity.py)
+    ahead: int = 0  # Hello.queue_ahead: tasks its agent holds queued beyond its slots (ahead.py)
+    finishes: deque | None = None  # when its latest attempts finished, if ahead (ahead.py)
 
     @property
     def free(self) -> int:

@@ -8,7 +8,7 @@ from html import escape
 from urllib.parse import quote
 
 from jobplane.client.conflicts import format_selector
-from jobplane.client.output import capacity_use
+from jobplane.client.output import capacity_use, slots_used
 from jobplane.v1 import conflict_pb2, continuation_pb2, inventory_pb2, job_pb2, provider_pb2
 
 from .pages import badge, code, job_actions, pairs, when
@@ -48,7 +48,7 @@ def _provider_row(p: provider_pb2.Provider, now: float) -> str:
                                    escape(p.containment)) if x)
     return (f'<tr class="provider" id="provider-{escape(p.id)}"><td>{escape(p.id)}</td>'
             f'<td><span class="pstate p-{state.lower()}">{state}</span>{drained}</td>'
-            f'<td>{p.slots_in_use}/{p.slots}</td><td class="resources">{escape(capacity_use(p))}</td>'
+            f'<td>{escape(slots_used(p))}</td><td class="resources">{escape(capacity_use(p))}</td>'
             f'<td>{_age(p.last_seen_time, now)}</td>'
             f'<td>{pairs(p.labels)}</td><td>{facts}</td></tr>')
 

@@ -354,7 +354,7 @@ def provider_to_proto(p: ProviderView) -> provider_pb2.Provider:
         heartbeat_interval_seconds=p.heartbeat, connect_time=ts(p.connect_time), last_seen_time=ts(p.last_seen),
         containment=p.containment, kill_deadline_seconds=p.kill_deadline, restart_grace_until=ts(p.grace_until),
         reconnect_backoff_max_seconds=p.backoff_cap, drained=p.drained, capacity=capacity_to_proto(p.capacity),
-        in_use=capacity_to_proto(p.in_use))
+        in_use=capacity_to_proto(p.in_use), queued_ahead=p.queued_ahead)
 
 
 def continuation_to_proto(view: ContinuationView) -> continuation_pb2.Continuation:
@@ -399,7 +399,8 @@ def hello_from_proto(m) -> Hello:
     running = tuple((int(r.task_id), r.attempt) for r in m.running if is_id(r.task_id))
     return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby,
                  kill_deadline=m.kill_deadline_seconds, containment=m.containment,
-                 backoff_cap=m.reconnect_backoff_max_seconds, capacity=capacity_from_proto(m))
+                 backoff_cap=m.reconnect_backoff_max_seconds, capacity=capacity_from_proto(m),
+                 queue_ahead=m.queue_ahead)
 
 
 def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:

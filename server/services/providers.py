@@ -110,6 +110,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             raise InvalidArgument("hello.name", f"{h.name!r} is not a provider name: 1-128 letters, digits, '.', '_' or '-'")
         if not 1 <= h.slots <= MAX_SLOTS:
             raise InvalidArgument("hello.slots", f"must be between 1 and {MAX_SLOTS}, got {h.slots}")
+        if not 0 <= h.queue_ahead <= MAX_SLOTS:
+            raise InvalidArgument("hello.queue_ahead", f"must be between 0 (none) and {MAX_SLOTS}, got {h.queue_ahead}")
         hb = h.heartbeat_interval_seconds
         if not (math.isfinite(hb) and 0 < hb <= 3600):
             raise InvalidArgument("hello.heartbeat_interval_seconds", f"must be in (0, 3600], got {hb}")

@@ -299,6 +299,7 @@ class ProviderView:
     drained: bool = False  # by an operator, until resumed
     capacity: Resources | None = None  # what its agent advertised; None: nothing (no limits, no custom)
     in_use: Resources | None = None  # what the tasks out at it ask for
+    queued_ahead: int = 0  # tasks out at it beyond its slots, waiting at the agent (ahead.py)
 
 
 def event_from_row(row) -> Event:

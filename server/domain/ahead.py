@@ -1,0 +1,59 @@
+"""Queue-ahead: quick tasks given to an agent beyond its slots, so that its next task is there
+when a slot frees instead of a commit's round trip later (the agent starts them in the order
+they came; Hello.queue_ahead says how many it holds at most).
+
+A task queued ahead waits behind the agent's running ones, so the server queues ahead only
+what will not wait long: at most as many tasks as that provider finished in the last WINDOW
+seconds (at its recent pace they are started within about that), and only tasks of jobs whose
+last finished attempt held its slot under QUICK seconds. A new job, a job whose tasks turned
+out slow, and a provider busy with long tasks get none; every provider's free slots are filled
+before any task is queued ahead. A component of Engine: the providers' recent finishes and the
+jobs' last runtimes are its state (in memory: after a restart it starts cold)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .model import ProviderState
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .state import AttemptRt, JobRt, ProviderRt
+
+QUICK = 0.1  # seconds: an attempt that held its slot less long was quick
+WINDOW = 0.25  # seconds: a provider's finishes this recent count towards what it may hold ahead
+QUEUED_AHEAD = "queued ahead at the provider: it starts when one of its slots frees"
+
+
+class QueueAhead:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def finished(self, job: JobRt | None, attempt: AttemptRt, provider: ProviderRt | None) -> None:
+        """An attempt the provider reported finished: its pace, and whether its job is quick."""
+        now = self.engine.now
+        if job is not None:
+            job.quick = attempt.start_time is not None and now - attempt.start_time < QUICK
+        if provider is not None and provider.ahead:
+            if provider.finishes is None:
+                provider.finishes = deque(maxlen=provider.ahead)
+            provider.finishes.append(now)
+
+    def room(self, provider: ProviderRt) -> int:
+        """How many more tasks the provider may be given beyond its free slots now."""
+        recent = provider.finishes
+        if not recent or not provider.accepting or provider.state != ProviderState.ACTIVE:
+            return 0
+        since = self.engine.now - WINDOW
+        while recent and recent[0] < since:
+            recent.popleft()
+        return min(provider.ahead, len(recent)) - max(0, len(provider.in_flight) - provider.slots)
+
+    def quick(self, job_id: int) -> bool:
+        """Whether tasks of this job may be queued ahead."""
+        job = self.engine.jobs.get(job_id)
+        return job is not None and job.quick
+
+
+__all__ = ["QUEUED_AHEAD", "QUICK", "QueueAhead", "WINDOW"]

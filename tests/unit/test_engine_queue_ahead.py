@@ -1,0 +1,131 @@
+"""Queue-ahead (ahead.py), driven through the engine with its clock: which tasks are given to an
+agent beyond its slots, and when none are."""
+
+from support_engine import assigned, cmd, engine, provider
+
+from jobplane.server.domain.ahead import QUEUED_AHEAD, QUICK, WINDOW
+from jobplane.server.domain.extract import extract_tasks
+from jobplane.server.domain.model import JobSpec, Outcome, Report, ReportKind, TaskState
+
+
+def submit(e, n, name="job", priority=0):
+    spec = JobSpec(name, priority, {}, tuple(cmd(f"{name}-{i}") for i in range(n)))
+    return e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+
+
+def out_at(e, name):
+    return [t for t in e.tasks.values() if t.provider == name and t.state in (TaskState.ASSIGNED, TaskState.RUNNING)]
+
+
+def run(e, name, conn, tasks, seconds):
+    """The agent starts each of `tasks` now and reports it finished `seconds` later."""
+    now = e.now
+    e.report(name, conn, [Report(t.id, t.attempt, ReportKind.STARTED) for t in tasks])
+    e.take_changes()
+    e.begin(now + seconds)
+    e.report(name, conn, [Report(t.id, t.attempt, ReportKind.FINISHED, Outcome.SUCCEEDED, 0) for t in tasks])
+
+
+def test_a_new_jobs_tasks_fill_only_the_slots():
+    e = engine()
+    provider(e, "a", slots=2, ahead=8)
+    submit(e, 10)
+    assert len(assigned(e.take_changes())["a"]) == 2
+    assert len(e.ready) == 8
+
+
+def test_once_tasks_finish_quickly_as_many_as_finished_within_the_window_are_queued_ahead():
+    e = engine()
+    conn = provider(e, "a", slots=2, ahead=8)
+    submit(e, 20)
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    cs = e.take_changes()
+    # Two slots freed, and the two quick finishes let two more wait at the agent.
+    assert len(assigned(cs)["a"]) == 4
+    assert len(out_at(e, "a")) == 4
+    ahead = [ev for ev in cs.events if ev.raw_status == "ASSIGNED" and ev.message == QUEUED_AHEAD]
+    assert len(ahead) == 2, "the tasks queued ahead say so; those in free slots do not"
+    view = e.providers["a"]
+    assert len(view.in_flight) - view.slots == 2
+
+
+def test_never_more_than_the_agent_holds_ahead():
+    e = engine()
+    conn = provider(e, "a", slots=2, ahead=3)
+    submit(e, 50)
+    e.take_changes()
+    for _ in range(4):
+        run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+        e.take_changes()
+        assert len(out_at(e, "a")) <= 2 + 3
+    assert len(out_at(e, "a")) == 5
+
+
+def test_a_job_whose_last_attempt_was_slow_is_not_queued_ahead():
+    e = engine()
+    conn = provider(e, "a", slots=2, ahead=8)
+    submit(e, 20)
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK * 3)
+    assert len(assigned(e.take_changes())["a"]) == 2, "the freed slots only"
+
+
+def test_finishes_older_than_the_window_give_no_room():
+    e = engine()
+    conn = provider(e, "a", slots=2, ahead=8)
+    submit(e, 20)
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    e.take_changes()
+    assert len(out_at(e, "a")) == 4  # two in the freed slots, two ahead for the two finishes
+    e.begin(e.now + WINDOW * 2)  # then the agent's pace is stale: one quick finish, long after
+    run(e, "a", conn, out_at(e, "a")[:1], QUICK / 10)
+    e.take_changes()
+    # Only that finish counts now (room for one ahead), and three are still out at it: nothing
+    # more goes (with the stale finishes counted, two more would).
+    assert len(out_at(e, "a")) == 3
+
+
+def test_every_providers_free_slots_are_filled_before_any_task_is_queued_ahead():
+    e = engine()
+    conn = provider(e, "a", slots=2, ahead=8)
+    submit(e, 3, name="first")
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    e.take_changes()  # "first" is quick now; its last task went to a free slot
+    provider(e, "b", slots=4)
+    submit(e, 5, name="first-again")  # a new job: not quick
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    e.take_changes()
+    assert len(out_at(e, "b")) == 4 and len(out_at(e, "a")) == 1, "free slots only: the new job is not quick"
+
+
+def test_a_slow_or_new_job_first_in_line_stops_queueing_ahead_rather_than_jump_it():
+    e = engine()
+    conn = provider(e, "a", slots=1, ahead=8)
+    submit(e, 30, name="quick")
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    e.take_changes()
+    assert len(out_at(e, "a")) > 1, "the quick job is queued ahead"
+    submit(e, 5, name="urgent", priority=5)  # first in line, and not known to be quick
+    held = {t.id for t in out_at(e, "a")}
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    cs = e.take_changes()
+    names = [name for name, _ in assigned(cs)["a"]]
+    assert names == ["urgent-0"], "the freed slot goes to the urgent job; nothing of the quick job jumps it"
+    assert not held & {t.id for t in out_at(e, "a")}
+
+
+def test_an_agent_that_holds_nothing_ahead_gets_only_its_slots():
+    e = engine()
+    conn = provider(e, "a", slots=2)  # an agent of an earlier release: queue_ahead 0
+    submit(e, 20)
+    e.take_changes()
+    for _ in range(3):
+        run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+        e.take_changes()
+        assert len(out_at(e, "a")) == 2
