@@ -15,7 +15,7 @@ from .logstore import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .scan_limits import ScanLimits
 
 DEFAULT_LOG_RETENTION = 7 * 24 * 3600.0
-QUEUE_AHEAD_PER_SLOT = 4  # Celery's default prefetch per worker process is 4 too
+QUEUE_AHEAD_PER_SLOT = 8  # the server bounds it by time too (server/domain/ahead.py)
 MAX_QUEUE_AHEAD = 10_000  # what a server takes (its MAX_SLOTS)
 # The label an agent that submits to Slurm advertises; the server requires it of Slurm tasks.
 SLURM_LABEL, SLURM_LABEL_VALUE = "slurm", "true"

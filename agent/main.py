@@ -75,7 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="assigned tasks held queued beyond --slots, started as slots free; the server "
                              "queues only quick tasks ahead (under 0.1 s each, no more than this agent "
                              "finished in the last 0.25 s), so they need not wait for its round trip "
-                             "(default: 4 per slot; 0: none)")
+                             "(default: 8 per slot; 0: none)")
     parser.add_argument("--label", dest="labels", action="append", type=_label, default=[],
                         metavar="K=V", help="a label tasks can require; repeatable")
     parser.add_argument("--cpus", type=_non_negative_float, default=None, metavar="N",

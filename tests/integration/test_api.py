@@ -72,6 +72,8 @@ def test_list_jobs_pages_and_filters(cluster):
     (provider_pb2.Hello(name="bad name!", slots=1, heartbeat_interval_seconds=1), "INVALID_ARGUMENT", "hello.name"),
     (provider_pb2.Hello(name="ok", slots=-2, heartbeat_interval_seconds=1), "INVALID_ARGUMENT", "hello.slots"),
     (provider_pb2.Hello(name="ok", slots=1, heartbeat_interval_seconds=0), "INVALID_ARGUMENT", "hello.heartbeat"),
+    (provider_pb2.Hello(name="ok", slots=1, heartbeat_interval_seconds=1, queue_ahead=-1), "INVALID_ARGUMENT",
+     "hello.queue_ahead: must be between 0 (none) and 10000, got -1"),
 ])
 def test_bad_agent_hello_is_refused(cluster, hello, code, words):
     with agent_channel(cluster.server, *agent_certificate(cluster.server, "ok")) as channel:

@@ -107,6 +107,7 @@ def test_missing_or_conflicting_credentials_are_refused(capsys, tmp_path, argv, 
 @pytest.mark.parametrize("argv, words", [
     (["--slots", "0"], "argument --slots: must be at least 1"),
     (["--slots", "two"], "argument --slots: expected a whole number"),
+    (["--queue-ahead", "-1"], "argument --queue-ahead: must be at least 0, got -1"),
     (["--heartbeat", "0"], "argument --heartbeat: must be greater than 0"),
     (["--kill-grace", "-1"], "argument --kill-grace: must be 0 or more"),
     (["--stop-wait", "-1"], "argument --stop-wait: must be 0 or more"),
@@ -130,6 +131,14 @@ def test_config_rejects_impossible_values():
         AgentConfig(server="h:1", containment="jail")
     with pytest.raises(ValueError, match="stop_wait"):
         AgentConfig(server="h:1", stop_wait=-1)
+    with pytest.raises(ValueError, match=r"queue_ahead: must be between 0 \(none\) and 10000, got 10001"):
+        AgentConfig(server="h:1", queue_ahead=10_001)
+
+
+def test_queue_ahead_is_eight_per_slot_unless_given():
+    assert config_from_args(parse_args(["--server", "h:1", "--slots", "3", "--insecure"])).queue_ahead == 24
+    assert config_from_args(parse_args(["--server", "h:1", "--slots", "3", "--queue-ahead", "0", "--insecure"])).queue_ahead == 0
+    assert AgentConfig(server="h:1", slots=2000).queue_ahead == 10_000, "at most what a server takes"
 
 
 def test_cpu_time_of_a_busy_process_group_is_counted():

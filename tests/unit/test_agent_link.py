@@ -42,6 +42,7 @@ def test_hello_describes_the_agent_then_ready_then_heartbeats(work_dir):
 
     hello, ready, heartbeat = with_agent(work_dir, scenario, labels={"gpu": "true"}, standby=True)
     assert (hello.name, hello.slots, dict(hello.labels)) == ("a1", 2, {"gpu": "true"})
+    assert hello.queue_ahead == 16, "8 per slot unless --queue-ahead says"
     assert hello.standby
     assert hello.heartbeat_interval_seconds == 0.2 and list(hello.running) == []
     assert hello.containment == cgroups.detect().kind  # what --version says is in force
