@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from jobplane.client import FailedPrecondition
-from support import AgentProc, TcpProxy, pid_alive, wait_until
+from support import AgentProc, RunLog, TcpProxy, pid_alive, recorded_command, wait_until
 
 ACTIVE, SUSPECT, LOST, STANDBY, CONNECTING, REVOKED = 1, 2, 3, 4, 7, 8
 SUCCEEDED, FAILED = 3, 4
@@ -101,11 +101,14 @@ def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(tmp_path, 
         agent = AgentProc(tmp_path, cluster.server, "a", slots=1, address=proxy.address)
         cluster.agents["a"] = agent
         cluster.wait_active("a")
-        job = cluster.client.submit_job({"name": "c", "tasks": [{"name": "t", "command": ["sleep", "1.5"]}]})
+        log = tmp_path / "runs.log"
+        job = cluster.client.submit_job({"name": "c", "tasks": [{"name": "t", "command": recorded_command(log, 1.5)}]})
         wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
         proxy.cut()
         done = cluster.client.wait_job(job.id, timeout=30)
         assert done.state == SUCCEEDED
+        runs = RunLog(log)
+        assert (runs.started("t"), runs.runs("t")) == (1, 1), "the task ran once, to its end: nothing was rerun"
         (task,) = list(cluster.client.list_tasks(job.id))
         assert task.attempt == 1 and len(task.attempts) == 1, "nothing was reassigned"
         assert list(cluster.client.list_continuations()) == []
