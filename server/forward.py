@@ -61,6 +61,7 @@ class Forwarder:
         self.leader = Leader()
         self._channel: grpc.aio.Channel | None = None
         self._target = ""
+        self._closing: set[asyncio.Task] = set()  # old channels closing (held: the loop keeps weak references)
 
     def follow(self, leader: Leader) -> None:
         self.leader = leader
@@ -116,7 +117,9 @@ class Forwarder:
         target = leader.address if self._credentials is None else leader.agent_address
         if target != self._target or self._channel is None:
             if self._channel is not None:  # calls still on it may finish; this one does not wait
-                asyncio.get_running_loop().create_task(self._channel.close(grace=5.0))
+                closing = asyncio.get_running_loop().create_task(self._channel.close(grace=5.0))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
             self._channel = (grpc.aio.insecure_channel(target) if self._credentials is None
                              else grpc.aio.secure_channel(target, self._credentials))
             self._target = target

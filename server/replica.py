@@ -41,6 +41,7 @@ class Leadership:
         self._task: asyncio.Task | None = None
         self._taking: asyncio.Task | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._stepping: set[asyncio.Task] = set()  # step-downs under way (the loop keeps weak references)
         self._failing = False
 
     async def first(self) -> None:
@@ -135,8 +136,13 @@ class Leadership:
         loop = asyncio.get_running_loop()
         delay = max(0.0, began + LEAD_FOR * self.lease - loop.time())
         epoch = self.term.epoch if self.term is not None else None
-        self._deadline = loop.call_later(delay, lambda: loop.create_task(
-            self.lost(f"could not renew the lease within {LEAD_FOR * self.lease:.1f}s", epoch)))
+        self._deadline = loop.call_later(delay, self._step_down, epoch)
+
+    def _step_down(self, epoch: int | None) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.lost(f"could not renew the lease within {LEAD_FOR * self.lease:.1f}s", epoch))
+        self._stepping.add(task)
+        task.add_done_callback(self._stepping.discard)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
