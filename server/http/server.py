@@ -190,12 +190,13 @@ async def _write(writer: asyncio.StreamWriter, response: Response, head_only: bo
 
 async def _stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: Stream) -> None:
     """Write chunks as they come until they end or the client hangs up (its side reaches EOF)."""
-    writer.write(_head(200, stream.content_type, [("Cache-Control", "no-cache"), *stream.headers], None))
-    await writer.drain()
-    hangup = asyncio.ensure_future(reader.read())  # a client sends nothing more, so this ends at EOF
-    chunks = aiter(stream.chunks)
+    hangup: asyncio.Future | None = None
     chunk: asyncio.Future | None = None
-    try:
+    try:  # a client gone before the head is written still ends the stream's source here
+        writer.write(_head(200, stream.content_type, [("Cache-Control", "no-cache"), *stream.headers], None))
+        await writer.drain()
+        hangup = asyncio.ensure_future(reader.read())  # a client sends nothing more, so this ends at EOF
+        chunks = aiter(stream.chunks)
         while True:
             chunk = asyncio.ensure_future(anext(chunks))
             done, _ = await asyncio.wait({chunk, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -208,7 +209,8 @@ async def _stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
             writer.write(data)
             await writer.drain()
     finally:
-        hangup.cancel()
+        if hangup is not None:
+            hangup.cancel()
         if chunk is not None and not chunk.done():
             chunk.cancel()
             await asyncio.gather(chunk, return_exceptions=True)
