@@ -8,7 +8,9 @@ core to itself"; on a 2-core machine shared with real agents and their workers, 
   (the same Connect stream a jobplane agent speaks: Hello, Ready, heartbeats, TaskReports,
   acknowledgements read from Assignments): each assignment is answered at once with a STARTED
   and a FINISHED report (SUCCEEDED, `null` result, raw state `returned`, as a Python no-op's)
-  in one message per Assignments message, as a real agent's outbox sends a fast task's;
+  in one message per Assignments message, as a real agent's outbox sends a fast task's; each
+  says it holds 8 tasks per slot queued ahead (`--queue-ahead`'s default), as a jobplane agent
+  of this release does (run from a checkout without queue-ahead, none: slots only);
 - a job of N no-op tasks is submitted and waited for; the rate is from its submit to its end
   (server clock), everything committed as always (SQLite, synchronous=FULL).
 
@@ -43,6 +45,7 @@ from jobplane.v1 import provider_pb2 as pb  # noqa: E402
 from jobplane.v1 import provider_pb2_grpc  # noqa: E402
 
 HEARTBEAT = 2.0
+QUEUE_AHEAD_PER_SLOT = 8  # jobplane-agent's default --queue-ahead (a checkout without it: none)
 
 
 class SimAgent:
@@ -80,9 +83,11 @@ class SimAgent:
     async def _requests(self):
         facts = pb.ProviderFacts(hostname=self.name, os="linux", cpu_count=os.cpu_count() or 1,
                                  python_version="%d.%d.%d" % sys.version_info[:3])
-        yield pb.ConnectRequest(hello=pb.Hello(name=self.name, slots=self.slots, facts=facts,
-                                               heartbeat_interval_seconds=HEARTBEAT,
-                                               acks_with_assignments=True))
+        hello = pb.Hello(name=self.name, slots=self.slots, facts=facts, heartbeat_interval_seconds=HEARTBEAT,
+                         acks_with_assignments=True)
+        if "queue_ahead" in pb.Hello.DESCRIPTOR.fields_by_name:  # as a jobplane agent of this release
+            hello.queue_ahead = QUEUE_AHEAD_PER_SLOT * self.slots
+        yield pb.ConnectRequest(hello=hello)
         yield pb.ConnectRequest(ready=pb.Ready(free_slots=self.slots))
         beat = pb.ConnectRequest(heartbeat=pb.Heartbeat(free_slots=self.slots))
         while True:
