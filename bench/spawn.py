@@ -56,10 +56,11 @@ async def through_keeper(n: int, concurrency: int, containment: str) -> tuple[st
     base = Path(tempfile.mkdtemp(prefix="jobplane-bench-spawn-"))
     keeper = Keeper(base / "state", containment=containment)
     await keeper.open()
-    env = {"PATH": os.defpath}
+    env = {**os.environ, "JOBPLANE_JOB_ID": "1", "JOBPLANE_ATTEMPT": "1"}  # the agent's, and a task's
 
     async def one(i: int) -> None:
-        spec = CommandSpec(["/bin/true"], env=env, attempt_dir=str(base / "state" / f"t{i}.1"))
+        spec = CommandSpec(["/bin/true"], env={**env, "JOBPLANE_TASK_ID": f"t{i}"}, cwd=os.getcwd(),
+                           attempt_dir=str(base / "state" / f"t{i}.1"))
         result = await run_command(spec, keeper=keeper)
         assert result.exit_code == 0, result
 
@@ -92,10 +93,10 @@ def main() -> None:
     raw = raw_spawn_cpu(args.attempts)
     kind, per, rate = asyncio.run(through_keeper(args.attempts, args.concurrency, args.containment))
     print(f"{args.attempts} /bin/true attempts, {args.concurrency} at a time, containment {kind}")
-    print(f"keeper + commands : {per['keeper'] * 1e3:6.2f} ms CPU per attempt (keeper alone "
-          f"{per['keeper_self'] * 1e3:.2f}, commands {(per['keeper'] - per['keeper_self']) * 1e3:.2f})")
+    print(f"keeper + commands : {per['keeper'] * 1e3:6.3f} ms CPU per attempt (keeper alone "
+          f"{per['keeper_self'] * 1e3:.3f}, commands {(per['keeper'] - per['keeper_self']) * 1e3:.3f})")
     print(f"guard             : {per['guard'] * 1e3:6.2f} ms")
-    print(f"agent side        : {per['agent'] * 1e3:6.2f} ms (this process: run_command)")
+    print(f"agent side        : {per['agent'] * 1e3:6.3f} ms (this process: run_command)")
     print(f"raw posix_spawn   : {raw * 1e3:6.2f} ms (spawn + wait of /bin/true, same run)")
     print(f"attempts/s        : {rate:6.0f}")
 
