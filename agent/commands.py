@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 # Emptied when it holds this many.
 _CHECKED_MAX = 256
 _checked: set[tuple[str, str]] = set()
+# Working directories found to be directories: the next attempt in one does not check again. One
+# removed since fails the attempt as it starts all the same, at the keeper (its stage `cwd`).
+_checked_dirs: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -301,18 +304,30 @@ async def _spawn(spec: CommandSpec, directory: str, keeper: Keeper | None) -> _P
     """Have the keeper start the command."""
     if not spec.argv:
         raise ValueError("the command is empty (spec.command has no argv)")
-    if spec.cwd and not os.path.isdir(spec.cwd):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
+    if spec.cwd and spec.cwd not in _checked_dirs:
+        if not os.path.isdir(spec.cwd):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), spec.cwd)
+        if len(_checked_dirs) >= _CHECKED_MAX:
+            _checked_dirs.clear()
+        _checked_dirs.add(spec.cwd)
     program = _resolve(spec.argv[0], spec.env.get("PATH", os.defpath), spec.cwd)
     assert keeper is not None, "a keeper is always opened (spawned) for a new command"
     if not keeper.makes_dirs:  # a keeper of before
         os.makedirs(directory, exist_ok=True)
     pid, start, ended = await keeper.start({
-        "dir": os.path.abspath(directory), "argv": [program, *spec.argv[1:]], "env": spec.env,
-        "cwd": os.path.abspath(spec.cwd) if spec.cwd else "", "timeout": spec.timeout,
+        "dir": _absolute(directory), "argv": [program, *spec.argv[1:]], "env": spec.env,
+        "cwd": _absolute(spec.cwd) if spec.cwd else "", "timeout": spec.timeout,
         "log_max_bytes": spec.log_max_bytes,
-        **({"spare": os.path.abspath(spec.spare)} if spec.spare and keeper.takes_spares else {})})
+        **({"spare": _absolute(spec.spare)} if spec.spare and keeper.takes_spares else {})})
     return _Process(pid, directory, keeper, start, ended)
+
+
+def _absolute(path: str) -> str:
+    """os.path.abspath, without its work for a path that is absolute and normal already (the
+    agent's every attempt directory, spare and working directory)."""
+    normal = path.startswith("/") and "//" not in path and "/./" not in path and "/../" not in path \
+        and not path.endswith(("/", "/.", "/.."))
+    return path if normal else os.path.abspath(path)
 
 
 def _resolve(program: str, path: str, cwd: str) -> str:
@@ -429,7 +444,7 @@ def _failed_to_start(spec: CommandSpec,
     program = spec.argv[0]
     if isinstance(exc, OSError):
         why = exc.strerror or str(exc)
-        if spec.cwd and exc.filename == spec.cwd:
+        if spec.cwd and exc.filename in (spec.cwd, _absolute(spec.cwd)):
             why = f"working directory {spec.cwd!r}: {why}"
     else:
         why = str(exc)

@@ -267,8 +267,7 @@ class Keeper:
         except OSError as exc:
             log.error("cannot write the pid of %s: %s", attempt.directory, exc)
             self._kill([attempt], f"its pid could not be written: {exc}")
-        holder.send({"op": "started", "id": message["id"], "pid": attempt.pid,
-                     "start": attempt.start})
+        holder.send_line(wire.started(message["id"], attempt.pid, attempt.start))
 
     # An attempt's output.
 
@@ -315,7 +314,10 @@ class Keeper:
             return
         self.selector.unregister(attempt.pidfd)
         attempt.status = status
-        self._kill_rest([attempt])
+        if attempt.cgroup is not None and not self.cgroups.populated(attempt.cgroup):
+            attempt.emptied = True  # (most commands leave nothing: one read, and no kill round)
+        else:
+            self._kill_rest([attempt])
         if self._drain(attempt):
             self._end(attempt)
         else:  # held by what was just killed: closed as soon as it is gone
@@ -337,7 +339,7 @@ class Keeper:
         del self.attempts[attempt.pid]
         self.markers.pop(attempt.marker or "", None)
         if attempt.holder is not None:
-            attempt.holder.send({"op": "ended", "pid": attempt.pid, **attempt.summary()})
+            attempt.holder.send_line(wire.ended(attempt.pid, attempt.summary()))
         for holder, request_id in attempt.settles:
             holder.send({"op": "settled", "id": request_id})
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _OPEN_SECONDS = 20.0
 _RETRY_PAUSE = 0.05
 _LINE_LIMIT = 1 << 20
+_READ_BYTES = 1 << 16
 # Requests wait for the keeper to read what was written before once this much is unread
 # (a keeper that stopped reading does not make the agent buffer without end).
 _WRITE_BUFFER = 1 << 16
@@ -153,9 +154,10 @@ class Keeper:
     def _env_difference(self, env: Mapping[str, str]) -> dict[str, Any]:
         """How `env` differs from the base environment the keeper holds."""
         base = self.base_env
-        difference: dict[str, Any] = {"env_set": dict(env.items() - base.items())}
+        missing = object()
+        difference: dict[str, Any] = {"env_set": {k: v for k, v in env.items() if base.get(k, missing) != v}}
         if len(env) - len(difference["env_set"]) != len(base):  # some of the base is not in env
-            difference["env_unset"] = list(base.keys() - env.keys())
+            difference["env_unset"] = [k for k in base if k not in env]
         return difference
 
     def signal(self, pid: int, *, kill: bool) -> None:
@@ -249,21 +251,16 @@ class Keeper:
 
     async def _read(self, reader: asyncio.StreamReader, mine: asyncio.StreamWriter) -> None:
         lapsed = False
+        rest = b""  # the start of a line whose end has not come yet
         try:
-            while line := await reader.readline():
-                message = wire.decode(line)
-                op = message.get("op")
-                if op == "lapsed":
-                    lapsed = True
-                elif op == "ended":
-                    if (end := self._ends.pop(message.get("pid", 0), None)) and not end.done():
-                        end.set_result(message)
-                    continue
-                if op == "started" and self.ends:  # before anything can say it ended
-                    end = self._ends[int(message["pid"])] = asyncio.get_running_loop().create_future()
-                    message[_ENDED] = end  # for `start` to return, however soon it ends
-                if (future := self._pending.pop(message.get("id", 0), None)) and not future.done():
-                    future.set_result(message)
+            # What has come, whole lines taken at once: one await per read, not per line (each
+            # attempt has a `started` and an `ended` line, and a read mostly holds several).
+            while chunk := await reader.read(_READ_BYTES):
+                *lines, rest = (rest + chunk).split(b"\n")
+                if len(rest) > _LINE_LIMIT:
+                    raise ValueError(f"a line from the keeper is over {_LINE_LIMIT} bytes")
+                for line in lines:
+                    lapsed = self._take(wire.decode(line)) or lapsed
         except (OSError, ValueError) as exc:
             log.error("the link to the keeper broke: %s", exc)
         if lapsed:
@@ -280,6 +277,20 @@ class Keeper:
         if writer is not None:
             writer.close()
         self._fail_pending()
+
+    def _take(self, message: dict) -> bool:
+        """Act on a message from the keeper; True if it says the lease lapsed."""
+        op = message.get("op")
+        if op == "ended":
+            if (end := self._ends.pop(message.get("pid", 0), None)) and not end.done():
+                end.set_result(message)
+            return False
+        if op == "started" and self.ends:  # before anything can say it ended
+            end = self._ends[int(message["pid"])] = asyncio.get_running_loop().create_future()
+            message[_ENDED] = end  # for `start` to return, however soon it ends
+        if (future := self._pending.pop(message.get("id", 0), None)) and not future.done():
+            future.set_result(message)
+        return op == "lapsed"
 
     async def _renew(self) -> None:
         while self.connected:

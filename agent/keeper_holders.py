@@ -80,6 +80,10 @@ class Holder:
         """Queue a message; the keeper's loop flushes every holder once a round."""
         self._outbox += wire.encode(message)
 
+    def send_line(self, line: bytes) -> None:
+        """Queue a message encoded already (keeper_wire.started, ended)."""
+        self._outbox += line
+
     def flush(self) -> None:
         """Write what the socket takes now; the rest when it is writable (never block on a
         frozen agent)."""

@@ -47,6 +47,24 @@ def encode(message: dict) -> bytes:
     return _ENCODER.encode(message).encode() + b"\n"
 
 
+def started(request_id: object, pid: int, start: int | None) -> bytes:
+    """encode() of the `started` reply, formatted directly where its fields are plain ints
+    (the same bytes): one per attempt, on the keeper's hot path."""
+    if type(request_id) is int and type(start) is int:
+        return b'{"op":"started","id":%d,"pid":%d,"start":%d}\n' % (request_id, pid, start)
+    return encode({"op": "started", "id": request_id, "pid": pid, "start": start})
+
+
+def ended(pid: int, summary: dict) -> bytes:
+    """encode() of the `ended` news of an attempt (Attempt.summary), formatted directly where
+    it is the common case (an exit status, not killed as lost): the same bytes."""
+    status, output = summary["status"], summary["output"]
+    if type(status) is int and summary["lost"] == "" and len(summary) == 4 and len(output) == 2:
+        return b'{"op":"ended","pid":%d,"status":%d,"lost":"","output":{"out":%d,"err":%d},"segment":%d}\n' % (
+            pid, status, output["out"], output["err"], summary["segment"])
+    return encode({"op": "ended", "pid": pid, **summary})
+
+
 def decode(line: bytes) -> dict:
     message = json.loads(line)
     if not isinstance(message, dict):

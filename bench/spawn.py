@@ -24,13 +24,14 @@ from jobplane.agent.keeper_client import Keeper
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_of(pid: int) -> float:
-    """Seconds of CPU of a process and of the children it reaped (0 if it is gone)."""
+def cpu_of(pid: int, first: int = 11, last: int = 15) -> float:
+    """Seconds of CPU of a process and of the children it reaped (0 if it is gone); of fields
+    [first, last) of its stat after the name: 11-13 its own, 13-15 its reaped children's."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / _TICK
+    return sum(int(x) for x in fields[first:last]) / _TICK
 
 
 def own_cpu() -> float:
@@ -55,10 +56,11 @@ async def through_keeper(n: int, concurrency: int, containment: str) -> tuple[st
     base = Path(tempfile.mkdtemp(prefix="jobplane-bench-spawn-"))
     keeper = Keeper(base / "state", containment=containment)
     await keeper.open()
-    env = {"PATH": os.defpath}
+    env = {**os.environ, "JOBPLANE_JOB_ID": "1", "JOBPLANE_ATTEMPT": "1"}  # the agent's, and a task's
 
     async def one(i: int) -> None:
-        spec = CommandSpec(["/bin/true"], env=env, attempt_dir=str(base / "state" / f"t{i}.1"))
+        spec = CommandSpec(["/bin/true"], env={**env, "JOBPLANE_TASK_ID": f"t{i}"}, cwd=os.getcwd(),
+                           attempt_dir=str(base / "state" / f"t{i}.1"))
         result = await run_command(spec, keeper=keeper)
         assert result.exit_code == 0, result
 
@@ -71,12 +73,15 @@ async def through_keeper(n: int, concurrency: int, containment: str) -> tuple[st
             await one(i)
 
     guard = getattr(keeper, "guard", 0)  # (none before the guard: to compare with a checkout of before)
-    before = (cpu_of(keeper.pid), cpu_of(guard), own_cpu(), time.perf_counter())
+    def now() -> tuple[float, ...]:
+        return (cpu_of(keeper.pid), cpu_of(keeper.pid, 11, 13), cpu_of(guard), own_cpu(), time.perf_counter())
+
+    before = now()
     await asyncio.gather(*(gated(i) for i in range(n)))
-    after = (cpu_of(keeper.pid), cpu_of(guard), own_cpu(), time.perf_counter())
+    after = now()
     await keeper.close()
-    per = {name: (b - a) / n for name, a, b in zip(("keeper", "guard", "agent"), before, after)}
-    return keeper.containment, per, n / (after[3] - before[3])
+    per = {name: (b - a) / n for name, a, b in zip(("keeper", "keeper_self", "guard", "agent"), before, after)}
+    return keeper.containment, per, n / (after[-1] - before[-1])
 
 
 def main() -> None:
@@ -88,9 +93,10 @@ def main() -> None:
     raw = raw_spawn_cpu(args.attempts)
     kind, per, rate = asyncio.run(through_keeper(args.attempts, args.concurrency, args.containment))
     print(f"{args.attempts} /bin/true attempts, {args.concurrency} at a time, containment {kind}")
-    print(f"keeper + commands : {per['keeper'] * 1e3:6.2f} ms CPU per attempt")
+    print(f"keeper + commands : {per['keeper'] * 1e3:6.3f} ms CPU per attempt (keeper alone "
+          f"{per['keeper_self'] * 1e3:.3f}, commands {(per['keeper'] - per['keeper_self']) * 1e3:.3f})")
     print(f"guard             : {per['guard'] * 1e3:6.2f} ms")
-    print(f"agent side        : {per['agent'] * 1e3:6.2f} ms (this process: run_command)")
+    print(f"agent side        : {per['agent'] * 1e3:6.3f} ms (this process: run_command)")
     print(f"raw posix_spawn   : {raw * 1e3:6.2f} ms (spawn + wait of /bin/true, same run)")
     print(f"attempts/s        : {rate:6.0f}")
 

@@ -87,6 +87,38 @@ def test_a_missing_working_directory_fails_to_start(tmp_path):
     assert "working directory" in result.error and "No such file or directory" in result.error
 
 
+def test_a_working_directory_removed_after_an_attempt_ran_there_fails_the_next(tmp_path, monkeypatch):
+    """The agent checks a working directory once (commands._checked_dirs); one removed since
+    fails the next attempt all the same, at the keeper, and the error still names it (a
+    relative one too: the keeper's error names its absolute path)."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "work" / "ran"
+
+    async def twice() -> tuple:
+        from jobplane.agent.keeper_client import Keeper
+
+        keeper = Keeper(tmp_path / "state")
+        await keeper.open()
+        try:
+            first = await run_command(CommandSpec(["sh", "-c", "pwd > ran"], cwd="work",
+                                                  attempt_dir=str(tmp_path / "state" / "a.1")), keeper=keeper)
+            where = marker.read_text().strip()
+            (tmp_path / "work" / "ran").unlink()
+            (tmp_path / "work").rmdir()
+            second = await run_command(CommandSpec(["true"], cwd="work",
+                                                   attempt_dir=str(tmp_path / "state" / "b.1")), keeper=keeper)
+            return first, where, second
+        finally:
+            await keeper.close()
+
+    first, where, second = asyncio.run(twice())
+    assert first.outcome == Outcome.SUCCEEDED and where == str(tmp_path / "work")
+    assert second.outcome == Outcome.FAILED
+    assert second.error == "cannot start 'true': working directory 'work': No such file or directory"
+    assert second.raw == {"state": "failed_to_start"}
+
+
 def test_a_command_killed_by_a_signal_has_no_exit_code():
     result = run(["sh", "-c", "kill -KILL $$"])
     assert result.outcome == Outcome.FAILED
