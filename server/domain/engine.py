@@ -347,7 +347,7 @@ class Engine:
         for p in self.providers.values():
             if p.free > 0:
                 free.append(p)
-            if p.finishes:
+            if p.finishes and not (self.continuations.pending and self.continuations.wanted_at(p)):
                 pacing.append(p)
         self._fill(free, _free_slots)
         if pacing and len(self.ready):

@@ -4,6 +4,8 @@ Judged by what the tasks did (the log each appends its start and end to)."""
 
 from __future__ import annotations
 
+import signal
+
 from support import RunLog, recorded_command, wait_until
 
 from jobplane.server.domain.ahead import QUEUED_AHEAD
@@ -58,3 +60,45 @@ def test_tasks_queued_ahead_at_an_agent_killed_run_elsewhere_and_none_is_lost(sq
     # Only what a's one slot was running as it died may have started again; nothing queued there.
     assert len(twice) <= 1, twice
     assert runs.overlaps() == []
+
+
+def queued_ahead_at(c, name: str) -> bool:
+    return any(p.id == name and p.queued_ahead > 0 for p in c.client.list_providers())
+
+
+def test_a_continuation_is_not_held_back_by_quick_tasks_queued_ahead(sqlite_cluster, tmp_path):
+    """A task handed on waits for a free slot first in line (continuations go before queued
+    tasks): quick tasks queued ahead must not keep the only receiver's slots from ever freeing."""
+    log = tmp_path / "runs.log"
+    c = sqlite_cluster
+    c.add_agent("b", slots=1)
+    c.client.submit_job({"name": "long", "tasks": [{"name": "h", "command": recorded_command(log, 30)}]})
+    wait_until(lambda: RunLog(log).started("h") == 1, 30, "the long task to start at b")
+    c.add_agent("a", slots=1)
+    quick = c.client.submit_job({"name": "quick", "tasks": [
+        {"name": f"q{i}", "command": recorded_command(log, 0.02)} for i in range(400)]})
+    wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
+    c.client.drain_provider("b")  # the long task continues at a, the only other provider
+    wait_until(lambda: RunLog(log).started("h") == 2, 120, "the long task to continue at a")
+    runs = RunLog(log)
+    quick_started = sum(runs.started(f"q{i}") > 0 for i in range(400))
+    assert quick_started < 400, "the continuation waited for every quick task to start first"
+    c.client.cancel_job(quick.id)
+
+
+def test_a_stopping_agent_with_stop_wait_runs_its_queued_tasks_instead_of_holding_them(sqlite_cluster, tmp_path):
+    """A graceful stop with --stop-wait lets the agent's tasks finish: those queued ahead too, as
+    slots free; they must not sit unstarted until the stop-wait runs out (nor the agent with them)."""
+    log = tmp_path / "runs.log"
+    c = sqlite_cluster
+    a = c.add_agent("a", slots=1, extra=["--stop-wait", "60"])
+    job = c.client.submit_job(job_of(log, n=400, seconds=0.02))
+    wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
+    a.signal(signal.SIGTERM)
+    # Its running task ends in a moment and the rest are quick: far sooner than the stop-wait.
+    wait_until(lambda: not a.alive(), 40, "agent a to stop once what it holds has run")
+    c.add_agent("b", slots=2)  # for the tasks never given to a
+    done = c.client.wait_job(job.id, timeout=120)
+    runs = RunLog(log)
+    assert done.state == 3 and done.counts.success == 400  # SUCCEEDED
+    assert [n for n in runs.starts if runs.started(n) != 1] == [], "each task ran once: none handed on"
