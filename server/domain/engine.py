@@ -352,7 +352,8 @@ class Engine:
         self._fill(free, _free_slots)
         if pacing and len(self.ready):
             ahead = self.queue_ahead
-            self._fill([p for p in pacing if ahead.room(p) > 0], ahead.room, ahead.quick, QUEUED_AHEAD)
+            self._fill([p for p in pacing if ahead.room(p) > 0 and ahead.behind_quick(p)], ahead.room, ahead.quick,
+                       QUEUED_AHEAD)
 
     def _fill(self, candidates: list[ProviderRt], room, job_ok=None, message: str = "") -> None:
         """Queued tasks to the candidates while they have `room`, one per provider per round,

@@ -102,3 +102,25 @@ def test_a_stopping_agent_with_stop_wait_runs_its_queued_tasks_instead_of_holdin
     runs = RunLog(log)
     assert done.state == 3 and done.counts.success == 400  # SUCCEEDED
     assert [n for n in runs.starts if runs.started(n) != 1] == [], "each task ran once: none handed on"
+
+
+def test_quick_tasks_are_not_queued_ahead_behind_a_long_task_while_another_agent_is_free(sqlite_cluster, tmp_path):
+    """A task queued ahead waits for the agent's running tasks: behind a long one (a job not known
+    to be quick) it would wait that long, not about a quarter second, while another agent idles."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    quick = c.client.submit_job({"name": "quick", "tasks": [
+        {"name": f"q{i}", "command": recorded_command(log, 0.02)} for i in range(150)]})
+    wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
+    started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    long_task = f"{started}; while [ ! -e {gate} ]; do sleep 0.05; done"  # until the test opens the gate
+    c.client.submit_job({"name": "long", "priority": 10, "tasks": [{"name": "long", "command": ["sh", "-c", long_task]}]})
+    wait_until(lambda: RunLog(log).started("long") == 1, 30, "the long task to start at a")
+    c.add_agent("b", slots=1)  # free from now on: the quick job's tasks left can all run here
+    try:
+        # Behind the long task at a, a quick task queued ahead would wait until the gate opens.
+        done = c.client.wait_job(quick.id, timeout=120)
+        assert done.state == 3 and done.counts.success == 150  # SUCCEEDED
+    finally:
+        gate.touch()
