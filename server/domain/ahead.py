@@ -7,10 +7,11 @@ what will not wait long: at most as many tasks as that provider finished in the 
 seconds (at its recent pace they are started within about that), and only tasks of jobs whose
 last finished attempt held its slot under QUICK seconds. A new job, a job whose tasks turned
 out slow, and a provider whose every slot holds a task not known to be quick (or suspended in
-place) get none; every provider's free slots are filled
-before any task is queued ahead, and none is at a provider a waiting continuation could go to
-(continuation.py: it waits for a free slot, which queueing ahead would keep from freeing). A component of Engine: the providers' recent finishes and the
-jobs' last runtimes are its state (in memory: after a restart it starts cold)."""
+place) get none; every provider's free slots are filled before any task is queued ahead, and
+none is at a provider a waiting continuation could go to (continuation.py: it waits for a free
+slot, which queueing ahead would keep from freeing). A component of Engine: the providers'
+recent finishes and the jobs' last runtimes are its state (in memory: after a restart it
+starts cold)."""
 
 from __future__ import annotations
 

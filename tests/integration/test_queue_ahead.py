@@ -121,7 +121,8 @@ def test_quick_tasks_are_not_queued_ahead_behind_a_long_task_while_another_agent
     wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
     started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
     long_task = f"{started}; while [ ! -e {gate} ]; do sleep 0.05; done"  # until the test opens the gate
-    c.client.submit_job({"name": "long", "priority": 10, "tasks": [{"name": "long", "command": ["sh", "-c", long_task]}]})
+    c.client.submit_job({"name": "long", "priority": 10,
+                         "tasks": [{"name": "long", "command": ["sh", "-c", long_task]}]})
     wait_until(lambda: RunLog(log).started("long") == 1, 30, "the long task to start at a")
     c.add_agent("b", slots=1)  # free from now on: the quick job's tasks left can all run here
     try:
