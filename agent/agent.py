@@ -328,7 +328,9 @@ class Agent:
         if not await _slot_or_stop(self._slots, stop):
             return stop.result().result()
         try:
-            if self._stopping:  # not started: it waits to be handed on, or dropped
+            # Not started as the agent stops: it waits to be handed on, or dropped; with a stop-wait
+            # the server lets the agent's attempts finish, those queued ahead included, so it runs.
+            if self._stopping and not self.config.stop_wait:
                 return (await stop).result()
             return await self._execute(assignment, stop)
         finally:

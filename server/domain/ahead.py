@@ -6,9 +6,12 @@ A task queued ahead waits behind the agent's running ones, so the server queues 
 what will not wait long: at most as many tasks as that provider finished in the last WINDOW
 seconds (at its recent pace they are started within about that), and only tasks of jobs whose
 last finished attempt held its slot under QUICK seconds. A new job, a job whose tasks turned
-out slow, and a provider busy with long tasks get none; every provider's free slots are filled
-before any task is queued ahead. A component of Engine: the providers' recent finishes and the
-jobs' last runtimes are its state (in memory: after a restart it starts cold)."""
+out slow, and a provider whose every slot holds a task not known to be quick (or suspended in
+place) get none; every provider's free slots are filled before any task is queued ahead, and
+none is at a provider a waiting continuation could go to (continuation.py: it waits for a free
+slot, which queueing ahead would keep from freeing). A component of Engine: the providers'
+recent finishes and the jobs' last runtimes are its state (in memory: after a restart it
+starts cold)."""
 
 from __future__ import annotations
 
@@ -49,6 +52,22 @@ class QueueAhead:
         while recent and recent[0] < since:
             recent.popleft()
         return min(provider.ahead, len(recent)) - max(0, len(provider.in_flight) - provider.slots)
+
+    def behind_quick(self, provider: ProviderRt) -> bool:
+        """Whether a task queued ahead at the provider starts at its recent pace: fewer of the tasks
+        out there than its slots are of a job not known to be quick, or suspended in place (either
+        may hold its slot long), so a slot keeps running quick ones. Behind a long task alone a
+        task queued ahead would wait as long (its recent finishes are from before it started)."""
+        e = self.engine
+        held_long = 0
+        for tid in provider.in_flight:
+            task = e.tasks.get(tid)
+            job = e.jobs.get(task.job_id) if task is not None else None
+            if job is None or not job.quick or task.suspended:
+                held_long += 1
+                if held_long >= provider.slots:
+                    return False
+        return True
 
     def quick(self, job_id: int) -> bool:
         """Whether tasks of this job may be queued ahead."""

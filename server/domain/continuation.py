@@ -175,6 +175,14 @@ class Continuations:
                 self.engine.lifecycle.show(task, Status.ON_HOLD, f"held by hand: {job.hold}; it continues "
                                                                  "in its place in the continuation line once released")
 
+    def wanted_at(self, provider: ProviderRt) -> bool:
+        """Whether a task waiting in the line for a free slot could continue at the provider (its
+        labels meet its requirements): no quick task is queued ahead there meanwhile (ahead.py), or
+        its slots would never free while quick tasks are left to queue."""
+        e = self.engine
+        return any(p.task_id not in e.fencing and not self._held(p)
+                   and all(provider.labels.get(k) == v for k, v in p.requires.items()) for p in self.pending)
+
     def drop(self, task_id: int) -> None:
         """The task waits no more (cancelled, or failed for good)."""
         if self.pending:

@@ -347,12 +347,13 @@ class Engine:
         for p in self.providers.values():
             if p.free > 0:
                 free.append(p)
-            if p.finishes:
+            if p.finishes and not (self.continuations.pending and self.continuations.wanted_at(p)):
                 pacing.append(p)
         self._fill(free, _free_slots)
         if pacing and len(self.ready):
             ahead = self.queue_ahead
-            self._fill([p for p in pacing if ahead.room(p) > 0], ahead.room, ahead.quick, QUEUED_AHEAD)
+            self._fill([p for p in pacing if ahead.room(p) > 0 and ahead.behind_quick(p)], ahead.room, ahead.quick,
+                       QUEUED_AHEAD)
 
     def _fill(self, candidates: list[ProviderRt], room, job_ok=None, message: str = "") -> None:
         """Queued tasks to the candidates while they have `room`, one per provider per round,

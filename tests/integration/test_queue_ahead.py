@@ -4,6 +4,7 @@ Judged by what the tasks did (the log each appends its start and end to)."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 from support import RunLog, recorded_command, wait_until
@@ -63,3 +64,75 @@ def test_tasks_queued_ahead_at_an_agent_killed_run_elsewhere_and_none_is_lost(sq
     # attempt no agent process adopts); nothing that waited queued there.
     assert len(twice) <= 1, twice
     assert all(runs.starts[n][0][1] < killed_at for n in twice), "its first start was before the kill"
+    # That one's first attempt may have no end line (the keeper killed it as a's lease lapsed,
+    # before the task continued): RunLog.overlaps counts such an attempt as running on for ever.
+    assert [n for n in runs.overlaps() if n not in twice] == []
+    for name in twice:
+        ends = dict(runs.ends.get(name, []))
+        spans = sorted((start, ends[attempt]) for attempt, start in runs.starts[name] if attempt in ends)
+        assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:])), f"{name}: two attempts ran at once"
+
+
+def queued_ahead_at(c, name: str) -> bool:
+    return any(p.id == name and p.queued_ahead > 0 for p in c.client.list_providers())
+
+
+def test_a_continuation_is_not_held_back_by_quick_tasks_queued_ahead(sqlite_cluster, tmp_path):
+    """A task handed on waits for a free slot first in line (continuations go before queued
+    tasks): quick tasks queued ahead must not keep the only receiver's slots from ever freeing."""
+    log = tmp_path / "runs.log"
+    c = sqlite_cluster
+    c.add_agent("b", slots=1)
+    c.client.submit_job({"name": "long", "tasks": [{"name": "h", "command": recorded_command(log, 30)}]})
+    wait_until(lambda: RunLog(log).started("h") == 1, 30, "the long task to start at b")
+    c.add_agent("a", slots=1)
+    quick = c.client.submit_job({"name": "quick", "tasks": [
+        {"name": f"q{i}", "command": recorded_command(log, 0.02)} for i in range(400)]})
+    wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
+    c.client.drain_provider("b")  # the long task continues at a, the only other provider
+    wait_until(lambda: RunLog(log).started("h") == 2, 120, "the long task to continue at a")
+    runs = RunLog(log)
+    quick_started = sum(runs.started(f"q{i}") > 0 for i in range(400))
+    assert quick_started < 400, "the continuation waited for every quick task to start first"
+    c.client.cancel_job(quick.id)
+
+
+def test_a_stopping_agent_with_stop_wait_runs_its_queued_tasks_instead_of_holding_them(sqlite_cluster, tmp_path):
+    """A graceful stop with --stop-wait lets the agent's tasks finish: those queued ahead too, as
+    slots free; they must not sit unstarted until the stop-wait runs out (nor the agent with them)."""
+    log = tmp_path / "runs.log"
+    c = sqlite_cluster
+    a = c.add_agent("a", slots=1, extra=["--stop-wait", "60"])
+    job = c.client.submit_job(job_of(log, n=400, seconds=0.02))
+    wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
+    a.signal(signal.SIGTERM)
+    # Its running task ends in a moment and the rest are quick: far sooner than the stop-wait.
+    wait_until(lambda: not a.alive(), 40, "agent a to stop once what it holds has run")
+    c.add_agent("b", slots=2)  # for the tasks never given to a
+    done = c.client.wait_job(job.id, timeout=120)
+    runs = RunLog(log)
+    assert done.state == 3 and done.counts.success == 400  # SUCCEEDED
+    assert [n for n in runs.starts if runs.started(n) != 1] == [], "each task ran once: none handed on"
+
+
+def test_quick_tasks_are_not_queued_ahead_behind_a_long_task_while_another_agent_is_free(sqlite_cluster, tmp_path):
+    """A task queued ahead waits for the agent's running tasks: behind a long one (a job not known
+    to be quick) it would wait that long, not about a quarter second, while another agent idles."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    quick = c.client.submit_job({"name": "quick", "tasks": [
+        {"name": f"q{i}", "command": recorded_command(log, 0.02)} for i in range(150)]})
+    wait_until(lambda: queued_ahead_at(c, "a"), 30, "quick tasks to be queued ahead at a")
+    started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    long_task = f"{started}; while [ ! -e {gate} ]; do sleep 0.05; done"  # until the test opens the gate
+    c.client.submit_job({"name": "long", "priority": 10,
+                         "tasks": [{"name": "long", "command": ["sh", "-c", long_task]}]})
+    wait_until(lambda: RunLog(log).started("long") == 1, 30, "the long task to start at a")
+    c.add_agent("b", slots=1)  # free from now on: the quick job's tasks left can all run here
+    try:
+        # Behind the long task at a, a quick task queued ahead would wait until the gate opens.
+        done = c.client.wait_job(quick.id, timeout=120)
+        assert done.state == 3 and done.counts.success == 150  # SUCCEEDED
+    finally:
+        gate.touch()

@@ -129,3 +129,20 @@ def test_an_agent_that_holds_nothing_ahead_gets_only_its_slots():
         run(e, "a", conn, out_at(e, "a"), QUICK / 10)
         e.take_changes()
         assert len(out_at(e, "a")) == 2
+
+
+def test_nothing_is_queued_ahead_behind_a_task_of_a_job_not_known_to_be_quick():
+    e = engine()
+    conn = provider(e, "a", slots=1, ahead=8)
+    submit(e, 30, name="quick")
+    e.take_changes()
+    for _ in range(2):
+        run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+        e.take_changes()
+    submit(e, 1, name="long", priority=5)  # its one task takes a's only slot, for who knows how long
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    cs = e.take_changes()
+    assert [name for name, _ in assigned(cs)["a"]] == ["long-0"], "no quick task waits behind it at a"
+    run(e, "a", conn, out_at(e, "a"), QUICK * 100)  # the long task ends: quick tasks fill the slot again
+    after = [name for name, _ in assigned(e.take_changes())["a"]]
+    assert after and all(name.startswith("quick-") for name in after)
