@@ -45,6 +45,11 @@ SHUTDOWN_FLUSH_SECONDS = 2.0
 HAND_ON_MARGIN = 3.0
 # On shutdown, how long the server has to end the stream after our goodbye.
 SHUTDOWN_CLOSE_SECONDS = 1.0
+# A task the server queued ahead for which no slot frees within this long (it waits behind one
+# that turned out long, or a paused one) is given back unstarted, for the server to queue again
+# (Assignment.queued_ahead): the server promises such tasks start within about a quarter second.
+GIVE_BACK_AFTER = 1.0
+NOT_STARTED = "not_started"  # the raw state of an attempt given back
 
 AttemptKey = tuple[str, int]
 
@@ -324,9 +329,15 @@ class Agent:
 
     async def _in_slot(self, assignment: provider_pb2.Assignment,
                        stop: asyncio.Future[StopRequest]) -> AttemptResult:
-        # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once.
-        if not await _slot_or_stop(self._slots, stop):
-            return stop.result().result()
+        # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once,
+        # and one the server queued ahead is given back unstarted if no slot frees for it in time.
+        if not await _slot_or_stop(self._slots, stop, GIVE_BACK_AFTER if assignment.queued_ahead else None):
+            if stop.done() or self._stopping:
+                return (await stop).result()
+            log.info("giving back task %s attempt %d unstarted: no slot freed for it within %gs",
+                     assignment.task_id, assignment.attempt, GIVE_BACK_AFTER)
+            return AttemptResult(Outcome.CANCELLED, raw={"state": NOT_STARTED},
+                                 error=f"given back unstarted: no slot freed for it within {GIVE_BACK_AFTER:g}s")
         try:
             # Not started as the agent stops: it waits to be handed on, or dropped; with a stop-wait
             # the server lets the agent's attempts finish, those queued ahead included, so it runs.
@@ -546,15 +557,16 @@ class Agent:
         await asyncio.gather(link, return_exceptions=True)
 
 
-async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Future) -> bool:
-    """Take a slot (True), unless a stop comes first (False, and no slot taken)."""
+async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Future, within: float | None = None) -> bool:
+    """Take a slot (True), unless a stop comes first or none frees `within` seconds (False, and
+    no slot taken)."""
     if stop.done():
         return False
     if not slots.locked():
         await slots.acquire()  # at once
         return True
     acquire = asyncio.ensure_future(slots.acquire())
-    await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({acquire, stop}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     if not acquire.done():
         acquire.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -375,7 +375,9 @@ class RunLog:
     def __init__(self, log: Path) -> None:
         self.starts: dict[str, list[tuple[int, float]]] = {}
         self.ends: dict[str, list[tuple[int, float]]] = {}
-        for line in log.read_text().splitlines() if log.exists() else ():
+        text = log.read_text() if log.exists() else ""
+        # A line still being appended as this reads has no newline yet: it is left for later.
+        for line in text.splitlines()[:None if text.endswith("\n") else -1]:
             what, name, attempt, when = line.split()
             (self.starts if what == "start" else self.ends).setdefault(name, []).append((int(attempt), float(when)))
 

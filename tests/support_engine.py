@@ -32,7 +32,7 @@ def cmd(name, **kw):
 
 def assigned(cs):
     """{provider: [(task name, attempt), ...]} of a change set's assignments."""
-    return {p: [(t.name, n) for t, n in items] for p, items in cs.assignments.items()}
+    return {p: [(a.task.name, a.attempt) for a in items] for p, items in cs.assignments.items()}
 
 
 def run_timers(e, cs, since, now):

@@ -18,15 +18,17 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .model import ProviderState
+from .model import Outcome, ProviderState, TaskState
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .state import AttemptRt, JobRt, ProviderRt
+    from .model import Report
+    from .state import AttemptRt, JobRt, ProviderRt, TaskRt
 
 QUICK = 0.1  # seconds: an attempt that held its slot less long was quick
 WINDOW = 0.25  # seconds: a provider's finishes this recent count towards what it may hold ahead
 QUEUED_AHEAD = "queued ahead at the provider: it starts when one of its slots frees"
+NOT_STARTED = "not_started"  # the raw state of an attempt queued ahead that its agent gave back
 
 
 class QueueAhead:
@@ -42,6 +44,20 @@ class QueueAhead:
             if provider.finishes is None:
                 provider.finishes = deque(maxlen=provider.ahead)
             provider.finishes.append(now)
+
+    def given_back(self, task: TaskRt, attempt: AttemptRt, report: Report) -> bool:
+        """The agent gave back an attempt queued ahead for which no slot freed in time (behind a
+        task that turned out long, or a paused one): it never started, so the task is queued
+        again at once, the attempt not counted as a try; True. False for any other end."""
+        if (report.raw.get("state") != NOT_STARTED or report.outcome != Outcome.CANCELLED
+                or task.state != TaskState.ASSIGNED):
+            return False
+        e = self.engine
+        why = f"given back unstarted by {attempt.provider}: none of its slots freed for it"
+        task.held_attempts += 1
+        e.close_attempt(task, attempt, int(Outcome.CANCELLED), None, why)
+        e.lifecycle.transition(task, TaskState.QUEUED, f"{why}; queued again")
+        return True
 
     def room(self, provider: ProviderRt) -> int:
         """How many more tasks the provider may be given beyond its free slots now."""
@@ -75,4 +91,4 @@ class QueueAhead:
         return job is not None and job.quick
 
 
-__all__ = ["QUEUED_AHEAD", "QUICK", "QueueAhead", "WINDOW"]
+__all__ = ["NOT_STARTED", "QUEUED_AHEAD", "QUICK", "QueueAhead", "WINDOW"]

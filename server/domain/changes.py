@@ -54,6 +54,7 @@ class Assigned(NamedTuple):
 
     task: TaskRt
     attempt: int
+    ahead: bool = False  # queued ahead, beyond the provider's slots (ahead.py)
 
 
 class Stop(NamedTuple):
@@ -207,8 +208,8 @@ class ChangeSet:
     def timer(self, delay: float, op: Callable[[Any], None]) -> None:
         self.timers.append(Timer(delay, op))
 
-    def assign(self, provider_id: str, task: TaskRt, attempt: int) -> None:
-        self.assignments.setdefault(provider_id, []).append(Assigned(task, attempt))
+    def assign(self, provider_id: str, task: TaskRt, attempt: int, ahead: bool = False) -> None:
+        self.assignments.setdefault(provider_id, []).append(Assigned(task, attempt, ahead))
 
     def timing(self, what: str, since: float, now: float) -> None:
         """A duration from `since` (0: unknown, as after a restart: nothing is measured)."""

@@ -353,9 +353,9 @@ class Engine:
         if pacing and len(self.ready):
             ahead = self.queue_ahead
             self._fill([p for p in pacing if ahead.room(p) > 0 and ahead.behind_quick(p)], ahead.room, ahead.quick,
-                       QUEUED_AHEAD)
+                       True)
 
-    def _fill(self, candidates: list[ProviderRt], room, job_ok=None, message: str = "") -> None:
+    def _fill(self, candidates: list[ProviderRt], room, job_ok=None, ahead: bool = False) -> None:
         """Queued tasks to the candidates while they have `room`, one per provider per round,
         the roomiest first, so a job's tasks spread across providers."""
         while candidates and len(self.ready):
@@ -366,13 +366,13 @@ class Engine:
                                          self.conditions.meets(provider), self.capacity.fits(provider), job_ok)
                 if tid is None:
                     continue
-                self.assign(self.tasks[tid], provider, message)
+                self.assign(self.tasks[tid], provider, ahead)
                 if room(provider) > 0:
                     still.append(provider)
             candidates = still
 
-    def assign(self, task: TaskRt, provider: ProviderRt, message: str = "") -> None:
-        """A new attempt of the task, on the provider (`message`: what its ASSIGNED event says)."""
+    def assign(self, task: TaskRt, provider: ProviderRt, ahead: bool = False) -> None:
+        """A new attempt of the task, on the provider (`ahead`: queued beyond its slots, ahead.py)."""
         task.attempt += 1
         task.provider = provider.id
         attempt = AttemptRt(self.ids.take("attempt"), task.id, task.attempt, provider.id, self.now,
@@ -382,9 +382,9 @@ class Engine:
         self.conditions.forget(task.id)
         provider.in_flight.add(task.id)
         self.changes.attempt(attempt, new=True)
-        self.changes.assign(provider.id, task, attempt.number)
+        self.changes.assign(provider.id, task, attempt.number, ahead)
         self.changes.timing("assigned", task.ready_at, self.now)
-        self.lifecycle.transition(task, TaskState.ASSIGNED, adopting or message)
+        self.lifecycle.transition(task, TaskState.ASSIGNED, adopting or (QUEUED_AHEAD if ahead else ""))
 
     # ----- attempts ending -----------------------------------------------------------
 

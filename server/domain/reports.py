@@ -139,7 +139,7 @@ class Reports:
         if report.raw.get("state") == "prerequisite_missing" and task.state != TaskState.CANCELLED:
             e.inventory.vanished(task, attempt.provider, report.raw.get("missing", ""), report.error)
             return
-        if e.suspension.requeued(task, attempt, report):
+        if e.suspension.requeued(task, attempt, report) or e.queue_ahead.given_back(task, attempt, report):
             return
         outcome, verdict, status = _verdict(task.spec.environment, report.outcome or Outcome.FAILED, report.raw,
                                             e.default_policy)

@@ -124,7 +124,7 @@ class TaskRt:
     # Held while it runs (suspension.py): {} or {"mode": "suspend" | "requeue", "cause":
     # "hold" | "condition", "since": when, "reason": why}.
     suspended: dict = field(default_factory=dict)
-    held_attempts: int = 0  # attempts stopped by a hold and queued again; not counted against max_attempts
+    held_attempts: int = 0  # attempts stopped by a hold, or given back unstarted (ahead.py), and queued again; not counted against max_attempts
     paused: float = 0.0  # seconds the current attempt spent suspended: its finish deadline moves on by them
 
     @property

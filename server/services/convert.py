@@ -443,13 +443,14 @@ def _legacy_report_from_proto(m) -> Report:
                   m.stdout_tail, m.stderr_tail, dict(m.raw), m.checkpoint_json, m.external_job_id)
 
 
-def add_assignment(assignments: provider_pb2.Assignments, task: TaskRt, number: int) -> None:
-    """Attempt `number` of the task, as its provider is told to run it, added to `assignments`."""
+def add_assignment(assignments: provider_pb2.Assignments, task: TaskRt, number: int, ahead: bool = False) -> None:
+    """Attempt `number` of the task, as its provider is told to run it, added to `assignments`
+    (`ahead`: queued beyond the provider's slots)."""
     current = task.current
     adopt = current.external_job_id if current is not None and current.number == number else ""
     m = assignments.assignments.add(task_id=str(task.id), attempt=number, job_id=str(task.job_id),
                                     task_name=task.name, checkpoint_json=task.checkpoint,
-                                    adopt_external_job_id=adopt)
+                                    adopt_external_job_id=adopt, queued_ahead=ahead)
     fill_task_spec(m.spec, task.spec)
 
 

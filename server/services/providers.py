@@ -194,7 +194,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
                 message = provider_pb2.ConnectResponse(assign=provider_pb2.Assignments(
                     scan=_to_scan(cs.piggyback.get(provider_id, ()))))
                 for a in items:
-                    convert.add_assignment(message.assign, a.task, a.attempt)
+                    convert.add_assignment(message.assign, a.task, a.attempt, a.ahead)
                 conn.queue.put_nowait(message)
         for provider_id, items in cs.scans.items():
             conn = self._current(provider_id)

@@ -136,3 +136,30 @@ def test_quick_tasks_are_not_queued_ahead_behind_a_long_task_while_another_agent
         assert done.state == 3 and done.counts.success == 150  # SUCCEEDED
     finally:
         gate.touch()
+
+
+def test_tasks_queued_behind_a_task_that_turns_out_long_are_given_back_and_run_elsewhere(sqlite_cluster, tmp_path):
+    """The job is quick, but one of its tasks runs until the test opens a gate: the tasks queued
+    ahead behind it at its one-slot agent are given back unstarted after a second and run at the
+    other agent, while the gate is still shut."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    c = sqlite_cluster
+    c.add_agent("a", slots=1)
+    c.add_agent("b", slots=1)
+    started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    tasks = [{"name": f"q{i}", "command": recorded_command(log, 0.005)} for i in range(300)]
+    tasks[150] = {"name": "long", "command": ["sh", "-c", f"{started}; while [ ! -e {gate} ]; do sleep 0.05; done"]}
+    job = c.client.submit_job({"name": "quick-but-one", "tasks": tasks})
+    quick = [f"q{i}" for i in range(300) if i != 150]
+    try:
+        # Whichever agent runs the long task, what was queued behind it there runs at the other.
+        wait_until(lambda: all(RunLog(log).runs(n) for n in quick), 90,
+                   "every quick task to run while the long one holds its agent's only slot")
+    finally:
+        gate.touch()
+    done = c.client.wait_job(job.id, timeout=60)
+    runs = RunLog(log)
+    assert done.state == 3 and done.counts.success == 300  # SUCCEEDED
+    assert [n for n in quick if runs.started(n) != 1] == [], "each ran once: those given back had not started"
+    given_back = [a for t in c.client.list_tasks(job.id) for a in t.attempts if "given back unstarted" in a.reason]
+    assert given_back, "some tasks waited behind the long one and were given back"

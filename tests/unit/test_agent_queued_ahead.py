@@ -46,3 +46,16 @@ def test_an_attempt_stopped_before_it_queued_takes_no_slot():
         assert not slots.locked()
 
     asyncio.run(scenario())
+
+
+def test_a_queued_attempt_no_slot_frees_for_in_time_takes_none():
+    async def scenario():
+        slots = asyncio.Semaphore(1)
+        await slots.acquire()  # a task that turned out long holds the one slot
+        stop = asyncio.get_running_loop().create_future()
+        assert await asyncio.wait_for(_slot_or_stop(slots, stop, 0.05), 5) is False
+        assert not stop.done(), "not stopped: given up on"
+        slots.release()
+        assert not slots.locked(), "the slot it waited for is not taken by it later"
+
+    asyncio.run(scenario())

@@ -160,7 +160,7 @@ def test_a_checkpoint_from_a_superseded_attempt_is_rejected_and_the_attempt_stop
     assert [s[:3] for s in e.take_changes().stops["a"]] == [(task.id, 1, "attempt superseded")]
     assert task.current is None  # b starts it only once a has confirmed that its attempt stopped
     e.report("a", conn_a, [Report(task.id, 1, ReportKind.FINISHED, Outcome.CANCELLED)])
-    assert [t.name for t, _ in e.take_changes().assignments["b"]] == [task.name]
+    assert [t.name for t, *_ in e.take_changes().assignments["b"]] == [task.name]
     e.report("b", conn_b, [Report(task.id, 2, ReportKind.CHECKPOINT, checkpoint_json='{"i": 1}')])
     assert task.checkpoint == task.current.checkpoint == '{"i": 1}'
     huge = '"' + "x" * (1024 * 1024) + '"'
@@ -206,7 +206,7 @@ def finish(e, name, conn, task, attempt=1):
 
 
 def assigned(cs):
-    return {p: [t.id for t, _ in items] for p, items in cs.assignments.items()}
+    return {p: [t.id for t, *_ in items] for p, items in cs.assignments.items()}
 
 
 def test_a_superseded_attempt_that_comes_back_is_never_counted_beside_its_continuation():

@@ -88,4 +88,4 @@ def test_a_success_the_policy_agrees_with_releases_the_dependent():
     job, first, second, cs = finish_first_of_two({"status": "ENDED", "state": "external_done", "exit_code": "0"},
                                                  Outcome.SUCCEEDED, 0)
     assert (first.state, first.status) == (TaskState.SUCCEEDED, Status.SUCCESS)
-    assert [t.name for t, _ in cs.assignments["a"]] == ["next"]
+    assert [t.name for t, *_ in cs.assignments["a"]] == ["next"]

@@ -50,7 +50,7 @@ def test_a_task_with_unknown_prerequisites_waits_while_every_candidate_scans():
     assert task.state == TaskState.QUEUED and task.reason == "scanning for file /data/ref.fa"
     report(e, "a", a, False)
     report(e, "b", b, True)
-    assert {p: [t.id for t, _ in items] for p, items in e.take_changes().assignments.items()} == {"b": [task.id]}
+    assert {p: [t.id for t, *_ in items] for p, items in e.take_changes().assignments.items()} == {"b": [task.id]}
 
 
 def test_prerequisites_of_later_work_ride_along_with_an_unrelated_assignment():

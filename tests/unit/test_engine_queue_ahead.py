@@ -3,7 +3,7 @@ agent beyond its slots, and when none are."""
 
 from support_engine import assigned, cmd, engine, provider
 
-from jobplane.server.domain.ahead import QUEUED_AHEAD, QUICK, WINDOW
+from jobplane.server.domain.ahead import NOT_STARTED, QUEUED_AHEAD, QUICK, WINDOW
 from jobplane.server.domain.extract import extract_tasks
 from jobplane.server.domain.model import JobSpec, Outcome, Report, ReportKind, TaskState
 
@@ -146,3 +146,36 @@ def test_nothing_is_queued_ahead_behind_a_task_of_a_job_not_known_to_be_quick():
     run(e, "a", conn, out_at(e, "a"), QUICK * 100)  # the long task ends: quick tasks fill the slot again
     after = [name for name, _ in assigned(e.take_changes())["a"]]
     assert after and all(name.startswith("quick-") for name in after)
+
+
+def test_tasks_queued_ahead_are_marked_so_for_the_agent():
+    e = engine()
+    conn = provider(e, "a", slots=2, ahead=8)
+    submit(e, 20)
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    cs = e.take_changes()
+    assert [a.ahead for a in cs.assignments["a"]] == [False, False, True, True]
+
+
+def test_a_task_given_back_unstarted_is_queued_again_and_not_counted_as_a_try():
+    e = engine()
+    conn = provider(e, "a", slots=1, ahead=8)
+    spec = JobSpec("job", 0, {}, tuple(cmd(f"job-{i}") for i in range(10)))
+    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    cs = e.take_changes()
+    (back,) = [a.task for a in cs.assignments["a"] if a.ahead]
+    e.begin(e.now + 1.0)  # the agent waited a second for a slot: its other task runs on
+    e.report("a", conn, [Report(back.id, 1, ReportKind.FINISHED, Outcome.CANCELLED, None,
+                                raw={"state": NOT_STARTED})])
+    cs = e.take_changes()
+    assert back.state == TaskState.QUEUED and back.tries == 0
+    assert "given back unstarted by a" in back.reason
+    provider(e, "b", slots=1)
+    assert [n for n, _ in assigned(e.take_changes())["b"]] == [back.name], "it goes to the free slot elsewhere"
+    e.report("b", hash("b") & 0xFFFF, [Report(back.id, 2, ReportKind.STARTED),
+                                       Report(back.id, 2, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
+    e.take_changes()
+    assert back.state == TaskState.SUCCEEDED, "max_attempts 1: the attempt given back was not a try"

@@ -433,7 +433,7 @@ class Welcome(_message.Message):
     def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., reconnect_grace_seconds: _Optional[float] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json", "adopt_external_job_id")
+    __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json", "adopt_external_job_id", "queued_ahead")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -441,6 +441,7 @@ class Assignment(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_JSON_FIELD_NUMBER: _ClassVar[int]
     ADOPT_EXTERNAL_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_AHEAD_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
     job_id: str
@@ -448,7 +449,8 @@ class Assignment(_message.Message):
     spec: _job_pb2.TaskSpec
     checkpoint_json: str
     adopt_external_job_id: str
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ..., adopt_external_job_id: _Optional[str] = ...) -> None: ...
+    queued_ahead: bool
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_id: _Optional[str] = ..., task_name: _Optional[str] = ..., spec: _Optional[_Union[_job_pb2.TaskSpec, _Mapping]] = ..., checkpoint_json: _Optional[str] = ..., adopt_external_job_id: _Optional[str] = ..., queued_ahead: _Optional[bool] = ...) -> None: ...
 
 class Assignments(_message.Message):
     __slots__ = ("assignments", "scan", "ack")
