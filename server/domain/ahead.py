@@ -54,7 +54,7 @@ class QueueAhead:
             return False
         e = self.engine
         why = f"given back unstarted by {attempt.provider}: none of its slots freed for it"
-        task.held_attempts += 1
+        task.given_back += 1
         e.close_attempt(task, attempt, int(Outcome.CANCELLED), None, why)
         e.lifecycle.transition(task, TaskState.QUEUED, f"{why}; queued again")
         return True

@@ -1,11 +1,11 @@
 """Queue-ahead (ahead.py), driven through the engine with its clock: which tasks are given to an
 agent beyond its slots, and when none are."""
 
-from support_engine import assigned, cmd, engine, provider
+from support_engine import assigned, cmd, engine, provider, run_timers
 
 from jobplane.server.domain.ahead import NOT_STARTED, QUEUED_AHEAD, QUICK, WINDOW
 from jobplane.server.domain.extract import extract_tasks
-from jobplane.server.domain.model import JobSpec, Outcome, Report, ReportKind, TaskState
+from jobplane.server.domain.model import JobSpec, Lateness, Outcome, Report, ReportKind, Status, TaskState
 
 
 def submit(e, n, name="job", priority=0):
@@ -179,3 +179,26 @@ def test_a_task_given_back_unstarted_is_queued_again_and_not_counted_as_a_try():
                                        Report(back.id, 2, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
     e.take_changes()
     assert back.state == TaskState.SUCCEEDED, "max_attempts 1: the attempt given back was not a try"
+
+
+def test_a_task_given_back_unstarted_still_becomes_late_to_start_past_its_max_wait():
+    """A hold's requeue exempts a task from late-to-start (it started already); a give-back must
+    not: the task never started, and it still waits past its deadline."""
+    e = engine()
+    conn = provider(e, "a", slots=1, ahead=8)
+    tasks = [cmd(f"job-{i}", lateness=Lateness(max_wait_seconds=5)) for i in range(10)]
+    spec = JobSpec("job", 0, {}, tuple(tasks))
+    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    submitted, timers = e.now, e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    (back,) = [a.task for a in e.take_changes().assignments["a"] if a.ahead]
+    (long,) = [t for t in out_at(e, "a") if t is not back]
+    e.report("a", conn, [Report(long.id, long.attempt, ReportKind.STARTED)])  # it turns out long
+    e.begin(e.now + 1.0)
+    e.report("a", conn, [Report(back.id, 1, ReportKind.FINISHED, Outcome.CANCELLED, None,
+                                raw={"state": NOT_STARTED})])
+    e.take_changes()
+    assert back.state == TaskState.QUEUED
+    run_timers(e, timers, submitted, submitted + 5)  # no slot anywhere: it still waits
+    assert back.state == TaskState.QUEUED and back.status == Status.LATE_TO_START
+    assert "late to start" in back.reason
