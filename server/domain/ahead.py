@@ -54,8 +54,10 @@ class QueueAhead:
             return False
         e = self.engine
         why = f"given back unstarted by {attempt.provider}: none of its slots freed for it"
+        adopt = e.adoption.handed_job(task)  # the outside job it was to follow runs on: the next one follows it
         task.given_back += 1
         e.close_attempt(task, attempt, int(Outcome.CANCELLED), None, why)
+        task.adopt_job = adopt
         e.lifecycle.transition(task, TaskState.QUEUED, f"{why}; queued again")
         return True
 
