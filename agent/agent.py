@@ -379,7 +379,8 @@ class Agent:
         if log.isEnabledFor(logging.DEBUG):  # not even its fields made per attempt otherwise
             log.debug("task %s attempt %d: %s %s", *key, outcome, result.error, extra=attempt_ids(key))
         self._outbox.finished(*key, result)
-        self.metrics.finished.inc(outcome)
+        # One given back unstarted (queue-ahead) was not cancelled: counted apart.
+        self.metrics.finished.inc("given_back" if result.raw.get("state") == NOT_STARTED else outcome)
         self._release(key)
 
     def _hold(self, key: AttemptKey, attempt: _Attempt) -> None:
