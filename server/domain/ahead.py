@@ -48,7 +48,9 @@ class QueueAhead:
     def given_back(self, task: TaskRt, attempt: AttemptRt, report: Report) -> bool:
         """The agent gave back an attempt queued ahead for which no slot freed in time (behind a
         task that turned out long, or a paused one): it never started, so the task is queued
-        again at once, the attempt not counted as a try; True. False for any other end."""
+        again at once, the attempt not counted as a try (TaskRt.given_back; it may still become
+        late to start), and an outside job it was to adopt is adopted by the next; True. False
+        for any other end."""
         if (report.raw.get("state") != NOT_STARTED or report.outcome != Outcome.CANCELLED
                 or task.state != TaskState.ASSIGNED):
             return False

@@ -133,7 +133,8 @@ class TaskRt:
     @property
     def tries(self) -> int:
         """Attempts that count against max_attempts: since its job was last rerun, neither lost
-        with their provider nor rerun after a transient failure."""
+        with their provider, rerun after a transient failure, requeued by a hold nor given back
+        unstarted."""
         return (self.attempt - self.attempt_base - self.lost_attempts - self.reruns - self.held_attempts
                 - self.given_back)
 
