@@ -332,7 +332,9 @@ class Agent:
         # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once,
         # and one the server queued ahead is given back unstarted if no slot frees for it in time.
         if not await _slot_or_stop(self._slots, stop, GIVE_BACK_AFTER if assignment.queued_ahead else None):
-            if stop.done() or self._stopping:
+            # Stopping without a stop-wait, the server hands it on; with one, it lets this agent's
+            # attempts finish, and one no slot freed for is given back as ever, to run elsewhere.
+            if stop.done() or (self._stopping and not self.config.stop_wait):
                 return (await stop).result()
             log.info("giving back task %s attempt %d unstarted: no slot freed for it within %gs",
                      assignment.task_id, assignment.attempt, GIVE_BACK_AFTER)
@@ -377,7 +379,8 @@ class Agent:
         if log.isEnabledFor(logging.DEBUG):  # not even its fields made per attempt otherwise
             log.debug("task %s attempt %d: %s %s", *key, outcome, result.error, extra=attempt_ids(key))
         self._outbox.finished(*key, result)
-        self.metrics.finished.inc(outcome)
+        # One given back unstarted (queue-ahead) was not cancelled: counted apart.
+        self.metrics.finished.inc("given_back" if result.raw.get("state") == NOT_STARTED else outcome)
         self._release(key)
 
     def _hold(self, key: AttemptKey, attempt: _Attempt) -> None:

@@ -34,7 +34,8 @@ class AgentMetrics:
     started: Counter = field(default_factory=lambda: Counter(
         "jobplane_agent_tasks_started_total", "Attempts whose process (or worker call, or outside job) started."))
     finished: Counter = field(default_factory=lambda: Counter(
-        "jobplane_agent_tasks_finished_total", "Attempts that ended and were reported, by outcome.", ("outcome",)))
+        "jobplane_agent_tasks_finished_total", "Attempts that ended and were reported, by outcome (given_back: "
+        "queued ahead and given back unstarted).", ("outcome",)))
     spawn_seconds: Histogram = field(default_factory=lambda: Histogram(
         "jobplane_agent_spawn_seconds", "Seconds from an assignment arriving to its process (or worker call, or "
         "outside job) starting.", SPAWN_BUCKETS))

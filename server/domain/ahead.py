@@ -48,14 +48,18 @@ class QueueAhead:
     def given_back(self, task: TaskRt, attempt: AttemptRt, report: Report) -> bool:
         """The agent gave back an attempt queued ahead for which no slot freed in time (behind a
         task that turned out long, or a paused one): it never started, so the task is queued
-        again at once, the attempt not counted as a try; True. False for any other end."""
+        again at once, the attempt not counted as a try (TaskRt.given_back; it may still become
+        late to start), and an outside job it was to adopt is adopted by the next; True. False
+        for any other end."""
         if (report.raw.get("state") != NOT_STARTED or report.outcome != Outcome.CANCELLED
                 or task.state != TaskState.ASSIGNED):
             return False
         e = self.engine
         why = f"given back unstarted by {attempt.provider}: none of its slots freed for it"
-        task.held_attempts += 1
+        adopt = e.adoption.handed_job(task)  # the outside job it was to follow runs on: the next one follows it
+        task.given_back += 1
         e.close_attempt(task, attempt, int(Outcome.CANCELLED), None, why)
+        task.adopt_job = adopt
         e.lifecycle.transition(task, TaskState.QUEUED, f"{why}; queued again")
         return True
 

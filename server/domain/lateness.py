@@ -8,7 +8,8 @@ timers armed anew on resume; a timer armed before that is stale and does nothing
 finish deadline moves on by the longest suspension of its tasks' attempts, and it is not late while
 everything of it out at providers is suspended. Late-to-start
 does not fire for a job held by hand (its tasks wait by the operator's choice), nor for a task
-requeued by a hold (it started already; it waits to go on)."""
+requeued by a hold (it started already; it waits to go on). A task given back unstarted by the
+agent it was queued ahead at (ahead.py) never started: it is late as any other."""
 
 from __future__ import annotations
 

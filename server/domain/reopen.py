@@ -136,7 +136,7 @@ def _fresh(task: TaskRt) -> None:
     """A task as it runs again: a new attempt numbered on from its last, with its whole
     max_attempts, from no checkpoint, with nothing of its last run's outcome."""
     task.attempt_base = task.attempt
-    task.lost_attempts = task.reruns = task.held_attempts = 0
+    task.lost_attempts = task.reruns = task.held_attempts = task.given_back = 0
     task.exit_code, task.provider, task.current, task.fence = None, None, None, None
     task.result_json = task.error = task.stdout_tail = task.stderr_tail = task.checkpoint = ""
     task.late = task.adopt_job = ""

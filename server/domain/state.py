@@ -124,14 +124,19 @@ class TaskRt:
     # Held while it runs (suspension.py): {} or {"mode": "suspend" | "requeue", "cause":
     # "hold" | "condition", "since": when, "reason": why}.
     suspended: dict = field(default_factory=dict)
-    held_attempts: int = 0  # attempts stopped by a hold, or given back unstarted (ahead.py), and queued again; not counted against max_attempts
+    held_attempts: int = 0  # attempts stopped by a hold and queued again; not counted against max_attempts
+    # Attempts queued ahead that their agent gave back unstarted (ahead.py); not counted against
+    # max_attempts, and, unlike held ones, no exemption from late-to-start: the task never started.
+    given_back: int = 0
     paused: float = 0.0  # seconds the current attempt spent suspended: its finish deadline moves on by them
 
     @property
     def tries(self) -> int:
         """Attempts that count against max_attempts: since its job was last rerun, neither lost
-        with their provider nor rerun after a transient failure."""
-        return self.attempt - self.attempt_base - self.lost_attempts - self.reruns - self.held_attempts
+        with their provider, rerun after a transient failure, requeued by a hold nor given back
+        unstarted."""
+        return (self.attempt - self.attempt_base - self.lost_attempts - self.reruns - self.held_attempts
+                - self.given_back)
 
 
 @dataclass(eq=False)

@@ -93,6 +93,7 @@ class TaskRow(BaseModel):
     fence = TextField(default="")  # JSON: an earlier attempt that may still run (domain/fences.py)
     suspended = TextField(default="")  # JSON: held while it runs (domain/suspension.py); "" = not
     held_attempts = IntegerField(default=0)  # attempts stopped by a hold and queued again
+    given_back = IntegerField(default=0)  # attempts queued ahead its agent gave back unstarted (domain/ahead.py)
     paused = DoubleField(default=0.0)  # seconds the current attempt spent suspended (domain/lateness.py)
 
     class Meta:

@@ -273,7 +273,7 @@ def task_runtime(r: TaskRow, adopt_job: str = "") -> TaskRt:
                   checkpoint=r.checkpoint, environment=r.environment, raw=json.loads(r.raw), reruns=r.reruns,
                   attempt_base=r.attempt_base, fence=Fence.load(r.fence), adopt_job=adopt_job,
                   suspended=json.loads(r.suspended) if r.suspended else {}, held_attempts=r.held_attempts,
-                  paused=r.paused)
+                  given_back=r.given_back, paused=r.paused)
 
 
 def _restore_inventory(rows: list[InventoryRow], providers: dict) -> None:

@@ -209,7 +209,8 @@ def as_json(value: dict | list) -> str:
 
 # Task and attempt columns an update sets every time, and the indexed ones it sets when changed.
 TASK_ALWAYS = ("lost_attempts", "result_json", "error", "stdout_tail", "stderr_tail", "reason", "checkpoint",
-               "reruns", "attempt_base", "fence", "suspended", "held_attempts", "paused")
+               "reruns", "attempt_base", "fence", "suspended", "held_attempts", "given_back",
+               "paused")
 JOB_INDEXED = ("state", "status", "start_time", "end_time")
 TASK_INDEXED = ("state", "status", "attempt", "provider", "exit_code", "environment", "raw")
 ATTEMPT_ALWAYS = ("outcome", "exit_code", "reason", "checkpoint", "environment", "raw", "external_job_id")
@@ -226,7 +227,7 @@ def task_indexed(t) -> tuple:
 def task_always(t) -> tuple:
     return (t.lost_attempts, t.result_json, t.error, t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint,
             t.reruns, t.attempt_base, t.fence.dump() if t.fence is not None else "",
-            json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused)
+            json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.given_back, t.paused)
 
 
 def job_row(j, head: bytes) -> dict:
@@ -243,7 +244,7 @@ def job_row(j, head: bytes) -> dict:
 TASK_COLUMNS = ("id", "job", "idx", "name", "group", "spec", "deps", "max_attempts", "state", "status", "attempt",
                 "lost_attempts", "provider", "exit_code", "result_json", "error", "stdout_tail", "stderr_tail",
                 "reason", "checkpoint", "environment", "raw", "reruns", "attempt_base", "fence", "suspended",
-                "held_attempts", "paused")
+                "held_attempts", "given_back", "paused")
 ATTEMPT_COLUMNS = ("id", "task", "number", "provider", "assign_time", "start_time", "end_time", "outcome",
                    "exit_code", "reason", "checkpoint", "resumed_from", "environment", "raw", "external_job_id")
 EVENT_COLUMNS = ("id", "time", "kind", "job", "task", "task_name", "provider", "attempt", "raw_status", "raw",
@@ -256,7 +257,7 @@ def task_values(t, specs: Callable[[object], bytes] = dump_task_spec) -> tuple:
             int(t.status), t.attempt, t.lost_attempts, t.provider, t.exit_code, t.result_json, t.error,
             t.stdout_tail, t.stderr_tail, t.reason, t.checkpoint, t.environment, as_json(t.raw), t.reruns,
             t.attempt_base, t.fence.dump() if t.fence is not None else "",
-            json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.paused)
+            json.dumps(t.suspended) if t.suspended else "", t.held_attempts, t.given_back, t.paused)
 
 
 def attempt_values(a) -> tuple:

@@ -11,7 +11,7 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import wait_until
+from support import RunLog, recorded_command, wait_until
 
 SUCCEEDED = 3
 
@@ -69,6 +69,30 @@ def test_slots_busy_while_a_task_runs_and_its_spawn_latency_after(sqlite_cluster
     assert value(after, "jobplane_agent_log_bytes") >= len("some output\n")
     assert value(after, "jobplane_agent_reconnects_total") == 0
     assert fetch(address, "/other")[0] == 404
+
+
+def test_tasks_given_back_unstarted_are_counted_so_not_as_cancelled(sqlite_cluster, tmp_path):
+    """Tasks queued ahead behind one that turns out long are given back unstarted (queue-ahead):
+    nothing was cancelled, and an operator watching cancellations must not see them as such."""
+    c = sqlite_cluster
+    agent = c.add_agent("m", slots=1, extra=["--metrics", "127.0.0.1:0"])
+    address = metrics_address(agent)
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    tasks = [{"name": f"q{i}", "command": recorded_command(log, 0.005)} for i in range(200)]
+    tasks[100] = {"name": "long", "command": ["sh", "-c", f"{started}; while [ ! -e {gate} ]; do sleep 0.05; done"]}
+    job = c.client.submit_job({"name": "quick-but-one", "tasks": tasks})
+    try:
+        wait_until(lambda: RunLog(log).started("long") == 1, 60, "the long task to start")
+        given_back = wait_until(lambda: sum("given back unstarted" in a.reason for t in c.client.list_tasks(job.id)
+                                            for a in t.attempts), 30, "tasks queued behind it to be given back")
+        counted = wait_until(lambda: (s := scrape(address)) and value(
+            s, "jobplane_agent_tasks_finished_total", outcome="given_back") >= given_back and s, 15,
+            "the agent to count what it gave back")
+        assert value(counted, "jobplane_agent_tasks_finished_total", outcome="cancelled") == 0
+    finally:
+        gate.touch()
+    assert c.client.wait_job(job.id, timeout=60).state == SUCCEEDED
 
 
 def test_a_prerequisite_scan_is_timed(sqlite_cluster, tmp_path):

@@ -163,3 +163,35 @@ def test_tasks_queued_behind_a_task_that_turns_out_long_are_given_back_and_run_e
     assert [n for n in quick if runs.started(n) != 1] == [], "each ran once: those given back had not started"
     given_back = [a for t in c.client.list_tasks(job.id) for a in t.attempts if "given back unstarted" in a.reason]
     assert given_back, "some tasks waited behind the long one and were given back"
+
+
+def test_a_stopping_agent_with_stop_wait_gives_back_what_is_queued_behind_a_task_that_turns_out_long(
+        sqlite_cluster, tmp_path):
+    """Stopping with --stop-wait, the agent lets its tasks finish; a task queued ahead behind one
+    that turned out long is given back after a second as ever, to run elsewhere, not held unstarted
+    until that long task ends or the stop-wait runs out (a minute here)."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    c = sqlite_cluster
+    a = c.add_agent("a", slots=1, extra=["--stop-wait", "60"])
+    started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    # The long task stops its agent as it starts: what is queued behind it has waited under a second.
+    long_task = f"{started}; kill -TERM {a.pid}; while [ ! -e {gate} ]; do sleep 0.05; done"
+    tasks = [{"name": f"q{i}", "command": recorded_command(log, 0.005)} for i in range(300)]
+    tasks[150] = {"name": "long", "command": ["sh", "-c", long_task]}
+    job = c.client.submit_job({"name": "quick-but-one", "tasks": tasks})
+    quick = [f"q{i}" for i in range(300) if i != 150]
+    wait_until(lambda: RunLog(log).started("long") == 1, 60, "the long task to start at a")
+    c.add_agent("b", slots=1)
+    try:
+        wait_until(lambda: all(RunLog(log).runs(n) for n in quick), 30,
+                   "every quick task to run at b while the long one holds the only slot of a, stopping")
+    finally:
+        gate.touch()
+    wait_until(lambda: not a.alive(), 30, "agent a to stop once its long task has ended")
+    done = c.client.wait_job(job.id, timeout=60)
+    runs = RunLog(log)
+    assert done.state == 3 and done.counts.success == 300  # SUCCEEDED
+    assert [n for n in quick if runs.started(n) != 1] == [], "each ran once: those given back had not started"
+    given_back = [t.name for t in c.client.list_tasks(job.id) for at in t.attempts
+                  if "given back unstarted by a" in at.reason]
+    assert given_back, "tasks were queued behind the long one at a, and given back"

@@ -1,11 +1,13 @@
 """Queue-ahead (ahead.py), driven through the engine with its clock: which tasks are given to an
 agent beyond its slots, and when none are."""
 
-from support_engine import assigned, cmd, engine, provider
+from support_engine import assigned, cmd, engine, provider, run_timers
 
 from jobplane.server.domain.ahead import NOT_STARTED, QUEUED_AHEAD, QUICK, WINDOW
 from jobplane.server.domain.extract import extract_tasks
-from jobplane.server.domain.model import JobSpec, Outcome, Report, ReportKind, TaskState
+from jobplane.server.domain.model import (
+    ExternalSpec, Hello, JobSpec, Lateness, Outcome, Report, ReportKind, Status, TaskSpec, TaskState)
+from jobplane.server.services.convert import assignment_to_proto
 
 
 def submit(e, n, name="job", priority=0):
@@ -179,3 +181,62 @@ def test_a_task_given_back_unstarted_is_queued_again_and_not_counted_as_a_try():
                                        Report(back.id, 2, ReportKind.FINISHED, Outcome.SUCCEEDED, 0)])
     e.take_changes()
     assert back.state == TaskState.SUCCEEDED, "max_attempts 1: the attempt given back was not a try"
+
+
+def test_a_task_given_back_unstarted_still_becomes_late_to_start_past_its_max_wait():
+    """A hold's requeue exempts a task from late-to-start (it started already); a give-back must
+    not: the task never started, and it still waits past its deadline."""
+    e = engine()
+    conn = provider(e, "a", slots=1, ahead=8)
+    tasks = [cmd(f"job-{i}", lateness=Lateness(max_wait_seconds=5)) for i in range(10)]
+    spec = JobSpec("job", 0, {}, tuple(tasks))
+    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    submitted, timers = e.now, e.take_changes()
+    run(e, "a", conn, out_at(e, "a"), QUICK / 10)
+    (back,) = [a.task for a in e.take_changes().assignments["a"] if a.ahead]
+    (long,) = [t for t in out_at(e, "a") if t is not back]
+    e.report("a", conn, [Report(long.id, long.attempt, ReportKind.STARTED)])  # it turns out long
+    e.begin(e.now + 1.0)
+    e.report("a", conn, [Report(back.id, 1, ReportKind.FINISHED, Outcome.CANCELLED, None,
+                                raw={"state": NOT_STARTED})])
+    e.take_changes()
+    assert back.state == TaskState.QUEUED
+    run_timers(e, timers, submitted, submitted + 5)  # no slot anywhere: it still waits
+    assert back.state == TaskState.QUEUED and back.status == Status.LATE_TO_START
+    assert "late to start" in back.reason
+
+
+def test_a_task_to_follow_an_outside_job_given_back_unstarted_still_follows_it_next():
+    """An external task whose agent came back without it waits to adopt its outside job, which
+    runs on (adoption.py). Queued ahead and given back unstarted, its next attempt must still
+    adopt that job: not submit a second one while the first runs."""
+    e = engine()
+    ext = TaskSpec("ext", external=ExternalSpec(("submit",), ("poll",), ("cancel",)), requires={"outside": "yes"})
+    spec = JobSpec("job", 0, {}, (ext,) + tuple(cmd(f"job-{i}") for i in range(10)), wait_for_providers=True)
+    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    task = next(t for t in e.tasks.values() if t.name == "ext")
+    conn_b = provider(e, "b", slots=1, labels={"outside": "yes"})
+    assert assigned(e.take_changes())["b"] == [("ext", 1)]
+    e.report("b", conn_b, [Report(task.id, 1, ReportKind.STARTED, external_job_id="4242")])
+    conn_a = provider(e, "a", slots=1, labels={"outside": "yes"}, ahead=8)
+    e.take_changes()
+    run(e, "a", conn_a, out_at(e, "a"), QUICK / 10)  # the job is quick: a holds one ahead
+    e.take_changes()
+    # b's agent comes back without it (nor the label it needs): the outside job runs on, for the next to adopt.
+    e.disconnect("b", conn_b)
+    e.connect(Hello("b", {}, {}, 1, 1.0, ()), conn_id=conn_b + 1)
+    e.ready_signal("b", conn_b + 1)
+    e.take_changes()
+    assert task.state == TaskState.QUEUED and task.adopt_job == "4242"
+    run(e, "a", conn_a, [t for t in out_at(e, "a") if t.current.start_time is None][:1], QUICK / 10)
+    cs = e.take_changes()
+    assert ("ext", 2) in assigned(cs)["a"] and [a.ahead for a in cs.assignments["a"] if a.task is task] == [True]
+    e.begin(e.now + 1.0)  # no slot freed for it at a within a second
+    e.report("a", conn_a, [Report(task.id, 2, ReportKind.FINISHED, Outcome.CANCELLED, None,
+                                  raw={"state": NOT_STARTED})])
+    e.take_changes()
+    assert task.state == TaskState.QUEUED
+    provider(e, "c", slots=1, labels={"outside": "yes"})
+    e.take_changes()
+    assert task.current is not None and task.current.provider == "c"
+    assert assignment_to_proto(task, task.attempt).adopt_external_job_id == "4242", "it follows the job running"
