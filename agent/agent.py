@@ -27,7 +27,8 @@ from .metrics import AgentGauges, AgentMetrics, served
 from .outbox import Outbox
 from .pause import Pause, Pauses
 from .procstat import cpu_ticks_by_group
-from .results import SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest, request_stop
+from .results import (NOT_STARTED, SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest,
+                      request_stop)
 from .statedir import StateDir, state_root
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ SHUTDOWN_CLOSE_SECONDS = 1.0
 # that turned out long, or a paused one) is given back unstarted, for the server to queue again
 # (Assignment.queued_ahead): the server promises such tasks start within about a quarter second.
 GIVE_BACK_AFTER = 1.0
-NOT_STARTED = "not_started"  # the raw state of an attempt given back
 
 AttemptKey = tuple[str, int]
 
@@ -332,22 +332,25 @@ class Agent:
         # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once,
         # and one the server queued ahead is given back unstarted if no slot frees for it in time.
         if not await _slot_or_stop(self._slots, stop, GIVE_BACK_AFTER if assignment.queued_ahead else None):
-            # Stopping without a stop-wait, the server hands it on; with one, it lets this agent's
-            # attempts finish, and one no slot freed for is given back as ever, to run elsewhere.
-            if stop.done() or (self._stopping and not self.config.stop_wait):
+            # Stopping with a stop-wait, one no slot freed for is given back as ever, to run elsewhere.
+            if stop.done() or self._handing_on:
                 return (await stop).result()
             log.info("giving back task %s attempt %d unstarted: no slot freed for it within %gs",
                      assignment.task_id, assignment.attempt, GIVE_BACK_AFTER)
             return AttemptResult(Outcome.CANCELLED, raw={"state": NOT_STARTED},
                                  error=f"given back unstarted: no slot freed for it within {GIVE_BACK_AFTER:g}s")
         try:
-            # Not started as the agent stops: it waits to be handed on, or dropped; with a stop-wait
-            # the server lets the agent's attempts finish, those queued ahead included, so it runs.
-            if self._stopping and not self.config.stop_wait:
+            if self._handing_on:  # not started as the agent stops: it waits to be handed on, or dropped
                 return (await stop).result()
             return await self._execute(assignment, stop)
         finally:
             self._slots.release()
+
+    @property
+    def _handing_on(self) -> bool:
+        """Stopping without a stop-wait: what has not started waits for the server to hand it on.
+        With one, the server lets this agent's attempts finish, those queued ahead included."""
+        return self._stopping and not self.config.stop_wait
 
     async def _report(self, key: AttemptKey, running: Coroutine[Any, Any, AttemptResult]) -> None:
         """Await the attempt and queue its last checkpoint and FINISHED report, whatever happens."""

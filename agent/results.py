@@ -14,13 +14,15 @@ from jobplane.attempts import AttemptResult, Outcome
 if TYPE_CHECKING:  # only for hints: a Python worker imports this module, and needs no asyncio
     import asyncio
 
-__all__ = ["SHUTDOWN_STATE", "TAIL_LIMIT", "AttemptLost", "AttemptResult", "Outcome", "Started", "StopRequest",
-           "request_stop"]
+__all__ = ["NOT_STARTED", "SHUTDOWN_STATE", "TAIL_LIMIT", "AttemptLost", "AttemptResult", "Outcome", "Started",
+           "StopRequest", "request_stop"]
 
 # Bytes (commands) or characters (Python tasks) kept of each output stream.
 TAIL_LIMIT = 4096
 # The raw state of an attempt the agent stopped because it is shutting down.
 SHUTDOWN_STATE = "agent_shutdown"
+# The raw state of an attempt queued ahead that the agent gave back unstarted (Assignment.queued_ahead).
+NOT_STARTED = "not_started"
 
 
 def _no_output() -> int:

@@ -347,13 +347,14 @@ class Engine:
         for p in self.providers.values():
             if p.free > 0:
                 free.append(p)
-            if p.finishes and not (self.continuations.pending and self.continuations.wanted_at(p)):
+            if p.finishes:
                 pacing.append(p)
         self._fill(free, _free_slots)
         if pacing and len(self.ready):
-            ahead = self.queue_ahead
-            self._fill([p for p in pacing if ahead.room(p) > 0 and ahead.behind_quick(p)], ahead.room, ahead.quick,
-                       True)
+            ahead, line = self.queue_ahead, self.continuations
+            # The cheap test first: a look at every waiting continuation only where there is room.
+            self._fill([p for p in pacing if ahead.room(p) > 0 and ahead.behind_quick(p)
+                        and not (line.pending and line.wanted_at(p))], ahead.room, ahead.quick, True)
 
     def _fill(self, candidates: list[ProviderRt], room, job_ok=None, ahead: bool = False) -> None:
         """Queued tasks to the candidates while they have `room`, one per provider per round,

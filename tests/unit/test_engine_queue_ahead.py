@@ -11,7 +11,10 @@ from jobplane.server.services.convert import assignment_to_proto
 
 
 def submit(e, n, name="job", priority=0):
-    spec = JobSpec(name, priority, {}, tuple(cmd(f"{name}-{i}") for i in range(n)))
+    return submit_spec(e, JobSpec(name, priority, {}, tuple(cmd(f"{name}-{i}") for i in range(n))))
+
+
+def submit_spec(e, spec):
     return e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
 
 
@@ -26,6 +29,12 @@ def run(e, name, conn, tasks, seconds):
     e.take_changes()
     e.begin(now + seconds)
     e.report(name, conn, [Report(t.id, t.attempt, ReportKind.FINISHED, Outcome.SUCCEEDED, 0) for t in tasks])
+
+
+def give_back(e, name, conn, task, attempt):
+    """The agent gives the attempt back unstarted: no slot freed for it."""
+    e.report(name, conn, [Report(task.id, attempt, ReportKind.FINISHED, Outcome.CANCELLED, None,
+                                 raw={"state": NOT_STARTED})])
 
 
 def test_a_new_jobs_tasks_fill_only_the_slots():
@@ -164,14 +173,13 @@ def test_a_task_given_back_unstarted_is_queued_again_and_not_counted_as_a_try():
     e = engine()
     conn = provider(e, "a", slots=1, ahead=8)
     spec = JobSpec("job", 0, {}, tuple(cmd(f"job-{i}") for i in range(10)))
-    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    submit_spec(e, spec)
     e.take_changes()
     run(e, "a", conn, out_at(e, "a"), QUICK / 10)
     cs = e.take_changes()
     (back,) = [a.task for a in cs.assignments["a"] if a.ahead]
     e.begin(e.now + 1.0)  # the agent waited a second for a slot: its other task runs on
-    e.report("a", conn, [Report(back.id, 1, ReportKind.FINISHED, Outcome.CANCELLED, None,
-                                raw={"state": NOT_STARTED})])
+    give_back(e, "a", conn, back, 1)
     cs = e.take_changes()
     assert back.state == TaskState.QUEUED and back.tries == 0
     assert "given back unstarted by a" in back.reason
@@ -190,15 +198,14 @@ def test_a_task_given_back_unstarted_still_becomes_late_to_start_past_its_max_wa
     conn = provider(e, "a", slots=1, ahead=8)
     tasks = [cmd(f"job-{i}", lateness=Lateness(max_wait_seconds=5)) for i in range(10)]
     spec = JobSpec("job", 0, {}, tuple(tasks))
-    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    submit_spec(e, spec)
     submitted, timers = e.now, e.take_changes()
     run(e, "a", conn, out_at(e, "a"), QUICK / 10)
     (back,) = [a.task for a in e.take_changes().assignments["a"] if a.ahead]
     (long,) = [t for t in out_at(e, "a") if t is not back]
     e.report("a", conn, [Report(long.id, long.attempt, ReportKind.STARTED)])  # it turns out long
     e.begin(e.now + 1.0)
-    e.report("a", conn, [Report(back.id, 1, ReportKind.FINISHED, Outcome.CANCELLED, None,
-                                raw={"state": NOT_STARTED})])
+    give_back(e, "a", conn, back, 1)
     e.take_changes()
     assert back.state == TaskState.QUEUED
     run_timers(e, timers, submitted, submitted + 5)  # no slot anywhere: it still waits
@@ -213,7 +220,7 @@ def test_a_task_to_follow_an_outside_job_given_back_unstarted_still_follows_it_n
     e = engine()
     ext = TaskSpec("ext", external=ExternalSpec(("submit",), ("poll",), ("cancel",)), requires={"outside": "yes"})
     spec = JobSpec("job", 0, {}, (ext,) + tuple(cmd(f"job-{i}") for i in range(10)), wait_for_providers=True)
-    e.submit(spec, extract_tasks(spec, max_tasks=1000, default_max_attempts=1))
+    submit_spec(e, spec)
     task = next(t for t in e.tasks.values() if t.name == "ext")
     conn_b = provider(e, "b", slots=1, labels={"outside": "yes"})
     assert assigned(e.take_changes())["b"] == [("ext", 1)]
@@ -232,8 +239,7 @@ def test_a_task_to_follow_an_outside_job_given_back_unstarted_still_follows_it_n
     cs = e.take_changes()
     assert ("ext", 2) in assigned(cs)["a"] and [a.ahead for a in cs.assignments["a"] if a.task is task] == [True]
     e.begin(e.now + 1.0)  # no slot freed for it at a within a second
-    e.report("a", conn_a, [Report(task.id, 2, ReportKind.FINISHED, Outcome.CANCELLED, None,
-                                  raw={"state": NOT_STARTED})])
+    give_back(e, "a", conn_a, task, 2)
     e.take_changes()
     assert task.state == TaskState.QUEUED
     provider(e, "c", slots=1, labels={"outside": "yes"})
