@@ -85,6 +85,8 @@ class Agent:
                               heartbeat=config.heartbeat_interval, log_format=config.log_format,
                               provider=config.name, env=self._agent_env)
         self._outbox = Outbox(on_acked=self._state.discard)
+        if config.queue_ahead:  # gather reports while a wave of tasks waits for a slot
+            self._outbox.gather_while(lambda: self._waiting, config.slots)
         # Made at the first Python task (_python_pool): an agent that runs none never loads it.
         self._pool: WorkerPool | None = None
         self.metrics = AgentMetrics()
@@ -98,6 +100,7 @@ class Agent:
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._running = 0
+        self._waiting = 0  # attempts waiting for a slot (queued ahead)
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
@@ -331,7 +334,7 @@ class Agent:
                        stop: asyncio.Future[StopRequest]) -> AttemptResult:
         # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once,
         # and one the server queued ahead is given back unstarted if no slot frees for it in time.
-        if not await _slot_or_stop(self._slots, stop, GIVE_BACK_AFTER if assignment.queued_ahead else None):
+        if not await self._slot(assignment, stop):
             # Stopping with a stop-wait, one no slot freed for is given back as ever, to run elsewhere.
             if stop.done() or self._handing_on:
                 return (await stop).result()
@@ -345,6 +348,17 @@ class Agent:
             return await self._execute(assignment, stop)
         finally:
             self._slots.release()
+
+    async def _slot(self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]) -> bool:
+        """_slot_or_stop, counting the attempts that wait (the outbox gathers reports meanwhile)."""
+        if not self._slots.locked():
+            return await _slot_or_stop(self._slots, stop)
+        self._waiting += 1
+        try:
+            return await _slot_or_stop(self._slots, stop, GIVE_BACK_AFTER if assignment.queued_ahead else None)
+        finally:
+            self._waiting -= 1
+            self._outbox.slot_taken()
 
     @property
     def _handing_on(self) -> bool:

@@ -17,6 +17,12 @@ MAX_BATCH_BYTES = 1024 * 1024
 # more reports join it: the server commits in batches, so what comes in the meantime would wait
 # for its next batch anyway, and one message per commit costs both sides less than many.
 ACK_WAIT = 0.02
+# While the agent holds at least a slot's worth of tasks waiting for a slot (queued ahead), a
+# message waits up to this long more, until half of them have started, for more reports to join
+# it: the slots are busy meanwhile, so a later report costs nothing, and the server's every
+# message and commit costs it as much as tens of reports (bench/server_pace.py). The half still
+# waiting covers the round trip of the server's next assignments.
+GATHER_WAIT = 0.015
 # A message with a STARTED report waits up to this long for the attempt's FINISHED one to join it:
 # a short task's start and end then go together, so the server commits the attempt once, with
 # one event, and each side handles one message, not two (a RUNNING status shows this much later
@@ -40,6 +46,7 @@ _LATEST_ONLY = (_CHECKPOINT, _STATUS)
 _REPORT = "report"
 _ENDS = "ends"
 _ACK = "ack"
+_STARTS = "starts"
 
 # A report kept until acknowledged: (kind, task_id, attempt).
 _Kept = tuple[str, str, int]
@@ -71,9 +78,14 @@ class Outbox:
         # Queued CHECKPOINT and STATUS reports (only then can a later one supersede an earlier).
         self._latest_only_queued = 0
         # Senders asleep in next_batch (one, but for a moment in a handover), each with what
-        # wakes it: a new report (_REPORT), the end of every queued start (_ENDS) or an ack
-        # (_ACK). One future and at most one timer per sleep: no task, as wait_for makes.
+        # wakes it: a new report (_REPORT), the end of every queued start (_ENDS), an ack
+        # (_ACK) or, while a message gathers, half of the waiting tasks started (_STARTS). One future and at most one timer per sleep: no task, as wait_for makes.
         self._sleepers: list[tuple[str, asyncio.Future[None]]] = []
+        # How many attempts wait for a slot (the agent's `waiting`), and while a message gathers,
+        # the count at which it goes (None: not gathering).
+        self._waiting: Callable[[], int] = lambda: 0
+        self._wave = 0  # gathering needs this many waiting (0: never)
+        self._gather_until: int | None = None
 
     def started(self, task_id: str, attempt: int, external_job_id: str = "") -> None:
         """Queue a STARTED report (with the outside job the attempt follows, if any)."""
@@ -125,6 +137,7 @@ class Outbox:
             while self._queue.empty():
                 await self._sleep(_REPORT, None)
             await self._previous_acknowledged()
+            await self._gather()
             await asyncio.sleep(0)  # let reports produced in this loop iteration join the message
             if self._open_starts:
                 await self._linger()
@@ -166,6 +179,29 @@ class Outbox:
         passed."""
         if self._open_starts:
             await self._sleep(_ENDS, START_LINGER)
+
+    def gather_while(self, waiting: Callable[[], int], wave: int) -> None:
+        """Gather reports (GATHER_WAIT) while `waiting()` attempts wait for a slot, if at least
+        `wave` do; the agent calls slot_taken as each of them starts."""
+        self._waiting, self._wave = waiting, wave
+
+    def slot_taken(self) -> None:
+        """An attempt that waited for a slot has one: a gathering message goes once half of
+        those that waited as it began have."""
+        if self._gather_until is not None and self._waiting() <= self._gather_until:
+            self._wake(_STARTS)
+
+    async def _gather(self) -> None:
+        """Until half of the tasks waiting for a slot have one, or GATHER_WAIT has passed; at
+        once if fewer than a wave wait."""
+        waiting = self._waiting()
+        if not self._wave or waiting < self._wave or self._gather_until is not None:
+            return
+        self._gather_until = waiting // 2
+        try:
+            await self._sleep(_STARTS, GATHER_WAIT)
+        finally:
+            self._gather_until = None
 
     async def _previous_acknowledged(self) -> None:
         """Until the last message sent is acknowledged, or ACK_WAIT has passed (an ack may never

@@ -303,3 +303,61 @@ def test_two_senders_waiting_at_once_each_get_a_message():
         return sorted(refs(first.result()) + refs(second.result()))
 
     assert asyncio.run(main()) == [("1", 1, FINISHED), ("2", 1, FINISHED)]
+
+
+def test_a_message_gathers_reports_while_a_wave_of_tasks_waits_for_slots(monkeypatch):
+    """While the agent holds a slot's worth of tasks queued for a slot, the next message waits for
+    more reports (its slots are busy meanwhile: the server's every message costs it as much as
+    tens of reports) until half of those waiting have started. The wait's cap is made long here
+    so that the machine's load cannot decide."""
+    monkeypatch.setattr("jobplane.agent.outbox.GATHER_WAIT", 30.0)
+    waiting = [8]
+
+    async def main():
+        box = Outbox()
+        box.gather_while(lambda: waiting[0], 8)
+        box.finished("1", 1, OK)
+        sender = asyncio.ensure_future(box.next_batch())
+        for _ in range(10):  # without the gather, the sender would have taken the one result by now
+            await asyncio.sleep(0)
+        for n in ("2", "3", "4"):  # three of the eight start; their predecessors' results join
+            waiting[0] -= 1
+            box.slot_taken()
+            box.finished(n, 1, OK)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        gathering = not sender.done()
+        waiting[0] -= 1  # the fourth: half have started
+        box.slot_taken()
+        return gathering, await asyncio.wait_for(sender, 10)
+
+    gathering, batch = asyncio.run(main())
+    assert gathering
+    assert refs(batch) == [(n, 1, FINISHED) for n in ("1", "2", "3", "4")]
+
+
+def test_a_message_does_not_gather_with_less_than_a_wave_waiting_for_slots(monkeypatch):
+    """Fewer tasks waiting than the agent has slots: the server's next assignments are needed
+    soon, so the report goes at once."""
+    monkeypatch.setattr("jobplane.agent.outbox.GATHER_WAIT", 30.0)
+
+    async def main():
+        box = Outbox()
+        box.gather_while(lambda: 7, 8)
+        box.finished("1", 1, OK)
+        return await asyncio.wait_for(box.next_batch(), 10)
+
+    assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]
+
+
+def test_a_gathering_message_goes_after_the_gather_wait_at_most():
+    """Tasks that wait on behind slots that stay busy do not hold the reports back: they go once
+    GATHER_WAIT has passed."""
+
+    async def main():
+        box = Outbox()
+        box.gather_while(lambda: 8, 8)
+        box.finished("1", 1, OK)
+        return await asyncio.wait_for(box.next_batch(), 10)
+
+    assert refs(asyncio.run(main())) == [("1", 1, FINISHED)]
