@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -29,6 +28,7 @@ from .pause import Pause, Pauses
 from .procstat import cpu_ticks_by_group
 from .results import (NOT_STARTED, SHUTDOWN_STATE, AttemptLost, AttemptResult, Outcome, Started, StopRequest,
                       request_stop)
+from .slots import Slots
 from .statedir import StateDir, state_root
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Agent:
                               provider=config.name, env=self._agent_env)
         self._outbox = Outbox(on_acked=self._state.discard)
         if config.queue_ahead:  # gather reports while a wave of tasks waits for a slot
-            self._outbox.gather_while(lambda: self._waiting, config.slots)
+            self._outbox.gather_while(lambda: self._slots.waiting, config.slots)
         # Made at the first Python task (_python_pool): an agent that runs none never loads it.
         self._pool: WorkerPool | None = None
         self.metrics = AgentMetrics()
@@ -94,13 +94,12 @@ class Agent:
         self._checkpoints = CheckpointFiles(lambda key, text: self._outbox.checkpoint(*key, text))
         # Made at the first external or Slurm attempt (_outside_jobs), as the pool is.
         self._outside: OutsideJobs | None = None
-        self._slots = asyncio.Semaphore(config.slots)
+        self._slots = Slots(config.slots, on_left=self._outbox.slot_taken)
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._pauses = Pauses(self._keeper)
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._running = 0
-        self._waiting = 0  # attempts waiting for a slot (queued ahead)
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
@@ -334,7 +333,7 @@ class Agent:
                        stop: asyncio.Future[StopRequest]) -> AttemptResult:
         # More assignments than slots (queued ahead) wait here; one cancelled meanwhile ends at once,
         # and one the server queued ahead is given back unstarted if no slot frees for it in time.
-        if not await self._slot(assignment, stop):
+        if not await self._slots.take(stop, GIVE_BACK_AFTER if assignment.queued_ahead else None):
             # Stopping with a stop-wait, one no slot freed for is given back as ever, to run elsewhere.
             if stop.done() or self._handing_on:
                 return (await stop).result()
@@ -348,17 +347,6 @@ class Agent:
             return await self._execute(assignment, stop)
         finally:
             self._slots.release()
-
-    async def _slot(self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]) -> bool:
-        """_slot_or_stop, counting the attempts that wait (the outbox gathers reports meanwhile)."""
-        if not self._slots.locked():
-            return await _slot_or_stop(self._slots, stop)
-        self._waiting += 1
-        try:
-            return await _slot_or_stop(self._slots, stop, GIVE_BACK_AFTER if assignment.queued_ahead else None)
-        finally:
-            self._waiting -= 1
-            self._outbox.slot_taken()
 
     @property
     def _handing_on(self) -> bool:
@@ -576,24 +564,3 @@ class Agent:
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)
 
-
-async def _slot_or_stop(slots: asyncio.Semaphore, stop: asyncio.Future, within: float | None = None) -> bool:
-    """Take a slot (True), unless a stop comes first or none frees `within` seconds (False, and
-    no slot taken)."""
-    if stop.done():
-        return False
-    if not slots.locked():
-        await slots.acquire()  # at once
-        return True
-    acquire = asyncio.ensure_future(slots.acquire())
-    await asyncio.wait({acquire, stop}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    if not acquire.done():
-        acquire.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await acquire
-    if acquire.cancelled():
-        return False
-    if stop.done():  # the slot and the stop came together: the slot goes back
-        slots.release()
-        return False
-    return True
