@@ -257,14 +257,16 @@ def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
     stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
     env = request.env if marker is None else {**request.env, MARKER: marker}
     try:
+        before = procs.boot_ns()
         pid = _spawn_in(request, joiner, env, stdio)
+        start = procs.started_between(pid, before, procs.boot_ns())
     except StartFailed:
         _close(pipes)
         raise
     finally:
         for fd in ends:
             os.close(fd)
-    return pid, procs.start_time(pid) or 0, fresh
+    return pid, start or 0, fresh
 
 
 def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: list) -> int:

@@ -18,7 +18,9 @@ from pathlib import Path
 from support import pid_alive, wait_until
 from test_agent_containment import containment  # noqa: F401  (the fixture: each containment mode)
 
+from jobplane.agent import procs
 from jobplane.agent.commands import CommandSpec, run_command
+from jobplane.agent.keeper_attempts import read_state
 from jobplane.agent.keeper_client import Keeper
 from jobplane.agent.results import Outcome, Started
 
@@ -245,3 +247,57 @@ def test_the_end_of_an_attempt_is_told_however_soon_it_ends(tmp_path):
 
     news = asyncio.run(main())
     assert news["status"] == 3 and not news["lost"]
+
+
+def test_the_start_time_a_command_is_recorded_with_is_the_one_proc_shows(tmp_path):
+    """The keeper tells a command's start time from the clock it read around the spawn (not
+    from /proc, which waits while the command is still in its exec): what the attempt's state
+    file says, which an agent process started after a crash checks a pid against, must be what
+    /proc shows, or that agent would take a running command for one that ended."""
+    recorded: list[tuple[int, int | None]] = []
+
+    async def main() -> None:
+        keeper = Keeper(tmp_path / "state", containment="subreaper")
+        await keeper.open()
+        try:
+            for n in range(20):
+                directory = tmp_path / "state" / f"t.{n}"
+                go = tmp_path / f"go{n}"
+
+                def look(started: Started, directory=directory, go=go) -> None:
+                    fields, _ = read_state(directory)
+                    recorded.append((int(fields[2]), procs.start_time(started.pgid)))
+                    go.touch()
+
+                spec = CommandSpec(["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"],
+                                   attempt_dir=str(directory))
+                result = await run_command(spec, on_start=look, keeper=keeper)
+                assert result.outcome == Outcome.SUCCEEDED
+        finally:
+            await keeper.close()
+
+    asyncio.run(main())
+    assert len(recorded) == 20
+    assert all(state == shown for state, shown in recorded), recorded
+
+
+def test_a_start_time_is_read_from_proc_when_a_clock_tick_ends_during_the_spawn(monkeypatch):
+    pid = os.posix_spawn("/bin/true", ["/bin/true"], {})
+    try:
+        tick = 10**9 // os.sysconf("SC_CLK_TCK")
+        before = procs.boot_ns()
+        assert procs.started_between(pid, before - tick, before) == procs.start_time(pid)
+        monkeypatch.setattr(procs, "start_time", lambda _: 12345)
+        assert procs.started_between(pid, tick * 7, tick * 8) == 12345, "a tick ended between: read"
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_a_kernel_whose_start_times_do_not_follow_the_clock_has_them_read_from_proc(monkeypatch):
+    monkeypatch.setattr(procs, "_checked", 0)
+    monkeypatch.setattr(procs, "_TOLD", True)
+    monkeypatch.setattr(procs, "start_time", lambda _: 999)  # never the clock's tick
+    tick = 10**9 // os.sysconf("SC_CLK_TCK")
+    assert procs.started_between(1, tick * 5, tick * 5 + 1) == 999
+    assert procs._TOLD is False, "the clock is not trusted again"
+    assert procs.started_between(1, tick * 6, tick * 6 + 1) == 999
