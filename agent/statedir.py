@@ -67,7 +67,7 @@ class StateDir:
         self._lock_fd: int | None = None
         self._doomed: set[Path] = set()
         self._made: set[AttemptKey] = set()  # attempts given a directory, not yet discarded
-        self._sweeping = False
+        self._sweeper: asyncio.Task[None] | None = None  # the sweep under way, if one is
         self._spares: list[str] = []  # emptied attempt directories under spare/, to reuse
         self._spare_names = itertools.count()
 
@@ -159,9 +159,9 @@ class StateDir:
             if key in self._made:
                 self._made.discard(key)
                 self._doomed.add(self._path(key))
-        if self._doomed and not self._sweeping:
-            self._sweeping = True
-            asyncio.get_running_loop().create_task(self._sweep())
+        if self._doomed and self._sweeper is None:
+            # (held here: the loop keeps only a weak reference to a task)
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def _sweep(self) -> None:
         try:
@@ -172,7 +172,7 @@ class StateDir:
                          for _ in range(min(room, len(batch)))]
                 self._spares += await asyncio.to_thread(_empty_or_remove, batch, names)
         finally:
-            self._sweeping = False
+            self._sweeper = None
 
 
 def _leftover(attempt_dir: Path) -> Leftover | ExternalRecord | None:
