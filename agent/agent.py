@@ -305,16 +305,19 @@ class Agent:
         self._running += 1
         attempt = self._attempts[key]
         attempt.command = True
+        self._slots.hold()  # it runs in one of our slots, as it did in the earlier process
         try:
             return await resume_command(leftover, kill_grace=self.config.kill_grace, stop=stop,
                                         on_start=self._on_start(key),  # reported again: the first may be lost
                                         keeper=self._keeper, pause=attempt.pause)
         finally:
             self._running -= 1
+            self._slots.release()
 
     async def _resume_outside(self, key: AttemptKey, record: ExternalRecord,
                               stop: asyncio.Future[StopRequest]) -> AttemptResult:
         self._running += 1
+        self._slots.hold()
         try:
             # STARTED again (with the job id): the first may have been lost with the old process
             # (a repeat is ignored by the server).
@@ -322,6 +325,7 @@ class Agent:
                                               on_status=self._on_status(key))
         finally:
             self._running -= 1
+            self._slots.release()
 
     async def _run_attempt(
         self, assignment: provider_pb2.Assignment, stop: asyncio.Future[StopRequest]

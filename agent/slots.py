@@ -21,7 +21,8 @@ class Slots:
     def __init__(self, n: int, on_left: Callable[[], None] = lambda: None) -> None:
         self._free = n
         # Attempts waiting, first come first: a future set True when given a slot, False when
-        # its stop came or its time passed. There are waiters only while no slot is free.
+        # its stop came or its time passed. There are waiters only while no slot is free
+        # (_free is below 0 while adopted attempts hold more slots than there are).
         self._waiters: deque[asyncio.Future[bool]] = deque()
         self._on_left = on_left
 
@@ -70,8 +71,18 @@ class Slots:
             return False
         return granted
 
+    def hold(self) -> None:
+        """Take a slot at once, free or not: for an attempt that runs already (adopted from an
+        earlier process of the agent, which may have had more slots). Until as many are
+        released, a slot released is not free."""
+        self._free -= 1
+
     def release(self) -> None:
-        """A slot is free: it goes to the first attempt still waiting, else it is free."""
+        """A slot is free: it goes to the first attempt still waiting, else it is free (after
+        any taken by hold beyond the slots there are)."""
+        if self._free < 0:
+            self._free += 1
+            return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():  # (one done gave up, and has not run yet to leave)

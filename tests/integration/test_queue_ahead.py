@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from support import RunLog, recorded_command, wait_until
 
 from jobplane.server.domain.ahead import QUEUED_AHEAD
@@ -20,9 +22,9 @@ def job_of(log, n=TASKS, seconds=0.005) -> dict:
                                        for i in range(n)]}
 
 
-def intervals_overlap(runs: RunLog) -> list[tuple[str, str]]:
-    """Pairs of tasks that ran at the same moment (on a one-slot agent: none may)."""
-    spans = sorted((runs.starts[name][0][1], runs.ends[name][0][1], name) for name in runs.starts)
+def intervals_overlap(runs: RunLog, names=None) -> list[tuple[str, str]]:
+    """Pairs of tasks (of `names`, or all) that ran at the same moment (on a one-slot agent: none may)."""
+    spans = sorted((runs.starts[name][0][1], runs.ends[name][0][1], name) for name in names or runs.starts)
     return [(a[2], b[2]) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
 
 
@@ -195,3 +197,37 @@ def test_a_stopping_agent_with_stop_wait_gives_back_what_is_queued_behind_a_task
     given_back = [t.name for t in c.client.list_tasks(job.id) for at in t.attempts
                   if "given back unstarted by a" in at.reason]
     assert given_back, "tasks were queued behind the long one at a, and given back"
+
+
+@pytest.mark.server_args("--reconnect-grace", "5")  # a new agent process must start within it under load
+def test_a_restarted_agent_counts_the_task_it_adopted_against_its_slots(sqlite_cluster, tmp_path):
+    """An agent process restarted while a task runs adopts it: that task holds one of its slots
+    as before, so quick tasks queued ahead there run one at a time in the slot left, never two
+    at once beside it (three commands on a two-slot agent)."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    c = sqlite_cluster
+    c.add_agent("a", slots=2)
+    started = f'echo "start $JOBPLANE_TASK_NAME $JOBPLANE_ATTEMPT $(date +%s.%N)" >> {log}'
+    c.client.submit_job({"name": "long", "tasks": [
+        {"name": "long", "command": ["sh", "-c", f"{started}; while [ ! -e {gate} ]; do sleep 0.05; done"]}]})
+    wait_until(lambda: RunLog(log).started("long") == 1, 30, "the long task to start at a")
+    crashed = c.agents["a"]
+    crashed.kill()
+    crashed.stop()
+    try:
+        c.add_agent("a", slots=2)  # the same name and state directory: it adopts the long task
+        job = c.client.submit_job(job_of(log, n=300, seconds=0.01))
+        ahead = 0
+        for event in c.client.watch(job.id, timeout=120):
+            ahead += event.kind == 2 and event.raw_status == "ASSIGNED" and event.message == QUEUED_AHEAD
+            if event.kind == 1 and event.raw_status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                assert event.raw_status == "SUCCEEDED"
+                break
+        runs = RunLog(log)
+        assert runs.started("long") == 1 and runs.runs("long") == 0, "the long task runs on, adopted"
+        quick = [f"t{i}" for i in range(300)]
+        assert [(runs.started(n), runs.runs(n)) for n in quick] == [(1, 1)] * 300
+        assert ahead > 0, "quick tasks were queued ahead at a"
+        assert intervals_overlap(runs, quick) == [], "one slot left beside the adopted task: one quick task at a time"
+    finally:
+        gate.touch()

@@ -101,3 +101,24 @@ def test_a_slot_and_a_stop_coming_together_leave_the_slot_free():
         assert not slots.locked()
 
     asyncio.run(scenario())
+
+
+def test_attempts_adopted_beyond_the_slots_hold_them_until_enough_end():
+    """An earlier process of the agent, with more slots, left three attempts running: a new
+    assignment waits until two of them have ended, not one."""
+    async def scenario():
+        slots = Slots(2)
+        for _ in range(3):
+            slots.hold()
+        never = asyncio.get_running_loop().create_future()
+        waiting = asyncio.create_task(slots.take(never))
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.sleep(0)
+        assert not waiting.done(), "two slots, still held by the two adopted attempts left"
+        slots.release()
+        assert await asyncio.wait_for(waiting, 5) is True
+        slots.release()
+        assert not slots.locked()
+
+    asyncio.run(scenario())
