@@ -86,7 +86,7 @@ class Agent:
                               provider=config.name, env=self._agent_env)
         self._outbox = Outbox(on_acked=self._state.discard)
         if config.queue_ahead:  # gather reports while a wave of tasks waits for a slot
-            self._outbox.gather_while(lambda: self._slots.waiting, config.slots)
+            self._outbox.gather_while(lambda: self._slots.waiting, min(config.slots, config.queue_ahead))
         # Made at the first Python task (_python_pool): an agent that runs none never loads it.
         self._pool: WorkerPool | None = None
         self.metrics = AgentMetrics()
