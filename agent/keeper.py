@@ -194,6 +194,9 @@ class Keeper:
         process of it stopped. Answers whether the attempt was found."""
         attempt = self.attempts.get(int(message["pid"]))
         found = attempt is not None and not attempt.killed and attempt.status is None
+        log.info("%s request for the attempt of pid %s from agent process %s%s",
+                 "resume" if message.get("resume") else "suspend", message["pid"], holder.pid,
+                 "" if found else ": no such attempt running")
         if found:
             if message.get("resume"):
                 self._resume(attempt)

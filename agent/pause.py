@@ -13,6 +13,8 @@ from .errors import KeeperUnavailable
 from .keeper_client import Keeper
 
 log = logging.getLogger(__name__)
+# How long a suspend or resume may wait for the keeper's answer before the agent says so.
+_SLOW_ANSWER = 5.0
 
 
 class Pause:
@@ -70,12 +72,19 @@ class Pauses:
 
     async def _change(self, key: tuple[str, int], pid: int, pause: Pause, paused: bool,
                       then: Callable[[], None] | None) -> None:
+        # A suspend the keeper has not answered in a while is told (a test saw one never answered).
+        slow = asyncio.get_running_loop().call_later(
+            _SLOW_ANSWER, lambda: log.warning("task %s attempt %d: the keeper has not answered the %s "
+                                              "request in %gs", *key, "suspend" if paused else "resume",
+                                              _SLOW_ANSWER))
         try:
             if not await self._keeper.suspend(pid, resume=not paused):
                 log.info("did not %s task %s attempt %d: its keeper has it ended or ending",
                          "suspend" if paused else "resume", *key)
         except KeeperUnavailable as exc:
             log.error("cannot %s task %s attempt %d: %s", "suspend" if paused else "resume", *key, exc)
+        finally:
+            slow.cancel()
         if not paused:
             pause.set(False)
         if then is not None:
