@@ -206,13 +206,22 @@ def stop_all(targets: Callable[[], list[int]], deadline: float) -> list[int]:
 
 def unstopped(pids: Iterable[int], deadline: float) -> list[int]:
     """Wait until each of these processes shows stopped (T) in /proc or is gone, sending
-    SIGSTOP again each round to those that do not; the ones still running at the deadline."""
-    left = list(pids)
+    SIGSTOP again each round to those that do not; the ones still running at the deadline.
+
+    A process in vfork (a shell starting a command: uninterruptible, D, until its child has
+    exec'd) cannot stop while that child is stopped before its exec: such a child is continued,
+    so that it execs and lets its parent stop, and stopped again the round after."""
+    pids = list(pids)
     while True:
-        left = [pid for pid in left if (fields := _stat(pid)) is not None and fields[0] not in (b"T", b"Z")]
+        rows = {pid: fields for pid in pids if (fields := _stat(pid)) is not None}
+        left = [pid for pid, fields in rows.items() if fields[0] not in (b"T", b"Z")]
         if not left or time.monotonic() > deadline:
+            send(left, signal.SIGSTOP)  # (one continued in the last round stops again)
             return left
+        in_vfork = {pid for pid in left if rows[pid][0] == b"D"}
+        held = [pid for pid, fields in rows.items() if fields[0] == b"T" and int(fields[1]) in in_vfork]
         time.sleep(_KILL_ROUND)
+        send(held, signal.SIGCONT)
         send(left, signal.SIGSTOP)
 
 

@@ -22,7 +22,7 @@ from jobplane.agent import procs
 from jobplane.agent.commands import CommandSpec, run_command
 from jobplane.agent.keeper_attempts import read_state
 from jobplane.agent.keeper_client import Keeper
-from jobplane.agent.results import Outcome, Started
+from jobplane.agent.results import Outcome, Started, StopRequest
 
 # Once MAKE exists, leaves a stray: a double fork whose grandchild starts a session of its own
 # (it is reparented to the keeper's side, outside the attempt's session), notes its pid, and
@@ -301,3 +301,55 @@ def test_a_kernel_whose_start_times_do_not_follow_the_clock_has_them_read_from_p
     assert procs.started_between(1, tick * 5, tick * 5 + 1) == 999
     assert procs._TOLD is False, "the clock is not trusted again"
     assert procs.started_between(1, tick * 6, tick * 6 + 1) == 999
+
+
+def test_a_suspended_shell_stops_even_when_caught_starting_a_command(tmp_path, containment):
+    """A shell starts each command with vfork: it waits (D, not T) until the child has exec'd.
+    A suspend that stops the child before its exec left the shell in D for good, never T (a
+    console test saw it: 'the task's process stopped in place' timed out). The keeper lets
+    such a child exec and stops it after: every process of the attempt shows T, each time."""
+    def state(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return "gone"
+
+    seen: list[dict[int, str]] = []
+
+    async def main() -> None:
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        stop = asyncio.get_running_loop().create_future()
+        shell = asyncio.get_running_loop().create_future()
+        spec = CommandSpec(["sh", "-c", "while :; do /bin/true; done"], attempt_dir=str(tmp_path / "state" / "t.1"))
+        running = asyncio.ensure_future(run_command(spec, keeper=keeper, stop=stop,
+                                                    on_start=lambda s: shell.set_result(s.pgid)))
+        try:
+            pid = await asyncio.wait_for(shell, 10)
+            for _ in range(15):
+                await asyncio.sleep(0.02)  # the shell runs on, starting command after command
+                assert await keeper.suspend(pid)
+                seen.append({p: state(p) for p in _session(pid)})
+                assert await keeper.suspend(pid, resume=True)
+        finally:
+            stop.set_result(StopRequest.cancel("done"))
+            await running
+            await keeper.close()
+
+    asyncio.run(main())
+    assert len(seen) == 15
+    assert all(s and set(s.values()) <= {"T", "Z", "gone"} for s in seen), seen
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of session `sid` (an attempt's command leads its own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            if int(fields[3]) == sid:
+                found.append(int(entry))
+    return found
