@@ -210,7 +210,8 @@ def unstopped(pids: Iterable[int], deadline: float) -> list[int]:
 
     A process in vfork (a shell starting a command: uninterruptible, D, until its child has
     exec'd) cannot stop while that child is stopped before its exec: such a child is continued,
-    so that it execs and lets its parent stop, and stopped again the round after."""
+    so that it execs and lets its parent stop, and stopped again the round after. (A stopped
+    child whose parent is in D for another reason, waiting on a disk, runs a round too.)"""
     pids = list(pids)
     while True:
         rows = {pid: fields for pid in pids if (fields := _stat(pid)) is not None}
