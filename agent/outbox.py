@@ -79,7 +79,8 @@ class Outbox:
         self._latest_only_queued = 0
         # Senders asleep in next_batch (one, but for a moment in a handover), each with what
         # wakes it: a new report (_REPORT), the end of every queued start (_ENDS), an ack
-        # (_ACK) or, while a message gathers, half of the waiting tasks started (_STARTS). One future and at most one timer per sleep: no task, as wait_for makes.
+        # (_ACK) or, while a message gathers, half of the waiting tasks started (_STARTS). One
+        # future and at most one timer per sleep: no task, as wait_for makes.
         self._sleepers: list[tuple[str, asyncio.Future[None]]] = []
         # How many attempts wait for a slot (the agent's `waiting`), and while a message gathers,
         # the count at which it goes (None: not gathering).
