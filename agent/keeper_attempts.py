@@ -11,8 +11,8 @@ Once the attempt has ended, its emptied cgroup is the next attempt's (keeper.py)
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps
 (statedir.py: making a directory and a file is what costs most here). The command is the
-attempt's leader: its pid names the attempt, on the wire and in the attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
-ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
+attempt's leader: its pid names the attempt, on the wire and in the attempt's one state file,
+`pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
 learns of the command's exit through a pidfd and leaves it a zombie until the attempt has ended
 (what it left killed, its output drained, its exit status written), so that its pid, and the
 session that pid names, cannot be reused meanwhile: an agent process that reads the state file

@@ -108,9 +108,9 @@ def main() -> None:
                 after = {name: cpu(pid) for name, pid in pids.items()}
                 per = {name: (after[name][0] - before[name][0]) * 1000 / args.tasks for name in pids}
                 commands = (after["keeper"][1] - before["keeper"][1]) * 1000 / args.tasks
-                print(f"agent {per['agent']:.2f}  keeper {per['keeper']:.2f}  agent+keeper "
-                      f"{per['agent'] + per['keeper']:.2f}  (commands {commands:.2f}, guard {per['guard']:.2f}, "
-                      f"server {per['server']:.2f})  {args.tasks / seconds:.0f} tasks/s", flush=True)
+                print(f"agent {per['agent']:.3f}  keeper {per['keeper']:.3f}  agent+keeper "
+                      f"{per['agent'] + per['keeper']:.3f}  (commands {commands:.3f}, guard {per['guard']:.3f}, "
+                      f"server {per['server']:.3f})  {args.tasks / seconds:.0f} tasks/s", flush=True)
                 raw_rate, raw_cpu = raw_spawn(min(args.tasks, 2000))
                 print(f"  {ceiling(per, commands, raw_rate)}; raw spawn CPU {raw_cpu:.2f} ms", flush=True)
         finally:
