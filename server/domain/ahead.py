@@ -37,6 +37,7 @@ WINDOW = 0.25  # seconds: a provider's finishes this recent count towards what i
 QUEUED_AHEAD = "queued ahead at the provider: it starts when one of its slots frees"
 NOT_STARTED = "not_started"  # the raw state of an attempt queued ahead that its agent gave back
 UNSLOTTED = "none of its slots freed for it"  # why an agent gives back what it was not asked back
+HELD = "its job is held by hand: {}"  # why a task of a held job is taken back (holds.py)
 
 
 class QueueAhead:
@@ -74,6 +75,21 @@ class QueueAhead:
         would give it back."""
         provider = self.engine.providers.get(task.provider or "") if task.state == TaskState.ASSIGNED else None
         return provider is not None and provider.gives_back
+
+    def reconnected(self, provider: ProviderRt) -> None:
+        """A provider (re)connected holding assigned attempts that must not start there: they are
+        asked back again (the ask may have been lost with a stream, or with a restart of the
+        server, which knows then only that their job is held by hand; failing conditions are
+        looked at again with the next heartbeat)."""
+        e = self.engine
+        for tid in provider.in_flight if provider.gives_back else ():
+            task = e.tasks.get(tid)
+            job = e.jobs.get(task.job_id) if task is not None else None
+            if job is None or task.state != TaskState.ASSIGNED or task.suspended:
+                continue
+            why = self._asked.pop(tid, (0, ""))[1] or (HELD.format(job.hold) if job.hold else "")
+            if why:
+                self.take_back(task, why)
 
     def forget(self, task_id: int) -> None:
         """Its attempt started, or ended: no give-back is awaited."""
@@ -132,4 +148,4 @@ class QueueAhead:
         return job is not None and job.quick
 
 
-__all__ = ["NOT_STARTED", "QUEUED_AHEAD", "QUICK", "QueueAhead", "UNSLOTTED", "WINDOW"]
+__all__ = ["HELD", "NOT_STARTED", "QUEUED_AHEAD", "QUICK", "QueueAhead", "UNSLOTTED", "WINDOW"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .ahead import HELD
 from .conflicts import Clash, ConflictRule, JobFacts, conflict
 from .lateness import clock
 from typing import TYPE_CHECKING
@@ -167,7 +168,7 @@ class Holds:
         """A plain hold: the job's tasks out at agents but not known to have started are taken
         back (ahead.py), so that none starts now; those that started meanwhile run on. How many."""
         ahead = self.engine.queue_ahead
-        return sum(ahead.take_back(task, f"its job is held by hand: {job.hold}")
+        return sum(ahead.take_back(task, HELD.format(job.hold))
                    for task in self.engine.suspension.running(job) if not task.suspended)
 
     def _check_mode(self, job: JobRt, mode: str) -> None:

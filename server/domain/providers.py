@@ -54,6 +54,7 @@ class Providers:
         _take_hello(provider, hello, conn_id, e.now)
         self._reconcile(provider, set(hello.running))
         e.suspension.reconnected(provider)
+        e.queue_ahead.reconnected(provider)
         e.fencing.stops_confirmed(provider.id, list(hello.running))  # what it no longer holds has ended
         if provider.drained:
             state = ProviderState.DRAINING if provider.in_flight else ProviderState.DRAINED
