@@ -160,7 +160,7 @@ class Holds:
         self.engine.continuations.held_by_hand(job)
         held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else self._take_back(job)
         how = {"suspend": "running tasks suspended", "requeue": "running tasks requeued"}.get(
-            mode, "tasks assigned but not started taken back from their agents")
+            mode, "tasks assigned but not started asked back from their agents")
         self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} {how}" if held else ""))
         return job
 
