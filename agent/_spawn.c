@@ -101,6 +101,11 @@ static char **bytes_array(PyObject *list, const char *what) {
             return NULL;
         }
         out[i] = PyBytes_AS_STRING(item);
+        if ((Py_ssize_t)strlen(out[i]) != PyBytes_GET_SIZE(item)) {
+            PyMem_Free(out);
+            PyErr_Format(PyExc_ValueError, "embedded null byte in %s", what);
+            return NULL;
+        }
     }
     out[n] = NULL;
     return out;

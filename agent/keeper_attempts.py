@@ -26,6 +26,7 @@ keeper imports it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -335,6 +336,8 @@ def _spawn_native(request: Request, joiner: int | None, marker: str | None, ends
     except OSError as exc:
         raise StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
                            "stage": getattr(exc, "stage", "exec")}) from None
+    except ValueError as exc:  # a NUL inside an argument or a variable (os.posix_spawn's ValueError)
+        raise StartFailed({"errno": errno.EINVAL, "error": str(exc), "stage": "exec"}) from None
 
 
 def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: list) -> int:
@@ -355,6 +358,8 @@ def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: 
     except OSError as exc:
         raise StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
                            "stage": stage}) from None
+    except ValueError as exc:  # a NUL inside an argument or a variable
+        raise StartFailed({"errno": errno.EINVAL, "error": str(exc), "stage": "exec"}) from None
     finally:
         if home_cgroup is not None:
             os.write(home_cgroup, b"0")

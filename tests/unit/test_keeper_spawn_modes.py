@@ -124,11 +124,12 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
         await keeper.open()
         errors = []
         try:
-            for n, (argv, cwd) in enumerate([(["/nonexistent/program"], ""),
-                                             (["/bin/true"], str(tmp_path / "gone"))]):
+            for n, (argv, cwd, env) in enumerate([(["/nonexistent/program"], "", {}),
+                                                  (["/bin/true"], str(tmp_path / "gone"), {}),
+                                                  (["/bin/true"], "", {"BAD": "a\0b"})]):
                 try:
                     await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"), "argv": argv,
-                                        "env": {"PATH": os.defpath}, "cwd": cwd})
+                                        "env": {"PATH": os.defpath, **env}, "cwd": cwd})
                 except OSError as exc:
                     errors.append((exc.errno, exc.filename))
             # The keeper goes on: the next start works.
@@ -140,5 +141,5 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
             await keeper.close()
 
     errors, status = asyncio.run(main())
-    assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone"))]
+    assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone")), (errno.EINVAL, None)]
     assert status == 4
