@@ -37,7 +37,7 @@ from pathlib import Path
 from jobplane.files import write_atomic
 from jobplane.logs import LOG_FORMATS, configure as configure_logging, ids
 
-from . import cgroups, keeper_guard, keeper_wire as wire, procs
+from . import cgroups, keeper_attempts, keeper_guard, keeper_wire as wire, procs
 from .keeper_attempts import MARKER, Attempt, Request, StartFailed
 from .keeper_cgroups import Pool
 from .keeper_holders import Holder, holder_for
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     _log_as(args.log_format, args.provider)  # with the keeper's own pid now
     procs.set_name("jobplane-keeper")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    log.info("keeping %s", state_dir)
+    log.info("keeping %s (spawning commands with %s)", state_dir, keeper_attempts.spawner())
     try:
         Keeper(listener, lock).serve()
     finally:

@@ -295,6 +295,14 @@ def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
     return pid, start or 0, fresh, pidfd
 
 
+def spawner() -> str:
+    """How this process spawns commands, for the keeper's log."""
+    if _native is not None:
+        return "agent/_spawn.c"
+    why = f"{SPAWN_ENV}=posix_spawn" if os.environ.get(SPAWN_ENV) == "posix_spawn" else "agent/_spawn.c was not built"
+    return f"os.posix_spawn ({why})"
+
+
 @functools.cache
 def _to_reset() -> tuple[int, ...]:
     """The signals a command gets with their default disposition (_spawn.c): _RESET, and any the

@@ -98,6 +98,9 @@ def test_ci_builds_the_c_spawn():
 
 def test_a_command_starts_alike_either_way(tmp_path, spawn_mode, containment):
     lines, started, keeper_before, keeper_after = look(tmp_path, containment)
+    said = (tmp_path / "state" / "keeper.log").read_text()  # the keeper says which spawn it uses
+    assert ("spawning commands with agent/_spawn.c" in said) == (spawn_mode == "native")
+    assert ("spawning commands with os.posix_spawn" in said) == (spawn_mode == "posix_spawn")
     pid, session, group = (int(x) for x in lines["ids"][0].split())
     assert pid == started.pgid and session == pid and group == pid  # a session of its own
     assert lines["cwd"] == [str(tmp_path / "work dir")]
