@@ -15,6 +15,7 @@ from jobplane.arguments import whole_number
 from jobplane.client.command import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK
 from jobplane.client.local import (
     INSECURE_WARNING,
+    Child,
     LocalConfig,
     LocalPlane,
     LocalPlaneError,
@@ -140,15 +141,27 @@ def _serve(plane: LocalPlane, state_path: Path) -> int:
             plane.wait_for_agents(client)  # announce only once jobs can be accepted
         _write_state(state_path, up_state(plane))
         print(_banner(plane, state_path), flush=True)
-        child = plane.wait_for_exit()
+        child = _supervise(plane)
     except KeyboardInterrupt:
         print()
         return EXIT_OK
     except LocalPlaneError as error:
         print(f"jobplane up: {error}", file=sys.stderr)
         return EXIT_PLANE_FAILED
-    print(f"jobplane up: {exit_report(child)}", file=sys.stderr)
+    when = "unexpectedly" if child is plane.server else f"{child.uptime():.1f}s after it started"
+    print(f"jobplane up: {exit_report(child, when)}", file=sys.stderr)
     return EXIT_PLANE_FAILED
+
+
+def _supervise(plane: LocalPlane) -> Child:
+    """Start again each agent that stops on its own (killed, crashed), as a service manager
+    would; return the child that ends it all: the server, or an agent that stopped again within
+    RESTART_AFTER_SECONDS of starting."""
+    while plane.restartable(child := plane.wait_for_exit()):
+        print(f"jobplane up: {child.describe_exit()}; starting it again (same name and state directory: it "
+              "takes back the tasks it left running, or they continue on another agent)", file=sys.stderr, flush=True)
+        plane.restart(child)
+    return child
 
 
 def _http_tls_problem(args: argparse.Namespace) -> str:

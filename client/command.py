@@ -175,7 +175,9 @@ def page_for(args: argparse.Namespace) -> int:
 
 
 def more_note(shown: int, what: str) -> str:
-    return f"(the first {shown} {what}; more match: --limit N for more, --all for every one)"
+    """`(the first 50 jobs; more match: ...)`; `what` is plural (`(the first job; ...)` for one)."""
+    first = what.rstrip("s") if shown == 1 else f"{shown} {what}"
+    return f"(the first {first}; more match: --limit N for more, --all for every one)"
 
 
 _positive = whole_number(1, " (or --all for every one)")

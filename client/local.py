@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -40,6 +40,9 @@ INSECURE_WARNING = (
     "acts as admin. Use it only for debugging, on a machine you trust."
 )
 _POLL_SECONDS = 0.05
+# An agent that stops on its own is started again (`jobplane up` keeps its N agents), unless it
+# stopped this soon after it started: then something is wrong that a restart does not cure.
+RESTART_AFTER_SECONDS = 10.0
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
 
 
@@ -75,6 +78,11 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     log_file: IO[bytes]
+    arguments: list[str] = field(default_factory=list)  # what it was started with, to start it again
+    started: float = field(default_factory=time.monotonic)
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
 
     def signal(self, signum: int) -> None:
         try:
@@ -104,6 +112,10 @@ class LocalPlane:
         self.console_url = ""  # http://HOST:PORT of the console, when there is one
         self._server: Child | None = None
         self._agents: list[Child] = []
+
+    @property
+    def server(self) -> Child | None:
+        return self._server
 
     @property
     def agent_names(self) -> list[str]:
@@ -205,6 +217,19 @@ class LocalPlane:
             time.sleep(0.2)
         return child
 
+    def restartable(self, child: Child) -> bool:
+        """Whether `child`, which has stopped, is an agent that ran long enough to start again."""
+        return child in self._agents and child.uptime() >= RESTART_AFTER_SECONDS
+
+    def restart(self, child: Child) -> Child:
+        """Start a stopped agent again with the same name, flags and state directory, so that it
+        takes back the attempts it left running (its keeper holds them for the reconnect grace;
+        past it they continue elsewhere). Its log goes on in the same file."""
+        child.log_file.close()
+        again = self._spawn(child.name, child.arguments, append=True)
+        self._agents[self._agents.index(child)] = again
+        return again
+
     def stop(self) -> None:
         """Stop the agents, then the server; a second Ctrl-C skips the grace period."""
         self._terminate(self._agents)
@@ -215,9 +240,9 @@ class LocalPlane:
     def _children(self) -> list[Child]:
         return ([self._server] if self._server else []) + self._agents
 
-    def _spawn(self, name: str, arguments: list[str]) -> Child:
+    def _spawn(self, name: str, arguments: list[str], append: bool = False) -> Child:
         log_path = self.log_dir / f"{name.split()[-1]}.log"
-        log_file = log_path.open("wb")
+        log_file = log_path.open("ab" if append else "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log.info("starting %s: %s", name, " ".join(arguments))
         process = subprocess.Popen(
@@ -228,7 +253,7 @@ class LocalPlane:
             env=env,
             process_group=0,
         )
-        return Child(name, process, log_path, log_file)
+        return Child(name, process, log_path, log_file, arguments)
 
     def _wait_for_address(self, server: Child, address_file: Path) -> str:
         """The main address the server wrote once listening: the first line, once complete
