@@ -141,26 +141,32 @@ def _serve(plane: LocalPlane, state_path: Path) -> int:
             plane.wait_for_agents(client)  # announce only once jobs can be accepted
         _write_state(state_path, up_state(plane))
         print(_banner(plane, state_path), flush=True)
-        child = _supervise(plane)
+        server = _supervise(plane)
     except KeyboardInterrupt:
         print()
         return EXIT_OK
     except LocalPlaneError as error:
         print(f"jobplane up: {error}", file=sys.stderr)
         return EXIT_PLANE_FAILED
-    when = "unexpectedly" if child is plane.server else f"{child.uptime():.1f}s after it started"
-    print(f"jobplane up: {exit_report(child, when)}", file=sys.stderr)
+    print(f"jobplane up: {exit_report(server)}", file=sys.stderr)
     return EXIT_PLANE_FAILED
 
 
 def _supervise(plane: LocalPlane) -> Child:
-    """Start again each agent that stops on its own (killed, crashed), as a service manager
-    would; return the child that ends it all: the server, or an agent that stopped again within
-    RESTART_AFTER_SECONDS of starting."""
-    while plane.restartable(child := plane.wait_for_exit()):
-        print(f"jobplane up: {child.describe_exit()}; starting it again (same name and state directory: it "
-              "takes back the tasks it left running, or they continue on another agent)", file=sys.stderr, flush=True)
-        plane.restart(child)
+    """Until the server stops (returned): start again each agent that is killed (or crashes on a
+    signal), as a service manager would, so that it takes back its tasks; leave stopped one that
+    the server refused (e.g. `providers revoke`) or that died at once, saying why."""
+    while (child := plane.wait_for_exit()) is not plane.server:
+        if plane.restartable(child):
+            print(f"jobplane up: {child.describe_exit()}; starting it again (same name and state directory: it "
+                  "takes back the tasks it left running, or they continue on another agent)", file=sys.stderr,
+                  flush=True)
+            plane.restart(child)
+        else:
+            print(f"jobplane up: {exit_report(child, f'{child.uptime():.1f}s after it started')}\n"
+                  f"jobplane up: not starting {child.name} again; the server and the other agents go on "
+                  "(Ctrl-C stops them)", file=sys.stderr, flush=True)
+            plane.retire(child)
     return child
 
 

@@ -218,8 +218,15 @@ class LocalPlane:
         return child
 
     def restartable(self, child: Child) -> bool:
-        """Whether `child`, which has stopped, is an agent that ran long enough to start again."""
-        return child in self._agents and child.uptime() >= RESTART_AFTER_SECONDS
+        """Whether `child`, which has stopped, is an agent to start again: one killed by a signal
+        (or stopped cleanly) after it ran a while. An agent the server refused (revoked, its name
+        taken: jobplane-agent exits with code 1) or that dies at once would only fail again."""
+        return child in self._agents and child.process.returncode <= 0 and child.uptime() >= RESTART_AFTER_SECONDS
+
+    def retire(self, child: Child) -> None:
+        """Leave a stopped agent stopped: the server and the other agents go on without it."""
+        self._agents.remove(child)
+        child.log_file.close()
 
     def restart(self, child: Child) -> Child:
         """Start a stopped agent again with the same name, flags and state directory, so that it

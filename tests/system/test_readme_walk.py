@@ -64,28 +64,55 @@ def test_up_starts_again_an_agent_killed_with_sigkill_and_its_task_finishes(tmp_
         assert up.poll() is None and _agent_pid(tmp_path, "local-1") == second
     finally:
         go.touch()
-        up.send_signal(signal.SIGINT)
-        out = up.communicate(timeout=60)[0]
+        out = _stop(up)
     assert up.returncode == 0, out
     assert "agent local-1 was killed by SIGKILL; starting it again" in out, out
 
 
-def test_up_stops_when_an_agent_dies_again_at_once(tmp_path):
-    """An agent that dies within RESTART_AFTER_SECONDS of starting is not started again: `up`
-    stops, saying which and how (as it did for any agent before)."""
-    up = start_up(tmp_path, agents=1)
+def _stop(up) -> str:
+    """Ctrl-C to `jobplane up`; everything it printed."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGINT)
+    return up.communicate(timeout=60)[0]
+
+
+def test_up_leaves_stopped_an_agent_that_dies_at_once_and_goes_on(tmp_path):
+    """An agent that dies within RESTART_AFTER_SECONDS of starting would likely die again: `up`
+    says which and how, and goes on with the server and its other agents (it used to stop)."""
+    env = {"JOBPLANE_HOME": str(tmp_path)}
+    up = start_up(tmp_path, agents=2)
     try:
-        pid = _agent_pid(tmp_path, "local-1")
+        pid = _agent_pid(tmp_path, "local-2")
         assert pid is not None and _age(pid) < RESTART_AFTER_SECONDS - 2, "the machine is too slow for this test"
         os.kill(pid, signal.SIGKILL)
-        out = up.communicate(timeout=60)[0]
+        wait_until(lambda: not pid_alive(pid), 10, "the agent to die")
+        r = jobplane("submit", str(README.parent / "examples" / "hello.toml"), "--watch", env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert up.poll() is None and _agent_pid(tmp_path, "local-2") is None
     finally:
-        if up.poll() is None:
-            up.send_signal(signal.SIGINT)
-            up.communicate(timeout=60)
-    assert up.returncode == 1, out
-    assert re.search(r"agent local-1 was killed by SIGKILL [\d.]+s after it started", out), out
-    assert "starting it again" not in out and _agent_pid(tmp_path, "local-1") is None
+        out = _stop(up)
+    assert up.returncode == 0, out
+    assert re.search(r"agent local-2 was killed by SIGKILL [\d.]+s after it started", out), out
+    assert "not starting agent local-2 again" in out and "starting it again" not in out, out
+
+
+def test_the_readmes_revoke_of_an_up_agent_leaves_the_plane_running(tmp_path):
+    """README, "Using it", as written under `jobplane up`: `providers revoke local-2` refuses
+    that agent for good (it exits), and the server and local-1 go on taking jobs."""
+    env = {"JOBPLANE_HOME": str(tmp_path)}
+    up = start_up(tmp_path, agents=2)
+    try:
+        pid = _agent_pid(tmp_path, "local-2")
+        r = jobplane("providers", "revoke", "local-2", "--reason", "decommissioned", env=env)
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: not pid_alive(pid), 30, "the revoked agent to exit")
+        r = jobplane("submit", str(README.parent / "examples" / "hello.toml"), "--watch", env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "local-1" in r.stdout and up.poll() is None and _agent_pid(tmp_path, "local-2") is None
+    finally:
+        out = _stop(up)
+    assert up.returncode == 0, out
+    assert "agent local-2 exited with code 1" in out and "revoked" in out and "not starting agent local-2 again" in out, out
 
 
 def _readme_job_file() -> str:
