@@ -3,7 +3,8 @@
 Used by `jobplane up` and `jobplane demo`. Each child runs in its own process group, so a
 Ctrl-C at the terminal reaches only this process, which then stops the agents before the
 server (SIGTERM, a grace period, then SIGKILL): a stopping agent hands its running tasks on
-through the server, which queues them again. Child output goes to DATA_DIR/logs/.
+through the server, which queues them again. Child output goes to DATA_DIR/logs/. `up` starts
+again an agent that is killed (LocalPlane.restartable), so that it takes back its attempts.
 
 Secure by default: the server makes its CA, certificate and bootstrap admin token in DATA_DIR;
 this process uses the admin token to create one join token for the local agents
@@ -40,8 +41,8 @@ INSECURE_WARNING = (
     "acts as admin. Use it only for debugging, on a machine you trust."
 )
 _POLL_SECONDS = 0.05
-# An agent that stops on its own is started again (`jobplane up` keeps its N agents), unless it
-# stopped this soon after it started: then something is wrong that a restart does not cure.
+# An agent killed by a signal is started again (`jobplane up` keeps its N agents), unless it
+# died this soon after it started: then something is wrong that a restart does not cure.
 RESTART_AFTER_SECONDS = 10.0
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
 
