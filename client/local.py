@@ -13,6 +13,7 @@ this process uses the admin token to create one join token for the local agents
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -113,6 +114,7 @@ class LocalPlane:
         self.console_url = ""  # http://HOST:PORT of the console, when there is one
         self._server: Child | None = None
         self._agents: list[Child] = []
+        self._names: list[str] = []
 
     @property
     def server(self) -> Child | None:
@@ -120,7 +122,8 @@ class LocalPlane:
 
     @property
     def agent_names(self) -> list[str]:
-        return [f"{AGENT_NAME_PREFIX}{number}" for number in range(1, self.config.agents + 1)]
+        """local-1 … local-N, but for the names the server revoked (known once started)."""
+        return self._names or [f"{AGENT_NAME_PREFIX}{number}" for number in range(1, self.config.agents + 1)]
 
     @property
     def log_dir(self) -> Path:
@@ -172,6 +175,7 @@ class LocalPlane:
         if self.config.http:  # written before the address file
             scheme = "https" if self.config.http_tls else "http"
             self.console_url = f"{scheme}://{dialable(read_address(self.config.data_dir / HTTP_ADDRESS_FILE) or '')}"
+        self._names = self._usable_agent_names()
         agent_credentials = insecure if self.config.insecure else self._enrollment()
         for name in self.agent_names:
             arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),
@@ -179,6 +183,21 @@ class LocalPlane:
                          *self.config.agent_args]
             self._agents.append(self._spawn(f"agent {name}", ["-m", "jobplane.agent", *arguments]))
         return self.address
+
+    def _usable_agent_names(self) -> list[str]:
+        """The first N of local-1, local-2, … that the server has not revoked: a revoked provider
+        may never connect again (`providers revoke local-2`), so local-3 takes its place."""
+        if not self.config.agents:
+            return []
+        if not self.config.insecure:
+            self._wait_for_file(self.admin_token_file)
+        try:
+            with self.connect() as client:
+                revoked = {provider.id for provider in client.list_providers(filter="state=REVOKED")}
+        except JobplaneError as error:
+            raise LocalPlaneError(f"cannot list the providers: {error}") from error
+        names = (f"{AGENT_NAME_PREFIX}{number}" for number in itertools.count(1))
+        return list(itertools.islice((name for name in names if name not in revoked), self.config.agents))
 
     def _enrollment(self) -> list[str]:
         """The agents' flags to enroll with: one join token, good for each local agent once."""

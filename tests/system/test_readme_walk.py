@@ -98,7 +98,8 @@ def test_up_leaves_stopped_an_agent_that_dies_at_once_and_goes_on(tmp_path):
 
 def test_the_readmes_revoke_of_an_up_agent_leaves_the_plane_running(tmp_path):
     """README, "Using it", as written under `jobplane up`: `providers revoke local-2` refuses
-    that agent for good (it exits), and the server and local-1 go on taking jobs."""
+    that agent for good (it exits), and the server and local-1 go on taking jobs; the next `up`
+    starts local-3 in its place."""
     env = {"JOBPLANE_HOME": str(tmp_path)}
     up = start_up(tmp_path, agents=2)
     try:
@@ -113,6 +114,15 @@ def test_the_readmes_revoke_of_an_up_agent_leaves_the_plane_running(tmp_path):
         out = _stop(up)
     assert up.returncode == 0, out
     assert "agent local-2 exited with code 1" in out and "revoked" in out and "not starting agent local-2 again" in out, out
+    # revoked for good: the next `up --agents 2` passes over the name (it used to fail to start)
+    up = start_up(tmp_path, agents=2)
+    try:
+        providers = json.loads(jobplane("providers", "list", "-o", "json", env=env).stdout)
+        assert {p["id"]: p["state"] for p in providers} == {"local-1": "ACTIVE", "local-2": "REVOKED",
+                                                            "local-3": "ACTIVE"}
+    finally:
+        out = _stop(up)
+    assert up.returncode == 0 and "2 agents (local-1, local-3)" in out, out
 
 
 def _readme_job_file() -> str:
