@@ -71,6 +71,8 @@ class _Attempt:
     pause: Pause = field(default_factory=Pause)
     # Suspended by the server before it started (on_suspend): paused as soon as it starts.
     held: bool = False
+    # Given a slot (or adopted): it starts, or has, so a give-back (on_give_back) leaves it be.
+    slotted: bool = False
 
 
 class Agent:
@@ -217,6 +219,17 @@ class Agent:
             else:
                 request_stop(attempt.stop, request)
 
+    def on_give_back(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
+        """Give back each of these attempts that has not been given a slot: it ends unstarted
+        (raw state not_started) and the server queues its task again. One given a slot has
+        started, or is starting: it runs on."""
+        for ref in attempts:
+            key = (ref.task_id, ref.attempt)
+            attempt = self._attempts.get(key)
+            if attempt is not None and not attempt.slotted:
+                log.info("giving back task %s attempt %d unstarted: %s", *key, reason, extra=attempt_ids(key))
+                request_stop(attempt.stop, StopRequest.give_back(reason))
+
     def on_suspend(self, attempts: list[provider_pb2.AttemptRef], resume: bool, reason: str) -> None:
         """Pause each of these command attempts in place (or continue it, with `resume`)."""
         for ref in attempts:
@@ -298,7 +311,7 @@ class Agent:
                 running = self._resume(key, leftover, stop)
             else:
                 running = self._resume_outside(key, leftover, stop)
-            self._hold(key, _Attempt(stop, asyncio.create_task(self._report(key, running))))
+            self._hold(key, _Attempt(stop, asyncio.create_task(self._report(key, running)), slotted=True))
 
     async def _resume(self, key: AttemptKey, leftover: Leftover,
                       stop: asyncio.Future[StopRequest]) -> AttemptResult:
@@ -345,6 +358,7 @@ class Agent:
                      assignment.task_id, assignment.attempt, GIVE_BACK_AFTER)
             return AttemptResult(Outcome.CANCELLED, raw={"state": NOT_STARTED},
                                  error=f"given back unstarted: no slot freed for it within {GIVE_BACK_AFTER:g}s")
+        self._attempts[(assignment.task_id, assignment.attempt)].slotted = True
         try:
             if self._handing_on:  # not started as the agent stops: it waits to be handed on, or dropped
                 return (await stop).result()

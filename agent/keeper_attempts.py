@@ -1,22 +1,26 @@
 """One command attempt of the keeper's: spawned by the keeper itself, with no fork of Python.
 
-The keeper `posix_spawn`s each command (vfork and exec: nothing of the keeper is copied) in a
+The keeper spawns each command (a vfork and an exec: nothing of the keeper is copied) in a
 session of its own, its stdin /dev/null and its stdout and stderr pipes that the keeper's own
 loop pumps into the attempt's log store (logstore.py): watched from _WATCH_AFTER (keeper.py)
 after the start, and read to their end as the command ends (most end sooner, and their pipes
-are read then only). Where the machine allows, the command is born in a cgroup of its own:
-the keeper joins it around the spawn (the only way to have the command there before it can
-fork; the keeper leaves it at once, as cgroup.kill empties it).
-Once the attempt has ended, its emptied cgroup is the next attempt's (keeper.py).
+are read then only). Where the machine allows, the command is born in a cgroup of its own,
+before it can fork. The spawn is agent/_spawn.c's where it was built: the child joins the
+cgroup and the working directory itself before its exec, and the command's pidfd comes with
+it. Otherwise os.posix_spawn, the keeper joining both around the call (it leaves them at once,
+as cgroup.kill empties the cgroup). Once the attempt has ended, its emptied cgroup is the next
+attempt's (keeper.py).
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps
 (statedir.py: making a directory and a file is what costs most here). The command is the
-attempt's leader: its pid names the attempt, on the wire and in the attempt's one state file, `pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has
-ended; an older keeper wrote the status to a file `exit`, which is still read). The keeper
-learns of the command's exit through a pidfd and leaves it a zombie until the attempt has ended
-(what it left killed, its output drained, its exit status written), so that its pid, and the
-session that pid names, cannot be reused meanwhile: an agent process that reads the state file
-finds the command alive until its exit status is there. Stdlib only: the keeper imports it.
+attempt's leader: its pid names the attempt, on the wire and in the attempt's one state file,
+`pid` ("PID TIMEOUT START", and "exit STATUS" appended once it has ended; an older keeper
+wrote the status to a file `exit`, which is still read). The keeper learns of the command's
+exit through a pidfd and leaves it a zombie until the attempt has ended (what it left killed,
+its output drained, its exit status written), so that its pid, and the session that pid
+names, cannot be reused meanwhile: an agent process that reads the state file finds the
+command alive until its exit status is there. Stdlib only (and the optional _spawn): the
+keeper imports it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ MARKER = "JOBPLANE_KEEPER_ATTEMPT"
 _RESET = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
           signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
 _READ_BYTES = 64 * 1024
+# The spawn in C (agent/_spawn.c, built where a compiler was found at install time), unless
+# this says `posix_spawn`: os.posix_spawn then, with the keeper stepping into the command's
+# cgroup and cwd around it, as where it was not built.
+SPAWN_ENV = "JOBPLANE_KEEPER_SPAWN"
+try:
+    from . import _spawn as _native
+except ImportError:
+    _native = None
+if os.environ.get(SPAWN_ENV) == "posix_spawn":
+    _native = None
 
 
 @dataclass(frozen=True)
@@ -58,20 +72,27 @@ class Request:
     # An emptied attempt directory beside it, under spare/ (statedir.py), to rename into place
     # instead of making the directory; "" for none.
     spare: str = ""
+    # The environment as execve takes it ("NAME=value" by name), where it was made from the
+    # agent's cheaply (_native spawns only); None: made from `env` at the spawn.
+    encoded: dict[str, bytes] | None = None
 
     @classmethod
     def of(cls, message: dict, base_env: dict[str, str] | None = None) -> Request:
         """The request in a `start` message: its environment whole (`env`), or how it differs
         from `base_env`, the agent's own (`env_set`, `env_unset`)."""
+        encoded = None
         if "env" in message:
             env = dict(message["env"])
         else:
-            env = {**(base_env or {}), **message.get("env_set", {})}
+            env_set = message.get("env_set", {})
+            env = {**(base_env or {}), **env_set}
             for name in message.get("env_unset", ()):
                 env.pop(name, None)
+            if _native is not None and base_env is not None and not message.get("env_unset"):
+                encoded = {**_encoded(base_env), **{k: _pair(k, v) for k, v in env_set.items()}}
         return cls(message["dir"], list(message["argv"]), env,
                    message.get("cwd", ""), float(message.get("timeout", 0)),
-                   int(message.get("log_max_bytes", 0)), str(message.get("spare", "")))
+                   int(message.get("log_max_bytes", 0)), str(message.get("spare", "")), encoded)
 
 
 class StartFailed(Exception):
@@ -91,10 +112,10 @@ class Attempt:
         self.marker = marker
         self.logs = logstore.log_dir_of(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
-        self.pid, self.start, self._fresh = _spawn(request, joiner, marker, self.logs, self.pipes)
+        self.pid, self.start, self._fresh, pidfd = _spawn(request, joiner, marker, self.logs, self.pipes)
         self.written = list(self.pipes.values())  # both streams, after their pipes are closed
         try:
-            self.pidfd = os.pidfd_open(self.pid)
+            self.pidfd = os.pidfd_open(self.pid) if pidfd is None else pidfd
         except OSError as exc:  # out of file descriptors: it cannot be watched, so it goes
             os.killpg(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -234,9 +255,10 @@ def _int(text: str) -> int | None:
 
 
 def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
-           pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int, bool]:
+           pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int, bool, int | None]:
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid,
-    start time, and whether its directory was made new. Raises StartFailed."""
+    start time, whether its directory was made new, and its pidfd if the spawn made one.
+    Raises StartFailed."""
     try:
         fresh = _take_spare(request) or _make_dir(request.directory)
     except OSError as exc:
@@ -254,11 +276,14 @@ def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
         _close(pipes)
         raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
                            "stage": "output"}) from None
-    stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
-    env = request.env if marker is None else {**request.env, MARKER: marker}
     try:
         before = procs.boot_ns()
-        pid = _spawn_in(request, joiner, env, stdio)
+        if _native is not None:
+            pid, pidfd = _spawn_native(request, joiner, marker, ends)
+        else:
+            env = request.env if marker is None else {**request.env, MARKER: marker}
+            stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
+            pid, pidfd = _spawn_in(request, joiner, env, stdio), None
         start = procs.started_between(pid, before, procs.boot_ns())
     except StartFailed:
         _close(pipes)
@@ -266,7 +291,50 @@ def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
     finally:
         for fd in ends:
             os.close(fd)
-    return pid, start or 0, fresh
+    return pid, start or 0, fresh, pidfd
+
+
+@functools.cache
+def _to_reset() -> tuple[int, ...]:
+    """The signals a command gets with their default disposition (_spawn.c): _RESET, and any the
+    keeper handles, whose handler must not run in the child before its exec (it shares the
+    keeper's memory until then). Read at the first spawn, once the keeper's are set."""
+    handled = {sig for sig in signal.valid_signals() if callable(signal.getsignal(sig))}
+    return tuple(sorted(int(sig) for sig in _RESET | handled))
+
+
+def _pair(name: str, value: str) -> bytes:
+    return os.fsencode(name) + b"=" + os.fsencode(value)
+
+
+_base: tuple[dict[str, str], dict[str, bytes]] | None = None
+
+
+def _encoded(base: dict[str, str]) -> dict[str, bytes]:
+    """`base` (an agent's environment, which its starts' are made from) as execve takes it,
+    encoded once for as long as it is the same dict."""
+    global _base
+    if _base is None or _base[0] is not base:
+        _base = (base, {k: _pair(k, v) for k, v in base.items()})
+    return _base[1]
+
+
+def _spawn_native(request: Request, joiner: int | None, marker: str | None, ends: list[int]
+                  ) -> tuple[int, int]:
+    """Spawn with agent/_spawn.c: the command joins its cgroup and its cwd itself (the keeper
+    stays where it is), and its pidfd is made as it is born; its pid and pidfd."""
+    pairs = request.encoded
+    if pairs is None:
+        pairs = {name: _pair(name, value) for name, value in request.env.items()}
+    if marker is not None:
+        pairs = {**pairs, MARKER: _pair(MARKER, marker)}
+    try:
+        return _native.spawn(os.fsencode(request.argv[0]), [os.fsencode(arg) for arg in request.argv],
+                             list(pairs.values()), os.fsencode(request.cwd) if request.cwd else None,
+                             -1 if joiner is None else joiner, _null(), ends[0], ends[1], _to_reset())
+    except OSError as exc:
+        raise StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
+                           "stage": getattr(exc, "stage", "exec")}) from None
 
 
 def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: list) -> int:

@@ -321,6 +321,7 @@ class Link:
             reconnect_backoff_max_seconds=BACKOFF_CAP,
             capacity=self._capacity,
             acks_with_assignments=True,
+            gives_back_unstarted=True,
             running=[
                 provider_pb2.AttemptRef(task_id=task_id, attempt=attempt)
                 for task_id, attempt in self._handler.held_attempts()
@@ -395,6 +396,8 @@ class Link:
                 self._take_ack(response.assign.ack)
         elif kind == "scan":
             self._scans.request(response.scan.signatures)
+        elif kind == "cancel" and response.cancel.unstarted_only:
+            self._handler.on_give_back(list(response.cancel.attempts), response.cancel.reason)
         elif kind == "cancel":
             self._handler.on_cancel(list(response.cancel.attempts), response.cancel.reason)
         elif kind == "suspend":

@@ -32,6 +32,9 @@ class LinkHandler(Protocol):
     def on_cancel(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
         """Stop these attempts if they are running."""
 
+    def on_give_back(self, attempts: list[provider_pb2.AttemptRef], reason: str) -> None:
+        """Give back those of these attempts that have not started; leave those that have."""
+
     def on_suspend(self, attempts: list[provider_pb2.AttemptRef], resume: bool, reason: str) -> None:
         """Pause these attempts in place (or, with `resume`, continue them)."""
 

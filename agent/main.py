@@ -357,4 +357,6 @@ def _label(text: str) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m jobplane.agent.main` has loaded asyncio with ssl already, importing this module:
+    # it runs as `python -m jobplane.agent` does (startup.py), in the same process, exec'd anew.
+    os.execv(sys.executable, [sys.executable, "-m", "jobplane.agent", *sys.argv[1:]])

@@ -56,6 +56,11 @@ class StopRequest:
         return cls(Outcome.CANCELLED, reason or "cancelled", "cancelled", handed_on_job)
 
     @classmethod
+    def give_back(cls, reason: str) -> StopRequest:
+        """The server took back an attempt that had not started (Cancellations.unstarted_only)."""
+        return cls(Outcome.CANCELLED, f"given back unstarted: {reason}", NOT_STARTED)
+
+    @classmethod
     def timeout(cls, seconds: float) -> StopRequest:
         """The attempt ran past its spec's timeout."""
         return cls(Outcome.TIMED_OUT, f"timed out after {seconds:g} s", "timed_out")

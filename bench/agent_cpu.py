@@ -4,7 +4,7 @@ the agent, of its keeper (which spawns the commands), of the commands themselves
 keeper reaped), of the keeper's guard, and of the server, from /proc/PID/stat (less swayed by
 the machine's other load than tasks/s).
 
-    python bench/agent_cpu.py [--tasks 1500] [--slots 8] [--rounds 1]
+    python bench/agent_cpu.py [--tasks 1500] [--agents 1] [--slots 8] [--rounds 1]
 
 Each round also prints the ceiling this CPU per task sets on a machine of this many cores:
 the /bin/true tasks/s they can run if the stack's every process (server, agent, keeper,
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_memory import keeper_of  # noqa: E402
-from throughput import raw_spawn_rate  # noqa: E402
+from throughput import machine_ticks, raw_spawn_rate  # noqa: E402
 from support import AgentProc, ServerProc, wait_until  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -87,36 +87,53 @@ def run_job(client, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=1500)
+    parser.add_argument("--agents", type=int, default=1)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    names = ["cpu"] if args.agents == 1 else [f"cpu-{i}" for i in range(args.agents)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server = ServerProc(work, f"sqlite:///{work / 'bench.db'}")
-        agent = AgentProc(work, server, "cpu", slots=args.slots)
+        agents = [AgentProc(work, server, name, slots=args.slots) for name in names]
         client = server.client()
         try:
-            wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == 1, 60, "the agent")
-            run_job(client, 100)  # warm up
-            keeper, guard = keeper_and_guard(work / "agent-cpu.state")
-            pids = {"agent": agent.pid, "keeper": keeper, "guard": guard, "server": server.pid}
-            print(f"server + 1 agent x {args.slots} slots (mutual TLS), jobs of {args.tasks} /bin/true tasks; "
-                  "CPU ms per task", flush=True)
+            wait_until(lambda: sum(p.state == 1 for p in client.list_providers()) == len(agents), 60, "the agents")
+            run_job(client, 100 * len(agents))  # warm up
+            pids: dict[str, list[int]] = {"agent": [a.pid for a in agents], "keeper": [], "guard": [],
+                                          "server": [server.pid]}
+            for name in names:
+                keeper, guard = keeper_and_guard(work / f"agent-{name}.state")
+                pids["keeper"].append(keeper)
+                pids["guard"].append(guard)
+            print(f"server + {len(agents)} agent(s) x {args.slots} slots (mutual TLS), jobs of {args.tasks} "
+                  "/bin/true tasks; CPU ms per task", flush=True)
             for _ in range(args.rounds):
-                before = {name: cpu(pid) for name, pid in pids.items()}
-                seconds = run_job(client, args.tasks)
-                after = {name: cpu(pid) for name, pid in pids.items()}
-                per = {name: (after[name][0] - before[name][0]) * 1000 / args.tasks for name in pids}
-                commands = (after["keeper"][1] - before["keeper"][1]) * 1000 / args.tasks
-                print(f"agent {per['agent']:.2f}  keeper {per['keeper']:.2f}  agent+keeper "
-                      f"{per['agent'] + per['keeper']:.2f}  (commands {commands:.2f}, guard {per['guard']:.2f}, "
-                      f"server {per['server']:.2f})  {args.tasks / seconds:.0f} tasks/s", flush=True)
-                raw_rate, raw_cpu = raw_spawn(min(args.tasks, 2000))
-                print(f"  {ceiling(per, commands, raw_rate)}; raw spawn CPU {raw_cpu:.2f} ms", flush=True)
+                round_cpu(client, pids, args.tasks)
         finally:
             client.close()
-            agent.stop()
+            for agent in agents:
+                agent.stop()
             server.stop()
+
+
+def round_cpu(client, pids: dict[str, list[int]], tasks: int) -> None:
+    """One job of `tasks` commands: print each kind of process's CPU per task (agents and
+    keepers summed), how busy the machine's cores were, and the ceiling that CPU sets."""
+    def sample() -> dict[str, tuple[float, float]]:
+        return {name: tuple(map(sum, zip(*(cpu(pid) for pid in group)))) for name, group in pids.items()}
+
+    before, ticks = sample(), machine_ticks()
+    seconds = run_job(client, tasks)
+    after, (busy, whole) = sample(), machine_ticks()
+    per = {name: (after[name][0] - before[name][0]) * 1000 / tasks for name in pids}
+    commands = (after["keeper"][1] - before["keeper"][1]) * 1000 / tasks
+    print(f"agent {per['agent']:.3f}  keeper {per['keeper']:.3f}  agent+keeper "
+          f"{per['agent'] + per['keeper']:.3f}  (commands {commands:.3f}, guard {per['guard']:.3f}, "
+          f"server {per['server']:.3f})  {tasks / seconds:.0f} tasks/s, cores "
+          f"{100 * (busy - ticks[0]) / max(1, whole - ticks[1]):.0f}% busy", flush=True)
+    raw_rate, raw_cpu = raw_spawn(min(tasks, 2000))
+    print(f"  {ceiling(per, commands, raw_rate)}; raw spawn CPU {raw_cpu:.2f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -59,12 +59,14 @@ class Assigned(NamedTuple):
 
 class Stop(NamedTuple):
     """An attempt its provider must stop. `keep_job`: an outside job another attempt follows
-    now, which it leaves running if it follows that one (adoption.py)."""
+    now, which it leaves running if it follows that one (adoption.py). `unstarted_only`: only if
+    it has not started, giving it back unstarted; one that started runs on (ahead.py take_back)."""
 
     task_id: int
     attempt: int
     reason: str
     keep_job: str = ""
+    unstarted_only: bool = False
 
 
 class Suspend(NamedTuple):

@@ -401,6 +401,7 @@ class Engine:
         task.started_at = attempt.start_time or attempt.assign_time  # what overlapped it: reruns.py
         self.supervision.unwatch(task.id)
         self.suspension.forget(task)
+        self.queue_ahead.forget(task.id)
         provider = self.providers.get(attempt.provider)
         if provider is not None:
             provider.in_flight.discard(task.id)

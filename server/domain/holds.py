@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .ahead import HELD
 from .conflicts import Clash, ConflictRule, JobFacts, conflict
 from .lateness import clock
 from typing import TYPE_CHECKING
@@ -145,8 +146,9 @@ class Holds:
     # ----- manual holds --------------------------------------------------------------
 
     def hold_job(self, job_id: int, reason: str, by: str, mode: str = "") -> JobRt:
-        """Hold the job: its tasks that have not started wait; those that run carry on, or with
-        `mode` are suspended in place or requeued (suspension.py)."""
+        """Hold the job: its tasks that have not started wait (those already out at an agent,
+        queued there or on their way, are taken back unless they started meanwhile); those that
+        run carry on, or with `mode` are suspended in place or requeued (suspension.py)."""
         job = self._unfinished(job_id, "hold")
         self._check_mode(job, mode)
         job.hold = f"{reason or 'no reason given'} (by {by or 'an operator'})"
@@ -156,15 +158,25 @@ class Holds:
                 self.engine.ready.discard(tid)
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
         self.engine.continuations.held_by_hand(job)
-        held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else 0
-        how = {"suspend": "suspended", "requeue": "requeued"}.get(mode, "")
-        self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} running tasks {how}" if held else ""))
+        held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else self._take_back(job)
+        how = {"suspend": "running tasks suspended", "requeue": "running tasks requeued"}.get(
+            mode, "tasks assigned but not started asked back from their agents")
+        self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} {how}" if held else ""))
         return job
+
+    def _take_back(self, job: JobRt) -> int:
+        """A plain hold: the job's tasks out at agents but not known to have started are taken
+        back (ahead.py), so that none starts now; those that started meanwhile run on. How many."""
+        ahead = self.engine.queue_ahead
+        return sum(ahead.take_back(task, HELD.format(job.hold))
+                   for task in self.engine.suspension.running(job) if not task.suspended)
 
     def _check_mode(self, job: JobRt, mode: str) -> None:
         """A plain hold of a job whose every unfinished task runs would hold nothing: refused,
-        naming the modes that would; a mode that cannot hold what runs is refused too."""
-        running = self.engine.suspension.running(job)
+        naming the modes that would; a mode that cannot hold what runs is refused too. A task
+        assigned whose agent would give it back unstarted does not run yet."""
+        ahead = self.engine.queue_ahead
+        running = [t for t in self.engine.suspension.running(job) if not ahead.can_take_back(t)]
         if not mode and running and len(running) == job.open:
             raise FailedPrecondition(
                 f"every unfinished task of job {job.id} is running, and a plain hold stops only tasks that have "

@@ -9,7 +9,8 @@ finish deadline moves on by the longest suspension of its tasks' attempts, and i
 everything of it out at providers is suspended. Late-to-start
 does not fire for a job held by hand (its tasks wait by the operator's choice), nor for a task
 requeued by a hold (it started already; it waits to go on). A task given back unstarted by the
-agent it was queued ahead at (ahead.py) never started: it is late as any other."""
+agent it was handed to (ahead.py: queued ahead, or taken back by a hold or its conditions), or
+requeued by a hold before it started, never started: it is late as any other."""
 
 from __future__ import annotations
 

@@ -280,6 +280,7 @@ class Hello:
     backoff_cap: float = 0.0  # its longest pause between reconnection attempts; 0: unknown
     capacity: Resources | None = None  # what it can run at once; None: it advertised nothing
     queue_ahead: int = 0  # tasks it holds queued beyond its slots (ahead.py); 0: none
+    gives_back: bool = False  # it gives back an attempt not started when asked (ahead.py take_back)
 
 
 class Report(NamedTuple):

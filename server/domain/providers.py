@@ -54,6 +54,7 @@ class Providers:
         _take_hello(provider, hello, conn_id, e.now)
         self._reconcile(provider, set(hello.running))
         e.suspension.reconnected(provider)
+        e.queue_ahead.reconnected(provider)
         e.fencing.stops_confirmed(provider.id, list(hello.running))  # what it no longer holds has ended
         if provider.drained:
             state = ProviderState.DRAINING if provider.in_flight else ProviderState.DRAINED
@@ -365,7 +366,7 @@ def _take_hello(provider: ProviderRt, hello: Hello, conn_id: int, now: float) ->
     provider.kill_deadline, provider.containment = hello.kill_deadline, hello.containment
     provider.backoff_cap = hello.backoff_cap
     provider.capacity = hello.capacity
-    provider.ahead, provider.finishes = hello.queue_ahead, None
+    provider.ahead, provider.finishes, provider.gives_back = hello.queue_ahead, None, hello.gives_back
     provider.connect_time = provider.last_seen = now
     provider.conn_id, provider.accepting, provider.probe_id = conn_id, False, 0
     provider.closed_at = provider.grace_until = None

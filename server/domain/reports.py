@@ -118,6 +118,7 @@ class Reports:
         e = self.engine
         attempt.start_time = e.now
         e.changes.attempt(attempt)
+        e.queue_ahead.forget(task.id)  # started before it could be taken back (a hold's race): it runs on
         job = e.jobs[task.job_id]
         if job.state == JobState.QUEUED:
             job.start_time = e.now

@@ -176,6 +176,7 @@ class ProviderRt:
     capacity: Resources | None = None  # what its agent advertised; None: nothing (capacity.py)
     ahead: int = 0  # Hello.queue_ahead: tasks its agent holds queued beyond its slots (ahead.py)
     finishes: deque | None = None  # when its latest attempts finished, if ahead (ahead.py)
+    gives_back: bool = False  # Hello.gives_back_unstarted: it takes back attempts not started (ahead.py)
 
     @property
     def free(self) -> int:

@@ -139,13 +139,21 @@ class Suspension:
     def requeued(self, task: TaskRt, attempt: AttemptRt, report: Report) -> bool:
         """The report ends an attempt stopped to be requeued: the task is queued again (held,
         if its job is), to start from its last checkpoint; True. False for any other end (it
-        finished on its own first), which counts as usual."""
+        finished on its own first), which counts as usual. Neither attempt counts as a try; one
+        still ASSIGNED never started (its agent reports in order, and no start came before its
+        end), so it counts as one given back unstarted (TaskRt.given_back), not as one a hold
+        stopped: the task may still become late to start."""
         if (task.suspended.get("mode") != REQUEUE or report.outcome != Outcome.CANCELLED
                 or task.state not in (TaskState.ASSIGNED, TaskState.RUNNING)):
             return False
         e = self.engine
         why = task.suspended.get("reason", "")
         task.suspended = {}
+        if task.state == TaskState.ASSIGNED:
+            task.given_back += 1
+            e.close_attempt(task, attempt, int(Outcome.CANCELLED), report.exit_code, f"requeued before it started: {why}")
+            e.lifecycle.transition(task, TaskState.QUEUED, f"requeued before it started: {why}")
+            return True
         task.held_attempts += 1
         e.close_attempt(task, attempt, int(Outcome.CANCELLED), report.exit_code, f"requeued: {why}")
         resumes = "from its last checkpoint" if task.checkpoint else "from the start (it saved no checkpoint)"
@@ -159,9 +167,11 @@ class Suspension:
     # ----- runtime conditions -------------------------------------------------------
 
     def facts_changed(self, provider_id: str, unmet) -> None:
-        """A heartbeat's facts: a running task whose job says what to do when its conditions stop
-        holding is suspended or requeued; a suspended one continues when they hold again.
-        `unmet(task)` lists what the provider does not meet of the task's job's conditions."""
+        """A heartbeat's facts: a task assigned there but not started whose conditions fail is
+        taken back (ahead.py; it is queued again, to wait for a provider that meets them); a
+        running task whose job says what to do when its conditions stop holding is suspended or
+        requeued; a suspended one continues when they hold again. `unmet(task)` lists what the
+        provider does not meet of the task's job's conditions."""
         e = self.engine
         provider = e.providers.get(provider_id)
         if provider is None:
@@ -169,7 +179,14 @@ class Suspension:
         for tid in list(provider.in_flight):
             task = e.tasks.get(tid)
             job = e.jobs.get(task.job_id) if task is not None else None
-            if job is None or task.current is None or job.spec.on_condition_lost not in (SUSPEND, REQUEUE):
+            if job is None or task.current is None or not job.spec.conditions:
+                continue
+            if task.state == TaskState.ASSIGNED and not task.suspended:
+                missing = unmet(task)  # not started there: while they fail it must not start, as a queued one does not
+                if missing:
+                    e.queue_ahead.take_back(task, f"provider {provider_id} no longer meets its conditions ({missing})")
+                continue
+            if job.spec.on_condition_lost not in (SUSPEND, REQUEUE):
                 continue
             missing = unmet(task)
             if missing and not task.suspended and task.state == TaskState.RUNNING:

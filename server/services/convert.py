@@ -400,7 +400,7 @@ def hello_from_proto(m) -> Hello:
     return Hello(m.name, facts, dict(m.labels), m.slots, m.heartbeat_interval_seconds, running, m.standby,
                  kill_deadline=m.kill_deadline_seconds, containment=m.containment,
                  backoff_cap=m.reconnect_backoff_max_seconds, capacity=capacity_from_proto(m),
-                 queue_ahead=m.queue_ahead)
+                 queue_ahead=m.queue_ahead, gives_back=m.gives_back_unstarted)
 
 
 def probe_reply_from_proto(m) -> list[tuple[int, int, int]]:

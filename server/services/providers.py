@@ -17,7 +17,7 @@ from jobplane.logs import ids
 from jobplane.v1 import provider_pb2, provider_pb2_grpc
 
 from ..domain.limits import check_seconds, check_text
-from ..domain.changes import ChangeSet
+from ..domain.changes import ChangeSet, Stop
 from ..errors import InvalidArgument, JobplaneError, NotFound, PermissionDenied
 from ..security.policy import current_caller
 from ..store.live import list_providers
@@ -204,11 +204,12 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         for provider_id, stops in cs.stops.items():
             conn = self._current(provider_id)
             if conn is not None:
-                for reason, group in itertools.groupby(sorted(stops, key=lambda s: s.reason), key=lambda s: s.reason):
+                for (reason, unstarted), group in itertools.groupby(
+                        sorted(stops, key=_stop_kind), key=_stop_kind):
                     conn.queue.put_nowait(provider_pb2.ConnectResponse(cancel=provider_pb2.Cancellations(
                         attempts=[provider_pb2.AttemptRef(task_id=str(s.task_id), attempt=s.attempt,
                                                           handed_on_external_job_id=s.keep_job) for s in group],
-                        reason=reason)))
+                        reason=reason, unstarted_only=unstarted)))
         for provider_id, suspends in cs.suspends.items():
             conn = self._current(provider_id)
             if conn is not None:
@@ -308,6 +309,11 @@ def _check_identity(name: str) -> bool:
         raise PermissionDenied(f"this certificate was issued to provider {caller.identity!r}; "
                                f"the hello names {name!r}")
     return True
+
+
+def _stop_kind(stop: Stop) -> tuple[str, bool]:
+    """What one Cancellations message shares: its reason, and whether it takes back only what has not started."""
+    return stop.reason, stop.unstarted_only
 
 
 def _coalesce(first, queue: asyncio.Queue, acks_with_assignments: bool = False) -> tuple[list, bool]:

@@ -74,11 +74,16 @@ def test_agents_started_as_users_start_them_connect_with_mutual_tls_without_open
               "--name", "script-1", "--state-dir", str(sqlite_cluster.workdir / "agent-script-1.state"),
               *server.agent_args()]
     sqlite_cluster.agents["script-1"] = Proc(script, sqlite_cluster.workdir / "agent-script-1.log")
+    main = [sys.executable, "-m", "jobplane.agent.main", *script[1:]]
+    main[main.index("script-1")] = "main-1"
+    main[-len(server.agent_args()) - 1] = str(sqlite_cluster.workdir / "agent-main-1.state")
+    sqlite_cluster.agents["main-1"] = Proc(main, sqlite_cluster.workdir / "agent-main-1.log")
     module = sqlite_cluster.add_agent("module-1")  # python -m jobplane.agent
-    sqlite_cluster.wait_active("script-1")  # both enrolled, and stream with their certificates
+    for name in ("script-1", "main-1"):  # all enrolled, and stream with their certificates
+        sqlite_cluster.wait_active(name)
 
     run(sqlite_cluster.client, {"command": ["/bin/true"]})
-    for agent in (sqlite_cluster.agents["script-1"], module):
+    for agent in (sqlite_cluster.agents["script-1"], sqlite_cluster.agents["main-1"], module):
         assert GRPC in maps(agent.pid)
         assert openssl_in(agent.pid) == []
 

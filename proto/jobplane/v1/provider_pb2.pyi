@@ -153,7 +153,7 @@ class AttemptRef(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., handed_on_external_job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds", "capacity", "acks_with_assignments", "queue_ahead")
+    __slots__ = ("name", "facts", "labels", "slots", "heartbeat_interval_seconds", "running", "standby", "kill_deadline_seconds", "containment", "reconnect_backoff_max_seconds", "capacity", "acks_with_assignments", "queue_ahead", "gives_back_unstarted")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,7 @@ class Hello(_message.Message):
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ACKS_WITH_ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_AHEAD_FIELD_NUMBER: _ClassVar[int]
+    GIVES_BACK_UNSTARTED_FIELD_NUMBER: _ClassVar[int]
     name: str
     facts: ProviderFacts
     labels: _containers.ScalarMap[str, str]
@@ -187,7 +188,8 @@ class Hello(_message.Message):
     capacity: ResourceCapacity
     acks_with_assignments: bool
     queue_ahead: int
-    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., capacity: _Optional[_Union[ResourceCapacity, _Mapping]] = ..., acks_with_assignments: _Optional[bool] = ..., queue_ahead: _Optional[int] = ...) -> None: ...
+    gives_back_unstarted: bool
+    def __init__(self, name: _Optional[str] = ..., facts: _Optional[_Union[ProviderFacts, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[float] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., standby: _Optional[bool] = ..., kill_deadline_seconds: _Optional[float] = ..., containment: _Optional[str] = ..., reconnect_backoff_max_seconds: _Optional[float] = ..., capacity: _Optional[_Union[ResourceCapacity, _Mapping]] = ..., acks_with_assignments: _Optional[bool] = ..., queue_ahead: _Optional[int] = ..., gives_back_unstarted: _Optional[bool] = ...) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("free_slots",)
@@ -463,12 +465,14 @@ class Assignments(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., scan: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Cancellations(_message.Message):
-    __slots__ = ("attempts", "reason")
+    __slots__ = ("attempts", "reason", "unstarted_only")
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    UNSTARTED_ONLY_FIELD_NUMBER: _ClassVar[int]
     attempts: _containers.RepeatedCompositeFieldContainer[AttemptRef]
     reason: str
-    def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    unstarted_only: bool
+    def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., reason: _Optional[str] = ..., unstarted_only: _Optional[bool] = ...) -> None: ...
 
 class Suspensions(_message.Message):
     __slots__ = ("attempts", "resume", "reason")

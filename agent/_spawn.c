@@ -1,0 +1,211 @@
+/* The keeper's spawn of a command (keeper_attempts.py), in one call: a vfork-like clone that
+ * shares the keeper's memory (nothing of the keeper is copied) and makes the command's pidfd
+ * as it is born; the child joins the attempt's cgroup itself (the keeper never moves), enters
+ * its working directory and a session of its own, takes its stdin, stdout and stderr, resets
+ * the given signals to their default, unblocks every signal and execs. The GIL is let go for
+ * the clone, which returns once the child has exec'd (or failed: then it is reaped here and
+ * OSError says why, with the stage: "cgroup", "cwd" or "exec").
+ *
+ * Optional: setup.py builds it where a C compiler is present; keeper_attempts.py uses
+ * os.posix_spawn otherwise. Linux only (clone with CLONE_PIDFD: Linux 5.2).
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+#define STACK_SIZE (64 * 1024)
+#define MAX_RESET 64
+
+struct child_args {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;         /* NULL: the keeper's */
+    int cgroup_procs;        /* -1: none */
+    int stdio[3];
+    int reset[MAX_RESET];    /* signals set to SIG_DFL */
+    int nreset;
+    volatile int err;        /* written by the child on failure (shared memory) */
+    volatile int stage;      /* 1 cgroup, 2 cwd, 3 exec */
+};
+
+static int child_main(void *arg) {
+    struct child_args *a = (struct child_args *)arg;
+    struct sigaction dfl;
+    sigset_t none;
+    int fd;
+
+    if (a->cgroup_procs >= 0 && write(a->cgroup_procs, "0", 1) != 1) {
+        a->stage = 1;
+        goto fail;
+    }
+    if (a->cwd != NULL && chdir(a->cwd) != 0) {
+        a->stage = 2;
+        goto fail;
+    }
+    a->stage = 3;
+    if (setsid() < 0)
+        goto fail;
+    for (fd = 0; fd < 3; fd++) {
+        if (a->stdio[fd] == fd) {  /* dup2 to itself keeps CLOEXEC: clear it */
+            int flags = fcntl(fd, F_GETFD);
+            if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+                goto fail;
+        } else if (dup2(a->stdio[fd], fd) < 0) {
+            goto fail;
+        }
+    }
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (fd = 0; fd < a->nreset; fd++)
+        sigaction(a->reset[fd], &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->path, a->argv, a->envp);
+fail:
+    a->err = errno ? errno : EINVAL;
+    _exit(127);
+}
+
+/* A NULL-terminated array of the char* inside a list of bytes (borrowed: valid while the list
+ * lives); NULL with an exception set on a bad item. */
+static char **bytes_array(PyObject *list, const char *what) {
+    Py_ssize_t n, i;
+    char **out;
+    if (!PyList_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list of bytes", what);
+        return NULL;
+    }
+    n = PyList_GET_SIZE(list);
+    out = PyMem_Malloc((n + 1) * sizeof(char *));
+    if (out == NULL)
+        return (char **)PyErr_NoMemory();
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyBytes_Check(item)) {
+            PyMem_Free(out);
+            PyErr_Format(PyExc_TypeError, "%s must be a list of bytes", what);
+            return NULL;
+        }
+        out[i] = PyBytes_AS_STRING(item);
+    }
+    out[n] = NULL;
+    return out;
+}
+
+static const char *const STAGES[] = {"exec", "cgroup", "cwd", "exec"};
+
+/* Raise OSError(err) with a `stage` attribute: what the child was doing when it failed. */
+static PyObject *failed(int err, const char *stage) {
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+    if (exc == NULL)
+        return NULL;
+    PyObject *name = PyUnicode_FromString(stage);
+    if (name == NULL || PyObject_SetAttrString(exc, "stage", name) < 0) {
+        Py_XDECREF(name);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    Py_DECREF(name);
+    PyErr_SetObject(PyExc_OSError, exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset) -> (pid, pidfd) */
+static PyObject *spawn(PyObject *self, PyObject *args) {
+    const char *path, *cwd = NULL;
+    PyObject *argv_list, *env_list, *reset, *cwd_obj;
+    struct child_args a;
+    char **argv = NULL, **envp = NULL, *stack;
+    sigset_t all, old;
+    int pidfd = -1, pid, saved, status;
+    Py_ssize_t i;
+
+    (void)self;
+    memset(&a, 0, sizeof(a));
+    if (!PyArg_ParseTuple(args, "yO!O!OiiiiO!", &path, &PyList_Type, &argv_list, &PyList_Type,
+                          &env_list, &cwd_obj, &a.cgroup_procs, &a.stdio[0], &a.stdio[1],
+                          &a.stdio[2], &PyTuple_Type, &reset))
+        return NULL;
+    if (cwd_obj != Py_None) {
+        if (!PyBytes_Check(cwd_obj))
+            return PyErr_Format(PyExc_TypeError, "cwd must be bytes or None");
+        cwd = PyBytes_AS_STRING(cwd_obj);
+    }
+    if (PyTuple_GET_SIZE(reset) > MAX_RESET)
+        return PyErr_Format(PyExc_ValueError, "at most %d signals to reset", MAX_RESET);
+    for (i = 0; i < PyTuple_GET_SIZE(reset); i++) {
+        a.reset[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(reset, i));
+        if (a.reset[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    a.nreset = (int)PyTuple_GET_SIZE(reset);
+    if ((argv = bytes_array(argv_list, "argv")) == NULL)
+        return NULL;
+    if ((envp = bytes_array(env_list, "envp")) == NULL) {
+        PyMem_Free(argv);
+        return NULL;
+    }
+    /* The child's stack while it runs to its exec (the keeper's thread waits meanwhile). */
+    if ((stack = PyMem_RawMalloc(STACK_SIZE)) == NULL) {
+        PyMem_Free(argv);
+        PyMem_Free(envp);
+        return PyErr_NoMemory();
+    }
+    a.path = path;
+    a.argv = argv;
+    a.envp = envp;
+    a.cwd = cwd;
+
+    Py_BEGIN_ALLOW_THREADS
+    /* No handler of the keeper's may run in the child, which shares its memory: every signal
+     * is blocked across the clone; the child unblocks them once reset, just before its exec. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = clone(child_main, stack + STACK_SIZE - 64, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a,
+                &pidfd);
+    saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0 && a.err != 0) {
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (pidfd >= 0)
+            close(pidfd);
+    }
+    Py_END_ALLOW_THREADS
+
+    PyMem_RawFree(stack);
+    PyMem_Free(argv);
+    PyMem_Free(envp);
+    if (pid < 0)
+        return failed(saved, "exec");
+    if (a.err != 0)
+        return failed(a.err, STAGES[a.stage & 3]);
+    return Py_BuildValue("ii", pid, pidfd);
+}
+
+static PyMethodDef methods[] = {
+    {"spawn", spawn, METH_VARARGS,
+     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset) -> (pid, pidfd)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_spawn", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__spawn(void) { return PyModule_Create(&module); }

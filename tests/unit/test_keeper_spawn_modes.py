@@ -1,0 +1,144 @@
+"""The keeper's two ways to spawn a command give it the same start: agent/_spawn.c (built at
+install time where a C compiler is found; the child joins its cgroup and cwd itself) and
+os.posix_spawn (where it was not built, or with JOBPLANE_KEEPER_SPAWN=posix_spawn; the keeper
+steps into both around the call). Judged from the command's own view of itself (/proc), and
+from the keeper's cgroup, which the C spawn never moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from test_agent_containment import containment  # noqa: F401  (the fixture: each containment mode)
+
+from jobplane.agent import cgroups
+from jobplane.agent.commands import CommandSpec, run_command
+from jobplane.agent.keeper_attempts import SPAWN_ENV
+from jobplane.agent.keeper_client import Keeper
+from jobplane.agent.results import Outcome, Started
+
+try:
+    from jobplane.agent import _spawn  # noqa: F401
+    BUILT = True
+except ImportError:
+    BUILT = False
+
+# What the command reports of itself: its pid, session and group; its working directory and
+# cgroup; where each of its file descriptors leads; then, exec'd in its place (no child of the
+# shell's running, which it would block signals for), its blocked and ignored signals.
+LOOK = r"""
+echo "ids $$ $(cut -d' ' -f6,5 /proc/$$/stat)"
+echo "cwd $(readlink /proc/$$/cwd)"
+echo "cgroup $(grep '^0::' /proc/$$/cgroup | cut -c4-)"
+for fd in /proc/$$/fd/*; do echo "fd ${fd##*/} $(readlink "$fd")"; done
+echo "env $MARK"
+exec grep -E '^Sig(Blk|Ign)' /proc/self/status
+"""
+# glibc's posix_spawn leaves its own two signals (32 and 33, which no program may use) ignored.
+GLIBC_INTERNAL = (1 << 31) | (1 << 32)
+
+
+@pytest.fixture(params=["native", "posix_spawn"])
+def spawn_mode(request, monkeypatch) -> str:
+    """Each way to spawn, for the keepers started in the test (they read it as they start)."""
+    if request.param == "native" and not BUILT:
+        if os.environ.get("CI") == "true":
+            pytest.fail("agent/_spawn.c was not built: CI installs a C compiler and Python's headers")
+        pytest.skip("agent/_spawn.c was not built here (no C compiler at install time)")
+    monkeypatch.setenv(SPAWN_ENV, request.param)
+    return request.param
+
+
+def look(tmp_path: Path, containment: str) -> tuple[dict[str, list[str]], Started, str, str]:
+    """Run LOOK in a working directory of its own; what it printed, by its lines' first word,
+    how it started, and the keeper's cgroup before and after."""
+    cwd = tmp_path / "work dir"
+    cwd.mkdir()
+    seen: list[Started] = []
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        before = _cgroup(keeper.pid)
+        try:
+            spec = CommandSpec(["/bin/sh", "-c", LOOK], env={"PATH": os.defpath, "MARK": "m é"},
+                               cwd=str(cwd), attempt_dir=str(tmp_path / "state" / "t.1"))
+            result = await run_command(spec, keeper=keeper, on_start=seen.append)
+            return result, before, _cgroup(keeper.pid)
+        finally:
+            await keeper.close()
+
+    result, before, after = asyncio.run(main())
+    assert result.outcome == Outcome.SUCCEEDED, result
+    lines: dict[str, list[str]] = {}
+    for line in result.stdout_tail.splitlines():
+        word, rest = (line.split(None, 1) + [""])[:2]
+        lines.setdefault(word.rstrip(":"), []).append(rest.strip())
+    return lines, seen[0], before, after
+
+
+def _cgroup(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return ""
+
+
+def test_ci_builds_the_c_spawn():
+    if os.environ.get("CI") != "true" and not BUILT:
+        pytest.skip("agent/_spawn.c was not built here (no C compiler at install time)")
+    from jobplane.agent import _spawn
+
+    assert callable(_spawn.spawn)
+
+
+def test_a_command_starts_alike_either_way(tmp_path, spawn_mode, containment):
+    lines, started, keeper_before, keeper_after = look(tmp_path, containment)
+    pid, session, group = (int(x) for x in lines["ids"][0].split())
+    assert pid == started.pgid and session == pid and group == pid  # a session of its own
+    assert lines["cwd"] == [str(tmp_path / "work dir")]
+    # Signals as a program expects them: none blocked, none ignored (the keeper ignores SIGINT,
+    # and Python SIGPIPE and SIGXFSZ; the shell's grep, exec'd in its place, shows them).
+    assert int(lines["SigBlk"][0], 16) == 0 and int(lines["SigIgn"][0], 16) & ~GLIBC_INTERNAL == 0
+    assert lines["env"] == ["m é"]
+    fds = dict(line.split(" ", 1) for line in lines["fd"])
+    assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:")
+    # Nothing of the keeper's leaked into it: every other descriptor is the shell's own (the
+    # pipe of its `for` loop's command substitution, or the directory listing it reads).
+    leaked = {fd: target for fd, target in fds.items() if fd not in "012"
+              and not target.startswith(("pipe:", "/proc/"))}
+    assert leaked == {}
+    assert keeper_after == keeper_before  # the keeper is back where it was (never moved, in C)
+    if containment == cgroups.CGROUP:  # born in a cgroup of its own, below the keeper's
+        assert lines["cgroup"][0] != keeper_before
+        assert lines["cgroup"][0].startswith(keeper_before.rsplit("/", 1)[0])
+
+
+def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containment):
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        errors = []
+        try:
+            for n, (argv, cwd) in enumerate([(["/nonexistent/program"], ""),
+                                             (["/bin/true"], str(tmp_path / "gone"))]):
+                try:
+                    await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"), "argv": argv,
+                                        "env": {"PATH": os.defpath}, "cwd": cwd})
+                except OSError as exc:
+                    errors.append((exc.errno, exc.filename))
+            # The keeper goes on: the next start works.
+            pid, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.9"),
+                                                "argv": ["/bin/sh", "-c", "exit 4"],
+                                                "env": {"PATH": os.defpath}})
+            return errors, (await ended)["status"]
+        finally:
+            await keeper.close()
+
+    errors, status = asyncio.run(main())
+    assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone"))]
+    assert status == 4
