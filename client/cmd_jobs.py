@@ -142,6 +142,7 @@ def job_details(job: job_pb2.Job) -> str:
             ("Ended", output.moment(job.end_time)),
             ("Took", output.span(job.start_time, job.end_time)),
             ("Reason", job.reason),
+            ("Hold", job.hold),  # held by hand (or by a conflict rule's --apply-to-running): by whom, why
             (
                 "Tasks",
                 f"{counts.total} total: {counts.waiting} waiting, {counts.running} running, "

@@ -15,6 +15,7 @@ from jobplane.arguments import whole_number
 from jobplane.client.command import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_OK
 from jobplane.client.local import (
     INSECURE_WARNING,
+    Child,
     LocalConfig,
     LocalPlane,
     LocalPlaneError,
@@ -140,15 +141,33 @@ def _serve(plane: LocalPlane, state_path: Path) -> int:
             plane.wait_for_agents(client)  # announce only once jobs can be accepted
         _write_state(state_path, up_state(plane))
         print(_banner(plane, state_path), flush=True)
-        child = plane.wait_for_exit()
+        server = _supervise(plane)
     except KeyboardInterrupt:
         print()
         return EXIT_OK
     except LocalPlaneError as error:
         print(f"jobplane up: {error}", file=sys.stderr)
         return EXIT_PLANE_FAILED
-    print(f"jobplane up: {exit_report(child)}", file=sys.stderr)
+    print(f"jobplane up: {exit_report(server)}", file=sys.stderr)
     return EXIT_PLANE_FAILED
+
+
+def _supervise(plane: LocalPlane) -> Child:
+    """Until the server stops (returned): start again each agent that is killed (or crashes on a
+    signal), as a service manager would, so that it takes back its tasks; leave stopped one that
+    the server refused (e.g. `providers revoke`) or that died at once, saying why."""
+    while (child := plane.wait_for_exit()) is not plane.server:
+        if plane.restartable(child):
+            print(f"jobplane up: {child.describe_exit()}; starting it again (same name and state directory: it "
+                  "takes back the tasks it left running, or they continue on another agent)", file=sys.stderr,
+                  flush=True)
+            plane.restart(child)
+        else:
+            print(f"jobplane up: {exit_report(child, f'{child.uptime():.1f}s after it started')}\n"
+                  f"jobplane up: not starting {child.name} again; the server and the other agents go on "
+                  "(Ctrl-C stops them)", file=sys.stderr, flush=True)
+            plane.retire(child)
+    return child
 
 
 def _http_tls_problem(args: argparse.Namespace) -> str:

@@ -66,8 +66,10 @@ def apply_global_options(args: argparse.Namespace) -> argparse.Namespace:
         if name.startswith(GLOBAL_PREFIX):
             delattr(args, name)
             own = name.removeprefix(GLOBAL_PREFIX)
-            if getattr(args, own, None) in (None, False, DEFAULT_OUTPUT):
+            if getattr(args, own, None) in (None, False):
                 setattr(args, own, value)
+    if getattr(args, "output", "") is None:  # -o given neither after the subcommand nor before it
+        args.output = DEFAULT_OUTPUT
     return args
 
 
@@ -114,7 +116,8 @@ def add_output_option(parser: argparse.ArgumentParser, *, top_level: bool = Fals
         "-o",
         "--output",
         choices=("table", "wide", "json") if wide else ("table", "json"),
-        default=argparse.SUPPRESS if top_level else DEFAULT_OUTPUT,
+        # None after the subcommand: an explicit `-o table` there wins over `-o json` before it
+        default=argparse.SUPPRESS if top_level else None,
         dest=GLOBAL_PREFIX + "output" if top_level else "output",
         help="`table` for people (default)" + (", `wide` (a table with more columns)" if wide else "")
         + " or `json`: one document, or JSON lines for streams",
@@ -175,7 +178,9 @@ def page_for(args: argparse.Namespace) -> int:
 
 
 def more_note(shown: int, what: str) -> str:
-    return f"(the first {shown} {what}; more match: --limit N for more, --all for every one)"
+    """`(the first 50 jobs; more match: ...)`; `what` is plural (`(the first job; ...)` for one)."""
+    first = what.rstrip("s") if shown == 1 else f"{shown} {what}"
+    return f"(the first {first}; more match: --limit N for more, --all for every one)"
 
 
 _positive = whole_number(1, " (or --all for every one)")

@@ -3,7 +3,8 @@
 Used by `jobplane up` and `jobplane demo`. Each child runs in its own process group, so a
 Ctrl-C at the terminal reaches only this process, which then stops the agents before the
 server (SIGTERM, a grace period, then SIGKILL): a stopping agent hands its running tasks on
-through the server, which queues them again. Child output goes to DATA_DIR/logs/.
+through the server, which queues them again. Child output goes to DATA_DIR/logs/. `up` starts
+again an agent that is killed (LocalPlane.restartable), so that it takes back its attempts.
 
 Secure by default: the server makes its CA, certificate and bootstrap admin token in DATA_DIR;
 this process uses the admin token to create one join token for the local agents
@@ -12,6 +13,7 @@ this process uses the admin token to create one join token for the local agents
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -20,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -40,6 +42,9 @@ INSECURE_WARNING = (
     "acts as admin. Use it only for debugging, on a machine you trust."
 )
 _POLL_SECONDS = 0.05
+# An agent killed by a signal is started again (`jobplane up` keeps its N agents), unless it
+# died this soon after it started: then something is wrong that a restart does not cure.
+RESTART_AFTER_SECONDS = 10.0
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
 
 
@@ -75,6 +80,11 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     log_file: IO[bytes]
+    arguments: list[str] = field(default_factory=list)  # what it was started with, to start it again
+    started: float = field(default_factory=time.monotonic)
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
 
     def signal(self, signum: int) -> None:
         try:
@@ -104,10 +114,16 @@ class LocalPlane:
         self.console_url = ""  # http://HOST:PORT of the console, when there is one
         self._server: Child | None = None
         self._agents: list[Child] = []
+        self._names: list[str] = []
+
+    @property
+    def server(self) -> Child | None:
+        return self._server
 
     @property
     def agent_names(self) -> list[str]:
-        return [f"{AGENT_NAME_PREFIX}{number}" for number in range(1, self.config.agents + 1)]
+        """local-1 … local-N, but for the names the server revoked (known once started)."""
+        return self._names or [f"{AGENT_NAME_PREFIX}{number}" for number in range(1, self.config.agents + 1)]
 
     @property
     def log_dir(self) -> Path:
@@ -159,6 +175,7 @@ class LocalPlane:
         if self.config.http:  # written before the address file
             scheme = "https" if self.config.http_tls else "http"
             self.console_url = f"{scheme}://{dialable(read_address(self.config.data_dir / HTTP_ADDRESS_FILE) or '')}"
+        self._names = self._usable_agent_names()
         agent_credentials = insecure if self.config.insecure else self._enrollment()
         for name in self.agent_names:
             arguments = ["--server", self.address, "--name", name, "--slots", str(self.config.slots),
@@ -166,6 +183,21 @@ class LocalPlane:
                          *self.config.agent_args]
             self._agents.append(self._spawn(f"agent {name}", ["-m", "jobplane.agent", *arguments]))
         return self.address
+
+    def _usable_agent_names(self) -> list[str]:
+        """The first N of local-1, local-2, … that the server has not revoked: a revoked provider
+        may never connect again (`providers revoke local-2`), so local-3 takes its place."""
+        if not self.config.agents:
+            return []
+        if not self.config.insecure:
+            self._wait_for_file(self.admin_token_file)
+        try:
+            with self.connect() as client:
+                revoked = {provider.id for provider in client.list_providers(filter="state=REVOKED")}
+        except JobplaneError as error:
+            raise LocalPlaneError(f"cannot list the providers: {error}") from error
+        names = (f"{AGENT_NAME_PREFIX}{number}" for number in itertools.count(1))
+        return list(itertools.islice((name for name in names if name not in revoked), self.config.agents))
 
     def _enrollment(self) -> list[str]:
         """The agents' flags to enroll with: one join token, good for each local agent once."""
@@ -205,6 +237,26 @@ class LocalPlane:
             time.sleep(0.2)
         return child
 
+    def restartable(self, child: Child) -> bool:
+        """Whether `child`, which has stopped, is an agent to start again: one killed by a signal
+        (or stopped cleanly) after it ran a while. An agent the server refused (revoked, its name
+        taken: jobplane-agent exits with code 1) or that dies at once would only fail again."""
+        return child in self._agents and child.process.returncode <= 0 and child.uptime() >= RESTART_AFTER_SECONDS
+
+    def retire(self, child: Child) -> None:
+        """Leave a stopped agent stopped: the server and the other agents go on without it."""
+        self._agents.remove(child)
+        child.log_file.close()
+
+    def restart(self, child: Child) -> Child:
+        """Start a stopped agent again with the same name, flags and state directory, so that it
+        takes back the attempts it left running (its keeper holds them for the reconnect grace;
+        past it they continue elsewhere). Its log goes on in the same file."""
+        child.log_file.close()
+        again = self._spawn(child.name, child.arguments, append=True)
+        self._agents[self._agents.index(child)] = again
+        return again
+
     def stop(self) -> None:
         """Stop the agents, then the server; a second Ctrl-C skips the grace period."""
         self._terminate(self._agents)
@@ -215,9 +267,9 @@ class LocalPlane:
     def _children(self) -> list[Child]:
         return ([self._server] if self._server else []) + self._agents
 
-    def _spawn(self, name: str, arguments: list[str]) -> Child:
+    def _spawn(self, name: str, arguments: list[str], append: bool = False) -> Child:
         log_path = self.log_dir / f"{name.split()[-1]}.log"
-        log_file = log_path.open("wb")
+        log_file = log_path.open("ab" if append else "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log.info("starting %s: %s", name, " ".join(arguments))
         process = subprocess.Popen(
@@ -228,7 +280,7 @@ class LocalPlane:
             env=env,
             process_group=0,
         )
-        return Child(name, process, log_path, log_file)
+        return Child(name, process, log_path, log_file, arguments)
 
     def _wait_for_address(self, server: Child, address_file: Path) -> str:
         """The main address the server wrote once listening: the first line, once complete

@@ -23,6 +23,8 @@ def test_global_options_work_before_the_subcommand(sqlite_cluster):
     r = jobplane("--server", "127.0.0.1:1", "jobs", "list", "--server", server.address, env=server.env())
     assert r.returncode == 0, r.stderr
     assert "no jobs yet" in r.stdout
+    r = jobplane("--server", server.address, "-o", "json", "jobs", "list", "-o", "table", env=server.env())
+    assert r.returncode == 0 and r.stdout.startswith("no jobs yet"), r.stdout + r.stderr  # -o table too
     r = jobplane("--server", server.address, "--token", "wrong", "whoami", env={"JOBPLANE_CA": str(server.ca)})
     assert r.returncode == 3 and "token" in r.stderr
 
