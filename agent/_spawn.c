@@ -150,6 +150,8 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         if (!PyBytes_Check(cwd_obj))
             return PyErr_Format(PyExc_TypeError, "cwd must be bytes or None");
         cwd = PyBytes_AS_STRING(cwd_obj);
+        if ((Py_ssize_t)strlen(cwd) != PyBytes_GET_SIZE(cwd_obj))  /* as os.chdir: not cut short */
+            return PyErr_Format(PyExc_ValueError, "embedded null byte in cwd");
     }
     if (PyTuple_GET_SIZE(reset) > MAX_RESET)
         return PyErr_Format(PyExc_ValueError, "at most %d signals to reset", MAX_RESET);

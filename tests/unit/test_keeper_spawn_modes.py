@@ -143,3 +143,25 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
     errors, status = asyncio.run(main())
     assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone")), (errno.EINVAL, None)]
     assert status == 4
+
+
+def test_a_working_directory_with_a_nul_is_refused_either_way(tmp_path, spawn_mode, containment):
+    """Not cut short at the NUL (the C spawn ran the command in the directory before it)."""
+    marker = tmp_path / "ran"
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        try:
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.1"),
+                                              "argv": ["/bin/sh", "-c", f"touch {marker}"],
+                                              "env": {"PATH": os.defpath}, "cwd": f"{tmp_path}\0/elsewhere"})
+            await ended  # (it ran: its file is there to see)
+        except OSError as exc:
+            return exc.errno
+        finally:
+            await keeper.close()
+        return None
+
+    assert asyncio.run(main()) == errno.EINVAL
+    assert not marker.exists()
