@@ -150,7 +150,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
         if (!PyBytes_Check(cwd_obj))
             return PyErr_Format(PyExc_TypeError, "cwd must be bytes or None");
         cwd = PyBytes_AS_STRING(cwd_obj);
-        if ((Py_ssize_t)strlen(cwd) != PyBytes_GET_SIZE(cwd_obj))
+        if ((Py_ssize_t)strlen(cwd) != PyBytes_GET_SIZE(cwd_obj))  /* as os.chdir: not cut short */
             return PyErr_Format(PyExc_ValueError, "embedded null byte in cwd");
     }
     if (PyTuple_GET_SIZE(reset) > MAX_RESET)

@@ -254,8 +254,8 @@ class Keeper:
         try:
             attempt = Attempt(request, cgroup, marker, joiner)
         except StartFailed as exc:
-            if cgroup is not None:
-                self.cgroups.give_back(cgroup)
+            if cgroup is not None:  # one the command could not join (removed from outside?) is not reused
+                self.cgroups.give_back(cgroup, reuse=exc.args[0].get("stage") != "cgroup")
             holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
             return
         attempt.holder = holder

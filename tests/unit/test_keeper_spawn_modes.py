@@ -146,3 +146,59 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
     errors, status = asyncio.run(main())
     assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone")), (errno.EINVAL, None)]
     assert status == 4
+
+
+def test_a_working_directory_with_a_nul_is_refused_either_way(tmp_path, spawn_mode, containment):
+    """Not cut short at the NUL (the C spawn ran the command in the directory before it)."""
+    marker = tmp_path / "ran"
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        try:
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.1"),
+                                              "argv": ["/bin/sh", "-c", f"touch {marker}"],
+                                              "env": {"PATH": os.defpath}, "cwd": f"{tmp_path}\0/elsewhere"})
+            await ended  # (it ran: its file is there to see)
+        except OSError as exc:
+            return exc.errno
+        finally:
+            await keeper.close()
+        return None
+
+    assert asyncio.run(main()) == errno.EINVAL
+    assert not marker.exists()
+
+
+def test_a_spare_cgroup_removed_from_outside_is_not_used_again_either_way(tmp_path, spawn_mode):
+    """The keeper keeps an ended attempt's cgroup for the next; one removed meanwhile (by an
+    admin, a cleaner) refuses the start that took it, and then is let go: the next starts run
+    (they were all refused before, the removed cgroup going back to the spares each time)."""
+    if cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+    seen = tmp_path / "cgroup"
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
+        await keeper.open()
+        outcomes = []
+        try:
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.0"),
+                                              "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {seen}"],
+                                              "env": {"PATH": os.defpath}})
+            await ended
+            os.rmdir(f"{cgroups.cgroup2_mount()}{seen.read_text().strip()[3:]}")  # (empty: it ended)
+            for n in range(1, 4):
+                try:
+                    _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
+                                                      "argv": ["/bin/sh", "-c", f"exit {n}"],
+                                                      "env": {"PATH": os.defpath}})
+                    outcomes.append((await ended)["status"])
+                except OSError as exc:
+                    outcomes.append(exc.errno)
+            return outcomes
+        finally:
+            await keeper.close()
+
+    outcomes = asyncio.run(main())
+    assert outcomes[1:] == [2, 3]  # (the first took the removed cgroup: refused)
