@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import faulthandler
 import functools
 import logging
 import os
@@ -91,6 +92,8 @@ class Request:
                 env.pop(name, None)
             if _native is not None and base_env is not None and not message.get("env_unset"):
                 encoded = {**_encoded(base_env), **{k: _pair(k, v) for k, v in env_set.items()}}
+        if not message["argv"]:
+            raise ValueError("a start needs a command: argv is empty")
         return cls(message["dir"], list(message["argv"]), env,
                    message.get("cwd", ""), float(message.get("timeout", 0)),
                    int(message.get("log_max_bytes", 0)), str(message.get("spare", "")), encoded)
@@ -309,6 +312,8 @@ def _to_reset() -> tuple[int, ...]:
     keeper handles, whose handler must not run in the child before its exec (it shares the
     keeper's memory until then). Read at the first spawn, once the keeper's are set."""
     handled = {sig for sig in signal.valid_signals() if callable(signal.getsignal(sig))}
+    if faulthandler.is_enabled():  # (PYTHONFAULTHANDLER) its C handlers, which getsignal cannot see
+        handled |= {signal.SIGSEGV, signal.SIGFPE, signal.SIGABRT, signal.SIGBUS, signal.SIGILL}
     return tuple(sorted(int(sig) for sig in _RESET | handled))
 
 

@@ -129,7 +129,8 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
         try:
             for n, (argv, cwd, env) in enumerate([(["/nonexistent/program"], "", {}),
                                                   (["/bin/true"], str(tmp_path / "gone"), {}),
-                                                  (["/bin/true"], "", {"BAD": "a\0b"})]):
+                                                  (["/bin/true"], "", {"BAD": "a\0b"}),
+                                                  ([], "", {})]):  # refused as malformed, the keeper on
                 try:
                     await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"), "argv": argv,
                                         "env": {"PATH": os.defpath, **env}, "cwd": cwd})
@@ -144,7 +145,7 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
             await keeper.close()
 
     errors, status = asyncio.run(main())
-    assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone")), (errno.EINVAL, None)]
+    assert errors == [(errno.ENOENT, None), (errno.ENOENT, str(tmp_path / "gone")), (errno.EINVAL, None), (0, None)]
     assert status == 4
 
 
