@@ -80,7 +80,26 @@ def task_raw(state: TaskState, attempt: int) -> dict[str, str]:
 _OUTCOME_STATE = {1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.CANCELLED, 4: TaskState.FAILED}
 
 
-def attempt_raw(number: int, started: bool, outcome: int) -> dict[str, str]:
-    """An attempt the environment said nothing about: assigned, running or how it ended."""
-    state = _OUTCOME_STATE.get(outcome) or (TaskState.RUNNING if started else TaskState.ASSIGNED)
-    return task_raw(state, number)
+# An attempt that ended with no outcome: lost with its provider (engine.lose), its task continued
+# elsewhere. No policy maps it: its status is UNKNOWN (how it ended is not known), not RUNNING.
+LOST = "LOST"
+LOST_RAW = "lost"  # the same, over the raw properties the agent's process and python adapters reported
+_AGENT_ENVIRONMENTS = ("process", "python")
+
+
+def attempt_raw(number: int, started: bool, outcome: int, ended: bool = False) -> dict[str, str]:
+    """An attempt the environment said nothing about: assigned, running, how it ended, or
+    lost (ended with no outcome)."""
+    state = _OUTCOME_STATE.get(outcome)
+    if state is None and ended:
+        return {"state": LOST, "attempt": str(number)}
+    return task_raw(state or (TaskState.RUNNING if started else TaskState.ASSIGNED), number)
+
+
+def ended_attempt_raw(environment: str, raw: dict[str, str], outcome: int) -> dict[str, str]:
+    """What an ended attempt's agent reported last, unless it ended with no outcome (lost with
+    its provider): then its state says so, where the agent's adapters report one. An outside
+    job's raw properties stay as they are: the next attempt follows that job (adoption.py)."""
+    if outcome or environment not in _AGENT_ENVIRONMENTS:
+        return raw
+    return {**raw, "state": LOST_RAW}

@@ -12,7 +12,7 @@ from jobplane.resources import Resources
 
 from ..domain.conflicts import ConflictRule
 from ..domain.model import Event, EventKind, JobSpec, JobState, ProviderState, Status, TaskSpec, TaskState
-from ..domain.status import attempt_raw, job_raw, task_raw
+from ..domain.status import attempt_raw, ended_attempt_raw, job_raw, task_raw
 from .codec import load_job_spec, load_task_spec
 
 JOBPLANE = "jobplane"  # the environment of jobplane's own states
@@ -90,10 +90,13 @@ class AttemptView:
 
     @classmethod
     def from_row(cls, row) -> AttemptView:
+        ended = row.end_time is not None
         if row.environment:
             environment, raw = row.environment, json.loads(row.raw)
+            if ended:
+                raw = ended_attempt_raw(environment, raw, row.outcome)
         else:
-            environment, raw = JOBPLANE, attempt_raw(row.number, row.start_time is not None, row.outcome)
+            environment, raw = JOBPLANE, attempt_raw(row.number, row.start_time is not None, row.outcome, ended)
         return cls(row.number, row.provider, row.assign_time, row.start_time, row.end_time, row.outcome,
                    row.exit_code, row.reason, row.checkpoint, row.resumed_from, environment, raw,
                    row.external_job_id)

@@ -17,6 +17,7 @@ from support import AgentProc, RunLog, TcpProxy, pid_alive, recorded_command, wa
 ACTIVE, SUSPECT, LOST, STANDBY, CONNECTING, REVOKED = 1, 2, 3, 4, 7, 8
 SUCCEEDED, FAILED = 3, 4
 TASK_RUNNING = 4
+STATUS_UNKNOWN = 11  # NORMALIZED_STATUS_UNKNOWN
 
 
 def provider_state(cluster, name):
@@ -51,6 +52,9 @@ def test_killed_agent_is_lost_and_its_tasks_finish_elsewhere_once(cluster, tmp_p
             assert task.provider_id == "b"
             ended = [a for a in task.attempts if a.provider_id == "b"]
             assert len(ended) == 1 and task.attempts[0].provider_id == "a" and "lost" in task.attempts[0].reason
+            # The lost attempt shows ended, how unknown: not RUNNING, as its last report said.
+            assert task.attempts[0].HasField("end_time") and task.attempts[0].raw["state"] in ("lost", "LOST")
+            assert task.attempts[0].status == STATUS_UNKNOWN
         (cont,) = list(cluster.client.list_continuations())
         assert cont.provider_id == "a" and {t.to_provider_id for t in cont.tasks} == {"b"}
     finally:  # the killed agent's first attempts must not have outlived it (its keeper kills them)

@@ -399,3 +399,18 @@ def test_another_property_is_normalized_by_the_same_engine_on_its_own():
 ])
 def test_the_default_policy_reads_the_priority_class_of_the_usual_schedulers(environment, raw, value):
     assert normalize(environment, raw, user=None, property_name="priority_class").value == value
+
+
+def test_an_attempt_lost_with_its_provider_reads_unknown_not_what_its_agent_said_last():
+    # Ended with no outcome (engine.lose): jobplane's own raw state says LOST; a process or python
+    # attempt's last report keeps its properties but its state says lost; an outside job's stays
+    # as the scheduler said (the next attempt follows that job).
+    from jobplane.server.domain.status import attempt_raw, ended_attempt_raw
+
+    assert attempt_raw(2, True, 0, ended=True) == {"state": "LOST", "attempt": "2"}
+    assert attempt_raw(2, True, 0) == {"state": "RUNNING", "attempt": "2"}  # (still out)
+    assert normalize("jobplane", attempt_raw(2, True, 0, ended=True), user=None).status == Status.UNKNOWN
+    lost = ended_attempt_raw("process", {"state": "running", "pid": "41"}, 0)
+    assert lost == {"state": "lost", "pid": "41"} and normalize("process", lost, user=None).status == Status.UNKNOWN
+    assert ended_attempt_raw("process", {"state": "exited", "exit_code": "0"}, 1) == {"state": "exited", "exit_code": "0"}
+    assert ended_attempt_raw("external", {"status": "EXECUTING"}, 0) == {"status": "EXECUTING"}
