@@ -55,6 +55,9 @@ def grpc_server(config: ServerConfig, interceptor: AuthInterceptor) -> grpc.aio.
             # while the server sends nothing back (busy): past 2 strikes gRPC would end the
             # connection with GOAWAY "too_many_pings", and the agent's stream with it.
             ("grpc.http2.min_ping_interval_without_data_ms", 500),
+            # One server per address: without this (gRPC's default on Linux is SO_REUSEPORT) a
+            # second server binds the same port, and the kernel shares connections between them.
+            ("grpc.so_reuseport", 0),
         ])
 
 
@@ -94,14 +97,24 @@ def listen(server: grpc.aio.Server, config: ServerConfig, key_file: Path | None,
     """Bind the main address (TLS; bearer tokens) and the agent address (mutual TLS); the two
     ports (the same one, plaintext)."""
     if config.insecure:
-        port = server.add_insecure_port(config.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {config.listen}")
+        port = _bind(config.listen, lambda: server.add_insecure_port(config.listen))
         return port, port
     key, cert = key_file.read_bytes(), cert_file.read_bytes()
-    port = server.add_secure_port(config.listen, grpc.ssl_server_credentials([(key, cert)]))
-    agent_port = server.add_secure_port(config.agent_address, grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=trust_bundle, require_client_auth=True))
-    if port == 0 or agent_port == 0:
-        raise OSError(f"cannot listen on {config.listen} and {config.agent_address}")
+    main = grpc.ssl_server_credentials([(key, cert)])
+    agents = grpc.ssl_server_credentials([(key, cert)], root_certificates=trust_bundle, require_client_auth=True)
+    port = _bind(config.listen, lambda: server.add_secure_port(config.listen, main))
+    agent_port = _bind(config.agent_address, lambda: server.add_secure_port(config.agent_address, agents))
     return port, agent_port
+
+
+def _bind(address: str, add_port) -> int:
+    """The port `add_port` bound at `address`; OSError saying what to do if it could not (gRPC
+    returns 0, or raises RuntimeError in its newer releases)."""
+    try:
+        port = add_port()
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: the address is in use or not one of this machine's "
+                      "(stop what listens there, or give --listen another, e.g. 127.0.0.1:0 for any free port)")
+    return port

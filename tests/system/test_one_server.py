@@ -65,3 +65,19 @@ def test_each_data_directory_keeps_its_own_replica_id_across_restarts(tmp_path):
         ids.append((server.data_dir / "replica-id").read_text().strip())
     assert ids[0] == ids[1] != ids[2]
     assert all(str(uuid.UUID(i)) == i for i in ids)
+
+
+def test_a_server_whose_address_is_taken_says_so_and_what_to_do(tmp_path):
+    # No traceback from gRPC's bind: the operator's line names the address and the way out.
+    first = ServerProc(tmp_path, f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        taken = first.address
+        refused = subprocess.run([sys.executable, "-m", "jobplane.server", "--listen", taken, "--data-dir",
+                                  str(tmp_path / "other"), "--db", f"sqlite:///{tmp_path / 'other.db'}"],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"jobplane-server: cannot listen on {taken}: the address is in use" in refused.stderr
+        assert "--listen" in refused.stderr and "Traceback" not in refused.stderr
+        assert first.alive()
+    finally:
+        first.stop()
