@@ -230,7 +230,8 @@ class Engine:
         self.jobs[job.id] = job
         self.changes.job(job, new=True)
         self.event(EventKind.JOB, job_id=job.id, raw_status="QUEUED", status=Status.WAITING,
-                   message=f"submitted with {len(drafts)} tasks", environment="jobplane")
+                   message=f"submitted with {len(drafts)} task{'' if len(drafts) == 1 else 's'}",
+                   environment="jobplane")
         self.lateness.watch_start(job)
         self.holds.watch_window(job)
         self._add_tasks(job, drafts, unmet)
@@ -268,12 +269,17 @@ class Engine:
     def _unmet_requirements(self, drafts: list[TaskDraft]) -> dict[frozenset, tuple[int, str]]:
         """Requirement sets no connected or standby provider satisfies: (template index, why)."""
         live = [p for p in self.providers.values() if p.state in CONNECTED]
+        drained = [p for p in self.providers.values() if p.state in (ProviderState.DRAINING, ProviderState.DRAINED)]
         unmet: dict[frozenset, tuple[int, str]] = {}
         for draft in drafts:
             key = frozenset(draft.spec.requires.items())
             if key in unmet or any(all(p.labels.get(k) == v for k, v in key) for p in live):
                 continue
-            if not live:
+            resumable = sorted(p.id for p in drained if all(p.labels.get(k) == v for k, v in key))
+            if resumable:
+                why = (f"only drained providers could run it ({', '.join(resumable)}); "
+                       f"jobplane providers resume {resumable[0]}")
+            elif not live:
                 why = "no provider is connected"
             else:
                 why = "no connected or standby provider has " + ", ".join(f"{k}={v}" for k, v in sorted(key))

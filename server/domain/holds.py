@@ -159,8 +159,9 @@ class Holds:
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
         self.engine.continuations.held_by_hand(job)
         held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else self._take_back(job)
-        how = {"suspend": "running tasks suspended", "requeue": "running tasks requeued"}.get(
-            mode, "tasks assigned but not started asked back from their agents")
+        tasks = "task" if held == 1 else "tasks"
+        how = {"suspend": f"running {tasks} suspended", "requeue": f"running {tasks} requeued"}.get(
+            mode, f"{tasks} assigned but not started asked back from {'its agent' if held == 1 else 'their agents'}")
         self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} {how}" if held else ""))
         return job
 
@@ -192,7 +193,9 @@ class Holds:
         job.hold = ""
         self.engine.continuations.held_by_hand(job)
         resumed = self.engine.suspension.release(job)
-        self._hold_changed(job, "released by hand" + (f"; {resumed} suspended tasks resumed" if resumed else ""))
+        resumed_tasks = "task" if resumed == 1 else "tasks"
+        self._hold_changed(job, "released by hand"
+                           + (f"; {resumed} suspended {resumed_tasks} resumed" if resumed else ""))
         self.reconsider()
         self.engine.want_dispatch()  # its tasks waiting to continue (a lost provider's) go on (continuation.py)
         return job

@@ -326,6 +326,31 @@ def test_a_restored_running_task_is_still_held_to_its_timeout():
     assert job.state == JobState.FAILED and "hard timeout" in job.reason
 
 
+def test_submit_where_only_drained_providers_could_run_it_names_them_and_the_way_back():
+    e = engine()
+    provider(e, "a")
+    provider(e, "b")
+    provider(e, "gpu", labels={"gpu": "true"})
+    for name in ("a", "b", "gpu"):
+        e.drain(name, wait=False, deadline=0)
+    with pytest.raises(FailedPrecondition, match=r"spec.tasks\[0\].requires: only drained providers could run it "
+                       r"\(a, b, gpu\); jobplane providers resume a; start a matching agent"):
+        submit(e, cmd("x"))
+    with pytest.raises(FailedPrecondition, match=r"only drained providers could run it \(gpu\); "
+                       r"jobplane providers resume gpu"):
+        submit(e, cmd("y", requires={"gpu": "true"}))
+    assert not e.jobs
+
+
+def test_a_jobs_events_count_its_tasks_in_words():
+    e = engine()
+    provider(e, "a")
+    submit(e, cmd("only"))
+    submit(e, cmd("x"), cmd("y"))
+    messages = [ev.message for ev in e.take_changes().events if ev.message.startswith("submitted with")]
+    assert messages == ["submitted with 1 task", "submitted with 2 tasks"]
+
+
 def test_drain_hands_running_tasks_on_and_takes_no_new_work():
     e = engine()
     provider(e, "a", slots=1)
