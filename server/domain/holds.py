@@ -185,17 +185,16 @@ class Holds:
                 f"run them again from their checkpoint on release)")
         self.engine.suspension.check(job, mode)
 
-    def release_job(self, job_id: int) -> JobRt:
+    def release_job(self, job_id: int, why: str = "released by hand") -> JobRt:
         job = self._unfinished(job_id, "release")
         if not job.hold:
             raise FailedPrecondition(f"job {job_id} is not held by hand; `jobplane conflicts check {job_id}` "
                                      "tells what else holds it")
         job.hold = ""
         self.engine.continuations.held_by_hand(job)
-        resumed = self.engine.suspension.release(job)
+        resumed = self.engine.suspension.release(job, why=why)
         resumed_tasks = "task" if resumed == 1 else "tasks"
-        self._hold_changed(job, "released by hand"
-                           + (f"; {resumed} suspended {resumed_tasks} resumed" if resumed else ""))
+        self._hold_changed(job, why + (f"; {resumed} suspended {resumed_tasks} resumed" if resumed else ""))
         self.reconsider()
         self.engine.want_dispatch()  # its tasks waiting to continue (a lost provider's) go on (continuation.py)
         return job
@@ -249,7 +248,7 @@ class Holds:
         for job_id in self._yielded.pop(winner_id, ()):
             job = self.engine.jobs.get(job_id)
             if job is not None and job.hold.startswith(f"yields to job {winner_id} "):
-                self.release_job(job_id)
+                self.release_job(job_id, f"released: job {winner_id}, which it yielded to, has ended")
 
     def remove_rule(self, name: str) -> None:
         if self.rules.pop(name, None) is None:

@@ -98,13 +98,13 @@ class Suspension:
 
     # ----- letting go ---------------------------------------------------------------
 
-    def release(self, job: JobRt, cause: str = HOLD) -> int:
-        """Continue the job's tasks suspended for `cause`; how many. (Requeued ones wait as
-        queued tasks: the holds let them go.)"""
+    def release(self, job: JobRt, cause: str = HOLD, why: str = "") -> int:
+        """Continue the job's tasks suspended for `cause` (`why`: what let them go); how many.
+        (Requeued ones wait as queued tasks: the holds let them go.)"""
         tasks = [t for t in self.running(job) if t.suspended.get("mode") == SUSPEND
                  and t.suspended.get("cause") == cause]
         for task in tasks:
-            self.resume(task, "released by hand" if cause == HOLD else "its conditions hold again")
+            self.resume(task, why or ("released by hand" if cause == HOLD else "its conditions hold again"))
         if tasks and job.start_time and job.late != "run":  # the job's own finish deadline moves on too
             self.engine.lateness.watch_finish(job, None, job.start_time)
         return len(tasks)

@@ -253,6 +253,9 @@ def test_a_rule_applied_to_running_jobs_suspends_the_later_until_the_earlier_end
     let_end(first_ticks)
     assert c.client.wait_job(first.id, timeout=30).state == SUCCEEDED
     assert c.client.wait_job(second.id, timeout=30).state == SUCCEEDED  # released by itself
+    released = [e.message for e in c.client.watch(second.id, timeout=20) if e.message.startswith("released")]
+    assert released and all(m.startswith(f"released: job {first.id}, which it yielded to, has ended")
+                            for m in released), released  # not "by hand": no one released it
     assert counted(second_ticks, 30) and lines(second_starts) == ["start", "0"]
     assert counted(first_ticks, 20)
 
