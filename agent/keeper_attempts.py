@@ -52,11 +52,12 @@ _READ_BYTES = 64 * 1024
 # this says `posix_spawn`: os.posix_spawn then, with the keeper stepping into the command's
 # cgroup and cwd around it, as where it was not built.
 SPAWN_ENV = "JOBPLANE_KEEPER_SPAWN"
+_POSIX_SPAWN_ASKED = os.environ.get(SPAWN_ENV) == "posix_spawn"
 try:
     from . import _spawn as _native
 except ImportError:
     _native = None
-if os.environ.get(SPAWN_ENV) == "posix_spawn":
+if _POSIX_SPAWN_ASKED:
     _native = None
 
 
@@ -302,7 +303,7 @@ def spawner() -> str:
     """How this process spawns commands, for the keeper's log."""
     if _native is not None:
         return "agent/_spawn.c"
-    why = f"{SPAWN_ENV}=posix_spawn" if os.environ.get(SPAWN_ENV) == "posix_spawn" else "agent/_spawn.c was not built"
+    why = f"{SPAWN_ENV}=posix_spawn" if _POSIX_SPAWN_ASKED else "agent/_spawn.c was not built"
     return f"os.posix_spawn ({why})"
 
 
@@ -346,11 +347,16 @@ def _spawn_native(request: Request, joiner: int | None, marker: str | None, ends
         return _native.spawn(os.fsencode(request.argv[0]), [os.fsencode(arg) for arg in request.argv],
                              list(pairs.values()), os.fsencode(request.cwd) if request.cwd else None,
                              -1 if joiner is None else joiner, _null(), ends[0], ends[1], _to_reset())
-    except OSError as exc:
-        raise StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
-                           "stage": getattr(exc, "stage", "exec")}) from None
-    except ValueError as exc:  # a NUL inside an argument or a variable (os.posix_spawn's ValueError)
-        raise StartFailed({"errno": errno.EINVAL, "error": str(exc), "stage": "exec"}) from None
+    except (OSError, ValueError) as exc:
+        raise _start_failed(exc, getattr(exc, "stage", "exec")) from None
+
+
+def _start_failed(exc: OSError | ValueError, stage: str) -> StartFailed:
+    """What a spawn's error says: its errno (EINVAL for a NUL inside an argument, a variable or
+    the working directory, which either spawn refuses with ValueError), why, and at what stage."""
+    if isinstance(exc, ValueError):
+        return StartFailed({"errno": errno.EINVAL, "error": str(exc), "stage": stage})
+    return StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc), "stage": stage})
 
 
 def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: list) -> int:
@@ -369,10 +375,9 @@ def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: 
         return os.posix_spawn(request.argv[0], request.argv, env, file_actions=stdio,
                               setsid=True, setsigmask=(), setsigdef=_RESET)
     except OSError as exc:
-        raise StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc),
-                           "stage": stage}) from None
-    except ValueError as exc:  # a NUL inside an argument or a variable
-        raise StartFailed({"errno": errno.EINVAL, "error": str(exc), "stage": "exec"}) from None
+        raise _start_failed(exc, stage) from None
+    except ValueError as exc:  # (raised before anything is spawned)
+        raise _start_failed(exc, "exec") from None
     finally:
         if home_cgroup is not None:
             os.write(home_cgroup, b"0")

@@ -97,24 +97,25 @@ def listen(server: grpc.aio.Server, config: ServerConfig, key_file: Path | None,
     """Bind the main address (TLS; bearer tokens) and the agent address (mutual TLS); the two
     ports (the same one, plaintext)."""
     if config.insecure:
-        port = _bind(config.listen, lambda: server.add_insecure_port(config.listen))
+        port = _bind(config.listen, "--listen", lambda: server.add_insecure_port(config.listen))
         return port, port
     key, cert = key_file.read_bytes(), cert_file.read_bytes()
     main = grpc.ssl_server_credentials([(key, cert)])
     agents = grpc.ssl_server_credentials([(key, cert)], root_certificates=trust_bundle, require_client_auth=True)
-    port = _bind(config.listen, lambda: server.add_secure_port(config.listen, main))
-    agent_port = _bind(config.agent_address, lambda: server.add_secure_port(config.agent_address, agents))
+    port = _bind(config.listen, "--listen", lambda: server.add_secure_port(config.listen, main))
+    agent_port = _bind(config.agent_address, "--agent-listen" if config.agent_listen else "--listen",
+                       lambda: server.add_secure_port(config.agent_address, agents))
     return port, agent_port
 
 
-def _bind(address: str, add_port) -> int:
-    """The port `add_port` bound at `address`; OSError saying what to do if it could not (gRPC
-    returns 0, or raises RuntimeError in its newer releases)."""
+def _bind(address: str, flag: str, add_port) -> int:
+    """The port `add_port` bound at `address`; OSError saying what to do (`flag` sets the
+    address) if it could not (gRPC returns 0, or raises RuntimeError in its newer releases)."""
     try:
         port = add_port()
     except RuntimeError:
         port = 0
     if port == 0:
         raise OSError(f"cannot listen on {address}: the address is in use or not one of this machine's "
-                      "(stop what listens there, or give --listen another, e.g. 127.0.0.1:0 for any free port)")
+                      f"(stop what listens there, or give {flag} another, e.g. 127.0.0.1:0 for any free port)")
     return port
