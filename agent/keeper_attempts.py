@@ -32,6 +32,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -318,8 +319,12 @@ def _to_reset() -> tuple[int, ...]:
     return tuple(sorted(int(sig) for sig in _RESET | handled))
 
 
+# os.fsencode's encoding, without its cost per call (a keeper makes a dozen per command).
+_FS = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
 def _pair(name: str, value: str) -> bytes:
-    return os.fsencode(name) + b"=" + os.fsencode(value)
+    return f"{name}={value}".encode(*_FS)
 
 
 _base: tuple[dict[str, str], dict[str, bytes]] | None = None
@@ -344,8 +349,8 @@ def _spawn_native(request: Request, joiner: int | None, marker: str | None, ends
     if marker is not None:
         pairs = {**pairs, MARKER: _pair(MARKER, marker)}
     try:
-        return _native.spawn(os.fsencode(request.argv[0]), [os.fsencode(arg) for arg in request.argv],
-                             list(pairs.values()), os.fsencode(request.cwd) if request.cwd else None,
+        argv = [arg.encode(*_FS) for arg in request.argv]
+        return _native.spawn(argv[0], argv, list(pairs.values()), request.cwd.encode(*_FS) or None,
                              -1 if joiner is None else joiner, _null(), ends[0], ends[1], _to_reset())
     except (OSError, ValueError) as exc:
         raise _start_failed(exc, getattr(exc, "stage", "exec")) from None

@@ -7,7 +7,8 @@ while it is paused, and its finish deadline moves on by the time it spent suspen
 timers armed anew on resume; a timer armed before that is stale and does nothing). A job's own
 finish deadline moves on by the longest suspension of its tasks' attempts, and it is not late while
 everything of it out at providers is suspended. Late-to-start
-does not fire for a job held by hand (its tasks wait by the operator's choice), nor for a task
+does not fire for a job held by hand (its tasks wait by the operator's choice; once released, one
+past its deadline that still waits is late at once, as after a restart), nor for a task
 requeued by a hold (it started already; it waits to go on). A task given back unstarted by the
 agent it was handed to (ahead.py: queued ahead, or taken back by a hold or its conditions), or
 requeued by a hold before it started, never started: it is late as any other."""
@@ -118,15 +119,22 @@ class LatenessWatch:
                           environment="jobplane", raw={"late": job.late})
 
     def restore(self, job: JobRt, tasks: list[TaskRt]) -> None:
+        if job.state == JobState.RUNNING and job.start_time is not None:
+            self.watch_finish(job, None, job.start_time)
+        self.watch_starts(job, tasks)
+        for task in tasks:
+            if task.state == TaskState.RUNNING and task.current is not None and task.current.start_time:
+                self.watch_finish(job, task, task.current.start_time)
+
+    def watch_starts(self, job: JobRt, tasks: list[TaskRt]) -> None:
+        """Timers for the start deadlines of the job (if it has not started) and of its tasks
+        that have not: on restore, and as a hold by hand ends (a deadline that passed while it
+        held them fires now: the job is late if it still waits)."""
         if job.state == JobState.QUEUED:
             self.watch_start(job)
-        elif job.state == JobState.RUNNING and job.start_time is not None:
-            self.watch_finish(job, None, job.start_time)
         for task in tasks:
-            if task.state in NOT_STARTED:
+            if task.state in NOT_STARTED and task.spec.lateness:
                 self.watch_start(job, task)
-            elif task.state == TaskState.RUNNING and task.current is not None and task.current.start_time:
-                self.watch_finish(job, task, task.current.start_time)
 
 
 def _task_deadline(task: TaskRt, started: float | None) -> float | None:

@@ -120,3 +120,17 @@ def test_higher_priority_job_runs_first(cluster, tmp_path):
     for job in (low, high):
         assert cluster.client.wait_job(job.id, timeout=60).state == SUCCEEDED
     assert order.read_text().split() == ["high", "low"]
+
+
+def test_a_command_sees_the_agents_environment_under_its_specs_and_its_own(cluster):
+    # The keeper holds the agent's environment; each start sends only what a task adds to it.
+    cluster.add_agent("a", slots=2, env={"JP_FROM_AGENT": "agent", "JP_OVERRIDDEN": "agent"})
+    show = 'echo "$JP_FROM_AGENT $JP_OVERRIDDEN ${JP_FROM_SPEC:-unset} $JOBPLANE_TASK_NAME ${JOBPLANE_CHECKPOINT_FILE:+file}"'
+    job = cluster.client.submit_job({"name": "env", "tasks": [
+        {"name": "own", "command": ["sh", "-c", show], "env": {"JP_OVERRIDDEN": "spec", "JP_FROM_SPEC": "spec"}},
+        {"name": "plain", "command": ["sh", "-c", show], "after": ["own"]},
+    ]})
+    assert cluster.client.wait_job(job.id, timeout=60).state == SUCCEEDED
+    tasks = tasks_by_name(cluster, job.id)
+    assert tasks["own"].stdout_tail.strip() == "agent spec spec own file"
+    assert tasks["plain"].stdout_tail.strip() == "agent agent unset plain file"

@@ -80,6 +80,31 @@ def test_a_job_held_by_hand_is_not_late_to_start_and_one_not_held_is():
     assert free.status == Status.LATE_TO_START
 
 
+def test_a_job_released_past_its_start_deadline_is_late_to_start_at_once_if_it_still_waits():
+    e = engine(now=1000.0)
+    job = submit(e, task_lateness=Lateness(max_wait_seconds=5), lateness=Lateness(max_wait_seconds=5))
+    e.hold_job(job.id, "not tonight", "alice")
+    fire(e, e.take_changes(), 1005.0)  # both deadlines pass while it is held: not late
+    task = e.tasks[job.task_ids[0]]
+    assert job.status == Status.ON_HOLD and not job.late and not task.late
+    e.begin(1010.0)
+    e.release_job(job.id)  # nowhere to run: it still waits
+    released = fire(e, e.take_changes(), 1010.0)
+    assert job.status == Status.LATE_TO_START and task.late == "start"
+    assert late_events(released, Status.LATE_TO_START)
+
+
+def test_a_job_released_before_its_start_deadline_is_late_only_when_it_passes():
+    e = engine(now=1000.0)
+    job = submit(e, lateness=Lateness(max_wait_seconds=30))
+    e.hold_job(job.id, "", "alice")
+    e.take_changes()
+    e.begin(1010.0)
+    e.release_job(job.id)
+    assert [round(d, 6) for d, _ in e.take_changes().timers] == [20.0]  # at its deadline, not now
+    assert job.status == Status.WAITING and not job.late
+
+
 def test_a_task_a_hold_requeued_is_not_late_to_start_when_it_waits_again():
     e = engine(now=100.0)
     job = submit(e, task_lateness=Lateness(max_wait_seconds=30))
