@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import FailedPrecondition
+from .ahead import HELD
 from .changes import Suspend
 from .model import EventKind, Outcome, Report, Status, TaskState
 from .state import AttemptRt, JobRt, TaskRt
@@ -63,7 +64,10 @@ class Suspension:
     def hold_task(self, task: TaskRt, mode: str, why: str, cause: str) -> None:
         """Suspend the task's attempt in place, or stop it to be queued again. One assigned but
         not known to have started is suspended too: its agent may have started it already (the
-        start report is on its way), or starts it and pauses it at once (`started`)."""
+        start report is on its way), or starts it and pauses it at once (`started`). Before
+        that, its agent is asked to give it back if it has not given it a slot (ahead.py), so
+        that a task queued ahead waits unstarted, as queued ones do, instead of taking a slot
+        to be paused in."""
         if mode == SUSPEND:
             self._suspend(task, why, cause)
         else:
@@ -72,6 +76,8 @@ class Suspension:
     def _suspend(self, task: TaskRt, why: str, cause: str) -> None:
         e = self.engine
         attempt = task.current
+        if task.state == TaskState.ASSIGNED:  # (given back: close_attempt forgets the suspension)
+            e.queue_ahead.take_back(task, HELD.format(why) if cause == HOLD else why)
         task.suspended = {"mode": SUSPEND, "cause": cause, "since": e.now, "reason": why}
         e.supervision.unwatch(task.id)  # a paused attempt is neither overdue nor past its timeout
         e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, False, why))

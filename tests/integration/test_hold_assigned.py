@@ -193,3 +193,30 @@ def test_tasks_a_requeue_hold_took_back_before_they_started_still_become_late_to
         gate.touch()
         other_gate.touch()
     assert c.client.wait_job(job.id, timeout=120).state == JOB_SUCCEEDED, "no max_attempts used up"
+
+
+def test_a_suspend_hold_gives_back_tasks_queued_ahead_instead_of_starting_them_to_pause(sqlite_cluster, tmp_path):
+    """--suspend pauses what runs in place; a task queued ahead behind it has not started, so it
+    waits unstarted (given back, queued and held) instead of taking a freed slot to be paused in."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    c = sqlite_cluster
+    c.add_agent("a", slots=2)
+    sentinel = start_sentinel(c, log)
+    job = c.client.submit_job(flowing(log, gate))
+    try:
+        blocked_with_tasks_queued_behind(c, log)
+        held_at = time.time()
+        c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
+        cancel_sentinel(c, sentinel)  # a free slot at a: what was queued there would start now
+        wait_until(lambda: nothing_of_it_assigned(c.client, job.id), 30, "the job's tasks to be back or running")
+        tasks = c.client.list_tasks(job.id)
+        assert {t.name for t in tasks if t.state == TASK_RUNNING} == {f"t{BLOCKER}"}, "the blocker is paused in place"
+        assert all(t.status == ON_HOLD for t in tasks if t.state in (TASK_QUEUED, TASK_RUNNING))
+        assert taken_back(c.client, job.id, "held by hand"), "tasks queued ahead at a were given back"
+        released_at = time.time()
+        assert started_between(log, held_at, released_at) == [], "nothing of the held job started"
+        c.client.release_job(job.id)
+    finally:
+        gate.touch()
+    assert c.client.wait_job(job.id, timeout=120).state == JOB_SUCCEEDED
+    assert each_ran_once(log) == []
