@@ -240,28 +240,15 @@ class Keeper:
     def _op_start(self, holder: Holder, message: dict) -> None:
         request = Request.of(message, holder.env)
         found = self._containment(holder.containment)
-        self.serial += 1
-        cgroup, joiner = None, None
-        if found.base is not None:
-            try:
-                cgroup = self.cgroups.take(found, lambda: f"{self.serial}-{os.path.basename(request.directory)}")
-                joiner = self.cgroups.joiner(cgroup)
-            except OSError as exc:
-                holder.send({"op": "refused", "id": message["id"], "errno": exc.errno or 0,
-                             "error": f"cannot create the attempt's cgroup: {exc.strerror}"})
-                return
-        marker = None if cgroup is not None else f"{os.getpid()}.{self.serial}"
         try:
-            attempt = Attempt(request, cgroup, marker, joiner)
+            attempt = self._attempt(request, found) or self._attempt(request, found, again=True)
         except StartFailed as exc:
-            if cgroup is not None:  # one the command could not join (removed from outside?) is not reused
-                self.cgroups.give_back(cgroup, reuse=exc.args[0].get("stage") != "cgroup")
             holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
             return
         attempt.holder = holder
         self.attempts[attempt.pid] = attempt
-        if marker is not None:
-            self.markers[marker] = attempt
+        if attempt.marker is not None:
+            self.markers[attempt.marker] = attempt
         self.selector.register(attempt.pidfd, selectors.EVENT_READ,
                                lambda fd, _: self._on_exit(attempt))
         self._unwatched.append((time.monotonic(), attempt))
@@ -271,6 +258,30 @@ class Keeper:
             log.error("cannot write the pid of %s: %s", attempt.directory, exc)
             self._kill([attempt], f"its pid could not be written: {exc}")
         holder.send_line(wire.started(message["id"], attempt.pid, attempt.start))
+
+    def _attempt(self, request: Request, found: cgroups.Containment, *, again: bool = False) -> Attempt | None:
+        """Start the command, in a cgroup of its own where there are cgroups. Raises StartFailed;
+        None if the cgroup it took could not be joined (removed from outside while it was
+        spare?): it is let go, and a start `again` takes another (else it is refused)."""
+        self.serial += 1
+        cgroup, joiner = None, None
+        if found.base is not None:
+            try:
+                cgroup = self.cgroups.take(found, lambda: f"{self.serial}-{os.path.basename(request.directory)}")
+                joiner = self.cgroups.joiner(cgroup)
+            except OSError as exc:
+                raise StartFailed({"errno": exc.errno or 0, "stage": "cgroup",
+                                   "error": f"cannot create the attempt's cgroup: {exc.strerror}"}) from None
+        marker = None if cgroup is not None else f"{os.getpid()}.{self.serial}"
+        try:
+            return Attempt(request, cgroup, marker, joiner)
+        except StartFailed as exc:
+            joined = exc.args[0].get("stage") != "cgroup"
+            if cgroup is not None:  # one the command could not join is not reused
+                self.cgroups.give_back(cgroup, reuse=joined)
+            if joined or cgroup is None or again:
+                raise
+            return None
 
     # An attempt's output.
 

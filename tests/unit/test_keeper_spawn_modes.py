@@ -173,8 +173,9 @@ def test_a_working_directory_with_a_nul_is_refused_either_way(tmp_path, spawn_mo
 
 def test_a_spare_cgroup_removed_from_outside_is_not_used_again_either_way(tmp_path, spawn_mode):
     """The keeper keeps an ended attempt's cgroup for the next; one removed meanwhile (by an
-    admin, a cleaner) refuses the start that took it, and then is let go: the next starts run
-    (they were all refused before, the removed cgroup going back to the spares each time)."""
+    admin, a cleaner) is let go by the start that took it, which runs in another: every start
+    runs (they were all refused before, the removed cgroup going back to the spares each time;
+    then the one that took it was)."""
     if cgroups.detect().kind != cgroups.CGROUP:
         pytest.skip("cgroup containment is not available on this machine")
     seen = tmp_path / "cgroup"
@@ -202,4 +203,4 @@ def test_a_spare_cgroup_removed_from_outside_is_not_used_again_either_way(tmp_pa
             await keeper.close()
 
     outcomes = asyncio.run(main())
-    assert outcomes[1:] == [2, 3]  # (the first took the removed cgroup: refused)
+    assert outcomes == [1, 2, 3]
