@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -125,7 +126,9 @@ class LogServer:
         while True:
             # Whether it had ended is read before the bytes: what it wrote last is then read too.
             ended = not held() or logstore.is_done(directory)
-            found = await asyncio.to_thread(logstore.span, directory, stream)
+            # Nothing written yet while it runs: no span, nor a look in the EMPTY listing per poll.
+            silent = not ended and not os.path.isdir(directory)
+            found = None if silent else await asyncio.to_thread(logstore.span, directory, stream)
             if found is None and ended:
                 raise LogsUnavailable("NOT_FOUND", f"{what} is not kept on this agent: it was removed "
                                       "(older than the agent's --log-retention), or the task runs in an "

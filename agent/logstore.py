@@ -243,8 +243,11 @@ def is_done(directory: str | Path) -> bool:
     from .keeper_attempts import read_state  # (it imports this module)
 
     parent, name = os.path.split(os.path.normpath(directory))
-    if read_state(os.path.join(os.path.dirname(parent), name))[1] is not None:
+    started, status = read_state(os.path.join(os.path.dirname(parent), name))
+    if status is not None:
         return True
+    if started:  # a command that runs: its exit status comes once its output is complete
+        return False  # (not looked up in the EMPTY listing, which a busy agent makes long)
     return not os.path.isdir(directory) and _listed_empty(directory)  # a Python call that printed nothing
 
 

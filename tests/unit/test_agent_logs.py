@@ -128,6 +128,38 @@ def test_a_commands_output_is_complete_once_its_exit_status_is_written(tmp_path)
     assert whole(logs, "out") == b"hi\nbye\n"
 
 
+def read_bytes() -> int:
+    """What this process has read so far (rchar: every read, cached or not)."""
+    return int(next(line for line in open("/proc/self/io") if line.startswith("rchar:")).split()[1])
+
+
+def test_a_running_command_that_wrote_nothing_yet_is_not_looked_for_in_the_listing_of_silent_ones(tmp_path):
+    """`logs -f` asks every 0.1 s whether an attempt's output is complete: for a command that runs
+    and has written nothing, its state file says no, without reading the listing of the attempts
+    that ended silent (EMPTY), which a busy agent makes tens of MB long."""
+    asyncio.run(run_command(CommandSpec(["/bin/true"], attempt_dir=str(tmp_path / "state" / "t.0"))))
+    (listing,) = (tmp_path / "state" / "logs" / logstore.EMPTY).iterdir()
+    with open(listing, "a") as f:
+        f.write("".join(f"t{n}.1 1765000000\n" for n in range(500_000)))  # ~10 MB
+    go = tmp_path / "go"
+    spec = CommandSpec(["/bin/sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"],
+                       attempt_dir=str(tmp_path / "state" / "t.1"))
+    logs = logstore.log_dir(tmp_path / "state" / "t.1")
+
+    async def run():
+        running = asyncio.ensure_future(run_command(spec))
+        while not (tmp_path / "state" / "t.1" / "pid").exists():
+            await asyncio.sleep(0.01)
+        before = read_bytes()
+        assert not any(logstore.is_done(logs) for _ in range(20))
+        assert read_bytes() - before < 100_000
+        go.touch()
+        return await running
+
+    assert asyncio.run(run()).exit_code == 0
+    assert logstore.is_done(logs) and logstore.span(logs, "out") == logstore.Span(0, 0, logstore.segment_size(0))
+
+
 def test_the_segment_size_is_written_only_when_it_is_not_the_default(tmp_path):
     logstore.begin(tmp_path / "default", 0)
     logstore.begin(tmp_path / "small", logstore.MIN_MAX_BYTES)
