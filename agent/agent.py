@@ -19,7 +19,7 @@ from .checkpoint_files import CheckpointFiles, checkpoint_file
 from .commands import CommandSpec, Leftover, resume_command, run_command
 from .config import AgentConfig
 from .credentials import open_credentials
-from .environment import TaskEnv, agent_env, own_env
+from .environment import agent_env, own_env
 from .keeper_client import Keeper
 from .link import Link
 from .metrics import AgentGauges, AgentMetrics, served
@@ -480,9 +480,8 @@ class Agent:
     def _command(self, assignment: provider_pb2.Assignment) -> CommandSpec:
         spec = assignment.spec
         attempt_dir = self._state.attempt_dir((assignment.task_id, assignment.attempt))
-        added = own_env(assignment)
-        added[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
-        env = TaskEnv(self._agent_env, added)
+        env = self._env(assignment)
+        env[CHECKPOINT_FILE_ENV] = checkpoint_file(attempt_dir)
         cwd = assignments.working_dir(self.config, spec.cwd)
         return CommandSpec(list(spec.command), env, cwd, spec.timeout_seconds,
                            attempt_dir, self.config.log_max_bytes,

@@ -4,7 +4,6 @@ task who it is and where it resumes from."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from jobplane.v1 import provider_pb2
 
@@ -16,17 +15,6 @@ def agent_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop(CHECKPOINT_ENV, None)  # the only state to resume from is the assignment's
     return env
-
-
-class TaskEnv(dict):
-    """A task's whole environment, which remembers how it was made: `base` (the agent's) with
-    `added` over it. A keeper holding the agent's environment is sent only `added`."""
-
-    def __init__(self, base: Mapping[str, str], added: dict[str, str]) -> None:
-        super().__init__(base)
-        self.update(added)
-        self.base = base
-        self.added = added
 
 
 def own_env(assignment: provider_pb2.Assignment) -> dict[str, str]:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from . import keeper_wire as wire
-from .environment import TaskEnv
 from .errors import KeeperUnavailable
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,6 @@ class Keeper:
         self.heartbeat = heartbeat
         # The environment commands' environments are sent as differences from (its hello's).
         self.base_env = dict(os.environ if env is None else env)
-        self._env_given = env  # a TaskEnv made from it differs from it by its `added`
         self._base_told = False  # the keeper took it (its welcome says `env`)
         # What the keeper said: its pid, the containment in force and why, its kill deadline.
         self.pid = 0
@@ -155,8 +153,6 @@ class Keeper:
 
     def _env_difference(self, env: Mapping[str, str]) -> dict[str, Any]:
         """How `env` differs from the base environment the keeper holds."""
-        if isinstance(env, TaskEnv) and env.base is self._env_given:
-            return {"env_set": env.added}  # (not a walk of the whole environment per start)
         base = self.base_env
         missing = object()
         difference: dict[str, Any] = {"env_set": {k: v for k, v in env.items() if base.get(k, missing) != v}}

@@ -123,7 +123,7 @@ def test_higher_priority_job_runs_first(cluster, tmp_path):
 
 
 def test_a_command_sees_the_agents_environment_under_its_specs_and_its_own(cluster):
-    # The keeper holds the agent's environment; each start sends only what a task adds to it.
+    # The keeper holds the agent's environment; each start sends how a task's differs from it.
     cluster.add_agent("a", slots=2, env={"JP_FROM_AGENT": "agent", "JP_OVERRIDDEN": "agent"})
     show = 'echo "$JP_FROM_AGENT $JP_OVERRIDDEN ${JP_FROM_SPEC:-unset} $JOBPLANE_TASK_NAME ${JOBPLANE_CHECKPOINT_FILE:+file}"'
     job = cluster.client.submit_job({"name": "env", "tasks": [
