@@ -118,7 +118,7 @@ class Schedules:
         if s.next_due is None:
             raise InvalidArgument("schedule.cron", f"\"{s.cron}\" never comes due in the next years; check its days")
         s.id, self._next_id = self._next_id, self._next_id + 1
-        s.create_time = s.last_due = self.engine.now
+        s.create_time = self.engine.now  # last_due stays 0 until a due time is handled: it never ran
         self.all[s.id] = s
         self._changed(s, f"created by {s.owner or 'anonymous'}; next run {s.local(s.next_due)}")
         return s
