@@ -100,6 +100,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def label(r: alert_pb2.AlertRule) -> str:
+    """Its name, or `alert ID` for one added without --name (as `add`, `list` and `get` show it)."""
     return r.name or f"alert {r.id}"
 
 
@@ -112,7 +113,7 @@ def destination(r: alert_pb2.AlertRule) -> str:
 
 
 def row(r: alert_pb2.AlertRule) -> tuple:
-    return r.id, r.name, r.filter, statuses(r), destination(r), r.created_by
+    return r.id, label(r), r.filter, statuses(r), destination(r), r.created_by
 
 
 def details(r: alert_pb2.AlertRule) -> str:

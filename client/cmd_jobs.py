@@ -153,8 +153,9 @@ def job_details(job: job_pb2.Job) -> str:
 
 
 def progress(counts: job_pb2.TaskCounts) -> str:
-    """`3/5 done` plus failures and cancellations when there are any."""
-    text = f"{counts.success}/{counts.total} done"
+    """`3 of 5 succeeded` plus failures and cancellations when there are any (`1 of 2 succeeded,
+    1 failed`): read alone, as a finished job's summary, it still says what happened."""
+    text = f"{counts.success} of {counts.total} succeeded"
     if counts.failure:
         text += f", {counts.failure} failed"
     if counts.cancel:

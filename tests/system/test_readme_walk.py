@@ -174,3 +174,28 @@ def test_a_list_cut_at_one_says_the_first_job(sqlite_cluster):
         assert jobplane("submit", str(README.parent / "examples" / "hello.toml"), "--watch", env=env).returncode == 0
     lines = jobplane("jobs", "list", "--limit", "1", env=env).stdout.splitlines()
     assert lines[-1] == "(the first job; more match: --limit N for more, --all for every one)", lines
+
+
+def _env(cluster) -> dict[str, str]:
+    return {**cluster.server.env(), "JOBPLANE_SERVER": cluster.server.address}
+
+
+def test_an_alert_without_a_name_is_listed_as_add_called_it(sqlite_cluster):
+    """`alerts add` without --name said "(alert 1)" but `alerts list` showed "-" for its name."""
+    env = _env(sqlite_cluster)
+    added = jobplane("alerts", "add", "--filter", "status=FAILURE", "--command", "/bin/true", env=env)
+    assert added.returncode == 0 and "added alert rule 1 (alert 1):" in added.stdout, added.stdout + added.stderr
+    header, row = jobplane("alerts", "list", env=env).stdout.splitlines()
+    assert row.split()[:3] == ["1", "alert", "1"], row
+
+
+def test_a_finished_jobs_task_counts_read_naturally(sqlite_cluster, tmp_path):
+    """A finished job with a task failed read "1/2 done, 1 failed" (the walk saw "0/2 done, 1 failed")."""
+    sqlite_cluster.add_agent("a")
+    env = _env(sqlite_cluster)
+    job_file = tmp_path / "two.toml"
+    job_file.write_text('name = "two"\n[[tasks]]\nname = "ok"\ncommand = ["true"]\n'
+                        '[[tasks]]\nname = "bad"\ncommand = ["false"]\n')
+    assert jobplane("submit", str(job_file), "--watch", env=env).returncode == 1
+    listed = jobplane("jobs", "list", env=env).stdout
+    assert re.search(r"^1 +two +FAILURE +0 +1 of 2 succeeded, 1 failed +", listed, re.MULTILINE), listed
