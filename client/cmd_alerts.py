@@ -9,6 +9,7 @@ import sys
 
 from jobplane.client import output
 from jobplane.client.command import EXIT_BAD_INPUT, EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.flags import name_fields
 from jobplane.client.jobfile_notify import STATUSES
 from jobplane.v1 import alert_pb2, job_pb2, status_pb2
 
@@ -37,6 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="only these new statuses (e.g. FAILURE LATE_TO_START); default: every status "
                      "change the filter accepts")
     add.set_defaults(run=run_add)
+    name_fields(add, {"rule.filter": "--filter", "rule.name": "--name", "rule.notify.webhook": "--webhook",
+                      "rule.notify.command": "--command", "rule.notify.on": "--on"})
     listing = actions.add_parser("list", help="list the rules", description="List the alert rules.")
     listing.set_defaults(run=run_list)
     parsers = [add, listing]

@@ -21,6 +21,7 @@ from jobplane.client.command import (
     time_argument,
     wants_json,
 )
+from jobplane.client.flags import name_fields
 from jobplane.v1 import job_pb2
 
 PURGE_TIMEOUT = 3600.0  # seconds: a purge of many jobs takes a while (it answers once it is done)
@@ -49,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="ISO 8601 date or time, local unless it names a zone (e.g. 2026-01-31 or "
                        "2026-01-31T12:00Z); at most now")
     purge.set_defaults(run=run_purge)
+    name_fields(purge, {"finished_before": "--before"})
 
     cancel = commands.add_parser(
         "cancel",
@@ -58,6 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("job", metavar="JOB", help="job id")
     cancel.add_argument("--reason", default="", help="why, recorded on the job and its tasks")
     cancel.set_defaults(run=run_cancel)
+    name_fields(cancel, {"reason": "--reason"})
 
     for parser in (listing, get, purge, cancel):
         add_server_option(parser)

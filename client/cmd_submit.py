@@ -19,6 +19,7 @@ from jobplane.client.command import (
     wants_json,
 )
 from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError
+from jobplane.client.flags import name_fields
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
 from jobplane.v1 import job_pb2, task_pb2
@@ -48,6 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_server_option(parser)
     add_output_option(parser)
     parser.set_defaults(run=run)
+    name_fields(parser, {"request_id": "--request-id"})
 
 
 def request_id(text: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jobplane.client import InvalidArgument
 from jobplane.client.local import RESTART_AFTER_SECONDS
 from support import jobplane, pid_alive, start_up, submit_running, wait_until
 
@@ -199,3 +200,24 @@ def test_a_finished_jobs_task_counts_read_naturally(sqlite_cluster, tmp_path):
     assert jobplane("submit", str(job_file), "--watch", env=env).returncode == 1
     listed = jobplane("jobs", "list", env=env).stdout
     assert re.search(r"^1 +two +FAILURE +0 +1 of 2 succeeded, 1 failed +", listed, re.MULTILINE), listed
+
+
+def test_a_refused_flag_is_named_as_the_flag_not_as_the_api_field(sqlite_cluster):
+    """`tokens create --role viewer --uses 3` answered with API field names (`ttl_seconds`); the
+    CLI says the flags, while an API caller still gets the field's path."""
+    env = _env(sqlite_cluster)
+    refusals = {
+        ("tokens", "create", "--role", "viewer", "--user", "u", "--uses", "3"):
+            "jobplane: --uses: only join tokens (role agent) have a use count; an API token works until it "
+            "expires (--ttl) or is revoked: leave it out\n",
+        ("tokens", "create", "--role", "viewer", "--user", "u", "--ttl", "100000d"): "jobplane: --ttl: must be ",
+        ("jobs", "purge", "--before", "2099-01-01"): "jobplane: --before: 2099-01-01 00:00:00 UTC is in the future",
+        ("jobs", "list", "--sort", "bogus"): "jobplane: --sort: unknown key 'bogus'",
+        ("alerts", "add", "--filter", "status=FAILURE", "--webhook", "ftp://x"): "jobplane: --webhook: 'ftp://x' is not",
+    }
+    for command, expected in refusals.items():
+        r = jobplane(*command, env=env)
+        assert r.returncode == 2 and r.stderr.startswith(expected), (command, r.stderr)
+    with pytest.raises(InvalidArgument) as caught:
+        sqlite_cluster.client.create_token("viewer", user="u", uses=3)
+    assert caught.value.message.startswith("uses: ") and "(ttl_seconds)" in caught.value.message
