@@ -9,11 +9,12 @@ import re
 import signal
 from pathlib import Path
 
+import grpc
 import pytest
 
 from jobplane.client import InvalidArgument
 from jobplane.client.local import RESTART_AFTER_SECONDS
-from support import jobplane, pid_alive, start_up, submit_running, wait_until
+from support import agent_certificate, agent_channel, jobplane, pid_alive, start_up, submit_running, wait_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -221,3 +222,39 @@ def test_a_refused_flag_is_named_as_the_flag_not_as_the_api_field(sqlite_cluster
     with pytest.raises(InvalidArgument) as caught:
         sqlite_cluster.client.create_token("viewer", user="u", uses=3)
     assert caught.value.message.startswith("uses: ") and "(ttl_seconds)" in caught.value.message
+
+
+C_CORE_LINE = re.compile(r"^[DIWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)  # gRPC's own log
+
+
+def test_a_wrong_ca_shows_only_jobplanes_message_and_the_server_still_logs_a_bad_certificate(
+        sqlite_cluster, tmp_path, monkeypatch):
+    """`jobplane --ca OTHER jobs list` printed gRPC's C-core handshake lines before its own
+    message, at each reconnect. The CLI (and the agent) now show only theirs unless the user
+    sets $GRPC_VERBOSITY; the server keeps the C core's line for an agent's bad certificate."""
+    from jobplane.server.security.pki import Authority
+
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    server = sqlite_cluster.server
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(Authority.load_or_create(tmp_path / "other-ca").trust_bundle())
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    for ca, says in ((other, "not signed by a CA this client trusts"), (broken, f"trusting the CA bundle {broken}")):
+        r = jobplane("--ca", str(ca), "jobs", "list", env=_env(sqlite_cluster))
+        assert r.returncode == 3 and says in r.stderr, r.stderr
+        assert not C_CORE_LINE.search(r.stderr), r.stderr
+        assert r.stderr.startswith("jobplane: cannot reach a jobplane server"), r.stderr
+    loud = jobplane("--ca", str(other), "jobs", "list", env={**_env(sqlite_cluster), "GRPC_VERBOSITY": "INFO"})
+    assert C_CORE_LINE.search(loud.stderr), "the user's own GRPC_VERBOSITY wins"
+
+    agent = sqlite_cluster.add_agent("a1", wait=False, extra=["--ca", str(other)])
+    wait_until(lambda: not agent.alive(), 30, "the agent with the wrong CA to give up")
+    assert "is not signed by the CA bundle" in agent.output() and not C_CORE_LINE.search(agent.output()), \
+        agent.output()
+
+    key, cert = agent_certificate(server, "a2", authority=Authority.load_or_create(tmp_path / "other-ca"))
+    with agent_channel(server, key, cert) as channel:
+        with pytest.raises(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(channel).result(timeout=2)
+    wait_until(lambda: "Handshake failed" in server.output(), 10, "the server to log the refused certificate")
