@@ -76,8 +76,9 @@ def test_a_minute_schedule_runs_by_itself_and_a_restart_neither_loses_nor_repeat
         cluster.close()
 
 
-def test_a_new_schedule_shows_it_never_ran_also_after_a_restart(tmp_path, sqlite_url):
-    """`schedules get` of a schedule that never ran showed "Last run" = its creation time."""
+def test_a_schedule_that_never_ran_shows_it_also_after_a_resume_and_a_restart(tmp_path, sqlite_url):
+    """`schedules get` of a schedule that never ran showed "Last run" = its creation time (or
+    the time it was last resumed)."""
     from conftest import Cluster
 
     cluster, port = Cluster(tmp_path, sqlite_url), free_port()
@@ -85,6 +86,8 @@ def test_a_new_schedule_shows_it_never_ran_also_after_a_restart(tmp_path, sqlite
         cluster.start_server(port=port)
         cluster.add_agent("a")
         schedule_id = created_id(cli(cluster, "submit", job_file(tmp_path, "0 3 1 1 *", "true")))
+        for action in ("pause", "resume"):  # a resume is no run either
+            assert cli(cluster, "schedules", action, schedule_id).returncode == 0
         for restarted in (False, True):
             if restarted:
                 cluster.server.kill()
