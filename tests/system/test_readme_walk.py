@@ -1,5 +1,7 @@
 """A new user's walk through the README, where it went wrong: `jobplane up` outlives a killed
-agent, the job-file example is accepted as written, `jobs get` says who holds a job and why."""
+agent, the job-file example is accepted as written, `jobs get` says who holds a job and why; and
+the later findings: an unnamed alert's handle, a finished job's counts, flags named as API fields,
+and gRPC's own log lines around a wrong CA."""
 
 from __future__ import annotations
 
