@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import sys
 
+from jobplane.grpc_core import import_grpc
+
 
 def run() -> int:
     """Run the agent (main.main) in a process whose asyncio has no `ssl`; its exit code."""
     import_asyncio_without_ssl()
+    import_grpc("ERROR")  # the C core's errors stay in the log; its chatter (each failed handshake) does not
     from .main import main
 
     return main()

@@ -17,6 +17,10 @@ says how often), other changes only when they certainly reached no server; a wat
 another replica after the last event it delivered.
 """
 
+from jobplane.grpc_core import import_grpc
+
+import_grpc("NONE")  # before anything imports grpc: the SDK's errors say what the C core would log
+
 from jobplane.client import results
 from jobplane.client.aio import AsyncClient
 from jobplane.client.errors import (

@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from jobplane.client.errors import InvalidArgument
 from jobplane.client.events import plan_request
 from jobplane.client.jobfile_signatures import signature_structs
 from jobplane.client.retry import submit_request
@@ -178,6 +179,17 @@ def submit_job(spec: job_pb2.JobSpec | Mapping[str, Any], *, request_id: str | N
     """
     request = submit_request(spec, request_id)
     return Unary(JOBS, "SubmitJob", request, attrgetter("job"), idempotent=bool(request.request_id))
+
+
+def submit_job_once(spec: job_pb2.JobSpec | Mapping[str, Any], *,
+                    request_id: str) -> Unary[job_pb2.SubmitJobResponse]:
+    """`submit_job` under your `request_id`, answering whether this submit made the job: the
+    response's `job`, and `already_submitted` (true: an earlier submit with this id made it, and
+    nothing new was made; also after a retry of this call whose first answer was lost)."""
+    if not request_id:
+        raise InvalidArgument("request_id: submit_job_once needs one (a UUID); submit_job makes one up")
+    request = submit_request(spec, request_id)
+    return Unary(JOBS, "SubmitJob", request, itself, idempotent=True)
 
 
 def get_job(job_id: str, *, summary: bool = False) -> Unary[job_pb2.Job]:

@@ -51,6 +51,7 @@ from jobplane.client.command import (
     credentials,
 )
 from jobplane.client.credentials import Credentials
+from jobplane.client.flags import in_flags
 from jobplane.client.errors import (
     InvalidArgument,
     JobFileError,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"jobplane {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    parser.set_defaults(fields={})  # the request fields a command's flags fill (flags.name_fields)
     # The options every client command takes work before the subcommand too (`jobplane --server H:P jobs list`).
     add_server_option(parser, top_level=True)
     add_output_option(parser, top_level=True)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         _complain(str(error))
         return EXIT_BAD_INPUT
     except InvalidArgument as error:
-        _complain(f"jobplane: {error.message}")
+        _complain(f"jobplane: {in_flags(error.message, args.fields)}")
         return EXIT_BAD_INPUT
     except Unavailable as error:
         _complain(_unreachable(args, error))
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SERVER_ERROR
     except JobplaneError as error:
         # The typed errors' messages say what happened; an unexpected code is worth showing.
-        _complain(f"jobplane: {error if type(error) is JobplaneError else error.message}")
+        _complain(f"jobplane: {error if type(error) is JobplaneError else in_flags(error.message, args.fields)}")
         return EXIT_SERVER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

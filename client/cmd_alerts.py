@@ -9,6 +9,7 @@ import sys
 
 from jobplane.client import output
 from jobplane.client.command import EXIT_BAD_INPUT, EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.flags import name_fields
 from jobplane.client.jobfile_notify import STATUSES
 from jobplane.v1 import alert_pb2, job_pb2, status_pb2
 
@@ -37,6 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="only these new statuses (e.g. FAILURE LATE_TO_START); default: every status "
                      "change the filter accepts")
     add.set_defaults(run=run_add)
+    name_fields(add, {"rule.filter": "--filter", "rule.name": "--name", "rule.notify.webhook": "--webhook",
+                      "rule.notify.command": "--command", "rule.notify.on": "--on"})
     listing = actions.add_parser("list", help="list the rules", description="List the alert rules.")
     listing.set_defaults(run=run_list)
     parsers = [add, listing]
@@ -100,6 +103,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def label(r: alert_pb2.AlertRule) -> str:
+    """Its name, or `alert ID` for one added without --name (as `add`, `list` and `get` show it)."""
     return r.name or f"alert {r.id}"
 
 
@@ -112,7 +116,7 @@ def destination(r: alert_pb2.AlertRule) -> str:
 
 
 def row(r: alert_pb2.AlertRule) -> tuple:
-    return r.id, r.name, r.filter, statuses(r), destination(r), r.created_by
+    return r.id, label(r), r.filter, statuses(r), destination(r), r.created_by
 
 
 def details(r: alert_pb2.AlertRule) -> str:

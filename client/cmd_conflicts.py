@@ -25,6 +25,7 @@ from jobplane.client.conflicts import (
     rule_from_options,
 )
 from jobplane.client.errors import InvalidArgument, JobFileError
+from jobplane.client.flags import name_fields
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
 from jobplane.v1 import conflict_pb2, job_pb2
@@ -60,6 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="resolve conflicts among running jobs now: suspend (pause in place) or requeue "
                      "(stop, run again from the checkpoint) the later job's tasks until the other ends")
     add.set_defaults(run=run_add)
+    name_fields(add, {"rule.jobs": "--jobs", "rule.other": "--other", "rule.resource": "--lock", "rule.mode": "--mode"})
 
     remove = actions.add_parser("remove", help="remove a rule",
                                 description="Remove a rule; jobs it held start if nothing else holds them.")
@@ -80,6 +82,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     suggest.add_argument("--min", dest="min_failures", type=whole_number(0, " (0: the server's default, 3)"), default=0, metavar="N",
                          help="only pairs seen in at least N such failures (default: the server's 3)")
     suggest.set_defaults(run=run_suggest)
+    name_fields(suggest, {"min_failures": "--min"})
 
     for parser in (listing, add, remove, check, suggest):
         add_server_option(parser)

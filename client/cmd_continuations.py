@@ -10,6 +10,7 @@ from jobplane.client import output
 from jobplane.client.command import (
     EXIT_OK, add_output_option, add_server_option, connect, time_argument, wants_json)
 from jobplane.client.errors import Unavailable
+from jobplane.client.flags import name_fields
 from jobplane.v1 import continuation_pb2
 
 
@@ -24,6 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="list continuations", description="List continuations.")
     listing.add_argument("--filter", default="", metavar="F", help="e.g. `provider=local-1`")
     listing.set_defaults(run=run_list)
+    name_fields(listing, {"filter": "--filter"})
 
     get = actions.add_parser("get", help="show one continuation and its tasks", description="Show a continuation.")
     get.add_argument("continuation", metavar="ID", help="continuation id")
@@ -41,6 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                "as they happen, until Ctrl-C.")
     watch.add_argument("--from", dest="after", type=int, default=0, metavar="ID", help="start after event ID")
     watch.set_defaults(run=run_watch)
+    name_fields(watch, {"after_event_id": "--from"})
 
     for parser in (listing, get, plan, watch):
         add_server_option(parser)

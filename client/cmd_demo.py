@@ -96,7 +96,7 @@ def _tour(plane: LocalPlane) -> int:
             "Submitting demo.toml: shell commands and Python calls, a parameter sweep and chunked items, "
             "wired into a small graph with `after`."
         )
-        job = submit(client, job_file)
+        job, _ = submit(client, job_file)
         print(submitted(client, job))
 
         _say("Each task's status, normalized (WAITING, RUNNING, SUCCESS, ...), as the server reports it:")

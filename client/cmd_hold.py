@@ -8,6 +8,7 @@ import argparse
 
 from jobplane.client import output
 from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.flags import name_fields
 from jobplane.v1 import job_pb2
 
 
@@ -27,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     mode.add_argument("--requeue", dest="mode", action="store_const", const="requeue",
                       help="stop running tasks and run them again from their checkpoint on release")
     hold.set_defaults(run=run_hold, mode="")
+    name_fields(hold, {"reason": "--reason"})
 
     suspend = commands.add_parser(
         "suspend", help="pause a job's running tasks in place (hold --suspend)",
@@ -36,6 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     suspend.add_argument("job", metavar="JOB", help="job id")
     suspend.add_argument("--reason", default="", metavar="TEXT", help="why; shown as the job's hold")
     suspend.set_defaults(run=run_hold, mode="suspend")
+    name_fields(suspend, {"reason": "--reason"})
 
     release = commands.add_parser(
         "release", help="let a job held by hand go on",

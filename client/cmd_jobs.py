@@ -21,6 +21,7 @@ from jobplane.client.command import (
     time_argument,
     wants_json,
 )
+from jobplane.client.flags import name_fields
 from jobplane.v1 import job_pb2
 
 PURGE_TIMEOUT = 3600.0  # seconds: a purge of many jobs takes a while (it answers once it is done)
@@ -49,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="ISO 8601 date or time, local unless it names a zone (e.g. 2026-01-31 or "
                        "2026-01-31T12:00Z); at most now")
     purge.set_defaults(run=run_purge)
+    name_fields(purge, {"finished_before": "--before"})
 
     cancel = commands.add_parser(
         "cancel",
@@ -58,6 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("job", metavar="JOB", help="job id")
     cancel.add_argument("--reason", default="", help="why, recorded on the job and its tasks")
     cancel.set_defaults(run=run_cancel)
+    name_fields(cancel, {"reason": "--reason"})
 
     for parser in (listing, get, purge, cancel):
         add_server_option(parser)
@@ -153,8 +156,9 @@ def job_details(job: job_pb2.Job) -> str:
 
 
 def progress(counts: job_pb2.TaskCounts) -> str:
-    """`3/5 done` plus failures and cancellations when there are any."""
-    text = f"{counts.success}/{counts.total} done"
+    """`3 of 5 succeeded` plus failures and cancellations when there are any (`1 of 2 succeeded,
+    1 failed`): read alone, as a finished job's summary, it still says what happened."""
+    text = f"{counts.success} of {counts.total} succeeded"
     if counts.failure:
         text += f", {counts.failure} failed"
     if counts.cancel:

@@ -8,6 +8,7 @@ import sys
 
 from jobplane.client.command import EXIT_OK, EXIT_SERVER_ERROR, add_output_option, add_server_option, connect, wants_json
 from jobplane.client.errors import Unavailable
+from jobplane.client.flags import name_fields
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="keep printing while the attempt runs; end when it ends")
     parser.add_argument("--stderr", action="store_true", help="print its stderr instead of its stdout")
     parser.set_defaults(run=run)
+    name_fields(parser, {"attempt": "--attempt"})
     add_server_option(parser)
     add_output_option(parser)
 

@@ -6,6 +6,7 @@ import argparse
 
 from jobplane.client import output
 from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
+from jobplane.client.flags import name_fields
 from jobplane.v1 import provider_pb2
 
 
@@ -35,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     drain.add_argument("--deadline", type=float, default=0.0, metavar="SECONDS",
                        help="with --wait: hand on whatever still runs after this long (default: no limit)")
     drain.set_defaults(run=run_drain)
+    name_fields(drain, {"deadline_seconds": "--deadline"})
 
     resume = actions.add_parser("resume", help="let a drained provider take work again",
                                 description="Resume a drained provider: it takes work again, at once if it is "
@@ -49,6 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     revoke.add_argument("provider", metavar="PROVIDER", help="provider id (the agent's name)")
     revoke.add_argument("--reason", default="", help="why; recorded in the provider's event")
     revoke.set_defaults(run=run_revoke)
+    name_fields(revoke, {"reason": "--reason"})
 
     for parser in (listing, get, drain, resume, revoke):
         add_server_option(parser)

@@ -136,13 +136,20 @@ def row(s: schedule_pb2.Schedule) -> tuple:
             "paused" if s.paused else output.moment(s.next_run_time), s.last_job_id or "-")
 
 
+def last_run(s: schedule_pb2.Schedule) -> str:
+    """When it last came due, or `never` for a schedule that has made no run yet."""
+    if not s.HasField("last_run_time") and not s.last_job_id:
+        return "never"
+    return output.moment(s.last_run_time)
+
+
 def details(s: schedule_pb2.Schedule) -> str:
     return output.fields([
         ("ID", s.id), ("Name", s.name), ("Owner", s.owner), ("Schedule", s.cron), ("Time zone", s.time_zone),
         ("Overlap", OVERLAP_NAMES.get(s.overlap, "skip")), ("Catch up", "yes" if s.catch_up else "no"),
         ("Status", output.status(s.status) + (" (paused)" if s.paused else "")),
         ("Next run", "paused" if s.paused else output.moment(s.next_run_time)),
-        ("Last run", output.moment(s.last_run_time)), ("Last job", s.last_job_id or "-"),
+        ("Last run", last_run(s)), ("Last job", s.last_job_id or "-"),
         ("Queued run", "yes" if s.queued else "no"), ("Created", output.moment(s.create_time)),
         ("Runs", f"`jobplane jobs list --filter schedule={s.id}`"),
     ])

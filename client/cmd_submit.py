@@ -19,6 +19,7 @@ from jobplane.client.command import (
     wants_json,
 )
 from jobplane.client.errors import FailedPrecondition, InvalidArgument, JobFileError
+from jobplane.client.flags import name_fields
 from jobplane.client.jobfile import JobFile, load_job_file
 from jobplane.client.sync import Client
 from jobplane.v1 import job_pb2, task_pb2
@@ -48,6 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_server_option(parser)
     add_output_option(parser)
     parser.set_defaults(run=run)
+    name_fields(parser, {"request_id": "--request-id"})
 
 
 def request_id(text: str) -> str:
@@ -64,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     if job_file.schedule is not None:
         return _schedule(args, job_file)
     with connect(args) as client:
-        job = submit(client, job_file, request_id=args.request_id)
+        job, made_before = submit(client, job_file, request_id=args.request_id)
         if wants_json(args) and not args.watch:
             print(output.json_document(job))
             return EXIT_OK
         if not wants_json(args):
-            print(submitted(client, job))
+            print(already_submitted(args.request_id, job) if made_before else submitted(client, job))
         if not args.watch:
             print(f"follow it with `jobplane watch {job.id}`; see it with `jobplane jobs get {job.id}`")
             return EXIT_OK
@@ -93,15 +95,24 @@ def _schedule(args: argparse.Namespace, job_file: JobFile) -> int:
     return EXIT_OK
 
 
-def submit(client: Client, job_file: JobFile, *, request_id: str | None = None) -> job_pb2.Job:
-    """Submit the file's spec (under `request_id`, else a fresh one); a rejected field is reported
-    at its line in the file."""
+def submit(client: Client, job_file: JobFile, *, request_id: str | None = None) -> tuple[job_pb2.Job, bool]:
+    """Submit the file's spec (under `request_id`, else a fresh one): the job, and whether an
+    earlier submit under `request_id` had made it. A rejected field is reported at its line in the file."""
     try:
-        return client.submit_job(job_file.spec, request_id=request_id)
+        if request_id:
+            answer = client.submit_job_once(job_file.spec, request_id=request_id)
+            return answer.job, answer.already_submitted
+        return client.submit_job(job_file.spec), False
     except InvalidArgument as error:
         raise JobFileError([job_file.locate(error.message)]) from error
     except FailedPrecondition as error:  # e.g. `spec.tasks[0].requires: no provider is connected`
         raise FailedPrecondition(str(job_file.locate(error.message))) from error
+
+
+def already_submitted(request_id: str, job: job_pb2.Job) -> str:
+    """A repeated `--request-id`: the job it made before (a retry that succeeded, so exit 0)."""
+    return (f'request {request_id} was already submitted as job {job.id} "{job.spec.name}" '
+            f"({output.age(job.submit_time)}); nothing new submitted")
 
 
 def submitted(client: Client, job: job_pb2.Job) -> str:

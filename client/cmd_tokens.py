@@ -8,6 +8,7 @@ import re
 from jobplane.client import output
 from jobplane.client.command import EXIT_OK, add_output_option, add_server_option, connect, wants_json
 from jobplane.client.credentials import CA_BUNDLE_FILE
+from jobplane.client.flags import name_fields
 from jobplane.client.security import ROLES, role_name
 from jobplane.client.sync import Client
 from jobplane.v1 import security_pb2
@@ -37,6 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--name-prefix", default="", metavar="P",
                         help="join tokens: agent names must start with P (e.g. `gpu-`)")
     create.set_defaults(run=run_create)
+    name_fields(create, {"role": "--role", "user": "--user", "groups": "--group", "ttl_seconds": "--ttl",
+                         "uses": "--uses", "name_prefix": "--name-prefix"})
 
     listing = actions.add_parser("list", help="list tokens (never their secrets)", description="List tokens.")
     listing.set_defaults(run=run_list)

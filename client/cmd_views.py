@@ -14,6 +14,7 @@ from jobplane.client.command import (
     connect,
     wants_json,
 )
+from jobplane.client.flags import name_fields
 from jobplane.client.views import NAMES, RESOURCES
 from jobplane.v1 import view_pb2
 
@@ -31,6 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     save.add_argument("--filter", default="", metavar="F", help="as for `jobs list --filter` / `tasks list --filter`")
     save.add_argument("--sort", default="", metavar="KEYS", help="as for `jobs list --sort`, e.g. `--sort=-submitted`")
     save.set_defaults(run=run_save)
+    name_fields(save, {"view.filter": "--filter", "view.order_by": "--sort", "view.resource": "--of"})
 
     listing = actions.add_parser("list", help="list your views", description="List your views.")
     listing.set_defaults(run=run_list)

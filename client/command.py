@@ -11,6 +11,7 @@ from typing import TypeVar
 from jobplane.arguments import whole_number
 from jobplane.client.channel import locate_credentials, resolve_addresses
 from jobplane.client.credentials import Credentials
+from jobplane.client.flags import name_fields
 from jobplane.client.sync import Client
 
 EXIT_OK = 0
@@ -95,6 +96,7 @@ def add_query_options(parser: argparse.ArgumentParser, what: str, *, sort: bool 
                             help="sort keys, comma-separated, - for descending, e.g. `--sort=status,-submitted`")
     parser.add_argument("--view", default="", metavar="NAME",
                         help="apply your saved view NAME (`jobplane views list`); --filter narrows it")
+    name_fields(parser, {"filter": "--filter", "order_by": "--sort", "view": "--view"})
 
 
 def time_argument(text: str) -> float:

@@ -125,6 +125,7 @@ class Client:
     # The calls (calls.py says what each does)
 
     submit_job = bind(calls.submit_job)
+    submit_job_once = bind(calls.submit_job_once)
     get_job = bind(calls.get_job)
     list_jobs = bind(calls.list_jobs)
     summarize_jobs = bind(calls.summarize_jobs)

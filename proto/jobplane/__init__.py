@@ -8,7 +8,8 @@ Every part may import this root package; it holds what they share besides the co
 ended: the agent builds it, the server's domain reads it), ``jobplane.logs`` (the
 server's and the agent's log formats) and ``jobplane.prometheus`` (their /metrics' instruments
 and text format), ``jobplane.arguments`` (command-line argument types), ``jobplane.connect``
-(how the client and the agent reach a server, without the agent importing the client SDK).
+(how the client and the agent reach a server, without the agent importing the client SDK),
+``jobplane.grpc_core`` (how loud gRPC's C core is in each part).
 """
 
 __version__ = "0.1.0"

@@ -62,7 +62,13 @@ class Schedule:
     queued: bool = False  # overlap = queue: a run waits for the one going on
     last_job_id: int = 0
     deleted: bool = False
-    next_due: float | None = field(default=None, compare=False)  # derived from last_due
+    next_due: float | None = field(default=None, compare=False)  # derived from since()
+    resume_time: float = 0.0  # when it was last resumed: no due time before it is caught up on
+
+    def since(self) -> float:
+        """What its next due time follows: the last one handled, its creation or its last resume,
+        whichever came last."""
+        return max(self.last_due or self.create_time, self.resume_time)
 
     @cached_property
     def parsed(self) -> Cron:
@@ -107,7 +113,7 @@ class Schedules:
         self._next_id = max_id + 1
         for s in schedules:
             self.all[s.id] = s
-            s.next_due = s.following(s.last_due or s.create_time)
+            s.next_due = s.following(s.since())
         self._recompute()
 
     # ----- operations ----------------------------------------------------------------
@@ -118,7 +124,7 @@ class Schedules:
         if s.next_due is None:
             raise InvalidArgument("schedule.cron", f"\"{s.cron}\" never comes due in the next years; check its days")
         s.id, self._next_id = self._next_id, self._next_id + 1
-        s.create_time = s.last_due = self.engine.now
+        s.create_time = self.engine.now  # last_due stays 0 until a due time is handled: it never ran
         self.all[s.id] = s
         self._changed(s, f"created by {s.owner or 'anonymous'}; next run {s.local(s.next_due)}")
         return s
@@ -140,7 +146,7 @@ class Schedules:
         s = self.get(schedule_id, owner)
         if s.paused:
             s.paused = False
-            s.last_due = self.engine.now  # the paused time is not caught up on
+            s.resume_time = self.engine.now  # the paused time is not caught up on (nor shown as a run)
             s.next_due = s.following(self.engine.now)
             self._changed(s, f"resumed by {by}; next run {s.local(s.next_due)}")
             if s.queued and not self._running(s):  # its run waited for one that ended while paused

@@ -299,7 +299,7 @@ def _check_token_fields(agent: bool, user: str, groups: tuple[str, ...], ttl: fl
                                              f"(10 years; 0 = {'1 hour' if agent else 'no expiry'}), got {ttl}")
     if not agent and uses:
         raise InvalidArgument("uses", "only join tokens (role agent) have a use count; an API token works until "
-                                      "it expires (ttl_seconds) or is revoked: leave uses at 0")
+                                      "it expires (ttl_seconds) or is revoked: leave it out")
     if uses < -1:
         raise InvalidArgument("uses", f"must be a number of uses, 0 for one or -1 for no limit; got {uses}")
     check_text("user", user, NAME_MAX)

@@ -19,7 +19,7 @@ from ..domain.lateness import clock
 from ..domain.limits import MAX_SPEC_BYTES, check_text
 from ..domain.model import EventKind, JobSpec
 from ..domain.query import Term, parse_filter
-from ..domain.requests import RequestKey
+from ..domain.requests import PriorJob, RequestKey
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..security.policy import current_caller
 from . import convert
@@ -52,7 +52,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         job = await self.d.core.call(lambda engine: engine.submit(spec, drafts, owner, key))
         # A repeated request: the job it made, whose spec is this one (the same bytes). The tasks
         # come from the spec at hand, not read back and decoded again.
-        return job_pb2.SubmitJobResponse(job=await self._job(job.id, spec=spec))
+        return job_pb2.SubmitJobResponse(job=await self._job(job.id, spec=spec),
+                                         already_submitted=isinstance(job, PriorJob))
 
     async def _load_requests(self) -> None:
         """Before the first submit with a request id, the engine learns the ids of the jobs

@@ -5,7 +5,8 @@ from __future__ import annotations
 from jobplane.v1 import security_pb2, security_pb2_grpc
 
 from ..domain.query import page_of
-from ..errors import AlreadyExists, InvalidArgument
+from ..domain.model import ProviderState
+from ..errors import AlreadyExists, InvalidArgument, PermissionDenied
 from ..security.access import Access, Issued
 from ..security.policy import Role, current_caller
 from ..store.records import AuditView, TokenView
@@ -25,8 +26,11 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
     async def Enroll(self, request, context):
         if not request.token:
             raise InvalidArgument("token", "pass the join token `jobplane tokens create --role agent` printed")
-        connected = self.d.core.provider_view(request.name)
-        if connected is not None and connected.connected:
+        known = self.d.core.provider_view(request.name)
+        if known is not None and known.state == ProviderState.REVOKED:  # before a token use is spent
+            raise PermissionDenied(f"provider {request.name!r} was revoked and may not enroll again (a revoke "
+                                   "is not undone): run this agent under another --name")
+        if known is not None and known.connected:
             raise AlreadyExists(f"provider {request.name!r} is connected; give this agent another --name")
         issued = await self._access.enroll(request.token, request.name, request.csr_pem)
         return security_pb2.EnrollResponse(

@@ -429,11 +429,12 @@ class ScheduleRow(BaseModel):
     owner = CharField(max_length=200, default="", index=True)
     create_time = DoubleField()
     paused = IntegerField(default=0)
-    last_due = DoubleField(default=0.0)  # the last due time handled: the next is computed from it
-    next_due = DoubleField(null=True)  # for reads; the leader recomputes it from last_due
+    last_due = DoubleField(default=0.0)  # the last due time handled (0: none yet); the next follows it
+    next_due = DoubleField(null=True)  # for reads; the leader recomputes it from last_due or resume_time
     queued = IntegerField(default=0)
     last_job = IntegerField(default=0)
     deleted = IntegerField(default=0)
+    resume_time = DoubleField(default=0.0)  # when last resumed (the paused time is not caught up on)
 
     class Meta:
         table_name = "schedule"

@@ -34,13 +34,14 @@ def schedule_row(s: Schedule) -> dict:
     return {"id": s.id, "name": s.name, "cron": s.cron, "time_zone": s.time_zone, "overlap": s.overlap,
             "catch_up": int(s.catch_up), "spec": dump_job_spec(s.spec), "owner": s.owner,
             "create_time": s.create_time, "paused": int(s.paused), "last_due": s.last_due, "next_due": s.next_due,
-            "queued": int(s.queued), "last_job": s.last_job_id, "deleted": int(s.deleted)}
+            "queued": int(s.queued), "last_job": s.last_job_id, "deleted": int(s.deleted),
+            "resume_time": s.resume_time}
 
 
 def schedule_from_row(r: ScheduleRow) -> Schedule:
     return Schedule(r.id, r.name, r.cron, r.time_zone, r.overlap, bool(r.catch_up), load_job_spec(r.spec),
                     r.owner, r.create_time, bool(r.paused), r.last_due, bool(r.queued), r.last_job, bool(r.deleted),
-                    next_due=r.next_due)
+                    next_due=r.next_due, resume_time=r.resume_time)
 
 
 def apply_schedules(rows: list[dict]) -> None:

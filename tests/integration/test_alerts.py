@@ -149,4 +149,4 @@ def test_a_bad_rule_is_refused_naming_its_field_and_nothing_is_added(sqlite_clus
 
 def test_the_cli_refuses_a_bad_filter_with_exit_code_2(sqlite_cluster):
     result = jobplane(sqlite_cluster.server, "alerts", "add", "--filter", "colour=red", "--webhook", "https://h/x")
-    assert result.returncode == 2 and "rule.filter" in result.stderr and "unknown key" in result.stderr
+    assert result.returncode == 2 and "jobplane: --filter: " in result.stderr and "unknown key" in result.stderr

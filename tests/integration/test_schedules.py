@@ -76,6 +76,33 @@ def test_a_minute_schedule_runs_by_itself_and_a_restart_neither_loses_nor_repeat
         cluster.close()
 
 
+def test_a_schedule_that_never_ran_shows_it_also_after_a_resume_and_a_restart(tmp_path, sqlite_url):
+    """`schedules get` of a schedule that never ran showed "Last run" = its creation time (or
+    the time it was last resumed)."""
+    from conftest import Cluster
+
+    cluster, port = Cluster(tmp_path, sqlite_url), free_port()
+    try:
+        cluster.start_server(port=port)
+        cluster.add_agent("a")
+        schedule_id = created_id(cli(cluster, "submit", job_file(tmp_path, "0 3 1 1 *", "true")))
+        for action in ("pause", "resume"):  # a resume is no run either
+            assert cli(cluster, "schedules", action, schedule_id).returncode == 0
+        for restarted in (False, True):
+            if restarted:
+                cluster.server.kill()
+                cluster.start_server(port=port)
+            shown = cli(cluster, "schedules", "get", schedule_id)
+            assert shown.returncode == 0 and "Last run    never\n" in shown.stdout, shown.stdout
+            document = json.loads(cli(cluster, "schedules", "get", schedule_id, "-o", "json").stdout)
+            assert "last_run_time" not in document and document["next_run_time"].endswith("-01-01T03:00:00Z")
+        assert cli(cluster, "schedules", "run-now", schedule_id).returncode == 0
+        shown = cli(cluster, "schedules", "get", schedule_id)  # a run now is no due time: none is shown
+        assert "Last run    -\n" in shown.stdout and "Last job    " in shown.stdout, shown.stdout
+    finally:
+        cluster.close()
+
+
 def test_run_now_pause_resume_and_delete_through_the_cli(cluster, tmp_path):
     log = tmp_path / "runs"
     cluster.add_agent("a")

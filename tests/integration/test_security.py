@@ -251,3 +251,37 @@ def test_streams_past_the_per_identity_limit_are_refused_not_retried(cluster):
     finally:
         first.close()
     assert cluster.client.whoami().identity == "admin"
+
+
+def _certificates_of(cluster, identity: str) -> int:
+    """How many certificates the server's database holds for `identity` (issued, revoked or not)."""
+    from jobplane.server.store.db import open_database
+    from jobplane.server.store.models import CertificateRow
+    from jobplane.server.store.repo import Store
+
+    store = Store(open_database(cluster.db_url))
+    try:
+        return CertificateRow.select().where(CertificateRow.identity == identity).count()
+    finally:
+        store.close()
+
+
+def test_a_revoked_name_cannot_enroll_again_and_nothing_is_issued(cluster):
+    """Enrolling under a revoked name issued a certificate (only the hello was refused): now the
+    enrollment itself is refused, naming the name and the way out, before a token use is spent."""
+    cluster.add_agent("a1", slots=1)
+    cluster.client.revoke_provider("a1", reason="stolen laptop")
+    token = cluster.client.create_token("agent", uses=5)
+    issued = _certificates_of(cluster, "a1")
+    with pytest.raises(grpc.RpcError) as caught:
+        enroll(cluster, token.secret, "a1")
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'a1' was revoked" in caught.value.details() and "another --name" in caught.value.details()
+
+    again = cluster.add_agent("a1-again", wait=False, extra=["--name", "a1"])  # a fresh state dir, name a1
+    wait_until(lambda: not again.alive(), 30, "the agent under the revoked name to give up")
+    assert "was revoked and may not enroll again" in again.output(), again.output()
+    assert not list((cluster.workdir / "agent-a1-again.state").rglob("*.crt")), "no certificate was written"
+    assert _certificates_of(cluster, "a1") == issued
+    assert [t.uses_left for t in cluster.client.list_tokens() if t.id == token.token.id] == [5]
+    assert [p.id for p in cluster.client.list_providers()] == ["a1"]

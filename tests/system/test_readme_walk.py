@@ -1,5 +1,7 @@
 """A new user's walk through the README, where it went wrong: `jobplane up` outlives a killed
-agent, the job-file example is accepted as written, `jobs get` says who holds a job and why."""
+agent, the job-file example is accepted as written, `jobs get` says who holds a job and why; and
+the later findings: an unnamed alert's handle, a finished job's counts, flags named as API fields,
+and gRPC's own log lines around a wrong CA."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import re
 import signal
 from pathlib import Path
 
+import grpc
 import pytest
 
+from jobplane.client import InvalidArgument
 from jobplane.client.local import RESTART_AFTER_SECONDS
-from support import jobplane, pid_alive, start_up, submit_running, wait_until
+from support import agent_certificate, agent_channel, jobplane, pid_alive, start_up, submit_running, wait_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -174,3 +178,85 @@ def test_a_list_cut_at_one_says_the_first_job(sqlite_cluster):
         assert jobplane("submit", str(README.parent / "examples" / "hello.toml"), "--watch", env=env).returncode == 0
     lines = jobplane("jobs", "list", "--limit", "1", env=env).stdout.splitlines()
     assert lines[-1] == "(the first job; more match: --limit N for more, --all for every one)", lines
+
+
+def _env(cluster) -> dict[str, str]:
+    return {**cluster.server.env(), "JOBPLANE_SERVER": cluster.server.address}
+
+
+def test_an_alert_without_a_name_is_listed_as_add_called_it(sqlite_cluster):
+    """`alerts add` without --name said "(alert 1)" but `alerts list` showed "-" for its name."""
+    env = _env(sqlite_cluster)
+    added = jobplane("alerts", "add", "--filter", "status=FAILURE", "--command", "/bin/true", env=env)
+    assert added.returncode == 0 and "added alert rule 1 (alert 1):" in added.stdout, added.stdout + added.stderr
+    header, row = jobplane("alerts", "list", env=env).stdout.splitlines()
+    assert row.split()[:3] == ["1", "alert", "1"], row
+
+
+def test_a_finished_jobs_task_counts_read_naturally(sqlite_cluster, tmp_path):
+    """A finished job with a task failed read "1/2 done, 1 failed" (the walk saw "0/2 done, 1 failed")."""
+    sqlite_cluster.add_agent("a")
+    env = _env(sqlite_cluster)
+    job_file = tmp_path / "two.toml"
+    job_file.write_text('name = "two"\n[[tasks]]\nname = "ok"\ncommand = ["true"]\n'
+                        '[[tasks]]\nname = "bad"\ncommand = ["false"]\n')
+    assert jobplane("submit", str(job_file), "--watch", env=env).returncode == 1
+    listed = jobplane("jobs", "list", env=env).stdout
+    assert re.search(r"^1 +two +FAILURE +0 +1 of 2 succeeded, 1 failed +", listed, re.MULTILINE), listed
+
+
+def test_a_refused_flag_is_named_as_the_flag_not_as_the_api_field(sqlite_cluster):
+    """`tokens create --role viewer --uses 3` answered with API field names (`ttl_seconds`); the
+    CLI says the flags, while an API caller still gets the field's path."""
+    env = _env(sqlite_cluster)
+    refusals = {
+        ("tokens", "create", "--role", "viewer", "--user", "u", "--uses", "3"):
+            "jobplane: --uses: only join tokens (role agent) have a use count; an API token works until it "
+            "expires (--ttl) or is revoked: leave it out\n",
+        ("tokens", "create", "--role", "viewer", "--user", "u", "--ttl", "100000d"): "jobplane: --ttl: must be ",
+        ("jobs", "purge", "--before", "2099-01-01"): "jobplane: --before: 2099-01-01 00:00:00 UTC is in the future",
+        ("jobs", "list", "--sort", "bogus"): "jobplane: --sort: unknown key 'bogus'",
+        ("alerts", "add", "--filter", "status=FAILURE", "--webhook", "ftp://x"): "jobplane: --webhook: 'ftp://x' is not",
+    }
+    for command, expected in refusals.items():
+        r = jobplane(*command, env=env)
+        assert r.returncode == 2 and r.stderr.startswith(expected), (command, r.stderr)
+    with pytest.raises(InvalidArgument) as caught:
+        sqlite_cluster.client.create_token("viewer", user="u", uses=3)
+    assert caught.value.message.startswith("uses: ") and "(ttl_seconds)" in caught.value.message
+
+
+C_CORE_LINE = re.compile(r"^[DIWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)  # gRPC's own log
+
+
+def test_a_wrong_ca_shows_only_jobplanes_message_and_the_server_still_logs_a_bad_certificate(
+        sqlite_cluster, tmp_path, monkeypatch):
+    """`jobplane --ca OTHER jobs list` printed gRPC's C-core handshake lines before its own
+    message, at each reconnect. The CLI (and the agent) now show only theirs unless the user
+    sets $GRPC_VERBOSITY; the server keeps the C core's line for an agent's bad certificate."""
+    from jobplane.server.security.pki import Authority
+
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    server = sqlite_cluster.server
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(Authority.load_or_create(tmp_path / "other-ca").trust_bundle())
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    for ca, says in ((other, "not signed by a CA this client trusts"), (broken, f"trusting the CA bundle {broken}")):
+        r = jobplane("--ca", str(ca), "jobs", "list", env=_env(sqlite_cluster))
+        assert r.returncode == 3 and says in r.stderr, r.stderr
+        assert not C_CORE_LINE.search(r.stderr), r.stderr
+        assert r.stderr.startswith("jobplane: cannot reach a jobplane server"), r.stderr
+    loud = jobplane("--ca", str(other), "jobs", "list", env={**_env(sqlite_cluster), "GRPC_VERBOSITY": "INFO"})
+    assert C_CORE_LINE.search(loud.stderr), "the user's own GRPC_VERBOSITY wins"
+
+    agent = sqlite_cluster.add_agent("a1", wait=False, extra=["--ca", str(other)])
+    wait_until(lambda: not agent.alive(), 30, "the agent with the wrong CA to give up")
+    assert "is not signed by the CA bundle" in agent.output() and not C_CORE_LINE.search(agent.output()), \
+        agent.output()
+
+    key, cert = agent_certificate(server, "a2", authority=Authority.load_or_create(tmp_path / "other-ca"))
+    with agent_channel(server, key, cert) as channel:
+        with pytest.raises(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(channel).result(timeout=2)
+    wait_until(lambda: "Handshake failed" in server.output(), 10, "the server to log the refused certificate")

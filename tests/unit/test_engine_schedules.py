@@ -165,6 +165,26 @@ def test_pause_makes_no_runs_and_shows_inactive_resume_does_not_catch_up():
     assert len(runs(e, s.id)) == 1
 
 
+def test_a_resume_is_no_run_and_a_restart_after_it_does_not_catch_up_the_paused_time():
+    """A resume set the last due time to its own time, so the schedule showed it as its last run."""
+    e = engine()
+    provider(e, "a")
+    s = e.create_schedule(nightly(cron="* * * * *", catch_up=True))
+    e.pause_schedule(s.id, "bob")
+    at(e, 300)
+    e.begin(T0 + 310)
+    e.resume_schedule(s.id, "bob")
+    e.take_changes()
+    assert (s.last_due, s.next_due) == (0.0, T0 + 330)  # never ran; the paused minutes are gone
+    stored = Schedule(s.id, s.name, s.cron, s.time_zone, s.overlap, s.catch_up, s.spec, s.owner, s.create_time,
+                      last_due=s.last_due, resume_time=s.resume_time)
+    again = engine(T0 + 320)  # restarted 10 s after the resume
+    again.schedules.restore([stored], max_id=s.id)
+    assert again.schedules.get(s.id).next_due == T0 + 330
+    again.supervise()
+    assert again.take_changes().jobs == {}  # no catch-up run for the minutes it was paused
+
+
 def test_run_now_starts_at_once_even_paused_and_keeps_the_cadence():
     e = engine()
     provider(e, "a")
@@ -173,7 +193,7 @@ def test_run_now_starts_at_once_even_paused_and_keeps_the_cadence():
     job = e.run_schedule_now(s.id, "bob")
     cs = e.take_changes()
     assert job.schedule_id == s.id and job.id in cs.new_jobs
-    assert s.next_due == T0 + 30 and s.last_due == T0
+    assert s.next_due == T0 + 30 and s.last_due == 0.0  # a run now is no due time: none was handled yet
 
 
 def test_delete_stops_runs_and_keeps_the_jobs():

@@ -443,10 +443,12 @@ class SubmitJobRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "already_submitted")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_SUBMITTED_FIELD_NUMBER: _ClassVar[int]
     job: Job
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+    already_submitted: bool
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., already_submitted: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "summary")
