@@ -262,12 +262,14 @@ class Keeper:
     def _attempt(self, request: Request, found: cgroups.Containment, *, again: bool = False) -> Attempt | None:
         """Start the command, in a cgroup of its own where there are cgroups. Raises StartFailed;
         None if the cgroup it took could not be joined (removed from outside while it was
-        spare?): it is let go, and a start `again` takes another (else it is refused)."""
+        spare?): it is let go, and a start `again` takes a new one, not a spare (a sweep of
+        empty cgroups removes them all), and is refused if it cannot join that either."""
         self.serial += 1
         cgroup, joiner = None, None
         if found.base is not None:
             try:
-                cgroup = self.cgroups.take(found, lambda: f"{self.serial}-{os.path.basename(request.directory)}")
+                cgroup = self.cgroups.take(found, lambda: f"{self.serial}-{os.path.basename(request.directory)}",
+                                           new=again)
                 joiner = self.cgroups.joiner(cgroup)
             except OSError as exc:
                 raise StartFailed({"errno": exc.errno or 0, "stage": "cgroup",

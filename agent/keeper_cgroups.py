@@ -30,12 +30,14 @@ class Pool:
         self._spares: dict[str, list[str]] = {}  # by the directory they are in
         self._files: dict[str, list[int]] = {}  # cgroup.procs and cgroup.events (-1: not open)
 
-    def take(self, found: cgroups.Containment, name: Callable[[], str]) -> str:
-        """An empty cgroup for a new attempt: one an attempt that ended left, else a new one
-        named `name()` (raises OSError if it cannot be made)."""
+    def take(self, found: cgroups.Containment, name: Callable[[], str], *, new: bool = False) -> str:
+        """An empty cgroup for a new attempt: one an attempt that ended left, else (or if `new`)
+        a new one named `name()` (raises OSError if it cannot be made)."""
         parent = self._dir(found)
+        if new:  # a spare could not be joined: the others may have been swept away with it
+            self._let_go_removed(parent)
         spares = self._spares.get(parent)
-        cgroup = spares.pop() if spares else cgroups.create(parent, name())
+        cgroup = spares.pop() if spares and not new else cgroups.create(parent, name())
         try:  # both files now: one that cannot be opened refuses the start, not its clean-up
             self._file(cgroup, _PROCS)
             self._file(cgroup, _EVENTS)
@@ -83,6 +85,14 @@ class Pool:
         for base in bases:
             if base is not None:
                 cgroups.remove(cgroups.keeper_dir(base))
+
+    def _let_go_removed(self, parent: str) -> None:
+        """Forget the spares under `parent` that were removed from outside (their open files
+        lead nowhere: a command could not join them)."""
+        spares = self._spares.get(parent, [])
+        for cgroup in [c for c in spares if not os.path.isdir(c)]:
+            spares.remove(cgroup)
+            self.remove(cgroup)
 
     def _file(self, cgroup: str, which: int) -> int:
         files = self._files.setdefault(cgroup, [-1, -1])

@@ -204,3 +204,42 @@ def test_a_spare_cgroup_removed_from_outside_is_not_used_again_either_way(tmp_pa
 
     outcomes = asyncio.run(main())
     assert outcomes == [1, 2, 3]
+
+
+def test_every_spare_cgroup_removed_from_outside_at_once_still_runs_the_next_start(tmp_path, spawn_mode):
+    """A sweep of empty cgroups (an admin's, a cleaner's) removes all the keeper's spares at
+    once: the start that takes one, and then another for its retry, runs in a new cgroup (the
+    retry took the next removed spare and the start was refused). The command's side effect
+    (the file it writes) shows it ran, and where."""
+    if cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
+        await keeper.open()
+        try:
+            running = []
+            for n in range(3):  # at once: three cgroups, all spare once they end
+                _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
+                                                  "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}"
+                                                           f"; while [ ! -e {tmp_path}/go ]; do sleep 0.01; done"],
+                                                  "env": {"PATH": os.defpath}})
+                running.append(ended)
+            while not all((tmp_path / str(n)).exists() and (tmp_path / str(n)).read_text() for n in range(3)):
+                await asyncio.sleep(0.01)  # each has joined its cgroup
+            (tmp_path / "go").write_text("")
+            for ended in running:
+                await ended
+            spares = [f"{cgroups.cgroup2_mount()}{(tmp_path / str(n)).read_text().strip()[3:]}" for n in range(3)]
+            for cgroup in spares:
+                os.rmdir(cgroup)  # (empty: they ended)
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.3"),
+                                              "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/3"],
+                                              "env": {"PATH": os.defpath}})
+            return (await ended)["status"], spares
+        finally:
+            await keeper.close()
+
+    status, spares = asyncio.run(main())
+    assert status == 0
+    assert (tmp_path / "3").read_text().strip()[3:] not in {s.removeprefix(str(cgroups.cgroup2_mount())) for s in spares}
