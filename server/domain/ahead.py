@@ -85,8 +85,8 @@ class QueueAhead:
         for tid in provider.in_flight if provider.gives_back else ():
             task = e.tasks.get(tid)
             job = e.jobs.get(task.job_id) if task is not None else None
-            if job is None or task.state != TaskState.ASSIGNED or task.suspended:
-                continue
+            if job is None or task.state != TaskState.ASSIGNED or task.suspended.get("mode") == "requeue":
+                continue  # (one a hold requeues (suspension.REQUEUE) is stopped already; one it suspends is asked too)
             why = self._asked.pop(tid, (0, ""))[1] or (HELD.format(job.hold) if job.hold else "")
             if why:
                 self.take_back(task, why)

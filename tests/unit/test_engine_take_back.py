@@ -126,3 +126,28 @@ def test_a_requeue_hold_of_an_attempt_that_never_started_counts_it_as_given_back
     assert (first.held_attempts, first.given_back) == (1, 0), "it ran: a hold stopped it"
     assert (second.held_attempts, second.given_back) == (0, 1), "it never started"
     assert first.tries == second.tries == 0
+
+
+def test_a_reconnecting_agent_is_asked_again_for_what_a_suspend_hold_took_back():
+    """A --suspend hold asks back what has not started (and suspends it, should it start
+    meanwhile); the ask lost with the stream is made again as the agent reconnects, as a plain
+    hold's is: else a task queued ahead there takes the next free slot only to be paused in it.
+    Also after a restart of the server (it knows then only that the job is held by hand)."""
+    e = engine()
+    job, (first, second) = two_assigned(e)
+    e.hold_job(job.id, "db maintenance", "alice", mode="suspend")
+    assert sorted(asked_back(e.take_changes())) == [(first.id, 1), (second.id, 1)]
+    e.disconnect("a", CONN)
+    e.take_changes()
+    connect(e, running=((first.id, 1), (second.id, 1)), conn=CONN + 1)
+    assert sorted(asked_back(e.take_changes())) == [(first.id, 1), (second.id, 1)]
+    e.queue_ahead._asked.clear()  # as a restarted server: nothing asked yet that it knows of
+    e.disconnect("a", CONN + 1)
+    e.take_changes()
+    connect(e, running=((first.id, 1), (second.id, 1)), conn=CONN + 2)
+    cs = e.take_changes()
+    assert sorted(asked_back(cs)) == [(first.id, 1), (second.id, 1)]
+    assert all("held by hand: db maintenance" in s.reason for s in cs.stops["a"] if s.unstarted_only)
+    give_back(e, second, conn=CONN + 2)
+    e.take_changes()
+    assert second.state == TaskState.QUEUED and second.status == Status.ON_HOLD and not second.suspended
