@@ -192,7 +192,8 @@ class Holds:
                                      "tells what else holds it")
         job.hold = ""
         self.engine.continuations.held_by_hand(job)
-        self.engine.lateness.watch_starts(job, [t for t in map(self.engine.tasks.get, job.task_ids) if t])
+        self.engine.lateness.watch_starts(job, [t for t in map(self.engine.tasks.get, job.task_ids) if t],
+                                          passed_only=True)
         resumed = self.engine.suspension.release(job, why=why)
         resumed_tasks = "task" if resumed == 1 else "tasks"
         self._hold_changed(job, why + (f"; {resumed} suspended {resumed_tasks} resumed" if resumed else ""))

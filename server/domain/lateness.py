@@ -45,11 +45,12 @@ class LatenessWatch:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def watch_start(self, job: JobRt, task: TaskRt | None = None) -> None:
-        """At submit (or restore): a timer for the start deadline, if there is one."""
+    def watch_start(self, job: JobRt, task: TaskRt | None = None, *, passed_only: bool = False) -> None:
+        """At submit (or restore): a timer for the start deadline, if there is one (with
+        `passed_only`, only if it has passed: the timer armed at submit waits for the others)."""
         lateness = task.spec.lateness if task is not None else job.spec.lateness
         deadline = start_deadline(lateness, job.submit_time) if lateness else None
-        if deadline is not None:
+        if deadline is not None and not (passed_only and deadline > self.engine.now):
             e, key = self.engine, (job.id, task.id if task is not None else None)
             e.changes.timer(max(0.0, deadline - e.now), lambda engine: engine.lateness.late_start(*key, deadline))
 
@@ -126,15 +127,15 @@ class LatenessWatch:
             if task.state == TaskState.RUNNING and task.current is not None and task.current.start_time:
                 self.watch_finish(job, task, task.current.start_time)
 
-    def watch_starts(self, job: JobRt, tasks: list[TaskRt]) -> None:
+    def watch_starts(self, job: JobRt, tasks: list[TaskRt], *, passed_only: bool = False) -> None:
         """Timers for the start deadlines of the job (if it has not started) and of its tasks
-        that have not: on restore, and as a hold by hand ends (a deadline that passed while it
-        held them fires now: the job is late if it still waits)."""
+        that have not: on restore; and as a hold by hand ends, `passed_only` (a deadline that
+        passed while it held them fires now: the job is late if it still waits)."""
         if job.state == JobState.QUEUED:
-            self.watch_start(job)
+            self.watch_start(job, passed_only=passed_only)
         for task in tasks:
             if task.state in NOT_STARTED and task.spec.lateness:
-                self.watch_start(job, task)
+                self.watch_start(job, task, passed_only=passed_only)
 
 
 def _task_deadline(task: TaskRt, started: float | None) -> float | None:
