@@ -19,12 +19,18 @@ def name_fields(parser: argparse.ArgumentParser, fields: Mapping[str, str]) -> N
 
 def in_flags(message: str, fields: Mapping[str, str]) -> str:
     """`message` with the field path it starts with (`rule.filter: ...`) replaced by its flag, and
-    so every mention of a field whose name is no plain word (`ttl_seconds`, `rule.name`)."""
+    so every mention of a field whose name is no plain word (`ttl_seconds`, `rule.name`) outside
+    quotes and paths (a view named 'order_by', a file under /tmp/request_id/ stay as they are)."""
     head, colon, rest = message.partition(": ")
     head = re.sub(r"\[\d+\]$", "", head)  # `groups[1]`: the flag that gave it
     if colon and head in fields:
         message = f"{fields[head]}: {rest}"
-    for field, flag in fields.items():
-        if "_" in field or "." in field:
-            message = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w.])", flag, message)
-    return message
+    parts = _QUOTED.split(message)  # (odd ones quoted: a user's text, left as it is)
+    for i in range(0, len(parts), 2):
+        for field, flag in fields.items():
+            if "_" in field or "." in field:  # (not inside a path or a longer name either)
+                parts[i] = re.sub(rf"(?<![\w./-]){re.escape(field)}(?![\w./])", flag, parts[i])
+    return "".join(parts)
+
+
+_QUOTED = re.compile(r"""('[^']*'|"[^"]*")""")
