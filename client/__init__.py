@@ -17,9 +17,10 @@ says how often), other changes only when they certainly reached no server; a wat
 another replica after the last event it delivered.
 """
 
-from jobplane.grpc_core import import_grpc
+from jobplane.grpc_core import cli_program, import_grpc
 
-import_grpc("NONE")  # before anything imports grpc: the SDK's errors say what the C core would log
+if cli_program():  # before anything imports grpc: the CLI's errors say what the C core would log
+    import_grpc("NONE")
 
 from jobplane.client import results
 from jobplane.client.aio import AsyncClient

@@ -4,8 +4,10 @@ Left alone, it writes its own lines to stderr (`I1206 ... ssl_transport_security
 Handshake failed ...` at every reconnect; `E1206 ... Could not load any root certificate`),
 before and around the message jobplane gives for the same failure. So:
 
-- the client SDK and the CLI import grpc with it at NONE: every failure reaches the caller as
-  a typed error whose details carry the C core's reason, and the CLI says what to do about it;
+- the CLI imports grpc with it at NONE: every failure reaches it as a typed error whose
+  details carry the C core's reason, and it says what to do about it. A program that imports
+  the client SDK keeps gRPC's own default (it may run gRPC servers of its own, whose errors
+  only the C core logs): the SDK quiets it only in the `jobplane` program (`cli_program`);
 - the agent at ERROR: its own line says a CA or a server is wrong, while the C core's real
   errors stay in its log;
 - the server leaves it as it is: a handshake an agent's wrong certificate failed is logged
@@ -34,3 +36,15 @@ def import_grpc(verbosity: str) -> bool:
     finally:
         del os.environ[VERBOSITY]
     return True
+
+
+def cli_program() -> bool:
+    """Whether this process is the `jobplane` CLI (its console script, or `python -m
+    jobplane.client.cli`), as the client package is imported."""
+    argv = getattr(sys, "orig_argv", [])
+    for i, arg in enumerate(argv[1:], 1):  # the interpreter's options, up to what it runs
+        if arg == "-m":
+            return argv[i + 1:i + 2] == ["jobplane.client.cli"]
+        if arg == "-c" or not arg.startswith("-"):
+            return os.path.basename(arg) == "jobplane"
+    return False

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -227,6 +229,21 @@ def test_a_refused_flag_is_named_as_the_flag_not_as_the_api_field(sqlite_cluster
 
 
 C_CORE_LINE = re.compile(r"^[DIWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)  # gRPC's own log
+
+
+def test_a_program_using_the_sdk_keeps_grpcs_own_log_lines(sqlite_cluster, tmp_path, monkeypatch):
+    """Only the `jobplane` program quiets gRPC's C core: a program that imports the SDK may run
+    gRPC of its own, whose errors only the C core logs, so it keeps gRPC's default."""
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    program = ("import jobplane.client, grpc, sys\n"
+               f"channel = grpc.secure_channel({sqlite_cluster.server.address!r}, "
+               f"grpc.ssl_channel_credentials(open({str(broken)!r}, 'rb').read()))\n"
+               "try:\n    grpc.channel_ready_future(channel).result(timeout=2)\n"
+               "except grpc.FutureTimeoutError:\n    pass\n")
+    r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert C_CORE_LINE.search(r.stderr), r.stderr
 
 
 def test_a_wrong_ca_shows_only_jobplanes_message_and_the_server_still_logs_a_bad_certificate(
