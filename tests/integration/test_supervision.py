@@ -111,6 +111,7 @@ def test_agent_whose_connection_breaks_reconnects_and_keeps_its_tasks(tmp_path, 
         proxy.cut()
         done = cluster.client.wait_job(job.id, timeout=30)
         assert done.state == SUCCEEDED
+        assert "lost the connection" in agent.output(), "the cut broke the agent's stream (it reconnected)"
         runs = RunLog(log)
         assert (runs.started("t"), runs.runs("t")) == (1, 1), "the task ran once, to its end: nothing was rerun"
         (task,) = list(cluster.client.list_tasks(job.id))
