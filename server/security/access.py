@@ -222,8 +222,10 @@ class Access:
 
     # ----- certificates --------------------------------------------------------------
 
-    async def enroll(self, secret: str, name: str, csr_pem: bytes) -> Issued:
-        """Spend one use of a join token on a certificate for provider `name`."""
+    async def enroll(self, secret: str, name: str, csr_pem: bytes,
+                     admit: Callable[[str], None] | None = None) -> Issued:
+        """Spend one use of a join token on a certificate for provider `name`; `admit(name)`
+        may refuse the name (raises) once the token is known good, before the use is spent."""
         authority = self._require_authority()
         row = await self._valid(secret)
         if row.role != Role.AGENT:
@@ -231,6 +233,8 @@ class Access:
         if not name or len(name) > NAME_MAX or not name.startswith(row.name_prefix):
             raise PermissionDenied(f"provider name {name!r} is not allowed by this token; "
                                    f"it must start with {row.name_prefix!r}")
+        if admit is not None:
+            admit(name)
         used = await self._write(self._store.use_token, row.id, time.time())
         if used is None:  # spent, revoked or expired, maybe by another replica: say which
             stored = await self._read(self._store.token, row.id)

@@ -26,16 +26,20 @@ class SecurityService(security_pb2_grpc.SecurityServiceServicer):
     async def Enroll(self, request, context):
         if not request.token:
             raise InvalidArgument("token", "pass the join token `jobplane tokens create --role agent` printed")
-        known = self.d.core.provider_view(request.name)
-        if known is not None and known.state == ProviderState.REVOKED:  # before a token use is spent
-            raise PermissionDenied(f"provider {request.name!r} was revoked and may not enroll again (a revoke "
-                                   "is not undone): run this agent under another --name")
-        if known is not None and known.connected:
-            raise AlreadyExists(f"provider {request.name!r} is connected; give this agent another --name")
-        issued = await self._access.enroll(request.token, request.name, request.csr_pem)
+        issued = await self._access.enroll(request.token, request.name, request.csr_pem, admit=self._may_enroll)
         return security_pb2.EnrollResponse(
             provider_id=issued.identity, certificate_pem=issued.certificate_pem, ca_bundle_pem=issued.ca_bundle_pem,
             expire_time=convert.ts(issued.expire_time), agent_port=self._agent_port)
+
+    def _may_enroll(self, name: str) -> None:
+        """Whether provider `name` may enroll now: asked once its token is known good, before a
+        use of it is spent (a caller without one learns nothing of the name)."""
+        known = self.d.core.provider_view(name)
+        if known is not None and known.state == ProviderState.REVOKED:
+            raise PermissionDenied(f"provider {name!r} was revoked and may not enroll again (a revoke "
+                                   "is not undone): run this agent under another --name")
+        if known is not None and known.connected:
+            raise AlreadyExists(f"provider {name!r} is connected; give this agent another --name")
 
     @rpc
     async def RenewCertificate(self, request, context):

@@ -285,3 +285,20 @@ def test_a_revoked_name_cannot_enroll_again_and_nothing_is_issued(cluster):
     assert _certificates_of(cluster, "a1") == issued
     assert [t.uses_left for t in cluster.client.list_tokens() if t.id == token.token.id] == [5]
     assert [p.id for p in cluster.client.list_providers()] == ["a1"]
+
+
+def test_enrolling_without_a_good_token_learns_nothing_of_the_name(cluster):
+    """Whether a name was revoked, or is connected, is told only to a caller with a join token."""
+    cluster.add_agent("a1", slots=1)
+    cluster.add_agent("a2", slots=1)
+    cluster.client.revoke_provider("a1", reason="stolen laptop")
+    for name in ("a1", "a2"):
+        with pytest.raises(grpc.RpcError) as caught:
+            enroll(cluster, "not-a-token", name)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, caught.value.details()
+        assert name not in caught.value.details()
+    token = cluster.client.create_token("agent", uses=5)
+    with pytest.raises(grpc.RpcError) as caught:
+        enroll(cluster, token.secret, "a2")
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS and "'a2' is connected" in caught.value.details()
+    assert [t.uses_left for t in cluster.client.list_tokens() if t.id == token.token.id] == [5]
