@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return _schedule(args, job_file)
     with connect(args) as client:
         job, made_before = submit(client, job_file, request_id=args.request_id)
+        if wants_json(args) and made_before:  # (stdout stays the job, as the first time)
+            print(f"jobplane: {already_submitted(args.request_id, job)}", file=sys.stderr)
         if wants_json(args) and not args.watch:
             print(output.json_document(job))
             return EXIT_OK

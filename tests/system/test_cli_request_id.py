@@ -23,6 +23,8 @@ def test_submit_with_a_request_id_twice_makes_one_job(sqlite_cluster, tmp_path):
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
     first, second = (json.loads(r.stdout) for r in runs)
     assert first["id"] == second["id"]
+    assert "already submitted" not in runs[0].stderr
+    assert f"request {request_id.lower()} was already submitted as job {first['id']}" in runs[1].stderr
     assert refused.returncode == 3 and f"--request-id: {request_id.lower()} was already used" in refused.stderr
     assert [j.id for j in sqlite_cluster.client.list_jobs()] == [first["id"]]
 
