@@ -158,11 +158,16 @@ class Holds:
                 self.engine.ready.discard(tid)
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
         self.engine.continuations.held_by_hand(job)
-        held = self.engine.suspension.hold_running(job, mode, job.hold) if mode else self._take_back(job)
-        tasks = "task" if held == 1 else "tasks"
-        how = {"suspend": f"running {tasks} suspended", "requeue": f"running {tasks} requeued"}.get(
-            mode, f"{tasks} assigned but not started asked back from {'its agent' if held == 1 else 'their agents'}")
-        self._hold_changed(job, f"held by hand: {job.hold}" + (f"; {held} {how}" if held else ""))
+        if mode:  # (a suspend asks back, too, what its agent may not have started: ahead.py)
+            asked = sum(1 for t in self.engine.suspension.running(job) if mode == "suspend" and not t.suspended
+                        and t.state == TaskState.ASSIGNED and self.engine.queue_ahead.can_take_back(t))
+            held = self.engine.suspension.hold_running(job, mode, job.hold) - asked
+            done = "suspended" if mode == "suspend" else "requeued"
+            parts = [f"{held} running {'task' if held == 1 else 'tasks'} {done}"] if held else []
+        else:
+            asked, parts = self._take_back(job), []
+        parts += [_asked_back(asked)] if asked else []
+        self._hold_changed(job, "; ".join([f"held by hand: {job.hold}", *parts]))
         return job
 
     def _take_back(self, job: JobRt) -> int:
@@ -335,6 +340,11 @@ class Holds:
 
 def _facts_of(spec: JobSpec, job_id: int) -> JobFacts:
     return JobFacts(job_id, spec.name, spec.job_class, dict(spec.labels), spec.lock_modes)
+
+
+def _asked_back(n: int) -> str:
+    return f"{n} {'task' if n == 1 else 'tasks'} assigned but not started asked back from " \
+           f"{'its agent' if n == 1 else 'their agents'}"
 
 
 __all__ = ["Holds"]

@@ -151,3 +151,14 @@ def test_a_reconnecting_agent_is_asked_again_for_what_a_suspend_hold_took_back()
     give_back(e, second, conn=CONN + 2)
     e.take_changes()
     assert second.state == TaskState.QUEUED and second.status == Status.ON_HOLD and not second.suspended
+
+
+def test_a_hold_says_what_it_suspended_and_what_it_asked_back():
+    e = engine()
+    job, (first, second) = two_assigned(e)
+    e.report("a", CONN, [Report(first.id, 1, ReportKind.STARTED)])
+    e.take_changes()
+    e.hold_job(job.id, "db maintenance", "alice", mode="suspend")
+    (said,) = [ev.message for ev in e.take_changes().events if ev.task_id is None]  # the job's event
+    assert said == ("held by hand: db maintenance (by alice); 1 running task suspended; "
+                    "1 task assigned but not started asked back from its agent")
