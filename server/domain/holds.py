@@ -159,9 +159,8 @@ class Holds:
                 self.engine.lifecycle.transition(task, TaskState.QUEUED)
         self.engine.continuations.held_by_hand(job)
         if mode:  # (a suspend asks back, too, what its agent may not have started: ahead.py)
-            asked = sum(1 for t in self.engine.suspension.running(job) if mode == "suspend" and not t.suspended
-                        and t.state == TaskState.ASSIGNED and self.engine.queue_ahead.can_take_back(t))
-            held = self.engine.suspension.hold_running(job, mode, job.hold) - asked
+            held, asked = self.engine.suspension.hold_running(job, mode, job.hold)
+            held -= asked
             done = "suspended" if mode == "suspend" else "requeued"
             parts = [f"{held} running {'task' if held == 1 else 'tasks'} {done}"] if held else []
         else:

@@ -53,35 +53,36 @@ class Suspension:
                                          "only command tasks can be suspended in place; use --requeue (mode "
                                          "HOLD_MODE_REQUEUE) to stop it and run it again from its checkpoint on release")
 
-    def hold_running(self, job: JobRt, mode: str, why: str, cause: str = HOLD) -> int:
-        """Suspend or requeue every task of the job that runs; how many."""
+    def hold_running(self, job: JobRt, mode: str, why: str, cause: str = HOLD) -> tuple[int, int]:
+        """Suspend or requeue every task of the job that runs: how many, and how many of those
+        its agent was asked to give back too (`hold_task`)."""
         tasks = [t for t in self.running(job) if (not t.suspended if mode == SUSPEND
                                                    else t.suspended.get("mode") != REQUEUE)]
-        for task in tasks:
-            self.hold_task(task, mode, why, cause)
-        return len(tasks)
+        return len(tasks), sum(self.hold_task(task, mode, why, cause) for task in tasks)
 
-    def hold_task(self, task: TaskRt, mode: str, why: str, cause: str) -> None:
+    def hold_task(self, task: TaskRt, mode: str, why: str, cause: str) -> bool:
         """Suspend the task's attempt in place, or stop it to be queued again. One assigned but
         not known to have started is suspended too: its agent may have started it already (the
         start report is on its way), or starts it and pauses it at once (`started`). Before
         that, its agent is asked to give it back if it has not given it a slot (ahead.py), so
         that a task queued ahead waits unstarted, as queued ones do, instead of taking a slot
-        to be paused in."""
+        to be paused in. Whether it was asked that."""
         if mode == SUSPEND:
-            self._suspend(task, why, cause)
-        else:
-            self._requeue(task, why, cause)
+            return self._suspend(task, why, cause)
+        self._requeue(task, why, cause)
+        return False
 
-    def _suspend(self, task: TaskRt, why: str, cause: str) -> None:
+    def _suspend(self, task: TaskRt, why: str, cause: str) -> bool:
         e = self.engine
         attempt = task.current
-        if task.state == TaskState.ASSIGNED:  # (given back: close_attempt forgets the suspension)
-            e.queue_ahead.take_back(task, HELD.format(why) if cause == HOLD else why)
+        # (given back: close_attempt forgets the suspension)
+        asked = task.state == TaskState.ASSIGNED and e.queue_ahead.take_back(
+            task, HELD.format(why) if cause == HOLD else why)
         task.suspended = {"mode": SUSPEND, "cause": cause, "since": e.now, "reason": why}
         e.supervision.unwatch(task.id)  # a paused attempt is neither overdue nor past its timeout
         e.changes.suspend(attempt.provider, Suspend(task.id, attempt.number, False, why))
         e.lifecycle.show(task, HELD_STATUS, f"suspended: {why}")
+        return asked
 
     def started(self, task: TaskRt) -> bool:
         """The start report of an attempt suspended while it was assigned: its agent pauses it

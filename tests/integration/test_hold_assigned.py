@@ -12,8 +12,10 @@ start there. Judged by the log each task appends its start to."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,21 +81,22 @@ def each_ran_once(log: Path) -> list[str]:
     return [f"t{i}" for i in range(TASKS) if (runs.started(f"t{i}"), runs.runs(f"t{i}")) != (1, 1)]
 
 
-def test_a_plain_hold_keeps_tasks_queued_ahead_at_the_agent_from_starting(sqlite_cluster, tmp_path):
-    log, gate = tmp_path / "runs.log", tmp_path / "gate"
-    c = sqlite_cluster
+@contextlib.contextmanager
+def held_with_tasks_queued_behind(c, log: Path, gate: Path, **hold) -> Iterator[list]:
+    """The scene: the job is held (`hold`: its mode) while its blocker runs with tasks queued
+    ahead behind it, and the sentinel's slot has freed; yields the job's tasks then. After:
+    nothing of the job started meanwhile, it is released, the blocker let go, and it ends with
+    each task run once."""
     c.add_agent("a", slots=2)
     sentinel = start_sentinel(c, log)
     job = c.client.submit_job(flowing(log, gate))
     try:
         blocked_with_tasks_queued_behind(c, log)
         held_at = time.time()
-        c.client.hold_job(job.id, reason="db maintenance")
+        c.client.hold_job(job.id, reason="db maintenance", **hold)
         cancel_sentinel(c, sentinel)  # a free slot at a: what was queued there would start now
         wait_until(lambda: nothing_of_it_assigned(c.client, job.id), 30, "the job's tasks to be back or running")
-        tasks = c.client.list_tasks(job.id)
-        assert {t.name for t in tasks if t.state == TASK_RUNNING} == {f"t{BLOCKER}"}, "the blocker runs on"
-        assert all(t.status == ON_HOLD for t in tasks if t.state == TASK_QUEUED)
+        yield list(c.client.list_tasks(job.id))  # (a list: the tests read it more than once)
         released_at = time.time()
         assert started_between(log, held_at, released_at) == [], "nothing of the held job started"
         c.client.release_job(job.id)
@@ -101,6 +104,12 @@ def test_a_plain_hold_keeps_tasks_queued_ahead_at_the_agent_from_starting(sqlite
         gate.touch()
     assert c.client.wait_job(job.id, timeout=120).state == JOB_SUCCEEDED
     assert each_ran_once(log) == []
+
+
+def test_a_plain_hold_keeps_tasks_queued_ahead_at_the_agent_from_starting(sqlite_cluster, tmp_path):
+    with held_with_tasks_queued_behind(sqlite_cluster, tmp_path / "runs.log", tmp_path / "gate") as tasks:
+        assert {t.name for t in tasks if t.state == TASK_RUNNING} == {f"t{BLOCKER}"}, "the blocker runs on"
+        assert all(t.status == ON_HOLD for t in tasks if t.state == TASK_QUEUED)
 
 
 def set_fact(path: Path, value: float) -> None:
@@ -198,25 +207,9 @@ def test_tasks_a_requeue_hold_took_back_before_they_started_still_become_late_to
 def test_a_suspend_hold_gives_back_tasks_queued_ahead_instead_of_starting_them_to_pause(sqlite_cluster, tmp_path):
     """--suspend pauses what runs in place; a task queued ahead behind it has not started, so it
     waits unstarted (given back, queued and held) instead of taking a freed slot to be paused in."""
-    log, gate = tmp_path / "runs.log", tmp_path / "gate"
     c = sqlite_cluster
-    c.add_agent("a", slots=2)
-    sentinel = start_sentinel(c, log)
-    job = c.client.submit_job(flowing(log, gate))
-    try:
-        blocked_with_tasks_queued_behind(c, log)
-        held_at = time.time()
-        c.client.hold_job(job.id, reason="db maintenance", mode="suspend")
-        cancel_sentinel(c, sentinel)  # a free slot at a: what was queued there would start now
-        wait_until(lambda: nothing_of_it_assigned(c.client, job.id), 30, "the job's tasks to be back or running")
-        tasks = c.client.list_tasks(job.id)
+    with held_with_tasks_queued_behind(c, tmp_path / "runs.log", tmp_path / "gate", mode="suspend") as tasks:
         assert {t.name for t in tasks if t.state == TASK_RUNNING} == {f"t{BLOCKER}"}, "the blocker is paused in place"
         assert all(t.status == ON_HOLD for t in tasks if t.state in (TASK_QUEUED, TASK_RUNNING))
-        assert taken_back(c.client, job.id, "held by hand"), "tasks queued ahead at a were given back"
-        released_at = time.time()
-        assert started_between(log, held_at, released_at) == [], "nothing of the held job started"
-        c.client.release_job(job.id)
-    finally:
-        gate.touch()
-    assert c.client.wait_job(job.id, timeout=120).state == JOB_SUCCEEDED
-    assert each_ran_once(log) == []
+        job_id = tasks[0].job_id
+        assert taken_back(c.client, job_id, "held by hand"), "tasks queued ahead at a were given back"
