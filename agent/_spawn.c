@@ -1,7 +1,7 @@
 /* The keeper's spawn of a command (keeper_attempts.py), in one call: a vfork-like clone that
  * shares the keeper's memory (nothing of the keeper is copied) and makes the command's pidfd
- * as it is born; the child joins the attempt's cgroup itself (the keeper never moves), enters
- * its working directory and a session of its own, takes its stdin, stdout and stderr, resets
+ * as it is born; the child is born in the attempt's cgroup (clone3, below) or joins it itself
+ * (the keeper never moves), enters its working directory and a session of its own, takes its stdin, stdout and stderr, resets
  * the given signals to their default, unblocks every signal and execs. The GIL is let go for
  * the clone, which returns once the child has exec'd (or failed: then it is reaped here and
  * OSError says why, with the stage: "cgroup", "cwd" or "exec").
@@ -14,6 +14,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -24,6 +25,47 @@
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* Born in its cgroup: clone3 with CLONE_INTO_CGROUP (Linux 5.7) puts the child in the attempt's
+ * cgroup as it is made, instead of the child moving itself there (a write to cgroup.procs, which
+ * takes the cgroup hierarchy's locks for writing). glibc has no wrapper for a clone3 whose child
+ * runs a function on a stack of its own, so here is one, for x86-64 (as glibc's own __clone3):
+ * jp_clone3(args, size, fn, arg) returns the child's pid, or -errno; the child calls fn(arg) on
+ * args->stack and exits with what it returns. Elsewhere the child joins by cgroup.procs. */
+#if defined(__x86_64__)
+#define HAVE_CLONE3 1
+struct jp_clone_args {
+    unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+long jp_clone3(struct jp_clone_args *args, size_t size, int (*fn)(void *), void *arg);
+__asm__(".pushsection .text\n"
+        ".globl jp_clone3\n"
+        ".hidden jp_clone3\n"
+        ".type jp_clone3, @function\n"
+        "jp_clone3:\n"
+        "    mov %rcx, %r8\n"      /* arg, in a register the syscall keeps */
+        "    mov $435, %eax\n"     /* SYS_clone3 */
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jz 1f\n"
+        "    ret\n"                /* the parent: pid or -errno */
+        "1:  xor %ebp, %ebp\n"    /* the child, on args->stack */
+        "    and $-16, %rsp\n"
+        "    mov %r8, %rdi\n"
+        "    call *%rdx\n"
+        "    mov %eax, %edi\n"
+        "    mov $60, %eax\n"      /* SYS_exit */
+        "    syscall\n"
+        "    hlt\n"
+        ".size jp_clone3, .-jp_clone3\n"
+        ".popsection\n");
+/* 0 until clone3 was refused as unknown or its cgroup flag as invalid: the kernel lacks them. */
+static int clone3_missing;
 #endif
 
 #define STACK_SIZE (64 * 1024)
@@ -130,21 +172,52 @@ static PyObject *failed(int err, const char *stage) {
     return NULL;
 }
 
-/* spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset) -> (pid, pidfd) */
+/* The clone: into `cgroup_dir` (an open cgroup directory) by clone3 where it can be, else with
+ * the child joining by its cgroup.procs (a->cgroup_procs). Every signal is blocked by then. */
+static int clone_child(struct child_args *a, char *stack, int cgroup_dir, int *pidfd) {
+#ifdef HAVE_CLONE3
+    if (cgroup_dir >= 0 && !clone3_missing) {
+        struct jp_clone_args ca;
+        int procs = a->cgroup_procs;
+        long pid;
+        memset(&ca, 0, sizeof(ca));
+        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_INTO_CGROUP;
+        ca.pidfd = (unsigned long long)(uintptr_t)pidfd;
+        ca.exit_signal = SIGCHLD;
+        ca.stack = (unsigned long long)(uintptr_t)stack;
+        ca.stack_size = STACK_SIZE - 64;
+        ca.cgroup = (unsigned long long)cgroup_dir;
+        a->cgroup_procs = -1;
+        pid = jp_clone3(&ca, sizeof(ca), child_main, a);
+        if (pid > 0)
+            return (int)pid;
+        a->cgroup_procs = procs;  /* refused: the clone below says why, with its stage */
+        if (pid == -ENOSYS || pid == -E2BIG || pid == -EINVAL)
+            clone3_missing = 1;
+    }
+#else
+    (void)cgroup_dir;
+#endif
+    return clone(child_main, stack + STACK_SIZE - 64, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, a,
+                 pidfd);
+}
+
+/* spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir])
+ *   -> (pid, pidfd) */
 static PyObject *spawn(PyObject *self, PyObject *args) {
     const char *path, *cwd = NULL;
     PyObject *argv_list, *env_list, *reset, *cwd_obj;
     struct child_args a;
     char **argv = NULL, **envp = NULL, *stack;
     sigset_t all, old;
-    int pidfd = -1, pid, saved, status;
+    int pidfd = -1, pid, saved, status, cgroup_dir = -1;
     Py_ssize_t i;
 
     (void)self;
     memset(&a, 0, sizeof(a));
-    if (!PyArg_ParseTuple(args, "yO!O!OiiiiO!", &path, &PyList_Type, &argv_list, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "yO!O!OiiiiO!|i", &path, &PyList_Type, &argv_list, &PyList_Type,
                           &env_list, &cwd_obj, &a.cgroup_procs, &a.stdio[0], &a.stdio[1],
-                          &a.stdio[2], &PyTuple_Type, &reset))
+                          &a.stdio[2], &PyTuple_Type, &reset, &cgroup_dir))
         return NULL;
     if (cwd_obj != Py_None) {
         if (!PyBytes_Check(cwd_obj))
@@ -183,8 +256,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
      * is blocked across the clone; the child unblocks them once reset, just before its exec. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = clone(child_main, stack + STACK_SIZE - 64, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a,
-                &pidfd);
+    pid = clone_child(&a, stack, cgroup_dir, &pidfd);
     saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid > 0 && a.err != 0) {

@@ -7,7 +7,7 @@ after the start, and read to their end as the command ends (most end sooner, and
 are read then only). Where the machine allows, the command is born in a cgroup of its own,
 before it can fork. The spawn is agent/_spawn.c's where it was built: the child joins the
 cgroup and the working directory itself before its exec, and the command's pidfd comes with
-it. Otherwise os.posix_spawn, the keeper joining both around the call (it leaves them at once,
+it (where clone3 can, the child is born in the cgroup instead). Otherwise os.posix_spawn, the keeper joining both around the call (it leaves them at once,
 as cgroup.kill empties the cgroup). Once the attempt has ended, its emptied cgroup is the next
 attempt's (keeper.py).
 
@@ -109,8 +109,9 @@ class Attempt:
     """A command the keeper started: its pid, directory, cgroup, output and what waits on it."""
 
     def __init__(self, request: Request, cgroup: str | None, marker: str | None,
-                 joiner: int | None = None) -> None:
-        """Start the command: in `cgroup` if given (`joiner`: its cgroup.procs, open), else
+                 joiner: tuple[int, int] | None = None) -> None:
+        """Start the command: in `cgroup` if given (`joiner`: its cgroup.procs and directory,
+        open: keeper_cgroups.Pool.joiner), else
         marked in its environment with `marker`. Raises StartFailed."""
         self.directory = request.directory  # a str: the keeper's hot path makes no Path
         self.timeout = request.timeout
@@ -260,7 +261,7 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _spawn(request: Request, joiner: int | None, marker: str | None, logs: str,
+def _spawn(request: Request, joiner: tuple[int, int] | None, marker: str | None, logs: str,
            pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int, bool, int | None]:
     """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid,
     start time, whether its directory was made new, and its pidfd if the spawn made one.
@@ -339,19 +340,21 @@ def _encoded(base: dict[str, str]) -> dict[str, bytes]:
     return _base[1]
 
 
-def _spawn_native(request: Request, joiner: int | None, marker: str | None, ends: list[int]
-                  ) -> tuple[int, int]:
-    """Spawn with agent/_spawn.c: the command joins its cgroup and its cwd itself (the keeper
-    stays where it is), and its pidfd is made as it is born; its pid and pidfd."""
+def _spawn_native(request: Request, joiner: tuple[int, int] | None, marker: str | None,
+                  ends: list[int]) -> tuple[int, int]:
+    """Spawn with agent/_spawn.c: the command is born in its cgroup (or joins it) and enters its
+    cwd itself (the keeper stays where it is), and its pidfd is made as it is born; its pid and
+    pidfd."""
     pairs = request.encoded
     if pairs is None:
         pairs = {name: _pair(name, value) for name, value in request.env.items()}
     if marker is not None:
         pairs = {**pairs, MARKER: _pair(MARKER, marker)}
+    procs, into = joiner or (-1, -1)
     try:
         argv = [arg.encode(*_FS) for arg in request.argv]
         return _native.spawn(argv[0], argv, list(pairs.values()), request.cwd.encode(*_FS) or None,
-                             -1 if joiner is None else joiner, _null(), ends[0], ends[1], _to_reset())
+                             procs, _null(), ends[0], ends[1], _to_reset(), into)
     except (OSError, ValueError) as exc:
         raise _start_failed(exc, getattr(exc, "stage", "exec")) from None
 
@@ -364,8 +367,8 @@ def _start_failed(exc: OSError | ValueError, stage: str) -> StartFailed:
     return StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc), "stage": stage})
 
 
-def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: list) -> int:
-    """posix_spawn in the request's cwd and the cgroup whose cgroup.procs `joiner` is: the
+def _spawn_in(request: Request, joiner: tuple[int, int] | None, env: dict[str, str], stdio: list) -> int:
+    """posix_spawn in the request's cwd and the cgroup whose cgroup.procs is `joiner`'s: the
     keeper (single-threaded) steps into both for the spawn and back out at once."""
     stage, home_dir, home_cgroup = "cwd", None, None
     try:
@@ -375,7 +378,7 @@ def _spawn_in(request: Request, joiner: int | None, env: dict[str, str], stdio: 
         stage = "cgroup"
         if joiner is not None:
             home_cgroup = _home()
-            os.write(joiner, b"0")
+            os.write(joiner[0], b"0")
         stage = "exec"
         return os.posix_spawn(request.argv[0], request.argv, env, file_actions=stdio,
                               setsid=True, setsigmask=(), setsigdef=_RESET)

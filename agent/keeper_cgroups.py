@@ -2,9 +2,10 @@
 an attempt has ended and emptied them for the next attempts, and removed as the keeper exits.
 
 Making and removing a cgroup is most of what one costs per attempt, and then opening its files:
-the two the hot path uses (cgroup.procs, which the keeper writes to join the cgroup around a
-spawn, and cgroup.events, which says whether anything is left in it as the attempt ends) are
-opened once per cgroup and used by every attempt that cgroup holds. Stdlib only: the keeper
+the three the hot path uses (the cgroup's directory, which a command is born into by clone3;
+cgroup.procs, written to join the cgroup where it cannot be; and cgroup.events, which says
+whether anything is left in it as the attempt ends) are opened once per cgroup and used by
+every attempt that cgroup holds. Stdlib only: the keeper
 imports it.
 """
 
@@ -19,7 +20,7 @@ from . import cgroups
 
 # Emptied cgroups kept for the next attempts, at most.
 SPARES = 64
-_PROCS, _EVENTS = 0, 1
+_PROCS, _EVENTS, _DIR = 0, 1, 2
 
 
 class Pool:
@@ -38,9 +39,9 @@ class Pool:
             self._let_go_removed(parent)
         spares = self._spares.get(parent)
         cgroup = spares.pop() if spares and not new else cgroups.create(parent, name())
-        try:  # both files now: one that cannot be opened refuses the start, not its clean-up
-            self._file(cgroup, _PROCS)
-            self._file(cgroup, _EVENTS)
+        try:  # its files now: one that cannot be opened refuses the start, not its clean-up
+            for which in (_PROCS, _EVENTS, _DIR):
+                self._file(cgroup, which)
         except OSError:
             self.remove(cgroup)  # (never left out of the pool, nor reused half open)
             raise
@@ -55,9 +56,10 @@ class Pool:
         else:
             self.remove(cgroup)
 
-    def joiner(self, cgroup: str) -> int:
-        """The cgroup's cgroup.procs, open: writing b"0" moves the writer into the cgroup."""
-        return self._file(cgroup, _PROCS)
+    def joiner(self, cgroup: str) -> tuple[int, int]:
+        """The cgroup's cgroup.procs (writing b"0" moves the writer into the cgroup) and its
+        directory (a clone3 into it makes the child there), open."""
+        return self._file(cgroup, _PROCS), self._file(cgroup, _DIR)
 
     def populated(self, cgroup: str) -> bool:
         """Whether a process (not a zombie) is in the cgroup or below it (cgroups.populated)."""
@@ -95,10 +97,12 @@ class Pool:
             self.remove(cgroup)
 
     def _file(self, cgroup: str, which: int) -> int:
-        files = self._files.setdefault(cgroup, [-1, -1])
+        files = self._files.setdefault(cgroup, [-1, -1, -1])
         if files[which] < 0:
             if which == _PROCS:
                 files[which] = cgroups.joiner(cgroup)
+            elif which == _DIR:
+                files[which] = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             else:
                 files[which] = os.open(os.path.join(cgroup, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         return files[which]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,29 @@ def test_every_spare_cgroup_removed_from_outside_at_once_still_runs_the_next_sta
     status, spares = asyncio.run(main())
     assert status == 0
     assert (tmp_path / "3").read_text().strip()[3:] not in {s.removeprefix(str(cgroups.cgroup2_mount())) for s in spares}
+
+
+def test_the_c_spawn_makes_the_command_in_its_cgroup_rather_than_moving_it_there(tmp_path):
+    """On x86-64 the C spawn makes the command in its attempt's cgroup (clone3 with
+    CLONE_INTO_CGROUP), which spares it the move by cgroup.procs that takes the hierarchy's
+    locks for writing: given the cgroup's directory and no cgroup.procs at all, the command is
+    found in the cgroup. Elsewhere (another machine, an older kernel) the move remains, which
+    the other tests here cover."""
+    if platform.machine() != "x86_64" or not BUILT or cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("needs agent/_spawn.c built on x86-64 and cgroup containment")
+    from jobplane.agent import _spawn
+
+    cgroup = cgroups.create(cgroups.keeper_dir(cgroups.detect().base), f"born-{tmp_path.name}")
+    seen = tmp_path / "seen"
+    into = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with open(seen, "wb") as out:
+            pid, pidfd = _spawn.spawn(b"/bin/grep", [b"grep", b"^0::", b"/proc/self/cgroup"], [], None,
+                                      -1, 0, out.fileno(), 2, (), into)
+        os.close(pidfd)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert seen.read_text().strip() == "0::" + cgroup.removeprefix(str(cgroups.cgroup2_mount()))
+    finally:
+        os.close(into)
+        cgroups.remove(cgroup)
+        cgroups.remove(cgroups.keeper_dir(cgroups.detect().base))
