@@ -38,7 +38,7 @@ from jobplane.files import write_atomic
 from jobplane.logs import LOG_FORMATS, configure as configure_logging, ids
 
 from . import cgroups, keeper_attempts, keeper_guard, keeper_wire as wire, procs
-from .keeper_attempts import MARKER, Attempt, Request, StartFailed
+from .keeper_attempts import MARKER, Attempt, Launch, Request, StartFailed
 from .keeper_cgroups import Pool
 from .keeper_holders import Holder, holder_for
 
@@ -109,7 +109,7 @@ class Keeper:
             conn, _ = listener.accept()
         except OSError:
             return
-        holder = holder_for(conn, self._on_message, self._on_gone)
+        holder = holder_for(conn, self._on_messages, self._on_gone)
         if holder is None:
             return
         self.holders.append(holder)
@@ -124,10 +124,30 @@ class Keeper:
         try:
             handler(holder, message)
         except (KeyError, TypeError, ValueError) as exc:  # a bad request must not end the keeper
-            log.error("refusing a malformed %r request from pid %s: %r", op, holder.pid, exc)
-            if "id" in message:
-                holder.send({"op": "refused", "id": message["id"], "errno": 0,
-                             "error": f"malformed {op} request: {exc!r}"})
+            self._malformed(holder, message, exc)
+
+    def _on_messages(self, holder: Holder, messages: list[dict]) -> None:
+        """Requests read at once, handled in order; a run of starts together (_start)."""
+        starts: list[dict] = []
+        for message in messages:
+            if message.get("op") == "start":
+                starts.append(message)
+                continue
+            if starts:
+                self._start(holder, starts)
+                starts = []
+            self._on_message(holder, message)
+            if holder.sock.fileno() < 0:
+                return  # the message ended the connection
+        if starts:
+            self._start(holder, starts)
+
+    def _malformed(self, holder: Holder, message: dict, exc: Exception) -> None:
+        op = message.get("op")
+        log.error("refusing a malformed %r request from pid %s: %r", op, holder.pid, exc)
+        if "id" in message:
+            holder.send({"op": "refused", "id": message["id"], "errno": 0,
+                         "error": f"malformed {op} request: {exc!r}"})
 
     def _op_hello(self, holder: Holder, message: dict) -> None:
         holder.greet(message)
@@ -238,13 +258,31 @@ class Keeper:
         holder.leaving = True
 
     def _op_start(self, holder: Holder, message: dict) -> None:
-        request = Request.of(message, holder.env)
+        self._start(holder, [message])
+
+    def _start(self, holder: Holder, messages: list[dict]) -> None:
+        """Start requests read at once, phase by phase: all readied (cgroup, directory, pipes),
+        then all spawned, then all answered `started` or `refused`, in order. (Measured against
+        request by request: 5% more `/bin/true` tasks a second with 2 agents x 8 slots.)"""
         found = self._containment(holder.containment)
-        try:
-            attempt = self._attempt(request, found) or self._attempt(request, found, again=True)
-        except StartFailed as exc:
-            holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
-            return
+        launches: list[tuple[dict, Request, Launch]] = []
+        for message in messages:
+            try:
+                request_id = message["id"]
+                request = Request.of(message, holder.env)
+                launches.append((message, request, self._launch(request, found)))
+            except StartFailed as exc:
+                holder.send({"op": "refused", "id": request_id, **exc.args[0]})
+            except (KeyError, TypeError, ValueError) as exc:
+                self._malformed(holder, message, exc)
+        spawned = [keeper_attempts.start(launch) for _, _, launch in launches]
+        for (message, request, launch), result in zip(launches, spawned):
+            try:
+                self._started(holder, message, self._attempt(request, found, launch, result))
+            except StartFailed as exc:
+                holder.send({"op": "refused", "id": message["id"], **exc.args[0]})
+
+    def _started(self, holder: Holder, message: dict, attempt: Attempt) -> None:
         attempt.holder = holder
         self.attempts[attempt.pid] = attempt
         if attempt.marker is not None:
@@ -259,11 +297,9 @@ class Keeper:
             self._kill([attempt], f"its pid could not be written: {exc}")
         holder.send_line(wire.started(message["id"], attempt.pid, attempt.start))
 
-    def _attempt(self, request: Request, found: cgroups.Containment, *, again: bool = False) -> Attempt | None:
-        """Start the command, in a cgroup of its own where there are cgroups. Raises StartFailed;
-        None if the cgroup it took could not be joined (removed from outside while it was
-        spare?): it is let go, and a start `again` takes a new one, not a spare (a sweep of
-        empty cgroups removes them all), and is refused if it cannot join that either."""
+    def _launch(self, request: Request, found: cgroups.Containment, *, again: bool = False) -> Launch:
+        """Ready the command's start, in a cgroup of its own where there are cgroups (a new one
+        if `again`). Raises StartFailed."""
         self.serial += 1
         cgroup, joiner = None, None
         if found.base is not None:
@@ -276,14 +312,27 @@ class Keeper:
                                    "error": f"cannot create the attempt's cgroup: {exc.strerror}"}) from None
         marker = None if cgroup is not None else f"{os.getpid()}.{self.serial}"
         try:
-            return Attempt(request, cgroup, marker, joiner)
-        except StartFailed as exc:
-            joined = exc.args[0].get("stage") != "cgroup"
-            if cgroup is not None:  # one the command could not join is not reused
-                self.cgroups.give_back(cgroup, reuse=joined)
-            if joined or cgroup is None or again:
-                raise
-            return None
+            return Launch(request, cgroup, marker, joiner)
+        except StartFailed:
+            if cgroup is not None:
+                self.cgroups.give_back(cgroup)
+            raise
+
+    def _attempt(self, request: Request, found: cgroups.Containment, launch: Launch,
+                 spawned: Attempt | StartFailed, *, again: bool = False) -> Attempt:
+        """The attempt `launch` spawned, or (raised) why it did not start. A command that could
+        not join the cgroup it took (removed from outside while it was spare?) starts again: the
+        cgroup is let go, and the start `again` takes a new one, not a spare (a sweep of empty
+        cgroups removes them all), and is refused if it cannot join that either."""
+        if isinstance(spawned, Attempt):
+            return spawned
+        joined = spawned.args[0].get("stage") != "cgroup"
+        if launch.cgroup is not None:  # one the command could not join is not reused
+            self.cgroups.give_back(launch.cgroup, reuse=joined)
+        if joined or launch.cgroup is None or again:
+            raise spawned
+        launch = self._launch(request, found, again=True)
+        return self._attempt(request, found, launch, keeper_attempts.start(launch), again=True)
 
     # An attempt's output.
 

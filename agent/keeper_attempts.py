@@ -105,21 +105,101 @@ class StartFailed(Exception):
     """The command could not be started: {errno, error, stage}."""
 
 
-class Attempt:
-    """A command the keeper started: its pid, directory, cgroup, output and what waits on it."""
+class Launch:
+    """A command ready to spawn: its directory made (or a spare renamed into place) and its
+    output pipes open (the keeper readies all the starts it read at once before it spawns
+    them: keeper.py)."""
 
     def __init__(self, request: Request, cgroup: str | None, marker: str | None,
                  joiner: tuple[int, int] | None = None) -> None:
-        """Start the command: in `cgroup` if given (`joiner`: its cgroup.procs and directory,
-        open: keeper_cgroups.Pool.joiner), else
-        marked in its environment with `marker`. Raises StartFailed."""
-        self.directory = request.directory  # a str: the keeper's hot path makes no Path
-        self.timeout = request.timeout
+        """To run in `cgroup` if given (`joiner`: its cgroup.procs and directory, open:
+        keeper_cgroups.Pool.joiner), else marked in its environment with `marker`. Raises
+        StartFailed (and leaves nothing open)."""
+        self.request = request
         self.cgroup = cgroup
         self.marker = marker
+        self.joiner = joiner
         self.logs = logstore.log_dir_of(request.directory)
         self.pipes: dict[int, logstore.SegmentWriter] = {}
-        self.pid, self.start, self._fresh, pidfd = _spawn(request, joiner, marker, self.logs, self.pipes)
+        self.fresh, self._ends = _prepare(request, self.logs, self.pipes)
+
+    def spawn(self) -> Attempt:
+        """Spawn it now, and wait for its exec. Raises StartFailed."""
+        before = procs.boot_ns()
+        try:
+            if _native is not None:
+                try:
+                    pid, pidfd = _native.spawn(*self._native_args())
+                except (OSError, ValueError) as exc:
+                    raise _start_failed(exc, getattr(exc, "stage", "exec")) from None
+            else:
+                request = self.request
+                env = request.env if self.marker is None else {**request.env, MARKER: self.marker}
+                stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *self._ends))]
+                pid, pidfd = _spawn_in(request, self.joiner, env, stdio), None
+        except StartFailed as exc:
+            raise self._failed(exc) from None
+        return self._spawned(pid, pidfd, procs.started_between(pid, before, procs.boot_ns()) or 0)
+
+    def _native_args(self) -> tuple:
+        """agent/_spawn.c's arguments for it: the command is born in its cgroup (or joins it)
+        and enters its cwd itself (the keeper stays where it is), and its pidfd is made as it is
+        born. Raises StartFailed (an argument that cannot be encoded)."""
+        request = self.request
+        pairs = request.encoded
+        if pairs is None:
+            pairs = {name: _pair(name, value) for name, value in request.env.items()}
+        if self.marker is not None:
+            pairs = {**pairs, MARKER: _pair(MARKER, self.marker)}
+        procs_fd, into = self.joiner or (-1, -1)
+        try:
+            argv = [arg.encode(*_FS) for arg in request.argv]
+            return (argv[0], argv, list(pairs.values()), request.cwd.encode(*_FS) or None,
+                    procs_fd, _null(), self._ends[0], self._ends[1], _to_reset(), into)
+        except ValueError as exc:
+            raise _start_failed(exc, "exec") from None
+
+    def _spawned(self, pid: int, pidfd: int | None, start: int) -> Attempt:
+        """It runs: its Attempt (raises StartFailed if it cannot be watched: then it is killed)."""
+        self._close_ends()
+        return Attempt(self, pid, start, pidfd)
+
+    def _failed(self, exc: StartFailed) -> StartFailed:
+        """It did not start: what was opened for it is closed; `exc`."""
+        self._close_ends()
+        _close(self.pipes)
+        return exc
+
+    def _close_ends(self) -> None:
+        """The command's ends of its pipes: it has its own now (or is not to be)."""
+        for fd in self._ends:
+            os.close(fd)
+        self._ends = []
+
+
+def start(launch: Launch) -> Attempt | StartFailed:
+    """launch.spawn(), or why it did not start."""
+    try:
+        return launch.spawn()
+    except StartFailed as exc:
+        return exc
+
+
+class Attempt:
+    """A command the keeper started: its pid, directory, cgroup, output and what waits on it."""
+
+    def __init__(self, launch: Launch, pid: int, start: int, pidfd: int | None) -> None:
+        """The command `launch` spawned as `pid`, started at `start` (clock ticks since boot),
+        with its pidfd if the spawn made one. Raises StartFailed if it cannot be watched (it is
+        killed then)."""
+        request = launch.request
+        self.directory = request.directory  # a str: the keeper's hot path makes no Path
+        self.timeout = request.timeout
+        self.cgroup = launch.cgroup
+        self.marker = launch.marker
+        self.logs = launch.logs
+        self.pipes = launch.pipes
+        self.pid, self.start, self._fresh = pid, start, launch.fresh
         self.written = list(self.pipes.values())  # both streams, after their pipes are closed
         try:
             self.pidfd = os.pidfd_open(self.pid) if pidfd is None else pidfd
@@ -261,19 +341,17 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _spawn(request: Request, joiner: tuple[int, int] | None, marker: str | None, logs: str,
-           pipes: dict[int, logstore.SegmentWriter]) -> tuple[int, int, bool, int | None]:
-    """Start the command, its output piped into `pipes` (read ends, non-blocking); its pid,
-    start time, whether its directory was made new, and its pidfd if the spawn made one.
-    Raises StartFailed."""
+def _prepare(request: Request, logs: str, pipes: dict[int, logstore.SegmentWriter]) -> tuple[bool, list[int]]:
+    """Make the command's directory and its output pipes, their read ends (non-blocking) into
+    `pipes`: whether its directory was made new, and the command's ends. Raises StartFailed."""
     try:
         fresh = _take_spare(request) or _make_dir(request.directory)
     except OSError as exc:
         raise StartFailed({"errno": exc.errno or 0, "stage": "dir",
                            "error": f"cannot make its directory: {exc}"}) from None
+    ends: list[int] = []
     try:
         logstore.prepare(logs)  # its directory is made at its first output, if it writes any
-        ends = []
         for stream in logstore.STREAMS:
             read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             os.set_blocking(write_end, True)  # the command's end: it blocks as it would on a tty
@@ -281,24 +359,11 @@ def _spawn(request: Request, joiner: tuple[int, int] | None, marker: str | None,
             pipes[read_end] = logstore.SegmentWriter(logs, stream, request.log_max_bytes, lazy=True)
     except OSError as exc:
         _close(pipes)
-        raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
-                           "stage": "output"}) from None
-    try:
-        before = procs.boot_ns()
-        if _native is not None:
-            pid, pidfd = _spawn_native(request, joiner, marker, ends)
-        else:
-            env = request.env if marker is None else {**request.env, MARKER: marker}
-            stdio = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((_null(), *ends))]
-            pid, pidfd = _spawn_in(request, joiner, env, stdio), None
-        start = procs.started_between(pid, before, procs.boot_ns())
-    except StartFailed:
-        _close(pipes)
-        raise
-    finally:
         for fd in ends:
             os.close(fd)
-    return pid, start or 0, fresh, pidfd
+        raise StartFailed({"errno": exc.errno or 0, "error": f"cannot keep its output: {exc}",
+                           "stage": "output"}) from None
+    return fresh, ends
 
 
 def spawner() -> str:
@@ -340,29 +405,10 @@ def _encoded(base: dict[str, str]) -> dict[str, bytes]:
     return _base[1]
 
 
-def _spawn_native(request: Request, joiner: tuple[int, int] | None, marker: str | None,
-                  ends: list[int]) -> tuple[int, int]:
-    """Spawn with agent/_spawn.c: the command is born in its cgroup (or joins it) and enters its
-    cwd itself (the keeper stays where it is), and its pidfd is made as it is born; its pid and
-    pidfd."""
-    pairs = request.encoded
-    if pairs is None:
-        pairs = {name: _pair(name, value) for name, value in request.env.items()}
-    if marker is not None:
-        pairs = {**pairs, MARKER: _pair(MARKER, marker)}
-    procs, into = joiner or (-1, -1)
-    try:
-        argv = [arg.encode(*_FS) for arg in request.argv]
-        return _native.spawn(argv[0], argv, list(pairs.values()), request.cwd.encode(*_FS) or None,
-                             procs, _null(), ends[0], ends[1], _to_reset(), into)
-    except (OSError, ValueError) as exc:
-        raise _start_failed(exc, getattr(exc, "stage", "exec")) from None
-
-
-def _start_failed(exc: OSError | ValueError, stage: str) -> StartFailed:
+def _start_failed(exc: Exception, stage: str) -> StartFailed:
     """What a spawn's error says: its errno (EINVAL for a NUL inside an argument, a variable or
     the working directory, which either spawn refuses with ValueError), why, and at what stage."""
-    if isinstance(exc, ValueError):
+    if not isinstance(exc, OSError):
         return StartFailed({"errno": errno.EINVAL, "error": str(exc), "stage": stage})
     return StartFailed({"errno": exc.errno or 0, "error": exc.strerror or str(exc), "stage": stage})
 

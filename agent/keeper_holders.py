@@ -23,11 +23,11 @@ class Holder:
     """One connected agent process: what it said, when it last renewed, what it owes."""
 
     def __init__(self, sock: socket.socket, pid: int,
-                 on_message: Callable[[Holder, dict], None],
+                 on_messages: Callable[[Holder, list[dict]], None],
                  on_gone: Callable[[Holder, bool], None]) -> None:
         self.sock = sock
         self.pid = pid
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._on_gone = on_gone
         self._inbox = bytearray()
         self._outbox = bytearray()
@@ -132,20 +132,19 @@ class Holder:
                       _MAX_REQUEST)
             self._on_gone(self, False)
             return
+        messages = []
         while (end := self._inbox.find(b"\n")) >= 0:
             line = bytes(self._inbox[:end])
             del self._inbox[:end + 1]
             try:
-                message = wire.decode(line)
+                messages.append(wire.decode(line))
             except ValueError as exc:
                 log.error("agent process %s sent a line that is not a JSON object: %s", self.pid, exc)
-                continue
-            self._on_message(self, message)
-            if self.sock.fileno() < 0:
-                return  # the message ended the connection
+        if messages:
+            self._on_messages(self, messages)
 
 
-def holder_for(conn: socket.socket, on_message: Callable[[Holder, dict], None],
+def holder_for(conn: socket.socket, on_messages: Callable[[Holder, list[dict]], None],
                on_gone: Callable[[Holder, bool], None]) -> Holder | None:
     """A holder for a new connection, if it comes from a process of this user; else None."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -155,4 +154,4 @@ def holder_for(conn: socket.socket, on_message: Callable[[Holder, dict], None],
         conn.close()
         return None
     conn.setblocking(False)
-    return Holder(conn, pid, on_message, on_gone)
+    return Holder(conn, pid, on_messages, on_gone)

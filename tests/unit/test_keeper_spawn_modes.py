@@ -150,6 +150,39 @@ def test_a_start_that_fails_says_where_either_way(tmp_path, spawn_mode, containm
     assert status == 4
 
 
+def test_starts_read_at_once_are_each_answered_for_themselves_either_way(tmp_path, spawn_mode, containment):
+    """Start requests the keeper reads at once (asked in one turn of the agent's loop, they go
+    in one write) are readied together, then spawned, then answered: a refused one among them
+    (malformed, its program missing, its cwd gone) refuses only itself, and each of the others
+    runs its own command, told by its own pid."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        requests = [(["/bin/sh", "-c", f"echo $$ > {ran}/0"], ""), (["/nonexistent/program"], ""),
+                    ([], ""), (["/bin/sh", "-c", f"echo $$ > {ran}/3"], ""),
+                    (["/bin/true"], str(tmp_path / "gone")), (["/bin/sh", "-c", f"echo $$ > {ran}/5"], "")]
+        try:
+            answers = await asyncio.gather(*(
+                keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"), "argv": argv, "cwd": cwd,
+                              "env": {"PATH": os.defpath}}) for n, (argv, cwd) in enumerate(requests)),
+                return_exceptions=True)
+            ends = [(await answer[2])["status"] if isinstance(answer, tuple) else None for answer in answers]
+            return answers, ends
+        finally:
+            await keeper.close()
+
+    answers, ends = asyncio.run(main())
+    assert [type(a).__name__ if isinstance(a, OSError) else "started" for a in answers] == \
+        ["started", "FileNotFoundError", "OSError", "started", "FileNotFoundError", "started"]
+    assert answers[2].errno == 0 and "malformed start request" in answers[2].strerror
+    assert answers[4].filename == str(tmp_path / "gone")
+    assert ends == [0, None, None, 0, None, 0]
+    assert {int((ran / str(n)).read_text()): n for n in (0, 3, 5)} == {answers[n][0]: n for n in (0, 3, 5)}
+
+
 def test_a_working_directory_with_a_nul_is_refused_either_way(tmp_path, spawn_mode, containment):
     """Not cut short at the NUL (the C spawn ran the command in the directory before it)."""
     marker = tmp_path / "ran"
