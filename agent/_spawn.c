@@ -277,9 +277,62 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     return Py_BuildValue("ii", pid, pidfd);
 }
 
+#ifdef HAVE_CLONE3
+static int exit_at_once(void *arg) {
+    (void)arg;
+    _exit(0);
+}
+
+/* born_killed(cgroup_dir) -> bool: whether a process clone3 makes in this cgroup is SIGKILLed as
+ * it is born. Linux 6.18 does so when the cgroup was killed (cgroup.kill) a different number of
+ * times than the cgroup of the process that clones: it compares the child's cgroup's count with
+ * the parent's for CLONE_INTO_CGROUP. A keeper whose own cgroup was ever killed cannot use it
+ * at all, and no one may use a cgroup that was killed. Raises OSError if clone3 cannot. */
+static PyObject *born_killed(PyObject *self, PyObject *arg) {
+    struct jp_clone_args ca;
+    char *stack;
+    long pid;
+    int status = 0, saved = 0, cgroup_dir = (int)PyLong_AsLong(arg);
+    sigset_t all, old;
+
+    (void)self;
+    if (cgroup_dir == -1 && PyErr_Occurred())
+        return NULL;
+    if ((stack = PyMem_RawMalloc(STACK_SIZE)) == NULL)
+        return PyErr_NoMemory();
+    memset(&ca, 0, sizeof(ca));
+    ca.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
+    ca.exit_signal = SIGCHLD;
+    ca.stack = (unsigned long long)(uintptr_t)stack;
+    ca.stack_size = STACK_SIZE - 64;
+    ca.cgroup = (unsigned long long)cgroup_dir;
+    Py_BEGIN_ALLOW_THREADS
+    sigfillset(&all);  /* as spawn(): no handler of ours may run in the child */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = jp_clone3(&ca, sizeof(ca), exit_at_once, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0)
+        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    else
+        saved = (int)-pid;
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(stack);
+    if (pid <= 0) {
+        errno = saved;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset) -> (pid, pidfd)"},
+     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir]) -> (pid, pidfd)"},
+#ifdef HAVE_CLONE3
+    {"born_killed", born_killed, METH_O,
+     "born_killed(cgroup_dir) -> whether a process clone3 makes in that cgroup is SIGKILLed at birth"},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

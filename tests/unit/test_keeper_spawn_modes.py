@@ -11,9 +11,12 @@ import asyncio
 import errno
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from support import pid_alive, wait_until
 from test_agent_containment import containment  # noqa: F401  (the fixture: each containment mode)
 
 from jobplane.agent import cgroups
@@ -303,3 +306,74 @@ def test_the_c_spawn_makes_the_command_in_its_cgroup_rather_than_moving_it_there
         os.close(into)
         cgroups.remove(cgroup)
         cgroups.remove(cgroups.keeper_dir(cgroups.detect().base))
+
+
+def test_a_command_runs_after_an_attempt_whose_leftovers_were_killed_either_way(tmp_path, spawn_mode):
+    """An attempt that leaves a process behind has it killed with its cgroup (cgroup.kill) as it
+    ends. The next attempt runs to its own end: Linux 6.18 SIGKILLs at birth whatever clone3
+    makes in a cgroup that was killed (the keeper reused that cgroup: the next command died of
+    SIGKILL before it ran)."""
+    if cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+    stray = tmp_path / "stray"
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
+        await keeper.open()
+        try:
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.1"), "env": {"PATH": os.defpath},
+                                              "argv": ["/bin/sh", "-c", f"sleep 60 & echo $! > {stray}"]})
+            first = await ended
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.2"), "env": {"PATH": os.defpath},
+                                              "argv": ["/bin/sh", "-c", f"echo ran > {tmp_path}/ran; exit 3"]})
+            return first["status"], (await ended)["status"]
+        finally:
+            await keeper.close()
+
+    assert asyncio.run(main()) == (0, 3)
+    assert (tmp_path / "ran").read_text() == "ran\n"
+    assert not pid_alive(int(stray.read_text()))
+
+
+# Run by the next test in a process of its own: it moves into HOME, a cgroup killed once while
+# empty, and runs a command under a keeper it starts there (the keeper lives in its cgroup).
+IN_A_KILLED_CGROUP = r"""
+import asyncio, os, sys
+from jobplane.agent import cgroups
+from jobplane.agent.keeper_client import Keeper
+state, home = sys.argv[1:3]
+cgroups.join(home)
+
+async def main():
+    keeper = Keeper(state, containment=cgroups.CGROUP)
+    await keeper.open()
+    try:
+        _, _, ended = await keeper.start({"dir": state + "/t.1", "env": {"PATH": os.defpath},
+                                          "argv": ["/bin/sh", "-c", "exit 3"]})
+        print((await ended)["status"])
+    finally:
+        await keeper.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_keeper_whose_own_cgroup_was_killed_once_still_runs_commands(tmp_path, spawn_mode):
+    """Linux 6.18 SIGKILLs at birth whatever clone3 makes in a cgroup (CLONE_INTO_CGROUP) when
+    the cgroup of the process that clones was killed (cgroup.kill) a different number of times:
+    a keeper started in a cgroup that was once killed has its commands move into theirs
+    instead (every command died of SIGKILL before it ran)."""
+    found = cgroups.detect()
+    if found.kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+    home = found.base / f"killed-home-{os.getpid()}"
+    home.mkdir()
+    try:
+        (home / "cgroup.kill").write_text("1")  # (empty: only its count of kills changes)
+        ran = subprocess.run([sys.executable, "-c", IN_A_KILLED_CGROUP, str(tmp_path / "state"), str(home)],
+                             capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.split() == ["3"]
+    finally:
+        wait_until(lambda: not cgroups.populated(home), 10, "the keeper and its guard to leave")
+        home.rmdir()
