@@ -183,6 +183,43 @@ def test_starts_read_at_once_are_each_answered_for_themselves_either_way(tmp_pat
     assert {int((ran / str(n)).read_text()): n for n in (0, 3, 5)} == {answers[n][0]: n for n in (0, 3, 5)}
 
 
+def test_a_start_of_the_wrong_types_refuses_only_itself_either_way(tmp_path, spawn_mode, containment):
+    """A start whose fields are not of their types (a number in argv or in the environment,
+    where an agent sends strings) is refused as malformed, and the starts read with it run: the
+    keeper goes on. (Such a start failed in the spawn, in the middle of the starts read at once,
+    and the keeper ended with every attempt it held.)"""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        env = {"PATH": os.defpath}
+        requests = [{"argv": ["/bin/sh", "-c", f"echo $$ > {ran}/0"], "env": env},
+                    {"argv": ["/bin/true", 1], "env": env},
+                    {"argv": ["/bin/true"], "env": {**env, "N": 1}},
+                    {"argv": ["/bin/sh", "-c", f"echo $$ > {ran}/3"], "env": env},
+                    {"argv": ["/bin/true"], "env": env, "cwd": 0}]
+        try:
+            answers = await asyncio.gather(*(
+                keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"), **request})
+                for n, request in enumerate(requests)), return_exceptions=True)
+            ends = [(await answer[2])["status"] if isinstance(answer, tuple) else None for answer in answers]
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.9"), "env": env,
+                                              "argv": ["/bin/sh", "-c", "exit 4"]})
+            return answers, ends, (await ended)["status"]
+        finally:
+            await keeper.close()
+
+    answers, ends, last = asyncio.run(main())
+    refused = {n: a.strerror for n, a in enumerate(answers) if isinstance(a, OSError) and a.errno == 0}
+    assert sorted(refused) == [1, 2, 4], answers
+    assert all("malformed start request" in why for why in refused.values())
+    assert ends == [0, None, None, 0, None]
+    assert {int((ran / str(n)).read_text()): n for n in (0, 3)} == {answers[n][0]: n for n in (0, 3)}
+    assert last == 4  # the same keeper goes on
+
+
 def test_a_working_directory_with_a_nul_is_refused_either_way(tmp_path, spawn_mode, containment):
     """Not cut short at the NUL (the C spawn ran the command in the directory before it)."""
     marker = tmp_path / "ran"
