@@ -279,7 +279,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset) -> (pid, pidfd)"},
+     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir]) -> (pid, pidfd)"},
     {NULL, NULL, 0, NULL},
 };
 

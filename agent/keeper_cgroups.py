@@ -29,7 +29,7 @@ class Pool:
     def __init__(self) -> None:
         self._dirs: dict[Path | None, str] = {}  # where the attempts' cgroups go, by base
         self._spares: dict[str, list[str]] = {}  # by the directory they are in
-        self._files: dict[str, list[int]] = {}  # cgroup.procs and cgroup.events (-1: not open)
+        self._files: dict[str, list[int]] = {}  # cgroup.procs, cgroup.events, the directory (-1: not open)
 
     def take(self, found: cgroups.Containment, name: Callable[[], str], *, new: bool = False) -> str:
         """An empty cgroup for a new attempt: one an attempt that ended left, else (or if `new`)
