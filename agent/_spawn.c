@@ -82,6 +82,7 @@ struct child_args {
     int nreset;
     volatile int err;        /* written by the child on failure (shared memory) */
     volatile int stage;      /* 1 cgroup, 2 cwd, 3 exec */
+    volatile int ran;        /* the child ran (1 as it starts): 0 if it was killed as it was born */
 };
 
 static int child_main(void *arg) {
@@ -90,6 +91,7 @@ static int child_main(void *arg) {
     sigset_t none;
     int fd;
 
+    a->ran = 1;
     if (a->cgroup_procs >= 0 && write(a->cgroup_procs, "0", 1) != 1) {
         a->stage = 1;
         goto fail;
@@ -189,8 +191,20 @@ static int clone_child(struct child_args *a, char *stack, int cgroup_dir, int *p
         ca.cgroup = (unsigned long long)cgroup_dir;
         a->cgroup_procs = -1;
         pid = jp_clone3(&ca, sizeof(ca), child_main, a);
-        if (pid > 0)
+        if (pid > 0 && a->ran)
             return (int)pid;
+        if (pid > 0) {
+            /* Killed as it was born, before it ran: since "cgroup: fix race between fork and
+             * cgroup.kill" (Linux 6.14, and stable kernels before), clone3 compares the target
+             * cgroup's count of cgroup.kill writes with the one of the caller's cgroup, so a
+             * cgroup killed once (a spare whose attempt was killed) kills all it is given
+             * this way; a move by cgroup.procs is spared. Reaped, and made again below. */
+            int status;
+            while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            close(*pidfd);
+            *pidfd = -1;
+        }
         a->cgroup_procs = procs;  /* refused: the clone below says why, with its stage */
         if (pid == -ENOSYS || pid == -E2BIG || pid == -EINVAL)
             clone3_missing = 1;

@@ -204,7 +204,7 @@ class Keeper:
             return
         if message.get("kill"):
             if attempt.cgroup is not None:
-                cgroups.kill(attempt.cgroup)
+                self.cgroups.kill(attempt.cgroup)
             procs.send(self._members(attempt), signal.SIGKILL)
         else:
             procs.send(self._members(attempt), signal.SIGTERM)
@@ -416,7 +416,7 @@ class Keeper:
                 if attempt.cgroup is None:
                     found += self._members(attempt)
                 elif self.cgroups.populated(attempt.cgroup):  # (mostly not: one read, and done)
-                    cgroups.kill(attempt.cgroup)
+                    self.cgroups.kill(attempt.cgroup)
                     found += cgroups.members(attempt.cgroup)
             return found
 

@@ -30,6 +30,9 @@ class Pool:
         self._dirs: dict[Path | None, str] = {}  # where the attempts' cgroups go, by base
         self._spares: dict[str, list[str]] = {}  # by the directory they are in
         self._files: dict[str, list[int]] = {}  # cgroup.procs, cgroup.events, the directory (-1: not open)
+        # Emptied by cgroup.kill once: a command clone3 makes in one is killed as it is born
+        # (agent/_spawn.c), so it joins by cgroup.procs instead.
+        self._killed: set[str] = set()
 
     def take(self, found: cgroups.Containment, name: Callable[[], str], *, new: bool = False) -> str:
         """An empty cgroup for a new attempt: one an attempt that ended left, else (or if `new`)
@@ -58,8 +61,14 @@ class Pool:
 
     def joiner(self, cgroup: str) -> tuple[int, int]:
         """The cgroup's cgroup.procs (writing b"0" moves the writer into the cgroup) and its
-        directory (a clone3 into it makes the child there), open."""
-        return self._file(cgroup, _PROCS), self._file(cgroup, _DIR)
+        directory (a clone3 into it makes the child there; -1 once it was killed), open."""
+        return self._file(cgroup, _PROCS), -1 if cgroup in self._killed else self._file(cgroup, _DIR)
+
+    def kill(self, cgroup: str) -> None:
+        """SIGKILL every process in the cgroup (cgroups.kill); its next commands join it by
+        cgroup.procs (joiner)."""
+        self._killed.add(cgroup)
+        cgroups.kill(cgroup)
 
     def populated(self, cgroup: str) -> bool:
         """Whether a process (not a zombie) is in the cgroup or below it (cgroups.populated)."""
@@ -73,6 +82,7 @@ class Pool:
             return True  # unknown (EMFILE...): never taken for empty, so it is killed and read again
 
     def remove(self, cgroup: str) -> None:
+        self._killed.discard(cgroup)
         for fd in self._files.pop(cgroup, ()):
             if fd >= 0:
                 os.close(fd)

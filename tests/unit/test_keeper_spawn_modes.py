@@ -316,6 +316,47 @@ def test_every_spare_cgroup_removed_from_outside_at_once_still_runs_the_next_sta
     assert (tmp_path / "3").read_text().strip()[3:] not in {s.removeprefix(str(cgroups.cgroup2_mount())) for s in spares}
 
 
+def test_a_command_runs_in_a_spare_cgroup_that_was_killed_either_way(tmp_path, spawn_mode):
+    """An ended attempt's cgroup is the next attempt's, also once it was killed whole: by an
+    admin's cgroup.kill while it was spare, or by the keeper (an attempt killed, here at the
+    agent's request): the next command runs there. (clone3 kills what it makes in a cgroup
+    killed once, as of Linux 6.14: each such command was killed by SIGKILL as it was born,
+    before it ran.) Judged by the file each command writes, naming its cgroup."""
+    if cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+
+    async def run(keeper, n: int, then: str = "") -> tuple[int, object]:
+        pid, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
+                                            "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}{then}"],
+                                            "env": {"PATH": os.defpath}})
+        return pid, ended
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
+        await keeper.open()
+        try:
+            _, ended = await run(keeper, 0)
+            statuses = [(await ended)["status"]]
+            cgroup = f"{cgroups.cgroup2_mount()}{(tmp_path / '0').read_text().strip()[3:]}"
+            Path(cgroup, "cgroup.kill").write_text("1")  # an admin's, of the spare (empty)
+            _, ended = await run(keeper, 1)
+            statuses.append((await ended)["status"])
+            pid, ended = await run(keeper, 2, "; exec sleep 30")
+            while not ((tmp_path / "2").exists() and (tmp_path / "2").read_text()) and not ended.done():
+                await asyncio.sleep(0.01)  # (it ran, or ended without running)
+            keeper.signal(pid, kill=True)  # its cgroup is killed whole
+            statuses.append((await ended)["status"])
+            _, ended = await run(keeper, 3)
+            return statuses + [(await ended)["status"]]
+        finally:
+            await keeper.close()
+
+    statuses = asyncio.run(main())
+    assert statuses[:2] == [0, 0] and statuses[2] != 0 and statuses[3] == 0, statuses
+    # Each ran, in the cgroup the first left.
+    assert len({(tmp_path / str(n)).read_text() for n in range(4)}) == 1
+
+
 def test_the_c_spawn_makes_the_command_in_its_cgroup_rather_than_moving_it_there(tmp_path):
     """On x86-64 the C spawn makes the command in its attempt's cgroup (clone3 with
     CLONE_INTO_CGROUP), which spares it the move by cgroup.procs that takes the hierarchy's
