@@ -82,6 +82,7 @@ struct child_args {
     int nreset;
     volatile int err;        /* written by the child on failure (shared memory) */
     volatile int stage;      /* 1 cgroup, 2 cwd, 3 exec */
+    volatile int ran;        /* the child ran (1 as it starts): 0 if it was killed as it was born */
 };
 
 static int child_main(void *arg) {
@@ -90,6 +91,7 @@ static int child_main(void *arg) {
     sigset_t none;
     int fd;
 
+    a->ran = 1;
     if (a->cgroup_procs >= 0 && write(a->cgroup_procs, "0", 1) != 1) {
         a->stage = 1;
         goto fail;
@@ -189,8 +191,20 @@ static int clone_child(struct child_args *a, char *stack, int cgroup_dir, int *p
         ca.cgroup = (unsigned long long)cgroup_dir;
         a->cgroup_procs = -1;
         pid = jp_clone3(&ca, sizeof(ca), child_main, a);
-        if (pid > 0)
+        if (pid > 0 && a->ran)
             return (int)pid;
+        if (pid > 0) {
+            /* Killed as it was born, before it ran: since "cgroup: fix race between fork and
+             * cgroup.kill" (Linux 6.14, and stable kernels before), clone3 compares the target
+             * cgroup's count of cgroup.kill writes with the one of the caller's cgroup, so a
+             * cgroup killed once (a spare whose attempt was killed) kills all it is given
+             * this way; a move by cgroup.procs is spared. Reaped, and made again below. */
+            int status;
+            while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            close(*pidfd);
+            *pidfd = -1;
+        }
         a->cgroup_procs = procs;  /* refused: the clone below says why, with its stage */
         if (pid == -ENOSYS || pid == -E2BIG || pid == -EINVAL)
             clone3_missing = 1;
@@ -277,62 +291,9 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     return Py_BuildValue("ii", pid, pidfd);
 }
 
-#ifdef HAVE_CLONE3
-static int exit_at_once(void *arg) {
-    (void)arg;
-    _exit(0);
-}
-
-/* born_killed(cgroup_dir) -> bool: whether a process clone3 makes in this cgroup is SIGKILLed as
- * it is born. Linux 6.18 does so when the cgroup was killed (cgroup.kill) a different number of
- * times than the cgroup of the process that clones: it compares the child's cgroup's count with
- * the parent's for CLONE_INTO_CGROUP. A keeper whose own cgroup was ever killed cannot use it
- * at all, and no one may use a cgroup that was killed. Raises OSError if clone3 cannot. */
-static PyObject *born_killed(PyObject *self, PyObject *arg) {
-    struct jp_clone_args ca;
-    char *stack;
-    long pid;
-    int status = 0, saved = 0, cgroup_dir = (int)PyLong_AsLong(arg);
-    sigset_t all, old;
-
-    (void)self;
-    if (cgroup_dir == -1 && PyErr_Occurred())
-        return NULL;
-    if ((stack = PyMem_RawMalloc(STACK_SIZE)) == NULL)
-        return PyErr_NoMemory();
-    memset(&ca, 0, sizeof(ca));
-    ca.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
-    ca.exit_signal = SIGCHLD;
-    ca.stack = (unsigned long long)(uintptr_t)stack;
-    ca.stack_size = STACK_SIZE - 64;
-    ca.cgroup = (unsigned long long)cgroup_dir;
-    Py_BEGIN_ALLOW_THREADS
-    sigfillset(&all);  /* as spawn(): no handler of ours may run in the child */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = jp_clone3(&ca, sizeof(ca), exit_at_once, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pid > 0)
-        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
-            ;
-    else
-        saved = (int)-pid;
-    Py_END_ALLOW_THREADS
-    PyMem_RawFree(stack);
-    if (pid <= 0) {
-        errno = saved;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyBool_FromLong(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-}
-#endif
-
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
      "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir]) -> (pid, pidfd)"},
-#ifdef HAVE_CLONE3
-    {"born_killed", born_killed, METH_O,
-     "born_killed(cgroup_dir) -> whether a process clone3 makes in that cgroup is SIGKILLed at birth"},
-#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -313,7 +313,7 @@ class Keeper:
         marker = None if cgroup is not None else f"{os.getpid()}.{self.serial}"
         try:
             return Launch(request, cgroup, marker, joiner)
-        except StartFailed:
+        except Exception:  # StartFailed, or a malformed request's ValueError (a NUL in `dir`)
             if cgroup is not None:
                 self.cgroups.give_back(cgroup)
             raise

@@ -86,19 +86,32 @@ class Request:
         from `base_env`, the agent's own (`env_set`, `env_unset`)."""
         encoded = None
         if "env" in message:
-            env = dict(message["env"])
+            env = _strings(dict(message["env"]), "env")
         else:
-            env_set = message.get("env_set", {})
+            env_set = _strings(dict(message.get("env_set", {})), "env_set")
             env = {**(base_env or {}), **env_set}
             for name in message.get("env_unset", ()):
                 env.pop(name, None)
             if _native is not None and base_env is not None and not message.get("env_unset"):
                 encoded = {**_encoded(base_env), **{k: _pair(k, v) for k, v in env_set.items()}}
-        if not message["argv"]:
+        argv = message["argv"]
+        if not argv:
             raise ValueError("a start needs a command: argv is empty")
-        return cls(message["dir"], list(message["argv"]), env,
-                   message.get("cwd", ""), float(message.get("timeout", 0)),
+        if type(argv) is not list or not all(type(arg) is str for arg in argv):
+            raise TypeError("argv must be a list of strings")
+        directory, cwd = message["dir"], message.get("cwd", "")
+        if type(directory) is not str or type(cwd) is not str:
+            raise TypeError("dir and cwd must be strings")
+        return cls(directory, argv, env, cwd, float(message.get("timeout", 0)),
                    int(message.get("log_max_bytes", 0)), str(message.get("spare", "")), encoded)
+
+
+def _strings(env: dict, what: str) -> dict[str, str]:
+    """`env` if its values are strings (a spawn given another type fails in the middle of the
+    starts the keeper read at once: it is refused as malformed before anything is taken)."""
+    if not all(type(value) is str for value in env.values()):
+        raise TypeError(f"{what} must map names to strings")
+    return env
 
 
 class StartFailed(Exception):

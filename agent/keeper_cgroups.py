@@ -5,27 +5,19 @@ Making and removing a cgroup is most of what one costs per attempt, and then ope
 the three the hot path uses (the cgroup's directory, which a command is born into by clone3;
 cgroup.procs, written to join the cgroup where it cannot be; and cgroup.events, which says
 whether anything is left in it as the attempt ends) are opened once per cgroup and used by
-every attempt that cgroup holds. A cgroup that was killed (cgroup.kill) is not used again, and
-commands are born in their cgroups only where the kernel lets them live (Pool.kill, joiner).
-Stdlib only (and the optional _spawn): the keeper imports it.
+every attempt that cgroup holds; a cgroup the keeper killed (cgroup.kill) has its next commands
+move in rather than be born there (Pool.kill). Stdlib only: the keeper imports it.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from . import cgroups
 
-try:
-    from ._spawn import born_killed as _born_killed
-except ImportError:  # (not built, or not x86-64: commands join their cgroups by cgroup.procs)
-    _born_killed = None
-
-log = logging.getLogger("jobplane.agent.keeper")
 # Emptied cgroups kept for the next attempts, at most.
 SPARES = 64
 _PROCS, _EVENTS, _DIR = 0, 1, 2
@@ -37,9 +29,10 @@ class Pool:
     def __init__(self) -> None:
         self._dirs: dict[Path | None, str] = {}  # where the attempts' cgroups go, by base
         self._spares: dict[str, list[str]] = {}  # by the directory they are in
-        self._files: dict[str, list[int]] = {}  # cgroup.procs and cgroup.events (-1: not open)
-        self._killed: set[str] = set()  # cgroup.kill was written: never reused (kill)
-        self._born_in: bool | None = None  # commands may be born in their cgroups (joiner)
+        self._files: dict[str, list[int]] = {}  # cgroup.procs, cgroup.events, the directory (-1: not open)
+        # Emptied by cgroup.kill once: a command clone3 makes in one is killed as it is born
+        # (agent/_spawn.c), so it joins by cgroup.procs instead.
+        self._killed: set[str] = set()
 
     def take(self, found: cgroups.Containment, name: Callable[[], str], *, new: bool = False) -> str:
         """An empty cgroup for a new attempt: one an attempt that ended left, else (or if `new`)
@@ -61,19 +54,21 @@ class Pool:
         """An attempt's cgroup, empty now (`empty`: what the command left was killed as it
         exited; else it is read): kept for the next attempt, up to SPARES, else removed."""
         spares = self._spares.setdefault(cgroup.rpartition("/")[0], [])
-        if reuse and cgroup not in self._killed and len(spares) < SPARES and (empty or not self.populated(cgroup)):
+        if reuse and len(spares) < SPARES and (empty or not self.populated(cgroup)):
             spares.append(cgroup)
         else:
             self.remove(cgroup)
 
     def joiner(self, cgroup: str) -> tuple[int, int]:
         """The cgroup's cgroup.procs (writing b"0" moves the writer into the cgroup) and its
-        directory (a clone3 into it makes the child there), open; -1 for the directory where a
-        command born there would be killed (Pool.kill): then it moves in."""
-        procs, directory = self._file(cgroup, _PROCS), self._file(cgroup, _DIR)
-        if self._born_in is None:  # asked once, of the keeper's first cgroup (never killed)
-            self._born_in = _may_be_born_in(directory)
-        return procs, directory if self._born_in else -1
+        directory (a clone3 into it makes the child there; -1 once it was killed), open."""
+        return self._file(cgroup, _PROCS), -1 if cgroup in self._killed else self._file(cgroup, _DIR)
+
+    def kill(self, cgroup: str) -> None:
+        """SIGKILL every process in the cgroup (cgroups.kill); its next commands join it by
+        cgroup.procs (joiner)."""
+        self._killed.add(cgroup)
+        cgroups.kill(cgroup)
 
     def populated(self, cgroup: str) -> bool:
         """Whether a process (not a zombie) is in the cgroup or below it (cgroups.populated)."""
@@ -85,14 +80,6 @@ class Pool:
             if exc.errno == errno.ENODEV:  # removed while open
                 return False
             return True  # unknown (EMFILE...): never taken for empty, so it is killed and read again
-
-    def kill(self, cgroup: str) -> None:
-        """SIGKILL every process in an attempt's cgroup (cgroups.kill). The cgroup is not used
-        again: Linux (6.18 at least) SIGKILLs every process a clone3 makes in a cgroup that was
-        ever killed this way (CLONE_INTO_CGROUP, as agent/_spawn.c does), which a move into it
-        escapes."""
-        self._killed.add(cgroup)
-        cgroups.kill(cgroup)
 
     def remove(self, cgroup: str) -> None:
         self._killed.discard(cgroup)
@@ -135,19 +122,3 @@ class Pool:
         if found.base not in self._dirs:
             self._dirs[found.base] = str(cgroups.keeper_dir(found.base))
         return self._dirs[found.base]
-
-
-def _may_be_born_in(directory: int) -> bool:
-    """Whether a process clone3 makes in this cgroup (never killed) lives: not where the kernel
-    kills it for the keeper's own cgroup having been killed once (Pool.kill)."""
-    if _born_killed is None:
-        return False
-    try:
-        if not _born_killed(directory):
-            return True
-    except OSError as exc:
-        log.info("commands join their cgroups through cgroup.procs: clone3 cannot make them there (%s)", exc.strerror)
-        return False
-    log.warning("commands join their cgroups through cgroup.procs: this kernel kills a process clone3 makes "
-                "in a cgroup when the keeper's own was killed once (cgroup.kill)")
-    return False

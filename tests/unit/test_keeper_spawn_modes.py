@@ -186,6 +186,43 @@ def test_starts_read_at_once_are_each_answered_for_themselves_either_way(tmp_pat
     assert {int((ran / str(n)).read_text()): n for n in (0, 3, 5)} == {answers[n][0]: n for n in (0, 3, 5)}
 
 
+def test_a_start_of_the_wrong_types_refuses_only_itself_either_way(tmp_path, spawn_mode, containment):
+    """A start whose fields are not of their types (a number in argv or in the environment,
+    where an agent sends strings) is refused as malformed, and the starts read with it run: the
+    keeper goes on. (Such a start failed in the spawn, in the middle of the starts read at once,
+    and the keeper ended with every attempt it held.)"""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=containment)
+        await keeper.open()
+        env = {"PATH": os.defpath}
+        requests = [{"argv": ["/bin/sh", "-c", f"echo $$ > {ran}/0"], "env": env},
+                    {"argv": ["/bin/true", 1], "env": env},
+                    {"argv": ["/bin/true"], "env": {**env, "N": 1}},
+                    {"argv": ["/bin/sh", "-c", f"echo $$ > {ran}/3"], "env": env},
+                    {"argv": ["/bin/true"], "env": env, "cwd": 0}]
+        try:
+            answers = await asyncio.gather(*(
+                keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"), **request})
+                for n, request in enumerate(requests)), return_exceptions=True)
+            ends = [(await answer[2])["status"] if isinstance(answer, tuple) else None for answer in answers]
+            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.9"), "env": env,
+                                              "argv": ["/bin/sh", "-c", "exit 4"]})
+            return answers, ends, (await ended)["status"]
+        finally:
+            await keeper.close()
+
+    answers, ends, last = asyncio.run(main())
+    refused = {n: a.strerror for n, a in enumerate(answers) if isinstance(a, OSError) and a.errno == 0}
+    assert sorted(refused) == [1, 2, 4], answers
+    assert all("malformed start request" in why for why in refused.values())
+    assert ends == [0, None, None, 0, None]
+    assert {int((ran / str(n)).read_text()): n for n in (0, 3)} == {answers[n][0]: n for n in (0, 3)}
+    assert last == 4  # the same keeper goes on
+
+
 def test_a_working_directory_with_a_nul_is_refused_either_way(tmp_path, spawn_mode, containment):
     """Not cut short at the NUL (the C spawn ran the command in the directory before it)."""
     marker = tmp_path / "ran"
@@ -282,6 +319,47 @@ def test_every_spare_cgroup_removed_from_outside_at_once_still_runs_the_next_sta
     assert (tmp_path / "3").read_text().strip()[3:] not in {s.removeprefix(str(cgroups.cgroup2_mount())) for s in spares}
 
 
+def test_a_command_runs_in_a_spare_cgroup_that_was_killed_either_way(tmp_path, spawn_mode):
+    """An ended attempt's cgroup is the next attempt's, also once it was killed whole: by an
+    admin's cgroup.kill while it was spare, or by the keeper (an attempt killed, here at the
+    agent's request): the next command runs there. (clone3 kills what it makes in a cgroup
+    killed once, as of Linux 6.14: each such command was killed by SIGKILL as it was born,
+    before it ran.) Judged by the file each command writes, naming its cgroup."""
+    if cgroups.detect().kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+
+    async def run(keeper, n: int, then: str = "") -> tuple[int, object]:
+        pid, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
+                                            "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}{then}"],
+                                            "env": {"PATH": os.defpath}})
+        return pid, ended
+
+    async def main():
+        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
+        await keeper.open()
+        try:
+            _, ended = await run(keeper, 0)
+            statuses = [(await ended)["status"]]
+            cgroup = f"{cgroups.cgroup2_mount()}{(tmp_path / '0').read_text().strip()[3:]}"
+            Path(cgroup, "cgroup.kill").write_text("1")  # an admin's, of the spare (empty)
+            _, ended = await run(keeper, 1)
+            statuses.append((await ended)["status"])
+            pid, ended = await run(keeper, 2, "; exec sleep 30")
+            while not ((tmp_path / "2").exists() and (tmp_path / "2").read_text()) and not ended.done():
+                await asyncio.sleep(0.01)  # (it ran, or ended without running)
+            keeper.signal(pid, kill=True)  # its cgroup is killed whole
+            statuses.append((await ended)["status"])
+            _, ended = await run(keeper, 3)
+            return statuses + [(await ended)["status"]]
+        finally:
+            await keeper.close()
+
+    statuses = asyncio.run(main())
+    assert statuses[:2] == [0, 0] and statuses[2] != 0 and statuses[3] == 0, statuses
+    # Each ran, in the cgroup the first left.
+    assert len({(tmp_path / str(n)).read_text() for n in range(4)}) == 1
+
+
 def test_the_c_spawn_makes_the_command_in_its_cgroup_rather_than_moving_it_there(tmp_path):
     """On x86-64 the C spawn makes the command in its attempt's cgroup (clone3 with
     CLONE_INTO_CGROUP), which spares it the move by cgroup.procs that takes the hierarchy's
@@ -310,9 +388,9 @@ def test_the_c_spawn_makes_the_command_in_its_cgroup_rather_than_moving_it_there
 
 def test_a_command_runs_after_an_attempt_whose_leftovers_were_killed_either_way(tmp_path, spawn_mode):
     """An attempt that leaves a process behind has it killed with its cgroup (cgroup.kill) as it
-    ends. The next attempt runs to its own end: Linux 6.18 SIGKILLs at birth whatever clone3
-    makes in a cgroup that was killed (the keeper reused that cgroup: the next command died of
-    SIGKILL before it ran)."""
+    ends, and the cgroup is the next attempt's. That one runs to its own end: Linux 6.18 SIGKILLs
+    at birth whatever clone3 makes in a cgroup that was killed (the next command died of SIGKILL
+    before it ran)."""
     if cgroups.detect().kind != cgroups.CGROUP:
         pytest.skip("cgroup containment is not available on this machine")
     stray = tmp_path / "stray"
@@ -361,8 +439,8 @@ asyncio.run(main())
 def test_a_keeper_whose_own_cgroup_was_killed_once_still_runs_commands(tmp_path, spawn_mode):
     """Linux 6.18 SIGKILLs at birth whatever clone3 makes in a cgroup (CLONE_INTO_CGROUP) when
     the cgroup of the process that clones was killed (cgroup.kill) a different number of times:
-    a keeper started in a cgroup that was once killed has its commands move into theirs
-    instead (every command died of SIGKILL before it ran)."""
+    a keeper started in a cgroup that was once killed has its commands, killed at birth, made
+    again and moved into their cgroups (every command died of SIGKILL before it ran)."""
     found = cgroups.detect()
     if found.kind != cgroups.CGROUP:
         pytest.skip("cgroup containment is not available on this machine")
