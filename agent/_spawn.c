@@ -1,8 +1,10 @@
 /* The keeper's spawn of a command (keeper_attempts.py), in one call: a vfork-like clone that
  * shares the keeper's memory (nothing of the keeper is copied) and makes the command's pidfd
  * as it is born; the child is born in the attempt's cgroup (clone3, below) or joins it itself
- * (the keeper never moves), enters its working directory and a session of its own, takes its stdin, stdout and stderr, resets
- * the given signals to their default, unblocks every signal and execs. The GIL is let go for
+ * (the keeper never moves), enters its working directory and a session of its own, takes its
+ * stdin, stdout and stderr, resets the given signals to their default (and its open files'
+ * soft limit to the given one, the keeper's own being raised: keeper_attempts.more_files),
+ * unblocks every signal and execs. The GIL is let go for
  * the clone, which returns once the child has exec'd (or failed: then it is reaped here and
  * OSError says why, with the stage: "cgroup", "cwd" or "exec").
  *
@@ -19,6 +21,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,6 +86,7 @@ struct child_args {
     volatile int err;        /* written by the child on failure (shared memory) */
     volatile int stage;      /* 1 cgroup, 2 cwd, 3 exec */
     volatile int ran;        /* the child ran (1 as it starts): 0 if it was killed as it was born */
+    long long nofile;        /* the soft RLIMIT_NOFILE the command gets; -1: the keeper's */
 };
 
 static int child_main(void *arg) {
@@ -110,6 +114,13 @@ static int child_main(void *arg) {
                 goto fail;
         } else if (dup2(a->stdio[fd], fd) < 0) {
             goto fail;
+        }
+    }
+    if (a->nofile >= 0) {  /* (lowering a soft limit cannot fail) */
+        struct rlimit files;
+        if (getrlimit(RLIMIT_NOFILE, &files) == 0 && (rlim_t)a->nofile < files.rlim_cur) {
+            files.rlim_cur = (rlim_t)a->nofile;
+            setrlimit(RLIMIT_NOFILE, &files);
         }
     }
     memset(&dfl, 0, sizeof(dfl));
@@ -216,7 +227,7 @@ static int clone_child(struct child_args *a, char *stack, int cgroup_dir, int *p
                  pidfd);
 }
 
-/* spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir])
+/* spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir[, nofile]])
  *   -> (pid, pidfd) */
 static PyObject *spawn(PyObject *self, PyObject *args) {
     const char *path, *cwd = NULL;
@@ -229,9 +240,10 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
 
     (void)self;
     memset(&a, 0, sizeof(a));
-    if (!PyArg_ParseTuple(args, "yO!O!OiiiiO!|i", &path, &PyList_Type, &argv_list, &PyList_Type,
+    a.nofile = -1;
+    if (!PyArg_ParseTuple(args, "yO!O!OiiiiO!|iL", &path, &PyList_Type, &argv_list, &PyList_Type,
                           &env_list, &cwd_obj, &a.cgroup_procs, &a.stdio[0], &a.stdio[1],
-                          &a.stdio[2], &PyTuple_Type, &reset, &cgroup_dir))
+                          &a.stdio[2], &PyTuple_Type, &reset, &cgroup_dir, &a.nofile))
         return NULL;
     if (cwd_obj != Py_None) {
         if (!PyBytes_Check(cwd_obj))
@@ -293,7 +305,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
-     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir]) -> (pid, pidfd)"},
+     "spawn(path, argv, envp, cwd, cgroup_procs, stdin, stdout, stderr, reset[, cgroup_dir[, nofile]]) -> (pid, pidfd)"},
     {NULL, NULL, 0, NULL},
 };
 

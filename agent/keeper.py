@@ -579,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     procs.set_name("jobplane-keeper")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("keeping %s (spawning commands with %s)", state_dir, keeper_attempts.spawner())
+    keeper_attempts.more_files()
     try:
         Keeper(listener, lock).serve()
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import os
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -455,3 +456,52 @@ def test_a_keeper_whose_own_cgroup_was_killed_once_still_runs_commands(tmp_path,
     finally:
         wait_until(lambda: not cgroups.populated(home), 10, "the keeper and its guard to leave")
         home.rmdir()
+
+
+# Run by the next test in a process of its own, whose soft limit of open files is low: it starts
+# a keeper (which inherits the limit) and runs COUNT commands at once, each noting the soft
+# limit it got, until GO exists; it prints each one's exit status, or the error it was refused with.
+WITH_FEW_FILES = r"""
+import asyncio, os, resource, sys
+from jobplane.agent.keeper_client import Keeper
+state, count, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+async def main():
+    keeper = Keeper(state)
+    await keeper.open()
+    try:
+        ends = []
+        for n in range(count):
+            script = f"ulimit -n > {state}/limit.{n}; while [ ! -e {state}/go ]; do sleep 0.01; done"
+            try:
+                _, _, ended = await keeper.start({"dir": f"{state}/t.{n}", "env": {"PATH": os.defpath},
+                                                  "argv": ["/bin/sh", "-c", script]})
+                ends.append(ended)
+            except OSError as exc:
+                ends.append(exc.strerror)
+        open(f"{state}/go", "w").close()
+        print(*[end if isinstance(end, str) else (await end)["status"] for end in ends], sep="\n")
+    finally:
+        await keeper.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_keeper_runs_more_commands_at_once_than_its_first_open_files_limit_allows(tmp_path):
+    """A keeper holds about 7 files per running command: started under a soft limit of 100 open
+    files (systemd's default is 1,024), it raises its own (up to the hard limit) and runs 40 at
+    once, each command getting the limit of 100 it would have had (they were refused 'Too many
+    open files' past about a dozen)."""
+    if not BUILT:
+        pytest.skip("agent/_spawn.c was not built here: with posix_spawn the keeper keeps its limit")
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1000:
+        pytest.skip("the hard limit of open files here is too low to raise the keeper's")
+    state = tmp_path / "state"
+    state.mkdir()
+    ran = subprocess.run([sys.executable, "-c", WITH_FEW_FILES, str(state), "40", "100"],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n")[:-1] == ["0"] * 40
+    assert {(state / f"limit.{n}").read_text().strip() for n in range(40)} == {"100"}
