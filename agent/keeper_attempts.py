@@ -5,11 +5,12 @@ session of its own, its stdin /dev/null and its stdout and stderr pipes that the
 loop pumps into the attempt's log store (logstore.py): watched from _WATCH_AFTER (keeper.py)
 after the start, and read to their end as the command ends (most end sooner, and their pipes
 are read then only). Where the machine allows, the command is born in a cgroup of its own,
-before it can fork. The spawn is agent/_spawn.c's where it was built: the child joins the
-cgroup and the working directory itself before its exec, and the command's pidfd comes with
-it (where clone3 can, the child is born in the cgroup instead). Otherwise os.posix_spawn, the keeper joining both around the call (it leaves them at once,
-as cgroup.kill empties the cgroup). Once the attempt has ended, its emptied cgroup is the next
-attempt's (keeper.py).
+before it can fork. The spawn is agent/_spawn.c's where it was built: the child is born in
+the cgroup (clone3) or joins it, and enters the working directory itself before its exec, and
+the command's pidfd comes with it. Otherwise os.posix_spawn, the keeper joining both around the
+call (it leaves them at once, as cgroup.kill empties the cgroup). Once the attempt has ended,
+its emptied cgroup is the next attempt's (keeper.py). The starts the keeper reads at once are
+all readied (Launch), then spawned, then answered (keeper.py).
 
 The attempt's directory is made, or renamed into place from an emptied one the agent keeps
 (statedir.py: making a directory and a file is what costs most here). The command is the
