@@ -185,6 +185,17 @@ static PyObject *failed(int err, const char *stage) {
     return NULL;
 }
 
+/* Wait for a child that will not exec (it failed, or was killed as it was born) and close its
+ * pidfd. */
+static void reap(pid_t pid, int *pidfd) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (*pidfd >= 0)
+        close(*pidfd);
+    *pidfd = -1;
+}
+
 /* The clone: into `cgroup_dir` (an open cgroup directory) by clone3 where it can be, else with
  * the child joining by its cgroup.procs (a->cgroup_procs). Every signal is blocked by then. */
 static int clone_child(struct child_args *a, char *stack, int cgroup_dir, int *pidfd) {
@@ -210,11 +221,7 @@ static int clone_child(struct child_args *a, char *stack, int cgroup_dir, int *p
              * cgroup's count of cgroup.kill writes with the one of the caller's cgroup, so a
              * cgroup killed once (a spare whose attempt was killed) kills all it is given
              * this way; a move by cgroup.procs is spared. Reaped, and made again below. */
-            int status;
-            while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
-                ;
-            close(*pidfd);
-            *pidfd = -1;
+            reap((pid_t)pid, pidfd);
         }
         a->cgroup_procs = procs;  /* refused: the clone below says why, with its stage */
         if (pid == -ENOSYS || pid == -E2BIG || pid == -EINVAL)
@@ -235,7 +242,7 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     struct child_args a;
     char **argv = NULL, **envp = NULL, *stack;
     sigset_t all, old;
-    int pidfd = -1, pid, saved, status, cgroup_dir = -1;
+    int pidfd = -1, pid, saved, cgroup_dir = -1;
     Py_ssize_t i;
 
     (void)self;
@@ -285,12 +292,8 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     pid = clone_child(&a, stack, cgroup_dir, &pidfd);
     saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pid > 0 && a.err != 0) {
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
-        if (pidfd >= 0)
-            close(pidfd);
-    }
+    if (pid > 0 && a.err != 0)
+        reap(pid, &pidfd);
     Py_END_ALLOW_THREADS
 
     PyMem_RawFree(stack);
