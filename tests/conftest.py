@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from support import AgentProc, ServerProc, wait_until
+from support import AgentProc, ServerProc, release_ports_of_the_dead, wait_until
 
 PG_ENV = "JOBPLANE_TEST_PG_URL"
 BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_configure(config) -> None:
+    if not hasattr(config, "workerinput"):  # the run's first process, before any worker
+        release_ports_of_the_dead()
 
 
 def _pg_admin_url() -> str:

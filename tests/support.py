@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -55,25 +56,61 @@ def submit_running(job_file: Path, env: dict) -> str:
     return job_id
 
 
+_PORTS = Path(tempfile.gettempdir()) / f"jobplane-test-ports-{os.getuid()}"
+
+
 def free_port() -> int:
-    """A free port for a server that must listen on it again after a restart: outside the
-    kernel's ephemeral range, so no outgoing connection can take it as its source port while
-    the server is down (which made a restart fail with "Address already in use" under load)."""
+    """A free port, and the next one free too (a server's default agent port), for a server that
+    may listen on it again after a restart.
+
+    Outside the kernel's ephemeral range, so no outgoing connection can take it as its source
+    port while the server is down (which made a restart fail with "Address already in use" under
+    load). Reserved for this process's life in a directory shared by the test workers, so
+    another worker cannot pick it, or its own port's neighbour, between the pick and its
+    server's bind (which made a replica fail to start in CI)."""
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
+    _PORTS.mkdir(exist_ok=True)
     for _ in range(200):
-        port = random.randrange(10000, max(low, 10001))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        port = random.randrange(10000, max(low - 1, 10001))
+        if _reserve(port) and _reserve(port + 1) and _bindable(port) and _bindable(port + 1):
             return port
+    raise AssertionError(f"no two free ports in a row between 10000 and {low}")
+
+
+def _reserve(port: int) -> bool:
+    """Claim `port` for this process unless it is already claimed (by any process, this one too:
+    a port is given out once)."""
+    try:
+        fd = os.open(_PORTS / str(port), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def release_ports_of_the_dead() -> None:
+    """Forget the ports reserved by processes that have ended (earlier runs' workers); called
+    once by the run's first process, before its workers start."""
+    for mark in _PORTS.glob("*") if _PORTS.is_dir() else ():
+        try:
+            holder = int(mark.read_text())
+        except (OSError, ValueError):
+            continue  # being written
+        if not pid_alive(holder):
+            mark.unlink(missing_ok=True)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def pid_alive(pid: int) -> bool:

@@ -118,7 +118,7 @@ class Replica:
         self.name = f"r{index}"
         self.workdir = rs.workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port_pair()  # and the next one: the agents' (mutual TLS) port, the default
+        self.port = free_port()  # and the next one: the agents' (mutual TLS) port, the default
         self.address = f"127.0.0.1:{self.port}"
         self.link = Link(rs.pg_address) if rs.links else None
         self.db_url = with_port(rs.db_url, self.link.address) if self.link else rs.db_url
@@ -178,19 +178,6 @@ class Replica:
 
     def __repr__(self) -> str:
         return f"<{self.name} {self.address}>"
-
-
-def _free_port_pair() -> int:
-    """A free port whose next one is free too (support.free_port's range)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no two free ports in a row")
 
 
 class ReplicaSet:
