@@ -185,7 +185,8 @@ def submit_job_once(spec: job_pb2.JobSpec | Mapping[str, Any], *,
                     request_id: str) -> Unary[job_pb2.SubmitJobResponse]:
     """`submit_job` under your `request_id`, answering whether this submit made the job: the
     response's `job`, and `already_submitted` (true: an earlier submit with this id made it, and
-    nothing new was made; also after a retry of this call whose first answer was lost)."""
+    nothing new was made; false when this call's own first try made it and only its answer was
+    lost: its retries carry the same `call_id`)."""
     if not request_id:
         raise InvalidArgument("request_id: submit_job_once needs one (a UUID); submit_job makes one up")
     request = submit_request(spec, request_id)

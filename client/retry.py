@@ -125,7 +125,10 @@ class Tries:
 
 
 def submit_request(spec: job_pb2.JobSpec | Mapping[str, Any], request_id: str | None) -> job_pb2.SubmitJobRequest:
-    """The SubmitJob request every attempt sends: a fresh request id unless the caller gave one."""
+    """The SubmitJob request every attempt sends: a fresh request id unless the caller gave one,
+    and with one, a fresh call id (the same on this call's every try, so that a retry whose
+    first try made the job is not told it was submitted before)."""
     if not isinstance(spec, job_pb2.JobSpec):
         spec = job_spec_from_mapping(spec)
-    return job_pb2.SubmitJobRequest(spec=spec, request_id=str(uuid.uuid4()) if request_id is None else request_id)
+    request_id = str(uuid.uuid4()) if request_id is None else request_id
+    return job_pb2.SubmitJobRequest(spec=spec, request_id=request_id, call_id=str(uuid.uuid4()) if request_id else "")

@@ -21,6 +21,7 @@ class RequestKey:
 
     id: str  # a UUID in its canonical, lower-case form
     digest: str  # sha256 (hex) of the spec's deterministic serialization
+    call: str = ""  # the submitting call's own id, the same on its retries; "" if not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,12 @@ class PriorJob:
     id: int
     digest: str
     time: float  # when it was submitted
+    call: str = ""  # the call_id of the submit that made it ("" if none)
+
+    def made_by(self, key: RequestKey) -> bool:
+        """Whether the submit that made it was an earlier try of `key`'s own call (whose answer
+        was lost), not another submit of the same request id."""
+        return bool(key.call) and key.call == self.call
 
 
 class Requests:
@@ -38,14 +45,14 @@ class Requests:
         self._jobs: dict[tuple[str, str], PriorJob] = {}  # (owner, request id) -> its job
         self._order: deque[tuple[str, str]] = deque()  # keys in submit order, for expiry
 
-    def load(self, rows: Iterable[tuple[str, str, str, int, float]], ttl: float, now: float) -> None:
+    def load(self, rows: Iterable[tuple[str, str, str, int, float, str]], ttl: float, now: float) -> None:
         """Replace what is remembered with stored (owner, request id, digest, job id, submit
-        time) rows, oldest first, and remember ids for `ttl` seconds from now on."""
+        time, call id) rows, oldest first, and remember ids for `ttl` seconds from now on."""
         self.ttl = ttl
         self._jobs.clear()
         self._order.clear()
-        for owner, request_id, digest, job_id, time in rows:
-            self._add((owner, request_id), PriorJob(job_id, digest, time))
+        for owner, request_id, digest, job_id, time, call in rows:
+            self._add((owner, request_id), PriorJob(job_id, digest, time, call))
         self._expire(now)
 
     def prior(self, owner: str, key: RequestKey, now: float) -> PriorJob | None:
@@ -60,7 +67,7 @@ class Requests:
         return prior
 
     def remember(self, owner: str, key: RequestKey, job_id: int, now: float) -> None:
-        self._add((owner, key.id), PriorJob(job_id, key.digest, now))
+        self._add((owner, key.id), PriorJob(job_id, key.digest, now, key.call))
 
     def forget(self, job_ids: Iterable[int]) -> None:
         """These jobs are being purged: a retry of their submit makes a new job, not a job that is gone."""

@@ -30,6 +30,7 @@ from .watch import stream_events
 
 UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 UUID_EXAMPLE = "3c1d0a4e-8f7b-4d2a-9e61-0b5f2a7c9d13"
+CALL_ID_MAX = 64  # SubmitJobRequest.call_id, at most (job.request_call's width)
 CLOCK_SKEW = 60.0  # seconds a client's "now" may run ahead of the server's
 
 
@@ -44,7 +45,8 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         if not request.HasField("spec"):
             raise InvalidArgument("spec", "missing; send the job spec to run")
         request_id = parse_request_id(request.request_id)
-        spec, drafts, key = await asyncio.to_thread(prepare_submit, request.spec, request_id, self.d.config)
+        call_id = parse_call_id(request.call_id)
+        spec, drafts, key = await asyncio.to_thread(prepare_submit, request.spec, request_id, self.d.config, call_id)
         caller = current_caller.get()
         owner = "" if caller.method == "insecure" else caller.identity
         if key is not None:
@@ -53,7 +55,7 @@ class JobService(job_pb2_grpc.JobServiceServicer):
         # A repeated request: the job it made, whose spec is this one (the same bytes). The tasks
         # come from the spec at hand, not read back and decoded again.
         return job_pb2.SubmitJobResponse(job=await self._job(job.id, spec=spec),
-                                         already_submitted=isinstance(job, PriorJob))
+                                         already_submitted=isinstance(job, PriorJob) and not job.made_by(key))
 
     async def _load_requests(self) -> None:
         """Before the first submit with a request id, the engine learns the ids of the jobs
@@ -231,12 +233,21 @@ def parse_request_id(value: str) -> str:
     return value.lower()
 
 
-def prepare_submit(spec_message: job_pb2.JobSpec, request_id: str, cfg) -> tuple:
+def parse_call_id(value: str) -> str:
+    """SubmitJobRequest.call_id, checked: any text of at most CALL_ID_MAX characters."""
+    if len(value) > CALL_ID_MAX:
+        raise InvalidArgument("call_id", f"{len(value)} characters long; at most {CALL_ID_MAX} (a fresh UUID "
+                              "per call, e.g. str(uuid.uuid4()), the same on each of its retries)")
+    return value
+
+
+def prepare_submit(spec_message: job_pb2.JobSpec, request_id: str, cfg, call_id: str = "") -> tuple:
     """`prepare`, and the submit's RequestKey (None without a request id): two submits are the
     same request when their specs serialize to the same bytes (add any future field of
-    SubmitJobRequest that changes what is made to the digest)."""
+    SubmitJobRequest that changes what is made to the digest; not `call_id`, which tells the
+    retries of one call from other submits of the request)."""
     spec, drafts = prepare(spec_message, cfg)
     if not request_id:
         return spec, drafts, None
     digest = hashlib.sha256(spec_message.SerializeToString(deterministic=True)).hexdigest()
-    return spec, drafts, RequestKey(request_id, digest)
+    return spec, drafts, RequestKey(request_id, digest, call_id)

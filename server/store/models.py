@@ -55,6 +55,7 @@ class JobRow(BaseModel):
     # spec it came with. A retry within the TTL gets this job back (domain/requests.py).
     request_id = CharField(max_length=36, null=True)
     request_digest = CharField(max_length=64, default="")
+    request_call = CharField(max_length=64, default="")  # the submitting call's call_id, "" if none
     schedule = IntegerField(default=0)  # the schedule whose run it is; 0: submitted by hand
 
     class Meta:

@@ -96,10 +96,11 @@ class Reads:
             out.update((r.id, JobFacts.from_row(r)) for r in JobRow.select().where(JobRow.id.in_(job_ids[i:i + IN_CHUNK])))
         return out
 
-    def recent_requests(self, since: float) -> list[tuple[str, str, str, int, float]]:
-        """(owner, request id, spec digest, job id, submit time) of the jobs submitted with a
-        request id after `since`, oldest first: what Requests.load takes."""
-        query = (JobRow.select(JobRow.owner, JobRow.request_id, JobRow.request_digest, JobRow.id, JobRow.submit_time)
+    def recent_requests(self, since: float) -> list[tuple[str, str, str, int, float, str]]:
+        """(owner, request id, spec digest, job id, submit time, call id) of the jobs submitted
+        with a request id after `since`, oldest first: what Requests.load takes."""
+        query = (JobRow.select(JobRow.owner, JobRow.request_id, JobRow.request_digest, JobRow.id, JobRow.submit_time,
+                               JobRow.request_call)
                  .where(JobRow.request_id.is_null(False) & (JobRow.submit_time > since)).order_by(JobRow.id))
         return list(query.tuples())
 

@@ -236,7 +236,8 @@ def job_row(j, head: bytes) -> dict:
             "state": int(j.state), "status": int(j.status), "counts": json.dumps(j.counts), "reason": j.reason,
             "submit_time": j.submit_time, "start_time": j.start_time, "end_time": j.end_time, "owner": j.owner,
             "hold": j.hold, "request_id": j.request.id if j.request else None,
-            "request_digest": j.request.digest if j.request else "", "schedule": j.schedule_id}
+            "request_digest": j.request.digest if j.request else "",
+            "request_call": j.request.call if j.request else "", "schedule": j.schedule_id}
 
 
 # The columns of a new task, attempt and event row, in the order of task_values,

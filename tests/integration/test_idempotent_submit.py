@@ -11,11 +11,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import grpc
 import pytest
 
 from jobplane.client import (
     AlreadyExists, AsyncClient, Client, DeadlineExceeded, InvalidArgument, Retry, Unavailable)
-from support import TcpProxy, wait_until
+from jobplane.client.jobfile import job_spec_from_mapping
+from jobplane.v1 import job_pb2, job_pb2_grpc
+from support import TcpProxy, admin_channel, wait_until
 
 SMALL = {"name": "small", "wait_for_providers": True, "tasks": [{"name": "t", "command": ["true"]}]}
 BIG = {"name": "big", "wait_for_providers": True,
@@ -178,6 +181,41 @@ def test_a_bad_request_id_is_invalid_argument_naming_it(cluster):
         assert err.value.message.startswith("request_id: ") and words in err.value.message
         assert len(err.value.message) < 300, "the value is not echoed whole"
     assert job_ids(cluster) == []
+
+
+
+def test_a_call_id_longer_than_64_characters_is_invalid_argument_naming_it(cluster):
+    with admin_channel(cluster.server) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
+        request = job_pb2.SubmitJobRequest(spec=job_spec_from_mapping(SMALL), request_id=str(uuid.uuid4()),
+                                           call_id="c" * 65)
+        with pytest.raises(grpc.RpcError) as err:
+            jobs.SubmitJob(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("call_id: 65 characters long; at most 64")
+    assert job_ids(cluster) == []
+
+
+def test_only_a_call_whose_own_first_try_made_the_job_is_told_it_is_new(cluster):
+    request_id = str(uuid.uuid4())
+    proxy = TcpProxy(cluster.server.address)
+    try:
+        with via(proxy, cluster.server) as client:
+            client.whoami()
+
+            def submit():
+                proxy.drop_answers()
+                return client.submit_job_once(SMALL, request_id=request_id)  # retried after the cut
+
+            answer = lose_the_answer(cluster, proxy, submit)
+        assert job_ids(cluster) == [answer.job.id]
+        assert not answer.already_submitted, "the job is this call's: only its first answer was lost"
+
+        again = cluster.client.submit_job_once(SMALL, request_id=request_id)  # another call, later
+
+        assert again.job.id == answer.job.id and again.already_submitted
+    finally:
+        proxy.close()
 
 
 # ----- the SDK retries a submit, with the same request id ------------------------------------

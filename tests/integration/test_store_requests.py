@@ -26,13 +26,13 @@ def test_an_older_database_gains_the_request_columns_and_their_unique_index(db_u
     store = fresh_store(db_url)
     (index,) = [i.name for i in store.db.get_indexes("job") if i.columns == ["owner", "request_id"]]
     store.db.execute_sql(f'DROP INDEX "{index}"')  # as a database made before request ids
-    for column in ("request_id", "request_digest"):
+    for column in ("request_id", "request_digest", "request_call"):
         store.db.execute_sql(f'ALTER TABLE job DROP COLUMN "{column}"')
     store.close()
 
     store = fresh_store(db_url)
 
-    assert {"request_id", "request_digest"} <= {c.name for c in store.db.get_columns("job")}
+    assert {"request_id", "request_digest", "request_call"} <= {c.name for c in store.db.get_columns("job")}
     row = {"name": "j", "spec": b"{}", "state": 1, "status": 1, "submit_time": 0.0, "owner": "alice", "request_id": ID}
     JobRow.create(id=1, **row)
     JobRow.create(id=2, **{**row, "owner": "bob"})
@@ -47,7 +47,7 @@ def test_request_ids_are_stored_with_their_job_and_read_back_for_the_ttl(db_url)
     store = fresh_store(db_url)
     engine = Engine(EngineConfig())
     drafts = extract_tasks(SPEC, max_tasks=10, default_max_attempts=1)
-    for now, owner, request in ((1000.0, "alice", RequestKey(ID, "d1")), (1010.0, "alice", None),
+    for now, owner, request in ((1000.0, "alice", RequestKey(ID, "d1", "call-1")), (1010.0, "alice", None),
                                 (1020.0, "bob", RequestKey(ID, "d2"))):
         engine.begin(now)
         engine.submit(SPEC, drafts, owner, request)
@@ -55,11 +55,16 @@ def test_request_ids_are_stored_with_their_job_and_read_back_for_the_ttl(db_url)
 
     rows = store.reads.recent_requests(1005.0)
 
-    assert rows == [("bob", ID, "d2", 3, 1020.0)]
-    assert store.reads.recent_requests(0.0) == [("alice", ID, "d1", 1, 1000.0), ("bob", ID, "d2", 3, 1020.0)]
+    assert rows == [("bob", ID, "d2", 3, 1020.0, "")]
+    assert store.reads.recent_requests(0.0) == [("alice", ID, "d1", 1, 1000.0, "call-1"),
+                                                ("bob", ID, "d2", 3, 1020.0, "")]
     requests = Requests()
     requests.load(store.reads.recent_requests(0.0), ttl=600.0, now=1100.0)
-    assert requests.prior("alice", RequestKey(ID, "d1"), 1100.0) == PriorJob(1, "d1", 1000.0)
+    prior = requests.prior("alice", RequestKey(ID, "d1", "call-2"), 1100.0)
+    assert prior == PriorJob(1, "d1", 1000.0, "call-1")
+    # After a restart too, a retry of the call that made the job is told apart from another call.
+    assert prior.made_by(RequestKey(ID, "d1", "call-1")) and not prior.made_by(RequestKey(ID, "d1", "call-2"))
+    assert not requests.prior("bob", RequestKey(ID, "d2"), 1100.0).made_by(RequestKey(ID, "d2"))
     store.close()
 
 
@@ -78,5 +83,5 @@ def test_an_id_reused_after_its_ttl_makes_a_new_job_that_takes_it_over(db_url):
 
     assert second.id != first.id
     assert (store.reads.get_job(first.id).request_id, store.reads.get_job(second.id).request_id) == (None, ID)
-    assert store.reads.recent_requests(0.0) == [("alice", ID, "d1", second.id, 1100.0)]
+    assert store.reads.recent_requests(0.0) == [("alice", ID, "d1", second.id, 1100.0, "")]
     store.close()

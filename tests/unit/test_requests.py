@@ -81,7 +81,7 @@ def test_a_refused_submit_is_not_remembered():
 
 def test_load_keeps_the_ids_younger_than_the_ttl():
     requests = Requests()
-    requests.load([("alice", "old", "d", 1, 100.0), ("alice", ID, "d", 2, 500.0), ("", ID, "e", 3, 900.0)],
+    requests.load([("alice", "old", "d", 1, 100.0, ""), ("alice", ID, "d", 2, 500.0, ""), ("", ID, "e", 3, 900.0, "")],
                   ttl=600.0, now=1000.0)
     assert len(requests) == 2 and requests.ttl == 600.0
     assert requests.prior("alice", RequestKey("old", "d"), 1000.0) is None
@@ -89,3 +89,14 @@ def test_load_keeps_the_ids_younger_than_the_ttl():
     assert requests.prior("", RequestKey(ID, "e"), 1000.0) == PriorJob(3, "e", 900.0)
     assert requests.prior("alice", RequestKey(ID, "d"), 1100.0) is None  # expired as time passed
     assert len(requests) == 1
+
+
+def test_a_prior_job_was_made_by_a_key_only_with_the_same_call_id():
+    requests = Requests()
+    requests.remember("alice", RequestKey(ID, "d", "call-1"), 7, 100.0)
+    prior = requests.prior("alice", RequestKey(ID, "d", "call-2"), 100.0)
+    assert prior == PriorJob(7, "d", 100.0, "call-1")
+    assert prior.made_by(RequestKey(ID, "d", "call-1"))
+    assert not prior.made_by(RequestKey(ID, "d", "call-2")) and not prior.made_by(RequestKey(ID, "d"))
+    requests.remember("bob", RequestKey(ID, "d"), 8, 100.0)  # no call id: never its own retry
+    assert not requests.prior("bob", RequestKey(ID, "d"), 100.0).made_by(RequestKey(ID, "d"))
