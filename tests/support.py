@@ -57,27 +57,39 @@ def submit_running(job_file: Path, env: dict) -> str:
 
 
 _PORTS = Path(tempfile.gettempdir()) / f"jobplane-test-ports-{os.getuid()}"
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST, HIGHEST = 10000, 65535  # where free_port looks
+ROOM = 1000  # fewer ports than this outside the ephemeral range: look in all of it
 
 
 def free_port() -> int:
     """A free port, and the next one free too (a server's default agent port), for a server that
     may listen on it again after a restart.
 
-    Outside the kernel's ephemeral range, so no outgoing connection can take it as its source
-    port while the server is down (which made a restart fail with "Address already in use" under
-    load). Reserved for this process's life in a directory shared by the test workers, so
-    another worker cannot pick it, or its own port's neighbour, between the pick and its
-    server's bind (which made a replica fail to start in CI)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
+    Outside the kernel's ephemeral range (when it leaves room), so no outgoing connection can take
+    it as its source port while the server is down (which made a restart fail with "Address
+    already in use" under load). Reserved for this process's life in a directory shared by the
+    test workers, so another worker cannot pick it, or its own port's neighbour, between the pick
+    and its server's bind (which made a replica fail to start in CI)."""
+    spans = _port_spans()
     _PORTS.mkdir(exist_ok=True)
     for _ in range(200):
-        port = random.randrange(10000, max(low - 1, 10001))
+        span = random.choices(spans, weights=[len(s) for s in spans])[0]
+        port = random.choice(span)
         if _reserve(port) and _reserve(port + 1) and _bindable(port) and _bindable(port + 1):
             return port
-    raise AssertionError(f"no two free ports in a row between 10000 and {low}")
+    raise AssertionError(f"no two free ports in a row in {spans}")
+
+
+def _port_spans() -> list[range]:
+    """Where a port and its neighbour may be picked: below and above the kernel's ephemeral
+    range; all of LOWEST..HIGHEST if those leave fewer than ROOM ports (as "1024 65535" does)."""
+    try:
+        low, high = map(int, EPHEMERAL_RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    spans = [s for s in (range(LOWEST, low - 1), range(max(high + 1, LOWEST), HIGHEST)) if len(s) > 0]
+    return spans if sum(map(len, spans)) >= ROOM else [range(LOWEST, HIGHEST)]
 
 
 def _reserve(port: int) -> bool:

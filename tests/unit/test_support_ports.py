@@ -32,6 +32,21 @@ def test_two_processes_picking_ports_at_once_never_share_a_port_or_its_neighbour
     assert not first & second
 
 
+@pytest.mark.parametrize("ephemeral", ["1024 65535", "1024 40000", "10000 20000"])
+def test_ports_are_found_whatever_the_kernels_ephemeral_range(tmp_path, monkeypatch, ephemeral):
+    # Machines tuned for many connections start the ephemeral range low ("1024 65535"): the
+    # suite must still find ports, outside that range when there are any.
+    (tmp_path / "ip_local_port_range").write_text(ephemeral + "\n")
+    monkeypatch.setattr(support, "EPHEMERAL_RANGE", tmp_path / "ip_local_port_range")
+    low, high = map(int, ephemeral.split())
+
+    ports = [support.free_port() for _ in range(5)]
+
+    assert len(set(ports)) == 5
+    if high < 65000:  # room above it: port and neighbour both outside the range
+        assert all(not low <= p <= high and not low <= p + 1 <= high for p in ports), ports
+
+
 FORGET = """
 import sys
 sys.path.insert(0, {tests!r})
