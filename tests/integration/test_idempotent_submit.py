@@ -66,6 +66,24 @@ def lose_the_answer(cluster, proxy: TcpProxy, submit, *, timed_out=None):
         return call.result(60)
 
 
+def submit_losing_the_answer(cluster, submit, **options):
+    """`submit(client)` over a connection through a proxy that drops the server's answers, then
+    cut once the job is stored (lose_the_answer), with a client made with `options`: what
+    `submit` returns, or raises."""
+    proxy = TcpProxy(cluster.server.address)
+    try:
+        with via(proxy, cluster.server, **options) as client:
+            client.whoami()  # connected: the submit goes over this connection
+
+            def muted():
+                proxy.drop_answers()
+                return submit(client)
+
+            return lose_the_answer(cluster, proxy, muted)
+    finally:
+        proxy.close()
+
+
 def test_a_submit_retried_after_its_deadline_passed_makes_one_job(cluster):
     request_id = str(uuid.uuid4())
     with cluster.server.client(timeout=2, retry=Retry(attempts=1)) as hasty:
@@ -82,24 +100,14 @@ def test_a_submit_retried_after_its_deadline_passed_makes_one_job(cluster):
 
 def test_a_submit_retried_after_its_answer_was_lost_makes_one_job(cluster):
     request_id = str(uuid.uuid4())
-    proxy = TcpProxy(cluster.server.address)
-    try:
-        with via(proxy, cluster.server, retry=Retry(attempts=1)) as client:
-            client.whoami()  # connected: the submit goes over this connection
+    with pytest.raises(Unavailable):
+        submit_losing_the_answer(cluster, lambda client: client.submit_job(SMALL, request_id=request_id),
+                                 retry=Retry(attempts=1))
+    (stored,) = job_ids(cluster)
 
-            def submit():
-                proxy.drop_answers()
-                return client.submit_job(SMALL, request_id=request_id)
+    again = cluster.client.submit_job(SMALL, request_id=request_id)
 
-            with pytest.raises(Unavailable):
-                lose_the_answer(cluster, proxy, submit)
-        (stored,) = job_ids(cluster)
-
-        again = cluster.client.submit_job(SMALL, request_id=request_id)
-
-        assert again.id == stored and job_ids(cluster) == [stored]
-    finally:
-        proxy.close()
+    assert again.id == stored and job_ids(cluster) == [stored]
 
 
 @pytest.mark.server_args("--submit-rate", "1000")
@@ -198,24 +206,14 @@ def test_a_call_id_longer_than_64_characters_is_invalid_argument_naming_it(clust
 
 def test_only_a_call_whose_own_first_try_made_the_job_is_told_it_is_new(cluster):
     request_id = str(uuid.uuid4())
-    proxy = TcpProxy(cluster.server.address)
-    try:
-        with via(proxy, cluster.server) as client:
-            client.whoami()
+    answer = submit_losing_the_answer(  # retried after the cut
+        cluster, lambda client: client.submit_job_once(SMALL, request_id=request_id))
+    assert job_ids(cluster) == [answer.job.id]
+    assert not answer.already_submitted, "the job is this call's: only its first answer was lost"
 
-            def submit():
-                proxy.drop_answers()
-                return client.submit_job_once(SMALL, request_id=request_id)  # retried after the cut
+    again = cluster.client.submit_job_once(SMALL, request_id=request_id)  # another call, later
 
-            answer = lose_the_answer(cluster, proxy, submit)
-        assert job_ids(cluster) == [answer.job.id]
-        assert not answer.already_submitted, "the job is this call's: only its first answer was lost"
-
-        again = cluster.client.submit_job_once(SMALL, request_id=request_id)  # another call, later
-
-        assert again.job.id == answer.job.id and again.already_submitted
-    finally:
-        proxy.close()
+    assert again.job.id == answer.job.id and again.already_submitted
 
 
 # ----- the SDK retries a submit, with the same request id ------------------------------------
@@ -271,22 +269,11 @@ def test_the_async_client_retries_a_submit_whose_answer_was_lost(cluster, fault,
 
 
 def test_a_submit_without_a_request_id_is_never_retried(cluster):
-    proxy = TcpProxy(cluster.server.address)
     try:
-        with via(proxy, cluster.server) as client:
-            client.whoami()
-
-            def submit():
-                proxy.drop_answers()
-                return client.submit_job(SMALL, request_id="")
-
-            try:
-                answer = lose_the_answer(cluster, proxy, submit)
-            except Unavailable:
-                answer = None
-        # Which side is wrong, if one is: a second job is a client that sent the submit again;
-        # one job and an answer is the proxy letting an answer through (tests/unit/test_tcp_proxy.py).
-        assert len(job_ids(cluster)) == 1, "the client sent a submit without a request id again"
-        assert answer is None, f"job {answer.id}'s answer reached the client through a muted connection"
-    finally:
-        proxy.close()
+        answer = submit_losing_the_answer(cluster, lambda client: client.submit_job(SMALL, request_id=""))
+    except Unavailable:
+        answer = None
+    # Which side is wrong, if one is: a second job is a client that sent the submit again;
+    # one job and an answer is the proxy letting an answer through (tests/unit/test_tcp_proxy.py).
+    assert len(job_ids(cluster)) == 1, "the client sent a submit without a request id again"
+    assert answer is None, f"job {answer.id}'s answer reached the client through a muted connection"

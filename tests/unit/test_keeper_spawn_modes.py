@@ -8,6 +8,7 @@ from the keeper's cgroup, which the C spawn never moves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import platform
@@ -56,6 +57,30 @@ def spawn_mode(request, monkeypatch) -> str:
         pytest.skip("agent/_spawn.c was not built here (no C compiler at install time)")
     monkeypatch.setenv(SPAWN_ENV, request.param)
     return request.param
+
+
+def needs_cgroups() -> cgroups.Containment:
+    """The machine's cgroup containment; skips the test where there is none."""
+    found = cgroups.detect()
+    if found.kind != cgroups.CGROUP:
+        pytest.skip("cgroup containment is not available on this machine")
+    return found
+
+
+@contextlib.asynccontextmanager
+async def cgroup_keeper(state: Path):
+    """A keeper of `state` that contains its attempts in cgroups, open for the block."""
+    keeper = Keeper(state, containment=cgroups.CGROUP)
+    await keeper.open()
+    try:
+        yield keeper
+    finally:
+        await keeper.close()
+
+
+async def sh(keeper: Keeper, directory: Path, script: str) -> tuple:
+    """Start `script` under /bin/sh as the attempt in `directory`: keeper.start's answer."""
+    return await keeper.start({"dir": str(directory), "argv": ["/bin/sh", "-c", script], "env": {"PATH": os.defpath}})
 
 
 def look(tmp_path: Path, containment: str) -> tuple[dict[str, list[str]], Started, str, str]:
@@ -251,31 +276,22 @@ def test_a_spare_cgroup_removed_from_outside_is_not_used_again_either_way(tmp_pa
     admin, a cleaner) is let go by the start that took it, which runs in another: every start
     runs (they were all refused before, the removed cgroup going back to the spares each time;
     then the one that took it was)."""
-    if cgroups.detect().kind != cgroups.CGROUP:
-        pytest.skip("cgroup containment is not available on this machine")
-    seen = tmp_path / "cgroup"
+    needs_cgroups()
+    seen, state = tmp_path / "cgroup", tmp_path / "state"
 
     async def main():
-        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
-        await keeper.open()
         outcomes = []
-        try:
-            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.0"),
-                                              "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {seen}"],
-                                              "env": {"PATH": os.defpath}})
+        async with cgroup_keeper(state) as keeper:
+            _, _, ended = await sh(keeper, state / "t.0", f"grep ^0:: /proc/$$/cgroup > {seen}")
             await ended
             os.rmdir(f"{cgroups.cgroup2_mount()}{seen.read_text().strip()[3:]}")  # (empty: it ended)
             for n in range(1, 4):
                 try:
-                    _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
-                                                      "argv": ["/bin/sh", "-c", f"exit {n}"],
-                                                      "env": {"PATH": os.defpath}})
+                    _, _, ended = await sh(keeper, state / f"t.{n}", f"exit {n}")
                     outcomes.append((await ended)["status"])
                 except OSError as exc:
                     outcomes.append(exc.errno)
             return outcomes
-        finally:
-            await keeper.close()
 
     outcomes = asyncio.run(main())
     assert outcomes == [1, 2, 3]
@@ -286,19 +302,15 @@ def test_every_spare_cgroup_removed_from_outside_at_once_still_runs_the_next_sta
     once: the start that takes one, and then another for its retry, runs in a new cgroup (the
     retry took the next removed spare and the start was refused). The command's side effect
     (the file it writes) shows it ran, and where."""
-    if cgroups.detect().kind != cgroups.CGROUP:
-        pytest.skip("cgroup containment is not available on this machine")
+    needs_cgroups()
+    state = tmp_path / "state"
 
     async def main():
-        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
-        await keeper.open()
-        try:
+        async with cgroup_keeper(state) as keeper:
             running = []
             for n in range(3):  # at once: three cgroups, all spare once they end
-                _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
-                                                  "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}"
-                                                           f"; while [ ! -e {tmp_path}/go ]; do sleep 0.01; done"],
-                                                  "env": {"PATH": os.defpath}})
+                _, _, ended = await sh(keeper, state / f"t.{n}", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}"
+                                                                  f"; while [ ! -e {tmp_path}/go ]; do sleep 0.01; done")
                 running.append(ended)
             while not all((tmp_path / str(n)).exists() and (tmp_path / str(n)).read_text() for n in range(3)):
                 await asyncio.sleep(0.01)  # each has joined its cgroup
@@ -308,12 +320,8 @@ def test_every_spare_cgroup_removed_from_outside_at_once_still_runs_the_next_sta
             spares = [f"{cgroups.cgroup2_mount()}{(tmp_path / str(n)).read_text().strip()[3:]}" for n in range(3)]
             for cgroup in spares:
                 os.rmdir(cgroup)  # (empty: they ended)
-            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.3"),
-                                              "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/3"],
-                                              "env": {"PATH": os.defpath}})
+            _, _, ended = await sh(keeper, state / "t.3", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/3")
             return (await ended)["status"], spares
-        finally:
-            await keeper.close()
 
     status, spares = asyncio.run(main())
     assert status == 0
@@ -326,19 +334,15 @@ def test_a_command_runs_in_a_spare_cgroup_that_was_killed_either_way(tmp_path, s
     agent's request): the next command runs there. (clone3 kills what it makes in a cgroup
     killed once, as of Linux 6.14: each such command was killed by SIGKILL as it was born,
     before it ran.) Judged by the file each command writes, naming its cgroup."""
-    if cgroups.detect().kind != cgroups.CGROUP:
-        pytest.skip("cgroup containment is not available on this machine")
+    needs_cgroups()
+    state = tmp_path / "state"
 
     async def run(keeper, n: int, then: str = "") -> tuple[int, object]:
-        pid, _, ended = await keeper.start({"dir": str(tmp_path / "state" / f"t.{n}"),
-                                            "argv": ["/bin/sh", "-c", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}{then}"],
-                                            "env": {"PATH": os.defpath}})
+        pid, _, ended = await sh(keeper, state / f"t.{n}", f"grep ^0:: /proc/$$/cgroup > {tmp_path}/{n}{then}")
         return pid, ended
 
     async def main():
-        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
-        await keeper.open()
-        try:
+        async with cgroup_keeper(state) as keeper:
             _, ended = await run(keeper, 0)
             statuses = [(await ended)["status"]]
             cgroup = f"{cgroups.cgroup2_mount()}{(tmp_path / '0').read_text().strip()[3:]}"
@@ -352,8 +356,6 @@ def test_a_command_runs_in_a_spare_cgroup_that_was_killed_either_way(tmp_path, s
             statuses.append((await ended)["status"])
             _, ended = await run(keeper, 3)
             return statuses + [(await ended)["status"]]
-        finally:
-            await keeper.close()
 
     statuses = asyncio.run(main())
     assert statuses[:2] == [0, 0] and statuses[2] != 0 and statuses[3] == 0, statuses
@@ -392,22 +394,15 @@ def test_a_command_runs_after_an_attempt_whose_leftovers_were_killed_either_way(
     ends, and the cgroup is the next attempt's. That one runs to its own end: Linux 6.18 SIGKILLs
     at birth whatever clone3 makes in a cgroup that was killed (the next command died of SIGKILL
     before it ran)."""
-    if cgroups.detect().kind != cgroups.CGROUP:
-        pytest.skip("cgroup containment is not available on this machine")
-    stray = tmp_path / "stray"
+    needs_cgroups()
+    stray, state = tmp_path / "stray", tmp_path / "state"
 
     async def main():
-        keeper = Keeper(tmp_path / "state", containment=cgroups.CGROUP)
-        await keeper.open()
-        try:
-            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.1"), "env": {"PATH": os.defpath},
-                                              "argv": ["/bin/sh", "-c", f"sleep 60 & echo $! > {stray}"]})
+        async with cgroup_keeper(state) as keeper:
+            _, _, ended = await sh(keeper, state / "t.1", f"sleep 60 & echo $! > {stray}")
             first = await ended
-            _, _, ended = await keeper.start({"dir": str(tmp_path / "state" / "t.2"), "env": {"PATH": os.defpath},
-                                              "argv": ["/bin/sh", "-c", f"echo ran > {tmp_path}/ran; exit 3"]})
+            _, _, ended = await sh(keeper, state / "t.2", f"echo ran > {tmp_path}/ran; exit 3")
             return first["status"], (await ended)["status"]
-        finally:
-            await keeper.close()
 
     assert asyncio.run(main()) == (0, 3)
     assert (tmp_path / "ran").read_text() == "ran\n"
@@ -442,10 +437,7 @@ def test_a_keeper_whose_own_cgroup_was_killed_once_still_runs_commands(tmp_path,
     the cgroup of the process that clones was killed (cgroup.kill) a different number of times:
     a keeper started in a cgroup that was once killed has its commands, killed at birth, made
     again and moved into their cgroups (every command died of SIGKILL before it ran)."""
-    found = cgroups.detect()
-    if found.kind != cgroups.CGROUP:
-        pytest.skip("cgroup containment is not available on this machine")
-    home = found.base / f"killed-home-{os.getpid()}"
+    home = needs_cgroups().base / f"killed-home-{os.getpid()}"
     home.mkdir()
     try:
         (home / "cgroup.kill").write_text("1")  # (empty: only its count of kills changes)
