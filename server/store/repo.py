@@ -20,6 +20,7 @@ from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
 from .codec import load_job_spec, load_resources, load_task_spec
 from . import idfloor, indexes
+from .column_defaults import give_defaults
 from .conflicts import ConflictStore
 from .schedules import ScheduleStore
 from .failures import drop_connection, explain, root_cause
@@ -102,6 +103,8 @@ class Store:
                     log.info("creating index %s", index._name)
                     self.db.execute(index)  # CREATE INDEX IF NOT EXISTS
         indexes.create_missing(self.db, tags_were_missing)
+        if isinstance(self.db, PostgresqlDatabase):
+            give_defaults(self.db, ALL_MODELS)  # for a writer of the release before (column_defaults.py)
 
     def _add_missing_columns(self) -> None:
         """A database made by an older jobplane gains the columns added since (each has a default)."""

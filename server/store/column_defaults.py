@@ -1,0 +1,42 @@
+"""Column defaults held by PostgreSQL itself, not only by the models.
+
+peewee fills a field's default in at insert time, so the columns it creates or adds carry no
+default in the database. A replica of the release before, still leading while a replica of
+this one migrated the shared database (a rolling upgrade), inserts rows without the columns it
+does not know; with no default in the database, every such insert broke a NOT NULL constraint
+and the leader's whole batch rolled back. Here each NOT NULL column whose model has a constant
+default gets it in the database too, so an older writer's rows take it."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from peewee import Database, Field, Model
+
+log = logging.getLogger(__name__)
+
+_WITHOUT = ("SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND column_default IS NULL AND is_nullable = 'NO'")
+
+
+def wanted(field: Field) -> bool:
+    """Whether `field` should have its default in the database: NOT NULL, with a constant default."""
+    return not field.null and field.default is not None and not callable(field.default) and not field.primary_key
+
+
+def give_defaults(db: Database, models: list[type[Model]]) -> None:
+    """Set, in one ALTER TABLE per table, the database default of each NOT NULL column of
+    `models` whose model default the database lacks. PostgreSQL only; call it under the schema
+    lock, after the tables and columns exist. Does nothing once they all have theirs."""
+    lacking = {(table, column) for table, column in db.execute_sql(_WITHOUT).fetchall()}
+    todo: dict[str, list[Field]] = defaultdict(list)
+    for model in models:
+        table = model._meta.table_name
+        todo[table] += [f for f in model._meta.sorted_fields if wanted(f) and (table, f.column_name) in lacking]
+    for table, fields in todo.items():
+        if not fields:
+            continue
+        log.info("giving columns %s of table %s their defaults", [f.column_name for f in fields], table)
+        sets = ", ".join(f'ALTER COLUMN "{f.column_name}" SET DEFAULT %s' for f in fields)
+        db.execute_sql(f'ALTER TABLE "{table}" {sets}', [f.db_value(f.default) for f in fields])
