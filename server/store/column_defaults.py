@@ -10,7 +10,6 @@ default gets it in the database too, so an older writer's rows take it."""
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 
 from peewee import Database, Field, Model
 
@@ -25,18 +24,31 @@ def wanted(field: Field) -> bool:
     return not field.null and field.default is not None and not callable(field.default) and not field.primary_key
 
 
+def lacking(db: Database, models: list[type[Model]]) -> dict[type[Model], list[Field]]:
+    """Each of `models` whose table lacks the database default of a NOT NULL column that has a
+    constant default in the model, with those fields (PostgreSQL only)."""
+    without = {(table, column) for table, column in db.execute_sql(_WITHOUT).fetchall()}
+    out = {}
+    for model in models:
+        table = model._meta.table_name
+        fields = [f for f in model._meta.sorted_fields if wanted(f) and (table, f.column_name) in without]
+        if fields:
+            out[model] = fields
+    return out
+
+
 def give_defaults(db: Database, models: list[type[Model]]) -> None:
     """Set, in one ALTER TABLE per table, the database default of each NOT NULL column of
     `models` whose model default the database lacks. PostgreSQL only; call it under the schema
-    lock, after the tables and columns exist. Does nothing once they all have theirs."""
-    lacking = {(table, column) for table, column in db.execute_sql(_WITHOUT).fetchall()}
-    todo: dict[str, list[Field]] = defaultdict(list)
-    for model in models:
+    lock, after the tables and columns exist. Does nothing once they all have theirs.
+
+    ALTER TABLE locks its table (ACCESS EXCLUSIVE) until the transaction ends: give several
+    tables theirs in one transaction only where it holds their locks already (tables it made or
+    added columns to). A transaction that locked a table here and then waited for another one
+    that a leader's batch had written deadlocked with that batch when it went on to the first
+    (it writes a notification, then fences on jobplane_leader)."""
+    for model, fields in lacking(db, models).items():
         table = model._meta.table_name
-        todo[table] += [f for f in model._meta.sorted_fields if wanted(f) and (table, f.column_name) in lacking]
-    for table, fields in todo.items():
-        if not fields:
-            continue
         log.info("giving columns %s of table %s their defaults", [f.column_name for f in fields], table)
         sets = ", ".join(f'ALTER COLUMN "{f.column_name}" SET DEFAULT %s' for f in fields)
         db.execute_sql(f'ALTER TABLE "{table}" {sets}', [f.db_value(f.default) for f in fields])

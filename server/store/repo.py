@@ -20,7 +20,7 @@ from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
 from .codec import load_job_spec, load_resources, load_task_spec
 from . import idfloor, indexes
-from .column_defaults import give_defaults
+from .column_defaults import give_defaults, lacking
 from .conflicts import ConflictStore
 from .schedules import ScheduleStore
 from .failures import drop_connection, explain, root_cause
@@ -83,13 +83,23 @@ class Store:
                 return
             with self.db.atomic():  # replicas starting together: one creates, the others find it made
                 self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                self._create_schema()
+                made = self._create_schema()
+                # for a writer of the release before (column_defaults.py): the columns just added
+                # and the tables just made, whose tables this transaction holds locked already
+                give_defaults(self.db, made)
+            # The other tables' (a database of a release before these defaults), each in a
+            # transaction of its own: one that locked several would deadlock with the leader's
+            # batches, which lock them in another order (column_defaults.give_defaults).
+            for model in lacking(self.db, ALL_MODELS):
+                with self.db.atomic():
+                    self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                    give_defaults(self.db, [model])  # unless another replica did meanwhile
 
-    def _create_schema(self) -> None:
+    def _create_schema(self) -> list:
         """Tables and indexes that are missing, and only those: on a busy database (a replica
         joining), even CREATE INDEX IF NOT EXISTS waits for the leader's writes and holds up
-        the ones after it."""
-        self._add_missing_columns()  # first: the indexes created next may use the new columns
+        the ones after it. Returns the models whose tables it made or added columns to."""
+        grown = self._add_missing_columns()  # first: the indexes created next may use the new columns
         missing = [m for m in ALL_MODELS if not self.db.table_exists(m._meta.table_name)]
         tags_were_missing = JobTagRow in missing and JobRow not in missing
         self.db.create_tables(missing, safe=True)
@@ -103,11 +113,12 @@ class Store:
                     log.info("creating index %s", index._name)
                     self.db.execute(index)  # CREATE INDEX IF NOT EXISTS
         indexes.create_missing(self.db, tags_were_missing)
-        if isinstance(self.db, PostgresqlDatabase):
-            give_defaults(self.db, ALL_MODELS)  # for a writer of the release before (column_defaults.py)
+        return missing + grown
 
-    def _add_missing_columns(self) -> None:
-        """A database made by an older jobplane gains the columns added since (each has a default)."""
+    def _add_missing_columns(self) -> list:
+        """A database made by an older jobplane gains the columns added since (each has a default).
+        Returns the models whose tables gained columns."""
+        grown = []
         migrator = PostgresqlMigrator(self.db) if isinstance(self.db, PostgresqlDatabase) else SqliteMigrator(self.db)
         for model in ALL_MODELS:
             table = model._meta.table_name
@@ -118,6 +129,8 @@ class Store:
             if missing:
                 log.info("adding columns %s to table %s", [f.column_name for f in missing], table)
                 migrate(*(migrator.add_column(table, f.column_name, f) for f in missing))
+                grown.append(model)
+        return grown
 
     def close(self) -> None:
         if not self.db.is_closed():

@@ -2,8 +2,12 @@
 a replica of this release added its new columns: each NOT NULL column with a default has that
 default in the database, not only in the models (store/column_defaults.py)."""
 
+import threading
+import time
+
 from peewee import AutoField, BlobField, DoubleField, IntegerField
 
+from jobplane.server.store.column_defaults import wanted
 from jobplane.server.store.db import open_database
 from jobplane.server.store.models import ALL_MODELS, JobRow
 from jobplane.server.store.repo import Store
@@ -57,3 +61,63 @@ def sample(field) -> object:
     if isinstance(field, BlobField):
         return b"x"
     return "x"
+
+
+def test_a_replica_giving_defaults_on_its_first_start_does_not_deadlock_with_the_leader(pg_url):
+    """The first start of this release on a database of the one before gives defaults to the
+    columns of most tables. The leader writes meanwhile, its tables in its own order: a batch
+    writes a notification, then fences on jobplane_leader last. A replica that held
+    jobplane_leader locked (ALTER TABLE: ACCESS EXCLUSIVE, to its commit) while it waited for
+    notification deadlocked with it: PostgreSQL aborted the replica's start or the leader's batch
+    (and a leader whose batch fails stops)."""
+    import psycopg2  # the PostgreSQL tests' driver (conftest imports it as late)
+
+    store = fresh_store(pg_url)
+    for model in ALL_MODELS:  # as a database of the release before: defaults in the models only
+        for f in model._meta.sorted_fields:
+            if wanted(f):
+                store.db.execute_sql(f'ALTER TABLE "{model._meta.table_name}" ALTER COLUMN "{f.column_name}" DROP DEFAULT')
+    store.close()
+
+    leader, watch = psycopg2.connect(pg_url), psycopg2.connect(pg_url)
+    watch.autocommit = True
+    errors = []
+
+    def start_replica():
+        try:
+            fresh_store(pg_url).close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    try:
+        with leader.cursor() as cur:
+            cur.execute("SET lock_timeout = '20s'")
+            cur.execute("LOCK TABLE notification IN ROW EXCLUSIVE MODE")  # the batch wrote a notification
+        replica = threading.Thread(target=start_replica)
+        replica.start()
+        deadline = time.monotonic() + 20
+        with watch.cursor() as cur:  # until the replica waits for the leader's batch
+            while True:
+                cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'notification'::regclass")
+                if cur.fetchone()[0] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        try:
+            with leader.cursor() as cur:
+                cur.execute("UPDATE jobplane_leader SET renewed = renewed WHERE id = 1")  # the fence, last
+            leader.commit()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+            leader.rollback()
+        replica.join(30)
+        assert not replica.is_alive()
+    finally:
+        leader.close()
+        watch.close()
+    assert errors == []
+
+    store = fresh_store(pg_url)
+    insert_naming(store, "jobplane_leader", {"id": 1})
+    insert_naming(store, "notification", {"id": "1.0", "job": 1, "notify": "{}", "status": "SUCCEEDED",
+                                          "body": "{}", "time": 1.0})
+    store.close()
