@@ -181,10 +181,15 @@ class Bench:
     def __init__(self, url: str, work: Path) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.server = ServerProc(work, url, insecure=True, extra=["--submit-rate", "100000"])
-        self.agent = AgentProc(work, self.server, "bench-0", slots=8)
-        self.client = self.server.client()
-        wait_until(lambda: any(p.state == 1 for p in self.client.list_providers()), 30, "the agent")
-        self.rate(64)
+        self.agent = self.client = None
+        try:  # the processes run in sessions of their own: nothing else would stop them
+            self.agent = AgentProc(work, self.server, "bench-0", slots=8)
+            self.client = self.server.client()
+            wait_until(lambda: any(p.state == 1 for p in self.client.list_providers()), 30, "the agent")
+            self.rate(64)
+        except BaseException:
+            self.close()
+            raise
 
     def rate(self, batch: int) -> float:
         """Tasks/s of one job of `batch` no-op tasks, submit to last result (server clock)."""
@@ -194,17 +199,23 @@ class Bench:
         return batch / (done.end_time.ToNanoseconds() / 1e9 - done.submit_time.ToNanoseconds() / 1e9)
 
     def close(self) -> None:
-        self.client.close()
-        self.agent.stop()
-        self.server.stop()
+        try:
+            if self.client is not None:
+                self.client.close()
+        finally:
+            if self.agent is not None:
+                self.agent.stop()
+            self.server.stop()
 
 
 def throughput(empty: str, big: str, work: Path, batch: int, rounds: int) -> None:
     """Jobs of `batch` no-ops on the empty and the big database, alternating (both servers
     stay up, the idle one costs next to nothing), and the ratio of the medians: one job's rate
     swings by 10-20% from one to the next on a 2-core machine, either database."""
-    benches = {"empty": Bench(empty, work / "empty"), "big": Bench(big, work / "big")}
-    try:
+    benches: dict[str, Bench] = {}
+    try:  # the empty database's bench is stopped too when the big one's fails to start
+        benches["empty"] = Bench(empty, work / "empty")
+        benches["big"] = Bench(big, work / "big")
         rates: dict[str, list[float]] = {"empty": [], "big": []}
         for _ in range(rounds):
             for name, bench in benches.items():
