@@ -1,11 +1,12 @@
 """Column defaults held by PostgreSQL itself, not only by the models.
 
-peewee fills a field's default in at insert time, so the columns it creates or adds carry no
-default in the database. A replica of the release before, still leading while a replica of
-this one migrated the shared database (a rolling upgrade), inserts rows without the columns it
-does not know; with no default in the database, every such insert broke a NOT NULL constraint
-and the leader's whole batch rolled back. Here each NOT NULL column whose model has a constant
-default gets it in the database too, so an older writer's rows take it."""
+peewee fills a field's default in at insert time, so the tables it creates, and the columns
+releases before this one added, carry no default in the database. A replica of the release
+before, still leading while a replica of a newer one migrated the shared database (a rolling
+upgrade), inserts rows without the columns it does not know; with no default in the database,
+every such insert broke a NOT NULL constraint and the leader's whole batch rolled back. Here
+each NOT NULL column whose model has a constant default gets it in the database too, so an
+older writer's rows take it (schema.py adds new columns with theirs)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,8 @@ def give_defaults(db: Database, models: list[type[Model]]) -> None:
     lock, after the tables and columns exist. Does nothing once they all have theirs.
 
     ALTER TABLE locks its table (ACCESS EXCLUSIVE) until the transaction ends: give several
-    tables theirs in one transaction only where it holds their locks already (tables it made or
-    added columns to). A transaction that locked a table here and then waited for another one
-    that a leader's batch had written deadlocked with that batch when it went on to the first
-    (it writes a notification, then fences on jobplane_leader)."""
+    tables theirs in one transaction only where it holds their locks already (tables it made),
+    else one table per transaction (schema.py says why)."""
     for model, fields in lacking(db, models).items():
         table = model._meta.table_name
         log.info("giving columns %s of table %s their defaults", [f.column_name for f in fields], table)

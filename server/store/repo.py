@@ -8,8 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from peewee import Database, PostgresqlDatabase, fn
-from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+from peewee import Database, fn
 
 from ..domain.changes import ChangeSet
 from ..domain.continuation import Pending
@@ -19,8 +18,7 @@ from ..domain.model import JobState, ProviderState, Status, TaskState
 from ..domain.state import AttemptRt, Counters, JobRt, ProviderRt, TaskRt
 from ..errors import Deposed, StoreFailure
 from .codec import load_job_spec, load_resources, load_task_spec
-from . import idfloor, indexes
-from .column_defaults import give_defaults, lacking
+from . import idfloor, schema
 from .conflicts import ConflictStore
 from .schedules import ScheduleStore
 from .failures import drop_connection, explain, root_cause
@@ -29,13 +27,11 @@ from .alerts import AlertStore
 from .reads import IN_CHUNK, Reads, whole_specs
 from .staging import Staged, Stager
 from .models import (
-    ALL_MODELS,
     AttemptRow,
     ContinuedTaskRow,
     EventRow,
     InventoryRow,
     JobRow,
-    JobTagRow,
     ProviderRow,
     TaskRow,
     database,
@@ -43,7 +39,6 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_LOCK = 0x6A6F62706C616E65  # "jobplane": the advisory lock taken while the schema is made
 ACTIVE_JOB_STATES = (int(JobState.QUEUED), int(JobState.RUNNING))
 
 
@@ -77,60 +72,7 @@ class Store:
     # ----- lifecycle -----------------------------------------------------------------
 
     def create_schema(self) -> None:
-        with self.db.connection_context():
-            if not isinstance(self.db, PostgresqlDatabase):
-                self._create_schema()
-                return
-            with self.db.atomic():  # replicas starting together: one creates, the others find it made
-                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                made = self._create_schema()
-                # for a writer of the release before (column_defaults.py): the columns just added
-                # and the tables just made, whose tables this transaction holds locked already
-                give_defaults(self.db, made)
-            # The other tables' (a database of a release before these defaults), each in a
-            # transaction of its own: one that locked several would deadlock with the leader's
-            # batches, which lock them in another order (column_defaults.give_defaults).
-            for model in lacking(self.db, ALL_MODELS):
-                with self.db.atomic():
-                    self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                    give_defaults(self.db, [model])  # unless another replica did meanwhile
-
-    def _create_schema(self) -> list:
-        """Tables and indexes that are missing, and only those: on a busy database (a replica
-        joining), even CREATE INDEX IF NOT EXISTS waits for the leader's writes and holds up
-        the ones after it. Returns the models whose tables it made or added columns to."""
-        grown = self._add_missing_columns()  # first: the indexes created next may use the new columns
-        missing = [m for m in ALL_MODELS if not self.db.table_exists(m._meta.table_name)]
-        tags_were_missing = JobTagRow in missing and JobRow not in missing
-        self.db.create_tables(missing, safe=True)
-        indexes.drop_whole(self.db, indexes.partial_indexes())  # made again partial below
-        for model in ALL_MODELS:
-            if model in missing:
-                continue
-            have = {index.name for index in self.db.get_indexes(model._meta.table_name)}
-            for index in model._meta.fields_to_index():
-                if index._name not in have:
-                    log.info("creating index %s", index._name)
-                    self.db.execute(index)  # CREATE INDEX IF NOT EXISTS
-        indexes.create_missing(self.db, tags_were_missing)
-        return missing + grown
-
-    def _add_missing_columns(self) -> list:
-        """A database made by an older jobplane gains the columns added since (each has a default).
-        Returns the models whose tables gained columns."""
-        grown = []
-        migrator = PostgresqlMigrator(self.db) if isinstance(self.db, PostgresqlDatabase) else SqliteMigrator(self.db)
-        for model in ALL_MODELS:
-            table = model._meta.table_name
-            if not self.db.table_exists(table):
-                continue  # created whole by create_tables
-            have = {c.name for c in self.db.get_columns(table)}
-            missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
-            if missing:
-                log.info("adding columns %s to table %s", [f.column_name for f in missing], table)
-                migrate(*(migrator.add_column(table, f.column_name, f) for f in missing))
-                grown.append(model)
-        return grown
+        schema.create(self.db)
 
     def close(self) -> None:
         if not self.db.is_closed():

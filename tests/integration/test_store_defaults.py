@@ -5,6 +5,7 @@ default in the database, not only in the models (store/column_defaults.py)."""
 import threading
 import time
 
+import pytest
 from peewee import AutoField, BlobField, DoubleField, IntegerField
 
 from jobplane.server.store.column_defaults import wanted
@@ -43,6 +44,21 @@ def test_a_leader_of_the_release_before_inserts_jobs_after_a_new_replica_added_c
     store.close()
 
 
+def test_a_column_is_added_to_a_table_without_writing_its_rows_again(pg_url):
+    """On a big history (a million tasks) a column filled row by row held the table locked
+    while every row was written again: it is added with its default in one statement."""
+    store = fresh_store(pg_url)
+    insert_naming(store, "job", {"id": 7, "name": "j", "spec": b"{}", "state": 1, "status": 1, "submit_time": 1.0})
+    store.db.execute_sql('ALTER TABLE job DROP COLUMN "request_call"')
+    (where,) = store.db.execute_sql("SELECT ctid FROM job WHERE id = 7").fetchone()
+    store.close()
+
+    store = fresh_store(pg_url)
+
+    assert store.db.execute_sql("SELECT ctid, request_call FROM job WHERE id = 7").fetchone() == (where, "")
+    store.close()
+
+
 def test_every_table_takes_a_row_that_names_only_its_columns_without_a_default(pg_url):
     store = fresh_store(pg_url)
     for model in ALL_MODELS:
@@ -63,20 +79,32 @@ def sample(field) -> object:
     return "x"
 
 
-def test_a_replica_giving_defaults_on_its_first_start_does_not_deadlock_with_the_leader(pg_url):
-    """The first start of this release on a database of the one before gives defaults to the
-    columns of most tables. The leader writes meanwhile, its tables in its own order: a batch
-    writes a notification, then fences on jobplane_leader last. A replica that held
-    jobplane_leader locked (ALTER TABLE: ACCESS EXCLUSIVE, to its commit) while it waited for
-    notification deadlocked with it: PostgreSQL aborted the replica's start or the leader's batch
-    (and a leader whose batch fails stops)."""
-    import psycopg2  # the PostgreSQL tests' driver (conftest imports it as late)
-
-    store = fresh_store(pg_url)
-    for model in ALL_MODELS:  # as a database of the release before: defaults in the models only
+def drop_defaults(store: Store) -> None:
+    """As a database of the releases before the defaults: in the models only."""
+    for model in ALL_MODELS:
         for f in model._meta.sorted_fields:
             if wanted(f):
                 store.db.execute_sql(f'ALTER TABLE "{model._meta.table_name}" ALTER COLUMN "{f.column_name}" DROP DEFAULT')
+
+
+def drop_columns(store: Store) -> None:
+    """As a database of a release before a column of jobplane_leader and one of notification."""
+    store.db.execute_sql('ALTER TABLE jobplane_leader DROP COLUMN agent_address')
+    store.db.execute_sql('ALTER TABLE notification DROP COLUMN error')
+
+
+@pytest.mark.parametrize("before", [drop_defaults, drop_columns])
+def test_a_replica_changing_tables_on_its_first_start_does_not_deadlock_with_the_leader(pg_url, before):
+    """The first start of this release on a database of one before gives defaults to the
+    columns of most tables, or adds columns to several. The leader writes meanwhile, its
+    tables in its own order: a batch writes a notification, then fences on jobplane_leader
+    last. A replica that held jobplane_leader locked (ALTER TABLE: ACCESS EXCLUSIVE, to its
+    commit) while it waited for notification deadlocked with it: PostgreSQL aborted the
+    replica's start or the leader's batch (and a leader whose batch fails stops)."""
+    import psycopg2  # the PostgreSQL tests' driver (conftest imports it as late)
+
+    store = fresh_store(pg_url)
+    before(store)
     store.close()
 
     leader, watch = psycopg2.connect(pg_url), psycopg2.connect(pg_url)

@@ -1,0 +1,108 @@
+"""The schema: the tables, columns, indexes and column defaults a database lacks, made as a
+server may meet it: a database of an older release, and on PostgreSQL other replicas starting
+at once and a leader (perhaps of the release before) writing meanwhile.
+
+On PostgreSQL each table's changes that a running leader could meet (new columns, defaults)
+are made in a transaction of their own: ALTER TABLE locks its table (ACCESS EXCLUSIVE) until
+the transaction ends, and one that held a table the leader's batch writes while it waited for
+another that batch had written deadlocked with it (a batch writes, say, a notification and then
+fences on jobplane_leader), and PostgreSQL aborted one of the two."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from peewee import SQL, Database, Field, Model, PostgresqlDatabase
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+from . import indexes
+from .column_defaults import give_defaults, lacking, wanted
+from .models import ALL_MODELS, JobRow, JobTagRow
+
+log = logging.getLogger(__name__)
+
+SCHEMA_LOCK = 0x6A6F62706C616E65  # "jobplane": the advisory lock taken while the schema is made
+
+
+def create(db: Database) -> None:
+    """Make what the database lacks of this release's schema, and only that."""
+    with db.connection_context():
+        if not isinstance(db, PostgresqlDatabase):
+            _add_columns(db, ALL_MODELS)
+            _tables_and_indexes(db)
+            return
+        for model in ALL_MODELS:
+            if _missing_columns(db, model):
+                with _locked(db):
+                    _add_columns(db, [model])  # (unless another replica did meanwhile)
+        with _locked(db):  # replicas starting together: one creates, the others find it made
+            made = _tables_and_indexes(db)
+            give_defaults(db, made)  # tables this transaction made: it holds them locked already
+        for model in lacking(db, ALL_MODELS):  # columns added by releases before the defaults
+            with _locked(db):
+                give_defaults(db, [model])
+
+
+@contextlib.contextmanager
+def _locked(db: Database) -> Iterator[None]:
+    """A transaction under the schema's advisory lock (PostgreSQL)."""
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        yield
+
+
+def _tables_and_indexes(db: Database) -> list[type[Model]]:
+    """Tables and indexes that are missing, and only those: on a busy database (a replica
+    joining), even CREATE INDEX IF NOT EXISTS waits for the leader's writes and holds up the
+    ones after it. Returns the models whose tables it made."""
+    missing = [m for m in ALL_MODELS if not db.table_exists(m._meta.table_name)]
+    tags_were_missing = JobTagRow in missing and JobRow not in missing
+    db.create_tables(missing, safe=True)
+    indexes.drop_whole(db, indexes.partial_indexes())  # made again partial below
+    for model in ALL_MODELS:
+        if model in missing:
+            continue
+        have = {index.name for index in db.get_indexes(model._meta.table_name)}
+        for index in model._meta.fields_to_index():
+            if index._name not in have:
+                log.info("creating index %s", index._name)
+                db.execute(index)  # CREATE INDEX IF NOT EXISTS
+    indexes.create_missing(db, tags_were_missing)
+    return missing
+
+
+def _missing_columns(db: Database, model: type[Model]) -> list[Field]:
+    """The fields of `model` its table lacks (none when there is no table: it is made whole)."""
+    table = model._meta.table_name
+    if not db.table_exists(table):
+        return []
+    have = {c.name for c in db.get_columns(table)}
+    return [f for f in model._meta.sorted_fields if f.column_name not in have]
+
+
+def _add_columns(db: Database, models: list[type[Model]]) -> None:
+    """A database made by an older jobplane gains the columns added since (each has a
+    default). On PostgreSQL a NOT NULL column is added with its default in one statement,
+    which since PostgreSQL 11 rewrites no row; peewee's way (add it nullable, fill every row,
+    then forbid NULL) rewrote the table and left the column without a default in the
+    database."""
+    postgres = isinstance(db, PostgresqlDatabase)
+    migrator = PostgresqlMigrator(db) if postgres else SqliteMigrator(db)
+    for model in models:
+        missing = _missing_columns(db, model)
+        if not missing:
+            continue
+        table = model._meta.table_name
+        log.info("adding columns %s to table %s", [f.column_name for f in missing], table)
+        migrate(*(migrator.add_column(table, f.column_name, f) if not (postgres and wanted(f)) else
+                  migrator.add_column(table, f.column_name, _with_default(f), allow_not_null=True)
+                  for f in missing))
+
+
+def _with_default(field: Field) -> Field:
+    """A copy of `field` whose column is made with its default (DEFAULT in its DDL)."""
+    copy = field.clone()
+    copy.constraints = [*(field.constraints or ()), SQL("DEFAULT %s", [field.db_value(field.default)])]
+    return copy
