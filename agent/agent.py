@@ -102,6 +102,8 @@ class Agent:
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._running = 0
+        # Commands adopted from an earlier process, paused until the server's welcome (on_welcome).
+        self._adopted_paused: dict[AttemptKey, Path] = {}
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
@@ -264,9 +266,23 @@ class Agent:
 
     def on_welcome(self, welcome: provider_pb2.Welcome) -> None:
         """The server's reconnect grace is how long the keeper keeps our attempts for a new
-        agent process if this one dies."""
+        agent process if this one dies. The commands adopted from an earlier process run on if
+        the server kept them with us (a server that does not say: all of them); the others stay
+        paused until the stop the server sends for them."""
         if welcome.reconnect_grace_seconds > 0:
             self._keeper.set_grace(welcome.reconnect_grace_seconds)
+        if self._adopted_paused:
+            kept = {(ref.task_id, ref.attempt) for ref in welcome.kept}
+            run_on = []
+            for key, directory in self._adopted_paused.items():
+                if key in kept or not welcome.lists_kept:
+                    run_on.append(directory)
+                else:
+                    log.info("task %s attempt %d stays paused: the server gave it up while no agent process "
+                             "held it", *key, extra=attempt_ids(key))
+            self._adopted_paused = {}
+            if run_on:
+                self._keeper.run_on(run_on)
 
     def attempt_logs(self, task_id: str, attempt: int) -> tuple[Path, Callable[[], bool]]:
         key = (task_id, attempt)
@@ -300,9 +316,13 @@ class Agent:
         """
         loop = asyncio.get_running_loop()
         leftovers = self._state.leftovers()
-        await self._keeper.adopt([leftover.attempt_dir for leftover in leftovers.values()
-                                  if isinstance(leftover, Leftover) and leftover.alive()],
-                                 only=True)
+        alive = {key: leftover.attempt_dir for key, leftover in leftovers.items()
+                 if isinstance(leftover, Leftover) and leftover.alive()}
+        # Paused until the server's welcome says it kept them with us (on_welcome): past its
+        # reconnect grace it gave them up and may run them elsewhere, so they must not run on.
+        paused = self._keeper.adopts_paused
+        await self._keeper.adopt(alive.values(), only=True, paused=paused)
+        self._adopted_paused = dict(alive) if paused else {}
         for key, leftover in leftovers.items():
             log.info("adopting task %s attempt %d from an earlier run of this agent", *key, extra=attempt_ids(key))
             stop: asyncio.Future[StopRequest] = loop.create_future()

@@ -156,7 +156,7 @@ class Keeper:
         holder.send({"op": "welcome", "containment": found.kind, "why": found.why,
                      "kill_deadline": wire.KILL_DEADLINE, "keeper_pid": os.getpid(),
                      "guard_pid": self.guard, "grace": self.grace, "ends": True, "dirs": True,
-                     "env": True, "spares": True})
+                     "env": True, "spares": True, "paused_adopt": True})
         log.info("agent process %s holds the lease (heartbeat %gs, containment %s)",
                  holder.pid, holder.heartbeat, found.describe())
 
@@ -180,7 +180,9 @@ class Keeper:
 
     def _op_adopt(self, holder: Holder, message: dict) -> None:
         """A new agent process takes over attempts whose holder is gone; with `only`, it is
-        the only agent of this directory, so orphans it does not name are killed now."""
+        the only agent of this directory, so orphans it does not name are killed now. With
+        `paused`, they stay paused until the agent says they run on (`run_on`: the server kept
+        them with it) or stops them: a server that gave them up meanwhile runs them elsewhere."""
         wanted = {os.path.realpath(d) for d in message.get("dirs", ())}
         adopted, unclaimed = [], []
         for attempt in self.attempts.values():
@@ -188,7 +190,8 @@ class Keeper:
                 continue
             if os.path.realpath(attempt.directory) in wanted:
                 attempt.holder, attempt.orphaned_until = holder, None
-                self._thaw(attempt)
+                if not message.get("paused"):
+                    self._thaw(attempt)
                 adopted.append(str(attempt.directory))
             elif message.get("only"):
                 unclaimed.append(attempt)
@@ -196,9 +199,17 @@ class Keeper:
             self._kill(unclaimed, "the agent started again without it")
         holder.send({"op": "adopted", "id": message["id"], "dirs": adopted})
 
+    def _op_run_on(self, holder: Holder, message: dict) -> None:
+        """Attempts this holder adopted paused continue (the server kept them with it)."""
+        wanted = {os.path.realpath(d) for d in message.get("dirs", ())}
+        for attempt in self.attempts.values():
+            if attempt.holder is holder and os.path.realpath(attempt.directory) in wanted:
+                self._thaw(attempt)
+
     def _op_signal(self, holder: Holder, message: dict) -> None:
         """SIGTERM every process of an attempt (a timeout or a cancel), or with `kill`, SIGKILL
-        them all (the kill grace is over); what the command leaves is killed as it ends."""
+        them all (the kill grace is over); what the command leaves is killed as it ends. One
+        adopted paused continues once its SIGTERM is sent: the signal is the first thing it meets."""
         attempt = self.attempts.get(int(message["pid"]))
         if attempt is None or attempt.status is not None:
             return
@@ -208,6 +219,8 @@ class Keeper:
             procs.send(self._members(attempt), signal.SIGKILL)
         else:
             procs.send(self._members(attempt), signal.SIGTERM)
+            if attempt.stopped is not None and attempt.suspended is None:
+                self._thaw(attempt)
 
     def _op_suspend(self, holder: Holder, message: dict) -> None:
         """Pause (or, with `resume`, continue) what an attempt runs: its cgroup frozen, or every

@@ -76,6 +76,8 @@ class Keeper:
         # The keeper makes each attempt's directory as it starts it (its welcome says `dirs`).
         self.makes_dirs = False
         self.takes_spares = False
+        # The keeper adopts attempts paused until told they run on (its welcome says `paused_adopt`).
+        self.adopts_paused = False
         self._ends: dict[int, asyncio.Future[dict | None]] = {}
         self._writer: asyncio.StreamWriter | None = None
         # Messages of this turn of the event loop, written together at its end (one write and one
@@ -123,12 +125,17 @@ class Keeper:
         self._workers.add(pid)
         self._send({"op": "worker", "pid": pid})
 
-    async def adopt(self, dirs: Iterable[str | Path], *, only: bool = False) -> set[str]:
+    async def adopt(self, dirs: Iterable[str | Path], *, only: bool = False, paused: bool = False) -> set[str]:
         """Take over attempts an earlier agent process started; the directories adopted. With
         `only`, attempts of earlier processes not named are killed now (this is the only agent
-        of the state directory, and it does not claim them)."""
-        reply = await self._request({"op": "adopt", "dirs": [str(d) for d in dirs], "only": only})
+        of the state directory, and it does not claim them). With `paused` (a keeper whose
+        welcome said `paused_adopt`), they stay paused until `run_on` or a stop."""
+        reply = await self._request({"op": "adopt", "dirs": [str(d) for d in dirs], "only": only, "paused": paused})
         return set(reply.get("dirs", ()))
+
+    def run_on(self, dirs: Iterable[str | Path]) -> None:
+        """Attempts adopted paused continue."""
+        self._send({"op": "run_on", "dirs": [str(d) for d in dirs]})
 
     async def start(self, request: dict[str, Any]
                     ) -> tuple[int, int | None, asyncio.Future[dict | None] | None]:
@@ -231,6 +238,7 @@ class Keeper:
         self.makes_dirs = bool(welcome.get("dirs"))
         # It renames a start's `spare` (an emptied attempt directory) into place.
         self.takes_spares = bool(welcome.get("spares"))
+        self.adopts_paused = bool(welcome.get("paused_adopt"))
         self._base_told = bool(welcome.get("env"))
         if self.wanted not in ("auto", self.containment):
             await self._disconnect()

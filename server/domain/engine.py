@@ -94,6 +94,7 @@ class Engine:
         reports, each answered by the component whose concern it is."""
         providers, holds = self.provider_rules, self.holds
         self.connect, self.disconnect, self.ready_signal = providers.connect, providers.disconnect, providers.ready_signal
+        self.kept = providers.kept
         self.goodbye, self.drain, self.revoke = providers.goodbye, providers.drain, providers.revoke
         self.resume_provider = providers.resume
         self.arm_restart_grace = providers.arm_restart_grace

@@ -77,6 +77,14 @@ class Providers:
             if not self.is_current(tid, number, provider.id):
                 e.adoption.stop_superseded(provider.id, tid, number)
 
+    def kept(self, provider_id: str) -> list[tuple[int, int]]:
+        """The attempts (task id, number) the provider holds as their tasks' current ones: what
+        a reconnecting agent's held attempts come to after connect (its welcome lists them)."""
+        e = self.engine
+        provider = e.providers.get(provider_id)
+        held = [(tid, e.tasks[tid].current) for tid in (provider.in_flight if provider is not None else ())]
+        return [(tid, current.number) for tid, current in held if current is not None]
+
     def is_current(self, task_id: int, number: int, provider_id: str) -> bool:
         task = self.engine.tasks.get(task_id)
         current = task.current if task is not None else None

@@ -69,7 +69,7 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
             takeover = _check_identity(hello.name)
             conn.provider = hello.name
             async with self._connecting:
-                provider = await self.d.core.call(lambda engine: engine.connect(hello, conn.id, takeover=takeover))
+                provider, kept = await self.d.core.call(lambda engine: _connect(engine, hello, conn.id, takeover))
         except JobplaneError as exc:
             del self._conns[conn.id]
             await context.abort(status_code(exc), str(exc))
@@ -82,7 +82,8 @@ class ProviderService(provider_pb2_grpc.ProviderServiceServicer):
         try:
             yield provider_pb2.ConnectResponse(welcome=provider_pb2.Welcome(
                 provider_id=provider.id, heartbeat_interval_seconds=provider.heartbeat,
-                reconnect_grace_seconds=self.d.config.reconnect_grace))
+                reconnect_grace_seconds=self.d.config.reconnect_grace, lists_kept=True,
+                kept=[provider_pb2.AttemptRef(task_id=str(task_id), attempt=number) for task_id, number in kept]))
             while (first := await conn.queue.get()) is not None:
                 messages, closing = _coalesce(first, conn.queue, conn.acks_with_assignments)
                 for message in messages:
@@ -297,6 +298,12 @@ def _settled(fut: asyncio.Future) -> None:
 def _to_scan(items) -> list[provider_pb2.SignatureToScan]:
     return [provider_pb2.SignatureToScan(signature_id=ask.signature_id, signature=convert.struct(ask.signature))
             for ask in items]
+
+
+def _connect(engine, hello, conn_id: int, takeover: bool):
+    """The engine's connect, and the attempts the provider keeps after it (its welcome's)."""
+    provider = engine.connect(hello, conn_id, takeover=takeover)
+    return provider, engine.kept(provider.id)
 
 
 def _check_identity(name: str) -> bool:

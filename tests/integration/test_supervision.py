@@ -150,6 +150,43 @@ def test_agent_restarted_within_the_grace_adopts_its_tasks(tmp_path, db_url):
         cluster.close()
 
 
+def test_an_agent_back_after_the_grace_keeps_the_commands_it_adopted_from_running_on(tmp_path, db_url):
+    """A new agent process adopts the commands its killed predecessor left (its keeper holds
+    them paused) but reaches the server only after the reconnect grace, when the server has
+    given them up and will run them again. They stay paused until the server's welcome says
+    which it kept (none) and are stopped: the task runs to its end once. Before, adopting them
+    let them run on, a command finished, its report was rejected and the task ran again."""
+    from conftest import Cluster
+
+    cluster = Cluster(tmp_path, db_url)
+    cluster.start_server(grace=3.0, insecure=True)  # the new process adopts well within it
+    proxy = TcpProxy(cluster.server.address)
+    go, done = tmp_path / "go", tmp_path / "done"
+    body = f"while [ ! -e {go} ]; do sleep 0.05; done; echo ok >> {done}"
+    try:
+        first = cluster.agents["a"] = AgentProc(tmp_path, cluster.server, "a", slots=1, address=proxy.address)
+        cluster.wait_active("a")
+        job = cluster.client.submit_job({"name": "g", "tasks": [{"name": "t", "command": ["sh", "-c", body]}]})
+        wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+        first.kill()
+        first.stop()
+        proxy.hold_requests()  # the new process's stream reaches the server only when let through
+        again = cluster.agents["a"] = AgentProc(tmp_path, cluster.server, "a", slots=1, address=proxy.address)
+        wait_until(lambda: "adopting task" in again.output(), 30, "the new agent process to adopt the command")
+        go.touch()  # the command would end now, if it ran
+        wait_until(lambda: provider_state(cluster, "a") == LOST, 30, "the server to give the agent up")
+        proxy.let_requests_through()
+        finished = cluster.client.wait_job(job.id, timeout=60)
+        assert finished.state == SUCCEEDED
+        assert done.read_text() == "ok\n", "the command ran to its end once"
+        (task,) = list(cluster.client.list_tasks(job.id))
+        assert task.attempt == 2, "the attempt the server gave up was stopped; the next one ran it"
+    finally:
+        go.touch()
+        proxy.close()
+        cluster.close()
+
+
 # An outside scheduler in a shell script: each submit appends a line to `submits`; polls say
 # EXECUTING until the test creates `go`.
 EXTERNAL = """#!/bin/sh

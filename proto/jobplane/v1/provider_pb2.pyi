@@ -425,14 +425,18 @@ class ScanRequest(_message.Message):
     def __init__(self, signatures: _Optional[_Iterable[_Union[SignatureToScan, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("provider_id", "heartbeat_interval_seconds", "reconnect_grace_seconds")
+    __slots__ = ("provider_id", "heartbeat_interval_seconds", "reconnect_grace_seconds", "kept", "lists_kept")
     PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RECONNECT_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    LISTS_KEPT_FIELD_NUMBER: _ClassVar[int]
     provider_id: str
     heartbeat_interval_seconds: float
     reconnect_grace_seconds: float
-    def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., reconnect_grace_seconds: _Optional[float] = ...) -> None: ...
+    kept: _containers.RepeatedCompositeFieldContainer[AttemptRef]
+    lists_kept: bool
+    def __init__(self, provider_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., reconnect_grace_seconds: _Optional[float] = ..., kept: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., lists_kept: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("task_id", "attempt", "job_id", "task_name", "spec", "checkpoint_json", "adopt_external_job_id", "queued_ahead")
