@@ -209,18 +209,23 @@ class Keeper:
     def _op_signal(self, holder: Holder, message: dict) -> None:
         """SIGTERM every process of an attempt (a timeout or a cancel), or with `kill`, SIGKILL
         them all (the kill grace is over); what the command leaves is killed as it ends. One
-        adopted paused continues once its SIGTERM is sent: the signal is the first thing it meets."""
+        adopted paused and not let run on is SIGKILLed, never thawed: nothing says the server
+        still holds it (it stops those it gave up, which may already run elsewhere), and a
+        command that carries on after SIGTERM (finishing its work first) would do again, beside
+        the attempt that continues it, what the pause kept it from."""
         attempt = self.attempts.get(int(message["pid"]))
         if attempt is None or attempt.status is not None:
             return
-        if message.get("kill"):
+        paused = attempt.stopped is not None  # (held by an agent: adopted paused, no run_on yet)
+        if message.get("kill") or paused:
+            if paused and not message.get("kill"):
+                log.info("killing the attempt in %s: stopped while still paused since its adoption",
+                         attempt.directory)
             if attempt.cgroup is not None:
                 self.cgroups.kill(attempt.cgroup)
             procs.send(self._members(attempt), signal.SIGKILL)
         else:
             procs.send(self._members(attempt), signal.SIGTERM)
-            if attempt.stopped is not None and attempt.suspended is None:
-                self._thaw(attempt)
 
     def _op_suspend(self, holder: Holder, message: dict) -> None:
         """Pause (or, with `resume`, continue) what an attempt runs: its cgroup frozen, or every

@@ -187,6 +187,48 @@ def test_an_agent_back_after_the_grace_keeps_the_commands_it_adopted_from_runnin
         cluster.close()
 
 
+@pytest.mark.parametrize("containment", ["auto", "subreaper"])  # auto: a cgroup where the machine allows
+def test_a_command_adopted_after_the_grace_is_killed_not_thawed_by_its_stop(tmp_path, db_url, containment):
+    """As above, with a command that carries on when it gets SIGTERM (it finishes what it
+    does first, as many do). The server gave its attempt up; the stop must not let it run
+    another instruction: thawed with its SIGTERM, it finished, its report was rejected and
+    the task ran twice (and its handler ran alongside the attempt that continued it)."""
+    from conftest import Cluster
+
+    cluster = Cluster(tmp_path, db_url)
+    cluster.start_server(grace=3.0, insecure=True)
+    proxy = TcpProxy(cluster.server.address)
+    go, done, term = tmp_path / "go", tmp_path / "done", tmp_path / "term"
+    body = (f"trap 'echo $JOBPLANE_ATTEMPT >> {term}' TERM; "
+            f"while [ ! -e {go} ]; do sleep 0.05; done; echo ok >> {done}")
+    try:
+        extra = ["--containment", containment]
+        first = cluster.agents["a"] = AgentProc(tmp_path, cluster.server, "a", slots=1, address=proxy.address,
+                                                extra=extra)
+        cluster.wait_active("a")
+        job = cluster.client.submit_job({"name": "g", "tasks": [{"name": "t", "command": ["sh", "-c", body]}]})
+        wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+        first.kill()
+        first.stop()
+        proxy.hold_requests()
+        again = cluster.agents["a"] = AgentProc(tmp_path, cluster.server, "a", slots=1, address=proxy.address,
+                                                extra=extra)
+        wait_until(lambda: "adopting task" in again.output(), 30, "the new agent process to adopt the command")
+        go.touch()
+        wait_until(lambda: provider_state(cluster, "a") == LOST, 30, "the server to give the agent up")
+        proxy.let_requests_through()
+        finished = cluster.client.wait_job(job.id, timeout=60)
+        assert finished.state == SUCCEEDED
+        assert done.read_text() == "ok\n", "the command ran to its end once"
+        assert not term.exists(), "the attempt given up ran its SIGTERM handler"
+        (task,) = list(cluster.client.list_tasks(job.id))
+        assert task.attempt == 2
+    finally:
+        go.touch()
+        proxy.close()
+        cluster.close()
+
+
 # An outside scheduler in a shell script: each submit appends a line to `submits`; polls say
 # EXECUTING until the test creates `go`.
 EXTERNAL = """#!/bin/sh
