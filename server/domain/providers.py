@@ -12,7 +12,7 @@ from jobplane.resources import describe
 from ..errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from .changes import Stop
 from .inactive import DISABLED
-from .model import EventKind, Hello, ProviderState
+from .model import TASK_DONE, EventKind, Hello, ProviderState
 from .state import ProviderRt
 from .status import provider_status
 
@@ -76,6 +76,10 @@ class Providers:
         for tid, number in held:
             if not self.is_current(tid, number, provider.id):
                 e.adoption.stop_superseded(provider.id, tid, number)
+            elif e.tasks[tid].state in TASK_DONE:
+                # Cancelled while the provider was away: the stop went nowhere (no stream), and
+                # the attempt, still the task's until its report, would run on to its end.
+                self.stop_attempt(provider.id, tid, number, e.tasks[tid].reason or "cancelled")
 
     def kept(self, provider_id: str) -> list[tuple[int, int]]:
         """The attempts (task id, number) the provider holds as their tasks' current ones: what

@@ -532,3 +532,36 @@ def test_drain_with_wait_lets_the_task_finish_and_sends_new_work_elsewhere(clust
     assert cluster.client.wait_job(later.id, timeout=30).state == SUCCEEDED
     assert [t.provider_id for t in cluster.client.list_tasks(later.id)] == ["b"]
     wait_until(lambda: provider_state(cluster, "a") == DRAINED, 30, "a to be DRAINED")
+
+
+def test_a_cancel_made_while_the_agent_was_away_stops_the_command_it_comes_back_with(tmp_path, db_url):
+    """A job cancelled while its agent's stream is down (its process killed, a new one on the
+    way): the stop went nowhere. The new process adopts the command and comes back within the
+    grace, the server keeps the attempt with it (still the task's until its report) and must
+    tell it again to stop. Before, nothing did, and the cancelled command ran to its end."""
+    from conftest import Cluster
+
+    cluster = Cluster(tmp_path, db_url)
+    cluster.start_server(grace=5.0, insecure=True)
+    done = tmp_path / "done"
+    try:
+        first = cluster.agents["a"] = AgentProc(tmp_path, cluster.server, "a", slots=1)
+        cluster.wait_active("a")
+        job = cluster.client.submit_job({"name": "c", "tasks": [
+            {"name": "t", "command": ["sh", "-c", f"sleep 6; echo ran-on >> {done}"]}]})
+        wait_until(lambda: running_on(cluster, job.id, "a"), 30, "the task running on a")
+        first.kill()
+        first.stop()
+        wait_until(lambda: provider_state(cluster, "a") == SUSPECT, 30, "the server to miss the agent")
+        cluster.client.cancel_job(job.id)
+        cluster.agents["a"] = AgentProc(tmp_path, cluster.server, "a", slots=1)
+        cluster.wait_active("a")
+
+        def ended():
+            (task,) = list(cluster.client.list_tasks(job.id))
+            return task.attempts[-1].HasField("end_time") and task.attempts[-1]
+        attempt = wait_until(ended, 30, "the cancelled attempt to be reported ended")
+        assert not done.exists(), "the cancelled command ran to its end"
+        assert attempt.raw.get("state") == "cancelled", attempt.raw
+    finally:
+        cluster.close()
