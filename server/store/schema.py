@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from peewee import SQL, Database, Field, Model, PostgresqlDatabase
+from peewee import SQL, Database, Entity, Field, Model, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from . import indexes
@@ -96,13 +96,24 @@ def _add_columns(db: Database, models: list[type[Model]]) -> None:
             continue
         table = model._meta.table_name
         log.info("adding columns %s to table %s", [f.column_name for f in missing], table)
-        migrate(*(migrator.add_column(table, f.column_name, f) if not (postgres and wanted(f)) else
-                  migrator.add_column(table, f.column_name, _with_default(f), allow_not_null=True)
-                  for f in missing))
+        with_default = [f for f in missing if postgres and wanted(f)]
+        migrate(*(migrator.add_column(table, f.column_name, f) for f in missing if not (postgres and wanted(f))))
+        for field in with_default:
+            _add_with_default(db, table, field)
+        # Their own indexes in this table's transaction too, as peewee's add_column makes them.
+        for index in model._meta.fields_to_index():
+            if any(e is f for f in with_default for e in index._expressions) and len(index._expressions) == 1:
+                log.info("creating index %s", index._name)
+                db.execute(index)  # CREATE INDEX IF NOT EXISTS
 
 
-def _with_default(field: Field) -> Field:
-    """A copy of `field` whose column is made with its default (DEFAULT in its DDL)."""
+def _add_with_default(db: Database, table: str, field: Field) -> None:
+    """ALTER TABLE ... ADD COLUMN name TYPE NOT NULL DEFAULT x, in one statement. Written here,
+    not by peewee's migrator: its add_column takes `allow_not_null` (the column as is) only in
+    later releases (4.5 has it), and this package asks for peewee 3.17 or later (3.17.9's
+    refuses the call)."""
     copy = field.clone()
     copy.constraints = [*(field.constraints or ()), SQL("DEFAULT %s", [field.db_value(field.default)])]
-    return copy
+    ctx = db.get_sql_context()
+    ctx.literal("ALTER TABLE ").sql(Entity(table)).literal(" ADD COLUMN ").sql(copy.ddl(ctx))
+    db.execute_sql(*ctx.query())

@@ -149,3 +149,30 @@ def test_a_replica_changing_tables_on_its_first_start_does_not_deadlock_with_the
     insert_naming(store, "notification", {"id": "1.0", "job": 1, "notify": "{}", "status": "SUCCEEDED",
                                           "body": "{}", "time": 1.0})
     store.close()
+
+
+def test_columns_are_added_with_the_migrator_of_the_oldest_peewee_asked_for(pg_url, monkeypatch):
+    """pyproject asks for peewee>=3.17, whose migrator's add_column has no `allow_not_null`
+    (a later peewee added it): a server on such a peewee failed to start on any database of a release
+    before its new columns (TypeError)."""
+    from playhouse.migrate import SchemaMigrator
+
+    store = fresh_store(pg_url)
+    insert_naming(store, "job", {"id": 7, "name": "j", "spec": b"{}", "state": 1, "status": 1, "submit_time": 1.0})
+    store.db.execute_sql('ALTER TABLE job DROP COLUMN "request_call"')
+    store.db.execute_sql('ALTER TABLE job DROP COLUMN "owner"')  # (it has an index)
+    store.db.execute_sql('ALTER TABLE job DROP COLUMN "end_time"')  # nullable: peewee's migrator adds it
+    store.close()
+    add_column = SchemaMigrator.add_column
+
+    def as_in_317(self, table, column_name, field, **kwargs):  # peewee 3.17's: no allow_not_null
+        if "allow_not_null" in kwargs:
+            raise TypeError("add_column() got an unexpected keyword argument 'allow_not_null'")
+        return add_column(self, table, column_name, field, **kwargs)
+
+    monkeypatch.setattr(SchemaMigrator, "add_column", as_in_317)
+    store = fresh_store(pg_url)
+
+    assert store.db.execute_sql("SELECT request_call, owner, end_time FROM job WHERE id = 7").fetchone() == ("", "", None)
+    assert {"job_owner", "job_end_time"} <= {index.name for index in store.db.get_indexes("job")}
+    store.close()
