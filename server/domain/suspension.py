@@ -133,13 +133,20 @@ class Suspension:
 
     def reconnected(self, provider) -> None:
         """A provider (re)connected holding attempts suspended here: it is told again (a restarted
-        agent process adopted them and knows nothing of it, or the message was lost with a stream)."""
+        agent process adopted them and knows nothing of it, or the message was lost with a stream).
+        Those resumed since their attempt began are told to go on, again: a release made while
+        no stream was open went nowhere, and its keeper still holds them stopped (a resume of an
+        attempt not paused changes nothing)."""
         e = self.engine
         for tid in provider.in_flight:
             task = e.tasks.get(tid)
-            if task is not None and task.current is not None and task.suspended.get("mode") == SUSPEND:
+            if task is None or task.current is None:
+                continue
+            if task.suspended.get("mode") == SUSPEND:
                 why = task.suspended.get("reason", "")
                 e.changes.suspend(provider.id, Suspend(task.id, task.current.number, False, why))
+            elif task.paused > 0:
+                e.changes.suspend(provider.id, Suspend(task.id, task.current.number, True, "released"))
 
     # ----- the stopped attempt's end ------------------------------------------------
 

@@ -381,3 +381,34 @@ def test_a_suspended_task_stays_suspended_while_a_restarted_agent_adopts_it(tmp_
         assert task.attempt == 1
     finally:
         c.close()
+
+
+def test_a_task_released_while_its_agent_was_away_runs_on_with_the_agent_process_that_adopts_it(
+        tmp_path, sqlite_url):
+    """The release goes nowhere while no agent process holds the suspended attempt: it is sent
+    again when one connects holding it. Before, the command stayed stopped (T) for good and its
+    job never ended."""
+    from conftest import Cluster
+
+    c = Cluster(tmp_path, sqlite_url)
+    c.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
+    try:
+        c.add_agent("a", slots=1)
+        command, ticks, starts, pidfile = ticking(tmp_path, 10)
+        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 60}]})
+        wait_until(lambda: len(lines(ticks)) >= 2 and runs(c.client, job.id), 20, "the task to be running")
+        c.client.hold_job(job.id, reason="overnight", mode="suspend")
+        pid = int(pidfile.read_text())
+        wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
+        let_end(ticks)
+        crashed = c.agents["a"]
+        crashed.kill()
+        crashed.stop()
+        c.client.release_job(job.id)  # no agent process holds the attempt now
+        c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
+        assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
+        assert counted(ticks, 10) and lines(starts) == ["start", "0"], "it ran on where it stopped"
+        (task,) = c.client.list_tasks(job.id)
+        assert task.attempt == 1
+    finally:
+        c.close()
