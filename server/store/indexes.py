@@ -1,7 +1,7 @@
 """Indexes the listings need beyond the models' own: the raw properties promoted to expression
 indexes (one per backend's JSON functions), and the job tags (labels, environments) a database
-made before they existed is given. Everything here is created only when missing, inside
-Store.create_schema (under its advisory lock on PostgreSQL)."""
+made before they existed is given. Everything here is created only when missing, by
+schema.create (under its advisory lock on PostgreSQL, each table's in a transaction of its own)."""
 
 from __future__ import annotations
 
@@ -52,17 +52,6 @@ def _raw_index_sql(db: Database, key: str) -> str:
     return f'CREATE INDEX IF NOT EXISTS "task_raw_{key.lower()}" ON "task" ({expr}) WHERE {expr} IS NOT NULL'
 
 
-def drop_whole(db: Database, partial: dict[str, list[str]]) -> None:
-    """Indexes a database made before they were partial has whole (a row for every task,
-    value or not), by table -> names: dropped, so they are made again partial (once, at the
-    upgrade; a listing meanwhile waits for the schema as at any start)."""
-    for table, names in partial.items():
-        for index in db.get_indexes(table):
-            if index.name in names and " where " not in (index.sql or "").lower():
-                log.info("rebuilding index %s over the rows with a value", index.name)
-                db.execute_sql(f'DROP INDEX "{index.name}"')
-
-
 def partial_indexes() -> dict[str, list[str]]:
     """The partial indexes, by table: the models' (models.partial_index) and the raw ones."""
     out = {"task": [f"task_raw_{key.lower()}" for key in PROMOTED_RAW]}
@@ -72,18 +61,39 @@ def partial_indexes() -> dict[str, list[str]]:
     return out
 
 
-def create_missing(db: Database, tags_were_missing: bool) -> None:
-    """The expression indexes that are missing; with `tags_were_missing` (job_tag was created
-    just now on a database that has jobs), the tags of every job, from its spec."""
+def number_function(db: Database) -> None:
+    """PostgreSQL: the function the raw number indexes use, made (or made again)."""
     if isinstance(db, PostgresqlDatabase):
         db.execute_sql(_PG_NUMBER)
-    have = {index.name for index in db.get_indexes("task")}
-    for key in PROMOTED_RAW:
-        if f"task_raw_{key.lower()}" not in have:
-            log.info("indexing raw.%s of tasks", key)
-            db.execute_sql(_raw_index_sql(db, key))
-    if tags_were_missing:
-        backfill_tags(db)
+
+
+def missing(db: Database, model) -> tuple[list[str], list]:
+    """What the table of `model` lacks of its indexes: (the indexes a database made before they
+    were partial has whole, a row for every task, value or not: dropped and made again partial;
+    the indexes to create, peewee's or SQL text: the model's, and the task's raw ones)."""
+    table = model._meta.table_name
+    found = {index.name: index for index in db.get_indexes(table)}
+    whole = [name for name in partial_indexes().get(table, ())
+             if name in found and " where " not in (found[name].sql or "").lower()]
+    have = set(found) - set(whole)
+    creates: list = [index for index in model._meta.fields_to_index() if index._name not in have]
+    if model is TaskRow:
+        creates += [_raw_index_sql(db, key) for key in PROMOTED_RAW if f"task_raw_{key.lower()}" not in have]
+    return whole, creates
+
+
+def make(db: Database, whole: list[str], creates: list) -> None:
+    """Drop the whole indexes and create the others (`missing`'s)."""
+    for name in whole:
+        log.info("rebuilding index %s over the rows with a value", name)
+        db.execute_sql(f'DROP INDEX "{name}"')
+    for index in creates:
+        if isinstance(index, str):
+            log.info("creating index %s", index.split('"')[1])
+            db.execute_sql(index)
+        else:
+            log.info("creating index %s", index._name)
+            db.execute(index)  # CREATE INDEX IF NOT EXISTS
 
 
 def job_tags(job_id: int, spec: JobSpec) -> list[dict]:

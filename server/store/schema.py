@@ -2,8 +2,8 @@
 server may meet it: a database of an older release, and on PostgreSQL other replicas starting
 at once and a leader (perhaps of the release before) writing meanwhile.
 
-On PostgreSQL each table's changes that a running leader could meet (new columns, defaults)
-are made in a transaction of their own: ALTER TABLE locks its table (ACCESS EXCLUSIVE) until
+On PostgreSQL each table's changes that a running leader could meet (new columns, indexes,
+defaults) are made in a transaction of their own: ALTER TABLE locks its table (ACCESS EXCLUSIVE) until
 the transaction ends, and one that held a table the leader's batch writes while it waited for
 another that batch had written deadlocked with it (a batch writes, say, a notification and then
 fences on jobplane_leader), and PostgreSQL aborted one of the two."""
@@ -29,17 +29,24 @@ SCHEMA_LOCK = 0x6A6F62706C616E65  # "jobplane": the advisory lock taken while th
 def create(db: Database) -> None:
     """Make what the database lacks of this release's schema, and only that."""
     with db.connection_context():
-        if not isinstance(db, PostgresqlDatabase):
+        postgres = isinstance(db, PostgresqlDatabase)
+        if not postgres:
             _add_columns(db, ALL_MODELS)
-            _tables_and_indexes(db)
+            _tables(db)
+            for model in ALL_MODELS:
+                indexes.make(db, *indexes.missing(db, model))
             return
         for model in ALL_MODELS:
             if _missing_columns(db, model):
                 with _locked(db):
                     _add_columns(db, [model])  # (unless another replica did meanwhile)
         with _locked(db):  # replicas starting together: one creates, the others find it made
-            made = _tables_and_indexes(db)
+            made = _tables(db)
             give_defaults(db, made)  # tables this transaction made: it holds them locked already
+        for model in ALL_MODELS:  # a busy table's CREATE INDEX waits for the leader's writes
+            if any(indexes.missing(db, model)):
+                with _locked(db):
+                    indexes.make(db, *indexes.missing(db, model))
         for model in lacking(db, ALL_MODELS):  # columns added by releases before the defaults
             with _locked(db):
                 give_defaults(db, [model])
@@ -53,23 +60,15 @@ def _locked(db: Database) -> Iterator[None]:
         yield
 
 
-def _tables_and_indexes(db: Database) -> list[type[Model]]:
-    """Tables and indexes that are missing, and only those: on a busy database (a replica
-    joining), even CREATE INDEX IF NOT EXISTS waits for the leader's writes and holds up the
-    ones after it. Returns the models whose tables it made."""
+def _tables(db: Database) -> list[type[Model]]:
+    """The tables that are missing, made with their indexes (and what the others' indexes
+    need first); returns their models."""
     missing = [m for m in ALL_MODELS if not db.table_exists(m._meta.table_name)]
     tags_were_missing = JobTagRow in missing and JobRow not in missing
     db.create_tables(missing, safe=True)
-    indexes.drop_whole(db, indexes.partial_indexes())  # made again partial below
-    for model in ALL_MODELS:
-        if model in missing:
-            continue
-        have = {index.name for index in db.get_indexes(model._meta.table_name)}
-        for index in model._meta.fields_to_index():
-            if index._name not in have:
-                log.info("creating index %s", index._name)
-                db.execute(index)  # CREATE INDEX IF NOT EXISTS
-    indexes.create_missing(db, tags_were_missing)
+    indexes.number_function(db)
+    if tags_were_missing:  # job_tag made just now on a database that has jobs: their tags
+        indexes.backfill_tags(db)
     return missing
 
 

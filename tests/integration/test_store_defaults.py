@@ -93,14 +93,27 @@ def drop_columns(store: Store) -> None:
     store.db.execute_sql('ALTER TABLE notification DROP COLUMN error')
 
 
-@pytest.mark.parametrize("before", [drop_defaults, drop_columns])
-def test_a_replica_changing_tables_on_its_first_start_does_not_deadlock_with_the_leader(pg_url, before):
+def drop_indexes(store: Store) -> None:
+    """As a database of a release before an index of job and one of task."""
+    store.db.execute_sql('DROP INDEX job_name')
+    store.db.execute_sql('DROP INDEX task_name')
+
+
+# (what the database lacks, the table the leader's batch wrote, what it writes next)
+LEADER_FENCES = ("notification", "UPDATE jobplane_leader SET renewed = renewed WHERE id = 1")
+LEADER_WRITES_JOB = ("task", "UPDATE job SET priority = priority WHERE id = 1")
+
+
+@pytest.mark.parametrize("before, first, then", [(drop_defaults, *LEADER_FENCES), (drop_columns, *LEADER_FENCES),
+                                                 (drop_indexes, *LEADER_WRITES_JOB)])
+def test_a_replica_changing_tables_on_its_first_start_does_not_deadlock_with_the_leader(pg_url, before, first, then):
     """The first start of this release on a database of one before gives defaults to the
-    columns of most tables, or adds columns to several. The leader writes meanwhile, its
-    tables in its own order: a batch writes a notification, then fences on jobplane_leader
-    last. A replica that held jobplane_leader locked (ALTER TABLE: ACCESS EXCLUSIVE, to its
-    commit) while it waited for notification deadlocked with it: PostgreSQL aborted the
-    replica's start or the leader's batch (and a leader whose batch fails stops)."""
+    columns of most tables, or adds columns or indexes to several. The leader writes meanwhile,
+    its tables in its own order: a batch writes a notification, then fences on jobplane_leader
+    last; or writes tasks, then their job. A replica that held one table locked (ALTER TABLE:
+    ACCESS EXCLUSIVE; CREATE INDEX: SHARE; to its commit) while it waited for the other
+    deadlocked with it: PostgreSQL aborted the replica's start or the leader's batch (and a
+    leader whose batch fails stops)."""
     import psycopg2  # the PostgreSQL tests' driver (conftest imports it as late)
 
     store = fresh_store(pg_url)
@@ -120,19 +133,19 @@ def test_a_replica_changing_tables_on_its_first_start_does_not_deadlock_with_the
     try:
         with leader.cursor() as cur:
             cur.execute("SET lock_timeout = '20s'")
-            cur.execute("LOCK TABLE notification IN ROW EXCLUSIVE MODE")  # the batch wrote a notification
+            cur.execute(f"LOCK TABLE {first} IN ROW EXCLUSIVE MODE")  # what the batch wrote first
         replica = threading.Thread(target=start_replica)
         replica.start()
         deadline = time.monotonic() + 20
         with watch.cursor() as cur:  # until the replica waits for the leader's batch
             while True:
-                cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'notification'::regclass")
+                cur.execute(f"SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{first}'::regclass")
                 if cur.fetchone()[0] or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
         try:
             with leader.cursor() as cur:
-                cur.execute("UPDATE jobplane_leader SET renewed = renewed WHERE id = 1")  # the fence, last
+                cur.execute(then)  # what it writes next
             leader.commit()
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
