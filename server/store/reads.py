@@ -133,7 +133,7 @@ class Reads:
                          [k for k, _ in query.order])
 
         def fetch(cond, after_id, offset, limit, order):
-            rows = list(task_select(cond, after_id, offset, limit, order, query.by_job))
+            rows = list(task_select(cond, after_id, offset, limit, order, query.by_job).namedtuples())
             attempts = self.attempts_of([r.id for r in rows])
             if wants_jobs:
                 jobs.update(self.job_facts(sorted({r.job for r in rows} - set(jobs))))
@@ -148,7 +148,7 @@ class Reads:
         out: dict[int, list[AttemptView]] = {t: [] for t in task_ids}
         for i in range(0, len(task_ids), IN_CHUNK):
             rows = (AttemptRow.select().where(AttemptRow.task.in_(task_ids[i:i + IN_CHUNK]))
-                    .order_by(AttemptRow.task, AttemptRow.number))
+                    .order_by(AttemptRow.task, AttemptRow.number).namedtuples())
             for row in rows:
                 out[row.task].append(AttemptView.from_row(row))
         return out
