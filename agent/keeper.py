@@ -37,7 +37,7 @@ from pathlib import Path
 from jobplane.files import write_atomic
 from jobplane.logs import LOG_FORMATS, configure as configure_logging, ids
 
-from . import cgroups, keeper_attempts, keeper_guard, keeper_wire as wire, procs
+from . import cgroups, keeper_attempts, keeper_guard, keeper_pauses as pauses, keeper_wire as wire, procs
 from .keeper_attempts import MARKER, Attempt, Launch, Request, StartFailed
 from .keeper_cgroups import Pool
 from .keeper_holders import Holder, holder_for
@@ -191,7 +191,7 @@ class Keeper:
             if os.path.realpath(attempt.directory) in wanted:
                 attempt.holder, attempt.orphaned_until = holder, None
                 if not message.get("paused"):
-                    self._thaw(attempt)
+                    pauses.thaw(attempt)
                 adopted.append(str(attempt.directory))
             elif message.get("only"):
                 unclaimed.append(attempt)
@@ -204,7 +204,7 @@ class Keeper:
         wanted = {os.path.realpath(d) for d in message.get("dirs", ())}
         for attempt in self.attempts.values():
             if attempt.holder is holder and os.path.realpath(attempt.directory) in wanted:
-                self._thaw(attempt)
+                pauses.thaw(attempt)
 
     def _op_signal(self, holder: Holder, message: dict) -> None:
         """SIGTERM every process of an attempt (a timeout or a cancel), or with `kill`, SIGKILL
@@ -237,40 +237,10 @@ class Keeper:
                  "" if found else ": no such attempt running")
         if found:
             if message.get("resume"):
-                self._resume(attempt)
+                pauses.resume(attempt)
             else:
-                self._suspend(attempt)
+                pauses.suspend(attempt, self._members)
         holder.send({"op": "suspended", "id": message["id"], "found": found})
-
-    def _suspend(self, attempt: Attempt) -> None:
-        """Every process of the attempt SIGSTOPped (so `ps` shows T): in a cgroup, frozen first, so
-        that none forks while the others are stopped; else stopped round after round."""
-        if attempt.suspended is not None:
-            return
-        deadline = time.monotonic() + wire.KILL_DEADLINE
-        if attempt.cgroup is not None:
-            cgroups.freeze(attempt.cgroup, True)
-            cgroups.wait_frozen(attempt.cgroup, deadline)
-            attempt.suspended = cgroups.members(attempt.cgroup)
-            procs.send(attempt.suspended, signal.SIGSTOP)  # taken as they thaw, before they run on
-            cgroups.freeze(attempt.cgroup, False)
-        else:
-            attempt.suspended = procs.stop_all(lambda: self._members(attempt), deadline)
-        # Judged by the process table: a stop that did not take is sent again, and told.
-        running = procs.unstopped(attempt.suspended, deadline + wire.KILL_DEADLINE)
-        if running:
-            log.warning("suspending the attempt in %s: processes %s are still not stopped",
-                        attempt.directory, running)
-        log.info("suspended the attempt in %s (%d processes stopped)", attempt.directory,
-                 len(attempt.suspended) - len(running))
-
-    def _resume(self, attempt: Attempt) -> None:
-        if attempt.suspended is None:
-            return
-        stopped, attempt.suspended = attempt.suspended, None
-        if attempt.stopped is None:  # not also paused for want of an agent process
-            procs.send(stopped, signal.SIGCONT)
-        log.info("resumed the attempt in %s", attempt.directory)
 
     def _op_bye(self, holder: Holder, message: dict) -> None:
         holder.leaving = True
@@ -485,7 +455,7 @@ class Keeper:
         for attempt in mine:
             attempt.holder, attempt.orphaned_until = None, until
         if mine and until > now:  # while they wait, nothing they do is ever reported: pause them
-            self._freeze(mine)
+            pauses.freeze(mine, self._members)
         if frozen:
             log.warning("agent process %s did not renew its lease for %.1fs (frozen?): killing "
                         "its %d attempts and its python workers", holder.pid,
@@ -493,30 +463,6 @@ class Keeper:
         elif mine and not holder.leaving:
             log.info("agent process %s is gone; its %d attempts wait %gs for a new one",
                      holder.pid, len(mine), self.grace)
-
-    def _freeze(self, attempts: list[Attempt]) -> None:
-        """Pause what the attempts run: a dead agent's attempt makes no progress (no side
-        effect, no checkpoint) that its continuation would then redo."""
-        deadline = time.monotonic() + wire.KILL_DEADLINE
-        for attempt in attempts:
-            if attempt.suspended is not None or attempt.status is not None:
-                attempt.stopped = []  # stopped already (or ending); stays so until resumed
-            elif attempt.cgroup is not None:
-                cgroups.freeze(attempt.cgroup, True)
-                attempt.stopped = []
-            else:
-                attempt.stopped = procs.stop_all(lambda: self._members(attempt), deadline)
-
-    def _thaw(self, attempt: Attempt) -> None:
-        if attempt.stopped is None:
-            return
-        if attempt.suspended is not None:  # suspended by request: it stays paused
-            attempt.stopped = None
-            return
-        if attempt.cgroup is not None:
-            cgroups.freeze(attempt.cgroup, False)
-        procs.send(attempt.stopped, signal.SIGCONT)
-        attempt.stopped = None
 
     def _expire(self) -> None:
         now = time.monotonic()
