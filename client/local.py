@@ -64,7 +64,7 @@ class LocalConfig:
     # How long a stopping agent may take before it is killed: it hands its running tasks on
     # through the server (each stopped with SIGTERM, then SIGKILL after the agent's 3 s kill
     # grace) and waits for the server to acknowledge; it gives up by itself after about 14 s
-    # at worst (agent.HAND_ON_MARGIN and the shutdown flush). The server is stopped only after.
+    # at worst (shutdown.HAND_ON_MARGIN and the shutdown flush). The server is stopped only after.
     stop_grace: float = 15.0
     insecure: bool = False  # plaintext and no authentication, for debugging
     http: str = ""  # HOST:PORT of the web console and /metrics; empty: none
