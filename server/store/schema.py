@@ -98,12 +98,7 @@ def _add_columns(db: Database, models: list[type[Model]]) -> None:
         with_default = [f for f in missing if postgres and wanted(f)]
         migrate(*(migrator.add_column(table, f.column_name, f) for f in missing if not (postgres and wanted(f))))
         for field in with_default:
-            _add_with_default(db, table, field)
-        # Their own indexes in this table's transaction too, as peewee's add_column makes them.
-        for index in model._meta.fields_to_index():
-            if any(e is f for f in with_default for e in index._expressions) and len(index._expressions) == 1:
-                log.info("creating index %s", index._name)
-                db.execute(index)  # CREATE INDEX IF NOT EXISTS
+            _add_with_default(db, table, field)  # its index, if any: the table's index pass (create)
 
 
 def _add_with_default(db: Database, table: str, field: Field) -> None:
