@@ -353,23 +353,31 @@ def test_a_suspended_task_requeued_then_cancelled_gets_its_sigterm_each_time(sql
     assert lines(tmp_path / "terms") == ["term", "term"]  # SIGTERMed (not SIGKILLed stopped) both times
 
 
+def suspended_with_its_agent_killed(c, tmp_path: Path, timeout: float) -> tuple:
+    """A ticking task (let end: it ends once it runs on) of `timeout` seconds on a new agent
+    "a" of `c`, held in place (its process stopped, T), then the agent killed with SIGKILL:
+    (the job, its ticks and starts files, the command's pid)."""
+    c.add_agent("a", slots=1)
+    command, ticks, starts, pidfile = ticking(tmp_path, 10)
+    job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": timeout}]})
+    wait_until(lambda: len(lines(ticks)) >= 2 and runs(c.client, job.id), 20, "the task to be running")
+    c.client.hold_job(job.id, reason="overnight", mode="suspend")
+    pid = int(pidfile.read_text())
+    wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
+    let_end(ticks)
+    crashed = c.agents["a"]
+    crashed.kill()
+    crashed.stop()
+    return job, ticks, starts, pid
+
+
 def test_a_suspended_task_stays_suspended_while_a_restarted_agent_adopts_it(tmp_path, sqlite_url):
     from conftest import Cluster
 
     c = Cluster(tmp_path, sqlite_url)
     c.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
     try:
-        c.add_agent("a", slots=1)
-        command, ticks, starts, pidfile = ticking(tmp_path, 10)  # once let end, well within its timeout
-        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 8}]})
-        wait_until(lambda: len(lines(ticks)) >= 2 and runs(c.client, job.id), 20, "the task to be running")
-        c.client.hold_job(job.id, reason="overnight", mode="suspend")
-        pid = int(pidfile.read_text())
-        wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
-        let_end(ticks)
-        crashed = c.agents["a"]
-        crashed.kill()
-        crashed.stop()
+        job, ticks, starts, pid = suspended_with_its_agent_killed(c, tmp_path, timeout=8)
         c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
         written = len(lines(ticks))
         heartbeats_later(c.client, "a", 9)  # past its timeout: the new agent process knows it is paused
@@ -393,17 +401,7 @@ def test_a_task_released_while_its_agent_was_away_runs_on_with_the_agent_process
     c = Cluster(tmp_path, sqlite_url)
     c.start_server(grace=5.0)  # a new agent process must start within it on a loaded machine
     try:
-        c.add_agent("a", slots=1)
-        command, ticks, starts, pidfile = ticking(tmp_path, 10)
-        job = c.client.submit_job({"name": "long", "tasks": [{"name": "t", "command": command, "timeout": 60}]})
-        wait_until(lambda: len(lines(ticks)) >= 2 and runs(c.client, job.id), 20, "the task to be running")
-        c.client.hold_job(job.id, reason="overnight", mode="suspend")
-        pid = int(pidfile.read_text())
-        wait_until(lambda: state_of(pid) == "T", 30, "the task's process to be stopped (T)")
-        let_end(ticks)
-        crashed = c.agents["a"]
-        crashed.kill()
-        crashed.stop()
+        job, ticks, starts, pid = suspended_with_its_agent_killed(c, tmp_path, timeout=60)
         c.client.release_job(job.id)  # no agent process holds the attempt now
         c.add_agent("a", slots=1)  # the same name and state directory: it adopts the attempt
         assert c.client.wait_job(job.id, timeout=30).state == SUCCEEDED
